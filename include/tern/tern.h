@@ -1,0 +1,266 @@
+/*
+ * tern core: the protocol as a sans-I/O state machine.
+ *
+ * The core never touches a socket, a clock or a thread. The caller (the driver in src/driver,
+ * the simulator in tests/sim, or an application's own event loop) does four things:
+ *
+ *   1. hands every received datagram to tern_endpoint_recv(ep, now, local, remote, bytes);
+ *   2. calls tern_endpoint_send(ep, now, ...) until it returns 0, and sends what it returns;
+ *   3. asks tern_endpoint_next_deadline(ep) when it next needs to run;
+ *   4. at that time calls tern_endpoint_handle_expiry(ep, now), then send again.
+ *
+ * `now` is always a monotonic timestamp in nanoseconds chosen by the caller. Allocation and
+ * randomness go through hooks, so a simulation with a seed is exactly repeatable.
+ *
+ * One endpoint can both accept connections (is_server) and open them (tern_endpoint_connect),
+ * so peers can talk to each other directly. Connections are found by connection ID, not by
+ * address. Events reach the application through tern_callbacks.
+ */
+#ifndef TERN_TERN_H
+#define TERN_TERN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tern/errors.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TERN_KEY_LEN 32     /* X25519 public and private keys */
+#define TERN_PEER_ID_LEN 32 /* BLAKE2b-256 of a long-term public key */
+#define TERN_CID_LEN 8      /* connection IDs on the wire */
+#define TERN_MIN_INITIAL_SIZE 1200
+#define TERN_MAX_DATAGRAM 1500 /* largest UDP payload tern ever builds */
+#define TERN_NS_PER_MS 1000000ull
+#define TERN_NS_PER_S 1000000000ull
+#define TERN_TIME_NEVER UINT64_MAX
+
+/* ---------------------------------------------------------------- addresses */
+
+enum { TERN_AF_NONE = 0, TERN_AF_INET = 4, TERN_AF_INET6 = 6 };
+
+/* An IP address and port, independent of any socket API. IPv4 uses ip[0..3]. */
+typedef struct tern_addr {
+    uint8_t family; /* TERN_AF_* */
+    uint8_t pad_;
+    uint16_t port;  /* host byte order */
+    uint8_t ip[16];
+} tern_addr;
+
+void tern_addr_ipv4(tern_addr *a, uint8_t a0, uint8_t a1, uint8_t a2, uint8_t a3, uint16_t port);
+int tern_addr_equal(const tern_addr *a, const tern_addr *b);
+/* Parses "1.2.3.4:5", "[::1]:5" or "host-less" forms; TERN_ERR_MALFORMED on anything else. */
+int tern_addr_parse(tern_addr *a, const char *text);
+/* Writes "1.2.3.4:5" or "[::1]:5" into buf; returns buf ("?" when it does not fit). */
+const char *tern_addr_format(const tern_addr *a, char *buf, size_t len);
+
+/* ---------------------------------------------------------------- hooks */
+
+typedef struct tern_mem {
+    void *(*malloc)(size_t size, void *user);
+    void (*free)(void *ptr, size_t size, void *user); /* size is what was asked for */
+    void *user;
+} tern_mem;
+
+/* malloc/free from libc. */
+const tern_mem *tern_mem_default(void);
+
+/* Fills dst with len bytes that must be unpredictable in production (libsodium's randombytes is
+ * the default). A seeded PRNG makes a simulation repeatable. */
+typedef void (*tern_rand_fn)(uint8_t *dst, size_t len, void *user);
+
+/* ---------------------------------------------------------------- keys */
+
+typedef struct tern_keypair {
+    uint8_t pub[TERN_KEY_LEN];
+    uint8_t priv[TERN_KEY_LEN];
+} tern_keypair;
+
+/* A fresh X25519 key pair from the OS's randomness. */
+int tern_keypair_generate(tern_keypair *kp);
+/* The key pair whose private key is priv (clamped as X25519 requires). */
+int tern_keypair_from_private(tern_keypair *kp, const uint8_t priv[TERN_KEY_LEN]);
+/* A peer's ID: BLAKE2b-256 of its long-term public key (self-certifying). */
+void tern_peer_id(const uint8_t pub[TERN_KEY_LEN], uint8_t id[TERN_PEER_ID_LEN]);
+/* Wipes the private key. */
+void tern_keypair_wipe(tern_keypair *kp);
+
+/* Lower-case hex encode/decode of keys and IDs (64 characters for 32 bytes). */
+void tern_hex_encode(const uint8_t *in, size_t len, char *out /* 2*len+1 */);
+int tern_hex_decode(const char *in, uint8_t *out, size_t len);
+
+/* ---------------------------------------------------------------- settings */
+
+enum {
+    TERN_AEAD_AUTO = 0,     /* AES-256-GCM where both CPUs have AES instructions, else ChaCha */
+    TERN_AEAD_AES256GCM = 1,
+    TERN_AEAD_CHACHA20POLY1305 = 2,
+};
+
+typedef struct tern_settings {
+    uint64_t idle_timeout_ns;      /* close after this long without hearing the peer (30 s) */
+    uint64_t keepalive_ns;         /* PING when nothing was sent for this long (15 s; 0 = off) */
+    uint64_t handshake_timeout_ns; /* give up a handshake after this long (15 s) */
+    uint64_t initial_rtt_ns;       /* RTT assumed before the first sample (333 ms, RFC 9002) */
+    uint64_t max_backoff_ns;       /* cap on handshake/probe retransmission backoff (2 s) */
+    uint16_t max_udp_payload;      /* datagram size before path MTU discovery (1200) */
+    uint8_t aead;                  /* TERN_AEAD_* preference (AUTO) */
+    uint8_t integrity_only;        /* client: ask for authenticated-not-encrypted packets;
+                                      server: allow clients that ask (0) */
+    /* server side */
+    uint32_t max_half_open;        /* half-open handshakes before every Initial needs a retry
+                                      token; 0 = always (256) */
+    uint32_t max_connections;      /* refuse handshakes past this (100000) */
+    uint32_t handshake_rate;       /* handshakes per second per source IP (100) */
+    uint32_t handshake_burst;      /* bucket depth of that rate limit (200) */
+    uint32_t max_datagram_queue;   /* queued outgoing datagram frames per connection (1024) */
+} tern_settings;
+
+void tern_settings_default(tern_settings *s);
+
+/* ---------------------------------------------------------------- handles */
+
+typedef struct tern_endpoint tern_endpoint;
+typedef struct tern_conn tern_conn;
+
+typedef enum tern_conn_state {
+    TERN_CONN_HANDSHAKE = 0, /* client: Initial sent; server: Response sent, address unvalidated */
+    TERN_CONN_ESTABLISHED,   /* keys agreed, data may flow */
+    TERN_CONN_CLOSING,       /* we closed: answering the peer's packets with CLOSE for a while */
+    TERN_CONN_DRAINING,      /* the peer closed or reset: silent until freed */
+    TERN_CONN_CLOSED,        /* about to be freed */
+} tern_conn_state;
+
+/* Events. Every callback may be NULL. Callbacks may call tern_conn_* functions on the connection
+ * they are given, except that after on_conn_free the handle is gone. */
+typedef struct tern_callbacks {
+    /* Server side: a client completed the handshake (its peer ID is known). Return 0 to accept,
+     * or a negative value to refuse (the client gets TERN_ERR_REFUSED). */
+    int (*on_accept)(tern_conn *conn, void *user_data);
+    /* Either side: the connection can carry data. */
+    void (*on_established)(tern_conn *conn, void *user_data);
+    /* An unreliable datagram frame arrived. */
+    void (*on_datagram)(tern_conn *conn, const uint8_t *data, size_t len, void *user_data);
+    /* A PONG answered one of our PINGs; rtt_ns is that sample. */
+    void (*on_rtt)(tern_conn *conn, uint64_t rtt_ns, void *user_data);
+    /* The connection ended. err says why (TERN_ERR_PEER_CLOSED with the peer's app_code and
+     * reason, TERN_ERR_IDLE_TIMEOUT, TERN_ERR_BAD_SERVER_KEY, ...). Called once. */
+    void (*on_closed)(tern_conn *conn, int err, uint64_t app_code, const char *reason,
+                      size_t reason_len, void *user_data);
+    /* The handle is about to be freed; the last callback a connection gets. */
+    void (*on_conn_free)(tern_conn *conn, void *user_data);
+} tern_callbacks;
+
+typedef struct tern_endpoint_config {
+    int is_server;              /* accept incoming handshakes (needs static_key) */
+    int has_static_key;         /* otherwise a fresh anonymous key is made for this endpoint */
+    tern_keypair static_key;    /* long-term key: the server's pinned key, a peer's identity */
+    tern_settings settings;
+    tern_callbacks callbacks;
+    void *user_data;            /* handed to every callback */
+    const tern_mem *mem;        /* NULL: tern_mem_default() */
+    tern_rand_fn rand;          /* NULL: libsodium randombytes_buf */
+    void *rand_user;
+} tern_endpoint_config;
+
+/* Zeroes cfg and fills cfg->settings with tern_settings_default(). */
+void tern_endpoint_config_default(tern_endpoint_config *cfg);
+
+/* Creates an endpoint. Errors: TERN_ERR_INVALID_ARG (server without key), TERN_ERR_NOMEM,
+ * TERN_ERR_CRYPTO (libsodium failed to initialise). */
+int tern_endpoint_new(const tern_endpoint_config *cfg, uint64_t now, tern_endpoint **out);
+/* Frees the endpoint and every connection (without callbacks), wiping key material. */
+void tern_endpoint_del(tern_endpoint *ep);
+
+/* ---------------------------------------------------------------- I/O */
+
+/* Hands one received UDP payload to the endpoint. Returns TERN_OK when it was processed, or the
+ * negative reason it was dropped (always counted in tern_endpoint_stats; never fatal for the
+ * endpoint). */
+int tern_endpoint_recv(tern_endpoint *ep, uint64_t now, const tern_addr *local,
+                       const tern_addr *remote, const uint8_t *data, size_t len);
+
+/* One datagram produced by tern_endpoint_send: data points into the caller's buffer. */
+typedef struct tern_datagram {
+    tern_addr local;  /* the local address it must leave from (as given to recv/connect) */
+    tern_addr remote;
+    uint8_t *data;
+    size_t len;
+} tern_datagram;
+
+/* Writes up to max_dgrams datagrams into buf (each at most TERN_MAX_DATAGRAM bytes) and describes
+ * them in dgrams. Returns how many (0 when nothing is due), or TERN_ERR_BUFFER when buf cannot
+ * hold even one. Call until it returns 0. */
+int tern_endpoint_send(tern_endpoint *ep, uint64_t now, tern_datagram *dgrams, size_t max_dgrams,
+                       uint8_t *buf, size_t buf_len);
+
+/* The earliest time at which tern_endpoint_handle_expiry must run; TERN_TIME_NEVER if none. */
+uint64_t tern_endpoint_next_deadline(const tern_endpoint *ep);
+
+/* Runs every timer due at now (retransmissions, keep-alives, timeouts, freeing). */
+void tern_endpoint_handle_expiry(tern_endpoint *ep, uint64_t now);
+
+typedef struct tern_endpoint_stats {
+    uint64_t rx_packets, rx_bytes, tx_packets, tx_bytes;
+    uint64_t drop_truncated, drop_malformed, drop_version, drop_auth, drop_replay;
+    uint64_t drop_unknown_cid, drop_rate_limited, drop_token, drop_small_initial, drop_ignored;
+    uint64_t drop_queue_full;       /* stateless replies dropped because their queue was full */
+    uint64_t amplification_blocked; /* sends held back by the 3x limit */
+    uint64_t handshakes_started, handshakes_completed, handshakes_failed;
+    uint64_t retries_sent, resets_sent, resets_received, rejects_sent, version_negotiations_sent;
+    uint64_t conns_current, conns_half_open;
+    uint64_t mem_current; /* bytes currently allocated through the hook */
+} tern_endpoint_stats;
+
+void tern_endpoint_get_stats(const tern_endpoint *ep, tern_endpoint_stats *st);
+
+/* ---------------------------------------------------------------- connections */
+
+/* Opens a connection to the server at remote that must hold server_pub. local is the address the
+ * datagrams leave from (it is copied into every tern_datagram). Errors: TERN_ERR_NOMEM,
+ * TERN_ERR_INVALID_ARG. The handshake reports through on_established or on_closed. */
+int tern_endpoint_connect(tern_endpoint *ep, uint64_t now, const tern_addr *local,
+                          const tern_addr *remote, const uint8_t server_pub[TERN_KEY_LEN],
+                          tern_conn **out);
+
+/* Queues one unreliable datagram frame (at most tern_conn_max_datagram() bytes).
+ * Errors: TERN_ERR_STATE (not established), TERN_ERR_TOO_LARGE, TERN_ERR_AGAIN (queue full). */
+int tern_conn_send_datagram(tern_conn *c, uint64_t now, const uint8_t *data, size_t len);
+size_t tern_conn_max_datagram(const tern_conn *c);
+
+/* Sends a PING; the PONG reports through on_rtt. TERN_ERR_STATE unless established. */
+int tern_conn_ping(tern_conn *c, uint64_t now);
+
+/* Closes the connection, telling the peer app_code and reason (at most 256 bytes kept).
+ * on_closed(TERN_ERR_LOCAL_CLOSED) follows. TERN_ERR_STATE when already closing. */
+int tern_conn_close(tern_conn *c, uint64_t now, uint64_t app_code, const char *reason,
+                    size_t reason_len);
+
+tern_conn_state tern_conn_get_state(const tern_conn *c);
+tern_endpoint *tern_conn_endpoint(const tern_conn *c);
+void tern_conn_set_user_data(tern_conn *c, void *p);
+void *tern_conn_get_user_data(const tern_conn *c);
+/* The peer's long-term public key and ID; TERN_ERR_STATE before the handshake proved them. */
+int tern_conn_peer_key(const tern_conn *c, uint8_t pub[TERN_KEY_LEN]);
+int tern_conn_peer_id(const tern_conn *c, uint8_t id[TERN_PEER_ID_LEN]);
+const tern_addr *tern_conn_remote(const tern_conn *c);
+int tern_conn_is_server(const tern_conn *c);
+
+typedef struct tern_conn_stats {
+    uint64_t rx_packets, tx_packets, rx_bytes, tx_bytes;
+    uint64_t drop_auth, drop_replay;
+    uint64_t srtt_ns, rttvar_ns, min_rtt_ns, latest_rtt_ns;
+    uint64_t datagrams_sent, datagrams_received, datagrams_dropped;
+    uint64_t handshake_ns;  /* from start to established */
+    uint8_t aead;           /* TERN_AEAD_* in use */
+    uint8_t integrity_only;
+} tern_conn_stats;
+
+void tern_conn_get_stats(const tern_conn *c, tern_conn_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
