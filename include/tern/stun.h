@@ -334,6 +334,8 @@ typedef struct tern_stun_nat {
     tern_addr other;            /* OTHER-ADDRESS from test I */
     tern_addr mapped[3];        /* mapped address from mapping tests I, II, III */
     int mapping, filtering;     /* TERN_STUN_NAT_* */
+    int filtering_phase;        /* set when the filtering tests begin: a driver should send them
+                                   from a fresh socket, since the mapping tests opened filters */
     tern_stun_txn txn;
     tern_addr dest;             /* where the current request goes */
     uint32_t change_flags;      /* its CHANGE-REQUEST */

@@ -1,0 +1,681 @@
+/*
+ * A connection after its keys exist: protected (short-header) packets in and out, the frames
+ * they carry, liveness (keep-alive PINGs, idle timeout, RTT from PING/PONG), closing with a code
+ * and reason, stateless reset, and the public tern_conn_* API.
+ *
+ * Receive order for a short packet: header bounds, connection lookup by connection ID, the
+ * replay window (cheap, before crypto), AEAD open, then frames. A packet that fails any step is
+ * dropped and counted; only a peer that breaks the protocol inside an authenticated packet
+ * closes the connection.
+ *
+ * Lifecycle: HANDSHAKE -> ESTABLISHED -> CLOSING (we closed; CLOSE is repeated when the peer
+ * keeps sending) or DRAINING (the peer closed) for three PTOs -> CLOSED -> freed by the timer.
+ */
+#include <sodium.h>
+#include <string.h>
+
+#include "core/conn.h"
+
+#define PN_LEN 4
+#define SHORT_HDR_LEN (1 + TERN_CID_LEN + PN_LEN)
+#define MAX_CLOSE_SENDS 8
+
+enum { TERM_SILENT, TERM_SEND_CLOSE, TERM_DRAIN };
+
+static void rtt_init(tern__rtt *r, uint64_t initial)
+{
+    memset(r, 0, sizeof(*r));
+    r->srtt = initial;
+    r->rttvar = initial / 2;
+}
+
+static void rtt_sample(tern__rtt *r, uint64_t s)
+{
+    r->latest = s;
+    if (!r->has_sample) {
+        r->has_sample = 1;
+        r->srtt = s;
+        r->rttvar = s / 2;
+        r->min = s;
+        return;
+    }
+    if (s < r->min) r->min = s;
+    uint64_t d = r->srtt > s ? r->srtt - s : s - r->srtt;
+    r->rttvar = (3 * r->rttvar + d) / 4;
+    r->srtt = (7 * r->srtt + s) / 8;
+}
+
+uint64_t tern__conn_pto(const tern_conn *c)
+{
+    uint64_t var = 4 * c->rtt.rttvar;
+    if (var < TERN_NS_PER_MS) var = TERN_NS_PER_MS;
+    return c->rtt.srtt + var;
+}
+
+size_t tern__conn_max_payload(const tern_conn *c)
+{
+    size_t m = c->ep->s.max_udp_payload;
+    if (c->peer_max_udp_payload && c->peer_max_udp_payload < m) m = c->peer_max_udp_payload;
+    return m;
+}
+
+/* ---------------------------------------------------------------- life */
+
+tern_conn *tern__conn_new(tern_endpoint *ep, int is_server, uint64_t now)
+{
+    tern_conn *c = tern__calloc(&ep->alloc, sizeof(*c));
+    if (c == NULL) return NULL;
+    c->timer.idx = SIZE_MAX;
+    c->timer.deadline = TERN_TIME_NEVER;
+    c->ep = ep;
+    c->is_server = is_server;
+    c->state = TERN_CONN_HANDSHAKE;
+    c->idle_timeout = ep->s.idle_timeout_ns;
+    c->last_rx = c->last_tx = now;
+    rtt_init(&c->rtt, ep->s.initial_rtt_ns);
+    for (int tries = 0;; tries++) {
+        tern__ep_rand(ep, c->local_cid, TERN_CID_LEN);
+        int rc = tern__map_put(&ep->by_cid, c->local_cid, c);
+        if (rc == TERN_OK) break;
+        if (rc != TERN_ERR_LIMIT || tries > 8) {
+            tern__free(&ep->alloc, c, sizeof(*c));
+            return NULL;
+        }
+    }
+    c->all_next = ep->all;
+    if (ep->all) ep->all->all_prev = c;
+    ep->all = c;
+    ep->st.conns_current++;
+    if (is_server) ep->st.conns_half_open++;
+    return c;
+}
+
+static void free_dgrams(tern_conn *c)
+{
+    while (c->dq_head) {
+        tern__dgram *d = c->dq_head;
+        c->dq_head = d->next;
+        tern__free(&c->ep->alloc, d, sizeof(*d) + d->len);
+    }
+    c->dq_tail = NULL;
+    c->dq_len = 0;
+}
+
+static void release_handshake(tern_conn *c)
+{
+    tern_endpoint *ep = c->ep;
+    if (c->noise) {
+        tern__noise_wipe(c->noise);
+        tern__free(&ep->alloc, c->noise, sizeof(*c->noise));
+        c->noise = NULL;
+    }
+    if (c->hs_pkt) {
+        size_t cap = c->is_server ? c->hs_pkt_len : TERN_MIN_INITIAL_SIZE;
+        tern__free(&ep->alloc, c->hs_pkt, cap);
+        c->hs_pkt = NULL;
+    }
+    c->hs_pending = 0;
+    if (c->in_initial_map) {
+        tern__map_del(&ep->by_initial, c->initial_dcid, c);
+        c->in_initial_map = 0;
+    }
+}
+
+void tern__conn_free(tern_conn *c)
+{
+    tern_endpoint *ep = c->ep;
+    if (c->is_server && c->state == TERN_CONN_HANDSHAKE) ep->st.conns_half_open--;
+    if (ep->cb.on_conn_free && c->exposed)
+        ep->cb.on_conn_free(c, ep->user_data);
+    release_handshake(c);
+    free_dgrams(c);
+    tern__map_del(&ep->by_cid, c->local_cid, c);
+    if (c->in_reset_map) tern__map_del(&ep->by_reset, c->peer_reset_token, c);
+    tern__heap_set(&ep->timers, &c->timer, TERN_TIME_NEVER);
+    if (c->in_send_list) {
+        tern_conn **pp = &ep->send_head, *prev = NULL;
+        while (*pp && *pp != c) {
+            prev = *pp;
+            pp = &(*pp)->send_next;
+        }
+        if (*pp) *pp = c->send_next;
+        if (ep->send_tail == c) ep->send_tail = prev;
+    }
+    if (c->all_prev) c->all_prev->all_next = c->all_next;
+    else ep->all = c->all_next;
+    if (c->all_next) c->all_next->all_prev = c->all_prev;
+    ep->st.conns_current--;
+    sodium_memzero(c, sizeof(*c)); /* keys included */
+    tern__free(&ep->alloc, c, sizeof(*c));
+}
+
+int tern__conn_install_keys(tern_conn *c, const uint8_t tx_secret[32], const uint8_t rx_secret[32])
+{
+    int rc = tern__aead_init(&c->tx, c->aead, tx_secret);
+    if (rc == TERN_OK) rc = tern__aead_init(&c->rx, c->aead, rx_secret);
+    if (rc == TERN_OK) c->have_keys = 1;
+    c->st.aead = c->aead == TERN__WIRE_AES256GCM ? TERN_AEAD_AES256GCM : TERN_AEAD_CHACHA20POLY1305;
+    c->st.integrity_only = c->integrity_only;
+    return rc;
+}
+
+static void report_closed(tern_conn *c, int err, uint64_t code, const uint8_t *reason, size_t len)
+{
+    tern_endpoint *ep = c->ep;
+    /* a server connection the application never saw ends without a word */
+    if (c->closed_reported || !c->exposed) return;
+    c->closed_reported = 1;
+    if (ep->cb.on_closed)
+        ep->cb.on_closed(c, err, code, (const char *)reason, len, ep->user_data);
+}
+
+static void terminate(tern_conn *c, uint64_t now, int err, uint64_t space, uint64_t code,
+                      const uint8_t *reason, size_t reason_len, int mode)
+{
+    tern_endpoint *ep = c->ep;
+    if (c->state >= TERN_CONN_CLOSING) return;
+    if (c->state == TERN_CONN_HANDSHAKE && c->is_server) ep->st.conns_half_open--;
+    if (mode == TERM_SEND_CLOSE && !c->have_keys) mode = TERM_SILENT;
+    if (reason_len > TERN__MAX_REASON_LEN) reason_len = TERN__MAX_REASON_LEN;
+    c->close_space = space;
+    c->close_code = code;
+    if (reason_len) memcpy(c->reason, reason, reason_len);
+    c->reason_len = reason_len;
+    switch (mode) {
+    case TERM_SEND_CLOSE:
+        c->state = TERN_CONN_CLOSING;
+        c->close_pending = 1;
+        c->close_deadline = now + 3 * tern__conn_pto(c);
+        tern__ep_mark_send(ep, c);
+        break;
+    case TERM_DRAIN:
+        c->state = TERN_CONN_DRAINING;
+        c->close_deadline = now + 3 * tern__conn_pto(c);
+        break;
+    default:
+        c->state = TERN_CONN_CLOSED;
+        c->close_deadline = now;
+        break;
+    }
+    release_handshake(c);
+    free_dgrams(c);
+    report_closed(c, err, code, c->reason, c->reason_len);
+    tern__conn_update_timer(c);
+}
+
+void tern__conn_terminate(tern_conn *c, uint64_t now, int err, uint64_t code, const uint8_t *reason,
+                          size_t reason_len, int silent)
+{
+    uint64_t tcode = err == TERN_ERR_PROTOCOL ? TERN__TERR_PROTOCOL
+                     : err == TERN_ERR_REFUSED ? TERN__TERR_REFUSED
+                                               : code;
+    terminate(c, now, err, TERN__CLOSE_TRANSPORT, tcode, reason, reason_len,
+              silent ? TERM_SILENT : TERM_SEND_CLOSE);
+}
+
+void tern__conn_established(tern_conn *c, uint64_t now)
+{
+    tern_endpoint *ep = c->ep;
+    if (c->is_server) ep->st.conns_half_open--;
+    c->state = TERN_CONN_ESTABLISHED;
+    c->st.handshake_ns = now - c->hs_start;
+    c->last_rx = c->last_tx = now;
+    release_handshake(c);
+    ep->st.handshakes_completed++;
+    if (c->is_server) {
+        c->hs_done_pending = 1;
+        c->exposed = 1;
+        if (ep->cb.on_accept && ep->cb.on_accept(c, ep->user_data) < 0) {
+            static const char why[] = "refused by server";
+            /* on_accept saw the connection: it will hear on_closed and on_conn_free */
+            terminate(c, now, TERN_ERR_REFUSED, TERN__CLOSE_TRANSPORT, TERN__TERR_REFUSED,
+                      (const uint8_t *)why, sizeof(why) - 1, TERM_SEND_CLOSE);
+            return;
+        }
+    } else {
+        /* confirm: the server learns we have the keys; repeated until it answers */
+        c->ping_pending = 1;
+        c->ping_backoff = tern__conn_pto(c);
+    }
+    tern__ep_mark_send(ep, c);
+    tern__conn_update_timer(c);
+    if (ep->cb.on_established) ep->cb.on_established(c, ep->user_data);
+}
+
+/* ---------------------------------------------------------------- timers */
+
+static uint64_t next_deadline(const tern_conn *c)
+{
+    uint64_t d = TERN_TIME_NEVER;
+#define MIN_INTO(x)                                                                                \
+    do {                                                                                           \
+        if ((x) < d) d = (x);                                                                      \
+    } while (0)
+    switch (c->state) {
+    case TERN_CONN_HANDSHAKE:
+        MIN_INTO(c->hs_deadline);
+        MIN_INTO(c->hs_retx_at);
+        break;
+    case TERN_CONN_ESTABLISHED:
+        MIN_INTO(c->last_rx + c->idle_timeout);
+        if (!c->ping_pending) {
+            if (c->ping_outstanding) MIN_INTO(c->ping_retx_at);
+            else if (c->ep->s.keepalive_ns) MIN_INTO(c->last_tx + c->ep->s.keepalive_ns);
+        }
+        break;
+    case TERN_CONN_CLOSING:
+    case TERN_CONN_DRAINING:
+    case TERN_CONN_CLOSED:
+        MIN_INTO(c->close_deadline);
+        break;
+    }
+#undef MIN_INTO
+    return d;
+}
+
+void tern__conn_update_timer(tern_conn *c)
+{
+    tern__heap_set(&c->ep->timers, &c->timer, next_deadline(c));
+}
+
+void tern__conn_on_timer(tern_conn *c, uint64_t now)
+{
+    switch (c->state) {
+    case TERN_CONN_HANDSHAKE:
+        tern__hs_on_timer(c, now);
+        if (c->state == TERN_CONN_CLOSED && now >= c->close_deadline) {
+            tern__conn_free(c);
+            return;
+        }
+        break;
+    case TERN_CONN_ESTABLISHED:
+        if (now >= c->last_rx + c->idle_timeout) {
+            terminate(c, now, TERN_ERR_IDLE_TIMEOUT, TERN__CLOSE_TRANSPORT, 0, NULL, 0,
+                      TERM_SILENT);
+            tern__conn_free(c);
+            return;
+        }
+        if (c->ping_outstanding && now >= c->ping_retx_at) {
+            c->ping_pending = 1;
+            c->ping_backoff *= 2;
+            if (c->ping_backoff > c->ep->s.max_backoff_ns) c->ping_backoff = c->ep->s.max_backoff_ns;
+            tern__ep_mark_send(c->ep, c);
+        } else if (!c->ping_outstanding && c->ep->s.keepalive_ns &&
+                   now >= c->last_tx + c->ep->s.keepalive_ns) {
+            c->ping_pending = 1;
+            c->ping_backoff = tern__conn_pto(c);
+            tern__ep_mark_send(c->ep, c);
+        }
+        break;
+    default:
+        if (now >= c->close_deadline) {
+            c->state = TERN_CONN_CLOSED;
+            tern__conn_free(c);
+            return;
+        }
+        break;
+    }
+    tern__conn_update_timer(c);
+}
+
+/* ---------------------------------------------------------------- receive */
+
+static void send_reset(tern_endpoint *ep, uint64_t now, const tern_addr *local,
+                       const tern_addr *remote, const uint8_t cid[TERN_CID_LEN], size_t trigger_len)
+{
+    uint8_t buf[TERN__RESET_MAX_LEN];
+    /* smaller than what provoked it, so two endpoints cannot ping-pong resets forever */
+    if (trigger_len <= TERN__RESET_MIN_LEN) return;
+    size_t len = trigger_len - 1 < sizeof(buf) ? trigger_len - 1 : sizeof(buf);
+    if (tern__rl_take(&ep->err_limit, remote, now) != TERN_OK) return;
+    tern__ep_rand(ep, buf, len - TERN__RESET_TOKEN_LEN);
+    buf[0] = (uint8_t)((buf[0] & ~(TERN__HDR_LONG)) | TERN__HDR_FIXED);
+    tern__reset_token(ep, cid, buf + len - TERN__RESET_TOKEN_LEN);
+    if (tern__ep_queue_stateless(ep, local, remote, buf, len) == TERN_OK) ep->st.resets_sent++;
+}
+
+static int check_reset(tern_endpoint *ep, uint64_t now, const uint8_t *pkt, size_t len)
+{
+    if (len < TERN__RESET_MIN_LEN) return 0;
+    tern_conn *c = tern__map_get(&ep->by_reset, pkt + len - TERN__RESET_TOKEN_LEN);
+    if (c == NULL || c->state >= TERN_CONN_CLOSING) return 0;
+    ep->st.resets_received++;
+    terminate(c, now, TERN_ERR_STATELESS_RESET, TERN__CLOSE_TRANSPORT, 0, NULL, 0, TERM_DRAIN);
+    return 1;
+}
+
+static int process_frames(tern_conn *c, uint64_t now, const uint8_t *p, const uint8_t *end)
+{
+    tern_endpoint *ep = c->ep;
+    while (p < end && c->state == TERN_CONN_ESTABLISHED) {
+        tern__frame f;
+        int err = TERN_OK;
+        p = tern__frame_decode(p, end, &f, &err);
+        if (p == NULL) return TERN_ERR_PROTOCOL;
+        switch (f.type) {
+        case TERN__FRAME_PADDING:
+            break;
+        case TERN__FRAME_PING:
+            if (c->n_pongs < TERN__MAX_PONGS) c->pongs[c->n_pongs++] = f.id;
+            else c->pongs[TERN__MAX_PONGS - 1] = f.id;
+            tern__ep_mark_send(ep, c);
+            break;
+        case TERN__FRAME_PONG:
+            if (c->ping_outstanding && f.id == c->ping_id) {
+                c->ping_outstanding = 0;
+                rtt_sample(&c->rtt, now - c->ping_sent_at);
+                if (ep->cb.on_rtt) ep->cb.on_rtt(c, c->rtt.latest, ep->user_data);
+            }
+            break;
+        case TERN__FRAME_HANDSHAKE_DONE:
+            if (c->is_server) return TERN_ERR_PROTOCOL;
+            c->confirmed = 1;
+            break;
+        case TERN__FRAME_CLOSE:
+            terminate(c, now, TERN_ERR_PEER_CLOSED, f.close_space, f.close_code, f.data,
+                      f.data_len, TERM_DRAIN);
+            return TERN_OK;
+        case TERN__FRAME_DATAGRAM:
+            c->st.datagrams_received++;
+            if (ep->cb.on_datagram) ep->cb.on_datagram(c, f.data, f.data_len, ep->user_data);
+            break;
+        default:
+            return TERN_ERR_PROTOCOL;
+        }
+    }
+    return TERN_OK;
+}
+
+int tern__conn_recv_short(tern_endpoint *ep, uint64_t now, const tern_addr *local,
+                          const tern_addr *remote, const uint8_t *pkt, size_t len)
+{
+    tern__short_hdr h;
+    int rc = tern__short_decode(pkt, len, &h);
+    tern_conn *c = rc == TERN_OK ? tern__map_get(&ep->by_cid, h.dcid) : NULL;
+    if (c == NULL || !c->have_keys) {
+        if (check_reset(ep, now, pkt, len)) return TERN_OK;
+        if (rc != TERN_OK) return rc;
+        if (c == NULL) {
+            send_reset(ep, now, local, remote, h.dcid, len);
+            return TERN_ERR_UNKNOWN_CID;
+        }
+        return TERN_ERR_IGNORED; /* client still handshaking: nothing can be opened yet */
+    }
+    if (c->state == TERN_CONN_DRAINING || c->state == TERN_CONN_CLOSED) return TERN_ERR_IGNORED;
+
+    uint64_t pn = tern__pn_decode(c->replay.largest, c->replay.have, h.pn_truncated, h.pn_len);
+    if (tern__replay_check(&c->replay, pn) != TERN_OK) {
+        c->st.drop_replay++;
+        return TERN_ERR_REPLAY;
+    }
+    uint8_t plain[TERN_MAX_DATAGRAM];
+    size_t ct_len = len - h.hdr_len;
+    uint8_t *frames = plain;
+    if (c->integrity_only) {
+        /* open in place would need a writable packet: copy, then verify header||frames */
+        uint8_t whole[TERN_MAX_DATAGRAM];
+        memcpy(whole, pkt, len);
+        rc = tern__aead_open(&c->rx, pn, 1, whole, h.hdr_len, whole + h.hdr_len, ct_len,
+                             whole + h.hdr_len);
+        if (rc == TERN_OK) memcpy(plain, whole + h.hdr_len, ct_len - TERN__AEAD_TAG_LEN);
+    } else {
+        rc = tern__aead_open(&c->rx, pn, 0, pkt, h.hdr_len, pkt + h.hdr_len, ct_len, plain);
+    }
+    if (rc != TERN_OK) {
+        if (check_reset(ep, now, pkt, len)) return TERN_OK;
+        c->st.drop_auth++;
+        return TERN_ERR_AUTH;
+    }
+    size_t plain_len = ct_len - TERN__AEAD_TAG_LEN;
+    tern__replay_mark(&c->replay, pn);
+    c->last_rx = now;
+    c->st.rx_packets++;
+    c->st.rx_bytes += len;
+    c->path.rx_bytes += len;
+    (void)local;
+    (void)remote; /* a new source address waits for path validation (migration) */
+
+    if (h.flags & TERN__SHORT_RESERVED) {
+        tern__conn_terminate(c, now, TERN_ERR_PROTOCOL, 0, NULL, 0, 0);
+        return TERN_ERR_PROTOCOL;
+    }
+    if (c->state == TERN_CONN_CLOSING) {
+        if (c->close_sends < MAX_CLOSE_SENDS) {
+            c->close_pending = 1;
+            tern__ep_mark_send(ep, c);
+        }
+        return TERN_OK;
+    }
+    if (c->state == TERN_CONN_HANDSHAKE) {
+        /* server: the client has our Response, so it receives at its address */
+        c->path.validated = 1;
+        tern__conn_established(c, now);
+        if (c->state != TERN_CONN_ESTABLISHED) return TERN_OK;
+    }
+    if (!c->is_server) c->confirmed = 1;
+    rc = process_frames(c, now, frames, frames + plain_len);
+    if (rc == TERN_ERR_PROTOCOL) {
+        static const char why[] = "malformed frame";
+        tern__conn_terminate(c, now, TERN_ERR_PROTOCOL, 0, (const uint8_t *)why, sizeof(why) - 1,
+                             0);
+        return rc;
+    }
+    if (c->state == TERN_CONN_ESTABLISHED) tern__conn_update_timer(c);
+    return TERN_OK;
+}
+
+/* ---------------------------------------------------------------- send */
+
+static int seal_packet(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const uint8_t *frames,
+                       size_t frames_len)
+{
+    size_t total = SHORT_HDR_LEN + frames_len + TERN__AEAD_TAG_LEN;
+    if (total > cap) return 0;
+    uint64_t pn = c->next_pn++;
+    uint8_t *p = tern__short_encode(out, out + cap, 0, c->remote_cid, pn, PN_LEN);
+    if (p == NULL) return 0;
+    int rc;
+    if (c->integrity_only) {
+        memcpy(p, frames, frames_len);
+        rc = tern__aead_seal(&c->tx, pn, 1, out, SHORT_HDR_LEN, p, frames_len, p);
+    } else {
+        rc = tern__aead_seal(&c->tx, pn, 0, out, SHORT_HDR_LEN, frames, frames_len, p);
+    }
+    if (rc != TERN_OK) return 0;
+    c->last_tx = now;
+    c->st.tx_packets++;
+    c->st.tx_bytes += total;
+    c->path.tx_bytes += total;
+    return (int)total;
+}
+
+int tern__conn_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap)
+{
+    uint8_t frames[TERN_MAX_DATAGRAM];
+    size_t limit = tern__conn_max_payload(c);
+    if (limit > cap) limit = cap;
+    if (limit < SHORT_HDR_LEN + TERN__AEAD_TAG_LEN + 1) return 0;
+    uint8_t *p = frames, *end = frames + (limit - SHORT_HDR_LEN - TERN__AEAD_TAG_LEN);
+
+    switch (c->state) {
+    case TERN_CONN_HANDSHAKE:
+        return tern__hs_write(c, out, cap);
+    case TERN_CONN_CLOSING:
+        if (!c->close_pending) return 0;
+        c->close_pending = 0;
+        c->close_sends++;
+        p = tern__frame_put_close(p, end, c->close_space, c->close_code, c->reason, c->reason_len);
+        return p ? seal_packet(c, now, out, cap, frames, (size_t)(p - frames)) : 0;
+    case TERN_CONN_ESTABLISHED:
+        break;
+    default:
+        return 0;
+    }
+
+    uint8_t *q;
+    if (c->hs_done_pending && (q = tern__put_varint(p, end, TERN__FRAME_HANDSHAKE_DONE)) != NULL) {
+        p = q;
+        c->hs_done_pending = 0;
+    }
+    while (c->n_pongs > 0 &&
+           (q = tern__frame_put_ping(p, end, TERN__FRAME_PONG, c->pongs[0])) != NULL) {
+        p = q;
+        memmove(c->pongs, c->pongs + 1, (c->n_pongs - 1) * sizeof(c->pongs[0]));
+        c->n_pongs--;
+    }
+    if (c->ping_pending &&
+        (q = tern__frame_put_ping(p, end, TERN__FRAME_PING, c->ping_id + 1)) != NULL) {
+        p = q;
+        c->ping_id++;
+        c->ping_pending = 0;
+        c->ping_outstanding = 1;
+        c->ping_sent_at = now;
+        if (c->ping_backoff == 0) c->ping_backoff = tern__conn_pto(c);
+        c->ping_retx_at = now + c->ping_backoff;
+    }
+    while (c->dq_head != NULL) {
+        tern__dgram *d = c->dq_head;
+        q = tern__frame_put_datagram(p, end, d->data, d->len);
+        if (q == NULL) break;
+        p = q;
+        c->dq_head = d->next;
+        if (c->dq_head == NULL) c->dq_tail = NULL;
+        c->dq_len--;
+        c->st.datagrams_sent++;
+        tern__free(&c->ep->alloc, d, sizeof(*d) + d->len);
+    }
+    if (p == frames) return 0;
+    int n = seal_packet(c, now, out, cap, frames, (size_t)(p - frames));
+    tern__conn_update_timer(c);
+    return n;
+}
+
+/* ---------------------------------------------------------------- public API */
+
+int tern_endpoint_connect(tern_endpoint *ep, uint64_t now, const tern_addr *local,
+                          const tern_addr *remote, const uint8_t server_pub[TERN_KEY_LEN],
+                          tern_conn **out)
+{
+    if (ep == NULL || local == NULL || remote == NULL || server_pub == NULL || out == NULL)
+        return TERN_ERR_INVALID_ARG;
+    tern_conn *c = tern__conn_new(ep, 0, now);
+    if (c == NULL) return TERN_ERR_NOMEM;
+    c->path.local = *local;
+    c->path.remote = *remote;
+    c->path.validated = 1; /* we chose to send there */
+    c->exposed = 1;
+    memcpy(c->server_pub, server_pub, TERN_KEY_LEN);
+    tern__ep_rand(ep, c->initial_dcid, TERN_CID_LEN);
+    memcpy(c->remote_cid, c->initial_dcid, TERN_CID_LEN);
+    int rc = tern__hs_client_start(c, now);
+    if (rc != TERN_OK) {
+        tern__conn_free(c);
+        return rc;
+    }
+    *out = c;
+    return TERN_OK;
+}
+
+size_t tern_conn_max_datagram(const tern_conn *c)
+{
+    size_t room = tern__conn_max_payload(c) - SHORT_HDR_LEN - TERN__AEAD_TAG_LEN;
+    return room - tern__frame_datagram_overhead(room);
+}
+
+int tern_conn_send_datagram(tern_conn *c, uint64_t now, const uint8_t *data, size_t len)
+{
+    (void)now;
+    if (c == NULL || (data == NULL && len > 0)) return TERN_ERR_INVALID_ARG;
+    if (c->state != TERN_CONN_ESTABLISHED) return TERN_ERR_STATE;
+    if (len > tern_conn_max_datagram(c)) return TERN_ERR_TOO_LARGE;
+    if (c->dq_len >= c->ep->s.max_datagram_queue) {
+        c->st.datagrams_dropped++;
+        return TERN_ERR_AGAIN;
+    }
+    tern__dgram *d = tern__malloc(&c->ep->alloc, sizeof(*d) + len);
+    if (d == NULL) return TERN_ERR_NOMEM;
+    d->next = NULL;
+    d->len = len;
+    if (len) memcpy(d->data, data, len);
+    if (c->dq_tail) c->dq_tail->next = d;
+    else c->dq_head = d;
+    c->dq_tail = d;
+    c->dq_len++;
+    tern__ep_mark_send(c->ep, c);
+    return TERN_OK;
+}
+
+int tern_conn_ping(tern_conn *c, uint64_t now)
+{
+    (void)now;
+    if (c == NULL) return TERN_ERR_INVALID_ARG;
+    if (c->state != TERN_CONN_ESTABLISHED) return TERN_ERR_STATE;
+    c->ping_pending = 1;
+    c->ping_backoff = tern__conn_pto(c);
+    tern__ep_mark_send(c->ep, c);
+    tern__conn_update_timer(c);
+    return TERN_OK;
+}
+
+int tern_conn_close(tern_conn *c, uint64_t now, uint64_t app_code, const char *reason,
+                    size_t reason_len)
+{
+    if (c == NULL || (reason == NULL && reason_len > 0)) return TERN_ERR_INVALID_ARG;
+    if (c->state >= TERN_CONN_CLOSING) return TERN_ERR_STATE;
+    terminate(c, now, TERN_ERR_LOCAL_CLOSED, TERN__CLOSE_APPLICATION, app_code,
+              (const uint8_t *)reason, reason_len, TERM_SEND_CLOSE);
+    return TERN_OK;
+}
+
+tern_conn_state tern_conn_get_state(const tern_conn *c)
+{
+    return c->state;
+}
+
+tern_endpoint *tern_conn_endpoint(const tern_conn *c)
+{
+    return c->ep;
+}
+
+void tern_conn_set_user_data(tern_conn *c, void *p)
+{
+    c->user_data = p;
+}
+
+void *tern_conn_get_user_data(const tern_conn *c)
+{
+    return c->user_data;
+}
+
+int tern_conn_peer_key(const tern_conn *c, uint8_t pub[TERN_KEY_LEN])
+{
+    if (!c->peer_known) return TERN_ERR_STATE;
+    memcpy(pub, c->peer_static, TERN_KEY_LEN);
+    return TERN_OK;
+}
+
+int tern_conn_peer_id(const tern_conn *c, uint8_t id[TERN_PEER_ID_LEN])
+{
+    if (!c->peer_known) return TERN_ERR_STATE;
+    tern_peer_id(c->peer_static, id);
+    return TERN_OK;
+}
+
+const tern_addr *tern_conn_remote(const tern_conn *c)
+{
+    return &c->path.remote;
+}
+
+int tern_conn_is_server(const tern_conn *c)
+{
+    return c->is_server;
+}
+
+void tern_conn_get_stats(const tern_conn *c, tern_conn_stats *st)
+{
+    *st = c->st;
+    st->srtt_ns = c->rtt.srtt;
+    st->rttvar_ns = c->rtt.rttvar;
+    st->min_rtt_ns = c->rtt.min;
+    st->latest_rtt_ns = c->rtt.latest;
+}

@@ -1,0 +1,191 @@
+/*
+ * Internal layout of endpoints and connections, shared by endpoint.c (demultiplexing, stateless
+ * replies, the send loop), handshake.c (Initial/Response/Retry) and conn.c (protected packets,
+ * frames, timers). Nothing here is public.
+ */
+#ifndef TERN_CORE_CONN_H
+#define TERN_CORE_CONN_H
+
+#include "core/crypto.h"
+#include "core/noise.h"
+#include "core/packet.h"
+#include "core/util.h"
+#include "tern/tern.h"
+
+#define TERN__STATELESS_QUEUE 64
+#define TERN__STATELESS_MAX 64     /* bytes: Retry, Reject, VN and reset all fit */
+#define TERN__MAX_PONGS 4
+#define TERN__RETRY_TOKEN_LIFETIME (10ull * TERN_NS_PER_S)
+#define TERN__MAX_RETRIES 3
+#define TERN__ERR_RATE 10  /* stateless error replies per second per source */
+#define TERN__ERR_BURST 20
+
+/* A network path: the pair of addresses a connection's packets travel between. */
+typedef struct tern__path {
+    tern_addr local, remote;
+    uint64_t rx_bytes;     /* bytes received on the path */
+    uint64_t tx_bytes;     /* bytes sent on the path */
+    int validated;         /* the peer proved it receives at remote: 3x limit lifted */
+} tern__path;
+
+typedef struct tern__dgram {
+    struct tern__dgram *next;
+    size_t len;
+    uint8_t data[];
+} tern__dgram;
+
+typedef struct tern__rtt {
+    uint64_t srtt, rttvar, min, latest;
+    int has_sample;
+} tern__rtt;
+
+struct tern_conn {
+    tern__heap_item timer; /* first: the heap hands back &conn->timer */
+    tern_endpoint *ep;
+    void *user_data;
+    tern_conn_state state;
+    int is_server;
+    int exposed;   /* the application holds this handle (callbacks go to it) */
+    int confirmed; /* client: the server has seen our 1-RTT packets */
+
+    /* connection IDs */
+    uint8_t local_cid[TERN_CID_LEN];   /* peers send to this */
+    uint8_t remote_cid[TERN_CID_LEN];  /* we send to this */
+    uint8_t initial_dcid[TERN_CID_LEN];/* the DCID of the client's Initial */
+    int in_initial_map;
+
+    tern__path path; /* one path today; migration adds more */
+
+    /* handshake */
+    tern__noise *noise;
+    uint8_t server_pub[TERN_KEY_LEN];  /* client: the pinned key */
+    uint8_t *hs_pkt;                   /* the Initial (client) or Response (server) to resend */
+    size_t hs_pkt_len;
+    int hs_pending;                    /* hs_pkt must go out */
+    uint8_t token[TERN__MAX_TOKEN_LEN];
+    size_t token_len;
+    int retries;
+    int tx_since_retry;
+    int hs_auth_failures;
+    uint64_t hs_start, hs_deadline, hs_retx_at, hs_backoff;
+
+    /* keys */
+    tern__aead tx, rx;
+    int have_keys;
+    uint8_t aead;
+    uint8_t integrity_only;
+    uint8_t peer_static[TERN_KEY_LEN];
+    int peer_known;
+    uint8_t peer_reset_token[TERN__RESET_TOKEN_LEN];
+    int has_peer_reset_token;
+    int in_reset_map;
+
+    /* packet numbers */
+    uint64_t next_pn;
+    tern__replay replay;
+
+    /* liveness */
+    uint64_t last_rx, last_tx;
+    uint64_t idle_timeout;
+    uint64_t peer_max_udp_payload;
+    uint64_t ping_id;          /* last PING id sent */
+    uint64_t ping_sent_at;
+    int ping_outstanding;
+    int ping_pending;          /* a PING must go out */
+    uint64_t ping_retx_at;
+    uint64_t ping_backoff;
+    uint64_t pongs[TERN__MAX_PONGS];
+    size_t n_pongs;
+    int hs_done_pending;       /* server: HANDSHAKE_DONE must go out */
+    tern__rtt rtt;
+
+    /* outgoing datagrams */
+    tern__dgram *dq_head, *dq_tail;
+    size_t dq_len;
+
+    /* close */
+    uint64_t close_space, close_code;
+    uint8_t reason[TERN__MAX_REASON_LEN];
+    size_t reason_len;
+    int close_pending;
+    int close_sends;
+    uint64_t close_deadline;
+    int closed_reported;
+
+    /* lists */
+    tern_conn *send_next;
+    int in_send_list;
+    tern_conn *all_prev, *all_next;
+
+    tern_conn_stats st;
+};
+
+typedef struct tern__stateless {
+    tern_addr local, remote;
+    size_t len;
+    uint8_t data[TERN__STATELESS_MAX];
+} tern__stateless;
+
+struct tern_endpoint {
+    tern__alloc alloc;
+    tern_rand_fn rand;
+    void *rand_user;
+    tern_settings s;
+    tern_callbacks cb;
+    void *user_data;
+    int is_server;
+    tern_keypair static_key;
+    uint8_t key_hint[TERN__KEY_HINT_LEN]; /* names our static key in Initials and Rejects */
+    uint8_t mac1_key[32];   /* Initials to us carry mac1 under this key */
+    uint8_t cookie_key[32]; /* retry tokens */
+    uint8_t reset_key[32];  /* stateless reset tokens, derived from the static key */
+    int aes_hw;
+
+    tern__map by_cid;     /* local CID -> conn */
+    tern__map by_initial; /* server: client's Initial DCID -> half-open conn */
+    tern__map by_reset;   /* peer's reset token -> conn */
+    tern__heap timers;
+    tern__ratelimit hs_limit, err_limit;
+
+    tern_conn *send_head, *send_tail;
+    tern_conn *all;
+
+    tern__stateless sq[TERN__STATELESS_QUEUE];
+    size_t sq_head, sq_len;
+
+    tern_endpoint_stats st;
+};
+
+/* endpoint.c */
+void tern__ep_rand(tern_endpoint *ep, void *dst, size_t len);
+void tern__ep_mark_send(tern_endpoint *ep, tern_conn *c);
+int tern__ep_queue_stateless(tern_endpoint *ep, const tern_addr *local, const tern_addr *remote,
+                             const uint8_t *data, size_t len);
+void tern__key_hint(const uint8_t pub[TERN_KEY_LEN], uint8_t hint[TERN__KEY_HINT_LEN]);
+void tern__mac1_key(const uint8_t pub[TERN_KEY_LEN], uint8_t key[32]);
+void tern__reset_token(const tern_endpoint *ep, const uint8_t cid[TERN_CID_LEN],
+                       uint8_t token[TERN__RESET_TOKEN_LEN]);
+
+/* handshake.c */
+int tern__hs_client_start(tern_conn *c, uint64_t now);
+int tern__hs_recv_long(tern_endpoint *ep, uint64_t now, const tern_addr *local,
+                       const tern_addr *remote, const uint8_t *pkt, size_t len);
+int tern__hs_write(tern_conn *c, uint8_t *out, size_t cap);
+void tern__hs_on_timer(tern_conn *c, uint64_t now);
+
+/* conn.c */
+tern_conn *tern__conn_new(tern_endpoint *ep, int is_server, uint64_t now);
+void tern__conn_free(tern_conn *c);
+int tern__conn_recv_short(tern_endpoint *ep, uint64_t now, const tern_addr *local,
+                          const tern_addr *remote, const uint8_t *pkt, size_t len);
+int tern__conn_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap);
+void tern__conn_on_timer(tern_conn *c, uint64_t now);
+void tern__conn_update_timer(tern_conn *c);
+void tern__conn_established(tern_conn *c, uint64_t now);
+void tern__conn_terminate(tern_conn *c, uint64_t now, int err, uint64_t code, const uint8_t *reason,
+                          size_t reason_len, int silent);
+uint64_t tern__conn_pto(const tern_conn *c);
+int tern__conn_install_keys(tern_conn *c, const uint8_t tx_secret[32], const uint8_t rx_secret[32]);
+size_t tern__conn_max_payload(const tern_conn *c);
+
+#endif

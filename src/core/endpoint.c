@@ -1,0 +1,317 @@
+/*
+ * The endpoint: creation and teardown, demultiplexing of received datagrams (long headers go to
+ * the handshake, short headers to the connection named by their connection ID), the queue of
+ * stateless replies (Retry, Reject, version negotiation, stateless reset), the send loop that
+ * drains those and every connection with output, and the timer heap that drives expiry.
+ */
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/conn.h"
+#include "tern/tern.h"
+
+static void *default_malloc(size_t size, void *user)
+{
+    (void)user;
+    return malloc(size);
+}
+
+static void default_free(void *p, size_t size, void *user)
+{
+    (void)size;
+    (void)user;
+    free(p);
+}
+
+static const tern_mem DEFAULT_MEM = {default_malloc, default_free, NULL};
+
+const tern_mem *tern_mem_default(void)
+{
+    return &DEFAULT_MEM;
+}
+
+static void default_rand(uint8_t *dst, size_t len, void *user)
+{
+    (void)user;
+    randombytes_buf(dst, len);
+}
+
+void tern_settings_default(tern_settings *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->idle_timeout_ns = 30 * TERN_NS_PER_S;
+    s->keepalive_ns = 15 * TERN_NS_PER_S;
+    s->handshake_timeout_ns = 15 * TERN_NS_PER_S;
+    s->initial_rtt_ns = 333 * TERN_NS_PER_MS;
+    s->max_backoff_ns = 2 * TERN_NS_PER_S;
+    s->max_udp_payload = 1200;
+    s->aead = TERN_AEAD_AUTO;
+    s->integrity_only = 0;
+    s->max_half_open = 256;
+    s->max_connections = 100000;
+    s->handshake_rate = 100;
+    s->handshake_burst = 200;
+    s->max_datagram_queue = 1024;
+}
+
+void tern_endpoint_config_default(tern_endpoint_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    tern_settings_default(&cfg->settings);
+}
+
+void tern__ep_rand(tern_endpoint *ep, void *dst, size_t len)
+{
+    ep->rand((uint8_t *)dst, len, ep->rand_user);
+}
+
+void tern__key_hint(const uint8_t pub[TERN_KEY_LEN], uint8_t hint[TERN__KEY_HINT_LEN])
+{
+    static const uint8_t label[] = "tern key hint";
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, TERN__KEY_HINT_LEN);
+    crypto_generichash_update(&st, label, sizeof(label) - 1);
+    crypto_generichash_update(&st, pub, TERN_KEY_LEN);
+    crypto_generichash_final(&st, hint, TERN__KEY_HINT_LEN);
+}
+
+void tern__mac1_key(const uint8_t pub[TERN_KEY_LEN], uint8_t key[32])
+{
+    static const uint8_t label[] = "tern mac1";
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, 32);
+    crypto_generichash_update(&st, label, sizeof(label) - 1);
+    crypto_generichash_update(&st, pub, TERN_KEY_LEN);
+    crypto_generichash_final(&st, key, 32);
+}
+
+void tern__reset_token(const tern_endpoint *ep, const uint8_t cid[TERN_CID_LEN],
+                       uint8_t token[TERN__RESET_TOKEN_LEN])
+{
+    tern__mac16(token, ep->reset_key, cid, TERN_CID_LEN, NULL, 0);
+}
+
+int tern_endpoint_new(const tern_endpoint_config *cfg, uint64_t now, tern_endpoint **out)
+{
+    (void)now;
+    if (cfg == NULL || out == NULL) return TERN_ERR_INVALID_ARG;
+    if (cfg->is_server && !cfg->has_static_key) return TERN_ERR_INVALID_ARG;
+    if (tern__crypto_init() != TERN_OK) return TERN_ERR_CRYPTO;
+    const tern_mem *mem = cfg->mem ? cfg->mem : &DEFAULT_MEM;
+    tern__alloc a = {*mem, 0};
+    tern_endpoint *ep = tern__calloc(&a, sizeof(*ep));
+    if (ep == NULL) return TERN_ERR_NOMEM;
+    ep->alloc = a;
+    ep->alloc.current = sizeof(*ep);
+    ep->rand = cfg->rand ? cfg->rand : default_rand;
+    ep->rand_user = cfg->rand ? cfg->rand_user : NULL;
+    ep->s = cfg->settings;
+    if (ep->s.max_udp_payload < 1200) ep->s.max_udp_payload = 1200;
+    if (ep->s.max_udp_payload > TERN_MAX_DATAGRAM) ep->s.max_udp_payload = TERN_MAX_DATAGRAM;
+    if (ep->s.initial_rtt_ns == 0) ep->s.initial_rtt_ns = 333 * TERN_NS_PER_MS;
+    if (ep->s.max_backoff_ns == 0) ep->s.max_backoff_ns = 2 * TERN_NS_PER_S;
+    ep->cb = cfg->callbacks;
+    ep->user_data = cfg->user_data;
+    ep->is_server = cfg->is_server;
+    ep->aes_hw = tern__aes_available();
+
+    if (cfg->has_static_key) {
+        ep->static_key = cfg->static_key;
+    } else {
+        uint8_t priv[TERN_KEY_LEN];
+        tern__ep_rand(ep, priv, sizeof(priv));
+        tern_keypair_from_private(&ep->static_key, priv);
+        sodium_memzero(priv, sizeof(priv));
+    }
+    tern__key_hint(ep->static_key.pub, ep->key_hint);
+    tern__mac1_key(ep->static_key.pub, ep->mac1_key);
+    tern__ep_rand(ep, ep->cookie_key, sizeof(ep->cookie_key));
+    {
+        /* Reset tokens survive a restart with the same static key. */
+        static const uint8_t label[] = "tern stateless reset";
+        uint8_t unused[32];
+        tern__hkdf2(ep->reset_key, unused, ep->static_key.priv, label, sizeof(label) - 1);
+        sodium_memzero(unused, sizeof(unused));
+    }
+
+    uint8_t k[16 * 5];
+    tern__ep_rand(ep, k, sizeof(k));
+    int rc = tern__map_init(&ep->by_cid, &ep->alloc, TERN_CID_LEN, k);
+    if (rc == TERN_OK) rc = tern__map_init(&ep->by_initial, &ep->alloc, TERN_CID_LEN, k + 16);
+    if (rc == TERN_OK)
+        rc = tern__map_init(&ep->by_reset, &ep->alloc, TERN__RESET_TOKEN_LEN, k + 32);
+    tern__heap_init(&ep->timers, &ep->alloc);
+    if (rc == TERN_OK)
+        rc = tern__rl_init(&ep->hs_limit, &ep->alloc, ep->s.handshake_rate,
+                           ep->s.handshake_burst, k + 48);
+    if (rc == TERN_OK)
+        rc = tern__rl_init(&ep->err_limit, &ep->alloc, TERN__ERR_RATE, TERN__ERR_BURST, k + 64);
+    if (rc != TERN_OK) {
+        tern_endpoint_del(ep);
+        return rc;
+    }
+    *out = ep;
+    return TERN_OK;
+}
+
+void tern_endpoint_del(tern_endpoint *ep)
+{
+    if (ep == NULL) return;
+    ep->cb.on_conn_free = NULL; /* teardown frees without callbacks */
+    ep->cb.on_closed = NULL;
+    while (ep->all) tern__conn_free(ep->all);
+    tern__map_free(&ep->by_cid);
+    tern__map_free(&ep->by_initial);
+    tern__map_free(&ep->by_reset);
+    tern__heap_free(&ep->timers);
+    tern__rl_free(&ep->hs_limit, &ep->alloc);
+    tern__rl_free(&ep->err_limit, &ep->alloc);
+    tern__alloc a = ep->alloc;
+    sodium_memzero(ep, sizeof(*ep));
+    tern__free(&a, ep, sizeof(*ep));
+}
+
+void tern__ep_mark_send(tern_endpoint *ep, tern_conn *c)
+{
+    if (c->in_send_list) return;
+    c->in_send_list = 1;
+    c->send_next = NULL;
+    if (ep->send_tail) ep->send_tail->send_next = c;
+    else ep->send_head = c;
+    ep->send_tail = c;
+}
+
+int tern__ep_queue_stateless(tern_endpoint *ep, const tern_addr *local, const tern_addr *remote,
+                             const uint8_t *data, size_t len)
+{
+    if (len > TERN__STATELESS_MAX || ep->sq_len == TERN__STATELESS_QUEUE) {
+        ep->st.drop_queue_full++;
+        return TERN_ERR_AGAIN;
+    }
+    tern__stateless *s = &ep->sq[(ep->sq_head + ep->sq_len) % TERN__STATELESS_QUEUE];
+    s->local = *local;
+    s->remote = *remote;
+    s->len = len;
+    memcpy(s->data, data, len);
+    ep->sq_len++;
+    return TERN_OK;
+}
+
+static void count_drop(tern_endpoint *ep, int rc)
+{
+    switch (rc) {
+    case TERN_ERR_TRUNCATED: ep->st.drop_truncated++; break;
+    case TERN_ERR_MALFORMED: ep->st.drop_malformed++; break;
+    case TERN_ERR_VERSION: ep->st.drop_version++; break;
+    case TERN_ERR_AUTH: ep->st.drop_auth++; break;
+    case TERN_ERR_REPLAY: ep->st.drop_replay++; break;
+    case TERN_ERR_UNKNOWN_CID: ep->st.drop_unknown_cid++; break;
+    case TERN_ERR_RATE_LIMITED: ep->st.drop_rate_limited++; break;
+    case TERN_ERR_TOKEN: ep->st.drop_token++; break;
+    default: ep->st.drop_ignored++; break;
+    }
+}
+
+int tern_endpoint_recv(tern_endpoint *ep, uint64_t now, const tern_addr *local,
+                       const tern_addr *remote, const uint8_t *data, size_t len)
+{
+    int rc;
+    if (ep == NULL || local == NULL || remote == NULL || (data == NULL && len > 0))
+        return TERN_ERR_INVALID_ARG;
+    ep->st.rx_packets++;
+    ep->st.rx_bytes += len;
+    if (len == 0) {
+        rc = TERN_ERR_TRUNCATED;
+    } else if (len > TERN_MAX_DATAGRAM) {
+        rc = TERN_ERR_MALFORMED;
+    } else if (!(data[0] & TERN__HDR_FIXED)) {
+        rc = TERN_ERR_MALFORMED; /* not tern (STUN, or noise) */
+    } else if (data[0] & TERN__HDR_LONG) {
+        rc = tern__hs_recv_long(ep, now, local, remote, data, len);
+    } else {
+        rc = tern__conn_recv_short(ep, now, local, remote, data, len);
+    }
+    if (rc < 0 && rc > TERN_ERR_FATAL) count_drop(ep, rc);
+    return rc;
+}
+
+int tern_endpoint_send(tern_endpoint *ep, uint64_t now, tern_datagram *dgrams, size_t max_dgrams,
+                       uint8_t *buf, size_t buf_len)
+{
+    size_t n = 0, off = 0;
+    if (ep == NULL || dgrams == NULL || buf == NULL) return TERN_ERR_INVALID_ARG;
+    while (n < max_dgrams && ep->sq_len > 0) {
+        tern__stateless *s = &ep->sq[ep->sq_head];
+        if (buf_len - off < s->len) break;
+        memcpy(buf + off, s->data, s->len);
+        dgrams[n].local = s->local;
+        dgrams[n].remote = s->remote;
+        dgrams[n].data = buf + off;
+        dgrams[n].len = s->len;
+        off += s->len;
+        n++;
+        ep->sq_head = (ep->sq_head + 1) % TERN__STATELESS_QUEUE;
+        ep->sq_len--;
+    }
+    while (n < max_dgrams && ep->send_head != NULL) {
+        tern_conn *c = ep->send_head;
+        if (buf_len - off < TERN_MAX_DATAGRAM) break;
+        int len = tern__conn_write(c, now, buf + off, buf_len - off);
+        if (len <= 0) {
+            /* nothing more from this connection: unlink it */
+            ep->send_head = c->send_next;
+            if (ep->send_head == NULL) ep->send_tail = NULL;
+            c->in_send_list = 0;
+            c->send_next = NULL;
+            continue;
+        }
+        dgrams[n].local = c->path.local;
+        dgrams[n].remote = c->path.remote;
+        dgrams[n].data = buf + off;
+        dgrams[n].len = (size_t)len;
+        off += (size_t)len;
+        n++;
+        /* round robin: move the connection to the back */
+        if (c->send_next != NULL) {
+            ep->send_head = c->send_next;
+            c->send_next = NULL;
+            ep->send_tail->send_next = c;
+            ep->send_tail = c;
+        }
+    }
+    if (n == 0 && buf_len < TERN_MAX_DATAGRAM && (ep->send_head || ep->sq_len))
+        return TERN_ERR_BUFFER;
+    for (size_t i = 0; i < n; i++) {
+        ep->st.tx_packets++;
+        ep->st.tx_bytes += dgrams[i].len;
+    }
+    return (int)n;
+}
+
+uint64_t tern_endpoint_next_deadline(const tern_endpoint *ep)
+{
+    const tern__heap_item *it = tern__heap_top(&ep->timers);
+    return it ? it->deadline : TERN_TIME_NEVER;
+}
+
+void tern_endpoint_handle_expiry(tern_endpoint *ep, uint64_t now)
+{
+    /* Each connection's timer handler moves its deadline past now or frees it, so this ends. */
+    for (;;) {
+        tern__heap_item *it = tern__heap_top(&ep->timers);
+        if (it == NULL || it->deadline > now) break;
+        tern_conn *c = (tern_conn *)(void *)it;
+        uint64_t before = it->deadline;
+        tern__conn_on_timer(c, now);
+        /* c may be freed; if it is still the top with an unmoved deadline, push it on. */
+        tern__heap_item *top = tern__heap_top(&ep->timers);
+        if (top == it && top->deadline == before) tern__heap_set(&ep->timers, it, now + 1);
+    }
+}
+
+void tern_endpoint_get_stats(const tern_endpoint *ep, tern_endpoint_stats *st)
+{
+    *st = ep->st;
+    st->mem_current = ep->alloc.current;
+}
