@@ -125,7 +125,8 @@ static int decode_attr(tern_stun_msg *m, uint16_t t, const uint8_t *v, uint16_t 
     }
     case TERN_STUN_ATTR_RESPONSE_PORT: {
         uint16_t port;
-        if (len != 4 || stun_get_u16(v, v + len, &port) == NULL) return TERN_ERR_MALFORMED;
+        if (len != 4 || stun_get_u16(v, v + len, &port) == NULL || port == 0)
+            return TERN_ERR_MALFORMED;
         if (!(m->present & TERN_STUN_HAS_RESPONSE_PORT)) {
             m->response_port = port;
             m->present |= TERN_STUN_HAS_RESPONSE_PORT;

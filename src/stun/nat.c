@@ -62,6 +62,7 @@ static void go(tern_stun_nat *n, int step)
         break;
     case MAP3: n->dest = n->other; break;
     case FILT2:
+        n->filtering_phase = 1;
         n->dest = n->server;
         n->change_flags = TERN_STUN_CHANGE_IP | TERN_STUN_CHANGE_PORT;
         break;

@@ -153,7 +153,6 @@ int tern_stun_server_respond(tern_stun_server *s, uint64_t now, const tern_addr 
             s->counters.change_requests++;
         }
         if ((m.present & TERN_STUN_HAS_RESPONSE_PORT) && !is_tcp) {
-            if (m.response_port == 0) return drop(s, TERN_STUN_DROP_BAD_ATTR, TERN_ERR_MALFORMED);
             reply->to.port = m.response_port;
         }
         if (s->cfg.has_alternate)
