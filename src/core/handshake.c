@@ -148,17 +148,21 @@ static int client_on_response(tern_conn *c, uint64_t now, const tern__long_hdr *
     size_t plen = 0;
     tern__tparams tp;
     if (c->state != TERN_CONN_HANDSHAKE || c->noise == NULL) return TERN_ERR_IGNORED;
-    /* <- e, ee, se, payload */
+    /* <- e, ee, se, payload (on a copy: a damaged header must not spoil the state) */
+    tern__noise saved = *c->noise;
     int rc = tern__noise_read_msg2(c->noise, &ep->static_key, h->body, h->body_len, payload,
                                    sizeof(payload), &plen);
+    if (rc == TERN_OK) rc = tern__tparams_decode(payload, plen, &tp);
+    if (rc == TERN_OK && (!tp.has_cid || memcmp(tp.cid, h->scid, TERN_CID_LEN) != 0))
+        rc = TERN_ERR_AUTH; /* the unauthenticated SCID was changed in transit */
     if (rc != TERN_OK) {
+        *c->noise = saved;
+        sodium_memzero(&saved, sizeof(saved));
         c->hs_auth_failures++;
         return TERN_ERR_AUTH;
     }
-    rc = tern__tparams_decode(payload, plen, &tp);
-    if (rc == TERN_OK && (!tp.has_cid || memcmp(tp.cid, h->scid, TERN_CID_LEN) != 0 ||
-                          tp.n_aeads != 1))
-        rc = TERN_ERR_MALFORMED;
+    sodium_memzero(&saved, sizeof(saved));
+    if (tp.n_aeads != 1) rc = TERN_ERR_MALFORMED;
     if (rc == TERN_OK) {
         uint8_t offered[4];
         size_t n = offer_aeads(ep, offered);

@@ -129,10 +129,14 @@ void tern__map_del(tern__map *m, const uint8_t *key, const void *val)
 
 /* ---------------------------------------------------------------- heap */
 
-void tern__heap_init(tern__heap *h, tern__alloc *a)
+int tern__heap_init(tern__heap *h, tern__alloc *a)
 {
     memset(h, 0, sizeof(*h));
     h->alloc = a;
+    h->items = tern__malloc(a, 64 * sizeof(*h->items));
+    if (h->items == NULL) return TERN_ERR_NOMEM;
+    h->cap = 64;
+    return TERN_OK;
 }
 
 void tern__heap_free(tern__heap *h)
@@ -179,6 +183,16 @@ int tern__heap_set(tern__heap *h, tern__heap_item *it, uint64_t deadline)
         if (it->idx == SIZE_MAX) return TERN_OK;
         size_t i = it->idx;
         h->n--;
+        if (h->cap > 64 && h->n < h->cap / 4) {
+            /* shrink, so memory returns to baseline after a burst of connections */
+            tern__heap_item **ni = tern__malloc(h->alloc, (h->cap / 2) * sizeof(*ni));
+            if (ni != NULL) {
+                memcpy(ni, h->items, (h->n + 1) * sizeof(*ni));
+                tern__free(h->alloc, h->items, h->cap * sizeof(*h->items));
+                h->items = ni;
+                h->cap /= 2;
+            }
+        }
         if (i != h->n) {
             h->items[i] = h->items[h->n];
             h->items[i]->idx = i;

@@ -60,7 +60,7 @@ typedef struct tern__heap {
     size_t n, cap;
 } tern__heap;
 
-void tern__heap_init(tern__heap *h, tern__alloc *a);
+int tern__heap_init(tern__heap *h, tern__alloc *a);
 void tern__heap_free(tern__heap *h);
 /* Inserts, moves or (deadline == TERN_TIME_NEVER) removes the item. TERN_ERR_NOMEM. */
 int tern__heap_set(tern__heap *h, tern__heap_item *it, uint64_t deadline);
