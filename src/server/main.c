@@ -1,0 +1,202 @@
+/*
+ * ternd: the tern server. Parses the command line into a ternd_config, starts each service in
+ * the services[] list (STUN today; the rendezvous service joins it later), waits for SIGINT or
+ * SIGTERM with sigwait (the signals are blocked in every thread), then stops the services,
+ * prints their counters and exits 0.
+ *
+ * With no arguments it runs on embedded defaults: STUN on 0.0.0.0:3478, UDP and TCP, one UDP
+ * worker per core.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "server/service.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: ternd [options]\n"
+            "  --stun-only           run only the STUN service (the only service so far)\n"
+            "  --listen ADDR:PORT    STUN address, repeatable up to %d (default 0.0.0.0:%d)\n"
+            "  --alt ADDR:PORT       RFC 5780 alternate address: answer CHANGE-REQUEST\n"
+            "                        (needs exactly one --listen with a specific IP)\n"
+            "  --workers N           UDP worker threads, one socket each (default: cores)\n"
+            "  --batch N             datagrams per recvmmsg/sendmmsg (default 64)\n"
+            "  --no-udp, --no-tcp    leave a transport out (both on by default)\n"
+            "  --software TEXT       SOFTWARE attribute (default \"tern\")\n"
+            "  --no-software         leave SOFTWARE out\n"
+            "  --no-fingerprint      leave FINGERPRINT out of responses\n"
+            "  --no-rfc3489          drop requests without the magic cookie\n"
+            "  --user U --password P require short-term credentials (MESSAGE-INTEGRITY)\n"
+            "  --error-rate N        error responses per second per source (default 20)\n"
+            "  --quiet               no startup lines\n"
+            "  -h, --help            this text\n"
+            "SIGINT/SIGTERM stop it and print its counters to stderr.\n",
+            TERND_MAX_LISTEN, TERN_STUN_PORT);
+}
+
+static int parse_int(const char *s, int lo, int hi, int *out)
+{
+    char *end = NULL;
+    long v = strtol(s, &end, 10);
+    if (s[0] == '\0' || *end != '\0' || v < lo || v > hi) return -1;
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_addr(const char *s, tern_addr *a)
+{
+    if (tern_addr_parse(a, s) != TERN_OK) return -1;
+    if (strchr(s, ':') == NULL || (s[0] == '[' && strstr(s, "]:") == NULL)) a->port = TERN_STUN_PORT;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, ternd_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->udp = c->tcp = 1;
+    c->batch = 64;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    c->workers = cores > 0 ? (int)cores : 1;
+    tern_stun_server_config_default(&c->stun);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEED_VALUE()                                                                               \
+    do {                                                                                           \
+        if (v == NULL) {                                                                           \
+            fprintf(stderr, "ternd: %s needs a value\n", a);                                       \
+            return -1;                                                                             \
+        }                                                                                          \
+        i++;                                                                                       \
+    } while (0)
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            exit(0);
+        } else if (!strcmp(a, "--stun-only")) {
+            c->stun_only = 1;
+        } else if (!strcmp(a, "--listen")) {
+            NEED_VALUE();
+            if (c->n_listen == TERND_MAX_LISTEN || parse_addr(v, &c->listen[c->n_listen]) != 0) {
+                fprintf(stderr, "ternd: bad --listen %s (ADDR:PORT, at most %d)\n", v,
+                        TERND_MAX_LISTEN);
+                return -1;
+            }
+            c->n_listen++;
+        } else if (!strcmp(a, "--alt")) {
+            NEED_VALUE();
+            if (parse_addr(v, &c->alt) != 0) {
+                fprintf(stderr, "ternd: bad --alt %s (ADDR:PORT)\n", v);
+                return -1;
+            }
+            c->has_alt = 1;
+        } else if (!strcmp(a, "--workers")) {
+            NEED_VALUE();
+            if (parse_int(v, 1, 1024, &c->workers) != 0) {
+                fprintf(stderr, "ternd: bad --workers %s (1..1024)\n", v);
+                return -1;
+            }
+        } else if (!strcmp(a, "--batch")) {
+            NEED_VALUE();
+            if (parse_int(v, 1, 1024, &c->batch) != 0) {
+                fprintf(stderr, "ternd: bad --batch %s (1..1024)\n", v);
+                return -1;
+            }
+        } else if (!strcmp(a, "--error-rate")) {
+            int r;
+            NEED_VALUE();
+            if (parse_int(v, 0, 1000000, &r) != 0) {
+                fprintf(stderr, "ternd: bad --error-rate %s\n", v);
+                return -1;
+            }
+            c->stun.error_rate = (uint32_t)r;
+            c->stun.error_burst = (uint32_t)(r > 0 ? 2 * r : 1);
+        } else if (!strcmp(a, "--no-udp")) {
+            c->udp = 0;
+        } else if (!strcmp(a, "--no-tcp")) {
+            c->tcp = 0;
+        } else if (!strcmp(a, "--software")) {
+            NEED_VALUE();
+            c->stun.software = v;
+        } else if (!strcmp(a, "--no-software")) {
+            c->stun.software = NULL;
+        } else if (!strcmp(a, "--no-fingerprint")) {
+            c->stun.fingerprint = 0;
+        } else if (!strcmp(a, "--no-rfc3489")) {
+            c->stun.allow_rfc3489 = 0;
+        } else if (!strcmp(a, "--user")) {
+            NEED_VALUE();
+            c->stun.username = v;
+        } else if (!strcmp(a, "--password")) {
+            NEED_VALUE();
+            c->stun.password = v;
+        } else if (!strcmp(a, "--quiet")) {
+            c->quiet = 1;
+        } else {
+            fprintf(stderr, "ternd: unknown option %s (try --help)\n", a);
+            return -1;
+        }
+#undef NEED_VALUE
+    }
+    if (c->n_listen == 0) {
+        tern_addr_ipv4(&c->listen[0], 0, 0, 0, 0, TERN_STUN_PORT);
+        c->n_listen = 1;
+    }
+    if (c->has_alt && (c->n_listen != 1 || c->alt.family != c->listen[0].family ||
+                       c->alt.port == c->listen[0].port ||
+                       memcmp(c->alt.ip, c->listen[0].ip, 16) == 0)) {
+        fprintf(stderr, "ternd: --alt needs one --listen of the same family, with another IP "
+                        "and another port\n");
+        return -1;
+    }
+    if ((c->stun.username == NULL) != (c->stun.password == NULL)) {
+        fprintf(stderr, "ternd: --user and --password go together\n");
+        return -1;
+    }
+    if (!c->udp && !c->tcp) {
+        fprintf(stderr, "ternd: --no-udp and --no-tcp leave nothing to serve\n");
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    ternd_config cfg;
+    if (parse_args(argc, argv, &cfg) != 0) return 2;
+
+    /* Block the stop signals before any thread starts, so only sigwait below sees them. */
+    sigset_t stop_set;
+    sigemptyset(&stop_set);
+    sigaddset(&stop_set, SIGINT);
+    sigaddset(&stop_set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    ternd_service services[] = {ternd_stun_service};
+    size_t n_services = sizeof(services) / sizeof(services[0]);
+    size_t started = 0;
+    int rc = 0;
+    for (; started < n_services; started++) {
+        if (services[started].start(&services[started], &cfg) != TERN_OK) {
+            fprintf(stderr, "ternd: the %s service did not start\n", services[started].name);
+            services[started].destroy(&services[started]);
+            rc = 1;
+            break;
+        }
+    }
+    if (rc == 0) {
+        int sig = 0;
+        sigwait(&stop_set, &sig);
+        fprintf(stderr, "ternd: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    }
+    for (size_t i = started; i-- > 0;) {
+        services[i].stop(&services[i]);
+        services[i].report(&services[i], stderr);
+        services[i].destroy(&services[i]);
+    }
+    return rc;
+}

@@ -1,0 +1,45 @@
+/*
+ * ternd services: each service (STUN now, rendezvous later) is a set of threads started from the
+ * parsed configuration and stopped when ternd gets SIGINT/SIGTERM. main.c only knows this table
+ * of operations, so adding a service is one more entry in its list.
+ */
+#ifndef TERND_SERVICE_H
+#define TERND_SERVICE_H
+
+#include <stdio.h>
+
+#include "tern/stun.h"
+
+#define TERND_MAX_LISTEN 4
+
+/* Everything ternd's command line sets. */
+typedef struct ternd_config {
+    int stun_only;                       /* run only the STUN service */
+    int n_listen;
+    tern_addr listen[TERND_MAX_LISTEN];  /* STUN addresses (default 0.0.0.0:3478) */
+    int has_alt;
+    tern_addr alt;                       /* RFC 5780 alternate IP:port */
+    int workers;                         /* UDP worker threads per address (default: cores) */
+    int udp, tcp;                        /* transports (both on) */
+    int batch;                           /* datagrams per recvmmsg/sendmmsg (64) */
+    int quiet;                           /* no startup lines */
+    tern_stun_server_config stun;        /* responder settings */
+} ternd_config;
+
+typedef struct ternd_service {
+    const char *name;
+    /* Starts the service's threads. Returns 0 or a negative TERN_ERR_* after printing why. */
+    int (*start)(struct ternd_service *svc, const ternd_config *cfg);
+    /* Asks the threads to stop and joins them. */
+    void (*stop)(struct ternd_service *svc);
+    /* Prints counters (one "name key=value ..." line per group); after stop it is exact. */
+    void (*report)(struct ternd_service *svc, FILE *out);
+    /* Closes the sockets and frees the state (after stop, or after a failed start). */
+    void (*destroy)(struct ternd_service *svc);
+    void *state;
+} ternd_service;
+
+/* The STUN service (stun_service.c). */
+extern const ternd_service ternd_stun_service;
+
+#endif

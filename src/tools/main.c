@@ -1,0 +1,35 @@
+/*
+ * tern: the command-line client. Sub-commands come from the table below, each in its own file
+ * with its own --help; `tern help` lists them.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "tools/tools.h"
+
+static const tern_cmd commands[] = {
+    {"stun", "print this host's public address as a STUN server sees it", cmd_stun},
+    {"nat-type", "RFC 5780 NAT mapping and filtering behaviour", cmd_nat_type},
+    {"loadgen", "closed-loop load generator (loadgen stun HOST:PORT)", cmd_loadgen},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: tern COMMAND [options]   (tern COMMAND --help for each)\n");
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
+        !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "tern: unknown command %s\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

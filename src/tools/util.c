@@ -1,0 +1,71 @@
+/* Helpers shared by the tern sub-commands: name resolution, the clock, waiting on a socket. */
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tern/udp.h"
+#include "tools/tools.h"
+
+uint64_t tools_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * TERN_NS_PER_S + (uint64_t)ts.tv_nsec;
+}
+
+int tools_wait_readable(int fd, uint64_t deadline_ns)
+{
+    uint64_t now = tools_now_ns();
+    if (now >= deadline_ns) return 0;
+    uint64_t ms = (deadline_ns - now + TERN_NS_PER_MS - 1) / TERN_NS_PER_MS;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, ms > 60000 ? 60000 : (int)ms) > 0;
+}
+
+int tools_resolve(const char *text, uint16_t default_port, tern_addr *out)
+{
+    if (tern_addr_parse(out, text) == TERN_OK) {
+        int has_port = text[0] == '[' ? strstr(text, "]:") != NULL
+                                      : (out->family == TERN_AF_INET && strchr(text, ':'));
+        if (!has_port) out->port = default_port;
+        return 0;
+    }
+    char host[256];
+    const char *colon = strrchr(text, ':');
+    size_t hl = colon ? (size_t)(colon - text) : strlen(text);
+    if (hl == 0 || hl >= sizeof(host)) {
+        fprintf(stderr, "tern: bad address %s\n", text);
+        return -1;
+    }
+    memcpy(host, text, hl);
+    host[hl] = '\0';
+    uint16_t port = default_port;
+    if (colon) {
+        char *end = NULL;
+        unsigned long p = strtoul(colon + 1, &end, 10);
+        if (*end != '\0' || p == 0 || p > 65535) {
+            fprintf(stderr, "tern: bad port in %s\n", text);
+            return -1;
+        }
+        port = (uint16_t)p;
+    }
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_DGRAM;
+    int rc = getaddrinfo(host, NULL, &hints, &res);
+    if (rc != 0 || res == NULL) {
+        fprintf(stderr, "tern: cannot resolve %s: %s\n", host, gai_strerror(rc));
+        return -1;
+    }
+    rc = tern_addr_from_sockaddr(out, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    if (rc != TERN_OK) {
+        fprintf(stderr, "tern: %s has no IPv4 or IPv6 address\n", host);
+        return -1;
+    }
+    out->port = port;
+    return 0;
+}
