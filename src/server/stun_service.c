@@ -248,7 +248,8 @@ static void *tcp_main(void *arg)
             }
         }
         for (int i = 0; i < TCP_MAX_CONNS; i++)
-            if (s->conns[i] && now - s->conns[i]->last_ns > TCP_IDLE_NS) {
+            if (s->conns[i] && now > s->conns[i]->last_ns &&
+                now - s->conns[i]->last_ns > TCP_IDLE_NS) {
                 s->tcp_idle_closed++;
                 tcp_close(s, i);
             }

@@ -26,16 +26,19 @@ static int open_for(const tern_addr *server, tern_addr *local)
     tern_addr any;
     memset(&any, 0, sizeof(any));
     any.family = server->family;
-    int fd;
-    if (tern_udp_open(&any, 0, &fd) != TERN_OK) return -1;
-    /* learn the address the kernel picks toward this server (connect, read it, disconnect) */
+    /* a throw-away connected socket tells which local IP the kernel uses toward the server
+     * (disconnecting the real one would release its port) */
+    int probe, fd;
     struct sockaddr_storage ss;
     int sl = tern_addr_to_sockaddr(server, &ss);
-    if (connect(fd, (struct sockaddr *)&ss, (socklen_t)sl) == 0) {
-        tern_udp_local_addr(fd, local);
-        struct sockaddr unspec = {.sa_family = AF_UNSPEC};
-        connect(fd, &unspec, sizeof(unspec));
+    if (tern_udp_open(&any, 0, &probe) == TERN_OK) {
+        if (connect(probe, (struct sockaddr *)&ss, (socklen_t)sl) == 0)
+            tern_udp_local_addr(probe, local);
+        close(probe);
     }
+    if (tern_udp_open(&any, 0, &fd) != TERN_OK) return -1;
+    tern_addr bound;
+    if (tern_udp_local_addr(fd, &bound) == TERN_OK) local->port = bound.port;
     return fd;
 }
 
