@@ -60,7 +60,8 @@ void tern_udp_batch_free(tern_udp_batch *b);
  * kernel and reported with len = slot_size + 1 so the caller can drop them. Errors: TERN_ERR_STATE. */
 int tern_udp_recv_batch(int fd, tern_udp_batch *b);
 
-/* Sends slots [0, n) with sendmmsg, looping until all went out or the socket would block.
+/* Sends slots [0, n) with sendmmsg (a slot whose addr has family TERN_AF_NONE goes to the
+ * connected socket's peer, which spares the kernel a route lookup), looping until all went out or the socket would block.
  * Returns how many were sent; a datagram the kernel refuses (e.g. EPERM from a firewall) is
  * skipped and counted in *failed when failed is not NULL. Errors: TERN_ERR_STATE. */
 int tern_udp_send_batch(int fd, tern_udp_batch *b, size_t n, uint64_t *failed);

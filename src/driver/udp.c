@@ -173,11 +173,13 @@ int tern_udp_send_batch(int fd, tern_udp_batch *b, size_t n, uint64_t *failed)
         im->iov[i].iov_base = tern_udp_slot(b, i);
         im->iov[i].iov_len = b->len[i];
         memset(&im->msgs[i].msg_hdr, 0, sizeof(im->msgs[i].msg_hdr));
-        int sl = tern_addr_to_sockaddr(&b->addr[i], &im->names[i]);
         im->msgs[i].msg_hdr.msg_iov = &im->iov[i];
         im->msgs[i].msg_hdr.msg_iovlen = 1;
-        im->msgs[i].msg_hdr.msg_name = &im->names[i];
-        im->msgs[i].msg_hdr.msg_namelen = sl > 0 ? (socklen_t)sl : 0;
+        if (b->addr[i].family != TERN_AF_NONE) { /* NONE: a connected socket's own peer */
+            int sl = tern_addr_to_sockaddr(&b->addr[i], &im->names[i]);
+            im->msgs[i].msg_hdr.msg_name = &im->names[i];
+            im->msgs[i].msg_hdr.msg_namelen = sl > 0 ? (socklen_t)sl : 0;
+        }
     }
     size_t done = 0, sent = 0;
     while (done < n) {

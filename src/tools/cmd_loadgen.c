@@ -79,7 +79,7 @@ static void queue(lg *g, int si, int slot, size_t *m, uint64_t now)
     lg_sock *s = &g->socks[si];
     s->slot[slot].sent_ns = now;
     s->tx.len[*m] = build(g, si, slot, tern_udp_slot(&s->tx, *m));
-    s->tx.addr[*m] = g->server;
+    memset(&s->tx.addr[*m], 0, sizeof(tern_addr)); /* connected: no per-datagram route lookup */
     (*m)++;
 }
 
@@ -112,9 +112,12 @@ static int drain(lg *g, int si, uint64_t now)
             g->stale++; /* a late answer to a request already counted lost */
             continue;
         }
-        const tern_addr *mapped = (msg.present & TERN_STUN_HAS_XOR_MAPPED) ? &msg.xor_mapped
-                                  : (msg.present & TERN_STUN_HAS_MAPPED)    ? &msg.mapped
-                                                                           : NULL;
+        /* RFC 3489 servers XOR (if at all) with their own rules: trust MAPPED-ADDRESS there */
+        int use_xor = (msg.present & TERN_STUN_HAS_XOR_MAPPED) &&
+                      (msg.has_cookie || !(msg.present & TERN_STUN_HAS_MAPPED));
+        const tern_addr *mapped = use_xor                                ? &msg.xor_mapped
+                                  : (msg.present & TERN_STUN_HAS_MAPPED) ? &msg.mapped
+                                                                         : NULL;
         if (msg.cls == TERN_STUN_CLASS_SUCCESS && mapped && tern_addr_equal(mapped, &s->local))
             g->ok++;
         else

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# STUN benchmark: responses per second of ternd, coturn --stun-only, Debian's stund and a minimal
+# recvmmsg/sendmmsg responder, each measured in the same run by the same closed-loop load
+# generator (`tern loadgen stun`, which checks every XOR-MAPPED-ADDRESS it gets back).
+#
+# usage: bench/stun/run.sh [WORKERS] [SECONDS]      (defaults: 1 worker, 3 seconds per server)
+#   BUILD_DIR   where ternd, tern and stun_min_responder were built (default: build-stun)
+#   LG_SOCKETS  load generator sockets (default 4 x WORKERS), LG_WINDOW requests in flight per
+#               socket (default 64)
+# The servers get cores 0..WORKERS-1 and the load generator the cores after them (taskset).
+# ternd runs WORKERS workers; the minimal responder, coturn (-m 1 relay thread, --no-tcp) and
+# stund are single-threaded and get core 0 only; with WORKERS > 1 the table shows ternd's scaling.
+set -u
+workers=${1:-1}
+secs=${2:-3}
+here=$(cd "$(dirname "$0")/../.." && pwd)
+build=${BUILD_DIR:-$here/build-stun}
+TERND=$build/src/server/ternd
+TERN=$build/src/tools/tern
+MIN=$build/bench/stun/stun_min_responder
+for b in "$TERND" "$TERN" "$MIN"; do
+  [ -x "$b" ] || { echo "missing $b: build first (cmake -S . -B build-stun -G Ninja && ninja -C build-stun)" >&2; exit 1; }
+done
+ncpu=$(nproc)
+if [ "$workers" -ge "$ncpu" ]; then
+  echo "need more cores than workers ($workers workers, $ncpu cores)" >&2; exit 1
+fi
+srv_cpus="0-$((workers - 1))"
+lg_cpus="$workers-$((ncpu - 1))"
+sockets=${LG_SOCKETS:-$((4 * workers))}
+window=${LG_WINDOW:-64}
+port=$((30000 + ($$ % 5000) * 4))
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; }
+trap cleanup EXIT
+
+declare -A rate cpu
+measure() { # name port
+  local out
+  out=$(taskset -c "$lg_cpus" "$TERN" loadgen stun "127.0.0.1:$2" --duration "$secs" \
+        --sockets "$sockets" --window "$window" 2>&1)
+  echo "  $1: $out" >&2
+  rate[$1]=$(echo "$out" | grep -o 'rate=[0-9]*' | cut -d= -f2)
+  echo "$out" | grep -q ' bad=0 ' || { echo "  $1: WRONG ANSWERS" >&2; rate[$1]=0; }
+}
+run_one() { # name port command...
+  local name=$1 p=$2; shift 2
+  "$@" >/dev/null 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  for _ in $(seq 50); do
+    sleep 0.1
+    "$TERN" stun "127.0.0.1:$p" --rto 50 --tries 2 >/dev/null 2>&1 && break
+  done
+  local target
+  target=$(pgrep -n -P "$pid" 2>/dev/null || echo "$pid") # the server under taskset
+  local t0 t1 hz
+  hz=$(getconf CLK_TCK)
+  t0=$(awk '{print $14 + $15}' "/proc/$target/stat" 2>/dev/null || echo 0)
+  measure "$name" "$p"
+  t1=$(awk '{print $14 + $15}' "/proc/$target/stat" 2>/dev/null || echo 0)
+  cpu[$name]=$(awk -v a="$t0" -v b="$t1" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }')
+  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+}
+
+echo "STUN benchmark: $secs s per server, server cores $srv_cpus, load generator cores $lg_cpus," \
+     "$sockets sockets x $window in flight" >&2
+run_one minimal $port taskset -c 0 "$MIN" 127.0.0.1 $port
+run_one ternd $((port + 1)) taskset -c "$srv_cpus" "$TERND" --stun-only --no-tcp --quiet \
+  --listen 127.0.0.1:$((port + 1)) --workers "$workers"
+if command -v turnserver >/dev/null; then
+  run_one coturn $((port + 2)) taskset -c 0 turnserver -c /dev/null --stun-only --no-cli --no-tls \
+    --no-dtls --no-tcp -m 1 -L 127.0.0.1 -p $((port + 2)) --log-file /dev/null
+else rate[coturn]=0; echo "  coturn: not installed" >&2; fi
+if command -v stund >/dev/null; then
+  run_one stund $((port + 3)) taskset -c 0 stund -h 127.0.0.1 -a 127.0.0.2 -p $((port + 3)) -o $((port + 40))
+else rate[stund]=0; echo "  stund: not installed" >&2; fi
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }'; }
+per_cpu() { awk -v r="$1" -v c="$2" -v s="$secs" 'BEGIN { if (c > 0) printf "%.0f", r * s / c; else printf "n/a" }'; }
+printf '\n| server (workers) | responses/s | ternd / it | it / minimal | server CPU s | responses per server CPU s |\n'
+printf '|---|---:|---:|---:|---:|---:|\n'
+for s in ternd minimal coturn stund; do
+  w=1; [ "$s" = ternd ] && w=$workers
+  printf '| %s (%d) | %s | %s | %s | %s | %s |\n' "$s" "$w" "${rate[$s]}" \
+    "$(ratio "${rate[ternd]}" "${rate[$s]}")" "$(ratio "${rate[$s]}" "${rate[minimal]}")" \
+    "${cpu[$s]:-0}" "$(per_cpu "${rate[$s]}" "${cpu[$s]:-0}")"
+done
+vc=$(ratio "${rate[ternd]}" "${rate[coturn]}"); vm=$(ratio "${rate[ternd]}" "${rate[minimal]}")
+echo
+echo "ternd vs coturn: ${vc}x (target >= 2.00); ternd vs minimal responder: ${vm} (target >= 0.90)"
+awk -v c="$vc" -v m="$vm" 'BEGIN { exit !(c >= 2.0 && m >= 0.9) }' && echo "TARGET MET" || echo "TARGET NOT MET"
