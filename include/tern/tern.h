@@ -204,8 +204,12 @@ void tern_endpoint_handle_expiry(tern_endpoint *ep, uint64_t now);
 
 typedef struct tern_endpoint_stats {
     uint64_t rx_packets, rx_bytes, tx_packets, tx_bytes;
+    /* every datagram tern_endpoint_recv drops is counted in exactly one of these: */
     uint64_t drop_truncated, drop_malformed, drop_version, drop_auth, drop_replay;
-    uint64_t drop_unknown_cid, drop_rate_limited, drop_token, drop_small_initial, drop_ignored;
+    uint64_t drop_unknown_cid, drop_rate_limited, drop_ignored;
+    /* details: Initials under 1200 bytes (also in drop_truncated); invalid retry tokens (the
+     * Initial is then treated as if it had none) */
+    uint64_t drop_small_initial, drop_token;
     uint64_t drop_queue_full;       /* stateless replies dropped because their queue was full */
     uint64_t amplification_blocked; /* sends held back by the 3x limit */
     uint64_t handshakes_started, handshakes_completed, handshakes_failed;

@@ -500,8 +500,8 @@ int tern__hs_recv_long(tern_endpoint *ep, uint64_t now, const tern_addr *local,
         return rc;
     }
     if (len < TERN_MIN_INITIAL_SIZE) {
-        ep->st.drop_small_initial++;
-        return TERN_ERR_IGNORED;
+        ep->st.drop_small_initial++; /* also counted as truncated */
+        return TERN_ERR_TRUNCATED;
     }
     return server_on_initial(ep, now, local, remote, pkt, len, &h);
 }
