@@ -139,6 +139,7 @@ struct sim {
     tern_datagram dgrams[SIM_SEND_BATCH];
 
     uint64_t stall_expiries, stall_steps;
+    uint64_t step_budget, run_steps;
     uint64_t same_time_at, same_time_steps;
     sim_stats st;
 };
@@ -235,8 +236,11 @@ static void trace(sim *s, sim_trace_kind kind, const char *reason, const pkt *p,
     uint64_t h = mix(s->trace_hash, (uint64_t)kind);
     h = mix(h, s->now);
     if (p) {
-        h = mix(h, fnv1a(&p->p.from, sizeof(p->p.from)));
-        h = mix(h, fnv1a(&p->p.to, sizeof(p->p.to)));
+        tern_addr from, to; /* normalised: nodes may leave padding bytes uninitialised */
+        addr_norm(&from, &p->p.from);
+        addr_norm(&to, &p->p.to);
+        h = mix(h, fnv1a(&from, sizeof(from)));
+        h = mix(h, fnv1a(&to, sizeof(to)));
         h = mix(h, p->p.len);
         if (kind == SIM_TR_DELIVER)
             h = mix(h, data_hash(p->p.data, p->p.len));
@@ -779,6 +783,7 @@ sim *sim_new(uint64_t seed)
     s->auto_wake = 1;
     s->stall_expiries = 1000;
     s->stall_steps = 10000000;
+    s->step_budget = 200000000;
     s->same_time_at = TERN_TIME_NEVER;
     s->trace_hash = mix(0x7465726e73696dull, seed);
     s->nabuckets = 64;
@@ -1111,6 +1116,11 @@ void sim_set_stall_limits(sim *s, uint64_t expiries, uint64_t steps)
     s->stall_steps = steps;
 }
 
+void sim_set_step_budget(sim *s, uint64_t items)
+{
+    s->step_budget = items;
+}
+
 void sim_set_auto_wake(sim *s, int on)
 {
     s->auto_wake = on;
@@ -1206,6 +1216,11 @@ static int step(sim *s, uint64_t t)
         s->same_time_at = t;
         s->same_time_steps = 1;
     }
+    if (s->step_budget && ++s->run_steps > s->step_budget)
+        return fail(s, SIM_ERR_STUCK,
+                    "over %" PRIu64 " items in one run (a timer creeping forward?); next item at %"
+                    PRIu64 " ns",
+                    s->step_budget, t);
     s->now = t;
     s->st.steps++;
 
@@ -1268,6 +1283,7 @@ static int run(sim *s, int mode, int (*cond)(void *), void *arg, uint64_t t_max)
     if (s->running)
         return SIM_ERR_INVALID;
     s->running = 1;
+    s->run_steps = 0;
     int rc = SIM_OK;
     if (s->auto_wake)
         for (size_t i = 0; i < s->nnodes; i++)

@@ -19,7 +19,8 @@
  *      first on a tie, then deadlines; ties inside each by insertion order / node order);
  *   3. that item runs: expire(node, now) or recv(node, now, local, remote, data, len).
  * A node whose deadline does not move past now after repeated expiries, or a clock that stops
- * advancing, ends the run with SIM_ERR_STUCK and a message (sim_error) instead of spinning.
+ * advancing, or a run that exceeds its step budget, ends with SIM_ERR_STUCK and a message
+ * (sim_error) instead of spinning.
  *
  * Calling into a node from outside (e.g. tern_conn_send_datagram between runs) is fine: each
  * sim_run_* call first polls every node. Inside a run (from a callback or a middlebox) call
@@ -267,5 +268,8 @@ const char *sim_error(const sim *s);
 /* Limits for the stuck detector: a node expired more than expiries times at one instant, or more
  * than steps items at one instant in all. Defaults 1000 and 10,000,000. */
 void sim_set_stall_limits(sim *s, uint64_t expiries, uint64_t steps);
+/* Ends a single sim_run_* call with SIM_ERR_STUCK after this many items (catches a timer that
+ * creeps forward by a nanosecond at a time). Default 200,000,000; 0 = unlimited. */
+void sim_set_step_budget(sim *s, uint64_t items);
 
 #endif
