@@ -7,7 +7,7 @@ pkgs=(
   # build
   build-essential cmake ninja-build pkg-config clang libclang-rt-dev libsodium-dev
   # tests: namespaces, NAT boxes, peers to interoperate with
-  iproute2 nftables iptables coturn stun-client
+  iproute2 nftables iptables coturn stun-client stun-server
   # benchmarks: peers to measure against
   iperf3 srt-tools
 )
