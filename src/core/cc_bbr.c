@@ -1,0 +1,368 @@
+/*
+ * A BBR-style rate-based controller (after draft-cardwell-iccrg-bbr-congestion-control, BBR v1,
+ * with one element of v2): the default for real-time media, because it does not read random
+ * loss as congestion and keeps the bottleneck queue short.
+ *
+ * The model is two numbers: the bottleneck bandwidth, the maximum delivery rate (rate.c) seen
+ * over the last 10 round trips, and the round-trip propagation time, the minimum RTT seen over
+ * the last 10 s. Their product is the BDP. The sender paces at pacing_gain x bandwidth and keeps
+ * at most cwnd_gain x BDP (+ 3 datagrams of headroom for ACK aggregation and pacing quanta) in
+ * flight. A round trip ends when a packet sent after the previous round ended is acknowledged.
+ *
+ * States:
+ *   STARTUP    pacing and cwnd gain 2/ln2 = 2.885 (the rate doubles each round) until the
+ *              bandwidth estimate has grown less than 25% in three rounds: the pipe is full;
+ *   DRAIN      pacing gain 1/2.885 until what is in flight falls to one BDP (the startup queue
+ *              is gone);
+ *   PROBE_BW   cwnd gain 2; the pacing gain cycles through 1.25, 0.75, 1, 1, 1, 1, 1, 1, one
+ *              phase per min RTT (1.25 goes on past that until it has put 1.25 BDP in flight or
+ *              seen a loss; 0.75 ends early once in flight is down to one BDP). It
+ *              starts at a pseudo-random phase other than 0.75 so flows sharing a link do not
+ *              probe in step;
+ *   PROBE_RTT  when no RTT sample has matched or lowered the min RTT for 10 s: at most 4
+ *              datagrams in flight for max(200 ms, one round), so the queue empties and the min
+ *              RTT can be measured again; then back to PROBE_BW (or STARTUP if the pipe was never
+ *              filled).
+ *
+ * Loss: random loss of a few per cent changes nothing (BBR v1 behaviour; a Reno-style halving
+ * on every loss is what makes loss-based controllers collapse on lossy radio links). From v2 it
+ * borrows a bound for heavy loss: a round trip that lost more than 15% of its data (and at least
+ * 8 datagrams) caps what may be in flight at 85% of what was in flight then (inflight_hi), and
+ * ends STARTUP. The cap grows back while rounds stay below the threshold, by 1, 2, 4, ...
+ * datagrams per round. Persistent congestion sets the window to its minimum of 4 datagrams, from
+ * where it grows by the acknowledged bytes.
+ *
+ * Integer arithmetic; gains in thousandths. Deterministic: the pseudo-random start phase is
+ * drawn from a hash of the time.
+ */
+#include <assert.h>
+
+#include "core/cc.h"
+
+#define NS_PER_S 1000000000ull
+#define MS 1000000ull
+
+#define GAIN_UNIT 1000
+#define STARTUP_GAIN 2885      /* 2 / ln 2 */
+#define DRAIN_GAIN 347         /* 1 / 2.885 */
+#define CWND_GAIN 2000
+#define PACING_MARGIN 99       /* pace at 99% of the estimate (percent) */
+#define BW_FILTER_ROUNDS 10
+#define MIN_RTT_WINDOW (10 * NS_PER_S)
+#define PROBE_RTT_TIME (200 * MS)
+#define MIN_CWND_PACKETS 4
+#define HEADROOM_PACKETS 3
+#define FULL_BW_GROWTH 1250    /* thousandths: 25% */
+#define FULL_BW_ROUNDS 3
+#define LOSS_THRESH 150        /* thousandths of a round's data */
+#define LOSS_MIN_PACKETS 8
+#define INFLIGHT_HI_BETA 850   /* thousandths */
+#define CYCLE_LEN 8
+
+enum { BBR_STARTUP, BBR_DRAIN, BBR_PROBE_BW, BBR_PROBE_RTT };
+
+static const uint16_t cycle_gain[CYCLE_LEN] = {1250, 750, 1000, 1000, 1000, 1000, 1000, 1000};
+
+typedef struct bbr {
+    uint64_t mds;
+    uint64_t cwnd;
+    uint64_t pacing_rate;            /* bytes/s; 0 until the first bandwidth sample */
+    uint64_t bw_hist[BW_FILTER_ROUNDS]; /* the largest sample of each of the last rounds */
+    uint64_t max_bw;                 /* max of bw_hist */
+    uint64_t min_rtt;                /* UINT64_MAX until the first sample */
+    uint64_t min_rtt_stamp;
+    uint64_t delivered;              /* bytes acknowledged so far */
+    uint64_t next_round_delivered;
+    uint64_t round_count;
+    uint64_t full_bw;
+    uint64_t cycle_stamp;
+    uint64_t probe_rtt_done_stamp;   /* 0 while waiting for in flight to fall to 4 datagrams */
+    uint64_t prior_cwnd;
+    uint64_t inflight_hi;            /* 0: no cap */
+    uint64_t inflight_hi_step;
+    uint64_t round_lost, round_delivered;
+    uint64_t rand_state;
+    uint32_t pacing_gain, cwnd_gain;
+    uint8_t state;
+    uint8_t full_bw_count;
+    uint8_t filled_pipe;
+    uint8_t cycle_index;
+    uint8_t probe_rtt_round_done;
+    uint8_t idle_restart;
+    uint8_t loss_in_cycle_phase;
+} bbr;
+
+static_assert(sizeof(bbr) <= TERN__CC_STATE_MAX, "bbr state too large");
+
+static uint64_t min_cwnd(const bbr *s) { return MIN_CWND_PACKETS * s->mds; }
+
+static uint64_t initial_window(uint64_t mds)
+{
+    uint64_t w = 2 * mds > 14720 ? 2 * mds : 14720;
+    return w < 10 * mds ? w : 10 * mds;
+}
+
+static uint64_t mul_div(uint64_t a, uint64_t b, uint64_t c)
+{
+    unsigned __int128 v = (unsigned __int128)a * b / c;
+    return v > UINT64_MAX ? UINT64_MAX : (uint64_t)v;
+}
+
+/* gain x BDP in bytes; the initial window while there is no model yet. */
+static uint64_t bdp(const bbr *s, uint32_t gain)
+{
+    if (s->min_rtt == UINT64_MAX || s->max_bw == 0)
+        return mul_div(initial_window(s->mds), gain, GAIN_UNIT);
+    return mul_div(mul_div(s->max_bw, s->min_rtt, NS_PER_S), gain, GAIN_UNIT);
+}
+
+static uint64_t next_rand(bbr *s)
+{
+    uint64_t z = (s->rand_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static void enter_startup(bbr *s)
+{
+    s->state = BBR_STARTUP;
+    s->pacing_gain = STARTUP_GAIN;
+    s->cwnd_gain = STARTUP_GAIN;
+}
+
+static void enter_probe_bw(bbr *s, uint64_t now)
+{
+    s->state = BBR_PROBE_BW;
+    s->cwnd_gain = CWND_GAIN;
+    s->rand_state ^= now;
+    /* any phase but 0.75 (index 1) */
+    uint8_t i = (uint8_t)(2 + next_rand(s) % (CYCLE_LEN - 1));
+    s->cycle_index = i % CYCLE_LEN;
+    s->pacing_gain = cycle_gain[s->cycle_index];
+    s->cycle_stamp = now;
+    s->loss_in_cycle_phase = 0;
+}
+
+static void bbr_init(void *st, size_t max_datagram, uint64_t now)
+{
+    bbr *s = st;
+    *s = (bbr){0};
+    s->mds = max_datagram;
+    s->cwnd = initial_window(max_datagram);
+    s->min_rtt = UINT64_MAX;
+    s->min_rtt_stamp = now;
+    s->rand_state = 0x5bd1e995u ^ now;
+    enter_startup(s);
+}
+
+/* Restarting from idle: in PROBE_BW pace at the estimate itself rather than a probing gain. */
+static void bbr_on_sent(void *st, uint64_t now, size_t bytes, uint64_t bytes_in_flight)
+{
+    bbr *s = st;
+    (void)now, (void)bytes;
+    if (bytes_in_flight == 0 && s->delivered > 0) {
+        s->idle_restart = 1;
+        if (s->state == BBR_PROBE_BW && s->max_bw)
+            s->pacing_rate = s->max_bw * PACING_MARGIN / 100;
+    }
+}
+
+static void update_bw(bbr *s, const tern__cc_ack *ack, int round_start)
+{
+    uint64_t slot = s->round_count % BW_FILTER_ROUNDS;
+    if (round_start) s->bw_hist[slot] = 0;
+    const tern__rate_sample *rs = &ack->rs;
+    if (rs->delivery_rate && (!rs->is_app_limited || rs->delivery_rate >= s->max_bw)) {
+        if (rs->delivery_rate > s->bw_hist[slot]) s->bw_hist[slot] = rs->delivery_rate;
+    }
+    uint64_t m = 0;
+    for (int i = 0; i < BW_FILTER_ROUNDS; i++)
+        if (s->bw_hist[i] > m) m = s->bw_hist[i];
+    s->max_bw = m;
+}
+
+/* Called when a round ends: was it a round of heavy loss? */
+static void check_round_loss(bbr *s, uint64_t inflight)
+{
+    uint64_t lost = s->round_lost, total = s->round_lost + s->round_delivered;
+    int heavy = lost >= LOSS_MIN_PACKETS * s->mds && lost * GAIN_UNIT > LOSS_THRESH * total;
+    if (heavy) {
+        uint64_t base = inflight;
+        if (s->inflight_hi && s->inflight_hi < base) base = s->inflight_hi;
+        if (base < bdp(s, GAIN_UNIT) / 2 && !s->inflight_hi) base = bdp(s, GAIN_UNIT) / 2;
+        s->inflight_hi = mul_div(base, INFLIGHT_HI_BETA, GAIN_UNIT);
+        if (s->inflight_hi < min_cwnd(s)) s->inflight_hi = min_cwnd(s);
+        s->inflight_hi_step = s->mds;
+        if (s->state == BBR_STARTUP) s->filled_pipe = 1;
+    } else if (s->inflight_hi && lost * GAIN_UNIT <= LOSS_THRESH / 2 * total) {
+        s->inflight_hi += s->inflight_hi_step;
+        if (s->inflight_hi_step < s->inflight_hi / 4) s->inflight_hi_step *= 2;
+        /* far above anything the model asks for: lift the cap */
+        if (s->inflight_hi > 2 * bdp(s, CWND_GAIN) + 4 * s->mds) s->inflight_hi = 0;
+    }
+    s->round_lost = 0;
+    s->round_delivered = 0;
+}
+
+static void check_full_pipe(bbr *s, const tern__cc_ack *ack, int round_start)
+{
+    if (s->filled_pipe || !round_start || ack->rs.is_app_limited) return;
+    if (s->max_bw * GAIN_UNIT >= s->full_bw * FULL_BW_GROWTH) {
+        s->full_bw = s->max_bw;
+        s->full_bw_count = 0;
+        return;
+    }
+    if (++s->full_bw_count >= FULL_BW_ROUNDS) s->filled_pipe = 1;
+}
+
+static void update_cycle(bbr *s, const tern__cc_ack *ack)
+{
+    uint64_t now = ack->now;
+    int full_length = s->min_rtt != UINT64_MAX && now - s->cycle_stamp > s->min_rtt;
+    int advance;
+    if (s->pacing_gain > GAIN_UNIT)
+        advance = full_length &&
+                  (s->loss_in_cycle_phase || ack->prior_in_flight >= bdp(s, s->pacing_gain));
+    else if (s->pacing_gain < GAIN_UNIT)
+        advance = full_length || ack->prior_in_flight <= bdp(s, GAIN_UNIT);
+    else
+        advance = full_length;
+    if (!advance) return;
+    s->cycle_index = (uint8_t)((s->cycle_index + 1) % CYCLE_LEN);
+    s->pacing_gain = cycle_gain[s->cycle_index];
+    s->cycle_stamp = now;
+    s->loss_in_cycle_phase = 0;
+}
+
+static void update_probe_rtt(bbr *s, const tern__cc_ack *ack, int expired, int round_start)
+{
+    uint64_t now = ack->now;
+    if (s->state != BBR_PROBE_RTT && expired && !s->idle_restart) {
+        s->state = BBR_PROBE_RTT;
+        s->pacing_gain = GAIN_UNIT;
+        s->cwnd_gain = GAIN_UNIT;
+        s->prior_cwnd = s->cwnd;
+        s->probe_rtt_done_stamp = 0;
+        s->probe_rtt_round_done = 0;
+    }
+    if (s->state != BBR_PROBE_RTT) return;
+    if (s->probe_rtt_done_stamp == 0) {
+        if (ack->bytes_in_flight <= min_cwnd(s)) {
+            s->probe_rtt_done_stamp = now + PROBE_RTT_TIME;
+            s->probe_rtt_round_done = 0;
+            s->next_round_delivered = s->delivered; /* wait for one full round from here */
+        }
+        return;
+    }
+    if (round_start) s->probe_rtt_round_done = 1;
+    if (s->probe_rtt_round_done && now >= s->probe_rtt_done_stamp) {
+        s->min_rtt_stamp = now;
+        if (s->cwnd < s->prior_cwnd) s->cwnd = s->prior_cwnd;
+        if (s->filled_pipe)
+            enter_probe_bw(s, now);
+        else
+            enter_startup(s);
+    }
+}
+
+static void set_controls(bbr *s, const tern__cc_ack *ack)
+{
+    if (s->max_bw) {
+        uint64_t rate = mul_div(s->max_bw, s->pacing_gain, GAIN_UNIT) * PACING_MARGIN / 100;
+        if (s->filled_pipe || rate > s->pacing_rate) s->pacing_rate = rate;
+    }
+    uint64_t target = bdp(s, s->cwnd_gain) + HEADROOM_PACKETS * s->mds;
+    if (s->filled_pipe) {
+        uint64_t w = s->cwnd + ack->acked_bytes;
+        s->cwnd = w < target ? w : target;
+    } else if (s->cwnd < target || s->delivered < initial_window(s->mds)) {
+        s->cwnd += ack->acked_bytes;
+    }
+    if (s->cwnd < min_cwnd(s)) s->cwnd = min_cwnd(s);
+    if (s->state == BBR_PROBE_RTT && s->cwnd > min_cwnd(s)) s->cwnd = min_cwnd(s);
+}
+
+static void bbr_on_ack(void *st, const tern__cc_ack *ack)
+{
+    bbr *s = st;
+    const tern__rate_sample *rs = &ack->rs;
+    uint64_t now = ack->now;
+
+    s->delivered += ack->acked_bytes;
+    s->round_delivered += ack->acked_bytes;
+
+    int round_start = 0;
+    if (ack->acked_bytes && (rs->delivered || rs->interval_ns) &&
+        rs->prior_delivered >= s->next_round_delivered) {
+        s->next_round_delivered = s->delivered;
+        s->round_count++;
+        round_start = 1;
+        check_round_loss(s, ack->prior_in_flight);
+    }
+    update_bw(s, ack, round_start);
+
+    uint64_t rtt = rs->rtt_ns ? rs->rtt_ns : ack->latest_rtt;
+    int expired = now > s->min_rtt_stamp + MIN_RTT_WINDOW;
+    /* "matches or lowers": an equal sample re-stamps the minimum */
+    if (rtt && (rtt <= s->min_rtt || expired)) {
+        s->min_rtt = rtt;
+        s->min_rtt_stamp = now;
+    }
+
+    check_full_pipe(s, ack, round_start);
+    if (s->state == BBR_STARTUP && s->filled_pipe) {
+        s->state = BBR_DRAIN;
+        s->pacing_gain = DRAIN_GAIN;
+        s->cwnd_gain = STARTUP_GAIN;
+    }
+    if (s->state == BBR_DRAIN && ack->bytes_in_flight <= bdp(s, GAIN_UNIT)) enter_probe_bw(s, now);
+    if (s->state == BBR_PROBE_BW) update_cycle(s, ack);
+    update_probe_rtt(s, ack, expired, round_start);
+    if (ack->acked_bytes) s->idle_restart = 0;
+
+    set_controls(s, ack);
+}
+
+static void bbr_on_loss(void *st, const tern__cc_loss *loss)
+{
+    bbr *s = st;
+    s->round_lost += loss->lost_bytes;
+    s->loss_in_cycle_phase = 1;
+    if (loss->persistent) s->cwnd = min_cwnd(s);
+}
+
+static uint64_t bbr_cwnd(const void *st)
+{
+    const bbr *s = st;
+    uint64_t w = s->cwnd;
+    if (s->inflight_hi && s->inflight_hi < w) w = s->inflight_hi;
+    return w < min_cwnd(s) ? min_cwnd(s) : w;
+}
+
+static uint64_t bbr_pacing_rate(const void *st, uint64_t smoothed_rtt)
+{
+    const bbr *s = st;
+    if (s->pacing_rate) return s->pacing_rate;
+    /* no bandwidth sample yet: 2.885 x the initial window per RTT (per ms when no RTT) */
+    uint64_t rtt = smoothed_rtt ? smoothed_rtt : MS;
+    return mul_div(mul_div(s->cwnd, STARTUP_GAIN, GAIN_UNIT), NS_PER_S, rtt);
+}
+
+static uint64_t bbr_bandwidth(const void *st, uint64_t smoothed_rtt)
+{
+    const bbr *s = st;
+    if (s->max_bw) return s->max_bw;
+    return smoothed_rtt ? mul_div(s->cwnd, NS_PER_S, smoothed_rtt) : 0;
+}
+
+const tern__cc_ops tern__cc_bbr = {
+    .name = "bbr",
+    .init = bbr_init,
+    .on_sent = bbr_on_sent,
+    .on_ack = bbr_on_ack,
+    .on_loss = bbr_on_loss,
+    .cwnd = bbr_cwnd,
+    .pacing_rate = bbr_pacing_rate,
+    .bandwidth = bbr_bandwidth,
+};
