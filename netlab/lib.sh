@@ -361,6 +361,8 @@ nl_stats() {
 
 # nl_down [LAB]: kills everything that runs in the lab's namespaces and deletes them.
 nl_down() {
+	local - # errexit off here only: teardown must go on past processes that are already gone
+	set +e
 	local lab=${1:-${NL_LAB:-}} dir ns pid
 	[ -n "$lab" ] || return 0
 	dir=$NL_RUNDIR/$lab
