@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -12,10 +13,29 @@
 
 #include "tern/udp.h"
 
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+
+/* One control buffer per message: UDP_SEGMENT (u16) on send, UDP_GRO (int) on receive. */
+typedef union batch_ctrl {
+    struct cmsghdr hdr;
+    char buf[64];
+} batch_ctrl;
+
 typedef struct batch_impl {
     struct mmsghdr *msgs;
     struct iovec *iov;
     struct sockaddr_storage *names;
+    batch_ctrl *ctrl;
+    size_t *first; /* send: first slot of message i */
+    size_t *nseg;  /* send: slots in message i */
 } batch_impl;
 
 int tern_addr_to_sockaddr(const tern_addr *a, struct sockaddr_storage *ss)
@@ -81,6 +101,8 @@ int tern_udp_open(const tern_addr *addr, int flags, int *fd_out)
         if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only)) != 0) goto fail;
     }
     if (bind(fd, (struct sockaddr *)&ss, (socklen_t)sl) != 0) goto fail;
+    if (flags & TERN_UDP_GRO) /* best effort: older kernels lack it */
+        (void)setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one));
     *fd_out = fd;
     return TERN_OK;
 fail:;
@@ -88,6 +110,20 @@ fail:;
     close(fd);
     errno = e;
     return TERN_ERR_STATE;
+}
+
+int tern_udp_gso_supported(int fd)
+{
+    int v = 0;
+    socklen_t vl = sizeof(v);
+    return getsockopt(fd, SOL_UDP, UDP_SEGMENT, &v, &vl) == 0;
+}
+
+int tern_udp_gro_enabled(int fd)
+{
+    int v = 0;
+    socklen_t vl = sizeof(v);
+    return getsockopt(fd, SOL_UDP, UDP_GRO, &v, &vl) == 0 && v != 0;
 }
 
 int tern_udp_local_addr(int fd, tern_addr *out)
@@ -108,15 +144,20 @@ int tern_udp_batch_init(tern_udp_batch *b, size_t count, size_t slot_size)
     b->data = malloc(count * slot_size);
     b->len = calloc(count, sizeof(*b->len));
     b->addr = calloc(count, sizeof(*b->addr));
+    b->seg = calloc(count, sizeof(*b->seg));
     if (im) {
         im->msgs = calloc(count, sizeof(*im->msgs));
         im->iov = calloc(count, sizeof(*im->iov));
         im->names = calloc(count, sizeof(*im->names));
+        im->ctrl = calloc(count, sizeof(*im->ctrl));
+        im->first = calloc(count, sizeof(*im->first));
+        im->nseg = calloc(count, sizeof(*im->nseg));
     }
     b->impl_ = im;
     b->count = count;
     b->slot_size = slot_size;
-    if (!im || !im->msgs || !im->iov || !im->names || !b->data || !b->len || !b->addr) {
+    if (!im || !im->msgs || !im->iov || !im->names || !im->ctrl || !im->first || !im->nseg ||
+        !b->data || !b->len || !b->addr || !b->seg) {
         tern_udp_batch_free(b);
         return TERN_ERR_NOMEM;
     }
@@ -130,11 +171,15 @@ void tern_udp_batch_free(tern_udp_batch *b)
         free(im->msgs);
         free(im->iov);
         free(im->names);
+        free(im->ctrl);
+        free(im->first);
+        free(im->nseg);
         free(im);
     }
     free(b->data);
     free(b->len);
     free(b->addr);
+    free(b->seg);
     memset(b, 0, sizeof(*b));
 }
 
@@ -149,6 +194,10 @@ int tern_udp_recv_batch(int fd, tern_udp_batch *b)
         im->msgs[i].msg_hdr.msg_iovlen = 1;
         im->msgs[i].msg_hdr.msg_name = &im->names[i];
         im->msgs[i].msg_hdr.msg_namelen = sizeof(im->names[i]);
+        if (b->gro) {
+            im->msgs[i].msg_hdr.msg_control = im->ctrl[i].buf;
+            im->msgs[i].msg_hdr.msg_controllen = sizeof(im->ctrl[i].buf);
+        }
     }
     int n;
     do {
@@ -161,39 +210,97 @@ int tern_udp_recv_batch(int fd, tern_udp_batch *b)
         if (tern_addr_from_sockaddr(&b->addr[i], (struct sockaddr *)&im->names[i],
                                     im->msgs[i].msg_hdr.msg_namelen) != TERN_OK)
             b->len[i] = b->slot_size + 1; /* unknown family: the caller drops it */
+        b->seg[i] = 0;
+        if (!b->gro) continue;
+        struct msghdr *h = &im->msgs[i].msg_hdr;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c != NULL; c = CMSG_NXTHDR(h, c)) {
+            if (c->cmsg_level != SOL_UDP || c->cmsg_type != UDP_GRO ||
+                c->cmsg_len < CMSG_LEN(sizeof(int)))
+                continue;
+            int gs;
+            memcpy(&gs, CMSG_DATA(c), sizeof(gs));
+            if (gs > 0 && (size_t)gs < b->len[i] && b->len[i] <= b->slot_size)
+                b->seg[i] = (size_t)gs;
+        }
     }
     return n;
+}
+
+/* Fills messages base.. for slots [s, n): one message per slot, or with b->gso one per run of
+ * consecutive slots with the same destination and length. Returns the message count. */
+static size_t build_msgs(tern_udp_batch *b, batch_impl *im, size_t base, size_t s, size_t n)
+{
+    size_t j = base;
+    while (s < n) {
+        size_t run = 1, len = b->len[s];
+        if (b->gso && len > 0) {
+            size_t total = len;
+            while (s + run < n && run < TERN_UDP_GSO_MAX_SEGS && b->len[s + run] == len &&
+                   total + len <= 65000 && tern_addr_equal(&b->addr[s + run], &b->addr[s])) {
+                total += len;
+                run++;
+            }
+        }
+        struct msghdr *h = &im->msgs[j].msg_hdr;
+        memset(h, 0, sizeof(*h));
+        for (size_t k = s; k < s + run; k++) {
+            im->iov[k].iov_base = tern_udp_slot(b, k);
+            im->iov[k].iov_len = b->len[k];
+        }
+        h->msg_iov = &im->iov[s];
+        h->msg_iovlen = run;
+        if (b->addr[s].family != TERN_AF_NONE) { /* NONE: a connected socket's own peer */
+            int sl = tern_addr_to_sockaddr(&b->addr[s], &im->names[j]);
+            h->msg_name = &im->names[j];
+            h->msg_namelen = sl > 0 ? (socklen_t)sl : 0;
+        }
+        if (run > 1) {
+            h->msg_control = im->ctrl[j].buf;
+            h->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+            struct cmsghdr *c = CMSG_FIRSTHDR(h);
+            c->cmsg_level = SOL_UDP;
+            c->cmsg_type = UDP_SEGMENT;
+            c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+            uint16_t gs = (uint16_t)len;
+            memcpy(CMSG_DATA(c), &gs, sizeof(gs));
+        }
+        im->first[j] = s;
+        im->nseg[j] = run;
+        s += run;
+        j++;
+    }
+    return j - base;
 }
 
 int tern_udp_send_batch(int fd, tern_udp_batch *b, size_t n, uint64_t *failed)
 {
     batch_impl *im = b->impl_;
     if (n > b->count) n = b->count;
-    for (size_t i = 0; i < n; i++) {
-        im->iov[i].iov_base = tern_udp_slot(b, i);
-        im->iov[i].iov_len = b->len[i];
-        memset(&im->msgs[i].msg_hdr, 0, sizeof(im->msgs[i].msg_hdr));
-        im->msgs[i].msg_hdr.msg_iov = &im->iov[i];
-        im->msgs[i].msg_hdr.msg_iovlen = 1;
-        if (b->addr[i].family != TERN_AF_NONE) { /* NONE: a connected socket's own peer */
-            int sl = tern_addr_to_sockaddr(&b->addr[i], &im->names[i]);
-            im->msgs[i].msg_hdr.msg_name = &im->names[i];
-            im->msgs[i].msg_hdr.msg_namelen = sl > 0 ? (socklen_t)sl : 0;
-        }
-    }
+    size_t nm = build_msgs(b, im, 0, 0, n);
     size_t done = 0, sent = 0;
-    while (done < n) {
-        int r = sendmmsg(fd, im->msgs + done, (unsigned)(n - done), MSG_DONTWAIT);
+    while (done < nm) {
+        int r = sendmmsg(fd, im->msgs + done, (unsigned)(nm - done), MSG_DONTWAIT);
         if (r < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-            /* the first datagram was refused: skip it and go on */
-            if (failed) (*failed)++;
+            if (im->nseg[done] > 1 && (errno == EIO || errno == EINVAL || errno == EOPNOTSUPP ||
+                                       errno == ENOPROTOOPT || errno == EMSGSIZE)) {
+                /* the kernel will not segment here: datagram by datagram from now on */
+                b->gso = 0;
+                b->gso_fallbacks++;
+                nm = done + build_msgs(b, im, done, im->first[done], n);
+                continue;
+            }
+            /* the first message was refused: skip it and go on */
+            if (failed) *failed += im->nseg[done];
             done++;
             continue;
         }
+        for (size_t k = done; k < done + (size_t)r; k++) {
+            sent += im->nseg[k];
+            if (im->nseg[k] > 1) b->gso_sends++;
+        }
         done += (size_t)r;
-        sent += (size_t)r;
     }
     return (int)sent;
 }
