@@ -45,6 +45,15 @@ typedef struct worker {
     tern_stun_server srv;
 } worker;
 
+/* UDP GSO for answers (on unless TERND_STUN_GSO=0 and where the kernel knows UDP_SEGMENT): the
+ * answers of one batch to the same client with the same length leave in one send; the client
+ * still receives one datagram per answer. */
+static int gso_wanted(void)
+{
+    const char *e = getenv("TERND_STUN_GSO");
+    return !(e && e[0] == '0');
+}
+
 typedef struct tcp_conn {
     int fd;
     size_t fill;
@@ -336,6 +345,7 @@ static int svc_start(ternd_service *svc, const ternd_config *cfg)
                 if (s->addrs[k].port == 0) tern_udp_local_addr(w->fds[k], &s->addrs[k]);
                 w->local[k] = s->addrs[k];
             }
+            w->tx.gso = gso_wanted() && tern_udp_gso_supported(w->fds[0]);
         }
     }
     if (cfg->tcp) {
@@ -399,7 +409,7 @@ static void svc_report(ternd_service *svc, FILE *out)
     if (s == NULL) return;
     tern_stun_counters sum;
     memset(&sum, 0, sizeof(sum));
-    uint64_t rx_err = 0, oversize = 0, tx_failed = 0, tx_unsent = 0;
+    uint64_t rx_err = 0, oversize = 0, tx_failed = 0, tx_unsent = 0, gso = 0, gso_fb = 0;
     for (int i = 0; i < s->n_workers; i++) {
         worker *w = &s->workers[i];
         add_counters(&sum, &w->srv.counters);
@@ -407,6 +417,8 @@ static void svc_report(ternd_service *svc, FILE *out)
         oversize += w->oversize;
         tx_failed += w->tx_failed;
         tx_unsent += w->tx_unsent;
+        gso += w->tx.gso_sends;
+        gso_fb += w->tx.gso_fallbacks;
     }
     add_counters(&sum, &s->tcp_srv.counters);
     fprintf(out, "stun rx=%llu tx_success=%llu tx_error=%llu tx_rfc3489=%llu change_requests=%llu\n",
@@ -419,6 +431,8 @@ static void svc_report(ternd_service *svc, FILE *out)
     fprintf(out, " oversize=%llu rx_errors=%llu tx_failed=%llu tx_unsent=%llu\n",
             (unsigned long long)oversize, (unsigned long long)rx_err,
             (unsigned long long)tx_failed, (unsigned long long)tx_unsent);
+    fprintf(out, "stun udp gso_sends=%llu gso_fallbacks=%llu\n", (unsigned long long)gso,
+            (unsigned long long)gso_fb);
     fprintf(out, "stun tcp accepted=%llu refused=%llu closed_malformed=%llu idle_closed=%llu "
                  "tx_short=%llu\n",
             (unsigned long long)s->tcp_accepted, (unsigned long long)s->tcp_refused,
