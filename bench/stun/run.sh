@@ -10,6 +10,12 @@
 # The servers get cores 0..WORKERS-1 and the load generator the cores after them (taskset).
 # ternd runs WORKERS workers; the minimal responder, coturn (-m 1 relay thread, --no-tcp) and
 # stund are single-threaded and get core 0 only; with WORKERS > 1 the table shows ternd's scaling.
+#   LG_FLAGS    extra load generator flags (e.g. "--no-gso --no-gro --full-check" for the old
+#               one-datagram-per-syscall generator that decodes every answer completely)
+# Two reference rows are measured as well and are not part of the target: ternd-nogso (ternd with
+# TERND_STUN_GSO=0: one datagram per answer, like the minimal responder) and minimal-gso (the
+# minimal responder with --gso: answers to the same client in one UDP_SEGMENT send). The target
+# compares ternd (GSO on, its default) with coturn and with the plain minimal responder.
 set -u
 workers=${1:-1}
 secs=${2:-3}
@@ -29,7 +35,8 @@ srv_cpus="0-$((workers - 1))"
 lg_cpus="$workers-$((ncpu - 1))"
 sockets=${LG_SOCKETS:-$((4 * workers))}
 window=${LG_WINDOW:-64}
-port=$((30000 + ($$ % 5000) * 4))
+lg_flags=${LG_FLAGS:-}
+port=$((30000 + ($$ % 5000) * 8))
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; }
 trap cleanup EXIT
@@ -38,7 +45,7 @@ declare -A rate cpu
 measure() { # name port
   local out
   out=$(taskset -c "$lg_cpus" "$TERN" loadgen stun "127.0.0.1:$2" --duration "$secs" \
-        --sockets "$sockets" --window "$window" 2>&1)
+        --sockets "$sockets" --window "$window" $lg_flags 2>&1)
   echo "  $1: $out" >&2
   rate[$1]=$(echo "$out" | grep -o 'rate=[0-9]*' | cut -d= -f2)
   echo "$out" | grep -q ' bad=0 ' || { echo "  $1: WRONG ANSWERS" >&2; rate[$1]=0; }
@@ -64,10 +71,13 @@ run_one() { # name port command...
 }
 
 echo "STUN benchmark: $secs s per server, server cores $srv_cpus, load generator cores $lg_cpus," \
-     "$sockets sockets x $window in flight" >&2
+     "$sockets sockets x $window in flight, loadgen flags: ${lg_flags:-none}" >&2
 run_one minimal $port taskset -c 0 "$MIN" 127.0.0.1 $port
 run_one ternd $((port + 1)) taskset -c "$srv_cpus" "$TERND" --stun-only --no-tcp --quiet \
   --listen 127.0.0.1:$((port + 1)) --workers "$workers"
+run_one minimal-gso $((port + 4)) taskset -c 0 "$MIN" 127.0.0.1 $((port + 4)) --gso
+run_one ternd-nogso $((port + 5)) env TERND_STUN_GSO=0 taskset -c "$srv_cpus" "$TERND" \
+  --stun-only --no-tcp --quiet --listen 127.0.0.1:$((port + 5)) --workers "$workers"
 if command -v turnserver >/dev/null; then
   run_one coturn $((port + 2)) taskset -c 0 turnserver -c /dev/null --stun-only --no-cli --no-tls \
     --no-dtls --no-tcp -m 1 -L 127.0.0.1 -p $((port + 2)) --log-file /dev/null
@@ -80,8 +90,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 per_cpu() { awk -v r="$1" -v c="$2" -v s="$secs" 'BEGIN { if (c > 0) printf "%.0f", r * s / c; else printf "n/a" }'; }
 printf '\n| server (workers) | responses/s | ternd / it | it / minimal | server CPU s | responses per server CPU s |\n'
 printf '|---|---:|---:|---:|---:|---:|\n'
-for s in ternd minimal coturn stund; do
-  w=1; [ "$s" = ternd ] && w=$workers
+for s in ternd minimal coturn stund ternd-nogso minimal-gso; do
+  w=1; case $s in ternd*) w=$workers ;; esac
   printf '| %s (%d) | %s | %s | %s | %s | %s |\n' "$s" "$w" "${rate[$s]}" \
     "$(ratio "${rate[ternd]}" "${rate[$s]}")" "$(ratio "${rate[$s]}" "${rate[minimal]}")" \
     "${cpu[$s]:-0}" "$(per_cpu "${rate[$s]}" "${cpu[$s]:-0}")"
@@ -89,4 +99,7 @@ done
 vc=$(ratio "${rate[ternd]}" "${rate[coturn]}"); vm=$(ratio "${rate[ternd]}" "${rate[minimal]}")
 echo
 echo "ternd vs coturn: ${vc}x (target >= 2.00); ternd vs minimal responder: ${vm} (target >= 0.90)"
+echo "reference: ternd vs minimal-gso: $(ratio "${rate[ternd]}" "${rate[minimal-gso]}");" \
+     "ternd-nogso vs coturn: $(ratio "${rate[ternd-nogso]}" "${rate[coturn]}")x," \
+     "vs minimal: $(ratio "${rate[ternd-nogso]}" "${rate[minimal]}")"
 awk -v c="$vc" -v m="$vm" 'BEGIN { exit !(c >= 2.0 && m >= 0.9) }' && echo "TARGET MET" || echo "TARGET NOT MET"
