@@ -55,6 +55,9 @@
 #define FULL_BW_GROWTH 1250    /* thousandths: 25% */
 #define FULL_BW_ROUNDS 3
 #define LOSS_THRESH 150        /* thousandths of a round's data */
+#define CONG_LOSS_THRESH 20    /* thousandths: loss while a queue stands */
+#define CONG_LOSS_MIN_PACKETS 3
+#define BW_BETA 850            /* thousandths: the bandwidth estimate after congestive loss */
 #define LOSS_MIN_PACKETS 8
 #define INFLIGHT_HI_BETA 850   /* thousandths */
 #define CYCLE_LEN 8
@@ -81,6 +84,8 @@ typedef struct bbr {
     uint64_t inflight_hi;            /* 0: no cap */
     uint64_t inflight_hi_step;
     uint64_t round_lost, round_delivered;
+    uint64_t round_cong_lost;        /* lost while the RTT showed a standing queue */
+    uint64_t last_rtt;
     uint64_t rand_state;
     uint32_t pacing_gain, cwnd_gain;
     uint8_t state;
@@ -182,12 +187,15 @@ static void update_bw(bbr *s, const tern__cc_ack *ack, int round_start)
     s->max_bw = m;
 }
 
-/* Called when a round ends: was it a round of heavy loss? */
+/* Called when a round ends: was it a round of heavy loss, or of loss from a standing queue? */
 static void check_round_loss(bbr *s, uint64_t inflight)
 {
     uint64_t lost = s->round_lost, total = s->round_lost + s->round_delivered;
+    uint64_t cong = s->round_cong_lost;
     int heavy = lost >= LOSS_MIN_PACKETS * s->mds && lost * GAIN_UNIT > LOSS_THRESH * total;
-    if (heavy) {
+    int congestive =
+        cong >= CONG_LOSS_MIN_PACKETS * s->mds && cong * GAIN_UNIT > CONG_LOSS_THRESH * total;
+    if (heavy || congestive) {
         uint64_t base = inflight;
         if (s->inflight_hi && s->inflight_hi < base) base = s->inflight_hi;
         if (base < bdp(s, GAIN_UNIT) / 2 && !s->inflight_hi) base = bdp(s, GAIN_UNIT) / 2;
@@ -201,7 +209,15 @@ static void check_round_loss(bbr *s, uint64_t inflight)
         /* far above anything the model asks for: lift the cap */
         if (s->inflight_hi > 2 * bdp(s, CWND_GAIN) + 4 * s->mds) s->inflight_hi = 0;
     }
+    if (congestive) {
+        /* The queue did not drain and overflowed: flows sharing the link estimate more than it
+         * carries between them. Lower every entry of the max filter so the estimate falls now,
+         * not 10 rounds later; every flow that saw the loss scales down alike. */
+        for (int i = 0; i < BW_FILTER_ROUNDS; i++)
+            s->bw_hist[i] = mul_div(s->bw_hist[i], BW_BETA, GAIN_UNIT);
+    }
     s->round_lost = 0;
+    s->round_cong_lost = 0;
     s->round_delivered = 0;
 }
 
@@ -303,6 +319,7 @@ static void bbr_on_ack(void *st, const tern__cc_ack *ack)
     update_bw(s, ack, round_start);
 
     uint64_t rtt = rs->rtt_ns ? rs->rtt_ns : ack->latest_rtt;
+    if (rtt) s->last_rtt = rtt;
     int expired = now > s->min_rtt_stamp + MIN_RTT_WINDOW;
     /* "matches or lowers": an equal sample re-stamps the minimum */
     if (rtt && (rtt <= s->min_rtt || expired)) {
@@ -328,6 +345,9 @@ static void bbr_on_loss(void *st, const tern__cc_loss *loss)
 {
     bbr *s = st;
     s->round_lost += loss->lost_bytes;
+    /* a queue of more than a quarter of the min RTT stood when the loss was seen */
+    if (s->min_rtt != UINT64_MAX && s->last_rtt > s->min_rtt + s->min_rtt / 4)
+        s->round_cong_lost += loss->lost_bytes;
     s->loss_in_cycle_phase = 1;
     if (loss->persistent) s->cwnd = min_cwnd(s);
 }
