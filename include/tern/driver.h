@@ -1,0 +1,170 @@
+/*
+ * tern driver: a Linux event loop that owns UDP sockets and timers and feeds the sans-I/O core.
+ *
+ * A tern_driver holds one tern_endpoint, one or more non-blocking UDP sockets (IPv4 and/or IPv6),
+ * an epoll instance and a min-heap of timers (the endpoint's next deadline is one of them). Each
+ * iteration it reads the clock once, reads at most a bounded number of datagrams per socket with
+ * recvmmsg (UDP GRO coalesced reads are split back into datagrams), hands them to the core, runs
+ * the timers that are due, and before it sleeps flushes everything the core has to send with
+ * sendmmsg, packing runs of equal-sized datagrams to one destination into UDP GSO messages.
+ * GSO and GRO are used where the kernel offers them and silently dropped where it does not.
+ *
+ * Two ways in:
+ *   - the ready loop: tern_driver_run() until tern_driver_stop() (async-signal-safe), then
+ *     tern_driver_shutdown() to close connections gracefully;
+ *   - embedding in an application's own loop: wait until tern_driver_fd() is readable or
+ *     tern_driver_timeout_ms() passes, then call tern_driver_process(). After calling tern_conn_*
+ *     functions from outside a driver callback, call tern_driver_flush() (or process()).
+ *
+ * The driver is not thread-safe: one thread uses it, except tern_driver_stop() which any thread
+ * or signal handler may call. OS failures return TERN_ERR_STATE with errno as the OS set it.
+ */
+#ifndef TERN_DRIVER_H
+#define TERN_DRIVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tern/tern.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TERN_DRIVER_MAX_SOCKETS 8
+
+typedef struct tern_driver tern_driver;
+typedef struct tern_driver_timer tern_driver_timer;
+
+typedef struct tern_driver_config {
+    /* The endpoint to create, with the application's callbacks and user_data (the driver also
+     * watches on_accept, on_established and on_conn_free to track live connections). */
+    tern_endpoint_config endpoint;
+    /* Addresses to bind (port 0: any free port). None: one socket on 0.0.0.0:0 and, where the
+     * host has IPv6, one on [::]:0 (what a client needs). */
+    size_t n_listen;
+    tern_addr listen[TERN_DRIVER_MAX_SOCKETS];
+    int sockbuf_bytes;         /* SO_RCVBUF and SO_SNDBUF asked for (4 MiB: ~1 Gbit/s x 32 ms) */
+    unsigned rx_batch;         /* datagrams per recvmmsg (64; 1..1024) */
+    unsigned rx_per_wakeup;    /* datagrams read per socket per iteration (256) */
+    unsigned tx_per_wakeup;    /* datagrams taken from the core per flush (1024); more waits
+                                  for the next iteration, which then does not sleep */
+    int disable_gso;           /* never use UDP_SEGMENT (0) */
+    int disable_gro;           /* never ask for UDP_GRO (0) */
+} tern_driver_config;
+
+/* Zeroes cfg, fills cfg->endpoint with tern_endpoint_config_default() and the driver's
+ * defaults above. */
+void tern_driver_config_default(tern_driver_config *cfg);
+
+/* Creates the endpoint, opens and binds the sockets, sizes their buffers, probes GSO/GRO and sets
+ * up epoll, the stop eventfd and the timer heap. Errors: TERN_ERR_INVALID_ARG (bad config),
+ * TERN_ERR_NOMEM, TERN_ERR_CRYPTO, TERN_ERR_STATE (socket/bind/epoll failed: errno says why). */
+int tern_driver_new(const tern_driver_config *cfg, tern_driver **out);
+
+/* Frees the endpoint (without callbacks), closes the sockets, frees the timers. NULL is a no-op. */
+void tern_driver_del(tern_driver *d);
+
+/* The core endpoint: for stats, tern_conn_* calls and the like. */
+tern_endpoint *tern_driver_endpoint(tern_driver *d);
+
+/* The time (CLOCK_MONOTONIC, ns) read at the start of the current iteration: the `now` to pass
+ * to tern_conn_* calls made from callbacks. */
+uint64_t tern_driver_now(const tern_driver *d);
+
+/* Reads the clock again and returns it (for calls made outside an iteration). */
+uint64_t tern_driver_update_now(tern_driver *d);
+
+/* Number of sockets and the address socket i is bound to (the actual port when 0 was asked).
+ * Errors: TERN_ERR_INVALID_ARG (i out of range). */
+size_t tern_driver_n_sockets(const tern_driver *d);
+int tern_driver_local_addr(const tern_driver *d, size_t i, tern_addr *out);
+
+/* Opens a connection to the server at remote holding server_pub, from the first socket that can
+ * reach remote's family. The handshake reports through on_established or on_closed. Errors:
+ * TERN_ERR_INVALID_ARG (no socket of that family), TERN_ERR_NOMEM. */
+int tern_driver_connect(tern_driver *d, const tern_addr *remote,
+                        const uint8_t server_pub[TERN_KEY_LEN], tern_conn **out);
+
+/* ---------------------------------------------------------------- the ready loop */
+
+/* Runs iterations until tern_driver_stop() is called. Returns TERN_OK after a stop, or
+ * TERN_ERR_STATE when epoll_wait fails for a reason other than EINTR (errno set). */
+int tern_driver_run(tern_driver *d);
+
+/* Asks run() to return (and a running shutdown() to give up waiting). Async-signal-safe and
+ * thread-safe: it writes to an eventfd. */
+void tern_driver_stop(tern_driver *d);
+
+/* Closes every open connection with app_code and reason, then runs the loop until each has been
+ * freed, grace_ns has passed, or tern_driver_stop() is called again. Returns how many connections
+ * were still alive when it returned (0: all closed cleanly), or TERN_ERR_STATE (epoll failed). */
+int tern_driver_shutdown(tern_driver *d, uint64_t app_code, const char *reason, uint64_t grace_ns);
+
+/* ---------------------------------------------------------------- embedding */
+
+/* A file descriptor (epoll) that becomes readable when the driver has input to process. */
+int tern_driver_fd(const tern_driver *d);
+
+/* Milliseconds until the driver's earliest timer (rounded up): -1 when there is none, 0 when
+ * one is due or work is left over from the last iteration. */
+int tern_driver_timeout_ms(tern_driver *d);
+
+/* One iteration without sleeping: reads the clock, reads ready sockets (bounded), runs due
+ * timers, flushes sends. Returns TERN_OK, 1 when tern_driver_stop() was called since the last
+ * call, or TERN_ERR_STATE when epoll fails (errno set). */
+int tern_driver_process(tern_driver *d);
+
+/* Sends what the core has queued (bounded by tx_per_wakeup) and re-arms the endpoint timer. */
+void tern_driver_flush(tern_driver *d);
+
+/* ---------------------------------------------------------------- timers */
+
+typedef void (*tern_driver_timer_fn)(tern_driver *d, tern_driver_timer *t, void *user);
+
+/* Creates a stopped timer that calls fn(d, t, user) when it fires (once per tern_driver_timer_set).
+ * Errors: TERN_ERR_INVALID_ARG, TERN_ERR_NOMEM. */
+int tern_driver_timer_new(tern_driver *d, tern_driver_timer_fn fn, void *user,
+                          tern_driver_timer **out);
+/* Arms (or re-arms) t to fire at the monotonic time at_ns. Errors: TERN_ERR_NOMEM (heap growth). */
+int tern_driver_timer_set(tern_driver_timer *t, uint64_t at_ns);
+/* Disarms t (no-op when not armed). */
+void tern_driver_timer_cancel(tern_driver_timer *t);
+/* Disarms and frees t; allowed from its own callback. NULL is a no-op. */
+void tern_driver_timer_del(tern_driver_timer *t);
+
+/* ---------------------------------------------------------------- counters */
+
+typedef struct tern_driver_stats {
+    uint64_t iterations;        /* loop iterations */
+    uint64_t rx_syscalls;       /* recvmmsg calls that returned data */
+    uint64_t rx_datagrams;      /* datagrams handed to the core (GRO segments counted apart) */
+    uint64_t rx_gro_batches;    /* received buffers that held several coalesced datagrams */
+    uint64_t rx_oversize;       /* datagrams dropped for being larger than TERN_MAX_DATAGRAM */
+    uint64_t rx_errors;         /* recvmmsg failures other than EAGAIN/EINTR */
+    uint64_t tx_syscalls;       /* sendmmsg/sendmsg calls */
+    uint64_t tx_datagrams;      /* datagrams the kernel accepted */
+    uint64_t tx_gso_msgs;       /* messages sent with UDP_SEGMENT (each carrying >= 2 datagrams) */
+    uint64_t tx_errors;         /* datagrams the kernel refused (dropped) */
+    uint64_t tx_blocked;        /* times a socket's send buffer was full (EAGAIN) */
+    uint64_t gso_fallbacks;     /* sockets on which GSO was turned off after the kernel refused */
+    uint64_t timers_fired;      /* application timers run */
+    int gso, gro;               /* 1 when every socket has GSO / GRO enabled */
+    int rcvbuf, sndbuf;         /* buffer sizes the kernel granted on socket 0 */
+} tern_driver_stats;
+
+void tern_driver_get_stats(const tern_driver *d, tern_driver_stats *st);
+
+/* ---------------------------------------------------------------- key files */
+
+/* Writes kp's private key as 64 hex characters and a newline to path, created with mode 0600
+ * (replaced if it exists, never world-readable). Errors: TERN_ERR_STATE (errno set). */
+int tern_keyfile_write(const char *path, const tern_keypair *kp);
+/* Reads a key file written by tern_keyfile_write and derives the key pair. Errors:
+ * TERN_ERR_STATE (cannot read: errno set), TERN_ERR_MALFORMED (not 64 hex characters). */
+int tern_keyfile_read(const char *path, tern_keypair *kp);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,128 @@
+/*
+ * Internals of the tern driver (include/tern/driver.h) shared by its files: the driver struct,
+ * the timer min-heap (timer.c), the set of live connections (conns.c) and the batched socket I/O
+ * with GSO/GRO (io.c). loop.c holds the event loop and the public API.
+ */
+#ifndef TERN_DRIVER_INT_H
+#define TERN_DRIVER_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "tern/driver.h"
+
+#define DRV_TX_BATCH 64      /* datagrams per tern_endpoint_send call and per sendmmsg */
+#define DRV_GSO_MAX_SEGS 64  /* datagrams per GSO message (the kernel's UDP_MAX_SEGMENTS) */
+#define DRV_GSO_MAX_BYTES 65000
+#define DRV_GRO_SLOT 65536   /* receive slot when GRO may coalesce */
+#define DRV_GRO_BATCH 16     /* recvmmsg slots with GRO (16 x 64 KiB) */
+#define DRV_TIMERS_PER_ITER 1024
+
+/* ---------------------------------------------------------------- timers (timer.c) */
+
+struct tern_driver_timer {
+    tern_driver *d;
+    tern_driver_timer_fn fn;
+    void *user;
+    uint64_t at;
+    size_t idx; /* position in the heap, DRV_NOT_ARMED when not armed */
+};
+#define DRV_NOT_ARMED ((size_t)-1)
+
+typedef struct drv_heap {
+    tern_driver_timer **items;
+    size_t n, cap;
+} drv_heap;
+
+int drv_heap_set(drv_heap *h, tern_driver_timer *t, uint64_t at);
+void drv_heap_remove(drv_heap *h, tern_driver_timer *t);
+tern_driver_timer *drv_heap_top(const drv_heap *h);
+void drv_heap_free(drv_heap *h);
+
+/* ---------------------------------------------------------------- live connections (conns.c) */
+
+/* An open-addressing hash set of connection handles (linear probing, backward-shift delete). */
+typedef struct drv_conns {
+    tern_conn **slots;
+    size_t cap, n;
+} drv_conns;
+
+int drv_conns_add(drv_conns *s, tern_conn *c); /* TERN_OK (also when present) or NOMEM */
+void drv_conns_del(drv_conns *s, tern_conn *c);
+/* Copies up to max handles into out; returns how many. */
+size_t drv_conns_list(const drv_conns *s, tern_conn **out, size_t max);
+void drv_conns_free(drv_conns *s);
+
+/* ---------------------------------------------------------------- sockets (io.c) */
+
+typedef struct drv_sock {
+    int fd;
+    int family;   /* AF_INET or AF_INET6 */
+    int v6only;
+    int gso, gro; /* kernel features in use on this socket */
+    int want_out; /* EPOLLOUT registered */
+    tern_addr local; /* bound address, as handed to the core */
+} drv_sock;
+
+typedef struct drv_rx {
+    size_t batch, slot;
+    uint8_t *data;
+    struct mmsghdr *msgs;
+    struct iovec *iov;
+    struct sockaddr_storage *names;
+    uint8_t *ctl; /* batch x DRV_CTL_LEN control buffers */
+} drv_rx;
+#define DRV_CTL_LEN 64
+
+typedef struct drv_tx {
+    tern_datagram dg[DRV_TX_BATCH];
+    uint8_t buf[DRV_TX_BATCH * TERN_MAX_DATAGRAM];
+    size_t n, done;   /* datagrams in dg, how many of them are finished */
+    struct mmsghdr msgs[DRV_TX_BATCH];
+    struct iovec iov[DRV_TX_BATCH];
+    struct sockaddr_storage names[DRV_TX_BATCH];
+    size_t segs[DRV_TX_BATCH]; /* datagrams in each message */
+    union {
+        char buf[CMSG_SPACE(sizeof(uint16_t))];
+        struct cmsghdr align;
+    } ctl[DRV_TX_BATCH];
+} drv_tx;
+
+/* Opens, binds and tunes a socket (buffers, GSO/GRO probes). Errors: TERN_ERR_STATE. */
+int drv_sock_open(drv_sock *s, const tern_addr *addr, int bufsize, int no_gso, int no_gro,
+                  int *rcvbuf, int *sndbuf);
+int drv_rx_init(drv_rx *rx, size_t batch, size_t slot);
+void drv_rx_free(drv_rx *rx);
+
+/* ---------------------------------------------------------------- the driver */
+
+struct tern_driver {
+    tern_endpoint *ep;
+    tern_callbacks app_cb;
+    tern_driver *reg_next; /* registry of drivers by endpoint (loop.c) */
+    int epfd, stopfd;
+    size_t n_socks;
+    drv_sock socks[TERN_DRIVER_MAX_SOCKETS];
+    drv_rx rx;
+    drv_tx *tx;
+    unsigned rx_per_wakeup, tx_per_wakeup;
+    uint64_t now;
+    drv_heap timers;
+    tern_driver_timer ep_timer; /* the endpoint's next deadline */
+    drv_conns conns;
+    int tx_blocked;   /* a socket is full: wait for EPOLLOUT */
+    int work_left;    /* the last iteration stopped at a bound: do not sleep */
+    unsigned stops;   /* stop requests read from stopfd */
+    int use_pwait2;   /* epoll_pwait2 (ns timeouts) works */
+    tern_driver_stats st;
+};
+
+/* io.c: reads up to the per-wakeup bound from socket i into the core; flushes in between. */
+void drv_read_socket(tern_driver *d, size_t i);
+/* io.c: sends the queued datagrams from d->tx; sets d->tx_blocked on EAGAIN. */
+void drv_send_queued(tern_driver *d);
+/* io.c: registers or drops EPOLLOUT interest for socket i. */
+void drv_want_out(tern_driver *d, size_t i, int on);
+
+#endif
