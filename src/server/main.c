@@ -1,11 +1,11 @@
 /*
  * ternd: the tern server. Parses the command line into a ternd_config, starts each service in
- * the services[] list (STUN today; the rendezvous service joins it later), waits for SIGINT or
+ * the services[] list (STUN and the tern listener; rendezvous joins later), waits for SIGINT or
  * SIGTERM with sigwait (the signals are blocked in every thread), then stops the services,
  * prints their counters and exits 0.
  *
  * With no arguments it runs on embedded defaults: STUN on 0.0.0.0:3478, UDP and TCP, one UDP
- * worker per core.
+ * worker per core; a tern listener (echo service) on UDP 0.0.0.0:4433 with a fresh key.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -19,7 +19,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: ternd [options]\n"
-            "  --stun-only           run only the STUN service (the only service so far)\n"
+            "  --stun-only           run only the STUN service\n"
             "  --listen ADDR:PORT    STUN address, repeatable up to %d (default 0.0.0.0:%d)\n"
             "  --alt ADDR:PORT       RFC 5780 alternate address: answer CHANGE-REQUEST\n"
             "                        (needs exactly one --listen with a specific IP)\n"
@@ -32,10 +32,15 @@ static void usage(FILE *f)
             "  --no-rfc3489          drop requests without the magic cookie\n"
             "  --user U --password P require short-term credentials (MESSAGE-INTEGRITY)\n"
             "  --error-rate N        error responses per second per source (default 20)\n"
+            "  --tern-listen ADDR:PORT  tern listener, repeatable up to %d (default 0.0.0.0:%d);\n"
+            "                        it accepts connections and echoes every datagram back\n"
+            "  --key FILE            the tern listener's private key (from `tern keygen`);\n"
+            "                        without it a fresh key is made and its public half printed\n"
+            "  --no-tern             no tern listener\n"
             "  --quiet               no startup lines\n"
             "  -h, --help            this text\n"
             "SIGINT/SIGTERM stop it and print its counters to stderr.\n",
-            TERND_MAX_LISTEN, TERN_STUN_PORT);
+            TERND_MAX_LISTEN, TERN_STUN_PORT, TERND_MAX_LISTEN, TERND_TERN_PORT);
 }
 
 static int parse_int(const char *s, int lo, int hi, int *out)
@@ -133,6 +138,22 @@ static int parse_args(int argc, char **argv, ternd_config *c)
         } else if (!strcmp(a, "--password")) {
             NEED_VALUE();
             c->stun.password = v;
+        } else if (!strcmp(a, "--tern-listen")) {
+            NEED_VALUE();
+            if (c->n_tern_listen == TERND_MAX_LISTEN ||
+                parse_addr(v, &c->tern_listen[c->n_tern_listen]) != 0) {
+                fprintf(stderr, "ternd: bad --tern-listen %s (ADDR:PORT, at most %d)\n", v,
+                        TERND_MAX_LISTEN);
+                return -1;
+            }
+            if (strchr(v, ':') == NULL || (v[0] == '[' && strstr(v, "]:") == NULL))
+                c->tern_listen[c->n_tern_listen].port = TERND_TERN_PORT;
+            c->n_tern_listen++;
+        } else if (!strcmp(a, "--key")) {
+            NEED_VALUE();
+            c->key_file = v;
+        } else if (!strcmp(a, "--no-tern")) {
+            c->no_tern = 1;
         } else if (!strcmp(a, "--quiet")) {
             c->quiet = 1;
         } else {
@@ -144,6 +165,10 @@ static int parse_args(int argc, char **argv, ternd_config *c)
     if (c->n_listen == 0) {
         tern_addr_ipv4(&c->listen[0], 0, 0, 0, 0, TERN_STUN_PORT);
         c->n_listen = 1;
+    }
+    if (c->n_tern_listen == 0) {
+        tern_addr_ipv4(&c->tern_listen[0], 0, 0, 0, 0, TERND_TERN_PORT);
+        c->n_tern_listen = 1;
     }
     if (c->has_alt && (c->n_listen != 1 || c->alt.family != c->listen[0].family ||
                        c->alt.port == c->listen[0].port ||
@@ -176,7 +201,7 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &stop_set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    ternd_service services[] = {ternd_stun_service};
+    ternd_service services[] = {ternd_stun_service, ternd_tern_service};
     size_t n_services = sizeof(services) / sizeof(services[0]);
     size_t started = 0;
     int rc = 0;

@@ -11,6 +11,7 @@
 #include "tern/stun.h"
 
 #define TERND_MAX_LISTEN 4
+#define TERND_TERN_PORT 4433 /* the tern service's default UDP port */
 
 /* Everything ternd's command line sets. */
 typedef struct ternd_config {
@@ -24,6 +25,11 @@ typedef struct ternd_config {
     int batch;                           /* datagrams per recvmmsg/sendmmsg (64) */
     int quiet;                           /* no startup lines */
     tern_stun_server_config stun;        /* responder settings */
+    /* the tern service (tern_service.c) */
+    int no_tern;                         /* --no-tern */
+    int n_tern_listen;
+    tern_addr tern_listen[TERND_MAX_LISTEN]; /* default 0.0.0.0:4433 */
+    const char *key_file;                /* --key: private key file; NULL: a fresh key */
 } ternd_config;
 
 typedef struct ternd_service {
@@ -41,5 +47,7 @@ typedef struct ternd_service {
 
 /* The STUN service (stun_service.c). */
 extern const ternd_service ternd_stun_service;
+/* The tern listener with its echo service (tern_service.c). */
+extern const ternd_service ternd_tern_service;
 
 #endif

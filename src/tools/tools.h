@@ -15,6 +15,8 @@ typedef struct tern_cmd {
 int cmd_stun(int argc, char **argv);
 int cmd_nat_type(int argc, char **argv);
 int cmd_loadgen(int argc, char **argv);
+int cmd_keygen(int argc, char **argv);
+int cmd_ping(int argc, char **argv);
 
 /* Resolves "HOST", "HOST:PORT", "[V6]:PORT" or "V6" (getaddrinfo for names) with default_port.
  * Returns 0, or -1 after printing why. */
