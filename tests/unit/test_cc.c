@@ -161,12 +161,10 @@ static void test_pacer(void)
     tern__pacer_init(&p, 0, MDS);
     tern__pacer_set_rate(&p, 7777, MDS);
     now = 0;
-    uint64_t sent = 0;
     for (int i = 0; i < 50; i++) {
         now = tern__pacer_next(&p, now, MDS);
         TT_CHECK(tern__pacer_next(&p, now, MDS) == now);
         tern__pacer_on_sent(&p, now, MDS);
-        sent += MDS;
     }
     /* 50 datagrams, the first two free: 48 x 1200 bytes at 7777 B/s */
     double expect = 48.0 * MDS / 7777.0 * 1e9;
@@ -741,6 +739,9 @@ static void test_model_single_flow(void)
     TT_CHECK_RANGE(b.q_p95_ms, 0, 150);    /* half the buffer */
     TT_CHECK(c.util < b.util);
     TT_CHECK(n.util < b.util);
+    /* 3% random loss is still not congestion */
+    single_result b3 = run_single(&tern__cc_bbr, 0.03);
+    TT_CHECK_RANGE(b3.util, 0.85, 1.0);
     /* and without random loss everyone fills the link */
     single_result b0 = run_single(&tern__cc_bbr, 0);
     single_result c0 = run_single(&tern__cc_cubic, 0);
