@@ -1,0 +1,177 @@
+#!/bin/sh
+# End-to-end tests of the tern listener in ternd and the tern client, on 127.0.0.1 with ports the
+# kernel picks (ternd binds port 0 and prints what it got). Usage: e2e.sh CASE TERND TERN CONNS
+# Cases: ping, wrong_key, no_listener, keygen, conns200, kill, sigterm. Exit 0 pass, 1 fail.
+set -u
+CASE=$1
+TERND=$2
+TERN=$3
+CONNS=$4
+work=$(mktemp -d "${TMPDIR:-/tmp}/tern-e2e.XXXXXX")
+ternd_pid=""
+bg_pid=""
+
+cleanup() {
+  [ -n "$bg_pid" ] && kill "$bg_pid" 2>/dev/null
+  [ -n "$ternd_pid" ] && kill -9 "$ternd_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+fail() {
+  echo "FAIL ($CASE): $*" >&2
+  for f in "$work"/*.log; do [ -f "$f" ] && { echo "--- $f" >&2; tail -20 "$f" >&2; }; done
+  exit 1
+}
+
+now_ms() { date +%s%3N; }
+
+# start_ternd [args...]: sets ternd_pid, PORT and KEY
+start_ternd() {
+  "$TERND" --no-tcp --listen 127.0.0.1:0 --workers 1 --tern-listen 127.0.0.1:0 "$@" \
+    >"$work/ternd.log" 2>&1 &
+  ternd_pid=$!
+  i=0
+  while [ $i -lt 100 ]; do
+    if grep -q '^ternd: tern public key' "$work/ternd.log" 2>/dev/null; then
+      PORT=$(sed -n 's/^ternd: tern listening on udp 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/ternd.log" | head -1)
+      KEY=$(sed -n 's/^ternd: tern public key \([0-9a-f]*\)$/\1/p' "$work/ternd.log")
+      [ -n "$PORT" ] && [ ${#KEY} -eq 64 ] || fail "ternd printed no address or key"
+      return 0
+    fi
+    kill -0 "$ternd_pid" 2>/dev/null || fail "ternd exited at startup"
+    sleep 0.05
+    i=$((i + 1))
+  done
+  fail "ternd did not start"
+}
+
+stop_ternd() { # SIGTERM must give exit 0 and the tern counters
+  kill -TERM "$ternd_pid"
+  wait "$ternd_pid"
+  rc=$?
+  ternd_pid=""
+  [ $rc -eq 0 ] || fail "ternd exited with $rc on SIGTERM"
+  grep -q '^tern accepted=' "$work/ternd.log" || fail "ternd printed no tern counters"
+}
+
+case "$CASE" in
+ping)
+  start_ternd
+  "$TERN" ping "127.0.0.1:$PORT" --server-key "$KEY" --count 5 --interval 20 >"$work/ping.log" 2>&1
+  rc=$?
+  [ $rc -eq 0 ] || fail "tern ping exited with $rc"
+  grep -q 'handshake [0-9.]* ms' "$work/ping.log" || fail "no handshake time"
+  [ "$(grep -c '^seq=[0-9]* rtt=[0-9.]* ms$' "$work/ping.log")" -eq 5 ] || fail "not 5 RTT lines"
+  grep -q '5 sent, 5 answered, rtt min/avg/max = [0-9.]*/[0-9.]*/[0-9.]* ms' "$work/ping.log" ||
+    fail "no summary"
+  cat "$work/ping.log"
+  stop_ternd
+  grep -q 'accepted=1 ' "$work/ternd.log" || fail "ternd did not count the connection"
+  ;;
+wrong_key)
+  start_ternd
+  bad=$(echo "$KEY" | tr '0-9a-f' '1-9a-f0')
+  "$TERN" ping "127.0.0.1:$PORT" --server-key "$bad" --count 1 >"$work/ping.log" 2>&1
+  rc=$?
+  [ $rc -eq 3 ] || fail "wrong key: exit $rc, expected 3"
+  grep -q 'wrong --server-key' "$work/ping.log" || fail "no clear message"
+  "$TERN" ping "127.0.0.1:$PORT" --server-key nothex >"$work/usage.log" 2>&1
+  [ $? -eq 2 ] || fail "a malformed key is not a usage error"
+  cat "$work/ping.log"
+  stop_ternd
+  ;;
+no_listener)
+  # a port nobody listens on: the handshake times out with a clear message
+  start_ternd
+  stop_ternd
+  t0=$(now_ms)
+  "$TERN" ping "127.0.0.1:$PORT" --server-key "$KEY" --timeout 1000 >"$work/ping.log" 2>&1
+  rc=$?
+  t=$(($(now_ms) - t0))
+  [ $rc -eq 4 ] || fail "exit $rc, expected 4"
+  grep -q 'no answer from' "$work/ping.log" || fail "no clear message"
+  [ $t -lt 3000 ] || fail "took $t ms for a 1000 ms timeout"
+  cat "$work/ping.log"
+  ;;
+keygen)
+  "$TERN" keygen --out "$work/k" >"$work/pub.txt" 2>"$work/keygen.log" || fail "keygen failed"
+  pub=$(cat "$work/pub.txt")
+  [ ${#pub} -eq 64 ] || fail "keygen printed '$pub'"
+  [ "$(stat -c %a "$work/k")" = 600 ] || fail "key file mode $(stat -c %a "$work/k")"
+  "$TERN" keygen --out "$work/k" >/dev/null 2>&1 && fail "keygen replaced a key without --force"
+  start_ternd --key "$work/k"
+  [ "$KEY" = "$pub" ] || fail "ternd --key shows $KEY, keygen printed $pub"
+  "$TERN" ping "127.0.0.1:$PORT" --server-key "$pub" --count 1 >"$work/ping.log" 2>&1 ||
+    fail "ping with the generated key failed"
+  stop_ternd
+  echo "key file mode 600, ternd --key serves $pub"
+  ;;
+conns200)
+  start_ternd
+  "$CONNS" "127.0.0.1:$PORT" "$KEY" --conns 200 --dgrams 10 >"$work/conns.log" 2>&1 ||
+    fail "e2e_conns failed"
+  cat "$work/conns.log"
+  stop_ternd
+  grep -q 'accepted=200 ' "$work/ternd.log" || fail "ternd did not accept 200"
+  grep '^tern' "$work/ternd.log"
+  ;;
+kill)
+  # the listener dies mid-stream: the client reports it within the idle timeout (2 s)
+  start_ternd
+  "$TERN" ping "127.0.0.1:$PORT" --server-key "$KEY" --count 0 --interval 20 \
+    --idle-timeout 2000 >"$work/ping.log" 2>&1 &
+  bg_pid=$!
+  sleep 0.5
+  grep -q '^seq=' "$work/ping.log" || fail "no pings before the kill"
+  kill -9 "$ternd_pid"
+  wait "$ternd_pid" 2>/dev/null
+  ternd_pid=""
+  t0=$(now_ms)
+  wait "$bg_pid"
+  rc=$?
+  bg_pid=""
+  t=$(($(now_ms) - t0))
+  [ $rc -eq 5 ] || fail "exit $rc, expected 5"
+  grep -Eq 'idle timeout|stateless reset' "$work/ping.log" || fail "no clear message"
+  [ $t -le 2500 ] || fail "the error came $t ms after the kill (idle timeout 2000 ms)"
+  tail -2 "$work/ping.log"
+  echo "error reported $t ms after the kill"
+  ;;
+sigterm)
+  # SIGTERM: ternd closes its connections gracefully and exits 0; clients see PEER_CLOSED
+  start_ternd
+  "$CONNS" "127.0.0.1:$PORT" "$KEY" --conns 20 --dgrams 2 --expect-close >"$work/conns.log" 2>&1 &
+  bg_pid=$!
+  "$TERN" ping "127.0.0.1:$PORT" --server-key "$KEY" --count 0 --interval 20 >"$work/ping.log" 2>&1 &
+  ping_pid=$!
+  i=0
+  while [ $i -lt 100 ] && ! grep -q 'accepted' "$work/ternd.log"; do
+    # wait until ternd has served the 20 + 1 connections (counted at SIGTERM), via ping output
+    [ "$(grep -c '^seq=' "$work/ping.log")" -ge 5 ] && break
+    sleep 0.05
+    i=$((i + 1))
+  done
+  sleep 0.3
+  t0=$(now_ms)
+  stop_ternd
+  t=$(($(now_ms) - t0))
+  wait "$ping_pid"
+  prc=$?
+  wait "$bg_pid"
+  crc=$?
+  bg_pid=""
+  [ $prc -eq 5 ] || fail "ping exit $prc, expected 5"
+  grep -q 'closed the connection (code 0: server shutting down)' "$work/ping.log" ||
+    fail "ping did not report the close"
+  [ $crc -eq 0 ] || fail "e2e_conns did not see PEER_CLOSED on every connection"
+  tail -1 "$work/ping.log"
+  cat "$work/conns.log"
+  echo "ternd exited 0, $t ms after SIGTERM"
+  ;;
+*)
+  fail "unknown case"
+  ;;
+esac
+echo "PASS ($CASE)"
+exit 0
