@@ -4,7 +4,7 @@
 # loss) and reordering. Counts must fall in the 99.9% binomial interval of the configured rate.
 source "$(dirname "$0")/common.sh"
 need ping ethtool
-N=3000
+N=2000
 
 # run_ping: N echo requests at 1 ms; sets sent, got, dups and keeps the output in $out.
 run_ping() {
