@@ -116,7 +116,17 @@ typedef struct tern_settings {
     uint32_t handshake_rate;       /* handshakes per second per source IP (100) */
     uint32_t handshake_burst;      /* bucket depth of that rate limit (200) */
     uint32_t max_datagram_queue;   /* queued outgoing datagram frames per connection (1024) */
+    /* flows */
+    uint32_t flow_window;          /* fragments a peer may have in flight per flow (4096) */
+    uint32_t max_flows;            /* flows a peer may have open at once (64) */
+    uint64_t send_buffer;          /* bytes queued per flow before tern_flow_send says AGAIN
+                                      (32 MiB) */
+    uint64_t max_ack_delay_ns;     /* how long a receiver may hold an ACK (25 ms) */
+    uint32_t ack_every;            /* ACK at least every this many ack-eliciting packets (2) */
+    uint8_t cc;                    /* TERN_CC_* congestion controller (BBR) */
 } tern_settings;
+
+enum { TERN_CC_BBR = 0, TERN_CC_CUBIC = 1, TERN_CC_NEWRENO = 2 };
 
 void tern_settings_default(tern_settings *s);
 
@@ -124,6 +134,7 @@ void tern_settings_default(tern_settings *s);
 
 typedef struct tern_endpoint tern_endpoint;
 typedef struct tern_conn tern_conn;
+typedef struct tern_network_info tern_network_info;
 
 typedef enum tern_conn_state {
     TERN_CONN_HANDSHAKE = 0, /* client: Initial sent; server: Response sent, address unvalidated */
@@ -151,6 +162,13 @@ typedef struct tern_callbacks {
                       size_t reason_len, void *user_data);
     /* The handle is about to be freed; the last callback a connection gets. */
     void (*on_conn_free)(tern_conn *conn, void *user_data);
+    /* A whole message arrived on a flow the peer opened (data is valid during the call). */
+    void (*on_message)(tern_conn *conn, uint64_t flow_id, const uint8_t *data, size_t len,
+                       void *user_data);
+    /* The peer closed its flow and every message of it was delivered or given up. */
+    void (*on_flow_closed)(tern_conn *conn, uint64_t flow_id, void *user_data);
+    /* The network estimate changed noticeably (bandwidth by 10%, RTT by 10%, or loss). */
+    void (*on_network)(tern_conn *conn, const tern_network_info *info, void *user_data);
 } tern_callbacks;
 
 typedef struct tern_endpoint_config {
@@ -252,12 +270,63 @@ int tern_conn_peer_id(const tern_conn *c, uint8_t id[TERN_PEER_ID_LEN]);
 const tern_addr *tern_conn_remote(const tern_conn *c);
 int tern_conn_is_server(const tern_conn *c);
 
+/* ---------------------------------------------------------------- flows */
+
+/* A flow is one direction of messages: the side that opens it sends, the peer receives (on
+ * on_message). Each flow chooses its delivery; each message has a priority 0 (lowest) to 7. */
+enum {
+    TERN_FLOW_RELIABLE = 0,   /* every message arrives */
+    TERN_FLOW_PARTIAL = 1,    /* a message may be given up after a deadline or a budget of
+                                 retransmissions; the receiver is told and stops waiting */
+    TERN_FLOW_UNRELIABLE = 2, /* sent once, never retransmitted */
+};
+
+typedef struct tern_flow_config {
+    uint8_t reliability;      /* TERN_FLOW_* (RELIABLE) */
+    uint8_t ordered;          /* 1: in sending order (default); 0: as each message completes */
+    uint8_t priority;         /* default message priority, 0..7 (3) */
+    uint32_t deadline_ms;     /* PARTIAL/UNRELIABLE: drop a message not delivered by then (0: none) */
+    uint32_t max_retransmits; /* PARTIAL: give a fragment up after this many retransmissions
+                                 (0: no budget) */
+} tern_flow_config;
+
+void tern_flow_config_default(tern_flow_config *cfg);
+
+/* Opens a sending flow. Errors: TERN_ERR_STATE (not established), TERN_ERR_LIMIT (the peer's
+ * max_flows), TERN_ERR_NOMEM, TERN_ERR_INVALID_ARG. */
+int tern_flow_open(tern_conn *c, const tern_flow_config *cfg, uint64_t *flow_id);
+/* Queues one message (any size up to 64 MiB; fragmented and reassembled). priority < 0 takes
+ * the flow's default. Errors: TERN_ERR_NOT_FOUND, TERN_ERR_STATE (closed), TERN_ERR_AGAIN (the
+ * flow's send buffer is full: wait), TERN_ERR_TOO_LARGE, TERN_ERR_NOMEM. */
+int tern_flow_send(tern_conn *c, uint64_t flow_id, uint64_t now, const uint8_t *data, size_t len,
+                   int priority);
+/* Closes a sending flow once everything queued is delivered (or given up). */
+int tern_flow_close(tern_conn *c, uint64_t flow_id);
+/* Bytes queued on a sending flow and not yet acknowledged (for application back-pressure). */
+uint64_t tern_flow_queued(const tern_conn *c, uint64_t flow_id);
+/* Receive side: while paused nothing is delivered; the peer is held back by flow control. */
+int tern_flow_set_paused(tern_conn *c, uint64_t flow_id, int paused);
+
+struct tern_network_info {
+    uint64_t bandwidth_bps;   /* the congestion controller's estimate of the path's rate */
+    uint64_t pacing_rate_bps;
+    uint64_t srtt_ns, min_rtt_ns, rttvar_ns;
+    uint64_t cwnd_bytes, bytes_in_flight;
+    double loss_rate;         /* lost / sent packets over the recent past (0..1) */
+};
+
+/* The current estimate (also pushed through on_network when it changes). */
+void tern_conn_network_info(const tern_conn *c, tern_network_info *info);
+
 typedef struct tern_conn_stats {
     uint64_t rx_packets, tx_packets, rx_bytes, tx_bytes;
     uint64_t drop_auth, drop_replay;
     uint64_t srtt_ns, rttvar_ns, min_rtt_ns, latest_rtt_ns;
     uint64_t datagrams_sent, datagrams_received, datagrams_dropped;
     uint64_t handshake_ns;  /* from start to established */
+    uint64_t packets_lost, packets_retransmitted_frags, spurious_losses, pto_count;
+    uint64_t messages_sent, messages_received, messages_abandoned;
+    uint64_t stream_bytes_sent, stream_bytes_received; /* flow payload bytes */
     uint8_t aead;           /* TERN_AEAD_* in use */
     uint8_t integrity_only;
 } tern_conn_stats;

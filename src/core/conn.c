@@ -29,7 +29,7 @@ static void rtt_init(tern__rtt *r, uint64_t initial)
     r->rttvar = initial / 2;
 }
 
-static void rtt_sample(tern__rtt *r, uint64_t s)
+static void rtt_update(tern__rtt *r, uint64_t s)
 {
     r->latest = s;
     if (!r->has_sample) {
@@ -43,6 +43,45 @@ static void rtt_sample(tern__rtt *r, uint64_t s)
     uint64_t d = r->srtt > s ? r->srtt - s : s - r->srtt;
     r->rttvar = (3 * r->rttvar + d) / 4;
     r->srtt = (7 * r->srtt + s) / 8;
+}
+
+void tern__conn_rtt_sample(tern_conn *c, uint64_t sample)
+{
+    rtt_update(&c->rtt, sample);
+}
+
+void tern__conn_network_changed(tern_conn *c)
+{
+    tern_endpoint *ep = c->ep;
+    if (ep->cb.on_network == NULL || !c->rec_ready) return;
+    tern_network_info ni;
+    tern_conn_network_info(c, &ni);
+    uint64_t lq = c->recp->loss_avg_q16;
+    uint64_t lb = c->recp->last_bw_reported, lr = c->recp->last_rtt_reported;
+    int changed = (ni.bandwidth_bps > lb + lb / 10 || ni.bandwidth_bps + lb / 10 < lb) ||
+                  (ni.srtt_ns > lr + lr / 10 || ni.srtt_ns + lr / 10 < lr) ||
+                  (lq > c->recp->last_loss_reported_q16 + 655 ||
+                   lq + 655 < c->recp->last_loss_reported_q16);
+    if (!changed) return;
+    c->recp->last_bw_reported = ni.bandwidth_bps;
+    c->recp->last_rtt_reported = ni.srtt_ns;
+    c->recp->last_loss_reported_q16 = lq;
+    ep->cb.on_network(c, &ni, ep->user_data);
+}
+
+void tern_conn_network_info(const tern_conn *c, tern_network_info *ni)
+{
+    memset(ni, 0, sizeof(*ni));
+    ni->srtt_ns = c->rtt.srtt;
+    ni->min_rtt_ns = c->rtt.min;
+    ni->rttvar_ns = c->rtt.rttvar;
+    if (!c->rec_ready) return;
+    const tern__cc *cc = &c->recp->cc;
+    ni->bandwidth_bps = cc->ops->bandwidth(cc->st, c->rtt.srtt) * 8;
+    ni->pacing_rate_bps = cc->ops->pacing_rate(cc->st, c->rtt.srtt) * 8;
+    ni->cwnd_bytes = cc->ops->cwnd(cc->st);
+    ni->bytes_in_flight = c->recp->bytes_in_flight;
+    ni->loss_rate = tern__rec_loss_rate(c);
 }
 
 uint64_t tern__conn_pto(const tern_conn *c)
@@ -73,6 +112,11 @@ tern_conn *tern__conn_new(tern_endpoint *ep, int is_server, uint64_t now)
     c->idle_timeout = ep->s.idle_timeout_ns;
     c->last_rx = c->last_tx = now;
     rtt_init(&c->rtt, ep->s.initial_rtt_ns);
+    c->next_flow_id = is_server ? 1 : 0;
+    c->peer_next_flow = is_server ? 0 : 1;
+    c->pacer_wake = TERN_TIME_NEVER;
+    c->peer_flow_window = 64;
+    c->peer_max_flows = 4;
     for (int tries = 0;; tries++) {
         tern__ep_rand(ep, c->local_cid, TERN_CID_LEN);
         int rc = tern__map_put(&ep->by_cid, c->local_cid, c);
@@ -129,6 +173,8 @@ void tern__conn_free(tern_conn *c)
         ep->cb.on_conn_free(c, ep->user_data);
     release_handshake(c);
     free_dgrams(c);
+    tern__flows_free(c);
+    tern__rec_free(c);
     tern__map_del(&ep->by_cid, c->local_cid, c);
     if (c->in_reset_map) tern__map_del(&ep->by_reset, c->peer_reset_token, c);
     tern__heap_set(&ep->timers, &c->timer, TERN_TIME_NEVER);
@@ -199,6 +245,7 @@ static void terminate(tern_conn *c, uint64_t now, int err, uint64_t space, uint6
     }
     release_handshake(c);
     free_dgrams(c);
+    tern__flows_free(c);
     report_closed(c, err, code, c->reason, c->reason_len);
     tern__conn_update_timer(c);
 }
@@ -221,6 +268,12 @@ void tern__conn_established(tern_conn *c, uint64_t now)
     c->st.handshake_ns = now - c->hs_start;
     c->last_rx = c->last_tx = now;
     release_handshake(c);
+    if (tern__rec_init(c, now) != TERN_OK) {
+        terminate(c, now, TERN_ERR_NOMEM, TERN__CLOSE_TRANSPORT, TERN__TERR_INTERNAL, NULL, 0,
+                  TERM_SILENT);
+        return;
+    }
+    c->rec_ready = 1;
     ep->st.handshakes_completed++;
     if (c->is_server) {
         c->hs_done_pending = 1;
@@ -261,6 +314,11 @@ static uint64_t next_deadline(const tern_conn *c)
         if (!c->ping_pending) {
             if (c->ping_outstanding) MIN_INTO(c->ping_retx_at);
             else if (c->ep->s.keepalive_ns) MIN_INTO(c->last_tx + c->ep->s.keepalive_ns);
+        }
+        if (c->rec_ready) {
+            if (!c->recp->acks.ack_now) MIN_INTO(c->recp->acks.ack_deadline);
+            if (c->recp->probes_pending == 0) MIN_INTO(tern__rec_timer(c));
+            MIN_INTO(c->pacer_wake);
         }
         break;
     case TERN_CONN_CLOSING:
@@ -306,6 +364,17 @@ void tern__conn_on_timer(tern_conn *c, uint64_t now)
             c->ping_backoff = tern__conn_pto(c);
             tern__ep_mark_send(c->ep, c);
         }
+        if (c->rec_ready) {
+            if (now >= c->recp->acks.ack_deadline) {
+                c->recp->acks.ack_now = 1;
+                tern__ep_mark_send(c->ep, c);
+            }
+            if (c->recp->probes_pending == 0 && now >= tern__rec_timer(c)) tern__rec_on_timer(c, now);
+            if (now >= c->pacer_wake) {
+                c->pacer_wake = TERN_TIME_NEVER;
+                tern__ep_mark_send(c->ep, c);
+            }
+        }
         break;
     default:
         if (now >= c->close_deadline) {
@@ -344,14 +413,34 @@ static int check_reset(tern_endpoint *ep, uint64_t now, const uint8_t *pkt, size
     return 1;
 }
 
-static int process_frames(tern_conn *c, uint64_t now, const uint8_t *p, const uint8_t *end)
+static int process_frames(tern_conn *c, uint64_t now, const uint8_t *p, const uint8_t *end,
+                          int *eliciting)
 {
     tern_endpoint *ep = c->ep;
     while (p < end && c->state == TERN_CONN_ESTABLISHED) {
+        uint64_t type;
+        if (tern__get_varint(p, end, &type) == NULL) return TERN_ERR_PROTOCOL;
+        if (type == TERN__FRAME_ACK) {
+            tern__ack_frame af;
+            int err = TERN_OK;
+            p = tern__ack_decode(tern__get_varint(p, end, &type), end, &af, &err);
+            if (p == NULL) return TERN_ERR_PROTOCOL;
+            if (tern__rec_on_ack(c, &af, now) != TERN_OK) return TERN_ERR_PROTOCOL;
+            continue;
+        }
+        if (type >= TERN__FRAME_FLOW_DATA && type <= TERN__FRAME_FLOW_FIN) {
+            const uint8_t *q = tern__get_varint(p, end, &type);
+            int rc = tern__flow_on_frame(c, type, &q, end);
+            if (rc != TERN_OK) return rc == TERN_ERR_NOMEM ? rc : TERN_ERR_PROTOCOL;
+            p = q;
+            *eliciting = 1;
+            continue;
+        }
         tern__frame f;
         int err = TERN_OK;
         p = tern__frame_decode(p, end, &f, &err);
         if (p == NULL) return TERN_ERR_PROTOCOL;
+        if (f.type != TERN__FRAME_PADDING && f.type != TERN__FRAME_CLOSE) *eliciting = 1;
         switch (f.type) {
         case TERN__FRAME_PADDING:
             break;
@@ -363,7 +452,7 @@ static int process_frames(tern_conn *c, uint64_t now, const uint8_t *p, const ui
         case TERN__FRAME_PONG:
             if (c->ping_outstanding && f.id == c->ping_id) {
                 c->ping_outstanding = 0;
-                rtt_sample(&c->rtt, now - c->ping_sent_at);
+                rtt_update(&c->rtt, now - c->ping_sent_at);
                 if (ep->cb.on_rtt) ep->cb.on_rtt(c, c->rtt.latest, ep->user_data);
             }
             break;
@@ -453,21 +542,35 @@ int tern__conn_recv_short(tern_endpoint *ep, uint64_t now, const tern_addr *loca
         if (c->state != TERN_CONN_ESTABLISHED) return TERN_OK;
     }
     if (!c->is_server) c->confirmed = 1;
-    rc = process_frames(c, now, frames, frames + plain_len);
-    if (rc == TERN_ERR_PROTOCOL) {
-        static const char why[] = "malformed frame";
-        tern__conn_terminate(c, now, TERN_ERR_PROTOCOL, 0, (const uint8_t *)why, sizeof(why) - 1,
-                             0);
-        return rc;
+    int out_of_order = tern__ackset_add(&c->recp->acks, pn, now);
+    int eliciting = 0;
+    rc = process_frames(c, now, frames, frames + plain_len, &eliciting);
+    if (rc == TERN_ERR_PROTOCOL || rc == TERN_ERR_NOMEM) {
+        static const char why[] = "protocol violation";
+        tern__conn_terminate(c, now, rc == TERN_ERR_NOMEM ? TERN_ERR_NOMEM : TERN_ERR_PROTOCOL, 0,
+                             (const uint8_t *)why, sizeof(why) - 1, 0);
+        return TERN_ERR_PROTOCOL;
     }
-    if (c->state == TERN_CONN_ESTABLISHED) tern__conn_update_timer(c);
+    if (c->state != TERN_CONN_ESTABLISHED) return TERN_OK;
+    tern__flows_reap(c);
+    /* ACK policy: every ack_every ack-eliciting packets, at once on a gap (a NACK), or after
+     * max_ack_delay */
+    if (eliciting) {
+        tern__ackset *a = &c->recp->acks;
+        a->unacked_eliciting++;
+        if (out_of_order || a->unacked_eliciting >= c->ep->s.ack_every) a->ack_now = 1;
+        else if (a->ack_deadline == TERN_TIME_NEVER)
+            a->ack_deadline = now + c->ep->s.max_ack_delay_ns;
+        if (a->ack_now) tern__ep_mark_send(ep, c);
+    }
+    tern__conn_update_timer(c);
     return TERN_OK;
 }
 
 /* ---------------------------------------------------------------- send */
 
 static int seal_packet(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const uint8_t *frames,
-                       size_t frames_len)
+                       size_t frames_len, uint64_t *pn_out)
 {
     size_t total = SHORT_HDR_LEN + frames_len + TERN__AEAD_TAG_LEN;
     if (total > cap) return 0;
@@ -486,7 +589,24 @@ static int seal_packet(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, con
     c->st.tx_packets++;
     c->st.tx_bytes += total;
     c->path.tx_bytes += total;
+    if (pn_out) *pn_out = pn;
     return (int)total;
+}
+
+/* May data go out now? Congestion window and pacer (probes ignore both). */
+static int data_allowed(tern_conn *c, uint64_t now, size_t bytes)
+{
+    tern__recovery *r = c->recp;
+    if (r->probes_pending) return 1;
+    if (r->bytes_in_flight + bytes > r->cc.ops->cwnd(r->cc.st)) return 0;
+    tern__pacer_set_rate(&r->pacer, r->cc.ops->pacing_rate(r->cc.st, c->rtt.srtt),
+                         tern__conn_max_payload(c));
+    uint64_t t = tern__pacer_next(&r->pacer, now, bytes);
+    if (t > now) {
+        c->pacer_wake = t;
+        return 0;
+    }
+    return 1;
 }
 
 int tern__conn_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap)
@@ -505,23 +625,40 @@ int tern__conn_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap)
         c->close_pending = 0;
         c->close_sends++;
         p = tern__frame_put_close(p, end, c->close_space, c->close_code, c->reason, c->reason_len);
-        return p ? seal_packet(c, now, out, cap, frames, (size_t)(p - frames)) : 0;
+        return p ? seal_packet(c, now, out, cap, frames, (size_t)(p - frames), NULL) : 0;
     case TERN_CONN_ESTABLISHED:
         break;
     default:
         return 0;
     }
+    if (tern__rec_reserve(c, c->next_pn) != TERN_OK) return 0;
 
+    tern__sent rec;
+    memset(&rec, 0, sizeof(rec));
+    rec.pn = c->next_pn;
+    int eliciting = 0, ack_written = 0;
     uint8_t *q;
+    tern__ackset *acks = &c->recp->acks;
+    /* an ACK rides on every packet while something is unacknowledged */
+    if (acks->n > 0 && (acks->ack_now || now >= acks->ack_deadline || acks->unacked_eliciting)) {
+        q = tern__ack_encode(acks, now, p, end);
+        if (q != NULL) {
+            p = q;
+            ack_written = 1;
+        }
+    }
     if (c->hs_done_pending && (q = tern__put_varint(p, end, TERN__FRAME_HANDSHAKE_DONE)) != NULL) {
         p = q;
         c->hs_done_pending = 0;
+        rec.hs_done = 1;
+        eliciting = 1;
     }
     while (c->n_pongs > 0 &&
            (q = tern__frame_put_ping(p, end, TERN__FRAME_PONG, c->pongs[0])) != NULL) {
         p = q;
         memmove(c->pongs, c->pongs + 1, (c->n_pongs - 1) * sizeof(c->pongs[0]));
         c->n_pongs--;
+        eliciting = 1;
     }
     if (c->ping_pending &&
         (q = tern__frame_put_ping(p, end, TERN__FRAME_PING, c->ping_id + 1)) != NULL) {
@@ -532,20 +669,62 @@ int tern__conn_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap)
         c->ping_sent_at = now;
         if (c->ping_backoff == 0) c->ping_backoff = tern__conn_pto(c);
         c->ping_retx_at = now + c->ping_backoff;
+        rec.ping = 1;
+        eliciting = 1;
     }
-    while (c->dq_head != NULL) {
-        tern__dgram *d = c->dq_head;
-        q = tern__frame_put_datagram(p, end, d->data, d->len);
-        if (q == NULL) break;
-        p = q;
-        c->dq_head = d->next;
-        if (c->dq_head == NULL) c->dq_tail = NULL;
-        c->dq_len--;
-        c->st.datagrams_sent++;
-        tern__free(&c->ep->alloc, d, sizeof(*d) + d->len);
+    uint8_t *before = p;
+    p = tern__flow_write_control(c, p, end, &rec);
+    if (p != before) eliciting = 1;
+
+    /* application data: under the congestion window and the pacer */
+    int want_data = c->dq_head != NULL || tern__flow_has_data(c, now);
+    if (want_data && data_allowed(c, now, limit)) {
+        before = p;
+        p = tern__flow_write_data(c, now, p, end, &rec);
+        while (c->dq_head != NULL) {
+            tern__dgram *d = c->dq_head;
+            q = tern__frame_put_datagram(p, end, d->data, d->len);
+            if (q == NULL) break;
+            p = q;
+            c->dq_head = d->next;
+            if (c->dq_head == NULL) c->dq_tail = NULL;
+            c->dq_len--;
+            c->st.datagrams_sent++;
+            tern__free(&c->ep->alloc, d, sizeof(*d) + d->len);
+        }
+        if (p != before) eliciting = 1;
+    } else if (!want_data) {
+        /* nothing to send although the window may allow: later samples are app-limited */
+        if (c->recp->bytes_in_flight < c->recp->cc.ops->cwnd(c->recp->cc.st))
+            tern__rate_on_app_limited(&c->recp->rate, c->recp->bytes_in_flight);
     }
-    if (p == frames) return 0;
-    int n = seal_packet(c, now, out, cap, frames, (size_t)(p - frames));
+    if (c->recp->probes_pending && !eliciting) {
+        if ((q = tern__frame_put_ping(p, end, TERN__FRAME_PING, ++c->ping_id)) != NULL) {
+            p = q;
+            eliciting = 1;
+            rec.ping = 1;
+        }
+    }
+    if (p == frames) {
+        tern__conn_update_timer(c); /* the pacer may have set a wake-up time */
+        return 0;
+    }
+    uint64_t pn;
+    int n = seal_packet(c, now, out, cap, frames, (size_t)(p - frames), &pn);
+    if (n <= 0) return n;
+    if (ack_written) {
+        acks->ack_now = 0;
+        acks->ack_deadline = TERN_TIME_NEVER;
+        acks->unacked_eliciting = 0;
+    }
+    if (eliciting) {
+        rec.pn = pn;
+        rec.bytes = (uint32_t)n;
+        rec.ack_eliciting = 1;
+        rec.in_flight = 1;
+        tern__rec_on_sent(c, &rec, now);
+        if (c->recp->probes_pending) c->recp->probes_pending--;
+    }
     tern__conn_update_timer(c);
     return n;
 }
@@ -674,6 +853,7 @@ int tern_conn_is_server(const tern_conn *c)
 void tern_conn_get_stats(const tern_conn *c, tern_conn_stats *st)
 {
     *st = c->st;
+    st->pto_count = c->st.pto_count;
     st->srtt_ns = c->rtt.srtt;
     st->rttvar_ns = c->rtt.rttvar;
     st->min_rtt_ns = c->rtt.min;

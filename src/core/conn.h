@@ -7,6 +7,7 @@
 #define TERN_CORE_CONN_H
 
 #include "core/crypto.h"
+#include "core/flow.h"
 #include "core/noise.h"
 #include "core/packet.h"
 #include "core/util.h"
@@ -117,6 +118,17 @@ struct tern_conn {
     int in_send_list;
     tern_conn *all_prev, *all_next;
 
+    /* flows and loss recovery (after the handshake) */
+    tern__recovery *recp;     /* allocated when established */
+    int rec_ready;
+    uint64_t pacer_wake;      /* data waits for the pacer until then (TERN_TIME_NEVER: not) */
+    tern__sflow *sflows;
+    tern__rflow *rflows;
+    size_t n_sflows, n_rflows;
+    uint64_t next_flow_id;    /* ours: clients even, servers odd */
+    uint64_t peer_next_flow;  /* the peer's next new flow id */
+    uint64_t peer_flow_window, peer_max_flows, peer_max_ack_delay;
+
     tern_conn_stats st;
 };
 
@@ -187,5 +199,33 @@ void tern__conn_terminate(tern_conn *c, uint64_t now, int err, uint64_t code, co
 uint64_t tern__conn_pto(const tern_conn *c);
 int tern__conn_install_keys(tern_conn *c, const uint8_t tx_secret[32], const uint8_t rx_secret[32]);
 size_t tern__conn_max_payload(const tern_conn *c);
+void tern__conn_rtt_sample(tern_conn *c, uint64_t sample);
+void tern__conn_network_changed(tern_conn *c);
+
+/* recovery.c */
+int tern__rec_init(tern_conn *c, uint64_t now);
+void tern__rec_free(tern_conn *c);
+int tern__rec_reserve(tern_conn *c, uint64_t pn);
+void tern__rec_on_sent(tern_conn *c, const tern__sent *rec, uint64_t now);
+int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now);
+uint64_t tern__rec_timer(const tern_conn *c);
+void tern__rec_on_timer(tern_conn *c, uint64_t now);
+uint64_t tern__rec_pto(const tern_conn *c);
+double tern__rec_loss_rate(const tern_conn *c);
+
+/* flow.c */
+tern__sflow *tern__sflow_find(const tern_conn *c, uint64_t id);
+void tern__sflow_free(tern_conn *c, tern__sflow *f);
+void tern__flow_config_defaults(tern_flow_config *cfg);
+int tern__flow_on_frame(tern_conn *c, uint64_t type, const uint8_t **p, const uint8_t *end);
+void tern__flow_on_acked(tern_conn *c, const tern__sent_entry *e);
+void tern__flow_on_lost(tern_conn *c, const tern__sent_entry *e, uint64_t now);
+uint8_t *tern__flow_write_control(tern_conn *c, uint8_t *p, const uint8_t *end, tern__sent *rec);
+uint8_t *tern__flow_write_data(tern_conn *c, uint64_t now, uint8_t *p, const uint8_t *end,
+                               tern__sent *rec);
+int tern__flow_has_data(tern_conn *c, uint64_t now);
+int tern__flow_has_control(const tern_conn *c);
+void tern__flows_reap(tern_conn *c);
+void tern__flows_free(tern_conn *c);
 
 #endif

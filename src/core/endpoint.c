@@ -53,6 +53,12 @@ void tern_settings_default(tern_settings *s)
     s->handshake_rate = 100;
     s->handshake_burst = 200;
     s->max_datagram_queue = 1024;
+    s->flow_window = 4096;
+    s->max_flows = 64;
+    s->send_buffer = 32u << 20;
+    s->max_ack_delay_ns = 25 * TERN_NS_PER_MS;
+    s->ack_every = 2;
+    s->cc = TERN_CC_BBR;
 }
 
 void tern_endpoint_config_default(tern_endpoint_config *cfg)
@@ -111,6 +117,12 @@ int tern_endpoint_new(const tern_endpoint_config *cfg, uint64_t now, tern_endpoi
     if (ep->s.max_udp_payload > TERN_MAX_DATAGRAM) ep->s.max_udp_payload = TERN_MAX_DATAGRAM;
     if (ep->s.initial_rtt_ns == 0) ep->s.initial_rtt_ns = 333 * TERN_NS_PER_MS;
     if (ep->s.max_backoff_ns == 0) ep->s.max_backoff_ns = 2 * TERN_NS_PER_S;
+    if (ep->s.flow_window == 0) ep->s.flow_window = 4096;
+    if (ep->s.flow_window > (1u << 20)) ep->s.flow_window = 1u << 20;
+    if (ep->s.max_flows == 0) ep->s.max_flows = 64;
+    if (ep->s.send_buffer == 0) ep->s.send_buffer = 32u << 20;
+    if (ep->s.max_ack_delay_ns == 0) ep->s.max_ack_delay_ns = 25 * TERN_NS_PER_MS;
+    if (ep->s.ack_every == 0) ep->s.ack_every = 2;
     ep->cb = cfg->callbacks;
     ep->user_data = cfg->user_data;
     ep->is_server = cfg->is_server;

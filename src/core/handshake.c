@@ -58,6 +58,9 @@ static void local_tparams(const tern_conn *c, tern__tparams *tp)
     tern__reset_token(ep, c->local_cid, tp->reset_token);
     tp->has_cid = 1;
     memcpy(tp->cid, c->local_cid, TERN_CID_LEN);
+    tp->flow_window = ep->s.flow_window;
+    tp->max_flows = ep->s.max_flows;
+    tp->max_ack_delay_ms = ep->s.max_ack_delay_ns / TERN_NS_PER_MS;
 }
 
 /* Applies the peer's transport parameters common to both sides. */
@@ -68,6 +71,9 @@ static void apply_peer_tparams(tern_conn *c, const tern__tparams *tp)
         if (peer < c->idle_timeout) c->idle_timeout = peer;
     }
     c->peer_max_udp_payload = tp->max_udp_payload;
+    c->peer_flow_window = tp->flow_window;
+    c->peer_max_flows = tp->max_flows;
+    c->peer_max_ack_delay = tp->max_ack_delay_ms * TERN_NS_PER_MS;
     if (tp->has_reset_token) {
         memcpy(c->peer_reset_token, tp->reset_token, TERN__RESET_TOKEN_LEN);
         c->has_peer_reset_token = 1;

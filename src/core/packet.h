@@ -91,6 +91,9 @@ typedef struct tern__tparams {
     uint64_t idle_timeout_ms;
     uint64_t max_udp_payload;
     uint64_t max_datagram_frame;
+    uint64_t flow_window;    /* fragments per flow the sender accepts */
+    uint64_t max_flows;      /* flows the sender accepts open at once */
+    uint64_t max_ack_delay_ms;
     uint8_t aeads[4];
     size_t n_aeads;
     uint8_t integrity_only;

@@ -28,6 +28,9 @@ int tern__tparams_encode(const tern__tparams *tp, uint8_t *out, size_t cap)
     p = put_varint_param(p, end, TERN__TP_IDLE_TIMEOUT_MS, tp->idle_timeout_ms);
     p = put_varint_param(p, end, TERN__TP_MAX_UDP_PAYLOAD, tp->max_udp_payload);
     p = put_varint_param(p, end, TERN__TP_MAX_DATAGRAM_FRAME, tp->max_datagram_frame);
+    p = put_varint_param(p, end, TERN__TP_FLOW_WINDOW, tp->flow_window);
+    p = put_varint_param(p, end, TERN__TP_MAX_FLOWS, tp->max_flows);
+    p = put_varint_param(p, end, TERN__TP_MAX_ACK_DELAY_MS, tp->max_ack_delay_ms);
     if (tp->n_aeads) p = put_bytes_param(p, end, TERN__TP_AEADS, tp->aeads, tp->n_aeads);
     if (tp->integrity_only) p = put_bytes_param(p, end, TERN__TP_INTEGRITY_ONLY, NULL, 0);
     if (tp->has_reset_token)
@@ -43,6 +46,9 @@ int tern__tparams_decode(const uint8_t *p, size_t len, tern__tparams *tp)
     uint32_t seen = 0;
     memset(tp, 0, sizeof(*tp));
     tp->max_udp_payload = 1200;
+    tp->flow_window = 64;
+    tp->max_flows = 4;
+    tp->max_ack_delay_ms = 25;
     while (p < end) {
         uint64_t id, vlen, v;
         const uint8_t *val;
@@ -60,12 +66,25 @@ int tern__tparams_decode(const uint8_t *p, size_t len, tern__tparams *tp)
         case TERN__TP_IDLE_TIMEOUT_MS:
         case TERN__TP_MAX_UDP_PAYLOAD:
         case TERN__TP_MAX_DATAGRAM_FRAME:
+        case TERN__TP_FLOW_WINDOW:
+        case TERN__TP_MAX_FLOWS:
+        case TERN__TP_MAX_ACK_DELAY_MS:
             if (tern__get_varint(val, val + vlen, &v) != val + vlen) return TERN_ERR_MALFORMED;
             if (id == TERN__TP_IDLE_TIMEOUT_MS) tp->idle_timeout_ms = v;
             else if (id == TERN__TP_MAX_UDP_PAYLOAD) {
                 if (v < 1200 || v > 65527) return TERN_ERR_MALFORMED;
                 tp->max_udp_payload = v;
-            } else tp->max_datagram_frame = v;
+            } else if (id == TERN__TP_MAX_DATAGRAM_FRAME) tp->max_datagram_frame = v;
+            else if (id == TERN__TP_FLOW_WINDOW) {
+                if (v < 1 || v > (1u << 24)) return TERN_ERR_MALFORMED;
+                tp->flow_window = v;
+            } else if (id == TERN__TP_MAX_FLOWS) {
+                if (v > (1u << 20)) return TERN_ERR_MALFORMED;
+                tp->max_flows = v;
+            } else {
+                if (v > 16384) return TERN_ERR_MALFORMED;
+                tp->max_ack_delay_ms = v;
+            }
             break;
         case TERN__TP_AEADS:
             if (vlen == 0 || vlen > sizeof(tp->aeads)) return TERN_ERR_MALFORMED;

@@ -88,6 +88,9 @@ enum {
     TERN__TP_RESET_TOKEN = 0x05,
     TERN__TP_CID = 0x06,
     TERN__TP_MAX_DATAGRAM_FRAME = 0x07,
+    TERN__TP_FLOW_WINDOW = 0x08,
+    TERN__TP_MAX_FLOWS = 0x09,
+    TERN__TP_MAX_ACK_DELAY_MS = 0x0a,
 };
 
 /* AEAD identifiers on the wire */

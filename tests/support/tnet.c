@@ -47,6 +47,21 @@ static void on_closed(tern_conn *c, int err, uint64_t code, const char *reason, 
     n->reason[n->reason_len] = '\0';
 }
 
+static void on_message(tern_conn *c, uint64_t flow, const uint8_t *d, size_t len, void *u)
+{
+    tnet_node *n = u;
+    n->messages++;
+    n->message_bytes += len;
+    if (n->on_message) n->on_message(n, c, flow, d, len);
+}
+
+static void on_flow_closed(tern_conn *c, uint64_t flow, void *u)
+{
+    (void)c;
+    (void)flow;
+    ((tnet_node *)u)->flows_closed++;
+}
+
 static void on_conn_free(tern_conn *c, void *u)
 {
     tnet_node *n = u;
@@ -81,6 +96,8 @@ void tnet_node_init(tnet_node *n, sim *s, const tern_addr *addr, int is_server,
     cfg.callbacks.on_rtt = on_rtt;
     cfg.callbacks.on_closed = on_closed;
     cfg.callbacks.on_conn_free = on_conn_free;
+    cfg.callbacks.on_message = on_message;
+    cfg.callbacks.on_flow_closed = on_flow_closed;
     TT_REQUIRE(tern_endpoint_new(&cfg, sim_now(s), &n->ep) == TERN_OK);
     n->node = sim_add_tern_endpoint(s, n->ep, addr);
     TT_REQUIRE(n->node != NULL);

@@ -13,7 +13,8 @@
 #include "support/tt.h"
 #include "tern/tern.h"
 
-typedef struct tnet_node {
+typedef struct tnet_node tnet_node;
+struct tnet_node {
     tern_endpoint *ep;
     sim_node *node;
     tern_addr addr;
@@ -35,7 +36,12 @@ typedef struct tnet_node {
     uint64_t rtt_samples;
     tern_conn *conn;   /* the last connection that was established/connected here */
     int refuse;        /* on_accept refuses */
-} tnet_node;
+    /* flows */
+    uint64_t messages, message_bytes, flows_closed;
+    void (*on_message)(struct tnet_node *n, tern_conn *c, uint64_t flow, const uint8_t *data,
+                       size_t len);
+    void *user;        /* for on_message */
+};
 
 /* Creates an endpoint (server when is_server) at addr and adds it to s. settings may be NULL
  * (defaults). A server gets a key pair derived from the seed. Requires success (TT_REQUIRE). */

@@ -147,7 +147,7 @@ static void test_stateless_reset_after_server_restart(void)
     TT_CHECK_EQ_INT(cli.closed, 1);
     TT_CHECK_MSG(cli.close_err == TERN_ERR_STATELESS_RESET, "err=%s",
                  tern_strerror(cli.close_err));
-    TT_CHECK_EQ_U64(tnet_stats(&srv).resets_sent, 1);
+    TT_CHECK(tnet_stats(&srv).resets_sent >= 1);
     TT_CHECK_EQ_U64(tnet_stats(&cli).resets_received, 1);
     teardown(s, &srv, &cli);
 }

@@ -107,6 +107,9 @@ static void test_tparams(void)
     tp.idle_timeout_ms = 30000;
     tp.max_udp_payload = 1350;
     tp.max_datagram_frame = 1500;
+    tp.flow_window = 4096;
+    tp.max_flows = 64;
+    tp.max_ack_delay_ms = 25;
     tp.aeads[0] = 2;
     tp.aeads[1] = 1;
     tp.n_aeads = 2;

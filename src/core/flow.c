@@ -1,0 +1,840 @@
+/*
+ * Flows: the sender's message queues, fragmentation and retransmission queues; the receiver's
+ * bounded reassembly windows and ordered/unordered delivery; flow control; and the scheduler
+ * that fills a packet's payload with control frames first, then retransmissions and new data in
+ * priority order (7 first; flows of one priority take turns).
+ *
+ * Giving up: a PARTIAL or UNRELIABLE message whose deadline passed, or a PARTIAL fragment over
+ * its retransmission budget, gives up its whole message: every fragment of it, sent or not. The
+ * sender's base then moves past them and a FLOW_FORWARD tells the receiver to stop waiting.
+ * RELIABLE messages and control frames are never given up.
+ */
+#include <string.h>
+
+#include "core/conn.h"
+
+#define MAX_FRAG_HDR 24 /* worst-case FLOW_DATA header */
+
+static size_t frag_room(const tern_conn *c)
+{
+    return tern__conn_max_payload(c) - 13 - TERN__AEAD_TAG_LEN - MAX_FRAG_HDR;
+}
+
+/* ---------------------------------------------------------------- lookup */
+
+tern__sflow *tern__sflow_find(const tern_conn *c, uint64_t id)
+{
+    for (tern__sflow *f = c->sflows; f; f = f->next)
+        if (f->id == id) return f;
+    return NULL;
+}
+
+static tern__rflow *rflow_find(const tern_conn *c, uint64_t id)
+{
+    for (tern__rflow *f = c->rflows; f; f = f->next)
+        if (f->id == id) return f;
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- sender */
+
+static tern__frag *frag_at(const tern__sflow *f, uint64_t fsn)
+{
+    return &f->frags[fsn % f->cap];
+}
+
+static void free_msg(tern_conn *c, tern__sflow *f, tern__msg *m)
+{
+    f->queued_bytes -= m->len;
+    tern__free(&c->ep->alloc, m, sizeof(*m) + m->len);
+}
+
+/* A fragment reaches its end (acknowledged or given up). */
+static void frag_release(tern_conn *c, tern__sflow *f, tern__frag *fr)
+{
+    tern__msg *m = fr->msg;
+    fr->msg = NULL;
+    if (m == NULL) return;
+    m->live_frags--;
+    if (m->live_frags == 0 && m->cut == m->len) free_msg(c, f, m);
+}
+
+/* Moves base past finished fragments; a given-up one makes a FLOW_FORWARD necessary. */
+static void sflow_advance(tern_conn *c, tern__sflow *f)
+{
+    while (f->base < f->next_fsn) {
+        tern__frag *fr = frag_at(f, f->base);
+        if (fr->state != FRAG_ACKED && fr->state != FRAG_GIVEN_UP) break;
+        if (fr->state == FRAG_GIVEN_UP) f->forward_pending = 1;
+        fr->state = FRAG_NONE;
+        f->base++;
+    }
+    if (f->forward_pending && f->base <= f->forward_sent) f->forward_pending = 0;
+    if (f->forward_pending) tern__ep_mark_send(c->ep, c);
+}
+
+/* Gives up a whole message: its fragments in flight and its uncut rest. */
+static void msg_give_up(tern_conn *c, tern__sflow *f, tern__msg *m)
+{
+    if (m->abandoned) return;
+    m->abandoned = 1;
+    c->st.messages_abandoned++;
+    int was_cut = m->cut == m->len;
+    m->live_frags++; /* hold m while releasing its fragments */
+    for (uint64_t fsn = f->base; fsn < f->next_fsn; fsn++) {
+        tern__frag *fr = frag_at(f, fsn);
+        if (fr->msg == m && fr->state != FRAG_ACKED && fr->state != FRAG_GIVEN_UP) {
+            fr->state = FRAG_GIVEN_UP;
+            frag_release(c, f, fr);
+        } else if (fr->msg == m && fr->state == FRAG_ACKED) {
+            /* already acknowledged: nothing to give up */
+        }
+    }
+    if (!was_cut) {
+        /* the rest was never cut: drop it from the queue */
+        tern__msg **pp = &f->head, *prev = NULL;
+        while (*pp && *pp != m) {
+            prev = *pp;
+            pp = &(*pp)->next;
+        }
+        if (*pp) {
+            *pp = m->next;
+            if (f->tail == m) f->tail = prev;
+        }
+        m->cut = m->len;
+    }
+    m->live_frags--;
+    if (m->live_frags == 0) free_msg(c, f, m);
+    sflow_advance(c, f);
+}
+
+void tern__flow_config_defaults(tern_flow_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->reliability = TERN_FLOW_RELIABLE;
+    cfg->ordered = 1;
+    cfg->priority = 3;
+}
+
+static int sflow_grow(tern_conn *c, tern__sflow *f, size_t need)
+{
+    if (need <= f->cap) return TERN_OK;
+    size_t ncap = f->cap ? f->cap : 64;
+    while (ncap < need) ncap *= 2;
+    tern__frag *nf = tern__calloc(&c->ep->alloc, ncap * sizeof(*nf));
+    if (nf == NULL) return TERN_ERR_NOMEM;
+    for (uint64_t fsn = f->base; fsn < f->next_fsn; fsn++) nf[fsn % ncap] = f->frags[fsn % f->cap];
+    if (f->frags) tern__free(&c->ep->alloc, f->frags, f->cap * sizeof(*f->frags));
+    f->frags = nf;
+    f->cap = ncap;
+    return TERN_OK;
+}
+
+static int lost_push(tern_conn *c, tern__sflow *f, uint64_t fsn)
+{
+    if (f->lost_n == f->lost_cap) {
+        size_t ncap = f->lost_cap ? f->lost_cap * 2 : 32;
+        uint64_t *nl = tern__malloc(&c->ep->alloc, ncap * sizeof(*nl));
+        if (nl == NULL) return TERN_ERR_NOMEM;
+        for (size_t i = 0; i < f->lost_n; i++) nl[i] = f->lost[(f->lost_head + i) % f->lost_cap];
+        if (f->lost) tern__free(&c->ep->alloc, f->lost, f->lost_cap * sizeof(*f->lost));
+        f->lost = nl;
+        f->lost_cap = ncap;
+        f->lost_head = 0;
+    }
+    f->lost[(f->lost_head + f->lost_n) % f->lost_cap] = fsn;
+    f->lost_n++;
+    return TERN_OK;
+}
+
+void tern__sflow_free(tern_conn *c, tern__sflow *f)
+{
+    tern__alloc *a = &c->ep->alloc;
+    for (uint64_t fsn = f->base; fsn < f->next_fsn; fsn++) {
+        tern__frag *fr = frag_at(f, fsn);
+        if (fr->msg) frag_release(c, f, fr);
+    }
+    while (f->head) {
+        tern__msg *m = f->head;
+        f->head = m->next;
+        if (m->live_frags == 0) free_msg(c, f, m);
+        else m->cut = m->len; /* freed when its last fragment is released: cannot happen now */
+    }
+    if (f->frags) tern__free(a, f->frags, f->cap * sizeof(*f->frags));
+    if (f->lost) tern__free(a, f->lost, f->lost_cap * sizeof(*f->lost));
+    tern__free(a, f, sizeof(*f));
+}
+
+/* Unlinks and frees sending flows that are closed and fully acknowledged. */
+static void sflows_reap(tern_conn *c)
+{
+    tern__sflow **pp = &c->sflows;
+    while (*pp) {
+        tern__sflow *f = *pp;
+        if (f->closing && f->fin_acked && f->base == f->next_fsn && f->head == NULL) {
+            *pp = f->next;
+            tern__sflow_free(c, f);
+            c->n_sflows--;
+            continue;
+        }
+        pp = &f->next;
+    }
+}
+
+/* ---------------------------------------------------------------- receiver */
+
+static void rflow_free(tern_conn *c, tern__rflow *f)
+{
+    tern__alloc *a = &c->ep->alloc;
+    for (uint64_t i = 0; i < f->slots_cap; i++) {
+        tern__rfrag *s = &f->slots[i];
+        if (s->data) tern__free(a, s->data, s->len);
+    }
+    tern__free(a, f->slots, f->slots_cap * sizeof(*f->slots));
+    tern__free(a, f, sizeof(*f));
+}
+
+static tern__rfrag *slot(const tern__rflow *f, uint64_t fsn)
+{
+    return &f->slots[fsn % f->slots_cap];
+}
+
+/* Makes room for fsn (base <= fsn < base + window). */
+static int rflow_reserve(tern_conn *c, tern__rflow *f, uint64_t fsn)
+{
+    if (fsn - f->base < f->slots_cap) return TERN_OK;
+    uint64_t ncap = f->slots_cap;
+    while (ncap <= fsn - f->base) ncap *= 2;
+    if (ncap > f->window) ncap = f->window;
+    tern__rfrag *ns = tern__calloc(&c->ep->alloc, ncap * sizeof(*ns));
+    if (ns == NULL) return TERN_ERR_NOMEM;
+    for (uint64_t q = f->base; q < f->base + f->slots_cap; q++) ns[q % ncap] = *slot(f, q);
+    tern__free(&c->ep->alloc, f->slots, f->slots_cap * sizeof(*f->slots));
+    f->slots = ns;
+    f->slots_cap = ncap;
+    return TERN_OK;
+}
+
+static void slot_clear(tern_conn *c, tern__rflow *f, tern__rfrag *s)
+{
+    if (s->data) {
+        tern__free(&c->ep->alloc, s->data, s->len);
+        f->buffered -= s->len;
+    }
+    memset(s, 0, sizeof(*s));
+}
+
+/* Delivers the message made of fragments [first, last], then clears them. */
+static int deliver(tern_conn *c, tern__rflow *f, uint64_t first, uint64_t last)
+{
+    tern_endpoint *ep = c->ep;
+    size_t total = 0;
+    for (uint64_t q = first; q <= last; q++) total += slot(f, q)->len;
+    uint8_t *buf = NULL;
+    const uint8_t *msg;
+    if (first == last) {
+        msg = slot(f, first)->data;
+    } else {
+        buf = tern__malloc(&ep->alloc, total ? total : 1);
+        if (buf == NULL) return TERN_ERR_NOMEM;
+        size_t off = 0;
+        for (uint64_t q = first; q <= last; q++) {
+            tern__rfrag *s = slot(f, q);
+            if (s->len) memcpy(buf + off, s->data, s->len);
+            off += s->len;
+        }
+        msg = buf;
+    }
+    c->st.messages_received++;
+    c->st.stream_bytes_received += total;
+    if (ep->cb.on_message) ep->cb.on_message(c, f->id, msg ? msg : (const uint8_t *)"", total, ep->user_data);
+    if (buf) tern__free(&ep->alloc, buf, total ? total : 1);
+    for (uint64_t q = first; q <= last; q++) {
+        tern__rfrag *s = slot(f, q);
+        slot_clear(c, f, s);
+        s->done = 1;
+    }
+    return TERN_OK;
+}
+
+/* The END of the message starting at fsn (BEGIN there), if every fragment is present. */
+static int complete_from(const tern__rflow *f, uint64_t begin, uint64_t *end)
+{
+    for (uint64_t q = begin; q < f->base + f->slots_cap; q++) {
+        const tern__rfrag *s = slot(f, q);
+        if (!s->present || s->done) return 0;
+        if (q != begin && (s->flags & TERN__FD_BEGIN)) return 0;
+        if (s->flags & TERN__FD_END) {
+            *end = q;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void rflow_advance(tern_conn *c, tern__rflow *f)
+{
+    while (f->base < f->final_fsn) {
+        tern__rfrag *s = slot(f, f->base);
+        if (!s->done) break;
+        memset(s, 0, sizeof(*s));
+        f->base++;
+    }
+    if (f->base + f->window >= f->advertised + f->window / 4 && !f->finished) {
+        f->max_pending = 1;
+        tern__ep_mark_send(c->ep, c);
+    }
+    if (f->base == f->final_fsn && !f->finished) {
+        f->finished = 1;
+        if (c->ep->cb.on_flow_closed) c->ep->cb.on_flow_closed(c, f->id, c->ep->user_data);
+    }
+}
+
+/* Delivers whatever is deliverable now. */
+static int rflow_deliver(tern_conn *c, tern__rflow *f, uint64_t hint)
+{
+    if (f->paused) return TERN_OK;
+    if (f->ordered) {
+        for (;;) {
+            tern__rfrag *s = slot(f, f->base);
+            uint64_t end;
+            if (f->base >= f->final_fsn || !s->present || s->done) break;
+            if (!(s->flags & TERN__FD_BEGIN)) break; /* a message whose start was given up */
+            if (!complete_from(f, f->base, &end)) break;
+            int rc = deliver(c, f, f->base, end);
+            if (rc != TERN_OK) return rc;
+            rflow_advance(c, f);
+            if (c->state != TERN_CONN_ESTABLISHED) return TERN_OK;
+        }
+    } else {
+        /* the message holding `hint`: walk back to its BEGIN */
+        uint64_t b = hint;
+        while (b > f->base && !(slot(f, b)->flags & TERN__FD_BEGIN)) {
+            if (!slot(f, b - 1)->present || slot(f, b - 1)->done) return TERN_OK;
+            b--;
+        }
+        uint64_t end;
+        if (slot(f, b)->present && !slot(f, b)->done && (slot(f, b)->flags & TERN__FD_BEGIN) &&
+            complete_from(f, b, &end)) {
+            int rc = deliver(c, f, b, end);
+            if (rc != TERN_OK) return rc;
+        }
+        rflow_advance(c, f);
+    }
+    return TERN_OK;
+}
+
+/* The receive side of a flow the peer opens; opening id implies every lower id of its side. */
+static int rflow_get(tern_conn *c, uint64_t id, tern__rflow **out)
+{
+    *out = rflow_find(c, id);
+    if (*out) return TERN_OK;
+    if ((id & 1) == (uint64_t)(c->is_server ? 1 : 0)) return TERN_ERR_PROTOCOL; /* ours */
+    if (id < c->peer_next_flow) return TERN_ERR_IGNORED; /* finished long ago */
+    uint64_t count = (id - c->peer_next_flow) / 2 + 1;
+    if (c->n_rflows + count > c->ep->s.max_flows) return TERN_ERR_PROTOCOL;
+    for (uint64_t nid = c->peer_next_flow; nid <= id; nid += 2) {
+        tern__rflow *f = tern__calloc(&c->ep->alloc, sizeof(*f));
+        if (f == NULL) return TERN_ERR_NOMEM;
+        f->window = c->ep->s.flow_window;
+        f->slots_cap = f->window < 16 ? f->window : 16;
+        f->slots = tern__calloc(&c->ep->alloc, f->slots_cap * sizeof(*f->slots));
+        if (f->slots == NULL) {
+            tern__free(&c->ep->alloc, f, sizeof(*f));
+            return TERN_ERR_NOMEM;
+        }
+        f->id = nid;
+        f->advertised = f->window;
+        f->final_fsn = UINT64_MAX;
+        f->ordered = 1;
+        f->next = c->rflows;
+        c->rflows = f;
+        c->n_rflows++;
+        c->peer_next_flow = nid + 2;
+        *out = f;
+    }
+    return TERN_OK;
+}
+
+static void rflows_reap(tern_conn *c)
+{
+    tern__rflow **pp = &c->rflows;
+    while (*pp) {
+        tern__rflow *f = *pp;
+        if (f->finished) {
+            *pp = f->next;
+            rflow_free(c, f);
+            c->n_rflows--;
+            continue;
+        }
+        pp = &f->next;
+    }
+}
+
+/* ---------------------------------------------------------------- frames in */
+
+int tern__flow_on_frame(tern_conn *c, uint64_t type, const uint8_t **pp, const uint8_t *end)
+{
+    const uint8_t *p = *pp;
+    uint64_t id, fsn, flags = 0, len = 0;
+    p = tern__get_varint(p, end, &id);
+    p = tern__get_varint(p, end, &fsn);
+    if (type == TERN__FRAME_FLOW_DATA) {
+        p = tern__get_varint(p, end, &flags);
+        p = tern__get_varint(p, end, &len);
+        if (p == NULL || len > (uint64_t)(end - p) || flags > 7) return TERN_ERR_PROTOCOL;
+    }
+    if (p == NULL) return TERN_ERR_PROTOCOL;
+    const uint8_t *data = p;
+    *pp = p + len;
+
+    if (type == TERN__FRAME_MAX_FLOW) {
+        tern__sflow *f = tern__sflow_find(c, id);
+        if (f && fsn > f->peer_max) {
+            f->peer_max = fsn;
+            tern__ep_mark_send(c->ep, c);
+        }
+        if (f == NULL && (id & 1) != (uint64_t)(c->is_server ? 1 : 0)) return TERN_ERR_PROTOCOL;
+        return TERN_OK;
+    }
+
+    tern__rflow *f;
+    int rc = rflow_get(c, id, &f);
+    if (rc == TERN_ERR_IGNORED) return TERN_OK;
+    if (rc != TERN_OK) return rc;
+    if (f->finished) return TERN_OK;
+    switch (type) {
+    case TERN__FRAME_FLOW_DATA: {
+        if (fsn >= f->final_fsn) return TERN_ERR_PROTOCOL;
+        if (fsn < f->base) return TERN_OK; /* duplicate */
+        if (fsn >= f->base + f->window) return TERN_ERR_PROTOCOL; /* flow control */
+        if (len > TERN_MAX_DATAGRAM) return TERN_ERR_PROTOCOL;
+        if (rflow_reserve(c, f, fsn) != TERN_OK) return TERN_ERR_NOMEM;
+        tern__rfrag *s = slot(f, fsn);
+        if (s->present || s->done) return TERN_OK;
+        f->ordered = (flags & TERN__FD_ORDERED) != 0;
+        if (len) {
+            s->data = tern__malloc(&c->ep->alloc, (size_t)len);
+            if (s->data == NULL) return TERN_ERR_NOMEM;
+            memcpy(s->data, data, (size_t)len);
+        }
+        s->len = (uint32_t)len;
+        s->flags = (uint8_t)flags;
+        s->present = 1;
+        f->buffered += len;
+        c->st.stream_bytes_received += 0;
+        return rflow_deliver(c, f, fsn);
+    }
+    case TERN__FRAME_FLOW_FORWARD: {
+        if (fsn > f->final_fsn || fsn > f->base + f->window) return TERN_ERR_PROTOCOL;
+        if (fsn <= f->base) return TERN_OK;
+        uint64_t lim = fsn - f->base > f->slots_cap ? f->base + f->slots_cap : fsn;
+        if (f->ordered && !f->paused) {
+            /* deliver what is complete below the forward point, in order; drop the rest */
+            uint64_t q = f->base;
+            while (q < lim) {
+                tern__rfrag *s = slot(f, q);
+                uint64_t e;
+                if (s->present && !s->done && (s->flags & TERN__FD_BEGIN) &&
+                    complete_from(f, q, &e) && e < fsn) {
+                    rc = deliver(c, f, q, e);
+                    if (rc != TERN_OK) return rc;
+                    q = e + 1;
+                    continue;
+                }
+                q++;
+            }
+        }
+        for (uint64_t q = f->base; q < lim; q++) {
+            tern__rfrag *s = slot(f, q);
+            slot_clear(c, f, s);
+        }
+        f->base = fsn;
+        rflow_advance(c, f);
+        return rflow_deliver(c, f, f->base);
+    }
+    case TERN__FRAME_FLOW_FIN:
+        if (f->final_fsn != UINT64_MAX && f->final_fsn != fsn) return TERN_ERR_PROTOCOL;
+        if (fsn < f->base || fsn > f->base + f->window) return TERN_ERR_PROTOCOL;
+        f->final_fsn = fsn;
+        rflow_advance(c, f);
+        return TERN_OK;
+    default:
+        return TERN_ERR_PROTOCOL;
+    }
+}
+
+/* ---------------------------------------------------------------- acknowledgement and loss */
+
+void tern__flow_on_acked(tern_conn *c, const tern__sent_entry *e)
+{
+    tern__sflow *f = tern__sflow_find(c, e->flow_id);
+    if (e->kind == ENT_MAXFLOW || f == NULL) return;
+    switch (e->kind) {
+    case ENT_DATA: {
+        if (e->fsn < f->base || e->fsn >= f->next_fsn) return;
+        tern__frag *fr = frag_at(f, e->fsn);
+        if (fr->state == FRAG_ACKED || fr->state == FRAG_GIVEN_UP || fr->state == FRAG_NONE) return;
+        fr->state = FRAG_ACKED;
+        c->st.stream_bytes_sent += fr->len;
+        frag_release(c, f, fr);
+        sflow_advance(c, f);
+        break;
+    }
+    case ENT_FIN:
+        f->fin_acked = 1;
+        break;
+    default:
+        break;
+    }
+}
+
+void tern__flow_on_lost(tern_conn *c, const tern__sent_entry *e, uint64_t now)
+{
+    if (e->kind == ENT_MAXFLOW) {
+        tern__rflow *rf = rflow_find(c, e->flow_id);
+        if (rf && !rf->finished) rf->max_pending = 1;
+        return;
+    }
+    tern__sflow *f = tern__sflow_find(c, e->flow_id);
+    if (f == NULL) return;
+    switch (e->kind) {
+    case ENT_DATA: {
+        if (e->fsn < f->base || e->fsn >= f->next_fsn) return;
+        tern__frag *fr = frag_at(f, e->fsn);
+        if (fr->state != FRAG_INFLIGHT) return;
+        tern__msg *m = fr->msg;
+        int give_up = f->cfg.reliability == TERN_FLOW_UNRELIABLE ||
+                      (m && m->deadline != TERN_TIME_NEVER && now >= m->deadline) ||
+                      (f->cfg.reliability == TERN_FLOW_PARTIAL && f->cfg.max_retransmits &&
+                       fr->retx >= f->cfg.max_retransmits);
+        if (give_up) {
+            if (m) msg_give_up(c, f, m);
+            else {
+                fr->state = FRAG_GIVEN_UP;
+                sflow_advance(c, f);
+            }
+        } else {
+            fr->state = FRAG_LOST;
+            if (lost_push(c, f, e->fsn) != TERN_OK) fr->state = FRAG_INFLIGHT; /* retried by PTO */
+        }
+        break;
+    }
+    case ENT_FIN:
+        if (!f->fin_acked) f->fin_pending = 1;
+        break;
+    case ENT_FORWARD:
+        if (f->base > 0) {
+            f->forward_sent = 0;
+            f->forward_pending = 1;
+        }
+        break;
+    default:
+        break;
+    }
+    tern__ep_mark_send(c->ep, c);
+}
+
+/* ---------------------------------------------------------------- scheduler */
+
+static int add_entry(tern__sent *rec, uint64_t flow, uint64_t fsn, uint8_t kind)
+{
+    if (rec->n >= TERN__PKT_ENTRIES) return 0;
+    rec->e[rec->n].flow_id = flow;
+    rec->e[rec->n].fsn = fsn;
+    rec->e[rec->n].kind = kind;
+    rec->n++;
+    return 1;
+}
+
+/* Control frames of every flow: MAX_FLOW, FLOW_FORWARD, FLOW_FIN. */
+uint8_t *tern__flow_write_control(tern_conn *c, uint8_t *p, const uint8_t *end, tern__sent *rec)
+{
+    uint8_t *q;
+    for (tern__rflow *f = c->rflows; f; f = f->next) {
+        if (!f->max_pending || rec->n >= TERN__PKT_ENTRIES) continue;
+        uint64_t max = f->base + f->window;
+        q = tern__put_varint(p, end, TERN__FRAME_MAX_FLOW);
+        q = tern__put_varint(q, end, f->id);
+        q = tern__put_varint(q, end, max);
+        if (q == NULL) return p;
+        p = q;
+        f->advertised = max;
+        f->max_pending = 0;
+        add_entry(rec, f->id, max, ENT_MAXFLOW);
+    }
+    for (tern__sflow *f = c->sflows; f; f = f->next) {
+        if (f->forward_pending && rec->n < TERN__PKT_ENTRIES) {
+            q = tern__put_varint(p, end, TERN__FRAME_FLOW_FORWARD);
+            q = tern__put_varint(q, end, f->id);
+            q = tern__put_varint(q, end, f->base);
+            if (q == NULL) return p;
+            p = q;
+            f->forward_sent = f->base;
+            f->forward_pending = 0;
+            add_entry(rec, f->id, f->base, ENT_FORWARD);
+        }
+        if (f->closing && !f->fin_acked && f->head == NULL && rec->n < TERN__PKT_ENTRIES &&
+            (f->fin_pending || f->final_fsn == UINT64_MAX)) {
+            f->final_fsn = f->next_fsn;
+            q = tern__put_varint(p, end, TERN__FRAME_FLOW_FIN);
+            q = tern__put_varint(q, end, f->id);
+            q = tern__put_varint(q, end, f->final_fsn);
+            if (q == NULL) return p;
+            p = q;
+            f->fin_pending = 0;
+            add_entry(rec, f->id, f->final_fsn, ENT_FIN);
+        }
+    }
+    return p;
+}
+
+static uint8_t *put_fragment(uint8_t *p, const uint8_t *end, const tern__sflow *f, uint64_t fsn,
+                             const tern__frag *fr)
+{
+    uint8_t flags = (uint8_t)(fr->flags | (f->cfg.ordered ? TERN__FD_ORDERED : 0));
+    p = tern__put_varint(p, end, TERN__FRAME_FLOW_DATA);
+    p = tern__put_varint(p, end, f->id);
+    p = tern__put_varint(p, end, fsn);
+    p = tern__put_varint(p, end, flags);
+    p = tern__put_varint(p, end, fr->len);
+    return tern__put_bytes(p, end, fr->msg->data + fr->off, fr->len);
+}
+
+/* Drops queued messages whose deadline passed (never RELIABLE ones). */
+static void expire_messages(tern_conn *c, tern__sflow *f, uint64_t now)
+{
+    if (f->cfg.reliability == TERN_FLOW_RELIABLE) return;
+    tern__msg *m = f->head;
+    while (m) {
+        tern__msg *next = m->next;
+        if (m->deadline != TERN_TIME_NEVER && now >= m->deadline) msg_give_up(c, f, m);
+        m = next;
+    }
+}
+
+/* The priority of what the flow would send next, or -1. */
+static int sflow_next_priority(tern_conn *c, tern__sflow *f, uint64_t now)
+{
+    while (f->lost_n) {
+        uint64_t fsn = f->lost[f->lost_head];
+        tern__frag *fr = fsn >= f->base && fsn < f->next_fsn ? frag_at(f, fsn) : NULL;
+        if (fr && fr->state == FRAG_LOST && fr->msg) {
+            tern__msg *m = fr->msg;
+            if (m->deadline != TERN_TIME_NEVER && now >= m->deadline &&
+                f->cfg.reliability != TERN_FLOW_RELIABLE) {
+                msg_give_up(c, f, m);
+                continue;
+            }
+            return m->priority;
+        }
+        f->lost_head = (f->lost_head + 1) % f->lost_cap;
+        f->lost_n--;
+    }
+    expire_messages(c, f, now);
+    if (f->head && f->next_fsn < f->peer_max) return f->head->priority;
+    return -1;
+}
+
+int tern__flow_has_data(tern_conn *c, uint64_t now)
+{
+    for (tern__sflow *f = c->sflows; f; f = f->next)
+        if (sflow_next_priority(c, f, now) >= 0) return 1;
+    return 0;
+}
+
+int tern__flow_has_control(const tern_conn *c)
+{
+    for (tern__rflow *f = c->rflows; f; f = f->next)
+        if (f->max_pending) return 1;
+    for (tern__sflow *f = c->sflows; f; f = f->next)
+        if (f->forward_pending || (f->closing && !f->fin_acked && f->head == NULL &&
+                                   (f->fin_pending || f->final_fsn == UINT64_MAX)))
+            return 1;
+    return 0;
+}
+
+/* Writes data fragments, highest priority first, until the packet or the entries are full. */
+uint8_t *tern__flow_write_data(tern_conn *c, uint64_t now, uint8_t *p, const uint8_t *end,
+                               tern__sent *rec)
+{
+    while (rec->n < TERN__PKT_ENTRIES && end - p > MAX_FRAG_HDR + 1) {
+        tern__sflow *best = NULL, *bprev = NULL, *prev = NULL;
+        int bprio = -1;
+        for (tern__sflow *f = c->sflows; f; prev = f, f = f->next) {
+            int pr = sflow_next_priority(c, f, now);
+            if (pr > bprio) {
+                bprio = pr;
+                best = f;
+                bprev = prev;
+            }
+        }
+        if (best == NULL) break;
+        tern__sflow *f = best;
+        uint8_t *q;
+        if (f->lost_n) {
+            uint64_t fsn = f->lost[f->lost_head];
+            tern__frag *fr = frag_at(f, fsn);
+            q = put_fragment(p, end, f, fsn, fr);
+            if (q == NULL) break; /* does not fit this packet */
+            f->lost_head = (f->lost_head + 1) % f->lost_cap;
+            f->lost_n--;
+            fr->state = FRAG_INFLIGHT;
+            fr->retx++;
+            c->st.packets_retransmitted_frags++;
+            add_entry(rec, f->id, fsn, ENT_DATA);
+            p = q;
+        } else {
+            tern__msg *m = f->head;
+            size_t room = (size_t)(end - p) - MAX_FRAG_HDR;
+            size_t max = frag_room(c);
+            if (room > max) room = max;
+            size_t n = m->len - m->cut;
+            if (n > room) n = room;
+            if (n == 0 && m->len != 0) break;
+            if (sflow_grow(c, f, (size_t)(f->next_fsn - f->base + 1)) != TERN_OK) break;
+            uint64_t fsn = f->next_fsn;
+            tern__frag *fr = frag_at(f, fsn);
+            memset(fr, 0, sizeof(*fr));
+            fr->msg = m;
+            fr->off = (uint32_t)m->cut;
+            fr->len = (uint32_t)n;
+            fr->state = FRAG_INFLIGHT;
+            fr->flags = (uint8_t)((m->cut == 0 ? TERN__FD_BEGIN : 0) |
+                                  (m->cut + n == m->len ? TERN__FD_END : 0));
+            q = put_fragment(p, end, f, fsn, fr);
+            if (q == NULL) break;
+            p = q;
+            f->next_fsn++;
+            m->cut += n;
+            m->live_frags++;
+            if (m->cut == m->len) {
+                f->head = m->next;
+                if (f->head == NULL) f->tail = NULL;
+                m->next = NULL;
+                c->st.messages_sent++;
+            }
+            add_entry(rec, f->id, fsn, ENT_DATA);
+        }
+        /* flows of one priority take turns: move the one served to the back */
+        if (f->next) {
+            if (bprev) bprev->next = f->next;
+            else c->sflows = f->next;
+            tern__sflow *t = c->sflows;
+            while (t->next) t = t->next;
+            t->next = f;
+            f->next = NULL;
+        }
+    }
+    return p;
+}
+
+void tern__flows_reap(tern_conn *c)
+{
+    sflows_reap(c);
+    rflows_reap(c);
+}
+
+void tern__flows_free(tern_conn *c)
+{
+    while (c->sflows) {
+        tern__sflow *f = c->sflows;
+        c->sflows = f->next;
+        tern__sflow_free(c, f);
+    }
+    while (c->rflows) {
+        tern__rflow *f = c->rflows;
+        c->rflows = f->next;
+        rflow_free(c, f);
+    }
+    c->n_sflows = c->n_rflows = 0;
+}
+
+/* ---------------------------------------------------------------- public API */
+
+void tern_flow_config_default(tern_flow_config *cfg)
+{
+    tern__flow_config_defaults(cfg);
+}
+
+int tern_flow_open(tern_conn *c, const tern_flow_config *cfg, uint64_t *flow_id)
+{
+    if (c == NULL || flow_id == NULL) return TERN_ERR_INVALID_ARG;
+    if (c->state != TERN_CONN_ESTABLISHED) return TERN_ERR_STATE;
+    tern_flow_config d;
+    tern__flow_config_defaults(&d);
+    if (cfg) d = *cfg;
+    if (d.reliability > TERN_FLOW_UNRELIABLE || d.priority > 7) return TERN_ERR_INVALID_ARG;
+    if (c->n_sflows >= c->peer_max_flows) return TERN_ERR_LIMIT;
+    tern__sflow *f = tern__calloc(&c->ep->alloc, sizeof(*f));
+    if (f == NULL) return TERN_ERR_NOMEM;
+    f->id = c->next_flow_id;
+    c->next_flow_id += 2;
+    f->cfg = d;
+    f->peer_max = c->peer_flow_window;
+    f->final_fsn = UINT64_MAX;
+    /* append: flows of one priority are served in opening order */
+    tern__sflow **pp = &c->sflows;
+    while (*pp) pp = &(*pp)->next;
+    *pp = f;
+    c->n_sflows++;
+    *flow_id = f->id;
+    return TERN_OK;
+}
+
+int tern_flow_send(tern_conn *c, uint64_t flow_id, uint64_t now, const uint8_t *data, size_t len,
+                   int priority)
+{
+    if (c == NULL || (data == NULL && len > 0)) return TERN_ERR_INVALID_ARG;
+    tern__sflow *f = tern__sflow_find(c, flow_id);
+    if (f == NULL) return TERN_ERR_NOT_FOUND;
+    if (c->state != TERN_CONN_ESTABLISHED || f->closing) return TERN_ERR_STATE;
+    if (len > (64u << 20)) return TERN_ERR_TOO_LARGE;
+    if (f->queued_bytes + len > c->ep->s.send_buffer && f->queued_bytes > 0) return TERN_ERR_AGAIN;
+    if (priority > 7) return TERN_ERR_INVALID_ARG;
+    tern__msg *m = tern__malloc(&c->ep->alloc, sizeof(*m) + len);
+    if (m == NULL) return TERN_ERR_NOMEM;
+    memset(m, 0, sizeof(*m));
+    m->len = len;
+    if (len) memcpy(m->data, data, len);
+    m->priority = (uint8_t)(priority < 0 ? f->cfg.priority : priority);
+    m->deadline = f->cfg.reliability != TERN_FLOW_RELIABLE && f->cfg.deadline_ms
+                      ? now + (uint64_t)f->cfg.deadline_ms * TERN_NS_PER_MS
+                      : TERN_TIME_NEVER;
+    if (f->tail) f->tail->next = m;
+    else f->head = m;
+    f->tail = m;
+    f->queued_bytes += len;
+    tern__ep_mark_send(c->ep, c);
+    tern__conn_update_timer(c);
+    return TERN_OK;
+}
+
+int tern_flow_close(tern_conn *c, uint64_t flow_id)
+{
+    tern__sflow *f = c ? tern__sflow_find(c, flow_id) : NULL;
+    if (f == NULL) return TERN_ERR_NOT_FOUND;
+    if (f->closing) return TERN_ERR_STATE;
+    f->closing = 1;
+    tern__ep_mark_send(c->ep, c);
+    return TERN_OK;
+}
+
+uint64_t tern_flow_queued(const tern_conn *c, uint64_t flow_id)
+{
+    tern__sflow *f = c ? tern__sflow_find(c, flow_id) : NULL;
+    return f ? f->queued_bytes : 0;
+}
+
+int tern_flow_set_paused(tern_conn *c, uint64_t flow_id, int paused)
+{
+    tern__rflow *f = c ? rflow_find(c, flow_id) : NULL;
+    if (f == NULL) return TERN_ERR_NOT_FOUND;
+    f->paused = paused != 0;
+    if (!paused) {
+        int rc = rflow_deliver(c, f, f->base);
+        if (rc != TERN_OK) return rc;
+        rflow_advance(c, f);
+    }
+    return TERN_OK;
+}

@@ -1,0 +1,154 @@
+/*
+ * Flows and loss recovery: internal structures shared by flow.c (messages, fragments,
+ * reassembly, flow control, the scheduler), recovery.c (the sent-packet record, ACK processing,
+ * RFC 9002 loss detection and probe timeouts, congestion control hooks) and conn.c.
+ *
+ * A flow is one direction of messages. The sender cuts each message into fragments; every
+ * fragment gets the flow's next fragment sequence number (FSN) when it is first sent, and keeps
+ * it across retransmissions. Frames:
+ *
+ *   FLOW_DATA (0x04)    flow_id, fsn, flags (1 BEGIN of message, 2 END of message, 4 ORDERED),
+ *                       length, data
+ *   FLOW_FORWARD (0x05) flow_id, fsn: every fragment below fsn was delivered or given up: stop
+ *                       waiting for it (RTMFP's forward acknowledgement)
+ *   MAX_FLOW (0x06)     flow_id, max_fsn: the sender may use fragment numbers below max_fsn
+ *   FLOW_FIN (0x07)     flow_id, final_fsn: the flow ends at final_fsn
+ *
+ * The receiver keeps at most flow_window fragments per flow and max_flows flows, so its memory
+ * is bounded by what it advertised whatever numbers a peer sends; a fragment beyond the window is
+ * a protocol error. The sent-packet record remembers which (flow, fsn) each packet carried, so
+ * a loss re-queues exactly those fragments (or gives them up, per the flow's reliability), and
+ * a late ACK of a packet declared lost is detected as spurious. A later forward-error-correction
+ * layer adds repair packets as another kind of entry in the same record.
+ */
+#ifndef TERN_CORE_FLOW_H
+#define TERN_CORE_FLOW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/ack.h"
+#include "core/cc.h"
+#include "tern/tern.h"
+
+enum {
+    TERN__FRAME_FLOW_DATA = 0x04,
+    TERN__FRAME_FLOW_FORWARD = 0x05,
+    TERN__FRAME_MAX_FLOW = 0x06,
+    TERN__FRAME_FLOW_FIN = 0x07,
+};
+
+enum { TERN__FD_BEGIN = 1, TERN__FD_END = 2, TERN__FD_ORDERED = 4 };
+
+#define TERN__PKT_ENTRIES 10
+
+enum { ENT_DATA = 1, ENT_FIN = 2, ENT_FORWARD = 3, ENT_MAXFLOW = 4 };
+
+/* ---------------------------------------------------------------- sender */
+
+typedef struct tern__msg {
+    struct tern__msg *next;
+    uint64_t deadline;   /* TERN_TIME_NEVER when none */
+    size_t len;
+    size_t cut;          /* bytes already cut into fragments */
+    uint32_t live_frags; /* fragments not yet acknowledged or given up */
+    uint8_t priority;
+    uint8_t abandoned;
+    uint8_t data[];
+} tern__msg;
+
+enum { FRAG_NONE = 0, FRAG_INFLIGHT, FRAG_LOST, FRAG_ACKED, FRAG_GIVEN_UP };
+
+typedef struct tern__frag {
+    tern__msg *msg;
+    uint32_t off, len;
+    uint8_t state, flags;
+    uint16_t retx;
+} tern__frag;
+
+typedef struct tern__sflow {
+    struct tern__sflow *next;
+    uint64_t id;
+    tern_flow_config cfg;
+    tern__msg *head, *tail;  /* messages not yet completely cut into fragments */
+    tern__frag *frags;       /* ring: fsn base .. next_fsn-1 */
+    size_t cap;
+    uint64_t base;           /* lowest fsn not acknowledged or given up */
+    uint64_t next_fsn;
+    uint64_t peer_max;       /* flow control: fsn < peer_max */
+    uint64_t *lost;          /* fsns waiting for retransmission (FIFO ring) */
+    size_t lost_cap, lost_head, lost_n;
+    uint64_t queued_bytes;
+    uint64_t forward_sent;   /* highest FORWARD acknowledged-or-sent value */
+    int forward_pending;
+    int closing, fin_pending, fin_acked;
+    uint64_t final_fsn;
+} tern__sflow;
+
+/* ---------------------------------------------------------------- receiver */
+
+typedef struct tern__rfrag {
+    uint8_t *data;
+    uint32_t len;
+    uint8_t flags, present, done;
+} tern__rfrag;
+
+typedef struct tern__rflow {
+    struct tern__rflow *next;
+    uint64_t id;
+    tern__rfrag *slots;   /* ring for fsn base .. base+slots_cap-1; grows up to window */
+    uint64_t slots_cap;
+    uint64_t base;        /* every fsn below was delivered or skipped */
+    uint64_t window;
+    uint64_t advertised;  /* max_fsn told to the peer */
+    int max_pending;
+    int paused;
+    int ordered;
+    uint64_t final_fsn;   /* UINT64_MAX until FLOW_FIN */
+    uint64_t buffered;    /* bytes held */
+    int finished;
+} tern__rflow;
+
+/* ---------------------------------------------------------------- sent packets */
+
+typedef struct tern__sent_entry {
+    uint64_t flow_id, fsn;
+    uint8_t kind;
+} tern__sent_entry;
+
+enum { SENT_OUTSTANDING = 0, SENT_ACKED = 1, SENT_LOST = 2 };
+
+typedef struct tern__sent {
+    uint64_t pn, time;
+    uint32_t bytes;
+    uint8_t ack_eliciting, in_flight, state, n;
+    uint8_t hs_done, ping;
+    tern__rate_snap snap;
+    tern__sent_entry e[TERN__PKT_ENTRIES];
+} tern__sent;
+
+typedef struct tern__recovery {
+    tern__sent *ring;
+    size_t cap, n;           /* records for pn base .. base+n-1 */
+    uint64_t base;
+    uint64_t largest_acked;
+    int have_largest_acked;
+    uint64_t bytes_in_flight;
+    uint64_t loss_time;      /* time-threshold loss timer, TERN_TIME_NEVER when none */
+    uint64_t last_eliciting_time;
+    uint32_t pto_count;
+    uint32_t probes_pending;
+    uint64_t recovery_start; /* congestion events for packets sent before this are ignored */
+    /* loss rate over recent packets (exponential average, 1/64 per packet) */
+    uint64_t loss_avg_q16;
+    uint64_t lost_total, sent_total, spurious;
+    tern__cc cc;
+    tern__pacer pacer;
+    tern__rate_state rate;
+    tern__ackset acks;       /* what we received, to acknowledge */
+    uint64_t peer_max_ack_delay;
+    uint64_t last_bw_reported, last_rtt_reported;
+    uint64_t last_loss_reported_q16;
+} tern__recovery;
+
+#endif

@@ -1,0 +1,313 @@
+/*
+ * Loss recovery after RFC 9002: the record of sent packets (a ring indexed by packet number),
+ * ACK processing (RTT samples with the peer's ACK delay, newly acknowledged and spurious
+ * packets), loss detection by packet threshold (3) and time threshold (9/8 of the RTT), the
+ * probe timeout with exponential backoff, and the hooks into congestion control, pacing and
+ * delivery-rate sampling. ACKs for packets never sent are a protocol error.
+ */
+#include <string.h>
+
+#include "core/conn.h"
+
+#define PACKET_THRESHOLD 3
+#define GRANULARITY (1 * TERN_NS_PER_MS)
+
+static tern__sent *sent_at(const tern__recovery *r, uint64_t pn)
+{
+    return &r->ring[pn % r->cap];
+}
+
+int tern__rec_init(tern_conn *c, uint64_t now)
+{
+    tern__recovery *r = tern__calloc(&c->ep->alloc, sizeof(*r));
+    if (r == NULL) return TERN_ERR_NOMEM;
+    c->recp = r;
+    r->cap = 32;
+    r->ring = tern__calloc(&c->ep->alloc, r->cap * sizeof(*r->ring));
+    if (r->ring == NULL) return TERN_ERR_NOMEM;
+    r->loss_time = TERN_TIME_NEVER;
+    r->recovery_start = 0;
+    r->peer_max_ack_delay = c->peer_max_ack_delay ? c->peer_max_ack_delay : 25 * TERN_NS_PER_MS;
+    tern__ackset_init(&r->acks);
+    const tern__cc_ops *ops = c->ep->s.cc == TERN_CC_CUBIC     ? &tern__cc_cubic
+                              : c->ep->s.cc == TERN_CC_NEWRENO ? &tern__cc_newreno
+                                                               : &tern__cc_bbr;
+    r->cc.ops = ops;
+    ops->init(r->cc.st, tern__conn_max_payload(c), now);
+    tern__pacer_init(&r->pacer, now, tern__conn_max_payload(c));
+    tern__rate_init(&r->rate, now);
+    return TERN_OK;
+}
+
+void tern__rec_free(tern_conn *c)
+{
+    tern__recovery *r = c->recp;
+    if (r == NULL) return;
+    if (r->ring) tern__free(&c->ep->alloc, r->ring, r->cap * sizeof(*r->ring));
+    tern__free(&c->ep->alloc, r, sizeof(*r));
+    c->recp = NULL;
+    c->rec_ready = 0;
+}
+
+static int ring_grow(tern_conn *c)
+{
+    tern__recovery *r = c->recp;
+    size_t ncap = r->cap * 2;
+    tern__sent *nr = tern__calloc(&c->ep->alloc, ncap * sizeof(*nr));
+    if (nr == NULL) return TERN_ERR_NOMEM;
+    for (uint64_t pn = r->base; pn < r->base + r->n; pn++) nr[pn % ncap] = r->ring[pn % r->cap];
+    tern__free(&c->ep->alloc, r->ring, r->cap * sizeof(*r->ring));
+    r->ring = nr;
+    r->cap = ncap;
+    return TERN_OK;
+}
+
+/* Room for the record of packet pn (the next one sent); 0 or TERN_ERR_NOMEM. */
+int tern__rec_reserve(tern_conn *c, uint64_t pn)
+{
+    tern__recovery *r = c->recp;
+    if (r->n == 0) r->base = pn;
+    while (pn - r->base + 1 > r->cap)
+        if (ring_grow(c) != TERN_OK) return TERN_ERR_NOMEM;
+    return TERN_OK;
+}
+
+uint64_t tern__rec_pto(const tern_conn *c)
+{
+    uint64_t pto = tern__conn_pto(c) + c->recp->peer_max_ack_delay;
+    uint32_t k = c->recp->pto_count < 16 ? c->recp->pto_count : 16;
+    uint64_t base = pto;
+    pto <<= k;
+    /* mobile links come back after handovers: probe at least every 8 RTTs (at most every
+     * max_backoff), so the sender notices within a fraction of a second */
+    uint64_t cap = 8 * c->rtt.srtt;
+    if (cap > c->ep->s.max_backoff_ns) cap = c->ep->s.max_backoff_ns;
+    if (cap < base) cap = base;
+    if (pto > cap) pto = cap;
+    return pto;
+}
+
+void tern__rec_on_sent(tern_conn *c, const tern__sent *rec_in, uint64_t now)
+{
+    tern__recovery *r = c->recp;
+    uint64_t pn = rec_in->pn;
+    /* pns are consecutive; gaps (packets not recorded) become acknowledged placeholders */
+    while (r->base + r->n < pn) {
+        tern__sent *gap = sent_at(r, r->base + r->n);
+        memset(gap, 0, sizeof(*gap));
+        gap->pn = r->base + r->n;
+        gap->state = SENT_ACKED;
+        r->n++;
+    }
+    tern__sent *s = sent_at(r, pn);
+    *s = *rec_in;
+    s->time = now;
+    s->state = SENT_OUTSTANDING;
+    r->n++;
+    r->sent_total++;
+    if (s->in_flight) {
+        tern__rate_on_sent(&r->rate, &s->snap, now, r->bytes_in_flight);
+        r->bytes_in_flight += s->bytes;
+        r->cc.ops->on_sent(r->cc.st, now, s->bytes, r->bytes_in_flight);
+        tern__pacer_on_sent(&r->pacer, now, s->bytes);
+    }
+    if (s->ack_eliciting) r->last_eliciting_time = now;
+}
+
+/* Drops finished records from the front of the ring. */
+static void ring_trim(tern__recovery *r)
+{
+    while (r->n > 0 && sent_at(r, r->base)->state != SENT_OUTSTANDING) {
+        r->base++;
+        r->n--;
+    }
+}
+
+static void on_packet_lost(tern_conn *c, tern__sent *s, uint64_t now)
+{
+    tern__recovery *r = c->recp;
+    s->state = SENT_LOST;
+    r->lost_total++;
+    c->st.packets_lost++;
+    r->loss_avg_q16 += (65536 - r->loss_avg_q16) / 64;
+    if (s->in_flight) r->bytes_in_flight -= s->bytes;
+    for (size_t i = 0; i < s->n; i++) tern__flow_on_lost(c, &s->e[i], now);
+    if (s->hs_done && c->is_server) c->hs_done_pending = 1;
+    if (s->ping) {
+        /* a keep-alive or probe PING: the timer resends it */
+    }
+}
+
+/* Declares lost what the thresholds say; re-arms the loss timer. */
+static void detect_losses(tern_conn *c, uint64_t now, uint64_t *lost_bytes, uint64_t *last_lost_time,
+                          int *persistent)
+{
+    tern__recovery *r = c->recp;
+    r->loss_time = TERN_TIME_NEVER;
+    if (!r->have_largest_acked) return;
+    uint64_t rtt = c->rtt.latest > c->rtt.srtt ? c->rtt.latest : c->rtt.srtt;
+    uint64_t delay = rtt + rtt / 8;
+    if (delay < GRANULARITY) delay = GRANULARITY;
+    uint64_t first_lost_time = TERN_TIME_NEVER, last_time = 0;
+    for (uint64_t pn = r->base; pn < r->base + r->n && pn < r->largest_acked; pn++) {
+        tern__sent *s = sent_at(r, pn);
+        if (s->state != SENT_OUTSTANDING) continue;
+        if (r->largest_acked - pn >= PACKET_THRESHOLD || s->time + delay <= now) {
+            if (s->in_flight) {
+                *lost_bytes += s->bytes;
+                if (s->time < first_lost_time) first_lost_time = s->time;
+                if (s->time > last_time) last_time = s->time;
+            }
+            on_packet_lost(c, s, now);
+        } else if (s->time + delay < r->loss_time) {
+            r->loss_time = s->time + delay;
+        }
+    }
+    *last_lost_time = last_time;
+    /* persistent congestion (simplified RFC 9002 7.6): losses spanning 3 PTOs */
+    uint64_t span = 3 * (c->rtt.srtt + 4 * c->rtt.rttvar + r->peer_max_ack_delay);
+    *persistent = first_lost_time != TERN_TIME_NEVER && c->rtt.has_sample &&
+                  last_time - first_lost_time > span;
+}
+
+static void congestion_event(tern_conn *c, uint64_t now, uint64_t lost_bytes, uint64_t last_time,
+                             int persistent)
+{
+    tern__recovery *r = c->recp;
+    if (lost_bytes == 0) return;
+    tern__cc_loss l;
+    l.now = now;
+    l.lost_bytes = lost_bytes;
+    l.largest_lost_sent_time = last_time;
+    l.bytes_in_flight = r->bytes_in_flight;
+    l.persistent = persistent;
+    r->cc.ops->on_loss(r->cc.st, &l);
+}
+
+/* Processes one ACK frame. TERN_ERR_PROTOCOL when it acknowledges a packet never sent. */
+int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
+{
+    tern__recovery *r = c->recp;
+    if (f->largest >= c->next_pn) return TERN_ERR_PROTOCOL;
+    uint64_t prior_in_flight = r->bytes_in_flight;
+    uint64_t acked_bytes = 0;
+    int new_largest = !r->have_largest_acked || f->largest > r->largest_acked;
+    int largest_newly_acked_eliciting = 0;
+    uint64_t largest_sent_time = 0;
+    for (size_t i = 0; i < f->n; i++) {
+        uint64_t lo = f->r[i].lo < r->base ? r->base : f->r[i].lo;
+        uint64_t hi = f->r[i].hi;
+        if (hi >= r->base + r->n) hi = r->base + r->n ? r->base + r->n - 1 : 0;
+        if (r->n == 0 || hi < lo) continue;
+        for (uint64_t pn = lo; pn <= hi; pn++) {
+            tern__sent *s = sent_at(r, pn);
+            if (s->state == SENT_ACKED) continue;
+            if (s->state == SENT_LOST) {
+                /* acknowledged after we declared it lost: spurious */
+                r->spurious++;
+                c->st.spurious_losses++;
+                s->state = SENT_ACKED;
+                for (size_t k = 0; k < s->n; k++) tern__flow_on_acked(c, &s->e[k]);
+                continue;
+            }
+            s->state = SENT_ACKED;
+            r->loss_avg_q16 -= r->loss_avg_q16 / 64;
+            if (s->in_flight) {
+                r->bytes_in_flight -= s->bytes;
+                acked_bytes += s->bytes;
+                tern__rate_on_acked(&r->rate, &s->snap, s->bytes, now);
+            }
+            if (pn == f->largest) {
+                largest_newly_acked_eliciting = s->ack_eliciting;
+                largest_sent_time = s->time;
+            }
+            for (size_t k = 0; k < s->n; k++) tern__flow_on_acked(c, &s->e[k]);
+            if (s->hs_done) c->confirmed = 1;
+        }
+    }
+    if (new_largest) {
+        r->largest_acked = f->largest;
+        r->have_largest_acked = 1;
+    }
+    /* RTT sample: the largest was newly acknowledged and ack-eliciting */
+    if (new_largest && largest_newly_acked_eliciting) {
+        uint64_t sample = now - largest_sent_time;
+        uint64_t ack_delay = f->ack_delay_us * 1000;
+        if (ack_delay > r->peer_max_ack_delay) ack_delay = r->peer_max_ack_delay;
+        if (c->rtt.has_sample && sample >= c->rtt.min + ack_delay) sample -= ack_delay;
+        tern__conn_rtt_sample(c, sample);
+    }
+    if (acked_bytes == 0 && !new_largest) {
+        ring_trim(r);
+        return TERN_OK;
+    }
+    uint64_t lost = 0, last_time = 0;
+    int persistent = 0;
+    detect_losses(c, now, &lost, &last_time, &persistent);
+    r->pto_count = 0;
+    r->probes_pending = 0;
+    tern__cc_ack a;
+    memset(&a, 0, sizeof(a));
+    a.now = now;
+    a.acked_bytes = acked_bytes;
+    a.bytes_in_flight = r->bytes_in_flight;
+    a.prior_in_flight = prior_in_flight;
+    a.largest_acked_sent_time = largest_sent_time;
+    a.latest_rtt = c->rtt.latest;
+    a.min_rtt = c->rtt.min;
+    a.smoothed_rtt = c->rtt.srtt;
+    tern__rate_finish(&r->rate, now, &a.rs);
+    if (acked_bytes) r->cc.ops->on_ack(r->cc.st, &a);
+    congestion_event(c, now, lost, last_time, persistent);
+    ring_trim(r);
+    /* the window opened: whatever waits may go */
+    tern__ep_mark_send(c->ep, c);
+    tern__conn_network_changed(c);
+    return TERN_OK;
+}
+
+/* The loss or probe timer. */
+uint64_t tern__rec_timer(const tern_conn *c)
+{
+    const tern__recovery *r = c->recp;
+    if (r->loss_time != TERN_TIME_NEVER) return r->loss_time;
+    int eliciting_out = 0;
+    for (uint64_t pn = r->base; pn < r->base + r->n; pn++) {
+        const tern__sent *s = sent_at(r, pn);
+        if (s->state == SENT_OUTSTANDING && s->ack_eliciting) {
+            eliciting_out = 1;
+            break;
+        }
+    }
+    if (!eliciting_out) return TERN_TIME_NEVER;
+    return r->last_eliciting_time + tern__rec_pto(c);
+}
+
+void tern__rec_on_timer(tern_conn *c, uint64_t now)
+{
+    tern__recovery *r = c->recp;
+    if (r->loss_time != TERN_TIME_NEVER && now >= r->loss_time) {
+        uint64_t lost = 0, last_time = 0;
+        int persistent = 0;
+        detect_losses(c, now, &lost, &last_time, &persistent);
+        congestion_event(c, now, lost, last_time, persistent);
+        ring_trim(r);
+        tern__ep_mark_send(c->ep, c);
+        return;
+    }
+    uint64_t t = tern__rec_timer(c);
+    if (t != TERN_TIME_NEVER && now >= t) {
+        /* probe timeout: two ack-eliciting probes; their ACKs reveal what was lost */
+        r->pto_count++;
+        c->st.pto_count++;
+        r->probes_pending = 2;
+        r->last_eliciting_time = now; /* re-arm from now even if the probes wait */
+        tern__ep_mark_send(c->ep, c);
+    }
+}
+
+
+double tern__rec_loss_rate(const tern_conn *c)
+{
+    return (double)c->recp->loss_avg_q16 / 65536.0;
+}
