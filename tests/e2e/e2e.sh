@@ -10,9 +10,11 @@ CONNS=$4
 work=$(mktemp -d "${TMPDIR:-/tmp}/tern-e2e.XXXXXX")
 ternd_pid=""
 bg_pid=""
+ping_pid=""
 
 cleanup() {
   [ -n "$bg_pid" ] && kill "$bg_pid" 2>/dev/null
+  [ -n "$ping_pid" ] && kill "$ping_pid" 2>/dev/null
   [ -n "$ternd_pid" ] && kill -9 "$ternd_pid" 2>/dev/null
   rm -rf "$work"
 }
@@ -145,19 +147,18 @@ sigterm)
   bg_pid=$!
   "$TERN" ping "127.0.0.1:$PORT" --server-key "$KEY" --count 0 --interval 20 >"$work/ping.log" 2>&1 &
   ping_pid=$!
-  i=0
-  while [ $i -lt 100 ] && ! grep -q 'accepted' "$work/ternd.log"; do
-    # wait until ternd has served the 20 + 1 connections (counted at SIGTERM), via ping output
-    [ "$(grep -c '^seq=' "$work/ping.log")" -ge 5 ] && break
+  i=0 # until every connection echoed and ping has answers
+  until grep -q 'all verified' "$work/conns.log" && grep -q '^seq=2 ' "$work/ping.log"; do
+    [ $i -lt 200 ] || fail "the clients did not get going"
     sleep 0.05
     i=$((i + 1))
   done
-  sleep 0.3
   t0=$(now_ms)
   stop_ternd
   t=$(($(now_ms) - t0))
   wait "$ping_pid"
   prc=$?
+  ping_pid=""
   wait "$bg_pid"
   crc=$?
   bg_pid=""

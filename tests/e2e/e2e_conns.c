@@ -105,6 +105,8 @@ static void on_datagram(tern_conn *c, const uint8_t *data, size_t len, void *use
     if (++s->verified == r->dgrams && ++r->verified_conns == r->n) {
         r->t_verified = tern_driver_now(r->d);
         if (!r->expect_close) tern_driver_stop(r->d);
+        printf("e2e_conns: all verified\n"); /* e2e.sh waits for this line */
+        fflush(stdout);
     }
 }
 
