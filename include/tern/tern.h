@@ -326,6 +326,7 @@ typedef struct tern_conn_stats {
     uint64_t handshake_ns;  /* from start to established */
     uint64_t packets_lost, packets_retransmitted_frags, spurious_losses, pto_count;
     uint64_t messages_sent, messages_received, messages_abandoned;
+    uint64_t messages_expired; /* arrived complete after their deadline: dropped, not delivered */
     uint64_t stream_bytes_sent, stream_bytes_received; /* flow payload bytes */
     uint8_t aead;           /* TERN_AEAD_* in use */
     uint8_t integrity_only;

@@ -30,7 +30,7 @@
  * 8 datagrams) caps what may be in flight at 85% of what was in flight then (inflight_hi), and
  * ends STARTUP. The cap grows back while rounds stay below the threshold, by 1, 2, 4, ...
  * datagrams per round. Loss seen while the RTT shows a standing queue (more than 1.25 x min RTT)
- * is congestion, not radio noise: a round in which such loss passes 1% (and 3 datagrams) sets
+ * is congestion, not radio noise: a round in which such loss passes 2% (and 3 datagrams) sets
  * the same cap and scales the bandwidth filter by 0.7 (v2's beta). Without this, flows sharing
  * a shallow buffer each keep an estimate above their share, sit window-limited on a full queue,
  * and any split between them is stable (measured: Jain 0.75 for two flows, now 0.99). Persistent congestion sets the window to its minimum of 4 datagrams, from
@@ -59,7 +59,7 @@
 #define FULL_BW_GROWTH 1250    /* thousandths: 25% */
 #define FULL_BW_ROUNDS 3
 #define LOSS_THRESH 150        /* thousandths of a round's data */
-#define CONG_LOSS_THRESH 10    /* thousandths: loss while a queue stands */
+#define CONG_LOSS_THRESH 20    /* thousandths: loss while a queue stands */
 #define CONG_LOSS_MIN_PACKETS 3
 #define BW_BETA 700            /* thousandths: the bandwidth estimate after congestive loss */
 #define LOSS_MIN_PACKETS 8

@@ -245,9 +245,15 @@ static int deliver(tern_conn *c, tern__rflow *f, uint64_t first, uint64_t last)
         }
         msg = buf;
     }
-    c->st.messages_received++;
-    c->st.stream_bytes_received += total;
-    if (ep->cb.on_message) ep->cb.on_message(c, f->id, msg ? msg : (const uint8_t *)"", total, ep->user_data);
+    const tern__rfrag *head = slot(f, first);
+    if (head->deadline && c->last_rx >= head->deadline) {
+        c->st.messages_expired++; /* too late to be of use: never delivered after its deadline */
+    } else {
+        c->st.messages_received++;
+        c->st.stream_bytes_received += total;
+        if (ep->cb.on_message)
+            ep->cb.on_message(c, f->id, msg ? msg : (const uint8_t *)"", total, ep->user_data);
+    }
     if (buf) tern__free(&ep->alloc, buf, total ? total : 1);
     for (uint64_t q = first; q <= last; q++) {
         tern__rfrag *s = slot(f, q);
@@ -298,13 +304,33 @@ static int rflow_deliver(tern_conn *c, tern__rflow *f, uint64_t hint)
         for (;;) {
             tern__rfrag *s = slot(f, f->base);
             uint64_t end;
-            if (f->base >= f->final_fsn || !s->present || s->done) break;
-            if (!(s->flags & TERN__FD_BEGIN)) break; /* a message whose start was given up */
-            if (!complete_from(f, f->base, &end)) break;
-            int rc = deliver(c, f, f->base, end);
-            if (rc != TERN_OK) return rc;
+            if (f->base >= f->final_fsn) break;
+            if (s->present && !s->done && (s->flags & TERN__FD_BEGIN) &&
+                complete_from(f, f->base, &end)) {
+                int rc = deliver(c, f, f->base, end);
+                if (rc != TERN_OK) return rc;
+                rflow_advance(c, f);
+                if (c->state != TERN_CONN_ESTABLISHED) return TERN_OK;
+                continue;
+            }
+            /* Blocked. A message past its deadline is of no use: skip it so the ones behind
+             * it are not held past theirs too. Its deadline is known from its first fragment,
+             * or bounded by the next message's (messages of a flow are queued in order). */
+            uint64_t dl = (s->present && (s->flags & TERN__FD_BEGIN)) ? s->deadline : 0;
+            uint64_t next = UINT64_MAX;
+            for (uint64_t q = f->base + 1; q < f->base + f->slots_cap && q < f->final_fsn; q++) {
+                const tern__rfrag *t = slot(f, q);
+                if (t->present && !t->done && (t->flags & TERN__FD_BEGIN)) {
+                    next = q;
+                    if (dl == 0) dl = t->deadline;
+                    break;
+                }
+            }
+            if (dl == 0 || c->last_rx < dl || next == UINT64_MAX) break;
+            for (uint64_t q = f->base; q < next; q++) slot_clear(c, f, slot(f, q));
+            f->base = next;
+            c->st.messages_expired++;
             rflow_advance(c, f);
-            if (c->state != TERN_CONN_ESTABLISHED) return TERN_OK;
         }
     } else {
         /* the message holding `hint`: walk back to its BEGIN */
@@ -376,13 +402,15 @@ static void rflows_reap(tern_conn *c)
 int tern__flow_on_frame(tern_conn *c, uint64_t type, const uint8_t **pp, const uint8_t *end)
 {
     const uint8_t *p = *pp;
-    uint64_t id, fsn, flags = 0, len = 0;
+    uint64_t id, fsn, flags = 0, len = 0, ttl = 0;
     p = tern__get_varint(p, end, &id);
     p = tern__get_varint(p, end, &fsn);
     if (type == TERN__FRAME_FLOW_DATA) {
         p = tern__get_varint(p, end, &flags);
+        if (p != NULL && (flags & TERN__FD_TTL)) p = tern__get_varint(p, end, &ttl);
         p = tern__get_varint(p, end, &len);
-        if (p == NULL || len > (uint64_t)(end - p) || flags > 7) return TERN_ERR_PROTOCOL;
+        if (p == NULL || len > (uint64_t)(end - p) || flags > 15) return TERN_ERR_PROTOCOL;
+        if ((flags & TERN__FD_TTL) && !(flags & TERN__FD_BEGIN)) return TERN_ERR_PROTOCOL;
     }
     if (p == NULL) return TERN_ERR_PROTOCOL;
     const uint8_t *data = p;
@@ -421,6 +449,11 @@ int tern__flow_on_frame(tern_conn *c, uint64_t type, const uint8_t **pp, const u
         s->len = (uint32_t)len;
         s->flags = (uint8_t)flags;
         s->present = 1;
+        if (flags & TERN__FD_TTL) {
+            /* c->last_rx is this packet's arrival time */
+            /* the sender already took the path's delay off (see put_fragment) */
+            s->deadline = c->last_rx + ttl * TERN_NS_PER_MS; /* ttl 0: already too late */
+        }
         f->buffered += len;
         c->st.stream_bytes_received += 0;
         return rflow_deliver(c, f, fsn);
@@ -589,14 +622,26 @@ uint8_t *tern__flow_write_control(tern_conn *c, uint8_t *p, const uint8_t *end, 
     return p;
 }
 
-static uint8_t *put_fragment(uint8_t *p, const uint8_t *end, const tern__sflow *f, uint64_t fsn,
-                             const tern__frag *fr)
+static uint8_t *put_fragment(const tern_conn *c, uint8_t *p, const uint8_t *end,
+                             const tern__sflow *f, uint64_t fsn, const tern__frag *fr, uint64_t now)
 {
     uint8_t flags = (uint8_t)(fr->flags | (f->cfg.ordered ? TERN__FD_ORDERED : 0));
+    uint64_t ttl = 0;
+    if ((fr->flags & TERN__FD_BEGIN) && fr->msg->deadline != TERN_TIME_NEVER) {
+        /* The time left when it reaches the receiver, which has no synchronised clock. The
+         * one-way delay is never more than the RTT measured now (queue included), so taking a
+         * whole RTT off means the receiver never delivers after the deadline; it may drop a
+         * message up to one reverse-path delay early. */
+        uint64_t rtt = c->rtt.latest > c->rtt.srtt ? c->rtt.latest : c->rtt.srtt;
+        uint64_t left = fr->msg->deadline > now ? fr->msg->deadline - now : 0;
+        flags |= TERN__FD_TTL;
+        ttl = left > rtt ? (left - rtt) / TERN_NS_PER_MS : 0;
+    }
     p = tern__put_varint(p, end, TERN__FRAME_FLOW_DATA);
     p = tern__put_varint(p, end, f->id);
     p = tern__put_varint(p, end, fsn);
     p = tern__put_varint(p, end, flags);
+    if (flags & TERN__FD_TTL) p = tern__put_varint(p, end, ttl);
     p = tern__put_varint(p, end, fr->len);
     return tern__put_bytes(p, end, fr->msg->data + fr->off, fr->len);
 }
@@ -675,7 +720,7 @@ uint8_t *tern__flow_write_data(tern_conn *c, uint64_t now, uint8_t *p, const uin
         if (f->lost_n) {
             uint64_t fsn = f->lost[f->lost_head];
             tern__frag *fr = frag_at(f, fsn);
-            q = put_fragment(p, end, f, fsn, fr);
+            q = put_fragment(c, p, end, f, fsn, fr, now);
             if (q == NULL) break; /* does not fit this packet */
             f->lost_head = (f->lost_head + 1) % f->lost_cap;
             f->lost_n--;
@@ -702,7 +747,7 @@ uint8_t *tern__flow_write_data(tern_conn *c, uint64_t now, uint8_t *p, const uin
             fr->state = FRAG_INFLIGHT;
             fr->flags = (uint8_t)((m->cut == 0 ? TERN__FD_BEGIN : 0) |
                                   (m->cut + n == m->len ? TERN__FD_END : 0));
-            q = put_fragment(p, end, f, fsn, fr);
+            q = put_fragment(c, p, end, f, fsn, fr, now);
             if (q == NULL) break;
             p = q;
             f->next_fsn++;

@@ -7,8 +7,12 @@
  * fragment gets the flow's next fragment sequence number (FSN) when it is first sent, and keeps
  * it across retransmissions. Frames:
  *
- *   FLOW_DATA (0x04)    flow_id, fsn, flags (1 BEGIN of message, 2 END of message, 4 ORDERED),
- *                       length, data
+ *   FLOW_DATA (0x04)    flow_id, fsn, flags (1 BEGIN of message, 2 END of message, 4 ORDERED,
+ *                       8 TTL), [ttl_ms if TTL], length, data. TTL (BEGIN fragments of messages
+ *                       with a deadline): the time left at the receiver, i.e. the time left at
+ *                       sending minus the sender's current RTT (an upper bound of the one-way
+ *                       delay); the receiver drops the message rather than deliver it after
+ *                       (arrival of that fragment + ttl).
  *   FLOW_FORWARD (0x05) flow_id, fsn: every fragment below fsn was delivered or given up: stop
  *                       waiting for it (RTMFP's forward acknowledgement)
  *   MAX_FLOW (0x06)     flow_id, max_fsn: the sender may use fragment numbers below max_fsn
@@ -38,7 +42,7 @@ enum {
     TERN__FRAME_FLOW_FIN = 0x07,
 };
 
-enum { TERN__FD_BEGIN = 1, TERN__FD_END = 2, TERN__FD_ORDERED = 4 };
+enum { TERN__FD_BEGIN = 1, TERN__FD_END = 2, TERN__FD_ORDERED = 4, TERN__FD_TTL = 8 };
 
 #define TERN__PKT_ENTRIES 10
 
@@ -89,6 +93,7 @@ typedef struct tern__sflow {
 
 typedef struct tern__rfrag {
     uint8_t *data;
+    uint64_t deadline; /* BEGIN fragments with a TTL: deliver no later (0: none) */
     uint32_t len;
     uint8_t flags, present, done;
 } tern__rfrag;
