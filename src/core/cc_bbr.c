@@ -290,6 +290,14 @@ static void set_controls(bbr *s, const tern__cc_ack *ack)
 {
     if (s->max_bw) {
         uint64_t rate = mul_div(s->max_bw, s->pacing_gain, GAIN_UNIT) * PACING_MARGIN / 100;
+        if (!s->filled_pipe && s->pacing_rate == 0 && ack->smoothed_rtt) {
+            /* Start from the initial window per RTT, as before any sample: the first samples
+             * often come from small app-limited exchanges (a handshake, pings) and would pin
+             * the pacing rate far below the path's (startup only ever raises it). */
+            uint64_t init = mul_div(mul_div(s->cwnd, STARTUP_GAIN, GAIN_UNIT), NS_PER_S,
+                                    ack->smoothed_rtt);
+            if (init > rate) rate = init;
+        }
         if (s->filled_pipe || rate > s->pacing_rate) s->pacing_rate = rate;
     }
     uint64_t target = bdp(s, s->cwnd_gain) + HEADROOM_PACKETS * s->mds;

@@ -693,8 +693,10 @@ int tern__conn_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap)
             tern__free(&c->ep->alloc, d, sizeof(*d) + d->len);
         }
         if (p != before) eliciting = 1;
-    } else if (!want_data) {
-        /* nothing to send although the window may allow: later samples are app-limited */
+    } else if (!want_data && now > c->last_give_up + c->rtt.srtt) {
+        /* nothing to send although the window may allow: later samples are app-limited. Not
+         * so while messages are being given up for lack of time: that sender is limited by
+         * the network, however empty its queue looks for a moment. */
         if (c->recp->bytes_in_flight < c->recp->cc.ops->cwnd(c->recp->cc.st))
             tern__rate_on_app_limited(&c->recp->rate, c->recp->bytes_in_flight);
     }

@@ -122,6 +122,8 @@ struct tern_conn {
     tern__recovery *recp;     /* allocated when established */
     int rec_ready;
     uint64_t pacer_wake;      /* data waits for the pacer until then (TERN_TIME_NEVER: not) */
+    uint64_t last_give_up;    /* when a message was last given up for lack of time */
+    uint64_t assembly_bytes;  /* bytes in every flow's large-message assembly buffer */
     tern__sflow *sflows;
     tern__rflow *rflows;
     size_t n_sflows, n_rflows;

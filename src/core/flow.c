@@ -38,6 +38,38 @@ static tern__rflow *rflow_find(const tern_conn *c, uint64_t id)
 
 /* ---------------------------------------------------------------- sender */
 
+/* The last moment a message can still be (re)sent with any hope of arriving in time: its
+ * deadline less the RTT (the bound of the one-way delay that the TTL also uses). Sending later
+ * would only spend the link on data the receiver must drop. */
+/* A bound, erring long, of how long a packet sent now takes to arrive. The one-way delay is
+ * never more than a round trip measured now, queue included; once nothing is in flight the
+ * queue has drained and the minimum RTT bounds it, so a sender that stopped sending is not
+ * locked out by an old, queue-inflated RTT. */
+static uint64_t owd_bound(const tern_conn *c)
+{
+    if (!c->rtt.has_sample) return c->ep->s.initial_rtt_ns;
+    if (c->recp == NULL || c->recp->bytes_in_flight == 0) return c->rtt.min;
+    return c->rtt.latest > c->rtt.srtt ? c->rtt.latest : c->rtt.srtt;
+}
+
+static uint64_t send_cutoff(const tern_conn *c, const tern__msg *m)
+{
+    if (m->deadline == TERN_TIME_NEVER) return TERN_TIME_NEVER;
+    uint64_t d = owd_bound(c);
+    /* a message already started may finish while its fragments can still arrive in time:
+     * dropping its rest would waste what was sent */
+    if (m->cut > 0) return m->deadline > d ? m->deadline - d : 0;
+    /* a new one must also fit on the wire at the pacing rate before then */
+    if (c->recp) {
+        const tern__cc *cc = &c->recp->cc;
+        uint64_t rate = cc->ops->pacing_rate(cc->st, c->rtt.srtt);
+        if (rate) d += (uint64_t)(m->len - m->cut) * TERN_NS_PER_S / rate;
+    }
+    /* ... and some slack for higher priorities cutting in between its fragments */
+    d += c->rtt.srtt / 4;
+    return m->deadline > d ? m->deadline - d : 0;
+}
+
 static tern__frag *frag_at(const tern__sflow *f, uint64_t fsn)
 {
     return &f->frags[fsn % f->cap];
@@ -73,21 +105,22 @@ static void sflow_advance(tern_conn *c, tern__sflow *f)
     if (f->forward_pending) tern__ep_mark_send(c->ep, c);
 }
 
-/* Gives up a whole message: its fragments in flight and its uncut rest. */
+/* Gives up a whole message: its fragments waiting for retransmission and its uncut rest.
+ * Fragments in flight are left to arrive (they usually do); if one of them is lost it is given
+ * up then, since its message is abandoned. */
 static void msg_give_up(tern_conn *c, tern__sflow *f, tern__msg *m)
 {
     if (m->abandoned) return;
     m->abandoned = 1;
     c->st.messages_abandoned++;
+    c->last_give_up = c->last_tx > c->last_rx ? c->last_tx : c->last_rx;
     int was_cut = m->cut == m->len;
     m->live_frags++; /* hold m while releasing its fragments */
     for (uint64_t fsn = f->base; fsn < f->next_fsn; fsn++) {
         tern__frag *fr = frag_at(f, fsn);
-        if (fr->msg == m && fr->state != FRAG_ACKED && fr->state != FRAG_GIVEN_UP) {
+        if (fr->msg == m && fr->state == FRAG_LOST) {
             fr->state = FRAG_GIVEN_UP;
             frag_release(c, f, fr);
-        } else if (fr->msg == m && fr->state == FRAG_ACKED) {
-            /* already acknowledged: nothing to give up */
         }
     }
     if (!was_cut) {
@@ -183,9 +216,22 @@ static void sflows_reap(tern_conn *c)
 
 /* ---------------------------------------------------------------- receiver */
 
+static void partial_discard(tern_conn *c, tern__rflow *f)
+{
+    if (f->pbuf) {
+        tern__free(&c->ep->alloc, f->pbuf, f->pcap);
+        c->assembly_bytes -= f->pcap;
+    }
+    f->pbuf = NULL;
+    f->plen = f->pcap = 0;
+    f->pactive = 0;
+    f->pdeadline = 0;
+}
+
 static void rflow_free(tern_conn *c, tern__rflow *f)
 {
     tern__alloc *a = &c->ep->alloc;
+    partial_discard(c, f);
     for (uint64_t i = 0; i < f->slots_cap; i++) {
         tern__rfrag *s = &f->slots[i];
         if (s->data) tern__free(a, s->data, s->len);
@@ -296,22 +342,131 @@ static void rflow_advance(tern_conn *c, tern__rflow *f)
     }
 }
 
+/* Fragments present in a row from fsn on, without a message boundary after the first. */
+static uint64_t run_from(const tern__rflow *f, uint64_t fsn)
+{
+    uint64_t n = 0;
+    for (uint64_t q = fsn; q < f->base + f->slots_cap && q < f->final_fsn; q++) {
+        const tern__rfrag *s = slot(f, q);
+        if (!s->present || s->done || (q != fsn && (s->flags & TERN__FD_BEGIN))) break;
+        n++;
+        if (s->flags & TERN__FD_END) break;
+    }
+    return n;
+}
+
+/* Appends the fragment at base to the assembly buffer and moves base. TERN_ERR_PROTOCOL when the
+ * message grows past TERN__MAX_MESSAGE or the connection's assembly budget. */
+static int partial_take(tern_conn *c, tern__rflow *f)
+{
+    tern__rfrag *s = slot(f, f->base);
+    if (f->plen + s->len > TERN__MAX_MESSAGE) return TERN_ERR_PROTOCOL;
+    if (f->plen + s->len > f->pcap) {
+        size_t ncap = f->pcap ? f->pcap : 65536;
+        while (ncap < f->plen + s->len) ncap *= 2;
+        if (ncap > TERN__MAX_MESSAGE) ncap = TERN__MAX_MESSAGE;
+        if (c->assembly_bytes - f->pcap + ncap > TERN__MAX_ASSEMBLY) return TERN_ERR_PROTOCOL;
+        uint8_t *nb = tern__malloc(&c->ep->alloc, ncap);
+        if (nb == NULL) return TERN_ERR_NOMEM;
+        if (f->plen) memcpy(nb, f->pbuf, f->plen);
+        if (f->pbuf) tern__free(&c->ep->alloc, f->pbuf, f->pcap);
+        c->assembly_bytes += ncap - f->pcap;
+        f->pbuf = nb;
+        f->pcap = ncap;
+    }
+    if (s->len) memcpy(f->pbuf + f->plen, s->data, s->len);
+    f->plen += s->len;
+    if (s->flags & TERN__FD_BEGIN) f->pdeadline = s->deadline;
+    slot_clear(c, f, s);
+    f->base++;
+    return TERN_OK;
+}
+
+static void partial_deliver(tern_conn *c, tern__rflow *f)
+{
+    tern_endpoint *ep = c->ep;
+    if (f->pdeadline && c->last_rx >= f->pdeadline) {
+        c->st.messages_expired++;
+    } else {
+        c->st.messages_received++;
+        c->st.stream_bytes_received += f->plen;
+        if (ep->cb.on_message) ep->cb.on_message(c, f->id, f->pbuf, f->plen, ep->user_data);
+    }
+    partial_discard(c, f);
+}
+
+/* Assembles the message at base in order while its fragments are there; delivers it at its END.
+ * Returns 1 when it made progress. */
+static int absorb(tern_conn *c, tern__rflow *f, int *err)
+{
+    int progress = 0;
+    *err = TERN_OK;
+    while (f->base < f->final_fsn) {
+        tern__rfrag *s = slot(f, f->base);
+        if (!s->present || s->done) break;
+        if (f->pactive && (s->flags & TERN__FD_BEGIN)) {
+            partial_discard(c, f); /* the previous message never ended: it was given up */
+            c->st.messages_expired++;
+            break;
+        }
+        if (!f->pactive) {
+            if (!(s->flags & TERN__FD_BEGIN)) break;
+            f->pactive = 1;
+        }
+        int end = (s->flags & TERN__FD_END) != 0;
+        if ((*err = partial_take(c, f)) != TERN_OK) return progress;
+        progress = 1;
+        if (end) {
+            partial_deliver(c, f);
+            break;
+        }
+    }
+    if (progress) rflow_advance(c, f);
+    return progress;
+}
+
 /* Delivers whatever is deliverable now. */
 static int rflow_deliver(tern_conn *c, tern__rflow *f, uint64_t hint)
 {
+    int err = TERN_OK;
     if (f->paused) return TERN_OK;
     if (f->ordered) {
         for (;;) {
             tern__rfrag *s = slot(f, f->base);
             uint64_t end;
             if (f->base >= f->final_fsn) break;
+            if (c->state != TERN_CONN_ESTABLISHED) return TERN_OK;
+            if (f->pactive) {
+                if (absorb(c, f, &err)) continue;
+                if (err != TERN_OK) return err;
+                if (f->pactive && f->pdeadline && c->last_rx >= f->pdeadline) {
+                    /* too late for the message in assembly: drop it, skip to the next one */
+                    partial_discard(c, f);
+                    c->st.messages_expired++;
+                    uint64_t q = f->base;
+                    while (q < f->base + f->slots_cap && q < f->final_fsn &&
+                           !(slot(f, q)->present && (slot(f, q)->flags & TERN__FD_BEGIN)))
+                        q++;
+                    if (q >= f->base + f->slots_cap || q >= f->final_fsn) break;
+                    for (uint64_t k = f->base; k < q; k++) slot_clear(c, f, slot(f, k));
+                    f->base = q;
+                    rflow_advance(c, f);
+                    continue;
+                }
+                break;
+            }
             if (s->present && !s->done && (s->flags & TERN__FD_BEGIN) &&
                 complete_from(f, f->base, &end)) {
                 int rc = deliver(c, f, f->base, end);
                 if (rc != TERN_OK) return rc;
                 rflow_advance(c, f);
-                if (c->state != TERN_CONN_ESTABLISHED) return TERN_OK;
                 continue;
+            }
+            /* a big message: assemble its head so the window keeps moving */
+            if (s->present && !s->done && (s->flags & TERN__FD_BEGIN) &&
+                run_from(f, f->base) >= f->window / 4) {
+                if (absorb(c, f, &err)) continue;
+                if (err != TERN_OK) return err;
             }
             /* Blocked. A message past its deadline is of no use: skip it so the ones behind
              * it are not held past theirs too. Its deadline is known from its first fragment,
@@ -336,7 +491,7 @@ static int rflow_deliver(tern_conn *c, tern__rflow *f, uint64_t hint)
         /* the message holding `hint`: walk back to its BEGIN */
         uint64_t b = hint;
         while (b > f->base && !(slot(f, b)->flags & TERN__FD_BEGIN)) {
-            if (!slot(f, b - 1)->present || slot(f, b - 1)->done) return TERN_OK;
+            if (!slot(f, b - 1)->present || slot(f, b - 1)->done) goto base_message;
             b--;
         }
         uint64_t end;
@@ -344,6 +499,14 @@ static int rflow_deliver(tern_conn *c, tern__rflow *f, uint64_t hint)
             complete_from(f, b, &end)) {
             int rc = deliver(c, f, b, end);
             if (rc != TERN_OK) return rc;
+        }
+    base_message:
+        /* a big message at the base is assembled in order, as in an ordered flow */
+        if (f->pactive || (slot(f, f->base)->present && !slot(f, f->base)->done &&
+                           (slot(f, f->base)->flags & TERN__FD_BEGIN) &&
+                           run_from(f, f->base) >= f->window / 4)) {
+            absorb(c, f, &err);
+            if (err != TERN_OK) return err;
         }
         rflow_advance(c, f);
     }
@@ -461,6 +624,7 @@ int tern__flow_on_frame(tern_conn *c, uint64_t type, const uint8_t **pp, const u
     case TERN__FRAME_FLOW_FORWARD: {
         if (fsn > f->final_fsn || fsn > f->base + f->window) return TERN_ERR_PROTOCOL;
         if (fsn <= f->base) return TERN_OK;
+        if (f->pactive) partial_discard(c, f); /* its next fragment was given up */
         uint64_t lim = fsn - f->base > f->slots_cap ? f->base + f->slots_cap : fsn;
         if (f->ordered && !f->paused) {
             /* deliver what is complete below the forward point, in order; drop the rest */
@@ -537,16 +701,22 @@ void tern__flow_on_lost(tern_conn *c, const tern__sent_entry *e, uint64_t now)
         tern__frag *fr = frag_at(f, e->fsn);
         if (fr->state != FRAG_INFLIGHT) return;
         tern__msg *m = fr->msg;
-        int give_up = f->cfg.reliability == TERN_FLOW_UNRELIABLE ||
-                      (m && m->deadline != TERN_TIME_NEVER && now >= m->deadline) ||
+        int give_up = f->cfg.reliability == TERN_FLOW_UNRELIABLE || (m && m->abandoned) ||
+                      (m && now >= send_cutoff(c, m)) ||
                       (f->cfg.reliability == TERN_FLOW_PARTIAL && f->cfg.max_retransmits &&
                        fr->retx >= f->cfg.max_retransmits);
         if (give_up) {
-            if (m) msg_give_up(c, f, m);
-            else {
-                fr->state = FRAG_GIVEN_UP;
-                sflow_advance(c, f);
+            if (m) {
+                m->live_frags++; /* hold m across the calls below */
+                msg_give_up(c, f, m);
             }
+            fr->state = FRAG_GIVEN_UP;
+            frag_release(c, f, fr);
+            if (m) {
+                m->live_frags--;
+                if (m->live_frags == 0 && m->cut == m->len) free_msg(c, f, m);
+            }
+            sflow_advance(c, f);
         } else {
             fr->state = FRAG_LOST;
             if (lost_push(c, f, e->fsn) != TERN_OK) fr->state = FRAG_INFLIGHT; /* retried by PTO */
@@ -628,14 +798,13 @@ static uint8_t *put_fragment(const tern_conn *c, uint8_t *p, const uint8_t *end,
     uint8_t flags = (uint8_t)(fr->flags | (f->cfg.ordered ? TERN__FD_ORDERED : 0));
     uint64_t ttl = 0;
     if ((fr->flags & TERN__FD_BEGIN) && fr->msg->deadline != TERN_TIME_NEVER) {
-        /* The time left when it reaches the receiver, which has no synchronised clock. The
-         * one-way delay is never more than the RTT measured now (queue included), so taking a
-         * whole RTT off means the receiver never delivers after the deadline; it may drop a
-         * message up to one reverse-path delay early. */
-        uint64_t rtt = c->rtt.latest > c->rtt.srtt ? c->rtt.latest : c->rtt.srtt;
+        /* The time left when it reaches the receiver, which has no synchronised clock: the
+         * time left now less a generous bound of the one-way delay (owd_bound), so the
+         * receiver does not deliver after the deadline; it may drop a message a little early. */
+        uint64_t d = owd_bound(c);
         uint64_t left = fr->msg->deadline > now ? fr->msg->deadline - now : 0;
         flags |= TERN__FD_TTL;
-        ttl = left > rtt ? (left - rtt) / TERN_NS_PER_MS : 0;
+        ttl = left > d ? (left - d) / TERN_NS_PER_MS : 0;
     }
     p = tern__put_varint(p, end, TERN__FRAME_FLOW_DATA);
     p = tern__put_varint(p, end, f->id);
@@ -653,7 +822,7 @@ static void expire_messages(tern_conn *c, tern__sflow *f, uint64_t now)
     tern__msg *m = f->head;
     while (m) {
         tern__msg *next = m->next;
-        if (m->deadline != TERN_TIME_NEVER && now >= m->deadline) msg_give_up(c, f, m);
+        if (now >= send_cutoff(c, m)) msg_give_up(c, f, m);
         m = next;
     }
 }
@@ -666,8 +835,7 @@ static int sflow_next_priority(tern_conn *c, tern__sflow *f, uint64_t now)
         tern__frag *fr = fsn >= f->base && fsn < f->next_fsn ? frag_at(f, fsn) : NULL;
         if (fr && fr->state == FRAG_LOST && fr->msg) {
             tern__msg *m = fr->msg;
-            if (m->deadline != TERN_TIME_NEVER && now >= m->deadline &&
-                f->cfg.reliability != TERN_FLOW_RELIABLE) {
+            if (f->cfg.reliability != TERN_FLOW_RELIABLE && now >= send_cutoff(c, m)) {
                 msg_give_up(c, f, m);
                 continue;
             }

@@ -112,7 +112,16 @@ typedef struct tern__rflow {
     uint64_t final_fsn;   /* UINT64_MAX until FLOW_FIN */
     uint64_t buffered;    /* bytes held */
     int finished;
+    /* a message bigger than a quarter of the window is assembled here, in order, as its
+     * fragments reach the base, so the window keeps moving (messages up to TERN__MAX_MESSAGE) */
+    uint8_t *pbuf;
+    size_t plen, pcap;
+    uint64_t pdeadline;
+    int pactive;
 } tern__rflow;
+
+#define TERN__MAX_MESSAGE (64u << 20)      /* largest message a receiver assembles */
+#define TERN__MAX_ASSEMBLY (128u << 20)    /* all messages in assembly on one connection */
 
 /* ---------------------------------------------------------------- sent packets */
 

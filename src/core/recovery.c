@@ -115,11 +115,20 @@ void tern__rec_on_sent(tern_conn *c, const tern__sent *rec_in, uint64_t now)
 }
 
 /* Drops finished records from the front of the ring. */
-static void ring_trim(tern__recovery *r)
+static void ring_trim(tern_conn *c, tern__recovery *r)
 {
     while (r->n > 0 && sent_at(r, r->base)->state != SENT_OUTSTANDING) {
         r->base++;
         r->n--;
+    }
+    if (r->n == 0 && r->cap > 32) {
+        /* idle again: give back what a burst grew (memory per idle connection stays small) */
+        tern__sent *nr = tern__calloc(&c->ep->alloc, 32 * sizeof(*nr));
+        if (nr != NULL) {
+            tern__free(&c->ep->alloc, r->ring, r->cap * sizeof(*r->ring));
+            r->ring = nr;
+            r->cap = 32;
+        }
     }
 }
 
@@ -238,7 +247,7 @@ int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
         tern__conn_rtt_sample(c, sample);
     }
     if (acked_bytes == 0 && !new_largest) {
-        ring_trim(r);
+        ring_trim(c, r);
         return TERN_OK;
     }
     uint64_t lost = 0, last_time = 0;
@@ -259,7 +268,7 @@ int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
     tern__rate_finish(&r->rate, now, &a.rs);
     if (acked_bytes) r->cc.ops->on_ack(r->cc.st, &a);
     congestion_event(c, now, lost, last_time, persistent);
-    ring_trim(r);
+    ring_trim(c, r);
     /* the window opened: whatever waits may go */
     tern__ep_mark_send(c->ep, c);
     tern__conn_network_changed(c);
@@ -291,7 +300,7 @@ void tern__rec_on_timer(tern_conn *c, uint64_t now)
         int persistent = 0;
         detect_losses(c, now, &lost, &last_time, &persistent);
         congestion_event(c, now, lost, last_time, persistent);
-        ring_trim(r);
+        ring_trim(c, r);
         tern__ep_mark_send(c->ep, c);
         return;
     }

@@ -1289,13 +1289,14 @@ static int run(sim *s, int mode, int (*cond)(void *), void *arg, uint64_t t_max)
         for (size_t i = 0; i < s->nnodes; i++)
             sim_node_wake(s, s->nodes[i]);
     for (;;) {
-        rc = flush_dirty(s);
-        if (rc < 0)
-            break;
+        /* cond first: a node it touched (and woke) sends before the clock moves */
         if (mode == RUN_WHILE && !cond(arg)) {
             rc = SIM_OK;
             break;
         }
+        rc = flush_dirty(s);
+        if (rc < 0)
+            break;
         if (mode == RUN_QUIET && s->nev == 0) {
             rc = SIM_OK;
             break;

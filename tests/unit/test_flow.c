@@ -53,7 +53,7 @@ static void xfer_on_message(tnet_node *n, tern_conn *c, uint64_t flow, const uin
 
 static void xfer_fill(xfer *x)
 {
-    static uint8_t buf[1 << 16];
+    static uint8_t buf[16u << 20]; /* the largest message a test sends */
     while (x->queued < x->total && tern_flow_queued(x->sc, x->flow) < (2u << 20)) {
         size_t n = x->msg_size;
         if (n > x->total - x->queued) n = (size_t)(x->total - x->queued);
@@ -495,6 +495,510 @@ static void test_partial_flow_respects_deadline(void)
     TT_CHECK_EQ_INT(ml.out_of_order, 0);
 }
 
+/* ---------------------------------------------------------------- a clock for senders */
+
+/* A node with no traffic whose timer calls fn every period: applications that send on a
+ * schedule (media frames) run from here, so they run even when the network is silent. */
+typedef struct ticker {
+    uint64_t next_at, period;
+    void (*fn)(void *arg);
+    void *arg;
+} ticker;
+
+static void ticker_recv(void *node, uint64_t now, const tern_addr *l, const tern_addr *r,
+                        const uint8_t *d, size_t len)
+{
+    (void)node, (void)now, (void)l, (void)r, (void)d, (void)len;
+}
+
+static int ticker_send(void *node, uint64_t now, tern_datagram *dg, size_t max, uint8_t *buf,
+                       size_t buf_len)
+{
+    (void)node, (void)now, (void)dg, (void)max, (void)buf, (void)buf_len;
+    return 0;
+}
+
+static uint64_t ticker_deadline(void *node)
+{
+    return ((ticker *)node)->next_at;
+}
+
+static void ticker_expire(void *node, uint64_t now)
+{
+    ticker *t = node;
+    while (now >= t->next_at) {
+        t->fn(t->arg);
+        t->next_at += t->period;
+    }
+}
+
+static const sim_node_ops TICKER_OPS = {ticker_recv, ticker_send, ticker_deadline, ticker_expire};
+
+static sim_node *ticker_add(sim *s, ticker *t)
+{
+    tern_addr a;
+    tern_addr_ipv4(&a, 127, 255, 255, 254, 1);
+    return sim_add_node(s, &TICKER_OPS, t, &a);
+}
+
+/* ---------------------------------------------------------------- priorities */
+
+typedef struct prio_rx {
+    uint64_t bytes[3];
+} prio_rx;
+
+static void prio_on_message(tnet_node *n, tern_conn *c, uint64_t flow, const uint8_t *d,
+                            size_t len)
+{
+    (void)c;
+    (void)flow;
+    prio_rx *pr = n->user;
+    if (len > 0 && d[0] < 3) pr->bytes[d[0]] += len;
+}
+
+typedef struct prio_tx {
+    sim *s;
+    tern_conn *c;
+    uint64_t flow[3];
+    uint64_t next_at;
+    tnet_node *node;
+} prio_tx;
+
+static void prio_send(void *arg);
+
+static int prio_tick(void *arg)
+{
+    prio_tx *t = arg;
+    static uint64_t next_dbg;
+    if (getenv("TERN_FLOW_DEBUG") && sim_now(t->s) >= next_dbg) {
+        tern_network_info ni;
+        tern_conn_network_info(t->c, &ni);
+        tern_conn_stats cs;
+        tern_conn_get_stats(t->c, &cs);
+        fprintf(stderr, "t=%.2f bw=%.3fM pace=%.3fM cwnd=%llu infl=%llu srtt=%.1fms latest=%.1f sent=%llu abandoned=%llu q=%llu/%llu/%llu\n",
+                (double)sim_now(t->s) / 1e9, ni.bandwidth_bps / 1e6, ni.pacing_rate_bps / 1e6,
+                (unsigned long long)ni.cwnd_bytes, (unsigned long long)ni.bytes_in_flight,
+                ni.srtt_ns / 1e6, t->c->rtt.latest / 1e6, (unsigned long long)cs.messages_sent, (unsigned long long)cs.messages_abandoned,
+                (unsigned long long)tern_flow_queued(t->c, t->flow[0]), (unsigned long long)tern_flow_queued(t->c, t->flow[1]), (unsigned long long)tern_flow_queued(t->c, t->flow[2]));
+        for (int k = 0; k < 3; k++) {
+            tern__sflow *f = tern__sflow_find(t->c, t->flow[k]);
+            if (f) fprintf(stderr, "   flow %d base=%llu next=%llu peer_max=%llu lost_n=%zu fwd_pending=%d\n", k,
+                           (unsigned long long)f->base, (unsigned long long)f->next_fsn, (unsigned long long)f->peer_max, f->lost_n, f->forward_pending);
+        }
+        fprintf(stderr, "   pacer_wake=%lld in_send=%d timer=%lld now=%lld\n", (long long)t->c->pacer_wake, t->c->in_send_list, (long long)t->c->timer.deadline, (long long)sim_now(t->s));
+        next_dbg = sim_now(t->s) + 1000 * MS;
+    }
+    return 1;
+}
+
+static void prio_send(void *arg)
+{
+    prio_tx *t = arg;
+    /* every 10 ms: top 625 bytes (0.5 Mbit/s), middle 1250 (1 Mbit/s), lowest 1875 (1.5) */
+    static const size_t size[3] = {625, 1250, 1875};
+    uint8_t buf[1875];
+    for (int lvl = 0; lvl < 3; lvl++) {
+        memset(buf, 0, sizeof(buf));
+        buf[0] = (uint8_t)lvl;
+        tern_flow_send(t->c, t->flow[lvl], sim_now(t->s), buf, size[lvl], -1);
+    }
+    sim_node_wake(t->s, t->node->node);
+}
+
+static uint64_t g_size_hist[13];
+static void size_trace(void *user, const sim_trace_event *ev)
+{
+    (void)user;
+    if (ev->kind == SIM_TR_SEND && ev->from && tern_addr_equal(ev->from, &CA))
+        g_size_hist[ev->len / 100 > 12 ? 12 : ev->len / 100]++;
+}
+
+static void test_priorities_under_congestion(void)
+{
+    tern_addr_ipv4(&SA, 192, 0, 2, 1, 4433);
+    tern_addr_ipv4(&CA, 198, 51, 100, 7, 50000);
+    sim *s = sim_new(tt_seed());
+    tnet_node srv, cli;
+    tnet_node_init(&srv, s, &SA, 1, NULL, 1);
+    tnet_node_init(&cli, s, &CA, 0, NULL, 2);
+    sim_link_params p = base_link(1, 50); /* 1 Mbit/s */
+    sim_link_set_both(s, &SA, &CA, &p);
+    prio_rx pr = {{0}};
+    srv.user = &pr;
+    srv.on_message = prio_on_message;
+    tern_conn *c = tnet_connect(s, &cli, &srv, NULL);
+    sim_run_until(s, 1 * S);
+    TT_REQUIRE(cli.established);
+    prio_tx t = {s, c, {0}, sim_now(s), &cli};
+    /* three media flows, priorities 6 (top), 3, 0 (lowest), each dropping what is 300 ms late */
+    static const uint8_t prio[3] = {6, 3, 0};
+    for (int i = 0; i < 3; i++) {
+        tern_flow_config fc;
+        tern_flow_config_default(&fc);
+        fc.reliability = TERN_FLOW_PARTIAL;
+        fc.deadline_ms = 300;
+        fc.priority = prio[i];
+        TT_REQUIRE(tern_flow_open(c, &fc, &t.flow[i]) == TERN_OK);
+    }
+    uint64_t t0 = sim_now(s);
+    if (getenv("TERN_FLOW_DEBUG")) sim_set_trace(s, size_trace, NULL);
+    ticker tk = {t0, 10 * MS, prio_send, &t};
+    sim_node *tn = ticker_add(s, &tk);
+    TT_REQUIRE(tn != NULL);
+    sim_run_while(s, prio_tick, &t, t0 + 5 * S);
+    prio_rx warm = pr;
+    sim_run_while(s, prio_tick, &t, t0 + 25 * S); /* measure 5..25 s */
+    double mbps[3];
+    for (int i = 0; i < 3; i++) mbps[i] = (double)(pr.bytes[i] - warm.bytes[i]) * 8 / 20 / 1e6;
+    tern_conn_stats cs;
+    tern_conn_get_stats(c, &cs);
+    printf("    3 Mbit/s offered over 1 Mbit/s (0.5 + 1 + 1.5): top %.3f, middle %.3f, lowest %.3f "
+           "Mbit/s; %llu messages given up\n",
+           mbps[0], mbps[1], mbps[2], (unsigned long long)cs.messages_abandoned);
+    if (getenv("TERN_FLOW_DEBUG"))
+        fprintf(stderr, "tx_bytes=%llu acked payload=%llu lost pkts=%llu retx=%llu tx_pkts=%llu expired at rcv=%llu\n",
+                (unsigned long long)cs.tx_bytes, (unsigned long long)cs.stream_bytes_sent,
+                (unsigned long long)cs.packets_lost, (unsigned long long)cs.packets_retransmitted_frags,
+                (unsigned long long)cs.tx_packets, 0ull);
+    if (getenv("TERN_FLOW_DEBUG") && srv.conn) {
+        tern_conn_stats rs;
+        tern_conn_get_stats(srv.conn, &rs);
+        fprintf(stderr, "receiver: received=%llu expired=%llu\n", (unsigned long long)rs.messages_received, (unsigned long long)rs.messages_expired);
+    }
+    if (getenv("TERN_FLOW_DEBUG"))
+        for (int i = 0; i < 13; i++) fprintf(stderr, "size %d00: %llu\n", i, (unsigned long long)g_size_hist[i]);
+    TT_CHECK_MSG(mbps[0] >= 0.49, "top priority got %.3f of its 0.5 Mbit/s", mbps[0]);
+    TT_CHECK_MSG(mbps[2] <= 0.05, "the lowest priority got %.3f Mbit/s", mbps[2]);
+    TT_CHECK_MSG(mbps[1] >= 0.2, "the middle priority got %.3f Mbit/s", mbps[1]);
+    TT_CHECK(cs.messages_abandoned > 1000);
+    sim_node_remove(s, tn);
+    tnet_node_free(&cli, s);
+    tnet_node_free(&srv, s);
+    sim_del(s);
+}
+
+/* ---------------------------------------------------------------- slow reader */
+
+static void test_slow_reader_holds_the_sender(void)
+{
+    tern_addr_ipv4(&SA, 192, 0, 2, 1, 4433);
+    tern_addr_ipv4(&CA, 198, 51, 100, 7, 50000);
+    sim *s = sim_new(tt_seed());
+    tern_settings set;
+    tern_settings_default(&set);
+    set.flow_window = 256; /* fragments */
+    tnet_node srv, cli;
+    tnet_node_init(&srv, s, &SA, 1, &set, 1);
+    tnet_node_init(&cli, s, &CA, 0, &set, 2);
+    sim_link_params p = base_link(10, 10);
+    sim_link_set_both(s, &SA, &CA, &p);
+    tern_conn *c = tnet_connect(s, &cli, &srv, NULL);
+    sim_run_until(s, 500 * MS);
+    TT_REQUIRE(cli.established && srv.conn);
+    uint64_t flow;
+    TT_REQUIRE(tern_flow_open(c, NULL, &flow) == TERN_OK);
+    static uint8_t buf[1 << 20];
+    TT_CHECK_EQ_INT(tern_flow_send(c, flow, sim_now(s), buf, sizeof(buf), -1), TERN_OK);
+    sim_run_until(s, sim_now(s) + 50 * MS); /* the first fragments arrived: the flow exists */
+    TT_REQUIRE(tern_flow_set_paused(srv.conn, flow, 1) == TERN_OK);
+    size_t base_mem = srv.mem.current;
+    sim_run_until(s, sim_now(s) + 5 * S);
+    /* the receiver holds at most its window; the sender waits */
+    TT_CHECK_EQ_U64(srv.messages, 0);
+    TT_CHECK_MSG(srv.mem.current - base_mem <= 256 * 1200 + 4096,
+                 "receiver holds %zu bytes", srv.mem.current - base_mem);
+    TT_CHECK(tern_flow_queued(c, flow) > 0);
+    TT_CHECK_EQ_INT(cli.closed + srv.closed, 0);
+    TT_CHECK_EQ_INT(tern_flow_set_paused(srv.conn, flow, 0), TERN_OK);
+    sim_run_until(s, sim_now(s) + 5 * S);
+    TT_CHECK_EQ_U64(srv.messages, 1);
+    TT_CHECK_EQ_U64(srv.message_bytes, sizeof(buf));
+    tnet_node_free(&cli, s);
+    tnet_node_free(&srv, s);
+    sim_del(s);
+}
+
+/* ---------------------------------------------------------------- hostile peers */
+
+/* Sends one forged 1-RTT packet with the given frames on c (white box: the test seals it with
+ * the connection's real keys, as a malicious peer would). */
+static void send_forged(sim *s, tern_conn *from, const tern_addr *src, const tern_addr *dst,
+                        const uint8_t *frames, size_t len)
+{
+    uint8_t pkt[TERN_MAX_DATAGRAM];
+    uint64_t pn = from->next_pn++;
+    uint8_t *p = tern__short_encode(pkt, pkt + sizeof(pkt), 0, from->remote_cid, pn, 4);
+    TT_REQUIRE(p != NULL);
+    size_t hl = (size_t)(p - pkt);
+    TT_REQUIRE(tern__aead_seal(&from->tx, pn, 0, pkt, hl, frames, len, p) == TERN_OK);
+    sim_inject(s, sim_now(s), src, dst, pkt, hl + len + 16);
+}
+
+static size_t flow_data_frame(uint8_t *out, uint64_t flow, uint64_t fsn, size_t len)
+{
+    uint8_t *p = out, *end = out + 1200;
+    p = tern__put_varint(p, end, TERN__FRAME_FLOW_DATA);
+    p = tern__put_varint(p, end, flow);
+    p = tern__put_varint(p, end, fsn);
+    p = tern__put_varint(p, end, TERN__FD_BEGIN | TERN__FD_END | TERN__FD_ORDERED);
+    p = tern__put_varint(p, end, len);
+    memset(p, 0x77, len);
+    return (size_t)(p + len - out);
+}
+
+static void hostile_setup(sim **s, tnet_node *srv, tnet_node *cli)
+{
+    tern_addr_ipv4(&SA, 192, 0, 2, 1, 4433);
+    tern_addr_ipv4(&CA, 198, 51, 100, 7, 50000);
+    *s = sim_new(tt_seed());
+    tnet_node_init(srv, *s, &SA, 1, NULL, 1);
+    tnet_node_init(cli, *s, &CA, 0, NULL, 2);
+    tnet_link(*s, &SA, &CA, 10, 0, 0);
+    tnet_connect(*s, cli, srv, NULL);
+    sim_run_until(*s, 200 * MS);
+    TT_REQUIRE(cli->established && srv->established);
+}
+
+static void test_hostile_offsets_beyond_the_window(void)
+{
+    sim *s;
+    tnet_node srv, cli;
+    hostile_setup(&s, &srv, &cli);
+    size_t base = srv.mem.current;
+    uint8_t fr[1300];
+    /* fsn 0 then fsn 10,000,000 on many flows */
+    for (uint64_t f = 0; f < 8; f += 2) {
+        size_t n = flow_data_frame(fr, f, 0, 100);
+        send_forged(s, cli.conn, &CA, &SA, fr, n);
+    }
+    sim_run_until(s, sim_now(s) + 50 * MS);
+    TT_CHECK_EQ_INT(srv.closed, 0);
+    TT_CHECK(srv.mem.current - base < 64 * 1024); /* four small flows */
+    size_t n = flow_data_frame(fr, 2, 10000000, 100);
+    send_forged(s, cli.conn, &CA, &SA, fr, n);
+    sim_run_until(s, sim_now(s) + 50 * MS);
+    TT_CHECK_EQ_INT(srv.closed, 1);
+    TT_CHECK_MSG(srv.close_err == TERN_ERR_PROTOCOL, "err=%s", tern_strerror(srv.close_err));
+    TT_CHECK_EQ_INT(cli.closed, 1); /* told: CLOSE with a protocol violation */
+    TT_CHECK_EQ_U64(cli.close_code, 1);
+    tnet_node_free(&cli, s);
+    tnet_node_free(&srv, s);
+    sim_del(s);
+}
+
+static void test_hostile_too_many_flows_and_wrap(void)
+{
+    sim *s;
+    tnet_node srv, cli;
+    hostile_setup(&s, &srv, &cli);
+    uint8_t fr[1300];
+    /* a flow id far away opens more flows than max_flows (64): protocol error, no allocation
+     * spree */
+    size_t n = flow_data_frame(fr, 1000000, 0, 10);
+    size_t before = srv.mem.peak;
+    send_forged(s, cli.conn, &CA, &SA, fr, n);
+    sim_run_until(s, sim_now(s) + 50 * MS);
+    TT_CHECK_EQ_INT(srv.closed, 1);
+    TT_CHECK(srv.mem.peak - before < 64 * 1024);
+    tnet_node_free(&cli, s);
+    tnet_node_free(&srv, s);
+    sim_del(s);
+
+    /* fragment numbers near the top of the range */
+    hostile_setup(&s, &srv, &cli);
+    n = flow_data_frame(fr, 0, (1ull << 62) - 5, 10);
+    send_forged(s, cli.conn, &CA, &SA, fr, n);
+    sim_run_until(s, sim_now(s) + 50 * MS);
+    TT_CHECK_EQ_INT(srv.closed, 1);
+    TT_CHECK_EQ_INT(srv.close_err, TERN_ERR_PROTOCOL);
+    tnet_node_free(&cli, s);
+    tnet_node_free(&srv, s);
+    sim_del(s);
+}
+
+static void test_hostile_ack_for_unsent_packets(void)
+{
+    sim *s;
+    tnet_node srv, cli;
+    hostile_setup(&s, &srv, &cli);
+    uint8_t fr[64], *p = fr, *end = fr + sizeof(fr);
+    p = tern__put_varint(p, end, TERN__FRAME_ACK);
+    p = tern__put_varint(p, end, 1000000); /* the server never sent that many */
+    p = tern__put_varint(p, end, 0);
+    p = tern__put_varint(p, end, 0);
+    p = tern__put_varint(p, end, 0);
+    send_forged(s, cli.conn, &CA, &SA, fr, (size_t)(p - fr));
+    sim_run_until(s, sim_now(s) + 50 * MS);
+    TT_CHECK_EQ_INT(srv.closed, 1);
+    TT_CHECK_EQ_INT(srv.close_err, TERN_ERR_PROTOCOL);
+    tnet_node_free(&cli, s);
+    tnet_node_free(&srv, s);
+    sim_del(s);
+}
+
+/* ---------------------------------------------------------------- big messages */
+
+static void test_16mib_messages(void)
+{
+    /* two 16 MiB messages, far bigger than the 4096-fragment window, over 1% loss */
+    sim_link_params p = base_link(50, 10);
+    p.loss = 0.01;
+    run_result r = transfer(&p, 32u << 20, TERN_CC_BBR, 60 * S, 16u << 20);
+    report("two 16 MiB messages, 1% loss", &r, 50);
+    TT_CHECK(r.done);
+    TT_CHECK_EQ_U64(r.bad, 0);
+    TT_CHECK_EQ_U64(r.cs.messages_sent, 2);
+}
+
+/* ---------------------------------------------------------------- churn */
+
+/* Many flows opened and closed over 10 minutes of network time with loss and reordering; every
+ * message is checked byte by byte and in order; memory returns to its baseline at the end. */
+typedef struct churn {
+    sim *s;
+    tern_conn *c;
+    tnet_node *cli, *srv;
+    tt_rng rng;
+    uint64_t flows_opened, flows_closed_rx, msgs_sent, msgs_rx, bad;
+    struct {
+        uint64_t id;
+        uint64_t next_seq, left;
+        int open;
+    } f[8];
+    uint64_t *rx_next; /* next expected sequence number, by flow id / 2 */
+} churn;
+
+#define CHURN_MAX_FLOWS 65536
+
+static void churn_on_message(tnet_node *n, tern_conn *c, uint64_t flow, const uint8_t *d,
+                             size_t len)
+{
+    (void)c;
+    churn *ch = n->user;
+    ch->msgs_rx++;
+    if (len < 16) {
+        ch->bad++;
+        return;
+    }
+    uint64_t fid, seq;
+    memcpy(&fid, d, 8);
+    memcpy(&seq, d + 8, 8);
+    if (fid != flow) ch->bad++;
+    for (size_t i = 16; i < len; i++)
+        if (d[i] != (uint8_t)(seq * 31 + i)) {
+            ch->bad++;
+            break;
+        }
+    if (flow / 2 >= CHURN_MAX_FLOWS) {
+        ch->bad++;
+        return;
+    }
+    uint64_t *next = &ch->rx_next[flow / 2];
+    if (seq != *next) {
+        ch->bad++; /* reliable ordered: nothing lost, nothing twice */
+        if (getenv("TERN_FLOW_DEBUG") && ch->bad < 10)
+            fprintf(stderr, "flow %llu: seq %llu, expected %llu\n", (unsigned long long)flow,
+                    (unsigned long long)seq, (unsigned long long)*next);
+    }
+    *next = seq + 1;
+}
+
+static void churn_tick(void *arg)
+{
+    churn *ch = arg;
+    if (tern_conn_get_state(ch->c) != TERN_CONN_ESTABLISHED) return;
+    for (int i = 0; i < 8; i++) {
+        if (!ch->f[i].open) {
+            if (tt_rng_chance(&ch->rng, 0.2)) {
+                if (tern_flow_open(ch->c, NULL, &ch->f[i].id) == TERN_OK) {
+                    ch->f[i].open = 1;
+                    ch->f[i].next_seq = 0;
+                    ch->f[i].left = 1 + tt_rng_below(&ch->rng, 40);
+                    ch->flows_opened++;
+                }
+            }
+            continue;
+        }
+        if (tern_flow_queued(ch->c, ch->f[i].id) > 200000) continue;
+        uint8_t buf[6000];
+        size_t len = 16 + (size_t)tt_rng_below(&ch->rng, sizeof(buf) - 16);
+        memcpy(buf, &ch->f[i].id, 8);
+        memcpy(buf + 8, &ch->f[i].next_seq, 8);
+        for (size_t k = 16; k < len; k++) buf[k] = (uint8_t)(ch->f[i].next_seq * 31 + k);
+        if (tern_flow_send(ch->c, ch->f[i].id, sim_now(ch->s), buf, len, -1) == TERN_OK) {
+            ch->f[i].next_seq++;
+            ch->msgs_sent++;
+            if (--ch->f[i].left == 0) {
+                tern_flow_close(ch->c, ch->f[i].id);
+                ch->f[i].open = 0;
+            }
+        }
+    }
+    sim_node_wake(ch->s, ch->cli->node);
+}
+
+static void test_ten_minutes_of_churn(void)
+{
+    tern_addr_ipv4(&SA, 192, 0, 2, 1, 4433);
+    tern_addr_ipv4(&CA, 198, 51, 100, 7, 50000);
+    sim *s = sim_new(tt_seed());
+    tnet_node srv, cli;
+    tnet_node_init(&srv, s, &SA, 1, NULL, 1);
+    tnet_node_init(&cli, s, &CA, 0, NULL, 2);
+    sim_link_params p = base_link(5, 40);
+    p.loss = 0.02;
+    p.burst_max = 3;
+    p.reorder = 0.01;
+    p.jitter_ns = 3 * MS;
+    p.duplicate = 0.005;
+    sim_link_set_both(s, &SA, &CA, &p);
+    churn ch;
+    memset(&ch, 0, sizeof(ch));
+    ch.s = s;
+    ch.cli = &cli;
+    ch.srv = &srv;
+    tt_rng_seed(&ch.rng, sim_derive_seed(s, 42));
+    ch.rx_next = calloc(CHURN_MAX_FLOWS, sizeof(uint64_t));
+    TT_REQUIRE(ch.rx_next != NULL);
+    srv.user = &ch;
+    srv.on_message = churn_on_message;
+    ch.c = tnet_connect(s, &cli, &srv, NULL);
+    sim_run_until(s, 2 * S);
+    TT_REQUIRE(cli.established && srv.established);
+    size_t cli_base = cli.mem.current, srv_base = srv.mem.current;
+    ticker tk = {sim_now(s), 20 * MS, churn_tick, &ch};
+    sim_node *tn = ticker_add(s, &tk);
+    TT_REQUIRE(tn != NULL);
+    sim_run_until(s, sim_now(s) + 600 * S);
+    sim_node_remove(s, tn);
+    /* close everything, let it drain */
+    for (int i = 0; i < 8; i++)
+        if (ch.f[i].open) tern_flow_close(ch.c, ch.f[i].id);
+    sim_run_until(s, sim_now(s) + 30 * S);
+    printf("    10 min churn: %llu flows opened, %llu closed at the receiver, %llu of %llu "
+           "messages, %llu bad; memory client %zu -> %zu, server %zu -> %zu bytes\n",
+           (unsigned long long)ch.flows_opened, (unsigned long long)srv.flows_closed,
+           (unsigned long long)ch.msgs_rx, (unsigned long long)ch.msgs_sent,
+           (unsigned long long)ch.bad, cli_base, cli.mem.current, srv_base, srv.mem.current);
+    TT_CHECK_EQ_U64(ch.bad, 0);
+    TT_CHECK_EQ_U64(ch.msgs_rx, ch.msgs_sent);
+    TT_CHECK_EQ_U64(srv.flows_closed, ch.flows_opened);
+    TT_CHECK(ch.flows_opened > 100);
+    TT_CHECK_EQ_INT(cli.closed + srv.closed, 0);
+    TT_CHECK_EQ_U64(tern_flow_queued(ch.c, 0), 0);
+    /* flows gone, buffers gone: back to the baseline (the sent-packet ring may have grown) */
+    TT_CHECK_MSG(cli.mem.current <= cli_base + 64 * 1024, "client %zu -> %zu", cli_base,
+                 cli.mem.current);
+    TT_CHECK_MSG(srv.mem.current <= srv_base + 64 * 1024, "server %zu -> %zu", srv_base,
+                 srv.mem.current);
+    TT_CHECK_EQ_U64(ch.c->n_sflows, 0);
+    TT_CHECK_EQ_U64(srv.conn->n_rflows, 0);
+    free(ch.rx_next);
+    tnet_node_free(&cli, s);
+    tnet_node_free(&srv, s);
+    sim_del(s);
+}
+
 static const tt_case cases[] = {
     TT_CASE(test_10mb_clean),
     TT_CASE(test_10mb_bursty_loss),
@@ -505,6 +1009,13 @@ static const tt_case cases[] = {
     TT_CASE(test_two_connections_share_fairly),
     TT_CASE(test_unreliable_flow_at_10pct_loss),
     TT_CASE(test_partial_flow_respects_deadline),
+    TT_CASE(test_priorities_under_congestion),
+    TT_CASE(test_slow_reader_holds_the_sender),
+    TT_CASE(test_hostile_offsets_beyond_the_window),
+    TT_CASE(test_hostile_too_many_flows_and_wrap),
+    TT_CASE(test_hostile_ack_for_unsent_packets),
+    TT_CASE(test_16mib_messages),
+    TT_CASE(test_ten_minutes_of_churn),
     {NULL, NULL},
 };
 
