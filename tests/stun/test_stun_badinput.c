@@ -74,7 +74,7 @@ static void test_truncation_every_length(void)
 
 static void test_tiny_datagrams(void)
 {
-    uint8_t b[21];
+    uint8_t b[21] = {0};
     for (size_t len = 0; len <= 20; len++) {
         for (size_t i = 0; i < len; i++) b[i] = (uint8_t)(0x5a + 37 * i);
         if (len == 20) b[0] = 0xc0; /* 20 bytes: a header whose first two bits are not zero */
