@@ -288,6 +288,9 @@ typedef struct tern_flow_config {
     uint32_t deadline_ms;     /* PARTIAL/UNRELIABLE: drop a message not delivered by then (0: none) */
     uint32_t max_retransmits; /* PARTIAL: give a fragment up after this many retransmissions
                                  (0: no budget) */
+    uint8_t stream;           /* a byte stream: RELIABLE and ordered, and the receiver's
+                                 on_message gets the bytes as they arrive in order, without
+                                 waiting for (or marking) message boundaries */
 } tern_flow_config;
 
 void tern_flow_config_default(tern_flow_config *cfg);

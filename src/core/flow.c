@@ -430,6 +430,21 @@ static int rflow_deliver(tern_conn *c, tern__rflow *f, uint64_t hint)
 {
     int err = TERN_OK;
     if (f->paused) return TERN_OK;
+    if (f->stream) {
+        /* a byte stream: hand over every fragment as soon as it is next in order */
+        while (f->base < f->final_fsn && c->state == TERN_CONN_ESTABLISHED) {
+            tern__rfrag *s = slot(f, f->base);
+            if (!s->present || s->done) break;
+            c->st.stream_bytes_received += s->len;
+            if (s->len && c->ep->cb.on_message)
+                c->ep->cb.on_message(c, f->id, s->data, s->len, c->ep->user_data);
+            if (s->flags & TERN__FD_END) c->st.messages_received++;
+            slot_clear(c, f, s);
+            f->base++;
+            rflow_advance(c, f);
+        }
+        return TERN_OK;
+    }
     if (f->ordered) {
         for (;;) {
             tern__rfrag *s = slot(f, f->base);
@@ -572,7 +587,8 @@ int tern__flow_on_frame(tern_conn *c, uint64_t type, const uint8_t **pp, const u
         p = tern__get_varint(p, end, &flags);
         if (p != NULL && (flags & TERN__FD_TTL)) p = tern__get_varint(p, end, &ttl);
         p = tern__get_varint(p, end, &len);
-        if (p == NULL || len > (uint64_t)(end - p) || flags > 15) return TERN_ERR_PROTOCOL;
+        if (p == NULL || len > (uint64_t)(end - p) || flags > TERN__FD_ALL) return TERN_ERR_PROTOCOL;
+        if ((flags & TERN__FD_STREAM) && !(flags & TERN__FD_ORDERED)) return TERN_ERR_PROTOCOL;
         if ((flags & TERN__FD_TTL) && !(flags & TERN__FD_BEGIN)) return TERN_ERR_PROTOCOL;
     }
     if (p == NULL) return TERN_ERR_PROTOCOL;
@@ -604,6 +620,7 @@ int tern__flow_on_frame(tern_conn *c, uint64_t type, const uint8_t **pp, const u
         tern__rfrag *s = slot(f, fsn);
         if (s->present || s->done) return TERN_OK;
         f->ordered = (flags & TERN__FD_ORDERED) != 0;
+        f->stream = (flags & TERN__FD_STREAM) != 0;
         if (len) {
             s->data = tern__malloc(&c->ep->alloc, (size_t)len);
             if (s->data == NULL) return TERN_ERR_NOMEM;
@@ -795,7 +812,8 @@ uint8_t *tern__flow_write_control(tern_conn *c, uint8_t *p, const uint8_t *end, 
 static uint8_t *put_fragment(const tern_conn *c, uint8_t *p, const uint8_t *end,
                              const tern__sflow *f, uint64_t fsn, const tern__frag *fr, uint64_t now)
 {
-    uint8_t flags = (uint8_t)(fr->flags | (f->cfg.ordered ? TERN__FD_ORDERED : 0));
+    uint8_t flags = (uint8_t)(fr->flags | (f->cfg.ordered ? TERN__FD_ORDERED : 0) |
+                              (f->cfg.stream ? TERN__FD_STREAM : 0));
     uint64_t ttl = 0;
     if ((fr->flags & TERN__FD_BEGIN) && fr->msg->deadline != TERN_TIME_NEVER) {
         /* The time left when it reaches the receiver, which has no synchronised clock: the
@@ -978,6 +996,7 @@ int tern_flow_open(tern_conn *c, const tern_flow_config *cfg, uint64_t *flow_id)
     tern__flow_config_defaults(&d);
     if (cfg) d = *cfg;
     if (d.reliability > TERN_FLOW_UNRELIABLE || d.priority > 7) return TERN_ERR_INVALID_ARG;
+    if (d.stream && (d.reliability != TERN_FLOW_RELIABLE || !d.ordered)) return TERN_ERR_INVALID_ARG;
     if (c->n_sflows >= c->peer_max_flows) return TERN_ERR_LIMIT;
     tern__sflow *f = tern__calloc(&c->ep->alloc, sizeof(*f));
     if (f == NULL) return TERN_ERR_NOMEM;

@@ -8,7 +8,7 @@
  * it across retransmissions. Frames:
  *
  *   FLOW_DATA (0x04)    flow_id, fsn, flags (1 BEGIN of message, 2 END of message, 4 ORDERED,
- *                       8 TTL), [ttl_ms if TTL], length, data. TTL (BEGIN fragments of messages
+ *                       8 TTL, 16 STREAM), [ttl_ms if TTL], length, data. TTL (BEGIN fragments of messages
  *                       with a deadline): the time left at the receiver, i.e. the time left at
  *                       sending minus the sender's current RTT (an upper bound of the one-way
  *                       delay); the receiver drops the message rather than deliver it after
@@ -42,7 +42,14 @@ enum {
     TERN__FRAME_FLOW_FIN = 0x07,
 };
 
-enum { TERN__FD_BEGIN = 1, TERN__FD_END = 2, TERN__FD_ORDERED = 4, TERN__FD_TTL = 8 };
+enum {
+    TERN__FD_BEGIN = 1,
+    TERN__FD_END = 2,
+    TERN__FD_ORDERED = 4,
+    TERN__FD_TTL = 8,
+    TERN__FD_STREAM = 16,
+    TERN__FD_ALL = 31,
+};
 
 #define TERN__PKT_ENTRIES 10
 
@@ -109,6 +116,7 @@ typedef struct tern__rflow {
     int max_pending;
     int paused;
     int ordered;
+    int stream;       /* deliver bytes as they arrive in order */
     uint64_t final_fsn;   /* UINT64_MAX until FLOW_FIN */
     uint64_t buffered;    /* bytes held */
     int finished;

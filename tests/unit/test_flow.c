@@ -25,6 +25,7 @@ static uint8_t pattern(uint64_t i)
 
 typedef struct xfer {
     uint64_t mark_at, mark_bytes; /* bytes received by mark_at (steady-state measurement) */
+    uint64_t qsample_at, qsamples, qsum_ns; /* queueing delay (latest RTT - min RTT) samples */
     sim *s;
     tnet_node *snd, *rcv;
     tern_conn *sc;
@@ -67,6 +68,11 @@ static void xfer_fill(xfer *x)
 static int xfer_running(void *arg)
 {
     xfer *x = arg;
+    if (x->mark_at && x->sc && sim_now(x->s) >= x->mark_at && sim_now(x->s) >= x->qsample_at) {
+        x->qsample_at = sim_now(x->s) + 100 * MS;
+        x->qsum_ns += x->sc->rtt.latest - x->sc->rtt.min;
+        x->qsamples++;
+    }
     static uint64_t next_dbg;
     if (getenv("TERN_FLOW_DEBUG") && sim_now(x->s) >= next_dbg && x->sc) {
         tern_network_info ni;
@@ -106,6 +112,7 @@ static int xfer_running(void *arg)
 
 typedef struct run_result {
     double steady_mbps; /* from 10 s after the start to the end */
+    double queue_ms;    /* mean queueing delay after the first 10 s */
     uint64_t bytes, seconds_ns, bad;
     double goodput_mbps;
     int done;
@@ -153,6 +160,7 @@ static run_result transfer(const sim_link_params *p, uint64_t total, int cc, uin
     r.done = x.received == total && x.bad == 0;
     r.seconds_ns = (x.done_at ? x.done_at : sim_now(s)) - t0;
     r.goodput_mbps = (double)x.received * 8 / ((double)r.seconds_ns / 1e9) / 1e6;
+    r.queue_ms = x.qsamples ? (double)x.qsum_ns / (double)x.qsamples / 1e6 : 0;
     if (r.seconds_ns > 10 * S)
         r.steady_mbps = (double)(x.received - x.mark_bytes) * 8 /
                         ((double)(r.seconds_ns - 10 * S) / 1e9) / 1e6;
@@ -270,11 +278,12 @@ static void test_goodput_300ms_1pct_by_controller(void)
         char what[64];
         snprintf(what, sizeof(what), "%s, 60 s, 300 ms RTT, 1%% loss", ccs[i].name);
         report(what, &r, 10);
-        printf("    %-34s after startup (10-60 s): %.2f Mbit/s (%.1f%% of link)\n", "",
-               r.steady_mbps, 10 * r.steady_mbps);
+        printf("    %-34s after startup (10-60 s): %.2f Mbit/s (%.1f%% of link), mean queueing "
+               "delay %.1f ms\n", "", r.steady_mbps, 10 * r.steady_mbps, r.queue_ms);
         if (ccs[i].cc == TERN_CC_BBR) {
             bbr = 10 * r.steady_mbps;
             bbr_all = 10 * r.goodput_mbps;
+            TT_CHECK_MSG(r.queue_ms < 100, "BBR keeps a %.1f ms queue", r.queue_ms);
         }
         TT_CHECK_EQ_U64(r.bad, 0);
     }
@@ -999,6 +1008,72 @@ static void test_ten_minutes_of_churn(void)
     sim_del(s);
 }
 
+/* ---------------------------------------------------------------- byte stream */
+
+typedef struct stream_rx {
+    uint64_t received, chunks, bad;
+    uint64_t first_at, last_at;
+} stream_rx;
+
+static void stream_on_message(tnet_node *n, tern_conn *c, uint64_t flow, const uint8_t *d,
+                              size_t len)
+{
+    (void)c;
+    (void)flow;
+    stream_rx *sr = n->user;
+    for (size_t i = 0; i < len; i++)
+        if (d[i] != pattern(sr->received + i)) {
+            sr->bad++;
+            break;
+        }
+    sr->received += len;
+    sr->chunks++;
+}
+
+static void test_byte_stream(void)
+{
+    tern_addr_ipv4(&SA, 192, 0, 2, 1, 4433);
+    tern_addr_ipv4(&CA, 198, 51, 100, 7, 50000);
+    sim *s = sim_new(tt_seed());
+    tnet_node srv, cli;
+    tnet_node_init(&srv, s, &SA, 1, NULL, 1);
+    tnet_node_init(&cli, s, &CA, 0, NULL, 2);
+    sim_link_params p = base_link(10, 20);
+    p.loss = 0.02;
+    sim_link_set_both(s, &SA, &CA, &p);
+    stream_rx sr = {0};
+    srv.user = &sr;
+    srv.on_message = stream_on_message;
+    tern_conn *c = tnet_connect(s, &cli, &srv, NULL);
+    sim_run_until(s, 500 * MS);
+    TT_REQUIRE(cli.established);
+    tern_flow_config fc;
+    tern_flow_config_default(&fc);
+    fc.stream = 1;
+    uint64_t flow;
+    TT_REQUIRE(tern_flow_open(c, &fc, &flow) == TERN_OK);
+    fc.reliability = TERN_FLOW_PARTIAL;
+    uint64_t bad_flow;
+    TT_CHECK_EQ_INT(tern_flow_open(c, &fc, &bad_flow), TERN_ERR_INVALID_ARG);
+    /* one 4 MB write: the receiver sees bytes long before the write completes */
+    static uint8_t buf[4u << 20];
+    for (size_t i = 0; i < sizeof(buf); i++) buf[i] = pattern(i);
+    TT_REQUIRE(tern_flow_send(c, flow, sim_now(s), buf, sizeof(buf), -1) == TERN_OK);
+    sim_run_until(s, sim_now(s) + 1 * S);
+    uint64_t early = sr.received;
+    sim_run_until(s, sim_now(s) + 20 * S);
+    printf("    byte stream, 2%% loss: %llu bytes in %llu pieces (%llu after the first second)\n",
+           (unsigned long long)sr.received, (unsigned long long)sr.chunks,
+           (unsigned long long)early);
+    TT_CHECK_EQ_U64(sr.received, sizeof(buf));
+    TT_CHECK_EQ_U64(sr.bad, 0);
+    TT_CHECK(early > 0 && early < sizeof(buf));
+    TT_CHECK(sr.chunks > 100);
+    tnet_node_free(&cli, s);
+    tnet_node_free(&srv, s);
+    sim_del(s);
+}
+
 static const tt_case cases[] = {
     TT_CASE(test_10mb_clean),
     TT_CASE(test_10mb_bursty_loss),
@@ -1015,6 +1090,7 @@ static const tt_case cases[] = {
     TT_CASE(test_hostile_too_many_flows_and_wrap),
     TT_CASE(test_hostile_ack_for_unsent_packets),
     TT_CASE(test_16mib_messages),
+    TT_CASE(test_byte_stream),
     TT_CASE(test_ten_minutes_of_churn),
     {NULL, NULL},
 };
