@@ -17,6 +17,33 @@ int cmd_nat_type(int argc, char **argv);
 int cmd_loadgen(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
 int cmd_ping(int argc, char **argv);
+int cmd_send(int argc, char **argv);
+int cmd_recv(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+/* Exit codes of tern send, recv and bench (0-5 as tern ping's). */
+enum {
+    XFER_EXIT_OK = 0,
+    XFER_EXIT_OTHER = 1,
+    XFER_EXIT_USAGE = 2,
+    XFER_EXIT_BAD_KEY = 3,   /* the listener does not hold --server-key */
+    XFER_EXIT_NO_ANSWER = 4, /* handshake timeout: nothing listening, unreachable */
+    XFER_EXIT_LOST = 5,      /* the peer went away, closed, reset or refused the connection */
+    XFER_EXIT_FILE = 6,      /* cannot read the input or write the output (disk full, ...) */
+    XFER_EXIT_VERIFY = 7,    /* the receiver's hash or size did not match the sender's */
+};
+
+/* Prints (to stderr, prefixed with cmd) why a connection to where ended with err, and returns the
+ * XFER_EXIT_* code for it. timeout_ms/idle_ms are the handshake and idle timeouts in force. */
+int tools_explain_conn_error(const char *cmd, const char *where, int err, uint64_t code,
+                             const char *reason, uint64_t timeout_ms, uint64_t idle_ms);
+
+/* Parses a decimal number in [lo, hi]; with a K/M/G suffix (powers of 1024) when scaled. Returns
+ * 0, or -1 when text is not one. */
+int tools_parse_u64(const char *text, uint64_t lo, uint64_t hi, int scaled, uint64_t *out);
+
+/* Process CPU time (user + system) in nanoseconds, from getrusage. */
+uint64_t tools_cpu_ns(void);
 
 /* Resolves "HOST", "HOST:PORT", "[V6]:PORT" or "V6" (getaddrinfo for names) with default_port.
  * Returns 0, or -1 after printing why. */
@@ -27,5 +54,31 @@ uint64_t tools_now_ns(void);
 
 /* Waits until fd is readable or deadline_ns passes (ns, monotonic). Returns 1 readable, 0 not. */
 int tools_wait_readable(int fd, uint64_t deadline_ns);
+
+/* ---- tern send / tern recv: the file transfer's messages (tern send's header says more) */
+#define XFER_VERSION 1
+#define XFER_HASH_LEN 32 /* BLAKE2b-256 */
+#define XFER_MAX_NAME 255
+enum {
+    XFER_MSG_HEADER = 'H',  /* sender: 'H' version u8, size u64 BE, name length u16 BE, name */
+    XFER_MSG_DATA = 'D',    /* sender: 'D' file bytes */
+    XFER_MSG_END = 'E',     /* sender: 'E' BLAKE2b-256 of the whole file */
+    XFER_MSG_VERDICT = 'V', /* receiver, on its own flow: 'V' XFER_V_* u8, text */
+};
+enum { XFER_V_OK = 0, XFER_V_FILE = 1, XFER_V_VERIFY = 2, XFER_V_PROTOCOL = 3 };
+
+/* Progress on stderr: a bar with rate and time left on a terminal, a line every 2 s otherwise. */
+typedef struct xfer_progress {
+    const char *cmd, *name;
+    uint64_t total, t0, last_t, rate_t, rate_done;
+    double rate_bps;
+    int tty, quiet;
+} xfer_progress;
+void xfer_progress_init(xfer_progress *p, const char *cmd, const char *name, uint64_t total,
+                        uint64_t now, int quiet);
+/* final: print now, and end the bar's line. */
+void xfer_progress_update(xfer_progress *p, uint64_t done, uint64_t now, int final);
+/* The part of path after its last '/'. */
+const char *xfer_base_name(const char *path);
 
 #endif

@@ -1,0 +1,456 @@
+/*
+ * tern recv: listens for one `tern send`, stores the file, verifies it, answers with a verdict.
+ *
+ * Design. A server driver (ready loop) bound to --listen with the key from --key (or a fresh one,
+ * printed at start like ternd does) accepts one connection at a time; others are refused while a
+ * transfer runs. The sender's one reliable ordered flow brings a header (size, base name), the
+ * data and an end message with the BLAKE2b-256 of the whole file (see tern send). The header
+ * names the file; only a plain base name is accepted (no '/', not "." or ".."), and it is stored
+ * in --dir (or at --out) through a temporary file (".NAME.tern-XXXXXX" beside it) that space is
+ * reserved for up front (posix_fallocate, so a disk too small is reported before any data moves)
+ * and that is renamed into place only when the byte count and the hash match. Every write error
+ * (disk full, I/O error) ends the transfer: the temporary file is removed and the sender is told.
+ * Flows are one-way, so the verdict goes back on a flow this side opens: 'V', a status, a text.
+ * Then the receiver waits (a few seconds at most) for the sender to close, so that the verdict
+ * is delivered, and exits: 0 stored and verified, other codes as in usage(). A sender that
+ * disappears mid-transfer is noticed by the idle timeout.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tern/driver.h"
+#include "tools/tools.h"
+
+typedef struct recv_state {
+    tern_driver *d;
+    tern_conn *conn;                /* the transfer's connection (one at a time) */
+    tern_driver_timer *timer;
+    char where[64];
+    const char *dir, *out;
+    int force, quiet;
+    int fd;
+    char tmp_path[4096], final_path[4096], name[XFER_MAX_NAME + 1];
+    uint64_t size, received;
+    int phase;                      /* 0 waiting, 1 header seen, 2 verdict sent, 3 done */
+    int status;                     /* XFER_V_* once decided */
+    char text[400];
+    crypto_generichash_state hash;
+    uint64_t idle_ms;
+    uint64_t t_first, t_end, cpu0;
+    xfer_progress prog;
+    int err;
+    uint64_t close_code;
+    char reason[300];
+} recv_state;
+
+static tern_driver *volatile g_driver;
+static volatile sig_atomic_t g_interrupted;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_interrupted = 1;
+    if (g_driver) tern_driver_stop(g_driver);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: tern recv --listen ADDR:PORT [options]\n"
+            "Receives one file from `tern send`, checks its size and BLAKE2b-256 hash, stores it,\n"
+            "tells the sender, and exits. Prints its address and public key at start.\n"
+            "  --listen ADDR:PORT      where to listen (port 0: any free port)\n"
+            "  --key FILE              private key file (tern keygen); default: a fresh key\n"
+            "  --dir DIR               store the file under its own name in DIR (default .)\n"
+            "  --out PATH              store it at PATH instead\n"
+            "  --force                 replace an existing file\n"
+            "  --allow-integrity-only  accept senders that ask for authentication without\n"
+            "                          encryption (--integrity-only)\n"
+            "  --idle-timeout MS       declare the sender gone after this long unheard (30000)\n"
+            "  --quiet                 no progress output\n"
+            "Exit: 0 stored and verified, 1 other failure, 2 usage, 5 connection lost (the\n"
+            "      sender went away or gave up), 6 file error (cannot write: disk full, exists,\n"
+            "      permissions), 7 the hash or size did not match (nothing stored).\n");
+}
+
+static void drop_tmp(recv_state *r)
+{
+    if (r->fd >= 0) close(r->fd);
+    r->fd = -1;
+    if (r->tmp_path[0]) unlink(r->tmp_path);
+    r->tmp_path[0] = '\0';
+}
+
+static void on_grace(tern_driver *d, tern_driver_timer *t, void *user)
+{
+    (void)t, (void)user;
+    tern_driver_stop(d); /* the sender never closed after the verdict */
+}
+
+/* Decides the transfer's outcome and tells the sender. */
+static void verdict(recv_state *r, int status, const char *text)
+{
+    if (r->phase >= 2) return;
+    r->phase = 2;
+    r->status = status;
+    snprintf(r->text, sizeof(r->text), "%s", text);
+    if (status != XFER_V_OK) drop_tmp(r);
+    if (r->conn == NULL) return;
+    uint64_t now = tern_driver_now(r->d), fid;
+    tern_flow_config fc;
+    tern_flow_config_default(&fc);
+    uint8_t msg[2 + sizeof(r->text)];
+    size_t tl = strlen(r->text);
+    msg[0] = XFER_MSG_VERDICT;
+    msg[1] = (uint8_t)status;
+    memcpy(msg + 2, r->text, tl);
+    int rc = tern_flow_open(r->conn, &fc, &fid);
+    if (rc == TERN_OK) rc = tern_flow_send(r->conn, fid, now, msg, 2 + tl, 7);
+    if (rc == TERN_OK) tern_flow_close(r->conn, fid);
+    if (rc != TERN_OK) {
+        fprintf(stderr, "tern recv: cannot send the verdict: %s\n", tern_strerror(rc));
+        tern_driver_stop(r->d); /* shutdown closes; not from inside on_message */
+        return;
+    }
+    tern_driver_timer_set(r->timer, now + 3 * TERN_NS_PER_S);
+}
+
+static int name_ok(const char *n)
+{
+    return n[0] != '\0' && strcmp(n, ".") != 0 && strcmp(n, "..") != 0 && strchr(n, '/') == NULL;
+}
+
+static void on_header(recv_state *r, const uint8_t *p, size_t len)
+{
+    char msg[sizeof(r->text)];
+    if (len < 12 || p[1] != XFER_VERSION) {
+        verdict(r, XFER_V_PROTOCOL, "unknown transfer header version");
+        return;
+    }
+    uint64_t size = 0;
+    for (int i = 0; i < 8; i++) size = size << 8 | p[2 + i];
+    size_t nl = (size_t)p[10] << 8 | p[11];
+    if (nl > XFER_MAX_NAME || 12 + nl != len) {
+        verdict(r, XFER_V_PROTOCOL, "malformed transfer header");
+        return;
+    }
+    memcpy(r->name, p + 12, nl);
+    r->name[nl] = '\0';
+    if (r->out == NULL && (!name_ok(r->name) || memchr(p + 12, 0, nl))) {
+        snprintf(msg, sizeof(msg), "refusing the file name \"%.64s\"", r->name);
+        verdict(r, XFER_V_FILE, msg);
+        return;
+    }
+    r->size = size;
+    if (r->out) snprintf(r->final_path, sizeof(r->final_path), "%s", r->out);
+    else snprintf(r->final_path, sizeof(r->final_path), "%s/%s", r->dir, r->name);
+    const char *base = xfer_base_name(r->final_path);
+    size_t dirlen = (size_t)(base - r->final_path);
+    snprintf(r->tmp_path, sizeof(r->tmp_path), "%.*s.%s.tern-XXXXXX", (int)dirlen, r->final_path,
+             base);
+    if (!r->force && access(r->final_path, F_OK) == 0) {
+        r->tmp_path[0] = '\0';
+        snprintf(msg, sizeof(msg), "%.200s exists on the receiver (tern recv --force replaces it)",
+                 r->final_path);
+        verdict(r, XFER_V_FILE, msg);
+        return;
+    }
+    r->fd = mkostemp(r->tmp_path, O_CLOEXEC);
+    if (r->fd < 0) {
+        snprintf(msg, sizeof(msg), "cannot create %.200s: %s", r->tmp_path, strerror(errno));
+        r->tmp_path[0] = '\0';
+        verdict(r, XFER_V_FILE, msg);
+        return;
+    }
+    fchmod(r->fd, 0644);
+    if (size > 0) {
+        int e = posix_fallocate(r->fd, 0, (off_t)size);
+        if (e == ENOSPC || e == EFBIG || e == EIO) {
+            snprintf(msg, sizeof(msg), "cannot store %llu bytes in %.200s: %s",
+                     (unsigned long long)size, r->final_path, strerror(e));
+            verdict(r, XFER_V_FILE, msg);
+            return;
+        }
+    }
+    crypto_generichash_init(&r->hash, NULL, 0, XFER_HASH_LEN);
+    r->phase = 1;
+    r->t_first = tern_driver_now(r->d);
+    r->cpu0 = tools_cpu_ns();
+    xfer_progress_init(&r->prog, "tern recv", r->name, size, r->t_first, r->quiet);
+    if (!r->quiet) {
+        char from[64];
+        tern_addr_format(tern_conn_remote(r->conn), from, sizeof(from));
+        fprintf(stderr, "tern recv: receiving %s (%llu bytes) from %s into %s\n", r->name,
+                (unsigned long long)size, from, r->final_path);
+    }
+}
+
+static void on_data(recv_state *r, const uint8_t *p, size_t len)
+{
+    char msg[sizeof(r->text)];
+    if (r->received + len > r->size) {
+        verdict(r, XFER_V_PROTOCOL, "the sender sent more bytes than it announced");
+        return;
+    }
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = pwrite(r->fd, p + off, len - off, (off_t)(r->received + off));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            snprintf(msg, sizeof(msg), "cannot write %.200s at byte %llu: %s", r->final_path,
+                     (unsigned long long)(r->received + off),
+                     n == 0 ? "no progress" : strerror(errno));
+            fprintf(stderr, "%stern recv: %s\n", r->prog.tty && !r->quiet ? "\n" : "", msg);
+            verdict(r, XFER_V_FILE, msg);
+            return;
+        }
+        off += (size_t)n;
+    }
+    crypto_generichash_update(&r->hash, p, len);
+    r->received += len;
+    xfer_progress_update(&r->prog, r->received, tern_driver_now(r->d), 0);
+}
+
+static void on_end(recv_state *r, const uint8_t *p, size_t len)
+{
+    char msg[sizeof(r->text)];
+    uint8_t digest[XFER_HASH_LEN];
+    r->t_end = tern_driver_now(r->d);
+    if (len != XFER_HASH_LEN) {
+        verdict(r, XFER_V_PROTOCOL, "malformed end message");
+        return;
+    }
+    if (r->received != r->size) {
+        snprintf(msg, sizeof(msg), "received %llu bytes of %llu", (unsigned long long)r->received,
+                 (unsigned long long)r->size);
+        verdict(r, XFER_V_VERIFY, msg);
+        return;
+    }
+    crypto_generichash_final(&r->hash, digest, XFER_HASH_LEN);
+    if (sodium_memcmp(digest, p, XFER_HASH_LEN) != 0) {
+        verdict(r, XFER_V_VERIFY, "BLAKE2b-256 of the received file does not match the sender's");
+        return;
+    }
+    if (ftruncate(r->fd, (off_t)r->size) != 0 || close(r->fd) != 0) {
+        r->fd = -1;
+        snprintf(msg, sizeof(msg), "cannot finish %.200s: %s", r->final_path, strerror(errno));
+        verdict(r, XFER_V_FILE, msg);
+        return;
+    }
+    r->fd = -1;
+    if (rename(r->tmp_path, r->final_path) != 0) {
+        snprintf(msg, sizeof(msg), "cannot rename into %.200s: %s", r->final_path, strerror(errno));
+        verdict(r, XFER_V_FILE, msg);
+        return;
+    }
+    r->tmp_path[0] = '\0';
+    char hex[2 * XFER_HASH_LEN + 1];
+    tern_hex_encode(digest, XFER_HASH_LEN, hex);
+    snprintf(msg, sizeof(msg), "stored as %.200s, blake2b-256 %s", r->final_path, hex);
+    verdict(r, XFER_V_OK, msg);
+}
+
+static void on_message(tern_conn *c, uint64_t flow_id, const uint8_t *data, size_t len,
+                       void *user)
+{
+    recv_state *r = user;
+    (void)flow_id;
+    if (c != r->conn || len == 0 || r->phase >= 2) return;
+    if (r->phase == 0) {
+        if (data[0] == XFER_MSG_HEADER) on_header(r, data, len);
+        else verdict(r, XFER_V_PROTOCOL, "expected a transfer header");
+    } else if (data[0] == XFER_MSG_DATA) {
+        on_data(r, data + 1, len - 1);
+    } else if (data[0] == XFER_MSG_END) {
+        on_end(r, data + 1, len - 1);
+    } else {
+        verdict(r, XFER_V_PROTOCOL, "unexpected message");
+    }
+}
+
+static int on_accept(tern_conn *c, void *user)
+{
+    recv_state *r = user;
+    if (r->conn != NULL) return -1; /* one transfer at a time */
+    r->conn = c;
+    return 0;
+}
+
+static void on_closed(tern_conn *c, int err, uint64_t code, const char *reason, size_t len,
+                      void *user)
+{
+    recv_state *r = user;
+    if (c != r->conn || err == TERN_ERR_LOCAL_CLOSED) return;
+    if (r->phase < 2) {
+        r->err = err;
+        r->close_code = code;
+        if (len >= sizeof(r->reason)) len = sizeof(r->reason) - 1;
+        memcpy(r->reason, reason ? reason : "", len);
+        r->reason[len] = '\0';
+    }
+    tern_driver_stop(r->d);
+}
+
+static void on_conn_free(tern_conn *c, void *user)
+{
+    recv_state *r = user;
+    if (r->conn == c) r->conn = NULL;
+}
+
+static int finish(recv_state *r)
+{
+    if (r->phase >= 2) {
+        if (r->status == XFER_V_OK) {
+            xfer_progress_update(&r->prog, r->received, r->t_end, 1);
+            double secs = (double)(r->t_end - r->t_first) / 1e9;
+            if (secs <= 0) secs = 1e-9;
+            double cpu = (double)(tools_cpu_ns() - r->cpu0) / 1e9;
+            printf("tern recv: %s: %llu bytes in %.3f s, %.1f Mbit/s, cpu %.3f s (%.0f%%); %s\n",
+                   r->name, (unsigned long long)r->size, secs, (double)r->size * 8 / secs / 1e6,
+                   cpu, 100 * cpu / secs, r->text);
+            fflush(stdout);
+            return XFER_EXIT_OK;
+        }
+        fprintf(stderr, "tern recv: %s not stored: %s\n", r->name[0] ? r->name : "file", r->text);
+        return r->status == XFER_V_FILE     ? XFER_EXIT_FILE
+               : r->status == XFER_V_VERIFY ? XFER_EXIT_VERIFY
+                                            : XFER_EXIT_OTHER;
+    }
+    if (r->prog.tty && !r->quiet && r->phase == 1) fputc('\n', stderr);
+    if (r->err != 0) {
+        if (r->phase == 1)
+            fprintf(stderr, "tern recv: transfer of %s broke off after %llu of %llu bytes; "
+                            "nothing stored\n",
+                    r->name, (unsigned long long)r->received, (unsigned long long)r->size);
+        char from[64] = "the sender";
+        return tools_explain_conn_error("tern recv", from, r->err, r->close_code, r->reason, 0,
+                                        r->idle_ms);
+    }
+    fprintf(stderr, "tern recv: interrupted%s\n", r->phase == 1 ? "; nothing stored" : "");
+    return XFER_EXIT_OTHER;
+}
+
+int cmd_recv(int argc, char **argv)
+{
+    recv_state r;
+    memset(&r, 0, sizeof(r));
+    r.fd = -1;
+    r.dir = ".";
+    r.idle_ms = 30000;
+    const char *listen = NULL, *keyfile = NULL;
+    int integrity = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int bad = 0;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return XFER_EXIT_OK;
+        } else if (!strcmp(a, "--listen") && v) {
+            listen = v;
+            i++;
+        } else if (!strcmp(a, "--key") && v) {
+            keyfile = v;
+            i++;
+        } else if (!strcmp(a, "--dir") && v) {
+            r.dir = v;
+            i++;
+        } else if (!strcmp(a, "--out") && v) {
+            r.out = v;
+            i++;
+        } else if (!strcmp(a, "--force")) {
+            r.force = 1;
+        } else if (!strcmp(a, "--allow-integrity-only")) {
+            integrity = 1;
+        } else if (!strcmp(a, "--idle-timeout") && v) {
+            bad = tools_parse_u64(v, 1, 3600000, 0, &r.idle_ms);
+            i++;
+        } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
+            r.quiet = 1;
+        } else {
+            bad = 1;
+        }
+        if (bad) {
+            fprintf(stderr, "tern recv: bad argument %s%s%s\n", a, v ? " " : "", v ? v : "");
+            usage(stderr);
+            return XFER_EXIT_USAGE;
+        }
+    }
+    if (listen == NULL) {
+        usage(stderr);
+        return XFER_EXIT_USAGE;
+    }
+    struct stat sb;
+    if (r.out == NULL && (stat(r.dir, &sb) != 0 || !S_ISDIR(sb.st_mode))) {
+        fprintf(stderr, "tern recv: %s is not a directory\n", r.dir);
+        return XFER_EXIT_FILE;
+    }
+    tern_driver_config dc;
+    tern_driver_config_default(&dc);
+    if (tools_resolve(listen, 4433, &dc.listen[0]) != 0) return XFER_EXIT_USAGE;
+    dc.n_listen = 1;
+    dc.endpoint.is_server = 1;
+    dc.endpoint.has_static_key = 1;
+    int rc = keyfile ? tern_keyfile_read(keyfile, &dc.endpoint.static_key)
+                     : tern_keypair_generate(&dc.endpoint.static_key);
+    if (rc != TERN_OK) {
+        fprintf(stderr, "tern recv: cannot read the key %s: %s\n", keyfile ? keyfile : "",
+                rc == TERN_ERR_MALFORMED ? "not a tern key file" : strerror(errno));
+        return XFER_EXIT_USAGE;
+    }
+    dc.endpoint.settings.idle_timeout_ns = r.idle_ms * TERN_NS_PER_MS;
+    dc.endpoint.settings.integrity_only = (uint8_t)integrity;
+    dc.endpoint.callbacks.on_accept = on_accept;
+    dc.endpoint.callbacks.on_message = on_message;
+    dc.endpoint.callbacks.on_closed = on_closed;
+    dc.endpoint.callbacks.on_conn_free = on_conn_free;
+    dc.endpoint.user_data = &r;
+    char hex[2 * TERN_KEY_LEN + 1];
+    tern_hex_encode(dc.endpoint.static_key.pub, TERN_KEY_LEN, hex);
+    rc = tern_driver_new(&dc, &r.d);
+    tern_keypair_wipe(&dc.endpoint.static_key);
+    if (rc != TERN_OK) {
+        fprintf(stderr, "tern recv: cannot listen on %s: %s\n", listen, strerror(errno));
+        return XFER_EXIT_OTHER;
+    }
+    int exit_code = XFER_EXIT_OTHER;
+    if (tern_driver_timer_new(r.d, on_grace, &r, &r.timer) != TERN_OK) goto out;
+    tern_addr la;
+    tern_driver_local_addr(r.d, 0, &la);
+    tern_addr_format(&la, r.where, sizeof(r.where));
+    printf("tern recv: listening on udp %s\ntern recv: public key %s\n", r.where, hex);
+    fflush(stdout);
+
+    g_driver = r.d;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    rc = tern_driver_run(r.d);
+    if (rc != TERN_OK) {
+        fprintf(stderr, "tern recv: event loop failed: %s\n", strerror(errno));
+        drop_tmp(&r);
+        goto out;
+    }
+    drop_tmp(&r); /* whatever did not complete */
+    exit_code = finish(&r);
+    tern_driver_shutdown(r.d, g_interrupted ? XFER_V_PROTOCOL : 0,
+                         g_interrupted ? "receiver interrupted" : "done", 300 * TERN_NS_PER_MS);
+out:
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    g_driver = NULL;
+    drop_tmp(&r);
+    tern_driver_timer_del(r.timer);
+    tern_driver_del(r.d);
+    sodium_memzero(&r.hash, sizeof(r.hash));
+    return exit_code;
+}
