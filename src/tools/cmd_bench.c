@@ -1,7 +1,639 @@
-/* tern bench: placeholder */
+/*
+ * tern bench: throughput and latency between two tern endpoints (and a TCP reference).
+ *
+ * Design. `tern bench --listen ADDR:PORT` is a server driver (ready loop) that serves every
+ * client until SIGINT/SIGTERM. `tern bench --to ADDR:PORT --server-key HEX` is the client. Each
+ * side sends on one reliable ordered flow of its own (flows are one-way):
+ *   throughput (default): the client sends 'T' messages of --msg bytes (256 KiB) for --seconds,
+ *     or until --bytes were sent, keeping the flow's send buffer full (TERN_ERR_AGAIN is the
+ *     back-pressure; a 1 ms driver timer refills), then 'F'. The server counts the bytes from the
+ *     first 'T' to the 'F' and its own CPU time (getrusage) over that span, and answers 'R' with
+ *     bytes, nanoseconds and CPU nanoseconds. The client prints goodput as the receiver saw it,
+ *     and the CPU of each side as a share of one core over the transfer.
+ *   --latency: the client sends one 'Q' message of --size bytes (64) at a time; the server echoes
+ *     it as 'P' on its flow; the client records each round trip (a request goes out as soon as
+ *     the previous answer arrives) for --seconds and prints p50/p90/p99/p99.9/max.
+ * `--tcp` runs the latency test over TCP with TCP_NODELAY (blocking sockets, the same sizes and
+ * the same statistics), the kernel's reference; TCP throughput is iperf3's job.
+ * The last line of a client run is machine-readable: `bench: key=value ...`.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "tern/driver.h"
+#include "tern/udp.h"
 #include "tools/tools.h"
+
+#define BENCH_MAX_SAMPLES (1u << 22)
+
+enum {
+    BM_DATA = 'T',
+    BM_FIN = 'F',
+    BM_REPORT = 'R',
+    BM_REQ = 'Q',
+    BM_RESP = 'P',
+};
+
+static tern_driver *volatile g_driver;
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+    if (g_driver) tern_driver_stop(g_driver);
+}
+
+static void catch_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: tern bench --listen ADDR:PORT [--key FILE] [--allow-integrity-only] [--tcp]\n"
+            "       tern bench --to ADDR:PORT --server-key HEX [options]\n"
+            "The listener serves clients until interrupted (it prints its address and key).\n"
+            "Client options:\n"
+            "  --seconds N         how long to measure (default 5)\n"
+            "  --bytes N           throughput: stop after N bytes (K/M/G suffixes) instead\n"
+            "  --msg BYTES         throughput message size (default 256K)\n"
+            "  --latency           request/response round trips instead of throughput\n"
+            "  --size BYTES        latency message size (default 64)\n"
+            "  --aead aes|chacha   cipher preference; --integrity-only: no encryption\n"
+            "  --tcp               latency over TCP with TCP_NODELAY (the listener needs --tcp)\n"
+            "  --timeout MS        handshake timeout (5000); --idle-timeout MS (30000)\n"
+            "Output: goodput (as the receiver counted it) and CPU of each side as %% of one core,\n"
+            "or round-trip percentiles; then one line `bench: key=value ...`.\n"
+            "Exit: 0 measured, 1 other failure, 2 usage, 3 wrong server key, 4 no answer,\n"
+            "      5 connection lost.\n");
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+    return v;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(const uint64_t *v, size_t n, double p)
+{
+    if (n == 0) return 0;
+    size_t i = (size_t)(p / 100.0 * (double)(n - 1) + 0.5);
+    return (double)v[i < n ? i : n - 1] / 1e3;
+}
+
+static void print_latency(const char *what, uint64_t *v, size_t n, double secs)
+{
+    qsort(v, n, sizeof(*v), cmp_u64);
+    printf("%s: %zu round trips in %.2f s; rtt us p50 %.1f p90 %.1f p99 %.1f p99.9 %.1f max "
+           "%.1f\n",
+           what, n, secs, pct(v, n, 50), pct(v, n, 90), pct(v, n, 99), pct(v, n, 99.9),
+           pct(v, n, 100));
+    printf("bench: mode=latency transport=%s n=%zu p50_us=%.1f p90_us=%.1f p99_us=%.1f "
+           "p999_us=%.1f max_us=%.1f\n",
+           what, n, pct(v, n, 50), pct(v, n, 90), pct(v, n, 99), pct(v, n, 99.9), pct(v, n, 100));
+    fflush(stdout);
+}
+
+/* ---------------------------------------------------------------- server */
+
+typedef struct srv_conn {
+    uint64_t flow;          /* our reply flow */
+    int has_flow;
+    uint64_t bytes, t_first, cpu_first;
+} srv_conn;
+
+typedef struct srv_state {
+    tern_driver *d;
+    uint64_t served;
+} srv_state;
+
+static int srv_on_accept(tern_conn *c, void *user)
+{
+    (void)user;
+    srv_conn *sc = calloc(1, sizeof(*sc));
+    if (sc == NULL) return -1;
+    tern_conn_set_user_data(c, sc);
+    return 0;
+}
+
+static void srv_reply(srv_state *s, tern_conn *c, srv_conn *sc, const uint8_t *m, size_t len)
+{
+    if (!sc->has_flow) {
+        tern_flow_config fc;
+        tern_flow_config_default(&fc);
+        if (tern_flow_open(c, &fc, &sc->flow) != TERN_OK) return;
+        sc->has_flow = 1;
+    }
+    tern_flow_send(c, sc->flow, tern_driver_now(s->d), m, len, -1);
+}
+
+static void srv_on_message(tern_conn *c, uint64_t flow_id, const uint8_t *data, size_t len,
+                           void *user)
+{
+    srv_state *s = user;
+    srv_conn *sc = tern_conn_get_user_data(c);
+    (void)flow_id;
+    if (sc == NULL || len == 0) return;
+    uint64_t now = tern_driver_now(s->d);
+    if (data[0] == BM_DATA) {
+        if (sc->bytes == 0) {
+            sc->t_first = now;
+            sc->cpu_first = tools_cpu_ns();
+        }
+        sc->bytes += len;
+    } else if (data[0] == BM_FIN) {
+        uint8_t r[1 + 24];
+        r[0] = BM_REPORT;
+        put64(r + 1, sc->bytes);
+        put64(r + 9, sc->bytes ? now - sc->t_first : 0);
+        put64(r + 17, sc->bytes ? tools_cpu_ns() - sc->cpu_first : 0);
+        srv_reply(s, c, sc, r, sizeof(r));
+        sc->bytes = 0;
+        s->served++;
+    } else if (data[0] == BM_REQ && len <= 65536) {
+        uint8_t buf[65536];
+        memcpy(buf, data, len);
+        buf[0] = BM_RESP;
+        srv_reply(s, c, sc, buf, len);
+    }
+}
+
+static void srv_on_conn_free(tern_conn *c, void *user)
+{
+    (void)user;
+    free(tern_conn_get_user_data(c));
+    tern_conn_set_user_data(c, NULL);
+}
+
+static int tcp_listen(const tern_addr *a, char *where, size_t wlen);
+
+static int run_server(const tern_addr *listen, const char *keyfile, int integrity, int tcp)
+{
+    if (tcp) {
+        char where[64];
+        int fd = tcp_listen(listen, where, sizeof(where));
+        if (fd < 0) return XFER_EXIT_OTHER;
+        printf("tern bench: listening on tcp %s\n", where);
+        fflush(stdout);
+        catch_signals();
+        uint8_t buf[65536];
+        while (!g_stop) {
+            int c = accept(fd, NULL, NULL);
+            if (c < 0) continue;
+            int one = 1;
+            setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+            ssize_t n;
+            while (!g_stop && (n = read(c, buf, sizeof(buf))) > 0)
+                if (write(c, buf, (size_t)n) != n) break;
+            close(c);
+        }
+        close(fd);
+        return XFER_EXIT_OK;
+    }
+    srv_state s;
+    memset(&s, 0, sizeof(s));
+    tern_driver_config dc;
+    tern_driver_config_default(&dc);
+    dc.n_listen = 1;
+    dc.listen[0] = *listen;
+    dc.endpoint.is_server = 1;
+    dc.endpoint.has_static_key = 1;
+    int rc = keyfile ? tern_keyfile_read(keyfile, &dc.endpoint.static_key)
+                     : tern_keypair_generate(&dc.endpoint.static_key);
+    if (rc != TERN_OK) {
+        fprintf(stderr, "tern bench: cannot read the key %s\n", keyfile ? keyfile : "");
+        return XFER_EXIT_USAGE;
+    }
+    dc.endpoint.settings.integrity_only = (uint8_t)integrity;
+    dc.endpoint.callbacks.on_accept = srv_on_accept;
+    dc.endpoint.callbacks.on_message = srv_on_message;
+    dc.endpoint.callbacks.on_conn_free = srv_on_conn_free;
+    dc.endpoint.user_data = &s;
+    char hex[2 * TERN_KEY_LEN + 1], where[64];
+    tern_hex_encode(dc.endpoint.static_key.pub, TERN_KEY_LEN, hex);
+    rc = tern_driver_new(&dc, &s.d);
+    tern_keypair_wipe(&dc.endpoint.static_key);
+    if (rc != TERN_OK) {
+        fprintf(stderr, "tern bench: cannot listen: %s\n", strerror(errno));
+        return XFER_EXIT_OTHER;
+    }
+    tern_addr la;
+    tern_driver_local_addr(s.d, 0, &la);
+    printf("tern bench: listening on udp %s\ntern bench: public key %s\n",
+           tern_addr_format(&la, where, sizeof(where)), hex);
+    fflush(stdout);
+    g_driver = s.d;
+    catch_signals();
+    rc = tern_driver_run(s.d);
+    tern_driver_shutdown(s.d, 0, "bench listener stopping", 300 * TERN_NS_PER_MS);
+    g_driver = NULL;
+    tern_driver_del(s.d);
+    fprintf(stderr, "tern bench: served %llu throughput runs\n", (unsigned long long)s.served);
+    return rc == TERN_OK ? XFER_EXIT_OK : XFER_EXIT_OTHER;
+}
+
+/* ---------------------------------------------------------------- client */
+
+typedef struct cli_state {
+    tern_driver *d;
+    tern_conn *conn;
+    tern_driver_timer *timer;
+    char where[64];
+    int latency;
+    uint64_t seconds_ns, max_bytes;
+    size_t msg, size;
+    uint8_t *buf;
+    uint64_t flow;
+    int phase;              /* 0 connecting, 1 running, 2 waiting for the report, 3 done */
+    uint64_t t0, t_end, cpu0, sent;
+    uint64_t *samples;
+    size_t n_samples;
+    uint64_t req_at;
+    uint64_t r_bytes, r_ns, r_cpu; /* the server's report */
+    uint64_t t_report, cpu_report;
+    uint64_t timeout_ms, idle_ms;
+    int err;
+    uint64_t close_code;
+    char reason[300];
+    uint8_t aead, integrity_only;
+} cli_state;
+
+static void cli_send_req(cli_state *s, uint64_t now)
+{
+    s->buf[0] = BM_REQ;
+    s->req_at = now;
+    if (tern_flow_send(s->conn, s->flow, now, s->buf, s->size, -1) != TERN_OK) {
+        s->phase = 3;
+        tern_driver_stop(s->d);
+    }
+}
+
+static void cli_pump(cli_state *s, uint64_t now)
+{
+    if (s->phase != 1 || s->latency || s->conn == NULL) return;
+    while (now - s->t0 < s->seconds_ns && (s->max_bytes == 0 || s->sent < s->max_bytes)) {
+        s->buf[0] = BM_DATA;
+        size_t n = s->msg;
+        if (s->max_bytes && s->max_bytes - s->sent < n) n = (size_t)(s->max_bytes - s->sent);
+        int rc = tern_flow_send(s->conn, s->flow, now, s->buf, n, -1);
+        if (rc == TERN_ERR_AGAIN) return;
+        if (rc != TERN_OK) {
+            fprintf(stderr, "tern bench: cannot queue data: %s\n", tern_strerror(rc));
+            s->phase = 3;
+            tern_driver_stop(s->d);
+            return;
+        }
+        s->sent += n;
+    }
+    uint8_t fin = BM_FIN;
+    if (tern_flow_send(s->conn, s->flow, now, &fin, 1, -1) == TERN_OK) {
+        s->t_end = now;
+        s->phase = 2;
+    }
+}
+
+static void cli_on_timer(tern_driver *d, tern_driver_timer *t, void *user)
+{
+    cli_state *s = user;
+    uint64_t now = tern_driver_now(d);
+    if (s->phase == 1 && s->latency && now - s->t0 >= s->seconds_ns) {
+        s->t_end = now;
+        s->phase = 3;
+        tern_driver_stop(d);
+        return;
+    }
+    cli_pump(s, now);
+    if (s->phase < 3) tern_driver_timer_set(t, now + TERN_NS_PER_MS);
+}
+
+static void cli_on_established(tern_conn *c, void *user)
+{
+    cli_state *s = user;
+    uint64_t now = tern_driver_now(s->d);
+    tern_flow_config fc;
+    tern_flow_config_default(&fc);
+    if (tern_flow_open(c, &fc, &s->flow) != TERN_OK) {
+        s->phase = 3;
+        tern_driver_stop(s->d);
+        return;
+    }
+    tern_conn_stats st;
+    tern_conn_get_stats(c, &st);
+    s->aead = st.aead;
+    s->integrity_only = st.integrity_only;
+    s->phase = 1;
+    s->t0 = now;
+    s->cpu0 = tools_cpu_ns();
+    if (s->latency) cli_send_req(s, now);
+    else cli_pump(s, now);
+    tern_driver_timer_set(s->timer, now + TERN_NS_PER_MS);
+}
+
+static void cli_on_message(tern_conn *c, uint64_t flow_id, const uint8_t *data, size_t len,
+                           void *user)
+{
+    cli_state *s = user;
+    (void)c, (void)flow_id;
+    uint64_t now = tern_driver_now(s->d);
+    if (len == 25 && data[0] == BM_REPORT && s->phase == 2) {
+        s->r_bytes = get64(data + 1);
+        s->r_ns = get64(data + 9);
+        s->r_cpu = get64(data + 17);
+        s->t_report = now;
+        s->cpu_report = tools_cpu_ns();
+        s->phase = 3;
+        tern_driver_stop(s->d);
+    } else if (len >= 1 && data[0] == BM_RESP && s->phase == 1 && s->latency) {
+        /* the driver's clock is read once per iteration: take a fresh one for the sample */
+        uint64_t t = tools_now_ns();
+        if (s->n_samples < BENCH_MAX_SAMPLES) s->samples[s->n_samples++] = t - s->req_at;
+        if (t - s->t0 >= s->seconds_ns) {
+            s->t_end = t;
+            s->phase = 3;
+            tern_driver_stop(s->d);
+            return;
+        }
+        cli_send_req(s, t);
+    }
+}
+
+static void cli_on_closed(tern_conn *c, int err, uint64_t code, const char *reason, size_t len,
+                          void *user)
+{
+    cli_state *s = user;
+    (void)c;
+    if (err == TERN_ERR_LOCAL_CLOSED) return;
+    s->err = err;
+    s->close_code = code;
+    if (len >= sizeof(s->reason)) len = sizeof(s->reason) - 1;
+    memcpy(s->reason, reason ? reason : "", len);
+    s->reason[len] = '\0';
+    tern_driver_stop(s->d);
+}
+
+static void cli_on_conn_free(tern_conn *c, void *user)
+{
+    cli_state *s = user;
+    if (s->conn == c) s->conn = NULL;
+}
+
+static int cli_report(cli_state *s)
+{
+    const char *cipher = s->integrity_only                  ? "integrity-only"
+                         : s->aead == TERN_AEAD_AES256GCM ? "aes-256-gcm"
+                                                            : "chacha20-poly1305";
+    if (s->latency) {
+        print_latency(cipher, s->samples, s->n_samples, (double)(s->t_end - s->t0) / 1e9);
+        return s->n_samples > 0 ? XFER_EXIT_OK : XFER_EXIT_OTHER;
+    }
+    double rsec = (double)s->r_ns / 1e9, ssec = (double)(s->t_report - s->t0) / 1e9;
+    if (rsec <= 0) rsec = 1e-9;
+    if (ssec <= 0) ssec = 1e-9;
+    double gbps = (double)s->r_bytes * 8 / rsec / 1e9;
+    double scpu = 100.0 * (double)(s->cpu_report - s->cpu0) / 1e9 / ssec;
+    double rcpu = 100.0 * (double)s->r_cpu / 1e9 / rsec;
+    printf("tern bench: %s: %llu bytes received in %.3f s: goodput %.3f Gbit/s; cpu sender %.0f%% "
+           "receiver %.0f%% of a core\n",
+           cipher, (unsigned long long)s->r_bytes, rsec, gbps, scpu, rcpu);
+    printf("bench: mode=throughput transport=%s bytes=%llu secs=%.3f gbps=%.3f snd_cpu=%.1f "
+           "rcv_cpu=%.1f\n",
+           cipher, (unsigned long long)s->r_bytes, rsec, gbps, scpu, rcpu);
+    fflush(stdout);
+    return s->r_bytes > 0 ? XFER_EXIT_OK : XFER_EXIT_OTHER;
+}
+
+static int tcp_latency(const tern_addr *to, size_t size, uint64_t seconds_ns);
+
+static int run_client(cli_state *s, const tern_addr *remote, const uint8_t pub[TERN_KEY_LEN],
+                      int aead, int integrity)
+{
+    tern_driver_config dc;
+    tern_driver_config_default(&dc);
+    dc.endpoint.settings.handshake_timeout_ns = s->timeout_ms * TERN_NS_PER_MS;
+    dc.endpoint.settings.idle_timeout_ns = s->idle_ms * TERN_NS_PER_MS;
+    dc.endpoint.settings.aead = (uint8_t)aead;
+    dc.endpoint.settings.integrity_only = (uint8_t)integrity;
+    dc.endpoint.callbacks.on_established = cli_on_established;
+    dc.endpoint.callbacks.on_message = cli_on_message;
+    dc.endpoint.callbacks.on_closed = cli_on_closed;
+    dc.endpoint.callbacks.on_conn_free = cli_on_conn_free;
+    dc.endpoint.user_data = s;
+    int rc = tern_driver_new(&dc, &s->d);
+    if (rc != TERN_OK) {
+        fprintf(stderr, "tern bench: cannot set up: %s\n", tern_strerror(rc));
+        return XFER_EXIT_OTHER;
+    }
+    int exit_code = XFER_EXIT_OTHER;
+    rc = tern_driver_timer_new(s->d, cli_on_timer, s, &s->timer);
+    if (rc == TERN_OK) rc = tern_driver_connect(s->d, remote, pub, &s->conn);
+    if (rc != TERN_OK) {
+        fprintf(stderr, "tern bench: cannot connect to %s: %s\n", s->where, tern_strerror(rc));
+        goto out;
+    }
+    g_driver = s->d;
+    catch_signals();
+    if (tern_driver_run(s->d) != TERN_OK) {
+        fprintf(stderr, "tern bench: event loop failed: %s\n", strerror(errno));
+        goto out;
+    }
+    if (s->phase == 3 && s->err == 0 && !g_stop) exit_code = cli_report(s);
+    else if (s->err != 0)
+        exit_code = tools_explain_conn_error("tern bench", s->where, s->err, s->close_code,
+                                             s->reason, s->timeout_ms, s->idle_ms);
+    else fprintf(stderr, "tern bench: interrupted\n");
+    tern_driver_shutdown(s->d, 0, "bench done", 300 * TERN_NS_PER_MS);
+out:
+    g_driver = NULL;
+    tern_driver_timer_del(s->timer);
+    tern_driver_del(s->d);
+    return exit_code;
+}
+
 int cmd_bench(int argc, char **argv)
 {
-    (void)argc, (void)argv;
-    return 1;
+    cli_state s;
+    memset(&s, 0, sizeof(s));
+    s.timeout_ms = 5000;
+    s.idle_ms = 30000;
+    const char *listen = NULL, *target = NULL, *key_hex = NULL, *keyfile = NULL;
+    uint64_t seconds = 5, msg = 256 << 10, size = 64;
+    int aead = TERN_AEAD_AUTO, integrity = 0, tcp = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int bad = 0;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return XFER_EXIT_OK;
+        } else if (!strcmp(a, "--listen") && v) {
+            listen = v;
+            i++;
+        } else if (!strcmp(a, "--to") && v) {
+            target = v;
+            i++;
+        } else if (!strcmp(a, "--server-key") && v) {
+            key_hex = v;
+            i++;
+        } else if (!strcmp(a, "--key") && v) {
+            keyfile = v;
+            i++;
+        } else if (!strcmp(a, "--seconds") && v) {
+            bad = tools_parse_u64(v, 1, 3600, 0, &seconds);
+            i++;
+        } else if (!strcmp(a, "--bytes") && v) {
+            bad = tools_parse_u64(v, 1, UINT64_MAX >> 1, 1, &s.max_bytes);
+            i++;
+        } else if (!strcmp(a, "--msg") && v) {
+            bad = tools_parse_u64(v, 16, 16u << 20, 1, &msg);
+            i++;
+        } else if (!strcmp(a, "--size") && v) {
+            bad = tools_parse_u64(v, 1, 65536, 1, &size);
+            i++;
+        } else if (!strcmp(a, "--latency")) {
+            s.latency = 1;
+        } else if (!strcmp(a, "--tcp")) {
+            tcp = 1;
+        } else if (!strcmp(a, "--aead") && v) {
+            if (!strcmp(v, "aes")) aead = TERN_AEAD_AES256GCM;
+            else if (!strcmp(v, "chacha")) aead = TERN_AEAD_CHACHA20POLY1305;
+            else bad = 1;
+            i++;
+        } else if (!strcmp(a, "--integrity-only")) {
+            integrity = 1;
+        } else if (!strcmp(a, "--allow-integrity-only")) {
+            integrity = 1;
+        } else if (!strcmp(a, "--timeout") && v) {
+            bad = tools_parse_u64(v, 1, 3600000, 0, &s.timeout_ms);
+            i++;
+        } else if (!strcmp(a, "--idle-timeout") && v) {
+            bad = tools_parse_u64(v, 1, 3600000, 0, &s.idle_ms);
+            i++;
+        } else {
+            bad = 1;
+        }
+        if (bad) {
+            fprintf(stderr, "tern bench: bad argument %s%s%s\n", a, v ? " " : "", v ? v : "");
+            usage(stderr);
+            return XFER_EXIT_USAGE;
+        }
+    }
+    if ((listen == NULL) == (target == NULL)) {
+        usage(stderr);
+        return XFER_EXIT_USAGE;
+    }
+    tern_addr addr;
+    if (tools_resolve(listen ? listen : target, 4433, &addr) != 0) return XFER_EXIT_USAGE;
+    if (listen) return run_server(&addr, keyfile, integrity, tcp);
+    s.seconds_ns = s.max_bytes ? 3600 * TERN_NS_PER_S : seconds * TERN_NS_PER_S;
+    if (tcp) {
+        if (!s.latency) {
+            fprintf(stderr, "tern bench: --tcp measures latency only (use iperf3 for TCP "
+                            "throughput)\n");
+            return XFER_EXIT_USAGE;
+        }
+        return tcp_latency(&addr, (size_t)size, seconds * TERN_NS_PER_S);
+    }
+    uint8_t pub[TERN_KEY_LEN];
+    if (key_hex == NULL || tern_hex_decode(key_hex, pub, TERN_KEY_LEN) != TERN_OK) {
+        fprintf(stderr, "tern bench: --server-key needs 64 hex characters\n");
+        return XFER_EXIT_USAGE;
+    }
+    tern_addr_format(&addr, s.where, sizeof(s.where));
+    s.msg = (size_t)msg;
+    s.size = (size_t)size;
+    s.buf = calloc(1, s.msg > s.size ? s.msg : s.size);
+    s.samples = s.latency ? malloc(BENCH_MAX_SAMPLES * sizeof(uint64_t)) : NULL;
+    if (s.buf == NULL || (s.latency && s.samples == NULL)) {
+        fprintf(stderr, "tern bench: out of memory\n");
+        free(s.buf);
+        free(s.samples);
+        return XFER_EXIT_OTHER;
+    }
+    int rc = run_client(&s, &addr, pub, aead, integrity);
+    free(s.buf);
+    free(s.samples);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- TCP reference */
+
+static int tcp_listen(const tern_addr *a, char *where, size_t wlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = tern_addr_to_sockaddr(a, &ss);
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (fd < 0 || bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 16) != 0) {
+        fprintf(stderr, "tern bench: cannot listen on tcp: %s\n", strerror(errno));
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    sl = sizeof(ss);
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    tern_addr la;
+    tern_addr_from_sockaddr(&la, (struct sockaddr *)&ss, sl);
+    tern_addr_format(&la, where, wlen);
+    return fd;
+}
+
+static int tcp_latency(const tern_addr *to, size_t size, uint64_t seconds_ns)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = tern_addr_to_sockaddr(to, &ss);
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&ss, sl) != 0) {
+        fprintf(stderr, "tern bench: cannot connect over tcp: %s\n", strerror(errno));
+        if (fd >= 0) close(fd);
+        return XFER_EXIT_NO_ANSWER;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    uint8_t *buf = calloc(1, size);
+    uint64_t *v = malloc(BENCH_MAX_SAMPLES * sizeof(uint64_t));
+    size_t n = 0;
+    int ok = buf && v;
+    uint64_t t0 = tools_now_ns(), t = t0;
+    while (ok && t - t0 < seconds_ns && n < BENCH_MAX_SAMPLES) {
+        uint64_t s0 = tools_now_ns();
+        if (write(fd, buf, size) != (ssize_t)size) ok = 0;
+        for (size_t got = 0; ok && got < size;) {
+            ssize_t r = read(fd, buf + got, size - got);
+            if (r <= 0) ok = 0;
+            else got += (size_t)r;
+        }
+        t = tools_now_ns();
+        if (ok) v[n++] = t - s0;
+    }
+    close(fd);
+    if (!ok) fprintf(stderr, "tern bench: tcp connection failed: %s\n", strerror(errno));
+    else print_latency("tcp-nodelay", v, n, (double)(t - t0) / 1e9);
+    free(buf);
+    free(v);
+    return ok ? XFER_EXIT_OK : XFER_EXIT_LOST;
 }
