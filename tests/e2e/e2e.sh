@@ -1,7 +1,8 @@
 #!/bin/sh
 # End-to-end tests of the tern listener in ternd and the tern client, on 127.0.0.1 with ports the
 # kernel picks (ternd binds port 0 and prints what it got). Usage: e2e.sh CASE TERND TERN CONNS
-# Cases: ping, wrong_key, no_listener, keygen, conns200, kill, sigterm. Exit 0 pass, 1 fail.
+# Cases: ping, wrong_key, no_listener, keygen, conns200, kill, sigterm; file transfer (tern send /
+# tern recv): xfer200, xfer_kill, xfer_wrong_key, xfer_disk_full. Exit 0 pass, 1 fail.
 set -u
 CASE=$1
 TERND=$2
@@ -11,11 +12,15 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/tern-e2e.XXXXXX")
 ternd_pid=""
 bg_pid=""
 ping_pid=""
+recv_pid=""
+mnt=""
 
 cleanup() {
   [ -n "$bg_pid" ] && kill "$bg_pid" 2>/dev/null
   [ -n "$ping_pid" ] && kill "$ping_pid" 2>/dev/null
   [ -n "$ternd_pid" ] && kill -9 "$ternd_pid" 2>/dev/null
+  [ -n "$recv_pid" ] && kill -9 "$recv_pid" 2>/dev/null
+  [ -n "$mnt" ] && umount "$mnt" 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
@@ -57,7 +62,131 @@ stop_ternd() { # SIGTERM must give exit 0 and the tern counters
   grep -q '^tern accepted=' "$work/ternd.log" || fail "ternd printed no tern counters"
 }
 
+# start_recv DIR [args...]: tern recv on 127.0.0.1:0 storing into DIR; sets recv_pid, PORT, KEY
+start_recv() {
+  rdir=$1
+  shift
+  "$TERN" recv --listen 127.0.0.1:0 --dir "$rdir" "$@" >"$work/recv.log" 2>&1 &
+  recv_pid=$!
+  i=0
+  while [ $i -lt 100 ]; do
+    if grep -q '^tern recv: public key' "$work/recv.log" 2>/dev/null; then
+      PORT=$(sed -n 's/^tern recv: listening on udp 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/recv.log")
+      KEY=$(sed -n 's/^tern recv: public key \([0-9a-f]*\)$/\1/p' "$work/recv.log")
+      [ -n "$PORT" ] && [ ${#KEY} -eq 64 ] || fail "tern recv printed no address or key"
+      return 0
+    fi
+    kill -0 "$recv_pid" 2>/dev/null || fail "tern recv exited at startup"
+    sleep 0.05
+    i=$((i + 1))
+  done
+  fail "tern recv did not start"
+}
+
+wait_recv() { # sets RRC
+  wait "$recv_pid"
+  RRC=$?
+  recv_pid=""
+}
+
 case "$CASE" in
+xfer200)
+  # 200 MB of random bytes arrive byte-exact; both sides report the same BLAKE2b-256
+  mkdir "$work/rx"
+  head -c 200000000 /dev/urandom >"$work/big.bin" || fail "cannot make the file"
+  start_recv "$work/rx"
+  t0=$(now_ms)
+  "$TERN" send "$work/big.bin" --to "127.0.0.1:$PORT" --server-key "$KEY" >"$work/send.log" 2>&1
+  rc=$?
+  t=$(($(now_ms) - t0))
+  wait_recv
+  [ $rc -eq 0 ] || fail "tern send exited with $rc"
+  [ $RRC -eq 0 ] || fail "tern recv exited with $RRC"
+  cmp "$work/big.bin" "$work/rx/big.bin" || fail "the received file differs"
+  h1=$(sed -n 's/.*verified by the receiver, blake2b-256 \([0-9a-f]*\)$/\1/p' "$work/send.log")
+  h2=$(sed -n 's/.*, blake2b-256 \([0-9a-f]*\)$/\1/p' "$work/recv.log")
+  [ ${#h1} -eq 64 ] && [ "$h1" = "$h2" ] || fail "hashes: sender '$h1', receiver '$h2'"
+  [ "$(ls -A "$work/rx")" = big.bin ] || fail "left-overs in the target directory: $(ls -A "$work/rx")"
+  grep -q '%' "$work/send.log" || [ $t -lt 2500 ] || fail "no progress lines in $t ms"
+  tail -1 "$work/send.log"
+  tail -1 "$work/recv.log"
+  ;;
+xfer_kill)
+  # the receiver is killed mid-transfer: the sender says so within the idle timeout (2 s)
+  mkdir "$work/rx"
+  truncate -s 4G "$work/sparse.bin" # reads as zeros, costs no disk: far longer than the test
+  start_recv "$work/rx"
+  "$TERN" send "$work/sparse.bin" --to "127.0.0.1:$PORT" --server-key "$KEY" \
+    --idle-timeout 2000 >"$work/send.log" 2>&1 &
+  bg_pid=$!
+  i=0
+  until grep -q '^tern recv: receiving' "$work/recv.log"; do
+    [ $i -lt 100 ] || fail "the transfer did not start"
+    sleep 0.05
+    i=$((i + 1))
+  done
+  sleep 0.3
+  kill -0 "$bg_pid" 2>/dev/null || fail "the sender finished before the kill"
+  kill -9 "$recv_pid"
+  wait "$recv_pid" 2>/dev/null
+  recv_pid=""
+  t0=$(now_ms)
+  wait "$bg_pid"
+  rc=$?
+  bg_pid=""
+  t=$(($(now_ms) - t0))
+  [ $rc -eq 5 ] || fail "exit $rc, expected 5"
+  grep -q 'idle timeout' "$work/send.log" || fail "no clear message"
+  grep -q 'failed after [0-9]* of 4294967296 bytes' "$work/send.log" || fail "no byte count"
+  [ $t -le 3000 ] || fail "the error came $t ms after the kill (idle timeout 2000 ms)"
+  tail -2 "$work/send.log"
+  echo "error reported $t ms after the kill"
+  ;;
+xfer_wrong_key)
+  mkdir "$work/rx"
+  echo hello >"$work/small.txt"
+  start_recv "$work/rx"
+  bad=$(echo "$KEY" | tr '0-9a-f' '1-9a-f0')
+  "$TERN" send "$work/small.txt" --to "127.0.0.1:$PORT" --server-key "$bad" >"$work/send.log" 2>&1
+  rc=$?
+  [ $rc -eq 3 ] || fail "wrong key: exit $rc, expected 3"
+  grep -q 'wrong --server-key' "$work/send.log" || fail "no clear message"
+  "$TERN" send "$work/missing" --to "127.0.0.1:$PORT" --server-key "$KEY" >"$work/send2.log" 2>&1
+  rc=$?
+  [ $rc -eq 6 ] || fail "missing input file: exit $rc, expected 6"
+  grep -q 'cannot read' "$work/send2.log" || fail "no clear message for a missing file"
+  # the receiver is still waiting: the right key goes through
+  "$TERN" send "$work/small.txt" --to "127.0.0.1:$PORT" --server-key "$KEY" >"$work/send3.log" 2>&1 ||
+    fail "the right key failed after a wrong one"
+  wait_recv
+  [ $RRC -eq 0 ] || fail "tern recv exited with $RRC"
+  cmp "$work/small.txt" "$work/rx/small.txt" || fail "the file differs"
+  cat "$work/send.log" "$work/send2.log"
+  ;;
+xfer_disk_full)
+  # the receiver's disk fills up: a 4 MiB tmpfs when root can mount one, else a read-only
+  # directory (permission denied); either way both sides exit 6 with the reason and nothing stays
+  mkdir "$work/rx"
+  head -c 20000000 /dev/urandom >"$work/big.bin"
+  if [ "$(id -u)" = 0 ] && mount -t tmpfs -o size=4m tern-e2e "$work/rx" 2>/dev/null; then
+    mnt="$work/rx"
+    want='No space left on device'
+  else
+    chmod 555 "$work/rx"
+    touch "$work/rx/probe" 2>/dev/null && { echo "SKIP: cannot make a full or read-only target"; exit 0; }
+    want='Permission denied'
+  fi
+  start_recv "$work/rx"
+  "$TERN" send "$work/big.bin" --to "127.0.0.1:$PORT" --server-key "$KEY" >"$work/send.log" 2>&1
+  rc=$?
+  wait_recv
+  [ $rc -eq 6 ] || fail "sender exit $rc, expected 6"
+  [ $RRC -eq 6 ] || fail "receiver exit $RRC, expected 6"
+  grep -q "did not store big.bin: .*$want" "$work/send.log" || fail "no clear message from the sender"
+  [ -z "$(ls -A "$work/rx")" ] || fail "left-overs on the receiver: $(ls -A "$work/rx")"
+  cat "$work/send.log"
+  tail -1 "$work/recv.log"
+  ;;
 ping)
   start_ternd
   "$TERN" ping "127.0.0.1:$PORT" --server-key "$KEY" --count 5 --interval 20 >"$work/ping.log" 2>&1
