@@ -833,15 +833,16 @@ static uint8_t *put_fragment(const tern_conn *c, uint8_t *p, const uint8_t *end,
     return tern__put_bytes(p, end, fr->msg->data + fr->off, fr->len);
 }
 
-/* Drops queued messages whose deadline passed (never RELIABLE ones). */
+/* Drops queued messages that can no longer arrive in time (never RELIABLE ones). Messages are
+ * queued in order, so their deadlines grow: looking at the head is enough, and keeps this O(1)
+ * per packet however long the queue. */
 static void expire_messages(tern_conn *c, tern__sflow *f, uint64_t now)
 {
     if (f->cfg.reliability == TERN_FLOW_RELIABLE) return;
-    tern__msg *m = f->head;
-    while (m) {
-        tern__msg *next = m->next;
-        if (now >= send_cutoff(c, m)) msg_give_up(c, f, m);
-        m = next;
+    while (f->head && now >= send_cutoff(c, f->head)) {
+        tern__msg *m = f->head;
+        msg_give_up(c, f, m);
+        if (f->head == m) break; /* cannot happen: a given-up message leaves the queue */
     }
 }
 

@@ -111,7 +111,10 @@ void tern__rec_on_sent(tern_conn *c, const tern__sent *rec_in, uint64_t now)
         r->cc.ops->on_sent(r->cc.st, now, s->bytes, r->bytes_in_flight);
         tern__pacer_on_sent(&r->pacer, now, s->bytes);
     }
-    if (s->ack_eliciting) r->last_eliciting_time = now;
+    if (s->ack_eliciting) {
+        r->last_eliciting_time = now;
+        r->eliciting_out++;
+    }
 }
 
 /* Drops finished records from the front of the ring. */
@@ -136,6 +139,7 @@ static void on_packet_lost(tern_conn *c, tern__sent *s, uint64_t now)
 {
     tern__recovery *r = c->recp;
     s->state = SENT_LOST;
+    if (s->ack_eliciting) r->eliciting_out--;
     r->lost_total++;
     c->st.packets_lost++;
     r->loss_avg_q16 += (65536 - r->loss_avg_q16) / 64;
@@ -220,6 +224,7 @@ int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
                 continue;
             }
             s->state = SENT_ACKED;
+            if (s->ack_eliciting) r->eliciting_out--;
             r->loss_avg_q16 -= r->loss_avg_q16 / 64;
             if (s->in_flight) {
                 r->bytes_in_flight -= s->bytes;
@@ -280,15 +285,7 @@ uint64_t tern__rec_timer(const tern_conn *c)
 {
     const tern__recovery *r = c->recp;
     if (r->loss_time != TERN_TIME_NEVER) return r->loss_time;
-    int eliciting_out = 0;
-    for (uint64_t pn = r->base; pn < r->base + r->n; pn++) {
-        const tern__sent *s = sent_at(r, pn);
-        if (s->state == SENT_OUTSTANDING && s->ack_eliciting) {
-            eliciting_out = 1;
-            break;
-        }
-    }
-    if (!eliciting_out) return TERN_TIME_NEVER;
+    if (r->eliciting_out == 0) return TERN_TIME_NEVER;
     return r->last_eliciting_time + tern__rec_pto(c);
 }
 
