@@ -255,6 +255,7 @@ void tern__conn_terminate(tern_conn *c, uint64_t now, int err, uint64_t code, co
 {
     uint64_t tcode = err == TERN_ERR_PROTOCOL ? TERN__TERR_PROTOCOL
                      : err == TERN_ERR_REFUSED ? TERN__TERR_REFUSED
+                     : err == TERN_ERR_NOMEM   ? TERN__TERR_INTERNAL
                                                : code;
     terminate(c, now, err, TERN__CLOSE_TRANSPORT, tcode, reason, reason_len,
               silent ? TERM_SILENT : TERM_SEND_CLOSE);
@@ -546,10 +547,10 @@ int tern__conn_recv_short(tern_endpoint *ep, uint64_t now, const tern_addr *loca
     int eliciting = 0;
     rc = process_frames(c, now, frames, frames + plain_len, &eliciting);
     if (rc == TERN_ERR_PROTOCOL || rc == TERN_ERR_NOMEM) {
-        static const char why[] = "protocol violation";
-        tern__conn_terminate(c, now, rc == TERN_ERR_NOMEM ? TERN_ERR_NOMEM : TERN_ERR_PROTOCOL, 0,
-                             (const uint8_t *)why, sizeof(why) - 1, 0);
-        return TERN_ERR_PROTOCOL;
+        static const char proto[] = "protocol violation", nomem[] = "out of memory";
+        const char *why = rc == TERN_ERR_NOMEM ? nomem : proto;
+        tern__conn_terminate(c, now, rc, 0, (const uint8_t *)why, strlen(why), 0);
+        return rc;
     }
     if (c->state != TERN_CONN_ESTABLISHED) return TERN_OK;
     tern__flows_reap(c);
