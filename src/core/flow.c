@@ -15,11 +15,6 @@
 
 #define MAX_FRAG_HDR 24 /* worst-case FLOW_DATA header */
 
-static size_t frag_room(const tern_conn *c)
-{
-    return tern__conn_max_payload(c) - 13 - TERN__AEAD_TAG_LEN - MAX_FRAG_HDR;
-}
-
 /* ---------------------------------------------------------------- lookup */
 
 tern__sflow *tern__sflow_find(const tern_conn *c, uint64_t id)
@@ -918,8 +913,12 @@ uint8_t *tern__flow_write_data(tern_conn *c, uint64_t now, uint8_t *p, const uin
             p = q;
         } else {
             tern__msg *m = f->head;
-            size_t room = (size_t)(end - p) - MAX_FRAG_HDR;
-            size_t max = frag_room(c);
+            /* the header this fragment will have: type, flow, fsn, flags, [ttl], length */
+            size_t hdr = 1 + tern__varint_len(f->id) + tern__varint_len(f->next_fsn) + 1 + 2 +
+                         (m->cut == 0 && m->deadline != TERN_TIME_NEVER ? 4 : 0);
+            if ((size_t)(end - p) <= hdr) break;
+            size_t room = (size_t)(end - p) - hdr;
+            size_t max = tern__conn_max_payload(c) - 13 - TERN__AEAD_TAG_LEN - hdr;
             if (room > max) room = max;
             size_t n = m->len - m->cut;
             if (n > room) n = room;
