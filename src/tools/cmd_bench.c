@@ -76,6 +76,8 @@ static void usage(FILE *f)
             "  --aead aes|chacha   cipher preference; --integrity-only: no encryption\n"
             "  --tcp               latency over TCP with TCP_NODELAY (the listener needs --tcp)\n"
             "  --timeout MS        handshake timeout (5000); --idle-timeout MS (30000)\n"
+            "  --cc bbr|cubic|newreno, --payload BYTES (1200..1500): sender settings to compare\n"
+            "  --verbose           print the driver's and the connection's counters at the end\n"
             "Output: goodput (as the receiver counted it) and CPU of each side as %% of one core,\n"
             "or round-trip percentiles; then one line `bench: key=value ...`.\n"
             "Exit: 0 measured, 1 other failure, 2 usage, 3 wrong server key, 4 no answer,\n"
@@ -282,7 +284,41 @@ typedef struct cli_state {
     uint64_t close_code;
     char reason[300];
     uint8_t aead, integrity_only;
+    int verbose;
 } cli_state;
+
+/* --verbose: the driver's and the connection's counters, to see what limits a run */
+static void cli_print_counters(cli_state *s)
+{
+    tern_driver_stats ds;
+    tern_driver_get_stats(s->d, &ds);
+    fprintf(stderr,
+            "driver: iterations %llu rx_syscalls %llu rx_datagrams %llu rx_gro_batches %llu "
+            "tx_syscalls %llu tx_datagrams %llu tx_gso_msgs %llu tx_blocked %llu gso %d gro %d "
+            "rcvbuf %d sndbuf %d\n",
+            (unsigned long long)ds.iterations, (unsigned long long)ds.rx_syscalls,
+            (unsigned long long)ds.rx_datagrams, (unsigned long long)ds.rx_gro_batches,
+            (unsigned long long)ds.tx_syscalls, (unsigned long long)ds.tx_datagrams,
+            (unsigned long long)ds.tx_gso_msgs, (unsigned long long)ds.tx_blocked, ds.gso, ds.gro,
+            ds.rcvbuf, ds.sndbuf);
+    if (s->conn == NULL) return;
+    tern_conn_stats cs;
+    tern_network_info ni;
+    tern_conn_get_stats(s->conn, &cs);
+    tern_conn_network_info(s->conn, &ni);
+    fprintf(stderr,
+            "conn: tx_packets %llu tx_bytes %llu rx_packets %llu lost %llu retransmitted_frags "
+            "%llu spurious %llu pto %llu srtt_us %.1f min_rtt_us %.1f\n"
+            "network: bandwidth %.3f Gbit/s pacing %.3f Gbit/s cwnd %llu in_flight %llu loss "
+            "%.4f\n",
+            (unsigned long long)cs.tx_packets, (unsigned long long)cs.tx_bytes,
+            (unsigned long long)cs.rx_packets, (unsigned long long)cs.packets_lost,
+            (unsigned long long)cs.packets_retransmitted_frags,
+            (unsigned long long)cs.spurious_losses, (unsigned long long)cs.pto_count,
+            (double)cs.srtt_ns / 1e3, (double)cs.min_rtt_ns / 1e3, (double)ni.bandwidth_bps / 1e9,
+            (double)ni.pacing_rate_bps / 1e9, (unsigned long long)ni.cwnd_bytes,
+            (unsigned long long)ni.bytes_in_flight, ni.loss_rate);
+}
 
 static void cli_send_req(cli_state *s, uint64_t now)
 {
@@ -430,11 +466,15 @@ static int cli_report(cli_state *s)
 
 static int tcp_latency(const tern_addr *to, size_t size, uint64_t seconds_ns);
 
+static int g_cc = -1, g_payload = 0; /* --cc, --payload: diagnostics */
+
 static int run_client(cli_state *s, const tern_addr *remote, const uint8_t pub[TERN_KEY_LEN],
                       int aead, int integrity)
 {
     tern_driver_config dc;
     tern_driver_config_default(&dc);
+    if (g_cc >= 0) dc.endpoint.settings.cc = (uint8_t)g_cc;
+    if (g_payload) dc.endpoint.settings.max_udp_payload = (uint16_t)g_payload;
     dc.endpoint.settings.handshake_timeout_ns = s->timeout_ms * TERN_NS_PER_MS;
     dc.endpoint.settings.idle_timeout_ns = s->idle_ms * TERN_NS_PER_MS;
     dc.endpoint.settings.aead = (uint8_t)aead;
@@ -462,6 +502,7 @@ static int run_client(cli_state *s, const tern_addr *remote, const uint8_t pub[T
         fprintf(stderr, "tern bench: event loop failed: %s\n", strerror(errno));
         goto out;
     }
+    if (s->verbose) cli_print_counters(s);
     if (s->phase == 3 && s->err == 0 && !g_stop) exit_code = cli_report(s);
     else if (s->err != 0)
         exit_code = tools_explain_conn_error("tern bench", s->where, s->err, s->close_code,
@@ -516,6 +557,19 @@ int cmd_bench(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "--latency")) {
             s.latency = 1;
+        } else if (!strcmp(a, "--cc") && v) {
+            g_cc = !strcmp(v, "bbr") ? TERN_CC_BBR : !strcmp(v, "cubic") ? TERN_CC_CUBIC
+                   : !strcmp(v, "newreno")                    ? TERN_CC_NEWRENO
+                                                              : -1;
+            bad = g_cc < 0;
+            i++;
+        } else if (!strcmp(a, "--payload") && v) {
+            uint64_t pl;
+            bad = tools_parse_u64(v, 1200, TERN_MAX_DATAGRAM, 0, &pl);
+            g_payload = (int)pl;
+            i++;
+        } else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) {
+            s.verbose = 1;
         } else if (!strcmp(a, "--tcp")) {
             tcp = 1;
         } else if (!strcmp(a, "--aead") && v) {

@@ -218,6 +218,8 @@ static void usage(FILE *f)
             "  --aead aes|chacha   cipher preference (default: AES-256-GCM where the CPU has AES)\n"
             "  --integrity-only    authenticate but do not encrypt (the receiver must allow it)\n"
             "  --chunk BYTES       message size (default 256K; 1K..16M)\n"
+            "  --cc bbr|cubic|newreno  congestion controller (default: the core's, BBR)\n"
+            "  --payload BYTES     UDP payload size before path MTU discovery (1200..1500)\n"
             "  --timeout MS        give up the handshake after this long (default 5000)\n"
             "  --idle-timeout MS   declare the receiver gone after this long unheard (default "
             "30000)\n"
@@ -436,7 +438,8 @@ int cmd_send(int argc, char **argv)
     s.idle_ms = 30000;
     const char *target = NULL, *key_hex = NULL;
     uint64_t chunk = 256 << 10;
-    int aead = TERN_AEAD_AUTO, integrity = 0;
+    int aead = TERN_AEAD_AUTO, integrity = 0, cc = -1;
+    uint64_t payload = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0;
@@ -456,6 +459,16 @@ int cmd_send(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "--integrity-only")) {
             integrity = 1;
+        } else if (!strcmp(a, "--cc") && v) {
+            cc = !strcmp(v, "bbr")       ? TERN_CC_BBR
+                 : !strcmp(v, "cubic")   ? TERN_CC_CUBIC
+                 : !strcmp(v, "newreno") ? TERN_CC_NEWRENO
+                                         : -1;
+            bad = cc < 0;
+            i++;
+        } else if (!strcmp(a, "--payload") && v) {
+            bad = tools_parse_u64(v, 1200, TERN_MAX_DATAGRAM, 0, &payload);
+            i++;
         } else if (!strcmp(a, "--chunk") && v) {
             bad = tools_parse_u64(v, 1024, 16u << 20, 1, &chunk);
             i++;
@@ -529,6 +542,8 @@ int cmd_send(int argc, char **argv)
     dc.endpoint.settings.idle_timeout_ns = s.idle_ms * TERN_NS_PER_MS;
     dc.endpoint.settings.aead = (uint8_t)aead;
     dc.endpoint.settings.integrity_only = (uint8_t)integrity;
+    if (cc >= 0) dc.endpoint.settings.cc = (uint8_t)cc;
+    if (payload) dc.endpoint.settings.max_udp_payload = (uint16_t)payload;
     dc.endpoint.callbacks.on_established = on_established;
     dc.endpoint.callbacks.on_message = on_message;
     dc.endpoint.callbacks.on_closed = on_closed;
