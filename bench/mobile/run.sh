@@ -11,8 +11,12 @@
 # bytes received over the time from the first byte to the last (a transfer that is not over after
 # 3 x S seconds is cut there and counts what arrived). Needs root and a built tern-linkem.
 #
-# tern: set TERN_RECV and TERN_SEND to commands (run on the server and the client) in which
-# {addr}, {port}, {file} and {dir} are replaced: the receiver stores the file in {dir}.
+# tern: set TERN to a built tern binary (tern send / tern recv are then used), or set TERN_RECV
+# and TERN_SEND to commands (run on the server and the client) in which {addr}, {port}, {file},
+# {dir}, {key} (a private key file made with tern keygen) and {pub} (its public key) are replaced:
+# the receiver stores the file in {dir}. tern's goodput is the receiver's own figure (first
+# message to last; tern recv writes through a temporary file that is renamed only once verified,
+# so the file cannot be polled), or, when the cell is cut, the share its last progress line shows.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../../netlab/lib.sh"
@@ -36,6 +40,10 @@ while [ $# -gt 0 ]; do
 	esac
 done
 [ "$(id -u)" = 0 ] || { echo "bench/mobile: needs root" >&2; exit 1; }
+if [ -n "${TERN:-}" ]; then
+	: "${TERN_RECV:=$TERN recv --listen {addr}:{port} --key {key} --dir {dir}}"
+	: "${TERN_SEND:=$TERN send {file} --to {addr}:{port} --server-key {pub} --quiet}"
+fi
 if [[ " $peers " == *" tern "* ]] && { [ -z "${TERN_SEND:-}" ] || [ -z "${TERN_RECV:-}" ]; }; then
 	peers=${peers/tern/}
 	tern_note="tern: not measured (set TERN_SEND and TERN_RECV; see the header of this script)"
@@ -104,17 +112,38 @@ run_srt() { # RATE
 }
 
 run_tern() { # RATE
-	local bytes rpid r s
+	local bytes rpid r s t0 deadline now n
 	bytes=$(make_file "$1")
+	rm -rf "$NL_DIR/rx"
 	mkdir -p "$NL_DIR/rx"
-	sub() { local x=$1; x=${x//\{addr\}/10.80.0.2}; x=${x//\{port\}/9100}; x=${x//\{file\}/$NL_DIR/in.bin}; echo "${x//\{dir\}/$NL_DIR/rx}"; }
+	if [ ! -f "$NL_DIR/tern.key" ] && [ -n "${TERN:-}" ]; then
+		"$TERN" keygen --out "$NL_DIR/tern.key" >"$NL_DIR/tern.pub" 2>/dev/null
+	fi
+	sub() {
+		local x=$1
+		x=${x//\{addr\}/10.80.0.2}; x=${x//\{port\}/9100}; x=${x//\{file\}/$NL_DIR/in.bin}
+		x=${x//\{key\}/$NL_DIR/tern.key}; x=${x//\{pub\}/$(cat "$NL_DIR/tern.pub" 2>/dev/null)}
+		echo "${x//\{dir\}/$NL_DIR/rx}"
+	}
 	r=$(sub "$TERN_RECV")
 	s=$(sub "$TERN_SEND")
-	nl_bg s bash -c "$r" >/dev/null 2>&1
+	nl_bg s bash -c "exec $r >$NL_DIR/tern-recv.log 2>&1"
 	rpid=$NL_BGPID
 	sleep 0.3
 	nl_bg c bash -c "$s" >/dev/null 2>&1
-	wait_file "$NL_DIR/rx/in.bin" "$bytes" "$rpid"
+	t0=$(date +%s.%N)
+	deadline=$(awk -v t="$t0" -v T="$T" 'BEGIN { printf "%.3f", t + 3 * T + 5 }')
+	while kill -0 "$rpid" 2>/dev/null; do
+		now=$(date +%s.%N)
+		awk -v a="$now" -v b="$deadline" 'BEGIN { exit !(a > b) }' && break
+		sleep 0.05
+	done
+	if kill -0 "$rpid" 2>/dev/null; then # cut: the receiver's last progress line (every 2 s)
+		n=$(sed -n 's/^tern recv: in\.bin: \([0-9.]*\)%,.*/\1/p' "$NL_DIR/tern-recv.log" | tail -1)
+		awk -v p="${n:-0}" -v s="$bytes" -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f\n", p / 100 * s * 8 / (b - a) / 1e6 }'
+	else
+		sed -n 's/.* bytes in [0-9.]* s, \([0-9.]*\) Mbit\/s.*/\1/p' "$NL_DIR/tern-recv.log" | head -1 | grep . || echo 0
+	fi
 	kill "$NL_BGPID" "$rpid" 2>/dev/null || true
 }
 
