@@ -1,0 +1,902 @@
+/*
+ * Rendezvous server (tern/rendezvous.h): directory, introductions, groups and RPC routing.
+ *
+ * Every accepted connection gets a peer record (its ID, key and candidate addresses), reached
+ * from the connection's user data; a REGISTER puts it in the directory, a hash map keyed by peer
+ * ID. Groups and services are hash maps keyed by name. A group keeps its members in an array and
+ * each peer keeps its memberships in an array, each entry holding its index in the other, so join,
+ * leave and a peer's departure are O(1) per membership and a fan-out is a walk over the array.
+ * A group also remembers its last joiners in a small ring for the "recent" half of the bootstrap
+ * list. Calls in flight are records in a map keyed by the server's call ID, in a deadline heap,
+ * and on two intrusive lists (the caller's and the provider's) so either side's departure ends
+ * them without a search. Rate limits are GCRA (one "theoretical arrival time" per bucket).
+ *
+ * Output: each message is encoded once into one server-owned buffer and handed to tern_flow_send
+ * (which copies it), on a reliable ordered flow the server opens toward the peer on first use;
+ * a fan-out encodes once and sends the same bytes to every member. The only allocations are the
+ * records themselves and the growth of their arrays.
+ */
+#include <sodium.h>
+#include <string.h>
+
+#include "core/rdv_map.h"
+#include "tern/rendezvous.h"
+
+#define RECENT_MAX 16
+
+typedef struct rdv_peer rdv_peer;
+typedef struct rdv_group rdv_group;
+typedef struct rdv_service rdv_service;
+typedef struct rdv_call rdv_call;
+
+typedef struct membership {
+    rdv_group *g;
+    uint32_t idx; /* in g->members */
+} membership;
+
+typedef struct member {
+    rdv_peer *p;
+    uint32_t idx; /* in p->groups */
+} member;
+
+struct rdv_peer {
+    uint8_t id[TERN_PEER_ID_LEN];
+    uint8_t pub[TERN_KEY_LEN];
+    tern_conn *conn;
+    rdv_peer *prev, *next;    /* every tracked peer, for tern_rdv_server_del */
+    uint64_t flow;
+    uint64_t rl_tat;          /* GCRA for GROUP_MSG */
+    tern_addr *cands;         /* local candidates, n_cands of them */
+    membership *groups;
+    rdv_service *services;    /* offered by this peer (linked by next_of) */
+    rdv_call *calls_out;      /* made by this peer */
+    rdv_call *calls_in;       /* routed to this peer */
+    uint32_t n_groups, cap_groups, n_calls_out, rate_drops;
+    uint8_t n_cands, registered, has_flow;
+};
+
+struct rdv_group {
+    member *members;
+    uint32_t n, cap;
+    uint64_t rl_tat;
+    rdv_peer *recent[RECENT_MAX];
+    uint32_t recent_pos;
+    uint8_t name_len;
+    uint8_t name[];
+};
+
+struct rdv_service {
+    rdv_peer *provider;
+    rdv_service *next_of;
+    uint8_t name_len;
+    uint8_t name[];
+};
+
+struct rdv_call {
+    tern__rdv_hitem h;
+    uint64_t sid;       /* the server's call ID (the map key) */
+    uint64_t cid;       /* the caller's call ID */
+    rdv_peer *caller, *provider;
+    rdv_call *out_prev, *out_next, *in_prev, *in_next;
+};
+
+struct tern_rdv_server {
+    tern_rdv_config cfg;
+    tern_mem mem;          /* counts, then forwards to cfg.mem */
+    const tern_mem *under;
+    tern__rdv_map peers, groups, services, calls;
+    tern__rdv_heap deadlines;
+    rdv_peer *all;         /* every tracked peer */
+    int dying;             /* in tern_rdv_server_del: send nothing */
+    uint64_t next_sid;
+    uint8_t *out;          /* TERN_RDV_MAX_MSG */
+    tern_rdv_stats st;
+};
+
+/* ---------------------------------------------------------------- memory, keys, helpers */
+
+static void *cmalloc(size_t size, void *user)
+{
+    tern_rdv_server *s = user;
+    void *p = s->under->malloc(size, s->under->user);
+    if (p) s->st.mem_current += size;
+    return p;
+}
+
+static void cfree(void *p, size_t size, void *user)
+{
+    tern_rdv_server *s = user;
+    if (p == NULL) return;
+    s->st.mem_current -= size;
+    s->under->free(p, size, s->under->user);
+}
+
+static void *alloc(tern_rdv_server *s, size_t n)
+{
+    return s->mem.malloc(n, s->mem.user);
+}
+
+static void release(tern_rdv_server *s, void *p, size_t n)
+{
+    s->mem.free(p, n, s->mem.user);
+}
+
+static const uint8_t *peer_key(const void *r, size_t *len)
+{
+    *len = TERN_PEER_ID_LEN;
+    return ((const rdv_peer *)r)->id;
+}
+
+static const uint8_t *group_key(const void *r, size_t *len)
+{
+    *len = ((const rdv_group *)r)->name_len;
+    return ((const rdv_group *)r)->name;
+}
+
+static const uint8_t *service_key(const void *r, size_t *len)
+{
+    *len = ((const rdv_service *)r)->name_len;
+    return ((const rdv_service *)r)->name;
+}
+
+static const uint8_t *call_key(const void *r, size_t *len)
+{
+    *len = sizeof(uint64_t);
+    return (const uint8_t *)&((const rdv_call *)r)->sid;
+}
+
+static void rand_bytes(tern_rdv_server *s, uint8_t *dst, size_t n)
+{
+    if (s->cfg.rand) s->cfg.rand(dst, n, s->cfg.rand_user);
+    else randombytes_buf(dst, n);
+}
+
+static uint32_t rand_below(tern_rdv_server *s, uint32_t n)
+{
+    uint32_t r;
+    rand_bytes(s, (uint8_t *)&r, sizeof(r));
+    return n ? (uint32_t)(((uint64_t)r * n) >> 32) : 0;
+}
+
+/* GCRA: allow one event at now under rate per second with burst depth. */
+static int gcra(uint64_t *tat, uint64_t now, uint32_t rate, uint32_t burst)
+{
+    if (rate == 0) return 1;
+    uint64_t t = TERN_NS_PER_S / rate;
+    uint64_t tau = (uint64_t)(burst ? burst - 1 : 0) * t;
+    uint64_t base = *tat > now ? *tat : now;
+    if (base - now > tau) return 0;
+    *tat = base + t;
+    return 1;
+}
+
+void tern_rdv_config_default(tern_rdv_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->max_peers = 1000000;
+    cfg->max_groups_per_peer = 64;
+    cfg->bootstrap_recent = 8;
+    cfg->bootstrap_random = 24;
+    cfg->group_rate = 1000;
+    cfg->group_burst = 2000;
+    cfg->peer_rate = 100;
+    cfg->peer_burst = 200;
+    cfg->max_calls = 100000;
+    cfg->max_calls_per_peer = 256;
+    cfg->default_timeout_ms = 10000;
+    cfg->max_timeout_ms = 60000;
+}
+
+int tern_rdv_server_new(const tern_rdv_config *cfg, tern_rdv_server **out)
+{
+    if (cfg == NULL || out == NULL) return TERN_ERR_INVALID_ARG;
+    if (!cfg->has_secret && (cfg->require_register_token || cfg->require_join_token ||
+                             cfg->require_offer_token))
+        return TERN_ERR_INVALID_ARG;
+    if (sodium_init() < 0) return TERN_ERR_CRYPTO;
+    const tern_mem *under = cfg->mem ? cfg->mem : tern_mem_default();
+    tern_rdv_server *s = under->malloc(sizeof(*s), under->user);
+    if (s == NULL) return TERN_ERR_NOMEM;
+    memset(s, 0, sizeof(*s));
+    s->cfg = *cfg;
+    if (s->cfg.bootstrap_recent > RECENT_MAX) s->cfg.bootstrap_recent = RECENT_MAX;
+    if (s->cfg.bootstrap_recent + s->cfg.bootstrap_random > TERN_RDV_MAX_MEMBERS)
+        s->cfg.bootstrap_random = TERN_RDV_MAX_MEMBERS - s->cfg.bootstrap_recent;
+    s->under = under;
+    s->mem.malloc = cmalloc;
+    s->mem.free = cfree;
+    s->mem.user = s;
+    s->st.mem_current = sizeof(*s);
+    uint8_t k[16];
+    rand_bytes(s, k, sizeof(k));
+    tern__rdv_map_init(&s->peers, &s->mem, peer_key, k);
+    tern__rdv_map_init(&s->groups, &s->mem, group_key, k);
+    tern__rdv_map_init(&s->services, &s->mem, service_key, k);
+    tern__rdv_map_init(&s->calls, &s->mem, call_key, k);
+    tern__rdv_heap_init(&s->deadlines, &s->mem);
+    s->out = alloc(s, TERN_RDV_MAX_MSG);
+    if (s->out == NULL) {
+        under->free(s, sizeof(*s), under->user);
+        return TERN_ERR_NOMEM;
+    }
+    *out = s;
+    return TERN_OK;
+}
+
+/* ---------------------------------------------------------------- output */
+
+/* Sends len bytes of s->out (or buf) to p on the server's flow, opening it on first use. */
+static void send_raw(tern_rdv_server *s, rdv_peer *p, uint64_t now, const uint8_t *buf,
+                     size_t len)
+{
+    if (p->conn == NULL || s->dying) return;
+    if (!p->has_flow) {
+        tern_flow_config fc;
+        tern_flow_config_default(&fc);
+        if (tern_flow_open(p->conn, &fc, &p->flow) != TERN_OK) {
+            s->st.tx_failed++;
+            return;
+        }
+        p->has_flow = 1;
+    }
+    if (tern_flow_send(p->conn, p->flow, now, buf, len, -1) == TERN_OK) s->st.tx_messages++;
+    else s->st.tx_failed++;
+}
+
+/* Encodes m into s->out; returns the length or 0 (counted as a failed send). */
+static size_t encode(tern_rdv_server *s, const tern_rdv_msg *m)
+{
+    int n = tern_rdv_encode(m, s->out, TERN_RDV_MAX_MSG);
+    if (n < 0) {
+        s->st.tx_failed++;
+        return 0;
+    }
+    return (size_t)n;
+}
+
+static void send_msg(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rdv_msg *m)
+{
+    size_t n = encode(s, m);
+    if (n) send_raw(s, p, now, s->out, n);
+}
+
+/* ERROR(code) answering a request of kind req; the request's subject fields are echoed. */
+static void send_error(tern_rdv_server *s, rdv_peer *p, uint64_t now, uint16_t code,
+                       const tern_rdv_msg *req)
+{
+    tern_rdv_msg e;
+    tern_rdv_msg_init(&e, TERN_RDV_ERROR);
+    e.has_error = 1;
+    e.error = code;
+    e.req_kind = req ? req->kind : 0;
+    if (req) {
+        if (req->has_peer_id && req->kind == TERN_RDV_INTRODUCE) {
+            e.has_peer_id = 1;
+            memcpy(e.peer_id, req->peer_id, TERN_PEER_ID_LEN);
+        }
+        e.group = req->group, e.group_len = req->group_len;
+        e.service = req->service, e.service_len = req->service_len;
+        if (req->has_call_id) e.has_call_id = 1, e.call_id = req->call_id;
+    }
+    send_msg(s, p, now, &e);
+}
+
+static uint64_t unix_now(const tern_rdv_server *s, uint64_t now)
+{
+    int64_t u = s->cfg.unix_offset_s + (int64_t)(now / TERN_NS_PER_S);
+    return u < 0 ? 0 : (uint64_t)u;
+}
+
+/* Checks the token a request needs (when required). Returns 0 or an error code (sent). */
+static int token_gate(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rdv_msg *m,
+                      int required, uint8_t kind, const uint8_t *subject, size_t len)
+{
+    if (!s->cfg.has_secret || (!required && !m->has_token)) return 0;
+    int rc = m->has_token ? tern_rdv_token_check(s->cfg.secret, kind, subject, len,
+                                                 unix_now(s, now), m->token)
+                          : TERN_RDV_E_TOKEN_REQUIRED;
+    if (rc != 0) {
+        s->st.token_rejected++;
+        send_error(s, p, now, (uint16_t)rc, m);
+    }
+    return rc;
+}
+
+/* ---------------------------------------------------------------- peers and introductions */
+
+int tern_rdv_server_on_accept(tern_rdv_server *s, tern_conn *c, uint64_t now)
+{
+    (void)now;
+    if (s == NULL || c == NULL) return TERN_ERR_INVALID_ARG;
+    if (s->st.peers >= s->cfg.max_peers) return TERN_ERR_LIMIT;
+    rdv_peer *p = alloc(s, sizeof(*p));
+    if (p == NULL) return TERN_ERR_NOMEM;
+    memset(p, 0, sizeof(*p));
+    if (tern_conn_peer_key(c, p->pub) != TERN_OK || tern_conn_peer_id(c, p->id) != TERN_OK) {
+        release(s, p, sizeof(*p));
+        return TERN_ERR_STATE;
+    }
+    p->conn = c;
+    tern_conn_set_user_data(c, p);
+    p->next = s->all;
+    if (s->all) s->all->prev = p;
+    s->all = p;
+    s->st.peers++;
+    return TERN_OK;
+}
+
+static void group_remove(tern_rdv_server *s, rdv_peer *p, uint32_t midx, uint64_t now);
+static void calls_end_for(tern_rdv_server *s, rdv_peer *p, uint64_t now);
+
+/* Takes p out of everything, frees it and detaches it from its connection (if p->conn is set). */
+static void peer_drop(tern_rdv_server *s, rdv_peer *p, uint64_t now)
+{
+    if (p->conn) tern_conn_set_user_data(p->conn, NULL);
+    p->conn = NULL; /* nothing more is sent to it */
+    while (p->n_groups) group_remove(s, p, p->n_groups - 1, now);
+    while (p->services) {
+        rdv_service *sv = p->services;
+        p->services = sv->next_of;
+        tern__rdv_map_del(&s->services, sv);
+        release(s, sv, sizeof(*sv) + sv->name_len);
+        s->st.services--;
+    }
+    calls_end_for(s, p, now);
+    if (p->registered) {
+        tern__rdv_map_del(&s->peers, p);
+        s->st.registered--;
+    }
+    if (p->groups) release(s, p->groups, p->cap_groups * sizeof(*p->groups));
+    if (p->cands) release(s, p->cands, p->n_cands * sizeof(*p->cands));
+    if (p->prev) p->prev->next = p->next;
+    else s->all = p->next;
+    if (p->next) p->next->prev = p->prev;
+    release(s, p, sizeof(*p));
+    s->st.peers--;
+}
+
+void tern_rdv_server_on_gone(tern_rdv_server *s, tern_conn *c, uint64_t now)
+{
+    if (s == NULL || c == NULL) return;
+    rdv_peer *p = tern_conn_get_user_data(c);
+    if (p == NULL || p->conn != c) return;
+    peer_drop(s, p, now);
+}
+
+static void on_register(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rdv_msg *m)
+{
+    if (token_gate(s, p, now, m, s->cfg.require_register_token, TERN_RDV_TOKEN_REGISTER, p->id,
+                   TERN_PEER_ID_LEN))
+        return;
+    /* the local candidates: at most MAX_CANDS - 2, leaving room for the public and relay ones */
+    size_t n = 0;
+    tern_addr local[TERN_RDV_MAX_CANDS];
+    for (size_t i = 0; i < m->n_cands && n < TERN_RDV_MAX_CANDS - 2; i++)
+        if (m->cands[i].kind == TERN_RDV_CAND_LOCAL) local[n++] = m->cands[i].addr;
+    tern_addr *nc = NULL;
+    if (n) {
+        nc = alloc(s, n * sizeof(*nc));
+        if (nc == NULL) {
+            send_error(s, p, now, TERN_RDV_E_LIMIT, m);
+            return;
+        }
+        memcpy(nc, local, n * sizeof(*nc));
+    }
+    if (!p->registered) {
+        rdv_peer *old = tern__rdv_map_get(&s->peers, p->id, TERN_PEER_ID_LEN);
+        if (old != NULL) { /* the same key on a newer connection replaces the older one */
+            tern_conn *oc = old->conn;
+            peer_drop(s, old, now);
+            if (oc) tern_conn_close(oc, now, 0, "replaced by a newer connection", 30);
+        }
+        if (tern__rdv_map_put(&s->peers, p) != TERN_OK) {
+            if (nc) release(s, nc, n * sizeof(*nc));
+            send_error(s, p, now, TERN_RDV_E_LIMIT, m);
+            return;
+        }
+        p->registered = 1;
+        s->st.registered++;
+    }
+    if (p->cands) release(s, p->cands, p->n_cands * sizeof(*p->cands));
+    p->cands = nc;
+    p->n_cands = (uint8_t)n;
+    s->st.registrations++;
+
+    tern_rdv_msg r;
+    tern_rdv_msg_init(&r, TERN_RDV_REGISTERED);
+    r.cands[r.n_cands].kind = TERN_RDV_CAND_PUBLIC;
+    r.cands[r.n_cands++].addr = *tern_conn_remote(p->conn);
+    if (s->cfg.has_relay) {
+        r.cands[r.n_cands].kind = TERN_RDV_CAND_RELAY;
+        r.cands[r.n_cands++].addr = s->cfg.relay;
+    }
+    send_msg(s, p, now, &r);
+}
+
+/* Fills the identity and candidates of `of` into m (PEER_INFO / INTRODUCED). */
+static void describe(const tern_rdv_server *s, const rdv_peer *of, tern_rdv_msg *m)
+{
+    m->has_peer_id = m->has_pubkey = 1;
+    memcpy(m->peer_id, of->id, TERN_PEER_ID_LEN);
+    memcpy(m->pubkey, of->pub, TERN_KEY_LEN);
+    for (size_t i = 0; i < of->n_cands; i++) {
+        m->cands[m->n_cands].kind = TERN_RDV_CAND_LOCAL;
+        m->cands[m->n_cands++].addr = of->cands[i];
+    }
+    if (of->conn) {
+        m->cands[m->n_cands].kind = TERN_RDV_CAND_PUBLIC;
+        m->cands[m->n_cands++].addr = *tern_conn_remote(of->conn);
+    }
+    if (s->cfg.has_relay) {
+        m->cands[m->n_cands].kind = TERN_RDV_CAND_RELAY;
+        m->cands[m->n_cands++].addr = s->cfg.relay;
+    }
+}
+
+static void on_introduce(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rdv_msg *m)
+{
+    rdv_peer *b = tern__rdv_map_get(&s->peers, m->peer_id, TERN_PEER_ID_LEN);
+    if (b == NULL) {
+        s->st.intro_unknown++;
+        send_error(s, p, now, TERN_RDV_E_UNKNOWN_PEER, m);
+        return;
+    }
+    if (b == p) {
+        send_error(s, p, now, TERN_RDV_E_INVALID, m);
+        return;
+    }
+    tern_rdv_msg to_a, to_b;
+    tern_rdv_msg_init(&to_a, TERN_RDV_PEER_INFO);
+    tern_rdv_msg_init(&to_b, TERN_RDV_INTRODUCED);
+    rand_bytes(s, to_a.nonce, TERN_RDV_NONCE_LEN);
+    memcpy(to_b.nonce, to_a.nonce, TERN_RDV_NONCE_LEN);
+    to_a.has_nonce = to_b.has_nonce = 1;
+    describe(s, b, &to_a);
+    describe(s, p, &to_b);
+    send_msg(s, p, now, &to_a);
+    send_msg(s, b, now, &to_b);
+    s->st.introductions++;
+}
+
+/* ---------------------------------------------------------------- groups */
+
+static void presence(tern_rdv_server *s, rdv_group *g, const rdv_peer *who, uint8_t event,
+                     uint64_t now)
+{
+    if (g->n == 0 || (g->n == 1 && g->members[0].p == who)) return;
+    tern_rdv_msg m;
+    tern_rdv_msg_init(&m, TERN_RDV_PRESENCE);
+    m.group = g->name, m.group_len = g->name_len;
+    m.has_peer_id = m.has_event = 1;
+    memcpy(m.peer_id, who->id, TERN_PEER_ID_LEN);
+    m.event = event;
+    size_t n = encode(s, &m);
+    if (n == 0) return;
+    for (uint32_t i = 0; i < g->n; i++)
+        if (g->members[i].p != who) send_raw(s, g->members[i].p, now, s->out, n);
+}
+
+static int peer_in_list(const uint8_t *ids, size_t n, const rdv_peer *p)
+{
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(ids + i * TERN_PEER_ID_LEN, p->id, TERN_PEER_ID_LEN) == 0) return 1;
+    return 0;
+}
+
+/* The bootstrap list for joiner p: recent joiners first (newest first), then random members. */
+static size_t bootstrap(tern_rdv_server *s, const rdv_group *g, const rdv_peer *p,
+                        uint8_t ids[TERN_RDV_MAX_MEMBERS * TERN_PEER_ID_LEN])
+{
+    size_t n = 0;
+    uint32_t nr = s->cfg.bootstrap_recent;
+    for (uint32_t k = 1; k <= RECENT_MAX && n < nr; k++) {
+        const rdv_peer *q = g->recent[(g->recent_pos + RECENT_MAX - k) % RECENT_MAX];
+        if (q == NULL || q == p || peer_in_list(ids, n, q)) continue;
+        memcpy(ids + n++ * TERN_PEER_ID_LEN, q->id, TERN_PEER_ID_LEN);
+    }
+    size_t want = n + s->cfg.bootstrap_random;
+    if (want > TERN_RDV_MAX_MEMBERS) want = TERN_RDV_MAX_MEMBERS;
+    if (g->n <= want + 1) { /* small group: everyone */
+        for (uint32_t i = 0; i < g->n && n < want; i++) {
+            const rdv_peer *q = g->members[i].p;
+            if (q != p && !peer_in_list(ids, n, q))
+                memcpy(ids + n++ * TERN_PEER_ID_LEN, q->id, TERN_PEER_ID_LEN);
+        }
+        return n;
+    }
+    for (size_t tries = 0; n < want && tries < 4 * want; tries++) {
+        const rdv_peer *q = g->members[rand_below(s, g->n)].p;
+        if (q != p && !peer_in_list(ids, n, q))
+            memcpy(ids + n++ * TERN_PEER_ID_LEN, q->id, TERN_PEER_ID_LEN);
+    }
+    return n;
+}
+
+static void on_join(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rdv_msg *m)
+{
+    if (token_gate(s, p, now, m, s->cfg.require_join_token, TERN_RDV_TOKEN_JOIN, m->group,
+                   m->group_len))
+        return;
+    rdv_group *g = tern__rdv_map_get(&s->groups, m->group, m->group_len);
+    int is_member = 0;
+    for (uint32_t i = 0; g && i < p->n_groups; i++) is_member |= p->groups[i].g == g;
+    if (!is_member) {
+        if (p->n_groups >= s->cfg.max_groups_per_peer) {
+            send_error(s, p, now, TERN_RDV_E_LIMIT, m);
+            return;
+        }
+        if (p->n_groups == p->cap_groups) {
+            uint32_t nc = p->cap_groups ? 2 * p->cap_groups : 2;
+            membership *ng = alloc(s, nc * sizeof(*ng));
+            if (ng == NULL) goto nomem;
+            if (p->n_groups) memcpy(ng, p->groups, p->n_groups * sizeof(*ng));
+            if (p->groups) release(s, p->groups, p->cap_groups * sizeof(*ng));
+            p->groups = ng;
+            p->cap_groups = nc;
+        }
+        if (g == NULL) {
+            g = alloc(s, sizeof(*g) + m->group_len);
+            if (g == NULL) goto nomem;
+            memset(g, 0, sizeof(*g));
+            g->name_len = (uint8_t)m->group_len;
+            memcpy(g->name, m->group, m->group_len);
+            if (tern__rdv_map_put(&s->groups, g) != TERN_OK) {
+                release(s, g, sizeof(*g) + m->group_len);
+                goto nomem;
+            }
+            s->st.groups++;
+        }
+        if (g->n == g->cap) {
+            uint32_t nc = g->cap ? 2 * g->cap : 4;
+            member *nm = alloc(s, nc * sizeof(*nm));
+            if (nm == NULL) {
+                if (g->n == 0) { /* just made: undo */
+                    tern__rdv_map_del(&s->groups, g);
+                    release(s, g, sizeof(*g) + g->name_len);
+                    s->st.groups--;
+                }
+                goto nomem;
+            }
+            if (g->n) memcpy(nm, g->members, g->n * sizeof(*nm));
+            if (g->members) release(s, g->members, g->cap * sizeof(*nm));
+            g->members = nm;
+            g->cap = nc;
+        }
+        g->members[g->n] = (member){p, p->n_groups};
+        p->groups[p->n_groups++] = (membership){g, g->n++};
+        s->st.joins++;
+    }
+    uint8_t ids[TERN_RDV_MAX_MEMBERS * TERN_PEER_ID_LEN];
+    tern_rdv_msg r;
+    tern_rdv_msg_init(&r, TERN_RDV_JOINED);
+    r.group = g->name, r.group_len = g->name_len;
+    r.n_members = bootstrap(s, g, p, ids);
+    r.members = ids;
+    r.has_count = 1;
+    r.count = g->n;
+    send_msg(s, p, now, &r);
+    if (!is_member) {
+        g->recent[g->recent_pos] = p;
+        g->recent_pos = (g->recent_pos + 1) % RECENT_MAX;
+        presence(s, g, p, TERN_RDV_PRESENCE_JOIN, now);
+    }
+    return;
+nomem:
+    send_error(s, p, now, TERN_RDV_E_LIMIT, m);
+}
+
+/* Removes p's membership midx (swap-remove on both sides), tells the others, frees an empty
+ * group. */
+static void group_remove(tern_rdv_server *s, rdv_peer *p, uint32_t midx, uint64_t now)
+{
+    rdv_group *g = p->groups[midx].g;
+    uint32_t gi = p->groups[midx].idx;
+    /* the group's member array */
+    g->members[gi] = g->members[--g->n];
+    if (gi < g->n) g->members[gi].p->groups[g->members[gi].idx].idx = gi;
+    /* the peer's membership array */
+    p->groups[midx] = p->groups[--p->n_groups];
+    if (midx < p->n_groups) p->groups[midx].g->members[p->groups[midx].idx].idx = midx;
+    for (uint32_t k = 0; k < RECENT_MAX; k++)
+        if (g->recent[k] == p) g->recent[k] = NULL;
+    s->st.leaves++;
+    if (g->n == 0) {
+        tern__rdv_map_del(&s->groups, g);
+        if (g->members) release(s, g->members, g->cap * sizeof(*g->members));
+        release(s, g, sizeof(*g) + g->name_len);
+        s->st.groups--;
+        return;
+    }
+    /* presence() skips `who`; p is no longer a member, so every remaining member hears it */
+    presence(s, g, p, TERN_RDV_PRESENCE_LEAVE, now);
+}
+
+static int find_membership(const rdv_peer *p, const tern_rdv_msg *m, uint32_t *midx)
+{
+    for (uint32_t i = 0; i < p->n_groups; i++) {
+        const rdv_group *g = p->groups[i].g;
+        if (g->name_len == m->group_len && memcmp(g->name, m->group, m->group_len) == 0) {
+            *midx = i;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void on_leave(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rdv_msg *m)
+{
+    uint32_t midx;
+    if (!find_membership(p, m, &midx)) {
+        send_error(s, p, now, TERN_RDV_E_NOT_MEMBER, m);
+        return;
+    }
+    group_remove(s, p, midx, now);
+}
+
+static void on_group_msg(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rdv_msg *m)
+{
+    uint32_t midx;
+    if (!find_membership(p, m, &midx)) {
+        send_error(s, p, now, TERN_RDV_E_NOT_MEMBER, m);
+        return;
+    }
+    rdv_group *g = p->groups[midx].g;
+    /* the peer's bucket first, so one noisy peer cannot spend the group's */
+    int ok_peer = gcra(&p->rl_tat, now, s->cfg.peer_rate, s->cfg.peer_burst);
+    int ok_group = ok_peer && gcra(&g->rl_tat, now, s->cfg.group_rate, s->cfg.group_burst);
+    if (!ok_group) {
+        if (!ok_peer) s->st.rate_dropped_peer++;
+        else s->st.rate_dropped_group++;
+        p->rate_drops++;
+        tern_rdv_msg e;
+        tern_rdv_msg_init(&e, TERN_RDV_ERROR);
+        e.has_error = 1;
+        e.error = TERN_RDV_E_RATE_LIMITED;
+        e.req_kind = TERN_RDV_GROUP_MSG;
+        e.group = g->name, e.group_len = g->name_len;
+        e.has_count = 1;
+        e.count = p->rate_drops;
+        send_msg(s, p, now, &e);
+        return;
+    }
+    tern_rdv_msg f;
+    tern_rdv_msg_init(&f, TERN_RDV_GROUP_MSG);
+    f.group = g->name, f.group_len = g->name_len;
+    f.has_peer_id = 1;
+    memcpy(f.peer_id, p->id, TERN_PEER_ID_LEN);
+    f.payload = m->payload, f.payload_len = m->payload_len, f.has_payload = 1;
+    size_t n = encode(s, &f);
+    if (n == 0) return;
+    s->st.group_msgs++;
+    for (uint32_t i = 0; i < g->n; i++)
+        if (g->members[i].p != p) {
+            send_raw(s, g->members[i].p, now, s->out, n);
+            s->st.fanout_msgs++;
+        }
+}
+
+/* ---------------------------------------------------------------- services and calls */
+
+static void on_offer(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rdv_msg *m)
+{
+    if (token_gate(s, p, now, m, s->cfg.require_offer_token, TERN_RDV_TOKEN_OFFER, m->service,
+                   m->service_len))
+        return;
+    rdv_service *sv = tern__rdv_map_get(&s->services, m->service, m->service_len);
+    if (sv != NULL && sv->provider != p) {
+        send_error(s, p, now, TERN_RDV_E_SERVICE_TAKEN, m);
+        return;
+    }
+    if (sv == NULL) {
+        sv = alloc(s, sizeof(*sv) + m->service_len);
+        if (sv == NULL) {
+            send_error(s, p, now, TERN_RDV_E_LIMIT, m);
+            return;
+        }
+        memset(sv, 0, sizeof(*sv));
+        sv->provider = p;
+        sv->name_len = (uint8_t)m->service_len;
+        memcpy(sv->name, m->service, m->service_len);
+        if (tern__rdv_map_put(&s->services, sv) != TERN_OK) {
+            release(s, sv, sizeof(*sv) + m->service_len);
+            send_error(s, p, now, TERN_RDV_E_LIMIT, m);
+            return;
+        }
+        sv->next_of = p->services;
+        p->services = sv;
+        s->st.services++;
+    }
+    tern_rdv_msg r;
+    tern_rdv_msg_init(&r, TERN_RDV_OFFERED);
+    r.service = sv->name, r.service_len = sv->name_len;
+    send_msg(s, p, now, &r);
+}
+
+static void call_free(tern_rdv_server *s, rdv_call *c)
+{
+    tern__rdv_map_del(&s->calls, c);
+    tern__rdv_heap_remove(&s->deadlines, &c->h);
+    if (c->out_prev) c->out_prev->out_next = c->out_next;
+    else c->caller->calls_out = c->out_next;
+    if (c->out_next) c->out_next->out_prev = c->out_prev;
+    if (c->in_prev) c->in_prev->in_next = c->in_next;
+    else c->provider->calls_in = c->in_next;
+    if (c->in_next) c->in_next->in_prev = c->in_prev;
+    c->caller->n_calls_out--;
+    release(s, c, sizeof(*c));
+    s->st.calls_pending--;
+}
+
+/* ERROR(code) for call c to its caller, then frees c. */
+static void call_fail(tern_rdv_server *s, rdv_call *c, uint16_t code, uint64_t now)
+{
+    tern_rdv_msg e;
+    tern_rdv_msg_init(&e, TERN_RDV_ERROR);
+    e.has_error = 1;
+    e.error = code;
+    e.req_kind = TERN_RDV_CALL;
+    e.has_call_id = 1;
+    e.call_id = c->cid;
+    send_msg(s, c->caller, now, &e);
+    call_free(s, c);
+}
+
+static void calls_end_for(tern_rdv_server *s, rdv_peer *p, uint64_t now)
+{
+    while (p->calls_out) call_free(s, p->calls_out); /* the caller is gone: nobody to tell */
+    while (p->calls_in) {
+        s->st.call_gone++;
+        call_fail(s, p->calls_in, TERN_RDV_E_PROVIDER_GONE, now);
+    }
+}
+
+static void on_call(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rdv_msg *m)
+{
+    rdv_service *sv = tern__rdv_map_get(&s->services, m->service, m->service_len);
+    if (sv == NULL) {
+        s->st.call_no_service++;
+        send_error(s, p, now, TERN_RDV_E_NO_SERVICE, m);
+        return;
+    }
+    if (s->st.calls_pending >= s->cfg.max_calls || p->n_calls_out >= s->cfg.max_calls_per_peer) {
+        send_error(s, p, now, TERN_RDV_E_LIMIT, m);
+        return;
+    }
+    rdv_call *c = alloc(s, sizeof(*c));
+    if (c == NULL) {
+        send_error(s, p, now, TERN_RDV_E_LIMIT, m);
+        return;
+    }
+    memset(c, 0, sizeof(*c));
+    c->sid = ++s->next_sid;
+    c->cid = m->call_id;
+    c->caller = p;
+    c->provider = sv->provider;
+    uint32_t t = m->has_timeout && m->timeout_ms ? m->timeout_ms : s->cfg.default_timeout_ms;
+    if (t > s->cfg.max_timeout_ms) t = s->cfg.max_timeout_ms;
+    c->h.deadline = now + (uint64_t)t * TERN_NS_PER_MS;
+    c->h.idx = SIZE_MAX;
+    if (tern__rdv_map_put(&s->calls, c) != TERN_OK) {
+        release(s, c, sizeof(*c));
+        send_error(s, p, now, TERN_RDV_E_LIMIT, m);
+        return;
+    }
+    if (tern__rdv_heap_push(&s->deadlines, &c->h) != TERN_OK) {
+        tern__rdv_map_del(&s->calls, c);
+        release(s, c, sizeof(*c));
+        send_error(s, p, now, TERN_RDV_E_LIMIT, m);
+        return;
+    }
+    c->out_next = p->calls_out;
+    if (p->calls_out) p->calls_out->out_prev = c;
+    p->calls_out = c;
+    c->in_next = c->provider->calls_in;
+    if (c->provider->calls_in) c->provider->calls_in->in_prev = c;
+    c->provider->calls_in = c;
+    p->n_calls_out++;
+    s->st.calls_pending++;
+    s->st.calls++;
+
+    tern_rdv_msg f;
+    tern_rdv_msg_init(&f, TERN_RDV_CALL);
+    f.service = sv->name, f.service_len = sv->name_len;
+    f.method = m->method, f.method_len = m->method_len;
+    f.has_call_id = 1, f.call_id = c->sid;
+    f.has_timeout = 1, f.timeout_ms = t;
+    f.has_peer_id = 1;
+    memcpy(f.peer_id, p->id, TERN_PEER_ID_LEN);
+    f.payload = m->payload, f.payload_len = m->payload_len, f.has_payload = 1;
+    send_msg(s, c->provider, now, &f);
+}
+
+static void on_reply(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rdv_msg *m)
+{
+    uint64_t sid = m->call_id;
+    rdv_call *c = tern__rdv_map_get(&s->calls, (const uint8_t *)&sid, sizeof(sid));
+    if (c == NULL || c->provider != p) { /* late (timed out) or not this provider's call */
+        s->st.late_replies++;
+        return;
+    }
+    tern_rdv_msg r;
+    tern_rdv_msg_init(&r, TERN_RDV_REPLY);
+    r.has_call_id = 1, r.call_id = c->cid;
+    r.has_status = 1, r.status = m->status;
+    r.payload = m->payload, r.payload_len = m->payload_len, r.has_payload = 1;
+    send_msg(s, c->caller, now, &r);
+    s->st.replies++;
+    call_free(s, c);
+}
+
+uint64_t tern_rdv_server_next_deadline(const tern_rdv_server *s)
+{
+    const tern__rdv_hitem *it = tern__rdv_heap_top(&s->deadlines);
+    return it ? it->deadline : TERN_TIME_NEVER;
+}
+
+void tern_rdv_server_handle_expiry(tern_rdv_server *s, uint64_t now)
+{
+    for (;;) {
+        tern__rdv_hitem *it = tern__rdv_heap_top(&s->deadlines);
+        if (it == NULL || it->deadline > now) return;
+        rdv_call *c = (rdv_call *)(void *)((uint8_t *)it - offsetof(rdv_call, h));
+        s->st.call_timeouts++;
+        call_fail(s, c, TERN_RDV_E_TIMEOUT, now);
+    }
+}
+
+/* ---------------------------------------------------------------- dispatch */
+
+void tern_rdv_server_on_message(tern_rdv_server *s, tern_conn *c, uint64_t flow_id,
+                                const uint8_t *data, size_t len, uint64_t now)
+{
+    (void)flow_id;
+    if (s == NULL || c == NULL) return;
+    rdv_peer *p = tern_conn_get_user_data(c);
+    if (p == NULL || p->conn != c) return;
+    tern_rdv_msg m;
+    if (tern_rdv_decode(data, len, &m) != TERN_OK) {
+        s->st.bad_messages++;
+        send_error(s, p, now, TERN_RDV_E_MALFORMED, NULL);
+        return;
+    }
+    if (m.kind != TERN_RDV_REGISTER && !p->registered) {
+        send_error(s, p, now, TERN_RDV_E_NOT_REGISTERED, &m);
+        return;
+    }
+    switch (m.kind) {
+    case TERN_RDV_REGISTER: on_register(s, p, now, &m); break;
+    case TERN_RDV_INTRODUCE: on_introduce(s, p, now, &m); break;
+    case TERN_RDV_JOIN: on_join(s, p, now, &m); break;
+    case TERN_RDV_LEAVE: on_leave(s, p, now, &m); break;
+    case TERN_RDV_GROUP_MSG: on_group_msg(s, p, now, &m); break;
+    case TERN_RDV_OFFER: on_offer(s, p, now, &m); break;
+    case TERN_RDV_CALL: on_call(s, p, now, &m); break;
+    case TERN_RDV_REPLY: on_reply(s, p, now, &m); break;
+    default: /* a server-to-client kind sent to the server */
+        s->st.bad_messages++;
+        send_error(s, p, now, TERN_RDV_E_INVALID, &m);
+        break;
+    }
+}
+
+void tern_rdv_server_get_stats(const tern_rdv_server *s, tern_rdv_stats *st)
+{
+    *st = s->st;
+}
+
+void tern_rdv_server_del(tern_rdv_server *s)
+{
+    if (s == NULL) return;
+    s->dying = 1;
+    while (s->all) {
+        s->all->conn = NULL; /* send nothing; the connection's user data is left as documented */
+        peer_drop(s, s->all, 0);
+    }
+    tern__rdv_map_free(&s->peers);
+    tern__rdv_map_free(&s->groups);
+    tern__rdv_map_free(&s->services);
+    tern__rdv_map_free(&s->calls);
+    tern__rdv_heap_free(&s->deadlines);
+    release(s, s->out, TERN_RDV_MAX_MSG);
+    s->under->free(s, sizeof(*s), s->under->user);
+}
