@@ -1,10 +1,13 @@
 /*
- * ternd's tern service: a tern listener on the driver (tern/driver.h), with an echo service.
+ * ternd's tern service: a tern listener on the driver (tern/driver.h) with the rendezvous
+ * service (tern/rendezvous.h: directory, introductions, groups, RPC routing over flows) and an
+ * echo of unreliable datagrams.
  *
  * One thread runs one tern_driver bound to every --tern-listen address (default 0.0.0.0:4433).
  * The long-term key comes from --key FILE (written by `tern keygen`), or is made fresh at start;
  * either way the public key is printed in hex, since clients pin it. The service accepts every
- * client that completes the handshake and echoes each datagram back on the same connection,
+ * client that completes the handshake, hands every flow message to the rendezvous server (whose
+ * call timeouts run on a driver timer), and echoes each datagram back on the same connection,
  * byte for byte (an echo that does not fit the connection's queue is dropped and counted: the
  * datagrams are unreliable by contract). stop() asks the driver to stop (an eventfd write), and
  * the thread then closes every connection with code 0 and reason "server shutting down",
@@ -19,26 +22,62 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "server/service.h"
 #include "tern/driver.h"
+#include "tern/rendezvous.h"
 
 #define SHUTDOWN_GRACE_NS (1 * TERN_NS_PER_S)
 
 typedef struct tern_svc {
     tern_driver *d;
+    tern_rdv_server *rdv;
+    tern_driver_timer *rdv_timer;
     pthread_t th;
     int started;
     int run_rc, shutdown_left;
     uint64_t accepted, closed, datagrams, echo_bytes, echo_dropped;
 } tern_svc;
 
+/* The rendezvous server's next call timeout on the driver's timer. */
+static void rdv_rearm(tern_svc *s)
+{
+    if (s->rdv_timer == NULL) return;
+    uint64_t t = tern_rdv_server_next_deadline(s->rdv);
+    if (t == TERN_TIME_NEVER) tern_driver_timer_cancel(s->rdv_timer);
+    else tern_driver_timer_set(s->rdv_timer, t);
+}
+
+static void rdv_on_timer(tern_driver *d, tern_driver_timer *t, void *user)
+{
+    tern_svc *s = user;
+    (void)t;
+    tern_rdv_server_handle_expiry(s->rdv, tern_driver_now(d));
+    rdv_rearm(s);
+}
+
 static int on_accept(tern_conn *c, void *user)
 {
     tern_svc *s = user;
-    (void)c;
+    int rc = tern_rdv_server_on_accept(s->rdv, c, tern_driver_now(s->d));
+    if (rc != TERN_OK) return rc; /* the directory is full: refuse */
     s->accepted++;
     return 0;
+}
+
+static void on_message(tern_conn *c, uint64_t flow, const uint8_t *data, size_t len, void *user)
+{
+    tern_svc *s = user;
+    tern_rdv_server_on_message(s->rdv, c, flow, data, len, tern_driver_now(s->d));
+    rdv_rearm(s);
+}
+
+static void on_conn_free(tern_conn *c, void *user)
+{
+    tern_svc *s = user;
+    tern_rdv_server_on_gone(s->rdv, c, tern_driver_now(s->d));
+    rdv_rearm(s);
 }
 
 static void on_datagram(tern_conn *c, const uint8_t *data, size_t len, void *user)
@@ -55,8 +94,10 @@ static void on_closed(tern_conn *c, int err, uint64_t code, const char *reason, 
                       void *user)
 {
     tern_svc *s = user;
-    (void)c, (void)err, (void)code, (void)reason, (void)len;
+    (void)err, (void)code, (void)reason, (void)len;
     s->closed++;
+    tern_rdv_server_on_gone(s->rdv, c, tern_driver_now(s->d));
+    rdv_rearm(s);
 }
 
 static void *run_thread(void *arg)
@@ -96,6 +137,14 @@ static int start(ternd_service *svc, const ternd_config *cfg)
     if (s == NULL) return TERN_ERR_NOMEM;
     svc->state = s;
 
+    tern_rdv_config rc_cfg;
+    tern_rdv_config_default(&rc_cfg);
+    struct timespec rt, mt;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    clock_gettime(CLOCK_MONOTONIC, &mt);
+    rc_cfg.unix_offset_s = (int64_t)rt.tv_sec - (int64_t)mt.tv_sec; /* token expiry */
+    if (tern_rdv_server_new(&rc_cfg, &s->rdv) != TERN_OK) return TERN_ERR_NOMEM;
+
     tern_driver_config dc;
     tern_driver_config_default(&dc);
     int rc = load_key(cfg, &dc.endpoint.static_key);
@@ -105,6 +154,8 @@ static int start(ternd_service *svc, const ternd_config *cfg)
     dc.endpoint.callbacks.on_accept = on_accept;
     dc.endpoint.callbacks.on_datagram = on_datagram;
     dc.endpoint.callbacks.on_closed = on_closed;
+    dc.endpoint.callbacks.on_message = on_message;
+    dc.endpoint.callbacks.on_conn_free = on_conn_free;
     dc.endpoint.user_data = s;
     dc.n_listen = (size_t)cfg->n_tern_listen;
     memcpy(dc.listen, cfg->tern_listen, sizeof(cfg->tern_listen[0]) * dc.n_listen);
@@ -129,6 +180,10 @@ static int start(ternd_service *svc, const ternd_config *cfg)
                 rc == TERN_ERR_STATE ? strerror(e) : tern_strerror(rc));
         return rc;
     }
+    if (tern_driver_timer_new(s->d, rdv_on_timer, s, &s->rdv_timer) != TERN_OK) {
+        fprintf(stderr, "ternd: tern: cannot create a timer\n");
+        return TERN_ERR_NOMEM;
+    }
     if (pthread_create(&s->th, NULL, run_thread, s) != 0) {
         fprintf(stderr, "ternd: tern: cannot start its thread\n");
         return TERN_ERR_STATE;
@@ -142,7 +197,8 @@ static int start(ternd_service *svc, const ternd_config *cfg)
             printf("ternd: tern listening on udp %s\n", tern_addr_format(&a, txt, sizeof(txt)));
         }
         printf("ternd: tern public key %s\n", hex);
-        printf("ternd: tern service: echo (every datagram is sent back on its connection)\n");
+        printf("ternd: tern services: rendezvous (directory, introductions, groups, RPC) on "
+               "flows; echo of datagrams\n");
         fflush(stdout);
     }
     return TERN_OK;
@@ -186,6 +242,17 @@ static void report(ternd_service *svc, FILE *out)
             (unsigned long long)ds.rx_datagrams, (unsigned long long)ds.rx_gro_batches,
             (unsigned long long)ds.tx_syscalls, (unsigned long long)ds.tx_datagrams,
             (unsigned long long)ds.tx_gso_msgs, (unsigned long long)ds.tx_errors, ds.gso, ds.gro);
+    if (s->rdv) {
+        tern_rdv_stats rs;
+        tern_rdv_server_get_stats(s->rdv, &rs);
+        fprintf(out,
+                "rendezvous peers=%llu registered=%llu groups=%llu services=%llu "
+                "introductions=%llu group_msgs=%llu calls=%llu bad_messages=%llu\n",
+                (unsigned long long)rs.peers, (unsigned long long)rs.registered,
+                (unsigned long long)rs.groups, (unsigned long long)rs.services,
+                (unsigned long long)rs.introductions, (unsigned long long)rs.group_msgs,
+                (unsigned long long)rs.calls, (unsigned long long)rs.bad_messages);
+    }
 }
 
 static void destroy(ternd_service *svc)
@@ -193,7 +260,9 @@ static void destroy(ternd_service *svc)
     tern_svc *s = svc->state;
     if (s == NULL) return;
     stop(svc);
-    tern_driver_del(s->d);
+    if (s->rdv_timer) tern_driver_timer_del(s->rdv_timer);
+    tern_driver_del(s->d); /* frees every connection: the rendezvous server hears on_conn_free */
+    tern_rdv_server_del(s->rdv);
     free(s);
     svc->state = NULL;
 }
