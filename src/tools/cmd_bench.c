@@ -4,7 +4,7 @@
  * Design. `tern bench --listen ADDR:PORT` is a server driver (ready loop) that serves every
  * client until SIGINT/SIGTERM. `tern bench --to ADDR:PORT --server-key HEX` is the client. Each
  * side sends on one reliable ordered flow of its own (flows are one-way):
- *   throughput (default): the client sends 'T' messages of --msg bytes (256 KiB) for --seconds,
+ *   throughput (default): the client sends 'T' messages of --msg bytes (64 KiB) for --seconds,
  *     or until --bytes were sent, keeping the flow's send buffer full (TERN_ERR_AGAIN is the
  *     back-pressure; a 1 ms driver timer refills), then 'F'. The server counts the bytes from the
  *     first 'T' to the 'F' and its own CPU time (getrusage) over that span, and answers 'R' with
@@ -70,7 +70,7 @@ static void usage(FILE *f)
             "Client options:\n"
             "  --seconds N         how long to measure (default 5)\n"
             "  --bytes N           throughput: stop after N bytes (K/M/G suffixes) instead\n"
-            "  --msg BYTES         throughput message size (default 256K)\n"
+            "  --msg BYTES         throughput message size (default 64K)\n"
             "  --latency           request/response round trips instead of throughput\n"
             "  --size BYTES        latency message size (default 64)\n"
             "  --aead aes|chacha   cipher preference; --integrity-only: no encryption\n"
@@ -523,7 +523,7 @@ int cmd_bench(int argc, char **argv)
     s.timeout_ms = 5000;
     s.idle_ms = 30000;
     const char *listen = NULL, *target = NULL, *key_hex = NULL, *keyfile = NULL;
-    uint64_t seconds = 5, msg = 256 << 10, size = 64;
+    uint64_t seconds = 5, msg = 64 << 10, size = 64;
     int aead = TERN_AEAD_AUTO, integrity = 0, tcp = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;

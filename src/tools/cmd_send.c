@@ -217,7 +217,7 @@ static void usage(FILE *f)
             "  --server-key HEX    the receiver's public key (64 hex characters)\n"
             "  --aead aes|chacha   cipher preference (default: AES-256-GCM where the CPU has AES)\n"
             "  --integrity-only    authenticate but do not encrypt (the receiver must allow it)\n"
-            "  --chunk BYTES       message size (default 256K; 1K..16M)\n"
+            "  --chunk BYTES       message size (default 64K; 1K..16M)\n"
             "  --cc bbr|cubic|newreno  congestion controller (default: the core's, BBR)\n"
             "  --payload BYTES     UDP payload size before path MTU discovery (1200..1500)\n"
             "  --timeout MS        give up the handshake after this long (default 5000)\n"
@@ -437,7 +437,7 @@ int cmd_send(int argc, char **argv)
     s.timeout_ms = 5000;
     s.idle_ms = 30000;
     const char *target = NULL, *key_hex = NULL;
-    uint64_t chunk = 256 << 10;
+    uint64_t chunk = 64 << 10;
     int aead = TERN_AEAD_AUTO, integrity = 0, cc = -1;
     uint64_t payload = 0;
     for (int i = 1; i < argc; i++) {
