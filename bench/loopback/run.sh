@@ -5,6 +5,7 @@
 #     file to file, the receiver checks BLAKE2b-256 of the whole file),
 #   SRT in file mode with AES-256 (Debian's srt-file-transmit, transtype=file, a passphrase),
 #   TCP (iperf3 -n SIZE, memory to memory: the kernel's own reference);
+# and tern bench --bytes SIZE (AES, memory to memory: the transport without file I/O and hashing);
 # then 64-byte request/response latency: tern bench --latency (AES) next to TCP with TCP_NODELAY
 # (tern bench --tcp). Each configuration runs RUNS times, interleaved; the table shows medians.
 #
@@ -85,6 +86,26 @@ run_tern() {
   echo "$(gbps "$bytes" $((t1 - t0))) $(cpu_pct "$work/stime" $((t1 - t0))) $(cpu_pct "$work/rtime" $((t1 - t0)))"
 }
 
+# tern bench: the transport alone, memory to memory, SIZE bytes, AES; its own figures
+run_tbench() {
+  local port key i=0 out
+  taskset -c $RCPU "$TERN" bench --listen 127.0.0.1:0 >"$work/tb.out" 2>/dev/null &
+  local bpid=$!
+  pids+=("$bpid")
+  until grep -q 'public key' "$work/tb.out" 2>/dev/null; do
+    i=$((i + 1)); [ $i -gt 100 ] && break
+    sleep 0.05
+  done
+  port=$(sed -n 's/^tern bench: listening on udp 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/tb.out")
+  key=$(sed -n 's/^tern bench: public key \([0-9a-f]*\)$/\1/p' "$work/tb.out")
+  out=$(taskset -c $SCPU "$TERN" bench --to "127.0.0.1:$port" --server-key "$key" --aead aes \
+        --bytes "$bytes" ${TERN_FLAGS:-} 2>&1 | grep '^bench:')
+  kill "$bpid" 2>/dev/null
+  wait "$bpid" 2>/dev/null
+  echo "$out" | awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } }
+    END { printf "%s %s %s\n", v["gbps"] + 0, v["snd_cpu"] + 0, v["rcv_cpu"] + 0 }'
+}
+
 run_srt() {
   rm -f "$work/rx/"* 2>/dev/null
   local port=$((30000 + RANDOM % 20000)) pass="tern-bench-passphrase" t0 t1 i=0
@@ -150,7 +171,7 @@ run_lat() { # tern|tcp
   echo "$out" | awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } } END { printf "%s %s\n", v["p50_us"] + 0, v["p99_us"] + 0 }'
 }
 
-configs="tern-aes tern-chacha tern-integrity srt-aes tcp"
+configs="tern-aes tern-chacha tern-integrity tern-mem srt-aes tcp"
 declare -A res
 for r in $(seq 1 "$runs"); do
   for c in $configs; do
@@ -158,6 +179,7 @@ for r in $(seq 1 "$runs"); do
     tern-aes) out=$(run_tern --aead aes) ;;
     tern-chacha) out=$(run_tern --aead chacha) ;;
     tern-integrity) out=$(run_tern --integrity-only) ;;
+    tern-mem) out=$(run_tbench) ;;
     srt-aes) out=$(run_srt) ;;
     tcp) out=$(run_tcp) ;;
     esac
@@ -190,7 +212,8 @@ for c in $configs; do
   ratio=$(awk -v a="$g" -v b="$srt_g" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
   case $c in
   tern-aes) name="tern AES-256-GCM" ;; tern-chacha) name="tern ChaCha20-Poly1305" ;;
-  tern-integrity) name="tern integrity-only" ;; srt-aes) name="SRT file mode, AES-256" ;;
+  tern-integrity) name="tern integrity-only" ;;
+  tern-mem) name="tern AES, transport only (tern bench)" ;; srt-aes) name="SRT file mode, AES-256" ;;
   tcp) name="TCP (iperf3)" ;;
   esac
   echo "| $name | $g | $s | $rc | $ratio |"
