@@ -142,7 +142,7 @@ xfer_kill)
   tail -2 "$work/send.log"
   echo "error reported $t ms after the kill"
   ;;
-xfer_wrong_key)
+xfer_wrong_key) # also: a missing input file (exit 6), no receiver (exit 4)
   mkdir "$work/rx"
   echo hello >"$work/small.txt"
   start_recv "$work/rx"
@@ -161,7 +161,16 @@ xfer_wrong_key)
   wait_recv
   [ $RRC -eq 0 ] || fail "tern recv exited with $RRC"
   cmp "$work/small.txt" "$work/rx/small.txt" || fail "the file differs"
-  cat "$work/send.log" "$work/send2.log"
+  # the receiver is gone now: nothing answers on its port
+  t0=$(now_ms)
+  "$TERN" send "$work/small.txt" --to "127.0.0.1:$PORT" --server-key "$KEY" --timeout 1000 \
+    >"$work/send4.log" 2>&1
+  rc=$?
+  t=$(($(now_ms) - t0))
+  [ $rc -eq 4 ] || fail "no receiver: exit $rc, expected 4"
+  grep -q 'no answer from' "$work/send4.log" || fail "no clear message without a receiver"
+  [ $t -lt 3000 ] || fail "took $t ms for a 1000 ms timeout"
+  cat "$work/send.log" "$work/send2.log" "$work/send4.log"
   ;;
 xfer_disk_full)
   # the receiver's disk fills up: a 4 MiB tmpfs when root can mount one, else a read-only
