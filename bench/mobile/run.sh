@@ -41,8 +41,8 @@ while [ $# -gt 0 ]; do
 done
 [ "$(id -u)" = 0 ] || { echo "bench/mobile: needs root" >&2; exit 1; }
 if [ -n "${TERN:-}" ]; then
-	: "${TERN_RECV:=$TERN recv --listen {addr}:{port} --key {key} --dir {dir}}"
-	: "${TERN_SEND:=$TERN send {file} --to {addr}:{port} --server-key {pub} --quiet}"
+	[ -n "${TERN_RECV:-}" ] || TERN_RECV="$TERN"' recv --listen {addr}:{port} --key {key} --dir {dir}'
+	[ -n "${TERN_SEND:-}" ] || TERN_SEND="$TERN"' send {file} --to {addr}:{port} --server-key {pub} --quiet'
 fi
 if [[ " $peers " == *" tern "* ]] && { [ -z "${TERN_SEND:-}" ] || [ -z "${TERN_RECV:-}" ]; }; then
 	peers=${peers/tern/}
