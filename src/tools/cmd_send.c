@@ -4,7 +4,8 @@
  * Design. The driver's ready loop runs the connection; everything happens in callbacks and one
  * driver timer. Once the handshake completes the sender opens one RELIABLE ordered flow and sends
  * on it, in order: a header message ('H': version, file size, base name), the file in data
- * messages ('D' + up to --chunk bytes, 256 KiB by default) and an end message ('E' + the
+ * messages ('D' + up to --chunk bytes, 64 KiB by default: the core's reassembly costs the
+ * receiver more than linearly in the message size) and an end message ('E' + the
  * BLAKE2b-256 of the whole file, libsodium's crypto_generichash, computed while reading), then
  * closes the flow. Back-pressure is the flow's send buffer: a chunk that tern_flow_send refuses
  * with TERN_ERR_AGAIN stays in our buffer (read once, hashed once) and the timer, every
@@ -14,6 +15,8 @@
  * on a flow of its own with one verdict message ('V', a status byte, a text); only a verdict of
  * success gives exit 0. Every other ending (wrong key, nothing listening, the receiver gone,
  * its disk full, a hash mismatch) prints one clear line and exits with the code in usage().
+ * Connections are closed by tern_driver_shutdown() after the loop, never from a callback (closing
+ * inside on_message frees the flow the core is still delivering from).
  *
  * This file also holds the helpers that tern recv and tern bench share (tools.h).
  */
