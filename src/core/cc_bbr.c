@@ -312,7 +312,15 @@ static void set_controls(bbr *s, const tern__cc_ack *ack)
         }
         if (s->filled_pipe || rate > s->pacing_rate) s->pacing_rate = rate;
     }
-    uint64_t target = bdp(s, s->cwnd_gain) + HEADROOM_PACKETS * s->mds;
+    /* Headroom for ACKs that come back in bursts: at least 3 datagrams, or 1 ms of data at the
+     * estimated rate (at most 64 KB), as Linux sizes its send quantum. On a path whose min RTT
+     * is tens of microseconds (loopback, a LAN) the ACK clock is coarser than the RTT, and a
+     * window of 2 BDP + 3 datagrams caps the rate far below the path's: the samples then never
+     * show more. */
+    uint64_t headroom = s->max_bw / 1000;
+    if (headroom > 65536) headroom = 65536;
+    if (headroom < HEADROOM_PACKETS * s->mds) headroom = HEADROOM_PACKETS * s->mds;
+    uint64_t target = bdp(s, s->cwnd_gain) + headroom;
     if (s->filled_pipe) {
         uint64_t w = s->cwnd + ack->acked_bytes;
         s->cwnd = w < target ? w : target;

@@ -337,6 +337,29 @@ static void rflow_advance(tern_conn *c, tern__rflow *f)
     }
 }
 
+/* Is the message at base complete (its END in *end)? Remembers how far it already looked, so a
+ * message of n fragments arriving one by one costs O(n) in all, not O(n^2). */
+static int head_complete(tern__rflow *f, uint64_t *end)
+{
+    if (f->scan_base != f->base || f->scan < f->base) {
+        f->scan_base = f->base;
+        f->scan = f->base;
+    }
+    for (uint64_t q = f->scan; q < f->base + f->slots_cap && q < f->final_fsn; q++) {
+        const tern__rfrag *s = slot(f, q);
+        if (!s->present || s->done || (q != f->base && (s->flags & TERN__FD_BEGIN))) {
+            f->scan = q;
+            return 0;
+        }
+        if (s->flags & TERN__FD_END) {
+            *end = q;
+            return 1;
+        }
+        f->scan = q + 1;
+    }
+    return 0;
+}
+
 /* Fragments present in a row from fsn on, without a message boundary after the first. */
 static uint64_t run_from(const tern__rflow *f, uint64_t fsn)
 {
@@ -465,16 +488,15 @@ static int rflow_deliver(tern_conn *c, tern__rflow *f, uint64_t hint)
                 }
                 break;
             }
-            if (s->present && !s->done && (s->flags & TERN__FD_BEGIN) &&
-                complete_from(f, f->base, &end)) {
+            int head = s->present && !s->done && (s->flags & TERN__FD_BEGIN);
+            if (head && head_complete(f, &end)) {
                 int rc = deliver(c, f, f->base, end);
                 if (rc != TERN_OK) return rc;
                 rflow_advance(c, f);
                 continue;
             }
             /* a big message: assemble its head so the window keeps moving */
-            if (s->present && !s->done && (s->flags & TERN__FD_BEGIN) &&
-                run_from(f, f->base) >= f->window / 4) {
+            if (head && f->scan - f->base >= f->window / 4) {
                 if (absorb(c, f, &err)) continue;
                 if (err != TERN_OK) return err;
             }

@@ -117,6 +117,7 @@ typedef struct tern__rflow {
     int paused;
     int ordered;
     int stream;       /* deliver bytes as they arrive in order */
+    uint64_t scan, scan_base; /* [base, scan) is known present, one message, no END yet */
     uint64_t final_fsn;   /* UINT64_MAX until FLOW_FIN */
     uint64_t buffered;    /* bytes held */
     int finished;
