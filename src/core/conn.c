@@ -245,7 +245,8 @@ static void terminate(tern_conn *c, uint64_t now, int err, uint64_t space, uint6
     }
     release_handshake(c);
     free_dgrams(c);
-    tern__flows_free(c);
+    /* Flows stay until the connection is freed: this may run inside on_message, with the
+     * flow being delivered still in use. */
     report_closed(c, err, code, c->reason, c->reason_len);
     tern__conn_update_timer(c);
 }

@@ -1076,6 +1076,50 @@ static void test_byte_stream(void)
     sim_del(s);
 }
 
+/* ---------------------------------------------------------------- re-entrancy */
+
+static void close_on_message(tnet_node *n, tern_conn *c, uint64_t flow, const uint8_t *d,
+                             size_t len)
+{
+    (void)flow;
+    (void)d;
+    (void)len;
+    (void)n;
+    if (tern_conn_get_state(c) == TERN_CONN_ESTABLISHED)
+        TT_CHECK_EQ_INT(tern_conn_close(c, n->established_at, 7, "enough", 6), TERN_OK);
+}
+
+static void test_close_from_inside_on_message(void)
+{
+    tern_addr_ipv4(&SA, 192, 0, 2, 1, 4433);
+    tern_addr_ipv4(&CA, 198, 51, 100, 7, 50000);
+    sim *s = sim_new(tt_seed());
+    tnet_node srv, cli;
+    tnet_node_init(&srv, s, &SA, 1, NULL, 1);
+    tnet_node_init(&cli, s, &CA, 0, NULL, 2);
+    tnet_link(s, &SA, &CA, 10, 0, 0);
+    srv.on_message = close_on_message;
+    tern_conn *c = tnet_connect(s, &cli, &srv, NULL);
+    sim_run_until(s, 200 * MS);
+    TT_REQUIRE(cli.established);
+    uint64_t flow;
+    TT_REQUIRE(tern_flow_open(c, NULL, &flow) == TERN_OK);
+    static uint8_t buf[100000];
+    /* several messages (one of many fragments) arrive together; the first closes */
+    for (int i = 0; i < 4; i++)
+        TT_CHECK_EQ_INT(tern_flow_send(c, flow, sim_now(s), buf, i == 0 ? 10 : sizeof(buf), -1),
+                        TERN_OK);
+    sim_run_until(s, sim_now(s) + 5 * S);
+    TT_CHECK_EQ_U64(srv.messages, 1);
+    TT_CHECK_EQ_INT(cli.closed, 1);
+    TT_CHECK_EQ_INT(cli.close_err, TERN_ERR_PEER_CLOSED);
+    TT_CHECK_EQ_U64(cli.close_code, 7);
+    TT_CHECK_EQ_INT(srv.freed, 1);
+    tnet_node_free(&cli, s);
+    tnet_node_free(&srv, s);
+    sim_del(s);
+}
+
 static const tt_case cases[] = {
     TT_CASE(test_10mb_clean),
     TT_CASE(test_10mb_bursty_loss),
@@ -1093,6 +1137,7 @@ static const tt_case cases[] = {
     TT_CASE(test_hostile_ack_for_unsent_packets),
     TT_CASE(test_16mib_messages),
     TT_CASE(test_byte_stream),
+    TT_CASE(test_close_from_inside_on_message),
     TT_CASE(test_ten_minutes_of_churn),
     {NULL, NULL},
 };
