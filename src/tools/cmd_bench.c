@@ -41,26 +41,6 @@ enum {
     BM_RESP = 'P',
 };
 
-static tern_driver *volatile g_driver;
-static volatile sig_atomic_t g_stop;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    g_stop = 1;
-    if (g_driver) tern_driver_stop(g_driver);
-}
-
-static void catch_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-}
-
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -203,15 +183,15 @@ static int run_server(const tern_addr *listen, const char *keyfile, int integrit
         if (fd < 0) return XFER_EXIT_OTHER;
         printf("tern bench: listening on tcp %s\n", where);
         fflush(stdout);
-        catch_signals();
+        tools_catch_signals(NULL);
         uint8_t buf[65536];
-        while (!g_stop) {
+        while (!tools_interrupted()) {
             int c = accept(fd, NULL, NULL);
             if (c < 0) continue;
             int one = 1;
             setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
             ssize_t n;
-            while (!g_stop && (n = read(c, buf, sizeof(buf))) > 0)
+            while (!tools_interrupted() && (n = read(c, buf, sizeof(buf))) > 0)
                 if (write(c, buf, (size_t)n) != n) break;
             close(c);
         }
@@ -250,11 +230,10 @@ static int run_server(const tern_addr *listen, const char *keyfile, int integrit
     printf("tern bench: listening on udp %s\ntern bench: public key %s\n",
            tern_addr_format(&la, where, sizeof(where)), hex);
     fflush(stdout);
-    g_driver = s.d;
-    catch_signals();
+    tools_catch_signals(s.d);
     rc = tern_driver_run(s.d);
     tern_driver_shutdown(s.d, 0, "bench listener stopping", 300 * TERN_NS_PER_MS);
-    g_driver = NULL;
+    tools_release_signals();
     tern_driver_del(s.d);
     fprintf(stderr, "tern bench: served %llu throughput runs\n", (unsigned long long)s.served);
     return rc == TERN_OK ? XFER_EXIT_OK : XFER_EXIT_OTHER;
@@ -427,9 +406,7 @@ static void cli_on_closed(tern_conn *c, int err, uint64_t code, const char *reas
     if (err == TERN_ERR_LOCAL_CLOSED) return;
     s->err = err;
     s->close_code = code;
-    if (len >= sizeof(s->reason)) len = sizeof(s->reason) - 1;
-    memcpy(s->reason, reason ? reason : "", len);
-    s->reason[len] = '\0';
+    tools_copy_reason(s->reason, sizeof(s->reason), reason ? reason : "", len);
     tern_driver_stop(s->d);
 }
 
@@ -496,21 +473,20 @@ static int run_client(cli_state *s, const tern_addr *remote, const uint8_t pub[T
         fprintf(stderr, "tern bench: cannot connect to %s: %s\n", s->where, tern_strerror(rc));
         goto out;
     }
-    g_driver = s->d;
-    catch_signals();
+    tools_catch_signals(s->d);
     if (tern_driver_run(s->d) != TERN_OK) {
         fprintf(stderr, "tern bench: event loop failed: %s\n", strerror(errno));
         goto out;
     }
     if (s->verbose) cli_print_counters(s);
-    if (s->phase == 3 && s->err == 0 && !g_stop) exit_code = cli_report(s);
+    if (s->phase == 3 && s->err == 0 && !tools_interrupted()) exit_code = cli_report(s);
     else if (s->err != 0)
         exit_code = tools_explain_conn_error("tern bench", s->where, s->err, s->close_code,
                                              s->reason, s->timeout_ms, s->idle_ms);
     else fprintf(stderr, "tern bench: interrupted\n");
     tern_driver_shutdown(s->d, 0, "bench done", 300 * TERN_NS_PER_MS);
 out:
-    g_driver = NULL;
+    tools_release_signals();
     tern_driver_timer_del(s->timer);
     tern_driver_del(s->d);
     return exit_code;

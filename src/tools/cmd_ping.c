@@ -40,16 +40,6 @@ typedef struct ping_state {
     char reason[300];
 } ping_state;
 
-static tern_driver *volatile g_driver;
-static volatile sig_atomic_t g_interrupted;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    g_interrupted = 1;
-    if (g_driver) tern_driver_stop(g_driver);
-}
-
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -121,9 +111,7 @@ static void on_closed(tern_conn *c, int err, uint64_t code, const char *reason, 
     if (err == TERN_ERR_LOCAL_CLOSED) return;
     p->err = err;
     p->close_code = code;
-    if (len >= sizeof(p->reason)) len = sizeof(p->reason) - 1;
-    memcpy(p->reason, reason ? reason : "", len);
-    p->reason[len] = '\0';
+    tools_copy_reason(p->reason, sizeof(p->reason), reason ? reason : "", len);
     tern_driver_stop(p->d);
 }
 
@@ -264,13 +252,7 @@ int cmd_ping(int argc, char **argv)
         fprintf(stderr, "tern ping: cannot connect to %s: %s\n", p.where, tern_strerror(rc));
         goto out;
     }
-    g_driver = p.d;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    tools_catch_signals(p.d);
 
     rc = tern_driver_run(p.d);
     if (rc != TERN_OK) {
@@ -287,12 +269,10 @@ int cmd_ping(int argc, char **argv)
         fflush(stdout);
     }
     if (p.err != 0) exit_code = explain(&p, key_hex);
-    else if (g_interrupted) exit_code = p.answered > 0 ? EXIT_DONE : EXIT_OTHER;
+    else if (tools_interrupted()) exit_code = p.answered > 0 ? EXIT_DONE : EXIT_OTHER;
     else exit_code = p.answered == p.sent ? EXIT_DONE : EXIT_OTHER;
 out:
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    g_driver = NULL;
+    tools_release_signals();
     tern_driver_timer_del(p.timer);
     tern_driver_del(p.d);
     return exit_code;

@@ -17,7 +17,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,16 +48,6 @@ typedef struct recv_state {
     uint64_t close_code;
     char reason[300];
 } recv_state;
-
-static tern_driver *volatile g_driver;
-static volatile sig_atomic_t g_interrupted;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    g_interrupted = 1;
-    if (g_driver) tern_driver_stop(g_driver);
-}
 
 static void usage(FILE *f)
 {
@@ -291,9 +280,7 @@ static void on_closed(tern_conn *c, int err, uint64_t code, const char *reason, 
     if (r->phase < 2) {
         r->err = err;
         r->close_code = code;
-        if (len >= sizeof(r->reason)) len = sizeof(r->reason) - 1;
-        memcpy(r->reason, reason ? reason : "", len);
-        r->reason[len] = '\0';
+        tools_copy_reason(r->reason, sizeof(r->reason), reason ? reason : "", len);
     }
     tern_driver_stop(r->d);
 }
@@ -427,13 +414,7 @@ int cmd_recv(int argc, char **argv)
     printf("tern recv: listening on udp %s\ntern recv: public key %s\n", r.where, hex);
     fflush(stdout);
 
-    g_driver = r.d;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    tools_catch_signals(r.d);
     rc = tern_driver_run(r.d);
     if (rc != TERN_OK) {
         fprintf(stderr, "tern recv: event loop failed: %s\n", strerror(errno));
@@ -442,12 +423,10 @@ int cmd_recv(int argc, char **argv)
     }
     drop_tmp(&r); /* whatever did not complete */
     exit_code = finish(&r);
-    tern_driver_shutdown(r.d, g_interrupted ? XFER_V_PROTOCOL : 0,
-                         g_interrupted ? "receiver interrupted" : "done", 300 * TERN_NS_PER_MS);
+    tern_driver_shutdown(r.d, tools_interrupted() ? XFER_V_PROTOCOL : 0,
+                         tools_interrupted() ? "receiver interrupted" : "done", 300 * TERN_NS_PER_MS);
 out:
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    g_driver = NULL;
+    tools_release_signals();
     drop_tmp(&r);
     tern_driver_timer_del(r.timer);
     tern_driver_del(r.d);

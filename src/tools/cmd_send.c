@@ -22,7 +22,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,16 +199,6 @@ typedef struct send_state {
     int exit_code;                  /* set by a local failure (file), else 0 */
 } send_state;
 
-static tern_driver *volatile g_driver;
-static volatile sig_atomic_t g_interrupted;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    g_interrupted = 1;
-    if (g_driver) tern_driver_stop(g_driver);
-}
-
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -375,9 +364,7 @@ static void on_closed(tern_conn *c, int err, uint64_t code, const char *reason, 
     if (err == TERN_ERR_LOCAL_CLOSED) return;
     s->err = err;
     s->close_code = code;
-    if (len >= sizeof(s->reason)) len = sizeof(s->reason) - 1;
-    memcpy(s->reason, reason ? reason : "", len);
-    s->reason[len] = '\0';
+    tools_copy_reason(s->reason, sizeof(s->reason), reason ? reason : "", len);
     tern_driver_stop(s->d);
 }
 
@@ -423,7 +410,7 @@ static int finish(send_state *s)
         return tools_explain_conn_error("tern send", s->where, s->err, s->close_code, s->reason,
                                         s->timeout_ms, s->idle_ms);
     }
-    if (g_interrupted) {
+    if (tools_interrupted()) {
         fprintf(stderr, "tern send: interrupted; %s was not stored\n", s->name);
         return XFER_EXIT_OTHER;
     }
@@ -564,13 +551,7 @@ int cmd_send(int argc, char **argv)
         fprintf(stderr, "tern send: cannot connect to %s: %s\n", s.where, tern_strerror(rc));
         goto out;
     }
-    g_driver = s.d;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    tools_catch_signals(s.d);
 
     rc = tern_driver_run(s.d);
     if (rc != TERN_OK) {
@@ -582,9 +563,7 @@ int cmd_send(int argc, char **argv)
     tern_driver_shutdown(s.d, exit_code == 0 ? 0 : XFER_V_PROTOCOL,
                          exit_code == 0 ? "done" : "sender gave up", 300 * TERN_NS_PER_MS);
 out:
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    g_driver = NULL;
+    tools_release_signals();
     tern_driver_timer_del(s.timer);
     tern_driver_del(s.d);
     sodium_memzero(&s.hash, sizeof(s.hash));

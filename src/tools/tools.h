@@ -2,6 +2,7 @@
 #ifndef TERN_TOOLS_H
 #define TERN_TOOLS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "tern/tern.h"
@@ -48,6 +49,17 @@ uint64_t tools_cpu_ns(void);
 /* Resolves "HOST", "HOST:PORT", "[V6]:PORT" or "V6" (getaddrinfo for names) with default_port.
  * Returns 0, or -1 after printing why. */
 int tools_resolve(const char *text, uint16_t default_port, tern_addr *out);
+
+typedef struct tern_driver tern_driver;
+
+/* From now on SIGINT and SIGTERM stop d's loop (d may be NULL) and tools_interrupted() says one
+ * came; tools_release_signals() gives them back their default action. */
+void tools_catch_signals(tern_driver *d);
+void tools_release_signals(void);
+int tools_interrupted(void);
+
+/* Copies a peer's close reason (len bytes, not terminated) into dst[cap] as a C string. */
+void tools_copy_reason(char *dst, size_t cap, const char *reason, size_t len);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t tools_now_ns(void);

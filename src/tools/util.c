@@ -1,11 +1,13 @@
 /* Helpers shared by the tern sub-commands: name resolution, the clock, waiting on a socket. */
 #include <netdb.h>
+#include <signal.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "tern/driver.h"
 #include "tern/udp.h"
 #include "tools/tools.h"
 
@@ -68,4 +70,50 @@ int tools_resolve(const char *text, uint16_t default_port, tern_addr *out)
     }
     out->port = port;
     return 0;
+}
+
+/* ---- SIGINT/SIGTERM for the commands that run a driver */
+
+static tern_driver *volatile g_stop_driver;
+static volatile sig_atomic_t g_interrupted;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    g_interrupted = 1;
+    if (g_stop_driver) tern_driver_stop(g_stop_driver); /* an eventfd write: signal-safe */
+}
+
+static void set_handlers(void (*fn)(int))
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = fn; /* no SA_RESTART: a blocking accept() returns EINTR */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+void tools_catch_signals(tern_driver *d)
+{
+    g_stop_driver = d;
+    set_handlers(on_stop_signal);
+}
+
+void tools_release_signals(void)
+{
+    set_handlers(SIG_DFL);
+    g_stop_driver = NULL;
+}
+
+int tools_interrupted(void)
+{
+    return g_interrupted;
+}
+
+void tools_copy_reason(char *dst, size_t cap, const char *reason, size_t len)
+{
+    if (len >= cap) len = cap - 1;
+    if (len) memcpy(dst, reason, len);
+    dst[len] = '\0';
 }
