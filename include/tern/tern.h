@@ -169,6 +169,10 @@ typedef struct tern_callbacks {
     void (*on_flow_closed)(tern_conn *conn, uint64_t flow_id, void *user_data);
     /* The network estimate changed noticeably (bandwidth by 10%, RTT by 10%, or loss). */
     void (*on_network)(tern_conn *conn, const tern_network_info *info, void *user_data);
+    /* The connection's packets now travel a new path (tern_conn_path says which): after the
+     * handshake found a path over several candidates, and when a connection moves, e.g. from
+     * the relay to a direct path that validated. Nothing queued is lost in a move. */
+    void (*on_path)(tern_conn *conn, void *user_data);
 } tern_callbacks;
 
 typedef struct tern_endpoint_config {
@@ -269,6 +273,73 @@ int tern_conn_peer_key(const tern_conn *c, uint8_t pub[TERN_KEY_LEN]);
 int tern_conn_peer_id(const tern_conn *c, uint8_t id[TERN_PEER_ID_LEN]);
 const tern_addr *tern_conn_remote(const tern_conn *c);
 int tern_conn_is_server(const tern_conn *c);
+
+/* ---------------------------------------------------------------- peer to peer */
+
+/* Two peers that a rendezvous server introduced (docs/rendezvous.md) connect to each other
+ * directly through their NATs, or through the server's relay, with one ordinary tern connection
+ * (docs/protocol.md, section 9). The initiator (the peer that asked for the introduction) calls
+ * tern_endpoint_connect_peer; the target calls tern_endpoint_expect_peer and accepts the
+ * handshake in on_accept (its endpoint must be is_server, with the static key the server
+ * vouched for). Both sides then probe every candidate; the first path that validates carries
+ * the handshake; a connection on the relay moves to a direct path as soon as one validates. */
+
+#define TERN_RELAY_CHANNEL_LEN 8 /* relay channel IDs */
+#define TERN_PUNCH_NONCE_LEN 16  /* introduction nonce */
+#define TERN_MAX_CANDIDATES 8    /* direct candidates of one peer */
+
+/* A route through a relay: where it is and this peer's channel on it (from the introduction). */
+typedef struct tern_relay_route {
+    tern_addr addr;
+    uint8_t channel[TERN_RELAY_CHANNEL_LEN];
+} tern_relay_route;
+
+typedef struct tern_peer_target {
+    uint8_t peer_pub[TERN_KEY_LEN];           /* the peer's long-term key, as the server vouched */
+    uint8_t nonce[TERN_PUNCH_NONCE_LEN];      /* the introduction's nonce (both sides know it) */
+    size_t n_cands;
+    tern_addr cands[TERN_MAX_CANDIDATES];     /* the peer's direct candidates (local, public) */
+    int has_relay;
+    tern_relay_route relay;
+    uint64_t relay_after_ns;    /* use the relay when no direct path answered by then (2 s);
+                                   0: at once, alongside the direct candidates */
+    uint64_t probe_interval_ns; /* between probes of one candidate (200 ms) */
+    uint64_t probe_duration_ns; /* direct candidates are probed this long (15 s); after that a
+                                   connection stays where it is */
+} tern_peer_target;
+
+/* Zeroes t and sets the defaults above. */
+void tern_peer_target_default(tern_peer_target *t);
+
+/* Initiator: opens one connection to the peer over all its candidates at once (Initials to
+ * every direct candidate, the relay after relay_after_ns); the first path that answers carries
+ * it (on_path, then on_established). Learns the peer's addresses from its punches (a peer
+ * behind a symmetric NAT shows up from a port nobody could predict). Errors: as
+ * tern_endpoint_connect, and TERN_ERR_INVALID_ARG (no candidate and no relay). */
+int tern_endpoint_connect_peer(tern_endpoint *ep, uint64_t now, const tern_addr *local,
+                               const tern_peer_target *t, tern_conn **out);
+
+/* Target: expects the peer's handshake. Sends punches (small datagrams carrying a MAC of the
+ * nonce) to every candidate of the peer for probe_duration_ns, so that its own NAT lets the
+ * peer's packets in; the connection the peer then opens (accepted in on_accept, whose
+ * tern_conn_peer_key matches t->peer_pub) gets the candidates and relay to probe and move to.
+ * An expectation ends when that connection is accepted or after probe_duration_ns.
+ * Errors: TERN_ERR_STATE (the endpoint is not is_server), TERN_ERR_LIMIT (64 expectations
+ * pending), TERN_ERR_INVALID_ARG. */
+int tern_endpoint_expect_peer(tern_endpoint *ep, uint64_t now, const tern_addr *local,
+                              const tern_peer_target *t);
+
+/* The path a connection's packets travel now. */
+typedef struct tern_path_info {
+    tern_addr remote;   /* where packets go: the peer, or the relay */
+    int relayed;        /* 1: through a relay (remote is the relay) */
+    int validated;      /* the peer proved it receives there */
+    uint64_t moves;     /* how many times the connection changed path */
+    size_t n_cands;     /* candidate paths known */
+    size_t n_validated; /* of those, validated */
+} tern_path_info;
+
+void tern_conn_path(const tern_conn *c, tern_path_info *info);
 
 /* ---------------------------------------------------------------- flows */
 
