@@ -2,7 +2,9 @@
  * libFuzzer target: whole datagrams into the endpoint's receive path, on a server and on a client
  * with a handshake in progress (so Response, Retry, Reject and version negotiation are parsed),
  * then the send path. Deterministic randomness; the endpoints persist across inputs so state
- * that earlier inputs built is exercised too, and are rebuilt every 4096 inputs.
+ * that earlier inputs built is exercised too, and are rebuilt every 4096 inputs. The server
+ * also expects an introduced peer and the client also opens a peer connection (hole punching:
+ * relay-wrapped packets and punches, nonce of 16 bytes 0x07, reach their parsers).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -53,6 +55,18 @@ static void setup(void)
     tern_addr_ipv4(&ca, 10, 0, 0, 2, 5555);
     tern_conn *c;
     tern_endpoint_connect(client, 0, &ca, &sa, server_key.pub, &c);
+    tern_peer_target t;
+    tern_peer_target_default(&t);
+    memset(t.nonce, 7, sizeof(t.nonce));
+    memcpy(t.peer_pub, server_key.pub, TERN_KEY_LEN);
+    t.cands[t.n_cands++] = sa;
+    t.has_relay = 1;
+    t.relay.addr = sa;
+    t.relay_after_ns = 0;
+    tern_endpoint_connect_peer(client, 0, &ca, &t, &c);
+    t.cands[0] = ca;
+    det_rand(t.peer_pub, TERN_KEY_LEN, NULL);
+    tern_endpoint_expect_peer(server, 0, &sa, &t);
     now = 1;
 }
 

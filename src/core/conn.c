@@ -95,6 +95,7 @@ size_t tern__conn_max_payload(const tern_conn *c)
 {
     size_t m = c->ep->s.max_udp_payload;
     if (c->peer_max_udp_payload && c->peer_max_udp_payload < m) m = c->peer_max_udp_payload;
+    if (c->path.relayed) m -= TERN__RELAY_HDR_LEN; /* the relay's header rides in front */
     return m;
 }
 
@@ -175,6 +176,7 @@ void tern__conn_free(tern_conn *c)
     free_dgrams(c);
     tern__flows_free(c);
     tern__rec_free(c);
+    tern__p2p_free(c);
     tern__map_del(&ep->by_cid, c->local_cid, c);
     if (c->in_reset_map) tern__map_del(&ep->by_reset, c->peer_reset_token, c);
     tern__heap_set(&ep->timers, &c->timer, TERN_TIME_NEVER);
@@ -293,6 +295,7 @@ void tern__conn_established(tern_conn *c, uint64_t now)
         c->ping_backoff = tern__conn_pto(c);
     }
     tern__ep_mark_send(ep, c);
+    tern__p2p_established(c, now);
     tern__conn_update_timer(c);
     if (ep->cb.on_established) ep->cb.on_established(c, ep->user_data);
 }
@@ -310,9 +313,11 @@ static uint64_t next_deadline(const tern_conn *c)
     case TERN_CONN_HANDSHAKE:
         MIN_INTO(c->hs_deadline);
         MIN_INTO(c->hs_retx_at);
+        MIN_INTO(tern__p2p_deadline(c));
         break;
     case TERN_CONN_ESTABLISHED:
         MIN_INTO(c->last_rx + c->idle_timeout);
+        MIN_INTO(tern__p2p_deadline(c));
         if (!c->ping_pending) {
             if (c->ping_outstanding) MIN_INTO(c->ping_retx_at);
             else if (c->ep->s.keepalive_ns) MIN_INTO(c->last_tx + c->ep->s.keepalive_ns);
@@ -347,6 +352,7 @@ void tern__conn_on_timer(tern_conn *c, uint64_t now)
             tern__conn_free(c);
             return;
         }
+        tern__p2p_on_timer(c, now);
         break;
     case TERN_CONN_ESTABLISHED:
         if (now >= c->last_rx + c->idle_timeout) {
@@ -377,6 +383,7 @@ void tern__conn_on_timer(tern_conn *c, uint64_t now)
                 tern__ep_mark_send(c->ep, c);
             }
         }
+        tern__p2p_on_timer(c, now);
         break;
     default:
         if (now >= c->close_deadline) {
@@ -416,14 +423,16 @@ static int check_reset(tern_endpoint *ep, uint64_t now, const uint8_t *pkt, size
 }
 
 static int process_frames(tern_conn *c, uint64_t now, const uint8_t *p, const uint8_t *end,
-                          int *eliciting)
+                          int *eliciting, int *probing_only)
 {
+    *probing_only = 1;
     tern_endpoint *ep = c->ep;
     while (p < end && c->state == TERN_CONN_ESTABLISHED) {
         uint64_t type;
         if (tern__get_varint(p, end, &type) == NULL) return TERN_ERR_PROTOCOL;
         if (type == TERN__FRAME_ACK) {
             tern__ack_frame af;
+            *probing_only = 0;
             int err = TERN_OK;
             p = tern__ack_decode(tern__get_varint(p, end, &type), end, &af, &err);
             if (p == NULL) return TERN_ERR_PROTOCOL;
@@ -431,6 +440,7 @@ static int process_frames(tern_conn *c, uint64_t now, const uint8_t *p, const ui
             continue;
         }
         if (type >= TERN__FRAME_FLOW_DATA && type <= TERN__FRAME_FLOW_FIN) {
+            *probing_only = 0;
             const uint8_t *q = tern__get_varint(p, end, &type);
             int rc = tern__flow_on_frame(c, type, &q, end);
             if (rc != TERN_OK) return rc == TERN_ERR_NOMEM ? rc : TERN_ERR_PROTOCOL;
@@ -443,8 +453,17 @@ static int process_frames(tern_conn *c, uint64_t now, const uint8_t *p, const ui
         p = tern__frame_decode(p, end, &f, &err);
         if (p == NULL) return TERN_ERR_PROTOCOL;
         if (f.type != TERN__FRAME_PADDING && f.type != TERN__FRAME_CLOSE) *eliciting = 1;
+        if (f.type != TERN__FRAME_PADDING && f.type != TERN__FRAME_PATH_CHALLENGE &&
+            f.type != TERN__FRAME_PATH_RESPONSE)
+            *probing_only = 0;
         switch (f.type) {
         case TERN__FRAME_PADDING:
+            break;
+        case TERN__FRAME_PATH_CHALLENGE:
+            tern__p2p_on_challenge(c, f.id);
+            break;
+        case TERN__FRAME_PATH_RESPONSE:
+            tern__p2p_on_response(c, now, f.id);
             break;
         case TERN__FRAME_PING:
             if (c->n_pongs < TERN__MAX_PONGS) c->pongs[c->n_pongs++] = f.id;
@@ -518,13 +537,15 @@ int tern__conn_recv_short(tern_endpoint *ep, uint64_t now, const tern_addr *loca
         return TERN_ERR_AUTH;
     }
     size_t plain_len = ct_len - TERN__AEAD_TAG_LEN;
+    int newest = !c->replay.have || pn > c->replay.largest;
     tern__replay_mark(&c->replay, pn);
     c->last_rx = now;
     c->st.rx_packets++;
     c->st.rx_bytes += len;
-    c->path.rx_bytes += len;
-    (void)local;
-    (void)remote; /* a new source address waits for path validation (migration) */
+    /* which path did it come on? A new source address is a candidate until validated */
+    int rxc = tern__p2p_rx_path(c, now, local, remote, ep->rx_relayed, ep->rx_channel);
+    if (rxc == -1) c->path.rx_bytes += len;
+    else if (rxc >= 0) c->p2p->cands[rxc].path.rx_bytes += len;
 
     if (h.flags & TERN__SHORT_RESERVED) {
         tern__conn_terminate(c, now, TERN_ERR_PROTOCOL, 0, NULL, 0, 0);
@@ -545,8 +566,10 @@ int tern__conn_recv_short(tern_endpoint *ep, uint64_t now, const tern_addr *loca
     }
     if (!c->is_server) c->confirmed = 1;
     int out_of_order = tern__ackset_add(&c->recp->acks, pn, now);
-    int eliciting = 0;
-    rc = process_frames(c, now, frames, frames + plain_len, &eliciting);
+    int eliciting = 0, probing_only = 1;
+    rc = process_frames(c, now, frames, frames + plain_len, &eliciting, &probing_only);
+    if (rc == TERN_OK) tern__p2p_on_rx_done(c, now, newest, probing_only);
+    c->rx_cand = -1;
     if (rc == TERN_ERR_PROTOCOL || rc == TERN_ERR_NOMEM) {
         static const char proto[] = "protocol violation", nomem[] = "out of memory";
         const char *why = rc == TERN_ERR_NOMEM ? nomem : proto;
@@ -590,9 +613,14 @@ static int seal_packet(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, con
     c->last_tx = now;
     c->st.tx_packets++;
     c->st.tx_bytes += total;
-    c->path.tx_bytes += total;
     if (pn_out) *pn_out = pn;
     return (int)total;
+}
+
+int tern__conn_seal(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const uint8_t *frames,
+                    size_t frames_len)
+{
+    return seal_packet(c, now, out, cap, frames, frames_len, NULL);
 }
 
 /* May data go out now? Congestion window and pacer (probes ignore both). */
@@ -611,7 +639,31 @@ static int data_allowed(tern_conn *c, uint64_t now, size_t bytes)
     return 1;
 }
 
-int tern__conn_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap)
+static int write_active(tern_conn *c, uint64_t now, uint8_t *out, size_t cap);
+
+/* One datagram for the connection: a probe or handshake packet for a candidate path (*via says
+ * which), else the next packet on the active path. Relayed paths get the relay's header. */
+int tern__conn_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const tern__path **via)
+{
+    *via = &c->path;
+    if (c->p2p != NULL) {
+        int n = tern__p2p_write(c, now, out, cap, via);
+        if (n > 0) return n;
+        *via = &c->path;
+    }
+    size_t hdr = c->path.relayed ? TERN__RELAY_HDR_LEN : 0;
+    if (cap <= hdr) return 0;
+    int n = write_active(c, now, out + hdr, cap - hdr);
+    if (n <= 0) return n;
+    if (hdr) {
+        out[0] = TERN__RELAY_TYPE;
+        memcpy(out + 1, c->path.channel, TERN_RELAY_CHANNEL_LEN);
+    }
+    c->path.tx_bytes += hdr + (size_t)n;
+    return (int)hdr + n;
+}
+
+static int write_active(tern_conn *c, uint64_t now, uint8_t *out, size_t cap)
 {
     uint8_t frames[TERN_MAX_DATAGRAM];
     size_t limit = tern__conn_max_payload(c);
@@ -648,6 +700,12 @@ int tern__conn_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap)
             p = q;
             ack_written = 1;
         }
+    }
+    if (c->path_response_due &&
+        (q = tern__frame_put_path(p, end, TERN__FRAME_PATH_RESPONSE, c->path_response)) != NULL) {
+        p = q;
+        c->path_response_due = 0;
+        eliciting = 1;
     }
     if (c->hs_done_pending && (q = tern__put_varint(p, end, TERN__FRAME_HANDSHAKE_DONE)) != NULL) {
         p = q;

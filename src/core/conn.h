@@ -21,13 +21,61 @@
 #define TERN__ERR_RATE 10  /* stateless error replies per second per source */
 #define TERN__ERR_BURST 20
 
-/* A network path: the pair of addresses a connection's packets travel between. */
+/* A network path: the pair of addresses a connection's packets travel between, directly or
+ * through a relay (then remote is the relay and every packet is wrapped with our channel). */
 typedef struct tern__path {
     tern_addr local, remote;
+    uint8_t relayed;
+    uint8_t channel[TERN_RELAY_CHANNEL_LEN];
     uint64_t rx_bytes;     /* bytes received on the path */
     uint64_t tx_bytes;     /* bytes sent on the path */
     int validated;         /* the peer proved it receives at remote: 3x limit lifted */
 } tern__path;
+
+/* Peer to peer and migration (path.c): the candidate paths of a connection besides the active
+ * one, how each is being probed, and what the hole punching of an introduction needs. */
+#define TERN__MAX_PATHS 12 /* the peer's 8 candidates, the relay, addresses learned on the way */
+#define TERN__MAX_EXPECTS 64
+#define TERN__BG_PROBE_MAX (5 * TERN_NS_PER_S) /* background probing of a relayed connection */
+
+enum { TERN__CAND_PROBING = 0, TERN__CAND_VALID = 1, TERN__CAND_FAILED = 2 };
+
+typedef struct tern__cand {
+    tern__path path;
+    uint8_t state;         /* TERN__CAND_* */
+    uint8_t learned;       /* seen as the source of the peer's packets, not told */
+    uint8_t initial_due;   /* client handshake: the Initial must go there */
+    uint8_t challenge_due; /* a PATH_CHALLENGE must go there */
+    uint8_t response_due;  /* a PATH_RESPONSE must go there */
+    uint8_t challenged;    /* a challenge went out */
+    uint64_t challenge;    /* data of the challenges sent there (fixed per candidate) */
+    uint64_t response;     /* data to echo */
+    uint64_t next_probe;   /* when the next Initial or challenge goes there */
+    uint64_t gap;          /* between probes now */
+    uint32_t probes;
+} tern__cand;
+
+typedef struct tern__p2p {
+    tern__cand cands[TERN__MAX_PATHS];
+    size_t n;
+    int probing;            /* introduced peers: probe the candidates */
+    int punch_match;        /* client handshake: punches with punch_tag add candidates */
+    uint8_t punch_tag[16];
+    int has_relay, relay_added;
+    tern_relay_route relay;
+    uint64_t relay_at;      /* client handshake: add the relay then */
+    uint64_t interval, probe_until;
+    int latest;             /* server: the candidate the peer's newest packet came on, or -1 */
+} tern__p2p;
+
+/* A pending tern_endpoint_expect_peer. */
+typedef struct tern__expect {
+    uint8_t peer_pub[TERN_KEY_LEN];
+    uint8_t punch_tag[16];
+    tern_addr local;
+    tern_peer_target t;
+    uint64_t next_punch, until;
+} tern__expect;
 
 typedef struct tern__dgram {
     struct tern__dgram *next;
@@ -55,7 +103,12 @@ struct tern_conn {
     uint8_t initial_dcid[TERN_CID_LEN];/* the DCID of the client's Initial */
     int in_initial_map;
 
-    tern__path path; /* one path today; migration adds more */
+    tern__path path;   /* the active path: where packets go */
+    tern__p2p *p2p;    /* candidate paths (allocated when there is more than one path) */
+    int rx_cand;       /* while a packet is processed: the candidate it came on, -1 = active */
+    uint64_t path_moves;
+    int path_response_due; /* a PATH_RESPONSE goes out on the active path */
+    uint64_t path_response;
 
     /* handshake */
     tern__noise *noise;
@@ -167,6 +220,15 @@ struct tern_endpoint {
     tern__stateless sq[TERN__STATELESS_QUEUE];
     size_t sq_head, sq_len;
 
+    /* the datagram being processed came through a relay on this channel */
+    int rx_relayed;
+    uint8_t rx_channel[TERN_RELAY_CHANNEL_LEN];
+    /* peer to peer: expectations (target side) and client handshakes that match punches */
+    tern__expect *expects; /* TERN__MAX_EXPECTS entries once the first is made */
+    size_t n_expects;
+    uint64_t expect_deadline;
+    size_t n_punch_match;
+
     tern_endpoint_stats st;
 };
 
@@ -192,7 +254,9 @@ tern_conn *tern__conn_new(tern_endpoint *ep, int is_server, uint64_t now);
 void tern__conn_free(tern_conn *c);
 int tern__conn_recv_short(tern_endpoint *ep, uint64_t now, const tern_addr *local,
                           const tern_addr *remote, const uint8_t *pkt, size_t len);
-int tern__conn_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap);
+int tern__conn_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const tern__path **via);
+int tern__conn_seal(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const uint8_t *frames,
+                    size_t frames_len);
 void tern__conn_on_timer(tern_conn *c, uint64_t now);
 void tern__conn_update_timer(tern_conn *c);
 void tern__conn_established(tern_conn *c, uint64_t now);
@@ -203,6 +267,27 @@ int tern__conn_install_keys(tern_conn *c, const uint8_t tx_secret[32], const uin
 size_t tern__conn_max_payload(const tern_conn *c);
 void tern__conn_rtt_sample(tern_conn *c, uint64_t sample);
 void tern__conn_network_changed(tern_conn *c);
+
+/* path.c */
+int tern__path_is(const tern__path *p, const tern_addr *remote, int relayed,
+                  const uint8_t *channel);
+void tern__p2p_free(tern_conn *c);
+int tern__p2p_rx_path(tern_conn *c, uint64_t now, const tern_addr *local, const tern_addr *remote,
+                      int relayed, const uint8_t *channel);
+void tern__p2p_on_rx_done(tern_conn *c, uint64_t now, int newest, int probing_only);
+void tern__p2p_on_challenge(tern_conn *c, uint64_t data);
+void tern__p2p_on_response(tern_conn *c, uint64_t now, uint64_t data);
+int tern__p2p_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const tern__path **via);
+uint64_t tern__p2p_deadline(const tern_conn *c);
+void tern__p2p_on_timer(tern_conn *c, uint64_t now);
+void tern__p2p_client_response(tern_conn *c, uint64_t now, const tern_addr *local,
+                               const tern_addr *remote, int relayed, const uint8_t *channel);
+void tern__p2p_server_attach(tern_conn *c, uint64_t now);
+void tern__p2p_established(tern_conn *c, uint64_t now);
+int tern__p2p_on_punch(tern_endpoint *ep, uint64_t now, const tern_addr *local,
+                       const tern_addr *remote, const uint8_t *data, size_t len);
+void tern__expect_on_timer(tern_endpoint *ep, uint64_t now);
+int tern__p2p_is_peer_handshake(const tern_conn *c);
 
 /* recovery.c */
 int tern__rec_init(tern_conn *c, uint64_t now);

@@ -179,6 +179,7 @@ void tern_endpoint_del(tern_endpoint *ep)
     tern__heap_free(&ep->timers);
     tern__rl_free(&ep->hs_limit, &ep->alloc);
     tern__rl_free(&ep->err_limit, &ep->alloc);
+    if (ep->expects) tern__free(&ep->alloc, ep->expects, TERN__MAX_EXPECTS * sizeof(*ep->expects));
     tern__alloc a = ep->alloc;
     sodium_memzero(ep, sizeof(*ep));
     tern__free(&a, ep, sizeof(*ep));
@@ -197,6 +198,7 @@ void tern__ep_mark_send(tern_endpoint *ep, tern_conn *c)
 int tern__ep_queue_stateless(tern_endpoint *ep, const tern_addr *local, const tern_addr *remote,
                              const uint8_t *data, size_t len)
 {
+    if (ep->rx_relayed) return TERN_ERR_IGNORED; /* no stateless replies through a relay */
     if (len > TERN__STATELESS_MAX || ep->sq_len == TERN__STATELESS_QUEUE) {
         ep->st.drop_queue_full++;
         return TERN_ERR_AGAIN;
@@ -237,6 +239,23 @@ int tern_endpoint_recv(tern_endpoint *ep, uint64_t now, const tern_addr *local,
         rc = TERN_ERR_TRUNCATED;
     } else if (len > TERN_MAX_DATAGRAM) {
         rc = TERN_ERR_MALFORMED;
+    } else if (data[0] == TERN__RELAY_TYPE) {
+        /* a packet through a relay: the channel says which route it came on */
+        if (len <= TERN__RELAY_HDR_LEN) {
+            rc = TERN_ERR_TRUNCATED;
+        } else if (!(data[TERN__RELAY_HDR_LEN] & TERN__HDR_FIXED)) {
+            rc = TERN_ERR_MALFORMED;
+        } else {
+            const uint8_t *in = data + TERN__RELAY_HDR_LEN;
+            size_t in_len = len - TERN__RELAY_HDR_LEN;
+            ep->rx_relayed = 1;
+            memcpy(ep->rx_channel, data + 1, TERN_RELAY_CHANNEL_LEN);
+            rc = (in[0] & TERN__HDR_LONG) ? tern__hs_recv_long(ep, now, local, remote, in, in_len)
+                                          : tern__conn_recv_short(ep, now, local, remote, in, in_len);
+            ep->rx_relayed = 0;
+        }
+    } else if (data[0] == TERN__PUNCH_TYPE) {
+        rc = tern__p2p_on_punch(ep, now, local, remote, data, len);
     } else if (!(data[0] & TERN__HDR_FIXED)) {
         rc = TERN_ERR_MALFORMED; /* not tern (STUN, or noise) */
     } else if (data[0] & TERN__HDR_LONG) {
@@ -269,7 +288,8 @@ int tern_endpoint_send(tern_endpoint *ep, uint64_t now, tern_datagram *dgrams, s
     while (n < max_dgrams && ep->send_head != NULL) {
         tern_conn *c = ep->send_head;
         if (buf_len - off < TERN_MAX_DATAGRAM) break;
-        int len = tern__conn_write(c, now, buf + off, buf_len - off);
+        const tern__path *via = NULL;
+        int len = tern__conn_write(c, now, buf + off, buf_len - off, &via);
         if (len <= 0) {
             /* nothing more from this connection: unlink it */
             ep->send_head = c->send_next;
@@ -278,8 +298,8 @@ int tern_endpoint_send(tern_endpoint *ep, uint64_t now, tern_datagram *dgrams, s
             c->send_next = NULL;
             continue;
         }
-        dgrams[n].local = c->path.local;
-        dgrams[n].remote = c->path.remote;
+        dgrams[n].local = via->local;
+        dgrams[n].remote = via->remote;
         dgrams[n].data = buf + off;
         dgrams[n].len = (size_t)len;
         off += (size_t)len;
@@ -304,11 +324,14 @@ int tern_endpoint_send(tern_endpoint *ep, uint64_t now, tern_datagram *dgrams, s
 uint64_t tern_endpoint_next_deadline(const tern_endpoint *ep)
 {
     const tern__heap_item *it = tern__heap_top(&ep->timers);
-    return it ? it->deadline : TERN_TIME_NEVER;
+    uint64_t d = it ? it->deadline : TERN_TIME_NEVER;
+    if (ep->n_expects > 0 && ep->expect_deadline < d) d = ep->expect_deadline;
+    return d;
 }
 
 void tern_endpoint_handle_expiry(tern_endpoint *ep, uint64_t now)
 {
+    if (ep->n_expects > 0 && now >= ep->expect_deadline) tern__expect_on_timer(ep, now);
     /* Each connection's timer handler moves its deadline past now or frees it, so this ends. */
     for (;;) {
         tern__heap_item *it = tern__heap_top(&ep->timers);

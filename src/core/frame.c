@@ -1,5 +1,6 @@
 /*
- * Frames inside protected packets: PADDING, PING/PONG, CLOSE, HANDSHAKE_DONE, DATAGRAM.
+ * Frames inside protected packets: PADDING, PING/PONG, CLOSE, HANDSHAKE_DONE, PATH_CHALLENGE/
+ * PATH_RESPONSE, DATAGRAM.
  * Each frame starts with a varint type; lengths are varints and are checked against the packet
  * before any byte they announce is touched.
  */
@@ -21,6 +22,10 @@ const uint8_t *tern__frame_decode(const uint8_t *p, const uint8_t *end, tern__fr
         if ((p = tern__get_varint(p, end, &f->id)) == NULL) goto truncated;
         return p;
     case TERN__FRAME_HANDSHAKE_DONE:
+        return p;
+    case TERN__FRAME_PATH_CHALLENGE:
+    case TERN__FRAME_PATH_RESPONSE:
+        if ((p = tern__get_u64(p, end, &f->id)) == NULL) goto truncated;
         return p;
     case TERN__FRAME_CLOSE:
         p = tern__get_varint(p, end, &f->close_space);
@@ -52,6 +57,12 @@ uint8_t *tern__frame_put_ping(uint8_t *p, const uint8_t *end, uint64_t type, uin
 {
     p = tern__put_varint(p, end, type);
     return tern__put_varint(p, end, id);
+}
+
+uint8_t *tern__frame_put_path(uint8_t *p, const uint8_t *end, uint64_t type, uint64_t data)
+{
+    p = tern__put_varint(p, end, type);
+    return tern__put_u64(p, end, data);
 }
 
 uint8_t *tern__frame_put_close(uint8_t *p, const uint8_t *end, uint64_t space, uint64_t code,

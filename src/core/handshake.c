@@ -147,7 +147,8 @@ int tern__hs_client_start(tern_conn *c, uint64_t now)
     return TERN_OK;
 }
 
-static int client_on_response(tern_conn *c, uint64_t now, const tern__long_hdr *h)
+static int client_on_response(tern_conn *c, uint64_t now, const tern_addr *local,
+                              const tern_addr *remote, const tern__long_hdr *h)
 {
     tern_endpoint *ep = c->ep;
     uint8_t payload[TERN__MAX_HS_PAYLOAD], i2r[32], r2i[32];
@@ -198,6 +199,7 @@ static int client_on_response(tern_conn *c, uint64_t now, const tern__long_hdr *
         return rc;
     }
     c->path.validated = 1;
+    tern__p2p_client_response(c, now, local, remote, ep->rx_relayed, ep->rx_channel);
     tern__conn_established(c, now);
     return TERN_OK;
 }
@@ -352,8 +354,9 @@ static int server_on_initial(tern_endpoint *ep, uint64_t now, const tern_addr *l
     /* a retransmitted Initial of a handshake in progress: resend the Response */
     tern_conn *c = tern__map_get(&ep->by_initial, h->dcid);
     if (c != NULL) {
-        if (c->state != TERN_CONN_HANDSHAKE || !tern_addr_equal(&c->path.remote, remote))
-            return TERN_ERR_IGNORED;
+        if (c->state != TERN_CONN_HANDSHAKE ||
+            !tern__path_is(&c->path, remote, ep->rx_relayed, ep->rx_channel))
+            return TERN_ERR_IGNORED; /* the same Initial on another path: the first one won */
         c->path.rx_bytes += len;
         c->hs_pending = 1;
         tern__ep_mark_send(ep, c);
@@ -415,6 +418,8 @@ static int server_on_initial(tern_endpoint *ep, uint64_t now, const tern_addr *l
     }
     c->path.local = *local;
     c->path.remote = *remote;
+    c->path.relayed = (uint8_t)(ep->rx_relayed != 0);
+    if (ep->rx_relayed) memcpy(c->path.channel, ep->rx_channel, TERN_RELAY_CHANNEL_LEN);
     c->path.rx_bytes = len;
     c->path.validated = validated;
     memcpy(c->remote_cid, h->scid, TERN_CID_LEN);
@@ -424,6 +429,7 @@ static int server_on_initial(tern_endpoint *ep, uint64_t now, const tern_addr *l
     c->aead = (uint8_t)aead;
     c->integrity_only = tp.integrity_only && ep->s.integrity_only;
     apply_peer_tparams(c, &tp);
+    tern__p2p_server_attach(c, now); /* an introduced peer: its candidates, to probe later */
     c->hs_start = now;
     ep->st.handshakes_started++;
 
@@ -499,7 +505,7 @@ int tern__hs_recv_long(tern_endpoint *ep, uint64_t now, const tern_addr *local,
         if (h.version == TERN__VERSION_NEGOTIATION)
             return client_on_version_negotiation(c, now, &h);
         switch (h.type) {
-        case TERN__PKT_RESPONSE: rc = client_on_response(c, now, &h); break;
+        case TERN__PKT_RESPONSE: rc = client_on_response(c, now, local, remote, &h); break;
         case TERN__PKT_RETRY: rc = client_on_retry(c, now, &h); break;
         default: rc = client_on_reject(c, now, &h); break;
         }
@@ -524,8 +530,7 @@ int tern__hs_write(tern_conn *c, uint8_t *out, size_t cap)
     }
     memcpy(out, c->hs_pkt, c->hs_pkt_len);
     c->hs_pending = 0;
-    c->path.tx_bytes += c->hs_pkt_len;
-    return (int)c->hs_pkt_len;
+    return (int)c->hs_pkt_len; /* tern__conn_write counts it in path.tx_bytes */
 }
 
 void tern__hs_on_timer(tern_conn *c, uint64_t now)
@@ -538,7 +543,7 @@ void tern__hs_on_timer(tern_conn *c, uint64_t now)
                              0, NULL, 0, 1);
         return;
     }
-    if (now >= c->hs_retx_at) {
+    if (now >= c->hs_retx_at && !tern__p2p_is_peer_handshake(c)) {
         if (!c->is_server && c->retries > 0 && ++c->tx_since_retry >= 3) {
             /* our token seems not to work (damaged?): start over without it */
             c->token_len = 0;

@@ -68,7 +68,7 @@ uint64_t tern__pn_decode(uint64_t largest_received, int have_largest, uint64_t t
 
 typedef struct tern__frame {
     uint64_t type;
-    uint64_t id;                /* PING, PONG */
+    uint64_t id;                /* PING, PONG; PATH_CHALLENGE/RESPONSE data (8 bytes, big-endian) */
     uint64_t close_space;       /* CLOSE */
     uint64_t close_code;
     const uint8_t *data;        /* CLOSE reason, DATAGRAM payload */
@@ -80,6 +80,8 @@ typedef struct tern__frame {
 const uint8_t *tern__frame_decode(const uint8_t *p, const uint8_t *end, tern__frame *f, int *err);
 
 uint8_t *tern__frame_put_ping(uint8_t *p, const uint8_t *end, uint64_t type, uint64_t id);
+/* PATH_CHALLENGE or PATH_RESPONSE (type) with its 8 bytes of data. */
+uint8_t *tern__frame_put_path(uint8_t *p, const uint8_t *end, uint64_t type, uint64_t data);
 uint8_t *tern__frame_put_close(uint8_t *p, const uint8_t *end, uint64_t space, uint64_t code,
                                const uint8_t *reason, size_t reason_len);
 uint8_t *tern__frame_put_datagram(uint8_t *p, const uint8_t *end, const uint8_t *data, size_t len);

@@ -34,6 +34,12 @@ enum {
     TERN__PKT_REJECT = 3,
 };
 
+/* ---- datagrams that are not tern packets themselves (docs/protocol.md, section 9) ---- */
+#define TERN__RELAY_TYPE 0x81u /* 1 0 0 0 0 0 0 1: channel (8) || one tern packet */
+#define TERN__PUNCH_TYPE 0x82u /* 1 0 0 0 0 0 1 0: tag (16), a MAC of the introduction nonce */
+#define TERN__RELAY_HDR_LEN (1 + TERN_RELAY_CHANNEL_LEN)
+#define TERN__PUNCH_LEN (1 + 16)
+
 /* ---- sizes ---- */
 #define TERN__LONG_HDR_LEN (1 + 4 + 2 * TERN_CID_LEN) /* flags, version, dcid, scid */
 #define TERN__SHORT_HDR_MIN (1 + TERN_CID_LEN + 1)
@@ -61,7 +67,9 @@ enum {
     /* 0x03-0x0f reserved for acknowledgement and loss recovery (flows) */
     TERN__FRAME_CLOSE = 0x10,
     TERN__FRAME_HANDSHAKE_DONE = 0x11,
-    /* 0x12-0x1f reserved for connection IDs and path validation */
+    TERN__FRAME_PATH_CHALLENGE = 0x12, /* 8 bytes of data the peer must echo */
+    TERN__FRAME_PATH_RESPONSE = 0x13,  /* the 8 bytes of a PATH_CHALLENGE */
+    /* 0x14-0x1f reserved for connection IDs */
     TERN__FRAME_DATAGRAM = 0x30,
 };
 

@@ -62,6 +62,12 @@ static void on_flow_closed(tern_conn *c, uint64_t flow, void *u)
     ((tnet_node *)u)->flows_closed++;
 }
 
+static void on_path(tern_conn *c, void *u)
+{
+    (void)c;
+    ((tnet_node *)u)->path_changes++;
+}
+
 static void on_conn_free(tern_conn *c, void *u)
 {
     tnet_node *n = u;
@@ -98,6 +104,7 @@ void tnet_node_init(tnet_node *n, sim *s, const tern_addr *addr, int is_server,
     cfg.callbacks.on_conn_free = on_conn_free;
     cfg.callbacks.on_message = on_message;
     cfg.callbacks.on_flow_closed = on_flow_closed;
+    cfg.callbacks.on_path = on_path;
     TT_REQUIRE(tern_endpoint_new(&cfg, sim_now(s), &n->ep) == TERN_OK);
     n->node = sim_add_tern_endpoint(s, n->ep, addr);
     TT_REQUIRE(n->node != NULL);

@@ -36,6 +36,7 @@ struct tnet_node {
     uint64_t rtt_samples;
     tern_conn *conn;   /* the last connection that was established/connected here */
     int refuse;        /* on_accept refuses */
+    uint64_t path_changes; /* on_path calls */
     /* flows */
     uint64_t messages, message_bytes, flows_closed;
     void (*on_message)(struct tnet_node *n, tern_conn *c, uint64_t flow, const uint8_t *data,

@@ -1,0 +1,567 @@
+/*
+ * Paths: hole punching between introduced peers, the relay route, path validation and
+ * migration (docs/protocol.md, section 9).
+ *
+ * A connection has one active path (conn->path) and, once there is more than one way to the
+ * peer, a small table of candidate paths (conn->p2p). The initiator of a peer connection sends
+ * its Initial to every candidate at once, again every probe interval, and through the relay
+ * after relay_after; the first Response decides the active path. After the handshake both sides
+ * send PATH_CHALLENGE to every candidate not yet validated (while the connection is relayed or
+ * its path unvalidated); a PATH_RESPONSE with a challenge's data validates that candidate.
+ * Who moves:
+ *   - the client moves to the first direct candidate that validates while it is relayed;
+ *   - the server follows the peer: it moves to the path the peer's newest packet (other than a
+ *     probe) came on, once that path is validated (this also covers NAT rebinding).
+ * Nothing is retransmitted because of a move: loss recovery is per connection, not per path.
+ *
+ * The target of an introduction has no connection before the initiator's Initial arrives, so
+ * the endpoint keeps "expectations": it sends punches (0x82 || BLAKE2b-128("tern punch v1" ||
+ * nonce)) to the initiator's candidates so that its own NAT lets the Initials in. The initiator
+ * adds the source of a matching punch as a candidate: that is how a peer behind a symmetric NAT
+ * is found at a port nobody could predict.
+ */
+#include <sodium.h>
+#include <string.h>
+
+#include "core/conn.h"
+#include "core/wire.h"
+
+#define DEFAULT_INTERVAL (200 * TERN_NS_PER_MS)
+
+void tern_peer_target_default(tern_peer_target *t)
+{
+    if (t == NULL) return;
+    memset(t, 0, sizeof(*t));
+    t->relay_after_ns = 2 * TERN_NS_PER_S;
+    t->probe_interval_ns = DEFAULT_INTERVAL;
+    t->probe_duration_ns = 15 * TERN_NS_PER_S;
+}
+
+int tern__path_is(const tern__path *p, const tern_addr *remote, int relayed,
+                  const uint8_t *channel)
+{
+    if (!tern_addr_equal(&p->remote, remote) || p->relayed != (relayed != 0)) return 0;
+    return !relayed || memcmp(p->channel, channel, TERN_RELAY_CHANNEL_LEN) == 0;
+}
+
+static void path_set(tern__path *p, const tern_addr *local, const tern_addr *remote, int relayed,
+                     const uint8_t *channel)
+{
+    memset(p, 0, sizeof(*p));
+    p->local = *local;
+    p->remote = *remote;
+    p->relayed = relayed ? 1 : 0;
+    if (relayed) memcpy(p->channel, channel, TERN_RELAY_CHANNEL_LEN);
+}
+
+static void punch_tag(const uint8_t nonce[TERN_PUNCH_NONCE_LEN], uint8_t tag[16])
+{
+    static const char label[] = "tern punch v1";
+    uint8_t in[sizeof(label) - 1 + TERN_PUNCH_NONCE_LEN];
+    memcpy(in, label, sizeof(label) - 1);
+    memcpy(in + sizeof(label) - 1, nonce, TERN_PUNCH_NONCE_LEN);
+    crypto_generichash(tag, 16, in, sizeof(in), NULL, 0);
+}
+
+static tern__p2p *p2p_get(tern_conn *c)
+{
+    if (c->p2p == NULL) {
+        c->p2p = tern__calloc(&c->ep->alloc, sizeof(*c->p2p));
+        if (c->p2p == NULL) return NULL;
+        c->p2p->latest = -1;
+        c->p2p->interval = DEFAULT_INTERVAL;
+    }
+    return c->p2p;
+}
+
+void tern__p2p_free(tern_conn *c)
+{
+    if (c->p2p == NULL) return;
+    if (c->p2p->punch_match) c->ep->n_punch_match--;
+    tern__free(&c->ep->alloc, c->p2p, sizeof(*c->p2p));
+    c->p2p = NULL;
+}
+
+static void stop_punch_match(tern_conn *c)
+{
+    if (c->p2p && c->p2p->punch_match) {
+        c->p2p->punch_match = 0;
+        c->ep->n_punch_match--;
+    }
+}
+
+static int cand_find(const tern__p2p *p, const tern_addr *remote, int relayed,
+                     const uint8_t *channel)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (tern__path_is(&p->cands[i].path, remote, relayed, channel)) return (int)i;
+    return -1;
+}
+
+/* Adds a candidate (probing); NULL when the table is full. */
+static tern__cand *cand_add(tern_conn *c, uint64_t now, const tern_addr *local,
+                            const tern_addr *remote, int relayed, const uint8_t *channel,
+                            int learned)
+{
+    tern__p2p *p = c->p2p;
+    if (p->n >= TERN__MAX_PATHS) return NULL;
+    tern__cand *k = &p->cands[p->n++];
+    memset(k, 0, sizeof(*k));
+    path_set(&k->path, local, remote, relayed, channel);
+    k->state = TERN__CAND_PROBING;
+    k->learned = learned ? 1 : 0;
+    tern__ep_rand(c->ep, &k->challenge, sizeof(k->challenge));
+    k->gap = relayed ? tern__conn_pto(c) : p->interval;
+    k->next_probe = p->probing ? now : TERN_TIME_NEVER;
+    return k;
+}
+
+/* Probing goes on while the connection is relayed (or its path unvalidated). */
+static int probing_active(const tern_conn *c)
+{
+    const tern__p2p *p = c->p2p;
+    return p != NULL && p->probing && c->state == TERN_CONN_ESTABLISHED &&
+           (c->path.relayed || !c->path.validated);
+}
+
+int tern__p2p_is_peer_handshake(const tern_conn *c)
+{
+    return !c->is_server && c->p2p != NULL && c->p2p->probing && c->state == TERN_CONN_HANDSHAKE;
+}
+
+static void moved(tern_conn *c, uint64_t now)
+{
+    (void)now;
+    c->path_moves++;
+    tern__conn_update_timer(c);
+    if (c->ep->cb.on_path && c->exposed) c->ep->cb.on_path(c, c->ep->user_data);
+}
+
+/* Makes candidate i the active path; the old active path becomes candidate i. */
+static void migrate(tern_conn *c, uint64_t now, int i)
+{
+    tern__cand *k = &c->p2p->cands[i];
+    tern__path old = c->path;
+    c->path = k->path;
+    c->path.validated = 1;
+    k->path = old;
+    k->state = old.validated ? TERN__CAND_VALID : TERN__CAND_PROBING;
+    k->challenge_due = 0;
+    if (c->p2p->latest == i) c->p2p->latest = -1;
+    if (c->rx_cand == i) c->rx_cand = -1; /* the packet being processed came on the new path */
+    moved(c, now);
+}
+
+/* ---------------------------------------------------------------- receive */
+
+int tern__p2p_rx_path(tern_conn *c, uint64_t now, const tern_addr *local, const tern_addr *remote,
+                      int relayed, const uint8_t *channel)
+{
+    c->rx_cand = -1;
+    if (tern__path_is(&c->path, remote, relayed, channel)) return -1;
+    if (p2p_get(c) == NULL) return c->rx_cand = -2;
+    int i = cand_find(c->p2p, remote, relayed, channel);
+    if (i < 0) {
+        if (cand_add(c, now, local, remote, relayed, channel, 1) == NULL) return c->rx_cand = -2;
+        i = (int)c->p2p->n - 1;
+    }
+    c->rx_cand = i;
+    return i;
+}
+
+void tern__p2p_on_rx_done(tern_conn *c, uint64_t now, int newest, int probing_only)
+{
+    int i = c->rx_cand;
+    c->rx_cand = -1;
+    if (i < 0 || c->p2p == NULL || c->state != TERN_CONN_ESTABLISHED) return;
+    tern__p2p *p = c->p2p;
+    tern__cand *k = &p->cands[i];
+    if (!c->is_server || probing_only || !newest) return;
+    /* the peer sends its data on another path: follow once that path is validated */
+    p->latest = i;
+    if (k->state == TERN__CAND_VALID) {
+        migrate(c, now, i);
+    } else if (!k->challenge_due && (!k->challenged || now >= k->next_probe)) {
+        k->state = TERN__CAND_PROBING;
+        k->challenge_due = 1;
+        k->next_probe = now + tern__conn_pto(c); /* at most one challenge per PTO from here */
+        tern__ep_mark_send(c->ep, c);
+    }
+}
+
+void tern__p2p_on_challenge(tern_conn *c, uint64_t data)
+{
+    if (c->rx_cand == -1) {
+        c->path_response_due = 1;
+        c->path_response = data;
+    } else if (c->rx_cand >= 0) {
+        tern__cand *k = &c->p2p->cands[c->rx_cand];
+        k->response_due = 1;
+        k->response = data;
+    } else {
+        return; /* no room to remember the path: the peer will try again */
+    }
+    tern__ep_mark_send(c->ep, c);
+}
+
+void tern__p2p_on_response(tern_conn *c, uint64_t now, uint64_t data)
+{
+    tern__p2p *p = c->p2p;
+    if (p == NULL) return;
+    for (size_t i = 0; i < p->n; i++) {
+        tern__cand *k = &p->cands[i];
+        if (!k->challenged || k->challenge != data || k->state == TERN__CAND_VALID) continue;
+        k->state = TERN__CAND_VALID;
+        k->path.validated = 1;
+        if (!c->is_server) {
+            /* off the relay (or an unvalidated path) onto the first direct path that works */
+            if ((c->path.relayed || !c->path.validated) && !k->path.relayed)
+                migrate(c, now, (int)i);
+        } else if (p->latest == (int)i) {
+            migrate(c, now, (int)i);
+        }
+        tern__conn_update_timer(c);
+        return;
+    }
+}
+
+/* ---------------------------------------------------------------- send */
+
+static size_t put_relay_hdr(uint8_t *out, const tern__path *path)
+{
+    if (!path->relayed) return 0;
+    out[0] = TERN__RELAY_TYPE;
+    memcpy(out + 1, path->channel, TERN_RELAY_CHANNEL_LEN);
+    return TERN__RELAY_HDR_LEN;
+}
+
+int tern__p2p_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const tern__path **via)
+{
+    tern__p2p *p = c->p2p;
+    if (p == NULL) return 0;
+    if (c->state == TERN_CONN_HANDSHAKE) {
+        if (c->is_server || !p->probing || c->hs_pkt == NULL) return 0;
+        if (c->hs_pending) { /* a new Initial (first, or after a Retry): everywhere at once */
+            c->hs_pending = 0;
+            for (size_t i = 0; i < p->n; i++) p->cands[i].initial_due = 1;
+        }
+        for (size_t i = 0; i < p->n; i++) {
+            tern__cand *k = &p->cands[i];
+            if (!k->initial_due) continue;
+            size_t hdr = k->path.relayed ? TERN__RELAY_HDR_LEN : 0;
+            if (cap < hdr + c->hs_pkt_len) return 0;
+            put_relay_hdr(out, &k->path);
+            memcpy(out + hdr, c->hs_pkt, c->hs_pkt_len);
+            k->initial_due = 0;
+            k->probes++;
+            k->path.tx_bytes += hdr + c->hs_pkt_len;
+            *via = &k->path;
+            return (int)(hdr + c->hs_pkt_len);
+        }
+        return 0;
+    }
+    if (c->state != TERN_CONN_ESTABLISHED) return 0;
+    for (size_t i = 0; i < p->n; i++) {
+        tern__cand *k = &p->cands[i];
+        if (!k->challenge_due && !k->response_due) continue;
+        uint8_t frames[32], *f = frames, *end = frames + sizeof(frames);
+        if (k->challenge_due) f = tern__frame_put_path(f, end, TERN__FRAME_PATH_CHALLENGE, k->challenge);
+        if (k->response_due && f)
+            f = tern__frame_put_path(f, end, TERN__FRAME_PATH_RESPONSE, k->response);
+        if (f == NULL) return 0;
+        size_t hdr = k->path.relayed ? TERN__RELAY_HDR_LEN : 0;
+        if (cap <= hdr) return 0;
+        int n = tern__conn_seal(c, now, out + hdr, cap - hdr, frames, (size_t)(f - frames));
+        if (n <= 0) return n;
+        put_relay_hdr(out, &k->path);
+        if (k->challenge_due) {
+            k->challenged = 1;
+            k->probes++;
+        }
+        k->challenge_due = k->response_due = 0;
+        k->path.tx_bytes += hdr + (size_t)n;
+        *via = &k->path;
+        return (int)hdr + n;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- timers */
+
+uint64_t tern__p2p_deadline(const tern_conn *c)
+{
+    const tern__p2p *p = c->p2p;
+    uint64_t d = TERN_TIME_NEVER;
+    if (p == NULL || !p->probing) return d;
+    if (c->state == TERN_CONN_HANDSHAKE && !c->is_server) {
+        for (size_t i = 0; i < p->n; i++)
+            if (p->cands[i].next_probe < d) d = p->cands[i].next_probe;
+        if (p->has_relay && !p->relay_added && p->relay_at < d) d = p->relay_at;
+    } else if (probing_active(c)) {
+        for (size_t i = 0; i < p->n; i++)
+            if (p->cands[i].state == TERN__CAND_PROBING && p->cands[i].next_probe < d)
+                d = p->cands[i].next_probe;
+    }
+    return d;
+}
+
+static void next_gap(tern_conn *c, tern__cand *k, uint64_t now, uint64_t cap)
+{
+    if (now >= c->p2p->probe_until || k->path.relayed) {
+        k->gap *= 2;
+        if (k->gap > cap) k->gap = cap;
+    }
+    k->next_probe = now + k->gap;
+}
+
+void tern__p2p_on_timer(tern_conn *c, uint64_t now)
+{
+    tern__p2p *p = c->p2p;
+    int any = 0;
+    if (p == NULL || !p->probing) return;
+    if (c->state == TERN_CONN_HANDSHAKE && !c->is_server) {
+        if (p->has_relay && !p->relay_added && now >= p->relay_at) {
+            p->relay_added = 1;
+            tern__cand *k = cand_add(c, now, &c->path.local, &p->relay.addr, 1, p->relay.channel, 0);
+            if (k) k->next_probe = now;
+        }
+        for (size_t i = 0; i < p->n; i++) {
+            tern__cand *k = &p->cands[i];
+            if (now < k->next_probe) continue;
+            k->initial_due = 1;
+            next_gap(c, k, now, c->ep->s.max_backoff_ns);
+            any = 1;
+        }
+    } else if (probing_active(c)) {
+        for (size_t i = 0; i < p->n; i++) {
+            tern__cand *k = &p->cands[i];
+            if (k->state != TERN__CAND_PROBING || now < k->next_probe) continue;
+            k->challenge_due = 1;
+            next_gap(c, k, now, TERN__BG_PROBE_MAX);
+            any = 1;
+        }
+    }
+    if (any) tern__ep_mark_send(c->ep, c);
+}
+
+/* ---------------------------------------------------------------- handshake hooks */
+
+void tern__p2p_client_response(tern_conn *c, uint64_t now, const tern_addr *local,
+                               const tern_addr *remote, int relayed, const uint8_t *channel)
+{
+    (void)now;
+    if (c->p2p == NULL) return;
+    stop_punch_match(c);
+    int i = cand_find(c->p2p, remote, relayed, channel);
+    if (i >= 0) {
+        tern__cand *k = &c->p2p->cands[i];
+        tern__path chosen = k->path;
+        /* the candidate list keeps every other path; the chosen one leaves it */
+        c->p2p->cands[i] = c->p2p->cands[--c->p2p->n];
+        c->path = chosen;
+    } else {
+        path_set(&c->path, local, remote, relayed, channel);
+    }
+    c->path.validated = 1;
+    for (size_t j = 0; j < c->p2p->n; j++) c->p2p->cands[j].initial_due = 0;
+    if (c->ep->cb.on_path && c->exposed) c->ep->cb.on_path(c, c->ep->user_data);
+}
+
+void tern__p2p_server_attach(tern_conn *c, uint64_t now)
+{
+    tern_endpoint *ep = c->ep;
+    for (size_t e = 0; e < ep->n_expects; e++) {
+        tern__expect *x = &ep->expects[e];
+        if (sodium_memcmp(x->peer_pub, c->peer_static, TERN_KEY_LEN) != 0) continue;
+        tern__p2p *p = p2p_get(c);
+        if (p != NULL) {
+            p->probing = 1;
+            p->interval = x->t.probe_interval_ns ? x->t.probe_interval_ns : DEFAULT_INTERVAL;
+            p->probe_until = now + x->t.probe_duration_ns;
+            for (size_t i = 0; i < x->t.n_cands; i++) {
+                const tern_addr *a = &x->t.cands[i];
+                if (tern__path_is(&c->path, a, 0, NULL) || cand_find(p, a, 0, NULL) >= 0) continue;
+                if (cand_add(c, now, &x->local, a, 0, NULL, 0) == NULL) break;
+            }
+        }
+        sodium_memzero(x, sizeof(*x));
+        ep->expects[e] = ep->expects[--ep->n_expects];
+        return;
+    }
+}
+
+void tern__p2p_established(tern_conn *c, uint64_t now)
+{
+    tern__p2p *p = c->p2p;
+    if (p == NULL) return;
+    stop_punch_match(c);
+    for (size_t i = 0; i < p->n; i++) {
+        tern__cand *k = &p->cands[i];
+        k->initial_due = 0;
+        if (k->state == TERN__CAND_PROBING) {
+            k->next_probe = now;
+            k->gap = p->interval;
+        }
+    }
+    if (probing_active(c)) tern__p2p_on_timer(c, now);
+}
+
+/* ---------------------------------------------------------------- punches and expectations */
+
+int tern__p2p_on_punch(tern_endpoint *ep, uint64_t now, const tern_addr *local,
+                       const tern_addr *remote, const uint8_t *data, size_t len)
+{
+    if (len != TERN__PUNCH_LEN) return TERN_ERR_MALFORMED;
+    if (ep->n_punch_match == 0) return TERN_ERR_IGNORED;
+    for (tern_conn *c = ep->all; c != NULL; c = c->all_next) {
+        if (c->p2p == NULL || !c->p2p->punch_match) continue;
+        if (sodium_memcmp(c->p2p->punch_tag, data + 1, 16) != 0) continue;
+        int i = cand_find(c->p2p, remote, 0, NULL);
+        tern__cand *k = i >= 0 ? &c->p2p->cands[i] : cand_add(c, now, local, remote, 0, NULL, 1);
+        if (k == NULL) return TERN_ERR_LIMIT;
+        /* the peer's NAT has just opened towards us: try that candidate again at once */
+        k->initial_due = 1;
+        k->next_probe = now + k->gap;
+        tern__ep_mark_send(ep, c);
+        tern__conn_update_timer(c);
+        return TERN_OK;
+    }
+    return TERN_ERR_IGNORED;
+}
+
+static void expect_recompute(tern_endpoint *ep)
+{
+    uint64_t d = TERN_TIME_NEVER;
+    for (size_t i = 0; i < ep->n_expects; i++) {
+        const tern__expect *x = &ep->expects[i];
+        uint64_t t = x->next_punch < x->until ? x->next_punch : x->until;
+        if (t < d) d = t;
+    }
+    ep->expect_deadline = d;
+}
+
+void tern__expect_on_timer(tern_endpoint *ep, uint64_t now)
+{
+    uint8_t punch[TERN__PUNCH_LEN];
+    punch[0] = TERN__PUNCH_TYPE;
+    for (size_t i = 0; i < ep->n_expects;) {
+        tern__expect *x = &ep->expects[i];
+        if (now >= x->until) {
+            sodium_memzero(x, sizeof(*x));
+            ep->expects[i] = ep->expects[--ep->n_expects];
+            continue;
+        }
+        if (now >= x->next_punch) {
+            memcpy(punch + 1, x->punch_tag, 16);
+            for (size_t k = 0; k < x->t.n_cands; k++)
+                tern__ep_queue_stateless(ep, &x->local, &x->t.cands[k], punch, sizeof(punch));
+            x->next_punch = now + x->t.probe_interval_ns;
+        }
+        i++;
+    }
+    expect_recompute(ep);
+}
+
+static int target_ok(const tern_peer_target *t)
+{
+    return t != NULL && t->n_cands <= TERN_MAX_CANDIDATES;
+}
+
+static void target_fix(tern_peer_target *t)
+{
+    if (t->probe_interval_ns == 0) t->probe_interval_ns = DEFAULT_INTERVAL;
+    if (t->probe_duration_ns == 0) t->probe_duration_ns = 15 * TERN_NS_PER_S;
+}
+
+int tern_endpoint_expect_peer(tern_endpoint *ep, uint64_t now, const tern_addr *local,
+                              const tern_peer_target *t)
+{
+    if (ep == NULL || local == NULL || !target_ok(t)) return TERN_ERR_INVALID_ARG;
+    if (!ep->is_server) return TERN_ERR_STATE;
+    if (ep->expects == NULL) {
+        ep->expects = tern__calloc(&ep->alloc, TERN__MAX_EXPECTS * sizeof(*ep->expects));
+        if (ep->expects == NULL) return TERN_ERR_NOMEM;
+    }
+    tern__expect *x = NULL;
+    for (size_t i = 0; i < ep->n_expects; i++)
+        if (sodium_memcmp(ep->expects[i].peer_pub, t->peer_pub, TERN_KEY_LEN) == 0)
+            x = &ep->expects[i]; /* introduced again: the newer introduction wins */
+    if (x == NULL) {
+        if (ep->n_expects >= TERN__MAX_EXPECTS) return TERN_ERR_LIMIT;
+        x = &ep->expects[ep->n_expects++];
+    }
+    memset(x, 0, sizeof(*x));
+    memcpy(x->peer_pub, t->peer_pub, TERN_KEY_LEN);
+    punch_tag(t->nonce, x->punch_tag);
+    x->local = *local;
+    x->t = *t;
+    target_fix(&x->t);
+    x->next_punch = now;
+    x->until = now + x->t.probe_duration_ns;
+    expect_recompute(ep);
+    return TERN_OK;
+}
+
+int tern_endpoint_connect_peer(tern_endpoint *ep, uint64_t now, const tern_addr *local,
+                               const tern_peer_target *t_in, tern_conn **out)
+{
+    if (ep == NULL || local == NULL || out == NULL || !target_ok(t_in)) return TERN_ERR_INVALID_ARG;
+    if (t_in->n_cands == 0 && !t_in->has_relay) return TERN_ERR_INVALID_ARG;
+    tern_peer_target t = *t_in;
+    target_fix(&t);
+    tern_conn *c = tern__conn_new(ep, 0, now);
+    if (c == NULL) return TERN_ERR_NOMEM;
+    c->exposed = 1;
+    memcpy(c->server_pub, t.peer_pub, TERN_KEY_LEN);
+    tern__ep_rand(ep, c->initial_dcid, TERN_CID_LEN);
+    memcpy(c->remote_cid, c->initial_dcid, TERN_CID_LEN);
+    tern__p2p *p = p2p_get(c);
+    if (p == NULL) {
+        tern__conn_free(c);
+        return TERN_ERR_NOMEM;
+    }
+    p->probing = 1;
+    p->interval = t.probe_interval_ns;
+    p->probe_until = now + t.probe_duration_ns;
+    punch_tag(t.nonce, p->punch_tag);
+    p->punch_match = 1;
+    ep->n_punch_match++;
+    p->has_relay = t.has_relay;
+    p->relay = t.relay;
+    p->relay_at = now + t.relay_after_ns;
+    for (size_t i = 0; i < t.n_cands; i++)
+        if (cand_find(p, &t.cands[i], 0, NULL) < 0) cand_add(c, now, local, &t.cands[i], 0, NULL, 0);
+    if (t.has_relay && (t.relay_after_ns == 0 || t.n_cands == 0)) {
+        p->relay_added = 1;
+        cand_add(c, now, local, &t.relay.addr, 1, t.relay.channel, 0);
+    }
+    for (size_t i = 0; i < p->n; i++) p->cands[i].next_probe = now + p->cands[i].gap;
+    /* before the handshake picks one, the active path is the first candidate */
+    if (p->n > 0) c->path = p->cands[0].path;
+    else path_set(&c->path, local, &t.relay.addr, 1, t.relay.channel);
+    c->path.validated = 1;
+    int rc = tern__hs_client_start(c, now);
+    if (rc != TERN_OK) {
+        tern__conn_free(c);
+        return rc;
+    }
+    c->hs_retx_at = TERN_TIME_NEVER; /* the candidates' schedules resend the Initial */
+    tern__conn_update_timer(c);
+    *out = c;
+    return TERN_OK;
+}
+
+void tern_conn_path(const tern_conn *c, tern_path_info *info)
+{
+    if (c == NULL || info == NULL) return;
+    memset(info, 0, sizeof(*info));
+    info->remote = c->path.remote;
+    info->relayed = c->path.relayed;
+    info->validated = c->path.validated;
+    info->moves = c->path_moves;
+    if (c->p2p != NULL) {
+        info->n_cands = c->p2p->n;
+        for (size_t i = 0; i < c->p2p->n; i++)
+            if (c->p2p->cands[i].state == TERN__CAND_VALID) info->n_validated++;
+    }
+}

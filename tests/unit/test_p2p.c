@@ -1,0 +1,659 @@
+/*
+ * Peer to peer on the simulated network: hole punching through modelled NATs of every RFC 4787
+ * kind, the relay route when punching cannot work, the move from the relay to a direct path
+ * with nothing lost, a relay that sees only ciphertext, peers behind one NAT, and NAT rebinding
+ * of an ordinary client.
+ *
+ * The NATs are a middlebox model (mapping and filtering as RFC 4787 names them); the server is a
+ * tern endpoint (the peers register with it, so their NATs hold the mapping the server saw) with
+ * a minimal relay beside it on the same address, forwarding `0x81 | channel | packet` between
+ * two registered addresses as ternd's relay does.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "support/tnet.h"
+
+#define MS (1000000ull)
+#define S (1000000000ull)
+
+/* ---------------------------------------------------------------- NAT model */
+
+enum { NAT_NONE = 0, NAT_FULL, NAT_RESTRICTED, NAT_PORT_RESTRICTED, NAT_SYMMETRIC };
+static const char *const NAT_NAME[] = {"public", "full-cone", "restricted", "port-restricted",
+                                       "symmetric"};
+
+typedef struct nat_map {
+    tern_addr in;       /* inside address */
+    tern_addr dst;      /* symmetric: the one destination of this mapping */
+    uint16_t port;      /* public port */
+    tern_addr contacted[32];
+    size_t n_contacted;
+} nat_map;
+
+typedef struct nat {
+    int type;
+    uint8_t net;        /* inside addresses are 10.net.0.x */
+    tern_addr pub;      /* public IP (port unused) */
+    nat_map maps[64];
+    size_t n;
+    uint16_t next_port;
+    uint64_t dropped_in;
+    int rebind;         /* next outbound packet gets a fresh mapping (NAT rebinding) */
+} nat;
+
+typedef struct world {
+    nat nats[2];
+    size_t n_nats;
+    int block_direct;   /* drop everything between the two NATs' public sides */
+    tern_addr block_a, block_b;
+    uint64_t blocked;
+} world;
+
+static int inside(const nat *n, const tern_addr *a)
+{
+    return n->type != NAT_NONE && a->ip[0] == 10 && a->ip[1] == n->net;
+}
+
+static int same_ip(const tern_addr *a, const tern_addr *b)
+{
+    return a->family == b->family && memcmp(a->ip, b->ip, 4) == 0;
+}
+
+static nat_map *nat_out(nat *n, const tern_addr *from, const tern_addr *to)
+{
+    if (n->rebind) { /* the NAT forgets every mapping of this host */
+        n->rebind = 0;
+        for (size_t i = 0; i < n->n;)
+            if (tern_addr_equal(&n->maps[i].in, from)) n->maps[i] = n->maps[--n->n];
+            else i++;
+    }
+    for (size_t i = 0; i < n->n; i++) {
+        nat_map *m = &n->maps[i];
+        if (!tern_addr_equal(&m->in, from)) continue;
+        if (n->type == NAT_SYMMETRIC && !tern_addr_equal(&m->dst, to)) continue;
+        return m;
+    }
+    if (n->n == 64) return NULL;
+    nat_map *m = &n->maps[n->n++];
+    memset(m, 0, sizeof(*m));
+    m->in = *from;
+    m->dst = *to;
+    m->port = n->next_port;
+    n->next_port = (uint16_t)(n->next_port + (n->type == NAT_SYMMETRIC ? 7 : 1));
+    return m;
+}
+
+static int nat_in_ok(const nat *n, const nat_map *m, const tern_addr *from)
+{
+    switch (n->type) {
+    case NAT_FULL: return 1;
+    case NAT_SYMMETRIC: return tern_addr_equal(&m->dst, from);
+    default:
+        for (size_t i = 0; i < m->n_contacted; i++) {
+            if (n->type == NAT_RESTRICTED && same_ip(&m->contacted[i], from)) return 1;
+            if (tern_addr_equal(&m->contacted[i], from)) return 1;
+        }
+        return 0;
+    }
+}
+
+static int nat_box(void *user, sim *s, uint64_t now, sim_packet *pkt)
+{
+    (void)s;
+    (void)now;
+    world *w = user;
+    /* out through the sender's NAT */
+    for (size_t i = 0; i < w->n_nats; i++) {
+        nat *n = &w->nats[i];
+        if (!inside(n, &pkt->from) || inside(n, &pkt->to)) continue;
+        if (same_ip(&pkt->to, &n->pub)) return SIM_DROP; /* no hairpinning */
+        nat_map *m = nat_out(n, &pkt->from, &pkt->to);
+        if (m == NULL) return SIM_DROP;
+        int known = 0;
+        for (size_t k = 0; k < m->n_contacted; k++)
+            if (tern_addr_equal(&m->contacted[k], &pkt->to)) known = 1;
+        if (!known && m->n_contacted < 32) m->contacted[m->n_contacted++] = pkt->to;
+        pkt->from = n->pub;
+        pkt->from.port = m->port;
+    }
+    /* private addresses do not route between sites */
+    if (pkt->to.ip[0] == 10) {
+        int lan = 0;
+        for (size_t i = 0; i < w->n_nats; i++)
+            if (inside(&w->nats[i], &pkt->to) && inside(&w->nats[i], &pkt->from)) lan = 1;
+        if (!lan) return SIM_DROP;
+    }
+    if (w->block_direct &&
+        ((same_ip(&pkt->from, &w->block_a) && same_ip(&pkt->to, &w->block_b)) ||
+         (same_ip(&pkt->from, &w->block_b) && same_ip(&pkt->to, &w->block_a)))) {
+        w->blocked++;
+        return SIM_DROP;
+    }
+    /* in through the receiver's NAT */
+    for (size_t i = 0; i < w->n_nats; i++) {
+        nat *n = &w->nats[i];
+        if (n->type == NAT_NONE || !same_ip(&pkt->to, &n->pub)) continue;
+        for (size_t k = 0; k < n->n; k++) {
+            nat_map *m = &n->maps[k];
+            if (m->port != pkt->to.port) continue;
+            if (!nat_in_ok(n, m, &pkt->from)) break;
+            pkt->to = m->in;
+            return SIM_PASS;
+        }
+        n->dropped_in++;
+        return SIM_DROP;
+    }
+    return SIM_PASS;
+}
+
+/* ---------------------------------------------------------------- server with a relay */
+
+#define RELAY_Q 512
+#define MARKER "plaintext-marker-that-must-not-cross-the-relay"
+
+typedef struct relay_pkt {
+    tern_addr to;
+    size_t len;
+    uint8_t data[TERN_MAX_DATAGRAM];
+} relay_pkt;
+
+typedef struct server {
+    tern_endpoint *ep;
+    sim_node *node;
+    tern_addr addr;
+    tt_mem mem;
+    tt_rng rng;
+    tern_keypair key;
+    tern_conn *conns[8];
+    size_t n_conns;
+    /* relay: one session */
+    uint8_t ch[2][TERN_RELAY_CHANNEL_LEN];
+    tern_addr side[2];
+    int has_session;
+    relay_pkt *q;
+    size_t q_head, q_len;
+    uint64_t forwarded, forwarded_bytes, relay_drops, marker_seen;
+} server;
+
+static int srv_accept(tern_conn *c, void *u)
+{
+    server *sv = u;
+    if (sv->n_conns < 8) sv->conns[sv->n_conns++] = c;
+    return 0;
+}
+
+static void srv_conn_free(tern_conn *c, void *u)
+{
+    server *sv = u;
+    for (size_t i = 0; i < sv->n_conns; i++)
+        if (sv->conns[i] == c) sv->conns[i] = sv->conns[--sv->n_conns];
+}
+
+static int contains(const uint8_t *d, size_t len, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (size_t i = 0; i + n <= len; i++)
+        if (memcmp(d + i, needle, n) == 0) return 1;
+    return 0;
+}
+
+static void srv_recv(void *node, uint64_t now, const tern_addr *local, const tern_addr *remote,
+                     const uint8_t *data, size_t len)
+{
+    server *sv = node;
+    if (len > 0 && data[0] == 0x81) {
+        int from_side = -1;
+        if (sv->has_session && len > 9)
+            for (int k = 0; k < 2; k++)
+                if (memcmp(data + 1, sv->ch[k], TERN_RELAY_CHANNEL_LEN) == 0 &&
+                    tern_addr_equal(remote, &sv->side[k]))
+                    from_side = k;
+        if (from_side < 0 || sv->q_len == RELAY_Q) {
+            sv->relay_drops++;
+            return;
+        }
+        if (contains(data, len, MARKER)) sv->marker_seen++;
+        relay_pkt *p = &sv->q[(sv->q_head + sv->q_len++) % RELAY_Q];
+        p->to = sv->side[1 - from_side];
+        p->len = len;
+        memcpy(p->data, data, len);
+        memcpy(p->data + 1, sv->ch[1 - from_side], TERN_RELAY_CHANNEL_LEN);
+        sv->forwarded++;
+        sv->forwarded_bytes += len;
+        return;
+    }
+    tern_endpoint_recv(sv->ep, now, local, remote, data, len);
+}
+
+static int srv_send(void *node, uint64_t now, tern_datagram *dgrams, size_t max, uint8_t *buf,
+                    size_t buf_len)
+{
+    server *sv = node;
+    size_t n = 0, off = 0;
+    while (n < max && sv->q_len > 0 && off + TERN_MAX_DATAGRAM <= buf_len) {
+        relay_pkt *p = &sv->q[sv->q_head];
+        memcpy(buf + off, p->data, p->len);
+        dgrams[n].local = sv->addr;
+        dgrams[n].remote = p->to;
+        dgrams[n].data = buf + off;
+        dgrams[n].len = p->len;
+        off += p->len;
+        n++;
+        sv->q_head = (sv->q_head + 1) % RELAY_Q;
+        sv->q_len--;
+    }
+    if (n > 0) return (int)n;
+    return tern_endpoint_send(sv->ep, now, dgrams, max, buf, buf_len);
+}
+
+static uint64_t srv_deadline(void *node)
+{
+    return tern_endpoint_next_deadline(((server *)node)->ep);
+}
+
+static void srv_expire(void *node, uint64_t now)
+{
+    tern_endpoint_handle_expiry(((server *)node)->ep, now);
+}
+
+static const sim_node_ops SERVER_OPS = {srv_recv, srv_send, srv_deadline, srv_expire};
+
+static void server_init(server *sv, sim *s)
+{
+    memset(sv, 0, sizeof(*sv));
+    tern_addr_ipv4(&sv->addr, 192, 0, 2, 1, 4433);
+    tt_mem_init(&sv->mem);
+    tt_rng_seed(&sv->rng, sim_derive_seed(s, 99));
+    uint8_t priv[TERN_KEY_LEN];
+    tt_rand_fill(priv, sizeof(priv), &sv->rng);
+    tern_keypair_from_private(&sv->key, priv);
+    tern_endpoint_config cfg;
+    tern_endpoint_config_default(&cfg);
+    cfg.is_server = 1;
+    cfg.has_static_key = 1;
+    cfg.static_key = sv->key;
+    cfg.mem = &sv->mem.mem;
+    cfg.rand = tt_rand_fill;
+    cfg.rand_user = &sv->rng;
+    cfg.user_data = sv;
+    cfg.callbacks.on_accept = srv_accept;
+    cfg.callbacks.on_conn_free = srv_conn_free;
+    TT_REQUIRE(tern_endpoint_new(&cfg, sim_now(s), &sv->ep) == TERN_OK);
+    sv->q = calloc(RELAY_Q, sizeof(*sv->q));
+    TT_REQUIRE(sv->q != NULL);
+    sv->node = sim_add_node(s, &SERVER_OPS, sv, &sv->addr);
+    TT_REQUIRE(sv->node != NULL);
+}
+
+static void server_free(server *sv, sim *s)
+{
+    sim_node_remove(s, sv->node);
+    tern_endpoint_del(sv->ep);
+    free(sv->q);
+    TT_CHECK_EQ_U64(sv->mem.current, 0);
+}
+
+/* ---------------------------------------------------------------- a scenario */
+
+typedef struct scene {
+    sim *s;
+    world w;
+    server sv;
+    tnet_node a, b;
+    tern_addr a_pub, b_pub; /* as the server sees them */
+    tern_conn *ca;          /* A's connection to B */
+    /* delivery check: B gets messages "<seq>" in order */
+    uint64_t next_expected, bad, delivered;
+} scene;
+
+static void b_on_message(tnet_node *n, tern_conn *c, uint64_t flow, const uint8_t *d, size_t len)
+{
+    (void)c;
+    (void)flow;
+    scene *sc = n->user;
+    uint64_t seq = 0;
+    if (len < 8) {
+        sc->bad++;
+        return;
+    }
+    for (int i = 0; i < 8; i++) seq = seq << 8 | d[i];
+    if (seq != sc->next_expected) sc->bad++;
+    sc->next_expected = seq + 1;
+    sc->delivered++;
+}
+
+/* Places peer `idx` (0 = A, 1 = B) behind a NAT of `type` (or on a public address). */
+static tern_addr place(scene *sc, int idx, int type, int shared_nat)
+{
+    tern_addr at;
+    if (type == NAT_NONE) {
+        tern_addr_ipv4(&at, 198, 51, 100, (uint8_t)(10 + idx), 5000);
+        return at;
+    }
+    nat *n;
+    if (shared_nat && sc->w.n_nats == 1) {
+        n = &sc->w.nats[0];
+    } else {
+        n = &sc->w.nats[sc->w.n_nats++];
+        memset(n, 0, sizeof(*n));
+        n->type = type;
+        n->net = (uint8_t)(1 + idx);
+        tern_addr_ipv4(&n->pub, 203, 0, 113, (uint8_t)(1 + idx), 0);
+        n->next_port = (uint16_t)(40000 + 1000 * idx);
+    }
+    tern_addr_ipv4(&at, 10, n->net, 0, (uint8_t)(2 + idx), 5000);
+    return at;
+}
+
+static int both_registered(void *arg)
+{
+    scene *sc = arg;
+    return !(sc->a.established >= 1 && sc->b.established >= 1 && sc->sv.n_conns >= 2);
+}
+
+static void scene_init(scene *sc, int ta, int tb, int shared_nat, double delay_ms)
+{
+    memset(sc, 0, sizeof(*sc));
+    sc->s = sim_new(tt_seed());
+    TT_REQUIRE(sc->s != NULL);
+    sim_link_params lp;
+    sim_link_params_init(&lp);
+    lp.delay_ns = (uint64_t)(delay_ms * (double)MS);
+    sim_set_default_link(sc->s, &lp);
+    sim_set_middlebox(sc->s, nat_box, &sc->w);
+    server_init(&sc->sv, sc->s);
+    tern_addr aa = place(sc, 0, ta, shared_nat);
+    tern_addr ba = place(sc, 1, tb, shared_nat);
+    tnet_node_init(&sc->a, sc->s, &aa, 1, NULL, 1);
+    tnet_node_init(&sc->b, sc->s, &ba, 1, NULL, 2);
+    sc->b.user = sc;
+    sc->b.on_message = b_on_message;
+    /* both register with the server: their NATs now map what the server sees */
+    tern_conn *x;
+    TT_REQUIRE(tern_endpoint_connect(sc->a.ep, sim_now(sc->s), &aa, &sc->sv.addr, sc->sv.key.pub,
+                                     &x) == TERN_OK);
+    TT_REQUIRE(tern_endpoint_connect(sc->b.ep, sim_now(sc->s), &ba, &sc->sv.addr, sc->sv.key.pub,
+                                     &x) == TERN_OK);
+    TT_REQUIRE(sim_run_while(sc->s, both_registered, sc, 5 * S) == SIM_OK);
+    for (size_t i = 0; i < sc->sv.n_conns; i++) {
+        uint8_t pub[TERN_KEY_LEN];
+        TT_REQUIRE(tern_conn_peer_key(sc->sv.conns[i], pub) == TERN_OK);
+        if (memcmp(pub, sc->a.key.pub, TERN_KEY_LEN) == 0) sc->a_pub = *tern_conn_remote(sc->sv.conns[i]);
+        else sc->b_pub = *tern_conn_remote(sc->sv.conns[i]);
+    }
+    /* the relay session the server would open with the introduction */
+    sc->sv.has_session = 1;
+    sc->sv.side[0] = sc->a_pub;
+    sc->sv.side[1] = sc->b_pub;
+    memset(sc->sv.ch[0], 0xa1, TERN_RELAY_CHANNEL_LEN);
+    memset(sc->sv.ch[1], 0xb2, TERN_RELAY_CHANNEL_LEN);
+}
+
+/* The introduction: B expects A, A connects to B over B's candidates. */
+static void introduce(scene *sc, uint64_t relay_after)
+{
+    tern_peer_target ta, tb;
+    tern_peer_target_default(&ta);
+    tern_peer_target_default(&tb);
+    memset(ta.nonce, 0x5a, sizeof(ta.nonce));
+    memcpy(tb.nonce, ta.nonce, sizeof(tb.nonce));
+    /* A learns B's: LOCAL first, then PUBLIC; the relay with A's channel */
+    memcpy(ta.peer_pub, sc->b.key.pub, TERN_KEY_LEN);
+    ta.cands[ta.n_cands++] = sc->b.addr;
+    if (!tern_addr_equal(&sc->b.addr, &sc->b_pub)) ta.cands[ta.n_cands++] = sc->b_pub;
+    ta.has_relay = 1;
+    ta.relay.addr = sc->sv.addr;
+    memcpy(ta.relay.channel, sc->sv.ch[0], TERN_RELAY_CHANNEL_LEN);
+    ta.relay_after_ns = relay_after;
+    memcpy(tb.peer_pub, sc->a.key.pub, TERN_KEY_LEN);
+    tb.cands[tb.n_cands++] = sc->a.addr;
+    if (!tern_addr_equal(&sc->a.addr, &sc->a_pub)) tb.cands[tb.n_cands++] = sc->a_pub;
+    tb.has_relay = 1;
+    tb.relay.addr = sc->sv.addr;
+    memcpy(tb.relay.channel, sc->sv.ch[1], TERN_RELAY_CHANNEL_LEN);
+    uint64_t now = sim_now(sc->s);
+    TT_REQUIRE(tern_endpoint_expect_peer(sc->b.ep, now, &sc->b.addr, &tb) == TERN_OK);
+    TT_REQUIRE(tern_endpoint_connect_peer(sc->a.ep, now, &sc->a.addr, &ta, &sc->ca) == TERN_OK);
+}
+
+static int a_not_established(void *arg)
+{
+    scene *sc = arg;
+    return tern_conn_get_state(sc->ca) != TERN_CONN_ESTABLISHED;
+}
+
+static void scene_free(scene *sc)
+{
+    tnet_node_free(&sc->a, sc->s);
+    tnet_node_free(&sc->b, sc->s);
+    server_free(&sc->sv, sc->s);
+    sim_del(sc->s);
+}
+
+/* Sends n messages of `size` bytes carrying their sequence number (and the marker). */
+static void send_seq(scene *sc, uint64_t flow, uint64_t *seq, int n, size_t size)
+{
+    uint8_t buf[4096];
+    TT_REQUIRE(size >= 8 + sizeof(MARKER) && size <= sizeof(buf));
+    for (int i = 0; i < n; i++) {
+        memset(buf, 'x', size);
+        for (int k = 0; k < 8; k++) buf[k] = (uint8_t)(*seq >> (56 - 8 * k));
+        memcpy(buf + 8, MARKER, sizeof(MARKER) - 1);
+        if (tern_flow_send(sc->ca, flow, sim_now(sc->s), buf, size, -1) != TERN_OK) return;
+        (*seq)++;
+    }
+}
+
+/* ---------------------------------------------------------------- tests */
+
+static int expect_direct(int ta, int tb)
+{
+    if (ta == NAT_SYMMETRIC && (tb == NAT_SYMMETRIC || tb == NAT_PORT_RESTRICTED)) return 0;
+    if (tb == NAT_SYMMETRIC && ta == NAT_PORT_RESTRICTED) return 0;
+    return 1;
+}
+
+static void test_nat_matrix(void)
+{
+    for (int ta = NAT_NONE; ta <= NAT_SYMMETRIC; ta++) {
+        for (int tb = NAT_NONE; tb <= NAT_SYMMETRIC; tb++) {
+            scene sc;
+            scene_init(&sc, ta, tb, 0, 20);
+            uint64_t t0 = sim_now(sc.s);
+            introduce(&sc, 2 * S);
+            int rc = sim_run_while(sc.s, a_not_established, &sc, t0 + 10 * S);
+            uint64_t took = sim_now(sc.s) - t0;
+            tern_path_info pi;
+            tern_conn_path(sc.ca, &pi);
+            int direct = rc == SIM_OK && !pi.relayed;
+            printf("A %-15s B %-15s: %s after %llu ms (%s)\n", NAT_NAME[ta], NAT_NAME[tb],
+                   rc != SIM_OK ? "FAILED" : pi.relayed ? "relayed" : "direct",
+                   (unsigned long long)(took / MS), rc == SIM_OK ? "ok" : sim_error(sc.s));
+            if (getenv("P2P_DEBUG"))
+                printf("  relay forwarded %llu dropped %llu; nat drops %llu %llu\n",
+                       (unsigned long long)sc.sv.forwarded, (unsigned long long)sc.sv.relay_drops,
+                       (unsigned long long)sc.w.nats[0].dropped_in,
+                       (unsigned long long)sc.w.nats[1].dropped_in);
+            if (getenv("P2P_DEBUG")) {
+                tern_endpoint_stats st = tnet_stats(&sc.b);
+                printf("  B: rx %llu hs_started %llu completed %llu trunc %llu malformed %llu auth %llu "
+                       "ignored %llu unknown %llu rate %llu\n",
+                       (unsigned long long)st.rx_packets, (unsigned long long)st.handshakes_started,
+                       (unsigned long long)st.handshakes_completed,
+                       (unsigned long long)st.drop_truncated, (unsigned long long)st.drop_malformed,
+                       (unsigned long long)st.drop_auth, (unsigned long long)st.drop_ignored,
+                       (unsigned long long)st.drop_unknown_cid,
+                       (unsigned long long)st.drop_rate_limited);
+            }
+            TT_CHECK_EQ_INT(rc, SIM_OK);
+            TT_CHECK_EQ_INT(direct, expect_direct(ta, tb));
+            if (direct) TT_CHECK(took < 1 * S);   /* a few round trips of 40 ms */
+            else TT_CHECK(took < 3 * S);          /* the relay after 2 s */
+            /* data flows both ways on whatever path won */
+            uint64_t flow, seq = 0;
+            TT_REQUIRE(tern_flow_open(sc.ca, NULL, &flow) == TERN_OK);
+            send_seq(&sc, flow, &seq, 20, 1000);
+            TT_CHECK_EQ_INT(sim_run_until(sc.s, sim_now(sc.s) + 2 * S), SIM_OK);
+            TT_CHECK_EQ_U64(sc.delivered, 20);
+            TT_CHECK_EQ_U64(sc.bad, 0);
+            TT_CHECK(sc.b.conn != NULL && tern_conn_get_state(sc.b.conn) == TERN_CONN_ESTABLISHED);
+            if (!direct) TT_CHECK(sc.sv.forwarded > 0);
+            TT_CHECK_EQ_U64(sc.sv.marker_seen, 0);
+            scene_free(&sc);
+        }
+    }
+}
+
+/* Punching fails for a while (a firewall between the peers), so the connection starts on the
+ * relay; a stream of messages flows; the firewall opens; the connection moves to the direct
+ * path; every message arrives exactly once, in order. */
+static void test_relay_then_direct_nothing_lost(void)
+{
+    scene sc;
+    scene_init(&sc, NAT_PORT_RESTRICTED, NAT_RESTRICTED, 0, 30);
+    sc.w.block_direct = 1;
+    sc.w.block_a = sc.w.nats[0].pub;
+    sc.w.block_b = sc.w.nats[1].pub;
+    uint64_t t0 = sim_now(sc.s);
+    introduce(&sc, 2 * S);
+    TT_REQUIRE(sim_run_while(sc.s, a_not_established, &sc, t0 + 6 * S) == SIM_OK);
+    tern_path_info pi;
+    tern_conn_path(sc.ca, &pi);
+    TT_CHECK(pi.relayed);
+    TT_CHECK(sim_now(sc.s) - t0 >= 2 * S && sim_now(sc.s) - t0 < 3 * S);
+    uint64_t flow, seq = 0;
+    TT_REQUIRE(tern_flow_open(sc.ca, NULL, &flow) == TERN_OK);
+    /* 8 s of messages, 50 per 100 ms; the firewall opens at +4 s */
+    uint64_t open_at = sim_now(sc.s) + 4 * S, moved_at = 0;
+    for (int step = 0; step < 80; step++) {
+        send_seq(&sc, flow, &seq, 50, 1100);
+        TT_REQUIRE(sim_run_until(sc.s, sim_now(sc.s) + 100 * MS) == SIM_OK);
+        if (sc.w.block_direct && sim_now(sc.s) >= open_at) sc.w.block_direct = 0;
+        tern_conn_path(sc.ca, &pi);
+        if (!pi.relayed && moved_at == 0) moved_at = sim_now(sc.s);
+    }
+    TT_REQUIRE(sim_run_until(sc.s, sim_now(sc.s) + 3 * S) == SIM_OK);
+    tern_conn_path(sc.ca, &pi);
+    printf("relayed until +%llu ms after the firewall opened; %llu messages, %llu forwarded by "
+           "the relay, A moves %llu\n", (unsigned long long)((moved_at - open_at) / MS),
+           (unsigned long long)seq, (unsigned long long)sc.sv.forwarded,
+           (unsigned long long)pi.moves);
+    TT_CHECK(sc.w.blocked > 0);
+    TT_CHECK(!pi.relayed);
+    TT_CHECK_EQ_U64(pi.moves, 1);
+    TT_CHECK(moved_at > open_at && moved_at - open_at < 6 * S);
+    TT_CHECK_EQ_U64(seq, 4000);
+    TT_CHECK_EQ_U64(sc.delivered, seq);
+    TT_CHECK_EQ_U64(sc.bad, 0);
+    TT_CHECK(sc.sv.forwarded > 100);
+    TT_CHECK_EQ_U64(sc.sv.marker_seen, 0);
+    /* B followed A onto the direct path */
+    TT_REQUIRE(sc.b.conn != NULL);
+    tern_path_info pb;
+    tern_conn_path(sc.b.conn, &pb);
+    TT_CHECK(!pb.relayed);
+    /* after the move nothing more goes through the relay */
+    uint64_t fwd = sc.sv.forwarded;
+    send_seq(&sc, flow, &seq, 200, 1100);
+    TT_REQUIRE(sim_run_until(sc.s, sim_now(sc.s) + 2 * S) == SIM_OK);
+    TT_CHECK_EQ_U64(sc.delivered, seq);
+    TT_CHECK(sc.sv.forwarded - fwd < 5);
+    scene_free(&sc);
+}
+
+/* Both peers behind one NAT without hairpinning: only the local addresses work. */
+static void test_same_nat_uses_local_addresses(void)
+{
+    scene sc;
+    scene_init(&sc, NAT_PORT_RESTRICTED, NAT_PORT_RESTRICTED, 1, 20);
+    TT_CHECK_EQ_U64(sc.w.n_nats, 1);
+    uint64_t t0 = sim_now(sc.s);
+    introduce(&sc, 2 * S);
+    TT_REQUIRE(sim_run_while(sc.s, a_not_established, &sc, t0 + 5 * S) == SIM_OK);
+    tern_path_info pi;
+    tern_conn_path(sc.ca, &pi);
+    TT_CHECK(!pi.relayed);
+    TT_CHECK(tern_addr_equal(&pi.remote, &sc.b.addr));
+    TT_CHECK(sim_now(sc.s) - t0 < 500 * MS);
+    scene_free(&sc);
+}
+
+/* An ordinary client's NAT gives it a new public port mid-connection: the server validates the
+ * new address and moves there; data keeps flowing. */
+static void test_nat_rebinding(void)
+{
+    scene sc;
+    scene_init(&sc, NAT_PORT_RESTRICTED, NAT_NONE, 0, 20);
+    /* A talks to B (public, a plain server) with an ordinary connection */
+    TT_REQUIRE(tern_endpoint_connect(sc.a.ep, sim_now(sc.s), &sc.a.addr, &sc.b.addr, sc.b.key.pub,
+                                     &sc.ca) == TERN_OK);
+    TT_REQUIRE(sim_run_while(sc.s, a_not_established, &sc, sim_now(sc.s) + 3 * S) == SIM_OK);
+    uint64_t flow, seq = 0;
+    TT_REQUIRE(tern_flow_open(sc.ca, NULL, &flow) == TERN_OK);
+    send_seq(&sc, flow, &seq, 50, 1000);
+    TT_REQUIRE(sim_run_until(sc.s, sim_now(sc.s) + 1 * S) == SIM_OK);
+    TT_REQUIRE(sc.b.conn != NULL);
+    tern_addr before = *tern_conn_remote(sc.b.conn);
+    sc.w.nats[0].rebind = 1;
+    for (int i = 0; i < 20; i++) {
+        send_seq(&sc, flow, &seq, 20, 1000);
+        TT_REQUIRE(sim_run_until(sc.s, sim_now(sc.s) + 100 * MS) == SIM_OK);
+    }
+    TT_REQUIRE(sim_run_until(sc.s, sim_now(sc.s) + 2 * S) == SIM_OK);
+    tern_addr after = *tern_conn_remote(sc.b.conn);
+    TT_CHECK(!tern_addr_equal(&before, &after));
+    TT_CHECK_EQ_U64(sc.delivered, seq);
+    TT_CHECK_EQ_U64(sc.bad, 0);
+    tern_path_info pb;
+    tern_conn_path(sc.b.conn, &pb);
+    TT_CHECK_EQ_U64(pb.moves, 1);
+    scene_free(&sc);
+}
+
+/* Junk that looks like relay or punch datagrams is dropped and counted; nothing breaks. */
+static void test_bad_relay_and_punch_datagrams(void)
+{
+    scene sc;
+    scene_init(&sc, NAT_NONE, NAT_NONE, 0, 10);
+    introduce(&sc, 2 * S);
+    TT_REQUIRE(sim_run_while(sc.s, a_not_established, &sc, sim_now(sc.s) + 2 * S) == SIM_OK);
+    tern_endpoint_stats before = tnet_stats(&sc.a);
+    uint8_t junk[64];
+    memset(junk, 0, sizeof(junk));
+    junk[0] = 0x81;                    /* relay header, nothing inside */
+    TT_CHECK(tern_endpoint_recv(sc.a.ep, sim_now(sc.s), &sc.a.addr, &sc.sv.addr, junk, 9) < 0);
+    junk[9] = 0x00;                    /* inner without the fixed bit */
+    TT_CHECK(tern_endpoint_recv(sc.a.ep, sim_now(sc.s), &sc.a.addr, &sc.sv.addr, junk, 30) < 0);
+    junk[9] = 0x41;                    /* inner short packet for an unknown CID: no reset */
+    TT_CHECK(tern_endpoint_recv(sc.a.ep, sim_now(sc.s), &sc.a.addr, &sc.sv.addr, junk, 64) < 0);
+    junk[0] = 0x82;                    /* punch with a wrong length, then an unknown tag */
+    TT_CHECK(tern_endpoint_recv(sc.a.ep, sim_now(sc.s), &sc.a.addr, &sc.sv.addr, junk, 20) < 0);
+    TT_CHECK(tern_endpoint_recv(sc.a.ep, sim_now(sc.s), &sc.a.addr, &sc.sv.addr, junk, 17) < 0);
+    tern_endpoint_stats after = tnet_stats(&sc.a);
+    uint64_t drops_before = before.drop_truncated + before.drop_malformed + before.drop_unknown_cid +
+                            before.drop_ignored;
+    uint64_t drops_after = after.drop_truncated + after.drop_malformed + after.drop_unknown_cid +
+                           after.drop_ignored;
+    TT_CHECK_EQ_U64(drops_after - drops_before, 5);
+    TT_CHECK_EQ_U64(after.resets_sent, before.resets_sent);
+    TT_CHECK(tern_conn_get_state(sc.ca) == TERN_CONN_ESTABLISHED);
+    /* the expectation at B is gone once A's connection arrived */
+    TT_CHECK(tern_endpoint_next_deadline(sc.b.ep) >= sim_now(sc.s));
+    scene_free(&sc);
+}
+
+static const tt_case cases[] = {
+    TT_CASE(test_nat_matrix),
+    TT_CASE(test_relay_then_direct_nothing_lost),
+    TT_CASE(test_same_nat_uses_local_addresses),
+    TT_CASE(test_nat_rebinding),
+    TT_CASE(test_bad_relay_and_punch_datagrams),
+    {NULL, NULL},
+};
+
+int main(int argc, char **argv)
+{
+    return tt_main(argc, argv, cases);
+}
