@@ -4,7 +4,8 @@
  * sealed as a genuine 1-RTT packet with the client's keys (white box: a malicious peer holds
  * valid keys), delivered to the server, and the server's replies are fed back to the client.
  * Flow data, forwards, windows, ACK ranges and closes all run with real state behind them.
- * The pair is rebuilt when the server closes the connection or every 512 inputs.
+ * Records of 128 bytes or more come from one of four other client addresses (path validation
+ * and migration). The pair is rebuilt when the server closes the connection or every 512 inputs.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -96,7 +97,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint8_t *q = tern__short_encode(pkt, pkt + sizeof(pkt), 0, cc->remote_cid, pn, 4);
         size_t hl = (size_t)(q - pkt);
         if (tern__aead_seal(&cc->tx, pn, 0, pkt, hl, p, len, q) != TERN_OK) abort();
-        tern_endpoint_recv(srv, now, &sa, &ca, pkt, hl + len + 16);
+        /* records with a length of 128 or more come from another address (the client moved):
+         * candidate paths, PATH_CHALLENGE/RESPONSE and migration run too */
+        tern_addr from = ca;
+        if (p[-1] & 0x80) from.port = (uint16_t)(ca.port + 1 + (p[-1] & 3));
+        tern_endpoint_recv(srv, now, &sa, &from, pkt, hl + len + 16);
         p += len;
         now += 1000000;
         tern_endpoint_handle_expiry(srv, now);
