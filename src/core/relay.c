@@ -1,0 +1,376 @@
+/*
+ * Relay (tern/relay.h): forwards opaque tern packets between the two sides of a session by
+ * channel, rewriting the channel in place.
+ *
+ * A session holds two sides, each with its random channel and its registered address. A hash
+ * map from channel to side (the rendezvous containers of rdv_map.h, keyed SipHash so a sender
+ * cannot aim channels at one chain) makes forward() one lookup, one address comparison and an
+ * 8-byte copy; nothing is allocated on that path. A second map counts the sessions each address
+ * is part of (the max_per_addr limit). Idle expiry is lazy: each session sits in a min-heap at
+ * (the last time it forwarded, as of when it was pushed) + idle_timeout; forward() only records
+ * the time, and handle_expiry() either frees a session whose deadline really passed or pushes it
+ * back at its real deadline, so a busy session costs no heap work per packet. The per-session
+ * byte budget is a token bucket counted in byte-nanoseconds (bytes x 1e9) so refills are exact
+ * integers with no rounding drift. When the last session goes, the maps and heap give their
+ * arrays back, so memory returns to what an empty relay holds.
+ *
+ * Checks run cheapest first: length and type byte, then the inner packet's fixed bit, then the
+ * lookup, then the source address, then the byte budget.
+ */
+#include <sodium.h>
+#include <string.h>
+
+#include "core/rdv_map.h"
+#include "tern/relay.h"
+
+#define ADDR_KEY_LEN 19 /* family, port (2), ip (16) */
+#define MAX_BURST_BYTES 10000000000ull /* x 1e9 must fit in 64 bits */
+
+typedef struct relay_session relay_session;
+
+typedef struct addr_count {
+    uint8_t key[ADDR_KEY_LEN];
+    uint32_t n;
+} addr_count;
+
+typedef struct relay_side {
+    uint8_t ch[TERN_RELAY_CHANNEL_LEN];
+    tern_addr addr;
+    addr_count *ac;
+    relay_session *s;
+} relay_side;
+
+struct relay_session {
+    tern__rdv_hitem h;      /* deadline: last_active (when pushed) + idle_timeout */
+    relay_side side[2];
+    uint64_t last_active;
+    uint64_t bucket;        /* byte-nanoseconds available */
+    uint64_t bucket_at;     /* when the bucket was last refilled */
+};
+
+struct tern_relay {
+    tern_relay_config cfg;
+    tern_mem mem;           /* counts, then forwards to the configured hook */
+    const tern_mem *under;
+    tern__rdv_map channels; /* channel -> relay_side */
+    tern__rdv_map addrs;    /* address -> addr_count */
+    tern__rdv_heap idle;
+    uint64_t bucket_cap;    /* burst_bytes x 1e9 */
+    tern_relay_stats st;
+};
+
+/* ---------------------------------------------------------------- memory and helpers */
+
+static void *cmalloc(size_t size, void *user)
+{
+    tern_relay *r = user;
+    void *p = r->under->malloc(size, r->under->user);
+    if (p) r->st.mem_current += size;
+    return p;
+}
+
+static void cfree(void *p, size_t size, void *user)
+{
+    tern_relay *r = user;
+    if (p == NULL) return;
+    r->st.mem_current -= size;
+    r->under->free(p, size, r->under->user);
+}
+
+static const uint8_t *channel_key(const void *rec, size_t *len)
+{
+    *len = TERN_RELAY_CHANNEL_LEN;
+    return ((const relay_side *)rec)->ch;
+}
+
+static const uint8_t *addr_key_of(const void *rec, size_t *len)
+{
+    *len = ADDR_KEY_LEN;
+    return ((const addr_count *)rec)->key;
+}
+
+static void addr_key(const tern_addr *a, uint8_t key[ADDR_KEY_LEN])
+{
+    memset(key, 0, ADDR_KEY_LEN);
+    key[0] = a->family;
+    key[1] = (uint8_t)(a->port >> 8);
+    key[2] = (uint8_t)a->port;
+    memcpy(key + 3, a->ip, a->family == TERN_AF_INET ? 4 : 16);
+}
+
+static void rand_bytes(const tern_relay *r, uint8_t *dst, size_t n)
+{
+    if (r->cfg.rand) r->cfg.rand(dst, n, r->cfg.rand_user);
+    else randombytes_buf(dst, n);
+}
+
+void tern_relay_config_default(tern_relay_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->max_sessions = 100000;
+    cfg->max_per_addr = 256;
+    cfg->idle_timeout_ns = 60 * TERN_NS_PER_S;
+    cfg->rate_bytes_per_s = 50000000;
+    cfg->burst_bytes = 4000000;
+}
+
+int tern_relay_new(const tern_relay_config *cfg, tern_relay **out)
+{
+    if (cfg == NULL || out == NULL || cfg->max_sessions == 0 || cfg->max_per_addr == 0 ||
+        cfg->idle_timeout_ns == 0)
+        return TERN_ERR_INVALID_ARG;
+    if (sodium_init() < 0) return TERN_ERR_CRYPTO;
+    const tern_mem *under = cfg->mem ? cfg->mem : tern_mem_default();
+    tern_relay *r = under->malloc(sizeof(*r), under->user);
+    if (r == NULL) return TERN_ERR_NOMEM;
+    memset(r, 0, sizeof(*r));
+    r->cfg = *cfg;
+    if (r->cfg.burst_bytes > MAX_BURST_BYTES) r->cfg.burst_bytes = MAX_BURST_BYTES;
+    if (r->cfg.burst_bytes < TERN_MAX_DATAGRAM) r->cfg.burst_bytes = TERN_MAX_DATAGRAM;
+    r->bucket_cap = r->cfg.burst_bytes * TERN_NS_PER_S;
+    r->under = under;
+    r->mem.malloc = cmalloc;
+    r->mem.free = cfree;
+    r->mem.user = r;
+    r->st.mem_current = sizeof(*r);
+    uint8_t k[16];
+    rand_bytes(r, k, sizeof(k));
+    tern__rdv_map_init(&r->channels, &r->mem, channel_key, k);
+    tern__rdv_map_init(&r->addrs, &r->mem, addr_key_of, k);
+    tern__rdv_heap_init(&r->idle, &r->mem);
+    sodium_memzero(k, sizeof(k));
+    *out = r;
+    return TERN_OK;
+}
+
+/* ---------------------------------------------------------------- sessions */
+
+/* The count record for a, created (with n = 0) when absent. NULL: out of memory. */
+static addr_count *addr_ref(tern_relay *r, const tern_addr *a)
+{
+    uint8_t key[ADDR_KEY_LEN];
+    addr_key(a, key);
+    addr_count *ac = tern__rdv_map_get(&r->addrs, key, ADDR_KEY_LEN);
+    if (ac) return ac;
+    ac = r->mem.malloc(sizeof(*ac), r->mem.user);
+    if (ac == NULL) return NULL;
+    memcpy(ac->key, key, ADDR_KEY_LEN);
+    ac->n = 0;
+    if (tern__rdv_map_put(&r->addrs, ac) != TERN_OK) {
+        r->mem.free(ac, sizeof(*ac), r->mem.user);
+        return NULL;
+    }
+    return ac;
+}
+
+/* Drops the record once no session uses it. */
+static void addr_unref_if_unused(tern_relay *r, addr_count *ac)
+{
+    if (ac == NULL || ac->n > 0) return;
+    tern__rdv_map_del(&r->addrs, ac);
+    r->mem.free(ac, sizeof(*ac), r->mem.user);
+}
+
+/* Gives the containers' arrays back once nothing is left in them. */
+static void shrink_if_empty(tern_relay *r)
+{
+    if (r->channels.n == 0) tern__rdv_map_free(&r->channels);
+    if (r->addrs.n == 0) tern__rdv_map_free(&r->addrs);
+    if (r->idle.n == 0) tern__rdv_heap_free(&r->idle);
+}
+
+static void session_free(tern_relay *r, relay_session *s)
+{
+    tern__rdv_heap_remove(&r->idle, &s->h);
+    for (int i = 0; i < 2; i++) {
+        tern__rdv_map_del(&r->channels, &s->side[i]);
+        if (s->side[i].ac) s->side[i].ac->n--;
+    }
+    for (int i = 0; i < 2; i++) addr_unref_if_unused(r, s->side[i].ac);
+    r->mem.free(s, sizeof(*s), r->mem.user);
+    r->st.sessions--;
+    shrink_if_empty(r);
+}
+
+/* A random channel that no live session uses (nor `other`). */
+static int fresh_channel(tern_relay *r, const uint8_t *other, uint8_t ch[TERN_RELAY_CHANNEL_LEN])
+{
+    for (int tries = 0; tries < 16; tries++) {
+        rand_bytes(r, ch, TERN_RELAY_CHANNEL_LEN);
+        if (other && memcmp(ch, other, TERN_RELAY_CHANNEL_LEN) == 0) continue;
+        if (tern__rdv_map_get(&r->channels, ch, TERN_RELAY_CHANNEL_LEN) == NULL) return TERN_OK;
+    }
+    return TERN_ERR_LIMIT; /* a broken random source: 64-bit collisions do not happen */
+}
+
+static int addr_ok(const tern_addr *a)
+{
+    return a != NULL && (a->family == TERN_AF_INET || a->family == TERN_AF_INET6);
+}
+
+int tern_relay_open(tern_relay *r, uint64_t now, const tern_addr *addr_a, const tern_addr *addr_b,
+                    uint8_t ch_a_out[TERN_RELAY_CHANNEL_LEN],
+                    uint8_t ch_b_out[TERN_RELAY_CHANNEL_LEN])
+{
+    if (r == NULL || !addr_ok(addr_a) || !addr_ok(addr_b) || ch_a_out == NULL ||
+        ch_b_out == NULL || tern_addr_equal(addr_a, addr_b))
+        return TERN_ERR_INVALID_ARG;
+    if (r->st.sessions >= r->cfg.max_sessions) {
+        r->st.open_refused++;
+        return TERN_ERR_LIMIT;
+    }
+    relay_session *s = r->mem.malloc(sizeof(*s), r->mem.user);
+    if (s == NULL) return TERN_ERR_NOMEM;
+    memset(s, 0, sizeof(*s));
+    s->h.idx = SIZE_MAX;
+    s->last_active = s->bucket_at = now;
+    s->bucket = r->bucket_cap;
+    const tern_addr *addrs[2] = {addr_a, addr_b};
+    int rc = TERN_OK, in_map = 0;
+    for (int i = 0; i < 2 && rc == TERN_OK; i++) {
+        relay_side *sd = &s->side[i];
+        sd->s = s;
+        sd->addr = *addrs[i];
+        sd->addr.pad_ = 0;
+        addr_count *ac = addr_ref(r, addrs[i]);
+        if (ac == NULL) {
+            rc = TERN_ERR_NOMEM;
+        } else if (ac->n >= r->cfg.max_per_addr) {
+            r->st.open_refused++;
+            rc = TERN_ERR_LIMIT;
+        } else {
+            sd->ac = ac; /* set only once counted: the undo below releases exactly these */
+            ac->n++;
+        }
+        if (rc != TERN_OK && ac != NULL && sd->ac == NULL) addr_unref_if_unused(r, ac);
+    }
+    for (int i = 0; i < 2 && rc == TERN_OK; i++) {
+        rc = fresh_channel(r, i ? s->side[0].ch : NULL, s->side[i].ch);
+        if (rc == TERN_OK) rc = tern__rdv_map_put(&r->channels, &s->side[i]);
+        if (rc == TERN_OK) in_map++;
+    }
+    if (rc == TERN_OK) {
+        s->h.deadline = now + r->cfg.idle_timeout_ns;
+        rc = tern__rdv_heap_push(&r->idle, &s->h);
+    }
+    if (rc != TERN_OK) {
+        for (int i = 0; i < in_map; i++) tern__rdv_map_del(&r->channels, &s->side[i]);
+        for (int i = 0; i < 2; i++)
+            if (s->side[i].ac) s->side[i].ac->n--;
+        for (int i = 0; i < 2; i++) addr_unref_if_unused(r, s->side[i].ac);
+        r->mem.free(s, sizeof(*s), r->mem.user);
+        shrink_if_empty(r);
+        return rc;
+    }
+    memcpy(ch_a_out, s->side[0].ch, TERN_RELAY_CHANNEL_LEN);
+    memcpy(ch_b_out, s->side[1].ch, TERN_RELAY_CHANNEL_LEN);
+    r->st.sessions++;
+    r->st.opened++;
+    return TERN_OK;
+}
+
+/* ---------------------------------------------------------------- forwarding */
+
+/* Takes len bytes from s's bucket; 0 when there were not enough (nothing taken then). */
+static int bucket_take(const tern_relay *r, relay_session *s, uint64_t now, size_t len)
+{
+    uint64_t rate = r->cfg.rate_bytes_per_s;
+    if (rate == 0) return 1;
+    if (now > s->bucket_at) {
+        uint64_t dt = now - s->bucket_at, room = r->bucket_cap - s->bucket;
+        /* dt x rate byte-ns accrue; compare without overflow: full when dt >= room / rate */
+        if (dt >= room / rate + 1) s->bucket = r->bucket_cap;
+        else s->bucket += dt * rate; /* dt <= room / rate, so dt * rate <= room */
+        if (s->bucket > r->bucket_cap) s->bucket = r->bucket_cap;
+        s->bucket_at = now;
+    }
+    uint64_t cost = (uint64_t)len * TERN_NS_PER_S;
+    if (s->bucket < cost) return 0;
+    s->bucket -= cost;
+    return 1;
+}
+
+int tern_relay_forward(tern_relay *r, uint64_t now, const tern_addr *from, uint8_t *data,
+                       size_t len, tern_addr *to_out)
+{
+    if (r == NULL || from == NULL || (data == NULL && len) || to_out == NULL)
+        return TERN_ERR_INVALID_ARG;
+    if (len < TERN_RELAY_HDR_LEN + 1) {
+        r->st.drop_short++;
+        return TERN_ERR_TRUNCATED;
+    }
+    if (len > TERN_MAX_DATAGRAM) {
+        r->st.drop_oversize++;
+        return TERN_ERR_MALFORMED;
+    }
+    if (data[0] != TERN_RELAY_TYPE || !(data[TERN_RELAY_HDR_LEN] & TERN_RELAY_INNER_FIXED)) {
+        r->st.drop_malformed++;
+        return TERN_ERR_MALFORMED;
+    }
+    relay_side *in = tern__rdv_map_get(&r->channels, data + 1, TERN_RELAY_CHANNEL_LEN);
+    if (in == NULL) {
+        r->st.drop_unknown_channel++;
+        return TERN_ERR_UNKNOWN_CID;
+    }
+    if (!tern_addr_equal(from, &in->addr)) {
+        r->st.drop_wrong_source++;
+        return TERN_ERR_AUTH;
+    }
+    relay_session *s = in->s;
+    if (!bucket_take(r, s, now, len)) {
+        r->st.drop_rate_limited++;
+        return TERN_ERR_RATE_LIMITED;
+    }
+    const relay_side *out = in == &s->side[0] ? &s->side[1] : &s->side[0];
+    memcpy(data + 1, out->ch, TERN_RELAY_CHANNEL_LEN);
+    *to_out = out->addr;
+    if (now > s->last_active) s->last_active = now;
+    r->st.fwd_packets++;
+    r->st.fwd_bytes += len;
+    return (int)len;
+}
+
+/* ---------------------------------------------------------------- expiry, stats, teardown */
+
+uint64_t tern_relay_next_deadline(const tern_relay *r)
+{
+    const tern__rdv_hitem *h = r ? tern__rdv_heap_top(&r->idle) : NULL;
+    return h ? h->deadline : TERN_TIME_NEVER;
+}
+
+void tern_relay_handle_expiry(tern_relay *r, uint64_t now)
+{
+    if (r == NULL) return;
+    for (;;) {
+        tern__rdv_hitem *h = tern__rdv_heap_top(&r->idle);
+        if (h == NULL || h->deadline > now) return;
+        relay_session *s = (relay_session *)h; /* h is the first member */
+        uint64_t due = s->last_active + r->cfg.idle_timeout_ns;
+        if (due > now) {
+            /* it forwarded since it was pushed: back in at its real deadline (the push reuses
+             * the slot the removal freed, so it cannot fail) */
+            tern__rdv_heap_remove(&r->idle, h);
+            h->deadline = due;
+            (void)tern__rdv_heap_push(&r->idle, h);
+            continue;
+        }
+        session_free(r, s);
+        r->st.expired++;
+    }
+}
+
+void tern_relay_get_stats(const tern_relay *r, tern_relay_stats *st)
+{
+    *st = r->st;
+}
+
+void tern_relay_del(tern_relay *r)
+{
+    if (r == NULL) return;
+    while (r->idle.n) session_free(r, (relay_session *)r->idle.items[0]);
+    tern__rdv_map_free(&r->channels);
+    tern__rdv_map_free(&r->addrs);
+    tern__rdv_heap_free(&r->idle);
+    const tern_mem *under = r->under;
+    under->free(r, sizeof(*r), under->user);
+}
