@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tern/relay.h"
 #include "tern/tern.h"
 
 #ifdef __cplusplus
@@ -123,6 +124,8 @@ typedef struct tern_rdv_msg {
     uint8_t req_kind;       /* ERROR: the kind of the request it answers */
     uint8_t event;          /* PRESENCE: TERN_RDV_PRESENCE_* */
     uint32_t count;         /* JOINED: members in the group; ERROR(RATE_LIMITED): drops so far */
+    uint8_t has_channel;    /* PEER_INFO / INTRODUCED: the recipient's own relay channel */
+    uint8_t channel[TERN_RELAY_CHANNEL_LEN];
 } tern_rdv_msg;
 
 /* Zeroes m and sets its kind. */
@@ -177,7 +180,11 @@ typedef struct tern_rdv_config {
     uint32_t default_timeout_ms; /* CALL without (or with 0) timeout (10,000) */
     uint32_t max_timeout_ms;    /* longer timeouts are cut to this (60,000) */
     int has_relay;
-    tern_addr relay;            /* offered as a RELAY candidate in introductions */
+    tern_addr relay;            /* offered as a RELAY candidate in introductions; an unspecified
+                                   IP (0.0.0.0 or ::) means "the address you reach this server
+                                   at", with this port */
+    tern_relay *relay_sessions; /* not owned; with has_relay, each introduction opens a session
+                                   on it and hands each side its CHANNEL (NULL: RELAY only) */
     int has_secret;             /* tokens: the server's secret */
     uint8_t secret[TERN_RDV_SECRET_LEN];
     uint8_t require_register_token, require_join_token, require_offer_token;
@@ -220,6 +227,8 @@ typedef struct tern_rdv_stats {
     uint64_t rate_dropped_group, rate_dropped_peer;
     uint64_t calls, replies, call_timeouts, call_gone, call_no_service, late_replies;
     uint64_t token_rejected;
+    uint64_t relay_opened, relay_refused; /* introductions given a relay session, or not
+                                             (a relay limit: introduced without RELAY) */
     uint64_t bad_messages;       /* requests that did not decode */
     uint64_t tx_messages, tx_failed; /* tern_flow_send results */
     uint64_t mem_current;        /* bytes allocated through the hook now */

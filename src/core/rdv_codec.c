@@ -33,7 +33,8 @@ enum {
     T_EVENT = 0x0e,
     T_COUNT = 0x0f,
     T_MEMBERS = 0x10,
-    T_MAX_ = 0x10,
+    T_CHANNEL = 0x11,
+    T_MAX_ = 0x11,
 };
 
 #define B(t) (1u << (t))
@@ -133,6 +134,7 @@ int tern_rdv_encode(const tern_rdv_msg *m, uint8_t *buf, size_t cap)
     if (m->has_event) have |= B(T_EVENT);
     if (m->has_count) have |= B(T_COUNT);
     if (m->members) have |= B(T_MEMBERS);
+    if (m->has_channel) have |= B(T_CHANNEL);
     if ((have & required[m->kind]) != required[m->kind]) return TERN_ERR_INVALID_ARG;
     if (m->n_cands > TERN_RDV_MAX_CANDS || m->n_members > TERN_RDV_MAX_MEMBERS ||
         m->payload_len > TERN_RDV_MAX_PAYLOAD || (m->has_payload && m->payload == NULL &&
@@ -180,6 +182,7 @@ int tern_rdv_encode(const tern_rdv_msg *m, uint8_t *buf, size_t cap)
     if (m->has_event) put_tlv_be(&w, T_EVENT, m->event, 1);
     if (m->has_count) put_tlv_be(&w, T_COUNT, m->count, 4);
     if (m->members) put_tlv(&w, T_MEMBERS, m->members, m->n_members * TERN_PEER_ID_LEN);
+    if (m->has_channel) put_tlv(&w, T_CHANNEL, m->channel, TERN_RELAY_CHANNEL_LEN);
     if (w.err) return w.err;
     return (int)(w.p - buf);
 }
@@ -275,6 +278,11 @@ static int field(tern_rdv_msg *m, uint8_t t, const uint8_t *v, size_t len)
             return TERN_ERR_MALFORMED;
         m->members = v;
         m->n_members = len / TERN_PEER_ID_LEN;
+        return TERN_OK;
+    case T_CHANNEL:
+        if (len != TERN_RELAY_CHANNEL_LEN) return TERN_ERR_MALFORMED;
+        memcpy(m->channel, v, len);
+        m->has_channel = 1;
         return TERN_OK;
     default:
         return t >= 0x80 ? TERN_OK : TERN_ERR_MALFORMED;

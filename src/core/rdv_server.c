@@ -413,8 +413,9 @@ static void on_register(tern_rdv_server *s, rdv_peer *p, uint64_t now, const ter
     send_msg(s, p, now, &r);
 }
 
-/* Fills the identity and candidates of `of` into m (PEER_INFO / INTRODUCED). */
-static void describe(const tern_rdv_server *s, const rdv_peer *of, tern_rdv_msg *m)
+/* Fills the identity and candidates of `of` into m (PEER_INFO / INTRODUCED); the RELAY candidate
+ * when with_relay. */
+static void describe(const tern_rdv_server *s, const rdv_peer *of, int with_relay, tern_rdv_msg *m)
 {
     m->has_peer_id = m->has_pubkey = 1;
     memcpy(m->peer_id, of->id, TERN_PEER_ID_LEN);
@@ -427,7 +428,7 @@ static void describe(const tern_rdv_server *s, const rdv_peer *of, tern_rdv_msg 
         m->cands[m->n_cands].kind = TERN_RDV_CAND_PUBLIC;
         m->cands[m->n_cands++].addr = *tern_conn_remote(of->conn);
     }
-    if (s->cfg.has_relay) {
+    if (with_relay) {
         m->cands[m->n_cands].kind = TERN_RDV_CAND_RELAY;
         m->cands[m->n_cands++].addr = s->cfg.relay;
     }
@@ -451,8 +452,22 @@ static void on_introduce(tern_rdv_server *s, rdv_peer *p, uint64_t now, const te
     rand_bytes(s, to_a.nonce, TERN_RDV_NONCE_LEN);
     memcpy(to_b.nonce, to_a.nonce, TERN_RDV_NONCE_LEN);
     to_a.has_nonce = to_b.has_nonce = 1;
-    describe(s, b, &to_a);
-    describe(s, p, &to_b);
+    /* a relay session between the two public addresses: A's channel goes to A, B's to B; when
+     * the relay is full they are introduced without it */
+    int with_relay = s->cfg.has_relay;
+    if (with_relay && s->cfg.relay_sessions != NULL) {
+        if (p->conn != NULL && b->conn != NULL &&
+            tern_relay_open(s->cfg.relay_sessions, now, tern_conn_remote(p->conn),
+                            tern_conn_remote(b->conn), to_a.channel, to_b.channel) == TERN_OK) {
+            to_a.has_channel = to_b.has_channel = 1;
+            s->st.relay_opened++;
+        } else {
+            with_relay = 0;
+            s->st.relay_refused++;
+        }
+    }
+    describe(s, b, with_relay, &to_a);
+    describe(s, p, with_relay, &to_b);
     send_msg(s, p, now, &to_a);
     send_msg(s, b, now, &to_b);
     s->st.introductions++;

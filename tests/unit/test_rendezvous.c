@@ -1,7 +1,8 @@
 /*
  * Rendezvous (tern/rendezvous.h) on the simulated network: the codec and tokens, then a server
  * endpoint running tern_rdv_server with real tern clients: registration and introductions
- * (known, unknown, before registering), 1,000 group members with exactly-once fan-out, presence
+ * (known, unknown, before registering; with a relay: CHANNEL and RELAY to both sides and a
+ * session between their public addresses, or neither when the relay is full), 1,000 group members with exactly-once fan-out, presence
  * on join, leave and disconnect, rate limits, RPC (reply, no such service, timeout, provider
  * gone, service taken), tokens on the server (required, forged, expired, valid), bad input to the
  * server's decoder, and the server's memory per registered peer.
@@ -373,6 +374,29 @@ static void test_codec_roundtrip_and_bad_input(void)
     TT_CHECK_EQ_INT(tern_rdv_decode(unknown_low, sizeof(unknown_low), &d), TERN_ERR_MALFORMED);
     const uint8_t bad_cand[] = {1, TERN_RDV_REGISTER, 3, 0, 8, 1, 5, 0, 80, 1, 2, 3, 4};
     TT_CHECK_EQ_INT(tern_rdv_decode(bad_cand, sizeof(bad_cand), &d), TERN_ERR_MALFORMED);
+    /* CHANNEL (0x11): exactly 8 bytes, once, after MEMBERS in the canonical order */
+    tern_rdv_msg_init(&m, TERN_RDV_INTRODUCED);
+    m.has_peer_id = m.has_pubkey = m.has_nonce = 1;
+    m.n_cands = 1;
+    m.cands[0].kind = TERN_RDV_CAND_RELAY;
+    tern_addr_ipv4(&m.cands[0].addr, 0, 0, 0, 0, 4433);
+    m.has_channel = 1;
+    memcpy(m.channel, "\x01\x02\x03\x04\x05\x06\x07\x08", 8);
+    n = tern_rdv_encode(&m, buf, sizeof(buf));
+    TT_REQUIRE(n > 11);
+    TT_CHECK(buf[n - 11] == 0x11 && buf[n - 10] == 0 && buf[n - 9] == 8 && buf[n - 1] == 8);
+    TT_REQUIRE(tern_rdv_decode(buf, (size_t)n, &d) == TERN_OK);
+    TT_CHECK(d.has_channel && memcmp(d.channel, m.channel, 8) == 0);
+    TT_CHECK(d.n_cands == 1 && d.cands[0].kind == TERN_RDV_CAND_RELAY && d.cands[0].addr.port == 4433);
+    const uint8_t ch7[] = {1, TERN_RDV_JOIN, 6, 0, 1, 'g', 0x11, 0, 7, 1, 2, 3, 4, 5, 6, 7};
+    TT_CHECK_EQ_INT(tern_rdv_decode(ch7, sizeof(ch7), &d), TERN_ERR_MALFORMED);
+    const uint8_t ch9[] = {1, TERN_RDV_JOIN, 6, 0, 1, 'g', 0x11, 0, 9, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+    TT_CHECK_EQ_INT(tern_rdv_decode(ch9, sizeof(ch9), &d), TERN_ERR_MALFORMED);
+    const uint8_t ch2x[] = {1, TERN_RDV_JOIN, 6, 0, 1, 'g', 0x11, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8,
+                            0x11, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8};
+    TT_CHECK_EQ_INT(tern_rdv_decode(ch2x, sizeof(ch2x), &d), TERN_ERR_MALFORMED);
+    const uint8_t t12[] = {1, TERN_RDV_JOIN, 6, 0, 1, 'g', 0x12, 0, 0};
+    TT_CHECK_EQ_INT(tern_rdv_decode(t12, sizeof(t12), &d), TERN_ERR_MALFORMED);
 }
 
 static void test_tokens(void)
@@ -469,6 +493,94 @@ static void test_register_and_introduce(void)
     TT_CHECK_EQ_INT(a->errors[TERN_RDV_E_UNKNOWN_PEER], 3);
     TT_CHECK_EQ_U64(srv_stats(&w.srv).introductions, 1);
     world_free(&w);
+}
+
+/* ---------------------------------------------------------------- relay */
+
+static void test_introduce_with_relay(void)
+{
+    tt_mem rmem;
+    tt_mem_init(&rmem);
+    tt_rng rrng;
+    tt_rng_seed(&rrng, tt_seed() ^ 0x7e1a7);
+    tern_relay_config rcfg;
+    tern_relay_config_default(&rcfg);
+    rcfg.mem = &rmem.mem;
+    rcfg.rand = tt_rand_fill;
+    rcfg.rand_user = &rrng;
+    rcfg.max_sessions = 1;
+    tern_relay *relay = NULL;
+    TT_REQUIRE(tern_relay_new(&rcfg, &relay) == TERN_OK);
+
+    tern_rdv_config cfg;
+    tern_rdv_config_default(&cfg);
+    cfg.has_relay = 1;
+    tern_addr_ipv4(&cfg.relay, 0, 0, 0, 0, 4433); /* wildcard: "where you reach this server" */
+    cfg.relay_sessions = relay;
+    world w;
+    world_init(&w, 3, &cfg, 1);
+    rcli *a = &w.c[0], *b = &w.c[1], *c = &w.c[2];
+    TT_CHECK_EQ_INT(a->last[TERN_RDV_REGISTERED].n_cands, 2);
+    TT_CHECK_EQ_INT(a->last[TERN_RDV_REGISTERED].cands[1].kind, TERN_RDV_CAND_RELAY);
+    TT_CHECK(!a->last[TERN_RDV_REGISTERED].has_channel);
+
+    tern_rdv_msg m;
+    tern_rdv_msg_init(&m, TERN_RDV_INTRODUCE);
+    m.has_peer_id = 1;
+    tern_peer_id(b->n.key.pub, m.peer_id);
+    cli_send(a, &m);
+    run_ms(w.s, 50);
+    TT_REQUIRE(a->got[TERN_RDV_PEER_INFO] == 1 && b->got[TERN_RDV_INTRODUCED] == 1);
+    const tern_rdv_msg *pi = &a->last[TERN_RDV_PEER_INFO], *in = &b->last[TERN_RDV_INTRODUCED];
+    /* both sides: LOCAL, PUBLIC, RELAY, and each its own channel */
+    TT_REQUIRE(pi->n_cands == 3 && in->n_cands == 3);
+    TT_CHECK(pi->cands[2].kind == TERN_RDV_CAND_RELAY && in->cands[2].kind == TERN_RDV_CAND_RELAY);
+    TT_CHECK(tern_addr_equal(&pi->cands[2].addr, &cfg.relay));
+    TT_REQUIRE(pi->has_channel && in->has_channel);
+    TT_CHECK(memcmp(pi->channel, in->channel, TERN_RELAY_CHANNEL_LEN) != 0);
+    tern_relay_stats rs;
+    tern_relay_get_stats(relay, &rs);
+    TT_CHECK_EQ_U64(rs.sessions, 1);
+    TT_CHECK_EQ_U64(srv_stats(&w.srv).relay_opened, 1);
+    /* the session joins the two public addresses with those channels: A's datagram on A's
+     * channel reaches B's address carrying B's channel, and the reverse */
+    uint8_t d[64] = {TERN_RELAY_TYPE};
+    memcpy(d + 1, pi->channel, TERN_RELAY_CHANNEL_LEN);
+    d[TERN_RELAY_HDR_LEN] = 0x40;
+    tern_addr to;
+    TT_CHECK_EQ_INT(tern_relay_forward(relay, sim_now(w.s), &a->n.addr, d, sizeof(d), &to),
+                    (int)sizeof(d));
+    TT_CHECK(tern_addr_equal(&to, &b->n.addr));
+    TT_CHECK(memcmp(d + 1, in->channel, TERN_RELAY_CHANNEL_LEN) == 0);
+    TT_CHECK_EQ_INT(tern_relay_forward(relay, sim_now(w.s), &b->n.addr, d, sizeof(d), &to),
+                    (int)sizeof(d));
+    TT_CHECK(tern_addr_equal(&to, &a->n.addr));
+    TT_CHECK(memcmp(d + 1, pi->channel, TERN_RELAY_CHANNEL_LEN) == 0);
+    /* from C (a registered peer, but not in this session): dropped */
+    TT_CHECK_EQ_INT(tern_relay_forward(relay, sim_now(w.s), &c->n.addr, d, sizeof(d), &to),
+                    TERN_ERR_AUTH);
+
+    /* the relay is full (max_sessions 1): introduced without RELAY and CHANNEL, and counted */
+    tern_peer_id(c->n.key.pub, m.peer_id);
+    cli_send(a, &m);
+    run_ms(w.s, 50);
+    TT_REQUIRE(a->got[TERN_RDV_PEER_INFO] == 2 && c->got[TERN_RDV_INTRODUCED] == 1);
+    pi = &a->last[TERN_RDV_PEER_INFO];
+    in = &c->last[TERN_RDV_INTRODUCED];
+    TT_CHECK(!pi->has_channel && !in->has_channel);
+    TT_CHECK_EQ_INT(pi->n_cands, 2);
+    TT_CHECK_EQ_INT(in->n_cands, 2);
+    for (size_t i = 0; i < pi->n_cands; i++) TT_CHECK(pi->cands[i].kind != TERN_RDV_CAND_RELAY);
+    TT_CHECK_EQ_U64(srv_stats(&w.srv).relay_refused, 1);
+    TT_CHECK_EQ_U64(srv_stats(&w.srv).introductions, 2);
+
+    /* idle for the relay's timeout: the session goes and its memory with it */
+    tern_relay_handle_expiry(relay, sim_now(w.s) + rcfg.idle_timeout_ns);
+    tern_relay_get_stats(relay, &rs);
+    TT_CHECK_EQ_U64(rs.sessions, 0);
+    world_free(&w);
+    tern_relay_del(relay);
+    tt_mem_check_clean(&rmem, "relay");
 }
 
 /* ---------------------------------------------------------------- groups */
@@ -876,6 +988,7 @@ static const tt_case cases[] = {
     TT_CASE(test_codec_roundtrip_and_bad_input),
     TT_CASE(test_tokens),
     TT_CASE(test_register_and_introduce),
+    TT_CASE(test_introduce_with_relay),
     TT_CASE(test_leave_and_presence),
     TT_CASE(test_rate_limits),
     TT_CASE(test_rpc),
