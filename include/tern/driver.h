@@ -36,6 +36,14 @@ extern "C" {
 typedef struct tern_driver tern_driver;
 typedef struct tern_driver_timer tern_driver_timer;
 
+/* A look at every received datagram before the endpoint gets it (ternd's relay uses it for
+ * datagrams that are not tern packets). sock is the socket it arrived on (for
+ * tern_driver_send_raw), from its source. data is the driver's receive buffer: the hook may
+ * rewrite it in place and pass it to tern_driver_send_raw, but must not keep the pointer. Returns
+ * 1 when it took the datagram (the endpoint never sees it), 0 to hand it on. */
+typedef int (*tern_driver_rx_hook)(tern_driver *d, size_t sock, const tern_addr *from,
+                                   uint8_t *data, size_t len, void *user);
+
 typedef struct tern_driver_config {
     /* The endpoint to create, with the application's callbacks and user_data (the driver also
      * watches on_accept, on_established and on_conn_free to track live connections). */
@@ -51,6 +59,8 @@ typedef struct tern_driver_config {
                                   for the next iteration, which then does not sleep */
     int disable_gso;           /* never use UDP_SEGMENT (0) */
     int disable_gro;           /* never ask for UDP_GRO (0) */
+    tern_driver_rx_hook rx_hook; /* NULL: every datagram goes to the endpoint */
+    void *rx_hook_user;
 } tern_driver_config;
 
 /* Zeroes cfg, fills cfg->endpoint with tern_endpoint_config_default() and the driver's
@@ -85,6 +95,14 @@ int tern_driver_local_addr(const tern_driver *d, size_t i, tern_addr *out);
  * TERN_ERR_INVALID_ARG (no socket of that family), TERN_ERR_NOMEM. */
 int tern_driver_connect(tern_driver *d, const tern_addr *remote,
                         const uint8_t server_pub[TERN_KEY_LEN], tern_conn **out);
+
+/* Sends one datagram from socket sock (0..n_sockets-1) to `to` at once, outside the core (a
+ * relay forwarding what an rx_hook took). One sendto per datagram: no batching, no GSO. Errors:
+ * TERN_ERR_INVALID_ARG (bad socket, address or length over TERN_MAX_DATAGRAM), TERN_ERR_AGAIN
+ * (the socket's send buffer is full: the datagram is dropped), TERN_ERR_STATE (errno set).
+ * Counted in stats.tx_raw / tx_raw_errors. */
+int tern_driver_send_raw(tern_driver *d, size_t sock, const tern_addr *to, const uint8_t *data,
+                         size_t len);
 
 /* ---------------------------------------------------------------- the ready loop */
 
@@ -151,6 +169,8 @@ typedef struct tern_driver_stats {
     uint64_t timers_fired;      /* application timers run */
     int gso, gro;               /* 1 when every socket has GSO / GRO enabled */
     int rcvbuf, sndbuf;         /* buffer sizes the kernel granted on socket 0 */
+    uint64_t rx_hooked;         /* datagrams the rx_hook took */
+    uint64_t tx_raw, tx_raw_errors; /* tern_driver_send_raw: sent, refused by the kernel */
 } tern_driver_stats;
 
 void tern_driver_get_stats(const tern_driver *d, tern_driver_stats *st);

@@ -115,6 +115,8 @@ struct tern_driver {
     int work_left;    /* the last iteration stopped at a bound: do not sleep */
     unsigned stops;   /* stop requests read from stopfd */
     int use_pwait2;   /* epoll_pwait2 (ns timeouts) works */
+    tern_driver_rx_hook rx_hook;
+    void *rx_hook_user;
     tern_driver_stats st;
 };
 
@@ -124,5 +126,10 @@ void drv_read_socket(tern_driver *d, size_t i);
 void drv_send_queued(tern_driver *d);
 /* io.c: registers or drops EPOLLOUT interest for socket i. */
 void drv_want_out(tern_driver *d, size_t i, int on);
+/* io.c: the sockaddr for `to` as socket s needs it (v4-mapped on IPv6 sockets); 0 when none. */
+socklen_t drv_sockaddr_for(const drv_sock *s, const tern_addr *to, struct sockaddr_storage *ss);
+/* loop.c: offers a received datagram to the rx_hook; 1 when it took it. */
+int drv_rx_hooked(tern_driver *d, const drv_sock *s, const tern_addr *from, uint8_t *p,
+                  size_t len);
 
 #endif

@@ -142,14 +142,14 @@ static size_t gro_size(struct msghdr *mh)
     return 0;
 }
 
-static void deliver(tern_driver *d, drv_sock *s, const tern_addr *from, const uint8_t *p,
-                    size_t len)
+static void deliver(tern_driver *d, drv_sock *s, const tern_addr *from, uint8_t *p, size_t len)
 {
     if (len > TERN_MAX_DATAGRAM) {
         d->st.rx_oversize++;
         return;
     }
     d->st.rx_datagrams++;
+    if (d->rx_hook && drv_rx_hooked(d, s, from, p, len)) return;
     (void)tern_endpoint_recv(d->ep, d->now, &s->local, from, p, len);
 }
 
@@ -185,7 +185,7 @@ void drv_read_socket(tern_driver *d, size_t i)
         for (int k = 0; k < n; k++) {
             struct msghdr *mh = &rx->msgs[k].msg_hdr;
             size_t len = rx->msgs[k].msg_len;
-            const uint8_t *p = rx->data + (size_t)k * rx->slot;
+            uint8_t *p = rx->data + (size_t)k * rx->slot;
             tern_addr from;
             if (tern_addr_from_sockaddr(&from, (struct sockaddr *)&rx->names[k], mh->msg_namelen) !=
                 TERN_OK)
@@ -335,4 +335,9 @@ void drv_send_queued(tern_driver *d)
             }
         }
     }
+}
+
+socklen_t drv_sockaddr_for(const drv_sock *s, const tern_addr *to, struct sockaddr_storage *ss)
+{
+    return dest_sockaddr(s, to, ss);
 }

@@ -17,6 +17,8 @@
  * callbacks reach the core untouched) to keep the set of live connections (conns.c), which
  * tern_driver_shutdown() closes with a code and reason before it drains the loop.
  * tern_driver_stop() only writes to an eventfd, so a signal handler or another thread may call it.
+ * An rx_hook sees each datagram before the core (io.c's deliver asks drv_rx_hooked), and
+ * tern_driver_send_raw sends a datagram past the core with one sendto: ternd's relay is the user.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -157,6 +159,8 @@ int tern_driver_new(const tern_driver_config *cfg, tern_driver **out)
     d->rx_per_wakeup = cfg->rx_per_wakeup;
     d->tx_per_wakeup = cfg->tx_per_wakeup;
     d->use_pwait2 = 1;
+    d->rx_hook = cfg->rx_hook;
+    d->rx_hook_user = cfg->rx_hook_user;
     int rc = TERN_ERR_STATE;
     d->epfd = epoll_create1(EPOLL_CLOEXEC);
     d->stopfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -288,6 +292,38 @@ int tern_driver_connect(tern_driver *d, const tern_addr *remote,
     if (rc != TERN_OK) return rc;
     (void)drv_conns_add(&d->conns, *out);
     tern_driver_flush(d);
+    return TERN_OK;
+}
+
+/* ---------------------------------------------------------------- datagrams outside the core */
+
+int drv_rx_hooked(tern_driver *d, const drv_sock *s, const tern_addr *from, uint8_t *p,
+                  size_t len)
+{
+    if (!d->rx_hook(d, (size_t)(s - d->socks), from, p, len, d->rx_hook_user)) return 0;
+    d->st.rx_hooked++;
+    return 1;
+}
+
+int tern_driver_send_raw(tern_driver *d, size_t sock, const tern_addr *to, const uint8_t *data,
+                         size_t len)
+{
+    if (d == NULL || sock >= d->n_socks || to == NULL || (data == NULL && len) ||
+        len > TERN_MAX_DATAGRAM)
+        return TERN_ERR_INVALID_ARG;
+    const drv_sock *s = &d->socks[sock];
+    struct sockaddr_storage ss;
+    socklen_t sl = drv_sockaddr_for(s, to, &ss);
+    if (sl == 0) return TERN_ERR_INVALID_ARG;
+    ssize_t r;
+    do {
+        r = sendto(s->fd, data, len, MSG_DONTWAIT, (const struct sockaddr *)&ss, sl);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) {
+        d->st.tx_raw_errors++;
+        return errno == EAGAIN || errno == EWOULDBLOCK ? TERN_ERR_AGAIN : TERN_ERR_STATE;
+    }
+    d->st.tx_raw++;
     return TERN_OK;
 }
 

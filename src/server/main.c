@@ -37,6 +37,7 @@ static void usage(FILE *f)
             "  --key FILE            the tern listener's private key (from `tern keygen`);\n"
             "                        without it a fresh key is made and its public half printed\n"
             "  --no-tern             no tern listener\n"
+            "  --no-relay            no relay on the tern port (introductions offer none)\n"
             "  --quiet               no startup lines\n"
             "  -h, --help            this text\n"
             "SIGINT/SIGTERM stop it and print its counters to stderr.\n",
@@ -154,6 +155,8 @@ static int parse_args(int argc, char **argv, ternd_config *c)
             c->key_file = v;
         } else if (!strcmp(a, "--no-tern")) {
             c->no_tern = 1;
+        } else if (!strcmp(a, "--no-relay")) {
+            c->no_relay = 1;
         } else if (!strcmp(a, "--quiet")) {
             c->quiet = 1;
         } else {

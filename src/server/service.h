@@ -30,6 +30,7 @@ typedef struct ternd_config {
     int n_tern_listen;
     tern_addr tern_listen[TERND_MAX_LISTEN]; /* default 0.0.0.0:4433 */
     const char *key_file;                /* --key: private key file; NULL: a fresh key */
+    int no_relay;                        /* --no-relay: no relay on the tern port */
 } ternd_config;
 
 typedef struct ternd_service {

@@ -13,6 +13,13 @@
  * the thread then closes every connection with code 0 and reason "server shutting down",
  * waiting up to a second for the closes to go out, before the thread ends.
  *
+ * The relay (tern/relay.h) shares the tern port: the driver's rx_hook takes every datagram whose
+ * first byte is TERN_RELAY_TYPE (never a tern packet, whose fixed bit 0x40 is set), the relay
+ * checks and rewrites it in place, and it leaves from the socket it came in on
+ * (tern_driver_send_raw) toward the other side of its session. Sessions are opened by the
+ * rendezvous server at each introduction (tern_rdv_config.relay_sessions) and idle out on a
+ * driver timer. --no-relay leaves all of it out.
+ *
  * When no --tern-listen was given and the default port is taken, the service prints a warning
  * and stays off, so a second ternd on one host still serves STUN; an explicit address that
  * cannot be bound is an error.
@@ -26,6 +33,7 @@
 
 #include "server/service.h"
 #include "tern/driver.h"
+#include "tern/relay.h"
 #include "tern/rendezvous.h"
 
 #define SHUTDOWN_GRACE_NS (1 * TERN_NS_PER_S)
@@ -34,6 +42,9 @@ typedef struct tern_svc {
     tern_driver *d;
     tern_rdv_server *rdv;
     tern_driver_timer *rdv_timer;
+    tern_relay *relay;
+    tern_driver_timer *relay_timer;
+    uint64_t relay_sent, relay_send_failed;
     pthread_t th;
     int started;
     int run_rc, shutdown_left;
@@ -49,12 +60,45 @@ static void rdv_rearm(tern_svc *s)
     else tern_driver_timer_set(s->rdv_timer, t);
 }
 
+/* The relay's next idle expiry on its timer (introductions open sessions: re-armed after each
+ * rendezvous message). */
+static void relay_rearm(tern_svc *s)
+{
+    if (s->relay_timer == NULL) return;
+    uint64_t t = tern_relay_next_deadline(s->relay);
+    if (t == TERN_TIME_NEVER) tern_driver_timer_cancel(s->relay_timer);
+    else tern_driver_timer_set(s->relay_timer, t);
+}
+
 static void rdv_on_timer(tern_driver *d, tern_driver_timer *t, void *user)
 {
     tern_svc *s = user;
     (void)t;
     tern_rdv_server_handle_expiry(s->rdv, tern_driver_now(d));
     rdv_rearm(s);
+}
+
+static void relay_on_timer(tern_driver *d, tern_driver_timer *t, void *user)
+{
+    tern_svc *s = user;
+    (void)t;
+    tern_relay_handle_expiry(s->relay, tern_driver_now(d));
+    relay_rearm(s);
+}
+
+/* The driver's rx_hook: relay datagrams go to the relay and on from the same socket. */
+static int relay_rx(tern_driver *d, size_t sock, const tern_addr *from, uint8_t *data, size_t len,
+                    void *user)
+{
+    tern_svc *s = user;
+    if (len == 0 || data[0] != TERN_RELAY_TYPE || s->relay == NULL) return 0;
+    tern_addr to;
+    int n = tern_relay_forward(s->relay, tern_driver_now(d), from, data, len, &to);
+    if (n > 0) {
+        if (tern_driver_send_raw(d, sock, &to, data, (size_t)n) == TERN_OK) s->relay_sent++;
+        else s->relay_send_failed++;
+    }
+    return 1; /* dropped ones too: the relay counted why */
 }
 
 static int on_accept(tern_conn *c, void *user)
@@ -71,6 +115,7 @@ static void on_message(tern_conn *c, uint64_t flow, const uint8_t *data, size_t 
     tern_svc *s = user;
     tern_rdv_server_on_message(s->rdv, c, flow, data, len, tern_driver_now(s->d));
     rdv_rearm(s);
+    relay_rearm(s);
 }
 
 static void on_conn_free(tern_conn *c, void *user)
@@ -137,14 +182,11 @@ static int start(ternd_service *svc, const ternd_config *cfg)
     if (s == NULL) return TERN_ERR_NOMEM;
     svc->state = s;
 
-    tern_rdv_config rc_cfg;
-    tern_rdv_config_default(&rc_cfg);
-    struct timespec rt, mt;
-    clock_gettime(CLOCK_REALTIME, &rt);
-    clock_gettime(CLOCK_MONOTONIC, &mt);
-    rc_cfg.unix_offset_s = (int64_t)rt.tv_sec - (int64_t)mt.tv_sec; /* token expiry */
-    if (tern_rdv_server_new(&rc_cfg, &s->rdv) != TERN_OK) return TERN_ERR_NOMEM;
-
+    if (!cfg->no_relay) {
+        tern_relay_config rl_cfg;
+        tern_relay_config_default(&rl_cfg);
+        if (tern_relay_new(&rl_cfg, &s->relay) != TERN_OK) return TERN_ERR_NOMEM;
+    }
     tern_driver_config dc;
     tern_driver_config_default(&dc);
     int rc = load_key(cfg, &dc.endpoint.static_key);
@@ -157,6 +199,10 @@ static int start(ternd_service *svc, const ternd_config *cfg)
     dc.endpoint.callbacks.on_message = on_message;
     dc.endpoint.callbacks.on_conn_free = on_conn_free;
     dc.endpoint.user_data = s;
+    if (s->relay) {
+        dc.rx_hook = relay_rx;
+        dc.rx_hook_user = s;
+    }
     dc.n_listen = (size_t)cfg->n_tern_listen;
     memcpy(dc.listen, cfg->tern_listen, sizeof(cfg->tern_listen[0]) * dc.n_listen);
     rc = tern_driver_new(&dc, &s->d);
@@ -180,7 +226,23 @@ static int start(ternd_service *svc, const ternd_config *cfg)
                 rc == TERN_ERR_STATE ? strerror(e) : tern_strerror(rc));
         return rc;
     }
-    if (tern_driver_timer_new(s->d, rdv_on_timer, s, &s->rdv_timer) != TERN_OK) {
+    /* the rendezvous server, after the bind: the relay candidate it offers is the first tern
+     * address with its actual port (a wildcard IP tells peers "where you reach this server") */
+    tern_rdv_config rc_cfg;
+    tern_rdv_config_default(&rc_cfg);
+    struct timespec rt, mt;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    clock_gettime(CLOCK_MONOTONIC, &mt);
+    rc_cfg.unix_offset_s = (int64_t)rt.tv_sec - (int64_t)mt.tv_sec; /* token expiry */
+    tern_addr relay_addr;
+    if (s->relay && tern_driver_local_addr(s->d, 0, &relay_addr) == TERN_OK) {
+        rc_cfg.has_relay = 1;
+        rc_cfg.relay = relay_addr;
+        rc_cfg.relay_sessions = s->relay;
+    }
+    if (tern_rdv_server_new(&rc_cfg, &s->rdv) != TERN_OK) return TERN_ERR_NOMEM;
+    if (tern_driver_timer_new(s->d, rdv_on_timer, s, &s->rdv_timer) != TERN_OK ||
+        (s->relay && tern_driver_timer_new(s->d, relay_on_timer, s, &s->relay_timer) != TERN_OK)) {
         fprintf(stderr, "ternd: tern: cannot create a timer\n");
         return TERN_ERR_NOMEM;
     }
@@ -199,6 +261,14 @@ static int start(ternd_service *svc, const ternd_config *cfg)
         printf("ternd: tern public key %s\n", hex);
         printf("ternd: tern services: rendezvous (directory, introductions, groups, RPC) on "
                "flows; echo of datagrams\n");
+        if (s->relay) {
+            char txt[64];
+            printf("ternd: relay on the tern port (udp %s), for introduced peers; sessions idle "
+                   "out after 60 s\n",
+                   tern_addr_format(&relay_addr, txt, sizeof(txt)));
+        } else {
+            printf("ternd: relay off (--no-relay)\n");
+        }
         fflush(stdout);
     }
     return TERN_OK;
@@ -253,6 +323,23 @@ static void report(ternd_service *svc, FILE *out)
                 (unsigned long long)rs.introductions, (unsigned long long)rs.group_msgs,
                 (unsigned long long)rs.calls, (unsigned long long)rs.bad_messages);
     }
+    if (s->relay) {
+        tern_relay_stats ls;
+        tern_relay_get_stats(s->relay, &ls);
+        fprintf(out,
+                "relay sessions=%llu opened=%llu expired=%llu refused=%llu fwd_packets=%llu "
+                "fwd_bytes=%llu sent=%llu send_failed=%llu drop_short=%llu drop_malformed=%llu "
+                "drop_oversize=%llu drop_unknown_channel=%llu drop_wrong_source=%llu "
+                "drop_rate_limited=%llu mem=%llu\n",
+                (unsigned long long)ls.sessions, (unsigned long long)ls.opened,
+                (unsigned long long)ls.expired, (unsigned long long)ls.open_refused,
+                (unsigned long long)ls.fwd_packets, (unsigned long long)ls.fwd_bytes,
+                (unsigned long long)s->relay_sent, (unsigned long long)s->relay_send_failed,
+                (unsigned long long)ls.drop_short, (unsigned long long)ls.drop_malformed,
+                (unsigned long long)ls.drop_oversize, (unsigned long long)ls.drop_unknown_channel,
+                (unsigned long long)ls.drop_wrong_source, (unsigned long long)ls.drop_rate_limited,
+                (unsigned long long)ls.mem_current);
+    }
 }
 
 static void destroy(ternd_service *svc)
@@ -261,8 +348,10 @@ static void destroy(ternd_service *svc)
     if (s == NULL) return;
     stop(svc);
     if (s->rdv_timer) tern_driver_timer_del(s->rdv_timer);
+    if (s->relay_timer) tern_driver_timer_del(s->relay_timer);
     tern_driver_del(s->d); /* frees every connection: the rendezvous server hears on_conn_free */
     tern_rdv_server_del(s->rdv);
+    tern_relay_del(s->relay);
     free(s);
     svc->state = NULL;
 }
