@@ -60,7 +60,9 @@ void tern_relay_del(tern_relay *r);
 /* Opens a session between the peers at addr_a and addr_b (their public addresses, as the
  * rendezvous server sees them) and writes each side's channel: a datagram from addr_a carrying
  * ch_a goes to addr_b carrying ch_b, and one from addr_b carrying ch_b goes to addr_a carrying
- * ch_a. Both channels are random and distinct from every live
+ * ch_a. When the two addresses have a live session already (in either order), that session's
+ * channels are returned instead and it is kept alive (counted in stats.reused), so repeating an
+ * introduction costs nothing. Both channels are random and distinct from every live
  * channel. The session lives until it has been idle for idle_timeout_ns. Errors:
  * TERN_ERR_INVALID_ARG (NULL, an address without a family, or addr_a equal to addr_b),
  * TERN_ERR_LIMIT (max_sessions, or max_per_addr for either address; counted in
@@ -88,7 +90,7 @@ void tern_relay_handle_expiry(tern_relay *r, uint64_t now);
 
 typedef struct tern_relay_stats {
     uint64_t sessions;           /* live now */
-    uint64_t opened, expired, open_refused;
+    uint64_t opened, expired, open_refused, reused;
     uint64_t fwd_packets, fwd_bytes;
     uint64_t drop_short;         /* TERN_ERR_TRUNCATED */
     uint64_t drop_malformed;     /* wrong type byte or inner fixed bit clear */

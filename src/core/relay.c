@@ -6,7 +6,8 @@
  * map from channel to side (the rendezvous containers of rdv_map.h, keyed SipHash so a sender
  * cannot aim channels at one chain) makes forward() one lookup, one address comparison and an
  * 8-byte copy; nothing is allocated on that path. A second map counts the sessions each address
- * is part of (the max_per_addr limit). Idle expiry is lazy: each session sits in a min-heap at
+ * is part of (the max_per_addr limit), and a third finds the session of an address pair, so a
+ * repeated introduction of the same two peers reuses it instead of spending their quotas. Idle expiry is lazy: each session sits in a min-heap at
  * (the last time it forwarded, as of when it was pushed) + idle_timeout; forward() only records
  * the time, and handle_expiry() either frees a session whose deadline really passed or pushes it
  * back at its real deadline, so a busy session costs no heap work per packet. The per-session
@@ -43,6 +44,7 @@ typedef struct relay_side {
 struct relay_session {
     tern__rdv_hitem h;      /* deadline: last_active (when pushed) + idle_timeout */
     relay_side side[2];
+    uint8_t pair[2 * ADDR_KEY_LEN]; /* the two address keys, smaller first (the pairs map) */
     uint64_t last_active;
     uint64_t bucket;        /* byte-nanoseconds available */
     uint64_t bucket_at;     /* when the bucket was last refilled */
@@ -54,6 +56,7 @@ struct tern_relay {
     const tern_mem *under;
     tern__rdv_map channels; /* channel -> relay_side */
     tern__rdv_map addrs;    /* address -> addr_count */
+    tern__rdv_map pairs;    /* address pair -> relay_session */
     tern__rdv_heap idle;
     uint64_t bucket_cap;    /* burst_bytes x 1e9 */
     tern_relay_stats st;
@@ -87,6 +90,12 @@ static const uint8_t *addr_key_of(const void *rec, size_t *len)
 {
     *len = ADDR_KEY_LEN;
     return ((const addr_count *)rec)->key;
+}
+
+static const uint8_t *pair_key_of(const void *rec, size_t *len)
+{
+    *len = 2 * ADDR_KEY_LEN;
+    return ((const relay_session *)rec)->pair;
 }
 
 static void addr_key(const tern_addr *a, uint8_t key[ADDR_KEY_LEN])
@@ -137,6 +146,7 @@ int tern_relay_new(const tern_relay_config *cfg, tern_relay **out)
     rand_bytes(r, k, sizeof(k));
     tern__rdv_map_init(&r->channels, &r->mem, channel_key, k);
     tern__rdv_map_init(&r->addrs, &r->mem, addr_key_of, k);
+    tern__rdv_map_init(&r->pairs, &r->mem, pair_key_of, k);
     tern__rdv_heap_init(&r->idle, &r->mem);
     sodium_memzero(k, sizeof(k));
     *out = r;
@@ -176,12 +186,14 @@ static void shrink_if_empty(tern_relay *r)
 {
     if (r->channels.n == 0) tern__rdv_map_free(&r->channels);
     if (r->addrs.n == 0) tern__rdv_map_free(&r->addrs);
+    if (r->pairs.n == 0) tern__rdv_map_free(&r->pairs);
     if (r->idle.n == 0) tern__rdv_heap_free(&r->idle);
 }
 
 static void session_free(tern_relay *r, relay_session *s)
 {
     tern__rdv_heap_remove(&r->idle, &s->h);
+    tern__rdv_map_del(&r->pairs, s);
     for (int i = 0; i < 2; i++) {
         tern__rdv_map_del(&r->channels, &s->side[i]);
         if (s->side[i].ac) s->side[i].ac->n--;
@@ -215,6 +227,22 @@ int tern_relay_open(tern_relay *r, uint64_t now, const tern_addr *addr_a, const 
     if (r == NULL || !addr_ok(addr_a) || !addr_ok(addr_b) || ch_a_out == NULL ||
         ch_b_out == NULL || tern_addr_equal(addr_a, addr_b))
         return TERN_ERR_INVALID_ARG;
+    /* the pair has a session already (a repeated introduction): the same channels, kept alive */
+    uint8_t pair[2 * ADDR_KEY_LEN], ka[ADDR_KEY_LEN], kb[ADDR_KEY_LEN];
+    addr_key(addr_a, ka);
+    addr_key(addr_b, kb);
+    int a_first = memcmp(ka, kb, ADDR_KEY_LEN) < 0;
+    memcpy(pair, a_first ? ka : kb, ADDR_KEY_LEN);
+    memcpy(pair + ADDR_KEY_LEN, a_first ? kb : ka, ADDR_KEY_LEN);
+    relay_session *old = tern__rdv_map_get(&r->pairs, pair, sizeof(pair));
+    if (old != NULL) {
+        int a0 = tern_addr_equal(addr_a, &old->side[0].addr);
+        memcpy(ch_a_out, old->side[a0 ? 0 : 1].ch, TERN_RELAY_CHANNEL_LEN);
+        memcpy(ch_b_out, old->side[a0 ? 1 : 0].ch, TERN_RELAY_CHANNEL_LEN);
+        if (now > old->last_active) old->last_active = now;
+        r->st.reused++;
+        return TERN_OK;
+    }
     if (r->st.sessions >= r->cfg.max_sessions) {
         r->st.open_refused++;
         return TERN_ERR_LIMIT;
@@ -222,6 +250,7 @@ int tern_relay_open(tern_relay *r, uint64_t now, const tern_addr *addr_a, const 
     relay_session *s = r->mem.malloc(sizeof(*s), r->mem.user);
     if (s == NULL) return TERN_ERR_NOMEM;
     memset(s, 0, sizeof(*s));
+    memcpy(s->pair, pair, sizeof(pair));
     s->h.idx = SIZE_MAX;
     s->last_active = s->bucket_at = now;
     s->bucket = r->bucket_cap;
@@ -249,11 +278,17 @@ int tern_relay_open(tern_relay *r, uint64_t now, const tern_addr *addr_a, const 
         if (rc == TERN_OK) rc = tern__rdv_map_put(&r->channels, &s->side[i]);
         if (rc == TERN_OK) in_map++;
     }
+    int in_pairs = 0;
+    if (rc == TERN_OK) {
+        rc = tern__rdv_map_put(&r->pairs, s);
+        in_pairs = rc == TERN_OK;
+    }
     if (rc == TERN_OK) {
         s->h.deadline = now + r->cfg.idle_timeout_ns;
         rc = tern__rdv_heap_push(&r->idle, &s->h);
     }
     if (rc != TERN_OK) {
+        if (in_pairs) tern__rdv_map_del(&r->pairs, s);
         for (int i = 0; i < in_map; i++) tern__rdv_map_del(&r->channels, &s->side[i]);
         for (int i = 0; i < 2; i++)
             if (s->side[i].ac) s->side[i].ac->n--;
@@ -370,6 +405,7 @@ void tern_relay_del(tern_relay *r)
     while (r->idle.n) session_free(r, (relay_session *)r->idle.items[0]);
     tern__rdv_map_free(&r->channels);
     tern__rdv_map_free(&r->addrs);
+    tern__rdv_map_free(&r->pairs);
     tern__rdv_heap_free(&r->idle);
     const tern_mem *under = r->under;
     under->free(r, sizeof(*r), under->user);

@@ -1,7 +1,7 @@
 /*
  * Relay (tern/relay.h): forwarding both ways with the channel rewritten in place, the source
  * check, unknown channels, malformed / short / oversize datagrams, idle expiry back to the empty
- * relay's memory, the session limits, the per-session byte budget, allocation failures in
+ * relay's memory, the session limits (a repeated pair reuses its session), the per-session byte budget, allocation failures in
  * open, and random datagrams from random sources (never amplified, never misrouted).
  */
 #include <stdlib.h>
@@ -206,7 +206,12 @@ static void test_idle_expiry_frees_memory(void)
     TT_CHECK(g.mem.current > g.base_mem);
     TT_CHECK_EQ_U64(stats(&g).mem_current, g.mem.current);
     TT_CHECK_EQ_U64(tern_relay_next_deadline(g.r), 60 * S);
-    /* session 0 is used at 30 s: it outlives the rest */
+    /* session 1 is introduced again at 20 s, session 0 used at 30 s: they outlive the rest */
+    tern_addr_ipv4(&a, 10, 0, 0, 1, 1000);
+    tern_addr_ipv4(&b, 10, 1, 0, 1, 2000);
+    uint8_t x1[8], x2[8];
+    TT_REQUIRE(tern_relay_open(g.r, 20 * S, &b, &a, x1, x2) == TERN_OK);
+    TT_CHECK(memcmp(x1, ch[1][1], 8) == 0 && memcmp(x2, ch[1][0], 8) == 0);
     uint8_t d[64];
     tern_addr_ipv4(&a, 10, 0, 0, 0, 1000);
     size_t n = make_dgram(d, ch[0][0], 30, 9);
@@ -214,8 +219,11 @@ static void test_idle_expiry_frees_memory(void)
     tern_relay_handle_expiry(g.r, 60 * S - 1);
     TT_CHECK_EQ_U64(stats(&g).sessions, N);
     tern_relay_handle_expiry(g.r, 60 * S);
+    TT_CHECK_EQ_U64(stats(&g).sessions, 2);
+    TT_CHECK_EQ_U64(stats(&g).expired, N - 2);
+    TT_CHECK_EQ_U64(tern_relay_next_deadline(g.r), 80 * S);
+    tern_relay_handle_expiry(g.r, 80 * S);
     TT_CHECK_EQ_U64(stats(&g).sessions, 1);
-    TT_CHECK_EQ_U64(stats(&g).expired, N - 1);
     TT_CHECK_EQ_U64(tern_relay_next_deadline(g.r), 90 * S);
     /* an expired session's channel is unknown from then on */
     tern_addr_ipv4(&a, 10, 0, 0, 5, 1000);
@@ -244,6 +252,18 @@ static void test_limits(void)
     tern_addr none;
     memset(&none, 0, sizeof(none));
     TT_CHECK_EQ_INT(tern_relay_open(g.r, 0, &a, &none, c1, c2), TERN_ERR_INVALID_ARG);
+    /* the same pair again, in either order: the live session's channels, no new session */
+    tern_addr_ipv4(&b, 10, 9, 9, 0, 7);
+    uint8_t r1[8], r2[8];
+    TT_REQUIRE(tern_relay_open(g.r, 0, &a, &b, c1, c2) == TERN_OK);
+    for (int i = 0; i < 10; i++) {
+        TT_CHECK_EQ_INT(tern_relay_open(g.r, 0, &a, &b, r1, r2), TERN_OK);
+        TT_CHECK(memcmp(r1, c1, 8) == 0 && memcmp(r2, c2, 8) == 0);
+        TT_CHECK_EQ_INT(tern_relay_open(g.r, 0, &b, &a, r1, r2), TERN_OK);
+        TT_CHECK(memcmp(r1, c2, 8) == 0 && memcmp(r2, c1, 8) == 0);
+    }
+    TT_CHECK_EQ_U64(stats(&g).sessions, 1);
+    TT_CHECK_EQ_U64(stats(&g).reused, 20);
     /* a is in 4 sessions; a fifth is refused, whichever side a is on */
     for (int i = 0; i < 4; i++) {
         tern_addr_ipv4(&b, 10, 9, 9, (uint8_t)i, 7);
@@ -254,6 +274,7 @@ static void test_limits(void)
     TT_CHECK_EQ_INT(tern_relay_open(g.r, 0, &b, &a, c1, c2), TERN_ERR_LIMIT);
     TT_CHECK_EQ_U64(stats(&g).open_refused, 2);
     TT_CHECK_EQ_U64(stats(&g).sessions, 4);
+    TT_CHECK_EQ_U64(stats(&g).opened, 4);
     /* the refused opens left nothing behind: b can still be in 4 sessions */
     for (int i = 0; i < 4; i++) {
         tern_addr o;
