@@ -2,7 +2,8 @@
  * libFuzzer target for the relay (tern/relay.h): a relay with a few sessions gets a stream of
  * datagrams from sources the input chooses. The input is a sequence of records: a selector byte
  * (which peer address sends, or a stranger; whether to stamp a live channel into the header; how
- * far the clock moves) and a length byte, then that many datagram bytes. A forward must never
+ * far the clock moves) and a length byte, then that many datagram bytes; a length byte of 0xff
+ * also introduces that record's pair again first. A forward must never
  * return more than it was given, must send a forwarded datagram only to the other side of the
  * session whose channel it carried, from that session's own side, and the session count must
  * stay within what was opened.
@@ -63,6 +64,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             memcpy(buf + 1, ch[sess][side], TERN_RELAY_CHANNEL_LEN);
         }
         now += (uint64_t)(sel & 7) * 100000000ull; /* 0..0.7 s */
+        if (len == 0xff) { /* introduce the pair again: the same channels, or new ones if it expired */
+            uint8_t c0[TERN_RELAY_CHANNEL_LEN], c1[TERN_RELAY_CHANNEL_LEN];
+            int o = tern_relay_open(r, now, &peer[sess][side], &peer[sess][!side], c0, c1);
+            if (o == TERN_OK) {
+                memcpy(ch[sess][side], c0, sizeof(c0));
+                memcpy(ch[sess][!side], c1, sizeof(c1));
+            } else if (o != TERN_ERR_NOMEM) {
+                abort();
+            }
+        }
         tern_addr to;
         int rc = tern_relay_forward(r, now, &from, buf, n, &to);
         if (rc > (int)n) abort();
