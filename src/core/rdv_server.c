@@ -10,6 +10,8 @@
  * list. Calls in flight are records in a map keyed by the server's call ID, in a deadline heap,
  * and on two intrusive lists (the caller's and the provider's) so either side's departure ends
  * them without a search. Rate limits are GCRA (one "theoretical arrival time" per bucket).
+ * With a relay configured (cfg.relay_sessions), each introduction opens a relay session between
+ * the two connections' remote addresses and hands each side its channel (tern/relay.h).
  *
  * Output: each message is encoded once into one server-owned buffer and handed to tern_flow_send
  * (which copies it), on a reliable ordered flow the server opens toward the peer on first use;
