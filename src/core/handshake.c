@@ -300,7 +300,7 @@ static void token_mac(const tern_endpoint *ep, uint8_t out[16], const uint8_t ts
 static void send_retry(tern_endpoint *ep, uint64_t now, const tern_addr *local,
                        const tern_addr *remote, const tern__long_hdr *h)
 {
-    uint8_t token[TERN__TOKEN_LEN];
+    uint8_t token[TERN__TOKEN_LEN] = {0}; /* (gcc -O0 thinks put_u64 reads it) */
     uint8_t buf[TERN__LONG_HDR_LEN + TERN_CID_LEN + 1 + TERN__TOKEN_LEN], *end = buf + sizeof(buf);
     tern__put_u64(token, token + 8, now);
     token_mac(ep, token + 8, token, remote, h);

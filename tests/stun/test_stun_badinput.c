@@ -65,7 +65,7 @@ static void test_truncation_every_length(void)
     TT_REQUIRE(n == 44);
     save("ok", full, n);
     for (size_t len = 0; len < n; len++) {
-        char what[32];
+        char what[48];
         snprintf(what, sizeof(what), "truncated to %zu", len);
         /* below 20 bytes or short of the length field: truncated */
         expect_drop(what, full, len, TERN_STUN_DROP_TRUNCATED, 1);
