@@ -236,6 +236,148 @@ typedef struct tern_rdv_stats {
 
 void tern_rdv_server_get_stats(const tern_rdv_server *s, tern_rdv_stats *st);
 
+/* ---------------------------------------------------------------- client */
+
+/* The peer side, sans-I/O like the server. The embedding program opens a tern connection to the
+ * rendezvous server from the SAME endpoint it uses for peers (that endpoint must be is_server
+ * with the peer's long-term key: the target of an introduction accepts the other peer's
+ * handshake, and hole punching only works from the socket whose public address the server saw),
+ * creates a client on that connection, and:
+ *   - forwards on_message for the server connection to tern_rdv_client_on_message, and
+ *     on_closed / on_conn_free for it to tern_rdv_client_on_gone;
+ *   - calls tern_rdv_client_accept from on_accept, to learn whether an incoming connection is a
+ *     peer the server introduced (or any peer, with accept_any);
+ *   - runs tern_rdv_client_handle_expiry at tern_rdv_client_next_deadline (call time-outs of
+ *     last resort, forgotten expectations).
+ * Requests need the server connection established (TERN_ERR_STATE before). Introductions: on
+ * PEER_INFO the client calls tern_endpoint_connect_peer with the peer's candidates (LOCAL
+ * first, then PUBLIC) and reports the new connection (on_peer_conn); ERROR(UNKNOWN_PEER) and
+ * the other errors answering INTRODUCE report through on_intro_failed. On INTRODUCED it calls
+ * tern_endpoint_expect_peer and remembers the peer's key until the peer's connection is
+ * accepted or probe_duration_ns (plus a margin) passes. Events come through the callbacks with
+ * user_data; every callback may be NULL; pointers are valid during the call only. The client
+ * never closes or frees a connection. */
+
+typedef struct tern_rdv_client tern_rdv_client;
+
+typedef struct tern_rdv_client_callbacks {
+    /* REGISTERED: the address the server sees this peer at. */
+    void (*on_registered)(tern_rdv_client *rc, const tern_addr *public_addr, void *user_data);
+    /* Initiator: PEER_INFO arrived and tern_endpoint_connect_peer opened conn (reports through
+     * the endpoint's on_path / on_established / on_closed), or failed: then conn is NULL and
+     * err is its error. */
+    void (*on_peer_conn)(tern_rdv_client *rc, const uint8_t peer_id[TERN_PEER_ID_LEN],
+                         tern_conn *conn, int err, void *user_data);
+    /* Initiator: the server answered INTRODUCE with an error (TERN_RDV_E_UNKNOWN_PEER, ...). */
+    void (*on_intro_failed)(tern_rdv_client *rc, const uint8_t peer_id[TERN_PEER_ID_LEN],
+                            int rdv_error, void *user_data);
+    /* Target: INTRODUCED arrived; err is tern_endpoint_expect_peer's result (0: expecting). */
+    void (*on_introduced)(tern_rdv_client *rc, const uint8_t peer_id[TERN_PEER_ID_LEN],
+                          int err, void *user_data);
+    /* JOINED: members now, and the bootstrap list (n_members peer IDs, concatenated). */
+    void (*on_joined)(tern_rdv_client *rc, const uint8_t *group, size_t group_len,
+                      uint32_t count, const uint8_t *members, size_t n_members, void *user_data);
+    /* PRESENCE: event is TERN_RDV_PRESENCE_JOIN or _LEAVE. */
+    void (*on_presence)(tern_rdv_client *rc, const uint8_t *group, size_t group_len,
+                        const uint8_t peer_id[TERN_PEER_ID_LEN], int event, void *user_data);
+    void (*on_group_msg)(tern_rdv_client *rc, const uint8_t *group, size_t group_len,
+                         const uint8_t sender[TERN_PEER_ID_LEN], const uint8_t *payload,
+                         size_t len, void *user_data);
+    void (*on_offered)(tern_rdv_client *rc, const uint8_t *service, size_t service_len,
+                       void *user_data);
+    /* Provider: a call to a service this peer offers; answer with tern_rdv_client_reply(call_id)
+     * (now or later, within timeout_ms). */
+    void (*on_call)(tern_rdv_client *rc, const uint8_t *service, size_t service_len,
+                    const uint8_t *method, size_t method_len, uint64_t call_id,
+                    const uint8_t caller[TERN_PEER_ID_LEN], uint32_t timeout_ms,
+                    const uint8_t *payload, size_t len, void *user_data);
+    /* Caller: the reply to tern_rdv_client_call's call_id (status 0: success). */
+    void (*on_reply)(tern_rdv_client *rc, uint64_t call_id, uint32_t status,
+                     const uint8_t *payload, size_t len, void *user_data);
+    /* Any other ERROR from the server, and a call's failure: err is the ERROR message (code in
+     * err->error, the request kind in err->req_kind, the subject in err's fields: CALL_ID for a
+     * call, which also gets TERN_RDV_E_TIMEOUT when the server's answer never came). */
+    void (*on_error)(tern_rdv_client *rc, const tern_rdv_msg *err, void *user_data);
+} tern_rdv_client_callbacks;
+
+typedef struct tern_rdv_client_config {
+    const tern_mem *mem;       /* NULL: tern_mem_default() */
+    tern_addr local;           /* the address the endpoint's socket is bound to (as given to
+                                  tern_endpoint_connect for the server connection) */
+    int accept_any;            /* tern_rdv_client_accept accepts every peer, introduced or not */
+    /* tern_peer_target timings (0: tern_peer_target_default's) */
+    uint64_t relay_after_ns, probe_interval_ns, probe_duration_ns;
+    uint64_t call_grace_ns;    /* a call fails locally this long after its timeout when the
+                                  server never answered (2 s) */
+    tern_rdv_client_callbacks callbacks;
+    void *user_data;
+} tern_rdv_client_config;
+
+#define TERN_RDV_CLIENT_MAX_PENDING 64 /* introductions asked and expectations held at once */
+#define TERN_RDV_CLIENT_MAX_CALLS 256  /* calls in flight (the server's per-caller limit) */
+
+void tern_rdv_client_config_default(tern_rdv_client_config *cfg);
+
+/* Creates a client on server_conn (established or still in its handshake). Errors:
+ * TERN_ERR_INVALID_ARG, TERN_ERR_NOMEM. */
+int tern_rdv_client_new(const tern_rdv_client_config *cfg, tern_conn *server_conn,
+                        tern_rdv_client **out);
+void tern_rdv_client_del(tern_rdv_client *rc);
+
+/* The server connection (NULL after on_gone). */
+tern_conn *tern_rdv_client_conn(const tern_rdv_client *rc);
+/* 1 once REGISTERED arrived; the public address then in *out when out is not NULL. */
+int tern_rdv_client_registered(const tern_rdv_client *rc, tern_addr *out);
+
+/* Requests. Each returns TERN_OK once the message is queued, or TERN_ERR_STATE (no
+ * established server connection), TERN_ERR_INVALID_ARG (a name or payload over its limit,
+ * more than TERN_RDV_MAX_CANDS candidates), TERN_ERR_LIMIT (too many introductions or calls
+ * pending), and tern_flow_open / tern_flow_send's errors. token may be NULL. */
+int tern_rdv_client_register(tern_rdv_client *rc, uint64_t now, const tern_addr *cands,
+                             size_t n_cands, const uint8_t *token);
+int tern_rdv_client_introduce(tern_rdv_client *rc, uint64_t now,
+                              const uint8_t peer_id[TERN_PEER_ID_LEN]);
+int tern_rdv_client_join(tern_rdv_client *rc, uint64_t now, const uint8_t *group,
+                         size_t group_len, const uint8_t *token);
+int tern_rdv_client_leave(tern_rdv_client *rc, uint64_t now, const uint8_t *group,
+                          size_t group_len);
+int tern_rdv_client_group_send(tern_rdv_client *rc, uint64_t now, const uint8_t *group,
+                               size_t group_len, const uint8_t *payload, size_t len);
+int tern_rdv_client_offer(tern_rdv_client *rc, uint64_t now, const uint8_t *service,
+                          size_t service_len, const uint8_t *token);
+/* timeout_ms 0: the server's default (10 s). *call_id identifies the call in on_reply/on_error. */
+int tern_rdv_client_call(tern_rdv_client *rc, uint64_t now, const uint8_t *service,
+                         size_t service_len, const uint8_t *method, size_t method_len,
+                         const uint8_t *payload, size_t len, uint32_t timeout_ms,
+                         uint64_t *call_id);
+/* Provider: answers on_call's call_id. */
+int tern_rdv_client_reply(tern_rdv_client *rc, uint64_t now, uint64_t call_id, uint32_t status,
+                          const uint8_t *payload, size_t len);
+
+/* Call from on_accept: 0 when conn's peer key is one the server introduced (the expectation is
+ * then used up) or accept_any is set; TERN_ERR_REFUSED otherwise (return it from on_accept). */
+int tern_rdv_client_accept(tern_rdv_client *rc, tern_conn *conn, uint64_t now);
+
+/* Call from on_message: returns 1 when conn is the server connection (the message was handled:
+ * a message that does not decode is counted and dropped), 0 when conn is another connection. */
+int tern_rdv_client_on_message(tern_rdv_client *rc, tern_conn *conn, uint64_t flow_id,
+                               const uint8_t *data, size_t len, uint64_t now);
+/* Call from on_closed or on_conn_free (twice is harmless): when conn is the server connection,
+ * the client forgets it and every call in flight fails (on_error, TERN_RDV_E_PROVIDER_GONE). */
+void tern_rdv_client_on_gone(tern_rdv_client *rc, tern_conn *conn, uint64_t now);
+
+uint64_t tern_rdv_client_next_deadline(const tern_rdv_client *rc);
+void tern_rdv_client_handle_expiry(tern_rdv_client *rc, uint64_t now);
+
+typedef struct tern_rdv_client_stats {
+    uint64_t rx_messages, bad_messages, unexpected; /* unexpected: decodes, nothing asked it */
+    uint64_t introductions, peer_conns, intro_failed, introduced, expect_failed;
+    uint64_t accepted, refused, calls, replies, call_errors, calls_timed_out_locally;
+    uint64_t group_msgs, presence;
+} tern_rdv_client_stats;
+
+void tern_rdv_client_get_stats(const tern_rdv_client *rc, tern_rdv_client_stats *st);
+
 #ifdef __cplusplus
 }
 #endif

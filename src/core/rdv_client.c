@@ -1,0 +1,534 @@
+/*
+ * Rendezvous client (tern/rendezvous.h, "client"): the peer side of docs/rendezvous.md.
+ *
+ * Design. The client sits on one established tern connection to the rendezvous server that the
+ * embedding program opened; it opens one reliable ordered flow on it for its requests (on the
+ * first request) and decodes whatever the server sends on any flow (tern_rdv_decode: bounded,
+ * never trusts a length). State is small and fixed: introductions asked and not yet answered,
+ * peers the server introduced us to (the key we accept their handshake with, and until when),
+ * and calls in flight (each with a local deadline of last resort: the server answers a call's
+ * timeout itself, but a server that went quiet must not leave a call hanging). All three are
+ * arrays of at most TERN_RDV_CLIENT_MAX_* entries scanned linearly: a peer has a handful of
+ * introductions and calls at once, not thousands. The client allocates only itself, through
+ * the memory hook; it never reads a clock (now is passed in) and never closes a connection.
+ */
+#include <string.h>
+
+#include "core/util.h"
+#include "tern/rendezvous.h"
+
+typedef struct intro_pending {
+    uint8_t peer_id[TERN_PEER_ID_LEN];
+    uint64_t asked_at;
+} intro_pending;
+
+typedef struct expectation {
+    uint8_t peer_pub[TERN_KEY_LEN];
+    uint64_t until;
+} expectation;
+
+typedef struct call_pending {
+    uint64_t call_id;
+    uint64_t deadline; /* local last resort */
+} call_pending;
+
+struct tern_rdv_client {
+    tern__alloc alloc;
+    tern_rdv_client_config cfg;
+    tern_conn *conn;
+    uint64_t flow;
+    int has_flow;
+    int registered;
+    tern_addr public_addr;
+    uint64_t next_call_id;
+    size_t n_intros, n_expects, n_calls;
+    intro_pending intros[TERN_RDV_CLIENT_MAX_PENDING];
+    expectation expects[TERN_RDV_CLIENT_MAX_PENDING];
+    call_pending calls[TERN_RDV_CLIENT_MAX_CALLS];
+    tern_rdv_client_stats st;
+};
+
+#define DEFAULT_CALL_GRACE_NS (2 * TERN_NS_PER_S)
+#define EXPECT_MARGIN_NS (5 * TERN_NS_PER_S) /* an expectation outlives the probing by this */
+
+void tern_rdv_client_config_default(tern_rdv_client_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->call_grace_ns = DEFAULT_CALL_GRACE_NS;
+}
+
+int tern_rdv_client_new(const tern_rdv_client_config *cfg, tern_conn *server_conn,
+                        tern_rdv_client **out)
+{
+    if (cfg == NULL || server_conn == NULL || out == NULL) return TERN_ERR_INVALID_ARG;
+    tern__alloc a;
+    a.mem = cfg->mem ? *cfg->mem : *tern_mem_default();
+    a.current = 0;
+    tern_rdv_client *rc = tern__calloc(&a, sizeof(*rc));
+    if (rc == NULL) return TERN_ERR_NOMEM;
+    rc->alloc = a; /* its count includes the client itself */
+    rc->cfg = *cfg;
+    if (rc->cfg.call_grace_ns == 0) rc->cfg.call_grace_ns = DEFAULT_CALL_GRACE_NS;
+    rc->conn = server_conn;
+    rc->next_call_id = 1;
+    *out = rc;
+    return TERN_OK;
+}
+
+void tern_rdv_client_del(tern_rdv_client *rc)
+{
+    if (rc == NULL) return;
+    tern__alloc a = rc->alloc;
+    tern__free(&a, rc, sizeof(*rc));
+}
+
+tern_conn *tern_rdv_client_conn(const tern_rdv_client *rc)
+{
+    return rc->conn;
+}
+
+int tern_rdv_client_registered(const tern_rdv_client *rc, tern_addr *out)
+{
+    if (rc->registered && out) *out = rc->public_addr;
+    return rc->registered;
+}
+
+void tern_rdv_client_get_stats(const tern_rdv_client *rc, tern_rdv_client_stats *st)
+{
+    *st = rc->st;
+}
+
+/* ---------------------------------------------------------------- requests */
+
+static int send_msg(tern_rdv_client *rc, uint64_t now, const tern_rdv_msg *m)
+{
+    if (rc->conn == NULL || tern_conn_get_state(rc->conn) != TERN_CONN_ESTABLISHED)
+        return TERN_ERR_STATE;
+    if (!rc->has_flow) {
+        tern_flow_config fc;
+        tern_flow_config_default(&fc); /* reliable, ordered */
+        int r = tern_flow_open(rc->conn, &fc, &rc->flow);
+        if (r != TERN_OK) return r;
+        rc->has_flow = 1;
+    }
+    return tern_rdv_send(rc->conn, rc->flow, now, m);
+}
+
+static int name_ok(const uint8_t *p, size_t len)
+{
+    return p != NULL && len >= 1 && len <= TERN_RDV_MAX_NAME;
+}
+
+int tern_rdv_client_register(tern_rdv_client *rc, uint64_t now, const tern_addr *cands,
+                             size_t n_cands, const uint8_t *token)
+{
+    if (n_cands > TERN_RDV_MAX_CANDS || (n_cands && cands == NULL)) return TERN_ERR_INVALID_ARG;
+    tern_rdv_msg m;
+    tern_rdv_msg_init(&m, TERN_RDV_REGISTER);
+    for (size_t i = 0; i < n_cands; i++) {
+        if (cands[i].family != TERN_AF_INET && cands[i].family != TERN_AF_INET6)
+            return TERN_ERR_INVALID_ARG;
+        m.cands[i].kind = TERN_RDV_CAND_LOCAL;
+        m.cands[i].addr = cands[i];
+    }
+    m.n_cands = n_cands;
+    if (token) {
+        m.has_token = 1;
+        memcpy(m.token, token, TERN_RDV_TOKEN_LEN);
+    }
+    return send_msg(rc, now, &m);
+}
+
+int tern_rdv_client_introduce(tern_rdv_client *rc, uint64_t now,
+                              const uint8_t peer_id[TERN_PEER_ID_LEN])
+{
+    if (peer_id == NULL) return TERN_ERR_INVALID_ARG;
+    if (rc->n_intros == TERN_RDV_CLIENT_MAX_PENDING) return TERN_ERR_LIMIT;
+    tern_rdv_msg m;
+    tern_rdv_msg_init(&m, TERN_RDV_INTRODUCE);
+    m.has_peer_id = 1;
+    memcpy(m.peer_id, peer_id, TERN_PEER_ID_LEN);
+    int r = send_msg(rc, now, &m);
+    if (r != TERN_OK) return r;
+    intro_pending *ip = &rc->intros[rc->n_intros++];
+    memcpy(ip->peer_id, peer_id, TERN_PEER_ID_LEN);
+    ip->asked_at = now;
+    rc->st.introductions++;
+    return TERN_OK;
+}
+
+int tern_rdv_client_join(tern_rdv_client *rc, uint64_t now, const uint8_t *group,
+                         size_t group_len, const uint8_t *token)
+{
+    if (!name_ok(group, group_len)) return TERN_ERR_INVALID_ARG;
+    tern_rdv_msg m;
+    tern_rdv_msg_init(&m, TERN_RDV_JOIN);
+    m.group = group, m.group_len = group_len;
+    if (token) {
+        m.has_token = 1;
+        memcpy(m.token, token, TERN_RDV_TOKEN_LEN);
+    }
+    return send_msg(rc, now, &m);
+}
+
+int tern_rdv_client_leave(tern_rdv_client *rc, uint64_t now, const uint8_t *group,
+                          size_t group_len)
+{
+    if (!name_ok(group, group_len)) return TERN_ERR_INVALID_ARG;
+    tern_rdv_msg m;
+    tern_rdv_msg_init(&m, TERN_RDV_LEAVE);
+    m.group = group, m.group_len = group_len;
+    return send_msg(rc, now, &m);
+}
+
+int tern_rdv_client_group_send(tern_rdv_client *rc, uint64_t now, const uint8_t *group,
+                               size_t group_len, const uint8_t *payload, size_t len)
+{
+    if (!name_ok(group, group_len) || len > TERN_RDV_MAX_PAYLOAD || (len && payload == NULL))
+        return TERN_ERR_INVALID_ARG;
+    static const uint8_t empty[1];
+    tern_rdv_msg m;
+    tern_rdv_msg_init(&m, TERN_RDV_GROUP_MSG);
+    m.group = group, m.group_len = group_len;
+    m.payload = len ? payload : empty, m.payload_len = len, m.has_payload = 1;
+    return send_msg(rc, now, &m);
+}
+
+int tern_rdv_client_offer(tern_rdv_client *rc, uint64_t now, const uint8_t *service,
+                          size_t service_len, const uint8_t *token)
+{
+    if (!name_ok(service, service_len)) return TERN_ERR_INVALID_ARG;
+    tern_rdv_msg m;
+    tern_rdv_msg_init(&m, TERN_RDV_OFFER);
+    m.service = service, m.service_len = service_len;
+    if (token) {
+        m.has_token = 1;
+        memcpy(m.token, token, TERN_RDV_TOKEN_LEN);
+    }
+    return send_msg(rc, now, &m);
+}
+
+int tern_rdv_client_call(tern_rdv_client *rc, uint64_t now, const uint8_t *service,
+                         size_t service_len, const uint8_t *method, size_t method_len,
+                         const uint8_t *payload, size_t len, uint32_t timeout_ms,
+                         uint64_t *call_id)
+{
+    if (!name_ok(service, service_len) || !name_ok(method, method_len) ||
+        len > TERN_RDV_MAX_PAYLOAD || (len && payload == NULL) || call_id == NULL)
+        return TERN_ERR_INVALID_ARG;
+    if (rc->n_calls == TERN_RDV_CLIENT_MAX_CALLS) return TERN_ERR_LIMIT;
+    static const uint8_t empty[1];
+    tern_rdv_msg m;
+    tern_rdv_msg_init(&m, TERN_RDV_CALL);
+    m.service = service, m.service_len = service_len;
+    m.method = method, m.method_len = method_len;
+    m.payload = len ? payload : empty, m.payload_len = len, m.has_payload = 1;
+    m.has_call_id = 1;
+    m.call_id = rc->next_call_id;
+    if (timeout_ms) m.has_timeout = 1, m.timeout_ms = timeout_ms;
+    int r = send_msg(rc, now, &m);
+    if (r != TERN_OK) return r;
+    /* the server caps timeouts at its max (60 s by default) and answers TIMEOUT itself; the
+     * local deadline only catches a server that never answers */
+    uint64_t t = timeout_ms ? timeout_ms : 10000;
+    call_pending *cp = &rc->calls[rc->n_calls++];
+    cp->call_id = rc->next_call_id++;
+    cp->deadline = now + t * TERN_NS_PER_MS + rc->cfg.call_grace_ns;
+    *call_id = cp->call_id;
+    rc->st.calls++;
+    return TERN_OK;
+}
+
+int tern_rdv_client_reply(tern_rdv_client *rc, uint64_t now, uint64_t call_id, uint32_t status,
+                          const uint8_t *payload, size_t len)
+{
+    if (len > TERN_RDV_MAX_PAYLOAD || (len && payload == NULL)) return TERN_ERR_INVALID_ARG;
+    static const uint8_t empty[1];
+    tern_rdv_msg m;
+    tern_rdv_msg_init(&m, TERN_RDV_REPLY);
+    m.has_call_id = 1, m.call_id = call_id;
+    m.has_status = 1, m.status = status;
+    m.payload = len ? payload : empty, m.payload_len = len, m.has_payload = 1;
+    return send_msg(rc, now, &m);
+}
+
+/* ---------------------------------------------------------------- peers */
+
+int tern_rdv_client_accept(tern_rdv_client *rc, tern_conn *conn, uint64_t now)
+{
+    uint8_t pub[TERN_KEY_LEN];
+    if (conn != NULL && tern_conn_peer_key(conn, pub) == TERN_OK) {
+        for (size_t i = 0; i < rc->n_expects; i++) {
+            if (rc->expects[i].until < now) continue; /* stale: handle_expiry drops it */
+            if (memcmp(rc->expects[i].peer_pub, pub, TERN_KEY_LEN) != 0) continue;
+            rc->expects[i] = rc->expects[--rc->n_expects];
+            rc->st.accepted++;
+            return TERN_OK;
+        }
+    }
+    if (rc->cfg.accept_any) {
+        rc->st.accepted++;
+        return TERN_OK;
+    }
+    rc->st.refused++;
+    return TERN_ERR_REFUSED;
+}
+
+/* The peer target from PEER_INFO / INTRODUCED: direct candidates LOCAL first, then PUBLIC,
+ * without duplicates or unusable addresses. */
+static void make_target(const tern_rdv_client *rc, const tern_rdv_msg *m, tern_peer_target *t)
+{
+    tern_peer_target_default(t);
+    memcpy(t->peer_pub, m->pubkey, TERN_KEY_LEN);
+    memcpy(t->nonce, m->nonce, TERN_PUNCH_NONCE_LEN);
+    if (rc->cfg.relay_after_ns) t->relay_after_ns = rc->cfg.relay_after_ns;
+    if (rc->cfg.probe_interval_ns) t->probe_interval_ns = rc->cfg.probe_interval_ns;
+    if (rc->cfg.probe_duration_ns) t->probe_duration_ns = rc->cfg.probe_duration_ns;
+    static const uint8_t order[2] = {TERN_RDV_CAND_LOCAL, TERN_RDV_CAND_PUBLIC};
+    t->n_cands = 0;
+    for (size_t k = 0; k < 2; k++) {
+        for (size_t i = 0; i < m->n_cands && t->n_cands < TERN_MAX_CANDIDATES; i++) {
+            const tern_rdv_cand *c = &m->cands[i];
+            if (c->kind != order[k] || c->addr.port == 0) continue;
+            int dup = 0;
+            for (size_t j = 0; j < t->n_cands && !dup; j++)
+                dup = tern_addr_equal(&t->cands[j], &c->addr);
+            if (!dup) t->cands[t->n_cands++] = c->addr;
+        }
+    }
+    /* RELAY candidates need the peer's channel on the relay (a CHANNEL field the codec does
+     * not carry yet): until then has_relay stays 0 and only direct paths are tried. */
+    t->has_relay = 0;
+}
+
+static int take_intro(tern_rdv_client *rc, const uint8_t peer_id[TERN_PEER_ID_LEN])
+{
+    for (size_t i = 0; i < rc->n_intros; i++) {
+        if (memcmp(rc->intros[i].peer_id, peer_id, TERN_PEER_ID_LEN) != 0) continue;
+        memmove(&rc->intros[i], &rc->intros[i + 1], (rc->n_intros - i - 1) * sizeof(rc->intros[0]));
+        rc->n_intros--;
+        return 1;
+    }
+    return 0;
+}
+
+static void on_peer_info(tern_rdv_client *rc, const tern_rdv_msg *m, uint64_t now)
+{
+    /* the ID the server names must be the hash of the key it vouches for */
+    uint8_t id[TERN_PEER_ID_LEN];
+    tern_peer_id(m->pubkey, id);
+    if (memcmp(id, m->peer_id, TERN_PEER_ID_LEN) != 0 || !take_intro(rc, m->peer_id)) {
+        rc->st.unexpected++;
+        return;
+    }
+    tern_peer_target t;
+    make_target(rc, m, &t);
+    tern_conn *c = NULL;
+    int r = tern_endpoint_connect_peer(tern_conn_endpoint(rc->conn), now, &rc->cfg.local, &t, &c);
+    if (r == TERN_OK) rc->st.peer_conns++;
+    else rc->st.intro_failed++;
+    if (rc->cfg.callbacks.on_peer_conn)
+        rc->cfg.callbacks.on_peer_conn(rc, m->peer_id, r == TERN_OK ? c : NULL, r,
+                                       rc->cfg.user_data);
+}
+
+static void on_introduced(tern_rdv_client *rc, const tern_rdv_msg *m, uint64_t now)
+{
+    uint8_t id[TERN_PEER_ID_LEN];
+    tern_peer_id(m->pubkey, id);
+    if (memcmp(id, m->peer_id, TERN_PEER_ID_LEN) != 0) {
+        rc->st.unexpected++;
+        return;
+    }
+    tern_peer_target t;
+    make_target(rc, m, &t);
+    int r = tern_endpoint_expect_peer(tern_conn_endpoint(rc->conn), now, &rc->cfg.local, &t);
+    if (r == TERN_OK) {
+        /* remember the key (refresh it when the peer asks again) */
+        expectation *e = NULL;
+        for (size_t i = 0; i < rc->n_expects && e == NULL; i++)
+            if (memcmp(rc->expects[i].peer_pub, m->pubkey, TERN_KEY_LEN) == 0)
+                e = &rc->expects[i];
+        if (e == NULL && rc->n_expects < TERN_RDV_CLIENT_MAX_PENDING)
+            e = &rc->expects[rc->n_expects++];
+        if (e == NULL) {
+            r = TERN_ERR_LIMIT;
+        } else {
+            memcpy(e->peer_pub, m->pubkey, TERN_KEY_LEN);
+            e->until = now + t.probe_duration_ns + EXPECT_MARGIN_NS;
+        }
+    }
+    if (r == TERN_OK) rc->st.introduced++;
+    else rc->st.expect_failed++;
+    if (rc->cfg.callbacks.on_introduced)
+        rc->cfg.callbacks.on_introduced(rc, m->peer_id, r, rc->cfg.user_data);
+}
+
+/* ---------------------------------------------------------------- incoming */
+
+static int take_call(tern_rdv_client *rc, uint64_t call_id)
+{
+    for (size_t i = 0; i < rc->n_calls; i++) {
+        if (rc->calls[i].call_id != call_id) continue;
+        rc->calls[i] = rc->calls[--rc->n_calls];
+        return 1;
+    }
+    return 0;
+}
+
+static void on_error_msg(tern_rdv_client *rc, const tern_rdv_msg *m)
+{
+    const tern_rdv_client_callbacks *cb = &rc->cfg.callbacks;
+    if (m->req_kind == TERN_RDV_INTRODUCE && m->has_peer_id) {
+        if (!take_intro(rc, m->peer_id)) {
+            rc->st.unexpected++;
+            return;
+        }
+        rc->st.intro_failed++;
+        if (cb->on_intro_failed) cb->on_intro_failed(rc, m->peer_id, m->error, rc->cfg.user_data);
+        return;
+    }
+    if (m->req_kind == TERN_RDV_CALL && m->has_call_id) {
+        if (!take_call(rc, m->call_id)) {
+            rc->st.unexpected++;
+            return;
+        }
+        rc->st.call_errors++;
+    }
+    if (cb->on_error) cb->on_error(rc, m, rc->cfg.user_data);
+}
+
+int tern_rdv_client_on_message(tern_rdv_client *rc, tern_conn *conn, uint64_t flow_id,
+                               const uint8_t *data, size_t len, uint64_t now)
+{
+    (void)flow_id;
+    if (conn == NULL || conn != rc->conn) return 0;
+    tern_rdv_msg m;
+    if (tern_rdv_decode(data, len, &m) != TERN_OK) {
+        rc->st.bad_messages++;
+        return 1;
+    }
+    rc->st.rx_messages++;
+    const tern_rdv_client_callbacks *cb = &rc->cfg.callbacks;
+    void *u = rc->cfg.user_data;
+    switch (m.kind) {
+    case TERN_RDV_REGISTERED: {
+        const tern_rdv_cand *pub = NULL;
+        for (size_t i = 0; i < m.n_cands && pub == NULL; i++)
+            if (m.cands[i].kind == TERN_RDV_CAND_PUBLIC) pub = &m.cands[i];
+        if (pub == NULL) {
+            rc->st.unexpected++;
+            break;
+        }
+        rc->registered = 1;
+        rc->public_addr = pub->addr;
+        if (cb->on_registered) cb->on_registered(rc, &rc->public_addr, u);
+        break;
+    }
+    case TERN_RDV_PEER_INFO:
+        on_peer_info(rc, &m, now);
+        break;
+    case TERN_RDV_INTRODUCED:
+        on_introduced(rc, &m, now);
+        break;
+    case TERN_RDV_JOINED:
+        if (cb->on_joined)
+            cb->on_joined(rc, m.group, m.group_len, m.count, m.members, m.n_members, u);
+        break;
+    case TERN_RDV_PRESENCE:
+        rc->st.presence++;
+        if (cb->on_presence) cb->on_presence(rc, m.group, m.group_len, m.peer_id, m.event, u);
+        break;
+    case TERN_RDV_GROUP_MSG: {
+        rc->st.group_msgs++;
+        static const uint8_t nobody[TERN_PEER_ID_LEN];
+        if (cb->on_group_msg)
+            cb->on_group_msg(rc, m.group, m.group_len, m.has_peer_id ? m.peer_id : nobody,
+                             m.payload, m.payload_len, u);
+        break;
+    }
+    case TERN_RDV_OFFERED:
+        if (cb->on_offered) cb->on_offered(rc, m.service, m.service_len, u);
+        break;
+    case TERN_RDV_CALL:
+        if (!m.has_peer_id) { /* server -> provider calls name the caller */
+            rc->st.unexpected++;
+            break;
+        }
+        if (cb->on_call)
+            cb->on_call(rc, m.service, m.service_len, m.method, m.method_len, m.call_id,
+                        m.peer_id, m.has_timeout ? m.timeout_ms : 0, m.payload, m.payload_len, u);
+        break;
+    case TERN_RDV_REPLY:
+        if (!take_call(rc, m.call_id)) {
+            rc->st.unexpected++; /* late (timed out locally) or never asked */
+            break;
+        }
+        rc->st.replies++;
+        if (cb->on_reply) cb->on_reply(rc, m.call_id, m.status, m.payload, m.payload_len, u);
+        break;
+    case TERN_RDV_ERROR:
+        on_error_msg(rc, &m);
+        break;
+    default: /* a client-to-server kind */
+        rc->st.unexpected++;
+        break;
+    }
+    return 1;
+}
+
+/* Fails one call locally with code (the ERROR the server would have sent). */
+static void fail_call(tern_rdv_client *rc, uint64_t call_id, uint16_t code)
+{
+    tern_rdv_msg e;
+    tern_rdv_msg_init(&e, TERN_RDV_ERROR);
+    e.has_error = 1;
+    e.error = code;
+    e.req_kind = TERN_RDV_CALL;
+    e.has_call_id = 1;
+    e.call_id = call_id;
+    rc->st.call_errors++;
+    if (rc->cfg.callbacks.on_error) rc->cfg.callbacks.on_error(rc, &e, rc->cfg.user_data);
+}
+
+void tern_rdv_client_on_gone(tern_rdv_client *rc, tern_conn *conn, uint64_t now)
+{
+    (void)now;
+    if (conn == NULL || conn != rc->conn) return;
+    rc->conn = NULL;
+    rc->has_flow = 0;
+    rc->registered = 0;
+    rc->n_intros = 0;
+    while (rc->n_calls > 0) {
+        uint64_t id = rc->calls[--rc->n_calls].call_id;
+        fail_call(rc, id, TERN_RDV_E_PROVIDER_GONE);
+    }
+}
+
+uint64_t tern_rdv_client_next_deadline(const tern_rdv_client *rc)
+{
+    uint64_t t = TERN_TIME_NEVER;
+    for (size_t i = 0; i < rc->n_calls; i++)
+        if (rc->calls[i].deadline < t) t = rc->calls[i].deadline;
+    for (size_t i = 0; i < rc->n_expects; i++)
+        if (rc->expects[i].until < t) t = rc->expects[i].until;
+    return t;
+}
+
+void tern_rdv_client_handle_expiry(tern_rdv_client *rc, uint64_t now)
+{
+    for (size_t i = 0; i < rc->n_expects;) {
+        if (rc->expects[i].until <= now) rc->expects[i] = rc->expects[--rc->n_expects];
+        else i++;
+    }
+    for (size_t i = 0; i < rc->n_calls;) {
+        if (rc->calls[i].deadline > now) {
+            i++;
+            continue;
+        }
+        uint64_t id = rc->calls[i].call_id;
+        rc->calls[i] = rc->calls[--rc->n_calls];
+        rc->st.calls_timed_out_locally++;
+        fail_call(rc, id, TERN_RDV_E_TIMEOUT);
+    }
+}
