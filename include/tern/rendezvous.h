@@ -326,6 +326,9 @@ void tern_rdv_client_del(tern_rdv_client *rc);
 
 /* The server connection (NULL after on_gone). */
 tern_conn *tern_rdv_client_conn(const tern_rdv_client *rc);
+/* Bytes of requests queued on the server connection and not yet acknowledged (0 when none):
+ * wait for 0 before closing it, so that a last GROUP_MSG or LEAVE is not lost. */
+uint64_t tern_rdv_client_queued(const tern_rdv_client *rc);
 /* 1 once REGISTERED arrived; the public address then in *out when out is not NULL. */
 int tern_rdv_client_registered(const tern_rdv_client *rc, tern_addr *out);
 

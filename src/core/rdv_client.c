@@ -87,6 +87,12 @@ tern_conn *tern_rdv_client_conn(const tern_rdv_client *rc)
     return rc->conn;
 }
 
+uint64_t tern_rdv_client_queued(const tern_rdv_client *rc)
+{
+    if (rc->conn == NULL || !rc->has_flow) return 0;
+    return tern_flow_queued(rc->conn, rc->flow);
+}
+
 int tern_rdv_client_registered(const tern_rdv_client *rc, tern_addr *out)
 {
     if (rc->registered && out) *out = rc->public_addr;

@@ -44,6 +44,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: tern ping ADDR:PORT --server-key HEX [options]\n"
+            "       tern ping PEER_ID --via ADDR:PORT --server-key HEX  (a peer: --via --help)\n"
             "  --server-key HEX    the listener's public key (ternd prints it; tern keygen too)\n"
             "  --count N           pings to send (default 5; 0: until interrupted)\n"
             "  --interval MS       between pings (default 1000)\n"
@@ -177,6 +178,8 @@ static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
 
 int cmd_ping(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--via")) return cmd_ping_via(argc, argv); /* peer mode */
     ping_state p;
     memset(&p, 0, sizeof(p));
     const char *target = NULL, *key_hex = NULL;

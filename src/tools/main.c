@@ -12,13 +12,17 @@ static const tern_cmd commands[] = {
     {"nat-type", "RFC 5780 NAT mapping and filtering behaviour", cmd_nat_type},
     {"loadgen", "closed-loop load generator (loadgen stun HOST:PORT)", cmd_loadgen},
     {"keygen", "write a long-term key pair, print the public key", cmd_keygen},
-    {"ping", "round-trip times to a tern listener (ping ADDR:PORT --server-key HEX)", cmd_ping},
+    {"ping", "round-trip times to a tern listener (ping ADDR:PORT --server-key HEX) or to a "
+             "peer (ping PEER_ID --via ADDR:PORT)",
+     cmd_ping},
     {"send", "send a file over an encrypted connection (send FILE --to ADDR:PORT --server-key HEX)",
      cmd_send},
     {"recv", "receive one file: listen, verify its hash, store it (recv --listen ADDR:PORT)",
      cmd_recv},
     {"bench", "throughput and latency between two endpoints (bench --listen | --to ADDR)",
      cmd_bench},
+    {"chat", "talk in a group through the rendezvous server (chat GROUP --via ADDR:PORT)",
+     cmd_chat},
 };
 
 static void usage(FILE *f)

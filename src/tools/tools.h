@@ -21,6 +21,9 @@ int cmd_ping(int argc, char **argv);
 int cmd_send(int argc, char **argv);
 int cmd_recv(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+/* Peer mode (--via): tern ping PEER_ID --via ... (cmd_peer.c). */
+int cmd_ping_via(int argc, char **argv);
 
 /* Exit codes of tern send, recv and bench (0-5 as tern ping's). */
 enum {

@@ -1,0 +1,485 @@
+/*
+ * tern ping PEER_ID --via SERVER and tern chat GROUP --via SERVER: the peer-mode commands that
+ * need no file transfer (tern send/recv --via live beside their direct modes).
+ *
+ * ping: registers (peer.c), asks the server to introduce PEER_ID, and the rendezvous client
+ * opens the peer connection (tern_endpoint_connect_peer over every candidate); once it is
+ * established, one PING at a time every --interval ms like the direct tern ping. Its output is
+ * a contract with scripts (tests/e2e/peers.sh, the netlab NAT matrix); every line is flushed:
+ *   registered as <peer-id-hex> public <addr>
+ *   connected to <peer-id-hex> path <direct|relayed> <remote-addr> in <ms> ms
+ *   reply from <peer-id-hex>: rtt=<ms> ms path=<direct|relayed>
+ *   first byte after <ms> ms          (from INTRODUCE to the first PONG; after the first reply)
+ *   path now <direct|relayed> <remote-addr>   (each move after the connected line)
+ * An unknown peer prints "error: unknown peer <id>" as soon as the server says so (exit 1).
+ *
+ * chat: joins GROUP, prints "joined <group> members <n>", sends each stdin line as a group
+ * message, prints received ones as "<id8>: <text>" and presence as "* <id8> joined|left"; on
+ * EOF it leaves, waits for the server to acknowledge what it queued, and exits 0. It runs the
+ * driver embedded (tern_driver_fd + poll on stdin).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tools/peer.h"
+#include "tools/tools.h"
+
+/* ---------------------------------------------------------------- tern ping --via */
+
+typedef struct pping {
+    peer_session ps;
+    uint8_t target[TERN_PEER_ID_LEN];
+    char target_hex[2 * TERN_PEER_ID_LEN + 1];
+    tern_conn *conn;
+    tern_driver_timer *timer;
+    unsigned count, sent, answered;
+    uint64_t interval_ns, sent_at, t_intro;
+    int waiting, connected, first_printed;
+    uint64_t rtt_min, rtt_max, rtt_sum;
+    int err;
+    uint64_t close_code;
+    char reason[300];
+    int exit_code; /* set by a rendezvous failure */
+} pping;
+
+static void ping_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: tern ping PEER_ID --via ADDR:PORT --server-key HEX [options]\n"
+            "Registers with the rendezvous server, asks it to introduce PEER_ID, connects to that\n"
+            "peer directly through the NATs (or through the relay) and pings it.\n"
+            "  -c, --count N       pings (default 5; 0: until interrupted)\n"
+            "  -i, --interval MS   between pings (default 1000)\n");
+    peer_usage_opts(f);
+    fprintf(f, "Exit: 0 replies came, 1 other failure (unknown peer, no reply), 2 usage,\n"
+               "      3 wrong server key, 4 no answer (server or peer), 5 connection lost.\n");
+}
+
+static void pp_send(pping *p)
+{
+    uint64_t now = tern_driver_now(p->ps.d);
+    if (p->conn == NULL || tern_conn_ping(p->conn, now) != TERN_OK) return;
+    p->sent++;
+    p->sent_at = now;
+    p->waiting = 1;
+}
+
+static void pp_timer(tern_driver *d, tern_driver_timer *t, void *user)
+{
+    (void)d, (void)t;
+    pp_send(user);
+}
+
+static void pp_registered(tern_rdv_client *rc, const tern_addr *pub, void *u)
+{
+    (void)pub;
+    pping *p = u;
+    p->t_intro = tern_driver_now(p->ps.d);
+    int r = tern_rdv_client_introduce(rc, p->t_intro, p->target);
+    if (r != TERN_OK) {
+        fprintf(stderr, "tern ping: cannot ask for an introduction: %s\n", tern_strerror(r));
+        p->exit_code = XFER_EXIT_OTHER;
+        tern_driver_stop(p->ps.d);
+    }
+}
+
+static void pp_intro_failed(tern_rdv_client *rc, const uint8_t *id, int code, void *u)
+{
+    (void)rc, (void)id;
+    pping *p = u;
+    if (code == TERN_RDV_E_UNKNOWN_PEER)
+        printf("error: unknown peer %s\n", p->target_hex);
+    else
+        printf("error: introduction to %s failed: %s\n", p->target_hex, tern_rdv_error_name(code));
+    fflush(stdout);
+    p->exit_code = XFER_EXIT_OTHER;
+    tern_driver_stop(p->ps.d);
+}
+
+static void pp_peer_conn(tern_rdv_client *rc, const uint8_t *id, tern_conn *c, int err, void *u)
+{
+    (void)rc, (void)id;
+    pping *p = u;
+    if (c == NULL) {
+        printf("error: cannot connect to %s: %s\n", p->target_hex, tern_strerror(err));
+        fflush(stdout);
+        p->exit_code = XFER_EXIT_OTHER;
+        tern_driver_stop(p->ps.d);
+        return;
+    }
+    p->conn = c;
+}
+
+static void pp_established(tern_conn *c, void *u)
+{
+    pping *p = u;
+    if (c != p->conn) return;
+    uint64_t now = tern_driver_now(p->ps.d);
+    char addr[64];
+    const char *kind = peer_path_kind(c, addr, sizeof(addr), NULL);
+    p->connected = 1;
+    printf("connected to %s path %s %s in %.3f ms\n", p->target_hex, kind, addr,
+           (double)(now - p->t_intro) / 1e6);
+    fflush(stdout);
+    pp_send(p);
+}
+
+static void pp_path(tern_conn *c, void *u)
+{
+    pping *p = u;
+    if (c != p->conn || !p->connected) return;
+    char addr[64];
+    const char *kind = peer_path_kind(c, addr, sizeof(addr), NULL);
+    printf("path now %s %s\n", kind, addr);
+    fflush(stdout);
+}
+
+static void pp_rtt(tern_conn *c, uint64_t rtt, void *u)
+{
+    pping *p = u;
+    if (c != p->conn || !p->waiting) return;
+    p->waiting = 0;
+    p->answered++;
+    if (p->answered == 1 || rtt < p->rtt_min) p->rtt_min = rtt;
+    if (rtt > p->rtt_max) p->rtt_max = rtt;
+    p->rtt_sum += rtt;
+    uint64_t now = tern_driver_now(p->ps.d);
+    char addr[64];
+    printf("reply from %s: rtt=%.3f ms path=%s\n", p->target_hex, (double)rtt / 1e6,
+           peer_path_kind(c, addr, sizeof(addr), NULL));
+    if (!p->first_printed) {
+        p->first_printed = 1;
+        printf("first byte after %.3f ms\n", (double)(now - p->t_intro) / 1e6);
+    }
+    fflush(stdout);
+    if (p->count != 0 && p->sent >= p->count) {
+        tern_driver_stop(p->ps.d);
+        return;
+    }
+    uint64_t next = p->sent_at + p->interval_ns;
+    tern_driver_timer_set(p->timer, next > now ? next : now);
+}
+
+static void pp_closed(tern_conn *c, int err, uint64_t code, const char *reason, size_t len,
+                      void *u)
+{
+    pping *p = u;
+    if (c != p->conn || err == TERN_ERR_LOCAL_CLOSED) return;
+    p->err = err;
+    p->close_code = code;
+    tools_copy_reason(p->reason, sizeof(p->reason), reason ? reason : "", len);
+    tern_driver_stop(p->ps.d);
+}
+
+static void pp_free(tern_conn *c, void *u)
+{
+    pping *p = u;
+    if (c == p->conn) p->conn = NULL;
+}
+
+int cmd_ping_via(int argc, char **argv)
+{
+    pping *p = calloc(1, sizeof(*p));
+    if (p == NULL) return XFER_EXIT_OTHER;
+    peer_opts o;
+    peer_opts_default(&o);
+    const char *target = NULL;
+    uint64_t count = 5, interval_ms = 1000;
+    int exit_code = XFER_EXIT_USAGE;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int bad = 0, r = peer_parse_opt(&o, argc, argv, &i);
+        if (r == 1) continue;
+        if (r < 0) {
+            bad = 1;
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            ping_usage(stdout);
+            free(p);
+            return 0;
+        } else if ((!strcmp(a, "-c") || !strcmp(a, "--count")) && v) {
+            bad = tools_parse_u64(v, 0, 1000000000, 0, &count);
+            i++;
+        } else if ((!strcmp(a, "-i") || !strcmp(a, "--interval")) && v) {
+            bad = tools_parse_u64(v, 1, 3600000, 0, &interval_ms);
+            i++;
+        } else if (a[0] != '-' && target == NULL) {
+            target = a;
+        } else {
+            bad = 1;
+        }
+        if (bad) {
+            fprintf(stderr, "tern ping: bad argument %s%s%s\n", a, v ? " " : "", v ? v : "");
+            ping_usage(stderr);
+            free(p);
+            return XFER_EXIT_USAGE;
+        }
+    }
+    if (target == NULL) {
+        ping_usage(stderr);
+        free(p);
+        return XFER_EXIT_USAGE;
+    }
+    if (peer_parse_id("tern ping", target, p->target) != 0) {
+        free(p);
+        return XFER_EXIT_USAGE;
+    }
+    tern_hex_encode(p->target, TERN_PEER_ID_LEN, p->target_hex);
+    p->count = (unsigned)count;
+    p->interval_ns = interval_ms * TERN_NS_PER_MS;
+
+    tern_callbacks app;
+    memset(&app, 0, sizeof(app));
+    app.on_established = pp_established;
+    app.on_rtt = pp_rtt;
+    app.on_closed = pp_closed;
+    app.on_conn_free = pp_free;
+    app.on_path = pp_path;
+    tern_rdv_client_callbacks rcb;
+    memset(&rcb, 0, sizeof(rcb));
+    rcb.on_registered = pp_registered;
+    rcb.on_intro_failed = pp_intro_failed;
+    rcb.on_peer_conn = pp_peer_conn;
+    int rc = peer_session_start(&p->ps, "tern ping", &o, &app, &rcb, p, 0);
+    if (rc != 0) {
+        exit_code = rc;
+        goto out;
+    }
+    if (tern_driver_timer_new(p->ps.d, pp_timer, p, &p->timer) != TERN_OK) {
+        exit_code = XFER_EXIT_OTHER;
+        goto out;
+    }
+    tools_catch_signals(p->ps.d);
+    if (tern_driver_run(p->ps.d) != TERN_OK) {
+        fprintf(stderr, "tern ping: event loop failed: %s\n", strerror(errno));
+        exit_code = XFER_EXIT_OTHER;
+        goto out;
+    }
+    if (p->sent > 0) {
+        printf("--- %s tern ping ---\n%u sent, %u answered", p->target_hex, p->sent, p->answered);
+        if (p->answered > 0)
+            printf(", rtt min/avg/max = %.3f/%.3f/%.3f ms", (double)p->rtt_min / 1e6,
+                   (double)p->rtt_sum / p->answered / 1e6, (double)p->rtt_max / 1e6);
+        printf("\n");
+        fflush(stdout);
+    }
+    if (p->ps.exit_code) exit_code = p->ps.exit_code;
+    else if (p->exit_code) exit_code = p->exit_code;
+    else if (p->answered > 0) exit_code = 0;
+    else if (p->err) {
+        char where[96];
+        snprintf(where, sizeof(where), "peer %.16s", p->target_hex);
+        exit_code = tools_explain_conn_error("tern ping", where, p->err, p->close_code, p->reason,
+                                             o.timeout_ms, o.idle_ms);
+    } else {
+        fprintf(stderr, "tern ping: no reply from %s\n", p->target_hex);
+        exit_code = XFER_EXIT_OTHER;
+    }
+out:
+    tools_release_signals();
+    tern_driver_timer_del(p->timer);
+    peer_session_end(&p->ps, 0, "ping done", p->ps.d ? 300 * TERN_NS_PER_MS : 0);
+    free(p);
+    return exit_code;
+}
+
+/* ---------------------------------------------------------------- tern chat */
+
+typedef struct pchat {
+    peer_session ps;
+    const char *group;
+    size_t group_len;
+    int joined, eof, left;
+    char line[TERN_RDV_MAX_PAYLOAD + 1];
+    size_t line_len;
+    uint64_t sent, received;
+} pchat;
+
+static void chat_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: tern chat GROUP --via ADDR:PORT --server-key HEX [options]\n"
+            "Joins GROUP on the rendezvous server; each line on stdin goes to every member, and\n"
+            "what they send is printed as \"<id8>: <text>\" (\"* <id8> joined|left\" for\n"
+            "presence). End of input leaves the group and exits.\n");
+    peer_usage_opts(f);
+    fprintf(f, "Exit: 0 left after end of input, 1 other failure (a refusal from the server),\n"
+               "      2 usage, 3 wrong server key, 4 no answer, 5 connection lost.\n");
+}
+
+static void ch_registered(tern_rdv_client *rc, const tern_addr *pub, void *u)
+{
+    (void)pub;
+    pchat *c = u;
+    int r = tern_rdv_client_join(rc, tern_driver_now(c->ps.d), (const uint8_t *)c->group,
+                                 c->group_len, NULL);
+    if (r != TERN_OK) {
+        fprintf(stderr, "tern chat: cannot join: %s\n", tern_strerror(r));
+        c->ps.exit_code = XFER_EXIT_OTHER;
+        tern_driver_stop(c->ps.d);
+    }
+}
+
+static void ch_joined(tern_rdv_client *rc, const uint8_t *g, size_t gl, uint32_t n,
+                      const uint8_t *m, size_t nm, void *u)
+{
+    (void)rc, (void)m, (void)nm;
+    pchat *c = u;
+    if (c->joined) return;
+    c->joined = 1;
+    printf("joined %.*s members %u\n", (int)gl, (const char *)g, n);
+    fflush(stdout);
+}
+
+static void print_id8(const uint8_t *id)
+{
+    char hex[2 * TERN_PEER_ID_LEN + 1];
+    tern_hex_encode(id, TERN_PEER_ID_LEN, hex);
+    printf("%.8s", hex);
+}
+
+static void ch_presence(tern_rdv_client *rc, const uint8_t *g, size_t gl, const uint8_t *id,
+                        int ev, void *u)
+{
+    (void)rc, (void)g, (void)gl, (void)u;
+    printf("* ");
+    print_id8(id);
+    printf(" %s\n", ev == TERN_RDV_PRESENCE_JOIN ? "joined" : "left");
+    fflush(stdout);
+}
+
+static void ch_group_msg(tern_rdv_client *rc, const uint8_t *g, size_t gl, const uint8_t *from,
+                         const uint8_t *d, size_t len, void *u)
+{
+    (void)rc, (void)g, (void)gl;
+    pchat *c = u;
+    c->received++;
+    print_id8(from);
+    printf(": ");
+    for (size_t i = 0; i < len; i++) /* a terminal is no place for control bytes */
+        putchar(d[i] < 0x20 || d[i] == 0x7f ? '?' : d[i]);
+    putchar('\n');
+    fflush(stdout);
+}
+
+static void ch_error(tern_rdv_client *rc, const tern_rdv_msg *e, void *u)
+{
+    (void)rc;
+    pchat *c = u;
+    fprintf(stderr, "tern chat: the server answered %s to a %s\n", tern_rdv_error_name(e->error),
+            e->req_kind == TERN_RDV_JOIN        ? "join"
+            : e->req_kind == TERN_RDV_GROUP_MSG ? "message"
+            : e->req_kind == TERN_RDV_LEAVE     ? "leave"
+                                                : "request");
+    if (e->req_kind == TERN_RDV_JOIN || e->req_kind == TERN_RDV_REGISTER) {
+        c->ps.exit_code = XFER_EXIT_OTHER;
+        tern_driver_stop(c->ps.d);
+    }
+}
+
+/* Reads what stdin has; sends each complete line. Returns -1 at end of input. */
+static int ch_read(pchat *c)
+{
+    char buf[4096];
+    ssize_t n;
+    do n = read(STDIN_FILENO, buf, sizeof(buf));
+    while (n < 0 && errno == EINTR);
+    if (n < 0) return errno == EAGAIN ? 0 : -1;
+    if (n == 0) return -1;
+    uint64_t now = tern_driver_update_now(c->ps.d);
+    for (ssize_t i = 0; i < n; i++) {
+        if (buf[i] != '\n') {
+            if (c->line_len < TERN_RDV_MAX_PAYLOAD) c->line[c->line_len++] = buf[i];
+            continue;
+        }
+        size_t len = c->line_len;
+        if (len && c->line[len - 1] == '\r') len--;
+        int r = tern_rdv_client_group_send(c->ps.rdv, now, (const uint8_t *)c->group,
+                                           c->group_len, (const uint8_t *)c->line, len);
+        if (r != TERN_OK) fprintf(stderr, "tern chat: cannot send: %s\n", tern_strerror(r));
+        else c->sent++;
+        c->line_len = 0;
+    }
+    peer_session_kick(&c->ps);
+    return 0;
+}
+
+int cmd_chat(int argc, char **argv)
+{
+    pchat *c = calloc(1, sizeof(*c));
+    if (c == NULL) return XFER_EXIT_OTHER;
+    peer_opts o;
+    peer_opts_default(&o);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int r = peer_parse_opt(&o, argc, argv, &i);
+        if (r == 1) continue;
+        if (r == 0 && (!strcmp(a, "-h") || !strcmp(a, "--help"))) {
+            chat_usage(stdout);
+            free(c);
+            return 0;
+        }
+        if (r == 0 && a[0] != '-' && c->group == NULL) {
+            c->group = a;
+            continue;
+        }
+        fprintf(stderr, "tern chat: bad argument %s\n", a);
+        chat_usage(stderr);
+        free(c);
+        return XFER_EXIT_USAGE;
+    }
+    if (c->group == NULL || strlen(c->group) == 0 || strlen(c->group) > TERN_RDV_MAX_NAME) {
+        chat_usage(stderr);
+        free(c);
+        return XFER_EXIT_USAGE;
+    }
+    c->group_len = strlen(c->group);
+    tern_rdv_client_callbacks rcb;
+    memset(&rcb, 0, sizeof(rcb));
+    rcb.on_registered = ch_registered;
+    rcb.on_joined = ch_joined;
+    rcb.on_presence = ch_presence;
+    rcb.on_group_msg = ch_group_msg;
+    rcb.on_error = ch_error;
+    int exit_code = peer_session_start(&c->ps, "tern chat", &o, NULL, &rcb, c, 0);
+    if (exit_code != 0) goto out;
+    tools_catch_signals(c->ps.d);
+    uint64_t leave_deadline = 0;
+    for (;;) {
+        struct pollfd pf[2] = {{.fd = tern_driver_fd(c->ps.d), .events = POLLIN},
+                               {.fd = STDIN_FILENO, .events = POLLIN}};
+        /* stdin is read once joined, until its end */
+        nfds_t nfds = c->joined && !c->eof ? 2 : 1;
+        int to = tern_driver_timeout_ms(c->ps.d);
+        if (c->left && (to < 0 || to > 20)) to = 20;
+        int pr = poll(pf, nfds, to);
+        if (pr < 0 && errno != EINTR) break;
+        if (nfds == 2 && (pf[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+            if (ch_read(c) < 0) {
+                c->eof = 1;
+                int r = tern_rdv_client_leave(c->ps.rdv, tern_driver_update_now(c->ps.d),
+                                              (const uint8_t *)c->group, c->group_len);
+                peer_session_kick(&c->ps);
+                c->left = r == TERN_OK;
+                leave_deadline = tern_driver_now(c->ps.d) + 3 * TERN_NS_PER_S;
+                if (!c->left) break;
+            }
+        }
+        if (tern_driver_process(c->ps.d) != TERN_OK) break; /* stopped, or epoll failed */
+        if (c->left && (tern_rdv_client_queued(c->ps.rdv) == 0 ||
+                        tern_driver_now(c->ps.d) >= leave_deadline))
+            break;
+    }
+    if (c->ps.exit_code) exit_code = c->ps.exit_code;
+    else if (c->left) exit_code = 0;
+    else if (tools_interrupted()) exit_code = 0;
+    else exit_code = XFER_EXIT_OTHER;
+out:
+    tools_release_signals();
+    peer_session_end(&c->ps, 0, "chat done", c->ps.d ? 300 * TERN_NS_PER_MS : 0);
+    free(c);
+    return exit_code;
+}

@@ -1,0 +1,71 @@
+/*
+ * Peer mode of the tern command (ping/send/recv --via, chat): one driver whose endpoint is a
+ * server with this peer's key, a connection to the rendezvous server (--via, --server-key) and a
+ * tern_rdv_client on it. The session owns the endpoint's callbacks: what concerns the server
+ * connection it handles (registration, the rendezvous messages, accepting only introduced
+ * peers), everything about other connections it hands to the command's callbacks.
+ */
+#ifndef TERN_TOOLS_PEER_H
+#define TERN_TOOLS_PEER_H
+
+#include "tern/driver.h"
+#include "tern/rendezvous.h"
+
+typedef struct peer_opts {
+    const char *via;        /* ADDR:PORT of ternd's tern listener */
+    const char *server_key; /* its public key, hex */
+    const char *key_file;   /* this peer's key (tern keygen); NULL: a fresh one */
+    const char *bind;       /* local ADDR:PORT (default 0.0.0.0:0, or [::]:0 for an IPv6 server) */
+    uint64_t timeout_ms;    /* handshakes (server and peer) */
+    uint64_t idle_ms;
+} peer_opts;
+
+/* Defaults: timeout 10000 ms, idle 30000 ms. */
+void peer_opts_default(peer_opts *o);
+
+/* When argv[*i] is one of --via, --server-key, --key, --bind, --timeout, --idle-timeout: takes
+ * it and its value (advancing *i) and returns 1; -1 when its value is missing or bad; 0 when it
+ * is none of them. */
+int peer_parse_opt(peer_opts *o, int argc, char **argv, int *i);
+
+/* The usage lines of those options. */
+void peer_usage_opts(FILE *f);
+
+typedef struct peer_session {
+    const char *cmd;            /* "tern ping", for messages */
+    tern_driver *d;
+    tern_conn *srv;             /* the rendezvous server connection */
+    tern_rdv_client *rdv;
+    tern_driver_timer *rdv_timer;
+    tern_addr server, local, public_addr;
+    uint8_t id[TERN_PEER_ID_LEN];
+    char id_hex[2 * TERN_PEER_ID_LEN + 1];
+    char where[64];             /* the server, printed */
+    peer_opts opts;
+    int registered;
+    /* the command's part */
+    tern_callbacks app;         /* for every connection but the server's */
+    tern_rdv_client_callbacks rcb; /* on_registered is called after the "registered" line */
+    void *user;
+    /* the server connection ended (err), or could not be made: exit code chosen, loop stopped */
+    int srv_err;
+    int exit_code;
+} peer_session;
+
+/* Sets up the driver, the server connection and the client. accept_any: accept every peer that
+ * connects (not only introduced ones). Returns 0, or an exit code (XFER_EXIT_*) after printing
+ * why. */
+int peer_session_start(peer_session *ps, const char *cmd, const peer_opts *o,
+                       const tern_callbacks *app, const tern_rdv_client_callbacks *rcb, void *user,
+                       int accept_any);
+/* After calling tern_rdv_client_* outside a driver callback: re-arm the client's timer, flush. */
+void peer_session_kick(peer_session *ps);
+/* Closes every connection (grace_ns at most) and frees everything. */
+void peer_session_end(peer_session *ps, uint64_t code, const char *reason, uint64_t grace_ns);
+
+/* Parses a 64-hex-character peer ID. Returns 0, or -1 after printing why. */
+int peer_parse_id(const char *cmd, const char *text, uint8_t id[TERN_PEER_ID_LEN]);
+/* "direct" or "relayed", and the address, of conn's path. */
+const char *peer_path_kind(tern_conn *c, char *addr, size_t addr_len, uint64_t *moves);
+
+#endif
