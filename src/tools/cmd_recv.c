@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "tern/driver.h"
+#include "tools/peer.h"
 #include "tools/tools.h"
 
 typedef struct recv_state {
@@ -47,12 +48,19 @@ typedef struct recv_state {
     int err;
     uint64_t close_code;
     char reason[300];
+    /* peer mode (--via): transfers one after the other from introduced peers */
+    peer_session *ps;
+    uint64_t count, done, stored; /* files wanted (0: until interrupted), finished, stored */
+    int last_fail;                /* exit code of the last transfer that failed */
+    tern_conn *last_conn;         /* the last transfer's, once count is reached */
 } recv_state;
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: tern recv --listen ADDR:PORT [options]\n"
+            "       tern recv --via ADDR:PORT --server-key HEX [options]  (from peers; see\n"
+            "       tern recv --via x --help)\n"
             "Receives one file from `tern send`, checks its size and BLAKE2b-256 hash, stores it,\n"
             "tells the sender, and exits. Prints its address and public key at start.\n"
             "  --listen ADDR:PORT      where to listen (port 0: any free port)\n"
@@ -83,6 +91,26 @@ static void on_grace(tern_driver *d, tern_driver_timer *t, void *user)
     tern_driver_stop(d); /* the sender never closed after the verdict */
 }
 
+/* Sends a verdict to the sender on c, on a flow of its own. */
+static int send_verdict(recv_state *r, tern_conn *c, int status, const char *text)
+{
+    uint64_t now = tern_driver_now(r->d), fid;
+    tern_flow_config fc;
+    tern_flow_config_default(&fc);
+    uint8_t msg[2 + sizeof(r->text)];
+    size_t tl = strlen(text);
+    if (tl > sizeof(r->text) - 1) tl = sizeof(r->text) - 1;
+    msg[0] = XFER_MSG_VERDICT;
+    msg[1] = (uint8_t)status;
+    memcpy(msg + 2, text, tl);
+    int rc = tern_flow_open(c, &fc, &fid);
+    if (rc == TERN_OK) rc = tern_flow_send(c, fid, now, msg, 2 + tl, 7);
+    if (rc == TERN_OK) tern_flow_close(c, fid);
+    return rc;
+}
+
+static void via_transfer_done(recv_state *r);
+
 /* Decides the transfer's outcome and tells the sender. */
 static void verdict(recv_state *r, int status, const char *text)
 {
@@ -92,23 +120,17 @@ static void verdict(recv_state *r, int status, const char *text)
     snprintf(r->text, sizeof(r->text), "%s", text);
     if (status != XFER_V_OK) drop_tmp(r);
     if (r->conn == NULL) return;
-    uint64_t now = tern_driver_now(r->d), fid;
-    tern_flow_config fc;
-    tern_flow_config_default(&fc);
-    uint8_t msg[2 + sizeof(r->text)];
-    size_t tl = strlen(r->text);
-    msg[0] = XFER_MSG_VERDICT;
-    msg[1] = (uint8_t)status;
-    memcpy(msg + 2, r->text, tl);
-    int rc = tern_flow_open(r->conn, &fc, &fid);
-    if (rc == TERN_OK) rc = tern_flow_send(r->conn, fid, now, msg, 2 + tl, 7);
-    if (rc == TERN_OK) tern_flow_close(r->conn, fid);
+    int rc = send_verdict(r, r->conn, status, r->text);
     if (rc != TERN_OK) {
         fprintf(stderr, "tern recv: cannot send the verdict: %s\n", tern_strerror(rc));
         tern_driver_stop(r->d); /* shutdown closes; not from inside on_message */
         return;
     }
-    tern_driver_timer_set(r->timer, now + 3 * TERN_NS_PER_S);
+    if (r->ps) {
+        via_transfer_done(r);
+        return;
+    }
+    tern_driver_timer_set(r->timer, tern_driver_now(r->d) + 3 * TERN_NS_PER_S);
 }
 
 static int name_ok(const char *n)
@@ -251,7 +273,16 @@ static void on_message(tern_conn *c, uint64_t flow_id, const uint8_t *data, size
 {
     recv_state *r = user;
     (void)flow_id;
-    if (c != r->conn || len == 0 || r->phase >= 2) return;
+    if (len == 0) return;
+    if (r->ps && c != r->conn && data[0] == XFER_MSG_HEADER) {
+        /* peer mode: the first sender's header starts the next transfer; others wait */
+        if (r->conn != NULL || r->phase != 0 || r->last_conn != NULL) {
+            (void)send_verdict(r, c, XFER_V_FILE, "the receiver is busy with another transfer");
+            return;
+        }
+        r->conn = c;
+    }
+    if (c != r->conn || r->phase >= 2) return;
     if (r->phase == 0) {
         if (data[0] == XFER_MSG_HEADER) on_header(r, data, len);
         else verdict(r, XFER_V_PROTOCOL, "expected a transfer header");
@@ -324,8 +355,12 @@ static int finish(recv_state *r)
     return XFER_EXIT_OTHER;
 }
 
+static int recv_via(int argc, char **argv);
+
 int cmd_recv(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--via")) return recv_via(argc, argv); /* peer mode */
     recv_state r;
     memset(&r, 0, sizeof(r));
     r.fd = -1;
@@ -430,6 +465,172 @@ out:
     drop_tmp(&r);
     tern_driver_timer_del(r.timer);
     tern_driver_del(r.d);
+    sodium_memzero(&r.hash, sizeof(r.hash));
+    return exit_code;
+}
+
+/* ---------------------------------------------------------------- tern recv --via */
+
+static void via_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: tern recv --via ADDR:PORT --server-key HEX [options]\n"
+            "Registers with the rendezvous server (prints \"registered as <peer-id> public\n"
+            "<addr>\"), accepts the peers it introduces (tern send --to <peer-id> --via, tern\n"
+            "ping <peer-id> --via) and receives files one after the other as tern recv --listen\n"
+            "does, printing \"received <name> <bytes> bytes hash ok path <direct|relayed>\" for\n"
+            "each stored file. Pings are answered.\n"
+            "  --count N               exit after N transfers (default 0: until interrupted)\n"
+            "  -o, --out DIR|PATH      store into DIR (a directory) or at PATH (default .)\n"
+            "  --force                 replace an existing file\n"
+            "  --quiet                 no progress output\n");
+    peer_usage_opts(f);
+    fprintf(f, "Exit: 0 every transfer stored and verified, else the last failure's code as tern\n"
+               "      recv --listen; 2 usage; 3, 4, 5 for the rendezvous server as tern send.\n");
+}
+
+/* Peer mode: the verdict went out; report, count, and get ready for the next transfer. */
+static void via_transfer_done(recv_state *r)
+{
+    r->done++;
+    if (r->status == XFER_V_OK) {
+        char addr[64];
+        const char *kind = peer_path_kind(r->conn, addr, sizeof(addr), NULL);
+        xfer_progress_update(&r->prog, r->received, tern_driver_now(r->d), 1);
+        printf("received %s %llu bytes hash ok path %s\n", r->name, (unsigned long long)r->size,
+               kind);
+        fflush(stdout);
+        r->stored++;
+    } else {
+        fprintf(stderr, "tern recv: %s not stored: %s\n", r->name[0] ? r->name : "file", r->text);
+        r->last_fail = r->status == XFER_V_FILE     ? XFER_EXIT_FILE
+                       : r->status == XFER_V_VERIFY ? XFER_EXIT_VERIFY
+                                                    : XFER_EXIT_OTHER;
+    }
+    if (r->count != 0 && r->done >= r->count) {
+        /* the last one: wait (3 s at most) for the sender to close after its verdict */
+        r->last_conn = r->conn;
+        tern_driver_timer_set(r->timer, tern_driver_now(r->d) + 3 * TERN_NS_PER_S);
+    }
+    r->conn = NULL;
+    r->phase = 0;
+    r->size = r->received = 0;
+    r->name[0] = '\0';
+    r->tmp_path[0] = '\0';
+}
+
+static void rv_closed(tern_conn *c, int err, uint64_t code, const char *reason, size_t len,
+                      void *user)
+{
+    recv_state *r = user;
+    (void)code, (void)reason, (void)len;
+    if (c == r->last_conn) {
+        tern_driver_stop(r->d);
+        return;
+    }
+    if (c != r->conn) return;
+    if (r->phase == 1) {
+        if (r->prog.tty && !r->quiet) fputc('\n', stderr);
+        fprintf(stderr, "tern recv: transfer of %s broke off after %llu of %llu bytes (%s); "
+                        "nothing stored\n",
+                r->name, (unsigned long long)r->received, (unsigned long long)r->size,
+                tern_strerror(err));
+        drop_tmp(r);
+        r->last_fail = XFER_EXIT_LOST;
+        r->done++;
+        if (r->count != 0 && r->done >= r->count) tern_driver_stop(r->d);
+    }
+    r->conn = NULL;
+    r->phase = 0;
+    r->size = r->received = 0;
+    r->name[0] = '\0';
+}
+
+static void rv_free(tern_conn *c, void *user)
+{
+    recv_state *r = user;
+    if (c == r->conn) r->conn = NULL;
+    if (c == r->last_conn) r->last_conn = NULL;
+}
+
+static int recv_via(int argc, char **argv)
+{
+    recv_state r;
+    memset(&r, 0, sizeof(r));
+    r.fd = -1;
+    r.dir = ".";
+    peer_opts o;
+    peer_opts_default(&o);
+    const char *out = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int bad = 0, pr = peer_parse_opt(&o, argc, argv, &i);
+        if (pr == 1) continue;
+        if (pr < 0) {
+            bad = 1;
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            via_usage(stdout);
+            return XFER_EXIT_OK;
+        } else if ((!strcmp(a, "-o") || !strcmp(a, "--out") || !strcmp(a, "--dir")) && v) {
+            out = v;
+            i++;
+        } else if (!strcmp(a, "--count") && v) {
+            bad = tools_parse_u64(v, 0, 1000000000, 0, &r.count);
+            i++;
+        } else if (!strcmp(a, "--force")) {
+            r.force = 1;
+        } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
+            r.quiet = 1;
+        } else {
+            bad = 1;
+        }
+        if (bad) {
+            fprintf(stderr, "tern recv: bad argument %s%s%s\n", a, v ? " " : "", v ? v : "");
+            via_usage(stderr);
+            return XFER_EXIT_USAGE;
+        }
+    }
+    struct stat sb;
+    if (out != NULL && stat(out, &sb) == 0 && S_ISDIR(sb.st_mode)) r.dir = out;
+    else if (out != NULL) r.out = out;
+    if (r.out && r.count == 0) r.count = 1; /* a file name is good for one transfer */
+    if (r.out == NULL && (stat(r.dir, &sb) != 0 || !S_ISDIR(sb.st_mode))) {
+        fprintf(stderr, "tern recv: %s is not a directory\n", r.dir);
+        return XFER_EXIT_FILE;
+    }
+    r.idle_ms = o.idle_ms;
+    peer_session *ps = calloc(1, sizeof(*ps));
+    if (ps == NULL) return XFER_EXIT_OTHER;
+    tern_callbacks app;
+    memset(&app, 0, sizeof(app));
+    app.on_message = on_message;
+    app.on_closed = rv_closed;
+    app.on_conn_free = rv_free;
+    int exit_code = peer_session_start(ps, "tern recv", &o, &app, NULL, &r, 0);
+    r.ps = ps;
+    r.d = ps->d;
+    if (exit_code != 0) goto out;
+    exit_code = XFER_EXIT_OTHER;
+    if (tern_driver_timer_new(r.d, on_grace, &r, &r.timer) != TERN_OK) goto out;
+    tools_catch_signals(r.d);
+    if (tern_driver_run(r.d) != TERN_OK) {
+        fprintf(stderr, "tern recv: event loop failed: %s\n", strerror(errno));
+        goto out;
+    }
+    if (r.phase == 1) {
+        if (r.prog.tty && !r.quiet) fputc('\n', stderr);
+        fprintf(stderr, "tern recv: interrupted during %s; nothing stored\n", r.name);
+    }
+    if (ps->exit_code) exit_code = ps->exit_code;
+    else exit_code = r.last_fail ? r.last_fail : XFER_EXIT_OK;
+out:
+    tools_release_signals();
+    drop_tmp(&r);
+    tern_driver_timer_del(r.timer);
+    peer_session_end(ps, tools_interrupted() ? XFER_V_PROTOCOL : 0,
+                     tools_interrupted() ? "receiver interrupted" : "done",
+                     ps->d ? 300 * TERN_NS_PER_MS : 0);
+    free(ps);
     sodium_memzero(&r.hash, sizeof(r.hash));
     return exit_code;
 }

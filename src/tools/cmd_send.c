@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "tern/driver.h"
+#include "tools/peer.h"
 #include "tools/tools.h"
 
 /* ---------------------------------------------------------------- shared helpers */
@@ -197,12 +198,20 @@ typedef struct send_state {
     int verdict;                    /* -1 none yet, else XFER_V_* */
     char verdict_text[300];
     int exit_code;                  /* set by a local failure (file), else 0 */
+    /* peer mode (--via): the session, the peer, when INTRODUCE went out */
+    peer_session *ps;
+    char peer_hex[2 * TERN_PEER_ID_LEN + 1];
+    uint8_t peer_id[TERN_PEER_ID_LEN];
+    uint64_t t_intro;
+    int connected;
 } send_state;
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: tern send FILE --to ADDR:PORT --server-key HEX [options]\n"
+            "       tern send FILE --to PEER_ID --via ADDR:PORT --server-key HEX  (to a peer;\n"
+            "       see tern send --via x --help)\n"
             "Sends FILE to a `tern recv` listener; exits 0 only once the receiver has stored it\n"
             "and confirmed its BLAKE2b-256 hash.\n"
             "  --to ADDR:PORT      the receiver (tern recv prints its address and key)\n"
@@ -385,9 +394,16 @@ static int finish(send_state *s)
         char hex[2 * XFER_HASH_LEN + 1];
         tern_hex_encode(s->digest, XFER_HASH_LEN, hex);
         printf("tern send: %s: %llu bytes in %.3f s, %.1f Mbit/s, cpu %.3f s (%.0f%%); stored "
-               "and verified by the receiver, blake2b-256 %s\n",
+               "and verified by the receiver, blake2b-256 %s",
                s->name, (unsigned long long)s->size, secs, (double)s->size * 8 / secs / 1e6, cpu,
                100 * cpu / secs, hex);
+        if (s->ps && s->conn) {
+            char addr[64];
+            uint64_t moves = 0;
+            const char *kind = peer_path_kind(s->conn, addr, sizeof(addr), &moves);
+            printf("; path %s %s, %llu path moves", kind, addr, (unsigned long long)moves);
+        }
+        printf("\n");
         fflush(stdout);
         return XFER_EXIT_OK;
     }
@@ -418,8 +434,48 @@ static int finish(send_state *s)
     return XFER_EXIT_OTHER;
 }
 
+/* Opens s->path, sizes the message buffer, starts the hash. Returns 0 or an exit code (printed;
+ * nothing left open). */
+static int send_prepare(send_state *s, uint64_t chunk)
+{
+    s->fd = open(s->path, O_RDONLY | O_CLOEXEC);
+    struct stat sb;
+    if (s->fd < 0 || fstat(s->fd, &sb) != 0) {
+        fprintf(stderr, "tern send: cannot read %s: %s\n", s->path, strerror(errno));
+        if (s->fd >= 0) close(s->fd);
+        s->fd = -1;
+        return XFER_EXIT_FILE;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        fprintf(stderr, "tern send: %s is not a regular file\n", s->path);
+        close(s->fd);
+        s->fd = -1;
+        return XFER_EXIT_FILE;
+    }
+#ifdef POSIX_FADV_SEQUENTIAL
+    posix_fadvise(s->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+#endif
+    s->size = (uint64_t)sb.st_size;
+    s->chunk = (size_t)chunk;
+    s->buf = malloc(1 + s->chunk > 1 + XFER_HASH_LEN ? 1 + s->chunk : 1 + XFER_HASH_LEN);
+    if (s->buf == NULL || sodium_init() < 0 ||
+        crypto_generichash_init(&s->hash, NULL, 0, XFER_HASH_LEN) != 0) {
+        fprintf(stderr, "tern send: out of memory\n");
+        free(s->buf);
+        s->buf = NULL;
+        close(s->fd);
+        s->fd = -1;
+        return XFER_EXIT_OTHER;
+    }
+    return 0;
+}
+
+static int send_via(int argc, char **argv);
+
 int cmd_send(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--via")) return send_via(argc, argv); /* peer mode */
     send_state s;
     memset(&s, 0, sizeof(s));
     s.fd = -1;
@@ -500,31 +556,8 @@ int cmd_send(int argc, char **argv)
     if (tools_resolve(target, 4433, &remote) != 0) return XFER_EXIT_USAGE;
     tern_addr_format(&remote, s.where, sizeof(s.where));
 
-    s.fd = open(s.path, O_RDONLY | O_CLOEXEC);
-    struct stat sb;
-    if (s.fd < 0 || fstat(s.fd, &sb) != 0) {
-        fprintf(stderr, "tern send: cannot read %s: %s\n", s.path, strerror(errno));
-        if (s.fd >= 0) close(s.fd);
-        return XFER_EXIT_FILE;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        fprintf(stderr, "tern send: %s is not a regular file\n", s.path);
-        close(s.fd);
-        return XFER_EXIT_FILE;
-    }
-#ifdef POSIX_FADV_SEQUENTIAL
-    posix_fadvise(s.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-#endif
-    s.size = (uint64_t)sb.st_size;
-    s.chunk = (size_t)chunk;
-    s.buf = malloc(1 + s.chunk > 1 + XFER_HASH_LEN ? 1 + s.chunk : 1 + XFER_HASH_LEN);
-    if (s.buf == NULL || sodium_init() < 0 ||
-        crypto_generichash_init(&s.hash, NULL, 0, XFER_HASH_LEN) != 0) {
-        fprintf(stderr, "tern send: out of memory\n");
-        free(s.buf);
-        close(s.fd);
-        return XFER_EXIT_OTHER;
-    }
+    int prc = send_prepare(&s, chunk);
+    if (prc != 0) return prc;
 
     tern_driver_config dc;
     tern_driver_config_default(&dc);
@@ -569,5 +602,197 @@ out:
     sodium_memzero(&s.hash, sizeof(s.hash));
     free(s.buf);
     close(s.fd);
+    return exit_code;
+}
+
+/* ---------------------------------------------------------------- tern send --to PEER --via */
+
+static void via_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: tern send FILE --to PEER_ID --via ADDR:PORT --server-key HEX [options]\n"
+            "Registers with the rendezvous server, asks it to introduce PEER_ID (a `tern recv\n"
+            "--via`), connects to it directly through the NATs (or through the relay) and sends\n"
+            "FILE as tern send --to ADDR:PORT does; exits 0 once the receiver stored it and\n"
+            "confirmed its BLAKE2b-256 hash. Prints \"connected to <id> path <direct|relayed>\n"
+            "<addr> in <ms> ms\", \"path now <direct|relayed> <addr>\" on each move, and a final\n"
+            "line with bytes, rate, path and the number of path moves.\n"
+            "  --to PEER_ID        the receiver's peer ID (its `registered as` line)\n"
+            "  --chunk BYTES       message size (default 64K; 1K..16M)\n"
+            "  --quiet             no progress output\n");
+    peer_usage_opts(f);
+    fprintf(f, "Exit: as tern send; 1 also for an unknown peer.\n");
+}
+
+static void sv_established(tern_conn *c, void *user)
+{
+    send_state *s = user;
+    if (c != s->conn) return;
+    uint64_t now = tern_driver_now(s->d);
+    char addr[64];
+    const char *kind = peer_path_kind(c, addr, sizeof(addr), NULL);
+    s->connected = 1;
+    printf("connected to %s path %s %s in %.3f ms\n", s->peer_hex, kind, addr,
+           (double)(now - s->t_intro) / 1e6);
+    fflush(stdout);
+    on_established(c, user);
+}
+
+static void sv_path(tern_conn *c, void *user)
+{
+    send_state *s = user;
+    if (c != s->conn || !s->connected) return;
+    char addr[64];
+    const char *kind = peer_path_kind(c, addr, sizeof(addr), NULL);
+    printf("path now %s %s\n", kind, addr);
+    fflush(stdout);
+}
+
+static void sv_closed(tern_conn *c, int err, uint64_t code, const char *reason, size_t len,
+                      void *user)
+{
+    send_state *s = user;
+    if (c == s->conn) on_closed(c, err, code, reason, len, user);
+}
+
+static void sv_message(tern_conn *c, uint64_t flow, const uint8_t *d, size_t len, void *user)
+{
+    send_state *s = user;
+    if (c == s->conn) on_message(c, flow, d, len, user);
+}
+
+static void sv_registered(tern_rdv_client *rc, const tern_addr *pub, void *u)
+{
+    (void)pub;
+    send_state *s = u;
+    s->t_intro = tern_driver_now(s->d);
+    int r = tern_rdv_client_introduce(rc, s->t_intro, s->peer_id);
+    if (r != TERN_OK) {
+        fprintf(stderr, "tern send: cannot ask for an introduction: %s\n", tern_strerror(r));
+        send_fail_local(s, XFER_EXIT_OTHER);
+    }
+}
+
+static void sv_intro_failed(tern_rdv_client *rc, const uint8_t *id, int code, void *u)
+{
+    (void)rc, (void)id;
+    send_state *s = u;
+    if (code == TERN_RDV_E_UNKNOWN_PEER)
+        printf("error: unknown peer %s\n", s->peer_hex);
+    else
+        printf("error: introduction to %s failed: %s\n", s->peer_hex, tern_rdv_error_name(code));
+    fflush(stdout);
+    send_fail_local(s, XFER_EXIT_OTHER);
+}
+
+static void sv_peer_conn(tern_rdv_client *rc, const uint8_t *id, tern_conn *c, int err, void *u)
+{
+    (void)rc, (void)id;
+    send_state *s = u;
+    if (c == NULL) {
+        printf("error: cannot connect to %s: %s\n", s->peer_hex, tern_strerror(err));
+        fflush(stdout);
+        send_fail_local(s, XFER_EXIT_OTHER);
+        return;
+    }
+    s->conn = c;
+}
+
+static int send_via(int argc, char **argv)
+{
+    send_state s;
+    memset(&s, 0, sizeof(s));
+    s.fd = -1;
+    s.verdict = -1;
+    peer_opts o;
+    peer_opts_default(&o);
+    const char *to = NULL;
+    uint64_t chunk = 64 << 10;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int bad = 0, r = peer_parse_opt(&o, argc, argv, &i);
+        if (r == 1) continue;
+        if (r < 0) {
+            bad = 1;
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            via_usage(stdout);
+            return XFER_EXIT_OK;
+        } else if (!strcmp(a, "--to") && v) {
+            to = v;
+            i++;
+        } else if (!strcmp(a, "--chunk") && v) {
+            bad = tools_parse_u64(v, 1024, 16u << 20, 1, &chunk);
+            i++;
+        } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
+            s.quiet = 1;
+        } else if (a[0] != '-' && s.path == NULL) {
+            s.path = a;
+        } else {
+            bad = 1;
+        }
+        if (bad) {
+            fprintf(stderr, "tern send: bad argument %s%s%s\n", a, v ? " " : "", v ? v : "");
+            via_usage(stderr);
+            return XFER_EXIT_USAGE;
+        }
+    }
+    if (s.path == NULL || to == NULL) {
+        via_usage(stderr);
+        return XFER_EXIT_USAGE;
+    }
+    if (peer_parse_id("tern send", to, s.peer_id) != 0) return XFER_EXIT_USAGE;
+    tern_hex_encode(s.peer_id, TERN_PEER_ID_LEN, s.peer_hex);
+    snprintf(s.where, sizeof(s.where), "peer %.16s", s.peer_hex);
+    s.timeout_ms = o.timeout_ms;
+    s.idle_ms = o.idle_ms;
+    s.name = xfer_base_name(s.path);
+    if (s.name[0] == '\0' || strlen(s.name) > XFER_MAX_NAME) {
+        fprintf(stderr, "tern send: %s: the file name must have 1 to %d bytes\n", s.path,
+                XFER_MAX_NAME);
+        return XFER_EXIT_USAGE;
+    }
+    int exit_code = send_prepare(&s, chunk);
+    if (exit_code != 0) return exit_code;
+
+    peer_session *ps = calloc(1, sizeof(*ps));
+    if (ps == NULL) {
+        exit_code = XFER_EXIT_OTHER;
+        goto out;
+    }
+    tern_callbacks app;
+    memset(&app, 0, sizeof(app));
+    app.on_established = sv_established;
+    app.on_message = sv_message;
+    app.on_closed = sv_closed;
+    app.on_conn_free = on_conn_free;
+    app.on_path = sv_path;
+    tern_rdv_client_callbacks rcb;
+    memset(&rcb, 0, sizeof(rcb));
+    rcb.on_registered = sv_registered;
+    rcb.on_intro_failed = sv_intro_failed;
+    rcb.on_peer_conn = sv_peer_conn;
+    exit_code = peer_session_start(ps, "tern send", &o, &app, &rcb, &s, 0);
+    s.ps = ps;
+    s.d = ps->d;
+    if (exit_code != 0) goto out;
+    exit_code = XFER_EXIT_OTHER;
+    if (tern_driver_timer_new(s.d, on_timer, &s, &s.timer) != TERN_OK) goto out;
+    tools_catch_signals(s.d);
+    if (tern_driver_run(s.d) != TERN_OK) {
+        fprintf(stderr, "tern send: event loop failed: %s\n", strerror(errno));
+        goto out;
+    }
+    exit_code = ps->exit_code ? ps->exit_code : finish(&s);
+out:
+    tools_release_signals();
+    tern_driver_timer_del(s.timer);
+    if (ps)
+        peer_session_end(ps, exit_code == 0 ? 0 : XFER_V_PROTOCOL,
+                         exit_code == 0 ? "done" : "sender gave up",
+                         ps->d ? 300 * TERN_NS_PER_MS : 0);
+    free(ps);
+    sodium_memzero(&s.hash, sizeof(s.hash));
+    free(s.buf);
+    if (s.fd >= 0) close(s.fd);
     return exit_code;
 }
