@@ -277,7 +277,7 @@ static void on_message(tern_conn *c, uint64_t flow_id, const uint8_t *data, size
     if (r->ps && c != r->conn && data[0] == XFER_MSG_HEADER) {
         /* peer mode: the first sender's header starts the next transfer; others wait */
         if (r->conn != NULL || r->phase != 0 || r->last_conn != NULL) {
-            (void)send_verdict(r, c, XFER_V_FILE, "the receiver is busy with another transfer");
+            (void)send_verdict(r, c, XFER_V_PROTOCOL, "the receiver is busy with another transfer");
             return;
         }
         r->conn = c;
