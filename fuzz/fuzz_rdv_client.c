@@ -48,7 +48,8 @@ static void pump(void)
             moved = 1;
         }
         while ((n = tern_endpoint_send(srv, now, d, 32, buf, sizeof(buf))) > 0) {
-            for (int i = 0; i < n; i++) tern_endpoint_recv(peer, now, &pa, &sa, d[i].data, d[i].len);
+            for (int i = 0; i < n; i++)
+                tern_endpoint_recv(peer, now, &pa, &sa, d[i].data, d[i].len);
             moved = 1;
         }
         if (!moved) break;

@@ -256,8 +256,8 @@ static void p_on_closed(tern_conn *c, int err, uint64_t code, const char *reason
     peer *p = u;
     if (c != p->srv_conn) {
         p->closed_err = err;
-        copy_text(p->closed_reason, sizeof(p->closed_reason), (const uint8_t *)(reason ? reason : ""),
-                  reason ? len : 0);
+        const uint8_t *why = (const uint8_t *)(reason ? reason : "");
+        copy_text(p->closed_reason, sizeof(p->closed_reason), why, reason ? len : 0);
     }
     tern_rdv_client_on_gone(p->rc, c, sim_now(p->s));
 }
@@ -501,7 +501,8 @@ static void test_register(void)
     for (int i = 0; i < 2; i++) {
         tern_addr a;
         TT_CHECK(tern_addr_equal(&w.p[i].public_addr, &w.p[i].addr));
-        TT_CHECK(tern_rdv_client_registered(w.p[i].rc, &a) == 1 && tern_addr_equal(&a, &w.p[i].addr));
+        TT_CHECK(tern_rdv_client_registered(w.p[i].rc, &a) == 1);
+        TT_CHECK(tern_addr_equal(&a, &w.p[i].addr));
         TT_CHECK(tern_rdv_client_conn(w.p[i].rc) == w.p[i].srv_conn);
     }
     tern_rdv_stats st;
