@@ -14,7 +14,9 @@
  *   - the server (tern_rdv_server_*): the embedding program forwards its tern_endpoint callbacks
  *     (on_accept, on_message, on_conn_free) and runs tern_rdv_server_handle_expiry at
  *     tern_rdv_server_next_deadline. The server answers with tern_flow_send on the connections it
- *     was given and owns those connections' user data (tern_conn_set_user_data).
+ *     was given and owns those connections' user data (tern_conn_set_user_data);
+ *   - the client (tern_rdv_client_*): a peer's side, on its connection to the server; it turns
+ *     introductions into peer-to-peer connections (tern_endpoint_connect_peer / _expect_peer).
  */
 #ifndef TERN_RENDEZVOUS_H
 #define TERN_RENDEZVOUS_H
