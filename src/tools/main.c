@@ -12,8 +12,7 @@ static const tern_cmd commands[] = {
     {"nat-type", "RFC 5780 NAT mapping and filtering behaviour", cmd_nat_type},
     {"loadgen", "closed-loop load generator (loadgen stun HOST:PORT)", cmd_loadgen},
     {"keygen", "write a long-term key pair, print the public key", cmd_keygen},
-    {"ping", "round-trip times to a tern listener (ping ADDR:PORT --server-key HEX) or to a "
-             "peer (ping PEER_ID --via ADDR:PORT)",
+    {"ping", "round-trip times to a tern listener (ping ADDR:PORT), or a peer (PEER_ID --via)",
      cmd_ping},
     {"send", "send a file over an encrypted connection (send FILE --to ADDR:PORT --server-key HEX)",
      cmd_send},
