@@ -280,8 +280,14 @@ int tern_rdv_client_accept(tern_rdv_client *rc, tern_conn *conn, uint64_t now)
     return TERN_ERR_REFUSED;
 }
 
+static int unspecified(const tern_addr *a)
+{
+    static const uint8_t zero[16];
+    return memcmp(a->ip, zero, a->family == TERN_AF_INET ? 4 : 16) == 0;
+}
+
 /* The peer target from PEER_INFO / INTRODUCED: direct candidates LOCAL first, then PUBLIC,
- * without duplicates or unusable addresses. */
+ * without duplicates or unusable addresses, and the relay when the server gave a channel. */
 static void make_target(const tern_rdv_client *rc, const tern_rdv_msg *m, tern_peer_target *t)
 {
     tern_peer_target_default(t);
@@ -295,16 +301,30 @@ static void make_target(const tern_rdv_client *rc, const tern_rdv_msg *m, tern_p
     for (size_t k = 0; k < 2; k++) {
         for (size_t i = 0; i < m->n_cands && t->n_cands < TERN_MAX_CANDIDATES; i++) {
             const tern_rdv_cand *c = &m->cands[i];
-            if (c->kind != order[k] || c->addr.port == 0) continue;
+            if (c->kind != order[k] || c->addr.port == 0 || unspecified(&c->addr)) continue;
             int dup = 0;
             for (size_t j = 0; j < t->n_cands && !dup; j++)
                 dup = tern_addr_equal(&t->cands[j], &c->addr);
             if (!dup) t->cands[t->n_cands++] = c->addr;
         }
     }
-    /* RELAY candidates need the peer's channel on the relay (a CHANNEL field the codec does
-     * not carry yet): until then has_relay stays 0 and only direct paths are tried. */
+    /* RELAY: the server's relay with this peer's own channel on it (CHANNEL); without a
+     * channel there is no session to use. An unspecified IP means "the address you reach the
+     * server at" (ternd binds a wildcard address), with the candidate's port. */
     t->has_relay = 0;
+    for (size_t i = 0; i < m->n_cands && m->has_channel && !t->has_relay; i++) {
+        const tern_rdv_cand *c = &m->cands[i];
+        if (c->kind != TERN_RDV_CAND_RELAY || c->addr.port == 0) continue;
+        tern_addr a = c->addr;
+        if (unspecified(&a)) {
+            const tern_addr *srv = rc->conn ? tern_conn_remote(rc->conn) : NULL;
+            if (srv == NULL || srv->family != a.family) continue;
+            memcpy(a.ip, srv->ip, sizeof(a.ip));
+        }
+        t->relay.addr = a;
+        memcpy(t->relay.channel, m->channel, TERN_RELAY_CHANNEL_LEN);
+        t->has_relay = 1;
+    }
 }
 
 static int take_intro(tern_rdv_client *rc, const uint8_t peer_id[TERN_PEER_ID_LEN])

@@ -5,7 +5,8 @@
  * tern ping/send/recv/chat --via do. Checks: registration (the public address the server sees),
  * requests before the connection is up, introductions (PEER_INFO -> tern_endpoint_connect_peer
  * -> a direct connection both ways, the target accepting only the introduced key), an unknown
- * peer failing within one round trip, groups (joined, presence, fan-out, leave), RPC (reply,
+ * peer failing within one round trip, the relay when the direct path is blocked (and the move
+ * to the direct path once it opens), groups (joined, presence, fan-out, leave), RPC (reply,
  * no service, the server's timeout, the local deadline when the server goes silent, a dropped
  * server connection), bad input, and that the client's memory goes back to zero.
  */
@@ -30,12 +31,25 @@ typedef struct rsrv {
     tt_rng rng, rrng;
     tern_keypair key;
     tern_rdv_server *rdv;
+    tern_relay *relay; /* NULL: no relay */
+    tt_mem lmem;
+    tt_rng lrng;
 } rsrv;
 
 static void srv_recv(void *node, uint64_t now, const tern_addr *local, const tern_addr *remote,
                      const uint8_t *data, size_t len)
 {
-    (void)tern_endpoint_recv(((rsrv *)node)->ep, now, local, remote, data, len);
+    rsrv *r = node;
+    if (r->relay && len > 0 && data[0] == TERN_RELAY_TYPE && len <= TERN_MAX_DATAGRAM) {
+        /* the relay on the tern port, as ternd runs it */
+        uint8_t d[TERN_MAX_DATAGRAM];
+        tern_addr to;
+        memcpy(d, data, len);
+        int n = tern_relay_forward(r->relay, now, remote, d, len, &to);
+        if (n > 0) (void)sim_transmit(r->s, &r->addr, &to, d, (size_t)n);
+        return;
+    }
+    (void)tern_endpoint_recv(r->ep, now, local, remote, data, len);
 }
 
 static int srv_send(void *node, uint64_t now, tern_datagram *d, size_t max, uint8_t *buf,
@@ -48,12 +62,15 @@ static uint64_t srv_deadline(void *node)
 {
     rsrv *r = node;
     uint64_t a = tern_endpoint_next_deadline(r->ep), b = tern_rdv_server_next_deadline(r->rdv);
-    return a < b ? a : b;
+    uint64_t c = r->relay ? tern_relay_next_deadline(r->relay) : TERN_TIME_NEVER;
+    a = a < b ? a : b;
+    return a < c ? a : c;
 }
 
 static void srv_expire(void *node, uint64_t now)
 {
     rsrv *r = node;
+    if (r->relay) tern_relay_handle_expiry(r->relay, now);
     tern_rdv_server_handle_expiry(r->rdv, now);
     tern_endpoint_handle_expiry(r->ep, now);
 }
@@ -86,7 +103,7 @@ static void srv_on_free(tern_conn *c, void *u)
     tern_rdv_server_on_gone(r->rdv, c, sim_now(r->s));
 }
 
-static void srv_init(rsrv *r, sim *s)
+static void srv_init(rsrv *r, sim *s, int with_relay)
 {
     memset(r, 0, sizeof(*r));
     r->s = s;
@@ -103,6 +120,19 @@ static void srv_init(rsrv *r, sim *s)
     rc.mem = &r->rmem.mem;
     rc.rand = tt_rand_fill;
     rc.rand_user = &r->rrng;
+    if (with_relay) {
+        tt_mem_init(&r->lmem);
+        tt_rng_seed(&r->lrng, sim_derive_seed(s, 3));
+        tern_relay_config lc;
+        tern_relay_config_default(&lc);
+        lc.mem = &r->lmem.mem;
+        lc.rand = tt_rand_fill;
+        lc.rand_user = &r->lrng;
+        TT_REQUIRE(tern_relay_new(&lc, &r->relay) == TERN_OK);
+        rc.has_relay = 1;
+        tern_addr_ipv4(&rc.relay, 0, 0, 0, 0, 4433); /* "where you reach this server" */
+        rc.relay_sessions = r->relay;
+    }
     TT_REQUIRE(tern_rdv_server_new(&rc, &r->rdv) == TERN_OK);
     tern_endpoint_config cfg;
     tern_endpoint_config_default(&cfg);
@@ -127,6 +157,10 @@ static void srv_free(rsrv *r)
     if (r->node) sim_node_remove(r->s, r->node);
     tern_endpoint_del(r->ep);
     tern_rdv_server_del(r->rdv);
+    if (r->relay) {
+        tern_relay_del(r->relay);
+        tt_mem_check_clean(&r->lmem, "relay");
+    }
     tt_mem_check_clean(&r->mem, "server endpoint");
     tt_mem_check_clean(&r->rmem, "rendezvous server");
 }
@@ -461,7 +495,7 @@ typedef struct world {
     int n;
 } world;
 
-static void world_init(world *w, int n)
+static void world_init_relay(world *w, int n, int with_relay)
 {
     memset(w, 0, sizeof(*w));
     w->s = sim_new(tt_seed());
@@ -470,7 +504,7 @@ static void world_init(world *w, int n)
     sim_link_params_init(&lp);
     lp.delay_ns = 5 * MS;
     sim_set_default_link(w->s, &lp);
-    srv_init(&w->srv, w->s);
+    srv_init(&w->srv, w->s, with_relay);
     w->n = n;
     for (int i = 0; i < n; i++) peer_init(&w->p[i], w->s, &w->srv, (uint8_t)(i + 1));
     run_ms(w->s, 100);
@@ -485,11 +519,28 @@ static void world_init(world *w, int n)
     for (int i = 0; i < n; i++) TT_REQUIRE(w->p[i].registered == 1);
 }
 
+static void world_init(world *w, int n)
+{
+    world_init_relay(w, n, 0);
+}
+
 static void world_free(world *w)
 {
     for (int i = 0; i < w->n; i++) peer_free(&w->p[i]);
     srv_free(&w->srv);
     sim_del(w->s);
+}
+
+/* Both directions of the direct path between a and b are black-holed until t_open. */
+static void block_direct(world *w, peer *a, peer *b, uint64_t t_open)
+{
+    sim_link *ab = sim_link_lookup(w->s, &a->addr, &b->addr);
+    if (ab == NULL) tnet_link(w->s, &a->addr, &b->addr, 5, 0, 0);
+    ab = sim_link_lookup(w->s, &a->addr, &b->addr);
+    sim_link *ba = sim_link_lookup(w->s, &b->addr, &a->addr);
+    TT_REQUIRE(ab && ba);
+    TT_REQUIRE(sim_link_blackhole(ab, sim_now(w->s), t_open) == 0);
+    TT_REQUIRE(sim_link_blackhole(ba, sim_now(w->s), t_open) == 0);
 }
 
 /* ---------------------------------------------------------------- tests */
@@ -599,15 +650,7 @@ static void test_expectation_expires(void)
     /* b is introduced but a's handshake comes only after the expectation ended: refused */
     /* the direct path between them is down for 30 s: b's handshake never reaches a */
     uint64_t t0 = sim_now(w.s);
-    sim_link *ab = sim_link_lookup(w.s, &a->addr, &b->addr), *ba = sim_link_lookup(w.s, &b->addr, &a->addr);
-    if (ab == NULL) {
-        tnet_link(w.s, &a->addr, &b->addr, 5, 0, 0);
-        ab = sim_link_lookup(w.s, &a->addr, &b->addr);
-        ba = sim_link_lookup(w.s, &b->addr, &a->addr);
-    }
-    TT_REQUIRE(ab && ba);
-    TT_REQUIRE(sim_link_blackhole(ab, t0, t0 + 30 * S) == 0);
-    TT_REQUIRE(sim_link_blackhole(ba, t0, t0 + 30 * S) == 0);
+    block_direct(&w, a, b, t0 + 30 * S);
     TT_REQUIRE(tern_rdv_client_introduce(b->rc, sim_now(w.s), a->id) == TERN_OK); /* a expects b */
     wake(b);
     run_ms(w.s, 50);
@@ -863,10 +906,59 @@ static void test_bad_input_and_other_conns(void)
     world_free(&w);
 }
 
+
+static void test_relay_when_no_direct_path_then_direct(void)
+{
+    world w;
+    world_init_relay(&w, 2, 1);
+    peer *a = &w.p[0], *b = &w.p[1];
+    uint64_t t0 = sim_now(w.s);
+    block_direct(&w, a, b, t0 + 4 * S);
+    TT_REQUIRE(tern_rdv_client_introduce(a->rc, t0, b->id) == TERN_OK);
+    wake(a);
+    run_ms(w.s, 3000);
+    /* the relay (the wildcard RELAY candidate made into the server's address) carried it */
+    TT_REQUIRE(a->out_conn != NULL);
+    TT_REQUIRE_MSG(a->peer_established == 1, "not established through the relay within 3 s");
+    TT_CHECK_EQ_INT(b->accepted, 1);
+    tern_path_info pi;
+    tern_conn_path(a->out_conn, &pi);
+    TT_CHECK(pi.relayed);
+    TT_CHECK(tern_addr_equal(&pi.remote, &w.srv.addr));
+    tern_relay_stats rs;
+    tern_relay_get_stats(w.srv.relay, &rs);
+    TT_CHECK(rs.fwd_packets > 0);
+    TT_CHECK_EQ_U64(rs.drop_wrong_source + rs.drop_unknown_channel, 0);
+    tern_flow_config fc;
+    tern_flow_config_default(&fc);
+    uint64_t fid;
+    TT_REQUIRE(tern_flow_open(a->out_conn, &fc, &fid) == TERN_OK);
+    TT_REQUIRE(tern_flow_send(a->out_conn, fid, sim_now(w.s), (const uint8_t *)"via relay", 9,
+                              -1) == TERN_OK);
+    wake(a);
+    run_ms(w.s, 200);
+    TT_CHECK_EQ_INT(b->peer_msgs, 1);
+    TT_CHECK(strcmp(b->peer_text, "via relay") == 0);
+    /* the direct path opens at 4 s: the connection moves to it while probing lasts (15 s) */
+    run_ms(w.s, 10000);
+    tern_conn_path(a->out_conn, &pi);
+    TT_CHECK_MSG(!pi.relayed, "still relayed after the direct path opened");
+    TT_CHECK(tern_addr_equal(&pi.remote, &b->addr));
+    TT_CHECK(pi.moves >= 1);
+    TT_REQUIRE(tern_flow_send(a->out_conn, fid, sim_now(w.s), (const uint8_t *)"direct", 6, -1) ==
+               TERN_OK);
+    wake(a);
+    run_ms(w.s, 200);
+    TT_CHECK_EQ_INT(b->peer_msgs, 2);
+    TT_CHECK(strcmp(b->peer_text, "direct") == 0);
+    world_free(&w);
+}
+
 static const tt_case cases[] = {
     TT_CASE(test_register),
     TT_CASE(test_introduce_connects_and_target_accepts_only_the_introduced),
     TT_CASE(test_expectation_expires),
+    TT_CASE(test_relay_when_no_direct_path_then_direct),
     TT_CASE(test_unknown_peer_fails_fast),
     TT_CASE(test_groups),
     TT_CASE(test_rpc),
