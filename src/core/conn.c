@@ -481,10 +481,14 @@ static int process_frames(tern_conn *c, uint64_t now, const uint8_t *p, const ui
             if (c->is_server) return TERN_ERR_PROTOCOL;
             c->confirmed = 1;
             break;
-        case TERN__FRAME_CLOSE:
-            terminate(c, now, TERN_ERR_PEER_CLOSED, f.close_space, f.close_code, f.data,
-                      f.data_len, TERM_DRAIN);
+        case TERN__FRAME_CLOSE: {
+            /* a server whose application refused us says so with transport error REFUSED */
+            int why = f.close_space == TERN__CLOSE_TRANSPORT && f.close_code == TERN__TERR_REFUSED
+                          ? TERN_ERR_REFUSED
+                          : TERN_ERR_PEER_CLOSED;
+            terminate(c, now, why, f.close_space, f.close_code, f.data, f.data_len, TERM_DRAIN);
             return TERN_OK;
+        }
         case TERN__FRAME_DATAGRAM:
             c->st.datagrams_received++;
             if (ep->cb.on_datagram) ep->cb.on_datagram(c, f.data, f.data_len, ep->user_data);

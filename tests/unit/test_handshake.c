@@ -468,7 +468,7 @@ static void test_refused_by_application(void)
     tnet_connect(s, &cli, &srv, NULL);
     sim_run_until(s, 5 * S);
     TT_CHECK_EQ_INT(cli.closed, 1);
-    TT_CHECK_MSG(cli.close_err == TERN_ERR_PEER_CLOSED && cli.close_code == 2,
+    TT_CHECK_MSG(cli.close_err == TERN_ERR_REFUSED && cli.close_code == 2,
                  "err=%s code=%llu", tern_strerror(cli.close_err),
                  (unsigned long long)cli.close_code);
     TT_CHECK(strcmp(cli.reason, "refused by server") == 0);
