@@ -104,8 +104,18 @@ static tern__cand *cand_add(tern_conn *c, uint64_t now, const tern_addr *local,
                             int learned)
 {
     tern__p2p *p = c->p2p;
-    if (p->n >= TERN__MAX_PATHS) return NULL;
-    tern__cand *k = &p->cands[p->n++];
+    tern__cand *k = NULL;
+    if (p->n < TERN__MAX_PATHS) {
+        k = &p->cands[p->n++];
+    } else if (learned) {
+        /* full: an address learned earlier and never validated makes room (so that junk
+         * sources cannot lock a later, genuine move out) */
+        for (size_t i = 0; i < p->n && k == NULL; i++)
+            if (p->cands[i].learned && p->cands[i].state != TERN__CAND_VALID &&
+                (int)i != p->latest && (int)i != c->rx_cand)
+                k = &p->cands[i];
+    }
+    if (k == NULL) return NULL;
     memset(k, 0, sizeof(*k));
     path_set(&k->path, local, remote, relayed, channel);
     k->state = TERN__CAND_PROBING;
@@ -162,8 +172,9 @@ int tern__p2p_rx_path(tern_conn *c, uint64_t now, const tern_addr *local, const 
     if (p2p_get(c) == NULL) return c->rx_cand = -2;
     int i = cand_find(c->p2p, remote, relayed, channel);
     if (i < 0) {
-        if (cand_add(c, now, local, remote, relayed, channel, 1) == NULL) return c->rx_cand = -2;
-        i = (int)c->p2p->n - 1;
+        tern__cand *k = cand_add(c, now, local, remote, relayed, channel, 1);
+        if (k == NULL) return c->rx_cand = -2;
+        i = (int)(k - c->p2p->cands);
     }
     c->rx_cand = i;
     return i;

@@ -41,6 +41,8 @@ typedef struct nat {
     uint16_t next_port;
     uint64_t dropped_in;
     int rebind;         /* next outbound packet gets a fresh mapping (NAT rebinding) */
+    int scramble;       /* so many outbound packets leave from a random port (an on-path
+                           attacker rewriting sources) */
 } nat;
 
 typedef struct world {
@@ -117,6 +119,10 @@ static int nat_box(void *user, sim *s, uint64_t now, sim_packet *pkt)
         if (!known && m->n_contacted < 32) m->contacted[m->n_contacted++] = pkt->to;
         pkt->from = n->pub;
         pkt->from.port = m->port;
+        if (n->scramble > 0) {
+            n->scramble--;
+            pkt->from.port = (uint16_t)(20000 + 37 * n->scramble);
+        }
     }
     /* private addresses do not route between sites */
     if (pkt->to.ip[0] == 10) {
@@ -596,6 +602,16 @@ static void test_nat_rebinding(void)
     TT_REQUIRE(sim_run_until(sc.s, sim_now(sc.s) + 1 * S) == SIM_OK);
     TT_REQUIRE(sc.b.conn != NULL);
     tern_addr before = *tern_conn_remote(sc.b.conn);
+    /* first an on-path attacker rewrites the source of 40 packets: B learns (and challenges)
+     * addresses that never answer, and stays where it is */
+    sc.w.nats[0].scramble = 40;
+    for (int i = 0; i < 10; i++) {
+        send_seq(&sc, flow, &seq, 20, 1000);
+        TT_REQUIRE(sim_run_until(sc.s, sim_now(sc.s) + 100 * MS) == SIM_OK);
+    }
+    TT_REQUIRE(sim_run_until(sc.s, sim_now(sc.s) + 1 * S) == SIM_OK);
+    TT_CHECK(tern_addr_equal(&before, tern_conn_remote(sc.b.conn)));
+    TT_CHECK_EQ_U64(sc.delivered, seq);
     sc.w.nats[0].rebind = 1;
     for (int i = 0; i < 20; i++) {
         send_seq(&sc, flow, &seq, 20, 1000);
