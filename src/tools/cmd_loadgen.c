@@ -45,7 +45,8 @@ typedef struct lg {
 
 static void help(FILE *f)
 {
-    fprintf(f, "usage: tern loadgen stun HOST:PORT [--duration S] [--sockets K] [--window W]\n"
+    fprintf(f, "usage: tern loadgen rdv ADDR:PORT --server-key HEX ...  (loadgen rdv --help)\n"
+               "       tern loadgen stun HOST:PORT [--duration S] [--sockets K] [--window W]\n"
                "                        [--requests N] [--rfc3489] [--fingerprint]\n"
                "                        [--no-gso] [--no-gro] [--full-check]\n"
                "Closed-loop STUN load: K sockets (1) x W requests in flight (32) for S seconds\n"
@@ -207,6 +208,7 @@ int cmd_loadgen(int argc, char **argv)
         help(stdout);
         return 0;
     }
+    if (argc >= 2 && !strcmp(argv[1], "rdv")) return cmd_loadgen_rdv(argc, argv);
     if (argc < 3 || strcmp(argv[1], "stun") != 0) {
         help(stderr);
         return 2;

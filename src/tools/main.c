@@ -10,7 +10,7 @@
 static const tern_cmd commands[] = {
     {"stun", "print this host's public address as a STUN server sees it", cmd_stun},
     {"nat-type", "RFC 5780 NAT mapping and filtering behaviour", cmd_nat_type},
-    {"loadgen", "closed-loop load generator (loadgen stun HOST:PORT)", cmd_loadgen},
+    {"loadgen", "closed-loop load generator (loadgen stun HOST:PORT, loadgen rdv ADDR:PORT)", cmd_loadgen},
     {"keygen", "write a long-term key pair, print the public key", cmd_keygen},
     {"ping", "round-trip times to a tern listener (ping ADDR:PORT), or a peer (PEER_ID --via)",
      cmd_ping},

@@ -16,6 +16,7 @@ typedef struct tern_cmd {
 int cmd_stun(int argc, char **argv);
 int cmd_nat_type(int argc, char **argv);
 int cmd_loadgen(int argc, char **argv);
+int cmd_loadgen_rdv(int argc, char **argv); /* argv[1] is "rdv" */
 int cmd_keygen(int argc, char **argv);
 int cmd_ping(int argc, char **argv);
 int cmd_send(int argc, char **argv);
