@@ -292,6 +292,8 @@ static void peer_send(lgr *g, uint32_t pi, uint64_t now)
 }
 
 /* Reads what waits on socket si (a bounded number of batches) into the endpoints. */
+static void pump(lgr *g);
+
 static void sock_read(lgr *g, uint32_t si, uint64_t now)
 {
     rsock *s = &g->s[si];
@@ -331,6 +333,7 @@ static void sock_read(lgr *g, uint32_t si, uint64_t now)
             (void)tern_endpoint_recv(p->ep, now, &p->local, &from, s->rbuf[i], len);
             touch(p);
         }
+        pump(g);
         if (n < RX_BATCH) return;
     }
 }
@@ -555,6 +558,33 @@ static void proc_read(long pid, proc_sample *o)
     o->ok = 1;
 }
 
+/* Refills the handshake and introduction windows and sends what every touched endpoint has.
+ * Runs after each batch read, so requests leave while the rest of the input is handled. */
+static void pump(lgr *g)
+{
+    uint64_t now = tools_now_ns();
+    /* handshakes */
+    while (g->next_connect < g->n && g->connecting < g->cwindow) {
+        rpeer *p = &g->p[g->next_connect++];
+        if (tern_endpoint_connect(p->ep, now, &p->local, &g->server, g->server_pub, &p->conn) !=
+            TERN_OK) {
+            p->state = P_FAILED;
+            g->failed++;
+            continue;
+        }
+        p->state = P_CONNECTING;
+        g->connecting++;
+        touch(p);
+    }
+    /* introductions */
+    while (g->intro_on && g->inflight < g->window)
+        if (intro_start(g, now) != 0) break;
+    for (uint32_t i = 0; i < g->dirty_n; i++) peer_send(g, g->dirty[i], now);
+    g->dirty_n = 0;
+    for (uint32_t si = 0; si < g->n_socks; si++)
+        if (g->s[si].tn) sock_flush(g, &g->s[si]);
+}
+
 /* Waits for the sockets up to ns nanoseconds (epoll_pwait2 where there is one: the endpoints'
  * pacing and ACK timers are finer than a millisecond). */
 static int wait_events(lgr *g, struct epoll_event *ev, int max, uint64_t ns)
@@ -593,26 +623,7 @@ static void iterate(lgr *g, int max_wait_ms)
         heap_fix(g, 0);
         touch(p);
     }
-    /* handshakes */
-    while (g->next_connect < g->n && g->connecting < g->cwindow) {
-        rpeer *p = &g->p[g->next_connect++];
-        if (tern_endpoint_connect(p->ep, now, &p->local, &g->server, g->server_pub, &p->conn) !=
-            TERN_OK) {
-            p->state = P_FAILED;
-            g->failed++;
-            continue;
-        }
-        p->state = P_CONNECTING;
-        g->connecting++;
-        touch(p);
-    }
-    /* introductions */
-    while (g->intro_on && g->inflight < g->window)
-        if (intro_start(g, now) != 0) break;
-    for (uint32_t i = 0; i < g->dirty_n; i++) peer_send(g, g->dirty[i], now);
-    g->dirty_n = 0;
-    for (uint32_t si = 0; si < g->n_socks; si++)
-        if (g->s[si].tn) sock_flush(g, &g->s[si]);
+    pump(g);
 }
 
 static int cmp_u32(const void *a, const void *b)

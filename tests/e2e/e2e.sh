@@ -2,7 +2,8 @@
 # End-to-end tests of the tern listener in ternd and the tern client, on 127.0.0.1 with ports the
 # kernel picks (ternd binds port 0 and prints what it got). Usage: e2e.sh CASE TERND TERN CONNS
 # Cases: ping, wrong_key, no_listener, keygen, conns200, kill, sigterm; file transfer (tern send /
-# tern recv): xfer200, xfer_kill, xfer_wrong_key, xfer_disk_full. Exit 0 pass, 1 fail.
+# tern recv): xfer200, xfer_kill, xfer_wrong_key, xfer_disk_full; rendezvous load (tern loadgen
+# rdv): rdv_load. Exit 0 pass, 1 fail.
 set -u
 CASE=$1
 TERND=$2
@@ -307,6 +308,28 @@ sigterm)
   tail -1 "$work/ping.log"
   cat "$work/conns.log"
   echo "ternd exited 0, $t ms after SIGTERM"
+  ;;
+rdv_load)
+  # tern loadgen rdv against ternd: 300 peers, each its own key, register (REGISTERED must name
+  # the address each came from) and ask for introductions for 1 s (PEER_INFO must carry the
+  # target's ID, key and LOCAL candidate; INTRODUCED must name a requester whose key hashes to
+  # its ID); ternd must count every introduction the generator sent
+  start_ternd
+  "$TERN" loadgen rdv "127.0.0.1:$PORT" --server-key "$KEY" --peers 300 --duration 1 \
+    --window 16 --server-pid "$ternd_pid" >"$work/lg.log" 2>&1 || fail "loadgen rdv failed"
+  grep -q '^register peers=300 registered=300 failed=0 ' "$work/lg.log" || fail "not all registered"
+  sent=$(sed -n 's/^introduce .* sent=\([0-9]*\) ok=\([0-9]*\) .*/\1 \2/p' "$work/lg.log")
+  set -- $sent
+  [ -n "${1:-}" ] && [ "$1" -gt 100 ] && [ "$1" = "$2" ] || fail "introductions sent/ok: $sent"
+  grep -q ' bad=0 errors=0 lost=0 ' "$work/lg.log" || fail "wrong or missing answers"
+  grep -Eq ' introduced='"$1"' introduced_bad=0 ' "$work/lg.log" || fail "targets missed INTRODUCED"
+  grep -Eq '^server rss_before_kb=[1-9][0-9]* rss_registered_kb=[1-9]' "$work/lg.log" ||
+    fail "no memory figures from /proc"
+  stop_ternd
+  grep -q "^rendezvous .* introductions=$1 " "$work/ternd.log" || fail "ternd counted otherwise"
+  grep -q '^tern endpoint .* handshakes=300/300 .* drop_rate_limited=0 retries=0 ' "$work/ternd.log" ||
+    fail "handshakes throttled or retried"
+  cat "$work/lg.log"
   ;;
 *)
   fail "unknown case"
