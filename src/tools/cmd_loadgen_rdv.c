@@ -112,6 +112,7 @@ struct lgr {
     /* sockets */
     uint64_t rx, tx, tx_dropped, rx_unknown;
     int no_pwait2;
+    int closing; /* the run is over: closes are ours */
 };
 
 static void help(FILE *f)
@@ -392,6 +393,10 @@ static void on_closed(tern_conn *c, int err, uint64_t code, const char *reason, 
     rpeer *p = user;
     lgr *g = p->g;
     (void)c, (void)code;
+    if (g->closing) {
+        p->conn = NULL;
+        return;
+    }
     if (p->state == P_CONNECTING || p->state == P_REGISTERING) {
         g->connecting--;
         g->failed++;
@@ -838,6 +843,14 @@ int cmd_loadgen_rdv(int argc, char **argv)
            (unsigned long long)g->tx_dropped, (unsigned long long)g->rx_unknown,
            (unsigned long long)g->other_err, (unsigned)g->closed, (unsigned long long)g->late);
     fflush(stdout);
+    /* leave gracefully: ternd frees the connections now rather than at their idle timeout */
+    uint64_t tc = tools_now_ns();
+    g->closing = 1;
+    for (uint32_t i = 0; i < g->n; i++)
+        if (g->p[i].conn && tern_conn_close(g->p[i].conn, tc, 0, "loadgen done", 12) == TERN_OK)
+            touch(&g->p[i]);
+    pump(g);
+    while (tools_now_ns() < tc + 200 * TERN_NS_PER_MS) iterate(g, 10);
     rc = (g->registered == g->n && g->intro_ok > 0 && g->intro_bad == 0 && g->intro_err == 0 &&
           g->intro_lost == 0 && g->introduced_bad == 0 && g->other_err == 0)
              ? 0
