@@ -19,15 +19,18 @@
  * Phase 2 (introduce): for --duration seconds, W INTRODUCE requests are kept in flight, each from
  * a random registered peer with nothing in flight to a random other registered peer. A PEER_INFO
  * counts when it names the target, carries its key, its LOCAL candidate and a nonce; the target's
- * INTRODUCED must name the requester. Latency is from queuing INTRODUCE to handling PEER_INFO.
+ * INTRODUCED must carry a key, the peer ID that is its hash, and a nonce. Latency is from queuing
+ * INTRODUCE to handling PEER_INFO.
  * With --server-pid, ternd's CPU time (/proc/PID/stat) and memory (VmRSS, VmHWM in
  * /proc/PID/status) are read before the first peer, when all are registered and at the end.
  *
- * The event loop: one epoll over the S sockets; each iteration reads the clock once, reads at
- * most 64 datagrams per socket per recvmmsg (up to 4 calls), runs the endpoints whose deadline
- * passed (an indexed min-heap of the N endpoints' next deadlines), refills the handshake and
- * introduction windows, and then drains every endpoint touched in this iteration into per-socket
- * sendmmsg batches and re-files its deadline.
+ * The event loop: one epoll over the S sockets, waiting (epoll_pwait2, nanoseconds) until input
+ * or the earliest of the N endpoints' deadlines (an indexed min-heap). Each iteration reads at
+ * most 64 datagrams per socket per recvmmsg (up to 4 calls per socket) and, after each of those
+ * batches, refills the handshake and introduction windows and drains every endpoint it touched
+ * into per-socket sendmmsg batches (so requests leave while the rest of the input waits: the
+ * generator and ternd then work at the same time instead of taking turns); then it runs the
+ * endpoints whose deadline passed and does the same. At the end every connection is closed.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -826,7 +829,7 @@ int cmd_loadgen_rdv(int argc, char **argv)
            (unsigned long long)g->intro_lost, (unsigned long long)g->introduced,
            (unsigned long long)g->introduced_bad, pct(g, 0.5), pct(g, 0.99), pct(g, 0.999),
            g->lat_n ? (double)g->lat_us[g->lat_n - 1] : 0.0,
-           100.0 * (double)(c3 - c2) / (double)(t3 - t2));
+           t3 - t2 > TERN_NS_PER_MS ? 100.0 * (double)(c3 - c2) / (double)(t3 - t2) : 0.0);
     if (s1.ok && s2.ok)
         printf(" server_cpu=%.0f%%", 100.0 * (double)(s2.cpu_ns - s1.cpu_ns) / (double)(t3 - t2));
     printf("\n");

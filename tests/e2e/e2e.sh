@@ -3,7 +3,7 @@
 # kernel picks (ternd binds port 0 and prints what it got). Usage: e2e.sh CASE TERND TERN CONNS
 # Cases: ping, wrong_key, no_listener, keygen, conns200, kill, sigterm; file transfer (tern send /
 # tern recv): xfer200, xfer_kill, xfer_wrong_key, xfer_disk_full; rendezvous load (tern loadgen
-# rdv): rdv_load. Exit 0 pass, 1 fail.
+# rdv): rdv_load, rdv_wrong_key. Exit 0 pass, 1 fail.
 set -u
 CASE=$1
 TERND=$2
@@ -330,6 +330,17 @@ rdv_load)
   grep -q '^tern endpoint .* handshakes=300/300 .* drop_rate_limited=0 retries=0 ' "$work/ternd.log" ||
     fail "handshakes throttled or retried"
   cat "$work/lg.log"
+  ;;
+rdv_wrong_key)
+  # a load generator pinned to a key ternd does not hold: every peer fails, it says why, exit 1
+  start_ternd
+  "$TERN" loadgen rdv "127.0.0.1:$PORT" --server-key "$(printf '%064d' 7)" --peers 20 \
+    --duration 1 >"$work/lg.log" 2>&1
+  rc=$?
+  [ $rc -eq 1 ] || fail "loadgen rdv exit $rc, expected 1"
+  grep -q '^register peers=20 registered=0 failed=20 ' "$work/lg.log" || fail "peers did not fail"
+  grep -q 'does not match the pinned key' "$work/lg.log" || fail "no reason given"
+  stop_ternd
   ;;
 *)
   fail "unknown case"
