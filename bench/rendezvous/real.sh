@@ -64,7 +64,7 @@ for r in $(seq "$runs"); do
   kill -TERM "$tpid"; wait "$tpid" 2>/dev/null; tpid=
   echo "run $r (loadgen exit $lrc):"; echo "$out" | sed 's/^/  /'
   sed 's/^/  loadgen: /' "$tmp/lg.$r.err"
-  grep -E '^tern (endpoint|accepted)|^rendezvous' "$tmp/ternd.$r.err" | sed 's/^/  ternd: /'
+  grep -E '^tern (endpoint|accepted)|^rendezvous|^relay' "$tmp/ternd.$r.err" | sed 's/^/  ternd: /'
   [ "$lrc" = 0 ] || fail=1
   reg=$(echo "$out" | grep '^register'); intro=$(echo "$out" | grep '^introduce'); srv=$(echo "$out" | grep '^server')
   R_REG+=("$(val "$reg" registered)"); R_REGRATE+=("$(val "$reg" rate)")

@@ -20,7 +20,8 @@
  * a random registered peer with nothing in flight to a random other registered peer. A PEER_INFO
  * counts when it names the target, carries its key, its LOCAL candidate and a nonce; the target's
  * INTRODUCED must carry a key, the peer ID that is its hash, and a nonce. Latency is from queuing
- * INTRODUCE to handling PEER_INFO.
+ * INTRODUCE to handling PEER_INFO. PEER_INFOs with a RELAY candidate and a CHANNEL (a relay
+ * session ternd opened for the pair) are counted apart (with_relay).
  * With --server-pid, ternd's CPU time (/proc/PID/stat) and memory (VmRSS, VmHWM in
  * /proc/PID/status) are read before the first peer, when all are registered and at the end.
  *
@@ -109,6 +110,7 @@ struct lgr {
     uint32_t inflight;
     uint64_t intro_sent, intro_ok, intro_bad, intro_err, intro_lost, introduced, introduced_bad;
     uint64_t other_err, late;
+    uint64_t with_relay; /* PEER_INFOs that carried a RELAY candidate and a CHANNEL */
     uint32_t *lat_us;
     size_t lat_n, lat_cap;
     uint64_t rng;
@@ -467,6 +469,11 @@ static void on_message(tern_conn *c, uint64_t flow, const uint8_t *data, size_t 
         if (ok) {
             g->intro_ok++;
             lat_add(g, now - p->sent_ns);
+            for (size_t i = 0; i < m.n_cands; i++)
+                if (m.cands[i].kind == TERN_RDV_CAND_RELAY && m.has_channel) {
+                    g->with_relay++;
+                    break;
+                }
         } else {
             g->intro_bad++;
         }
@@ -821,13 +828,13 @@ int cmd_loadgen_rdv(int argc, char **argv)
     double intro_s = (double)(t3 - t2) / 1e9;
     if (g->lat_n) qsort(g->lat_us, g->lat_n, sizeof(*g->lat_us), cmp_u32);
     printf("introduce seconds=%.3f window=%u sent=%llu ok=%llu rate=%.0f bad=%llu errors=%llu "
-           "lost=%llu introduced=%llu introduced_bad=%llu p50_us=%.0f p99_us=%.0f p999_us=%.0f "
-           "max_us=%.0f client_cpu=%.0f%%",
+           "lost=%llu introduced=%llu introduced_bad=%llu with_relay=%llu p50_us=%.0f p99_us=%.0f "
+           "p999_us=%.0f max_us=%.0f client_cpu=%.0f%%",
            intro_s, (unsigned)g->window, (unsigned long long)g->intro_sent,
            (unsigned long long)g->intro_ok, intro_s > 0 ? (double)ok_in_time / intro_s : 0.0,
            (unsigned long long)g->intro_bad, (unsigned long long)g->intro_err,
            (unsigned long long)g->intro_lost, (unsigned long long)g->introduced,
-           (unsigned long long)g->introduced_bad, pct(g, 0.5), pct(g, 0.99), pct(g, 0.999),
+           (unsigned long long)g->introduced_bad, (unsigned long long)g->with_relay, pct(g, 0.5), pct(g, 0.99), pct(g, 0.999),
            g->lat_n ? (double)g->lat_us[g->lat_n - 1] : 0.0,
            t3 - t2 > TERN_NS_PER_MS ? 100.0 * (double)(c3 - c2) / (double)(t3 - t2) : 0.0);
     if (s1.ok && s2.ok)

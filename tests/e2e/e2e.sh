@@ -323,6 +323,8 @@ rdv_load)
   [ -n "${1:-}" ] && [ "$1" -gt 100 ] && [ "$1" = "$2" ] || fail "introductions sent/ok: $sent"
   grep -q ' bad=0 errors=0 lost=0 ' "$work/lg.log" || fail "wrong or missing answers"
   grep -Eq ' introduced='"$1"' introduced_bad=0 ' "$work/lg.log" || fail "targets missed INTRODUCED"
+  # ternd's relay opens a session per introduced pair (up to its limits: some may come without)
+  grep -Eq ' with_relay=[1-9][0-9]* ' "$work/lg.log" || fail "no introduction offered the relay"
   grep -Eq '^server rss_before_kb=[1-9][0-9]* rss_registered_kb=[1-9]' "$work/lg.log" ||
     fail "no memory figures from /proc"
   stop_ternd
