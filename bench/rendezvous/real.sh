@@ -47,7 +47,7 @@ share() {
 echo "a busy loop gets $(share 0) of core 0 and $(share 1) of core 1"
 # k=v field of a line: val LINE KEY
 val() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | tr -d '%' | head -1; }
-declare -a R_REG R_REGRATE R_RATE R_P50 R_P99 R_SCPU R_CCPU R_PERCPU R_BPP R_RSS0 R_RSS1 R_HWM R_OK
+declare -a R_RELAY R_REG R_REGRATE R_RATE R_P50 R_P99 R_SCPU R_CCPU R_PERCPU R_BPP R_RSS0 R_RSS1 R_HWM R_OK
 fail=0
 for r in $(seq "$runs"); do
   port=$((20000 + (($$ + r * 7) % 4000) * 8))
@@ -68,6 +68,7 @@ for r in $(seq "$runs"); do
   [ "$lrc" = 0 ] || fail=1
   reg=$(echo "$out" | grep '^register'); intro=$(echo "$out" | grep '^introduce'); srv=$(echo "$out" | grep '^server')
   R_REG+=("$(val "$reg" registered)"); R_REGRATE+=("$(val "$reg" rate)")
+  R_RELAY+=("$(awk -v w="$(val "$intro" with_relay)" -v o="$(val "$intro" ok)" 'BEGIN { if (o > 0) printf "%.0f", w * 100 / o; else print 0 }')")
   R_RATE+=("$(val "$intro" rate)"); R_P50+=("$(val "$intro" p50_us)"); R_P99+=("$(val "$intro" p99_us)")
   R_SCPU+=("$(val "$intro" server_cpu)"); R_CCPU+=("$(val "$intro" client_cpu)")
   R_PERCPU+=("$(awk -v r="$(val "$intro" rate)" -v c="$(val "$intro" server_cpu)" 'BEGIN { if (c > 0) printf "%.0f", r * 100 / c; else print 0 }')")
@@ -77,22 +78,22 @@ done
 
 median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
-row() { # label reg regrate rate p50 p99 scpu ccpu percpu rss0 rss1 hwm bpp
-  printf '| %s | %s | %s | %s | %s | %.2f | %.2f | %s | %s | %s | %s / %s / %s | %s |\n' "$1" "$2" "$3" "$4" \
+row() { # label reg regrate rate p50 p99 scpu ccpu percpu rss0 rss1 hwm bpp relay%
+  printf '| %s | %s | %s | %s | %s | %.2f | %.2f | %s | %s | %s | %s | %s / %s / %s | %s |\n' "$1" "$2" "$3" "$4" \
     "$(awk -v r="$4" 'BEGIN { printf "%.1fx", r / 1000 }')" "$(awk -v u="$5" 'BEGIN { print u / 1000 }')" \
-    "$(awk -v u="$6" 'BEGIN { print u / 1000 }')" "$7" "$8" "$9" "$(mib "${10}")" "$(mib "${11}")" "$(mib "${12}")" "${13}"
+    "$(awk -v u="$6" 'BEGIN { print u / 1000 }')" "${14}" "$7" "$8" "$9" "$(mib "${10}")" "$(mib "${11}")" "$(mib "${12}")" "${13}"
 }
 echo
-echo "| run | peers registered | registrations/s | introductions/s | vs 1,000/s target | p50 ms | p99 ms | ternd CPU % | loadgen CPU % | introductions per ternd CPU-s | ternd RSS before / registered / peak MiB | ternd bytes per registered peer |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| run | peers registered | registrations/s | introductions/s | vs 1,000/s target | p50 ms | p99 ms | with a relay session % | ternd CPU % | loadgen CPU % | introductions per ternd CPU-s | ternd RSS before / registered / peak MiB | ternd bytes per registered peer |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for i in $(seq 0 $((runs - 1))); do
   row "$((i + 1))" "${R_REG[$i]}" "${R_REGRATE[$i]}" "${R_RATE[$i]}" "${R_P50[$i]}" "${R_P99[$i]}" "${R_SCPU[$i]}" \
-    "${R_CCPU[$i]}" "${R_PERCPU[$i]}" "${R_RSS0[$i]}" "${R_RSS1[$i]}" "${R_HWM[$i]}" "${R_BPP[$i]}"
+    "${R_CCPU[$i]}" "${R_PERCPU[$i]}" "${R_RSS0[$i]}" "${R_RSS1[$i]}" "${R_HWM[$i]}" "${R_BPP[$i]}" "${R_RELAY[$i]}"
 done
 row "**median**" "$(median "${R_REG[@]}")" "$(median "${R_REGRATE[@]}")" "$(median "${R_RATE[@]}")" \
   "$(median "${R_P50[@]}")" "$(median "${R_P99[@]}")" "$(median "${R_SCPU[@]}")" "$(median "${R_CCPU[@]}")" \
   "$(median "${R_PERCPU[@]}")" "$(median "${R_RSS0[@]}")" "$(median "${R_RSS1[@]}")" "$(median "${R_HWM[@]}")" \
-  "$(median "${R_BPP[@]}")"
+  "$(median "${R_BPP[@]}")" "$(median "${R_RELAY[@]}")"
 
 if [ -z "${NO_SIM:-}" ] && [ -x "$SIM" ]; then
   echo
