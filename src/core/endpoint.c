@@ -154,7 +154,7 @@ int tern_endpoint_new(const tern_endpoint_config *cfg, uint64_t now, tern_endpoi
     if (rc == TERN_OK)
         rc = tern__map_init(&ep->by_reset, &ep->alloc, TERN__RESET_TOKEN_LEN, k + 32);
     if (rc == TERN_OK) rc = tern__heap_init(&ep->timers, &ep->alloc);
-    if (rc == TERN_OK)
+    if (rc == TERN_OK && ep->is_server) /* only servers take handshakes */
         rc = tern__rl_init(&ep->hs_limit, &ep->alloc, ep->s.handshake_rate,
                            ep->s.handshake_burst, k + 48);
     if (rc == TERN_OK)

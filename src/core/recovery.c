@@ -11,6 +11,9 @@
 
 #define PACKET_THRESHOLD 3
 #define GRANULARITY (1 * TERN_NS_PER_MS)
+/* records in the ring of an idle connection (it doubles as packets go out; a record is ~300 B,
+ * so a server's idle connections stay small) */
+#define RING_IDLE 4
 
 static tern__sent *sent_at(const tern__recovery *r, uint64_t pn)
 {
@@ -22,7 +25,7 @@ int tern__rec_init(tern_conn *c, uint64_t now)
     tern__recovery *r = tern__calloc(&c->ep->alloc, sizeof(*r));
     if (r == NULL) return TERN_ERR_NOMEM;
     c->recp = r;
-    r->cap = 32;
+    r->cap = RING_IDLE;
     r->ring = tern__calloc(&c->ep->alloc, r->cap * sizeof(*r->ring));
     if (r->ring == NULL) return TERN_ERR_NOMEM;
     r->loss_time = TERN_TIME_NEVER;
@@ -124,13 +127,13 @@ static void ring_trim(tern_conn *c, tern__recovery *r)
         r->base++;
         r->n--;
     }
-    if (r->n == 0 && r->cap > 32) {
+    if (r->n == 0 && r->cap > RING_IDLE) {
         /* idle again: give back what a burst grew (memory per idle connection stays small) */
-        tern__sent *nr = tern__calloc(&c->ep->alloc, 32 * sizeof(*nr));
+        tern__sent *nr = tern__calloc(&c->ep->alloc, RING_IDLE * sizeof(*nr));
         if (nr != NULL) {
             tern__free(&c->ep->alloc, r->ring, r->cap * sizeof(*r->ring));
             r->ring = nr;
-            r->cap = 32;
+            r->cap = RING_IDLE;
         }
     }
 }

@@ -146,35 +146,40 @@ void tern__heap_free(tern__heap *h)
     h->n = h->cap = 0;
 }
 
-static void heap_swap(tern__heap *h, size_t i, size_t j)
-{
-    tern__heap_item *t = h->items[i];
-    h->items[i] = h->items[j];
-    h->items[j] = t;
-    h->items[i]->idx = i;
-    h->items[j]->idx = j;
-}
-
-static void heap_up(tern__heap *h, size_t i)
+/* Moves the entry e into the hole at i, up towards the root as far as it belongs. */
+static void heap_up(tern__heap *h, size_t i, tern__heap_ent e)
 {
     while (i > 0) {
         size_t parent = (i - 1) / 2;
-        if (h->items[parent]->deadline <= h->items[i]->deadline) break;
-        heap_swap(h, i, parent);
+        if (h->items[parent].deadline <= e.deadline) break;
+        h->items[i] = h->items[parent];
+        h->items[i].it->idx = i;
         i = parent;
     }
+    h->items[i] = e;
+    e.it->idx = i;
 }
 
-static void heap_down(tern__heap *h, size_t i)
+/* Moves the entry e into the hole at i, down towards the leaves as far as it belongs. */
+static void heap_down(tern__heap *h, size_t i, tern__heap_ent e)
 {
     for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < h->n && h->items[l]->deadline < h->items[m]->deadline) m = l;
-        if (r < h->n && h->items[r]->deadline < h->items[m]->deadline) m = r;
-        if (m == i) return;
-        heap_swap(h, i, m);
+        size_t l = 2 * i + 1, r = l + 1, m = l;
+        if (l >= h->n) break;
+        if (r < h->n && h->items[r].deadline < h->items[l].deadline) m = r;
+        if (h->items[m].deadline >= e.deadline) break;
+        h->items[i] = h->items[m];
+        h->items[i].it->idx = i;
         i = m;
     }
+    h->items[i] = e;
+    e.it->idx = i;
+}
+
+static void heap_place(tern__heap *h, size_t i, tern__heap_ent e)
+{
+    if (i > 0 && h->items[(i - 1) / 2].deadline > e.deadline) heap_up(h, i, e);
+    else heap_down(h, i, e);
 }
 
 int tern__heap_set(tern__heap *h, tern__heap_item *it, uint64_t deadline)
@@ -183,21 +188,16 @@ int tern__heap_set(tern__heap *h, tern__heap_item *it, uint64_t deadline)
         if (it->idx == SIZE_MAX) return TERN_OK;
         size_t i = it->idx;
         h->n--;
+        if (i != h->n) heap_place(h, i, h->items[h->n]);
         if (h->cap > 64 && h->n < h->cap / 4) {
             /* shrink, so memory returns to baseline after a burst of connections */
-            tern__heap_item **ni = tern__malloc(h->alloc, (h->cap / 2) * sizeof(*ni));
+            tern__heap_ent *ni = tern__malloc(h->alloc, (h->cap / 2) * sizeof(*ni));
             if (ni != NULL) {
-                memcpy(ni, h->items, (h->n + 1) * sizeof(*ni));
+                memcpy(ni, h->items, h->n * sizeof(*ni));
                 tern__free(h->alloc, h->items, h->cap * sizeof(*h->items));
                 h->items = ni;
                 h->cap /= 2;
             }
-        }
-        if (i != h->n) {
-            h->items[i] = h->items[h->n];
-            h->items[i]->idx = i;
-            heap_up(h, i);
-            heap_down(h, h->items[i]->idx);
         }
         it->idx = SIZE_MAX;
         it->deadline = TERN_TIME_NEVER;
@@ -206,7 +206,7 @@ int tern__heap_set(tern__heap *h, tern__heap_item *it, uint64_t deadline)
     if (it->idx == SIZE_MAX) {
         if (h->n == h->cap) {
             size_t ncap = h->cap ? h->cap * 2 : 64;
-            tern__heap_item **ni = tern__malloc(h->alloc, ncap * sizeof(*ni));
+            tern__heap_ent *ni = tern__malloc(h->alloc, ncap * sizeof(*ni));
             if (ni == NULL) return TERN_ERR_NOMEM;
             if (h->n) memcpy(ni, h->items, h->n * sizeof(*ni));
             if (h->items) tern__free(h->alloc, h->items, h->cap * sizeof(*h->items));
@@ -214,21 +214,18 @@ int tern__heap_set(tern__heap *h, tern__heap_item *it, uint64_t deadline)
             h->cap = ncap;
         }
         it->deadline = deadline;
-        it->idx = h->n;
-        h->items[h->n++] = it;
-        heap_up(h, it->idx);
+        heap_up(h, h->n++, (tern__heap_ent){deadline, it});
         return TERN_OK;
     }
-    uint64_t old = it->deadline;
+    if (it->deadline == deadline) return TERN_OK;
     it->deadline = deadline;
-    if (deadline < old) heap_up(h, it->idx);
-    else heap_down(h, it->idx);
+    heap_place(h, it->idx, (tern__heap_ent){deadline, it});
     return TERN_OK;
 }
 
 tern__heap_item *tern__heap_top(const tern__heap *h)
 {
-    return h->n ? h->items[0] : NULL;
+    return h->n ? h->items[0].it : NULL;
 }
 
 /* ---------------------------------------------------------------- rate limiter */
@@ -252,6 +249,7 @@ void tern__rl_free(tern__ratelimit *rl, tern__alloc *a)
 
 int tern__rl_take(tern__ratelimit *rl, const tern_addr *src, uint64_t now)
 {
+    if (rl->b == NULL) return TERN_ERR_RATE_LIMITED; /* never initialised: nothing allowed */
     uint8_t in[17], out[crypto_shorthash_BYTES];
     size_t n = src->family == TERN_AF_INET6 ? 8 : 4; /* an IPv6 /64 counts as one source */
     in[0] = src->family;

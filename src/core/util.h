@@ -54,9 +54,16 @@ typedef struct tern__heap_item {
     size_t idx; /* position in the heap, SIZE_MAX when absent */
 } tern__heap_item;
 
+/* The array holds each deadline next to its item, so sifting compares without chasing a
+ * pointer per level (a server moves a connection's deadline on nearly every packet). */
+typedef struct tern__heap_ent {
+    uint64_t deadline;
+    tern__heap_item *it;
+} tern__heap_ent;
+
 typedef struct tern__heap {
     tern__alloc *alloc;
-    tern__heap_item **items;
+    tern__heap_ent *items;
     size_t n, cap;
 } tern__heap;
 
