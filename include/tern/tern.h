@@ -106,6 +106,9 @@ typedef struct tern_settings {
     uint64_t initial_rtt_ns;       /* RTT assumed before the first sample (333 ms, RFC 9002) */
     uint64_t max_backoff_ns;       /* cap on handshake/probe retransmission backoff (2 s) */
     uint16_t max_udp_payload;      /* datagram size before path MTU discovery (1200) */
+    uint8_t no_pmtud;              /* 1: never probe for larger datagrams (path MTU discovery
+                                      raises the size to 1472, 1452, 1400 or 1350 bytes where
+                                      the path carries it; 0) */
     uint8_t aead;                  /* TERN_AEAD_* preference (AUTO) */
     uint8_t integrity_only;        /* client: ask for authenticated-not-encrypted packets;
                                       server: allow clients that ask (0) */

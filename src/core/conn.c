@@ -91,9 +91,24 @@ uint64_t tern__conn_pto(const tern_conn *c)
     return c->rtt.srtt + var;
 }
 
+static int seal_packet(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const uint8_t *frames,
+                       size_t frames_len, uint64_t *pn_out);
+
+/* Sizes path MTU discovery tries, largest first: Ethernet's 1500 less IPv4+UDP and less
+ * IPv6+UDP, then common tunnel sizes. */
+static const uint16_t PMTU_LADDER[] = {1472, 1452, 1400, 1350};
+#define PMTU_N (sizeof(PMTU_LADDER) / sizeof(PMTU_LADDER[0]))
+#define PMTU_TRIES 3                     /* probes of one size before the next smaller one */
+#define PMTU_RAISE (600 * TERN_NS_PER_S) /* try larger sizes again after this (RFC 8899) */
+
+size_t tern__conn_packet_overhead(void)
+{
+    return SHORT_HDR_LEN + TERN__AEAD_TAG_LEN;
+}
+
 size_t tern__conn_max_payload(const tern_conn *c)
 {
-    size_t m = c->ep->s.max_udp_payload;
+    size_t m = c->pmtu ? c->pmtu : c->ep->s.max_udp_payload;
     if (c->peer_max_udp_payload && c->peer_max_udp_payload < m) m = c->peer_max_udp_payload;
     if (c->path.relayed) m -= TERN__RELAY_HDR_LEN; /* the relay's header rides in front */
     return m;
@@ -116,6 +131,8 @@ tern_conn *tern__conn_new(tern_endpoint *ep, int is_server, uint64_t now)
     c->next_flow_id = is_server ? 1 : 0;
     c->peer_next_flow = is_server ? 0 : 1;
     c->pacer_wake = TERN_TIME_NEVER;
+    c->pmtu = ep->s.max_udp_payload;
+    c->pmtu_next = TERN_TIME_NEVER;
     c->peer_flow_window = 64;
     c->peer_max_flows = 4;
     for (int tries = 0;; tries++) {
@@ -296,8 +313,97 @@ void tern__conn_established(tern_conn *c, uint64_t now)
     }
     tern__ep_mark_send(ep, c);
     tern__p2p_established(c, now);
+    if (!ep->s.no_pmtud) c->pmtu_next = now + c->rtt.srtt; /* once the handshake settled */
     tern__conn_update_timer(c);
     if (ep->cb.on_established) ep->cb.on_established(c, ep->user_data);
+}
+
+/* ---------------------------------------------------------------- path MTU discovery */
+
+static uint64_t pmtu_probe_timeout(const tern_conn *c)
+{
+    return 3 * tern__conn_pto(c) + c->peer_max_ack_delay;
+}
+
+/* The next size to probe, or 0 when no size above the current one is left to try. */
+static size_t pmtu_candidate(tern_conn *c)
+{
+    size_t limit = TERN_MAX_DATAGRAM;
+    if (c->peer_max_udp_payload && c->peer_max_udp_payload < limit) limit = c->peer_max_udp_payload;
+    while ((size_t)c->pmtu_step < PMTU_N) {
+        size_t s = PMTU_LADDER[c->pmtu_step];
+        if (s > c->pmtu && s <= limit) return s;
+        if (s <= c->pmtu) return 0; /* smaller sizes would teach nothing */
+        c->pmtu_step++;
+    }
+    return 0;
+}
+
+static void pmtu_timer(tern_conn *c, uint64_t now)
+{
+    if (c->pmtu_in_flight && now >= c->pmtu_probe_at + pmtu_probe_timeout(c)) {
+        c->pmtu_in_flight = 0; /* lost: not a congestion signal, just too large (or unlucky) */
+        if (++c->pmtu_fails >= PMTU_TRIES) {
+            c->pmtu_fails = 0;
+            c->pmtu_step++;
+        }
+        c->pmtu_next = now;
+    }
+    if (!c->pmtu_in_flight && now >= c->pmtu_next && c->pmtu_next != TERN_TIME_NEVER) {
+        c->pmtu_due = 1;
+        c->pmtu_next = TERN_TIME_NEVER;
+        tern__ep_mark_send(c->ep, c);
+    }
+}
+
+/* An ACK frame arrived: did it acknowledge the probe? */
+static void pmtu_on_ack(tern_conn *c, uint64_t now, const tern__ack_frame *f)
+{
+    if (!c->pmtu_in_flight) return;
+    for (size_t i = 0; i < f->n; i++) {
+        if (c->pmtu_probe_pn < f->r[i].lo || c->pmtu_probe_pn > f->r[i].hi) continue;
+        c->pmtu_in_flight = 0;
+        c->pmtu = c->pmtu_probe_size;
+        c->pmtu_fails = 0;
+        /* the ladder runs from the top: the first size that passes is the answer for now */
+        c->pmtu_step = 0;
+        c->pmtu_next = now + PMTU_RAISE;
+        tern__conn_network_changed(c);
+        return;
+    }
+}
+
+/* A padded PING of the next size on the active path (never through a relay). 0 when none is
+ * due. The packet is not recorded for loss recovery: its loss says nothing about congestion. */
+static int pmtu_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap)
+{
+    if (!c->pmtu_due || c->state != TERN_CONN_ESTABLISHED) return 0;
+    if (c->path.relayed) {
+        c->pmtu_due = 0; /* a relay adds a hop we cannot probe; base size there */
+        return 0;
+    }
+    size_t size = pmtu_candidate(c);
+    if (size == 0) {
+        c->pmtu_due = 0;
+        c->pmtu_step = 0;
+        c->pmtu_next = now + PMTU_RAISE;
+        return 0;
+    }
+    if (cap < size) return 0;
+    uint8_t frames[TERN_MAX_DATAGRAM];
+    size_t flen = size - SHORT_HDR_LEN - TERN__AEAD_TAG_LEN;
+    memset(frames, 0, flen); /* PADDING */
+    if (tern__frame_put_ping(frames, frames + flen, TERN__FRAME_PING, 0) == NULL) return 0;
+    uint64_t pn = c->next_pn;
+    int n = seal_packet(c, now, out, cap, frames, flen, NULL);
+    if (n <= 0) return n;
+    c->pmtu_due = 0;
+    c->pmtu_in_flight = 1;
+    c->pmtu_probe_pn = pn;
+    c->pmtu_probe_size = size;
+    c->pmtu_probe_at = now;
+    tern__conn_update_timer(c);
+    return n;
 }
 
 /* ---------------------------------------------------------------- timers */
@@ -318,6 +424,8 @@ static uint64_t next_deadline(const tern_conn *c)
     case TERN_CONN_ESTABLISHED:
         MIN_INTO(c->last_rx + c->idle_timeout);
         MIN_INTO(tern__p2p_deadline(c));
+        if (c->pmtu_in_flight) MIN_INTO(c->pmtu_probe_at + pmtu_probe_timeout(c));
+        else if (!c->pmtu_due) MIN_INTO(c->pmtu_next);
         if (!c->ping_pending) {
             if (c->ping_outstanding) MIN_INTO(c->ping_retx_at);
             else if (c->ep->s.keepalive_ns) MIN_INTO(c->last_tx + c->ep->s.keepalive_ns);
@@ -384,6 +492,7 @@ void tern__conn_on_timer(tern_conn *c, uint64_t now)
             }
         }
         tern__p2p_on_timer(c, now);
+        pmtu_timer(c, now);
         break;
     default:
         if (now >= c->close_deadline) {
@@ -436,6 +545,7 @@ static int process_frames(tern_conn *c, uint64_t now, const uint8_t *p, const ui
             int err = TERN_OK;
             p = tern__ack_decode(tern__get_varint(p, end, &type), end, &af, &err);
             if (p == NULL) return TERN_ERR_PROTOCOL;
+            pmtu_on_ack(c, now, &af);
             if (tern__rec_on_ack(c, &af, now) != TERN_OK) return TERN_ERR_PROTOCOL;
             continue;
         }
@@ -657,7 +767,8 @@ int tern__conn_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const
     }
     size_t hdr = c->path.relayed ? TERN__RELAY_HDR_LEN : 0;
     if (cap <= hdr) return 0;
-    int n = write_active(c, now, out + hdr, cap - hdr);
+    int n = pmtu_write(c, now, out + hdr, cap - hdr);
+    if (n == 0) n = write_active(c, now, out + hdr, cap - hdr);
     if (n <= 0) return n;
     if (hdr) {
         out[0] = TERN__RELAY_TYPE;

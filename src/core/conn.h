@@ -108,6 +108,11 @@ struct tern_conn {
     int rx_cand;       /* while a packet is processed: the candidate it came on, -1 = active */
     uint64_t path_moves;
     int path_response_due; /* a PATH_RESPONSE goes out on the active path */
+    /* path MTU discovery (RFC 8899 style: padded PING probes, not congestion signals) */
+    size_t pmtu;            /* datagrams this large are known to pass (starts at max_udp_payload) */
+    size_t pmtu_probe_size; /* the probe in flight */
+    uint64_t pmtu_probe_pn, pmtu_probe_at, pmtu_next;
+    int pmtu_in_flight, pmtu_due, pmtu_fails, pmtu_step;
     uint64_t path_response;
 
     /* handshake */
@@ -265,6 +270,7 @@ void tern__conn_terminate(tern_conn *c, uint64_t now, int err, uint64_t code, co
 uint64_t tern__conn_pto(const tern_conn *c);
 int tern__conn_install_keys(tern_conn *c, const uint8_t tx_secret[32], const uint8_t rx_secret[32]);
 size_t tern__conn_max_payload(const tern_conn *c);
+size_t tern__conn_packet_overhead(void);
 void tern__conn_rtt_sample(tern_conn *c, uint64_t sample);
 void tern__conn_network_changed(tern_conn *c);
 

@@ -52,7 +52,7 @@ static void local_tparams(const tern_conn *c, tern__tparams *tp)
     const tern_endpoint *ep = c->ep;
     memset(tp, 0, sizeof(*tp));
     tp->idle_timeout_ms = ep->s.idle_timeout_ns / TERN_NS_PER_MS;
-    tp->max_udp_payload = ep->s.max_udp_payload;
+    tp->max_udp_payload = TERN_MAX_DATAGRAM; /* what we accept; what we send is discovered */
     tp->max_datagram_frame = TERN_MAX_DATAGRAM;
     tp->has_reset_token = 1;
     tern__reset_token(ep, c->local_cid, tp->reset_token);

@@ -275,14 +275,17 @@ int tern__p2p_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const 
     for (size_t i = 0; i < p->n; i++) {
         tern__cand *k = &p->cands[i];
         if (!k->challenge_due && !k->response_due) continue;
-        uint8_t frames[32], *f = frames, *end = frames + sizeof(frames);
+        /* padded to the connection's datagram size: a path that validates carries it */
+        size_t hdr = k->path.relayed ? TERN__RELAY_HDR_LEN : 0;
+        size_t size = c->pmtu - hdr, flen = size - tern__conn_packet_overhead();
+        if (cap < hdr + size) return 0;
+        uint8_t frames[TERN_MAX_DATAGRAM], *f = frames, *end = frames + flen;
+        memset(frames, 0, flen); /* PADDING */
         if (k->challenge_due) f = tern__frame_put_path(f, end, TERN__FRAME_PATH_CHALLENGE, k->challenge);
         if (k->response_due && f)
             f = tern__frame_put_path(f, end, TERN__FRAME_PATH_RESPONSE, k->response);
         if (f == NULL) return 0;
-        size_t hdr = k->path.relayed ? TERN__RELAY_HDR_LEN : 0;
-        if (cap <= hdr) return 0;
-        int n = tern__conn_seal(c, now, out + hdr, cap - hdr, frames, (size_t)(f - frames));
+        int n = tern__conn_seal(c, now, out + hdr, cap - hdr, frames, flen);
         if (n <= 0) return n;
         put_relay_hdr(out, &k->path);
         if (k->challenge_due) {

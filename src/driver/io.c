@@ -65,6 +65,21 @@ int drv_sock_open(drv_sock *s, const tern_addr *addr, int bufsize, int no_gso, i
     }
     set_buf(s->fd, SO_RCVBUFFORCE, SO_RCVBUF, bufsize, rcvbuf);
     set_buf(s->fd, SO_SNDBUFFORCE, SO_SNDBUF, bufsize, sndbuf);
+    /* Don't fragment, and don't let the kernel's path MTU cache refuse our probes: the core
+     * discovers the path MTU itself with padded probes (a too-large one is simply lost or gets
+     * EMSGSIZE here, which counts as a send error and drops that datagram). */
+#if defined(IP_MTU_DISCOVER) && defined(IP_PMTUDISC_PROBE)
+    {
+        int v = IP_PMTUDISC_PROBE;
+        (void)setsockopt(s->fd, IPPROTO_IP, IP_MTU_DISCOVER, &v, sizeof(v));
+    }
+#endif
+#if defined(IPV6_MTU_DISCOVER) && defined(IPV6_PMTUDISC_PROBE)
+    if (s->family == AF_INET6) {
+        int v = IPV6_PMTUDISC_PROBE;
+        (void)setsockopt(s->fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &v, sizeof(v));
+    }
+#endif
 #ifdef UDP_SEGMENT
     if (!no_gso) {
         /* the option exists iff the kernel can segment (4.18+) */

@@ -273,6 +273,55 @@ static void test_cipher_choice(void)
     teardown(s, &srv, &cli);
 }
 
+/* A link that drops datagrams over `mtu` bytes (IP with DF set: too big is gone). */
+static int mtu_box(void *user, sim *s, uint64_t now, sim_packet *pkt)
+{
+    (void)s;
+    (void)now;
+    return pkt->len > *(size_t *)user ? SIM_DROP : SIM_PASS;
+}
+
+/* Path MTU discovery: over an unlimited path the connection moves to 1472-byte datagrams; over
+ * a path that carries at most 1400 bytes it settles at 1400 after the larger probes are lost;
+ * no probe loss counts as a lost packet or slows the data; with no_pmtud it stays at 1200. */
+static void test_path_mtu_discovery(void)
+{
+    static const size_t mtus[] = {1500, 1400, 1300};
+    static const size_t expect[] = {1472, 1400, 1200};
+    for (int off = 0; off < 2; off++) {
+        for (size_t i = 0; i < 3; i++) {
+            tern_settings set;
+            tern_settings_default(&set);
+            set.no_pmtud = (uint8_t)off;
+            sim *s;
+            tnet_node srv, cli;
+            setup(&s, &srv, &cli, &set, &set, 20);
+            size_t mtu = mtus[i];
+            sim_link_set_middlebox(sim_link_lookup(s, &CA, &SA), mtu_box, &mtu);
+            sim_link_set_middlebox(sim_link_lookup(s, &SA, &CA), mtu_box, &mtu);
+            /* data flows while discovery runs */
+            uint64_t flow;
+            TT_REQUIRE(tern_flow_open(cli.conn, NULL, &flow) == TERN_OK);
+            static uint8_t buf[4 << 20];
+            TT_CHECK_EQ_INT(tern_flow_send(cli.conn, flow, sim_now(s), buf, sizeof(buf), -1),
+                            TERN_OK);
+            TT_CHECK_EQ_INT(sim_run_until(s, sim_now(s) + 10 * S), SIM_OK);
+            size_t want = off ? 1200 : expect[i];
+            size_t overhead = 1 + TERN_CID_LEN + 4 + 16; /* short header, tag */
+            size_t dg = tern_conn_max_datagram(cli.conn);
+            TT_CHECK_MSG(dg + overhead + 2 + 1 <= want && dg + overhead + 4 + 1 >= want,
+                         "path %zu: max datagram %zu, want a %zu-byte packet", mtu, dg, want);
+            TT_CHECK_EQ_U64(srv.messages, 1);
+            tern_conn_stats st;
+            tern_conn_get_stats(cli.conn, &st);
+            TT_CHECK_EQ_U64(st.packets_lost, 0);
+            tnet_node_free(&cli, s);
+            tnet_node_free(&srv, s);
+            sim_del(s);
+        }
+    }
+}
+
 static void test_datagrams_over_impaired_link(void)
 {
     sim *s;
@@ -374,6 +423,7 @@ static const tt_case cases[] = {
     TT_CASE(test_integrity_only_mode),
     TT_CASE(test_cipher_choice),
     TT_CASE(test_datagrams_over_impaired_link),
+    TT_CASE(test_path_mtu_discovery),
     TT_CASE(test_api_errors),
     TT_CASE(test_out_of_memory_everywhere),
     {NULL, NULL},
