@@ -8,6 +8,8 @@ pkgs=(
   build-essential cmake ninja-build pkg-config clang libclang-rt-dev libsodium-dev
   # tests: namespaces, NAT boxes, peers to interoperate with
   iproute2 nftables iptables coturn stun-client stun-server
+  # peer-to-peer lab tests: capture what the relay sees
+  tcpdump
   # netlab: offloads off on emulated links, ping for its self-checks
   ethtool iputils-ping
   # benchmarks: peers to measure against

@@ -1,0 +1,116 @@
+# tests/netlab/p2p_common.sh: shared by the peer-to-peer lab tests (p2p_*.sh). Sourced after
+# common.sh. A lab is a public segment "pub" holding the server "srv" (203.0.113.2, ternd with
+# STUN on 3478 and tern + rendezvous + relay on 4433) and, per peer, either a host directly on
+# pub ("public") or a NAT box whose outside address is on pub with the peer behind it on a
+# segment of its own. Each peer's inside subnet is distinct, so local candidates never work by
+# accident across NATs.
+#
+# The binaries: $TERN and $TERND (set by tests/netlab/CMakeLists.txt), else the newest build
+# under the source tree.
+
+P2P_SRV=203.0.113.2
+P2P_VIA=$P2P_SRV:4433
+
+p2p_find_bin() { # RELATIVE-PATH: the newest build*/RELATIVE-PATH
+	local f best=""
+	for f in "$NL_ROOT"/build*/"$1" "$NL_ROOT"/build/*/"$1"; do
+		[ -x "$f" ] || continue
+		if [ -z "$best" ] || [ "$f" -nt "$best" ]; then best=$f; fi
+	done
+	[ -n "$best" ] && echo "$best"
+}
+TERN=${TERN:-$(p2p_find_bin src/tools/tern)}
+TERND=${TERND:-$(p2p_find_bin src/server/ternd)}
+[ -x "${TERN:-}" ] || skip "tern not built (set TERN)"
+[ -x "${TERND:-}" ] || skip "ternd not built (set TERND)"
+# Sanitized binaries: leaks in a peer killed at the end are not this test's subject.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
+
+# p2p_atexit: what a test adds to the teardown on exit (after the lab is down).
+p2p_atexit() { :; }
+
+# p2p_lab: a new lab with the public segment and the server node (ternd not started yet). The lab
+# goes down on every exit path (nl_trap), then p2p_atexit runs.
+p2p_lab() {
+	nl_init
+	nl_trap
+	trap 'nl_down; p2p_atexit' EXIT
+	nl_segment pub
+	nl_host srv pub "$P2P_SRV/24"
+}
+
+# p2p_side NAME TYPE N [HOST-LINK-UP [HOST-LINK-DOWN]]: peer NAME (node NAME) behind a NAT of
+# TYPE ("public": directly on pub). Its public address is 203.0.113.(10+N); behind a NAT it is
+# 10.0.N.2 on segment lan_NAME, with the NAT (node nat_NAME) at 10.0.N.1. The optional link specs
+# put an emulated link between the peer and its segment (rate limits, delay).
+p2p_side() {
+	local name=$1 type=$2 n=$3 up=${4:--} down=${5:--}
+	if [ "$type" = public ]; then
+		nl_host "$name" pub "203.0.113.$((10 + n))/24" - "$up" "$down"
+	else
+		nl_segment "lan_$name"
+		nl_nat "nat_$name" "$type" pub "203.0.113.$((10 + n))/24" "lan_$name" "10.0.$n.1/24"
+		nl_host "$name" "lan_$name" "10.0.$n.2/24" "10.0.$n.1" "$up" "$down"
+	fi
+}
+
+p2p_public_ip() { echo "203.0.113.$((10 + $1))"; } # N
+
+# p2p_wait FILE PATTERN SECONDS [PID]: waits until FILE has a line matching PATTERN (grep -E);
+# fails early when PID has exited.
+p2p_wait() {
+	local file=$1 pat=$2 secs=$3 pid=${4:-} i
+	for i in $(seq $((secs * 20))); do
+		grep -Eq "$pat" "$file" 2>/dev/null && return 0
+		if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+			grep -Eq "$pat" "$file" 2>/dev/null && return 0
+			return 1
+		fi
+		sleep 0.05
+	done
+	return 1
+}
+
+# p2p_ternd: starts ternd (no arguments: the defaults) in srv; sets KEY to its public key.
+p2p_ternd() {
+	nl_bg srv stdbuf -oL -eL "$TERND" >"$NL_DIR/ternd.log" 2>&1
+	if ! p2p_wait "$NL_DIR/ternd.log" '^ternd: tern public key [0-9a-f]{64}$' 5 "$NL_BGPID"; then
+		echo "ternd did not start:"
+		sed 's/^/     /' "$NL_DIR/ternd.log"
+		return 1
+	fi
+	KEY=$(sed -n 's/^ternd: tern public key \([0-9a-f]\{64\}\)$/\1/p' "$NL_DIR/ternd.log")
+}
+
+# p2p_recv NODE LOG ARGS...: starts `tern recv --via` in NODE, waits for its registration; sets
+# PEER_ID, PEER_PUBLIC (the address the server saw) and RECV_PID.
+p2p_recv() {
+	local node=$1 log=$2
+	shift 2
+	nl_bg "$node" stdbuf -oL -eL "$TERN" recv --via "$P2P_VIA" --server-key "$KEY" "$@" >"$log" 2>&1
+	RECV_PID=$NL_BGPID
+	if ! p2p_wait "$log" 'registered as [0-9a-f]+ public ' 10 "$RECV_PID"; then
+		echo "tern recv in $node did not register:"
+		sed 's/^/     /' "$log"
+		return 1
+	fi
+	PEER_ID=$(sed -n 's/.*registered as \([0-9a-f]*\) public \([^ ]*\).*/\1/p' "$log" | head -1)
+	PEER_PUBLIC=$(sed -n 's/.*registered as \([0-9a-f]*\) public \([^ ]*\).*/\2/p' "$log" | head -1)
+}
+
+# p2p_connected LOG: the first "connected to ID path P ADDR in MS ms" line of a ping/send log, as
+# "P ADDR MS" (empty when there is none).
+p2p_connected() {
+	sed -n 's/.*connected to [0-9a-f]* path \([a-z]*\) \([^ ]*\) in \([0-9.]*\) ms.*/\1 \2 \3/p' "$1" | head -1
+}
+
+# p2p_first_byte LOG: MS from "first byte after MS ms".
+p2p_first_byte() {
+	sed -n 's/.*first byte after \([0-9.]*\) ms.*/\1/p' "$1" | head -1
+}
+
+# p2p_show TITLE FILE: a log, indented, for failure reports.
+p2p_show() {
+	echo "     --- $1"
+	sed 's/^/     /' "$2" 2>/dev/null | tail -n 30
+}
