@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # tests/netlab/p2p_common.sh: shared by the peer-to-peer lab tests (p2p_*.sh). Sourced after
 # common.sh. A lab is a public segment "pub" holding the server "srv" (203.0.113.2, ternd with
 # STUN on 3478 and tern + rendezvous + relay on 4433) and, per peer, either a host directly on
@@ -59,8 +60,8 @@ p2p_public_ip() { echo "203.0.113.$((10 + $1))"; } # N
 # p2p_wait FILE PATTERN SECONDS [PID]: waits until FILE has a line matching PATTERN (grep -E);
 # fails early when PID has exited.
 p2p_wait() {
-	local file=$1 pat=$2 secs=$3 pid=${4:-} i
-	for i in $(seq $((secs * 20))); do
+	local file=$1 pat=$2 secs=$3 pid=${4:-} _
+	for _ in $(seq $((secs * 20))); do
 		grep -Eq "$pat" "$file" 2>/dev/null && return 0
 		if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
 			grep -Eq "$pat" "$file" 2>/dev/null && return 0

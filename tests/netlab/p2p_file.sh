@@ -50,7 +50,7 @@ nl_exec a timeout 120 stdbuf -oL -eL "$TERN" send "$work/file.bin" --to "$PEER_I
 	--server-key "$KEY" >"$NL_DIR/send.log" 2>&1 || rc=$?
 ms=$((($(date +%s%N) - t0) / 1000000))
 # The receiver exits after its one file.
-for i in $(seq 200); do kill -0 "$RECV_PID" 2>/dev/null || break; sleep 0.05; done
+for _ in $(seq 200); do kill -0 "$RECV_PID" 2>/dev/null || break; sleep 0.05; done
 rrc=0
 if kill -0 "$RECV_PID" 2>/dev/null; then rrc=timeout; else wait "$RECV_PID" || rrc=$?; fi
 sleep 1 # tcpdump drains its ring before it stops
@@ -84,14 +84,14 @@ else
 	check "$case: tcpdump dropped nothing (${dropped:-?})" "\"${dropped:-x}\" == \"0\""
 	# Search: the marker, and 64-byte windows of the file, in the file (must be found: the
 	# search works) and in the capture (must not be).
-	offs="0 1048593 5243213 10489013 15000000 $((size - 64))"
+	offs=(0 1048593 5243213 10489013 15000000 $((size - 64)))
 	perl -e 'my ($cap, $plain, $marker, @offs) = @ARGV; local $/;
 		open(my $c, "<", $cap) or die; binmode $c; my $C = <$c>;
 		open(my $p, "<", $plain) or die; binmode $p; my $P = <$p>;
 		sub count { my ($h, $n) = @_; my ($k, $i) = (0, 0); while (($i = index($h, $n, $i)) >= 0) { $k++; $i++ } $k }
 		printf "marker %d %d\n", count($P, $marker), count($C, $marker);
 		printf "window@%d %d %d\n", $_, count($P, substr($P, $_, 64)), count($C, substr($P, $_, 64)) for @offs;' \
-		"$work/srv.pcap" "$work/file.bin" "$MARKER" $offs >"$work/search.txt"
+		"$work/srv.pcap" "$work/file.bin" "$MARKER" "${offs[@]}" >"$work/search.txt"
 	while read -r what in_plain in_cap; do
 		check "$case: $what: found $in_plain times in the plaintext, $in_cap times in the capture" \
 			"$in_plain >= 1 && $in_cap == 0"

@@ -136,8 +136,9 @@ if [ "$full" = 1 ]; then
 		echo "10.0.1.0/24), peer B behind the column's (203.0.113.12, 10.0.2.0/24); \"public\" is a host"
 		echo "directly on the public segment. NAT types as in \`netlab/README.md\` (nftables, hairpin off)."
 		echo "B runs \`tern recv --via 203.0.113.2:4433\`; A runs \`tern ping <B's id> --via 203.0.113.2:4433 -c $PINGS -i 200\`."
-		echo "A cell shows the path the connection took (\`direct\` or \`relay\`) and A's time from start to"
-		echo "the first byte from B (\`first byte after\`: registration, introduction, punching or relay, first reply)."
+		echo "A cell shows the path the connection took (\`direct\` or \`relay\`) and the time to the first byte:"
+		echo "from A's INTRODUCE to the server until B's first reply (\`tern ping\`'s \`first byte after\` line:"
+		echo "introduction, hole punching or the relay fallback, handshake, one round trip)."
 		echo
 		echo "Expected: a direct path for every pair except symmetric with port-restricted cone or symmetric"
 		echo "(either order), where hole punching cannot work; those connect through the relay within"
@@ -155,7 +156,7 @@ if [ "$full" = 1 ]; then
 			echo
 		done
 		echo
-		echo "Details (connect time is from \`connected to ... in <ms> ms\`):"
+		echo "Details (\`connected in\`: from INTRODUCE to the connection established, \`tern ping\`'s \`connected to\` line):"
 		echo
 		for ta in "${rows[@]}"; do
 			for tb in "${cols[@]}"; do echo "- ${DETAIL[$ta/$tb]}"; done

@@ -82,10 +82,10 @@ else
 	echo "FAIL tern send printed no 'connected to' line"
 	t_fail=1
 fi
-for i in $(seq 600); do kill -0 "$send_pid" 2>/dev/null || break; sleep 0.1; done
+for _ in $(seq 600); do kill -0 "$send_pid" 2>/dev/null || break; sleep 0.1; done
 rc=0
 if kill -0 "$send_pid" 2>/dev/null; then rc=timeout; else wait "$send_pid" || rc=$?; fi
-for i in $(seq 100); do kill -0 "$RECV_PID" 2>/dev/null || break; sleep 0.05; done
+for _ in $(seq 100); do kill -0 "$RECV_PID" 2>/dev/null || break; sleep 0.05; done
 rrc=0
 if kill -0 "$RECV_PID" 2>/dev/null; then rrc=timeout; else wait "$RECV_PID" || rrc=$?; fi
 echo "transfer ended after $(elapsed) ms"
