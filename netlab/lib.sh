@@ -266,6 +266,12 @@ nl_nat() {
 #   port-restricted-cone only replies conntrack knows (address and port)
 #   symmetric            same as port-restricted
 #   udp-blocked          port-restricted for TCP; UDP from inside is dropped
+# Unsolicited UDP from outside that nothing lets in would otherwise be delivered to the NAT box
+# itself, and conntrack would keep its tuple (remote -> public address:port): the next outbound
+# packet from that mapping to that remote would then clash with it and masquerade would pick
+# another port, turning an endpoint-independent mapping into a port-dependent one exactly when
+# two peers punch holes at each other at the same time. filter_in drops such packets before
+# conntrack confirms them, as a real NAT would (no entry, no ICMP).
 nl_nat_rules() {
 	local node=$1 type=$2 out=$3 in=$4 pub=$5 hairpin=$6 timeout=$7
 	local masq="masquerade" inbound="" block=""
@@ -315,6 +321,10 @@ table ip netlab {
 		iifname "$out" ct state established,related accept
 		iifname "$out" ct status dnat accept
 		iifname "$out" drop
+	}
+	chain filter_in {
+		type filter hook input priority filter; policy accept;
+		iifname "$out" meta l4proto udp ct state new drop
 	}
 }
 EOF
