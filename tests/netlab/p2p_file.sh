@@ -59,11 +59,14 @@ wait "$tcpdump_pid" || true
 
 read -r path addr cms <<<"$(p2p_connected "$NL_DIR/send.log")" || true
 echo "$case: send: connected path ${path:-none} ${addr:--} in ${cms:--} ms; $size bytes in $ms ms"
-grep -v '%' "$NL_DIR/send.log" | tail -n 1 | sed 's/^/     send: /'
+final=$(grep 'stored and verified by the receiver' "$NL_DIR/send.log" | tail -n 1 || true)
+echo "     send: $final"
 grep 'received ' "$NL_DIR/recv.log" | sed 's/^/     recv: /'
 check "$case: tern send exits 0 (rc $rc)" "$rc == 0"
 check "$case: tern recv exits 0 (rc $rrc)" "\"$rrc\" == \"0\""
 check "$case: path $want (${path:-none})" "\"$path\" == \"$want\""
+fpath=$(sed -n 's/.*; path \([a-z]*\) .*/\1/p' <<<"$final")
+check "$case: tern send's final line: stored and verified, path $want (${fpath:-none})" "\"$fpath\" == \"$want\""
 if cmp "$work/file.bin" "$work/rx/file.bin"; then echo "ok   $case: the file arrived byte-exact"; else
 	echo "FAIL $case: the received file differs"
 	t_fail=1

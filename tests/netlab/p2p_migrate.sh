@@ -89,7 +89,8 @@ for _ in $(seq 100); do kill -0 "$RECV_PID" 2>/dev/null || break; sleep 0.05; do
 rrc=0
 if kill -0 "$RECV_PID" 2>/dev/null; then rrc=timeout; else wait "$RECV_PID" || rrc=$?; fi
 echo "transfer ended after $(elapsed) ms"
-grep -v '%' "$NL_DIR/send.log" | tail -n 1 | sed 's/^/     send: /'
+final=$(grep 'stored and verified by the receiver' "$NL_DIR/send.log" | tail -n 1 || true)
+echo "     send: $final"
 grep 'received ' "$NL_DIR/recv.log" | sed 's/^/     recv: /'
 relayed=$(counter a_srv)
 direct=$(counter a_b)
@@ -102,6 +103,9 @@ if cmp "$work/file.bin" "$work/rx/file.bin"; then echo "ok   the file arrived by
 fi
 rline=$(grep -E "received file\.bin $size bytes hash ok" "$NL_DIR/recv.log" || true)
 check "the receiver reports file.bin, $size bytes, hash ok" "\"$rline\" != \"\""
+read -r fpath moves <<<"$(sed -n 's/.*; path \([a-z]*\) [^ ]*, \([0-9]*\) path moves.*/\1 \2/p' <<<"$final")" || true
+check "tern send's final line: stored and verified, path direct after at least one move (${fpath:-none}, ${moves:-?} moves)" \
+	"\"$fpath\" == \"direct\" && \"${moves:-0}\" + 0 >= 1"
 check "the direct path carried the rest of the file ($direct >= 1000000 bytes from A to B)" "$direct >= 1000000"
 if [ "$t_fail" != 0 ]; then
 	p2p_show "tern send (A)" "$NL_DIR/send.log"
