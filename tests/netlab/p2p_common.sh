@@ -43,14 +43,21 @@ p2p_lab() {
 # p2p_side NAME TYPE N [HOST-LINK-UP [HOST-LINK-DOWN]]: peer NAME (node NAME) behind a NAT of
 # TYPE ("public": directly on pub). Its public address is 203.0.113.(10+N); behind a NAT it is
 # 10.0.N.2 on segment lan_NAME, with the NAT (node nat_NAME) at 10.0.N.1. The optional link specs
-# put an emulated link between the peer and its segment (rate limits, delay).
+# put an emulated link between the peer and its segment (rate limits, delay). With $P2P_WAN set
+# (a link spec, e.g. "delay=10ms"), the side's attachment to pub (the NAT's outside link, or a
+# public peer's own link) is an emulated link with that spec both ways.
 p2p_side() {
-	local name=$1 type=$2 n=$3 up=${4:--} down=${5:--}
+	local name=$1 type=$2 n=$3 up=${4:--} down=${5:--} wan=${P2P_WAN:-}
 	if [ "$type" = public ]; then
+		if [ -n "$wan" ]; then
+			[ "$up" = - ] && up=$wan || up="$wan $up"
+			[ "$down" = - ] && down=$wan || down="$wan $down"
+		fi
 		nl_host "$name" pub "203.0.113.$((10 + n))/24" - "$up" "$down"
 	else
 		nl_segment "lan_$name"
-		nl_nat "nat_$name" "$type" pub "203.0.113.$((10 + n))/24" "lan_$name" "10.0.$n.1/24"
+		nl_nat "nat_$name" "$type" pub "203.0.113.$((10 + n))/24" "lan_$name" "10.0.$n.1/24" \
+			"up=${wan:--}" "down=${wan:--}"
 		nl_host "$name" "lan_$name" "10.0.$n.2/24" "10.0.$n.1" "$up" "$down"
 	fi
 }

@@ -17,6 +17,9 @@ TYPES=(public full-cone restricted-cone port-restricted-cone symmetric)
 declare -A LABEL=([public]=public [full-cone]="full cone" [restricted-cone]="restricted cone"
 	[port-restricted-cone]="port-restricted cone" [symmetric]=symmetric)
 RELAY_DEADLINE_MS=3000
+# Each side's link to the public segment: 10 ms one way (A to the server 20 ms RTT, A to B 40 ms).
+WAN_DELAY_MS=10
+export P2P_WAN="delay=${WAN_DELAY_MS}ms"
 PINGS=3
 
 if [ $# -eq 2 ]; then
@@ -135,6 +138,8 @@ if [ "$full" = 1 ]; then
 		echo "at 203.0.113.2 on a public segment; peer A behind the row's NAT (outside 203.0.113.11, inside"
 		echo "10.0.1.0/24), peer B behind the column's (203.0.113.12, 10.0.2.0/24); \"public\" is a host"
 		echo "directly on the public segment. NAT types as in \`netlab/README.md\` (nftables, hairpin off)."
+		echo "Each side's link to the public segment (the NAT's outside link, or the public peer's own) delays"
+		echo "packets by $WAN_DELAY_MS ms each way (tern-linkem): A to the server is a $((4 * WAN_DELAY_MS / 2)) ms round trip, A to B $((4 * WAN_DELAY_MS)) ms."
 		echo "B runs \`tern recv --via 203.0.113.2:4433\`; A runs \`tern ping <B's id> --via 203.0.113.2:4433 -c $PINGS -i 200\`."
 		echo "A cell shows the path the connection took (\`direct\` or \`relay\`) and the time to the first byte:"
 		echo "from A's INTRODUCE to the server until B's first reply (\`tern ping\`'s \`first byte after\` line:"
