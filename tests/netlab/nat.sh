@@ -5,9 +5,12 @@
 #   nat.sh cgn        two port-restricted NATs in a row (carrier-grade NAT in 100.64.0.0/10)
 #   nat.sh hairpin    hairpinning on, and off
 #   nat.sh timeout    a full-cone mapping outlives 4 s idle with timeout=30 and not with timeout=2
+#   nat.sh simopen    restricted and port-restricted cones keep their endpoint-independent mapping
+#                     when a remote's packet reaches the mapped port before the inside host has
+#                     sent to that remote (as when two peers punch holes at each other)
 source "$(dirname "$0")/common.sh"
-need turnserver turnutils_natdiscovery ethtool nft
-case=${1:?usage: nat.sh TYPE|cgn|hairpin|timeout}
+need turnserver turnutils_natdiscovery stun ethtool nft
+case=${1:?usage: nat.sh TYPE|cgn|hairpin|timeout|simopen}
 
 # lab TYPE [NAT OPTIONS...]: stun (203.0.113.2 and .3) on pub; nat1 203.0.113.10; cli 10.0.1.2.
 lab() {
@@ -103,6 +106,28 @@ timeout)
 	out=$(discover -t -T 4)
 	n=$(grep -c 'reflexive' <<<"$out" || true)
 	check "timeout=2: mapping gone after 4 s idle ($n responses)" "$n == 1"
+	;;
+simopen)
+	mapped() { # NODE SERVER[:PORT]: the mapped address seen by a STUN request from port 40000
+		nl_exec cli timeout 5 stun "$1" 1 -p 40000 -v 2>&1 | sed -n 's/.*mappedAddr=\([0-9.:]*\).*/\1/p' | head -1 || true
+	}
+	for type in restricted-cone port-restricted-cone; do
+		lab "$type"
+		nl_host x pub 203.0.113.4/24
+		m1=$(mapped 203.0.113.2)
+		# x's packet from 203.0.113.4:5000 reaches the mapping before cli has sent to x: dropped.
+		nl_exec x timeout 2 stun 203.0.113.10:40000 1 -p 5000 >/dev/null 2>&1 || true
+		nl_bg x turnserver -n --stun-only -L 203.0.113.4 -p 5000 --no-cli --no-tls --no-dtls \
+			--log-file stdout --simple-log >"$NL_DIR/turnserver-x.log" 2>&1
+		for _ in $(seq 50); do
+			nl_exec x ss -lun 2>/dev/null | grep -q "203.0.113.4:5000 " && break
+			sleep 0.1
+		done
+		m2=$(mapped 203.0.113.4:5000)
+		check "$type: mapping of 10.0.1.2:40000 is 203.0.113.10:40000 ($m1)" "\"$m1\" == \"203.0.113.10:40000\""
+		check "$type: the same mapping to x after x's early packet ($m2)" "\"$m2\" == \"$m1\""
+		nl_down
+	done
 	;;
 *)
 	echo "unknown case $case"
