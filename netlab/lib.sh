@@ -52,10 +52,10 @@ nl_init() {
 		NL_LAB=nl-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
 	fi
 	case $NL_LAB in *[!a-zA-Z0-9_-]* | "") nl_die "bad lab name '$NL_LAB'" || return 1 ;; esac
+	NL_LINKEM=$(nl_find_linkem) || return 1
 	NL_DIR=$NL_RUNDIR/$NL_LAB
 	mkdir -p "$NL_DIR"
 	[ -f "$NL_DIR/owner" ] || echo "$$" >"$NL_DIR/owner"
-	NL_LINKEM=$(nl_find_linkem) || return 1
 	NL_SEED=${NL_SEED:-1}
 	export NL_LAB NL_DIR NL_LINKEM
 }

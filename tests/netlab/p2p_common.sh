@@ -27,8 +27,13 @@ TERND=${TERND:-$(p2p_find_bin src/server/ternd)}
 # Sanitized binaries: leaks in a peer killed at the end are not this test's subject.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
 
-# p2p_atexit: what a test adds to the teardown on exit (after the lab is down).
+# p2p_atexit: what a test adds to the teardown on exit (after the lab is down). The traps are set
+# here, before the test makes anything, and again by p2p_lab after nl_trap.
 p2p_atexit() { :; }
+trap 'nl_down; p2p_atexit' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
 
 # p2p_lab: a new lab with the public segment and the server node (ternd not started yet). The lab
 # goes down on every exit path (nl_trap), then p2p_atexit runs.
