@@ -382,7 +382,19 @@ nl_down() {
 	for ns in $(ip netns list 2>/dev/null | awk -v p="$lab-" 'index($1, p) == 1 { print $1 }'); do
 		for pid in $(ip netns pids "$ns" 2>/dev/null); do kill "$pid" 2>/dev/null; done
 	done
-	sleep 0.1
+	# Up to a second for them to stop (ternd takes about 0.1 s), then SIGKILL what is left.
+	local _ left
+	for _ in $(seq 50); do
+		left=0
+		for ns in $(ip netns list 2>/dev/null | awk -v p="$lab-" 'index($1, p) == 1 { print $1 }'); do
+			if [ -n "$(ip netns pids "$ns" 2>/dev/null)" ]; then
+				left=1
+				break
+			fi
+		done
+		[ "$left" = 0 ] && break
+		sleep 0.02
+	done
 	for ns in $(ip netns list 2>/dev/null | awk -v p="$lab-" 'index($1, p) == 1 { print $1 }'); do
 		for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
 		ip netns del "$ns" 2>/dev/null
