@@ -50,7 +50,7 @@ p2p_atexit() { [ "$keep_logs" = 1 ] || rm -rf "$logs"; }
 
 # cell A-TYPE B-TYPE: one lab, one ping; sets CELL and DETAIL, and t_fail when unexpected.
 cell() {
-	local ta=$1 tb=$2 want got addr conn fb replies rc why="" log
+	local ta=$1 tb=$2 want got addr conn fb replies on_path rc why="" log
 	want=$(expected "$ta" "$tb")
 	log=$logs/$ta.$tb
 	p2p_lab
@@ -72,6 +72,7 @@ cell() {
 	read -r got addr conn <<<"$(p2p_connected "$log.ping")" || true
 	fb=$(p2p_first_byte "$log.ping")
 	replies=$(grep -c 'reply from .*rtt=' "$log.ping" || true)
+	on_path=$(grep -c "reply from .*rtt=.* path=$want" "$log.ping" || true)
 	# The remote address the connection uses: B's public address when direct, the server's when
 	# relayed.
 	local want_ip
@@ -91,6 +92,7 @@ cell() {
 	fi
 	if [ -z "$fb" ]; then why="${why:+$why; }no 'first byte' line"; fi
 	if [ "$replies" != "$PINGS" ]; then why="${why:+$why; }$replies of $PINGS replies"; fi
+	if [ "$on_path" != "$replies" ]; then why="${why:+$why; }$((replies - on_path)) replies not on the $want path"; fi
 	local shown=${got:-none}
 	[ "$shown" = relayed ] && shown=relay
 	local txt="$shown"
