@@ -127,6 +127,8 @@ typedef struct tern_settings {
     uint64_t max_ack_delay_ns;     /* how long a receiver may hold an ACK (25 ms) */
     uint32_t ack_every;            /* ACK at least every this many ack-eliciting packets (2) */
     uint8_t cc;                    /* TERN_CC_* congestion controller (BBR) */
+    uint64_t key_update_packets;   /* packets sent under one key before it is updated (2^22;
+                                      AES-GCM's confidentiality limit is 2^23) */
 } tern_settings;
 
 enum { TERN_CC_BBR = 0, TERN_CC_CUBIC = 1, TERN_CC_NEWRENO = 2 };
@@ -407,6 +409,7 @@ typedef struct tern_conn_stats {
     uint64_t stream_bytes_sent, stream_bytes_received; /* flow payload bytes */
     uint8_t aead;           /* TERN_AEAD_* in use */
     uint8_t integrity_only;
+    uint64_t key_updates;   /* packet-protection key updates (either side started them) */
 } tern_conn_stats;
 
 void tern_conn_get_stats(const tern_conn *c, tern_conn_stats *st);

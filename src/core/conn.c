@@ -17,6 +17,9 @@
 #include "core/conn.h"
 
 #define PN_LEN 4
+/* failed decryptions a connection tolerates (below AES-GCM's 2^52 and ChaCha20-Poly1305's 2^36
+ * integrity limits) */
+#define TERN__MAX_FORGERIES (1ull << 32)
 #define SHORT_HDR_LEN (1 + TERN_CID_LEN + PN_LEN)
 #define MAX_CLOSE_SENDS 8
 
@@ -212,6 +215,18 @@ void tern__conn_free(tern_conn *c)
     ep->st.conns_current--;
     sodium_memzero(c, sizeof(*c)); /* keys included */
     tern__free(&ep->alloc, c, sizeof(*c));
+}
+
+/* Moves the sending direction to its next key and flips its key phase. */
+static void update_tx_key(tern_conn *c)
+{
+    tern__aead next;
+    if (tern__aead_next(&next, &c->tx) != TERN_OK) return; /* keep the old key: no worse */
+    c->tx = next;
+    sodium_memzero(&next, sizeof(next));
+    c->tx_phase ^= 1;
+    c->tx_phase_packets = 0;
+    c->st.key_updates++;
 }
 
 int tern__conn_install_keys(tern_conn *c, const uint8_t tx_secret[32], const uint8_t rx_secret[32])
@@ -635,20 +650,49 @@ int tern__conn_recv_short(tern_endpoint *ep, uint64_t now, const tern_addr *loca
     uint8_t plain[TERN_MAX_DATAGRAM];
     size_t ct_len = len - h.hdr_len;
     uint8_t *frames = plain;
+    /* key phase: the other phase on a packet newer than this phase's first is the peer's key
+     * update (try the next key); on an older one it is a late packet under the old key, which
+     * is gone (the data in it is retransmitted) */
+    const tern__aead *key = &c->rx;
+    tern__aead next;
+    int phase = (h.flags & TERN__SHORT_KEY_PHASE) != 0, rotating = 0;
+    if (phase != c->rx_phase) {
+        if (pn < c->rx_phase_first) {
+            c->st.drop_auth++;
+            return TERN_ERR_AUTH;
+        }
+        if (tern__aead_next(&next, &c->rx) != TERN_OK) return TERN_ERR_AUTH;
+        key = &next;
+        rotating = 1;
+    }
     if (c->integrity_only) {
         /* open in place would need a writable packet: copy, then verify header||frames */
         uint8_t whole[TERN_MAX_DATAGRAM];
         memcpy(whole, pkt, len);
-        rc = tern__aead_open(&c->rx, pn, 1, whole, h.hdr_len, whole + h.hdr_len, ct_len,
+        rc = tern__aead_open(key, pn, 1, whole, h.hdr_len, whole + h.hdr_len, ct_len,
                              whole + h.hdr_len);
         if (rc == TERN_OK) memcpy(plain, whole + h.hdr_len, ct_len - TERN__AEAD_TAG_LEN);
     } else {
-        rc = tern__aead_open(&c->rx, pn, 0, pkt, h.hdr_len, pkt + h.hdr_len, ct_len, plain);
+        rc = tern__aead_open(key, pn, 0, pkt, h.hdr_len, pkt + h.hdr_len, ct_len, plain);
     }
     if (rc != TERN_OK) {
+        if (rotating) sodium_memzero(&next, sizeof(next));
         if (check_reset(ep, now, pkt, len)) return TERN_OK;
         c->st.drop_auth++;
+        if (c->st.drop_auth >= TERN__MAX_FORGERIES) {
+            /* past the AEAD's integrity limit: forgeries could start to succeed */
+            static const char why[] = "too many forged packets";
+            tern__conn_terminate(c, now, TERN_ERR_PROTOCOL, 0, (const uint8_t *)why,
+                                 sizeof(why) - 1, 0);
+        }
         return TERN_ERR_AUTH;
+    }
+    if (rotating) {
+        c->rx = next;
+        sodium_memzero(&next, sizeof(next));
+        c->rx_phase = phase;
+        c->rx_phase_first = pn;
+        if (c->tx_phase != phase) update_tx_key(c); /* answer the peer's update */
     }
     size_t plain_len = ct_len - TERN__AEAD_TAG_LEN;
     int newest = !c->replay.have || pn > c->replay.largest;
@@ -714,7 +758,7 @@ static int seal_packet(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, con
     size_t total = SHORT_HDR_LEN + frames_len + TERN__AEAD_TAG_LEN;
     if (total > cap) return 0;
     uint64_t pn = c->next_pn++;
-    uint8_t *p = tern__short_encode(out, out + cap, 0, c->remote_cid, pn, PN_LEN);
+    uint8_t *p = tern__short_encode(out, out + cap, c->tx_phase, c->remote_cid, pn, PN_LEN);
     if (p == NULL) return 0;
     int rc;
     if (c->integrity_only) {
@@ -728,6 +772,11 @@ static int seal_packet(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, con
     c->st.tx_packets++;
     c->st.tx_bytes += total;
     if (pn_out) *pn_out = pn;
+    /* enough under this key: the next packet goes out under the next one, once the peer
+     * answered under the current one (so it can tell old from new) */
+    if (++c->tx_phase_packets >= c->ep->s.key_update_packets && c->tx_phase == c->rx_phase &&
+        c->replay.have && c->replay.largest >= c->rx_phase_first)
+        update_tx_key(c);
     return (int)total;
 }
 

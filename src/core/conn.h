@@ -143,6 +143,11 @@ struct tern_conn {
     uint64_t next_pn;
     tern__replay replay;
 
+    /* key update (docs/protocol.md 2.4): the key phase bit of each direction */
+    int tx_phase, rx_phase;
+    uint64_t tx_phase_packets;  /* sent under the current tx key */
+    uint64_t rx_phase_first;    /* first packet number received under the current rx key */
+
     /* liveness */
     uint64_t last_rx, last_tx;
     uint64_t idle_timeout;

@@ -62,6 +62,17 @@ int tern__aead_init(tern__aead *a, int alg, const uint8_t secret[32])
     return TERN_OK;
 }
 
+int tern__aead_next(tern__aead *next, const tern__aead *cur)
+{
+    static const uint8_t label[] = "tern v1 key update";
+    uint8_t s1[TERN__HASH_LEN], s2[TERN__HASH_LEN];
+    tern__hkdf2(s1, s2, cur->secret, label, sizeof(label) - 1);
+    int rc = tern__aead_init(next, cur->alg, s1);
+    sodium_memzero(s1, sizeof(s1));
+    sodium_memzero(s2, sizeof(s2));
+    return rc;
+}
+
 void tern__aead_wipe(tern__aead *a)
 {
     sodium_memzero(a, sizeof(*a));

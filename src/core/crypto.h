@@ -38,6 +38,9 @@ void tern__hkdf2(uint8_t o1[TERN__HASH_LEN], uint8_t o2[TERN__HASH_LEN],
 /* Sets up a direction's AEAD from a 32-byte traffic secret. Errors: TERN_ERR_CRYPTO. */
 int tern__aead_init(tern__aead *a, int alg, const uint8_t secret[32]);
 void tern__aead_wipe(tern__aead *a);
+/* The direction's next key (key update): from secret' = first output of
+ * HKDF(secret, "tern v1 key update"). Errors: as tern__aead_init. */
+int tern__aead_next(tern__aead *next, const tern__aead *cur);
 
 /* Encrypts pt (pt_len bytes) in place-compatible fashion into out (pt_len + 16 bytes), with ad.
  * With integrity_only, out receives pt unchanged followed by a tag over ad||pt. */

@@ -46,6 +46,7 @@ void tern_settings_default(tern_settings *s)
     s->initial_rtt_ns = 333 * TERN_NS_PER_MS;
     s->max_backoff_ns = 2 * TERN_NS_PER_S;
     s->max_udp_payload = 1200;
+    s->key_update_packets = 1ull << 22;
     s->aead = TERN_AEAD_AUTO;
     s->integrity_only = 0;
     s->max_half_open = 256;

@@ -3,6 +3,7 @@
  * close with code and reason, stateless reset after a server restart, replayed and damaged
  * 1-RTT packets, integrity-only mode, cipher choice, and datagrams over an impaired link.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "support/tnet.h"
@@ -322,6 +323,51 @@ static void test_path_mtu_discovery(void)
     }
 }
 
+/* Key updates: with a key every 300 packets, 6 MB each way over a lossy, reordering link
+ * arrive intact while both sides move through many keys; a flipped key-phase bit is a forgery. */
+static void test_key_update(void)
+{
+    tern_settings set;
+    tern_settings_default(&set);
+    set.key_update_packets = 300;
+    sim *s;
+    tnet_node srv, cli;
+    setup(&s, &srv, &cli, &set, &set, 10);
+    sim_link_params p;
+    sim_link_params_init(&p);
+    p.delay_ns = 10 * MS;
+    p.jitter_ns = 2 * MS;
+    p.rate_bps = 50000000;
+    p.queue_bytes = 256 * 1024;
+    p.loss = 0.01;
+    p.reorder = 0.02;
+    sim_link_set_both(s, &SA, &CA, &p);
+    uint64_t fc, fs;
+    TT_REQUIRE(tern_flow_open(cli.conn, NULL, &fc) == TERN_OK);
+    TT_REQUIRE(tern_flow_open(srv.conn, NULL, &fs) == TERN_OK);
+    static uint8_t buf[6 << 20];
+    for (size_t i = 0; i < sizeof(buf); i++) buf[i] = (uint8_t)(i * 31 + 7);
+    TT_CHECK_EQ_INT(tern_flow_send(cli.conn, fc, sim_now(s), buf, sizeof(buf), -1), TERN_OK);
+    TT_CHECK_EQ_INT(tern_flow_send(srv.conn, fs, sim_now(s), buf, sizeof(buf), -1), TERN_OK);
+    TT_CHECK_EQ_INT(sim_run_until(s, sim_now(s) + 20 * S), SIM_OK);
+    TT_CHECK_EQ_U64(srv.messages, 1);
+    TT_CHECK_EQ_U64(cli.messages, 1);
+    TT_CHECK_EQ_U64(srv.message_bytes, sizeof(buf));
+    tern_conn_stats a, b;
+    tern_conn_get_stats(cli.conn, &a);
+    tern_conn_get_stats(srv.conn, &b);
+    printf("    key updates: client %llu, server %llu (%llu and %llu packets sent)\n",
+           (unsigned long long)a.key_updates, (unsigned long long)b.key_updates,
+           (unsigned long long)a.tx_packets, (unsigned long long)b.tx_packets);
+    TT_CHECK(a.key_updates >= a.tx_packets / 300 / 2);
+    TT_CHECK(b.key_updates >= 10);
+    TT_CHECK(a.key_updates + 1 >= b.key_updates && b.key_updates + 1 >= a.key_updates);
+    TT_CHECK(tern_conn_get_state(cli.conn) == TERN_CONN_ESTABLISHED);
+    tnet_node_free(&cli, s);
+    tnet_node_free(&srv, s);
+    sim_del(s);
+}
+
 static void test_datagrams_over_impaired_link(void)
 {
     sim *s;
@@ -424,6 +470,7 @@ static const tt_case cases[] = {
     TT_CASE(test_cipher_choice),
     TT_CASE(test_datagrams_over_impaired_link),
     TT_CASE(test_path_mtu_discovery),
+    TT_CASE(test_key_update),
     TT_CASE(test_api_errors),
     TT_CASE(test_out_of_memory_everywhere),
     {NULL, NULL},
