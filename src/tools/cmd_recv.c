@@ -4,7 +4,7 @@
  * Design. A server driver (ready loop) bound to --listen with the key from --key (or a fresh one,
  * printed at start like ternd does) accepts one connection at a time; others are refused while a
  * transfer runs. The sender's one reliable ordered flow brings a header (size, base name), the
- * data and an end message with the BLAKE2b-256 of the whole file (see tern send). The header
+ * data and an end message with the SHA-256 of the whole file (see tern send). The header
  * names the file; only a plain base name is accepted (no '/', not "." or ".."), and it is stored
  * in --dir (or at --out) through a temporary file (".NAME.tern-XXXXXX" beside it) that space is
  * reserved for up front (posix_fallocate, so a disk too small is reported before any data moves)
@@ -41,7 +41,7 @@ typedef struct recv_state {
     int phase;                      /* 0 waiting, 1 header seen, 2 verdict sent, 3 done */
     int status;                     /* XFER_V_* once decided */
     char text[400];
-    crypto_generichash_state hash;
+    xfer_hash hash;
     uint64_t idle_ms;
     uint64_t t_first, t_end, cpu0;
     xfer_progress prog;
@@ -61,7 +61,7 @@ static void usage(FILE *f)
             "usage: tern recv --listen ADDR:PORT [options]\n"
             "       tern recv --via ADDR:PORT --server-key HEX [options]  (from peers; see\n"
             "       tern recv --via x --help)\n"
-            "Receives one file from `tern send`, checks its size and BLAKE2b-256 hash, stores it,\n"
+            "Receives one file from `tern send`, checks its size and SHA-256 hash, stores it,\n"
             "tells the sender, and exits. Prints its address and public key at start.\n"
             "  --listen ADDR:PORT      where to listen (port 0: any free port)\n"
             "  --key FILE              private key file (tern keygen); default: a fresh key\n"
@@ -190,7 +190,10 @@ static void on_header(recv_state *r, const uint8_t *p, size_t len)
             return;
         }
     }
-    crypto_generichash_init(&r->hash, NULL, 0, XFER_HASH_LEN);
+    if (xfer_hash_init(&r->hash) != 0) {
+        verdict(r, XFER_V_FILE, "out of memory");
+        return;
+    }
     r->phase = 1;
     r->t_first = tern_driver_now(r->d);
     r->cpu0 = tools_cpu_ns();
@@ -224,7 +227,7 @@ static void on_data(recv_state *r, const uint8_t *p, size_t len)
         }
         off += (size_t)n;
     }
-    crypto_generichash_update(&r->hash, p, len);
+    xfer_hash_update(&r->hash, p, len);
     r->received += len;
     xfer_progress_update(&r->prog, r->received, tern_driver_now(r->d), 0);
 }
@@ -244,9 +247,9 @@ static void on_end(recv_state *r, const uint8_t *p, size_t len)
         verdict(r, XFER_V_VERIFY, msg);
         return;
     }
-    crypto_generichash_final(&r->hash, digest, XFER_HASH_LEN);
+    xfer_hash_final(&r->hash, digest);
     if (sodium_memcmp(digest, p, XFER_HASH_LEN) != 0) {
-        verdict(r, XFER_V_VERIFY, "BLAKE2b-256 of the received file does not match the sender's");
+        verdict(r, XFER_V_VERIFY, "SHA-256 of the received file does not match the sender's");
         return;
     }
     if (ftruncate(r->fd, (off_t)r->size) != 0 || close(r->fd) != 0) {
@@ -264,7 +267,7 @@ static void on_end(recv_state *r, const uint8_t *p, size_t len)
     r->tmp_path[0] = '\0';
     char hex[2 * XFER_HASH_LEN + 1];
     tern_hex_encode(digest, XFER_HASH_LEN, hex);
-    snprintf(msg, sizeof(msg), "stored as %.200s, blake2b-256 %s", r->final_path, hex);
+    snprintf(msg, sizeof(msg), "stored as %.200s, sha-256 %s", r->final_path, hex);
     verdict(r, XFER_V_OK, msg);
 }
 
@@ -465,7 +468,7 @@ out:
     drop_tmp(&r);
     tern_driver_timer_del(r.timer);
     tern_driver_del(r.d);
-    sodium_memzero(&r.hash, sizeof(r.hash));
+    xfer_hash_free(&r.hash);
     return exit_code;
 }
 
@@ -631,6 +634,6 @@ out:
                      tools_interrupted() ? "receiver interrupted" : "done",
                      ps->d ? 300 * TERN_NS_PER_MS : 0);
     free(ps);
-    sodium_memzero(&r.hash, sizeof(r.hash));
+    xfer_hash_free(&r.hash);
     return exit_code;
 }

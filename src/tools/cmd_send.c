@@ -6,7 +6,7 @@
  * on it, in order: a header message ('H': version, file size, base name), the file in data
  * messages ('D' + up to --chunk bytes, 64 KiB by default: the core's reassembly costs the
  * receiver more than linearly in the message size) and an end message ('E' + the
- * BLAKE2b-256 of the whole file, libsodium's crypto_generichash, computed while reading), then
+ * SHA-256 of the whole file, OpenSSL's libcrypto, computed while reading), then
  * closes the flow. Back-pressure is the flow's send buffer: a chunk that tern_flow_send refuses
  * with TERN_ERR_AGAIN stays in our buffer (read once, hashed once) and the timer, every
  * millisecond, tries again as ACKs free the queue. Progress is the bytes the receiver has
@@ -186,12 +186,12 @@ typedef struct send_state {
     int phase;                      /* 0 connecting, 1 sending, 2 waiting for the verdict, 3 done */
     uint8_t *buf;                   /* one message: type byte + chunk */
     size_t chunk, pending;          /* pending: bytes of buf waiting for tern_flow_send (0: none) */
-    crypto_generichash_state hash;
+    xfer_hash hash;
     uint8_t digest[XFER_HASH_LEN];
     uint64_t timeout_ms, idle_ms;
     uint64_t t_established, t_done, cpu0;
     xfer_progress prog;
-    int quiet;
+    int quiet, verbose;
     int err;                        /* TERN_ERR_* the connection ended with, 0 */
     uint64_t close_code;
     char reason[300];
@@ -213,7 +213,7 @@ static void usage(FILE *f)
             "       tern send FILE --to PEER_ID --via ADDR:PORT --server-key HEX  (to a peer;\n"
             "       see tern send --via x --help)\n"
             "Sends FILE to a `tern recv` listener; exits 0 only once the receiver has stored it\n"
-            "and confirmed its BLAKE2b-256 hash.\n"
+            "and confirmed its SHA-256 hash.\n"
             "  --to ADDR:PORT      the receiver (tern recv prints its address and key)\n"
             "  --server-key HEX    the receiver's public key (64 hex characters)\n"
             "  --aead aes|chacha   cipher preference (default: AES-256-GCM where the CPU has AES)\n"
@@ -225,6 +225,7 @@ static void usage(FILE *f)
             "  --idle-timeout MS   declare the receiver gone after this long unheard (default "
             "30000)\n"
             "  --quiet             no progress output\n"
+            "  --verbose           print the driver's and the connection's counters at the end\n"
             "Progress: a bar with rate and time left when stderr is a terminal, a line every 2 s\n"
             "otherwise. Exit: 0 stored and verified, 1 other failure, 2 usage, 3 wrong server key,\n"
             "      4 no answer (nothing listening, unreachable), 5 connection lost (the receiver\n"
@@ -248,7 +249,7 @@ static void pump(send_state *s)
         if (s->pending == 0) {
             if (s->read_off == s->size) {
                 s->buf[0] = XFER_MSG_END;
-                crypto_generichash_final(&s->hash, s->digest, XFER_HASH_LEN);
+                xfer_hash_final(&s->hash, s->digest);
                 memcpy(s->buf + 1, s->digest, XFER_HASH_LEN);
                 s->pending = 1 + XFER_HASH_LEN;
             } else {
@@ -264,7 +265,7 @@ static void pump(send_state *s)
                     send_fail_local(s, XFER_EXIT_FILE);
                     return;
                 }
-                crypto_generichash_update(&s->hash, s->buf + 1, (size_t)n);
+                xfer_hash_update(&s->hash, s->buf + 1, (size_t)n);
                 s->read_off += (uint64_t)n;
                 s->buf[0] = XFER_MSG_DATA;
                 s->pending = 1 + (size_t)n;
@@ -394,7 +395,7 @@ static int finish(send_state *s)
         char hex[2 * XFER_HASH_LEN + 1];
         tern_hex_encode(s->digest, XFER_HASH_LEN, hex);
         printf("tern send: %s: %llu bytes in %.3f s, %.1f Mbit/s, cpu %.3f s (%.0f%%); stored "
-               "and verified by the receiver, blake2b-256 %s",
+               "and verified by the receiver, sha-256 %s",
                s->name, (unsigned long long)s->size, secs, (double)s->size * 8 / secs / 1e6, cpu,
                100 * cpu / secs, hex);
         if (s->ps && s->conn) {
@@ -458,9 +459,9 @@ static int send_prepare(send_state *s, uint64_t chunk)
     s->size = (uint64_t)sb.st_size;
     s->chunk = (size_t)chunk;
     s->buf = malloc(1 + s->chunk > 1 + XFER_HASH_LEN ? 1 + s->chunk : 1 + XFER_HASH_LEN);
-    if (s->buf == NULL || sodium_init() < 0 ||
-        crypto_generichash_init(&s->hash, NULL, 0, XFER_HASH_LEN) != 0) {
+    if (s->buf == NULL || sodium_init() < 0 || xfer_hash_init(&s->hash) != 0) {
         fprintf(stderr, "tern send: out of memory\n");
+        xfer_hash_free(&s->hash);
         free(s->buf);
         s->buf = NULL;
         close(s->fd);
@@ -526,6 +527,8 @@ int cmd_send(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
             s.quiet = 1;
+        } else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) {
+            s.verbose = 1;
         } else if (a[0] != '-' && s.path == NULL) {
             s.path = a;
         } else {
@@ -592,6 +595,7 @@ int cmd_send(int argc, char **argv)
         goto out;
     }
     exit_code = finish(&s);
+    if (s.verbose) tools_print_counters("tern send", s.d, s.conn);
     /* close the connection: the receiver learns that we are done, or that we gave up */
     tern_driver_shutdown(s.d, exit_code == 0 ? 0 : XFER_V_PROTOCOL,
                          exit_code == 0 ? "done" : "sender gave up", 300 * TERN_NS_PER_MS);
@@ -599,7 +603,7 @@ out:
     tools_release_signals();
     tern_driver_timer_del(s.timer);
     tern_driver_del(s.d);
-    sodium_memzero(&s.hash, sizeof(s.hash));
+    xfer_hash_free(&s.hash);
     free(s.buf);
     close(s.fd);
     return exit_code;
@@ -614,7 +618,7 @@ static void via_usage(FILE *f)
             "Registers with the rendezvous server, asks it to introduce PEER_ID (a `tern recv\n"
             "--via`), connects to it directly through the NATs (or through the relay) and sends\n"
             "FILE as tern send --to ADDR:PORT does; exits 0 once the receiver stored it and\n"
-            "confirmed its BLAKE2b-256 hash. Prints \"connected to <id> path <direct|relayed>\n"
+            "confirmed its SHA-256 hash. Prints \"connected to <id> path <direct|relayed>\n"
             "<addr> in <ms> ms\", \"path now <direct|relayed> <addr>\" on each move, and a final\n"
             "line with bytes, rate, path and the number of path moves.\n"
             "  --to PEER_ID        the receiver's peer ID (its `registered as` line)\n"
@@ -791,7 +795,7 @@ out:
                          exit_code == 0 ? "done" : "sender gave up",
                          ps->d ? 300 * TERN_NS_PER_MS : 0);
     free(ps);
-    sodium_memzero(&s.hash, sizeof(s.hash));
+    xfer_hash_free(&s.hash);
     free(s.buf);
     if (s.fd >= 0) close(s.fd);
     return exit_code;

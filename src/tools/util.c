@@ -1,5 +1,6 @@
 /* Helpers shared by the tern sub-commands: name resolution, the clock, waiting on a socket. */
 #include <netdb.h>
+#include <openssl/evp.h>
 #include <signal.h>
 #include <poll.h>
 #include <stdio.h>
@@ -116,4 +117,55 @@ void tools_copy_reason(char *dst, size_t cap, const char *reason, size_t len)
     if (len >= cap) len = cap - 1;
     if (len) memcpy(dst, reason, len);
     dst[len] = '\0';
+}
+
+int xfer_hash_init(xfer_hash *h)
+{
+    EVP_MD_CTX *ctx = h->ctx ? h->ctx : EVP_MD_CTX_new();
+    if (ctx == NULL) return -1;
+    h->ctx = ctx;
+    return EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 ? 0 : -1;
+}
+
+void xfer_hash_update(xfer_hash *h, const void *data, size_t len)
+{
+    if (len) EVP_DigestUpdate(h->ctx, data, len);
+}
+
+void xfer_hash_final(xfer_hash *h, uint8_t out[XFER_HASH_LEN])
+{
+    unsigned int n = XFER_HASH_LEN;
+    EVP_DigestFinal_ex(h->ctx, out, &n);
+}
+
+void xfer_hash_free(xfer_hash *h)
+{
+    EVP_MD_CTX_free(h->ctx); /* also wipes the state */
+    h->ctx = NULL;
+}
+
+void tools_print_counters(const char *cmd, tern_driver *d, tern_conn *c)
+{
+    tern_driver_stats ds;
+    tern_driver_get_stats(d, &ds);
+    fprintf(stderr,
+            "%s: driver: iterations %llu rx_syscalls %llu rx_datagrams %llu tx_syscalls %llu "
+            "tx_datagrams %llu tx_gso_msgs %llu tx_blocked %llu\n",
+            cmd, (unsigned long long)ds.iterations, (unsigned long long)ds.rx_syscalls,
+            (unsigned long long)ds.rx_datagrams, (unsigned long long)ds.tx_syscalls,
+            (unsigned long long)ds.tx_datagrams, (unsigned long long)ds.tx_gso_msgs,
+            (unsigned long long)ds.tx_blocked);
+    if (c == NULL) return;
+    tern_conn_stats cs;
+    tern_network_info ni;
+    tern_conn_get_stats(c, &cs);
+    tern_conn_network_info(c, &ni);
+    fprintf(stderr,
+            "%s: conn: tx_packets %llu rx_packets %llu lost %llu pto %llu srtt_us %.1f "
+            "min_rtt_us %.1f bandwidth %.3f Gbit/s pacing %.3f Gbit/s cwnd %llu\n",
+            cmd, (unsigned long long)cs.tx_packets, (unsigned long long)cs.rx_packets,
+            (unsigned long long)cs.packets_lost, (unsigned long long)cs.pto_count,
+            (double)cs.srtt_ns / 1e3, (double)cs.min_rtt_ns / 1e3,
+            (double)ni.bandwidth_bps / 1e9, (double)ni.pacing_rate_bps / 1e9,
+            (unsigned long long)ni.cwnd_bytes);
 }

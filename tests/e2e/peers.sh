@@ -88,7 +88,7 @@ send)
     [ $rc -eq 0 ] || fail "tern send $f exited with $rc"
     grep -q "^connected to $RID path direct 127\.0\.0\.1:[0-9]* in [0-9.]* ms$" \
       "$work/send-$f.log" || fail "no connected line for $f"
-    grep -q "stored and verified by the receiver, blake2b-256 [0-9a-f]\{64\}; path direct 127\.0\.0\.1:[0-9]*, 0 path moves$" \
+    grep -q "stored and verified by the receiver, sha-256 [0-9a-f]\{64\}; path direct 127\.0\.0\.1:[0-9]*, 0 path moves$" \
       "$work/send-$f.log" || fail "no final line with the path for $f"
   done
   wait "$RECV_PID"
