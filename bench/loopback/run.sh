@@ -2,7 +2,7 @@
 # Loopback benchmark: one file of SIZE MB from one process to another over 127.0.0.1, receiver
 # pinned to core 0 and sender to core 1 (taskset), for
 #   tern with AES-256-GCM, tern with ChaCha20-Poly1305, tern integrity-only (tern send/tern recv,
-#     file to file, the receiver checks BLAKE2b-256 of the whole file),
+#     file to file, the receiver checks the SHA-256 of the whole file),
 #   SRT in file mode with AES-256 (Debian's srt-file-transmit, transtype=file, a passphrase),
 #   TCP (iperf3 -n SIZE, memory to memory: the kernel's own reference);
 # and tern bench --bytes SIZE (AES, memory to memory: the transport without file I/O and hashing);
@@ -14,7 +14,10 @@
 #   WORK        scratch directory for the files (default: a fresh one in /dev/shm, so that the
 #               disk is not what is measured)
 #   LAT_SECS    seconds per latency measurement (default 3)
-#   TERN_FLAGS  extra tern send flags for every tern row (e.g. "--cc cubic --payload 1472")
+#   TERN_FLAGS  extra tern send flags for every tern row (e.g. "--cc cubic")
+#   PAYLOAD     UDP payload size for tern send and tern recv (--payload on both; the receiver's
+#               caps the sender's); default: the core's 1200. tern bench's listener has no such
+#               option, so the transport-only row stays at 1200 whatever PAYLOAD says.
 #
 # Goodput: file bytes x 8 / wall time from starting the sender until both sides exited (for tern
 # that includes the handshake and the receiver's hash check and verdict; for SRT until the
@@ -29,6 +32,7 @@ here=$(cd "$(dirname "$0")/../.." && pwd)
 build=${BUILD_DIR:-$here/build}
 TERN=$build/src/tools/tern
 lat_secs=${LAT_SECS:-3}
+payload_flag=${PAYLOAD:+--payload $PAYLOAD}
 [ -x "$TERN" ] || { echo "missing $TERN: build first (cmake -S . -B build -G Ninja && ninja -C build)" >&2; exit 1; }
 for t in iperf3 srt-file-transmit taskset /usr/bin/time cmp; do
   command -v "$t" >/dev/null || { echo "missing $t (scripts/deps.sh installs it)" >&2; exit 1; }
@@ -48,7 +52,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 bytes=$((size_mb * 1000000))
-echo "# bench/loopback: $size_mb MB, $runs runs, receiver on core $RCPU, sender on core $SCPU, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ)" >&2
+echo "# bench/loopback: $size_mb MB, $runs runs, receiver on core $RCPU, sender on core $SCPU, UDP payload ${PAYLOAD:-1200 (default)}, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 head -c "$bytes" /dev/urandom >"$work/in.bin" || exit 1
 
 now_ns() { date +%s%N; }
@@ -60,7 +64,7 @@ gbps() { awk -v b="$1" -v ns="$2" 'BEGIN { printf "%.3f", b * 8 / ns }'; }
 run_tern() {
   rm -f "$work/rx/"* "$work/rx/".in.bin* 2>/dev/null
   taskset -c $RCPU /usr/bin/time -f "%U %S" -o "$work/rtime" \
-    "$TERN" recv --listen 127.0.0.1:0 --dir "$work/rx" --allow-integrity-only --quiet \
+    "$TERN" recv --listen 127.0.0.1:0 --dir "$work/rx" --allow-integrity-only --quiet $payload_flag \
     >"$work/recv.out" 2>"$work/recv.err" &
   local rpid=$! port key i=0 t0 t1 src
   pids+=("$rpid")
@@ -72,7 +76,7 @@ run_tern() {
   key=$(sed -n 's/^tern recv: public key \([0-9a-f]*\)$/\1/p' "$work/recv.out")
   t0=$(now_ns)
   taskset -c $SCPU /usr/bin/time -f "%U %S" -o "$work/stime" \
-    "$TERN" send "$work/in.bin" --to "127.0.0.1:$port" --server-key "$key" --quiet ${TERN_FLAGS:-} "$@" \
+    "$TERN" send "$work/in.bin" --to "127.0.0.1:$port" --server-key "$key" --quiet $payload_flag ${TERN_FLAGS:-} "$@" \
     >"$work/send.out" 2>"$work/send.err"
   src=$?
   wait "$rpid"
@@ -203,7 +207,7 @@ median() {
 
 srt_g=$(median 1 3 ${res[srt-aes]})
 echo
-echo "| $size_mb MB over loopback, median of $runs | goodput Gbit/s | sender CPU % | receiver CPU % | x SRT |"
+echo "| $size_mb MB over loopback, median of $runs, tern payload ${PAYLOAD:-1200} B | goodput Gbit/s | sender CPU % | receiver CPU % | x SRT |"
 echo "|---|---:|---:|---:|---:|"
 for c in $configs; do
   g=$(median 1 3 ${res[$c]})
@@ -229,3 +233,4 @@ echo
 awk -v a="$ta" -v s="$srt_g" -v t="$tc" 'BEGIN {
   if (s > 0) printf "tern AES / SRT = %.2fx (target 1.5x): %s\n", a / s, ((a / s >= 1.5) ? "TARGET MET" : "target not met");
   if (t > 0) printf "tern AES / TCP = %.2fx\n", a / t }'
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
