@@ -6,8 +6,18 @@
  * The model is two numbers: the bottleneck bandwidth, the maximum delivery rate (rate.c) seen
  * over the last 10 round trips, and the round-trip propagation time, the minimum RTT seen over
  * the last 10 s. Their product is the BDP. The sender paces at pacing_gain x bandwidth and keeps
- * at most cwnd_gain x BDP (+ 3 datagrams of headroom for ACK aggregation and pacing quanta) in
- * flight. A round trip ends when a packet sent after the previous round ended is acknowledged.
+ * at most cwnd_gain x BDP + a send quantum + the ACK aggregation seen lately in flight. A round
+ * trip ends when a packet sent after the previous round ended is acknowledged.
+ *
+ * ACK aggregation (BBR v1 as deployed, the draft's "extra_acked"): once the pipe is full, the
+ * window also holds the largest excess of acknowledged data over what the bandwidth estimate
+ * would have delivered since an aggregation epoch began, the maximum over the last 5-10 rounds
+ * (at most the window, at most 100 ms at the estimated rate). A receiver that answers in bursts
+ * (it sleeps between batches, delays ACKs, or, on loopback, spends tens of microseconds in the
+ * application before it gets to acknowledge) would otherwise hold a window of 2 BDP computed from
+ * a min RTT far below the ACK interval: the sender stalls between bursts, the samples never show
+ * more, and the estimate stays at that fixed point (measured on loopback with tern send: 1-2
+ * Gbit/s instead of 4).
  *
  * States:
  *   STARTUP    pacing and cwnd gain 2/ln2 = 2.885 (the rate doubles each round) until the
@@ -66,6 +76,9 @@
 #define LOSS_MIN_PACKETS 8
 #define INFLIGHT_HI_BETA 850   /* thousandths */
 #define CYCLE_LEN 8
+#define EXTRA_ACKED_WIN_ROUNDS 5     /* each of the two aggregation maxima covers 5 rounds */
+#define EXTRA_ACKED_MAX_NS (100 * MS) /* aggregation allowance: at most 100 ms at the estimate */
+#define ACK_EPOCH_RESET_BYTES (1u << 20)
 
 enum { BBR_STARTUP, BBR_DRAIN, BBR_PROBE_BW, BBR_PROBE_RTT };
 
@@ -92,6 +105,11 @@ typedef struct bbr {
     uint64_t round_cong_lost;        /* lost while the RTT showed a standing queue */
     uint64_t last_rtt;
     uint64_t rand_state;
+    uint64_t extra_acked[2];         /* the largest aggregation excess of two windows of rounds */
+    uint64_t ack_epoch_start;        /* when the current aggregation epoch began */
+    uint64_t ack_epoch_acked;        /* bytes acknowledged since then */
+    uint8_t extra_acked_win_rounds;
+    uint8_t extra_acked_win_idx;
     uint32_t pacing_gain, cwnd_gain;
     uint8_t state;
     uint8_t full_bw_count;
@@ -237,6 +255,39 @@ static void check_round_loss(bbr *s, uint64_t inflight)
     s->round_delivered = 0;
 }
 
+/* The ACK aggregation estimate: how far ahead of the bandwidth estimate the ACKs have run. An
+ * epoch starts whenever the ACKs have fallen behind the estimated rate (or after 1 MiB); within
+ * it, acknowledged bytes beyond max_bw x the time since its start are the excess. */
+static void update_ack_aggregation(bbr *s, const tern__cc_ack *ack, int round_start)
+{
+    if (ack->acked_bytes == 0 || s->max_bw == 0) return;
+    if (round_start && ++s->extra_acked_win_rounds >= EXTRA_ACKED_WIN_ROUNDS) {
+        s->extra_acked_win_rounds = 0;
+        s->extra_acked_win_idx ^= 1;
+        s->extra_acked[s->extra_acked_win_idx] = 0;
+    }
+    uint64_t now = ack->now;
+    uint64_t elapsed = now > s->ack_epoch_start ? now - s->ack_epoch_start : 0;
+    uint64_t expected = mul_div(s->max_bw, elapsed, NS_PER_S);
+    if (s->ack_epoch_acked <= expected ||
+        s->ack_epoch_acked + ack->acked_bytes >= ACK_EPOCH_RESET_BYTES) {
+        s->ack_epoch_acked = 0;
+        s->ack_epoch_start = now;
+        expected = 0;
+    }
+    s->ack_epoch_acked += ack->acked_bytes;
+    uint64_t extra = s->ack_epoch_acked - expected;
+    if (extra > s->cwnd) extra = s->cwnd;
+    if (extra > s->extra_acked[s->extra_acked_win_idx]) s->extra_acked[s->extra_acked_win_idx] = extra;
+}
+
+static uint64_t aggregation_allowance(const bbr *s)
+{
+    uint64_t a = s->extra_acked[0] > s->extra_acked[1] ? s->extra_acked[0] : s->extra_acked[1];
+    uint64_t cap = mul_div(s->max_bw, EXTRA_ACKED_MAX_NS, NS_PER_S);
+    return a < cap ? a : cap;
+}
+
 static void check_full_pipe(bbr *s, const tern__cc_ack *ack, int round_start)
 {
     if (s->filled_pipe || !round_start || ack->rs.is_app_limited) return;
@@ -321,6 +372,7 @@ static void set_controls(bbr *s, const tern__cc_ack *ack)
     if (headroom > 65536) headroom = 65536;
     if (headroom < HEADROOM_PACKETS * s->mds) headroom = HEADROOM_PACKETS * s->mds;
     uint64_t target = bdp(s, s->cwnd_gain) + headroom;
+    if (s->filled_pipe) target += aggregation_allowance(s);
     if (s->filled_pipe) {
         uint64_t w = s->cwnd + ack->acked_bytes;
         s->cwnd = w < target ? w : target;
@@ -349,6 +401,7 @@ static void bbr_on_ack(void *st, const tern__cc_ack *ack)
         check_round_loss(s, ack->prior_in_flight);
     }
     update_bw(s, ack, round_start);
+    update_ack_aggregation(s, ack, round_start);
 
     uint64_t rtt = rs->rtt_ns ? rs->rtt_ns : ack->latest_rtt;
     if (rtt) s->last_rtt = rtt;
