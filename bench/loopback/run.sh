@@ -62,13 +62,16 @@ gbps() { awk -v b="$1" -v ns="$2" 'BEGIN { printf "%.3f", b * 8 / ns }'; }
 
 # run_tern LABEL SEND_ARGS...: prints "gbps snd_cpu rcv_cpu" (0 0 0 on failure)
 run_tern() {
-  rm -f "$work/rx/"* "$work/rx/".in.bin* 2>/dev/null
+  # recv.out goes first: the receiver below truncates it only once it runs, and the wait for its
+  # key must not read the previous run's (an empty or stale key, then a sender that fails)
+  rm -f "$work/rx/"* "$work/rx/".in.bin* "$work/recv.out" 2>/dev/null
   taskset -c $RCPU /usr/bin/time -f "%U %S" -o "$work/rtime" \
     "$TERN" recv --listen 127.0.0.1:0 --dir "$work/rx" --allow-integrity-only --quiet $payload_flag \
     >"$work/recv.out" 2>"$work/recv.err" &
   local rpid=$! port key i=0 t0 t1 src
   pids+=("$rpid")
-  until grep -q '^tern recv: public key' "$work/recv.out" 2>/dev/null; do
+  # the whole key line (a partly written line would give a short key, and the wait below hang)
+  until grep -q '^tern recv: public key [0-9a-f]\{64\}$' "$work/recv.out" 2>/dev/null; do
     i=$((i + 1)); [ $i -gt 100 ] && { echo "  tern recv did not start" >&2; echo "0 0 0"; return; }
     sleep 0.05
   done
@@ -79,6 +82,7 @@ run_tern() {
     "$TERN" send "$work/in.bin" --to "127.0.0.1:$port" --server-key "$key" --quiet $payload_flag ${TERN_FLAGS:-} "$@" \
     >"$work/send.out" 2>"$work/send.err"
   src=$?
+  [ $src -ne 0 ] && kill "$rpid" 2>/dev/null # it would wait for a sender that never comes
   wait "$rpid"
   local rrc=$?
   t1=$(now_ns)
@@ -93,10 +97,11 @@ run_tern() {
 # tern bench: the transport alone, memory to memory, SIZE bytes, AES; its own figures
 run_tbench() {
   local port key i=0 out
+  rm -f "$work/tb.out"
   taskset -c $RCPU "$TERN" bench --listen 127.0.0.1:0 >"$work/tb.out" 2>/dev/null &
   local bpid=$!
   pids+=("$bpid")
-  until grep -q 'public key' "$work/tb.out" 2>/dev/null; do
+  until grep -q '^tern bench: public key [0-9a-f]\{64\}$' "$work/tb.out" 2>/dev/null; do
     i=$((i + 1)); [ $i -gt 100 ] && break
     sleep 0.05
   done
@@ -154,6 +159,7 @@ run_tcp() {
 # latency: tern bench --latency over AES vs TCP_NODELAY; prints "p50 p99" in microseconds
 run_lat() { # tern|tcp
   local out port key args
+  rm -f "$work/bl.out"
   if [ "$1" = tern ]; then
     taskset -c $RCPU "$TERN" bench --listen 127.0.0.1:0 >"$work/bl.out" 2>/dev/null &
   else
