@@ -15,9 +15,8 @@
 #               disk is not what is measured)
 #   LAT_SECS    seconds per latency measurement (default 3)
 #   TERN_FLAGS  extra tern send flags for every tern row (e.g. "--cc cubic")
-#   PAYLOAD     UDP payload size for tern send and tern recv (--payload on both; the receiver's
-#               caps the sender's); default: the core's 1200. tern bench's listener has no such
-#               option, so the transport-only row stays at 1200 whatever PAYLOAD says.
+#   PAYLOAD     tern send --payload: the datagram size before path MTU discovery (default: the
+#               core's 1200; on loopback discovery then probes up to 1472 either way)
 #
 # Goodput: file bytes x 8 / wall time from starting the sender until both sides exited (for tern
 # that includes the handshake and the receiver's hash check and verdict; for SRT until the
@@ -52,7 +51,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 bytes=$((size_mb * 1000000))
-echo "# bench/loopback: $size_mb MB, $runs runs, receiver on core $RCPU, sender on core $SCPU, UDP payload ${PAYLOAD:-1200 (default)}, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+echo "# bench/loopback: $size_mb MB, $runs runs, receiver on core $RCPU, sender on core $SCPU, first UDP payload ${PAYLOAD:-1200 (default)} then path MTU discovery, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 head -c "$bytes" /dev/urandom >"$work/in.bin" || exit 1
 
 now_ns() { date +%s%N; }
@@ -66,7 +65,7 @@ run_tern() {
   # key must not read the previous run's (an empty or stale key, then a sender that fails)
   rm -f "$work/rx/"* "$work/rx/".in.bin* "$work/recv.out" 2>/dev/null
   taskset -c $RCPU /usr/bin/time -f "%U %S" -o "$work/rtime" \
-    "$TERN" recv --listen 127.0.0.1:0 --dir "$work/rx" --allow-integrity-only --quiet $payload_flag \
+    "$TERN" recv --listen 127.0.0.1:0 --dir "$work/rx" --allow-integrity-only --quiet \
     >"$work/recv.out" 2>"$work/recv.err" &
   local rpid=$! port key i=0 t0 t1 src
   pids+=("$rpid")
@@ -213,7 +212,7 @@ median() {
 
 srt_g=$(median 1 3 ${res[srt-aes]})
 echo
-echo "| $size_mb MB over loopback, median of $runs, tern payload ${PAYLOAD:-1200} B | goodput Gbit/s | sender CPU % | receiver CPU % | x SRT |"
+echo "| $size_mb MB over loopback, median of $runs, tern --payload ${PAYLOAD:-1200} then PMTUD | goodput Gbit/s | sender CPU % | receiver CPU % | x SRT |"
 echo "|---|---:|---:|---:|---:|"
 for c in $configs; do
   g=$(median 1 3 ${res[$c]})

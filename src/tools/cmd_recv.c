@@ -74,8 +74,6 @@ static void usage(FILE *f)
             "  --allow-integrity-only  accept senders that ask for authentication without\n"
             "                          encryption (--integrity-only)\n"
             "  --idle-timeout MS       declare the sender gone after this long unheard (30000)\n"
-            "  --payload BYTES         largest UDP payload to accept (1200..1500; default 1200):\n"
-            "                          the sender's --payload is capped by it\n"
             "  --quiet                 no progress output\n"
             "Exit: 0 stored and verified, 1 other failure, 2 usage, 5 connection lost (the\n"
             "      sender went away or gave up), 6 file error (cannot write: disk full, exists,\n"
@@ -376,7 +374,6 @@ int cmd_recv(int argc, char **argv)
     r.idle_ms = 30000;
     const char *listen = NULL, *keyfile = NULL;
     int integrity = 0;
-    uint64_t payload = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0;
@@ -401,9 +398,6 @@ int cmd_recv(int argc, char **argv)
             integrity = 1;
         } else if (!strcmp(a, "--idle-timeout") && v) {
             bad = tools_parse_u64(v, 1, 3600000, 0, &r.idle_ms);
-            i++;
-        } else if (!strcmp(a, "--payload") && v) {
-            bad = tools_parse_u64(v, 1200, TERN_MAX_DATAGRAM, 0, &payload);
             i++;
         } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
             r.quiet = 1;
@@ -440,7 +434,6 @@ int cmd_recv(int argc, char **argv)
     }
     dc.endpoint.settings.idle_timeout_ns = r.idle_ms * TERN_NS_PER_MS;
     dc.endpoint.settings.integrity_only = (uint8_t)integrity;
-    if (payload) dc.endpoint.settings.max_udp_payload = (uint16_t)payload;
     dc.endpoint.callbacks.on_accept = on_accept;
     dc.endpoint.callbacks.on_message = on_message;
     dc.endpoint.callbacks.on_closed = on_closed;
