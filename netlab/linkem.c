@@ -211,7 +211,7 @@ static int split(char *s, char sep, char **f, int n)
 
 static int parse_kv(struct params *p, const char *key, char *val)
 {
-	char *f[4];
+	char *f[4] = {NULL, NULL, NULL, NULL};
 	int n;
 	if (strcmp(key, "delay") == 0)
 		return parse_time(val, &p->delay);

@@ -78,7 +78,7 @@ static int get_addr(const uint8_t *v, uint16_t len, int xor, const uint8_t *hdr,
     a->port = port;
     if (xor) {
         a->port ^= (uint16_t)(TERN_STUN_MAGIC >> 16);
-        for (size_t i = 0; i < n; i++) a->ip[i] ^= hdr[4 + i]; /* cookie, then transaction ID */
+        for (size_t i = 0; i < n && i < sizeof(a->ip); i++) a->ip[i] ^= hdr[4 + i]; /* cookie, then transaction ID */
     }
     return TERN_OK;
 }
