@@ -176,7 +176,8 @@ typedef struct tern_callbacks {
     void (*on_network)(tern_conn *conn, const tern_network_info *info, void *user_data);
     /* The connection's packets now travel a new path (tern_conn_path says which): after the
      * handshake found a path over several candidates, and when a connection moves, e.g. from
-     * the relay to a direct path that validated. Nothing queued is lost in a move. */
+     * the relay to a direct path that validated, or back to the relay when the direct path went
+     * silent. Nothing queued is lost in a move. */
     void (*on_path)(tern_conn *conn, void *user_data);
 } tern_callbacks;
 
@@ -287,7 +288,11 @@ int tern_conn_is_server(const tern_conn *c);
  * tern_endpoint_connect_peer; the target calls tern_endpoint_expect_peer and accepts the
  * handshake in on_accept (its endpoint must be is_server, with the static key the server
  * vouched for). Both sides then probe every candidate; the first path that validates carries
- * the handshake; a connection on the relay moves to a direct path as soon as one validates. */
+ * the handshake; a connection on the relay moves to a direct path as soon as one validates.
+ * While direct, the initiator keeps the relay route alive (a challenge through it every 20 s)
+ * and moves back to it when the direct path goes silent: its ack-eliciting packets unanswered
+ * for 3 PTO (at least 1 s), or the target challenging it through the relay because the target's
+ * packets go unanswered; direct paths are then probed again in the background. */
 
 #define TERN_RELAY_CHANNEL_LEN 8 /* relay channel IDs */
 #define TERN_PUNCH_NONCE_LEN 16  /* introduction nonce */
@@ -342,6 +347,7 @@ typedef struct tern_path_info {
     uint64_t moves;     /* how many times the connection changed path */
     size_t n_cands;     /* candidate paths known */
     size_t n_validated; /* of those, validated */
+    uint64_t fallbacks; /* moves from a direct path gone silent back to the relay */
 } tern_path_info;
 
 void tern_conn_path(const tern_conn *c, tern_path_info *info);

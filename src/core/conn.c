@@ -113,7 +113,10 @@ size_t tern__conn_max_payload(const tern_conn *c)
 {
     size_t m = c->pmtu ? c->pmtu : c->ep->s.max_udp_payload;
     if (c->peer_max_udp_payload && c->peer_max_udp_payload < m) m = c->peer_max_udp_payload;
-    if (c->path.relayed) m -= TERN__RELAY_HDR_LEN; /* the relay's header rides in front */
+    /* the relay's header rides in front; an introduced peer's connection leaves room for it
+     * even on a direct path, since fragments keep their size when retransmitted after a move to
+     * the relay */
+    if (c->path.relayed || (c->p2p != NULL && c->p2p->probing)) m -= TERN__RELAY_HDR_LEN;
     return m;
 }
 
@@ -702,8 +705,11 @@ int tern__conn_recv_short(tern_endpoint *ep, uint64_t now, const tern_addr *loca
     c->st.rx_bytes += len;
     /* which path did it come on? A new source address is a candidate until validated */
     int rxc = tern__p2p_rx_path(c, now, local, remote, ep->rx_relayed, ep->rx_channel);
-    if (rxc == -1) c->path.rx_bytes += len;
-    else if (rxc >= 0) c->p2p->cands[rxc].path.rx_bytes += len;
+    if (rxc == -1) {
+        c->path.rx_bytes += len;
+        c->path.last_rx = now;
+        c->path.await_since = 0; /* the path works */
+    } else if (rxc >= 0) c->p2p->cands[rxc].path.rx_bytes += len;
 
     if (h.flags & TERN__SHORT_RESERVED) {
         tern__conn_terminate(c, now, TERN_ERR_PROTOCOL, 0, NULL, 0, 0);
@@ -944,6 +950,7 @@ static int write_active(tern_conn *c, uint64_t now, uint8_t *out, size_t cap)
         acks->unacked_eliciting = 0;
     }
     if (eliciting) {
+        if (c->path.await_since == 0) c->path.await_since = now; /* answered when it works */
         rec.pn = pn;
         rec.bytes = (uint32_t)n;
         rec.ack_eliciting = 1;

@@ -30,6 +30,9 @@ typedef struct tern__path {
     uint64_t rx_bytes;     /* bytes received on the path */
     uint64_t tx_bytes;     /* bytes sent on the path */
     int validated;         /* the peer proved it receives at remote: 3x limit lifted */
+    uint64_t last_rx;      /* active path: when a packet last came on it */
+    uint64_t await_since;  /* active path: when the oldest ack-eliciting packet sent on it since
+                              it last heard from the peer went out (0: none waits) */
 } tern__path;
 
 /* Peer to peer and migration (path.c): the candidate paths of a connection besides the active
@@ -37,6 +40,8 @@ typedef struct tern__path {
 #define TERN__MAX_PATHS 12 /* the peer's 8 candidates, the relay, addresses learned on the way */
 #define TERN__MAX_EXPECTS 64
 #define TERN__BG_PROBE_MAX (5 * TERN_NS_PER_S) /* background probing of a relayed connection */
+#define TERN__FALLBACK_MIN (1 * TERN_NS_PER_S) /* a direct path silent this long (or 3 PTO) */
+#define TERN__RELAY_KEEPALIVE (20 * TERN_NS_PER_S) /* a relay route in reserve is refreshed */
 
 enum { TERN__CAND_PROBING = 0, TERN__CAND_VALID = 1, TERN__CAND_FAILED = 2 };
 
@@ -66,6 +71,10 @@ typedef struct tern__p2p {
     uint64_t relay_at;      /* client handshake: add the relay then */
     uint64_t interval, probe_until;
     int latest;             /* server: the candidate the peer's newest packet came on, or -1 */
+    uint64_t relay_ka_next; /* client on a direct path: next challenge through the relay */
+    uint64_t silent_next;   /* server on a silent direct path: next challenge through the relay */
+    int relay_challenged;   /* client: the packet being processed challenged us via the relay */
+    uint64_t fallbacks;     /* moves from a silent direct path to the relay */
 } tern__p2p;
 
 /* A pending tern_endpoint_expect_peer. */
@@ -309,6 +318,7 @@ int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now);
 uint64_t tern__rec_timer(const tern_conn *c);
 void tern__rec_on_timer(tern_conn *c, uint64_t now);
 uint64_t tern__rec_pto(const tern_conn *c);
+void tern__rec_path_changed(tern_conn *c, uint64_t now);
 double tern__rec_loss_rate(const tern_conn *c);
 
 /* flow.c */

@@ -10,8 +10,14 @@
  * its path unvalidated); a PATH_RESPONSE with a challenge's data validates that candidate.
  * Who moves:
  *   - the client moves to the first direct candidate that validates while it is relayed;
+ *   - the client moves back to the relay when its direct path goes silent: an ack-eliciting
+ *     packet sent on it unanswered for 3 PTO (at least 1 s), or a PATH_CHALLENGE from the peer
+ *     through the relay (the server's way of saying that its own packets go unanswered). While
+ *     direct it challenges the relay route every 20 s so that the relay keeps the session;
  *   - the server follows the peer: it moves to the path the peer's newest packet (other than a
- *     probe) came on, once that path is validated (this also covers NAT rebinding).
+ *     probe) came on, once that path is validated (this also covers NAT rebinding). It never
+ *     leaves a direct path on its own (the peer might still be sending there); when that path
+ *     goes silent it challenges the peer through the relay, once per silence period.
  * Nothing is retransmitted because of a move: loss recovery is per connection, not per path.
  *
  * The target of an introduction has no connection before the initiator's Initial arrives, so
@@ -154,6 +160,8 @@ static void migrate(tern_conn *c, uint64_t now, int i)
     tern__path old = c->path;
     c->path = k->path;
     c->path.validated = 1;
+    c->path.last_rx = now;
+    c->path.await_since = 0;
     k->path = old;
     k->state = old.validated ? TERN__CAND_VALID : TERN__CAND_PROBING;
     k->challenge_due = 0;
@@ -162,12 +170,72 @@ static void migrate(tern_conn *c, uint64_t now, int i)
     moved(c, now);
 }
 
+/* How long a direct path may leave an ack-eliciting packet unanswered. */
+static uint64_t fallback_after(const tern_conn *c)
+{
+    uint64_t t = 3 * tern__conn_pto(c);
+    return t > TERN__FALLBACK_MIN ? t : TERN__FALLBACK_MIN;
+}
+
+/* The direct active path has been silent too long (see fallback_after). */
+static int direct_silent(const tern_conn *c, uint64_t now)
+{
+    return c->state == TERN_CONN_ESTABLISHED && !c->path.relayed && c->path.await_since != 0 &&
+           now >= c->path.await_since + fallback_after(c);
+}
+
+/* The candidate that is our relay route (added from the introduction if it is not there yet),
+ * or -1. A server without the route uses a relayed path the peer's packets came on. */
+static int relay_cand(tern_conn *c, uint64_t now)
+{
+    tern__p2p *p = c->p2p;
+    if (p == NULL) return -1;
+    if (p->has_relay) {
+        int i = cand_find(p, &p->relay.addr, 1, p->relay.channel);
+        if (i >= 0) return i;
+        tern__cand *k = cand_add(c, now, &c->path.local, &p->relay.addr, 1, p->relay.channel, 0);
+        if (k == NULL) return -1;
+        p->relay_added = 1;
+        k->next_probe = TERN_TIME_NEVER; /* challenged when needed, not by the probe schedule */
+        return (int)(k - p->cands);
+    }
+    for (size_t i = 0; i < p->n; i++)
+        if (p->cands[i].path.relayed) return (int)i;
+    return -1;
+}
+
+/* Client: the direct path went silent; candidate i (the relay) carries the connection now and
+ * the direct path is probed again, so that the connection returns once it answers. */
+static void fall_back(tern_conn *c, uint64_t now, int i)
+{
+    tern__p2p *p = c->p2p;
+    tern__cand *k = &p->cands[i];
+    if (k->response_due) { /* an answer owed to the relay path goes on it, now the active one */
+        c->path_response_due = 1;
+        c->path_response = k->response;
+        k->response_due = 0;
+    }
+    migrate(c, now, i); /* cands[i] now holds the silent direct path */
+    k->state = TERN__CAND_PROBING;
+    k->path.validated = 0;
+    k->challenged = 0;
+    tern__ep_rand(c->ep, &k->challenge, sizeof(k->challenge));
+    k->gap = p->interval;
+    k->next_probe = now + k->gap;
+    p->fallbacks++;
+    p->probe_until = now; /* from here the direct paths are probed with growing gaps */
+    /* what went out on the silent path is lost: probe at once on the relay to find out */
+    tern__rec_path_changed(c, now);
+    tern__ep_mark_send(c->ep, c);
+}
+
 /* ---------------------------------------------------------------- receive */
 
 int tern__p2p_rx_path(tern_conn *c, uint64_t now, const tern_addr *local, const tern_addr *remote,
                       int relayed, const uint8_t *channel)
 {
     c->rx_cand = -1;
+    if (c->p2p != NULL) c->p2p->relay_challenged = 0;
     if (tern__path_is(&c->path, remote, relayed, channel)) return -1;
     if (p2p_get(c) == NULL) return c->rx_cand = -2;
     int i = cand_find(c->p2p, remote, relayed, channel);
@@ -187,7 +255,13 @@ void tern__p2p_on_rx_done(tern_conn *c, uint64_t now, int newest, int probing_on
     if (i < 0 || c->p2p == NULL || c->state != TERN_CONN_ESTABLISHED) return;
     tern__p2p *p = c->p2p;
     tern__cand *k = &p->cands[i];
-    if (!c->is_server || probing_only || !newest) return;
+    if (!c->is_server) {
+        /* the peer challenged us through the relay: it hears nothing on our direct path */
+        if (p->relay_challenged && k->path.relayed && !c->path.relayed) fall_back(c, now, i);
+        p->relay_challenged = 0;
+        return;
+    }
+    if (probing_only || !newest) return;
     /* the peer sends its data on another path: follow once that path is validated */
     p->latest = i;
     if (k->state == TERN__CAND_VALID) {
@@ -209,6 +283,7 @@ void tern__p2p_on_challenge(tern_conn *c, uint64_t data)
         tern__cand *k = &c->p2p->cands[c->rx_cand];
         k->response_due = 1;
         k->response = data;
+        if (!c->is_server && k->path.relayed && !c->path.relayed) c->p2p->relay_challenged = 1;
     } else {
         return; /* no room to remember the path: the peer will try again */
     }
@@ -315,6 +390,14 @@ uint64_t tern__p2p_deadline(const tern_conn *c)
         for (size_t i = 0; i < p->n; i++)
             if (p->cands[i].state == TERN__CAND_PROBING && p->cands[i].next_probe < d)
                 d = p->cands[i].next_probe;
+    } else if (c->state == TERN_CONN_ESTABLISHED && !c->path.relayed) {
+        /* direct: the relay route kept in reserve, and the silence that sends us back to it */
+        if (!c->is_server && p->has_relay && p->relay_ka_next < d) d = p->relay_ka_next;
+        if (c->path.await_since != 0 && (c->is_server || p->has_relay)) {
+            uint64_t t = c->path.await_since + fallback_after(c);
+            if (p->silent_next > t) t = p->silent_next;
+            if (t < d) d = t;
+        }
     }
     return d;
 }
@@ -346,7 +429,30 @@ void tern__p2p_on_timer(tern_conn *c, uint64_t now)
             next_gap(c, k, now, c->ep->s.max_backoff_ns);
             any = 1;
         }
-    } else if (probing_active(c)) {
+    } else if (c->state == TERN_CONN_ESTABLISHED && !c->path.relayed && c->path.validated) {
+        if (!c->is_server) {
+            int i;
+            if (p->has_relay && direct_silent(c, now) && now >= p->silent_next) {
+                if ((i = relay_cand(c, now)) >= 0) fall_back(c, now, i); /* probed below */
+                else p->silent_next = now + fallback_after(c); /* no room: try again later */
+            } else if (p->has_relay && now >= p->relay_ka_next) {
+                if ((i = relay_cand(c, now)) >= 0) {
+                    p->cands[i].challenge_due = 1;
+                    any = 1;
+                }
+                p->relay_ka_next = now + TERN__RELAY_KEEPALIVE;
+            }
+        } else if (direct_silent(c, now) && now >= p->silent_next) {
+            /* our packets go unanswered: tell the peer through the relay, if there is one */
+            int i = relay_cand(c, now);
+            if (i >= 0) {
+                p->cands[i].challenge_due = 1;
+                any = 1;
+            }
+            p->silent_next = now + fallback_after(c);
+        }
+    }
+    if (probing_active(c)) {
         for (size_t i = 0; i < p->n; i++) {
             tern__cand *k = &p->cands[i];
             if (k->state != TERN__CAND_PROBING || now < k->next_probe) continue;
@@ -390,6 +496,8 @@ void tern__p2p_server_attach(tern_conn *c, uint64_t now)
         tern__p2p *p = p2p_get(c);
         if (p != NULL) {
             p->probing = 1;
+            p->has_relay = x->t.has_relay;
+            p->relay = x->t.relay;
             p->interval = x->t.probe_interval_ns ? x->t.probe_interval_ns : DEFAULT_INTERVAL;
             p->probe_until = now + x->t.probe_duration_ns;
             for (size_t i = 0; i < x->t.n_cands; i++) {
@@ -409,6 +517,7 @@ void tern__p2p_established(tern_conn *c, uint64_t now)
     tern__p2p *p = c->p2p;
     if (p == NULL) return;
     stop_punch_match(c);
+    p->relay_ka_next = now; /* a direct connection checks its relay route at once */
     for (size_t i = 0; i < p->n; i++) {
         tern__cand *k = &p->cands[i];
         k->initial_due = 0;
@@ -574,6 +683,7 @@ void tern_conn_path(const tern_conn *c, tern_path_info *info)
     info->validated = c->path.validated;
     info->moves = c->path_moves;
     if (c->p2p != NULL) {
+        info->fallbacks = c->p2p->fallbacks;
         info->n_cands = c->p2p->n;
         for (size_t i = 0; i < c->p2p->n; i++)
             if (c->p2p->cands[i].state == TERN__CAND_VALID) info->n_validated++;

@@ -316,6 +316,32 @@ void tern__rec_on_timer(tern_conn *c, uint64_t now)
 }
 
 
+void tern__rec_path_changed(tern_conn *c, uint64_t now)
+{
+    tern__recovery *r = c->recp;
+    if (!c->rec_ready || r == NULL) return;
+    /* The old path went silent: what is outstanding on it is lost (requeued for the new path
+     * now, not a PTO or two later) and says nothing about the new path's capacity, so no
+     * congestion event; the new path starts with a fresh congestion controller, pacer and
+     * delivery-rate sampler, and its first RTT sample replaces the old estimate (RFC 9000
+     * 9.4). */
+    for (uint64_t pn = r->base; pn < r->base + r->n; pn++) {
+        tern__sent *s = sent_at(r, pn);
+        if (s->state == SENT_OUTSTANDING) on_packet_lost(c, s, now);
+    }
+    ring_trim(c, r);
+    r->loss_time = TERN_TIME_NEVER;
+    r->pto_count = 0;
+    r->probes_pending = 0;
+    r->recovery_start = 0;
+    size_t mss = tern__conn_max_payload(c);
+    r->cc.ops->init(r->cc.st, mss, now);
+    tern__pacer_init(&r->pacer, now, mss);
+    tern__rate_init(&r->rate, now);
+    c->rtt.has_sample = 0;
+    tern__conn_network_changed(c);
+}
+
 double tern__rec_loss_rate(const tern_conn *c)
 {
     return (double)c->recp->loss_avg_q16 / 65536.0;

@@ -310,24 +310,39 @@ typedef struct scene {
     tnet_node a, b;
     tern_addr a_pub, b_pub; /* as the server sees them */
     tern_conn *ca;          /* A's connection to B */
-    /* delivery check: B gets messages "<seq>" in order */
+    /* delivery check: B gets messages "<seq>" in order (and A gets B's, a_*) */
     uint64_t next_expected, bad, delivered;
+    uint64_t a_next, a_bad, a_delivered;
 } scene;
+
+static void check_seq(const uint8_t *d, size_t len, uint64_t *next, uint64_t *bad,
+                      uint64_t *delivered)
+{
+    uint64_t seq = 0;
+    if (len < 8) {
+        (*bad)++;
+        return;
+    }
+    for (int i = 0; i < 8; i++) seq = seq << 8 | d[i];
+    if (seq != *next) (*bad)++;
+    *next = seq + 1;
+    (*delivered)++;
+}
+
+static void a_on_message(tnet_node *n, tern_conn *c, uint64_t flow, const uint8_t *d, size_t len)
+{
+    (void)c;
+    (void)flow;
+    scene *sc = n->user;
+    check_seq(d, len, &sc->a_next, &sc->a_bad, &sc->a_delivered);
+}
 
 static void b_on_message(tnet_node *n, tern_conn *c, uint64_t flow, const uint8_t *d, size_t len)
 {
     (void)c;
     (void)flow;
     scene *sc = n->user;
-    uint64_t seq = 0;
-    if (len < 8) {
-        sc->bad++;
-        return;
-    }
-    for (int i = 0; i < 8; i++) seq = seq << 8 | d[i];
-    if (seq != sc->next_expected) sc->bad++;
-    sc->next_expected = seq + 1;
-    sc->delivered++;
+    check_seq(d, len, &sc->next_expected, &sc->bad, &sc->delivered);
 }
 
 /* Places peer `idx` (0 = A, 1 = B) behind a NAT of `type` (or on a public address). */
@@ -376,6 +391,8 @@ static void scene_init(scene *sc, int ta, int tb, int shared_nat, double delay_m
     tnet_node_init(&sc->b, sc->s, &ba, 1, NULL, 2);
     sc->b.user = sc;
     sc->b.on_message = b_on_message;
+    sc->a.user = sc;
+    sc->a.on_message = a_on_message;
     /* both register with the server: their NATs now map what the server sees */
     tern_conn *x;
     TT_REQUIRE(tern_endpoint_connect(sc->a.ep, sim_now(sc->s), &aa, &sc->sv.addr, sc->sv.key.pub,
@@ -438,8 +455,8 @@ static void scene_free(scene *sc)
     sim_del(sc->s);
 }
 
-/* Sends n messages of `size` bytes carrying their sequence number (and the marker). */
-static void send_seq(scene *sc, uint64_t flow, uint64_t *seq, int n, size_t size)
+/* Sends n messages of `size` bytes carrying their sequence number (and the marker) on c. */
+static void send_seq_on(tern_conn *c, sim *s, uint64_t flow, uint64_t *seq, int n, size_t size)
 {
     uint8_t buf[4096];
     TT_REQUIRE(size >= 8 + sizeof(MARKER) && size <= sizeof(buf));
@@ -447,9 +464,15 @@ static void send_seq(scene *sc, uint64_t flow, uint64_t *seq, int n, size_t size
         memset(buf, 'x', size);
         for (int k = 0; k < 8; k++) buf[k] = (uint8_t)(*seq >> (56 - 8 * k));
         memcpy(buf + 8, MARKER, sizeof(MARKER) - 1);
-        if (tern_flow_send(sc->ca, flow, sim_now(sc->s), buf, size, -1) != TERN_OK) return;
+        if (tern_flow_send(c, flow, sim_now(s), buf, size, -1) != TERN_OK) return;
         (*seq)++;
     }
+}
+
+/* The same from A on its connection to B. */
+static void send_seq(scene *sc, uint64_t flow, uint64_t *seq, int n, size_t size)
+{
+    send_seq_on(sc->ca, sc->s, flow, seq, n, size);
 }
 
 /* ---------------------------------------------------------------- tests */
@@ -569,6 +592,124 @@ static void test_relay_then_direct_nothing_lost(void)
     scene_free(&sc);
 }
 
+/* A direct connection whose path dies (a firewall between the two NATs closes) while A streams
+ * to B: A's packets go unanswered, A moves to the relay, B follows; when the firewall opens
+ * again the connection returns to the direct path. Every message arrives exactly once, in
+ * order, and the relay sees only ciphertext. */
+static void test_direct_then_relay_then_direct(void)
+{
+    scene sc;
+    scene_init(&sc, NAT_PORT_RESTRICTED, NAT_RESTRICTED, 0, 30);
+    sc.w.block_a = sc.w.nats[0].pub;
+    sc.w.block_b = sc.w.nats[1].pub;
+    uint64_t t0 = sim_now(sc.s);
+    introduce(&sc, 2 * S);
+    TT_REQUIRE(sim_run_while(sc.s, a_not_established, &sc, t0 + 6 * S) == SIM_OK);
+    tern_path_info pi, pb;
+    tern_conn_path(sc.ca, &pi);
+    TT_REQUIRE(!pi.relayed);
+    uint64_t flow, seq = 0;
+    TT_REQUIRE(tern_flow_open(sc.ca, NULL, &flow) == TERN_OK);
+    /* 16 s of messages, 50 per 100 ms; the firewall closes at +3 s and opens at +9 s */
+    uint64_t start = sim_now(sc.s), close_at = start + 3 * S, open_at = start + 9 * S;
+    uint64_t fell_at = 0, back_at = 0, b_fell_at = 0, at_open = 0, at_open_seq = 0;
+    for (int step = 0; step < 160; step++) {
+        send_seq(&sc, flow, &seq, 50, 1100);
+        TT_REQUIRE(sim_run_until(sc.s, sim_now(sc.s) + 100 * MS) == SIM_OK);
+        uint64_t now = sim_now(sc.s);
+        if (!sc.w.block_direct && now >= close_at && now < open_at) sc.w.block_direct = 1;
+        if (sc.w.block_direct && now >= open_at) {
+            sc.w.block_direct = 0;
+            at_open = sc.delivered;
+            at_open_seq = seq;
+        }
+        tern_conn_path(sc.ca, &pi);
+        if (pi.relayed && fell_at == 0) fell_at = now;
+        if (!pi.relayed && fell_at != 0 && back_at == 0) back_at = now;
+        if (sc.b.conn != NULL) {
+            tern_conn_path(sc.b.conn, &pb);
+            if (pb.relayed && b_fell_at == 0) b_fell_at = now;
+        }
+    }
+    TT_REQUIRE(sim_run_until(sc.s, sim_now(sc.s) + 3 * S) == SIM_OK);
+    tern_conn_path(sc.ca, &pi);
+    printf("direct path closed: A on the relay after %llu ms (B after %llu ms); back direct %llu "
+           "ms after it opened; %llu messages, %llu relayed datagrams, A moves %llu\n",
+           (unsigned long long)((fell_at - close_at) / MS),
+           (unsigned long long)((b_fell_at - close_at) / MS),
+           (unsigned long long)((back_at - open_at) / MS), (unsigned long long)seq,
+           (unsigned long long)sc.sv.forwarded, (unsigned long long)pi.moves);
+    printf("  when the firewall opened: %llu of %llu messages delivered\n",
+           (unsigned long long)at_open, (unsigned long long)at_open_seq);
+    TT_CHECK(sc.w.blocked > 0);
+    /* on the relay the backlog cleared: within half a second of what was sent */
+    TT_CHECK(at_open + 250 >= at_open_seq);
+    TT_CHECK(fell_at > close_at && fell_at - close_at <= 2 * S);
+    TT_CHECK(b_fell_at >= fell_at && b_fell_at - close_at <= 3 * S);
+    TT_CHECK(back_at > open_at && back_at - open_at < 6 * S);
+    TT_CHECK(!pi.relayed);
+    TT_CHECK_EQ_U64(pi.fallbacks, 1);
+    TT_CHECK_EQ_U64(pi.moves, 2);
+    TT_CHECK_EQ_U64(seq, 8000);
+    TT_CHECK_EQ_U64(sc.delivered, seq);
+    TT_CHECK_EQ_U64(sc.bad, 0);
+    TT_CHECK(sc.sv.forwarded > 100);
+    TT_CHECK_EQ_U64(sc.sv.marker_seen, 0);
+    TT_REQUIRE(sc.b.conn != NULL);
+    tern_conn_path(sc.b.conn, &pb);
+    TT_CHECK(!pb.relayed);
+    scene_free(&sc);
+}
+
+/* The target (B) streams to an idle initiator (A, which only acknowledges) when the direct
+ * path dies: B's packets go unanswered, B challenges A through the relay, A moves there and B
+ * follows. Nothing is lost; it takes about one silence period, not a keep-alive interval. */
+static void test_target_streams_when_direct_path_dies(void)
+{
+    scene sc;
+    scene_init(&sc, NAT_FULL, NAT_PORT_RESTRICTED, 0, 40);
+    sc.w.block_a = sc.w.nats[0].pub;
+    sc.w.block_b = sc.w.nats[1].pub;
+    uint64_t t0 = sim_now(sc.s);
+    introduce(&sc, 2 * S);
+    TT_REQUIRE(sim_run_while(sc.s, a_not_established, &sc, t0 + 6 * S) == SIM_OK);
+    TT_REQUIRE(sim_run_until(sc.s, sim_now(sc.s) + 200 * MS) == SIM_OK);
+    TT_REQUIRE(sc.b.conn != NULL);
+    tern_conn *cb = sc.b.conn;
+    tern_path_info pi, pb;
+    tern_conn_path(sc.ca, &pi);
+    TT_REQUIRE(!pi.relayed);
+    uint64_t flow, seq = 0;
+    TT_REQUIRE(tern_flow_open(cb, NULL, &flow) == TERN_OK);
+    uint64_t close_at = sim_now(sc.s) + 2 * S, fell_at = 0, b_fell_at = 0;
+    for (int step = 0; step < 80; step++) {
+        send_seq_on(cb, sc.s, flow, &seq, 30, 1000);
+        sim_node_wake(sc.s, sc.b.node);
+        TT_REQUIRE(sim_run_until(sc.s, sim_now(sc.s) + 100 * MS) == SIM_OK);
+        uint64_t now = sim_now(sc.s);
+        if (!sc.w.block_direct && now >= close_at) sc.w.block_direct = 1;
+        tern_conn_path(sc.ca, &pi);
+        tern_conn_path(cb, &pb);
+        if (pi.relayed && fell_at == 0) fell_at = now;
+        if (pb.relayed && b_fell_at == 0) b_fell_at = now;
+    }
+    TT_REQUIRE(sim_run_until(sc.s, sim_now(sc.s) + 3 * S) == SIM_OK);
+    printf("direct path closed under B's stream: A on the relay after %llu ms, B after %llu ms; "
+           "%llu messages\n", (unsigned long long)((fell_at - close_at) / MS),
+           (unsigned long long)((b_fell_at - close_at) / MS), (unsigned long long)seq);
+    TT_CHECK(fell_at > close_at && fell_at - close_at <= 2500 * MS);
+    TT_CHECK(b_fell_at > close_at && b_fell_at - close_at <= 3 * S);
+    tern_conn_path(sc.ca, &pi);
+    tern_conn_path(cb, &pb);
+    TT_CHECK(pi.relayed && pb.relayed);
+    TT_CHECK_EQ_U64(pi.fallbacks, 1);
+    TT_CHECK_EQ_U64(seq, 2400);
+    TT_CHECK_EQ_U64(sc.a_delivered, seq);
+    TT_CHECK_EQ_U64(sc.a_bad, 0);
+    TT_CHECK_EQ_U64(sc.sv.marker_seen, 0);
+    scene_free(&sc);
+}
+
 /* Both peers behind one NAT without hairpinning: only the local addresses work. */
 static void test_same_nat_uses_local_addresses(void)
 {
@@ -663,6 +804,8 @@ static void test_bad_relay_and_punch_datagrams(void)
 static const tt_case cases[] = {
     TT_CASE(test_nat_matrix),
     TT_CASE(test_relay_then_direct_nothing_lost),
+    TT_CASE(test_direct_then_relay_then_direct),
+    TT_CASE(test_target_streams_when_direct_path_dies),
     TT_CASE(test_same_nat_uses_local_addresses),
     TT_CASE(test_nat_rebinding),
     TT_CASE(test_bad_relay_and_punch_datagrams),

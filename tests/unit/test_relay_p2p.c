@@ -460,9 +460,48 @@ static void test_relayed_connection_end_to_end(void)
     TT_CHECK_EQ_U64(sc.b.delivered, seq);
     TT_CHECK_EQ_U64(sc.b.bad, 0);
     tern_relay_get_stats(sc.sv.relay, &rs);
-    TT_CHECK_EQ_U64(rs.fwd_packets, fwd);
-    /* 60 s idle: the session is freed (the sim runs the relay's expiry at its deadline) */
-    TT_REQUIRE(sim_run_until(sc.s, sim_now(sc.s) + 61 * S) == SIM_OK);
+    TT_CHECK(rs.fwd_packets - fwd <= 2); /* at most a keep-alive of the relay route */
+
+    /* 90 s on the direct path, a few messages a second: the relay forwards only A's keep-alive
+     * challenges (every 20 s) and B's answers, and keeps the session for a fallback */
+    fwd = rs.fwd_packets;
+    for (int step = 0; step < 90; step++) {
+        send_seq(&sc, flow, &seq, 5);
+        sim_node_wake(sc.s, sc.a.n.node);
+        TT_REQUIRE(sim_run_until(sc.s, sim_now(sc.s) + S) == SIM_OK);
+    }
+    tern_relay_get_stats(sc.sv.relay, &rs);
+    printf("90 s direct: the relay forwarded %llu keep-alive datagrams; sessions %llu\n",
+           (unsigned long long)(rs.fwd_packets - fwd), (unsigned long long)rs.sessions);
+    TT_CHECK_EQ_U64(rs.sessions, 1);
+    TT_CHECK_EQ_U64(rs.expired, 0);
+    TT_CHECK(rs.fwd_packets - fwd >= 8 && rs.fwd_packets - fwd <= 14);
+    TT_CHECK_EQ_U64(sc.b.delivered, seq);
+
+    /* the direct path dies: A falls back to the relay it kept, nothing is lost */
+    sc.blk.on = 1;
+    uint64_t blocked_at = sim_now(sc.s), fell_at = 0;
+    for (int step = 0; step < 50; step++) {
+        send_seq(&sc, flow, &seq, 20);
+        sim_node_wake(sc.s, sc.a.n.node);
+        TT_REQUIRE(sim_run_until(sc.s, sim_now(sc.s) + 100 * MS) == SIM_OK);
+        tern_conn_path(sc.a.p2p, &pi);
+        if (pi.relayed && fell_at == 0) fell_at = sim_now(sc.s);
+    }
+    TT_REQUIRE(sim_run_until(sc.s, sim_now(sc.s) + 2 * S) == SIM_OK);
+    tern_conn_path(sc.a.p2p, &pi);
+    printf("direct path blocked: back on ternd's relay after %llu ms; %llu messages delivered\n",
+           (unsigned long long)((fell_at - blocked_at) / MS), (unsigned long long)sc.b.delivered);
+    TT_CHECK(pi.relayed);
+    TT_CHECK_EQ_U64(pi.fallbacks, 1);
+    TT_CHECK(fell_at > blocked_at && fell_at - blocked_at <= 2 * S);
+    TT_CHECK_EQ_U64(sc.b.delivered, seq);
+    TT_CHECK_EQ_U64(sc.b.bad, 0);
+
+    /* the connection closes; 60 s idle later the session is freed */
+    TT_REQUIRE(tern_conn_close(sc.a.p2p, sim_now(sc.s), 0, NULL, 0) == TERN_OK);
+    sim_node_wake(sc.s, sc.a.n.node);
+    TT_REQUIRE(sim_run_until(sc.s, sim_now(sc.s) + 62 * S) == SIM_OK);
     tern_relay_get_stats(sc.sv.relay, &rs);
     TT_CHECK_EQ_U64(rs.sessions, 0);
     TT_CHECK_EQ_U64(rs.expired, 1);
