@@ -127,3 +127,101 @@ p2p_show() {
 	echo "     --- $1"
 	sed 's/^/     /' "$2" 2>/dev/null | tail -n 30
 }
+
+# --- a 16 MB transfer between two port-restricted NATs whose direct path the test blocks and
+# unblocks (p2p_migrate.sh, p2p_fallback.sh)
+
+# p2p_xfer_lab: work dir with a 16 MB random file; A (203.0.113.11, its link limited to 16 Mbit/s
+# so that the file takes about 8 s) and B (.12) behind port-restricted cone NATs; counters on the
+# public bridge of the bytes A's NAT sends to the server (a_srv) and to B's NAT (a_b); ternd and
+# `tern recv --via --count 1` in B. Sets work, size, A, B, KEY, PEER_ID, RECV_PID.
+p2p_xfer_lab() {
+	work=$(mktemp -d "${TMPDIR:-/tmp}/p2p-xfer.XXXXXX")
+	p2p_atexit() { rm -rf "$work"; }
+	head -c 16000000 /dev/urandom >"$work/file.bin"
+	size=$(stat -c %s "$work/file.bin")
+	mkdir "$work/rx"
+	A=$(p2p_public_ip 1)
+	B=$(p2p_public_ip 2)
+	p2p_lab
+	p2p_side a port-restricted-cone 1 "rate=16mbit" "rate=16mbit"
+	p2p_side b port-restricted-cone 2
+	nl_exec pub nft -f - <<EOF
+table bridge p2p_count {
+	counter a_srv {}
+	counter a_b {}
+	chain on_bridge {
+		type filter hook forward priority 10; policy accept;
+		ip saddr $A ip daddr $P2P_SRV counter name a_srv
+		ip saddr $A ip daddr $B counter name a_b
+	}
+}
+EOF
+	p2p_ternd
+	p2p_recv b "$NL_DIR/recv.log" -o "$work/rx" --count 1
+}
+
+# p2p_counter NAME: bytes counted so far by p2p_xfer_lab's counter NAME.
+p2p_counter() {
+	nl_exec pub nft list counter bridge p2p_count "$1" | sed -n 's/.*packets [0-9]* bytes \([0-9]*\).*/\1/p'
+}
+
+# p2p_block / p2p_unblock: drop everything between A's and B's NATs on the public bridge (the
+# server stays reachable), and stop doing so.
+p2p_block() {
+	nl_exec pub nft -f - <<EOF
+table bridge p2p_block {
+	chain on_bridge {
+		type filter hook forward priority 0; policy accept;
+		ip saddr $A ip daddr $B drop
+		ip saddr $B ip daddr $A drop
+	}
+}
+EOF
+}
+p2p_unblock() { nl_exec pub nft delete table bridge p2p_block; }
+
+# p2p_xfer_send: starts `tern send` of the file in A to B through ternd; sets SEND_PID and T0 (ns);
+# p2p_elapsed prints the ms since.
+p2p_xfer_send() {
+	nl_bg a stdbuf -oL -eL "$TERN" send "$work/file.bin" --to "$PEER_ID" --via "$P2P_VIA" \
+		--server-key "$KEY" >"$NL_DIR/send.log" 2>&1
+	SEND_PID=$NL_BGPID
+	T0=$(date +%s%N)
+}
+p2p_elapsed() { echo $((($(date +%s%N) - T0) / 1000000)); }
+
+# p2p_xfer_end MIN_MOVES: waits for both sides (60 s), then checks their exit codes, the file
+# byte-exact, the receiver's verdict, and tern send's final line: stored and verified, on the
+# direct path after at least MIN_MOVES moves. Shows the logs when anything failed.
+p2p_xfer_end() {
+	local min_moves=$1 rc=0 rrc=0 final rline fpath moves _
+	for _ in $(seq 600); do kill -0 "$SEND_PID" 2>/dev/null || break; sleep 0.1; done
+	if kill -0 "$SEND_PID" 2>/dev/null; then rc=timeout; else wait "$SEND_PID" || rc=$?; fi
+	for _ in $(seq 100); do kill -0 "$RECV_PID" 2>/dev/null || break; sleep 0.05; done
+	if kill -0 "$RECV_PID" 2>/dev/null; then rrc=timeout; else wait "$RECV_PID" || rrc=$?; fi
+	echo "transfer ended after $(p2p_elapsed) ms"
+	final=$(grep 'stored and verified by the receiver' "$NL_DIR/send.log" | tail -n 1 || true)
+	echo "     send: $final"
+	grep 'received ' "$NL_DIR/recv.log" | sed 's/^/     recv: /'
+	check "tern send exits 0 ($rc)" "\"$rc\" == \"0\""
+	check "tern recv exits 0 ($rrc)" "\"$rrc\" == \"0\""
+	if cmp "$work/file.bin" "$work/rx/file.bin"; then echo "ok   the file arrived byte-exact"; else
+		echo "FAIL the received file differs"
+		t_fail=1
+	fi
+	rline=$(grep -E "received file\.bin $size bytes hash ok" "$NL_DIR/recv.log" || true)
+	check "the receiver reports file.bin, $size bytes, hash ok" "\"$rline\" != \"\""
+	read -r fpath moves <<<"$(sed -n 's/.*; path \([a-z]*\) [^ ]*, \([0-9]*\) path moves.*/\1 \2/p' <<<"$final")" || true
+	check "tern send's final line: stored and verified, path direct after at least $min_moves move(s) (${fpath:-none}, ${moves:-?} moves)" \
+		"\"$fpath\" == \"direct\" && \"${moves:-0}\" + 0 >= $min_moves"
+}
+
+# p2p_xfer_show: the three logs, when the test failed.
+p2p_xfer_show() {
+	if [ "$t_fail" != 0 ]; then
+		p2p_show "tern send (A)" "$NL_DIR/send.log"
+		p2p_show "tern recv (B)" "$NL_DIR/recv.log"
+		p2p_show ternd "$NL_DIR/ternd.log"
+	fi
+}
