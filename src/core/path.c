@@ -18,7 +18,9 @@
  *     probe) came on, once that path is validated (this also covers NAT rebinding). It never
  *     leaves a direct path on its own (the peer might still be sending there); when that path
  *     goes silent it challenges the peer through the relay, once per silence period.
- * Nothing is retransmitted because of a move: loss recovery is per connection, not per path.
+ * Loss recovery is per connection, not per path: a move to a working path retransmits nothing
+ * by itself, while a move away from a silent one declares what is outstanding there lost (it is
+ * retransmitted on the new path at once) and restarts congestion control for the new path.
  *
  * The target of an introduction has no connection before the initiator's Initial arrives, so
  * the endpoint keeps "expectations": it sends punches (0x82 || BLAKE2b-128("tern punch v1" ||
@@ -224,7 +226,7 @@ static void fall_back(tern_conn *c, uint64_t now, int i)
     k->next_probe = now + k->gap;
     p->fallbacks++;
     p->probe_until = now; /* from here the direct paths are probed with growing gaps */
-    /* what went out on the silent path is lost: probe at once on the relay to find out */
+    /* what went out on the silent path is lost: it goes again on the relay, at once */
     tern__rec_path_changed(c, now);
     tern__ep_mark_send(c->ep, c);
 }
