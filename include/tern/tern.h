@@ -291,8 +291,9 @@ int tern_conn_is_server(const tern_conn *c);
  * the handshake; a connection on the relay moves to a direct path as soon as one validates.
  * While direct, the initiator keeps the relay route alive (a challenge through it every 20 s)
  * and moves back to it when the direct path goes silent: its ack-eliciting packets unanswered
- * for 3 PTO (at least 1 s), or the target challenging it through the relay because the target's
- * packets go unanswered; direct paths are then probed again in the background. */
+ * for 3 PTO (at least 1 s) and two probe timeouts in a row, or the target challenging it through
+ * the relay because the target's packets go unanswered; direct paths are then probed again in
+ * the background. */
 
 #define TERN_RELAY_CHANNEL_LEN 8 /* relay channel IDs */
 #define TERN_PUNCH_NONCE_LEN 16  /* introduction nonce */

@@ -11,7 +11,8 @@
  * Who moves:
  *   - the client moves to the first direct candidate that validates while it is relayed;
  *   - the client moves back to the relay when its direct path goes silent: an ack-eliciting
- *     packet sent on it unanswered for 3 PTO (at least 1 s), or a PATH_CHALLENGE from the peer
+ *     packet sent on it unanswered for 3 PTO (at least 1 s) and two probe timeouts in a row
+ *     without an answer, or a PATH_CHALLENGE from the peer
  *     through the relay (the server's way of saying that its own packets go unanswered). While
  *     direct it challenges the relay route every 20 s so that the relay keeps the session;
  *   - the server follows the peer: it moves to the path the peer's newest packet (other than a
@@ -179,11 +180,19 @@ static uint64_t fallback_after(const tern_conn *c)
     return t > TERN__FALLBACK_MIN ? t : TERN__FALLBACK_MIN;
 }
 
-/* The direct active path has been silent too long (see fallback_after). */
-static int direct_silent(const tern_conn *c, uint64_t now)
+/* The direct active path is silent: an ack-eliciting packet sent on it has gone unanswered for
+ * fallback_after, and at least two probe timeouts in a row have passed without an answer (so
+ * that a lost packet and a lost pair of probes on a lossy path are not taken for a dead path).
+ * When only the second condition is missing, a re-check is armed one PTO later. */
+static int direct_silent(tern_conn *c, uint64_t now)
 {
-    return c->state == TERN_CONN_ESTABLISHED && !c->path.relayed && c->path.await_since != 0 &&
-           now >= c->path.await_since + fallback_after(c);
+    tern__p2p *p = c->p2p;
+    if (c->state != TERN_CONN_ESTABLISHED || c->path.relayed || c->path.await_since == 0 ||
+        now < c->path.await_since + fallback_after(c) || now < p->silent_next)
+        return 0;
+    if (c->rec_ready && c->recp->pto_count >= 2) return 1;
+    p->silent_next = now + tern__conn_pto(c);
+    return 0;
 }
 
 /* The candidate that is our relay route (added from the introduction if it is not there yet),
@@ -434,7 +443,7 @@ void tern__p2p_on_timer(tern_conn *c, uint64_t now)
     } else if (c->state == TERN_CONN_ESTABLISHED && !c->path.relayed && c->path.validated) {
         if (!c->is_server) {
             int i;
-            if (p->has_relay && direct_silent(c, now) && now >= p->silent_next) {
+            if (p->has_relay && direct_silent(c, now)) {
                 if ((i = relay_cand(c, now)) >= 0) fall_back(c, now, i); /* probed below */
                 else p->silent_next = now + fallback_after(c); /* no room: try again later */
             } else if (p->has_relay && now >= p->relay_ka_next) {
@@ -444,7 +453,7 @@ void tern__p2p_on_timer(tern_conn *c, uint64_t now)
                 }
                 p->relay_ka_next = now + TERN__RELAY_KEEPALIVE;
             }
-        } else if (direct_silent(c, now) && now >= p->silent_next) {
+        } else if (direct_silent(c, now)) {
             /* our packets go unanswered: tell the peer through the relay, if there is one */
             int i = relay_cand(c, now);
             if (i >= 0) {

@@ -710,6 +710,53 @@ static void test_target_streams_when_direct_path_dies(void)
     scene_free(&sc);
 }
 
+/* The conditions tern is tuned for (300 ms RTT, 3% loss in bursts of up to 3) are not a dead
+ * path: 30 s of a stream and 3 minutes of one message a second on a direct connection never
+ * fall back to the relay. */
+static void test_lossy_long_path_does_not_fall_back(void)
+{
+    scene sc;
+    scene_init(&sc, NAT_RESTRICTED, NAT_PORT_RESTRICTED, 0, 75);
+    sim_link_params lp;
+    sim_link_params_init(&lp);
+    lp.delay_ns = 75 * MS; /* each way on each of the two hops: 300 ms RTT peer to peer */
+    lp.loss = 0.03;
+    lp.burst_max = 3;
+    sim_set_default_link(sc.s, &lp);
+    uint64_t t0 = sim_now(sc.s);
+    introduce(&sc, 2 * S);
+    TT_REQUIRE(sim_run_while(sc.s, a_not_established, &sc, t0 + 10 * S) == SIM_OK);
+    tern_path_info pi;
+    tern_conn_path(sc.ca, &pi);
+    TT_REQUIRE(!pi.relayed);
+    uint64_t flow, seq = 0;
+    TT_REQUIRE(tern_flow_open(sc.ca, NULL, &flow) == TERN_OK);
+    for (int step = 0; step < 300; step++) {
+        send_seq(&sc, flow, &seq, 20, 1100);
+        TT_REQUIRE(sim_run_until(sc.s, sim_now(sc.s) + 100 * MS) == SIM_OK);
+    }
+    /* then 3 minutes of one message a second: lost packets are tails, found by probe timeouts */
+    for (int step = 0; step < 180; step++) {
+        send_seq(&sc, flow, &seq, 1, 200);
+        TT_REQUIRE(sim_run_until(sc.s, sim_now(sc.s) + S) == SIM_OK);
+    }
+    TT_REQUIRE(sim_run_until(sc.s, sim_now(sc.s) + 10 * S) == SIM_OK);
+    tern_conn_path(sc.ca, &pi);
+    tern_conn_stats st;
+    tern_conn_get_stats(sc.ca, &st);
+    printf("300 ms RTT, 3%% bursty loss, 30 s + 3 min: %llu messages, %llu packets lost, %llu PTOs, "
+           "fallbacks %llu\n", (unsigned long long)seq, (unsigned long long)st.packets_lost,
+           (unsigned long long)st.pto_count, (unsigned long long)pi.fallbacks);
+    TT_CHECK(st.packets_lost > 50);
+    TT_CHECK_EQ_U64(pi.fallbacks, 0);
+    TT_CHECK(!pi.relayed);
+    TT_CHECK(st.pto_count > 0);
+    TT_CHECK_EQ_U64(seq, 6180);
+    TT_CHECK_EQ_U64(sc.delivered, seq);
+    TT_CHECK_EQ_U64(sc.bad, 0);
+    scene_free(&sc);
+}
+
 /* Both peers behind one NAT without hairpinning: only the local addresses work. */
 static void test_same_nat_uses_local_addresses(void)
 {
@@ -806,6 +853,7 @@ static const tt_case cases[] = {
     TT_CASE(test_relay_then_direct_nothing_lost),
     TT_CASE(test_direct_then_relay_then_direct),
     TT_CASE(test_target_streams_when_direct_path_dies),
+    TT_CASE(test_lossy_long_path_does_not_fall_back),
     TT_CASE(test_same_nat_uses_local_addresses),
     TT_CASE(test_nat_rebinding),
     TT_CASE(test_bad_relay_and_punch_datagrams),
