@@ -18,7 +18,8 @@
  * tern_driver_shutdown() closes with a code and reason before it drains the loop.
  * tern_driver_stop() only writes to an eventfd, so a signal handler or another thread may call it.
  * An rx_hook sees each datagram before the core (io.c's deliver asks drv_rx_hooked), and
- * tern_driver_send_raw sends a datagram past the core with one sendto: ternd's relay is the user.
+ * tern_driver_send_raw queues a datagram past the core, sent with sendmmsg when the receive batch
+ * is done (tern_driver_flush) or the queue of 64 is full: ternd's relay is the user.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -26,6 +27,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -229,6 +231,7 @@ void tern_driver_del(tern_driver *d)
     if (d->stopfd >= 0) close(d->stopfd);
     drv_rx_free(&d->rx);
     free(d->tx);
+    free(d->raw);
     drv_heap_free(&d->timers);
     drv_conns_free(&d->conns);
     free(d);
@@ -311,20 +314,52 @@ int tern_driver_send_raw(tern_driver *d, size_t sock, const tern_addr *to, const
     if (d == NULL || sock >= d->n_socks || to == NULL || (data == NULL && len) ||
         len > TERN_MAX_DATAGRAM)
         return TERN_ERR_INVALID_ARG;
-    const drv_sock *s = &d->socks[sock];
-    struct sockaddr_storage ss;
-    socklen_t sl = drv_sockaddr_for(s, to, &ss);
+    if (d->raw == NULL && (d->raw = calloc(1, sizeof(*d->raw))) == NULL) return TERN_ERR_NOMEM;
+    drv_raw *q = d->raw;
+    if (q->n == DRV_RAW_BATCH) drv_raw_flush(d);
+    size_t k = q->n;
+    socklen_t sl = drv_sockaddr_for(&d->socks[sock], to, &q->names[k]);
     if (sl == 0) return TERN_ERR_INVALID_ARG;
-    ssize_t r;
-    do {
-        r = sendto(s->fd, data, len, MSG_DONTWAIT, (const struct sockaddr *)&ss, sl);
-    } while (r < 0 && errno == EINTR);
-    if (r < 0) {
-        d->st.tx_raw_errors++;
-        return errno == EAGAIN || errno == EWOULDBLOCK ? TERN_ERR_AGAIN : TERN_ERR_STATE;
-    }
-    d->st.tx_raw++;
+    if (len) memcpy(q->buf[k], data, len);
+    q->iov[k].iov_base = q->buf[k];
+    q->iov[k].iov_len = len;
+    struct msghdr *mh = &q->msgs[k].msg_hdr;
+    memset(mh, 0, sizeof(*mh));
+    mh->msg_name = &q->names[k];
+    mh->msg_namelen = sl;
+    mh->msg_iov = &q->iov[k];
+    mh->msg_iovlen = 1;
+    q->sock[k] = sock;
+    q->n++;
     return TERN_OK;
+}
+
+void drv_raw_flush(tern_driver *d)
+{
+    drv_raw *q = d->raw;
+    if (q == NULL || q->n == 0) return;
+    for (size_t i = 0; i < q->n;) {
+        size_t j = i + 1;
+        while (j < q->n && q->sock[j] == q->sock[i]) j++; /* a run from one socket */
+        int fd = d->socks[q->sock[i]].fd;
+        while (i < j) {
+            int r;
+            do {
+                r = sendmmsg(fd, &q->msgs[i], (unsigned)(j - i), MSG_DONTWAIT);
+            } while (r < 0 && errno == EINTR);
+            if (r > 0) {
+                d->st.tx_raw += (uint64_t)r;
+                d->st.tx_raw_syscalls++;
+                i += (size_t)r;
+                continue;
+            }
+            /* the first datagram left is refused (a full buffer, an unreachable address):
+             * dropped, counted, and the rest of the run goes on */
+            d->st.tx_raw_errors++;
+            i++;
+        }
+    }
+    q->n = 0;
 }
 
 /* ---------------------------------------------------------------- the loop */
@@ -338,6 +373,7 @@ static void arm_ep_timer(tern_driver *d)
 
 void tern_driver_flush(tern_driver *d)
 {
+    drv_raw_flush(d);
     drv_tx *tx = d->tx;
     size_t budget = d->tx_per_wakeup;
     while (!d->tx_blocked) {

@@ -96,7 +96,7 @@ static int relay_rx(tern_driver *d, size_t sock, const tern_addr *from, uint8_t 
     int n = tern_relay_forward(s->relay, tern_driver_now(d), from, data, len, &to);
     if (n > 0) {
         if (tern_driver_send_raw(d, sock, &to, data, (size_t)n) == TERN_OK) s->relay_sent++;
-        else s->relay_send_failed++;
+        else s->relay_send_failed++; /* not even queued */
     }
     return 1; /* dropped ones too: the relay counted why */
 }
@@ -328,13 +328,16 @@ static void report(ternd_service *svc, FILE *out)
         tern_relay_get_stats(s->relay, &ls);
         fprintf(out,
                 "relay sessions=%llu opened=%llu expired=%llu refused=%llu fwd_packets=%llu "
-                "fwd_bytes=%llu sent=%llu send_failed=%llu drop_short=%llu drop_malformed=%llu "
+                "fwd_bytes=%llu queued=%llu queue_failed=%llu sent=%llu send_refused=%llu "
+                "sendmmsg=%llu drop_short=%llu drop_malformed=%llu "
                 "drop_oversize=%llu drop_unknown_channel=%llu drop_wrong_source=%llu "
                 "drop_rate_limited=%llu mem=%llu\n",
                 (unsigned long long)ls.sessions, (unsigned long long)ls.opened,
                 (unsigned long long)ls.expired, (unsigned long long)ls.open_refused,
                 (unsigned long long)ls.fwd_packets, (unsigned long long)ls.fwd_bytes,
                 (unsigned long long)s->relay_sent, (unsigned long long)s->relay_send_failed,
+                (unsigned long long)ds.tx_raw, (unsigned long long)ds.tx_raw_errors,
+                (unsigned long long)ds.tx_raw_syscalls,
                 (unsigned long long)ls.drop_short, (unsigned long long)ls.drop_malformed,
                 (unsigned long long)ls.drop_oversize, (unsigned long long)ls.drop_unknown_channel,
                 (unsigned long long)ls.drop_wrong_source, (unsigned long long)ls.drop_rate_limited,
