@@ -32,6 +32,16 @@
  * into per-socket sendmmsg batches (so requests leave while the rest of the input waits: the
  * generator and ternd then work at the same time instead of taking turns); then it runs the
  * endpoints whose deadline passed and does the same. At the end every connection is closed.
+ *
+ * Relay phase (--relay S): K disjoint pairs of registered peers are introduced once (ternd opens
+ * a relay session per pair; PEER_INFO and INTRODUCED carry each side its channel); then, for S
+ * seconds, the first side of each pair sends W relay datagrams (0x81 | its channel | inner, inner
+ * = 0x40, the pair number, filler) to the server from its registered address, and each side
+ * answers every relay datagram it receives at once, from its own address with the channel it
+ * received (which must be its own: the relay rewrote it) and the same bytes; relay datagrams are
+ * never handed to the endpoints. A pair that received nothing for 200 ms gets W new datagrams.
+ * Answers go out in the same per-socket sendmmsg batches as the endpoints' packets. Lost =
+ * datagrams sent minus received after a 300 ms drain without answers.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -44,6 +54,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tern/relay.h"
 #include "tern/rendezvous.h"
 #include "tern/udp.h"
 #include "tools/tools.h"
@@ -54,6 +65,10 @@
 #define NO_HEAP UINT32_MAX
 #define INTRO_LOST_NS (5ull * TERN_NS_PER_S)
 #define CTRL_LEN CMSG_SPACE(sizeof(struct in_pktinfo))
+#define NO_PAIR UINT32_MAX
+#define RELAY_SILENT_NS (200ull * TERN_NS_PER_MS) /* a pair silent this long is refilled */
+#define RELAY_DRAIN_NS (300ull * TERN_NS_PER_MS)  /* after the run: what is in flight lands */
+#define RELAY_SETUP_NS (5ull * TERN_NS_PER_S)     /* the pairs' introductions */
 
 enum { P_IDLE, P_CONNECTING, P_REGISTERING, P_REGISTERED, P_FAILED };
 
@@ -71,8 +86,17 @@ typedef struct rpeer {
     uint64_t sent_ns;   /* INTRODUCE in flight since */
     uint32_t heap_idx;
     uint32_t target;    /* the peer asked for */
+    uint32_t pair;      /* relay phase: the pair this peer is a side of, or NO_PAIR */
     uint8_t state, dirty, busy;
+    uint8_t has_ch;     /* relay phase: ch is this peer's own relay channel */
+    uint8_t ch[TERN_RELAY_CHANNEL_LEN];
 } rpeer;
+
+/* Relay phase: a peers a and b that were introduced to each other. */
+typedef struct rpair {
+    uint32_t a, b;
+    uint64_t last_rx;   /* when either side last received a relay datagram */
+} rpair;
 
 typedef struct rsock {
     int fd;
@@ -118,6 +142,12 @@ struct lgr {
     uint64_t rx, tx, tx_dropped, rx_unknown;
     int no_pwait2;
     int closing; /* the run is over: closes are ours */
+    /* relay phase */
+    rpair *pairs;
+    uint32_t n_pairs, relay_window, relay_size;
+    int relay_answer;  /* answer each relay datagram received (off while draining) */
+    uint64_t relay_tx, relay_tx_dropped, relay_rx, relay_rx_bytes, relay_misrouted;
+    uint64_t relay_stray, relay_refills;
 };
 
 static void help(FILE *f)
@@ -125,15 +155,31 @@ static void help(FILE *f)
     fprintf(f,
             "usage: tern loadgen rdv ADDR:PORT --server-key HEX [--peers N] [--duration S]\n"
             "                        [--window W] [--sources K] [--connect-window C]\n"
-            "                        [--server-pid PID]\n"
+            "                        [--server-pid PID] [--relay S [--relay-pairs K]\n"
+            "                        [--relay-size BYTES] [--relay-window W]]\n"
             "Rendezvous load on a real ternd over UDP: N peers (10000), each with its own key,\n"
             "connect and REGISTER (C handshakes in flight, 128), then W INTRODUCE requests (64)\n"
             "are kept in flight between random registered peers for S seconds (10).\n"
             "  --sources K     source addresses 127.2.x.y the peers come from (default: one per\n"
             "                  100 peers, inside ternd's per-IP handshake burst)\n"
             "  --server-pid P  read ternd's CPU time and memory from /proc/P at each phase\n"
-            "Prints a 'register' line, an 'introduce' line and, with --server-pid, a 'server'\n"
-            "line; exits 0 when every peer registered and every answer was right, 1 otherwise.\n");
+            "Relay forwarding (ternd's relay, docs/rendezvous.md section 8):\n"
+            "  --relay S       after registering (and the introductions, only when --duration\n"
+            "                  is given too), introduce K disjoint pairs once and, for S seconds,\n"
+            "                  run a closed loop through the relay: the first side of each pair\n"
+            "                  sends W relay datagrams (0x81, its channel, an inner packet), each\n"
+            "                  side answers every one it receives at once with the channel it\n"
+            "                  received, and a pair that received nothing for 200 ms gets W new\n"
+            "                  ones; needs N >= 2K\n"
+            "  --relay-pairs K pairs (100)\n"
+            "  --relay-size B  whole relay datagram, 9-byte header included, 14..1500 (1200)\n"
+            "  --relay-window W datagrams each pair starts with (8)\n"
+            "Prints a 'register' line, an 'introduce' line (unless --relay is given without\n"
+            "--duration), with --relay a 'relay' line (datagrams received per second, payload\n"
+            "Gbit/s, lost, misrouted; with --server-pid ternd's CPU seconds in the phase and\n"
+            "datagrams per ternd CPU-second) and, with --server-pid, a 'server' line. Exits 0\n"
+            "when every peer registered and every answer was right (with --relay: every pair\n"
+            "got its channels, datagrams came back, none misrouted), 1 otherwise.\n");
 }
 
 /* ---------------------------------------------------------------- deadline heap */
@@ -235,6 +281,11 @@ static int sock_open(rsock *s)
     return 0;
 }
 
+static int is_relay_msg(const rsock *s, size_t i)
+{
+    return s->tiov[i].iov_len > 0 && *(const uint8_t *)s->tiov[i].iov_base == TERN_RELAY_TYPE;
+}
+
 static void sock_flush(lgr *g, rsock *s)
 {
     size_t done = 0;
@@ -243,13 +294,48 @@ static void sock_flush(lgr *g, rsock *s)
         if (r < 0) {
             if (errno == EINTR) continue;
             g->tx_dropped += s->tn - done; /* EAGAIN or worse: tern retransmits what matters */
+            for (size_t i = done; i < s->tn; i++) g->relay_tx_dropped += is_relay_msg(s, i);
             break;
         }
         g->tx += (uint64_t)r;
+        for (size_t i = done; i < done + (size_t)r; i++) g->relay_tx += is_relay_msg(s, i);
         done += (size_t)r;
     }
     s->tn = 0;
     s->tused = 0;
+}
+
+/* Queues tbuf[..] bytes at data (already in s->tbuf) from local's IP to remote. */
+static void sock_push(rsock *s, const tern_addr *local, const tern_addr *remote, uint8_t *data,
+                      size_t len)
+{
+    size_t m = s->tn++;
+    struct sockaddr_in *to = &s->tto[m];
+    memset(to, 0, sizeof(*to));
+    to->sin_family = AF_INET;
+    to->sin_port = htons(remote->port);
+    memcpy(&to->sin_addr, remote->ip, 4);
+    s->tiov[m].iov_base = data;
+    s->tiov[m].iov_len = len;
+    memset(s->tctl[m], 0, CTRL_LEN);
+    struct msghdr *h = &s->tmsg[m].msg_hdr;
+    memset(h, 0, sizeof(*h));
+    h->msg_name = to;
+    h->msg_namelen = sizeof(*to);
+    h->msg_iov = &s->tiov[m];
+    h->msg_iovlen = 1;
+    h->msg_control = s->tctl[m];
+    h->msg_controllen = CTRL_LEN;
+    struct cmsghdr *c = CMSG_FIRSTHDR(h);
+    c->cmsg_level = IPPROTO_IP;
+    c->cmsg_type = IP_PKTINFO;
+    c->cmsg_len = CMSG_LEN(sizeof(struct in_pktinfo));
+    struct in_pktinfo pi4;
+    memset(&pi4, 0, sizeof(pi4));
+    memcpy(&pi4.ipi_spec_dst, local->ip, 4); /* leave from the peer's address */
+    memcpy(CMSG_DATA(c), &pi4, sizeof(pi4));
+    size_t end = (size_t)(data + len - s->tbuf);
+    if (end > s->tused) s->tused = end;
 }
 
 /* Drains peer pi's endpoint into its socket's send batch and re-files its deadline. */
@@ -264,37 +350,62 @@ static void peer_send(lgr *g, uint32_t pi, uint64_t now)
         int k = tern_endpoint_send(p->ep, now, dg, TX_BATCH - s->tn, s->tbuf + s->tused,
                                    sizeof(s->tbuf) - s->tused);
         if (k <= 0) break;
-        for (int j = 0; j < k; j++) {
-            size_t m = s->tn++;
-            struct sockaddr_in *to = &s->tto[m];
-            memset(to, 0, sizeof(*to));
-            to->sin_family = AF_INET;
-            to->sin_port = htons(dg[j].remote.port);
-            memcpy(&to->sin_addr, dg[j].remote.ip, 4);
-            s->tiov[m].iov_base = dg[j].data;
-            s->tiov[m].iov_len = dg[j].len;
-            memset(s->tctl[m], 0, CTRL_LEN);
-            struct msghdr *h = &s->tmsg[m].msg_hdr;
-            memset(h, 0, sizeof(*h));
-            h->msg_name = to;
-            h->msg_namelen = sizeof(*to);
-            h->msg_iov = &s->tiov[m];
-            h->msg_iovlen = 1;
-            h->msg_control = s->tctl[m];
-            h->msg_controllen = CTRL_LEN;
-            struct cmsghdr *c = CMSG_FIRSTHDR(h);
-            c->cmsg_level = IPPROTO_IP;
-            c->cmsg_type = IP_PKTINFO;
-            c->cmsg_len = CMSG_LEN(sizeof(struct in_pktinfo));
-            struct in_pktinfo pi4;
-            memset(&pi4, 0, sizeof(pi4));
-            memcpy(&pi4.ipi_spec_dst, dg[j].local.ip, 4); /* leave from the peer's address */
-            memcpy(CMSG_DATA(c), &pi4, sizeof(pi4));
-            size_t end = (size_t)(dg[j].data + dg[j].len - s->tbuf);
-            if (end > s->tused) s->tused = end;
-        }
+        for (int j = 0; j < k; j++)
+            sock_push(s, &dg[j].local, &dg[j].remote, dg[j].data, dg[j].len);
     }
     heap_set(g, pi);
+}
+
+/* Queues one relay datagram from peer pi to the server: 0x81 | ch | inner, where inner is
+ * copied from src (len bytes in all, src's header overwritten with pi's channel). */
+static void relay_queue(lgr *g, uint32_t pi, const uint8_t *src, size_t len)
+{
+    rpeer *p = &g->p[pi];
+    rsock *s = &g->s[pi % g->n_socks];
+    if (s->tn == TX_BATCH || sizeof(s->tbuf) - s->tused < TERN_MAX_DATAGRAM) sock_flush(g, s);
+    uint8_t *d = s->tbuf + s->tused;
+    memcpy(d, src, len);
+    d[0] = TERN_RELAY_TYPE;
+    memcpy(d + 1, p->ch, TERN_RELAY_CHANNEL_LEN);
+    sock_push(s, &p->local, &g->server, d, len);
+}
+
+/* W new datagrams from pair k's first side: inner = 0x40, the pair number, then filler. */
+static void relay_fill(lgr *g, uint32_t k)
+{
+    uint8_t b[TERN_MAX_DATAGRAM];
+    memset(b, 0xa5, g->relay_size);
+    b[TERN_RELAY_HDR_LEN] = TERN_RELAY_INNER_FIXED;
+    memcpy(b + TERN_RELAY_HDR_LEN + 1, &k, sizeof(k));
+    for (uint32_t i = 0; i < g->relay_window; i++) relay_queue(g, g->pairs[k].a, b, g->relay_size);
+}
+
+/* A relay datagram for peer pi (never handed to its endpoint): it must come from the server,
+ * carry pi's own channel and the number of pi's pair; counted, and answered when the run is on. */
+static void relay_recv(lgr *g, uint32_t pi, const tern_addr *from, const uint8_t *d, size_t len,
+                       uint64_t now)
+{
+    if (pi == UINT32_MAX || g->p[pi].pair == NO_PAIR) {
+        g->relay_stray++;
+        return;
+    }
+    rpeer *p = &g->p[pi];
+    uint32_t k;
+    if (len < TERN_RELAY_HDR_LEN + 1 + sizeof(k)) {
+        g->relay_misrouted++;
+        return;
+    }
+    memcpy(&k, d + TERN_RELAY_HDR_LEN + 1, sizeof(k));
+    if (!tern_addr_equal(from, &g->server) || !p->has_ch ||
+        memcmp(d + 1, p->ch, TERN_RELAY_CHANNEL_LEN) != 0 || k != p->pair ||
+        len != g->relay_size) {
+        g->relay_misrouted++;
+        return;
+    }
+    g->relay_rx++;
+    g->relay_rx_bytes += len - TERN_RELAY_HDR_LEN;
+    g->pairs[k].last_rx = now;
+    if (g->relay_answer) relay_queue(g, pi, d, len);
 }
 
 /* Reads what waits on socket si (a bounded number of batches) into the endpoints. */
@@ -328,6 +439,12 @@ static void sock_read(lgr *g, uint32_t si, uint64_t now)
                 }
             uint32_t pi = peer_of(g, si, dst);
             tern_addr from;
+            if (len > 0 && s->rbuf[i][0] == TERN_RELAY_TYPE && len <= TERN_MAX_DATAGRAM &&
+                tern_addr_from_sockaddr(&from, (struct sockaddr *)&s->rfrom[i],
+                                        h->msg_namelen) == TERN_OK) {
+                relay_recv(g, pi, &from, s->rbuf[i], len, now);
+                continue;
+            }
             if (pi == UINT32_MAX || g->p[pi].ep == NULL || len > TERN_MAX_DATAGRAM ||
                 tern_addr_from_sockaddr(&from, (struct sockaddr *)&s->rfrom[i],
                                         h->msg_namelen) != TERN_OK) {
@@ -472,6 +589,10 @@ static void on_message(tern_conn *c, uint64_t flow, const uint8_t *data, size_t 
             for (size_t i = 0; i < m.n_cands; i++)
                 if (m.cands[i].kind == TERN_RDV_CAND_RELAY && m.has_channel) {
                     g->with_relay++;
+                    if (p->pair != NO_PAIR && g->pairs[p->pair].b == p->target) {
+                        memcpy(p->ch, m.channel, TERN_RELAY_CHANNEL_LEN);
+                        p->has_ch = 1;
+                    }
                     break;
                 }
         } else {
@@ -490,6 +611,13 @@ static void on_message(tern_conn *c, uint64_t flow, const uint8_t *data, size_t 
         }
         if (ok) g->introduced++;
         else g->introduced_bad++;
+        /* the second side of a relay pair, introduced by its first side: its channel */
+        if (ok && m.has_channel && p->pair != NO_PAIR &&
+            g->pairs[p->pair].b == (uint32_t)(p - g->p) &&
+            !memcmp(m.peer_id, g->p[g->pairs[p->pair].a].id, TERN_PEER_ID_LEN)) {
+            memcpy(p->ch, m.channel, TERN_RELAY_CHANNEL_LEN);
+            p->has_ch = 1;
+        }
         break;
     }
     case TERN_RDV_ERROR:
@@ -641,6 +769,107 @@ static void iterate(lgr *g, int max_wait_ms)
     pump(g);
 }
 
+/* The relay phase (--relay): introduces K disjoint pairs of registered peers, then runs the
+ * closed loop for secs seconds and prints the 'relay' line. 0 when every pair got both channels,
+ * datagrams came back and none was misrouted. */
+static int relay_phase(lgr *g, double secs, long server_pid)
+{
+    uint32_t k_max = g->registered / 2;
+    if (g->n_pairs > k_max) g->n_pairs = k_max;
+    uint64_t now = tools_now_ns();
+    /* wait for what the introduce phase left in flight, then introduce the pairs */
+    while (g->inflight && !tools_interrupted() && tools_now_ns() < now + TERN_NS_PER_S)
+        iterate(g, 10);
+    now = tools_now_ns();
+    for (uint32_t k = 0; k < g->n_pairs; k++) {
+        rpair *r = &g->pairs[k];
+        r->a = g->reg[2 * k];
+        r->b = g->reg[2 * k + 1];
+        g->p[r->a].pair = g->p[r->b].pair = k;
+        rpeer *p = &g->p[r->a];
+        if (p->busy) continue; /* its earlier request was lost: left without channels */
+        tern_rdv_msg m;
+        tern_rdv_msg_init(&m, TERN_RDV_INTRODUCE);
+        m.has_peer_id = 1;
+        memcpy(m.peer_id, g->p[r->b].id, TERN_PEER_ID_LEN);
+        if (tern_rdv_send(p->conn, p->flow, now, &m) != 0) {
+            g->other_err++;
+            continue;
+        }
+        p->busy = 1;
+        p->target = r->b;
+        p->sent_ns = now;
+        g->inflight++;
+        g->intro_sent++;
+        touch(p);
+    }
+    pump(g);
+    uint32_t ready = 0;
+    uint64_t give_up = tools_now_ns() + RELAY_SETUP_NS;
+    while (!tools_interrupted() && tools_now_ns() < give_up) {
+        iterate(g, 10);
+        ready = 0;
+        for (uint32_t k = 0; k < g->n_pairs; k++)
+            ready += g->p[g->pairs[k].a].has_ch && g->p[g->pairs[k].b].has_ch;
+        if (ready == g->n_pairs && g->inflight == 0) break;
+    }
+    /* the closed loop, over the pairs whose both sides hold a channel */
+    proc_sample s0, s1;
+    proc_read(server_pid, &s0);
+    uint64_t c0 = tools_cpu_ns(), t0 = tools_now_ns();
+    uint64_t end = t0 + (uint64_t)(secs * 1e9), last_scan = t0;
+    g->relay_answer = 1;
+    for (uint32_t k = 0; k < g->n_pairs; k++) {
+        g->pairs[k].last_rx = t0;
+        if (g->p[g->pairs[k].a].has_ch && g->p[g->pairs[k].b].has_ch) relay_fill(g, k);
+    }
+    pump(g);
+    while (!tools_interrupted() && tools_now_ns() < end) {
+        iterate(g, 10);
+        now = tools_now_ns(); /* after what iterate received: last_rx is never later */
+        if (now - last_scan < 20 * TERN_NS_PER_MS) continue;
+        last_scan = now;
+        for (uint32_t k = 0; k < g->n_pairs; k++) {
+            rpair *r = &g->pairs[k];
+            if (now - r->last_rx > RELAY_SILENT_NS && g->p[r->a].has_ch && g->p[r->b].has_ch) {
+                r->last_rx = now;
+                g->relay_refills++;
+                relay_fill(g, k);
+            }
+        }
+        pump(g);
+    }
+    uint64_t t1 = tools_now_ns(), c1 = tools_cpu_ns();
+    proc_read(server_pid, &s1);
+    uint64_t rx_in_time = g->relay_rx, bytes_in_time = g->relay_rx_bytes;
+    /* stop answering; what is in flight lands (counted as received, not in the rate) */
+    g->relay_answer = 0;
+    while (!tools_interrupted() && tools_now_ns() < t1 + RELAY_DRAIN_NS) iterate(g, 10);
+    double el = (double)(t1 - t0) / 1e9;
+    double rate = el > 0 ? (double)rx_in_time / el : 0;
+    int64_t lost = (int64_t)g->relay_tx - (int64_t)g->relay_rx;
+    printf("relay seconds=%.3f pairs=%u ready=%u size=%u window=%u sent=%llu received=%llu "
+           "lost=%lld send_dropped=%llu misrouted=%llu stray=%llu refills=%llu rate=%.0f "
+           "gbps=%.3f client_cpu=%.0f%%",
+           el, (unsigned)g->n_pairs, (unsigned)ready, (unsigned)g->relay_size,
+           (unsigned)g->relay_window, (unsigned long long)g->relay_tx,
+           (unsigned long long)g->relay_rx, (long long)lost,
+           (unsigned long long)g->relay_tx_dropped, (unsigned long long)g->relay_misrouted,
+           (unsigned long long)g->relay_stray, (unsigned long long)g->relay_refills, rate,
+           el > 0 ? (double)bytes_in_time * 8 / el / 1e9 : 0.0,
+           t1 - t0 > TERN_NS_PER_MS ? 100.0 * (double)(c1 - c0) / (double)(t1 - t0) : 0.0);
+    if (s0.ok && s1.ok) {
+        double cpu = (double)(s1.cpu_ns - s0.cpu_ns) / 1e9;
+        printf(" server_cpu=%.0f%% server_cpu_s=%.2f per_server_cpu_s=%.0f", 100.0 * cpu / el,
+               cpu, cpu > 0 ? (double)rx_in_time / cpu : 0.0);
+    }
+    printf("\n");
+    fflush(stdout);
+    return ready == g->n_pairs && g->relay_rx > 0 && g->relay_misrouted == 0 && g->relay_stray == 0
+               ? 0
+               : -1;
+}
+
 static int cmp_u32(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -669,7 +898,11 @@ int cmd_loadgen_rdv(int argc, char **argv)
     g->n = 10000;
     g->window = 64;
     g->cwindow = 128;
-    double duration = 10;
+    double duration = 10, relay_secs = 0;
+    int duration_set = 0;
+    g->n_pairs = 100;
+    g->relay_size = 1200;
+    g->relay_window = 8;
     long server_pid = 0;
     const char *host = NULL, *key = NULL;
     int rc = 2;
@@ -687,6 +920,20 @@ int cmd_loadgen_rdv(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "--duration") && v) {
             duration = atof(v), i++;
+            duration_set = 1;
+        } else if (!strcmp(a, "--relay") && v) {
+            relay_secs = atof(v), i++;
+            if (!(relay_secs > 0 && relay_secs <= 3600)) goto usage;
+        } else if (!strcmp(a, "--relay-pairs") && v) {
+            if (parse_u32(v, 1, 500000, &g->n_pairs)) goto usage;
+            i++;
+        } else if (!strcmp(a, "--relay-size") && v) {
+            if (parse_u32(v, TERN_RELAY_HDR_LEN + 1 + 4, TERN_MAX_DATAGRAM, &g->relay_size))
+                goto usage;
+            i++;
+        } else if (!strcmp(a, "--relay-window") && v) {
+            if (parse_u32(v, 1, 4096, &g->relay_window)) goto usage;
+            i++;
         } else if (!strcmp(a, "--window") && v) {
             if (parse_u32(v, 1, 100000, &g->window)) goto usage;
             i++;
@@ -717,6 +964,11 @@ int cmd_loadgen_rdv(int argc, char **argv)
                         "peers' addresses are 127.2.x.y\n");
         goto out;
     }
+    if (relay_secs > 0 && g->n < 2 * g->n_pairs) {
+        fprintf(stderr, "tern loadgen rdv: --relay-pairs %u needs --peers %u or more\n",
+                (unsigned)g->n_pairs, 2 * (unsigned)g->n_pairs);
+        goto out;
+    }
     if (g->n_sources == 0) g->n_sources = (g->n + 99) / 100;
     if (g->n_sources > g->n) g->n_sources = g->n;
     g->n_socks = (g->n + g->n_sources - 1) / g->n_sources;
@@ -730,8 +982,9 @@ int cmd_loadgen_rdv(int argc, char **argv)
     g->heap = calloc(g->n, sizeof(*g->heap));
     g->dirty = calloc(g->n, sizeof(*g->dirty));
     g->reg = calloc(g->n, sizeof(*g->reg));
+    g->pairs = calloc(g->n_pairs, sizeof(*g->pairs));
     g->epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (!g->p || !g->s || !g->heap || !g->dirty || !g->reg || g->epfd < 0) goto oom;
+    if (!g->p || !g->s || !g->heap || !g->dirty || !g->reg || !g->pairs || g->epfd < 0) goto oom;
     for (uint32_t si = 0; si < g->n_socks; si++) g->s[si].fd = -1;
     for (uint32_t si = 0; si < g->n_socks; si++) {
         struct epoll_event ev = {.events = EPOLLIN, .data.u32 = si};
@@ -750,6 +1003,7 @@ int cmd_loadgen_rdv(int argc, char **argv)
         p->g = g;
         p->heap_idx = NO_HEAP;
         p->deadline = TERN_TIME_NEVER;
+        p->pair = NO_PAIR;
         peer_addr(g, i, &p->local);
         tern_endpoint_config ec;
         tern_endpoint_config_default(&ec);
@@ -799,12 +1053,13 @@ int cmd_loadgen_rdv(int argc, char **argv)
     printf("\n");
     fflush(stdout);
 
-    /* phase 2: introductions */
-    g->intro_on = 1;
+    /* phase 2: introductions (with --relay only when --duration was given as well) */
+    int run_intro = relay_secs <= 0 || duration_set;
+    g->intro_on = run_intro;
     uint64_t t2 = tools_now_ns(), c2 = tools_cpu_ns();
     uint64_t end = t2 + (uint64_t)(duration * 1e9);
     uint64_t last_scan = t2;
-    while (tools_now_ns() < end && !tools_interrupted() && g->registered >= 2) {
+    while (run_intro && tools_now_ns() < end && !tools_interrupted() && g->registered >= 2) {
         iterate(g, 10);
         uint64_t now = tools_now_ns();
         if (now - last_scan > 100 * TERN_NS_PER_MS) { /* answers that never came */
@@ -827,19 +1082,26 @@ int cmd_loadgen_rdv(int argc, char **argv)
     while (g->inflight && tools_now_ns() < drain_end && !tools_interrupted()) iterate(g, 10);
     double intro_s = (double)(t3 - t2) / 1e9;
     if (g->lat_n) qsort(g->lat_us, g->lat_n, sizeof(*g->lat_us), cmp_u32);
-    printf("introduce seconds=%.3f window=%u sent=%llu ok=%llu rate=%.0f bad=%llu errors=%llu "
-           "lost=%llu introduced=%llu introduced_bad=%llu with_relay=%llu p50_us=%.0f p99_us=%.0f "
-           "p999_us=%.0f max_us=%.0f client_cpu=%.0f%%",
-           intro_s, (unsigned)g->window, (unsigned long long)g->intro_sent,
-           (unsigned long long)g->intro_ok, intro_s > 0 ? (double)ok_in_time / intro_s : 0.0,
-           (unsigned long long)g->intro_bad, (unsigned long long)g->intro_err,
-           (unsigned long long)g->intro_lost, (unsigned long long)g->introduced,
-           (unsigned long long)g->introduced_bad, (unsigned long long)g->with_relay, pct(g, 0.5), pct(g, 0.99), pct(g, 0.999),
-           g->lat_n ? (double)g->lat_us[g->lat_n - 1] : 0.0,
-           t3 - t2 > TERN_NS_PER_MS ? 100.0 * (double)(c3 - c2) / (double)(t3 - t2) : 0.0);
-    if (s1.ok && s2.ok)
-        printf(" server_cpu=%.0f%%", 100.0 * (double)(s2.cpu_ns - s1.cpu_ns) / (double)(t3 - t2));
-    printf("\n");
+    if (run_intro) {
+        printf(
+            "introduce seconds=%.3f window=%u sent=%llu ok=%llu rate=%.0f bad=%llu errors=%llu "
+            "lost=%llu introduced=%llu introduced_bad=%llu with_relay=%llu p50_us=%.0f p99_us=%.0f "
+            "p999_us=%.0f max_us=%.0f client_cpu=%.0f%%",
+            intro_s, (unsigned)g->window, (unsigned long long)g->intro_sent,
+            (unsigned long long)g->intro_ok, intro_s > 0 ? (double)ok_in_time / intro_s : 0.0,
+            (unsigned long long)g->intro_bad, (unsigned long long)g->intro_err,
+            (unsigned long long)g->intro_lost, (unsigned long long)g->introduced,
+            (unsigned long long)g->introduced_bad, (unsigned long long)g->with_relay, pct(g, 0.5),
+            pct(g, 0.99), pct(g, 0.999), g->lat_n ? (double)g->lat_us[g->lat_n - 1] : 0.0,
+            t3 - t2 > TERN_NS_PER_MS ? 100.0 * (double)(c3 - c2) / (double)(t3 - t2) : 0.0);
+        if (s1.ok && s2.ok)
+            printf(" server_cpu=%.0f%%",
+                   100.0 * (double)(s2.cpu_ns - s1.cpu_ns) / (double)(t3 - t2));
+        printf("\n");
+    }
+    fflush(stdout);
+    int relay_ok = 1;
+    if (relay_secs > 0) relay_ok = relay_phase(g, relay_secs, server_pid) == 0;
     if (s0.ok && s1.ok && s2.ok)
         printf("server rss_before_kb=%llu rss_registered_kb=%llu hwm_registered_kb=%llu "
                "rss_end_kb=%llu hwm_end_kb=%llu bytes_per_peer=%.0f\n",
@@ -861,7 +1123,8 @@ int cmd_loadgen_rdv(int argc, char **argv)
             touch(&g->p[i]);
     pump(g);
     while (tools_now_ns() < tc + 200 * TERN_NS_PER_MS) iterate(g, 10);
-    rc = (g->registered == g->n && g->intro_ok > 0 && g->intro_bad == 0 && g->intro_err == 0 &&
+    rc = (g->registered == g->n && relay_ok && (g->intro_ok > 0 || !run_intro) &&
+          g->intro_bad == 0 && g->intro_err == 0 &&
           g->intro_lost == 0 && g->introduced_bad == 0 && g->other_err == 0)
              ? 0
              : 1;
@@ -885,6 +1148,7 @@ out:
     free(g->heap);
     free(g->dirty);
     free(g->reg);
+    free(g->pairs);
     free(g->lat_us);
     free(g);
     return rc;

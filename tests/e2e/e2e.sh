@@ -3,7 +3,7 @@
 # kernel picks (ternd binds port 0 and prints what it got). Usage: e2e.sh CASE TERND TERN CONNS
 # Cases: ping, wrong_key, no_listener, keygen, conns200, kill, sigterm; file transfer (tern send /
 # tern recv): xfer200, xfer_kill, xfer_wrong_key, xfer_disk_full; rendezvous load (tern loadgen
-# rdv): rdv_load, rdv_wrong_key. Exit 0 pass, 1 fail.
+# rdv): rdv_load, rdv_wrong_key, rdv_relay. Exit 0 pass, 1 fail.
 set -u
 CASE=$1
 TERND=$2
@@ -334,6 +334,29 @@ rdv_load)
   grep -q "^rendezvous .* introductions=$1 " "$work/ternd.log" || fail "ternd counted otherwise"
   grep -q '^tern endpoint .* handshakes=300/300 .* drop_rate_limited=0 retries=0 ' "$work/ternd.log" ||
     fail "handshakes throttled or retried"
+  cat "$work/lg.log"
+  ;;
+rdv_relay)
+  # tern loadgen rdv --relay against ternd's relay: 10 pairs introduced once, both sides of each
+  # get a channel, and for 1 s datagrams go round through the relay; every one that came back
+  # carried its receiver's own channel and pair number and came from the server (misrouted=0,
+  # stray=0), and ternd forwarded at least as many as came back, dropping none for a wrong
+  # source or an unknown channel. Behaviour only: no rate is asserted.
+  start_ternd
+  "$TERN" loadgen rdv "127.0.0.1:$PORT" --server-key "$KEY" --peers 20 --sources 20 --relay 1 \
+    --relay-pairs 10 --relay-window 4 --relay-size 300 --server-pid "$ternd_pid" \
+    >"$work/lg.log" 2>&1 || fail "loadgen rdv --relay failed"
+  grep -q '^register peers=20 registered=20 failed=0 ' "$work/lg.log" || fail "not all registered"
+  grep -q '^relay .* pairs=10 ready=10 size=300 window=4 ' "$work/lg.log" || fail "pairs not ready"
+  got=$(sed -n 's/^relay .* received=\([0-9]*\) .*/\1/p' "$work/lg.log")
+  [ -n "$got" ] && [ "$got" -gt 40 ] || fail "too few relay datagrams came back: $got"
+  grep -q ' misrouted=0 stray=0 ' "$work/lg.log" || fail "misrouted relay datagrams"
+  grep -Eq ' per_server_cpu_s=[0-9]+' "$work/lg.log" || fail "no ternd CPU figure"
+  stop_ternd
+  fwd=$(sed -n 's/^relay .* fwd_packets=\([0-9]*\) .*/\1/p' "$work/ternd.log")
+  [ -n "$fwd" ] && [ "$fwd" -ge "$got" ] || fail "ternd forwarded $fwd, the peers received $got"
+  grep -q '^relay .* opened=10 .* drop_unknown_channel=0 drop_wrong_source=0 ' "$work/ternd.log" ||
+    fail "ternd's relay dropped datagrams for a wrong source or an unknown channel"
   cat "$work/lg.log"
   ;;
 rdv_wrong_key)
