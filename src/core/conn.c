@@ -707,7 +707,6 @@ int tern__conn_recv_short(tern_endpoint *ep, uint64_t now, const tern_addr *loca
     int rxc = tern__p2p_rx_path(c, now, local, remote, ep->rx_relayed, ep->rx_channel);
     if (rxc == -1) {
         c->path.rx_bytes += len;
-        c->path.last_rx = now;
         c->path.await_since = 0; /* the path works */
     } else if (rxc >= 0) c->p2p->cands[rxc].path.rx_bytes += len;
 

@@ -30,7 +30,6 @@ typedef struct tern__path {
     uint64_t rx_bytes;     /* bytes received on the path */
     uint64_t tx_bytes;     /* bytes sent on the path */
     int validated;         /* the peer proved it receives at remote: 3x limit lifted */
-    uint64_t last_rx;      /* active path: when a packet last came on it */
     uint64_t await_since;  /* active path: when the oldest ack-eliciting packet sent on it since
                               it last heard from the peer went out (0: none waits) */
 } tern__path;

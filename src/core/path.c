@@ -163,7 +163,6 @@ static void migrate(tern_conn *c, uint64_t now, int i)
     tern__path old = c->path;
     c->path = k->path;
     c->path.validated = 1;
-    c->path.last_rx = now;
     c->path.await_since = 0;
     k->path = old;
     k->state = old.validated ? TERN__CAND_VALID : TERN__CAND_PROBING;
