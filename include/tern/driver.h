@@ -97,12 +97,14 @@ int tern_driver_connect(tern_driver *d, const tern_addr *remote,
                         const uint8_t server_pub[TERN_KEY_LEN], tern_conn **out);
 
 /* Sends one datagram from socket sock (0..n_sockets-1) to `to`, outside the core (a relay
- * forwarding what an rx_hook took). The datagram is copied into a queue of 64 that goes out with
- * one sendmmsg per socket when the current receive batch is done, when the loop flushes (before
- * it sleeps; tern_driver_flush), or when the queue is full. Errors: TERN_ERR_INVALID_ARG (bad
- * socket, address or length over TERN_MAX_DATAGRAM), TERN_ERR_NOMEM (the queue, allocated at the
- * first call). A datagram the kernel refuses when the queue goes out (a full send buffer) is
- * dropped. Counted in stats.tx_raw (sent), tx_raw_errors (refused) and tx_raw_syscalls. */
+ * forwarding what an rx_hook took). The datagram is copied into a queue of 64 that goes out like
+ * the core's datagrams (sendmmsg; consecutive datagrams of one size to one address as one UDP GSO
+ * message where the kernel offers it) when the current receive batch is done, when the loop
+ * flushes (before it sleeps; tern_driver_flush), or when the queue is full. Errors:
+ * TERN_ERR_INVALID_ARG (bad socket, address or length over TERN_MAX_DATAGRAM), TERN_ERR_NOMEM
+ * (the queue, allocated at the first call), TERN_ERR_AGAIN (a socket's send buffer is full and
+ * the queue too: the datagram is dropped). Counted in stats.tx_raw (sent), tx_raw_errors
+ * (refused or dropped), tx_raw_syscalls and tx_raw_gso_msgs. */
 int tern_driver_send_raw(tern_driver *d, size_t sock, const tern_addr *to, const uint8_t *data,
                          size_t len);
 
@@ -174,6 +176,7 @@ typedef struct tern_driver_stats {
     uint64_t rx_hooked;         /* datagrams the rx_hook took */
     uint64_t tx_raw, tx_raw_errors; /* tern_driver_send_raw: sent, refused by the kernel */
     uint64_t tx_raw_syscalls;       /* sendmmsg calls that sent them */
+    uint64_t tx_raw_gso_msgs;       /* of their messages, those with UDP_SEGMENT */
 } tern_driver_stats;
 
 void tern_driver_get_stats(const tern_driver *d, tern_driver_stats *st);

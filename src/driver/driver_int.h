@@ -83,23 +83,12 @@ typedef struct drv_tx {
     struct iovec iov[DRV_TX_BATCH];
     struct sockaddr_storage names[DRV_TX_BATCH];
     size_t segs[DRV_TX_BATCH]; /* datagrams in each message */
+    int raw; /* datagrams from tern_driver_send_raw: counted in the tx_raw* stats */
     union {
         char buf[CMSG_SPACE(sizeof(uint16_t))];
         struct cmsghdr align;
     } ctl[DRV_TX_BATCH];
 } drv_tx;
-
-/* Datagrams sent past the core (tern_driver_send_raw), queued until the end of the receive
- * batch (or until the queue is full) and then sent with one sendmmsg per run of one socket. */
-#define DRV_RAW_BATCH 64
-typedef struct drv_raw {
-    size_t n;
-    size_t sock[DRV_RAW_BATCH];
-    struct mmsghdr msgs[DRV_RAW_BATCH];
-    struct iovec iov[DRV_RAW_BATCH];
-    struct sockaddr_storage names[DRV_RAW_BATCH];
-    uint8_t buf[DRV_RAW_BATCH][TERN_MAX_DATAGRAM];
-} drv_raw;
 
 /* Opens, binds and tunes a socket (buffers, GSO/GRO probes). Errors: TERN_ERR_STATE. */
 int drv_sock_open(drv_sock *s, const tern_addr *addr, int bufsize, int no_gso, int no_gro,
@@ -129,20 +118,19 @@ struct tern_driver {
     int use_pwait2;   /* epoll_pwait2 (ns timeouts) works */
     tern_driver_rx_hook rx_hook;
     void *rx_hook_user;
-    drv_raw *raw; /* allocated at the first tern_driver_send_raw */
+    drv_tx *raw;  /* tern_driver_send_raw's queue (allocated at its first call) */
     tern_driver_stats st;
 };
 
 /* io.c: reads up to the per-wakeup bound from socket i into the core; flushes in between. */
 void drv_read_socket(tern_driver *d, size_t i);
-/* io.c: sends the queued datagrams from d->tx; sets d->tx_blocked on EAGAIN. */
-void drv_send_queued(tern_driver *d);
+/* io.c: sends the queued datagrams of tx (d->tx or d->raw), consecutive ones to one address
+ * as one GSO message where the socket can; sets d->tx_blocked on EAGAIN. */
+void drv_send_queued(tern_driver *d, drv_tx *tx);
 /* io.c: registers or drops EPOLLOUT interest for socket i. */
 void drv_want_out(tern_driver *d, size_t i, int on);
 /* io.c: the sockaddr for `to` as socket s needs it (v4-mapped on IPv6 sockets); 0 when none. */
 socklen_t drv_sockaddr_for(const drv_sock *s, const tern_addr *to, struct sockaddr_storage *ss);
-/* loop.c: sends what tern_driver_send_raw queued. */
-void drv_raw_flush(tern_driver *d);
 /* loop.c: offers a received datagram to the rx_hook; 1 when it took it. */
 int drv_rx_hooked(tern_driver *d, const drv_sock *s, const tern_addr *from, uint8_t *p,
                   size_t len);

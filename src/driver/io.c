@@ -265,13 +265,17 @@ static int gso_refused(int e)
     return e == EIO || e == EINVAL || e == EOPNOTSUPP || e == ENOPROTOOPT;
 }
 
-void drv_send_queued(tern_driver *d)
+void drv_send_queued(tern_driver *d, drv_tx *tx)
 {
-    drv_tx *tx = d->tx;
+    tern_driver_stats *st = &d->st;
+    uint64_t *syscalls = tx->raw ? &st->tx_raw_syscalls : &st->tx_syscalls;
+    uint64_t *sent = tx->raw ? &st->tx_raw : &st->tx_datagrams;
+    uint64_t *errors = tx->raw ? &st->tx_raw_errors : &st->tx_errors;
+    uint64_t *gso_msgs = tx->raw ? &st->tx_raw_gso_msgs : &st->tx_gso_msgs;
     while (tx->done < tx->n) {
         int si = pick_socket(d, &tx->dg[tx->done]);
         if (si < 0) {
-            d->st.tx_errors++;
+            (*errors)++;
             tx->done++;
             continue;
         }
@@ -324,7 +328,7 @@ void drv_send_queued(tern_driver *d)
         size_t m = 0;
         while (m < nmsg) {
             int r = sendmmsg(s->fd, tx->msgs + m, (unsigned)(nmsg - m), MSG_DONTWAIT);
-            d->st.tx_syscalls++;
+            (*syscalls)++;
             if (r < 0) {
                 if (errno == EINTR) continue;
                 if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -338,14 +342,14 @@ void drv_send_queued(tern_driver *d)
                     d->st.gso_fallbacks++;
                     break;
                 }
-                d->st.tx_errors += tx->segs[m];
+                *errors += tx->segs[m];
                 tx->done += tx->segs[m];
                 m++;
                 continue;
             }
             for (int j = 0; j < r; j++, m++) {
-                d->st.tx_datagrams += tx->segs[m];
-                if (tx->segs[m] > 1) d->st.tx_gso_msgs++;
+                *sent += tx->segs[m];
+                if (tx->segs[m] > 1) (*gso_msgs)++;
                 tx->done += tx->segs[m];
             }
         }

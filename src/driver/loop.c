@@ -18,8 +18,10 @@
  * tern_driver_shutdown() closes with a code and reason before it drains the loop.
  * tern_driver_stop() only writes to an eventfd, so a signal handler or another thread may call it.
  * An rx_hook sees each datagram before the core (io.c's deliver asks drv_rx_hooked), and
- * tern_driver_send_raw queues a datagram past the core, sent with sendmmsg when the receive batch
- * is done (tern_driver_flush) or the queue of 64 is full: ternd's relay is the user.
+ * tern_driver_send_raw queues a datagram past the core in a second send queue that goes out the
+ * same way as the core's (sendmmsg, GSO for runs to one address, EPOLLOUT when a socket is full)
+ * when the receive batch is done (tern_driver_flush) or the queue of 64 is full: ternd's relay
+ * is the user.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -27,7 +29,6 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -314,52 +315,30 @@ int tern_driver_send_raw(tern_driver *d, size_t sock, const tern_addr *to, const
     if (d == NULL || sock >= d->n_socks || to == NULL || (data == NULL && len) ||
         len > TERN_MAX_DATAGRAM)
         return TERN_ERR_INVALID_ARG;
-    if (d->raw == NULL && (d->raw = calloc(1, sizeof(*d->raw))) == NULL) return TERN_ERR_NOMEM;
-    drv_raw *q = d->raw;
-    if (q->n == DRV_RAW_BATCH) drv_raw_flush(d);
-    size_t k = q->n;
-    socklen_t sl = drv_sockaddr_for(&d->socks[sock], to, &q->names[k]);
-    if (sl == 0) return TERN_ERR_INVALID_ARG;
-    if (len) memcpy(q->buf[k], data, len);
-    q->iov[k].iov_base = q->buf[k];
-    q->iov[k].iov_len = len;
-    struct msghdr *mh = &q->msgs[k].msg_hdr;
-    memset(mh, 0, sizeof(*mh));
-    mh->msg_name = &q->names[k];
-    mh->msg_namelen = sl;
-    mh->msg_iov = &q->iov[k];
-    mh->msg_iovlen = 1;
-    q->sock[k] = sock;
+    struct sockaddr_storage ss;
+    if (drv_sockaddr_for(&d->socks[sock], to, &ss) == 0) return TERN_ERR_INVALID_ARG;
+    if (d->raw == NULL) {
+        if ((d->raw = calloc(1, sizeof(*d->raw))) == NULL) return TERN_ERR_NOMEM;
+        d->raw->raw = 1;
+    }
+    drv_tx *q = d->raw;
+    if (q->done == q->n) q->n = q->done = 0;
+    if (q->n == DRV_TX_BATCH && !d->tx_blocked) { /* full: send what waits, start again */
+        drv_send_queued(d, q);
+        if (q->done == q->n) q->n = q->done = 0;
+    }
+    if (q->n == DRV_TX_BATCH) { /* a socket is full and the queue with it: dropped */
+        d->st.tx_raw_errors++;
+        return TERN_ERR_AGAIN;
+    }
+    tern_datagram *g = &q->dg[q->n];
+    g->local = d->socks[sock].local; /* leaves from socket sock */
+    g->remote = *to;
+    g->data = q->buf + q->n * TERN_MAX_DATAGRAM;
+    g->len = len;
+    if (len) memcpy(g->data, data, len);
     q->n++;
     return TERN_OK;
-}
-
-void drv_raw_flush(tern_driver *d)
-{
-    drv_raw *q = d->raw;
-    if (q == NULL || q->n == 0) return;
-    for (size_t i = 0; i < q->n;) {
-        size_t j = i + 1;
-        while (j < q->n && q->sock[j] == q->sock[i]) j++; /* a run from one socket */
-        int fd = d->socks[q->sock[i]].fd;
-        while (i < j) {
-            int r;
-            do {
-                r = sendmmsg(fd, &q->msgs[i], (unsigned)(j - i), MSG_DONTWAIT);
-            } while (r < 0 && errno == EINTR);
-            if (r > 0) {
-                d->st.tx_raw += (uint64_t)r;
-                d->st.tx_raw_syscalls++;
-                i += (size_t)r;
-                continue;
-            }
-            /* the first datagram left is refused (a full buffer, an unreachable address):
-             * dropped, counted, and the rest of the run goes on */
-            d->st.tx_raw_errors++;
-            i++;
-        }
-    }
-    q->n = 0;
 }
 
 /* ---------------------------------------------------------------- the loop */
@@ -373,7 +352,7 @@ static void arm_ep_timer(tern_driver *d)
 
 void tern_driver_flush(tern_driver *d)
 {
-    drv_raw_flush(d);
+    if (d->raw != NULL && !d->tx_blocked) drv_send_queued(d, d->raw); /* the relay's first */
     drv_tx *tx = d->tx;
     size_t budget = d->tx_per_wakeup;
     while (!d->tx_blocked) {
@@ -389,7 +368,7 @@ void tern_driver_flush(tern_driver *d)
             tx->done = 0;
             budget -= (size_t)n;
         }
-        drv_send_queued(d);
+        drv_send_queued(d, tx);
     }
     arm_ep_timer(d);
 }

@@ -329,7 +329,7 @@ static void report(ternd_service *svc, FILE *out)
         fprintf(out,
                 "relay sessions=%llu opened=%llu expired=%llu refused=%llu fwd_packets=%llu "
                 "fwd_bytes=%llu queued=%llu queue_failed=%llu sent=%llu send_refused=%llu "
-                "sendmmsg=%llu drop_short=%llu drop_malformed=%llu "
+                "sendmmsg=%llu gso=%llu drop_short=%llu drop_malformed=%llu "
                 "drop_oversize=%llu drop_unknown_channel=%llu drop_wrong_source=%llu "
                 "drop_rate_limited=%llu mem=%llu\n",
                 (unsigned long long)ls.sessions, (unsigned long long)ls.opened,
@@ -337,7 +337,7 @@ static void report(ternd_service *svc, FILE *out)
                 (unsigned long long)ls.fwd_packets, (unsigned long long)ls.fwd_bytes,
                 (unsigned long long)s->relay_sent, (unsigned long long)s->relay_send_failed,
                 (unsigned long long)ds.tx_raw, (unsigned long long)ds.tx_raw_errors,
-                (unsigned long long)ds.tx_raw_syscalls,
+                (unsigned long long)ds.tx_raw_syscalls, (unsigned long long)ds.tx_raw_gso_msgs,
                 (unsigned long long)ls.drop_short, (unsigned long long)ls.drop_malformed,
                 (unsigned long long)ls.drop_oversize, (unsigned long long)ls.drop_unknown_channel,
                 (unsigned long long)ls.drop_wrong_source, (unsigned long long)ls.drop_rate_limited,

@@ -179,8 +179,10 @@ int main(void)
     CHECK(burst == 100 && in_order);
     CHECK(recv_within(&s, NULL, fb, got, sizeof(got), &from, 20) < 0);
     tern_driver_get_stats(s.d, &ds);
-    printf("100 relayed datagrams in %llu sendmmsg calls\n",
-           (unsigned long long)(ds.tx_raw_syscalls - calls0));
+    printf("100 relayed datagrams in %llu sendmmsg calls, %llu GSO messages (GSO %s)\n",
+           (unsigned long long)(ds.tx_raw_syscalls - calls0),
+           (unsigned long long)ds.tx_raw_gso_msgs, ds.gso ? "on" : "off");
+    if (ds.gso) CHECK(ds.tx_raw_gso_msgs > 0); /* runs of one size to B went as one message */
     CHECK(ds.tx_raw == 102 && ds.tx_raw_errors == 0);
     CHECK(ds.tx_raw_syscalls - calls0 <= 10);
     s.sent -= 100;
