@@ -62,30 +62,21 @@ cleanup() {
 trap cleanup EXIT
 key=$("$TERN" keygen --out "$tmp/server.key" | tail -1)
 
-echo "host: $(uname -m), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r)"
+source "$here/bench/lib.sh"
+bench_host
 echo "relay on core 0, load generator on core 1; $size-byte payloads, $secs s, $runs runs; $(date -u '+%Y-%m-%d %H:%MZ')"
 echo "commit $(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$here" diff --quiet HEAD 2>/dev/null || echo ' (with local changes)')"
 [ "$have_coturn" = 1 ] && echo "coturn $(dpkg-query -W -f '${Version}' coturn 2>/dev/null || turnserver --version 2>/dev/null | head -1)"
-share() {
-  command -v /usr/bin/time >/dev/null || { echo "?"; return; }
-  /usr/bin/time -f "%U %S %e" taskset -c "$1" timeout 1 sh -c 'while :; do :; done' 2>&1 >/dev/null |
-    tail -1 | awk '{ if ($3 > 0) printf "%.0f%%", ($1 + $2) * 100 / $3; else print "?" }'
-}
-echo "a busy loop gets $(share 0) of core 0 and $(share 1) of core 1"
+echo "a busy loop gets $(bench_share 0) of core 0 and $(bench_share 1) of core 1"
 echo "net.core.rmem_max=$(cat /proc/sys/net/core/rmem_max) wmem_max=$(cat /proc/sys/net/core/wmem_max) (ternd and the generator ask for 4 MiB socket buffers)"
-val() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | tr -d '%' | head -1; }
 cpu_ns() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.0f", ($12 + $13) * 1e9 / hz }' "/proc/$1/stat"; }
-port_up() { for _ in $(seq 50); do ss -Huln "sport = :$1" 2>/dev/null | grep -q . && return 0; sleep 0.1; done; return 1; }
 
 declare -a T_RATE T_GBPS T_LOST T_SCPU T_PERCPU C_PCT C_RATE C_LOST C_SCPU C_PERCPU C_LEGCPU RATIO RATIO_LEG
 fail=0
 for r in $(seq "$runs"); do
   port=$((20000 + (($$ + r * 7) % 4000) * 8))
   # (a) ternd's relay
-  taskset -c 0 "$TERND" --key "$tmp/server.key" --tern-listen "127.0.0.1:$port" \
-    --listen "127.0.0.1:$((port + 1))" --no-tcp --workers 1 --quiet 2>"$tmp/ternd.$r.err" &
-  tpid=$!
-  port_up "$port" || { echo "ternd did not start"; cat "$tmp/ternd.$r.err"; exit 1; }
+  bench_ternd_start "$TERND" "$tmp/server.key" "$port" "$tmp/ternd.$r.err" || exit 1
   perf_pid=
   if [ "${PERF:-}" = 1 ] && [ "$r" = 1 ] && command -v perf >/dev/null; then
     # the relay phase starts about a second after the generator (registration, introductions)
@@ -125,7 +116,7 @@ for r in $(seq "$runs"); do
       --relay-threads 1 --lt-cred-mech --user u:p --realm tern.bench --allow-loopback-peers \
       --no-stun --log-file stdout --simple-log >"$tmp/turn.$r.log" 2>&1 &
     cpid=$!
-    if ! port_up "$cport"; then
+    if ! bench_port_up "$cport"; then
       echo "run $r, coturn: turnserver did not start:"; tail -5 "$tmp/turn.$r.log" | sed 's/^/  /'
       kill "$cpid" 2>/dev/null; wait "$cpid" 2>/dev/null; cpid=; fail=1
     else

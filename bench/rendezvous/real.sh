@@ -34,30 +34,16 @@ cleanup() { [ -n "$tpid" ] && kill "$tpid" 2>/dev/null && wait "$tpid" 2>/dev/nu
 trap cleanup EXIT
 key=$("$TERN" keygen --out "$tmp/server.key" | tail -1)
 
-echo "host: $(uname -m), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r)"
+source "$here/bench/lib.sh"
+bench_host
 echo "ternd on core 0, tern loadgen rdv on core 1; $peers peers, $window introductions in flight, $secs s, $runs runs; $(date -u '+%Y-%m-%d %H:%MZ')"
 echo "commit $(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo '?')"
-# What a busy loop gets of each core right now (a VM's vCPUs may be shared with other guests:
-# the guest sees that only as a loop that gets less than 100%).
-share() {
-  command -v /usr/bin/time >/dev/null || { echo "?"; return; }
-  /usr/bin/time -f "%U %S %e" taskset -c "$1" timeout 1 sh -c 'while :; do :; done' 2>&1 >/dev/null |
-    tail -1 | awk '{ if ($3 > 0) printf "%.0f%%", ($1 + $2) * 100 / $3; else print "?" }'
-}
-echo "a busy loop gets $(share 0) of core 0 and $(share 1) of core 1"
-# k=v field of a line: val LINE KEY
-val() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | tr -d '%' | head -1; }
+echo "a busy loop gets $(bench_share 0) of core 0 and $(bench_share 1) of core 1"
 declare -a R_RELAY R_REG R_REGRATE R_RATE R_P50 R_P99 R_SCPU R_CCPU R_PERCPU R_BPP R_RSS0 R_RSS1 R_HWM R_OK
 fail=0
 for r in $(seq "$runs"); do
   port=$((20000 + (($$ + r * 7) % 4000) * 8))
-  taskset -c 0 "$TERND" --key "$tmp/server.key" --tern-listen "127.0.0.1:$port" \
-    --listen "127.0.0.1:$((port + 1))" --no-tcp --workers 1 --quiet 2>"$tmp/ternd.$r.err" &
-  tpid=$!
-  for _ in $(seq 50); do
-    ss -Huln "sport = :$port" 2>/dev/null | grep -q . && break
-    sleep 0.1
-  done
+  bench_ternd_start "$TERND" "$tmp/server.key" "$port" "$tmp/ternd.$r.err" || exit 1
   out=$(taskset -c 1 "$TERN" loadgen rdv "127.0.0.1:$port" --server-key "$key" --peers "$peers" \
         --duration "$secs" --window "$window" --server-pid "$tpid" $lg_flags 2>"$tmp/lg.$r.err")
   lrc=$?
