@@ -447,6 +447,19 @@ static int a_not_established(void *arg)
     return tern_conn_get_state(sc->ca) != TERN_CONN_ESTABLISHED;
 }
 
+/* Introduces A to B (the relay after 2 s) and runs until A's connection is established, at most
+ * `limit`; returns how long it took. The firewall between the two NATs (block_direct) is set up
+ * to act on their public addresses. */
+static uint64_t connect_peers(scene *sc, uint64_t limit)
+{
+    sc->w.block_a = sc->w.nats[0].pub;
+    sc->w.block_b = sc->w.nats[1].pub;
+    uint64_t t0 = sim_now(sc->s);
+    introduce(sc, 2 * S);
+    TT_REQUIRE(sim_run_while(sc->s, a_not_established, sc, t0 + limit) == SIM_OK);
+    return sim_now(sc->s) - t0;
+}
+
 static void scene_free(scene *sc)
 {
     tnet_node_free(&sc->a, sc->s);
@@ -543,15 +556,11 @@ static void test_relay_then_direct_nothing_lost(void)
     scene sc;
     scene_init(&sc, NAT_PORT_RESTRICTED, NAT_RESTRICTED, 0, 30);
     sc.w.block_direct = 1;
-    sc.w.block_a = sc.w.nats[0].pub;
-    sc.w.block_b = sc.w.nats[1].pub;
-    uint64_t t0 = sim_now(sc.s);
-    introduce(&sc, 2 * S);
-    TT_REQUIRE(sim_run_while(sc.s, a_not_established, &sc, t0 + 6 * S) == SIM_OK);
+    uint64_t took = connect_peers(&sc, 6 * S);
     tern_path_info pi;
     tern_conn_path(sc.ca, &pi);
     TT_CHECK(pi.relayed);
-    TT_CHECK(sim_now(sc.s) - t0 >= 2 * S && sim_now(sc.s) - t0 < 3 * S);
+    TT_CHECK(took >= 2 * S && took < 3 * S);
     uint64_t flow, seq = 0;
     TT_REQUIRE(tern_flow_open(sc.ca, NULL, &flow) == TERN_OK);
     /* 8 s of messages, 50 per 100 ms; the firewall opens at +4 s */
@@ -600,11 +609,7 @@ static void test_direct_then_relay_then_direct(void)
 {
     scene sc;
     scene_init(&sc, NAT_PORT_RESTRICTED, NAT_RESTRICTED, 0, 30);
-    sc.w.block_a = sc.w.nats[0].pub;
-    sc.w.block_b = sc.w.nats[1].pub;
-    uint64_t t0 = sim_now(sc.s);
-    introduce(&sc, 2 * S);
-    TT_REQUIRE(sim_run_while(sc.s, a_not_established, &sc, t0 + 6 * S) == SIM_OK);
+    connect_peers(&sc, 6 * S);
     tern_path_info pi, pb;
     tern_conn_path(sc.ca, &pi);
     TT_REQUIRE(!pi.relayed);
@@ -668,11 +673,7 @@ static void test_target_streams_when_direct_path_dies(void)
 {
     scene sc;
     scene_init(&sc, NAT_FULL, NAT_PORT_RESTRICTED, 0, 40);
-    sc.w.block_a = sc.w.nats[0].pub;
-    sc.w.block_b = sc.w.nats[1].pub;
-    uint64_t t0 = sim_now(sc.s);
-    introduce(&sc, 2 * S);
-    TT_REQUIRE(sim_run_while(sc.s, a_not_established, &sc, t0 + 6 * S) == SIM_OK);
+    connect_peers(&sc, 6 * S);
     TT_REQUIRE(sim_run_until(sc.s, sim_now(sc.s) + 200 * MS) == SIM_OK);
     TT_REQUIRE(sc.b.conn != NULL);
     tern_conn *cb = sc.b.conn;
@@ -723,9 +724,7 @@ static void test_lossy_long_path_does_not_fall_back(void)
     lp.loss = 0.03;
     lp.burst_max = 3;
     sim_set_default_link(sc.s, &lp);
-    uint64_t t0 = sim_now(sc.s);
-    introduce(&sc, 2 * S);
-    TT_REQUIRE(sim_run_while(sc.s, a_not_established, &sc, t0 + 10 * S) == SIM_OK);
+    connect_peers(&sc, 10 * S);
     tern_path_info pi;
     tern_conn_path(sc.ca, &pi);
     TT_REQUIRE(!pi.relayed);
