@@ -693,7 +693,7 @@ int tern__p2p_hs_copy(tern_conn *c, uint64_t now, const tern_addr *local, const 
 void tern__p2p_hs_adopt(tern_conn *c, int i)
 {
     tern__cand *k = &c->p2p->cands[i];
-    if (k->path.tx_bytes == 0) return;
+    if (k->probes == 0) return; /* no Response went there (punches do not count) */
     tern__path old = c->path;
     c->path = k->path;
     k->path = old;
