@@ -447,7 +447,8 @@ int tern__p2p_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const 
         if (c->is_server) {
             /* copies of the Initial that came from other addresses: each gets the Response
              * within its own budget, and the path the client's first 1-RTT packet comes on
-             * wins (tern__p2p_hs_adopt) */
+             * wins (tern__p2p_hs_adopt). The first copy's Response goes first. */
+            if (c->hs_pending) return 0;
             for (size_t i = 0; i < p->n; i++) {
                 if (!p->cands[i].initial_due) continue;
                 int n = write_hs(c, &p->cands[i], out, cap, via);
