@@ -129,6 +129,14 @@ typedef struct tern_settings {
     uint8_t cc;                    /* TERN_CC_* congestion controller (BBR) */
     uint64_t key_update_packets;   /* packets sent under one key before it is updated (2^22;
                                       AES-GCM's confidentiality limit is 2^23) */
+    /* anti-amplification on every path (docs/protocol.md 9.6); 0 takes the default */
+    uint32_t probe_tries;          /* datagrams (punches, Initials, PATH_CHALLENGE/RESPONSE
+                                      packets) an unvalidated address handed to us (a peer's
+                                      candidate, a punch's source) may get beyond three times the
+                                      bytes it sent us: the first half at the probe interval, the
+                                      rest at doubling gaps; then probing it stops (30) */
+    uint32_t new_paths_per_s;      /* new unvalidated source addresses one connection takes on
+                                      per second, in bursts of twice that (4) */
 } tern_settings;
 
 enum { TERN_CC_BBR = 0, TERN_CC_CUBIC = 1, TERN_CC_NEWRENO = 2 };
@@ -244,6 +252,15 @@ typedef struct tern_endpoint_stats {
     uint64_t retries_sent, resets_sent, resets_received, rejects_sent, version_negotiations_sent;
     uint64_t conns_current, conns_half_open;
     uint64_t mem_current; /* bytes currently allocated through the hook */
+    /* anti-amplification on every path (docs/protocol.md 9.6) */
+    uint64_t probes_unpadded;  /* PATH_CHALLENGE/RESPONSE packets sent unpadded: a padded one
+                                  would have passed the 3x limit */
+    uint64_t probes_exhausted; /* candidates (or punch targets) whose probe allowance ran out
+                                  unanswered: probing them stopped */
+    uint64_t paths_refused;    /* new source addresses not taken on (new_paths_per_s) */
+    uint64_t responses_limited;/* PATH_CHALLENGEs left unanswered (per-path response rate) */
+    uint64_t initial_copies;   /* copies of a half-open handshake's Initial from another address,
+                                  answered there within that address's own 3x budget */
 } tern_endpoint_stats;
 
 void tern_endpoint_get_stats(const tern_endpoint *ep, tern_endpoint_stats *st);

@@ -588,7 +588,7 @@ static int process_frames(tern_conn *c, uint64_t now, const uint8_t *p, const ui
         case TERN__FRAME_PADDING:
             break;
         case TERN__FRAME_PATH_CHALLENGE:
-            tern__p2p_on_challenge(c, f.id);
+            tern__p2p_on_challenge(c, now, f.id);
             break;
         case TERN__FRAME_PATH_RESPONSE:
             tern__p2p_on_response(c, now, f.id);
@@ -708,7 +708,7 @@ int tern__conn_recv_short(tern_endpoint *ep, uint64_t now, const tern_addr *loca
     if (rxc == -1) {
         c->path.rx_bytes += len;
         c->path.await_since = 0; /* the path works */
-    } else if (rxc >= 0) c->p2p->cands[rxc].path.rx_bytes += len;
+    } else if (rxc >= 0) tern__p2p_rx_bytes(c, rxc, len);
 
     if (h.flags & TERN__SHORT_RESERVED) {
         tern__conn_terminate(c, now, TERN_ERR_PROTOCOL, 0, NULL, 0, 0);
@@ -722,7 +722,9 @@ int tern__conn_recv_short(tern_endpoint *ep, uint64_t now, const tern_addr *loca
         return TERN_OK;
     }
     if (c->state == TERN_CONN_HANDSHAKE) {
-        /* server: the client has our Response, so it receives at its address */
+        /* server: the client has our Response, so it receives at its address (the one this
+         * packet came from, when a copy of the Response went there too) */
+        if (rxc >= 0) tern__p2p_hs_adopt(c, rxc);
         c->path.validated = 1;
         tern__conn_established(c, now);
         if (c->state != TERN_CONN_ESTABLISHED) return TERN_OK;
@@ -821,6 +823,20 @@ int tern__conn_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const
     }
     size_t hdr = c->path.relayed ? TERN__RELAY_HDR_LEN : 0;
     if (cap <= hdr) return 0;
+    /* an unvalidated active path (a server before the client's first 1-RTT packet) gets at
+     * most three times what came from it: no datagram is built that would pass that */
+    if (!c->path.validated) {
+        size_t budget = 0;
+        if (3 * c->path.rx_bytes > c->path.tx_bytes + hdr)
+            budget = (size_t)(3 * c->path.rx_bytes - c->path.tx_bytes - hdr);
+        if (c->state != TERN_CONN_HANDSHAKE && budget < cap - hdr) {
+            if (budget < tern__conn_packet_overhead() + 1) {
+                c->ep->st.amplification_blocked++;
+                return 0;
+            }
+            cap = hdr + budget;
+        }
+    }
     int n = pmtu_write(c, now, out + hdr, cap - hdr);
     if (n == 0) n = write_active(c, now, out + hdr, cap - hdr);
     if (n <= 0) return n;
@@ -829,6 +845,7 @@ int tern__conn_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const
         memcpy(out + 1, c->path.channel, TERN_RELAY_CHANNEL_LEN);
     }
     c->path.tx_bytes += hdr + (size_t)n;
+    c->path.tx_dgrams++;
     return (int)hdr + n;
 }
 

@@ -30,6 +30,9 @@ typedef struct tern__path {
     uint64_t rx_bytes;     /* bytes received on the path */
     uint64_t tx_bytes;     /* bytes sent on the path */
     int validated;         /* the peer proved it receives at remote: 3x limit lifted */
+    uint32_t tx_dgrams;    /* datagrams sent on the path (punches included) */
+    uint8_t handed;        /* handed to us (an introduction's candidate, a punch's source): the
+                              probe allowance (settings.probe_tries) applies besides 3x */
     uint64_t await_since;  /* active path: when the oldest ack-eliciting packet sent on it since
                               it last heard from the peer went out (0: none waits) */
 } tern__path;
@@ -41,6 +44,8 @@ typedef struct tern__path {
 #define TERN__BG_PROBE_MAX (5 * TERN_NS_PER_S) /* background probing of a relayed connection */
 #define TERN__FALLBACK_MIN (1 * TERN_NS_PER_S) /* a direct path silent this long (or 3 PTO) */
 #define TERN__RELAY_KEEPALIVE (20 * TERN_NS_PER_S) /* a relay route in reserve is refreshed */
+#define TERN__RESP_BURST 8                      /* PATH_RESPONSEs a candidate path may draw at once */
+#define TERN__RESP_GAP (50 * TERN_NS_PER_MS)    /* and then one per this */
 
 enum { TERN__CAND_PROBING = 0, TERN__CAND_VALID = 1, TERN__CAND_FAILED = 2 };
 
@@ -48,7 +53,11 @@ typedef struct tern__cand {
     tern__path path;
     uint8_t state;         /* TERN__CAND_* */
     uint8_t learned;       /* seen as the source of the peer's packets, not told */
-    uint8_t initial_due;   /* client handshake: the Initial must go there */
+    uint8_t initial_due;   /* handshake: the Initial (client) or the Response (server, a copy of
+                              the Initial came from there) must go there */
+    uint8_t held;          /* a probe waits there for the anti-amplification budget */
+    uint8_t resp_tokens;   /* PATH_RESPONSEs it may still draw (TERN__RESP_BURST, TERN__RESP_GAP) */
+    uint64_t resp_at;      /* when resp_tokens was last refilled */
     uint8_t challenge_due; /* a PATH_CHALLENGE must go there */
     uint8_t response_due;  /* a PATH_RESPONSE must go there */
     uint8_t challenged;    /* a challenge went out */
@@ -74,6 +83,9 @@ typedef struct tern__p2p {
     uint64_t silent_next;   /* server on a silent direct path: next challenge through the relay */
     int relay_challenged;   /* client: the packet being processed challenged us via the relay */
     uint64_t fallbacks;     /* moves from a silent direct path to the relay */
+    uint32_t np_tokens;     /* new unvalidated source addresses it may still take on */
+    uint64_t np_at;         /* when np_tokens was last refilled (0: never) */
+    uint32_t n_punch_learned; /* punch sources given the probe allowance */
 } tern__p2p;
 
 /* A pending tern_endpoint_expect_peer. */
@@ -83,6 +95,7 @@ typedef struct tern__expect {
     tern_addr local;
     tern_peer_target t;
     uint64_t next_punch, until;
+    uint32_t punches;       /* punches sent to each candidate (they count in its allowance) */
 } tern__expect;
 
 typedef struct tern__dgram {
@@ -294,7 +307,12 @@ void tern__p2p_free(tern_conn *c);
 int tern__p2p_rx_path(tern_conn *c, uint64_t now, const tern_addr *local, const tern_addr *remote,
                       int relayed, const uint8_t *channel);
 void tern__p2p_on_rx_done(tern_conn *c, uint64_t now, int newest, int probing_only);
-void tern__p2p_on_challenge(tern_conn *c, uint64_t data);
+void tern__p2p_on_challenge(tern_conn *c, uint64_t now, uint64_t data);
+int tern__path_may_send(const tern_conn *c, const tern__path *p, size_t n);
+int tern__p2p_hs_copy(tern_conn *c, uint64_t now, const tern_addr *local, const tern_addr *remote,
+                      int relayed, const uint8_t *channel, size_t len);
+void tern__p2p_hs_adopt(tern_conn *c, int i);
+void tern__p2p_rx_bytes(tern_conn *c, int i, size_t len);
 void tern__p2p_on_response(tern_conn *c, uint64_t now, uint64_t data);
 int tern__p2p_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const tern__path **via);
 uint64_t tern__p2p_deadline(const tern_conn *c);

@@ -60,6 +60,8 @@ void tern_settings_default(tern_settings *s)
     s->max_ack_delay_ns = 25 * TERN_NS_PER_MS;
     s->ack_every = 2;
     s->cc = TERN_CC_BBR;
+    s->probe_tries = 30;
+    s->new_paths_per_s = 4;
 }
 
 void tern_endpoint_config_default(tern_endpoint_config *cfg)
@@ -124,6 +126,8 @@ int tern_endpoint_new(const tern_endpoint_config *cfg, uint64_t now, tern_endpoi
     if (ep->s.send_buffer == 0) ep->s.send_buffer = 32u << 20;
     if (ep->s.max_ack_delay_ns == 0) ep->s.max_ack_delay_ns = 25 * TERN_NS_PER_MS;
     if (ep->s.ack_every == 0) ep->s.ack_every = 2;
+    if (ep->s.probe_tries == 0) ep->s.probe_tries = 30;
+    if (ep->s.new_paths_per_s == 0) ep->s.new_paths_per_s = 4;
     ep->cb = cfg->callbacks;
     ep->user_data = cfg->user_data;
     ep->is_server = cfg->is_server;

@@ -354,9 +354,18 @@ static int server_on_initial(tern_endpoint *ep, uint64_t now, const tern_addr *l
     /* a retransmitted Initial of a handshake in progress: resend the Response */
     tern_conn *c = tern__map_get(&ep->by_initial, h->dcid);
     if (c != NULL) {
-        if (c->state != TERN_CONN_HANDSHAKE ||
-            !tern__path_is(&c->path, remote, ep->rx_relayed, ep->rx_channel))
-            return TERN_ERR_IGNORED; /* the same Initial on another path: the first one won */
+        if (c->state != TERN_CONN_HANDSHAKE) return TERN_ERR_IGNORED;
+        if (!tern__path_is(&c->path, remote, ep->rx_relayed, ep->rx_channel)) {
+            /* the same Initial from another address: a replay that beat the client's own copy
+             * must not lock the client out, so every such address that passes mac1 gets the
+             * Response within its own 3x budget; the client's first 1-RTT packet picks the path
+             * (tern__p2p_hs_adopt) */
+            if (memcmp(h->key_hint, ep->key_hint, TERN__KEY_HINT_LEN) != 0) return TERN_ERR_AUTH;
+            tern__mac16(mac, ep->mac1_key, pkt, h->mac1_covered, NULL, 0);
+            if (sodium_memcmp(mac, h->mac1, sizeof(mac)) != 0) return TERN_ERR_AUTH;
+            int rc = tern__p2p_hs_copy(c, now, local, remote, ep->rx_relayed, ep->rx_channel, len);
+            return rc == TERN_ERR_LIMIT ? TERN_ERR_IGNORED : rc;
+        }
         c->path.rx_bytes += len;
         c->hs_pending = 1;
         tern__ep_mark_send(ep, c);

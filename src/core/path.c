@@ -28,6 +28,13 @@
  * nonce)) to the initiator's candidates so that its own NAT lets the Initials in. The initiator
  * adds the source of a matching punch as a candidate: that is how a peer behind a symmetric NAT
  * is found at a port nobody could predict.
+ *
+ * Anti-amplification on every path (docs/protocol.md 9.6): nothing goes to an unvalidated
+ * address beyond three times the bytes received from it, except that an address handed to us
+ * (a candidate of an introduction, the source of a matching punch) may get probe_tries
+ * datagrams before it answers, the second half of them at doubling gaps. A probe that a padded
+ * datagram would not fit goes unpadded when that fits, else waits; PATH_RESPONSEs are
+ * rate-limited per path, and a connection takes on new source addresses at a bounded rate.
  */
 #include <sodium.h>
 #include <string.h>
@@ -70,6 +77,32 @@ static void punch_tag(const uint8_t nonce[TERN_PUNCH_NONCE_LEN], uint8_t tag[16]
     memcpy(in, label, sizeof(label) - 1);
     memcpy(in + sizeof(label) - 1, nonce, TERN_PUNCH_NONCE_LEN);
     crypto_generichash(tag, 16, in, sizeof(in), NULL, 0);
+}
+
+/* May n more bytes go to the path? (the rule above) */
+int tern__path_may_send(const tern_conn *c, const tern__path *p, size_t n)
+{
+    if (p->validated) return 1;
+    /* our own relay route (from the introduction): the relay forwards only to registered
+     * addresses, so it cannot be aimed at anyone */
+    if (p->relayed && c->p2p != NULL && c->p2p->has_relay &&
+        tern__path_is(p, &c->p2p->relay.addr, 1, c->p2p->relay.channel))
+        return 1;
+    if (p->handed && p->tx_dgrams < c->ep->s.probe_tries) return 1;
+    return p->tx_bytes + n <= 3 * p->rx_bytes;
+}
+
+/* A handed address that never answered and has used its allowance: nothing may go there. */
+static int exhausted(const tern_conn *c, const tern__path *p)
+{
+    return p->handed && !p->validated && p->rx_bytes == 0 &&
+           p->tx_dgrams >= c->ep->s.probe_tries;
+}
+
+static void count_sent(tern__path *p, size_t n)
+{
+    p->tx_bytes += n;
+    p->tx_dgrams++;
 }
 
 static tern__p2p *p2p_get(tern_conn *c)
@@ -129,9 +162,12 @@ static tern__cand *cand_add(tern_conn *c, uint64_t now, const tern_addr *local,
     path_set(&k->path, local, remote, relayed, channel);
     k->state = TERN__CAND_PROBING;
     k->learned = learned ? 1 : 0;
+    k->path.handed = !learned && !relayed; /* an introduction's candidate */
     tern__ep_rand(c->ep, &k->challenge, sizeof(k->challenge));
     k->gap = relayed ? tern__conn_pto(c) : p->interval;
     k->next_probe = p->probing ? now : TERN_TIME_NEVER;
+    k->resp_tokens = TERN__RESP_BURST;
+    k->resp_at = now;
     return k;
 }
 
@@ -228,6 +264,11 @@ static void fall_back(tern_conn *c, uint64_t now, int i)
     migrate(c, now, i); /* cands[i] now holds the silent direct path */
     k->state = TERN__CAND_PROBING;
     k->path.validated = 0;
+    /* it proved once that the peer is there: it gets a fresh allowance, and its 3x budget
+     * counts from now */
+    k->path.handed = 1;
+    k->path.rx_bytes = k->path.tx_bytes = 0;
+    k->path.tx_dgrams = 0;
     k->challenged = 0;
     tern__ep_rand(c->ep, &k->challenge, sizeof(k->challenge));
     k->gap = p->interval;
@@ -248,14 +289,39 @@ int tern__p2p_rx_path(tern_conn *c, uint64_t now, const tern_addr *local, const 
     if (c->p2p != NULL) c->p2p->relay_challenged = 0;
     if (tern__path_is(&c->path, remote, relayed, channel)) return -1;
     if (p2p_get(c) == NULL) return c->rx_cand = -2;
-    int i = cand_find(c->p2p, remote, relayed, channel);
+    tern__p2p *p = c->p2p;
+    int i = cand_find(p, remote, relayed, channel);
     if (i < 0) {
+        /* a new source address: at most new_paths_per_s a second (bursts of twice that), so
+         * that spoofed sources cannot each draw probes */
+        uint64_t rate = c->ep->s.new_paths_per_s, burst = 2 * rate, gap = TERN_NS_PER_S / rate;
+        if (p->np_at == 0) {
+            p->np_at = now;
+            p->np_tokens = (uint32_t)burst;
+        } else if (now >= p->np_at + gap) {
+            uint64_t add = (now - p->np_at) / gap;
+            p->np_tokens = (uint32_t)(p->np_tokens + add > burst ? burst : p->np_tokens + add);
+            p->np_at += add * gap;
+        }
+        if (p->np_tokens == 0) {
+            c->ep->st.paths_refused++;
+            return c->rx_cand = -2;
+        }
         tern__cand *k = cand_add(c, now, local, remote, relayed, channel, 1);
         if (k == NULL) return c->rx_cand = -2;
-        i = (int)(k - c->p2p->cands);
+        p->np_tokens--;
+        i = (int)(k - p->cands);
     }
     c->rx_cand = i;
     return i;
+}
+
+/* Bytes of an authenticated packet arrived on candidate i: a probe waiting for budget may go. */
+void tern__p2p_rx_bytes(tern_conn *c, int i, size_t len)
+{
+    tern__cand *k = &c->p2p->cands[i];
+    k->path.rx_bytes += len;
+    if (k->held) tern__ep_mark_send(c->ep, c);
 }
 
 void tern__p2p_on_rx_done(tern_conn *c, uint64_t now, int newest, int probing_only)
@@ -284,13 +350,26 @@ void tern__p2p_on_rx_done(tern_conn *c, uint64_t now, int newest, int probing_on
     }
 }
 
-void tern__p2p_on_challenge(tern_conn *c, uint64_t data)
+void tern__p2p_on_challenge(tern_conn *c, uint64_t now, uint64_t data)
 {
     if (c->rx_cand == -1) {
         c->path_response_due = 1;
         c->path_response = data;
     } else if (c->rx_cand >= 0) {
         tern__cand *k = &c->p2p->cands[c->rx_cand];
+        /* responses on a candidate path: TERN__RESP_BURST, then one per TERN__RESP_GAP */
+        if (now >= k->resp_at + TERN__RESP_GAP) {
+            uint64_t add = (now - k->resp_at) / TERN__RESP_GAP;
+            k->resp_tokens = (uint8_t)(k->resp_tokens + add > TERN__RESP_BURST
+                                           ? TERN__RESP_BURST
+                                           : k->resp_tokens + add);
+            k->resp_at += add * TERN__RESP_GAP;
+        }
+        if (k->resp_tokens == 0) {
+            c->ep->st.responses_limited++;
+            return;
+        }
+        k->resp_tokens--;
         k->response_due = 1;
         k->response = data;
         if (!c->is_server && k->path.relayed && !c->path.relayed) c->p2p->relay_challenged = 1;
@@ -331,28 +410,62 @@ static size_t put_relay_hdr(uint8_t *out, const tern__path *path)
     return TERN__RELAY_HDR_LEN;
 }
 
+/* The probe allowance of a handed address ran out unanswered: probing it stops. */
+static void give_up(tern_conn *c, tern__cand *k)
+{
+    if (k->state != TERN__CAND_FAILED) c->ep->st.probes_exhausted++;
+    k->state = TERN__CAND_FAILED;
+    k->next_probe = TERN_TIME_NEVER;
+    k->initial_due = k->challenge_due = k->response_due = k->held = 0;
+}
+
+/* A handshake packet (the client's Initial, the server's Response) for candidate k, or 0. */
+static int write_hs(tern_conn *c, tern__cand *k, uint8_t *out, size_t cap, const tern__path **via)
+{
+    size_t hdr = k->path.relayed ? TERN__RELAY_HDR_LEN : 0, n = hdr + c->hs_pkt_len;
+    if (cap < n) return -1;
+    k->initial_due = 0;
+    if (!tern__path_may_send(c, &k->path, n)) {
+        c->ep->st.amplification_blocked++;
+        if (exhausted(c, &k->path)) give_up(c, k);
+        return 0;
+    }
+    put_relay_hdr(out, &k->path);
+    memcpy(out + hdr, c->hs_pkt, c->hs_pkt_len);
+    k->probes++;
+    count_sent(&k->path, n);
+    *via = &k->path;
+    return (int)n;
+}
+
 int tern__p2p_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const tern__path **via)
 {
     tern__p2p *p = c->p2p;
     if (p == NULL) return 0;
     if (c->state == TERN_CONN_HANDSHAKE) {
-        if (c->is_server || !p->probing || c->hs_pkt == NULL) return 0;
+        if (c->hs_pkt == NULL) return 0;
+        if (c->is_server) {
+            /* copies of the Initial that came from other addresses: each gets the Response
+             * within its own budget, and the path the client's first 1-RTT packet comes on
+             * wins (tern__p2p_hs_adopt). The first copy's Response goes first. */
+            if (c->hs_pending) return 0;
+            for (size_t i = 0; i < p->n; i++) {
+                if (!p->cands[i].initial_due) continue;
+                int n = write_hs(c, &p->cands[i], out, cap, via);
+                if (n != 0) return n < 0 ? 0 : n;
+            }
+            return 0;
+        }
+        if (!p->probing) return 0;
         if (c->hs_pending) { /* a new Initial (first, or after a Retry): everywhere at once */
             c->hs_pending = 0;
-            for (size_t i = 0; i < p->n; i++) p->cands[i].initial_due = 1;
+            for (size_t i = 0; i < p->n; i++)
+                if (p->cands[i].state != TERN__CAND_FAILED) p->cands[i].initial_due = 1;
         }
         for (size_t i = 0; i < p->n; i++) {
-            tern__cand *k = &p->cands[i];
-            if (!k->initial_due) continue;
-            size_t hdr = k->path.relayed ? TERN__RELAY_HDR_LEN : 0;
-            if (cap < hdr + c->hs_pkt_len) return 0;
-            put_relay_hdr(out, &k->path);
-            memcpy(out + hdr, c->hs_pkt, c->hs_pkt_len);
-            k->initial_due = 0;
-            k->probes++;
-            k->path.tx_bytes += hdr + c->hs_pkt_len;
-            *via = &k->path;
-            return (int)(hdr + c->hs_pkt_len);
+            if (!p->cands[i].initial_due) continue;
+            int n = write_hs(c, &p->cands[i], out, cap, via);
+            if (n != 0) return n < 0 ? 0 : n;
         }
         return 0;
     }
@@ -360,10 +473,27 @@ int tern__p2p_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const 
     for (size_t i = 0; i < p->n; i++) {
         tern__cand *k = &p->cands[i];
         if (!k->challenge_due && !k->response_due) continue;
-        /* padded to the connection's datagram size: a path that validates carries it */
+        /* padded to the connection's datagram size (a path that validates carries it), unless
+         * the path's budget is short: then unpadded if that fits (RFC 9000 8.2.1), else held
+         * until more arrives from there */
         size_t hdr = k->path.relayed ? TERN__RELAY_HDR_LEN : 0;
         size_t size = c->pmtu - hdr, flen = size - tern__conn_packet_overhead();
+        size_t need = (k->challenge_due ? 9 : 0) + (k->response_due ? 9 : 0);
+        int padded = 1;
         if (cap < hdr + size) return 0;
+        if (!tern__path_may_send(c, &k->path, hdr + size)) {
+            padded = 0;
+            flen = need;
+            if (!tern__path_may_send(c, &k->path, hdr + tern__conn_packet_overhead() + flen)) {
+                if (exhausted(c, &k->path)) {
+                    give_up(c, k);
+                } else if (!k->held) {
+                    k->held = 1;
+                    c->ep->st.amplification_blocked++;
+                }
+                continue;
+            }
+        }
         uint8_t frames[TERN_MAX_DATAGRAM], *f = frames, *end = frames + flen;
         memset(frames, 0, flen); /* PADDING */
         if (k->challenge_due) f = tern__frame_put_path(f, end, TERN__FRAME_PATH_CHALLENGE, k->challenge);
@@ -377,8 +507,9 @@ int tern__p2p_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const 
             k->challenged = 1;
             k->probes++;
         }
-        k->challenge_due = k->response_due = 0;
-        k->path.tx_bytes += hdr + (size_t)n;
+        if (!padded) c->ep->st.probes_unpadded++;
+        k->challenge_due = k->response_due = k->held = 0;
+        count_sent(&k->path, hdr + (size_t)n);
         *via = &k->path;
         return (int)hdr + n;
     }
@@ -414,7 +545,10 @@ uint64_t tern__p2p_deadline(const tern_conn *c)
 
 static void next_gap(tern_conn *c, tern__cand *k, uint64_t now, uint64_t cap)
 {
-    if (now >= c->p2p->probe_until || k->path.relayed) {
+    /* a handed address that has not answered: the second half of its allowance is spread out */
+    int unanswered = k->path.handed && k->path.rx_bytes == 0 &&
+                     k->path.tx_dgrams >= c->ep->s.probe_tries / 2;
+    if (now >= c->p2p->probe_until || k->path.relayed || unanswered) {
         k->gap *= 2;
         if (k->gap > cap) k->gap = cap;
     }
@@ -434,7 +568,11 @@ void tern__p2p_on_timer(tern_conn *c, uint64_t now)
         }
         for (size_t i = 0; i < p->n; i++) {
             tern__cand *k = &p->cands[i];
-            if (now < k->next_probe) continue;
+            if (now < k->next_probe || k->state == TERN__CAND_FAILED) continue;
+            if (exhausted(c, &k->path)) {
+                give_up(c, k);
+                continue;
+            }
             k->initial_due = 1;
             next_gap(c, k, now, c->ep->s.max_backoff_ns);
             any = 1;
@@ -466,6 +604,10 @@ void tern__p2p_on_timer(tern_conn *c, uint64_t now)
         for (size_t i = 0; i < p->n; i++) {
             tern__cand *k = &p->cands[i];
             if (k->state != TERN__CAND_PROBING || now < k->next_probe) continue;
+            if (exhausted(c, &k->path)) {
+                give_up(c, k);
+                continue;
+            }
             k->challenge_due = 1;
             next_gap(c, k, now, TERN__BG_PROBE_MAX);
             any = 1;
@@ -512,14 +654,55 @@ void tern__p2p_server_attach(tern_conn *c, uint64_t now)
             p->probe_until = now + x->t.probe_duration_ns;
             for (size_t i = 0; i < x->t.n_cands; i++) {
                 const tern_addr *a = &x->t.cands[i];
-                if (tern__path_is(&c->path, a, 0, NULL) || cand_find(p, a, 0, NULL) >= 0) continue;
-                if (cand_add(c, now, &x->local, a, 0, NULL, 0) == NULL) break;
+                if (tern__path_is(&c->path, a, 0, NULL)) continue;
+                int j = cand_find(p, a, 0, NULL);
+                tern__cand *k = j >= 0 ? &p->cands[j] : cand_add(c, now, &x->local, a, 0, NULL, 0);
+                if (k == NULL) break;
+                /* the punches sent there count in its allowance */
+                k->path.handed = 1;
+                k->path.tx_dgrams += x->punches;
+                k->path.tx_bytes += (uint64_t)x->punches * TERN__PUNCH_LEN;
             }
         }
         sodium_memzero(x, sizeof(*x));
         ep->expects[e] = ep->expects[--ep->n_expects];
         return;
     }
+}
+
+/* Server: a copy of a half-open handshake's Initial came from another address (a client
+ * whose first copy was beaten by a replay from elsewhere, or a peer's Initial on several
+ * candidate paths). That address gets the Response too, within its own 3x budget; the
+ * address the client's first 1-RTT packet comes from wins. */
+int tern__p2p_hs_copy(tern_conn *c, uint64_t now, const tern_addr *local, const tern_addr *remote,
+                      int relayed, const uint8_t *channel, size_t len)
+{
+    if (p2p_get(c) == NULL) return TERN_ERR_NOMEM;
+    tern__p2p *p = c->p2p;
+    int i = cand_find(p, remote, relayed, channel);
+    tern__cand *k = i >= 0 ? &p->cands[i] : cand_add(c, now, local, remote, relayed, channel, 1);
+    if (k == NULL) return TERN_ERR_LIMIT;
+    if (i < 0) c->ep->st.initial_copies++;
+    k->path.rx_bytes += len;
+    k->initial_due = 1;
+    tern__ep_mark_send(c->ep, c);
+    return TERN_OK;
+}
+
+/* Server: the client's first 1-RTT packet came on candidate i. If the Response went there, that
+ * is the client's address: it becomes the active path (the old one stays a candidate). */
+void tern__p2p_hs_adopt(tern_conn *c, int i)
+{
+    tern__cand *k = &c->p2p->cands[i];
+    if (k->probes == 0) return; /* no Response went there (punches do not count) */
+    tern__path old = c->path;
+    c->path = k->path;
+    k->path = old;
+    k->path.handed = 0;
+    k->state = TERN__CAND_PROBING;
+    k->initial_due = 0;
+    k->challenge_due = 0;
+    c->rx_cand = -1;
 }
 
 void tern__p2p_established(tern_conn *c, uint64_t now)
@@ -549,9 +732,18 @@ int tern__p2p_on_punch(tern_endpoint *ep, uint64_t now, const tern_addr *local,
     for (tern_conn *c = ep->all; c != NULL; c = c->all_next) {
         if (c->p2p == NULL || !c->p2p->punch_match) continue;
         if (sodium_memcmp(c->p2p->punch_tag, data + 1, 16) != 0) continue;
-        int i = cand_find(c->p2p, remote, 0, NULL);
-        tern__cand *k = i >= 0 ? &c->p2p->cands[i] : cand_add(c, now, local, remote, 0, NULL, 1);
+        tern__p2p *p = c->p2p;
+        int i = cand_find(p, remote, 0, NULL);
+        tern__cand *k = i >= 0 ? &p->cands[i] : cand_add(c, now, local, remote, 0, NULL, 1);
         if (k == NULL) return TERN_ERR_LIMIT;
+        k->path.rx_bytes += len;
+        if (i < 0 && p->n_punch_learned < TERN_MAX_CANDIDATES) {
+            /* a peer behind a symmetric NAT shows up here: its source gets the allowance too
+             * (at most TERN_MAX_CANDIDATES such sources per connection) */
+            p->n_punch_learned++;
+            k->path.handed = 1;
+        }
+        if (k->state == TERN__CAND_FAILED) return TERN_OK; /* its allowance is spent */
         /* the peer's NAT has just opened towards us: try that candidate again at once */
         k->initial_due = 1;
         k->next_probe = now + k->gap;
@@ -588,7 +780,18 @@ void tern__expect_on_timer(tern_endpoint *ep, uint64_t now)
             memcpy(punch + 1, x->punch_tag, 16);
             for (size_t k = 0; k < x->t.n_cands; k++)
                 tern__ep_queue_stateless(ep, &x->local, &x->t.cands[k], punch, sizeof(punch));
-            x->next_punch = now + x->t.probe_interval_ns;
+            /* each candidate's allowance (settings.probe_tries): the first half of it at the
+             * probe interval, then at doubling gaps (up to TERN__BG_PROBE_MAX), then no more */
+            uint32_t half = ep->s.probe_tries / 2;
+            uint64_t gap = x->t.probe_interval_ns;
+            if (++x->punches >= half)
+                for (uint32_t d = half; d <= x->punches && gap < TERN__BG_PROBE_MAX; d++) gap *= 2;
+            if (gap > TERN__BG_PROBE_MAX) gap = TERN__BG_PROBE_MAX;
+            x->next_punch = now + gap;
+            if (x->punches >= ep->s.probe_tries) {
+                x->next_punch = TERN_TIME_NEVER;
+                ep->st.probes_exhausted += x->t.n_cands;
+            }
         }
         i++;
     }
