@@ -743,6 +743,10 @@ int tern__conn_recv_short(tern_endpoint *ep, uint64_t now, const tern_addr *loca
                           budget[] = "memory budget exceeded";
         const char *why = rc == TERN_ERR_NOMEM ? nomem : rc == TERN_ERR_BUDGET ? budget : proto;
         tern__conn_terminate(c, now, rc, 0, (const uint8_t *)why, strlen(why), 0);
+        /* out of memory or over budget: give back what the peer made us hold now, not when the
+         * connection is freed 3 PTO later, so the others do not find the endpoint full (no flow
+         * is being delivered here: this is not inside on_message) */
+        if (rc != TERN_ERR_PROTOCOL) tern__flows_free(c);
         return rc;
     }
     if (c->state != TERN_CONN_ESTABLISHED) return TERN_OK;
