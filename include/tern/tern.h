@@ -135,7 +135,8 @@ typedef struct tern_settings {
                                       each allocation counted at its real size): a peer that
                                       sends past it is closed (TERN_ERR_BUDGET), and
                                       tern_flow_send / tern_conn_send_datagram say AGAIN rather
-                                      than pass it; 0 = unlimited (0; server profile 1 MiB) */
+                                      than let our own queue pass 3/4 of it; 0 = unlimited (0;
+                                      server profile 1 MiB) */
     uint64_t max_memory;           /* bytes the endpoint ever holds through its mem hook: an
                                       allocation past it fails (that one connection closes), and
                                       above 7/8 of it new handshakes are refused; 0 = unlimited

@@ -1013,7 +1013,7 @@ int tern_conn_send_datagram(tern_conn *c, uint64_t now, const uint8_t *data, siz
         c->st.datagrams_dropped++;
         return TERN_ERR_AGAIN;
     }
-    if (tern__conn_mem_over(c, sizeof(tern__dgram) + len)) { /* the connection's budget */
+    if (tern__conn_send_over(c, sizeof(tern__dgram) + len)) { /* the connection's budget */
         c->st.datagrams_dropped++;
         return TERN_ERR_AGAIN;
     }

@@ -347,6 +347,8 @@ void *tern__conn_calloc(tern_conn *c, size_t size, int enforce);
 void tern__conn_dealloc(tern_conn *c, void *p, size_t size);
 /* Would size more bytes pass the connection's budget? */
 int tern__conn_mem_over(const tern_conn *c, size_t size);
+/* Would size more bytes queued by our application pass its share (3/4) of the budget? */
+int tern__conn_send_over(const tern_conn *c, size_t size);
 /* Why the last failed tern__conn_alloc(c, size, 1) failed: TERN_ERR_BUDGET or TERN_ERR_NOMEM. */
 int tern__conn_mem_err(const tern_conn *c, size_t size);
 tern__sflow *tern__sflow_find(const tern_conn *c, uint64_t id);

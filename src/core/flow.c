@@ -20,13 +20,21 @@
 /* Everything a connection's flows and datagram queue allocate is counted in c->mem at its real
  * size (tern__mem_charge). What the peer makes us hold (receive flows, reassembly) is refused
  * past tern_settings.conn_memory and the connection is closed with TERN_ERR_BUDGET; what our
- * own application queues is refused earlier, at tern_flow_send (AGAIN). The sender's bookkeeping
+ * own application queues is refused earlier, at three quarters of it (tern_flow_send and
+ * tern_conn_send_datagram say AGAIN), so a peer we queued much for (a slow reader) still has a
+ * quarter of the budget for what it sends us and is not closed for our queue. The sender's bookkeeping
  * of fragments in flight is counted but never refused for the budget: refusing it could stall a
  * connection whose queue holds the budget, and it is bounded by the congestion window. */
 int tern__conn_mem_over(const tern_conn *c, size_t size)
 {
     uint64_t max = c->ep->s.conn_memory;
     return max != 0 && c->mem + tern__mem_charge(size) > max;
+}
+
+int tern__conn_send_over(const tern_conn *c, size_t size)
+{
+    uint64_t max = c->ep->s.conn_memory;
+    return max != 0 && c->mem + tern__mem_charge(size) > max - max / 4;
 }
 
 int tern__conn_mem_err(const tern_conn *c, size_t size)
@@ -1104,11 +1112,13 @@ int tern_flow_send(tern_conn *c, uint64_t flow_id, uint64_t now, const uint8_t *
     if (len > (64u << 20)) return TERN_ERR_TOO_LARGE;
     if (f->queued_bytes + len > c->ep->s.send_buffer && f->queued_bytes > 0) return TERN_ERR_AGAIN;
     if (priority > 7) return TERN_ERR_INVALID_ARG;
-    /* the connection's memory budget: a message that could never fit is too large; one that
-     * does not fit now waits for what is queued to be delivered */
+    /* the connection's memory budget (three quarters of it for what we queue): a message that
+     * could never fit is too large; one that does not fit now waits for what is queued to be
+     * delivered */
     uint64_t cap = c->ep->s.conn_memory;
-    if (cap != 0 && tern__mem_charge(sizeof(tern__msg) + len) > cap) return TERN_ERR_TOO_LARGE;
-    if (tern__conn_mem_over(c, sizeof(tern__msg) + len)) return TERN_ERR_AGAIN;
+    if (cap != 0 && tern__mem_charge(sizeof(tern__msg) + len) > cap - cap / 4)
+        return TERN_ERR_TOO_LARGE;
+    if (tern__conn_send_over(c, sizeof(tern__msg) + len)) return TERN_ERR_AGAIN;
     tern__msg *m = tern__conn_alloc(c, sizeof(*m) + len, 0);
     if (m == NULL) return TERN_ERR_NOMEM;
     memset(m, 0, sizeof(*m));
