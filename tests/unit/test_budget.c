@@ -623,7 +623,69 @@ static void test_send_side_budget_and_profile(void)
     sim_del(s);
 }
 
+/* ---------------------------------------------------------------- accounting is exact */
+
+/* Messages of every size path (one fragment, several delivered at once, a large one assembled
+ * in order, datagrams), on a lossy link so fragments wait in the window: once the flows are
+ * closed and reaped, both sides account exactly 0 bytes again (no drift that would one day
+ * close a long-lived connection for a budget it does not use). */
+static void test_accounting_returns_to_zero(void)
+{
+    sim *s = new_sim();
+    tern_settings set;
+    server_settings(&set);
+    tnet_node srv, cli;
+    tnet_node_init(&srv, s, &SA, 1, &set, 1);
+    tern_addr ca;
+    addr4(&ca, 200, 2, 40000);
+    tnet_node_init(&cli, s, &ca, 0, NULL, 2);
+    tnet_link(s, &SA, &ca, 10, 0.05, 2);
+    tnet_connect(s, &cli, &srv, NULL);
+    sim_run_until(s, 1 * S);
+    TT_REQUIRE(cli.established && srv.established);
+    tern_conn *sc = srv.conn, *cc = cli.conn;
+    TT_CHECK_EQ_U64(tern_conn_memory(sc), 0);
+    static uint8_t buf[400 * 1024];
+    memset(buf, 3, sizeof(buf));
+    const size_t sizes[] = {0, 1, 1000, 5000, 60000, 200000, 400000};
+    uint64_t total = 0;
+    for (int round = 0; round < 2; round++) {
+        uint64_t f;
+        tern_flow_config fc;
+        tern_flow_config_default(&fc);
+        fc.ordered = (uint8_t)(round == 0);
+        TT_REQUIRE(tern_flow_open(cc, &fc, &f) == TERN_OK);
+        for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+            int rc;
+            while ((rc = tern_flow_send(cc, f, sim_now(s), buf, sizes[i], -1)) == TERN_ERR_AGAIN)
+                sim_run_until(s, sim_now(s) + 10 * MS);
+            TT_REQUIRE_MSG(rc == TERN_OK, "send %zu: %s", sizes[i], tern_strerror(rc));
+            total += sizes[i];
+            TT_CHECK(tern_conn_memory(sc) <= set.conn_memory);
+        }
+        for (int i = 0; i < 20; i++) tern_conn_send_datagram(cc, sim_now(s), buf, 100);
+        for (int i = 0; i < 20; i++) tern_conn_send_datagram(sc, sim_now(s), buf, 100);
+        TT_REQUIRE(tern_flow_close(cc, f) == TERN_OK);
+        sim_run_until(s, sim_now(s) + 20 * S);
+    }
+    TT_CHECK_EQ_INT(srv.closed, 0);
+    TT_CHECK_EQ_U64(srv.message_bytes, total);
+    TT_CHECK_EQ_U64(srv.flows_closed, 2);
+    printf("budget: %llu bytes in %d messages over a lossy link; accounted afterwards: server %zu, "
+           "client %zu\n",
+           (unsigned long long)total, (int)(2 * sizeof(sizes) / sizeof(sizes[0])),
+           tern_conn_memory(sc), tern_conn_memory(cc));
+    TT_CHECK_EQ_U64(tern_conn_memory(sc), 0);
+    TT_CHECK_EQ_U64(tern_conn_memory(cc), 0);
+    tern_conn_close(cc, sim_now(s), 0, "", 0);
+    sim_run_until(s, sim_now(s) + 3 * S);
+    tnet_node_free(&cli, s);
+    tnet_node_free(&srv, s);
+    sim_del(s);
+}
+
 static const tt_case cases[] = {
+    TT_CASE(test_accounting_returns_to_zero),
     TT_CASE(test_h2_one_attacker),
     TT_CASE(test_h2_four_attackers),
     TT_CASE(test_near_max_memory_refuses_newcomers),
