@@ -183,6 +183,7 @@ int tern_endpoint_new(const tern_endpoint_config *cfg, uint64_t now, tern_endpoi
         uint8_t sk[16];
         crypto_generichash(sk, sizeof(sk), k, sizeof(k), (const uint8_t *)"tern by_src", 11);
         rc = tern__map_init(&ep->by_src, &ep->alloc, TERN__SRC_KEY_LEN, sk);
+        sodium_memzero(sk, sizeof(sk));
     }
     if (rc == TERN_OK) rc = tern__heap_init(&ep->timers, &ep->alloc);
     if (rc == TERN_OK && ep->is_server) /* only servers take handshakes */
