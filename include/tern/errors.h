@@ -48,6 +48,7 @@ enum {
     TERN_ERR_LOCAL_CLOSED = -57,    /* this side closed the connection */
     TERN_ERR_REFUSED = -58,         /* the server refused the connection */
     TERN_ERR_NO_VERSION = -59,      /* the server speaks none of our versions */
+    TERN_ERR_BUDGET = -60,          /* the peer made us hold more than conn_memory */
 };
 
 /* A short, constant English description of err ("unknown error" for unknown codes). */

@@ -137,11 +137,30 @@ typedef struct tern_settings {
                                       rest at doubling gaps; then probing it stops (30) */
     uint32_t new_paths_per_s;      /* new unvalidated source addresses one connection takes on
                                       per second, in bursts of twice that (4) */
+    /* memory budgets and per-source limits (docs/security.md) */
+    uint64_t conn_memory;          /* bytes a peer can make us hold for one connection (its
+                                      reassembly buffers, flow state, send and datagram queues,
+                                      each allocation counted at its real size): a peer that
+                                      sends past it is closed (TERN_ERR_BUDGET), and
+                                      tern_flow_send / tern_conn_send_datagram say AGAIN rather
+                                      than let our own queue pass 3/4 of it; 0 = unlimited (0;
+                                      server profile 1 MiB) */
+    uint64_t max_memory;           /* bytes the endpoint ever holds through its mem hook: an
+                                      allocation past it fails (that one connection closes), and
+                                      above 7/8 of it new handshakes are refused; 0 = unlimited
+                                      (0; server profile 2 GiB) */
+    uint32_t max_conns_per_ip;     /* server: connections, half-open included, from one IPv4
+                                      address or one IPv6 /64; more are refused; 0 = unlimited
+                                      (256) */
 } tern_settings;
 
 enum { TERN_CC_BBR = 0, TERN_CC_CUBIC = 1, TERN_CC_NEWRENO = 2 };
 
 void tern_settings_default(tern_settings *s);
+/* tern_settings_default with values for a server that faces the internet and does rendezvous and
+ * relay rather than bulk transfer (ternd): flow_window 256, max_flows 8, send_buffer 256 KiB,
+ * max_datagram_queue 256, conn_memory 1 MiB, max_memory 2 GiB, max_conns_per_ip 256. */
+void tern_settings_server_default(tern_settings *s);
 
 /* ---------------------------------------------------------------- handles */
 
@@ -261,6 +280,14 @@ typedef struct tern_endpoint_stats {
     uint64_t responses_limited;/* PATH_CHALLENGEs left unanswered (per-path response rate) */
     uint64_t initial_copies;   /* copies of a half-open handshake's Initial from another address,
                                   answered there within that address's own 3x budget */
+    /* memory budgets and per-source limits */
+    uint64_t mem_peak;             /* highest mem_current seen */
+    uint64_t mem_refused;          /* allocations refused because of max_memory */
+    uint64_t conns_closed_budget;  /* connections closed for passing conn_memory */
+    uint64_t conns_closed_nomem;   /* connections closed because an allocation failed */
+    uint64_t conns_refused_memory; /* handshakes refused: memory above 7/8 of max_memory */
+    uint64_t conns_refused_per_ip; /* handshakes refused: max_conns_per_ip */
+    uint64_t sources_current;      /* source addresses (IPv4, IPv6 /64) with a connection */
 } tern_endpoint_stats;
 
 void tern_endpoint_get_stats(const tern_endpoint *ep, tern_endpoint_stats *st);
@@ -296,6 +323,9 @@ int tern_conn_peer_key(const tern_conn *c, uint8_t pub[TERN_KEY_LEN]);
 int tern_conn_peer_id(const tern_conn *c, uint8_t id[TERN_PEER_ID_LEN]);
 const tern_addr *tern_conn_remote(const tern_conn *c);
 int tern_conn_is_server(const tern_conn *c);
+/* Bytes the connection holds against its conn_memory budget now (reassembly, flow state, send
+ * and datagram queues, at their real allocation size). */
+size_t tern_conn_memory(const tern_conn *c);
 
 /* ---------------------------------------------------------------- peer to peer */
 

@@ -163,7 +163,7 @@ static void free_dgrams(tern_conn *c)
     while (c->dq_head) {
         tern__dgram *d = c->dq_head;
         c->dq_head = d->next;
-        tern__free(&c->ep->alloc, d, sizeof(*d) + d->len);
+        tern__conn_dealloc(c, d, sizeof(*d) + d->len);
     }
     c->dq_tail = NULL;
     c->dq_len = 0;
@@ -200,6 +200,7 @@ void tern__conn_free(tern_conn *c)
     tern__flows_free(c);
     tern__rec_free(c);
     tern__p2p_free(c);
+    tern__ep_src_release(c);
     tern__map_del(&ep->by_cid, c->local_cid, c);
     if (c->in_reset_map) tern__map_del(&ep->by_reset, c->peer_reset_token, c);
     tern__heap_set(&ep->timers, &c->timer, TERN_TIME_NEVER);
@@ -258,6 +259,8 @@ static void terminate(tern_conn *c, uint64_t now, int err, uint64_t space, uint6
     tern_endpoint *ep = c->ep;
     if (c->state >= TERN_CONN_CLOSING) return;
     if (c->state == TERN_CONN_HANDSHAKE && c->is_server) ep->st.conns_half_open--;
+    if (err == TERN_ERR_BUDGET) ep->st.conns_closed_budget++;
+    if (err == TERN_ERR_NOMEM) ep->st.conns_closed_nomem++;
     if (mode == TERM_SEND_CLOSE && !c->have_keys) mode = TERM_SILENT;
     if (reason_len > TERN__MAX_REASON_LEN) reason_len = TERN__MAX_REASON_LEN;
     c->close_space = space;
@@ -294,6 +297,7 @@ void tern__conn_terminate(tern_conn *c, uint64_t now, int err, uint64_t code, co
     uint64_t tcode = err == TERN_ERR_PROTOCOL ? TERN__TERR_PROTOCOL
                      : err == TERN_ERR_REFUSED ? TERN__TERR_REFUSED
                      : err == TERN_ERR_NOMEM   ? TERN__TERR_INTERNAL
+                     : err == TERN_ERR_BUDGET  ? TERN__TERR_BUDGET
                                                : code;
     terminate(c, now, err, TERN__CLOSE_TRANSPORT, tcode, reason, reason_len,
               silent ? TERM_SILENT : TERM_SEND_CLOSE);
@@ -571,7 +575,8 @@ static int process_frames(tern_conn *c, uint64_t now, const uint8_t *p, const ui
             *probing_only = 0;
             const uint8_t *q = tern__get_varint(p, end, &type);
             int rc = tern__flow_on_frame(c, type, &q, end);
-            if (rc != TERN_OK) return rc == TERN_ERR_NOMEM ? rc : TERN_ERR_PROTOCOL;
+            if (rc != TERN_OK)
+                return rc == TERN_ERR_NOMEM || rc == TERN_ERR_BUDGET ? rc : TERN_ERR_PROTOCOL;
             p = q;
             *eliciting = 1;
             continue;
@@ -735,10 +740,15 @@ int tern__conn_recv_short(tern_endpoint *ep, uint64_t now, const tern_addr *loca
     rc = process_frames(c, now, frames, frames + plain_len, &eliciting, &probing_only);
     if (rc == TERN_OK) tern__p2p_on_rx_done(c, now, newest, probing_only);
     c->rx_cand = -1;
-    if (rc == TERN_ERR_PROTOCOL || rc == TERN_ERR_NOMEM) {
-        static const char proto[] = "protocol violation", nomem[] = "out of memory";
-        const char *why = rc == TERN_ERR_NOMEM ? nomem : proto;
+    if (rc == TERN_ERR_PROTOCOL || rc == TERN_ERR_NOMEM || rc == TERN_ERR_BUDGET) {
+        static const char proto[] = "protocol violation", nomem[] = "out of memory",
+                          budget[] = "memory budget exceeded";
+        const char *why = rc == TERN_ERR_NOMEM ? nomem : rc == TERN_ERR_BUDGET ? budget : proto;
         tern__conn_terminate(c, now, rc, 0, (const uint8_t *)why, strlen(why), 0);
+        /* out of memory or over budget: give back what the peer made us hold now, not when the
+         * connection is freed 3 PTO later, so the others do not find the endpoint full (no flow
+         * is being delivered here: this is not inside on_message) */
+        if (rc != TERN_ERR_PROTOCOL) tern__flows_free(c);
         return rc;
     }
     if (c->state != TERN_CONN_ESTABLISHED) return TERN_OK;
@@ -936,7 +946,7 @@ static int write_active(tern_conn *c, uint64_t now, uint8_t *out, size_t cap)
             if (c->dq_head == NULL) c->dq_tail = NULL;
             c->dq_len--;
             c->st.datagrams_sent++;
-            tern__free(&c->ep->alloc, d, sizeof(*d) + d->len);
+            tern__conn_dealloc(c, d, sizeof(*d) + d->len);
         }
         if (p != before) eliciting = 1;
     } else if (!want_data && now > c->last_give_up + c->rtt.srtt) {
@@ -1020,7 +1030,11 @@ int tern_conn_send_datagram(tern_conn *c, uint64_t now, const uint8_t *data, siz
         c->st.datagrams_dropped++;
         return TERN_ERR_AGAIN;
     }
-    tern__dgram *d = tern__malloc(&c->ep->alloc, sizeof(*d) + len);
+    if (tern__conn_send_over(c, sizeof(tern__dgram) + len)) { /* the connection's budget */
+        c->st.datagrams_dropped++;
+        return TERN_ERR_AGAIN;
+    }
+    tern__dgram *d = tern__conn_alloc(c, sizeof(*d) + len, 0);
     if (d == NULL) return TERN_ERR_NOMEM;
     d->next = NULL;
     d->len = len;

@@ -20,6 +20,7 @@
 #define TERN__MAX_RETRIES 3
 #define TERN__ERR_RATE 10  /* stateless error replies per second per source */
 #define TERN__ERR_BURST 20
+#define TERN__SRC_KEY_LEN 9 /* family, then an IPv4 address or an IPv6 /64 prefix */
 
 /* A network path: the pair of addresses a connection's packets travel between, directly or
  * through a relay (then remote is the relay and every packet is wrapped with our channel). */
@@ -215,6 +216,14 @@ struct tern_conn {
     uint64_t peer_next_flow;  /* the peer's next new flow id */
     uint64_t peer_flow_window, peer_max_flows, peer_max_ack_delay;
 
+    /* memory budget (tern_settings.conn_memory): bytes held for this connection's flows and
+     * datagram queue, each allocation at tern__mem_charge() of its size */
+    uint64_t mem;
+    /* per-source limit: the source (IPv4 address or IPv6 /64) this server connection counts
+     * against in the endpoint's by_src table */
+    int src_held;
+    uint8_t src_key[TERN__SRC_KEY_LEN];
+
     tern_conn_stats st;
 };
 
@@ -242,6 +251,8 @@ struct tern_endpoint {
     tern__map by_cid;     /* local CID -> conn */
     tern__map by_initial; /* server: client's Initial DCID -> half-open conn */
     tern__map by_reset;   /* peer's reset token -> conn */
+    tern__map by_src;     /* server: source key -> number of connections from it (a count
+                             stored as the value; an entry lives while the count is above 0) */
     tern__heap timers;
     tern__ratelimit hs_limit, err_limit;
 
@@ -272,6 +283,13 @@ void tern__key_hint(const uint8_t pub[TERN_KEY_LEN], uint8_t hint[TERN__KEY_HINT
 void tern__mac1_key(const uint8_t pub[TERN_KEY_LEN], uint8_t key[32]);
 void tern__reset_token(const tern_endpoint *ep, const uint8_t cid[TERN_CID_LEN],
                        uint8_t token[TERN__RESET_TOKEN_LEN]);
+/* Server, before any work for a new handshake from remote: TERN_OK, or TERN_ERR_LIMIT when it
+ * must be refused (memory above 7/8 of max_memory, or max_conns_per_ip reached; counted). */
+int tern__ep_admit(tern_endpoint *ep, const tern_addr *remote);
+/* Counts the new server connection c against its source remote (released by tern__conn_free).
+ * TERN_ERR_NOMEM. */
+int tern__ep_src_hold(tern_conn *c, const tern_addr *remote);
+void tern__ep_src_release(tern_conn *c);
 
 /* handshake.c */
 int tern__hs_client_start(tern_conn *c, uint64_t now);
@@ -339,6 +357,18 @@ void tern__rec_path_changed(tern_conn *c, uint64_t now);
 double tern__rec_loss_rate(const tern_conn *c);
 
 /* flow.c */
+/* Allocation for a connection, counted against its conn_memory budget. With enforce, NULL when
+ * the budget would be passed (tern__conn_mem_err() then says TERN_ERR_BUDGET); otherwise only
+ * the endpoint's max_memory and the hook can fail it (TERN_ERR_NOMEM). */
+void *tern__conn_alloc(tern_conn *c, size_t size, int enforce);
+void *tern__conn_calloc(tern_conn *c, size_t size, int enforce);
+void tern__conn_dealloc(tern_conn *c, void *p, size_t size);
+/* Would size more bytes pass the connection's budget? */
+int tern__conn_mem_over(const tern_conn *c, size_t size);
+/* Would size more bytes queued by our application pass its share (3/4) of the budget? */
+int tern__conn_send_over(const tern_conn *c, size_t size);
+/* Why the last failed tern__conn_alloc(c, size, 1) failed: TERN_ERR_BUDGET or TERN_ERR_NOMEM. */
+int tern__conn_mem_err(const tern_conn *c, size_t size);
 tern__sflow *tern__sflow_find(const tern_conn *c, uint64_t id);
 void tern__sflow_free(tern_conn *c, tern__sflow *f);
 void tern__flow_config_defaults(tern_flow_config *cfg);

@@ -62,6 +62,28 @@ void tern_settings_default(tern_settings *s)
     s->cc = TERN_CC_BBR;
     s->probe_tries = 30;
     s->new_paths_per_s = 4;
+    s->conn_memory = 0; /* a bulk transfer may hold its windows: see the server profile */
+    s->max_memory = 0;
+    /* Carrier-grade NATs put many subscribers behind one public IPv4 address (RFC 6888 port
+     * blocks of 1-4k ports give 16-64 per address, large pools a few hundred); each runs an app
+     * or two with one connection to its server. 256 serves such an address in full, while one
+     * address can fill at most 1/390 of the default 100,000 connections. An IPv6 /64 is one
+     * subscriber's network. */
+    s->max_conns_per_ip = 256;
+}
+
+void tern_settings_server_default(tern_settings *s)
+{
+    tern_settings_default(s);
+    /* rendezvous and relay, not bulk transfer: what one anonymous peer can make the server hold
+     * is bounded by conn_memory (1 MiB), and within it by flow control: 8 flows x 256
+     * fragments (about 2.4 MB of full-size fragments, so the budget binds first) */
+    s->flow_window = 256;
+    s->max_flows = 8;
+    s->send_buffer = 256u << 10;
+    s->max_datagram_queue = 256;
+    s->conn_memory = 1u << 20;
+    s->max_memory = 2ull << 30;
 }
 
 void tern_endpoint_config_default(tern_endpoint_config *cfg)
@@ -108,11 +130,13 @@ int tern_endpoint_new(const tern_endpoint_config *cfg, uint64_t now, tern_endpoi
     if (cfg->is_server && !cfg->has_static_key) return TERN_ERR_INVALID_ARG;
     if (tern__crypto_init() != TERN_OK) return TERN_ERR_CRYPTO;
     const tern_mem *mem = cfg->mem ? cfg->mem : &DEFAULT_MEM;
-    tern__alloc a = {*mem, 0};
+    tern__alloc a = {.mem = *mem};
     tern_endpoint *ep = tern__calloc(&a, sizeof(*ep));
     if (ep == NULL) return TERN_ERR_NOMEM;
     ep->alloc = a;
     ep->alloc.current = sizeof(*ep);
+    ep->alloc.peak = sizeof(*ep);
+    ep->alloc.max = cfg->settings.max_memory;
     ep->rand = cfg->rand ? cfg->rand : default_rand;
     ep->rand_user = cfg->rand ? cfg->rand_user : NULL;
     ep->s = cfg->settings;
@@ -158,6 +182,13 @@ int tern_endpoint_new(const tern_endpoint_config *cfg, uint64_t now, tern_endpoi
     if (rc == TERN_OK) rc = tern__map_init(&ep->by_initial, &ep->alloc, TERN_CID_LEN, k + 16);
     if (rc == TERN_OK)
         rc = tern__map_init(&ep->by_reset, &ep->alloc, TERN__RESET_TOKEN_LEN, k + 32);
+    if (rc == TERN_OK && ep->is_server) {
+        /* a key of its own for the per-source table, derived so the random stream is unchanged */
+        uint8_t sk[16];
+        crypto_generichash(sk, sizeof(sk), k, sizeof(k), (const uint8_t *)"tern by_src", 11);
+        rc = tern__map_init(&ep->by_src, &ep->alloc, TERN__SRC_KEY_LEN, sk);
+        sodium_memzero(sk, sizeof(sk));
+    }
     if (rc == TERN_OK) rc = tern__heap_init(&ep->timers, &ep->alloc);
     if (rc == TERN_OK && ep->is_server) /* only servers take handshakes */
         rc = tern__rl_init(&ep->hs_limit, &ep->alloc, ep->s.handshake_rate,
@@ -181,6 +212,7 @@ void tern_endpoint_del(tern_endpoint *ep)
     tern__map_free(&ep->by_cid);
     tern__map_free(&ep->by_initial);
     tern__map_free(&ep->by_reset);
+    tern__map_free(&ep->by_src);
     tern__heap_free(&ep->timers);
     tern__rl_free(&ep->hs_limit, &ep->alloc);
     tern__rl_free(&ep->err_limit, &ep->alloc);
@@ -188,6 +220,71 @@ void tern_endpoint_del(tern_endpoint *ep)
     tern__alloc a = ep->alloc;
     sodium_memzero(ep, sizeof(*ep));
     tern__free(&a, ep, sizeof(*ep));
+}
+
+/* ---------------------------------------------------------------- admission */
+
+static void src_key(const tern_addr *a, uint8_t key[TERN__SRC_KEY_LEN])
+{
+    memset(key, 0, TERN__SRC_KEY_LEN);
+    key[0] = a->family;
+    memcpy(key + 1, a->ip, a->family == TERN_AF_INET6 ? 8 : 4); /* an IPv6 /64 is one source */
+}
+
+int tern__ep_admit(tern_endpoint *ep, const tern_addr *remote)
+{
+    /* near the memory budget, refuse newcomers rather than fail the connections we have */
+    uint64_t max = ep->alloc.max;
+    if (max != 0 && ep->alloc.current > max - max / 8) {
+        ep->st.conns_refused_memory++;
+        return TERN_ERR_LIMIT;
+    }
+    if (ep->s.max_conns_per_ip == 0 || ep->rx_relayed || ep->by_src.slots == NULL) return TERN_OK;
+    uint8_t key[TERN__SRC_KEY_LEN];
+    src_key(remote, key);
+    uintptr_t n = (uintptr_t)tern__map_get(&ep->by_src, key);
+    if (n >= ep->s.max_conns_per_ip) {
+        ep->st.conns_refused_per_ip++;
+        return TERN_ERR_LIMIT;
+    }
+    return TERN_OK;
+}
+
+/* The table holds one entry per source with at least one connection, so it never has more
+ * entries than the endpoint has connections (max_connections); an entry is removed when its
+ * count drops to zero and the table shrinks with it. Connections through a relay are not
+ * counted: their source is the relay. */
+int tern__ep_src_hold(tern_conn *c, const tern_addr *remote)
+{
+    tern_endpoint *ep = c->ep;
+    if (ep->s.max_conns_per_ip == 0 || ep->rx_relayed || ep->by_src.slots == NULL) return TERN_OK;
+    src_key(remote, c->src_key);
+    void **v = tern__map_ref(&ep->by_src, c->src_key);
+    if (v != NULL) {
+        *v = (void *)((uintptr_t)*v + 1);
+    } else {
+        int rc = tern__map_put(&ep->by_src, c->src_key, (void *)(uintptr_t)1);
+        if (rc != TERN_OK) return rc;
+        ep->st.sources_current++;
+    }
+    c->src_held = 1;
+    return TERN_OK;
+}
+
+void tern__ep_src_release(tern_conn *c)
+{
+    tern_endpoint *ep = c->ep;
+    if (!c->src_held) return;
+    c->src_held = 0;
+    void **v = tern__map_ref(&ep->by_src, c->src_key);
+    if (v == NULL) return;
+    uintptr_t n = (uintptr_t)*v;
+    if (n > 1) {
+        *v = (void *)(n - 1);
+    } else {
+        tern__map_del(&ep->by_src, c->src_key, *v);
+        ep->st.sources_current--;
+    }
 }
 
 void tern__ep_mark_send(tern_endpoint *ep, tern_conn *c)
@@ -354,4 +451,6 @@ void tern_endpoint_get_stats(const tern_endpoint *ep, tern_endpoint_stats *st)
 {
     *st = ep->st;
     st->mem_current = ep->alloc.current;
+    st->mem_peak = ep->alloc.peak;
+    st->mem_refused = ep->alloc.refused;
 }

@@ -34,6 +34,7 @@ const char *tern_strerror(int err)
     case TERN_ERR_LOCAL_CLOSED: return "closed locally";
     case TERN_ERR_REFUSED: return "connection refused by server";
     case TERN_ERR_NO_VERSION: return "no common protocol version";
+    case TERN_ERR_BUDGET: return "peer exceeded its memory budget";
     default: return "unknown error";
     }
 }

@@ -15,6 +15,60 @@
 
 #define MAX_FRAG_HDR 24 /* worst-case FLOW_DATA header */
 
+/* ---------------------------------------------------------------- memory budget */
+
+/* Everything a connection's flows and datagram queue allocate is counted in c->mem at its real
+ * size (tern__mem_charge). What the peer makes us hold (receive flows, reassembly) is refused
+ * past tern_settings.conn_memory and the connection is closed with TERN_ERR_BUDGET; what our
+ * own application queues is refused earlier, at three quarters of it (tern_flow_send and
+ * tern_conn_send_datagram say AGAIN), so a peer we queued much for (a slow reader) still has a
+ * quarter of the budget for what it sends us and is not closed for our queue. The sender's bookkeeping
+ * of fragments in flight is counted but never refused for the budget: refusing it could stall a
+ * connection whose queue holds the budget, and it is bounded by the congestion window. */
+int tern__conn_mem_over(const tern_conn *c, size_t size)
+{
+    uint64_t max = c->ep->s.conn_memory;
+    return max != 0 && c->mem + tern__mem_charge(size) > max;
+}
+
+int tern__conn_send_over(const tern_conn *c, size_t size)
+{
+    uint64_t max = c->ep->s.conn_memory;
+    return max != 0 && c->mem + tern__mem_charge(size) > max - max / 4;
+}
+
+int tern__conn_mem_err(const tern_conn *c, size_t size)
+{
+    return tern__conn_mem_over(c, size) ? TERN_ERR_BUDGET : TERN_ERR_NOMEM;
+}
+
+void *tern__conn_alloc(tern_conn *c, size_t size, int enforce)
+{
+    if (enforce && tern__conn_mem_over(c, size)) return NULL;
+    void *p = tern__malloc(&c->ep->alloc, size);
+    if (p != NULL) c->mem += tern__mem_charge(size);
+    return p;
+}
+
+void *tern__conn_calloc(tern_conn *c, size_t size, int enforce)
+{
+    void *p = tern__conn_alloc(c, size, enforce);
+    if (p != NULL) memset(p, 0, size);
+    return p;
+}
+
+void tern__conn_dealloc(tern_conn *c, void *p, size_t size)
+{
+    if (p == NULL) return;
+    c->mem -= tern__mem_charge(size);
+    tern__free(&c->ep->alloc, p, size);
+}
+
+size_t tern_conn_memory(const tern_conn *c)
+{
+    return c ? (size_t)c->mem : 0;
+}
+
 /* ---------------------------------------------------------------- lookup */
 
 tern__sflow *tern__sflow_find(const tern_conn *c, uint64_t id)
@@ -73,7 +127,7 @@ static tern__frag *frag_at(const tern__sflow *f, uint64_t fsn)
 static void free_msg(tern_conn *c, tern__sflow *f, tern__msg *m)
 {
     f->queued_bytes -= m->len;
-    tern__free(&c->ep->alloc, m, sizeof(*m) + m->len);
+    tern__conn_dealloc(c, m, sizeof(*m) + m->len);
 }
 
 /* A fragment reaches its end (acknowledged or given up). */
@@ -149,10 +203,10 @@ static int sflow_grow(tern_conn *c, tern__sflow *f, size_t need)
     if (need <= f->cap) return TERN_OK;
     size_t ncap = f->cap ? f->cap : 64;
     while (ncap < need) ncap *= 2;
-    tern__frag *nf = tern__calloc(&c->ep->alloc, ncap * sizeof(*nf));
+    tern__frag *nf = tern__conn_calloc(c, ncap * sizeof(*nf), 0);
     if (nf == NULL) return TERN_ERR_NOMEM;
     for (uint64_t fsn = f->base; fsn < f->next_fsn; fsn++) nf[fsn % ncap] = f->frags[fsn % f->cap];
-    if (f->frags) tern__free(&c->ep->alloc, f->frags, f->cap * sizeof(*f->frags));
+    if (f->frags) tern__conn_dealloc(c, f->frags, f->cap * sizeof(*f->frags));
     f->frags = nf;
     f->cap = ncap;
     return TERN_OK;
@@ -162,10 +216,10 @@ static int lost_push(tern_conn *c, tern__sflow *f, uint64_t fsn)
 {
     if (f->lost_n == f->lost_cap) {
         size_t ncap = f->lost_cap ? f->lost_cap * 2 : 32;
-        uint64_t *nl = tern__malloc(&c->ep->alloc, ncap * sizeof(*nl));
+        uint64_t *nl = tern__conn_alloc(c, ncap * sizeof(*nl), 0);
         if (nl == NULL) return TERN_ERR_NOMEM;
         for (size_t i = 0; i < f->lost_n; i++) nl[i] = f->lost[(f->lost_head + i) % f->lost_cap];
-        if (f->lost) tern__free(&c->ep->alloc, f->lost, f->lost_cap * sizeof(*f->lost));
+        if (f->lost) tern__conn_dealloc(c, f->lost, f->lost_cap * sizeof(*f->lost));
         f->lost = nl;
         f->lost_cap = ncap;
         f->lost_head = 0;
@@ -177,7 +231,6 @@ static int lost_push(tern_conn *c, tern__sflow *f, uint64_t fsn)
 
 void tern__sflow_free(tern_conn *c, tern__sflow *f)
 {
-    tern__alloc *a = &c->ep->alloc;
     for (uint64_t fsn = f->base; fsn < f->next_fsn; fsn++) {
         tern__frag *fr = frag_at(f, fsn);
         if (fr->msg) frag_release(c, f, fr);
@@ -188,9 +241,9 @@ void tern__sflow_free(tern_conn *c, tern__sflow *f)
         if (m->live_frags == 0) free_msg(c, f, m);
         else m->cut = m->len; /* freed when its last fragment is released: cannot happen now */
     }
-    if (f->frags) tern__free(a, f->frags, f->cap * sizeof(*f->frags));
-    if (f->lost) tern__free(a, f->lost, f->lost_cap * sizeof(*f->lost));
-    tern__free(a, f, sizeof(*f));
+    if (f->frags) tern__conn_dealloc(c, f->frags, f->cap * sizeof(*f->frags));
+    if (f->lost) tern__conn_dealloc(c, f->lost, f->lost_cap * sizeof(*f->lost));
+    tern__conn_dealloc(c, f, sizeof(*f));
 }
 
 /* Unlinks and frees sending flows that are closed and fully acknowledged. */
@@ -214,7 +267,7 @@ static void sflows_reap(tern_conn *c)
 static void partial_discard(tern_conn *c, tern__rflow *f)
 {
     if (f->pbuf) {
-        tern__free(&c->ep->alloc, f->pbuf, f->pcap);
+        tern__conn_dealloc(c, f->pbuf, f->pcap);
         c->assembly_bytes -= f->pcap;
     }
     f->pbuf = NULL;
@@ -225,14 +278,13 @@ static void partial_discard(tern_conn *c, tern__rflow *f)
 
 static void rflow_free(tern_conn *c, tern__rflow *f)
 {
-    tern__alloc *a = &c->ep->alloc;
     partial_discard(c, f);
     for (uint64_t i = 0; i < f->slots_cap; i++) {
         tern__rfrag *s = &f->slots[i];
-        if (s->data) tern__free(a, s->data, s->len);
+        if (s->data) tern__conn_dealloc(c, s->data, s->len);
     }
-    tern__free(a, f->slots, f->slots_cap * sizeof(*f->slots));
-    tern__free(a, f, sizeof(*f));
+    tern__conn_dealloc(c, f->slots, f->slots_cap * sizeof(*f->slots));
+    tern__conn_dealloc(c, f, sizeof(*f));
 }
 
 static tern__rfrag *slot(const tern__rflow *f, uint64_t fsn)
@@ -240,17 +292,23 @@ static tern__rfrag *slot(const tern__rflow *f, uint64_t fsn)
     return &f->slots[fsn % f->slots_cap];
 }
 
-/* Makes room for fsn (base <= fsn < base + window). */
+/* Makes room for fsn (base <= fsn < base + window). TERN_ERR_BUDGET, TERN_ERR_NOMEM. */
 static int rflow_reserve(tern_conn *c, tern__rflow *f, uint64_t fsn)
 {
     if (fsn - f->base < f->slots_cap) return TERN_OK;
     uint64_t ncap = f->slots_cap;
     while (ncap <= fsn - f->base) ncap *= 2;
     if (ncap > f->window) ncap = f->window;
-    tern__rfrag *ns = tern__calloc(&c->ep->alloc, ncap * sizeof(*ns));
+    size_t nsize = (size_t)ncap * sizeof(tern__rfrag);
+    /* the old ring is freed right after: count only the growth against the budget */
+    if (c->ep->s.conn_memory &&
+        c->mem - tern__mem_charge(f->slots_cap * sizeof(*f->slots)) + tern__mem_charge(nsize) >
+            c->ep->s.conn_memory)
+        return TERN_ERR_BUDGET;
+    tern__rfrag *ns = tern__conn_calloc(c, nsize, 0);
     if (ns == NULL) return TERN_ERR_NOMEM;
     for (uint64_t q = f->base; q < f->base + f->slots_cap; q++) ns[q % ncap] = *slot(f, q);
-    tern__free(&c->ep->alloc, f->slots, f->slots_cap * sizeof(*f->slots));
+    tern__conn_dealloc(c, f->slots, f->slots_cap * sizeof(*f->slots));
     f->slots = ns;
     f->slots_cap = ncap;
     return TERN_OK;
@@ -259,7 +317,7 @@ static int rflow_reserve(tern_conn *c, tern__rflow *f, uint64_t fsn)
 static void slot_clear(tern_conn *c, tern__rflow *f, tern__rfrag *s)
 {
     if (s->data) {
-        tern__free(&c->ep->alloc, s->data, s->len);
+        tern__conn_dealloc(c, s->data, s->len);
         f->buffered -= s->len;
     }
     memset(s, 0, sizeof(*s));
@@ -276,7 +334,8 @@ static int deliver(tern_conn *c, tern__rflow *f, uint64_t first, uint64_t last)
     if (first == last) {
         msg = slot(f, first)->data;
     } else {
-        buf = tern__malloc(&ep->alloc, total ? total : 1);
+        /* held only during the callback: counted, never refused for the budget */
+        buf = tern__conn_alloc(c, total ? total : 1, 0);
         if (buf == NULL) return TERN_ERR_NOMEM;
         size_t off = 0;
         for (uint64_t q = first; q <= last; q++) {
@@ -295,7 +354,7 @@ static int deliver(tern_conn *c, tern__rflow *f, uint64_t first, uint64_t last)
         if (ep->cb.on_message)
             ep->cb.on_message(c, f->id, msg ? msg : (const uint8_t *)"", total, ep->user_data);
     }
-    if (buf) tern__free(&ep->alloc, buf, total ? total : 1);
+    if (buf) tern__conn_dealloc(c, buf, total ? total : 1);
     for (uint64_t q = first; q <= last; q++) {
         tern__rfrag *s = slot(f, q);
         slot_clear(c, f, s);
@@ -384,10 +443,15 @@ static int partial_take(tern_conn *c, tern__rflow *f)
         while (ncap < f->plen + s->len) ncap *= 2;
         if (ncap > TERN__MAX_MESSAGE) ncap = TERN__MAX_MESSAGE;
         if (c->assembly_bytes - f->pcap + ncap > TERN__MAX_ASSEMBLY) return TERN_ERR_PROTOCOL;
-        uint8_t *nb = tern__malloc(&c->ep->alloc, ncap);
+        /* the fragment's own buffer is freed as it is copied in: the budget sees the growth */
+        if (c->ep->s.conn_memory && c->mem - (f->pbuf ? tern__mem_charge(f->pcap) : 0) +
+                                            tern__mem_charge(ncap) >
+                                        c->ep->s.conn_memory)
+            return TERN_ERR_BUDGET;
+        uint8_t *nb = tern__conn_alloc(c, ncap, 0);
         if (nb == NULL) return TERN_ERR_NOMEM;
         if (f->plen) memcpy(nb, f->pbuf, f->plen);
-        if (f->pbuf) tern__free(&c->ep->alloc, f->pbuf, f->pcap);
+        if (f->pbuf) tern__conn_dealloc(c, f->pbuf, f->pcap);
         c->assembly_bytes += ncap - f->pcap;
         f->pbuf = nb;
         f->pcap = ncap;
@@ -555,14 +619,16 @@ static int rflow_get(tern_conn *c, uint64_t id, tern__rflow **out)
     uint64_t count = (id - c->peer_next_flow) / 2 + 1;
     if (c->n_rflows + count > c->ep->s.max_flows) return TERN_ERR_PROTOCOL;
     for (uint64_t nid = c->peer_next_flow; nid <= id; nid += 2) {
-        tern__rflow *f = tern__calloc(&c->ep->alloc, sizeof(*f));
-        if (f == NULL) return TERN_ERR_NOMEM;
+        tern__rflow *f = tern__conn_calloc(c, sizeof(*f), 1);
+        if (f == NULL) return tern__conn_mem_err(c, sizeof(*f));
         f->window = c->ep->s.flow_window;
         f->slots_cap = f->window < 16 ? f->window : 16;
-        f->slots = tern__calloc(&c->ep->alloc, f->slots_cap * sizeof(*f->slots));
+        size_t ssize = f->slots_cap * sizeof(*f->slots);
+        f->slots = tern__conn_calloc(c, ssize, 1);
         if (f->slots == NULL) {
-            tern__free(&c->ep->alloc, f, sizeof(*f));
-            return TERN_ERR_NOMEM;
+            int err = tern__conn_mem_err(c, ssize);
+            tern__conn_dealloc(c, f, sizeof(*f));
+            return err;
         }
         f->id = nid;
         f->advertised = f->window;
@@ -633,14 +699,14 @@ int tern__flow_on_frame(tern_conn *c, uint64_t type, const uint8_t **pp, const u
         if (fsn < f->base) return TERN_OK; /* duplicate */
         if (fsn >= f->base + f->window) return TERN_ERR_PROTOCOL; /* flow control */
         if (len > TERN_MAX_DATAGRAM) return TERN_ERR_PROTOCOL;
-        if (rflow_reserve(c, f, fsn) != TERN_OK) return TERN_ERR_NOMEM;
+        if ((rc = rflow_reserve(c, f, fsn)) != TERN_OK) return rc;
         tern__rfrag *s = slot(f, fsn);
         if (s->present || s->done) return TERN_OK;
         f->ordered = (flags & TERN__FD_ORDERED) != 0;
         f->stream = (flags & TERN__FD_STREAM) != 0;
         if (len) {
-            s->data = tern__malloc(&c->ep->alloc, (size_t)len);
-            if (s->data == NULL) return TERN_ERR_NOMEM;
+            s->data = tern__conn_alloc(c, (size_t)len, 1);
+            if (s->data == NULL) return tern__conn_mem_err(c, (size_t)len);
             memcpy(s->data, data, (size_t)len);
         }
         s->len = (uint32_t)len;
@@ -1020,7 +1086,7 @@ int tern_flow_open(tern_conn *c, const tern_flow_config *cfg, uint64_t *flow_id)
     if (d.reliability > TERN_FLOW_UNRELIABLE || d.priority > 7) return TERN_ERR_INVALID_ARG;
     if (d.stream && (d.reliability != TERN_FLOW_RELIABLE || !d.ordered)) return TERN_ERR_INVALID_ARG;
     if (c->n_sflows >= c->peer_max_flows) return TERN_ERR_LIMIT;
-    tern__sflow *f = tern__calloc(&c->ep->alloc, sizeof(*f));
+    tern__sflow *f = tern__conn_calloc(c, sizeof(*f), 0);
     if (f == NULL) return TERN_ERR_NOMEM;
     f->id = c->next_flow_id;
     c->next_flow_id += 2;
@@ -1046,7 +1112,14 @@ int tern_flow_send(tern_conn *c, uint64_t flow_id, uint64_t now, const uint8_t *
     if (len > (64u << 20)) return TERN_ERR_TOO_LARGE;
     if (f->queued_bytes + len > c->ep->s.send_buffer && f->queued_bytes > 0) return TERN_ERR_AGAIN;
     if (priority > 7) return TERN_ERR_INVALID_ARG;
-    tern__msg *m = tern__malloc(&c->ep->alloc, sizeof(*m) + len);
+    /* the connection's memory budget (three quarters of it for what we queue): a message that
+     * could never fit is too large; one that does not fit now waits for what is queued to be
+     * delivered */
+    uint64_t cap = c->ep->s.conn_memory;
+    if (cap != 0 && tern__mem_charge(sizeof(tern__msg) + len) > cap - cap / 4)
+        return TERN_ERR_TOO_LARGE;
+    if (tern__conn_send_over(c, sizeof(tern__msg) + len)) return TERN_ERR_AGAIN;
+    tern__msg *m = tern__conn_alloc(c, sizeof(*m) + len, 0);
     if (m == NULL) return TERN_ERR_NOMEM;
     memset(m, 0, sizeof(*m));
     m->len = len;

@@ -382,7 +382,7 @@ static int server_on_initial(tern_endpoint *ep, uint64_t now, const tern_addr *l
     tern__mac16(mac, ep->mac1_key, pkt, h->mac1_covered, NULL, 0);
     if (sodium_memcmp(mac, h->mac1, sizeof(mac)) != 0) return TERN_ERR_AUTH;
 
-    if (ep->st.conns_current >= ep->s.max_connections) {
+    if (ep->st.conns_current >= ep->s.max_connections || tern__ep_admit(ep, remote) != TERN_OK) {
         if (tern__rl_take(&ep->err_limit, remote, now) == TERN_OK)
             send_reject(ep, local, remote, h, TERN__REJECT_REFUSED);
         return TERN_ERR_LIMIT;
@@ -423,6 +423,11 @@ static int server_on_initial(tern_endpoint *ep, uint64_t now, const tern_addr *l
     c = tern__conn_new(ep, 1, now);
     if (c == NULL) {
         tern__noise_wipe(&noise);
+        return TERN_ERR_NOMEM;
+    }
+    if (tern__ep_src_hold(c, remote) != TERN_OK) { /* per-source count (endpoint.c) */
+        tern__noise_wipe(&noise);
+        tern__conn_free(c);
         return TERN_ERR_NOMEM;
     }
     c->path.local = *local;

@@ -12,8 +12,15 @@
 
 void *tern__malloc(tern__alloc *a, size_t size)
 {
+    if (a->max != 0 && (size > a->max || a->current > a->max - size)) {
+        a->refused++;
+        return NULL;
+    }
     void *p = a->mem.malloc(size, a->mem.user);
-    if (p != NULL) a->current += size;
+    if (p != NULL) {
+        a->current += size;
+        if (a->current > a->peak) a->peak = a->current;
+    }
     return p;
 }
 
@@ -125,6 +132,12 @@ void tern__map_del(tern__map *m, const uint8_t *key, const void *val)
     m->used--;
     m->tombs++;
     if (m->cap > 16 && m->used * 8 < m->cap) (void)map_resize(m, m->cap / 2);
+}
+
+void **tern__map_ref(tern__map *m, const uint8_t *key)
+{
+    tern__map_slot *s = map_find(m, key);
+    return s ? &s->val : NULL;
 }
 
 /* ---------------------------------------------------------------- heap */

@@ -12,11 +12,25 @@
 #include "core/wire.h"
 #include "tern/tern.h"
 
-/* Allocation through the hook, with accounting (defined in endpoint.c). */
+/* Allocation through the hook, with accounting. current counts the bytes asked of the hook; an
+ * allocation that would take it past max (0: no limit, tern_settings.max_memory) fails as if the
+ * hook had returned NULL, and is counted in refused. */
 typedef struct tern__alloc {
     tern_mem mem;
     uint64_t current;
+    uint64_t max;     /* 0: unlimited */
+    uint64_t peak;    /* highest current seen */
+    uint64_t refused; /* allocations refused because of max */
 } tern__alloc;
+
+/* What an allocation of size bytes really costs in a typical malloc (a 16-byte aligned chunk
+ * with an 8-byte header, at least 32 bytes): what per-connection budgets count, so that many
+ * small allocations cannot hide their overhead. */
+static inline uint64_t tern__mem_charge(size_t size)
+{
+    uint64_t c = ((uint64_t)size + 8 + 15) & ~(uint64_t)15;
+    return c < 32 ? 32 : c;
+}
 
 void *tern__malloc(tern__alloc *a, size_t size);
 void *tern__calloc(tern__alloc *a, size_t size);
@@ -46,6 +60,8 @@ void *tern__map_get(const tern__map *m, const uint8_t *key);
 int tern__map_put(tern__map *m, const uint8_t *key, void *val);
 /* Removes key if it maps to val. */
 void tern__map_del(tern__map *m, const uint8_t *key, const void *val);
+/* The value slot of key (to change a value in place), NULL when absent. */
+void **tern__map_ref(tern__map *m, const uint8_t *key);
 
 /* ---------------------------------------------------------------- deadline heap */
 

@@ -82,6 +82,7 @@ enum {
     TERN__TERR_PROTOCOL = 1,
     TERN__TERR_REFUSED = 2,
     TERN__TERR_INTERNAL = 3,
+    TERN__TERR_BUDGET = 4, /* the peer made the sender hold more memory than its budget */
 };
 
 /* Reject codes (long header type 3) */

@@ -189,6 +189,9 @@ static int start(ternd_service *svc, const ternd_config *cfg)
     }
     tern_driver_config dc;
     tern_driver_config_default(&dc);
+    /* a public server: windows, queues and memory sized for rendezvous and relay, per-peer
+     * and server-wide memory budgets, connections per source address (docs/security.md) */
+    tern_settings_server_default(&dc.endpoint.settings);
     int rc = load_key(cfg, &dc.endpoint.static_key);
     if (rc != TERN_OK) return rc;
     dc.endpoint.is_server = 1;

@@ -157,7 +157,7 @@ static void test_map_heap_ratelimit(void)
 {
     tt_mem m;
     tt_mem_init(&m);
-    tern__alloc a = {m.mem, 0};
+    tern__alloc a = {.mem = m.mem};
     uint8_t k[16] = {1};
     tern__map map;
     TT_REQUIRE(tern__map_init(&map, &a, 8, k) == TERN_OK);
