@@ -228,7 +228,7 @@ void tern_rdv_config_default(tern_rdv_config *cfg)
     cfg->intro_target_burst = 10;
     cfg->max_local_cands = 4;
     cfg->max_relay_per_peer = 32;
-    cfg->max_queue_bytes = 512 * 1024;
+    cfg->max_queue_bytes = 256 * 1024;
     cfg->max_peer_state = 64 * 1024;
     cfg->max_mem = 512ull * 1024 * 1024;
 }
