@@ -213,7 +213,8 @@ typedef struct tern_rdv_config {
     uint32_t presence_rate, presence_burst; /* PRESENCE events per second per group (20, 40);
                                                events over it are not sent (counted) */
     uint32_t presence_max_members; /* groups with more members send no PRESENCE at all (256) */
-    uint32_t intro_rate, intro_burst; /* INTRODUCE per second per requester (10, 20) */
+    uint32_t intro_rate, intro_burst; /* INTRODUCE per second per requester (10, 64: as many as
+                                         a client may have pending) */
     uint32_t intro_target_rate, intro_target_burst; /* introductions per second to one target
                                        from one requester IP (2, 10); at most 4 requester IPs
                                        at full rate per target at once (docs) */

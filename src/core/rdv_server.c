@@ -223,7 +223,7 @@ void tern_rdv_config_default(tern_rdv_config *cfg)
     cfg->presence_burst = 40;
     cfg->presence_max_members = 256;
     cfg->intro_rate = 10;
-    cfg->intro_burst = 20;
+    cfg->intro_burst = 64;
     cfg->intro_target_rate = 2;
     cfg->intro_target_burst = 10;
     cfg->max_local_cands = 4;
