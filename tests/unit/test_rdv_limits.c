@@ -953,9 +953,55 @@ static void test_peer_state_budget(void)
     TT_CHECK(s2.peer_state_max <= small.max_peer_state);
     TT_CHECK(s2.groups < 64);
     world_free(&w2);
-    /* the server-wide memory cap refuses new state and new connections */
     g_sim = w.s;
     world_free(&w);
+
+    /* the server-wide memory cap: near it new state and new connections are refused, the
+     * peers already there keep being served */
+    tern_rdv_config probe;
+    tern_rdv_config_default(&probe);
+    tern_rdv_server *ps = NULL;
+    TT_REQUIRE(tern_rdv_server_new(&probe, &ps) == TERN_OK);
+    tern_rdv_stats pst;
+    tern_rdv_server_get_stats(ps, &pst);
+    tern_rdv_server_del(ps);
+    tern_rdv_config capped = cfg;
+    capped.max_mem = pst.mem_current + 8 * 1024;
+    world w3;
+    world_init(&w3, 3, &capped, 1);
+    cli_group(&w3.c[0], TERN_RDV_JOIN, "g", NULL, 0);
+    cli_group(&w3.c[1], TERN_RDV_JOIN, "g", NULL, 0);
+    run_ms(w3.s, 50);
+    for (uint32_t i = 0; i < 64; i++) {
+        long_name(name, "fill", i);
+        tern_rdv_msg m;
+        tern_rdv_msg_init(&m, TERN_RDV_JOIN);
+        m.group = name, m.group_len = sizeof(name);
+        (void)cli_try(&w3.c[2], &m);
+    }
+    run_ms(w3.s, 300);
+    rcli late[8];
+    for (uint32_t i = 0; i < 8; i++) {
+        tern_addr at;
+        tern_addr_ipv4(&at, 198, 51, 100, (uint8_t)(20 + i), 40000);
+        cli_start_at(&late[i], w3.s, &w3.srv, &at, 700 + i);
+    }
+    run_ms(w3.s, 500);
+    const uint8_t hi[] = {9};
+    cli_group(&w3.c[0], TERN_RDV_GROUP_MSG, "g", hi, 1);
+    run_ms(w3.s, 50);
+    tern_rdv_stats s3 = srv_stats(&w3.srv);
+    printf("  max_mem %llu bytes: memory %llu, %llu requests and connections refused, %d new "
+           "connections refused\n", (unsigned long long)capped.max_mem,
+           (unsigned long long)s3.mem_current, (unsigned long long)s3.limit_mem, w3.srv.refused);
+    TT_CHECK(s3.mem_current <= capped.max_mem);
+    TT_CHECK(s3.limit_mem > 3);
+    /* what was left under the cap holds a few peer records at most; the rest are refused */
+    TT_CHECK(w3.srv.refused >= 5);
+    TT_CHECK_EQ_U64(s3.peers, 3 + 8 - (uint64_t)w3.srv.refused);
+    TT_CHECK_EQ_U64(w3.c[1].group_seen[9], 1);
+    for (uint32_t i = 0; i < 8; i++) cli_free(&late[i], w3.s);
+    world_free(&w3);
 }
 
 /* A peer that asks and never reads the answers is closed once max_queue_bytes is queued to it. */
