@@ -222,8 +222,9 @@ typedef struct tern_rdv_config {
     uint32_t max_relay_per_peer; /* relay sessions one peer's introductions hold open (16) */
     uint64_t max_queue_bytes;    /* bytes queued to one peer (tern_flow_queued on the server's
                                     flow to it): events (GROUP_MSG, PRESENCE, INTRODUCED, CALL)
-                                    over it are not sent to it (counted); a response over it
-                                    closes the peer, which is not reading (256 KiB) */
+                                    over it are not sent to it (counted; 20 s of that closes
+                                    the peer); a response over 1.25 times it closes the peer,
+                                    which is not reading (256 KiB) */
     uint64_t max_peer_state;     /* accounted bytes of rendezvous state one peer holds: its
                                     candidates, memberships (a group's record counted in full),
                                     services, calls and relay bookkeeping (64 KiB) */

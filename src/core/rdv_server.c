@@ -288,7 +288,7 @@ static void doom(tern_rdv_server *s, rdv_peer *p)
 
 /* Sends len bytes of buf to p on the server's flow, opening it on first use. Returns 1 when
  * queued. Over max_queue_bytes an EVENT is not sent (counted; after SLOW_CLOSE_NS of that the
- * peer is closed) and a RESP closes the peer. */
+ * peer is closed); over 1.25 x max_queue_bytes a RESP closes the peer. */
 static int send_raw(tern_rdv_server *s, rdv_peer *p, uint64_t now, const uint8_t *buf,
                     size_t len, int event)
 {
@@ -303,7 +303,10 @@ static int send_raw(tern_rdv_server *s, rdv_peer *p, uint64_t now, const uint8_t
         p->has_flow = 1;
     }
     uint64_t q = tern_flow_queued(p->conn, p->flow);
-    if (s->cfg.max_queue_bytes && q + len > s->cfg.max_queue_bytes) {
+    /* a response may use a quarter more, so that a reader whose queue events have filled can
+     * still be answered; past that it is not reading */
+    uint64_t limit = s->cfg.max_queue_bytes + (event ? 0 : s->cfg.max_queue_bytes / 4);
+    if (s->cfg.max_queue_bytes && q + len > limit) {
         if (!event) {
             doom(s, p);
             return 0;

@@ -1044,10 +1044,11 @@ static void test_unread_responses_close_the_peer(void)
     run_ms(w.s, 500);
     tern_rdv_stats st = srv_stats(&w.srv);
     printf("  a peer that never reads its answers: closed after %llu bytes queued to it "
-           "(max_queue_bytes 262144); slow_closed %llu\n", (unsigned long long)st.queue_max,
+           "(max_queue_bytes 262144, answers up to 1.25x); slow_closed %llu\n", (unsigned long long)st.queue_max,
            (unsigned long long)st.slow_closed);
     TT_CHECK_EQ_U64(st.slow_closed, 1);
-    TT_CHECK(st.queue_max <= 256 * 1024);
+    TT_CHECK(st.queue_max <= 320 * 1024); /* a response may use 1.25 x max_queue_bytes */
+    TT_CHECK(st.queue_max > 256 * 1024);
     TT_CHECK_EQ_U64(st.peers, 2);
     TT_CHECK(att->n.closed == 1 || att->n.closed == 0); /* its side may not have heard yet */
     const uint8_t yo[] = {2};
