@@ -1063,6 +1063,7 @@ static void call_free(tern_rdv_server *s, rdv_call *c)
     uncharge(c->caller, CALL_COST);
     release(s, c, sizeof(*c));
     s->st.calls_pending--;
+    if (s->deadlines.n == 0) tern__rdv_heap_free(&s->deadlines); /* memory back after a flood */
 }
 
 /* ERROR(code) for call c to its caller, then frees c. */

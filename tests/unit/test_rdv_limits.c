@@ -1119,6 +1119,154 @@ static void test_m4_tokens_required_no_squatting(void)
     world_free(&w);
 }
 
+/* ---------------------------------------------------------------- churn */
+
+/* Random well-formed requests from 30 peers (a third of them never reading, with tiny budgets so
+ * that every limit and every close path runs), peers leaving and new ones coming, with a relay:
+ * nothing crashes (ASan/UBSan builds), and once every peer is gone the rendezvous server and the
+ * relay hold exactly what they held empty. */
+static void test_random_churn_returns_memory(void)
+{
+    enum { N = 30, ROUNDS = 3000 };
+    tt_mem lmem;
+    tt_mem_init(&lmem);
+    tt_rng rng;
+    tt_rng_seed(&rng, tt_seed() ^ 0xc4u);
+    tern_relay_config lc;
+    tern_relay_config_default(&lc);
+    lc.mem = &lmem.mem;
+    lc.rand = tt_rand_fill;
+    lc.rand_user = &rng;
+    lc.max_per_addr = 4;
+    lc.max_sessions = 40;
+    tern_relay *relay = NULL;
+    TT_REQUIRE(tern_relay_new(&lc, &relay) == TERN_OK);
+    size_t relay_empty = lmem.current;
+    tern_rdv_config cfg;
+    tern_rdv_config_default(&cfg);
+    cfg.has_relay = 1;
+    tern_addr_ipv4(&cfg.relay, 0, 0, 0, 0, 4433);
+    cfg.relay_sessions = relay;
+    cfg.max_relay_per_peer = 3;
+    cfg.max_queue_bytes = 16 * 1024;
+    cfg.max_peer_state = 6 * 1024;
+    cfg.max_services_per_peer = 3;
+    cfg.max_groups_per_peer = 6;
+    cfg.max_group_members = 12;
+    cfg.max_calls_per_peer = 5;
+    cfg.max_calls_per_provider = 8;
+    cfg.default_timeout_ms = 300;
+    world w;
+    world_init(&w, 0, &cfg, 0);
+    w.srv.relay = relay;
+    rcli *c = calloc(N, sizeof(*c));
+    TT_REQUIRE(c != NULL);
+    tern_settings slow;
+    tern_settings_default(&slow);
+    slow.flow_window = 2;
+    uint32_t gen = 0;
+    for (uint32_t i = 0; i < N; i++) {
+        tern_addr a;
+        tern_addr_ipv4(&a, 10, 50, (uint8_t)(i % 3), (uint8_t)i, 40000);
+        cli_start_with(&c[i], w.s, &w.srv, &a, 1000 + gen++, i % 3 == 0 ? &slow : NULL);
+    }
+    run_ms(w.s, 300);
+    for (uint32_t i = 0; i < N; i++) {
+        cli_register(&c[i]);
+        c[i].pause_rx = i % 3 == 0;
+    }
+    run_ms(w.s, 50);
+    static const char *names[] = {"a", "b", "c", "d", "e", "f", "g", "h"};
+    uint8_t big[3000];
+    memset(big, 0x61, sizeof(big));
+    for (uint32_t r = 0; r < ROUNDS; r++) {
+        uint32_t i = (uint32_t)tt_rng_below(&rng, N);
+        rcli *k = &c[i];
+        if (!k->n.established || k->n.closed) {
+            if (tt_rng_below(&rng, 20) == 0) { /* a new peer in its place */
+                cli_free(k, w.s);
+                tern_addr a;
+                tern_addr_ipv4(&a, 10, 51, (uint8_t)(gen >> 8), (uint8_t)gen, 40000);
+                cli_start_with(k, w.s, &w.srv, &a, 1000 + gen++, NULL);
+            }
+            continue;
+        }
+        const char *g = names[tt_rng_below(&rng, 8)];
+        tern_rdv_msg m;
+        switch (tt_rng_below(&rng, 10)) {
+        case 0: cli_register(k); break;
+        case 1:
+            cli_group(k, TERN_RDV_JOIN, g, NULL, 0);
+            break;
+        case 2: cli_group(k, TERN_RDV_LEAVE, g, NULL, 0); break;
+        case 3:
+            (void)cli_group; /* GROUP_MSG of up to 3000 bytes */
+            tern_rdv_msg_init(&m, TERN_RDV_GROUP_MSG);
+            m.group = (const uint8_t *)g, m.group_len = 1;
+            m.payload = big, m.payload_len = (size_t)tt_rng_below(&rng, sizeof(big)), m.has_payload = 1;
+            (void)cli_try(k, &m);
+            break;
+        case 4:
+            m = offer_msg((const uint8_t *)g, 1);
+            (void)cli_try(k, &m);
+            break;
+        case 5:
+            m = call_msg(g, r, (uint32_t)tt_rng_below(&rng, 500), big, 100);
+            (void)cli_try(k, &m);
+            break;
+        case 6:
+            tern_rdv_msg_init(&m, TERN_RDV_REPLY);
+            m.has_call_id = 1, m.call_id = tt_rng_below(&rng, r + 2);
+            m.has_status = 1, m.payload = big, m.payload_len = 10, m.has_payload = 1;
+            (void)cli_try(k, &m);
+            break;
+        case 7:
+        case 8:
+            m = intro_msg(&c[tt_rng_below(&rng, N)]);
+            (void)cli_try(k, &m);
+            break;
+        default:
+            if (tt_rng_below(&rng, 10) == 0)
+                tern_conn_close(k->n.conn, sim_now(w.s), 0, "bye", 3);
+            break;
+        }
+        if (r % 20 == 19) run_ms(w.s, 10);
+    }
+    run_ms(w.s, 1000);
+    tern_rdv_stats st = srv_stats(&w.srv);
+    tern_relay_stats rs;
+    tern_relay_get_stats(relay, &rs);
+    printf("  churn: %llu joins, %llu group messages, %llu calls, %llu introductions, %llu slow "
+           "peers closed, %llu events not queued, %llu relay sessions opened, %llu evicted, "
+           "%llu closed with their peers\n", (unsigned long long)st.joins,
+           (unsigned long long)st.group_msgs, (unsigned long long)st.calls,
+           (unsigned long long)st.introductions, (unsigned long long)st.slow_closed,
+           (unsigned long long)st.queue_dropped, (unsigned long long)rs.opened,
+           (unsigned long long)rs.evicted, (unsigned long long)st.relay_closed);
+    TT_CHECK(st.peer_state_max <= cfg.max_peer_state);
+    TT_CHECK(st.queue_max <= cfg.max_queue_bytes + cfg.max_queue_bytes / 4);
+    TT_CHECK(st.queue_dropped > 0);
+    TT_CHECK(rs.sessions <= lc.max_sessions);
+    /* everybody leaves: all state goes, relay sessions with it (35 s: a peer replaced above
+     * vanished without a word, and the server's idle timeout ends it) */
+    for (uint32_t i = 0; i < N; i++)
+        if (c[i].n.conn && !c[i].n.closed)
+            tern_conn_close(c[i].n.conn, sim_now(w.s), 0, "bye", 3);
+    run_ms(w.s, 35000);
+    st = srv_stats(&w.srv);
+    tern_relay_get_stats(relay, &rs);
+    TT_CHECK_EQ_U64(st.peers, 0);
+    TT_CHECK_EQ_U64(st.groups + st.services + st.calls_pending, 0);
+    TT_CHECK_EQ_U64(st.mem_current, w.srv.base_mem);
+    TT_CHECK_EQ_U64(rs.sessions, 0);
+    TT_CHECK_EQ_U64(lmem.current, relay_empty);
+    for (uint32_t i = 0; i < N; i++) cli_free(&c[i], w.s);
+    free(c);
+    world_free(&w);
+    tern_relay_del(relay);
+    tt_mem_check_clean(&lmem, "relay");
+}
+
 static const tt_case cases[] = {
     TT_CASE(test_h3_offer_flood_bounded),
     TT_CASE(test_h4_silent_members_hold_bounded_queues),
@@ -1131,6 +1279,7 @@ static const tt_case cases[] = {
     TT_CASE(test_peer_state_budget),
     TT_CASE(test_unread_responses_close_the_peer),
     TT_CASE(test_m4_tokens_required_no_squatting),
+    TT_CASE(test_random_churn_returns_memory),
     {NULL, NULL},
 };
 
