@@ -381,7 +381,8 @@ typedef struct tern_rdv_client_config {
                                           a new expectation when the table is full replaces
                                           the oldest, so a flood cannot lock it */
 #define TERN_RDV_CLIENT_MAX_LOCAL 4    /* LOCAL candidates of a peer the client probes */
-#define TERN_RDV_CLIENT_MAX_CALLS 256  /* calls in flight (the server's per-caller limit) */
+#define TERN_RDV_CLIENT_MAX_CALLS 256  /* calls in flight (a server may allow fewer: ternd's
+                                          max_calls_per_peer is 64, over it ERROR(LIMIT)) */
 
 void tern_rdv_client_config_default(tern_rdv_client_config *cfg);
 
