@@ -17,6 +17,16 @@
  * (which copies it), on a reliable ordered flow the server opens toward the peer on first use;
  * a fan-out encodes once and sends the same bytes to every member. The only allocations are the
  * records themselves and the growth of their arrays.
+ *
+ * Limits (docs/rendezvous.md, 7.1): every resource a peer can make the server hold has a budget in
+ * tern_rdv_config and a counter in tern_rdv_stats. Counts (services, groups, members, calls, relay
+ * sessions, LOCAL candidates) are checked before anything is allocated; rates are GCRA buckets
+ * (JOIN/LEAVE per peer, PRESENCE per group, INTRODUCE per requester and per target per requester
+ * IP); each peer's state is accounted in bytes (acct, max_peer_state) and the server's in
+ * mem_current (max_mem). Before each send the server looks at what is queued to the peer
+ * (tern_flow_queued): an event over max_queue_bytes is not queued for it, and a peer that does not
+ * read is put on the `doomed` list and closed by reap() once the current callback is done (closing
+ * reports on_closed at once, which must not happen in the middle of a fan-out).
  */
 #include <sodium.h>
 #include <string.h>
