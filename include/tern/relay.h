@@ -41,7 +41,8 @@ typedef struct tern_relay_config {
     tern_rand_fn rand;            /* NULL: libsodium randombytes_buf (channels, hash keys) */
     void *rand_user;
     uint32_t max_sessions;        /* sessions at once (100,000) */
-    uint32_t max_per_addr;        /* sessions one address (IP and port) may be part of (256) */
+    uint32_t max_per_addr;        /* sessions one address (IP and port: one peer's socket, not a
+                                     whole NAT) may be part of (256); see tern_relay_open */
     uint64_t idle_timeout_ns;     /* a session nothing was forwarded on this long is freed (60 s) */
     uint64_t rate_bytes_per_s;    /* per-session token bucket, both directions together
                                      (50,000,000; 0: no limit) */
@@ -83,6 +84,12 @@ int tern_relay_open(tern_relay *r, uint64_t now, const tern_addr *addr_a, const 
 int tern_relay_forward(tern_relay *r, uint64_t now, const tern_addr *from, uint8_t *data,
                        size_t len, tern_addr *to_out);
 
+/* Frees the session one of whose channels is ch (the rendezvous server does this when a peer
+ * that opened it leaves). TERN_ERR_NOT_FOUND when no live session has it. */
+int tern_relay_close(tern_relay *r, const uint8_t ch[TERN_RELAY_CHANNEL_LEN]);
+/* 1 when a live session has channel ch. */
+int tern_relay_alive(const tern_relay *r, const uint8_t ch[TERN_RELAY_CHANNEL_LEN]);
+
 /* When handle_expiry must next run; TERN_TIME_NEVER when no session exists. */
 uint64_t tern_relay_next_deadline(const tern_relay *r);
 /* Frees every session idle for idle_timeout_ns or more. */
@@ -91,6 +98,8 @@ void tern_relay_handle_expiry(tern_relay *r, uint64_t now);
 typedef struct tern_relay_stats {
     uint64_t sessions;           /* live now */
     uint64_t opened, expired, open_refused, reused;
+    uint64_t evicted;            /* freed to make room at a full target address */
+    uint64_t closed;             /* freed by tern_relay_close */
     uint64_t fwd_packets, fwd_bytes;
     uint64_t drop_short;         /* TERN_ERR_TRUNCATED */
     uint64_t drop_malformed;     /* wrong type byte or inner fixed bit clear */

@@ -163,6 +163,15 @@ int tern_rdv_token_check(const uint8_t secret[TERN_RDV_SECRET_LEN], uint8_t kind
 /* Names an error code ("unknown" for others). */
 const char *tern_rdv_error_name(int code);
 
+/* Whether a LOCAL candidate may be used: its IP is in a range that can be a peer's own local
+ * address (RFC 1918 10/8, 172.16/12, 192.168/16; 100.64/10 shared space; 169.254/16 and
+ * fe80::/10 link-local; fc00::/7 unique local), with a port, and never multicast, broadcast or
+ * unspecified. Loopback (127/8, ::1) only when `observed` (the peer's address as the server sees
+ * it) is loopback itself: peers and server on one host. Anything else (a public address, which
+ * could be a victim's) is dropped: the server drops it on REGISTER, the client on PEER_INFO and
+ * INTRODUCED. observed may be NULL (then loopback is refused). */
+int tern_rdv_local_cand_ok(const tern_addr *a, const tern_addr *observed);
+
 /* ---------------------------------------------------------------- server */
 
 typedef struct tern_rdv_server tern_rdv_server;
@@ -177,8 +186,9 @@ typedef struct tern_rdv_config {
     uint32_t bootstrap_random;  /* random members in a JOINED list (24) */
     uint32_t group_rate, group_burst; /* GROUP_MSG per second per group, bucket depth (1000, 2000) */
     uint32_t peer_rate, peer_burst;   /* GROUP_MSG per second per peer (100, 200) */
-    uint32_t max_calls;         /* calls in flight, server-wide (100,000) */
-    uint32_t max_calls_per_peer; /* calls in flight per caller (256) */
+    uint32_t max_calls;         /* calls in flight, server-wide (1,000,000: ~130 MB) */
+    uint32_t max_calls_per_peer; /* calls in flight per caller (64) */
+    uint32_t max_calls_per_provider; /* calls in flight to one provider (4096) */
     uint32_t default_timeout_ms; /* CALL without (or with 0) timeout (10,000) */
     uint32_t max_timeout_ms;    /* longer timeouts are cut to this (60,000) */
     int has_relay;
@@ -191,6 +201,35 @@ typedef struct tern_rdv_config {
     uint8_t secret[TERN_RDV_SECRET_LEN];
     uint8_t require_register_token, require_join_token, require_offer_token;
     int64_t unix_offset_s;      /* unix time = unix_offset_s + now / 1e9 (tokens' expiry) */
+    /* Limits on what one peer (an authenticated but anonymous connection) can make the server
+     * hold or send (docs/rendezvous.md, section 7; every refusal is counted in tern_rdv_stats).
+     * 0 means "no limit" for each, except where said. */
+    uint32_t max_services;       /* services server-wide (200,000) */
+    uint32_t max_services_per_peer; /* services one peer offers (16) */
+    uint32_t max_groups;         /* groups server-wide (100,000) */
+    uint32_t max_group_members;  /* members of one group (5,000) */
+    uint32_t join_rate, join_burst; /* JOIN + LEAVE per second per peer, bucket depth (10, 20):
+                                       over it ERROR(RATE_LIMITED), nothing changes */
+    uint32_t presence_rate, presence_burst; /* PRESENCE events per second per group (20, 40);
+                                               events over it are not sent (counted) */
+    uint32_t presence_max_members; /* groups with more members send no PRESENCE at all (256) */
+    uint32_t intro_rate, intro_burst; /* INTRODUCE per second per requester (10, 64: as many as
+                                         a client may have pending) */
+    uint32_t intro_target_rate, intro_target_burst; /* introductions per second to one target
+                                       from one requester IP (2, 10); at most 4 requester IPs
+                                       at full rate per target at once (docs) */
+    uint32_t max_local_cands;    /* LOCAL candidates kept per peer (4, at most 6) */
+    uint32_t max_relay_per_peer; /* relay sessions one peer's introductions hold open (16) */
+    uint64_t max_queue_bytes;    /* bytes queued to one peer (tern_flow_queued on the server's
+                                    flow to it): events (GROUP_MSG, PRESENCE, INTRODUCED, CALL)
+                                    over it are not sent to it (counted; 20 s of that closes
+                                    the peer); a response over 1.25 times it closes the peer,
+                                    which is not reading (256 KiB) */
+    uint64_t max_peer_state;     /* accounted bytes of rendezvous state one peer holds: its
+                                    candidates, memberships (a group's record counted in full),
+                                    services, calls and relay bookkeeping (64 KiB) */
+    uint64_t max_mem;            /* the server's own memory (stats.mem_current): past it new
+                                    state is refused and new connections too (512 MiB) */
 } tern_rdv_config;
 
 /* Fills cfg with the defaults above (no relay, no secret, no tokens required). */
@@ -234,6 +273,25 @@ typedef struct tern_rdv_stats {
     uint64_t bad_messages;       /* requests that did not decode */
     uint64_t tx_messages, tx_failed; /* tern_flow_send results */
     uint64_t mem_current;        /* bytes allocated through the hook now */
+    /* limits (tern_rdv_config): requests refused or events not sent, by cause */
+    uint64_t limit_services;     /* OFFER over max_services or max_services_per_peer */
+    uint64_t limit_groups;       /* JOIN over max_groups, max_groups_per_peer or
+                                    max_group_members */
+    uint64_t rate_dropped_join;  /* JOIN / LEAVE over join_rate */
+    uint64_t presence_dropped;   /* PRESENCE not sent: presence_rate or presence_max_members
+                                    (one per event, not per member) */
+    uint64_t intro_limited_peer, intro_limited_target; /* INTRODUCE over intro_rate /
+                                                          intro_target_rate */
+    uint64_t local_cands_dropped; /* LOCAL candidates refused on REGISTER (range or count) */
+    uint64_t relay_refused_peer; /* introduced without relay: max_relay_per_peer */
+    uint64_t relay_closed;       /* sessions closed because a peer of theirs left */
+    uint64_t limit_calls;        /* CALL over max_calls, max_calls_per_peer or _per_provider */
+    uint64_t limit_peer_state;   /* requests refused by max_peer_state */
+    uint64_t limit_mem;          /* requests or connections refused by max_mem */
+    uint64_t queue_dropped;      /* events not sent to a peer over max_queue_bytes */
+    uint64_t slow_closed;        /* peers closed: a response would pass max_queue_bytes */
+    uint64_t queue_max;          /* the most bytes seen queued to one peer (high-water mark) */
+    uint64_t peer_state_max;     /* the most accounted state one peer held (high-water mark) */
 } tern_rdv_stats;
 
 void tern_rdv_server_get_stats(const tern_rdv_server *s, tern_rdv_stats *st);
@@ -253,10 +311,13 @@ void tern_rdv_server_get_stats(const tern_rdv_server *s, tern_rdv_stats *st);
  *     last resort, forgotten expectations).
  * Requests need the server connection established (TERN_ERR_STATE before). Introductions: on
  * PEER_INFO the client calls tern_endpoint_connect_peer with the peer's candidates (LOCAL
- * first, then PUBLIC) and reports the new connection (on_peer_conn); ERROR(UNKNOWN_PEER) and
- * the other errors answering INTRODUCE report through on_intro_failed. On INTRODUCED it calls
+ * first, then PUBLIC; LOCAL ones only in local ranges, tern_rdv_local_cand_ok, at most
+ * TERN_RDV_CLIENT_MAX_LOCAL) and reports the new connection (on_peer_conn); ERROR(UNKNOWN_PEER)
+ * and the other errors answering INTRODUCE report through on_intro_failed. On INTRODUCED it calls
  * tern_endpoint_expect_peer and remembers the peer's key until the peer's connection is
- * accepted or probe_duration_ns (plus a margin) passes. Events come through the callbacks with
+ * accepted or probe_duration_ns (plus a margin) passes; a full table of
+ * TERN_RDV_CLIENT_MAX_PENDING gives up its oldest expectation for the new one, and the key is
+ * remembered even when the endpoint's own table is full (no punching then). Events come through the callbacks with
  * user_data; every callback may be NULL; pointers are valid during the call only. The client
  * never closes or frees a connection. */
 
@@ -273,7 +334,8 @@ typedef struct tern_rdv_client_callbacks {
     /* Initiator: the server answered INTRODUCE with an error (TERN_RDV_E_UNKNOWN_PEER, ...). */
     void (*on_intro_failed)(tern_rdv_client *rc, const uint8_t peer_id[TERN_PEER_ID_LEN],
                             int rdv_error, void *user_data);
-    /* Target: INTRODUCED arrived; err is tern_endpoint_expect_peer's result (0: expecting). */
+    /* Target: INTRODUCED arrived; err is tern_endpoint_expect_peer's result (0: expecting;
+     * TERN_ERR_LIMIT: the endpoint punches for nobody more, but the peer is accepted). */
     void (*on_introduced)(tern_rdv_client *rc, const uint8_t peer_id[TERN_PEER_ID_LEN],
                           int err, void *user_data);
     /* JOINED: members now, and the bootstrap list (n_members peer IDs, concatenated). */
@@ -315,8 +377,12 @@ typedef struct tern_rdv_client_config {
     void *user_data;
 } tern_rdv_client_config;
 
-#define TERN_RDV_CLIENT_MAX_PENDING 64 /* introductions asked and expectations held at once */
-#define TERN_RDV_CLIENT_MAX_CALLS 256  /* calls in flight (the server's per-caller limit) */
+#define TERN_RDV_CLIENT_MAX_PENDING 64 /* introductions asked and expectations held at once;
+                                          a new expectation when the table is full replaces
+                                          the oldest, so a flood cannot lock it */
+#define TERN_RDV_CLIENT_MAX_LOCAL 4    /* LOCAL candidates of a peer the client probes */
+#define TERN_RDV_CLIENT_MAX_CALLS 256  /* calls in flight (a server may allow fewer: ternd's
+                                          max_calls_per_peer is 64, over it ERROR(LIMIT)) */
 
 void tern_rdv_client_config_default(tern_rdv_client_config *cfg);
 
@@ -379,6 +445,8 @@ typedef struct tern_rdv_client_stats {
     uint64_t introductions, peer_conns, intro_failed, introduced, expect_failed;
     uint64_t accepted, refused, calls, replies, call_errors, calls_timed_out_locally;
     uint64_t group_msgs, presence;
+    uint64_t expect_evicted;    /* expectations replaced by newer ones in a full table */
+    uint64_t local_cands_dropped; /* LOCAL candidates refused (range or count, as the server) */
 } tern_rdv_client_stats;
 
 void tern_rdv_client_get_stats(const tern_rdv_client *rc, tern_rdv_client_stats *st);

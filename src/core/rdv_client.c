@@ -25,6 +25,7 @@ typedef struct intro_pending {
 typedef struct expectation {
     uint8_t peer_pub[TERN_KEY_LEN];
     uint64_t until;
+    uint64_t since;    /* when it was made or last refreshed (the oldest is evicted first) */
 } expectation;
 
 typedef struct call_pending {
@@ -288,7 +289,7 @@ static int unspecified(const tern_addr *a)
 
 /* The peer target from PEER_INFO / INTRODUCED: direct candidates LOCAL first, then PUBLIC,
  * without duplicates or unusable addresses, and the relay when the server gave a channel. */
-static void make_target(const tern_rdv_client *rc, const tern_rdv_msg *m, tern_peer_target *t)
+static void make_target(tern_rdv_client *rc, const tern_rdv_msg *m, tern_peer_target *t)
 {
     tern_peer_target_default(t);
     memcpy(t->peer_pub, m->pubkey, TERN_KEY_LEN);
@@ -297,6 +298,13 @@ static void make_target(const tern_rdv_client *rc, const tern_rdv_msg *m, tern_p
     if (rc->cfg.probe_interval_ns) t->probe_interval_ns = rc->cfg.probe_interval_ns;
     if (rc->cfg.probe_duration_ns) t->probe_duration_ns = rc->cfg.probe_duration_ns;
     static const uint8_t order[2] = {TERN_RDV_CAND_LOCAL, TERN_RDV_CAND_PUBLIC};
+    /* LOCAL candidates as the server filters them (a server we do not trust may not make us
+     * probe a public address as "local"): in a local range, at most TERN_RDV_CLIENT_MAX_LOCAL;
+     * loopback only when the peer's PUBLIC address is loopback too */
+    const tern_addr *pub = NULL;
+    for (size_t i = 0; i < m->n_cands && pub == NULL; i++)
+        if (m->cands[i].kind == TERN_RDV_CAND_PUBLIC) pub = &m->cands[i].addr;
+    size_t n_local = 0;
     t->n_cands = 0;
     for (size_t k = 0; k < 2; k++) {
         for (size_t i = 0; i < m->n_cands && t->n_cands < TERN_MAX_CANDIDATES; i++) {
@@ -305,7 +313,15 @@ static void make_target(const tern_rdv_client *rc, const tern_rdv_msg *m, tern_p
             int dup = 0;
             for (size_t j = 0; j < t->n_cands && !dup; j++)
                 dup = tern_addr_equal(&t->cands[j], &c->addr);
-            if (!dup) t->cands[t->n_cands++] = c->addr;
+            if (dup) continue;
+            if (c->kind == TERN_RDV_CAND_LOCAL) {
+                if (n_local >= TERN_RDV_CLIENT_MAX_LOCAL || !tern_rdv_local_cand_ok(&c->addr, pub)) {
+                    rc->st.local_cands_dropped++;
+                    continue;
+                }
+                n_local++;
+            }
+            t->cands[t->n_cands++] = c->addr;
         }
     }
     /* RELAY: the server's relay with this peer's own channel on it (CHANNEL); without a
@@ -369,8 +385,12 @@ static void on_introduced(tern_rdv_client *rc, const tern_rdv_msg *m, uint64_t n
     tern_peer_target t;
     make_target(rc, m, &t);
     int r = tern_endpoint_expect_peer(tern_conn_endpoint(rc->conn), now, &rc->cfg.local, &t);
-    if (r == TERN_OK) {
-        /* remember the key (refresh it when the peer asks again) */
+    /* The endpoint's own table may be full (TERN_ERR_LIMIT): the peer's handshake is still
+     * accepted when its packets reach us (we only do not punch for it), so the key is
+     * remembered all the same and the error reported. */
+    if (r == TERN_OK || r == TERN_ERR_LIMIT) {
+        /* remember the key: a peer expected already is refreshed; a full table gives up its
+         * oldest expectation, so a flood of introductions cannot lock out the next one */
         expectation *e = NULL;
         for (size_t i = 0; i < rc->n_expects && e == NULL; i++)
             if (memcmp(rc->expects[i].peer_pub, m->pubkey, TERN_KEY_LEN) == 0)
@@ -378,11 +398,15 @@ static void on_introduced(tern_rdv_client *rc, const tern_rdv_msg *m, uint64_t n
         if (e == NULL && rc->n_expects < TERN_RDV_CLIENT_MAX_PENDING)
             e = &rc->expects[rc->n_expects++];
         if (e == NULL) {
-            r = TERN_ERR_LIMIT;
-        } else {
-            memcpy(e->peer_pub, m->pubkey, TERN_KEY_LEN);
-            e->until = now + t.probe_duration_ns + EXPECT_MARGIN_NS;
+            e = &rc->expects[0];
+            for (size_t i = 1; i < rc->n_expects; i++)
+                if (rc->expects[i].since < e->since) e = &rc->expects[i];
+            rc->st.expect_evicted++;
         }
+        memcpy(e->peer_pub, m->pubkey, TERN_KEY_LEN);
+        if (t.probe_duration_ns == 0) t.probe_duration_ns = 15 * TERN_NS_PER_S;
+        e->until = now + t.probe_duration_ns + EXPECT_MARGIN_NS;
+        e->since = now;
     }
     if (r == TERN_OK) rc->st.introduced++;
     else rc->st.expect_failed++;

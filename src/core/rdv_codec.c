@@ -404,3 +404,39 @@ const char *tern_rdv_error_name(int code)
     default: return "unknown";
     }
 }
+
+/* ---------------------------------------------------------------- LOCAL candidates */
+
+static int is_loopback(const tern_addr *a)
+{
+    static const uint8_t one6[16] = {[15] = 1};
+    if (a->family == TERN_AF_INET) return a->ip[0] == 127;
+    if (a->family != TERN_AF_INET6) return 0;
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (memcmp(a->ip, mapped, 12) == 0) return a->ip[12] == 127;
+    return memcmp(a->ip, one6, 16) == 0;
+}
+
+int tern_rdv_local_cand_ok(const tern_addr *a, const tern_addr *observed)
+{
+    if (a == NULL || a->port == 0) return 0;
+    if (is_loopback(a)) return observed != NULL && is_loopback(observed);
+    const uint8_t *ip = a->ip;
+    if (a->family == TERN_AF_INET6) {
+        static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (memcmp(ip, mapped, 12) != 0) {
+            if ((ip[0] & 0xfe) == 0xfc) return 1;                  /* fc00::/7 */
+            if (ip[0] == 0xfe && (ip[1] & 0xc0) == 0x80) return 1; /* fe80::/10 */
+            return 0;
+        }
+        ip += 12; /* ::ffff:a.b.c.d: judged as IPv4 */
+    } else if (a->family != TERN_AF_INET) {
+        return 0;
+    }
+    if (ip[0] == 10) return 1;                                  /* 10/8 */
+    if (ip[0] == 172 && (ip[1] & 0xf0) == 16) return 1;         /* 172.16/12 */
+    if (ip[0] == 192 && ip[1] == 168) return 1;                 /* 192.168/16 */
+    if (ip[0] == 100 && (ip[1] & 0xc0) == 64) return 1;         /* 100.64/10 */
+    if (ip[0] == 169 && ip[1] == 254) return 1;                 /* 169.254/16 */
+    return 0;
+}

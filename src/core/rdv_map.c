@@ -64,19 +64,24 @@ static void place(tern__rdv_slot *slots, size_t cap, uint64_t h, void *rec)
     slots[i].rec = rec;
 }
 
+/* Moves every record into a new array of ncap slots. TERN_ERR_NOMEM leaves the map as it was. */
+static int resize(tern__rdv_map *m, size_t ncap)
+{
+    tern__rdv_slot *ns = m->mem->malloc(ncap * sizeof(*ns), m->mem->user);
+    if (ns == NULL) return TERN_ERR_NOMEM;
+    memset(ns, 0, ncap * sizeof(*ns));
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->slots[i].rec) place(ns, ncap, m->slots[i].hash, m->slots[i].rec);
+    if (m->slots) m->mem->free(m->slots, m->cap * sizeof(*m->slots), m->mem->user);
+    m->slots = ns;
+    m->cap = ncap;
+    return TERN_OK;
+}
+
 int tern__rdv_map_put(tern__rdv_map *m, void *rec)
 {
-    if ((m->n + 1) * 4 > m->cap * 3) {
-        size_t ncap = m->cap ? m->cap * 2 : 16;
-        tern__rdv_slot *ns = m->mem->malloc(ncap * sizeof(*ns), m->mem->user);
-        if (ns == NULL) return TERN_ERR_NOMEM;
-        memset(ns, 0, ncap * sizeof(*ns));
-        for (size_t i = 0; i < m->cap; i++)
-            if (m->slots[i].rec) place(ns, ncap, m->slots[i].hash, m->slots[i].rec);
-        if (m->slots) m->mem->free(m->slots, m->cap * sizeof(*m->slots), m->mem->user);
-        m->slots = ns;
-        m->cap = ncap;
-    }
+    if ((m->n + 1) * 4 > m->cap * 3 && resize(m, m->cap ? m->cap * 2 : 16) != TERN_OK)
+        return TERN_ERR_NOMEM;
     size_t len;
     const uint8_t *k = m->keyof(rec, &len);
     place(m->slots, m->cap, hash_key(m, k, len), rec);
@@ -110,6 +115,10 @@ void tern__rdv_map_del(tern__rdv_map *m, const void *rec)
     m->slots[hole].rec = NULL;
     m->slots[hole].hash = 0;
     m->n--;
+    /* memory comes back as records go: an empty map frees its array, one under 1/8 full halves
+     * it (a failed allocation just keeps the larger array) */
+    if (m->n == 0) tern__rdv_map_free(m);
+    else if (m->cap > 16 && m->n * 8 < m->cap) (void)resize(m, m->cap / 2);
 }
 
 /* ---------------------------------------------------------------- heap */

@@ -33,7 +33,7 @@ void tern__rdv_map_free(tern__rdv_map *m);
 void *tern__rdv_map_get(const tern__rdv_map *m, const uint8_t *key, size_t len);
 /* Inserts rec (whose key must not be present). TERN_ERR_NOMEM. */
 int tern__rdv_map_put(tern__rdv_map *m, void *rec);
-/* Removes rec if it is stored. */
+/* Removes rec if it is stored; an empty map gives its array back, a sparse one shrinks. */
 void tern__rdv_map_del(tern__rdv_map *m, const void *rec);
 
 /* A heap item embedded in a record. */

@@ -17,6 +17,16 @@
  * (which copies it), on a reliable ordered flow the server opens toward the peer on first use;
  * a fan-out encodes once and sends the same bytes to every member. The only allocations are the
  * records themselves and the growth of their arrays.
+ *
+ * Limits (docs/rendezvous.md, 7.1): every resource a peer can make the server hold has a budget in
+ * tern_rdv_config and a counter in tern_rdv_stats. Counts (services, groups, members, calls, relay
+ * sessions, LOCAL candidates) are checked before anything is allocated; rates are GCRA buckets
+ * (JOIN/LEAVE per peer, PRESENCE per group, INTRODUCE per requester and per target per requester
+ * IP); each peer's state is accounted in bytes (acct, max_peer_state) and the server's in
+ * mem_current (max_mem). Before each send the server looks at what is queued to the peer
+ * (tern_flow_queued): an event over max_queue_bytes is not queued for it, and a peer that does not
+ * read is put on the `doomed` list and closed by reap() once the current callback is done (closing
+ * reports on_closed at once, which must not happen in the middle of a fan-out).
  */
 #include <sodium.h>
 #include <string.h>
@@ -25,6 +35,9 @@
 #include "tern/rendezvous.h"
 
 #define RECENT_MAX 16
+#define INTRO_SRC 4              /* requester IPs tracked per introduction target */
+#define SLOW_CLOSE_NS (20 * TERN_NS_PER_S) /* events dropped this long: the reader is closed */
+#define SLOT_COST 24             /* a hash map slot (16 bytes at <= 3/4 load) */
 
 typedef struct rdv_peer rdv_peer;
 typedef struct rdv_group rdv_group;
@@ -41,6 +54,18 @@ typedef struct member {
     uint32_t idx; /* in p->groups */
 } member;
 
+/* A relay session this peer's introductions opened (its channel identifies it). */
+typedef struct relay_ref {
+    uint8_t ch[TERN_RELAY_CHANNEL_LEN];
+    uint8_t requested; /* 1: this peer asked for the introduction; 0: it was the target */
+} relay_ref;
+
+/* Per introduction target: a rate bucket per requester IP (/32, or /64 for IPv6). */
+typedef struct intro_src {
+    uint64_t tat;
+    uint8_t key[9];
+} intro_src;
+
 struct rdv_peer {
     uint8_t id[TERN_PEER_ID_LEN];
     uint8_t pub[TERN_KEY_LEN];
@@ -54,13 +79,21 @@ struct rdv_peer {
     rdv_call *calls_out;      /* made by this peer */
     rdv_call *calls_in;       /* routed to this peer */
     uint32_t n_groups, cap_groups, n_calls_out, rate_drops;
-    uint8_t n_cands, registered, has_flow;
+    uint32_t n_calls_in, n_services, n_relay, cap_relay;
+    uint64_t join_tat, intro_tat; /* GCRA for JOIN/LEAVE and INTRODUCE */
+    uint64_t acct;            /* accounted bytes of state (max_peer_state) */
+    uint64_t drop_since;      /* events to it dropped since (0: none being dropped) */
+    relay_ref *relay;         /* sessions of its introductions (cap_relay) */
+    intro_src *isrc;          /* INTRO_SRC entries once it is introduced to */
+    rdv_peer *doom_next;      /* on s->doomed: to be closed once the current event is done */
+    uint8_t n_cands, registered, has_flow, doomed;
 };
 
 struct rdv_group {
     member *members;
     uint32_t n, cap;
     uint64_t rl_tat;
+    uint64_t pres_tat;        /* GCRA for PRESENCE */
     rdv_peer *recent[RECENT_MAX];
     uint32_t recent_pos;
     uint8_t name_len;
@@ -90,6 +123,8 @@ struct tern_rdv_server {
     tern__rdv_heap deadlines;
     rdv_peer *all;         /* every tracked peer */
     int dying;             /* in tern_rdv_server_del: send nothing */
+    rdv_peer *doomed;      /* peers to close (too slow to read), see reap() */
+    int reaping;
     uint64_t next_sid;
     uint8_t *out;          /* TERN_RDV_MAX_MSG */
     tern_rdv_stats st;
@@ -183,10 +218,29 @@ void tern_rdv_config_default(tern_rdv_config *cfg)
     cfg->group_burst = 2000;
     cfg->peer_rate = 100;
     cfg->peer_burst = 200;
-    cfg->max_calls = 100000;
-    cfg->max_calls_per_peer = 256;
+    cfg->max_calls = 1000000;
+    cfg->max_calls_per_peer = 64;
+    cfg->max_calls_per_provider = 4096;
     cfg->default_timeout_ms = 10000;
     cfg->max_timeout_ms = 60000;
+    cfg->max_services = 200000;
+    cfg->max_services_per_peer = 16;
+    cfg->max_groups = 100000;
+    cfg->max_group_members = 5000;
+    cfg->join_rate = 10;
+    cfg->join_burst = 20;
+    cfg->presence_rate = 20;
+    cfg->presence_burst = 40;
+    cfg->presence_max_members = 256;
+    cfg->intro_rate = 10;
+    cfg->intro_burst = 64;
+    cfg->intro_target_rate = 2;
+    cfg->intro_target_burst = 10;
+    cfg->max_local_cands = 4;
+    cfg->max_relay_per_peer = 32;
+    cfg->max_queue_bytes = 256 * 1024;
+    cfg->max_peer_state = 64 * 1024;
+    cfg->max_mem = 512ull * 1024 * 1024;
 }
 
 int tern_rdv_server_new(const tern_rdv_config *cfg, tern_rdv_server **out)
@@ -227,22 +281,59 @@ int tern_rdv_server_new(const tern_rdv_config *cfg, tern_rdv_server **out)
 
 /* ---------------------------------------------------------------- output */
 
-/* Sends len bytes of s->out (or buf) to p on the server's flow, opening it on first use. */
-static void send_raw(tern_rdv_server *s, rdv_peer *p, uint64_t now, const uint8_t *buf,
-                     size_t len)
+/* What a message is to its recipient: the answer to its own request, or an event others caused
+ * (max_queue_bytes treats them differently). */
+enum { RESP = 0, EVENT = 1 };
+
+/* p is to be closed: it does not read. Closing runs in reap(), once the event being handled is
+ * done, because closing reports on_closed (and so on_gone) at once, in the middle of a fan-out. */
+static void doom(tern_rdv_server *s, rdv_peer *p)
 {
-    if (p->conn == NULL || s->dying) return;
+    if (p->doomed) return;
+    p->doomed = 1;
+    p->doom_next = s->doomed;
+    s->doomed = p;
+    s->st.slow_closed++;
+}
+
+/* Sends len bytes of buf to p on the server's flow, opening it on first use. Returns 1 when
+ * queued. Over max_queue_bytes an EVENT is not sent (counted; after SLOW_CLOSE_NS of that the
+ * peer is closed); over 1.25 x max_queue_bytes a RESP closes the peer. */
+static int send_raw(tern_rdv_server *s, rdv_peer *p, uint64_t now, const uint8_t *buf,
+                    size_t len, int event)
+{
+    if (p->conn == NULL || s->dying || p->doomed) return 0;
     if (!p->has_flow) {
         tern_flow_config fc;
         tern_flow_config_default(&fc);
         if (tern_flow_open(p->conn, &fc, &p->flow) != TERN_OK) {
             s->st.tx_failed++;
-            return;
+            return 0;
         }
         p->has_flow = 1;
     }
-    if (tern_flow_send(p->conn, p->flow, now, buf, len, -1) == TERN_OK) s->st.tx_messages++;
-    else s->st.tx_failed++;
+    uint64_t q = tern_flow_queued(p->conn, p->flow);
+    /* a response may use a quarter more, so that a reader whose queue events have filled can
+     * still be answered; past that it is not reading */
+    uint64_t limit = s->cfg.max_queue_bytes + (event ? 0 : s->cfg.max_queue_bytes / 4);
+    if (s->cfg.max_queue_bytes && q + len > limit) {
+        if (!event) {
+            doom(s, p);
+            return 0;
+        }
+        s->st.queue_dropped++;
+        if (p->drop_since == 0) p->drop_since = now ? now : 1;
+        else if (now - p->drop_since >= SLOW_CLOSE_NS) doom(s, p);
+        return 0;
+    }
+    p->drop_since = 0;
+    if (tern_flow_send(p->conn, p->flow, now, buf, len, -1) != TERN_OK) {
+        s->st.tx_failed++;
+        return 0;
+    }
+    s->st.tx_messages++;
+    if (q + len > s->st.queue_max) s->st.queue_max = q + len;
+    return 1;
 }
 
 /* Encodes m into s->out; returns the length or 0 (counted as a failed send). */
@@ -256,10 +347,16 @@ static size_t encode(tern_rdv_server *s, const tern_rdv_msg *m)
     return (size_t)n;
 }
 
-static void send_msg(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rdv_msg *m)
+static int send_as(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rdv_msg *m,
+                   int event)
 {
     size_t n = encode(s, m);
-    if (n) send_raw(s, p, now, s->out, n);
+    return n ? send_raw(s, p, now, s->out, n, event) : 0;
+}
+
+static void send_msg(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rdv_msg *m)
+{
+    (void)send_as(s, p, now, m, RESP);
 }
 
 /* ERROR(code) answering a request of kind req; the request's subject fields are echoed. */
@@ -304,6 +401,47 @@ static int token_gate(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_
     return rc;
 }
 
+/* ---------------------------------------------------------------- accounting */
+
+/* Whether p may hold n more bytes of state (max_peer_state) and the server n more bytes of
+ * memory (max_mem). Counts a refusal; the caller answers ERROR(LIMIT). */
+static int can_hold(tern_rdv_server *s, rdv_peer *p, uint64_t n)
+{
+    if (s->cfg.max_peer_state && p->acct + n > s->cfg.max_peer_state) {
+        s->st.limit_peer_state++;
+        return 0;
+    }
+    if (s->cfg.max_mem && s->st.mem_current + n > s->cfg.max_mem) {
+        s->st.limit_mem++;
+        return 0;
+    }
+    return 1;
+}
+
+static void charge(tern_rdv_server *s, rdv_peer *p, uint64_t n)
+{
+    p->acct += n;
+    if (p->acct > s->st.peer_state_max) s->st.peer_state_max = p->acct;
+}
+
+static void uncharge(rdv_peer *p, uint64_t n)
+{
+    p->acct = p->acct > n ? p->acct - n : 0;
+}
+
+/* What one membership may cost: both array entries and the group's record, as if it made it. */
+static uint64_t membership_cost(size_t name_len)
+{
+    return sizeof(membership) + sizeof(member) + sizeof(rdv_group) + name_len + SLOT_COST;
+}
+
+static uint64_t service_cost(size_t name_len)
+{
+    return sizeof(rdv_service) + name_len + SLOT_COST;
+}
+
+#define CALL_COST (sizeof(rdv_call) + SLOT_COST + sizeof(void *))
+
 /* ---------------------------------------------------------------- peers and introductions */
 
 int tern_rdv_server_on_accept(tern_rdv_server *s, tern_conn *c, uint64_t now)
@@ -311,6 +449,10 @@ int tern_rdv_server_on_accept(tern_rdv_server *s, tern_conn *c, uint64_t now)
     (void)now;
     if (s == NULL || c == NULL) return TERN_ERR_INVALID_ARG;
     if (s->st.peers >= s->cfg.max_peers) return TERN_ERR_LIMIT;
+    if (s->cfg.max_mem && s->st.mem_current + sizeof(rdv_peer) > s->cfg.max_mem) {
+        s->st.limit_mem++; /* near the budget: refuse the new, keep the old */
+        return TERN_ERR_LIMIT;
+    }
     rdv_peer *p = alloc(s, sizeof(*p));
     if (p == NULL) return TERN_ERR_NOMEM;
     memset(p, 0, sizeof(*p));
@@ -330,11 +472,35 @@ int tern_rdv_server_on_accept(tern_rdv_server *s, tern_conn *c, uint64_t now)
 static void group_remove(tern_rdv_server *s, rdv_peer *p, uint32_t midx, uint64_t now);
 static void calls_end_for(tern_rdv_server *s, rdv_peer *p, uint64_t now);
 
+/* Closes the relay sessions of p's introductions (a session whose peer left is of no use). */
+static void relay_refs_close(tern_rdv_server *s, rdv_peer *p)
+{
+    for (uint32_t i = 0; i < p->n_relay; i++)
+        if (s->cfg.relay_sessions && tern_relay_close(s->cfg.relay_sessions, p->relay[i].ch) ==
+                                         TERN_OK)
+            s->st.relay_closed++;
+    p->n_relay = 0;
+    if (p->relay) release(s, p->relay, p->cap_relay * sizeof(*p->relay));
+    p->relay = NULL;
+    p->cap_relay = 0;
+}
+
 /* Takes p out of everything, frees it and detaches it from its connection (if p->conn is set). */
 static void peer_drop(tern_rdv_server *s, rdv_peer *p, uint64_t now)
 {
     if (p->conn) tern_conn_set_user_data(p->conn, NULL);
     p->conn = NULL; /* nothing more is sent to it */
+    if (p->doomed) { /* off the list of peers to close */
+        for (rdv_peer **pp = &s->doomed; *pp != NULL; pp = &(*pp)->doom_next)
+            if (*pp == p) {
+                *pp = p->doom_next;
+                break;
+            }
+        p->doomed = 0;
+    }
+    if (!s->dying) relay_refs_close(s, p);
+    else if (p->relay) release(s, p->relay, p->cap_relay * sizeof(*p->relay));
+    if (p->isrc) release(s, p->isrc, INTRO_SRC * sizeof(*p->isrc));
     while (p->n_groups) group_remove(s, p, p->n_groups - 1, now);
     while (p->services) {
         rdv_service *sv = p->services;
@@ -343,6 +509,7 @@ static void peer_drop(tern_rdv_server *s, rdv_peer *p, uint64_t now)
         release(s, sv, sizeof(*sv) + sv->name_len);
         s->st.services--;
     }
+    p->n_services = 0;
     calls_end_for(s, p, now);
     if (p->registered) {
         tern__rdv_map_del(&s->peers, p);
@@ -357,12 +524,31 @@ static void peer_drop(tern_rdv_server *s, rdv_peer *p, uint64_t now)
     s->st.peers--;
 }
 
+/* Closes the peers doomed while handling the last event (they do not read what they asked for,
+ * or have not read their events for SLOW_CLOSE_NS); each leaves its groups first. */
+static void reap(tern_rdv_server *s, uint64_t now)
+{
+    static const char why[] = "rendezvous: not reading (queue over max_queue_bytes)";
+    if (s->reaping) return;
+    s->reaping = 1;
+    while (s->doomed) {
+        rdv_peer *p = s->doomed;
+        s->doomed = p->doom_next;
+        p->doomed = 0;
+        tern_conn *c = p->conn;
+        peer_drop(s, p, now);
+        if (c) (void)tern_conn_close(c, now, 0, why, sizeof(why) - 1);
+    }
+    s->reaping = 0;
+}
+
 void tern_rdv_server_on_gone(tern_rdv_server *s, tern_conn *c, uint64_t now)
 {
     if (s == NULL || c == NULL) return;
     rdv_peer *p = tern_conn_get_user_data(c);
     if (p == NULL || p->conn != c) return;
     peer_drop(s, p, now);
+    reap(s, now);
 }
 
 static void on_register(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rdv_msg *m)
@@ -370,11 +556,26 @@ static void on_register(tern_rdv_server *s, rdv_peer *p, uint64_t now, const ter
     if (token_gate(s, p, now, m, s->cfg.require_register_token, TERN_RDV_TOKEN_REGISTER, p->id,
                    TERN_PEER_ID_LEN))
         return;
-    /* the local candidates: at most MAX_CANDS - 2, leaving room for the public and relay ones */
-    size_t n = 0;
+    /* the local candidates: at most max_local_cands (and MAX_CANDS - 2, leaving room for the
+     * public and relay ones), each in a range that can be local (tern_rdv_local_cand_ok), so
+     * that an introduced peer is never made to send to somebody else's public address */
+    size_t n = 0, max = s->cfg.max_local_cands;
+    if (max == 0 || max > TERN_RDV_MAX_CANDS - 2) max = TERN_RDV_MAX_CANDS - 2;
     tern_addr local[TERN_RDV_MAX_CANDS];
-    for (size_t i = 0; i < m->n_cands && n < TERN_RDV_MAX_CANDS - 2; i++)
-        if (m->cands[i].kind == TERN_RDV_CAND_LOCAL) local[n++] = m->cands[i].addr;
+    const tern_addr *seen = tern_conn_remote(p->conn);
+    for (size_t i = 0; i < m->n_cands; i++) {
+        if (m->cands[i].kind != TERN_RDV_CAND_LOCAL) continue;
+        int dup = 0;
+        for (size_t j = 0; j < n && !dup; j++) dup = tern_addr_equal(&local[j], &m->cands[i].addr);
+        if (dup) continue;
+        if (n < max && tern_rdv_local_cand_ok(&m->cands[i].addr, seen)) local[n++] = m->cands[i].addr;
+        else s->st.local_cands_dropped++;
+    }
+    uint64_t old_cost = p->n_cands * sizeof(*p->cands);
+    if (n * sizeof(tern_addr) > old_cost && !can_hold(s, p, n * sizeof(tern_addr) - old_cost)) {
+        send_error(s, p, now, TERN_RDV_E_LIMIT, m);
+        return;
+    }
     tern_addr *nc = NULL;
     if (n) {
         nc = alloc(s, n * sizeof(*nc));
@@ -400,8 +601,10 @@ static void on_register(tern_rdv_server *s, rdv_peer *p, uint64_t now, const ter
         s->st.registered++;
     }
     if (p->cands) release(s, p->cands, p->n_cands * sizeof(*p->cands));
+    uncharge(p, old_cost);
     p->cands = nc;
     p->n_cands = (uint8_t)n;
+    charge(s, p, n * sizeof(*nc));
     s->st.registrations++;
 
     tern_rdv_msg r;
@@ -436,8 +639,83 @@ static void describe(const tern_rdv_server *s, const rdv_peer *of, int with_rela
     }
 }
 
+/* The introduction target b's rate bucket for requests from p's IP: at most INTRO_SRC IPs are
+ * tracked per target; an entry whose bucket is full again (tat <= now) is as good as none and
+ * is reused. Returns 1 when the introduction may go ahead. */
+static int intro_target_ok(tern_rdv_server *s, rdv_peer *b, const rdv_peer *p, uint64_t now)
+{
+    if (s->cfg.intro_target_rate == 0) return 1;
+    if (b->isrc == NULL) {
+        b->isrc = alloc(s, INTRO_SRC * sizeof(*b->isrc));
+        if (b->isrc == NULL) return 0;
+        memset(b->isrc, 0, INTRO_SRC * sizeof(*b->isrc));
+        charge(s, b, INTRO_SRC * sizeof(*b->isrc));
+    }
+    uint8_t key[9] = {0};
+    const tern_addr *a = tern_conn_remote(p->conn);
+    key[0] = a->family;
+    memcpy(key + 1, a->ip, a->family == TERN_AF_INET ? 4 : 8); /* an IPv6 /64 is one source */
+    intro_src *slot = NULL, *free_slot = NULL;
+    for (int i = 0; i < INTRO_SRC && slot == NULL; i++) {
+        if (memcmp(b->isrc[i].key, key, sizeof(key)) == 0) slot = &b->isrc[i];
+        else if (free_slot == NULL && b->isrc[i].tat <= now) free_slot = &b->isrc[i];
+    }
+    if (slot == NULL) {
+        if (free_slot == NULL) return 0; /* INTRO_SRC other IPs are introducing at full rate */
+        slot = free_slot;
+        memcpy(slot->key, key, sizeof(key));
+        slot->tat = 0;
+    }
+    return gcra(&slot->tat, now, s->cfg.intro_target_rate, s->cfg.intro_target_burst);
+}
+
+/* Forgets p's relay references to sessions that are gone (idle, evicted, closed). */
+static void relay_refs_purge(tern_rdv_server *s, rdv_peer *p)
+{
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < p->n_relay; i++)
+        if (tern_relay_alive(s->cfg.relay_sessions, p->relay[i].ch)) p->relay[k++] = p->relay[i];
+    p->n_relay = k;
+}
+
+static uint32_t relay_refs_requested(const rdv_peer *p)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < p->n_relay; i++) n += p->relay[i].requested;
+    return n;
+}
+
+/* Remembers that p is part of the session with channel ch (once). A full list forgets its
+ * oldest target-side entry (that session still idles out). */
+static void relay_ref_add(tern_rdv_server *s, rdv_peer *p, const uint8_t *ch, int requested)
+{
+    for (uint32_t i = 0; i < p->n_relay; i++)
+        if (memcmp(p->relay[i].ch, ch, TERN_RELAY_CHANNEL_LEN) == 0) return;
+    if (p->relay == NULL) {
+        uint32_t cap = 2 * (s->cfg.max_relay_per_peer ? s->cfg.max_relay_per_peer : 32);
+        p->relay = alloc(s, cap * sizeof(*p->relay));
+        if (p->relay == NULL) return;
+        p->cap_relay = cap;
+        charge(s, p, cap * sizeof(*p->relay));
+    }
+    if (p->n_relay == p->cap_relay) {
+        uint32_t i = 0;
+        while (i < p->n_relay && p->relay[i].requested) i++;
+        if (i == p->n_relay) return; /* all requested: cannot happen below max_relay_per_peer */
+        memmove(&p->relay[i], &p->relay[i + 1], (p->n_relay - i - 1) * sizeof(*p->relay));
+        p->n_relay--;
+    }
+    memcpy(p->relay[p->n_relay].ch, ch, TERN_RELAY_CHANNEL_LEN);
+    p->relay[p->n_relay++].requested = (uint8_t)requested;
+}
+
 static void on_introduce(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rdv_msg *m)
 {
+    if (!gcra(&p->intro_tat, now, s->cfg.intro_rate, s->cfg.intro_burst)) {
+        s->st.intro_limited_peer++;
+        send_error(s, p, now, TERN_RDV_E_RATE_LIMITED, m);
+        return;
+    }
     rdv_peer *b = tern__rdv_map_get(&s->peers, m->peer_id, TERN_PEER_ID_LEN);
     if (b == NULL) {
         s->st.intro_unknown++;
@@ -446,6 +724,11 @@ static void on_introduce(tern_rdv_server *s, rdv_peer *p, uint64_t now, const te
     }
     if (b == p) {
         send_error(s, p, now, TERN_RDV_E_INVALID, m);
+        return;
+    }
+    if (b->conn == NULL || !intro_target_ok(s, b, p, now)) {
+        s->st.intro_limited_target++;
+        send_error(s, p, now, TERN_RDV_E_RATE_LIMITED, m);
         return;
     }
     tern_rdv_msg to_a, to_b;
@@ -458,11 +741,19 @@ static void on_introduce(tern_rdv_server *s, rdv_peer *p, uint64_t now, const te
      * the relay is full they are introduced without it */
     int with_relay = s->cfg.has_relay;
     if (with_relay && s->cfg.relay_sessions != NULL) {
-        if (p->conn != NULL && b->conn != NULL &&
-            tern_relay_open(s->cfg.relay_sessions, now, tern_conn_remote(p->conn),
-                            tern_conn_remote(b->conn), to_a.channel, to_b.channel) == TERN_OK) {
+        relay_refs_purge(s, p);
+        if (s->cfg.max_relay_per_peer && relay_refs_requested(p) >= s->cfg.max_relay_per_peer) {
+            with_relay = 0;
+            s->st.relay_refused_peer++;
+        } else if (p->conn != NULL && b->conn != NULL &&
+                   tern_relay_open(s->cfg.relay_sessions, now, tern_conn_remote(p->conn),
+                                   tern_conn_remote(b->conn), to_a.channel,
+                                   to_b.channel) == TERN_OK) {
             to_a.has_channel = to_b.has_channel = 1;
             s->st.relay_opened++;
+            relay_refs_purge(s, b);
+            relay_ref_add(s, p, to_a.channel, 1);
+            relay_ref_add(s, b, to_b.channel, 0);
         } else {
             with_relay = 0;
             s->st.relay_refused++;
@@ -471,7 +762,7 @@ static void on_introduce(tern_rdv_server *s, rdv_peer *p, uint64_t now, const te
     describe(s, b, with_relay, &to_a);
     describe(s, p, with_relay, &to_b);
     send_msg(s, p, now, &to_a);
-    send_msg(s, b, now, &to_b);
+    (void)send_as(s, b, now, &to_b, EVENT);
     s->st.introductions++;
 }
 
@@ -481,6 +772,13 @@ static void presence(tern_rdv_server *s, rdv_group *g, const rdv_peer *who, uint
                      uint64_t now)
 {
     if (g->n == 0 || (g->n == 1 && g->members[0].p == who)) return;
+    /* a large group, or one whose membership churns faster than presence_rate, hears no more
+     * presence: a joiner learns the count and a bootstrap list in JOINED instead */
+    if ((s->cfg.presence_max_members && g->n > s->cfg.presence_max_members) ||
+        !gcra(&g->pres_tat, now, s->cfg.presence_rate, s->cfg.presence_burst)) {
+        s->st.presence_dropped++;
+        return;
+    }
     tern_rdv_msg m;
     tern_rdv_msg_init(&m, TERN_RDV_PRESENCE);
     m.group = g->name, m.group_len = g->name_len;
@@ -490,7 +788,7 @@ static void presence(tern_rdv_server *s, rdv_group *g, const rdv_peer *who, uint
     size_t n = encode(s, &m);
     if (n == 0) return;
     for (uint32_t i = 0; i < g->n; i++)
-        if (g->members[i].p != who) send_raw(s, g->members[i].p, now, s->out, n);
+        if (g->members[i].p != who) (void)send_raw(s, g->members[i].p, now, s->out, n, EVENT);
 }
 
 static int peer_in_list(const uint8_t *ids, size_t n, const rdv_peer *p)
@@ -529,16 +827,34 @@ static size_t bootstrap(tern_rdv_server *s, const rdv_group *g, const rdv_peer *
     return n;
 }
 
+/* JOIN and LEAVE share one bucket per peer (join_rate): each changes the membership that every
+ * other member hears about. Over it: ERROR(RATE_LIMITED), nothing changes. */
+static int join_rate_ok(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rdv_msg *m)
+{
+    if (gcra(&p->join_tat, now, s->cfg.join_rate, s->cfg.join_burst)) return 1;
+    s->st.rate_dropped_join++;
+    send_error(s, p, now, TERN_RDV_E_RATE_LIMITED, m);
+    return 0;
+}
+
 static void on_join(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rdv_msg *m)
 {
     if (token_gate(s, p, now, m, s->cfg.require_join_token, TERN_RDV_TOKEN_JOIN, m->group,
                    m->group_len))
         return;
+    if (!join_rate_ok(s, p, now, m)) return;
     rdv_group *g = tern__rdv_map_get(&s->groups, m->group, m->group_len);
     int is_member = 0;
     for (uint32_t i = 0; g && i < p->n_groups; i++) is_member |= p->groups[i].g == g;
     if (!is_member) {
-        if (p->n_groups >= s->cfg.max_groups_per_peer) {
+        if (p->n_groups >= s->cfg.max_groups_per_peer ||
+            (g == NULL && s->cfg.max_groups && s->st.groups >= s->cfg.max_groups) ||
+            (g != NULL && s->cfg.max_group_members && g->n >= s->cfg.max_group_members)) {
+            s->st.limit_groups++;
+            send_error(s, p, now, TERN_RDV_E_LIMIT, m);
+            return;
+        }
+        if (!can_hold(s, p, membership_cost(m->group_len))) {
             send_error(s, p, now, TERN_RDV_E_LIMIT, m);
             return;
         }
@@ -581,6 +897,7 @@ static void on_join(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rd
         }
         g->members[g->n] = (member){p, p->n_groups};
         p->groups[p->n_groups++] = (membership){g, g->n++};
+        charge(s, p, membership_cost(g->name_len));
         s->st.joins++;
     }
     uint8_t ids[TERN_RDV_MAX_MEMBERS * TERN_PEER_ID_LEN];
@@ -614,6 +931,7 @@ static void group_remove(tern_rdv_server *s, rdv_peer *p, uint32_t midx, uint64_
     /* the peer's membership array */
     p->groups[midx] = p->groups[--p->n_groups];
     if (midx < p->n_groups) p->groups[midx].g->members[p->groups[midx].idx].idx = midx;
+    uncharge(p, membership_cost(g->name_len));
     for (uint32_t k = 0; k < RECENT_MAX; k++)
         if (g->recent[k] == p) g->recent[k] = NULL;
     s->st.leaves++;
@@ -647,6 +965,7 @@ static void on_leave(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_r
         send_error(s, p, now, TERN_RDV_E_NOT_MEMBER, m);
         return;
     }
+    if (!join_rate_ok(s, p, now, m)) return;
     group_remove(s, p, midx, now);
 }
 
@@ -686,10 +1005,8 @@ static void on_group_msg(tern_rdv_server *s, rdv_peer *p, uint64_t now, const te
     if (n == 0) return;
     s->st.group_msgs++;
     for (uint32_t i = 0; i < g->n; i++)
-        if (g->members[i].p != p) {
-            send_raw(s, g->members[i].p, now, s->out, n);
+        if (g->members[i].p != p && send_raw(s, g->members[i].p, now, s->out, n, EVENT))
             s->st.fanout_msgs++;
-        }
 }
 
 /* ---------------------------------------------------------------- services and calls */
@@ -705,6 +1022,16 @@ static void on_offer(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_r
         return;
     }
     if (sv == NULL) {
+        if ((s->cfg.max_services_per_peer && p->n_services >= s->cfg.max_services_per_peer) ||
+            (s->cfg.max_services && s->st.services >= s->cfg.max_services)) {
+            s->st.limit_services++;
+            send_error(s, p, now, TERN_RDV_E_LIMIT, m);
+            return;
+        }
+        if (!can_hold(s, p, service_cost(m->service_len))) {
+            send_error(s, p, now, TERN_RDV_E_LIMIT, m);
+            return;
+        }
         sv = alloc(s, sizeof(*sv) + m->service_len);
         if (sv == NULL) {
             send_error(s, p, now, TERN_RDV_E_LIMIT, m);
@@ -721,6 +1048,8 @@ static void on_offer(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_r
         }
         sv->next_of = p->services;
         p->services = sv;
+        p->n_services++;
+        charge(s, p, service_cost(sv->name_len));
         s->st.services++;
     }
     tern_rdv_msg r;
@@ -740,8 +1069,11 @@ static void call_free(tern_rdv_server *s, rdv_call *c)
     else c->provider->calls_in = c->in_next;
     if (c->in_next) c->in_next->in_prev = c->in_prev;
     c->caller->n_calls_out--;
+    c->provider->n_calls_in--;
+    uncharge(c->caller, CALL_COST);
     release(s, c, sizeof(*c));
     s->st.calls_pending--;
+    if (s->deadlines.n == 0) tern__rdv_heap_free(&s->deadlines); /* memory back after a flood */
 }
 
 /* ERROR(code) for call c to its caller, then frees c. */
@@ -775,7 +1107,14 @@ static void on_call(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rd
         send_error(s, p, now, TERN_RDV_E_NO_SERVICE, m);
         return;
     }
-    if (s->st.calls_pending >= s->cfg.max_calls || p->n_calls_out >= s->cfg.max_calls_per_peer) {
+    if (s->st.calls_pending >= s->cfg.max_calls || p->n_calls_out >= s->cfg.max_calls_per_peer ||
+        (s->cfg.max_calls_per_provider &&
+         sv->provider->n_calls_in >= s->cfg.max_calls_per_provider)) {
+        s->st.limit_calls++;
+        send_error(s, p, now, TERN_RDV_E_LIMIT, m);
+        return;
+    }
+    if (!can_hold(s, p, CALL_COST)) {
         send_error(s, p, now, TERN_RDV_E_LIMIT, m);
         return;
     }
@@ -811,6 +1150,8 @@ static void on_call(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rd
     if (c->provider->calls_in) c->provider->calls_in->in_prev = c;
     c->provider->calls_in = c;
     p->n_calls_out++;
+    c->provider->n_calls_in++;
+    charge(s, p, CALL_COST);
     s->st.calls_pending++;
     s->st.calls++;
 
@@ -823,7 +1164,11 @@ static void on_call(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rd
     f.has_peer_id = 1;
     memcpy(f.peer_id, p->id, TERN_PEER_ID_LEN);
     f.payload = m->payload, f.payload_len = m->payload_len, f.has_payload = 1;
-    send_msg(s, c->provider, now, &f);
+    if (!send_as(s, c->provider, now, &f, EVENT)) {
+        /* the provider is not reading (max_queue_bytes) or the flow refused: fail it now */
+        s->st.limit_calls++;
+        call_fail(s, c, TERN_RDV_E_LIMIT, now);
+    }
 }
 
 static void on_reply(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rdv_msg *m)
@@ -858,6 +1203,7 @@ void tern_rdv_server_handle_expiry(tern_rdv_server *s, uint64_t now)
         rdv_call *c = (rdv_call *)(void *)((uint8_t *)it - offsetof(rdv_call, h));
         s->st.call_timeouts++;
         call_fail(s, c, TERN_RDV_E_TIMEOUT, now);
+        reap(s, now);
     }
 }
 
@@ -874,10 +1220,12 @@ void tern_rdv_server_on_message(tern_rdv_server *s, tern_conn *c, uint64_t flow_
     if (tern_rdv_decode(data, len, &m) != TERN_OK) {
         s->st.bad_messages++;
         send_error(s, p, now, TERN_RDV_E_MALFORMED, NULL);
+        reap(s, now);
         return;
     }
     if (m.kind != TERN_RDV_REGISTER && !p->registered) {
         send_error(s, p, now, TERN_RDV_E_NOT_REGISTERED, &m);
+        reap(s, now);
         return;
     }
     switch (m.kind) {
@@ -894,6 +1242,7 @@ void tern_rdv_server_on_message(tern_rdv_server *s, tern_conn *c, uint64_t flow_
         send_error(s, p, now, TERN_RDV_E_INVALID, &m);
         break;
     }
+    reap(s, now);
 }
 
 void tern_rdv_server_get_stats(const tern_rdv_server *s, tern_rdv_stats *st)

@@ -7,7 +7,10 @@
  * cannot aim channels at one chain) makes forward() one lookup, one address comparison and an
  * 8-byte copy; nothing is allocated on that path. A second map counts the sessions each address
  * is part of (the max_per_addr limit), and a third finds the session of an address pair, so a
- * repeated introduction of the same two peers reuses it instead of spending their quotas. Idle expiry is lazy: each session sits in a min-heap at
+ * repeated introduction of the same two peers reuses it instead of spending their quotas. When
+ * the target's address (addr_b) is at max_per_addr, its least recently active session is freed
+ * to make room (a list per address, at most max_per_addr long), so sessions aimed at a peer
+ * cannot lock it out of the relay; the requester's address (addr_a) is refused instead. Idle expiry is lazy: each session sits in a min-heap at
  * (the last time it forwarded, as of when it was pushed) + idle_timeout; forward() only records
  * the time, and handle_expiry() either frees a session whose deadline really passed or pushes it
  * back at its real deadline, so a busy session costs no heap work per packet. The per-session
@@ -29,17 +32,21 @@
 
 typedef struct relay_session relay_session;
 
+typedef struct relay_side relay_side;
+
 typedef struct addr_count {
     uint8_t key[ADDR_KEY_LEN];
     uint32_t n;
+    relay_side *sides; /* the n sides at this address (for the least recently active one) */
 } addr_count;
 
-typedef struct relay_side {
+struct relay_side {
     uint8_t ch[TERN_RELAY_CHANNEL_LEN];
     tern_addr addr;
     addr_count *ac;
     relay_session *s;
-} relay_side;
+    relay_side *ac_prev, *ac_next;
+};
 
 struct relay_session {
     tern__rdv_hitem h;      /* deadline: last_active (when pushed) + idle_timeout */
@@ -166,6 +173,7 @@ static addr_count *addr_ref(tern_relay *r, const tern_addr *a)
     if (ac == NULL) return NULL;
     memcpy(ac->key, key, ADDR_KEY_LEN);
     ac->n = 0;
+    ac->sides = NULL;
     if (tern__rdv_map_put(&r->addrs, ac) != TERN_OK) {
         r->mem.free(ac, sizeof(*ac), r->mem.user);
         return NULL;
@@ -190,18 +198,55 @@ static void shrink_if_empty(tern_relay *r)
     if (r->idle.n == 0) tern__rdv_heap_free(&r->idle);
 }
 
+static void side_link(relay_side *sd, addr_count *ac)
+{
+    sd->ac = ac;
+    ac->n++;
+    sd->ac_prev = NULL;
+    sd->ac_next = ac->sides;
+    if (ac->sides) ac->sides->ac_prev = sd;
+    ac->sides = sd;
+}
+
+static void side_unlink(relay_side *sd)
+{
+    addr_count *ac = sd->ac;
+    if (ac == NULL) return;
+    if (sd->ac_prev) sd->ac_prev->ac_next = sd->ac_next;
+    else ac->sides = sd->ac_next;
+    if (sd->ac_next) sd->ac_next->ac_prev = sd->ac_prev;
+    sd->ac_prev = sd->ac_next = NULL;
+    ac->n--;
+}
+
 static void session_free(tern_relay *r, relay_session *s)
 {
     tern__rdv_heap_remove(&r->idle, &s->h);
     tern__rdv_map_del(&r->pairs, s);
     for (int i = 0; i < 2; i++) {
         tern__rdv_map_del(&r->channels, &s->side[i]);
-        if (s->side[i].ac) s->side[i].ac->n--;
+        side_unlink(&s->side[i]);
     }
     for (int i = 0; i < 2; i++) addr_unref_if_unused(r, s->side[i].ac);
     r->mem.free(s, sizeof(*s), r->mem.user);
     r->st.sessions--;
     shrink_if_empty(r);
+}
+
+/* Frees the session at ac (an address at its max_per_addr) that forwarded least recently,
+ * unless that is `keep` (the session being opened). Returns 1 when one was freed; ac stays (the
+ * caller holds it: it is freed with its last session only when n reaches 0, and the caller
+ * counts on it). */
+static int evict_lra(tern_relay *r, addr_count *ac, const relay_session *keep)
+{
+    relay_side *old = NULL;
+    for (relay_side *sd = ac->sides; sd != NULL; sd = sd->ac_next)
+        if (sd->s != keep && (old == NULL || sd->s->last_active < old->s->last_active)) old = sd;
+    if (old == NULL) return 0;
+    ac->n++; /* held: the caller goes on using ac */
+    session_free(r, old->s);
+    ac->n--;
+    return 1;
 }
 
 /* A random channel that no live session uses (nor `other`). */
@@ -262,14 +307,15 @@ int tern_relay_open(tern_relay *r, uint64_t now, const tern_addr *addr_a, const 
         sd->addr = *addrs[i];
         sd->addr.pad_ = 0;
         addr_count *ac = addr_ref(r, addrs[i]);
+        if (ac != NULL && ac->n >= r->cfg.max_per_addr && i == 1 && evict_lra(r, ac, s))
+            r->st.evicted++; /* the target's address is full: its least recently active goes */
         if (ac == NULL) {
             rc = TERN_ERR_NOMEM;
         } else if (ac->n >= r->cfg.max_per_addr) {
             r->st.open_refused++;
             rc = TERN_ERR_LIMIT;
         } else {
-            sd->ac = ac; /* set only once counted: the undo below releases exactly these */
-            ac->n++;
+            side_link(sd, ac); /* set only once counted: the undo below releases exactly these */
         }
         if (rc != TERN_OK && ac != NULL && sd->ac == NULL) addr_unref_if_unused(r, ac);
     }
@@ -290,9 +336,9 @@ int tern_relay_open(tern_relay *r, uint64_t now, const tern_addr *addr_a, const 
     if (rc != TERN_OK) {
         if (in_pairs) tern__rdv_map_del(&r->pairs, s);
         for (int i = 0; i < in_map; i++) tern__rdv_map_del(&r->channels, &s->side[i]);
-        for (int i = 0; i < 2; i++)
-            if (s->side[i].ac) s->side[i].ac->n--;
-        for (int i = 0; i < 2; i++) addr_unref_if_unused(r, s->side[i].ac);
+        addr_count *acs[2] = {s->side[0].ac, s->side[1].ac};
+        for (int i = 0; i < 2; i++) side_unlink(&s->side[i]);
+        for (int i = 0; i < 2; i++) addr_unref_if_unused(r, acs[i]);
         r->mem.free(s, sizeof(*s), r->mem.user);
         shrink_if_empty(r);
         return rc;
@@ -392,6 +438,22 @@ void tern_relay_handle_expiry(tern_relay *r, uint64_t now)
         session_free(r, s);
         r->st.expired++;
     }
+}
+
+int tern_relay_close(tern_relay *r, const uint8_t ch[TERN_RELAY_CHANNEL_LEN])
+{
+    if (r == NULL || ch == NULL) return TERN_ERR_INVALID_ARG;
+    relay_side *sd = tern__rdv_map_get(&r->channels, ch, TERN_RELAY_CHANNEL_LEN);
+    if (sd == NULL) return TERN_ERR_NOT_FOUND;
+    session_free(r, sd->s);
+    r->st.closed++;
+    return TERN_OK;
+}
+
+int tern_relay_alive(const tern_relay *r, const uint8_t ch[TERN_RELAY_CHANNEL_LEN])
+{
+    return r != NULL && ch != NULL &&
+           tern__rdv_map_get(&r->channels, ch, TERN_RELAY_CHANNEL_LEN) != NULL;
 }
 
 void tern_relay_get_stats(const tern_relay *r, tern_relay_stats *st)

@@ -103,6 +103,8 @@ static void srv_on_free(tern_conn *c, void *u)
     tern_rdv_server_on_gone(r->rdv, c, sim_now(r->s));
 }
 
+static int g_intro_target_rate = -1; /* >= 0: overrides the server's intro_target_rate */
+
 static void srv_init(rsrv *r, sim *s, int with_relay)
 {
     memset(r, 0, sizeof(*r));
@@ -120,6 +122,7 @@ static void srv_init(rsrv *r, sim *s, int with_relay)
     rc.mem = &r->rmem.mem;
     rc.rand = tt_rand_fill;
     rc.rand_user = &r->rrng;
+    if (g_intro_target_rate >= 0) rc.intro_target_rate = (uint32_t)g_intro_target_rate;
     if (with_relay) {
         tt_mem_init(&r->lmem);
         tt_rng_seed(&r->lrng, sim_derive_seed(s, 3));
@@ -952,6 +955,150 @@ static void test_relay_when_no_direct_path_then_direct(void)
     world_free(&w);
 }
 
+/* M1 (issue 12): a flood of introductions to one target, each from a fresh key, fills every
+ * table of expectations it has; a legitimate introduction during the flood still connects. */
+static void test_intro_flood_cannot_lock_expectations(void)
+{
+    enum { ATT = 70 };
+    g_intro_target_rate = 0; /* let the whole flood through the server: the client is the subject */
+    world w;
+    world_init(&w, 2);
+    g_intro_target_rate = -1;
+    peer *t = &w.p[0], *l = &w.p[1];
+    peer *att = calloc(ATT, sizeof(*att));
+    TT_REQUIRE(att != NULL);
+    for (int i = 0; i < ATT; i++) peer_init(&att[i], w.s, &w.srv, (uint8_t)(20 + i));
+    run_ms(w.s, 100);
+    for (int i = 0; i < ATT; i++) {
+        TT_REQUIRE(att[i].srv_up);
+        TT_REQUIRE(tern_rdv_client_register(att[i].rc, sim_now(w.s), &att[i].addr, 1, NULL) ==
+                   TERN_OK);
+        wake(&att[i]);
+    }
+    run_ms(w.s, 50);
+    /* each attacker asks for the target on a flow of its own (no client, so it never connects
+     * and the target's expectation of it is never used up) */
+    for (int i = 0; i < ATT; i++) {
+        tern_flow_config fc;
+        tern_flow_config_default(&fc);
+        uint64_t f;
+        TT_REQUIRE(tern_flow_open(att[i].srv_conn, &fc, &f) == TERN_OK);
+        tern_rdv_msg m;
+        tern_rdv_msg_init(&m, TERN_RDV_INTRODUCE);
+        m.has_peer_id = 1;
+        memcpy(m.peer_id, t->id, TERN_PEER_ID_LEN);
+        TT_REQUIRE(tern_rdv_send(att[i].srv_conn, f, sim_now(w.s), &m) == TERN_OK);
+        wake(&att[i]);
+        run_ms(w.s, 2);
+    }
+    run_ms(w.s, 100);
+    tern_rdv_client_stats st;
+    tern_rdv_client_get_stats(t->rc, &st);
+    TT_CHECK_EQ_INT(t->introduced, ATT);
+    TT_CHECK_EQ_U64(st.expect_evicted, ATT - TERN_RDV_CLIENT_MAX_PENDING);
+    /* during the flood: a real introduction connects */
+    TT_REQUIRE(tern_rdv_client_introduce(l->rc, sim_now(w.s), t->id) == TERN_OK);
+    wake(l);
+    run_ms(w.s, 500);
+    tern_rdv_client_get_stats(t->rc, &st);
+    printf("  %d introductions from fresh keys to one target: %llu expectations evicted, the "
+           "legitimate peer %s (target's endpoint: %s)\n", ATT,
+           (unsigned long long)st.expect_evicted,
+           l->peer_established == 1 && t->accepted == 1 ? "connected" : "DID NOT connect",
+           t->introduced_err == TERN_OK ? "expecting" : tern_strerror(t->introduced_err));
+    TT_CHECK_EQ_INT(l->peer_conns, 1);
+    TT_CHECK_EQ_INT(l->peer_established, 1);
+    TT_CHECK_EQ_INT(t->accepted, 1);
+    TT_REQUIRE(t->in_conn != NULL);
+    uint8_t id[32];
+    TT_REQUIRE(tern_conn_peer_id(t->in_conn, id) == TERN_OK);
+    TT_CHECK(memcmp(id, l->id, 32) == 0);
+    for (int i = 0; i < ATT; i++) peer_free(&att[i]);
+    free(att);
+    world_free(&w);
+}
+
+/* A datagram sink at one address: counts what arrives. */
+typedef struct sink {
+    uint64_t got;
+} sink;
+
+static void sink_recv(void *node, uint64_t now, const tern_addr *local, const tern_addr *remote,
+                      const uint8_t *data, size_t len)
+{
+    (void)now, (void)local, (void)remote, (void)data, (void)len;
+    ((sink *)node)->got++;
+}
+
+static int sink_send(void *node, uint64_t now, tern_datagram *d, size_t max, uint8_t *buf,
+                     size_t len)
+{
+    (void)node, (void)now, (void)d, (void)max, (void)buf, (void)len;
+    return 0;
+}
+
+static uint64_t sink_deadline(void *node)
+{
+    (void)node;
+    return TERN_TIME_NEVER;
+}
+
+static void sink_expire(void *node, uint64_t now)
+{
+    (void)node, (void)now;
+}
+
+static const sim_node_ops sink_ops = {sink_recv, sink_send, sink_deadline, sink_expire};
+
+/* M2 (issue 12): an introduction naming somebody else's public address as LOCAL (here straight
+ * from a server we do not trust, as the server itself drops them): the client never punches it,
+ * and still punches a LOCAL address in a private range. */
+static void test_client_drops_public_local_candidates(void)
+{
+    world w;
+    world_init(&w, 1);
+    peer *t = &w.p[0];
+    sink victim = {0}, lan = {0};
+    tern_addr va, la;
+    tern_addr_ipv4(&va, 203, 0, 113, 77, 9);
+    tern_addr_ipv4(&la, 10, 0, 0, 99, 5000);
+    TT_REQUIRE(sim_add_node(w.s, &sink_ops, &victim, &va) != NULL);
+    TT_REQUIRE(sim_add_node(w.s, &sink_ops, &lan, &la) != NULL);
+    uint8_t priv[32];
+    memset(priv, 0x31, sizeof(priv));
+    tern_keypair kp;
+    tern_keypair_from_private(&kp, priv);
+    tern_rdv_msg m;
+    tern_rdv_msg_init(&m, TERN_RDV_INTRODUCED);
+    m.has_peer_id = m.has_pubkey = m.has_nonce = 1;
+    memcpy(m.pubkey, kp.pub, 32);
+    tern_peer_id(kp.pub, m.peer_id);
+    memset(m.nonce, 7, sizeof(m.nonce));
+    m.n_cands = 4;
+    m.cands[0].kind = TERN_RDV_CAND_LOCAL, m.cands[0].addr = va;
+    m.cands[1].kind = TERN_RDV_CAND_LOCAL;
+    tern_addr_ipv4(&m.cands[1].addr, 8, 8, 8, 8, 53);
+    m.cands[2].kind = TERN_RDV_CAND_LOCAL, m.cands[2].addr = la;
+    m.cands[3].kind = TERN_RDV_CAND_PUBLIC;
+    tern_addr_ipv4(&m.cands[3].addr, 198, 51, 100, 200, 4000);
+    uint8_t buf[TERN_RDV_MAX_MSG];
+    int n = tern_rdv_encode(&m, buf, sizeof(buf));
+    TT_REQUIRE(n > 0);
+    TT_CHECK_EQ_INT(tern_rdv_client_on_message(t->rc, t->srv_conn, 1, buf, (size_t)n,
+                                               sim_now(w.s)), 1);
+    wake(t);
+    run_ms(w.s, 3000);
+    tern_rdv_client_stats st;
+    tern_rdv_client_get_stats(t->rc, &st);
+    printf("  INTRODUCED with 2 public LOCAL candidates: %llu dropped; the victim received %llu "
+           "datagrams, the private LOCAL one %llu\n", (unsigned long long)st.local_cands_dropped,
+           (unsigned long long)victim.got, (unsigned long long)lan.got);
+    TT_CHECK_EQ_U64(st.local_cands_dropped, 2);
+    TT_CHECK_EQ_U64(victim.got, 0);
+    TT_CHECK(lan.got > 0);
+    world_free(&w);
+}
+
 static const tt_case cases[] = {
     TT_CASE(test_register),
     TT_CASE(test_introduce_connects_and_target_accepts_only_the_introduced),
@@ -961,6 +1108,8 @@ static const tt_case cases[] = {
     TT_CASE(test_groups),
     TT_CASE(test_rpc),
     TT_CASE(test_bad_input_and_other_conns),
+    TT_CASE(test_intro_flood_cannot_lock_expectations),
+    TT_CASE(test_client_drops_public_local_candidates),
     {NULL, NULL},
 };
 

@@ -264,34 +264,57 @@ static void test_limits(void)
     }
     TT_CHECK_EQ_U64(stats(&g).sessions, 1);
     TT_CHECK_EQ_U64(stats(&g).reused, 20);
-    /* a is in 4 sessions; a fifth is refused, whichever side a is on */
+    /* a is in 4 sessions (opened at t = 1..4 s); a fifth that a asks for is refused */
+    uint8_t ch[4][8], chb[4][8];
     for (int i = 0; i < 4; i++) {
         tern_addr_ipv4(&b, 10, 9, 9, (uint8_t)i, 7);
-        TT_REQUIRE(tern_relay_open(g.r, 0, &a, &b, c1, c2) == TERN_OK);
+        TT_REQUIRE(tern_relay_open(g.r, (uint64_t)(i + 1) * S, &a, &b, ch[i], chb[i]) == TERN_OK);
     }
     tern_addr_ipv4(&b, 10, 9, 9, 200, 7);
-    TT_CHECK_EQ_INT(tern_relay_open(g.r, 0, &a, &b, c1, c2), TERN_ERR_LIMIT);
-    TT_CHECK_EQ_INT(tern_relay_open(g.r, 0, &b, &a, c1, c2), TERN_ERR_LIMIT);
-    TT_CHECK_EQ_U64(stats(&g).open_refused, 2);
+    TT_CHECK_EQ_INT(tern_relay_open(g.r, 5 * S, &a, &b, c1, c2), TERN_ERR_LIMIT);
+    TT_CHECK_EQ_U64(stats(&g).open_refused, 1);
     TT_CHECK_EQ_U64(stats(&g).sessions, 4);
     TT_CHECK_EQ_U64(stats(&g).opened, 4);
-    /* the refused opens left nothing behind: b can still be in 4 sessions */
-    for (int i = 0; i < 4; i++) {
+    /* but a as the target of a fifth: its least recently active session makes room, so nobody
+     * can lock a out of the relay by opening sessions to it. Session 0 forwarded at 10 s, so
+     * session 1 (opened at 2 s, silent since) is the one that goes. */
+    uint8_t d[32] = {TERN_RELAY_TYPE};
+    memcpy(d + 1, ch[0], 8);
+    d[TERN_RELAY_HDR_LEN] = 0x40;
+    tern_addr to;
+    TT_REQUIRE(tern_relay_forward(g.r, 10 * S, &a, d, sizeof(d), &to) == (int)sizeof(d));
+    TT_CHECK_EQ_INT(tern_relay_open(g.r, 20 * S, &b, &a, c1, c2), TERN_OK);
+    TT_CHECK_EQ_U64(stats(&g).evicted, 1);
+    TT_CHECK_EQ_U64(stats(&g).sessions, 4);
+    TT_CHECK(!tern_relay_alive(g.r, ch[1]) && !tern_relay_alive(g.r, chb[1]));
+    TT_CHECK(tern_relay_alive(g.r, ch[0]) && tern_relay_alive(g.r, ch[2]) &&
+             tern_relay_alive(g.r, ch[3]) && tern_relay_alive(g.r, c1));
+    /* tern_relay_close frees one by either channel, once */
+    TT_CHECK_EQ_INT(tern_relay_close(g.r, chb[3]), TERN_OK);
+    TT_CHECK_EQ_INT(tern_relay_close(g.r, ch[3]), TERN_ERR_NOT_FOUND);
+    TT_CHECK_EQ_U64(stats(&g).closed, 1);
+    TT_CHECK_EQ_U64(stats(&g).sessions, 3);
+    /* the refused open left nothing behind: b (in one session) can be in 3 more */
+    for (int i = 0; i < 3; i++) {
         tern_addr o;
         tern_addr_ipv4(&o, 10, 8, 8, (uint8_t)i, 7);
-        TT_CHECK_EQ_INT(tern_relay_open(g.r, 0, &b, &o, c1, c2), TERN_OK);
+        TT_CHECK_EQ_INT(tern_relay_open(g.r, 20 * S, &b, &o, c1, c2), TERN_OK);
     }
+    tern_addr o4;
+    tern_addr_ipv4(&o4, 10, 8, 8, 99, 7);
+    TT_CHECK_EQ_INT(tern_relay_open(g.r, 20 * S, &b, &o4, c1, c2), TERN_ERR_LIMIT);
+    TT_CHECK_EQ_U64(stats(&g).sessions, 6);
     /* the server-wide limit */
     int ok = 0;
     for (int i = 0; i < 100; i++) {
         tern_addr p, q;
         tern_addr_ipv4(&p, 10, 7, 0, (uint8_t)i, 1);
         tern_addr_ipv4(&q, 10, 7, 1, (uint8_t)i, 1);
-        if (tern_relay_open(g.r, 0, &p, &q, c1, c2) == TERN_OK) ok++;
+        if (tern_relay_open(g.r, 20 * S, &p, &q, c1, c2) == TERN_OK) ok++;
     }
-    TT_CHECK_EQ_INT(ok, 50 - 8);
+    TT_CHECK_EQ_INT(ok, 50 - 6);
     TT_CHECK_EQ_U64(stats(&g).sessions, 50);
-    TT_CHECK_EQ_U64(stats(&g).open_refused, 2 + 100 - 42);
+    TT_CHECK_EQ_U64(stats(&g).open_refused, 2 + 100 - 44);
     rig_free(&g);
 }
 
