@@ -32,6 +32,7 @@
 
 #include "tern/driver.h"
 #include "tools/peer.h"
+#include "tools/peer_text.h"
 #include "tools/tools.h"
 
 /* ---------------------------------------------------------------- shared helpers */
@@ -196,7 +197,7 @@ typedef struct send_state {
     uint64_t close_code;
     char reason[300];
     int verdict;                    /* -1 none yet, else XFER_V_* */
-    char verdict_text[300];
+    char verdict_text[600];
     int exit_code;                  /* set by a local failure (file), else 0 */
     /* peer mode (--via): the session, the peer, when INTRODUCE went out */
     peer_session *ps;
@@ -351,13 +352,12 @@ static void on_message(tern_conn *c, uint64_t flow_id, const uint8_t *data, size
 {
     send_state *s = user;
     (void)flow_id;
-    if (len < 2 || data[0] != XFER_MSG_VERDICT || s->verdict >= 0) return;
-    s->verdict = data[1];
-    size_t tl = len - 2 < sizeof(s->verdict_text) - 1 ? len - 2 : sizeof(s->verdict_text) - 1;
-    memcpy(s->verdict_text, data + 2, tl);
-    s->verdict_text[tl] = '\0';
-    for (size_t i = 0; i < tl; i++)
-        if (s->verdict_text[i] < 0x20 || s->verdict_text[i] == 0x7f) s->verdict_text[i] = '?';
+    int status;
+    const uint8_t *text;
+    size_t tl;
+    if (s->verdict >= 0 || xfer_parse_verdict(data, len, &status, &text, &tl) != 0) return;
+    s->verdict = status;
+    tools_text_escape(s->verdict_text, sizeof(s->verdict_text), text, tl); /* the peer's words */
     s->t_done = tern_driver_now(s->d);
     s->phase = 3;
     /* not tern_conn_close() here: closing from inside on_message frees the flow the core is
