@@ -3,12 +3,15 @@
 # kernel picks (ternd binds port 0 and prints what it got). Usage: e2e.sh CASE TERND TERN CONNS
 # Cases: ping, wrong_key, no_listener, keygen, conns200, kill, sigterm; file transfer (tern send /
 # tern recv): xfer200, xfer_kill, xfer_wrong_key, xfer_disk_full; rendezvous load (tern loadgen
-# rdv): rdv_load, rdv_wrong_key, rdv_relay. Exit 0 pass, 1 fail.
+# rdv): rdv_load, rdv_wrong_key, rdv_relay; STUN over TCP under a connection flood (HELPER is
+# stun_tcp_flood): stun_tcp. Usage with a helper: e2e.sh CASE TERND TERN CONNS HELPER. Exit 0
+# pass, 1 fail.
 set -u
 CASE=$1
 TERND=$2
 TERN=$3
 CONNS=$4
+HELPER=${5:-}
 work=$(mktemp -d "${TMPDIR:-/tmp}/tern-e2e.XXXXXX")
 ternd_pid=""
 bg_pid=""
@@ -369,6 +372,36 @@ rdv_wrong_key)
   grep -q '^register peers=20 registered=0 failed=20 ' "$work/lg.log" || fail "peers did not fail"
   grep -q 'does not match the pinned key' "$work/lg.log" || fail "no reason given"
   stop_ternd
+  ;;
+stun_tcp)
+  # one address cannot hold more than 8 TCP connections, many addresses cannot lock a client
+  # out of a table of 64, and connections without a complete request close after 2 s
+  "$TERND" --listen 127.0.0.1:0 --workers 1 --no-tern --stun-tcp-max 64 --stun-tcp-per-addr 8 \
+    --stun-tcp-idle 2 >"$work/ternd.log" 2>&1 &
+  ternd_pid=$!
+  i=0
+  until grep -q '^ternd: stun listening on tcp' "$work/ternd.log" 2>/dev/null; do
+    [ $i -lt 100 ] || fail "ternd did not start"
+    sleep 0.05
+    i=$((i + 1))
+  done
+  grep -q '^ternd: stun listening on tcp 127\.0\.0\.1:[0-9]* (at most 64 connections, 8 per address, closed after 2 s without a request)$' \
+    "$work/ternd.log" || fail "no limits in the tcp line"
+  PORT=$(sed -n 's/^ternd: stun listening on tcp 127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$work/ternd.log")
+  "$HELPER" "$PORT" >"$work/flood.log" 2>&1 || fail "stun_tcp_flood failed"
+  kill -TERM "$ternd_pid"
+  wait "$ternd_pid"
+  rc=$?
+  ternd_pid=""
+  [ $rc -eq 0 ] || fail "ternd exited with $rc"
+  line=$(grep '^stun tcp ' "$work/ternd.log")
+  v() { echo "$line" | sed -n "s/.* $1=\([0-9]*\).*/\1/p"; }
+  [ "$(v refused_per_addr)" -ge 32 ] || fail "refused_per_addr $(v refused_per_addr) < 32"
+  [ "$(v evicted)" -ge 96 ] || fail "evicted $(v evicted) < 96"
+  [ "$(v idle_closed)" -ge 60 ] || fail "idle_closed $(v idle_closed) < 60"
+  [ "$(v peak)" -le 64 ] || fail "peak $(v peak) > 64"
+  cat "$work/flood.log"
+  echo "$line"
   ;;
 *)
   fail "unknown case"
