@@ -76,8 +76,6 @@ char *tools_text_escape(char *dst, size_t cap, const uint8_t *src, size_t len)
         if (n == 0) {
             tl = (size_t)snprintf(tmp, sizeof(tmp), "\\x%02x", src[i]);
             n = 1;
-        } else if (cp == '\\') {
-            tl = 2, memcpy(tmp, "\\\\", 2);
         } else if (cp == '\n' || cp == '\r' || cp == '\t') {
             tmp[0] = '\\', tmp[1] = cp == '\n' ? 'n' : cp == '\r' ? 'r' : 't', tl = 2;
         } else if (cp < 0x20 || cp == 0x7f) {

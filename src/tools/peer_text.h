@@ -21,8 +21,9 @@
 const char *tools_name_problem(const uint8_t *name, size_t len);
 
 /* Copies untrusted text into dst[cap] (cap >= 16) as a NUL-terminated string that is safe on a
- * terminal: printable ASCII and valid UTF-8 pass; '\\' becomes "\\\\", \n \r \t become "\\n"
- * "\\r" "\\t", other bytes below 0x20, DEL and bytes that are not UTF-8 become "\\xNN", and the
+ * terminal: printable ASCII and valid UTF-8 pass (a backslash too: texts are escaped once
+ * more where they are relayed, as a verdict quoting a name); \n \r \t become "\\n" "\\r"
+ * "\\t", other bytes below 0x20, DEL and bytes that are not UTF-8 become "\\xNN", and the
  * code points a terminal acts on or that reorder text (U+0080..U+009F, U+2028/2029,
  * U+200E/200F, U+061C, U+202A..U+202E, U+2066..U+2069) become "\\u{XXXX}". Output that does not
  * fit ends with "..." at a character boundary. Returns dst. */

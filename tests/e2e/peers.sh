@@ -242,6 +242,63 @@ chat)
   [ $rc -eq 0 ] || fail "tern chat (b) exited with $rc at end of input"
   cat "$work/a.log" "$work/b.log"
   ;;
+names)
+  # file names and texts from peers: a name with a newline (a forged output line), one with a
+  # terminal escape, a hidden one are refused, printed escaped and nothing is stored; a plain
+  # UTF-8 name is stored; chat messages with control characters arrive escaped
+  mkdir "$work/rx" "$work/tx"
+  nl='
+'
+  esc=$(printf '\033')
+  forged="x${nl}received evil.bin 1 bytes hash ok path direct"
+  printf 1 >"$work/tx/$forged"
+  printf 2 >"$work/tx/${esc}[2Jclear.txt"
+  printf 3 >"$work/tx/.hidden"
+  printf 4 >"$work/tx/ok-é.txt"
+  start_recv "$work/rx" --count 4
+  n=0
+  for f in "$forged" "${esc}[2Jclear.txt" ".hidden"; do
+    n=$((n + 1))
+    "$TERN" send "$work/tx/$f" --to "$RID" --via "$VIA" --server-key "$KEY" --quiet \
+      >"$work/send-$n.log" 2>&1
+    rc=$?
+    [ $rc -eq 6 ] || fail "tern send of bad name $n exited with $rc, not 6 (file refused)"
+    grep -q 'refusing the file name' "$work/send-$n.log" || fail "no refusal for name $n"
+  done
+  grep -q 'refusing the file name "x\\nreceived evil.bin 1 bytes hash ok path direct": a control character in the name' \
+    "$work/send-1.log" || fail "the newline is not shown escaped to the sender"
+  grep -q 'refusing the file name "\\x1b\[2Jclear.txt"' "$work/send-2.log" ||
+    fail "the escape is not shown escaped"
+  grep -q "starts with '.'" "$work/send-3.log" || fail "no reason for .hidden"
+  "$TERN" send "$work/tx/ok-é.txt" --to "$RID" --via "$VIA" --server-key "$KEY" --quiet \
+    >"$work/send-ok.log" 2>&1 || fail "tern send of a plain UTF-8 name failed"
+  wait "$RECV_PID"
+  grep -q '^received evil' "$work/recv.log" && fail "a forged line reached tern recv's output"
+  grep -q "$esc" "$work/recv.log" "$work"/send-*.log && fail "an ESC byte reached a terminal"
+  grep -q '^received ok-é.txt 1 bytes hash ok path direct$' "$work/recv.log" ||
+    fail "no received line for the plain name"
+  [ "$(ls -A "$work/rx")" = "ok-é.txt" ] || fail "the target directory holds: $(ls -A "$work/rx")"
+  # chat: control characters from a member are escaped at the other
+  mkfifo "$work/b.in"
+  "$TERN" chat room --via "$VIA" --server-key "$KEY" <"$work/b.in" >"$work/b.log" 2>&1 &
+  b_pid=$!
+  pids="$pids $b_pid"
+  exec 4>"$work/b.in"
+  wait_for "$work/b.log" '^joined room members 1$' "join of b"
+  printf 'red \033[31mtext\033[0m\rforged\tcol \302\233 \342\200\256\n' |
+    "$TERN" chat room --via "$VIA" --server-key "$KEY" >"$work/a.log" 2>&1 ||
+    fail "tern chat (a) failed"
+  a8=$(sed -n 's/^registered as \([0-9a-f]\{8\}\).*/\1/p' "$work/a.log")
+  wait_for "$work/b.log" "^$a8: red " "message of a at b"
+  exec 4>&-
+  wait "$b_pid"
+  grep -qF "$a8: red \x1b[31mtext\x1b[0m\rforged\tcol \u{009b} \u{202e}" "$work/b.log" ||
+    fail "the message is not escaped: $(grep "^$a8: " "$work/b.log" | od -c | head -5)"
+  grep -q "$esc" "$work/b.log" && fail "an ESC byte reached the chat output"
+  cat "$work/recv.log"
+  grep -h 'refusing' "$work"/send-*.log
+  grep "^$a8: " "$work/b.log"
+  ;;
 unknown)
   # nobody registered with that ID: a clear error, exit 1, well within a second; the same for
   # tern send
