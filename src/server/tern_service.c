@@ -67,23 +67,26 @@ typedef struct tern_svc {
     int has_secret;
 } tern_svc;
 
-/* Bytes the core accounts for now: connections, rendezvous state, relay sessions. */
-static uint64_t mem_accounted(tern_svc *s)
+/* Bytes the core accounts for now: connections, rendezvous state, relay sessions (each part
+ * in parts[3] when parts is not NULL). */
+static uint64_t mem_accounted(tern_svc *s, uint64_t *parts)
 {
+    uint64_t p[3] = {0, 0, 0};
     tern_endpoint_stats es;
     tern_endpoint_get_stats(tern_driver_endpoint(s->d), &es);
-    uint64_t m = es.mem_current;
+    p[0] = es.mem_current;
     if (s->rdv) {
         tern_rdv_stats rs;
         tern_rdv_server_get_stats(s->rdv, &rs);
-        m += rs.mem_current;
+        p[1] = rs.mem_current;
     }
     if (s->relay) {
         tern_relay_stats ls;
         tern_relay_get_stats(s->relay, &ls);
-        m += ls.mem_current;
+        p[2] = ls.mem_current;
     }
-    return m;
+    if (parts) memcpy(parts, p, sizeof(p));
+    return p[0] + p[1] + p[2];
 }
 
 /* Resident set size of this process in bytes (0 when /proc cannot tell). */
@@ -101,7 +104,7 @@ static void mem_on_timer(tern_driver *d, tern_driver_timer *t, void *user)
 {
     tern_svc *s = user;
     uint64_t now = tern_driver_now(d);
-    uint64_t m = mem_accounted(s);
+    uint64_t m = mem_accounted(s, NULL);
     if (m > s->mem_peak) s->mem_peak = m;
     if (s->mem_peak - m >= TRIM_MIN_DROP && m <= s->mem_peak / 2 &&
         (s->mem_trims == 0 || now - s->mem_last_trim >= TRIM_MIN_GAP_NS)) {
@@ -421,9 +424,12 @@ static void report(ternd_service *svc, FILE *out)
                 s->has_secret, s->req_register, s->req_join, s->req_offer,
                 (unsigned long long)rs.token_rejected);
     }
-    fprintf(out, "memory accounted=%llu peak_since_trim=%llu trims=%llu trimmed_from=%llu "
-                 "trim_ms=%.1f rss=%llu\n",
-            (unsigned long long)mem_accounted(s), (unsigned long long)s->mem_peak,
+    uint64_t parts[3];
+    uint64_t acc = mem_accounted(s, parts);
+    fprintf(out, "memory accounted=%llu endpoint=%llu rendezvous=%llu relay=%llu "
+                 "peak_since_trim=%llu trims=%llu trimmed_from=%llu trim_ms=%.1f rss=%llu\n",
+            (unsigned long long)acc, (unsigned long long)parts[0], (unsigned long long)parts[1],
+            (unsigned long long)parts[2], (unsigned long long)s->mem_peak,
             (unsigned long long)s->mem_trims, (unsigned long long)s->mem_trimmed_from,
             (double)s->mem_trim_ns / 1e6, (unsigned long long)rss_bytes());
     if (s->relay) {

@@ -3,7 +3,7 @@
 # kernel picks (ternd binds port 0 and prints what it got). Usage: e2e.sh CASE TERND TERN CONNS
 # Cases: ping, wrong_key, no_listener, keygen, conns200, kill, sigterm; file transfer (tern send /
 # tern recv): xfer200, xfer_kill, xfer_wrong_key, xfer_disk_full; rendezvous load (tern loadgen
-# rdv): rdv_load, rdv_wrong_key, rdv_relay; STUN over TCP under a connection flood (HELPER is
+# rdv): rdv_load, rdv_wrong_key, rdv_relay; memory given back after a burst: rss; STUN over TCP under a connection flood (HELPER is
 # stun_tcp_flood): stun_tcp. Usage with a helper: e2e.sh CASE TERND TERN CONNS HELPER. Exit 0
 # pass, 1 fail.
 set -u
@@ -372,6 +372,29 @@ rdv_wrong_key)
   grep -q '^register peers=20 registered=0 failed=20 ' "$work/lg.log" || fail "peers did not fail"
   grep -q 'does not match the pinned key' "$work/lg.log" || fail "no reason given"
   stop_ternd
+  ;;
+rss)
+  # memory comes back: 5,000 peers connect and register, then go (the load generator closes
+  # them); within 10 s ternd's RSS falls below half its peak (malloc_trim after the accounted
+  # memory fell), and the memory line counts the trim
+  start_ternd
+  rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$ternd_pid/status"; }
+  r0=$(rss_kb)
+  "$TERN" loadgen rdv "127.0.0.1:$PORT" --server-key "$KEY" --peers 5000 --duration 1 \
+    --server-pid "$ternd_pid" >"$work/lg.log" 2>&1 || fail "loadgen rdv failed"
+  peak=$(awk '/^VmHWM/ { print $2 }' "/proc/$ternd_pid/status")
+  [ "$peak" -gt $((r0 + 20000)) ] || fail "the burst grew RSS only from $r0 to $peak kB"
+  t0=$(now_ms)
+  until [ "$(rss_kb)" -le $((peak / 2)) ]; do
+    [ $(($(now_ms) - t0)) -lt 10000 ] || fail "RSS still $(rss_kb) kB 10 s after the burst (peak $peak kB)"
+    sleep 0.2
+  done
+  t=$(($(now_ms) - t0))
+  r1=$(rss_kb)
+  stop_ternd
+  grep -q '^memory accounted=[0-9]* .* trims=[1-9]' "$work/ternd.log" || fail "no trim counted"
+  echo "RSS before $r0 kB, peak $peak kB, $r1 kB $t ms after the peers left"
+  grep '^memory' "$work/ternd.log"
   ;;
 stun_tcp)
   # one address cannot hold more than 8 TCP connections, many addresses cannot lock a client
