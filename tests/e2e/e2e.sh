@@ -385,6 +385,16 @@ rss)
   peak=$(awk '/^VmHWM/ { print $2 }' "/proc/$ternd_pid/status")
   [ "$peak" -gt $((r0 + 20000)) ] || fail "the burst grew RSS only from $r0 to $peak kB"
   t0=$(now_ms)
+  if grep -q __asan_init "$TERND"; then
+    # ASan's allocator keeps freed blocks in quarantine and ignores malloc_trim: only the
+    # decision to trim is checked
+    sleep 3
+    stop_ternd
+    grep -q '^memory accounted=[0-9]* .* trims=[1-9]' "$work/ternd.log" || fail "no trim counted"
+    echo "under ASan: RSS not checked; $(grep '^memory' "$work/ternd.log")"
+    echo "PASS ($CASE)"
+    exit 0
+  fi
   until [ "$(rss_kb)" -le $((peak / 2)) ]; do
     [ $(($(now_ms) - t0)) -lt 10000 ] || fail "RSS still $(rss_kb) kB 10 s after the burst (peak $peak kB)"
     sleep 0.2
