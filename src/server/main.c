@@ -53,7 +53,7 @@ static void usage(FILE *f)
             "  --stun-tcp-idle S     close a STUN TCP connection after S seconds without a\n"
             "                        complete request (default %d)\n"
             "  --no-malloc-trim      keep freed memory (by default, when the accounted memory\n"
-            "                        falls by half and 16 MiB, it goes back to the system)\n"
+            "                        falls by half and 4 MiB, it goes back to the system)\n"
             "  --quiet               no startup lines\n"
             "  -h, --help            this text\n"
             "SIGINT/SIGTERM stop it and print its counters to stderr.\n",

@@ -20,6 +20,15 @@
  * rendezvous server at each introduction (tern_rdv_config.relay_sessions) and idle out on a
  * driver timer. --no-relay leaves all of it out.
  *
+ * Access control: with --token-secret the rendezvous server checks the tokens peers present,
+ * and with --require-tokens it refuses REGISTER, JOIN or OFFER without a valid one
+ * (ERROR(TOKEN_REQUIRED / FORGED / EXPIRED), counted in the "rendezvous tokens" line).
+ *
+ * Memory: a one-second driver timer compares the memory the core accounts for (endpoint,
+ * rendezvous, relay) with its peak since the last trim and calls malloc_trim(0) once it fell by
+ * half and by 4 MiB, so the pages an attack or a burst left behind go back to the system
+ * (rate-limited; --no-malloc-trim turns it off; the "memory" line counts it).
+ *
  * When no --tern-listen was given and the default port is taken, the service prints a warning
  * and stays off, so a second ternd on one host still serves STUN; an explicit address that
  * cannot be bound is an error.
@@ -46,7 +55,7 @@
  * walks the free lists with the arena locked, a few ms per GB, on this thread). */
 #define TRIM_CHECK_NS (1 * TERN_NS_PER_S)
 #define TRIM_MIN_GAP_NS (5 * TERN_NS_PER_S)
-#define TRIM_MIN_DROP (16ull << 20)
+#define TRIM_MIN_DROP (4ull << 20)
 
 typedef struct tern_svc {
     tern_driver *d;
