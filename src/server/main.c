@@ -7,13 +7,17 @@
  * With no arguments it runs on embedded defaults: STUN on 0.0.0.0:3478, UDP and TCP, one UDP
  * worker per core; a tern listener (echo service) on UDP 0.0.0.0:4433 with a fresh key.
  */
+#include <errno.h>
+#include <malloc.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "server/service.h"
+#include "tern/rendezvous.h"
 
 static void usage(FILE *f)
 {
@@ -38,10 +42,23 @@ static void usage(FILE *f)
             "                        without it a fresh key is made and its public half printed\n"
             "  --no-tern             no tern listener\n"
             "  --no-relay            no relay on the tern port (introductions offer none)\n"
+            "  --token-secret FILE   the secret of access tokens (`tern token new-secret FILE`);\n"
+            "                        tokens that peers present are then checked\n"
+            "  --require-tokens LIST register,join,offer or all: refuse those requests without\n"
+            "                        a valid token (`tern token register|join|offer`); needs\n"
+            "                        --token-secret\n"
+            "  --stun-tcp-max N      STUN TCP connections held at once (default %d); when full\n"
+            "                        a new one replaces the idlest of the address holding most\n"
+            "  --stun-tcp-per-addr N per source address (IPv6: per /64) (default %d)\n"
+            "  --stun-tcp-idle S     close a STUN TCP connection after S seconds without a\n"
+            "                        complete request (default %d)\n"
+            "  --no-malloc-trim      keep freed memory (by default, when the accounted memory\n"
+            "                        falls by half and 4 MiB, it goes back to the system)\n"
             "  --quiet               no startup lines\n"
             "  -h, --help            this text\n"
             "SIGINT/SIGTERM stop it and print its counters to stderr.\n",
-            TERND_MAX_LISTEN, TERN_STUN_PORT, TERND_MAX_LISTEN, TERND_TERN_PORT);
+            TERND_MAX_LISTEN, TERN_STUN_PORT, TERND_MAX_LISTEN, TERND_TERN_PORT,
+            TERND_STUN_TCP_MAX, TERND_STUN_TCP_PER_ADDR, TERND_STUN_TCP_IDLE_S);
 }
 
 static int parse_int(const char *s, int lo, int hi, int *out)
@@ -60,6 +77,49 @@ static int parse_addr(const char *s, tern_addr *a)
     return 0;
 }
 
+/* Reads the token secret: 64 hex characters (then optional white space). */
+static int read_secret(const char *path, uint8_t secret[TERN_RDV_SECRET_LEN])
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "ternd: cannot read --token-secret %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    char text[2 * TERN_RDV_SECRET_LEN + 8];
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r' || text[n - 1] == ' ')) n--;
+    text[n] = '\0';
+    int rc = n == 2 * TERN_RDV_SECRET_LEN ? tern_hex_decode(text, secret, TERN_RDV_SECRET_LEN)
+                                          : TERN_ERR_MALFORMED;
+    sodium_memzero(text, sizeof(text));
+    if (rc != TERN_OK) {
+        fprintf(stderr, "ternd: %s is not a token secret (64 hex characters: tern token "
+                        "new-secret)\n",
+                path);
+        return -1;
+    }
+    return 0;
+}
+
+/* "register,join,offer" (any of them) or "all". */
+static int parse_require(const char *v, ternd_config *c)
+{
+    char buf[64];
+    if (strlen(v) >= sizeof(buf)) return -1;
+    strcpy(buf, v);
+    char *save = NULL;
+    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (!strcmp(t, "all")) c->require_register_token = c->require_join_token =
+            c->require_offer_token = 1;
+        else if (!strcmp(t, "register")) c->require_register_token = 1;
+        else if (!strcmp(t, "join")) c->require_join_token = 1;
+        else if (!strcmp(t, "offer")) c->require_offer_token = 1;
+        else return -1;
+    }
+    return c->require_register_token || c->require_join_token || c->require_offer_token ? 0 : -1;
+}
+
 static int parse_args(int argc, char **argv, ternd_config *c)
 {
     memset(c, 0, sizeof(*c));
@@ -68,6 +128,9 @@ static int parse_args(int argc, char **argv, ternd_config *c)
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     c->workers = cores > 0 ? (int)cores : 1;
     tern_stun_server_config_default(&c->stun);
+    c->stun_tcp_max = TERND_STUN_TCP_MAX;
+    c->stun_tcp_per_addr = TERND_STUN_TCP_PER_ADDR;
+    c->stun_tcp_idle_s = TERND_STUN_TCP_IDLE_S;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -157,6 +220,37 @@ static int parse_args(int argc, char **argv, ternd_config *c)
             c->no_tern = 1;
         } else if (!strcmp(a, "--no-relay")) {
             c->no_relay = 1;
+        } else if (!strcmp(a, "--token-secret")) {
+            NEED_VALUE();
+            if (read_secret(v, c->token_secret) != 0) return -1;
+            c->has_token_secret = 1;
+        } else if (!strcmp(a, "--require-tokens")) {
+            NEED_VALUE();
+            if (parse_require(v, c) != 0) {
+                fprintf(stderr, "ternd: bad --require-tokens %s (register,join,offer or all)\n",
+                        v);
+                return -1;
+            }
+        } else if (!strcmp(a, "--stun-tcp-max")) {
+            NEED_VALUE();
+            if (parse_int(v, 1, 65536, &c->stun_tcp_max) != 0) {
+                fprintf(stderr, "ternd: bad --stun-tcp-max %s (1..65536)\n", v);
+                return -1;
+            }
+        } else if (!strcmp(a, "--stun-tcp-per-addr")) {
+            NEED_VALUE();
+            if (parse_int(v, 1, 65536, &c->stun_tcp_per_addr) != 0) {
+                fprintf(stderr, "ternd: bad --stun-tcp-per-addr %s (1..65536)\n", v);
+                return -1;
+            }
+        } else if (!strcmp(a, "--stun-tcp-idle")) {
+            NEED_VALUE();
+            if (parse_int(v, 1, 3600, &c->stun_tcp_idle_s) != 0) {
+                fprintf(stderr, "ternd: bad --stun-tcp-idle %s (1..3600 seconds)\n", v);
+                return -1;
+            }
+        } else if (!strcmp(a, "--no-malloc-trim")) {
+            c->no_malloc_trim = 1;
         } else if (!strcmp(a, "--quiet")) {
             c->quiet = 1;
         } else {
@@ -184,6 +278,12 @@ static int parse_args(int argc, char **argv, ternd_config *c)
         fprintf(stderr, "ternd: --user and --password go together\n");
         return -1;
     }
+    if ((c->require_register_token || c->require_join_token || c->require_offer_token) &&
+        !c->has_token_secret) {
+        fprintf(stderr, "ternd: --require-tokens needs --token-secret FILE (tern token "
+                        "new-secret FILE makes one)\n");
+        return -1;
+    }
     if (!c->udp && !c->tcp) {
         fprintf(stderr, "ternd: --no-udp and --no-tcp leave nothing to serve\n");
         return -1;
@@ -194,7 +294,15 @@ static int parse_args(int argc, char **argv, ternd_config *c)
 int main(int argc, char **argv)
 {
     ternd_config cfg;
-    if (parse_args(argc, argv, &cfg) != 0) return 2;
+    int prc = parse_args(argc, argv, &cfg);
+    if (prc != 0) {
+        sodium_memzero(cfg.token_secret, sizeof(cfg.token_secret));
+        return 2;
+    }
+    /* glibc makes an arena per thread that allocates (up to 8 per core), each keeping its own
+     * free memory; the services allocate from one or two threads, so two arenas serve them and
+     * keep what an attack leaves behind in fewer places (MALLOC_ARENA_MAX still overrides) */
+    if (getenv("MALLOC_ARENA_MAX") == NULL) mallopt(M_ARENA_MAX, 2);
 
     /* Block the stop signals before any thread starts, so only sigwait below sees them. */
     sigset_t stop_set;
@@ -226,5 +334,6 @@ int main(int argc, char **argv)
         services[i].report(&services[i], stderr);
         services[i].destroy(&services[i]);
     }
+    sodium_memzero(cfg.token_secret, sizeof(cfg.token_secret));
     return rc;
 }

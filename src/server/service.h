@@ -12,6 +12,10 @@
 
 #define TERND_MAX_LISTEN 4
 #define TERND_TERN_PORT 4433 /* the tern service's default UDP port */
+/* STUN over TCP: public-server defaults of --stun-tcp-max, --stun-tcp-per-addr, --stun-tcp-idle */
+#define TERND_STUN_TCP_MAX 1024
+#define TERND_STUN_TCP_PER_ADDR 8
+#define TERND_STUN_TCP_IDLE_S 10
 
 /* Everything ternd's command line sets. */
 typedef struct ternd_config {
@@ -31,6 +35,17 @@ typedef struct ternd_config {
     tern_addr tern_listen[TERND_MAX_LISTEN]; /* default 0.0.0.0:4433 */
     const char *key_file;                /* --key: private key file; NULL: a fresh key */
     int no_relay;                        /* --no-relay: no relay on the tern port */
+    /* access control (--token-secret, --require-tokens): tern_rdv_config's token settings */
+    int has_token_secret;
+    uint8_t token_secret[32];            /* TERN_RDV_SECRET_LEN */
+    uint8_t require_register_token, require_join_token, require_offer_token;
+    /* STUN over TCP (stun_service.c) */
+    int stun_tcp_max;                    /* --stun-tcp-max: connections held at once (1024) */
+    int stun_tcp_per_addr;               /* --stun-tcp-per-addr: per source IP, IPv6 /64 (8) */
+    int stun_tcp_idle_s;                 /* --stun-tcp-idle: seconds without a complete
+                                            request before a connection is closed (10) */
+    /* memory (tern_service.c) */
+    int no_malloc_trim;                  /* --no-malloc-trim: never give freed memory back */
 } ternd_config;
 
 typedef struct ternd_service {

@@ -8,28 +8,35 @@
  * empty, waking at least every 100 ms to see the stop flag. With an alternate address (RFC 5780)
  * each worker owns the four sockets {IP1, IP2} x {PORT1, PORT2} and sends CHANGE-REQUEST answers
  * from the one the responder picks.
- * TCP (RFC 8489 framing: messages back to back, cut by their length field): one thread polls the
- * listeners and up to 256 connections, each with a fixed buffer; a malformed frame, a full
- * output queue or 30 s of silence closes the connection.
+ * TCP (RFC 8489 framing: messages back to back, cut by their length field, stun_tcp.c): one
+ * thread polls the listeners and up to --stun-tcp-max connections (1024), each with a fixed
+ * buffer; a malformed frame, a full output queue or --stun-tcp-idle seconds (10) without a
+ * complete request closes the connection (a byte now and then does not keep it). One source
+ * address (an IPv6 /64) holds at most --stun-tcp-per-addr of them (8; more are accepted and
+ * closed at once); when the table is full, a new connection replaces the idlest connection of
+ * the source holding the most, so no set of addresses locks the others out. Spare descriptor:
+ * when accept fails for want of descriptors, one kept open for it is closed, the connection
+ * accepted and closed, and the spare reopened, so a full descriptor table never spins the
+ * thread on a listener that stays readable.
  */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "server/service.h"
+#include "server/stun_tcp.h"
 #include "tern/udp.h"
 
 #define MAX_SOCKS 4
-#define TCP_MAX_CONNS 256
-#define TCP_BUF 4096
-#define TCP_IDLE_NS (30ull * TERN_NS_PER_S)
 
 typedef struct stun_svc stun_svc;
 
@@ -56,10 +63,9 @@ static int gso_wanted(void)
 
 typedef struct tcp_conn {
     int fd;
-    size_t fill;
-    uint64_t last_ns;
+    uint64_t last_ns; /* accept, then each complete request */
     tern_addr remote, local;
-    uint8_t buf[TCP_BUF];
+    stun_tcp_stream in;
 } tcp_conn;
 
 struct stun_svc {
@@ -75,8 +81,18 @@ struct stun_svc {
     int n_listeners;
     int listeners[TERND_MAX_LISTEN];
     tern_addr listen_addr[TERND_MAX_LISTEN];
-    tcp_conn *conns[TCP_MAX_CONNS];
+    int tcp_max, tcp_per_addr;       /* limits in force */
+    uint64_t tcp_idle_ns;
+    int n_conns;                     /* connections held (in conns[0..n_conns)) */
+    tcp_conn **conns;                /* tcp_max entries */
+    struct pollfd *pfd;              /* n_listeners + tcp_max entries */
+    const tern_addr **vsrc;          /* stun_tcp_pick_victim's arguments */
+    uint64_t *vlast;
+    uint32_t *vscratch;
+    size_t vscratch_len;
+    int spare_fd;                    /* closed to accept one connection when out of fds */
     uint64_t tcp_accepted, tcp_refused, tcp_closed_bad, tcp_idle_closed, tcp_tx_short;
+    uint64_t tcp_refused_per_addr, tcp_evicted, tcp_no_fd, tcp_requests, tcp_peak;
     tern_stun_server tcp_srv;
 };
 
@@ -155,117 +171,178 @@ static void *worker_main(void *arg)
 
 /* ---------------------------------------------------------------- TCP */
 
+/* Closes conns[i]; the last connection takes its place. */
 static void tcp_close(stun_svc *s, int i)
 {
     close(s->conns[i]->fd);
     free(s->conns[i]);
-    s->conns[i] = NULL;
+    s->conns[i] = s->conns[--s->n_conns];
+    s->conns[s->n_conns] = NULL;
 }
 
-static void tcp_accept(stun_svc *s, int li)
+/* accept() failed with EMFILE/ENFILE: take the connection with the spare descriptor and close
+ * it, so the listener is not readable forever. */
+static void tcp_shed(stun_svc *s, int lfd)
+{
+    s->tcp_no_fd++;
+    if (s->spare_fd < 0) return;
+    close(s->spare_fd);
+    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0) close(fd);
+    s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void tcp_accept(stun_svc *s, int li, uint64_t now)
 {
     for (int budget = 0; budget < 64; budget++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
         int fd = accept4(s->listeners[li], (struct sockaddr *)&ss, &sl,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) return;
-        int slot = -1;
-        for (int i = 0; i < TCP_MAX_CONNS; i++)
-            if (s->conns[i] == NULL) {
-                slot = i;
-                break;
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE) tcp_shed(s, s->listeners[li]);
+            return;
+        }
+        tern_addr remote;
+        memset(&remote, 0, sizeof(remote));
+        tern_addr_from_sockaddr(&remote, (struct sockaddr *)&ss, sl);
+        int same = 0;
+        for (int i = 0; i < s->n_conns; i++) same += stun_tcp_same_source(&s->conns[i]->remote, &remote);
+        if (same >= s->tcp_per_addr) {
+            s->tcp_refused_per_addr++;
+            close(fd);
+            continue;
+        }
+        if (s->n_conns == s->tcp_max) {
+            for (int i = 0; i < s->n_conns; i++) {
+                s->vsrc[i] = &s->conns[i]->remote;
+                s->vlast[i] = s->conns[i]->last_ns;
             }
-        tcp_conn *c = slot >= 0 ? malloc(sizeof(*c)) : NULL;
+            int v = stun_tcp_pick_victim(s->vsrc, s->vlast, (size_t)s->n_conns, s->vscratch,
+                                         s->vscratch_len);
+            s->tcp_evicted++;
+            tcp_close(s, v);
+        }
+        tcp_conn *c = malloc(sizeof(*c));
         if (c == NULL) {
             s->tcp_refused++;
             close(fd);
             continue;
         }
         c->fd = fd;
-        c->fill = 0;
-        c->last_ns = now_ns();
-        tern_addr_from_sockaddr(&c->remote, (struct sockaddr *)&ss, sl);
+        c->in.fill = 0;
+        c->last_ns = now;
+        c->remote = remote;
         c->local = s->listen_addr[li];
-        s->conns[slot] = c;
+        s->conns[s->n_conns++] = c;
         s->tcp_accepted++;
+        if ((uint64_t)s->n_conns > s->tcp_peak) s->tcp_peak = (uint64_t)s->n_conns;
     }
+}
+
+static int tcp_send(void *user, const uint8_t *data, size_t len)
+{
+    tcp_conn *c = user;
+    ssize_t w = send(c->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    return w == (ssize_t)len ? 0 : -1;
 }
 
 /* Reads what is there and answers every complete message. Returns 0 to keep the connection. */
 static int tcp_read(stun_svc *s, tcp_conn *c, uint64_t now)
 {
-    ssize_t r = recv(c->fd, c->buf + c->fill, sizeof(c->buf) - c->fill, MSG_DONTWAIT);
+    size_t cap;
+    uint8_t *space = stun_tcp_space(&c->in, &cap);
+    ssize_t r = recv(c->fd, space, cap, MSG_DONTWAIT);
     if (r == 0) return -1;
     if (r < 0) return (errno == EAGAIN || errno == EINTR) ? 0 : -1;
-    c->fill += (size_t)r;
-    c->last_ns = now;
-    for (;;) {
-        int fl = tern_stun_frame_len(c->buf, c->fill);
-        if (fl < 0) {
-            s->tcp_closed_bad++;
-            return -1;
-        }
-        if (fl == 0 || (size_t)fl > c->fill) return 0;
-        uint8_t out[TERN_STUN_MAX_RESP_V6];
-        tern_stun_reply rep;
-        int rc = tern_stun_server_respond(&s->tcp_srv, now, &c->local, &c->remote, 1, c->buf,
-                                          (size_t)fl, out, sizeof(out), &rep);
-        if (rc < 0 && rc != TERN_ERR_RATE_LIMITED && rc != TERN_ERR_IGNORED) {
-            s->tcp_closed_bad++; /* malformed input on a stream: nothing after it can be trusted */
-            return -1;
-        }
-        if (rc > 0) {
-            ssize_t w = send(c->fd, out, (size_t)rc, MSG_DONTWAIT | MSG_NOSIGNAL);
-            if (w != rc) {
-                s->tcp_tx_short++;
-                return -1;
-            }
-        }
-        memmove(c->buf, c->buf + fl, c->fill - (size_t)fl);
-        c->fill -= (size_t)fl;
+    int n = stun_tcp_input(&c->in, (size_t)r, &s->tcp_srv, now, &c->local, &c->remote, tcp_send,
+                           c);
+    if (n == STUN_TCP_CLOSE_SEND) {
+        s->tcp_tx_short++;
+        return -1;
     }
+    if (n < 0) {
+        s->tcp_closed_bad++; /* malformed input on a stream: nothing after it can be trusted */
+        return -1;
+    }
+    if (n > 0) {
+        c->last_ns = now; /* only complete requests keep a connection */
+        s->tcp_requests += (uint64_t)n;
+    }
+    return 0;
 }
 
 static void *tcp_main(void *arg)
 {
     stun_svc *s = arg;
-    struct pollfd pfd[TERND_MAX_LISTEN + TCP_MAX_CONNS];
-    int idx[TCP_MAX_CONNS];
+    struct pollfd *pfd = s->pfd;
     while (!atomic_load_explicit(&s->stop, memory_order_relaxed)) {
         int n = 0;
         for (int i = 0; i < s->n_listeners; i++) {
             pfd[n].fd = s->listeners[i];
             pfd[n++].events = POLLIN;
         }
-        int nc = 0;
-        for (int i = 0; i < TCP_MAX_CONNS; i++)
-            if (s->conns[i]) {
-                idx[nc++] = i;
-                pfd[n].fd = s->conns[i]->fd;
-                pfd[n++].events = POLLIN;
-            }
+        int nc = s->n_conns;
+        for (int i = 0; i < nc; i++) {
+            pfd[n].fd = s->conns[i]->fd;
+            pfd[n++].events = POLLIN;
+        }
         int r = poll(pfd, (nfds_t)n, 100);
         uint64_t now = now_ns();
         if (r > 0) {
-            for (int i = 0; i < s->n_listeners; i++)
-                if (pfd[i].revents & POLLIN) tcp_accept(s, i);
-            for (int j = 0; j < nc; j++) {
+            /* connections first (from the last, as tcp_close moves the last one into the hole),
+             * then the listeners: accepting may close or move connections */
+            for (int j = nc; j-- > 0;) {
                 short ev = pfd[s->n_listeners + j].revents;
                 if (ev == 0) continue;
-                if (tcp_read(s, s->conns[idx[j]], now) != 0) tcp_close(s, idx[j]);
+                if (tcp_read(s, s->conns[j], now) != 0) tcp_close(s, j);
             }
+            for (int i = 0; i < s->n_listeners; i++)
+                if (pfd[i].revents & POLLIN) tcp_accept(s, i, now);
         }
-        for (int i = 0; i < TCP_MAX_CONNS; i++)
-            if (s->conns[i] && now > s->conns[i]->last_ns &&
-                now - s->conns[i]->last_ns > TCP_IDLE_NS) {
+        for (int i = s->n_conns; i-- > 0;)
+            if (now > s->conns[i]->last_ns && now - s->conns[i]->last_ns > s->tcp_idle_ns) {
                 s->tcp_idle_closed++;
                 tcp_close(s, i);
             }
     }
-    for (int i = 0; i < TCP_MAX_CONNS; i++)
-        if (s->conns[i]) tcp_close(s, i);
+    while (s->n_conns > 0) tcp_close(s, s->n_conns - 1);
     return NULL;
+}
+
+/* The connection table, and room for it under RLIMIT_NOFILE (the soft limit is raised toward
+ * the hard one; when even that is too low, the table shrinks to fit, and says so). */
+static int tcp_setup(stun_svc *s, const ternd_config *cfg)
+{
+    s->tcp_max = cfg->stun_tcp_max > 0 ? cfg->stun_tcp_max : TERND_STUN_TCP_MAX;
+    s->tcp_per_addr = cfg->stun_tcp_per_addr > 0 ? cfg->stun_tcp_per_addr : TERND_STUN_TCP_PER_ADDR;
+    s->tcp_idle_ns = (uint64_t)(cfg->stun_tcp_idle_s > 0 ? cfg->stun_tcp_idle_s
+                                                         : TERND_STUN_TCP_IDLE_S) * TERN_NS_PER_S;
+    struct rlimit rl;
+    rlim_t want = (rlim_t)s->tcp_max + 256; /* UDP sockets, the tern service, the spare */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want) {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want) {
+            int fit = rl.rlim_cur > 512 ? (int)(rl.rlim_cur - 256) : 64;
+            if (fit < s->tcp_max) {
+                fprintf(stderr, "ternd: stun: %llu descriptors allowed: STUN TCP connections "
+                                "held at once cut from %d to %d\n",
+                        (unsigned long long)rl.rlim_cur, s->tcp_max, fit);
+                s->tcp_max = fit;
+            }
+        }
+    }
+    size_t m = (size_t)s->tcp_max;
+    s->vscratch_len = 8 * m;
+    s->conns = calloc(m, sizeof(*s->conns));
+    s->pfd = calloc(m + TERND_MAX_LISTEN, sizeof(*s->pfd));
+    s->vsrc = calloc(m, sizeof(*s->vsrc));
+    s->vlast = calloc(m, sizeof(*s->vlast));
+    s->vscratch = calloc(s->vscratch_len, sizeof(*s->vscratch));
+    s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (!s->conns || !s->pfd || !s->vsrc || !s->vlast || !s->vscratch) return TERN_ERR_NOMEM;
+    return TERN_OK;
 }
 
 static int tcp_listen(const tern_addr *a, int *fd_out)
@@ -302,6 +379,7 @@ static int svc_start(ternd_service *svc, const ternd_config *cfg)
     stun_svc *s = calloc(1, sizeof(*s));
     if (s == NULL) return TERN_ERR_NOMEM;
     svc->state = s;
+    s->spare_fd = -1;
     s->cfg = *cfg;
     tern_stun_server_config scfg = cfg->stun;
     if (cfg->has_alt) {
@@ -349,6 +427,7 @@ static int svc_start(ternd_service *svc, const ternd_config *cfg)
         }
     }
     if (cfg->tcp) {
+        if (tcp_setup(s, cfg) != TERN_OK) return TERN_ERR_NOMEM;
         int n = cfg->has_alt ? 1 : s->n_addrs;
         for (int k = 0; k < n; k++) {
             tern_addr a = s->addrs[k];
@@ -372,8 +451,10 @@ static int svc_start(ternd_service *svc, const ternd_config *cfg)
             printf("ternd: stun listening on udp %s (%d workers)\n",
                    tern_addr_format(&s->addrs[k], txt, sizeof(txt)), s->n_workers);
         for (int k = 0; k < s->n_listeners; k++)
-            printf("ternd: stun listening on tcp %s\n",
-                   tern_addr_format(&s->listen_addr[k], txt, sizeof(txt)));
+            printf("ternd: stun listening on tcp %s (at most %d connections, %d per address, "
+                   "closed after %d s without a request)\n",
+                   tern_addr_format(&s->listen_addr[k], txt, sizeof(txt)), s->tcp_max,
+                   s->tcp_per_addr, (int)(s->tcp_idle_ns / TERN_NS_PER_S));
         if (cfg->has_alt) printf("ternd: stun RFC 5780 alternate %s\n",
                                  tern_addr_format(&cfg->alt, txt, sizeof(txt)));
         fflush(stdout);
@@ -434,10 +515,14 @@ static void svc_report(ternd_service *svc, FILE *out)
     fprintf(out, "stun udp gso_sends=%llu gso_fallbacks=%llu\n", (unsigned long long)gso,
             (unsigned long long)gso_fb);
     fprintf(out, "stun tcp accepted=%llu refused=%llu closed_malformed=%llu idle_closed=%llu "
-                 "tx_short=%llu\n",
+                 "tx_short=%llu refused_per_addr=%llu evicted=%llu no_fd=%llu requests=%llu "
+                 "open=%d peak=%llu max=%d per_addr=%d idle_s=%d\n",
             (unsigned long long)s->tcp_accepted, (unsigned long long)s->tcp_refused,
             (unsigned long long)s->tcp_closed_bad, (unsigned long long)s->tcp_idle_closed,
-            (unsigned long long)s->tcp_tx_short);
+            (unsigned long long)s->tcp_tx_short, (unsigned long long)s->tcp_refused_per_addr,
+            (unsigned long long)s->tcp_evicted, (unsigned long long)s->tcp_no_fd,
+            (unsigned long long)s->tcp_requests, s->n_conns, (unsigned long long)s->tcp_peak,
+            s->tcp_max, s->tcp_per_addr, (int)(s->tcp_idle_ns / TERN_NS_PER_S));
 }
 
 /* Frees everything (after stop). */
@@ -449,6 +534,13 @@ static void svc_free(stun_svc *s)
         tern_udp_batch_free(&s->workers[i].tx);
     }
     for (int k = 0; k < s->n_listeners; k++) close(s->listeners[k]);
+    while (s->n_conns > 0) tcp_close(s, s->n_conns - 1);
+    if (s->spare_fd >= 0) close(s->spare_fd);
+    free(s->conns);
+    free(s->pfd);
+    free(s->vsrc);
+    free(s->vlast);
+    free(s->vscratch);
     free(s->workers);
     free(s);
 }

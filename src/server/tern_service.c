@@ -20,16 +20,28 @@
  * rendezvous server at each introduction (tern_rdv_config.relay_sessions) and idle out on a
  * driver timer. --no-relay leaves all of it out.
  *
+ * Access control: with --token-secret the rendezvous server checks the tokens peers present,
+ * and with --require-tokens it refuses REGISTER, JOIN or OFFER without a valid one
+ * (ERROR(TOKEN_REQUIRED / FORGED / EXPIRED), counted in the "rendezvous tokens" line).
+ *
+ * Memory: a one-second driver timer compares the memory the core accounts for (endpoint,
+ * rendezvous, relay) with its peak since the last trim and calls malloc_trim(0) once it fell by
+ * half and by 4 MiB, so the pages an attack or a burst left behind go back to the system
+ * (rate-limited; --no-malloc-trim turns it off; the "memory" line counts it).
+ *
  * When no --tern-listen was given and the default port is taken, the service prints a warning
  * and stays off, so a second ternd on one host still serves STUN; an explicit address that
  * cannot be bound is an error.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "server/service.h"
 #include "tern/driver.h"
@@ -37,6 +49,13 @@
 #include "tern/rendezvous.h"
 
 #define SHUTDOWN_GRACE_NS (1 * TERN_NS_PER_S)
+/* Memory back to the system: every second the accounted memory (endpoint, rendezvous, relay) is
+ * compared with its peak since the last trim; when it fell by half and by TRIM_MIN_DROP,
+ * malloc_trim(0) returns the free pages of every arena (at most once per TRIM_MIN_GAP_NS: it
+ * walks the free lists with the arena locked, a few ms per GB, on this thread). */
+#define TRIM_CHECK_NS (1 * TERN_NS_PER_S)
+#define TRIM_MIN_GAP_NS (5 * TERN_NS_PER_S)
+#define TRIM_MIN_DROP (4ull << 20)
 
 typedef struct tern_svc {
     tern_driver *d;
@@ -49,7 +68,67 @@ typedef struct tern_svc {
     int started;
     int run_rc, shutdown_left;
     uint64_t accepted, closed, datagrams, echo_bytes, echo_dropped;
+    /* memory (mem_on_timer) */
+    tern_driver_timer *mem_timer;
+    uint64_t mem_peak, mem_last_trim, mem_trims, mem_trim_ns, mem_trimmed_from;
+    /* access control, for the report */
+    uint8_t req_register, req_join, req_offer;
+    int has_secret;
 } tern_svc;
+
+/* Bytes the core accounts for now: connections, rendezvous state, relay sessions (each part
+ * in parts[3] when parts is not NULL). */
+static uint64_t mem_accounted(tern_svc *s, uint64_t *parts)
+{
+    uint64_t p[3] = {0, 0, 0};
+    tern_endpoint_stats es;
+    tern_endpoint_get_stats(tern_driver_endpoint(s->d), &es);
+    p[0] = es.mem_current;
+    if (s->rdv) {
+        tern_rdv_stats rs;
+        tern_rdv_server_get_stats(s->rdv, &rs);
+        p[1] = rs.mem_current;
+    }
+    if (s->relay) {
+        tern_relay_stats ls;
+        tern_relay_get_stats(s->relay, &ls);
+        p[2] = ls.mem_current;
+    }
+    if (parts) memcpy(parts, p, sizeof(p));
+    return p[0] + p[1] + p[2];
+}
+
+/* Resident set size of this process in bytes (0 when /proc cannot tell). */
+static uint64_t rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long size = 0, res = 0;
+    if (f == NULL) return 0;
+    int n = fscanf(f, "%llu %llu", &size, &res);
+    fclose(f);
+    return n == 2 ? (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
+}
+
+static void mem_on_timer(tern_driver *d, tern_driver_timer *t, void *user)
+{
+    tern_svc *s = user;
+    uint64_t now = tern_driver_now(d);
+    uint64_t m = mem_accounted(s, NULL);
+    if (m > s->mem_peak) s->mem_peak = m;
+    if (s->mem_peak - m >= TRIM_MIN_DROP && m <= s->mem_peak / 2 &&
+        (s->mem_trims == 0 || now - s->mem_last_trim >= TRIM_MIN_GAP_NS)) {
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        malloc_trim(0);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        s->mem_trim_ns += (uint64_t)((b.tv_sec - a.tv_sec) * 1000000000ll + (b.tv_nsec - a.tv_nsec));
+        s->mem_trims++;
+        s->mem_trimmed_from = s->mem_peak;
+        s->mem_last_trim = now;
+        s->mem_peak = m;
+    }
+    tern_driver_timer_set(t, now + TRIM_CHECK_NS);
+}
 
 /* The rendezvous server's next call timeout on the driver's timer. */
 static void rdv_rearm(tern_svc *s)
@@ -243,12 +322,28 @@ static int start(ternd_service *svc, const ternd_config *cfg)
         rc_cfg.relay = relay_addr;
         rc_cfg.relay_sessions = s->relay;
     }
-    if (tern_rdv_server_new(&rc_cfg, &s->rdv) != TERN_OK) return TERN_ERR_NOMEM;
+    if (cfg->has_token_secret) {
+        rc_cfg.has_secret = 1;
+        memcpy(rc_cfg.secret, cfg->token_secret, TERN_RDV_SECRET_LEN);
+        rc_cfg.require_register_token = cfg->require_register_token;
+        rc_cfg.require_join_token = cfg->require_join_token;
+        rc_cfg.require_offer_token = cfg->require_offer_token;
+        s->has_secret = 1;
+        s->req_register = cfg->require_register_token;
+        s->req_join = cfg->require_join_token;
+        s->req_offer = cfg->require_offer_token;
+    }
+    rc = tern_rdv_server_new(&rc_cfg, &s->rdv);
+    sodium_memzero(rc_cfg.secret, sizeof(rc_cfg.secret));
+    if (rc != TERN_OK) return rc;
     if (tern_driver_timer_new(s->d, rdv_on_timer, s, &s->rdv_timer) != TERN_OK ||
-        (s->relay && tern_driver_timer_new(s->d, relay_on_timer, s, &s->relay_timer) != TERN_OK)) {
+        (s->relay && tern_driver_timer_new(s->d, relay_on_timer, s, &s->relay_timer) != TERN_OK) ||
+        (!cfg->no_malloc_trim &&
+         tern_driver_timer_new(s->d, mem_on_timer, s, &s->mem_timer) != TERN_OK)) {
         fprintf(stderr, "ternd: tern: cannot create a timer\n");
         return TERN_ERR_NOMEM;
     }
+    if (s->mem_timer) tern_driver_timer_set(s->mem_timer, tern_driver_now(s->d) + TRIM_CHECK_NS);
     if (pthread_create(&s->th, NULL, run_thread, s) != 0) {
         fprintf(stderr, "ternd: tern: cannot start its thread\n");
         return TERN_ERR_STATE;
@@ -262,6 +357,14 @@ static int start(ternd_service *svc, const ternd_config *cfg)
             printf("ternd: tern listening on udp %s\n", tern_addr_format(&a, txt, sizeof(txt)));
         }
         printf("ternd: tern public key %s\n", hex);
+        if (s->has_secret) {
+            char list[32] = "";
+            if (s->req_register) strcat(list, ",register");
+            if (s->req_join) strcat(list, ",join");
+            if (s->req_offer) strcat(list, ",offer");
+            printf("ternd: tokens required for %s (others checked when presented)\n",
+                   list[0] ? list + 1 : "nothing");
+        }
         printf("ternd: tern services: rendezvous (directory, introductions, groups, RPC) on "
                "flows; echo of datagrams\n");
         if (s->relay) {
@@ -326,6 +429,21 @@ static void report(ternd_service *svc, FILE *out)
                 (unsigned long long)rs.introductions, (unsigned long long)rs.group_msgs,
                 (unsigned long long)rs.calls, (unsigned long long)rs.bad_messages);
     }
+    if (s->rdv) {
+        tern_rdv_stats rs;
+        tern_rdv_server_get_stats(s->rdv, &rs);
+        fprintf(out, "rendezvous tokens secret=%d register=%d join=%d offer=%d rejected=%llu\n",
+                s->has_secret, s->req_register, s->req_join, s->req_offer,
+                (unsigned long long)rs.token_rejected);
+    }
+    uint64_t parts[3];
+    uint64_t acc = mem_accounted(s, parts);
+    fprintf(out, "memory accounted=%llu endpoint=%llu rendezvous=%llu relay=%llu "
+                 "peak_since_trim=%llu trims=%llu trimmed_from=%llu trim_ms=%.1f rss=%llu\n",
+            (unsigned long long)acc, (unsigned long long)parts[0], (unsigned long long)parts[1],
+            (unsigned long long)parts[2], (unsigned long long)s->mem_peak,
+            (unsigned long long)s->mem_trims, (unsigned long long)s->mem_trimmed_from,
+            (double)s->mem_trim_ns / 1e6, (unsigned long long)rss_bytes());
     if (s->relay) {
         tern_relay_stats ls;
         tern_relay_get_stats(s->relay, &ls);
@@ -355,6 +473,7 @@ static void destroy(ternd_service *svc)
     stop(svc);
     if (s->rdv_timer) tern_driver_timer_del(s->rdv_timer);
     if (s->relay_timer) tern_driver_timer_del(s->relay_timer);
+    if (s->mem_timer) tern_driver_timer_del(s->mem_timer);
     tern_driver_del(s->d); /* frees every connection: the rendezvous server hears on_conn_free */
     tern_rdv_server_del(s->rdv);
     tern_relay_del(s->relay);

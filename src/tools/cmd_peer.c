@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "tools/peer.h"
+#include "tools/peer_text.h"
 #include "tools/tools.h"
 
 /* ---------------------------------------------------------------- tern ping --via */
@@ -296,6 +297,10 @@ typedef struct pchat {
     char line[TERN_RDV_MAX_PAYLOAD + 1];
     size_t line_len;
     uint64_t sent, received;
+    int has_join_token;
+    uint8_t join_token[TERN_RDV_TOKEN_LEN];
+    char group_esc[4 * TERN_RDV_MAX_NAME + 16];
+    char esc[4 * TERN_RDV_MAX_PAYLOAD + 16]; /* a peer's message, escaped for the terminal */
 } pchat;
 
 static void chat_usage(FILE *f)
@@ -304,7 +309,10 @@ static void chat_usage(FILE *f)
             "usage: tern chat GROUP --via ADDR:PORT --server-key HEX [options]\n"
             "Joins GROUP on the rendezvous server; each line on stdin goes to every member, and\n"
             "what they send is printed as \"<id8>: <text>\" (\"* <id8> joined|left\" for\n"
-            "presence). End of input leaves the group and exits.\n");
+            "presence); control characters in what others send are printed escaped (\\n,\n"
+            "\\xNN, \\u{XXXX}). End of input leaves the group and exits.\n"
+            "  --join-token HEX    token for GROUP, for a ternd that requires one (`tern token\n"
+            "                      join GROUP` on the server's secret)\n");
     peer_usage_opts(f);
     fprintf(f, "Exit: 0 left after end of input, 1 other failure (a refusal from the server),\n"
                "      2 usage, 3 wrong server key, 4 no answer, 5 connection lost.\n");
@@ -315,7 +323,7 @@ static void ch_registered(tern_rdv_client *rc, const tern_addr *pub, void *u)
     (void)pub;
     pchat *c = u;
     int r = tern_rdv_client_join(rc, tern_driver_now(c->ps.d), (const uint8_t *)c->group,
-                                 c->group_len, NULL);
+                                 c->group_len, c->has_join_token ? c->join_token : NULL);
     if (r != TERN_OK) {
         fprintf(stderr, "tern chat: cannot join: %s\n", tern_strerror(r));
         c->ps.exit_code = XFER_EXIT_OTHER;
@@ -330,7 +338,8 @@ static void ch_joined(tern_rdv_client *rc, const uint8_t *g, size_t gl, uint32_t
     pchat *c = u;
     if (c->joined) return;
     c->joined = 1;
-    printf("joined %.*s members %u\n", (int)gl, (const char *)g, n);
+    char name[4 * TERN_RDV_MAX_NAME + 16];
+    printf("joined %s members %u\n", tools_text_escape(name, sizeof(name), g, gl), n);
     fflush(stdout);
 }
 
@@ -358,10 +367,8 @@ static void ch_group_msg(tern_rdv_client *rc, const uint8_t *g, size_t gl, const
     pchat *c = u;
     c->received++;
     print_id8(from);
-    printf(": ");
-    for (size_t i = 0; i < len; i++) /* a terminal is no place for control bytes */
-        putchar(d[i] < 0x20 || d[i] == 0x7f ? '?' : d[i]);
-    putchar('\n');
+    /* a terminal is no place for a peer's control bytes (forged lines, escape sequences) */
+    printf(": %s\n", tools_text_escape(c->esc, sizeof(c->esc), d, len));
     fflush(stdout);
 }
 
@@ -369,6 +376,13 @@ static void ch_error(tern_rdv_client *rc, const tern_rdv_msg *e, void *u)
 {
     (void)rc;
     pchat *c = u;
+    if (e->req_kind == TERN_RDV_JOIN && !c->joined) {
+        fprintf(stderr, "tern chat: ternd refused to join %s: %s\n", c->group_esc,
+                tern_rdv_error_name(e->error));
+        c->ps.exit_code = XFER_EXIT_OTHER;
+        tern_driver_stop(c->ps.d);
+        return;
+    }
     fprintf(stderr, "tern chat: the server answered %s to a %s\n", tern_rdv_error_name(e->error),
             e->req_kind == TERN_RDV_JOIN        ? "join"
             : e->req_kind == TERN_RDV_GROUP_MSG ? "message"
@@ -390,15 +404,13 @@ static int ch_read(pchat *c)
     if (n < 0) return errno == EAGAIN ? 0 : -1;
     if (n == 0) return -1;
     uint64_t now = tern_driver_update_now(c->ps.d);
-    for (ssize_t i = 0; i < n; i++) {
-        if (buf[i] != '\n') {
-            if (c->line_len < TERN_RDV_MAX_PAYLOAD) c->line[c->line_len++] = buf[i];
-            continue;
-        }
-        size_t len = c->line_len;
-        if (len && c->line[len - 1] == '\r') len--;
+    for (size_t i = 0; i < (size_t)n;) {
+        int complete;
+        i += chat_lines_feed(c->line, TERN_RDV_MAX_PAYLOAD, &c->line_len, buf + i, (size_t)n - i,
+                             &complete);
+        if (!complete) break;
         int r = tern_rdv_client_group_send(c->ps.rdv, now, (const uint8_t *)c->group,
-                                           c->group_len, (const uint8_t *)c->line, len);
+                                           c->group_len, (const uint8_t *)c->line, c->line_len);
         if (r != TERN_OK) fprintf(stderr, "tern chat: cannot send: %s\n", tern_strerror(r));
         else c->sent++;
         c->line_len = 0;
@@ -413,6 +425,7 @@ int cmd_chat(int argc, char **argv)
     if (c == NULL) return XFER_EXIT_OTHER;
     peer_opts o;
     peer_opts_default(&o);
+    const char *join_token = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r = peer_parse_opt(&o, argc, argv, &i);
@@ -421,6 +434,10 @@ int cmd_chat(int argc, char **argv)
             chat_usage(stdout);
             free(c);
             return 0;
+        }
+        if (r == 0 && !strcmp(a, "--join-token") && i + 1 < argc) {
+            join_token = argv[++i];
+            continue;
         }
         if (r == 0 && a[0] != '-' && c->group == NULL) {
             c->group = a;
@@ -437,6 +454,14 @@ int cmd_chat(int argc, char **argv)
         return XFER_EXIT_USAGE;
     }
     c->group_len = strlen(c->group);
+    tools_text_escape(c->group_esc, sizeof(c->group_esc), (const uint8_t *)c->group, c->group_len);
+    if (join_token) {
+        if (peer_parse_token("tern chat", "--join-token", join_token, c->join_token) != 0) {
+            free(c);
+            return XFER_EXIT_USAGE;
+        }
+        c->has_join_token = 1;
+    }
     tern_rdv_client_callbacks rcb;
     memset(&rcb, 0, sizeof(rcb));
     rcb.on_registered = ch_registered;

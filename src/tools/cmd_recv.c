@@ -29,6 +29,7 @@
 
 #include "tern/driver.h"
 #include "tools/peer.h"
+#include "tools/peer_text.h"
 #include "tools/tools.h"
 
 typedef struct recv_state {
@@ -39,7 +40,8 @@ typedef struct recv_state {
     const char *dir, *out;
     int force, quiet;
     int fd;
-    char tmp_path[4096], final_path[4096], name[XFER_MAX_NAME + 1];
+    char tmp_path[4096], final_path[4096];
+    char name[4 * XFER_MAX_NAME + 16]; /* the sender's name, escaped for printing */
     uint64_t size, received;
     int phase;                      /* 0 waiting, 1 header seen, 2 verdict sent, 3 done */
     int status;                     /* XFER_V_* once decided */
@@ -136,29 +138,23 @@ static void verdict(recv_state *r, int status, const char *text)
     tern_driver_timer_set(r->timer, tern_driver_now(r->d) + 3 * TERN_NS_PER_S);
 }
 
-static int name_ok(const char *n)
-{
-    return n[0] != '\0' && strcmp(n, ".") != 0 && strcmp(n, "..") != 0 && strchr(n, '/') == NULL;
-}
-
 static void on_header(recv_state *r, const uint8_t *p, size_t len)
 {
     char msg[sizeof(r->text)];
-    if (len < 12 || p[1] != XFER_VERSION) {
-        verdict(r, XFER_V_PROTOCOL, "unknown transfer header version");
+    uint64_t size;
+    const uint8_t *name;
+    size_t nl;
+    const char *why;
+    if (xfer_parse_header(p, len, &size, &name, &nl, &why) != 0) {
+        verdict(r, XFER_V_PROTOCOL, why);
         return;
     }
-    uint64_t size = 0;
-    for (int i = 0; i < 8; i++) size = size << 8 | p[2 + i];
-    size_t nl = (size_t)p[10] << 8 | p[11];
-    if (nl > XFER_MAX_NAME || 12 + nl != len) {
-        verdict(r, XFER_V_PROTOCOL, "malformed transfer header");
-        return;
-    }
-    memcpy(r->name, p + 12, nl);
-    r->name[nl] = '\0';
-    if (r->out == NULL && (!name_ok(r->name) || memchr(p + 12, 0, nl))) {
-        snprintf(msg, sizeof(msg), "refusing the file name \"%.64s\"", r->name);
+    /* the name is printed escaped (a peer's text on our terminal), and stored only when it is
+     * a plain, printable UTF-8 base name */
+    tools_text_escape(r->name, sizeof(r->name), name, nl);
+    why = tools_name_problem(name, nl);
+    if (r->out == NULL && why != NULL) {
+        snprintf(msg, sizeof(msg), "refusing the file name \"%.200s\": %s", r->name, why);
         verdict(r, XFER_V_FILE, msg);
         return;
     }

@@ -32,6 +32,7 @@
 
 #include "tern/driver.h"
 #include "tools/peer.h"
+#include "tools/peer_text.h"
 #include "tools/tools.h"
 
 /* ---------------------------------------------------------------- shared helpers */
@@ -178,6 +179,7 @@ typedef struct send_state {
     tern_driver_timer *timer;
     char where[64];
     const char *path, *name;
+    char shown[4 * XFER_MAX_NAME + 16]; /* name, escaped for the terminal */
     int fd;
     uint64_t size, read_off;        /* file size; bytes read and hashed so far */
     uint64_t sent;                  /* payload bytes handed to tern_flow_send */
@@ -196,7 +198,7 @@ typedef struct send_state {
     uint64_t close_code;
     char reason[300];
     int verdict;                    /* -1 none yet, else XFER_V_* */
-    char verdict_text[300];
+    char verdict_text[600];
     int exit_code;                  /* set by a local failure (file), else 0 */
     /* peer mode (--via): the session, the peer, when INTRODUCE went out */
     peer_session *ps;
@@ -338,9 +340,9 @@ static void on_established(tern_conn *c, void *user)
         fprintf(stderr, "tern send: connected to %s in %.2f ms, %s%s; sending %s (%llu bytes)\n",
                 s->where, (double)st.handshake_ns / 1e6,
                 st.aead == TERN_AEAD_AES256GCM ? "AES-256-GCM" : "ChaCha20-Poly1305",
-                st.integrity_only ? " (integrity only: not encrypted)" : "", s->name,
+                st.integrity_only ? " (integrity only: not encrypted)" : "", s->shown,
                 (unsigned long long)s->size);
-    xfer_progress_init(&s->prog, "tern send", s->name, s->size, now, s->quiet);
+    xfer_progress_init(&s->prog, "tern send", s->shown, s->size, now, s->quiet);
     s->phase = 1;
     pump(s);
     tern_driver_timer_set(s->timer, now + TERN_NS_PER_MS);
@@ -351,13 +353,12 @@ static void on_message(tern_conn *c, uint64_t flow_id, const uint8_t *data, size
 {
     send_state *s = user;
     (void)flow_id;
-    if (len < 2 || data[0] != XFER_MSG_VERDICT || s->verdict >= 0) return;
-    s->verdict = data[1];
-    size_t tl = len - 2 < sizeof(s->verdict_text) - 1 ? len - 2 : sizeof(s->verdict_text) - 1;
-    memcpy(s->verdict_text, data + 2, tl);
-    s->verdict_text[tl] = '\0';
-    for (size_t i = 0; i < tl; i++)
-        if (s->verdict_text[i] < 0x20 || s->verdict_text[i] == 0x7f) s->verdict_text[i] = '?';
+    int status;
+    const uint8_t *text;
+    size_t tl;
+    if (s->verdict >= 0 || xfer_parse_verdict(data, len, &status, &text, &tl) != 0) return;
+    s->verdict = status;
+    tools_text_escape(s->verdict_text, sizeof(s->verdict_text), text, tl); /* the peer's words */
     s->t_done = tern_driver_now(s->d);
     s->phase = 3;
     /* not tern_conn_close() here: closing from inside on_message frees the flow the core is
@@ -396,7 +397,7 @@ static int finish(send_state *s)
         tern_hex_encode(s->digest, XFER_HASH_LEN, hex);
         printf("tern send: %s: %llu bytes in %.3f s, %.1f Mbit/s, cpu %.3f s (%.0f%%); stored "
                "and verified by the receiver, sha-256 %s",
-               s->name, (unsigned long long)s->size, secs, (double)s->size * 8 / secs / 1e6, cpu,
+               s->shown, (unsigned long long)s->size, secs, (double)s->size * 8 / secs / 1e6, cpu,
                100 * cpu / secs, hex);
         if (s->ps && s->conn) {
             char addr[64];
@@ -410,7 +411,7 @@ static int finish(send_state *s)
     }
     if (s->verdict >= 0) {
         if (s->prog.tty && !s->quiet) fputc('\n', stderr);
-        fprintf(stderr, "tern send: the receiver did not store %s: %s\n", s->name,
+        fprintf(stderr, "tern send: the receiver did not store %s: %s\n", s->shown,
                 s->verdict_text[0] ? s->verdict_text : "no reason given");
         return s->verdict == XFER_V_FILE     ? XFER_EXIT_FILE
                : s->verdict == XFER_V_VERIFY ? XFER_EXIT_VERIFY
@@ -420,7 +421,7 @@ static int finish(send_state *s)
     if (s->err != 0) {
         if (s->phase >= 1 && s->err != TERN_ERR_PEER_CLOSED) {
             uint64_t acked = s->sent - (s->conn && s->flow_open ? tern_flow_queued(s->conn, s->flow) : 0);
-            fprintf(stderr, "tern send: transfer of %s failed after %llu of %llu bytes\n", s->name,
+            fprintf(stderr, "tern send: transfer of %s failed after %llu of %llu bytes\n", s->shown,
                     (unsigned long long)(acked > s->size ? s->size : acked),
                     (unsigned long long)s->size);
         }
@@ -428,7 +429,7 @@ static int finish(send_state *s)
                                         s->timeout_ms, s->idle_ms);
     }
     if (tools_interrupted()) {
-        fprintf(stderr, "tern send: interrupted; %s was not stored\n", s->name);
+        fprintf(stderr, "tern send: interrupted; %s was not stored\n", s->shown);
         return XFER_EXIT_OTHER;
     }
     fprintf(stderr, "tern send: the connection ended without a verdict from the receiver\n");
@@ -550,6 +551,7 @@ int cmd_send(int argc, char **argv)
         return XFER_EXIT_USAGE;
     }
     s.name = xfer_base_name(s.path);
+    tools_text_escape(s.shown, sizeof(s.shown), (const uint8_t *)s.name, strlen(s.name));
     if (s.name[0] == '\0' || strlen(s.name) > XFER_MAX_NAME) {
         fprintf(stderr, "tern send: %s: the file name must have 1 to %d bytes\n", s.path,
                 XFER_MAX_NAME);
@@ -750,6 +752,7 @@ static int send_via(int argc, char **argv)
     s.timeout_ms = o.timeout_ms;
     s.idle_ms = o.idle_ms;
     s.name = xfer_base_name(s.path);
+    tools_text_escape(s.shown, sizeof(s.shown), (const uint8_t *)s.name, strlen(s.name));
     if (s.name[0] == '\0' || strlen(s.name) > XFER_MAX_NAME) {
         fprintf(stderr, "tern send: %s: the file name must have 1 to %d bytes\n", s.path,
                 XFER_MAX_NAME);

@@ -12,6 +12,9 @@ static const tern_cmd commands[] = {
     {"nat-type", "RFC 5780 NAT mapping and filtering behaviour", cmd_nat_type},
     {"loadgen", "closed-loop load generator (loadgen stun HOST:PORT, loadgen rdv ADDR:PORT)", cmd_loadgen},
     {"keygen", "write a long-term key pair, print the public key", cmd_keygen},
+    {"token", "access tokens for a ternd that requires them (token new-secret | register | join "
+              "| offer)",
+     cmd_token},
     {"ping", "round-trip times to a tern listener (ping ADDR:PORT), or a peer (PEER_ID --via)",
      cmd_ping},
     {"send", "send a file over an encrypted connection (send FILE --to ADDR:PORT --server-key HEX)",

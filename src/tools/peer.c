@@ -39,6 +39,7 @@ int peer_parse_opt(peer_opts *o, int argc, char **argv, int *i)
                        : !strcmp(a, "--server-key") ? &o->server_key
                        : !strcmp(a, "--key")        ? &o->key_file
                        : !strcmp(a, "--bind")       ? &o->bind
+                       : !strcmp(a, "--token")      ? &o->token
                                                     : NULL;
     uint64_t *num = !strcmp(a, "--timeout")        ? &o->timeout_ms
                     : !strcmp(a, "--idle-timeout") ? &o->idle_ms
@@ -60,7 +61,21 @@ void peer_usage_opts(FILE *f)
             "                      ID is the hash of its public key and is printed at start\n"
             "  --bind ADDR:PORT    local socket (default 0.0.0.0:0: every address, a free port)\n"
             "  --timeout MS        give up a handshake (server or peer) after this long (10000)\n"
-            "  --idle-timeout MS   declare a peer gone after this long unheard (30000)\n");
+            "  --idle-timeout MS   declare a peer gone after this long unheard (30000)\n"
+            "  --token HEX         registration token, for a ternd that requires one (`tern\n"
+            "                      token register --key FILE` on the server's secret)\n");
+}
+
+int peer_parse_token(const char *cmd, const char *opt, const char *text,
+                     uint8_t token[TERN_RDV_TOKEN_LEN])
+{
+    if (text == NULL || strlen(text) != 2 * TERN_RDV_TOKEN_LEN ||
+        tern_hex_decode(text, token, TERN_RDV_TOKEN_LEN) != TERN_OK) {
+        fprintf(stderr, "%s: %s needs %d hex characters (what `tern token` prints)\n", cmd, opt,
+                2 * TERN_RDV_TOKEN_LEN);
+        return -1;
+    }
+    return 0;
 }
 
 int peer_parse_id(const char *cmd, const char *text, uint8_t id[TERN_PEER_ID_LEN])
@@ -171,7 +186,8 @@ static void s_established(tern_conn *c, void *u)
     }
     tern_addr cands[6];
     size_t n = local_candidates(ps, cands, 6);
-    int rc = tern_rdv_client_register(ps->rdv, tern_driver_now(ps->d), cands, n, NULL);
+    int rc = tern_rdv_client_register(ps->rdv, tern_driver_now(ps->d), cands, n,
+                                      ps->has_token ? ps->token : NULL);
     if (rc != TERN_OK) {
         fprintf(stderr, "%s: cannot register with %s: %s\n", ps->cmd, ps->where,
                 tern_strerror(rc));
@@ -287,7 +303,22 @@ FORWARD(group_msg,
         (tern_rdv_client *rc, const uint8_t *g, size_t gl, const uint8_t *from,
          const uint8_t *d, size_t len, void *u),
         (rc, g, gl, from, d, len, ps->user))
-FORWARD(error, (tern_rdv_client *rc, const tern_rdv_msg *e, void *u), (rc, e, ps->user))
+
+/* A refused REGISTER ends the session at once with one line (nothing else can work without
+ * it); other errors go to the command. */
+static void r_error(tern_rdv_client *rc, const tern_rdv_msg *e, void *u)
+{
+    peer_session *ps = u;
+    if (e->req_kind == TERN_RDV_REGISTER && !ps->registered) {
+        fprintf(stderr, "%s: ternd refused registration: %s\n", ps->cmd,
+                tern_rdv_error_name(e->error));
+        ps->exit_code = XFER_EXIT_OTHER;
+        tern_driver_stop(ps->d);
+        return;
+    }
+    if (ps->rcb.on_error) ps->rcb.on_error(rc, e, ps->user);
+    rearm(ps);
+}
 
 /* ---------------------------------------------------------------- life */
 
@@ -309,6 +340,10 @@ int peer_session_start(peer_session *ps, const char *cmd, const peer_opts *o,
     if (tern_hex_decode(o->server_key, server_pub, TERN_KEY_LEN) != TERN_OK) {
         fprintf(stderr, "%s: --server-key needs 64 hex characters\n", cmd);
         return XFER_EXIT_USAGE;
+    }
+    if (o->token) {
+        if (peer_parse_token(cmd, "--token", o->token, ps->token) != 0) return XFER_EXIT_USAGE;
+        ps->has_token = 1;
     }
     if (tools_resolve(o->via, 4433, &ps->server) != 0) return XFER_EXIT_USAGE;
     tern_addr_format(&ps->server, ps->where, sizeof(ps->where));

@@ -18,12 +18,13 @@ typedef struct peer_opts {
     const char *bind;       /* local ADDR:PORT (default 0.0.0.0:0, or [::]:0 for an IPv6 server) */
     uint64_t timeout_ms;    /* handshakes (server and peer) */
     uint64_t idle_ms;
+    const char *token;      /* --token: registration token (tern token register), hex */
 } peer_opts;
 
 /* Defaults: timeout 10000 ms, idle 30000 ms. */
 void peer_opts_default(peer_opts *o);
 
-/* When argv[*i] is one of --via, --server-key, --key, --bind, --timeout, --idle-timeout: takes
+/* When argv[*i] is one of --via, --server-key, --key, --bind, --timeout, --idle-timeout, --token: takes
  * it and its value (advancing *i) and returns 1; -1 when its value is missing or bad; 0 when it
  * is none of them. */
 int peer_parse_opt(peer_opts *o, int argc, char **argv, int *i);
@@ -43,6 +44,8 @@ typedef struct peer_session {
     char where[64];             /* the server, printed */
     peer_opts opts;
     int registered;
+    int has_token;              /* --token, decoded */
+    uint8_t token[TERN_RDV_TOKEN_LEN];
     /* the command's part */
     tern_callbacks app;         /* for every connection but the server's */
     tern_rdv_client_callbacks rcb; /* on_registered is called after the "registered" line */
@@ -63,6 +66,10 @@ void peer_session_kick(peer_session *ps);
 /* Closes every connection (grace_ns at most) and frees everything. */
 void peer_session_end(peer_session *ps, uint64_t code, const char *reason, uint64_t grace_ns);
 
+/* Parses a token (2 * TERN_RDV_TOKEN_LEN hex characters, as tern token prints it) given to
+ * option opt. Returns 0, or -1 after printing why. */
+int peer_parse_token(const char *cmd, const char *opt, const char *text,
+                     uint8_t token[TERN_RDV_TOKEN_LEN]);
 /* Parses a 64-hex-character peer ID. Returns 0, or -1 after printing why. */
 int peer_parse_id(const char *cmd, const char *text, uint8_t id[TERN_PEER_ID_LEN]);
 /* "direct" or "relayed", and the address, of conn's path. */

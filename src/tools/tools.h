@@ -18,6 +18,7 @@ int cmd_nat_type(int argc, char **argv);
 int cmd_loadgen(int argc, char **argv);
 int cmd_loadgen_rdv(int argc, char **argv); /* argv[1] is "rdv" */
 int cmd_keygen(int argc, char **argv);
+int cmd_token(int argc, char **argv);
 int cmd_ping(int argc, char **argv);
 int cmd_send(int argc, char **argv);
 int cmd_recv(int argc, char **argv);
@@ -62,7 +63,8 @@ void tools_catch_signals(tern_driver *d);
 void tools_release_signals(void);
 int tools_interrupted(void);
 
-/* Copies a peer's close reason (len bytes, not terminated) into dst[cap] as a C string. */
+/* Copies a peer's close reason (len bytes, not terminated) into dst[cap] as a C string, its
+ * control characters escaped (tools_text_escape: it goes to a terminal). */
 void tools_copy_reason(char *dst, size_t cap, const char *reason, size_t len);
 
 /* --verbose of tern send/recv: the driver's counters and, when c is not NULL, the connection's

@@ -10,6 +10,7 @@
 
 #include "tern/driver.h"
 #include "tern/udp.h"
+#include "tools/peer_text.h"
 #include "tools/tools.h"
 
 uint64_t tools_now_ns(void)
@@ -114,9 +115,7 @@ int tools_interrupted(void)
 
 void tools_copy_reason(char *dst, size_t cap, const char *reason, size_t len)
 {
-    if (len >= cap) len = cap - 1;
-    if (len) memcpy(dst, reason, len);
-    dst[len] = '\0';
+    tools_text_escape(dst, cap, (const uint8_t *)reason, len); /* the peer's words */
 }
 
 int xfer_hash_init(xfer_hash *h)
