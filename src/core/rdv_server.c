@@ -640,8 +640,10 @@ static void describe(const tern_rdv_server *s, const rdv_peer *of, int with_rela
 }
 
 /* The introduction target b's rate bucket for requests from p's IP: at most INTRO_SRC IPs are
- * tracked per target; an entry whose bucket is full again (tat <= now) is as good as none and
- * is reused. Returns 1 when the introduction may go ahead. */
+ * tracked per target; an entry whose bucket is at least half full again is reused (an IP that
+ * introduces at full rate keeps its entry, one that introduced a few times lately does not hold
+ * a slot that another IP needs: a popular target introduced from many addresses at a modest
+ * rate is never refused). Returns 1 when the introduction may go ahead. */
 static int intro_target_ok(tern_rdv_server *s, rdv_peer *b, const rdv_peer *p, uint64_t now)
 {
     if (s->cfg.intro_target_rate == 0) return 1;
@@ -655,10 +657,13 @@ static int intro_target_ok(tern_rdv_server *s, rdv_peer *b, const rdv_peer *p, u
     const tern_addr *a = tern_conn_remote(p->conn);
     key[0] = a->family;
     memcpy(key + 1, a->ip, a->family == TERN_AF_INET ? 4 : 8); /* an IPv6 /64 is one source */
+    uint64_t t = TERN_NS_PER_S / s->cfg.intro_target_rate;
+    uint64_t half = (uint64_t)(s->cfg.intro_target_burst > 1 ? s->cfg.intro_target_burst - 1 : 0) *
+                    t / 2;
     intro_src *slot = NULL, *free_slot = NULL;
     for (int i = 0; i < INTRO_SRC && slot == NULL; i++) {
         if (memcmp(b->isrc[i].key, key, sizeof(key)) == 0) slot = &b->isrc[i];
-        else if (free_slot == NULL && b->isrc[i].tat <= now) free_slot = &b->isrc[i];
+        else if (free_slot == NULL && b->isrc[i].tat <= now + half) free_slot = &b->isrc[i];
     }
     if (slot == NULL) {
         if (free_slot == NULL) return 0; /* INTRO_SRC other IPs are introducing at full rate */

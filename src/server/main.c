@@ -54,6 +54,9 @@ static void usage(FILE *f)
             "                        complete request (default %d)\n"
             "  --no-malloc-trim      keep freed memory (by default, when the accounted memory\n"
             "                        falls by half and 4 MiB, it goes back to the system)\n"
+            "  --limit NAME=VALUE    set one budget (connections, memory, rendezvous and relay\n"
+            "                        limits; k/m/g suffixes), repeatable; --limits lists them\n"
+            "  --limits              every limit with its default, then exit\n"
             "  --quiet               no startup lines\n"
             "  -h, --help            this text\n"
             "SIGINT/SIGTERM stop it and print its counters to stderr.\n",
@@ -251,6 +254,17 @@ static int parse_args(int argc, char **argv, ternd_config *c)
             }
         } else if (!strcmp(a, "--no-malloc-trim")) {
             c->no_malloc_trim = 1;
+        } else if (!strcmp(a, "--limit")) {
+            NEED_VALUE();
+            if (c->n_limits >= TERND_MAX_LIMITS) {
+                fprintf(stderr, "ternd: at most %d --limit options\n", TERND_MAX_LIMITS);
+                return -1;
+            }
+            if (ternd_limit_parse(v, &c->limits[c->n_limits], stderr) != 0) return -1;
+            c->n_limits++;
+        } else if (!strcmp(a, "--limits")) {
+            ternd_limits_list(stdout);
+            exit(0);
         } else if (!strcmp(a, "--quiet")) {
             c->quiet = 1;
         } else {

@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 
+#include "server/limits.h"
 #include "tern/stun.h"
 
 #define TERND_MAX_LISTEN 4
@@ -46,6 +47,9 @@ typedef struct ternd_config {
                                             request before a connection is closed (10) */
     /* memory (tern_service.c) */
     int no_malloc_trim;                  /* --no-malloc-trim: never give freed memory back */
+    /* --limit NAME=VALUE: budgets over their public-server defaults (limits.h) */
+    int n_limits;
+    ternd_limit limits[TERND_MAX_LIMITS];
 } ternd_config;
 
 typedef struct ternd_service {

@@ -264,6 +264,7 @@ static int start(ternd_service *svc, const ternd_config *cfg)
     if (!cfg->no_relay) {
         tern_relay_config rl_cfg;
         tern_relay_config_default(&rl_cfg);
+        ternd_limits_apply(cfg->limits, cfg->n_limits, NULL, NULL, &rl_cfg);
         if (tern_relay_new(&rl_cfg, &s->relay) != TERN_OK) return TERN_ERR_NOMEM;
     }
     tern_driver_config dc;
@@ -271,6 +272,7 @@ static int start(ternd_service *svc, const ternd_config *cfg)
     /* a public server: windows, queues and memory sized for rendezvous and relay, per-peer
      * and server-wide memory budgets, connections per source address (docs/security.md) */
     tern_settings_server_default(&dc.endpoint.settings);
+    ternd_limits_apply(cfg->limits, cfg->n_limits, &dc.endpoint.settings, NULL, NULL);
     int rc = load_key(cfg, &dc.endpoint.static_key);
     if (rc != TERN_OK) return rc;
     dc.endpoint.is_server = 1;
@@ -312,6 +314,7 @@ static int start(ternd_service *svc, const ternd_config *cfg)
      * address with its actual port (a wildcard IP tells peers "where you reach this server") */
     tern_rdv_config rc_cfg;
     tern_rdv_config_default(&rc_cfg);
+    ternd_limits_apply(cfg->limits, cfg->n_limits, NULL, &rc_cfg, NULL);
     struct timespec rt, mt;
     clock_gettime(CLOCK_REALTIME, &rt);
     clock_gettime(CLOCK_MONOTONIC, &mt);

@@ -319,8 +319,13 @@ rdv_load)
   # tern loadgen rdv against ternd: 300 peers, each its own key, register (REGISTERED must name
   # the address each came from) and ask for introductions for 1 s (PEER_INFO must carry the
   # target's ID, key and LOCAL candidate; INTRODUCED must name a requester whose key hashes to
-  # its ID); ternd must count every introduction the generator sent
-  start_ternd
+  # its ID); ternd must count every introduction the generator sent. 300 peers asking for
+  # introductions as fast as the service answers is some 60 per peer per second, far above what
+  # one real peer asks (intro_rate 10/s): the per-peer limits are lifted here (they have their
+  # own tests: test_rdv_limits, hostile_m1) and a mistyped limit must fail fast first
+  "$TERND" --limit intro_rate=fast >"$work/bad.log" 2>&1 && fail "ternd took a bad --limit"
+  grep -q 'needs =VALUE' "$work/bad.log" || fail "no clear line for a bad --limit"
+  start_ternd --limit intro_rate=0 --limit intro_target_rate=0 --limit max_relay_per_peer=0
   "$TERN" loadgen rdv "127.0.0.1:$PORT" --server-key "$KEY" --peers 300 --duration 1 \
     --window 16 --server-pid "$ternd_pid" >"$work/lg.log" 2>&1 || fail "loadgen rdv failed"
   grep -q '^register peers=300 registered=300 failed=0 ' "$work/lg.log" || fail "not all registered"
