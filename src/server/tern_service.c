@@ -414,6 +414,16 @@ static void report(ternd_service *svc, FILE *out)
             (unsigned long long)es.drop_auth, (unsigned long long)es.drop_unknown_cid,
             (unsigned long long)es.drop_rate_limited, (unsigned long long)es.retries_sent,
             (unsigned long long)es.resets_sent);
+#define U(x) (unsigned long long)(x)
+    fprintf(out,
+            "tern limits amplification_blocked=%llu probes_unpadded=%llu probes_exhausted=%llu "
+            "paths_refused=%llu responses_limited=%llu initial_copies=%llu "
+            "refused_per_ip=%llu refused_memory=%llu closed_budget=%llu closed_nomem=%llu "
+            "mem_refused=%llu mem_peak=%llu sources=%llu\n",
+            U(es.amplification_blocked), U(es.probes_unpadded), U(es.probes_exhausted),
+            U(es.paths_refused), U(es.responses_limited), U(es.initial_copies),
+            U(es.conns_refused_per_ip), U(es.conns_refused_memory), U(es.conns_closed_budget),
+            U(es.conns_closed_nomem), U(es.mem_refused), U(es.mem_peak), U(es.sources_current));
     fprintf(out,
             "tern driver iterations=%llu rx_syscalls=%llu rx_datagrams=%llu rx_gro=%llu "
             "tx_syscalls=%llu tx_datagrams=%llu tx_gso=%llu tx_errors=%llu gso=%d gro=%d\n",
@@ -435,6 +445,16 @@ static void report(ternd_service *svc, FILE *out)
     if (s->rdv) {
         tern_rdv_stats rs;
         tern_rdv_server_get_stats(s->rdv, &rs);
+        fprintf(out,
+                "rendezvous limits services=%llu groups=%llu join_rate=%llu presence_dropped=%llu "
+                "intro_peer=%llu intro_target=%llu local_cands_dropped=%llu relay_refused_peer=%llu "
+                "relay_closed=%llu calls=%llu peer_state=%llu mem=%llu queue_dropped=%llu "
+                "slow_closed=%llu queue_max=%llu peer_state_max=%llu\n",
+                U(rs.limit_services), U(rs.limit_groups), U(rs.rate_dropped_join),
+                U(rs.presence_dropped), U(rs.intro_limited_peer), U(rs.intro_limited_target),
+                U(rs.local_cands_dropped), U(rs.relay_refused_peer), U(rs.relay_closed),
+                U(rs.limit_calls), U(rs.limit_peer_state), U(rs.limit_mem), U(rs.queue_dropped),
+                U(rs.slow_closed), U(rs.queue_max), U(rs.peer_state_max));
         fprintf(out, "rendezvous tokens secret=%d register=%d join=%d offer=%d rejected=%llu\n",
                 s->has_secret, s->req_register, s->req_join, s->req_offer,
                 (unsigned long long)rs.token_rejected);
@@ -455,7 +475,7 @@ static void report(ternd_service *svc, FILE *out)
                 "fwd_bytes=%llu queued=%llu queue_failed=%llu sent=%llu send_refused=%llu "
                 "sendmmsg=%llu gso=%llu drop_short=%llu drop_malformed=%llu "
                 "drop_oversize=%llu drop_unknown_channel=%llu drop_wrong_source=%llu "
-                "drop_rate_limited=%llu mem=%llu\n",
+                "drop_rate_limited=%llu evicted=%llu closed=%llu mem=%llu\n",
                 (unsigned long long)ls.sessions, (unsigned long long)ls.opened,
                 (unsigned long long)ls.expired, (unsigned long long)ls.open_refused,
                 (unsigned long long)ls.fwd_packets, (unsigned long long)ls.fwd_bytes,
@@ -465,8 +485,9 @@ static void report(ternd_service *svc, FILE *out)
                 (unsigned long long)ls.drop_short, (unsigned long long)ls.drop_malformed,
                 (unsigned long long)ls.drop_oversize, (unsigned long long)ls.drop_unknown_channel,
                 (unsigned long long)ls.drop_wrong_source, (unsigned long long)ls.drop_rate_limited,
-                (unsigned long long)ls.mem_current);
+                U(ls.evicted), U(ls.closed), (unsigned long long)ls.mem_current);
     }
+#undef U
 }
 
 static void destroy(ternd_service *svc)
