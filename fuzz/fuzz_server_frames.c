@@ -290,7 +290,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     tern_rdv_client_handle_expiry(rc, now + 3600 * TERN_NS_PER_S);
     if (tern_rdv_client_next_deadline(rc) != TERN_TIME_NEVER)
         die("the rendezvous client kept a deadline after its expiry ran an hour later");
-    if (getenv("FUZZ_SERVER_FRAMES_VERBOSE")) {
+    static int verbose = -1;
+    if (verbose < 0) verbose = getenv("FUZZ_SERVER_FRAMES_VERBOSE") != NULL;
+    if (verbose) {
         tern_rdv_client_stats st;
         tern_rdv_client_get_stats(rc, &st);
         fprintf(stderr, "rdv client: rx %llu bad %llu unexpected %llu peer_conns %llu introduced %llu "
