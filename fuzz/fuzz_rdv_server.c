@@ -21,7 +21,8 @@
  *             handed to on_message; 4 the client closes its connection and connects again; 5 the
  *             client connects again from a new port without closing (the server replaces the old
  *             connection when the new one registers); 6 a relay datagram (length byte, bytes) on
- *             the last channel the client was given; 7 nothing but time;
+ *             the last channel the client was given; 7 nothing but time, except that with
+ *             bits 0-1 = k > 0 the server's k-th allocation from now fails (its NOMEM paths);
  *   bits 5-7  how far the clock moves afterwards (0 .. 61 s), then every timer due runs and the
  *             datagrams are exchanged.
  * Everything the server sends a client must decode, and say only true things (peer IDs that are
@@ -79,11 +80,12 @@ static void det_rand(uint8_t *dst, size_t len, void *user)
 /* The rendezvous server's allocations: a header holds the size, so every free is checked
  * against what was allocated and the live bytes are known independently of the server's own
  * count. */
-static uint64_t hook_live;
+static uint64_t hook_live, hook_allocs, hook_fail_at; /* fail_at: that allocation fails (0: none) */
 
 static void *hook_malloc(size_t size, void *user)
 {
     (void)user;
+    if (++hook_allocs == hook_fail_at) return NULL;
     uint8_t *p = malloc(size + 16);
     if (p == NULL) return NULL;
     memcpy(p, &size, sizeof(size));
@@ -356,6 +358,7 @@ static void check_stats(void)
 /* Every connection leaves the rendezvous server: nothing of them may remain. */
 static void detach_all(void)
 {
+    hook_fail_at = 0;
     static int verbose = -1;
     if (verbose < 0) verbose = getenv("FUZZ_RDV_SERVER_VERBOSE") != NULL;
     if (verbose && attached) {
@@ -676,8 +679,8 @@ static void world_new(void)
     tern_relay_config lc;
     tern_relay_config_default(&lc);
     lc.rand = det_rand;
-    lc.max_sessions = 16;
-    lc.max_per_addr = 4;
+    lc.max_sessions = 4; /* both relay limits within reach of four clients */
+    lc.max_per_addr = 2;
     lc.idle_timeout_ns = 30 * TERN_NS_PER_S;
     lc.burst_bytes = 20000;
     lc.rate_bytes_per_s = 100000;
@@ -690,7 +693,7 @@ static void world_new(void)
     rcfg.max_groups_per_peer = MAX_GROUPS_PER_PEER;
     rcfg.bootstrap_recent = 1;
     rcfg.bootstrap_random = 1;
-    rcfg.group_rate = 20, rcfg.group_burst = 10;
+    rcfg.group_rate = 20, rcfg.group_burst = 6;
     rcfg.peer_rate = 5, rcfg.peer_burst = 5;
     rcfg.max_calls = MAX_CALLS;
     rcfg.max_calls_per_peer = MAX_CALLS_PER_PEER;
@@ -806,7 +809,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
             break;
         }
-        default:
+        default: /* time; and an allocation that fails */
+            if (op & 3) hook_fail_at = hook_allocs + (op & 3);
             break;
         }
         now += dt_ns[op >> 5];
