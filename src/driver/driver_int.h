@@ -96,6 +96,24 @@ int drv_sock_open(drv_sock *s, const tern_addr *addr, int bufsize, int no_gso, i
 int drv_rx_init(drv_rx *rx, size_t batch, size_t slot);
 void drv_rx_free(drv_rx *rx);
 
+/* ---------------------------------------------------------------- received messages (rxmsg.c) */
+
+/* One message as recvmmsg returned it: its datagrams and where it was sent to. */
+typedef struct drv_rxmsg {
+    size_t seg;             /* each datagram's size (the last may be shorter); len when one */
+    size_t count;           /* datagrams in it: 1 when not coalesced (an empty one too) */
+    const tern_addr *local; /* the address it was sent to: dst, or the socket's bound address */
+    int has_dst, has_tos;
+    tern_addr dst;          /* IP_PKTINFO / IPV6_PKTINFO (the port is the bound one) */
+    uint8_t tos;            /* IP_TOS / IPV6_TCLASS */
+} drv_rxmsg;
+
+/* Reads a received message of len bytes: its control buffer (ctl, ctl_len bytes: nothing
+ * outside it is read, whatever its cmsg_len fields say) and how its bytes split into datagrams
+ * (UDP_GRO): datagram i is bytes [i * seg, min((i + 1) * seg, len)), count of them. Pure. */
+void drv_rx_parse(size_t len, const uint8_t *ctl, size_t ctl_len, const tern_addr *bound,
+                  drv_rxmsg *m);
+
 /* ---------------------------------------------------------------- the driver */
 
 struct tern_driver {

@@ -141,23 +141,8 @@ void drv_want_out(tern_driver *d, size_t i, int on)
 
 /* ---------------------------------------------------------------- receive */
 
-static size_t gro_size(struct msghdr *mh)
-{
-#ifdef UDP_GRO
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
-        if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO) {
-            int v;
-            memcpy(&v, CMSG_DATA(cm), sizeof(v));
-            return v > 0 ? (size_t)v : 0;
-        }
-    }
-#else
-    (void)mh;
-#endif
-    return 0;
-}
-
-static void deliver(tern_driver *d, drv_sock *s, const tern_addr *from, uint8_t *p, size_t len)
+static void deliver(tern_driver *d, drv_sock *s, const tern_addr *local, const tern_addr *from,
+                    uint8_t *p, size_t len)
 {
     if (len > TERN_MAX_DATAGRAM) {
         d->st.rx_oversize++;
@@ -165,7 +150,7 @@ static void deliver(tern_driver *d, drv_sock *s, const tern_addr *from, uint8_t 
     }
     d->st.rx_datagrams++;
     if (d->rx_hook && drv_rx_hooked(d, s, from, p, len)) return;
-    (void)tern_endpoint_recv(d->ep, d->now, &s->local, from, p, len);
+    (void)tern_endpoint_recv(d->ep, d->now, local, from, p, len);
 }
 
 void drv_read_socket(tern_driver *d, size_t i)
@@ -210,15 +195,16 @@ void drv_read_socket(tern_driver *d, size_t i)
                 budget = budget > 0 ? budget - 1 : 0;
                 continue;
             }
-            size_t seg = gro_size(mh);
-            if (seg == 0 || seg >= len) {
-                deliver(d, s, &from, p, len);
+            drv_rxmsg rm;
+            drv_rx_parse(len, mh->msg_control, mh->msg_controllen, &s->local, &rm);
+            if (rm.count == 1) {
+                deliver(d, s, rm.local, &from, p, len);
                 budget = budget > 0 ? budget - 1 : 0;
                 continue;
             }
             d->st.rx_gro_batches++;
-            for (size_t off = 0; off < len; off += seg) {
-                deliver(d, s, &from, p + off, len - off < seg ? len - off : seg);
+            for (size_t off = 0; off < len; off += rm.seg) {
+                deliver(d, s, rm.local, &from, p + off, len - off < rm.seg ? len - off : rm.seg);
                 budget = budget > 0 ? budget - 1 : 0;
             }
         }
