@@ -235,6 +235,31 @@ l)
     bound "l: only $(fig "$o" l_legit_established) of $(fig "$o" l_trials) clients completed their handshake after a replay of their Initial from another address"
   le "$(fig "$o" l_attacker_recv_bytes)" "$((AMP_MAX * $(fig "$o" l_attacker_sent_bytes)))" ||
     bound "l: the replaying address got more than ${AMP_MAX}x the bytes it sent"
+  # names from the network: a sender (tern send's protocol, crafted) names its file with a
+  # newline, a forged "received" line and a terminal escape; tern recv must neither print a
+  # forged line nor store a name with a control character
+  mkdir "$work/rx2"
+  "$TERN" recv --listen 127.0.0.1:0 --dir "$work/rx2" >"$work/recv2.log" 2>&1 &
+  recv2_pid=$!
+  wait_for "$work/recv2.log" '^tern recv: public key' "tern recv --listen start"
+  r2port=$(sed -n 's/^tern recv: listening on udp 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/recv2.log")
+  r2key=$(sed -n 's/^tern recv: public key \([0-9a-f]*\)$/\1/p' "$work/recv2.log")
+  "$HOSTILE" names "127.0.0.1:$r2port" "$r2key" >"$work/names.out" 2>"$work/names.err.log" ||
+    die "tern_hostile names failed"
+  sleep 0.3
+  kill "$recv2_pid" 2>/dev/null
+  wait "$recv2_pid" 2>/dev/null
+  cat "$work/names.out" | grep '^names_'
+  grep -q '^received forged\.bin' "$work/recv2.log" &&
+    bound "l: tern recv printed a line forged by a file name from the network"
+  nl='
+'
+  esc=$(printf '\033')
+  for f in "$work/rx2"/* "$work/rx2"/.*; do
+    case "$f" in
+    *"$nl"* | *"$esc"*) bound "l: tern recv stored a file name with a control character" ;;
+    esac
+  done
   ;;
 *)
   die "unknown row $ROW"

@@ -41,6 +41,8 @@
 #include "tern/rendezvous.h"
 #include "tern/stun.h"
 
+#include <sodium.h>
+
 #define MAX_SOCKS 4096
 #define MAX_PEERS 2048
 
@@ -209,6 +211,9 @@ typedef struct hpeer {
     uint8_t id[TERN_PEER_ID_LEN];
     uint64_t rx_msgs, errors, err[ERR_CODES], offered, joined, presence, group_msgs;
     uint64_t peer_info, peer_info_relay, introduced, calls_in, replies;
+    uint8_t raw[300]; /* the last message that arrived (names: the receiver's verdict) */
+    size_t raw_len;
+    int got_raw;
 } hpeer;
 
 static hpeer peers[MAX_PEERS];
@@ -257,6 +262,9 @@ static void cb_message(tern_conn *c, uint64_t flow, const uint8_t *data, size_t 
 {
     hpeer *p = u;
     (void)flow;
+    p->got_raw = 1;
+    p->raw_len = len < sizeof(p->raw) ? len : sizeof(p->raw);
+    memcpy(p->raw, data, p->raw_len);
     tern_rdv_msg m;
     if (tern_rdv_decode(data, len, &m) != TERN_OK) return;
     p->rx_msgs++;
@@ -1197,6 +1205,49 @@ static void row_l(void)
     finish(trials);
 }
 
+/* ---------------------------------------------------------------- names from the network */
+
+/* SERVER_ADDR/KEY are a `tern recv --listen` receiver's: one transfer (tern send's protocol:
+ * 'H' header, 'D' data, 'E' SHA-256, on one reliable ordered flow) whose file name carries a
+ * newline, a forged "received" line and a terminal escape. Prints the receiver's verdict. */
+static void row_names(void)
+{
+    int a = spawn(1, 28, 1, 1, 0);
+    hpeer *p = &peers[a];
+    if (!p->flow_open) die("names: no connection to the receiver");
+    const char *name = "x\nreceived forged.bin 1 bytes hash ok path direct\n\033[2J";
+    size_t nl = strlen(name);
+    uint8_t hdr[12 + 256];
+    hdr[0] = 'H';
+    hdr[1] = 2; /* tern send's XFER_VERSION */
+    for (int i = 0; i < 8; i++) hdr[2 + i] = (uint8_t)(i == 7 ? 1 : 0); /* size 1 */
+    hdr[10] = (uint8_t)(nl >> 8);
+    hdr[11] = (uint8_t)nl;
+    memcpy(hdr + 12, name, nl);
+    uint8_t data[2] = {'D', 'z'}, end[1 + crypto_hash_sha256_BYTES];
+    end[0] = 'E';
+    crypto_hash_sha256(end + 1, data + 1, 1);
+    uint64_t now = now_ns();
+    tern_flow_send(p->c, p->flow, now, hdr, 12 + nl, -1);
+    tern_flow_send(p->c, p->flow, now, data, sizeof(data), -1);
+    tern_flow_send(p->c, p->flow, now, end, sizeof(end), -1);
+    p->dirty = 1;
+    wait_first = a;
+    wait_count = 1;
+    uint64_t t0 = now_ns();
+    while (!p->got_raw && !p->closed && now_ns() - t0 < 3 * TERN_NS_PER_S) loop(50, NULL);
+    int status = p->got_raw && p->raw_len >= 2 && p->raw[0] == 'V' ? p->raw[1] : -1;
+    char text[300];
+    size_t tl = 0;
+    for (size_t i = 2; p->got_raw && i < p->raw_len && tl + 1 < sizeof(text); i++)
+        text[tl++] = (p->raw[i] >= 0x20 && p->raw[i] < 0x7f && p->raw[i] != ' ') ? (char)p->raw[i]
+                                                                              : '_';
+    text[tl] = '\0';
+    out("names_verdict=%d names_text=%s\n", status, text);
+    close_all();
+    out("done=1\n");
+}
+
 /* ---------------------------------------------------------------- main */
 
 static void usage(void)
@@ -1220,6 +1271,8 @@ static void usage(void)
             "  m6   --n TCP STUN sockets (300) held from one address to --stun ADDR:PORT\n"
             "  m7   --n callers (400) fill the calls in flight; a legitimate call then\n"
             "  l    --n Initials (20) replayed from another address before the client's own\n"
+            "  names  SERVER is a `tern recv --listen`: a file whose name holds a newline, a\n"
+            "       forged output line and a terminal escape\n"
             "options: --pid PID (ternd: VmRSS), --idle K (idle registered peers first: their\n"
             "  cost per connection), --hold S (2), --target PEER_ID, --stun ADDR:PORT\n");
     exit(2);
@@ -1270,6 +1323,7 @@ int main(int argc, char **argv)
     else if (!strcmp(row, "m6")) row_m6();
     else if (!strcmp(row, "m7")) row_m7();
     else if (!strcmp(row, "l")) row_l();
+    else if (!strcmp(row, "names")) row_names();
     else usage();
     for (int i = 0; i < n_peers; i++)
         if (peers[i].ep) tern_endpoint_del(peers[i].ep);
