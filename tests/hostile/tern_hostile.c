@@ -71,6 +71,9 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * TERN_NS_PER_S + (uint64_t)ts.tv_nsec;
 }
 
+static void out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
 static void out(const char *fmt, ...)
 {
     va_list ap;
@@ -780,9 +783,9 @@ static void row_h4a(void)
         closed += peers[i].closed;
     }
     out("h4_members=%d h4_msgs_sent=%llu h4_msg_bytes=%llu h4_silent_rx_bytes=%llu "
-        "h4_sender_closed=%d\n",
+        "h4_sender_closed=%d h4_silent_closed=%d\n",
         n, (unsigned long long)sent, (unsigned long long)(sent * sizeof(payload)),
-        (unsigned long long)silent_rx, snd->closed);
+        (unsigned long long)silent_rx, snd->closed, closed);
     sum_errors(first + n, 1, "h4_sender");
     finish(n + 1);
 }
