@@ -210,8 +210,8 @@ m3)
 m5)
   attack m5 m5 --n 1000 --secs 12
   o="$work/m5.out"
-  [ "$(fig "$o" m5_established)" -le "$M5_CONNS_PER_IP_MAX" ] ||
-    bound "m5: one address holds $(fig "$o" m5_established) connections (max $M5_CONNS_PER_IP_MAX)"
+  [ "$(fig "$o" m5_held)" -le "$M5_CONNS_PER_IP_MAX" ] ||
+    bound "m5: one address holds $(fig "$o" m5_held) connections (max $M5_CONNS_PER_IP_MAX)"
   ;;
 m6)
   [ -n "$STUN_TCP" ] || die "ternd printed no STUN TCP address"
@@ -219,8 +219,8 @@ m6)
   o="$work/m6.out"
   [ "$(fig "$o" m6_other_addr_served)" -eq 1 ] ||
     bound "m6: a STUN client on another address was not served over TCP"
-  [ "$(fig "$o" m6_held_open)" -le "$M6_TCP_PER_IP_MAX" ] ||
-    bound "m6: one address holds $(fig "$o" m6_held_open) TCP STUN connections (max $M6_TCP_PER_IP_MAX)"
+  [ "$(fig "$o" m6_held_served)" -le "$M6_TCP_PER_IP_MAX" ] ||
+    bound "m6: one address holds $(fig "$o" m6_held_served) served TCP STUN connections (max $M6_TCP_PER_IP_MAX)"
   ;;
 m7)
   attack m7 m7 --n 400
