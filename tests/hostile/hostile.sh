@@ -164,6 +164,16 @@ attack() {
     bound "$name: ternd's RSS ${rss_after} kB ${SETTLE} s after the attack, over ${RSS_AFTER_FACTOR}x its ${rss_base} kB before"
 }
 
+stop_ternd() { # SIGTERM: ternd prints its counters
+  kill "$recv_pid" 2>/dev/null
+  wait "$recv_pid" 2>/dev/null
+  recv_pid=""
+  kill -TERM "$ternd_pid"
+  wait "$ternd_pid"
+  ternd_pid=""
+  grep -E '^(tern|rendezvous|relay|stun tcp)' "$work/ternd.log"
+}
+
 start_ternd
 start_recv
 case "$ROW" in
@@ -179,6 +189,11 @@ h1)
   ;;
 h2)
   attack h2_1 h2 --conns 1 --secs 5
+  # four connections against a fresh ternd
+  stop_ternd
+  start_ternd
+  start_recv
+  rss_base=""
   attack h2_4 h2 --conns 4 --secs 8
   ;;
 h3)
@@ -268,10 +283,7 @@ l)
   ;;
 esac
 
-kill -TERM "$ternd_pid"
-wait "$ternd_pid"
-ternd_pid=""
-grep -E '^(tern|rendezvous|relay|stun tcp)' "$work/ternd.log"
+stop_ternd
 if [ -n "$failed" ]; then
   echo "FAIL ($ROW):$failed" >&2
   exit 1
