@@ -27,6 +27,7 @@ RSS_AFTER_FACTOR=2      # ternd's RSS within 2x of its pre-attack figure once at
 SETTLE=4                # seconds given to ternd after the attackers closed, before "after"
 IDLE=40                 # idle registered peers opened first by tern_hostile
 HOLD=4                  # seconds the attack holds its full effect while the legitimate clients run
+NO_RSS=${HOSTILE_NO_RSS:-0} # 1 (sanitizer builds): RSS figures are printed, not asserted
 # ---- bounds whose defaults other helpers are choosing now (issue 12): adjust to the chosen
 # ---- default when it lands, never above what the issue allows
 M2_PUNCHES_PER_CAND_MAX=16 # punches one introduction may send to one unanswered candidate
@@ -158,9 +159,9 @@ attack() {
     bound "$name: a legitimate tern ping PEER --via failed during the attack (exit $via_rc)"
     tail -3 "$work/$name-via.log" | sed 's/^/  tern ping --via: /' >&2
   }
-  [ "$growth" -le "$allowed" ] ||
+  [ "$NO_RSS" = 1 ] || [ "$growth" -le "$allowed" ] ||
     bound "$name: ternd grew ${growth} kB for $conns attacking connections (allowed $allowed: idle ${idle_pc} kB + $PER_CONN_KB_MAX kB each)"
-  [ "$rss_after" -le $((RSS_AFTER_FACTOR * rss_base)) ] ||
+  [ "$NO_RSS" = 1 ] || [ "$rss_after" -le $((RSS_AFTER_FACTOR * rss_base)) ] ||
     bound "$name: ternd's RSS ${rss_after} kB ${SETTLE} s after the attack, over ${RSS_AFTER_FACTOR}x its ${rss_base} kB before"
 }
 
