@@ -171,8 +171,13 @@ stop_ternd() { # SIGTERM: ternd prints its counters
   recv_pid=""
   kill -TERM "$ternd_pid"
   wait "$ternd_pid"
+  trc=$?
   ternd_pid=""
   grep -E '^(tern|rendezvous|relay|stun tcp)' "$work/ternd.log"
+  [ $trc -eq 0 ] || {
+    bound "ternd exited with $trc on SIGTERM (a sanitizer report?)"
+    grep -A20 -E 'Sanitizer|runtime error' "$work/ternd.log" | head -40 >&2
+  }
 }
 
 start_ternd
