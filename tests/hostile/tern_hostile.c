@@ -1,0 +1,1370 @@
+/*
+ * tern_hostile: a hostile client against a real ternd (docs/security.md, issue 12). Each
+ * sub-command is one attack of the issue's table, made the way an attacker would make it: every
+ * connection completes the handshake with a fresh key (client keys are free) and then sends
+ * well-formed, authenticated traffic. Packets the library would never send (fragments without
+ * fragment 0, a connection's packets from addresses it never used, PATH_CHALLENGE floods) are
+ * sealed with the connection's own 1-RTT keys (core internals, as fuzz/fuzz_conn.c does);
+ * rendezvous requests are encoded with tern_rdv_encode and sent with tern_flow_send.
+ *
+ * Everything goes over loopback with real sockets: a socket per identity, bound to its own
+ * 127.x.y.z address where a row needs distinct source addresses, plus "count-only" sockets
+ * (spoofed sources, victims) that never feed the endpoint and only count what ternd (or a peer
+ * it introduced) sends them. Each attack is bounded in time and count, samples ternd's VmRSS
+ * (/proc/PID/status) all along, prints key=value figures on stdout, prints "attack_hold=1" when
+ * the legitimate clients of the test should run (the attack is then at full effect and stays so
+ * for --hold seconds), and closes every connection before it exits.
+ *
+ * Usage: tern_hostile ROW SERVER_ADDR:PORT SERVER_KEY [options]
+ *   rows: h1 h2 h3 h4a h4b m1 m2 m3 m5 m6 m7 l (see usage())
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/conn.h"
+#include "core/flow.h"
+#include "core/packet.h"
+#include "tern/rendezvous.h"
+#include "tern/stun.h"
+
+#include <sodium.h>
+
+#define MAX_SOCKS 4096
+#define MAX_PEERS 2048
+
+/* ---------------------------------------------------------------- options and figures */
+
+static struct {
+    tern_addr server;
+    uint8_t server_key[TERN_KEY_LEN];
+    int pid;           /* ternd's pid for VmRSS (0: none) */
+    int n;             /* the row's count (addresses, connections, members, ...) */
+    int conns;         /* h2: attacking connections */
+    double secs;       /* attack duration */
+    double hold;       /* the attack holds its effect this long after attack_hold=1 */
+    int idle;          /* idle registered peers opened first: the idle cost per connection */
+    uint8_t target[TERN_PEER_ID_LEN];
+    int has_target;
+    tern_addr stun;    /* m6: ternd's STUN TCP address */
+    int has_stun;
+    uint32_t rate;     /* h2: attack packets per second */
+} opt;
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * TERN_NS_PER_S + (uint64_t)ts.tv_nsec;
+}
+
+static void out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void out(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    fflush(stdout);
+}
+
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "tern_hostile: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(1);
+}
+
+/* ---------------------------------------------------------------- ternd's memory */
+
+static long rss_kb(void)
+{
+    if (opt.pid <= 0) return 0;
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", opt.pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return 0;
+    long v = 0;
+    while (fgets(line, sizeof(line), f))
+        if (strncmp(line, "VmRSS:", 6) == 0) {
+            v = strtol(line + 6, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+static long rss_peak;
+static uint64_t rss_next;
+
+static void rss_sample(uint64_t now)
+{
+    if (now < rss_next) return;
+    rss_next = now + 50 * TERN_NS_PER_MS;
+    long v = rss_kb();
+    if (v > rss_peak) rss_peak = v;
+}
+
+/* ---------------------------------------------------------------- sockets */
+
+typedef struct hsock {
+    int fd;
+    tern_addr local;
+    int peer; /* the identity whose endpoint it feeds, or -1: count only */
+    uint64_t rx_bytes, rx_dgrams, tx_bytes, tx_dgrams;
+} hsock;
+
+static hsock socks[MAX_SOCKS];
+static int n_socks;
+static int epfd = -1;
+
+static void to_sockaddr(const tern_addr *a, struct sockaddr_in *sin)
+{
+    memset(sin, 0, sizeof(*sin));
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(a->port);
+    memcpy(&sin->sin_addr, a->ip, 4);
+}
+
+static void from_sockaddr(const struct sockaddr_in *sin, tern_addr *a)
+{
+    const uint8_t *ip = (const uint8_t *)&sin->sin_addr;
+    tern_addr_ipv4(a, ip[0], ip[1], ip[2], ip[3], ntohs(sin->sin_port));
+}
+
+/* A UDP socket on 127.a.b.c (port chosen by the kernel). */
+static int sock_open(uint8_t a, uint8_t b, uint8_t c, int peer)
+{
+    if (n_socks == MAX_SOCKS) die("too many sockets");
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) die("socket: %s", strerror(errno));
+    int sz = 4 << 20;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof(sz)) != 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof(sz)) != 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+    tern_addr l;
+    tern_addr_ipv4(&l, 127, a, b, c, 0);
+    struct sockaddr_in sin;
+    to_sockaddr(&l, &sin);
+    if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0)
+        die("bind 127.%d.%d.%d: %s", a, b, c, strerror(errno));
+    socklen_t sl = sizeof(sin);
+    getsockname(fd, (struct sockaddr *)&sin, &sl);
+    hsock *s = &socks[n_socks];
+    memset(s, 0, sizeof(*s));
+    s->fd = fd;
+    from_sockaddr(&sin, &s->local);
+    s->peer = peer;
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)n_socks};
+    if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0) die("epoll_ctl: %s", strerror(errno));
+    return n_socks++;
+}
+
+static int sock_send(int si, const tern_addr *to, const uint8_t *data, size_t len)
+{
+    struct sockaddr_in sin;
+    to_sockaddr(to, &sin);
+    for (int tries = 0; tries < 100; tries++) {
+        ssize_t n = sendto(socks[si].fd, data, len, 0, (struct sockaddr *)&sin, sizeof(sin));
+        if (n >= 0) {
+            socks[si].tx_bytes += len;
+            socks[si].tx_dgrams++;
+            return 0;
+        }
+        if (errno != EAGAIN && errno != ENOBUFS) return -1;
+        struct pollfd p = {.fd = socks[si].fd, .events = POLLOUT};
+        poll(&p, 1, 10);
+    }
+    return -1;
+}
+
+/* ---------------------------------------------------------------- identities */
+
+enum { ERR_CODES = 16 };
+
+typedef struct hpeer {
+    int sock;
+    tern_endpoint *ep;
+    tern_conn *c;
+    uint64_t flow;
+    int flow_open, established, closed, close_err, registered;
+    int silent;   /* reads and drops what arrives: never acknowledges */
+    int provider; /* answers CALLs (1) or keeps them (2: never replies) */
+    int dirty;
+    uint8_t id[TERN_PEER_ID_LEN];
+    uint64_t rx_msgs, errors, err[ERR_CODES], offered, joined, presence, group_msgs;
+    uint64_t peer_info, peer_info_relay, introduced, calls_in, replies;
+    uint8_t raw[300]; /* the last message that arrived (names: the receiver's verdict) */
+    size_t raw_len;
+    int got_raw;
+} hpeer;
+
+static hpeer peers[MAX_PEERS];
+static int n_peers;
+
+static void flow_ready(hpeer *p)
+{
+    if (p->flow_open || p->c == NULL) return;
+    tern_flow_config fc;
+    tern_flow_config_default(&fc);
+    if (tern_flow_open(p->c, &fc, &p->flow) == TERN_OK) p->flow_open = 1;
+}
+
+static void cb_established(tern_conn *c, void *u)
+{
+    hpeer *p = u;
+    (void)c;
+    p->established = 1;
+    flow_ready(p);
+}
+
+static void cb_closed(tern_conn *c, int err, uint64_t code, const char *reason, size_t len,
+                      void *u)
+{
+    hpeer *p = u;
+    (void)c, (void)code, (void)reason, (void)len;
+    p->closed = 1;
+    p->close_err = err;
+}
+
+static void cb_free(tern_conn *c, void *u)
+{
+    hpeer *p = u;
+    if (p->c == c) p->c = NULL;
+}
+
+static int rdv_send(hpeer *p, uint64_t now, const tern_rdv_msg *m)
+{
+    if (p->c == NULL || !p->flow_open) return TERN_ERR_STATE;
+    int rc = tern_rdv_send(p->c, p->flow, now, m);
+    p->dirty = 1;
+    return rc;
+}
+
+static void cb_message(tern_conn *c, uint64_t flow, const uint8_t *data, size_t len, void *u)
+{
+    hpeer *p = u;
+    (void)flow;
+    p->got_raw = 1;
+    p->raw_len = len < sizeof(p->raw) ? len : sizeof(p->raw);
+    memcpy(p->raw, data, p->raw_len);
+    tern_rdv_msg m;
+    if (tern_rdv_decode(data, len, &m) != TERN_OK) return;
+    p->rx_msgs++;
+    switch (m.kind) {
+    case TERN_RDV_REGISTERED: p->registered = 1; break;
+    case TERN_RDV_PEER_INFO:
+        p->peer_info++;
+        if (m.has_channel) p->peer_info_relay++;
+        break;
+    case TERN_RDV_INTRODUCED: p->introduced++; break;
+    case TERN_RDV_JOINED: p->joined++; break;
+    case TERN_RDV_PRESENCE: p->presence++; break;
+    case TERN_RDV_GROUP_MSG: p->group_msgs++; break;
+    case TERN_RDV_OFFERED: p->offered++; break;
+    case TERN_RDV_REPLY: p->replies++; break;
+    case TERN_RDV_CALL:
+        p->calls_in++;
+        if (p->provider == 1 && m.has_call_id) {
+            tern_rdv_msg r;
+            tern_rdv_msg_init(&r, TERN_RDV_REPLY);
+            r.has_call_id = 1;
+            r.call_id = m.call_id;
+            r.has_status = 1;
+            r.status = 0;
+            r.payload = m.payload;
+            r.payload_len = m.payload_len;
+            r.has_payload = 1;
+            (void)c;
+            rdv_send(p, now_ns(), &r);
+        }
+        break;
+    case TERN_RDV_ERROR:
+        p->errors++;
+        p->err[m.error < ERR_CODES ? m.error : 0]++;
+        break;
+    default: break;
+    }
+}
+
+/* A new identity (fresh key, its own endpoint and socket on 127.a.b.c) connecting to ternd. */
+static int peer_new(uint8_t a, uint8_t b, uint8_t c)
+{
+    if (n_peers == MAX_PEERS) die("too many identities");
+    int pi = n_peers++;
+    hpeer *p = &peers[pi];
+    memset(p, 0, sizeof(*p));
+    p->sock = sock_open(a, b, c, pi);
+    tern_endpoint_config cfg;
+    tern_endpoint_config_default(&cfg);
+    if (tern_keypair_generate(&cfg.static_key) != TERN_OK) die("keygen");
+    cfg.has_static_key = 1;
+    cfg.callbacks.on_established = cb_established;
+    cfg.callbacks.on_closed = cb_closed;
+    cfg.callbacks.on_conn_free = cb_free;
+    cfg.callbacks.on_message = cb_message;
+    cfg.user_data = p;
+    tern_peer_id(cfg.static_key.pub, p->id);
+    uint64_t now = now_ns();
+    if (tern_endpoint_new(&cfg, now, &p->ep) != TERN_OK) die("endpoint");
+    tern_keypair_wipe(&cfg.static_key);
+    if (tern_endpoint_connect(p->ep, now, &socks[p->sock].local, &opt.server, opt.server_key,
+                              &p->c) != TERN_OK)
+        die("connect");
+    p->dirty = 1;
+    return pi;
+}
+
+static void peer_flush(hpeer *p, uint64_t now)
+{
+    static uint8_t buf[32 * TERN_MAX_DATAGRAM];
+    tern_datagram d[32];
+    int n;
+    while ((n = tern_endpoint_send(p->ep, now, d, 32, buf, sizeof(buf))) > 0)
+        for (int i = 0; i < n; i++) sock_send(p->sock, &d[i].remote, d[i].data, d[i].len);
+    p->dirty = 0;
+}
+
+/* ---------------------------------------------------------------- the loop */
+
+/* Runs every socket and timer for ms milliseconds, or until done() says so. */
+static void loop(double ms, int (*done)(void))
+{
+    uint64_t end = now_ns() + (uint64_t)(ms * 1e6);
+    static uint8_t buf[65536];
+    for (;;) {
+        uint64_t now = now_ns();
+        rss_sample(now);
+        for (int i = 0; i < n_peers; i++) {
+            hpeer *p = &peers[i];
+            if (p->ep == NULL) continue;
+            if (tern_endpoint_next_deadline(p->ep) <= now) {
+                tern_endpoint_handle_expiry(p->ep, now);
+                p->dirty = 1;
+            }
+            if (p->dirty) peer_flush(p, now);
+        }
+        if ((done && done()) || now >= end) return;
+        uint64_t wake = end;
+        for (int i = 0; i < n_peers; i++)
+            if (peers[i].ep) {
+                uint64_t t = tern_endpoint_next_deadline(peers[i].ep);
+                if (t < wake) wake = t;
+            }
+        int timeout = wake > now ? (int)((wake - now + 999999) / 1000000) : 0;
+        if (timeout > 50) timeout = 50;
+        struct epoll_event ev[64];
+        int n = epoll_wait(epfd, ev, 64, timeout);
+        now = now_ns();
+        for (int k = 0; k < n; k++) {
+            hsock *s = &socks[ev[k].data.u32];
+            for (int j = 0; j < 256; j++) {
+                struct sockaddr_in sin;
+                socklen_t sl = sizeof(sin);
+                ssize_t r = recvfrom(s->fd, buf, sizeof(buf), 0, (struct sockaddr *)&sin, &sl);
+                if (r < 0) break;
+                s->rx_bytes += (uint64_t)r;
+                s->rx_dgrams++;
+                if (s->peer < 0) continue;
+                hpeer *p = &peers[s->peer];
+                if (p->silent || p->ep == NULL) continue;
+                tern_addr from;
+                from_sockaddr(&sin, &from);
+                tern_endpoint_recv(p->ep, now, &s->local, &from, buf, (size_t)r);
+                p->dirty = 1;
+            }
+        }
+    }
+}
+
+static int wait_first, wait_count;
+static int all_established(void)
+{
+    for (int i = wait_first; i < wait_first + wait_count; i++)
+        if (!peers[i].flow_open && !peers[i].closed) return 0;
+    return 1;
+}
+
+static int all_registered(void)
+{
+    for (int i = wait_first; i < wait_first + wait_count; i++)
+        if (!peers[i].registered && !peers[i].closed) return 0;
+    return 1;
+}
+
+static void wait_established(int first, int count, double ms)
+{
+    wait_first = first;
+    wait_count = count;
+    loop(ms, all_established);
+}
+
+static void do_register(int pi, const tern_addr *local_cands, size_t n)
+{
+    tern_rdv_msg m;
+    tern_rdv_msg_init(&m, TERN_RDV_REGISTER);
+    for (size_t i = 0; i < n; i++) {
+        m.cands[i].kind = TERN_RDV_CAND_LOCAL;
+        m.cands[i].addr = local_cands[i];
+    }
+    m.n_cands = n;
+    rdv_send(&peers[pi], now_ns(), &m);
+}
+
+static void wait_registered(int first, int count, double ms)
+{
+    wait_first = first;
+    wait_count = count;
+    loop(ms, all_registered);
+}
+
+/* count identities, connected and registered, on 127.net.(b0 + i/per).(1 + i%per) */
+static int spawn(int count, uint8_t net, uint8_t b0, int per_ip, int reg)
+{
+    int first = n_peers;
+    for (int i = 0; i < count; i++) {
+        int k = i / per_ip;
+        peer_new(net, (uint8_t)(b0 + k / 250), (uint8_t)(1 + k % 250));
+        if ((i & 63) == 63) loop(1, NULL); /* let the handshakes start */
+    }
+    wait_established(first, count, 15000);
+    if (reg) {
+        for (int i = first; i < first + count; i++) do_register(i, NULL, 0);
+        wait_registered(first, count, 10000);
+    }
+    return first;
+}
+
+static int count_est(int first, int count, int *closed)
+{
+    int e = 0, c = 0;
+    for (int i = first; i < first + count; i++) {
+        if (peers[i].established) e++;
+        if (peers[i].closed) c++;
+    }
+    if (closed) *closed = c;
+    return e;
+}
+
+static void close_all(void)
+{
+    uint64_t now = now_ns();
+    for (int i = 0; i < n_peers; i++) {
+        hpeer *p = &peers[i];
+        p->silent = 0;
+        if (p->c && !p->closed) tern_conn_close(p->c, now, 0, "bye", 3);
+        p->dirty = 1;
+    }
+    loop(300, NULL);
+}
+
+/* Seals frames as a genuine 1-RTT packet of p's connection and sends it from socket si. */
+static int craft_send(hpeer *p, int si, const uint8_t *frames, size_t len)
+{
+    uint8_t pkt[TERN_MAX_DATAGRAM];
+    if (p->c == NULL || p->closed) return -1;
+    int n = tern__conn_seal(p->c, now_ns(), pkt, sizeof(pkt), frames, len);
+    if (n <= 0) return -1;
+    return sock_send(si, &opt.server, pkt, (size_t)n);
+}
+
+/* ---------------------------------------------------------------- figures common to rows */
+
+static long rss_start, rss_attack;
+static int idle_first, idle_n;
+
+static void begin(void)
+{
+    rss_start = rss_kb();
+    rss_peak = rss_start;
+    if (opt.idle > 0) {
+        idle_first = spawn(opt.idle, 10, 1, 4, 1); /* 127.10.x.y, 4 per address */
+        idle_n = opt.idle;
+        loop(1000, NULL);
+    }
+    rss_attack = rss_kb();
+    long per = idle_n ? (rss_attack - rss_start) / idle_n : 0;
+    int closed;
+    int est = idle_n ? count_est(idle_first, idle_n, &closed) : 0;
+    out("rss_start_kb=%ld idle_conns=%d idle_established=%d rss_idle_kb=%ld "
+        "idle_per_conn_kb=%ld\n",
+        rss_start, idle_n, est, rss_attack, per < 0 ? 0 : per);
+    rss_peak = rss_attack;
+}
+
+static void hold(void)
+{
+    out("attack_hold=1\n");
+    loop(opt.hold * 1000, NULL);
+}
+
+static void finish(int attack_conns)
+{
+    long rss_end = rss_kb();
+    if (rss_end > rss_peak) rss_peak = rss_end;
+    long growth = rss_peak - rss_attack;
+    out("attack_conns=%d rss_attack_start_kb=%ld rss_peak_kb=%ld rss_end_kb=%ld "
+        "attack_growth_kb=%ld attack_per_conn_kb=%ld\n",
+        attack_conns, rss_attack, rss_peak, rss_end, growth,
+        attack_conns > 0 ? growth / attack_conns : growth);
+    close_all();
+    out("done=1\n");
+}
+
+static void sum_errors(int first, int count, const char *pfx)
+{
+    uint64_t e[ERR_CODES] = {0}, tot = 0;
+    for (int i = first; i < first + count; i++)
+        for (int k = 0; k < ERR_CODES; k++) {
+            e[k] += peers[i].err[k];
+            tot += peers[i].err[k];
+        }
+    out("%s_errors=%llu", pfx, (unsigned long long)tot);
+    for (int k = 1; k < ERR_CODES; k++)
+        if (e[k]) out(" %s_err_%s=%llu", pfx, tern_rdv_error_name(k), (unsigned long long)e[k]);
+    out("\n");
+}
+
+/* ---------------------------------------------------------------- H1: spoofed sources */
+
+static void row_h1(void)
+{
+    begin();
+    int a = spawn(1, 11, 1, 1, 0);
+    hpeer *p = &peers[a];
+    if (!p->established) die("h1: no connection");
+    loop(200, NULL);
+    /* part 1: one authenticated PING packet from each of n new addresses, one every 5 ms */
+    int n = opt.n ? opt.n : 500;
+    int first = n_socks;
+    for (int i = 0; i < n; i++) sock_open(12, (uint8_t)(1 + i / 250), (uint8_t)(1 + i % 250), -1);
+    out("attack_start=1\n");
+    for (int i = 0; i < n; i++) {
+        uint8_t fr[16];
+        uint8_t *q = tern__frame_put_ping(fr, fr + sizeof(fr), TERN__FRAME_PING, 1000 + i);
+        craft_send(p, first + i, fr, (size_t)(q - fr));
+        loop(5, NULL);
+    }
+    /* part 2: PATH_CHALLENGEs from one more new address, one a millisecond (each is answered on
+     * its own, not coalesced with the next) */
+    int pc = sock_open(14, 1, 1, -1);
+    int n_pc = 2000;
+    for (int i = 0; i < n_pc; i++) {
+        uint8_t fr[16];
+        uint8_t *q = tern__frame_put_path(fr, fr + sizeof(fr), TERN__FRAME_PATH_CHALLENGE,
+                                          0x1234567800000000ull + (uint64_t)i);
+        craft_send(p, pc, fr, (size_t)(q - fr));
+        loop(1, NULL);
+    }
+    hold();
+    loop(500, NULL);
+    uint64_t tx = 0, rx = 0, rxd = 0;
+    double max_ratio = 0;
+    int got = 0;
+    for (int i = first; i < first + n; i++) {
+        tx += socks[i].tx_bytes;
+        rx += socks[i].rx_bytes;
+        rxd += socks[i].rx_dgrams;
+        if (socks[i].rx_bytes) got++;
+        double r = socks[i].tx_bytes ? (double)socks[i].rx_bytes / (double)socks[i].tx_bytes : 0;
+        if (r > max_ratio) max_ratio = r;
+    }
+    out("h1_addrs=%d h1_sent_bytes=%llu h1_recv_bytes=%llu h1_recv_dgrams=%llu "
+        "h1_addrs_answered=%d h1_ratio=%.2f h1_max_ratio=%.2f\n",
+        n, (unsigned long long)tx, (unsigned long long)rx, (unsigned long long)rxd, got,
+        tx ? (double)rx / (double)tx : 0.0, max_ratio);
+    out("h1_pc_sent=%d h1_pc_sent_bytes=%llu h1_pc_recv_dgrams=%llu h1_pc_recv_bytes=%llu "
+        "h1_pc_ratio=%.2f\n",
+        n_pc, (unsigned long long)socks[pc].tx_bytes, (unsigned long long)socks[pc].rx_dgrams,
+        (unsigned long long)socks[pc].rx_bytes,
+        socks[pc].tx_bytes ? (double)socks[pc].rx_bytes / (double)socks[pc].tx_bytes : 0.0);
+    out("h1_conn_closed=%d\n", p->closed);
+    finish(1);
+}
+
+/* ---------------------------------------------------------------- H2: fragments without 0 */
+
+static void row_h2(void)
+{
+    begin();
+    int nc = opt.conns ? opt.conns : 1;
+    int first = spawn(nc, 15, 1, 1, 0);
+    loop(200, NULL);
+    uint32_t rate = opt.rate ? opt.rate : 60000;
+    double secs = opt.secs > 0 ? opt.secs : 6;
+    out("attack_start=1\n");
+    uint64_t t0 = now_ns(), end = t0 + (uint64_t)(secs * 1e9);
+    uint64_t sent = 0, bytes = 0;
+    int held = 0;
+    uint8_t fr[TERN_MAX_DATAGRAM];
+    static uint8_t junk[1400];
+    memset(junk, 0x5a, sizeof(junk));
+    /* per connection: flow f (ids 0, 2, 4, ...) and fsn 1..window-1, flows round-robin */
+    uint64_t *fsn = calloc((size_t)nc, sizeof(uint64_t));
+    uint64_t *fl = calloc((size_t)nc, sizeof(uint64_t));
+    for (int i = 0; i < nc; i++) fsn[i] = 1;
+    int finished = 0;
+    while (now_ns() < end && !finished) {
+        uint64_t due = (uint64_t)((double)(now_ns() - t0) * rate / 1e9);
+        finished = 1;
+        for (int i = 0; i < nc; i++) {
+            hpeer *p = &peers[first + i];
+            if (p->c != NULL && !p->closed && fl[i] < p->c->peer_max_flows) finished = 0;
+        }
+        while (sent < due && !finished) {
+            int progress = 0;
+            for (int i = 0; i < nc && sent < due; i++) {
+                hpeer *p = &peers[first + i];
+                if (p->c == NULL || p->closed) continue;
+                uint64_t win = p->c->peer_flow_window, maxf = p->c->peer_max_flows;
+                if (fl[i] >= maxf) continue;
+                size_t payload = 1200 - tern__conn_packet_overhead() - 16;
+                uint8_t *q = fr, *e = fr + sizeof(fr);
+                q = tern__put_varint(q, e, TERN__FRAME_FLOW_DATA);
+                q = tern__put_varint(q, e, 2 * fl[i]);
+                q = tern__put_varint(q, e, fsn[i]);
+                q = tern__put_varint(q, e, TERN__FD_ORDERED);
+                q = tern__put_varint(q, e, payload);
+                q = tern__put_bytes(q, e, junk, payload);
+                if (craft_send(p, p->sock, fr, (size_t)(q - fr)) == 0) {
+                    bytes += (size_t)(q - fr);
+                    sent++;
+                    progress = 1;
+                }
+                if (++fsn[i] >= win) {
+                    fsn[i] = 1;
+                    fl[i]++;
+                }
+            }
+            if (!progress) break;
+            if ((sent & 127) == 0) loop(0, NULL);
+        }
+        loop(1, NULL);
+        if (!held && now_ns() - t0 > 2 * TERN_NS_PER_S) {
+            out("attack_hold=1\n");
+            held = 1;
+        }
+    }
+    double took = (double)(now_ns() - t0) / 1e9;
+    if (!held) out("attack_hold=1\n");
+    loop(opt.hold * 1000, NULL);
+    int closed;
+    count_est(first, nc, &closed);
+    out("h2_conns=%d h2_packets=%llu h2_bytes=%llu h2_secs=%.1f h2_all_sent=%d "
+        "h2_closed_by_server=%d h2_window=%llu h2_max_flows=%llu\n",
+        nc, (unsigned long long)sent, (unsigned long long)bytes, took, finished, closed,
+        (unsigned long long)(peers[first].c ? peers[first].c->peer_flow_window : 0),
+        (unsigned long long)(peers[first].c ? peers[first].c->peer_max_flows : 0));
+    free(fsn);
+    free(fl);
+    finish(nc);
+}
+
+/* ---------------------------------------------------------------- H3: OFFER names */
+
+static void row_h3(void)
+{
+    begin();
+    int a = spawn(1, 16, 1, 1, 1);
+    hpeer *p = &peers[a];
+    double secs = opt.secs > 0 ? opt.secs : 6;
+    out("attack_start=1\n");
+    uint64_t t0 = now_ns(), end = t0 + (uint64_t)(secs * 1e9);
+    uint64_t sent = 0;
+    int held = 0;
+    while (now_ns() < end && p->c && !p->closed) {
+        while (tern_flow_queued(p->c, p->flow) < (256u << 10)) {
+            char name[64];
+            int len = snprintf(name, sizeof(name), "hostile-service-%llu",
+                               (unsigned long long)sent);
+            tern_rdv_msg m;
+            tern_rdv_msg_init(&m, TERN_RDV_OFFER);
+            m.service = (const uint8_t *)name;
+            m.service_len = (size_t)len;
+            if (rdv_send(p, now_ns(), &m) != TERN_OK) break;
+            sent++;
+        }
+        loop(2, NULL);
+        if (!held && now_ns() - t0 > 2 * TERN_NS_PER_S) {
+            out("attack_hold=1\n");
+            held = 1;
+        }
+    }
+    if (!held) out("attack_hold=1\n");
+    loop(opt.hold * 1000, NULL);
+    out("h3_offers_sent=%llu h3_offered=%llu h3_conn_closed=%d\n", (unsigned long long)sent,
+        (unsigned long long)p->offered, p->closed);
+    sum_errors(a, 1, "h3");
+    finish(1);
+}
+
+/* ---------------------------------------------------------------- H4: groups */
+
+static void join(int pi, const char *group)
+{
+    tern_rdv_msg m;
+    tern_rdv_msg_init(&m, TERN_RDV_JOIN);
+    m.group = (const uint8_t *)group;
+    m.group_len = strlen(group);
+    rdv_send(&peers[pi], now_ns(), &m);
+}
+
+static int jw_first, jw_n;
+static int all_joined(void)
+{
+    for (int i = jw_first; i < jw_first + jw_n; i++)
+        if (!peers[i].joined && !peers[i].closed) return 0;
+    return 1;
+}
+
+/* a: n members that never read while one sender posts as fast as the server lets it */
+static void row_h4a(void)
+{
+    begin();
+    int n = opt.n ? opt.n : 20;
+    int first = spawn(n + 1, 17, 1, 4, 1);
+    for (int i = first; i < first + n + 1; i++) join(i, "hostile-room");
+    jw_first = first;
+    jw_n = n + 1;
+    loop(5000, all_joined);
+    for (int i = first; i < first + n; i++) peers[i].silent = 1;
+    hpeer *snd = &peers[first + n];
+    double secs = opt.secs > 0 ? opt.secs : 6;
+    out("attack_start=1\n");
+    uint64_t t0 = now_ns(), end = t0 + (uint64_t)(secs * 1e9);
+    uint64_t sent = 0;
+    int held = 0;
+    static uint8_t payload[60000];
+    memset(payload, 0x42, sizeof(payload));
+    while (now_ns() < end && snd->c && !snd->closed) {
+        while (tern_flow_queued(snd->c, snd->flow) < (1u << 20)) {
+            tern_rdv_msg m;
+            tern_rdv_msg_init(&m, TERN_RDV_GROUP_MSG);
+            m.group = (const uint8_t *)"hostile-room";
+            m.group_len = 12;
+            m.payload = payload;
+            m.payload_len = sizeof(payload);
+            m.has_payload = 1;
+            if (rdv_send(snd, now_ns(), &m) != TERN_OK) break;
+            sent++;
+        }
+        loop(2, NULL);
+        if (!held && now_ns() - t0 > 2 * TERN_NS_PER_S) {
+            out("attack_hold=1\n");
+            held = 1;
+        }
+    }
+    if (!held) out("attack_hold=1\n");
+    loop(opt.hold * 1000, NULL);
+    uint64_t silent_rx = 0;
+    int closed = 0;
+    for (int i = first; i < first + n; i++) {
+        silent_rx += socks[peers[i].sock].rx_bytes;
+        closed += peers[i].closed;
+    }
+    out("h4_members=%d h4_msgs_sent=%llu h4_msg_bytes=%llu h4_silent_rx_bytes=%llu "
+        "h4_sender_closed=%d h4_silent_closed=%d\n",
+        n, (unsigned long long)sent, (unsigned long long)(sent * sizeof(payload)),
+        (unsigned long long)silent_rx, snd->closed, closed);
+    sum_errors(first + n, 1, "h4_sender");
+    finish(n + 1);
+}
+
+/* b: one attacker joins and leaves in a loop beside n members who read */
+static void row_h4b(void)
+{
+    begin();
+    int n = opt.n ? opt.n : 50;
+    int first = spawn(n + 1, 18, 1, 4, 1);
+    for (int i = first; i < first + n; i++) join(i, "hostile-room2");
+    jw_first = first;
+    jw_n = n;
+    loop(5000, all_joined);
+    hpeer *atk = &peers[first + n];
+    double secs = opt.secs > 0 ? opt.secs : 6;
+    out("attack_start=1\n");
+    uint64_t t0 = now_ns(), end = t0 + (uint64_t)(secs * 1e9);
+    uint64_t joins = 0, leaves = 0;
+    int held = 0;
+    while (now_ns() < end && atk->c && !atk->closed) {
+        while (tern_flow_queued(atk->c, atk->flow) < (64u << 10)) {
+            tern_rdv_msg m;
+            tern_rdv_msg_init(&m, (joins == leaves) ? TERN_RDV_JOIN : TERN_RDV_LEAVE);
+            m.group = (const uint8_t *)"hostile-room2";
+            m.group_len = 13;
+            if (rdv_send(atk, now_ns(), &m) != TERN_OK) break;
+            if (joins == leaves) joins++;
+            else leaves++;
+        }
+        loop(2, NULL);
+        if (!held && now_ns() - t0 > 2 * TERN_NS_PER_S) {
+            out("attack_hold=1\n");
+            held = 1;
+        }
+    }
+    if (!held) out("attack_hold=1\n");
+    loop(opt.hold * 1000, NULL);
+    uint64_t pres = 0;
+    for (int i = first; i < first + n; i++) pres += peers[i].presence;
+    out("h4b_members=%d h4b_joins=%llu h4b_leaves=%llu h4b_presence_received=%llu "
+        "h4b_attacker_closed=%d\n",
+        n, (unsigned long long)joins, (unsigned long long)leaves, (unsigned long long)pres,
+        atk->closed);
+    sum_errors(first + n, 1, "h4b_attacker");
+    finish(n + 1);
+}
+
+/* ---------------------------------------------------------------- M1, M2, M3: introductions */
+
+static void introduce(int pi, const uint8_t id[TERN_PEER_ID_LEN])
+{
+    tern_rdv_msg m;
+    tern_rdv_msg_init(&m, TERN_RDV_INTRODUCE);
+    memcpy(m.peer_id, id, TERN_PEER_ID_LEN);
+    m.has_peer_id = 1;
+    rdv_send(&peers[pi], now_ns(), &m);
+}
+
+static void need_target(void)
+{
+    if (!opt.has_target) die("this row needs --target PEER_ID (a registered peer)");
+}
+
+static void sum_intro(int first, int count, const char *pfx)
+{
+    uint64_t pi = 0, pr = 0;
+    for (int i = first; i < first + count; i++) {
+        pi += peers[i].peer_info;
+        pr += peers[i].peer_info_relay;
+    }
+    out("%s_peer_info=%llu %s_peer_info_relay=%llu\n", pfx, (unsigned long long)pi, pfx,
+        (unsigned long long)pr);
+    sum_errors(first, count, pfx);
+}
+
+static void row_m1(void)
+{
+    need_target();
+    begin();
+    int n = opt.n ? opt.n : 80;
+    int first = spawn(n, 19, 1, 4, 1);
+    double secs = opt.secs > 0 ? opt.secs : 8;
+    out("attack_start=1\n");
+    uint64_t t0 = now_ns(), end = t0 + (uint64_t)(secs * 1e9);
+    uint64_t sent = 0;
+    int held = 0;
+    while (now_ns() < end) {
+        /* every attacker asks once per 500 ms */
+        for (int i = first; i < first + n; i++)
+            if (peers[i].registered && !peers[i].closed) {
+                introduce(i, opt.target);
+                sent++;
+            }
+        loop(500, NULL);
+        if (!held && now_ns() - t0 > 2 * TERN_NS_PER_S) {
+            out("attack_hold=1\n");
+            held = 1;
+        }
+    }
+    if (!held) out("attack_hold=1\n");
+    loop(opt.hold * 1000, NULL);
+    out("m1_attackers=%d m1_intros_sent=%llu m1_registered=%d\n", n, (unsigned long long)sent,
+        count_est(first, n, NULL));
+    sum_intro(first, n, "m1");
+    finish(n);
+}
+
+static void row_m2(void)
+{
+    need_target();
+    begin();
+    int n = opt.n ? opt.n : 10;
+    /* n attackers (fresh keys), each registering the victims' addresses as its LOCAL
+     * candidates: as many as the server keeps */
+    int first = spawn(n, 20, 1, 1, 0);
+    int nv = TERN_RDV_MAX_CANDS - 2;
+    tern_addr v[TERN_RDV_MAX_CANDS];
+    int vfirst = n_socks;
+    for (int i = 0; i < nv; i++) v[i] = socks[sock_open(21, 1, (uint8_t)(1 + i), -1)].local;
+    for (int i = first; i < first + n; i++) do_register(i, v, (size_t)nv);
+    wait_registered(first, n, 5000);
+    double secs = opt.secs > 0 ? opt.secs : 10;
+    out("attack_start=1\n");
+    uint64_t t0 = now_ns();
+    for (int i = first; i < first + n; i++) {
+        introduce(i, opt.target);
+        loop(100, NULL);
+    }
+    out("attack_hold=1\n");
+    while (now_ns() - t0 < (uint64_t)(secs * 1e9)) loop(100, NULL);
+    uint64_t d = 0, b = 0, mx = 0;
+    for (int i = vfirst; i < vfirst + nv; i++) {
+        d += socks[i].rx_dgrams;
+        b += socks[i].rx_bytes;
+        if (socks[i].rx_dgrams > mx) mx = socks[i].rx_dgrams;
+    }
+    out("m2_intros=%d m2_victims=%d m2_secs=%.0f m2_victim_dgrams=%llu m2_victim_bytes=%llu "
+        "m2_victim_max_dgrams=%llu m2_victim_sent_bytes=0 m2_per_victim_per_intro=%.1f\n",
+        n, nv, secs, (unsigned long long)d, (unsigned long long)b, (unsigned long long)mx,
+        (double)mx / n);
+    sum_intro(first, n, "m2");
+    finish(n);
+}
+
+static void row_m3(void)
+{
+    need_target();
+    begin();
+    /* n identities behind one IP address (one port each, like peers behind one NAT) each ask
+     * for an introduction to the target: every introduction opens a relay session between the
+     * pair's addresses */
+    int n = opt.n ? opt.n : 300;
+    int first = spawn(n, 22, 1, n, 1);
+    out("attack_start=1\n");
+    for (int i = first; i < first + n; i++) {
+        introduce(i, opt.target);
+        if (i % 20 == 19) loop(20, NULL);
+    }
+    loop(1000, NULL);
+    /* another address: a fresh identity introduced to the same target must get the relay */
+    int b = spawn(1, 22, 2, 1, 1);
+    introduce(b, opt.target);
+    loop(1000, NULL);
+    uint64_t pi = 0, pr = 0;
+    for (int i = first; i < first + n; i++) {
+        pi += peers[i].peer_info;
+        pr += peers[i].peer_info_relay;
+    }
+    out("m3_intros=%d m3_registered=%d m3_attacker_relay=%llu m3_attacker_no_relay=%llu "
+        "m3_other_peer_info=%llu m3_other_relay=%llu\n",
+        n, count_est(first, n, NULL), (unsigned long long)pr, (unsigned long long)(pi - pr),
+        (unsigned long long)peers[b].peer_info, (unsigned long long)peers[b].peer_info_relay);
+    sum_errors(first, n, "m3");
+    hold();
+    finish(n);
+}
+
+/* ---------------------------------------------------------------- M5: connections from one IP */
+
+static void row_m5(void)
+{
+    begin();
+    int n = opt.n ? opt.n : 1000;
+    double secs = opt.secs > 0 ? opt.secs : 12;
+    out("attack_start=1\n");
+    uint64_t t0 = now_ns();
+    int first = n_peers;
+    for (int i = 0; i < n; i++) {
+        peer_new(23, 1, 1);
+        if ((i & 63) == 63) loop(1, NULL);
+    }
+    wait_first = first;
+    wait_count = n;
+    uint64_t last_est_t = t0;
+    int last_est = 0;
+    while (now_ns() - t0 < (uint64_t)(secs * 1e9) && !all_established()) {
+        loop(100, NULL);
+        int e = count_est(first, n, NULL);
+        if (e != last_est) {
+            last_est = e;
+            last_est_t = now_ns();
+        }
+    }
+    int closed;
+    int est = count_est(first, n, &closed);
+    int alive = 0;
+    for (int i = first; i < first + n; i++) alive += peers[i].established && !peers[i].closed;
+    out("m5_attempted=%d m5_established=%d m5_held=%d m5_refused_or_failed=%d "
+        "m5_secs_to_last=%.1f\n",
+        n, est, alive, closed, (double)(last_est_t - t0) / 1e9);
+    hold();
+    finish(est > 0 ? est : 1);
+}
+
+/* ---------------------------------------------------------------- M6: STUN over TCP */
+
+/* A TCP connection from 127.a.b.c to ternd's STUN port (non-blocking; -1 when it did not
+ * connect within 1 s: a server that stops accepting leaves connects hanging in its backlog) */
+static int tcp_from(uint8_t a, uint8_t b, uint8_t c)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    tern_addr l;
+    tern_addr_ipv4(&l, 127, a, b, c, 0);
+    struct sockaddr_in sin;
+    to_sockaddr(&l, &sin);
+    if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0) {
+        close(fd);
+        return -1;
+    }
+    to_sockaddr(&opt.stun, &sin);
+    if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0) {
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        int err = 0;
+        socklen_t el = sizeof(err);
+        if (errno != EINPROGRESS || poll(&p, 1, 1000) != 1 ||
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0 || err != 0) {
+            close(fd);
+            return -1;
+        }
+    }
+    return fd;
+}
+
+static int stun_request(int fd)
+{
+    uint8_t tid[TERN_STUN_TID_LEN] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    uint8_t req[256];
+    int n = tern_stun_binding_request(req, sizeof(req), tid, 0, NULL);
+    return n > 0 && write(fd, req, (size_t)n) == n ? 0 : -1;
+}
+
+/* A Binding request over TCP from 127.a.b.c: 1 when a response came within ms. */
+static int stun_tcp_ok(uint8_t a, uint8_t b, uint8_t c, int ms)
+{
+    int fd = tcp_from(a, b, c);
+    if (fd < 0) return 0;
+    uint8_t resp[512];
+    int ok = 0;
+    if (stun_request(fd) == 0) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, ms) == 1 && read(fd, resp, sizeof(resp)) >= 20) ok = 1;
+    }
+    close(fd);
+    return ok;
+}
+
+static void row_m6(void)
+{
+    if (!opt.has_stun) die("m6 needs --stun ADDR:PORT (ternd's STUN TCP address)");
+    begin();
+    int n = opt.n ? opt.n : 300;
+    int *fds = calloc((size_t)n, sizeof(int));
+    int before = stun_tcp_ok(24, 1, 2, 2000);
+    out("attack_start=1\n");
+    int connected = 0;
+    for (int i = 0; i < n; i++) {
+        fds[i] = tcp_from(24, 1, 1);
+        if (fds[i] >= 0) connected++;
+    }
+    usleep(500 * 1000);
+    /* which of them the server serves: a Binding request on each, answered within 1 s (a
+     * connection it closed, or left unaccepted in its backlog, is not held) */
+    int alive = 0;
+    for (int i = 0; i < n; i++)
+        if (fds[i] >= 0 && stun_request(fds[i]) != 0) {
+            close(fds[i]);
+            fds[i] = -1;
+        }
+    uint64_t t0 = now_ns();
+    char *answered = calloc((size_t)n, 1);
+    while (now_ns() - t0 < TERN_NS_PER_S) {
+        int pending = 0;
+        for (int i = 0; i < n; i++) {
+            if (fds[i] < 0 || answered[i]) continue;
+            uint8_t resp[512];
+            ssize_t r = recv(fds[i], resp, sizeof(resp), MSG_DONTWAIT);
+            if (r > 0) {
+                answered[i] = 1;
+                alive++;
+            } else if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+                close(fds[i]);
+                fds[i] = -1;
+            } else {
+                pending++;
+            }
+        }
+        if (!pending) break;
+        usleep(10 * 1000);
+    }
+    free(answered);
+    int other = stun_tcp_ok(24, 1, 2, 2000);
+    int same = stun_tcp_ok(24, 1, 1, 2000);
+    rss_sample(now_ns() + TERN_NS_PER_S);
+    out("m6_held_tried=%d m6_connected=%d m6_held_served=%d m6_other_addr_served=%d "
+        "m6_same_addr_served=%d m6_served_before=%d\n",
+        n, connected, alive, other, same, before);
+    out("attack_hold=1\n");
+    loop(opt.hold * 1000, NULL);
+    /* the server's idle timeout: how many of the held sockets it closed meanwhile */
+    int idle_closed = 0;
+    for (int i = 0; i < n; i++) {
+        if (fds[i] < 0) continue;
+        struct pollfd p = {.fd = fds[i], .events = POLLIN};
+        char b;
+        if (poll(&p, 1, 0) == 1 && recv(fds[i], &b, 1, MSG_DONTWAIT) <= 0) idle_closed++;
+    }
+    out("m6_closed_by_server_during_hold=%d m6_hold_secs=%.0f\n", idle_closed, opt.hold);
+    for (int i = 0; i < n; i++)
+        if (fds[i] >= 0) close(fds[i]);
+    free(fds);
+    finish(alive > 0 ? alive : 1);
+}
+
+/* ---------------------------------------------------------------- M7: RPC calls in flight */
+
+static void offer(int pi, const char *svc)
+{
+    tern_rdv_msg m;
+    tern_rdv_msg_init(&m, TERN_RDV_OFFER);
+    m.service = (const uint8_t *)svc;
+    m.service_len = strlen(svc);
+    rdv_send(&peers[pi], now_ns(), &m);
+}
+
+static void call(int pi, const char *svc, uint64_t id, uint32_t timeout_ms)
+{
+    tern_rdv_msg m;
+    tern_rdv_msg_init(&m, TERN_RDV_CALL);
+    m.service = (const uint8_t *)svc;
+    m.service_len = strlen(svc);
+    m.method = (const uint8_t *)"m";
+    m.method_len = 1;
+    m.has_call_id = 1;
+    m.call_id = id;
+    m.has_timeout = 1;
+    m.timeout_ms = timeout_ms;
+    m.payload = (const uint8_t *)"x";
+    m.payload_len = 1;
+    m.has_payload = 1;
+    rdv_send(&peers[pi], now_ns(), &m);
+}
+
+static void row_m7(void)
+{
+    begin();
+    int n = opt.n ? opt.n : 400;
+    int per = 256; /* the server's per-caller limit today */
+    int sink = spawn(1, 25, 1, 1, 1);
+    int echo = spawn(1, 25, 2, 1, 1);
+    int legit = spawn(1, 25, 3, 1, 1);
+    peers[echo].provider = 1;
+    peers[sink].provider = 2;
+    offer(sink, "hostile-sink");
+    offer(echo, "hostile-echo");
+    loop(500, NULL);
+    int first = spawn(n, 26, 1, 4, 1);
+    out("attack_start=1\n");
+    uint64_t sent = 0;
+    for (int i = first; i < first + n; i++) {
+        for (int k = 0; k < per; k++) {
+            call(i, "hostile-sink", (uint64_t)k + 1, 60000);
+            sent++;
+        }
+        if ((i & 7) == 7) loop(5, NULL);
+    }
+    loop(3000, NULL);
+    uint64_t legit_replies0 = peers[legit].replies, legit_err0 = peers[legit].errors;
+    call(legit, "hostile-echo", 7, 5000);
+    uint64_t t0 = now_ns();
+    while (peers[legit].replies == legit_replies0 && peers[legit].errors == legit_err0 &&
+           now_ns() - t0 < 3 * TERN_NS_PER_S)
+        loop(50, NULL);
+    int legit_ok = peers[legit].replies > legit_replies0;
+    out("m7_callers=%d m7_calls_sent=%llu m7_sink_calls_received=%llu m7_legit_call_ok=%d\n", n,
+        (unsigned long long)sent, (unsigned long long)peers[sink].calls_in, legit_ok);
+    sum_errors(first, n, "m7");
+    sum_errors(legit, 1, "m7_legit");
+    hold();
+    finish(n + 3);
+}
+
+/* ---------------------------------------------------------------- L: replayed Initial */
+
+static void row_l(void)
+{
+    begin();
+    int trials = opt.n ? opt.n : 20;
+    int atk = sock_open(27, 1, 1, -1);
+    /* control: clients whose Initial nobody replays complete their handshake */
+    int ctl = spawn(5, 27, 3, 1, 0);
+    int ctl_est = count_est(ctl, 5, NULL);
+    int first = n_peers;
+    out("attack_start=1\n");
+    for (int t = 0; t < trials; t++) {
+        int pi = n_peers++;
+        hpeer *p = &peers[pi];
+        memset(p, 0, sizeof(*p));
+        p->sock = sock_open(27, 2, (uint8_t)(1 + t), pi);
+        tern_endpoint_config cfg;
+        tern_endpoint_config_default(&cfg);
+        cfg.callbacks.on_established = cb_established;
+        cfg.callbacks.on_closed = cb_closed;
+        cfg.callbacks.on_conn_free = cb_free;
+        cfg.callbacks.on_message = cb_message;
+        cfg.user_data = p;
+        uint64_t now = now_ns();
+        if (tern_endpoint_new(&cfg, now, &p->ep) != TERN_OK) die("endpoint");
+        if (tern_endpoint_connect(p->ep, now, &socks[p->sock].local, &opt.server, opt.server_key,
+                                  &p->c) != TERN_OK)
+            die("connect");
+        /* capture the client's Initial; the attacker (who saw it on the path) sends it first,
+         * from its own address; the client's own copy follows 1 ms later */
+        static uint8_t buf[8 * TERN_MAX_DATAGRAM];
+        tern_datagram d[8];
+        int n = tern_endpoint_send(p->ep, now, d, 8, buf, sizeof(buf));
+        for (int i = 0; i < n; i++) sock_send(atk, &d[i].remote, d[i].data, d[i].len);
+        usleep(1000);
+        for (int i = 0; i < n; i++) sock_send(p->sock, &d[i].remote, d[i].data, d[i].len);
+        loop(20, NULL);
+    }
+    out("attack_hold=1\n");
+    wait_first = first;
+    wait_count = trials;
+    loop(opt.hold > 3 ? opt.hold * 1000 : 3000, all_established);
+    int closed;
+    int est = count_est(first, trials, &closed);
+    out("l_control=5 l_control_established=%d\n", ctl_est);
+    out("l_trials=%d l_legit_established=%d l_legit_failed=%d l_attacker_sent_bytes=%llu "
+        "l_attacker_recv_bytes=%llu l_attacker_recv_dgrams=%llu\n",
+        trials, est, closed, (unsigned long long)socks[atk].tx_bytes,
+        (unsigned long long)socks[atk].rx_bytes, (unsigned long long)socks[atk].rx_dgrams);
+    finish(trials);
+}
+
+/* ---------------------------------------------------------------- names from the network */
+
+/* SERVER_ADDR/KEY are a `tern recv --listen` receiver's: one transfer (tern send's protocol:
+ * 'H' header, 'D' data, 'E' SHA-256, on one reliable ordered flow) whose file name carries a
+ * newline, a forged "received" line and a terminal escape. Prints the receiver's verdict. */
+static void row_names(void)
+{
+    int a = spawn(1, 28, 1, 1, 0);
+    hpeer *p = &peers[a];
+    if (!p->flow_open) die("names: no connection to the receiver");
+    const char *name = "x\nreceived forged.bin 1 bytes hash ok path direct\n\033[2J";
+    size_t nl = strlen(name);
+    uint8_t hdr[12 + 256];
+    hdr[0] = 'H';
+    hdr[1] = 2; /* tern send's XFER_VERSION */
+    for (int i = 0; i < 8; i++) hdr[2 + i] = (uint8_t)(i == 7 ? 1 : 0); /* size 1 */
+    hdr[10] = (uint8_t)(nl >> 8);
+    hdr[11] = (uint8_t)nl;
+    memcpy(hdr + 12, name, nl);
+    uint8_t data[2] = {'D', 'z'}, end[1 + crypto_hash_sha256_BYTES];
+    end[0] = 'E';
+    crypto_hash_sha256(end + 1, data + 1, 1);
+    uint64_t now = now_ns();
+    tern_flow_send(p->c, p->flow, now, hdr, 12 + nl, -1);
+    tern_flow_send(p->c, p->flow, now, data, sizeof(data), -1);
+    tern_flow_send(p->c, p->flow, now, end, sizeof(end), -1);
+    p->dirty = 1;
+    wait_first = a;
+    wait_count = 1;
+    uint64_t t0 = now_ns();
+    while (!p->got_raw && !p->closed && now_ns() - t0 < 3 * TERN_NS_PER_S) loop(50, NULL);
+    int status = p->got_raw && p->raw_len >= 2 && p->raw[0] == 'V' ? p->raw[1] : -1;
+    char text[300];
+    size_t tl = 0;
+    for (size_t i = 2; p->got_raw && i < p->raw_len && tl + 1 < sizeof(text); i++)
+        text[tl++] = (p->raw[i] >= 0x20 && p->raw[i] < 0x7f && p->raw[i] != ' ') ? (char)p->raw[i]
+                                                                              : '_';
+    text[tl] = '\0';
+    out("names_verdict=%d names_text=%s\n", status, text);
+    close_all();
+    out("done=1\n");
+}
+
+/* ---------------------------------------------------------------- main */
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: tern_hostile ROW SERVER_ADDR:PORT SERVER_KEY [options]\n"
+            "rows (each bounded in time and count, loopback only):\n"
+            "  h1   authenticated 1-RTT packets from --n new source addresses (500), then 2,000\n"
+            "       PATH_CHALLENGEs from one new address; bytes received there vs sent\n"
+            "  h2   fragments 1..window-1 on every flow, never fragment 0, on --conns\n"
+            "       connections (1) for --secs (6) at --rate packets/s (60000)\n"
+            "  h3   OFFER distinct service names for --secs (6)\n"
+            "  h4a  --n members (20) that never read while one sender posts for --secs (6)\n"
+            "  h4b  one attacker JOIN/LEAVE in a loop beside --n members (50) for --secs (6)\n"
+            "  m1   --n fresh keys (80) introduce themselves to --target for --secs (8)\n"
+            "  m2   --n attackers (10) REGISTER victim sockets as LOCAL candidates and each asks\n"
+            "       for an introduction to --target; datagrams at the victims over --secs (10)\n"
+            "  m3   --n identities (300) behind one IP address each introduced to --target;\n"
+            "       then another address asks for one: relay offered?\n"
+            "  m5   --n connections (1000) from one address within --secs (12)\n"
+            "  m6   --n TCP STUN sockets (300) held from one address to --stun ADDR:PORT\n"
+            "  m7   --n callers (400) fill the calls in flight; a legitimate call then\n"
+            "  l    --n Initials (20) replayed from another address before the client's own\n"
+            "  names  SERVER is a `tern recv --listen`: a file whose name holds a newline, a\n"
+            "       forged output line and a terminal escape\n"
+            "options: --pid PID (ternd: VmRSS), --idle K (idle registered peers first: their\n"
+            "  cost per connection), --hold S (2), --target PEER_ID, --stun ADDR:PORT\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 4) usage();
+    const char *row = argv[1];
+    if (tern_addr_parse(&opt.server, argv[2]) != TERN_OK || opt.server.family != TERN_AF_INET)
+        die("bad server address %s", argv[2]);
+    if (tern_hex_decode(argv[3], opt.server_key, TERN_KEY_LEN) != TERN_OK) die("bad key");
+    opt.hold = 2;
+    for (int i = 4; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (v == NULL) usage();
+        i++;
+        if (!strcmp(a, "--pid")) opt.pid = atoi(v);
+        else if (!strcmp(a, "--n")) opt.n = atoi(v);
+        else if (!strcmp(a, "--conns")) opt.conns = atoi(v);
+        else if (!strcmp(a, "--secs")) opt.secs = atof(v);
+        else if (!strcmp(a, "--hold")) opt.hold = atof(v);
+        else if (!strcmp(a, "--idle")) opt.idle = atoi(v);
+        else if (!strcmp(a, "--rate")) opt.rate = (uint32_t)atoi(v);
+        else if (!strcmp(a, "--target")) {
+            if (tern_hex_decode(v, opt.target, TERN_PEER_ID_LEN) != TERN_OK) die("bad --target");
+            opt.has_target = 1;
+        } else if (!strcmp(a, "--stun")) {
+            if (tern_addr_parse(&opt.stun, v) != TERN_OK) die("bad --stun");
+            opt.has_stun = 1;
+        } else usage();
+    }
+    if (opt.n < 0 || opt.n > 1500 || opt.conns < 0 || opt.conns > 64 || opt.secs > 60 ||
+        opt.hold > 60 || opt.idle < 0 || opt.idle > 400)
+        die("a count or duration over this harness's bounds");
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0) die("epoll: %s", strerror(errno));
+    out("row=%s\n", row);
+    if (!strcmp(row, "h1")) row_h1();
+    else if (!strcmp(row, "h2")) row_h2();
+    else if (!strcmp(row, "h3")) row_h3();
+    else if (!strcmp(row, "h4a")) row_h4a();
+    else if (!strcmp(row, "h4b")) row_h4b();
+    else if (!strcmp(row, "m1")) row_m1();
+    else if (!strcmp(row, "m2")) row_m2();
+    else if (!strcmp(row, "m3")) row_m3();
+    else if (!strcmp(row, "m5")) row_m5();
+    else if (!strcmp(row, "m6")) row_m6();
+    else if (!strcmp(row, "m7")) row_m7();
+    else if (!strcmp(row, "l")) row_l();
+    else if (!strcmp(row, "names")) row_names();
+    else usage();
+    for (int i = 0; i < n_peers; i++)
+        if (peers[i].ep) tern_endpoint_del(peers[i].ep);
+    for (int i = 0; i < n_socks; i++) close(socks[i].fd);
+    close(epfd);
+    return 0;
+}
