@@ -28,14 +28,14 @@ SETTLE=4                # seconds given to ternd after the attackers closed, bef
 IDLE=40                 # idle registered peers opened first by tern_hostile
 HOLD=4                  # seconds the attack holds its full effect while the legitimate clients run
 NO_RSS=${HOSTILE_NO_RSS:-0} # 1 (sanitizer builds): RSS figures are printed, not asserted
-# ---- bounds whose defaults other helpers are choosing now (issue 12): adjust to the chosen
-# ---- default when it lands, never above what the issue allows
-M2_PUNCHES_PER_CAND_MAX=16 # punches one introduction may send to one unanswered candidate
-                           # ("punching to a candidate stops after a bounded number of tries")
-M3_RELAY_PER_IP_MAX=256    # relay sessions peers behind one IP address may open (today's
-                           # per-address limit)
-M5_CONNS_PER_IP_MAX=256    # connections one source address may hold
-M6_TCP_PER_IP_MAX=64       # TCP STUN connections one source address may hold
+# ---- bounds set by ternd's defaults (ternd --limits; docs/security.md)
+M2_PUNCHES_PER_CAND_MAX=30 # datagrams one introduction may send to one unanswered candidate
+                           # (probe_tries: 15 at the probe interval, the rest at doubling gaps)
+M3_RELAY_PER_IP_MAX=256    # relay sessions peers behind one IP address may open
+                           # (relay_max_per_addr is per IP:port; max_relay_per_peer 32)
+M5_CONNS_PER_IP_MAX=256    # connections one source address may hold (max_conns_per_ip)
+M6_TCP_PER_IP_MAX=8        # TCP STUN connections one source address may hold
+                           # (--stun-tcp-per-addr)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/tern-hostile.XXXXXX")
 ternd_pid=""
@@ -87,7 +87,7 @@ start_ternd() {
   ternd_pid=$!
   wait_for "$work/ternd.log" '^ternd: tern public key' "ternd start"
   port=$(sed -n 's/^ternd: tern listening on udp 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/ternd.log" | head -1)
-  STUN_TCP=$(sed -n 's/^ternd: stun listening on tcp \(127\.0\.0\.1:[0-9]*\)$/\1/p' "$work/ternd.log" | head -1)
+  STUN_TCP=$(sed -n 's/^ternd: stun listening on tcp \(127\.0\.0\.1:[0-9]*\)\( .*\)\{0,1\}$/\1/p' "$work/ternd.log" | head -1)
   KEY=$(sed -n 's/^ternd: tern public key \([0-9a-f]*\)$/\1/p' "$work/ternd.log")
   [ -n "$port" ] && [ ${#KEY} -eq 64 ] || die "ternd printed no address or key"
   VIA="127.0.0.1:$port"
