@@ -16,7 +16,7 @@
  * for --hold seconds), and closes every connection before it exits.
  *
  * Usage: tern_hostile ROW SERVER_ADDR:PORT SERVER_KEY [options]
- *   rows: h1 h2 h3 h4a h4b m1 m2 m3 m5 m6 m7 l (see usage())
+ *   rows: h1 h2 h3 h4a h4b m1 m2 m3 m4 m5 m6 m7 l (see usage())
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -62,6 +62,9 @@ static struct {
     tern_addr stun;    /* m6: ternd's STUN TCP address */
     int has_stun;
     uint32_t rate;     /* h2: attack packets per second */
+    uint8_t secret[TERN_RDV_SECRET_LEN]; /* m4: ternd's --token-secret (the operator's) */
+    int has_secret;    /* every registration of this harness then carries a valid token */
+    int stun_idle;     /* m6: ternd's --stun-tcp-idle in seconds (0: not checked) */
 } opt;
 
 static uint64_t now_ns(void)
@@ -200,7 +203,17 @@ static int sock_send(int si, const tern_addr *to, const uint8_t *data, size_t le
 
 /* ---------------------------------------------------------------- identities */
 
-enum { ERR_CODES = 16 };
+enum { ERR_CODES = 16, EXP_RING = 512 };
+
+/* m4: what an attacker's requests must draw, in order (the server answers the requests of one
+ * flow in the order they arrive, each with exactly one message) */
+typedef struct expect_ring {
+    uint8_t kind[EXP_RING];
+    uint16_t code[EXP_RING];
+    uint32_t head, tail; /* head - tail: requests not answered yet */
+    uint64_t matched, mismatched, accepted; /* accepted: a non-ERROR answer (a breach) */
+    uint64_t got[ERR_CODES];
+} expect_ring;
 
 typedef struct hpeer {
     int sock;
@@ -214,6 +227,10 @@ typedef struct hpeer {
     uint8_t id[TERN_PEER_ID_LEN];
     uint64_t rx_msgs, errors, err[ERR_CODES], offered, joined, presence, group_msgs;
     uint64_t peer_info, peer_info_relay, introduced, calls_in, replies;
+    expect_ring *exp; /* m4: an attacker whose every answer is checked */
+    int attacker;     /* m4: its ID must never show up in a group, a directory, a service */
+    uint64_t presence_attacker, joined_attacker; /* m4: attackers seen in PRESENCE / JOINED */
+    uint32_t joined_count; /* the member count of the last JOINED */
     uint8_t raw[300]; /* the last message that arrived (names: the receiver's verdict) */
     size_t raw_len;
     int got_raw;
@@ -253,6 +270,40 @@ static void cb_free(tern_conn *c, void *u)
     if (p->c == c) p->c = NULL;
 }
 
+static int is_attacker_id(const uint8_t *id)
+{
+    for (int i = 0; i < n_peers; i++)
+        if (peers[i].attacker && memcmp(peers[i].id, id, TERN_PEER_ID_LEN) == 0) return 1;
+    return 0;
+}
+
+/* m4: one answer to an attacker, checked against the oldest request it has not had answered */
+static void expect_check(hpeer *p, const tern_rdv_msg *m)
+{
+    expect_ring *x = p->exp;
+    if (m->kind != TERN_RDV_ERROR) {
+        x->accepted++;
+        fprintf(stderr, "m4: an attacker was answered with kind %d (accepted)\n", m->kind);
+        if (x->head != x->tail) x->tail++;
+        return;
+    }
+    x->got[m->error < ERR_CODES ? m->error : 0]++;
+    if (x->head == x->tail) {
+        x->mismatched++;
+        fprintf(stderr, "m4: an ERROR(%s) answered no request\n", tern_rdv_error_name(m->error));
+        return;
+    }
+    uint32_t i = x->tail++ % EXP_RING;
+    if (m->req_kind == x->kind[i] && m->error == x->code[i]) {
+        x->matched++;
+    } else {
+        if (x->mismatched++ < 5)
+            fprintf(stderr, "m4: request kind %d drew ERROR(%s) for kind %d, not ERROR(%s)\n",
+                    x->kind[i], tern_rdv_error_name(m->error), m->req_kind,
+                    tern_rdv_error_name(x->code[i]));
+    }
+}
+
 static int rdv_send(hpeer *p, uint64_t now, const tern_rdv_msg *m)
 {
     if (p->c == NULL || !p->flow_open) return TERN_ERR_STATE;
@@ -271,6 +322,7 @@ static void cb_message(tern_conn *c, uint64_t flow, const uint8_t *data, size_t 
     tern_rdv_msg m;
     if (tern_rdv_decode(data, len, &m) != TERN_OK) return;
     p->rx_msgs++;
+    if (p->exp) expect_check(p, &m);
     switch (m.kind) {
     case TERN_RDV_REGISTERED: p->registered = 1; break;
     case TERN_RDV_PEER_INFO:
@@ -278,8 +330,16 @@ static void cb_message(tern_conn *c, uint64_t flow, const uint8_t *data, size_t 
         if (m.has_channel) p->peer_info_relay++;
         break;
     case TERN_RDV_INTRODUCED: p->introduced++; break;
-    case TERN_RDV_JOINED: p->joined++; break;
-    case TERN_RDV_PRESENCE: p->presence++; break;
+    case TERN_RDV_JOINED:
+        p->joined++;
+        p->joined_count = m.count;
+        for (size_t i = 0; i < m.n_members; i++)
+            p->joined_attacker += is_attacker_id(m.members + i * TERN_PEER_ID_LEN);
+        break;
+    case TERN_RDV_PRESENCE:
+        p->presence++;
+        if (m.has_peer_id) p->presence_attacker += is_attacker_id(m.peer_id);
+        break;
     case TERN_RDV_GROUP_MSG: p->group_msgs++; break;
     case TERN_RDV_OFFERED: p->offered++; break;
     case TERN_RDV_REPLY: p->replies++; break;
@@ -428,6 +488,12 @@ static void do_register(int pi, const tern_addr *local_cands, size_t n)
         m.cands[i].addr = local_cands[i];
     }
     m.n_cands = n;
+    if (opt.has_secret) { /* ternd requires tokens: the harness's own peers are the operator's */
+        if (tern_rdv_token_make(opt.secret, TERN_RDV_TOKEN_REGISTER, peers[pi].id,
+                                TERN_PEER_ID_LEN, (uint64_t)time(NULL) + 3600, m.token) != TERN_OK)
+            die("token");
+        m.has_token = 1;
+    }
     rdv_send(&peers[pi], now_ns(), &m);
 }
 
@@ -1054,30 +1120,50 @@ static int stun_tcp_ok(uint8_t a, uint8_t b, uint8_t c, int ms)
     return ok;
 }
 
+/* Whether ternd closed fd (EOF or reset; without blocking). */
+static int tcp_closed_by_peer(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 0) != 1) return 0;
+    uint8_t b[512];
+    ssize_t r = recv(fd, b, sizeof(b), MSG_DONTWAIT);
+    return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+/* A socket ternd holds for the idle timeout: when its clock started on this side (the request
+ * sent, or the connect) and what kind it is */
+enum { IDLE_SERVED, IDLE_SILENT, IDLE_TRICKLE };
+typedef struct idle_sock {
+    int fd, kind, sent;
+    uint64_t ref;
+} idle_sock;
+
 static void row_m6(void)
 {
     if (!opt.has_stun) die("m6 needs --stun ADDR:PORT (ternd's STUN TCP address)");
     begin();
     int n = opt.n ? opt.n : 300;
     int *fds = calloc((size_t)n, sizeof(int));
+    uint64_t *t_req = calloc((size_t)n, sizeof(uint64_t));
+    char *answered = calloc((size_t)n, 1);
     int before = stun_tcp_ok(24, 1, 2, 2000);
     out("attack_start=1\n");
+    /* n connections from one address, a Binding request on each as soon as it is connected */
     int connected = 0;
     for (int i = 0; i < n; i++) {
         fds[i] = tcp_from(24, 1, 1);
-        if (fds[i] >= 0) connected++;
-    }
-    usleep(500 * 1000);
-    /* which of them the server serves: a Binding request on each, answered within 1 s (a
-     * connection it closed, or left unaccepted in its backlog, is not held) */
-    int alive = 0;
-    for (int i = 0; i < n; i++)
-        if (fds[i] >= 0 && stun_request(fds[i]) != 0) {
+        if (fds[i] < 0) continue;
+        connected++;
+        t_req[i] = now_ns();
+        if (stun_request(fds[i]) != 0) {
             close(fds[i]);
             fds[i] = -1;
         }
+    }
+    /* which of them the server serves: answered within 1 s (a connection it closed at once,
+     * or left unaccepted in its backlog, is not) */
+    int n_answered = 0;
     uint64_t t0 = now_ns();
-    char *answered = calloc((size_t)n, 1);
     while (now_ns() - t0 < TERN_NS_PER_S) {
         int pending = 0;
         for (int i = 0; i < n; i++) {
@@ -1086,7 +1172,7 @@ static void row_m6(void)
             ssize_t r = recv(fds[i], resp, sizeof(resp), MSG_DONTWAIT);
             if (r > 0) {
                 answered[i] = 1;
-                alive++;
+                n_answered++;
             } else if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
                 close(fds[i]);
                 fds[i] = -1;
@@ -1097,27 +1183,119 @@ static void row_m6(void)
         if (!pending) break;
         usleep(10 * 1000);
     }
-    free(answered);
+    /* held now: served and still open (with a short idle timeout the first ones served may
+     * already be closed when the flood ends; their places are then taken by later ones) */
+    int alive = 0;
+    for (int i = 0; i < n; i++)
+        if (fds[i] >= 0 && answered[i]) {
+            if (tcp_closed_by_peer(fds[i])) {
+                close(fds[i]);
+                fds[i] = -1;
+            } else {
+                alive++;
+            }
+        }
     int other = stun_tcp_ok(24, 1, 2, 2000);
     int same = stun_tcp_ok(24, 1, 1, 2000);
     rss_sample(now_ns() + TERN_NS_PER_S);
-    out("m6_held_tried=%d m6_connected=%d m6_held_served=%d m6_other_addr_served=%d "
-        "m6_same_addr_served=%d m6_served_before=%d\n",
-        n, connected, alive, other, same, before);
-    out("attack_hold=1\n");
-    loop(opt.hold * 1000, NULL);
-    /* the server's idle timeout: how many of the held sockets it closed meanwhile */
-    int idle_closed = 0;
-    for (int i = 0; i < n; i++) {
-        if (fds[i] < 0) continue;
-        struct pollfd p = {.fd = fds[i], .events = POLLIN};
-        char b;
-        if (poll(&p, 1, 0) == 1 && recv(fds[i], &b, 1, MSG_DONTWAIT) <= 0) idle_closed++;
+    out("m6_held_tried=%d m6_connected=%d m6_answered=%d m6_held_served=%d "
+        "m6_other_addr_served=%d m6_same_addr_served=%d m6_served_before=%d\n",
+        n, connected, n_answered, alive, other, same, before);
+    /* the idle timeout (--stun-idle S = ternd's --stun-tcp-idle): the served ones held, now
+     * idle; from a second address, sockets that each had one request answered; from a third,
+     * sockets that never send a byte; from a fourth, sockets that trickle a Binding request
+     * one byte every 250 ms (never complete within S) */
+    enum { EXTRA = 8 };
+    int cap = n + 3 * EXTRA, nw = 0;
+    idle_sock *w = calloc((size_t)cap, sizeof(idle_sock));
+    uint8_t req[256];
+    uint8_t tid[TERN_STUN_TID_LEN] = {9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9};
+    int req_len = tern_stun_binding_request(req, sizeof(req), tid, 0, NULL);
+    for (int i = 0; i < n && opt.stun_idle; i++)
+        if (fds[i] >= 0 && answered[i]) {
+            w[nw++] = (idle_sock){fds[i], IDLE_SERVED, 0, t_req[i]};
+            fds[i] = -1;
+        }
+    for (int i = 0; i < EXTRA && opt.stun_idle; i++) {
+        int fd = tcp_from(24, 1, 5);
+        if (fd >= 0) {
+            uint64_t t = now_ns();
+            struct pollfd pf = {.fd = fd, .events = POLLIN};
+            uint8_t resp[512];
+            if (stun_request(fd) == 0 && poll(&pf, 1, 1000) == 1 &&
+                recv(fd, resp, sizeof(resp), MSG_DONTWAIT) > 0) {
+                w[nw++] = (idle_sock){fd, IDLE_SERVED, 0, t};
+            } else {
+                close(fd);
+            }
+        }
+        fd = tcp_from(24, 1, 3);
+        if (fd >= 0) w[nw++] = (idle_sock){fd, IDLE_SILENT, 0, now_ns()};
+        fd = tcp_from(24, 1, 4);
+        if (fd >= 0) w[nw++] = (idle_sock){fd, IDLE_TRICKLE, 0, now_ns()};
     }
-    out("m6_closed_by_server_during_hold=%d m6_hold_secs=%.0f\n", idle_closed, opt.hold);
+    out("attack_hold=1\n");
+    uint64_t hold_start = now_ns(), hold_ns = (uint64_t)(opt.hold * 1e9);
+    /* watch every one until ternd closes it, or S + 4 s: the delay from its request (served),
+     * or its connect (silent, trickling), to the close; another address is served throughout
+     * (a Binding request every 500 ms) */
+    int closed = 0, closed_kind[3] = {0}, watched_kind[3] = {0}, probes = 0, probes_ok = 0;
+    int trickled = 0;
+    double dmin = 1e9, dmax = 0;
+    uint64_t last_probe = 0, last_trickle = 0;
+    uint64_t deadline = hold_start + (uint64_t)(opt.stun_idle + 4) * TERN_NS_PER_S;
+    for (int k = 0; k < nw; k++) watched_kind[w[k].kind]++;
+    for (;;) {
+        uint64_t now = now_ns();
+        int open = 0;
+        for (int k = 0; k < nw; k++) {
+            if (w[k].fd < 0) continue;
+            if (tcp_closed_by_peer(w[k].fd)) {
+                double d = (double)(now - w[k].ref) / 1e9;
+                if (d < dmin) dmin = d;
+                if (d > dmax) dmax = d;
+                closed++;
+                closed_kind[w[k].kind]++;
+                close(w[k].fd);
+                w[k].fd = -1;
+            } else {
+                open++;
+            }
+        }
+        if (now - last_trickle >= 250 * TERN_NS_PER_MS) {
+            last_trickle = now;
+            for (int k = 0; k < nw; k++)
+                if (w[k].fd >= 0 && w[k].kind == IDLE_TRICKLE && w[k].sent < req_len &&
+                    send(w[k].fd, req + w[k].sent, 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1) {
+                    w[k].sent++;
+                    trickled++;
+                }
+        }
+        if (now - last_probe >= 500 * TERN_NS_PER_MS) {
+            last_probe = now;
+            probes++;
+            probes_ok += stun_tcp_ok(24, 1, 2, 1000);
+        }
+        if ((open == 0 || now >= deadline) && now - hold_start >= hold_ns) break;
+        usleep(20 * 1000);
+    }
+    /* the idle ones gone, the attacking address is served again */
+    int same_after = stun_tcp_ok(24, 1, 1, 2000);
+    out("m6_idle_s=%d m6_idle_watched=%d m6_idle_closed=%d m6_idle_served_watched=%d "
+        "m6_idle_served_closed=%d m6_idle_silent_closed=%d m6_idle_trickle_closed=%d "
+        "m6_idle_trickle_bytes=%d m6_idle_close_min_s=%.2f m6_idle_close_max_s=%.2f "
+        "m6_other_probes=%d m6_other_probes_served=%d m6_same_addr_served_after=%d\n",
+        opt.stun_idle, nw, closed, watched_kind[IDLE_SERVED], closed_kind[IDLE_SERVED],
+        closed_kind[IDLE_SILENT], closed_kind[IDLE_TRICKLE], trickled, closed ? dmin : 0.0, dmax,
+        probes, probes_ok, same_after);
+    for (int k = 0; k < nw; k++)
+        if (w[k].fd >= 0) close(w[k].fd);
     for (int i = 0; i < n; i++)
         if (fds[i] >= 0) close(fds[i]);
+    free(w);
     free(fds);
+    free(t_req);
+    free(answered);
     finish(alive > 0 ? alive : 1);
 }
 
@@ -1187,6 +1365,345 @@ static void row_m7(void)
     sum_errors(legit, 1, "m7_legit");
     hold();
     finish(n + 3);
+}
+
+/* ---------------------------------------------------------------- M4: access control */
+
+/* ternd runs with --token-secret and --require-tokens all. Tokens the attackers present, each
+ * one a way an attacker gets hold of something token-shaped: */
+enum {
+    TOK_NONE,     /* no token at all: ERROR(TOKEN_REQUIRED) */
+    TOK_RANDOM,   /* 40 random bytes: ERROR(TOKEN_FORGED) */
+    TOK_SECRET,   /* the right subject and kind, made with a secret of its own: FORGED */
+    TOK_OTHER,    /* a valid token for another subject (another peer ID, group or service,
+                     stolen or issued to the attacker for that one): FORGED */
+    TOK_EXPIRED,  /* the right subject and kind, the operator's secret, expired an hour ago
+                     (issued once, kept): ERROR(TOKEN_EXPIRED) */
+    TOK_KIND,     /* the right subject, the operator's secret, another kind (a JOIN token
+                     presented to OFFER, ...): FORGED */
+    TOK_VALID,    /* valid (the legitimate peers', and one stolen JOIN token) */
+    TOK_WAYS
+};
+
+static const char *m4_group = "m4-room", *m4_service = "m4-svc";
+static uint8_t m4_own_secret[TERN_RDV_SECRET_LEN];
+
+static uint16_t m4_code(int way)
+{
+    return way == TOK_NONE      ? TERN_RDV_E_TOKEN_REQUIRED
+           : way == TOK_EXPIRED ? TERN_RDV_E_TOKEN_EXPIRED
+                                : TERN_RDV_E_TOKEN_FORGED;
+}
+
+/* A token of kind for subject, made the given way. */
+static void m4_token(int way, uint8_t kind, const uint8_t *subj, size_t len, uint8_t *tok)
+{
+    uint64_t now = (uint64_t)time(NULL);
+    const uint8_t *secret = way == TOK_SECRET ? m4_own_secret : opt.secret;
+    uint64_t exp = way == TOK_EXPIRED ? now - 3600 : now + 3600;
+    uint8_t k = kind;
+    if (way == TOK_KIND) k = kind == TERN_RDV_TOKEN_JOIN ? TERN_RDV_TOKEN_OFFER : TERN_RDV_TOKEN_JOIN;
+    uint8_t other[TERN_RDV_MAX_NAME];
+    if (way == TOK_OTHER) { /* the same subject with its last byte changed: another name/ID */
+        memcpy(other, subj, len);
+        other[len - 1] ^= 0x01;
+        subj = other;
+    }
+    if (way == TOK_RANDOM) {
+        randombytes_buf(tok, TERN_RDV_TOKEN_LEN);
+        return;
+    }
+    if (tern_rdv_token_make(secret, k, subj, len, exp, tok) != TERN_OK) die("token");
+}
+
+/* Sends m from attacker pi and records the answer it must draw. */
+static void m4_send(int pi, tern_rdv_msg *m, uint16_t code, uint64_t *sent)
+{
+    hpeer *p = &peers[pi];
+    expect_ring *x = p->exp;
+    if (x->head - x->tail >= EXP_RING) return;
+    if (rdv_send(p, now_ns(), m) != TERN_OK) return;
+    x->kind[x->head % EXP_RING] = m->kind;
+    x->code[x->head % EXP_RING] = code;
+    x->head++;
+    (*sent)++;
+}
+
+static void m4_named(tern_rdv_msg *m, uint8_t kind, const char *name, int way, uint8_t tk)
+{
+    tern_rdv_msg_init(m, kind);
+    if (kind == TERN_RDV_JOIN || kind == TERN_RDV_GROUP_MSG) {
+        m->group = (const uint8_t *)name;
+        m->group_len = strlen(name);
+    } else {
+        m->service = (const uint8_t *)name;
+        m->service_len = strlen(name);
+    }
+    if (way != TOK_NONE) {
+        m4_token(way, tk, (const uint8_t *)name, strlen(name), m->token);
+        m->has_token = 1;
+    }
+}
+
+/* One round of an attacker that holds no register token: REGISTER with every kind of bad
+ * token, then what only a registered peer may do (JOIN even with a valid stolen JOIN token,
+ * OFFER, CALL the service, INTRODUCE): ERROR(NOT_REGISTERED) each. */
+static void m4_round_unregistered(int pi, int legit, uint64_t *sent)
+{
+    if (peers[pi].exp->head - peers[pi].exp->tail > EXP_RING - 16) return;
+    tern_rdv_msg m;
+    for (int way = TOK_NONE; way < TOK_VALID; way++) {
+        tern_rdv_msg_init(&m, TERN_RDV_REGISTER);
+        if (way != TOK_NONE) {
+            m4_token(way, TERN_RDV_TOKEN_REGISTER, peers[pi].id, TERN_PEER_ID_LEN, m.token);
+            m.has_token = 1;
+        }
+        m4_send(pi, &m, m4_code(way), sent);
+    }
+    /* a valid register token of the legitimate caller, stolen: bound to the caller's ID */
+    tern_rdv_msg_init(&m, TERN_RDV_REGISTER);
+    m4_token(TOK_VALID, TERN_RDV_TOKEN_REGISTER, peers[legit].id, TERN_PEER_ID_LEN, m.token);
+    m.has_token = 1;
+    m4_send(pi, &m, TERN_RDV_E_TOKEN_FORGED, sent);
+    m4_named(&m, TERN_RDV_JOIN, m4_group, TOK_VALID, TERN_RDV_TOKEN_JOIN);
+    m4_send(pi, &m, TERN_RDV_E_NOT_REGISTERED, sent);
+    m4_named(&m, TERN_RDV_OFFER, m4_service, TOK_NONE, 0);
+    m4_send(pi, &m, TERN_RDV_E_NOT_REGISTERED, sent);
+    m4_named(&m, TERN_RDV_CALL, m4_service, TOK_NONE, 0);
+    m.method = (const uint8_t *)"m", m.method_len = 1;
+    m.has_call_id = 1, m.call_id = 1;
+    m.payload = (const uint8_t *)"x", m.payload_len = 1, m.has_payload = 1;
+    m4_send(pi, &m, TERN_RDV_E_NOT_REGISTERED, sent);
+    tern_rdv_msg_init(&m, TERN_RDV_INTRODUCE);
+    memcpy(m.peer_id, peers[legit].id, TERN_PEER_ID_LEN);
+    m.has_peer_id = 1;
+    m4_send(pi, &m, TERN_RDV_E_NOT_REGISTERED, sent);
+}
+
+/* One round of an attacker that registered (a register token of its own: a user of the
+ * service) but holds no JOIN or OFFER token: JOIN the group and OFFER (squat) the service with
+ * every kind of bad token, post to the group; in the first round, before the legitimate
+ * provider offers, CALL the service too (ERROR(NO_SERVICE): the squat took nothing). */
+static void m4_round_registered(int pi, int first_round, uint64_t *sent)
+{
+    if (peers[pi].exp->head - peers[pi].exp->tail > EXP_RING - 16) return;
+    tern_rdv_msg m;
+    for (int way = TOK_NONE; way < TOK_VALID; way++) {
+        m4_named(&m, TERN_RDV_JOIN, m4_group, way, TERN_RDV_TOKEN_JOIN);
+        m4_send(pi, &m, m4_code(way), sent);
+        m4_named(&m, TERN_RDV_OFFER, m4_service, way, TERN_RDV_TOKEN_OFFER);
+        m4_send(pi, &m, m4_code(way), sent);
+    }
+    m4_named(&m, TERN_RDV_GROUP_MSG, m4_group, TOK_NONE, 0);
+    m.payload = (const uint8_t *)"x", m.payload_len = 1, m.has_payload = 1;
+    m4_send(pi, &m, TERN_RDV_E_NOT_MEMBER, sent);
+    if (first_round) {
+        m4_named(&m, TERN_RDV_CALL, m4_service, TOK_NONE, 0);
+        m.method = (const uint8_t *)"m", m.method_len = 1;
+        m.has_call_id = 1, m.call_id = 1;
+        m.payload = (const uint8_t *)"x", m.payload_len = 1, m.has_payload = 1;
+        m4_send(pi, &m, TERN_RDV_E_NO_SERVICE, sent);
+    }
+}
+
+static int m4_first, m4_count;
+static int m4_all_answered(void)
+{
+    for (int i = m4_first; i < m4_first + m4_count; i++)
+        if (peers[i].exp->head != peers[i].exp->tail && !peers[i].closed) return 0;
+    return 1;
+}
+
+/* A legitimate request from pi (a valid token where one is needed) and its answer: 1 when the
+ * answer is the wanted kind within 3 s (*err: the ERROR code, if one came). */
+static int m4_legit(int pi, tern_rdv_msg *m, uint8_t want, int *err)
+{
+    hpeer *p = &peers[pi];
+    uint64_t e0 = p->errors, want0 = 0, *ctr = NULL;
+    switch (want) {
+    case TERN_RDV_JOINED: ctr = &p->joined; break;
+    case TERN_RDV_OFFERED: ctr = &p->offered; break;
+    case TERN_RDV_REPLY: ctr = &p->replies; break;
+    case TERN_RDV_PEER_INFO: ctr = &p->peer_info; break;
+    default: break;
+    }
+    uint64_t errs0[ERR_CODES];
+    memcpy(errs0, p->err, sizeof(errs0));
+    if (ctr) want0 = *ctr;
+    rdv_send(p, now_ns(), m);
+    uint64_t t0 = now_ns();
+    while (p->errors == e0 && (ctr == NULL || *ctr == want0) && !p->closed &&
+           now_ns() - t0 < 3 * TERN_NS_PER_S)
+        loop(10, NULL);
+    *err = 0;
+    for (int k = 0; k < ERR_CODES; k++)
+        if (p->err[k] != errs0[k]) *err = k;
+    return ctr != NULL && *ctr > want0;
+}
+
+static void row_m4(void)
+{
+    if (!opt.has_secret) die("m4 needs --secret FILE (ternd's --token-secret)");
+    randombytes_buf(m4_own_secret, sizeof(m4_own_secret));
+    begin();
+    int n = opt.n ? opt.n : 16;
+    double secs = opt.secs > 0 ? opt.secs : 6;
+    /* the legitimate side, each with tokens of the operator: a provider of the service, a
+     * caller, two members of the group (a third joins during the attack) */
+    int prov = spawn(1, 29, 1, 1, 1);
+    int caller = spawn(1, 29, 2, 1, 1);
+    int mem = spawn(3, 29, 3, 1, 1);
+    int err;
+    tern_rdv_msg m;
+    int members_joined = 0;
+    for (int i = mem; i < mem + 2; i++) {
+        m4_named(&m, TERN_RDV_JOIN, m4_group, TOK_VALID, TERN_RDV_TOKEN_JOIN);
+        members_joined += m4_legit(i, &m, TERN_RDV_JOINED, &err);
+    }
+    peers[prov].provider = 1;
+    /* the attackers, fresh keys: n that never get a register token, n registered with one of
+     * their own (users of the service who hold no JOIN or OFFER token) */
+    int ua = spawn(n, 30, 1, 4, 0);
+    int ra = spawn(n, 30, 100, 4, 1);
+    int ra_registered = 0;
+    for (int i = ra; i < ra + n; i++) ra_registered += peers[i].registered;
+    if (count_est(ua, n, NULL) != n || ra_registered != n)
+        die("m4: %d of %d attackers connected, %d of %d registered with their own token",
+            count_est(ua, n, NULL), n, ra_registered, n);
+    m4_first = ua;
+    m4_count = 2 * n;
+    for (int i = ua; i < ua + 2 * n; i++) {
+        peers[i].attacker = 1;
+        peers[i].exp = calloc(1, sizeof(expect_ring));
+        if (peers[i].exp == NULL) die("calloc");
+    }
+    out("attack_start=1\n");
+    uint64_t sent = 0;
+    int rounds = 1;
+    /* first round: squat the service before its provider offers it */
+    for (int i = ua; i < ua + n; i++) m4_round_unregistered(i, caller, &sent);
+    for (int i = ra; i < ra + n; i++) m4_round_registered(i, 1, &sent);
+    loop(3000, m4_all_answered);
+    m4_named(&m, TERN_RDV_CALL, m4_service, TOK_NONE, 0);
+    m.method = (const uint8_t *)"m", m.method_len = 1;
+    m.has_call_id = 1, m.call_id = 1;
+    m.payload = (const uint8_t *)"legit", m.payload_len = 5, m.has_payload = 1;
+    int nosvc_before;
+    m4_legit(caller, &m, TERN_RDV_REPLY, &err);
+    nosvc_before = err == TERN_RDV_E_NO_SERVICE;
+    /* the legitimate provider offers the service with its token: not taken by a squatter */
+    m4_named(&m, TERN_RDV_OFFER, m4_service, TOK_VALID, TERN_RDV_TOKEN_OFFER);
+    int offer_ok = m4_legit(prov, &m, TERN_RDV_OFFERED, &err);
+    int offer_err = err;
+    /* the attack goes on, a round every 200 ms; the legitimate caller calls the service every
+     * 200 ms meanwhile: every call must reach the legitimate provider */
+    uint64_t t0 = now_ns(), t_hold = 0, next = t0;
+    uint64_t calls = 0, call_id = 100;
+    uint64_t replies0 = peers[caller].replies;
+    uint64_t cerr0 = peers[caller].errors;
+    for (;;) {
+        uint64_t now = now_ns();
+        if (t_hold && now - t0 >= (uint64_t)(secs * 1e9) &&
+            now - t_hold >= (uint64_t)(opt.hold * 1e9))
+            break;
+        if (now >= next) {
+            next += 200 * TERN_NS_PER_MS;
+            for (int i = ua; i < ua + n; i++) m4_round_unregistered(i, caller, &sent);
+            for (int i = ra; i < ra + n; i++) m4_round_registered(i, 0, &sent);
+            rounds++;
+            m4_named(&m, TERN_RDV_CALL, m4_service, TOK_NONE, 0);
+            m.method = (const uint8_t *)"m", m.method_len = 1;
+            m.has_call_id = 1, m.call_id = call_id++;
+            m.payload = (const uint8_t *)"legit", m.payload_len = 5, m.has_payload = 1;
+            m.has_timeout = 1, m.timeout_ms = 5000;
+            if (rdv_send(&peers[caller], now, &m) == TERN_OK) calls++;
+        }
+        if (!t_hold && now - t0 > 2 * TERN_NS_PER_S) {
+            out("attack_hold=1\n");
+            t_hold = now;
+            /* a third member joins during the attack: the group it finds holds the legitimate
+             * members only */
+            m4_named(&m, TERN_RDV_JOIN, m4_group, TOK_VALID, TERN_RDV_TOKEN_JOIN);
+            members_joined += m4_legit(mem + 2, &m, TERN_RDV_JOINED, &err);
+        }
+        loop(20, NULL);
+    }
+    loop(3000, m4_all_answered);
+    uint64_t t1 = now_ns();
+    while (peers[caller].replies - replies0 + (peers[caller].errors - cerr0) < calls &&
+           now_ns() - t1 < 3 * TERN_NS_PER_S)
+        loop(20, NULL);
+    uint64_t legit_replies = peers[caller].replies - replies0;
+    uint64_t legit_call_errors = peers[caller].errors - cerr0;
+    /* the directory: none of the attackers without a register token is in it (the caller asks
+     * for an introduction to each: ERROR(UNKNOWN_PEER)); the provider is (control) */
+    uint64_t unk0 = peers[caller].err[TERN_RDV_E_UNKNOWN_PEER];
+    int dir_listed = 0;
+    for (int i = ua; i < ua + n; i++) {
+        tern_rdv_msg_init(&m, TERN_RDV_INTRODUCE);
+        memcpy(m.peer_id, peers[i].id, TERN_PEER_ID_LEN);
+        m.has_peer_id = 1;
+        dir_listed += m4_legit(caller, &m, TERN_RDV_PEER_INFO, &err);
+    }
+    uint64_t dir_unknown = peers[caller].err[TERN_RDV_E_UNKNOWN_PEER] - unk0;
+    tern_rdv_msg_init(&m, TERN_RDV_INTRODUCE);
+    memcpy(m.peer_id, peers[prov].id, TERN_PEER_ID_LEN);
+    m.has_peer_id = 1;
+    int dir_control = m4_legit(caller, &m, TERN_RDV_PEER_INFO, &err);
+    /* figures */
+    uint64_t matched = 0, mismatched = 0, accepted = 0, unanswered = 0, atk_calls_in = 0;
+    uint64_t got[ERR_CODES] = {0};
+    for (int i = ua; i < ua + 2 * n; i++) {
+        expect_ring *x = peers[i].exp;
+        matched += x->matched;
+        mismatched += x->mismatched;
+        accepted += x->accepted;
+        unanswered += x->head - x->tail;
+        atk_calls_in += peers[i].calls_in;
+        for (int k = 0; k < ERR_CODES; k++) got[k] += x->got[k];
+    }
+    int atk_closed;
+    count_est(ua, 2 * n, &atk_closed);
+    uint64_t presence_atk = 0, joined_atk = 0, member_errors = 0;
+    for (int i = mem; i < mem + 3; i++) {
+        presence_atk += peers[i].presence_attacker;
+        joined_atk += peers[i].joined_attacker;
+        member_errors += peers[i].errors;
+    }
+    out("m4_attackers_unregistered=%d m4_attackers_registered=%d m4_rounds=%d "
+        "m4_requests=%llu m4_answered_as_expected=%llu m4_answered_otherwise=%llu "
+        "m4_attacker_accepted=%llu m4_unanswered=%llu m4_attackers_closed=%d\n",
+        n, n, rounds, (unsigned long long)sent, (unsigned long long)matched,
+        (unsigned long long)mismatched, (unsigned long long)accepted,
+        (unsigned long long)unanswered, atk_closed);
+    out("m4_err_token_required=%llu m4_err_token_forged=%llu m4_err_token_expired=%llu "
+        "m4_err_not_registered=%llu m4_err_not_member=%llu m4_err_no_service=%llu "
+        "m4_token_rejections=%llu\n",
+        (unsigned long long)got[TERN_RDV_E_TOKEN_REQUIRED],
+        (unsigned long long)got[TERN_RDV_E_TOKEN_FORGED],
+        (unsigned long long)got[TERN_RDV_E_TOKEN_EXPIRED],
+        (unsigned long long)got[TERN_RDV_E_NOT_REGISTERED],
+        (unsigned long long)got[TERN_RDV_E_NOT_MEMBER],
+        (unsigned long long)got[TERN_RDV_E_NO_SERVICE],
+        (unsigned long long)(got[TERN_RDV_E_TOKEN_REQUIRED] + got[TERN_RDV_E_TOKEN_FORGED] +
+                             got[TERN_RDV_E_TOKEN_EXPIRED]));
+    out("m4_legit_nosvc_before_offer=%d m4_legit_offer_ok=%d m4_legit_offer_err=%d "
+        "m4_legit_calls=%llu m4_legit_replies=%llu m4_legit_call_errors=%llu "
+        "m4_provider_calls_in=%llu m4_attacker_calls_in=%llu\n",
+        nosvc_before, offer_ok, offer_err, (unsigned long long)calls,
+        (unsigned long long)legit_replies, (unsigned long long)legit_call_errors,
+        (unsigned long long)peers[prov].calls_in, (unsigned long long)atk_calls_in);
+    out("m4_members_joined=%d m4_group_count=%u m4_presence_of_attackers=%llu "
+        "m4_joined_list_attackers=%llu m4_member_errors=%llu m4_dir_unknown=%llu "
+        "m4_dir_listed=%d m4_dir_control=%d\n",
+        members_joined, peers[mem + 2].joined_count, (unsigned long long)presence_atk,
+        (unsigned long long)joined_atk, (unsigned long long)member_errors,
+        (unsigned long long)dir_unknown, dir_listed, dir_control);
+    for (int i = ua; i < ua + 2 * n; i++) {
+        free(peers[i].exp);
+        peers[i].exp = NULL;
+    }
+    finish(2 * n);
 }
 
 /* ---------------------------------------------------------------- L: replayed Initial */
@@ -1304,15 +1821,36 @@ static void usage(void)
             "       for an introduction to --target; datagrams at the victims over --secs (10)\n"
             "  m3   --n identities (300) behind one IP address each introduced to --target;\n"
             "       then another address asks for one: relay offered?\n"
+            "  m4   ternd requires tokens (--secret FILE: its --token-secret): --n attackers\n"
+            "       (16) without a register token and --n with one of their own try for --secs\n"
+            "       (6) to REGISTER, JOIN, OFFER (squat) and CALL with no, forged, expired and\n"
+            "       other-subject tokens; legitimate peers with tokens join, offer and call\n"
             "  m5   --n connections (1000) from one address within --secs (12)\n"
-            "  m6   --n TCP STUN sockets (300) held from one address to --stun ADDR:PORT\n"
+            "  m6   --n TCP STUN sockets (300) held from one address to --stun ADDR:PORT; with\n"
+            "       --stun-idle S (ternd's --stun-tcp-idle), idle and trickling sockets too:\n"
+            "       when ternd closes each, while another address is served\n"
             "  m7   --n callers (400) fill the calls in flight; a legitimate call then\n"
             "  l    --n Initials (20) replayed from another address before the client's own\n"
             "  names  SERVER is a `tern recv --listen`: a file whose name holds a newline, a\n"
             "       forged output line and a terminal escape\n"
             "options: --pid PID (ternd: VmRSS), --idle K (idle registered peers first: their\n"
-            "  cost per connection), --hold S (2), --target PEER_ID, --stun ADDR:PORT\n");
+            "  cost per connection), --hold S (2), --target PEER_ID, --stun ADDR:PORT,\n"
+            "  --stun-idle S, --secret FILE\n");
     exit(2);
+}
+
+/* ternd's --token-secret FILE (`tern token new-secret`): 64 hex characters */
+static void read_secret(const char *path)
+{
+    char hex[2 * TERN_RDV_SECRET_LEN + 1];
+    FILE *f = fopen(path, "r");
+    if (f == NULL) die("cannot read %s: %s", path, strerror(errno));
+    size_t n = fread(hex, 1, sizeof(hex) - 1, f);
+    fclose(f);
+    hex[n] = '\0';
+    if (tern_hex_decode(hex, opt.secret, TERN_RDV_SECRET_LEN) != TERN_OK)
+        die("%s is not a token secret", path);
+    opt.has_secret = 1;
 }
 
 int main(int argc, char **argv)
@@ -1337,13 +1875,18 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--target")) {
             if (tern_hex_decode(v, opt.target, TERN_PEER_ID_LEN) != TERN_OK) die("bad --target");
             opt.has_target = 1;
+        } else if (!strcmp(a, "--secret")) {
+            read_secret(v);
+        } else if (!strcmp(a, "--stun-idle")) {
+            opt.stun_idle = atoi(v);
         } else if (!strcmp(a, "--stun")) {
             if (tern_addr_parse(&opt.stun, v) != TERN_OK) die("bad --stun");
             opt.has_stun = 1;
         } else usage();
     }
     if (opt.n < 0 || opt.n > 1500 || opt.conns < 0 || opt.conns > 64 || opt.secs > 60 ||
-        opt.hold > 60 || opt.idle < 0 || opt.idle > 400)
+        opt.hold > 60 || opt.idle < 0 || opt.idle > 400 || opt.stun_idle < 0 ||
+        opt.stun_idle > 30)
         die("a count or duration over this harness's bounds");
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0) die("epoll: %s", strerror(errno));
@@ -1359,6 +1902,7 @@ int main(int argc, char **argv)
     else if (!strcmp(row, "m5")) row_m5();
     else if (!strcmp(row, "m6")) row_m6();
     else if (!strcmp(row, "m7")) row_m7();
+    else if (!strcmp(row, "m4")) row_m4();
     else if (!strcmp(row, "l")) row_l();
     else if (!strcmp(row, "names")) row_names();
     else usage();
