@@ -7,9 +7,13 @@
 # `tern ping PEER_ID --via ADDR` run; their exit codes are recorded. ternd's VmRSS is read
 # before, sampled at its peak by tern_hostile, and read again SETTLE seconds after every attacker
 # closed its connections. ternd's counters (SIGTERM) are printed at the end.
+# Two rows start ternd with more than addresses: m4 with a token secret and --require-tokens all
+# (the row is access control: the legitimate peers, `tern recv --via` and `tern ping --via`
+# included, then carry tokens of the operator), m6 with --stun-tcp-idle 2 (the idle timeout,
+# default 10 s, checked in a short test).
 #
 # Usage: hostile.sh ROW TERND TERN TERN_HOSTILE
-# Rows: h1 h2 h3 h4a h4b m1 m2 m3 m5 m6 m7 l. Exit 0 when every bound held, 1 otherwise (with
+# Rows: h1 h2 h3 h4a h4b m1 m2 m3 m4 m5 m6 m7 l. Exit 0 when every bound held, 1 otherwise (with
 # every failed bound listed), 2 when the test could not run.
 set -u
 ROW=$1
@@ -36,6 +40,9 @@ M3_RELAY_PER_IP_MAX=256    # relay sessions peers behind one IP address may open
 M5_CONNS_PER_IP_MAX=256    # connections one source address may hold (max_conns_per_ip)
 M6_TCP_PER_IP_MAX=8        # TCP STUN connections one source address may hold
                            # (--stun-tcp-per-addr)
+M6_IDLE_S=2                # this row's ternd --stun-tcp-idle (default 10 s; 2 keeps the test
+                           # short): a connection without a complete request for that long
+M6_IDLE_MARGIN_S=1.5       # is closed within M6_IDLE_S + this (ternd checks every 100 ms)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/tern-hostile.XXXXXX")
 ternd_pid=""
@@ -43,6 +50,10 @@ recv_pid=""
 hostile_pid=""
 failed=""
 rss_base=""
+TERND_ARGS=""  # per row: what ternd needs besides its addresses (m4, m6)
+RECV_ARGS=""   # the legitimate `tern recv --via` peer's key and token (m4)
+VIA_ARGS=""    # the legitimate `tern ping PEER --via`'s key and token (m4)
+HOSTILE_ARGS=""
 
 cleanup() {
   [ -n "$hostile_pid" ] && kill "$hostile_pid" 2>/dev/null
@@ -83,7 +94,9 @@ fig() { tr ' ' '\n' <"$1" | sed -n "s/^$2=//p" | tail -1; }
 le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 <= b + 0) }'; }
 
 start_ternd() {
-  "$TERND" --listen 127.0.0.1:0 --workers 1 --tern-listen 127.0.0.1:0 >"$work/ternd.log" 2>&1 &
+  # shellcheck disable=SC2086 # TERND_ARGS: words, no spaces within
+  "$TERND" --listen 127.0.0.1:0 --workers 1 --tern-listen 127.0.0.1:0 $TERND_ARGS \
+    >"$work/ternd.log" 2>&1 &
   ternd_pid=$!
   wait_for "$work/ternd.log" '^ternd: tern public key' "ternd start"
   port=$(sed -n 's/^ternd: tern listening on udp 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/ternd.log" | head -1)
@@ -95,7 +108,9 @@ start_ternd() {
 
 start_recv() { # the legitimate peer: sets RID
   mkdir -p "$work/rx"
-  "$TERN" recv --via "$VIA" --server-key "$KEY" -o "$work/rx" --quiet >"$work/recv.log" 2>&1 &
+  # shellcheck disable=SC2086
+  "$TERN" recv --via "$VIA" --server-key "$KEY" -o "$work/rx" --quiet $RECV_ARGS \
+    >"$work/recv.log" 2>&1 &
   recv_pid=$!
   wait_for "$work/recv.log" '^registered as [0-9a-f]\{64\} public ' "registered line from tern recv"
   RID=$(sed -n 's/^registered as \([0-9a-f]*\) public .*/\1/p' "$work/recv.log")
@@ -111,8 +126,9 @@ attack() {
   o="$work/$name.out"
   rss_pre=$(rss "$ternd_pid")
   [ -n "$rss_base" ] || rss_base=$rss_pre # before the test's first attack
-  "$HOSTILE" "$row" "$VIA" "$KEY" "$@" --pid "$ternd_pid" --idle "$IDLE" --hold "$HOLD" >"$o" \
-    2>"$work/$name.err.log" &
+  # shellcheck disable=SC2086
+  "$HOSTILE" "$row" "$VIA" "$KEY" "$@" --pid "$ternd_pid" --idle "$IDLE" --hold "$HOLD" \
+    $HOSTILE_ARGS >"$o" 2>"$work/$name.err.log" &
   hostile_pid=$!
   i=0
   until grep -q '^attack_hold=1' "$o" 2>/dev/null; do
@@ -124,7 +140,8 @@ attack() {
   "$TERN" ping "$VIA" --server-key "$KEY" --count 3 --interval 100 --timeout 3000 \
     >"$work/$name-ping.log" 2>&1 &
   p1=$!
-  timeout 10 "$TERN" ping "$RID" --via "$VIA" --server-key "$KEY" -c 3 -i 100 \
+  # shellcheck disable=SC2086
+  timeout 10 "$TERN" ping "$RID" --via "$VIA" --server-key "$KEY" -c 3 -i 100 $VIA_ARGS \
     >"$work/$name-via.log" 2>&1 &
   p2=$!
   wait $p1
@@ -180,6 +197,24 @@ stop_ternd() { # SIGTERM: ternd prints its counters
   }
 }
 
+case "$ROW" in
+m4)
+  # access control: the operator's secret; the legitimate peers' keys and register tokens
+  "$TERN" token new-secret "$work/secret" >/dev/null 2>&1 || die "tern token new-secret"
+  "$TERN" keygen --out "$work/r.key" >/dev/null 2>&1 || die "tern keygen"
+  "$TERN" keygen --out "$work/p.key" >/dev/null 2>&1 || die "tern keygen"
+  r_tok=$("$TERN" token register --key "$work/r.key" --secret "$work/secret") || die "tern token"
+  p_tok=$("$TERN" token register --key "$work/p.key" --secret "$work/secret") || die "tern token"
+  TERND_ARGS="--token-secret $work/secret --require-tokens all"
+  RECV_ARGS="--key $work/r.key --token $r_tok"
+  VIA_ARGS="--key $work/p.key --token $p_tok"
+  HOSTILE_ARGS="--secret $work/secret"
+  ;;
+m6)
+  TERND_ARGS="--stun-tcp-idle $M6_IDLE_S"
+  HOSTILE_ARGS="--stun-idle $M6_IDLE_S"
+  ;;
+esac
 start_ternd
 start_recv
 case "$ROW" in
@@ -228,6 +263,39 @@ m3)
   [ "$(fig "$o" m3_attacker_relay)" -le "$M3_RELAY_PER_IP_MAX" ] ||
     bound "m3: peers behind one IP address opened $(fig "$o" m3_attacker_relay) relay sessions (max $M3_RELAY_PER_IP_MAX)"
   ;;
+m4)
+  grep -q '^ternd: tokens required for register,join,offer' "$work/ternd.log" ||
+    die "ternd does not require tokens"
+  attack m4 m4 --n 16 --secs 6
+  o="$work/m4.out"
+  [ "$(fig "$o" m4_requests)" -gt 0 ] || die "m4: the attackers sent nothing"
+  [ "$(fig "$o" m4_answered_as_expected)" -eq "$(fig "$o" m4_requests)" ] ||
+    bound "m4: $(fig "$o" m4_answered_as_expected) of $(fig "$o" m4_requests) attacking requests drew the ERROR they should (TOKEN_REQUIRED/FORGED/EXPIRED, NOT_REGISTERED, NOT_MEMBER, NO_SERVICE); $(fig "$o" m4_answered_otherwise) another answer, $(fig "$o" m4_unanswered) none"
+  [ "$(fig "$o" m4_attacker_accepted)" -eq 0 ] ||
+    bound "m4: an attacker's request was accepted ($(fig "$o" m4_attacker_accepted) times)"
+  for c in token_required token_forged token_expired not_registered not_member no_service; do
+    [ "$(fig "$o" "m4_err_$c")" -gt 0 ] || bound "m4: no attacking request drew ERROR($c)"
+  done
+  [ "$(fig "$o" m4_legit_nosvc_before_offer)" -eq 1 ] ||
+    bound "m4: a legitimate call before the provider's OFFER did not get NO_SERVICE (a squatter took the service?)"
+  [ "$(fig "$o" m4_legit_offer_ok)" -eq 1 ] ||
+    bound "m4: the legitimate provider's OFFER with its token was refused (ERROR $(fig "$o" m4_legit_offer_err))"
+  calls=$(fig "$o" m4_legit_calls)
+  [ "$calls" -gt 0 ] && [ "$(fig "$o" m4_legit_replies)" -eq "$calls" ] &&
+    [ "$(fig "$o" m4_provider_calls_in)" -eq "$calls" ] ||
+    bound "m4: of $calls legitimate calls $(fig "$o" m4_legit_replies) were answered, $(fig "$o" m4_provider_calls_in) reached the legitimate provider"
+  [ "$(fig "$o" m4_attacker_calls_in)" -eq 0 ] ||
+    bound "m4: an attacker received $(fig "$o" m4_attacker_calls_in) calls of the service"
+  [ "$(fig "$o" m4_members_joined)" -eq 3 ] && [ "$(fig "$o" m4_group_count)" -eq 3 ] ||
+    bound "m4: $(fig "$o" m4_members_joined) of 3 legitimate members joined; the group holds $(fig "$o" m4_group_count) members, not 3"
+  [ "$(fig "$o" m4_presence_of_attackers)" -eq 0 ] && [ "$(fig "$o" m4_joined_list_attackers)" -eq 0 ] ||
+    bound "m4: an attacker appeared in the group (presence $(fig "$o" m4_presence_of_attackers), member list $(fig "$o" m4_joined_list_attackers))"
+  [ "$(fig "$o" m4_dir_unknown)" -eq "$(fig "$o" m4_attackers_unregistered)" ] &&
+    [ "$(fig "$o" m4_dir_listed)" -eq 0 ] ||
+    bound "m4: an attacker without a register token is in the directory ($(fig "$o" m4_dir_listed) introduced, $(fig "$o" m4_dir_unknown) unknown)"
+  [ "$(fig "$o" m4_dir_control)" -eq 1 ] || die "m4: the legitimate provider is not in the directory"
+  [ "$(fig "$o" m4_member_errors)" -eq 0 ] || bound "m4: a legitimate member got an ERROR"
+  ;;
 m5)
   attack m5 m5 --n 1000 --secs 12
   o="$work/m5.out"
@@ -242,6 +310,22 @@ m6)
     bound "m6: a STUN client on another address was not served over TCP"
   [ "$(fig "$o" m6_held_served)" -le "$M6_TCP_PER_IP_MAX" ] ||
     bound "m6: one address holds $(fig "$o" m6_held_served) served TCP STUN connections (max $M6_TCP_PER_IP_MAX)"
+  # the idle timeout: every held socket (served then idle, silent, trickling a byte every
+  # 250 ms) closed by ternd within M6_IDLE_S + M6_IDLE_MARGIN_S, none before M6_IDLE_S - 0.5
+  # (the delay is counted from the last answer, or the connect, on this side)
+  watched=$(fig "$o" m6_idle_watched)
+  [ "$watched" -gt "$(fig "$o" m6_held_served)" ] || die "m6: no idle sockets to watch"
+  [ "$(fig "$o" m6_idle_closed)" -eq "$watched" ] ||
+    bound "m6: ternd closed $(fig "$o" m6_idle_closed) of $watched idle TCP STUN connections within ${M6_IDLE_S} s + 4 s"
+  le "$(fig "$o" m6_idle_close_max_s)" "$(awk -v a=$M6_IDLE_S -v b=$M6_IDLE_MARGIN_S 'BEGIN { print a + b }')" ||
+    bound "m6: an idle TCP STUN connection was closed after $(fig "$o" m6_idle_close_max_s) s (idle timeout $M6_IDLE_S s + $M6_IDLE_MARGIN_S s)"
+  le "$(awk -v a=$M6_IDLE_S 'BEGIN { print a - 0.5 }')" "$(fig "$o" m6_idle_close_min_s)" ||
+    bound "m6: an idle TCP STUN connection was closed after $(fig "$o" m6_idle_close_min_s) s, before its idle timeout of $M6_IDLE_S s"
+  [ "$(fig "$o" m6_other_probes)" -gt 0 ] &&
+    [ "$(fig "$o" m6_other_probes_served)" -eq "$(fig "$o" m6_other_probes)" ] ||
+    bound "m6: another address was served $(fig "$o" m6_other_probes_served) of $(fig "$o" m6_other_probes) times while the idle sockets were held"
+  [ "$(fig "$o" m6_same_addr_served_after)" -eq 1 ] ||
+    bound "m6: the attacking address was not served again once its idle connections were closed"
   ;;
 m7)
   attack m7 m7 --n 400
@@ -290,6 +374,22 @@ l)
 esac
 
 stop_ternd
+# ternd's own counters against what the attackers saw
+case "$ROW" in
+m4)
+  rej=$(sed -n 's/^rendezvous tokens secret=1 register=1 join=1 offer=1 rejected=\([0-9]*\)$/\1/p' "$work/ternd.log")
+  [ -n "$rej" ] || die "m4: no 'rendezvous tokens' counter line from ternd"
+  echo "m4: ternd_tokens_rejected=$rej attackers_token_errors=$(fig "$work/m4.out" m4_token_rejections)"
+  [ "$rej" -eq "$(fig "$work/m4.out" m4_token_rejections)" ] ||
+    bound "m4: ternd counted $rej rejected tokens, the attackers were refused $(fig "$work/m4.out" m4_token_rejections) for a token"
+  ;;
+m6)
+  ic=$(sed -n 's/^stun tcp .* idle_closed=\([0-9]*\) .*/\1/p' "$work/ternd.log")
+  echo "m6: ternd_stun_tcp_idle_closed=$ic"
+  [ -n "$ic" ] && [ "$ic" -ge "$(fig "$work/m6.out" m6_idle_watched)" ] ||
+    bound "m6: ternd counted ${ic:-no} idle closes, fewer than the $(fig "$work/m6.out" m6_idle_watched) idle connections"
+  ;;
+esac
 if [ -n "$failed" ]; then
   echo "FAIL ($ROW):$failed" >&2
   exit 1

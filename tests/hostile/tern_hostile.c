@@ -15,535 +15,13 @@
  * the legitimate clients of the test should run (the attack is then at full effect and stays so
  * for --hold seconds), and closes every connection before it exits.
  *
+ * Files: hostile.h and hostile_core.c (options, sockets, identities, the loop, the figures
+ * common to rows), this file (the rows, and main), hostile_m4.c (row m4, access control).
+ *
  * Usage: tern_hostile ROW SERVER_ADDR:PORT SERVER_KEY [options]
- *   rows: h1 h2 h3 h4a h4b m1 m2 m3 m5 m6 m7 l (see usage())
+ *   rows: h1 h2 h3 h4a h4b m1 m2 m3 m4 m5 m6 m7 l (see usage())
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/epoll.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
-
-#include "core/conn.h"
-#include "core/flow.h"
-#include "core/packet.h"
-#include "tern/rendezvous.h"
-#include "tern/stun.h"
-
-#include <sodium.h>
-
-#define MAX_SOCKS 4096
-#define MAX_PEERS 2048
-
-/* ---------------------------------------------------------------- options and figures */
-
-static struct {
-    tern_addr server;
-    uint8_t server_key[TERN_KEY_LEN];
-    int pid;           /* ternd's pid for VmRSS (0: none) */
-    int n;             /* the row's count (addresses, connections, members, ...) */
-    int conns;         /* h2: attacking connections */
-    double secs;       /* attack duration */
-    double hold;       /* the attack holds its effect this long after attack_hold=1 */
-    int idle;          /* idle registered peers opened first: the idle cost per connection */
-    uint8_t target[TERN_PEER_ID_LEN];
-    int has_target;
-    tern_addr stun;    /* m6: ternd's STUN TCP address */
-    int has_stun;
-    uint32_t rate;     /* h2: attack packets per second */
-} opt;
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * TERN_NS_PER_S + (uint64_t)ts.tv_nsec;
-}
-
-static void out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void out(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    fflush(stdout);
-}
-
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "tern_hostile: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    exit(1);
-}
-
-/* ---------------------------------------------------------------- ternd's memory */
-
-static long rss_kb(void)
-{
-    if (opt.pid <= 0) return 0;
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", opt.pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL) return 0;
-    long v = 0;
-    while (fgets(line, sizeof(line), f))
-        if (strncmp(line, "VmRSS:", 6) == 0) {
-            v = strtol(line + 6, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return v;
-}
-
-static long rss_peak;
-static uint64_t rss_next;
-
-static void rss_sample(uint64_t now)
-{
-    if (now < rss_next) return;
-    rss_next = now + 50 * TERN_NS_PER_MS;
-    long v = rss_kb();
-    if (v > rss_peak) rss_peak = v;
-}
-
-/* ---------------------------------------------------------------- sockets */
-
-typedef struct hsock {
-    int fd;
-    tern_addr local;
-    int peer; /* the identity whose endpoint it feeds, or -1: count only */
-    uint64_t rx_bytes, rx_dgrams, tx_bytes, tx_dgrams;
-} hsock;
-
-static hsock socks[MAX_SOCKS];
-static int n_socks;
-static int epfd = -1;
-
-static void to_sockaddr(const tern_addr *a, struct sockaddr_in *sin)
-{
-    memset(sin, 0, sizeof(*sin));
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(a->port);
-    memcpy(&sin->sin_addr, a->ip, 4);
-}
-
-static void from_sockaddr(const struct sockaddr_in *sin, tern_addr *a)
-{
-    const uint8_t *ip = (const uint8_t *)&sin->sin_addr;
-    tern_addr_ipv4(a, ip[0], ip[1], ip[2], ip[3], ntohs(sin->sin_port));
-}
-
-/* A UDP socket on 127.a.b.c (port chosen by the kernel). */
-static int sock_open(uint8_t a, uint8_t b, uint8_t c, int peer)
-{
-    if (n_socks == MAX_SOCKS) die("too many sockets");
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) die("socket: %s", strerror(errno));
-    int sz = 4 << 20;
-    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof(sz)) != 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
-    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof(sz)) != 0)
-        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
-    tern_addr l;
-    tern_addr_ipv4(&l, 127, a, b, c, 0);
-    struct sockaddr_in sin;
-    to_sockaddr(&l, &sin);
-    if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0)
-        die("bind 127.%d.%d.%d: %s", a, b, c, strerror(errno));
-    socklen_t sl = sizeof(sin);
-    getsockname(fd, (struct sockaddr *)&sin, &sl);
-    hsock *s = &socks[n_socks];
-    memset(s, 0, sizeof(*s));
-    s->fd = fd;
-    from_sockaddr(&sin, &s->local);
-    s->peer = peer;
-    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)n_socks};
-    if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0) die("epoll_ctl: %s", strerror(errno));
-    return n_socks++;
-}
-
-static int sock_send(int si, const tern_addr *to, const uint8_t *data, size_t len)
-{
-    struct sockaddr_in sin;
-    to_sockaddr(to, &sin);
-    for (int tries = 0; tries < 100; tries++) {
-        ssize_t n = sendto(socks[si].fd, data, len, 0, (struct sockaddr *)&sin, sizeof(sin));
-        if (n >= 0) {
-            socks[si].tx_bytes += len;
-            socks[si].tx_dgrams++;
-            return 0;
-        }
-        if (errno != EAGAIN && errno != ENOBUFS) return -1;
-        struct pollfd p = {.fd = socks[si].fd, .events = POLLOUT};
-        poll(&p, 1, 10);
-    }
-    return -1;
-}
-
-/* ---------------------------------------------------------------- identities */
-
-enum { ERR_CODES = 16 };
-
-typedef struct hpeer {
-    int sock;
-    tern_endpoint *ep;
-    tern_conn *c;
-    uint64_t flow;
-    int flow_open, established, closed, close_err, registered;
-    int silent;   /* reads and drops what arrives: never acknowledges */
-    int provider; /* answers CALLs (1) or keeps them (2: never replies) */
-    int dirty;
-    uint8_t id[TERN_PEER_ID_LEN];
-    uint64_t rx_msgs, errors, err[ERR_CODES], offered, joined, presence, group_msgs;
-    uint64_t peer_info, peer_info_relay, introduced, calls_in, replies;
-    uint8_t raw[300]; /* the last message that arrived (names: the receiver's verdict) */
-    size_t raw_len;
-    int got_raw;
-} hpeer;
-
-static hpeer peers[MAX_PEERS];
-static int n_peers;
-
-static void flow_ready(hpeer *p)
-{
-    if (p->flow_open || p->c == NULL) return;
-    tern_flow_config fc;
-    tern_flow_config_default(&fc);
-    if (tern_flow_open(p->c, &fc, &p->flow) == TERN_OK) p->flow_open = 1;
-}
-
-static void cb_established(tern_conn *c, void *u)
-{
-    hpeer *p = u;
-    (void)c;
-    p->established = 1;
-    flow_ready(p);
-}
-
-static void cb_closed(tern_conn *c, int err, uint64_t code, const char *reason, size_t len,
-                      void *u)
-{
-    hpeer *p = u;
-    (void)c, (void)code, (void)reason, (void)len;
-    p->closed = 1;
-    p->close_err = err;
-}
-
-static void cb_free(tern_conn *c, void *u)
-{
-    hpeer *p = u;
-    if (p->c == c) p->c = NULL;
-}
-
-static int rdv_send(hpeer *p, uint64_t now, const tern_rdv_msg *m)
-{
-    if (p->c == NULL || !p->flow_open) return TERN_ERR_STATE;
-    int rc = tern_rdv_send(p->c, p->flow, now, m);
-    p->dirty = 1;
-    return rc;
-}
-
-static void cb_message(tern_conn *c, uint64_t flow, const uint8_t *data, size_t len, void *u)
-{
-    hpeer *p = u;
-    (void)flow;
-    p->got_raw = 1;
-    p->raw_len = len < sizeof(p->raw) ? len : sizeof(p->raw);
-    memcpy(p->raw, data, p->raw_len);
-    tern_rdv_msg m;
-    if (tern_rdv_decode(data, len, &m) != TERN_OK) return;
-    p->rx_msgs++;
-    switch (m.kind) {
-    case TERN_RDV_REGISTERED: p->registered = 1; break;
-    case TERN_RDV_PEER_INFO:
-        p->peer_info++;
-        if (m.has_channel) p->peer_info_relay++;
-        break;
-    case TERN_RDV_INTRODUCED: p->introduced++; break;
-    case TERN_RDV_JOINED: p->joined++; break;
-    case TERN_RDV_PRESENCE: p->presence++; break;
-    case TERN_RDV_GROUP_MSG: p->group_msgs++; break;
-    case TERN_RDV_OFFERED: p->offered++; break;
-    case TERN_RDV_REPLY: p->replies++; break;
-    case TERN_RDV_CALL:
-        p->calls_in++;
-        if (p->provider == 1 && m.has_call_id) {
-            tern_rdv_msg r;
-            tern_rdv_msg_init(&r, TERN_RDV_REPLY);
-            r.has_call_id = 1;
-            r.call_id = m.call_id;
-            r.has_status = 1;
-            r.status = 0;
-            r.payload = m.payload;
-            r.payload_len = m.payload_len;
-            r.has_payload = 1;
-            (void)c;
-            rdv_send(p, now_ns(), &r);
-        }
-        break;
-    case TERN_RDV_ERROR:
-        p->errors++;
-        p->err[m.error < ERR_CODES ? m.error : 0]++;
-        break;
-    default: break;
-    }
-}
-
-/* A new identity (fresh key, its own endpoint and socket on 127.a.b.c) connecting to ternd. */
-static int peer_new(uint8_t a, uint8_t b, uint8_t c)
-{
-    if (n_peers == MAX_PEERS) die("too many identities");
-    int pi = n_peers++;
-    hpeer *p = &peers[pi];
-    memset(p, 0, sizeof(*p));
-    p->sock = sock_open(a, b, c, pi);
-    tern_endpoint_config cfg;
-    tern_endpoint_config_default(&cfg);
-    if (tern_keypair_generate(&cfg.static_key) != TERN_OK) die("keygen");
-    cfg.has_static_key = 1;
-    cfg.callbacks.on_established = cb_established;
-    cfg.callbacks.on_closed = cb_closed;
-    cfg.callbacks.on_conn_free = cb_free;
-    cfg.callbacks.on_message = cb_message;
-    cfg.user_data = p;
-    tern_peer_id(cfg.static_key.pub, p->id);
-    uint64_t now = now_ns();
-    if (tern_endpoint_new(&cfg, now, &p->ep) != TERN_OK) die("endpoint");
-    tern_keypair_wipe(&cfg.static_key);
-    if (tern_endpoint_connect(p->ep, now, &socks[p->sock].local, &opt.server, opt.server_key,
-                              &p->c) != TERN_OK)
-        die("connect");
-    p->dirty = 1;
-    return pi;
-}
-
-static void peer_flush(hpeer *p, uint64_t now)
-{
-    static uint8_t buf[32 * TERN_MAX_DATAGRAM];
-    tern_datagram d[32];
-    int n;
-    while ((n = tern_endpoint_send(p->ep, now, d, 32, buf, sizeof(buf))) > 0)
-        for (int i = 0; i < n; i++) sock_send(p->sock, &d[i].remote, d[i].data, d[i].len);
-    p->dirty = 0;
-}
-
-/* ---------------------------------------------------------------- the loop */
-
-/* Runs every socket and timer for ms milliseconds, or until done() says so. */
-static void loop(double ms, int (*done)(void))
-{
-    uint64_t end = now_ns() + (uint64_t)(ms * 1e6);
-    static uint8_t buf[65536];
-    for (;;) {
-        uint64_t now = now_ns();
-        rss_sample(now);
-        for (int i = 0; i < n_peers; i++) {
-            hpeer *p = &peers[i];
-            if (p->ep == NULL) continue;
-            if (tern_endpoint_next_deadline(p->ep) <= now) {
-                tern_endpoint_handle_expiry(p->ep, now);
-                p->dirty = 1;
-            }
-            if (p->dirty) peer_flush(p, now);
-        }
-        if ((done && done()) || now >= end) return;
-        uint64_t wake = end;
-        for (int i = 0; i < n_peers; i++)
-            if (peers[i].ep) {
-                uint64_t t = tern_endpoint_next_deadline(peers[i].ep);
-                if (t < wake) wake = t;
-            }
-        int timeout = wake > now ? (int)((wake - now + 999999) / 1000000) : 0;
-        if (timeout > 50) timeout = 50;
-        struct epoll_event ev[64];
-        int n = epoll_wait(epfd, ev, 64, timeout);
-        now = now_ns();
-        for (int k = 0; k < n; k++) {
-            hsock *s = &socks[ev[k].data.u32];
-            for (int j = 0; j < 256; j++) {
-                struct sockaddr_in sin;
-                socklen_t sl = sizeof(sin);
-                ssize_t r = recvfrom(s->fd, buf, sizeof(buf), 0, (struct sockaddr *)&sin, &sl);
-                if (r < 0) break;
-                s->rx_bytes += (uint64_t)r;
-                s->rx_dgrams++;
-                if (s->peer < 0) continue;
-                hpeer *p = &peers[s->peer];
-                if (p->silent || p->ep == NULL) continue;
-                tern_addr from;
-                from_sockaddr(&sin, &from);
-                tern_endpoint_recv(p->ep, now, &s->local, &from, buf, (size_t)r);
-                p->dirty = 1;
-            }
-        }
-    }
-}
-
-static int wait_first, wait_count;
-static int all_established(void)
-{
-    for (int i = wait_first; i < wait_first + wait_count; i++)
-        if (!peers[i].flow_open && !peers[i].closed) return 0;
-    return 1;
-}
-
-static int all_registered(void)
-{
-    for (int i = wait_first; i < wait_first + wait_count; i++)
-        if (!peers[i].registered && !peers[i].closed) return 0;
-    return 1;
-}
-
-static void wait_established(int first, int count, double ms)
-{
-    wait_first = first;
-    wait_count = count;
-    loop(ms, all_established);
-}
-
-static void do_register(int pi, const tern_addr *local_cands, size_t n)
-{
-    tern_rdv_msg m;
-    tern_rdv_msg_init(&m, TERN_RDV_REGISTER);
-    for (size_t i = 0; i < n; i++) {
-        m.cands[i].kind = TERN_RDV_CAND_LOCAL;
-        m.cands[i].addr = local_cands[i];
-    }
-    m.n_cands = n;
-    rdv_send(&peers[pi], now_ns(), &m);
-}
-
-static void wait_registered(int first, int count, double ms)
-{
-    wait_first = first;
-    wait_count = count;
-    loop(ms, all_registered);
-}
-
-/* count identities, connected and registered, on 127.net.(b0 + i/per).(1 + i%per) */
-static int spawn(int count, uint8_t net, uint8_t b0, int per_ip, int reg)
-{
-    int first = n_peers;
-    for (int i = 0; i < count; i++) {
-        int k = i / per_ip;
-        peer_new(net, (uint8_t)(b0 + k / 250), (uint8_t)(1 + k % 250));
-        if ((i & 63) == 63) loop(1, NULL); /* let the handshakes start */
-    }
-    wait_established(first, count, 15000);
-    if (reg) {
-        for (int i = first; i < first + count; i++) do_register(i, NULL, 0);
-        wait_registered(first, count, 10000);
-    }
-    return first;
-}
-
-static int count_est(int first, int count, int *closed)
-{
-    int e = 0, c = 0;
-    for (int i = first; i < first + count; i++) {
-        if (peers[i].established) e++;
-        if (peers[i].closed) c++;
-    }
-    if (closed) *closed = c;
-    return e;
-}
-
-static void close_all(void)
-{
-    uint64_t now = now_ns();
-    for (int i = 0; i < n_peers; i++) {
-        hpeer *p = &peers[i];
-        p->silent = 0;
-        if (p->c && !p->closed) tern_conn_close(p->c, now, 0, "bye", 3);
-        p->dirty = 1;
-    }
-    loop(300, NULL);
-}
-
-/* Seals frames as a genuine 1-RTT packet of p's connection and sends it from socket si. */
-static int craft_send(hpeer *p, int si, const uint8_t *frames, size_t len)
-{
-    uint8_t pkt[TERN_MAX_DATAGRAM];
-    if (p->c == NULL || p->closed) return -1;
-    int n = tern__conn_seal(p->c, now_ns(), pkt, sizeof(pkt), frames, len);
-    if (n <= 0) return -1;
-    return sock_send(si, &opt.server, pkt, (size_t)n);
-}
-
-/* ---------------------------------------------------------------- figures common to rows */
-
-static long rss_start, rss_attack;
-static int idle_first, idle_n;
-
-static void begin(void)
-{
-    rss_start = rss_kb();
-    rss_peak = rss_start;
-    if (opt.idle > 0) {
-        idle_first = spawn(opt.idle, 10, 1, 4, 1); /* 127.10.x.y, 4 per address */
-        idle_n = opt.idle;
-        loop(1000, NULL);
-    }
-    rss_attack = rss_kb();
-    long per = idle_n ? (rss_attack - rss_start) / idle_n : 0;
-    int closed;
-    int est = idle_n ? count_est(idle_first, idle_n, &closed) : 0;
-    out("rss_start_kb=%ld idle_conns=%d idle_established=%d rss_idle_kb=%ld "
-        "idle_per_conn_kb=%ld\n",
-        rss_start, idle_n, est, rss_attack, per < 0 ? 0 : per);
-    rss_peak = rss_attack;
-}
-
-static void hold(void)
-{
-    out("attack_hold=1\n");
-    loop(opt.hold * 1000, NULL);
-}
-
-static void finish(int attack_conns)
-{
-    long rss_end = rss_kb();
-    if (rss_end > rss_peak) rss_peak = rss_end;
-    long growth = rss_peak - rss_attack;
-    out("attack_conns=%d rss_attack_start_kb=%ld rss_peak_kb=%ld rss_end_kb=%ld "
-        "attack_growth_kb=%ld attack_per_conn_kb=%ld\n",
-        attack_conns, rss_attack, rss_peak, rss_end, growth,
-        attack_conns > 0 ? growth / attack_conns : growth);
-    close_all();
-    out("done=1\n");
-}
-
-static void sum_errors(int first, int count, const char *pfx)
-{
-    uint64_t e[ERR_CODES] = {0}, tot = 0;
-    for (int i = first; i < first + count; i++)
-        for (int k = 0; k < ERR_CODES; k++) {
-            e[k] += peers[i].err[k];
-            tot += peers[i].err[k];
-        }
-    out("%s_errors=%llu", pfx, (unsigned long long)tot);
-    for (int k = 1; k < ERR_CODES; k++)
-        if (e[k]) out(" %s_err_%s=%llu", pfx, tern_rdv_error_name(k), (unsigned long long)e[k]);
-    out("\n");
-}
+#include "hostile.h"
 
 /* ---------------------------------------------------------------- H1: spoofed sources */
 
@@ -1054,30 +532,50 @@ static int stun_tcp_ok(uint8_t a, uint8_t b, uint8_t c, int ms)
     return ok;
 }
 
+/* Whether ternd closed fd (EOF or reset; without blocking). */
+static int tcp_closed_by_peer(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 0) != 1) return 0;
+    uint8_t b[512];
+    ssize_t r = recv(fd, b, sizeof(b), MSG_DONTWAIT);
+    return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+/* A socket ternd holds for the idle timeout: when its clock started on this side (the request
+ * sent, or the connect) and what kind it is */
+enum { IDLE_SERVED, IDLE_SILENT, IDLE_TRICKLE };
+typedef struct idle_sock {
+    int fd, kind, sent;
+    uint64_t ref;
+} idle_sock;
+
 static void row_m6(void)
 {
     if (!opt.has_stun) die("m6 needs --stun ADDR:PORT (ternd's STUN TCP address)");
     begin();
     int n = opt.n ? opt.n : 300;
     int *fds = calloc((size_t)n, sizeof(int));
+    uint64_t *t_req = calloc((size_t)n, sizeof(uint64_t));
+    char *answered = calloc((size_t)n, 1);
     int before = stun_tcp_ok(24, 1, 2, 2000);
     out("attack_start=1\n");
+    /* n connections from one address, a Binding request on each as soon as it is connected */
     int connected = 0;
     for (int i = 0; i < n; i++) {
         fds[i] = tcp_from(24, 1, 1);
-        if (fds[i] >= 0) connected++;
-    }
-    usleep(500 * 1000);
-    /* which of them the server serves: a Binding request on each, answered within 1 s (a
-     * connection it closed, or left unaccepted in its backlog, is not held) */
-    int alive = 0;
-    for (int i = 0; i < n; i++)
-        if (fds[i] >= 0 && stun_request(fds[i]) != 0) {
+        if (fds[i] < 0) continue;
+        connected++;
+        t_req[i] = now_ns();
+        if (stun_request(fds[i]) != 0) {
             close(fds[i]);
             fds[i] = -1;
         }
+    }
+    /* which of them the server serves: answered within 1 s (a connection it closed at once,
+     * or left unaccepted in its backlog, is not) */
+    int n_answered = 0;
     uint64_t t0 = now_ns();
-    char *answered = calloc((size_t)n, 1);
     while (now_ns() - t0 < TERN_NS_PER_S) {
         int pending = 0;
         for (int i = 0; i < n; i++) {
@@ -1086,7 +584,7 @@ static void row_m6(void)
             ssize_t r = recv(fds[i], resp, sizeof(resp), MSG_DONTWAIT);
             if (r > 0) {
                 answered[i] = 1;
-                alive++;
+                n_answered++;
             } else if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
                 close(fds[i]);
                 fds[i] = -1;
@@ -1097,27 +595,119 @@ static void row_m6(void)
         if (!pending) break;
         usleep(10 * 1000);
     }
-    free(answered);
+    /* held now: served and still open (with a short idle timeout the first ones served may
+     * already be closed when the flood ends; their places are then taken by later ones) */
+    int alive = 0;
+    for (int i = 0; i < n; i++)
+        if (fds[i] >= 0 && answered[i]) {
+            if (tcp_closed_by_peer(fds[i])) {
+                close(fds[i]);
+                fds[i] = -1;
+            } else {
+                alive++;
+            }
+        }
     int other = stun_tcp_ok(24, 1, 2, 2000);
     int same = stun_tcp_ok(24, 1, 1, 2000);
     rss_sample(now_ns() + TERN_NS_PER_S);
-    out("m6_held_tried=%d m6_connected=%d m6_held_served=%d m6_other_addr_served=%d "
-        "m6_same_addr_served=%d m6_served_before=%d\n",
-        n, connected, alive, other, same, before);
-    out("attack_hold=1\n");
-    loop(opt.hold * 1000, NULL);
-    /* the server's idle timeout: how many of the held sockets it closed meanwhile */
-    int idle_closed = 0;
-    for (int i = 0; i < n; i++) {
-        if (fds[i] < 0) continue;
-        struct pollfd p = {.fd = fds[i], .events = POLLIN};
-        char b;
-        if (poll(&p, 1, 0) == 1 && recv(fds[i], &b, 1, MSG_DONTWAIT) <= 0) idle_closed++;
+    out("m6_held_tried=%d m6_connected=%d m6_answered=%d m6_held_served=%d "
+        "m6_other_addr_served=%d m6_same_addr_served=%d m6_served_before=%d\n",
+        n, connected, n_answered, alive, other, same, before);
+    /* the idle timeout (--stun-idle S = ternd's --stun-tcp-idle): the served ones held, now
+     * idle; from a second address, sockets that each had one request answered; from a third,
+     * sockets that never send a byte; from a fourth, sockets that trickle a Binding request
+     * one byte every 250 ms (never complete within S) */
+    enum { EXTRA = 8 };
+    int cap = n + 3 * EXTRA, nw = 0;
+    idle_sock *w = calloc((size_t)cap, sizeof(idle_sock));
+    uint8_t req[256];
+    uint8_t tid[TERN_STUN_TID_LEN] = {9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9};
+    int req_len = tern_stun_binding_request(req, sizeof(req), tid, 0, NULL);
+    for (int i = 0; i < n && opt.stun_idle; i++)
+        if (fds[i] >= 0 && answered[i]) {
+            w[nw++] = (idle_sock){fds[i], IDLE_SERVED, 0, t_req[i]};
+            fds[i] = -1;
+        }
+    for (int i = 0; i < EXTRA && opt.stun_idle; i++) {
+        int fd = tcp_from(24, 1, 5);
+        if (fd >= 0) {
+            uint64_t t = now_ns();
+            struct pollfd pf = {.fd = fd, .events = POLLIN};
+            uint8_t resp[512];
+            if (stun_request(fd) == 0 && poll(&pf, 1, 1000) == 1 &&
+                recv(fd, resp, sizeof(resp), MSG_DONTWAIT) > 0) {
+                w[nw++] = (idle_sock){fd, IDLE_SERVED, 0, t};
+            } else {
+                close(fd);
+            }
+        }
+        fd = tcp_from(24, 1, 3);
+        if (fd >= 0) w[nw++] = (idle_sock){fd, IDLE_SILENT, 0, now_ns()};
+        fd = tcp_from(24, 1, 4);
+        if (fd >= 0) w[nw++] = (idle_sock){fd, IDLE_TRICKLE, 0, now_ns()};
     }
-    out("m6_closed_by_server_during_hold=%d m6_hold_secs=%.0f\n", idle_closed, opt.hold);
+    out("attack_hold=1\n");
+    uint64_t hold_start = now_ns(), hold_ns = (uint64_t)(opt.hold * 1e9);
+    /* watch every one until ternd closes it, or S + 4 s: the delay from its request (served),
+     * or its connect (silent, trickling), to the close; another address is served throughout
+     * (a Binding request every 500 ms) */
+    int closed = 0, closed_kind[3] = {0}, watched_kind[3] = {0}, probes = 0, probes_ok = 0;
+    int trickled = 0;
+    double dmin = 1e9, dmax = 0;
+    uint64_t last_probe = 0, last_trickle = 0;
+    uint64_t deadline = hold_start + (uint64_t)(opt.stun_idle + 4) * TERN_NS_PER_S;
+    for (int k = 0; k < nw; k++) watched_kind[w[k].kind]++;
+    for (;;) {
+        uint64_t now = now_ns();
+        int open = 0;
+        for (int k = 0; k < nw; k++) {
+            if (w[k].fd < 0) continue;
+            if (tcp_closed_by_peer(w[k].fd)) {
+                double d = (double)(now - w[k].ref) / 1e9;
+                if (d < dmin) dmin = d;
+                if (d > dmax) dmax = d;
+                closed++;
+                closed_kind[w[k].kind]++;
+                close(w[k].fd);
+                w[k].fd = -1;
+            } else {
+                open++;
+            }
+        }
+        if (now - last_trickle >= 250 * TERN_NS_PER_MS) {
+            last_trickle = now;
+            for (int k = 0; k < nw; k++)
+                if (w[k].fd >= 0 && w[k].kind == IDLE_TRICKLE && w[k].sent < req_len &&
+                    send(w[k].fd, req + w[k].sent, 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1) {
+                    w[k].sent++;
+                    trickled++;
+                }
+        }
+        if (now - last_probe >= 500 * TERN_NS_PER_MS) {
+            last_probe = now;
+            probes++;
+            probes_ok += stun_tcp_ok(24, 1, 2, 1000);
+        }
+        if ((open == 0 || now >= deadline) && now - hold_start >= hold_ns) break;
+        usleep(20 * 1000);
+    }
+    /* the idle ones gone, the attacking address is served again */
+    int same_after = stun_tcp_ok(24, 1, 1, 2000);
+    out("m6_idle_s=%d m6_idle_watched=%d m6_idle_closed=%d m6_idle_served_watched=%d "
+        "m6_idle_served_closed=%d m6_idle_silent_closed=%d m6_idle_trickle_closed=%d "
+        "m6_idle_trickle_bytes=%d m6_idle_close_min_s=%.2f m6_idle_close_max_s=%.2f "
+        "m6_other_probes=%d m6_other_probes_served=%d m6_same_addr_served_after=%d\n",
+        opt.stun_idle, nw, closed, watched_kind[IDLE_SERVED], closed_kind[IDLE_SERVED],
+        closed_kind[IDLE_SILENT], closed_kind[IDLE_TRICKLE], trickled, closed ? dmin : 0.0, dmax,
+        probes, probes_ok, same_after);
+    for (int k = 0; k < nw; k++)
+        if (w[k].fd >= 0) close(w[k].fd);
     for (int i = 0; i < n; i++)
         if (fds[i] >= 0) close(fds[i]);
+    free(w);
     free(fds);
+    free(t_req);
+    free(answered);
     finish(alive > 0 ? alive : 1);
 }
 
@@ -1208,11 +798,7 @@ static void row_l(void)
         p->sock = sock_open(27, 2, (uint8_t)(1 + t), pi);
         tern_endpoint_config cfg;
         tern_endpoint_config_default(&cfg);
-        cfg.callbacks.on_established = cb_established;
-        cfg.callbacks.on_closed = cb_closed;
-        cfg.callbacks.on_conn_free = cb_free;
-        cfg.callbacks.on_message = cb_message;
-        cfg.user_data = p;
+        peer_callbacks(&cfg, p);
         uint64_t now = now_ns();
         if (tern_endpoint_new(&cfg, now, &p->ep) != TERN_OK) die("endpoint");
         if (tern_endpoint_connect(p->ep, now, &socks[p->sock].local, &opt.server, opt.server_key,
@@ -1304,14 +890,21 @@ static void usage(void)
             "       for an introduction to --target; datagrams at the victims over --secs (10)\n"
             "  m3   --n identities (300) behind one IP address each introduced to --target;\n"
             "       then another address asks for one: relay offered?\n"
+            "  m4   ternd requires tokens (--secret FILE: its --token-secret): --n attackers\n"
+            "       (16) without a register token and --n with one of their own try for --secs\n"
+            "       (6) to REGISTER, JOIN, OFFER (squat) and CALL with no, forged, expired and\n"
+            "       other-subject tokens; legitimate peers with tokens join, offer and call\n"
             "  m5   --n connections (1000) from one address within --secs (12)\n"
-            "  m6   --n TCP STUN sockets (300) held from one address to --stun ADDR:PORT\n"
+            "  m6   --n TCP STUN sockets (300) held from one address to --stun ADDR:PORT; with\n"
+            "       --stun-idle S (ternd's --stun-tcp-idle), idle and trickling sockets too:\n"
+            "       when ternd closes each, while another address is served\n"
             "  m7   --n callers (400) fill the calls in flight; a legitimate call then\n"
             "  l    --n Initials (20) replayed from another address before the client's own\n"
             "  names  SERVER is a `tern recv --listen`: a file whose name holds a newline, a\n"
             "       forged output line and a terminal escape\n"
             "options: --pid PID (ternd: VmRSS), --idle K (idle registered peers first: their\n"
-            "  cost per connection), --hold S (2), --target PEER_ID, --stun ADDR:PORT\n");
+            "  cost per connection), --hold S (2), --target PEER_ID, --stun ADDR:PORT,\n"
+            "  --stun-idle S, --secret FILE\n");
     exit(2);
 }
 
@@ -1337,16 +930,20 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--target")) {
             if (tern_hex_decode(v, opt.target, TERN_PEER_ID_LEN) != TERN_OK) die("bad --target");
             opt.has_target = 1;
+        } else if (!strcmp(a, "--secret")) {
+            read_secret(v);
+        } else if (!strcmp(a, "--stun-idle")) {
+            opt.stun_idle = atoi(v);
         } else if (!strcmp(a, "--stun")) {
             if (tern_addr_parse(&opt.stun, v) != TERN_OK) die("bad --stun");
             opt.has_stun = 1;
         } else usage();
     }
     if (opt.n < 0 || opt.n > 1500 || opt.conns < 0 || opt.conns > 64 || opt.secs > 60 ||
-        opt.hold > 60 || opt.idle < 0 || opt.idle > 400)
+        opt.hold > 60 || opt.idle < 0 || opt.idle > 400 || opt.stun_idle < 0 ||
+        opt.stun_idle > 30)
         die("a count or duration over this harness's bounds");
-    epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (epfd < 0) die("epoll: %s", strerror(errno));
+    hostile_init();
     out("row=%s\n", row);
     if (!strcmp(row, "h1")) row_h1();
     else if (!strcmp(row, "h2")) row_h2();
@@ -1359,12 +956,10 @@ int main(int argc, char **argv)
     else if (!strcmp(row, "m5")) row_m5();
     else if (!strcmp(row, "m6")) row_m6();
     else if (!strcmp(row, "m7")) row_m7();
+    else if (!strcmp(row, "m4")) row_m4();
     else if (!strcmp(row, "l")) row_l();
     else if (!strcmp(row, "names")) row_names();
     else usage();
-    for (int i = 0; i < n_peers; i++)
-        if (peers[i].ep) tern_endpoint_del(peers[i].ep);
-    for (int i = 0; i < n_socks; i++) close(socks[i].fd);
-    close(epfd);
+    hostile_exit();
     return 0;
 }
