@@ -288,6 +288,8 @@ typedef struct tern_endpoint_stats {
     uint64_t conns_refused_memory; /* handshakes refused: memory above 7/8 of max_memory */
     uint64_t conns_refused_per_ip; /* handshakes refused: max_conns_per_ip */
     uint64_t sources_current;      /* source addresses (IPv4, IPv6 /64) with a connection */
+    uint64_t expects_evicted;      /* expectations (tern_endpoint_expect_peer) replaced by a
+                                      newer one because 64 were pending */
 } tern_endpoint_stats;
 
 void tern_endpoint_get_stats(const tern_endpoint *ep, tern_endpoint_stats *st);
@@ -382,8 +384,9 @@ int tern_endpoint_connect_peer(tern_endpoint *ep, uint64_t now, const tern_addr 
  * peer's packets in; the connection the peer then opens (accepted in on_accept, whose
  * tern_conn_peer_key matches t->peer_pub) gets the candidates and relay to probe and move to.
  * An expectation ends when that connection is accepted or after probe_duration_ns.
- * Errors: TERN_ERR_STATE (the endpoint is not is_server), TERN_ERR_LIMIT (64 expectations
- * pending), TERN_ERR_INVALID_ARG. */
+ * At most 64 expectations are held: a new one past that replaces the oldest (counted in
+ * tern_endpoint_stats.expects_evicted). Errors: TERN_ERR_STATE (the endpoint is not is_server),
+ * TERN_ERR_NOMEM, TERN_ERR_INVALID_ARG. */
 int tern_endpoint_expect_peer(tern_endpoint *ep, uint64_t now, const tern_addr *local,
                               const tern_peer_target *t);
 

@@ -822,8 +822,18 @@ int tern_endpoint_expect_peer(tern_endpoint *ep, uint64_t now, const tern_addr *
     for (size_t i = 0; i < ep->n_expects; i++)
         if (sodium_memcmp(ep->expects[i].peer_pub, t->peer_pub, TERN_KEY_LEN) == 0)
             x = &ep->expects[i]; /* introduced again: the newer introduction wins */
-    if (x == NULL) {
-        if (ep->n_expects >= TERN__MAX_EXPECTS) return TERN_ERR_LIMIT;
+    if (x == NULL && ep->n_expects >= TERN__MAX_EXPECTS) {
+        /* full: the oldest expectation makes room, so that a flood of introductions (each
+         * server-side rate-limited per target and requester IP) can delay a legitimate peer's
+         * punches by at most one table's worth, never lock them out */
+        size_t old = 0;
+        for (size_t i = 1; i < ep->n_expects; i++)
+            if (ep->expects[i].until - ep->expects[i].t.probe_duration_ns <
+                ep->expects[old].until - ep->expects[old].t.probe_duration_ns)
+                old = i;
+        x = &ep->expects[old];
+        ep->st.expects_evicted++;
+    } else if (x == NULL) {
         x = &ep->expects[ep->n_expects++];
     }
     memset(x, 0, sizeof(*x));

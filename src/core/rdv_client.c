@@ -385,9 +385,9 @@ static void on_introduced(tern_rdv_client *rc, const tern_rdv_msg *m, uint64_t n
     tern_peer_target t;
     make_target(rc, m, &t);
     int r = tern_endpoint_expect_peer(tern_conn_endpoint(rc->conn), now, &rc->cfg.local, &t);
-    /* The endpoint's own table may be full (TERN_ERR_LIMIT): the peer's handshake is still
-     * accepted when its packets reach us (we only do not punch for it), so the key is
-     * remembered all the same and the error reported. */
+    /* The endpoint's own table never refuses (a full one gives up its oldest expectation);
+     * TERN_ERR_LIMIT is still taken as "not punching for it": the peer's handshake is accepted
+     * when its packets reach us, so the key is remembered all the same and the error reported. */
     if (r == TERN_OK || r == TERN_ERR_LIMIT) {
         /* remember the key: a peer expected already is refreshed; a full table gives up its
          * oldest expectation, so a flood of introductions cannot lock out the next one */

@@ -555,12 +555,62 @@ static void test_replayed_initial_does_not_lock_the_client_out(void)
     sim_del(s);
 }
 
+/* (e) A flood of introductions cannot lock a target's expectations: the 65th replaces the
+ * oldest (counted), and the newest peer is the one punched for, the evicted one no longer. */
+static void test_expectation_flood_evicts_the_oldest(void)
+{
+    tern_endpoint_config cfg;
+    tern_endpoint_config_default(&cfg);
+    cfg.is_server = 1;
+    cfg.has_static_key = 1;
+    TT_REQUIRE(tern_keypair_generate(&cfg.static_key) == TERN_OK);
+    tern_endpoint *ep;
+    uint64_t now = 1 * S;
+    TT_REQUIRE(tern_endpoint_new(&cfg, now, &ep) == TERN_OK);
+    tern_addr local;
+    tern_addr_ipv4(&local, 10, 0, 0, 1, 4000);
+    for (int i = 0; i < 65; i++) {
+        tern_peer_target t;
+        tern_peer_target_default(&t);
+        memset(t.peer_pub, 0, sizeof(t.peer_pub));
+        t.peer_pub[0] = (uint8_t)(i + 1);
+        t.nonce[0] = (uint8_t)i;
+        t.n_cands = 1;
+        tern_addr_ipv4(&t.cands[0], 10, 1, 0, (uint8_t)(i + 1), 5000);
+        TT_CHECK_EQ_INT(tern_endpoint_expect_peer(ep, now, &local, &t), TERN_OK);
+        now += 1 * MS;
+    }
+    tern_endpoint_stats st;
+    tern_endpoint_get_stats(ep, &st);
+    TT_CHECK_EQ_U64(st.expects_evicted, 1);
+    /* punches due now: one to each pending peer's candidate; none to the evicted first one */
+    tern_endpoint_handle_expiry(ep, now);
+    static uint8_t buf[64 * TERN_MAX_DATAGRAM];
+    tern_datagram d[64];
+    int n, to_first = 0, to_newest = 0, total = 0;
+    while ((n = tern_endpoint_send(ep, now, d, 64, buf, sizeof(buf))) > 0) {
+        for (int k = 0; k < n; k++) {
+            total++;
+            if (d[k].remote.ip[3] == 1) to_first++;
+            if (d[k].remote.ip[3] == 65) to_newest++;
+        }
+    }
+    printf("amplify: 65 expectations: evicted %llu, punches now %d (to the evicted one %d, to "
+           "the newest %d)\n",
+           (unsigned long long)st.expects_evicted, total, to_first, to_newest);
+    TT_CHECK_EQ_INT(to_first, 0);
+    TT_CHECK_EQ_INT(to_newest, 1);
+    TT_CHECK_EQ_INT(total, 64);
+    tern_endpoint_del(ep);
+}
+
 static const tt_case cases[] = {
     TT_CASE(test_spoofed_sources_get_at_most_3x),
     TT_CASE(test_challenge_flood_small),
     TT_CASE(test_challenge_flood_padded),
     TT_CASE(test_introduced_candidates_that_never_answer),
     TT_CASE(test_replayed_initial_does_not_lock_the_client_out),
+    TT_CASE(test_expectation_flood_evicts_the_oldest),
     {NULL, NULL},
 };
 
