@@ -80,6 +80,7 @@ struct rdv_peer {
     rdv_call *calls_in;       /* routed to this peer */
     uint32_t n_groups, cap_groups, n_calls_out, rate_drops;
     uint32_t n_calls_in, n_services, n_relay, cap_relay;
+    uint32_t n_relay_req;     /* of relay[], the sessions this peer asked for (requested) */
     uint64_t join_tat, intro_tat; /* GCRA for JOIN/LEAVE and INTRODUCE */
     uint64_t acct;            /* accounted bytes of state (max_peer_state) */
     uint64_t drop_since;      /* events to it dropped since (0: none being dropped) */
@@ -479,7 +480,7 @@ static void relay_refs_close(tern_rdv_server *s, rdv_peer *p)
         if (s->cfg.relay_sessions && tern_relay_close(s->cfg.relay_sessions, p->relay[i].ch) ==
                                          TERN_OK)
             s->st.relay_closed++;
-    p->n_relay = 0;
+    p->n_relay = p->n_relay_req = 0;
     if (p->relay) release(s, p->relay, p->cap_relay * sizeof(*p->relay));
     p->relay = NULL;
     p->cap_relay = 0;
@@ -674,28 +675,37 @@ static int intro_target_ok(tern_rdv_server *s, rdv_peer *b, const rdv_peer *p, u
     return gcra(&slot->tat, now, s->cfg.intro_target_rate, s->cfg.intro_target_burst);
 }
 
-/* Forgets p's relay references to sessions that are gone (idle, evicted, closed). */
+/* Forgets p's relay references to sessions that are gone (idle, evicted, closed). One relay
+ * lookup per reference: run only when a decision needs the live count (the list is full, or the
+ * peer is at max_relay_per_peer), not at every introduction. */
 static void relay_refs_purge(tern_rdv_server *s, rdv_peer *p)
 {
-    uint32_t k = 0;
+    uint32_t k = 0, req = 0;
     for (uint32_t i = 0; i < p->n_relay; i++)
-        if (tern_relay_alive(s->cfg.relay_sessions, p->relay[i].ch)) p->relay[k++] = p->relay[i];
+        if (tern_relay_alive(s->cfg.relay_sessions, p->relay[i].ch)) {
+            req += p->relay[i].requested;
+            p->relay[k++] = p->relay[i];
+        }
     p->n_relay = k;
+    p->n_relay_req = req;
 }
 
-static uint32_t relay_refs_requested(const rdv_peer *p)
+static int channel_eq(const uint8_t *a, const uint8_t *b)
 {
-    uint32_t n = 0;
-    for (uint32_t i = 0; i < p->n_relay; i++) n += p->relay[i].requested;
-    return n;
+    uint64_t x, y;
+    memcpy(&x, a, sizeof(x));
+    memcpy(&y, b, sizeof(y));
+    return x == y;
 }
 
-/* Remembers that p is part of the session with channel ch (once). A full list forgets its
- * oldest target-side entry (that session still idles out). */
+/* Remembers that p is part of the session with channel ch (once). A full list first forgets
+ * the sessions that are gone, then its oldest target-side entry (that session still idles
+ * out). */
 static void relay_ref_add(tern_rdv_server *s, rdv_peer *p, const uint8_t *ch, int requested)
 {
+    _Static_assert(TERN_RELAY_CHANNEL_LEN == 8, "channel_eq compares 8 bytes");
     for (uint32_t i = 0; i < p->n_relay; i++)
-        if (memcmp(p->relay[i].ch, ch, TERN_RELAY_CHANNEL_LEN) == 0) return;
+        if (channel_eq(p->relay[i].ch, ch)) return;
     if (p->relay == NULL) {
         uint32_t cap = 2 * (s->cfg.max_relay_per_peer ? s->cfg.max_relay_per_peer : 32);
         p->relay = alloc(s, cap * sizeof(*p->relay));
@@ -703,6 +713,7 @@ static void relay_ref_add(tern_rdv_server *s, rdv_peer *p, const uint8_t *ch, in
         p->cap_relay = cap;
         charge(s, p, cap * sizeof(*p->relay));
     }
+    if (p->n_relay == p->cap_relay) relay_refs_purge(s, p);
     if (p->n_relay == p->cap_relay) {
         uint32_t i = 0;
         while (i < p->n_relay && p->relay[i].requested) i++;
@@ -712,6 +723,7 @@ static void relay_ref_add(tern_rdv_server *s, rdv_peer *p, const uint8_t *ch, in
     }
     memcpy(p->relay[p->n_relay].ch, ch, TERN_RELAY_CHANNEL_LEN);
     p->relay[p->n_relay++].requested = (uint8_t)requested;
+    p->n_relay_req += requested != 0;
 }
 
 static void on_introduce(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rdv_msg *m)
@@ -746,8 +758,9 @@ static void on_introduce(tern_rdv_server *s, rdv_peer *p, uint64_t now, const te
      * the relay is full they are introduced without it */
     int with_relay = s->cfg.has_relay;
     if (with_relay && s->cfg.relay_sessions != NULL) {
-        relay_refs_purge(s, p);
-        if (s->cfg.max_relay_per_peer && relay_refs_requested(p) >= s->cfg.max_relay_per_peer) {
+        uint32_t max = s->cfg.max_relay_per_peer;
+        if (max && p->n_relay_req >= max) relay_refs_purge(s, p); /* some may have idled out */
+        if (max && p->n_relay_req >= max) {
             with_relay = 0;
             s->st.relay_refused_peer++;
         } else if (p->conn != NULL && b->conn != NULL &&
@@ -756,7 +769,6 @@ static void on_introduce(tern_rdv_server *s, rdv_peer *p, uint64_t now, const te
                                    to_b.channel) == TERN_OK) {
             to_a.has_channel = to_b.has_channel = 1;
             s->st.relay_opened++;
-            relay_refs_purge(s, b);
             relay_ref_add(s, p, to_a.channel, 1);
             relay_ref_add(s, b, to_b.channel, 0);
         } else {
