@@ -216,8 +216,9 @@ typedef struct tern_rdv_config {
     uint32_t intro_rate, intro_burst; /* INTRODUCE per second per requester (10, 64: as many as
                                          a client may have pending) */
     uint32_t intro_target_rate, intro_target_burst; /* introductions per second to one target
-                                       from one requester IP (2, 10); at most 4 requester IPs
-                                       at full rate per target at once (docs) */
+                                       from one requester IP (2, 10); 4 requester IPs tracked
+                                       per target, an IP's slot reused once its bucket is half
+                                       full again (docs/rendezvous.md section 4) */
     uint32_t max_local_cands;    /* LOCAL candidates kept per peer (4, at most 6) */
     uint32_t max_relay_per_peer; /* relay sessions one peer's introductions hold open (16) */
     uint64_t max_queue_bytes;    /* bytes queued to one peer (tern_flow_queued on the server's
