@@ -55,7 +55,7 @@
  * walks the free lists with the arena locked, a few ms per GB, on this thread). */
 #define TRIM_CHECK_NS (1 * TERN_NS_PER_S)
 #define TRIM_MIN_GAP_NS (5 * TERN_NS_PER_S)
-#define TRIM_MIN_DROP (4ull << 20)
+#define TRIM_MIN_DROP (1ull << 20) /* a small server trims after a small attack too (RSS within 2x) */
 
 typedef struct tern_svc {
     tern_driver *d;
