@@ -53,7 +53,7 @@ static void usage(FILE *f)
             "  --stun-tcp-idle S     close a STUN TCP connection after S seconds without a\n"
             "                        complete request (default %d)\n"
             "  --no-malloc-trim      keep freed memory (by default, when the accounted memory\n"
-            "                        falls by half and 4 MiB, it goes back to the system)\n"
+            "                        falls by half and 1 MiB, it goes back to the system)\n"
             "  --limit NAME=VALUE    set one budget (connections, memory, rendezvous and relay\n"
             "                        limits; k/m/g suffixes), repeatable; --limits lists them\n"
             "  --limits              every limit with its default, then exit\n"

@@ -1,6 +1,6 @@
 /*
  * Anti-amplification on every path, attacked as an authenticated peer would (docs/protocol.md
- * 9.6, docs/security.d/amp.md). The hostile client completes a real handshake and then seals
+ * 9.6, docs/security.md, "Anti-amplification on every path"). The hostile client completes a real handshake and then seals
  * its own 1-RTT packets with its connection's keys (white box, as fuzz/fuzz_conn.c does), sent
  * from source addresses it does not own (sim_inject). Each test measures what the server sends
  * to those addresses, asserts the bound, prints the figures, and shows a legitimate client
