@@ -189,6 +189,11 @@ int tern_keyfile_write(const char *path, const tern_keypair *kp);
 /* Reads a key file written by tern_keyfile_write and derives the key pair. Errors:
  * TERN_ERR_STATE (cannot read: errno set), TERN_ERR_MALFORMED (not 64 hex characters). */
 int tern_keyfile_read(const char *path, tern_keypair *kp);
+/* Reads a secret file (ternd --token-secret, written by tern token new-secret): exactly 2 * len
+ * hex characters, then optional white space (newline, carriage return, space), into secret
+ * (len 1..64). Errors: TERN_ERR_STATE (cannot open: errno set), TERN_ERR_MALFORMED (not
+ * 2 * len hex characters), TERN_ERR_INVALID_ARG. The text read is wiped, and secret on error. */
+int tern_secretfile_read(const char *path, uint8_t *secret, size_t len);
 
 #ifdef __cplusplus
 }

@@ -3,6 +3,9 @@
  * else, in a file created with mode 0600 (written to a temporary name in the same directory and
  * renamed over the target, so a reader never sees half a key and an old file's looser mode is
  * not inherited). The public key is always derived from the private one.
+ *
+ * Secret files (tern_secretfile_read): a token secret in hex the same way, read by ternd and
+ * tern token.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -100,5 +103,22 @@ int tern_keyfile_read(const char *path, tern_keypair *kp)
     }
     sodium_memzero(priv, sizeof(priv));
     sodium_memzero(buf, sizeof(buf));
+    return rc;
+}
+
+int tern_secretfile_read(const char *path, uint8_t *secret, size_t len)
+{
+    enum { MAX = 64 };
+    if (path == NULL || secret == NULL || len == 0 || len > MAX) return TERN_ERR_INVALID_ARG;
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return TERN_ERR_STATE;
+    char text[2 * MAX + 8];
+    size_t n = fread(text, 1, 2 * len + 7, f);
+    fclose(f);
+    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r' || text[n - 1] == ' ')) n--;
+    text[n] = '\0';
+    int rc = n == 2 * len ? tern_hex_decode(text, secret, len) : TERN_ERR_MALFORMED;
+    sodium_memzero(text, sizeof(text));
+    if (rc != TERN_OK) sodium_memzero(secret, len);
     return rc;
 }

@@ -45,23 +45,14 @@ static void usage(FILE *f)
             "Exit: 0 done, 1 cannot read or write a file, 2 usage.\n");
 }
 
-/* Reads a secret file (64 hex characters, then optional white space). Returns 0, or -1 after
- * printing why. */
+/* Reads a secret file (tern_secretfile_read). Returns 0, or -1 after printing why. */
 static int read_secret(const char *path, uint8_t secret[TERN_RDV_SECRET_LEN])
 {
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
+    int rc = tern_secretfile_read(path, secret, TERN_RDV_SECRET_LEN);
+    if (rc == TERN_ERR_STATE) {
         fprintf(stderr, "tern token: cannot read %s: %s\n", path, strerror(errno));
         return -1;
     }
-    char text[2 * TERN_RDV_SECRET_LEN + 8];
-    size_t n = fread(text, 1, sizeof(text) - 1, f);
-    fclose(f);
-    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r' || text[n - 1] == ' ')) n--;
-    text[n] = '\0';
-    int rc = n == 2 * TERN_RDV_SECRET_LEN ? tern_hex_decode(text, secret, TERN_RDV_SECRET_LEN)
-                                          : TERN_ERR_MALFORMED;
-    sodium_memzero(text, sizeof(text));
     if (rc != TERN_OK) {
         fprintf(stderr, "tern token: %s is not a token secret (64 hex characters: tern token "
                         "new-secret)\n",

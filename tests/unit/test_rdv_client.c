@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "support/rdv_node.h"
 #include "support/tnet.h"
 #include "tern/rendezvous.h"
 
@@ -22,151 +23,8 @@
 
 /* ---------------------------------------------------------------- the server */
 
-typedef struct rsrv {
-    sim *s;
-    tern_endpoint *ep;
-    sim_node *node;
-    tern_addr addr;
-    tt_mem mem, rmem;
-    tt_rng rng, rrng;
-    tern_keypair key;
-    tern_rdv_server *rdv;
-    tern_relay *relay; /* NULL: no relay */
-    tt_mem lmem;
-    tt_rng lrng;
-} rsrv;
-
-static void srv_recv(void *node, uint64_t now, const tern_addr *local, const tern_addr *remote,
-                     const uint8_t *data, size_t len)
-{
-    rsrv *r = node;
-    if (r->relay && len > 0 && data[0] == TERN_RELAY_TYPE && len <= TERN_MAX_DATAGRAM) {
-        /* the relay on the tern port, as ternd runs it */
-        uint8_t d[TERN_MAX_DATAGRAM];
-        tern_addr to;
-        memcpy(d, data, len);
-        int n = tern_relay_forward(r->relay, now, remote, d, len, &to);
-        if (n > 0) (void)sim_transmit(r->s, &r->addr, &to, d, (size_t)n);
-        return;
-    }
-    (void)tern_endpoint_recv(r->ep, now, local, remote, data, len);
-}
-
-static int srv_send(void *node, uint64_t now, tern_datagram *d, size_t max, uint8_t *buf,
-                    size_t len)
-{
-    return tern_endpoint_send(((rsrv *)node)->ep, now, d, max, buf, len);
-}
-
-static uint64_t srv_deadline(void *node)
-{
-    rsrv *r = node;
-    uint64_t a = tern_endpoint_next_deadline(r->ep), b = tern_rdv_server_next_deadline(r->rdv);
-    uint64_t c = r->relay ? tern_relay_next_deadline(r->relay) : TERN_TIME_NEVER;
-    a = a < b ? a : b;
-    return a < c ? a : c;
-}
-
-static void srv_expire(void *node, uint64_t now)
-{
-    rsrv *r = node;
-    if (r->relay) tern_relay_handle_expiry(r->relay, now);
-    tern_rdv_server_handle_expiry(r->rdv, now);
-    tern_endpoint_handle_expiry(r->ep, now);
-}
-
-static const sim_node_ops srv_ops = {srv_recv, srv_send, srv_deadline, srv_expire};
-
-static int srv_on_accept(tern_conn *c, void *u)
-{
-    rsrv *r = u;
-    return tern_rdv_server_on_accept(r->rdv, c, sim_now(r->s));
-}
-
-static void srv_on_message(tern_conn *c, uint64_t flow, const uint8_t *d, size_t len, void *u)
-{
-    rsrv *r = u;
-    tern_rdv_server_on_message(r->rdv, c, flow, d, len, sim_now(r->s));
-}
-
-static void srv_on_closed(tern_conn *c, int err, uint64_t code, const char *reason, size_t len,
-                          void *u)
-{
-    (void)err, (void)code, (void)reason, (void)len;
-    rsrv *r = u;
-    tern_rdv_server_on_gone(r->rdv, c, sim_now(r->s));
-}
-
-static void srv_on_free(tern_conn *c, void *u)
-{
-    rsrv *r = u;
-    tern_rdv_server_on_gone(r->rdv, c, sim_now(r->s));
-}
-
+/* support/rdv_node.h, made in world_init_relay with the endpoint's default settings. */
 static int g_intro_target_rate = -1; /* >= 0: overrides the server's intro_target_rate */
-
-static void srv_init(rsrv *r, sim *s, int with_relay)
-{
-    memset(r, 0, sizeof(*r));
-    r->s = s;
-    tern_addr_ipv4(&r->addr, 192, 0, 2, 1, 4433);
-    tt_mem_init(&r->mem);
-    tt_mem_init(&r->rmem);
-    tt_rng_seed(&r->rng, sim_derive_seed(s, 1));
-    tt_rng_seed(&r->rrng, sim_derive_seed(s, 2));
-    uint8_t priv[TERN_KEY_LEN];
-    tt_rand_fill(priv, sizeof(priv), &r->rng);
-    tern_keypair_from_private(&r->key, priv);
-    tern_rdv_config rc;
-    tern_rdv_config_default(&rc);
-    rc.mem = &r->rmem.mem;
-    rc.rand = tt_rand_fill;
-    rc.rand_user = &r->rrng;
-    if (g_intro_target_rate >= 0) rc.intro_target_rate = (uint32_t)g_intro_target_rate;
-    if (with_relay) {
-        tt_mem_init(&r->lmem);
-        tt_rng_seed(&r->lrng, sim_derive_seed(s, 3));
-        tern_relay_config lc;
-        tern_relay_config_default(&lc);
-        lc.mem = &r->lmem.mem;
-        lc.rand = tt_rand_fill;
-        lc.rand_user = &r->lrng;
-        TT_REQUIRE(tern_relay_new(&lc, &r->relay) == TERN_OK);
-        rc.has_relay = 1;
-        tern_addr_ipv4(&rc.relay, 0, 0, 0, 0, 4433); /* "where you reach this server" */
-        rc.relay_sessions = r->relay;
-    }
-    TT_REQUIRE(tern_rdv_server_new(&rc, &r->rdv) == TERN_OK);
-    tern_endpoint_config cfg;
-    tern_endpoint_config_default(&cfg);
-    cfg.is_server = 1;
-    cfg.has_static_key = 1;
-    cfg.static_key = r->key;
-    cfg.mem = &r->mem.mem;
-    cfg.rand = tt_rand_fill;
-    cfg.rand_user = &r->rng;
-    cfg.user_data = r;
-    cfg.callbacks.on_accept = srv_on_accept;
-    cfg.callbacks.on_message = srv_on_message;
-    cfg.callbacks.on_closed = srv_on_closed;
-    cfg.callbacks.on_conn_free = srv_on_free;
-    TT_REQUIRE(tern_endpoint_new(&cfg, sim_now(s), &r->ep) == TERN_OK);
-    r->node = sim_add_node(s, &srv_ops, r, &r->addr);
-    TT_REQUIRE(r->node != NULL);
-}
-
-static void srv_free(rsrv *r)
-{
-    if (r->node) sim_node_remove(r->s, r->node);
-    tern_endpoint_del(r->ep);
-    tern_rdv_server_del(r->rdv);
-    if (r->relay) {
-        tern_relay_del(r->relay);
-        tt_mem_check_clean(&r->lmem, "relay");
-    }
-    tt_mem_check_clean(&r->mem, "server endpoint");
-    tt_mem_check_clean(&r->rmem, "rendezvous server");
-}
 
 /* ---------------------------------------------------------------- a peer */
 
@@ -418,7 +276,7 @@ static void c_error(tern_rdv_client *rc, const tern_rdv_msg *e, void *u)
 }
 
 /* A peer at 10.0.0.i:5000, is_server with its own key, connected to the server. */
-static void peer_init(peer *p, sim *s, const rsrv *srv, uint8_t i)
+static void peer_init(peer *p, sim *s, const rdv_node *srv, uint8_t i)
 {
     memset(p, 0, sizeof(*p));
     p->s = s;
@@ -493,7 +351,7 @@ static void run_ms(sim *s, uint64_t ms)
 /* A server and n peers (n <= 4), connected and registered with one LOCAL candidate each. */
 typedef struct world {
     sim *s;
-    rsrv srv;
+    rdv_node srv;
     peer p[4];
     int n;
 } world;
@@ -507,7 +365,13 @@ static void world_init_relay(world *w, int n, int with_relay)
     sim_link_params_init(&lp);
     lp.delay_ns = 5 * MS;
     sim_set_default_link(w->s, &lp);
-    srv_init(&w->srv, w->s, with_relay);
+    tern_rdv_config rc;
+    tern_rdv_config_default(&rc);
+    if (g_intro_target_rate >= 0) rc.intro_target_rate = (uint32_t)g_intro_target_rate;
+    tern_settings st;
+    tern_settings_default(&st);
+    rdv_node_opts o = {.rdv = &rc, .settings = &st, .with_relay = with_relay};
+    rdv_node_init(&w->srv, w->s, &o);
     w->n = n;
     for (int i = 0; i < n; i++) peer_init(&w->p[i], w->s, &w->srv, (uint8_t)(i + 1));
     run_ms(w->s, 100);
@@ -530,7 +394,7 @@ static void world_init(world *w, int n)
 static void world_free(world *w)
 {
     for (int i = 0; i < w->n; i++) peer_free(&w->p[i]);
-    srv_free(&w->srv);
+    rdv_node_free(&w->srv);
     sim_del(w->s);
 }
 

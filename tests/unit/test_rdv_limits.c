@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "support/rdv_node.h"
 #include "support/tnet.h"
 #include "tern/rendezvous.h"
 
@@ -18,20 +19,6 @@
 #define S (1000000000ull)
 
 /* ---------------------------------------------------------------- harness */
-
-typedef struct rsrv {
-    sim *s;
-    tern_endpoint *ep;
-    sim_node *node;
-    tern_addr addr;
-    tt_mem mem, rmem;
-    tt_rng rng, rrng;
-    tern_keypair key;
-    tern_rdv_server *rdv;
-    uint64_t base_mem; /* the rendezvous server's memory with no peer */
-    int refused;
-    tern_relay *relay; /* set by the test (cfg.relay_sessions) */
-} rsrv;
 
 typedef struct rcli {
     tnet_node n;
@@ -54,132 +41,6 @@ typedef struct rcli {
 } rcli;
 
 static sim *g_sim;
-
-static void srv_recv(void *node, uint64_t now, const tern_addr *local, const tern_addr *remote,
-                     const uint8_t *data, size_t len)
-{
-    rsrv *r = node;
-    if (r->relay && len > 0 && data[0] == TERN_RELAY_TYPE && len <= TERN_MAX_DATAGRAM) {
-        uint8_t d[TERN_MAX_DATAGRAM];
-        tern_addr to;
-        memcpy(d, data, len);
-        int n = tern_relay_forward(r->relay, now, remote, d, len, &to);
-        if (n > 0) (void)sim_transmit(r->s, &r->addr, &to, d, (size_t)n);
-        return;
-    }
-    (void)tern_endpoint_recv(r->ep, now, local, remote, data, len);
-}
-
-static int srv_send(void *node, uint64_t now, tern_datagram *d, size_t max, uint8_t *buf,
-                    size_t len)
-{
-    return tern_endpoint_send(((rsrv *)node)->ep, now, d, max, buf, len);
-}
-
-static uint64_t srv_deadline(void *node)
-{
-    rsrv *r = node;
-    uint64_t a = tern_endpoint_next_deadline(r->ep), b = tern_rdv_server_next_deadline(r->rdv);
-    return a < b ? a : b;
-}
-
-static void srv_expire(void *node, uint64_t now)
-{
-    rsrv *r = node;
-    tern_rdv_server_handle_expiry(r->rdv, now);
-    tern_endpoint_handle_expiry(r->ep, now);
-}
-
-static const sim_node_ops srv_ops = {srv_recv, srv_send, srv_deadline, srv_expire};
-
-static int srv_on_accept(tern_conn *c, void *u)
-{
-    rsrv *r = u;
-    int rc = tern_rdv_server_on_accept(r->rdv, c, sim_now(r->s));
-    if (rc != TERN_OK) r->refused++;
-    return rc;
-}
-
-static void srv_on_message(tern_conn *c, uint64_t flow, const uint8_t *d, size_t len, void *u)
-{
-    rsrv *r = u;
-    tern_rdv_server_on_message(r->rdv, c, flow, d, len, sim_now(r->s));
-}
-
-static void srv_on_closed(tern_conn *c, int err, uint64_t code, const char *reason, size_t len,
-                          void *u)
-{
-    (void)err, (void)code, (void)reason, (void)len;
-    rsrv *r = u;
-    tern_rdv_server_on_gone(r->rdv, c, sim_now(r->s));
-}
-
-static void srv_on_free(tern_conn *c, void *u)
-{
-    rsrv *r = u;
-    tern_rdv_server_on_gone(r->rdv, c, sim_now(r->s));
-}
-
-static void srv_init(rsrv *r, sim *s, const tern_rdv_config *rcfg_in)
-{
-    memset(r, 0, sizeof(*r));
-    r->s = s;
-    tern_addr_ipv4(&r->addr, 192, 0, 2, 1, 4433);
-    tt_mem_init(&r->mem);
-    tt_mem_init(&r->rmem);
-    tt_rng_seed(&r->rng, sim_derive_seed(s, 1));
-    tt_rng_seed(&r->rrng, sim_derive_seed(s, 2));
-    uint8_t priv[TERN_KEY_LEN];
-    tt_rand_fill(priv, sizeof(priv), &r->rng);
-    tern_keypair_from_private(&r->key, priv);
-
-    tern_rdv_config rc;
-    if (rcfg_in) rc = *rcfg_in;
-    else tern_rdv_config_default(&rc);
-    rc.mem = &r->rmem.mem;
-    rc.rand = tt_rand_fill;
-    rc.rand_user = &r->rrng;
-    TT_REQUIRE(tern_rdv_server_new(&rc, &r->rdv) == TERN_OK);
-    tern_rdv_stats st;
-    tern_rdv_server_get_stats(r->rdv, &st);
-    r->base_mem = st.mem_current;
-
-    tern_endpoint_config cfg;
-    tern_endpoint_config_default(&cfg);
-    cfg.is_server = 1;
-    cfg.has_static_key = 1;
-    cfg.static_key = r->key;
-    cfg.settings.max_half_open = 100000; /* many clients at once: no retry round trip */
-    cfg.settings.handshake_rate = 1000000;
-    cfg.settings.handshake_burst = 1000000;
-    cfg.mem = &r->mem.mem;
-    cfg.rand = tt_rand_fill;
-    cfg.rand_user = &r->rng;
-    cfg.user_data = r;
-    cfg.callbacks.on_accept = srv_on_accept;
-    cfg.callbacks.on_message = srv_on_message;
-    cfg.callbacks.on_closed = srv_on_closed;
-    cfg.callbacks.on_conn_free = srv_on_free;
-    TT_REQUIRE(tern_endpoint_new(&cfg, sim_now(s), &r->ep) == TERN_OK);
-    r->node = sim_add_node(s, &srv_ops, r, &r->addr);
-    TT_REQUIRE(r->node != NULL);
-}
-
-static void srv_free(rsrv *r)
-{
-    sim_node_remove(r->s, r->node);
-    tern_endpoint_del(r->ep); /* no callbacks: the rendezvous server frees its peers below */
-    tern_rdv_server_del(r->rdv);
-    tt_mem_check_clean(&r->mem, "server endpoint");
-    tt_mem_check_clean(&r->rmem, "rendezvous server");
-}
-
-static tern_rdv_stats srv_stats(const rsrv *r)
-{
-    tern_rdv_stats st;
-    tern_rdv_server_get_stats(r->rdv, &st);
-    return st;
-}
 
 static void cli_on_message(tnet_node *n, tern_conn *c, uint64_t flow, const uint8_t *d,
                            size_t len)
@@ -228,7 +89,7 @@ static void run_ms(sim *s, uint64_t ms)
 }
 
 /* Starts a client at address a with key stream `stream` and connects it to r. */
-static void cli_start_with(rcli *k, sim *s, const rsrv *r, const tern_addr *at, uint32_t stream,
+static void cli_start_with(rcli *k, sim *s, const rdv_node *r, const tern_addr *at, uint32_t stream,
                            const tern_settings *st)
 {
     memset(k, 0, sizeof(*k));
@@ -242,13 +103,13 @@ static void cli_start_with(rcli *k, sim *s, const rsrv *r, const tern_addr *at, 
     k->n.conn = c;
 }
 
-static void cli_start_at(rcli *k, sim *s, const rsrv *r, const tern_addr *at, uint32_t stream)
+static void cli_start_at(rcli *k, sim *s, const rdv_node *r, const tern_addr *at, uint32_t stream)
 {
     cli_start_with(k, s, r, at, stream, NULL);
 }
 
 /* Starts client i (address 10.x.y.z) and connects it to r; run the sim to finish. */
-static void cli_start(rcli *k, sim *s, const rsrv *r, uint32_t i)
+static void cli_start(rcli *k, sim *s, const rdv_node *r, uint32_t i)
 {
     tern_addr a;
     tern_addr_ipv4(&a, 10, (uint8_t)(i >> 16), (uint8_t)(i >> 8), (uint8_t)i, 40000);
@@ -311,7 +172,7 @@ static void cli_free(rcli *k, sim *s)
 /* A sim with a server and n connected (and, when reg, registered) clients. */
 typedef struct world {
     sim *s;
-    rsrv srv;
+    rdv_node srv;
     rcli *c;
     uint32_t n;
 } world;
@@ -325,7 +186,8 @@ static void world_init(world *w, uint32_t n, const tern_rdv_config *cfg, int reg
     sim_link_params_init(&p);
     p.delay_ns = 5 * MS;
     sim_set_default_link(w->s, &p);
-    srv_init(&w->srv, w->s, cfg);
+    rdv_node_opts o = {.rdv = cfg};
+    rdv_node_init(&w->srv, w->s, &o);
     w->n = n;
     w->c = calloc(n ? n : 1, sizeof(*w->c));
     TT_REQUIRE(w->c != NULL);
@@ -341,7 +203,7 @@ static void world_init(world *w, uint32_t n, const tern_rdv_config *cfg, int reg
 static void world_free(world *w)
 {
     for (uint32_t i = 0; i < w->n; i++) cli_free(&w->c[i], w->s);
-    srv_free(&w->srv);
+    rdv_node_free(&w->srv);
     free(w->c);
     sim_del(w->s);
     g_sim = NULL;
@@ -414,7 +276,7 @@ static void test_h3_offer_flood_bounded(void)
     world w;
     world_init(&w, ATTACKERS + 2, &cfg, 1);
     rcli *prov = &w.c[ATTACKERS], *caller = &w.c[ATTACKERS + 1];
-    uint64_t mem0 = srv_stats(&w.srv).mem_current;
+    uint64_t mem0 = rdv_node_stats(&w.srv).mem_current;
     /* the first attacker floods alone: its own cap */
     uint8_t name[TERN_RDV_MAX_NAME];
     uint32_t sent = 0;
@@ -425,7 +287,7 @@ static void test_h3_offer_flood_bounded(void)
         if (i % 500 == 499) run_ms(w.s, 50);
     }
     run_ms(w.s, 500);
-    tern_rdv_stats st = srv_stats(&w.srv);
+    tern_rdv_stats st = rdv_node_stats(&w.srv);
     printf("  one attacker, %u OFFERs of 255-byte names: %llu services kept (max_services_per_peer "
            "%u), %llu refused, rendezvous memory +%llu bytes, its accounted state %llu bytes\n",
            sent, (unsigned long long)st.services, cfg.max_services_per_peer,
@@ -444,7 +306,7 @@ static void test_h3_offer_flood_bounded(void)
             (void)cli_try(&w.c[a], &m);
         }
     run_ms(w.s, 300);
-    st = srv_stats(&w.srv);
+    st = rdv_node_stats(&w.srv);
     TT_CHECK_EQ_U64(st.services, cfg.max_services);
     /* a legitimate provider is refused only while the server is full... */
     offer(prov, "legit");
@@ -461,7 +323,7 @@ static void test_h3_offer_flood_bounded(void)
     cli_send(caller, &c);
     run_ms(w.s, 50);
     TT_CHECK_EQ_U64(caller->got[TERN_RDV_REPLY], 1);
-    TT_CHECK_EQ_U64(srv_stats(&w.srv).tx_failed, 0);
+    TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).tx_failed, 0);
     world_free(&w);
 }
 
@@ -509,7 +371,7 @@ static size_t silent_members(const tern_rdv_config *cfg, tern_rdv_stats *out, ui
     rcli *sender = &w.c[SILENT], *reader = &w.c[SILENT + 1];
     for (uint32_t i = 0; i < SILENT + 2; i++) cli_group(&w.c[i], TERN_RDV_JOIN, "room", NULL, 0);
     run_ms(w.s, 100);
-    TT_REQUIRE(srv_stats(&w.srv).joins == SILENT + 2);
+    TT_REQUIRE(rdv_node_stats(&w.srv).joins == SILENT + 2);
     for (uint32_t i = 0; i < SILENT; i++) silence(&w, &w.c[i]);
     size_t ep0 = w.srv.mem.current;
     /* 90 messages of 4000 bytes a second for 10 s (under the sender's 100/s): 3.6 MB to each
@@ -528,7 +390,7 @@ static size_t silent_members(const tern_rdv_config *cfg, tern_rdv_stats *out, ui
         run_ms(w.s, 1000);
         if (w.srv.mem.current > ep_peak) ep_peak = w.srv.mem.current;
     }
-    *out = srv_stats(&w.srv);
+    *out = rdv_node_stats(&w.srv);
     *reader_got = reader->got[TERN_RDV_GROUP_MSG];
     world_free(&w);
     return ep_peak - ep0;
@@ -555,7 +417,7 @@ static void test_h4_join_leave_loop_bounded_presence(void)
     cli_group(&w.c[0], TERN_RDV_GROUP_MSG, "lobby", hi, 1);
     run_ms(w.s, 500);
     double secs = (double)(sim_now(w.s) - t0) / S;
-    tern_rdv_stats st = srv_stats(&w.srv);
+    tern_rdv_stats st = rdv_node_stats(&w.srv);
     uint64_t pres = 0;
     for (uint32_t i = 0; i < MEMBERS; i++) pres += w.c[i].presence_join + w.c[i].presence_leave;
     pres -= pres0;
@@ -585,7 +447,7 @@ static void test_h4_join_leave_loop_bounded_presence(void)
     }
     /* members 1..10 joined a group of at most 10: announced; 11..13 joined a larger one: not */
     TT_CHECK_EQ_U64(w2.c[0].presence_join, 9);
-    TT_CHECK_EQ_U64(srv_stats(&w2.srv).presence_dropped, 4);
+    TT_CHECK_EQ_U64(rdv_node_stats(&w2.srv).presence_dropped, 4);
     TT_CHECK_EQ_U64(w2.c[13].last[TERN_RDV_JOINED].count, 14);
     world_free(&w2);
     g_sim = w.s;
@@ -607,7 +469,7 @@ static void test_group_limits(void)
     run_ms(w.s, 100);
     TT_CHECK_EQ_U64(w.c[4].errors[TERN_RDV_E_LIMIT] + w.c[5].errors[TERN_RDV_E_LIMIT], 2);
     TT_CHECK_EQ_U64(w.c[1].got[TERN_RDV_JOINED], 1);
-    TT_CHECK_EQ_U64(srv_stats(&w.srv).limit_groups, 2);
+    TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).limit_groups, 2);
     uint8_t name[TERN_RDV_MAX_NAME];
     for (uint32_t i = 0; i < 300; i++) {
         long_name(name, "g", i);
@@ -617,7 +479,7 @@ static void test_group_limits(void)
         (void)cli_try(att, &m);
     }
     run_ms(w.s, 500);
-    tern_rdv_stats st = srv_stats(&w.srv);
+    tern_rdv_stats st = rdv_node_stats(&w.srv);
     printf("  one peer, 300 JOINs of 255-byte names: %llu groups of its own "
            "(max_groups_per_peer %u), accounted state %llu bytes (max_peer_state %llu)\n",
            (unsigned long long)(st.groups - 1), cfg.max_groups_per_peer,
@@ -634,7 +496,7 @@ static void test_group_limits(void)
         (void)cli_try(&w.c[4], &m);
     }
     run_ms(w.s, 300);
-    TT_CHECK_EQ_U64(srv_stats(&w.srv).groups, 100);
+    TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).groups, 100);
     /* existing groups keep working: a message in "small" reaches its members */
     const uint8_t hi[] = {3};
     cli_group(&w.c[1], TERN_RDV_GROUP_MSG, "small", hi, 1);
@@ -675,7 +537,7 @@ static void test_m1_intro_flood_rate_limited_legit_served(void)
     }
     run_ms(w.s, 100);
     double secs = (double)(sim_now(w.s) - t0) / S;
-    tern_rdv_stats st = srv_stats(&w.srv);
+    tern_rdv_stats st = rdv_node_stats(&w.srv);
     printf("  %d attackers from one IP, %d INTRODUCEs each to one target in %.1f s: target told "
            "%llu times (intro_target_rate 2/s, burst 10, per requester IP), %llu refused per "
            "requester, %llu per target\n", ATT, EACH, secs,
@@ -747,7 +609,7 @@ static void test_m2_local_candidates_filtered(void)
         n_local++;
         TT_CHECK(tern_rdv_local_cand_ok(&pi->cands[i].addr, &att->n.addr));
     }
-    tern_rdv_stats st = srv_stats(&w.srv);
+    tern_rdv_stats st = rdv_node_stats(&w.srv);
     printf("  REGISTER with 8 LOCAL candidates (3 public): %zu kept (max_local_cands 4), %llu "
            "dropped\n", n_local, (unsigned long long)st.local_cands_dropped);
     TT_CHECK_EQ_U64(n_local, 4);
@@ -818,7 +680,7 @@ static void test_m3_relay_sessions_bounded_target_not_locked(void)
         run_ms(w.s, 5);
     }
     run_ms(w.s, 100);
-    tern_rdv_stats st = srv_stats(&w.srv);
+    tern_rdv_stats st = rdv_node_stats(&w.srv);
     /* greedy's session with the target was the first evicted: 8 of its 20 get one */
     TT_CHECK_EQ_U64(st.relay_refused_peer, 20 - 8);
     tern_relay_get_stats(relay, &rs);
@@ -828,7 +690,7 @@ static void test_m3_relay_sessions_bounded_target_not_locked(void)
         tern_conn_close(w.c[i].n.conn, sim_now(w.s), 0, "bye", 3);
     run_ms(w.s, 200);
     tern_relay_get_stats(relay, &rs);
-    st = srv_stats(&w.srv);
+    st = rdv_node_stats(&w.srv);
     printf("  %d attackers opening sessions to one target (max_per_addr 16): %llu evicted, the "
            "legitimate introduction got its session; one requester: %llu of 20 without relay "
            "(max_relay_per_peer 8); %llu live sessions -> %llu after the attackers left "
@@ -857,7 +719,7 @@ static void test_m7_calls_bounded_legit_served(void)
     echo->auto_reply = 1;
     offer(echo, "echo");
     run_ms(w.s, 50);
-    uint64_t mem0 = srv_stats(&w.srv).mem_current;
+    uint64_t mem0 = rdv_node_stats(&w.srv).mem_current;
     const uint8_t pl[8] = {0};
     for (uint32_t k = 0; k < EACH; k++)
         for (uint32_t a = 0; a < ATT; a++) {
@@ -866,7 +728,7 @@ static void test_m7_calls_bounded_legit_served(void)
             (void)cli_try(&w.c[a], &m);
         }
     run_ms(w.s, 200);
-    tern_rdv_stats st = srv_stats(&w.srv);
+    tern_rdv_stats st = rdv_node_stats(&w.srv);
     printf("  %d callers x %d calls (60 s timeout) to a provider that never answers: %llu in "
            "flight (max_calls_per_peer %u, max_calls_per_provider 100), %llu refused, rendezvous "
            "memory +%llu bytes; server-wide max_calls %u needs %u connections\n",
@@ -913,7 +775,7 @@ static void test_peer_state_budget(void)
     rcli *att = &w.c[0], *prov = &w.c[1];
     offer(prov, "slow");
     run_ms(w.s, 50);
-    uint64_t mem0 = srv_stats(&w.srv).mem_current;
+    uint64_t mem0 = rdv_node_stats(&w.srv).mem_current;
     uint8_t name[TERN_RDV_MAX_NAME];
     for (uint32_t i = 0; i < 100; i++) {
         long_name(name, "grp", i);
@@ -928,7 +790,7 @@ static void test_peer_state_budget(void)
         (void)cli_try(att, &m);
     }
     run_ms(w.s, 300);
-    tern_rdv_stats st = srv_stats(&w.srv);
+    tern_rdv_stats st = rdv_node_stats(&w.srv);
     printf("  one connection, everything it may hold: accounted %llu bytes (max_peer_state %llu), "
            "rendezvous memory +%llu bytes\n", (unsigned long long)st.peer_state_max,
            (unsigned long long)cfg.max_peer_state, (unsigned long long)(st.mem_current - mem0));
@@ -948,7 +810,7 @@ static void test_peer_state_budget(void)
         (void)cli_try(&w2.c[0], &m);
     }
     run_ms(w2.s, 300);
-    tern_rdv_stats s2 = srv_stats(&w2.srv);
+    tern_rdv_stats s2 = rdv_node_stats(&w2.srv);
     TT_CHECK(s2.limit_peer_state > 0);
     TT_CHECK(s2.peer_state_max <= small.max_peer_state);
     TT_CHECK(s2.groups < 64);
@@ -990,7 +852,7 @@ static void test_peer_state_budget(void)
     const uint8_t hi[] = {9};
     cli_group(&w3.c[0], TERN_RDV_GROUP_MSG, "g", hi, 1);
     run_ms(w3.s, 50);
-    tern_rdv_stats s3 = srv_stats(&w3.srv);
+    tern_rdv_stats s3 = rdv_node_stats(&w3.srv);
     printf("  max_mem %llu bytes: memory %llu, %llu requests and connections refused, %d new "
            "connections refused\n", (unsigned long long)capped.max_mem,
            (unsigned long long)s3.mem_current, (unsigned long long)s3.limit_mem, w3.srv.refused);
@@ -1042,7 +904,7 @@ static void test_unread_responses_close_the_peer(void)
         if (i % 100 == 99) run_ms(w.s, 5);
     }
     run_ms(w.s, 500);
-    tern_rdv_stats st = srv_stats(&w.srv);
+    tern_rdv_stats st = rdv_node_stats(&w.srv);
     printf("  a peer that never reads its answers: closed after %llu bytes queued to it "
            "(max_queue_bytes 262144, answers up to 1.25x); slow_closed %llu\n", (unsigned long long)st.queue_max,
            (unsigned long long)st.slow_closed);
@@ -1112,7 +974,7 @@ static void test_m4_tokens_required_no_squatting(void)
     cli_send(legit, &o);
     run_ms(w.s, 50);
     TT_CHECK_EQ_U64(legit->got[TERN_RDV_OFFERED], 1);
-    tern_rdv_stats st = srv_stats(&w.srv);
+    tern_rdv_stats st = rdv_node_stats(&w.srv);
     TT_CHECK_EQ_U64(st.services, 1);
     TT_CHECK_EQ_U64(st.groups, 0);
     TT_CHECK_EQ_U64(st.token_rejected, 4);
@@ -1233,7 +1095,7 @@ static void test_random_churn_returns_memory(void)
         if (r % 20 == 19) run_ms(w.s, 10);
     }
     run_ms(w.s, 1000);
-    tern_rdv_stats st = srv_stats(&w.srv);
+    tern_rdv_stats st = rdv_node_stats(&w.srv);
     tern_relay_stats rs;
     tern_relay_get_stats(relay, &rs);
     printf("  churn: %llu joins, %llu group messages, %llu calls, %llu introductions, %llu slow "
@@ -1253,7 +1115,7 @@ static void test_random_churn_returns_memory(void)
         if (c[i].n.conn && !c[i].n.closed)
             tern_conn_close(c[i].n.conn, sim_now(w.s), 0, "bye", 3);
     run_ms(w.s, 35000);
-    st = srv_stats(&w.srv);
+    st = rdv_node_stats(&w.srv);
     tern_relay_get_stats(relay, &rs);
     TT_CHECK_EQ_U64(st.peers, 0);
     TT_CHECK_EQ_U64(st.groups + st.services + st.calls_pending, 0);

@@ -7,13 +7,14 @@
  * gone, service taken), tokens on the server (required, forged, expired, valid), bad input to the
  * server's decoder, and the server's memory per registered peer.
  *
- * The server node wraps the endpoint and the rendezvous server in one sim node, so the call
- * timeouts run on the virtual clock.
+ * The server node (support/rdv_node.h) wraps the endpoint and the rendezvous server in one sim
+ * node, so the call timeouts run on the virtual clock.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "support/rdv_node.h"
 #include "support/tnet.h"
 #include "tern/rendezvous.h"
 
@@ -21,19 +22,6 @@
 #define S (1000000000ull)
 
 /* ---------------------------------------------------------------- harness */
-
-typedef struct rsrv {
-    sim *s;
-    tern_endpoint *ep;
-    sim_node *node;
-    tern_addr addr;
-    tt_mem mem, rmem;
-    tt_rng rng, rrng;
-    tern_keypair key;
-    tern_rdv_server *rdv;
-    uint64_t base_mem; /* the rendezvous server's memory with no peer */
-    int refused;
-} rsrv;
 
 typedef struct rcli {
     tnet_node n;
@@ -53,124 +41,6 @@ typedef struct rcli {
 } rcli;
 
 static sim *g_sim;
-
-static void srv_recv(void *node, uint64_t now, const tern_addr *local, const tern_addr *remote,
-                     const uint8_t *data, size_t len)
-{
-    rsrv *r = node;
-    (void)tern_endpoint_recv(r->ep, now, local, remote, data, len);
-}
-
-static int srv_send(void *node, uint64_t now, tern_datagram *d, size_t max, uint8_t *buf,
-                    size_t len)
-{
-    return tern_endpoint_send(((rsrv *)node)->ep, now, d, max, buf, len);
-}
-
-static uint64_t srv_deadline(void *node)
-{
-    rsrv *r = node;
-    uint64_t a = tern_endpoint_next_deadline(r->ep), b = tern_rdv_server_next_deadline(r->rdv);
-    return a < b ? a : b;
-}
-
-static void srv_expire(void *node, uint64_t now)
-{
-    rsrv *r = node;
-    tern_rdv_server_handle_expiry(r->rdv, now);
-    tern_endpoint_handle_expiry(r->ep, now);
-}
-
-static const sim_node_ops srv_ops = {srv_recv, srv_send, srv_deadline, srv_expire};
-
-static int srv_on_accept(tern_conn *c, void *u)
-{
-    rsrv *r = u;
-    int rc = tern_rdv_server_on_accept(r->rdv, c, sim_now(r->s));
-    if (rc != TERN_OK) r->refused++;
-    return rc;
-}
-
-static void srv_on_message(tern_conn *c, uint64_t flow, const uint8_t *d, size_t len, void *u)
-{
-    rsrv *r = u;
-    tern_rdv_server_on_message(r->rdv, c, flow, d, len, sim_now(r->s));
-}
-
-static void srv_on_closed(tern_conn *c, int err, uint64_t code, const char *reason, size_t len,
-                          void *u)
-{
-    (void)err, (void)code, (void)reason, (void)len;
-    rsrv *r = u;
-    tern_rdv_server_on_gone(r->rdv, c, sim_now(r->s));
-}
-
-static void srv_on_free(tern_conn *c, void *u)
-{
-    rsrv *r = u;
-    tern_rdv_server_on_gone(r->rdv, c, sim_now(r->s));
-}
-
-static void srv_init(rsrv *r, sim *s, const tern_rdv_config *rcfg_in)
-{
-    memset(r, 0, sizeof(*r));
-    r->s = s;
-    tern_addr_ipv4(&r->addr, 192, 0, 2, 1, 4433);
-    tt_mem_init(&r->mem);
-    tt_mem_init(&r->rmem);
-    tt_rng_seed(&r->rng, sim_derive_seed(s, 1));
-    tt_rng_seed(&r->rrng, sim_derive_seed(s, 2));
-    uint8_t priv[TERN_KEY_LEN];
-    tt_rand_fill(priv, sizeof(priv), &r->rng);
-    tern_keypair_from_private(&r->key, priv);
-
-    tern_rdv_config rc;
-    if (rcfg_in) rc = *rcfg_in;
-    else tern_rdv_config_default(&rc);
-    rc.mem = &r->rmem.mem;
-    rc.rand = tt_rand_fill;
-    rc.rand_user = &r->rrng;
-    TT_REQUIRE(tern_rdv_server_new(&rc, &r->rdv) == TERN_OK);
-    tern_rdv_stats st;
-    tern_rdv_server_get_stats(r->rdv, &st);
-    r->base_mem = st.mem_current;
-
-    tern_endpoint_config cfg;
-    tern_endpoint_config_default(&cfg);
-    cfg.is_server = 1;
-    cfg.has_static_key = 1;
-    cfg.static_key = r->key;
-    cfg.settings.max_half_open = 100000; /* many clients at once: no retry round trip */
-    cfg.settings.handshake_rate = 1000000;
-    cfg.settings.handshake_burst = 1000000;
-    cfg.mem = &r->mem.mem;
-    cfg.rand = tt_rand_fill;
-    cfg.rand_user = &r->rng;
-    cfg.user_data = r;
-    cfg.callbacks.on_accept = srv_on_accept;
-    cfg.callbacks.on_message = srv_on_message;
-    cfg.callbacks.on_closed = srv_on_closed;
-    cfg.callbacks.on_conn_free = srv_on_free;
-    TT_REQUIRE(tern_endpoint_new(&cfg, sim_now(s), &r->ep) == TERN_OK);
-    r->node = sim_add_node(s, &srv_ops, r, &r->addr);
-    TT_REQUIRE(r->node != NULL);
-}
-
-static void srv_free(rsrv *r)
-{
-    sim_node_remove(r->s, r->node);
-    tern_endpoint_del(r->ep); /* no callbacks: the rendezvous server frees its peers below */
-    tern_rdv_server_del(r->rdv);
-    tt_mem_check_clean(&r->mem, "server endpoint");
-    tt_mem_check_clean(&r->rmem, "rendezvous server");
-}
-
-static tern_rdv_stats srv_stats(const rsrv *r)
-{
-    tern_rdv_stats st;
-    tern_rdv_server_get_stats(r->rdv, &st);
-    return st;
-}
 
 static void cli_on_message(tnet_node *n, tern_conn *c, uint64_t flow, const uint8_t *d,
                            size_t len)
@@ -216,7 +86,7 @@ static void run_ms(sim *s, uint64_t ms)
 }
 
 /* Starts client i (address 10.x.y.z) and connects it to r; run the sim to finish. */
-static void cli_start(rcli *k, sim *s, const rsrv *r, uint32_t i)
+static void cli_start(rcli *k, sim *s, const rdv_node *r, uint32_t i)
 {
     memset(k, 0, sizeof(*k));
     tern_addr a;
@@ -272,7 +142,7 @@ static void cli_free(rcli *k, sim *s)
 /* A sim with a server and n connected (and, when reg, registered) clients. */
 typedef struct world {
     sim *s;
-    rsrv srv;
+    rdv_node srv;
     rcli *c;
     uint32_t n;
 } world;
@@ -286,7 +156,8 @@ static void world_init(world *w, uint32_t n, const tern_rdv_config *cfg, int reg
     sim_link_params_init(&p);
     p.delay_ns = 5 * MS;
     sim_set_default_link(w->s, &p);
-    srv_init(&w->srv, w->s, cfg);
+    rdv_node_opts o = {.rdv = cfg};
+    rdv_node_init(&w->srv, w->s, &o);
     w->n = n;
     w->c = calloc(n ? n : 1, sizeof(*w->c));
     TT_REQUIRE(w->c != NULL);
@@ -302,7 +173,7 @@ static void world_init(world *w, uint32_t n, const tern_rdv_config *cfg, int reg
 static void world_free(world *w)
 {
     for (uint32_t i = 0; i < w->n; i++) cli_free(&w->c[i], w->s);
-    srv_free(&w->srv);
+    rdv_node_free(&w->srv);
     free(w->c);
     sim_del(w->s);
     g_sim = NULL;
@@ -447,7 +318,7 @@ static void test_register_and_introduce(void)
     TT_REQUIRE(a->got[TERN_RDV_REGISTERED] == 1);
     TT_CHECK(tern_addr_equal(&a->last[TERN_RDV_REGISTERED].cands[0].addr, &a->n.addr));
     TT_CHECK_EQ_INT(a->last[TERN_RDV_REGISTERED].cands[0].kind, TERN_RDV_CAND_PUBLIC);
-    TT_CHECK_EQ_U64(srv_stats(&w.srv).registered, 2);
+    TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).registered, 2);
 
     uint64_t t0 = sim_now(w.s);
     cli_send(a, &m);
@@ -486,12 +357,12 @@ static void test_register_and_introduce(void)
     /* b leaves: unknown from then on */
     tern_conn_close(b->n.conn, sim_now(w.s), 0, "bye", 3);
     run_ms(w.s, 100);
-    TT_CHECK_EQ_U64(srv_stats(&w.srv).registered, 1);
+    TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).registered, 1);
     tern_peer_id(b->n.key.pub, m.peer_id);
     cli_send(a, &m);
     run_ms(w.s, 50);
     TT_CHECK_EQ_INT(a->errors[TERN_RDV_E_UNKNOWN_PEER], 3);
-    TT_CHECK_EQ_U64(srv_stats(&w.srv).introductions, 1);
+    TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).introductions, 1);
     world_free(&w);
 }
 
@@ -541,7 +412,7 @@ static void test_introduce_with_relay(void)
     tern_relay_stats rs;
     tern_relay_get_stats(relay, &rs);
     TT_CHECK_EQ_U64(rs.sessions, 1);
-    TT_CHECK_EQ_U64(srv_stats(&w.srv).relay_opened, 1);
+    TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).relay_opened, 1);
     /* the session joins the two public addresses with those channels: A's datagram on A's
      * channel reaches B's address carrying B's channel, and the reverse */
     uint8_t d[64] = {TERN_RELAY_TYPE};
@@ -571,8 +442,8 @@ static void test_introduce_with_relay(void)
     TT_CHECK_EQ_INT(pi->n_cands, 2);
     TT_CHECK_EQ_INT(in->n_cands, 2);
     for (size_t i = 0; i < pi->n_cands; i++) TT_CHECK(pi->cands[i].kind != TERN_RDV_CAND_RELAY);
-    TT_CHECK_EQ_U64(srv_stats(&w.srv).relay_refused, 1);
-    TT_CHECK_EQ_U64(srv_stats(&w.srv).introductions, 2);
+    TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).relay_refused, 1);
+    TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).introductions, 2);
 
     /* idle for the relay's timeout: the session goes and its memory with it */
     tern_relay_handle_expiry(relay, sim_now(w.s) + rcfg.idle_timeout_ns);
@@ -599,7 +470,7 @@ static void test_group_1000_members_exactly_once(void)
     world_init(&w, N, &cfg, 1);
     for (uint32_t i = 0; i < N; i++) cli_group(&w.c[i], TERN_RDV_JOIN, "big", NULL, 0);
     run_ms(w.s, 2000);
-    TT_CHECK_EQ_U64(srv_stats(&w.srv).joins, N);
+    TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).joins, N);
     for (uint32_t i = 0; i < N; i++) {
         rcli *k = &w.c[i];
         TT_REQUIRE(k->got[TERN_RDV_JOINED] == 1);
@@ -631,7 +502,7 @@ static void test_group_1000_members_exactly_once(void)
             if (w.c[i].group_seen[m] != (sender ? 0 : 1)) wrong++;
         }
     TT_CHECK_EQ_U64(wrong, 0);
-    tern_rdv_stats st = srv_stats(&w.srv);
+    tern_rdv_stats st = rdv_node_stats(&w.srv);
     TT_CHECK_EQ_U64(st.fanout_msgs, (uint64_t)SENDERS * (N - 1));
     TT_CHECK_EQ_U64(st.tx_failed, 0);
     printf("  1000 members: rendezvous memory %llu bytes (%.0f per member over the fixed %llu)\n",
@@ -679,13 +550,13 @@ static void test_leave_and_presence(void)
     /* c disconnects: a hears LEAVE */
     tern_conn_close(c->n.conn, sim_now(w.s), 0, "bye", 3);
     run_ms(w.s, 100);
-    TT_CHECK_EQ_U64(srv_stats(&w.srv).peers, 2);
-    TT_CHECK_EQ_U64(srv_stats(&w.srv).leaves, 2);
+    TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).peers, 2);
+    TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).leaves, 2);
     TT_CHECK_EQ_U64(a->presence_leave, 2);
-    TT_CHECK_EQ_U64(srv_stats(&w.srv).groups, 1);
+    TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).groups, 1);
     cli_group(a, TERN_RDV_LEAVE, "g", NULL, 0);
     run_ms(w.s, 30);
-    TT_CHECK_EQ_U64(srv_stats(&w.srv).groups, 0);
+    TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).groups, 0);
     world_free(&w);
 }
 
@@ -707,7 +578,7 @@ static void test_rate_limits(void)
     TT_CHECK_EQ_U64(got, 5);
     TT_CHECK_EQ_U64(w.c[0].errors[TERN_RDV_E_RATE_LIMITED], 15);
     TT_CHECK_EQ_U64(w.c[0].last[TERN_RDV_ERROR].count, 15);
-    tern_rdv_stats st = srv_stats(&w.srv);
+    tern_rdv_stats st = rdv_node_stats(&w.srv);
     TT_CHECK_EQ_U64(st.rate_dropped_peer, 15);
     /* the group's bucket (8 deep, 5 used, ~1 refilled) stops a second sender early */
     for (uint8_t m = 30; m < 35; m++) cli_group(&w.c[1], TERN_RDV_GROUP_MSG, "r", &m, 1);
@@ -715,7 +586,7 @@ static void test_rate_limits(void)
     got = 0;
     for (int m = 30; m < 35; m++) got += w.c[2].group_seen[m];
     TT_CHECK_RANGE(got, 3, 4);
-    TT_CHECK(srv_stats(&w.srv).rate_dropped_group >= 1);
+    TT_CHECK(rdv_node_stats(&w.srv).rate_dropped_group >= 1);
     /* after a second both buckets have refilled */
     run_ms(w.s, 1000);
     uint8_t m = 40;
@@ -797,7 +668,7 @@ static void test_rpc(void)
     r.has_status = 1, r.payload = (const uint8_t *)"", r.has_payload = 1;
     cli_send(slow, &r);
     run_ms(w.s, 50);
-    TT_CHECK_EQ_U64(srv_stats(&w.srv).late_replies, 1);
+    TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).late_replies, 1);
     TT_CHECK_EQ_U64(caller->got[TERN_RDV_REPLY], 1);
     /* a reply for another provider's call is not accepted either */
     call(caller, "slow-svc", 80, 5000, "y");
@@ -805,7 +676,7 @@ static void test_rpc(void)
     r.call_id = slow->last[TERN_RDV_CALL].call_id;
     cli_send(other, &r);
     run_ms(w.s, 30);
-    TT_CHECK_EQ_U64(srv_stats(&w.srv).late_replies, 2);
+    TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).late_replies, 2);
     /* the provider goes away with call 80 in flight */
     tern_conn_close(slow->n.conn, sim_now(w.s), 0, "bye", 3);
     run_ms(w.s, 100);
@@ -819,11 +690,11 @@ static void test_rpc(void)
     prov->auto_reply = 0;
     call(caller, "echo-svc", 82, 10000, "w");
     run_ms(w.s, 30);
-    TT_CHECK_EQ_U64(srv_stats(&w.srv).calls_pending, 1);
+    TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).calls_pending, 1);
     tern_conn_close(caller->n.conn, sim_now(w.s), 0, "bye", 3);
     run_ms(w.s, 100);
-    TT_CHECK_EQ_U64(srv_stats(&w.srv).calls_pending, 0);
-    TT_CHECK_EQ_U64(srv_stats(&w.srv).replies, 1);
+    TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).calls_pending, 0);
+    TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).replies, 1);
     world_free(&w);
 }
 
@@ -862,7 +733,7 @@ static void test_server_tokens(void)
     TT_CHECK_EQ_U64(a->errors[TERN_RDV_E_TOKEN_FORGED], 2);
     TT_CHECK_EQ_U64(a->errors[TERN_RDV_E_TOKEN_EXPIRED], 1);
     TT_CHECK_EQ_U64(a->got[TERN_RDV_REGISTERED], 0);
-    TT_CHECK_EQ_U64(srv_stats(&w.srv).token_rejected, 4);
+    TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).token_rejected, 4);
     tern_rdv_token_make(cfg.secret, TERN_RDV_TOKEN_REGISTER, aid, 32, now_unix + 60, m.token);
     cli_send(a, &m);
     run_ms(w.s, 50);
@@ -930,12 +801,12 @@ static void test_bad_input_is_counted_and_harmless(void)
     const uint8_t hi[] = {5};
     cli_group(a, TERN_RDV_GROUP_MSG, "g", hi, 1); /* and then a good one */
     run_ms(w.s, 50);
-    TT_CHECK_EQ_U64(srv_stats(&w.srv).bad_messages, 9);
+    TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).bad_messages, 9);
     TT_CHECK_EQ_U64(a->errors[TERN_RDV_E_MALFORMED], 8);
     TT_CHECK_EQ_U64(a->errors[TERN_RDV_E_INVALID], 1);
     TT_CHECK_EQ_U64(b->group_seen[5], 1);
     TT_CHECK(a->n.closed == 0 && b->n.closed == 0);
-    TT_CHECK_EQ_U64(srv_stats(&w.srv).registered, 2);
+    TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).registered, 2);
     world_free(&w);
 }
 
@@ -944,10 +815,10 @@ static void test_memory_per_peer_and_replacement(void)
     enum { N = 300 };
     world w;
     world_init(&w, N, NULL, 0);
-    uint64_t before = srv_stats(&w.srv).mem_current;
+    uint64_t before = rdv_node_stats(&w.srv).mem_current;
     for (uint32_t i = 0; i < N; i++) cli_register(&w.c[i]);
     run_ms(w.s, 100);
-    tern_rdv_stats st = srv_stats(&w.srv);
+    tern_rdv_stats st = rdv_node_stats(&w.srv);
     TT_CHECK_EQ_U64(st.registered, N);
     double per = (double)(st.mem_current - w.srv.base_mem) / N;
     printf("  %d registered peers: %llu bytes in the rendezvous server, %llu of them fixed "
@@ -973,7 +844,7 @@ static void test_memory_per_peer_and_replacement(void)
     run_ms(w.s, 100);
     TT_CHECK_EQ_U64(dup->got[TERN_RDV_REGISTERED], 1);
     TT_CHECK_EQ_INT(w.c[0].n.closed, 1);
-    TT_CHECK_EQ_U64(srv_stats(&w.srv).registered, N);
+    TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).registered, N);
     /* introductions now reach the new address */
     tern_rdv_msg m;
     tern_rdv_msg_init(&m, TERN_RDV_INTRODUCE);

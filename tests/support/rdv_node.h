@@ -1,0 +1,57 @@
+/*
+ * rdv_node: a rendezvous server on the simulated network, for the rendezvous tests. One sim node
+ * wraps a server tern_endpoint and a tern_rdv_server (and, optionally, a tern_relay on the same
+ * port, as ternd runs it), so the server's timeouts run on the virtual clock.
+ *
+ * Keys and randomness come from seeded PRNGs derived from the sim's seed (streams 1, 2 and 3), and
+ * the endpoint, the rendezvous server and an owned relay each have a counting allocator, checked
+ * clean by rdv_node_free: every run is exactly repeatable.
+ */
+#ifndef TERN_TESTS_RDV_NODE_H
+#define TERN_TESTS_RDV_NODE_H
+
+#include "sim/sim.h"
+#include "support/tt.h"
+#include "tern/relay.h"
+#include "tern/rendezvous.h"
+#include "tern/tern.h"
+
+typedef struct rdv_node {
+    sim *s;
+    tern_endpoint *ep;
+    sim_node *node;
+    tern_addr addr;         /* 192.0.2.1:4433 */
+    tt_mem mem, rmem, lmem; /* the endpoint, the rendezvous server, an owned relay */
+    tt_rng rng, rrng, lrng;
+    tern_keypair key;
+    tern_rdv_server *rdv;
+    uint64_t base_mem;      /* the rendezvous server's memory with no peer */
+    int refused;            /* connections the rendezvous server refused (on_accept) */
+    /* Datagrams whose first byte is TERN_RELAY_TYPE go to this relay when it is set. Set by
+     * rdv_node_init (opts.with_relay): owned, its timers run here and rdv_node_free frees it.
+     * Or set by the test after rdv_node_init: forwarding only, the test runs its timers and
+     * frees it. */
+    tern_relay *relay;
+    int owns_relay;
+} rdv_node;
+
+typedef struct rdv_node_opts {
+    /* NULL: tern_rdv_config_default. mem and rand are replaced with the node's; with_relay
+     * replaces has_relay, relay and relay_sessions. */
+    const tern_rdv_config *rdv;
+    /* NULL: the endpoint's defaults with room for many handshakes at once (max_half_open,
+     * handshake_rate and handshake_burst raised: no retry round trip). */
+    const tern_settings *settings;
+    /* A relay with tern_relay_config_default, offered in introductions as the server's port. */
+    int with_relay;
+} rdv_node_opts;
+
+/* Creates the server and adds it to s at 192.0.2.1:4433; o may be NULL (all defaults). Requires
+ * success (TT_REQUIRE). */
+void rdv_node_init(rdv_node *r, sim *s, const rdv_node_opts *o);
+/* Removes the node, deletes the endpoint (no callbacks), the rendezvous server and an owned
+ * relay, and checks their allocators are clean. */
+void rdv_node_free(rdv_node *r);
+tern_rdv_stats rdv_node_stats(const rdv_node *r);
+
+#endif
