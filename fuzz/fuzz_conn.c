@@ -14,41 +14,19 @@
 
 #include "core/conn.h"
 
+#include "support.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static uint64_t rng_state;
-
-static void det_rand(uint8_t *dst, size_t len, void *user)
-{
-    (void)user;
-    for (size_t i = 0; i < len; i++) {
-        rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-        dst[i] = (uint8_t)(rng_state >> 56);
-    }
-}
 
 static tern_endpoint *srv, *cli;
 static tern_conn *cc;
 static tern_addr sa, ca;
 static uint64_t now;
 static unsigned runs;
-static uint8_t buf[32 * TERN_MAX_DATAGRAM];
 
 static void pump(void)
 {
-    tern_datagram d[32];
-    for (int round = 0; round < 8; round++) {
-        int moved = 0, n;
-        while ((n = tern_endpoint_send(cli, now, d, 32, buf, sizeof(buf))) > 0) {
-            for (int i = 0; i < n; i++) tern_endpoint_recv(srv, now, &sa, &ca, d[i].data, d[i].len);
-            moved = 1;
-        }
-        while ((n = tern_endpoint_send(srv, now, d, 32, buf, sizeof(buf))) > 0) {
-            for (int i = 0; i < n; i++) tern_endpoint_recv(cli, now, &ca, &sa, d[i].data, d[i].len);
-            moved = 1;
-        }
-        if (!moved) break;
-    }
+    fz_pump(cli, &ca, srv, &sa, now);
 }
 
 static void setup(void)
@@ -57,14 +35,14 @@ static void setup(void)
     if (cli) tern_endpoint_del(cli);
     srv = cli = NULL;
     cc = NULL;
-    rng_state = 7;
+    fz_rng_state = 7;
     tern_keypair key;
     uint8_t priv[32];
-    det_rand(priv, sizeof(priv), NULL);
+    fz_rand(priv, sizeof(priv), NULL);
     tern_keypair_from_private(&key, priv);
     tern_endpoint_config cfg;
     tern_endpoint_config_default(&cfg);
-    cfg.rand = det_rand;
+    cfg.rand = fz_rand;
     cfg.settings.flow_window = 64;
     cfg.settings.max_flows = 8;
     cfg.is_server = 1;

@@ -16,44 +16,19 @@
 
 #include "tern/rendezvous.h"
 
+#include "support.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static uint64_t rng_state;
-
-static void det_rand(uint8_t *dst, size_t len, void *user)
-{
-    (void)user;
-    for (size_t i = 0; i < len; i++) {
-        rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-        dst[i] = (uint8_t)(rng_state >> 56);
-    }
-}
 
 static tern_endpoint *srv, *peer;
 static tern_conn *cc;
 static tern_addr sa, pa;
 static uint64_t now;
 static unsigned runs;
-static uint8_t buf[32 * TERN_MAX_DATAGRAM];
 
 static void pump(void)
 {
-    tern_datagram d[32];
-    for (int round = 0; round < 8; round++) {
-        int moved = 0, n;
-        while ((n = tern_endpoint_send(peer, now, d, 32, buf, sizeof(buf))) > 0) {
-            for (int i = 0; i < n; i++)
-                if (tern_addr_equal(&d[i].remote, &sa))
-                    tern_endpoint_recv(srv, now, &sa, &pa, d[i].data, d[i].len);
-            moved = 1;
-        }
-        while ((n = tern_endpoint_send(srv, now, d, 32, buf, sizeof(buf))) > 0) {
-            for (int i = 0; i < n; i++)
-                tern_endpoint_recv(peer, now, &pa, &sa, d[i].data, d[i].len);
-            moved = 1;
-        }
-        if (!moved) break;
-    }
+    fz_pump(peer, &pa, srv, &sa, now);
 }
 
 static void setup(void)
@@ -62,16 +37,16 @@ static void setup(void)
     if (peer) tern_endpoint_del(peer);
     srv = peer = NULL;
     cc = NULL;
-    rng_state = 11;
+    fz_rng_state = 11;
     tern_keypair skey, pkey;
     uint8_t priv[32];
-    det_rand(priv, sizeof(priv), NULL);
+    fz_rand(priv, sizeof(priv), NULL);
     tern_keypair_from_private(&skey, priv);
-    det_rand(priv, sizeof(priv), NULL);
+    fz_rand(priv, sizeof(priv), NULL);
     tern_keypair_from_private(&pkey, priv);
     tern_endpoint_config cfg;
     tern_endpoint_config_default(&cfg);
-    cfg.rand = det_rand;
+    cfg.rand = fz_rand;
     cfg.is_server = 1;
     cfg.has_static_key = 1;
     cfg.static_key = skey;

@@ -43,6 +43,8 @@
 #include "tern/relay.h"
 #include "tern/rendezvous.h"
 
+#include "support.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define NC 4             /* clients */
@@ -54,58 +56,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define MAX_CALLS_PER_PEER 8
 #define UNIX_OFFSET 1700000000
 
-static void die(const char *what)
-{
-    fprintf(stderr, "fuzz_rdv_server: invariant broken: %s\n", what);
-    abort();
-}
 #define CHECK(c)                                                                                  \
     do {                                                                                          \
-        if (!(c)) die(#c);                                                                        \
+        if (!(c)) fz_die(#c);                                                                     \
     } while (0)
 
 /* ---------------------------------------------------------------- determinism, memory */
-
-static uint64_t rng_state;
-
-static void det_rand(uint8_t *dst, size_t len, void *user)
-{
-    (void)user;
-    for (size_t i = 0; i < len; i++) {
-        rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-        dst[i] = (uint8_t)(rng_state >> 56);
-    }
-}
-
-/* The rendezvous server's allocations: a header holds the size, so every free is checked
- * against what was allocated and the live bytes are known independently of the server's own
- * count. */
-static uint64_t hook_live, hook_allocs, hook_fail_at; /* fail_at: that allocation fails (0: none) */
-
-static void *hook_malloc(size_t size, void *user)
-{
-    (void)user;
-    if (++hook_allocs == hook_fail_at) return NULL;
-    uint8_t *p = malloc(size + 16);
-    if (p == NULL) return NULL;
-    memcpy(p, &size, sizeof(size));
-    hook_live += size;
-    return p + 16;
-}
-
-static void hook_free(void *ptr, size_t size, void *user)
-{
-    (void)user;
-    if (ptr == NULL) return;
-    uint8_t *p = (uint8_t *)ptr - 16;
-    size_t was;
-    memcpy(&was, p, sizeof(was));
-    if (was != size) die("free with a size other than the allocation's");
-    hook_live -= size;
-    free(p);
-}
-
-static const tern_mem hook = {hook_malloc, hook_free, NULL};
 
 /* ---------------------------------------------------------------- the world */
 
@@ -183,7 +139,7 @@ static void cli_message(tern_conn *c, uint64_t flow, const uint8_t *d, size_t le
     (void)c, (void)flow;
     int i = (int)(intptr_t)u;
     tern_rdv_msg m;
-    if (tern_rdv_decode(d, len, &m) != TERN_OK) die("the server sent a message that does not decode");
+    if (tern_rdv_decode(d, len, &m) != TERN_OK) fz_die("the server sent a message that does not decode");
     switch (m.kind) {
     case TERN_RDV_REGISTERED:
         CHECK(m.n_cands >= 1 && m.cands[0].kind == TERN_RDV_CAND_PUBLIC);
@@ -224,7 +180,7 @@ static void cli_message(tern_conn *c, uint64_t flow, const uint8_t *d, size_t le
     case TERN_RDV_ERROR:
         break;
     default:
-        die("the server sent a client-to-server kind");
+        fz_die("the server sent a client-to-server kind");
     }
 }
 
@@ -340,7 +296,7 @@ static void check_stats(void)
     tern_rdv_server_get_stats(rdv, &st);
     uint64_t handed = 0;
     for (int k = 0; k < MAX_SCONNS; k++) handed += sconn[k] != NULL;
-    CHECK(st.mem_current == hook_live);
+    CHECK(st.mem_current == fz_live);
     CHECK(st.registered <= st.peers);
     CHECK(st.peers <= handed && st.peers <= rcfg.max_peers);
     CHECK(st.joins >= st.leaves);
@@ -358,7 +314,7 @@ static void check_stats(void)
 /* Every connection leaves the rendezvous server: nothing of them may remain. */
 static void detach_all(void)
 {
-    hook_fail_at = 0;
+    fz_fail_at = 0;
     static int verbose = -1;
     if (verbose < 0) verbose = getenv("FUZZ_RDV_SERVER_VERBOSE") != NULL;
     if (verbose && attached) {
@@ -391,11 +347,11 @@ static void detach_all(void)
     CHECK(st.peers == 0 && st.registered == 0 && st.groups == 0 && st.services == 0 &&
           st.calls_pending == 0);
     CHECK(st.joins == st.leaves);
-    CHECK(st.mem_current == hook_live);
+    CHECK(st.mem_current == fz_live);
     if (baseline && st.mem_current != baseline) {
         fprintf(stderr, "fuzz_rdv_server: %llu bytes accounted after every peer left, baseline %llu\n",
                 (unsigned long long)st.mem_current, (unsigned long long)baseline);
-        die("the rendezvous server kept memory after every connection left");
+        fz_die("the rendezvous server kept memory after every connection left");
     }
 }
 
@@ -662,15 +618,15 @@ static void world_free(void)
     rdv = NULL;
     if (relay) tern_relay_del(relay);
     relay = NULL;
-    CHECK(hook_live == 0);
+    CHECK(fz_live == 0);
 }
 
 static void world_new(void)
 {
     world_free();
-    rng_state = 13;
+    fz_rng_state = 13;
     uint8_t priv[32];
-    det_rand(priv, sizeof(priv), NULL);
+    fz_rand(priv, sizeof(priv), NULL);
     tern_keypair_from_private(&skey, priv);
     for (size_t k = 0; k < sizeof(big); k++) big[k] = (uint8_t)(k * 7);
     now = 1000;
@@ -678,7 +634,7 @@ static void world_new(void)
 
     tern_relay_config lc;
     tern_relay_config_default(&lc);
-    lc.rand = det_rand;
+    lc.rand = fz_rand;
     lc.max_sessions = 4; /* both relay limits within reach of four clients */
     lc.max_per_addr = 2;
     lc.idle_timeout_ns = 30 * TERN_NS_PER_S;
@@ -687,8 +643,8 @@ static void world_new(void)
     if (tern_relay_new(&lc, &relay) != TERN_OK) abort();
 
     tern_rdv_config_default(&rcfg);
-    rcfg.mem = &hook;
-    rcfg.rand = det_rand;
+    rcfg.mem = &fz_mem;
+    rcfg.rand = fz_rand;
     rcfg.max_peers = NC + 2;
     rcfg.max_groups_per_peer = MAX_GROUPS_PER_PEER;
     rcfg.bootstrap_recent = 1;
@@ -710,7 +666,7 @@ static void world_new(void)
 
     tern_endpoint_config cfg;
     tern_endpoint_config_default(&cfg);
-    cfg.rand = det_rand;
+    cfg.rand = fz_rand;
     cfg.settings.idle_timeout_ns = 3600 * TERN_NS_PER_S; /* time jumps must not end them */
     cfg.settings.max_flows = 1024;                        /* one server flow per input */
     cfg.settings.flow_window = 256;
@@ -726,7 +682,7 @@ static void world_new(void)
     cfg.callbacks.on_message = cli_message;
     cfg.callbacks.on_conn_free = cli_free;
     for (int i = 0; i < NC; i++) {
-        det_rand(priv, sizeof(priv), NULL);
+        fz_rand(priv, sizeof(priv), NULL);
         tern_keypair_from_private(&ckey[i], priv);
         tern_peer_id(ckey[i].pub, cid[i]);
         cfg.static_key = ckey[i];
@@ -810,7 +766,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
         default: /* time; and an allocation that fails */
-            if (op & 3) hook_fail_at = hook_allocs + (op & 3);
+            if (op & 3) fz_fail_at = fz_allocs + (op & 3);
             break;
         }
         now += dt_ns[op >> 5];

@@ -32,55 +32,13 @@
 #include "core/conn.h"
 #include "tern/rendezvous.h"
 
+#include "support.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* The client's accounted memory must stay below this, whatever the server sends (flow_window 64
  * fragments x max_flows 8 of reassembly, the rendezvous client, peer connections, slack). */
 #define CLIENT_MEM_MAX (8u << 20)
-
-static void die(const char *what)
-{
-    fprintf(stderr, "fuzz_server_frames: invariant broken: %s\n", what);
-    abort();
-}
-
-static uint64_t rng_state;
-
-static void det_rand(uint8_t *dst, size_t len, void *user)
-{
-    (void)user;
-    for (size_t i = 0; i < len; i++) {
-        rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-        dst[i] = (uint8_t)(rng_state >> 56);
-    }
-}
-
-/* The rendezvous client's allocations, with their sizes checked on free. */
-static uint64_t hook_live;
-
-static void *hook_malloc(size_t size, void *user)
-{
-    (void)user;
-    uint8_t *p = malloc(size + 16);
-    if (p == NULL) return NULL;
-    memcpy(p, &size, sizeof(size));
-    hook_live += size;
-    return p + 16;
-}
-
-static void hook_free(void *ptr, size_t size, void *user)
-{
-    (void)user;
-    if (ptr == NULL) return;
-    uint8_t *p = (uint8_t *)ptr - 16;
-    size_t was;
-    memcpy(&was, p, sizeof(was));
-    if (was != size) die("free with a size other than the allocation's");
-    hook_live -= size;
-    free(p);
-}
-
-static const tern_mem hook = {hook_malloc, hook_free, NULL};
 
 static tern_endpoint *srv, *cli;
 static tern_conn *cc, *sc; /* the client's connection and the server's side of it */
@@ -89,7 +47,6 @@ static tern_addr sa, ca;
 static uint64_t now;
 static unsigned runs;
 static uint64_t mem_peak;
-static uint8_t buf[32 * TERN_MAX_DATAGRAM];
 
 static int srv_accept(tern_conn *c, void *u)
 {
@@ -133,21 +90,7 @@ static void cli_closed(tern_conn *c, int err, uint64_t code, const char *r, size
  * candidates) is dropped. */
 static void pump(void)
 {
-    tern_datagram d[32];
-    for (int round = 0; round < 8; round++) {
-        int moved = 0, n;
-        while ((n = tern_endpoint_send(cli, now, d, 32, buf, sizeof(buf))) > 0) {
-            for (int i = 0; i < n; i++)
-                if (tern_addr_equal(&d[i].remote, &sa))
-                    tern_endpoint_recv(srv, now, &sa, &d[i].local, d[i].data, d[i].len);
-            moved = 1;
-        }
-        while ((n = tern_endpoint_send(srv, now, d, 32, buf, sizeof(buf))) > 0) {
-            for (int i = 0; i < n; i++) tern_endpoint_recv(cli, now, &ca, &sa, d[i].data, d[i].len);
-            moved = 1;
-        }
-        if (!moved) break;
-    }
+    fz_pump(cli, &ca, srv, &sa, now);
 }
 
 static void check_mem(void)
@@ -158,7 +101,7 @@ static void check_mem(void)
     if (st.mem_current > CLIENT_MEM_MAX) {
         fprintf(stderr, "fuzz_server_frames: client holds %llu bytes\n",
                 (unsigned long long)st.mem_current);
-        die("a hostile server made the client hold more than CLIENT_MEM_MAX");
+        fz_die("a hostile server made the client hold more than CLIENT_MEM_MAX");
     }
 }
 
@@ -171,16 +114,16 @@ static void setup(void)
     if (cli) tern_endpoint_del(cli);
     srv = cli = NULL;
     cc = sc = NULL;
-    rng_state = 17;
+    fz_rng_state = 17;
     tern_keypair skey, pkey;
     uint8_t priv[32];
-    det_rand(priv, sizeof(priv), NULL);
+    fz_rand(priv, sizeof(priv), NULL);
     tern_keypair_from_private(&skey, priv);
-    det_rand(priv, sizeof(priv), NULL);
+    fz_rand(priv, sizeof(priv), NULL);
     tern_keypair_from_private(&pkey, priv);
     tern_endpoint_config cfg;
     tern_endpoint_config_default(&cfg);
-    cfg.rand = det_rand;
+    cfg.rand = fz_rand;
     cfg.settings.flow_window = 64;
     cfg.settings.max_flows = 64; /* the client opens one request flow per input */
     cfg.is_server = 1;
@@ -240,7 +183,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size == 0) return 0;
     tern_rdv_client_config cfg;
     tern_rdv_client_config_default(&cfg);
-    cfg.mem = &hook;
+    cfg.mem = &fz_mem;
     cfg.local = ca;
     if (tern_rdv_client_new(&cfg, cc, &rc) != TERN_OK) abort();
     /* P: the peer the seeds' PEER_INFO describes (key 0x50 x 32), as in fuzz_rdv_client */
@@ -289,7 +232,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (cc) (void)tern_rdv_client_accept(rc, cc, now);
     tern_rdv_client_handle_expiry(rc, now + 3600 * TERN_NS_PER_S);
     if (tern_rdv_client_next_deadline(rc) != TERN_TIME_NEVER)
-        die("the rendezvous client kept a deadline after its expiry ran an hour later");
+        fz_die("the rendezvous client kept a deadline after its expiry ran an hour later");
     static int verbose = -1;
     if (verbose < 0) verbose = getenv("FUZZ_SERVER_FRAMES_VERBOSE") != NULL;
     if (verbose) {
@@ -305,6 +248,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     tern_rdv_client_del(rc);
     rc = NULL;
-    if (hook_live != 0) die("the rendezvous client left memory behind");
+    if (fz_live != 0) fz_die("the rendezvous client left memory behind");
     return 0;
 }
