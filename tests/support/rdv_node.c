@@ -11,6 +11,7 @@ static void node_recv(void *node, uint64_t now, const tern_addr *local, const te
         /* the relay on the tern port, as ternd runs it */
         uint8_t d[TERN_MAX_DATAGRAM];
         tern_addr to;
+        if (r->relay_tap) r->relay_tap(r->relay_tap_user, data, len);
         memcpy(d, data, len);
         int n = tern_relay_forward(r->relay, now, remote, d, len, &to);
         if (n > 0) (void)sim_transmit(r->s, &r->addr, &to, d, (size_t)n);
@@ -103,6 +104,7 @@ void rdv_node_init(rdv_node *r, sim *s, const rdv_node_opts *o)
         lc.rand_user = &r->lrng;
         TT_REQUIRE(tern_relay_new(&lc, &r->relay) == TERN_OK);
         r->owns_relay = 1;
+        r->relay_base_mem = r->lmem.current;
         rc.has_relay = 1;
         tern_addr_ipv4(&rc.relay, 0, 0, 0, 0, 4433); /* "where you reach this server" */
         rc.relay_sessions = r->relay;

@@ -33,6 +33,11 @@ typedef struct rdv_node {
      * frees it. */
     tern_relay *relay;
     int owns_relay;
+    uint64_t relay_base_mem; /* an owned relay's memory with no session (lmem.current) */
+    /* When set (by the test), sees each datagram for the relay as it arrives, before it is
+     * forwarded: what the relay holds (a test looking for plaintext that must not be there). */
+    void (*relay_tap)(void *user, const uint8_t *data, size_t len);
+    void *relay_tap_user;
 } rdv_node;
 
 typedef struct rdv_node_opts {
