@@ -31,7 +31,9 @@
 #include <sodium.h>
 #include <string.h>
 
-#include "core/rdv_map.h"
+#include "base/alloc.h"
+#include "base/heap.h"
+#include "base/map.h"
 #include "tern/rendezvous.h"
 
 #define RECENT_MAX 16
@@ -109,7 +111,7 @@ struct rdv_service {
 };
 
 struct rdv_call {
-    tern__rdv_hitem h;
+    tern__heap_item h;
     uint64_t sid;       /* the server's call ID (the map key) */
     uint64_t cid;       /* the caller's call ID */
     rdv_peer *caller, *provider;
@@ -118,10 +120,10 @@ struct rdv_call {
 
 struct tern_rdv_server {
     tern_rdv_config cfg;
-    tern_mem mem;          /* counts, then forwards to cfg.mem */
-    const tern_mem *under;
-    tern__rdv_map peers, groups, services, calls;
-    tern__rdv_heap deadlines;
+    tern__alloc alloc;     /* cfg.mem, counted (stats.mem_current; max_mem is checked by the
+                              callers, which count each refusal by kind) */
+    tern__map peers, groups, services, calls;
+    tern__heap deadlines;
     rdv_peer *all;         /* every tracked peer */
     int dying;             /* in tern_rdv_server_del: send nothing */
     rdv_peer *doomed;      /* peers to close (too slow to read), see reap() */
@@ -133,30 +135,14 @@ struct tern_rdv_server {
 
 /* ---------------------------------------------------------------- memory, keys, helpers */
 
-static void *cmalloc(size_t size, void *user)
-{
-    tern_rdv_server *s = user;
-    void *p = s->under->malloc(size, s->under->user);
-    if (p) s->st.mem_current += size;
-    return p;
-}
-
-static void cfree(void *p, size_t size, void *user)
-{
-    tern_rdv_server *s = user;
-    if (p == NULL) return;
-    s->st.mem_current -= size;
-    s->under->free(p, size, s->under->user);
-}
-
 static void *alloc(tern_rdv_server *s, size_t n)
 {
-    return s->mem.malloc(n, s->mem.user);
+    return tern__malloc(&s->alloc, n);
 }
 
 static void release(tern_rdv_server *s, void *p, size_t n)
 {
-    s->mem.free(p, n, s->mem.user);
+    tern__free(&s->alloc, p, n);
 }
 
 static const uint8_t *peer_key(const void *r, size_t *len)
@@ -251,30 +237,28 @@ int tern_rdv_server_new(const tern_rdv_config *cfg, tern_rdv_server **out)
                              cfg->require_offer_token))
         return TERN_ERR_INVALID_ARG;
     if (sodium_init() < 0) return TERN_ERR_CRYPTO;
-    const tern_mem *under = cfg->mem ? cfg->mem : tern_mem_default();
-    tern_rdv_server *s = under->malloc(sizeof(*s), under->user);
+    tern__alloc a = {.mem = cfg->mem ? *cfg->mem : *tern_mem_default()};
+    tern_rdv_server *s = tern__calloc(&a, sizeof(*s));
     if (s == NULL) return TERN_ERR_NOMEM;
-    memset(s, 0, sizeof(*s));
+    s->alloc = a;
     s->cfg = *cfg;
     if (s->cfg.bootstrap_recent > RECENT_MAX) s->cfg.bootstrap_recent = RECENT_MAX;
     if (s->cfg.bootstrap_recent + s->cfg.bootstrap_random > TERN_RDV_MAX_MEMBERS)
         s->cfg.bootstrap_random = TERN_RDV_MAX_MEMBERS - s->cfg.bootstrap_recent;
-    s->under = under;
-    s->mem.malloc = cmalloc;
-    s->mem.free = cfree;
-    s->mem.user = s;
-    s->st.mem_current = sizeof(*s);
     uint8_t k[16];
     rand_bytes(s, k, sizeof(k));
-    tern__rdv_map_init(&s->peers, &s->mem, peer_key, k);
-    tern__rdv_map_init(&s->groups, &s->mem, group_key, k);
-    tern__rdv_map_init(&s->services, &s->mem, service_key, k);
-    tern__rdv_map_init(&s->calls, &s->mem, call_key, k);
-    tern__rdv_heap_init(&s->deadlines, &s->mem);
-    s->out = alloc(s, TERN_RDV_MAX_MSG);
-    if (s->out == NULL) {
-        under->free(s, sizeof(*s), under->user);
-        return TERN_ERR_NOMEM;
+    int rc = tern__map_init_keyof(&s->peers, &s->alloc, peer_key, k);
+    if (rc == TERN_OK) rc = tern__map_init_keyof(&s->groups, &s->alloc, group_key, k);
+    if (rc == TERN_OK) rc = tern__map_init_keyof(&s->services, &s->alloc, service_key, k);
+    if (rc == TERN_OK) rc = tern__map_init_keyof(&s->calls, &s->alloc, call_key, k);
+    if (rc == TERN_OK) rc = tern__heap_init(&s->deadlines, &s->alloc);
+    if (rc == TERN_OK) {
+        s->out = alloc(s, TERN_RDV_MAX_MSG);
+        if (s->out == NULL) rc = TERN_ERR_NOMEM;
+    }
+    if (rc != TERN_OK) {
+        tern_rdv_server_del(s);
+        return rc;
     }
     *out = s;
     return TERN_OK;
@@ -412,7 +396,7 @@ static int can_hold(tern_rdv_server *s, rdv_peer *p, uint64_t n)
         s->st.limit_peer_state++;
         return 0;
     }
-    if (s->cfg.max_mem && s->st.mem_current + n > s->cfg.max_mem) {
+    if (s->cfg.max_mem && s->alloc.current + n > s->cfg.max_mem) {
         s->st.limit_mem++;
         return 0;
     }
@@ -450,7 +434,7 @@ int tern_rdv_server_on_accept(tern_rdv_server *s, tern_conn *c, uint64_t now)
     (void)now;
     if (s == NULL || c == NULL) return TERN_ERR_INVALID_ARG;
     if (s->st.peers >= s->cfg.max_peers) return TERN_ERR_LIMIT;
-    if (s->cfg.max_mem && s->st.mem_current + sizeof(rdv_peer) > s->cfg.max_mem) {
+    if (s->cfg.max_mem && s->alloc.current + sizeof(rdv_peer) > s->cfg.max_mem) {
         s->st.limit_mem++; /* near the budget: refuse the new, keep the old */
         return TERN_ERR_LIMIT;
     }
@@ -506,14 +490,14 @@ static void peer_drop(tern_rdv_server *s, rdv_peer *p, uint64_t now)
     while (p->services) {
         rdv_service *sv = p->services;
         p->services = sv->next_of;
-        tern__rdv_map_del(&s->services, sv);
+        tern__map_del(&s->services, NULL, sv);
         release(s, sv, sizeof(*sv) + sv->name_len);
         s->st.services--;
     }
     p->n_services = 0;
     calls_end_for(s, p, now);
     if (p->registered) {
-        tern__rdv_map_del(&s->peers, p);
+        tern__map_del(&s->peers, NULL, p);
         s->st.registered--;
     }
     if (p->groups) release(s, p->groups, p->cap_groups * sizeof(*p->groups));
@@ -587,13 +571,13 @@ static void on_register(tern_rdv_server *s, rdv_peer *p, uint64_t now, const ter
         memcpy(nc, local, n * sizeof(*nc));
     }
     if (!p->registered) {
-        rdv_peer *old = tern__rdv_map_get(&s->peers, p->id, TERN_PEER_ID_LEN);
+        rdv_peer *old = tern__map_find(&s->peers, p->id, TERN_PEER_ID_LEN);
         if (old != NULL) { /* the same key on a newer connection replaces the older one */
             tern_conn *oc = old->conn;
             peer_drop(s, old, now);
             if (oc) tern_conn_close(oc, now, 0, "replaced by a newer connection", 30);
         }
-        if (tern__rdv_map_put(&s->peers, p) != TERN_OK) {
+        if (tern__map_put(&s->peers, NULL, p) != TERN_OK) {
             if (nc) release(s, nc, n * sizeof(*nc));
             send_error(s, p, now, TERN_RDV_E_LIMIT, m);
             return;
@@ -733,7 +717,7 @@ static void on_introduce(tern_rdv_server *s, rdv_peer *p, uint64_t now, const te
         send_error(s, p, now, TERN_RDV_E_RATE_LIMITED, m);
         return;
     }
-    rdv_peer *b = tern__rdv_map_get(&s->peers, m->peer_id, TERN_PEER_ID_LEN);
+    rdv_peer *b = tern__map_find(&s->peers, m->peer_id, TERN_PEER_ID_LEN);
     if (b == NULL) {
         s->st.intro_unknown++;
         send_error(s, p, now, TERN_RDV_E_UNKNOWN_PEER, m);
@@ -860,7 +844,7 @@ static void on_join(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rd
                    m->group_len))
         return;
     if (!join_rate_ok(s, p, now, m)) return;
-    rdv_group *g = tern__rdv_map_get(&s->groups, m->group, m->group_len);
+    rdv_group *g = tern__map_find(&s->groups, m->group, m->group_len);
     int is_member = 0;
     for (uint32_t i = 0; g && i < p->n_groups; i++) is_member |= p->groups[i].g == g;
     if (!is_member) {
@@ -890,7 +874,7 @@ static void on_join(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rd
             memset(g, 0, sizeof(*g));
             g->name_len = (uint8_t)m->group_len;
             memcpy(g->name, m->group, m->group_len);
-            if (tern__rdv_map_put(&s->groups, g) != TERN_OK) {
+            if (tern__map_put(&s->groups, NULL, g) != TERN_OK) {
                 release(s, g, sizeof(*g) + m->group_len);
                 goto nomem;
             }
@@ -901,7 +885,7 @@ static void on_join(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rd
             member *nm = alloc(s, nc * sizeof(*nm));
             if (nm == NULL) {
                 if (g->n == 0) { /* just made: undo */
-                    tern__rdv_map_del(&s->groups, g);
+                    tern__map_del(&s->groups, NULL, g);
                     release(s, g, sizeof(*g) + g->name_len);
                     s->st.groups--;
                 }
@@ -953,7 +937,7 @@ static void group_remove(tern_rdv_server *s, rdv_peer *p, uint32_t midx, uint64_
         if (g->recent[k] == p) g->recent[k] = NULL;
     s->st.leaves++;
     if (g->n == 0) {
-        tern__rdv_map_del(&s->groups, g);
+        tern__map_del(&s->groups, NULL, g);
         if (g->members) release(s, g->members, g->cap * sizeof(*g->members));
         release(s, g, sizeof(*g) + g->name_len);
         s->st.groups--;
@@ -1033,7 +1017,7 @@ static void on_offer(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_r
     if (token_gate(s, p, now, m, s->cfg.require_offer_token, TERN_RDV_TOKEN_OFFER, m->service,
                    m->service_len))
         return;
-    rdv_service *sv = tern__rdv_map_get(&s->services, m->service, m->service_len);
+    rdv_service *sv = tern__map_find(&s->services, m->service, m->service_len);
     if (sv != NULL && sv->provider != p) {
         send_error(s, p, now, TERN_RDV_E_SERVICE_TAKEN, m);
         return;
@@ -1058,7 +1042,7 @@ static void on_offer(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_r
         sv->provider = p;
         sv->name_len = (uint8_t)m->service_len;
         memcpy(sv->name, m->service, m->service_len);
-        if (tern__rdv_map_put(&s->services, sv) != TERN_OK) {
+        if (tern__map_put(&s->services, NULL, sv) != TERN_OK) {
             release(s, sv, sizeof(*sv) + m->service_len);
             send_error(s, p, now, TERN_RDV_E_LIMIT, m);
             return;
@@ -1077,8 +1061,8 @@ static void on_offer(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_r
 
 static void call_free(tern_rdv_server *s, rdv_call *c)
 {
-    tern__rdv_map_del(&s->calls, c);
-    tern__rdv_heap_remove(&s->deadlines, &c->h);
+    tern__map_del(&s->calls, NULL, c);
+    tern__heap_remove(&s->deadlines, &c->h);
     if (c->out_prev) c->out_prev->out_next = c->out_next;
     else c->caller->calls_out = c->out_next;
     if (c->out_next) c->out_next->out_prev = c->out_prev;
@@ -1090,7 +1074,6 @@ static void call_free(tern_rdv_server *s, rdv_call *c)
     uncharge(c->caller, CALL_COST);
     release(s, c, sizeof(*c));
     s->st.calls_pending--;
-    if (s->deadlines.n == 0) tern__rdv_heap_free(&s->deadlines); /* memory back after a flood */
 }
 
 /* ERROR(code) for call c to its caller, then frees c. */
@@ -1118,7 +1101,7 @@ static void calls_end_for(tern_rdv_server *s, rdv_peer *p, uint64_t now)
 
 static void on_call(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rdv_msg *m)
 {
-    rdv_service *sv = tern__rdv_map_get(&s->services, m->service, m->service_len);
+    rdv_service *sv = tern__map_find(&s->services, m->service, m->service_len);
     if (sv == NULL) {
         s->st.call_no_service++;
         send_error(s, p, now, TERN_RDV_E_NO_SERVICE, m);
@@ -1147,15 +1130,14 @@ static void on_call(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rd
     c->provider = sv->provider;
     uint32_t t = m->has_timeout && m->timeout_ms ? m->timeout_ms : s->cfg.default_timeout_ms;
     if (t > s->cfg.max_timeout_ms) t = s->cfg.max_timeout_ms;
-    c->h.deadline = now + (uint64_t)t * TERN_NS_PER_MS;
-    c->h.idx = SIZE_MAX;
-    if (tern__rdv_map_put(&s->calls, c) != TERN_OK) {
+    c->h = TERN__HEAP_ITEM_INIT;
+    if (tern__map_put(&s->calls, NULL, c) != TERN_OK) {
         release(s, c, sizeof(*c));
         send_error(s, p, now, TERN_RDV_E_LIMIT, m);
         return;
     }
-    if (tern__rdv_heap_push(&s->deadlines, &c->h) != TERN_OK) {
-        tern__rdv_map_del(&s->calls, c);
+    if (tern__heap_set(&s->deadlines, &c->h, now + (uint64_t)t * TERN_NS_PER_MS) != TERN_OK) {
+        tern__map_del(&s->calls, NULL, c);
         release(s, c, sizeof(*c));
         send_error(s, p, now, TERN_RDV_E_LIMIT, m);
         return;
@@ -1191,7 +1173,7 @@ static void on_call(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rd
 static void on_reply(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rdv_msg *m)
 {
     uint64_t sid = m->call_id;
-    rdv_call *c = tern__rdv_map_get(&s->calls, (const uint8_t *)&sid, sizeof(sid));
+    rdv_call *c = tern__map_find(&s->calls, (const uint8_t *)&sid, sizeof(sid));
     if (c == NULL || c->provider != p) { /* late (timed out) or not this provider's call */
         s->st.late_replies++;
         return;
@@ -1208,14 +1190,14 @@ static void on_reply(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_r
 
 uint64_t tern_rdv_server_next_deadline(const tern_rdv_server *s)
 {
-    const tern__rdv_hitem *it = tern__rdv_heap_top(&s->deadlines);
+    const tern__heap_item *it = tern__heap_top(&s->deadlines);
     return it ? it->deadline : TERN_TIME_NEVER;
 }
 
 void tern_rdv_server_handle_expiry(tern_rdv_server *s, uint64_t now)
 {
     for (;;) {
-        tern__rdv_hitem *it = tern__rdv_heap_top(&s->deadlines);
+        tern__heap_item *it = tern__heap_top(&s->deadlines);
         if (it == NULL || it->deadline > now) return;
         rdv_call *c = (rdv_call *)(void *)((uint8_t *)it - offsetof(rdv_call, h));
         s->st.call_timeouts++;
@@ -1265,6 +1247,7 @@ void tern_rdv_server_on_message(tern_rdv_server *s, tern_conn *c, uint64_t flow_
 void tern_rdv_server_get_stats(const tern_rdv_server *s, tern_rdv_stats *st)
 {
     *st = s->st;
+    st->mem_current = s->alloc.current;
 }
 
 void tern_rdv_server_del(tern_rdv_server *s)
@@ -1275,11 +1258,12 @@ void tern_rdv_server_del(tern_rdv_server *s)
         s->all->conn = NULL; /* send nothing; the connection's user data is left as documented */
         peer_drop(s, s->all, 0);
     }
-    tern__rdv_map_free(&s->peers);
-    tern__rdv_map_free(&s->groups);
-    tern__rdv_map_free(&s->services);
-    tern__rdv_map_free(&s->calls);
-    tern__rdv_heap_free(&s->deadlines);
+    tern__map_free(&s->peers);
+    tern__map_free(&s->groups);
+    tern__map_free(&s->services);
+    tern__map_free(&s->calls);
+    tern__heap_free(&s->deadlines);
     release(s, s->out, TERN_RDV_MAX_MSG);
-    s->under->free(s, sizeof(*s), s->under->user);
+    tern__alloc a = s->alloc;
+    tern__free(&a, s, sizeof(*s));
 }
