@@ -356,7 +356,7 @@ uint64_t tern__rec_pto(const tern_conn *c);
 void tern__rec_path_changed(tern_conn *c, uint64_t now);
 double tern__rec_loss_rate(const tern_conn *c);
 
-/* flow.c */
+/* flow.c, flow_send.c, flow_recv.c */
 /* Allocation for a connection, counted against its conn_memory budget. With enforce, NULL when
  * the budget would be passed (tern__conn_mem_err() then says TERN_ERR_BUDGET); otherwise only
  * the endpoint's max_memory and the hook can fail it (TERN_ERR_NOMEM). */

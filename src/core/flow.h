@@ -1,6 +1,6 @@
 /*
- * Flows and loss recovery: internal structures shared by flow.c (messages, fragments,
- * reassembly, flow control, the scheduler), recovery.c (the sent-packet record, ACK processing,
+ * Flows and loss recovery: internal structures shared by flow.c, flow_send.c and flow_recv.c
+ * (messages, fragments, reassembly, flow control, the scheduler), recovery.c (the sent-packet record, ACK processing,
  * RFC 9002 loss detection and probe timeouts, congestion control hooks) and conn.c.
  *
  * A flow is one direction of messages. The sender cuts each message into fragments; every
