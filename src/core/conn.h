@@ -10,6 +10,7 @@
 #include "core/flow.h"
 #include "core/noise.h"
 #include "core/packet.h"
+#include "core/pmtu.h"
 #include "core/util.h"
 #include "tern/tern.h"
 
@@ -130,11 +131,7 @@ struct tern_conn {
     int rx_cand;       /* while a packet is processed: the candidate it came on, -1 = active */
     uint64_t path_moves;
     int path_response_due; /* a PATH_RESPONSE goes out on the active path */
-    /* path MTU discovery (RFC 8899 style: padded PING probes, not congestion signals) */
-    size_t pmtu;            /* datagrams this large are known to pass (starts at max_udp_payload) */
-    size_t pmtu_probe_size; /* the probe in flight */
-    uint64_t pmtu_probe_pn, pmtu_probe_at, pmtu_next;
-    int pmtu_in_flight, pmtu_due, pmtu_fails, pmtu_step;
+    tern__pmtu pmtu;       /* path MTU discovery (written by pmtu.c) */
     uint64_t path_response;
 
     /* handshake */
@@ -298,7 +295,7 @@ int tern__hs_recv_long(tern_endpoint *ep, uint64_t now, const tern_addr *local,
 int tern__hs_write(tern_conn *c, uint8_t *out, size_t cap);
 void tern__hs_on_timer(tern_conn *c, uint64_t now);
 
-/* conn.c */
+/* conn.c, conn_rx.c, conn_tx.c */
 tern_conn *tern__conn_new(tern_endpoint *ep, int is_server, uint64_t now);
 void tern__conn_free(tern_conn *c);
 int tern__conn_recv_short(tern_endpoint *ep, uint64_t now, const tern_addr *local,
@@ -311,12 +308,9 @@ void tern__conn_update_timer(tern_conn *c);
 void tern__conn_established(tern_conn *c, uint64_t now);
 void tern__conn_terminate(tern_conn *c, uint64_t now, int err, uint64_t code, const uint8_t *reason,
                           size_t reason_len, int silent);
-uint64_t tern__conn_pto(const tern_conn *c);
 int tern__conn_install_keys(tern_conn *c, const uint8_t tx_secret[32], const uint8_t rx_secret[32]);
 size_t tern__conn_max_payload(const tern_conn *c);
 size_t tern__conn_packet_overhead(void);
-void tern__conn_rtt_sample(tern_conn *c, uint64_t sample);
-void tern__conn_network_changed(tern_conn *c);
 
 /* path.c */
 int tern__path_is(const tern__path *p, const tern_addr *remote, int relayed,
@@ -355,6 +349,13 @@ void tern__rec_on_timer(tern_conn *c, uint64_t now);
 uint64_t tern__rec_pto(const tern_conn *c);
 void tern__rec_path_changed(tern_conn *c, uint64_t now);
 double tern__rec_loss_rate(const tern_conn *c);
+void tern__rec_rtt_init(tern__rtt *r, uint64_t initial);
+/* A new RTT sample (an ACK's, a PONG's) into c->rtt. */
+void tern__rec_rtt_sample(tern_conn *c, uint64_t sample);
+/* srtt + max(4 rttvar, 1 ms): the PTO without the peer's ACK delay (see tern__rec_pto). */
+uint64_t tern__rec_rtt_pto(const tern_conn *c);
+/* Tells the application (on_network) when bandwidth, RTT or loss moved by a tenth. */
+void tern__rec_network_changed(tern_conn *c);
 
 /* flow.c, flow_send.c, flow_recv.c */
 /* Allocation for a connection, counted against its conn_memory budget. With enforce, NULL when

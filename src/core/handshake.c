@@ -140,7 +140,7 @@ int tern__hs_client_start(tern_conn *c, uint64_t now)
     if (rc != TERN_OK) return rc;
     c->hs_start = now;
     c->hs_deadline = now + c->ep->s.handshake_timeout_ns;
-    c->hs_backoff = tern__conn_pto(c);
+    c->hs_backoff = tern__rec_rtt_pto(c);
     c->hs_retx_at = now + c->hs_backoff;
     c->ep->st.handshakes_started++;
     tern__conn_update_timer(c);
@@ -216,7 +216,7 @@ static int client_on_retry(tern_conn *c, uint64_t now, const tern__long_hdr *h)
     c->tx_since_retry = 0;
     int rc = build_initial(c);
     if (rc != TERN_OK) return rc;
-    c->hs_backoff = tern__conn_pto(c);
+    c->hs_backoff = tern__rec_rtt_pto(c);
     c->hs_retx_at = now + c->hs_backoff;
     tern__conn_update_timer(c);
     return TERN_OK;
@@ -488,7 +488,7 @@ static int server_on_initial(tern_endpoint *ep, uint64_t now, const tern_addr *l
     c->in_initial_map = 1;
     c->last_rx = now;
     c->hs_deadline = now + ep->s.handshake_timeout_ns;
-    c->hs_backoff = tern__conn_pto(c);
+    c->hs_backoff = tern__rec_rtt_pto(c);
     c->hs_retx_at = now + c->hs_backoff;
     c->hs_pending = 1;
     tern__ep_mark_send(ep, c);

@@ -164,7 +164,7 @@ static tern__cand *cand_add(tern_conn *c, uint64_t now, const tern_addr *local,
     k->learned = learned ? 1 : 0;
     k->path.handed = !learned && !relayed; /* an introduction's candidate */
     tern__ep_rand(c->ep, &k->challenge, sizeof(k->challenge));
-    k->gap = relayed ? tern__conn_pto(c) : p->interval;
+    k->gap = relayed ? tern__rec_rtt_pto(c) : p->interval;
     k->next_probe = p->probing ? now : TERN_TIME_NEVER;
     k->resp_tokens = TERN__RESP_BURST;
     k->resp_at = now;
@@ -211,7 +211,7 @@ static void migrate(tern_conn *c, uint64_t now, int i)
 /* How long a direct path may leave an ack-eliciting packet unanswered. */
 static uint64_t fallback_after(const tern_conn *c)
 {
-    uint64_t t = 3 * tern__conn_pto(c);
+    uint64_t t = 3 * tern__rec_rtt_pto(c);
     return t > TERN__FALLBACK_MIN ? t : TERN__FALLBACK_MIN;
 }
 
@@ -226,7 +226,7 @@ static int direct_silent(tern_conn *c, uint64_t now)
         now < c->path.await_since + fallback_after(c) || now < p->silent_next)
         return 0;
     if (c->rec_ready && c->recp->pto_count >= 2) return 1;
-    p->silent_next = now + tern__conn_pto(c);
+    p->silent_next = now + tern__rec_rtt_pto(c);
     return 0;
 }
 
@@ -345,7 +345,7 @@ void tern__p2p_on_rx_done(tern_conn *c, uint64_t now, int newest, int probing_on
     } else if (!k->challenge_due && (!k->challenged || now >= k->next_probe)) {
         k->state = TERN__CAND_PROBING;
         k->challenge_due = 1;
-        k->next_probe = now + tern__conn_pto(c); /* at most one challenge per PTO from here */
+        k->next_probe = now + tern__rec_rtt_pto(c); /* at most one challenge per PTO from here */
         tern__ep_mark_send(c->ep, c);
     }
 }
@@ -477,7 +477,7 @@ int tern__p2p_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const 
          * the path's budget is short: then unpadded if that fits (RFC 9000 8.2.1), else held
          * until more arrives from there */
         size_t hdr = k->path.relayed ? TERN__RELAY_HDR_LEN : 0;
-        size_t size = c->pmtu - hdr, flen = size - tern__conn_packet_overhead();
+        size_t size = c->pmtu.size - hdr, flen = size - tern__conn_packet_overhead();
         size_t need = (k->challenge_due ? 9 : 0) + (k->response_due ? 9 : 0);
         int padded = 1;
         if (cap < hdr + size) return 0;

@@ -77,7 +77,7 @@ int tern__rec_reserve(tern_conn *c, uint64_t pn)
 
 uint64_t tern__rec_pto(const tern_conn *c)
 {
-    uint64_t pto = tern__conn_pto(c) + c->recp->peer_max_ack_delay;
+    uint64_t pto = tern__rec_rtt_pto(c) + c->recp->peer_max_ack_delay;
     uint32_t k = c->recp->pto_count < 16 ? c->recp->pto_count : 16;
     uint64_t base = pto;
     pto <<= k;
@@ -252,7 +252,7 @@ int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
         uint64_t ack_delay = f->ack_delay_us * 1000;
         if (ack_delay > r->peer_max_ack_delay) ack_delay = r->peer_max_ack_delay;
         if (c->rtt.has_sample && sample >= c->rtt.min + ack_delay) sample -= ack_delay;
-        tern__conn_rtt_sample(c, sample);
+        tern__rec_rtt_sample(c, sample);
     }
     if (acked_bytes == 0 && !new_largest) {
         ring_trim(c, r);
@@ -279,7 +279,7 @@ int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
     ring_trim(c, r);
     /* the window opened: whatever waits may go */
     tern__ep_mark_send(c->ep, c);
-    tern__conn_network_changed(c);
+    tern__rec_network_changed(c);
     return TERN_OK;
 }
 
@@ -339,10 +339,84 @@ void tern__rec_path_changed(tern_conn *c, uint64_t now)
     tern__pacer_init(&r->pacer, now, mss);
     tern__rate_init(&r->rate, now);
     c->rtt.has_sample = 0;
-    tern__conn_network_changed(c);
+    tern__rec_network_changed(c);
 }
 
 double tern__rec_loss_rate(const tern_conn *c)
 {
     return (double)c->recp->loss_avg_q16 / 65536.0;
+}
+
+/* ---------------------------------------------------------------- RTT estimate */
+
+/* The connection's RTT estimate (c->rtt, RFC 9002 smoothing), fed by ACKs of ack-eliciting
+ * packets and by PONGs, and what the application hears of it and of the congestion controller
+ * (tern_conn_network_info, on_network when something moved by a tenth). */
+void tern__rec_rtt_init(tern__rtt *r, uint64_t initial)
+{
+    memset(r, 0, sizeof(*r));
+    r->srtt = initial;
+    r->rttvar = initial / 2;
+}
+
+static void rtt_update(tern__rtt *r, uint64_t s)
+{
+    r->latest = s;
+    if (!r->has_sample) {
+        r->has_sample = 1;
+        r->srtt = s;
+        r->rttvar = s / 2;
+        r->min = s;
+        return;
+    }
+    if (s < r->min) r->min = s;
+    uint64_t d = r->srtt > s ? r->srtt - s : s - r->srtt;
+    r->rttvar = (3 * r->rttvar + d) / 4;
+    r->srtt = (7 * r->srtt + s) / 8;
+}
+
+void tern__rec_rtt_sample(tern_conn *c, uint64_t sample)
+{
+    rtt_update(&c->rtt, sample);
+}
+
+void tern__rec_network_changed(tern_conn *c)
+{
+    tern_endpoint *ep = c->ep;
+    if (ep->cb.on_network == NULL || !c->rec_ready) return;
+    tern_network_info ni;
+    tern_conn_network_info(c, &ni);
+    uint64_t lq = c->recp->loss_avg_q16;
+    uint64_t lb = c->recp->last_bw_reported, lr = c->recp->last_rtt_reported;
+    int changed = (ni.bandwidth_bps > lb + lb / 10 || ni.bandwidth_bps + lb / 10 < lb) ||
+                  (ni.srtt_ns > lr + lr / 10 || ni.srtt_ns + lr / 10 < lr) ||
+                  (lq > c->recp->last_loss_reported_q16 + 655 ||
+                   lq + 655 < c->recp->last_loss_reported_q16);
+    if (!changed) return;
+    c->recp->last_bw_reported = ni.bandwidth_bps;
+    c->recp->last_rtt_reported = ni.srtt_ns;
+    c->recp->last_loss_reported_q16 = lq;
+    ep->cb.on_network(c, &ni, ep->user_data);
+}
+
+void tern_conn_network_info(const tern_conn *c, tern_network_info *ni)
+{
+    memset(ni, 0, sizeof(*ni));
+    ni->srtt_ns = c->rtt.srtt;
+    ni->min_rtt_ns = c->rtt.min;
+    ni->rttvar_ns = c->rtt.rttvar;
+    if (!c->rec_ready) return;
+    const tern__cc *cc = &c->recp->cc;
+    ni->bandwidth_bps = cc->ops->bandwidth(cc->st, c->rtt.srtt) * 8;
+    ni->pacing_rate_bps = cc->ops->pacing_rate(cc->st, c->rtt.srtt) * 8;
+    ni->cwnd_bytes = cc->ops->cwnd(cc->st);
+    ni->bytes_in_flight = c->recp->bytes_in_flight;
+    ni->loss_rate = tern__rec_loss_rate(c);
+}
+
+uint64_t tern__rec_rtt_pto(const tern_conn *c)
+{
+    uint64_t var = 4 * c->rtt.rttvar;
+    if (var < TERN_NS_PER_MS) var = TERN_NS_PER_MS;
+    return c->rtt.srtt + var;
 }
