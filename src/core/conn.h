@@ -83,7 +83,6 @@ typedef struct tern__p2p {
     int latest;             /* server: the candidate the peer's newest packet came on, or -1 */
     uint64_t relay_ka_next; /* client on a direct path: next challenge through the relay */
     uint64_t silent_next;   /* server on a silent direct path: next challenge through the relay */
-    int relay_challenged;   /* client: the packet being processed challenged us via the relay */
     uint64_t fallbacks;     /* moves from a silent direct path to the relay */
     uint32_t np_tokens;     /* new unvalidated source addresses it may still take on */
     uint64_t np_at;         /* when np_tokens was last refilled (0: never) */
@@ -99,6 +98,21 @@ typedef struct tern__expect {
     uint64_t next_punch, until;
     uint32_t punches;       /* punches sent to each candidate (they count in its allowance) */
 } tern__expect;
+
+/* The datagram being processed: what is known of it besides its bytes. tern_endpoint_recv
+ * builds it once and passes it down (handshake, connection receive, frames, paths), so no
+ * per-datagram fact is parked in the endpoint or the connection. It lives on the stack for the
+ * one datagram. */
+typedef struct tern__rx {
+    uint64_t now;
+    const tern_addr *local, *remote;
+    int relayed;            /* it came through a relay ... */
+    const uint8_t *channel; /* ... on this channel (TERN_RELAY_CHANNEL_LEN bytes; NULL: direct) */
+    /* connection receive (conn_rx.c, written by path.c): the candidate path it came on, -1 the
+     * active path, -2 a new path there was no room or allowance for */
+    int cand;
+    int relay_challenged;   /* client: it carried a PATH_CHALLENGE through the relay (path.c) */
+} tern__rx;
 
 typedef struct tern__dgram {
     struct tern__dgram *next;
@@ -128,7 +142,6 @@ struct tern_conn {
 
     tern__path path;   /* the active path: where packets go */
     tern__p2p *p2p;    /* candidate paths (allocated when there is more than one path) */
-    int rx_cand;       /* while a packet is processed: the candidate it came on, -1 = active */
     uint64_t path_moves;
     int path_response_due; /* a PATH_RESPONSE goes out on the active path */
     tern__pmtu pmtu;       /* path MTU discovery (written by pmtu.c) */
@@ -259,9 +272,6 @@ struct tern_endpoint {
     tern__stateless sq[TERN__STATELESS_QUEUE];
     size_t sq_head, sq_len;
 
-    /* the datagram being processed came through a relay on this channel */
-    int rx_relayed;
-    uint8_t rx_channel[TERN_RELAY_CHANNEL_LEN];
     /* peer to peer: expectations (target side) and client handshakes that match punches */
     tern__expect *expects; /* TERN__MAX_EXPECTS entries once the first is made */
     size_t n_expects;
@@ -276,30 +286,32 @@ void tern__ep_rand(tern_endpoint *ep, void *dst, size_t len);
 void tern__ep_mark_send(tern_endpoint *ep, tern_conn *c);
 int tern__ep_queue_stateless(tern_endpoint *ep, const tern_addr *local, const tern_addr *remote,
                              const uint8_t *data, size_t len);
+/* A stateless reply to the datagram being processed (queued as above); TERN_ERR_IGNORED when it
+ * came through a relay: no stateless replies through a relay. */
+int tern__ep_reply_stateless(tern_endpoint *ep, const tern__rx *rx, const uint8_t *data,
+                             size_t len);
 void tern__key_hint(const uint8_t pub[TERN_KEY_LEN], uint8_t hint[TERN__KEY_HINT_LEN]);
 void tern__mac1_key(const uint8_t pub[TERN_KEY_LEN], uint8_t key[32]);
 void tern__reset_token(const tern_endpoint *ep, const uint8_t cid[TERN_CID_LEN],
                        uint8_t token[TERN__RESET_TOKEN_LEN]);
 /* Server, before any work for a new handshake from remote: TERN_OK, or TERN_ERR_LIMIT when it
  * must be refused (memory above 7/8 of max_memory, or max_conns_per_ip reached; counted). */
-int tern__ep_admit(tern_endpoint *ep, const tern_addr *remote);
-/* Counts the new server connection c against its source remote (released by tern__conn_free).
+int tern__ep_admit(tern_endpoint *ep, const tern__rx *rx);
+/* Counts the new server connection c against the source of rx (released by tern__conn_free).
  * TERN_ERR_NOMEM. */
-int tern__ep_src_hold(tern_conn *c, const tern_addr *remote);
+int tern__ep_src_hold(tern_conn *c, const tern__rx *rx);
 void tern__ep_src_release(tern_conn *c);
 
 /* handshake.c */
 int tern__hs_client_start(tern_conn *c, uint64_t now);
-int tern__hs_recv_long(tern_endpoint *ep, uint64_t now, const tern_addr *local,
-                       const tern_addr *remote, const uint8_t *pkt, size_t len);
+int tern__hs_recv_long(tern_endpoint *ep, const tern__rx *rx, const uint8_t *pkt, size_t len);
 int tern__hs_write(tern_conn *c, uint8_t *out, size_t cap);
 void tern__hs_on_timer(tern_conn *c, uint64_t now);
 
 /* conn.c, conn_rx.c, conn_tx.c */
 tern_conn *tern__conn_new(tern_endpoint *ep, int is_server, uint64_t now);
 void tern__conn_free(tern_conn *c);
-int tern__conn_recv_short(tern_endpoint *ep, uint64_t now, const tern_addr *local,
-                          const tern_addr *remote, const uint8_t *pkt, size_t len);
+int tern__conn_recv_short(tern_endpoint *ep, tern__rx *rx, const uint8_t *pkt, size_t len);
 int tern__conn_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const tern__path **via);
 int tern__conn_seal(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const uint8_t *frames,
                     size_t frames_len);
@@ -316,21 +328,18 @@ size_t tern__conn_packet_overhead(void);
 int tern__path_is(const tern__path *p, const tern_addr *remote, int relayed,
                   const uint8_t *channel);
 void tern__p2p_free(tern_conn *c);
-int tern__p2p_rx_path(tern_conn *c, uint64_t now, const tern_addr *local, const tern_addr *remote,
-                      int relayed, const uint8_t *channel);
-void tern__p2p_on_rx_done(tern_conn *c, uint64_t now, int newest, int probing_only);
-void tern__p2p_on_challenge(tern_conn *c, uint64_t now, uint64_t data);
+int tern__p2p_rx_path(tern_conn *c, tern__rx *rx);
+void tern__p2p_on_rx_done(tern_conn *c, const tern__rx *rx, int newest, int probing_only);
+void tern__p2p_on_challenge(tern_conn *c, tern__rx *rx, uint64_t data);
 int tern__path_may_send(const tern_conn *c, const tern__path *p, size_t n);
-int tern__p2p_hs_copy(tern_conn *c, uint64_t now, const tern_addr *local, const tern_addr *remote,
-                      int relayed, const uint8_t *channel, size_t len);
-void tern__p2p_hs_adopt(tern_conn *c, int i);
+int tern__p2p_hs_copy(tern_conn *c, const tern__rx *rx, size_t len);
+void tern__p2p_hs_adopt(tern_conn *c, tern__rx *rx);
 void tern__p2p_rx_bytes(tern_conn *c, int i, size_t len);
-void tern__p2p_on_response(tern_conn *c, uint64_t now, uint64_t data);
+void tern__p2p_on_response(tern_conn *c, tern__rx *rx, uint64_t data);
 int tern__p2p_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const tern__path **via);
 uint64_t tern__p2p_deadline(const tern_conn *c);
 void tern__p2p_on_timer(tern_conn *c, uint64_t now);
-void tern__p2p_client_response(tern_conn *c, uint64_t now, const tern_addr *local,
-                               const tern_addr *remote, int relayed, const uint8_t *channel);
+void tern__p2p_client_response(tern_conn *c, const tern__rx *rx);
 void tern__p2p_server_attach(tern_conn *c, uint64_t now);
 void tern__p2p_established(tern_conn *c, uint64_t now);
 int tern__p2p_on_punch(tern_endpoint *ep, uint64_t now, const tern_addr *local,

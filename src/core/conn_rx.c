@@ -19,18 +19,18 @@
 
 /* ---------------------------------------------------------------- receive */
 
-static void send_reset(tern_endpoint *ep, uint64_t now, const tern_addr *local,
-                       const tern_addr *remote, const uint8_t cid[TERN_CID_LEN], size_t trigger_len)
+static void send_reset(tern_endpoint *ep, const tern__rx *rx, const uint8_t cid[TERN_CID_LEN],
+                       size_t trigger_len)
 {
     uint8_t buf[TERN__RESET_MAX_LEN];
     /* smaller than what provoked it, so two endpoints cannot ping-pong resets forever */
     if (trigger_len <= TERN__RESET_MIN_LEN) return;
     size_t len = trigger_len - 1 < sizeof(buf) ? trigger_len - 1 : sizeof(buf);
-    if (tern__rl_take(&ep->err_limit, remote, now) != TERN_OK) return;
+    if (tern__rl_take(&ep->err_limit, rx->remote, rx->now) != TERN_OK) return;
     tern__ep_rand(ep, buf, len - TERN__RESET_TOKEN_LEN);
     buf[0] = (uint8_t)((buf[0] & ~(TERN__HDR_LONG)) | TERN__HDR_FIXED);
     tern__reset_token(ep, cid, buf + len - TERN__RESET_TOKEN_LEN);
-    if (tern__ep_queue_stateless(ep, local, remote, buf, len) == TERN_OK) ep->st.resets_sent++;
+    if (tern__ep_reply_stateless(ep, rx, buf, len) == TERN_OK) ep->st.resets_sent++;
 }
 
 static int check_reset(tern_endpoint *ep, uint64_t now, const uint8_t *pkt, size_t len)
@@ -43,9 +43,10 @@ static int check_reset(tern_endpoint *ep, uint64_t now, const uint8_t *pkt, size
     return 1;
 }
 
-static int process_frames(tern_conn *c, uint64_t now, const uint8_t *p, const uint8_t *end,
+static int process_frames(tern_conn *c, tern__rx *rx, const uint8_t *p, const uint8_t *end,
                           int *eliciting, int *probing_only)
 {
+    uint64_t now = rx->now;
     *probing_only = 1;
     tern_endpoint *ep = c->ep;
     while (p < end && c->state == TERN_CONN_ESTABLISHED) {
@@ -83,10 +84,10 @@ static int process_frames(tern_conn *c, uint64_t now, const uint8_t *p, const ui
         case TERN__FRAME_PADDING:
             break;
         case TERN__FRAME_PATH_CHALLENGE:
-            tern__p2p_on_challenge(c, now, f.id);
+            tern__p2p_on_challenge(c, rx, f.id);
             break;
         case TERN__FRAME_PATH_RESPONSE:
-            tern__p2p_on_response(c, now, f.id);
+            tern__p2p_on_response(c, rx, f.id);
             break;
         case TERN__FRAME_PING:
             if (c->n_pongs < TERN__MAX_PONGS) c->pongs[c->n_pongs++] = f.id;
@@ -123,9 +124,9 @@ static int process_frames(tern_conn *c, uint64_t now, const uint8_t *p, const ui
     return TERN_OK;
 }
 
-int tern__conn_recv_short(tern_endpoint *ep, uint64_t now, const tern_addr *local,
-                          const tern_addr *remote, const uint8_t *pkt, size_t len)
+int tern__conn_recv_short(tern_endpoint *ep, tern__rx *rx, const uint8_t *pkt, size_t len)
 {
+    uint64_t now = rx->now;
     tern__short_hdr h;
     int rc = tern__short_decode(pkt, len, &h);
     tern_conn *c = rc == TERN_OK ? tern__map_get(&ep->by_cid, h.dcid) : NULL;
@@ -133,7 +134,7 @@ int tern__conn_recv_short(tern_endpoint *ep, uint64_t now, const tern_addr *loca
         if (check_reset(ep, now, pkt, len)) return TERN_OK;
         if (rc != TERN_OK) return rc;
         if (c == NULL) {
-            send_reset(ep, now, local, remote, h.dcid, len);
+            send_reset(ep, rx, h.dcid, len);
             return TERN_ERR_UNKNOWN_CID;
         }
         return TERN_ERR_IGNORED; /* client still handshaking: nothing can be opened yet */
@@ -199,7 +200,7 @@ int tern__conn_recv_short(tern_endpoint *ep, uint64_t now, const tern_addr *loca
     c->st.rx_packets++;
     c->st.rx_bytes += len;
     /* which path did it come on? A new source address is a candidate until validated */
-    int rxc = tern__p2p_rx_path(c, now, local, remote, ep->rx_relayed, ep->rx_channel);
+    int rxc = tern__p2p_rx_path(c, rx);
     if (rxc == -1) {
         c->path.rx_bytes += len;
         c->path.await_since = 0; /* the path works */
@@ -219,7 +220,7 @@ int tern__conn_recv_short(tern_endpoint *ep, uint64_t now, const tern_addr *loca
     if (c->state == TERN_CONN_HANDSHAKE) {
         /* server: the client has our Response, so it receives at its address (the one this
          * packet came from, when a copy of the Response went there too) */
-        if (rxc >= 0) tern__p2p_hs_adopt(c, rxc);
+        if (rxc >= 0) tern__p2p_hs_adopt(c, rx);
         c->path.validated = 1;
         tern__conn_established(c, now);
         if (c->state != TERN_CONN_ESTABLISHED) return TERN_OK;
@@ -227,9 +228,8 @@ int tern__conn_recv_short(tern_endpoint *ep, uint64_t now, const tern_addr *loca
     if (!c->is_server) c->confirmed = 1;
     int out_of_order = tern__ackset_add(&c->recp->acks, pn, now);
     int eliciting = 0, probing_only = 1;
-    rc = process_frames(c, now, frames, frames + plain_len, &eliciting, &probing_only);
-    if (rc == TERN_OK) tern__p2p_on_rx_done(c, now, newest, probing_only);
-    c->rx_cand = -1;
+    rc = process_frames(c, rx, frames, frames + plain_len, &eliciting, &probing_only);
+    if (rc == TERN_OK) tern__p2p_on_rx_done(c, rx, newest, probing_only);
     if (rc == TERN_ERR_PROTOCOL || rc == TERN_ERR_NOMEM || rc == TERN_ERR_BUDGET) {
         static const char proto[] = "protocol violation", nomem[] = "out of memory",
                           budget[] = "memory budget exceeded";

@@ -147,9 +147,9 @@ int tern__hs_client_start(tern_conn *c, uint64_t now)
     return TERN_OK;
 }
 
-static int client_on_response(tern_conn *c, uint64_t now, const tern_addr *local,
-                              const tern_addr *remote, const tern__long_hdr *h)
+static int client_on_response(tern_conn *c, const tern__rx *rx, const tern__long_hdr *h)
 {
+    uint64_t now = rx->now;
     tern_endpoint *ep = c->ep;
     uint8_t payload[TERN__MAX_HS_PAYLOAD], i2r[32], r2i[32];
     size_t plen = 0;
@@ -199,7 +199,7 @@ static int client_on_response(tern_conn *c, uint64_t now, const tern_addr *local
         return rc;
     }
     c->path.validated = 1;
-    tern__p2p_client_response(c, now, local, remote, ep->rx_relayed, ep->rx_channel);
+    tern__p2p_client_response(c, rx);
     tern__conn_established(c, now);
     return TERN_OK;
 }
@@ -257,8 +257,8 @@ static int client_on_version_negotiation(tern_conn *c, uint64_t now, const tern_
 
 /* ---------------------------------------------------------------- server: stateless replies */
 
-static void send_version_negotiation(tern_endpoint *ep, const tern_addr *local,
-                                     const tern_addr *remote, const tern__long_hdr *h)
+static void send_version_negotiation(tern_endpoint *ep, const tern__rx *rx,
+                                     const tern__long_hdr *h)
 {
     uint8_t buf[TERN__LONG_HDR_LEN + 4], r;
     tern__ep_rand(ep, &r, 1);
@@ -266,12 +266,12 @@ static void send_version_negotiation(tern_endpoint *ep, const tern_addr *local,
                                           h->scid, h->dcid);
     buf[0] = (uint8_t)(TERN__HDR_LONG | TERN__HDR_FIXED | (r & 0x3f));
     p = tern__put_u32(p, buf + sizeof(buf), TERN__VERSION_1);
-    if (tern__ep_queue_stateless(ep, local, remote, buf, (size_t)(p - buf)) == TERN_OK)
+    if (tern__ep_reply_stateless(ep, rx, buf, (size_t)(p - buf)) == TERN_OK)
         ep->st.version_negotiations_sent++;
 }
 
-static void send_reject(tern_endpoint *ep, const tern_addr *local, const tern_addr *remote,
-                        const tern__long_hdr *h, uint64_t code)
+static void send_reject(tern_endpoint *ep, const tern__rx *rx, const tern__long_hdr *h,
+                        uint64_t code)
 {
     uint8_t buf[TERN__LONG_HDR_LEN + 8 + TERN__KEY_HINT_LEN];
     uint8_t *end = buf + sizeof(buf);
@@ -279,7 +279,7 @@ static void send_reject(tern_endpoint *ep, const tern_addr *local, const tern_ad
                                           h->dcid);
     p = tern__put_varint(p, end, code);
     p = tern__put_bytes(p, end, ep->key_hint, TERN__KEY_HINT_LEN);
-    if (p && tern__ep_queue_stateless(ep, local, remote, buf, (size_t)(p - buf)) == TERN_OK)
+    if (p && tern__ep_reply_stateless(ep, rx, buf, (size_t)(p - buf)) == TERN_OK)
         ep->st.rejects_sent++;
 }
 
@@ -297,19 +297,18 @@ static void token_mac(const tern_endpoint *ep, uint8_t out[16], const uint8_t ts
     tern__mac16(out, ep->cookie_key, in, sizeof(in), NULL, 0);
 }
 
-static void send_retry(tern_endpoint *ep, uint64_t now, const tern_addr *local,
-                       const tern_addr *remote, const tern__long_hdr *h)
+static void send_retry(tern_endpoint *ep, const tern__rx *rx, const tern__long_hdr *h)
 {
     uint8_t token[TERN__TOKEN_LEN] = {0}; /* (gcc -O0 thinks put_u64 reads it) */
     uint8_t buf[TERN__LONG_HDR_LEN + TERN_CID_LEN + 1 + TERN__TOKEN_LEN], *end = buf + sizeof(buf);
-    tern__put_u64(token, token + 8, now);
-    token_mac(ep, token + 8, token, remote, h);
+    tern__put_u64(token, token + 8, rx->now);
+    token_mac(ep, token + 8, token, rx->remote, h);
     uint8_t *p = tern__long_encode_prefix(buf, end, TERN__PKT_RETRY, TERN__VERSION_1, h->scid,
                                           h->dcid);
     p = tern__put_bytes(p, end, h->dcid, TERN_CID_LEN);
     p = tern__put_varint(p, end, sizeof(token));
     p = tern__put_bytes(p, end, token, sizeof(token));
-    if (p && tern__ep_queue_stateless(ep, local, remote, buf, (size_t)(p - buf)) == TERN_OK)
+    if (p && tern__ep_reply_stateless(ep, rx, buf, (size_t)(p - buf)) == TERN_OK)
         ep->st.retries_sent++;
 }
 
@@ -345,17 +344,18 @@ static int choose_aead(const tern_endpoint *ep, const tern__tparams *tp)
     return -1;
 }
 
-static int server_on_initial(tern_endpoint *ep, uint64_t now, const tern_addr *local,
-                             const tern_addr *remote, const uint8_t *pkt, size_t len,
-                             const tern__long_hdr *h)
+static int server_on_initial(tern_endpoint *ep, const tern__rx *rx, const uint8_t *pkt,
+                             size_t len, const tern__long_hdr *h)
 {
+    uint64_t now = rx->now;
+    const tern_addr *remote = rx->remote;
     uint8_t mac[TERN__MAC1_LEN];
 
     /* a retransmitted Initial of a handshake in progress: resend the Response */
     tern_conn *c = tern__map_get(&ep->by_initial, h->dcid);
     if (c != NULL) {
         if (c->state != TERN_CONN_HANDSHAKE) return TERN_ERR_IGNORED;
-        if (!tern__path_is(&c->path, remote, ep->rx_relayed, ep->rx_channel)) {
+        if (!tern__path_is(&c->path, remote, rx->relayed, rx->channel)) {
             /* the same Initial from another address: a replay that beat the client's own copy
              * must not lock the client out, so every such address that passes mac1 gets the
              * Response within its own 3x budget; the client's first 1-RTT packet picks the path
@@ -363,7 +363,7 @@ static int server_on_initial(tern_endpoint *ep, uint64_t now, const tern_addr *l
             if (memcmp(h->key_hint, ep->key_hint, TERN__KEY_HINT_LEN) != 0) return TERN_ERR_AUTH;
             tern__mac16(mac, ep->mac1_key, pkt, h->mac1_covered, NULL, 0);
             if (sodium_memcmp(mac, h->mac1, sizeof(mac)) != 0) return TERN_ERR_AUTH;
-            int rc = tern__p2p_hs_copy(c, now, local, remote, ep->rx_relayed, ep->rx_channel, len);
+            int rc = tern__p2p_hs_copy(c, rx, len);
             return rc == TERN_ERR_LIMIT ? TERN_ERR_IGNORED : rc;
         }
         c->path.rx_bytes += len;
@@ -376,15 +376,15 @@ static int server_on_initial(tern_endpoint *ep, uint64_t now, const tern_addr *l
     /* mac1 (cheap): is this Initial meant for our key, and undamaged? */
     if (memcmp(h->key_hint, ep->key_hint, TERN__KEY_HINT_LEN) != 0) {
         if (tern__rl_take(&ep->err_limit, remote, now) == TERN_OK)
-            send_reject(ep, local, remote, h, TERN__REJECT_WRONG_KEY);
+            send_reject(ep, rx, h, TERN__REJECT_WRONG_KEY);
         return TERN_ERR_AUTH;
     }
     tern__mac16(mac, ep->mac1_key, pkt, h->mac1_covered, NULL, 0);
     if (sodium_memcmp(mac, h->mac1, sizeof(mac)) != 0) return TERN_ERR_AUTH;
 
-    if (ep->st.conns_current >= ep->s.max_connections || tern__ep_admit(ep, remote) != TERN_OK) {
+    if (ep->st.conns_current >= ep->s.max_connections || tern__ep_admit(ep, rx) != TERN_OK) {
         if (tern__rl_take(&ep->err_limit, remote, now) == TERN_OK)
-            send_reject(ep, local, remote, h, TERN__REJECT_REFUSED);
+            send_reject(ep, rx, h, TERN__REJECT_REFUSED);
         return TERN_ERR_LIMIT;
     }
 
@@ -395,7 +395,7 @@ static int server_on_initial(tern_endpoint *ep, uint64_t now, const tern_addr *l
         if (!validated) ep->st.drop_token++;
     }
     if (!validated && ep->st.conns_half_open >= ep->s.max_half_open) {
-        send_retry(ep, now, local, remote, h);
+        send_retry(ep, rx, h);
         return TERN_OK;
     }
     if (tern__rl_take(&ep->hs_limit, remote, now) != TERN_OK) return TERN_ERR_RATE_LIMITED;
@@ -425,15 +425,15 @@ static int server_on_initial(tern_endpoint *ep, uint64_t now, const tern_addr *l
         tern__noise_wipe(&noise);
         return TERN_ERR_NOMEM;
     }
-    if (tern__ep_src_hold(c, remote) != TERN_OK) { /* per-source count (endpoint.c) */
+    if (tern__ep_src_hold(c, rx) != TERN_OK) { /* per-source count (endpoint.c) */
         tern__noise_wipe(&noise);
         tern__conn_free(c);
         return TERN_ERR_NOMEM;
     }
-    c->path.local = *local;
+    c->path.local = *rx->local;
     c->path.remote = *remote;
-    c->path.relayed = (uint8_t)(ep->rx_relayed != 0);
-    if (ep->rx_relayed) memcpy(c->path.channel, ep->rx_channel, TERN_RELAY_CHANNEL_LEN);
+    c->path.relayed = (uint8_t)(rx->relayed != 0);
+    if (rx->relayed) memcpy(c->path.channel, rx->channel, TERN_RELAY_CHANNEL_LEN);
     c->path.rx_bytes = len;
     c->path.validated = validated;
     memcpy(c->remote_cid, h->scid, TERN_CID_LEN);
@@ -498,16 +498,16 @@ static int server_on_initial(tern_endpoint *ep, uint64_t now, const tern_addr *l
 
 /* ---------------------------------------------------------------- dispatch */
 
-int tern__hs_recv_long(tern_endpoint *ep, uint64_t now, const tern_addr *local,
-                       const tern_addr *remote, const uint8_t *pkt, size_t len)
+int tern__hs_recv_long(tern_endpoint *ep, const tern__rx *rx, const uint8_t *pkt, size_t len)
 {
+    uint64_t now = rx->now;
     tern__long_hdr h;
     int rc = tern__long_decode(pkt, len, &h);
     if (rc == TERN_ERR_VERSION) {
         /* only a padded first packet earns a (small) version negotiation reply */
         if (ep->is_server && len >= TERN_MIN_INITIAL_SIZE &&
-            tern__rl_take(&ep->err_limit, remote, now) == TERN_OK)
-            send_version_negotiation(ep, local, remote, &h);
+            tern__rl_take(&ep->err_limit, rx->remote, now) == TERN_OK)
+            send_version_negotiation(ep, rx, &h);
         return TERN_ERR_VERSION;
     }
     if (rc != TERN_OK) return rc;
@@ -519,7 +519,7 @@ int tern__hs_recv_long(tern_endpoint *ep, uint64_t now, const tern_addr *local,
         if (h.version == TERN__VERSION_NEGOTIATION)
             return client_on_version_negotiation(c, now, &h);
         switch (h.type) {
-        case TERN__PKT_RESPONSE: rc = client_on_response(c, now, local, remote, &h); break;
+        case TERN__PKT_RESPONSE: rc = client_on_response(c, rx, &h); break;
         case TERN__PKT_RETRY: rc = client_on_retry(c, now, &h); break;
         default: rc = client_on_reject(c, now, &h); break;
         }
@@ -529,7 +529,7 @@ int tern__hs_recv_long(tern_endpoint *ep, uint64_t now, const tern_addr *local,
         ep->st.drop_small_initial++; /* also counted as truncated */
         return TERN_ERR_TRUNCATED;
     }
-    return server_on_initial(ep, now, local, remote, pkt, len, &h);
+    return server_on_initial(ep, rx, pkt, len, &h);
 }
 
 int tern__hs_write(tern_conn *c, uint8_t *out, size_t cap)

@@ -114,7 +114,7 @@ tern__cand *tern__cand_add(tern_conn *c, uint64_t now, const tern_addr *local,
          * sources cannot lock a later, genuine move out) */
         for (size_t i = 0; i < p->n && k == NULL; i++)
             if (p->cands[i].learned && p->cands[i].state != TERN__CAND_VALID &&
-                (int)i != p->latest && (int)i != c->rx_cand)
+                (int)i != p->latest)
                 k = &p->cands[i];
     }
     if (k == NULL) return NULL;
@@ -152,8 +152,9 @@ static void moved(tern_conn *c, uint64_t now)
     if (c->ep->cb.on_path && c->exposed) c->ep->cb.on_path(c, c->ep->user_data);
 }
 
-/* Makes candidate i the active path; the old active path becomes candidate i. */
-static void migrate(tern_conn *c, uint64_t now, int i)
+/* Makes candidate i the active path; the old active path becomes candidate i. rx: the packet
+ * being processed, if any (when it came on candidate i, it came on the active path now). */
+static void migrate(tern_conn *c, tern__rx *rx, uint64_t now, int i)
 {
     tern__cand *k = &c->p2p->cands[i];
     tern__path old = c->path;
@@ -164,7 +165,7 @@ static void migrate(tern_conn *c, uint64_t now, int i)
     k->state = old.validated ? TERN__CAND_VALID : TERN__CAND_PROBING;
     k->challenge_due = 0;
     if (c->p2p->latest == i) c->p2p->latest = -1;
-    if (c->rx_cand == i) c->rx_cand = -1; /* the packet being processed came on the new path */
+    if (rx != NULL && rx->cand == i) rx->cand = -1;
     moved(c, now);
 }
 
@@ -221,7 +222,7 @@ void tern__p2p_fall_back(tern_conn *c, uint64_t now, int i)
         c->path_response = k->response;
         k->response_due = 0;
     }
-    migrate(c, now, i); /* cands[i] now holds the silent direct path */
+    migrate(c, NULL, now, i); /* cands[i] now holds the silent direct path */
     k->state = TERN__CAND_PROBING;
     k->path.validated = 0;
     /* it proved once that the peer is there: it gets a fresh allowance, and its 3x budget
@@ -242,13 +243,16 @@ void tern__p2p_fall_back(tern_conn *c, uint64_t now, int i)
 
 /* ---------------------------------------------------------------- receive */
 
-int tern__p2p_rx_path(tern_conn *c, uint64_t now, const tern_addr *local, const tern_addr *remote,
-                      int relayed, const uint8_t *channel)
+/* Which path did the packet of rx come on? Sets rx->cand (see tern__rx) and returns it. */
+int tern__p2p_rx_path(tern_conn *c, tern__rx *rx)
 {
-    c->rx_cand = -1;
-    if (c->p2p != NULL) c->p2p->relay_challenged = 0;
+    uint64_t now = rx->now;
+    const tern_addr *remote = rx->remote;
+    int relayed = rx->relayed;
+    const uint8_t *channel = rx->channel;
+    rx->cand = -1;
     if (tern__path_is(&c->path, remote, relayed, channel)) return -1;
-    if (tern__p2p_get(c) == NULL) return c->rx_cand = -2;
+    if (tern__p2p_get(c) == NULL) return rx->cand = -2;
     tern__p2p *p = c->p2p;
     int i = tern__cand_find(p, remote, relayed, channel);
     if (i < 0) {
@@ -265,14 +269,14 @@ int tern__p2p_rx_path(tern_conn *c, uint64_t now, const tern_addr *local, const 
         }
         if (p->np_tokens == 0) {
             c->ep->st.paths_refused++;
-            return c->rx_cand = -2;
+            return rx->cand = -2;
         }
-        tern__cand *k = tern__cand_add(c, now, local, remote, relayed, channel, 1);
-        if (k == NULL) return c->rx_cand = -2;
+        tern__cand *k = tern__cand_add(c, now, rx->local, remote, relayed, channel, 1);
+        if (k == NULL) return rx->cand = -2;
         p->np_tokens--;
         i = (int)(k - p->cands);
     }
-    c->rx_cand = i;
+    rx->cand = i;
     return i;
 }
 
@@ -284,24 +288,23 @@ void tern__p2p_rx_bytes(tern_conn *c, int i, size_t len)
     if (k->held) tern__ep_mark_send(c->ep, c);
 }
 
-void tern__p2p_on_rx_done(tern_conn *c, uint64_t now, int newest, int probing_only)
+void tern__p2p_on_rx_done(tern_conn *c, const tern__rx *rx, int newest, int probing_only)
 {
-    int i = c->rx_cand;
-    c->rx_cand = -1;
+    uint64_t now = rx->now;
+    int i = rx->cand;
     if (i < 0 || c->p2p == NULL || c->state != TERN_CONN_ESTABLISHED) return;
     tern__p2p *p = c->p2p;
     tern__cand *k = &p->cands[i];
     if (!c->is_server) {
         /* the peer challenged us through the relay: it hears nothing on our direct path */
-        if (p->relay_challenged && k->path.relayed && !c->path.relayed) tern__p2p_fall_back(c, now, i);
-        p->relay_challenged = 0;
+        if (rx->relay_challenged && k->path.relayed && !c->path.relayed) tern__p2p_fall_back(c, now, i);
         return;
     }
     if (probing_only || !newest) return;
     /* the peer sends its data on another path: follow once that path is validated */
     p->latest = i;
     if (k->state == TERN__CAND_VALID) {
-        migrate(c, now, i);
+        migrate(c, NULL, now, i);
     } else if (!k->challenge_due && (!k->challenged || now >= k->next_probe)) {
         k->state = TERN__CAND_PROBING;
         k->challenge_due = 1;
@@ -310,13 +313,14 @@ void tern__p2p_on_rx_done(tern_conn *c, uint64_t now, int newest, int probing_on
     }
 }
 
-void tern__p2p_on_challenge(tern_conn *c, uint64_t now, uint64_t data)
+void tern__p2p_on_challenge(tern_conn *c, tern__rx *rx, uint64_t data)
 {
-    if (c->rx_cand == -1) {
+    uint64_t now = rx->now;
+    if (rx->cand == -1) {
         c->path_response_due = 1;
         c->path_response = data;
-    } else if (c->rx_cand >= 0) {
-        tern__cand *k = &c->p2p->cands[c->rx_cand];
+    } else if (rx->cand >= 0) {
+        tern__cand *k = &c->p2p->cands[rx->cand];
         /* responses on a candidate path: TERN__RESP_BURST, then one per TERN__RESP_GAP */
         if (now >= k->resp_at + TERN__RESP_GAP) {
             uint64_t add = (now - k->resp_at) / TERN__RESP_GAP;
@@ -332,15 +336,16 @@ void tern__p2p_on_challenge(tern_conn *c, uint64_t now, uint64_t data)
         k->resp_tokens--;
         k->response_due = 1;
         k->response = data;
-        if (!c->is_server && k->path.relayed && !c->path.relayed) c->p2p->relay_challenged = 1;
+        if (!c->is_server && k->path.relayed && !c->path.relayed) rx->relay_challenged = 1;
     } else {
         return; /* no room to remember the path: the peer will try again */
     }
     tern__ep_mark_send(c->ep, c);
 }
 
-void tern__p2p_on_response(tern_conn *c, uint64_t now, uint64_t data)
+void tern__p2p_on_response(tern_conn *c, tern__rx *rx, uint64_t data)
 {
+    uint64_t now = rx->now;
     tern__p2p *p = c->p2p;
     if (p == NULL) return;
     for (size_t i = 0; i < p->n; i++) {
@@ -351,10 +356,11 @@ void tern__p2p_on_response(tern_conn *c, uint64_t now, uint64_t data)
         if (!c->is_server) {
             /* off the relay (or an unvalidated path) onto the first direct path that works */
             if ((c->path.relayed || !c->path.validated) && !k->path.relayed)
-                migrate(c, now, (int)i);
+                migrate(c, rx, now, (int)i);
         } else if (p->latest == (int)i) {
-            migrate(c, now, (int)i);
+            migrate(c, rx, now, (int)i);
         }
+
         tern__conn_update_timer(c);
         return;
     }

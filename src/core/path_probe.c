@@ -229,10 +229,11 @@ void tern__p2p_on_timer(tern_conn *c, uint64_t now)
 
 /* ---------------------------------------------------------------- handshake hooks */
 
-void tern__p2p_client_response(tern_conn *c, uint64_t now, const tern_addr *local,
-                               const tern_addr *remote, int relayed, const uint8_t *channel)
+void tern__p2p_client_response(tern_conn *c, const tern__rx *rx)
 {
-    (void)now;
+    const tern_addr *remote = rx->remote;
+    int relayed = rx->relayed;
+    const uint8_t *channel = rx->channel;
     if (c->p2p == NULL) return;
     tern__p2p_stop_punch_match(c);
     int i = tern__cand_find(c->p2p, remote, relayed, channel);
@@ -243,7 +244,7 @@ void tern__p2p_client_response(tern_conn *c, uint64_t now, const tern_addr *loca
         c->p2p->cands[i] = c->p2p->cands[--c->p2p->n];
         c->path = chosen;
     } else {
-        tern__path_set(&c->path, local, remote, relayed, channel);
+        tern__path_set(&c->path, rx->local, remote, relayed, channel);
     }
     c->path.validated = 1;
     for (size_t j = 0; j < c->p2p->n; j++) c->p2p->cands[j].initial_due = 0;
@@ -285,13 +286,16 @@ void tern__p2p_server_attach(tern_conn *c, uint64_t now)
  * whose first copy was beaten by a replay from elsewhere, or a peer's Initial on several
  * candidate paths). That address gets the Response too, within its own 3x budget; the
  * address the client's first 1-RTT packet comes from wins. */
-int tern__p2p_hs_copy(tern_conn *c, uint64_t now, const tern_addr *local, const tern_addr *remote,
-                      int relayed, const uint8_t *channel, size_t len)
+int tern__p2p_hs_copy(tern_conn *c, const tern__rx *rx, size_t len)
 {
+    uint64_t now = rx->now;
+    const tern_addr *remote = rx->remote;
+    int relayed = rx->relayed;
+    const uint8_t *channel = rx->channel;
     if (tern__p2p_get(c) == NULL) return TERN_ERR_NOMEM;
     tern__p2p *p = c->p2p;
     int i = tern__cand_find(p, remote, relayed, channel);
-    tern__cand *k = i >= 0 ? &p->cands[i] : tern__cand_add(c, now, local, remote, relayed, channel, 1);
+    tern__cand *k = i >= 0 ? &p->cands[i] : tern__cand_add(c, now, rx->local, remote, relayed, channel, 1);
     if (k == NULL) return TERN_ERR_LIMIT;
     if (i < 0) c->ep->st.initial_copies++;
     k->path.rx_bytes += len;
@@ -300,11 +304,12 @@ int tern__p2p_hs_copy(tern_conn *c, uint64_t now, const tern_addr *local, const 
     return TERN_OK;
 }
 
-/* Server: the client's first 1-RTT packet came on candidate i. If the Response went there, that
- * is the client's address: it becomes the active path (the old one stays a candidate). */
-void tern__p2p_hs_adopt(tern_conn *c, int i)
+/* Server: the client's first 1-RTT packet (rx) came on candidate rx->cand. If the Response went
+ * there, that is the client's address: it becomes the active path (the old one stays a
+ * candidate) and rx->cand says the packet came on the active path. */
+void tern__p2p_hs_adopt(tern_conn *c, tern__rx *rx)
 {
-    tern__cand *k = &c->p2p->cands[i];
+    tern__cand *k = &c->p2p->cands[rx->cand];
     if (k->probes == 0) return; /* no Response went there (punches do not count) */
     tern__path old = c->path;
     c->path = k->path;
@@ -313,7 +318,7 @@ void tern__p2p_hs_adopt(tern_conn *c, int i)
     k->state = TERN__CAND_PROBING;
     k->initial_due = 0;
     k->challenge_due = 0;
-    c->rx_cand = -1;
+    rx->cand = -1;
 }
 
 void tern__p2p_established(tern_conn *c, uint64_t now)
