@@ -24,15 +24,15 @@ tern_conn *tern__conn_new(tern_endpoint *ep, int is_server, uint64_t now)
     c->ep = ep;
     c->is_server = is_server;
     c->state = TERN_CONN_HANDSHAKE;
-    c->idle_timeout = ep->s.idle_timeout_ns;
-    c->last_rx = c->last_tx = now;
-    tern__rec_rtt_init(&c->rtt, ep->s.initial_rtt_ns);
-    c->next_flow_id = is_server ? 1 : 0;
-    c->peer_next_flow = is_server ? 0 : 1;
-    c->pacer_wake = TERN_TIME_NEVER;
+    c->live.idle_timeout = ep->s.idle_timeout_ns;
+    c->rx.last = c->tx.last = now;
+    tern__rec_rtt_init(&c->rec.rtt, ep->s.initial_rtt_ns);
+    c->flows.next_id = is_server ? 1 : 0;
+    c->flows.peer_next = is_server ? 0 : 1;
+    c->tx.pacer_wake = TERN_TIME_NEVER;
     tern__pmtu_init(&c->pmtu, ep->s.max_udp_payload);
-    c->peer_flow_window = 64;
-    c->peer_max_flows = 4;
+    c->peer.flow_window = 64;
+    c->peer.max_flows = 4;
     for (int tries = 0;; tries++) {
         tern__ep_rand(ep, c->local_cid, TERN_CID_LEN);
         int rc = tern__map_put(&ep->by_cid, c->local_cid, c);
@@ -42,8 +42,8 @@ tern_conn *tern__conn_new(tern_endpoint *ep, int is_server, uint64_t now)
             return NULL;
         }
     }
-    c->all_next = ep->all;
-    if (ep->all) ep->all->all_prev = c;
+    c->link.all_next = ep->all;
+    if (ep->all) ep->all->link.all_prev = c;
     ep->all = c;
     ep->st.conns_current++;
     if (is_server) ep->st.conns_half_open++;
@@ -52,32 +52,32 @@ tern_conn *tern__conn_new(tern_endpoint *ep, int is_server, uint64_t now)
 
 static void free_dgrams(tern_conn *c)
 {
-    while (c->dq_head) {
-        tern__dgram *d = c->dq_head;
-        c->dq_head = d->next;
+    while (c->dq.head) {
+        tern__dgram *d = c->dq.head;
+        c->dq.head = d->next;
         tern__conn_dealloc(c, d, sizeof(*d) + d->len);
     }
-    c->dq_tail = NULL;
-    c->dq_len = 0;
+    c->dq.tail = NULL;
+    c->dq.len = 0;
 }
 
 static void release_handshake(tern_conn *c)
 {
     tern_endpoint *ep = c->ep;
-    if (c->noise) {
-        tern__noise_wipe(c->noise);
-        tern__free(&ep->alloc, c->noise, sizeof(*c->noise));
-        c->noise = NULL;
+    if (c->hs.noise) {
+        tern__noise_wipe(c->hs.noise);
+        tern__free(&ep->alloc, c->hs.noise, sizeof(*c->hs.noise));
+        c->hs.noise = NULL;
     }
-    if (c->hs_pkt) {
-        size_t cap = c->is_server ? c->hs_pkt_len : TERN_MIN_INITIAL_SIZE;
-        tern__free(&ep->alloc, c->hs_pkt, cap);
-        c->hs_pkt = NULL;
+    if (c->hs.pkt) {
+        size_t cap = c->is_server ? c->hs.pkt_len : TERN_MIN_INITIAL_SIZE;
+        tern__free(&ep->alloc, c->hs.pkt, cap);
+        c->hs.pkt = NULL;
     }
-    c->hs_pending = 0;
-    if (c->in_initial_map) {
-        tern__map_del(&ep->by_initial, c->initial_dcid, c);
-        c->in_initial_map = 0;
+    c->hs.pending = 0;
+    if (c->hs.in_initial_map) {
+        tern__map_del(&ep->by_initial, c->hs.initial_dcid, c);
+        c->hs.in_initial_map = 0;
     }
 }
 
@@ -94,20 +94,20 @@ void tern__conn_free(tern_conn *c)
     tern__p2p_free(c);
     tern__ep_src_release(c);
     tern__map_del(&ep->by_cid, c->local_cid, c);
-    if (c->in_reset_map) tern__map_del(&ep->by_reset, c->peer_reset_token, c);
+    if (c->peer.in_reset_map) tern__map_del(&ep->by_reset, c->peer.reset_token, c);
     tern__heap_set(&ep->timers, &c->timer, TERN_TIME_NEVER);
-    if (c->in_send_list) {
+    if (c->link.in_send_list) {
         tern_conn **pp = &ep->send_head, *prev = NULL;
         while (*pp && *pp != c) {
             prev = *pp;
-            pp = &(*pp)->send_next;
+            pp = &(*pp)->link.send_next;
         }
-        if (*pp) *pp = c->send_next;
+        if (*pp) *pp = c->link.send_next;
         if (ep->send_tail == c) ep->send_tail = prev;
     }
-    if (c->all_prev) c->all_prev->all_next = c->all_next;
-    else ep->all = c->all_next;
-    if (c->all_next) c->all_next->all_prev = c->all_prev;
+    if (c->link.all_prev) c->link.all_prev->link.all_next = c->link.all_next;
+    else ep->all = c->link.all_next;
+    if (c->link.all_next) c->link.all_next->link.all_prev = c->link.all_prev;
     ep->st.conns_current--;
     sodium_memzero(c, sizeof(*c)); /* keys included */
     tern__free(&ep->alloc, c, sizeof(*c));
@@ -115,11 +115,11 @@ void tern__conn_free(tern_conn *c)
 
 int tern__conn_install_keys(tern_conn *c, const uint8_t tx_secret[32], const uint8_t rx_secret[32])
 {
-    int rc = tern__aead_init(&c->tx, c->aead, tx_secret);
-    if (rc == TERN_OK) rc = tern__aead_init(&c->rx, c->aead, rx_secret);
-    if (rc == TERN_OK) c->have_keys = 1;
-    c->st.aead = c->aead == TERN__WIRE_AES256GCM ? TERN_AEAD_AES256GCM : TERN_AEAD_CHACHA20POLY1305;
-    c->st.integrity_only = c->integrity_only;
+    int rc = tern__aead_init(&c->keys.tx, c->keys.aead, tx_secret);
+    if (rc == TERN_OK) rc = tern__aead_init(&c->keys.rx, c->keys.aead, rx_secret);
+    if (rc == TERN_OK) c->keys.have = 1;
+    c->st.aead = c->keys.aead == TERN__WIRE_AES256GCM ? TERN_AEAD_AES256GCM : TERN_AEAD_CHACHA20POLY1305;
+    c->st.integrity_only = c->keys.integrity_only;
     return rc;
 }
 
@@ -127,8 +127,8 @@ static void report_closed(tern_conn *c, int err, uint64_t code, const uint8_t *r
 {
     tern_endpoint *ep = c->ep;
     /* a server connection the application never saw ends without a word */
-    if (c->closed_reported || !c->exposed) return;
-    c->closed_reported = 1;
+    if (c->close.reported || !c->exposed) return;
+    c->close.reported = 1;
     if (ep->cb.on_closed)
         ep->cb.on_closed(c, err, code, (const char *)reason, len, ep->user_data);
 }
@@ -141,33 +141,33 @@ void tern__conn_close_as(tern_conn *c, uint64_t now, int err, uint64_t space, ui
     if (c->state == TERN_CONN_HANDSHAKE && c->is_server) ep->st.conns_half_open--;
     if (err == TERN_ERR_BUDGET) ep->st.conns_closed_budget++;
     if (err == TERN_ERR_NOMEM) ep->st.conns_closed_nomem++;
-    if (mode == TERM_SEND_CLOSE && !c->have_keys) mode = TERM_SILENT;
+    if (mode == TERM_SEND_CLOSE && !c->keys.have) mode = TERM_SILENT;
     if (reason_len > TERN__MAX_REASON_LEN) reason_len = TERN__MAX_REASON_LEN;
-    c->close_space = space;
-    c->close_code = code;
-    if (reason_len) memcpy(c->reason, reason, reason_len);
-    c->reason_len = reason_len;
+    c->close.space = space;
+    c->close.code = code;
+    if (reason_len) memcpy(c->close.reason, reason, reason_len);
+    c->close.reason_len = reason_len;
     switch (mode) {
     case TERM_SEND_CLOSE:
         c->state = TERN_CONN_CLOSING;
-        c->close_pending = 1;
-        c->close_deadline = now + 3 * tern__rec_rtt_pto(c);
+        c->close.pending = 1;
+        c->close.deadline = now + 3 * tern__rec_rtt_pto(c);
         tern__ep_mark_send(ep, c);
         break;
     case TERM_DRAIN:
         c->state = TERN_CONN_DRAINING;
-        c->close_deadline = now + 3 * tern__rec_rtt_pto(c);
+        c->close.deadline = now + 3 * tern__rec_rtt_pto(c);
         break;
     default:
         c->state = TERN_CONN_CLOSED;
-        c->close_deadline = now;
+        c->close.deadline = now;
         break;
     }
     release_handshake(c);
     free_dgrams(c);
     /* Flows stay until the connection is freed: this may run inside on_message, with the
      * flow being delivered still in use. */
-    report_closed(c, err, code, c->reason, c->reason_len);
+    report_closed(c, err, code, c->close.reason, c->close.reason_len);
     tern__conn_update_timer(c);
 }
 
@@ -188,18 +188,18 @@ void tern__conn_established(tern_conn *c, uint64_t now)
     tern_endpoint *ep = c->ep;
     if (c->is_server) ep->st.conns_half_open--;
     c->state = TERN_CONN_ESTABLISHED;
-    c->st.handshake_ns = now - c->hs_start;
-    c->last_rx = c->last_tx = now;
+    c->st.handshake_ns = now - c->hs.start;
+    c->rx.last = c->tx.last = now;
     release_handshake(c);
     if (tern__rec_init(c, now) != TERN_OK) {
         tern__conn_close_as(c, now, TERN_ERR_NOMEM, TERN__CLOSE_TRANSPORT, TERN__TERR_INTERNAL, NULL, 0,
                   TERM_SILENT);
         return;
     }
-    c->rec_ready = 1;
+    c->rec.ready = 1;
     ep->st.handshakes_completed++;
     if (c->is_server) {
-        c->hs_done_pending = 1;
+        c->tx.hs_done_pending = 1;
         c->exposed = 1;
         if (ep->cb.on_accept && ep->cb.on_accept(c, ep->user_data) < 0) {
             static const char why[] = "refused by server";
@@ -210,8 +210,8 @@ void tern__conn_established(tern_conn *c, uint64_t now)
         }
     } else {
         /* confirm: the server learns we have the keys; repeated until it answers */
-        c->ping_pending = 1;
-        c->ping_backoff = tern__rec_rtt_pto(c);
+        c->live.ping_pending = 1;
+        c->live.ping_backoff = tern__rec_rtt_pto(c);
     }
     tern__ep_mark_send(ep, c);
     tern__p2p_established(c, now);
@@ -231,28 +231,28 @@ static uint64_t next_deadline(const tern_conn *c)
     } while (0)
     switch (c->state) {
     case TERN_CONN_HANDSHAKE:
-        MIN_INTO(c->hs_deadline);
-        MIN_INTO(c->hs_retx_at);
+        MIN_INTO(c->hs.deadline);
+        MIN_INTO(c->hs.retx_at);
         MIN_INTO(tern__p2p_deadline(c));
         break;
     case TERN_CONN_ESTABLISHED:
-        MIN_INTO(c->last_rx + c->idle_timeout);
+        MIN_INTO(c->rx.last + c->live.idle_timeout);
         MIN_INTO(tern__p2p_deadline(c));
         MIN_INTO(tern__pmtu_deadline(c));
-        if (!c->ping_pending) {
-            if (c->ping_outstanding) MIN_INTO(c->ping_retx_at);
-            else if (c->ep->s.keepalive_ns) MIN_INTO(c->last_tx + c->ep->s.keepalive_ns);
+        if (!c->live.ping_pending) {
+            if (c->live.ping_outstanding) MIN_INTO(c->live.ping_retx_at);
+            else if (c->ep->s.keepalive_ns) MIN_INTO(c->tx.last + c->ep->s.keepalive_ns);
         }
-        if (c->rec_ready) {
-            if (!c->recp->acks.ack_now) MIN_INTO(c->recp->acks.ack_deadline);
-            if (c->recp->probes_pending == 0) MIN_INTO(tern__rec_timer(c));
-            MIN_INTO(c->pacer_wake);
+        if (c->rec.ready) {
+            if (!c->rec.r->acks.ack_now) MIN_INTO(c->rec.r->acks.ack_deadline);
+            if (c->rec.r->probes_pending == 0) MIN_INTO(tern__rec_timer(c));
+            MIN_INTO(c->tx.pacer_wake);
         }
         break;
     case TERN_CONN_CLOSING:
     case TERN_CONN_DRAINING:
     case TERN_CONN_CLOSED:
-        MIN_INTO(c->close_deadline);
+        MIN_INTO(c->close.deadline);
         break;
     }
 #undef MIN_INTO
@@ -269,38 +269,38 @@ void tern__conn_on_timer(tern_conn *c, uint64_t now)
     switch (c->state) {
     case TERN_CONN_HANDSHAKE:
         tern__hs_on_timer(c, now);
-        if (c->state == TERN_CONN_CLOSED && now >= c->close_deadline) {
+        if (c->state == TERN_CONN_CLOSED && now >= c->close.deadline) {
             tern__conn_free(c);
             return;
         }
         tern__p2p_on_timer(c, now);
         break;
     case TERN_CONN_ESTABLISHED:
-        if (now >= c->last_rx + c->idle_timeout) {
+        if (now >= c->rx.last + c->live.idle_timeout) {
             tern__conn_close_as(c, now, TERN_ERR_IDLE_TIMEOUT, TERN__CLOSE_TRANSPORT, 0, NULL, 0,
                       TERM_SILENT);
             tern__conn_free(c);
             return;
         }
-        if (c->ping_outstanding && now >= c->ping_retx_at) {
-            c->ping_pending = 1;
-            c->ping_backoff *= 2;
-            if (c->ping_backoff > c->ep->s.max_backoff_ns) c->ping_backoff = c->ep->s.max_backoff_ns;
+        if (c->live.ping_outstanding && now >= c->live.ping_retx_at) {
+            c->live.ping_pending = 1;
+            c->live.ping_backoff *= 2;
+            if (c->live.ping_backoff > c->ep->s.max_backoff_ns) c->live.ping_backoff = c->ep->s.max_backoff_ns;
             tern__ep_mark_send(c->ep, c);
-        } else if (!c->ping_outstanding && c->ep->s.keepalive_ns &&
-                   now >= c->last_tx + c->ep->s.keepalive_ns) {
-            c->ping_pending = 1;
-            c->ping_backoff = tern__rec_rtt_pto(c);
+        } else if (!c->live.ping_outstanding && c->ep->s.keepalive_ns &&
+                   now >= c->tx.last + c->ep->s.keepalive_ns) {
+            c->live.ping_pending = 1;
+            c->live.ping_backoff = tern__rec_rtt_pto(c);
             tern__ep_mark_send(c->ep, c);
         }
-        if (c->rec_ready) {
-            if (now >= c->recp->acks.ack_deadline) {
-                c->recp->acks.ack_now = 1;
+        if (c->rec.ready) {
+            if (now >= c->rec.r->acks.ack_deadline) {
+                c->rec.r->acks.ack_now = 1;
                 tern__ep_mark_send(c->ep, c);
             }
-            if (c->recp->probes_pending == 0 && now >= tern__rec_timer(c)) tern__rec_on_timer(c, now);
-            if (now >= c->pacer_wake) {
-                c->pacer_wake = TERN_TIME_NEVER;
+            if (c->rec.r->probes_pending == 0 && now >= tern__rec_timer(c)) tern__rec_on_timer(c, now);
+            if (now >= c->tx.pacer_wake) {
+                c->tx.pacer_wake = TERN_TIME_NEVER;
                 tern__ep_mark_send(c->ep, c);
             }
         }
@@ -308,7 +308,7 @@ void tern__conn_on_timer(tern_conn *c, uint64_t now)
         tern__pmtu_on_timer(c, now);
         break;
     default:
-        if (now >= c->close_deadline) {
+        if (now >= c->close.deadline) {
             c->state = TERN_CONN_CLOSED;
             tern__conn_free(c);
             return;
@@ -332,9 +332,9 @@ int tern_endpoint_connect(tern_endpoint *ep, uint64_t now, const tern_addr *loca
     c->path.remote = *remote;
     c->path.validated = 1; /* we chose to send there */
     c->exposed = 1;
-    memcpy(c->server_pub, server_pub, TERN_KEY_LEN);
-    tern__ep_rand(ep, c->initial_dcid, TERN_CID_LEN);
-    memcpy(c->remote_cid, c->initial_dcid, TERN_CID_LEN);
+    memcpy(c->hs.server_pub, server_pub, TERN_KEY_LEN);
+    tern__ep_rand(ep, c->hs.initial_dcid, TERN_CID_LEN);
+    memcpy(c->remote_cid, c->hs.initial_dcid, TERN_CID_LEN);
     int rc = tern__hs_client_start(c, now);
     if (rc != TERN_OK) {
         tern__conn_free(c);
@@ -356,7 +356,7 @@ int tern_conn_send_datagram(tern_conn *c, uint64_t now, const uint8_t *data, siz
     if (c == NULL || (data == NULL && len > 0)) return TERN_ERR_INVALID_ARG;
     if (c->state != TERN_CONN_ESTABLISHED) return TERN_ERR_STATE;
     if (len > tern_conn_max_datagram(c)) return TERN_ERR_TOO_LARGE;
-    if (c->dq_len >= c->ep->s.max_datagram_queue) {
+    if (c->dq.len >= c->ep->s.max_datagram_queue) {
         c->st.datagrams_dropped++;
         return TERN_ERR_AGAIN;
     }
@@ -369,10 +369,10 @@ int tern_conn_send_datagram(tern_conn *c, uint64_t now, const uint8_t *data, siz
     d->next = NULL;
     d->len = len;
     if (len) memcpy(d->data, data, len);
-    if (c->dq_tail) c->dq_tail->next = d;
-    else c->dq_head = d;
-    c->dq_tail = d;
-    c->dq_len++;
+    if (c->dq.tail) c->dq.tail->next = d;
+    else c->dq.head = d;
+    c->dq.tail = d;
+    c->dq.len++;
     tern__ep_mark_send(c->ep, c);
     return TERN_OK;
 }
@@ -382,8 +382,8 @@ int tern_conn_ping(tern_conn *c, uint64_t now)
     (void)now;
     if (c == NULL) return TERN_ERR_INVALID_ARG;
     if (c->state != TERN_CONN_ESTABLISHED) return TERN_ERR_STATE;
-    c->ping_pending = 1;
-    c->ping_backoff = tern__rec_rtt_pto(c);
+    c->live.ping_pending = 1;
+    c->live.ping_backoff = tern__rec_rtt_pto(c);
     tern__ep_mark_send(c->ep, c);
     tern__conn_update_timer(c);
     return TERN_OK;
@@ -421,15 +421,15 @@ void *tern_conn_get_user_data(const tern_conn *c)
 
 int tern_conn_peer_key(const tern_conn *c, uint8_t pub[TERN_KEY_LEN])
 {
-    if (!c->peer_known) return TERN_ERR_STATE;
-    memcpy(pub, c->peer_static, TERN_KEY_LEN);
+    if (!c->peer.known) return TERN_ERR_STATE;
+    memcpy(pub, c->peer.static_pub, TERN_KEY_LEN);
     return TERN_OK;
 }
 
 int tern_conn_peer_id(const tern_conn *c, uint8_t id[TERN_PEER_ID_LEN])
 {
-    if (!c->peer_known) return TERN_ERR_STATE;
-    tern_peer_id(c->peer_static, id);
+    if (!c->peer.known) return TERN_ERR_STATE;
+    tern_peer_id(c->peer.static_pub, id);
     return TERN_OK;
 }
 
@@ -447,8 +447,8 @@ void tern_conn_get_stats(const tern_conn *c, tern_conn_stats *st)
 {
     *st = c->st;
     st->pto_count = c->st.pto_count;
-    st->srtt_ns = c->rtt.srtt;
-    st->rttvar_ns = c->rtt.rttvar;
-    st->min_rtt_ns = c->rtt.min;
-    st->latest_rtt_ns = c->rtt.latest;
+    st->srtt_ns = c->rec.rtt.srtt;
+    st->rttvar_ns = c->rec.rtt.rttvar;
+    st->min_rtt_ns = c->rec.rtt.min;
+    st->latest_rtt_ns = c->rec.rtt.latest;
 }

@@ -8,6 +8,7 @@
 
 #include "core/crypto.h"
 #include "core/flow.h"
+#include "core/handshake.h"
 #include "core/noise.h"
 #include "core/packet.h"
 #include "core/pmtu.h"
@@ -120,70 +121,57 @@ typedef struct tern__dgram {
     uint8_t data[];
 } tern__dgram;
 
-typedef struct tern__rtt {
-    uint64_t srtt, rttvar, min, latest;
-    int has_sample;
-} tern__rtt;
+/* The groups of a connection's state, one per module. The module named in each comment writes
+ * the group; the others only read it (exceptions are named). */
 
-struct tern_conn {
-    tern__heap_item timer; /* first: the heap hands back &conn->timer */
-    tern_endpoint *ep;
-    void *user_data;
-    tern_conn_state state;
-    int is_server;
-    int exposed;   /* the application holds this handle (callbacks go to it) */
-    int confirmed; /* client: the server has seen our 1-RTT packets */
-
-    /* connection IDs */
-    uint8_t local_cid[TERN_CID_LEN];   /* peers send to this */
-    uint8_t remote_cid[TERN_CID_LEN];  /* we send to this */
-    uint8_t initial_dcid[TERN_CID_LEN];/* the DCID of the client's Initial */
-    int in_initial_map;
-
-    tern__path path;   /* the active path: where packets go */
-    tern__p2p *p2p;    /* candidate paths (allocated when there is more than one path) */
-    uint64_t path_moves;
-    int path_response_due; /* a PATH_RESPONSE goes out on the active path */
-    tern__pmtu pmtu;       /* path MTU discovery (written by pmtu.c) */
-    uint64_t path_response;
-
-    /* handshake */
-    tern__noise *noise;
-    uint8_t server_pub[TERN_KEY_LEN];  /* client: the pinned key */
-    uint8_t *hs_pkt;                   /* the Initial (client) or Response (server) to resend */
-    size_t hs_pkt_len;
-    int hs_pending;                    /* hs_pkt must go out */
-    uint8_t token[TERN__MAX_TOKEN_LEN];
-    size_t token_len;
-    int retries;
-    int tx_since_retry;
-    int hs_auth_failures;
-    uint64_t hs_start, hs_deadline, hs_retx_at, hs_backoff;
-
-    /* keys */
+/* Keys (conn.c installs them, conn_tx.c and conn_rx.c rotate them on key updates; handshake.c
+ * writes aead and integrity_only as negotiated, before tern__conn_install_keys). */
+typedef struct tern__keys {
     tern__aead tx, rx;
-    int have_keys;
+    int have;
     uint8_t aead;
     uint8_t integrity_only;
-    uint8_t peer_static[TERN_KEY_LEN];
-    int peer_known;
-    uint8_t peer_reset_token[TERN__RESET_TOKEN_LEN];
-    int has_peer_reset_token;
-    int in_reset_map;
-
-    /* packet numbers */
-    uint64_t next_pn;
-    tern__replay replay;
-
     /* key update (docs/protocol.md 2.4): the key phase bit of each direction */
     int tx_phase, rx_phase;
     uint64_t tx_phase_packets;  /* sent under the current tx key */
     uint64_t rx_phase_first;    /* first packet number received under the current rx key */
+} tern__keys;
 
-    /* liveness */
-    uint64_t last_rx, last_tx;
+/* What the peer is and told us in the handshake (handshake.c; conn.c removes the reset token
+ * from the endpoint's map when the connection is freed). */
+typedef struct tern__peer {
+    uint8_t static_pub[TERN_KEY_LEN];
+    int known;
+    uint8_t reset_token[TERN__RESET_TOKEN_LEN];
+    int has_reset_token;
+    int in_reset_map;
+    /* its transport parameters */
+    uint64_t max_udp_payload;
+    uint64_t flow_window, max_flows, max_ack_delay;
+} tern__peer;
+
+/* Receiving (conn_rx.c). */
+typedef struct tern__conn_rx {
+    uint64_t last;          /* when the last authenticated packet arrived (idle timeout) */
+    tern__replay replay;    /* packet numbers seen */
+    int confirmed;          /* client: the server has seen our 1-RTT packets */
+} tern__conn_rx;
+
+/* Transmitting (conn_tx.c; hs_done_pending is set by conn.c when established and again by
+ * recovery.c when the packet carrying it is lost; path_response* are set by path.c). */
+typedef struct tern__conn_tx {
+    uint64_t next_pn;
+    uint64_t last;             /* when the last packet went out (keep-alive) */
+    uint64_t pacer_wake;       /* data waits for the pacer until then (TERN_TIME_NEVER: not) */
+    int hs_done_pending;       /* server: HANDSHAKE_DONE must go out */
+    int path_response_due;     /* a PATH_RESPONSE goes out on the active path */
+    uint64_t path_response;
+} tern__conn_tx;
+
+/* Liveness: keep-alive PINGs and PONGs (conn.c arms them on its timer, conn_tx.c sends them,
+ * conn_rx.c queues PONGs and takes the answers; handshake.c sets idle_timeout as negotiated). */
+typedef struct tern__live {
     uint64_t idle_timeout;
-    uint64_t peer_max_udp_payload;
     uint64_t ping_id;          /* last PING id sent */
     uint64_t ping_sent_at;
     int ping_outstanding;
@@ -192,49 +180,67 @@ struct tern_conn {
     uint64_t ping_backoff;
     uint64_t pongs[TERN__MAX_PONGS];
     size_t n_pongs;
-    int hs_done_pending;       /* server: HANDSHAKE_DONE must go out */
-    tern__rtt rtt;
+} tern__live;
 
-    /* outgoing datagrams */
-    tern__dgram *dq_head, *dq_tail;
-    size_t dq_len;
+/* Outgoing datagrams (conn.c queues them, conn_tx.c sends them). */
+typedef struct tern__dgramq {
+    tern__dgram *head, *tail;
+    size_t len;
+} tern__dgramq;
 
-    /* close */
-    uint64_t close_space, close_code;
+/* Closing (conn.c; conn_rx.c and conn_tx.c count and re-arm the CLOSE packets). */
+typedef struct tern__close {
+    uint64_t space, code;
     uint8_t reason[TERN__MAX_REASON_LEN];
     size_t reason_len;
-    int close_pending;
-    int close_sends;
-    uint64_t close_deadline;
-    int closed_reported;
+    int pending;
+    int sends;
+    uint64_t deadline;
+    int reported;
+} tern__close;
 
-    /* lists */
+/* The endpoint's lists and per-source count (endpoint.c; conn.c unlinks on free). */
+typedef struct tern__link {
     tern_conn *send_next;
     int in_send_list;
     tern_conn *all_prev, *all_next;
-
-    /* flows and loss recovery (after the handshake) */
-    tern__recovery *recp;     /* allocated when established */
-    int rec_ready;
-    uint64_t pacer_wake;      /* data waits for the pacer until then (TERN_TIME_NEVER: not) */
-    uint64_t last_give_up;    /* when a message was last given up for lack of time */
-    uint64_t assembly_bytes;  /* bytes in every flow's large-message assembly buffer */
-    tern__sflow *sflows;
-    tern__rflow *rflows;
-    size_t n_sflows, n_rflows;
-    uint64_t next_flow_id;    /* ours: clients even, servers odd */
-    uint64_t peer_next_flow;  /* the peer's next new flow id */
-    uint64_t peer_flow_window, peer_max_flows, peer_max_ack_delay;
-
-    /* memory budget (tern_settings.conn_memory): bytes held for this connection's flows and
-     * datagram queue, each allocation at tern__mem_charge() of its size */
-    uint64_t mem;
     /* per-source limit: the source (IPv4 address or IPv6 /64) this server connection counts
      * against in the endpoint's by_src table */
     int src_held;
     uint8_t src_key[TERN__SRC_KEY_LEN];
+} tern__link;
 
-    tern_conn_stats st;
+struct tern_conn {
+    tern__heap_item timer; /* first: the heap hands back &conn->timer */
+    tern_endpoint *ep;
+    void *user_data;
+    tern_conn_state state; /* conn.c (handshake.c ends a failed handshake through conn.c) */
+    int is_server;
+    int exposed;   /* the application holds this handle (callbacks go to it) */
+
+    /* connection IDs (conn.c picks ours, handshake.c learns the peer's) */
+    uint8_t local_cid[TERN_CID_LEN];   /* peers send to this */
+    uint8_t remote_cid[TERN_CID_LEN];  /* we send to this */
+
+    /* paths (path.c, path_probe.c; handshake.c sets the first one) */
+    tern__path path;   /* the active path: where packets go */
+    tern__p2p *p2p;    /* candidate paths (allocated when there is more than one path) */
+    uint64_t path_moves;
+
+    tern__pmtu pmtu;   /* path MTU discovery (pmtu.c, pmtu.h) */
+    tern__hs hs;       /* the handshake (handshake.c, handshake.h) */
+    tern__keys keys;
+    tern__peer peer;
+    tern__conn_rx rx;
+    tern__conn_tx tx;
+    tern__live live;
+    tern__dgramq dq;
+    tern__close close;
+    tern__link link;
+    tern__flows flows; /* flows and the memory budget (flow.c, flow_send.c, flow_recv.c; flow.h) */
+    tern__rec rec;     /* loss recovery and RTT (recovery.c; flow.h) */
+
+    tern_conn_stats st; /* every module counts here */
 };
 
 typedef struct tern__stateless {
@@ -359,7 +365,7 @@ uint64_t tern__rec_pto(const tern_conn *c);
 void tern__rec_path_changed(tern_conn *c, uint64_t now);
 double tern__rec_loss_rate(const tern_conn *c);
 void tern__rec_rtt_init(tern__rtt *r, uint64_t initial);
-/* A new RTT sample (an ACK's, a PONG's) into c->rtt. */
+/* A new RTT sample (an ACK's, a PONG's) into c->rec.rtt. */
 void tern__rec_rtt_sample(tern_conn *c, uint64_t sample);
 /* srtt + max(4 rttvar, 1 ms): the PTO without the peer's ACK delay (see tern__rec_pto). */
 uint64_t tern__rec_rtt_pto(const tern_conn *c);

@@ -90,20 +90,20 @@ static int process_frames(tern_conn *c, tern__rx *rx, const uint8_t *p, const ui
             tern__p2p_on_response(c, rx, f.id);
             break;
         case TERN__FRAME_PING:
-            if (c->n_pongs < TERN__MAX_PONGS) c->pongs[c->n_pongs++] = f.id;
-            else c->pongs[TERN__MAX_PONGS - 1] = f.id;
+            if (c->live.n_pongs < TERN__MAX_PONGS) c->live.pongs[c->live.n_pongs++] = f.id;
+            else c->live.pongs[TERN__MAX_PONGS - 1] = f.id;
             tern__ep_mark_send(ep, c);
             break;
         case TERN__FRAME_PONG:
-            if (c->ping_outstanding && f.id == c->ping_id) {
-                c->ping_outstanding = 0;
-                tern__rec_rtt_sample(c, now - c->ping_sent_at);
-                if (ep->cb.on_rtt) ep->cb.on_rtt(c, c->rtt.latest, ep->user_data);
+            if (c->live.ping_outstanding && f.id == c->live.ping_id) {
+                c->live.ping_outstanding = 0;
+                tern__rec_rtt_sample(c, now - c->live.ping_sent_at);
+                if (ep->cb.on_rtt) ep->cb.on_rtt(c, c->rec.rtt.latest, ep->user_data);
             }
             break;
         case TERN__FRAME_HANDSHAKE_DONE:
             if (c->is_server) return TERN_ERR_PROTOCOL;
-            c->confirmed = 1;
+            c->rx.confirmed = 1;
             break;
         case TERN__FRAME_CLOSE: {
             /* a server whose application refused us says so with transport error REFUSED */
@@ -130,7 +130,7 @@ int tern__conn_recv_short(tern_endpoint *ep, tern__rx *rx, const uint8_t *pkt, s
     tern__short_hdr h;
     int rc = tern__short_decode(pkt, len, &h);
     tern_conn *c = rc == TERN_OK ? tern__map_get(&ep->by_cid, h.dcid) : NULL;
-    if (c == NULL || !c->have_keys) {
+    if (c == NULL || !c->keys.have) {
         if (check_reset(ep, now, pkt, len)) return TERN_OK;
         if (rc != TERN_OK) return rc;
         if (c == NULL) {
@@ -141,8 +141,8 @@ int tern__conn_recv_short(tern_endpoint *ep, tern__rx *rx, const uint8_t *pkt, s
     }
     if (c->state == TERN_CONN_DRAINING || c->state == TERN_CONN_CLOSED) return TERN_ERR_IGNORED;
 
-    uint64_t pn = tern__pn_decode(c->replay.largest, c->replay.have, h.pn_truncated, h.pn_len);
-    if (tern__replay_check(&c->replay, pn) != TERN_OK) {
+    uint64_t pn = tern__pn_decode(c->rx.replay.largest, c->rx.replay.have, h.pn_truncated, h.pn_len);
+    if (tern__replay_check(&c->rx.replay, pn) != TERN_OK) {
         c->st.drop_replay++;
         return TERN_ERR_REPLAY;
     }
@@ -152,19 +152,19 @@ int tern__conn_recv_short(tern_endpoint *ep, tern__rx *rx, const uint8_t *pkt, s
     /* key phase: the other phase on a packet newer than this phase's first is the peer's key
      * update (try the next key); on an older one it is a late packet under the old key, which
      * is gone (the data in it is retransmitted) */
-    const tern__aead *key = &c->rx;
+    const tern__aead *key = &c->keys.rx;
     tern__aead next;
     int phase = (h.flags & TERN__SHORT_KEY_PHASE) != 0, rotating = 0;
-    if (phase != c->rx_phase) {
-        if (pn < c->rx_phase_first) {
+    if (phase != c->keys.rx_phase) {
+        if (pn < c->keys.rx_phase_first) {
             c->st.drop_auth++;
             return TERN_ERR_AUTH;
         }
-        if (tern__aead_next(&next, &c->rx) != TERN_OK) return TERN_ERR_AUTH;
+        if (tern__aead_next(&next, &c->keys.rx) != TERN_OK) return TERN_ERR_AUTH;
         key = &next;
         rotating = 1;
     }
-    if (c->integrity_only) {
+    if (c->keys.integrity_only) {
         /* open in place would need a writable packet: copy, then verify header||frames */
         uint8_t whole[TERN_MAX_DATAGRAM];
         memcpy(whole, pkt, len);
@@ -187,16 +187,16 @@ int tern__conn_recv_short(tern_endpoint *ep, tern__rx *rx, const uint8_t *pkt, s
         return TERN_ERR_AUTH;
     }
     if (rotating) {
-        c->rx = next;
+        c->keys.rx = next;
         sodium_memzero(&next, sizeof(next));
-        c->rx_phase = phase;
-        c->rx_phase_first = pn;
-        if (c->tx_phase != phase) tern__conn_update_tx_key(c); /* answer the peer's update */
+        c->keys.rx_phase = phase;
+        c->keys.rx_phase_first = pn;
+        if (c->keys.tx_phase != phase) tern__conn_update_tx_key(c); /* answer the peer's update */
     }
     size_t plain_len = ct_len - TERN__AEAD_TAG_LEN;
-    int newest = !c->replay.have || pn > c->replay.largest;
-    tern__replay_mark(&c->replay, pn);
-    c->last_rx = now;
+    int newest = !c->rx.replay.have || pn > c->rx.replay.largest;
+    tern__replay_mark(&c->rx.replay, pn);
+    c->rx.last = now;
     c->st.rx_packets++;
     c->st.rx_bytes += len;
     /* which path did it come on? A new source address is a candidate until validated */
@@ -211,8 +211,8 @@ int tern__conn_recv_short(tern_endpoint *ep, tern__rx *rx, const uint8_t *pkt, s
         return TERN_ERR_PROTOCOL;
     }
     if (c->state == TERN_CONN_CLOSING) {
-        if (c->close_sends < MAX_CLOSE_SENDS) {
-            c->close_pending = 1;
+        if (c->close.sends < MAX_CLOSE_SENDS) {
+            c->close.pending = 1;
             tern__ep_mark_send(ep, c);
         }
         return TERN_OK;
@@ -225,8 +225,8 @@ int tern__conn_recv_short(tern_endpoint *ep, tern__rx *rx, const uint8_t *pkt, s
         tern__conn_established(c, now);
         if (c->state != TERN_CONN_ESTABLISHED) return TERN_OK;
     }
-    if (!c->is_server) c->confirmed = 1;
-    int out_of_order = tern__ackset_add(&c->recp->acks, pn, now);
+    if (!c->is_server) c->rx.confirmed = 1;
+    int out_of_order = tern__ackset_add(&c->rec.r->acks, pn, now);
     int eliciting = 0, probing_only = 1;
     rc = process_frames(c, rx, frames, frames + plain_len, &eliciting, &probing_only);
     if (rc == TERN_OK) tern__p2p_on_rx_done(c, rx, newest, probing_only);
@@ -246,7 +246,7 @@ int tern__conn_recv_short(tern_endpoint *ep, tern__rx *rx, const uint8_t *pkt, s
     /* ACK policy: every ack_every ack-eliciting packets, at once on a gap (a NACK), or after
      * max_ack_delay */
     if (eliciting) {
-        tern__ackset *a = &c->recp->acks;
+        tern__ackset *a = &c->rec.r->acks;
         a->unacked_eliciting++;
         if (out_of_order || a->unacked_eliciting >= c->ep->s.ack_every) a->ack_now = 1;
         else if (a->ack_deadline == TERN_TIME_NEVER)

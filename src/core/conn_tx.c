@@ -20,7 +20,7 @@ size_t tern__conn_packet_overhead(void)
 size_t tern__conn_max_payload(const tern_conn *c)
 {
     size_t m = c->pmtu.size ? c->pmtu.size : c->ep->s.max_udp_payload;
-    if (c->peer_max_udp_payload && c->peer_max_udp_payload < m) m = c->peer_max_udp_payload;
+    if (c->peer.max_udp_payload && c->peer.max_udp_payload < m) m = c->peer.max_udp_payload;
     /* the relay's header rides in front; an introduced peer's connection leaves room for it
      * even on a direct path, since fragments keep their size when retransmitted after a move to
      * the relay */
@@ -32,11 +32,11 @@ size_t tern__conn_max_payload(const tern_conn *c)
 void tern__conn_update_tx_key(tern_conn *c)
 {
     tern__aead next;
-    if (tern__aead_next(&next, &c->tx) != TERN_OK) return; /* keep the old key: no worse */
-    c->tx = next;
+    if (tern__aead_next(&next, &c->keys.tx) != TERN_OK) return; /* keep the old key: no worse */
+    c->keys.tx = next;
     sodium_memzero(&next, sizeof(next));
-    c->tx_phase ^= 1;
-    c->tx_phase_packets = 0;
+    c->keys.tx_phase ^= 1;
+    c->keys.tx_phase_packets = 0;
     c->st.key_updates++;
 }
 
@@ -47,25 +47,25 @@ int tern__conn_seal_pn(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, con
 {
     size_t total = SHORT_HDR_LEN + frames_len + TERN__AEAD_TAG_LEN;
     if (total > cap) return 0;
-    uint64_t pn = c->next_pn++;
-    uint8_t *p = tern__short_encode(out, out + cap, c->tx_phase, c->remote_cid, pn, PN_LEN);
+    uint64_t pn = c->tx.next_pn++;
+    uint8_t *p = tern__short_encode(out, out + cap, c->keys.tx_phase, c->remote_cid, pn, PN_LEN);
     if (p == NULL) return 0;
     int rc;
-    if (c->integrity_only) {
+    if (c->keys.integrity_only) {
         memcpy(p, frames, frames_len);
-        rc = tern__aead_seal(&c->tx, pn, 1, out, SHORT_HDR_LEN, p, frames_len, p);
+        rc = tern__aead_seal(&c->keys.tx, pn, 1, out, SHORT_HDR_LEN, p, frames_len, p);
     } else {
-        rc = tern__aead_seal(&c->tx, pn, 0, out, SHORT_HDR_LEN, frames, frames_len, p);
+        rc = tern__aead_seal(&c->keys.tx, pn, 0, out, SHORT_HDR_LEN, frames, frames_len, p);
     }
     if (rc != TERN_OK) return 0;
-    c->last_tx = now;
+    c->tx.last = now;
     c->st.tx_packets++;
     c->st.tx_bytes += total;
     if (pn_out) *pn_out = pn;
     /* enough under this key: the next packet goes out under the next one, once the peer
      * answered under the current one (so it can tell old from new) */
-    if (++c->tx_phase_packets >= c->ep->s.key_update_packets && c->tx_phase == c->rx_phase &&
-        c->replay.have && c->replay.largest >= c->rx_phase_first)
+    if (++c->keys.tx_phase_packets >= c->ep->s.key_update_packets && c->keys.tx_phase == c->keys.rx_phase &&
+        c->rx.replay.have && c->rx.replay.largest >= c->keys.rx_phase_first)
         tern__conn_update_tx_key(c);
     return (int)total;
 }
@@ -79,14 +79,14 @@ int tern__conn_seal(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const 
 /* May data go out now? Congestion window and pacer (probes ignore both). */
 static int data_allowed(tern_conn *c, uint64_t now, size_t bytes)
 {
-    tern__recovery *r = c->recp;
+    tern__recovery *r = c->rec.r;
     if (r->probes_pending) return 1;
     if (r->bytes_in_flight + bytes > r->cc.ops->cwnd(r->cc.st)) return 0;
-    tern__pacer_set_rate(&r->pacer, r->cc.ops->pacing_rate(r->cc.st, c->rtt.srtt),
+    tern__pacer_set_rate(&r->pacer, r->cc.ops->pacing_rate(r->cc.st, c->rec.rtt.srtt),
                          tern__conn_max_payload(c));
     uint64_t t = tern__pacer_next(&r->pacer, now, bytes);
     if (t > now) {
-        c->pacer_wake = t;
+        c->tx.pacer_wake = t;
         return 0;
     }
     return 1;
@@ -144,24 +144,24 @@ static int write_active(tern_conn *c, uint64_t now, uint8_t *out, size_t cap)
     case TERN_CONN_HANDSHAKE:
         return tern__hs_write(c, out, cap);
     case TERN_CONN_CLOSING:
-        if (!c->close_pending) return 0;
-        c->close_pending = 0;
-        c->close_sends++;
-        p = tern__frame_put_close(p, end, c->close_space, c->close_code, c->reason, c->reason_len);
+        if (!c->close.pending) return 0;
+        c->close.pending = 0;
+        c->close.sends++;
+        p = tern__frame_put_close(p, end, c->close.space, c->close.code, c->close.reason, c->close.reason_len);
         return p ? tern__conn_seal_pn(c, now, out, cap, frames, (size_t)(p - frames), NULL) : 0;
     case TERN_CONN_ESTABLISHED:
         break;
     default:
         return 0;
     }
-    if (tern__rec_reserve(c, c->next_pn) != TERN_OK) return 0;
+    if (tern__rec_reserve(c, c->tx.next_pn) != TERN_OK) return 0;
 
     tern__sent rec;
     memset(&rec, 0, sizeof(rec));
-    rec.pn = c->next_pn;
+    rec.pn = c->tx.next_pn;
     int eliciting = 0, ack_written = 0;
     uint8_t *q;
-    tern__ackset *acks = &c->recp->acks;
+    tern__ackset *acks = &c->rec.r->acks;
     /* an ACK rides on every packet while something is unacknowledged */
     if (acks->n > 0 && (acks->ack_now || now >= acks->ack_deadline || acks->unacked_eliciting)) {
         q = tern__ack_encode(acks, now, p, end);
@@ -170,34 +170,34 @@ static int write_active(tern_conn *c, uint64_t now, uint8_t *out, size_t cap)
             ack_written = 1;
         }
     }
-    if (c->path_response_due &&
-        (q = tern__frame_put_path(p, end, TERN__FRAME_PATH_RESPONSE, c->path_response)) != NULL) {
+    if (c->tx.path_response_due &&
+        (q = tern__frame_put_path(p, end, TERN__FRAME_PATH_RESPONSE, c->tx.path_response)) != NULL) {
         p = q;
-        c->path_response_due = 0;
+        c->tx.path_response_due = 0;
         eliciting = 1;
     }
-    if (c->hs_done_pending && (q = tern__put_varint(p, end, TERN__FRAME_HANDSHAKE_DONE)) != NULL) {
+    if (c->tx.hs_done_pending && (q = tern__put_varint(p, end, TERN__FRAME_HANDSHAKE_DONE)) != NULL) {
         p = q;
-        c->hs_done_pending = 0;
+        c->tx.hs_done_pending = 0;
         rec.hs_done = 1;
         eliciting = 1;
     }
-    while (c->n_pongs > 0 &&
-           (q = tern__frame_put_ping(p, end, TERN__FRAME_PONG, c->pongs[0])) != NULL) {
+    while (c->live.n_pongs > 0 &&
+           (q = tern__frame_put_ping(p, end, TERN__FRAME_PONG, c->live.pongs[0])) != NULL) {
         p = q;
-        memmove(c->pongs, c->pongs + 1, (c->n_pongs - 1) * sizeof(c->pongs[0]));
-        c->n_pongs--;
+        memmove(c->live.pongs, c->live.pongs + 1, (c->live.n_pongs - 1) * sizeof(c->live.pongs[0]));
+        c->live.n_pongs--;
         eliciting = 1;
     }
-    if (c->ping_pending &&
-        (q = tern__frame_put_ping(p, end, TERN__FRAME_PING, c->ping_id + 1)) != NULL) {
+    if (c->live.ping_pending &&
+        (q = tern__frame_put_ping(p, end, TERN__FRAME_PING, c->live.ping_id + 1)) != NULL) {
         p = q;
-        c->ping_id++;
-        c->ping_pending = 0;
-        c->ping_outstanding = 1;
-        c->ping_sent_at = now;
-        if (c->ping_backoff == 0) c->ping_backoff = tern__rec_rtt_pto(c);
-        c->ping_retx_at = now + c->ping_backoff;
+        c->live.ping_id++;
+        c->live.ping_pending = 0;
+        c->live.ping_outstanding = 1;
+        c->live.ping_sent_at = now;
+        if (c->live.ping_backoff == 0) c->live.ping_backoff = tern__rec_rtt_pto(c);
+        c->live.ping_retx_at = now + c->live.ping_backoff;
         rec.ping = 1;
         eliciting = 1;
     }
@@ -206,31 +206,31 @@ static int write_active(tern_conn *c, uint64_t now, uint8_t *out, size_t cap)
     if (p != before) eliciting = 1;
 
     /* application data: under the congestion window and the pacer */
-    int want_data = c->dq_head != NULL || tern__flow_has_data(c, now);
+    int want_data = c->dq.head != NULL || tern__flow_has_data(c, now);
     if (want_data && data_allowed(c, now, limit)) {
         before = p;
         p = tern__flow_write_data(c, now, p, end, &rec);
-        while (c->dq_head != NULL) {
-            tern__dgram *d = c->dq_head;
+        while (c->dq.head != NULL) {
+            tern__dgram *d = c->dq.head;
             q = tern__frame_put_datagram(p, end, d->data, d->len);
             if (q == NULL) break;
             p = q;
-            c->dq_head = d->next;
-            if (c->dq_head == NULL) c->dq_tail = NULL;
-            c->dq_len--;
+            c->dq.head = d->next;
+            if (c->dq.head == NULL) c->dq.tail = NULL;
+            c->dq.len--;
             c->st.datagrams_sent++;
             tern__conn_dealloc(c, d, sizeof(*d) + d->len);
         }
         if (p != before) eliciting = 1;
-    } else if (!want_data && now > c->last_give_up + c->rtt.srtt) {
+    } else if (!want_data && now > c->flows.last_give_up + c->rec.rtt.srtt) {
         /* nothing to send although the window may allow: later samples are app-limited. Not
          * so while messages are being given up for lack of time: that sender is limited by
          * the network, however empty its queue looks for a moment. */
-        if (c->recp->bytes_in_flight < c->recp->cc.ops->cwnd(c->recp->cc.st))
-            tern__rate_on_app_limited(&c->recp->rate, c->recp->bytes_in_flight);
+        if (c->rec.r->bytes_in_flight < c->rec.r->cc.ops->cwnd(c->rec.r->cc.st))
+            tern__rate_on_app_limited(&c->rec.r->rate, c->rec.r->bytes_in_flight);
     }
-    if (c->recp->probes_pending && !eliciting) {
-        if ((q = tern__frame_put_ping(p, end, TERN__FRAME_PING, ++c->ping_id)) != NULL) {
+    if (c->rec.r->probes_pending && !eliciting) {
+        if ((q = tern__frame_put_ping(p, end, TERN__FRAME_PING, ++c->live.ping_id)) != NULL) {
             p = q;
             eliciting = 1;
             rec.ping = 1;
@@ -255,7 +255,7 @@ static int write_active(tern_conn *c, uint64_t now, uint8_t *out, size_t cap)
         rec.ack_eliciting = 1;
         rec.in_flight = 1;
         tern__rec_on_sent(c, &rec, now);
-        if (c->recp->probes_pending) c->recp->probes_pending--;
+        if (c->rec.r->probes_pending) c->rec.r->probes_pending--;
     }
     tern__conn_update_timer(c);
     return n;

@@ -258,41 +258,41 @@ int tern__ep_src_hold(tern_conn *c, const tern__rx *rx)
 {
     tern_endpoint *ep = c->ep;
     if (ep->s.max_conns_per_ip == 0 || rx->relayed || ep->by_src.slots == NULL) return TERN_OK;
-    src_key(rx->remote, c->src_key);
-    void **v = tern__map_ref(&ep->by_src, c->src_key);
+    src_key(rx->remote, c->link.src_key);
+    void **v = tern__map_ref(&ep->by_src, c->link.src_key);
     if (v != NULL) {
         *v = (void *)((uintptr_t)*v + 1);
     } else {
-        int rc = tern__map_put(&ep->by_src, c->src_key, (void *)(uintptr_t)1);
+        int rc = tern__map_put(&ep->by_src, c->link.src_key, (void *)(uintptr_t)1);
         if (rc != TERN_OK) return rc;
         ep->st.sources_current++;
     }
-    c->src_held = 1;
+    c->link.src_held = 1;
     return TERN_OK;
 }
 
 void tern__ep_src_release(tern_conn *c)
 {
     tern_endpoint *ep = c->ep;
-    if (!c->src_held) return;
-    c->src_held = 0;
-    void **v = tern__map_ref(&ep->by_src, c->src_key);
+    if (!c->link.src_held) return;
+    c->link.src_held = 0;
+    void **v = tern__map_ref(&ep->by_src, c->link.src_key);
     if (v == NULL) return;
     uintptr_t n = (uintptr_t)*v;
     if (n > 1) {
         *v = (void *)(n - 1);
     } else {
-        tern__map_del(&ep->by_src, c->src_key, *v);
+        tern__map_del(&ep->by_src, c->link.src_key, *v);
         ep->st.sources_current--;
     }
 }
 
 void tern__ep_mark_send(tern_endpoint *ep, tern_conn *c)
 {
-    if (c->in_send_list) return;
-    c->in_send_list = 1;
-    c->send_next = NULL;
-    if (ep->send_tail) ep->send_tail->send_next = c;
+    if (c->link.in_send_list) return;
+    c->link.in_send_list = 1;
+    c->link.send_next = NULL;
+    if (ep->send_tail) ep->send_tail->link.send_next = c;
     else ep->send_head = c;
     ep->send_tail = c;
 }
@@ -400,10 +400,10 @@ int tern_endpoint_send(tern_endpoint *ep, uint64_t now, tern_datagram *dgrams, s
         int len = tern__conn_write(c, now, buf + off, buf_len - off, &via);
         if (len <= 0) {
             /* nothing more from this connection: unlink it */
-            ep->send_head = c->send_next;
+            ep->send_head = c->link.send_next;
             if (ep->send_head == NULL) ep->send_tail = NULL;
-            c->in_send_list = 0;
-            c->send_next = NULL;
+            c->link.in_send_list = 0;
+            c->link.send_next = NULL;
             continue;
         }
         dgrams[n].local = via->local;
@@ -413,10 +413,10 @@ int tern_endpoint_send(tern_endpoint *ep, uint64_t now, tern_datagram *dgrams, s
         off += (size_t)len;
         n++;
         /* round robin: move the connection to the back */
-        if (c->send_next != NULL) {
-            ep->send_head = c->send_next;
-            c->send_next = NULL;
-            ep->send_tail->send_next = c;
+        if (c->link.send_next != NULL) {
+            ep->send_head = c->link.send_next;
+            c->link.send_next = NULL;
+            ep->send_tail->link.send_next = c;
             ep->send_tail = c;
         }
     }

@@ -10,7 +10,7 @@
 
 /* ---------------------------------------------------------------- memory budget */
 
-/* Everything a connection's flows and datagram queue allocate is counted in c->mem at its real
+/* Everything a connection's flows and datagram queue allocate is counted in c->flows.mem at its real
  * size (tern__mem_charge). What the peer makes us hold (receive flows, reassembly) is refused
  * past tern_settings.conn_memory and the connection is closed with TERN_ERR_BUDGET; what our
  * own application queues is refused earlier, at three quarters of it (tern_flow_send and
@@ -21,13 +21,13 @@
 int tern__conn_mem_over(const tern_conn *c, size_t size)
 {
     uint64_t max = c->ep->s.conn_memory;
-    return max != 0 && c->mem + tern__mem_charge(size) > max;
+    return max != 0 && c->flows.mem + tern__mem_charge(size) > max;
 }
 
 int tern__conn_send_over(const tern_conn *c, size_t size)
 {
     uint64_t max = c->ep->s.conn_memory;
-    return max != 0 && c->mem + tern__mem_charge(size) > max - max / 4;
+    return max != 0 && c->flows.mem + tern__mem_charge(size) > max - max / 4;
 }
 
 int tern__conn_mem_err(const tern_conn *c, size_t size)
@@ -39,7 +39,7 @@ void *tern__conn_alloc(tern_conn *c, size_t size, int enforce)
 {
     if (enforce && tern__conn_mem_over(c, size)) return NULL;
     void *p = tern__malloc(&c->ep->alloc, size);
-    if (p != NULL) c->mem += tern__mem_charge(size);
+    if (p != NULL) c->flows.mem += tern__mem_charge(size);
     return p;
 }
 
@@ -53,27 +53,27 @@ void *tern__conn_calloc(tern_conn *c, size_t size, int enforce)
 void tern__conn_dealloc(tern_conn *c, void *p, size_t size)
 {
     if (p == NULL) return;
-    c->mem -= tern__mem_charge(size);
+    c->flows.mem -= tern__mem_charge(size);
     tern__free(&c->ep->alloc, p, size);
 }
 
 size_t tern_conn_memory(const tern_conn *c)
 {
-    return c ? (size_t)c->mem : 0;
+    return c ? (size_t)c->flows.mem : 0;
 }
 
 /* ---------------------------------------------------------------- lookup */
 
 tern__sflow *tern__sflow_find(const tern_conn *c, uint64_t id)
 {
-    for (tern__sflow *f = c->sflows; f; f = f->next)
+    for (tern__sflow *f = c->flows.send; f; f = f->next)
         if (f->id == id) return f;
     return NULL;
 }
 
 tern__rflow *tern__rflow_find(const tern_conn *c, uint64_t id)
 {
-    for (tern__rflow *f = c->rflows; f; f = f->next)
+    for (tern__rflow *f = c->flows.recv; f; f = f->next)
         if (f->id == id) return f;
     return NULL;
 }
@@ -86,17 +86,17 @@ void tern__flows_reap(tern_conn *c)
 
 void tern__flows_free(tern_conn *c)
 {
-    while (c->sflows) {
-        tern__sflow *f = c->sflows;
-        c->sflows = f->next;
+    while (c->flows.send) {
+        tern__sflow *f = c->flows.send;
+        c->flows.send = f->next;
         tern__sflow_free(c, f);
     }
-    while (c->rflows) {
-        tern__rflow *f = c->rflows;
-        c->rflows = f->next;
+    while (c->flows.recv) {
+        tern__rflow *f = c->flows.recv;
+        c->flows.recv = f->next;
         tern__rflow_free(c, f);
     }
-    c->n_sflows = c->n_rflows = 0;
+    c->flows.n_send = c->flows.n_recv = 0;
 }
 
 /* ---------------------------------------------------------------- public API */
@@ -115,19 +115,19 @@ int tern_flow_open(tern_conn *c, const tern_flow_config *cfg, uint64_t *flow_id)
     if (cfg) d = *cfg;
     if (d.reliability > TERN_FLOW_UNRELIABLE || d.priority > 7) return TERN_ERR_INVALID_ARG;
     if (d.stream && (d.reliability != TERN_FLOW_RELIABLE || !d.ordered)) return TERN_ERR_INVALID_ARG;
-    if (c->n_sflows >= c->peer_max_flows) return TERN_ERR_LIMIT;
+    if (c->flows.n_send >= c->peer.max_flows) return TERN_ERR_LIMIT;
     tern__sflow *f = tern__conn_calloc(c, sizeof(*f), 0);
     if (f == NULL) return TERN_ERR_NOMEM;
-    f->id = c->next_flow_id;
-    c->next_flow_id += 2;
+    f->id = c->flows.next_id;
+    c->flows.next_id += 2;
     f->cfg = d;
-    f->peer_max = c->peer_flow_window;
+    f->peer_max = c->peer.flow_window;
     f->final_fsn = UINT64_MAX;
     /* append: flows of one priority are served in opening order */
-    tern__sflow **pp = &c->sflows;
+    tern__sflow **pp = &c->flows.send;
     while (*pp) pp = &(*pp)->next;
     *pp = f;
-    c->n_sflows++;
+    c->flows.n_send++;
     *flow_id = f->id;
     return TERN_OK;
 }

@@ -175,4 +175,31 @@ typedef struct tern__recovery {
     uint64_t last_loss_reported_q16;
 } tern__recovery;
 
+/* A connection's flows (flow.c, flow_send.c, flow_recv.c; conn.c sets the first ids). */
+typedef struct tern__flows {
+    struct tern__sflow *send;
+    struct tern__rflow *recv;
+    size_t n_send, n_recv;
+    uint64_t next_id;         /* ours: clients even, servers odd */
+    uint64_t peer_next;       /* the peer's next new flow id */
+    uint64_t last_give_up;    /* when a message was last given up for lack of time */
+    uint64_t assembly_bytes;  /* bytes in every flow's large-message assembly buffer */
+    /* memory budget (tern_settings.conn_memory): bytes held for this connection's flows and
+     * datagram queue, each allocation at tern__mem_charge() of its size (tern__conn_alloc) */
+    uint64_t mem;
+} tern__flows;
+
+typedef struct tern__rtt {
+    uint64_t srtt, rttvar, min, latest;
+    int has_sample;
+} tern__rtt;
+
+/* A connection's loss recovery and RTT estimate (recovery.c; conn.c sets ready when
+ * established). */
+typedef struct tern__rec {
+    tern__recovery *r;   /* allocated when established */
+    int ready;
+    tern__rtt rtt;
+} tern__rec;
+
 #endif

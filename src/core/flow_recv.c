@@ -14,7 +14,7 @@ static void partial_discard(tern_conn *c, tern__rflow *f)
 {
     if (f->pbuf) {
         tern__conn_dealloc(c, f->pbuf, f->pcap);
-        c->assembly_bytes -= f->pcap;
+        c->flows.assembly_bytes -= f->pcap;
     }
     f->pbuf = NULL;
     f->plen = f->pcap = 0;
@@ -48,7 +48,7 @@ static int rflow_reserve(tern_conn *c, tern__rflow *f, uint64_t fsn)
     size_t nsize = (size_t)ncap * sizeof(tern__rfrag);
     /* the old ring is freed right after: count only the growth against the budget */
     if (c->ep->s.conn_memory &&
-        c->mem - tern__mem_charge(f->slots_cap * sizeof(*f->slots)) + tern__mem_charge(nsize) >
+        c->flows.mem - tern__mem_charge(f->slots_cap * sizeof(*f->slots)) + tern__mem_charge(nsize) >
             c->ep->s.conn_memory)
         return TERN_ERR_BUDGET;
     tern__rfrag *ns = tern__conn_calloc(c, nsize, 0);
@@ -92,7 +92,7 @@ static int deliver(tern_conn *c, tern__rflow *f, uint64_t first, uint64_t last)
         msg = buf;
     }
     const tern__rfrag *head = slot(f, first);
-    if (head->deadline && c->last_rx >= head->deadline) {
+    if (head->deadline && c->rx.last >= head->deadline) {
         c->st.messages_expired++; /* too late to be of use: never delivered after its deadline */
     } else {
         c->st.messages_received++;
@@ -188,9 +188,9 @@ static int partial_take(tern_conn *c, tern__rflow *f)
         size_t ncap = f->pcap ? f->pcap : 65536;
         while (ncap < f->plen + s->len) ncap *= 2;
         if (ncap > TERN__MAX_MESSAGE) ncap = TERN__MAX_MESSAGE;
-        if (c->assembly_bytes - f->pcap + ncap > TERN__MAX_ASSEMBLY) return TERN_ERR_PROTOCOL;
+        if (c->flows.assembly_bytes - f->pcap + ncap > TERN__MAX_ASSEMBLY) return TERN_ERR_PROTOCOL;
         /* the fragment's own buffer is freed as it is copied in: the budget sees the growth */
-        if (c->ep->s.conn_memory && c->mem - (f->pbuf ? tern__mem_charge(f->pcap) : 0) +
+        if (c->ep->s.conn_memory && c->flows.mem - (f->pbuf ? tern__mem_charge(f->pcap) : 0) +
                                             tern__mem_charge(ncap) >
                                         c->ep->s.conn_memory)
             return TERN_ERR_BUDGET;
@@ -198,7 +198,7 @@ static int partial_take(tern_conn *c, tern__rflow *f)
         if (nb == NULL) return TERN_ERR_NOMEM;
         if (f->plen) memcpy(nb, f->pbuf, f->plen);
         if (f->pbuf) tern__conn_dealloc(c, f->pbuf, f->pcap);
-        c->assembly_bytes += ncap - f->pcap;
+        c->flows.assembly_bytes += ncap - f->pcap;
         f->pbuf = nb;
         f->pcap = ncap;
     }
@@ -213,7 +213,7 @@ static int partial_take(tern_conn *c, tern__rflow *f)
 static void partial_deliver(tern_conn *c, tern__rflow *f)
 {
     tern_endpoint *ep = c->ep;
-    if (f->pdeadline && c->last_rx >= f->pdeadline) {
+    if (f->pdeadline && c->rx.last >= f->pdeadline) {
         c->st.messages_expired++;
     } else {
         c->st.messages_received++;
@@ -282,7 +282,7 @@ static int rflow_deliver(tern_conn *c, tern__rflow *f, uint64_t hint)
             if (f->pactive) {
                 if (absorb(c, f, &err)) continue;
                 if (err != TERN_OK) return err;
-                if (f->pactive && f->pdeadline && c->last_rx >= f->pdeadline) {
+                if (f->pactive && f->pdeadline && c->rx.last >= f->pdeadline) {
                     /* too late for the message in assembly: drop it, skip to the next one */
                     partial_discard(c, f);
                     c->st.messages_expired++;
@@ -323,7 +323,7 @@ static int rflow_deliver(tern_conn *c, tern__rflow *f, uint64_t hint)
                     break;
                 }
             }
-            if (dl == 0 || c->last_rx < dl || next == UINT64_MAX) break;
+            if (dl == 0 || c->rx.last < dl || next == UINT64_MAX) break;
             for (uint64_t q = f->base; q < next; q++) slot_clear(c, f, slot(f, q));
             f->base = next;
             c->st.messages_expired++;
@@ -361,10 +361,10 @@ static int rflow_get(tern_conn *c, uint64_t id, tern__rflow **out)
     *out = tern__rflow_find(c, id);
     if (*out) return TERN_OK;
     if ((id & 1) == (uint64_t)(c->is_server ? 1 : 0)) return TERN_ERR_PROTOCOL; /* ours */
-    if (id < c->peer_next_flow) return TERN_ERR_IGNORED; /* finished long ago */
-    uint64_t count = (id - c->peer_next_flow) / 2 + 1;
-    if (c->n_rflows + count > c->ep->s.max_flows) return TERN_ERR_PROTOCOL;
-    for (uint64_t nid = c->peer_next_flow; nid <= id; nid += 2) {
+    if (id < c->flows.peer_next) return TERN_ERR_IGNORED; /* finished long ago */
+    uint64_t count = (id - c->flows.peer_next) / 2 + 1;
+    if (c->flows.n_recv + count > c->ep->s.max_flows) return TERN_ERR_PROTOCOL;
+    for (uint64_t nid = c->flows.peer_next; nid <= id; nid += 2) {
         tern__rflow *f = tern__conn_calloc(c, sizeof(*f), 1);
         if (f == NULL) return tern__conn_mem_err(c, sizeof(*f));
         f->window = c->ep->s.flow_window;
@@ -380,10 +380,10 @@ static int rflow_get(tern_conn *c, uint64_t id, tern__rflow **out)
         f->advertised = f->window;
         f->final_fsn = UINT64_MAX;
         f->ordered = 1;
-        f->next = c->rflows;
-        c->rflows = f;
-        c->n_rflows++;
-        c->peer_next_flow = nid + 2;
+        f->next = c->flows.recv;
+        c->flows.recv = f;
+        c->flows.n_recv++;
+        c->flows.peer_next = nid + 2;
         *out = f;
     }
     return TERN_OK;
@@ -391,13 +391,13 @@ static int rflow_get(tern_conn *c, uint64_t id, tern__rflow **out)
 
 void tern__rflows_reap(tern_conn *c)
 {
-    tern__rflow **pp = &c->rflows;
+    tern__rflow **pp = &c->flows.recv;
     while (*pp) {
         tern__rflow *f = *pp;
         if (f->finished) {
             *pp = f->next;
             tern__rflow_free(c, f);
-            c->n_rflows--;
+            c->flows.n_recv--;
             continue;
         }
         pp = &f->next;
@@ -459,9 +459,9 @@ int tern__flow_on_frame(tern_conn *c, uint64_t type, const uint8_t **pp, const u
         s->flags = (uint8_t)flags;
         s->present = 1;
         if (flags & TERN__FD_TTL) {
-            /* c->last_rx is this packet's arrival time */
+            /* c->rx.last is this packet's arrival time */
             /* the sender already took the path's delay off (see put_fragment) */
-            s->deadline = c->last_rx + ttl * TERN_NS_PER_MS; /* ttl 0: already too late */
+            s->deadline = c->rx.last + ttl * TERN_NS_PER_MS; /* ttl 0: already too late */
         }
         f->buffered += len;
         c->st.stream_bytes_received += 0;

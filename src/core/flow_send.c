@@ -28,9 +28,9 @@
  * locked out by an old, queue-inflated RTT. */
 static uint64_t owd_bound(const tern_conn *c)
 {
-    if (!c->rtt.has_sample) return c->ep->s.initial_rtt_ns;
-    if (c->recp == NULL || c->recp->bytes_in_flight == 0) return c->rtt.min;
-    return c->rtt.latest > c->rtt.srtt ? c->rtt.latest : c->rtt.srtt;
+    if (!c->rec.rtt.has_sample) return c->ep->s.initial_rtt_ns;
+    if (c->rec.r == NULL || c->rec.r->bytes_in_flight == 0) return c->rec.rtt.min;
+    return c->rec.rtt.latest > c->rec.rtt.srtt ? c->rec.rtt.latest : c->rec.rtt.srtt;
 }
 
 static uint64_t send_cutoff(const tern_conn *c, const tern__msg *m)
@@ -41,13 +41,13 @@ static uint64_t send_cutoff(const tern_conn *c, const tern__msg *m)
      * dropping its rest would waste what was sent */
     if (m->cut > 0) return m->deadline > d ? m->deadline - d : 0;
     /* a new one must also fit on the wire at the pacing rate before then */
-    if (c->recp) {
-        const tern__cc *cc = &c->recp->cc;
-        uint64_t rate = cc->ops->pacing_rate(cc->st, c->rtt.srtt);
+    if (c->rec.r) {
+        const tern__cc *cc = &c->rec.r->cc;
+        uint64_t rate = cc->ops->pacing_rate(cc->st, c->rec.rtt.srtt);
         if (rate) d += (uint64_t)(m->len - m->cut) * TERN_NS_PER_S / rate;
     }
     /* ... and some slack for higher priorities cutting in between its fragments */
-    d += c->rtt.srtt / 4;
+    d += c->rec.rtt.srtt / 4;
     return m->deadline > d ? m->deadline - d : 0;
 }
 
@@ -94,7 +94,7 @@ static void msg_give_up(tern_conn *c, tern__sflow *f, tern__msg *m)
     if (m->abandoned) return;
     m->abandoned = 1;
     c->st.messages_abandoned++;
-    c->last_give_up = c->last_tx > c->last_rx ? c->last_tx : c->last_rx;
+    c->flows.last_give_up = c->tx.last > c->rx.last ? c->tx.last : c->rx.last;
     int was_cut = m->cut == m->len;
     m->live_frags++; /* hold m while releasing its fragments */
     for (uint64_t fsn = f->base; fsn < f->next_fsn; fsn++) {
@@ -181,13 +181,13 @@ void tern__sflow_free(tern_conn *c, tern__sflow *f)
 /* Unlinks and frees sending flows that are closed and fully acknowledged. */
 void tern__sflows_reap(tern_conn *c)
 {
-    tern__sflow **pp = &c->sflows;
+    tern__sflow **pp = &c->flows.send;
     while (*pp) {
         tern__sflow *f = *pp;
         if (f->closing && f->fin_acked && f->base == f->next_fsn && f->head == NULL) {
             *pp = f->next;
             tern__sflow_free(c, f);
-            c->n_sflows--;
+            c->flows.n_send--;
             continue;
         }
         pp = &f->next;
@@ -287,7 +287,7 @@ static int add_entry(tern__sent *rec, uint64_t flow, uint64_t fsn, uint8_t kind)
 uint8_t *tern__flow_write_control(tern_conn *c, uint8_t *p, const uint8_t *end, tern__sent *rec)
 {
     uint8_t *q;
-    for (tern__rflow *f = c->rflows; f; f = f->next) {
+    for (tern__rflow *f = c->flows.recv; f; f = f->next) {
         if (!f->max_pending || rec->n >= TERN__PKT_ENTRIES) continue;
         uint64_t max = f->base + f->window;
         q = tern__put_varint(p, end, TERN__FRAME_MAX_FLOW);
@@ -299,7 +299,7 @@ uint8_t *tern__flow_write_control(tern_conn *c, uint8_t *p, const uint8_t *end, 
         f->max_pending = 0;
         add_entry(rec, f->id, max, ENT_MAXFLOW);
     }
-    for (tern__sflow *f = c->sflows; f; f = f->next) {
+    for (tern__sflow *f = c->flows.send; f; f = f->next) {
         if (f->forward_pending && rec->n < TERN__PKT_ENTRIES) {
             q = tern__put_varint(p, end, TERN__FRAME_FLOW_FORWARD);
             q = tern__put_varint(q, end, f->id);
@@ -386,16 +386,16 @@ static int sflow_next_priority(tern_conn *c, tern__sflow *f, uint64_t now)
 
 int tern__flow_has_data(tern_conn *c, uint64_t now)
 {
-    for (tern__sflow *f = c->sflows; f; f = f->next)
+    for (tern__sflow *f = c->flows.send; f; f = f->next)
         if (sflow_next_priority(c, f, now) >= 0) return 1;
     return 0;
 }
 
 int tern__flow_has_control(const tern_conn *c)
 {
-    for (tern__rflow *f = c->rflows; f; f = f->next)
+    for (tern__rflow *f = c->flows.recv; f; f = f->next)
         if (f->max_pending) return 1;
-    for (tern__sflow *f = c->sflows; f; f = f->next)
+    for (tern__sflow *f = c->flows.send; f; f = f->next)
         if (f->forward_pending || (f->closing && !f->fin_acked && f->head == NULL &&
                                    (f->fin_pending || f->final_fsn == UINT64_MAX)))
             return 1;
@@ -409,7 +409,7 @@ uint8_t *tern__flow_write_data(tern_conn *c, uint64_t now, uint8_t *p, const uin
     while (rec->n < TERN__PKT_ENTRIES && end - p > MAX_FRAG_HDR + 1) {
         tern__sflow *best = NULL, *bprev = NULL, *prev = NULL;
         int bprio = -1;
-        for (tern__sflow *f = c->sflows; f; prev = f, f = f->next) {
+        for (tern__sflow *f = c->flows.send; f; prev = f, f = f->next) {
             int pr = sflow_next_priority(c, f, now);
             if (pr > bprio) {
                 bprio = pr;
@@ -471,8 +471,8 @@ uint8_t *tern__flow_write_data(tern_conn *c, uint64_t now, uint8_t *p, const uin
         /* flows of one priority take turns: move the one served to the back */
         if (f->next) {
             if (bprev) bprev->next = f->next;
-            else c->sflows = f->next;
-            tern__sflow *t = c->sflows;
+            else c->flows.send = f->next;
+            tern__sflow *t = c->flows.send;
             while (t->next) t = t->next;
             t->next = f;
             f->next = NULL;

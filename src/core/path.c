@@ -186,7 +186,7 @@ int tern__p2p_direct_silent(tern_conn *c, uint64_t now)
     if (c->state != TERN_CONN_ESTABLISHED || c->path.relayed || c->path.await_since == 0 ||
         now < c->path.await_since + tern__p2p_fallback_after(c) || now < p->silent_next)
         return 0;
-    if (c->rec_ready && c->recp->pto_count >= 2) return 1;
+    if (c->rec.ready && c->rec.r->pto_count >= 2) return 1;
     p->silent_next = now + tern__rec_rtt_pto(c);
     return 0;
 }
@@ -218,8 +218,8 @@ void tern__p2p_fall_back(tern_conn *c, uint64_t now, int i)
     tern__p2p *p = c->p2p;
     tern__cand *k = &p->cands[i];
     if (k->response_due) { /* an answer owed to the relay path goes on it, now the active one */
-        c->path_response_due = 1;
-        c->path_response = k->response;
+        c->tx.path_response_due = 1;
+        c->tx.path_response = k->response;
         k->response_due = 0;
     }
     migrate(c, NULL, now, i); /* cands[i] now holds the silent direct path */
@@ -317,8 +317,8 @@ void tern__p2p_on_challenge(tern_conn *c, tern__rx *rx, uint64_t data)
 {
     uint64_t now = rx->now;
     if (rx->cand == -1) {
-        c->path_response_due = 1;
-        c->path_response = data;
+        c->tx.path_response_due = 1;
+        c->tx.path_response = data;
     } else if (rx->cand >= 0) {
         tern__cand *k = &c->p2p->cands[rx->cand];
         /* responses on a candidate path: TERN__RESP_BURST, then one per TERN__RESP_GAP */

@@ -33,7 +33,7 @@ static void give_up(tern_conn *c, tern__cand *k)
 /* A handshake packet (the client's Initial, the server's Response) for candidate k, or 0. */
 static int write_hs(tern_conn *c, tern__cand *k, uint8_t *out, size_t cap, const tern__path **via)
 {
-    size_t hdr = k->path.relayed ? TERN__RELAY_HDR_LEN : 0, n = hdr + c->hs_pkt_len;
+    size_t hdr = k->path.relayed ? TERN__RELAY_HDR_LEN : 0, n = hdr + c->hs.pkt_len;
     if (cap < n) return -1;
     k->initial_due = 0;
     if (!tern__path_may_send(c, &k->path, n)) {
@@ -42,7 +42,7 @@ static int write_hs(tern_conn *c, tern__cand *k, uint8_t *out, size_t cap, const
         return 0;
     }
     put_relay_hdr(out, &k->path);
-    memcpy(out + hdr, c->hs_pkt, c->hs_pkt_len);
+    memcpy(out + hdr, c->hs.pkt, c->hs.pkt_len);
     k->probes++;
     tern__path_count_sent(&k->path, n);
     *via = &k->path;
@@ -54,12 +54,12 @@ int tern__p2p_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const 
     tern__p2p *p = c->p2p;
     if (p == NULL) return 0;
     if (c->state == TERN_CONN_HANDSHAKE) {
-        if (c->hs_pkt == NULL) return 0;
+        if (c->hs.pkt == NULL) return 0;
         if (c->is_server) {
             /* copies of the Initial that came from other addresses: each gets the Response
              * within its own budget, and the path the client's first 1-RTT packet comes on
              * wins (tern__p2p_hs_adopt). The first copy's Response goes first. */
-            if (c->hs_pending) return 0;
+            if (c->hs.pending) return 0;
             for (size_t i = 0; i < p->n; i++) {
                 if (!p->cands[i].initial_due) continue;
                 int n = write_hs(c, &p->cands[i], out, cap, via);
@@ -68,8 +68,8 @@ int tern__p2p_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const 
             return 0;
         }
         if (!p->probing) return 0;
-        if (c->hs_pending) { /* a new Initial (first, or after a Retry): everywhere at once */
-            c->hs_pending = 0;
+        if (c->hs.pending) { /* a new Initial (first, or after a Retry): everywhere at once */
+            c->hs.pending = 0;
             for (size_t i = 0; i < p->n; i++)
                 if (p->cands[i].state != TERN__CAND_FAILED) p->cands[i].initial_due = 1;
         }
@@ -256,7 +256,7 @@ void tern__p2p_server_attach(tern_conn *c, uint64_t now)
     tern_endpoint *ep = c->ep;
     for (size_t e = 0; e < ep->n_expects; e++) {
         tern__expect *x = &ep->expects[e];
-        if (sodium_memcmp(x->peer_pub, c->peer_static, TERN_KEY_LEN) != 0) continue;
+        if (sodium_memcmp(x->peer_pub, c->peer.static_pub, TERN_KEY_LEN) != 0) continue;
         tern__p2p *p = tern__p2p_get(c);
         if (p != NULL) {
             p->probing = 1;

@@ -36,7 +36,7 @@ int tern__p2p_on_punch(tern_endpoint *ep, uint64_t now, const tern_addr *local,
 {
     if (len != TERN__PUNCH_LEN) return TERN_ERR_MALFORMED;
     if (ep->n_punch_match == 0) return TERN_ERR_IGNORED;
-    for (tern_conn *c = ep->all; c != NULL; c = c->all_next) {
+    for (tern_conn *c = ep->all; c != NULL; c = c->link.all_next) {
         if (c->p2p == NULL || !c->p2p->punch_match) continue;
         if (sodium_memcmp(c->p2p->punch_tag, data + 1, 16) != 0) continue;
         tern__p2p *p = c->p2p;
@@ -165,9 +165,9 @@ int tern_endpoint_connect_peer(tern_endpoint *ep, uint64_t now, const tern_addr 
     tern_conn *c = tern__conn_new(ep, 0, now);
     if (c == NULL) return TERN_ERR_NOMEM;
     c->exposed = 1;
-    memcpy(c->server_pub, t.peer_pub, TERN_KEY_LEN);
-    tern__ep_rand(ep, c->initial_dcid, TERN_CID_LEN);
-    memcpy(c->remote_cid, c->initial_dcid, TERN_CID_LEN);
+    memcpy(c->hs.server_pub, t.peer_pub, TERN_KEY_LEN);
+    tern__ep_rand(ep, c->hs.initial_dcid, TERN_CID_LEN);
+    memcpy(c->remote_cid, c->hs.initial_dcid, TERN_CID_LEN);
     tern__p2p *p = tern__p2p_get(c);
     if (p == NULL) {
         tern__conn_free(c);
@@ -198,7 +198,7 @@ int tern_endpoint_connect_peer(tern_endpoint *ep, uint64_t now, const tern_addr 
         tern__conn_free(c);
         return rc;
     }
-    c->hs_retx_at = TERN_TIME_NEVER; /* the candidates' schedules resend the Initial */
+    c->hs.retx_at = TERN_TIME_NEVER; /* the candidates' schedules resend the Initial */
     tern__conn_update_timer(c);
     *out = c;
     return TERN_OK;

@@ -18,14 +18,14 @@ static const uint16_t PMTU_LADDER[] = {1472, 1452, 1400, 1350};
 
 static uint64_t probe_timeout(const tern_conn *c)
 {
-    return 3 * tern__rec_rtt_pto(c) + c->peer_max_ack_delay;
+    return 3 * tern__rec_rtt_pto(c) + c->peer.max_ack_delay;
 }
 
 /* The next size to probe, or 0 when no size above the current one is left to try. */
 static size_t candidate(tern_conn *c)
 {
     size_t limit = TERN_MAX_DATAGRAM;
-    if (c->peer_max_udp_payload && c->peer_max_udp_payload < limit) limit = c->peer_max_udp_payload;
+    if (c->peer.max_udp_payload && c->peer.max_udp_payload < limit) limit = c->peer.max_udp_payload;
     while ((size_t)c->pmtu.step < PMTU_N) {
         size_t s = PMTU_LADDER[c->pmtu.step];
         if (s > c->pmtu.size && s <= limit) return s;
@@ -43,7 +43,7 @@ void tern__pmtu_init(tern__pmtu *m, size_t size)
 
 void tern__pmtu_start(tern_conn *c, uint64_t now)
 {
-    if (!c->ep->s.no_pmtud) c->pmtu.next = now + c->rtt.srtt; /* once the handshake settled */
+    if (!c->ep->s.no_pmtud) c->pmtu.next = now + c->rec.rtt.srtt; /* once the handshake settled */
 }
 
 uint64_t tern__pmtu_deadline(const tern_conn *c)
@@ -107,7 +107,7 @@ int tern__pmtu_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap)
     size_t flen = size - SHORT_HDR_LEN - TERN__AEAD_TAG_LEN;
     memset(frames, 0, flen); /* PADDING */
     if (tern__frame_put_ping(frames, frames + flen, TERN__FRAME_PING, 0) == NULL) return 0;
-    uint64_t pn = c->next_pn;
+    uint64_t pn = c->tx.next_pn;
     int n = tern__conn_seal_pn(c, now, out, cap, frames, flen, NULL);
     if (n <= 0) return n;
     c->pmtu.due = 0;
