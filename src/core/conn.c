@@ -118,7 +118,8 @@ int tern__conn_install_keys(tern_conn *c, const uint8_t tx_secret[32], const uin
     int rc = tern__aead_init(&c->keys.tx, c->keys.aead, tx_secret);
     if (rc == TERN_OK) rc = tern__aead_init(&c->keys.rx, c->keys.aead, rx_secret);
     if (rc == TERN_OK) c->keys.have = 1;
-    c->st.aead = c->keys.aead == TERN__WIRE_AES256GCM ? TERN_AEAD_AES256GCM : TERN_AEAD_CHACHA20POLY1305;
+    c->st.aead =
+        c->keys.aead == TERN__WIRE_AES256GCM ? TERN_AEAD_AES256GCM : TERN_AEAD_CHACHA20POLY1305;
     c->st.integrity_only = c->keys.integrity_only;
     return rc;
 }
@@ -192,8 +193,8 @@ void tern__conn_established(tern_conn *c, uint64_t now)
     c->rx.last = c->tx.last = now;
     release_handshake(c);
     if (tern__rec_init(c, now) != TERN_OK) {
-        tern__conn_close_as(c, now, TERN_ERR_NOMEM, TERN__CLOSE_TRANSPORT, TERN__TERR_INTERNAL, NULL, 0,
-                  TERM_SILENT);
+        tern__conn_close_as(c, now, TERN_ERR_NOMEM, TERN__CLOSE_TRANSPORT, TERN__TERR_INTERNAL,
+                            NULL, 0, TERM_SILENT);
         return;
     }
     c->rec.ready = 1;
@@ -285,7 +286,8 @@ void tern__conn_on_timer(tern_conn *c, uint64_t now)
         if (c->live.ping_outstanding && now >= c->live.ping_retx_at) {
             c->live.ping_pending = 1;
             c->live.ping_backoff *= 2;
-            if (c->live.ping_backoff > c->ep->s.max_backoff_ns) c->live.ping_backoff = c->ep->s.max_backoff_ns;
+            if (c->live.ping_backoff > c->ep->s.max_backoff_ns)
+                c->live.ping_backoff = c->ep->s.max_backoff_ns;
             tern__ep_mark_send(c->ep, c);
         } else if (!c->live.ping_outstanding && c->ep->s.keepalive_ns &&
                    now >= c->tx.last + c->ep->s.keepalive_ns) {
@@ -298,7 +300,8 @@ void tern__conn_on_timer(tern_conn *c, uint64_t now)
                 c->rec.r->acks.ack_now = 1;
                 tern__ep_mark_send(c->ep, c);
             }
-            if (c->rec.r->probes_pending == 0 && now >= tern__rec_timer(c)) tern__rec_on_timer(c, now);
+            if (c->rec.r->probes_pending == 0 && now >= tern__rec_timer(c))
+                tern__rec_on_timer(c, now);
             if (now >= c->tx.pacer_wake) {
                 c->tx.pacer_wake = TERN_TIME_NEVER;
                 tern__ep_mark_send(c->ep, c);

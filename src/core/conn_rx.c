@@ -39,7 +39,8 @@ static int check_reset(tern_endpoint *ep, uint64_t now, const uint8_t *pkt, size
     tern_conn *c = tern__map_get(&ep->by_reset, pkt + len - TERN__RESET_TOKEN_LEN);
     if (c == NULL || c->state >= TERN_CONN_CLOSING) return 0;
     ep->st.resets_received++;
-    tern__conn_close_as(c, now, TERN_ERR_STATELESS_RESET, TERN__CLOSE_TRANSPORT, 0, NULL, 0, TERM_DRAIN);
+    tern__conn_close_as(c, now, TERN_ERR_STATELESS_RESET, TERN__CLOSE_TRANSPORT, 0, NULL, 0,
+                        TERM_DRAIN);
     return 1;
 }
 
@@ -110,7 +111,8 @@ static int process_frames(tern_conn *c, tern__rx *rx, const uint8_t *p, const ui
             int why = f.close_space == TERN__CLOSE_TRANSPORT && f.close_code == TERN__TERR_REFUSED
                           ? TERN_ERR_REFUSED
                           : TERN_ERR_PEER_CLOSED;
-            tern__conn_close_as(c, now, why, f.close_space, f.close_code, f.data, f.data_len, TERM_DRAIN);
+            tern__conn_close_as(c, now, why, f.close_space, f.close_code, f.data, f.data_len,
+                                TERM_DRAIN);
             return TERN_OK;
         }
         case TERN__FRAME_DATAGRAM:
@@ -141,7 +143,8 @@ int tern__conn_recv_short(tern_endpoint *ep, tern__rx *rx, const uint8_t *pkt, s
     }
     if (c->state == TERN_CONN_DRAINING || c->state == TERN_CONN_CLOSED) return TERN_ERR_IGNORED;
 
-    uint64_t pn = tern__pn_decode(c->rx.replay.largest, c->rx.replay.have, h.pn_truncated, h.pn_len);
+    uint64_t pn =
+        tern__pn_decode(c->rx.replay.largest, c->rx.replay.have, h.pn_truncated, h.pn_len);
     if (tern__replay_check(&c->rx.replay, pn) != TERN_OK) {
         c->st.drop_replay++;
         return TERN_ERR_REPLAY;

@@ -64,8 +64,9 @@ int tern__conn_seal_pn(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, con
     if (pn_out) *pn_out = pn;
     /* enough under this key: the next packet goes out under the next one, once the peer
      * answered under the current one (so it can tell old from new) */
-    if (++c->keys.tx_phase_packets >= c->ep->s.key_update_packets && c->keys.tx_phase == c->keys.rx_phase &&
-        c->rx.replay.have && c->rx.replay.largest >= c->keys.rx_phase_first)
+    if (++c->keys.tx_phase_packets >= c->ep->s.key_update_packets &&
+        c->keys.tx_phase == c->keys.rx_phase && c->rx.replay.have &&
+        c->rx.replay.largest >= c->keys.rx_phase_first)
         tern__conn_update_tx_key(c);
     return (int)total;
 }
@@ -147,7 +148,8 @@ static int write_active(tern_conn *c, uint64_t now, uint8_t *out, size_t cap)
         if (!c->close.pending) return 0;
         c->close.pending = 0;
         c->close.sends++;
-        p = tern__frame_put_close(p, end, c->close.space, c->close.code, c->close.reason, c->close.reason_len);
+        p = tern__frame_put_close(p, end, c->close.space, c->close.code, c->close.reason,
+                                  c->close.reason_len);
         return p ? tern__conn_seal_pn(c, now, out, cap, frames, (size_t)(p - frames), NULL) : 0;
     case TERN_CONN_ESTABLISHED:
         break;
@@ -170,13 +172,14 @@ static int write_active(tern_conn *c, uint64_t now, uint8_t *out, size_t cap)
             ack_written = 1;
         }
     }
-    if (c->tx.path_response_due &&
-        (q = tern__frame_put_path(p, end, TERN__FRAME_PATH_RESPONSE, c->tx.path_response)) != NULL) {
+    if (c->tx.path_response_due && (q = tern__frame_put_path(p, end, TERN__FRAME_PATH_RESPONSE,
+                                                             c->tx.path_response)) != NULL) {
         p = q;
         c->tx.path_response_due = 0;
         eliciting = 1;
     }
-    if (c->tx.hs_done_pending && (q = tern__put_varint(p, end, TERN__FRAME_HANDSHAKE_DONE)) != NULL) {
+    if (c->tx.hs_done_pending &&
+        (q = tern__put_varint(p, end, TERN__FRAME_HANDSHAKE_DONE)) != NULL) {
         p = q;
         c->tx.hs_done_pending = 0;
         rec.hs_done = 1;

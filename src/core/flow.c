@@ -10,14 +10,14 @@
 
 /* ---------------------------------------------------------------- memory budget */
 
-/* Everything a connection's flows and datagram queue allocate is counted in c->flows.mem at its real
- * size (tern__mem_charge). What the peer makes us hold (receive flows, reassembly) is refused
+/* Everything a connection's flows and datagram queue allocate is counted in c->flows.mem at its
+ * real size (tern__mem_charge). What the peer makes us hold (receive flows, reassembly) is refused
  * past tern_settings.conn_memory and the connection is closed with TERN_ERR_BUDGET; what our
  * own application queues is refused earlier, at three quarters of it (tern_flow_send and
  * tern_conn_send_datagram say AGAIN), so a peer we queued much for (a slow reader) still has a
- * quarter of the budget for what it sends us and is not closed for our queue. The sender's bookkeeping
- * of fragments in flight is counted but never refused for the budget: refusing it could stall a
- * connection whose queue holds the budget, and it is bounded by the congestion window. */
+ * quarter of the budget for what it sends us and is not closed for our queue. The sender's
+ * bookkeeping of fragments in flight is counted but never refused for the budget: refusing it could
+ * stall a connection whose queue holds the budget, and it is bounded by the congestion window. */
 int tern__conn_mem_over(const tern_conn *c, size_t size)
 {
     uint64_t max = c->ep->s.conn_memory;

@@ -1,7 +1,8 @@
 /*
  * Flows and loss recovery: internal structures shared by flow.c, flow_send.c and flow_recv.c
- * (messages, fragments, reassembly, flow control, the scheduler), recovery.c (the sent-packet record, ACK processing,
- * RFC 9002 loss detection and probe timeouts, congestion control hooks) and conn.c.
+ * (messages, fragments, reassembly, flow control, the scheduler), recovery.c (the sent-packet
+ * record, ACK processing, RFC 9002 loss detection and probe timeouts, congestion control hooks)
+ * and conn.c.
  *
  * A flow is one direction of messages. The sender cuts each message into fragments; every
  * fragment gets the flow's next fragment sequence number (FSN) when it is first sent, and keeps

@@ -47,9 +47,9 @@ static int rflow_reserve(tern_conn *c, tern__rflow *f, uint64_t fsn)
     if (ncap > f->window) ncap = f->window;
     size_t nsize = (size_t)ncap * sizeof(tern__rfrag);
     /* the old ring is freed right after: count only the growth against the budget */
-    if (c->ep->s.conn_memory &&
-        c->flows.mem - tern__mem_charge(f->slots_cap * sizeof(*f->slots)) + tern__mem_charge(nsize) >
-            c->ep->s.conn_memory)
+    if (c->ep->s.conn_memory && c->flows.mem - tern__mem_charge(f->slots_cap * sizeof(*f->slots)) +
+                                        tern__mem_charge(nsize) >
+                                    c->ep->s.conn_memory)
         return TERN_ERR_BUDGET;
     tern__rfrag *ns = tern__conn_calloc(c, nsize, 0);
     if (ns == NULL) return TERN_ERR_NOMEM;

@@ -206,7 +206,8 @@ static int client_on_response(tern_conn *c, const tern__rx *rx, const tern__long
 
 static int client_on_retry(tern_conn *c, uint64_t now, const tern__long_hdr *h)
 {
-    if (c->state != TERN_CONN_HANDSHAKE || c->hs.noise == NULL || c->hs.retries >= TERN__MAX_RETRIES)
+    if (c->state != TERN_CONN_HANDSHAKE || c->hs.noise == NULL ||
+        c->hs.retries >= TERN__MAX_RETRIES)
         return TERN_ERR_IGNORED;
     if (memcmp(h->odcid, c->hs.initial_dcid, TERN_CID_LEN) != 0) return TERN_ERR_IGNORED;
     if (h->token_len > sizeof(c->hs.token)) return TERN_ERR_MALFORMED;

@@ -200,7 +200,8 @@ int tern__p2p_relay_cand(tern_conn *c, uint64_t now)
     if (p->has_relay) {
         int i = tern__cand_find(p, &p->relay.addr, 1, p->relay.channel);
         if (i >= 0) return i;
-        tern__cand *k = tern__cand_add(c, now, &c->path.local, &p->relay.addr, 1, p->relay.channel, 0);
+        tern__cand *k =
+            tern__cand_add(c, now, &c->path.local, &p->relay.addr, 1, p->relay.channel, 0);
         if (k == NULL) return -1;
         p->relay_added = 1;
         k->next_probe = TERN_TIME_NEVER; /* challenged when needed, not by the probe schedule */
@@ -297,7 +298,8 @@ void tern__p2p_on_rx_done(tern_conn *c, const tern__rx *rx, int newest, int prob
     tern__cand *k = &p->cands[i];
     if (!c->is_server) {
         /* the peer challenged us through the relay: it hears nothing on our direct path */
-        if (rx->relay_challenged && k->path.relayed && !c->path.relayed) tern__p2p_fall_back(c, now, i);
+        if (rx->relay_challenged && k->path.relayed && !c->path.relayed)
+            tern__p2p_fall_back(c, now, i);
         return;
     }
     if (probing_only || !newest) return;

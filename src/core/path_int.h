@@ -13,8 +13,8 @@
 
 #define DEFAULT_INTERVAL (200 * TERN_NS_PER_MS) /* between probes of one candidate */
 
-static inline void tern__path_set(tern__path *p, const tern_addr *local, const tern_addr *remote, int relayed,
-                                  const uint8_t *channel)
+static inline void tern__path_set(tern__path *p, const tern_addr *local, const tern_addr *remote,
+                                  int relayed, const uint8_t *channel)
 {
     memset(p, 0, sizeof(*p));
     p->local = *local;

@@ -174,7 +174,8 @@ void tern__p2p_on_timer(tern_conn *c, uint64_t now)
     if (c->state == TERN_CONN_HANDSHAKE && !c->is_server) {
         if (p->has_relay && !p->relay_added && now >= p->relay_at) {
             p->relay_added = 1;
-            tern__cand *k = tern__cand_add(c, now, &c->path.local, &p->relay.addr, 1, p->relay.channel, 0);
+            tern__cand *k =
+                tern__cand_add(c, now, &c->path.local, &p->relay.addr, 1, p->relay.channel, 0);
             if (k) k->next_probe = now;
         }
         for (size_t i = 0; i < p->n; i++) {
@@ -192,8 +193,11 @@ void tern__p2p_on_timer(tern_conn *c, uint64_t now)
         if (!c->is_server) {
             int i;
             if (p->has_relay && tern__p2p_direct_silent(c, now)) {
-                if ((i = tern__p2p_relay_cand(c, now)) >= 0) tern__p2p_fall_back(c, now, i); /* probed below */
-                else p->silent_next = now + tern__p2p_fallback_after(c); /* no room: try again later */
+                if ((i = tern__p2p_relay_cand(c, now)) >= 0)
+                    tern__p2p_fall_back(c, now, i); /* probed below */
+                else
+                    p->silent_next =
+                        now + tern__p2p_fallback_after(c); /* no room: try again later */
             } else if (p->has_relay && now >= p->relay_ka_next) {
                 if ((i = tern__p2p_relay_cand(c, now)) >= 0) {
                     p->cands[i].challenge_due = 1;
@@ -268,7 +272,8 @@ void tern__p2p_server_attach(tern_conn *c, uint64_t now)
                 const tern_addr *a = &x->t.cands[i];
                 if (tern__path_is(&c->path, a, 0, NULL)) continue;
                 int j = tern__cand_find(p, a, 0, NULL);
-                tern__cand *k = j >= 0 ? &p->cands[j] : tern__cand_add(c, now, &x->local, a, 0, NULL, 0);
+                tern__cand *k =
+                    j >= 0 ? &p->cands[j] : tern__cand_add(c, now, &x->local, a, 0, NULL, 0);
                 if (k == NULL) break;
                 /* the punches sent there count in its allowance */
                 k->path.handed = 1;
@@ -295,7 +300,8 @@ int tern__p2p_hs_copy(tern_conn *c, const tern__rx *rx, size_t len)
     if (tern__p2p_get(c) == NULL) return TERN_ERR_NOMEM;
     tern__p2p *p = c->p2p;
     int i = tern__cand_find(p, remote, relayed, channel);
-    tern__cand *k = i >= 0 ? &p->cands[i] : tern__cand_add(c, now, rx->local, remote, relayed, channel, 1);
+    tern__cand *k =
+        i >= 0 ? &p->cands[i] : tern__cand_add(c, now, rx->local, remote, relayed, channel, 1);
     if (k == NULL) return TERN_ERR_LIMIT;
     if (i < 0) c->ep->st.initial_copies++;
     k->path.rx_bytes += len;

@@ -183,7 +183,8 @@ int tern_endpoint_connect_peer(tern_endpoint *ep, uint64_t now, const tern_addr 
     p->relay = t.relay;
     p->relay_at = now + t.relay_after_ns;
     for (size_t i = 0; i < t.n_cands; i++)
-        if (tern__cand_find(p, &t.cands[i], 0, NULL) < 0) tern__cand_add(c, now, local, &t.cands[i], 0, NULL, 0);
+        if (tern__cand_find(p, &t.cands[i], 0, NULL) < 0)
+            tern__cand_add(c, now, local, &t.cands[i], 0, NULL, 0);
     if (t.has_relay && (t.relay_after_ns == 0 || t.n_cands == 0)) {
         p->relay_added = 1;
         tern__cand_add(c, now, local, &t.relay.addr, 1, t.relay.channel, 0);
