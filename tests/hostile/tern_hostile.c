@@ -100,14 +100,14 @@ static int h2_step(void *ctx)
     h->finished = 1;
     for (int i = 0; i < h->nc; i++) {
         hpeer *p = &peers[h->first + i];
-        if (p->c != NULL && !p->closed && h->fl[i] < p->c->peer_max_flows) h->finished = 0;
+        if (p->c != NULL && !p->closed && h->fl[i] < p->c->peer.max_flows) h->finished = 0;
     }
     while (h->sent < due && !h->finished) {
         int progress = 0;
         for (int i = 0; i < h->nc && h->sent < due; i++) {
             hpeer *p = &peers[h->first + i];
             if (p->c == NULL || p->closed) continue;
-            uint64_t win = p->c->peer_flow_window, maxf = p->c->peer_max_flows;
+            uint64_t win = p->c->peer.flow_window, maxf = p->c->peer.max_flows;
             if (h->fl[i] >= maxf) continue;
             size_t payload = 1200 - tern__conn_packet_overhead() - 16;
             uint8_t *q = fr, *e = fr + sizeof(fr);
@@ -156,8 +156,8 @@ static void row_h2(void)
     out("h2_conns=%d h2_packets=%llu h2_bytes=%llu h2_secs=%.1f h2_all_sent=%d "
         "h2_closed_by_server=%d h2_window=%llu h2_max_flows=%llu\n",
         h.nc, (unsigned long long)h.sent, (unsigned long long)h.bytes, took, h.finished, closed,
-        (unsigned long long)(p0->c ? p0->c->peer_flow_window : 0),
-        (unsigned long long)(p0->c ? p0->c->peer_max_flows : 0));
+        (unsigned long long)(p0->c ? p0->c->peer.flow_window : 0),
+        (unsigned long long)(p0->c ? p0->c->peer.max_flows : 0));
     free(h.fsn);
     free(h.fl);
     finish(h.nc);

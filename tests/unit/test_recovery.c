@@ -46,8 +46,8 @@ static void rig_init(rig *g, uint8_t cc)
     g->c = tern__conn_new(g->ep, 0, 0);
     TT_REQUIRE(g->c != NULL);
     TT_REQUIRE(tern__rec_init(g->c, 0) == TERN_OK);
-    g->c->rec_ready = 1;
-    g->r = g->c->recp;
+    g->c->rec.ready = 1;
+    g->r = g->c->rec.r;
 }
 
 static void rig_free(rig *g)
@@ -60,7 +60,7 @@ static void rig_free(rig *g)
 static uint64_t sent(rig *g, uint32_t bytes, int eliciting)
 {
     tern_conn *c = g->c;
-    uint64_t pn = c->next_pn++;
+    uint64_t pn = c->tx.next_pn++;
     TT_REQUIRE(tern__rec_reserve(c, pn) == TERN_OK);
     tern__sent s;
     memset(&s, 0, sizeof(s));
@@ -108,9 +108,9 @@ static void test_initial_rtt_before_samples(void)
 {
     rig g;
     rig_init(&g, TERN_CC_BBR);
-    TT_CHECK_EQ_INT(g.c->rtt.has_sample, 0);
-    TT_CHECK_EQ_U64(g.c->rtt.srtt, 333 * MS); /* tern_settings.initial_rtt_ns */
-    TT_CHECK_EQ_U64(g.c->rtt.rttvar, 333 * MS / 2);
+    TT_CHECK_EQ_INT(g.c->rec.rtt.has_sample, 0);
+    TT_CHECK_EQ_U64(g.c->rec.rtt.srtt, 333 * MS); /* tern_settings.initial_rtt_ns */
+    TT_CHECK_EQ_U64(g.c->rec.rtt.rttvar, 333 * MS / 2);
     TT_CHECK_EQ_U64(tern__rec_timer(g.c), TERN_TIME_NEVER); /* nothing outstanding */
     rig_free(&g);
 }
@@ -121,28 +121,28 @@ static void test_rtt_first_and_later_samples(void)
     rig_init(&g, TERN_CC_BBR);
     g.now = 1 * S;
     rtt_sample(&g, 100 * MS);
-    TT_CHECK_EQ_INT(g.c->rtt.has_sample, 1);
-    TT_CHECK_EQ_U64(g.c->rtt.latest, 100 * MS);
-    TT_CHECK_EQ_U64(g.c->rtt.srtt, 100 * MS);
-    TT_CHECK_EQ_U64(g.c->rtt.rttvar, 50 * MS);
-    TT_CHECK_EQ_U64(g.c->rtt.min, 100 * MS);
+    TT_CHECK_EQ_INT(g.c->rec.rtt.has_sample, 1);
+    TT_CHECK_EQ_U64(g.c->rec.rtt.latest, 100 * MS);
+    TT_CHECK_EQ_U64(g.c->rec.rtt.srtt, 100 * MS);
+    TT_CHECK_EQ_U64(g.c->rec.rtt.rttvar, 50 * MS);
+    TT_CHECK_EQ_U64(g.c->rec.rtt.min, 100 * MS);
 
     rtt_sample(&g, 200 * MS);
     /* rttvar = 3/4 rttvar + 1/4 |srtt - sample|; srtt = 7/8 srtt + 1/8 sample */
-    TT_CHECK_EQ_U64(g.c->rtt.rttvar, (3 * 50 * MS + 100 * MS) / 4);
-    TT_CHECK_EQ_U64(g.c->rtt.srtt, (7 * 100 * MS + 200 * MS) / 8);
-    TT_CHECK_EQ_U64(g.c->rtt.min, 100 * MS);
-    TT_CHECK_EQ_U64(g.c->rtt.latest, 200 * MS);
+    TT_CHECK_EQ_U64(g.c->rec.rtt.rttvar, (3 * 50 * MS + 100 * MS) / 4);
+    TT_CHECK_EQ_U64(g.c->rec.rtt.srtt, (7 * 100 * MS + 200 * MS) / 8);
+    TT_CHECK_EQ_U64(g.c->rec.rtt.min, 100 * MS);
+    TT_CHECK_EQ_U64(g.c->rec.rtt.latest, 200 * MS);
 
     rtt_sample(&g, 40 * MS);
-    TT_CHECK_EQ_U64(g.c->rtt.min, 40 * MS);
-    TT_CHECK_EQ_U64(g.c->rtt.latest, 40 * MS);
+    TT_CHECK_EQ_U64(g.c->rec.rtt.min, 40 * MS);
+    TT_CHECK_EQ_U64(g.c->rec.rtt.latest, 40 * MS);
 
     /* a steady path converges: srtt to the RTT, rttvar toward 0 */
     for (int i = 0; i < 200; i++) rtt_sample(&g, 60 * MS);
-    TT_CHECK_RANGE(g.c->rtt.srtt, 60 * MS - 10, 60 * MS + 10);
-    TT_CHECK(g.c->rtt.rttvar < 1 * MS);
-    TT_CHECK_EQ_U64(g.c->rtt.min, 40 * MS);
+    TT_CHECK_RANGE(g.c->rec.rtt.srtt, 60 * MS - 10, 60 * MS + 10);
+    TT_CHECK(g.c->rec.rtt.rttvar < 1 * MS);
+    TT_CHECK_EQ_U64(g.c->rec.rtt.min, 40 * MS);
     rig_free(&g);
 }
 
@@ -155,28 +155,28 @@ static void test_rtt_ack_delay(void)
     uint64_t pn = sent(&g, 1200, 1);
     g.now += 100 * MS;
     TT_REQUIRE(acked(&g, pn, pn, 20000) == TERN_OK);
-    TT_CHECK_EQ_U64(g.c->rtt.latest, 100 * MS);
-    TT_CHECK_EQ_U64(g.c->rtt.min, 100 * MS);
+    TT_CHECK_EQ_U64(g.c->rec.rtt.latest, 100 * MS);
+    TT_CHECK_EQ_U64(g.c->rec.rtt.min, 100 * MS);
 
     /* later: subtracted when the result stays >= min_rtt */
     pn = sent(&g, 1200, 1);
     g.now += 130 * MS;
     TT_REQUIRE(acked(&g, pn, pn, 20000) == TERN_OK);
-    TT_CHECK_EQ_U64(g.c->rtt.latest, 110 * MS);
+    TT_CHECK_EQ_U64(g.c->rec.rtt.latest, 110 * MS);
 
     /* not subtracted when it would go below min_rtt */
     pn = sent(&g, 1200, 1);
     g.now += 110 * MS;
     TT_REQUIRE(acked(&g, pn, pn, 20000) == TERN_OK);
-    TT_CHECK_EQ_U64(g.c->rtt.latest, 110 * MS);
+    TT_CHECK_EQ_U64(g.c->rec.rtt.latest, 110 * MS);
 
     /* capped at the peer's max_ack_delay (25 ms by default) */
     TT_CHECK_EQ_U64(g.r->peer_max_ack_delay, 25 * MS);
     pn = sent(&g, 1200, 1);
     g.now += 200 * MS;
     TT_REQUIRE(acked(&g, pn, pn, 150000) == TERN_OK);
-    TT_CHECK_EQ_U64(g.c->rtt.latest, 175 * MS);
-    TT_CHECK_EQ_U64(g.c->rtt.min, 100 * MS); /* min_rtt never includes the delay adjustment */
+    TT_CHECK_EQ_U64(g.c->rec.rtt.latest, 175 * MS);
+    TT_CHECK_EQ_U64(g.c->rec.rtt.min, 100 * MS); /* min_rtt never includes the delay adjustment */
     rig_free(&g);
 }
 
@@ -186,34 +186,34 @@ static void test_rtt_sample_only_from_new_eliciting_largest(void)
     rig_init(&g, TERN_CC_BBR);
     g.now = 1 * S;
     rtt_sample(&g, 100 * MS);
-    uint64_t srtt = g.c->rtt.srtt;
+    uint64_t srtt = g.c->rec.rtt.srtt;
 
     /* an ACK-only packet (not ack-eliciting) as the largest: no sample */
     uint64_t a = sent(&g, 1200, 1);
     uint64_t b = sent(&g, 50, 0);
     g.now += 300 * MS;
     TT_REQUIRE(acked(&g, a, b, 0) == TERN_OK);
-    TT_CHECK_EQ_U64(g.c->rtt.srtt, srtt);
-    TT_CHECK_EQ_U64(g.c->rtt.latest, 100 * MS);
+    TT_CHECK_EQ_U64(g.c->rec.rtt.srtt, srtt);
+    TT_CHECK_EQ_U64(g.c->rec.rtt.latest, 100 * MS);
 
     /* the same ACK again, much later: nothing new, no sample */
     uint64_t c = sent(&g, 1200, 1);
     g.now += 50 * MS;
     TT_REQUIRE(acked(&g, c, c, 0) == TERN_OK);
-    TT_CHECK_EQ_U64(g.c->rtt.latest, 50 * MS);
+    TT_CHECK_EQ_U64(g.c->rec.rtt.latest, 50 * MS);
     g.now += 5 * S;
     TT_REQUIRE(acked(&g, c, c, 0) == TERN_OK);
-    TT_CHECK_EQ_U64(g.c->rtt.latest, 50 * MS);
+    TT_CHECK_EQ_U64(g.c->rec.rtt.latest, 50 * MS);
 
     /* a newly acknowledged packet below the largest gives none either */
     uint64_t d = sent(&g, 1200, 1);
     uint64_t e = sent(&g, 1200, 1);
     g.now += 70 * MS;
     TT_REQUIRE(acked(&g, e, e, 0) == TERN_OK);
-    TT_CHECK_EQ_U64(g.c->rtt.latest, 70 * MS);
+    TT_CHECK_EQ_U64(g.c->rec.rtt.latest, 70 * MS);
     g.now += 500 * MS;
     TT_REQUIRE(acked2(&g, e, e, d, d, 0) == TERN_OK);
-    TT_CHECK_EQ_U64(g.c->rtt.latest, 70 * MS);
+    TT_CHECK_EQ_U64(g.c->rec.rtt.latest, 70 * MS);
     rig_free(&g);
 }
 
@@ -234,11 +234,11 @@ static void test_ack_of_unsent_packet_is_protocol_error(void)
 /* Sets the RTT estimate directly (white box), as if from samples. */
 static void set_rtt(rig *g, uint64_t srtt, uint64_t rttvar)
 {
-    g->c->rtt.srtt = srtt;
-    g->c->rtt.rttvar = rttvar;
-    g->c->rtt.min = srtt;
-    g->c->rtt.latest = srtt;
-    g->c->rtt.has_sample = 1;
+    g->c->rec.rtt.srtt = srtt;
+    g->c->rec.rtt.rttvar = rttvar;
+    g->c->rec.rtt.min = srtt;
+    g->c->rec.rtt.latest = srtt;
+    g->c->rec.rtt.has_sample = 1;
 }
 
 static void test_pto_formula_and_backoff(void)
@@ -388,7 +388,7 @@ static void test_loss_by_time_threshold(void)
     uint64_t d = sent(&g, 1000, 1);
     g.now += 400 * MS;
     TT_REQUIRE(acked(&g, d, d, 0) == TERN_OK);
-    TT_CHECK_EQ_U64(g.c->rtt.latest, 400 * MS);
+    TT_CHECK_EQ_U64(g.c->rec.rtt.latest, 400 * MS);
     TT_CHECK_EQ_U64(g.r->lost_total, 1); /* c: 400 ms old, threshold 450 ms */
     TT_CHECK_EQ_U64(g.r->loss_time, g.now + 50 * MS);
     (void)a;
@@ -402,7 +402,7 @@ static void test_late_ack_of_lost_packet(void)
     rig_init(&g, TERN_CC_NEWRENO);
     g.now = 1 * S;
     rtt_sample(&g, 50 * MS);
-    uint64_t srtt = g.c->rtt.srtt;
+    uint64_t srtt = g.c->rec.rtt.srtt;
     uint64_t p[4];
     for (int i = 0; i < 4; i++) p[i] = sent(&g, 1000, 1);
     g.now += 50 * MS;
@@ -416,7 +416,7 @@ static void test_late_ack_of_lost_packet(void)
     TT_CHECK_EQ_U64(g.r->bytes_in_flight, 0);
     TT_CHECK_EQ_U64(g.r->lost_total, 1);
     TT_CHECK_EQ_U64(g.r->eliciting_out, 0);
-    TT_CHECK_EQ_U64(g.c->rtt.srtt, srtt);
+    TT_CHECK_EQ_U64(g.c->rec.rtt.srtt, srtt);
     rig_free(&g);
 }
 
@@ -427,7 +427,7 @@ static void test_ring_grows_and_shrinks(void)
     g.now = 1 * S;
     size_t idle_cap = g.r->cap;
     /* a burst of 1000 packets outstanding at once */
-    uint64_t first = g.c->next_pn;
+    uint64_t first = g.c->tx.next_pn;
     for (int i = 0; i < 1000; i++) sent(&g, 1200, 1);
     TT_CHECK(g.r->cap >= 1000);
     TT_CHECK_EQ_U64(g.r->n, 1000);
@@ -447,9 +447,9 @@ static void test_ring_grows_and_shrinks(void)
     TT_CHECK(g.mem.current < grown);
     /* numbers skipped by the sender (records it never made) are placeholders: when the ACK
      * of b shows a lost, the ten numbers between them are not counted as losses */
-    g.c->next_pn += 10;
+    g.c->tx.next_pn += 10;
     uint64_t a = sent(&g, 1200, 1);
-    g.c->next_pn += 10;
+    g.c->tx.next_pn += 10;
     uint64_t b = sent(&g, 1200, 1);
     TT_CHECK_EQ_U64(g.r->n, b - a + 1);
     TT_CHECK_EQ_U64(g.r->bytes_in_flight, 2400);
@@ -476,10 +476,10 @@ static void test_path_change_requeues_outstanding(void)
     TT_CHECK_EQ_U64(g.r->eliciting_out, 0);
     TT_CHECK_EQ_INT(g.r->pto_count, 0);
     TT_CHECK_EQ_U64(tern__rec_timer(g.c), TERN_TIME_NEVER);
-    TT_CHECK_EQ_INT(g.c->rtt.has_sample, 0); /* the next sample replaces the estimate */
+    TT_CHECK_EQ_INT(g.c->rec.rtt.has_sample, 0); /* the next sample replaces the estimate */
     rtt_sample(&g, 200 * MS);
-    TT_CHECK_EQ_U64(g.c->rtt.srtt, 200 * MS);
-    TT_CHECK_EQ_U64(g.c->rtt.rttvar, 100 * MS);
+    TT_CHECK_EQ_U64(g.c->rec.rtt.srtt, 200 * MS);
+    TT_CHECK_EQ_U64(g.c->rec.rtt.rttvar, 100 * MS);
     rig_free(&g);
 }
 
