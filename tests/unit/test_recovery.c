@@ -1,7 +1,7 @@
 /*
- * White-box tests of src/core/recovery.c, driven directly (no packets, no network): a client
- * endpoint with one bare connection whose loss recovery is fed records of sent packets and
- * ACK frames at chosen times.
+ * White-box tests of src/core/recovery.c, driven directly (no packets, no network): the bare
+ * connection of support/core_rig, whose loss recovery is fed records of sent packets and ACK
+ * frames at chosen times.
  *
  *   - RTT estimation (RFC 9002 5 / RFC 6298): the first sample sets srtt and rttvar = sample/2,
  *     later ones move them by 1/8 and 1/4; min_rtt; the peer's ACK delay is subtracted only
@@ -15,17 +15,14 @@
  */
 #include <string.h>
 
-#include "core/conn.h"
-#include "support/tt.h"
+#include "support/core_rig.h"
 
 #define MS (1000000ull)
 #define S (1000000000ull)
 
-/* One client endpoint, one connection with its recovery state, a clock. */
+/* The bare connection (support/core_rig) and its recovery state. */
 typedef struct rig {
-    tt_mem mem;
-    tt_rng rng;
-    tern_endpoint *ep;
+    core_rig k;
     tern_conn *c;
     tern__recovery *r;
     uint64_t now;
@@ -33,27 +30,18 @@ typedef struct rig {
 
 static void rig_init(rig *g, uint8_t cc)
 {
-    memset(g, 0, sizeof(*g));
-    tt_mem_init(&g->mem);
-    tt_rng_seed(&g->rng, tt_seed());
-    tern_endpoint_config cfg;
-    tern_endpoint_config_default(&cfg);
-    cfg.settings.cc = cc;
-    cfg.mem = &g->mem.mem;
-    cfg.rand = tt_rand_fill;
-    cfg.rand_user = &g->rng;
-    TT_REQUIRE(tern_endpoint_new(&cfg, 0, &g->ep) == TERN_OK);
-    g->c = tern__conn_new(g->ep, 0, 0);
-    TT_REQUIRE(g->c != NULL);
-    TT_REQUIRE(tern__rec_init(g->c, 0) == TERN_OK);
-    g->c->rec.ready = 1;
+    tern_settings s;
+    tern_settings_default(&s);
+    s.cc = cc;
+    core_rig_init(&g->k, &s);
+    g->c = g->k.c;
     g->r = g->c->rec.r;
+    g->now = 0;
 }
 
 static void rig_free(rig *g)
 {
-    tern_endpoint_del(g->ep); /* frees the connection and its recovery state */
-    tt_mem_check_clean(&g->mem, "recovery rig");
+    core_rig_free(&g->k);
 }
 
 /* Records packet number next_pn as sent now; returns its number. */
@@ -433,7 +421,7 @@ static void test_ring_grows_and_shrinks(void)
     TT_CHECK_EQ_U64(g.r->n, 1000);
     TT_CHECK_EQ_U64(g.r->bytes_in_flight, 1200 * 1000);
     TT_CHECK_EQ_U64(g.r->eliciting_out, 1000);
-    size_t grown = g.mem.current;
+    size_t grown = g.k.mem.current;
     /* the newest half and a piece below acknowledged: everything unacknowledged 3 or more
      * below the largest (0..99, 401..499) is lost */
     g.now += 30 * MS;
@@ -444,7 +432,7 @@ static void test_ring_grows_and_shrinks(void)
     /* nothing outstanding: the ring is empty and back at its idle size, memory with it */
     TT_CHECK_EQ_U64(g.r->n, 0);
     TT_CHECK_EQ_U64(g.r->cap, idle_cap);
-    TT_CHECK(g.mem.current < grown);
+    TT_CHECK(g.k.mem.current < grown);
     /* numbers skipped by the sender (records it never made) are placeholders: when the ACK
      * of b shows a lost, the ten numbers between them are not counted as losses */
     g.c->tx.next_pn += 10;
