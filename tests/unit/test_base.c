@@ -129,6 +129,9 @@ static void test_map_copied_keys(void)
         memcpy(key, &i, 4);
         TT_CHECK_EQ_INT(tern__map_put(&map, key, &vals[i]), TERN_OK);
     }
+    memcpy(key, &(int){7}, 4);
+    TT_CHECK_EQ_INT(tern__map_put(&map, key, &vals[8]), TERN_ERR_LIMIT); /* present already */
+    TT_CHECK_EQ_U64(map.n, 2000);
     /* the map holds its own copy: the caller's buffer may change */
     memset(key, 0xff, sizeof(key));
     for (int i = 0; i < 2000; i++) {
