@@ -63,6 +63,26 @@ static void long_name(uint8_t name[TERN_RDV_MAX_NAME], const char *prefix, uint3
     if (n > 0 && n < TERN_RDV_MAX_NAME) name[n] = 'x';
 }
 
+static tern_rdv_msg join_msg(const uint8_t *name, size_t len)
+{
+    tern_rdv_msg m;
+    tern_rdv_msg_init(&m, TERN_RDV_JOIN);
+    m.group = name, m.group_len = len;
+    return m;
+}
+
+/* k asks to join n groups with distinct 255-byte names "prefix-i-xxx..." (whatever the server
+ * refuses is counted there). */
+static void join_long(rdv_cli *k, const char *prefix, uint32_t n)
+{
+    uint8_t name[TERN_RDV_MAX_NAME];
+    for (uint32_t i = 0; i < n; i++) {
+        long_name(name, prefix, i);
+        tern_rdv_msg m = join_msg(name, sizeof(name));
+        (void)rdv_cli_try(k, &m);
+    }
+}
+
 /* Blocks everything the server sends to k from now on (a peer that never reads). */
 static void silence(rdv_world *w, rdv_cli *k)
 {
@@ -277,14 +297,7 @@ static void test_group_limits(void)
     TT_CHECK_EQ_U64(w.c[4].errors[TERN_RDV_E_LIMIT] + w.c[5].errors[TERN_RDV_E_LIMIT], 2);
     TT_CHECK_EQ_U64(w.c[1].got[TERN_RDV_JOINED], 1);
     TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).limit_groups, 2);
-    uint8_t name[TERN_RDV_MAX_NAME];
-    for (uint32_t i = 0; i < 300; i++) {
-        long_name(name, "g", i);
-        tern_rdv_msg m;
-        tern_rdv_msg_init(&m, TERN_RDV_JOIN);
-        m.group = name, m.group_len = sizeof(name);
-        (void)rdv_cli_try(att, &m);
-    }
+    join_long(att, "g", 300);
     tnet_run_ms(w.s, 500);
     tern_rdv_stats st = rdv_node_stats(&w.srv);
     printf("  one peer, 300 JOINs of 255-byte names: %llu groups of its own "
@@ -295,13 +308,7 @@ static void test_group_limits(void)
     TT_CHECK_EQ_U64(st.limit_groups, 2 + 300 - cfg.max_groups_per_peer);
     TT_CHECK(st.peer_state_max <= cfg.max_peer_state);
     /* a second peer reaches the server-wide 100 */
-    for (uint32_t i = 0; i < 64; i++) {
-        long_name(name, "h", i);
-        tern_rdv_msg m;
-        tern_rdv_msg_init(&m, TERN_RDV_JOIN);
-        m.group = name, m.group_len = sizeof(name);
-        (void)rdv_cli_try(&w.c[4], &m);
-    }
+    join_long(&w.c[4], "h", 64);
     tnet_run_ms(w.s, 300);
     TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).groups, 100);
     /* existing groups keep working: a message in "small" reaches its members */
@@ -586,9 +593,7 @@ static void test_peer_state_budget(void)
     uint8_t name[TERN_RDV_MAX_NAME];
     for (uint32_t i = 0; i < 100; i++) {
         long_name(name, "grp", i);
-        tern_rdv_msg m;
-        tern_rdv_msg_init(&m, TERN_RDV_JOIN);
-        m.group = name, m.group_len = sizeof(name);
+        tern_rdv_msg m = join_msg(name, sizeof(name));
         (void)rdv_cli_try(att, &m);
         long_name(name, "svc", i);
         m = offer_msg(name, sizeof(name));
@@ -609,13 +614,7 @@ static void test_peer_state_budget(void)
     small.max_peer_state = 8 * 1024;
     rdv_world w2;
     rdv_world_init(&w2, 1, &small, 1);
-    for (uint32_t i = 0; i < 64; i++) {
-        long_name(name, "grp", i);
-        tern_rdv_msg m;
-        tern_rdv_msg_init(&m, TERN_RDV_JOIN);
-        m.group = name, m.group_len = sizeof(name);
-        (void)rdv_cli_try(&w2.c[0], &m);
-    }
+    join_long(&w2.c[0], "grp", 64);
     tnet_run_ms(w2.s, 300);
     tern_rdv_stats s2 = rdv_node_stats(&w2.srv);
     TT_CHECK(s2.limit_peer_state > 0);
@@ -640,13 +639,7 @@ static void test_peer_state_budget(void)
     rdv_cli_group(&w3.c[0], TERN_RDV_JOIN, "g", NULL, 0);
     rdv_cli_group(&w3.c[1], TERN_RDV_JOIN, "g", NULL, 0);
     tnet_run_ms(w3.s, 50);
-    for (uint32_t i = 0; i < 64; i++) {
-        long_name(name, "fill", i);
-        tern_rdv_msg m;
-        tern_rdv_msg_init(&m, TERN_RDV_JOIN);
-        m.group = name, m.group_len = sizeof(name);
-        (void)rdv_cli_try(&w3.c[2], &m);
-    }
+    join_long(&w3.c[2], "fill", 64);
     tnet_run_ms(w3.s, 300);
     rdv_cli late[8];
     for (uint32_t i = 0; i < 8; i++) {
