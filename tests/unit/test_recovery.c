@@ -10,7 +10,7 @@
  *   - the probe timeout: srtt + max(4 rttvar, 1 ms) + max_ack_delay, doubled per PTO, capped at
  *     8 srtt (at most max_backoff, never below one PTO); two probes per PTO; an ACK resets it.
  *   - loss detection by packet threshold (3) and by time threshold (9/8 of the RTT, the loss
- *     timer), late ACKs of lost packets, ACKs of packets never sent, the ring of records growing and
+ *     timer), persistent congestion (losses spanning 3 PTOs: the minimum window), late ACKs of lost packets, ACKs of packets never sent, the ring of records growing and
  *     shrinking back, a path change declaring everything outstanding lost.
  */
 #include <string.h>
@@ -408,6 +408,44 @@ static void test_late_ack_of_lost_packet(void)
     rig_free(&g);
 }
 
+/* Loses every packet sent from t0 to t0 + span (one each 50 ms): the three sent after them are
+ * acknowledged, 100 ms later. Returns the congestion window after that ACK. */
+static uint64_t cwnd_after_losses_over(uint64_t span)
+{
+    rig g;
+    rig_init(&g, TERN_CC_NEWRENO);
+    g.now = 1 * S;
+    rtt_sample(&g, 100 * MS);
+    uint64_t t0 = g.now;
+    for (; g.now <= t0 + span; g.now += 50 * MS) sent(&g, 1000, 1);
+    uint64_t first = sent(&g, 1000, 1);
+    sent(&g, 1000, 1);
+    uint64_t last = sent(&g, 1000, 1);
+    g.now += 100 * MS;
+    TT_CHECK(acked(&g, first, last, 0) == TERN_OK);
+    TT_CHECK_EQ_U64(g.r->lost_total, span / (50 * MS) + 1);
+    TT_CHECK_EQ_U64(g.r->bytes_in_flight, 0);
+    uint64_t cwnd = g.r->cc.ops->cwnd(g.r->cc.st);
+    rig_free(&g);
+    return cwnd;
+}
+
+static void test_persistent_congestion(void)
+{
+    rig g;
+    rig_init(&g, TERN_CC_NEWRENO);
+    uint64_t cwnd0 = g.r->cc.ops->cwnd(g.r->cc.st);
+    size_t mss = tern__conn_max_payload(g.c);
+    rig_free(&g);
+    /* the ACK's sample leaves srtt 100 ms and rttvar 37.5 ms: 3 PTOs (with the peer's 25 ms
+     * ACK delay) are 825 ms. Losses within that: one congestion event, the window halves */
+    uint64_t halved = cwnd_after_losses_over(700 * MS);
+    TT_CHECK_EQ_U64(halved, (cwnd0 + 1200 + 3000) / 2); /* after slow start grew it by the acked */
+    /* losses spanning more (RFC 9002 7.6): persistent congestion, the minimum window */
+    uint64_t collapsed = cwnd_after_losses_over(1100 * MS);
+    TT_CHECK_EQ_U64(collapsed, 2 * mss);
+}
+
 static void test_ring_grows_and_shrinks(void)
 {
     rig g;
@@ -482,6 +520,7 @@ static const tt_case cases[] = {
     TT_CASE(test_loss_by_packet_threshold),
     TT_CASE(test_loss_by_time_threshold),
     TT_CASE(test_late_ack_of_lost_packet),
+    TT_CASE(test_persistent_congestion),
     TT_CASE(test_ring_grows_and_shrinks),
     TT_CASE(test_path_change_requeues_outstanding),
     {NULL, NULL},
