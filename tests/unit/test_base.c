@@ -1,7 +1,7 @@
 /*
  * White-box tests of src/base, the mechanisms every layer shares: the counting allocator, the
  * hash map (copied keys and keys kept in records, backward-shift deletion under churn checked
- * against a plain array, iteration, memory back to the starting figure), the indexed min-heap
+ * against the records' own flags, iteration, memory back to zero when empty), the indexed min-heap
  * (order, moves, removals, memory) and the relay header's encoder and decoder.
  */
 #include <stddef.h>
@@ -62,8 +62,8 @@ static void test_map_keyof_churn(void)
     tt_rng_seed(&rng, tt_seed());
     uint8_t k[16] = {7};
     tern__map map;
-    TT_REQUIRE(tern__map_init_keyof(&map, &a, rec_key, k) == TERN_OK);
-    const uint64_t base = a.current;
+    tern__map_init_keyof(&map, &a, rec_key, k);
+    TT_CHECK_EQ_U64(a.current, 0); /* an empty map holds nothing */
     static rec recs[3000];
     for (size_t i = 0; i < 3000; i++) {
         /* lengths 1..40 (8 at least when i needs it), so keys are unique and differ in length */
@@ -99,10 +99,10 @@ static void test_map_keyof_churn(void)
     size_t pos = 0, seen = 0;
     for (rec *r; (r = tern__map_next(&map, &pos)) != NULL; seen++) TT_CHECK(r->present);
     TT_CHECK_EQ_U64(seen, n);
-    /* emptied, the table is back at its starting size */
+    /* emptied, it holds nothing again */
     for (size_t i = 0; i < 3000; i++) tern__map_del(&map, NULL, &recs[i]);
     TT_CHECK_EQ_U64(map.n, 0);
-    TT_CHECK_EQ_U64(a.current, base);
+    TT_CHECK_EQ_U64(a.current, 0);
     /* after tern__map_free a put starts a new table */
     tern__map_free(&map);
     TT_CHECK_EQ_INT(tern__map_put(&map, NULL, &recs[0]), TERN_OK);
@@ -149,6 +149,31 @@ static void test_map_copied_keys(void)
     tt_mem_check_clean(&m, "copied-key map");
 }
 
+/* A shrink that cannot allocate keeps the larger table, and the last entry out still gives
+ * everything back. */
+static void test_map_empties_despite_failed_shrink(void)
+{
+    tt_mem m;
+    tt_mem_init(&m);
+    tern__alloc a = {.mem = m.mem};
+    uint8_t k[16] = {9};
+    tern__map map;
+    TT_REQUIRE(tern__map_init(&map, &a, 4, k) == TERN_OK);
+    static int vals[400];
+    for (uint32_t i = 0; i < 400; i++)
+        TT_REQUIRE(tern__map_put(&map, (uint8_t *)&i, &vals[i]) == TERN_OK);
+    size_t cap = map.cap;
+    m.fail_at = m.calls + 1;
+    m.fail_sticky = 1; /* every shrink from now on fails */
+    for (uint32_t i = 0; i < 399; i++) tern__map_del(&map, (uint8_t *)&i, &vals[i]);
+    TT_CHECK_EQ_U64(map.cap, cap);
+    uint32_t last = 399;
+    TT_CHECK(tern__map_get(&map, (uint8_t *)&last) == &vals[399]);
+    tern__map_del(&map, (uint8_t *)&last, &vals[399]);
+    TT_CHECK_EQ_U64(a.current, 0);
+    tt_mem_check_clean(&m, "map after failed shrinks");
+}
+
 typedef struct owner {
     int tag;
     tern__heap_item it;
@@ -162,8 +187,7 @@ static void test_heap_order_moves_memory(void)
     tt_rng rng;
     tt_rng_seed(&rng, tt_seed() + 1);
     tern__heap h;
-    TT_REQUIRE(tern__heap_init(&h, &a) == TERN_OK);
-    const uint64_t base = a.current;
+    tern__heap_init(&h, &a);
     static owner o[5000];
     for (int i = 0; i < 5000; i++) {
         o[i].tag = i;
@@ -189,7 +213,7 @@ static void test_heap_order_moves_memory(void)
         tern__heap_remove(&h, it);
     }
     TT_CHECK_EQ_U64(popped, expect);
-    TT_CHECK_EQ_U64(a.current, base); /* shrunk back to the starting array */
+    TT_CHECK_EQ_U64(a.current, 0); /* the last item out gave the array back */
     tern__heap_free(&h);
     /* after tern__heap_free a set starts a new array */
     o[1].it = TERN__HEAP_ITEM_INIT;
@@ -216,8 +240,9 @@ static void test_relay_header(void)
 
 static const tt_case cases[] = {
     TT_CASE(test_alloc_counts_and_limits), TT_CASE(test_map_keyof_churn),
-    TT_CASE(test_map_copied_keys),         TT_CASE(test_heap_order_moves_memory),
-    TT_CASE(test_relay_header),            {NULL, NULL},
+    TT_CASE(test_map_copied_keys),         TT_CASE(test_map_empties_despite_failed_shrink),
+    TT_CASE(test_heap_order_moves_memory), TT_CASE(test_relay_header),
+    {NULL, NULL},
 };
 
 int main(int argc, char **argv)
