@@ -20,14 +20,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "driver/driver_int.h"
-
-#ifndef SOL_UDP
-#define SOL_UDP IPPROTO_UDP
-#endif
-#ifndef UDP_GRO
-#define UDP_GRO 104
-#endif
+#include "driver/driver_int.h" /* drv_rx_parse, and SOL_UDP / UDP_GRO where libc lacks them */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
