@@ -233,8 +233,7 @@ void tern_driver_del(tern_driver *d)
         reg_del(d);
         tern_endpoint_del(d->ep); /* no callbacks: the set below just goes */
     }
-    for (size_t i = 0; i < d->n_socks; i++)
-        tern_udp_sock_close(&d->socks[i]);
+    for (size_t i = 0; i < d->n_socks; i++) tern_udp_sock_close(&d->socks[i]);
     if (d->epfd >= 0) close(d->epfd);
     if (d->stopfd >= 0) close(d->stopfd);
     tern_udp_batch_free(&d->rx);

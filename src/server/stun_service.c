@@ -406,8 +406,7 @@ static int svc_start(ternd_service *svc, const ternd_config *cfg)
         for (int i = 0; i < s->n_workers; i++) {
             worker *w = &s->workers[i];
             w->svc = s;
-            for (int k = 0; k < MAX_SOCKS; k++)
-                w->socks[k].fd = -1;
+            for (int k = 0; k < MAX_SOCKS; k++) w->socks[k].fd = -1;
             tern_stun_server_init(&w->srv, &scfg);
             if (tern_udp_batch_init(&w->rx, (size_t)cfg->batch, TERN_STUN_MAX_MSG) != TERN_OK ||
                 tern_udp_batch_init(&w->tx, (size_t)cfg->batch, TERN_STUN_MAX_RESP_V6) != TERN_OK)
