@@ -333,37 +333,38 @@ static inline void out_get(const out_src *o, size_t i, uint8_t **p, size_t *len,
     }
 }
 
-/* Adds a source-address control message where s leaves from something else than its bound IP. */
+/* Adds a source-address control message where s leaves from something else than its bound IP;
+ * returns the bytes it took at c. */
 static size_t add_source(const tern_udp_sock *s, const tern_addr *from, uint8_t *c)
 {
     if (!s->pktinfo || from == NULL) return 0;
+    union {
+        struct in_pktinfo v4;
+        struct in6_pktinfo v6;
+    } pi;
+    memset(&pi, 0, sizeof(pi));
     struct cmsghdr h;
     memset(&h, 0, sizeof(h));
+    size_t len;
     if (s->family == AF_INET && from->family == TERN_AF_INET &&
         memcmp(from->ip, s->local.ip, 4) != 0) {
-        struct in_pktinfo pi;
-        memset(&pi, 0, sizeof(pi));
-        memcpy(&pi.ipi_spec_dst, from->ip, 4);
+        memcpy(&pi.v4.ipi_spec_dst, from->ip, 4);
         h.cmsg_level = IPPROTO_IP;
         h.cmsg_type = IP_PKTINFO;
-        h.cmsg_len = CMSG_LEN(sizeof(pi));
-        memcpy(c, &h, sizeof(h));
-        memcpy(c + CMSG_LEN(0), &pi, sizeof(pi));
-        return CMSG_SPACE(sizeof(pi));
-    }
-    if (s->family == AF_INET6 && from->family == TERN_AF_INET6 &&
-        memcmp(from->ip, s->local.ip, 16) != 0) {
-        struct in6_pktinfo pi;
-        memset(&pi, 0, sizeof(pi));
-        memcpy(&pi.ipi6_addr, from->ip, 16);
+        len = sizeof(pi.v4);
+    } else if (s->family == AF_INET6 && from->family == TERN_AF_INET6 &&
+               memcmp(from->ip, s->local.ip, 16) != 0) {
+        memcpy(&pi.v6.ipi6_addr, from->ip, 16);
         h.cmsg_level = IPPROTO_IPV6;
         h.cmsg_type = IPV6_PKTINFO;
-        h.cmsg_len = CMSG_LEN(sizeof(pi));
-        memcpy(c, &h, sizeof(h));
-        memcpy(c + CMSG_LEN(0), &pi, sizeof(pi));
-        return CMSG_SPACE(sizeof(pi));
+        len = sizeof(pi.v6);
+    } else {
+        return 0; /* the bound address, or a family this socket cannot set */
     }
-    return 0;
+    h.cmsg_len = CMSG_LEN(len);
+    memcpy(c, &h, sizeof(h));
+    memcpy(c + CMSG_LEN(0), &pi, len);
+    return CMSG_SPACE(len);
 }
 
 /* Fills up to cap messages for items [i, n) (never more than cap items: one iovec each): one
