@@ -220,11 +220,12 @@ static int setup(lgr *g, const lgr_opts *o)
     }
     g->p = calloc(g->n, sizeof(*g->p));
     g->s = calloc(g->n_socks, sizeof(*g->s));
-    g->heap = calloc(g->n, sizeof(*g->heap));
     g->dirty = calloc(g->n, sizeof(*g->dirty));
     g->reg = calloc(g->n, sizeof(*g->reg));
     g->pairs = calloc(g->n_pairs, sizeof(*g->pairs));
-    if (!g->p || !g->s || !g->heap || !g->dirty || !g->reg || !g->pairs) {
+    g->alloc.mem = *tern_mem_default();
+    if (!g->p || !g->s || !g->dirty || !g->reg || !g->pairs ||
+        tern__heap_init(&g->deadlines, &g->alloc) != TERN_OK) {
         fprintf(stderr, "tern loadgen rdv: out of memory\n");
         return -1;
     }
@@ -354,7 +355,7 @@ static void lgr_free(lgr *g)
     lgr_socks_close(g);
     free(g->p);
     free(g->s);
-    free(g->heap);
+    tern__heap_free(&g->deadlines);
     free(g->dirty);
     free(g->reg);
     free(g->pairs);

@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 
+#include "base/heap.h"
 #include "tern/relay.h"
 #include "tern/rendezvous.h"
 #include "tern/udp.h"
@@ -17,7 +18,6 @@
 #define LGR_RX_BATCH 64 /* datagrams per recvmmsg */
 #define LGR_TX_BATCH 64 /* datagrams per socket queued before a sendmmsg */
 #define LGR_MAX_SOCKS 1024
-#define LGR_NO_HEAP UINT32_MAX
 #define LGR_NO_PAIR UINT32_MAX
 #define LGR_NO_PEER UINT32_MAX
 #define INTRO_LOST_NS (5ull * TERN_NS_PER_S)
@@ -30,6 +30,7 @@ enum { P_IDLE, P_CONNECTING, P_REGISTERING, P_REGISTERED, P_FAILED };
 typedef struct lgr lgr;
 
 typedef struct rpeer {
+    tern__heap_item item; /* first: the endpoint's next deadline in lgr.deadlines */
     lgr *g;
     tern_endpoint *ep;
     tern_conn *conn;
@@ -37,9 +38,7 @@ typedef struct rpeer {
     uint8_t pub[TERN_KEY_LEN];
     uint8_t id[TERN_PEER_ID_LEN];
     uint64_t flow;
-    uint64_t deadline;
     uint64_t sent_ns;   /* INTRODUCE in flight since */
-    uint32_t heap_idx;
     uint32_t target;    /* the peer asked for */
     uint32_t pair;      /* relay phase: the pair this peer is a side of, or LGR_NO_PAIR */
     uint8_t state, dirty, busy;
@@ -72,7 +71,8 @@ struct lgr {
     rsock *s;
     int epfd;
     /* deadlines */
-    uint32_t *heap, heap_n;
+    tern__alloc alloc; /* the heap's memory (tern_mem_default) */
+    tern__heap deadlines;
     uint32_t *dirty, dirty_n;
     /* registration */
     uint32_t next_connect, connecting, registered, failed, closed;

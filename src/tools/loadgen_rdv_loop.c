@@ -5,8 +5,8 @@
  * so N identities need N core endpoints, and a tern_driver owns exactly one endpoint with its own
  * epoll, eventfd and sockets (3N descriptors for N drivers, and one wait per driver). This loop
  * instead runs N endpoints over S shared sockets: one epoll over the S sockets, waiting
- * (epoll_pwait2, nanoseconds) until input or the earliest of the N endpoints' deadlines (an
- * indexed min-heap over the peers). The sockets themselves are the shared batched-UDP module
+ * (epoll_pwait2, nanoseconds) until input or the earliest of the N endpoints' deadlines (base's
+ * indexed min-heap, base/heap.h, over the peers). The sockets themselves are the shared batched-UDP module
  * (tern/udp.h): bound to 0.0.0.0 with IP_PKTINFO, so a datagram is handed to the peer whose
  * 127.2.x.y address it was sent to, and each peer's datagrams leave from its own address.
  *
@@ -27,57 +27,20 @@
 #include "tools/loadgen_rdv.h"
 #include "tools/tools.h"
 
-/* ---------------------------------------------------------------- deadline heap */
+/* ---------------------------------------------------------------- deadlines */
 
-static int heap_less(const lgr *g, uint32_t a, uint32_t b)
-{
-    return g->p[g->heap[a]].deadline < g->p[g->heap[b]].deadline;
-}
-
-static void heap_swap(lgr *g, uint32_t a, uint32_t b)
-{
-    uint32_t t = g->heap[a];
-    g->heap[a] = g->heap[b];
-    g->heap[b] = t;
-    g->p[g->heap[a]].heap_idx = a;
-    g->p[g->heap[b]].heap_idx = b;
-}
-
-static void heap_fix(lgr *g, uint32_t i)
-{
-    while (i > 0 && heap_less(g, i, (i - 1) / 2)) {
-        heap_swap(g, i, (i - 1) / 2);
-        i = (i - 1) / 2;
-    }
-    for (;;) {
-        uint32_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < g->heap_n && heap_less(g, l, m)) m = l;
-        if (r < g->heap_n && heap_less(g, r, m)) m = r;
-        if (m == i) break;
-        heap_swap(g, i, m);
-        i = m;
-    }
-}
-
-/* Files peer pi under its endpoint's next deadline (out of the heap when it has none). */
-static void heap_set(lgr *g, uint32_t pi)
+/* Files peer pi under its endpoint's next deadline in base's heap (out of it when it has none).
+ * A heap that cannot grow (out of memory) leaves the peer without timers: counted as an error. */
+static void deadline_set(lgr *g, uint32_t pi)
 {
     rpeer *p = &g->p[pi];
-    p->deadline = p->ep ? tern_endpoint_next_deadline(p->ep) : TERN_TIME_NEVER;
-    if (p->deadline == TERN_TIME_NEVER) {
-        if (p->heap_idx == LGR_NO_HEAP) return;
-        uint32_t i = p->heap_idx;
-        heap_swap(g, i, g->heap_n - 1);
-        g->heap_n--;
-        p->heap_idx = LGR_NO_HEAP;
-        if (i < g->heap_n) heap_fix(g, i);
-        return;
-    }
-    if (p->heap_idx == LGR_NO_HEAP) {
-        p->heap_idx = g->heap_n;
-        g->heap[g->heap_n++] = pi;
-    }
-    heap_fix(g, p->heap_idx);
+    uint64_t at = p->ep ? tern_endpoint_next_deadline(p->ep) : TERN_TIME_NEVER;
+    if (tern__heap_set(&g->deadlines, &p->item, at) != TERN_OK) g->other_err++;
+}
+
+static rpeer *deadline_top(const lgr *g)
+{
+    return (rpeer *)(void *)tern__heap_top(&g->deadlines); /* item is rpeer's first member */
 }
 
 /* ---------------------------------------------------------------- sockets */
@@ -196,7 +159,7 @@ static void peer_send(lgr *g, uint32_t pi, uint64_t now)
             if (end > s->tused) s->tused = end;
         }
     }
-    heap_set(g, pi);
+    deadline_set(g, pi);
 }
 
 /* Reads what waits on socket si (a bounded number of batches) into the endpoints; relay
@@ -279,8 +242,9 @@ void lgr_iterate(lgr *g, int max_wait_ms)
     uint64_t now = tools_now_ns();
     uint64_t wait = (uint64_t)max_wait_ms * TERN_NS_PER_MS;
     if (g->dirty_n) wait = 0;
-    if (g->heap_n) {
-        uint64_t t = g->p[g->heap[0]].deadline;
+    const rpeer *top = deadline_top(g);
+    if (top != NULL) {
+        uint64_t t = top->item.deadline;
         if (t <= now) wait = 0;
         else if (t - now < wait) wait = t - now;
     }
@@ -288,12 +252,9 @@ void lgr_iterate(lgr *g, int max_wait_ms)
     int ne = wait_events(g, ev, LGR_MAX_SOCKS, wait);
     now = tools_now_ns();
     for (int i = 0; i < ne; i++) sock_read(g, ev[i].data.u32, now);
-    while (g->heap_n && g->p[g->heap[0]].deadline <= now) {
-        uint32_t pi = g->heap[0];
-        rpeer *p = &g->p[pi];
+    for (rpeer *p; (p = deadline_top(g)) != NULL && p->item.deadline <= now;) {
         tern_endpoint_handle_expiry(p->ep, now);
-        p->deadline = TERN_TIME_NEVER; /* re-filed after its sends */
-        heap_fix(g, 0);
+        tern__heap_remove(&g->deadlines, &p->item); /* re-filed after its sends */
         lgr_touch(p);
     }
     lgr_pump(g);

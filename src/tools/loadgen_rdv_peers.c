@@ -229,8 +229,7 @@ int lgr_peers_make(lgr *g)
     for (uint32_t i = 0; i < g->n; i++) {
         rpeer *p = &g->p[i];
         p->g = g;
-        p->heap_idx = LGR_NO_HEAP;
-        p->deadline = TERN_TIME_NEVER;
+        p->item = TERN__HEAP_ITEM_INIT;
         p->pair = LGR_NO_PAIR;
         lgr_peer_addr(g, i, &p->local);
         tern_endpoint_config ec;

@@ -24,8 +24,7 @@ static void relay_queue(lgr *g, uint32_t pi, const uint8_t *src, size_t len)
     rpeer *p = &g->p[pi];
     uint8_t *d = lgr_queue(g, pi % g->n_socks, &p->local, &g->server, len);
     memcpy(d, src, len);
-    d[0] = TERN_RELAY_TYPE;
-    memcpy(d + 1, p->ch, TERN_RELAY_CHANNEL_LEN);
+    tern_relay_hdr_put(d, p->ch);
 }
 
 /* W new datagrams from pair k's first side: inner = 0x40, the pair number, then filler. */
@@ -54,8 +53,9 @@ void lgr_relay_recv(lgr *g, uint32_t pi, const tern_addr *from, const uint8_t *d
         return;
     }
     memcpy(&k, d + TERN_RELAY_HDR_LEN + 1, sizeof(k));
-    if (!tern_addr_equal(from, &g->server) || !p->has_ch ||
-        memcmp(d + 1, p->ch, TERN_RELAY_CHANNEL_LEN) != 0 || k != p->pair ||
+    const uint8_t *ch = tern_relay_hdr_get(d, len);
+    if (!tern_addr_equal(from, &g->server) || !p->has_ch || ch == NULL ||
+        memcmp(ch, p->ch, TERN_RELAY_CHANNEL_LEN) != 0 || k != p->pair ||
         len != g->relay_size) {
         g->relay_misrouted++;
         return;
