@@ -3,7 +3,9 @@
  * leave as one UDP_SEGMENT send yet arrive as separate, intact datagrams in order; a kernel that
  * refuses GSO (forced here with SO_NO_CHECK, which makes UDP_SEGMENT fail with EINVAL) makes the
  * batch fall back to one datagram per slot without losing any; a UDP_GRO receiver gets the train
- * back with its segment size and every datagram can be cut out of it.
+ * back with its segment size and every datagram can be cut out of it. Also: datagrams that live
+ * outside a batch sent from their own source addresses (PKTINFO) and reported with their
+ * destination, and a connected socket.
  */
 #include <stdio.h>
 #include <string.h>
@@ -199,11 +201,43 @@ static void test_dgrams_pktinfo(void)
     tern_udp_sock_close(&r);
 }
 
+/* A connected socket: slots whose destination has family TERN_AF_NONE go to the peer it is
+ * connected to, and it receives from that peer only. */
+static void test_connected(void)
+{
+    tern_addr sa, ba, ca;
+    tern_udp_sock s, b, c;
+    TT_REQUIRE(open_lo(&s, TERN_UDP_GSO, &sa) >= 0 && open_lo(&b, 0, &ba) >= 0 &&
+               open_lo(&c, 0, &ca) >= 0);
+    TT_REQUIRE(tern_udp_sock_connect(&s, &ba) == TERN_OK);
+    TT_CHECK(s.connected);
+    tern_udp_batch tx, rx;
+    TT_REQUIRE(tern_udp_batch_init(&tx, 8, 64) == TERN_OK);
+    TT_REQUIRE(tern_udp_batch_init(&rx, 8, 2048) == TERN_OK);
+    tern_addr none;
+    memset(&none, 0, sizeof(none));
+    for (size_t i = 0; i < 4; i++) fill(&tx, i, 24, &none, 0x70);
+    TT_CHECK_EQ_INT(tern_udp_send_batch(&s, &tx, 4), 4);
+    static const size_t order[] = {0, 1, 2, 3};
+    TT_CHECK_EQ_INT(collect(&b, &rx, &tx, order, 4, NULL), 4);
+    /* a stranger's datagram never reaches the connected socket */
+    fill(&tx, 0, 24, &sa, 0x71);
+    TT_CHECK_EQ_INT(tern_udp_send_batch(&c, &tx, 1), 1);
+    usleep(2000);
+    TT_CHECK_EQ_INT(tern_udp_recv(&s, &rx, 0), 0);
+    tern_udp_batch_free(&tx);
+    tern_udp_batch_free(&rx);
+    tern_udp_sock_close(&s);
+    tern_udp_sock_close(&b);
+    tern_udp_sock_close(&c);
+}
+
 static const tt_case cases[] = {
     TT_CASE(test_gso_runs),
     TT_CASE(test_gso_fallback),
     TT_CASE(test_gro_receive),
     TT_CASE(test_dgrams_pktinfo),
+    TT_CASE(test_connected),
     {NULL, NULL},
 };
 
