@@ -13,11 +13,18 @@
 #include "base/map.h"
 #include "support/tt.h"
 
+/* A counting allocator over m, a hook that checks every free's size (tt_mem). */
+static tern__alloc counted(tt_mem *m)
+{
+    tt_mem_init(m);
+    return (tern__alloc){.mem = m->mem};
+}
+
 static void test_alloc_counts_and_limits(void)
 {
     tt_mem m;
-    tt_mem_init(&m);
-    tern__alloc a = {.mem = m.mem, .max = 1000};
+    tern__alloc a = counted(&m);
+    a.max = 1000;
     void *p = tern__malloc(&a, 600);
     TT_REQUIRE(p != NULL);
     TT_CHECK_EQ_U64(a.current, 600);
@@ -56,8 +63,7 @@ static const uint8_t *rec_key(const void *r, size_t *len)
 static void test_map_keyof_churn(void)
 {
     tt_mem m;
-    tt_mem_init(&m);
-    tern__alloc a = {.mem = m.mem};
+    tern__alloc a = counted(&m);
     tt_rng rng;
     tt_rng_seed(&rng, tt_seed());
     uint8_t k[16] = {7};
@@ -114,8 +120,7 @@ static void test_map_keyof_churn(void)
 static void test_map_copied_keys(void)
 {
     tt_mem m;
-    tt_mem_init(&m);
-    tern__alloc a = {.mem = m.mem};
+    tern__alloc a = counted(&m);
     uint8_t k[16] = {3};
     tern__map map;
     TT_CHECK_EQ_INT(tern__map_init(&map, &a, 0, k), TERN_ERR_INVALID_ARG);
@@ -154,8 +159,7 @@ static void test_map_copied_keys(void)
 static void test_map_empties_despite_failed_shrink(void)
 {
     tt_mem m;
-    tt_mem_init(&m);
-    tern__alloc a = {.mem = m.mem};
+    tern__alloc a = counted(&m);
     uint8_t k[16] = {9};
     tern__map map;
     TT_REQUIRE(tern__map_init(&map, &a, 4, k) == TERN_OK);
@@ -182,8 +186,7 @@ typedef struct owner {
 static void test_heap_order_moves_memory(void)
 {
     tt_mem m;
-    tt_mem_init(&m);
-    tern__alloc a = {.mem = m.mem};
+    tern__alloc a = counted(&m);
     tt_rng rng;
     tt_rng_seed(&rng, tt_seed() + 1);
     tern__heap h;
