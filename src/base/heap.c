@@ -15,10 +15,11 @@ static int resize(tern__heap *h, size_t ncap)
     return TERN_OK;
 }
 
-void tern__heap_init(tern__heap *h, tern__alloc *a)
+int tern__heap_init(tern__heap *h, tern__alloc *a)
 {
     memset(h, 0, sizeof(*h));
     h->alloc = a;
+    return TERN_OK;
 }
 
 void tern__heap_free(tern__heap *h)

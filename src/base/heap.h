@@ -38,8 +38,8 @@ typedef struct tern__heap {
     size_t n, cap;
 } tern__heap;
 
-/* An empty heap allocating through a; allocates nothing yet. */
-void tern__heap_init(tern__heap *h, tern__alloc *a);
+/* An empty heap allocating through a. It allocates nothing yet, so it returns TERN_OK. */
+int tern__heap_init(tern__heap *h, tern__alloc *a);
 /* Gives the array back; the heap stays usable, empty. The items it held keep their old indexes:
  * reset each one (TERN__HEAP_ITEM_INIT) before it goes into a heap again. */
 void tern__heap_free(tern__heap *h);

@@ -68,10 +68,11 @@ int tern__map_init(tern__map *m, tern__alloc *a, size_t key_len, const uint8_t s
     return TERN_OK;
 }
 
-void tern__map_init_keyof(tern__map *m, tern__alloc *a, tern__map_keyof keyof,
-                          const uint8_t sip_key[16])
+int tern__map_init_keyof(tern__map *m, tern__alloc *a, tern__map_keyof keyof,
+                         const uint8_t sip_key[16])
 {
     init(m, a, 0, keyof, sip_key);
+    return TERN_OK;
 }
 
 void tern__map_free(tern__map *m)

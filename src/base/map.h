@@ -49,9 +49,9 @@ typedef struct tern__map {
 /* A map that copies keys of key_len (1..TERN__MAP_KEY_MAX) bytes. TERN_ERR_INVALID_ARG.
  * Allocates nothing. */
 int tern__map_init(tern__map *m, tern__alloc *a, size_t key_len, const uint8_t sip_key[16]);
-/* A map of records that hold their own keys. Allocates nothing. */
-void tern__map_init_keyof(tern__map *m, tern__alloc *a, tern__map_keyof keyof,
-                          const uint8_t sip_key[16]);
+/* A map of records that hold their own keys. It allocates nothing yet, so it returns TERN_OK. */
+int tern__map_init_keyof(tern__map *m, tern__alloc *a, tern__map_keyof keyof,
+                         const uint8_t sip_key[16]);
 /* Empties the map and gives its slot array back; the map stays usable. */
 void tern__map_free(tern__map *m);
 

@@ -189,7 +189,7 @@ int tern_endpoint_new(const tern_endpoint_config *cfg, uint64_t now, tern_endpoi
         rc = tern__map_init(&ep->by_src, &ep->alloc, TERN__SRC_KEY_LEN, sk);
         sodium_memzero(sk, sizeof(sk));
     }
-    tern__heap_init(&ep->timers, &ep->alloc);
+    if (rc == TERN_OK) rc = tern__heap_init(&ep->timers, &ep->alloc);
     if (rc == TERN_OK && ep->is_server) /* only servers take handshakes */
         rc = tern__rl_init(&ep->hs_limit, &ep->alloc, ep->s.handshake_rate,
                            ep->s.handshake_burst, k + 48);

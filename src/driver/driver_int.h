@@ -35,7 +35,7 @@ struct tern_driver_timer {
 /* The timers by expiry: base's indexed min-heap, through the driver's allocator. */
 typedef tern__heap drv_heap;
 
-void drv_heap_init(drv_heap *h, tern__alloc *a);
+int drv_heap_init(drv_heap *h, tern__alloc *a);
 int drv_heap_set(drv_heap *h, tern_driver_timer *t, uint64_t at);
 void drv_heap_remove(drv_heap *h, tern_driver_timer *t);
 tern_driver_timer *drv_heap_top(const drv_heap *h);

@@ -168,8 +168,8 @@ int tern_driver_new(const tern_driver_config *cfg, tern_driver **out)
     d->rx_hook = cfg->rx_hook;
     d->rx_hook_user = cfg->rx_hook_user;
     d->alloc.mem = *tern_mem_default();
-    drv_heap_init(&d->timers, &d->alloc);
-    int rc = drv_conns_init(&d->conns, &d->alloc);
+    int rc = drv_heap_init(&d->timers, &d->alloc);
+    if (rc == TERN_OK) rc = drv_conns_init(&d->conns, &d->alloc);
     if (rc != TERN_OK) goto fail;
     rc = TERN_ERR_STATE;
     d->epfd = epoll_create1(EPOLL_CLOEXEC);

@@ -10,9 +10,9 @@
 
 #include "driver/driver_int.h"
 
-void drv_heap_init(drv_heap *h, tern__alloc *a)
+int drv_heap_init(drv_heap *h, tern__alloc *a)
 {
-    tern__heap_init(h, a);
+    return tern__heap_init(h, a);
 }
 
 int drv_heap_set(drv_heap *h, tern_driver_timer *t, uint64_t at)

@@ -120,15 +120,18 @@ int tern_rdv_server_new(const tern_rdv_config *cfg, tern_rdv_server **out)
         s->cfg.bootstrap_random = TERN_RDV_MAX_MEMBERS - s->cfg.bootstrap_recent;
     uint8_t k[16];
     rand_bytes(s, k, sizeof(k));
-    tern__map_init_keyof(&s->peers, &s->alloc, peer_key, k);
-    tern__map_init_keyof(&s->groups, &s->alloc, group_key, k);
-    tern__map_init_keyof(&s->services, &s->alloc, service_key, k);
-    tern__map_init_keyof(&s->calls, &s->alloc, call_key, k);
-    tern__heap_init(&s->deadlines, &s->alloc);
-    s->out = alloc(s, TERN_RDV_MAX_MSG);
-    if (s->out == NULL) {
+    int rc = tern__map_init_keyof(&s->peers, &s->alloc, peer_key, k);
+    if (rc == TERN_OK) rc = tern__map_init_keyof(&s->groups, &s->alloc, group_key, k);
+    if (rc == TERN_OK) rc = tern__map_init_keyof(&s->services, &s->alloc, service_key, k);
+    if (rc == TERN_OK) rc = tern__map_init_keyof(&s->calls, &s->alloc, call_key, k);
+    if (rc == TERN_OK) rc = tern__heap_init(&s->deadlines, &s->alloc);
+    if (rc == TERN_OK) {
+        s->out = alloc(s, TERN_RDV_MAX_MSG);
+        if (s->out == NULL) rc = TERN_ERR_NOMEM;
+    }
+    if (rc != TERN_OK) {
         tern_rdv_server_del(s);
-        return TERN_ERR_NOMEM;
+        return rc;
     }
     *out = s;
     return TERN_OK;
@@ -137,8 +140,7 @@ int tern_rdv_server_new(const tern_rdv_config *cfg, tern_rdv_server **out)
 /* ---------------------------------------------------------------- output */
 
 /* p is to be closed: it does not read. Closing runs in tern__rdv_reap(), once the event being
- * handled is done, because closing reports on_closed (and so on_gone) at once, in the middle of
- * a fan-out. */
+ * handled is done, because closing reports on_closed (and so on_gone) at once, in the middle of a fan-out. */
 static void doom(tern_rdv_server *s, rdv_peer *p)
 {
     if (p->doomed) return;

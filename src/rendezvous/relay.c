@@ -131,11 +131,15 @@ int tern_relay_new(const tern_relay_config *cfg, tern_relay **out)
     r->bucket_cap = r->cfg.burst_bytes * TERN_NS_PER_S;
     uint8_t k[16];
     rand_bytes(r, k, sizeof(k));
-    tern__map_init_keyof(&r->channels, &r->alloc, channel_key, k);
-    tern__map_init_keyof(&r->addrs, &r->alloc, addr_key_of, k);
-    tern__map_init_keyof(&r->pairs, &r->alloc, pair_key_of, k);
-    tern__heap_init(&r->idle, &r->alloc);
+    int rc = tern__map_init_keyof(&r->channels, &r->alloc, channel_key, k);
+    if (rc == TERN_OK) rc = tern__map_init_keyof(&r->addrs, &r->alloc, addr_key_of, k);
+    if (rc == TERN_OK) rc = tern__map_init_keyof(&r->pairs, &r->alloc, pair_key_of, k);
+    if (rc == TERN_OK) rc = tern__heap_init(&r->idle, &r->alloc);
     sodium_memzero(k, sizeof(k));
+    if (rc != TERN_OK) {
+        tern_relay_del(r);
+        return rc;
+    }
     *out = r;
     return TERN_OK;
 }

@@ -224,8 +224,8 @@ static int setup(lgr *g, const lgr_opts *o)
     g->reg = calloc(g->n, sizeof(*g->reg));
     g->pairs = calloc(g->n_pairs, sizeof(*g->pairs));
     g->alloc.mem = *tern_mem_default();
-    tern__heap_init(&g->deadlines, &g->alloc);
-    if (!g->p || !g->s || !g->dirty || !g->reg || !g->pairs) {
+    if (!g->p || !g->s || !g->dirty || !g->reg || !g->pairs ||
+        tern__heap_init(&g->deadlines, &g->alloc) != TERN_OK) {
         fprintf(stderr, "tern loadgen rdv: out of memory\n");
         return -1;
     }

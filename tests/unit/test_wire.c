@@ -183,7 +183,7 @@ static void test_map_heap_ratelimit(void)
     tern__map_free(&map);
 
     tern__heap h;
-    tern__heap_init(&h, &a);
+    TT_REQUIRE(tern__heap_init(&h, &a) == TERN_OK);
     static tern__heap_item items[1000];
     tt_rng rng;
     tt_rng_seed(&rng, tt_seed());
