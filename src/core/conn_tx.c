@@ -3,7 +3,7 @@
  * the key update after key_update_packets), the amplification limit of an unvalidated active
  * path, the relay header, and what one packet carries, in order: ACK, PATH_RESPONSE,
  * HANDSHAKE_DONE, PONGs, PING, flow control frames, then flow data and datagrams under the
- * congestion window and the pacer. Probes of candidate paths are built by path.c, path MTU
+ * congestion window and the pacer. Probes of candidate paths are built by path_probe.c, path MTU
  * probes by pmtu.c.
  */
 #include <sodium.h>
