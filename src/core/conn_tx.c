@@ -3,7 +3,7 @@
  * the key update after key_update_packets), the amplification limit of an unvalidated active
  * path, the relay header, and what one packet carries, in order: ACK, PATH_RESPONSE,
  * HANDSHAKE_DONE, PONGs, PING, flow control frames, then flow data and datagrams under the
- * congestion window and the pacer. Probes of candidate paths are built by path.c, path MTU
+ * congestion window and the pacer. Probes of candidate paths are built by path_probe.c, path MTU
  * probes by pmtu.c.
  */
 #include <sodium.h>
@@ -11,22 +11,6 @@
 
 #include "core/conn.h"
 #include "core/conn_int.h"
-
-size_t tern__conn_packet_overhead(void)
-{
-    return SHORT_HDR_LEN + TERN__AEAD_TAG_LEN;
-}
-
-size_t tern__conn_max_payload(const tern_conn *c)
-{
-    size_t m = c->pmtu.size ? c->pmtu.size : c->ep->s.max_udp_payload;
-    if (c->peer.max_udp_payload && c->peer.max_udp_payload < m) m = c->peer.max_udp_payload;
-    /* the relay's header rides in front; an introduced peer's connection leaves room for it
-     * even on a direct path, since fragments keep their size when retransmitted after a move to
-     * the relay */
-    if (c->path.relayed || (c->p2p != NULL && c->p2p->probing)) m -= TERN__RELAY_HDR_LEN;
-    return m;
-}
 
 /* Moves the sending direction to its next key and flips its key phase. */
 void tern__conn_update_tx_key(tern_conn *c)
@@ -124,10 +108,7 @@ int tern__conn_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const
     int n = c->pmtu.due ? tern__pmtu_write(c, now, out + hdr, cap - hdr) : 0;
     if (n == 0) n = write_active(c, now, out + hdr, cap - hdr);
     if (n <= 0) return n;
-    if (hdr) {
-        out[0] = TERN__RELAY_TYPE;
-        memcpy(out + 1, c->path.channel, TERN_RELAY_CHANNEL_LEN);
-    }
+    if (hdr) tern_relay_hdr_put(out, c->path.channel);
     c->path.tx_bytes += hdr + (size_t)n;
     c->path.tx_dgrams++;
     return (int)hdr + n;

@@ -80,25 +80,6 @@ uint64_t tt_wall_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* AddressSanitizer (gcc says __SANITIZE_ADDRESS__, clang __has_feature): the tests' build is
- * then also unoptimized (CMAKE_BUILD_TYPE=Debug, scripts/test.sh). */
-#if defined(__SANITIZE_ADDRESS__)
-#define TT_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TT_SANITIZED 1
-#endif
-#endif
-
-double tt_wall_scale(void)
-{
-#ifdef TT_SANITIZED
-    return 8.0;
-#else
-    return 1.0;
-#endif
-}
-
 /* Runs one case under setjmp; returns its failure count. The volatile locals survive longjmp. */
 static int run_case(const tt_case *c)
 {

@@ -60,11 +60,6 @@ int tt_case_failures(void);
 /* Monotonic wall-clock time in nanoseconds (for speed measurements only; never for the sim). */
 uint64_t tt_wall_ns(void);
 
-/* How many times slower than the optimized build this build runs: 8 under AddressSanitizer
- * (an unoptimized, instrumented build), else 1. A wall-clock budget in a test is written for
- * the optimized build and multiplied by this. */
-double tt_wall_scale(void);
-
 #define TT_CHECK(cond)                                                                             \
     do {                                                                                           \
         if (!(cond)) tt_fail(__FILE__, __LINE__, "check failed: %s", #cond);                      \
