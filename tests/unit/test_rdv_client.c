@@ -23,8 +23,7 @@
 
 /* ---------------------------------------------------------------- the server */
 
-/* support/rdv_node.h, made in world_init_relay with the endpoint's default settings. */
-static int g_intro_target_rate = -1; /* >= 0: overrides the server's intro_target_rate */
+/* support/rdv_node.h, made in world_init_opts with the endpoint's default settings. */
 
 /* ---------------------------------------------------------------- a peer */
 
@@ -350,7 +349,9 @@ typedef struct world {
     int n;
 } world;
 
-static void world_init_relay(world *w, int n, int with_relay)
+/* The world, with the server's relay when with_relay, and its intro_target_rate replaced when
+ * intro_target_rate >= 0. */
+static void world_init_opts(world *w, int n, int with_relay, int intro_target_rate)
 {
     memset(w, 0, sizeof(*w));
     w->s = sim_new(tt_seed());
@@ -361,7 +362,7 @@ static void world_init_relay(world *w, int n, int with_relay)
     sim_set_default_link(w->s, &lp);
     tern_rdv_config rc;
     tern_rdv_config_default(&rc);
-    if (g_intro_target_rate >= 0) rc.intro_target_rate = (uint32_t)g_intro_target_rate;
+    if (intro_target_rate >= 0) rc.intro_target_rate = (uint32_t)intro_target_rate;
     tern_settings st;
     tern_settings_default(&st);
     rdv_node_opts o = {.rdv = &rc, .settings = &st, .with_relay = with_relay};
@@ -382,7 +383,7 @@ static void world_init_relay(world *w, int n, int with_relay)
 
 static void world_init(world *w, int n)
 {
-    world_init_relay(w, n, 0);
+    world_init_opts(w, n, 0, -1);
 }
 
 static void world_free(world *w)
@@ -769,7 +770,7 @@ static void test_bad_input_and_other_conns(void)
 static void test_relay_when_no_direct_path_then_direct(void)
 {
     world w;
-    world_init_relay(&w, 2, 1);
+    world_init_opts(&w, 2, 1, -1);
     peer *a = &w.p[0], *b = &w.p[1];
     uint64_t t0 = sim_now(w.s);
     block_direct(&w, a, b, t0 + 4 * S);
@@ -818,10 +819,8 @@ static void test_relay_when_no_direct_path_then_direct(void)
 static void test_intro_flood_cannot_lock_expectations(void)
 {
     enum { ATT = 70 };
-    g_intro_target_rate = 0; /* let the whole flood through the server: the client is the subject */
     world w;
-    world_init(&w, 2);
-    g_intro_target_rate = -1;
+    world_init_opts(&w, 2, 0, 0); /* the whole flood through the server: the client is the subject */
     peer *t = &w.p[0], *l = &w.p[1];
     peer *att = calloc(ATT, sizeof(*att));
     TT_REQUIRE(att != NULL);
