@@ -276,6 +276,7 @@ static void test_relayed_connection_end_to_end(void)
     TT_CHECK(rs.fwd_bytes > 2000 * 1100);
     TT_CHECK_EQ_U64(rs.drop_wrong_source + rs.drop_unknown_channel + rs.drop_malformed, 0);
     TT_CHECK_EQ_U64(sc.marker_seen, 0); /* the relay only ever held ciphertext */
+    TT_CHECK_EQ_U64(sc.sv.relay_q_full, 0);
 
     /* the block lifts: the connection moves to the direct path and the relay falls idle */
     sc.blk.on = 0;
