@@ -192,3 +192,14 @@ tern_rdv_stats rdv_node_stats(const rdv_node *r)
     tern_rdv_server_get_stats(r->rdv, &st);
     return st;
 }
+
+void rdv_needle_tap(void *needle, const uint8_t *data, size_t len)
+{
+    rdv_needle *nd = needle;
+    size_t n = strlen(nd->text);
+    for (size_t i = 0; i + n <= len; i++)
+        if (memcmp(data + i, nd->text, n) == 0) {
+            nd->seen++;
+            return;
+        }
+}

@@ -63,6 +63,14 @@ typedef struct rdv_node_opts {
     int with_relay;
 } rdv_node_opts;
 
+/* A relay tap (rdv_node.relay_tap, user: the rdv_needle) that counts the datagrams for the relay
+ * holding a byte string: a plaintext marker that must never cross the relay. */
+typedef struct rdv_needle {
+    const char *text;
+    uint64_t seen;
+} rdv_needle;
+void rdv_needle_tap(void *needle, const uint8_t *data, size_t len);
+
 /* Creates the server and adds it to s at 192.0.2.1:4433; o may be NULL (all defaults). Requires
  * success (TT_REQUIRE). */
 void rdv_node_init(rdv_node *r, sim *s, const rdv_node_opts *o);

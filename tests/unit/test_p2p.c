@@ -161,18 +161,6 @@ static int nat_box(void *user, sim *s, uint64_t now, sim_packet *pkt)
  * the peers only connect to it, so that their NATs hold the mapping the server saw. */
 #define MARKER "plaintext-marker-that-must-not-cross-the-relay"
 
-/* Counts the relayed datagrams that carry the plaintext marker (the rdv_node's relay tap). */
-static void count_marker(void *user, const uint8_t *d, size_t len)
-{
-    uint64_t *seen = user;
-    size_t n = sizeof(MARKER) - 1;
-    for (size_t i = 0; i + n <= len; i++)
-        if (memcmp(d + i, MARKER, n) == 0) {
-            (*seen)++;
-            return;
-        }
-}
-
 /* ---------------------------------------------------------------- a scenario */
 
 typedef struct scene {
@@ -180,7 +168,7 @@ typedef struct scene {
     world w;
     rdv_node sv;
     uint8_t ch[2][TERN_RELAY_CHANNEL_LEN]; /* the relay session's channels: A's, B's */
-    uint64_t marker_seen;                  /* relayed datagrams carrying the plaintext marker */
+    rdv_needle marker;                     /* relayed datagrams carrying the plaintext marker */
     tnet_node a, b;
     tern_addr a_pub, b_pub; /* as the server sees them */
     tern_conn *ca;          /* A's connection to B */
@@ -260,8 +248,9 @@ static void scene_init(scene *sc, int ta, int tb, int shared_nat, double delay_m
     sim_set_middlebox(sc->s, nat_box, &sc->w);
     rdv_node_opts o = {.with_relay = 1};
     rdv_node_init(&sc->sv, sc->s, &o);
-    sc->sv.relay_tap = count_marker;
-    sc->sv.relay_tap_user = &sc->marker_seen;
+    sc->marker.text = MARKER;
+    sc->sv.relay_tap = rdv_needle_tap;
+    sc->sv.relay_tap_user = &sc->marker;
     tern_addr aa = place(sc, 0, ta, shared_nat);
     tern_addr ba = place(sc, 1, tb, shared_nat);
     tnet_node_init(&sc->a, sc->s, &aa, 1, NULL, 1);
@@ -432,7 +421,7 @@ static void test_nat_matrix(void)
             TT_CHECK_EQ_U64(sc.bad, 0);
             TT_CHECK(sc.b.conn != NULL && tern_conn_get_state(sc.b.conn) == TERN_CONN_ESTABLISHED);
             if (!direct) TT_CHECK(relayed(&sc) > 0);
-            TT_CHECK_EQ_U64(sc.marker_seen, 0);
+            TT_CHECK_EQ_U64(sc.marker.seen, 0);
             scene_free(&sc);
         }
     }
@@ -476,7 +465,7 @@ static void test_relay_then_direct_nothing_lost(void)
     TT_CHECK_EQ_U64(sc.delivered, seq);
     TT_CHECK_EQ_U64(sc.bad, 0);
     TT_CHECK(relayed(&sc) > 100);
-    TT_CHECK_EQ_U64(sc.marker_seen, 0);
+    TT_CHECK_EQ_U64(sc.marker.seen, 0);
     /* B followed A onto the direct path */
     TT_REQUIRE(sc.b.conn != NULL);
     tern_path_info pb;
@@ -549,7 +538,7 @@ static void test_direct_then_relay_then_direct(void)
     TT_CHECK_EQ_U64(sc.delivered, seq);
     TT_CHECK_EQ_U64(sc.bad, 0);
     TT_CHECK(relayed(&sc) > 100);
-    TT_CHECK_EQ_U64(sc.marker_seen, 0);
+    TT_CHECK_EQ_U64(sc.marker.seen, 0);
     TT_REQUIRE(sc.b.conn != NULL);
     tern_conn_path(sc.b.conn, &pb);
     TT_CHECK(!pb.relayed);
@@ -597,7 +586,7 @@ static void test_target_streams_when_direct_path_dies(void)
     TT_CHECK_EQ_U64(seq, 2400);
     TT_CHECK_EQ_U64(sc.a_delivered, seq);
     TT_CHECK_EQ_U64(sc.a_bad, 0);
-    TT_CHECK_EQ_U64(sc.marker_seen, 0);
+    TT_CHECK_EQ_U64(sc.marker.seen, 0);
     scene_free(&sc);
 }
 

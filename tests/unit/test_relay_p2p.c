@@ -24,18 +24,6 @@
 #define S (1000000000ull)
 #define MARKER "plaintext-marker-that-must-not-cross-the-relay"
 
-/* Counts the relayed datagrams that carry the plaintext marker (the rdv_node's relay tap). */
-static void count_marker(void *user, const uint8_t *d, size_t len)
-{
-    uint64_t *seen = user;
-    size_t n = sizeof(MARKER) - 1;
-    for (size_t i = 0; i + n <= len; i++)
-        if (memcmp(d + i, MARKER, n) == 0) {
-            (*seen)++;
-            return;
-        }
-}
-
 /* ---------------------------------------------------------------- peers */
 
 typedef struct peer {
@@ -158,7 +146,7 @@ static int blocker(void *user, sim *s, uint64_t now, sim_packet *pkt)
 typedef struct scene {
     sim *s;
     rdv_node sv; /* the rendezvous server with its relay on the same port, as ternd runs them */
-    uint64_t marker_seen; /* relayed datagrams carrying the plaintext marker */
+    rdv_needle marker; /* relayed datagrams carrying the plaintext marker */
     peer a, b;
     block blk;
 } scene;
@@ -206,8 +194,9 @@ static void test_relayed_connection_end_to_end(void)
     sim_set_default_link(sc.s, &lp);
     rdv_node_opts o = {.with_relay = 1};
     rdv_node_init(&sc.sv, sc.s, &o);
-    sc.sv.relay_tap = count_marker;
-    sc.sv.relay_tap_user = &sc.marker_seen;
+    sc.marker.text = MARKER;
+    sc.sv.relay_tap = rdv_needle_tap;
+    sc.sv.relay_tap_user = &sc.marker;
     peer_init(&sc.a, sc.s, &sc.sv, 10, 1);
     peer_init(&sc.b, sc.s, &sc.sv, 11, 2);
     sc.blk.a = sc.a.n.addr;
@@ -275,7 +264,7 @@ static void test_relayed_connection_end_to_end(void)
            (unsigned long long)rs.drop_malformed, (unsigned long long)rs.drop_rate_limited);
     TT_CHECK(rs.fwd_bytes > 2000 * 1100);
     TT_CHECK_EQ_U64(rs.drop_wrong_source + rs.drop_unknown_channel + rs.drop_malformed, 0);
-    TT_CHECK_EQ_U64(sc.marker_seen, 0); /* the relay only ever held ciphertext */
+    TT_CHECK_EQ_U64(sc.marker.seen, 0); /* the relay only ever held ciphertext */
     TT_CHECK_EQ_U64(sc.sv.relay_q_full, 0);
 
     /* the block lifts: the connection moves to the direct path and the relay falls idle */
@@ -341,7 +330,7 @@ static void test_relayed_connection_end_to_end(void)
     TT_CHECK_EQ_U64(rs.sessions, 0);
     TT_CHECK_EQ_U64(rs.expired, 1);
     TT_CHECK_EQ_U64(sc.sv.lmem.current, sc.sv.relay_base_mem);
-    TT_CHECK_EQ_U64(sc.marker_seen, 0);
+    TT_CHECK_EQ_U64(sc.marker.seen, 0);
 
     tnet_node_free(&sc.a.n, sc.s);
     tnet_node_free(&sc.b.n, sc.s);
