@@ -127,7 +127,7 @@ static tern__frag *frag_at(const tern__sflow *f, uint64_t fsn)
 static void free_msg(tern_conn *c, tern__sflow *f, tern__msg *m)
 {
     f->queued_bytes -= m->len;
-    tern__conn_dealloc(c, m, sizeof(*m) + m->len);
+    tern__flow_msg_ended(c, f, m); /* frees it, or keeps a referenced one for its release */
 }
 
 /* A fragment reaches its end (acknowledged or given up). */
@@ -231,6 +231,7 @@ static int lost_push(tern_conn *c, tern__sflow *f, uint64_t fsn)
 
 void tern__sflow_free(tern_conn *c, tern__sflow *f)
 {
+    f->freeing = 1; /* what ends now was not delivered */
     for (uint64_t fsn = f->base; fsn < f->next_fsn; fsn++) {
         tern__frag *fr = frag_at(f, fsn);
         if (fr->msg) frag_release(c, f, fr);
@@ -241,6 +242,7 @@ void tern__sflow_free(tern_conn *c, tern__sflow *f)
         if (m->live_frags == 0) free_msg(c, f, m);
         else m->cut = m->len; /* freed when its last fragment is released: cannot happen now */
     }
+    tern__flow_releases(c, f); /* every referenced buffer, exactly once */
     if (f->frags) tern__conn_dealloc(c, f->frags, f->cap * sizeof(*f->frags));
     if (f->lost) tern__conn_dealloc(c, f->lost, f->lost_cap * sizeof(*f->lost));
     tern__conn_dealloc(c, f, sizeof(*f));
@@ -774,6 +776,7 @@ void tern__flow_on_acked(tern_conn *c, const tern__sent_entry *e)
         if (fr->state == FRAG_ACKED || fr->state == FRAG_GIVEN_UP || fr->state == FRAG_NONE) return;
         fr->state = FRAG_ACKED;
         c->st.stream_bytes_sent += fr->len;
+        f->acked_bytes += fr->len;
         frag_release(c, f, fr);
         sflow_advance(c, f);
         break;
@@ -913,7 +916,8 @@ static uint8_t *put_fragment(const tern_conn *c, uint8_t *p, const uint8_t *end,
     p = tern__put_varint(p, end, flags);
     if (flags & TERN__FD_TTL) p = tern__put_varint(p, end, ttl);
     p = tern__put_varint(p, end, fr->len);
-    return tern__put_bytes(p, end, fr->msg->data + fr->off, fr->len);
+    const uint8_t *bytes = fr->msg->is_ref ? fr->msg->ref : fr->msg->data;
+    return tern__put_bytes(p, end, bytes + fr->off, fr->len);
 }
 
 /* Drops queued messages that can no longer arrive in time (never RELIABLE ones). Messages are
@@ -1050,6 +1054,7 @@ uint8_t *tern__flow_write_data(tern_conn *c, uint64_t now, uint8_t *p, const uin
 
 void tern__flows_reap(tern_conn *c)
 {
+    tern__flow_events(c); /* before a finished flow goes */
     sflows_reap(c);
     rflows_reap(c);
 }
@@ -1102,28 +1107,48 @@ int tern_flow_open(tern_conn *c, const tern_flow_config *cfg, uint64_t *flow_id)
     return TERN_OK;
 }
 
-int tern_flow_send(tern_conn *c, uint64_t flow_id, uint64_t now, const uint8_t *data, size_t len,
-                   int priority)
+int tern__flow_send_admit(const tern_conn *c, const tern__sflow *f, size_t len, int ref)
+{
+    if (f->queued_bytes + len > c->ep->s.send_buffer && f->queued_bytes > 0) return TERN_ERR_AGAIN;
+    /* the connection's memory budget (three quarters of it for what we queue): a message that
+     * could never fit is too large; one that does not fit now waits for what is queued to be
+     * delivered. A referenced message costs the core its record only. */
+    size_t size = sizeof(tern__msg) + (ref ? 0 : len);
+    uint64_t cap = c->ep->s.conn_memory;
+    if (cap != 0 && tern__mem_charge(size) > cap - cap / 4) return TERN_ERR_TOO_LARGE;
+    if (tern__conn_send_over(c, size)) return TERN_ERR_AGAIN;
+    return TERN_OK;
+}
+
+/* tern_flow_send (ref 0: copies data) and tern_flow_send_ref (ref 1: keeps the pointer). */
+static int flow_queue(tern_conn *c, uint64_t flow_id, uint64_t now, const uint8_t *data,
+                      size_t len, int priority, int ref, void *token)
 {
     if (c == NULL || (data == NULL && len > 0)) return TERN_ERR_INVALID_ARG;
+    if (ref && c->ep->cb.on_flow_release == NULL) return TERN_ERR_INVALID_ARG;
     tern__sflow *f = tern__sflow_find(c, flow_id);
     if (f == NULL) return TERN_ERR_NOT_FOUND;
     if (c->state != TERN_CONN_ESTABLISHED || f->closing) return TERN_ERR_STATE;
     if (len > (64u << 20)) return TERN_ERR_TOO_LARGE;
-    if (f->queued_bytes + len > c->ep->s.send_buffer && f->queued_bytes > 0) return TERN_ERR_AGAIN;
     if (priority > 7) return TERN_ERR_INVALID_ARG;
-    /* the connection's memory budget (three quarters of it for what we queue): a message that
-     * could never fit is too large; one that does not fit now waits for what is queued to be
-     * delivered */
-    uint64_t cap = c->ep->s.conn_memory;
-    if (cap != 0 && tern__mem_charge(sizeof(tern__msg) + len) > cap - cap / 4)
-        return TERN_ERR_TOO_LARGE;
-    if (tern__conn_send_over(c, sizeof(tern__msg) + len)) return TERN_ERR_AGAIN;
-    tern__msg *m = tern__conn_alloc(c, sizeof(*m) + len, 0);
+    int rc = tern__flow_send_admit(c, f, len, ref);
+    if (rc == TERN_ERR_AGAIN) { /* on_flow_writable tells when this size is taken */
+        f->blocked = 1;
+        f->blocked_len = len;
+        f->blocked_ref = (uint8_t)ref;
+    }
+    if (rc != TERN_OK) return rc;
+    tern__msg *m = tern__conn_alloc(c, sizeof(*m) + (ref ? 0 : len), 0);
     if (m == NULL) return TERN_ERR_NOMEM;
     memset(m, 0, sizeof(*m));
     m->len = len;
-    if (len) memcpy(m->data, data, len);
+    if (ref) {
+        m->is_ref = 1;
+        m->ref = data;
+        m->token = token;
+    } else if (len) {
+        memcpy(m->data, data, len);
+    }
     m->priority = (uint8_t)(priority < 0 ? f->cfg.priority : priority);
     m->deadline = f->cfg.reliability != TERN_FLOW_RELIABLE && f->cfg.deadline_ms
                       ? now + (uint64_t)f->cfg.deadline_ms * TERN_NS_PER_MS
@@ -1132,9 +1157,22 @@ int tern_flow_send(tern_conn *c, uint64_t flow_id, uint64_t now, const uint8_t *
     else f->head = m;
     f->tail = m;
     f->queued_bytes += len;
+    f->blocked = 0; /* taken: no writable event owed */
     tern__ep_mark_send(c->ep, c);
     tern__conn_update_timer(c);
     return TERN_OK;
+}
+
+int tern_flow_send(tern_conn *c, uint64_t flow_id, uint64_t now, const uint8_t *data, size_t len,
+                   int priority)
+{
+    return flow_queue(c, flow_id, now, data, len, priority, 0, NULL);
+}
+
+int tern_flow_send_ref(tern_conn *c, uint64_t flow_id, uint64_t now, const uint8_t *data,
+                       size_t len, int priority, void *token)
+{
+    return flow_queue(c, flow_id, now, data, len, priority, 1, token);
 }
 
 int tern_flow_close(tern_conn *c, uint64_t flow_id)

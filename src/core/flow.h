@@ -65,7 +65,10 @@ typedef struct tern__msg {
     uint32_t live_frags; /* fragments not yet acknowledged or given up */
     uint8_t priority;
     uint8_t abandoned;
-    uint8_t data[];
+    uint8_t is_ref;      /* tern_flow_send_ref: the bytes are the application's, at ref */
+    const uint8_t *ref;
+    void *token;         /* handed back by on_flow_release */
+    uint8_t data[];      /* the copied bytes (tern_flow_send) */
 } tern__msg;
 
 enum { FRAG_NONE = 0, FRAG_INFLIGHT, FRAG_LOST, FRAG_ACKED, FRAG_GIVEN_UP };
@@ -94,6 +97,15 @@ typedef struct tern__sflow {
     int forward_pending;
     int closing, fin_pending, fin_acked;
     uint64_t final_fsn;
+    /* write-side events (flow_events.c): cumulative counts, what on_flow_acked last reported,
+     * referenced messages that ended and wait for on_flow_release, and the size of the last
+     * send refused with TERN_ERR_AGAIN (for on_flow_writable) */
+    uint64_t acked_bytes, acked_msgs, given_up_msgs;
+    uint64_t rep_bytes, rep_msgs, rep_given_up;
+    tern__msg *rel_head, *rel_tail;
+    size_t blocked_len;
+    uint8_t blocked, blocked_ref;
+    uint8_t freeing;         /* tern__sflow_free runs: messages end undelivered */
 } tern__sflow;
 
 /* ---------------------------------------------------------------- receiver */
@@ -174,5 +186,19 @@ typedef struct tern__recovery {
     uint64_t last_bw_reported, last_rtt_reported;
     uint64_t last_loss_reported_q16;
 } tern__recovery;
+
+/* ---------------------------------------------------------------- write-side events */
+
+/* Does the flow's queue and the connection's budget take a message of len bytes now (ref: the
+ * bytes are referenced, not copied)? TERN_OK, TERN_ERR_AGAIN, TERN_ERR_TOO_LARGE (flow.c). */
+int tern__flow_send_admit(const tern_conn *c, const tern__sflow *f, size_t len, int ref);
+/* A message leaves the queue for good (flow_events.c): delivered, given up, or its flow freed.
+ * A referenced one waits on the flow's release list for on_flow_release. */
+void tern__flow_msg_ended(tern_conn *c, tern__sflow *f, tern__msg *m);
+/* Reports what happened to the flows since the last call: on_flow_release, on_flow_acked and
+ * on_flow_writable, per flow in that order. Called after each received packet (safe point). */
+void tern__flow_events(tern_conn *c);
+/* on_flow_release for the messages on f's release list, and frees their records. */
+void tern__flow_releases(tern_conn *c, tern__sflow *f);
 
 #endif
