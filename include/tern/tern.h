@@ -235,7 +235,8 @@ void tern_endpoint_config_default(tern_endpoint_config *cfg);
 /* Creates an endpoint. Errors: TERN_ERR_INVALID_ARG (server without key), TERN_ERR_NOMEM,
  * TERN_ERR_CRYPTO (libsodium failed to initialise). */
 int tern_endpoint_new(const tern_endpoint_config *cfg, uint64_t now, tern_endpoint **out);
-/* Frees the endpoint and every connection (without callbacks), wiping key material. */
+/* Frees the endpoint and every connection, wiping key material. No callbacks, except
+ * on_flow_release for each tern_flow_send_ref buffer still referenced. */
 void tern_endpoint_del(tern_endpoint *ep);
 
 /* ---------------------------------------------------------------- I/O */
