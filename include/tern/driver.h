@@ -149,7 +149,8 @@ typedef void (*tern_driver_timer_fn)(tern_driver *d, tern_driver_timer *t, void 
  * Errors: TERN_ERR_INVALID_ARG, TERN_ERR_NOMEM. */
 int tern_driver_timer_new(tern_driver *d, tern_driver_timer_fn fn, void *user,
                           tern_driver_timer **out);
-/* Arms (or re-arms) t to fire at the monotonic time at_ns. Errors: TERN_ERR_NOMEM (heap growth). */
+/* Arms (or re-arms) t to fire at the monotonic time at_ns (TERN_TIME_NEVER disarms it). Errors:
+ * TERN_ERR_NOMEM (heap growth). */
 int tern_driver_timer_set(tern_driver_timer *t, uint64_t at_ns);
 /* Disarms t (no-op when not armed). */
 void tern_driver_timer_cancel(tern_driver_timer *t);

@@ -29,8 +29,7 @@
 extern "C" {
 #endif
 
-#define TERN_RELAY_TYPE 0x81   /* first byte: long bit set, fixed bit (0x40) clear */
-#define TERN_RELAY_HDR_LEN 9   /* type + channel (TERN_RELAY_CHANNEL_LEN, tern.h) */
+/* TERN_RELAY_TYPE, TERN_RELAY_HDR_LEN and the header's encoder and decoder: tern/base.h */
 #define TERN_RELAY_INNER_FIXED 0x40 /* bit every inner tern packet has set in its first byte */
 #define TERN_RELAY_MAX_INNER (TERN_MAX_DATAGRAM - TERN_RELAY_HDR_LEN) /* 1491 */
 

@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "tern/tern.h"
+#include "tern/base.h"
 
 #ifdef __cplusplus
 extern "C" {

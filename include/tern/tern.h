@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "tern/errors.h"
+#include "tern/base.h" /* addresses, hooks, time units, error codes */
 
 #ifdef __cplusplus
 extern "C" {
@@ -33,43 +33,11 @@ extern "C" {
 #define TERN_CID_LEN 8      /* connection IDs on the wire */
 #define TERN_MIN_INITIAL_SIZE 1200
 #define TERN_MAX_DATAGRAM 1500 /* largest UDP payload tern ever builds */
-#define TERN_NS_PER_MS 1000000ull
-#define TERN_NS_PER_S 1000000000ull
-#define TERN_TIME_NEVER UINT64_MAX
-
-/* ---------------------------------------------------------------- addresses */
-
-enum { TERN_AF_NONE = 0, TERN_AF_INET = 4, TERN_AF_INET6 = 6 };
-
-/* An IP address and port, independent of any socket API. IPv4 uses ip[0..3]. */
-typedef struct tern_addr {
-    uint8_t family; /* TERN_AF_* */
-    uint8_t pad_;
-    uint16_t port;  /* host byte order */
-    uint8_t ip[16];
-} tern_addr;
-
-void tern_addr_ipv4(tern_addr *a, uint8_t a0, uint8_t a1, uint8_t a2, uint8_t a3, uint16_t port);
-int tern_addr_equal(const tern_addr *a, const tern_addr *b);
-/* Parses "1.2.3.4:5", "[::1]:5" or "host-less" forms; TERN_ERR_MALFORMED on anything else. */
-int tern_addr_parse(tern_addr *a, const char *text);
-/* Writes "1.2.3.4:5" or "[::1]:5" into buf; returns buf ("?" when it does not fit). */
-const char *tern_addr_format(const tern_addr *a, char *buf, size_t len);
 
 /* ---------------------------------------------------------------- hooks */
 
-typedef struct tern_mem {
-    void *(*malloc)(size_t size, void *user);
-    void (*free)(void *ptr, size_t size, void *user); /* size is what was asked for */
-    void *user;
-} tern_mem;
-
-/* malloc/free from libc. */
+/* malloc/free from libc (the tern_mem and tern_rand_fn hooks are in tern/base.h). */
 const tern_mem *tern_mem_default(void);
-
-/* Fills dst with len bytes that must be unpredictable in production (libsodium's randombytes is
- * the default). A seeded PRNG makes a simulation repeatable. */
-typedef void (*tern_rand_fn)(uint8_t *dst, size_t len, void *user);
 
 /* ---------------------------------------------------------------- keys */
 
@@ -354,7 +322,6 @@ size_t tern_conn_memory(const tern_conn *c);
  * the relay because the target's packets go unanswered; direct paths are then probed again in
  * the background. */
 
-#define TERN_RELAY_CHANNEL_LEN 8 /* relay channel IDs */
 #define TERN_PUNCH_NONCE_LEN 16  /* introduction nonce */
 #define TERN_MAX_CANDIDATES 8    /* direct candidates of one peer */
 

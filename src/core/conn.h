@@ -8,8 +8,10 @@
 
 #include "core/crypto.h"
 #include "core/flow.h"
+#include "core/handshake.h"
 #include "core/noise.h"
 #include "core/packet.h"
+#include "core/pmtu.h"
 #include "core/util.h"
 #include "tern/tern.h"
 
@@ -82,7 +84,6 @@ typedef struct tern__p2p {
     int latest;             /* server: the candidate the peer's newest packet came on, or -1 */
     uint64_t relay_ka_next; /* client on a direct path: next challenge through the relay */
     uint64_t silent_next;   /* server on a silent direct path: next challenge through the relay */
-    int relay_challenged;   /* client: the packet being processed challenged us via the relay */
     uint64_t fallbacks;     /* moves from a silent direct path to the relay */
     uint32_t np_tokens;     /* new unvalidated source addresses it may still take on */
     uint64_t np_at;         /* when np_tokens was last refilled (0: never) */
@@ -99,81 +100,78 @@ typedef struct tern__expect {
     uint32_t punches;       /* punches sent to each candidate (they count in its allowance) */
 } tern__expect;
 
+/* The datagram being processed: what is known of it besides its bytes. tern_endpoint_recv
+ * builds it once and passes it down (handshake, connection receive, frames, paths), so no
+ * per-datagram fact is parked in the endpoint or the connection. It lives on the stack for the
+ * one datagram. */
+typedef struct tern__rx {
+    uint64_t now;
+    const tern_addr *local, *remote;
+    int relayed;            /* it came through a relay ... */
+    const uint8_t *channel; /* ... on this channel (TERN_RELAY_CHANNEL_LEN bytes; NULL: direct) */
+    /* connection receive (conn_rx.c, written by path.c): the candidate path it came on, -1 the
+     * active path, -2 a new path there was no room or allowance for */
+    int cand;
+    int relay_challenged;   /* client: it carried a PATH_CHALLENGE through the relay (path.c) */
+} tern__rx;
+
 typedef struct tern__dgram {
     struct tern__dgram *next;
     size_t len;
     uint8_t data[];
 } tern__dgram;
 
-typedef struct tern__rtt {
-    uint64_t srtt, rttvar, min, latest;
-    int has_sample;
-} tern__rtt;
+/* The groups of a connection's state, one per module. The module named in each comment writes
+ * the group; the others only read it (exceptions are named). */
 
-struct tern_conn {
-    tern__heap_item timer; /* first: the heap hands back &conn->timer */
-    tern_endpoint *ep;
-    void *user_data;
-    tern_conn_state state;
-    int is_server;
-    int exposed;   /* the application holds this handle (callbacks go to it) */
-    int confirmed; /* client: the server has seen our 1-RTT packets */
-
-    /* connection IDs */
-    uint8_t local_cid[TERN_CID_LEN];   /* peers send to this */
-    uint8_t remote_cid[TERN_CID_LEN];  /* we send to this */
-    uint8_t initial_dcid[TERN_CID_LEN];/* the DCID of the client's Initial */
-    int in_initial_map;
-
-    tern__path path;   /* the active path: where packets go */
-    tern__p2p *p2p;    /* candidate paths (allocated when there is more than one path) */
-    int rx_cand;       /* while a packet is processed: the candidate it came on, -1 = active */
-    uint64_t path_moves;
-    int path_response_due; /* a PATH_RESPONSE goes out on the active path */
-    /* path MTU discovery (RFC 8899 style: padded PING probes, not congestion signals) */
-    size_t pmtu;            /* datagrams this large are known to pass (starts at max_udp_payload) */
-    size_t pmtu_probe_size; /* the probe in flight */
-    uint64_t pmtu_probe_pn, pmtu_probe_at, pmtu_next;
-    int pmtu_in_flight, pmtu_due, pmtu_fails, pmtu_step;
-    uint64_t path_response;
-
-    /* handshake */
-    tern__noise *noise;
-    uint8_t server_pub[TERN_KEY_LEN];  /* client: the pinned key */
-    uint8_t *hs_pkt;                   /* the Initial (client) or Response (server) to resend */
-    size_t hs_pkt_len;
-    int hs_pending;                    /* hs_pkt must go out */
-    uint8_t token[TERN__MAX_TOKEN_LEN];
-    size_t token_len;
-    int retries;
-    int tx_since_retry;
-    int hs_auth_failures;
-    uint64_t hs_start, hs_deadline, hs_retx_at, hs_backoff;
-
-    /* keys */
+/* Keys (conn.c installs them, conn_tx.c and conn_rx.c rotate them on key updates; handshake.c
+ * writes aead and integrity_only as negotiated, before tern__conn_install_keys). */
+typedef struct tern__keys {
     tern__aead tx, rx;
-    int have_keys;
+    int have;
     uint8_t aead;
     uint8_t integrity_only;
-    uint8_t peer_static[TERN_KEY_LEN];
-    int peer_known;
-    uint8_t peer_reset_token[TERN__RESET_TOKEN_LEN];
-    int has_peer_reset_token;
-    int in_reset_map;
-
-    /* packet numbers */
-    uint64_t next_pn;
-    tern__replay replay;
-
     /* key update (docs/protocol.md 2.4): the key phase bit of each direction */
     int tx_phase, rx_phase;
     uint64_t tx_phase_packets;  /* sent under the current tx key */
     uint64_t rx_phase_first;    /* first packet number received under the current rx key */
+} tern__keys;
 
-    /* liveness */
-    uint64_t last_rx, last_tx;
+/* What the peer is and told us in the handshake (handshake.c; conn.c removes the reset token
+ * from the endpoint's map when the connection is freed). */
+typedef struct tern__peer {
+    uint8_t static_pub[TERN_KEY_LEN];
+    int known;
+    uint8_t reset_token[TERN__RESET_TOKEN_LEN];
+    int has_reset_token;
+    int in_reset_map;
+    /* its transport parameters */
+    uint64_t max_udp_payload;
+    uint64_t flow_window, max_flows, max_ack_delay;
+} tern__peer;
+
+/* Receiving (conn_rx.c). */
+typedef struct tern__conn_rx {
+    uint64_t last;          /* when the last authenticated packet arrived (idle timeout) */
+    tern__replay replay;    /* packet numbers seen */
+    int confirmed;          /* client: the server has seen our 1-RTT packets */
+} tern__conn_rx;
+
+/* Transmitting (conn_tx.c; hs_done_pending is set by conn.c when established and again by
+ * recovery.c when the packet carrying it is lost; path_response* are set by path.c). */
+typedef struct tern__conn_tx {
+    uint64_t next_pn;
+    uint64_t last;             /* when the last packet went out (keep-alive) */
+    uint64_t pacer_wake;       /* data waits for the pacer until then (TERN_TIME_NEVER: not) */
+    int hs_done_pending;       /* server: HANDSHAKE_DONE must go out */
+    int path_response_due;     /* a PATH_RESPONSE goes out on the active path */
+    uint64_t path_response;
+} tern__conn_tx;
+
+/* Liveness: keep-alive PINGs and PONGs (conn.c arms them on its timer, conn_tx.c sends them,
+ * conn_rx.c queues PONGs and takes the answers; handshake.c sets idle_timeout as negotiated). */
+typedef struct tern__live {
     uint64_t idle_timeout;
-    uint64_t peer_max_udp_payload;
     uint64_t ping_id;          /* last PING id sent */
     uint64_t ping_sent_at;
     int ping_outstanding;
@@ -182,49 +180,67 @@ struct tern_conn {
     uint64_t ping_backoff;
     uint64_t pongs[TERN__MAX_PONGS];
     size_t n_pongs;
-    int hs_done_pending;       /* server: HANDSHAKE_DONE must go out */
-    tern__rtt rtt;
+} tern__live;
 
-    /* outgoing datagrams */
-    tern__dgram *dq_head, *dq_tail;
-    size_t dq_len;
+/* Outgoing datagrams (conn.c queues them, conn_tx.c sends them). */
+typedef struct tern__dgramq {
+    tern__dgram *head, *tail;
+    size_t len;
+} tern__dgramq;
 
-    /* close */
-    uint64_t close_space, close_code;
+/* Closing (conn.c; conn_rx.c and conn_tx.c count and re-arm the CLOSE packets). */
+typedef struct tern__close {
+    uint64_t space, code;
     uint8_t reason[TERN__MAX_REASON_LEN];
     size_t reason_len;
-    int close_pending;
-    int close_sends;
-    uint64_t close_deadline;
-    int closed_reported;
+    int pending;
+    int sends;
+    uint64_t deadline;
+    int reported;
+} tern__close;
 
-    /* lists */
+/* The endpoint's lists and per-source count (endpoint.c; conn.c unlinks on free). */
+typedef struct tern__link {
     tern_conn *send_next;
     int in_send_list;
     tern_conn *all_prev, *all_next;
-
-    /* flows and loss recovery (after the handshake) */
-    tern__recovery *recp;     /* allocated when established */
-    int rec_ready;
-    uint64_t pacer_wake;      /* data waits for the pacer until then (TERN_TIME_NEVER: not) */
-    uint64_t last_give_up;    /* when a message was last given up for lack of time */
-    uint64_t assembly_bytes;  /* bytes in every flow's large-message assembly buffer */
-    tern__sflow *sflows;
-    tern__rflow *rflows;
-    size_t n_sflows, n_rflows;
-    uint64_t next_flow_id;    /* ours: clients even, servers odd */
-    uint64_t peer_next_flow;  /* the peer's next new flow id */
-    uint64_t peer_flow_window, peer_max_flows, peer_max_ack_delay;
-
-    /* memory budget (tern_settings.conn_memory): bytes held for this connection's flows and
-     * datagram queue, each allocation at tern__mem_charge() of its size */
-    uint64_t mem;
     /* per-source limit: the source (IPv4 address or IPv6 /64) this server connection counts
      * against in the endpoint's by_src table */
     int src_held;
     uint8_t src_key[TERN__SRC_KEY_LEN];
+} tern__link;
 
-    tern_conn_stats st;
+struct tern_conn {
+    tern__heap_item timer; /* first: the heap hands back &conn->timer */
+    tern_endpoint *ep;
+    void *user_data;
+    tern_conn_state state; /* conn.c (handshake.c ends a failed handshake through conn.c) */
+    int is_server;
+    int exposed;   /* the application holds this handle (callbacks go to it) */
+
+    /* connection IDs (conn.c picks ours, handshake.c learns the peer's) */
+    uint8_t local_cid[TERN_CID_LEN];   /* peers send to this */
+    uint8_t remote_cid[TERN_CID_LEN];  /* we send to this */
+
+    /* paths (path.c, path_probe.c; handshake.c sets the first one) */
+    tern__path path;   /* the active path: where packets go */
+    tern__p2p *p2p;    /* candidate paths (allocated when there is more than one path) */
+    uint64_t path_moves;
+
+    tern__pmtu pmtu;   /* path MTU discovery (pmtu.c, pmtu.h) */
+    tern__hs hs;       /* the handshake (handshake.c, handshake.h) */
+    tern__keys keys;
+    tern__peer peer;
+    tern__conn_rx rx;
+    tern__conn_tx tx;
+    tern__live live;
+    tern__dgramq dq;
+    tern__close close;
+    tern__link link;
+    tern__flows flows; /* flows and the memory budget (flow.c, flow_send.c, flow_recv.c; flow.h) */
+    tern__rec rec;     /* loss recovery and RTT (recovery.c; flow.h) */
+
+    tern_conn_stats st; /* every module counts here */
 };
 
 typedef struct tern__stateless {
@@ -262,9 +278,6 @@ struct tern_endpoint {
     tern__stateless sq[TERN__STATELESS_QUEUE];
     size_t sq_head, sq_len;
 
-    /* the datagram being processed came through a relay on this channel */
-    int rx_relayed;
-    uint8_t rx_channel[TERN_RELAY_CHANNEL_LEN];
     /* peer to peer: expectations (target side) and client handshakes that match punches */
     tern__expect *expects; /* TERN__MAX_EXPECTS entries once the first is made */
     size_t n_expects;
@@ -279,30 +292,32 @@ void tern__ep_rand(tern_endpoint *ep, void *dst, size_t len);
 void tern__ep_mark_send(tern_endpoint *ep, tern_conn *c);
 int tern__ep_queue_stateless(tern_endpoint *ep, const tern_addr *local, const tern_addr *remote,
                              const uint8_t *data, size_t len);
+/* A stateless reply to the datagram being processed (queued as above); TERN_ERR_IGNORED when it
+ * came through a relay: no stateless replies through a relay. */
+int tern__ep_reply_stateless(tern_endpoint *ep, const tern__rx *rx, const uint8_t *data,
+                             size_t len);
 void tern__key_hint(const uint8_t pub[TERN_KEY_LEN], uint8_t hint[TERN__KEY_HINT_LEN]);
 void tern__mac1_key(const uint8_t pub[TERN_KEY_LEN], uint8_t key[32]);
 void tern__reset_token(const tern_endpoint *ep, const uint8_t cid[TERN_CID_LEN],
                        uint8_t token[TERN__RESET_TOKEN_LEN]);
 /* Server, before any work for a new handshake from remote: TERN_OK, or TERN_ERR_LIMIT when it
  * must be refused (memory above 7/8 of max_memory, or max_conns_per_ip reached; counted). */
-int tern__ep_admit(tern_endpoint *ep, const tern_addr *remote);
-/* Counts the new server connection c against its source remote (released by tern__conn_free).
+int tern__ep_admit(tern_endpoint *ep, const tern__rx *rx);
+/* Counts the new server connection c against the source of rx (released by tern__conn_free).
  * TERN_ERR_NOMEM. */
-int tern__ep_src_hold(tern_conn *c, const tern_addr *remote);
+int tern__ep_src_hold(tern_conn *c, const tern__rx *rx);
 void tern__ep_src_release(tern_conn *c);
 
 /* handshake.c */
 int tern__hs_client_start(tern_conn *c, uint64_t now);
-int tern__hs_recv_long(tern_endpoint *ep, uint64_t now, const tern_addr *local,
-                       const tern_addr *remote, const uint8_t *pkt, size_t len);
+int tern__hs_recv_long(tern_endpoint *ep, const tern__rx *rx, const uint8_t *pkt, size_t len);
 int tern__hs_write(tern_conn *c, uint8_t *out, size_t cap);
 void tern__hs_on_timer(tern_conn *c, uint64_t now);
 
-/* conn.c */
+/* conn.c, conn_rx.c, conn_tx.c */
 tern_conn *tern__conn_new(tern_endpoint *ep, int is_server, uint64_t now);
 void tern__conn_free(tern_conn *c);
-int tern__conn_recv_short(tern_endpoint *ep, uint64_t now, const tern_addr *local,
-                          const tern_addr *remote, const uint8_t *pkt, size_t len);
+int tern__conn_recv_short(tern_endpoint *ep, tern__rx *rx, const uint8_t *pkt, size_t len);
 int tern__conn_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const tern__path **via);
 int tern__conn_seal(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const uint8_t *frames,
                     size_t frames_len);
@@ -311,32 +326,26 @@ void tern__conn_update_timer(tern_conn *c);
 void tern__conn_established(tern_conn *c, uint64_t now);
 void tern__conn_terminate(tern_conn *c, uint64_t now, int err, uint64_t code, const uint8_t *reason,
                           size_t reason_len, int silent);
-uint64_t tern__conn_pto(const tern_conn *c);
 int tern__conn_install_keys(tern_conn *c, const uint8_t tx_secret[32], const uint8_t rx_secret[32]);
 size_t tern__conn_max_payload(const tern_conn *c);
 size_t tern__conn_packet_overhead(void);
-void tern__conn_rtt_sample(tern_conn *c, uint64_t sample);
-void tern__conn_network_changed(tern_conn *c);
 
 /* path.c */
 int tern__path_is(const tern__path *p, const tern_addr *remote, int relayed,
                   const uint8_t *channel);
 void tern__p2p_free(tern_conn *c);
-int tern__p2p_rx_path(tern_conn *c, uint64_t now, const tern_addr *local, const tern_addr *remote,
-                      int relayed, const uint8_t *channel);
-void tern__p2p_on_rx_done(tern_conn *c, uint64_t now, int newest, int probing_only);
-void tern__p2p_on_challenge(tern_conn *c, uint64_t now, uint64_t data);
+int tern__p2p_rx_path(tern_conn *c, tern__rx *rx);
+void tern__p2p_on_rx_done(tern_conn *c, const tern__rx *rx, int newest, int probing_only);
+void tern__p2p_on_challenge(tern_conn *c, tern__rx *rx, uint64_t data);
 int tern__path_may_send(const tern_conn *c, const tern__path *p, size_t n);
-int tern__p2p_hs_copy(tern_conn *c, uint64_t now, const tern_addr *local, const tern_addr *remote,
-                      int relayed, const uint8_t *channel, size_t len);
-void tern__p2p_hs_adopt(tern_conn *c, int i);
+int tern__p2p_hs_copy(tern_conn *c, const tern__rx *rx, size_t len);
+void tern__p2p_hs_adopt(tern_conn *c, tern__rx *rx);
 void tern__p2p_rx_bytes(tern_conn *c, int i, size_t len);
-void tern__p2p_on_response(tern_conn *c, uint64_t now, uint64_t data);
+void tern__p2p_on_response(tern_conn *c, tern__rx *rx, uint64_t data);
 int tern__p2p_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const tern__path **via);
 uint64_t tern__p2p_deadline(const tern_conn *c);
 void tern__p2p_on_timer(tern_conn *c, uint64_t now);
-void tern__p2p_client_response(tern_conn *c, uint64_t now, const tern_addr *local,
-                               const tern_addr *remote, int relayed, const uint8_t *channel);
+void tern__p2p_client_response(tern_conn *c, const tern__rx *rx);
 void tern__p2p_server_attach(tern_conn *c, uint64_t now);
 void tern__p2p_established(tern_conn *c, uint64_t now);
 int tern__p2p_on_punch(tern_endpoint *ep, uint64_t now, const tern_addr *local,
@@ -355,8 +364,15 @@ void tern__rec_on_timer(tern_conn *c, uint64_t now);
 uint64_t tern__rec_pto(const tern_conn *c);
 void tern__rec_path_changed(tern_conn *c, uint64_t now);
 double tern__rec_loss_rate(const tern_conn *c);
+void tern__rec_rtt_init(tern__rtt *r, uint64_t initial);
+/* A new RTT sample (an ACK's, a PONG's) into c->rec.rtt. */
+void tern__rec_rtt_sample(tern_conn *c, uint64_t sample);
+/* srtt + max(4 rttvar, 1 ms): the PTO without the peer's ACK delay (see tern__rec_pto). */
+uint64_t tern__rec_rtt_pto(const tern_conn *c);
+/* Tells the application (on_network) when bandwidth, RTT or loss moved by a tenth. */
+void tern__rec_network_changed(tern_conn *c);
 
-/* flow.c */
+/* flow.c, flow_send.c, flow_recv.c */
 /* Allocation for a connection, counted against its conn_memory budget. With enforce, NULL when
  * the budget would be passed (tern__conn_mem_err() then says TERN_ERR_BUDGET); otherwise only
  * the endpoint's max_memory and the hook can fail it (TERN_ERR_NOMEM). */

@@ -231,7 +231,7 @@ static void src_key(const tern_addr *a, uint8_t key[TERN__SRC_KEY_LEN])
     memcpy(key + 1, a->ip, a->family == TERN_AF_INET6 ? 8 : 4); /* an IPv6 /64 is one source */
 }
 
-int tern__ep_admit(tern_endpoint *ep, const tern_addr *remote)
+int tern__ep_admit(tern_endpoint *ep, const tern__rx *rx)
 {
     /* near the memory budget, refuse newcomers rather than fail the connections we have */
     uint64_t max = ep->alloc.max;
@@ -239,9 +239,9 @@ int tern__ep_admit(tern_endpoint *ep, const tern_addr *remote)
         ep->st.conns_refused_memory++;
         return TERN_ERR_LIMIT;
     }
-    if (ep->s.max_conns_per_ip == 0 || ep->rx_relayed || ep->by_src.slots == NULL) return TERN_OK;
+    if (ep->s.max_conns_per_ip == 0 || rx->relayed || ep->by_src.slots == NULL) return TERN_OK;
     uint8_t key[TERN__SRC_KEY_LEN];
-    src_key(remote, key);
+    src_key(rx->remote, key);
     uintptr_t n = (uintptr_t)tern__map_get(&ep->by_src, key);
     if (n >= ep->s.max_conns_per_ip) {
         ep->st.conns_refused_per_ip++;
@@ -254,45 +254,45 @@ int tern__ep_admit(tern_endpoint *ep, const tern_addr *remote)
  * entries than the endpoint has connections (max_connections); an entry is removed when its
  * count drops to zero and the table shrinks with it. Connections through a relay are not
  * counted: their source is the relay. */
-int tern__ep_src_hold(tern_conn *c, const tern_addr *remote)
+int tern__ep_src_hold(tern_conn *c, const tern__rx *rx)
 {
     tern_endpoint *ep = c->ep;
-    if (ep->s.max_conns_per_ip == 0 || ep->rx_relayed || ep->by_src.slots == NULL) return TERN_OK;
-    src_key(remote, c->src_key);
-    void **v = tern__map_ref(&ep->by_src, c->src_key);
+    if (ep->s.max_conns_per_ip == 0 || rx->relayed || ep->by_src.slots == NULL) return TERN_OK;
+    src_key(rx->remote, c->link.src_key);
+    void **v = tern__map_ref(&ep->by_src, c->link.src_key);
     if (v != NULL) {
         *v = (void *)((uintptr_t)*v + 1);
     } else {
-        int rc = tern__map_put(&ep->by_src, c->src_key, (void *)(uintptr_t)1);
+        int rc = tern__map_put(&ep->by_src, c->link.src_key, (void *)(uintptr_t)1);
         if (rc != TERN_OK) return rc;
         ep->st.sources_current++;
     }
-    c->src_held = 1;
+    c->link.src_held = 1;
     return TERN_OK;
 }
 
 void tern__ep_src_release(tern_conn *c)
 {
     tern_endpoint *ep = c->ep;
-    if (!c->src_held) return;
-    c->src_held = 0;
-    void **v = tern__map_ref(&ep->by_src, c->src_key);
+    if (!c->link.src_held) return;
+    c->link.src_held = 0;
+    void **v = tern__map_ref(&ep->by_src, c->link.src_key);
     if (v == NULL) return;
     uintptr_t n = (uintptr_t)*v;
     if (n > 1) {
         *v = (void *)(n - 1);
     } else {
-        tern__map_del(&ep->by_src, c->src_key, *v);
+        tern__map_del(&ep->by_src, c->link.src_key, *v);
         ep->st.sources_current--;
     }
 }
 
 void tern__ep_mark_send(tern_endpoint *ep, tern_conn *c)
 {
-    if (c->in_send_list) return;
-    c->in_send_list = 1;
-    c->send_next = NULL;
-    if (ep->send_tail) ep->send_tail->send_next = c;
+    if (c->link.in_send_list) return;
+    c->link.in_send_list = 1;
+    c->link.send_next = NULL;
+    if (ep->send_tail) ep->send_tail->link.send_next = c;
     else ep->send_head = c;
     ep->send_tail = c;
 }
@@ -300,7 +300,6 @@ void tern__ep_mark_send(tern_endpoint *ep, tern_conn *c)
 int tern__ep_queue_stateless(tern_endpoint *ep, const tern_addr *local, const tern_addr *remote,
                              const uint8_t *data, size_t len)
 {
-    if (ep->rx_relayed) return TERN_ERR_IGNORED; /* no stateless replies through a relay */
     if (len > TERN__STATELESS_MAX || ep->sq_len == TERN__STATELESS_QUEUE) {
         ep->st.drop_queue_full++;
         return TERN_ERR_AGAIN;
@@ -312,6 +311,13 @@ int tern__ep_queue_stateless(tern_endpoint *ep, const tern_addr *local, const te
     memcpy(s->data, data, len);
     ep->sq_len++;
     return TERN_OK;
+}
+
+int tern__ep_reply_stateless(tern_endpoint *ep, const tern__rx *rx, const uint8_t *data,
+                             size_t len)
+{
+    if (rx->relayed) return TERN_ERR_IGNORED; /* no stateless replies through a relay */
+    return tern__ep_queue_stateless(ep, rx->local, rx->remote, data, len);
 }
 
 static void count_drop(tern_endpoint *ep, int rc)
@@ -337,6 +343,7 @@ int tern_endpoint_recv(tern_endpoint *ep, uint64_t now, const tern_addr *local,
         return TERN_ERR_INVALID_ARG;
     ep->st.rx_packets++;
     ep->st.rx_bytes += len;
+    tern__rx rx = {.now = now, .local = local, .remote = remote, .cand = -1};
     if (len == 0) {
         rc = TERN_ERR_TRUNCATED;
     } else if (len > TERN_MAX_DATAGRAM) {
@@ -350,20 +357,19 @@ int tern_endpoint_recv(tern_endpoint *ep, uint64_t now, const tern_addr *local,
         } else {
             const uint8_t *in = data + TERN__RELAY_HDR_LEN;
             size_t in_len = len - TERN__RELAY_HDR_LEN;
-            ep->rx_relayed = 1;
-            memcpy(ep->rx_channel, data + 1, TERN_RELAY_CHANNEL_LEN);
-            rc = (in[0] & TERN__HDR_LONG) ? tern__hs_recv_long(ep, now, local, remote, in, in_len)
-                                          : tern__conn_recv_short(ep, now, local, remote, in, in_len);
-            ep->rx_relayed = 0;
+            rx.relayed = 1;
+            rx.channel = data + 1;
+            rc = (in[0] & TERN__HDR_LONG) ? tern__hs_recv_long(ep, &rx, in, in_len)
+                                          : tern__conn_recv_short(ep, &rx, in, in_len);
         }
     } else if (data[0] == TERN__PUNCH_TYPE) {
         rc = tern__p2p_on_punch(ep, now, local, remote, data, len);
     } else if (!(data[0] & TERN__HDR_FIXED)) {
         rc = TERN_ERR_MALFORMED; /* not tern (STUN, or noise) */
     } else if (data[0] & TERN__HDR_LONG) {
-        rc = tern__hs_recv_long(ep, now, local, remote, data, len);
+        rc = tern__hs_recv_long(ep, &rx, data, len);
     } else {
-        rc = tern__conn_recv_short(ep, now, local, remote, data, len);
+        rc = tern__conn_recv_short(ep, &rx, data, len);
     }
     if (rc < 0 && rc > TERN_ERR_FATAL) count_drop(ep, rc);
     return rc;
@@ -394,10 +400,10 @@ int tern_endpoint_send(tern_endpoint *ep, uint64_t now, tern_datagram *dgrams, s
         int len = tern__conn_write(c, now, buf + off, buf_len - off, &via);
         if (len <= 0) {
             /* nothing more from this connection: unlink it */
-            ep->send_head = c->send_next;
+            ep->send_head = c->link.send_next;
             if (ep->send_head == NULL) ep->send_tail = NULL;
-            c->in_send_list = 0;
-            c->send_next = NULL;
+            c->link.in_send_list = 0;
+            c->link.send_next = NULL;
             continue;
         }
         dgrams[n].local = via->local;
@@ -407,10 +413,10 @@ int tern_endpoint_send(tern_endpoint *ep, uint64_t now, tern_datagram *dgrams, s
         off += (size_t)len;
         n++;
         /* round robin: move the connection to the back */
-        if (c->send_next != NULL) {
-            ep->send_head = c->send_next;
-            c->send_next = NULL;
-            ep->send_tail->send_next = c;
+        if (c->link.send_next != NULL) {
+            ep->send_head = c->link.send_next;
+            c->link.send_next = NULL;
+            ep->send_tail->link.send_next = c;
             ep->send_tail = c;
         }
     }

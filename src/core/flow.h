@@ -1,7 +1,8 @@
 /*
- * Flows and loss recovery: internal structures shared by flow.c (messages, fragments,
- * reassembly, flow control, the scheduler), recovery.c (the sent-packet record, ACK processing,
- * RFC 9002 loss detection and probe timeouts, congestion control hooks) and conn.c.
+ * Flows and loss recovery: internal structures shared by flow.c, flow_send.c and flow_recv.c
+ * (messages, fragments, reassembly, flow control, the scheduler), recovery.c (the sent-packet
+ * record, ACK processing, RFC 9002 loss detection and probe timeouts, congestion control hooks)
+ * and conn.c.
  *
  * A flow is one direction of messages. The sender cuts each message into fragments; every
  * fragment gets the flow's next fragment sequence number (FSN) when it is first sent, and keeps
@@ -187,18 +188,31 @@ typedef struct tern__recovery {
     uint64_t last_loss_reported_q16;
 } tern__recovery;
 
-/* ---------------------------------------------------------------- write-side events */
+/* A connection's flows (flow.c, flow_send.c, flow_recv.c; conn.c sets the first ids). */
+typedef struct tern__flows {
+    struct tern__sflow *send;
+    struct tern__rflow *recv;
+    size_t n_send, n_recv;
+    uint64_t next_id;         /* ours: clients even, servers odd */
+    uint64_t peer_next;       /* the peer's next new flow id */
+    uint64_t last_give_up;    /* when a message was last given up for lack of time */
+    uint64_t assembly_bytes;  /* bytes in every flow's large-message assembly buffer */
+    /* memory budget (tern_settings.conn_memory): bytes held for this connection's flows and
+     * datagram queue, each allocation at tern__mem_charge() of its size (tern__conn_alloc) */
+    uint64_t mem;
+} tern__flows;
 
-/* Does the flow's queue and the connection's budget take a message of len bytes now (ref: the
- * bytes are referenced, not copied)? TERN_OK, TERN_ERR_AGAIN, TERN_ERR_TOO_LARGE (flow.c). */
-int tern__flow_send_admit(const tern_conn *c, const tern__sflow *f, size_t len, int ref);
-/* A message leaves the queue for good (flow_events.c): delivered, given up, or its flow freed.
- * A referenced one waits on the flow's release list for on_flow_release. */
-void tern__flow_msg_ended(tern_conn *c, tern__sflow *f, tern__msg *m);
-/* Reports what happened to the flows since the last call: on_flow_release, on_flow_acked and
- * on_flow_writable, per flow in that order. Called after each received packet (safe point). */
-void tern__flow_events(tern_conn *c);
-/* on_flow_release for the messages on f's release list, and frees their records. */
-void tern__flow_releases(tern_conn *c, tern__sflow *f);
+typedef struct tern__rtt {
+    uint64_t srtt, rttvar, min, latest;
+    int has_sample;
+} tern__rtt;
+
+/* A connection's loss recovery and RTT estimate (recovery.c; conn.c sets ready when
+ * established). */
+typedef struct tern__rec {
+    tern__recovery *r;   /* allocated when established */
+    int ready;
+    tern__rtt rtt;
+} tern__rec;
 
 #endif

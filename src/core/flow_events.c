@@ -3,16 +3,16 @@
  * (cumulative progress), on_flow_writable (a refused send would now be taken) and
  * on_flow_release (a tern_flow_send_ref buffer is no longer referenced).
  *
- * The sender's bookkeeping only counts and lists here (flow.c calls tern__flow_msg_ended when a
- * message leaves the queue for good, and counts acknowledged fragment bytes); the application
- * hears about it at one safe point, after each received packet (tern__flows_reap), never from
- * inside ACK processing, loss detection or the scheduler, so a callback may queue, open, close
- * flows or close the connection without pulling anything from under the core. A referenced
+ * The sender's bookkeeping only counts and lists here (flow_send.c calls tern__flow_msg_ended
+ * when a message leaves the queue for good, and counts acknowledged fragment bytes); the
+ * application hears about it at one safe point, after each received packet (tern__flows_reap),
+ * never from inside ACK processing, loss detection or the scheduler, so a callback may queue,
+ * open, close flows or close the connection without pulling anything from under the core. A referenced
  * message that ended keeps its small record on its flow's release list until then; a flow that
  * is freed (reaped, or with its connection: always before on_conn_free) releases its list at
  * once, so every referenced buffer is released exactly once.
  */
-#include "core/conn.h"
+#include "core/flow_int.h"
 
 void tern__flow_msg_ended(tern_conn *c, tern__sflow *f, tern__msg *m)
 {
@@ -57,7 +57,7 @@ void tern__flow_events(tern_conn *c)
     tern_endpoint *ep = c->ep;
     /* callbacks may open flows (appended: visited too) or close them (freed only by the reap
      * that follows), never unlink one */
-    for (tern__sflow *f = c->sflows; f; f = f->next) {
+    for (tern__sflow *f = c->flows.send; f; f = f->next) {
         tern__flow_releases(c, f);
         if (f->acked_bytes != f->rep_bytes || f->acked_msgs != f->rep_msgs ||
             f->given_up_msgs != f->rep_given_up) {

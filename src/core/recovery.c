@@ -24,13 +24,13 @@ int tern__rec_init(tern_conn *c, uint64_t now)
 {
     tern__recovery *r = tern__calloc(&c->ep->alloc, sizeof(*r));
     if (r == NULL) return TERN_ERR_NOMEM;
-    c->recp = r;
+    c->rec.r = r;
     r->cap = RING_IDLE;
     r->ring = tern__calloc(&c->ep->alloc, r->cap * sizeof(*r->ring));
     if (r->ring == NULL) return TERN_ERR_NOMEM;
     r->loss_time = TERN_TIME_NEVER;
     r->recovery_start = 0;
-    r->peer_max_ack_delay = c->peer_max_ack_delay ? c->peer_max_ack_delay : 25 * TERN_NS_PER_MS;
+    r->peer_max_ack_delay = c->peer.max_ack_delay ? c->peer.max_ack_delay : 25 * TERN_NS_PER_MS;
     tern__ackset_init(&r->acks);
     const tern__cc_ops *ops = c->ep->s.cc == TERN_CC_CUBIC     ? &tern__cc_cubic
                               : c->ep->s.cc == TERN_CC_NEWRENO ? &tern__cc_newreno
@@ -44,17 +44,17 @@ int tern__rec_init(tern_conn *c, uint64_t now)
 
 void tern__rec_free(tern_conn *c)
 {
-    tern__recovery *r = c->recp;
+    tern__recovery *r = c->rec.r;
     if (r == NULL) return;
     if (r->ring) tern__free(&c->ep->alloc, r->ring, r->cap * sizeof(*r->ring));
     tern__free(&c->ep->alloc, r, sizeof(*r));
-    c->recp = NULL;
-    c->rec_ready = 0;
+    c->rec.r = NULL;
+    c->rec.ready = 0;
 }
 
 static int ring_grow(tern_conn *c)
 {
-    tern__recovery *r = c->recp;
+    tern__recovery *r = c->rec.r;
     size_t ncap = r->cap * 2;
     tern__sent *nr = tern__calloc(&c->ep->alloc, ncap * sizeof(*nr));
     if (nr == NULL) return TERN_ERR_NOMEM;
@@ -68,7 +68,7 @@ static int ring_grow(tern_conn *c)
 /* Room for the record of packet pn (the next one sent); 0 or TERN_ERR_NOMEM. */
 int tern__rec_reserve(tern_conn *c, uint64_t pn)
 {
-    tern__recovery *r = c->recp;
+    tern__recovery *r = c->rec.r;
     if (r->n == 0) r->base = pn;
     while (pn - r->base + 1 > r->cap)
         if (ring_grow(c) != TERN_OK) return TERN_ERR_NOMEM;
@@ -77,13 +77,13 @@ int tern__rec_reserve(tern_conn *c, uint64_t pn)
 
 uint64_t tern__rec_pto(const tern_conn *c)
 {
-    uint64_t pto = tern__conn_pto(c) + c->recp->peer_max_ack_delay;
-    uint32_t k = c->recp->pto_count < 16 ? c->recp->pto_count : 16;
+    uint64_t pto = tern__rec_rtt_pto(c) + c->rec.r->peer_max_ack_delay;
+    uint32_t k = c->rec.r->pto_count < 16 ? c->rec.r->pto_count : 16;
     uint64_t base = pto;
     pto <<= k;
     /* mobile links come back after handovers: probe at least every 8 RTTs (at most every
      * max_backoff), so the sender notices within a fraction of a second */
-    uint64_t cap = 8 * c->rtt.srtt;
+    uint64_t cap = 8 * c->rec.rtt.srtt;
     if (cap > c->ep->s.max_backoff_ns) cap = c->ep->s.max_backoff_ns;
     if (cap < base) cap = base;
     if (pto > cap) pto = cap;
@@ -92,7 +92,7 @@ uint64_t tern__rec_pto(const tern_conn *c)
 
 void tern__rec_on_sent(tern_conn *c, const tern__sent *rec_in, uint64_t now)
 {
-    tern__recovery *r = c->recp;
+    tern__recovery *r = c->rec.r;
     uint64_t pn = rec_in->pn;
     /* pns are consecutive; gaps (packets not recorded) become acknowledged placeholders */
     while (r->base + r->n < pn) {
@@ -140,7 +140,7 @@ static void ring_trim(tern_conn *c, tern__recovery *r)
 
 static void on_packet_lost(tern_conn *c, tern__sent *s, uint64_t now)
 {
-    tern__recovery *r = c->recp;
+    tern__recovery *r = c->rec.r;
     s->state = SENT_LOST;
     if (s->ack_eliciting) r->eliciting_out--;
     r->lost_total++;
@@ -148,7 +148,7 @@ static void on_packet_lost(tern_conn *c, tern__sent *s, uint64_t now)
     r->loss_avg_q16 += (65536 - r->loss_avg_q16) / 64;
     if (s->in_flight) r->bytes_in_flight -= s->bytes;
     for (size_t i = 0; i < s->n; i++) tern__flow_on_lost(c, &s->e[i], now);
-    if (s->hs_done && c->is_server) c->hs_done_pending = 1;
+    if (s->hs_done && c->is_server) c->tx.hs_done_pending = 1;
     if (s->ping) {
         /* a keep-alive or probe PING: the timer resends it */
     }
@@ -158,10 +158,10 @@ static void on_packet_lost(tern_conn *c, tern__sent *s, uint64_t now)
 static void detect_losses(tern_conn *c, uint64_t now, uint64_t *lost_bytes, uint64_t *last_lost_time,
                           int *persistent)
 {
-    tern__recovery *r = c->recp;
+    tern__recovery *r = c->rec.r;
     r->loss_time = TERN_TIME_NEVER;
     if (!r->have_largest_acked) return;
-    uint64_t rtt = c->rtt.latest > c->rtt.srtt ? c->rtt.latest : c->rtt.srtt;
+    uint64_t rtt = c->rec.rtt.latest > c->rec.rtt.srtt ? c->rec.rtt.latest : c->rec.rtt.srtt;
     uint64_t delay = rtt + rtt / 8;
     if (delay < GRANULARITY) delay = GRANULARITY;
     uint64_t first_lost_time = TERN_TIME_NEVER, last_time = 0;
@@ -181,15 +181,15 @@ static void detect_losses(tern_conn *c, uint64_t now, uint64_t *lost_bytes, uint
     }
     *last_lost_time = last_time;
     /* persistent congestion (simplified RFC 9002 7.6): losses spanning 3 PTOs */
-    uint64_t span = 3 * (c->rtt.srtt + 4 * c->rtt.rttvar + r->peer_max_ack_delay);
-    *persistent = first_lost_time != TERN_TIME_NEVER && c->rtt.has_sample &&
+    uint64_t span = 3 * (c->rec.rtt.srtt + 4 * c->rec.rtt.rttvar + r->peer_max_ack_delay);
+    *persistent = first_lost_time != TERN_TIME_NEVER && c->rec.rtt.has_sample &&
                   last_time - first_lost_time > span;
 }
 
 static void congestion_event(tern_conn *c, uint64_t now, uint64_t lost_bytes, uint64_t last_time,
                              int persistent)
 {
-    tern__recovery *r = c->recp;
+    tern__recovery *r = c->rec.r;
     if (lost_bytes == 0) return;
     tern__cc_loss l;
     l.now = now;
@@ -203,8 +203,8 @@ static void congestion_event(tern_conn *c, uint64_t now, uint64_t lost_bytes, ui
 /* Processes one ACK frame. TERN_ERR_PROTOCOL when it acknowledges a packet never sent. */
 int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
 {
-    tern__recovery *r = c->recp;
-    if (f->largest >= c->next_pn) return TERN_ERR_PROTOCOL;
+    tern__recovery *r = c->rec.r;
+    if (f->largest >= c->tx.next_pn) return TERN_ERR_PROTOCOL;
     uint64_t prior_in_flight = r->bytes_in_flight;
     uint64_t acked_bytes = 0;
     int new_largest = !r->have_largest_acked || f->largest > r->largest_acked;
@@ -239,7 +239,7 @@ int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
                 largest_sent_time = s->time;
             }
             for (size_t k = 0; k < s->n; k++) tern__flow_on_acked(c, &s->e[k]);
-            if (s->hs_done) c->confirmed = 1;
+            if (s->hs_done) c->rx.confirmed = 1;
         }
     }
     if (new_largest) {
@@ -251,8 +251,8 @@ int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
         uint64_t sample = now - largest_sent_time;
         uint64_t ack_delay = f->ack_delay_us * 1000;
         if (ack_delay > r->peer_max_ack_delay) ack_delay = r->peer_max_ack_delay;
-        if (c->rtt.has_sample && sample >= c->rtt.min + ack_delay) sample -= ack_delay;
-        tern__conn_rtt_sample(c, sample);
+        if (c->rec.rtt.has_sample && sample >= c->rec.rtt.min + ack_delay) sample -= ack_delay;
+        tern__rec_rtt_sample(c, sample);
     }
     if (acked_bytes == 0 && !new_largest) {
         ring_trim(c, r);
@@ -270,23 +270,23 @@ int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
     a.bytes_in_flight = r->bytes_in_flight;
     a.prior_in_flight = prior_in_flight;
     a.largest_acked_sent_time = largest_sent_time;
-    a.latest_rtt = c->rtt.latest;
-    a.min_rtt = c->rtt.min;
-    a.smoothed_rtt = c->rtt.srtt;
+    a.latest_rtt = c->rec.rtt.latest;
+    a.min_rtt = c->rec.rtt.min;
+    a.smoothed_rtt = c->rec.rtt.srtt;
     tern__rate_finish(&r->rate, now, &a.rs);
     if (acked_bytes) r->cc.ops->on_ack(r->cc.st, &a);
     congestion_event(c, now, lost, last_time, persistent);
     ring_trim(c, r);
     /* the window opened: whatever waits may go */
     tern__ep_mark_send(c->ep, c);
-    tern__conn_network_changed(c);
+    tern__rec_network_changed(c);
     return TERN_OK;
 }
 
 /* The loss or probe timer. */
 uint64_t tern__rec_timer(const tern_conn *c)
 {
-    const tern__recovery *r = c->recp;
+    const tern__recovery *r = c->rec.r;
     if (r->loss_time != TERN_TIME_NEVER) return r->loss_time;
     if (r->eliciting_out == 0) return TERN_TIME_NEVER;
     return r->last_eliciting_time + tern__rec_pto(c);
@@ -294,7 +294,7 @@ uint64_t tern__rec_timer(const tern_conn *c)
 
 void tern__rec_on_timer(tern_conn *c, uint64_t now)
 {
-    tern__recovery *r = c->recp;
+    tern__recovery *r = c->rec.r;
     if (r->loss_time != TERN_TIME_NEVER && now >= r->loss_time) {
         uint64_t lost = 0, last_time = 0;
         int persistent = 0;
@@ -318,8 +318,8 @@ void tern__rec_on_timer(tern_conn *c, uint64_t now)
 
 void tern__rec_path_changed(tern_conn *c, uint64_t now)
 {
-    tern__recovery *r = c->recp;
-    if (!c->rec_ready || r == NULL) return;
+    tern__recovery *r = c->rec.r;
+    if (!c->rec.ready || r == NULL) return;
     /* The old path went silent: what is outstanding on it is lost (requeued for the new path
      * now, not a PTO or two later) and says nothing about the new path's capacity, so no
      * congestion event; the new path starts with a fresh congestion controller, pacer and
@@ -338,11 +338,85 @@ void tern__rec_path_changed(tern_conn *c, uint64_t now)
     r->cc.ops->init(r->cc.st, mss, now);
     tern__pacer_init(&r->pacer, now, mss);
     tern__rate_init(&r->rate, now);
-    c->rtt.has_sample = 0;
-    tern__conn_network_changed(c);
+    c->rec.rtt.has_sample = 0;
+    tern__rec_network_changed(c);
 }
 
 double tern__rec_loss_rate(const tern_conn *c)
 {
-    return (double)c->recp->loss_avg_q16 / 65536.0;
+    return (double)c->rec.r->loss_avg_q16 / 65536.0;
+}
+
+/* ---------------------------------------------------------------- RTT estimate */
+
+/* The connection's RTT estimate (c->rec.rtt, RFC 9002 smoothing), fed by ACKs of ack-eliciting
+ * packets and by PONGs, and what the application hears of it and of the congestion controller
+ * (tern_conn_network_info, on_network when something moved by a tenth). */
+void tern__rec_rtt_init(tern__rtt *r, uint64_t initial)
+{
+    memset(r, 0, sizeof(*r));
+    r->srtt = initial;
+    r->rttvar = initial / 2;
+}
+
+static void rtt_update(tern__rtt *r, uint64_t s)
+{
+    r->latest = s;
+    if (!r->has_sample) {
+        r->has_sample = 1;
+        r->srtt = s;
+        r->rttvar = s / 2;
+        r->min = s;
+        return;
+    }
+    if (s < r->min) r->min = s;
+    uint64_t d = r->srtt > s ? r->srtt - s : s - r->srtt;
+    r->rttvar = (3 * r->rttvar + d) / 4;
+    r->srtt = (7 * r->srtt + s) / 8;
+}
+
+void tern__rec_rtt_sample(tern_conn *c, uint64_t sample)
+{
+    rtt_update(&c->rec.rtt, sample);
+}
+
+void tern__rec_network_changed(tern_conn *c)
+{
+    tern_endpoint *ep = c->ep;
+    if (ep->cb.on_network == NULL || !c->rec.ready) return;
+    tern_network_info ni;
+    tern_conn_network_info(c, &ni);
+    uint64_t lq = c->rec.r->loss_avg_q16;
+    uint64_t lb = c->rec.r->last_bw_reported, lr = c->rec.r->last_rtt_reported;
+    int changed = (ni.bandwidth_bps > lb + lb / 10 || ni.bandwidth_bps + lb / 10 < lb) ||
+                  (ni.srtt_ns > lr + lr / 10 || ni.srtt_ns + lr / 10 < lr) ||
+                  (lq > c->rec.r->last_loss_reported_q16 + 655 ||
+                   lq + 655 < c->rec.r->last_loss_reported_q16);
+    if (!changed) return;
+    c->rec.r->last_bw_reported = ni.bandwidth_bps;
+    c->rec.r->last_rtt_reported = ni.srtt_ns;
+    c->rec.r->last_loss_reported_q16 = lq;
+    ep->cb.on_network(c, &ni, ep->user_data);
+}
+
+void tern_conn_network_info(const tern_conn *c, tern_network_info *ni)
+{
+    memset(ni, 0, sizeof(*ni));
+    ni->srtt_ns = c->rec.rtt.srtt;
+    ni->min_rtt_ns = c->rec.rtt.min;
+    ni->rttvar_ns = c->rec.rtt.rttvar;
+    if (!c->rec.ready) return;
+    const tern__cc *cc = &c->rec.r->cc;
+    ni->bandwidth_bps = cc->ops->bandwidth(cc->st, c->rec.rtt.srtt) * 8;
+    ni->pacing_rate_bps = cc->ops->pacing_rate(cc->st, c->rec.rtt.srtt) * 8;
+    ni->cwnd_bytes = cc->ops->cwnd(cc->st);
+    ni->bytes_in_flight = c->rec.r->bytes_in_flight;
+    ni->loss_rate = tern__rec_loss_rate(c);
+}
+
+uint64_t tern__rec_rtt_pto(const tern_conn *c)
+{
+    uint64_t var = 4 * c->rec.rtt.rttvar;
+    if (var < TERN_NS_PER_MS) var = TERN_NS_PER_MS;
+    return c->rec.rtt.srtt + var;
 }

@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "base/heap.h"
+#include "base/map.h"
 #include "tern/driver.h"
 
 #define DRV_TX_BATCH 64      /* datagrams per tern_endpoint_send call and per sendmmsg */
@@ -22,32 +24,28 @@
 /* ---------------------------------------------------------------- timers (timer.c) */
 
 struct tern_driver_timer {
+    tern__heap_item item; /* first (the heap hands items back); item.deadline: when it fires */
     tern_driver *d;
     tern_driver_timer_fn fn;
     void *user;
-    uint64_t at;
-    size_t idx; /* position in the heap, DRV_NOT_ARMED when not armed */
 };
-#define DRV_NOT_ARMED ((size_t)-1)
 
-typedef struct drv_heap {
-    tern_driver_timer **items;
-    size_t n, cap;
-} drv_heap;
+/* The timers by expiry: base's indexed min-heap, through the driver's allocator. */
+typedef tern__heap drv_heap;
 
+int drv_heap_init(drv_heap *h, tern__alloc *a);
 int drv_heap_set(drv_heap *h, tern_driver_timer *t, uint64_t at);
 void drv_heap_remove(drv_heap *h, tern_driver_timer *t);
 tern_driver_timer *drv_heap_top(const drv_heap *h);
+/* Frees the heap and leaves every timer it held stopped. */
 void drv_heap_free(drv_heap *h);
 
 /* ---------------------------------------------------------------- live connections (conns.c) */
 
-/* An open-addressing hash set of connection handles (linear probing, backward-shift delete). */
-typedef struct drv_conns {
-    tern_conn **slots;
-    size_t cap, n;
-} drv_conns;
+/* The set of connection handles: base's hash map keyed by the handle itself (n: how many). */
+typedef tern__map drv_conns;
 
+int drv_conns_init(drv_conns *s, tern__alloc *a);
 int drv_conns_add(drv_conns *s, tern_conn *c); /* TERN_OK (also when present) or NOMEM */
 void drv_conns_del(drv_conns *s, tern_conn *c);
 /* Copies up to max handles into out; returns how many. */
@@ -127,6 +125,7 @@ struct tern_driver {
     drv_tx *tx;
     unsigned rx_per_wakeup, tx_per_wakeup;
     uint64_t now;
+    tern__alloc alloc;          /* libc (tern_mem_default), counted: the timers and the set */
     drv_heap timers;
     tern_driver_timer ep_timer; /* the endpoint's next deadline */
     drv_conns conns;

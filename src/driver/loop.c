@@ -160,13 +160,17 @@ int tern_driver_new(const tern_driver_config *cfg, tern_driver **out)
     d->epfd = d->stopfd = -1;
     d->ep_timer.d = d;
     d->ep_timer.fn = ep_timer_fn;
-    d->ep_timer.idx = DRV_NOT_ARMED;
+    d->ep_timer.item = TERN__HEAP_ITEM_INIT;
     d->rx_per_wakeup = cfg->rx_per_wakeup;
     d->tx_per_wakeup = cfg->tx_per_wakeup;
     d->use_pwait2 = 1;
     d->rx_hook = cfg->rx_hook;
     d->rx_hook_user = cfg->rx_hook_user;
-    int rc = TERN_ERR_STATE;
+    d->alloc.mem = *tern_mem_default();
+    int rc = drv_heap_init(&d->timers, &d->alloc);
+    if (rc == TERN_OK) rc = drv_conns_init(&d->conns, &d->alloc);
+    if (rc != TERN_OK) goto fail;
+    rc = TERN_ERR_STATE;
     d->epfd = epoll_create1(EPOLL_CLOEXEC);
     d->stopfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (d->epfd < 0 || d->stopfd < 0) goto fail;
@@ -379,7 +383,7 @@ static void run_timers(tern_driver *d)
 {
     for (unsigned k = 0;; k++) {
         tern_driver_timer *t = drv_heap_top(&d->timers);
-        if (t == NULL || t->at > d->now) return;
+        if (t == NULL || t->item.deadline > d->now) return;
         if (k == DRV_TIMERS_PER_ITER) {
             d->work_left = 1;
             return;
@@ -397,8 +401,8 @@ static int64_t wait_ns(tern_driver *d)
     const tern_driver_timer *t = drv_heap_top(&d->timers);
     if (t == NULL) return -1;
     uint64_t now = clock_ns();
-    if (t->at <= now) return 0;
-    uint64_t w = t->at - now;
+    if (t->item.deadline <= now) return 0;
+    uint64_t w = t->item.deadline - now;
     return (int64_t)(w > MAX_WAIT_NS ? MAX_WAIT_NS : w);
 }
 

@@ -107,14 +107,14 @@ static void row_h2(void)
         finished = 1;
         for (int i = 0; i < nc; i++) {
             hpeer *p = &peers[first + i];
-            if (p->c != NULL && !p->closed && fl[i] < p->c->peer_max_flows) finished = 0;
+            if (p->c != NULL && !p->closed && fl[i] < p->c->peer.max_flows) finished = 0;
         }
         while (sent < due && !finished) {
             int progress = 0;
             for (int i = 0; i < nc && sent < due; i++) {
                 hpeer *p = &peers[first + i];
                 if (p->c == NULL || p->closed) continue;
-                uint64_t win = p->c->peer_flow_window, maxf = p->c->peer_max_flows;
+                uint64_t win = p->c->peer.flow_window, maxf = p->c->peer.max_flows;
                 if (fl[i] >= maxf) continue;
                 size_t payload = 1200 - tern__conn_packet_overhead() - 16;
                 uint8_t *q = fr, *e = fr + sizeof(fr);
@@ -151,8 +151,8 @@ static void row_h2(void)
     out("h2_conns=%d h2_packets=%llu h2_bytes=%llu h2_secs=%.1f h2_all_sent=%d "
         "h2_closed_by_server=%d h2_window=%llu h2_max_flows=%llu\n",
         nc, (unsigned long long)sent, (unsigned long long)bytes, took, finished, closed,
-        (unsigned long long)(peers[first].c ? peers[first].c->peer_flow_window : 0),
-        (unsigned long long)(peers[first].c ? peers[first].c->peer_max_flows : 0));
+        (unsigned long long)(peers[first].c ? peers[first].c->peer.flow_window : 0),
+        (unsigned long long)(peers[first].c ? peers[first].c->peer.max_flows : 0));
     free(fsn);
     free(fl);
     finish(nc);

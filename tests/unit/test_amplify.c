@@ -145,11 +145,11 @@ static void good_was_served(scene *sc, uint64_t rtt_before)
 /* Seals frames as the hostile client's next 1-RTT packet. */
 static size_t seal(tern_conn *x, const uint8_t *frames, size_t flen, uint8_t *pkt)
 {
-    uint64_t pn = x->next_pn++;
-    uint8_t *q = tern__short_encode(pkt, pkt + TERN_MAX_DATAGRAM, x->tx_phase, x->remote_cid, pn, 4);
+    uint64_t pn = x->tx.next_pn++;
+    uint8_t *q = tern__short_encode(pkt, pkt + TERN_MAX_DATAGRAM, x->keys.tx_phase, x->remote_cid, pn, 4);
     TT_REQUIRE(q != NULL);
     size_t hl = (size_t)(q - pkt);
-    TT_REQUIRE(tern__aead_seal(&x->tx, pn, 0, pkt, hl, frames, flen, q) == TERN_OK);
+    TT_REQUIRE(tern__aead_seal(&x->keys.tx, pn, 0, pkt, hl, frames, flen, q) == TERN_OK);
     return hl + flen + TERN__AEAD_TAG_LEN;
 }
 

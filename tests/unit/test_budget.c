@@ -149,11 +149,11 @@ static void attacker_send(sim *s, attacker *a, uint64_t flow, uint64_t fsn)
     TT_REQUIRE(p != NULL);
     memset(p, 0x5a, FRAG_LEN);
     size_t flen = (size_t)(p + FRAG_LEN - frames);
-    uint64_t pn = c->next_pn++;
+    uint64_t pn = c->tx.next_pn++;
     uint8_t *q = tern__short_encode(pkt, pkt + sizeof(pkt), 0, c->remote_cid, pn, 4);
     TT_REQUIRE(q != NULL);
     size_t hl = (size_t)(q - pkt);
-    TT_REQUIRE(tern__aead_seal(&c->tx, pn, 0, pkt, hl, frames, flen, q) == TERN_OK);
+    TT_REQUIRE(tern__aead_seal(&c->keys.tx, pn, 0, pkt, hl, frames, flen, q) == TERN_OK);
     TT_REQUIRE(sim_inject(s, sim_now(s), &a->node.addr, &SA, pkt, hl + flen + 16) == 0);
     a->sent++;
 }

@@ -70,7 +70,7 @@ static int xfer_running(void *arg)
     xfer *x = arg;
     if (x->mark_at && x->sc && sim_now(x->s) >= x->mark_at && sim_now(x->s) >= x->qsample_at) {
         x->qsample_at = sim_now(x->s) + 100 * MS;
-        x->qsum_ns += x->sc->rtt.latest - x->sc->rtt.min;
+        x->qsum_ns += x->sc->rec.rtt.latest - x->sc->rec.rtt.min;
         x->qsamples++;
     }
     static uint64_t next_dbg;
@@ -87,8 +87,8 @@ static int xfer_running(void *arg)
             fprintf(stderr, "   sflow base=%llu next=%llu peer_max=%llu lost_n=%zu head=%p; rec loss_time=%lld pto_at=%lld pacer_wake=%lld probes=%u\n",
                     (unsigned long long)f->base, (unsigned long long)f->next_fsn,
                     (unsigned long long)f->peer_max, f->lost_n, (void *)f->head,
-                    (long long)x->sc->recp->loss_time, (long long)tern__rec_timer(x->sc),
-                    (long long)x->sc->pacer_wake, x->sc->recp->probes_pending);
+                    (long long)x->sc->rec.r->loss_time, (long long)tern__rec_timer(x->sc),
+                    (long long)x->sc->tx.pacer_wake, x->sc->rec.r->probes_pending);
         if (f && f->lost_n) {
             for (size_t i = 0; i < f->lost_n; i++) {
                 uint64_t fsn = f->lost[(f->lost_head + i) % f->lost_cap];
@@ -99,7 +99,7 @@ static int xfer_running(void *arg)
         }
         fprintf(stderr, "   ep deadline=%lld conn timer=%lld idx=%zu ack_deadline=%lld ack_now=%d in_send=%d\n",
                 (long long)tern_endpoint_next_deadline(x->snd->ep), (long long)x->sc->timer.deadline,
-                x->sc->timer.idx, (long long)x->sc->recp->acks.ack_deadline, x->sc->recp->acks.ack_now, x->sc->in_send_list);
+                x->sc->timer.idx, (long long)x->sc->rec.r->acks.ack_deadline, x->sc->rec.r->acks.ack_now, x->sc->link.in_send_list);
         next_dbg = sim_now(x->s) + (sim_now(x->s) > 2500 * MS && sim_now(x->s) < 3000 * MS ? 0 : 500 * MS);
     }
     if (x->sc && tern_conn_get_state(x->sc) == TERN_CONN_ESTABLISHED) {
@@ -589,14 +589,14 @@ static int prio_tick(void *arg)
         fprintf(stderr, "t=%.2f bw=%.3fM pace=%.3fM cwnd=%llu infl=%llu srtt=%.1fms latest=%.1f sent=%llu abandoned=%llu q=%llu/%llu/%llu\n",
                 (double)sim_now(t->s) / 1e9, ni.bandwidth_bps / 1e6, ni.pacing_rate_bps / 1e6,
                 (unsigned long long)ni.cwnd_bytes, (unsigned long long)ni.bytes_in_flight,
-                ni.srtt_ns / 1e6, t->c->rtt.latest / 1e6, (unsigned long long)cs.messages_sent, (unsigned long long)cs.messages_abandoned,
+                ni.srtt_ns / 1e6, t->c->rec.rtt.latest / 1e6, (unsigned long long)cs.messages_sent, (unsigned long long)cs.messages_abandoned,
                 (unsigned long long)tern_flow_queued(t->c, t->flow[0]), (unsigned long long)tern_flow_queued(t->c, t->flow[1]), (unsigned long long)tern_flow_queued(t->c, t->flow[2]));
         for (int k = 0; k < 3; k++) {
             tern__sflow *f = tern__sflow_find(t->c, t->flow[k]);
             if (f) fprintf(stderr, "   flow %d base=%llu next=%llu peer_max=%llu lost_n=%zu fwd_pending=%d\n", k,
                            (unsigned long long)f->base, (unsigned long long)f->next_fsn, (unsigned long long)f->peer_max, f->lost_n, f->forward_pending);
         }
-        fprintf(stderr, "   pacer_wake=%lld in_send=%d timer=%lld now=%lld\n", (long long)t->c->pacer_wake, t->c->in_send_list, (long long)t->c->timer.deadline, (long long)sim_now(t->s));
+        fprintf(stderr, "   pacer_wake=%lld in_send=%d timer=%lld now=%lld\n", (long long)t->c->tx.pacer_wake, t->c->link.in_send_list, (long long)t->c->timer.deadline, (long long)sim_now(t->s));
         next_dbg = sim_now(t->s) + 1000 * MS;
     }
     return 1;
@@ -737,11 +737,11 @@ static void send_forged(sim *s, tern_conn *from, const tern_addr *src, const ter
                         const uint8_t *frames, size_t len)
 {
     uint8_t pkt[TERN_MAX_DATAGRAM];
-    uint64_t pn = from->next_pn++;
+    uint64_t pn = from->tx.next_pn++;
     uint8_t *p = tern__short_encode(pkt, pkt + sizeof(pkt), 0, from->remote_cid, pn, 4);
     TT_REQUIRE(p != NULL);
     size_t hl = (size_t)(p - pkt);
-    TT_REQUIRE(tern__aead_seal(&from->tx, pn, 0, pkt, hl, frames, len, p) == TERN_OK);
+    TT_REQUIRE(tern__aead_seal(&from->keys.tx, pn, 0, pkt, hl, frames, len, p) == TERN_OK);
     sim_inject(s, sim_now(s), src, dst, pkt, hl + len + 16);
 }
 
@@ -1002,8 +1002,8 @@ static void test_ten_minutes_of_churn(void)
                  cli.mem.current);
     TT_CHECK_MSG(srv.mem.current <= srv_base + 64 * 1024, "server %zu -> %zu", srv_base,
                  srv.mem.current);
-    TT_CHECK_EQ_U64(ch.c->n_sflows, 0);
-    TT_CHECK_EQ_U64(srv.conn->n_rflows, 0);
+    TT_CHECK_EQ_U64(ch.c->flows.n_send, 0);
+    TT_CHECK_EQ_U64(srv.conn->flows.n_recv, 0);
     free(ch.rx_next);
     tnet_node_free(&cli, s);
     tnet_node_free(&srv, s);

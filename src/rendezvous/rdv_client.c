@@ -14,7 +14,7 @@
  */
 #include <string.h>
 
-#include "core/util.h"
+#include "base/alloc.h"
 #include "tern/rendezvous.h"
 
 typedef struct intro_pending {
@@ -62,9 +62,7 @@ int tern_rdv_client_new(const tern_rdv_client_config *cfg, tern_conn *server_con
                         tern_rdv_client **out)
 {
     if (cfg == NULL || server_conn == NULL || out == NULL) return TERN_ERR_INVALID_ARG;
-    tern__alloc a = {.current = 0}; /* max, peak: 0 */
-    a.mem = cfg->mem ? *cfg->mem : *tern_mem_default();
-    a.current = 0;
+    tern__alloc a = {.mem = cfg->mem ? *cfg->mem : *tern_mem_default()}; /* no max */
     tern_rdv_client *rc = tern__calloc(&a, sizeof(*rc));
     if (rc == NULL) return TERN_ERR_NOMEM;
     rc->alloc = a; /* its count includes the client itself */

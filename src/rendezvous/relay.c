@@ -3,8 +3,8 @@
  * channel, rewriting the channel in place.
  *
  * A session holds two sides, each with its random channel and its registered address. A hash
- * map from channel to side (the rendezvous containers of rdv_map.h, keyed SipHash so a sender
- * cannot aim channels at one chain) makes forward() one lookup, one address comparison and an
+ * map from channel to side (the shared map of base/map.h, keyed SipHash so a sender cannot aim
+ * channels at one chain) makes forward() one lookup, one address comparison and an
  * 8-byte copy; nothing is allocated on that path. A second map counts the sessions each address
  * is part of (the max_per_addr limit), and a third finds the session of an address pair, so a
  * repeated introduction of the same two peers reuses it instead of spending their quotas. When
@@ -15,8 +15,8 @@
  * the time, and handle_expiry() either frees a session whose deadline really passed or pushes it
  * back at its real deadline, so a busy session costs no heap work per packet. The per-session
  * byte budget is a token bucket counted in byte-nanoseconds (bytes x 1e9) so refills are exact
- * integers with no rounding drift. When the last session goes, the maps and heap give their
- * arrays back, so memory returns to what an empty relay holds.
+ * integers with no rounding drift. The maps and the heap shrink as sessions go, so memory returns
+ * to what an empty relay holds.
  *
  * Checks run cheapest first: length and type byte, then the inner packet's fixed bit, then the
  * lookup, then the source address, then the byte budget.
@@ -24,7 +24,9 @@
 #include <sodium.h>
 #include <string.h>
 
-#include "core/rdv_map.h"
+#include "base/alloc.h"
+#include "base/heap.h"
+#include "base/map.h"
 #include "tern/relay.h"
 
 #define ADDR_KEY_LEN 19 /* family, port (2), ip (16) */
@@ -49,7 +51,7 @@ struct relay_side {
 };
 
 struct relay_session {
-    tern__rdv_hitem h;      /* deadline: last_active (when pushed) + idle_timeout */
+    tern__heap_item h;      /* deadline: last_active (when pushed) + idle_timeout */
     relay_side side[2];
     uint8_t pair[2 * ADDR_KEY_LEN]; /* the two address keys, smaller first (the pairs map) */
     uint64_t last_active;
@@ -59,33 +61,16 @@ struct relay_session {
 
 struct tern_relay {
     tern_relay_config cfg;
-    tern_mem mem;           /* counts, then forwards to the configured hook */
-    const tern_mem *under;
-    tern__rdv_map channels; /* channel -> relay_side */
-    tern__rdv_map addrs;    /* address -> addr_count */
-    tern__rdv_map pairs;    /* address pair -> relay_session */
-    tern__rdv_heap idle;
+    tern__alloc alloc;      /* the configured hook, counted (stats.mem_current) */
+    tern__map channels;     /* channel -> relay_side */
+    tern__map addrs;        /* address -> addr_count */
+    tern__map pairs;        /* address pair -> relay_session */
+    tern__heap idle;
     uint64_t bucket_cap;    /* burst_bytes x 1e9 */
     tern_relay_stats st;
 };
 
 /* ---------------------------------------------------------------- memory and helpers */
-
-static void *cmalloc(size_t size, void *user)
-{
-    tern_relay *r = user;
-    void *p = r->under->malloc(size, r->under->user);
-    if (p) r->st.mem_current += size;
-    return p;
-}
-
-static void cfree(void *p, size_t size, void *user)
-{
-    tern_relay *r = user;
-    if (p == NULL) return;
-    r->st.mem_current -= size;
-    r->under->free(p, size, r->under->user);
-}
 
 static const uint8_t *channel_key(const void *rec, size_t *len)
 {
@@ -136,26 +121,25 @@ int tern_relay_new(const tern_relay_config *cfg, tern_relay **out)
         cfg->idle_timeout_ns == 0)
         return TERN_ERR_INVALID_ARG;
     if (sodium_init() < 0) return TERN_ERR_CRYPTO;
-    const tern_mem *under = cfg->mem ? cfg->mem : tern_mem_default();
-    tern_relay *r = under->malloc(sizeof(*r), under->user);
+    tern__alloc a = {.mem = cfg->mem ? *cfg->mem : *tern_mem_default()};
+    tern_relay *r = tern__calloc(&a, sizeof(*r));
     if (r == NULL) return TERN_ERR_NOMEM;
-    memset(r, 0, sizeof(*r));
+    r->alloc = a;
     r->cfg = *cfg;
     if (r->cfg.burst_bytes > MAX_BURST_BYTES) r->cfg.burst_bytes = MAX_BURST_BYTES;
     if (r->cfg.burst_bytes < TERN_MAX_DATAGRAM) r->cfg.burst_bytes = TERN_MAX_DATAGRAM;
     r->bucket_cap = r->cfg.burst_bytes * TERN_NS_PER_S;
-    r->under = under;
-    r->mem.malloc = cmalloc;
-    r->mem.free = cfree;
-    r->mem.user = r;
-    r->st.mem_current = sizeof(*r);
     uint8_t k[16];
     rand_bytes(r, k, sizeof(k));
-    tern__rdv_map_init(&r->channels, &r->mem, channel_key, k);
-    tern__rdv_map_init(&r->addrs, &r->mem, addr_key_of, k);
-    tern__rdv_map_init(&r->pairs, &r->mem, pair_key_of, k);
-    tern__rdv_heap_init(&r->idle, &r->mem);
+    int rc = tern__map_init_keyof(&r->channels, &r->alloc, channel_key, k);
+    if (rc == TERN_OK) rc = tern__map_init_keyof(&r->addrs, &r->alloc, addr_key_of, k);
+    if (rc == TERN_OK) rc = tern__map_init_keyof(&r->pairs, &r->alloc, pair_key_of, k);
+    if (rc == TERN_OK) rc = tern__heap_init(&r->idle, &r->alloc);
     sodium_memzero(k, sizeof(k));
+    if (rc != TERN_OK) {
+        tern_relay_del(r);
+        return rc;
+    }
     *out = r;
     return TERN_OK;
 }
@@ -167,15 +151,15 @@ static addr_count *addr_ref(tern_relay *r, const tern_addr *a)
 {
     uint8_t key[ADDR_KEY_LEN];
     addr_key(a, key);
-    addr_count *ac = tern__rdv_map_get(&r->addrs, key, ADDR_KEY_LEN);
+    addr_count *ac = tern__map_find(&r->addrs, key, ADDR_KEY_LEN);
     if (ac) return ac;
-    ac = r->mem.malloc(sizeof(*ac), r->mem.user);
+    ac = tern__malloc(&r->alloc, sizeof(*ac));
     if (ac == NULL) return NULL;
     memcpy(ac->key, key, ADDR_KEY_LEN);
     ac->n = 0;
     ac->sides = NULL;
-    if (tern__rdv_map_put(&r->addrs, ac) != TERN_OK) {
-        r->mem.free(ac, sizeof(*ac), r->mem.user);
+    if (tern__map_put(&r->addrs, NULL, ac) != TERN_OK) {
+        tern__free(&r->alloc, ac, sizeof(*ac));
         return NULL;
     }
     return ac;
@@ -185,17 +169,8 @@ static addr_count *addr_ref(tern_relay *r, const tern_addr *a)
 static void addr_unref_if_unused(tern_relay *r, addr_count *ac)
 {
     if (ac == NULL || ac->n > 0) return;
-    tern__rdv_map_del(&r->addrs, ac);
-    r->mem.free(ac, sizeof(*ac), r->mem.user);
-}
-
-/* Gives the containers' arrays back once nothing is left in them. */
-static void shrink_if_empty(tern_relay *r)
-{
-    if (r->channels.n == 0) tern__rdv_map_free(&r->channels);
-    if (r->addrs.n == 0) tern__rdv_map_free(&r->addrs);
-    if (r->pairs.n == 0) tern__rdv_map_free(&r->pairs);
-    if (r->idle.n == 0) tern__rdv_heap_free(&r->idle);
+    tern__map_del(&r->addrs, NULL, ac);
+    tern__free(&r->alloc, ac, sizeof(*ac));
 }
 
 static void side_link(relay_side *sd, addr_count *ac)
@@ -221,16 +196,15 @@ static void side_unlink(relay_side *sd)
 
 static void session_free(tern_relay *r, relay_session *s)
 {
-    tern__rdv_heap_remove(&r->idle, &s->h);
-    tern__rdv_map_del(&r->pairs, s);
+    tern__heap_remove(&r->idle, &s->h);
+    tern__map_del(&r->pairs, NULL, s);
     for (int i = 0; i < 2; i++) {
-        tern__rdv_map_del(&r->channels, &s->side[i]);
+        tern__map_del(&r->channels, NULL, &s->side[i]);
         side_unlink(&s->side[i]);
     }
     for (int i = 0; i < 2; i++) addr_unref_if_unused(r, s->side[i].ac);
-    r->mem.free(s, sizeof(*s), r->mem.user);
+    tern__free(&r->alloc, s, sizeof(*s));
     r->st.sessions--;
-    shrink_if_empty(r);
 }
 
 /* Frees the session at ac (an address at its max_per_addr) that forwarded least recently,
@@ -255,7 +229,7 @@ static int fresh_channel(tern_relay *r, const uint8_t *other, uint8_t ch[TERN_RE
     for (int tries = 0; tries < 16; tries++) {
         rand_bytes(r, ch, TERN_RELAY_CHANNEL_LEN);
         if (other && memcmp(ch, other, TERN_RELAY_CHANNEL_LEN) == 0) continue;
-        if (tern__rdv_map_get(&r->channels, ch, TERN_RELAY_CHANNEL_LEN) == NULL) return TERN_OK;
+        if (tern__map_find(&r->channels, ch, TERN_RELAY_CHANNEL_LEN) == NULL) return TERN_OK;
     }
     return TERN_ERR_LIMIT; /* a broken random source: 64-bit collisions do not happen */
 }
@@ -279,7 +253,7 @@ int tern_relay_open(tern_relay *r, uint64_t now, const tern_addr *addr_a, const 
     int a_first = memcmp(ka, kb, ADDR_KEY_LEN) < 0;
     memcpy(pair, a_first ? ka : kb, ADDR_KEY_LEN);
     memcpy(pair + ADDR_KEY_LEN, a_first ? kb : ka, ADDR_KEY_LEN);
-    relay_session *old = tern__rdv_map_get(&r->pairs, pair, sizeof(pair));
+    relay_session *old = tern__map_find(&r->pairs, pair, sizeof(pair));
     if (old != NULL) {
         int a0 = tern_addr_equal(addr_a, &old->side[0].addr);
         memcpy(ch_a_out, old->side[a0 ? 0 : 1].ch, TERN_RELAY_CHANNEL_LEN);
@@ -292,11 +266,10 @@ int tern_relay_open(tern_relay *r, uint64_t now, const tern_addr *addr_a, const 
         r->st.open_refused++;
         return TERN_ERR_LIMIT;
     }
-    relay_session *s = r->mem.malloc(sizeof(*s), r->mem.user);
+    relay_session *s = tern__calloc(&r->alloc, sizeof(*s));
     if (s == NULL) return TERN_ERR_NOMEM;
-    memset(s, 0, sizeof(*s));
     memcpy(s->pair, pair, sizeof(pair));
-    s->h.idx = SIZE_MAX;
+    s->h = TERN__HEAP_ITEM_INIT;
     s->last_active = s->bucket_at = now;
     s->bucket = r->bucket_cap;
     const tern_addr *addrs[2] = {addr_a, addr_b};
@@ -321,26 +294,22 @@ int tern_relay_open(tern_relay *r, uint64_t now, const tern_addr *addr_a, const 
     }
     for (int i = 0; i < 2 && rc == TERN_OK; i++) {
         rc = fresh_channel(r, i ? s->side[0].ch : NULL, s->side[i].ch);
-        if (rc == TERN_OK) rc = tern__rdv_map_put(&r->channels, &s->side[i]);
+        if (rc == TERN_OK) rc = tern__map_put(&r->channels, NULL, &s->side[i]);
         if (rc == TERN_OK) in_map++;
     }
     int in_pairs = 0;
     if (rc == TERN_OK) {
-        rc = tern__rdv_map_put(&r->pairs, s);
+        rc = tern__map_put(&r->pairs, NULL, s);
         in_pairs = rc == TERN_OK;
     }
-    if (rc == TERN_OK) {
-        s->h.deadline = now + r->cfg.idle_timeout_ns;
-        rc = tern__rdv_heap_push(&r->idle, &s->h);
-    }
+    if (rc == TERN_OK) rc = tern__heap_set(&r->idle, &s->h, now + r->cfg.idle_timeout_ns);
     if (rc != TERN_OK) {
-        if (in_pairs) tern__rdv_map_del(&r->pairs, s);
-        for (int i = 0; i < in_map; i++) tern__rdv_map_del(&r->channels, &s->side[i]);
+        if (in_pairs) tern__map_del(&r->pairs, NULL, s);
+        for (int i = 0; i < in_map; i++) tern__map_del(&r->channels, NULL, &s->side[i]);
         addr_count *acs[2] = {s->side[0].ac, s->side[1].ac};
         for (int i = 0; i < 2; i++) side_unlink(&s->side[i]);
         for (int i = 0; i < 2; i++) addr_unref_if_unused(r, acs[i]);
-        r->mem.free(s, sizeof(*s), r->mem.user);
-        shrink_if_empty(r);
+        tern__free(&r->alloc, s, sizeof(*s));
         return rc;
     }
     memcpy(ch_a_out, s->side[0].ch, TERN_RELAY_CHANNEL_LEN);
@@ -384,11 +353,12 @@ int tern_relay_forward(tern_relay *r, uint64_t now, const tern_addr *from, uint8
         r->st.drop_oversize++;
         return TERN_ERR_MALFORMED;
     }
-    if (data[0] != TERN_RELAY_TYPE || !(data[TERN_RELAY_HDR_LEN] & TERN_RELAY_INNER_FIXED)) {
+    const uint8_t *ch = tern_relay_hdr_get(data, len);
+    if (ch == NULL || !(data[TERN_RELAY_HDR_LEN] & TERN_RELAY_INNER_FIXED)) {
         r->st.drop_malformed++;
         return TERN_ERR_MALFORMED;
     }
-    relay_side *in = tern__rdv_map_get(&r->channels, data + 1, TERN_RELAY_CHANNEL_LEN);
+    relay_side *in = tern__map_find(&r->channels, ch, TERN_RELAY_CHANNEL_LEN);
     if (in == NULL) {
         r->st.drop_unknown_channel++;
         return TERN_ERR_UNKNOWN_CID;
@@ -403,7 +373,7 @@ int tern_relay_forward(tern_relay *r, uint64_t now, const tern_addr *from, uint8
         return TERN_ERR_RATE_LIMITED;
     }
     const relay_side *out = in == &s->side[0] ? &s->side[1] : &s->side[0];
-    memcpy(data + 1, out->ch, TERN_RELAY_CHANNEL_LEN);
+    tern_relay_hdr_put(data, out->ch); /* the type byte stays, the channel is rewritten */
     *to_out = out->addr;
     if (now > s->last_active) s->last_active = now;
     r->st.fwd_packets++;
@@ -415,7 +385,7 @@ int tern_relay_forward(tern_relay *r, uint64_t now, const tern_addr *from, uint8
 
 uint64_t tern_relay_next_deadline(const tern_relay *r)
 {
-    const tern__rdv_hitem *h = r ? tern__rdv_heap_top(&r->idle) : NULL;
+    const tern__heap_item *h = r ? tern__heap_top(&r->idle) : NULL;
     return h ? h->deadline : TERN_TIME_NEVER;
 }
 
@@ -423,16 +393,14 @@ void tern_relay_handle_expiry(tern_relay *r, uint64_t now)
 {
     if (r == NULL) return;
     for (;;) {
-        tern__rdv_hitem *h = tern__rdv_heap_top(&r->idle);
+        tern__heap_item *h = tern__heap_top(&r->idle);
         if (h == NULL || h->deadline > now) return;
         relay_session *s = (relay_session *)h; /* h is the first member */
         uint64_t due = s->last_active + r->cfg.idle_timeout_ns;
         if (due > now) {
-            /* it forwarded since it was pushed: back in at its real deadline (the push reuses
-             * the slot the removal freed, so it cannot fail) */
-            tern__rdv_heap_remove(&r->idle, h);
-            h->deadline = due;
-            (void)tern__rdv_heap_push(&r->idle, h);
+            /* it forwarded since it was pushed: moved to its real deadline (a move allocates
+             * nothing, so it cannot fail) */
+            (void)tern__heap_set(&r->idle, h, due);
             continue;
         }
         session_free(r, s);
@@ -443,7 +411,7 @@ void tern_relay_handle_expiry(tern_relay *r, uint64_t now)
 int tern_relay_close(tern_relay *r, const uint8_t ch[TERN_RELAY_CHANNEL_LEN])
 {
     if (r == NULL || ch == NULL) return TERN_ERR_INVALID_ARG;
-    relay_side *sd = tern__rdv_map_get(&r->channels, ch, TERN_RELAY_CHANNEL_LEN);
+    relay_side *sd = tern__map_find(&r->channels, ch, TERN_RELAY_CHANNEL_LEN);
     if (sd == NULL) return TERN_ERR_NOT_FOUND;
     session_free(r, sd->s);
     r->st.closed++;
@@ -453,22 +421,23 @@ int tern_relay_close(tern_relay *r, const uint8_t ch[TERN_RELAY_CHANNEL_LEN])
 int tern_relay_alive(const tern_relay *r, const uint8_t ch[TERN_RELAY_CHANNEL_LEN])
 {
     return r != NULL && ch != NULL &&
-           tern__rdv_map_get(&r->channels, ch, TERN_RELAY_CHANNEL_LEN) != NULL;
+           tern__map_find(&r->channels, ch, TERN_RELAY_CHANNEL_LEN) != NULL;
 }
 
 void tern_relay_get_stats(const tern_relay *r, tern_relay_stats *st)
 {
     *st = r->st;
+    st->mem_current = r->alloc.current;
 }
 
 void tern_relay_del(tern_relay *r)
 {
     if (r == NULL) return;
-    while (r->idle.n) session_free(r, (relay_session *)r->idle.items[0]);
-    tern__rdv_map_free(&r->channels);
-    tern__rdv_map_free(&r->addrs);
-    tern__rdv_map_free(&r->pairs);
-    tern__rdv_heap_free(&r->idle);
-    const tern_mem *under = r->under;
-    under->free(r, sizeof(*r), under->user);
+    while (r->idle.n) session_free(r, (relay_session *)r->idle.items[0].it);
+    tern__map_free(&r->channels);
+    tern__map_free(&r->addrs);
+    tern__map_free(&r->pairs);
+    tern__heap_free(&r->idle);
+    tern__alloc a = r->alloc;
+    tern__free(&a, r, sizeof(*r));
 }

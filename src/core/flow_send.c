@@ -1,0 +1,486 @@
+/*
+ * Flows, the sending side: message queues, fragmentation, the retransmission queue, giving up
+ * messages past their deadline or retransmission budget, what acknowledgements and losses do to
+ * fragments, and the scheduler that fills a packet's payload with control frames first, then
+ * retransmissions and new data in priority order (7 first; flows of one priority take turns).
+ * The flow's public calls (open, send, close) are in flow.c.
+ *
+ * Giving up: a PARTIAL or UNRELIABLE message whose deadline passed, or a PARTIAL fragment over
+ * its retransmission budget, gives up its whole message: every fragment of it, sent or not. The
+ * sender's base then moves past them and a FLOW_FORWARD tells the receiver to stop waiting.
+ * RELIABLE messages and control frames are never given up.
+ */
+#include <string.h>
+
+#include "core/conn.h"
+#include "core/flow_int.h"
+
+#define MAX_FRAG_HDR 24 /* worst-case FLOW_DATA header */
+
+/* ---------------------------------------------------------------- sender */
+
+/* The last moment a message can still be (re)sent with any hope of arriving in time: its
+ * deadline less the RTT (the bound of the one-way delay that the TTL also uses). Sending later
+ * would only spend the link on data the receiver must drop. */
+/* A bound, erring long, of how long a packet sent now takes to arrive. The one-way delay is
+ * never more than a round trip measured now, queue included; once nothing is in flight the
+ * queue has drained and the minimum RTT bounds it, so a sender that stopped sending is not
+ * locked out by an old, queue-inflated RTT. */
+static uint64_t owd_bound(const tern_conn *c)
+{
+    if (!c->rec.rtt.has_sample) return c->ep->s.initial_rtt_ns;
+    if (c->rec.r == NULL || c->rec.r->bytes_in_flight == 0) return c->rec.rtt.min;
+    return c->rec.rtt.latest > c->rec.rtt.srtt ? c->rec.rtt.latest : c->rec.rtt.srtt;
+}
+
+static uint64_t send_cutoff(const tern_conn *c, const tern__msg *m)
+{
+    if (m->deadline == TERN_TIME_NEVER) return TERN_TIME_NEVER;
+    uint64_t d = owd_bound(c);
+    /* a message already started may finish while its fragments can still arrive in time:
+     * dropping its rest would waste what was sent */
+    if (m->cut > 0) return m->deadline > d ? m->deadline - d : 0;
+    /* a new one must also fit on the wire at the pacing rate before then */
+    if (c->rec.r) {
+        const tern__cc *cc = &c->rec.r->cc;
+        uint64_t rate = cc->ops->pacing_rate(cc->st, c->rec.rtt.srtt);
+        if (rate) d += (uint64_t)(m->len - m->cut) * TERN_NS_PER_S / rate;
+    }
+    /* ... and some slack for higher priorities cutting in between its fragments */
+    d += c->rec.rtt.srtt / 4;
+    return m->deadline > d ? m->deadline - d : 0;
+}
+
+static tern__frag *frag_at(const tern__sflow *f, uint64_t fsn)
+{
+    return &f->frags[fsn % f->cap];
+}
+
+static void free_msg(tern_conn *c, tern__sflow *f, tern__msg *m)
+{
+    f->queued_bytes -= m->len;
+    tern__flow_msg_ended(c, f, m); /* frees it, or keeps a referenced one for its release */
+}
+
+/* A fragment reaches its end (acknowledged or given up). */
+static void frag_release(tern_conn *c, tern__sflow *f, tern__frag *fr)
+{
+    tern__msg *m = fr->msg;
+    fr->msg = NULL;
+    if (m == NULL) return;
+    m->live_frags--;
+    if (m->live_frags == 0 && m->cut == m->len) free_msg(c, f, m);
+}
+
+/* Moves base past finished fragments; a given-up one makes a FLOW_FORWARD necessary. */
+static void sflow_advance(tern_conn *c, tern__sflow *f)
+{
+    while (f->base < f->next_fsn) {
+        tern__frag *fr = frag_at(f, f->base);
+        if (fr->state != FRAG_ACKED && fr->state != FRAG_GIVEN_UP) break;
+        if (fr->state == FRAG_GIVEN_UP) f->forward_pending = 1;
+        fr->state = FRAG_NONE;
+        f->base++;
+    }
+    if (f->forward_pending && f->base <= f->forward_sent) f->forward_pending = 0;
+    if (f->forward_pending) tern__ep_mark_send(c->ep, c);
+}
+
+/* Gives up a whole message: its fragments waiting for retransmission and its uncut rest.
+ * Fragments in flight are left to arrive (they usually do); if one of them is lost it is given
+ * up then, since its message is abandoned. */
+static void msg_give_up(tern_conn *c, tern__sflow *f, tern__msg *m)
+{
+    if (m->abandoned) return;
+    m->abandoned = 1;
+    c->st.messages_abandoned++;
+    c->flows.last_give_up = c->tx.last > c->rx.last ? c->tx.last : c->rx.last;
+    int was_cut = m->cut == m->len;
+    m->live_frags++; /* hold m while releasing its fragments */
+    for (uint64_t fsn = f->base; fsn < f->next_fsn; fsn++) {
+        tern__frag *fr = frag_at(f, fsn);
+        if (fr->msg == m && fr->state == FRAG_LOST) {
+            fr->state = FRAG_GIVEN_UP;
+            frag_release(c, f, fr);
+        }
+    }
+    if (!was_cut) {
+        /* the rest was never cut: drop it from the queue */
+        tern__msg **pp = &f->head, *prev = NULL;
+        while (*pp && *pp != m) {
+            prev = *pp;
+            pp = &(*pp)->next;
+        }
+        if (*pp) {
+            *pp = m->next;
+            if (f->tail == m) f->tail = prev;
+        }
+        m->cut = m->len;
+    }
+    m->live_frags--;
+    if (m->live_frags == 0) free_msg(c, f, m);
+    sflow_advance(c, f);
+}
+
+void tern__flow_config_defaults(tern_flow_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->reliability = TERN_FLOW_RELIABLE;
+    cfg->ordered = 1;
+    cfg->priority = 3;
+}
+
+static int sflow_grow(tern_conn *c, tern__sflow *f, size_t need)
+{
+    if (need <= f->cap) return TERN_OK;
+    size_t ncap = f->cap ? f->cap : 64;
+    while (ncap < need) ncap *= 2;
+    tern__frag *nf = tern__conn_calloc(c, ncap * sizeof(*nf), 0);
+    if (nf == NULL) return TERN_ERR_NOMEM;
+    for (uint64_t fsn = f->base; fsn < f->next_fsn; fsn++) nf[fsn % ncap] = f->frags[fsn % f->cap];
+    if (f->frags) tern__conn_dealloc(c, f->frags, f->cap * sizeof(*f->frags));
+    f->frags = nf;
+    f->cap = ncap;
+    return TERN_OK;
+}
+
+static int lost_push(tern_conn *c, tern__sflow *f, uint64_t fsn)
+{
+    if (f->lost_n == f->lost_cap) {
+        size_t ncap = f->lost_cap ? f->lost_cap * 2 : 32;
+        uint64_t *nl = tern__conn_alloc(c, ncap * sizeof(*nl), 0);
+        if (nl == NULL) return TERN_ERR_NOMEM;
+        for (size_t i = 0; i < f->lost_n; i++) nl[i] = f->lost[(f->lost_head + i) % f->lost_cap];
+        if (f->lost) tern__conn_dealloc(c, f->lost, f->lost_cap * sizeof(*f->lost));
+        f->lost = nl;
+        f->lost_cap = ncap;
+        f->lost_head = 0;
+    }
+    f->lost[(f->lost_head + f->lost_n) % f->lost_cap] = fsn;
+    f->lost_n++;
+    return TERN_OK;
+}
+
+void tern__sflow_free(tern_conn *c, tern__sflow *f)
+{
+    f->freeing = 1; /* what ends now was not delivered */
+    for (uint64_t fsn = f->base; fsn < f->next_fsn; fsn++) {
+        tern__frag *fr = frag_at(f, fsn);
+        if (fr->msg) frag_release(c, f, fr);
+    }
+    while (f->head) {
+        tern__msg *m = f->head;
+        f->head = m->next;
+        if (m->live_frags == 0) free_msg(c, f, m);
+        else m->cut = m->len; /* freed when its last fragment is released: cannot happen now */
+    }
+    tern__flow_releases(c, f); /* every referenced buffer, exactly once */
+    if (f->frags) tern__conn_dealloc(c, f->frags, f->cap * sizeof(*f->frags));
+    if (f->lost) tern__conn_dealloc(c, f->lost, f->lost_cap * sizeof(*f->lost));
+    tern__conn_dealloc(c, f, sizeof(*f));
+}
+
+/* Unlinks and frees sending flows that are closed and fully acknowledged. */
+void tern__sflows_reap(tern_conn *c)
+{
+    tern__sflow **pp = &c->flows.send;
+    while (*pp) {
+        tern__sflow *f = *pp;
+        if (f->closing && f->fin_acked && f->base == f->next_fsn && f->head == NULL) {
+            *pp = f->next;
+            tern__sflow_free(c, f);
+            c->flows.n_send--;
+            continue;
+        }
+        pp = &f->next;
+    }
+}
+
+/* ---------------------------------------------------------------- acknowledgement and loss */
+
+void tern__flow_on_acked(tern_conn *c, const tern__sent_entry *e)
+{
+    tern__sflow *f = tern__sflow_find(c, e->flow_id);
+    if (e->kind == ENT_MAXFLOW || f == NULL) return;
+    switch (e->kind) {
+    case ENT_DATA: {
+        if (e->fsn < f->base || e->fsn >= f->next_fsn) return;
+        tern__frag *fr = frag_at(f, e->fsn);
+        if (fr->state == FRAG_ACKED || fr->state == FRAG_GIVEN_UP || fr->state == FRAG_NONE) return;
+        fr->state = FRAG_ACKED;
+        c->st.stream_bytes_sent += fr->len;
+        f->acked_bytes += fr->len;
+        frag_release(c, f, fr);
+        sflow_advance(c, f);
+        break;
+    }
+    case ENT_FIN:
+        f->fin_acked = 1;
+        break;
+    default:
+        break;
+    }
+}
+
+void tern__flow_on_lost(tern_conn *c, const tern__sent_entry *e, uint64_t now)
+{
+    if (e->kind == ENT_MAXFLOW) {
+        tern__rflow *rf = tern__rflow_find(c, e->flow_id);
+        if (rf && !rf->finished) rf->max_pending = 1;
+        return;
+    }
+    tern__sflow *f = tern__sflow_find(c, e->flow_id);
+    if (f == NULL) return;
+    switch (e->kind) {
+    case ENT_DATA: {
+        if (e->fsn < f->base || e->fsn >= f->next_fsn) return;
+        tern__frag *fr = frag_at(f, e->fsn);
+        if (fr->state != FRAG_INFLIGHT) return;
+        tern__msg *m = fr->msg;
+        int give_up = f->cfg.reliability == TERN_FLOW_UNRELIABLE || (m && m->abandoned) ||
+                      (m && now >= send_cutoff(c, m)) ||
+                      (f->cfg.reliability == TERN_FLOW_PARTIAL && f->cfg.max_retransmits &&
+                       fr->retx >= f->cfg.max_retransmits);
+        if (give_up) {
+            if (m) {
+                m->live_frags++; /* hold m across the calls below */
+                msg_give_up(c, f, m);
+            }
+            fr->state = FRAG_GIVEN_UP;
+            frag_release(c, f, fr);
+            if (m) {
+                m->live_frags--;
+                if (m->live_frags == 0 && m->cut == m->len) free_msg(c, f, m);
+            }
+            sflow_advance(c, f);
+        } else {
+            fr->state = FRAG_LOST;
+            if (lost_push(c, f, e->fsn) != TERN_OK) fr->state = FRAG_INFLIGHT; /* retried by PTO */
+        }
+        break;
+    }
+    case ENT_FIN:
+        if (!f->fin_acked) f->fin_pending = 1;
+        break;
+    case ENT_FORWARD:
+        if (f->base > 0) {
+            f->forward_sent = 0;
+            f->forward_pending = 1;
+        }
+        break;
+    default:
+        break;
+    }
+    tern__ep_mark_send(c->ep, c);
+}
+
+/* ---------------------------------------------------------------- scheduler */
+
+static int add_entry(tern__sent *rec, uint64_t flow, uint64_t fsn, uint8_t kind)
+{
+    if (rec->n >= TERN__PKT_ENTRIES) return 0;
+    rec->e[rec->n].flow_id = flow;
+    rec->e[rec->n].fsn = fsn;
+    rec->e[rec->n].kind = kind;
+    rec->n++;
+    return 1;
+}
+
+/* Control frames of every flow: MAX_FLOW, FLOW_FORWARD, FLOW_FIN. */
+uint8_t *tern__flow_write_control(tern_conn *c, uint8_t *p, const uint8_t *end, tern__sent *rec)
+{
+    uint8_t *q;
+    for (tern__rflow *f = c->flows.recv; f; f = f->next) {
+        if (!f->max_pending || rec->n >= TERN__PKT_ENTRIES) continue;
+        uint64_t max = f->base + f->window;
+        q = tern__put_varint(p, end, TERN__FRAME_MAX_FLOW);
+        q = tern__put_varint(q, end, f->id);
+        q = tern__put_varint(q, end, max);
+        if (q == NULL) return p;
+        p = q;
+        f->advertised = max;
+        f->max_pending = 0;
+        add_entry(rec, f->id, max, ENT_MAXFLOW);
+    }
+    for (tern__sflow *f = c->flows.send; f; f = f->next) {
+        if (f->forward_pending && rec->n < TERN__PKT_ENTRIES) {
+            q = tern__put_varint(p, end, TERN__FRAME_FLOW_FORWARD);
+            q = tern__put_varint(q, end, f->id);
+            q = tern__put_varint(q, end, f->base);
+            if (q == NULL) return p;
+            p = q;
+            f->forward_sent = f->base;
+            f->forward_pending = 0;
+            add_entry(rec, f->id, f->base, ENT_FORWARD);
+        }
+        if (f->closing && !f->fin_acked && f->head == NULL && rec->n < TERN__PKT_ENTRIES &&
+            (f->fin_pending || f->final_fsn == UINT64_MAX)) {
+            f->final_fsn = f->next_fsn;
+            q = tern__put_varint(p, end, TERN__FRAME_FLOW_FIN);
+            q = tern__put_varint(q, end, f->id);
+            q = tern__put_varint(q, end, f->final_fsn);
+            if (q == NULL) return p;
+            p = q;
+            f->fin_pending = 0;
+            add_entry(rec, f->id, f->final_fsn, ENT_FIN);
+        }
+    }
+    return p;
+}
+
+static uint8_t *put_fragment(const tern_conn *c, uint8_t *p, const uint8_t *end,
+                             const tern__sflow *f, uint64_t fsn, const tern__frag *fr, uint64_t now)
+{
+    uint8_t flags = (uint8_t)(fr->flags | (f->cfg.ordered ? TERN__FD_ORDERED : 0) |
+                              (f->cfg.stream ? TERN__FD_STREAM : 0));
+    uint64_t ttl = 0;
+    if ((fr->flags & TERN__FD_BEGIN) && fr->msg->deadline != TERN_TIME_NEVER) {
+        /* The time left when it reaches the receiver, which has no synchronised clock: the
+         * time left now less a generous bound of the one-way delay (owd_bound), so the
+         * receiver does not deliver after the deadline; it may drop a message a little early. */
+        uint64_t d = owd_bound(c);
+        uint64_t left = fr->msg->deadline > now ? fr->msg->deadline - now : 0;
+        flags |= TERN__FD_TTL;
+        ttl = left > d ? (left - d) / TERN_NS_PER_MS : 0;
+    }
+    p = tern__put_varint(p, end, TERN__FRAME_FLOW_DATA);
+    p = tern__put_varint(p, end, f->id);
+    p = tern__put_varint(p, end, fsn);
+    p = tern__put_varint(p, end, flags);
+    if (flags & TERN__FD_TTL) p = tern__put_varint(p, end, ttl);
+    p = tern__put_varint(p, end, fr->len);
+    const uint8_t *bytes = fr->msg->is_ref ? fr->msg->ref : fr->msg->data;
+    return tern__put_bytes(p, end, bytes + fr->off, fr->len);
+}
+
+/* Drops queued messages that can no longer arrive in time (never RELIABLE ones). Messages are
+ * queued in order, so their deadlines grow: looking at the head is enough, and keeps this O(1)
+ * per packet however long the queue. */
+static void expire_messages(tern_conn *c, tern__sflow *f, uint64_t now)
+{
+    if (f->cfg.reliability == TERN_FLOW_RELIABLE) return;
+    while (f->head && now >= send_cutoff(c, f->head)) {
+        tern__msg *m = f->head;
+        msg_give_up(c, f, m);
+        if (f->head == m) break; /* cannot happen: a given-up message leaves the queue */
+    }
+}
+
+/* The priority of what the flow would send next, or -1. */
+static int sflow_next_priority(tern_conn *c, tern__sflow *f, uint64_t now)
+{
+    while (f->lost_n) {
+        uint64_t fsn = f->lost[f->lost_head];
+        tern__frag *fr = fsn >= f->base && fsn < f->next_fsn ? frag_at(f, fsn) : NULL;
+        if (fr && fr->state == FRAG_LOST && fr->msg) {
+            tern__msg *m = fr->msg;
+            if (f->cfg.reliability != TERN_FLOW_RELIABLE && now >= send_cutoff(c, m)) {
+                msg_give_up(c, f, m);
+                continue;
+            }
+            return m->priority;
+        }
+        f->lost_head = (f->lost_head + 1) % f->lost_cap;
+        f->lost_n--;
+    }
+    expire_messages(c, f, now);
+    if (f->head && f->next_fsn < f->peer_max) return f->head->priority;
+    return -1;
+}
+
+int tern__flow_has_data(tern_conn *c, uint64_t now)
+{
+    for (tern__sflow *f = c->flows.send; f; f = f->next)
+        if (sflow_next_priority(c, f, now) >= 0) return 1;
+    return 0;
+}
+
+int tern__flow_has_control(const tern_conn *c)
+{
+    for (tern__rflow *f = c->flows.recv; f; f = f->next)
+        if (f->max_pending) return 1;
+    for (tern__sflow *f = c->flows.send; f; f = f->next)
+        if (f->forward_pending || (f->closing && !f->fin_acked && f->head == NULL &&
+                                   (f->fin_pending || f->final_fsn == UINT64_MAX)))
+            return 1;
+    return 0;
+}
+
+/* Writes data fragments, highest priority first, until the packet or the entries are full. */
+uint8_t *tern__flow_write_data(tern_conn *c, uint64_t now, uint8_t *p, const uint8_t *end,
+                               tern__sent *rec)
+{
+    while (rec->n < TERN__PKT_ENTRIES && end - p > MAX_FRAG_HDR + 1) {
+        tern__sflow *best = NULL, *bprev = NULL, *prev = NULL;
+        int bprio = -1;
+        for (tern__sflow *f = c->flows.send; f; prev = f, f = f->next) {
+            int pr = sflow_next_priority(c, f, now);
+            if (pr > bprio) {
+                bprio = pr;
+                best = f;
+                bprev = prev;
+            }
+        }
+        if (best == NULL) break;
+        tern__sflow *f = best;
+        uint8_t *q;
+        if (f->lost_n) {
+            uint64_t fsn = f->lost[f->lost_head];
+            tern__frag *fr = frag_at(f, fsn);
+            q = put_fragment(c, p, end, f, fsn, fr, now);
+            if (q == NULL) break; /* does not fit this packet */
+            f->lost_head = (f->lost_head + 1) % f->lost_cap;
+            f->lost_n--;
+            fr->state = FRAG_INFLIGHT;
+            fr->retx++;
+            c->st.packets_retransmitted_frags++;
+            add_entry(rec, f->id, fsn, ENT_DATA);
+            p = q;
+        } else {
+            tern__msg *m = f->head;
+            /* the header this fragment will have: type, flow, fsn, flags, [ttl], length */
+            size_t hdr = 1 + tern__varint_len(f->id) + tern__varint_len(f->next_fsn) + 1 + 2 +
+                         (m->cut == 0 && m->deadline != TERN_TIME_NEVER ? 4 : 0);
+            if ((size_t)(end - p) <= hdr) break;
+            size_t room = (size_t)(end - p) - hdr;
+            size_t max = tern__conn_max_payload(c) - 13 - TERN__AEAD_TAG_LEN - hdr;
+            if (room > max) room = max;
+            size_t n = m->len - m->cut;
+            if (n > room) n = room;
+            if (n == 0 && m->len != 0) break;
+            if (sflow_grow(c, f, (size_t)(f->next_fsn - f->base + 1)) != TERN_OK) break;
+            uint64_t fsn = f->next_fsn;
+            tern__frag *fr = frag_at(f, fsn);
+            memset(fr, 0, sizeof(*fr));
+            fr->msg = m;
+            fr->off = (uint32_t)m->cut;
+            fr->len = (uint32_t)n;
+            fr->state = FRAG_INFLIGHT;
+            fr->flags = (uint8_t)((m->cut == 0 ? TERN__FD_BEGIN : 0) |
+                                  (m->cut + n == m->len ? TERN__FD_END : 0));
+            q = put_fragment(c, p, end, f, fsn, fr, now);
+            if (q == NULL) break;
+            p = q;
+            f->next_fsn++;
+            m->cut += n;
+            m->live_frags++;
+            if (m->cut == m->len) {
+                f->head = m->next;
+                if (f->head == NULL) f->tail = NULL;
+                m->next = NULL;
+                c->st.messages_sent++;
+            }
+            add_entry(rec, f->id, fsn, ENT_DATA);
+        }
+        /* flows of one priority take turns: move the one served to the back */
+        if (f->next) {
+            if (bprev) bprev->next = f->next;
+            else c->flows.send = f->next;
+            tern__sflow *t = c->flows.send;
+            while (t->next) t = t->next;
+            t->next = f;
+            f->next = NULL;
+        }
+    }
+    return p;
+}

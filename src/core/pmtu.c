@@ -1,0 +1,120 @@
+/*
+ * Path MTU discovery (RFC 8899 style) on the active path of an established connection: padded
+ * PING probes of the sizes of a ladder, largest first, that are not recorded for loss recovery
+ * (a lost probe is not a congestion signal); the size of the first acknowledged one becomes the
+ * connection's datagram size until larger sizes are tried again PMTU_RAISE later.
+ */
+#include <string.h>
+
+#include "core/conn.h"
+#include "core/conn_int.h"
+
+/* Sizes path MTU discovery tries, largest first: Ethernet's 1500 less IPv4+UDP and less
+ * IPv6+UDP, then common tunnel sizes. */
+static const uint16_t PMTU_LADDER[] = {1472, 1452, 1400, 1350};
+#define PMTU_N (sizeof(PMTU_LADDER) / sizeof(PMTU_LADDER[0]))
+#define PMTU_TRIES 3                     /* probes of one size before the next smaller one */
+#define PMTU_RAISE (600 * TERN_NS_PER_S) /* try larger sizes again after this (RFC 8899) */
+
+static uint64_t probe_timeout(const tern_conn *c)
+{
+    return 3 * tern__rec_rtt_pto(c) + c->peer.max_ack_delay;
+}
+
+/* The next size to probe, or 0 when no size above the current one is left to try. */
+static size_t candidate(tern_conn *c)
+{
+    size_t limit = TERN_MAX_DATAGRAM;
+    if (c->peer.max_udp_payload && c->peer.max_udp_payload < limit) limit = c->peer.max_udp_payload;
+    while ((size_t)c->pmtu.step < PMTU_N) {
+        size_t s = PMTU_LADDER[c->pmtu.step];
+        if (s > c->pmtu.size && s <= limit) return s;
+        if (s <= c->pmtu.size) return 0; /* smaller sizes would teach nothing */
+        c->pmtu.step++;
+    }
+    return 0;
+}
+
+void tern__pmtu_init(tern__pmtu *m, size_t size)
+{
+    m->size = size;
+    m->next = TERN_TIME_NEVER;
+}
+
+void tern__pmtu_start(tern_conn *c, uint64_t now)
+{
+    if (!c->ep->s.no_pmtud) c->pmtu.next = now + c->rec.rtt.srtt; /* once the handshake settled */
+}
+
+uint64_t tern__pmtu_deadline(const tern_conn *c)
+{
+    if (c->pmtu.in_flight) return c->pmtu.probe_at + probe_timeout(c);
+    return c->pmtu.due ? TERN_TIME_NEVER : c->pmtu.next;
+}
+
+void tern__pmtu_on_timer(tern_conn *c, uint64_t now)
+{
+    if (c->pmtu.in_flight && now >= c->pmtu.probe_at + probe_timeout(c)) {
+        c->pmtu.in_flight = 0; /* lost: not a congestion signal, just too large (or unlucky) */
+        if (++c->pmtu.fails >= PMTU_TRIES) {
+            c->pmtu.fails = 0;
+            c->pmtu.step++;
+        }
+        c->pmtu.next = now;
+    }
+    if (!c->pmtu.in_flight && now >= c->pmtu.next && c->pmtu.next != TERN_TIME_NEVER) {
+        c->pmtu.due = 1;
+        c->pmtu.next = TERN_TIME_NEVER;
+        tern__ep_mark_send(c->ep, c);
+    }
+}
+
+/* An ACK frame arrived: did it acknowledge the probe? */
+void tern__pmtu_on_ack(tern_conn *c, uint64_t now, const tern__ack_frame *f)
+{
+    if (!c->pmtu.in_flight) return;
+    for (size_t i = 0; i < f->n; i++) {
+        if (c->pmtu.probe_pn < f->r[i].lo || c->pmtu.probe_pn > f->r[i].hi) continue;
+        c->pmtu.in_flight = 0;
+        c->pmtu.size = c->pmtu.probe_size;
+        c->pmtu.fails = 0;
+        /* the ladder runs from the top: the first size that passes is the answer for now */
+        c->pmtu.step = 0;
+        c->pmtu.next = now + PMTU_RAISE;
+        tern__rec_network_changed(c);
+        return;
+    }
+}
+
+/* A padded PING of the next size on the active path (never through a relay). 0 when none is
+ * due. The packet is not recorded for loss recovery: its loss says nothing about congestion. */
+int tern__pmtu_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap)
+{
+    if (!c->pmtu.due || c->state != TERN_CONN_ESTABLISHED) return 0;
+    if (c->path.relayed) {
+        c->pmtu.due = 0; /* a relay adds a hop we cannot probe; base size there */
+        return 0;
+    }
+    size_t size = candidate(c);
+    if (size == 0) {
+        c->pmtu.due = 0;
+        c->pmtu.step = 0;
+        c->pmtu.next = now + PMTU_RAISE;
+        return 0;
+    }
+    if (cap < size) return 0;
+    uint8_t frames[TERN_MAX_DATAGRAM];
+    size_t flen = size - SHORT_HDR_LEN - TERN__AEAD_TAG_LEN;
+    memset(frames, 0, flen); /* PADDING */
+    if (tern__frame_put_ping(frames, frames + flen, TERN__FRAME_PING, 0) == NULL) return 0;
+    uint64_t pn = c->tx.next_pn;
+    int n = tern__conn_seal_pn(c, now, out, cap, frames, flen, NULL);
+    if (n <= 0) return n;
+    c->pmtu.due = 0;
+    c->pmtu.in_flight = 1;
+    c->pmtu.probe_pn = pn;
+    c->pmtu.probe_size = size;
+    c->pmtu.probe_at = now;
+    tern__conn_update_timer(c);
+    return n;
+}

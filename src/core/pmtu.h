@@ -1,0 +1,34 @@
+/*
+ * Path MTU discovery (pmtu.c): the state it keeps in each connection (c->pmtu) and the calls
+ * the connection makes into it. pmtu.c alone writes c->pmtu; tern__conn_max_payload (conn_tx.c)
+ * and path.c read the size.
+ */
+#ifndef TERN_CORE_PMTU_H
+#define TERN_CORE_PMTU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/ack.h"
+#include "tern/tern.h"
+
+/* RFC 8899 style: padded PING probes, not congestion signals */
+typedef struct tern__pmtu {
+    size_t size;            /* datagrams this large are known to pass (starts at max_udp_payload) */
+    size_t probe_size;      /* the probe in flight */
+    uint64_t probe_pn, probe_at, next;
+    int in_flight, due, fails, step;
+} tern__pmtu;
+
+void tern__pmtu_init(tern__pmtu *m, size_t size);
+/* The connection is established: probing starts once the handshake settled (one RTT later),
+ * unless tern_settings.no_pmtud. */
+void tern__pmtu_start(tern_conn *c, uint64_t now);
+/* When tern__pmtu_on_timer has something to do (TERN_TIME_NEVER: nothing). */
+uint64_t tern__pmtu_deadline(const tern_conn *c);
+void tern__pmtu_on_timer(tern_conn *c, uint64_t now);
+void tern__pmtu_on_ack(tern_conn *c, uint64_t now, const tern__ack_frame *f);
+/* A probe sealed into out when one is due (c->pmtu.due), else 0; negative on error. */
+int tern__pmtu_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap);
+
+#endif
