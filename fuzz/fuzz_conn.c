@@ -71,10 +71,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (len > (size_t)(end - p)) len = (size_t)(end - p);
         if (len == 0) continue;
         uint8_t pkt[TERN_MAX_DATAGRAM];
-        uint64_t pn = cc->next_pn++;
+        uint64_t pn = cc->tx.next_pn++;
         uint8_t *q = tern__short_encode(pkt, pkt + sizeof(pkt), 0, cc->remote_cid, pn, 4);
         size_t hl = (size_t)(q - pkt);
-        if (tern__aead_seal(&cc->tx, pn, 0, pkt, hl, p, len, q) != TERN_OK) abort();
+        if (tern__aead_seal(&cc->keys.tx, pn, 0, pkt, hl, p, len, q) != TERN_OK) abort();
         /* records with a length of 128 or more come from another address (the client moved):
          * candidate paths, PATH_CHALLENGE/RESPONSE and migration run too */
         tern_addr from = ca;

@@ -2,7 +2,8 @@
  * libFuzzer target for the driver's receive path (src/driver/rxmsg.c, drv_rx_parse): how a
  * message recvmmsg returned is read, its control messages (UDP_GRO segment size, IP_PKTINFO /
  * IPV6_PKTINFO destination, IP_TOS / IPV6_TCLASS) and the split of a GRO super-datagram into
- * datagrams, the code io.c runs for every message it receives.
+ * datagrams: the code the batched UDP module (udp.c) and the driver loop (io.c) run for every
+ * message they receive.
  *
  * The input: a u16 message length (the bytes "received"), a byte of control-buffer options,
  * then control messages, each a selector byte and its values: laid out with CMSG_SPACE /
@@ -20,14 +21,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "driver/driver_int.h"
-
-#ifndef SOL_UDP
-#define SOL_UDP IPPROTO_UDP
-#endif
-#ifndef UDP_GRO
-#define UDP_GRO 104
-#endif
+#include "driver/driver_int.h" /* drv_rx_parse, and SOL_UDP / UDP_GRO where libc lacks them */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,7 +1,27 @@
 /*
- * Internal layout of endpoints and connections, shared by endpoint.c (demultiplexing, stateless
- * replies, the send loop), handshake.c (Initial/Response/Retry) and conn.c (protected packets,
- * frames, timers). Nothing here is public.
+ * Internal layout of endpoints and connections, and the calls between the core's modules.
+ * Nothing here is public.
+ *
+ * Modules and the direction of their calls (a module calls those below it, never those above;
+ * what happened below is reported up by return values and out-parameters):
+ *
+ *   endpoint.c      datagrams in (tern__rx), the send loop, the timers, stateless replies
+ *     -> handshake.c        long-header packets: Initial, Response, Retry, Reject
+ *     -> conn.c, conn_rx.c, conn_tx.c   a connection's life, packets in and out, its timer
+ *          -> path.c, path_probe.c, path_punch.c   paths, probes, hole punching
+ *          -> pmtu.c        path MTU discovery, the size of packets (tern__conn_max_payload)
+ *          -> flow.c, flow_send.c, flow_recv.c     flows, the memory budget
+ *          -> recovery.c    sent packets, ACKs, loss, RTT, congestion control
+ *               -> flow_send.c / flow_recv.c: a packet's frames acknowledged or lost
+ *
+ * The edges that still go up, each a service with no knowledge of its caller:
+ *   - tern__ep_mark_send (endpoint.c: the connection has something to send) and
+ *     tern__conn_update_timer (conn.c: re-arm the timer from every module's deadline) are called
+ *     by every module after it changed what is due;
+ *   - tern__conn_seal (conn_tx.c) seals the probes that path_probe.c and pmtu.c build;
+ *   - handshake.c creates, establishes and ends connections (tern__conn_new, _established,
+ *     _terminate, _install_keys, _free); path_punch.c creates peer connections.
+ * Recovery and the flows depend on no conn file (they size packets by pmtu.c).
  */
 #ifndef TERN_CORE_CONN_H
 #define TERN_CORE_CONN_H
@@ -327,8 +347,6 @@ void tern__conn_established(tern_conn *c, uint64_t now);
 void tern__conn_terminate(tern_conn *c, uint64_t now, int err, uint64_t code, const uint8_t *reason,
                           size_t reason_len, int silent);
 int tern__conn_install_keys(tern_conn *c, const uint8_t tx_secret[32], const uint8_t rx_secret[32]);
-size_t tern__conn_max_payload(const tern_conn *c);
-size_t tern__conn_packet_overhead(void);
 
 /* path.c */
 int tern__path_is(const tern__path *p, const tern_addr *remote, int relayed,

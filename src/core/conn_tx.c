@@ -3,7 +3,7 @@
  * the key update after key_update_packets), the amplification limit of an unvalidated active
  * path, the relay header, and what one packet carries, in order: ACK, PATH_RESPONSE,
  * HANDSHAKE_DONE, PONGs, PING, flow control frames, then flow data and datagrams under the
- * congestion window and the pacer. Probes of candidate paths are built by path.c, path MTU
+ * congestion window and the pacer. Probes of candidate paths are built by path_probe.c, path MTU
  * probes by pmtu.c.
  */
 #include <sodium.h>
@@ -11,22 +11,6 @@
 
 #include "core/conn.h"
 #include "core/conn_int.h"
-
-size_t tern__conn_packet_overhead(void)
-{
-    return SHORT_HDR_LEN + TERN__AEAD_TAG_LEN;
-}
-
-size_t tern__conn_max_payload(const tern_conn *c)
-{
-    size_t m = c->pmtu.size ? c->pmtu.size : c->ep->s.max_udp_payload;
-    if (c->peer.max_udp_payload && c->peer.max_udp_payload < m) m = c->peer.max_udp_payload;
-    /* the relay's header rides in front; an introduced peer's connection leaves room for it
-     * even on a direct path, since fragments keep their size when retransmitted after a move to
-     * the relay */
-    if (c->path.relayed || (c->p2p != NULL && c->p2p->probing)) m -= TERN__RELAY_HDR_LEN;
-    return m;
-}
 
 /* Moves the sending direction to its next key and flips its key phase. */
 void tern__conn_update_tx_key(tern_conn *c)

@@ -2,7 +2,8 @@
  * Path MTU discovery (RFC 8899 style) on the active path of an established connection: padded
  * PING probes of the sizes of a ladder, largest first, that are not recorded for loss recovery
  * (a lost probe is not a congestion signal); the size of the first acknowledged one becomes the
- * connection's datagram size until larger sizes are tried again PMTU_RAISE later.
+ * connection's datagram size until larger sizes are tried again PMTU_RAISE later. The size the
+ * other modules build packets to (tern__conn_max_payload) is decided here too.
  */
 #include <string.h>
 
@@ -33,6 +34,23 @@ static size_t candidate(tern_conn *c)
         c->pmtu.step++;
     }
     return 0;
+}
+
+/* The bytes of a short-header packet besides its frames. */
+size_t tern__conn_packet_overhead(void)
+{
+    return SHORT_HDR_LEN + TERN__AEAD_TAG_LEN;
+}
+
+size_t tern__conn_max_payload(const tern_conn *c)
+{
+    size_t m = c->pmtu.size ? c->pmtu.size : c->ep->s.max_udp_payload;
+    if (c->peer.max_udp_payload && c->peer.max_udp_payload < m) m = c->peer.max_udp_payload;
+    /* the relay's header rides in front; an introduced peer's connection leaves room for it
+     * even on a direct path, since fragments keep their size when retransmitted after a move to
+     * the relay */
+    if (c->path.relayed || (c->p2p != NULL && c->p2p->probing)) m -= TERN__RELAY_HDR_LEN;
+    return m;
 }
 
 void tern__pmtu_init(tern__pmtu *m, size_t size)

@@ -20,6 +20,13 @@ typedef struct tern__pmtu {
     int in_flight, due, fails, step;
 } tern__pmtu;
 
+/* The largest datagram the connection sends now (the path MTU, the peer's limit, less the relay
+ * header on a relayed or introduced connection): flows, recovery and the transmit path size
+ * their packets by it. */
+size_t tern__conn_max_payload(const tern_conn *c);
+/* The bytes of a short-header packet besides its frames. */
+size_t tern__conn_packet_overhead(void);
+
 void tern__pmtu_init(tern__pmtu *m, size_t size);
 /* The connection is established: probing starts once the handshake settled (one RTT later),
  * unless tern_settings.no_pmtud. */

@@ -1,22 +1,24 @@
 /*
  * Internals of the tern driver (include/tern/driver.h) shared by its files: the driver struct,
- * the timer min-heap (timer.c), the set of live connections (conns.c) and the batched socket I/O
- * with GSO/GRO (io.c). loop.c holds the event loop and the public API.
+ * the timer min-heap (timer.c), the set of live connections (conns.c) and the loop's side of the
+ * sockets (io.c: which socket a datagram leaves from, GRO trains cut into datagrams for the core;
+ * the batched UDP itself is tern/udp.h). loop.c holds the event loop and the public API.
  */
 #ifndef TERN_DRIVER_INT_H
 #define TERN_DRIVER_INT_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
 #include <sys/socket.h>
 
 #include "base/heap.h"
 #include "base/map.h"
 #include "tern/driver.h"
+#include "tern/udp.h"
 
 #define DRV_TX_BATCH 64      /* datagrams per tern_endpoint_send call and per sendmmsg */
-#define DRV_GSO_MAX_SEGS 64  /* datagrams per GSO message (the kernel's UDP_MAX_SEGMENTS) */
-#define DRV_GSO_MAX_BYTES 65000
 #define DRV_GRO_SLOT 65536   /* receive slot when GRO may coalesce */
 #define DRV_GRO_BATCH 16     /* recvmmsg slots with GRO (16 x 64 KiB) */
 #define DRV_TIMERS_PER_ITER 1024
@@ -52,47 +54,34 @@ void drv_conns_del(drv_conns *s, tern_conn *c);
 size_t drv_conns_list(const drv_conns *s, tern_conn **out, size_t max);
 void drv_conns_free(drv_conns *s);
 
+/* The kernel's UDP GSO/GRO options, defined here (the one place) when the libc headers lack them:
+ * the features are probed at run time (tern_udp_sock_open), never compiled out. */
+#ifndef SOL_UDP
+#define SOL_UDP IPPROTO_UDP
+#endif
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+
 /* ---------------------------------------------------------------- sockets (io.c) */
 
-typedef struct drv_sock {
-    int fd;
-    int family;   /* AF_INET or AF_INET6 */
-    int v6only;
-    int gso, gro; /* kernel features in use on this socket */
-    int want_out; /* EPOLLOUT registered */
-    tern_addr local; /* bound address, as handed to the core */
-} drv_sock;
+/* A driver socket is a batched-UDP socket (tern/udp.h): its features and counters live there. */
+typedef tern_udp_sock drv_sock;
 
-typedef struct drv_rx {
-    size_t batch, slot;
-    uint8_t *data;
-    struct mmsghdr *msgs;
-    struct iovec *iov;
-    struct sockaddr_storage *names;
-    uint8_t *ctl; /* batch x DRV_CTL_LEN control buffers */
-} drv_rx;
-#define DRV_CTL_LEN 64
-
+/* The datagrams of one tern_endpoint_send call (or of tern_driver_send_raw), waiting to leave. */
 typedef struct drv_tx {
     tern_datagram dg[DRV_TX_BATCH];
     uint8_t buf[DRV_TX_BATCH * TERN_MAX_DATAGRAM];
-    size_t n, done;   /* datagrams in dg, how many of them are finished */
-    struct mmsghdr msgs[DRV_TX_BATCH];
-    struct iovec iov[DRV_TX_BATCH];
-    struct sockaddr_storage names[DRV_TX_BATCH];
-    size_t segs[DRV_TX_BATCH]; /* datagrams in each message */
-    int raw; /* datagrams from tern_driver_send_raw: counted in the tx_raw* stats */
-    union {
-        char buf[CMSG_SPACE(sizeof(uint16_t))];
-        struct cmsghdr align;
-    } ctl[DRV_TX_BATCH];
+    size_t n, done; /* datagrams in dg, how many of them are finished */
+    int raw;        /* datagrams from tern_driver_send_raw: counted in the tx_raw* stats */
 } drv_tx;
 
-/* Opens, binds and tunes a socket (buffers, GSO/GRO probes). Errors: TERN_ERR_STATE. */
-int drv_sock_open(drv_sock *s, const tern_addr *addr, int bufsize, int no_gso, int no_gro,
-                  int *rcvbuf, int *sndbuf);
-int drv_rx_init(drv_rx *rx, size_t batch, size_t slot);
-void drv_rx_free(drv_rx *rx);
+/* Opens, binds and tunes a socket (buffers, path MTU probing, GSO/GRO where the kernel has them
+ * and cfg does not turn them off). Errors: TERN_ERR_STATE. */
+int drv_sock_open(drv_sock *s, const tern_addr *addr, int bufsize, int no_gso, int no_gro);
 
 /* ---------------------------------------------------------------- received messages (rxmsg.c) */
 
@@ -121,7 +110,9 @@ struct tern_driver {
     int epfd, stopfd;
     size_t n_socks;
     drv_sock socks[TERN_DRIVER_MAX_SOCKETS];
-    drv_rx rx;
+    int want_out[TERN_DRIVER_MAX_SOCKETS]; /* EPOLLOUT registered for socket i */
+    tern_udp_batch rx;                     /* receive slots (64 KiB each where a socket has GRO) */
+    tern_udp_batch txm; /* message arrays for sending d->tx and d->raw (no slots) */
     drv_tx *tx;
     unsigned rx_per_wakeup, tx_per_wakeup;
     uint64_t now;
@@ -146,8 +137,6 @@ void drv_read_socket(tern_driver *d, size_t i);
 void drv_send_queued(tern_driver *d, drv_tx *tx);
 /* io.c: registers or drops EPOLLOUT interest for socket i. */
 void drv_want_out(tern_driver *d, size_t i, int on);
-/* io.c: the sockaddr for `to` as socket s needs it (v4-mapped on IPv6 sockets); 0 when none. */
-socklen_t drv_sockaddr_for(const drv_sock *s, const tern_addr *to, struct sockaddr_storage *ss);
 /* loop.c: offers a received datagram to the rx_hook; 1 when it took it. */
 int drv_rx_hooked(tern_driver *d, const drv_sock *s, const tern_addr *from, uint8_t *p,
                   size_t len);

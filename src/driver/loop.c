@@ -132,16 +132,19 @@ static void ep_timer_fn(tern_driver *d, tern_driver_timer *t, void *user)
 static int add_socket(tern_driver *d, const tern_addr *a, const tern_driver_config *cfg)
 {
     drv_sock *s = &d->socks[d->n_socks];
-    int *rb = d->n_socks == 0 ? &d->st.rcvbuf : NULL, *sb = d->n_socks == 0 ? &d->st.sndbuf : NULL;
-    int rc = drv_sock_open(s, a, cfg->sockbuf_bytes, cfg->disable_gso, cfg->disable_gro, rb, sb);
+    int rc = drv_sock_open(s, a, cfg->sockbuf_bytes, cfg->disable_gso, cfg->disable_gro);
     if (rc != TERN_OK) return rc;
+    if (d->n_socks == 0) {
+        d->st.rcvbuf = s->rcvbuf;
+        d->st.sndbuf = s->sndbuf;
+    }
     struct epoll_event ev;
     memset(&ev, 0, sizeof(ev));
     ev.events = EPOLLIN;
     ev.data.u64 = d->n_socks;
     if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, s->fd, &ev) != 0) {
         int e = errno;
-        close(s->fd);
+        tern_udp_sock_close(s);
         errno = e;
         return TERN_ERR_STATE;
     }
@@ -198,9 +201,12 @@ int tern_driver_new(const tern_driver_config *cfg, tern_driver **out)
         d->st.gso &= d->socks[i].gso;
         d->st.gro &= d->socks[i].gro;
     }
-    rc = any_gro ? drv_rx_init(&d->rx, cfg->rx_batch < DRV_GRO_BATCH ? cfg->rx_batch : DRV_GRO_BATCH,
-                               DRV_GRO_SLOT)
-                 : drv_rx_init(&d->rx, cfg->rx_batch, 2048);
+    rc = any_gro
+             ? tern_udp_batch_init(&d->rx,
+                                   cfg->rx_batch < DRV_GRO_BATCH ? cfg->rx_batch : DRV_GRO_BATCH,
+                                   DRV_GRO_SLOT)
+             : tern_udp_batch_init(&d->rx, cfg->rx_batch, 2048);
+    if (rc == TERN_OK) rc = tern_udp_batch_init(&d->txm, DRV_TX_BATCH, 0);
     if (rc != TERN_OK) goto fail;
     d->tx = calloc(1, sizeof(*d->tx));
     if (d->tx == NULL) {
@@ -233,10 +239,11 @@ void tern_driver_del(tern_driver *d)
         reg_del(d);
         tern_endpoint_del(d->ep); /* no on_conn_free: the set below just goes */
     }
-    for (size_t i = 0; i < d->n_socks; i++) close(d->socks[i].fd);
+    for (size_t i = 0; i < d->n_socks; i++) tern_udp_sock_close(&d->socks[i]);
     if (d->epfd >= 0) close(d->epfd);
     if (d->stopfd >= 0) close(d->stopfd);
-    drv_rx_free(&d->rx);
+    tern_udp_batch_free(&d->rx);
+    tern_udp_batch_free(&d->txm);
     free(d->tx);
     free(d->raw);
     drv_heap_free(&d->timers);
@@ -282,6 +289,14 @@ int tern_driver_fd(const tern_driver *d)
 void tern_driver_get_stats(const tern_driver *d, tern_driver_stats *st)
 {
     *st = d->st;
+    for (size_t i = 0; i < d->n_socks; i++) { /* the counters the sockets keep themselves */
+        const tern_udp_stats *u = &d->socks[i].st;
+        st->rx_syscalls += u->rx_syscalls;
+        st->rx_gro_batches += u->rx_gro_batches;
+        st->rx_errors += u->rx_errors;
+        st->tx_blocked += u->tx_blocked;
+        st->gso_fallbacks += u->gso_fallbacks;
+    }
 }
 
 int tern_driver_connect(tern_driver *d, const tern_addr *remote,
@@ -322,7 +337,7 @@ int tern_driver_send_raw(tern_driver *d, size_t sock, const tern_addr *to, const
         len > TERN_MAX_DATAGRAM)
         return TERN_ERR_INVALID_ARG;
     struct sockaddr_storage ss;
-    if (drv_sockaddr_for(&d->socks[sock], to, &ss) == 0) return TERN_ERR_INVALID_ARG;
+    if (tern_udp_sockaddr_for(&d->socks[sock], to, &ss) == 0) return TERN_ERR_INVALID_ARG;
     if (d->raw == NULL) {
         if ((d->raw = calloc(1, sizeof(*d->raw))) == NULL) return TERN_ERR_NOMEM;
         d->raw->raw = 1;

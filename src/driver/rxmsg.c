@@ -2,26 +2,19 @@
  * What one received message holds besides its bytes (driver_int.h, drv_rx_parse): the control
  * messages recvmmsg left in its control buffer, and how its bytes split into datagrams.
  *
- * Pure: no socket, no state; io.c calls it for every message it receives and fuzz/fuzz_driver_rx.c
- * for anything at all. The control buffer is walked with offsets, never past ctl_len whatever
- * the cmsg_len fields say (the kernel's are always right; a wrong one stops the walk), and every
- * value is copied out with memcpy (no alignment assumed). Recognised: UDP_GRO (the segment size
- * of a coalesced message), IP_PKTINFO / IPV6_PKTINFO (the destination address: the local
- * address when the socket asked for it), IP_TOS / IPV6_TCLASS (the traffic class byte). The
- * first of each kind counts.
+ * Pure: no socket, no state; the batched UDP module (udp.c) calls it for every message it
+ * receives with control messages, and fuzz/fuzz_driver_rx.c for anything at all. The control buffer
+ * is walked with offsets, never past ctl_len whatever the cmsg_len fields say (the kernel's are
+ * always right; a wrong one stops the walk), and every value is copied out with memcpy (no
+ * alignment assumed). Recognised: UDP_GRO (the segment size of a coalesced message), IP_PKTINFO /
+ * IPV6_PKTINFO (the destination address: the local address when the socket asked for it), IP_TOS /
+ * IPV6_TCLASS (the traffic class byte). The first of each kind counts.
  */
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #include "driver/driver_int.h"
-
-#ifndef SOL_UDP
-#define SOL_UDP IPPROTO_UDP
-#endif
-#ifndef UDP_GRO
-#define UDP_GRO 104
-#endif
 
 static void set_dst4(drv_rxmsg *m, const uint8_t ip[4], const tern_addr *bound)
 {

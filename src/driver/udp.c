@@ -1,6 +1,8 @@
 /*
- * Batched UDP sockets (see tern/udp.h): socket setup with SO_REUSEPORT, recvmmsg/sendmmsg loops
- * with EINTR retried and EAGAIN reported as "nothing more", and sockaddr <-> tern_addr.
+ * The batched UDP module (see tern/udp.h): socket setup and tuning, recvmmsg with its control
+ * messages (read by drv_rx_parse, rxmsg.c), sendmmsg with GSO runs and the one fallback policy.
+ * The driver's loop (io.c), ternd's STUN service and the load generators all send and receive
+ * here; nothing else in the tree calls recvmmsg or sendmmsg.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -11,22 +13,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "driver/driver_int.h"
 #include "tern/udp.h"
 
-#ifndef SOL_UDP
-#define SOL_UDP 17
-#endif
-#ifndef UDP_SEGMENT
-#define UDP_SEGMENT 103
-#endif
-#ifndef UDP_GRO
-#define UDP_GRO 104
-#endif
-
-/* One control buffer per message: UDP_SEGMENT (u16) on send, UDP_GRO (int) on receive. */
+/* One control buffer per message: UDP_SEGMENT (u16) and a source IP_PKTINFO / IPV6_PKTINFO on
+ * send; UDP_GRO (int) and the destination's pktinfo on receive. */
+#define CTRL_LEN 64
 typedef union batch_ctrl {
     struct cmsghdr hdr;
-    char buf[64];
+    uint8_t buf[CTRL_LEN];
 } batch_ctrl;
 
 typedef struct batch_impl {
@@ -34,8 +29,7 @@ typedef struct batch_impl {
     struct iovec *iov;
     struct sockaddr_storage *names;
     batch_ctrl *ctrl;
-    size_t *first; /* send: first slot of message i */
-    size_t *nseg;  /* send: slots in message i */
+    size_t *nseg; /* send: datagrams in message i */
 } batch_impl;
 
 int tern_addr_to_sockaddr(const tern_addr *a, struct sockaddr_storage *ss)
@@ -84,6 +78,8 @@ int tern_addr_from_sockaddr(tern_addr *a, const struct sockaddr *sa, socklen_t l
     return TERN_ERR_INVALID_ARG;
 }
 
+/* ---------------------------------------------------------------- sockets */
+
 int tern_udp_open(const tern_addr *addr, int flags, int *fd_out)
 {
     struct sockaddr_storage ss;
@@ -112,20 +108,6 @@ fail:;
     return TERN_ERR_STATE;
 }
 
-int tern_udp_gso_supported(int fd)
-{
-    int v = 0;
-    socklen_t vl = sizeof(v);
-    return getsockopt(fd, SOL_UDP, UDP_SEGMENT, &v, &vl) == 0;
-}
-
-int tern_udp_gro_enabled(int fd)
-{
-    int v = 0;
-    socklen_t vl = sizeof(v);
-    return getsockopt(fd, SOL_UDP, UDP_GRO, &v, &vl) == 0 && v != 0;
-}
-
 int tern_udp_local_addr(int fd, tern_addr *out)
 {
     struct sockaddr_storage ss;
@@ -135,29 +117,118 @@ int tern_udp_local_addr(int fd, tern_addr *out)
                                                                                : TERN_ERR_STATE;
 }
 
+static void set_buf(int fd, int opt_force, int opt, int bytes, int *granted)
+{
+    /* FORCE passes rmem_max/wmem_max when we have CAP_NET_ADMIN; otherwise the plain option,
+     * which the kernel caps at the sysctl maximum */
+    if (bytes > 0 && setsockopt(fd, SOL_SOCKET, opt_force, &bytes, sizeof(bytes)) != 0)
+        (void)setsockopt(fd, SOL_SOCKET, opt, &bytes, sizeof(bytes));
+    int v = 0;
+    socklen_t l = sizeof(v);
+    if (getsockopt(fd, SOL_SOCKET, opt, &v, &l) == 0) *granted = v;
+}
+
+int tern_udp_sock_open(tern_udp_sock *s, const tern_addr *addr, int flags, int bufsize)
+{
+    memset(s, 0, sizeof(*s));
+    s->fd = -1;
+    int rc = tern_udp_open(addr, flags & (TERN_UDP_REUSEPORT | TERN_UDP_V6ONLY | TERN_UDP_BLOCKING),
+                           &s->fd);
+    if (rc != TERN_OK) return rc;
+    s->family = addr->family == TERN_AF_INET6 ? AF_INET6 : AF_INET;
+    s->v6only = s->family == AF_INET6 && (flags & TERN_UDP_V6ONLY);
+    if (tern_udp_local_addr(s->fd, &s->local) != TERN_OK) {
+        int e = errno;
+        tern_udp_sock_close(s);
+        errno = e;
+        return TERN_ERR_STATE;
+    }
+    set_buf(s->fd, SO_RCVBUFFORCE, SO_RCVBUF, bufsize, &s->rcvbuf);
+    set_buf(s->fd, SO_SNDBUFFORCE, SO_SNDBUF, bufsize, &s->sndbuf);
+    int one = 1;
+    if (flags & TERN_UDP_PMTU_PROBE) {
+#if defined(IP_MTU_DISCOVER) && defined(IP_PMTUDISC_PROBE)
+        int v = IP_PMTUDISC_PROBE;
+        (void)setsockopt(s->fd, IPPROTO_IP, IP_MTU_DISCOVER, &v, sizeof(v));
+#endif
+#if defined(IPV6_MTU_DISCOVER) && defined(IPV6_PMTUDISC_PROBE)
+        int v6 = IPV6_PMTUDISC_PROBE;
+        if (s->family == AF_INET6)
+            (void)setsockopt(s->fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &v6, sizeof(v6));
+#endif
+    }
+    if (flags & TERN_UDP_PKTINFO) {
+        s->pktinfo =
+            s->family == AF_INET
+                ? setsockopt(s->fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one)) == 0
+                : setsockopt(s->fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one)) == 0;
+    }
+    if (flags & TERN_UDP_GSO) { /* the option exists iff the kernel can segment (4.18+) */
+        int v = 0;
+        socklen_t l = sizeof(v);
+        s->gso = getsockopt(s->fd, SOL_UDP, UDP_SEGMENT, &v, &l) == 0;
+    }
+    if (flags & TERN_UDP_GRO) s->gro = setsockopt(s->fd, SOL_UDP, UDP_GRO, &one, sizeof(one)) == 0;
+    return TERN_OK;
+}
+
+socklen_t tern_udp_sockaddr_for(const tern_udp_sock *s, const tern_addr *to,
+                                struct sockaddr_storage *ss)
+{
+    if (s->family == AF_INET6 && to->family == TERN_AF_INET) {
+        if (s->v6only) return 0;
+        tern_addr m = *to;
+        m.family = TERN_AF_INET6;
+        memset(m.ip, 0, 10);
+        m.ip[10] = m.ip[11] = 0xff;
+        memcpy(m.ip + 12, to->ip, 4);
+        return (socklen_t)tern_addr_to_sockaddr(&m, ss);
+    }
+    if (s->family == AF_INET && to->family != TERN_AF_INET) return 0;
+    int l = tern_addr_to_sockaddr(to, ss);
+    return l > 0 ? (socklen_t)l : 0;
+}
+
+int tern_udp_sock_connect(tern_udp_sock *s, const tern_addr *peer)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = tern_udp_sockaddr_for(s, peer, &ss);
+    if (sl == 0) return TERN_ERR_INVALID_ARG;
+    if (connect(s->fd, (struct sockaddr *)&ss, sl) != 0) return TERN_ERR_STATE;
+    s->connected = 1;
+    return TERN_OK;
+}
+
+void tern_udp_sock_close(tern_udp_sock *s)
+{
+    if (s->fd >= 0) close(s->fd);
+    s->fd = -1;
+}
+
+/* ---------------------------------------------------------------- batches */
+
 int tern_udp_batch_init(tern_udp_batch *b, size_t count, size_t slot_size)
 {
     memset(b, 0, sizeof(*b));
-    if (count == 0 || count > 1024 || slot_size == 0 || slot_size > 65536)
-        return TERN_ERR_INVALID_ARG;
+    if (count == 0 || count > 1024 || slot_size > 65536) return TERN_ERR_INVALID_ARG;
     batch_impl *im = calloc(1, sizeof(*im));
-    b->data = malloc(count * slot_size);
+    b->data = slot_size ? malloc(count * slot_size) : NULL;
     b->len = calloc(count, sizeof(*b->len));
     b->addr = calloc(count, sizeof(*b->addr));
     b->seg = calloc(count, sizeof(*b->seg));
+    b->dst = calloc(count, sizeof(*b->dst));
     if (im) {
         im->msgs = calloc(count, sizeof(*im->msgs));
         im->iov = calloc(count, sizeof(*im->iov));
         im->names = calloc(count, sizeof(*im->names));
         im->ctrl = calloc(count, sizeof(*im->ctrl));
-        im->first = calloc(count, sizeof(*im->first));
         im->nseg = calloc(count, sizeof(*im->nseg));
     }
     b->impl_ = im;
     b->count = count;
     b->slot_size = slot_size;
-    if (!im || !im->msgs || !im->iov || !im->names || !im->ctrl || !im->first || !im->nseg ||
-        !b->data || !b->len || !b->addr || !b->seg) {
+    if (!im || !im->msgs || !im->iov || !im->names || !im->ctrl || !im->nseg ||
+        (slot_size && !b->data) || !b->len || !b->addr || !b->seg || !b->dst) {
         tern_udp_batch_free(b);
         return TERN_ERR_NOMEM;
     }
@@ -172,7 +243,6 @@ void tern_udp_batch_free(tern_udp_batch *b)
         free(im->iov);
         free(im->names);
         free(im->ctrl);
-        free(im->first);
         free(im->nseg);
         free(im);
     }
@@ -180,129 +250,254 @@ void tern_udp_batch_free(tern_udp_batch *b)
     free(b->len);
     free(b->addr);
     free(b->seg);
+    free(b->dst);
     memset(b, 0, sizeof(*b));
 }
 
-int tern_udp_recv_batch(int fd, tern_udp_batch *b)
+/* ---------------------------------------------------------------- receive */
+
+int tern_udp_recv(tern_udp_sock *s, tern_udp_batch *b, size_t max)
 {
     batch_impl *im = b->impl_;
-    for (size_t i = 0; i < b->count; i++) {
+    size_t want = max == 0 || max > b->count ? b->count : max;
+    int ctl = s->gro || s->pktinfo; /* control messages only where they can come */
+    for (size_t i = 0; i < want; i++) {
         im->iov[i].iov_base = tern_udp_slot(b, i);
         im->iov[i].iov_len = b->slot_size;
-        memset(&im->msgs[i].msg_hdr, 0, sizeof(im->msgs[i].msg_hdr));
-        im->msgs[i].msg_hdr.msg_iov = &im->iov[i];
-        im->msgs[i].msg_hdr.msg_iovlen = 1;
-        im->msgs[i].msg_hdr.msg_name = &im->names[i];
-        im->msgs[i].msg_hdr.msg_namelen = sizeof(im->names[i]);
-        if (b->gro) {
-            im->msgs[i].msg_hdr.msg_control = im->ctrl[i].buf;
-            im->msgs[i].msg_hdr.msg_controllen = sizeof(im->ctrl[i].buf);
+        struct msghdr *h = &im->msgs[i].msg_hdr;
+        memset(h, 0, sizeof(*h));
+        h->msg_iov = &im->iov[i];
+        h->msg_iovlen = 1;
+        h->msg_name = &im->names[i];
+        h->msg_namelen = sizeof(im->names[i]);
+        if (ctl) {
+            h->msg_control = im->ctrl[i].buf;
+            h->msg_controllen = sizeof(im->ctrl[i].buf);
         }
     }
     int n;
     do {
-        n = recvmmsg(fd, im->msgs, (unsigned)b->count, MSG_DONTWAIT, NULL);
+        n = recvmmsg(s->fd, im->msgs, (unsigned)want, MSG_DONTWAIT, NULL);
     } while (n < 0 && errno == EINTR);
-    if (n < 0) return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : TERN_ERR_STATE;
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+        s->st.rx_errors++;
+        return TERN_ERR_STATE;
+    }
+    if (n > 0) s->st.rx_syscalls++;
+    s->st.rx_msgs += (uint64_t)n;
     for (int i = 0; i < n; i++) {
-        b->len[i] = (im->msgs[i].msg_hdr.msg_flags & MSG_TRUNC) ? b->slot_size + 1
-                                                                 : im->msgs[i].msg_len;
+        struct msghdr *h = &im->msgs[i].msg_hdr;
+        size_t len = im->msgs[i].msg_len;
+        b->len[i] = (h->msg_flags & MSG_TRUNC) ? b->slot_size + 1 : len;
         if (tern_addr_from_sockaddr(&b->addr[i], (struct sockaddr *)&im->names[i],
-                                    im->msgs[i].msg_hdr.msg_namelen) != TERN_OK)
+                                    h->msg_namelen) != TERN_OK)
             b->len[i] = b->slot_size + 1; /* unknown family: the caller drops it */
         b->seg[i] = 0;
-        if (!b->gro) continue;
-        struct msghdr *h = &im->msgs[i].msg_hdr;
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c != NULL; c = CMSG_NXTHDR(h, c)) {
-            if (c->cmsg_level != SOL_UDP || c->cmsg_type != UDP_GRO ||
-                c->cmsg_len < CMSG_LEN(sizeof(int)))
-                continue;
-            int gs;
-            memcpy(&gs, CMSG_DATA(c), sizeof(gs));
-            if (gs > 0 && (size_t)gs < b->len[i] && b->len[i] <= b->slot_size)
-                b->seg[i] = (size_t)gs;
+        if (!ctl) {
+            b->dst[i] = s->local;
+            continue;
+        }
+        drv_rxmsg m;
+        drv_rx_parse(len, h->msg_control, h->msg_controllen, &s->local, &m);
+        b->dst[i] = *m.local;
+        if (m.count > 1 && b->len[i] <= b->slot_size) {
+            b->seg[i] = m.seg;
+            s->st.rx_gro_batches++;
         }
     }
     return n;
 }
 
-/* Fills messages base.. for slots [s, n): one message per slot, or with b->gso one per run of
- * consecutive slots with the same destination and length. Returns the message count. */
-static size_t build_msgs(tern_udp_batch *b, batch_impl *im, size_t base, size_t s, size_t n)
+/* ---------------------------------------------------------------- send */
+
+/* What is being sent: the core's datagrams, or a batch's own slots. */
+typedef struct out_src {
+    const tern_datagram *dg; /* NULL: the slots of b */
+    const tern_udp_batch *b;
+} out_src;
+
+static inline void out_get(const out_src *o, size_t i, uint8_t **p, size_t *len,
+                           const tern_addr **to, const tern_addr **from)
 {
-    size_t j = base;
-    while (s < n) {
-        size_t run = 1, len = b->len[s];
-        if (b->gso && len > 0) {
-            size_t total = len;
-            while (s + run < n && run < TERN_UDP_GSO_MAX_SEGS && b->len[s + run] == len &&
-                   total + len <= 65000 && tern_addr_equal(&b->addr[s + run], &b->addr[s])) {
-                total += len;
+    if (o->dg) {
+        *p = o->dg[i].data;
+        *len = o->dg[i].len;
+        *to = &o->dg[i].remote;
+        *from = &o->dg[i].local;
+    } else {
+        *p = tern_udp_slot(o->b, i);
+        *len = o->b->len[i];
+        *to = &o->b->addr[i];
+        *from = NULL;
+    }
+}
+
+/* Adds a source-address control message where s leaves from something else than its bound IP;
+ * returns the bytes it took at c. */
+static size_t add_source(const tern_udp_sock *s, const tern_addr *from, uint8_t *c)
+{
+    if (!s->pktinfo || from == NULL) return 0;
+    union {
+        struct in_pktinfo v4;
+        struct in6_pktinfo v6;
+    } pi;
+    memset(&pi, 0, sizeof(pi));
+    struct cmsghdr h;
+    memset(&h, 0, sizeof(h));
+    size_t len;
+    if (s->family == AF_INET && from->family == TERN_AF_INET &&
+        memcmp(from->ip, s->local.ip, 4) != 0) {
+        memcpy(&pi.v4.ipi_spec_dst, from->ip, 4);
+        h.cmsg_level = IPPROTO_IP;
+        h.cmsg_type = IP_PKTINFO;
+        len = sizeof(pi.v4);
+    } else if (s->family == AF_INET6 && from->family == TERN_AF_INET6 &&
+               memcmp(from->ip, s->local.ip, 16) != 0) {
+        memcpy(&pi.v6.ipi6_addr, from->ip, 16);
+        h.cmsg_level = IPPROTO_IPV6;
+        h.cmsg_type = IPV6_PKTINFO;
+        len = sizeof(pi.v6);
+    } else {
+        return 0; /* the bound address, or a family this socket cannot set */
+    }
+    h.cmsg_len = CMSG_LEN(len);
+    memcpy(c, &h, sizeof(h));
+    memcpy(c + CMSG_LEN(0), &pi, len);
+    return CMSG_SPACE(len);
+}
+
+/* Fills up to cap messages for items [i, n) (never more than cap items: one iovec each): one
+ * message per datagram, or with gso one per run of consecutive datagrams with one source, one
+ * destination and equal sizes (the last may be shorter). Returns the message count. */
+static size_t build_msgs(const tern_udp_sock *s, batch_impl *im, size_t cap, const out_src *o,
+                         size_t i, size_t n, int gso)
+{
+    size_t j = 0, first = i;
+    if (n - i > cap) n = i + cap;
+    while (i < n) {
+        uint8_t *p;
+        size_t len;
+        const tern_addr *to, *from;
+        out_get(o, i, &p, &len, &to, &from);
+        size_t run = 1, bytes = len, prev = len;
+        if (gso && len > 0) {
+            while (i + run < n && run < TERN_UDP_GSO_MAX_SEGS && prev == len) {
+                uint8_t *q;
+                size_t ql;
+                const tern_addr *qto, *qfrom;
+                out_get(o, i + run, &q, &ql, &qto, &qfrom);
+                if (ql > len || ql == 0 || bytes + ql > TERN_UDP_GSO_MAX_BYTES ||
+                    !tern_addr_equal(qto, to) || (from && !tern_addr_equal(qfrom, from)))
+                    break;
+                bytes += ql;
+                prev = ql;
                 run++;
             }
         }
+        struct iovec *iov = &im->iov[i - first];
+        for (size_t k = 0; k < run; k++) {
+            uint8_t *kp;
+            size_t kl;
+            const tern_addr *kto, *kfrom;
+            if (k == 0) {
+                kp = p;
+                kl = len;
+            } else {
+                out_get(o, i + k, &kp, &kl, &kto, &kfrom);
+            }
+            iov[k].iov_base = kp;
+            iov[k].iov_len = kl;
+        }
         struct msghdr *h = &im->msgs[j].msg_hdr;
         memset(h, 0, sizeof(*h));
-        for (size_t k = s; k < s + run; k++) {
-            im->iov[k].iov_base = tern_udp_slot(b, k);
-            im->iov[k].iov_len = b->len[k];
-        }
-        h->msg_iov = &im->iov[s];
+        h->msg_iov = iov;
         h->msg_iovlen = run;
-        if (b->addr[s].family != TERN_AF_NONE) { /* NONE: a connected socket's own peer */
-            int sl = tern_addr_to_sockaddr(&b->addr[s], &im->names[j]);
+        if (to->family != TERN_AF_NONE) { /* NONE: a connected socket's own peer */
             h->msg_name = &im->names[j];
-            h->msg_namelen = sl > 0 ? (socklen_t)sl : 0;
+            h->msg_namelen = tern_udp_sockaddr_for(s, to, &im->names[j]);
         }
+        uint8_t *c = im->ctrl[j].buf;
+        size_t cl = 0;
         if (run > 1) {
-            h->msg_control = im->ctrl[j].buf;
-            h->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
-            struct cmsghdr *c = CMSG_FIRSTHDR(h);
-            c->cmsg_level = SOL_UDP;
-            c->cmsg_type = UDP_SEGMENT;
-            c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+            struct cmsghdr ch;
+            memset(&ch, 0, sizeof(ch));
+            ch.cmsg_level = SOL_UDP;
+            ch.cmsg_type = UDP_SEGMENT;
+            ch.cmsg_len = CMSG_LEN(sizeof(uint16_t));
             uint16_t gs = (uint16_t)len;
-            memcpy(CMSG_DATA(c), &gs, sizeof(gs));
+            memcpy(c, &ch, sizeof(ch));
+            memcpy(c + CMSG_LEN(0), &gs, sizeof(gs));
+            cl = CMSG_SPACE(sizeof(uint16_t));
         }
-        im->first[j] = s;
-        im->nseg[j] = run;
-        s += run;
-        j++;
+        cl += add_source(s, from, c + cl);
+        if (cl) {
+            h->msg_control = c;
+            h->msg_controllen = cl;
+        }
+        im->nseg[j++] = run;
+        i += run;
     }
-    return j - base;
+    return j;
 }
 
-int tern_udp_send_batch(int fd, tern_udp_batch *b, size_t n, uint64_t *failed)
+static int gso_refused(int e)
+{
+    return e == EIO || e == EINVAL || e == EOPNOTSUPP || e == ENOPROTOOPT;
+}
+
+/* The one send loop (the policy is in tern/udp.h). Returns the items dealt with. */
+static size_t send_items(tern_udp_sock *s, tern_udp_batch *b, const out_src *o, size_t n)
 {
     batch_impl *im = b->impl_;
-    if (n > b->count) n = b->count;
-    size_t nm = build_msgs(b, im, 0, 0, n);
-    size_t done = 0, sent = 0;
-    while (done < nm) {
-        int r = sendmmsg(fd, im->msgs + done, (unsigned)(nm - done), MSG_DONTWAIT);
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-            if (im->nseg[done] > 1 && (errno == EIO || errno == EINVAL || errno == EOPNOTSUPP ||
-                                       errno == ENOPROTOOPT || errno == EMSGSIZE)) {
-                /* the kernel will not segment here: datagram by datagram from now on */
-                b->gso = 0;
-                b->gso_fallbacks++;
-                nm = done + build_msgs(b, im, done, im->first[done], n);
+    size_t item = 0; /* items before it are sent or dropped */
+    int gso = s->gso;
+    while (item < n) {
+        size_t nm = build_msgs(s, im, b->count, o, item, n, gso), m = 0;
+        while (m < nm) {
+            int r = sendmmsg(s->fd, im->msgs + m, (unsigned)(nm - m), MSG_DONTWAIT);
+            s->st.tx_syscalls++;
+            if (r < 0) {
+                int e = errno;
+                if (e == EINTR) continue;
+                if (e == EAGAIN || e == EWOULDBLOCK) {
+                    s->st.tx_blocked++;
+                    return item;
+                }
+                if (im->nseg[m] > 1 && (gso_refused(e) || e == EMSGSIZE)) {
+                    if (e != EMSGSIZE) { /* the kernel will not segment here, ever */
+                        s->gso = 0;
+                        s->st.gso_fallbacks++;
+                    }
+                    gso = 0; /* this call: the same datagrams again, one by one */
+                    break;
+                }
+                s->st.tx_errors += im->nseg[m]; /* refused (firewall, too large): dropped */
+                item += im->nseg[m++];
                 continue;
             }
-            /* the first message was refused: skip it and go on */
-            if (failed) *failed += im->nseg[done];
-            done++;
-            continue;
+            for (size_t k = m; k < m + (size_t)r; k++) {
+                s->st.tx_datagrams += im->nseg[k];
+                if (im->nseg[k] > 1) s->st.tx_gso_msgs++;
+                item += im->nseg[k];
+            }
+            m += (size_t)r;
         }
-        for (size_t k = done; k < done + (size_t)r; k++) {
-            sent += im->nseg[k];
-            if (im->nseg[k] > 1) b->gso_sends++;
-        }
-        done += (size_t)r;
     }
-    return (int)sent;
+    return item;
+}
+
+size_t tern_udp_send_batch(tern_udp_sock *s, tern_udp_batch *b, size_t n)
+{
+    if (n > b->count) n = b->count;
+    out_src o = {NULL, b};
+    return send_items(s, b, &o, n);
+}
+
+size_t tern_udp_send_dgrams(tern_udp_sock *s, tern_udp_batch *b, const tern_datagram *dg, size_t n)
+{
+    out_src o = {dg, b};
+    return send_items(s, b, &o, n);
 }
 
 int tern_udp_send_one(int fd, const tern_addr *to, const uint8_t *data, size_t len)

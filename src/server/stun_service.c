@@ -45,10 +45,10 @@ typedef struct worker {
     int started;
     stun_svc *svc;
     int n_fds;
-    int fds[MAX_SOCKS];
+    tern_udp_sock socks[MAX_SOCKS]; /* their receive errors, GSO and send counters are theirs */
     tern_addr local[MAX_SOCKS];
     tern_udp_batch rx, tx;
-    uint64_t rx_errors, oversize, tx_failed, tx_unsent;
+    uint64_t oversize, tx_failed, tx_unsent; /* tx_failed: CHANGE-REQUEST answers not sent */
     tern_stun_server srv;
 } worker;
 
@@ -123,7 +123,7 @@ static void worker_serve(worker *w, int k, uint64_t now, int n)
             int sent = 0;
             for (int j = 0; j < w->n_fds; j++)
                 if (tern_addr_equal(&rep.from, &w->local[j])) {
-                    sent = tern_udp_send_one(w->fds[j], &rep.to, tern_udp_slot(&w->tx, m),
+                    sent = tern_udp_send_one(w->socks[j].fd, &rep.to, tern_udp_slot(&w->tx, m),
                                              (size_t)rc) == TERN_OK;
                     break;
                 }
@@ -135,8 +135,8 @@ static void worker_serve(worker *w, int k, uint64_t now, int n)
         m++;
     }
     if (m > 0) {
-        int sent = tern_udp_send_batch(w->fds[k], &w->tx, m, &w->tx_failed);
-        if (sent >= 0 && (size_t)sent < m) w->tx_unsent += m - (size_t)sent;
+        size_t done = tern_udp_send_batch(&w->socks[k], &w->tx, m);
+        w->tx_unsent += m - done; /* the socket was full: those answers are dropped */
     }
 }
 
@@ -145,7 +145,7 @@ static void *worker_main(void *arg)
     worker *w = arg;
     struct pollfd pfd[MAX_SOCKS];
     for (int k = 0; k < w->n_fds; k++) {
-        pfd[k].fd = w->fds[k];
+        pfd[k].fd = w->socks[k].fd;
         pfd[k].events = POLLIN;
     }
     while (!atomic_load_explicit(&w->svc->stop, memory_order_relaxed)) {
@@ -153,12 +153,8 @@ static void *worker_main(void *arg)
         for (int k = 0; k < w->n_fds; k++) {
             /* at most 8 batches per socket per round, so one socket cannot starve the rest */
             for (int round = 0; round < 8; round++) {
-                int n = tern_udp_recv_batch(w->fds[k], &w->rx);
-                if (n < 0) {
-                    w->rx_errors++;
-                    break;
-                }
-                if (n == 0) break;
+                int n = tern_udp_recv(&w->socks[k], &w->rx, 0);
+                if (n <= 0) break; /* nothing waits, or an error (counted by the socket) */
                 busy = 1;
                 worker_serve(w, k, now_ns(), n);
                 if ((size_t)n < w->rx.count) break;
@@ -410,20 +406,20 @@ static int svc_start(ternd_service *svc, const ternd_config *cfg)
         for (int i = 0; i < s->n_workers; i++) {
             worker *w = &s->workers[i];
             w->svc = s;
-            for (int k = 0; k < MAX_SOCKS; k++) w->fds[k] = -1;
+            for (int k = 0; k < MAX_SOCKS; k++) w->socks[k].fd = -1;
             tern_stun_server_init(&w->srv, &scfg);
             if (tern_udp_batch_init(&w->rx, (size_t)cfg->batch, TERN_STUN_MAX_MSG) != TERN_OK ||
                 tern_udp_batch_init(&w->tx, (size_t)cfg->batch, TERN_STUN_MAX_RESP_V6) != TERN_OK)
                 return TERN_ERR_NOMEM;
             for (int k = 0; k < s->n_addrs; k++) {
-                if (tern_udp_open(&s->addrs[k], TERN_UDP_REUSEPORT | TERN_UDP_V6ONLY,
-                                  &w->fds[k]) != TERN_OK)
+                int flags =
+                    TERN_UDP_REUSEPORT | TERN_UDP_V6ONLY | (gso_wanted() ? TERN_UDP_GSO : 0);
+                if (tern_udp_sock_open(&w->socks[k], &s->addrs[k], flags, 0) != TERN_OK)
                     return fail_errno("cannot bind udp", &s->addrs[k]);
                 w->n_fds = k + 1;
-                if (s->addrs[k].port == 0) tern_udp_local_addr(w->fds[k], &s->addrs[k]);
+                if (s->addrs[k].port == 0) s->addrs[k] = w->socks[k].local;
                 w->local[k] = s->addrs[k];
             }
-            w->tx.gso = gso_wanted() && tern_udp_gso_supported(w->fds[0]);
         }
     }
     if (cfg->tcp) {
@@ -494,12 +490,16 @@ static void svc_report(ternd_service *svc, FILE *out)
     for (int i = 0; i < s->n_workers; i++) {
         worker *w = &s->workers[i];
         add_counters(&sum, &w->srv.counters);
-        rx_err += w->rx_errors;
         oversize += w->oversize;
         tx_failed += w->tx_failed;
         tx_unsent += w->tx_unsent;
-        gso += w->tx.gso_sends;
-        gso_fb += w->tx.gso_fallbacks;
+        for (int k = 0; k < w->n_fds; k++) {
+            const tern_udp_stats *u = &w->socks[k].st;
+            rx_err += u->rx_errors;
+            tx_failed += u->tx_errors;
+            gso += u->tx_gso_msgs;
+            gso_fb += u->gso_fallbacks;
+        }
     }
     add_counters(&sum, &s->tcp_srv.counters);
     fprintf(out, "stun rx=%llu tx_success=%llu tx_error=%llu tx_rfc3489=%llu change_requests=%llu\n",
@@ -529,7 +529,8 @@ static void svc_report(ternd_service *svc, FILE *out)
 static void svc_free(stun_svc *s)
 {
     for (int i = 0; i < s->n_workers && s->workers; i++) {
-        for (int k = 0; k < s->workers[i].n_fds; k++) close(s->workers[i].fds[k]);
+        for (int k = 0; k < s->workers[i].n_fds; k++)
+            tern_udp_sock_close(&s->workers[i].socks[k]);
         tern_udp_batch_free(&s->workers[i].rx);
         tern_udp_batch_free(&s->workers[i].tx);
     }

@@ -27,8 +27,7 @@ typedef struct lg_slot {
 } lg_slot;
 
 typedef struct lg_sock {
-    int fd;
-    tern_addr local;
+    tern_udp_sock u;    /* connected to the server; its counters hold the send errors */
     uint8_t expect[12]; /* the XOR-MAPPED-ADDRESS attribute a correct IPv4 answer carries */
     int has_expect;
     lg_slot slot[MAX_WINDOW];
@@ -39,7 +38,7 @@ typedef struct lg {
     tern_addr server;
     int n_socks, window, rfc3489, fingerprint, gso, gro, full_check;
     uint8_t run[4];
-    uint64_t sent, ok, bad, stale, lost, errors, gso_fallbacks;
+    uint64_t sent, ok, bad, stale, lost, errors, gso_fallbacks; /* the last two: sums at the end */
     lg_sock *socks;
 } lg;
 
@@ -96,8 +95,9 @@ static void queue(lg *g, int si, int slot, size_t *m, uint64_t now)
 static void flush(lg *g, lg_sock *s, size_t m)
 {
     if (m == 0) return;
-    int sent = tern_udp_send_batch(s->fd, &s->tx, m, &g->errors);
-    if (sent > 0) g->sent += (uint64_t)sent;
+    uint64_t refused = s->u.st.tx_errors;
+    size_t done = tern_udp_send_batch(&s->u, &s->tx, m); /* the rest (EAGAIN) times out: lost */
+    g->sent += done - (s->u.st.tx_errors - refused);
 }
 
 /* The cheap check: an IPv4 Binding success for this run and socket whose attribute walk stays
@@ -151,7 +151,7 @@ static void answer(lg *g, int si, const uint8_t *p, size_t len, size_t *m, uint6
         const tern_addr *mapped = use_xor                                ? &msg.xor_mapped
                                   : (msg.present & TERN_STUN_HAS_MAPPED) ? &msg.mapped
                                                                          : NULL;
-        good = msg.cls == TERN_STUN_CLASS_SUCCESS && mapped && tern_addr_equal(mapped, &s->local);
+        good = msg.cls == TERN_STUN_CLASS_SUCCESS && mapped && tern_addr_equal(mapped, &s->u.local);
     }
     if (slot >= g->window || seq != s->slot[slot].seq) {
         g->stale++; /* a late answer to a request already counted lost */
@@ -167,7 +167,7 @@ static void answer(lg *g, int si, const uint8_t *p, size_t len, size_t *m, uint6
 static int drain(lg *g, int si, uint64_t now)
 {
     lg_sock *s = &g->socks[si];
-    int n = tern_udp_recv_batch(s->fd, &s->rx);
+    int n = tern_udp_recv(&s->u, &s->rx, 0);
     if (n <= 0) return 0;
     size_t m = 0;
     int got = 0;
@@ -259,32 +259,29 @@ int cmd_loadgen(int argc, char **argv)
         tern_addr any;
         memset(&any, 0, sizeof(any));
         any.family = g.server.family;
-        struct sockaddr_storage ss;
-        int sl = tern_addr_to_sockaddr(&g.server, &ss);
-        if (tern_udp_open(&any, g.gro ? TERN_UDP_GRO : 0, &s->fd) != TERN_OK ||
-            connect(s->fd, (struct sockaddr *)&ss, (socklen_t)sl) != 0 ||
-            tern_udp_local_addr(s->fd, &s->local) != TERN_OK ||
-            tern_udp_batch_init(&s->rx, (size_t)g.window,
-                                tern_udp_gro_enabled(s->fd) ? 65535 : TERN_STUN_MAX_MSG) !=
+        int flags = (g.gro ? TERN_UDP_GRO : 0) | (g.gso ? TERN_UDP_GSO : 0);
+        s->u.fd = -1;
+        if (tern_udp_sock_open(&s->u, &any, flags, 0) != TERN_OK ||
+            tern_udp_sock_connect(&s->u, &g.server) != TERN_OK ||
+            tern_udp_local_addr(s->u.fd, &s->u.local) != TERN_OK || /* the connected address */
+            tern_udp_batch_init(&s->rx, (size_t)g.window, s->u.gro ? 65535 : TERN_STUN_MAX_MSG) !=
                 TERN_OK ||
             tern_udp_batch_init(&s->tx, (size_t)g.window, 64) != TERN_OK) {
             perror("tern loadgen: socket");
             g.n_socks = si + 1;
             goto out;
         }
-        s->rx.gro = tern_udp_gro_enabled(s->fd);
-        s->tx.gso = g.gso && tern_udp_gso_supported(s->fd);
-        if (s->local.family == TERN_AF_INET && !g.rfc3489) {
-            uint16_t xp = (uint16_t)(s->local.port ^ (TERN_STUN_MAGIC >> 16));
+        if (s->u.local.family == TERN_AF_INET && !g.rfc3489) {
+            uint16_t xp = (uint16_t)(s->u.local.port ^ (TERN_STUN_MAGIC >> 16));
             const uint8_t hdr[6] = {0x00, 0x20, 0x00, 0x08, 0x00, 0x01};
             memcpy(s->expect, hdr, 6);
             s->expect[6] = (uint8_t)(xp >> 8);
             s->expect[7] = (uint8_t)xp;
             for (int k = 0; k < 4; k++)
-                s->expect[8 + k] = (uint8_t)(s->local.ip[k] ^ (TERN_STUN_MAGIC >> (24 - 8 * k)));
+                s->expect[8 + k] = (uint8_t)(s->u.local.ip[k] ^ (TERN_STUN_MAGIC >> (24 - 8 * k)));
             s->has_expect = 1;
         }
-        pfd[si].fd = s->fd;
+        pfd[si].fd = s->u.fd;
         pfd[si].events = POLLIN;
     }
     uint64_t start = tools_now_ns();
@@ -316,7 +313,10 @@ int cmd_loadgen(int argc, char **argv)
         }
     }
     double secs = (double)(tools_now_ns() - start) / 1e9;
-    for (int si = 0; si < g.n_socks; si++) g.gso_fallbacks += g.socks[si].tx.gso_fallbacks;
+    for (int si = 0; si < g.n_socks; si++) {
+        g.gso_fallbacks += g.socks[si].u.st.gso_fallbacks;
+        g.errors += g.socks[si].u.st.tx_errors;
+    }
     if (g.gso_fallbacks) fprintf(stderr, "tern loadgen: the kernel refused UDP GSO; sent singly\n");
     printf("sent=%llu ok=%llu bad=%llu lost=%llu stale=%llu send_errors=%llu seconds=%.2f "
            "rate=%.0f\n",
@@ -326,7 +326,7 @@ int cmd_loadgen(int argc, char **argv)
     rc = (g.bad == 0 && g.ok > 0) ? 0 : 1;
 out:
     for (int si = 0; si < g.n_socks; si++) {
-        if (g.socks[si].fd > 0) close(g.socks[si].fd);
+        tern_udp_sock_close(&g.socks[si].u);
         tern_udp_batch_free(&g.socks[si].rx);
         tern_udp_batch_free(&g.socks[si].tx);
     }
