@@ -161,7 +161,8 @@ typedef struct tern_callbacks {
      * reason, TERN_ERR_IDLE_TIMEOUT, TERN_ERR_BAD_SERVER_KEY, ...). Called once. */
     void (*on_closed)(tern_conn *conn, int err, uint64_t app_code, const char *reason,
                       size_t reason_len, void *user_data);
-    /* The handle is about to be freed; the last callback a connection gets. */
+    /* The handle is about to be freed; the last callback a connection gets (its flows are gone
+     * by then: every tern_flow_send_ref buffer was released before it). */
     void (*on_conn_free)(tern_conn *conn, void *user_data);
     /* A whole message arrived on a flow the peer opened (data is valid during the call). */
     void (*on_message)(tern_conn *conn, uint64_t flow_id, const uint8_t *data, size_t len,
