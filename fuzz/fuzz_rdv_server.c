@@ -9,8 +9,8 @@
  * with its own long-term key and one connection to S. When the world is built, a warm-up fills
  * every table of the server to the most any input can reach (each client joins groups, offers
  * services and places calls until a limit says no), then every client leaves: the server's
- * accounted memory at that point is the baseline (its hash tables keep their peak size, so the
- * baseline is taken after they reached it).
+ * accounted memory at that point is the baseline (its hash tables and deadline heap give their
+ * arrays back when they empty, src/base, so what stays is what the server holds for itself).
  *
  * Each input is a program of at most MAX_STEPS steps, after the four connections were handed to
  * the server (tern_rdv_server_on_accept). A step is an op byte:

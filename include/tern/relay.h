@@ -11,11 +11,12 @@
  * place). The peers' packets are AEAD-protected end to end: the relay can drop or delay them, not
  * read or forge them.
  *
- * Sans-I/O like the rest of the core: time comes in as `now` (ns, monotonic), memory through a
- * tern_mem, channels from a tern_rand_fn. The embedding program (ternd's tern service) opens a
- * session per introduction (tern_rdv_config.relay does this), passes every datagram whose first
- * byte is TERN_RELAY_TYPE to tern_relay_forward and sends the result where it says, and runs
- * tern_relay_handle_expiry at tern_relay_next_deadline to free idle sessions.
+ * Sans-I/O like the core (the relay is part of the rendezvous layer, docs/architecture.md): time
+ * comes in as `now` (ns, monotonic), memory through a tern_mem, channels from a tern_rand_fn. The
+ * embedding program (ternd's tern service) opens a session per introduction
+ * (tern_rdv_config.relay does this), passes every datagram whose first byte is TERN_RELAY_TYPE
+ * to tern_relay_forward and sends the result where it says, and runs tern_relay_handle_expiry
+ * at tern_relay_next_deadline to free idle sessions.
  */
 #ifndef TERN_RELAY_H
 #define TERN_RELAY_H

@@ -19,7 +19,7 @@ int tern__heap_init(tern__heap *h, tern__alloc *a)
 {
     memset(h, 0, sizeof(*h));
     h->alloc = a;
-    return resize(h, TERN__HEAP_MIN_CAP);
+    return TERN_OK;
 }
 
 void tern__heap_free(tern__heap *h)
@@ -72,8 +72,10 @@ int tern__heap_set(tern__heap *h, tern__heap_item *it, uint64_t deadline)
         size_t i = it->idx;
         h->n--;
         if (i != h->n) heap_place(h, i, h->items[h->n]);
-        /* shrink, so memory returns to baseline after a burst (a failure keeps the array) */
-        if (h->cap > TERN__HEAP_MIN_CAP && h->n < h->cap / 4) (void)resize(h, h->cap / 2);
+        /* shrink, so memory returns to baseline after a burst (a failure keeps the array; the
+         * last item leaving gives it all back) */
+        if (h->n == 0) tern__heap_free(h);
+        else if (h->cap > TERN__HEAP_MIN_CAP && h->n < h->cap / 4) (void)resize(h, h->cap / 2);
         it->idx = SIZE_MAX;
         it->deadline = TERN_TIME_NEVER;
         return TERN_OK;

@@ -5,8 +5,9 @@
  * next to its item, so sifting compares without chasing a pointer per level (a server moves a
  * connection's deadline on nearly every packet).
  *
- * Memory: TERN__HEAP_MIN_CAP entries at init, doubled when full, halved when under a quarter
- * full, never below the start, so it returns to the starting figure when items go.
+ * Memory: none while empty; TERN__HEAP_MIN_CAP entries for the first item, doubled when full,
+ * halved when under a quarter full (never below TERN__HEAP_MIN_CAP), and given back when the last
+ * item goes (which needs no allocation, so memory always returns to zero).
  */
 #ifndef TERN_BASE_HEAP_H
 #define TERN_BASE_HEAP_H
@@ -37,10 +38,10 @@ typedef struct tern__heap {
     size_t n, cap;
 } tern__heap;
 
-/* TERN_ERR_NOMEM. */
+/* An empty heap allocating through a. It allocates nothing yet, so it returns TERN_OK. */
 int tern__heap_init(tern__heap *h, tern__alloc *a);
-/* Gives the array back. The items it held keep their old indexes: reset each one
- * (TERN__HEAP_ITEM_INIT) before it goes into a heap again. */
+/* Gives the array back; the heap stays usable, empty. The items it held keep their old indexes:
+ * reset each one (TERN__HEAP_ITEM_INIT) before it goes into a heap again. */
 void tern__heap_free(tern__heap *h);
 /* Inserts, moves or (deadline == TERN_TIME_NEVER) removes the item. TERN_ERR_NOMEM (only when
  * inserting: the item is then left out). */

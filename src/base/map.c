@@ -47,8 +47,8 @@ static int resize(tern__map *m, size_t ncap)
     return TERN_OK;
 }
 
-static int init(tern__map *m, tern__alloc *a, size_t key_len, tern__map_keyof keyof,
-                const uint8_t sip_key[16])
+static void init(tern__map *m, tern__alloc *a, size_t key_len, tern__map_keyof keyof,
+                 const uint8_t sip_key[16])
 {
     memset(m, 0, sizeof(*m));
     m->alloc = a;
@@ -56,7 +56,6 @@ static int init(tern__map *m, tern__alloc *a, size_t key_len, tern__map_keyof ke
     m->keyof = keyof;
     m->stride = sizeof(tern__map_slot) + ((key_len + 7) & ~(size_t)7);
     memcpy(m->sip_key, sip_key, 16);
-    return resize(m, TERN__MAP_MIN_CAP);
 }
 
 int tern__map_init(tern__map *m, tern__alloc *a, size_t key_len, const uint8_t sip_key[16])
@@ -65,13 +64,15 @@ int tern__map_init(tern__map *m, tern__alloc *a, size_t key_len, const uint8_t s
         memset(m, 0, sizeof(*m));
         return TERN_ERR_INVALID_ARG;
     }
-    return init(m, a, key_len, NULL, sip_key);
+    init(m, a, key_len, NULL, sip_key);
+    return TERN_OK;
 }
 
 int tern__map_init_keyof(tern__map *m, tern__alloc *a, tern__map_keyof keyof,
                          const uint8_t sip_key[16])
 {
-    return init(m, a, 0, keyof, sip_key);
+    init(m, a, 0, keyof, sip_key);
+    return TERN_OK;
 }
 
 void tern__map_free(tern__map *m)
@@ -148,8 +149,10 @@ void tern__map_del(tern__map *m, const uint8_t *key, const void *val)
     }
     memset(slot_at(m, hole), 0, m->stride);
     m->n--;
-    /* memory comes back as entries go (a failed allocation just keeps the larger array) */
-    if (m->cap > TERN__MAP_MIN_CAP && m->n * 8 < m->cap) (void)resize(m, m->cap / 2);
+    /* memory comes back as entries go (a failed allocation just keeps the larger array; the
+     * last entry leaving gives it all back) */
+    if (m->n == 0) tern__map_free(m);
+    else if (m->cap > TERN__MAP_MIN_CAP && m->n * 8 < m->cap) (void)resize(m, m->cap / 2);
 }
 
 void **tern__map_ref(tern__map *m, const uint8_t *key)

@@ -11,9 +11,10 @@
  *
  * Open addressing with linear probing; each slot keeps the full 64-bit hash, so a probe compares
  * keys only when hashes match, and deletion shifts the following entries back (no tombstones:
- * lookups stay short under churn). The table starts at TERN__MAP_MIN_CAP slots, doubles at 3/4
- * load and halves when under 1/8 full, never below the start, so memory returns to the
- * starting figure when entries go. Nothing is allocated on lookup.
+ * lookups stay short under churn). An empty map holds no memory: the first put allocates
+ * TERN__MAP_MIN_CAP slots, the table doubles at 3/4 load, halves when under 1/8 full and is given
+ * back when the last entry goes (which needs no allocation, so memory always returns to zero).
+ * Nothing is allocated on lookup.
  */
 #ifndef TERN_BASE_MAP_H
 #define TERN_BASE_MAP_H
@@ -37,7 +38,7 @@ typedef struct tern__map_slot {
 
 typedef struct tern__map {
     tern__alloc *alloc;
-    uint8_t *slots;        /* cap slots of stride bytes; NULL after tern__map_free */
+    uint8_t *slots;        /* cap slots of stride bytes; NULL while empty */
     size_t cap, n;         /* cap is 0 or a power of two; n <= 3/4 cap */
     size_t key_len;        /* copied keys: their length; 0 with keyof */
     size_t stride;
@@ -45,13 +46,13 @@ typedef struct tern__map {
     uint8_t sip_key[16];
 } tern__map;
 
-/* A map that copies keys of key_len (1..TERN__MAP_KEY_MAX) bytes. TERN_ERR_INVALID_ARG,
- * TERN_ERR_NOMEM. */
+/* A map that copies keys of key_len (1..TERN__MAP_KEY_MAX) bytes. TERN_ERR_INVALID_ARG.
+ * Allocates nothing. */
 int tern__map_init(tern__map *m, tern__alloc *a, size_t key_len, const uint8_t sip_key[16]);
-/* A map of records that hold their own keys. TERN_ERR_NOMEM. */
+/* A map of records that hold their own keys. It allocates nothing yet, so it returns TERN_OK. */
 int tern__map_init_keyof(tern__map *m, tern__alloc *a, tern__map_keyof keyof,
                          const uint8_t sip_key[16]);
-/* Gives the slot array back. A later put allocates a new one. */
+/* Empties the map and gives its slot array back; the map stays usable. */
 void tern__map_free(tern__map *m);
 
 /* Lookup by a key of len bytes; NULL when absent. */

@@ -108,10 +108,7 @@ int tern__conn_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const
     int n = c->pmtu.due ? tern__pmtu_write(c, now, out + hdr, cap - hdr) : 0;
     if (n == 0) n = write_active(c, now, out + hdr, cap - hdr);
     if (n <= 0) return n;
-    if (hdr) {
-        out[0] = TERN__RELAY_TYPE;
-        memcpy(out + 1, c->path.channel, TERN_RELAY_CHANNEL_LEN);
-    }
+    if (hdr) tern_relay_hdr_put(out, c->path.channel);
     c->path.tx_bytes += hdr + (size_t)n;
     c->path.tx_dgrams++;
     return (int)hdr + n;

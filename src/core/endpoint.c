@@ -239,7 +239,7 @@ int tern__ep_admit(tern_endpoint *ep, const tern__rx *rx)
         ep->st.conns_refused_memory++;
         return TERN_ERR_LIMIT;
     }
-    if (ep->s.max_conns_per_ip == 0 || rx->relayed || ep->by_src.slots == NULL) return TERN_OK;
+    if (ep->s.max_conns_per_ip == 0 || rx->relayed || !ep->is_server) return TERN_OK;
     uint8_t key[TERN__SRC_KEY_LEN];
     src_key(rx->remote, key);
     uintptr_t n = (uintptr_t)tern__map_get(&ep->by_src, key);
@@ -257,7 +257,7 @@ int tern__ep_admit(tern_endpoint *ep, const tern__rx *rx)
 int tern__ep_src_hold(tern_conn *c, const tern__rx *rx)
 {
     tern_endpoint *ep = c->ep;
-    if (ep->s.max_conns_per_ip == 0 || rx->relayed || ep->by_src.slots == NULL) return TERN_OK;
+    if (ep->s.max_conns_per_ip == 0 || rx->relayed || !ep->is_server) return TERN_OK;
     src_key(rx->remote, c->link.src_key);
     void **v = tern__map_ref(&ep->by_src, c->link.src_key);
     if (v != NULL) {

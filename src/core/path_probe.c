@@ -15,10 +15,7 @@
 
 static size_t put_relay_hdr(uint8_t *out, const tern__path *path)
 {
-    if (!path->relayed) return 0;
-    out[0] = TERN__RELAY_TYPE;
-    memcpy(out + 1, path->channel, TERN_RELAY_CHANNEL_LEN);
-    return TERN__RELAY_HDR_LEN;
+    return path->relayed ? tern_relay_hdr_put(out, path->channel) : 0;
 }
 
 /* The probe allowance of a handed address ran out unanswered: probing it stops. */

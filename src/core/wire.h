@@ -35,9 +35,10 @@ enum {
 };
 
 /* ---- datagrams that are not tern packets themselves (docs/protocol.md, section 9) ---- */
-#define TERN__RELAY_TYPE 0x81u /* 1 0 0 0 0 0 0 1: channel (8) || one tern packet */
+#define TERN__RELAY_TYPE TERN_RELAY_TYPE /* 1 0 0 0 0 0 0 1: channel (8) || one tern packet;
+                                          written by tern_relay_hdr_put (tern/base.h) */
 #define TERN__PUNCH_TYPE 0x82u /* 1 0 0 0 0 0 1 0: tag (16), a MAC of the introduction nonce */
-#define TERN__RELAY_HDR_LEN (1 + TERN_RELAY_CHANNEL_LEN)
+#define TERN__RELAY_HDR_LEN TERN_RELAY_HDR_LEN
 #define TERN__PUNCH_LEN (1 + 16)
 
 /* ---- sizes ---- */
