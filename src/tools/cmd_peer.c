@@ -32,18 +32,15 @@
 /* ---------------------------------------------------------------- tern ping --via */
 
 typedef struct pping {
+    tools_conn link; /* first: tools_on_closed, tools_on_conn_free; link.d is ps.d */
     peer_session ps;
     uint8_t target[TERN_PEER_ID_LEN];
     char target_hex[2 * TERN_PEER_ID_LEN + 1];
-    tern_conn *conn;
     tern_driver_timer *timer;
     unsigned count, sent, answered;
     uint64_t interval_ns, sent_at, t_intro;
     int waiting, connected, first_printed;
     uint64_t rtt_min, rtt_max, rtt_sum;
-    int err;
-    uint64_t close_code;
-    char reason[300];
     int exit_code; /* set by a rendezvous failure */
 } pping;
 
@@ -63,7 +60,7 @@ static void ping_usage(FILE *f)
 static void pp_send(pping *p)
 {
     uint64_t now = tern_driver_now(p->ps.d);
-    if (p->conn == NULL || tern_conn_ping(p->conn, now) != TERN_OK) return;
+    if (p->link.conn == NULL || tern_conn_ping(p->link.conn, now) != TERN_OK) return;
     p->sent++;
     p->sent_at = now;
     p->waiting = 1;
@@ -112,13 +109,13 @@ static void pp_peer_conn(tern_rdv_client *rc, const uint8_t *id, tern_conn *c, i
         tern_driver_stop(p->ps.d);
         return;
     }
-    p->conn = c;
+    p->link.conn = c;
 }
 
 static void pp_established(tern_conn *c, void *u)
 {
     pping *p = u;
-    if (c != p->conn) return;
+    if (c != p->link.conn) return;
     uint64_t now = tern_driver_now(p->ps.d);
     char addr[64];
     const char *kind = peer_path_kind(c, addr, sizeof(addr), NULL);
@@ -132,7 +129,7 @@ static void pp_established(tern_conn *c, void *u)
 static void pp_path(tern_conn *c, void *u)
 {
     pping *p = u;
-    if (c != p->conn || !p->connected) return;
+    if (c != p->link.conn || !p->connected) return;
     char addr[64];
     const char *kind = peer_path_kind(c, addr, sizeof(addr), NULL);
     printf("path now %s %s\n", kind, addr);
@@ -142,7 +139,7 @@ static void pp_path(tern_conn *c, void *u)
 static void pp_rtt(tern_conn *c, uint64_t rtt, void *u)
 {
     pping *p = u;
-    if (c != p->conn || !p->waiting) return;
+    if (c != p->link.conn || !p->waiting) return;
     p->waiting = 0;
     p->answered++;
     if (p->answered == 1 || rtt < p->rtt_min) p->rtt_min = rtt;
@@ -165,32 +162,13 @@ static void pp_rtt(tern_conn *c, uint64_t rtt, void *u)
     tern_driver_timer_set(p->timer, next > now ? next : now);
 }
 
-static void pp_closed(tern_conn *c, int err, uint64_t code, const char *reason, size_t len,
-                      void *u)
-{
-    pping *p = u;
-    if (c != p->conn || err == TERN_ERR_LOCAL_CLOSED) return;
-    p->err = err;
-    p->close_code = code;
-    tools_copy_reason(p->reason, sizeof(p->reason), reason ? reason : "", len);
-    tern_driver_stop(p->ps.d);
-}
-
-static void pp_free(tern_conn *c, void *u)
-{
-    pping *p = u;
-    if (c == p->conn) p->conn = NULL;
-}
-
 int cmd_ping_via(int argc, char **argv)
 {
-    pping *p = calloc(1, sizeof(*p));
-    if (p == NULL) return XFER_EXIT_OTHER;
     peer_opts o;
     peer_opts_default(&o);
     const char *target = NULL;
     uint64_t count = 5, interval_ms = 1000;
-    int exit_code = XFER_EXIT_USAGE;
+    uint8_t target_id[TERN_PEER_ID_LEN];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0, r = peer_parse_opt(&o, argc, argv, &i);
@@ -199,7 +177,6 @@ int cmd_ping_via(int argc, char **argv)
             bad = 1;
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             ping_usage(stdout);
-            free(p);
             return 0;
         } else if ((!strcmp(a, "-c") || !strcmp(a, "--count")) && v) {
             bad = tools_parse_u64(v, 0, 1000000000, 0, &count);
@@ -212,22 +189,17 @@ int cmd_ping_via(int argc, char **argv)
         } else {
             bad = 1;
         }
-        if (bad) {
-            fprintf(stderr, "tern ping: bad argument %s%s%s\n", a, v ? " " : "", v ? v : "");
-            ping_usage(stderr);
-            free(p);
-            return XFER_EXIT_USAGE;
-        }
+        if (bad) return tools_bad_argument("tern ping", a, v, ping_usage);
     }
     if (target == NULL) {
         ping_usage(stderr);
-        free(p);
         return XFER_EXIT_USAGE;
     }
-    if (peer_parse_id("tern ping", target, p->target) != 0) {
-        free(p);
-        return XFER_EXIT_USAGE;
-    }
+    if (peer_parse_id("tern ping", target, target_id) != 0) return XFER_EXIT_USAGE;
+    pping *p = calloc(1, sizeof(*p));
+    if (p == NULL) return XFER_EXIT_OTHER;
+    int exit_code;
+    memcpy(p->target, target_id, TERN_PEER_ID_LEN);
     tern_hex_encode(p->target, TERN_PEER_ID_LEN, p->target_hex);
     p->count = (unsigned)count;
     p->interval_ns = interval_ms * TERN_NS_PER_MS;
@@ -236,8 +208,8 @@ int cmd_ping_via(int argc, char **argv)
     memset(&app, 0, sizeof(app));
     app.on_established = pp_established;
     app.on_rtt = pp_rtt;
-    app.on_closed = pp_closed;
-    app.on_conn_free = pp_free;
+    app.on_closed = tools_on_closed;
+    app.on_conn_free = tools_on_conn_free;
     app.on_path = pp_path;
     tern_rdv_client_callbacks rcb;
     memset(&rcb, 0, sizeof(rcb));
@@ -245,6 +217,7 @@ int cmd_ping_via(int argc, char **argv)
     rcb.on_intro_failed = pp_intro_failed;
     rcb.on_peer_conn = pp_peer_conn;
     int rc = peer_session_start(&p->ps, "tern ping", &o, &app, &rcb, p, 0);
+    p->link.d = p->ps.d;
     if (rc != 0) {
         exit_code = rc;
         goto out;
@@ -270,11 +243,11 @@ int cmd_ping_via(int argc, char **argv)
     if (p->ps.exit_code) exit_code = p->ps.exit_code;
     else if (p->exit_code) exit_code = p->exit_code;
     else if (p->answered > 0) exit_code = 0;
-    else if (p->err) {
+    else if (p->link.closed.err) {
         char where[96];
         snprintf(where, sizeof(where), "peer %.16s", p->target_hex);
-        exit_code = tools_explain_conn_error("tern ping", where, p->err, p->close_code, p->reason,
-                                             o.timeout_ms, o.idle_ms);
+        exit_code = tools_explain_conn_error("tern ping", where, &p->link.closed, o.timeout_ms,
+                                             o.idle_ms);
     } else {
         fprintf(stderr, "tern ping: no reply from %s\n", p->target_hex);
         exit_code = XFER_EXIT_OTHER;
@@ -420,45 +393,43 @@ static int ch_read(pchat *c)
 
 int cmd_chat(int argc, char **argv)
 {
-    pchat *c = calloc(1, sizeof(*c));
-    if (c == NULL) return XFER_EXIT_OTHER;
     peer_opts o;
     peer_opts_default(&o);
-    const char *join_token = NULL;
+    const char *group = NULL, *join_token = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r = peer_parse_opt(&o, argc, argv, &i);
         if (r == 1) continue;
         if (r == 0 && (!strcmp(a, "-h") || !strcmp(a, "--help"))) {
             chat_usage(stdout);
-            free(c);
             return 0;
         }
         if (r == 0 && !strcmp(a, "--join-token") && i + 1 < argc) {
             join_token = argv[++i];
             continue;
         }
-        if (r == 0 && a[0] != '-' && c->group == NULL) {
-            c->group = a;
+        if (r == 0 && a[0] != '-' && group == NULL) {
+            group = a;
             continue;
         }
         fprintf(stderr, "tern chat: bad argument %s\n", a);
         chat_usage(stderr);
-        free(c);
         return XFER_EXIT_USAGE;
     }
-    if (c->group == NULL || strlen(c->group) == 0 || strlen(c->group) > TERN_RDV_MAX_NAME) {
+    if (group == NULL || strlen(group) == 0 || strlen(group) > TERN_RDV_MAX_NAME) {
         chat_usage(stderr);
-        free(c);
         return XFER_EXIT_USAGE;
     }
-    c->group_len = strlen(c->group);
-    tools_text_escape(c->group_esc, sizeof(c->group_esc), (const uint8_t *)c->group, c->group_len);
+    uint8_t token[TERN_RDV_TOKEN_LEN];
+    if (join_token && peer_parse_token("tern chat", "--join-token", join_token, token) != 0)
+        return XFER_EXIT_USAGE;
+    pchat *c = calloc(1, sizeof(*c));
+    if (c == NULL) return XFER_EXIT_OTHER;
+    c->group = group;
+    c->group_len = strlen(group);
+    tools_text_escape(c->group_esc, sizeof(c->group_esc), (const uint8_t *)group, c->group_len);
     if (join_token) {
-        if (peer_parse_token("tern chat", "--join-token", join_token, c->join_token) != 0) {
-            free(c);
-            return XFER_EXIT_USAGE;
-        }
+        memcpy(c->join_token, token, sizeof(token));
         c->has_join_token = 1;
     }
     tern_rdv_client_callbacks rcb;

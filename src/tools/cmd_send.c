@@ -44,8 +44,7 @@ typedef struct send_chunk {
 } send_chunk;
 
 typedef struct send_state {
-    tern_driver *d;
-    tern_conn *conn;
+    tools_conn link;                /* first: tools_on_closed, tools_on_conn_free */
     char where[64];
     const char *path, *name;
     char shown[4 * XFER_MAX_NAME + 16]; /* name, escaped for the terminal */
@@ -67,9 +66,6 @@ typedef struct send_state {
     uint64_t t_established, t_done, cpu0;
     xfer_progress prog;
     int quiet, verbose;
-    int err;                        /* TERN_ERR_* the connection ended with, 0 */
-    uint64_t close_code;
-    char reason[300];
     int verdict;                    /* -1 none yet, else XFER_V_* */
     char verdict_text[600];
     int exit_code;                  /* set by a local failure (file), else 0 */
@@ -113,7 +109,7 @@ static void send_fail_local(send_state *s, int code)
 {
     s->exit_code = code;
     s->phase = 3;
-    tern_driver_stop(s->d); /* tools_session_close() closes the connection */
+    tern_driver_stop(s->link.d); /* tools_session_close() closes the connection */
 }
 
 /* Reads and hashes the next chunk of the file into a free buffer (s->pending). Returns 0, or -1
@@ -153,8 +149,8 @@ static int read_chunk(send_state *s)
  * again when a refused chunk would be taken. */
 static void pump(send_state *s)
 {
-    uint64_t now = tern_driver_now(s->d);
-    while (s->phase == 1 && s->conn) {
+    uint64_t now = tern_driver_now(s->link.d);
+    while (s->phase == 1 && s->link.conn) {
         int rc;
         if (s->pending == NULL && s->read_off == s->size) {
             uint8_t end[1 + XFER_HASH_LEN];
@@ -162,16 +158,16 @@ static void pump(send_state *s)
             s->hashed = 1;
             end[0] = XFER_MSG_END;
             memcpy(end + 1, s->digest, XFER_HASH_LEN);
-            rc = tern_flow_send(s->conn, s->flow, now, end, sizeof(end), -1);
+            rc = tern_flow_send(s->link.conn, s->flow, now, end, sizeof(end), -1);
             if (rc == TERN_OK) {
-                tern_flow_close(s->conn, s->flow);
+                tern_flow_close(s->link.conn, s->flow);
                 s->phase = 2;
                 return;
             }
         } else {
             if (s->pending == NULL && read_chunk(s) != 0) return;
-            rc = tern_flow_send_ref(s->conn, s->flow, now, s->pending->msg, s->pending_len, -1,
-                                    s->pending);
+            rc = tern_flow_send_ref(s->link.conn, s->flow, now, s->pending->msg, s->pending_len,
+                                    -1, s->pending);
             if (rc == TERN_OK) {
                 s->sent += s->pending_len - 1;
                 s->pending = NULL; /* the core's until on_flow_release */
@@ -188,19 +184,19 @@ static void pump(send_state *s)
 static void on_flow_writable(tern_conn *c, uint64_t flow, void *user)
 {
     send_state *s = user;
-    if (c == s->conn && flow == s->flow) pump(s);
+    if (c == s->link.conn && flow == s->flow) pump(s);
 }
 
 static void on_flow_acked(tern_conn *c, uint64_t flow, const tern_flow_progress *p, void *user)
 {
     send_state *s = user;
-    if (c != s->conn || flow != s->flow || s->phase < 1) return;
+    if (c != s->link.conn || flow != s->flow || s->phase < 1) return;
     /* file bytes: less the header and the type byte of each message acknowledged whole (the
      * end message's hash is cut off by the cap) */
     uint64_t over = s->hdr_len + (p->acked_messages ? p->acked_messages - 1 : 0);
     s->acked = p->acked_bytes > over ? p->acked_bytes - over : 0;
     if (s->acked > s->size) s->acked = s->size;
-    xfer_progress_update(&s->prog, s->acked, tern_driver_now(s->d), 0);
+    xfer_progress_update(&s->prog, s->acked, tern_driver_now(s->link.d), 0);
 }
 
 static void on_flow_release(tern_conn *c, uint64_t flow, void *token, int delivered, void *user)
@@ -215,7 +211,7 @@ static void on_flow_release(tern_conn *c, uint64_t flow, void *token, int delive
 static void on_established(tern_conn *c, void *user)
 {
     send_state *s = user;
-    uint64_t now = tern_driver_now(s->d);
+    uint64_t now = tern_driver_now(s->link.d);
     s->t_established = now;
     s->cpu0 = tools_cpu_ns();
     tern_flow_config fc;
@@ -267,28 +263,10 @@ static void on_message(tern_conn *c, uint64_t flow_id, const uint8_t *data, size
     if (s->verdict >= 0 || xfer_parse_verdict(data, len, &status, &text, &tl) != 0) return;
     s->verdict = status;
     tools_text_escape(s->verdict_text, sizeof(s->verdict_text), text, tl); /* the peer's words */
-    s->t_done = tern_driver_now(s->d);
+    s->t_done = tern_driver_now(s->link.d);
     s->phase = 3;
     (void)c;
-    tern_driver_stop(s->d); /* finish() reads the connection; tools_session_close() closes it */
-}
-
-static void on_closed(tern_conn *c, int err, uint64_t code, const char *reason, size_t len,
-                      void *user)
-{
-    send_state *s = user;
-    (void)c;
-    if (err == TERN_ERR_LOCAL_CLOSED) return;
-    s->err = err;
-    s->close_code = code;
-    tools_copy_reason(s->reason, sizeof(s->reason), reason ? reason : "", len);
-    tern_driver_stop(s->d);
-}
-
-static void on_conn_free(tern_conn *c, void *user)
-{
-    send_state *s = user;
-    if (s->conn == c) s->conn = NULL;
+    tern_driver_stop(s->link.d); /* finish() reads the connection, tools_session_close() ends it */
 }
 
 static int finish(send_state *s)
@@ -305,10 +283,10 @@ static int finish(send_state *s)
                "and verified by the receiver, sha-256 %s",
                s->shown, (unsigned long long)s->size, secs, (double)s->size * 8 / secs / 1e6, cpu,
                100 * cpu / secs, hex);
-        if (s->ps && s->conn) {
+        if (s->ps && s->link.conn) {
             char addr[64];
             uint64_t moves = 0;
-            const char *kind = peer_path_kind(s->conn, addr, sizeof(addr), &moves);
+            const char *kind = peer_path_kind(s->link.conn, addr, sizeof(addr), &moves);
             printf("; path %s %s, %llu path moves", kind, addr, (unsigned long long)moves);
         }
         printf("\n");
@@ -324,13 +302,13 @@ static int finish(send_state *s)
                                              : XFER_EXIT_OTHER;
     }
     if (s->prog.tty && !s->quiet && s->phase >= 1) fputc('\n', stderr);
-    if (s->err != 0) {
-        if (s->phase >= 1 && s->err != TERN_ERR_PEER_CLOSED) {
+    if (s->link.closed.err != 0) {
+        if (s->phase >= 1 && s->link.closed.err != TERN_ERR_PEER_CLOSED) {
             fprintf(stderr, "tern send: transfer of %s failed after %llu of %llu bytes\n", s->shown,
                     (unsigned long long)s->acked, (unsigned long long)s->size);
         }
-        return tools_explain_conn_error("tern send", s->where, s->err, s->close_code, s->reason,
-                                        s->timeout_ms, s->idle_ms);
+        return tools_explain_conn_error("tern send", s->where, &s->link.closed, s->timeout_ms,
+                                        s->idle_ms);
     }
     if (tools_interrupted()) {
         fprintf(stderr, "tern send: interrupted; %s was not stored\n", s->shown);
@@ -354,6 +332,18 @@ static void send_cleanup(send_state *s)
     xfer_hash_free(&s->hash);
     if (s->fd >= 0) close(s->fd);
     s->fd = -1;
+}
+
+/* The name the receiver gets: s->path's base name (and s->shown, escaped for the terminal).
+ * Returns 0, or -1 after printing why it cannot be sent. */
+static int send_name(send_state *s)
+{
+    s->name = xfer_base_name(s->path);
+    tools_text_escape(s->shown, sizeof(s->shown), (const uint8_t *)s->name, strlen(s->name));
+    if (s->name[0] != '\0' && strlen(s->name) <= XFER_MAX_NAME) return 0;
+    fprintf(stderr, "tern send: %s: the file name must have 1 to %d bytes\n", s->path,
+            XFER_MAX_NAME);
+    return -1;
 }
 
 /* Opens s->path, notes the chunk size, starts the hash. Returns 0 or an exit code (printed;
@@ -450,11 +440,7 @@ int cmd_send(int argc, char **argv)
         } else {
             bad = 1;
         }
-        if (bad) {
-            fprintf(stderr, "tern send: bad argument %s%s%s\n", a, v ? " " : "", v ? v : "");
-            usage(stderr);
-            return XFER_EXIT_USAGE;
-        }
+        if (bad) return tools_bad_argument("tern send", a, v, usage);
     }
     uint8_t server_pub[TERN_KEY_LEN];
     if (s.path == NULL || target == NULL || key_hex == NULL) {
@@ -465,13 +451,7 @@ int cmd_send(int argc, char **argv)
         fprintf(stderr, "tern send: --server-key needs 64 hex characters\n");
         return XFER_EXIT_USAGE;
     }
-    s.name = xfer_base_name(s.path);
-    tools_text_escape(s.shown, sizeof(s.shown), (const uint8_t *)s.name, strlen(s.name));
-    if (s.name[0] == '\0' || strlen(s.name) > XFER_MAX_NAME) {
-        fprintf(stderr, "tern send: %s: the file name must have 1 to %d bytes\n", s.path,
-                XFER_MAX_NAME);
-        return XFER_EXIT_USAGE;
-    }
+    if (send_name(&s) != 0) return XFER_EXIT_USAGE;
     tern_addr remote;
     if (tools_resolve(target, 4433, &remote) != 0) return XFER_EXIT_USAGE;
     tern_addr_format(&remote, s.where, sizeof(s.where));
@@ -489,36 +469,36 @@ int cmd_send(int argc, char **argv)
     if (payload) dc.endpoint.settings.max_udp_payload = (uint16_t)payload;
     dc.endpoint.callbacks.on_established = on_established;
     dc.endpoint.callbacks.on_message = on_message;
-    dc.endpoint.callbacks.on_closed = on_closed;
-    dc.endpoint.callbacks.on_conn_free = on_conn_free;
+    dc.endpoint.callbacks.on_closed = tools_on_closed;
+    dc.endpoint.callbacks.on_conn_free = tools_on_conn_free;
     dc.endpoint.callbacks.on_flow_writable = on_flow_writable;
     dc.endpoint.callbacks.on_flow_acked = on_flow_acked;
     dc.endpoint.callbacks.on_flow_release = on_flow_release;
     dc.endpoint.user_data = &s;
     int exit_code = XFER_EXIT_OTHER;
     uint64_t grace = 0; /* no goodbye when the loop never ran */
-    int rc = tern_driver_new(&dc, &s.d);
+    int rc = tern_driver_new(&dc, &s.link.d);
     if (rc != TERN_OK) {
         fprintf(stderr, "tern send: cannot set up: %s (%s)\n", tern_strerror(rc), strerror(errno));
         goto out;
     }
-    rc = tern_driver_connect(s.d, &remote, server_pub, &s.conn);
+    rc = tern_driver_connect(s.link.d, &remote, server_pub, &s.link.conn);
     if (rc != TERN_OK) {
         fprintf(stderr, "tern send: cannot connect to %s: %s\n", s.where, tern_strerror(rc));
         goto out;
     }
-    tools_catch_signals(s.d);
+    tools_catch_signals(s.link.d);
 
-    rc = tern_driver_run(s.d);
+    rc = tern_driver_run(s.link.d);
     if (rc != TERN_OK) {
         fprintf(stderr, "tern send: event loop failed: %s\n", strerror(errno));
         goto out;
     }
     exit_code = finish(&s);
-    if (s.verbose) tools_print_counters("tern send", s.d, s.conn);
+    if (s.verbose) tools_print_counters("tern send", s.link.d, s.link.conn);
     grace = 300 * TERN_NS_PER_MS; /* the receiver learns that we are done, or that we gave up */
 out:
-    tools_session_close(s.d, NULL, exit_code == 0 ? 0 : XFER_V_PROTOCOL,
+    tools_session_close(s.link.d, NULL, exit_code == 0 ? 0 : XFER_V_PROTOCOL,
                         exit_code == 0 ? "done" : "sender gave up", grace);
     send_cleanup(&s);
     return exit_code;
@@ -546,8 +526,8 @@ static void via_usage(FILE *f)
 static void sv_established(tern_conn *c, void *user)
 {
     send_state *s = user;
-    if (c != s->conn) return;
-    uint64_t now = tern_driver_now(s->d);
+    if (c != s->link.conn) return;
+    uint64_t now = tern_driver_now(s->link.d);
     char addr[64];
     const char *kind = peer_path_kind(c, addr, sizeof(addr), NULL);
     s->connected = 1;
@@ -560,31 +540,24 @@ static void sv_established(tern_conn *c, void *user)
 static void sv_path(tern_conn *c, void *user)
 {
     send_state *s = user;
-    if (c != s->conn || !s->connected) return;
+    if (c != s->link.conn || !s->connected) return;
     char addr[64];
     const char *kind = peer_path_kind(c, addr, sizeof(addr), NULL);
     printf("path now %s %s\n", kind, addr);
     fflush(stdout);
 }
 
-static void sv_closed(tern_conn *c, int err, uint64_t code, const char *reason, size_t len,
-                      void *user)
-{
-    send_state *s = user;
-    if (c == s->conn) on_closed(c, err, code, reason, len, user);
-}
-
 static void sv_message(tern_conn *c, uint64_t flow, const uint8_t *d, size_t len, void *user)
 {
     send_state *s = user;
-    if (c == s->conn) on_message(c, flow, d, len, user);
+    if (c == s->link.conn) on_message(c, flow, d, len, user);
 }
 
 static void sv_registered(tern_rdv_client *rc, const tern_addr *pub, void *u)
 {
     (void)pub;
     send_state *s = u;
-    s->t_intro = tern_driver_now(s->d);
+    s->t_intro = tern_driver_now(s->link.d);
     int r = tern_rdv_client_introduce(rc, s->t_intro, s->peer_id);
     if (r != TERN_OK) {
         fprintf(stderr, "tern send: cannot ask for an introduction: %s\n", tern_strerror(r));
@@ -614,7 +587,7 @@ static void sv_peer_conn(tern_rdv_client *rc, const uint8_t *id, tern_conn *c, i
         send_fail_local(s, XFER_EXIT_OTHER);
         return;
     }
-    s->conn = c;
+    s->link.conn = c;
 }
 
 static int send_via(int argc, char **argv)
@@ -649,11 +622,7 @@ static int send_via(int argc, char **argv)
         } else {
             bad = 1;
         }
-        if (bad) {
-            fprintf(stderr, "tern send: bad argument %s%s%s\n", a, v ? " " : "", v ? v : "");
-            via_usage(stderr);
-            return XFER_EXIT_USAGE;
-        }
+        if (bad) return tools_bad_argument("tern send", a, v, via_usage);
     }
     if (s.path == NULL || to == NULL) {
         via_usage(stderr);
@@ -664,13 +633,7 @@ static int send_via(int argc, char **argv)
     snprintf(s.where, sizeof(s.where), "peer %.16s", s.peer_hex);
     s.timeout_ms = o.timeout_ms;
     s.idle_ms = o.idle_ms;
-    s.name = xfer_base_name(s.path);
-    tools_text_escape(s.shown, sizeof(s.shown), (const uint8_t *)s.name, strlen(s.name));
-    if (s.name[0] == '\0' || strlen(s.name) > XFER_MAX_NAME) {
-        fprintf(stderr, "tern send: %s: the file name must have 1 to %d bytes\n", s.path,
-                XFER_MAX_NAME);
-        return XFER_EXIT_USAGE;
-    }
+    if (send_name(&s) != 0) return XFER_EXIT_USAGE;
     int exit_code = send_prepare(&s, chunk);
     if (exit_code != 0) return exit_code;
 
@@ -683,8 +646,8 @@ static int send_via(int argc, char **argv)
     memset(&app, 0, sizeof(app));
     app.on_established = sv_established;
     app.on_message = sv_message;
-    app.on_closed = sv_closed;
-    app.on_conn_free = on_conn_free;
+    app.on_closed = tools_on_closed;
+    app.on_conn_free = tools_on_conn_free;
     app.on_path = sv_path;
     app.on_flow_writable = on_flow_writable;
     app.on_flow_acked = on_flow_acked;
@@ -696,11 +659,11 @@ static int send_via(int argc, char **argv)
     rcb.on_peer_conn = sv_peer_conn;
     exit_code = peer_session_start(ps, "tern send", &o, &app, &rcb, &s, 0);
     s.ps = ps;
-    s.d = ps->d;
+    s.link.d = ps->d;
     if (exit_code != 0) goto out;
     exit_code = XFER_EXIT_OTHER;
-    tools_catch_signals(s.d);
-    if (tern_driver_run(s.d) != TERN_OK) {
+    tools_catch_signals(s.link.d);
+    if (tern_driver_run(s.link.d) != TERN_OK) {
         fprintf(stderr, "tern send: event loop failed: %s\n", strerror(errno));
         goto out;
     }

@@ -216,12 +216,12 @@ static void s_closed(tern_conn *c, int err, uint64_t code, const char *reason, s
     }
     tern_rdv_client_on_gone(ps->rdv, c, tern_driver_now(ps->d));
     if (err == TERN_ERR_LOCAL_CLOSED) return;
-    char why[300];
-    tools_copy_reason(why, sizeof(why), reason ? reason : "", len);
+    tools_close_note why;
+    tools_close_note_set(&why, err, code, reason, len);
     char what[96];
     snprintf(what, sizeof(what), "the rendezvous server %s", ps->where);
     ps->srv_err = err;
-    ps->exit_code = tools_explain_conn_error(ps->cmd, what, err, code, why, ps->opts.timeout_ms,
+    ps->exit_code = tools_explain_conn_error(ps->cmd, what, &why, ps->opts.timeout_ms,
                                              ps->opts.idle_ms);
     tern_driver_stop(ps->d);
 }

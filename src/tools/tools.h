@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "tern/tern.h"
 
@@ -44,10 +45,44 @@ enum {
     XFER_EXIT_VERIFY = 7,    /* the receiver's hash or size did not match the sender's */
 };
 
-/* Prints (to stderr, prefixed with cmd) why a connection to where ended with err, and returns the
+typedef struct tern_driver tern_driver;
+
+/* Why a connection ended, as its on_closed said. */
+typedef struct tools_close_note {
+    int err;          /* 0 (it has not), else the TERN_ERR_* it ended with */
+    uint64_t code;    /* with TERN_ERR_PEER_CLOSED: the peer's close code */
+    char reason[300]; /* the peer's reason (tools_copy_reason: escaped for the terminal) */
+} tools_close_note;
+
+/* Fills n from on_closed's arguments (reason may be NULL). */
+void tools_close_note_set(tools_close_note *n, int err, uint64_t code, const char *reason,
+                          size_t len);
+
+/* Prints (to stderr, prefixed with cmd) why a connection to where ended (n), and returns the
  * XFER_EXIT_* code for it. timeout_ms/idle_ms are the handshake and idle timeouts in force. */
-int tools_explain_conn_error(const char *cmd, const char *where, int err, uint64_t code,
-                             const char *reason, uint64_t timeout_ms, uint64_t idle_ms);
+int tools_explain_conn_error(const char *cmd, const char *where, const tools_close_note *n,
+                             uint64_t timeout_ms, uint64_t idle_ms);
+
+/* The one connection of a client command (tern ping, send, bench; recv's current sender), its
+ * driver and why it ended. It is the first member of the command's state, so that
+ * tools_on_closed and tools_on_conn_free serve as the state's callbacks (user_data is the
+ * state). */
+typedef struct tools_conn {
+    tern_driver *d;          /* the command's driver: stopped when the connection ends */
+    tern_conn *conn;         /* NULL until there is one, and once the endpoint freed it */
+    tools_close_note closed; /* err 0 until it ends other than by our own close */
+} tools_conn;
+
+/* on_closed: when c is the command's connection and did not end by our own close
+ * (TERN_ERR_LOCAL_CLOSED: the command already knows its outcome), notes why and stops the
+ * driver; other connections are ignored. */
+void tools_on_closed(tern_conn *c, int err, uint64_t code, const char *reason, size_t len,
+                     void *user);
+/* on_conn_free: forgets c when it is the command's connection. */
+void tools_on_conn_free(tern_conn *c, void *user);
+
+/* Prints "CMD: bad argument A[ V]" and the usage to stderr; returns XFER_EXIT_USAGE (2). */
+int tools_bad_argument(const char *cmd, const char *a, const char *v, void (*usage)(FILE *f));
 
 /* Parses a decimal number in [lo, hi]; with a K/M/G suffix (powers of 1024) when scaled. Returns
  * 0, or -1 when text is not one. */
@@ -59,8 +94,6 @@ uint64_t tools_cpu_ns(void);
 /* Resolves "HOST", "HOST:PORT", "[V6]:PORT" or "V6" (getaddrinfo for names) with default_port.
  * Returns 0, or -1 after printing why. */
 int tools_resolve(const char *text, uint16_t default_port, tern_addr *out);
-
-typedef struct tern_driver tern_driver;
 
 /* From now on SIGINT and SIGTERM stop d's loop (d may be NULL) and tools_interrupted() says one
  * came; tools_release_signals() gives them back their default action. */

@@ -157,12 +157,44 @@ void tools_print_counters(const char *cmd, tern_driver *d, tern_conn *c)
             (unsigned long long)ni.cwnd_bytes);
 }
 
-/* ---- why a connection ended, numbers, CPU time */
+/* ---- the one connection of a command, why it ended, bad arguments, numbers, CPU time */
 
-int tools_explain_conn_error(const char *cmd, const char *where, int err, uint64_t code,
-                             const char *reason, uint64_t timeout_ms, uint64_t idle_ms)
+void tools_close_note_set(tools_close_note *n, int err, uint64_t code, const char *reason,
+                          size_t len)
 {
-    if (reason == NULL) reason = "";
+    n->err = err;
+    n->code = code;
+    tools_copy_reason(n->reason, sizeof(n->reason), reason ? reason : "", len);
+}
+
+void tools_on_closed(tern_conn *c, int err, uint64_t code, const char *reason, size_t len,
+                     void *user)
+{
+    tools_conn *t = user; /* the state's first member */
+    if (c != t->conn || err == TERN_ERR_LOCAL_CLOSED) return;
+    tools_close_note_set(&t->closed, err, code, reason, len);
+    tern_driver_stop(t->d);
+}
+
+void tools_on_conn_free(tern_conn *c, void *user)
+{
+    tools_conn *t = user;
+    if (t->conn == c) t->conn = NULL;
+}
+
+int tools_bad_argument(const char *cmd, const char *a, const char *v, void (*usage)(FILE *f))
+{
+    fprintf(stderr, "%s: bad argument %s%s%s\n", cmd, a, v ? " " : "", v ? v : "");
+    usage(stderr);
+    return XFER_EXIT_USAGE;
+}
+
+int tools_explain_conn_error(const char *cmd, const char *where, const tools_close_note *n,
+                             uint64_t timeout_ms, uint64_t idle_ms)
+{
+    int err = n->err;
+    uint64_t code = n->code;
+    const char *reason = n->reason;
     switch (err) {
     case TERN_ERR_BAD_SERVER_KEY:
     case TERN_ERR_HANDSHAKE_AUTH:
