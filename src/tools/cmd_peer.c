@@ -32,16 +32,13 @@
 /* ---------------------------------------------------------------- tern ping --via */
 
 typedef struct pping {
-    tools_conn link; /* first: tools_on_closed, tools_on_conn_free; link.d is ps.d */
+    tools_conn link; /* first: tools_on_closed, tools_on_conn_free; the session's target */
     peer_session ps;
-    uint8_t target[TERN_PEER_ID_LEN];
-    char target_hex[2 * TERN_PEER_ID_LEN + 1];
     tern_driver_timer *timer;
     unsigned count, sent, answered;
-    uint64_t interval_ns, sent_at, t_intro;
-    int waiting, connected, first_printed;
+    uint64_t interval_ns, sent_at;
+    int waiting, first_printed;
     uint64_t rtt_min, rtt_max, rtt_sum;
-    int exit_code; /* set by a rendezvous failure */
 } pping;
 
 static void ping_usage(FILE *f)
@@ -72,68 +69,10 @@ static void pp_timer(tern_driver *d, tern_driver_timer *t, void *user)
     pp_send(user);
 }
 
-static void pp_registered(tern_rdv_client *rc, const tern_addr *pub, void *u)
-{
-    (void)pub;
-    pping *p = u;
-    p->t_intro = tern_driver_now(p->ps.d);
-    int r = tern_rdv_client_introduce(rc, p->t_intro, p->target);
-    if (r != TERN_OK) {
-        fprintf(stderr, "tern ping: cannot ask for an introduction: %s\n", tern_strerror(r));
-        p->exit_code = XFER_EXIT_OTHER;
-        tern_driver_stop(p->ps.d);
-    }
-}
-
-static void pp_intro_failed(tern_rdv_client *rc, const uint8_t *id, int code, void *u)
-{
-    (void)rc, (void)id;
-    pping *p = u;
-    if (code == TERN_RDV_E_UNKNOWN_PEER)
-        printf("error: unknown peer %s\n", p->target_hex);
-    else
-        printf("error: introduction to %s failed: %s\n", p->target_hex, tern_rdv_error_name(code));
-    fflush(stdout);
-    p->exit_code = XFER_EXIT_OTHER;
-    tern_driver_stop(p->ps.d);
-}
-
-static void pp_peer_conn(tern_rdv_client *rc, const uint8_t *id, tern_conn *c, int err, void *u)
-{
-    (void)rc, (void)id;
-    pping *p = u;
-    if (c == NULL) {
-        printf("error: cannot connect to %s: %s\n", p->target_hex, tern_strerror(err));
-        fflush(stdout);
-        p->exit_code = XFER_EXIT_OTHER;
-        tern_driver_stop(p->ps.d);
-        return;
-    }
-    p->link.conn = c;
-}
-
 static void pp_established(tern_conn *c, void *u)
 {
-    pping *p = u;
-    if (c != p->link.conn) return;
-    uint64_t now = tern_driver_now(p->ps.d);
-    char addr[64];
-    const char *kind = peer_path_kind(c, addr, sizeof(addr), NULL);
-    p->connected = 1;
-    printf("connected to %s path %s %s in %.3f ms\n", p->target_hex, kind, addr,
-           (double)(now - p->t_intro) / 1e6);
-    fflush(stdout);
-    pp_send(p);
-}
-
-static void pp_path(tern_conn *c, void *u)
-{
-    pping *p = u;
-    if (c != p->link.conn || !p->connected) return;
-    char addr[64];
-    const char *kind = peer_path_kind(c, addr, sizeof(addr), NULL);
-    printf("path now %s %s\n", kind, addr);
-    fflush(stdout);
+    (void)c; /* the target's (peer_session_target) */
+    pp_send(u);
 }
 
 static void pp_rtt(tern_conn *c, uint64_t rtt, void *u)
@@ -147,11 +86,11 @@ static void pp_rtt(tern_conn *c, uint64_t rtt, void *u)
     p->rtt_sum += rtt;
     uint64_t now = tern_driver_now(p->ps.d);
     char addr[64];
-    printf("reply from %s: rtt=%.3f ms path=%s\n", p->target_hex, (double)rtt / 1e6,
+    printf("reply from %s: rtt=%.3f ms path=%s\n", p->ps.target_hex, (double)rtt / 1e6,
            peer_path_kind(c, addr, sizeof(addr), NULL));
     if (!p->first_printed) {
         p->first_printed = 1;
-        printf("first byte after %.3f ms\n", (double)(now - p->t_intro) / 1e6);
+        printf("first byte after %.3f ms\n", (double)(now - p->ps.t_intro) / 1e6);
     }
     fflush(stdout);
     if (p->count != 0 && p->sent >= p->count) {
@@ -199,8 +138,6 @@ int cmd_ping_via(int argc, char **argv)
     pping *p = calloc(1, sizeof(*p));
     if (p == NULL) return XFER_EXIT_OTHER;
     int exit_code;
-    memcpy(p->target, target_id, TERN_PEER_ID_LEN);
-    tern_hex_encode(p->target, TERN_PEER_ID_LEN, p->target_hex);
     p->count = (unsigned)count;
     p->interval_ns = interval_ms * TERN_NS_PER_MS;
 
@@ -210,18 +147,12 @@ int cmd_ping_via(int argc, char **argv)
     app.on_rtt = pp_rtt;
     app.on_closed = tools_on_closed;
     app.on_conn_free = tools_on_conn_free;
-    app.on_path = pp_path;
-    tern_rdv_client_callbacks rcb;
-    memset(&rcb, 0, sizeof(rcb));
-    rcb.on_registered = pp_registered;
-    rcb.on_intro_failed = pp_intro_failed;
-    rcb.on_peer_conn = pp_peer_conn;
-    int rc = peer_session_start(&p->ps, "tern ping", &o, &app, &rcb, p, 0);
-    p->link.d = p->ps.d;
+    int rc = peer_session_start(&p->ps, "tern ping", &o, &app, NULL, p, 0);
     if (rc != 0) {
         exit_code = rc;
         goto out;
     }
+    peer_session_target(&p->ps, target_id, &p->link);
     if (tern_driver_timer_new(p->ps.d, pp_timer, p, &p->timer) != TERN_OK) {
         exit_code = XFER_EXIT_OTHER;
         goto out;
@@ -233,7 +164,8 @@ int cmd_ping_via(int argc, char **argv)
         goto out;
     }
     if (p->sent > 0) {
-        printf("--- %s tern ping ---\n%u sent, %u answered", p->target_hex, p->sent, p->answered);
+        printf("--- %s tern ping ---\n%u sent, %u answered", p->ps.target_hex, p->sent,
+               p->answered);
         if (p->answered > 0)
             printf(", rtt min/avg/max = %.3f/%.3f/%.3f ms", (double)p->rtt_min / 1e6,
                    (double)p->rtt_sum / p->answered / 1e6, (double)p->rtt_max / 1e6);
@@ -241,15 +173,14 @@ int cmd_ping_via(int argc, char **argv)
         fflush(stdout);
     }
     if (p->ps.exit_code) exit_code = p->ps.exit_code;
-    else if (p->exit_code) exit_code = p->exit_code;
     else if (p->answered > 0) exit_code = 0;
     else if (p->link.closed.err) {
         char where[96];
-        snprintf(where, sizeof(where), "peer %.16s", p->target_hex);
+        snprintf(where, sizeof(where), "peer %.16s", p->ps.target_hex);
         exit_code = tools_explain_conn_error("tern ping", where, &p->link.closed, o.timeout_ms,
                                              o.idle_ms);
     } else {
-        fprintf(stderr, "tern ping: no reply from %s\n", p->target_hex);
+        fprintf(stderr, "tern ping: no reply from %s\n", p->ps.target_hex);
         exit_code = XFER_EXIT_OTHER;
     }
 out:

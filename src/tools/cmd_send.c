@@ -69,12 +69,7 @@ typedef struct send_state {
     int verdict;                    /* -1 none yet, else XFER_V_* */
     char verdict_text[600];
     int exit_code;                  /* set by a local failure (file), else 0 */
-    /* peer mode (--via): the session, the peer, when INTRODUCE went out */
-    peer_session *ps;
-    char peer_hex[2 * TERN_PEER_ID_LEN + 1];
-    uint8_t peer_id[TERN_PEER_ID_LEN];
-    uint64_t t_intro;
-    int connected;
+    peer_session *ps;               /* peer mode (--via): the session, whose target we send to */
 } send_state;
 
 static void usage(FILE *f)
@@ -523,73 +518,6 @@ static void via_usage(FILE *f)
     fprintf(f, "Exit: as tern send; 1 also for an unknown peer.\n");
 }
 
-static void sv_established(tern_conn *c, void *user)
-{
-    send_state *s = user;
-    if (c != s->link.conn) return;
-    uint64_t now = tern_driver_now(s->link.d);
-    char addr[64];
-    const char *kind = peer_path_kind(c, addr, sizeof(addr), NULL);
-    s->connected = 1;
-    printf("connected to %s path %s %s in %.3f ms\n", s->peer_hex, kind, addr,
-           (double)(now - s->t_intro) / 1e6);
-    fflush(stdout);
-    on_established(c, user);
-}
-
-static void sv_path(tern_conn *c, void *user)
-{
-    send_state *s = user;
-    if (c != s->link.conn || !s->connected) return;
-    char addr[64];
-    const char *kind = peer_path_kind(c, addr, sizeof(addr), NULL);
-    printf("path now %s %s\n", kind, addr);
-    fflush(stdout);
-}
-
-static void sv_message(tern_conn *c, uint64_t flow, const uint8_t *d, size_t len, void *user)
-{
-    send_state *s = user;
-    if (c == s->link.conn) on_message(c, flow, d, len, user);
-}
-
-static void sv_registered(tern_rdv_client *rc, const tern_addr *pub, void *u)
-{
-    (void)pub;
-    send_state *s = u;
-    s->t_intro = tern_driver_now(s->link.d);
-    int r = tern_rdv_client_introduce(rc, s->t_intro, s->peer_id);
-    if (r != TERN_OK) {
-        fprintf(stderr, "tern send: cannot ask for an introduction: %s\n", tern_strerror(r));
-        send_fail_local(s, XFER_EXIT_OTHER);
-    }
-}
-
-static void sv_intro_failed(tern_rdv_client *rc, const uint8_t *id, int code, void *u)
-{
-    (void)rc, (void)id;
-    send_state *s = u;
-    if (code == TERN_RDV_E_UNKNOWN_PEER)
-        printf("error: unknown peer %s\n", s->peer_hex);
-    else
-        printf("error: introduction to %s failed: %s\n", s->peer_hex, tern_rdv_error_name(code));
-    fflush(stdout);
-    send_fail_local(s, XFER_EXIT_OTHER);
-}
-
-static void sv_peer_conn(tern_rdv_client *rc, const uint8_t *id, tern_conn *c, int err, void *u)
-{
-    (void)rc, (void)id;
-    send_state *s = u;
-    if (c == NULL) {
-        printf("error: cannot connect to %s: %s\n", s->peer_hex, tern_strerror(err));
-        fflush(stdout);
-        send_fail_local(s, XFER_EXIT_OTHER);
-        return;
-    }
-    s->link.conn = c;
-}
-
 static int send_via(int argc, char **argv)
 {
     send_state s;
@@ -628,9 +556,11 @@ static int send_via(int argc, char **argv)
         via_usage(stderr);
         return XFER_EXIT_USAGE;
     }
-    if (peer_parse_id("tern send", to, s.peer_id) != 0) return XFER_EXIT_USAGE;
-    tern_hex_encode(s.peer_id, TERN_PEER_ID_LEN, s.peer_hex);
-    snprintf(s.where, sizeof(s.where), "peer %.16s", s.peer_hex);
+    uint8_t peer_id[TERN_PEER_ID_LEN];
+    char peer_hex[2 * TERN_PEER_ID_LEN + 1];
+    if (peer_parse_id("tern send", to, peer_id) != 0) return XFER_EXIT_USAGE;
+    tern_hex_encode(peer_id, TERN_PEER_ID_LEN, peer_hex);
+    snprintf(s.where, sizeof(s.where), "peer %.16s", peer_hex);
     s.timeout_ms = o.timeout_ms;
     s.idle_ms = o.idle_ms;
     if (send_name(&s) != 0) return XFER_EXIT_USAGE;
@@ -644,23 +574,17 @@ static int send_via(int argc, char **argv)
     }
     tern_callbacks app;
     memset(&app, 0, sizeof(app));
-    app.on_established = sv_established;
-    app.on_message = sv_message;
+    app.on_established = on_established;
+    app.on_message = on_message;
     app.on_closed = tools_on_closed;
     app.on_conn_free = tools_on_conn_free;
-    app.on_path = sv_path;
     app.on_flow_writable = on_flow_writable;
     app.on_flow_acked = on_flow_acked;
     app.on_flow_release = on_flow_release;
-    tern_rdv_client_callbacks rcb;
-    memset(&rcb, 0, sizeof(rcb));
-    rcb.on_registered = sv_registered;
-    rcb.on_intro_failed = sv_intro_failed;
-    rcb.on_peer_conn = sv_peer_conn;
-    exit_code = peer_session_start(ps, "tern send", &o, &app, &rcb, &s, 0);
+    exit_code = peer_session_start(ps, "tern send", &o, &app, NULL, &s, 0);
     s.ps = ps;
-    s.link.d = ps->d;
     if (exit_code != 0) goto out;
+    peer_session_target(ps, peer_id, &s.link);
     exit_code = XFER_EXIT_OTHER;
     tools_catch_signals(s.link.d);
     if (tern_driver_run(s.link.d) != TERN_OK) {
