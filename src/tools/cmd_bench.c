@@ -257,9 +257,8 @@ typedef struct cli_state {
     uint64_t req_at;
     uint64_t r_bytes, r_ns, r_cpu; /* the server's report */
     uint64_t t_report, cpu_report;
-    uint64_t timeout_ms, idle_ms;
-    uint8_t aead, integrity_only;
-    int verbose;
+    tools_client_opts opts;
+    uint8_t aead, integrity_only; /* what the handshake chose */
 } cli_state;
 
 /* --verbose: the driver's and the connection's counters, to see what limits a run */
@@ -436,19 +435,11 @@ static int cli_report(cli_state *s)
 
 static int tcp_latency(const tern_addr *to, size_t size, uint64_t seconds_ns);
 
-static int g_cc = -1, g_payload = 0; /* --cc, --payload: diagnostics */
-
-static int run_client(cli_state *s, const tern_addr *remote, const uint8_t pub[TERN_KEY_LEN],
-                      int aead, int integrity)
+static int run_client(cli_state *s, const tern_addr *remote, const uint8_t pub[TERN_KEY_LEN])
 {
     tern_driver_config dc;
     tern_driver_config_default(&dc);
-    if (g_cc >= 0) dc.endpoint.settings.cc = (uint8_t)g_cc;
-    if (g_payload) dc.endpoint.settings.max_udp_payload = (uint16_t)g_payload;
-    dc.endpoint.settings.handshake_timeout_ns = s->timeout_ms * TERN_NS_PER_MS;
-    dc.endpoint.settings.idle_timeout_ns = s->idle_ms * TERN_NS_PER_MS;
-    dc.endpoint.settings.aead = (uint8_t)aead;
-    dc.endpoint.settings.integrity_only = (uint8_t)integrity;
+    tools_client_settings(&s->opts, &dc.endpoint.settings);
     dc.endpoint.callbacks.on_established = cli_on_established;
     dc.endpoint.callbacks.on_message = cli_on_message;
     dc.endpoint.callbacks.on_closed = tools_on_closed;
@@ -474,12 +465,12 @@ static int run_client(cli_state *s, const tern_addr *remote, const uint8_t pub[T
         fprintf(stderr, "tern bench: event loop failed: %s\n", strerror(errno));
         goto out;
     }
-    if (s->verbose) cli_print_counters(s);
+    if (s->opts.verbose) cli_print_counters(s);
     if (s->phase == 3 && s->link.closed.err == 0 && !tools_interrupted())
         exit_code = cli_report(s);
     else if (s->link.closed.err != 0)
         exit_code = tools_explain_conn_error("tern bench", s->where, &s->link.closed,
-                                             s->timeout_ms, s->idle_ms);
+                                             s->opts.timeout_ms, s->opts.idle_ms);
     else fprintf(stderr, "tern bench: interrupted\n");
     grace = 300 * TERN_NS_PER_MS;
 out:
@@ -491,25 +482,21 @@ int cmd_bench(int argc, char **argv)
 {
     cli_state s;
     memset(&s, 0, sizeof(s));
-    s.timeout_ms = 5000;
-    s.idle_ms = 30000;
-    const char *listen = NULL, *target = NULL, *key_hex = NULL, *keyfile = NULL;
+    tools_client_opts_default(&s.opts);
+    const char *listen = NULL, *keyfile = NULL;
     uint64_t seconds = 5, msg = 64 << 10, size = 64;
-    int aead = TERN_AEAD_AUTO, integrity = 0, tcp = 0;
+    int tcp = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+        int bad = 0, r = tools_client_opt(&s.opts, argc, argv, &i);
+        if (r == 1) continue;
+        if (r < 0) {
+            bad = 1;
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return XFER_EXIT_OK;
         } else if (!strcmp(a, "--listen") && v) {
             listen = v;
-            i++;
-        } else if (!strcmp(a, "--to") && v) {
-            target = v;
-            i++;
-        } else if (!strcmp(a, "--server-key") && v) {
-            key_hex = v;
             i++;
         } else if (!strcmp(a, "--key") && v) {
             keyfile = v;
@@ -528,48 +515,23 @@ int cmd_bench(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "--latency")) {
             s.latency = 1;
-        } else if (!strcmp(a, "--cc") && v) {
-            g_cc = !strcmp(v, "bbr") ? TERN_CC_BBR : !strcmp(v, "cubic") ? TERN_CC_CUBIC
-                   : !strcmp(v, "newreno")                    ? TERN_CC_NEWRENO
-                                                              : -1;
-            bad = g_cc < 0;
-            i++;
-        } else if (!strcmp(a, "--payload") && v) {
-            uint64_t pl;
-            bad = tools_parse_u64(v, 1200, TERN_MAX_DATAGRAM, 0, &pl);
-            g_payload = (int)pl;
-            i++;
-        } else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) {
-            s.verbose = 1;
         } else if (!strcmp(a, "--tcp")) {
             tcp = 1;
-        } else if (!strcmp(a, "--aead") && v) {
-            if (!strcmp(v, "aes")) aead = TERN_AEAD_AES256GCM;
-            else if (!strcmp(v, "chacha")) aead = TERN_AEAD_CHACHA20POLY1305;
-            else bad = 1;
-            i++;
-        } else if (!strcmp(a, "--integrity-only")) {
-            integrity = 1;
         } else if (!strcmp(a, "--allow-integrity-only")) {
-            integrity = 1;
-        } else if (!strcmp(a, "--timeout") && v) {
-            bad = tools_parse_u64(v, 1, 3600000, 0, &s.timeout_ms);
-            i++;
-        } else if (!strcmp(a, "--idle-timeout") && v) {
-            bad = tools_parse_u64(v, 1, 3600000, 0, &s.idle_ms);
-            i++;
+            s.opts.integrity_only = 1;
         } else {
             bad = 1;
         }
         if (bad) return tools_bad_argument("tern bench", a, v, usage);
     }
+    const char *target = s.opts.to;
     if ((listen == NULL) == (target == NULL)) {
         usage(stderr);
         return XFER_EXIT_USAGE;
     }
     tern_addr addr;
     if (tools_resolve(listen ? listen : target, 4433, &addr) != 0) return XFER_EXIT_USAGE;
-    if (listen) return run_server(&addr, keyfile, integrity, tcp);
+    if (listen) return run_server(&addr, keyfile, s.opts.integrity_only, tcp);
     s.seconds_ns = s.max_bytes ? 3600 * TERN_NS_PER_S : seconds * TERN_NS_PER_S;
     if (tcp) {
         if (!s.latency) {
@@ -580,10 +542,7 @@ int cmd_bench(int argc, char **argv)
         return tcp_latency(&addr, (size_t)size, seconds * TERN_NS_PER_S);
     }
     uint8_t pub[TERN_KEY_LEN];
-    if (key_hex == NULL || tern_hex_decode(key_hex, pub, TERN_KEY_LEN) != TERN_OK) {
-        fprintf(stderr, "tern bench: --server-key needs 64 hex characters\n");
-        return XFER_EXIT_USAGE;
-    }
+    if (tools_server_key("tern bench", s.opts.server_key, pub) != 0) return XFER_EXIT_USAGE;
     tern_addr_format(&addr, s.where, sizeof(s.where));
     s.msg = (size_t)msg;
     s.size = (size_t)size;
@@ -595,7 +554,7 @@ int cmd_bench(int argc, char **argv)
         free(s.samples);
         return XFER_EXIT_OTHER;
     }
-    int rc = run_client(&s, &addr, pub, aead, integrity);
+    int rc = run_client(&s, &addr, pub);
     free(s.buf);
     free(s.samples);
     return rc;

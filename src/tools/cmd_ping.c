@@ -190,10 +190,7 @@ int cmd_ping(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
-    if (tern_hex_decode(key_hex, server_pub, TERN_KEY_LEN) != TERN_OK) {
-        fprintf(stderr, "tern ping: --server-key needs 64 hex characters\n");
-        return EXIT_USAGE;
-    }
+    if (tools_server_key("tern ping", key_hex, server_pub) != 0) return EXIT_USAGE;
     tern_addr remote;
     if (tools_resolve(target, 4433, &remote) != 0) return EXIT_USAGE;
     tern_addr_format(&remote, p.where, sizeof(p.where));

@@ -382,54 +382,23 @@ int cmd_send(int argc, char **argv)
     memset(&s, 0, sizeof(s));
     s.fd = -1;
     s.verdict = -1;
-    s.timeout_ms = 5000;
-    s.idle_ms = 30000;
-    const char *target = NULL, *key_hex = NULL;
+    tools_client_opts o;
+    tools_client_opts_default(&o);
     uint64_t chunk = 64 << 10;
-    int aead = TERN_AEAD_AUTO, integrity = 0, cc = -1;
-    uint64_t payload = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+        int bad = 0, r = tools_client_opt(&o, argc, argv, &i);
+        if (r == 1) continue;
+        if (r < 0) {
+            bad = 1;
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return XFER_EXIT_OK;
-        } else if (!strcmp(a, "--to") && v) {
-            target = v;
-            i++;
-        } else if (!strcmp(a, "--server-key") && v) {
-            key_hex = v;
-            i++;
-        } else if (!strcmp(a, "--aead") && v) {
-            if (!strcmp(v, "aes")) aead = TERN_AEAD_AES256GCM;
-            else if (!strcmp(v, "chacha")) aead = TERN_AEAD_CHACHA20POLY1305;
-            else bad = 1;
-            i++;
-        } else if (!strcmp(a, "--integrity-only")) {
-            integrity = 1;
-        } else if (!strcmp(a, "--cc") && v) {
-            cc = !strcmp(v, "bbr")       ? TERN_CC_BBR
-                 : !strcmp(v, "cubic")   ? TERN_CC_CUBIC
-                 : !strcmp(v, "newreno") ? TERN_CC_NEWRENO
-                                         : -1;
-            bad = cc < 0;
-            i++;
-        } else if (!strcmp(a, "--payload") && v) {
-            bad = tools_parse_u64(v, 1200, TERN_MAX_DATAGRAM, 0, &payload);
-            i++;
         } else if (!strcmp(a, "--chunk") && v) {
             bad = tools_parse_u64(v, 1024, 16u << 20, 1, &chunk);
             i++;
-        } else if (!strcmp(a, "--timeout") && v) {
-            bad = tools_parse_u64(v, 1, 3600000, 0, &s.timeout_ms);
-            i++;
-        } else if (!strcmp(a, "--idle-timeout") && v) {
-            bad = tools_parse_u64(v, 1, 3600000, 0, &s.idle_ms);
-            i++;
         } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
             s.quiet = 1;
-        } else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) {
-            s.verbose = 1;
         } else if (a[0] != '-' && s.path == NULL) {
             s.path = a;
         } else {
@@ -438,30 +407,25 @@ int cmd_send(int argc, char **argv)
         if (bad) return tools_bad_argument("tern send", a, v, usage);
     }
     uint8_t server_pub[TERN_KEY_LEN];
-    if (s.path == NULL || target == NULL || key_hex == NULL) {
+    if (s.path == NULL || o.to == NULL || o.server_key == NULL) {
         usage(stderr);
         return XFER_EXIT_USAGE;
     }
-    if (tern_hex_decode(key_hex, server_pub, TERN_KEY_LEN) != TERN_OK) {
-        fprintf(stderr, "tern send: --server-key needs 64 hex characters\n");
-        return XFER_EXIT_USAGE;
-    }
+    if (tools_server_key("tern send", o.server_key, server_pub) != 0) return XFER_EXIT_USAGE;
     if (send_name(&s) != 0) return XFER_EXIT_USAGE;
     tern_addr remote;
-    if (tools_resolve(target, 4433, &remote) != 0) return XFER_EXIT_USAGE;
+    if (tools_resolve(o.to, 4433, &remote) != 0) return XFER_EXIT_USAGE;
     tern_addr_format(&remote, s.where, sizeof(s.where));
+    s.timeout_ms = o.timeout_ms;
+    s.idle_ms = o.idle_ms;
+    s.verbose = o.verbose;
 
     int prc = send_prepare(&s, chunk);
     if (prc != 0) return prc;
 
     tern_driver_config dc;
     tern_driver_config_default(&dc);
-    dc.endpoint.settings.handshake_timeout_ns = s.timeout_ms * TERN_NS_PER_MS;
-    dc.endpoint.settings.idle_timeout_ns = s.idle_ms * TERN_NS_PER_MS;
-    dc.endpoint.settings.aead = (uint8_t)aead;
-    dc.endpoint.settings.integrity_only = (uint8_t)integrity;
-    if (cc >= 0) dc.endpoint.settings.cc = (uint8_t)cc;
-    if (payload) dc.endpoint.settings.max_udp_payload = (uint16_t)payload;
+    tools_client_settings(&o, &dc.endpoint.settings);
     dc.endpoint.callbacks.on_established = on_established;
     dc.endpoint.callbacks.on_message = on_message;
     dc.endpoint.callbacks.on_closed = tools_on_closed;

@@ -423,10 +423,7 @@ int peer_session_start(peer_session *ps, const char *cmd, const peer_opts *o,
         fprintf(stderr, "%s: peer mode needs --via ADDR:PORT and --server-key HEX\n", cmd);
         return XFER_EXIT_USAGE;
     }
-    if (tern_hex_decode(o->server_key, server_pub, TERN_KEY_LEN) != TERN_OK) {
-        fprintf(stderr, "%s: --server-key needs 64 hex characters\n", cmd);
-        return XFER_EXIT_USAGE;
-    }
+    if (tools_server_key(cmd, o->server_key, server_pub) != 0) return XFER_EXIT_USAGE;
     if (o->token) {
         if (peer_parse_token(cmd, "--token", o->token, ps->token) != 0) return XFER_EXIT_USAGE;
         ps->has_token = 1;

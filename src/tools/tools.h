@@ -84,6 +84,29 @@ void tools_on_conn_free(tern_conn *c, void *user);
 /* Prints "CMD: bad argument A[ V]" and the usage to stderr; returns XFER_EXIT_USAGE (2). */
 int tools_bad_argument(const char *cmd, const char *a, const char *v, void (*usage)(FILE *f));
 
+/* The options of the commands that connect to a tern listener (tern send, tern bench). */
+typedef struct tools_client_opts {
+    const char *to;         /* --to ADDR:PORT */
+    const char *server_key; /* --server-key HEX */
+    int aead;               /* --aead aes|chacha: TERN_AEAD_* (default TERN_AEAD_AUTO) */
+    int integrity_only;     /* --integrity-only */
+    int cc;                 /* --cc bbr|cubic|newreno: TERN_CC_*; -1 (default): the core's */
+    uint64_t payload;       /* --payload BYTES (1200..TERN_MAX_DATAGRAM); 0: the core's */
+    uint64_t timeout_ms;    /* --timeout MS: the handshake's (default 5000) */
+    uint64_t idle_ms;       /* --idle-timeout MS (default 30000) */
+    int verbose;            /* --verbose, -v */
+} tools_client_opts;
+
+void tools_client_opts_default(tools_client_opts *o);
+/* When argv[*i] is one of those options: takes it and its value (advancing *i) and returns 1;
+ * -1 when its value is missing or bad; 0 when it is none of them. */
+int tools_client_opt(tools_client_opts *o, int argc, char **argv, int *i);
+/* Writes the options' endpoint settings (timeouts, cipher, congestion controller, payload). */
+void tools_client_settings(const tools_client_opts *o, tern_settings *s);
+/* Decodes --server-key HEX (NULL: missing). Returns 0, or -1 after printing that it needs 64
+ * hex characters. */
+int tools_server_key(const char *cmd, const char *hex, uint8_t pub[TERN_KEY_LEN]);
+
 /* Parses a decimal number in [lo, hi]; with a K/M/G suffix (powers of 1024) when scaled. Returns
  * 0, or -1 when text is not one. */
 int tools_parse_u64(const char *text, uint64_t lo, uint64_t hi, int scaled, uint64_t *out);

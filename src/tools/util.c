@@ -157,7 +157,7 @@ void tools_print_counters(const char *cmd, tern_driver *d, tern_conn *c)
             (unsigned long long)ni.cwnd_bytes);
 }
 
-/* ---- the one connection of a command, why it ended, bad arguments, numbers, CPU time */
+/* ---- the one connection of a command, why it ended, options, numbers, CPU time */
 
 void tools_close_note_set(tools_close_note *n, int err, uint64_t code, const char *reason,
                           size_t len)
@@ -232,6 +232,72 @@ int tools_explain_conn_error(const char *cmd, const char *where, const tools_clo
         fprintf(stderr, "%s: connection to %s failed: %s\n", cmd, where, tern_strerror(err));
         return XFER_EXIT_OTHER;
     }
+}
+
+void tools_client_opts_default(tools_client_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->aead = TERN_AEAD_AUTO;
+    o->cc = -1;
+    o->timeout_ms = 5000;
+    o->idle_ms = 30000;
+}
+
+int tools_client_opt(tools_client_opts *o, int argc, char **argv, int *i)
+{
+    const char *a = argv[*i];
+    if (!strcmp(a, "--integrity-only")) {
+        o->integrity_only = 1;
+        return 1;
+    }
+    if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) {
+        o->verbose = 1;
+        return 1;
+    }
+    const char **str = !strcmp(a, "--to") ? &o->to : !strcmp(a, "--server-key") ? &o->server_key
+                                                                                 : NULL;
+    int is_num = !strcmp(a, "--payload") || !strcmp(a, "--timeout") ||
+                 !strcmp(a, "--idle-timeout");
+    if (str == NULL && !is_num && strcmp(a, "--aead") != 0 && strcmp(a, "--cc") != 0) return 0;
+    if (*i + 1 >= argc) return -1;
+    const char *v = argv[++*i];
+    if (str) {
+        *str = v;
+    } else if (!strcmp(a, "--aead")) {
+        o->aead = !strcmp(v, "aes")      ? TERN_AEAD_AES256GCM
+                  : !strcmp(v, "chacha") ? TERN_AEAD_CHACHA20POLY1305
+                                         : -1;
+        if (o->aead < 0) return -1;
+    } else if (!strcmp(a, "--cc")) {
+        o->cc = !strcmp(v, "bbr")       ? TERN_CC_BBR
+                : !strcmp(v, "cubic")   ? TERN_CC_CUBIC
+                : !strcmp(v, "newreno") ? TERN_CC_NEWRENO
+                                        : -1;
+        if (o->cc < 0) return -1;
+    } else if (!strcmp(a, "--payload")) {
+        if (tools_parse_u64(v, 1200, TERN_MAX_DATAGRAM, 0, &o->payload) != 0) return -1;
+    } else if (tools_parse_u64(v, 1, 3600000, 0,
+                               !strcmp(a, "--timeout") ? &o->timeout_ms : &o->idle_ms) != 0) {
+        return -1;
+    }
+    return 1;
+}
+
+void tools_client_settings(const tools_client_opts *o, tern_settings *s)
+{
+    s->handshake_timeout_ns = o->timeout_ms * TERN_NS_PER_MS;
+    s->idle_timeout_ns = o->idle_ms * TERN_NS_PER_MS;
+    s->aead = (uint8_t)o->aead;
+    s->integrity_only = (uint8_t)o->integrity_only;
+    if (o->cc >= 0) s->cc = (uint8_t)o->cc;
+    if (o->payload) s->max_udp_payload = (uint16_t)o->payload;
+}
+
+int tools_server_key(const char *cmd, const char *hex, uint8_t pub[TERN_KEY_LEN])
+{
+    if (hex != NULL && tern_hex_decode(hex, pub, TERN_KEY_LEN) == TERN_OK) return 0;
+    fprintf(stderr, "%s: --server-key needs 64 hex characters\n", cmd);
+    return -1;
 }
 
 int tools_parse_u64(const char *text, uint64_t lo, uint64_t hi, int scaled, uint64_t *out)
