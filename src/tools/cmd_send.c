@@ -372,7 +372,43 @@ static int send_prepare(send_state *s, uint64_t chunk)
     return 0;
 }
 
+static void via_usage(FILE *f);
 static int send_via(int argc, char **argv);
+
+/* Parses tern send's arguments: the direct mode's options (co) or, with po, peer mode's
+ * (--via; --to is then a peer ID). Returns -1 to go on, else the exit code (after --help, or a
+ * bad argument). */
+static int send_args(send_state *s, int argc, char **argv, tools_client_opts *co, peer_opts *po,
+                     uint64_t *chunk)
+{
+    void (*help)(FILE *f) = po ? via_usage : usage;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int bad = 0;
+        int r = po ? peer_parse_opt(po, argc, argv, &i) : tools_client_opt(co, argc, argv, &i);
+        if (r == 1) continue;
+        if (r < 0) {
+            bad = 1;
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            help(stdout);
+            return XFER_EXIT_OK;
+        } else if (po && !strcmp(a, "--to") && v) {
+            co->to = v;
+            i++;
+        } else if (!strcmp(a, "--chunk") && v) {
+            bad = tools_parse_u64(v, 1024, 16u << 20, 1, chunk);
+            i++;
+        } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
+            s->quiet = 1;
+        } else if (a[0] != '-' && s->path == NULL) {
+            s->path = a;
+        } else {
+            bad = 1;
+        }
+        if (bad) return tools_bad_argument("tern send", a, v, help);
+    }
+    return -1;
+}
 
 int cmd_send(int argc, char **argv)
 {
@@ -385,27 +421,8 @@ int cmd_send(int argc, char **argv)
     tools_client_opts o;
     tools_client_opts_default(&o);
     uint64_t chunk = 64 << 10;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0, r = tools_client_opt(&o, argc, argv, &i);
-        if (r == 1) continue;
-        if (r < 0) {
-            bad = 1;
-        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return XFER_EXIT_OK;
-        } else if (!strcmp(a, "--chunk") && v) {
-            bad = tools_parse_u64(v, 1024, 16u << 20, 1, &chunk);
-            i++;
-        } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
-            s.quiet = 1;
-        } else if (a[0] != '-' && s.path == NULL) {
-            s.path = a;
-        } else {
-            bad = 1;
-        }
-        if (bad) return tools_bad_argument("tern send", a, v, usage);
-    }
+    int prc = send_args(&s, argc, argv, &o, NULL, &chunk);
+    if (prc >= 0) return prc;
     uint8_t server_pub[TERN_KEY_LEN];
     if (s.path == NULL || o.to == NULL || o.server_key == NULL) {
         usage(stderr);
@@ -420,7 +437,7 @@ int cmd_send(int argc, char **argv)
     s.idle_ms = o.idle_ms;
     s.verbose = o.verbose;
 
-    int prc = send_prepare(&s, chunk);
+    prc = send_prepare(&s, chunk);
     if (prc != 0) return prc;
 
     tern_driver_config dc;
@@ -490,45 +507,24 @@ static int send_via(int argc, char **argv)
     s.verdict = -1;
     peer_opts o;
     peer_opts_default(&o);
-    const char *to = NULL;
+    tools_client_opts to; /* --to only */
+    tools_client_opts_default(&to);
     uint64_t chunk = 64 << 10;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0, r = peer_parse_opt(&o, argc, argv, &i);
-        if (r == 1) continue;
-        if (r < 0) {
-            bad = 1;
-        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            via_usage(stdout);
-            return XFER_EXIT_OK;
-        } else if (!strcmp(a, "--to") && v) {
-            to = v;
-            i++;
-        } else if (!strcmp(a, "--chunk") && v) {
-            bad = tools_parse_u64(v, 1024, 16u << 20, 1, &chunk);
-            i++;
-        } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
-            s.quiet = 1;
-        } else if (a[0] != '-' && s.path == NULL) {
-            s.path = a;
-        } else {
-            bad = 1;
-        }
-        if (bad) return tools_bad_argument("tern send", a, v, via_usage);
-    }
-    if (s.path == NULL || to == NULL) {
+    int exit_code = send_args(&s, argc, argv, &to, &o, &chunk);
+    if (exit_code >= 0) return exit_code;
+    if (s.path == NULL || to.to == NULL) {
         via_usage(stderr);
         return XFER_EXIT_USAGE;
     }
     uint8_t peer_id[TERN_PEER_ID_LEN];
     char peer_hex[2 * TERN_PEER_ID_LEN + 1];
-    if (peer_parse_id("tern send", to, peer_id) != 0) return XFER_EXIT_USAGE;
+    if (peer_parse_id("tern send", to.to, peer_id) != 0) return XFER_EXIT_USAGE;
     tern_hex_encode(peer_id, TERN_PEER_ID_LEN, peer_hex);
     snprintf(s.where, sizeof(s.where), "peer %.16s", peer_hex);
     s.timeout_ms = o.timeout_ms;
     s.idle_ms = o.idle_ms;
     if (send_name(&s) != 0) return XFER_EXIT_USAGE;
-    int exit_code = send_prepare(&s, chunk);
+    exit_code = send_prepare(&s, chunk);
     if (exit_code != 0) return exit_code;
 
     peer_session *ps = calloc(1, sizeof(*ps));
