@@ -107,6 +107,19 @@ void tools_client_settings(const tools_client_opts *o, tern_settings *s);
  * hex characters. */
 int tools_server_key(const char *cmd, const char *hex, uint8_t pub[TERN_KEY_LEN]);
 
+/* The arguments of tern stun and tern nat-type: HOST[:PORT] [--rto MS] [--tries N] [-v]. */
+typedef struct tools_stun_args {
+    const char *host;
+    long rto_ms, tries; /* defaults set by the caller; accepted 1..60000 and 1..20 */
+    int verbose;        /* -v (only where allow_verbose) */
+} tools_stun_args;
+
+/* Parses them into a (defaults set) and resolves the host (port 3478 by default) into server.
+ * Returns -1 to go on, else the exit code: 0 after --help, 2 usage (help printed on stderr),
+ * 1 when the host does not resolve. */
+int tools_stun_args_parse(const char *cmd, int argc, char **argv, void (*help)(FILE *f),
+                          int allow_verbose, tools_stun_args *a, tern_addr *server);
+
 /* Parses a decimal number in [lo, hi]; with a K/M/G suffix (powers of 1024) when scaled. Returns
  * 0, or -1 when text is not one. */
 int tools_parse_u64(const char *text, uint64_t lo, uint64_t hi, int scaled, uint64_t *out);

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "tern/driver.h"
+#include "tern/stun.h"
 #include "tern/udp.h"
 #include "tools/peer_text.h"
 #include "tools/tools.h"
@@ -298,6 +299,35 @@ int tools_server_key(const char *cmd, const char *hex, uint8_t pub[TERN_KEY_LEN]
     if (hex != NULL && tern_hex_decode(hex, pub, TERN_KEY_LEN) == TERN_OK) return 0;
     fprintf(stderr, "%s: --server-key needs 64 hex characters\n", cmd);
     return -1;
+}
+
+int tools_stun_args_parse(const char *cmd, int argc, char **argv, void (*help)(FILE *f),
+                          int allow_verbose, tools_stun_args *a, tern_addr *server)
+{
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            help(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--rto") && i + 1 < argc) {
+            a->rto_ms = strtol(argv[++i], NULL, 10);
+        } else if (!strcmp(argv[i], "--tries") && i + 1 < argc) {
+            a->tries = strtol(argv[++i], NULL, 10);
+        } else if (allow_verbose && !strcmp(argv[i], "-v")) {
+            a->verbose = 1;
+        } else if (argv[i][0] != '-' && a->host == NULL) {
+            a->host = argv[i];
+        } else {
+            fprintf(stderr, "%s: unexpected argument %s\n", cmd, argv[i]);
+            help(stderr);
+            return 2;
+        }
+    }
+    if (a->host == NULL || a->rto_ms <= 0 || a->rto_ms > 60000 || a->tries <= 0 ||
+        a->tries > 20) {
+        help(stderr);
+        return 2;
+    }
+    return tools_resolve(a->host, TERN_STUN_PORT, server) != 0 ? 1 : -1;
 }
 
 int tools_parse_u64(const char *text, uint64_t lo, uint64_t hi, int scaled, uint64_t *out)
