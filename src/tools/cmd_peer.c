@@ -34,11 +34,8 @@
 typedef struct pping {
     tools_conn link; /* first: tools_on_closed, tools_on_conn_free; the session's target */
     peer_session ps;
-    tern_driver_timer *timer;
-    unsigned count, sent, answered;
-    uint64_t interval_ns, sent_at;
-    int waiting, first_printed;
-    uint64_t rtt_min, rtt_max, rtt_sum;
+    tools_pinger pg;
+    int first_printed;
 } pping;
 
 static void ping_usage(FILE *f)
@@ -54,36 +51,17 @@ static void ping_usage(FILE *f)
                "      3 wrong server key, 4 no answer (server or peer), 5 connection lost.\n");
 }
 
-static void pp_send(pping *p)
-{
-    uint64_t now = tern_driver_now(p->ps.d);
-    if (p->link.conn == NULL || tern_conn_ping(p->link.conn, now) != TERN_OK) return;
-    p->sent++;
-    p->sent_at = now;
-    p->waiting = 1;
-}
-
-static void pp_timer(tern_driver *d, tern_driver_timer *t, void *user)
-{
-    (void)d, (void)t;
-    pp_send(user);
-}
-
 static void pp_established(tern_conn *c, void *u)
 {
+    pping *p = u;
     (void)c; /* the target's (peer_session_target) */
-    pp_send(u);
+    tools_pinger_send(&p->pg);
 }
 
 static void pp_rtt(tern_conn *c, uint64_t rtt, void *u)
 {
     pping *p = u;
-    if (c != p->link.conn || !p->waiting) return;
-    p->waiting = 0;
-    p->answered++;
-    if (p->answered == 1 || rtt < p->rtt_min) p->rtt_min = rtt;
-    if (rtt > p->rtt_max) p->rtt_max = rtt;
-    p->rtt_sum += rtt;
+    if (!tools_pinger_answer(&p->pg, rtt)) return;
     uint64_t now = tern_driver_now(p->ps.d);
     char addr[64];
     printf("reply from %s: rtt=%.3f ms path=%s\n", p->ps.target_hex, (double)rtt / 1e6,
@@ -93,12 +71,7 @@ static void pp_rtt(tern_conn *c, uint64_t rtt, void *u)
         printf("first byte after %.3f ms\n", (double)(now - p->ps.t_intro) / 1e6);
     }
     fflush(stdout);
-    if (p->count != 0 && p->sent >= p->count) {
-        tern_driver_stop(p->ps.d);
-        return;
-    }
-    uint64_t next = p->sent_at + p->interval_ns;
-    tern_driver_timer_set(p->timer, next > now ? next : now);
+    tools_pinger_next(&p->pg);
 }
 
 int cmd_ping_via(int argc, char **argv)
@@ -138,8 +111,6 @@ int cmd_ping_via(int argc, char **argv)
     pping *p = calloc(1, sizeof(*p));
     if (p == NULL) return XFER_EXIT_OTHER;
     int exit_code;
-    p->count = (unsigned)count;
-    p->interval_ns = interval_ms * TERN_NS_PER_MS;
 
     tern_callbacks app;
     memset(&app, 0, sizeof(app));
@@ -153,7 +124,8 @@ int cmd_ping_via(int argc, char **argv)
         goto out;
     }
     peer_session_target(&p->ps, target_id, &p->link);
-    if (tern_driver_timer_new(p->ps.d, pp_timer, p, &p->timer) != TERN_OK) {
+    if (tools_pinger_init(&p->pg, &p->link, (unsigned)count, interval_ms * TERN_NS_PER_MS) !=
+        TERN_OK) {
         exit_code = XFER_EXIT_OTHER;
         goto out;
     }
@@ -163,17 +135,9 @@ int cmd_ping_via(int argc, char **argv)
         exit_code = XFER_EXIT_OTHER;
         goto out;
     }
-    if (p->sent > 0) {
-        printf("--- %s tern ping ---\n%u sent, %u answered", p->ps.target_hex, p->sent,
-               p->answered);
-        if (p->answered > 0)
-            printf(", rtt min/avg/max = %.3f/%.3f/%.3f ms", (double)p->rtt_min / 1e6,
-                   (double)p->rtt_sum / p->answered / 1e6, (double)p->rtt_max / 1e6);
-        printf("\n");
-        fflush(stdout);
-    }
+    tools_pinger_summary(&p->pg, p->ps.target_hex);
     if (p->ps.exit_code) exit_code = p->ps.exit_code;
-    else if (p->answered > 0) exit_code = 0;
+    else if (p->pg.answered > 0) exit_code = 0;
     else if (p->link.closed.err) {
         char where[96];
         snprintf(where, sizeof(where), "peer %.16s", p->ps.target_hex);
@@ -184,7 +148,7 @@ int cmd_ping_via(int argc, char **argv)
         exit_code = XFER_EXIT_OTHER;
     }
 out:
-    tern_driver_timer_del(p->timer);
+    tern_driver_timer_del(p->pg.timer);
     peer_session_end(&p->ps, 0, "ping done", p->ps.d ? 300 * TERN_NS_PER_MS : 0);
     free(p);
     return exit_code;

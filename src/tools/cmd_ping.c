@@ -27,13 +27,9 @@ enum {
 
 typedef struct ping_state {
     tools_conn link; /* first: tools_on_closed, tools_on_conn_free */
-    tern_driver_timer *timer;
+    tools_pinger pg;
     char where[64];
-    unsigned count, sent, answered; /* count 0: until interrupted */
-    uint64_t interval_ns, idle_ms, timeout_ms;
-    uint64_t sent_at;
-    int waiting;
-    uint64_t rtt_min, rtt_max, rtt_sum;
+    uint64_t idle_ms, timeout_ms;
 } ping_state;
 
 static void usage(FILE *f)
@@ -51,21 +47,6 @@ static void usage(FILE *f)
             "      went away, closed or reset the connection).\n");
 }
 
-static void send_ping(ping_state *p)
-{
-    uint64_t now = tern_driver_now(p->link.d);
-    if (p->link.conn == NULL || tern_conn_ping(p->link.conn, now) != TERN_OK) return;
-    p->sent++;
-    p->sent_at = now;
-    p->waiting = 1;
-}
-
-static void on_timer(tern_driver *d, tern_driver_timer *t, void *user)
-{
-    (void)d, (void)t;
-    send_ping(user);
-}
-
 static void on_established(tern_conn *c, void *user)
 {
     ping_state *p = user;
@@ -76,28 +57,17 @@ static void on_established(tern_conn *c, void *user)
            st.aead == TERN_AEAD_AES256GCM ? "AES-256-GCM" : "ChaCha20-Poly1305",
            st.integrity_only ? " (integrity only)" : "");
     fflush(stdout);
-    send_ping(p);
+    tools_pinger_send(&p->pg);
 }
 
 static void on_rtt(tern_conn *c, uint64_t rtt_ns, void *user)
 {
     ping_state *p = user;
     (void)c;
-    if (!p->waiting) return; /* a keep-alive's answer */
-    p->waiting = 0;
-    p->answered++;
-    if (p->answered == 1 || rtt_ns < p->rtt_min) p->rtt_min = rtt_ns;
-    if (rtt_ns > p->rtt_max) p->rtt_max = rtt_ns;
-    p->rtt_sum += rtt_ns;
-    printf("seq=%u rtt=%.3f ms\n", p->sent, (double)rtt_ns / 1e6);
+    if (!tools_pinger_answer(&p->pg, rtt_ns)) return;
+    printf("seq=%u rtt=%.3f ms\n", p->pg.sent, (double)rtt_ns / 1e6);
     fflush(stdout);
-    if (p->count != 0 && p->sent >= p->count) {
-        tern_driver_stop(p->link.d);
-        return;
-    }
-    uint64_t next = p->sent_at + p->interval_ns;
-    uint64_t now = tern_driver_now(p->link.d);
-    tern_driver_timer_set(p->timer, next > now ? next : now);
+    tools_pinger_next(&p->pg);
 }
 
 /* Prints why the connection ended and returns the exit code (tern ping's own words for what
@@ -194,8 +164,6 @@ int cmd_ping(int argc, char **argv)
     tern_addr remote;
     if (tools_resolve(target, 4433, &remote) != 0) return EXIT_USAGE;
     tern_addr_format(&remote, p.where, sizeof(p.where));
-    p.count = (unsigned)count;
-    p.interval_ns = interval_ms * TERN_NS_PER_MS;
 
     tern_driver_config dc;
     tern_driver_config_default(&dc);
@@ -213,7 +181,7 @@ int cmd_ping(int argc, char **argv)
         return EXIT_OTHER;
     }
     int exit_code = EXIT_OTHER;
-    rc = tern_driver_timer_new(p.link.d, on_timer, &p, &p.timer);
+    rc = tools_pinger_init(&p.pg, &p.link, (unsigned)count, interval_ms * TERN_NS_PER_MS);
     if (rc == TERN_OK) rc = tern_driver_connect(p.link.d, &remote, server_pub, &p.link.conn);
     if (rc != TERN_OK) {
         fprintf(stderr, "tern ping: cannot connect to %s: %s\n", p.where, tern_strerror(rc));
@@ -227,18 +195,11 @@ int cmd_ping(int argc, char **argv)
         goto out;
     }
     tern_driver_shutdown(p.link.d, 0, "ping done", 500 * TERN_NS_PER_MS);
-    if (p.sent > 0) {
-        printf("--- %s tern ping ---\n%u sent, %u answered", p.where, p.sent, p.answered);
-        if (p.answered > 0)
-            printf(", rtt min/avg/max = %.3f/%.3f/%.3f ms", (double)p.rtt_min / 1e6,
-                   (double)p.rtt_sum / p.answered / 1e6, (double)p.rtt_max / 1e6);
-        printf("\n");
-        fflush(stdout);
-    }
+    tools_pinger_summary(&p.pg, p.where);
     if (p.link.closed.err != 0) exit_code = explain(&p, key_hex);
-    else if (tools_interrupted()) exit_code = p.answered > 0 ? EXIT_DONE : EXIT_OTHER;
-    else exit_code = p.answered == p.sent ? EXIT_DONE : EXIT_OTHER;
+    else if (tools_interrupted()) exit_code = p.pg.answered > 0 ? EXIT_DONE : EXIT_OTHER;
+    else exit_code = p.pg.answered == p.pg.sent ? EXIT_DONE : EXIT_OTHER;
 out:
-    tools_session_close(p.link.d, p.timer, 0, NULL, 0); /* closed above, before the summary */
+    tools_session_close(p.link.d, p.pg.timer, 0, NULL, 0); /* closed above, before the summary */
     return exit_code;
 }

@@ -257,7 +257,7 @@ static void s_free(tern_conn *c, void *u)
 static void s_rtt(tern_conn *c, uint64_t rtt, void *u)
 {
     peer_session *ps = u;
-    if (c != ps->srv && ps->app.on_rtt) ps->app.on_rtt(c, rtt, ps->user);
+    if (c != ps->srv && !not_target(ps, c) && ps->app.on_rtt) ps->app.on_rtt(c, rtt, ps->user);
 }
 
 static void s_datagram(tern_conn *c, const uint8_t *d, size_t len, void *u)

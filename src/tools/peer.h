@@ -76,7 +76,7 @@ int peer_session_start(peer_session *ps, const char *cmd, const peer_opts *o,
  * <direct|relayed> <addr> in <ms> ms" once it is established, "path now <direct|relayed> <addr>"
  * on each move after that, and "error: ..." when the peer is unknown, the introduction fails or
  * the connection cannot be made (exit code 1, loop stopped). The command's on_established,
- * on_message and on_path then hear of that connection only. */
+ * on_message, on_rtt and on_path then hear of that connection only. */
 void peer_session_target(peer_session *ps, const uint8_t id[TERN_PEER_ID_LEN], tools_conn *link);
 /* After calling tern_rdv_client_* outside a driver callback: re-arm the client's timer, flush. */
 void peer_session_kick(peer_session *ps);

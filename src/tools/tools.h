@@ -1,8 +1,8 @@
 /*
  * The tern command-line client: the sub-command table's entry type and the helpers the commands
- * share: util.c (exit codes and why a connection ended, numbers, the clock, signals, the end of
- * a driver session) and xfer.c (tern send/recv: the file hash, progress, names). One file per
- * sub-command holds only that command.
+ * share: util.c (exit codes, the command's connection and why it ended, options, numbers, the
+ * clock, signals, the end of a driver session), pinger.c (tern ping's pings) and xfer.c (tern
+ * send/recv: the file hash, progress, names). One file per sub-command holds only that command.
  */
 #ifndef TERN_TOOLS_H
 #define TERN_TOOLS_H
@@ -81,6 +81,30 @@ void tools_on_closed(tern_conn *c, int err, uint64_t code, const char *reason, s
 /* on_conn_free: forgets c when it is the command's connection. */
 void tools_on_conn_free(tern_conn *c, void *user);
 
+/* ---- tern ping's pings (pinger.c), direct and --via: one PING at a time on the command's
+ * connection, the next one interval_ns after the previous one went out. */
+typedef struct tern_driver_timer tern_driver_timer;
+typedef struct tools_pinger {
+    tools_conn *link;               /* the connection pinged, and the driver */
+    tern_driver_timer *timer;       /* paces the pings; the command frees it */
+    unsigned count, sent, answered; /* count 0: until interrupted */
+    uint64_t interval_ns, sent_at;
+    int waiting;                    /* a PING is out, its PONG not yet in */
+    uint64_t rtt_min, rtt_max, rtt_sum;
+} tools_pinger;
+
+/* Sets pg up on link's driver (link->d set). Returns TERN_OK, or the timer's error. */
+int tools_pinger_init(tools_pinger *pg, tools_conn *link, unsigned count, uint64_t interval_ns);
+/* Sends a PING now (none while there is no connection, or the core refuses it). */
+void tools_pinger_send(tools_pinger *pg);
+/* From on_rtt: 1 when rtt_ns answers our PING (counted), 0 for a keep-alive's answer. */
+int tools_pinger_answer(tools_pinger *pg, uint64_t rtt_ns);
+/* After an answer was reported: stops the driver once count pings went out, else arms the
+ * timer for the next one. */
+void tools_pinger_next(tools_pinger *pg);
+/* "--- NAME tern ping ---", then the counts and min/avg/max RTT (nothing when none was sent). */
+void tools_pinger_summary(const tools_pinger *pg, const char *name);
+
 /* Prints "CMD: bad argument A[ V]" and the usage to stderr; returns XFER_EXIT_USAGE (2). */
 int tools_bad_argument(const char *cmd, const char *a, const char *v, void (*usage)(FILE *f));
 
@@ -136,8 +160,6 @@ int tools_resolve(const char *text, uint16_t default_port, tern_addr *out);
 void tools_catch_signals(tern_driver *d);
 void tools_release_signals(void);
 int tools_interrupted(void);
-
-typedef struct tern_driver_timer tern_driver_timer;
 
 /* The end of every command that runs a driver: closes its connections with code and reason and
  * waits grace_ns at most for them to go (tern_driver_shutdown; grace_ns 0: no goodbye, e.g.

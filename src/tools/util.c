@@ -1,6 +1,7 @@
 /*
  * Helpers shared by the tern sub-commands (tools.h): name resolution, the clock, waiting on a
- * socket, SIGINT/SIGTERM, the end of a driver session, why a connection ended, numbers, CPU time.
+ * socket, SIGINT/SIGTERM, the end of a driver session, the command's connection and why it
+ * ended, the client and STUN options, bad arguments, numbers, CPU time.
  */
 #include <errno.h>
 #include <netdb.h>
