@@ -373,7 +373,7 @@ static int send_prepare(send_state *s, uint64_t chunk)
 }
 
 static void via_usage(FILE *f);
-static int send_via(int argc, char **argv);
+static int send_via(send_state *s, int argc, char **argv);
 
 /* Parses tern send's arguments: the direct mode's options (co) or, with po, peer mode's
  * (--via; --to is then a peer ID). Returns -1 to go on, else the exit code (after --help, or a
@@ -412,12 +412,12 @@ static int send_args(send_state *s, int argc, char **argv, tools_client_opts *co
 
 int cmd_send(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--via")) return send_via(argc, argv); /* peer mode */
     send_state s;
     memset(&s, 0, sizeof(s));
     s.fd = -1;
     s.verdict = -1;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--via")) return send_via(&s, argc, argv); /* peer mode */
     tools_client_opts o;
     tools_client_opts_default(&o);
     uint64_t chunk = 64 << 10;
@@ -499,20 +499,16 @@ static void via_usage(FILE *f)
     fprintf(f, "Exit: as tern send; 1 also for an unknown peer.\n");
 }
 
-static int send_via(int argc, char **argv)
+static int send_via(send_state *s, int argc, char **argv)
 {
-    send_state s;
-    memset(&s, 0, sizeof(s));
-    s.fd = -1;
-    s.verdict = -1;
     peer_opts o;
     peer_opts_default(&o);
     tools_client_opts to; /* --to only */
     tools_client_opts_default(&to);
     uint64_t chunk = 64 << 10;
-    int exit_code = send_args(&s, argc, argv, &to, &o, &chunk);
+    int exit_code = send_args(s, argc, argv, &to, &o, &chunk);
     if (exit_code >= 0) return exit_code;
-    if (s.path == NULL || to.to == NULL) {
+    if (s->path == NULL || to.to == NULL) {
         via_usage(stderr);
         return XFER_EXIT_USAGE;
     }
@@ -520,11 +516,11 @@ static int send_via(int argc, char **argv)
     char peer_hex[2 * TERN_PEER_ID_LEN + 1];
     if (peer_parse_id("tern send", to.to, peer_id) != 0) return XFER_EXIT_USAGE;
     tern_hex_encode(peer_id, TERN_PEER_ID_LEN, peer_hex);
-    snprintf(s.where, sizeof(s.where), "peer %.16s", peer_hex);
-    s.timeout_ms = o.timeout_ms;
-    s.idle_ms = o.idle_ms;
-    if (send_name(&s) != 0) return XFER_EXIT_USAGE;
-    exit_code = send_prepare(&s, chunk);
+    snprintf(s->where, sizeof(s->where), "peer %.16s", peer_hex);
+    s->timeout_ms = o.timeout_ms;
+    s->idle_ms = o.idle_ms;
+    if (send_name(s) != 0) return XFER_EXIT_USAGE;
+    exit_code = send_prepare(s, chunk);
     if (exit_code != 0) return exit_code;
 
     peer_session *ps = calloc(1, sizeof(*ps));
@@ -541,23 +537,23 @@ static int send_via(int argc, char **argv)
     app.on_flow_writable = on_flow_writable;
     app.on_flow_acked = on_flow_acked;
     app.on_flow_release = on_flow_release;
-    exit_code = peer_session_start(ps, "tern send", &o, &app, NULL, &s, 0);
-    s.ps = ps;
+    exit_code = peer_session_start(ps, "tern send", &o, &app, NULL, s, 0);
+    s->ps = ps;
     if (exit_code != 0) goto out;
-    peer_session_target(ps, peer_id, &s.link);
+    peer_session_target(ps, peer_id, &s->link);
     exit_code = XFER_EXIT_OTHER;
-    tools_catch_signals(s.link.d);
-    if (tern_driver_run(s.link.d) != TERN_OK) {
+    tools_catch_signals(s->link.d);
+    if (tern_driver_run(s->link.d) != TERN_OK) {
         fprintf(stderr, "tern send: event loop failed: %s\n", strerror(errno));
         goto out;
     }
-    exit_code = ps->exit_code ? ps->exit_code : finish(&s);
+    exit_code = ps->exit_code ? ps->exit_code : finish(s);
 out:
     if (ps)
         peer_session_end(ps, exit_code == 0 ? 0 : XFER_V_PROTOCOL,
                          exit_code == 0 ? "done" : "sender gave up",
                          ps->d ? 300 * TERN_NS_PER_MS : 0);
     free(ps);
-    send_cleanup(&s);
+    send_cleanup(s);
     return exit_code;
 }
