@@ -435,17 +435,16 @@ static void report(ternd_service *svc, FILE *out)
                 "introductions=%llu group_msgs=%llu calls=%llu bad_messages=%llu\n",
                 U(rs.peers), U(rs.registered), U(rs.groups), U(rs.services), U(rs.introductions),
                 U(rs.group_msgs), U(rs.calls), U(rs.bad_messages));
-        fprintf(
-            out,
-            "rendezvous limits services=%llu groups=%llu join_rate=%llu presence_dropped=%llu "
-            "intro_peer=%llu intro_target=%llu local_cands_dropped=%llu relay_refused_peer=%llu "
-            "relay_closed=%llu calls=%llu peer_state=%llu mem=%llu queue_dropped=%llu "
-            "slow_closed=%llu queue_max=%llu peer_state_max=%llu\n",
-            U(rs.limit_services), U(rs.limit_groups), U(rs.rate_dropped_join),
-            U(rs.presence_dropped), U(rs.intro_limited_peer), U(rs.intro_limited_target),
-            U(rs.local_cands_dropped), U(rs.relay_refused_peer), U(rs.relay_closed),
-            U(rs.limit_calls), U(rs.limit_peer_state), U(rs.limit_mem), U(rs.queue_dropped),
-            U(rs.slow_closed), U(rs.queue_max), U(rs.peer_state_max));
+        fprintf(out,
+                "rendezvous limits services=%llu groups=%llu join_rate=%llu presence_dropped=%llu "
+                "intro_peer=%llu intro_target=%llu local_cands_dropped=%llu relay_refused_peer=%llu "
+                "relay_closed=%llu calls=%llu peer_state=%llu mem=%llu queue_dropped=%llu "
+                "slow_closed=%llu queue_max=%llu peer_state_max=%llu\n",
+                U(rs.limit_services), U(rs.limit_groups), U(rs.rate_dropped_join),
+                U(rs.presence_dropped), U(rs.intro_limited_peer), U(rs.intro_limited_target),
+                U(rs.local_cands_dropped), U(rs.relay_refused_peer), U(rs.relay_closed),
+                U(rs.limit_calls), U(rs.limit_peer_state), U(rs.limit_mem), U(rs.queue_dropped),
+                U(rs.slow_closed), U(rs.queue_max), U(rs.peer_state_max));
         fprintf(out, "rendezvous tokens secret=%d register=%d join=%d offer=%d rejected=%llu\n",
                 s->has_secret, s->req_register, s->req_join, s->req_offer, U(rs.token_rejected));
     }
