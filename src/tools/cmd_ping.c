@@ -16,15 +16,6 @@
 #include "tern/driver.h"
 #include "tools/tools.h"
 
-enum {
-    EXIT_DONE = 0,
-    EXIT_OTHER = 1,
-    EXIT_USAGE = 2,
-    EXIT_BAD_KEY = 3,
-    EXIT_NO_ANSWER = 4,
-    EXIT_LOST = 5,
-};
-
 typedef struct ping_state {
     tools_conn link; /* first: tools_on_closed, tools_on_conn_free */
     tools_pinger pg;
@@ -70,8 +61,8 @@ static void on_rtt(tern_conn *c, uint64_t rtt_ns, void *user)
     tools_pinger_next(&p->pg);
 }
 
-/* Prints why the connection ended and returns the exit code (tern ping's own words for what
- * tools_explain_conn_error says for the other commands). */
+/* Prints why the connection ended and returns the exit code: tern ping's own words (the
+ * listener, the key it was given) where they differ from tools_explain_conn_error's. */
 static int explain(const ping_state *p, const char *key_hex)
 {
     const tools_close_note *n = &p->link.closed;
@@ -81,39 +72,21 @@ static int explain(const ping_state *p, const char *key_hex)
         fprintf(stderr,
                 "tern ping: %s does not hold the key %.16s... (%s): wrong --server-key?\n",
                 p->where, key_hex, tern_strerror(n->err));
-        return EXIT_BAD_KEY;
-    case TERN_ERR_HANDSHAKE_TIMEOUT:
-        fprintf(stderr,
-                "tern ping: no answer from %s within %llu ms: is a tern listener running there?\n",
-                p->where, (unsigned long long)p->timeout_ms);
-        return EXIT_NO_ANSWER;
-    case TERN_ERR_NO_VERSION:
-        fprintf(stderr, "tern ping: %s speaks none of our protocol versions\n", p->where);
-        return EXIT_NO_ANSWER;
+        return XFER_EXIT_BAD_KEY;
     case TERN_ERR_IDLE_TIMEOUT:
         fprintf(stderr,
                 "tern ping: connection to %s lost: nothing heard for %llu ms (idle timeout); the "
                 "listener stopped or the path broke\n",
                 p->where, (unsigned long long)p->idle_ms);
-        return EXIT_LOST;
+        return XFER_EXIT_LOST;
     case TERN_ERR_STATELESS_RESET:
         fprintf(stderr,
                 "tern ping: connection to %s lost: the listener no longer knows it (stateless "
                 "reset; restarted?)\n",
                 p->where);
-        return EXIT_LOST;
-    case TERN_ERR_PEER_CLOSED:
-        fprintf(stderr, "tern ping: %s closed the connection (code %llu%s%s)\n", p->where,
-                (unsigned long long)n->code, n->reason[0] ? ": " : "", n->reason);
-        return EXIT_LOST;
-    case TERN_ERR_REFUSED:
-        fprintf(stderr, "tern ping: %s refused the connection%s%s\n", p->where,
-                n->reason[0] ? ": " : "", n->reason);
-        return EXIT_LOST;
+        return XFER_EXIT_LOST;
     default:
-        fprintf(stderr, "tern ping: connection to %s failed: %s\n", p->where,
-                tern_strerror(n->err));
-        return EXIT_OTHER;
+        return tools_explain_conn_error("tern ping", p->where, n, p->timeout_ms, p->idle_ms);
     }
 }
 
@@ -132,7 +105,7 @@ int cmd_ping(int argc, char **argv)
         int bad = 0;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
-            return EXIT_DONE;
+            return XFER_EXIT_OK;
         } else if (!strcmp(a, "--server-key") && v) {
             key_hex = v;
             i++;
@@ -158,11 +131,11 @@ int cmd_ping(int argc, char **argv)
     uint8_t server_pub[TERN_KEY_LEN];
     if (target == NULL || key_hex == NULL) {
         usage(stderr);
-        return EXIT_USAGE;
+        return XFER_EXIT_USAGE;
     }
-    if (tools_server_key("tern ping", key_hex, server_pub) != 0) return EXIT_USAGE;
+    if (tools_server_key("tern ping", key_hex, server_pub) != 0) return XFER_EXIT_USAGE;
     tern_addr remote;
-    if (tools_resolve(target, 4433, &remote) != 0) return EXIT_USAGE;
+    if (tools_resolve(target, 4433, &remote) != 0) return XFER_EXIT_USAGE;
     tern_addr_format(&remote, p.where, sizeof(p.where));
 
     tern_driver_config dc;
@@ -178,9 +151,9 @@ int cmd_ping(int argc, char **argv)
     int rc = tern_driver_new(&dc, &p.link.d);
     if (rc != TERN_OK) {
         fprintf(stderr, "tern ping: cannot set up: %s\n", tern_strerror(rc));
-        return EXIT_OTHER;
+        return XFER_EXIT_OTHER;
     }
-    int exit_code = EXIT_OTHER;
+    int exit_code = XFER_EXIT_OTHER;
     rc = tools_pinger_init(&p.pg, &p.link, (unsigned)count, interval_ms * TERN_NS_PER_MS);
     if (rc == TERN_OK) rc = tern_driver_connect(p.link.d, &remote, server_pub, &p.link.conn);
     if (rc != TERN_OK) {
@@ -197,8 +170,8 @@ int cmd_ping(int argc, char **argv)
     tern_driver_shutdown(p.link.d, 0, "ping done", 500 * TERN_NS_PER_MS);
     tools_pinger_summary(&p.pg, p.where);
     if (p.link.closed.err != 0) exit_code = explain(&p, key_hex);
-    else if (tools_interrupted()) exit_code = p.pg.answered > 0 ? EXIT_DONE : EXIT_OTHER;
-    else exit_code = p.pg.answered == p.pg.sent ? EXIT_DONE : EXIT_OTHER;
+    else if (tools_interrupted()) exit_code = p.pg.answered > 0 ? XFER_EXIT_OK : XFER_EXIT_OTHER;
+    else exit_code = p.pg.answered == p.pg.sent ? XFER_EXIT_OK : XFER_EXIT_OTHER;
 out:
     tools_session_close(p.link.d, p.pg.timer, 0, NULL, 0); /* closed above, before the summary */
     return exit_code;

@@ -33,7 +33,7 @@ int cmd_chat(int argc, char **argv);
 /* Peer mode (--via): tern ping PEER_ID --via ... (cmd_peer.c). */
 int cmd_ping_via(int argc, char **argv);
 
-/* Exit codes of tern send, recv and bench (0-5 as tern ping's). */
+/* Exit codes of tern ping, send, recv and bench (ping, bench: 0-5). */
 enum {
     XFER_EXIT_OK = 0,
     XFER_EXIT_OTHER = 1,
