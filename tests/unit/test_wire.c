@@ -1,7 +1,8 @@
 /*
  * White-box tests of the core's building blocks: varints, packet-number reconstruction, headers,
- * frames, transport parameters, the replay window, the CID map, the deadline heap, the rate
- * limiter, the AEAD (both ciphers, integrity-only) and the Noise IK handshake in isolation.
+ * frames, transport parameters, the replay window, the CID map, the deadline heap, the per-source
+ * limiter (as the core uses it; base/rate.h itself: test_rate.c), the AEAD (both ciphers,
+ * integrity-only) and the Noise IK handshake in isolation.
  */
 #include <sodium.h>
 #include <string.h>
