@@ -72,7 +72,8 @@ void tern_driver_config_default(tern_driver_config *cfg);
  * TERN_ERR_NOMEM, TERN_ERR_CRYPTO, TERN_ERR_STATE (socket/bind/epoll failed: errno says why). */
 int tern_driver_new(const tern_driver_config *cfg, tern_driver **out);
 
-/* Frees the endpoint (without callbacks), closes the sockets, frees the timers. NULL is a no-op. */
+/* Frees the endpoint (no callbacks but on_flow_release, as tern_endpoint_del), closes the
+ * sockets, frees the timers. NULL is a no-op. */
 void tern_driver_del(tern_driver *d);
 
 /* The core endpoint: for stats, tern_conn_* calls and the like. */

@@ -137,6 +137,7 @@ void tern_settings_server_default(tern_settings *s);
 typedef struct tern_endpoint tern_endpoint;
 typedef struct tern_conn tern_conn;
 typedef struct tern_network_info tern_network_info;
+typedef struct tern_flow_progress tern_flow_progress; /* see tern_flow_send */
 
 typedef enum tern_conn_state {
     TERN_CONN_HANDSHAKE = 0, /* client: Initial sent; server: Response sent, address unvalidated */
@@ -162,13 +163,22 @@ typedef struct tern_callbacks {
      * reason, TERN_ERR_IDLE_TIMEOUT, TERN_ERR_BAD_SERVER_KEY, ...). Called once. */
     void (*on_closed)(tern_conn *conn, int err, uint64_t app_code, const char *reason,
                       size_t reason_len, void *user_data);
-    /* The handle is about to be freed; the last callback a connection gets. */
+    /* The handle is about to be freed; the last callback a connection gets (its flows are gone
+     * by then: every tern_flow_send_ref buffer was released before it). */
     void (*on_conn_free)(tern_conn *conn, void *user_data);
     /* A whole message arrived on a flow the peer opened (data is valid during the call). */
     void (*on_message)(tern_conn *conn, uint64_t flow_id, const uint8_t *data, size_t len,
                        void *user_data);
     /* The peer closed its flow and every message of it was delivered or given up. */
     void (*on_flow_closed)(tern_conn *conn, uint64_t flow_id, void *user_data);
+    /* Events of our own sending flows, documented with tern_flow_send: the peer acknowledged
+     * data or we gave messages up (cumulative counts in p); a refused send would now be taken;
+     * a buffer queued with tern_flow_send_ref is no longer referenced. */
+    void (*on_flow_acked)(tern_conn *conn, uint64_t flow_id, const tern_flow_progress *p,
+                          void *user_data);
+    void (*on_flow_writable)(tern_conn *conn, uint64_t flow_id, void *user_data);
+    void (*on_flow_release)(tern_conn *conn, uint64_t flow_id, void *token, int delivered,
+                            void *user_data);
     /* The network estimate changed noticeably (bandwidth by 10%, RTT by 10%, or loss). */
     void (*on_network)(tern_conn *conn, const tern_network_info *info, void *user_data);
     /* The connection's packets now travel a new path (tern_conn_path says which): after the
@@ -196,7 +206,8 @@ void tern_endpoint_config_default(tern_endpoint_config *cfg);
 /* Creates an endpoint. Errors: TERN_ERR_INVALID_ARG (server without key), TERN_ERR_NOMEM,
  * TERN_ERR_CRYPTO (libsodium failed to initialise). */
 int tern_endpoint_new(const tern_endpoint_config *cfg, uint64_t now, tern_endpoint **out);
-/* Frees the endpoint and every connection (without callbacks), wiping key material. */
+/* Frees the endpoint and every connection, wiping key material. No callbacks, except
+ * on_flow_release for each tern_flow_send_ref buffer still referenced. */
 void tern_endpoint_del(tern_endpoint *ep);
 
 /* ---------------------------------------------------------------- I/O */
@@ -400,11 +411,59 @@ void tern_flow_config_default(tern_flow_config *cfg);
 /* Opens a sending flow. Errors: TERN_ERR_STATE (not established), TERN_ERR_LIMIT (the peer's
  * max_flows), TERN_ERR_NOMEM, TERN_ERR_INVALID_ARG. */
 int tern_flow_open(tern_conn *c, const tern_flow_config *cfg, uint64_t *flow_id);
-/* Queues one message (any size up to 64 MiB; fragmented and reassembled). priority < 0 takes
- * the flow's default. Errors: TERN_ERR_NOT_FOUND, TERN_ERR_STATE (closed), TERN_ERR_AGAIN (the
- * flow's send buffer is full: wait), TERN_ERR_TOO_LARGE, TERN_ERR_NOMEM. */
+/* Queues one message (any size up to 64 MiB; fragmented and reassembled), copying it: data may
+ * be reused as soon as the call returns. priority < 0 takes the flow's default. Errors:
+ * TERN_ERR_NOT_FOUND, TERN_ERR_STATE (closed), TERN_ERR_AGAIN (the flow's send buffer or the
+ * connection's conn_memory budget is full: wait for on_flow_writable), TERN_ERR_TOO_LARGE,
+ * TERN_ERR_NOMEM.
+ *
+ * Events of a sending flow (tern_callbacks; each may be NULL):
+ *   on_flow_acked(conn, flow_id, p): the peer acknowledged data of the flow, or messages of it
+ *     were given up (PARTIAL, UNRELIABLE). p holds cumulative counts since the flow opened (see
+ *     tern_flow_progress), so progress and completion need no polling: everything queued so far
+ *     is done when p->queued is 0. Called at most once per flow per received packet, however
+ *     many fragments the packet's ACKs cover.
+ *   on_flow_writable(conn, flow_id): a tern_flow_send or tern_flow_send_ref on this flow was
+ *     refused with TERN_ERR_AGAIN, and a message of that size would now be taken: the queue
+ *     fell to half of send_buffer or below (the low-water mark) and the connection's budget has
+ *     room. Fired once per refusal (per transition from full to writable), never per packet;
+ *     a flow that was never refused gets none. Not after the connection stops being
+ *     established.
+ *   on_flow_release(conn, flow_id, token, delivered): the core no longer references the buffer
+ *     of a message queued with tern_flow_send_ref(..., token): delivered is 1 when the peer
+ *     acknowledged every byte of it, 0 when it was given up or the connection ended first
+ *     (closed, reset, timed out, freed). Called exactly once per such message, including from
+ *     tern_endpoint_del (the one callback it makes: there the application may only take its
+ *     buffer back), and always before on_conn_free.
+ * When: at the end of processing the received packet whose ACKs caused them (a message given up
+ * by a timer or while building packets is reported after the next received packet, or when the
+ * connection is freed). Order, for each flow: the on_flow_release calls, then on_flow_acked
+ * (whose counts include the released messages), then on_flow_writable. Re-entrancy: the three
+ * callbacks may call tern_flow_send, tern_flow_send_ref, tern_flow_open, tern_flow_close,
+ * tern_conn_close and the other tern_conn_* / tern_flow_* calls on any connection of the
+ * endpoint, but not tern_endpoint_recv, tern_endpoint_send, tern_endpoint_handle_expiry or
+ * tern_endpoint_del (the driver: not tern_driver_process, run or del); what they queue goes out
+ * when the caller next sends (the driver does before it sleeps). */
 int tern_flow_send(tern_conn *c, uint64_t flow_id, uint64_t now, const uint8_t *data, size_t len,
                    int priority);
+/* Zero-copy: queues data[0..len) as one message without copying it. The caller keeps the buffer
+ * alive and unchanged until on_flow_release(conn, flow_id, token, delivered) reports that the
+ * core is done with it: packets (and retransmissions) read their fragments from it directly.
+ * The message counts in the flow's queue (tern_flow_queued, send_buffer) like a copied one; the
+ * connection's conn_memory budget counts only the core's small record of it, since the bytes
+ * are the application's. Needs on_flow_release (TERN_ERR_INVALID_ARG without it); other errors
+ * as tern_flow_send. On an error nothing is referenced and no release follows. */
+int tern_flow_send_ref(tern_conn *c, uint64_t flow_id, uint64_t now, const uint8_t *data,
+                       size_t len, int priority, void *token);
+
+/* What on_flow_acked reports about a sending flow: cumulative since it opened. */
+struct tern_flow_progress {
+    uint64_t acked_bytes;       /* message bytes the peer acknowledged (counted per fragment) */
+    uint64_t acked_messages;    /* messages every byte of which the peer acknowledged */
+    uint64_t given_up_messages; /* messages given up (PARTIAL/UNRELIABLE deadlines, budgets) */
+    uint64_t queued;            /* bytes queued and not yet acknowledged or given up, as
+                                   tern_flow_queued (0: everything sent so far is done) */
+};
 /* Closes a sending flow once everything queued is delivered (or given up). */
 int tern_flow_close(tern_conn *c, uint64_t flow_id);
 /* Bytes queued on a sending flow and not yet acknowledged (for application back-pressure). */

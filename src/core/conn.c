@@ -85,11 +85,11 @@ void tern__conn_free(tern_conn *c)
 {
     tern_endpoint *ep = c->ep;
     if (c->is_server && c->state == TERN_CONN_HANDSHAKE) ep->st.conns_half_open--;
+    tern__flows_free(c); /* releases referenced send buffers: before on_conn_free, the last */
     if (ep->cb.on_conn_free && c->exposed)
         ep->cb.on_conn_free(c, ep->user_data);
     release_handshake(c);
     free_dgrams(c);
-    tern__flows_free(c);
     tern__rec_free(c);
     tern__p2p_free(c);
     tern__ep_src_release(c);

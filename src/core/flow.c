@@ -1,7 +1,9 @@
 /*
  * Flows: what the sending side (flow_send.c) and the receiving side (flow_recv.c) share: the
  * connection's memory budget, finding a flow by id, reaping and freeing flows, and the flow
- * calls of the public API (open, send, close, queued). Pausing delivery is in flow_recv.c.
+ * calls of the public API (open, send, send_ref, close, queued). Pausing delivery is in
+ * flow_recv.c; the sending side's events (on_flow_acked, on_flow_writable, on_flow_release) in
+ * flow_events.c.
  */
 #include <string.h>
 
@@ -80,6 +82,7 @@ tern__rflow *tern__rflow_find(const tern_conn *c, uint64_t id)
 
 void tern__flows_reap(tern_conn *c)
 {
+    tern__flow_events(c); /* before a finished flow goes */
     tern__sflows_reap(c);
     tern__rflows_reap(c);
 }
@@ -132,28 +135,48 @@ int tern_flow_open(tern_conn *c, const tern_flow_config *cfg, uint64_t *flow_id)
     return TERN_OK;
 }
 
-int tern_flow_send(tern_conn *c, uint64_t flow_id, uint64_t now, const uint8_t *data, size_t len,
-                   int priority)
+int tern__flow_send_admit(const tern_conn *c, const tern__sflow *f, size_t len, int ref)
+{
+    if (f->queued_bytes + len > c->ep->s.send_buffer && f->queued_bytes > 0) return TERN_ERR_AGAIN;
+    /* the connection's memory budget (three quarters of it for what we queue): a message that
+     * could never fit is too large; one that does not fit now waits for what is queued to be
+     * delivered. A referenced message costs the core its record only. */
+    size_t size = sizeof(tern__msg) + (ref ? 0 : len);
+    uint64_t cap = c->ep->s.conn_memory;
+    if (cap != 0 && tern__mem_charge(size) > cap - cap / 4) return TERN_ERR_TOO_LARGE;
+    if (tern__conn_send_over(c, size)) return TERN_ERR_AGAIN;
+    return TERN_OK;
+}
+
+/* tern_flow_send (ref 0: copies data) and tern_flow_send_ref (ref 1: keeps the pointer). */
+static int flow_queue(tern_conn *c, uint64_t flow_id, uint64_t now, const uint8_t *data,
+                      size_t len, int priority, int ref, void *token)
 {
     if (c == NULL || (data == NULL && len > 0)) return TERN_ERR_INVALID_ARG;
+    if (ref && c->ep->cb.on_flow_release == NULL) return TERN_ERR_INVALID_ARG;
     tern__sflow *f = tern__sflow_find(c, flow_id);
     if (f == NULL) return TERN_ERR_NOT_FOUND;
     if (c->state != TERN_CONN_ESTABLISHED || f->closing) return TERN_ERR_STATE;
     if (len > (64u << 20)) return TERN_ERR_TOO_LARGE;
-    if (f->queued_bytes + len > c->ep->s.send_buffer && f->queued_bytes > 0) return TERN_ERR_AGAIN;
     if (priority > 7) return TERN_ERR_INVALID_ARG;
-    /* the connection's memory budget (three quarters of it for what we queue): a message that
-     * could never fit is too large; one that does not fit now waits for what is queued to be
-     * delivered */
-    uint64_t cap = c->ep->s.conn_memory;
-    if (cap != 0 && tern__mem_charge(sizeof(tern__msg) + len) > cap - cap / 4)
-        return TERN_ERR_TOO_LARGE;
-    if (tern__conn_send_over(c, sizeof(tern__msg) + len)) return TERN_ERR_AGAIN;
-    tern__msg *m = tern__conn_alloc(c, sizeof(*m) + len, 0);
+    int rc = tern__flow_send_admit(c, f, len, ref);
+    if (rc == TERN_ERR_AGAIN) { /* on_flow_writable tells when this size is taken */
+        f->blocked = 1;
+        f->blocked_len = len;
+        f->blocked_ref = (uint8_t)ref;
+    }
+    if (rc != TERN_OK) return rc;
+    tern__msg *m = tern__conn_alloc(c, sizeof(*m) + (ref ? 0 : len), 0);
     if (m == NULL) return TERN_ERR_NOMEM;
     memset(m, 0, sizeof(*m));
     m->len = len;
-    if (len) memcpy(m->data, data, len);
+    if (ref) {
+        m->is_ref = 1;
+        m->ref = data;
+        m->token = token;
+    } else if (len) {
+        memcpy(m->data, data, len);
+    }
     m->priority = (uint8_t)(priority < 0 ? f->cfg.priority : priority);
     m->deadline = f->cfg.reliability != TERN_FLOW_RELIABLE && f->cfg.deadline_ms
                       ? now + (uint64_t)f->cfg.deadline_ms * TERN_NS_PER_MS
@@ -162,9 +185,22 @@ int tern_flow_send(tern_conn *c, uint64_t flow_id, uint64_t now, const uint8_t *
     else f->head = m;
     f->tail = m;
     f->queued_bytes += len;
+    f->blocked = 0; /* taken: no writable event owed */
     tern__ep_mark_send(c->ep, c);
     tern__conn_update_timer(c);
     return TERN_OK;
+}
+
+int tern_flow_send(tern_conn *c, uint64_t flow_id, uint64_t now, const uint8_t *data, size_t len,
+                   int priority)
+{
+    return flow_queue(c, flow_id, now, data, len, priority, 0, NULL);
+}
+
+int tern_flow_send_ref(tern_conn *c, uint64_t flow_id, uint64_t now, const uint8_t *data,
+                       size_t len, int priority, void *token)
+{
+    return flow_queue(c, flow_id, now, data, len, priority, 1, token);
 }
 
 int tern_flow_close(tern_conn *c, uint64_t flow_id)

@@ -66,7 +66,10 @@ typedef struct tern__msg {
     uint32_t live_frags; /* fragments not yet acknowledged or given up */
     uint8_t priority;
     uint8_t abandoned;
-    uint8_t data[];
+    uint8_t is_ref;      /* tern_flow_send_ref: the bytes are the application's, at ref */
+    const uint8_t *ref;
+    void *token;         /* handed back by on_flow_release */
+    uint8_t data[];      /* the copied bytes (tern_flow_send) */
 } tern__msg;
 
 enum { FRAG_NONE = 0, FRAG_INFLIGHT, FRAG_LOST, FRAG_ACKED, FRAG_GIVEN_UP };
@@ -95,6 +98,15 @@ typedef struct tern__sflow {
     int forward_pending;
     int closing, fin_pending, fin_acked;
     uint64_t final_fsn;
+    /* write-side events (flow_events.c): cumulative counts, what on_flow_acked last reported,
+     * referenced messages that ended and wait for on_flow_release, and the size of the last
+     * send refused with TERN_ERR_AGAIN (for on_flow_writable) */
+    uint64_t acked_bytes, acked_msgs, given_up_msgs;
+    uint64_t rep_bytes, rep_msgs, rep_given_up;
+    tern__msg *rel_head, *rel_tail;
+    size_t blocked_len;
+    uint8_t blocked, blocked_ref;
+    uint8_t freeing;         /* tern__sflow_free runs: messages end undelivered */
 } tern__sflow;
 
 /* ---------------------------------------------------------------- receiver */

@@ -1,6 +1,7 @@
 /*
  * Flow-internal calls between flow.c (the budget, lookup, reaping, the public flow calls),
- * flow_send.c (the sending side) and flow_recv.c (the receiving side). The rest of the core uses
+ * flow_send.c (the sending side), flow_recv.c (the receiving side) and flow_events.c (the
+ * sending side's events). The rest of the core uses
  * the flow calls declared in conn.h.
  */
 #ifndef TERN_CORE_FLOW_INT_H
@@ -18,5 +19,19 @@ void tern__sflows_reap(tern_conn *c);
 void tern__rflow_free(tern_conn *c, tern__rflow *f);
 /* unlinks and frees receiving flows that are finished */
 void tern__rflows_reap(tern_conn *c);
+
+/* ---------------------------------------------------------------- write-side events */
+
+/* Does the flow's queue and the connection's budget take a message of len bytes now (ref: the
+ * bytes are referenced, not copied)? TERN_OK, TERN_ERR_AGAIN, TERN_ERR_TOO_LARGE (flow.c). */
+int tern__flow_send_admit(const tern_conn *c, const tern__sflow *f, size_t len, int ref);
+/* A message leaves the queue for good (flow_events.c): delivered, given up, or its flow freed.
+ * A referenced one waits on the flow's release list for on_flow_release. */
+void tern__flow_msg_ended(tern_conn *c, tern__sflow *f, tern__msg *m);
+/* Reports what happened to the flows since the last call: on_flow_release, on_flow_acked and
+ * on_flow_writable, per flow in that order. Called after each received packet (safe point). */
+void tern__flow_events(tern_conn *c);
+/* on_flow_release for the messages on f's release list, and frees their records. */
+void tern__flow_releases(tern_conn *c, tern__sflow *f);
 
 #endif

@@ -59,7 +59,7 @@ static tern__frag *frag_at(const tern__sflow *f, uint64_t fsn)
 static void free_msg(tern_conn *c, tern__sflow *f, tern__msg *m)
 {
     f->queued_bytes -= m->len;
-    tern__conn_dealloc(c, m, sizeof(*m) + m->len);
+    tern__flow_msg_ended(c, f, m); /* frees it, or keeps a referenced one for its release */
 }
 
 /* A fragment reaches its end (acknowledged or given up). */
@@ -163,6 +163,7 @@ static int lost_push(tern_conn *c, tern__sflow *f, uint64_t fsn)
 
 void tern__sflow_free(tern_conn *c, tern__sflow *f)
 {
+    f->freeing = 1; /* what ends now was not delivered */
     for (uint64_t fsn = f->base; fsn < f->next_fsn; fsn++) {
         tern__frag *fr = frag_at(f, fsn);
         if (fr->msg) frag_release(c, f, fr);
@@ -173,6 +174,7 @@ void tern__sflow_free(tern_conn *c, tern__sflow *f)
         if (m->live_frags == 0) free_msg(c, f, m);
         else m->cut = m->len; /* freed when its last fragment is released: cannot happen now */
     }
+    tern__flow_releases(c, f); /* every referenced buffer, exactly once */
     if (f->frags) tern__conn_dealloc(c, f->frags, f->cap * sizeof(*f->frags));
     if (f->lost) tern__conn_dealloc(c, f->lost, f->lost_cap * sizeof(*f->lost));
     tern__conn_dealloc(c, f, sizeof(*f));
@@ -207,6 +209,7 @@ void tern__flow_on_acked(tern_conn *c, const tern__sent_entry *e)
         if (fr->state == FRAG_ACKED || fr->state == FRAG_GIVEN_UP || fr->state == FRAG_NONE) return;
         fr->state = FRAG_ACKED;
         c->st.stream_bytes_sent += fr->len;
+        f->acked_bytes += fr->len;
         frag_release(c, f, fr);
         sflow_advance(c, f);
         break;
@@ -346,7 +349,8 @@ static uint8_t *put_fragment(const tern_conn *c, uint8_t *p, const uint8_t *end,
     p = tern__put_varint(p, end, flags);
     if (flags & TERN__FD_TTL) p = tern__put_varint(p, end, ttl);
     p = tern__put_varint(p, end, fr->len);
-    return tern__put_bytes(p, end, fr->msg->data + fr->off, fr->len);
+    const uint8_t *bytes = fr->msg->is_ref ? fr->msg->ref : fr->msg->data;
+    return tern__put_bytes(p, end, bytes + fr->off, fr->len);
 }
 
 /* Drops queued messages that can no longer arrive in time (never RELIABLE ones). Messages are

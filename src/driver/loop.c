@@ -14,7 +14,9 @@
  * one busy socket or a flood of output cannot starve the rest.
  *
  * The driver watches on_accept, on_established and on_conn_free (the rest of the application's
- * callbacks reach the core untouched) to keep the set of live connections (conns.c), which
+ * callbacks, the flow events included, reach the core untouched; what a callback queues goes
+ * out at the flush before the loop sleeps, so a sender refilling from on_flow_writable needs
+ * no timer) to keep the set of live connections (conns.c), which
  * tern_driver_shutdown() closes with a code and reason before it drains the loop.
  * tern_driver_stop() only writes to an eventfd, so a signal handler or another thread may call it.
  * An rx_hook sees each datagram before the core (io.c's deliver asks drv_rx_hooked), and
@@ -235,7 +237,7 @@ void tern_driver_del(tern_driver *d)
     if (d == NULL) return;
     if (d->ep) {
         reg_del(d);
-        tern_endpoint_del(d->ep); /* no callbacks: the set below just goes */
+        tern_endpoint_del(d->ep); /* no on_conn_free: the set below just goes */
     }
     for (size_t i = 0; i < d->n_socks; i++) tern_udp_sock_close(&d->socks[i]);
     if (d->epfd >= 0) close(d->epfd);

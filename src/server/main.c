@@ -1,11 +1,13 @@
 /*
  * ternd: the tern server. Parses the command line into a ternd_config, starts each service in
- * the services[] list (STUN and the tern listener; rendezvous joins later), waits for SIGINT or
- * SIGTERM with sigwait (the signals are blocked in every thread), then stops the services,
- * prints their counters and exits 0.
+ * the services[] list (STUN, and the tern listener with the rendezvous server, the relay and a
+ * datagram echo), waits for SIGINT or SIGTERM with sigwait (the signals are blocked in every
+ * thread), then stops the services, prints their counters and exits 0 (1 when a service did
+ * not start, 2 on a bad command line).
  *
  * With no arguments it runs on embedded defaults: STUN on 0.0.0.0:3478, UDP and TCP, one UDP
- * worker per core; a tern listener (echo service) on UDP 0.0.0.0:4433 with a fresh key.
+ * worker per core; the tern listener (rendezvous, relay, datagram echo) on UDP 0.0.0.0:4433 with
+ * a fresh key.
  */
 #include <errno.h>
 #include <malloc.h>

@@ -1,7 +1,8 @@
 /*
- * ternd services: each service (STUN now, rendezvous later) is a set of threads started from the
- * parsed configuration and stopped when ternd gets SIGINT/SIGTERM. main.c only knows this table
- * of operations, so adding a service is one more entry in its list.
+ * ternd services: each service (STUN; the tern listener with rendezvous and relay) is a set of
+ * threads started from the parsed configuration and stopped when ternd gets SIGINT/SIGTERM.
+ * main.c only knows this table of operations, so adding a service is one more entry in its
+ * list.
  */
 #ifndef TERND_SERVICE_H
 #define TERND_SERVICE_H
@@ -67,7 +68,7 @@ typedef struct ternd_service {
 
 /* The STUN service (stun_service.c). */
 extern const ternd_service ternd_stun_service;
-/* The tern listener with its echo service (tern_service.c). */
+/* The tern listener: rendezvous server, relay and datagram echo (tern_service.c). */
 extern const ternd_service ternd_tern_service;
 
 #endif

@@ -26,7 +26,7 @@
  *
  * Memory: a one-second driver timer compares the memory the core accounts for (endpoint,
  * rendezvous, relay) with its peak since the last trim and calls malloc_trim(0) once it fell by
- * half and by 4 MiB, so the pages an attack or a burst left behind go back to the system
+ * half and by 1 MiB (TRIM_MIN_DROP), so the pages an attack or a burst left behind go back to the system
  * (rate-limited; --no-malloc-trim turns it off; the "memory" line counts it).
  *
  * When no --tern-listen was given and the default port is taken, the service prints a warning

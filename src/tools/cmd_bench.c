@@ -6,7 +6,9 @@
  * side sends on one reliable ordered flow of its own (flows are one-way):
  *   throughput (default): the client sends 'T' messages of --msg bytes (64 KiB) for --seconds,
  *     or until --bytes were sent, keeping the flow's send buffer full (TERN_ERR_AGAIN is the
- *     back-pressure; a 1 ms driver timer refills), then 'F'. The server counts the bytes from the
+ *     back-pressure; on_flow_writable refills; every message references the one client buffer,
+ *     tern_flow_send_ref, so the sender copies nothing; a one-shot driver timer at the end of
+ *     --seconds stops the refills), then 'F'. The server counts the bytes from the
  *     first 'T' to the 'F' and its own CPU time (getrusage) over that span, and answers 'R' with
  *     bytes, nanoseconds and CPU nanoseconds. The client prints goodput as the receiver saw it,
  *     and the CPU of each side as a share of one core over the transfer.
@@ -232,9 +234,7 @@ static int run_server(const tern_addr *listen, const char *keyfile, int integrit
     fflush(stdout);
     tools_catch_signals(s.d);
     rc = tern_driver_run(s.d);
-    tern_driver_shutdown(s.d, 0, "bench listener stopping", 300 * TERN_NS_PER_MS);
-    tools_release_signals();
-    tern_driver_del(s.d);
+    tools_session_close(s.d, NULL, 0, "bench listener stopping", 300 * TERN_NS_PER_MS);
     fprintf(stderr, "tern bench: served %llu throughput runs\n", (unsigned long long)s.served);
     return rc == TERN_OK ? XFER_EXIT_OK : XFER_EXIT_OTHER;
 }
@@ -244,7 +244,7 @@ static int run_server(const tern_addr *listen, const char *keyfile, int integrit
 typedef struct cli_state {
     tern_driver *d;
     tern_conn *conn;
-    tern_driver_timer *timer;
+    tern_driver_timer *end_timer;  /* fires once, when --seconds are over */
     char where[64];
     int latency;
     uint64_t seconds_ns, max_bytes;
@@ -309,14 +309,16 @@ static void cli_send_req(cli_state *s, uint64_t now)
     }
 }
 
+/* Fills the flow until it refuses (on_flow_writable calls again) or the run is over, then sends
+ * 'F' (again on the next on_flow_writable while the queue refuses it). */
 static void cli_pump(cli_state *s, uint64_t now)
 {
     if (s->phase != 1 || s->latency || s->conn == NULL) return;
     while (now - s->t0 < s->seconds_ns && (s->max_bytes == 0 || s->sent < s->max_bytes)) {
-        s->buf[0] = BM_DATA;
         size_t n = s->msg;
         if (s->max_bytes && s->max_bytes - s->sent < n) n = (size_t)(s->max_bytes - s->sent);
-        int rc = tern_flow_send(s->conn, s->flow, now, s->buf, n, -1);
+        /* s->buf stays as it is until after the driver is freed: no copy, no release to wait for */
+        int rc = tern_flow_send_ref(s->conn, s->flow, now, s->buf, n, -1, NULL);
         if (rc == TERN_ERR_AGAIN) return;
         if (rc != TERN_OK) {
             fprintf(stderr, "tern bench: cannot queue data: %s\n", tern_strerror(rc));
@@ -333,18 +335,30 @@ static void cli_pump(cli_state *s, uint64_t now)
     }
 }
 
-static void cli_on_timer(tern_driver *d, tern_driver_timer *t, void *user)
+/* --seconds are over: latency ends here when no answer ended it; throughput sends 'F'. */
+static void cli_on_end_timer(tern_driver *d, tern_driver_timer *t, void *user)
 {
     cli_state *s = user;
     uint64_t now = tern_driver_now(d);
-    if (s->phase == 1 && s->latency && now - s->t0 >= s->seconds_ns) {
+    (void)t;
+    if (s->phase == 1 && s->latency) {
         s->t_end = now;
         s->phase = 3;
         tern_driver_stop(d);
         return;
     }
     cli_pump(s, now);
-    if (s->phase < 3) tern_driver_timer_set(t, now + TERN_NS_PER_MS);
+}
+
+static void cli_on_writable(tern_conn *c, uint64_t flow, void *user)
+{
+    cli_state *s = user;
+    if (c == s->conn && flow == s->flow) cli_pump(s, tern_driver_now(s->d));
+}
+
+static void cli_on_release(tern_conn *c, uint64_t flow, void *token, int delivered, void *user)
+{
+    (void)c, (void)flow, (void)token, (void)delivered, (void)user; /* s->buf is never reused */
 }
 
 static void cli_on_established(tern_conn *c, void *user)
@@ -365,9 +379,10 @@ static void cli_on_established(tern_conn *c, void *user)
     s->phase = 1;
     s->t0 = now;
     s->cpu0 = tools_cpu_ns();
+    s->buf[0] = s->latency ? BM_REQ : BM_DATA;
+    tern_driver_timer_set(s->end_timer, now + s->seconds_ns);
     if (s->latency) cli_send_req(s, now);
     else cli_pump(s, now);
-    tern_driver_timer_set(s->timer, now + TERN_NS_PER_MS);
 }
 
 static void cli_on_message(tern_conn *c, uint64_t flow_id, const uint8_t *data, size_t len,
@@ -460,6 +475,8 @@ static int run_client(cli_state *s, const tern_addr *remote, const uint8_t pub[T
     dc.endpoint.callbacks.on_message = cli_on_message;
     dc.endpoint.callbacks.on_closed = cli_on_closed;
     dc.endpoint.callbacks.on_conn_free = cli_on_conn_free;
+    dc.endpoint.callbacks.on_flow_writable = cli_on_writable;
+    dc.endpoint.callbacks.on_flow_release = cli_on_release;
     dc.endpoint.user_data = s;
     int rc = tern_driver_new(&dc, &s->d);
     if (rc != TERN_OK) {
@@ -467,7 +484,8 @@ static int run_client(cli_state *s, const tern_addr *remote, const uint8_t pub[T
         return XFER_EXIT_OTHER;
     }
     int exit_code = XFER_EXIT_OTHER;
-    rc = tern_driver_timer_new(s->d, cli_on_timer, s, &s->timer);
+    uint64_t grace = 0;
+    rc = tern_driver_timer_new(s->d, cli_on_end_timer, s, &s->end_timer);
     if (rc == TERN_OK) rc = tern_driver_connect(s->d, remote, pub, &s->conn);
     if (rc != TERN_OK) {
         fprintf(stderr, "tern bench: cannot connect to %s: %s\n", s->where, tern_strerror(rc));
@@ -484,11 +502,9 @@ static int run_client(cli_state *s, const tern_addr *remote, const uint8_t pub[T
         exit_code = tools_explain_conn_error("tern bench", s->where, s->err, s->close_code,
                                              s->reason, s->timeout_ms, s->idle_ms);
     else fprintf(stderr, "tern bench: interrupted\n");
-    tern_driver_shutdown(s->d, 0, "bench done", 300 * TERN_NS_PER_MS);
+    grace = 300 * TERN_NS_PER_MS;
 out:
-    tools_release_signals();
-    tern_driver_timer_del(s->timer);
-    tern_driver_del(s->d);
+    tools_session_close(s->d, s->end_timer, 0, "bench done", grace);
     return exit_code;
 }
 

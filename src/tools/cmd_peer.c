@@ -280,7 +280,6 @@ int cmd_ping_via(int argc, char **argv)
         exit_code = XFER_EXIT_OTHER;
     }
 out:
-    tools_release_signals();
     tern_driver_timer_del(p->timer);
     peer_session_end(&p->ps, 0, "ping done", p->ps.d ? 300 * TERN_NS_PER_MS : 0);
     free(p);
@@ -503,7 +502,6 @@ int cmd_chat(int argc, char **argv)
     else if (tools_interrupted()) exit_code = 0;
     else exit_code = XFER_EXIT_OTHER;
 out:
-    tools_release_signals();
     peer_session_end(&c->ps, 0, "chat done", c->ps.d ? 300 * TERN_NS_PER_MS : 0);
     free(c);
     return exit_code;

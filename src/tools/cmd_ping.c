@@ -275,8 +275,6 @@ int cmd_ping(int argc, char **argv)
     else if (tools_interrupted()) exit_code = p.answered > 0 ? EXIT_DONE : EXIT_OTHER;
     else exit_code = p.answered == p.sent ? EXIT_DONE : EXIT_OTHER;
 out:
-    tools_release_signals();
-    tern_driver_timer_del(p.timer);
-    tern_driver_del(p.d);
+    tools_session_close(p.d, p.timer, 0, NULL, 0); /* closed above, before the summary */
     return exit_code;
 }

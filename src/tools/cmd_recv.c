@@ -444,6 +444,7 @@ int cmd_recv(int argc, char **argv)
         return XFER_EXIT_OTHER;
     }
     int exit_code = XFER_EXIT_OTHER;
+    uint64_t grace = 0; /* no goodbye when the loop failed */
     if (tern_driver_timer_new(r.d, on_grace, &r, &r.timer) != TERN_OK) goto out;
     tern_addr la;
     tern_driver_local_addr(r.d, 0, &la);
@@ -460,13 +461,11 @@ int cmd_recv(int argc, char **argv)
     }
     drop_tmp(&r); /* whatever did not complete */
     exit_code = finish(&r);
-    tern_driver_shutdown(r.d, tools_interrupted() ? XFER_V_PROTOCOL : 0,
-                         tools_interrupted() ? "receiver interrupted" : "done", 300 * TERN_NS_PER_MS);
+    grace = 300 * TERN_NS_PER_MS;
 out:
-    tools_release_signals();
+    tools_session_close(r.d, r.timer, tools_interrupted() ? XFER_V_PROTOCOL : 0,
+                        tools_interrupted() ? "receiver interrupted" : "done", grace);
     drop_tmp(&r);
-    tern_driver_timer_del(r.timer);
-    tern_driver_del(r.d);
     xfer_hash_free(&r.hash);
     return exit_code;
 }
@@ -626,7 +625,6 @@ static int recv_via(int argc, char **argv)
     if (ps->exit_code) exit_code = ps->exit_code;
     else exit_code = r.last_fail ? r.last_fail : XFER_EXIT_OK;
 out:
-    tools_release_signals();
     drop_tmp(&r);
     tern_driver_timer_del(r.timer);
     peer_session_end(ps, tools_interrupted() ? XFER_V_PROTOCOL : 0,

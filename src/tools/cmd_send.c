@@ -1,24 +1,25 @@
 /*
  * tern send: one file to a `tern recv` listener over an encrypted tern connection.
  *
- * Design. The driver's ready loop runs the connection; everything happens in callbacks and one
- * driver timer. Once the handshake completes the sender opens one RELIABLE ordered flow and sends
- * on it, in order: a header message ('H': version, file size, base name), the file in data
- * messages ('D' + up to --chunk bytes, 64 KiB by default: the core's reassembly costs the
- * receiver more than linearly in the message size) and an end message ('E' + the
- * SHA-256 of the whole file, OpenSSL's libcrypto, computed while reading), then
- * closes the flow. Back-pressure is the flow's send buffer: a chunk that tern_flow_send refuses
- * with TERN_ERR_AGAIN stays in our buffer (read once, hashed once) and the timer, every
- * millisecond, tries again as ACKs free the queue. Progress is the bytes the receiver has
- * acknowledged (sent minus tern_flow_queued): a bar with rate and time left when stderr is a
- * terminal, a plain line every few seconds otherwise. Flows go one way, so the receiver answers
- * on a flow of its own with one verdict message ('V', a status byte, a text); only a verdict of
- * success gives exit 0. Every other ending (wrong key, nothing listening, the receiver gone,
- * its disk full, a hash mismatch) prints one clear line and exits with the code in usage().
- * Connections are closed by tern_driver_shutdown() after the loop, never from a callback (closing
- * inside on_message frees the flow the core is still delivering from).
- *
- * This file also holds the helpers that tern recv and tern bench share (tools.h).
+ * Design. The driver's ready loop runs the connection; everything happens in callbacks, and the
+ * flow's own events drive the sending (no timer). Once the handshake completes the sender opens
+ * one RELIABLE ordered flow and sends on it, in order: a header message ('H': version, file size,
+ * base name), the file in data messages ('D' + up to --chunk bytes, 64 KiB by default: the core's
+ * reassembly costs the receiver more than linearly in the message size) and an end message ('E' +
+ * the SHA-256 of the whole file, OpenSSL's libcrypto, computed while reading), then closes the
+ * flow. The file is read (and hashed, once) straight into chunk buffers that the core references
+ * without copying them (tern_flow_send_ref) until the receiver acknowledged them; on_flow_release
+ * puts each back on a free list, so no more chunks exist than the flow's send buffer holds, plus
+ * one. Back-pressure is that send buffer: a chunk that tern_flow_send_ref refuses with
+ * TERN_ERR_AGAIN stays pending until on_flow_writable says the queue drained to its low-water
+ * mark. Progress is the bytes the receiver has acknowledged (on_flow_acked): a bar with rate and
+ * time left when stderr is a terminal, a plain line every few seconds otherwise. Flows go one
+ * way, so the receiver answers on a flow of its own with one verdict message ('V', a status
+ * byte, a text); only a verdict of success gives exit 0. Every other ending (wrong key, nothing
+ * listening, the receiver gone, its disk full, a hash mismatch) prints one clear line and exits
+ * with the code in usage(). A verdict or a failure only stops the loop: the summary after it
+ * still reads the connection (its path, --verbose counters), and tools_session_close() then
+ * closes it with a code the receiver sees.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,7 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -35,160 +35,33 @@
 #include "tools/peer_text.h"
 #include "tools/tools.h"
 
-/* ---------------------------------------------------------------- shared helpers */
-
-int tools_explain_conn_error(const char *cmd, const char *where, int err, uint64_t code,
-                             const char *reason, uint64_t timeout_ms, uint64_t idle_ms)
-{
-    if (reason == NULL) reason = "";
-    switch (err) {
-    case TERN_ERR_BAD_SERVER_KEY:
-    case TERN_ERR_HANDSHAKE_AUTH:
-        fprintf(stderr, "%s: %s does not hold the pinned key (%s): wrong --server-key?\n", cmd,
-                where, tern_strerror(err));
-        return XFER_EXIT_BAD_KEY;
-    case TERN_ERR_HANDSHAKE_TIMEOUT:
-        fprintf(stderr, "%s: no answer from %s within %llu ms: is a tern listener running there?\n",
-                cmd, where, (unsigned long long)timeout_ms);
-        return XFER_EXIT_NO_ANSWER;
-    case TERN_ERR_NO_VERSION:
-        fprintf(stderr, "%s: %s speaks none of our protocol versions\n", cmd, where);
-        return XFER_EXIT_NO_ANSWER;
-    case TERN_ERR_IDLE_TIMEOUT:
-        fprintf(stderr,
-                "%s: connection to %s lost: nothing heard for %llu ms (idle timeout); the peer "
-                "stopped or the path broke\n",
-                cmd, where, (unsigned long long)idle_ms);
-        return XFER_EXIT_LOST;
-    case TERN_ERR_STATELESS_RESET:
-        fprintf(stderr,
-                "%s: connection to %s lost: the peer no longer knows it (stateless reset; "
-                "restarted?)\n",
-                cmd, where);
-        return XFER_EXIT_LOST;
-    case TERN_ERR_PEER_CLOSED:
-        fprintf(stderr, "%s: %s closed the connection (code %llu%s%s)\n", cmd, where,
-                (unsigned long long)code, reason[0] ? ": " : "", reason);
-        return XFER_EXIT_LOST;
-    case TERN_ERR_REFUSED:
-        fprintf(stderr, "%s: %s refused the connection%s%s\n", cmd, where, reason[0] ? ": " : "",
-                reason);
-        return XFER_EXIT_LOST;
-    default:
-        fprintf(stderr, "%s: connection to %s failed: %s\n", cmd, where, tern_strerror(err));
-        return XFER_EXIT_OTHER;
-    }
-}
-
-int tools_parse_u64(const char *text, uint64_t lo, uint64_t hi, int scaled, uint64_t *out)
-{
-    char *end = NULL;
-    errno = 0;
-    unsigned long long v = strtoull(text, &end, 10);
-    if (text[0] == '\0' || text[0] == '-' || end == text || errno != 0) return -1;
-    if (scaled && *end != '\0') {
-        unsigned shift = *end == 'K' || *end == 'k' ? 10
-                         : *end == 'M' || *end == 'm' ? 20
-                         : *end == 'G' || *end == 'g' ? 30
-                                                      : 64;
-        if (shift == 64 || end[1] != '\0' || v > (UINT64_MAX >> shift)) return -1;
-        v <<= shift;
-        end++;
-    }
-    if (*end != '\0' || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
-}
-
-uint64_t tools_cpu_ns(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * TERN_NS_PER_S +
-           (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000u;
-}
-
-static void fmt_bytes(uint64_t b, char *out, size_t len)
-{
-    if (b >= (1ull << 30)) snprintf(out, len, "%.2f GiB", (double)b / (1ull << 30));
-    else if (b >= (1ull << 20)) snprintf(out, len, "%.1f MiB", (double)b / (1ull << 20));
-    else snprintf(out, len, "%.1f KiB", (double)b / 1024.0);
-}
-
-void xfer_progress_init(xfer_progress *p, const char *cmd, const char *name, uint64_t total,
-                        uint64_t now, int quiet)
-{
-    memset(p, 0, sizeof(*p));
-    p->cmd = cmd;
-    p->name = name;
-    p->total = total;
-    p->t0 = p->last_t = p->rate_t = now;
-    p->tty = isatty(STDERR_FILENO);
-    p->quiet = quiet;
-}
-
-void xfer_progress_update(xfer_progress *p, uint64_t done, uint64_t now, int final)
-{
-    if (p->quiet) return;
-    uint64_t period = p->tty ? 200 * TERN_NS_PER_MS : 2 * TERN_NS_PER_S;
-    if (!final && now - p->last_t < period) return;
-    /* rate over the last second or so, smoothed, so the time left does not jump about */
-    if (now - p->rate_t >= 200 * TERN_NS_PER_MS) {
-        double inst = (double)(done - p->rate_done) * 8e9 / (double)(now - p->rate_t);
-        p->rate_bps = p->rate_bps == 0 ? inst : 0.7 * p->rate_bps + 0.3 * inst;
-        p->rate_t = now;
-        p->rate_done = done;
-    }
-    p->last_t = now;
-    double pct = p->total ? 100.0 * (double)done / (double)p->total : 100.0;
-    char d[32], t[32], left[32] = "--";
-    fmt_bytes(done, d, sizeof(d));
-    fmt_bytes(p->total, t, sizeof(t));
-    if (p->rate_bps > 0 && done < p->total) {
-        double s = (double)(p->total - done) * 8.0 / p->rate_bps;
-        if (s < 360000) snprintf(left, sizeof(left), "%d:%02d", (int)s / 60, (int)s % 60);
-    } else if (done >= p->total) {
-        snprintf(left, sizeof(left), "0:00");
-    }
-    if (p->tty) {
-        char bar[31];
-        int fill = (int)(pct * 30 / 100);
-        for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
-        bar[30] = '\0';
-        fprintf(stderr, "\r%.24s [%s] %5.1f%% %s/%s %8.1f Mbit/s %s left\033[K", p->name, bar,
-                pct, d, t, p->rate_bps / 1e6, left);
-        if (final) fputc('\n', stderr);
-    } else if (!final) {
-        fprintf(stderr, "%s: %s: %.1f%%, %s of %s, %.1f Mbit/s, %s left\n", p->cmd, p->name, pct, d,
-                t, p->rate_bps / 1e6, left);
-    }
-    fflush(stderr);
-}
-
-const char *xfer_base_name(const char *path)
-{
-    const char *s = strrchr(path, '/');
-    return s ? s + 1 : path;
-}
-
 /* ---------------------------------------------------------------- tern send */
+
+/* A data message (type byte + file bytes) the core references until the receiver has it. */
+typedef struct send_chunk {
+    struct send_chunk *next; /* on the free list */
+    uint8_t msg[];
+} send_chunk;
 
 typedef struct send_state {
     tern_driver *d;
     tern_conn *conn;
-    tern_driver_timer *timer;
     char where[64];
     const char *path, *name;
     char shown[4 * XFER_MAX_NAME + 16]; /* name, escaped for the terminal */
     int fd;
     uint64_t size, read_off;        /* file size; bytes read and hashed so far */
-    uint64_t sent;                  /* payload bytes handed to tern_flow_send */
+    uint64_t sent;                  /* file bytes handed to the flow */
+    uint64_t acked;                 /* file bytes the receiver acknowledged (on_flow_acked) */
     uint64_t flow;
-    int flow_open;
+    size_t hdr_len;                 /* the header message's bytes */
     int phase;                      /* 0 connecting, 1 sending, 2 waiting for the verdict, 3 done */
-    uint8_t *buf;                   /* one message: type byte + chunk */
-    size_t chunk, pending;          /* pending: bytes of buf waiting for tern_flow_send (0: none) */
+    size_t chunk;                   /* file bytes per data message */
+    send_chunk *free_chunks;        /* released by the core, ready for the next read */
+    send_chunk *pending;            /* read and hashed, refused (TERN_ERR_AGAIN): sent next */
+    size_t pending_len;
     xfer_hash hash;
+    int hashed;                     /* digest holds the whole file's hash */
     uint8_t digest[XFER_HASH_LEN];
     uint64_t timeout_ms, idle_ms;
     uint64_t t_established, t_done, cpu0;
@@ -240,67 +113,103 @@ static void send_fail_local(send_state *s, int code)
 {
     s->exit_code = code;
     s->phase = 3;
-    tern_driver_stop(s->d); /* tern_driver_shutdown() closes the connection */
+    tern_driver_stop(s->d); /* tools_session_close() closes the connection */
 }
 
-/* Pushes as much of the file into the flow as its send buffer takes. */
+/* Reads and hashes the next chunk of the file into a free buffer (s->pending). Returns 0, or -1
+ * after failing the transfer. */
+static int read_chunk(send_state *s)
+{
+    send_chunk *k = s->free_chunks;
+    if (k) s->free_chunks = k->next;
+    else if ((k = malloc(sizeof(*k) + 1 + s->chunk)) == NULL) {
+        fprintf(stderr, "tern send: out of memory\n");
+        send_fail_local(s, XFER_EXIT_OTHER);
+        return -1;
+    }
+    uint64_t want = s->size - s->read_off;
+    if (want > s->chunk) want = s->chunk;
+    ssize_t n;
+    do n = pread(s->fd, k->msg + 1, (size_t)want, (off_t)s->read_off);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+        fprintf(stderr, "tern send: cannot read %s at byte %llu: %s\n", s->path,
+                (unsigned long long)s->read_off,
+                n == 0 ? "the file shrank while being sent" : strerror(errno));
+        k->next = s->free_chunks;
+        s->free_chunks = k;
+        send_fail_local(s, XFER_EXIT_FILE);
+        return -1;
+    }
+    xfer_hash_update(&s->hash, k->msg + 1, (size_t)n);
+    s->read_off += (uint64_t)n;
+    k->msg[0] = XFER_MSG_DATA;
+    s->pending = k;
+    s->pending_len = 1 + (size_t)n;
+    return 0;
+}
+
+/* Pushes as much of the file into the flow as its send buffer takes; on_flow_writable calls it
+ * again when a refused chunk would be taken. */
 static void pump(send_state *s)
 {
     uint64_t now = tern_driver_now(s->d);
     while (s->phase == 1 && s->conn) {
-        if (s->pending == 0) {
-            if (s->read_off == s->size) {
-                s->buf[0] = XFER_MSG_END;
-                xfer_hash_final(&s->hash, s->digest);
-                memcpy(s->buf + 1, s->digest, XFER_HASH_LEN);
-                s->pending = 1 + XFER_HASH_LEN;
-            } else {
-                uint64_t want = s->size - s->read_off;
-                if (want > s->chunk) want = s->chunk;
-                ssize_t n;
-                do n = pread(s->fd, s->buf + 1, (size_t)want, (off_t)s->read_off);
-                while (n < 0 && errno == EINTR);
-                if (n <= 0) {
-                    fprintf(stderr, "tern send: cannot read %s at byte %llu: %s\n", s->path,
-                            (unsigned long long)s->read_off,
-                            n == 0 ? "the file shrank while being sent" : strerror(errno));
-                    send_fail_local(s, XFER_EXIT_FILE);
-                    return;
-                }
-                xfer_hash_update(&s->hash, s->buf + 1, (size_t)n);
-                s->read_off += (uint64_t)n;
-                s->buf[0] = XFER_MSG_DATA;
-                s->pending = 1 + (size_t)n;
+        int rc;
+        if (s->pending == NULL && s->read_off == s->size) {
+            uint8_t end[1 + XFER_HASH_LEN];
+            if (!s->hashed) xfer_hash_final(&s->hash, s->digest);
+            s->hashed = 1;
+            end[0] = XFER_MSG_END;
+            memcpy(end + 1, s->digest, XFER_HASH_LEN);
+            rc = tern_flow_send(s->conn, s->flow, now, end, sizeof(end), -1);
+            if (rc == TERN_OK) {
+                tern_flow_close(s->conn, s->flow);
+                s->phase = 2;
+                return;
+            }
+        } else {
+            if (s->pending == NULL && read_chunk(s) != 0) return;
+            rc = tern_flow_send_ref(s->conn, s->flow, now, s->pending->msg, s->pending_len, -1,
+                                    s->pending);
+            if (rc == TERN_OK) {
+                s->sent += s->pending_len - 1;
+                s->pending = NULL; /* the core's until on_flow_release */
+                continue;
             }
         }
-        int rc = tern_flow_send(s->conn, s->flow, now, s->buf, s->pending, -1);
         if (rc == TERN_ERR_AGAIN) return;
-        if (rc != TERN_OK) {
-            fprintf(stderr, "tern send: cannot queue data: %s\n", tern_strerror(rc));
-            send_fail_local(s, XFER_EXIT_OTHER);
-            return;
-        }
-        int was_end = s->buf[0] == XFER_MSG_END;
-        s->sent += s->pending - 1;
-        s->pending = 0;
-        if (was_end) {
-            tern_flow_close(s->conn, s->flow);
-            s->phase = 2;
-        }
+        fprintf(stderr, "tern send: cannot queue data: %s\n", tern_strerror(rc));
+        send_fail_local(s, XFER_EXIT_OTHER);
+        return;
     }
 }
 
-static void on_timer(tern_driver *d, tern_driver_timer *t, void *user)
+static void on_flow_writable(tern_conn *c, uint64_t flow, void *user)
 {
     send_state *s = user;
-    uint64_t now = tern_driver_now(d);
-    pump(s);
-    if (s->conn && s->phase >= 1 && s->phase <= 2) {
-        uint64_t acked = s->sent - (s->sent ? tern_flow_queued(s->conn, s->flow) : 0);
-        if (acked > s->size) acked = s->size; /* the end message's 33 bytes */
-        xfer_progress_update(&s->prog, acked, now, 0);
-    }
-    if (s->phase <= 2) tern_driver_timer_set(t, now + TERN_NS_PER_MS);
+    if (c == s->conn && flow == s->flow) pump(s);
+}
+
+static void on_flow_acked(tern_conn *c, uint64_t flow, const tern_flow_progress *p, void *user)
+{
+    send_state *s = user;
+    if (c != s->conn || flow != s->flow || s->phase < 1) return;
+    /* file bytes: less the header and the type byte of each message acknowledged whole (the
+     * end message's hash is cut off by the cap) */
+    uint64_t over = s->hdr_len + (p->acked_messages ? p->acked_messages - 1 : 0);
+    s->acked = p->acked_bytes > over ? p->acked_bytes - over : 0;
+    if (s->acked > s->size) s->acked = s->size;
+    xfer_progress_update(&s->prog, s->acked, tern_driver_now(s->d), 0);
+}
+
+static void on_flow_release(tern_conn *c, uint64_t flow, void *token, int delivered, void *user)
+{
+    send_state *s = user;
+    send_chunk *k = token;
+    (void)c, (void)flow, (void)delivered;
+    k->next = s->free_chunks;
+    s->free_chunks = k;
 }
 
 static void on_established(tern_conn *c, void *user)
@@ -319,7 +228,6 @@ static void on_established(tern_conn *c, void *user)
         send_fail_local(s, XFER_EXIT_OTHER);
         return;
     }
-    s->flow_open = 1;
     size_t nl = strlen(s->name);
     uint8_t hdr[1 + 1 + 8 + 2 + XFER_MAX_NAME];
     hdr[0] = XFER_MSG_HEADER;
@@ -328,7 +236,8 @@ static void on_established(tern_conn *c, void *user)
     hdr[10] = (uint8_t)(nl >> 8);
     hdr[11] = (uint8_t)nl;
     memcpy(hdr + 12, s->name, nl);
-    rc = tern_flow_send(c, s->flow, now, hdr, 12 + nl, -1);
+    s->hdr_len = 12 + nl;
+    rc = tern_flow_send(c, s->flow, now, hdr, s->hdr_len, -1);
     if (rc != TERN_OK) {
         fprintf(stderr, "tern send: cannot queue the header: %s\n", tern_strerror(rc));
         send_fail_local(s, XFER_EXIT_OTHER);
@@ -345,7 +254,6 @@ static void on_established(tern_conn *c, void *user)
     xfer_progress_init(&s->prog, "tern send", s->shown, s->size, now, s->quiet);
     s->phase = 1;
     pump(s);
-    tern_driver_timer_set(s->timer, now + TERN_NS_PER_MS);
 }
 
 static void on_message(tern_conn *c, uint64_t flow_id, const uint8_t *data, size_t len,
@@ -361,10 +269,8 @@ static void on_message(tern_conn *c, uint64_t flow_id, const uint8_t *data, size
     tools_text_escape(s->verdict_text, sizeof(s->verdict_text), text, tl); /* the peer's words */
     s->t_done = tern_driver_now(s->d);
     s->phase = 3;
-    /* not tern_conn_close() here: closing from inside on_message frees the flow the core is
-     * still delivering from (use after free in flow.c deliver()); tern_driver_shutdown() closes */
     (void)c;
-    tern_driver_stop(s->d);
+    tern_driver_stop(s->d); /* finish() reads the connection; tools_session_close() closes it */
 }
 
 static void on_closed(tern_conn *c, int err, uint64_t code, const char *reason, size_t len,
@@ -420,10 +326,8 @@ static int finish(send_state *s)
     if (s->prog.tty && !s->quiet && s->phase >= 1) fputc('\n', stderr);
     if (s->err != 0) {
         if (s->phase >= 1 && s->err != TERN_ERR_PEER_CLOSED) {
-            uint64_t acked = s->sent - (s->conn && s->flow_open ? tern_flow_queued(s->conn, s->flow) : 0);
             fprintf(stderr, "tern send: transfer of %s failed after %llu of %llu bytes\n", s->shown,
-                    (unsigned long long)(acked > s->size ? s->size : acked),
-                    (unsigned long long)s->size);
+                    (unsigned long long)s->acked, (unsigned long long)s->size);
         }
         return tools_explain_conn_error("tern send", s->where, s->err, s->close_code, s->reason,
                                         s->timeout_ms, s->idle_ms);
@@ -436,7 +340,23 @@ static int finish(send_state *s)
     return XFER_EXIT_OTHER;
 }
 
-/* Opens s->path, sizes the message buffer, starts the hash. Returns 0 or an exit code (printed;
+/* Frees what send_prepare and the transfer made, once the driver is gone (its endpoint released
+ * every chunk the core still referenced to the free list). */
+static void send_cleanup(send_state *s)
+{
+    while (s->free_chunks) {
+        send_chunk *k = s->free_chunks;
+        s->free_chunks = k->next;
+        free(k);
+    }
+    free(s->pending);
+    s->pending = NULL;
+    xfer_hash_free(&s->hash);
+    if (s->fd >= 0) close(s->fd);
+    s->fd = -1;
+}
+
+/* Opens s->path, notes the chunk size, starts the hash. Returns 0 or an exit code (printed;
  * nothing left open). */
 static int send_prepare(send_state *s, uint64_t chunk)
 {
@@ -459,14 +379,9 @@ static int send_prepare(send_state *s, uint64_t chunk)
 #endif
     s->size = (uint64_t)sb.st_size;
     s->chunk = (size_t)chunk;
-    s->buf = malloc(1 + s->chunk > 1 + XFER_HASH_LEN ? 1 + s->chunk : 1 + XFER_HASH_LEN);
-    if (s->buf == NULL || sodium_init() < 0 || xfer_hash_init(&s->hash) != 0) {
+    if (sodium_init() < 0 || xfer_hash_init(&s->hash) != 0) {
         fprintf(stderr, "tern send: out of memory\n");
-        xfer_hash_free(&s->hash);
-        free(s->buf);
-        s->buf = NULL;
-        close(s->fd);
-        s->fd = -1;
+        send_cleanup(s);
         return XFER_EXIT_OTHER;
     }
     return 0;
@@ -576,15 +491,18 @@ int cmd_send(int argc, char **argv)
     dc.endpoint.callbacks.on_message = on_message;
     dc.endpoint.callbacks.on_closed = on_closed;
     dc.endpoint.callbacks.on_conn_free = on_conn_free;
+    dc.endpoint.callbacks.on_flow_writable = on_flow_writable;
+    dc.endpoint.callbacks.on_flow_acked = on_flow_acked;
+    dc.endpoint.callbacks.on_flow_release = on_flow_release;
     dc.endpoint.user_data = &s;
     int exit_code = XFER_EXIT_OTHER;
+    uint64_t grace = 0; /* no goodbye when the loop never ran */
     int rc = tern_driver_new(&dc, &s.d);
     if (rc != TERN_OK) {
         fprintf(stderr, "tern send: cannot set up: %s (%s)\n", tern_strerror(rc), strerror(errno));
         goto out;
     }
-    rc = tern_driver_timer_new(s.d, on_timer, &s, &s.timer);
-    if (rc == TERN_OK) rc = tern_driver_connect(s.d, &remote, server_pub, &s.conn);
+    rc = tern_driver_connect(s.d, &remote, server_pub, &s.conn);
     if (rc != TERN_OK) {
         fprintf(stderr, "tern send: cannot connect to %s: %s\n", s.where, tern_strerror(rc));
         goto out;
@@ -598,16 +516,11 @@ int cmd_send(int argc, char **argv)
     }
     exit_code = finish(&s);
     if (s.verbose) tools_print_counters("tern send", s.d, s.conn);
-    /* close the connection: the receiver learns that we are done, or that we gave up */
-    tern_driver_shutdown(s.d, exit_code == 0 ? 0 : XFER_V_PROTOCOL,
-                         exit_code == 0 ? "done" : "sender gave up", 300 * TERN_NS_PER_MS);
+    grace = 300 * TERN_NS_PER_MS; /* the receiver learns that we are done, or that we gave up */
 out:
-    tools_release_signals();
-    tern_driver_timer_del(s.timer);
-    tern_driver_del(s.d);
-    xfer_hash_free(&s.hash);
-    free(s.buf);
-    close(s.fd);
+    tools_session_close(s.d, NULL, exit_code == 0 ? 0 : XFER_V_PROTOCOL,
+                        exit_code == 0 ? "done" : "sender gave up", grace);
+    send_cleanup(&s);
     return exit_code;
 }
 
@@ -773,6 +686,9 @@ static int send_via(int argc, char **argv)
     app.on_closed = sv_closed;
     app.on_conn_free = on_conn_free;
     app.on_path = sv_path;
+    app.on_flow_writable = on_flow_writable;
+    app.on_flow_acked = on_flow_acked;
+    app.on_flow_release = on_flow_release;
     tern_rdv_client_callbacks rcb;
     memset(&rcb, 0, sizeof(rcb));
     rcb.on_registered = sv_registered;
@@ -783,7 +699,6 @@ static int send_via(int argc, char **argv)
     s.d = ps->d;
     if (exit_code != 0) goto out;
     exit_code = XFER_EXIT_OTHER;
-    if (tern_driver_timer_new(s.d, on_timer, &s, &s.timer) != TERN_OK) goto out;
     tools_catch_signals(s.d);
     if (tern_driver_run(s.d) != TERN_OK) {
         fprintf(stderr, "tern send: event loop failed: %s\n", strerror(errno));
@@ -791,15 +706,11 @@ static int send_via(int argc, char **argv)
     }
     exit_code = ps->exit_code ? ps->exit_code : finish(&s);
 out:
-    tools_release_signals();
-    tern_driver_timer_del(s.timer);
     if (ps)
         peer_session_end(ps, exit_code == 0 ? 0 : XFER_V_PROTOCOL,
                          exit_code == 0 ? "done" : "sender gave up",
                          ps->d ? 300 * TERN_NS_PER_MS : 0);
     free(ps);
-    xfer_hash_free(&s.hash);
-    free(s.buf);
-    if (s.fd >= 0) close(s.fd);
+    send_cleanup(&s);
     return exit_code;
 }

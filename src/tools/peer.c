@@ -261,6 +261,25 @@ static void s_path(tern_conn *c, void *u)
     if (c != ps->srv && ps->app.on_path) ps->app.on_path(c, ps->user);
 }
 
+static void s_flow_writable(tern_conn *c, uint64_t flow, void *u)
+{
+    peer_session *ps = u;
+    if (c != ps->srv && ps->app.on_flow_writable) ps->app.on_flow_writable(c, flow, ps->user);
+}
+
+static void s_flow_acked(tern_conn *c, uint64_t flow, const tern_flow_progress *p, void *u)
+{
+    peer_session *ps = u;
+    if (c != ps->srv && ps->app.on_flow_acked) ps->app.on_flow_acked(c, flow, p, ps->user);
+}
+
+/* Every release reaches the command, whose token it is (also from tern_driver_del). */
+static void s_flow_release(tern_conn *c, uint64_t flow, void *token, int delivered, void *u)
+{
+    peer_session *ps = u;
+    if (ps->app.on_flow_release) ps->app.on_flow_release(c, flow, token, delivered, ps->user);
+}
+
 /* ---------------------------------------------------------------- client callbacks */
 
 static void r_registered(tern_rdv_client *rc, const tern_addr *pub, void *u)
@@ -380,6 +399,9 @@ int peer_session_start(peer_session *ps, const char *cmd, const peer_opts *o,
     dc.endpoint.callbacks.on_datagram = s_datagram;
     dc.endpoint.callbacks.on_flow_closed = s_flow_closed;
     dc.endpoint.callbacks.on_path = s_path;
+    dc.endpoint.callbacks.on_flow_writable = s_flow_writable;
+    dc.endpoint.callbacks.on_flow_acked = s_flow_acked;
+    dc.endpoint.callbacks.on_flow_release = s_flow_release;
     dc.endpoint.user_data = ps;
     rc = tern_driver_new(&dc, &ps->d);
     tern_keypair_wipe(&dc.endpoint.static_key);
@@ -417,10 +439,8 @@ int peer_session_start(peer_session *ps, const char *cmd, const peer_opts *o,
 
 void peer_session_end(peer_session *ps, uint64_t code, const char *reason, uint64_t grace_ns)
 {
-    if (ps->d && grace_ns) tern_driver_shutdown(ps->d, code, reason, grace_ns);
-    tern_driver_timer_del(ps->rdv_timer);
+    tools_session_close(ps->d, ps->rdv_timer, code, reason, grace_ns);
     ps->rdv_timer = NULL;
-    tern_driver_del(ps->d); /* frees the connections without callbacks */
     ps->d = NULL;
     tern_rdv_client_del(ps->rdv);
     ps->rdv = NULL;

@@ -63,7 +63,8 @@ int peer_session_start(peer_session *ps, const char *cmd, const peer_opts *o,
                        int accept_any);
 /* After calling tern_rdv_client_* outside a driver callback: re-arm the client's timer, flush. */
 void peer_session_kick(peer_session *ps);
-/* Closes every connection (grace_ns at most) and frees everything. */
+/* Closes every connection (grace_ns at most), gives SIGINT/SIGTERM back and frees everything
+ * (tools_session_close). */
 void peer_session_end(peer_session *ps, uint64_t code, const char *reason, uint64_t grace_ns);
 
 /* Parses a token (2 * TERN_RDV_TOKEN_LEN hex characters, as tern token prints it) given to

@@ -1,4 +1,9 @@
-/* The tern command-line client: the sub-command table's entry type and shared helpers. */
+/*
+ * The tern command-line client: the sub-command table's entry type and the helpers the commands
+ * share: util.c (exit codes and why a connection ended, numbers, the clock, signals, the end of
+ * a driver session) and xfer.c (tern send/recv: the file hash, progress, names). One file per
+ * sub-command holds only that command.
+ */
 #ifndef TERN_TOOLS_H
 #define TERN_TOOLS_H
 
@@ -63,6 +68,15 @@ void tools_catch_signals(tern_driver *d);
 void tools_release_signals(void);
 int tools_interrupted(void);
 
+typedef struct tern_driver_timer tern_driver_timer;
+
+/* The end of every command that runs a driver: closes its connections with code and reason and
+ * waits grace_ns at most for them to go (tern_driver_shutdown; grace_ns 0: no goodbye, e.g.
+ * after the loop failed), gives SIGINT/SIGTERM back, then frees the command's timer and the
+ * driver (either may be NULL). */
+void tools_session_close(tern_driver *d, tern_driver_timer *timer, uint64_t code,
+                         const char *reason, uint64_t grace_ns);
+
 /* Copies a peer's close reason (len bytes, not terminated) into dst[cap] as a C string, its
  * control characters escaped (tools_text_escape: it goes to a terminal). */
 void tools_copy_reason(char *dst, size_t cap, const char *reason, size_t len);
@@ -77,7 +91,8 @@ uint64_t tools_now_ns(void);
 /* Waits until fd is readable or deadline_ns passes (ns, monotonic). Returns 1 readable, 0 not. */
 int tools_wait_readable(int fd, uint64_t deadline_ns);
 
-/* ---- tern send / tern recv: the file transfer's messages (tern send's header says more) */
+/* ---- tern send / tern recv (xfer.c): the file transfer's messages (tern send's header says
+ * more) */
 #define XFER_VERSION 2    /* 2: SHA-256 in the end message (1 had BLAKE2b-256) */
 #define XFER_HASH_LEN 32 /* SHA-256 */
 #define XFER_MAX_NAME 255

@@ -1,11 +1,15 @@
-/* Helpers shared by the tern sub-commands: name resolution, the clock, waiting on a socket. */
+/*
+ * Helpers shared by the tern sub-commands (tools.h): name resolution, the clock, waiting on a
+ * socket, SIGINT/SIGTERM, the end of a driver session, why a connection ended, numbers, CPU time.
+ */
+#include <errno.h>
 #include <netdb.h>
-#include <openssl/evp.h>
 #include <signal.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "tern/driver.h"
@@ -113,34 +117,18 @@ int tools_interrupted(void)
     return g_interrupted;
 }
 
+void tools_session_close(tern_driver *d, tern_driver_timer *timer, uint64_t code,
+                         const char *reason, uint64_t grace_ns)
+{
+    if (d && grace_ns) tern_driver_shutdown(d, code, reason, grace_ns);
+    tools_release_signals(); /* before the driver goes: the handler stops it */
+    tern_driver_timer_del(timer);
+    tern_driver_del(d); /* frees what is left without callbacks */
+}
+
 void tools_copy_reason(char *dst, size_t cap, const char *reason, size_t len)
 {
     tools_text_escape(dst, cap, (const uint8_t *)reason, len); /* the peer's words */
-}
-
-int xfer_hash_init(xfer_hash *h)
-{
-    EVP_MD_CTX *ctx = h->ctx ? h->ctx : EVP_MD_CTX_new();
-    if (ctx == NULL) return -1;
-    h->ctx = ctx;
-    return EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 ? 0 : -1;
-}
-
-void xfer_hash_update(xfer_hash *h, const void *data, size_t len)
-{
-    if (len) EVP_DigestUpdate(h->ctx, data, len);
-}
-
-void xfer_hash_final(xfer_hash *h, uint8_t out[XFER_HASH_LEN])
-{
-    unsigned int n = XFER_HASH_LEN;
-    EVP_DigestFinal_ex(h->ctx, out, &n);
-}
-
-void xfer_hash_free(xfer_hash *h)
-{
-    EVP_MD_CTX_free(h->ctx); /* also wipes the state */
-    h->ctx = NULL;
 }
 
 void tools_print_counters(const char *cmd, tern_driver *d, tern_conn *c)
@@ -167,4 +155,77 @@ void tools_print_counters(const char *cmd, tern_driver *d, tern_conn *c)
             (double)cs.srtt_ns / 1e3, (double)cs.min_rtt_ns / 1e3,
             (double)ni.bandwidth_bps / 1e9, (double)ni.pacing_rate_bps / 1e9,
             (unsigned long long)ni.cwnd_bytes);
+}
+
+/* ---- why a connection ended, numbers, CPU time */
+
+int tools_explain_conn_error(const char *cmd, const char *where, int err, uint64_t code,
+                             const char *reason, uint64_t timeout_ms, uint64_t idle_ms)
+{
+    if (reason == NULL) reason = "";
+    switch (err) {
+    case TERN_ERR_BAD_SERVER_KEY:
+    case TERN_ERR_HANDSHAKE_AUTH:
+        fprintf(stderr, "%s: %s does not hold the pinned key (%s): wrong --server-key?\n", cmd,
+                where, tern_strerror(err));
+        return XFER_EXIT_BAD_KEY;
+    case TERN_ERR_HANDSHAKE_TIMEOUT:
+        fprintf(stderr, "%s: no answer from %s within %llu ms: is a tern listener running there?\n",
+                cmd, where, (unsigned long long)timeout_ms);
+        return XFER_EXIT_NO_ANSWER;
+    case TERN_ERR_NO_VERSION:
+        fprintf(stderr, "%s: %s speaks none of our protocol versions\n", cmd, where);
+        return XFER_EXIT_NO_ANSWER;
+    case TERN_ERR_IDLE_TIMEOUT:
+        fprintf(stderr,
+                "%s: connection to %s lost: nothing heard for %llu ms (idle timeout); the peer "
+                "stopped or the path broke\n",
+                cmd, where, (unsigned long long)idle_ms);
+        return XFER_EXIT_LOST;
+    case TERN_ERR_STATELESS_RESET:
+        fprintf(stderr,
+                "%s: connection to %s lost: the peer no longer knows it (stateless reset; "
+                "restarted?)\n",
+                cmd, where);
+        return XFER_EXIT_LOST;
+    case TERN_ERR_PEER_CLOSED:
+        fprintf(stderr, "%s: %s closed the connection (code %llu%s%s)\n", cmd, where,
+                (unsigned long long)code, reason[0] ? ": " : "", reason);
+        return XFER_EXIT_LOST;
+    case TERN_ERR_REFUSED:
+        fprintf(stderr, "%s: %s refused the connection%s%s\n", cmd, where, reason[0] ? ": " : "",
+                reason);
+        return XFER_EXIT_LOST;
+    default:
+        fprintf(stderr, "%s: connection to %s failed: %s\n", cmd, where, tern_strerror(err));
+        return XFER_EXIT_OTHER;
+    }
+}
+
+int tools_parse_u64(const char *text, uint64_t lo, uint64_t hi, int scaled, uint64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (text[0] == '\0' || text[0] == '-' || end == text || errno != 0) return -1;
+    if (scaled && *end != '\0') {
+        unsigned shift = *end == 'K' || *end == 'k' ? 10
+                         : *end == 'M' || *end == 'm' ? 20
+                         : *end == 'G' || *end == 'g' ? 30
+                                                      : 64;
+        if (shift == 64 || end[1] != '\0' || v > (UINT64_MAX >> shift)) return -1;
+        v <<= shift;
+        end++;
+    }
+    if (*end != '\0' || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+uint64_t tools_cpu_ns(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * TERN_NS_PER_S +
+           (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000u;
 }
