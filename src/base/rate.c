@@ -71,7 +71,8 @@ int tern__srclim_init_in(tern__srclim *l, void *buf, size_t len, uint64_t per_s,
     l->own.mem = (tern_mem){.malloc = buf_malloc, .free = buf_free, .user = l};
     l->buf = buf;
     l->buf_len = len;
-    return init(l, &l->own, per_s, burst, max, sip_key);
+    int rc = init(l, &l->own, per_s, burst, max, sip_key);
+    return rc == TERN_OK ? tern__srclim_reserve(l) : rc;
 }
 
 int tern__srclim_init(tern__srclim *l, tern__alloc *a, uint64_t per_s, uint64_t burst,
@@ -90,10 +91,18 @@ static int init(tern__srclim *l, tern__alloc *a, uint64_t per_s, uint64_t burst,
     l->alloc = a;
     l->max = max;
     tern__map_init_keyof(&l->map, a, entry_key, sip_key);
-    if (per_s == 0) return TERN_OK; /* no limit: no table */
-    l->pool = tern__calloc(a, (size_t)max * sizeof(*l->pool));
-    if (l->pool == NULL || tern__map_reserve(&l->map, max) != TERN_OK) {
-        tern__srclim_free(l);
+    return TERN_OK;
+}
+
+int tern__srclim_reserve(tern__srclim *l)
+{
+    if (l->alloc == NULL) return TERN_ERR_STATE;          /* never initialised, or freed */
+    if (l->pool != NULL || l->rate.per_s == 0) return TERN_OK; /* made, or no limit: no table */
+    l->pool = tern__calloc(l->alloc, (size_t)l->max * sizeof(*l->pool));
+    if (l->pool == NULL || tern__map_reserve(&l->map, l->max) != TERN_OK) {
+        tern__map_free(&l->map);
+        if (l->pool) tern__free(l->alloc, l->pool, (size_t)l->max * sizeof(*l->pool));
+        l->pool = NULL;
         return TERN_ERR_NOMEM;
     }
     return TERN_OK;
@@ -101,12 +110,13 @@ static int init(tern__srclim *l, tern__alloc *a, uint64_t per_s, uint64_t burst,
 
 void tern__srclim_free(tern__srclim *l)
 {
-    if (l->alloc == NULL) return; /* never initialised */
+    if (l->alloc == NULL) return; /* never initialised, or freed already */
     tern__map_free(&l->map);
     if (l->pool) tern__free(l->alloc, l->pool, (size_t)l->max * sizeof(*l->pool));
     l->pool = NULL;
     l->n = 0;
     l->buf_used = 0;
+    l->alloc = NULL; /* takes are refused from now on */
 }
 
 /* The entry a new source gets when every entry is in use (see rate.h). */
@@ -128,8 +138,9 @@ static tern__src_entry *take_over(tern__srclim *l, uint64_t now)
 
 int tern__srclim_take(tern__srclim *l, const tern_addr *src, uint64_t now)
 {
-    if (l->rate.per_s == 0 && l->alloc != NULL) return 1;
-    if (l->pool == NULL) return 0; /* never initialised, or freed: nothing allowed */
+    if (l->alloc == NULL) return 0; /* never initialised, or freed: nothing allowed */
+    if (l->rate.per_s == 0) return 1;
+    if (l->pool == NULL && tern__srclim_reserve(l) != TERN_OK) return 0; /* no memory: refused */
     uint8_t key[TERN__SRC_KEY_LEN];
     tern__src_key(src, key);
     tern__src_entry *e = tern__map_find(&l->map, key, sizeof(key));

@@ -95,12 +95,14 @@ typedef struct tern__src_entry {
     uint8_t key[TERN__SRC_KEY_LEN];
 } tern__src_entry;
 
-/* One bucket per source, at most max sources at once. The entries are allocated once, at init,
- * with the map (base/map.h, keyed SipHash so a sender cannot aim sources at one chain) sized to
- * hold them all: memory is fixed from init to free, whatever the sources do. Either from an
- * allocator (tern__srclim_init), or carved from the caller's buffer (tern__srclim_init_in: for
- * objects that promise not to allocate, such as the STUN responder; the limiter then points into
- * itself and must not be moved or copied until freed).
+/* One bucket per source, at most max sources at once. The entries are allocated once, with the
+ * map (base/map.h, keyed SipHash so a sender cannot aim sources at one chain) sized to hold them
+ * all, at the first take or by tern__srclim_reserve: memory is then fixed until freed, whatever
+ * the sources do (a limiter that is never used, such as a client's error-reply limit, costs only
+ * its struct). Either from an allocator (tern__srclim_init), or carved from the caller's buffer
+ * at init (tern__srclim_init_in: for objects that promise not to allocate, such as the STUN
+ * responder; the limiter then points into itself and must not be moved or copied until
+ * freed).
  *
  * When all max entries are in use, a new source takes over an existing entry: the first full one
  * (a source that stayed quiet long enough to refill, so forgetting it changes nothing) among the
@@ -109,7 +111,7 @@ typedef struct tern__src_entry {
  * So the limit per source holds while fewer than max sources are active at once; beyond that each
  * of them may get up to a burst per turn of the hand (a sender with that many addresses is beyond
  * what a per-source limit can hold; the server-wide limits still do). Nothing is refused for
- * lack of memory after init. */
+ * lack of memory once the table is made; a take that cannot make it is refused. */
 #define TERN__SRC_SCAN 8
 
 typedef struct tern__srclim {
@@ -123,17 +125,20 @@ typedef struct tern__srclim {
     uint32_t max, n, hand;
 } tern__srclim;
 
-/* Allocates the table for max (>= 1) sources, each limited to per_s a second with the given
- * burst (tern__rate_set; per_s 0: no limit, nothing allocated). sip_key keys the map.
- * TERN_ERR_INVALID_ARG, TERN_ERR_NOMEM. */
+/* A limiter of max (>= 1) sources, each limited to per_s a second with the given burst
+ * (tern__rate_set; per_s 0: no limit, and never a table). sip_key keys the map. Allocates
+ * nothing yet. TERN_ERR_INVALID_ARG. */
 int tern__srclim_init(tern__srclim *l, tern__alloc *a, uint64_t per_s, uint64_t burst,
                       uint32_t max, const uint8_t sip_key[16]);
+/* Makes the table now rather than at the first take (a server: so that its memory is what it
+ * is from the start). TERN_ERR_NOMEM; TERN_ERR_STATE when freed or never initialised. */
+int tern__srclim_reserve(tern__srclim *l);
 /* The same in len bytes at buf (8-byte aligned), which must be at least
  * tern__srclim_buf_size(max); TERN_ERR_NOMEM when it is not. Nothing is allocated. */
 int tern__srclim_init_in(tern__srclim *l, void *buf, size_t len, uint64_t per_s, uint64_t burst,
                          uint32_t max, const uint8_t sip_key[16]);
 size_t tern__srclim_buf_size(uint32_t max);
-/* Gives the table back; l stays safe to free again (and to take from: refused). */
+/* Gives the table back; l stays safe to free again, and every take is refused from then on. */
 void tern__srclim_free(tern__srclim *l);
 /* Takes one unit for src's source at now: 1 allowed, 0 refused (or never initialised). */
 int tern__srclim_take(tern__srclim *l, const tern_addr *src, uint64_t now);

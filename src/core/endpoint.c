@@ -196,6 +196,10 @@ int tern_endpoint_new(const tern_endpoint_config *cfg, uint64_t now, tern_endpoi
     if (rc == TERN_OK)
         rc = tern__srclim_init(&ep->err_limit, &ep->alloc, TERN__ERR_RATE, TERN__ERR_BURST,
                                TERN__SRC_MAX, k + 64);
+    /* a server's tables are made now, so its memory under attack is what it was at start; a
+     * client makes its error-reply table only if it ever replies to a stray packet */
+    if (rc == TERN_OK && ep->is_server) rc = tern__srclim_reserve(&ep->hs_limit);
+    if (rc == TERN_OK && ep->is_server) rc = tern__srclim_reserve(&ep->err_limit);
     tern__rate_set(&ep->new_paths, ep->s.new_paths_per_s, 2ull * ep->s.new_paths_per_s);
     if (rc != TERN_OK) {
         tern_endpoint_del(ep);

@@ -1,8 +1,8 @@
 /*
  * White-box tests of base's rate limits (base/rate.h): the token bucket's exact arithmetic over
  * time, its burst, rate 0, weighted takes (byte budgets), a clock that stands still or goes back,
- * and the per-source limiter: keyed by IPv4 address or IPv6 /64, fixed memory, and what happens
- * when its table is full.
+ * and the per-source limiter: keyed by IPv4 address or IPv6 /64, its table made at the first take
+ * (or when reserved) and fixed from then on, and what happens when the table is full.
  */
 #include <string.h>
 
@@ -206,7 +206,7 @@ static void src(tern_addr *a, uint32_t i)
     tern_addr_ipv4(a, 10, (uint8_t)(i >> 16), (uint8_t)(i >> 8), (uint8_t)i, 1);
 }
 
-/* The table's memory is fixed at init; when full, a new source takes over a refilled entry (found
+/* The table is made at the first take and its memory is fixed from then on; when full, a new source takes over a refilled entry (found
  * near the hand), else the entry at the hand, whose source starts over with a full bucket. */
 static void test_srclim_table_full(void)
 {
@@ -216,11 +216,12 @@ static void test_srclim_table_full(void)
     static const uint8_t k[16] = {9};
     tern__srclim l;
     TT_REQUIRE(tern__srclim_init(&l, &a, 1, 2, 4, k) == TERN_OK);
-    uint64_t fixed = a.current;
-    TT_CHECK(fixed > 0);
+    TT_CHECK_EQ_U64(a.current, 0); /* nothing until the first take */
     tern_addr A, B, C, D, E;
     src(&A, 1), src(&B, 2), src(&C, 3), src(&D, 4), src(&E, 5);
     TT_CHECK_EQ_INT(tern__srclim_take(&l, &A, 0) + tern__srclim_take(&l, &A, 0), 2);
+    uint64_t fixed = a.current;
+    TT_CHECK(fixed > 0);
     TT_CHECK_EQ_INT(tern__srclim_take(&l, &B, 0) + tern__srclim_take(&l, &B, 0), 2);
     TT_CHECK_EQ_INT(tern__srclim_take(&l, &C, 0), 1); /* C owes one unit only */
     TT_CHECK_EQ_INT(tern__srclim_take(&l, &D, 0) + tern__srclim_take(&l, &D, 0), 2);
@@ -240,7 +241,11 @@ static void test_srclim_table_full(void)
     /* many sources through a table of 4096: memory stays what init took */
     tern__srclim big;
     TT_REQUIRE(tern__srclim_init(&big, &a, 100, 200, 4096, k) == TERN_OK);
+    TT_REQUIRE(tern__srclim_reserve(&big) == TERN_OK); /* as a server does at start */
     uint64_t before = a.current;
+    TT_CHECK(before > fixed);
+    TT_CHECK_EQ_INT(tern__srclim_reserve(&big), TERN_OK); /* once is enough */
+    TT_CHECK_EQ_U64(a.current, before);
     int ok = 0;
     for (uint32_t i = 0; i < 50000; i++) {
         tern_addr s;
@@ -257,6 +262,17 @@ static void test_srclim_table_full(void)
     for (int i = 0; i < 1000; i++) ok += tern__srclim_take(&big, &s, S + 50000);
     TT_CHECK_EQ_INT(ok, 199);
     tern__srclim_free(&big);
+    tern__srclim_free(&l);
+    TT_CHECK_EQ_INT(tern__srclim_reserve(&l), TERN_ERR_STATE);
+    TT_CHECK_EQ_U64(a.current, 0);
+
+    /* a table that cannot be made refuses (and is tried again at the next take) */
+    a.max = 1000;
+    TT_REQUIRE(tern__srclim_init(&l, &a, 1, 2, 4096, k) == TERN_OK);
+    TT_CHECK_EQ_INT(tern__srclim_take(&l, &A, 0), 0);
+    TT_CHECK_EQ_U64(a.current, 0);
+    a.max = 0;
+    TT_CHECK_EQ_INT(tern__srclim_take(&l, &A, 0), 1);
     tern__srclim_free(&l);
     tt_mem_check_clean(&m, "srclim full");
 }
