@@ -15,7 +15,6 @@
 #include <string.h>
 
 #include "base/rate.h"
-
 #include "stun/stun_int.h"
 
 void tern_stun_server_config_default(tern_stun_server_config *cfg)
