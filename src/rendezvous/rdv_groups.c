@@ -233,10 +233,7 @@ void tern__rdv_on_group_msg(tern_rdv_server *s, rdv_peer *p, uint64_t now, const
         else s->st.rate_dropped_group++;
         p->rate_drops++;
         tern_rdv_msg e;
-        tern_rdv_msg_init(&e, TERN_RDV_ERROR);
-        e.has_error = 1;
-        e.error = TERN_RDV_E_RATE_LIMITED;
-        e.req_kind = TERN_RDV_GROUP_MSG;
+        tern_rdv_msg_error(&e, TERN_RDV_GROUP_MSG, TERN_RDV_E_RATE_LIMITED);
         e.group = g->name, e.group_len = g->name_len;
         e.has_count = 1;
         e.count = p->rate_drops;

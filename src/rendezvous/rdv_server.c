@@ -225,10 +225,7 @@ void tern__rdv_send_error(tern_rdv_server *s, rdv_peer *p, uint64_t now, uint16_
                        const tern_rdv_msg *req)
 {
     tern_rdv_msg e;
-    tern_rdv_msg_init(&e, TERN_RDV_ERROR);
-    e.has_error = 1;
-    e.error = code;
-    e.req_kind = req ? req->kind : 0;
+    tern_rdv_msg_error(&e, req ? req->kind : 0, code);
     if (req) {
         if (req->has_peer_id && req->kind == TERN_RDV_INTRODUCE) {
             e.has_peer_id = 1;
