@@ -132,6 +132,9 @@ typedef struct tern_rdv_msg {
 
 /* Zeroes m and sets its kind. */
 void tern_rdv_msg_init(tern_rdv_msg *m, uint8_t kind);
+/* Zeroes m as an ERROR with code (tern_rdv_error) answering a request of kind req_kind (0: none);
+ * the caller adds what names the request (group, call ID, ...). */
+void tern_rdv_msg_error(tern_rdv_msg *m, uint8_t req_kind, uint16_t code);
 
 /* Encodes m into buf. Returns the length, or TERN_ERR_BUFFER (buf too small),
  * TERN_ERR_INVALID_ARG (unknown kind, a field over its limit, a required field missing). */

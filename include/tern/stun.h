@@ -221,7 +221,8 @@ typedef struct tern_stun_server_config {
     int has_alternate;
     tern_addr primary;          /* IP1:PORT1 */
     tern_addr alternate;        /* IP2:PORT2 (same family as primary) */
-    uint32_t error_rate;        /* error responses per second per source address (20) */
+    uint32_t error_rate;        /* error responses per second per source address (an IPv4
+                                   address or an IPv6 /64; 20; 0: no limit) */
     uint32_t error_burst;       /* bucket depth (40) */
 } tern_stun_server_config;
 
@@ -235,22 +236,23 @@ typedef struct tern_stun_counters {
     uint64_t drop[TERN_STUN_DROP_COUNT];
 } tern_stun_counters;
 
-#define TERN_STUN_RL_SLOTS 1024
+#define TERN_STUN_RL_SLOTS 1024 /* sources whose error rate is tracked at once */
+#define TERN_STUN_RL_WORDS (8192 + 64) /* room for that table (checked by tern_stun_server_init) */
 
-/* One responder; give each worker thread its own (no locks, no allocation). */
+/* One responder; give each worker thread its own (no locks, no allocation). It holds its
+ * per-source table of error-response buckets (the library's per-source limiter, which points
+ * into the responder): do not copy or move a responder once initialised (initialising it again
+ * is fine). */
 typedef struct tern_stun_server {
     tern_stun_server_config cfg;
     size_t software_len, username_len, password_len;
     tern_stun_counters counters;
-    struct {
-        uint32_t key;           /* hash of the source IP */
-        uint32_t tokens_milli;  /* tokens x 1000 */
-        uint64_t last_ns;
-    } rl[TERN_STUN_RL_SLOTS];
+    uint64_t rl_[TERN_STUN_RL_WORDS]; /* internal: the error-response limiter and its table */
 } tern_stun_server;
 
 /* Copies cfg (its strings must outlive the server). Errors: TERN_ERR_INVALID_ARG (alternate of
- * another family than primary, strings longer than 763 bytes). */
+ * another family than primary, strings longer than 763 bytes), TERN_ERR_CRYPTO (libsodium, whose
+ * randomness keys the per-source table, failed to initialise). */
 int tern_stun_server_init(tern_stun_server *s, const tern_stun_server_config *cfg);
 
 /* What to send back. from is the local address to send from (it differs from the local address

@@ -84,7 +84,9 @@ typedef struct tern_settings {
     uint32_t max_half_open;        /* half-open handshakes before every Initial needs a retry
                                       token; 0 = always (256) */
     uint32_t max_connections;      /* refuse handshakes past this (100000) */
-    uint32_t handshake_rate;       /* handshakes per second per source IP (100) */
+    uint32_t handshake_rate;       /* handshakes per second per source (an IPv4 address or an
+                                      IPv6 /64; 4096 sources tracked at once) (100; 0: no
+                                      limit) */
     uint32_t handshake_burst;      /* bucket depth of that rate limit (200) */
     uint32_t max_datagram_queue;   /* queued outgoing datagram frames per connection (1024) */
     /* flows */

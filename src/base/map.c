@@ -75,6 +75,19 @@ int tern__map_init_keyof(tern__map *m, tern__alloc *a, tern__map_keyof keyof,
     return TERN_OK;
 }
 
+size_t tern__map_put_bytes(const tern__map *m)
+{
+    if ((m->n + 1) * 4 <= m->cap * 3) return 0;
+    return (m->cap ? m->cap * 2 : TERN__MAP_MIN_CAP) * m->stride;
+}
+
+int tern__map_reserve(tern__map *m, size_t n)
+{
+    size_t cap = TERN__MAP_MIN_CAP;
+    while (n * 4 > cap * 3) cap *= 2; /* the load tern__map_put keeps */
+    return cap > m->cap ? resize(m, cap) : TERN_OK;
+}
+
 void tern__map_free(tern__map *m)
 {
     if (m->slots) tern__free(m->alloc, m->slots, m->cap * m->stride);

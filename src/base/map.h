@@ -52,6 +52,12 @@ int tern__map_init(tern__map *m, tern__alloc *a, size_t key_len, const uint8_t s
 /* A map of records that hold their own keys. It allocates nothing yet, so it returns TERN_OK. */
 int tern__map_init_keyof(tern__map *m, tern__alloc *a, tern__map_keyof keyof,
                          const uint8_t sip_key[16]);
+/* Bytes the next tern__map_put allocates (a larger slot array; the old one is given back after
+ * it), 0 when it allocates nothing: for callers that check a memory budget before they insert. */
+size_t tern__map_put_bytes(const tern__map *m);
+/* Makes room for n entries at once (one allocation now, none by tern__map_put until there are
+ * more than n; deletions give it back only as described above). TERN_ERR_NOMEM. */
+int tern__map_reserve(tern__map *m, size_t n);
 /* Empties the map and gives its slot array back; the map stays usable. */
 void tern__map_free(tern__map *m);
 

@@ -42,7 +42,7 @@
 #define TERN__MAX_RETRIES 3
 #define TERN__ERR_RATE 10  /* stateless error replies per second per source */
 #define TERN__ERR_BURST 20
-#define TERN__SRC_KEY_LEN 9 /* family, then an IPv4 address or an IPv6 /64 prefix */
+#define TERN__SRC_MAX 4096 /* sources each per-source limit tracks at once (base/rate.h) */
 
 /* A network path: the pair of addresses a connection's packets travel between, directly or
  * through a relay (then remote is the relay and every packet is wrapped with our channel). */
@@ -79,8 +79,7 @@ typedef struct tern__cand {
     uint8_t initial_due;   /* handshake: the Initial (client) or the Response (server, a copy of
                               the Initial came from there) must go there */
     uint8_t held;          /* a probe waits there for the anti-amplification budget */
-    uint8_t resp_tokens;   /* PATH_RESPONSEs it may still draw (TERN__RESP_BURST, TERN__RESP_GAP) */
-    uint64_t resp_at;      /* when resp_tokens was last refilled */
+    tern__bucket resp;     /* PATH_RESPONSEs it may still draw (TERN__RESP_BURST, TERN__RESP_GAP) */
     uint8_t challenge_due; /* a PATH_CHALLENGE must go there */
     uint8_t response_due;  /* a PATH_RESPONSE must go there */
     uint8_t challenged;    /* a challenge went out */
@@ -105,8 +104,8 @@ typedef struct tern__p2p {
     uint64_t relay_ka_next; /* client on a direct path: next challenge through the relay */
     uint64_t silent_next;   /* server on a silent direct path: next challenge through the relay */
     uint64_t fallbacks;     /* moves from a silent direct path to the relay */
-    uint32_t np_tokens;     /* new unvalidated source addresses it may still take on */
-    uint64_t np_at;         /* when np_tokens was last refilled (0: never) */
+    tern__bucket np;        /* new unvalidated source addresses it may still take on
+                               (ep->new_paths) */
     uint32_t n_punch_learned; /* punch sources given the probe allowance */
 } tern__p2p;
 
@@ -290,7 +289,9 @@ struct tern_endpoint {
     tern__map by_src;     /* server: source key -> number of connections from it (a count
                              stored as the value; an entry lives while the count is above 0) */
     tern__heap timers;
-    tern__ratelimit hs_limit, err_limit;
+    tern__srclim hs_limit;  /* server: handshakes per source (handshake_rate, handshake_burst) */
+    tern__srclim err_limit; /* stateless error replies per source (TERN__ERR_RATE, _BURST) */
+    tern__rate new_paths;   /* per connection: new_paths_per_s, bursts of twice that */
 
     tern_conn *send_head, *send_tail;
     tern_conn *all;

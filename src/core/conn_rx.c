@@ -26,7 +26,7 @@ static void send_reset(tern_endpoint *ep, const tern__rx *rx, const uint8_t cid[
     /* smaller than what provoked it, so two endpoints cannot ping-pong resets forever */
     if (trigger_len <= TERN__RESET_MIN_LEN) return;
     size_t len = trigger_len - 1 < sizeof(buf) ? trigger_len - 1 : sizeof(buf);
-    if (tern__rl_take(&ep->err_limit, rx->remote, rx->now) != TERN_OK) return;
+    if (!tern__srclim_take(&ep->err_limit, rx->remote, rx->now)) return;
     tern__ep_rand(ep, buf, len - TERN__RESET_TOKEN_LEN);
     buf[0] = (uint8_t)((buf[0] & ~(TERN__HDR_LONG)) | TERN__HDR_FIXED);
     tern__reset_token(ep, cid, buf + len - TERN__RESET_TOKEN_LEN);

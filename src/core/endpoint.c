@@ -191,10 +191,16 @@ int tern_endpoint_new(const tern_endpoint_config *cfg, uint64_t now, tern_endpoi
     }
     if (rc == TERN_OK) rc = tern__heap_init(&ep->timers, &ep->alloc);
     if (rc == TERN_OK && ep->is_server) /* only servers take handshakes */
-        rc = tern__rl_init(&ep->hs_limit, &ep->alloc, ep->s.handshake_rate,
-                           ep->s.handshake_burst, k + 48);
+        rc = tern__srclim_init(&ep->hs_limit, &ep->alloc, ep->s.handshake_rate,
+                               ep->s.handshake_burst, TERN__SRC_MAX, k + 48);
     if (rc == TERN_OK)
-        rc = tern__rl_init(&ep->err_limit, &ep->alloc, TERN__ERR_RATE, TERN__ERR_BURST, k + 64);
+        rc = tern__srclim_init(&ep->err_limit, &ep->alloc, TERN__ERR_RATE, TERN__ERR_BURST,
+                               TERN__SRC_MAX, k + 64);
+    /* a server's tables are made now, so its memory under attack is what it was at start; a
+     * client makes its error-reply table only if it ever replies to a stray packet */
+    if (rc == TERN_OK && ep->is_server) rc = tern__srclim_reserve(&ep->hs_limit);
+    if (rc == TERN_OK && ep->is_server) rc = tern__srclim_reserve(&ep->err_limit);
+    tern__rate_set(&ep->new_paths, ep->s.new_paths_per_s, 2ull * ep->s.new_paths_per_s);
     if (rc != TERN_OK) {
         tern_endpoint_del(ep);
         return rc;
@@ -214,8 +220,8 @@ void tern_endpoint_del(tern_endpoint *ep)
     tern__map_free(&ep->by_reset);
     tern__map_free(&ep->by_src);
     tern__heap_free(&ep->timers);
-    tern__rl_free(&ep->hs_limit, &ep->alloc);
-    tern__rl_free(&ep->err_limit, &ep->alloc);
+    tern__srclim_free(&ep->hs_limit);
+    tern__srclim_free(&ep->err_limit);
     if (ep->expects) tern__free(&ep->alloc, ep->expects, TERN__MAX_EXPECTS * sizeof(*ep->expects));
     tern__alloc a = ep->alloc;
     sodium_memzero(ep, sizeof(*ep));
@@ -223,13 +229,6 @@ void tern_endpoint_del(tern_endpoint *ep)
 }
 
 /* ---------------------------------------------------------------- admission */
-
-static void src_key(const tern_addr *a, uint8_t key[TERN__SRC_KEY_LEN])
-{
-    memset(key, 0, TERN__SRC_KEY_LEN);
-    key[0] = a->family;
-    memcpy(key + 1, a->ip, a->family == TERN_AF_INET6 ? 8 : 4); /* an IPv6 /64 is one source */
-}
 
 int tern__ep_admit(tern_endpoint *ep, const tern__rx *rx)
 {
@@ -241,7 +240,7 @@ int tern__ep_admit(tern_endpoint *ep, const tern__rx *rx)
     }
     if (ep->s.max_conns_per_ip == 0 || rx->relayed || !ep->is_server) return TERN_OK;
     uint8_t key[TERN__SRC_KEY_LEN];
-    src_key(rx->remote, key);
+    tern__src_key(rx->remote, key);
     uintptr_t n = (uintptr_t)tern__map_get(&ep->by_src, key);
     if (n >= ep->s.max_conns_per_ip) {
         ep->st.conns_refused_per_ip++;
@@ -258,7 +257,7 @@ int tern__ep_src_hold(tern_conn *c, const tern__rx *rx)
 {
     tern_endpoint *ep = c->ep;
     if (ep->s.max_conns_per_ip == 0 || rx->relayed || !ep->is_server) return TERN_OK;
-    src_key(rx->remote, c->link.src_key);
+    tern__src_key(rx->remote, c->link.src_key);
     void **v = tern__map_ref(&ep->by_src, c->link.src_key);
     if (v != NULL) {
         *v = (void *)((uintptr_t)*v + 1);

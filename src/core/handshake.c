@@ -376,7 +376,7 @@ static int server_on_initial(tern_endpoint *ep, const tern__rx *rx, const uint8_
 
     /* mac1 (cheap): is this Initial meant for our key, and undamaged? */
     if (memcmp(h->key_hint, ep->key_hint, TERN__KEY_HINT_LEN) != 0) {
-        if (tern__rl_take(&ep->err_limit, remote, now) == TERN_OK)
+        if (tern__srclim_take(&ep->err_limit, remote, now))
             send_reject(ep, rx, h, TERN__REJECT_WRONG_KEY);
         return TERN_ERR_AUTH;
     }
@@ -384,7 +384,7 @@ static int server_on_initial(tern_endpoint *ep, const tern__rx *rx, const uint8_
     if (sodium_memcmp(mac, h->mac1, sizeof(mac)) != 0) return TERN_ERR_AUTH;
 
     if (ep->st.conns_current >= ep->s.max_connections || tern__ep_admit(ep, rx) != TERN_OK) {
-        if (tern__rl_take(&ep->err_limit, remote, now) == TERN_OK)
+        if (tern__srclim_take(&ep->err_limit, remote, now))
             send_reject(ep, rx, h, TERN__REJECT_REFUSED);
         return TERN_ERR_LIMIT;
     }
@@ -399,7 +399,7 @@ static int server_on_initial(tern_endpoint *ep, const tern__rx *rx, const uint8_
         send_retry(ep, rx, h);
         return TERN_OK;
     }
-    if (tern__rl_take(&ep->hs_limit, remote, now) != TERN_OK) return TERN_ERR_RATE_LIMITED;
+    if (!tern__srclim_take(&ep->hs_limit, remote, now)) return TERN_ERR_RATE_LIMITED;
 
     /* the expensive part: <- s, then -> e, es, s, ss, payload */
     tern__noise noise;
@@ -507,7 +507,7 @@ int tern__hs_recv_long(tern_endpoint *ep, const tern__rx *rx, const uint8_t *pkt
     if (rc == TERN_ERR_VERSION) {
         /* only a padded first packet earns a (small) version negotiation reply */
         if (ep->is_server && len >= TERN_MIN_INITIAL_SIZE &&
-            tern__rl_take(&ep->err_limit, rx->remote, now) == TERN_OK)
+            tern__srclim_take(&ep->err_limit, rx->remote, now))
             send_version_negotiation(ep, rx, &h);
         return TERN_ERR_VERSION;
     }

@@ -126,8 +126,6 @@ tern__cand *tern__cand_add(tern_conn *c, uint64_t now, const tern_addr *local,
     tern__ep_rand(c->ep, &k->challenge, sizeof(k->challenge));
     k->gap = relayed ? tern__rec_rtt_pto(c) : p->interval;
     k->next_probe = p->probing ? now : TERN_TIME_NEVER;
-    k->resp_tokens = TERN__RESP_BURST;
-    k->resp_at = now;
     return k;
 }
 
@@ -258,23 +256,16 @@ int tern__p2p_rx_path(tern_conn *c, tern__rx *rx)
     int i = tern__cand_find(p, remote, relayed, channel);
     if (i < 0) {
         /* a new source address: at most new_paths_per_s a second (bursts of twice that), so
-         * that spoofed sources cannot each draw probes */
-        uint64_t rate = c->ep->s.new_paths_per_s, burst = 2 * rate, gap = TERN_NS_PER_S / rate;
-        if (p->np_at == 0) {
-            p->np_at = now;
-            p->np_tokens = (uint32_t)burst;
-        } else if (now >= p->np_at + gap) {
-            uint64_t add = (now - p->np_at) / gap;
-            p->np_tokens = (uint32_t)(p->np_tokens + add > burst ? burst : p->np_tokens + add);
-            p->np_at += add * gap;
-        }
-        if (p->np_tokens == 0) {
+         * that spoofed sources cannot each draw probes (one the candidate table has no room
+         * for spends nothing) */
+        const tern__rate *np = &c->ep->new_paths;
+        if (tern__bucket_debt(np, &p->np, now) + TERN_NS_PER_S > np->cap) {
             c->ep->st.paths_refused++;
             return rx->cand = -2;
         }
         tern__cand *k = tern__cand_add(c, now, rx->local, remote, relayed, channel, 1);
         if (k == NULL) return rx->cand = -2;
-        p->np_tokens--;
+        (void)tern__bucket_take(np, &p->np, now, 1); /* room was checked above */
         i = (int)(k - p->cands);
     }
     rx->cand = i;
@@ -324,18 +315,12 @@ void tern__p2p_on_challenge(tern_conn *c, tern__rx *rx, uint64_t data)
     } else if (rx->cand >= 0) {
         tern__cand *k = &c->p2p->cands[rx->cand];
         /* responses on a candidate path: TERN__RESP_BURST, then one per TERN__RESP_GAP */
-        if (now >= k->resp_at + TERN__RESP_GAP) {
-            uint64_t add = (now - k->resp_at) / TERN__RESP_GAP;
-            k->resp_tokens = (uint8_t)(k->resp_tokens + add > TERN__RESP_BURST
-                                           ? TERN__RESP_BURST
-                                           : k->resp_tokens + add);
-            k->resp_at += add * TERN__RESP_GAP;
-        }
-        if (k->resp_tokens == 0) {
+        static const tern__rate resp_rate = {.per_s = TERN_NS_PER_S / TERN__RESP_GAP,
+                                             .cap = TERN__RESP_BURST * TERN_NS_PER_S};
+        if (!tern__bucket_take(&resp_rate, &k->resp, now, 1)) {
             c->ep->st.responses_limited++;
             return;
         }
-        k->resp_tokens--;
         k->response_due = 1;
         k->response = data;
         if (!c->is_server && k->path.relayed && !c->path.relayed) rx->relay_challenged = 1;

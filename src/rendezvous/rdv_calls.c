@@ -76,10 +76,7 @@ static void call_free(tern_rdv_server *s, rdv_call *c)
 static void call_fail(tern_rdv_server *s, rdv_call *c, uint16_t code, uint64_t now)
 {
     tern_rdv_msg e;
-    tern_rdv_msg_init(&e, TERN_RDV_ERROR);
-    e.has_error = 1;
-    e.error = code;
-    e.req_kind = TERN_RDV_CALL;
+    tern_rdv_msg_error(&e, TERN_RDV_CALL, code);
     e.has_call_id = 1;
     e.call_id = c->cid;
     tern__rdv_send_msg(s, c->caller, now, &e);

@@ -124,6 +124,14 @@ static int name_ok(const uint8_t *p, size_t len)
     return p != NULL && len >= 1 && len <= TERN_RDV_MAX_NAME;
 }
 
+/* A request's token (tern_rdv_token_make), when there is one (token not NULL). */
+static void set_token(tern_rdv_msg *m, const uint8_t *token)
+{
+    if (token == NULL) return;
+    m->has_token = 1;
+    memcpy(m->token, token, TERN_RDV_TOKEN_LEN);
+}
+
 int tern_rdv_client_register(tern_rdv_client *rc, uint64_t now, const tern_addr *cands,
                              size_t n_cands, const uint8_t *token)
 {
@@ -137,10 +145,7 @@ int tern_rdv_client_register(tern_rdv_client *rc, uint64_t now, const tern_addr 
         m.cands[i].addr = cands[i];
     }
     m.n_cands = n_cands;
-    if (token) {
-        m.has_token = 1;
-        memcpy(m.token, token, TERN_RDV_TOKEN_LEN);
-    }
+    set_token(&m, token);
     return send_msg(rc, now, &m);
 }
 
@@ -162,18 +167,23 @@ int tern_rdv_client_introduce(tern_rdv_client *rc, uint64_t now,
     return TERN_OK;
 }
 
+/* JOIN a group or OFFER a service: its name and, when not NULL, a token for it. */
+static int send_named(tern_rdv_client *rc, uint64_t now, uint8_t kind, const uint8_t *name,
+                      size_t name_len, const uint8_t *token)
+{
+    if (!name_ok(name, name_len)) return TERN_ERR_INVALID_ARG;
+    tern_rdv_msg m;
+    tern_rdv_msg_init(&m, kind);
+    if (kind == TERN_RDV_OFFER) m.service = name, m.service_len = name_len;
+    else m.group = name, m.group_len = name_len;
+    set_token(&m, token);
+    return send_msg(rc, now, &m);
+}
+
 int tern_rdv_client_join(tern_rdv_client *rc, uint64_t now, const uint8_t *group,
                          size_t group_len, const uint8_t *token)
 {
-    if (!name_ok(group, group_len)) return TERN_ERR_INVALID_ARG;
-    tern_rdv_msg m;
-    tern_rdv_msg_init(&m, TERN_RDV_JOIN);
-    m.group = group, m.group_len = group_len;
-    if (token) {
-        m.has_token = 1;
-        memcpy(m.token, token, TERN_RDV_TOKEN_LEN);
-    }
-    return send_msg(rc, now, &m);
+    return send_named(rc, now, TERN_RDV_JOIN, group, group_len, token);
 }
 
 int tern_rdv_client_leave(tern_rdv_client *rc, uint64_t now, const uint8_t *group,
@@ -202,15 +212,7 @@ int tern_rdv_client_group_send(tern_rdv_client *rc, uint64_t now, const uint8_t 
 int tern_rdv_client_offer(tern_rdv_client *rc, uint64_t now, const uint8_t *service,
                           size_t service_len, const uint8_t *token)
 {
-    if (!name_ok(service, service_len)) return TERN_ERR_INVALID_ARG;
-    tern_rdv_msg m;
-    tern_rdv_msg_init(&m, TERN_RDV_OFFER);
-    m.service = service, m.service_len = service_len;
-    if (token) {
-        m.has_token = 1;
-        memcpy(m.token, token, TERN_RDV_TOKEN_LEN);
-    }
-    return send_msg(rc, now, &m);
+    return send_named(rc, now, TERN_RDV_OFFER, service, service_len, token);
 }
 
 int tern_rdv_client_call(tern_rdv_client *rc, uint64_t now, const uint8_t *service,
@@ -529,10 +531,7 @@ int tern_rdv_client_on_message(tern_rdv_client *rc, tern_conn *conn, uint64_t fl
 static void fail_call(tern_rdv_client *rc, uint64_t call_id, uint16_t code)
 {
     tern_rdv_msg e;
-    tern_rdv_msg_init(&e, TERN_RDV_ERROR);
-    e.has_error = 1;
-    e.error = code;
-    e.req_kind = TERN_RDV_CALL;
+    tern_rdv_msg_error(&e, TERN_RDV_CALL, code);
     e.has_call_id = 1;
     e.call_id = call_id;
     rc->st.call_errors++;

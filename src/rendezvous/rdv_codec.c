@@ -64,6 +64,14 @@ void tern_rdv_msg_init(tern_rdv_msg *m, uint8_t kind)
     m->kind = kind;
 }
 
+void tern_rdv_msg_error(tern_rdv_msg *m, uint8_t req_kind, uint16_t code)
+{
+    tern_rdv_msg_init(m, TERN_RDV_ERROR);
+    m->has_error = 1;
+    m->error = code;
+    m->req_kind = req_kind;
+}
+
 /* ---------------------------------------------------------------- encoder */
 
 typedef struct wbuf {

@@ -15,7 +15,7 @@ static void presence(tern_rdv_server *s, rdv_group *g, const rdv_peer *who, uint
     /* a large group, or one whose membership churns faster than presence_rate, hears no more
      * presence: a joiner learns the count and a bootstrap list in JOINED instead */
     if ((s->cfg.presence_max_members && g->n > s->cfg.presence_max_members) ||
-        !gcra(&g->pres_tat, now, s->cfg.presence_rate, s->cfg.presence_burst)) {
+        !tern__bucket_take(&s->rate.presence, &g->pres, now, 1)) {
         s->st.presence_dropped++;
         return;
     }
@@ -72,7 +72,7 @@ static size_t bootstrap(tern_rdv_server *s, const rdv_group *g, const rdv_peer *
  * other member hears about. Over it: ERROR(RATE_LIMITED), nothing changes. */
 static int join_rate_ok(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rdv_msg *m)
 {
-    if (gcra(&p->join_tat, now, s->cfg.join_rate, s->cfg.join_burst)) return 1;
+    if (tern__bucket_take(&s->rate.join, &p->join, now, 1)) return 1;
     s->st.rate_dropped_join++;
     tern__rdv_send_error(s, p, now, TERN_RDV_E_RATE_LIMITED, m);
     return 0;
@@ -95,7 +95,14 @@ void tern__rdv_on_join(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern
             tern__rdv_send_error(s, p, now, TERN_RDV_E_LIMIT, m);
             return;
         }
-        if (!can_hold(s, p, membership_cost(m->group_len))) {
+        /* the arrays that grow now: the peer's memberships, the group's members, the map of
+         * groups */
+        uint64_t grow = p->n_groups == p->cap_groups
+                            ? (p->cap_groups ? 2 * p->cap_groups : 2) * sizeof(membership)
+                            : 0;
+        if (g == NULL) grow += 4 * sizeof(member) + tern__map_put_bytes(&s->groups);
+        else if (g->n == g->cap) grow += 2 * (uint64_t)g->cap * sizeof(member);
+        if (!can_hold_grow(s, p, membership_cost(m->group_len), grow)) {
             tern__rdv_send_error(s, p, now, TERN_RDV_E_LIMIT, m);
             return;
         }
@@ -219,17 +226,14 @@ void tern__rdv_on_group_msg(tern_rdv_server *s, rdv_peer *p, uint64_t now, const
     }
     rdv_group *g = p->groups[midx].g;
     /* the peer's bucket first, so one noisy peer cannot spend the group's */
-    int ok_peer = gcra(&p->rl_tat, now, s->cfg.peer_rate, s->cfg.peer_burst);
-    int ok_group = ok_peer && gcra(&g->rl_tat, now, s->cfg.group_rate, s->cfg.group_burst);
+    int ok_peer = tern__bucket_take(&s->rate.peer, &p->rl, now, 1);
+    int ok_group = ok_peer && tern__bucket_take(&s->rate.group, &g->rl, now, 1);
     if (!ok_group) {
         if (!ok_peer) s->st.rate_dropped_peer++;
         else s->st.rate_dropped_group++;
         p->rate_drops++;
         tern_rdv_msg e;
-        tern_rdv_msg_init(&e, TERN_RDV_ERROR);
-        e.has_error = 1;
-        e.error = TERN_RDV_E_RATE_LIMITED;
-        e.req_kind = TERN_RDV_GROUP_MSG;
+        tern_rdv_msg_error(&e, TERN_RDV_GROUP_MSG, TERN_RDV_E_RATE_LIMITED);
         e.group = g->name, e.group_len = g->name_len;
         e.has_count = 1;
         e.count = p->rate_drops;

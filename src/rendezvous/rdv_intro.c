@@ -41,25 +41,24 @@ static int intro_target_ok(tern_rdv_server *s, rdv_peer *b, const rdv_peer *p, u
         memset(b->isrc, 0, INTRO_SRC * sizeof(*b->isrc));
         charge(s, b, INTRO_SRC * sizeof(*b->isrc));
     }
-    uint8_t key[9] = {0};
-    const tern_addr *a = tern_conn_remote(p->conn);
-    key[0] = a->family;
-    memcpy(key + 1, a->ip, a->family == TERN_AF_INET ? 4 : 8); /* an IPv6 /64 is one source */
-    uint64_t t = TERN_NS_PER_S / s->cfg.intro_target_rate;
-    uint64_t half = (uint64_t)(s->cfg.intro_target_burst > 1 ? s->cfg.intro_target_burst - 1 : 0) *
-                    t / 2;
+    uint8_t key[TERN__SRC_KEY_LEN];
+    tern__src_key(tern_conn_remote(p->conn), key);
+    const tern__rate *r = &s->rate.intro_target;
+    /* "at least half full again": it owes at most half of what a burst minus one takes */
+    uint64_t half = (r->cap - TERN_NS_PER_S) / 2;
     intro_src *slot = NULL, *free_slot = NULL;
     for (int i = 0; i < INTRO_SRC && slot == NULL; i++) {
         if (memcmp(b->isrc[i].key, key, sizeof(key)) == 0) slot = &b->isrc[i];
-        else if (free_slot == NULL && b->isrc[i].tat <= now + half) free_slot = &b->isrc[i];
+        else if (free_slot == NULL && tern__bucket_debt(r, &b->isrc[i].b, now) <= half)
+            free_slot = &b->isrc[i];
     }
     if (slot == NULL) {
         if (free_slot == NULL) return 0; /* INTRO_SRC other IPs are introducing at full rate */
         slot = free_slot;
         memcpy(slot->key, key, sizeof(key));
-        slot->tat = 0;
+        memset(&slot->b, 0, sizeof(slot->b)); /* a full bucket */
     }
-    return gcra(&slot->tat, now, s->cfg.intro_target_rate, s->cfg.intro_target_burst);
+    return tern__bucket_take(r, &slot->b, now, 1);
 }
 
 /* Forgets p's relay references to sessions that are gone (idle, evicted, closed). One relay
@@ -115,7 +114,7 @@ static void relay_ref_add(tern_rdv_server *s, rdv_peer *p, const uint8_t *ch, in
 
 void tern__rdv_on_introduce(tern_rdv_server *s, rdv_peer *p, uint64_t now, const tern_rdv_msg *m)
 {
-    if (!gcra(&p->intro_tat, now, s->cfg.intro_rate, s->cfg.intro_burst)) {
+    if (!tern__bucket_take(&s->rate.intro, &p->intro, now, 1)) {
         s->st.intro_limited_peer++;
         tern__rdv_send_error(s, p, now, TERN_RDV_E_RATE_LIMITED, m);
         return;

@@ -9,7 +9,8 @@
  * A group also remembers its last joiners in a small ring for the "recent" half of the bootstrap
  * list. Calls in flight are records in a map keyed by the server's call ID, in a deadline heap,
  * and on two intrusive lists (the caller's and the provider's) so either side's departure ends
- * them without a search. Rate limits are GCRA (one "theoretical arrival time" per bucket).
+ * them without a search. Rate limits are base's token buckets (base/rate.h), one per limited
+ * thing in its record, their rates set once in s->rate.
  * With a relay configured (cfg.relay_sessions), each introduction opens a relay session between
  * the two connections' remote addresses and hands each side its channel (tern/relay.h).
  *
@@ -20,7 +21,7 @@
  *
  * Limits (docs/rendezvous.md, 7.1): every resource a peer can make the server hold has a budget in
  * tern_rdv_config and a counter in tern_rdv_stats. Counts (services, groups, members, calls, relay
- * sessions, LOCAL candidates) are checked before anything is allocated; rates are GCRA buckets
+ * sessions, LOCAL candidates) are checked before anything is allocated; rates are token buckets
  * (JOIN/LEAVE per peer, PRESENCE per group, INTRODUCE per requester and per target per requester
  * IP); each peer's state is accounted in bytes (acct, max_peer_state) and the server's in
  * mem_current (max_mem). Before each send the server looks at what is queued to the peer
@@ -115,6 +116,12 @@ int tern_rdv_server_new(const tern_rdv_config *cfg, tern_rdv_server **out)
     if (s == NULL) return TERN_ERR_NOMEM;
     s->alloc = a;
     s->cfg = *cfg;
+    tern__rate_set(&s->rate.join, cfg->join_rate, cfg->join_burst);
+    tern__rate_set(&s->rate.presence, cfg->presence_rate, cfg->presence_burst);
+    tern__rate_set(&s->rate.group, cfg->group_rate, cfg->group_burst);
+    tern__rate_set(&s->rate.peer, cfg->peer_rate, cfg->peer_burst);
+    tern__rate_set(&s->rate.intro, cfg->intro_rate, cfg->intro_burst);
+    tern__rate_set(&s->rate.intro_target, cfg->intro_target_rate, cfg->intro_target_burst);
     if (s->cfg.bootstrap_recent > RECENT_MAX) s->cfg.bootstrap_recent = RECENT_MAX;
     if (s->cfg.bootstrap_recent + s->cfg.bootstrap_random > TERN_RDV_MAX_MEMBERS)
         s->cfg.bootstrap_random = TERN_RDV_MAX_MEMBERS - s->cfg.bootstrap_recent;
@@ -218,10 +225,7 @@ void tern__rdv_send_error(tern_rdv_server *s, rdv_peer *p, uint64_t now, uint16_
                        const tern_rdv_msg *req)
 {
     tern_rdv_msg e;
-    tern_rdv_msg_init(&e, TERN_RDV_ERROR);
-    e.has_error = 1;
-    e.error = code;
-    e.req_kind = req ? req->kind : 0;
+    tern_rdv_msg_error(&e, req ? req->kind : 0, code);
     if (req) {
         if (req->has_peer_id && req->kind == TERN_RDV_INTRODUCE) {
             e.has_peer_id = 1;

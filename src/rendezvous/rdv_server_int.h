@@ -17,6 +17,7 @@
 #include "base/alloc.h"
 #include "base/heap.h"
 #include "base/map.h"
+#include "base/rate.h"
 #include "tern/rendezvous.h"
 
 #define RECENT_MAX 16
@@ -47,8 +48,8 @@ typedef struct relay_ref {
 
 /* Per introduction target: a rate bucket per requester IP (/32, or /64 for IPv6). */
 typedef struct intro_src {
-    uint64_t tat;
-    uint8_t key[9];
+    tern__bucket b;                 /* s->rate.intro_target */
+    uint8_t key[TERN__SRC_KEY_LEN]; /* tern__src_key */
 } intro_src;
 
 struct rdv_peer {
@@ -57,7 +58,7 @@ struct rdv_peer {
     tern_conn *conn;
     rdv_peer *prev, *next;    /* every tracked peer, for tern_rdv_server_del */
     uint64_t flow;
-    uint64_t rl_tat;          /* GCRA for GROUP_MSG */
+    tern__bucket rl;          /* GROUP_MSG (s->rate.peer) */
     tern_addr *cands;         /* local candidates, n_cands of them */
     membership *groups;
     rdv_service *services;    /* offered by this peer (linked by next_of) */
@@ -66,7 +67,7 @@ struct rdv_peer {
     uint32_t n_groups, cap_groups, n_calls_out, rate_drops;
     uint32_t n_calls_in, n_services, n_relay, cap_relay;
     uint32_t n_relay_req;     /* of relay[], the sessions this peer asked for (requested) */
-    uint64_t join_tat, intro_tat; /* GCRA for JOIN/LEAVE and INTRODUCE */
+    tern__bucket join, intro; /* JOIN/LEAVE and INTRODUCE (s->rate.join, s->rate.intro) */
     uint64_t acct;            /* accounted bytes of state (max_peer_state) */
     uint64_t drop_since;      /* events to it dropped since (0: none being dropped) */
     relay_ref *relay;         /* sessions of its introductions (cap_relay) */
@@ -78,8 +79,8 @@ struct rdv_peer {
 struct rdv_group {
     member *members;
     uint32_t n, cap;
-    uint64_t rl_tat;
-    uint64_t pres_tat;        /* GCRA for PRESENCE */
+    tern__bucket rl;          /* GROUP_MSG (s->rate.group) */
+    tern__bucket pres;        /* PRESENCE (s->rate.presence) */
     rdv_peer *recent[RECENT_MAX];
     uint32_t recent_pos;
     uint8_t name_len;
@@ -107,6 +108,9 @@ struct tern_rdv_server {
                               callers, which count each refusal by kind) */
     tern__map peers, groups, services, calls;
     tern__heap deadlines;
+    struct {                /* cfg's *_rate and *_burst pairs (base/rate.h; rate 0: no limit) */
+        tern__rate join, presence, group, peer, intro, intro_target;
+    } rate;
     rdv_peer *all;         /* every tracked peer */
     int dying;             /* in tern_rdv_server_del: send nothing */
     rdv_peer *doomed;      /* peers to close (too slow to read), see reap() */
@@ -141,31 +145,26 @@ static inline uint32_t rand_below(tern_rdv_server *s, uint32_t n)
     return n ? (uint32_t)(((uint64_t)r * n) >> 32) : 0;
 }
 
-/* GCRA: allow one event at now under rate per second with burst depth. */
-static inline int gcra(uint64_t *tat, uint64_t now, uint32_t rate, uint32_t burst)
-{
-    if (rate == 0) return 1;
-    uint64_t t = TERN_NS_PER_S / rate;
-    uint64_t tau = (uint64_t)(burst ? burst - 1 : 0) * t;
-    uint64_t base = *tat > now ? *tat : now;
-    if (base - now > tau) return 0;
-    *tat = base + t;
-    return 1;
-}
-
-/* Whether p may hold n more bytes of state (max_peer_state) and the server n more bytes of
- * memory (max_mem). Counts a refusal; the caller answers ERROR(LIMIT). */
-static inline int can_hold(tern_rdv_server *s, rdv_peer *p, uint64_t n)
+/* Whether p may hold n more bytes of state (max_peer_state) and the server n + grow more bytes
+ * of memory (max_mem; grow: what an array about to double allocates beyond the state accounted
+ * to p, which the old array's release gives back afterwards). Counts a refusal; the caller
+ * answers ERROR(LIMIT). */
+static inline int can_hold_grow(tern_rdv_server *s, rdv_peer *p, uint64_t n, uint64_t grow)
 {
     if (s->cfg.max_peer_state && p->acct + n > s->cfg.max_peer_state) {
         s->st.limit_peer_state++;
         return 0;
     }
-    if (s->cfg.max_mem && s->alloc.current + n > s->cfg.max_mem) {
+    if (s->cfg.max_mem && s->alloc.current + n + grow > s->cfg.max_mem) {
         s->st.limit_mem++;
         return 0;
     }
     return 1;
+}
+
+static inline int can_hold(tern_rdv_server *s, rdv_peer *p, uint64_t n)
+{
+    return can_hold_grow(s, p, n, 0);
 }
 
 static inline void charge(tern_rdv_server *s, rdv_peer *p, uint64_t n)

@@ -14,8 +14,8 @@
  * (the last time it forwarded, as of when it was pushed) + idle_timeout; forward() only records
  * the time, and handle_expiry() either frees a session whose deadline really passed or pushes it
  * back at its real deadline, so a busy session costs no heap work per packet. The per-session
- * byte budget is a token bucket counted in byte-nanoseconds (bytes x 1e9) so refills are exact
- * integers with no rounding drift. The maps and the heap shrink as sessions go, so memory returns
+ * byte budget is base's token bucket (base/rate.h) taken by the datagram's length: exact integer
+ * refills (byte-nanoseconds), no division on the forwarding path. The maps and the heap shrink as sessions go, so memory returns
  * to what an empty relay holds.
  *
  * Checks run cheapest first: length and type byte, then the inner packet's fixed bit, then the
@@ -27,10 +27,10 @@
 #include "base/alloc.h"
 #include "base/heap.h"
 #include "base/map.h"
+#include "base/rate.h"
 #include "tern/relay.h"
 
 #define ADDR_KEY_LEN 19 /* family, port (2), ip (16) */
-#define MAX_BURST_BYTES 10000000000ull /* x 1e9 must fit in 64 bits */
 
 typedef struct relay_session relay_session;
 
@@ -55,8 +55,7 @@ struct relay_session {
     relay_side side[2];
     uint8_t pair[2 * ADDR_KEY_LEN]; /* the two address keys, smaller first (the pairs map) */
     uint64_t last_active;
-    uint64_t bucket;        /* byte-nanoseconds available */
-    uint64_t bucket_at;     /* when the bucket was last refilled */
+    tern__bucket budget;    /* bytes both sides may still send (r->rate) */
 };
 
 struct tern_relay {
@@ -66,7 +65,7 @@ struct tern_relay {
     tern__map addrs;        /* address -> addr_count */
     tern__map pairs;        /* address pair -> relay_session */
     tern__heap idle;
-    uint64_t bucket_cap;    /* burst_bytes x 1e9 */
+    tern__rate rate;        /* rate_bytes_per_s, burst_bytes */
     tern_relay_stats st;
 };
 
@@ -126,9 +125,9 @@ int tern_relay_new(const tern_relay_config *cfg, tern_relay **out)
     if (r == NULL) return TERN_ERR_NOMEM;
     r->alloc = a;
     r->cfg = *cfg;
-    if (r->cfg.burst_bytes > MAX_BURST_BYTES) r->cfg.burst_bytes = MAX_BURST_BYTES;
+    if (r->cfg.burst_bytes > TERN__RATE_MAX_BURST) r->cfg.burst_bytes = TERN__RATE_MAX_BURST;
     if (r->cfg.burst_bytes < TERN_MAX_DATAGRAM) r->cfg.burst_bytes = TERN_MAX_DATAGRAM;
-    r->bucket_cap = r->cfg.burst_bytes * TERN_NS_PER_S;
+    tern__rate_set(&r->rate, r->cfg.rate_bytes_per_s, r->cfg.burst_bytes);
     uint8_t k[16];
     rand_bytes(r, k, sizeof(k));
     int rc = tern__map_init_keyof(&r->channels, &r->alloc, channel_key, k);
@@ -270,8 +269,7 @@ int tern_relay_open(tern_relay *r, uint64_t now, const tern_addr *addr_a, const 
     if (s == NULL) return TERN_ERR_NOMEM;
     memcpy(s->pair, pair, sizeof(pair));
     s->h = TERN__HEAP_ITEM_INIT;
-    s->last_active = s->bucket_at = now;
-    s->bucket = r->bucket_cap;
+    s->last_active = s->budget.at = now; /* calloc'd: the budget starts full */
     const tern_addr *addrs[2] = {addr_a, addr_b};
     int rc = TERN_OK, in_map = 0;
     for (int i = 0; i < 2 && rc == TERN_OK; i++) {
@@ -321,25 +319,6 @@ int tern_relay_open(tern_relay *r, uint64_t now, const tern_addr *addr_a, const 
 
 /* ---------------------------------------------------------------- forwarding */
 
-/* Takes len bytes from s's bucket; 0 when there were not enough (nothing taken then). */
-static int bucket_take(const tern_relay *r, relay_session *s, uint64_t now, size_t len)
-{
-    uint64_t rate = r->cfg.rate_bytes_per_s;
-    if (rate == 0) return 1;
-    if (now > s->bucket_at) {
-        uint64_t dt = now - s->bucket_at, room = r->bucket_cap - s->bucket;
-        /* dt x rate byte-ns accrue; compare without overflow: full when dt >= room / rate */
-        if (dt >= room / rate + 1) s->bucket = r->bucket_cap;
-        else s->bucket += dt * rate; /* dt <= room / rate, so dt * rate <= room */
-        if (s->bucket > r->bucket_cap) s->bucket = r->bucket_cap;
-        s->bucket_at = now;
-    }
-    uint64_t cost = (uint64_t)len * TERN_NS_PER_S;
-    if (s->bucket < cost) return 0;
-    s->bucket -= cost;
-    return 1;
-}
-
 int tern_relay_forward(tern_relay *r, uint64_t now, const tern_addr *from, uint8_t *data,
                        size_t len, tern_addr *to_out)
 {
@@ -368,7 +347,7 @@ int tern_relay_forward(tern_relay *r, uint64_t now, const tern_addr *from, uint8
         return TERN_ERR_AUTH;
     }
     relay_session *s = in->s;
-    if (!bucket_take(r, s, now, len)) {
+    if (!tern__bucket_take(&r->rate, &s->budget, now, len)) {
         r->st.drop_rate_limited++;
         return TERN_ERR_RATE_LIMITED;
     }

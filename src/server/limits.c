@@ -28,7 +28,7 @@ static const row rows[] = {
     S(max_connections, "connections at once"),
     S(max_conns_per_ip, "connections from one IPv4 address or IPv6 /64"),
     S(max_half_open, "half-open handshakes before every Initial needs a retry token"),
-    S(handshake_rate, "handshakes per second per source IP"),
+    S(handshake_rate, "handshakes per second per source IP (0: no limit)"),
     S(handshake_burst, "bucket depth of handshake_rate"),
     S(conn_memory, "bytes one connection may make the server hold"),
     S(max_memory, "bytes the endpoint may hold in all; new handshakes refused above 7/8"),

@@ -76,10 +76,33 @@ static int parse_int(const char *s, int lo, int hi, int *out)
     return 0;
 }
 
-static int parse_addr(const char *s, tern_addr *a)
+/* ADDR[:PORT], default_port when it names none. */
+static int parse_addr(const char *s, uint16_t default_port, tern_addr *a)
 {
     if (tern_addr_parse(a, s) != TERN_OK) return -1;
-    if (strchr(s, ':') == NULL || (s[0] == '[' && strstr(s, "]:") == NULL)) a->port = TERN_STUN_PORT;
+    if (strchr(s, ':') == NULL || (s[0] == '[' && strstr(s, "]:") == NULL)) a->port = default_port;
+    return 0;
+}
+
+/* The value v of option name, an integer in [lo, hi] (unit: after the range in the message).
+ * Returns 0, or -1 after printing why. */
+static int int_opt(const char *name, const char *v, int lo, int hi, const char *unit, int *out)
+{
+    if (parse_int(v, lo, hi, out) == 0) return 0;
+    fprintf(stderr, "ternd: bad %s %s (%d..%d%s)\n", name, v, lo, hi, unit);
+    return -1;
+}
+
+/* The value v of a repeatable address option (--listen, --tern-listen): appended to list[*n],
+ * at most TERND_MAX_LISTEN. Returns 0, or -1 after printing why. */
+static int addr_opt(const char *name, const char *v, uint16_t default_port, tern_addr *list,
+                    int *n)
+{
+    if (*n == TERND_MAX_LISTEN || parse_addr(v, default_port, &list[*n]) != 0) {
+        fprintf(stderr, "ternd: bad %s %s (ADDR:PORT, at most %d)\n", name, v, TERND_MAX_LISTEN);
+        return -1;
+    }
+    (*n)++;
     return 0;
 }
 
@@ -147,31 +170,20 @@ static int parse_args(int argc, char **argv, ternd_config *c)
             c->stun_only = 1;
         } else if (!strcmp(a, "--listen")) {
             NEED_VALUE();
-            if (c->n_listen == TERND_MAX_LISTEN || parse_addr(v, &c->listen[c->n_listen]) != 0) {
-                fprintf(stderr, "ternd: bad --listen %s (ADDR:PORT, at most %d)\n", v,
-                        TERND_MAX_LISTEN);
-                return -1;
-            }
-            c->n_listen++;
+            if (addr_opt(a, v, TERN_STUN_PORT, c->listen, &c->n_listen) != 0) return -1;
         } else if (!strcmp(a, "--alt")) {
             NEED_VALUE();
-            if (parse_addr(v, &c->alt) != 0) {
+            if (parse_addr(v, TERN_STUN_PORT, &c->alt) != 0) {
                 fprintf(stderr, "ternd: bad --alt %s (ADDR:PORT)\n", v);
                 return -1;
             }
             c->has_alt = 1;
         } else if (!strcmp(a, "--workers")) {
             NEED_VALUE();
-            if (parse_int(v, 1, 1024, &c->workers) != 0) {
-                fprintf(stderr, "ternd: bad --workers %s (1..1024)\n", v);
-                return -1;
-            }
+            if (int_opt(a, v, 1, 1024, "", &c->workers) != 0) return -1;
         } else if (!strcmp(a, "--batch")) {
             NEED_VALUE();
-            if (parse_int(v, 1, 1024, &c->batch) != 0) {
-                fprintf(stderr, "ternd: bad --batch %s (1..1024)\n", v);
-                return -1;
-            }
+            if (int_opt(a, v, 1, 1024, "", &c->batch) != 0) return -1;
         } else if (!strcmp(a, "--error-rate")) {
             int r;
             NEED_VALUE();
@@ -202,15 +214,7 @@ static int parse_args(int argc, char **argv, ternd_config *c)
             c->stun.password = v;
         } else if (!strcmp(a, "--tern-listen")) {
             NEED_VALUE();
-            if (c->n_tern_listen == TERND_MAX_LISTEN ||
-                parse_addr(v, &c->tern_listen[c->n_tern_listen]) != 0) {
-                fprintf(stderr, "ternd: bad --tern-listen %s (ADDR:PORT, at most %d)\n", v,
-                        TERND_MAX_LISTEN);
-                return -1;
-            }
-            if (strchr(v, ':') == NULL || (v[0] == '[' && strstr(v, "]:") == NULL))
-                c->tern_listen[c->n_tern_listen].port = TERND_TERN_PORT;
-            c->n_tern_listen++;
+            if (addr_opt(a, v, TERND_TERN_PORT, c->tern_listen, &c->n_tern_listen) != 0) return -1;
         } else if (!strcmp(a, "--key")) {
             NEED_VALUE();
             c->key_file = v;
@@ -231,22 +235,13 @@ static int parse_args(int argc, char **argv, ternd_config *c)
             }
         } else if (!strcmp(a, "--stun-tcp-max")) {
             NEED_VALUE();
-            if (parse_int(v, 1, 65536, &c->stun_tcp_max) != 0) {
-                fprintf(stderr, "ternd: bad --stun-tcp-max %s (1..65536)\n", v);
-                return -1;
-            }
+            if (int_opt(a, v, 1, 65536, "", &c->stun_tcp_max) != 0) return -1;
         } else if (!strcmp(a, "--stun-tcp-per-addr")) {
             NEED_VALUE();
-            if (parse_int(v, 1, 65536, &c->stun_tcp_per_addr) != 0) {
-                fprintf(stderr, "ternd: bad --stun-tcp-per-addr %s (1..65536)\n", v);
-                return -1;
-            }
+            if (int_opt(a, v, 1, 65536, "", &c->stun_tcp_per_addr) != 0) return -1;
         } else if (!strcmp(a, "--stun-tcp-idle")) {
             NEED_VALUE();
-            if (parse_int(v, 1, 3600, &c->stun_tcp_idle_s) != 0) {
-                fprintf(stderr, "ternd: bad --stun-tcp-idle %s (1..3600 seconds)\n", v);
-                return -1;
-            }
+            if (int_opt(a, v, 1, 3600, " seconds", &c->stun_tcp_idle_s) != 0) return -1;
         } else if (!strcmp(a, "--no-malloc-trim")) {
             c->no_malloc_trim = 1;
         } else if (!strcmp(a, "--limit")) {

@@ -400,21 +400,18 @@ static void report(ternd_service *svc, FILE *out)
     tern_driver_stats ds;
     tern_endpoint_get_stats(tern_driver_endpoint(s->d), &es);
     tern_driver_get_stats(s->d, &ds);
+#define U(x) (unsigned long long)(x) /* for %llu */
     fprintf(out,
             "tern accepted=%llu closed=%llu datagrams=%llu echo_bytes=%llu echo_dropped=%llu "
             "closing_at_exit=%d\n",
-            (unsigned long long)s->accepted, (unsigned long long)s->closed,
-            (unsigned long long)s->datagrams, (unsigned long long)s->echo_bytes,
-            (unsigned long long)s->echo_dropped, s->shutdown_left > 0 ? s->shutdown_left : 0);
+            U(s->accepted), U(s->closed), U(s->datagrams), U(s->echo_bytes), U(s->echo_dropped),
+            s->shutdown_left > 0 ? s->shutdown_left : 0);
     fprintf(out,
             "tern endpoint rx=%llu tx=%llu handshakes=%llu/%llu drop_auth=%llu "
             "drop_unknown_cid=%llu drop_rate_limited=%llu retries=%llu resets=%llu\n",
-            (unsigned long long)es.rx_packets, (unsigned long long)es.tx_packets,
-            (unsigned long long)es.handshakes_completed, (unsigned long long)es.handshakes_started,
-            (unsigned long long)es.drop_auth, (unsigned long long)es.drop_unknown_cid,
-            (unsigned long long)es.drop_rate_limited, (unsigned long long)es.retries_sent,
-            (unsigned long long)es.resets_sent);
-#define U(x) (unsigned long long)(x)
+            U(es.rx_packets), U(es.tx_packets), U(es.handshakes_completed),
+            U(es.handshakes_started), U(es.drop_auth), U(es.drop_unknown_cid),
+            U(es.drop_rate_limited), U(es.retries_sent), U(es.resets_sent));
     fprintf(out,
             "tern limits amplification_blocked=%llu probes_unpadded=%llu probes_exhausted=%llu "
             "paths_refused=%llu responses_limited=%llu initial_copies=%llu "
@@ -427,24 +424,17 @@ static void report(ternd_service *svc, FILE *out)
     fprintf(out,
             "tern driver iterations=%llu rx_syscalls=%llu rx_datagrams=%llu rx_gro=%llu "
             "tx_syscalls=%llu tx_datagrams=%llu tx_gso=%llu tx_errors=%llu gso=%d gro=%d\n",
-            (unsigned long long)ds.iterations, (unsigned long long)ds.rx_syscalls,
-            (unsigned long long)ds.rx_datagrams, (unsigned long long)ds.rx_gro_batches,
-            (unsigned long long)ds.tx_syscalls, (unsigned long long)ds.tx_datagrams,
-            (unsigned long long)ds.tx_gso_msgs, (unsigned long long)ds.tx_errors, ds.gso, ds.gro);
+            U(ds.iterations), U(ds.rx_syscalls), U(ds.rx_datagrams), U(ds.rx_gro_batches),
+            U(ds.tx_syscalls), U(ds.tx_datagrams), U(ds.tx_gso_msgs), U(ds.tx_errors), ds.gso,
+            ds.gro);
     if (s->rdv) {
         tern_rdv_stats rs;
         tern_rdv_server_get_stats(s->rdv, &rs);
         fprintf(out,
                 "rendezvous peers=%llu registered=%llu groups=%llu services=%llu "
                 "introductions=%llu group_msgs=%llu calls=%llu bad_messages=%llu\n",
-                (unsigned long long)rs.peers, (unsigned long long)rs.registered,
-                (unsigned long long)rs.groups, (unsigned long long)rs.services,
-                (unsigned long long)rs.introductions, (unsigned long long)rs.group_msgs,
-                (unsigned long long)rs.calls, (unsigned long long)rs.bad_messages);
-    }
-    if (s->rdv) {
-        tern_rdv_stats rs;
-        tern_rdv_server_get_stats(s->rdv, &rs);
+                U(rs.peers), U(rs.registered), U(rs.groups), U(rs.services), U(rs.introductions),
+                U(rs.group_msgs), U(rs.calls), U(rs.bad_messages));
         fprintf(out,
                 "rendezvous limits services=%llu groups=%llu join_rate=%llu presence_dropped=%llu "
                 "intro_peer=%llu intro_target=%llu local_cands_dropped=%llu relay_refused_peer=%llu "
@@ -456,17 +446,15 @@ static void report(ternd_service *svc, FILE *out)
                 U(rs.limit_calls), U(rs.limit_peer_state), U(rs.limit_mem), U(rs.queue_dropped),
                 U(rs.slow_closed), U(rs.queue_max), U(rs.peer_state_max));
         fprintf(out, "rendezvous tokens secret=%d register=%d join=%d offer=%d rejected=%llu\n",
-                s->has_secret, s->req_register, s->req_join, s->req_offer,
-                (unsigned long long)rs.token_rejected);
+                s->has_secret, s->req_register, s->req_join, s->req_offer, U(rs.token_rejected));
     }
     uint64_t parts[3];
     uint64_t acc = mem_accounted(s, parts);
-    fprintf(out, "memory accounted=%llu endpoint=%llu rendezvous=%llu relay=%llu "
-                 "peak_since_trim=%llu trims=%llu trimmed_from=%llu trim_ms=%.1f rss=%llu\n",
-            (unsigned long long)acc, (unsigned long long)parts[0], (unsigned long long)parts[1],
-            (unsigned long long)parts[2], (unsigned long long)s->mem_peak,
-            (unsigned long long)s->mem_trims, (unsigned long long)s->mem_trimmed_from,
-            (double)s->mem_trim_ns / 1e6, (unsigned long long)rss_bytes());
+    fprintf(out,
+            "memory accounted=%llu endpoint=%llu rendezvous=%llu relay=%llu "
+            "peak_since_trim=%llu trims=%llu trimmed_from=%llu trim_ms=%.1f rss=%llu\n",
+            U(acc), U(parts[0]), U(parts[1]), U(parts[2]), U(s->mem_peak), U(s->mem_trims),
+            U(s->mem_trimmed_from), (double)s->mem_trim_ns / 1e6, U(rss_bytes()));
     if (s->relay) {
         tern_relay_stats ls;
         tern_relay_get_stats(s->relay, &ls);
@@ -476,16 +464,12 @@ static void report(ternd_service *svc, FILE *out)
                 "sendmmsg=%llu gso=%llu drop_short=%llu drop_malformed=%llu "
                 "drop_oversize=%llu drop_unknown_channel=%llu drop_wrong_source=%llu "
                 "drop_rate_limited=%llu evicted=%llu closed=%llu mem=%llu\n",
-                (unsigned long long)ls.sessions, (unsigned long long)ls.opened,
-                (unsigned long long)ls.expired, (unsigned long long)ls.open_refused,
-                (unsigned long long)ls.fwd_packets, (unsigned long long)ls.fwd_bytes,
-                (unsigned long long)s->relay_sent, (unsigned long long)s->relay_send_failed,
-                (unsigned long long)ds.tx_raw, (unsigned long long)ds.tx_raw_errors,
-                (unsigned long long)ds.tx_raw_syscalls, (unsigned long long)ds.tx_raw_gso_msgs,
-                (unsigned long long)ls.drop_short, (unsigned long long)ls.drop_malformed,
-                (unsigned long long)ls.drop_oversize, (unsigned long long)ls.drop_unknown_channel,
-                (unsigned long long)ls.drop_wrong_source, (unsigned long long)ls.drop_rate_limited,
-                U(ls.evicted), U(ls.closed), (unsigned long long)ls.mem_current);
+                U(ls.sessions), U(ls.opened), U(ls.expired), U(ls.open_refused), U(ls.fwd_packets),
+                U(ls.fwd_bytes), U(s->relay_sent), U(s->relay_send_failed), U(ds.tx_raw),
+                U(ds.tx_raw_errors), U(ds.tx_raw_syscalls), U(ds.tx_raw_gso_msgs), U(ls.drop_short),
+                U(ls.drop_malformed), U(ls.drop_oversize), U(ls.drop_unknown_channel),
+                U(ls.drop_wrong_source), U(ls.drop_rate_limited), U(ls.evicted), U(ls.closed),
+                U(ls.mem_current));
     }
 #undef U
 }

@@ -6,11 +6,15 @@
  * then decide between success, 420 (unknown comprehension-required attributes, or CHANGE-REQUEST
  * without an alternate address), 400/401 (short-term credentials), then build the response within
  * the size RFC 8489 allows (576-byte IPv4 / 1280-byte IPv6 datagrams; PADDING never makes a
- * response longer than its request). Error responses pass a per-source token bucket kept in a
- * fixed table, so a flood of bad requests from one address cannot be reflected at full rate.
+ * response longer than its request). Error responses pass a per-source token bucket (base's
+ * per-source limiter, base/rate.h, in a table of TERN_STUN_RL_SLOTS sources inside the responder,
+ * so nothing is allocated), so a flood of bad requests from one address cannot be reflected at
+ * full rate.
  */
+#include <sodium.h>
 #include <string.h>
 
+#include "base/rate.h"
 #include "stun/stun_int.h"
 
 void tern_stun_server_config_default(tern_stun_server_config *cfg)
@@ -21,6 +25,14 @@ void tern_stun_server_config_default(tern_stun_server_config *cfg)
     cfg->allow_rfc3489 = 1;
     cfg->error_rate = 20;
     cfg->error_burst = 40;
+}
+
+/* The error-response limiter lives at the start of rl_, its table after it. */
+static tern__srclim *limiter(tern_stun_server *s)
+{
+    _Static_assert(sizeof(tern__srclim) % 8 == 0 && _Alignof(tern__srclim) <= 8,
+                   "the limiter and its table share rl_");
+    return (tern__srclim *)(void *)s->rl_;
 }
 
 int tern_stun_server_init(tern_stun_server *s, const tern_stun_server_config *cfg)
@@ -39,36 +51,19 @@ int tern_stun_server_init(tern_stun_server *s, const tern_stun_server_config *cf
          cfg->primary.port == cfg->alternate.port))
         return TERN_ERR_INVALID_ARG;
     if (s->cfg.error_burst == 0) s->cfg.error_burst = 1;
-    return TERN_OK;
+    if (sodium_init() < 0) return TERN_ERR_CRYPTO;
+    uint8_t k[16];
+    randombytes_buf(k, sizeof(k));
+    int rc = tern__srclim_init_in(limiter(s), (uint8_t *)s->rl_ + sizeof(tern__srclim),
+                                  sizeof(s->rl_) - sizeof(tern__srclim), s->cfg.error_rate,
+                                  s->cfg.error_burst, TERN_STUN_RL_SLOTS, k);
+    sodium_memzero(k, sizeof(k));
+    return rc;
 }
 
 static size_t ip_len(const tern_addr *a)
 {
     return a->family == TERN_AF_INET ? 4 : a->family == TERN_AF_INET6 ? 16 : 0;
-}
-
-/* Token bucket per source IP, in a fixed table indexed by a hash (collisions share a bucket,
- * which only makes the limit stricter). Returns 1 when an error response may be sent. */
-static int error_allowed(tern_stun_server *s, uint64_t now, const tern_addr *src)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < ip_len(src); i++) h = (h ^ src->ip[i]) * 16777619u;
-    h |= 1; /* 0 marks an empty slot */
-    unsigned idx = (h >> 7) % TERN_STUN_RL_SLOTS;
-    uint64_t cap = (uint64_t)s->cfg.error_burst * 1000;
-    if (s->rl[idx].key != h) {
-        s->rl[idx].key = h;
-        s->rl[idx].tokens_milli = (uint32_t)cap;
-        s->rl[idx].last_ns = now;
-    } else if (now > s->rl[idx].last_ns) {
-        uint64_t add = (now - s->rl[idx].last_ns) / 1000 * s->cfg.error_rate / 1000;
-        uint64_t tok = s->rl[idx].tokens_milli + add;
-        s->rl[idx].tokens_milli = (uint32_t)(tok > cap ? cap : tok);
-        s->rl[idx].last_ns = now;
-    }
-    if (s->rl[idx].tokens_milli < 1000) return 0;
-    s->rl[idx].tokens_milli -= 1000;
-    return 1;
 }
 
 static int drop(tern_stun_server *s, int reason, int err)
@@ -132,7 +127,7 @@ int tern_stun_server_respond(tern_stun_server *s, uint64_t now, const tern_addr 
             auth = (m.present & TERN_STUN_HAS_INTEGRITY_SHA256) ? 2 : 1;
         }
     }
-    if (err != 0 && !error_allowed(s, now, remote))
+    if (err != 0 && !tern__srclim_take(limiter(s), remote, now))
         return drop(s, TERN_STUN_DROP_RATE_LIMITED, TERN_ERR_RATE_LIMITED);
 
     size_t limit = remote->family == TERN_AF_INET ? TERN_STUN_MAX_RESP_V4 : TERN_STUN_MAX_RESP_V6;

@@ -242,8 +242,7 @@ static int run_server(const tern_addr *listen, const char *keyfile, int integrit
 /* ---------------------------------------------------------------- client */
 
 typedef struct cli_state {
-    tern_driver *d;
-    tern_conn *conn;
+    tools_conn link;               /* first: tools_on_closed, tools_on_conn_free */
     tern_driver_timer *end_timer;  /* fires once, when --seconds are over */
     char where[64];
     int latency;
@@ -258,19 +257,15 @@ typedef struct cli_state {
     uint64_t req_at;
     uint64_t r_bytes, r_ns, r_cpu; /* the server's report */
     uint64_t t_report, cpu_report;
-    uint64_t timeout_ms, idle_ms;
-    int err;
-    uint64_t close_code;
-    char reason[300];
-    uint8_t aead, integrity_only;
-    int verbose;
+    tools_client_opts opts;
+    uint8_t aead, integrity_only; /* what the handshake chose */
 } cli_state;
 
 /* --verbose: the driver's and the connection's counters, to see what limits a run */
 static void cli_print_counters(cli_state *s)
 {
     tern_driver_stats ds;
-    tern_driver_get_stats(s->d, &ds);
+    tern_driver_get_stats(s->link.d, &ds);
     fprintf(stderr,
             "driver: iterations %llu rx_syscalls %llu rx_datagrams %llu rx_gro_batches %llu "
             "tx_syscalls %llu tx_datagrams %llu tx_gso_msgs %llu tx_blocked %llu gso %d gro %d "
@@ -280,11 +275,11 @@ static void cli_print_counters(cli_state *s)
             (unsigned long long)ds.tx_syscalls, (unsigned long long)ds.tx_datagrams,
             (unsigned long long)ds.tx_gso_msgs, (unsigned long long)ds.tx_blocked, ds.gso, ds.gro,
             ds.rcvbuf, ds.sndbuf);
-    if (s->conn == NULL) return;
+    if (s->link.conn == NULL) return;
     tern_conn_stats cs;
     tern_network_info ni;
-    tern_conn_get_stats(s->conn, &cs);
-    tern_conn_network_info(s->conn, &ni);
+    tern_conn_get_stats(s->link.conn, &cs);
+    tern_conn_network_info(s->link.conn, &ni);
     fprintf(stderr,
             "conn: tx_packets %llu tx_bytes %llu rx_packets %llu lost %llu retransmitted_frags "
             "%llu spurious %llu pto %llu srtt_us %.1f min_rtt_us %.1f\n"
@@ -303,9 +298,9 @@ static void cli_send_req(cli_state *s, uint64_t now)
 {
     s->buf[0] = BM_REQ;
     s->req_at = now;
-    if (tern_flow_send(s->conn, s->flow, now, s->buf, s->size, -1) != TERN_OK) {
+    if (tern_flow_send(s->link.conn, s->flow, now, s->buf, s->size, -1) != TERN_OK) {
         s->phase = 3;
-        tern_driver_stop(s->d);
+        tern_driver_stop(s->link.d);
     }
 }
 
@@ -313,23 +308,23 @@ static void cli_send_req(cli_state *s, uint64_t now)
  * 'F' (again on the next on_flow_writable while the queue refuses it). */
 static void cli_pump(cli_state *s, uint64_t now)
 {
-    if (s->phase != 1 || s->latency || s->conn == NULL) return;
+    if (s->phase != 1 || s->latency || s->link.conn == NULL) return;
     while (now - s->t0 < s->seconds_ns && (s->max_bytes == 0 || s->sent < s->max_bytes)) {
         size_t n = s->msg;
         if (s->max_bytes && s->max_bytes - s->sent < n) n = (size_t)(s->max_bytes - s->sent);
         /* s->buf stays as it is until after the driver is freed: no copy, no release to wait for */
-        int rc = tern_flow_send_ref(s->conn, s->flow, now, s->buf, n, -1, NULL);
+        int rc = tern_flow_send_ref(s->link.conn, s->flow, now, s->buf, n, -1, NULL);
         if (rc == TERN_ERR_AGAIN) return;
         if (rc != TERN_OK) {
             fprintf(stderr, "tern bench: cannot queue data: %s\n", tern_strerror(rc));
             s->phase = 3;
-            tern_driver_stop(s->d);
+            tern_driver_stop(s->link.d);
             return;
         }
         s->sent += n;
     }
     uint8_t fin = BM_FIN;
-    if (tern_flow_send(s->conn, s->flow, now, &fin, 1, -1) == TERN_OK) {
+    if (tern_flow_send(s->link.conn, s->flow, now, &fin, 1, -1) == TERN_OK) {
         s->t_end = now;
         s->phase = 2;
     }
@@ -353,7 +348,7 @@ static void cli_on_end_timer(tern_driver *d, tern_driver_timer *t, void *user)
 static void cli_on_writable(tern_conn *c, uint64_t flow, void *user)
 {
     cli_state *s = user;
-    if (c == s->conn && flow == s->flow) cli_pump(s, tern_driver_now(s->d));
+    if (c == s->link.conn && flow == s->flow) cli_pump(s, tern_driver_now(s->link.d));
 }
 
 static void cli_on_release(tern_conn *c, uint64_t flow, void *token, int delivered, void *user)
@@ -364,12 +359,12 @@ static void cli_on_release(tern_conn *c, uint64_t flow, void *token, int deliver
 static void cli_on_established(tern_conn *c, void *user)
 {
     cli_state *s = user;
-    uint64_t now = tern_driver_now(s->d);
+    uint64_t now = tern_driver_now(s->link.d);
     tern_flow_config fc;
     tern_flow_config_default(&fc);
     if (tern_flow_open(c, &fc, &s->flow) != TERN_OK) {
         s->phase = 3;
-        tern_driver_stop(s->d);
+        tern_driver_stop(s->link.d);
         return;
     }
     tern_conn_stats st;
@@ -390,7 +385,7 @@ static void cli_on_message(tern_conn *c, uint64_t flow_id, const uint8_t *data, 
 {
     cli_state *s = user;
     (void)c, (void)flow_id;
-    uint64_t now = tern_driver_now(s->d);
+    uint64_t now = tern_driver_now(s->link.d);
     if (len == 25 && data[0] == BM_REPORT && s->phase == 2) {
         s->r_bytes = get64(data + 1);
         s->r_ns = get64(data + 9);
@@ -398,7 +393,7 @@ static void cli_on_message(tern_conn *c, uint64_t flow_id, const uint8_t *data, 
         s->t_report = now;
         s->cpu_report = tools_cpu_ns();
         s->phase = 3;
-        tern_driver_stop(s->d);
+        tern_driver_stop(s->link.d);
     } else if (len >= 1 && data[0] == BM_RESP && s->phase == 1 && s->latency) {
         /* the driver's clock is read once per iteration: take a fresh one for the sample */
         uint64_t t = tools_now_ns();
@@ -406,29 +401,11 @@ static void cli_on_message(tern_conn *c, uint64_t flow_id, const uint8_t *data, 
         if (t - s->t0 >= s->seconds_ns) {
             s->t_end = t;
             s->phase = 3;
-            tern_driver_stop(s->d);
+            tern_driver_stop(s->link.d);
             return;
         }
         cli_send_req(s, t);
     }
-}
-
-static void cli_on_closed(tern_conn *c, int err, uint64_t code, const char *reason, size_t len,
-                          void *user)
-{
-    cli_state *s = user;
-    (void)c;
-    if (err == TERN_ERR_LOCAL_CLOSED) return;
-    s->err = err;
-    s->close_code = code;
-    tools_copy_reason(s->reason, sizeof(s->reason), reason ? reason : "", len);
-    tern_driver_stop(s->d);
-}
-
-static void cli_on_conn_free(tern_conn *c, void *user)
-{
-    cli_state *s = user;
-    if (s->conn == c) s->conn = NULL;
 }
 
 static int cli_report(cli_state *s)
@@ -458,53 +435,46 @@ static int cli_report(cli_state *s)
 
 static int tcp_latency(const tern_addr *to, size_t size, uint64_t seconds_ns);
 
-static int g_cc = -1, g_payload = 0; /* --cc, --payload: diagnostics */
-
-static int run_client(cli_state *s, const tern_addr *remote, const uint8_t pub[TERN_KEY_LEN],
-                      int aead, int integrity)
+static int run_client(cli_state *s, const tern_addr *remote, const uint8_t pub[TERN_KEY_LEN])
 {
     tern_driver_config dc;
     tern_driver_config_default(&dc);
-    if (g_cc >= 0) dc.endpoint.settings.cc = (uint8_t)g_cc;
-    if (g_payload) dc.endpoint.settings.max_udp_payload = (uint16_t)g_payload;
-    dc.endpoint.settings.handshake_timeout_ns = s->timeout_ms * TERN_NS_PER_MS;
-    dc.endpoint.settings.idle_timeout_ns = s->idle_ms * TERN_NS_PER_MS;
-    dc.endpoint.settings.aead = (uint8_t)aead;
-    dc.endpoint.settings.integrity_only = (uint8_t)integrity;
+    tools_client_settings(&s->opts, &dc.endpoint.settings);
     dc.endpoint.callbacks.on_established = cli_on_established;
     dc.endpoint.callbacks.on_message = cli_on_message;
-    dc.endpoint.callbacks.on_closed = cli_on_closed;
-    dc.endpoint.callbacks.on_conn_free = cli_on_conn_free;
+    dc.endpoint.callbacks.on_closed = tools_on_closed;
+    dc.endpoint.callbacks.on_conn_free = tools_on_conn_free;
     dc.endpoint.callbacks.on_flow_writable = cli_on_writable;
     dc.endpoint.callbacks.on_flow_release = cli_on_release;
     dc.endpoint.user_data = s;
-    int rc = tern_driver_new(&dc, &s->d);
+    int rc = tern_driver_new(&dc, &s->link.d);
     if (rc != TERN_OK) {
         fprintf(stderr, "tern bench: cannot set up: %s\n", tern_strerror(rc));
         return XFER_EXIT_OTHER;
     }
     int exit_code = XFER_EXIT_OTHER;
     uint64_t grace = 0;
-    rc = tern_driver_timer_new(s->d, cli_on_end_timer, s, &s->end_timer);
-    if (rc == TERN_OK) rc = tern_driver_connect(s->d, remote, pub, &s->conn);
+    rc = tern_driver_timer_new(s->link.d, cli_on_end_timer, s, &s->end_timer);
+    if (rc == TERN_OK) rc = tern_driver_connect(s->link.d, remote, pub, &s->link.conn);
     if (rc != TERN_OK) {
         fprintf(stderr, "tern bench: cannot connect to %s: %s\n", s->where, tern_strerror(rc));
         goto out;
     }
-    tools_catch_signals(s->d);
-    if (tern_driver_run(s->d) != TERN_OK) {
+    tools_catch_signals(s->link.d);
+    if (tern_driver_run(s->link.d) != TERN_OK) {
         fprintf(stderr, "tern bench: event loop failed: %s\n", strerror(errno));
         goto out;
     }
-    if (s->verbose) cli_print_counters(s);
-    if (s->phase == 3 && s->err == 0 && !tools_interrupted()) exit_code = cli_report(s);
-    else if (s->err != 0)
-        exit_code = tools_explain_conn_error("tern bench", s->where, s->err, s->close_code,
-                                             s->reason, s->timeout_ms, s->idle_ms);
+    if (s->opts.verbose) cli_print_counters(s);
+    if (s->phase == 3 && s->link.closed.err == 0 && !tools_interrupted())
+        exit_code = cli_report(s);
+    else if (s->link.closed.err != 0)
+        exit_code = tools_explain_conn_error("tern bench", s->where, &s->link.closed,
+                                             s->opts.timeout_ms, s->opts.idle_ms);
     else fprintf(stderr, "tern bench: interrupted\n");
     grace = 300 * TERN_NS_PER_MS;
 out:
-    tools_session_close(s->d, s->end_timer, 0, "bench done", grace);
+    tools_session_close(s->link.d, s->end_timer, 0, "bench done", grace);
     return exit_code;
 }
 
@@ -512,25 +482,21 @@ int cmd_bench(int argc, char **argv)
 {
     cli_state s;
     memset(&s, 0, sizeof(s));
-    s.timeout_ms = 5000;
-    s.idle_ms = 30000;
-    const char *listen = NULL, *target = NULL, *key_hex = NULL, *keyfile = NULL;
+    tools_client_opts_default(&s.opts);
+    const char *listen = NULL, *keyfile = NULL;
     uint64_t seconds = 5, msg = 64 << 10, size = 64;
-    int aead = TERN_AEAD_AUTO, integrity = 0, tcp = 0;
+    int tcp = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+        int bad = 0, r = tools_client_opt(&s.opts, argc, argv, &i);
+        if (r == 1) continue;
+        if (r < 0) {
+            bad = 1;
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return XFER_EXIT_OK;
         } else if (!strcmp(a, "--listen") && v) {
             listen = v;
-            i++;
-        } else if (!strcmp(a, "--to") && v) {
-            target = v;
-            i++;
-        } else if (!strcmp(a, "--server-key") && v) {
-            key_hex = v;
             i++;
         } else if (!strcmp(a, "--key") && v) {
             keyfile = v;
@@ -549,52 +515,23 @@ int cmd_bench(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "--latency")) {
             s.latency = 1;
-        } else if (!strcmp(a, "--cc") && v) {
-            g_cc = !strcmp(v, "bbr") ? TERN_CC_BBR : !strcmp(v, "cubic") ? TERN_CC_CUBIC
-                   : !strcmp(v, "newreno")                    ? TERN_CC_NEWRENO
-                                                              : -1;
-            bad = g_cc < 0;
-            i++;
-        } else if (!strcmp(a, "--payload") && v) {
-            uint64_t pl;
-            bad = tools_parse_u64(v, 1200, TERN_MAX_DATAGRAM, 0, &pl);
-            g_payload = (int)pl;
-            i++;
-        } else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) {
-            s.verbose = 1;
         } else if (!strcmp(a, "--tcp")) {
             tcp = 1;
-        } else if (!strcmp(a, "--aead") && v) {
-            if (!strcmp(v, "aes")) aead = TERN_AEAD_AES256GCM;
-            else if (!strcmp(v, "chacha")) aead = TERN_AEAD_CHACHA20POLY1305;
-            else bad = 1;
-            i++;
-        } else if (!strcmp(a, "--integrity-only")) {
-            integrity = 1;
         } else if (!strcmp(a, "--allow-integrity-only")) {
-            integrity = 1;
-        } else if (!strcmp(a, "--timeout") && v) {
-            bad = tools_parse_u64(v, 1, 3600000, 0, &s.timeout_ms);
-            i++;
-        } else if (!strcmp(a, "--idle-timeout") && v) {
-            bad = tools_parse_u64(v, 1, 3600000, 0, &s.idle_ms);
-            i++;
+            s.opts.integrity_only = 1;
         } else {
             bad = 1;
         }
-        if (bad) {
-            fprintf(stderr, "tern bench: bad argument %s%s%s\n", a, v ? " " : "", v ? v : "");
-            usage(stderr);
-            return XFER_EXIT_USAGE;
-        }
+        if (bad) return tools_bad_argument("tern bench", a, v, usage);
     }
+    const char *target = s.opts.to;
     if ((listen == NULL) == (target == NULL)) {
         usage(stderr);
         return XFER_EXIT_USAGE;
     }
     tern_addr addr;
     if (tools_resolve(listen ? listen : target, 4433, &addr) != 0) return XFER_EXIT_USAGE;
-    if (listen) return run_server(&addr, keyfile, integrity, tcp);
+    if (listen) return run_server(&addr, keyfile, s.opts.integrity_only, tcp);
     s.seconds_ns = s.max_bytes ? 3600 * TERN_NS_PER_S : seconds * TERN_NS_PER_S;
     if (tcp) {
         if (!s.latency) {
@@ -605,10 +542,7 @@ int cmd_bench(int argc, char **argv)
         return tcp_latency(&addr, (size_t)size, seconds * TERN_NS_PER_S);
     }
     uint8_t pub[TERN_KEY_LEN];
-    if (key_hex == NULL || tern_hex_decode(key_hex, pub, TERN_KEY_LEN) != TERN_OK) {
-        fprintf(stderr, "tern bench: --server-key needs 64 hex characters\n");
-        return XFER_EXIT_USAGE;
-    }
+    if (tools_server_key("tern bench", s.opts.server_key, pub) != 0) return XFER_EXIT_USAGE;
     tern_addr_format(&addr, s.where, sizeof(s.where));
     s.msg = (size_t)msg;
     s.size = (size_t)size;
@@ -620,7 +554,7 @@ int cmd_bench(int argc, char **argv)
         free(s.samples);
         return XFER_EXIT_OTHER;
     }
-    int rc = run_client(&s, &addr, pub, aead, integrity);
+    int rc = run_client(&s, &addr, pub);
     free(s.buf);
     free(s.samples);
     return rc;

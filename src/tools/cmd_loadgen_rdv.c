@@ -188,10 +188,7 @@ static int parse_options(lgr *g, lgr_opts *o, int argc, char **argv)
         }
     }
     if (o->host == NULL || o->key == NULL || !(o->duration > 0 && o->duration <= 3600)) return 2;
-    if (tern_hex_decode(o->key, g->server_pub, TERN_KEY_LEN) != TERN_OK) {
-        fprintf(stderr, "tern loadgen rdv: --server-key needs 64 hex characters\n");
-        return 2;
-    }
+    if (tools_server_key("tern loadgen rdv", o->key, g->server_pub) != 0) return 2;
     return 0;
 }
 

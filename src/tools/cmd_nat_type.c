@@ -44,30 +44,10 @@ static int open_for(const tern_addr *server, tern_addr *local)
 
 int cmd_nat_type(int argc, char **argv)
 {
-    const char *host = NULL;
-    long rto_ms = 100, tries = 4;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            help(stdout);
-            return 0;
-        } else if (!strcmp(argv[i], "--rto") && i + 1 < argc) {
-            rto_ms = strtol(argv[++i], NULL, 10);
-        } else if (!strcmp(argv[i], "--tries") && i + 1 < argc) {
-            tries = strtol(argv[++i], NULL, 10);
-        } else if (argv[i][0] != '-' && host == NULL) {
-            host = argv[i];
-        } else {
-            fprintf(stderr, "tern nat-type: unexpected argument %s\n", argv[i]);
-            help(stderr);
-            return 2;
-        }
-    }
-    if (host == NULL || rto_ms <= 0 || rto_ms > 60000 || tries <= 0 || tries > 20) {
-        help(stderr);
-        return 2;
-    }
+    tools_stun_args args = {.rto_ms = 100, .tries = 4};
     tern_addr server, local;
-    if (tools_resolve(host, TERN_STUN_PORT, &server) != 0) return 1;
+    int arc = tools_stun_args_parse("tern nat-type", argc, argv, help, 0, &args, &server);
+    if (arc >= 0) return arc;
     memset(&local, 0, sizeof(local));
     int fd = open_for(&server, &local);
     if (fd < 0) {
@@ -78,7 +58,7 @@ int cmd_nat_type(int argc, char **argv)
     randombytes_buf(seed, sizeof(seed));
     tern_stun_nat n;
     tern_stun_nat_start(&n, tools_now_ns(), &local, &server, seed,
-                        (uint64_t)rto_ms * TERN_NS_PER_MS, (uint32_t)tries);
+                        (uint64_t)args.rto_ms * TERN_NS_PER_MS, (uint32_t)args.tries);
     int switched = 0;
     for (int guard = 0; guard < 100000 && !n.done; guard++) {
         tern_addr dest;

@@ -32,19 +32,10 @@
 /* ---------------------------------------------------------------- tern ping --via */
 
 typedef struct pping {
+    tools_conn link; /* first: tools_on_closed, tools_on_conn_free; the session's target */
     peer_session ps;
-    uint8_t target[TERN_PEER_ID_LEN];
-    char target_hex[2 * TERN_PEER_ID_LEN + 1];
-    tern_conn *conn;
-    tern_driver_timer *timer;
-    unsigned count, sent, answered;
-    uint64_t interval_ns, sent_at, t_intro;
-    int waiting, connected, first_printed;
-    uint64_t rtt_min, rtt_max, rtt_sum;
-    int err;
-    uint64_t close_code;
-    char reason[300];
-    int exit_code; /* set by a rendezvous failure */
+    tools_pinger pg;
+    int first_printed;
 } pping;
 
 static void ping_usage(FILE *f)
@@ -60,137 +51,36 @@ static void ping_usage(FILE *f)
                "      3 wrong server key, 4 no answer (server or peer), 5 connection lost.\n");
 }
 
-static void pp_send(pping *p)
-{
-    uint64_t now = tern_driver_now(p->ps.d);
-    if (p->conn == NULL || tern_conn_ping(p->conn, now) != TERN_OK) return;
-    p->sent++;
-    p->sent_at = now;
-    p->waiting = 1;
-}
-
-static void pp_timer(tern_driver *d, tern_driver_timer *t, void *user)
-{
-    (void)d, (void)t;
-    pp_send(user);
-}
-
-static void pp_registered(tern_rdv_client *rc, const tern_addr *pub, void *u)
-{
-    (void)pub;
-    pping *p = u;
-    p->t_intro = tern_driver_now(p->ps.d);
-    int r = tern_rdv_client_introduce(rc, p->t_intro, p->target);
-    if (r != TERN_OK) {
-        fprintf(stderr, "tern ping: cannot ask for an introduction: %s\n", tern_strerror(r));
-        p->exit_code = XFER_EXIT_OTHER;
-        tern_driver_stop(p->ps.d);
-    }
-}
-
-static void pp_intro_failed(tern_rdv_client *rc, const uint8_t *id, int code, void *u)
-{
-    (void)rc, (void)id;
-    pping *p = u;
-    if (code == TERN_RDV_E_UNKNOWN_PEER)
-        printf("error: unknown peer %s\n", p->target_hex);
-    else
-        printf("error: introduction to %s failed: %s\n", p->target_hex, tern_rdv_error_name(code));
-    fflush(stdout);
-    p->exit_code = XFER_EXIT_OTHER;
-    tern_driver_stop(p->ps.d);
-}
-
-static void pp_peer_conn(tern_rdv_client *rc, const uint8_t *id, tern_conn *c, int err, void *u)
-{
-    (void)rc, (void)id;
-    pping *p = u;
-    if (c == NULL) {
-        printf("error: cannot connect to %s: %s\n", p->target_hex, tern_strerror(err));
-        fflush(stdout);
-        p->exit_code = XFER_EXIT_OTHER;
-        tern_driver_stop(p->ps.d);
-        return;
-    }
-    p->conn = c;
-}
-
 static void pp_established(tern_conn *c, void *u)
 {
     pping *p = u;
-    if (c != p->conn) return;
-    uint64_t now = tern_driver_now(p->ps.d);
-    char addr[64];
-    const char *kind = peer_path_kind(c, addr, sizeof(addr), NULL);
-    p->connected = 1;
-    printf("connected to %s path %s %s in %.3f ms\n", p->target_hex, kind, addr,
-           (double)(now - p->t_intro) / 1e6);
-    fflush(stdout);
-    pp_send(p);
-}
-
-static void pp_path(tern_conn *c, void *u)
-{
-    pping *p = u;
-    if (c != p->conn || !p->connected) return;
-    char addr[64];
-    const char *kind = peer_path_kind(c, addr, sizeof(addr), NULL);
-    printf("path now %s %s\n", kind, addr);
-    fflush(stdout);
+    (void)c; /* the target's (peer_session_target) */
+    tools_pinger_send(&p->pg);
 }
 
 static void pp_rtt(tern_conn *c, uint64_t rtt, void *u)
 {
     pping *p = u;
-    if (c != p->conn || !p->waiting) return;
-    p->waiting = 0;
-    p->answered++;
-    if (p->answered == 1 || rtt < p->rtt_min) p->rtt_min = rtt;
-    if (rtt > p->rtt_max) p->rtt_max = rtt;
-    p->rtt_sum += rtt;
+    if (!tools_pinger_answer(&p->pg, rtt)) return;
     uint64_t now = tern_driver_now(p->ps.d);
     char addr[64];
-    printf("reply from %s: rtt=%.3f ms path=%s\n", p->target_hex, (double)rtt / 1e6,
+    printf("reply from %s: rtt=%.3f ms path=%s\n", p->ps.target_hex, (double)rtt / 1e6,
            peer_path_kind(c, addr, sizeof(addr), NULL));
     if (!p->first_printed) {
         p->first_printed = 1;
-        printf("first byte after %.3f ms\n", (double)(now - p->t_intro) / 1e6);
+        printf("first byte after %.3f ms\n", (double)(now - p->ps.t_intro) / 1e6);
     }
     fflush(stdout);
-    if (p->count != 0 && p->sent >= p->count) {
-        tern_driver_stop(p->ps.d);
-        return;
-    }
-    uint64_t next = p->sent_at + p->interval_ns;
-    tern_driver_timer_set(p->timer, next > now ? next : now);
-}
-
-static void pp_closed(tern_conn *c, int err, uint64_t code, const char *reason, size_t len,
-                      void *u)
-{
-    pping *p = u;
-    if (c != p->conn || err == TERN_ERR_LOCAL_CLOSED) return;
-    p->err = err;
-    p->close_code = code;
-    tools_copy_reason(p->reason, sizeof(p->reason), reason ? reason : "", len);
-    tern_driver_stop(p->ps.d);
-}
-
-static void pp_free(tern_conn *c, void *u)
-{
-    pping *p = u;
-    if (c == p->conn) p->conn = NULL;
+    tools_pinger_next(&p->pg);
 }
 
 int cmd_ping_via(int argc, char **argv)
 {
-    pping *p = calloc(1, sizeof(*p));
-    if (p == NULL) return XFER_EXIT_OTHER;
     peer_opts o;
     peer_opts_default(&o);
     const char *target = NULL;
     uint64_t count = 5, interval_ms = 1000;
-    int exit_code = XFER_EXIT_USAGE;
+    uint8_t target_id[TERN_PEER_ID_LEN];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0, r = peer_parse_opt(&o, argc, argv, &i);
@@ -199,7 +89,6 @@ int cmd_ping_via(int argc, char **argv)
             bad = 1;
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             ping_usage(stdout);
-            free(p);
             return 0;
         } else if ((!strcmp(a, "-c") || !strcmp(a, "--count")) && v) {
             bad = tools_parse_u64(v, 0, 1000000000, 0, &count);
@@ -212,44 +101,31 @@ int cmd_ping_via(int argc, char **argv)
         } else {
             bad = 1;
         }
-        if (bad) {
-            fprintf(stderr, "tern ping: bad argument %s%s%s\n", a, v ? " " : "", v ? v : "");
-            ping_usage(stderr);
-            free(p);
-            return XFER_EXIT_USAGE;
-        }
+        if (bad) return tools_bad_argument("tern ping", a, v, ping_usage);
     }
     if (target == NULL) {
         ping_usage(stderr);
-        free(p);
         return XFER_EXIT_USAGE;
     }
-    if (peer_parse_id("tern ping", target, p->target) != 0) {
-        free(p);
-        return XFER_EXIT_USAGE;
-    }
-    tern_hex_encode(p->target, TERN_PEER_ID_LEN, p->target_hex);
-    p->count = (unsigned)count;
-    p->interval_ns = interval_ms * TERN_NS_PER_MS;
+    if (peer_parse_id("tern ping", target, target_id) != 0) return XFER_EXIT_USAGE;
+    pping *p = calloc(1, sizeof(*p));
+    if (p == NULL) return XFER_EXIT_OTHER;
+    int exit_code;
 
     tern_callbacks app;
     memset(&app, 0, sizeof(app));
     app.on_established = pp_established;
     app.on_rtt = pp_rtt;
-    app.on_closed = pp_closed;
-    app.on_conn_free = pp_free;
-    app.on_path = pp_path;
-    tern_rdv_client_callbacks rcb;
-    memset(&rcb, 0, sizeof(rcb));
-    rcb.on_registered = pp_registered;
-    rcb.on_intro_failed = pp_intro_failed;
-    rcb.on_peer_conn = pp_peer_conn;
-    int rc = peer_session_start(&p->ps, "tern ping", &o, &app, &rcb, p, 0);
+    app.on_closed = tools_on_closed;
+    app.on_conn_free = tools_on_conn_free;
+    int rc = peer_session_start(&p->ps, "tern ping", &o, &app, NULL, p, 0);
     if (rc != 0) {
         exit_code = rc;
         goto out;
     }
-    if (tern_driver_timer_new(p->ps.d, pp_timer, p, &p->timer) != TERN_OK) {
+    peer_session_target(&p->ps, target_id, &p->link);
+    if (tools_pinger_init(&p->pg, &p->link, (unsigned)count, interval_ms * TERN_NS_PER_MS) !=
+        TERN_OK) {
         exit_code = XFER_EXIT_OTHER;
         goto out;
     }
@@ -259,28 +135,20 @@ int cmd_ping_via(int argc, char **argv)
         exit_code = XFER_EXIT_OTHER;
         goto out;
     }
-    if (p->sent > 0) {
-        printf("--- %s tern ping ---\n%u sent, %u answered", p->target_hex, p->sent, p->answered);
-        if (p->answered > 0)
-            printf(", rtt min/avg/max = %.3f/%.3f/%.3f ms", (double)p->rtt_min / 1e6,
-                   (double)p->rtt_sum / p->answered / 1e6, (double)p->rtt_max / 1e6);
-        printf("\n");
-        fflush(stdout);
-    }
+    tools_pinger_summary(&p->pg, p->ps.target_hex);
     if (p->ps.exit_code) exit_code = p->ps.exit_code;
-    else if (p->exit_code) exit_code = p->exit_code;
-    else if (p->answered > 0) exit_code = 0;
-    else if (p->err) {
+    else if (p->pg.answered > 0) exit_code = 0;
+    else if (p->link.closed.err) {
         char where[96];
-        snprintf(where, sizeof(where), "peer %.16s", p->target_hex);
-        exit_code = tools_explain_conn_error("tern ping", where, p->err, p->close_code, p->reason,
-                                             o.timeout_ms, o.idle_ms);
+        snprintf(where, sizeof(where), "peer %.16s", p->ps.target_hex);
+        exit_code = tools_explain_conn_error("tern ping", where, &p->link.closed, o.timeout_ms,
+                                             o.idle_ms);
     } else {
-        fprintf(stderr, "tern ping: no reply from %s\n", p->target_hex);
+        fprintf(stderr, "tern ping: no reply from %s\n", p->ps.target_hex);
         exit_code = XFER_EXIT_OTHER;
     }
 out:
-    tern_driver_timer_del(p->timer);
+    tern_driver_timer_del(p->pg.timer);
     peer_session_end(&p->ps, 0, "ping done", p->ps.d ? 300 * TERN_NS_PER_MS : 0);
     free(p);
     return exit_code;
@@ -420,45 +288,43 @@ static int ch_read(pchat *c)
 
 int cmd_chat(int argc, char **argv)
 {
-    pchat *c = calloc(1, sizeof(*c));
-    if (c == NULL) return XFER_EXIT_OTHER;
     peer_opts o;
     peer_opts_default(&o);
-    const char *join_token = NULL;
+    const char *group = NULL, *join_token = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r = peer_parse_opt(&o, argc, argv, &i);
         if (r == 1) continue;
         if (r == 0 && (!strcmp(a, "-h") || !strcmp(a, "--help"))) {
             chat_usage(stdout);
-            free(c);
             return 0;
         }
         if (r == 0 && !strcmp(a, "--join-token") && i + 1 < argc) {
             join_token = argv[++i];
             continue;
         }
-        if (r == 0 && a[0] != '-' && c->group == NULL) {
-            c->group = a;
+        if (r == 0 && a[0] != '-' && group == NULL) {
+            group = a;
             continue;
         }
         fprintf(stderr, "tern chat: bad argument %s\n", a);
         chat_usage(stderr);
-        free(c);
         return XFER_EXIT_USAGE;
     }
-    if (c->group == NULL || strlen(c->group) == 0 || strlen(c->group) > TERN_RDV_MAX_NAME) {
+    if (group == NULL || strlen(group) == 0 || strlen(group) > TERN_RDV_MAX_NAME) {
         chat_usage(stderr);
-        free(c);
         return XFER_EXIT_USAGE;
     }
-    c->group_len = strlen(c->group);
-    tools_text_escape(c->group_esc, sizeof(c->group_esc), (const uint8_t *)c->group, c->group_len);
+    uint8_t token[TERN_RDV_TOKEN_LEN];
+    if (join_token && peer_parse_token("tern chat", "--join-token", join_token, token) != 0)
+        return XFER_EXIT_USAGE;
+    pchat *c = calloc(1, sizeof(*c));
+    if (c == NULL) return XFER_EXIT_OTHER;
+    c->group = group;
+    c->group_len = strlen(group);
+    tools_text_escape(c->group_esc, sizeof(c->group_esc), (const uint8_t *)group, c->group_len);
     if (join_token) {
-        if (peer_parse_token("tern chat", "--join-token", join_token, c->join_token) != 0) {
-            free(c);
-            return XFER_EXIT_USAGE;
-        }
+        memcpy(c->join_token, token, sizeof(token));
         c->has_join_token = 1;
     }
     tern_rdv_client_callbacks rcb;

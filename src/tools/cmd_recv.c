@@ -33,8 +33,8 @@
 #include "tools/tools.h"
 
 typedef struct recv_state {
-    tern_driver *d;
-    tern_conn *conn;                /* the transfer's connection (one at a time) */
+    tools_conn link; /* first (tools_on_closed, tools_on_conn_free): the transfer's connection
+                      * (one at a time) */
     tern_driver_timer *timer;
     char where[64];
     const char *dir, *out;
@@ -50,9 +50,6 @@ typedef struct recv_state {
     uint64_t idle_ms;
     uint64_t t_first, t_end, cpu0;
     xfer_progress prog;
-    int err;
-    uint64_t close_code;
-    char reason[300];
     /* peer mode (--via): transfers one after the other from introduced peers */
     peer_session *ps;
     uint64_t count, done, stored; /* files wanted (0: until interrupted), finished, stored */
@@ -99,7 +96,7 @@ static void on_grace(tern_driver *d, tern_driver_timer *t, void *user)
 /* Sends a verdict to the sender on c, on a flow of its own. */
 static int send_verdict(recv_state *r, tern_conn *c, int status, const char *text)
 {
-    uint64_t now = tern_driver_now(r->d), fid;
+    uint64_t now = tern_driver_now(r->link.d), fid;
     tern_flow_config fc;
     tern_flow_config_default(&fc);
     uint8_t msg[2 + sizeof(r->text)];
@@ -124,18 +121,18 @@ static void verdict(recv_state *r, int status, const char *text)
     r->status = status;
     snprintf(r->text, sizeof(r->text), "%s", text);
     if (status != XFER_V_OK) drop_tmp(r);
-    if (r->conn == NULL) return;
-    int rc = send_verdict(r, r->conn, status, r->text);
+    if (r->link.conn == NULL) return;
+    int rc = send_verdict(r, r->link.conn, status, r->text);
     if (rc != TERN_OK) {
         fprintf(stderr, "tern recv: cannot send the verdict: %s\n", tern_strerror(rc));
-        tern_driver_stop(r->d); /* shutdown closes; not from inside on_message */
+        tern_driver_stop(r->link.d); /* shutdown closes; not from inside on_message */
         return;
     }
     if (r->ps) {
         via_transfer_done(r);
         return;
     }
-    tern_driver_timer_set(r->timer, tern_driver_now(r->d) + 3 * TERN_NS_PER_S);
+    tern_driver_timer_set(r->timer, tern_driver_now(r->link.d) + 3 * TERN_NS_PER_S);
 }
 
 static void on_header(recv_state *r, const uint8_t *p, size_t len)
@@ -194,12 +191,12 @@ static void on_header(recv_state *r, const uint8_t *p, size_t len)
         return;
     }
     r->phase = 1;
-    r->t_first = tern_driver_now(r->d);
+    r->t_first = tern_driver_now(r->link.d);
     r->cpu0 = tools_cpu_ns();
     xfer_progress_init(&r->prog, "tern recv", r->name, size, r->t_first, r->quiet);
     if (!r->quiet) {
         char from[64];
-        tern_addr_format(tern_conn_remote(r->conn), from, sizeof(from));
+        tern_addr_format(tern_conn_remote(r->link.conn), from, sizeof(from));
         fprintf(stderr, "tern recv: receiving %s (%llu bytes) from %s into %s\n", r->name,
                 (unsigned long long)size, from, r->final_path);
     }
@@ -228,14 +225,14 @@ static void on_data(recv_state *r, const uint8_t *p, size_t len)
     }
     xfer_hash_update(&r->hash, p, len);
     r->received += len;
-    xfer_progress_update(&r->prog, r->received, tern_driver_now(r->d), 0);
+    xfer_progress_update(&r->prog, r->received, tern_driver_now(r->link.d), 0);
 }
 
 static void on_end(recv_state *r, const uint8_t *p, size_t len)
 {
     char msg[sizeof(r->text)];
     uint8_t digest[XFER_HASH_LEN];
-    r->t_end = tern_driver_now(r->d);
+    r->t_end = tern_driver_now(r->link.d);
     if (len != XFER_HASH_LEN) {
         verdict(r, XFER_V_PROTOCOL, "malformed end message");
         return;
@@ -276,15 +273,15 @@ static void on_message(tern_conn *c, uint64_t flow_id, const uint8_t *data, size
     recv_state *r = user;
     (void)flow_id;
     if (len == 0) return;
-    if (r->ps && c != r->conn && data[0] == XFER_MSG_HEADER) {
+    if (r->ps && c != r->link.conn && data[0] == XFER_MSG_HEADER) {
         /* peer mode: the first sender's header starts the next transfer; others wait */
-        if (r->conn != NULL || r->phase != 0 || r->last_conn != NULL) {
+        if (r->link.conn != NULL || r->phase != 0 || r->last_conn != NULL) {
             (void)send_verdict(r, c, XFER_V_PROTOCOL, "the receiver is busy with another transfer");
             return;
         }
-        r->conn = c;
+        r->link.conn = c;
     }
-    if (c != r->conn || r->phase >= 2) return;
+    if (c != r->link.conn || r->phase >= 2) return;
     if (r->phase == 0) {
         if (data[0] == XFER_MSG_HEADER) on_header(r, data, len);
         else verdict(r, XFER_V_PROTOCOL, "expected a transfer header");
@@ -300,28 +297,9 @@ static void on_message(tern_conn *c, uint64_t flow_id, const uint8_t *data, size
 static int on_accept(tern_conn *c, void *user)
 {
     recv_state *r = user;
-    if (r->conn != NULL) return -1; /* one transfer at a time */
-    r->conn = c;
+    if (r->link.conn != NULL) return -1; /* one transfer at a time */
+    r->link.conn = c;
     return 0;
-}
-
-static void on_closed(tern_conn *c, int err, uint64_t code, const char *reason, size_t len,
-                      void *user)
-{
-    recv_state *r = user;
-    if (c != r->conn || err == TERN_ERR_LOCAL_CLOSED) return;
-    if (r->phase < 2) {
-        r->err = err;
-        r->close_code = code;
-        tools_copy_reason(r->reason, sizeof(r->reason), reason ? reason : "", len);
-    }
-    tern_driver_stop(r->d);
-}
-
-static void on_conn_free(tern_conn *c, void *user)
-{
-    recv_state *r = user;
-    if (r->conn == c) r->conn = NULL;
 }
 
 static int finish(recv_state *r)
@@ -344,14 +322,13 @@ static int finish(recv_state *r)
                                             : XFER_EXIT_OTHER;
     }
     if (r->prog.tty && !r->quiet && r->phase == 1) fputc('\n', stderr);
-    if (r->err != 0) {
+    if (r->link.closed.err != 0) {
         if (r->phase == 1)
             fprintf(stderr, "tern recv: transfer of %s broke off after %llu of %llu bytes; "
                             "nothing stored\n",
                     r->name, (unsigned long long)r->received, (unsigned long long)r->size);
         char from[64] = "the sender";
-        return tools_explain_conn_error("tern recv", from, r->err, r->close_code, r->reason, 0,
-                                        r->idle_ms);
+        return tools_explain_conn_error("tern recv", from, &r->link.closed, 0, r->idle_ms);
     }
     fprintf(stderr, "tern recv: interrupted%s\n", r->phase == 1 ? "; nothing stored" : "");
     return XFER_EXIT_OTHER;
@@ -400,11 +377,7 @@ int cmd_recv(int argc, char **argv)
         } else {
             bad = 1;
         }
-        if (bad) {
-            fprintf(stderr, "tern recv: bad argument %s%s%s\n", a, v ? " " : "", v ? v : "");
-            usage(stderr);
-            return XFER_EXIT_USAGE;
-        }
+        if (bad) return tools_bad_argument("tern recv", a, v, usage);
     }
     if (listen == NULL) {
         usage(stderr);
@@ -432,12 +405,12 @@ int cmd_recv(int argc, char **argv)
     dc.endpoint.settings.integrity_only = (uint8_t)integrity;
     dc.endpoint.callbacks.on_accept = on_accept;
     dc.endpoint.callbacks.on_message = on_message;
-    dc.endpoint.callbacks.on_closed = on_closed;
-    dc.endpoint.callbacks.on_conn_free = on_conn_free;
+    dc.endpoint.callbacks.on_closed = tools_on_closed;
+    dc.endpoint.callbacks.on_conn_free = tools_on_conn_free;
     dc.endpoint.user_data = &r;
     char hex[2 * TERN_KEY_LEN + 1];
     tern_hex_encode(dc.endpoint.static_key.pub, TERN_KEY_LEN, hex);
-    rc = tern_driver_new(&dc, &r.d);
+    rc = tern_driver_new(&dc, &r.link.d);
     tern_keypair_wipe(&dc.endpoint.static_key);
     if (rc != TERN_OK) {
         fprintf(stderr, "tern recv: cannot listen on %s: %s\n", listen, strerror(errno));
@@ -445,15 +418,15 @@ int cmd_recv(int argc, char **argv)
     }
     int exit_code = XFER_EXIT_OTHER;
     uint64_t grace = 0; /* no goodbye when the loop failed */
-    if (tern_driver_timer_new(r.d, on_grace, &r, &r.timer) != TERN_OK) goto out;
+    if (tern_driver_timer_new(r.link.d, on_grace, &r, &r.timer) != TERN_OK) goto out;
     tern_addr la;
-    tern_driver_local_addr(r.d, 0, &la);
+    tern_driver_local_addr(r.link.d, 0, &la);
     tern_addr_format(&la, r.where, sizeof(r.where));
     printf("tern recv: listening on udp %s\ntern recv: public key %s\n", r.where, hex);
     fflush(stdout);
 
-    tools_catch_signals(r.d);
-    rc = tern_driver_run(r.d);
+    tools_catch_signals(r.link.d);
+    rc = tern_driver_run(r.link.d);
     if (rc != TERN_OK) {
         fprintf(stderr, "tern recv: event loop failed: %s\n", strerror(errno));
         drop_tmp(&r);
@@ -463,7 +436,7 @@ int cmd_recv(int argc, char **argv)
     exit_code = finish(&r);
     grace = 300 * TERN_NS_PER_MS;
 out:
-    tools_session_close(r.d, r.timer, tools_interrupted() ? XFER_V_PROTOCOL : 0,
+    tools_session_close(r.link.d, r.timer, tools_interrupted() ? XFER_V_PROTOCOL : 0,
                         tools_interrupted() ? "receiver interrupted" : "done", grace);
     drop_tmp(&r);
     xfer_hash_free(&r.hash);
@@ -496,8 +469,8 @@ static void via_transfer_done(recv_state *r)
     r->done++;
     if (r->status == XFER_V_OK) {
         char addr[64];
-        const char *kind = peer_path_kind(r->conn, addr, sizeof(addr), NULL);
-        xfer_progress_update(&r->prog, r->received, tern_driver_now(r->d), 1);
+        const char *kind = peer_path_kind(r->link.conn, addr, sizeof(addr), NULL);
+        xfer_progress_update(&r->prog, r->received, tern_driver_now(r->link.d), 1);
         printf("received %s %llu bytes hash ok path %s\n", r->name, (unsigned long long)r->size,
                kind);
         fflush(stdout);
@@ -510,10 +483,10 @@ static void via_transfer_done(recv_state *r)
     }
     if (r->count != 0 && r->done >= r->count) {
         /* the last one: wait (3 s at most) for the sender to close after its verdict */
-        r->last_conn = r->conn;
-        tern_driver_timer_set(r->timer, tern_driver_now(r->d) + 3 * TERN_NS_PER_S);
+        r->last_conn = r->link.conn;
+        tern_driver_timer_set(r->timer, tern_driver_now(r->link.d) + 3 * TERN_NS_PER_S);
     }
-    r->conn = NULL;
+    r->link.conn = NULL;
     r->phase = 0;
     r->size = r->received = 0;
     r->name[0] = '\0';
@@ -526,10 +499,10 @@ static void rv_closed(tern_conn *c, int err, uint64_t code, const char *reason, 
     recv_state *r = user;
     (void)code, (void)reason, (void)len;
     if (c == r->last_conn) {
-        tern_driver_stop(r->d);
+        tern_driver_stop(r->link.d);
         return;
     }
-    if (c != r->conn) return;
+    if (c != r->link.conn) return;
     if (r->phase == 1) {
         if (r->prog.tty && !r->quiet) fputc('\n', stderr);
         fprintf(stderr, "tern recv: transfer of %s broke off after %llu of %llu bytes (%s); "
@@ -539,9 +512,9 @@ static void rv_closed(tern_conn *c, int err, uint64_t code, const char *reason, 
         drop_tmp(r);
         r->last_fail = XFER_EXIT_LOST;
         r->done++;
-        if (r->count != 0 && r->done >= r->count) tern_driver_stop(r->d);
+        if (r->count != 0 && r->done >= r->count) tern_driver_stop(r->link.d);
     }
-    r->conn = NULL;
+    r->link.conn = NULL;
     r->phase = 0;
     r->size = r->received = 0;
     r->name[0] = '\0';
@@ -550,7 +523,7 @@ static void rv_closed(tern_conn *c, int err, uint64_t code, const char *reason, 
 static void rv_free(tern_conn *c, void *user)
 {
     recv_state *r = user;
-    if (c == r->conn) r->conn = NULL;
+    if (c == r->link.conn) r->link.conn = NULL;
     if (c == r->last_conn) r->last_conn = NULL;
 }
 
@@ -585,11 +558,7 @@ static int recv_via(int argc, char **argv)
         } else {
             bad = 1;
         }
-        if (bad) {
-            fprintf(stderr, "tern recv: bad argument %s%s%s\n", a, v ? " " : "", v ? v : "");
-            via_usage(stderr);
-            return XFER_EXIT_USAGE;
-        }
+        if (bad) return tools_bad_argument("tern recv", a, v, via_usage);
     }
     struct stat sb;
     if (out != NULL && stat(out, &sb) == 0 && S_ISDIR(sb.st_mode)) r.dir = out;
@@ -609,12 +578,12 @@ static int recv_via(int argc, char **argv)
     app.on_conn_free = rv_free;
     int exit_code = peer_session_start(ps, "tern recv", &o, &app, NULL, &r, 0);
     r.ps = ps;
-    r.d = ps->d;
+    r.link.d = ps->d;
     if (exit_code != 0) goto out;
     exit_code = XFER_EXIT_OTHER;
-    if (tern_driver_timer_new(r.d, on_grace, &r, &r.timer) != TERN_OK) goto out;
-    tools_catch_signals(r.d);
-    if (tern_driver_run(r.d) != TERN_OK) {
+    if (tern_driver_timer_new(r.link.d, on_grace, &r, &r.timer) != TERN_OK) goto out;
+    tools_catch_signals(r.link.d);
+    if (tern_driver_run(r.link.d) != TERN_OK) {
         fprintf(stderr, "tern recv: event loop failed: %s\n", strerror(errno));
         goto out;
     }

@@ -44,8 +44,7 @@ typedef struct send_chunk {
 } send_chunk;
 
 typedef struct send_state {
-    tern_driver *d;
-    tern_conn *conn;
+    tools_conn link;                /* first: tools_on_closed, tools_on_conn_free */
     char where[64];
     const char *path, *name;
     char shown[4 * XFER_MAX_NAME + 16]; /* name, escaped for the terminal */
@@ -67,18 +66,10 @@ typedef struct send_state {
     uint64_t t_established, t_done, cpu0;
     xfer_progress prog;
     int quiet, verbose;
-    int err;                        /* TERN_ERR_* the connection ended with, 0 */
-    uint64_t close_code;
-    char reason[300];
     int verdict;                    /* -1 none yet, else XFER_V_* */
     char verdict_text[600];
     int exit_code;                  /* set by a local failure (file), else 0 */
-    /* peer mode (--via): the session, the peer, when INTRODUCE went out */
-    peer_session *ps;
-    char peer_hex[2 * TERN_PEER_ID_LEN + 1];
-    uint8_t peer_id[TERN_PEER_ID_LEN];
-    uint64_t t_intro;
-    int connected;
+    peer_session *ps;               /* peer mode (--via): the session, whose target we send to */
 } send_state;
 
 static void usage(FILE *f)
@@ -113,7 +104,7 @@ static void send_fail_local(send_state *s, int code)
 {
     s->exit_code = code;
     s->phase = 3;
-    tern_driver_stop(s->d); /* tools_session_close() closes the connection */
+    tern_driver_stop(s->link.d); /* tools_session_close() closes the connection */
 }
 
 /* Reads and hashes the next chunk of the file into a free buffer (s->pending). Returns 0, or -1
@@ -153,8 +144,8 @@ static int read_chunk(send_state *s)
  * again when a refused chunk would be taken. */
 static void pump(send_state *s)
 {
-    uint64_t now = tern_driver_now(s->d);
-    while (s->phase == 1 && s->conn) {
+    uint64_t now = tern_driver_now(s->link.d);
+    while (s->phase == 1 && s->link.conn) {
         int rc;
         if (s->pending == NULL && s->read_off == s->size) {
             uint8_t end[1 + XFER_HASH_LEN];
@@ -162,16 +153,16 @@ static void pump(send_state *s)
             s->hashed = 1;
             end[0] = XFER_MSG_END;
             memcpy(end + 1, s->digest, XFER_HASH_LEN);
-            rc = tern_flow_send(s->conn, s->flow, now, end, sizeof(end), -1);
+            rc = tern_flow_send(s->link.conn, s->flow, now, end, sizeof(end), -1);
             if (rc == TERN_OK) {
-                tern_flow_close(s->conn, s->flow);
+                tern_flow_close(s->link.conn, s->flow);
                 s->phase = 2;
                 return;
             }
         } else {
             if (s->pending == NULL && read_chunk(s) != 0) return;
-            rc = tern_flow_send_ref(s->conn, s->flow, now, s->pending->msg, s->pending_len, -1,
-                                    s->pending);
+            rc = tern_flow_send_ref(s->link.conn, s->flow, now, s->pending->msg, s->pending_len,
+                                    -1, s->pending);
             if (rc == TERN_OK) {
                 s->sent += s->pending_len - 1;
                 s->pending = NULL; /* the core's until on_flow_release */
@@ -188,19 +179,19 @@ static void pump(send_state *s)
 static void on_flow_writable(tern_conn *c, uint64_t flow, void *user)
 {
     send_state *s = user;
-    if (c == s->conn && flow == s->flow) pump(s);
+    if (c == s->link.conn && flow == s->flow) pump(s);
 }
 
 static void on_flow_acked(tern_conn *c, uint64_t flow, const tern_flow_progress *p, void *user)
 {
     send_state *s = user;
-    if (c != s->conn || flow != s->flow || s->phase < 1) return;
+    if (c != s->link.conn || flow != s->flow || s->phase < 1) return;
     /* file bytes: less the header and the type byte of each message acknowledged whole (the
      * end message's hash is cut off by the cap) */
     uint64_t over = s->hdr_len + (p->acked_messages ? p->acked_messages - 1 : 0);
     s->acked = p->acked_bytes > over ? p->acked_bytes - over : 0;
     if (s->acked > s->size) s->acked = s->size;
-    xfer_progress_update(&s->prog, s->acked, tern_driver_now(s->d), 0);
+    xfer_progress_update(&s->prog, s->acked, tern_driver_now(s->link.d), 0);
 }
 
 static void on_flow_release(tern_conn *c, uint64_t flow, void *token, int delivered, void *user)
@@ -215,7 +206,7 @@ static void on_flow_release(tern_conn *c, uint64_t flow, void *token, int delive
 static void on_established(tern_conn *c, void *user)
 {
     send_state *s = user;
-    uint64_t now = tern_driver_now(s->d);
+    uint64_t now = tern_driver_now(s->link.d);
     s->t_established = now;
     s->cpu0 = tools_cpu_ns();
     tern_flow_config fc;
@@ -267,28 +258,10 @@ static void on_message(tern_conn *c, uint64_t flow_id, const uint8_t *data, size
     if (s->verdict >= 0 || xfer_parse_verdict(data, len, &status, &text, &tl) != 0) return;
     s->verdict = status;
     tools_text_escape(s->verdict_text, sizeof(s->verdict_text), text, tl); /* the peer's words */
-    s->t_done = tern_driver_now(s->d);
+    s->t_done = tern_driver_now(s->link.d);
     s->phase = 3;
     (void)c;
-    tern_driver_stop(s->d); /* finish() reads the connection; tools_session_close() closes it */
-}
-
-static void on_closed(tern_conn *c, int err, uint64_t code, const char *reason, size_t len,
-                      void *user)
-{
-    send_state *s = user;
-    (void)c;
-    if (err == TERN_ERR_LOCAL_CLOSED) return;
-    s->err = err;
-    s->close_code = code;
-    tools_copy_reason(s->reason, sizeof(s->reason), reason ? reason : "", len);
-    tern_driver_stop(s->d);
-}
-
-static void on_conn_free(tern_conn *c, void *user)
-{
-    send_state *s = user;
-    if (s->conn == c) s->conn = NULL;
+    tern_driver_stop(s->link.d); /* finish() reads the connection, tools_session_close() ends it */
 }
 
 static int finish(send_state *s)
@@ -305,10 +278,10 @@ static int finish(send_state *s)
                "and verified by the receiver, sha-256 %s",
                s->shown, (unsigned long long)s->size, secs, (double)s->size * 8 / secs / 1e6, cpu,
                100 * cpu / secs, hex);
-        if (s->ps && s->conn) {
+        if (s->ps && s->link.conn) {
             char addr[64];
             uint64_t moves = 0;
-            const char *kind = peer_path_kind(s->conn, addr, sizeof(addr), &moves);
+            const char *kind = peer_path_kind(s->link.conn, addr, sizeof(addr), &moves);
             printf("; path %s %s, %llu path moves", kind, addr, (unsigned long long)moves);
         }
         printf("\n");
@@ -324,13 +297,13 @@ static int finish(send_state *s)
                                              : XFER_EXIT_OTHER;
     }
     if (s->prog.tty && !s->quiet && s->phase >= 1) fputc('\n', stderr);
-    if (s->err != 0) {
-        if (s->phase >= 1 && s->err != TERN_ERR_PEER_CLOSED) {
+    if (s->link.closed.err != 0) {
+        if (s->phase >= 1 && s->link.closed.err != TERN_ERR_PEER_CLOSED) {
             fprintf(stderr, "tern send: transfer of %s failed after %llu of %llu bytes\n", s->shown,
                     (unsigned long long)s->acked, (unsigned long long)s->size);
         }
-        return tools_explain_conn_error("tern send", s->where, s->err, s->close_code, s->reason,
-                                        s->timeout_ms, s->idle_ms);
+        return tools_explain_conn_error("tern send", s->where, &s->link.closed, s->timeout_ms,
+                                        s->idle_ms);
     }
     if (tools_interrupted()) {
         fprintf(stderr, "tern send: interrupted; %s was not stored\n", s->shown);
@@ -354,6 +327,18 @@ static void send_cleanup(send_state *s)
     xfer_hash_free(&s->hash);
     if (s->fd >= 0) close(s->fd);
     s->fd = -1;
+}
+
+/* The name the receiver gets: s->path's base name (and s->shown, escaped for the terminal).
+ * Returns 0, or -1 after printing why it cannot be sent. */
+static int send_name(send_state *s)
+{
+    s->name = xfer_base_name(s->path);
+    tools_text_escape(s->shown, sizeof(s->shown), (const uint8_t *)s->name, strlen(s->name));
+    if (s->name[0] != '\0' && strlen(s->name) <= XFER_MAX_NAME) return 0;
+    fprintf(stderr, "tern send: %s: the file name must have 1 to %d bytes\n", s->path,
+            XFER_MAX_NAME);
+    return -1;
 }
 
 /* Opens s->path, notes the chunk size, starts the hash. Returns 0 or an exit code (printed;
@@ -387,138 +372,109 @@ static int send_prepare(send_state *s, uint64_t chunk)
     return 0;
 }
 
-static int send_via(int argc, char **argv);
+static void via_usage(FILE *f);
+static int send_via(send_state *s, int argc, char **argv);
+
+/* Parses tern send's arguments: the direct mode's options (co) or, with po, peer mode's
+ * (--via; --to is then a peer ID). Returns -1 to go on, else the exit code (after --help, or a
+ * bad argument). */
+static int send_args(send_state *s, int argc, char **argv, tools_client_opts *co, peer_opts *po,
+                     uint64_t *chunk)
+{
+    void (*help)(FILE *f) = po ? via_usage : usage;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int bad = 0;
+        int r = po ? peer_parse_opt(po, argc, argv, &i) : tools_client_opt(co, argc, argv, &i);
+        if (r == 1) continue;
+        if (r < 0) {
+            bad = 1;
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            help(stdout);
+            return XFER_EXIT_OK;
+        } else if (po && !strcmp(a, "--to") && v) {
+            co->to = v;
+            i++;
+        } else if (!strcmp(a, "--chunk") && v) {
+            bad = tools_parse_u64(v, 1024, 16u << 20, 1, chunk);
+            i++;
+        } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
+            s->quiet = 1;
+        } else if (a[0] != '-' && s->path == NULL) {
+            s->path = a;
+        } else {
+            bad = 1;
+        }
+        if (bad) return tools_bad_argument("tern send", a, v, help);
+    }
+    return -1;
+}
 
 int cmd_send(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--via")) return send_via(argc, argv); /* peer mode */
     send_state s;
     memset(&s, 0, sizeof(s));
     s.fd = -1;
     s.verdict = -1;
-    s.timeout_ms = 5000;
-    s.idle_ms = 30000;
-    const char *target = NULL, *key_hex = NULL;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--via")) return send_via(&s, argc, argv); /* peer mode */
+    tools_client_opts o;
+    tools_client_opts_default(&o);
     uint64_t chunk = 64 << 10;
-    int aead = TERN_AEAD_AUTO, integrity = 0, cc = -1;
-    uint64_t payload = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return XFER_EXIT_OK;
-        } else if (!strcmp(a, "--to") && v) {
-            target = v;
-            i++;
-        } else if (!strcmp(a, "--server-key") && v) {
-            key_hex = v;
-            i++;
-        } else if (!strcmp(a, "--aead") && v) {
-            if (!strcmp(v, "aes")) aead = TERN_AEAD_AES256GCM;
-            else if (!strcmp(v, "chacha")) aead = TERN_AEAD_CHACHA20POLY1305;
-            else bad = 1;
-            i++;
-        } else if (!strcmp(a, "--integrity-only")) {
-            integrity = 1;
-        } else if (!strcmp(a, "--cc") && v) {
-            cc = !strcmp(v, "bbr")       ? TERN_CC_BBR
-                 : !strcmp(v, "cubic")   ? TERN_CC_CUBIC
-                 : !strcmp(v, "newreno") ? TERN_CC_NEWRENO
-                                         : -1;
-            bad = cc < 0;
-            i++;
-        } else if (!strcmp(a, "--payload") && v) {
-            bad = tools_parse_u64(v, 1200, TERN_MAX_DATAGRAM, 0, &payload);
-            i++;
-        } else if (!strcmp(a, "--chunk") && v) {
-            bad = tools_parse_u64(v, 1024, 16u << 20, 1, &chunk);
-            i++;
-        } else if (!strcmp(a, "--timeout") && v) {
-            bad = tools_parse_u64(v, 1, 3600000, 0, &s.timeout_ms);
-            i++;
-        } else if (!strcmp(a, "--idle-timeout") && v) {
-            bad = tools_parse_u64(v, 1, 3600000, 0, &s.idle_ms);
-            i++;
-        } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
-            s.quiet = 1;
-        } else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) {
-            s.verbose = 1;
-        } else if (a[0] != '-' && s.path == NULL) {
-            s.path = a;
-        } else {
-            bad = 1;
-        }
-        if (bad) {
-            fprintf(stderr, "tern send: bad argument %s%s%s\n", a, v ? " " : "", v ? v : "");
-            usage(stderr);
-            return XFER_EXIT_USAGE;
-        }
-    }
+    int prc = send_args(&s, argc, argv, &o, NULL, &chunk);
+    if (prc >= 0) return prc;
     uint8_t server_pub[TERN_KEY_LEN];
-    if (s.path == NULL || target == NULL || key_hex == NULL) {
+    if (s.path == NULL || o.to == NULL || o.server_key == NULL) {
         usage(stderr);
         return XFER_EXIT_USAGE;
     }
-    if (tern_hex_decode(key_hex, server_pub, TERN_KEY_LEN) != TERN_OK) {
-        fprintf(stderr, "tern send: --server-key needs 64 hex characters\n");
-        return XFER_EXIT_USAGE;
-    }
-    s.name = xfer_base_name(s.path);
-    tools_text_escape(s.shown, sizeof(s.shown), (const uint8_t *)s.name, strlen(s.name));
-    if (s.name[0] == '\0' || strlen(s.name) > XFER_MAX_NAME) {
-        fprintf(stderr, "tern send: %s: the file name must have 1 to %d bytes\n", s.path,
-                XFER_MAX_NAME);
-        return XFER_EXIT_USAGE;
-    }
+    if (tools_server_key("tern send", o.server_key, server_pub) != 0) return XFER_EXIT_USAGE;
+    if (send_name(&s) != 0) return XFER_EXIT_USAGE;
     tern_addr remote;
-    if (tools_resolve(target, 4433, &remote) != 0) return XFER_EXIT_USAGE;
+    if (tools_resolve(o.to, 4433, &remote) != 0) return XFER_EXIT_USAGE;
     tern_addr_format(&remote, s.where, sizeof(s.where));
+    s.timeout_ms = o.timeout_ms;
+    s.idle_ms = o.idle_ms;
+    s.verbose = o.verbose;
 
-    int prc = send_prepare(&s, chunk);
+    prc = send_prepare(&s, chunk);
     if (prc != 0) return prc;
 
     tern_driver_config dc;
     tern_driver_config_default(&dc);
-    dc.endpoint.settings.handshake_timeout_ns = s.timeout_ms * TERN_NS_PER_MS;
-    dc.endpoint.settings.idle_timeout_ns = s.idle_ms * TERN_NS_PER_MS;
-    dc.endpoint.settings.aead = (uint8_t)aead;
-    dc.endpoint.settings.integrity_only = (uint8_t)integrity;
-    if (cc >= 0) dc.endpoint.settings.cc = (uint8_t)cc;
-    if (payload) dc.endpoint.settings.max_udp_payload = (uint16_t)payload;
+    tools_client_settings(&o, &dc.endpoint.settings);
     dc.endpoint.callbacks.on_established = on_established;
     dc.endpoint.callbacks.on_message = on_message;
-    dc.endpoint.callbacks.on_closed = on_closed;
-    dc.endpoint.callbacks.on_conn_free = on_conn_free;
+    dc.endpoint.callbacks.on_closed = tools_on_closed;
+    dc.endpoint.callbacks.on_conn_free = tools_on_conn_free;
     dc.endpoint.callbacks.on_flow_writable = on_flow_writable;
     dc.endpoint.callbacks.on_flow_acked = on_flow_acked;
     dc.endpoint.callbacks.on_flow_release = on_flow_release;
     dc.endpoint.user_data = &s;
     int exit_code = XFER_EXIT_OTHER;
     uint64_t grace = 0; /* no goodbye when the loop never ran */
-    int rc = tern_driver_new(&dc, &s.d);
+    int rc = tern_driver_new(&dc, &s.link.d);
     if (rc != TERN_OK) {
         fprintf(stderr, "tern send: cannot set up: %s (%s)\n", tern_strerror(rc), strerror(errno));
         goto out;
     }
-    rc = tern_driver_connect(s.d, &remote, server_pub, &s.conn);
+    rc = tern_driver_connect(s.link.d, &remote, server_pub, &s.link.conn);
     if (rc != TERN_OK) {
         fprintf(stderr, "tern send: cannot connect to %s: %s\n", s.where, tern_strerror(rc));
         goto out;
     }
-    tools_catch_signals(s.d);
+    tools_catch_signals(s.link.d);
 
-    rc = tern_driver_run(s.d);
+    rc = tern_driver_run(s.link.d);
     if (rc != TERN_OK) {
         fprintf(stderr, "tern send: event loop failed: %s\n", strerror(errno));
         goto out;
     }
     exit_code = finish(&s);
-    if (s.verbose) tools_print_counters("tern send", s.d, s.conn);
+    if (s.verbose) tools_print_counters("tern send", s.link.d, s.link.conn);
     grace = 300 * TERN_NS_PER_MS; /* the receiver learns that we are done, or that we gave up */
 out:
-    tools_session_close(s.d, NULL, exit_code == 0 ? 0 : XFER_V_PROTOCOL,
+    tools_session_close(s.link.d, NULL, exit_code == 0 ? 0 : XFER_V_PROTOCOL,
                         exit_code == 0 ? "done" : "sender gave up", grace);
     send_cleanup(&s);
     return exit_code;
@@ -543,135 +499,28 @@ static void via_usage(FILE *f)
     fprintf(f, "Exit: as tern send; 1 also for an unknown peer.\n");
 }
 
-static void sv_established(tern_conn *c, void *user)
+static int send_via(send_state *s, int argc, char **argv)
 {
-    send_state *s = user;
-    if (c != s->conn) return;
-    uint64_t now = tern_driver_now(s->d);
-    char addr[64];
-    const char *kind = peer_path_kind(c, addr, sizeof(addr), NULL);
-    s->connected = 1;
-    printf("connected to %s path %s %s in %.3f ms\n", s->peer_hex, kind, addr,
-           (double)(now - s->t_intro) / 1e6);
-    fflush(stdout);
-    on_established(c, user);
-}
-
-static void sv_path(tern_conn *c, void *user)
-{
-    send_state *s = user;
-    if (c != s->conn || !s->connected) return;
-    char addr[64];
-    const char *kind = peer_path_kind(c, addr, sizeof(addr), NULL);
-    printf("path now %s %s\n", kind, addr);
-    fflush(stdout);
-}
-
-static void sv_closed(tern_conn *c, int err, uint64_t code, const char *reason, size_t len,
-                      void *user)
-{
-    send_state *s = user;
-    if (c == s->conn) on_closed(c, err, code, reason, len, user);
-}
-
-static void sv_message(tern_conn *c, uint64_t flow, const uint8_t *d, size_t len, void *user)
-{
-    send_state *s = user;
-    if (c == s->conn) on_message(c, flow, d, len, user);
-}
-
-static void sv_registered(tern_rdv_client *rc, const tern_addr *pub, void *u)
-{
-    (void)pub;
-    send_state *s = u;
-    s->t_intro = tern_driver_now(s->d);
-    int r = tern_rdv_client_introduce(rc, s->t_intro, s->peer_id);
-    if (r != TERN_OK) {
-        fprintf(stderr, "tern send: cannot ask for an introduction: %s\n", tern_strerror(r));
-        send_fail_local(s, XFER_EXIT_OTHER);
-    }
-}
-
-static void sv_intro_failed(tern_rdv_client *rc, const uint8_t *id, int code, void *u)
-{
-    (void)rc, (void)id;
-    send_state *s = u;
-    if (code == TERN_RDV_E_UNKNOWN_PEER)
-        printf("error: unknown peer %s\n", s->peer_hex);
-    else
-        printf("error: introduction to %s failed: %s\n", s->peer_hex, tern_rdv_error_name(code));
-    fflush(stdout);
-    send_fail_local(s, XFER_EXIT_OTHER);
-}
-
-static void sv_peer_conn(tern_rdv_client *rc, const uint8_t *id, tern_conn *c, int err, void *u)
-{
-    (void)rc, (void)id;
-    send_state *s = u;
-    if (c == NULL) {
-        printf("error: cannot connect to %s: %s\n", s->peer_hex, tern_strerror(err));
-        fflush(stdout);
-        send_fail_local(s, XFER_EXIT_OTHER);
-        return;
-    }
-    s->conn = c;
-}
-
-static int send_via(int argc, char **argv)
-{
-    send_state s;
-    memset(&s, 0, sizeof(s));
-    s.fd = -1;
-    s.verdict = -1;
     peer_opts o;
     peer_opts_default(&o);
-    const char *to = NULL;
+    tools_client_opts to; /* --to only */
+    tools_client_opts_default(&to);
     uint64_t chunk = 64 << 10;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0, r = peer_parse_opt(&o, argc, argv, &i);
-        if (r == 1) continue;
-        if (r < 0) {
-            bad = 1;
-        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            via_usage(stdout);
-            return XFER_EXIT_OK;
-        } else if (!strcmp(a, "--to") && v) {
-            to = v;
-            i++;
-        } else if (!strcmp(a, "--chunk") && v) {
-            bad = tools_parse_u64(v, 1024, 16u << 20, 1, &chunk);
-            i++;
-        } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
-            s.quiet = 1;
-        } else if (a[0] != '-' && s.path == NULL) {
-            s.path = a;
-        } else {
-            bad = 1;
-        }
-        if (bad) {
-            fprintf(stderr, "tern send: bad argument %s%s%s\n", a, v ? " " : "", v ? v : "");
-            via_usage(stderr);
-            return XFER_EXIT_USAGE;
-        }
-    }
-    if (s.path == NULL || to == NULL) {
+    int exit_code = send_args(s, argc, argv, &to, &o, &chunk);
+    if (exit_code >= 0) return exit_code;
+    if (s->path == NULL || to.to == NULL) {
         via_usage(stderr);
         return XFER_EXIT_USAGE;
     }
-    if (peer_parse_id("tern send", to, s.peer_id) != 0) return XFER_EXIT_USAGE;
-    tern_hex_encode(s.peer_id, TERN_PEER_ID_LEN, s.peer_hex);
-    snprintf(s.where, sizeof(s.where), "peer %.16s", s.peer_hex);
-    s.timeout_ms = o.timeout_ms;
-    s.idle_ms = o.idle_ms;
-    s.name = xfer_base_name(s.path);
-    tools_text_escape(s.shown, sizeof(s.shown), (const uint8_t *)s.name, strlen(s.name));
-    if (s.name[0] == '\0' || strlen(s.name) > XFER_MAX_NAME) {
-        fprintf(stderr, "tern send: %s: the file name must have 1 to %d bytes\n", s.path,
-                XFER_MAX_NAME);
-        return XFER_EXIT_USAGE;
-    }
-    int exit_code = send_prepare(&s, chunk);
+    uint8_t peer_id[TERN_PEER_ID_LEN];
+    char peer_hex[2 * TERN_PEER_ID_LEN + 1];
+    if (peer_parse_id("tern send", to.to, peer_id) != 0) return XFER_EXIT_USAGE;
+    tern_hex_encode(peer_id, TERN_PEER_ID_LEN, peer_hex);
+    snprintf(s->where, sizeof(s->where), "peer %.16s", peer_hex);
+    s->timeout_ms = o.timeout_ms;
+    s->idle_ms = o.idle_ms;
+    if (send_name(s) != 0) return XFER_EXIT_USAGE;
+    exit_code = send_prepare(s, chunk);
     if (exit_code != 0) return exit_code;
 
     peer_session *ps = calloc(1, sizeof(*ps));
@@ -681,36 +530,30 @@ static int send_via(int argc, char **argv)
     }
     tern_callbacks app;
     memset(&app, 0, sizeof(app));
-    app.on_established = sv_established;
-    app.on_message = sv_message;
-    app.on_closed = sv_closed;
-    app.on_conn_free = on_conn_free;
-    app.on_path = sv_path;
+    app.on_established = on_established;
+    app.on_message = on_message;
+    app.on_closed = tools_on_closed;
+    app.on_conn_free = tools_on_conn_free;
     app.on_flow_writable = on_flow_writable;
     app.on_flow_acked = on_flow_acked;
     app.on_flow_release = on_flow_release;
-    tern_rdv_client_callbacks rcb;
-    memset(&rcb, 0, sizeof(rcb));
-    rcb.on_registered = sv_registered;
-    rcb.on_intro_failed = sv_intro_failed;
-    rcb.on_peer_conn = sv_peer_conn;
-    exit_code = peer_session_start(ps, "tern send", &o, &app, &rcb, &s, 0);
-    s.ps = ps;
-    s.d = ps->d;
+    exit_code = peer_session_start(ps, "tern send", &o, &app, NULL, s, 0);
+    s->ps = ps;
     if (exit_code != 0) goto out;
+    peer_session_target(ps, peer_id, &s->link);
     exit_code = XFER_EXIT_OTHER;
-    tools_catch_signals(s.d);
-    if (tern_driver_run(s.d) != TERN_OK) {
+    tools_catch_signals(s->link.d);
+    if (tern_driver_run(s->link.d) != TERN_OK) {
         fprintf(stderr, "tern send: event loop failed: %s\n", strerror(errno));
         goto out;
     }
-    exit_code = ps->exit_code ? ps->exit_code : finish(&s);
+    exit_code = ps->exit_code ? ps->exit_code : finish(s);
 out:
     if (ps)
         peer_session_end(ps, exit_code == 0 ? 0 : XFER_V_PROTOCOL,
                          exit_code == 0 ? "done" : "sender gave up",
                          ps->d ? 300 * TERN_NS_PER_MS : 0);
     free(ps);
-    send_cleanup(&s);
+    send_cleanup(s);
     return exit_code;
 }

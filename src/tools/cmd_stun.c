@@ -23,33 +23,13 @@ static void help(FILE *f)
 
 int cmd_stun(int argc, char **argv)
 {
-    const char *host = NULL;
-    long rto_ms = 500, tries = 7;
-    int verbose = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            help(stdout);
-            return 0;
-        } else if (!strcmp(argv[i], "--rto") && i + 1 < argc) {
-            rto_ms = strtol(argv[++i], NULL, 10);
-        } else if (!strcmp(argv[i], "--tries") && i + 1 < argc) {
-            tries = strtol(argv[++i], NULL, 10);
-        } else if (!strcmp(argv[i], "-v")) {
-            verbose = 1;
-        } else if (argv[i][0] != '-' && host == NULL) {
-            host = argv[i];
-        } else {
-            fprintf(stderr, "tern stun: unexpected argument %s\n", argv[i]);
-            help(stderr);
-            return 2;
-        }
-    }
-    if (host == NULL || rto_ms <= 0 || rto_ms > 60000 || tries <= 0 || tries > 20) {
-        help(stderr);
-        return 2;
-    }
+    tools_stun_args args = {.rto_ms = 500, .tries = 7};
     tern_addr server, any;
-    if (tools_resolve(host, TERN_STUN_PORT, &server) != 0) return 1;
+    int arc = tools_stun_args_parse("tern stun", argc, argv, help, 1, &args, &server);
+    if (arc >= 0) return arc;
+    const char *host = args.host;
+    long rto_ms = args.rto_ms, tries = args.tries;
+    int verbose = args.verbose;
     memset(&any, 0, sizeof(any));
     any.family = server.family;
     int fd;

@@ -138,11 +138,7 @@ int cmd_token(int argc, char **argv)
         } else {
             bad = 1;
         }
-        if (bad) {
-            fprintf(stderr, "tern token: bad argument %s%s%s\n", a, v ? " " : "", v ? v : "");
-            usage(stderr);
-            return 2;
-        }
+        if (bad) return tools_bad_argument("tern token", a, v, usage);
     }
     if (secret_file == NULL || (subject == NULL) == (key_file == NULL)) {
         fprintf(stderr, "tern token: %s needs --secret FILE and %s\n", what,

@@ -10,9 +10,10 @@
  * port on every IPv4/IPv6 address of an interface that is up, from getifaddrs; loopback
  * addresses only when the server itself is on loopback; link-local IPv6 never), prints
  * "registered as <id> public <addr>" when REGISTERED arrives, then hands over to the command
- * (rcb.on_registered). The client's timer (call deadlines, expectations) runs on a driver
- * timer. A server connection that fails or ends stops the loop with an exit code chosen from
- * its error (as tern send's: 3 wrong key, 4 no answer, 5 lost).
+ * (rcb.on_registered); for a command with one peer (peer_session_target) it first asks for that
+ * peer's introduction, and reports the connection to it. The client's timer (call deadlines,
+ * expectations) runs on a driver timer. A server connection that fails or ends stops the loop
+ * with an exit code chosen from its error (as tern send's: 3 wrong key, 4 no answer, 5 lost).
  */
 #include <ifaddrs.h>
 #include <net/if.h>
@@ -177,10 +178,26 @@ static int s_accept(tern_conn *c, void *u)
     return ps->app.on_accept ? ps->app.on_accept(c, ps->user) : 0;
 }
 
+/* With a target (peer_session_target): 1 when c is another connection, which the command does
+ * not hear of. */
+static int not_target(const peer_session *ps, const tern_conn *c)
+{
+    return ps->link && c != ps->link->conn;
+}
+
 static void s_established(tern_conn *c, void *u)
 {
     peer_session *ps = u;
     if (c != ps->srv) {
+        if (not_target(ps, c)) return;
+        if (ps->link) {
+            char addr[64];
+            const char *kind = peer_path_kind(c, addr, sizeof(addr), NULL);
+            ps->target_connected = 1;
+            printf("connected to %s path %s %s in %.3f ms\n", ps->target_hex, kind, addr,
+                   (double)(tern_driver_now(ps->d) - ps->t_intro) / 1e6);
+            fflush(stdout);
+        }
         if (ps->app.on_established) ps->app.on_established(c, ps->user);
         return;
     }
@@ -203,7 +220,7 @@ static void s_message(tern_conn *c, uint64_t flow, const uint8_t *data, size_t l
         rearm(ps);
         return;
     }
-    if (ps->app.on_message) ps->app.on_message(c, flow, data, len, ps->user);
+    if (!not_target(ps, c) && ps->app.on_message) ps->app.on_message(c, flow, data, len, ps->user);
 }
 
 static void s_closed(tern_conn *c, int err, uint64_t code, const char *reason, size_t len,
@@ -216,12 +233,12 @@ static void s_closed(tern_conn *c, int err, uint64_t code, const char *reason, s
     }
     tern_rdv_client_on_gone(ps->rdv, c, tern_driver_now(ps->d));
     if (err == TERN_ERR_LOCAL_CLOSED) return;
-    char why[300];
-    tools_copy_reason(why, sizeof(why), reason ? reason : "", len);
+    tools_close_note why;
+    tools_close_note_set(&why, err, code, reason, len);
     char what[96];
     snprintf(what, sizeof(what), "the rendezvous server %s", ps->where);
     ps->srv_err = err;
-    ps->exit_code = tools_explain_conn_error(ps->cmd, what, err, code, why, ps->opts.timeout_ms,
+    ps->exit_code = tools_explain_conn_error(ps->cmd, what, &why, ps->opts.timeout_ms,
                                              ps->opts.idle_ms);
     tern_driver_stop(ps->d);
 }
@@ -240,7 +257,7 @@ static void s_free(tern_conn *c, void *u)
 static void s_rtt(tern_conn *c, uint64_t rtt, void *u)
 {
     peer_session *ps = u;
-    if (c != ps->srv && ps->app.on_rtt) ps->app.on_rtt(c, rtt, ps->user);
+    if (c != ps->srv && !not_target(ps, c) && ps->app.on_rtt) ps->app.on_rtt(c, rtt, ps->user);
 }
 
 static void s_datagram(tern_conn *c, const uint8_t *d, size_t len, void *u)
@@ -258,7 +275,15 @@ static void s_flow_closed(tern_conn *c, uint64_t flow, void *u)
 static void s_path(tern_conn *c, void *u)
 {
     peer_session *ps = u;
-    if (c != ps->srv && ps->app.on_path) ps->app.on_path(c, ps->user);
+    if (c == ps->srv || not_target(ps, c)) return;
+    if (ps->link) {
+        if (!ps->target_connected) return;
+        char addr[64];
+        const char *kind = peer_path_kind(c, addr, sizeof(addr), NULL);
+        printf("path now %s %s\n", kind, addr);
+        fflush(stdout);
+    }
+    if (ps->app.on_path) ps->app.on_path(c, ps->user);
 }
 
 static void s_flow_writable(tern_conn *c, uint64_t flow, void *u)
@@ -282,6 +307,13 @@ static void s_flow_release(tern_conn *c, uint64_t flow, void *token, int deliver
 
 /* ---------------------------------------------------------------- client callbacks */
 
+/* The target cannot be reached: the command fails with exit code 1. */
+static void target_failed(peer_session *ps)
+{
+    ps->exit_code = XFER_EXIT_OTHER;
+    tern_driver_stop(ps->d);
+}
+
 static void r_registered(tern_rdv_client *rc, const tern_addr *pub, void *u)
 {
     peer_session *ps = u;
@@ -293,7 +325,46 @@ static void r_registered(tern_rdv_client *rc, const tern_addr *pub, void *u)
         printf("registered as %s public %s\n", ps->id_hex, tern_addr_format(pub, txt, sizeof(txt)));
         fflush(stdout);
     }
+    if (first && ps->link) {
+        ps->t_intro = tern_driver_now(ps->d);
+        int r = tern_rdv_client_introduce(rc, ps->t_intro, ps->target);
+        if (r != TERN_OK) {
+            fprintf(stderr, "%s: cannot ask for an introduction: %s\n", ps->cmd,
+                    tern_strerror(r));
+            target_failed(ps);
+        }
+    }
     if (first && ps->rcb.on_registered) ps->rcb.on_registered(rc, pub, ps->user);
+    rearm(ps);
+}
+
+static void r_peer_conn(tern_rdv_client *rc, const uint8_t *id, tern_conn *c, int err, void *u)
+{
+    peer_session *ps = u;
+    if (ps->link && c == NULL) {
+        printf("error: cannot connect to %s: %s\n", ps->target_hex, tern_strerror(err));
+        fflush(stdout);
+        target_failed(ps);
+    } else if (ps->link) {
+        ps->link->conn = c;
+    }
+    if (ps->rcb.on_peer_conn) ps->rcb.on_peer_conn(rc, id, c, err, ps->user);
+    rearm(ps);
+}
+
+static void r_intro_failed(tern_rdv_client *rc, const uint8_t *id, int code, void *u)
+{
+    peer_session *ps = u;
+    if (ps->link) {
+        if (code == TERN_RDV_E_UNKNOWN_PEER)
+            printf("error: unknown peer %s\n", ps->target_hex);
+        else
+            printf("error: introduction to %s failed: %s\n", ps->target_hex,
+                   tern_rdv_error_name(code));
+        fflush(stdout);
+        target_failed(ps);
+    }
+    if (ps->rcb.on_intro_failed) ps->rcb.on_intro_failed(rc, id, code, ps->user);
     rearm(ps);
 }
 
@@ -305,10 +376,6 @@ static void r_registered(tern_rdv_client *rc, const tern_addr *pub, void *u)
         rearm(ps);                                                                                 \
     }
 
-FORWARD(peer_conn, (tern_rdv_client *rc, const uint8_t *id, tern_conn *c, int err, void *u),
-        (rc, id, c, err, ps->user))
-FORWARD(intro_failed, (tern_rdv_client *rc, const uint8_t *id, int code, void *u),
-        (rc, id, code, ps->user))
 FORWARD(introduced, (tern_rdv_client *rc, const uint8_t *id, int err, void *u),
         (rc, id, err, ps->user))
 FORWARD(joined,
@@ -356,10 +423,7 @@ int peer_session_start(peer_session *ps, const char *cmd, const peer_opts *o,
         fprintf(stderr, "%s: peer mode needs --via ADDR:PORT and --server-key HEX\n", cmd);
         return XFER_EXIT_USAGE;
     }
-    if (tern_hex_decode(o->server_key, server_pub, TERN_KEY_LEN) != TERN_OK) {
-        fprintf(stderr, "%s: --server-key needs 64 hex characters\n", cmd);
-        return XFER_EXIT_USAGE;
-    }
+    if (tools_server_key(cmd, o->server_key, server_pub) != 0) return XFER_EXIT_USAGE;
     if (o->token) {
         if (peer_parse_token(cmd, "--token", o->token, ps->token) != 0) return XFER_EXIT_USAGE;
         ps->has_token = 1;
@@ -435,6 +499,14 @@ int peer_session_start(peer_session *ps, const char *cmd, const peer_opts *o,
         return XFER_EXIT_OTHER;
     }
     return 0;
+}
+
+void peer_session_target(peer_session *ps, const uint8_t id[TERN_PEER_ID_LEN], tools_conn *link)
+{
+    ps->link = link;
+    link->d = ps->d;
+    memcpy(ps->target, id, TERN_PEER_ID_LEN);
+    tern_hex_encode(id, TERN_PEER_ID_LEN, ps->target_hex);
 }
 
 void peer_session_end(peer_session *ps, uint64_t code, const char *reason, uint64_t grace_ns)

@@ -10,6 +10,7 @@
 
 #include "tern/driver.h"
 #include "tern/rendezvous.h"
+#include "tools/tools.h"
 
 typedef struct peer_opts {
     const char *via;        /* ADDR:PORT of ternd's tern listener */
@@ -50,7 +51,14 @@ typedef struct peer_session {
     tern_callbacks app;         /* for every connection but the server's */
     tern_rdv_client_callbacks rcb; /* on_registered is called after the "registered" line */
     void *user;
-    /* the server connection ended (err), or could not be made: exit code chosen, loop stopped */
+    /* the one peer of peer_session_target (link NULL: none) */
+    tools_conn *link;           /* the command's: link->conn is the connection to the peer */
+    uint8_t target[TERN_PEER_ID_LEN];
+    char target_hex[2 * TERN_PEER_ID_LEN + 1];
+    uint64_t t_intro;           /* when INTRODUCE went out */
+    int target_connected;       /* the "connected to" line is out */
+    /* the server connection ended (err), or could not be made, or the target cannot be reached:
+     * exit code chosen, loop stopped */
     int srv_err;
     int exit_code;
 } peer_session;
@@ -61,6 +69,15 @@ typedef struct peer_session {
 int peer_session_start(peer_session *ps, const char *cmd, const peer_opts *o,
                        const tern_callbacks *app, const tern_rdv_client_callbacks *rcb, void *user,
                        int accept_any);
+/* For a command that talks to one peer (tern ping/send PEER_ID --via), after
+ * peer_session_start: once registered the session asks the server to introduce id, and
+ * link->conn becomes the connection the client opens to it (link->d the session's driver). The
+ * session prints the lines scripts read (cmd_peer.c's header): "connected to <id> path
+ * <direct|relayed> <addr> in <ms> ms" once it is established, "path now <direct|relayed> <addr>"
+ * on each move after that, and "error: ..." when the peer is unknown, the introduction fails or
+ * the connection cannot be made (exit code 1, loop stopped). The command's on_established,
+ * on_message, on_rtt and on_path then hear of that connection only. */
+void peer_session_target(peer_session *ps, const uint8_t id[TERN_PEER_ID_LEN], tools_conn *link);
 /* After calling tern_rdv_client_* outside a driver callback: re-arm the client's timer, flush. */
 void peer_session_kick(peer_session *ps);
 /* Closes every connection (grace_ns at most), gives SIGINT/SIGTERM back and frees everything

@@ -1,14 +1,15 @@
 /*
  * The tern command-line client: the sub-command table's entry type and the helpers the commands
- * share: util.c (exit codes and why a connection ended, numbers, the clock, signals, the end of
- * a driver session) and xfer.c (tern send/recv: the file hash, progress, names). One file per
- * sub-command holds only that command.
+ * share: util.c (exit codes, the command's connection and why it ended, options, numbers, the
+ * clock, signals, the end of a driver session), pinger.c (tern ping's pings) and xfer.c (tern
+ * send/recv: the file hash, progress, names). One file per sub-command holds only that command.
  */
 #ifndef TERN_TOOLS_H
 #define TERN_TOOLS_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "tern/tern.h"
 
@@ -32,7 +33,7 @@ int cmd_chat(int argc, char **argv);
 /* Peer mode (--via): tern ping PEER_ID --via ... (cmd_peer.c). */
 int cmd_ping_via(int argc, char **argv);
 
-/* Exit codes of tern send, recv and bench (0-5 as tern ping's). */
+/* Exit codes of tern ping, send, recv and bench (ping, bench: 0-5). */
 enum {
     XFER_EXIT_OK = 0,
     XFER_EXIT_OTHER = 1,
@@ -44,10 +45,104 @@ enum {
     XFER_EXIT_VERIFY = 7,    /* the receiver's hash or size did not match the sender's */
 };
 
-/* Prints (to stderr, prefixed with cmd) why a connection to where ended with err, and returns the
+typedef struct tern_driver tern_driver;
+
+/* Why a connection ended, as its on_closed said. */
+typedef struct tools_close_note {
+    int err;          /* 0 (it has not), else the TERN_ERR_* it ended with */
+    uint64_t code;    /* with TERN_ERR_PEER_CLOSED: the peer's close code */
+    char reason[300]; /* the peer's reason (tools_copy_reason: escaped for the terminal) */
+} tools_close_note;
+
+/* Fills n from on_closed's arguments (reason may be NULL). */
+void tools_close_note_set(tools_close_note *n, int err, uint64_t code, const char *reason,
+                          size_t len);
+
+/* Prints (to stderr, prefixed with cmd) why a connection to where ended (n), and returns the
  * XFER_EXIT_* code for it. timeout_ms/idle_ms are the handshake and idle timeouts in force. */
-int tools_explain_conn_error(const char *cmd, const char *where, int err, uint64_t code,
-                             const char *reason, uint64_t timeout_ms, uint64_t idle_ms);
+int tools_explain_conn_error(const char *cmd, const char *where, const tools_close_note *n,
+                             uint64_t timeout_ms, uint64_t idle_ms);
+
+/* The one connection of a client command (tern ping, send, bench; recv's current sender), its
+ * driver and why it ended. It is the first member of the command's state, so that
+ * tools_on_closed and tools_on_conn_free serve as the state's callbacks (user_data is the
+ * state). */
+typedef struct tools_conn {
+    tern_driver *d;          /* the command's driver: stopped when the connection ends */
+    tern_conn *conn;         /* NULL until there is one, and once the endpoint freed it */
+    tools_close_note closed; /* err 0 until it ends other than by our own close */
+} tools_conn;
+
+/* on_closed: when c is the command's connection and did not end by our own close
+ * (TERN_ERR_LOCAL_CLOSED: the command already knows its outcome), notes why and stops the
+ * driver; other connections are ignored. */
+void tools_on_closed(tern_conn *c, int err, uint64_t code, const char *reason, size_t len,
+                     void *user);
+/* on_conn_free: forgets c when it is the command's connection. */
+void tools_on_conn_free(tern_conn *c, void *user);
+
+/* ---- tern ping's pings (pinger.c), direct and --via: one PING at a time on the command's
+ * connection, the next one interval_ns after the previous one went out. */
+typedef struct tern_driver_timer tern_driver_timer;
+typedef struct tools_pinger {
+    tools_conn *link;               /* the connection pinged, and the driver */
+    tern_driver_timer *timer;       /* paces the pings; the command frees it */
+    unsigned count, sent, answered; /* count 0: until interrupted */
+    uint64_t interval_ns, sent_at;
+    int waiting;                    /* a PING is out, its PONG not yet in */
+    uint64_t rtt_min, rtt_max, rtt_sum;
+} tools_pinger;
+
+/* Sets pg up on link's driver (link->d set). Returns TERN_OK, or the timer's error. */
+int tools_pinger_init(tools_pinger *pg, tools_conn *link, unsigned count, uint64_t interval_ns);
+/* Sends a PING now (none while there is no connection, or the core refuses it). */
+void tools_pinger_send(tools_pinger *pg);
+/* From on_rtt: 1 when rtt_ns answers our PING (counted), 0 for a keep-alive's answer. */
+int tools_pinger_answer(tools_pinger *pg, uint64_t rtt_ns);
+/* After an answer was reported: stops the driver once count pings went out, else arms the
+ * timer for the next one. */
+void tools_pinger_next(tools_pinger *pg);
+/* "--- NAME tern ping ---", then the counts and min/avg/max RTT (nothing when none was sent). */
+void tools_pinger_summary(const tools_pinger *pg, const char *name);
+
+/* Prints "CMD: bad argument A[ V]" and the usage to stderr; returns XFER_EXIT_USAGE (2). */
+int tools_bad_argument(const char *cmd, const char *a, const char *v, void (*usage)(FILE *f));
+
+/* The options of the commands that connect to a tern listener (tern send, tern bench). */
+typedef struct tools_client_opts {
+    const char *to;         /* --to ADDR:PORT */
+    const char *server_key; /* --server-key HEX */
+    int aead;               /* --aead aes|chacha: TERN_AEAD_* (default TERN_AEAD_AUTO) */
+    int integrity_only;     /* --integrity-only */
+    int cc;                 /* --cc bbr|cubic|newreno: TERN_CC_*; -1 (default): the core's */
+    uint64_t payload;       /* --payload BYTES (1200..TERN_MAX_DATAGRAM); 0: the core's */
+    uint64_t timeout_ms;    /* --timeout MS: the handshake's (default 5000) */
+    uint64_t idle_ms;       /* --idle-timeout MS (default 30000) */
+    int verbose;            /* --verbose, -v */
+} tools_client_opts;
+
+void tools_client_opts_default(tools_client_opts *o);
+/* When argv[*i] is one of those options: takes it and its value (advancing *i) and returns 1;
+ * -1 when its value is missing or bad; 0 when it is none of them. */
+int tools_client_opt(tools_client_opts *o, int argc, char **argv, int *i);
+/* Writes the options' endpoint settings (timeouts, cipher, congestion controller, payload). */
+void tools_client_settings(const tools_client_opts *o, tern_settings *s);
+/* Decodes --server-key HEX (NULL: missing). Returns 0, or -1 after printing that it needs 64
+ * hex characters. */
+int tools_server_key(const char *cmd, const char *hex, uint8_t pub[TERN_KEY_LEN]);
+
+/* The arguments of tern stun and tern nat-type: HOST[:PORT] [--rto MS] [--tries N] [-v]. */
+typedef struct tools_stun_args {
+    const char *host;
+    long rto_ms, tries; /* defaults set by the caller; accepted 1..60000 and 1..20 */
+    int verbose;        /* -v (only where allow_verbose) */
+} tools_stun_args;
+
+/* Parses them into a (defaults set) and resolves the host (port 3478 by default) into server.
+ * Returns -1 to go on, else the exit code: 0 after --help, 2 usage (help printed on stderr),
+ * 1 when the host does not resolve. */
+int tools_stun_args_parse(const char *cmd, int argc, char **argv, void (*help)(FILE *f),
+                          int allow_verbose, tools_stun_args *a, tern_addr *server);
 
 /* Parses a decimal number in [lo, hi]; with a K/M/G suffix (powers of 1024) when scaled. Returns
  * 0, or -1 when text is not one. */
@@ -60,15 +155,11 @@ uint64_t tools_cpu_ns(void);
  * Returns 0, or -1 after printing why. */
 int tools_resolve(const char *text, uint16_t default_port, tern_addr *out);
 
-typedef struct tern_driver tern_driver;
-
 /* From now on SIGINT and SIGTERM stop d's loop (d may be NULL) and tools_interrupted() says one
  * came; tools_release_signals() gives them back their default action. */
 void tools_catch_signals(tern_driver *d);
 void tools_release_signals(void);
 int tools_interrupted(void);
-
-typedef struct tern_driver_timer tern_driver_timer;
 
 /* The end of every command that runs a driver: closes its connections with code and reason and
  * waits grace_ns at most for them to go (tern_driver_shutdown; grace_ns 0: no goodbye, e.g.

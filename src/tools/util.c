@@ -1,6 +1,7 @@
 /*
  * Helpers shared by the tern sub-commands (tools.h): name resolution, the clock, waiting on a
- * socket, SIGINT/SIGTERM, the end of a driver session, why a connection ended, numbers, CPU time.
+ * socket, SIGINT/SIGTERM, the end of a driver session, the command's connection and why it
+ * ended, the client and STUN options, bad arguments, numbers, CPU time.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -13,6 +14,7 @@
 #include <time.h>
 
 #include "tern/driver.h"
+#include "tern/stun.h"
 #include "tern/udp.h"
 #include "tools/peer_text.h"
 #include "tools/tools.h"
@@ -157,12 +159,44 @@ void tools_print_counters(const char *cmd, tern_driver *d, tern_conn *c)
             (unsigned long long)ni.cwnd_bytes);
 }
 
-/* ---- why a connection ended, numbers, CPU time */
+/* ---- the one connection of a command, why it ended, options, numbers, CPU time */
 
-int tools_explain_conn_error(const char *cmd, const char *where, int err, uint64_t code,
-                             const char *reason, uint64_t timeout_ms, uint64_t idle_ms)
+void tools_close_note_set(tools_close_note *n, int err, uint64_t code, const char *reason,
+                          size_t len)
 {
-    if (reason == NULL) reason = "";
+    n->err = err;
+    n->code = code;
+    tools_copy_reason(n->reason, sizeof(n->reason), reason ? reason : "", len);
+}
+
+void tools_on_closed(tern_conn *c, int err, uint64_t code, const char *reason, size_t len,
+                     void *user)
+{
+    tools_conn *t = user; /* the state's first member */
+    if (c != t->conn || err == TERN_ERR_LOCAL_CLOSED) return;
+    tools_close_note_set(&t->closed, err, code, reason, len);
+    tern_driver_stop(t->d);
+}
+
+void tools_on_conn_free(tern_conn *c, void *user)
+{
+    tools_conn *t = user;
+    if (t->conn == c) t->conn = NULL;
+}
+
+int tools_bad_argument(const char *cmd, const char *a, const char *v, void (*usage)(FILE *f))
+{
+    fprintf(stderr, "%s: bad argument %s%s%s\n", cmd, a, v ? " " : "", v ? v : "");
+    usage(stderr);
+    return XFER_EXIT_USAGE;
+}
+
+int tools_explain_conn_error(const char *cmd, const char *where, const tools_close_note *n,
+                             uint64_t timeout_ms, uint64_t idle_ms)
+{
+    int err = n->err;
+    uint64_t code = n->code;
+    const char *reason = n->reason;
     switch (err) {
     case TERN_ERR_BAD_SERVER_KEY:
     case TERN_ERR_HANDSHAKE_AUTH:
@@ -200,6 +234,101 @@ int tools_explain_conn_error(const char *cmd, const char *where, int err, uint64
         fprintf(stderr, "%s: connection to %s failed: %s\n", cmd, where, tern_strerror(err));
         return XFER_EXIT_OTHER;
     }
+}
+
+void tools_client_opts_default(tools_client_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->aead = TERN_AEAD_AUTO;
+    o->cc = -1;
+    o->timeout_ms = 5000;
+    o->idle_ms = 30000;
+}
+
+int tools_client_opt(tools_client_opts *o, int argc, char **argv, int *i)
+{
+    const char *a = argv[*i];
+    if (!strcmp(a, "--integrity-only")) {
+        o->integrity_only = 1;
+        return 1;
+    }
+    if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) {
+        o->verbose = 1;
+        return 1;
+    }
+    const char **str = !strcmp(a, "--to") ? &o->to : !strcmp(a, "--server-key") ? &o->server_key
+                                                                                 : NULL;
+    int is_num = !strcmp(a, "--payload") || !strcmp(a, "--timeout") ||
+                 !strcmp(a, "--idle-timeout");
+    if (str == NULL && !is_num && strcmp(a, "--aead") != 0 && strcmp(a, "--cc") != 0) return 0;
+    if (*i + 1 >= argc) return -1;
+    const char *v = argv[++*i];
+    if (str) {
+        *str = v;
+    } else if (!strcmp(a, "--aead")) {
+        o->aead = !strcmp(v, "aes")      ? TERN_AEAD_AES256GCM
+                  : !strcmp(v, "chacha") ? TERN_AEAD_CHACHA20POLY1305
+                                         : -1;
+        if (o->aead < 0) return -1;
+    } else if (!strcmp(a, "--cc")) {
+        o->cc = !strcmp(v, "bbr")       ? TERN_CC_BBR
+                : !strcmp(v, "cubic")   ? TERN_CC_CUBIC
+                : !strcmp(v, "newreno") ? TERN_CC_NEWRENO
+                                        : -1;
+        if (o->cc < 0) return -1;
+    } else if (!strcmp(a, "--payload")) {
+        if (tools_parse_u64(v, 1200, TERN_MAX_DATAGRAM, 0, &o->payload) != 0) return -1;
+    } else if (tools_parse_u64(v, 1, 3600000, 0,
+                               !strcmp(a, "--timeout") ? &o->timeout_ms : &o->idle_ms) != 0) {
+        return -1;
+    }
+    return 1;
+}
+
+void tools_client_settings(const tools_client_opts *o, tern_settings *s)
+{
+    s->handshake_timeout_ns = o->timeout_ms * TERN_NS_PER_MS;
+    s->idle_timeout_ns = o->idle_ms * TERN_NS_PER_MS;
+    s->aead = (uint8_t)o->aead;
+    s->integrity_only = (uint8_t)o->integrity_only;
+    if (o->cc >= 0) s->cc = (uint8_t)o->cc;
+    if (o->payload) s->max_udp_payload = (uint16_t)o->payload;
+}
+
+int tools_server_key(const char *cmd, const char *hex, uint8_t pub[TERN_KEY_LEN])
+{
+    if (hex != NULL && tern_hex_decode(hex, pub, TERN_KEY_LEN) == TERN_OK) return 0;
+    fprintf(stderr, "%s: --server-key needs 64 hex characters\n", cmd);
+    return -1;
+}
+
+int tools_stun_args_parse(const char *cmd, int argc, char **argv, void (*help)(FILE *f),
+                          int allow_verbose, tools_stun_args *a, tern_addr *server)
+{
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            help(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--rto") && i + 1 < argc) {
+            a->rto_ms = strtol(argv[++i], NULL, 10);
+        } else if (!strcmp(argv[i], "--tries") && i + 1 < argc) {
+            a->tries = strtol(argv[++i], NULL, 10);
+        } else if (allow_verbose && !strcmp(argv[i], "-v")) {
+            a->verbose = 1;
+        } else if (argv[i][0] != '-' && a->host == NULL) {
+            a->host = argv[i];
+        } else {
+            fprintf(stderr, "%s: unexpected argument %s\n", cmd, argv[i]);
+            help(stderr);
+            return 2;
+        }
+    }
+    if (a->host == NULL || a->rto_ms <= 0 || a->rto_ms > 60000 || a->tries <= 0 ||
+        a->tries > 20) {
+        help(stderr);
+        return 2;
+    }
+    return tools_resolve(a->host, TERN_STUN_PORT, server) != 0 ? 1 : -1;
 }
 
 int tools_parse_u64(const char *text, uint64_t lo, uint64_t hi, int scaled, uint64_t *out)

@@ -1,8 +1,8 @@
 /*
  * White-box tests of the core's building blocks: varints, packet-number reconstruction, headers,
- * frames, transport parameters, the replay window, the rate limiter, the AEAD (both ciphers,
- * integrity-only) and the Noise IK handshake in isolation. (The map and heap under them are
- * base's: test_base.)
+ * frames, transport parameters, the replay window, the AEAD (both ciphers, integrity-only) and
+ * the Noise IK handshake in isolation. (The map, heap and rate limits under them are base's:
+ * test_base, test_rate.)
  */
 #include <sodium.h>
 #include <string.h>
@@ -154,30 +154,6 @@ static void test_replay_window(void)
         TT_CHECK_EQ_INT(tern__replay_check(&r, pn), pn % 2 == 0 ? TERN_ERR_REPLAY : TERN_OK);
 }
 
-/* The per-source rate limiter (core/util.c); base's map and heap under it are test_base's. */
-static void test_ratelimit(void)
-{
-    tt_mem m;
-    tt_mem_init(&m);
-    tern__alloc a = {.mem = m.mem};
-    uint8_t k[16] = {1};
-    tern__ratelimit rl;
-    TT_REQUIRE(tern__rl_init(&rl, &a, 10, 20, k) == TERN_OK);
-    tern_addr src, other;
-    tern_addr_ipv4(&src, 1, 2, 3, 4, 5);
-    tern_addr_ipv4(&other, 1, 2, 3, 5, 5);
-    int ok = 0;
-    for (int i = 0; i < 100; i++) ok += tern__rl_take(&rl, &src, 1000) == TERN_OK;
-    TT_CHECK_EQ_INT(ok, 20); /* the burst */
-    TT_CHECK_EQ_INT(tern__rl_take(&rl, &other, 1000), TERN_OK);
-    ok = 0;
-    for (int i = 0; i < 100; i++) ok += tern__rl_take(&rl, &src, 1000 + 1000000000ull) == TERN_OK;
-    TT_CHECK_EQ_INT(ok, 10); /* one second refills 10 */
-    tern__rl_free(&rl, &a);
-    TT_CHECK_EQ_U64(a.current, 0);
-    tt_mem_check_clean(&m, "util");
-}
-
 static void test_aead_both_ciphers(void)
 {
     TT_REQUIRE(tern__crypto_init() == TERN_OK);
@@ -286,7 +262,7 @@ static void test_keys_and_addresses(void)
 static const tt_case cases[] = {
     TT_CASE(test_varint),           TT_CASE(test_pn_decode),
     TT_CASE(test_headers_and_frames), TT_CASE(test_tparams),
-    TT_CASE(test_replay_window),    TT_CASE(test_ratelimit),
+    TT_CASE(test_replay_window),
     TT_CASE(test_aead_both_ciphers), TT_CASE(test_noise_ik),
     TT_CASE(test_keys_and_addresses), {NULL, NULL},
 };
