@@ -6,7 +6,11 @@
 #   4. clang ASan+UBSan build: the whole suite again (leaks fail it too);
 #   5. libFuzzer: every fuzz target for TERN_FUZZ_SECONDS (default 30) from its seed corpus.
 # Tests that need root (netlab) are skipped with a note when not run as root.
-# Usage: scripts/test.sh [--quick]   (--quick: gcc build and unit tests only)
+# ctest runs as many tests at once as there are CPUs (-j); the tests that measure time, RSS or
+# throughput are RUN_SERIAL, and those that need one fixed port a RESOURCE_LOCK (tests/*/CMakeLists.txt).
+# Labels (README, "Tests"): unit (seconds), sim (longer simulations), e2e (real sockets and
+# processes), root (network namespaces; with netlab), interop (other STUN implementations).
+# Usage: scripts/test.sh [--quick]   (--quick: gcc build and the unit label only, in parallel)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -31,7 +35,7 @@ configure_build() {
 run_ctest() {
   local dir=$1; shift
   echo "==> test $dir $*"
-  ctest --test-dir "$dir" --output-on-failure --timeout 900 "$@"
+  ctest --test-dir "$dir" --output-on-failure -j"$jobs" "$@"
 }
 
 configure_build build/gcc -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=RelWithDebInfo

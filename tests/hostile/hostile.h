@@ -127,6 +127,11 @@ void close_all(void);
 int craft_send(hpeer *p, int si, const uint8_t *frames, size_t len);
 void begin(void);
 void hold(void);
+/* The attack phase of a row: prints attack_start=1, calls step(ctx) until secs have passed or it
+ * returns 0 (the attacker is gone or done), prints attack_hold=1 once the attack has run 2 s
+ * (hostile.sh samples ternd then; at the end when it ran shorter), then holds opt.hold seconds.
+ * Returns the seconds the attack itself ran. */
+double attack(double secs, int (*step)(void *ctx), void *ctx);
 void finish(int attack_conns);
 void sum_errors(int first, int count, const char *pfx);
 void read_secret(const char *path);

@@ -490,6 +490,23 @@ void hold(void)
     loop(opt.hold * 1000, NULL);
 }
 
+double attack(double secs, int (*step)(void *ctx), void *ctx)
+{
+    out("attack_start=1\n");
+    uint64_t t0 = now_ns(), end = t0 + (uint64_t)(secs * 1e9);
+    int held = 0;
+    while (now_ns() < end && step(ctx)) {
+        if (!held && now_ns() - t0 > 2 * TERN_NS_PER_S) {
+            out("attack_hold=1\n");
+            held = 1;
+        }
+    }
+    double took = (double)(now_ns() - t0) / 1e9;
+    if (held) loop(opt.hold * 1000, NULL);
+    else hold();
+    return took;
+}
+
 void finish(int attack_conns)
 {
     long rss_end = rss_kb();

@@ -82,115 +82,133 @@ static void row_h1(void)
 
 /* ---------------------------------------------------------------- H2: fragments without 0 */
 
+typedef struct h2_state {
+    int first, nc;
+    uint32_t rate;
+    uint64_t t0, sent, bytes;
+    uint64_t *fsn, *fl; /* per connection: the next fragment number and flow index */
+    int finished;       /* every connection used all its flows (or is gone) */
+} h2_state;
+
+static int h2_step(void *ctx)
+{
+    h2_state *h = ctx;
+    static uint8_t junk[1400];
+    uint8_t fr[TERN_MAX_DATAGRAM];
+    memset(junk, 0x5a, sizeof(junk));
+    uint64_t due = (uint64_t)((double)(now_ns() - h->t0) * h->rate / 1e9);
+    h->finished = 1;
+    for (int i = 0; i < h->nc; i++) {
+        hpeer *p = &peers[h->first + i];
+        if (p->c != NULL && !p->closed && h->fl[i] < p->c->peer.max_flows) h->finished = 0;
+    }
+    while (h->sent < due && !h->finished) {
+        int progress = 0;
+        for (int i = 0; i < h->nc && h->sent < due; i++) {
+            hpeer *p = &peers[h->first + i];
+            if (p->c == NULL || p->closed) continue;
+            uint64_t win = p->c->peer.flow_window, maxf = p->c->peer.max_flows;
+            if (h->fl[i] >= maxf) continue;
+            size_t payload = 1200 - tern__conn_packet_overhead() - 16;
+            uint8_t *q = fr, *e = fr + sizeof(fr);
+            q = tern__put_varint(q, e, TERN__FRAME_FLOW_DATA);
+            q = tern__put_varint(q, e, 2 * h->fl[i]);
+            q = tern__put_varint(q, e, h->fsn[i]);
+            q = tern__put_varint(q, e, TERN__FD_ORDERED);
+            q = tern__put_varint(q, e, payload);
+            q = tern__put_bytes(q, e, junk, payload);
+            if (craft_send(p, p->sock, fr, (size_t)(q - fr)) == 0) {
+                h->bytes += (size_t)(q - fr);
+                h->sent++;
+                progress = 1;
+            }
+            if (++h->fsn[i] >= win) {
+                h->fsn[i] = 1;
+                h->fl[i]++;
+            }
+        }
+        if (!progress) break;
+        if ((h->sent & 127) == 0) loop(0, NULL);
+    }
+    loop(1, NULL);
+    return !h->finished;
+}
+
 static void row_h2(void)
 {
     begin();
-    int nc = opt.conns ? opt.conns : 1;
-    int first = spawn(nc, 15, 1, 1, 0);
+    h2_state h = {0};
+    h.nc = opt.conns ? opt.conns : 1;
+    h.first = spawn(h.nc, 15, 1, 1, 0);
     loop(200, NULL);
-    uint32_t rate = opt.rate ? opt.rate : 60000;
+    h.rate = opt.rate ? opt.rate : 60000;
     double secs = opt.secs > 0 ? opt.secs : 6;
-    out("attack_start=1\n");
-    uint64_t t0 = now_ns(), end = t0 + (uint64_t)(secs * 1e9);
-    uint64_t sent = 0, bytes = 0;
-    int held = 0;
-    uint8_t fr[TERN_MAX_DATAGRAM];
-    static uint8_t junk[1400];
-    memset(junk, 0x5a, sizeof(junk));
     /* per connection: flow f (ids 0, 2, 4, ...) and fsn 1..window-1, flows round-robin */
-    uint64_t *fsn = calloc((size_t)nc, sizeof(uint64_t));
-    uint64_t *fl = calloc((size_t)nc, sizeof(uint64_t));
-    for (int i = 0; i < nc; i++) fsn[i] = 1;
-    int finished = 0;
-    while (now_ns() < end && !finished) {
-        uint64_t due = (uint64_t)((double)(now_ns() - t0) * rate / 1e9);
-        finished = 1;
-        for (int i = 0; i < nc; i++) {
-            hpeer *p = &peers[first + i];
-            if (p->c != NULL && !p->closed && fl[i] < p->c->peer.max_flows) finished = 0;
-        }
-        while (sent < due && !finished) {
-            int progress = 0;
-            for (int i = 0; i < nc && sent < due; i++) {
-                hpeer *p = &peers[first + i];
-                if (p->c == NULL || p->closed) continue;
-                uint64_t win = p->c->peer.flow_window, maxf = p->c->peer.max_flows;
-                if (fl[i] >= maxf) continue;
-                size_t payload = 1200 - tern__conn_packet_overhead() - 16;
-                uint8_t *q = fr, *e = fr + sizeof(fr);
-                q = tern__put_varint(q, e, TERN__FRAME_FLOW_DATA);
-                q = tern__put_varint(q, e, 2 * fl[i]);
-                q = tern__put_varint(q, e, fsn[i]);
-                q = tern__put_varint(q, e, TERN__FD_ORDERED);
-                q = tern__put_varint(q, e, payload);
-                q = tern__put_bytes(q, e, junk, payload);
-                if (craft_send(p, p->sock, fr, (size_t)(q - fr)) == 0) {
-                    bytes += (size_t)(q - fr);
-                    sent++;
-                    progress = 1;
-                }
-                if (++fsn[i] >= win) {
-                    fsn[i] = 1;
-                    fl[i]++;
-                }
-            }
-            if (!progress) break;
-            if ((sent & 127) == 0) loop(0, NULL);
-        }
-        loop(1, NULL);
-        if (!held && now_ns() - t0 > 2 * TERN_NS_PER_S) {
-            out("attack_hold=1\n");
-            held = 1;
-        }
-    }
-    double took = (double)(now_ns() - t0) / 1e9;
-    if (!held) out("attack_hold=1\n");
-    loop(opt.hold * 1000, NULL);
+    h.fsn = calloc((size_t)h.nc, sizeof(uint64_t));
+    h.fl = calloc((size_t)h.nc, sizeof(uint64_t));
+    if (h.fsn == NULL || h.fl == NULL) die("calloc");
+    for (int i = 0; i < h.nc; i++) h.fsn[i] = 1;
+    h.t0 = now_ns();
+    double took = attack(secs, h2_step, &h);
     int closed;
-    count_est(first, nc, &closed);
+    count_est(h.first, h.nc, &closed);
+    hpeer *p0 = &peers[h.first];
     out("h2_conns=%d h2_packets=%llu h2_bytes=%llu h2_secs=%.1f h2_all_sent=%d "
         "h2_closed_by_server=%d h2_window=%llu h2_max_flows=%llu\n",
-        nc, (unsigned long long)sent, (unsigned long long)bytes, took, finished, closed,
-        (unsigned long long)(peers[first].c ? peers[first].c->peer.flow_window : 0),
-        (unsigned long long)(peers[first].c ? peers[first].c->peer.max_flows : 0));
-    free(fsn);
-    free(fl);
-    finish(nc);
+        h.nc, (unsigned long long)h.sent, (unsigned long long)h.bytes, took, h.finished, closed,
+        (unsigned long long)(p0->c ? p0->c->peer.flow_window : 0),
+        (unsigned long long)(p0->c ? p0->c->peer.max_flows : 0));
+    free(h.fsn);
+    free(h.fl);
+    finish(h.nc);
 }
 
 /* ---------------------------------------------------------------- H3: OFFER names */
+
+/* One attacker keeping its rendezvous flow full: the messages make() builds are queued until
+ * `limit` bytes wait (or the flow refuses), then the loop runs 2 ms. */
+typedef struct flood {
+    hpeer *p;
+    size_t limit;
+    void (*make)(struct flood *f, tern_rdv_msg *m); /* the next message (f->sent before it) */
+    uint64_t sent;
+    char name[64];        /* room for a generated name */
+    const uint8_t *data;  /* a payload, for make */
+    size_t data_len;
+} flood;
+
+static int flood_step(void *ctx)
+{
+    flood *f = ctx;
+    if (f->p->c == NULL || f->p->closed) return 0;
+    while (tern_flow_queued(f->p->c, f->p->flow) < f->limit) {
+        tern_rdv_msg m;
+        f->make(f, &m);
+        if (rdv_send(f->p, now_ns(), &m) != TERN_OK) break;
+        f->sent++;
+    }
+    loop(2, NULL);
+    return 1;
+}
+
+/* H3: a distinct service name in every OFFER */
+static void make_offer(flood *f, tern_rdv_msg *m)
+{
+    int len = snprintf(f->name, sizeof(f->name), "hostile-service-%llu",
+                       (unsigned long long)f->sent);
+    tern_rdv_msg_init(m, TERN_RDV_OFFER);
+    m->service = (const uint8_t *)f->name;
+    m->service_len = (size_t)len;
+}
 
 static void row_h3(void)
 {
     begin();
     int a = spawn(1, 16, 1, 1, 1);
     hpeer *p = &peers[a];
-    double secs = opt.secs > 0 ? opt.secs : 6;
-    out("attack_start=1\n");
-    uint64_t t0 = now_ns(), end = t0 + (uint64_t)(secs * 1e9);
-    uint64_t sent = 0;
-    int held = 0;
-    while (now_ns() < end && p->c && !p->closed) {
-        while (tern_flow_queued(p->c, p->flow) < (256u << 10)) {
-            char name[64];
-            int len = snprintf(name, sizeof(name), "hostile-service-%llu",
-                               (unsigned long long)sent);
-            tern_rdv_msg m;
-            tern_rdv_msg_init(&m, TERN_RDV_OFFER);
-            m.service = (const uint8_t *)name;
-            m.service_len = (size_t)len;
-            if (rdv_send(p, now_ns(), &m) != TERN_OK) break;
-            sent++;
-        }
-        loop(2, NULL);
-        if (!held && now_ns() - t0 > 2 * TERN_NS_PER_S) {
-            out("attack_hold=1\n");
-            held = 1;
-        }
-    }
-    if (!held) out("attack_hold=1\n");
-    loop(opt.hold * 1000, NULL);
-    out("h3_offers_sent=%llu h3_offered=%llu h3_conn_closed=%d\n", (unsigned long long)sent,
+    flood f = {.p = p, .limit = 256u << 10, .make = make_offer};
+    attack(opt.secs > 0 ? opt.secs : 6, flood_step, &f);
+    out("h3_offers_sent=%llu h3_offered=%llu h3_conn_closed=%d\n", (unsigned long long)f.sent,
         (unsigned long long)p->offered, p->closed);
     sum_errors(a, 1, "h3");
     finish(1);
@@ -216,6 +234,16 @@ static int all_joined(void)
 }
 
 /* a: n members that never read while one sender posts as fast as the server lets it */
+static void make_group_msg(flood *f, tern_rdv_msg *m)
+{
+    tern_rdv_msg_init(m, TERN_RDV_GROUP_MSG);
+    m->group = (const uint8_t *)"hostile-room";
+    m->group_len = 12;
+    m->payload = f->data;
+    m->payload_len = f->data_len;
+    m->has_payload = 1;
+}
+
 static void row_h4a(void)
 {
     begin();
@@ -227,33 +255,11 @@ static void row_h4a(void)
     loop(5000, all_joined);
     for (int i = first; i < first + n; i++) peers[i].silent = 1;
     hpeer *snd = &peers[first + n];
-    double secs = opt.secs > 0 ? opt.secs : 6;
-    out("attack_start=1\n");
-    uint64_t t0 = now_ns(), end = t0 + (uint64_t)(secs * 1e9);
-    uint64_t sent = 0;
-    int held = 0;
     static uint8_t payload[60000];
     memset(payload, 0x42, sizeof(payload));
-    while (now_ns() < end && snd->c && !snd->closed) {
-        while (tern_flow_queued(snd->c, snd->flow) < (1u << 20)) {
-            tern_rdv_msg m;
-            tern_rdv_msg_init(&m, TERN_RDV_GROUP_MSG);
-            m.group = (const uint8_t *)"hostile-room";
-            m.group_len = 12;
-            m.payload = payload;
-            m.payload_len = sizeof(payload);
-            m.has_payload = 1;
-            if (rdv_send(snd, now_ns(), &m) != TERN_OK) break;
-            sent++;
-        }
-        loop(2, NULL);
-        if (!held && now_ns() - t0 > 2 * TERN_NS_PER_S) {
-            out("attack_hold=1\n");
-            held = 1;
-        }
-    }
-    if (!held) out("attack_hold=1\n");
-    loop(opt.hold * 1000, NULL);
+    flood f = {.p = snd, .limit = 1u << 20, .make = make_group_msg, .data = payload,
+               .data_len = sizeof(payload)};
+    attack(opt.secs > 0 ? opt.secs : 6, flood_step, &f);
     uint64_t silent_rx = 0;
     int closed = 0;
     for (int i = first; i < first + n; i++) {
@@ -262,13 +268,20 @@ static void row_h4a(void)
     }
     out("h4_members=%d h4_msgs_sent=%llu h4_msg_bytes=%llu h4_silent_rx_bytes=%llu "
         "h4_sender_closed=%d h4_silent_closed=%d\n",
-        n, (unsigned long long)sent, (unsigned long long)(sent * sizeof(payload)),
+        n, (unsigned long long)f.sent, (unsigned long long)(f.sent * sizeof(payload)),
         (unsigned long long)silent_rx, snd->closed, closed);
     sum_errors(first + n, 1, "h4_sender");
     finish(n + 1);
 }
 
 /* b: one attacker joins and leaves in a loop beside n members who read */
+static void make_join_leave(flood *f, tern_rdv_msg *m)
+{
+    tern_rdv_msg_init(m, f->sent % 2 == 0 ? TERN_RDV_JOIN : TERN_RDV_LEAVE);
+    m->group = (const uint8_t *)"hostile-room2";
+    m->group_len = 13;
+}
+
 static void row_h4b(void)
 {
     begin();
@@ -279,29 +292,9 @@ static void row_h4b(void)
     jw_n = n;
     loop(5000, all_joined);
     hpeer *atk = &peers[first + n];
-    double secs = opt.secs > 0 ? opt.secs : 6;
-    out("attack_start=1\n");
-    uint64_t t0 = now_ns(), end = t0 + (uint64_t)(secs * 1e9);
-    uint64_t joins = 0, leaves = 0;
-    int held = 0;
-    while (now_ns() < end && atk->c && !atk->closed) {
-        while (tern_flow_queued(atk->c, atk->flow) < (64u << 10)) {
-            tern_rdv_msg m;
-            tern_rdv_msg_init(&m, (joins == leaves) ? TERN_RDV_JOIN : TERN_RDV_LEAVE);
-            m.group = (const uint8_t *)"hostile-room2";
-            m.group_len = 13;
-            if (rdv_send(atk, now_ns(), &m) != TERN_OK) break;
-            if (joins == leaves) joins++;
-            else leaves++;
-        }
-        loop(2, NULL);
-        if (!held && now_ns() - t0 > 2 * TERN_NS_PER_S) {
-            out("attack_hold=1\n");
-            held = 1;
-        }
-    }
-    if (!held) out("attack_hold=1\n");
-    loop(opt.hold * 1000, NULL);
+    flood f = {.p = atk, .limit = 64u << 10, .make = make_join_leave};
+    attack(opt.secs > 0 ? opt.secs : 6, flood_step, &f);
+    uint64_t joins = (f.sent + 1) / 2, leaves = f.sent / 2;
     uint64_t pres = 0;
     for (int i = first; i < first + n; i++) pres += peers[i].presence;
     out("h4b_members=%d h4b_joins=%llu h4b_leaves=%llu h4b_presence_received=%llu "
@@ -340,36 +333,35 @@ static void sum_intro(int first, int count, const char *pfx)
     sum_errors(first, count, pfx);
 }
 
+typedef struct m1_state {
+    int first, n;
+    uint64_t sent;
+} m1_state;
+
+/* every attacker asks once per 500 ms */
+static int m1_step(void *ctx)
+{
+    m1_state *m = ctx;
+    for (int i = m->first; i < m->first + m->n; i++)
+        if (peers[i].registered && !peers[i].closed) {
+            introduce(i, opt.target);
+            m->sent++;
+        }
+    loop(500, NULL);
+    return 1;
+}
+
 static void row_m1(void)
 {
     need_target();
     begin();
-    int n = opt.n ? opt.n : 80;
-    int first = spawn(n, 19, 1, 4, 1);
-    double secs = opt.secs > 0 ? opt.secs : 8;
-    out("attack_start=1\n");
-    uint64_t t0 = now_ns(), end = t0 + (uint64_t)(secs * 1e9);
-    uint64_t sent = 0;
-    int held = 0;
-    while (now_ns() < end) {
-        /* every attacker asks once per 500 ms */
-        for (int i = first; i < first + n; i++)
-            if (peers[i].registered && !peers[i].closed) {
-                introduce(i, opt.target);
-                sent++;
-            }
-        loop(500, NULL);
-        if (!held && now_ns() - t0 > 2 * TERN_NS_PER_S) {
-            out("attack_hold=1\n");
-            held = 1;
-        }
-    }
-    if (!held) out("attack_hold=1\n");
-    loop(opt.hold * 1000, NULL);
-    out("m1_attackers=%d m1_intros_sent=%llu m1_registered=%d\n", n, (unsigned long long)sent,
-        count_est(first, n, NULL));
-    sum_intro(first, n, "m1");
-    finish(n);
+    m1_state m = {.n = opt.n ? opt.n : 80};
+    m.first = spawn(m.n, 19, 1, 4, 1);
+    attack(opt.secs > 0 ? opt.secs : 8, m1_step, &m);
+    out("m1_attackers=%d m1_intros_sent=%llu m1_registered=%d\n", m.n, (unsigned long long)m.sent,
+        count_est(m.first, m.n, NULL));
+    sum_intro(m.first, m.n, "m1");
+    finish(m.n);
 }
 
 static void row_m2(void)

@@ -16,7 +16,9 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "FAIL $case_name: $*" >&2; for f in "$work"/*.log; do [ -f "$f" ] && { echo "--- $f" >&2; tail -20 "$f" >&2; }; done; exit 1; }
 need() { command -v "$1" >/dev/null 2>&1 || { echo "SKIP: $1 not installed (scripts/deps.sh)"; exit 77; }; }
-port=$((20000 + ($$ % 9000) * 4))
+# 20000-31999: below the kernel's ephemeral range (32768-60999 on Linux), so that the ports the
+# kernel picks for the e2e tests running beside this one (ctest -j) never take ours
+port=$((20000 + ($$ % 3000) * 4))
 
 start_ternd() { # args...
   "$TERND" --quiet "$@" >"$work/ternd.log" 2>&1 &

@@ -1,19 +1,36 @@
 /* rdv_node: a rendezvous server on the simulated network (see rdv_node.h). */
 #include "support/rdv_node.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+struct rdv_node_pkt {
+    tern_addr to;
+    size_t len;
+    uint8_t data[TERN_MAX_DATAGRAM];
+};
 
 static void node_recv(void *node, uint64_t now, const tern_addr *local, const tern_addr *remote,
                       const uint8_t *data, size_t len)
 {
     rdv_node *r = node;
     if (r->relay && len > 0 && data[0] == TERN_RELAY_TYPE && len <= TERN_MAX_DATAGRAM) {
-        /* the relay on the tern port, as ternd runs it */
-        uint8_t d[TERN_MAX_DATAGRAM];
-        tern_addr to;
-        memcpy(d, data, len);
-        int n = tern_relay_forward(r->relay, now, remote, d, len, &to);
-        if (n > 0) (void)sim_transmit(r->s, &r->addr, &to, d, (size_t)n);
+        /* the relay on the tern port, as ternd runs it: forwarded from the same address */
+        if (r->relay_tap) r->relay_tap(r->relay_tap_user, data, len);
+        if (r->relay_q == NULL) {
+            r->relay_q = calloc(RDV_NODE_RELAY_Q, sizeof(*r->relay_q));
+            TT_REQUIRE(r->relay_q != NULL);
+        }
+        if (r->relay_q_len == RDV_NODE_RELAY_Q) {
+            r->relay_q_full++;
+            return;
+        }
+        struct rdv_node_pkt *p = &r->relay_q[(r->relay_q_head + r->relay_q_len) % RDV_NODE_RELAY_Q];
+        memcpy(p->data, data, len);
+        int n = tern_relay_forward(r->relay, now, remote, p->data, len, &p->to);
+        if (n <= 0) return;
+        p->len = (size_t)n;
+        r->relay_q_len++;
         return;
     }
     (void)tern_endpoint_recv(r->ep, now, local, remote, data, len);
@@ -22,7 +39,22 @@ static void node_recv(void *node, uint64_t now, const tern_addr *local, const te
 static int node_send(void *node, uint64_t now, tern_datagram *d, size_t max, uint8_t *buf,
                      size_t len)
 {
-    return tern_endpoint_send(((rdv_node *)node)->ep, now, d, max, buf, len);
+    rdv_node *r = node;
+    size_t n = 0, off = 0;
+    while (n < max && r->relay_q_len > 0 && off + TERN_MAX_DATAGRAM <= len) {
+        struct rdv_node_pkt *p = &r->relay_q[r->relay_q_head];
+        memcpy(buf + off, p->data, p->len);
+        d[n].local = r->addr;
+        d[n].remote = p->to;
+        d[n].data = buf + off;
+        d[n].len = p->len;
+        off += p->len;
+        n++;
+        r->relay_q_head = (r->relay_q_head + 1) % RDV_NODE_RELAY_Q;
+        r->relay_q_len--;
+    }
+    if (n > 0) return (int)n;
+    return tern_endpoint_send(r->ep, now, d, max, buf, len);
 }
 
 static uint64_t node_deadline(void *node)
@@ -49,6 +81,7 @@ static int on_accept(tern_conn *c, void *u)
     rdv_node *r = u;
     int rc = tern_rdv_server_on_accept(r->rdv, c, sim_now(r->s));
     if (rc != TERN_OK) r->refused++;
+    else if (r->n_conns < RDV_NODE_CONNS) r->conns[r->n_conns++] = c;
     return rc;
 }
 
@@ -69,6 +102,8 @@ static void on_closed(tern_conn *c, int err, uint64_t code, const char *reason, 
 static void on_free(tern_conn *c, void *u)
 {
     rdv_node *r = u;
+    for (size_t i = 0; i < r->n_conns; i++)
+        if (r->conns[i] == c) r->conns[i] = r->conns[--r->n_conns];
     tern_rdv_server_on_gone(r->rdv, c, sim_now(r->s));
 }
 
@@ -103,6 +138,7 @@ void rdv_node_init(rdv_node *r, sim *s, const rdv_node_opts *o)
         lc.rand_user = &r->lrng;
         TT_REQUIRE(tern_relay_new(&lc, &r->relay) == TERN_OK);
         r->owns_relay = 1;
+        r->relay_base_mem = r->lmem.current;
         rc.has_relay = 1;
         tern_addr_ipv4(&rc.relay, 0, 0, 0, 0, 4433); /* "where you reach this server" */
         rc.relay_sessions = r->relay;
@@ -140,6 +176,8 @@ void rdv_node_free(rdv_node *r)
     if (r->node) sim_node_remove(r->s, r->node);
     tern_endpoint_del(r->ep); /* no callbacks: the rendezvous server frees its peers below */
     tern_rdv_server_del(r->rdv);
+    free(r->relay_q);
+    r->relay_q = NULL;
     if (r->owns_relay) {
         tern_relay_del(r->relay);
         tt_mem_check_clean(&r->lmem, "relay");
@@ -153,4 +191,15 @@ tern_rdv_stats rdv_node_stats(const rdv_node *r)
     tern_rdv_stats st;
     tern_rdv_server_get_stats(r->rdv, &st);
     return st;
+}
+
+void rdv_needle_tap(void *needle, const uint8_t *data, size_t len)
+{
+    rdv_needle *nd = needle;
+    size_t n = strlen(nd->text);
+    for (size_t i = 0; i + n <= len; i++)
+        if (memcmp(data + i, nd->text, n) == 0) {
+            nd->seen++;
+            return;
+        }
 }

@@ -16,6 +16,9 @@
 #include "tern/rendezvous.h"
 #include "tern/tern.h"
 
+#define RDV_NODE_CONNS 16
+#define RDV_NODE_RELAY_Q 1024
+
 typedef struct rdv_node {
     sim *s;
     tern_endpoint *ep;
@@ -27,12 +30,26 @@ typedef struct rdv_node {
     tern_rdv_server *rdv;
     uint64_t base_mem;      /* the rendezvous server's memory with no peer */
     int refused;            /* connections the rendezvous server refused (on_accept) */
+    /* The connections accepted and not yet freed (the first RDV_NODE_CONNS): what the server
+     * sees of its clients, tern_conn_remote() giving their public addresses. */
+    tern_conn *conns[RDV_NODE_CONNS];
+    size_t n_conns;
     /* Datagrams whose first byte is TERN_RELAY_TYPE go to this relay when it is set. Set by
      * rdv_node_init (opts.with_relay): owned, its timers run here and rdv_node_free frees it.
      * Or set by the test after rdv_node_init: forwarding only, the test runs its timers and
      * frees it. */
     tern_relay *relay;
     int owns_relay;
+    uint64_t relay_base_mem; /* an owned relay's memory with no session (lmem.current) */
+    /* Forwarded datagrams wait here for the node's send call, so that they cross the sim's
+     * middleboxes (NATs, blocks) like every other datagram; allocated with the first one. */
+    struct rdv_node_pkt *relay_q;
+    size_t relay_q_head, relay_q_len;
+    uint64_t relay_q_full;   /* datagrams dropped because RDV_NODE_RELAY_Q were waiting */
+    /* When set (by the test), sees each datagram for the relay as it arrives, before it is
+     * forwarded: what the relay holds (a test looking for plaintext that must not be there). */
+    void (*relay_tap)(void *user, const uint8_t *data, size_t len);
+    void *relay_tap_user;
 } rdv_node;
 
 typedef struct rdv_node_opts {
@@ -45,6 +62,14 @@ typedef struct rdv_node_opts {
     /* A relay with tern_relay_config_default, offered in introductions as the server's port. */
     int with_relay;
 } rdv_node_opts;
+
+/* A relay tap (rdv_node.relay_tap, user: the rdv_needle) that counts the datagrams for the relay
+ * holding a byte string: a plaintext marker that must never cross the relay. */
+typedef struct rdv_needle {
+    const char *text;
+    uint64_t seen;
+} rdv_needle;
+void rdv_needle_tap(void *needle, const uint8_t *data, size_t len);
 
 /* Creates the server and adds it to s at 192.0.2.1:4433; o may be NULL (all defaults). Requires
  * success (TT_REQUIRE). */

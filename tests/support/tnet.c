@@ -136,6 +136,12 @@ tern_endpoint_stats tnet_stats(const tnet_node *n)
     return st;
 }
 
+void tnet_run_ms(sim *s, uint64_t ms)
+{
+    int rc = sim_run_until(s, sim_now(s) + ms * 1000000ull);
+    TT_REQUIRE_MSG(rc == SIM_OK, "sim: %s", sim_error(s));
+}
+
 void tnet_link(sim *s, const tern_addr *a, const tern_addr *b, double delay_ms, double loss,
                int burst_max)
 {

@@ -55,6 +55,9 @@ tern_conn *tnet_connect(sim *s, tnet_node *client, const tnet_node *server, cons
 
 tern_endpoint_stats tnet_stats(const tnet_node *n);
 
+/* Runs s for ms milliseconds of virtual time; requires the sim to stay healthy. */
+void tnet_run_ms(sim *s, uint64_t ms);
+
 /* A link with one-way delay (ms) and loss both ways between a and b. */
 void tnet_link(sim *s, const tern_addr *a, const tern_addr *b, double delay_ms, double loss,
                int burst_max);

@@ -2,7 +2,9 @@
  * White-box tests of src/base, the mechanisms every layer shares: the counting allocator, the
  * hash map (copied keys and keys kept in records, backward-shift deletion under churn checked
  * against a plain array, iteration, memory back to the starting figure), the indexed min-heap
- * (order, moves, removals, memory) and the relay header's encoder and decoder.
+ * (order, moves, removals, memory; random operations against a plain array at every step), a
+ * failed allocation while growing leaving the map and the heap intact, and the relay header's
+ * encoder and decoder.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -127,6 +129,9 @@ static void test_map_copied_keys(void)
         memcpy(key, &i, 4);
         TT_CHECK_EQ_INT(tern__map_put(&map, key, &vals[i]), TERN_OK);
     }
+    memcpy(key, &(int){7}, 4);
+    TT_CHECK_EQ_INT(tern__map_put(&map, key, &vals[8]), TERN_ERR_LIMIT); /* present already */
+    TT_CHECK_EQ_U64(map.n, 2000);
     /* the map holds its own copy: the caller's buffer may change */
     memset(key, 0xff, sizeof(key));
     for (int i = 0; i < 2000; i++) {
@@ -199,6 +204,113 @@ static void test_heap_order_moves_memory(void)
     tt_mem_check_clean(&m, "heap");
 }
 
+/* Random inserts, moves, removals and pops, checked at every step against a plain array of
+ * deadlines: the top is the earliest, every index is where the heap says, the count matches. */
+static void test_heap_against_reference(void)
+{
+    tt_mem m;
+    tt_mem_init(&m);
+    tern__alloc a = {.mem = m.mem};
+    tt_rng rng;
+    tt_rng_seed(&rng, tt_seed() + 2);
+    tern__heap h;
+    TT_REQUIRE(tern__heap_init(&h, &a) == TERN_OK);
+    enum { N = 300 };
+    static owner o[N];
+    uint64_t ref[N]; /* TERN_TIME_NEVER: not in the heap */
+    for (int i = 0; i < N; i++) {
+        o[i].tag = i;
+        o[i].it = TERN__HEAP_ITEM_INIT;
+        ref[i] = TERN_TIME_NEVER;
+    }
+    for (int step = 0; step < 20000; step++) {
+        int i = (int)tt_rng_below(&rng, N);
+        uint64_t r = tt_rng_below(&rng, 10);
+        if (r < 6) {
+            /* insert or move; few distinct deadlines, so ties are common */
+            uint64_t d = 1 + tt_rng_below(&rng, 50);
+            TT_REQUIRE(tern__heap_set(&h, &o[i].it, d) == TERN_OK);
+            ref[i] = d;
+        } else if (r < 8) {
+            tern__heap_remove(&h, &o[i].it); /* present or not */
+            ref[i] = TERN_TIME_NEVER;
+        } else if (h.n > 0) {
+            tern__heap_item *top = tern__heap_top(&h);
+            owner *ow = (owner *)(void *)((uint8_t *)top - offsetof(owner, it));
+            tern__heap_remove(&h, top);
+            ref[ow->tag] = TERN_TIME_NEVER;
+        }
+        uint64_t min = TERN_TIME_NEVER;
+        size_t n = 0;
+        for (int k = 0; k < N; k++) {
+            if (ref[k] == TERN_TIME_NEVER) {
+                TT_CHECK(o[k].it.idx == SIZE_MAX);
+                continue;
+            }
+            n++;
+            if (ref[k] < min) min = ref[k];
+            TT_CHECK(o[k].it.deadline == ref[k]);
+            TT_CHECK(o[k].it.idx < h.n && h.items[o[k].it.idx].it == &o[k].it);
+        }
+        TT_REQUIRE_MSG(h.n == n, "step %d: %zu items, %zu expected", step, h.n, n);
+        if (n) TT_REQUIRE_MSG(tern__heap_top(&h)->deadline == min, "step %d: top is not the min", step);
+        else TT_REQUIRE(tern__heap_top(&h) == NULL);
+        if (tt_case_failures()) break;
+    }
+    tern__heap_free(&h);
+    tt_mem_check_clean(&m, "heap against reference");
+}
+
+/* A failed allocation while growing leaves the map and the heap as they were. */
+static void test_growth_failure_keeps_contents(void)
+{
+    tt_mem m;
+    tt_mem_init(&m);
+    tern__alloc a = {.mem = m.mem};
+    uint8_t k[16] = {5};
+    tern__map map;
+    TT_REQUIRE(tern__map_init(&map, &a, 4, k) == TERN_OK);
+    static int vals[64];
+    /* the first put makes the table; fill it up to where the next put must grow it */
+    uint32_t i = 0;
+    TT_REQUIRE(tern__map_put(&map, (const uint8_t *)&i, &vals[i]) == TERN_OK);
+    i++;
+    size_t cap = map.cap;
+    TT_REQUIRE(cap > 0);
+    while (map.n + 1 <= cap * 3 / 4) {
+        TT_REQUIRE(tern__map_put(&map, (const uint8_t *)&i, &vals[i]) == TERN_OK);
+        i++;
+        TT_REQUIRE(i < 64);
+    }
+    m.fail_at = m.calls + 1;
+    TT_CHECK_EQ_INT(tern__map_put(&map, (const uint8_t *)&i, &vals[i]), TERN_ERR_NOMEM);
+    m.fail_at = 0;
+    TT_CHECK_EQ_U64(map.cap, cap);
+    TT_CHECK(tern__map_get(&map, (const uint8_t *)&i) == NULL);
+    for (uint32_t j = 0; j < i; j++) TT_CHECK(tern__map_get(&map, (const uint8_t *)&j) == &vals[j]);
+    TT_CHECK_EQ_INT(tern__map_put(&map, (const uint8_t *)&i, &vals[i]), TERN_OK); /* now it grows */
+    TT_CHECK(map.cap > cap);
+    tern__map_free(&map);
+
+    tern__heap h;
+    TT_REQUIRE(tern__heap_init(&h, &a) == TERN_OK);
+    static owner o[TERN__HEAP_MIN_CAP + 1];
+    for (int j = 0; j < TERN__HEAP_MIN_CAP; j++) {
+        o[j].it = TERN__HEAP_ITEM_INIT;
+        TT_REQUIRE(tern__heap_set(&h, &o[j].it, (uint64_t)(100 - j)) == TERN_OK);
+    }
+    o[TERN__HEAP_MIN_CAP].it = TERN__HEAP_ITEM_INIT;
+    m.fail_at = m.calls + 1;
+    TT_CHECK_EQ_INT(tern__heap_set(&h, &o[TERN__HEAP_MIN_CAP].it, 1), TERN_ERR_NOMEM);
+    m.fail_at = 0;
+    TT_CHECK(o[TERN__HEAP_MIN_CAP].it.idx == SIZE_MAX); /* left out */
+    TT_CHECK_EQ_U64(h.n, TERN__HEAP_MIN_CAP);
+    TT_CHECK(tern__heap_top(&h) == &o[TERN__HEAP_MIN_CAP - 1].it);
+    for (size_t j = 0; j < h.n; j++) TT_CHECK(h.items[j].it->idx == j);
+    tern__heap_free(&h);
+    tt_mem_check_clean(&m, "growth failure");
+}
+
 static void test_relay_header(void)
 {
     const uint8_t ch[TERN_RELAY_CHANNEL_LEN] = {1, 2, 3, 4, 5, 6, 7, 8};
@@ -217,6 +329,7 @@ static void test_relay_header(void)
 static const tt_case cases[] = {
     TT_CASE(test_alloc_counts_and_limits), TT_CASE(test_map_keyof_churn),
     TT_CASE(test_map_copied_keys),         TT_CASE(test_heap_order_moves_memory),
+    TT_CASE(test_heap_against_reference),  TT_CASE(test_growth_failure_keeps_contents),
     TT_CASE(test_relay_header),            {NULL, NULL},
 };
 

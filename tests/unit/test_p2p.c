@@ -4,15 +4,16 @@
  * with nothing lost, a relay that sees only ciphertext, peers behind one NAT, and NAT rebinding
  * of an ordinary client.
  *
- * The NATs are a middlebox model (mapping and filtering as RFC 4787 names them); the server is a
- * tern endpoint (the peers register with it, so their NATs hold the mapping the server saw) with
- * a minimal relay beside it on the same address, forwarding `0x81 | channel | packet` between
- * two registered addresses as ternd's relay does.
+ * The NATs are a middlebox model (mapping and filtering as RFC 4787 names them); the server is
+ * support/rdv_node, a tern endpoint (the peers connect to it, so their NATs hold the mapping the
+ * server saw) with ternd's relay (tern_relay) on the same address, a session opened between the
+ * two public addresses it saw as the rendezvous server does for an introduction.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "support/rdv_node.h"
 #include "support/tnet.h"
 
 #define MS (1000000ull)
@@ -154,159 +155,20 @@ static int nat_box(void *user, sim *s, uint64_t now, sim_packet *pkt)
     return SIM_PASS;
 }
 
-/* ---------------------------------------------------------------- server with a relay */
+/* ---------------------------------------------------------------- the server and its relay */
 
-#define RELAY_Q 512
+/* The server is support/rdv_node with its relay (tern_relay, as ternd runs it on the tern port);
+ * the peers only connect to it, so that their NATs hold the mapping the server saw. */
 #define MARKER "plaintext-marker-that-must-not-cross-the-relay"
-
-typedef struct relay_pkt {
-    tern_addr to;
-    size_t len;
-    uint8_t data[TERN_MAX_DATAGRAM];
-} relay_pkt;
-
-typedef struct server {
-    tern_endpoint *ep;
-    sim_node *node;
-    tern_addr addr;
-    tt_mem mem;
-    tt_rng rng;
-    tern_keypair key;
-    tern_conn *conns[8];
-    size_t n_conns;
-    /* relay: one session */
-    uint8_t ch[2][TERN_RELAY_CHANNEL_LEN];
-    tern_addr side[2];
-    int has_session;
-    relay_pkt *q;
-    size_t q_head, q_len;
-    uint64_t forwarded, forwarded_bytes, relay_drops, marker_seen;
-} server;
-
-static int srv_accept(tern_conn *c, void *u)
-{
-    server *sv = u;
-    if (sv->n_conns < 8) sv->conns[sv->n_conns++] = c;
-    return 0;
-}
-
-static void srv_conn_free(tern_conn *c, void *u)
-{
-    server *sv = u;
-    for (size_t i = 0; i < sv->n_conns; i++)
-        if (sv->conns[i] == c) sv->conns[i] = sv->conns[--sv->n_conns];
-}
-
-static int contains(const uint8_t *d, size_t len, const char *needle)
-{
-    size_t n = strlen(needle);
-    for (size_t i = 0; i + n <= len; i++)
-        if (memcmp(d + i, needle, n) == 0) return 1;
-    return 0;
-}
-
-static void srv_recv(void *node, uint64_t now, const tern_addr *local, const tern_addr *remote,
-                     const uint8_t *data, size_t len)
-{
-    server *sv = node;
-    if (len > 0 && data[0] == 0x81) {
-        int from_side = -1;
-        if (sv->has_session && len > 9)
-            for (int k = 0; k < 2; k++)
-                if (memcmp(data + 1, sv->ch[k], TERN_RELAY_CHANNEL_LEN) == 0 &&
-                    tern_addr_equal(remote, &sv->side[k]))
-                    from_side = k;
-        if (from_side < 0 || sv->q_len == RELAY_Q) {
-            sv->relay_drops++;
-            return;
-        }
-        if (contains(data, len, MARKER)) sv->marker_seen++;
-        relay_pkt *p = &sv->q[(sv->q_head + sv->q_len++) % RELAY_Q];
-        p->to = sv->side[1 - from_side];
-        p->len = len;
-        memcpy(p->data, data, len);
-        memcpy(p->data + 1, sv->ch[1 - from_side], TERN_RELAY_CHANNEL_LEN);
-        sv->forwarded++;
-        sv->forwarded_bytes += len;
-        return;
-    }
-    tern_endpoint_recv(sv->ep, now, local, remote, data, len);
-}
-
-static int srv_send(void *node, uint64_t now, tern_datagram *dgrams, size_t max, uint8_t *buf,
-                    size_t buf_len)
-{
-    server *sv = node;
-    size_t n = 0, off = 0;
-    while (n < max && sv->q_len > 0 && off + TERN_MAX_DATAGRAM <= buf_len) {
-        relay_pkt *p = &sv->q[sv->q_head];
-        memcpy(buf + off, p->data, p->len);
-        dgrams[n].local = sv->addr;
-        dgrams[n].remote = p->to;
-        dgrams[n].data = buf + off;
-        dgrams[n].len = p->len;
-        off += p->len;
-        n++;
-        sv->q_head = (sv->q_head + 1) % RELAY_Q;
-        sv->q_len--;
-    }
-    if (n > 0) return (int)n;
-    return tern_endpoint_send(sv->ep, now, dgrams, max, buf, buf_len);
-}
-
-static uint64_t srv_deadline(void *node)
-{
-    return tern_endpoint_next_deadline(((server *)node)->ep);
-}
-
-static void srv_expire(void *node, uint64_t now)
-{
-    tern_endpoint_handle_expiry(((server *)node)->ep, now);
-}
-
-static const sim_node_ops SERVER_OPS = {srv_recv, srv_send, srv_deadline, srv_expire};
-
-static void server_init(server *sv, sim *s)
-{
-    memset(sv, 0, sizeof(*sv));
-    tern_addr_ipv4(&sv->addr, 192, 0, 2, 1, 4433);
-    tt_mem_init(&sv->mem);
-    tt_rng_seed(&sv->rng, sim_derive_seed(s, 99));
-    uint8_t priv[TERN_KEY_LEN];
-    tt_rand_fill(priv, sizeof(priv), &sv->rng);
-    tern_keypair_from_private(&sv->key, priv);
-    tern_endpoint_config cfg;
-    tern_endpoint_config_default(&cfg);
-    cfg.is_server = 1;
-    cfg.has_static_key = 1;
-    cfg.static_key = sv->key;
-    cfg.mem = &sv->mem.mem;
-    cfg.rand = tt_rand_fill;
-    cfg.rand_user = &sv->rng;
-    cfg.user_data = sv;
-    cfg.callbacks.on_accept = srv_accept;
-    cfg.callbacks.on_conn_free = srv_conn_free;
-    TT_REQUIRE(tern_endpoint_new(&cfg, sim_now(s), &sv->ep) == TERN_OK);
-    sv->q = calloc(RELAY_Q, sizeof(*sv->q));
-    TT_REQUIRE(sv->q != NULL);
-    sv->node = sim_add_node(s, &SERVER_OPS, sv, &sv->addr);
-    TT_REQUIRE(sv->node != NULL);
-}
-
-static void server_free(server *sv, sim *s)
-{
-    sim_node_remove(s, sv->node);
-    tern_endpoint_del(sv->ep);
-    free(sv->q);
-    TT_CHECK_EQ_U64(sv->mem.current, 0);
-}
 
 /* ---------------------------------------------------------------- a scenario */
 
 typedef struct scene {
     sim *s;
     world w;
-    server sv;
+    rdv_node sv;
+    uint8_t ch[2][TERN_RELAY_CHANNEL_LEN]; /* the relay session's channels: A's, B's */
+    rdv_needle marker;                     /* relayed datagrams carrying the plaintext marker */
     tnet_node a, b;
     tern_addr a_pub, b_pub; /* as the server sees them */
     tern_conn *ca;          /* A's connection to B */
@@ -384,7 +246,11 @@ static void scene_init(scene *sc, int ta, int tb, int shared_nat, double delay_m
     lp.delay_ns = (uint64_t)(delay_ms * (double)MS);
     sim_set_default_link(sc->s, &lp);
     sim_set_middlebox(sc->s, nat_box, &sc->w);
-    server_init(&sc->sv, sc->s);
+    rdv_node_opts o = {.with_relay = 1};
+    rdv_node_init(&sc->sv, sc->s, &o);
+    sc->marker.text = MARKER;
+    sc->sv.relay_tap = rdv_needle_tap;
+    sc->sv.relay_tap_user = &sc->marker;
     tern_addr aa = place(sc, 0, ta, shared_nat);
     tern_addr ba = place(sc, 1, tb, shared_nat);
     tnet_node_init(&sc->a, sc->s, &aa, 1, NULL, 1);
@@ -407,11 +273,8 @@ static void scene_init(scene *sc, int ta, int tb, int shared_nat, double delay_m
         else sc->b_pub = *tern_conn_remote(sc->sv.conns[i]);
     }
     /* the relay session the server would open with the introduction */
-    sc->sv.has_session = 1;
-    sc->sv.side[0] = sc->a_pub;
-    sc->sv.side[1] = sc->b_pub;
-    memset(sc->sv.ch[0], 0xa1, TERN_RELAY_CHANNEL_LEN);
-    memset(sc->sv.ch[1], 0xb2, TERN_RELAY_CHANNEL_LEN);
+    TT_REQUIRE(tern_relay_open(sc->sv.relay, sim_now(sc->s), &sc->a_pub, &sc->b_pub, sc->ch[0],
+                               sc->ch[1]) == TERN_OK);
 }
 
 /* The introduction: B expects A, A connects to B over B's candidates. */
@@ -428,14 +291,14 @@ static void introduce(scene *sc, uint64_t relay_after)
     if (!tern_addr_equal(&sc->b.addr, &sc->b_pub)) ta.cands[ta.n_cands++] = sc->b_pub;
     ta.has_relay = 1;
     ta.relay.addr = sc->sv.addr;
-    memcpy(ta.relay.channel, sc->sv.ch[0], TERN_RELAY_CHANNEL_LEN);
+    memcpy(ta.relay.channel, sc->ch[0], TERN_RELAY_CHANNEL_LEN);
     ta.relay_after_ns = relay_after;
     memcpy(tb.peer_pub, sc->a.key.pub, TERN_KEY_LEN);
     tb.cands[tb.n_cands++] = sc->a.addr;
     if (!tern_addr_equal(&sc->a.addr, &sc->a_pub)) tb.cands[tb.n_cands++] = sc->a_pub;
     tb.has_relay = 1;
     tb.relay.addr = sc->sv.addr;
-    memcpy(tb.relay.channel, sc->sv.ch[1], TERN_RELAY_CHANNEL_LEN);
+    memcpy(tb.relay.channel, sc->ch[1], TERN_RELAY_CHANNEL_LEN);
     uint64_t now = sim_now(sc->s);
     TT_REQUIRE(tern_endpoint_expect_peer(sc->b.ep, now, &sc->b.addr, &tb) == TERN_OK);
     TT_REQUIRE(tern_endpoint_connect_peer(sc->a.ep, now, &sc->a.addr, &ta, &sc->ca) == TERN_OK);
@@ -460,11 +323,27 @@ static uint64_t connect_peers(scene *sc, uint64_t limit)
     return sim_now(sc->s) - t0;
 }
 
+/* Datagrams the relay forwarded, and dropped (any reason). */
+static uint64_t relayed(const scene *sc)
+{
+    tern_relay_stats st;
+    tern_relay_get_stats(sc->sv.relay, &st);
+    return st.fwd_packets;
+}
+
+static uint64_t relay_drops(const scene *sc)
+{
+    tern_relay_stats st;
+    tern_relay_get_stats(sc->sv.relay, &st);
+    return st.drop_short + st.drop_malformed + st.drop_oversize + st.drop_unknown_channel +
+           st.drop_wrong_source + st.drop_rate_limited + sc->sv.relay_q_full;
+}
+
 static void scene_free(scene *sc)
 {
     tnet_node_free(&sc->a, sc->s);
     tnet_node_free(&sc->b, sc->s);
-    server_free(&sc->sv, sc->s);
+    rdv_node_free(&sc->sv);
     sim_del(sc->s);
 }
 
@@ -515,7 +394,7 @@ static void test_nat_matrix(void)
                    (unsigned long long)(took / MS), rc == SIM_OK ? "ok" : sim_error(sc.s));
             if (getenv("P2P_DEBUG"))
                 printf("  relay forwarded %llu dropped %llu; nat drops %llu %llu\n",
-                       (unsigned long long)sc.sv.forwarded, (unsigned long long)sc.sv.relay_drops,
+                       (unsigned long long)relayed(&sc), (unsigned long long)relay_drops(&sc),
                        (unsigned long long)sc.w.nats[0].dropped_in,
                        (unsigned long long)sc.w.nats[1].dropped_in);
             if (getenv("P2P_DEBUG")) {
@@ -541,8 +420,8 @@ static void test_nat_matrix(void)
             TT_CHECK_EQ_U64(sc.delivered, 20);
             TT_CHECK_EQ_U64(sc.bad, 0);
             TT_CHECK(sc.b.conn != NULL && tern_conn_get_state(sc.b.conn) == TERN_CONN_ESTABLISHED);
-            if (!direct) TT_CHECK(sc.sv.forwarded > 0);
-            TT_CHECK_EQ_U64(sc.sv.marker_seen, 0);
+            if (!direct) TT_CHECK(relayed(&sc) > 0);
+            TT_CHECK_EQ_U64(sc.marker.seen, 0);
             scene_free(&sc);
         }
     }
@@ -576,7 +455,7 @@ static void test_relay_then_direct_nothing_lost(void)
     tern_conn_path(sc.ca, &pi);
     printf("relayed until +%llu ms after the firewall opened; %llu messages, %llu forwarded by "
            "the relay, A moves %llu\n", (unsigned long long)((moved_at - open_at) / MS),
-           (unsigned long long)seq, (unsigned long long)sc.sv.forwarded,
+           (unsigned long long)seq, (unsigned long long)relayed(&sc),
            (unsigned long long)pi.moves);
     TT_CHECK(sc.w.blocked > 0);
     TT_CHECK(!pi.relayed);
@@ -585,19 +464,19 @@ static void test_relay_then_direct_nothing_lost(void)
     TT_CHECK_EQ_U64(seq, 4000);
     TT_CHECK_EQ_U64(sc.delivered, seq);
     TT_CHECK_EQ_U64(sc.bad, 0);
-    TT_CHECK(sc.sv.forwarded > 100);
-    TT_CHECK_EQ_U64(sc.sv.marker_seen, 0);
+    TT_CHECK(relayed(&sc) > 100);
+    TT_CHECK_EQ_U64(sc.marker.seen, 0);
     /* B followed A onto the direct path */
     TT_REQUIRE(sc.b.conn != NULL);
     tern_path_info pb;
     tern_conn_path(sc.b.conn, &pb);
     TT_CHECK(!pb.relayed);
     /* after the move nothing more goes through the relay */
-    uint64_t fwd = sc.sv.forwarded;
+    uint64_t fwd = relayed(&sc);
     send_seq(&sc, flow, &seq, 200, 1100);
     TT_REQUIRE(sim_run_until(sc.s, sim_now(sc.s) + 2 * S) == SIM_OK);
     TT_CHECK_EQ_U64(sc.delivered, seq);
-    TT_CHECK(sc.sv.forwarded - fwd < 5);
+    TT_CHECK(relayed(&sc) - fwd < 5);
     scene_free(&sc);
 }
 
@@ -643,7 +522,7 @@ static void test_direct_then_relay_then_direct(void)
            (unsigned long long)((fell_at - close_at) / MS),
            (unsigned long long)((b_fell_at - close_at) / MS),
            (unsigned long long)((back_at - open_at) / MS), (unsigned long long)seq,
-           (unsigned long long)sc.sv.forwarded, (unsigned long long)pi.moves);
+           (unsigned long long)relayed(&sc), (unsigned long long)pi.moves);
     printf("  when the firewall opened: %llu of %llu messages delivered\n",
            (unsigned long long)at_open, (unsigned long long)at_open_seq);
     TT_CHECK(sc.w.blocked > 0);
@@ -658,8 +537,8 @@ static void test_direct_then_relay_then_direct(void)
     TT_CHECK_EQ_U64(seq, 8000);
     TT_CHECK_EQ_U64(sc.delivered, seq);
     TT_CHECK_EQ_U64(sc.bad, 0);
-    TT_CHECK(sc.sv.forwarded > 100);
-    TT_CHECK_EQ_U64(sc.sv.marker_seen, 0);
+    TT_CHECK(relayed(&sc) > 100);
+    TT_CHECK_EQ_U64(sc.marker.seen, 0);
     TT_REQUIRE(sc.b.conn != NULL);
     tern_conn_path(sc.b.conn, &pb);
     TT_CHECK(!pb.relayed);
@@ -707,7 +586,7 @@ static void test_target_streams_when_direct_path_dies(void)
     TT_CHECK_EQ_U64(seq, 2400);
     TT_CHECK_EQ_U64(sc.a_delivered, seq);
     TT_CHECK_EQ_U64(sc.a_bad, 0);
-    TT_CHECK_EQ_U64(sc.sv.marker_seen, 0);
+    TT_CHECK_EQ_U64(sc.marker.seen, 0);
     scene_free(&sc);
 }
 

@@ -23,8 +23,7 @@
 
 /* ---------------------------------------------------------------- the server */
 
-/* support/rdv_node.h, made in world_init_relay with the endpoint's default settings. */
-static int g_intro_target_rate = -1; /* >= 0: overrides the server's intro_target_rate */
+/* support/rdv_node.h, made in world_init_opts with the endpoint's default settings. */
 
 /* ---------------------------------------------------------------- a peer */
 
@@ -342,12 +341,6 @@ static void wake(peer *p)
     sim_node_wake(p->s, p->node);
 }
 
-static void run_ms(sim *s, uint64_t ms)
-{
-    int rc = sim_run_until(s, sim_now(s) + ms * MS);
-    TT_REQUIRE_MSG(rc == SIM_OK, "sim: %s", sim_error(s));
-}
-
 /* A server and n peers (n <= 4), connected and registered with one LOCAL candidate each. */
 typedef struct world {
     sim *s;
@@ -356,7 +349,9 @@ typedef struct world {
     int n;
 } world;
 
-static void world_init_relay(world *w, int n, int with_relay)
+/* The world, with the server's relay when with_relay, and its intro_target_rate replaced when
+ * intro_target_rate >= 0. */
+static void world_init_opts(world *w, int n, int with_relay, int intro_target_rate)
 {
     memset(w, 0, sizeof(*w));
     w->s = sim_new(tt_seed());
@@ -367,14 +362,14 @@ static void world_init_relay(world *w, int n, int with_relay)
     sim_set_default_link(w->s, &lp);
     tern_rdv_config rc;
     tern_rdv_config_default(&rc);
-    if (g_intro_target_rate >= 0) rc.intro_target_rate = (uint32_t)g_intro_target_rate;
+    if (intro_target_rate >= 0) rc.intro_target_rate = (uint32_t)intro_target_rate;
     tern_settings st;
     tern_settings_default(&st);
     rdv_node_opts o = {.rdv = &rc, .settings = &st, .with_relay = with_relay};
     rdv_node_init(&w->srv, w->s, &o);
     w->n = n;
     for (int i = 0; i < n; i++) peer_init(&w->p[i], w->s, &w->srv, (uint8_t)(i + 1));
-    run_ms(w->s, 100);
+    tnet_run_ms(w->s, 100);
     for (int i = 0; i < n; i++) {
         peer *p = &w->p[i];
         TT_REQUIRE(p->srv_up);
@@ -382,13 +377,13 @@ static void world_init_relay(world *w, int n, int with_relay)
         TT_REQUIRE(tern_rdv_client_register(p->rc, sim_now(w->s), &local, 1, NULL) == TERN_OK);
         wake(p);
     }
-    run_ms(w->s, 50);
+    tnet_run_ms(w->s, 50);
     for (int i = 0; i < n; i++) TT_REQUIRE(w->p[i].registered == 1);
 }
 
 static void world_init(world *w, int n)
 {
-    world_init_relay(w, n, 0);
+    world_init_opts(w, n, 0, -1);
 }
 
 static void world_free(world *w)
@@ -444,7 +439,7 @@ static void test_introduce_connects_and_target_accepts_only_the_introduced(void)
     peer *a = &w.p[0], *b = &w.p[1], *c = &w.p[2];
     TT_REQUIRE(tern_rdv_client_introduce(a->rc, sim_now(w.s), b->id) == TERN_OK);
     wake(a);
-    run_ms(w.s, 500);
+    tnet_run_ms(w.s, 500);
     TT_REQUIRE(a->peer_conns == 1);
     TT_CHECK_EQ_INT(a->peer_conn_err, TERN_OK);
     TT_REQUIRE(a->out_conn != NULL);
@@ -473,7 +468,7 @@ static void test_introduce_connects_and_target_accepts_only_the_introduced(void)
     TT_REQUIRE(tern_flow_send(a->out_conn, fid, sim_now(w.s), (const uint8_t *)"hi b", 4, -1) ==
                TERN_OK);
     wake(a);
-    run_ms(w.s, 100);
+    tnet_run_ms(w.s, 100);
     TT_CHECK_EQ_INT(b->peer_msgs, 1);
     TT_CHECK(strcmp(b->peer_text, "hi b") == 0);
     const sim_link_stats *ls = sim_link_get_stats(sim_link_lookup(w.s, &a->addr, &b->addr));
@@ -484,7 +479,7 @@ static void test_introduce_connects_and_target_accepts_only_the_introduced(void)
     TT_REQUIRE(tern_endpoint_connect(c->ep, sim_now(w.s), &c->addr, &b->addr, b->key.pub, &cc) ==
                TERN_OK);
     wake(c);
-    run_ms(w.s, 500);
+    tnet_run_ms(w.s, 500);
     TT_CHECK_EQ_INT(b->refused, 1);
     TT_CHECK_EQ_INT(b->accepted, 1);
     TT_CHECK_MSG(c->closed_err == TERN_ERR_REFUSED, "c closed with %d (%s)", c->closed_err,
@@ -494,7 +489,7 @@ static void test_introduce_connects_and_target_accepts_only_the_introduced(void)
     TT_REQUIRE(tern_endpoint_connect(a->ep, sim_now(w.s), &a->addr, &b->addr, b->key.pub,
                                      &again) == TERN_OK);
     wake(a);
-    run_ms(w.s, 500);
+    tnet_run_ms(w.s, 500);
     TT_CHECK_EQ_INT(b->refused, 2);
     tern_rdv_client_stats st;
     tern_rdv_client_get_stats(b->rc, &st);
@@ -518,20 +513,20 @@ static void test_expectation_expires(void)
     block_direct(&w, a, b, t0 + 30 * S);
     TT_REQUIRE(tern_rdv_client_introduce(b->rc, sim_now(w.s), a->id) == TERN_OK); /* a expects b */
     wake(b);
-    run_ms(w.s, 50);
+    tnet_run_ms(w.s, 50);
     TT_REQUIRE(a->introduced == 1);
     TT_CHECK(tern_rdv_client_next_deadline(a->rc) != TERN_TIME_NEVER);
-    run_ms(w.s, 21000); /* probe duration (15 s) + margin (5 s) */
+    tnet_run_ms(w.s, 21000); /* probe duration (15 s) + margin (5 s) */
     TT_CHECK_EQ_U64(tern_rdv_client_next_deadline(a->rc), TERN_TIME_NEVER);
     TT_CHECK_EQ_INT(a->accepted, 0);
-    run_ms(w.s, 10000); /* the path is back */
+    tnet_run_ms(w.s, 10000); /* the path is back */
     /* (b's own connection from the introduction is long settled; open a fresh one to a) */
     tern_conn *late = NULL;
     TT_REQUIRE(tern_endpoint_connect(b->ep, sim_now(w.s), &b->addr, &a->addr, a->key.pub, &late) ==
                TERN_OK);
     wake(b);
     int refused0 = a->refused;
-    run_ms(w.s, 300);
+    tnet_run_ms(w.s, 300);
     TT_CHECK_EQ_INT(a->refused, refused0 + 1);
     world_free(&w);
 }
@@ -546,7 +541,7 @@ static void test_unknown_peer_fails_fast(void)
     uint64_t t0 = sim_now(w.s);
     TT_REQUIRE(tern_rdv_client_introduce(a->rc, t0, nobody) == TERN_OK);
     wake(a);
-    run_ms(w.s, 200);
+    tnet_run_ms(w.s, 200);
     TT_REQUIRE(a->intro_failed == 1);
     TT_CHECK_EQ_INT(a->intro_error, TERN_RDV_E_UNKNOWN_PEER);
     TT_CHECK(memcmp(a->intro_failed_id, nobody, 32) == 0);
@@ -557,7 +552,7 @@ static void test_unknown_peer_fails_fast(void)
     /* oneself: INVALID, through the same callback */
     TT_REQUIRE(tern_rdv_client_introduce(a->rc, sim_now(w.s), a->id) == TERN_OK);
     wake(a);
-    run_ms(w.s, 100);
+    tnet_run_ms(w.s, 100);
     TT_CHECK_EQ_INT(a->intro_failed, 2);
     TT_CHECK_EQ_INT(a->intro_error, TERN_RDV_E_INVALID);
     /* a stray PEER_INFO nobody asked for is ignored, not connected to */
@@ -576,13 +571,13 @@ static void test_groups(void)
     const uint8_t *g = (const uint8_t *)"lobby";
     TT_REQUIRE(tern_rdv_client_join(a->rc, sim_now(w.s), g, 5, NULL) == TERN_OK);
     wake(a);
-    run_ms(w.s, 50);
+    tnet_run_ms(w.s, 50);
     TT_REQUIRE(a->joined == 1);
     TT_CHECK_EQ_U64(a->joined_count, 1);
     TT_CHECK_EQ_U64(a->joined_members, 0);
     TT_REQUIRE(tern_rdv_client_join(b->rc, sim_now(w.s), g, 5, NULL) == TERN_OK);
     wake(b);
-    run_ms(w.s, 50);
+    tnet_run_ms(w.s, 50);
     TT_REQUIRE(b->joined == 1);
     TT_CHECK_EQ_U64(b->joined_count, 2);
     TT_CHECK_EQ_U64(b->joined_members, 1);
@@ -593,7 +588,7 @@ static void test_groups(void)
     TT_REQUIRE(tern_rdv_client_group_send(a->rc, sim_now(w.s), g, 5, (const uint8_t *)"hello all",
                                           9) == TERN_OK);
     wake(a);
-    run_ms(w.s, 50);
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_INT(b->group_msgs, 1);
     TT_CHECK(strcmp(b->group_text, "hello all") == 0);
     TT_CHECK(memcmp(b->group_sender, a->id, 32) == 0);
@@ -602,19 +597,19 @@ static void test_groups(void)
     /* an empty message is allowed */
     TT_REQUIRE(tern_rdv_client_group_send(b->rc, sim_now(w.s), g, 5, NULL, 0) == TERN_OK);
     wake(b);
-    run_ms(w.s, 50);
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_INT(a->group_msgs, 1);
     TT_CHECK(a->group_text[0] == '\0');
     /* c is not a member: NOT_MEMBER through on_error */
     TT_REQUIRE(tern_rdv_client_group_send(c->rc, sim_now(w.s), g, 5, (const uint8_t *)"x", 1) ==
                TERN_OK);
     wake(c);
-    run_ms(w.s, 50);
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_INT(c->errors[TERN_RDV_E_NOT_MEMBER], 1);
     /* b leaves: a sees it */
     TT_REQUIRE(tern_rdv_client_leave(b->rc, sim_now(w.s), g, 5) == TERN_OK);
     wake(b);
-    run_ms(w.s, 50);
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_INT(a->presence_leave, 1);
     TT_CHECK(memcmp(a->presence_id, b->id, 32) == 0);
     /* names over the limit are refused locally */
@@ -639,7 +634,7 @@ static void test_rpc(void)
                TERN_OK);
     wake(prov);
     wake(silent);
-    run_ms(w.s, 50);
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_INT(prov->offered, 1);
     TT_CHECK_EQ_INT(silent->offered, 1);
 
@@ -647,7 +642,7 @@ static void test_rpc(void)
     TT_REQUIRE(tern_rdv_client_call(caller->rc, sim_now(w.s), svc, 4, m, 3,
                                     (const uint8_t *)"ping", 4, 0, &id1) == TERN_OK);
     wake(caller);
-    run_ms(w.s, 50);
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_INT(prov->calls_in, 1);
     TT_REQUIRE(caller->replies == 1);
     TT_CHECK_EQ_U64(caller->reply_id, id1);
@@ -659,7 +654,7 @@ static void test_rpc(void)
                                     NULL, 0, 0, &id2) == TERN_OK);
     TT_CHECK(id2 != id1);
     wake(caller);
-    run_ms(w.s, 50);
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_INT(caller->errors[TERN_RDV_E_NO_SERVICE], 1);
     TT_CHECK_EQ_U64(caller->error_call_id, id2);
 
@@ -668,7 +663,7 @@ static void test_rpc(void)
     TT_REQUIRE(tern_rdv_client_call(caller->rc, t0, (const uint8_t *)"mute", 4, m, 3,
                                     (const uint8_t *)"?", 1, 200, &id3) == TERN_OK);
     wake(caller);
-    run_ms(w.s, 400);
+    tnet_run_ms(w.s, 400);
     TT_CHECK_EQ_INT(silent->calls_in, 1);
     TT_CHECK_EQ_INT(caller->errors[TERN_RDV_E_TIMEOUT], 1);
     TT_CHECK_EQ_U64(caller->error_call_id, id3);
@@ -693,24 +688,24 @@ static void test_rpc(void)
     TT_REQUIRE(tern_rdv_client_call(caller->rc, t0, svc, 4, m, 3, (const uint8_t *)"x", 1, 500,
                                     &id4) == TERN_OK);
     wake(caller);
-    run_ms(w.s, 3000);
+    tnet_run_ms(w.s, 3000);
     TT_CHECK_EQ_INT(caller->errors[TERN_RDV_E_TIMEOUT], 2);
     TT_CHECK_EQ_U64(caller->error_call_id, id4);
     TT_CHECK_RANGE(caller->error_at - t0, 2500 * MS, 2501 * MS);
     tern_rdv_client_get_stats(caller->rc, &st);
     TT_CHECK_EQ_U64(st.calls_timed_out_locally, 1);
-    run_ms(w.s, 8000); /* links back */
+    tnet_run_ms(w.s, 8000); /* links back */
 
     /* a call in flight when the server connection goes: PROVIDER_GONE at once */
     uint64_t id5 = 0;
     TT_REQUIRE(tern_rdv_client_call(caller->rc, sim_now(w.s), (const uint8_t *)"mute", 4, m, 3,
                                     NULL, 0, 5000, &id5) == TERN_OK);
     wake(caller);
-    run_ms(w.s, 50);
+    tnet_run_ms(w.s, 50);
     TT_REQUIRE(caller->srv_conn != NULL);
     tern_conn_close(caller->srv_conn, sim_now(w.s), 0, "bye", 3);
     wake(caller);
-    run_ms(w.s, 50);
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_INT(caller->errors[TERN_RDV_E_PROVIDER_GONE], 1);
     TT_CHECK_EQ_U64(caller->error_call_id, id5);
     TT_CHECK(tern_rdv_client_conn(caller->rc) == NULL);
@@ -775,13 +770,13 @@ static void test_bad_input_and_other_conns(void)
 static void test_relay_when_no_direct_path_then_direct(void)
 {
     world w;
-    world_init_relay(&w, 2, 1);
+    world_init_opts(&w, 2, 1, -1);
     peer *a = &w.p[0], *b = &w.p[1];
     uint64_t t0 = sim_now(w.s);
     block_direct(&w, a, b, t0 + 4 * S);
     TT_REQUIRE(tern_rdv_client_introduce(a->rc, t0, b->id) == TERN_OK);
     wake(a);
-    run_ms(w.s, 3000);
+    tnet_run_ms(w.s, 3000);
     /* the relay (the wildcard RELAY candidate made into the server's address) carried it */
     TT_REQUIRE(a->out_conn != NULL);
     TT_REQUIRE_MSG(a->peer_established == 1, "not established through the relay within 3 s");
@@ -801,11 +796,11 @@ static void test_relay_when_no_direct_path_then_direct(void)
     TT_REQUIRE(tern_flow_send(a->out_conn, fid, sim_now(w.s), (const uint8_t *)"via relay", 9,
                               -1) == TERN_OK);
     wake(a);
-    run_ms(w.s, 200);
+    tnet_run_ms(w.s, 200);
     TT_CHECK_EQ_INT(b->peer_msgs, 1);
     TT_CHECK(strcmp(b->peer_text, "via relay") == 0);
     /* the direct path opens at 4 s: the connection moves to it while probing lasts (15 s) */
-    run_ms(w.s, 10000);
+    tnet_run_ms(w.s, 10000);
     tern_conn_path(a->out_conn, &pi);
     TT_CHECK_MSG(!pi.relayed, "still relayed after the direct path opened");
     TT_CHECK(tern_addr_equal(&pi.remote, &b->addr));
@@ -813,7 +808,7 @@ static void test_relay_when_no_direct_path_then_direct(void)
     TT_REQUIRE(tern_flow_send(a->out_conn, fid, sim_now(w.s), (const uint8_t *)"direct", 6, -1) ==
                TERN_OK);
     wake(a);
-    run_ms(w.s, 200);
+    tnet_run_ms(w.s, 200);
     TT_CHECK_EQ_INT(b->peer_msgs, 2);
     TT_CHECK(strcmp(b->peer_text, "direct") == 0);
     world_free(&w);
@@ -824,22 +819,20 @@ static void test_relay_when_no_direct_path_then_direct(void)
 static void test_intro_flood_cannot_lock_expectations(void)
 {
     enum { ATT = 70 };
-    g_intro_target_rate = 0; /* let the whole flood through the server: the client is the subject */
     world w;
-    world_init(&w, 2);
-    g_intro_target_rate = -1;
+    world_init_opts(&w, 2, 0, 0); /* the whole flood through the server: the client is the subject */
     peer *t = &w.p[0], *l = &w.p[1];
     peer *att = calloc(ATT, sizeof(*att));
     TT_REQUIRE(att != NULL);
     for (int i = 0; i < ATT; i++) peer_init(&att[i], w.s, &w.srv, (uint8_t)(20 + i));
-    run_ms(w.s, 100);
+    tnet_run_ms(w.s, 100);
     for (int i = 0; i < ATT; i++) {
         TT_REQUIRE(att[i].srv_up);
         TT_REQUIRE(tern_rdv_client_register(att[i].rc, sim_now(w.s), &att[i].addr, 1, NULL) ==
                    TERN_OK);
         wake(&att[i]);
     }
-    run_ms(w.s, 50);
+    tnet_run_ms(w.s, 50);
     /* each attacker asks for the target on a flow of its own (no client, so it never connects
      * and the target's expectation of it is never used up) */
     for (int i = 0; i < ATT; i++) {
@@ -853,9 +846,9 @@ static void test_intro_flood_cannot_lock_expectations(void)
         memcpy(m.peer_id, t->id, TERN_PEER_ID_LEN);
         TT_REQUIRE(tern_rdv_send(att[i].srv_conn, f, sim_now(w.s), &m) == TERN_OK);
         wake(&att[i]);
-        run_ms(w.s, 2);
+        tnet_run_ms(w.s, 2);
     }
-    run_ms(w.s, 100);
+    tnet_run_ms(w.s, 100);
     tern_rdv_client_stats st;
     tern_rdv_client_get_stats(t->rc, &st);
     TT_CHECK_EQ_INT(t->introduced, ATT);
@@ -863,7 +856,7 @@ static void test_intro_flood_cannot_lock_expectations(void)
     /* during the flood: a real introduction connects */
     TT_REQUIRE(tern_rdv_client_introduce(l->rc, sim_now(w.s), t->id) == TERN_OK);
     wake(l);
-    run_ms(w.s, 500);
+    tnet_run_ms(w.s, 500);
     tern_rdv_client_get_stats(t->rc, &st);
     printf("  %d introductions from fresh keys to one target: %llu expectations evicted, the "
            "legitimate peer %s (target's endpoint: %s)\n", ATT,
@@ -951,7 +944,7 @@ static void test_client_drops_public_local_candidates(void)
     TT_CHECK_EQ_INT(tern_rdv_client_on_message(t->rc, t->srv_conn, 1, buf, (size_t)n,
                                                sim_now(w.s)), 1);
     wake(t);
-    run_ms(w.s, 3000);
+    tnet_run_ms(w.s, 3000);
     tern_rdv_client_stats st;
     tern_rdv_client_get_stats(t->rc, &st);
     printf("  INTRODUCED with 2 public LOCAL candidates: %llu dropped; the victim received %llu "

@@ -11,203 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "support/rdv_node.h"
-#include "support/tnet.h"
+#include "support/rdv_cli.h"
 #include "tern/rendezvous.h"
 
 #define MS (1000000ull)
 #define S (1000000000ull)
-
-/* ---------------------------------------------------------------- harness */
-
-typedef struct rcli {
-    tnet_node n;
-    uint64_t flow;
-    int has_flow;
-    uint64_t got[TERN_RDV_KIND_MAX_ + 1];
-    tern_rdv_msg last[TERN_RDV_KIND_MAX_ + 1]; /* pointers cleared: only fixed fields kept */
-    uint64_t last_at[TERN_RDV_KIND_MAX_ + 1];
-    uint8_t members[TERN_RDV_MAX_MEMBERS * TERN_PEER_ID_LEN];
-    uint8_t payload[256];
-    size_t payload_len;
-    uint8_t group_seen[64];  /* GROUP_MSG payload[0] -> copies received */
-    uint8_t watch_id[TERN_PEER_ID_LEN]; /* INTRODUCED naming this peer: counted in watch_hits */
-    uint64_t watch_hits;
-    int pause_rx;            /* an attacker that never reads: pauses the server's flow */
-    uint64_t presence_join, presence_leave;
-    uint64_t errors[32];     /* by code */
-    int auto_reply;          /* provider: answer CALL with REPLY(status 0, payload) */
-    uint64_t decode_fail;
-} rcli;
-
-static sim *g_sim;
-
-static void cli_on_message(tnet_node *n, tern_conn *c, uint64_t flow, const uint8_t *d,
-                           size_t len)
-{
-    (void)flow;
-    rcli *k = n->user;
-    if (k->pause_rx) (void)tern_flow_set_paused(c, flow, 1);
-    tern_rdv_msg m;
-    if (tern_rdv_decode(d, len, &m) != TERN_OK) {
-        k->decode_fail++;
-        return;
-    }
-    k->got[m.kind]++;
-    if (m.kind == TERN_RDV_INTRODUCED && memcmp(m.peer_id, k->watch_id, TERN_PEER_ID_LEN) == 0)
-        k->watch_hits++;
-    k->last_at[m.kind] = sim_now(g_sim);
-    if (m.kind == TERN_RDV_JOINED && m.n_members)
-        memcpy(k->members, m.members, m.n_members * TERN_PEER_ID_LEN);
-    if (m.kind == TERN_RDV_GROUP_MSG && m.payload_len >= 1 && m.payload[0] < 64)
-        k->group_seen[m.payload[0]]++;
-    if (m.kind == TERN_RDV_PRESENCE) {
-        if (m.event == TERN_RDV_PRESENCE_JOIN) k->presence_join++;
-        else k->presence_leave++;
-    }
-    if (m.kind == TERN_RDV_ERROR && m.error < 32) k->errors[m.error]++;
-    if (m.has_payload) {
-        k->payload_len = m.payload_len < sizeof(k->payload) ? m.payload_len : sizeof(k->payload);
-        memcpy(k->payload, m.payload, k->payload_len);
-    }
-    if (m.kind == TERN_RDV_CALL && k->auto_reply) {
-        tern_rdv_msg r;
-        tern_rdv_msg_init(&r, TERN_RDV_REPLY);
-        r.has_call_id = 1, r.call_id = m.call_id;
-        r.has_status = 1, r.status = 0;
-        r.payload = m.payload, r.payload_len = m.payload_len, r.has_payload = 1;
-        TT_CHECK(tern_rdv_send(c, k->flow, sim_now(g_sim), &r) == TERN_OK);
-    }
-    m.group = m.service = m.method = m.payload = m.members = NULL;
-    k->last[m.kind] = m;
-}
-
-static void run_ms(sim *s, uint64_t ms)
-{
-    int rc = sim_run_until(s, sim_now(s) + ms * MS);
-    TT_REQUIRE_MSG(rc == SIM_OK, "sim: %s", sim_error(s));
-}
-
-/* Starts a client at address a with key stream `stream` and connects it to r. */
-static void cli_start_with(rcli *k, sim *s, const rdv_node *r, const tern_addr *at, uint32_t stream,
-                           const tern_settings *st)
-{
-    memset(k, 0, sizeof(*k));
-    tern_addr a = *at;
-    tnet_node_init(&k->n, s, &a, 0, st, 100 + stream);
-    k->n.user = k;
-    k->n.on_message = cli_on_message;
-    tern_conn *c = NULL;
-    TT_REQUIRE(tern_endpoint_connect(k->n.ep, sim_now(s), &a, &r->addr, r->key.pub, &c) ==
-               TERN_OK);
-    k->n.conn = c;
-}
-
-static void cli_start_at(rcli *k, sim *s, const rdv_node *r, const tern_addr *at, uint32_t stream)
-{
-    cli_start_with(k, s, r, at, stream, NULL);
-}
-
-/* Starts client i (address 10.x.y.z) and connects it to r; run the sim to finish. */
-static void cli_start(rcli *k, sim *s, const rdv_node *r, uint32_t i)
-{
-    tern_addr a;
-    tern_addr_ipv4(&a, 10, (uint8_t)(i >> 16), (uint8_t)(i >> 8), (uint8_t)i, 40000);
-    cli_start_at(k, s, r, &a, i);
-}
-
-static void cli_send(rcli *k, const tern_rdv_msg *m)
-{
-    TT_REQUIRE(k->n.conn != NULL && k->n.established);
-    if (!k->has_flow) {
-        tern_flow_config fc;
-        tern_flow_config_default(&fc);
-        TT_REQUIRE(tern_flow_open(k->n.conn, &fc, &k->flow) == TERN_OK);
-        k->has_flow = 1;
-    }
-    int rc = tern_rdv_send(k->n.conn, k->flow, sim_now(g_sim), m);
-    TT_REQUIRE_MSG(rc == TERN_OK, "send: %s", tern_strerror(rc));
-    sim_node_wake(g_sim, k->n.node);
-}
-
-/* Sends without requiring success (a flood may fill the attacker's own send buffer). */
-static int cli_try(rcli *k, const tern_rdv_msg *m)
-{
-    if (!k->has_flow) {
-        tern_flow_config fc;
-        tern_flow_config_default(&fc);
-        TT_REQUIRE(tern_flow_open(k->n.conn, &fc, &k->flow) == TERN_OK);
-        k->has_flow = 1;
-    }
-    int rc = tern_rdv_send(k->n.conn, k->flow, sim_now(g_sim), m);
-    sim_node_wake(g_sim, k->n.node);
-    return rc;
-}
-
-static void cli_register(rcli *k)
-{
-    tern_rdv_msg m;
-    tern_rdv_msg_init(&m, TERN_RDV_REGISTER);
-    m.n_cands = 1;
-    m.cands[0].kind = TERN_RDV_CAND_LOCAL;
-    tern_addr_ipv4(&m.cands[0].addr, 192, 168, 1, 7, 5000);
-    cli_send(k, &m);
-}
-
-static void cli_group(rcli *k, uint8_t kind, const char *group, const uint8_t *payload,
-                      size_t len)
-{
-    tern_rdv_msg m;
-    tern_rdv_msg_init(&m, kind);
-    m.group = (const uint8_t *)group, m.group_len = strlen(group);
-    if (payload) m.payload = payload, m.payload_len = len, m.has_payload = 1;
-    cli_send(k, &m);
-}
-
-static void cli_free(rcli *k, sim *s)
-{
-    tnet_node_free(&k->n, s);
-}
-
-/* A sim with a server and n connected (and, when reg, registered) clients. */
-typedef struct world {
-    sim *s;
-    rdv_node srv;
-    rcli *c;
-    uint32_t n;
-} world;
-
-static void world_init(world *w, uint32_t n, const tern_rdv_config *cfg, int reg)
-{
-    memset(w, 0, sizeof(*w));
-    w->s = g_sim = sim_new(tt_seed());
-    TT_REQUIRE(w->s != NULL);
-    sim_link_params p;
-    sim_link_params_init(&p);
-    p.delay_ns = 5 * MS;
-    sim_set_default_link(w->s, &p);
-    rdv_node_opts o = {.rdv = cfg};
-    rdv_node_init(&w->srv, w->s, &o);
-    w->n = n;
-    w->c = calloc(n ? n : 1, sizeof(*w->c));
-    TT_REQUIRE(w->c != NULL);
-    for (uint32_t i = 0; i < n; i++) cli_start(&w->c[i], w->s, &w->srv, i + 1);
-    run_ms(w->s, 200);
-    for (uint32_t i = 0; i < n; i++) TT_REQUIRE(w->c[i].n.established == 1);
-    if (!reg) return;
-    for (uint32_t i = 0; i < n; i++) cli_register(&w->c[i]);
-    run_ms(w->s, 100);
-    for (uint32_t i = 0; i < n; i++) TT_REQUIRE(w->c[i].got[TERN_RDV_REGISTERED] == 1);
-}
-
-static void world_free(world *w)
-{
-    for (uint32_t i = 0; i < w->n; i++) cli_free(&w->c[i], w->s);
-    rdv_node_free(&w->srv);
-    free(w->c);
-    sim_del(w->s);
-    g_sim = NULL;
-}
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -219,10 +27,10 @@ static tern_rdv_msg offer_msg(const uint8_t *name, size_t len)
     return m;
 }
 
-static void offer(rcli *k, const char *svc)
+static void offer(rdv_cli *k, const char *svc)
 {
     tern_rdv_msg m = offer_msg((const uint8_t *)svc, strlen(svc));
-    cli_send(k, &m);
+    rdv_cli_send(k, &m);
 }
 
 static tern_rdv_msg call_msg(const char *svc, uint64_t id, uint32_t timeout_ms,
@@ -238,7 +46,7 @@ static tern_rdv_msg call_msg(const char *svc, uint64_t id, uint32_t timeout_ms,
     return m;
 }
 
-static tern_rdv_msg intro_msg(const rcli *target)
+static tern_rdv_msg intro_msg(const rdv_cli *target)
 {
     tern_rdv_msg m;
     tern_rdv_msg_init(&m, TERN_RDV_INTRODUCE);
@@ -255,8 +63,28 @@ static void long_name(uint8_t name[TERN_RDV_MAX_NAME], const char *prefix, uint3
     if (n > 0 && n < TERN_RDV_MAX_NAME) name[n] = 'x';
 }
 
+static tern_rdv_msg join_msg(const uint8_t *name, size_t len)
+{
+    tern_rdv_msg m;
+    tern_rdv_msg_init(&m, TERN_RDV_JOIN);
+    m.group = name, m.group_len = len;
+    return m;
+}
+
+/* k asks to join n groups with distinct 255-byte names "prefix-i-xxx..." (whatever the server
+ * refuses is counted there). */
+static void join_long(rdv_cli *k, const char *prefix, uint32_t n)
+{
+    uint8_t name[TERN_RDV_MAX_NAME];
+    for (uint32_t i = 0; i < n; i++) {
+        long_name(name, prefix, i);
+        tern_rdv_msg m = join_msg(name, sizeof(name));
+        (void)rdv_cli_try(k, &m);
+    }
+}
+
 /* Blocks everything the server sends to k from now on (a peer that never reads). */
-static void silence(world *w, rcli *k)
+static void silence(rdv_world *w, rdv_cli *k)
 {
     sim_link *l = sim_link_lookup(w->s, &w->srv.addr, &k->n.addr);
     if (l == NULL) tnet_link(w->s, &w->srv.addr, &k->n.addr, 5, 0, 0);
@@ -273,9 +101,9 @@ static void test_h3_offer_flood_bounded(void)
     tern_rdv_config cfg;
     tern_rdv_config_default(&cfg);
     cfg.max_services = 40; /* small, to reach the server-wide cap with three attackers */
-    world w;
-    world_init(&w, ATTACKERS + 2, &cfg, 1);
-    rcli *prov = &w.c[ATTACKERS], *caller = &w.c[ATTACKERS + 1];
+    rdv_world w;
+    rdv_world_init(&w, ATTACKERS + 2, &cfg, 1);
+    rdv_cli *prov = &w.c[ATTACKERS], *caller = &w.c[ATTACKERS + 1];
     uint64_t mem0 = rdv_node_stats(&w.srv).mem_current;
     /* the first attacker floods alone: its own cap */
     uint8_t name[TERN_RDV_MAX_NAME];
@@ -283,10 +111,10 @@ static void test_h3_offer_flood_bounded(void)
     for (uint32_t i = 0; i < OFFERS; i++) {
         long_name(name, "a0", i);
         tern_rdv_msg m = offer_msg(name, sizeof(name));
-        if (cli_try(&w.c[0], &m) == TERN_OK) sent++;
-        if (i % 500 == 499) run_ms(w.s, 50);
+        if (rdv_cli_try(&w.c[0], &m) == TERN_OK) sent++;
+        if (i % 500 == 499) tnet_run_ms(w.s, 50);
     }
-    run_ms(w.s, 500);
+    tnet_run_ms(w.s, 500);
     tern_rdv_stats st = rdv_node_stats(&w.srv);
     printf("  one attacker, %u OFFERs of 255-byte names: %llu services kept (max_services_per_peer "
            "%u), %llu refused, rendezvous memory +%llu bytes, its accounted state %llu bytes\n",
@@ -303,28 +131,28 @@ static void test_h3_offer_flood_bounded(void)
         for (uint32_t i = 0; i < 100; i++) {
             long_name(name, a == 1 ? "a1" : "a2", i);
             tern_rdv_msg m = offer_msg(name, sizeof(name));
-            (void)cli_try(&w.c[a], &m);
+            (void)rdv_cli_try(&w.c[a], &m);
         }
-    run_ms(w.s, 300);
+    tnet_run_ms(w.s, 300);
     st = rdv_node_stats(&w.srv);
     TT_CHECK_EQ_U64(st.services, cfg.max_services);
     /* a legitimate provider is refused only while the server is full... */
     offer(prov, "legit");
-    run_ms(w.s, 50);
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_U64(prov->errors[TERN_RDV_E_LIMIT], 1);
     /* ...and is served as soon as an attacker's services go with it */
     tern_conn_close(w.c[2].n.conn, sim_now(w.s), 0, "bye", 3);
-    run_ms(w.s, 100);
+    tnet_run_ms(w.s, 100);
     prov->auto_reply = 1;
     offer(prov, "legit");
-    run_ms(w.s, 50);
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_U64(prov->got[TERN_RDV_OFFERED], 1);
     tern_rdv_msg c = call_msg("legit", 5, 0, (const uint8_t *)"hi", 2);
-    cli_send(caller, &c);
-    run_ms(w.s, 50);
+    rdv_cli_send(caller, &c);
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_U64(caller->got[TERN_RDV_REPLY], 1);
     TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).tx_failed, 0);
-    world_free(&w);
+    rdv_world_free(&w);
 }
 
 /* ---------------------------------------------------------------- H4: groups */
@@ -366,11 +194,11 @@ static void test_h4_silent_members_hold_bounded_queues(void)
 static size_t silent_members(const tern_rdv_config *cfg, tern_rdv_stats *out, uint64_t *reader_got)
 {
     enum { SILENT = 20, MSGS = 900, SIZE = 4000 };
-    world w;
-    world_init(&w, SILENT + 2, cfg, 1);
-    rcli *sender = &w.c[SILENT], *reader = &w.c[SILENT + 1];
-    for (uint32_t i = 0; i < SILENT + 2; i++) cli_group(&w.c[i], TERN_RDV_JOIN, "room", NULL, 0);
-    run_ms(w.s, 100);
+    rdv_world w;
+    rdv_world_init(&w, SILENT + 2, cfg, 1);
+    rdv_cli *sender = &w.c[SILENT], *reader = &w.c[SILENT + 1];
+    for (uint32_t i = 0; i < SILENT + 2; i++) rdv_cli_group(&w.c[i], TERN_RDV_JOIN, "room", NULL, 0);
+    tnet_run_ms(w.s, 100);
     TT_REQUIRE(rdv_node_stats(&w.srv).joins == SILENT + 2);
     for (uint32_t i = 0; i < SILENT; i++) silence(&w, &w.c[i]);
     size_t ep0 = w.srv.mem.current;
@@ -380,42 +208,42 @@ static size_t silent_members(const tern_rdv_config *cfg, tern_rdv_stats *out, ui
     memset(payload, 7, sizeof(payload));
     size_t ep_peak = 0;
     for (uint32_t k = 0; k < MSGS; k++) {
-        cli_group(sender, TERN_RDV_GROUP_MSG, "room", payload, sizeof(payload));
-        run_ms(w.s, 11);
+        rdv_cli_group(sender, TERN_RDV_GROUP_MSG, "room", payload, sizeof(payload));
+        tnet_run_ms(w.s, 11);
         if (w.srv.mem.current > ep_peak) ep_peak = w.srv.mem.current;
     }
     /* then one a second for 13 s more: the silent members have dropped events for 20 s */
     for (uint32_t k = 0; k < 13; k++) {
-        cli_group(sender, TERN_RDV_GROUP_MSG, "room", payload, sizeof(payload));
-        run_ms(w.s, 1000);
+        rdv_cli_group(sender, TERN_RDV_GROUP_MSG, "room", payload, sizeof(payload));
+        tnet_run_ms(w.s, 1000);
         if (w.srv.mem.current > ep_peak) ep_peak = w.srv.mem.current;
     }
     *out = rdv_node_stats(&w.srv);
     *reader_got = reader->got[TERN_RDV_GROUP_MSG];
-    world_free(&w);
+    rdv_world_free(&w);
     return ep_peak - ep0;
 }
 
 static void test_h4_join_leave_loop_bounded_presence(void)
 {
     enum { MEMBERS = 50, LOOPS = 2000 };
-    world w;
-    world_init(&w, MEMBERS + 1, NULL, 1);
-    rcli *att = &w.c[MEMBERS];
-    for (uint32_t i = 0; i < MEMBERS; i++) cli_group(&w.c[i], TERN_RDV_JOIN, "lobby", NULL, 0);
-    run_ms(w.s, 200);
+    rdv_world w;
+    rdv_world_init(&w, MEMBERS + 1, NULL, 1);
+    rdv_cli *att = &w.c[MEMBERS];
+    for (uint32_t i = 0; i < MEMBERS; i++) rdv_cli_group(&w.c[i], TERN_RDV_JOIN, "lobby", NULL, 0);
+    tnet_run_ms(w.s, 200);
     uint64_t pres0 = 0;
     for (uint32_t i = 0; i < MEMBERS; i++) pres0 += w.c[i].presence_join + w.c[i].presence_leave;
     /* the attacker joins and leaves as fast as it can for 5 s */
     uint64_t t0 = sim_now(w.s);
     for (uint32_t k = 0; k < LOOPS; k++) {
-        cli_group(att, TERN_RDV_JOIN, "lobby", NULL, 0);
-        cli_group(att, TERN_RDV_LEAVE, "lobby", NULL, 0);
-        if (k % 8 == 7) run_ms(w.s, 20);
+        rdv_cli_group(att, TERN_RDV_JOIN, "lobby", NULL, 0);
+        rdv_cli_group(att, TERN_RDV_LEAVE, "lobby", NULL, 0);
+        if (k % 8 == 7) tnet_run_ms(w.s, 20);
     }
     const uint8_t hi[] = {42};
-    cli_group(&w.c[0], TERN_RDV_GROUP_MSG, "lobby", hi, 1);
-    run_ms(w.s, 500);
+    rdv_cli_group(&w.c[0], TERN_RDV_GROUP_MSG, "lobby", hi, 1);
+    tnet_run_ms(w.s, 500);
     double secs = (double)(sim_now(w.s) - t0) / S;
     tern_rdv_stats st = rdv_node_stats(&w.srv);
     uint64_t pres = 0;
@@ -439,19 +267,18 @@ static void test_h4_join_leave_loop_bounded_presence(void)
     tern_rdv_config cfg;
     tern_rdv_config_default(&cfg);
     cfg.presence_max_members = 10;
-    world w2;
-    world_init(&w2, 14, &cfg, 1);
+    rdv_world w2;
+    rdv_world_init(&w2, 14, &cfg, 1);
     for (uint32_t i = 0; i < 14; i++) {
-        cli_group(&w2.c[i], TERN_RDV_JOIN, "big", NULL, 0);
-        run_ms(w2.s, 20);
+        rdv_cli_group(&w2.c[i], TERN_RDV_JOIN, "big", NULL, 0);
+        tnet_run_ms(w2.s, 20);
     }
     /* members 1..10 joined a group of at most 10: announced; 11..13 joined a larger one: not */
     TT_CHECK_EQ_U64(w2.c[0].presence_join, 9);
     TT_CHECK_EQ_U64(rdv_node_stats(&w2.srv).presence_dropped, 4);
     TT_CHECK_EQ_U64(w2.c[13].last[TERN_RDV_JOINED].count, 14);
-    world_free(&w2);
-    g_sim = w.s;
-    world_free(&w);
+    rdv_world_free(&w2);
+    rdv_world_free(&w);
 }
 
 static void test_group_limits(void)
@@ -461,24 +288,17 @@ static void test_group_limits(void)
     cfg.max_groups = 100;
     cfg.max_group_members = 3;
     cfg.join_rate = 0; /* no JOIN rate here: the counts are the subject */
-    world w;
-    world_init(&w, 6, &cfg, 1);
-    rcli *att = &w.c[0];
+    rdv_world w;
+    rdv_world_init(&w, 6, &cfg, 1);
+    rdv_cli *att = &w.c[0];
     /* members per group: the fourth joiner of "small" is refused */
-    for (uint32_t i = 1; i < 6; i++) cli_group(&w.c[i], TERN_RDV_JOIN, "small", NULL, 0);
-    run_ms(w.s, 100);
+    for (uint32_t i = 1; i < 6; i++) rdv_cli_group(&w.c[i], TERN_RDV_JOIN, "small", NULL, 0);
+    tnet_run_ms(w.s, 100);
     TT_CHECK_EQ_U64(w.c[4].errors[TERN_RDV_E_LIMIT] + w.c[5].errors[TERN_RDV_E_LIMIT], 2);
     TT_CHECK_EQ_U64(w.c[1].got[TERN_RDV_JOINED], 1);
     TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).limit_groups, 2);
-    uint8_t name[TERN_RDV_MAX_NAME];
-    for (uint32_t i = 0; i < 300; i++) {
-        long_name(name, "g", i);
-        tern_rdv_msg m;
-        tern_rdv_msg_init(&m, TERN_RDV_JOIN);
-        m.group = name, m.group_len = sizeof(name);
-        (void)cli_try(att, &m);
-    }
-    run_ms(w.s, 500);
+    join_long(att, "g", 300);
+    tnet_run_ms(w.s, 500);
     tern_rdv_stats st = rdv_node_stats(&w.srv);
     printf("  one peer, 300 JOINs of 255-byte names: %llu groups of its own "
            "(max_groups_per_peer %u), accounted state %llu bytes (max_peer_state %llu)\n",
@@ -488,22 +308,16 @@ static void test_group_limits(void)
     TT_CHECK_EQ_U64(st.limit_groups, 2 + 300 - cfg.max_groups_per_peer);
     TT_CHECK(st.peer_state_max <= cfg.max_peer_state);
     /* a second peer reaches the server-wide 100 */
-    for (uint32_t i = 0; i < 64; i++) {
-        long_name(name, "h", i);
-        tern_rdv_msg m;
-        tern_rdv_msg_init(&m, TERN_RDV_JOIN);
-        m.group = name, m.group_len = sizeof(name);
-        (void)cli_try(&w.c[4], &m);
-    }
-    run_ms(w.s, 300);
+    join_long(&w.c[4], "h", 64);
+    tnet_run_ms(w.s, 300);
     TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).groups, 100);
     /* existing groups keep working: a message in "small" reaches its members */
     const uint8_t hi[] = {3};
-    cli_group(&w.c[1], TERN_RDV_GROUP_MSG, "small", hi, 1);
-    run_ms(w.s, 50);
+    rdv_cli_group(&w.c[1], TERN_RDV_GROUP_MSG, "small", hi, 1);
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_U64(w.c[2].group_seen[3], 1);
     TT_CHECK_EQ_U64(w.c[3].group_seen[3], 1);
-    world_free(&w);
+    rdv_world_free(&w);
 }
 
 /* ---------------------------------------------------------------- M1: introductions */
@@ -511,31 +325,31 @@ static void test_group_limits(void)
 static void test_m1_intro_flood_rate_limited_legit_served(void)
 {
     enum { ATT = 3, EACH = 300 };
-    world w;
-    world_init(&w, 2, NULL, 1);
-    rcli *target = &w.c[0], *legit = &w.c[1];
+    rdv_world w;
+    rdv_world_init(&w, 2, NULL, 1);
+    rdv_cli *target = &w.c[0], *legit = &w.c[1];
     tern_peer_id(legit->n.key.pub, target->watch_id);
     /* three attacker connections (fresh keys) from one IP, different ports */
-    rcli att[ATT];
+    rdv_cli att[ATT];
     for (uint32_t i = 0; i < ATT; i++) {
         tern_addr a;
         tern_addr_ipv4(&a, 198, 51, 100, 66, (uint16_t)(50000 + i));
-        cli_start_at(&att[i], w.s, &w.srv, &a, 500 + i);
+        rdv_cli_start_at(&att[i], w.s, &w.srv, &a, 500 + i, NULL);
     }
-    run_ms(w.s, 200);
-    for (uint32_t i = 0; i < ATT; i++) cli_register(&att[i]);
-    run_ms(w.s, 50);
+    tnet_run_ms(w.s, 200);
+    for (uint32_t i = 0; i < ATT; i++) rdv_cli_register(&att[i]);
+    tnet_run_ms(w.s, 50);
     uint64_t t0 = sim_now(w.s);
     tern_rdv_msg m = intro_msg(target);
     for (uint32_t k = 0; k < EACH; k++) {
-        for (uint32_t i = 0; i < ATT; i++) (void)cli_try(&att[i], &m);
-        if (k % 10 == 9) run_ms(w.s, 10);
+        for (uint32_t i = 0; i < ATT; i++) (void)rdv_cli_try(&att[i], &m);
+        if (k % 10 == 9) tnet_run_ms(w.s, 10);
         if (k == EACH / 2) { /* in the middle of the flood, a legitimate introduction */
             tern_rdv_msg l = intro_msg(target);
-            cli_send(legit, &l);
+            rdv_cli_send(legit, &l);
         }
     }
-    run_ms(w.s, 100);
+    tnet_run_ms(w.s, 100);
     double secs = (double)(sim_now(w.s) - t0) / S;
     tern_rdv_stats st = rdv_node_stats(&w.srv);
     printf("  %d attackers from one IP, %d INTRODUCEs each to one target in %.1f s: target told "
@@ -551,8 +365,8 @@ static void test_m1_intro_flood_rate_limited_legit_served(void)
     uint64_t errs = 0;
     for (uint32_t i = 0; i < ATT; i++) errs += att[i].errors[TERN_RDV_E_RATE_LIMITED];
     TT_CHECK_EQ_U64(errs, st.intro_limited_peer + st.intro_limited_target);
-    for (uint32_t i = 0; i < ATT; i++) cli_free(&att[i], w.s);
-    world_free(&w);
+    for (uint32_t i = 0; i < ATT; i++) rdv_cli_free(&att[i]);
+    rdv_world_free(&w);
 }
 
 /* ---------------------------------------------------------------- M2: LOCAL candidates */
@@ -582,10 +396,10 @@ static void test_m2_local_candidates_filtered(void)
     TT_CHECK(!tern_rdv_local_cand_ok(&lo, NULL));
 
     /* on the server: a REGISTER naming somebody else's public addresses as LOCAL */
-    world w;
-    world_init(&w, 2, NULL, 0);
-    rcli *att = &w.c[0], *legit = &w.c[1];
-    cli_register(legit);
+    rdv_world w;
+    rdv_world_init(&w, 2, NULL, 0);
+    rdv_cli *att = &w.c[0], *legit = &w.c[1];
+    rdv_cli_register(legit);
     tern_rdv_msg m;
     tern_rdv_msg_init(&m, TERN_RDV_REGISTER);
     const char *cands[] = {"8.8.8.8:53", "203.0.113.5:80", "10.1.1.1:5000", "192.168.0.2:5000",
@@ -595,12 +409,12 @@ static void test_m2_local_candidates_filtered(void)
         m.cands[i].kind = TERN_RDV_CAND_LOCAL;
         TT_REQUIRE(tern_addr_parse(&m.cands[i].addr, cands[i]) == TERN_OK);
     }
-    cli_send(att, &m);
-    run_ms(w.s, 50);
+    rdv_cli_send(att, &m);
+    tnet_run_ms(w.s, 50);
     TT_REQUIRE(att->got[TERN_RDV_REGISTERED] == 1);
     tern_rdv_msg in = intro_msg(att);
-    cli_send(legit, &in);
-    run_ms(w.s, 50);
+    rdv_cli_send(legit, &in);
+    tnet_run_ms(w.s, 50);
     TT_REQUIRE(legit->got[TERN_RDV_PEER_INFO] == 1);
     const tern_rdv_msg *pi = &legit->last[TERN_RDV_PEER_INFO];
     size_t n_local = 0;
@@ -615,7 +429,7 @@ static void test_m2_local_candidates_filtered(void)
     TT_CHECK_EQ_U64(n_local, 4);
     TT_CHECK_EQ_U64(st.local_cands_dropped, 4);
     TT_CHECK_EQ_U64(att->got[TERN_RDV_INTRODUCED], 1);
-    world_free(&w);
+    rdv_world_free(&w);
 }
 
 /* ---------------------------------------------------------------- M3: relay sessions */
@@ -642,25 +456,25 @@ static void test_m3_relay_sessions_bounded_target_not_locked(void)
     cfg.relay_sessions = relay;
     cfg.max_relay_per_peer = 8;
     cfg.intro_target_rate = 0; /* the relay's own limits are the subject here */
-    world w;
-    world_init(&w, ATT + 2 + 20, &cfg, 1);
+    rdv_world w;
+    rdv_world_init(&w, ATT + 2 + 20, &cfg, 1);
     w.srv.relay = relay;
-    rcli *target = &w.c[0], *legit = &w.c[1];
+    rdv_cli *target = &w.c[0], *legit = &w.c[1];
     /* 24 attackers each open a session with the target */
     for (uint32_t i = 0; i < ATT; i++) {
         tern_rdv_msg m = intro_msg(target);
-        cli_send(&w.c[2 + i], &m);
-        run_ms(w.s, 5);
+        rdv_cli_send(&w.c[2 + i], &m);
+        tnet_run_ms(w.s, 5);
     }
-    run_ms(w.s, 100);
+    tnet_run_ms(w.s, 100);
     tern_relay_stats rs;
     tern_relay_get_stats(relay, &rs);
     TT_CHECK_EQ_U64(rs.sessions, 16);
     TT_CHECK_EQ_U64(rs.evicted, ATT - 16);
     /* the target is not locked out: a legitimate introduction gets its session */
     tern_rdv_msg m = intro_msg(target);
-    cli_send(legit, &m);
-    run_ms(w.s, 50);
+    rdv_cli_send(legit, &m);
+    tnet_run_ms(w.s, 50);
     TT_REQUIRE(legit->got[TERN_RDV_PEER_INFO] == 1);
     TT_CHECK(legit->last[TERN_RDV_PEER_INFO].has_channel);
     TT_CHECK(target->last[TERN_RDV_INTRODUCED].has_channel);
@@ -673,13 +487,13 @@ static void test_m3_relay_sessions_bounded_target_not_locked(void)
                     (int)sizeof(d));
     TT_CHECK(tern_addr_equal(&to, &target->n.addr));
     /* one requester: at most max_relay_per_peer sessions (the rest introduced without relay) */
-    rcli *greedy = &w.c[2];
+    rdv_cli *greedy = &w.c[2];
     for (uint32_t i = 0; i < 20; i++) {
         tern_rdv_msg g = intro_msg(&w.c[ATT + 2 + i]);
-        cli_send(greedy, &g);
-        run_ms(w.s, 5);
+        rdv_cli_send(greedy, &g);
+        tnet_run_ms(w.s, 5);
     }
-    run_ms(w.s, 100);
+    tnet_run_ms(w.s, 100);
     tern_rdv_stats st = rdv_node_stats(&w.srv);
     /* greedy's session with the target was the first evicted: 8 of its 20 get one */
     TT_CHECK_EQ_U64(st.relay_refused_peer, 20 - 8);
@@ -688,7 +502,7 @@ static void test_m3_relay_sessions_bounded_target_not_locked(void)
     /* the peers that opened sessions leave: their sessions go with them */
     for (uint32_t i = 2; i < ATT + 2; i++)
         tern_conn_close(w.c[i].n.conn, sim_now(w.s), 0, "bye", 3);
-    run_ms(w.s, 200);
+    tnet_run_ms(w.s, 200);
     tern_relay_get_stats(relay, &rs);
     st = rdv_node_stats(&w.srv);
     printf("  %d attackers opening sessions to one target (max_per_addr 16): %llu evicted, the "
@@ -699,7 +513,7 @@ static void test_m3_relay_sessions_bounded_target_not_locked(void)
            (unsigned long long)rs.sessions, (unsigned long long)st.relay_closed);
     TT_CHECK_EQ_U64(rs.sessions, 1); /* legit <-> target */
     TT_CHECK(st.relay_closed >= live - 1);
-    world_free(&w);
+    rdv_world_free(&w);
     tern_relay_del(relay);
     tt_mem_check_clean(&lmem, "relay");
 }
@@ -712,22 +526,22 @@ static void test_m7_calls_bounded_legit_served(void)
     tern_rdv_config cfg;
     tern_rdv_config_default(&cfg);
     cfg.max_calls_per_provider = 100;
-    world w;
-    world_init(&w, ATT + 3, &cfg, 1);
-    rcli *sink = &w.c[ATT], *echo = &w.c[ATT + 1], *legit = &w.c[ATT + 2];
+    rdv_world w;
+    rdv_world_init(&w, ATT + 3, &cfg, 1);
+    rdv_cli *sink = &w.c[ATT], *echo = &w.c[ATT + 1], *legit = &w.c[ATT + 2];
     offer(sink, "sink"); /* never replies */
     echo->auto_reply = 1;
     offer(echo, "echo");
-    run_ms(w.s, 50);
+    tnet_run_ms(w.s, 50);
     uint64_t mem0 = rdv_node_stats(&w.srv).mem_current;
     const uint8_t pl[8] = {0};
     for (uint32_t k = 0; k < EACH; k++)
         for (uint32_t a = 0; a < ATT; a++) {
             tern_rdv_msg m = call_msg(a < 2 ? "sink" : "echo", k, 60000, pl, sizeof(pl));
             if (a >= 2) m.service = (const uint8_t *)"sink", m.service_len = 4;
-            (void)cli_try(&w.c[a], &m);
+            (void)rdv_cli_try(&w.c[a], &m);
         }
-    run_ms(w.s, 200);
+    tnet_run_ms(w.s, 200);
     tern_rdv_stats st = rdv_node_stats(&w.srv);
     printf("  %d callers x %d calls (60 s timeout) to a provider that never answers: %llu in "
            "flight (max_calls_per_peer %u, max_calls_per_provider 100), %llu refused, rendezvous "
@@ -743,12 +557,12 @@ static void test_m7_calls_bounded_legit_served(void)
     tern_rdv_msg x;
     for (uint32_t k = 0; k < 100; k++) {
         x = call_msg("echo", 1000 + k, 60000, pl, sizeof(pl));
-        (void)cli_try(&w.c[0], &x);
+        (void)rdv_cli_try(&w.c[0], &x);
     }
     /* a legitimate call is answered during all this */
     x = call_msg("echo", 7, 0, (const uint8_t *)"ping", 4);
-    cli_send(legit, &x);
-    run_ms(w.s, 100);
+    rdv_cli_send(legit, &x);
+    tnet_run_ms(w.s, 100);
     TT_CHECK_EQ_U64(legit->got[TERN_RDV_REPLY], 1);
     TT_CHECK_EQ_U64(legit->last[TERN_RDV_REPLY].call_id, 7);
     /* attacker 0 (some calls to sink in flight) sent 100 echo calls at once: each was answered
@@ -757,7 +571,7 @@ static void test_m7_calls_bounded_legit_served(void)
     uint64_t in_flight = EACH - lim0; /* its calls to sink */
     TT_CHECK_MSG(w.c[0].got[TERN_RDV_REPLY] >= 64 - in_flight, "%llu replies, %llu in flight",
                  (unsigned long long)w.c[0].got[TERN_RDV_REPLY], (unsigned long long)in_flight);
-    world_free(&w);
+    rdv_world_free(&w);
 }
 
 /* ---------------------------------------------------------------- per-peer budgets */
@@ -770,26 +584,24 @@ static void test_peer_state_budget(void)
     tern_rdv_config cfg;
     tern_rdv_config_default(&cfg);
     cfg.join_rate = 0;
-    world w;
-    world_init(&w, 2, &cfg, 1);
-    rcli *att = &w.c[0], *prov = &w.c[1];
+    rdv_world w;
+    rdv_world_init(&w, 2, &cfg, 1);
+    rdv_cli *att = &w.c[0], *prov = &w.c[1];
     offer(prov, "slow");
-    run_ms(w.s, 50);
+    tnet_run_ms(w.s, 50);
     uint64_t mem0 = rdv_node_stats(&w.srv).mem_current;
     uint8_t name[TERN_RDV_MAX_NAME];
     for (uint32_t i = 0; i < 100; i++) {
         long_name(name, "grp", i);
-        tern_rdv_msg m;
-        tern_rdv_msg_init(&m, TERN_RDV_JOIN);
-        m.group = name, m.group_len = sizeof(name);
-        (void)cli_try(att, &m);
+        tern_rdv_msg m = join_msg(name, sizeof(name));
+        (void)rdv_cli_try(att, &m);
         long_name(name, "svc", i);
         m = offer_msg(name, sizeof(name));
-        (void)cli_try(att, &m);
+        (void)rdv_cli_try(att, &m);
         m = call_msg("slow", i, 60000, (const uint8_t *)"x", 1);
-        (void)cli_try(att, &m);
+        (void)rdv_cli_try(att, &m);
     }
-    run_ms(w.s, 300);
+    tnet_run_ms(w.s, 300);
     tern_rdv_stats st = rdv_node_stats(&w.srv);
     printf("  one connection, everything it may hold: accounted %llu bytes (max_peer_state %llu), "
            "rendezvous memory +%llu bytes\n", (unsigned long long)st.peer_state_max,
@@ -800,23 +612,16 @@ static void test_peer_state_budget(void)
     /* a smaller budget refuses the rest, counted */
     tern_rdv_config small = cfg;
     small.max_peer_state = 8 * 1024;
-    world w2;
-    world_init(&w2, 1, &small, 1);
-    for (uint32_t i = 0; i < 64; i++) {
-        long_name(name, "grp", i);
-        tern_rdv_msg m;
-        tern_rdv_msg_init(&m, TERN_RDV_JOIN);
-        m.group = name, m.group_len = sizeof(name);
-        (void)cli_try(&w2.c[0], &m);
-    }
-    run_ms(w2.s, 300);
+    rdv_world w2;
+    rdv_world_init(&w2, 1, &small, 1);
+    join_long(&w2.c[0], "grp", 64);
+    tnet_run_ms(w2.s, 300);
     tern_rdv_stats s2 = rdv_node_stats(&w2.srv);
     TT_CHECK(s2.limit_peer_state > 0);
     TT_CHECK(s2.peer_state_max <= small.max_peer_state);
     TT_CHECK(s2.groups < 64);
-    world_free(&w2);
-    g_sim = w.s;
-    world_free(&w);
+    rdv_world_free(&w2);
+    rdv_world_free(&w);
 
     /* the server-wide memory cap: near it new state and new connections are refused, the
      * peers already there keep being served */
@@ -829,29 +634,23 @@ static void test_peer_state_budget(void)
     tern_rdv_server_del(ps);
     tern_rdv_config capped = cfg;
     capped.max_mem = pst.mem_current + 8 * 1024;
-    world w3;
-    world_init(&w3, 3, &capped, 1);
-    cli_group(&w3.c[0], TERN_RDV_JOIN, "g", NULL, 0);
-    cli_group(&w3.c[1], TERN_RDV_JOIN, "g", NULL, 0);
-    run_ms(w3.s, 50);
-    for (uint32_t i = 0; i < 64; i++) {
-        long_name(name, "fill", i);
-        tern_rdv_msg m;
-        tern_rdv_msg_init(&m, TERN_RDV_JOIN);
-        m.group = name, m.group_len = sizeof(name);
-        (void)cli_try(&w3.c[2], &m);
-    }
-    run_ms(w3.s, 300);
-    rcli late[8];
+    rdv_world w3;
+    rdv_world_init(&w3, 3, &capped, 1);
+    rdv_cli_group(&w3.c[0], TERN_RDV_JOIN, "g", NULL, 0);
+    rdv_cli_group(&w3.c[1], TERN_RDV_JOIN, "g", NULL, 0);
+    tnet_run_ms(w3.s, 50);
+    join_long(&w3.c[2], "fill", 64);
+    tnet_run_ms(w3.s, 300);
+    rdv_cli late[8];
     for (uint32_t i = 0; i < 8; i++) {
         tern_addr at;
         tern_addr_ipv4(&at, 198, 51, 100, (uint8_t)(20 + i), 40000);
-        cli_start_at(&late[i], w3.s, &w3.srv, &at, 700 + i);
+        rdv_cli_start_at(&late[i], w3.s, &w3.srv, &at, 700 + i, NULL);
     }
-    run_ms(w3.s, 500);
+    tnet_run_ms(w3.s, 500);
     const uint8_t hi[] = {9};
-    cli_group(&w3.c[0], TERN_RDV_GROUP_MSG, "g", hi, 1);
-    run_ms(w3.s, 50);
+    rdv_cli_group(&w3.c[0], TERN_RDV_GROUP_MSG, "g", hi, 1);
+    tnet_run_ms(w3.s, 50);
     tern_rdv_stats s3 = rdv_node_stats(&w3.srv);
     printf("  max_mem %llu bytes: memory %llu, %llu requests and connections refused, %d new "
            "connections refused\n", (unsigned long long)capped.max_mem,
@@ -862,34 +661,34 @@ static void test_peer_state_budget(void)
     TT_CHECK(w3.srv.refused >= 5);
     TT_CHECK_EQ_U64(s3.peers, 3 + 8 - (uint64_t)w3.srv.refused);
     TT_CHECK_EQ_U64(w3.c[1].group_seen[9], 1);
-    for (uint32_t i = 0; i < 8; i++) cli_free(&late[i], w3.s);
-    world_free(&w3);
+    for (uint32_t i = 0; i < 8; i++) rdv_cli_free(&late[i]);
+    rdv_world_free(&w3);
 }
 
 /* A peer that asks and never reads the answers is closed once max_queue_bytes is queued to it. */
 static void test_unread_responses_close_the_peer(void)
 {
-    world w;
-    world_init(&w, 2, NULL, 1);
-    rcli *a = &w.c[0], *b = &w.c[1];
+    rdv_world w;
+    rdv_world_init(&w, 2, NULL, 1);
+    rdv_cli *a = &w.c[0], *b = &w.c[1];
     /* the attacker advertises a flow window of 2 fragments and pauses the server's flow after
      * the first message: it acknowledges packets (its requests keep coming) but reads nothing,
      * so flow control holds the server's answers in the server's queue */
-    rcli attacker, *att = &attacker;
+    rdv_cli attacker, *att = &attacker;
     tern_settings ts;
     tern_settings_default(&ts);
     ts.flow_window = 2;
     tern_addr at;
     tern_addr_ipv4(&at, 198, 51, 100, 7, 40000);
-    cli_start_with(att, w.s, &w.srv, &at, 900, &ts);
-    run_ms(w.s, 200);
+    rdv_cli_start_at(att, w.s, &w.srv, &at, 900, &ts);
+    tnet_run_ms(w.s, 200);
     TT_REQUIRE(att->n.established);
-    cli_register(att);
-    run_ms(w.s, 50);
+    rdv_cli_register(att);
+    tnet_run_ms(w.s, 50);
     TT_REQUIRE(att->got[TERN_RDV_REGISTERED] == 1);
-    cli_group(a, TERN_RDV_JOIN, "g", NULL, 0);
-    cli_group(b, TERN_RDV_JOIN, "g", NULL, 0);
-    run_ms(w.s, 50);
+    rdv_cli_group(a, TERN_RDV_JOIN, "g", NULL, 0);
+    rdv_cli_group(b, TERN_RDV_JOIN, "g", NULL, 0);
+    tnet_run_ms(w.s, 50);
     att->pause_rx = 1;
     uint8_t name[TERN_RDV_MAX_NAME];
     long_name(name, "nope", 0);
@@ -900,10 +699,10 @@ static void test_unread_responses_close_the_peer(void)
         tern_rdv_msg_init(&m, TERN_RDV_GROUP_MSG);
         m.group = name, m.group_len = sizeof(name);
         m.payload = hi, m.payload_len = 1, m.has_payload = 1;
-        if (cli_try(att, &m) != TERN_OK) break;
-        if (i % 100 == 99) run_ms(w.s, 5);
+        if (rdv_cli_try(att, &m) != TERN_OK) break;
+        if (i % 100 == 99) tnet_run_ms(w.s, 5);
     }
-    run_ms(w.s, 500);
+    tnet_run_ms(w.s, 500);
     tern_rdv_stats st = rdv_node_stats(&w.srv);
     printf("  a peer that never reads its answers: closed after %llu bytes queued to it "
            "(max_queue_bytes 262144, answers up to 1.25x); slow_closed %llu\n", (unsigned long long)st.queue_max,
@@ -914,11 +713,11 @@ static void test_unread_responses_close_the_peer(void)
     TT_CHECK_EQ_U64(st.peers, 2);
     TT_CHECK(att->n.closed == 1 || att->n.closed == 0); /* its side may not have heard yet */
     const uint8_t yo[] = {2};
-    cli_group(a, TERN_RDV_GROUP_MSG, "g", yo, 1);
-    run_ms(w.s, 50);
+    rdv_cli_group(a, TERN_RDV_GROUP_MSG, "g", yo, 1);
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_U64(b->group_seen[2], 1);
-    cli_free(att, w.s);
-    world_free(&w);
+    rdv_cli_free(att);
+    rdv_world_free(&w);
 }
 
 /* ---------------------------------------------------------------- M4: tokens */
@@ -932,16 +731,16 @@ static void test_m4_tokens_required_no_squatting(void)
     cfg.require_register_token = cfg.require_join_token = cfg.require_offer_token = 1;
     cfg.unix_offset_s = 1700000000;
     uint64_t now_unix = 1700000000;
-    world w;
-    world_init(&w, 2, &cfg, 0);
-    rcli *att = &w.c[0], *legit = &w.c[1];
+    rdv_world w;
+    rdv_world_init(&w, 2, &cfg, 0);
+    rdv_cli *att = &w.c[0], *legit = &w.c[1];
     /* no token: not registered, so nothing else either */
     tern_rdv_msg m;
     tern_rdv_msg_init(&m, TERN_RDV_REGISTER);
-    cli_send(att, &m);
-    cli_group(att, TERN_RDV_JOIN, "vip", NULL, 0);
+    rdv_cli_send(att, &m);
+    rdv_cli_group(att, TERN_RDV_JOIN, "vip", NULL, 0);
     offer(att, "bank");
-    run_ms(w.s, 50);
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_U64(att->errors[TERN_RDV_E_TOKEN_REQUIRED], 1);
     TT_CHECK_EQ_U64(att->errors[TERN_RDV_E_NOT_REGISTERED], 2);
     /* registered with its own token (say the operator lets anyone register), it still cannot
@@ -951,15 +750,15 @@ static void test_m4_tokens_required_no_squatting(void)
     m.has_token = 1;
     TT_REQUIRE(tern_rdv_token_make(cfg.secret, TERN_RDV_TOKEN_REGISTER, aid, 32, now_unix + 60,
                                    m.token) == TERN_OK);
-    cli_send(att, &m);
-    cli_group(att, TERN_RDV_JOIN, "vip", NULL, 0);
+    rdv_cli_send(att, &m);
+    rdv_cli_group(att, TERN_RDV_JOIN, "vip", NULL, 0);
     offer(att, "bank");
     tern_rdv_msg o = offer_msg((const uint8_t *)"bank", 4);
     o.has_token = 1; /* a token for another service */
     tern_rdv_token_make(cfg.secret, TERN_RDV_TOKEN_OFFER, (const uint8_t *)"bans", 4,
                         now_unix + 60, o.token);
-    cli_send(att, &o);
-    run_ms(w.s, 50);
+    rdv_cli_send(att, &o);
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_U64(att->got[TERN_RDV_REGISTERED], 1);
     TT_CHECK_EQ_U64(att->errors[TERN_RDV_E_TOKEN_REQUIRED], 3);
     TT_CHECK_EQ_U64(att->errors[TERN_RDV_E_TOKEN_FORGED], 1);
@@ -968,17 +767,17 @@ static void test_m4_tokens_required_no_squatting(void)
     uint8_t lid[32];
     tern_peer_id(legit->n.key.pub, lid);
     tern_rdv_token_make(cfg.secret, TERN_RDV_TOKEN_REGISTER, lid, 32, now_unix + 60, m.token);
-    cli_send(legit, &m);
+    rdv_cli_send(legit, &m);
     tern_rdv_token_make(cfg.secret, TERN_RDV_TOKEN_OFFER, (const uint8_t *)"bank", 4,
                         now_unix + 60, o.token);
-    cli_send(legit, &o);
-    run_ms(w.s, 50);
+    rdv_cli_send(legit, &o);
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_U64(legit->got[TERN_RDV_OFFERED], 1);
     tern_rdv_stats st = rdv_node_stats(&w.srv);
     TT_CHECK_EQ_U64(st.services, 1);
     TT_CHECK_EQ_U64(st.groups, 0);
     TT_CHECK_EQ_U64(st.token_rejected, 4);
-    world_free(&w);
+    rdv_world_free(&w);
 }
 
 /* ---------------------------------------------------------------- churn */
@@ -1018,10 +817,10 @@ static void test_random_churn_returns_memory(void)
     cfg.max_calls_per_peer = 5;
     cfg.max_calls_per_provider = 8;
     cfg.default_timeout_ms = 300;
-    world w;
-    world_init(&w, 0, &cfg, 0);
+    rdv_world w;
+    rdv_world_init(&w, 0, &cfg, 0);
     w.srv.relay = relay;
-    rcli *c = calloc(N, sizeof(*c));
+    rdv_cli *c = calloc(N, sizeof(*c));
     TT_REQUIRE(c != NULL);
     tern_settings slow;
     tern_settings_default(&slow);
@@ -1030,71 +829,71 @@ static void test_random_churn_returns_memory(void)
     for (uint32_t i = 0; i < N; i++) {
         tern_addr a;
         tern_addr_ipv4(&a, 10, 50, (uint8_t)(i % 3), (uint8_t)i, 40000);
-        cli_start_with(&c[i], w.s, &w.srv, &a, 1000 + gen++, i % 3 == 0 ? &slow : NULL);
+        rdv_cli_start_at(&c[i], w.s, &w.srv, &a, 1000 + gen++, i % 3 == 0 ? &slow : NULL);
     }
-    run_ms(w.s, 300);
+    tnet_run_ms(w.s, 300);
     for (uint32_t i = 0; i < N; i++) {
-        cli_register(&c[i]);
+        rdv_cli_register(&c[i]);
         c[i].pause_rx = i % 3 == 0;
     }
-    run_ms(w.s, 50);
+    tnet_run_ms(w.s, 50);
     static const char *names[] = {"a", "b", "c", "d", "e", "f", "g", "h"};
     uint8_t big[3000];
     memset(big, 0x61, sizeof(big));
     for (uint32_t r = 0; r < ROUNDS; r++) {
         uint32_t i = (uint32_t)tt_rng_below(&rng, N);
-        rcli *k = &c[i];
+        rdv_cli *k = &c[i];
         if (!k->n.established || k->n.closed) {
             if (tt_rng_below(&rng, 20) == 0) { /* a new peer in its place */
-                cli_free(k, w.s);
+                rdv_cli_free(k);
                 tern_addr a;
                 tern_addr_ipv4(&a, 10, 51, (uint8_t)(gen >> 8), (uint8_t)gen, 40000);
-                cli_start_with(k, w.s, &w.srv, &a, 1000 + gen++, NULL);
+                rdv_cli_start_at(k, w.s, &w.srv, &a, 1000 + gen++, NULL);
             }
             continue;
         }
         const char *g = names[tt_rng_below(&rng, 8)];
         tern_rdv_msg m;
         switch (tt_rng_below(&rng, 10)) {
-        case 0: cli_register(k); break;
+        case 0: rdv_cli_register(k); break;
         case 1:
-            cli_group(k, TERN_RDV_JOIN, g, NULL, 0);
+            rdv_cli_group(k, TERN_RDV_JOIN, g, NULL, 0);
             break;
-        case 2: cli_group(k, TERN_RDV_LEAVE, g, NULL, 0); break;
+        case 2: rdv_cli_group(k, TERN_RDV_LEAVE, g, NULL, 0); break;
         case 3:
-            (void)cli_group; /* GROUP_MSG of up to 3000 bytes */
+            /* GROUP_MSG of up to 3000 bytes */
             tern_rdv_msg_init(&m, TERN_RDV_GROUP_MSG);
             m.group = (const uint8_t *)g, m.group_len = 1;
             m.payload = big, m.payload_len = (size_t)tt_rng_below(&rng, sizeof(big)), m.has_payload = 1;
-            (void)cli_try(k, &m);
+            (void)rdv_cli_try(k, &m);
             break;
         case 4:
             m = offer_msg((const uint8_t *)g, 1);
-            (void)cli_try(k, &m);
+            (void)rdv_cli_try(k, &m);
             break;
         case 5:
             m = call_msg(g, r, (uint32_t)tt_rng_below(&rng, 500), big, 100);
-            (void)cli_try(k, &m);
+            (void)rdv_cli_try(k, &m);
             break;
         case 6:
             tern_rdv_msg_init(&m, TERN_RDV_REPLY);
             m.has_call_id = 1, m.call_id = tt_rng_below(&rng, r + 2);
             m.has_status = 1, m.payload = big, m.payload_len = 10, m.has_payload = 1;
-            (void)cli_try(k, &m);
+            (void)rdv_cli_try(k, &m);
             break;
         case 7:
         case 8:
             m = intro_msg(&c[tt_rng_below(&rng, N)]);
-            (void)cli_try(k, &m);
+            (void)rdv_cli_try(k, &m);
             break;
         default:
             if (tt_rng_below(&rng, 10) == 0)
                 tern_conn_close(k->n.conn, sim_now(w.s), 0, "bye", 3);
             break;
         }
-        if (r % 20 == 19) run_ms(w.s, 10);
+        if (r % 20 == 19) tnet_run_ms(w.s, 10);
     }
-    run_ms(w.s, 1000);
+    tnet_run_ms(w.s, 1000);
     tern_rdv_stats st = rdv_node_stats(&w.srv);
     tern_relay_stats rs;
     tern_relay_get_stats(relay, &rs);
@@ -1114,7 +913,7 @@ static void test_random_churn_returns_memory(void)
     for (uint32_t i = 0; i < N; i++)
         if (c[i].n.conn && !c[i].n.closed)
             tern_conn_close(c[i].n.conn, sim_now(w.s), 0, "bye", 3);
-    run_ms(w.s, 35000);
+    tnet_run_ms(w.s, 35000);
     st = rdv_node_stats(&w.srv);
     tern_relay_get_stats(relay, &rs);
     TT_CHECK_EQ_U64(st.peers, 0);
@@ -1122,9 +921,9 @@ static void test_random_churn_returns_memory(void)
     TT_CHECK_EQ_U64(st.mem_current, w.srv.base_mem);
     TT_CHECK_EQ_U64(rs.sessions, 0);
     TT_CHECK_EQ_U64(lmem.current, relay_empty);
-    for (uint32_t i = 0; i < N; i++) cli_free(&c[i], w.s);
+    for (uint32_t i = 0; i < N; i++) rdv_cli_free(&c[i]);
     free(c);
-    world_free(&w);
+    rdv_world_free(&w);
     tern_relay_del(relay);
     tt_mem_check_clean(&lmem, "relay");
 }

@@ -1,6 +1,7 @@
 /*
  * The whole relay path on the simulated network, with the real parts on both ends: a server node
- * running a tern endpoint, the rendezvous server and the relay (tern_rdv_config.relay_sessions),
+ * (support/rdv_node) running a tern endpoint, the rendezvous server and the relay on one port
+ * (tern_rdv_config.relay_sessions),
  * and two peers that register, get introduced, and connect with tern_endpoint_connect_peer /
  * tern_endpoint_expect_peer from what PEER_INFO and INTRODUCED carry (the RELAY candidate is the
  * wildcard 0.0.0.0:4433, which each peer reads as the server's own address). A middlebox drops
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "support/rdv_node.h"
 #include "support/tnet.h"
 #include "tern/relay.h"
 #include "tern/rendezvous.h"
@@ -21,196 +23,12 @@
 #define MS (1000000ull)
 #define S (1000000000ull)
 #define MARKER "plaintext-marker-that-must-not-cross-the-relay"
-#define RELAY_Q 1024
-
-typedef struct qpkt {
-    tern_addr to;
-    size_t len;
-    uint8_t data[TERN_MAX_DATAGRAM];
-} qpkt;
-
-/* ---------------------------------------------------------------- the server node */
-
-typedef struct server {
-    tern_endpoint *ep;
-    sim_node *node;
-    tern_addr addr;
-    tt_mem mem, rmem, lmem;
-    tt_rng rng, rrng, lrng;
-    tern_keypair key;
-    tern_rdv_server *rdv;
-    tern_relay *relay;
-    uint64_t relay_base_mem;
-    qpkt *q; /* relayed datagrams waiting for srv_send */
-    size_t q_head, q_len;
-    uint64_t q_full, marker_seen;
-} server;
-
-static sim *g_sim;
-
-static int contains(const uint8_t *d, size_t len, const char *needle)
-{
-    size_t n = strlen(needle);
-    for (size_t i = 0; i + n <= len; i++)
-        if (memcmp(d + i, needle, n) == 0) return 1;
-    return 0;
-}
-
-static void srv_recv(void *node, uint64_t now, const tern_addr *local, const tern_addr *remote,
-                     const uint8_t *data, size_t len)
-{
-    server *sv = node;
-    if (len == 0 || data[0] != TERN_RELAY_TYPE) {
-        (void)tern_endpoint_recv(sv->ep, now, local, remote, data, len);
-        return;
-    }
-    /* what ternd's rx_hook does: forward in place, send from the same address */
-    if (contains(data, len, MARKER)) sv->marker_seen++;
-    if (sv->q_len == RELAY_Q) {
-        sv->q_full++;
-        return;
-    }
-    qpkt *p = &sv->q[(sv->q_head + sv->q_len) % RELAY_Q];
-    memcpy(p->data, data, len);
-    int n = tern_relay_forward(sv->relay, now, remote, p->data, len, &p->to);
-    if (n <= 0) return;
-    TT_CHECK(n == (int)len);
-    p->len = (size_t)n;
-    sv->q_len++;
-}
-
-static int srv_send(void *node, uint64_t now, tern_datagram *d, size_t max, uint8_t *buf,
-                    size_t cap)
-{
-    server *sv = node;
-    size_t n = 0, off = 0;
-    while (n < max && sv->q_len > 0 && off + TERN_MAX_DATAGRAM <= cap) {
-        qpkt *p = &sv->q[sv->q_head];
-        memcpy(buf + off, p->data, p->len);
-        d[n].local = sv->addr;
-        d[n].remote = p->to;
-        d[n].data = buf + off;
-        d[n].len = p->len;
-        off += p->len;
-        n++;
-        sv->q_head = (sv->q_head + 1) % RELAY_Q;
-        sv->q_len--;
-    }
-    if (n > 0) return (int)n;
-    return tern_endpoint_send(sv->ep, now, d, max, buf, cap);
-}
-
-static uint64_t srv_deadline(void *node)
-{
-    server *sv = node;
-    uint64_t t = tern_endpoint_next_deadline(sv->ep), u = tern_rdv_server_next_deadline(sv->rdv),
-             v = tern_relay_next_deadline(sv->relay);
-    if (u < t) t = u;
-    return v < t ? v : t;
-}
-
-static void srv_expire(void *node, uint64_t now)
-{
-    server *sv = node;
-    tern_relay_handle_expiry(sv->relay, now);
-    tern_rdv_server_handle_expiry(sv->rdv, now);
-    tern_endpoint_handle_expiry(sv->ep, now);
-}
-
-static const sim_node_ops SRV_OPS = {srv_recv, srv_send, srv_deadline, srv_expire};
-
-static int srv_accept(tern_conn *c, void *u)
-{
-    server *sv = u;
-    return tern_rdv_server_on_accept(sv->rdv, c, sim_now(g_sim));
-}
-
-static void srv_message(tern_conn *c, uint64_t flow, const uint8_t *d, size_t len, void *u)
-{
-    server *sv = u;
-    tern_rdv_server_on_message(sv->rdv, c, flow, d, len, sim_now(g_sim));
-}
-
-static void srv_gone(tern_conn *c, void *u)
-{
-    server *sv = u;
-    tern_rdv_server_on_gone(sv->rdv, c, sim_now(g_sim));
-}
-
-static void srv_closed(tern_conn *c, int err, uint64_t code, const char *r, size_t l, void *u)
-{
-    (void)err, (void)code, (void)r, (void)l;
-    srv_gone(c, u);
-}
-
-static void server_init(server *sv, sim *s)
-{
-    memset(sv, 0, sizeof(*sv));
-    tern_addr_ipv4(&sv->addr, 192, 0, 2, 1, 4433);
-    tt_mem_init(&sv->mem);
-    tt_mem_init(&sv->rmem);
-    tt_mem_init(&sv->lmem);
-    tt_rng_seed(&sv->rng, sim_derive_seed(s, 90));
-    tt_rng_seed(&sv->rrng, sim_derive_seed(s, 91));
-    tt_rng_seed(&sv->lrng, sim_derive_seed(s, 92));
-    uint8_t priv[TERN_KEY_LEN];
-    tt_rand_fill(priv, sizeof(priv), &sv->rng);
-    tern_keypair_from_private(&sv->key, priv);
-
-    tern_relay_config lc;
-    tern_relay_config_default(&lc);
-    lc.mem = &sv->lmem.mem;
-    lc.rand = tt_rand_fill;
-    lc.rand_user = &sv->lrng;
-    TT_REQUIRE(tern_relay_new(&lc, &sv->relay) == TERN_OK);
-    sv->relay_base_mem = sv->lmem.current;
-
-    tern_rdv_config rc;
-    tern_rdv_config_default(&rc);
-    rc.mem = &sv->rmem.mem;
-    rc.rand = tt_rand_fill;
-    rc.rand_user = &sv->rrng;
-    rc.has_relay = 1;
-    tern_addr_ipv4(&rc.relay, 0, 0, 0, 0, 4433); /* as ternd on a wildcard address */
-    rc.relay_sessions = sv->relay;
-    TT_REQUIRE(tern_rdv_server_new(&rc, &sv->rdv) == TERN_OK);
-
-    tern_endpoint_config cfg;
-    tern_endpoint_config_default(&cfg);
-    cfg.is_server = 1;
-    cfg.has_static_key = 1;
-    cfg.static_key = sv->key;
-    cfg.mem = &sv->mem.mem;
-    cfg.rand = tt_rand_fill;
-    cfg.rand_user = &sv->rng;
-    cfg.user_data = sv;
-    cfg.callbacks.on_accept = srv_accept;
-    cfg.callbacks.on_message = srv_message;
-    cfg.callbacks.on_closed = srv_closed;
-    cfg.callbacks.on_conn_free = srv_gone;
-    TT_REQUIRE(tern_endpoint_new(&cfg, sim_now(s), &sv->ep) == TERN_OK);
-    sv->q = calloc(RELAY_Q, sizeof(*sv->q));
-    TT_REQUIRE(sv->q != NULL);
-    sv->node = sim_add_node(s, &SRV_OPS, sv, &sv->addr);
-    TT_REQUIRE(sv->node != NULL);
-}
-
-static void server_free(server *sv, sim *s)
-{
-    sim_node_remove(s, sv->node);
-    tern_endpoint_del(sv->ep);
-    tern_rdv_server_del(sv->rdv);
-    tern_relay_del(sv->relay);
-    free(sv->q);
-    tt_mem_check_clean(&sv->mem, "server endpoint");
-    tt_mem_check_clean(&sv->rmem, "rendezvous server");
-    tt_mem_check_clean(&sv->lmem, "relay");
-}
 
 /* ---------------------------------------------------------------- peers */
 
 typedef struct peer {
     tnet_node n;
+    sim *s;
     tern_conn *rdv;      /* its rendezvous connection */
     uint64_t flow;
     int has_flow, registered, introduced;
@@ -251,9 +69,10 @@ static void peer_on_message(tnet_node *n, tern_conn *c, uint64_t flow, const uin
     p->delivered++;
 }
 
-static void peer_init(peer *p, sim *s, const server *sv, uint8_t last, uint64_t stream)
+static void peer_init(peer *p, sim *s, const rdv_node *sv, uint8_t last, uint64_t stream)
 {
     memset(p, 0, sizeof(*p));
+    p->s = s;
     tern_addr a;
     tern_addr_ipv4(&a, 198, 51, 100, last, 5000);
     tnet_node_init(&p->n, s, &a, 1, NULL, stream); /* a server endpoint: it accepts its peer */
@@ -269,8 +88,8 @@ static void peer_send(peer *p, const tern_rdv_msg *m)
         TT_REQUIRE(tern_flow_open(p->rdv, NULL, &p->flow) == TERN_OK);
         p->has_flow = 1;
     }
-    TT_REQUIRE(tern_rdv_send(p->rdv, p->flow, sim_now(g_sim), m) == TERN_OK);
-    sim_node_wake(g_sim, p->n.node);
+    TT_REQUIRE(tern_rdv_send(p->rdv, p->flow, sim_now(p->s), m) == TERN_OK);
+    sim_node_wake(p->s, p->n.node);
 }
 
 /* The peer target an introduction describes; an unspecified relay IP is the server's. */
@@ -326,7 +145,8 @@ static int blocker(void *user, sim *s, uint64_t now, sim_packet *pkt)
 
 typedef struct scene {
     sim *s;
-    server sv;
+    rdv_node sv; /* the rendezvous server with its relay on the same port, as ternd runs them */
+    rdv_needle marker; /* relayed datagrams carrying the plaintext marker */
     peer a, b;
     block blk;
 } scene;
@@ -366,13 +186,17 @@ static void test_relayed_connection_end_to_end(void)
 {
     scene sc;
     memset(&sc, 0, sizeof(sc));
-    sc.s = g_sim = sim_new(tt_seed());
+    sc.s = sim_new(tt_seed());
     TT_REQUIRE(sc.s != NULL);
     sim_link_params lp;
     sim_link_params_init(&lp);
     lp.delay_ns = 20 * MS;
     sim_set_default_link(sc.s, &lp);
-    server_init(&sc.sv, sc.s);
+    rdv_node_opts o = {.with_relay = 1};
+    rdv_node_init(&sc.sv, sc.s, &o);
+    sc.marker.text = MARKER;
+    sc.sv.relay_tap = rdv_needle_tap;
+    sc.sv.relay_tap_user = &sc.marker;
     peer_init(&sc.a, sc.s, &sc.sv, 10, 1);
     peer_init(&sc.b, sc.s, &sc.sv, 11, 2);
     sc.blk.a = sc.a.n.addr;
@@ -440,8 +264,8 @@ static void test_relayed_connection_end_to_end(void)
            (unsigned long long)rs.drop_malformed, (unsigned long long)rs.drop_rate_limited);
     TT_CHECK(rs.fwd_bytes > 2000 * 1100);
     TT_CHECK_EQ_U64(rs.drop_wrong_source + rs.drop_unknown_channel + rs.drop_malformed, 0);
-    TT_CHECK_EQ_U64(sc.sv.marker_seen, 0); /* the relay only ever held ciphertext */
-    TT_CHECK_EQ_U64(sc.sv.q_full, 0);
+    TT_CHECK_EQ_U64(sc.marker.seen, 0); /* the relay only ever held ciphertext */
+    TT_CHECK_EQ_U64(sc.sv.relay_q_full, 0);
 
     /* the block lifts: the connection moves to the direct path and the relay falls idle */
     sc.blk.on = 0;
@@ -506,13 +330,12 @@ static void test_relayed_connection_end_to_end(void)
     TT_CHECK_EQ_U64(rs.sessions, 0);
     TT_CHECK_EQ_U64(rs.expired, 1);
     TT_CHECK_EQ_U64(sc.sv.lmem.current, sc.sv.relay_base_mem);
-    TT_CHECK_EQ_U64(sc.sv.marker_seen, 0);
+    TT_CHECK_EQ_U64(sc.marker.seen, 0);
 
     tnet_node_free(&sc.a.n, sc.s);
     tnet_node_free(&sc.b.n, sc.s);
-    server_free(&sc.sv, sc.s);
+    rdv_node_free(&sc.sv);
     sim_del(sc.s);
-    g_sim = NULL;
 }
 
 static const tt_case cases[] = {

@@ -14,170 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "support/rdv_node.h"
-#include "support/tnet.h"
+#include "support/rdv_cli.h"
 #include "tern/rendezvous.h"
 
 #define MS (1000000ull)
 #define S (1000000000ull)
-
-/* ---------------------------------------------------------------- harness */
-
-typedef struct rcli {
-    tnet_node n;
-    uint64_t flow;
-    int has_flow;
-    uint64_t got[TERN_RDV_KIND_MAX_ + 1];
-    tern_rdv_msg last[TERN_RDV_KIND_MAX_ + 1]; /* pointers cleared: only fixed fields kept */
-    uint64_t last_at[TERN_RDV_KIND_MAX_ + 1];
-    uint8_t members[TERN_RDV_MAX_MEMBERS * TERN_PEER_ID_LEN];
-    uint8_t payload[256];
-    size_t payload_len;
-    uint8_t group_seen[64];  /* GROUP_MSG payload[0] -> copies received */
-    uint64_t presence_join, presence_leave;
-    uint64_t errors[32];     /* by code */
-    int auto_reply;          /* provider: answer CALL with REPLY(status 0, payload) */
-    uint64_t decode_fail;
-} rcli;
-
-static sim *g_sim;
-
-static void cli_on_message(tnet_node *n, tern_conn *c, uint64_t flow, const uint8_t *d,
-                           size_t len)
-{
-    (void)flow;
-    rcli *k = n->user;
-    tern_rdv_msg m;
-    if (tern_rdv_decode(d, len, &m) != TERN_OK) {
-        k->decode_fail++;
-        return;
-    }
-    k->got[m.kind]++;
-    k->last_at[m.kind] = sim_now(g_sim);
-    if (m.kind == TERN_RDV_JOINED && m.n_members)
-        memcpy(k->members, m.members, m.n_members * TERN_PEER_ID_LEN);
-    if (m.kind == TERN_RDV_GROUP_MSG && m.payload_len >= 1 && m.payload[0] < 64)
-        k->group_seen[m.payload[0]]++;
-    if (m.kind == TERN_RDV_PRESENCE) {
-        if (m.event == TERN_RDV_PRESENCE_JOIN) k->presence_join++;
-        else k->presence_leave++;
-    }
-    if (m.kind == TERN_RDV_ERROR && m.error < 32) k->errors[m.error]++;
-    if (m.has_payload) {
-        k->payload_len = m.payload_len < sizeof(k->payload) ? m.payload_len : sizeof(k->payload);
-        memcpy(k->payload, m.payload, k->payload_len);
-    }
-    if (m.kind == TERN_RDV_CALL && k->auto_reply) {
-        tern_rdv_msg r;
-        tern_rdv_msg_init(&r, TERN_RDV_REPLY);
-        r.has_call_id = 1, r.call_id = m.call_id;
-        r.has_status = 1, r.status = 0;
-        r.payload = m.payload, r.payload_len = m.payload_len, r.has_payload = 1;
-        TT_CHECK(tern_rdv_send(c, k->flow, sim_now(g_sim), &r) == TERN_OK);
-    }
-    m.group = m.service = m.method = m.payload = m.members = NULL;
-    k->last[m.kind] = m;
-}
-
-static void run_ms(sim *s, uint64_t ms)
-{
-    int rc = sim_run_until(s, sim_now(s) + ms * MS);
-    TT_REQUIRE_MSG(rc == SIM_OK, "sim: %s", sim_error(s));
-}
-
-/* Starts client i (address 10.x.y.z) and connects it to r; run the sim to finish. */
-static void cli_start(rcli *k, sim *s, const rdv_node *r, uint32_t i)
-{
-    memset(k, 0, sizeof(*k));
-    tern_addr a;
-    tern_addr_ipv4(&a, 10, (uint8_t)(i >> 16), (uint8_t)(i >> 8), (uint8_t)i, 40000);
-    tnet_node_init(&k->n, s, &a, 0, NULL, 100 + i);
-    k->n.user = k;
-    k->n.on_message = cli_on_message;
-    tern_conn *c = NULL;
-    TT_REQUIRE(tern_endpoint_connect(k->n.ep, sim_now(s), &a, &r->addr, r->key.pub, &c) ==
-               TERN_OK);
-    k->n.conn = c;
-}
-
-static void cli_send(rcli *k, const tern_rdv_msg *m)
-{
-    TT_REQUIRE(k->n.conn != NULL && k->n.established);
-    if (!k->has_flow) {
-        tern_flow_config fc;
-        tern_flow_config_default(&fc);
-        TT_REQUIRE(tern_flow_open(k->n.conn, &fc, &k->flow) == TERN_OK);
-        k->has_flow = 1;
-    }
-    int rc = tern_rdv_send(k->n.conn, k->flow, sim_now(g_sim), m);
-    TT_REQUIRE_MSG(rc == TERN_OK, "send: %s", tern_strerror(rc));
-    sim_node_wake(g_sim, k->n.node);
-}
-
-static void cli_register(rcli *k)
-{
-    tern_rdv_msg m;
-    tern_rdv_msg_init(&m, TERN_RDV_REGISTER);
-    m.n_cands = 1;
-    m.cands[0].kind = TERN_RDV_CAND_LOCAL;
-    tern_addr_ipv4(&m.cands[0].addr, 192, 168, 1, 7, 5000);
-    cli_send(k, &m);
-}
-
-static void cli_group(rcli *k, uint8_t kind, const char *group, const uint8_t *payload,
-                      size_t len)
-{
-    tern_rdv_msg m;
-    tern_rdv_msg_init(&m, kind);
-    m.group = (const uint8_t *)group, m.group_len = strlen(group);
-    if (payload) m.payload = payload, m.payload_len = len, m.has_payload = 1;
-    cli_send(k, &m);
-}
-
-static void cli_free(rcli *k, sim *s)
-{
-    tnet_node_free(&k->n, s);
-}
-
-/* A sim with a server and n connected (and, when reg, registered) clients. */
-typedef struct world {
-    sim *s;
-    rdv_node srv;
-    rcli *c;
-    uint32_t n;
-} world;
-
-static void world_init(world *w, uint32_t n, const tern_rdv_config *cfg, int reg)
-{
-    memset(w, 0, sizeof(*w));
-    w->s = g_sim = sim_new(tt_seed());
-    TT_REQUIRE(w->s != NULL);
-    sim_link_params p;
-    sim_link_params_init(&p);
-    p.delay_ns = 5 * MS;
-    sim_set_default_link(w->s, &p);
-    rdv_node_opts o = {.rdv = cfg};
-    rdv_node_init(&w->srv, w->s, &o);
-    w->n = n;
-    w->c = calloc(n ? n : 1, sizeof(*w->c));
-    TT_REQUIRE(w->c != NULL);
-    for (uint32_t i = 0; i < n; i++) cli_start(&w->c[i], w->s, &w->srv, i + 1);
-    run_ms(w->s, 200);
-    for (uint32_t i = 0; i < n; i++) TT_REQUIRE(w->c[i].n.established == 1);
-    if (!reg) return;
-    for (uint32_t i = 0; i < n; i++) cli_register(&w->c[i]);
-    run_ms(w->s, 100);
-    for (uint32_t i = 0; i < n; i++) TT_REQUIRE(w->c[i].got[TERN_RDV_REGISTERED] == 1);
-}
-
-static void world_free(world *w)
-{
-    for (uint32_t i = 0; i < w->n; i++) cli_free(&w->c[i], w->s);
-    rdv_node_free(&w->srv);
-    free(w->c);
-    sim_del(w->s);
-    g_sim = NULL;
-}
 
 /* ---------------------------------------------------------------- codec and tokens */
 
@@ -300,29 +141,29 @@ static void test_tokens(void)
 
 static void test_register_and_introduce(void)
 {
-    world w;
-    world_init(&w, 3, NULL, 0);
-    rcli *a = &w.c[0], *b = &w.c[1], *c = &w.c[2];
+    rdv_world w;
+    rdv_world_init(&w, 3, NULL, 0);
+    rdv_cli *a = &w.c[0], *b = &w.c[1], *c = &w.c[2];
     /* before REGISTER: not registered */
     tern_rdv_msg m;
     tern_rdv_msg_init(&m, TERN_RDV_INTRODUCE);
     m.has_peer_id = 1;
     tern_peer_id(b->n.key.pub, m.peer_id);
-    cli_send(a, &m);
-    run_ms(w.s, 50);
+    rdv_cli_send(a, &m);
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_INT(a->errors[TERN_RDV_E_NOT_REGISTERED], 1);
 
-    cli_register(a);
-    cli_register(b);
-    run_ms(w.s, 50);
+    rdv_cli_register(a);
+    rdv_cli_register(b);
+    tnet_run_ms(w.s, 50);
     TT_REQUIRE(a->got[TERN_RDV_REGISTERED] == 1);
     TT_CHECK(tern_addr_equal(&a->last[TERN_RDV_REGISTERED].cands[0].addr, &a->n.addr));
     TT_CHECK_EQ_INT(a->last[TERN_RDV_REGISTERED].cands[0].kind, TERN_RDV_CAND_PUBLIC);
     TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).registered, 2);
 
     uint64_t t0 = sim_now(w.s);
-    cli_send(a, &m);
-    run_ms(w.s, 50);
+    rdv_cli_send(a, &m);
+    tnet_run_ms(w.s, 50);
     TT_REQUIRE(a->got[TERN_RDV_PEER_INFO] == 1 && b->got[TERN_RDV_INTRODUCED] == 1);
     const tern_rdv_msg *pi = &a->last[TERN_RDV_PEER_INFO], *in = &b->last[TERN_RDV_INTRODUCED];
     TT_CHECK(memcmp(pi->pubkey, b->n.key.pub, 32) == 0);
@@ -341,29 +182,29 @@ static void test_register_and_introduce(void)
     /* c is connected but not registered: unknown, at once (one round trip) */
     tern_peer_id(c->n.key.pub, m.peer_id);
     t0 = sim_now(w.s);
-    cli_send(a, &m);
+    rdv_cli_send(a, &m);
     memset(m.peer_id, 0x5a, 32); /* nobody */
-    cli_send(a, &m);
-    run_ms(w.s, 50);
+    rdv_cli_send(a, &m);
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_INT(a->errors[TERN_RDV_E_UNKNOWN_PEER], 2);
     TT_CHECK(a->last[TERN_RDV_ERROR].has_peer_id && a->last[TERN_RDV_ERROR].peer_id[0] == 0x5a);
     TT_CHECK(a->last_at[TERN_RDV_ERROR] - t0 <= 12 * MS);
     TT_CHECK_EQ_INT(c->got[TERN_RDV_INTRODUCED], 0);
     /* to oneself: invalid */
     memcpy(m.peer_id, aid, 32);
-    cli_send(a, &m);
-    run_ms(w.s, 50);
+    rdv_cli_send(a, &m);
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_INT(a->errors[TERN_RDV_E_INVALID], 1);
     /* b leaves: unknown from then on */
     tern_conn_close(b->n.conn, sim_now(w.s), 0, "bye", 3);
-    run_ms(w.s, 100);
+    tnet_run_ms(w.s, 100);
     TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).registered, 1);
     tern_peer_id(b->n.key.pub, m.peer_id);
-    cli_send(a, &m);
-    run_ms(w.s, 50);
+    rdv_cli_send(a, &m);
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_INT(a->errors[TERN_RDV_E_UNKNOWN_PEER], 3);
     TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).introductions, 1);
-    world_free(&w);
+    rdv_world_free(&w);
 }
 
 /* ---------------------------------------------------------------- relay */
@@ -388,9 +229,9 @@ static void test_introduce_with_relay(void)
     cfg.has_relay = 1;
     tern_addr_ipv4(&cfg.relay, 0, 0, 0, 0, 4433); /* wildcard: "where you reach this server" */
     cfg.relay_sessions = relay;
-    world w;
-    world_init(&w, 3, &cfg, 1);
-    rcli *a = &w.c[0], *b = &w.c[1], *c = &w.c[2];
+    rdv_world w;
+    rdv_world_init(&w, 3, &cfg, 1);
+    rdv_cli *a = &w.c[0], *b = &w.c[1], *c = &w.c[2];
     TT_CHECK_EQ_INT(a->last[TERN_RDV_REGISTERED].n_cands, 2);
     TT_CHECK_EQ_INT(a->last[TERN_RDV_REGISTERED].cands[1].kind, TERN_RDV_CAND_RELAY);
     TT_CHECK(!a->last[TERN_RDV_REGISTERED].has_channel);
@@ -399,8 +240,8 @@ static void test_introduce_with_relay(void)
     tern_rdv_msg_init(&m, TERN_RDV_INTRODUCE);
     m.has_peer_id = 1;
     tern_peer_id(b->n.key.pub, m.peer_id);
-    cli_send(a, &m);
-    run_ms(w.s, 50);
+    rdv_cli_send(a, &m);
+    tnet_run_ms(w.s, 50);
     TT_REQUIRE(a->got[TERN_RDV_PEER_INFO] == 1 && b->got[TERN_RDV_INTRODUCED] == 1);
     const tern_rdv_msg *pi = &a->last[TERN_RDV_PEER_INFO], *in = &b->last[TERN_RDV_INTRODUCED];
     /* both sides: LOCAL, PUBLIC, RELAY, and each its own channel */
@@ -433,8 +274,8 @@ static void test_introduce_with_relay(void)
 
     /* the relay is full (max_sessions 1): introduced without RELAY and CHANNEL, and counted */
     tern_peer_id(c->n.key.pub, m.peer_id);
-    cli_send(a, &m);
-    run_ms(w.s, 50);
+    rdv_cli_send(a, &m);
+    tnet_run_ms(w.s, 50);
     TT_REQUIRE(a->got[TERN_RDV_PEER_INFO] == 2 && c->got[TERN_RDV_INTRODUCED] == 1);
     pi = &a->last[TERN_RDV_PEER_INFO];
     in = &c->last[TERN_RDV_INTRODUCED];
@@ -449,7 +290,7 @@ static void test_introduce_with_relay(void)
     tern_relay_handle_expiry(relay, sim_now(w.s) + rcfg.idle_timeout_ns);
     tern_relay_get_stats(relay, &rs);
     TT_CHECK_EQ_U64(rs.sessions, 0);
-    world_free(&w);
+    rdv_world_free(&w);
     tern_relay_del(relay);
     tt_mem_check_clean(&rmem, "relay");
 }
@@ -466,13 +307,13 @@ static void test_group_1000_members_exactly_once(void)
      * group over 256 members, and at most 20 events per second per group) */
     cfg.presence_max_members = 0;
     cfg.presence_rate = 0;
-    world w;
-    world_init(&w, N, &cfg, 1);
-    for (uint32_t i = 0; i < N; i++) cli_group(&w.c[i], TERN_RDV_JOIN, "big", NULL, 0);
-    run_ms(w.s, 2000);
+    rdv_world w;
+    rdv_world_init(&w, N, &cfg, 1);
+    for (uint32_t i = 0; i < N; i++) rdv_cli_group(&w.c[i], TERN_RDV_JOIN, "big", NULL, 0);
+    tnet_run_ms(w.s, 2000);
     TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).joins, N);
     for (uint32_t i = 0; i < N; i++) {
-        rcli *k = &w.c[i];
+        rdv_cli *k = &w.c[i];
         TT_REQUIRE(k->got[TERN_RDV_JOINED] == 1);
         const tern_rdv_msg *j = &k->last[TERN_RDV_JOINED];
         TT_CHECK_EQ_U64(j->count, i + 1);
@@ -492,9 +333,9 @@ static void test_group_1000_members_exactly_once(void)
     for (uint8_t m = 0; m < SENDERS; m++) {
         uint8_t payload[100];
         memset(payload, m, sizeof(payload));
-        cli_group(&w.c[(m * 37) % N], TERN_RDV_GROUP_MSG, "big", payload, sizeof(payload));
+        rdv_cli_group(&w.c[(m * 37) % N], TERN_RDV_GROUP_MSG, "big", payload, sizeof(payload));
     }
-    run_ms(w.s, 2000);
+    tnet_run_ms(w.s, 2000);
     uint64_t wrong = 0;
     for (uint32_t i = 0; i < N; i++)
         for (uint8_t m = 0; m < SENDERS; m++) {
@@ -508,33 +349,33 @@ static void test_group_1000_members_exactly_once(void)
     printf("  1000 members: rendezvous memory %llu bytes (%.0f per member over the fixed %llu)\n",
            (unsigned long long)st.mem_current,
            (double)(st.mem_current - w.srv.base_mem) / N, (unsigned long long)w.srv.base_mem);
-    world_free(&w);
+    rdv_world_free(&w);
 }
 
 static void test_leave_and_presence(void)
 {
-    world w;
-    world_init(&w, 3, NULL, 1);
-    rcli *a = &w.c[0], *b = &w.c[1], *c = &w.c[2];
-    cli_group(a, TERN_RDV_JOIN, "g", NULL, 0);
-    run_ms(w.s, 30);
-    cli_group(b, TERN_RDV_JOIN, "g", NULL, 0);
-    run_ms(w.s, 30);
-    cli_group(c, TERN_RDV_JOIN, "g", NULL, 0);
-    run_ms(w.s, 30);
+    rdv_world w;
+    rdv_world_init(&w, 3, NULL, 1);
+    rdv_cli *a = &w.c[0], *b = &w.c[1], *c = &w.c[2];
+    rdv_cli_group(a, TERN_RDV_JOIN, "g", NULL, 0);
+    tnet_run_ms(w.s, 30);
+    rdv_cli_group(b, TERN_RDV_JOIN, "g", NULL, 0);
+    tnet_run_ms(w.s, 30);
+    rdv_cli_group(c, TERN_RDV_JOIN, "g", NULL, 0);
+    tnet_run_ms(w.s, 30);
     TT_CHECK_EQ_U64(a->presence_join, 2);
     TT_CHECK_EQ_U64(b->presence_join, 1);
     TT_CHECK_EQ_U64(c->presence_join, 0);
     TT_CHECK_EQ_U64(c->last[TERN_RDV_JOINED].count, 3);
     TT_CHECK_EQ_U64(c->last[TERN_RDV_JOINED].n_members, 2);
     /* joining twice changes nothing */
-    cli_group(c, TERN_RDV_JOIN, "g", NULL, 0);
-    run_ms(w.s, 30);
+    rdv_cli_group(c, TERN_RDV_JOIN, "g", NULL, 0);
+    tnet_run_ms(w.s, 30);
     TT_CHECK_EQ_U64(c->got[TERN_RDV_JOINED], 2);
     TT_CHECK_EQ_U64(a->presence_join, 2);
 
-    cli_group(b, TERN_RDV_LEAVE, "g", NULL, 0);
-    run_ms(w.s, 30);
+    rdv_cli_group(b, TERN_RDV_LEAVE, "g", NULL, 0);
+    tnet_run_ms(w.s, 30);
     TT_CHECK_EQ_U64(a->presence_leave, 1);
     TT_CHECK_EQ_U64(c->presence_leave, 1);
     uint8_t bid[32];
@@ -542,22 +383,22 @@ static void test_leave_and_presence(void)
     TT_CHECK(memcmp(a->last[TERN_RDV_PRESENCE].peer_id, bid, 32) == 0);
     /* b is no longer a member */
     const uint8_t hi[] = {9};
-    cli_group(b, TERN_RDV_GROUP_MSG, "g", hi, 1);
-    cli_group(b, TERN_RDV_LEAVE, "g", NULL, 0);
-    run_ms(w.s, 30);
+    rdv_cli_group(b, TERN_RDV_GROUP_MSG, "g", hi, 1);
+    rdv_cli_group(b, TERN_RDV_LEAVE, "g", NULL, 0);
+    tnet_run_ms(w.s, 30);
     TT_CHECK_EQ_U64(b->errors[TERN_RDV_E_NOT_MEMBER], 2);
     TT_CHECK_EQ_U64(a->group_seen[9], 0);
     /* c disconnects: a hears LEAVE */
     tern_conn_close(c->n.conn, sim_now(w.s), 0, "bye", 3);
-    run_ms(w.s, 100);
+    tnet_run_ms(w.s, 100);
     TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).peers, 2);
     TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).leaves, 2);
     TT_CHECK_EQ_U64(a->presence_leave, 2);
     TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).groups, 1);
-    cli_group(a, TERN_RDV_LEAVE, "g", NULL, 0);
-    run_ms(w.s, 30);
+    rdv_cli_group(a, TERN_RDV_LEAVE, "g", NULL, 0);
+    tnet_run_ms(w.s, 30);
     TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).groups, 0);
-    world_free(&w);
+    rdv_world_free(&w);
 }
 
 static void test_rate_limits(void)
@@ -566,13 +407,13 @@ static void test_rate_limits(void)
     tern_rdv_config_default(&cfg);
     cfg.peer_rate = 10, cfg.peer_burst = 5;
     cfg.group_rate = 10, cfg.group_burst = 8;
-    world w;
-    world_init(&w, 3, &cfg, 1);
-    for (int i = 0; i < 3; i++) cli_group(&w.c[i], TERN_RDV_JOIN, "r", NULL, 0);
-    run_ms(w.s, 50);
+    rdv_world w;
+    rdv_world_init(&w, 3, &cfg, 1);
+    for (int i = 0; i < 3; i++) rdv_cli_group(&w.c[i], TERN_RDV_JOIN, "r", NULL, 0);
+    tnet_run_ms(w.s, 50);
     /* one peer sends 20 at once: its bucket lets 5 through */
-    for (uint8_t m = 0; m < 20; m++) cli_group(&w.c[0], TERN_RDV_GROUP_MSG, "r", &m, 1);
-    run_ms(w.s, 50);
+    for (uint8_t m = 0; m < 20; m++) rdv_cli_group(&w.c[0], TERN_RDV_GROUP_MSG, "r", &m, 1);
+    tnet_run_ms(w.s, 50);
     uint64_t got = 0;
     for (int m = 0; m < 20; m++) got += w.c[1].group_seen[m];
     TT_CHECK_EQ_U64(got, 5);
@@ -581,24 +422,24 @@ static void test_rate_limits(void)
     tern_rdv_stats st = rdv_node_stats(&w.srv);
     TT_CHECK_EQ_U64(st.rate_dropped_peer, 15);
     /* the group's bucket (8 deep, 5 used, ~1 refilled) stops a second sender early */
-    for (uint8_t m = 30; m < 35; m++) cli_group(&w.c[1], TERN_RDV_GROUP_MSG, "r", &m, 1);
-    run_ms(w.s, 50);
+    for (uint8_t m = 30; m < 35; m++) rdv_cli_group(&w.c[1], TERN_RDV_GROUP_MSG, "r", &m, 1);
+    tnet_run_ms(w.s, 50);
     got = 0;
     for (int m = 30; m < 35; m++) got += w.c[2].group_seen[m];
     TT_CHECK_RANGE(got, 3, 4);
     TT_CHECK(rdv_node_stats(&w.srv).rate_dropped_group >= 1);
     /* after a second both buckets have refilled */
-    run_ms(w.s, 1000);
+    tnet_run_ms(w.s, 1000);
     uint8_t m = 40;
-    cli_group(&w.c[0], TERN_RDV_GROUP_MSG, "r", &m, 1);
-    run_ms(w.s, 50);
+    rdv_cli_group(&w.c[0], TERN_RDV_GROUP_MSG, "r", &m, 1);
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_U64(w.c[2].group_seen[40], 1);
-    world_free(&w);
+    rdv_world_free(&w);
 }
 
 /* ---------------------------------------------------------------- RPC */
 
-static void call(rcli *k, const char *svc, uint64_t id, uint32_t timeout_ms, const char *payload)
+static void call(rdv_cli *k, const char *svc, uint64_t id, uint32_t timeout_ms, const char *payload)
 {
     tern_rdv_msg m;
     tern_rdv_msg_init(&m, TERN_RDV_CALL);
@@ -607,34 +448,34 @@ static void call(rcli *k, const char *svc, uint64_t id, uint32_t timeout_ms, con
     m.has_call_id = 1, m.call_id = id;
     if (timeout_ms) m.has_timeout = 1, m.timeout_ms = timeout_ms;
     m.payload = (const uint8_t *)payload, m.payload_len = strlen(payload), m.has_payload = 1;
-    cli_send(k, &m);
+    rdv_cli_send(k, &m);
 }
 
-static void offer(rcli *k, const char *svc)
+static void offer(rdv_cli *k, const char *svc)
 {
     tern_rdv_msg m;
     tern_rdv_msg_init(&m, TERN_RDV_OFFER);
     m.service = (const uint8_t *)svc, m.service_len = strlen(svc);
-    cli_send(k, &m);
+    rdv_cli_send(k, &m);
 }
 
 static void test_rpc(void)
 {
-    world w;
-    world_init(&w, 4, NULL, 1);
-    rcli *prov = &w.c[0], *caller = &w.c[1], *slow = &w.c[2], *other = &w.c[3];
+    rdv_world w;
+    rdv_world_init(&w, 4, NULL, 1);
+    rdv_cli *prov = &w.c[0], *caller = &w.c[1], *slow = &w.c[2], *other = &w.c[3];
     prov->auto_reply = 1;
     offer(prov, "echo-svc");
     offer(slow, "slow-svc");
-    run_ms(w.s, 30);
+    tnet_run_ms(w.s, 30);
     TT_CHECK_EQ_U64(prov->got[TERN_RDV_OFFERED], 1);
     offer(other, "echo-svc"); /* taken */
-    run_ms(w.s, 30);
+    tnet_run_ms(w.s, 30);
     TT_CHECK_EQ_U64(other->errors[TERN_RDV_E_SERVICE_TAKEN], 1);
 
     /* a reply */
     call(caller, "echo-svc", 77, 0, "hello");
-    run_ms(w.s, 50);
+    tnet_run_ms(w.s, 50);
     TT_REQUIRE(prov->got[TERN_RDV_CALL] == 1 && caller->got[TERN_RDV_REPLY] == 1);
     uint8_t cid[32];
     tern_peer_id(caller->n.key.pub, cid);
@@ -646,7 +487,7 @@ static void test_rpc(void)
     /* no such service: at once */
     uint64_t t0 = sim_now(w.s);
     call(caller, "nobody", 78, 0, "x");
-    run_ms(w.s, 50);
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_U64(caller->errors[TERN_RDV_E_NO_SERVICE], 1);
     TT_CHECK_EQ_U64(caller->last[TERN_RDV_ERROR].call_id, 78);
     TT_CHECK(caller->last_at[TERN_RDV_ERROR] - t0 <= 12 * MS);
@@ -654,7 +495,7 @@ static void test_rpc(void)
     /* a timeout: the slow provider never answers within 300 ms */
     t0 = sim_now(w.s);
     call(caller, "slow-svc", 79, 300, "x");
-    run_ms(w.s, 400);
+    tnet_run_ms(w.s, 400);
     TT_CHECK_EQ_U64(slow->got[TERN_RDV_CALL], 1);
     TT_CHECK_EQ_U64(caller->errors[TERN_RDV_E_TIMEOUT], 1);
     TT_CHECK_EQ_U64(caller->last[TERN_RDV_ERROR].call_id, 79);
@@ -666,36 +507,36 @@ static void test_rpc(void)
     tern_rdv_msg_init(&r, TERN_RDV_REPLY);
     r.has_call_id = 1, r.call_id = slow->last[TERN_RDV_CALL].call_id;
     r.has_status = 1, r.payload = (const uint8_t *)"", r.has_payload = 1;
-    cli_send(slow, &r);
-    run_ms(w.s, 50);
+    rdv_cli_send(slow, &r);
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).late_replies, 1);
     TT_CHECK_EQ_U64(caller->got[TERN_RDV_REPLY], 1);
     /* a reply for another provider's call is not accepted either */
     call(caller, "slow-svc", 80, 5000, "y");
-    run_ms(w.s, 30);
+    tnet_run_ms(w.s, 30);
     r.call_id = slow->last[TERN_RDV_CALL].call_id;
-    cli_send(other, &r);
-    run_ms(w.s, 30);
+    rdv_cli_send(other, &r);
+    tnet_run_ms(w.s, 30);
     TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).late_replies, 2);
     /* the provider goes away with call 80 in flight */
     tern_conn_close(slow->n.conn, sim_now(w.s), 0, "bye", 3);
-    run_ms(w.s, 100);
+    tnet_run_ms(w.s, 100);
     TT_CHECK_EQ_U64(caller->errors[TERN_RDV_E_PROVIDER_GONE], 1);
     TT_CHECK_EQ_U64(caller->last[TERN_RDV_ERROR].call_id, 80);
     /* and the service with it */
     call(caller, "slow-svc", 81, 0, "z");
-    run_ms(w.s, 50);
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_U64(caller->errors[TERN_RDV_E_NO_SERVICE], 2);
     /* a caller that leaves with calls in flight leaves nothing behind */
     prov->auto_reply = 0;
     call(caller, "echo-svc", 82, 10000, "w");
-    run_ms(w.s, 30);
+    tnet_run_ms(w.s, 30);
     TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).calls_pending, 1);
     tern_conn_close(caller->n.conn, sim_now(w.s), 0, "bye", 3);
-    run_ms(w.s, 100);
+    tnet_run_ms(w.s, 100);
     TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).calls_pending, 0);
     TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).replies, 1);
-    world_free(&w);
+    rdv_world_free(&w);
 }
 
 /* ---------------------------------------------------------------- tokens on the server */
@@ -708,9 +549,9 @@ static void test_server_tokens(void)
     memset(cfg.secret, 0x42, sizeof(cfg.secret));
     cfg.require_register_token = cfg.require_join_token = cfg.require_offer_token = 1;
     cfg.unix_offset_s = 1700000000;
-    world w;
-    world_init(&w, 2, &cfg, 0);
-    rcli *a = &w.c[0], *b = &w.c[1];
+    rdv_world w;
+    rdv_world_init(&w, 2, &cfg, 0);
+    rdv_cli *a = &w.c[0], *b = &w.c[1];
     uint8_t aid[32], forged_secret[32];
     tern_peer_id(a->n.key.pub, aid);
     memset(forged_secret, 0x43, sizeof(forged_secret));
@@ -718,25 +559,25 @@ static void test_server_tokens(void)
 
     tern_rdv_msg m;
     tern_rdv_msg_init(&m, TERN_RDV_REGISTER);
-    cli_send(a, &m); /* none */
+    rdv_cli_send(a, &m); /* none */
     m.has_token = 1;
     tern_rdv_token_make(forged_secret, TERN_RDV_TOKEN_REGISTER, aid, 32, now_unix + 60, m.token);
-    cli_send(a, &m); /* forged */
+    rdv_cli_send(a, &m); /* forged */
     tern_rdv_token_make(cfg.secret, TERN_RDV_TOKEN_REGISTER, aid, 32, now_unix - 1, m.token);
-    cli_send(a, &m); /* expired */
+    rdv_cli_send(a, &m); /* expired */
     uint8_t bid[32];
     tern_peer_id(b->n.key.pub, bid);
     tern_rdv_token_make(cfg.secret, TERN_RDV_TOKEN_REGISTER, bid, 32, now_unix + 60, m.token);
-    cli_send(a, &m); /* someone else's */
-    run_ms(w.s, 50);
+    rdv_cli_send(a, &m); /* someone else's */
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_U64(a->errors[TERN_RDV_E_TOKEN_REQUIRED], 1);
     TT_CHECK_EQ_U64(a->errors[TERN_RDV_E_TOKEN_FORGED], 2);
     TT_CHECK_EQ_U64(a->errors[TERN_RDV_E_TOKEN_EXPIRED], 1);
     TT_CHECK_EQ_U64(a->got[TERN_RDV_REGISTERED], 0);
     TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).token_rejected, 4);
     tern_rdv_token_make(cfg.secret, TERN_RDV_TOKEN_REGISTER, aid, 32, now_unix + 60, m.token);
-    cli_send(a, &m);
-    run_ms(w.s, 50);
+    rdv_cli_send(a, &m);
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_U64(a->got[TERN_RDV_REGISTERED], 1);
 
     /* join: a token for another group is forged for this one; time passes and it expires */
@@ -745,18 +586,18 @@ static void test_server_tokens(void)
     m.has_token = 1;
     tern_rdv_token_make(cfg.secret, TERN_RDV_TOKEN_JOIN, (const uint8_t *)"pub", 3,
                         now_unix + 60, m.token);
-    cli_send(a, &m);
-    run_ms(w.s, 50);
+    rdv_cli_send(a, &m);
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_U64(a->errors[TERN_RDV_E_TOKEN_FORGED], 3);
     tern_rdv_token_make(cfg.secret, TERN_RDV_TOKEN_JOIN, (const uint8_t *)"vip", 3,
                         now_unix + 2, m.token);
-    cli_send(a, &m);
-    run_ms(w.s, 50);
+    rdv_cli_send(a, &m);
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_U64(a->got[TERN_RDV_JOINED], 1);
-    run_ms(w.s, 3000);
-    cli_group(a, TERN_RDV_LEAVE, "vip", NULL, 0);
-    cli_send(a, &m);
-    run_ms(w.s, 50);
+    tnet_run_ms(w.s, 3000);
+    rdv_cli_group(a, TERN_RDV_LEAVE, "vip", NULL, 0);
+    rdv_cli_send(a, &m);
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_U64(a->errors[TERN_RDV_E_TOKEN_EXPIRED], 2);
     /* offer needs its own kind of token: a JOIN token for the same name is forged */
     tern_rdv_msg o;
@@ -764,27 +605,27 @@ static void test_server_tokens(void)
     o.service = (const uint8_t *)"vip", o.service_len = 3;
     o.has_token = 1;
     memcpy(o.token, m.token, sizeof(o.token));
-    cli_send(a, &o);
-    run_ms(w.s, 50);
+    rdv_cli_send(a, &o);
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_U64(a->errors[TERN_RDV_E_TOKEN_FORGED], 4);
     tern_rdv_token_make(cfg.secret, TERN_RDV_TOKEN_OFFER, (const uint8_t *)"vip", 3,
                         now_unix + 3600, o.token);
-    cli_send(a, &o);
-    run_ms(w.s, 50);
+    rdv_cli_send(a, &o);
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_U64(a->got[TERN_RDV_OFFERED], 1);
-    world_free(&w);
+    rdv_world_free(&w);
 }
 
 /* ---------------------------------------------------------------- bad input, memory */
 
 static void test_bad_input_is_counted_and_harmless(void)
 {
-    world w;
-    world_init(&w, 2, NULL, 1);
-    rcli *a = &w.c[0], *b = &w.c[1];
-    cli_group(a, TERN_RDV_JOIN, "g", NULL, 0);
-    cli_group(b, TERN_RDV_JOIN, "g", NULL, 0);
-    run_ms(w.s, 50);
+    rdv_world w;
+    rdv_world_init(&w, 2, NULL, 1);
+    rdv_cli *a = &w.c[0], *b = &w.c[1];
+    rdv_cli_group(a, TERN_RDV_JOIN, "g", NULL, 0);
+    rdv_cli_group(b, TERN_RDV_JOIN, "g", NULL, 0);
+    tnet_run_ms(w.s, 50);
     static const uint8_t bad[][12] = {
         {0}, {1}, {9, 1}, {1, 0}, {1, 77}, {1, TERN_RDV_JOIN, 6, 0, 200, 'g'},
         {1, TERN_RDV_JOIN, 6, 0, 1, 'g', 6, 0, 1, 'g'}, {1, TERN_RDV_CALL, 9, 0, 3, 1, 2, 3},
@@ -797,27 +638,27 @@ static void test_bad_input_is_counted_and_harmless(void)
     tern_rdv_msg_init(&m, TERN_RDV_PRESENCE); /* a server-to-client kind */
     m.group = (const uint8_t *)"g", m.group_len = 1;
     m.has_peer_id = m.has_event = 1, m.event = 1;
-    cli_send(a, &m);
+    rdv_cli_send(a, &m);
     const uint8_t hi[] = {5};
-    cli_group(a, TERN_RDV_GROUP_MSG, "g", hi, 1); /* and then a good one */
-    run_ms(w.s, 50);
+    rdv_cli_group(a, TERN_RDV_GROUP_MSG, "g", hi, 1); /* and then a good one */
+    tnet_run_ms(w.s, 50);
     TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).bad_messages, 9);
     TT_CHECK_EQ_U64(a->errors[TERN_RDV_E_MALFORMED], 8);
     TT_CHECK_EQ_U64(a->errors[TERN_RDV_E_INVALID], 1);
     TT_CHECK_EQ_U64(b->group_seen[5], 1);
     TT_CHECK(a->n.closed == 0 && b->n.closed == 0);
     TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).registered, 2);
-    world_free(&w);
+    rdv_world_free(&w);
 }
 
 static void test_memory_per_peer_and_replacement(void)
 {
     enum { N = 300 };
-    world w;
-    world_init(&w, N, NULL, 0);
+    rdv_world w;
+    rdv_world_init(&w, N, NULL, 0);
     uint64_t before = rdv_node_stats(&w.srv).mem_current;
-    for (uint32_t i = 0; i < N; i++) cli_register(&w.c[i]);
-    run_ms(w.s, 100);
+    for (uint32_t i = 0; i < N; i++) rdv_cli_register(&w.c[i]);
+    tnet_run_ms(w.s, 100);
     tern_rdv_stats st = rdv_node_stats(&w.srv);
     TT_CHECK_EQ_U64(st.registered, N);
     double per = (double)(st.mem_current - w.srv.base_mem) / N;
@@ -826,22 +667,15 @@ static void test_memory_per_peer_and_replacement(void)
            (unsigned long long)w.srv.base_mem, per, (double)(before - w.srv.base_mem) / N);
     TT_CHECK_RANGE(per, 1, 512);
     /* the same key on a second connection replaces the first */
-    rcli *dup = calloc(1, sizeof(*dup));
+    rdv_cli *dup = calloc(1, sizeof(*dup));
     TT_REQUIRE(dup != NULL);
     tern_addr a2;
     tern_addr_ipv4(&a2, 172, 16, 0, 9, 41000);
-    memset(dup, 0, sizeof(*dup));
-    tnet_node_init(&dup->n, w.s, &a2, 0, NULL, 100 + 1); /* stream of client 0: same key */
-    dup->n.user = dup;
-    dup->n.on_message = cli_on_message;
+    rdv_cli_start_at(dup, w.s, &w.srv, &a2, 1, NULL); /* stream of client 0: same key */
     TT_REQUIRE(memcmp(dup->n.key.pub, w.c[0].n.key.pub, 32) == 0);
-    tern_conn *c = NULL;
-    TT_REQUIRE(tern_endpoint_connect(dup->n.ep, sim_now(w.s), &a2, &w.srv.addr, w.srv.key.pub,
-                                     &c) == TERN_OK);
-    dup->n.conn = c;
-    run_ms(w.s, 100);
-    cli_register(dup);
-    run_ms(w.s, 100);
+    tnet_run_ms(w.s, 100);
+    rdv_cli_register(dup);
+    tnet_run_ms(w.s, 100);
     TT_CHECK_EQ_U64(dup->got[TERN_RDV_REGISTERED], 1);
     TT_CHECK_EQ_INT(w.c[0].n.closed, 1);
     TT_CHECK_EQ_U64(rdv_node_stats(&w.srv).registered, N);
@@ -850,13 +684,13 @@ static void test_memory_per_peer_and_replacement(void)
     tern_rdv_msg_init(&m, TERN_RDV_INTRODUCE);
     m.has_peer_id = 1;
     tern_peer_id(dup->n.key.pub, m.peer_id);
-    cli_send(&w.c[1], &m);
-    run_ms(w.s, 50);
+    rdv_cli_send(&w.c[1], &m);
+    tnet_run_ms(w.s, 50);
     TT_CHECK(tern_addr_equal(&w.c[1].last[TERN_RDV_PEER_INFO].cands[1].addr, &a2));
     TT_CHECK_EQ_U64(dup->got[TERN_RDV_INTRODUCED], 1);
-    cli_free(dup, w.s);
+    rdv_cli_free(dup);
     free(dup);
-    world_free(&w);
+    rdv_world_free(&w);
 }
 
 static const tt_case cases[] = {

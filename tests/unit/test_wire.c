@@ -1,8 +1,8 @@
 /*
  * White-box tests of the core's building blocks: varints, packet-number reconstruction, headers,
- * frames, transport parameters, the replay window, the CID map, the deadline heap, the per-source
- * limiter (as the core uses it; base/rate.h itself: test_rate.c), the AEAD (both ciphers,
- * integrity-only) and the Noise IK handshake in isolation.
+ * frames, transport parameters, the replay window, the AEAD (both ciphers, integrity-only) and
+ * the Noise IK handshake in isolation. (The map, heap and rate limits under them are base's:
+ * test_base, test_rate.)
  */
 #include <sodium.h>
 #include <string.h>
@@ -154,73 +154,6 @@ static void test_replay_window(void)
         TT_CHECK_EQ_INT(tern__replay_check(&r, pn), pn % 2 == 0 ? TERN_ERR_REPLAY : TERN_OK);
 }
 
-static void test_map_heap_ratelimit(void)
-{
-    tt_mem m;
-    tt_mem_init(&m);
-    tern__alloc a = {.mem = m.mem};
-    uint8_t k[16] = {1};
-    tern__map map;
-    TT_REQUIRE(tern__map_init(&map, &a, 8, k) == TERN_OK);
-    static int vals[5000];
-    for (int i = 0; i < 5000; i++) {
-        uint8_t key[8] = {0};
-        memcpy(key, &i, sizeof(i));
-        TT_CHECK_EQ_INT(tern__map_put(&map, key, &vals[i]), TERN_OK);
-    }
-    uint8_t key0[8] = {0};
-    TT_CHECK_EQ_INT(tern__map_put(&map, key0, &vals[1]), TERN_ERR_LIMIT);
-    for (int i = 0; i < 5000; i++) {
-        uint8_t key[8] = {0};
-        memcpy(key, &i, sizeof(i));
-        TT_CHECK(tern__map_get(&map, key) == &vals[i]);
-        if (i % 2) tern__map_del(&map, key, &vals[i]);
-    }
-    for (int i = 0; i < 5000; i++) {
-        uint8_t key[8] = {0};
-        memcpy(key, &i, sizeof(i));
-        TT_CHECK(tern__map_get(&map, key) == (i % 2 ? NULL : &vals[i]));
-    }
-    tern__map_free(&map);
-
-    tern__heap h;
-    TT_REQUIRE(tern__heap_init(&h, &a) == TERN_OK);
-    static tern__heap_item items[1000];
-    tt_rng rng;
-    tt_rng_seed(&rng, tt_seed());
-    for (int i = 0; i < 1000; i++) {
-        items[i].idx = SIZE_MAX;
-        tern__heap_set(&h, &items[i], tt_rng_below(&rng, 1000000));
-    }
-    for (int i = 0; i < 1000; i += 3) tern__heap_set(&h, &items[i], tt_rng_below(&rng, 1000000));
-    for (int i = 0; i < 1000; i += 7) tern__heap_set(&h, &items[i], TERN_TIME_NEVER);
-    uint64_t last = 0;
-    size_t n = 0;
-    for (tern__heap_item *it; (it = tern__heap_top(&h)) != NULL; n++) {
-        TT_CHECK(it->deadline >= last);
-        last = it->deadline;
-        tern__heap_set(&h, it, TERN_TIME_NEVER);
-    }
-    TT_CHECK_EQ_U64(n, 1000 - (1000 + 6) / 7);
-    tern__heap_free(&h);
-
-    tern__srclim rl; /* the per-source limiter itself: tests/unit/test_rate.c */
-    TT_REQUIRE(tern__srclim_init(&rl, &a, 10, 20, 4096, k) == TERN_OK);
-    tern_addr src, other;
-    tern_addr_ipv4(&src, 1, 2, 3, 4, 5);
-    tern_addr_ipv4(&other, 1, 2, 3, 5, 5);
-    int ok = 0;
-    for (int i = 0; i < 100; i++) ok += tern__srclim_take(&rl, &src, 1000);
-    TT_CHECK_EQ_INT(ok, 20); /* the burst */
-    TT_CHECK_EQ_INT(tern__srclim_take(&rl, &other, 1000), 1);
-    ok = 0;
-    for (int i = 0; i < 100; i++) ok += tern__srclim_take(&rl, &src, 1000 + 1000000000ull);
-    TT_CHECK_EQ_INT(ok, 10); /* one second refills 10 */
-    tern__srclim_free(&rl);
-    TT_CHECK_EQ_U64(a.current, 0);
-    tt_mem_check_clean(&m, "util");
-}
-
 static void test_aead_both_ciphers(void)
 {
     TT_REQUIRE(tern__crypto_init() == TERN_OK);
@@ -329,7 +262,7 @@ static void test_keys_and_addresses(void)
 static const tt_case cases[] = {
     TT_CASE(test_varint),           TT_CASE(test_pn_decode),
     TT_CASE(test_headers_and_frames), TT_CASE(test_tparams),
-    TT_CASE(test_replay_window),    TT_CASE(test_map_heap_ratelimit),
+    TT_CASE(test_replay_window),
     TT_CASE(test_aead_both_ciphers), TT_CASE(test_noise_ik),
     TT_CASE(test_keys_and_addresses), {NULL, NULL},
 };
