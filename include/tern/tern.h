@@ -498,7 +498,10 @@ typedef struct tern_conn_stats {
     uint64_t srtt_ns, rttvar_ns, min_rtt_ns, latest_rtt_ns;
     uint64_t datagrams_sent, datagrams_received, datagrams_dropped;
     uint64_t handshake_ns;  /* from start to established */
-    uint64_t packets_lost, packets_retransmitted_frags, spurious_losses, pto_count;
+    uint64_t packets_lost, packets_retransmitted_frags;
+    uint64_t spurious_losses; /* packets declared lost whose ACK came after all (within a PTO
+                                 of the loss; the newest 16 lost are remembered) */
+    uint64_t pto_count;
     uint64_t messages_sent, messages_received, messages_abandoned;
     uint64_t messages_expired; /* arrived complete after their deadline: dropped, not delivered */
     uint64_t stream_bytes_sent, stream_bytes_received; /* flow payload bytes */
