@@ -410,6 +410,21 @@ static void test_late_ack_of_lost_packet(void)
     rig_free(&g);
 }
 
+/* With srtt 80 ms: sends a, then b 9 ms later, acknowledges b at 89 ms and fires the loss timer
+ * at 90 ms, which declares a lost by the time threshold. Returns a (b in *b_out). */
+static uint64_t lose_one_by_time(rig *g, uint64_t *b_out)
+{
+    uint64_t t0 = g->now;
+    uint64_t a = sent(g, 1000, 1);
+    g->now += 9 * MS;
+    *b_out = sent(g, 1000, 1);
+    g->now = t0 + 89 * MS;
+    TT_REQUIRE(acked(g, *b_out, *b_out, 0) == TERN_OK);
+    g->now = t0 + 90 * MS;
+    tern__rec_on_timer(g->c, g->now);
+    return a;
+}
+
 /* A packet declared lost by the time threshold whose ACK comes late (reordering): its record
  * has left the ring, but its number is kept for one PTO, so the ACK counts one spurious loss
  * (once, however often the peer repeats the range); after the window an ACK counts nothing. */
@@ -419,14 +434,7 @@ static void test_spurious_loss_counted_within_window(void)
     rig_init(&g, TERN_CC_NEWRENO);
     g.now = 1 * S;
     rtt_sample(&g, 80 * MS); /* threshold 90 ms; PTO 80 + 4 x 40 + 25 = 265 ms */
-    uint64_t t0 = g.now;
-    uint64_t a = sent(&g, 1000, 1);
-    g.now += 9 * MS;
-    uint64_t b = sent(&g, 1000, 1);
-    g.now = t0 + 89 * MS;
-    TT_REQUIRE(acked(&g, b, b, 0) == TERN_OK);
-    g.now = t0 + 90 * MS;
-    tern__rec_on_timer(g.c, g.now); /* a: lost by the time threshold */
+    uint64_t b, a = lose_one_by_time(&g, &b);
     TT_CHECK_EQ_U64(g.r->lost_total, 1);
     TT_CHECK(g.r->base > a); /* its record is gone from the ring */
     TT_CHECK_EQ_U64(g.r->lost_hist_live, 1);
@@ -440,14 +448,7 @@ static void test_spurious_loss_counted_within_window(void)
     TT_CHECK_EQ_U64(g.r->lost_total, 1);
 
     /* another loss, acknowledged only long after the window: nothing counts */
-    uint64_t t1 = g.now;
-    uint64_t c = sent(&g, 1000, 1);
-    g.now += 9 * MS;
-    uint64_t d = sent(&g, 1000, 1);
-    g.now = t1 + 89 * MS;
-    TT_REQUIRE(acked(&g, d, d, 0) == TERN_OK);
-    g.now = t1 + 90 * MS;
-    tern__rec_on_timer(g.c, g.now);
+    uint64_t d, c = lose_one_by_time(&g, &d);
     TT_CHECK_EQ_U64(g.r->lost_total, 2);
     TT_CHECK_EQ_U64(g.r->lost_hist_live, 1);
     g.now += 2 * S;
