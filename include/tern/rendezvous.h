@@ -313,7 +313,7 @@ void tern_rdv_server_get_stats(const tern_rdv_server *s, tern_rdv_stats *st);
  *     peer the server introduced (or any peer, with accept_any), and tern_rdv_client_hold from
  *     on_accept_hold, so that a handshake that beats its INTRODUCED waits for it;
  *   - runs tern_rdv_client_handle_expiry at tern_rdv_client_next_deadline (call time-outs of
- *     last resort, forgotten expectations).
+ *     last resort, forgotten expectations and held handshakes).
  * Requests need the server connection established (TERN_ERR_STATE before). Introductions: on
  * PEER_INFO the client calls tern_endpoint_connect_peer with the peer's candidates (LOCAL
  * first, then PUBLIC; LOCAL ones only in local ranges, tern_rdv_local_cand_ok, at most
