@@ -100,6 +100,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         p += len;
         if (++k == 4) tern_rdv_client_handle_expiry(rc, now + 60 * TERN_NS_PER_S);
     }
+    if (tern_rdv_client_hold(rc, cc, now)) /* a held handshake: decided after the hold */
+        (void)tern_rdv_client_hold(rc, cc, now + TERN_RDV_CLIENT_HOLD_NS);
     (void)tern_rdv_client_accept(rc, cc, now);
     tern_rdv_client_handle_expiry(rc, now + 3600 * TERN_NS_PER_S);
     if (tern_rdv_client_next_deadline(rc) != TERN_TIME_NEVER) abort();

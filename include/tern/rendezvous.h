@@ -310,9 +310,10 @@ void tern_rdv_server_get_stats(const tern_rdv_server *s, tern_rdv_stats *st);
  *   - forwards on_message for the server connection to tern_rdv_client_on_message, and
  *     on_closed / on_conn_free for it to tern_rdv_client_on_gone;
  *   - calls tern_rdv_client_accept from on_accept, to learn whether an incoming connection is a
- *     peer the server introduced (or any peer, with accept_any);
+ *     peer the server introduced (or any peer, with accept_any), and tern_rdv_client_hold from
+ *     on_accept_hold, so that a handshake that beats its INTRODUCED waits for it;
  *   - runs tern_rdv_client_handle_expiry at tern_rdv_client_next_deadline (call time-outs of
- *     last resort, forgotten expectations).
+ *     last resort, forgotten expectations and held handshakes).
  * Requests need the server connection established (TERN_ERR_STATE before). Introductions: on
  * PEER_INFO the client calls tern_endpoint_connect_peer with the peer's candidates (LOCAL
  * first, then PUBLIC; LOCAL ones only in local ranges, tern_rdv_local_cand_ok, at most
@@ -384,6 +385,11 @@ typedef struct tern_rdv_client_config {
 #define TERN_RDV_CLIENT_MAX_PENDING 64 /* introductions asked and expectations held at once;
                                           a new expectation when the table is full replaces
                                           the oldest, so a flood cannot lock it */
+#define TERN_RDV_CLIENT_MAX_HELD 32    /* handshakes held waiting for INTRODUCED: a target is
+                                          told of at most 8 introductions a second (the
+                                          server's intro_target_rate, 4 IPs x 2/s), so 16 in a
+                                          2 s hold, twice that for margin */
+#define TERN_RDV_CLIENT_HOLD_NS (2 * TERN_NS_PER_S) /* how long one is held */
 #define TERN_RDV_CLIENT_MAX_LOCAL 4    /* LOCAL candidates of a peer the client probes */
 #define TERN_RDV_CLIENT_MAX_CALLS 256  /* calls in flight (a server may allow fewer: ternd's
                                           max_calls_per_peer is 64, over it ERROR(LIMIT)) */
@@ -432,6 +438,15 @@ int tern_rdv_client_reply(tern_rdv_client *rc, uint64_t now, uint64_t call_id, u
 /* Call from on_accept: 0 when conn's peer key is one the server introduced (the expectation is
  * then used up) or accept_any is set; TERN_ERR_REFUSED otherwise (return it from on_accept). */
 int tern_rdv_client_accept(tern_rdv_client *rc, tern_conn *conn, uint64_t now);
+/* Call from on_accept_hold (tern_callbacks): 1 (hold) while conn's peer is not expected yet
+ * and has been held less than TERN_RDV_CLIENT_HOLD_NS, else 0 (decide in on_accept). The
+ * server's INTRODUCED to the target and the initiator's handshake travel different paths, so
+ * the handshake may come first; holding it until INTRODUCED arrives (then accepted) or the hold
+ * runs out (then refused) closes that race. Only peers whose handshake authenticated them get
+ * here, and the client remembers at most TERN_RDV_CLIENT_MAX_HELD of them (key and first time
+ * seen); a new one past that replaces the oldest (stats.hold_evicted), whose next packet starts
+ * a new hold (the endpoint's handshake timeout and half-open limits still bound it). */
+int tern_rdv_client_hold(tern_rdv_client *rc, tern_conn *conn, uint64_t now);
 
 /* Call from on_message: returns 1 when conn is the server connection (the message was handled:
  * a message that does not decode is counted and dropped), 0 when conn is another connection. */
@@ -450,6 +465,8 @@ typedef struct tern_rdv_client_stats {
     uint64_t accepted, refused, calls, replies, call_errors, calls_timed_out_locally;
     uint64_t group_msgs, presence;
     uint64_t expect_evicted;    /* expectations replaced by newer ones in a full table */
+    uint64_t held;              /* handshakes first held waiting for INTRODUCED (hold) */
+    uint64_t hold_evicted;      /* held handshakes forgotten for newer ones in a full table */
     uint64_t local_cands_dropped; /* LOCAL candidates refused (range or count, as the server) */
 } tern_rdv_client_stats;
 

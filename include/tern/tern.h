@@ -186,6 +186,15 @@ typedef struct tern_callbacks {
      * the relay to a direct path that validated, or back to the relay when the direct path went
      * silent. Nothing queued is lost in a move. */
     void (*on_path)(tern_conn *conn, void *user_data);
+    /* Server side, before on_accept: the client's handshake is done (its key is proven, so
+     * only an authenticated peer gets here) and its first packet under the session keys came.
+     * Return 1 to hold the decision: that packet is dropped unanswered, the connection stays
+     * half-open, and the hook is asked again on the client's next packet (the client repeats
+     * until it hears from us); the handshake timeout still ends a connection held that long.
+     * Return 0 to go on to on_accept. NULL: never held. For a decision that waits on news from
+     * elsewhere: the rendezvous target whose INTRODUCED comes after the initiator's handshake
+     * (tern_rdv_client_hold). Counted in tern_endpoint_stats.accepts_held. */
+    int (*on_accept_hold)(tern_conn *conn, void *user_data);
 } tern_callbacks;
 
 typedef struct tern_endpoint_config {
@@ -271,6 +280,7 @@ typedef struct tern_endpoint_stats {
     uint64_t sources_current;      /* source addresses (IPv4, IPv6 /64) with a connection */
     uint64_t expects_evicted;      /* expectations (tern_endpoint_expect_peer) replaced by a
                                       newer one because 64 were pending */
+    uint64_t accepts_held;         /* packets of handshakes held by on_accept_hold (dropped) */
 } tern_endpoint_stats;
 
 void tern_endpoint_get_stats(const tern_endpoint *ep, tern_endpoint_stats *st);
@@ -488,7 +498,10 @@ typedef struct tern_conn_stats {
     uint64_t srtt_ns, rttvar_ns, min_rtt_ns, latest_rtt_ns;
     uint64_t datagrams_sent, datagrams_received, datagrams_dropped;
     uint64_t handshake_ns;  /* from start to established */
-    uint64_t packets_lost, packets_retransmitted_frags, spurious_losses, pto_count;
+    uint64_t packets_lost, packets_retransmitted_frags;
+    uint64_t spurious_losses; /* packets declared lost whose ACK came after all (within a PTO
+                                 of the loss; the newest 16 lost are remembered) */
+    uint64_t pto_count;
     uint64_t messages_sent, messages_received, messages_abandoned;
     uint64_t messages_expired; /* arrived complete after their deadline: dropped, not delivered */
     uint64_t stream_bytes_sent, stream_bytes_received; /* flow payload bytes */

@@ -223,6 +223,14 @@ int tern__conn_recv_short(tern_endpoint *ep, tern__rx *rx, const uint8_t *pkt, s
     if (c->state == TERN_CONN_HANDSHAKE) {
         /* server: the client has our Response, so it receives at its address (the one this
          * packet came from, when a copy of the Response went there too) */
+        if (ep->cb.on_accept_hold && ep->cb.on_accept_hold(c, ep->user_data) > 0) {
+            ep->st.accepts_held++; /* asked again on the client's next packet */
+            c->hs.held = 1;
+            return TERN_OK;
+        }
+        /* held: the expectation (tern_endpoint_expect_peer) may have come meanwhile, after the
+         * Initial looked for it; its candidates and relay are this connection's to probe */
+        if (c->hs.held) tern__p2p_server_attach(c, now);
         if (rxc >= 0) tern__p2p_hs_adopt(c, rx);
         c->path.validated = 1;
         tern__conn_established(c, now);

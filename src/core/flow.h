@@ -163,6 +163,14 @@ typedef struct tern__sent {
     tern__sent_entry e[TERN__PKT_ENTRIES];
 } tern__sent;
 
+/* A packet declared lost whose record has left the ring (recovery.c): kept a while so that its
+ * late ACK still counts as a spurious loss. */
+#define TERN__LOST_HISTORY 16
+typedef struct tern__lost_pn {
+    uint64_t pn;
+    uint64_t until; /* a late ACK counts until then; 0: counted already (or unused) */
+} tern__lost_pn;
+
 typedef struct tern__recovery {
     tern__sent *ring;
     size_t cap, n;           /* records for pn base .. base+n-1 */
@@ -179,6 +187,12 @@ typedef struct tern__recovery {
     /* loss rate over recent packets (exponential average, 1/64 per packet) */
     uint64_t loss_avg_q16;
     uint64_t lost_total, sent_total, spurious;
+    /* packets declared lost, trimmed from the ring, for one PTO after (a ring of the newest
+     * TERN__LOST_HISTORY, overwritten oldest first; no flow references: their frames were
+     * requeued when they were declared lost, a late ACK only counts) */
+    tern__lost_pn lost_hist[TERN__LOST_HISTORY];
+    uint32_t lost_hist_next;  /* where the next one goes */
+    uint32_t lost_hist_live;  /* entries that may still count (0: the ACK path skips them) */
     tern__cc cc;
     tern__pacer pacer;
     tern__rate_state rate;

@@ -26,6 +26,7 @@ typedef struct tern__hs {
     uint64_t start, deadline, retx_at, backoff;
     uint8_t initial_dcid[TERN_CID_LEN]; /* the DCID of the client's Initial */
     int in_initial_map;
+    int held;                          /* server: on_accept_hold held it at least once */
 } tern__hs;
 
 #endif

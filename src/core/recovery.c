@@ -120,10 +120,19 @@ void tern__rec_on_sent(tern_conn *c, const tern__sent *rec_in, uint64_t now)
     }
 }
 
-/* Drops finished records from the front of the ring. */
-static void ring_trim(tern_conn *c, tern__recovery *r)
+/* Drops finished records from the front of the ring; a lost one's number is kept for one PTO
+ * (lost_hist), so that its late ACK still counts as spurious (RFC 9002 keeps lost packets'
+ * state a while for the same reason). */
+static void ring_trim(tern_conn *c, tern__recovery *r, uint64_t now)
 {
     while (r->n > 0 && sent_at(r, r->base)->state != SENT_OUTSTANDING) {
+        if (sent_at(r, r->base)->state == SENT_LOST) {
+            tern__lost_pn *h = &r->lost_hist[r->lost_hist_next];
+            if (h->until == 0) r->lost_hist_live++; /* else overwriting the oldest live one */
+            h->pn = r->base;
+            h->until = now + tern__rec_rtt_pto(c) + r->peer_max_ack_delay;
+            r->lost_hist_next = (r->lost_hist_next + 1) % TERN__LOST_HISTORY;
+        }
         r->base++;
         r->n--;
     }
@@ -200,6 +209,24 @@ static void congestion_event(tern_conn *c, uint64_t now, uint64_t lost_bytes, ui
     r->cc.ops->on_loss(r->cc.st, &l);
 }
 
+/* Counts the late ACK of [lo, hi] (below the ring) for the lost packets remembered in it. */
+static void late_acks(tern_conn *c, tern__recovery *r, uint64_t lo, uint64_t hi, uint64_t now)
+{
+    for (size_t j = 0; j < TERN__LOST_HISTORY; j++) {
+        tern__lost_pn *h = &r->lost_hist[j];
+        if (h->until == 0) continue;
+        if (h->until < now) { /* past its window: a late ACK no longer counts */
+            h->until = 0;
+            r->lost_hist_live--;
+        } else if (h->pn >= lo && h->pn <= hi) {
+            r->spurious++;
+            c->st.spurious_losses++;
+            h->until = 0;
+            r->lost_hist_live--;
+        }
+    }
+}
+
 /* Processes one ACK frame. TERN_ERR_PROTOCOL when it acknowledges a packet never sent. */
 int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
 {
@@ -211,6 +238,8 @@ int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
     int largest_newly_acked_eliciting = 0;
     uint64_t largest_sent_time = 0;
     for (size_t i = 0; i < f->n; i++) {
+        if (r->lost_hist_live && f->r[i].lo < r->base)
+            late_acks(c, r, f->r[i].lo, f->r[i].hi < r->base ? f->r[i].hi : r->base - 1, now);
         uint64_t lo = f->r[i].lo < r->base ? r->base : f->r[i].lo;
         uint64_t hi = f->r[i].hi;
         if (hi >= r->base + r->n) hi = r->base + r->n ? r->base + r->n - 1 : 0;
@@ -255,7 +284,7 @@ int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
         tern__rec_rtt_sample(c, sample);
     }
     if (acked_bytes == 0 && !new_largest) {
-        ring_trim(c, r);
+        ring_trim(c, r, now);
         return TERN_OK;
     }
     uint64_t lost = 0, last_time = 0;
@@ -276,7 +305,7 @@ int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
     tern__rate_finish(&r->rate, now, &a.rs);
     if (acked_bytes) r->cc.ops->on_ack(r->cc.st, &a);
     congestion_event(c, now, lost, last_time, persistent);
-    ring_trim(c, r);
+    ring_trim(c, r, now);
     /* the window opened: whatever waits may go */
     tern__ep_mark_send(c->ep, c);
     tern__rec_network_changed(c);
@@ -300,7 +329,7 @@ void tern__rec_on_timer(tern_conn *c, uint64_t now)
         int persistent = 0;
         detect_losses(c, now, &lost, &last_time, &persistent);
         congestion_event(c, now, lost, last_time, persistent);
-        ring_trim(c, r);
+        ring_trim(c, r, now);
         tern__ep_mark_send(c->ep, c);
         return;
     }
@@ -329,7 +358,7 @@ void tern__rec_path_changed(tern_conn *c, uint64_t now)
         tern__sent *s = sent_at(r, pn);
         if (s->state == SENT_OUTSTANDING) on_packet_lost(c, s, now);
     }
-    ring_trim(c, r);
+    ring_trim(c, r, now);
     r->loss_time = TERN_TIME_NEVER;
     r->pto_count = 0;
     r->probes_pending = 0;

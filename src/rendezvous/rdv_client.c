@@ -6,8 +6,9 @@
  * first request) and decodes whatever the server sends on any flow (tern_rdv_decode: bounded,
  * never trusts a length). State is small and fixed: introductions asked and not yet answered,
  * peers the server introduced us to (the key we accept their handshake with, and until when),
+ * handshakes of peers not introduced yet, held for a while in case INTRODUCED is on its way,
  * and calls in flight (each with a local deadline of last resort: the server answers a call's
- * timeout itself, but a server that went quiet must not leave a call hanging). All three are
+ * timeout itself, but a server that went quiet must not leave a call hanging). All four are
  * arrays of at most TERN_RDV_CLIENT_MAX_* entries scanned linearly: a peer has a handful of
  * introductions and calls at once, not thousands. The client allocates only itself, through
  * the memory hook; it never reads a clock (now is passed in) and never closes a connection.
@@ -28,6 +29,12 @@ typedef struct expectation {
     uint64_t since;    /* when it was made or last refreshed (the oldest is evicted first) */
 } expectation;
 
+/* A handshake held until INTRODUCED (tern_rdv_client_hold): an authenticated peer's key. */
+typedef struct held {
+    uint8_t peer_pub[TERN_KEY_LEN];
+    uint64_t since; /* first held (the oldest is evicted first; the hold ends HOLD_NS after) */
+} held;
+
 typedef struct call_pending {
     uint64_t call_id;
     uint64_t deadline; /* local last resort */
@@ -42,15 +49,19 @@ struct tern_rdv_client {
     int registered;
     tern_addr public_addr;
     uint64_t next_call_id;
-    size_t n_intros, n_expects, n_calls;
+    size_t n_intros, n_expects, n_calls, n_held;
     intro_pending intros[TERN_RDV_CLIENT_MAX_PENDING];
     expectation expects[TERN_RDV_CLIENT_MAX_PENDING];
+    held helds[TERN_RDV_CLIENT_MAX_HELD];
     call_pending calls[TERN_RDV_CLIENT_MAX_CALLS];
     tern_rdv_client_stats st;
 };
 
 #define DEFAULT_CALL_GRACE_NS (2 * TERN_NS_PER_S)
 #define EXPECT_MARGIN_NS (5 * TERN_NS_PER_S) /* an expectation outlives the probing by this */
+/* A held handshake whose connection went away undecided (the peer gave up) is forgotten this
+ * long after it was first held: past the hold, so a packet that comes meanwhile is refused. */
+#define HELD_FORGET_NS (2 * TERN_RDV_CLIENT_HOLD_NS)
 
 void tern_rdv_client_config_default(tern_rdv_client_config *cfg)
 {
@@ -261,14 +272,57 @@ int tern_rdv_client_reply(tern_rdv_client *rc, uint64_t now, uint64_t call_id, u
 
 /* ---------------------------------------------------------------- peers */
 
+/* The live expectation of pub, or NULL. */
+static expectation *find_expect(tern_rdv_client *rc, const uint8_t *pub, uint64_t now)
+{
+    for (size_t i = 0; i < rc->n_expects; i++) {
+        if (rc->expects[i].until < now) continue; /* stale: handle_expiry drops it */
+        if (memcmp(rc->expects[i].peer_pub, pub, TERN_KEY_LEN) == 0) return &rc->expects[i];
+    }
+    return NULL;
+}
+
+/* Forgets pub's held handshake, if any (decided: accepted or refused). */
+static void unhold(tern_rdv_client *rc, const uint8_t *pub)
+{
+    for (size_t i = 0; i < rc->n_held; i++)
+        if (memcmp(rc->helds[i].peer_pub, pub, TERN_KEY_LEN) == 0) {
+            rc->helds[i] = rc->helds[--rc->n_held];
+            return;
+        }
+}
+
+int tern_rdv_client_hold(tern_rdv_client *rc, tern_conn *conn, uint64_t now)
+{
+    uint8_t pub[TERN_KEY_LEN];
+    if (rc->cfg.accept_any || conn == NULL || tern_conn_peer_key(conn, pub) != TERN_OK) return 0;
+    if (find_expect(rc, pub, now) != NULL) return 0;
+    held *h = NULL;
+    for (size_t i = 0; i < rc->n_held && h == NULL; i++)
+        if (memcmp(rc->helds[i].peer_pub, pub, TERN_KEY_LEN) == 0) h = &rc->helds[i];
+    if (h != NULL) return now - h->since < TERN_RDV_CLIENT_HOLD_NS; /* over: on_accept refuses */
+    if (rc->n_held < TERN_RDV_CLIENT_MAX_HELD) {
+        h = &rc->helds[rc->n_held++];
+    } else { /* full: the oldest gives its place up */
+        h = &rc->helds[0];
+        for (size_t i = 1; i < rc->n_held; i++)
+            if (rc->helds[i].since < h->since) h = &rc->helds[i];
+        rc->st.hold_evicted++;
+    }
+    memcpy(h->peer_pub, pub, TERN_KEY_LEN);
+    h->since = now;
+    rc->st.held++;
+    return 1;
+}
+
 int tern_rdv_client_accept(tern_rdv_client *rc, tern_conn *conn, uint64_t now)
 {
     uint8_t pub[TERN_KEY_LEN];
     if (conn != NULL && tern_conn_peer_key(conn, pub) == TERN_OK) {
-        for (size_t i = 0; i < rc->n_expects; i++) {
-            if (rc->expects[i].until < now) continue; /* stale: handle_expiry drops it */
-            if (memcmp(rc->expects[i].peer_pub, pub, TERN_KEY_LEN) != 0) continue;
-            rc->expects[i] = rc->expects[--rc->n_expects];
+        unhold(rc, pub);
+        expectation *e = find_expect(rc, pub, now);
+        if (e != NULL) {
+            *e = rc->expects[--rc->n_expects];
             rc->st.accepted++;
             return TERN_OK;
         }
@@ -559,6 +613,8 @@ uint64_t tern_rdv_client_next_deadline(const tern_rdv_client *rc)
         if (rc->calls[i].deadline < t) t = rc->calls[i].deadline;
     for (size_t i = 0; i < rc->n_expects; i++)
         if (rc->expects[i].until < t) t = rc->expects[i].until;
+    for (size_t i = 0; i < rc->n_held; i++)
+        if (rc->helds[i].since + HELD_FORGET_NS < t) t = rc->helds[i].since + HELD_FORGET_NS;
     return t;
 }
 
@@ -566,6 +622,10 @@ void tern_rdv_client_handle_expiry(tern_rdv_client *rc, uint64_t now)
 {
     for (size_t i = 0; i < rc->n_expects;) {
         if (rc->expects[i].until <= now) rc->expects[i] = rc->expects[--rc->n_expects];
+        else i++;
+    }
+    for (size_t i = 0; i < rc->n_held;) {
+        if (rc->helds[i].since + HELD_FORGET_NS <= now) rc->helds[i] = rc->helds[--rc->n_held];
         else i++;
     }
     for (size_t i = 0; i < rc->n_calls;) {

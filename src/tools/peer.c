@@ -178,6 +178,15 @@ static int s_accept(tern_conn *c, void *u)
     return ps->app.on_accept ? ps->app.on_accept(c, ps->user) : 0;
 }
 
+/* A handshake that beat its INTRODUCED waits for it (tern_rdv_client_hold). */
+static int s_accept_hold(tern_conn *c, void *u)
+{
+    peer_session *ps = u;
+    int held = tern_rdv_client_hold(ps->rdv, c, tern_driver_now(ps->d));
+    if (held) rearm(ps); /* the held handshake is forgotten at the client's deadline */
+    return held;
+}
+
 /* With a target (peer_session_target): 1 when c is another connection, which the command does
  * not hear of. */
 static int not_target(const peer_session *ps, const tern_conn *c)
@@ -455,6 +464,7 @@ int peer_session_start(peer_session *ps, const char *cmd, const peer_opts *o,
     dc.endpoint.settings.handshake_timeout_ns = o->timeout_ms * TERN_NS_PER_MS;
     dc.endpoint.settings.idle_timeout_ns = o->idle_ms * TERN_NS_PER_MS;
     dc.endpoint.callbacks.on_accept = s_accept;
+    dc.endpoint.callbacks.on_accept_hold = s_accept_hold;
     dc.endpoint.callbacks.on_established = s_established;
     dc.endpoint.callbacks.on_message = s_message;
     dc.endpoint.callbacks.on_closed = s_closed;

@@ -128,6 +128,12 @@ static int p_on_accept(tern_conn *c, void *u)
     return rc;
 }
 
+static int p_on_accept_hold(tern_conn *c, void *u)
+{
+    peer *p = u;
+    return tern_rdv_client_hold(p->rc, c, sim_now(p->s));
+}
+
 static void p_on_established(tern_conn *c, void *u)
 {
     peer *p = u;
@@ -297,6 +303,7 @@ static void peer_init(peer *p, sim *s, const rdv_node *srv, uint8_t i)
     cfg.rand_user = &p->rng;
     cfg.user_data = p;
     cfg.callbacks.on_accept = p_on_accept;
+    cfg.callbacks.on_accept_hold = p_on_accept_hold;
     cfg.callbacks.on_established = p_on_established;
     cfg.callbacks.on_message = p_on_message;
     cfg.callbacks.on_closed = p_on_closed;
@@ -479,7 +486,7 @@ static void test_introduce_connects_and_target_accepts_only_the_introduced(void)
     TT_REQUIRE(tern_endpoint_connect(c->ep, sim_now(w.s), &c->addr, &b->addr, b->key.pub, &cc) ==
                TERN_OK);
     wake(c);
-    tnet_run_ms(w.s, 500);
+    tnet_run_ms(w.s, 3000); /* held for TERN_RDV_CLIENT_HOLD_NS in case INTRODUCED comes */
     TT_CHECK_EQ_INT(b->refused, 1);
     TT_CHECK_EQ_INT(b->accepted, 1);
     TT_CHECK_MSG(c->closed_err == TERN_ERR_REFUSED, "c closed with %d (%s)", c->closed_err,
@@ -489,7 +496,7 @@ static void test_introduce_connects_and_target_accepts_only_the_introduced(void)
     TT_REQUIRE(tern_endpoint_connect(a->ep, sim_now(w.s), &a->addr, &b->addr, b->key.pub,
                                      &again) == TERN_OK);
     wake(a);
-    tnet_run_ms(w.s, 500);
+    tnet_run_ms(w.s, 3000);
     TT_CHECK_EQ_INT(b->refused, 2);
     tern_rdv_client_stats st;
     tern_rdv_client_get_stats(b->rc, &st);
@@ -526,8 +533,85 @@ static void test_expectation_expires(void)
                TERN_OK);
     wake(b);
     int refused0 = a->refused;
-    tnet_run_ms(w.s, 300);
+    tnet_run_ms(w.s, 3000); /* after the hold */
     TT_CHECK_EQ_INT(a->refused, refused0 + 1);
+    world_free(&w);
+}
+
+/* The server's INTRODUCED to the target and the initiator's handshake take different paths:
+ * here the server's link to b is slow (200 ms), so a's Initial (PEER_INFO after 10 ms, then
+ * 5 ms to b) reaches b long before INTRODUCED. b holds the handshake and accepts it once
+ * INTRODUCED arrives, instead of refusing it. */
+static void test_handshake_before_introduced_is_held_then_accepted(void)
+{
+    world w;
+    world_init(&w, 2);
+    peer *a = &w.p[0], *b = &w.p[1];
+    tnet_link(w.s, &w.srv.addr, &b->addr, 200, 0, 0);
+    uint64_t t0 = sim_now(w.s);
+    TT_REQUIRE(tern_rdv_client_introduce(a->rc, t0, b->id) == TERN_OK);
+    wake(a);
+    tnet_run_ms(w.s, 100); /* a's handshake is at b; INTRODUCED is not */
+    TT_REQUIRE(a->peer_conns == 1);
+    TT_CHECK_EQ_INT(b->introduced, 0);
+    TT_CHECK_EQ_INT(b->refused, 0);
+    TT_CHECK_EQ_INT(b->accepted, 0);
+    tern_rdv_client_stats st;
+    tern_rdv_client_get_stats(b->rc, &st);
+    TT_CHECK_EQ_U64(st.held, 1);
+    tern_endpoint_stats es;
+    tern_endpoint_get_stats(b->ep, &es);
+    TT_CHECK(es.accepts_held >= 1);
+    tnet_run_ms(w.s, 900);
+    TT_CHECK_EQ_INT(b->introduced, 1);
+    TT_CHECK_EQ_INT(b->refused, 0);
+    TT_CHECK_EQ_INT(b->accepted, 1);
+    TT_CHECK_EQ_INT(a->peer_established, 1);
+    TT_CHECK_MSG(a->closed_err == 0, "a closed with %d (%s)", a->closed_err, a->closed_reason);
+    tern_rdv_client_get_stats(b->rc, &st);
+    TT_CHECK_EQ_U64(st.accepted, 1);
+    TT_CHECK_EQ_U64(st.refused, 0);
+    TT_CHECK_EQ_U64(st.held, 1);
+    world_free(&w);
+}
+
+/* Held handshakes are bounded: past TERN_RDV_CLIENT_MAX_HELD the oldest is forgotten (counted),
+ * a forgotten one asks again as new, and everything held is forgotten after the hold. */
+static void test_held_handshakes_are_bounded(void)
+{
+    world w;
+    world_init(&w, 2);
+    peer *b = &w.p[1];
+    /* N peers the server never introduced, each with its own key, connect to b at once */
+    enum { N = TERN_RDV_CLIENT_MAX_HELD + 3 };
+    static tnet_node cl[N];
+    for (int i = 0; i < N; i++) {
+        tern_addr addr;
+        tern_addr_ipv4(&addr, 198, 51, 100, (uint8_t)(10 + i), 5000);
+        tnet_node_init(&cl[i], w.s, &addr, 0, NULL, 100 + (uint64_t)i);
+        tern_conn *c = NULL;
+        TT_REQUIRE(tern_endpoint_connect(cl[i].ep, sim_now(w.s), &cl[i].addr, &b->addr,
+                                         b->key.pub, &c) == TERN_OK);
+        sim_node_wake(w.s, cl[i].node);
+    }
+    tnet_run_ms(w.s, 100);
+    tern_rdv_client_stats st;
+    tern_rdv_client_get_stats(b->rc, &st);
+    TT_CHECK_EQ_U64(st.held, N);                                 /* each held once so far */
+    TT_CHECK_EQ_U64(st.hold_evicted, N - TERN_RDV_CLIENT_MAX_HELD); /* the oldest made room */
+    TT_CHECK_EQ_INT(b->accepted, 0);
+    TT_CHECK_EQ_INT(b->refused, 0);
+    /* none is ever accepted: refused after its hold, or given up by the handshake timeout */
+    tnet_run_ms(w.s, 20000);
+    TT_CHECK_EQ_INT(b->accepted, 0);
+    for (int i = 0; i < N; i++) TT_CHECK_MSG(cl[i].closed, "client %d still open", i);
+    TT_CHECK(b->refused >= TERN_RDV_CLIENT_MAX_HELD);
+    tern_rdv_client_get_stats(b->rc, &st);
+    TT_CHECK_EQ_U64(st.accepted, 0);
+    TT_CHECK(st.hold_evicted >= N - TERN_RDV_CLIENT_MAX_HELD);
+    /* nothing held stays: the client's next deadline is gone once the holds are forgotten */
+    TT_CHECK_EQ_U64(tern_rdv_client_next_deadline(b->rc), TERN_TIME_NEVER);
+    for (int i = 0; i < N; i++) tnet_node_free(&cl[i], w.s);
     world_free(&w);
 }
 
@@ -960,6 +1044,8 @@ static const tt_case cases[] = {
     TT_CASE(test_register),
     TT_CASE(test_introduce_connects_and_target_accepts_only_the_introduced),
     TT_CASE(test_expectation_expires),
+    TT_CASE(test_handshake_before_introduced_is_held_then_accepted),
+    TT_CASE(test_held_handshakes_are_bounded),
     TT_CASE(test_relay_when_no_direct_path_then_direct),
     TT_CASE(test_unknown_peer_fails_fast),
     TT_CASE(test_groups),

@@ -10,7 +10,9 @@
  *   - the probe timeout: srtt + max(4 rttvar, 1 ms) + max_ack_delay, doubled per PTO, capped at
  *     8 srtt (at most max_backoff, never below one PTO); two probes per PTO; an ACK resets it.
  *   - loss detection by packet threshold (3) and by time threshold (9/8 of the RTT, the loss
- *     timer), persistent congestion (losses spanning 3 PTOs: the minimum window), late ACKs of lost packets, ACKs of packets never sent, the ring of records growing and
+ *     timer), persistent congestion (losses spanning 3 PTOs: the minimum window), late ACKs of
+ *     lost packets (a spurious loss when within one PTO, from the bounded history of lost
+ *     packet numbers once their records left the ring), ACKs of packets never sent, the ring of records growing and
  *     shrinking back, a path change declaring everything outstanding lost.
  */
 #include <string.h>
@@ -408,6 +410,86 @@ static void test_late_ack_of_lost_packet(void)
     rig_free(&g);
 }
 
+/* With srtt 80 ms: sends a, then b 9 ms later, acknowledges b at 89 ms and fires the loss timer
+ * at 90 ms, which declares a lost by the time threshold. Returns a (b in *b_out). */
+static uint64_t lose_one_by_time(rig *g, uint64_t *b_out)
+{
+    uint64_t t0 = g->now;
+    uint64_t a = sent(g, 1000, 1);
+    g->now += 9 * MS;
+    *b_out = sent(g, 1000, 1);
+    g->now = t0 + 89 * MS;
+    TT_REQUIRE(acked(g, *b_out, *b_out, 0) == TERN_OK);
+    g->now = t0 + 90 * MS;
+    tern__rec_on_timer(g->c, g->now);
+    return a;
+}
+
+/* A packet declared lost by the time threshold whose ACK comes late (reordering): its record
+ * has left the ring, but its number is kept for one PTO, so the ACK counts one spurious loss
+ * (once, however often the peer repeats the range); after the window an ACK counts nothing. */
+static void test_spurious_loss_counted_within_window(void)
+{
+    rig g;
+    rig_init(&g, TERN_CC_NEWRENO);
+    g.now = 1 * S;
+    rtt_sample(&g, 80 * MS); /* threshold 90 ms; PTO 80 + 4 x 40 + 25 = 265 ms */
+    uint64_t b, a = lose_one_by_time(&g, &b);
+    TT_CHECK_EQ_U64(g.r->lost_total, 1);
+    TT_CHECK(g.r->base > a); /* its record is gone from the ring */
+    TT_CHECK_EQ_U64(g.r->lost_hist_live, 1);
+    g.now += 20 * MS; /* a's ACK, late */
+    TT_REQUIRE(acked(&g, a, b, 0) == TERN_OK);
+    TT_CHECK_EQ_U64(g.r->spurious, 1);
+    TT_CHECK_EQ_U64(g.c->st.spurious_losses, 1);
+    TT_CHECK_EQ_U64(g.r->lost_hist_live, 0);
+    TT_REQUIRE(acked(&g, a, b, 0) == TERN_OK); /* repeated: counted once */
+    TT_CHECK_EQ_U64(g.r->spurious, 1);
+    TT_CHECK_EQ_U64(g.r->lost_total, 1);
+
+    /* another loss, acknowledged only long after the window: nothing counts */
+    uint64_t d, c = lose_one_by_time(&g, &d);
+    TT_CHECK_EQ_U64(g.r->lost_total, 2);
+    TT_CHECK_EQ_U64(g.r->lost_hist_live, 1);
+    g.now += 2 * S;
+    TT_REQUIRE(acked(&g, c, d, 0) == TERN_OK);
+    TT_CHECK_EQ_U64(g.r->spurious, 1);
+    TT_CHECK_EQ_U64(g.r->lost_hist_live, 0); /* the expired entry was dropped */
+    rig_free(&g);
+}
+
+/* The remembered losses are a fixed ring: many more losses than it holds neither allocate nor
+ * grow anything, the oldest are overwritten, and the newest ones still count when acked late. */
+static void test_lost_history_is_bounded(void)
+{
+    rig g;
+    rig_init(&g, TERN_CC_NEWRENO);
+    g.now = 1 * S;
+    rtt_sample(&g, 50 * MS);
+    enum { N = 10 * TERN__LOST_HISTORY };
+    uint64_t first = 0, last = 0;
+    for (int i = 0; i < N; i++) {
+        uint64_t pn = sent(&g, 1000, 1);
+        if (i == 0) first = pn;
+        last = pn;
+    }
+    uint64_t t = sent(&g, 1000, 1), u = sent(&g, 1000, 1), v = sent(&g, 1000, 1);
+    g.now += 50 * MS;
+    TT_REQUIRE(acked(&g, t, v, 0) == TERN_OK); /* the N before: lost by the packet threshold */
+    TT_CHECK_EQ_U64(g.r->lost_total, N);
+    TT_CHECK_EQ_U64(g.r->lost_hist_live, TERN__LOST_HISTORY);
+    size_t mem = (size_t)g.k.mem.current;
+    (void)u;
+    /* every one of them acknowledged late: only the newest TERN__LOST_HISTORY are known */
+    g.now += 10 * MS;
+    TT_REQUIRE(acked(&g, first, v, 0) == TERN_OK);
+    TT_CHECK_EQ_U64(g.r->spurious, TERN__LOST_HISTORY);
+    TT_CHECK_EQ_U64(g.r->lost_hist_live, 0);
+    TT_CHECK((size_t)g.k.mem.current <= mem);
+    (void)last;
+    rig_free(&g);
+}
+
 /* Loses every packet sent from t0 to t0 + span (one each 50 ms): the three sent after them are
  * acknowledged, 100 ms later. Returns the congestion window after that ACK. */
 static uint64_t cwnd_after_losses_over(uint64_t span)
@@ -520,6 +602,8 @@ static const tt_case cases[] = {
     TT_CASE(test_loss_by_packet_threshold),
     TT_CASE(test_loss_by_time_threshold),
     TT_CASE(test_late_ack_of_lost_packet),
+    TT_CASE(test_spurious_loss_counted_within_window),
+    TT_CASE(test_lost_history_is_bounded),
     TT_CASE(test_persistent_congestion),
     TT_CASE(test_ring_grows_and_shrinks),
     TT_CASE(test_path_change_requeues_outstanding),
