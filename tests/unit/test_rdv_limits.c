@@ -71,8 +71,8 @@ static tern_rdv_msg join_msg(const uint8_t *name, size_t len)
     return m;
 }
 
-/* k asks to join n groups with distinct 255-byte names "prefix-i-xxx..." (whatever the server
- * refuses is counted there). */
+/* k asks to join n groups with distinct names of 255 bytes, "prefix-i-" then padding (whatever
+ * the server refuses is counted there). */
 static void join_long(rdv_cli *k, const char *prefix, uint32_t n)
 {
     uint8_t name[TERN_RDV_MAX_NAME];
