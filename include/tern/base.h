@@ -25,19 +25,34 @@ extern "C" {
 
 enum { TERN_AF_NONE = 0, TERN_AF_INET = 4, TERN_AF_INET6 = 6 };
 
+/* How packets travel to an address. UDP is the default (0: a zeroed tern_addr is UDP). On a
+ * stream transport the driver carries each packet framed on one TCP connection (TLS 1.3 for
+ * TERN_TRANSPORT_TLS) to that address (docs/protocol.md, "Stream transport"); the core treats a
+ * path whose remote is a stream as reliable and ordered. */
+enum { TERN_TRANSPORT_UDP = 0, TERN_TRANSPORT_TCP = 1, TERN_TRANSPORT_TLS = 2 };
+
 /* An IP address and port, independent of any socket API. IPv4 uses ip[0..3]. */
 typedef struct tern_addr {
-    uint8_t family; /* TERN_AF_* */
-    uint8_t pad_;
-    uint16_t port;  /* host byte order */
+    uint8_t family;    /* TERN_AF_* */
+    uint8_t transport; /* TERN_TRANSPORT_* */
+    uint16_t port;     /* host byte order */
     uint8_t ip[16];
 } tern_addr;
 
+/* A stream transport (TCP or TLS)? */
+static inline int tern_addr_is_stream(const tern_addr *a)
+{
+    return a->transport != TERN_TRANSPORT_UDP;
+}
+
 void tern_addr_ipv4(tern_addr *a, uint8_t a0, uint8_t a1, uint8_t a2, uint8_t a3, uint16_t port);
+/* Same family, address, port and transport. */
 int tern_addr_equal(const tern_addr *a, const tern_addr *b);
-/* Parses "1.2.3.4:5", "[::1]:5" or "host-less" forms; TERN_ERR_MALFORMED on anything else. */
+/* Parses "1.2.3.4:5", "[::1]:5" or "host-less" forms, each optionally followed by "/udp",
+ * "/tcp" or "/tls" (the transport; UDP without one); TERN_ERR_MALFORMED on anything else. */
 int tern_addr_parse(tern_addr *a, const char *text);
-/* Writes "1.2.3.4:5" or "[::1]:5" into buf; returns buf ("?" when it does not fit). */
+/* Writes "1.2.3.4:5" or "[::1]:5" into buf, with "/tcp" or "/tls" after a stream transport's
+ * address; returns buf ("?" when it does not fit). */
 const char *tern_addr_format(const tern_addr *a, char *buf, size_t len);
 
 /* ---------------------------------------------------------------- hooks */

@@ -294,6 +294,43 @@ int tern_endpoint_connect(tern_endpoint *ep, uint64_t now, const tern_addr *loca
                           const tern_addr *remote, const uint8_t server_pub[TERN_KEY_LEN],
                           tern_conn **out);
 
+/* A client connection that races UDP and a stream transport (TCP, or TLS 1.3 for networks
+ * that pass only web traffic), as happy eyeballs does: the Initial goes over UDP first, and over
+ * the stream stream_after_ns later if UDP has not answered by then (at once when there is no UDP
+ * remote). The first path that answers carries the connection. While a stream carries it, UDP
+ * keeps being probed in the background and the connection moves back to UDP once UDP answers.
+ * On a stream path the core retransmits nothing the stream delivers and leaves congestion
+ * control to TCP (docs/mobility.md). */
+typedef struct tern_connect_opts {
+    tern_addr local, remote;               /* UDP; remote.family TERN_AF_NONE: no UDP */
+    tern_addr stream_local, stream_remote; /* transport TCP or TLS; family NONE: no stream */
+    uint64_t stream_after_ns;              /* the stream's head start for UDP (250 ms) */
+    uint8_t server_pub[TERN_KEY_LEN];
+} tern_connect_opts;
+
+/* Zeroes o and sets the default above. */
+void tern_connect_opts_default(tern_connect_opts *o);
+
+/* Opens a connection as tern_endpoint_connect does, over UDP, a stream or both (above).
+ * Errors: TERN_ERR_NOMEM, TERN_ERR_INVALID_ARG (neither remote, or a stream remote whose
+ * transport is UDP). */
+int tern_endpoint_connect_opts(tern_endpoint *ep, uint64_t now, const tern_connect_opts *o,
+                               tern_conn **out);
+
+/* The driver tells the core that the stream (TCP or TLS connection) between local and remote
+ * ended or could not be opened. Packets in flight on it are declared lost and go again on the
+ * path that carries the connection next (a reopened stream, UDP, another candidate); a
+ * connection left with no path waits for one within its idle timeout. */
+void tern_endpoint_stream_closed(tern_endpoint *ep, uint64_t now, const tern_addr *local,
+                                 const tern_addr *remote);
+
+/* Client-driven migration: the connection's packets leave from local from now on (a new socket
+ * or address after a network change). The new path is validated (PATH_CHALLENGE) under the
+ * anti-amplification rule; nothing in flight is lost (it is sent again on the new path where
+ * needed), flows go on, and on_path reports the move. Errors: TERN_ERR_STATE (server side, or
+ * not established), TERN_ERR_INVALID_ARG. */
+int tern_conn_migrate(tern_conn *c, uint64_t now, const tern_addr *local);
+
 /* Queues one unreliable datagram frame (at most tern_conn_max_datagram() bytes).
  * Errors: TERN_ERR_STATE (not established), TERN_ERR_TOO_LARGE, TERN_ERR_AGAIN (queue full). */
 int tern_conn_send_datagram(tern_conn *c, uint64_t now, const uint8_t *data, size_t len);

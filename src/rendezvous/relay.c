@@ -275,8 +275,7 @@ int tern_relay_open(tern_relay *r, uint64_t now, const tern_addr *addr_a, const 
     for (int i = 0; i < 2 && rc == TERN_OK; i++) {
         relay_side *sd = &s->side[i];
         sd->s = s;
-        sd->addr = *addrs[i];
-        sd->addr.pad_ = 0;
+        sd->addr = *addrs[i]; /* the transport too: a peer may reach the relay over a stream */
         addr_count *ac = addr_ref(r, addrs[i]);
         if (ac != NULL && ac->n >= r->cfg.max_per_addr && i == 1 && evict_lra(r, ac, s))
             r->st.evicted++; /* the target's address is full: its least recently active goes */

@@ -257,6 +257,20 @@ static void test_keys_and_addresses(void)
     TT_CHECK_EQ_INT(tern_addr_parse(&a, "1.2.3.4:99999"), TERN_ERR_MALFORMED);
     TT_CHECK_EQ_INT(tern_addr_parse(&a, "nonsense"), TERN_ERR_MALFORMED);
     TT_CHECK_EQ_INT(tern_addr_parse(&a, "[::1"), TERN_ERR_MALFORMED);
+    /* transports: "/tcp" and "/tls" are kept and shown, "/udp" is the default and not shown,
+     * and two addresses that differ only in transport are different paths */
+    tern_addr b;
+    TT_CHECK_EQ_INT(tern_addr_parse(&a, "192.0.2.1:443/tls"), TERN_OK);
+    TT_CHECK(a.transport == TERN_TRANSPORT_TLS && a.port == 443 && tern_addr_is_stream(&a));
+    TT_CHECK(strcmp(tern_addr_format(&a, buf, sizeof(buf)), "192.0.2.1:443/tls") == 0);
+    TT_CHECK_EQ_INT(tern_addr_parse(&b, "192.0.2.1:443/udp"), TERN_OK);
+    TT_CHECK(b.transport == TERN_TRANSPORT_UDP && !tern_addr_is_stream(&b));
+    TT_CHECK(!tern_addr_equal(&a, &b));
+    TT_CHECK(strcmp(tern_addr_format(&b, buf, sizeof(buf)), "192.0.2.1:443") == 0);
+    TT_CHECK_EQ_INT(tern_addr_parse(&a, "[2001:db8::1]:4433/tcp"), TERN_OK);
+    TT_CHECK(a.transport == TERN_TRANSPORT_TCP && a.family == TERN_AF_INET6);
+    TT_CHECK(strcmp(tern_addr_format(&a, buf, sizeof(buf)), "[2001:db8::1]:4433/tcp") == 0);
+    TT_CHECK_EQ_INT(tern_addr_parse(&a, "192.0.2.1:443/quic"), TERN_ERR_MALFORMED);
 }
 
 static const tt_case cases[] = {
