@@ -44,6 +44,21 @@ typedef struct tern_driver_timer tern_driver_timer;
 typedef int (*tern_driver_rx_hook)(tern_driver *d, size_t sock, const tern_addr *from,
                                    uint8_t *data, size_t len, void *user);
 
+/* A stream frame's sock in the rx_hook; tern_driver_send_raw ignores sock when `to` is a stream
+ * address (the frame goes on the open stream to it). */
+#define TERN_DRIVER_STREAM_SOCK ((size_t)-1)
+
+/* What a remote party can make the driver hold in streams, each counted (tern_driver_stats). */
+typedef struct tern_driver_stream_limits {
+    uint32_t max_streams;        /* accepted streams open at once (10000) */
+    uint32_t max_per_ip;         /* accepted streams from one IPv4 address or IPv6 /64 (64) */
+    uint32_t write_buffer;       /* bytes queued per stream beyond what the kernel took; a frame
+                                    past it is dropped like a lost datagram (256 KiB) */
+    uint64_t preamble_timeout_ns;/* an accepted stream (and its TLS handshake) must show the
+                                    tern preamble within this, or it is closed (5 s) */
+    uint64_t idle_timeout_ns;    /* a stream that carried nothing this long is closed (60 s) */
+} tern_driver_stream_limits;
+
 typedef struct tern_driver_config {
     /* The endpoint to create, with the application's callbacks and user_data (the driver also
      * watches on_accept, on_established and on_conn_free to track live connections). */
@@ -59,8 +74,19 @@ typedef struct tern_driver_config {
                                   for the next iteration, which then does not sleep */
     int disable_gso;           /* never use UDP_SEGMENT (0) */
     int disable_gro;           /* never ask for UDP_GRO (0) */
-    tern_driver_rx_hook rx_hook; /* NULL: every datagram goes to the endpoint */
+    tern_driver_rx_hook rx_hook; /* NULL: every datagram goes to the endpoint; it also sees
+                                    every frame that arrives on a stream, with sock
+                                    TERN_DRIVER_STREAM_SOCK and from's transport TCP or TLS */
     void *rx_hook_user;
+    /* Stream transports (docs/protocol.md, "Stream transport"): addresses to accept tern over
+     * TCP or TLS 1.3 on (each tern_addr's transport says which). None: no listening stream. A
+     * client needs none: its streams are opened when the core first sends to a stream address
+     * (tern_driver_connect_opts). */
+    size_t n_stream_listen;
+    tern_addr stream_listen[TERN_DRIVER_MAX_SOCKETS];
+    const char *tls_cert_file; /* PEM certificate (chain) and key for the TLS listeners; NULL */
+    const char *tls_key_file;  /* both: a self-signed certificate made at start (for tests) */
+    tern_driver_stream_limits stream_limits;
 } tern_driver_config;
 
 /* Zeroes cfg, fills cfg->endpoint with tern_endpoint_config_default() and the driver's
@@ -96,6 +122,28 @@ int tern_driver_local_addr(const tern_driver *d, size_t i, tern_addr *out);
  * TERN_ERR_INVALID_ARG (no socket of that family), TERN_ERR_NOMEM. */
 int tern_driver_connect(tern_driver *d, const tern_addr *remote,
                         const uint8_t server_pub[TERN_KEY_LEN], tern_conn **out);
+
+/* How tern_driver_connect_opts reaches the server. */
+typedef enum tern_transport_choice {
+    TERN_TRANSPORT_AUTO = 0, /* UDP, and the stream (stream_remote) after the race delay */
+    TERN_TRANSPORT_ONLY_UDP,
+    TERN_TRANSPORT_ONLY_STREAM,
+} tern_transport_choice;
+
+typedef struct tern_driver_connect_cfg {
+    tern_addr remote;        /* the server's UDP address (family NONE: none) */
+    tern_addr stream_remote; /* the server's TCP or TLS address (family NONE: none) */
+    tern_transport_choice choice;
+    uint64_t stream_after_ns;/* 0: the core's default (tern_connect_opts) */
+    uint8_t server_pub[TERN_KEY_LEN];
+} tern_driver_connect_cfg;
+
+/* Opens a connection over UDP, a stream, or both raced (tern_endpoint_connect_opts): the UDP
+ * side leaves from the first socket of remote's family, the stream is opened by the driver when
+ * the core first sends to it. Errors: TERN_ERR_INVALID_ARG (no usable remote for the choice),
+ * TERN_ERR_NOMEM. */
+int tern_driver_connect_opts(tern_driver *d, const tern_driver_connect_cfg *o,
+                             tern_conn **out);
 
 /* Sends one datagram from socket sock (0..n_sockets-1) to `to`, outside the core (a relay
  * forwarding what an rx_hook took). The datagram is copied into a queue of 64 that goes out like
