@@ -202,6 +202,7 @@ int tern__conn_recv_short(tern_endpoint *ep, tern__rx *rx, const uint8_t *pkt, s
     c->rx.last = now;
     c->st.rx_packets++;
     c->st.rx_bytes += len;
+    if (tern_addr_is_stream(rx->remote)) c->st.stream_packets_received++;
     /* which path did it come on? A new source address is a candidate until validated */
     int rxc = tern__p2p_rx_path(c, rx);
     if (rxc == -1) {
