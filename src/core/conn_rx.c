@@ -208,7 +208,11 @@ int tern__conn_recv_short(tern_endpoint *ep, tern__rx *rx, const uint8_t *pkt, s
     if (rxc == -1) {
         c->path.rx_bytes += len;
         c->path.await_since = 0; /* the path works */
-    } else if (rxc >= 0) tern__p2p_rx_bytes(c, rxc, len);
+        c->path.closed = 0;      /* a stream to that address is open again */
+    } else if (rxc >= 0) {
+        c->p2p->cands[rxc].path.closed = 0;
+        tern__p2p_rx_bytes(c, rxc, len);
+    }
 
     if (h.flags & TERN__SHORT_RESERVED) {
         tern__conn_terminate(c, now, TERN_ERR_PROTOCOL, 0, NULL, 0, 0);
