@@ -74,6 +74,14 @@ static inline int tern__path_is_stream(const tern__path *p)
     return tern_addr_is_stream(&p->remote);
 }
 
+/* A path that delivers every packet, in order, or ends: a direct stream. (A relay reached over a
+ * stream forwards onwards over whatever reaches the other peer, UDP perhaps: not reliable.) The
+ * stream rules of recovery and congestion control apply to reliable paths only. */
+static inline int tern__path_is_reliable(const tern__path *p)
+{
+    return tern__path_is_stream(p) && !p->relayed;
+}
+
 /* A fallback path: through a relay or over a stream. A client prefers any direct UDP path that
  * validates, and comes back to its fallback when that path goes silent. */
 static inline int tern__path_is_fallback(const tern__path *p)

@@ -61,13 +61,14 @@ int tern__conn_seal(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const 
     return tern__conn_seal_pn(c, now, out, cap, frames, frames_len, NULL);
 }
 
-/* May data go out now? Congestion window and pacer (probes ignore both). On a stream path
+/* May data go out now? Congestion window and pacer (probes ignore both). On a direct stream
  * neither applies: TCP paces and controls congestion below us, and only stream_window bounds
  * what is outstanding there (a probe too: it is a PING, not data past the cap). */
 static int data_allowed(tern_conn *c, uint64_t now, size_t bytes)
 {
     tern__recovery *r = c->rec.r;
-    if (tern__path_is_stream(&c->path)) return r->bytes_in_flight + bytes <= c->ep->s.stream_window;
+    if (tern__path_is_reliable(&c->path))
+        return r->bytes_in_flight + bytes <= c->ep->s.stream_window;
     if (r->probes_pending) return 1;
     if (r->bytes_in_flight + bytes > r->cc.ops->cwnd(r->cc.st)) return 0;
     tern__pacer_set_rate(&r->pacer, r->cc.ops->pacing_rate(r->cc.st, c->rec.rtt.srtt),
@@ -252,7 +253,7 @@ static int write_active(tern_conn *c, uint64_t now, uint8_t *out, size_t cap)
         rec.bytes = (uint32_t)n;
         rec.ack_eliciting = 1;
         rec.in_flight = 1;
-        rec.stream = tern__path_is_stream(&c->path);
+        rec.stream = tern__path_is_reliable(&c->path);
         tern__rec_on_sent(c, &rec, now);
         if (c->rec.r->probes_pending) c->rec.r->probes_pending--;
     }

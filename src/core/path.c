@@ -182,7 +182,7 @@ static void migrate(tern_conn *c, tern__rx *rx, uint64_t now, int i)
     /* off a stream: what it still holds is declared lost and goes again here (the stream may
      * deliver it too: the receiver drops the copy), and the congestion controller, idle on the
      * stream, starts afresh for this path */
-    if (tern__path_is_stream(&old)) tern__rec_path_changed(c, now);
+    if (tern__path_is_reliable(&old)) tern__rec_path_changed(c, now);
     moved(c, now);
 }
 

@@ -345,7 +345,7 @@ void tern__rec_on_timer(tern_conn *c, uint64_t now)
          * stream one PING: nothing there is lost while the stream lives, only slow */
         r->pto_count++;
         c->st.pto_count++;
-        r->probes_pending = tern__path_is_stream(&c->path) ? 1 : 2;
+        r->probes_pending = tern__path_is_reliable(&c->path) ? 1 : 2;
         r->last_eliciting_time = now; /* re-arm from now even if the probes wait */
         tern__ep_mark_send(c->ep, c);
     }
