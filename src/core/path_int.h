@@ -37,6 +37,12 @@ static inline void tern__path_count_sent(tern__path *p, size_t n)
 }
 
 
+/* path_punch.c */
+/* A client connection whose handshake runs over candidates (tern_endpoint_connect_peer,
+ * tern_endpoint_connect_opts): the server's key pinned, the Initial's DCID drawn, c->p2p made
+ * with probing on. NULL when out of memory. */
+tern_conn *tern__p2p_client_new(tern_endpoint *ep, uint64_t now, const uint8_t pub[TERN_KEY_LEN]);
+
 /* path.c */
 /* c->p2p, allocated on first use; NULL when out of memory. */
 tern__p2p *tern__p2p_get(tern_conn *c);

@@ -37,18 +37,9 @@ int tern_endpoint_connect_opts(tern_endpoint *ep, uint64_t now, const tern_conne
     if (has_stream && !tern_addr_is_stream(&o->stream_remote)) return TERN_ERR_INVALID_ARG;
     if (!has_stream) return tern_endpoint_connect(ep, now, &o->local, &o->remote, o->server_pub, out);
 
-    tern_conn *c = tern__conn_new(ep, 0, now);
+    tern_conn *c = tern__p2p_client_new(ep, now, o->server_pub);
     if (c == NULL) return TERN_ERR_NOMEM;
-    c->exposed = 1;
-    memcpy(c->hs.server_pub, o->server_pub, TERN_KEY_LEN);
-    tern__ep_rand(ep, c->hs.initial_dcid, TERN_CID_LEN);
-    memcpy(c->remote_cid, c->hs.initial_dcid, TERN_CID_LEN);
-    tern__p2p *p = tern__p2p_get(c);
-    if (p == NULL) {
-        tern__conn_free(c);
-        return TERN_ERR_NOMEM;
-    }
-    p->probing = 1;
+    tern__p2p *p = c->p2p;
     p->interval = DEFAULT_INTERVAL;
     p->probe_until = now; /* every candidate's gaps double from the start */
     p->has_stream = 1;

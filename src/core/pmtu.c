@@ -49,7 +49,8 @@ size_t tern__conn_max_payload(const tern_conn *c)
     /* the relay's header rides in front; an introduced peer's connection leaves room for it
      * even on a direct path, since fragments keep their size when retransmitted after a move to
      * the relay */
-    if (c->path.relayed || (c->p2p != NULL && c->p2p->probing)) m -= TERN__RELAY_HDR_LEN;
+    if (c->path.relayed || (c->p2p != NULL && c->p2p->probing && !c->p2p->has_stream))
+        m -= TERN__RELAY_HDR_LEN; /* (a connect_opts connection has no relay) */
     return m;
 }
 

@@ -153,6 +153,17 @@ static int not_established(void *arg)
     return sc->cl.established == 0 && sc->cl.closed == 0;
 }
 
+/* Connects (with_udp: UDP and the stream raced, else the stream alone) with UDP blocked or not,
+ * and runs until the client is established. */
+static tern_conn *establish(scene *sc, int udp_blocked, int with_udp)
+{
+    sc->udp_blocked = udp_blocked;
+    tern_conn *c = connect_both(sc, with_udp);
+    TT_REQUIRE(sim_run_while(sc->s, not_established, sc, 10 * S) == SIM_OK);
+    TT_REQUIRE(sc->cl.established == 1);
+    return c;
+}
+
 static int transfer_pending(void *arg)
 {
     scene *sc = arg;
@@ -208,11 +219,8 @@ static void test_udp_blocked_connects_over_stream(void)
 {
     scene sc;
     scene_init(&sc, NULL, NULL, 0, 20);
-    sc.udp_blocked = 1;
     uint64_t t0 = sim_now(sc.s);
-    tern_conn *c = connect_both(&sc, 1);
-    TT_REQUIRE(sim_run_while(sc.s, not_established, &sc, 5 * S) == SIM_OK);
-    TT_REQUIRE(sc.cl.established == 1);
+    tern_conn *c = establish(&sc, 1, 1);
     /* "within 1 s of the UDP attempt plus the race delay" (issue 14) */
     uint64_t took = sim_now(sc.s) - t0;
     TT_CHECK_RANGE(took, 250 * MS, 1 * S + 250 * MS);
@@ -251,8 +259,7 @@ static void test_udp_answers_first_stays_on_udp(void)
 {
     scene sc;
     scene_init(&sc, NULL, NULL, 0, 20);
-    tern_conn *c = connect_both(&sc, 1);
-    TT_REQUIRE(sim_run_while(sc.s, not_established, &sc, 5 * S) == SIM_OK);
+    tern_conn *c = establish(&sc, 0, 1);
     /* UDP answers in 40 ms, before the stream's 250 ms head start ends: no stream at all */
     TT_CHECK(sim_now(sc.s) < 250 * MS);
     TT_CHECK_EQ_INT(path_of(c).remote.transport, TERN_TRANSPORT_UDP);
@@ -270,9 +277,7 @@ static void test_udp_returning_moves_back(void)
 {
     scene sc;
     scene_init(&sc, NULL, NULL, 0, 8);
-    sc.udp_blocked = 1;
-    tern_conn *c = connect_both(&sc, 1);
-    TT_REQUIRE(sim_run_while(sc.s, not_established, &sc, 5 * S) == SIM_OK);
+    tern_conn *c = establish(&sc, 1, 1);
     TT_REQUIRE(path_of(c).remote.transport == TERN_TRANSPORT_TCP);
     /* 4 MB at 8 Mbit/s: about 4 s on the stream; UDP comes back after 1 s */
     send_file(&sc, c, 400, 10000);
@@ -299,8 +304,7 @@ static void test_udp_silent_falls_back_to_stream(void)
 {
     scene sc;
     scene_init(&sc, NULL, NULL, 0, 20);
-    tern_conn *c = connect_both(&sc, 1);
-    TT_REQUIRE(sim_run_while(sc.s, not_established, &sc, 5 * S) == SIM_OK);
+    tern_conn *c = establish(&sc, 0, 1);
     TT_REQUIRE(path_of(c).remote.transport == TERN_TRANSPORT_UDP);
     send_file(&sc, c, 300, 10000);
     tnet_run_ms(sc.s, 300);
@@ -326,9 +330,7 @@ static void test_stream_closed_mid_transfer(void)
 {
     scene sc;
     scene_init(&sc, NULL, NULL, 0, 8);
-    sc.udp_blocked = 1;
-    tern_conn *c = connect_both(&sc, 1);
-    TT_REQUIRE(sim_run_while(sc.s, not_established, &sc, 5 * S) == SIM_OK);
+    tern_conn *c = establish(&sc, 1, 1);
     send_file(&sc, c, 300, 10000);
     tnet_run_ms(sc.s, 1000);
     TT_REQUIRE(sc.msgs > 0 && sc.msgs < sc.sent_msgs / 2);
@@ -367,9 +369,7 @@ static void test_lossy_udp_retransmits_stream_does_not(void)
     for (int on_stream = 0; on_stream < 2; on_stream++) {
         scene sc;
         scene_init(&sc, NULL, NULL, 0, 20);
-        sc.udp_blocked = on_stream;
-        tern_conn *c = connect_both(&sc, 1);
-        TT_REQUIRE(sim_run_while(sc.s, not_established, &sc, 10 * S) == SIM_OK);
+        tern_conn *c = establish(&sc, on_stream, 1);
         TT_REQUIRE(path_of(c).remote.transport ==
                    (on_stream ? TERN_TRANSPORT_TCP : TERN_TRANSPORT_UDP));
         set_udp_loss(&sc, 0.03); /* once connected (a lost Initial would let the stream win) */
@@ -395,9 +395,7 @@ static void test_stream_window_bounds_flight(void)
     cs.stream_window = 64 * 1024;
     scene sc;
     scene_init(&sc, NULL, &cs, 0, 2); /* 2 Mbit/s: the stream would take all we give it */
-    sc.udp_blocked = 1;
-    tern_conn *c = connect_both(&sc, 1);
-    TT_REQUIRE(sim_run_while(sc.s, not_established, &sc, 5 * S) == SIM_OK);
+    tern_conn *c = establish(&sc, 1, 1);
     send_file(&sc, c, 60, 10000);
     sc.watch = c;
     run_transfer(&sc, 60 * S);
