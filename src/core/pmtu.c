@@ -49,7 +49,8 @@ size_t tern__conn_max_payload(const tern_conn *c)
     /* the relay's header rides in front; an introduced peer's connection leaves room for it
      * even on a direct path, since fragments keep their size when retransmitted after a move to
      * the relay */
-    if (c->path.relayed || (c->p2p != NULL && c->p2p->probing)) m -= TERN__RELAY_HDR_LEN;
+    if (c->path.relayed || (c->p2p != NULL && c->p2p->probing && !c->p2p->has_stream))
+        m -= TERN__RELAY_HDR_LEN; /* (a connect_opts connection has no relay) */
     return m;
 }
 
@@ -109,8 +110,9 @@ void tern__pmtu_on_ack(tern_conn *c, uint64_t now, const tern__ack_frame *f)
 int tern__pmtu_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap)
 {
     if (!c->pmtu.due || c->state != TERN_CONN_ESTABLISHED) return 0;
-    if (c->path.relayed) {
-        c->pmtu.due = 0; /* a relay adds a hop we cannot probe; base size there */
+    if (c->path.relayed || tern_addr_is_stream(&c->path.remote)) {
+        c->pmtu.due = 0; /* a relay adds a hop we cannot probe; base size there (a stream has
+                            no path MTU: the peer's limit) */
         return 0;
     }
     size_t size = candidate(c);
