@@ -545,6 +545,11 @@ typedef struct tern_conn_stats {
     uint8_t aead;           /* TERN_AEAD_* in use */
     uint8_t integrity_only;
     uint64_t key_updates;   /* packet-protection key updates (either side started them) */
+    /* path MTU (see docs/protocol.md, "Path MTU"): the largest datagram the connection builds
+     * now; how often a run of lost large packets or a probe timeout made the size suspect; how
+     * often probes of the size itself were lost too (a black hole: back to max_udp_payload and a
+     * fresh search) */
+    uint64_t pmtu_size, pmtu_suspicions, pmtu_black_holes;
 } tern_conn_stats;
 
 void tern_conn_get_stats(const tern_conn *c, tern_conn_stats *st);

@@ -156,6 +156,7 @@ static void on_packet_lost(tern_conn *c, tern__sent *s, uint64_t now)
     c->st.packets_lost++;
     r->loss_avg_q16 += (65536 - r->loss_avg_q16) / 64;
     if (s->in_flight) r->bytes_in_flight -= s->bytes;
+    tern__pmtu_on_lost(c, now, s->bytes); /* black-hole detection (pmtu.c) */
     for (size_t i = 0; i < s->n; i++) tern__flow_on_lost(c, &s->e[i], now);
     if (s->hs_done && c->is_server) c->tx.hs_done_pending = 1;
     if (s->ping) {
@@ -252,6 +253,7 @@ int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
                 r->spurious++;
                 c->st.spurious_losses++;
                 s->state = SENT_ACKED;
+                tern__pmtu_on_acked(c, s->bytes);
                 for (size_t k = 0; k < s->n; k++) tern__flow_on_acked(c, &s->e[k]);
                 continue;
             }
@@ -267,6 +269,7 @@ int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
                 largest_newly_acked_eliciting = s->ack_eliciting;
                 largest_sent_time = s->time;
             }
+            tern__pmtu_on_acked(c, s->bytes);
             for (size_t k = 0; k < s->n; k++) tern__flow_on_acked(c, &s->e[k]);
             if (s->hs_done) c->rx.confirmed = 1;
         }
@@ -338,6 +341,11 @@ void tern__rec_on_timer(tern_conn *c, uint64_t now)
         /* probe timeout: two ack-eliciting probes; their ACKs reveal what was lost */
         r->pto_count++;
         c->st.pto_count++;
+        size_t largest = 0; /* black-hole detection (pmtu.c): were large packets unanswered? */
+        for (uint64_t pn = r->base; pn < r->base + r->n; pn++)
+            if (sent_at(r, pn)->state == SENT_OUTSTANDING && sent_at(r, pn)->bytes > largest)
+                largest = sent_at(r, pn)->bytes;
+        tern__pmtu_on_pto(c, now, largest);
         r->probes_pending = 2;
         r->last_eliciting_time = now; /* re-arm from now even if the probes wait */
         tern__ep_mark_send(c->ep, c);
