@@ -5,7 +5,7 @@
  * tern_endpoint is one (sim_add_tern_endpoint in sim_tern.h). Nodes own addresses; datagrams go
  * from an address to an address over directed links that model serialization at a rate with a
  * finite drop-tail queue, propagation delay and jitter, random or bursty loss, reordering,
- * duplication, bit corruption and blackholes. Middlebox callbacks can drop, rewrite or inject
+ * duplication, bit corruption, blackholes and an MTU that drops larger datagrams silently. Middlebox callbacks can drop, rewrite or inject
  * datagrams (NAT rebinding, man-in-the-middle).
  *
  * Time is virtual (uint64 nanoseconds starting at 0) and jumps straight to the next arrival or
@@ -97,6 +97,10 @@ typedef struct sim_link_params {
      * repeating. 0 down = none. A packet is dropped if the link is down when it enters or when it
      * would arrive. */
     uint64_t blackhole_up_ns, blackhole_down_ns;
+    /* The link's MTU: a datagram whose size plus overhead_bytes exceeds it is dropped silently
+     * (no ICMP, as on a path that black-holes large packets). 0 = no limit. Change it mid-run
+     * with sim_link_set_params. */
+    size_t mtu;
 } sim_link_params;
 
 typedef struct sim_link_stats {
@@ -105,6 +109,7 @@ typedef struct sim_link_stats {
     uint64_t dropped_loss;      /* random, bursty or Gilbert-Elliott loss */
     uint64_t dropped_queue;     /* drop tail */
     uint64_t dropped_blackhole;
+    uint64_t dropped_mtu;       /* larger than the link's mtu */
     uint64_t dropped_middlebox;
     uint64_t unroutable;        /* arrived at an address no node holds */
     uint64_t duplicated, corrupted, reordered;
@@ -144,7 +149,8 @@ typedef enum sim_trace_kind {
 typedef struct sim_trace_event {
     sim_trace_kind kind;
     uint64_t now;
-    const char *reason;       /* drops: "loss", "queue", "blackhole", "middlebox", "unroutable" */
+    const char *reason;       /* drops: "loss", "queue", "blackhole", "mtu", "middlebox",
+                                 "unroutable" */
     const tern_addr *from, *to;
     const uint8_t *data;
     size_t len;
