@@ -108,7 +108,7 @@ run_peer() { # PEER [LABEL: set for a run without the drop]
 	tern)
 		"$TERN" keygen --out "$work/tern.key" --force >"$work/tern.pub" 2>/dev/null
 		nl_bg b "$TERN" recv --listen 10.77.0.2:4433 --key "$work/tern.key" --out "$work/rx/file.bin" \
-			--force --quiet 2>"$work/recv.log"
+			--force --quiet >"$work/recv.log" 2>&1
 		rpid=$NL_BGPID
 		for _ in $(seq 50); do nl_exec b ss -Huln 'sport = :4433' | grep -q . && break; sleep 0.1; done
 		;;
@@ -127,7 +127,7 @@ run_peer() { # PEER [LABEL: set for a run without the drop]
 	t0=$(now_ms)
 	if [ "$peer" = tern ]; then
 		nl_bg a timeout "$timeout_s" "$TERN" send "$work/file.bin" --to 10.77.0.2:4433 \
-			--server-key "$(cat "$work/tern.pub")" --quiet --verbose 2>"$work/send.log"
+			--server-key "$(cat "$work/tern.pub")" --quiet --verbose >"$work/send.log" 2>&1
 	else
 		nl_bg a timeout "$timeout_s" bash -c "$(declare -f tcp_send); tcp_send 10.77.0.2 5001 '$work/file.bin'"
 	fi
