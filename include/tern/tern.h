@@ -585,6 +585,11 @@ typedef struct tern_conn_stats {
     uint64_t silent_bytes;  /* bytes of ack-eliciting packets sent while a probe timeout went
                                unanswered (the cost of a silent path: two probes at the first
                                two timeouts, then one PING per timeout) */
+    /* path MTU (see docs/protocol.md, "Path MTU"): the largest datagram the connection builds
+     * now; how often a run of lost large packets or a probe timeout made the size suspect; how
+     * often probes of the size itself were lost too (a black hole: back to max_udp_payload and a
+     * fresh search) */
+    uint64_t pmtu_size, pmtu_suspicions, pmtu_black_holes;
 } tern_conn_stats;
 
 void tern_conn_get_stats(const tern_conn *c, tern_conn_stats *st);

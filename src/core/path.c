@@ -159,8 +159,8 @@ int tern__p2p_is_peer_handshake(const tern_conn *c)
 
 static void moved(tern_conn *c, uint64_t now)
 {
-    (void)now;
     c->path_moves++;
+    tern__pmtu_path_changed(c, now); /* a new path: base size and a fresh search (pmtu.c) */
     tern__conn_update_timer(c);
     if (c->ep->cb.on_path && c->exposed) c->ep->cb.on_path(c, c->ep->user_data);
 }

@@ -167,6 +167,7 @@ static void on_packet_lost(tern_conn *c, tern__sent *s, uint64_t now)
     if (s->stream) c->st.stream_packets_lost++;
     r->loss_avg_q16 += (65536 - r->loss_avg_q16) / 64;
     if (s->in_flight) r->bytes_in_flight -= s->bytes;
+    tern__pmtu_on_lost(c, now, s->bytes); /* black-hole detection (pmtu.c) */
     for (size_t i = 0; i < s->n; i++) tern__flow_on_lost(c, &s->e[i], now);
     if (s->hs_done && c->is_server) c->tx.hs_done_pending = 1;
     if (s->ping) {
@@ -263,6 +264,7 @@ int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
                 r->spurious++;
                 c->st.spurious_losses++;
                 s->state = SENT_ACKED;
+                tern__pmtu_on_acked(c, s->bytes);
                 for (size_t k = 0; k < s->n; k++) tern__flow_on_acked(c, &s->e[k]);
                 continue;
             }
@@ -278,6 +280,7 @@ int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
                 largest_newly_acked_eliciting = s->ack_eliciting;
                 largest_sent_time = s->time;
             }
+            tern__pmtu_on_acked(c, s->bytes);
             for (size_t k = 0; k < s->n; k++) tern__flow_on_acked(c, &s->e[k]);
             if (s->hs_done) c->rx.confirmed = 1;
         }
@@ -353,6 +356,13 @@ void tern__rec_on_timer(tern_conn *c, uint64_t now)
          * a stream one PING: nothing there is lost while the stream lives, only slow */
         r->pto_count++;
         c->st.pto_count++;
+        if (!tern__path_is_reliable(&c->path)) {
+            size_t largest = 0; /* black-hole detection (pmtu.c): large packets unanswered? */
+            for (uint64_t pn = r->base; pn < r->base + r->n; pn++)
+                if (sent_at(r, pn)->state == SENT_OUTSTANDING && sent_at(r, pn)->bytes > largest)
+                    largest = sent_at(r, pn)->bytes;
+            tern__pmtu_on_pto(c, now, largest);
+        }
         r->probe_ping_only =
             tern__path_is_reliable(&c->path) || r->pto_count > TERN__SILENT_PTOS;
         r->probes_pending = r->probe_ping_only ? 1 : 2;
