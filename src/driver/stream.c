@@ -351,10 +351,11 @@ static void framing_error(tern_driver *d, drv_stream *s, int err, const uint8_t 
                                  "over the maximum)");
 }
 
-/* The peer's preamble is in: ours follows (accepted streams), the backoff is forgotten
- * (outgoing ones). */
+/* The peer's preamble is in: the timer turns to idle checks, our preamble follows (accepted
+ * streams), the backoff is forgotten (outgoing ones). */
 static void preamble_seen(tern_driver *d, drv_stream *s)
 {
+    arm(d, s, d->now + d->streams->lim.idle_timeout_ns); /* from now on: the idle checks */
     if (s->accepted) {
         if (wbuf_put(d, s, drv_preamble_server, DRV_PREAMBLE_LEN) != TERN_OK) {
             stream_close(d, s, &d->st.stream_closed_error);
@@ -364,6 +365,21 @@ static void preamble_seen(tern_driver *d, drv_stream *s)
     } else {
         s->fails = 0;
     }
+}
+
+/* An outgoing stream the server closed. Before its preamble that is the server's answer (a tern
+ * server closes a stream it will not serve: another transport, or its limits): a definite one. */
+static void closed_by_server(tern_driver *d, drv_stream *s)
+{
+    if (s->accepted) return;
+    if (s->dec.want == NULL) {
+        set_error(d, &s->remote, "stream closed by the server");
+        return;
+    }
+    set_error(d, &s->remote, "closed before the tern preamble: not a tern %s service, or it "
+                             "refused the stream (its limits)",
+              s->tls ? "TLS" : "TCP");
+    refuse_conns(d, s);
 }
 
 static int on_frame(void *user, uint8_t *p, size_t len)
@@ -397,12 +413,14 @@ static void stream_read(tern_driver *d, drv_stream *s)
                     return;
                 }
                 if (e == SSL_ERROR_ZERO_RETURN) {
-                    if (!s->accepted) set_error(d, &s->remote, "TLS stream closed by the server");
+                    closed_by_server(d, s);
                     stream_close(d, s, &d->st.stream_closed_peer);
                 } else {
                     char eb[128];
-                    if (!s->accepted) set_error(d, &s->remote, "TLS stream: read failed: %s",
-                                                drv_tls_errstr(eb, sizeof(eb)));
+                    drv_tls_errstr(eb, sizeof(eb));
+                    if (s->dec.want != NULL) closed_by_server(d, s); /* an unclean TLS end */
+                    else if (!s->accepted)
+                        set_error(d, &s->remote, "TLS stream: read failed: %s", eb);
                     stream_close(d, s, &d->st.stream_closed_peer);
                 }
                 return;
@@ -413,13 +431,13 @@ static void stream_read(tern_driver *d, drv_stream *s)
             if (n < 0) {
                 if (errno == EINTR) continue;
                 if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-                if (!s->accepted)
-                    set_error(d, &s->remote, "stream: %s", strerror(errno));
+                if (s->dec.want != NULL) closed_by_server(d, s); /* reset before its preamble */
+                else if (!s->accepted) set_error(d, &s->remote, "stream: %s", strerror(errno));
                 stream_close(d, s, &d->st.stream_closed_peer);
                 return;
             }
             if (n == 0) {
-                if (!s->accepted) set_error(d, &s->remote, "stream closed by the server");
+                closed_by_server(d, s);
                 stream_close(d, s, &d->st.stream_closed_peer);
                 return;
             }
