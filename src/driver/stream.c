@@ -803,6 +803,10 @@ int drv_stream_send(tern_driver *d, const tern_datagram *g, int open_ok)
     uint8_t k[KEY_LEN];
     make_key(k, &g->remote);
     drv_stream *s = tern__map_get(&ss->by_addr, k);
+    /* only this end's own connections dial: the core sends their stream packets from the
+     * port-0 address tern_driver_connect(_opts) gave it; a packet of an accepted stream's
+     * connection (from the listener's address) never makes us dial the peer back */
+    open_ok = open_ok && g->local.port == 0;
     if (s == NULL) {
         if (!open_ok) {
             d->st.stream_tx_held++;
@@ -926,8 +930,19 @@ static int open_listener(tern_driver *d, const tern_addr *a, size_t i)
     return TERN_OK;
 }
 
+/* Why the last tern_driver_new of this thread failed on its streams (tern_driver_stream_error
+ * with NULL): the driver that would have held the line is gone. */
+static _Thread_local char setup_error[256];
+
+static int setup_failed(drv_streams *ss, int rc)
+{
+    memcpy(setup_error, ss->error, sizeof(setup_error));
+    return rc;
+}
+
 int drv_streams_new(tern_driver *d, const tern_driver_config *cfg)
 {
+    setup_error[0] = '\0';
     if (cfg->n_stream_listen > TERN_DRIVER_MAX_SOCKETS) return TERN_ERR_INVALID_ARG;
     drv_streams *ss = calloc(1, sizeof(*ss));
     if (ss == NULL) return TERN_ERR_NOMEM;
@@ -960,7 +975,7 @@ int drv_streams_new(tern_driver *d, const tern_driver_config *cfg)
         if (a->transport == TERN_TRANSPORT_TLS && ss->srv_ctx == NULL) {
             ss->srv_ctx = drv_tls_server_ctx(cfg->tls_cert_file, cfg->tls_key_file, ss->error,
                                              sizeof(ss->error));
-            if (ss->srv_ctx == NULL) return TERN_ERR_CRYPTO;
+            if (ss->srv_ctx == NULL) return setup_failed(ss, TERN_ERR_CRYPTO);
         }
         if ((rc = open_listener(d, a, i)) != TERN_OK) {
             char ab[64];
@@ -968,7 +983,7 @@ int drv_streams_new(tern_driver *d, const tern_driver_config *cfg)
             snprintf(ss->error, sizeof(ss->error), "cannot listen on %s: %s",
                      tern_addr_format(a, ab, sizeof(ab)), strerror(e));
             errno = e;
-            return rc;
+            return setup_failed(ss, rc);
         }
         ss->n_listen++;
     }
@@ -1046,5 +1061,6 @@ int tern_driver_stream_local_addr(const tern_driver *d, size_t i, tern_addr *out
 
 const char *tern_driver_stream_error(const tern_driver *d)
 {
+    if (d == NULL) return setup_error;
     return d->streams ? d->streams->error : "";
 }

@@ -280,6 +280,38 @@ static void test_tls(void)
     echo_over(1);
 }
 
+/* A client whose stream goes away: what the server's connection sends to it is dropped and
+ * counted; the server never dials the client's address back. */
+static void test_server_never_dials(void)
+{
+    tern_keypair kp;
+    TT_CHECK(tern_keypair_generate(&kp) == TERN_OK);
+    side srv, cli;
+    make(&srv, 1, &kp, NULL);
+    make(&cli, 0, NULL, NULL);
+    tern_addr to = listener(&srv, 0);
+    tern_conn *c = NULL;
+    TT_CHECK(tern_driver_connect(cli.d, &to, kp.pub, &c) == TERN_OK);
+    pump(&cli, &srv, both_established, 5000, NULL, NULL);
+    TT_REQUIRE(both_established(&cli, &srv) && srv.conn != NULL);
+    tern_driver_del(cli.d); /* the stream closes under the server */
+    pump(&srv, NULL, NULL, 100, NULL, NULL);
+    tern_driver_stats ss;
+    tern_driver_get_stats(srv.d, &ss);
+    TT_CHECK_EQ_INT(ss.streams_open, 0);
+    TT_CHECK_EQ_INT(ss.stream_closed_peer, 1);
+    uint8_t b[100] = {1, 2, 3};
+    if (srv.conn)
+        TT_CHECK(tern_conn_send_datagram(srv.conn, tern_driver_now(srv.d), b, sizeof(b)) ==
+                 TERN_OK);
+    tern_driver_flush(srv.d);
+    pump(&srv, NULL, NULL, 100, NULL, NULL);
+    tern_driver_get_stats(srv.d, &ss);
+    TT_CHECK_EQ_INT(ss.streams_connected, 0);
+    TT_CHECK(ss.stream_tx_held >= 1);
+    tern_driver_del(srv.d);
+}
+
 /* ---------------------------------------------------------------- raw sockets */
 
 static int tcp_listen(tern_addr *bound)
@@ -660,12 +692,24 @@ static void test_config(void)
     dc.tls_cert_file = "/nonexistent/cert.pem";
     dc.tls_key_file = "/nonexistent/key.pem";
     TT_CHECK(tern_driver_new(&dc, &d) == TERN_ERR_CRYPTO);
+    printf("bad certificate: %s\n", tern_driver_stream_error(NULL));
+    TT_CHECK(strstr(tern_driver_stream_error(NULL), "/nonexistent/cert.pem") != NULL);
+    /* a stream listener on a port in use */
+    side srv;
+    make(&srv, 1, NULL, NULL);
+    dc.stream_listen[0] = listener(&srv, 0);
+    dc.tls_cert_file = dc.tls_key_file = NULL;
+    TT_CHECK(tern_driver_new(&dc, &d) == TERN_ERR_STATE);
+    printf("port in use: %s\n", tern_driver_stream_error(NULL));
+    TT_CHECK(strstr(tern_driver_stream_error(NULL), "in use") != NULL);
+    tern_driver_del(srv.d);
 }
 
 static const tt_case cases[] = {
     TT_CASE(test_config),
     TT_CASE(test_tcp),
     TT_CASE(test_tls),
+    TT_CASE(test_server_never_dials),
     TT_CASE(test_wrong_service),
     TT_CASE(test_reconnect_backoff),
     TT_CASE(test_limit_per_ip),
