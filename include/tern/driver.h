@@ -45,7 +45,9 @@ typedef int (*tern_driver_rx_hook)(tern_driver *d, size_t sock, const tern_addr 
                                    uint8_t *data, size_t len, void *user);
 
 /* A stream frame's sock in the rx_hook; tern_driver_send_raw ignores sock when `to` is a stream
- * address (the frame goes on the open stream to it; none open: TERN_ERR_NOT_FOUND). */
+ * address (the frame goes on the open stream to it; none open: TERN_ERR_NOT_FOUND), and given
+ * this sock with a UDP `to` sends from the first socket that can reach to's family (a relay
+ * forwarding from a stream to a UDP peer). */
 #define TERN_DRIVER_STREAM_SOCK ((size_t)-1)
 
 /* What a remote party can make the driver hold in streams, each counted (tern_driver_stats). */

@@ -406,6 +406,12 @@ int tern_driver_send_raw(tern_driver *d, size_t sock, const tern_addr *to, const
         else d->st.tx_raw_errors++;
         return rc;
     }
+    if (sock == TERN_DRIVER_STREAM_SOCK) { /* from a stream to UDP: a socket of to's family */
+        tern_addr local;
+        if (local_for(d, to, &local) != TERN_OK) return TERN_ERR_INVALID_ARG;
+        for (sock = 0; sock < d->n_socks && !tern_addr_equal(&d->socks[sock].local, &local);)
+            sock++;
+    }
     if (sock >= d->n_socks) return TERN_ERR_INVALID_ARG;
     struct sockaddr_storage ss;
     if (tern_udp_sockaddr_for(&d->socks[sock], to, &ss) == 0) return TERN_ERR_INVALID_ARG;

@@ -650,6 +650,43 @@ static void test_limit_write_buffer(void)
     tern_driver_del(srv.d);
 }
 
+/* A relay's two directions: a frame taken by the rx_hook from a stream goes back on that stream
+ * and out to a UDP peer with tern_driver_send_raw(TERN_DRIVER_STREAM_SOCK, ...). */
+static void test_relay_raw(void)
+{
+    side srv;
+    make(&srv, 1, NULL, NULL);
+    tern_addr tcp = listener(&srv, 0);
+    int fd = tcp_dial(&tcp, 0);
+    uint8_t frame[2 + 20] = {0, 20, TERN_RELAY_TYPE};
+    for (int i = 3; i < 22; i++) frame[i] = (uint8_t)i;
+    TT_CHECK(send(fd, "tern/1c\n", 8, 0) == 8 && send(fd, frame, sizeof(frame), 0) == 22);
+    serve(&srv, 100);
+    TT_REQUIRE(srv.hooked == 1);
+    int u = -1;
+    tern_addr ua;
+    tern_addr_ipv4(&ua, 127, 0, 0, 1, 0);
+    TT_REQUIRE(tern_udp_open(&ua, 0, &u) == TERN_OK);
+    TT_CHECK(tern_udp_local_addr(u, &ua) == TERN_OK);
+    TT_CHECK(tern_driver_send_raw(srv.d, TERN_DRIVER_STREAM_SOCK, &srv.hook_from, frame + 2, 20) ==
+             TERN_OK);
+    TT_CHECK(tern_driver_send_raw(srv.d, TERN_DRIVER_STREAM_SOCK, &ua, frame + 2, 20) == TERN_OK);
+    tern_driver_flush(srv.d);
+    serve(&srv, 50);
+    uint8_t b[64];
+    ssize_t n = peek_read(fd, b, sizeof(b)); /* our preamble, then the frame */
+    TT_CHECK(n == 8 + 22 && memcmp(b, "tern/1s\n", 8) == 0 && memcmp(b + 8, frame, 22) == 0);
+    n = recv(u, b, sizeof(b), MSG_DONTWAIT);
+    TT_CHECK(n == 20 && memcmp(b, frame + 2, 20) == 0);
+    tern_driver_stats ss;
+    tern_driver_get_stats(srv.d, &ss);
+    TT_CHECK_EQ_INT(ss.tx_raw, 2);
+    TT_CHECK_EQ_INT(ss.rx_hooked, 1);
+    close(u);
+    close(fd);
+    tern_driver_del(srv.d);
+}
+
 /* An idle stream (preamble, then silence) is closed at idle_timeout; a busy one is not. */
 static void test_limit_idle(void)
 {
@@ -718,6 +755,7 @@ static const tt_case cases[] = {
     TT_CASE(test_bad_client),
     TT_CASE(test_limit_write_buffer),
     TT_CASE(test_limit_idle),
+    TT_CASE(test_relay_raw),
     {NULL, NULL},
 };
 
