@@ -289,19 +289,20 @@ static int finish(send_state *s)
         double cpu = (double)(tools_cpu_ns() - s->cpu0) / 1e9;
         char hex[2 * XFER_HASH_LEN + 1];
         tern_hex_encode(s->digest, XFER_HASH_LEN, hex);
-        printf("tern send: %s: %llu bytes in %.3f s, %.1f Mbit/s, cpu %.3f s (%.0f%%); stored "
-               "and verified by the receiver, sha-256 %s",
+        printf("tern send: %s: %llu bytes in %.3f s, %.1f Mbit/s, cpu %.3f s (%.0f%%); ",
                s->shown, (unsigned long long)s->size, secs, (double)s->size * 8 / secs / 1e6, cpu,
-               100 * cpu / secs, hex);
+               100 * cpu / secs);
+        if (s->ps == NULL && s->link.conn) { /* direct mode: the transport it ended on */
+            char what[96];
+            tools_transport_describe(s->link.conn, what, sizeof(what));
+            printf("transport %s; ", what);
+        }
+        printf("stored and verified by the receiver, sha-256 %s", hex);
         if (s->ps && s->link.conn) {
             char addr[64];
             uint64_t moves = 0;
             const char *kind = peer_path_kind(s->link.conn, addr, sizeof(addr), &moves);
             printf("; path %s %s, %llu path moves", kind, addr, (unsigned long long)moves);
-        } else if (s->link.conn) {
-            char what[96];
-            tools_transport_describe(s->link.conn, what, sizeof(what));
-            printf("; transport %s", what);
         }
         printf("\n");
         fflush(stdout);

@@ -81,7 +81,7 @@ tcp | tls)
 	connect_ms "$NL_DIR/send.log" "tern send" "$case"
 	final=$(grep 'stored and verified by the receiver' "$NL_DIR/send.log" | tail -n 1 || true)
 	check "$case: tern send's final line: stored and verified over $stream" \
-		"\"$(grep -c "; transport $case $stream\$" <<<"$final" || true)\" == \"1\""
+		"\"$(grep -c "; transport $case $stream; stored" <<<"$final" || true)\" == \"1\""
 	rline=$(grep -E "receiving file\.bin \($size bytes\) from 203\.0\.113\.11:[0-9]+/$case over $case" "$NL_DIR/recv.log" || true)
 	check "$case: the receiver saw the sender's NAT over $case" "\"$rline\" != \"\""
 	byte_exact "$work/rx"
