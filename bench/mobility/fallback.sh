@@ -38,15 +38,7 @@ while [ $# -gt 0 ]; do
 	esac
 done
 [ "$(id -u)" = 0 ] || { echo "bench/mobility/fallback.sh: needs root" >&2; exit 1; }
-newest() { # RELATIVE-PATH: the newest build*/RELATIVE-PATH
-	local f best=""
-	for f in "$root"/build*/"$1" "$root"/build/*/"$1"; do
-		[ -x "$f" ] || continue
-		if [ -z "$best" ] || [ "$f" -nt "$best" ]; then best=$f; fi
-	done
-	echo "$best"
-}
-TERN=${TERN:-$(newest src/tools/tern)}
+TERN=${TERN:-$(ls -t "$root"/build*/src/tools/tern 2>/dev/null | head -1 || true)}
 [ -x "$TERN" ] || { echo "no tern binary (set TERN)" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 needed for the TCP peer" >&2; exit 1; }
 

@@ -52,6 +52,29 @@ byte_exact() {
 	fi
 }
 
+# send_file ARGS...: `tern send FILE ARGS...` in A (send.log), then waits (10 s at most) for the
+# receiver RECV_PID to exit; sets rc, rrc (the exit codes) and ms (the send's wall time).
+send_file() {
+	local t0 _
+	rc=0
+	t0=$(date +%s%N)
+	nl_exec a timeout 120 stdbuf -oL -eL "$TERN" send "$work/file.bin" "$@" \
+		>"$NL_DIR/send.log" 2>&1 || rc=$?
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	for _ in $(seq 200); do kill -0 "$RECV_PID" 2>/dev/null || break; sleep 0.05; done
+	rrc=0
+	if kill -0 "$RECV_PID" 2>/dev/null; then rrc=timeout; else wait "$RECV_PID" || rrc=$?; fi
+}
+
+# both_exit_ok RECV_PATTERN: shows the sender's final line and the receiver's lines matching
+# RECV_PATTERN, and checks both exit codes.
+both_exit_ok() {
+	grep 'stored and verified' "$NL_DIR/send.log" | sed 's/^/     send: /' || true
+	grep "$1" "$NL_DIR/recv.log" | sed 's/^/     recv: /' || true
+	check "$case: tern send exits 0 (rc $rc)" "$rc == 0"
+	check "$case: tern recv exits 0 (rc $rrc)" "\"$rrc\" == \"0\""
+}
+
 p2p_lab
 p2p_side a udp-blocked 1
 case $case in
@@ -65,19 +88,9 @@ tcp | tls)
 		exit 1
 	fi
 	KEY=$(sed -n 's/^tern recv: public key \([0-9a-f]\{64\}\)$/\1/p' "$NL_DIR/recv.log")
-	rc=0
-	t0=$(date +%s%N)
-	nl_exec a timeout 120 stdbuf -oL -eL "$TERN" send "$work/file.bin" --to "$P2P_SRV:5000" \
-		--server-key "$KEY" --stream "$stream" --verbose >"$NL_DIR/send.log" 2>&1 || rc=$?
-	ms=$((($(date +%s%N) - t0) / 1000000))
-	for _ in $(seq 100); do kill -0 "$RECV_PID" 2>/dev/null || break; sleep 0.05; done
-	rrc=0
-	if kill -0 "$RECV_PID" 2>/dev/null; then rrc=timeout; else wait "$RECV_PID" || rrc=$?; fi
+	send_file --to "$P2P_SRV:5000" --server-key "$KEY" --stream "$stream" --verbose
 	echo "$case: $size bytes sent in $ms ms (the command's start to its verified end)"
-	grep 'stored and verified' "$NL_DIR/send.log" | sed 's/^/     send: /' || true
-	grep 'receiving ' "$NL_DIR/recv.log" | sed 's/^/     recv: /' || true
-	check "$case: tern send exits 0 (rc $rc)" "$rc == 0"
-	check "$case: tern recv exits 0 (rc $rrc)" "\"$rrc\" == \"0\""
+	both_exit_ok 'receiving '
 	connect_ms "$NL_DIR/send.log" "tern send" "$case"
 	final=$(grep 'stored and verified by the receiver' "$NL_DIR/send.log" | tail -n 1 || true)
 	check "$case: tern send's final line: stored and verified over $stream" \
@@ -100,22 +113,12 @@ relay | mixed)
 	p2p_ternd
 	TERND_PID=$NL_BGPID
 	p2p_recv b "$NL_DIR/recv.log" -o "$work/rx" --count 1
-	rc=0
-	t0=$(date +%s%N)
-	nl_exec a timeout 120 stdbuf -oL -eL "$TERN" send "$work/file.bin" --to "$PEER_ID" \
-		--via "$P2P_VIA" --server-key "$KEY" "${a_args[@]}" >"$NL_DIR/send.log" 2>&1 || rc=$?
-	ms=$((($(date +%s%N) - t0) / 1000000))
-	for _ in $(seq 200); do kill -0 "$RECV_PID" 2>/dev/null || break; sleep 0.05; done
-	rrc=0
-	if kill -0 "$RECV_PID" 2>/dev/null; then rrc=timeout; else wait "$RECV_PID" || rrc=$?; fi
+	send_file --to "$PEER_ID" --via "$P2P_VIA" --server-key "$KEY" "${a_args[@]}"
 	kill -TERM "$TERND_PID" 2>/dev/null || true
 	p2p_wait "$NL_DIR/ternd.log" '^relay sessions=' 5 || true
 	read -r path addr cms <<<"$(p2p_connected "$NL_DIR/send.log")" || true
 	echo "$case: send: connected path ${path:-none} ${addr:--} in ${cms:--} ms; $size bytes in $ms ms"
-	grep 'stored and verified' "$NL_DIR/send.log" | sed 's/^/     send: /' || true
-	grep 'received ' "$NL_DIR/recv.log" | sed 's/^/     recv: /' || true
-	check "$case: tern send exits 0 (rc $rc)" "$rc == 0"
-	check "$case: tern recv exits 0 (rc $rrc)" "\"$rrc\" == \"0\""
+	both_exit_ok 'received \|receiving '
 	connect_ms "$NL_DIR/send.log" "tern send: rendezvous server" "$want_a"
 	if [ "$want_b" != udp ]; then
 		connect_ms "$NL_DIR/recv.log" "tern recv: rendezvous server" "$want_b"
