@@ -318,7 +318,8 @@ struct tern_endpoint {
     int aes_hw;
 
     tern__map by_cid;     /* local CID -> conn */
-    tern__map by_initial; /* server: client's Initial DCID -> half-open conn */
+    tern__map by_initial; /* server: client's Initial DCID -> its conn, half-open or
+                             established (a late copy over the other transport is ignored) */
     tern__map by_reset;   /* peer's reset token -> conn */
     tern__map by_src;     /* server: source key -> number of connections from it (a count
                              stored as the value; an entry lives while the count is above 0) */

@@ -273,6 +273,48 @@ static void test_udp_answers_first_stays_on_udp(void)
     scene_free(&sc);
 }
 
+/* UDP slower than the stream's head start: one way delay 400 ms (the UDP Initial reaches the
+ * server after the stream's handshake completed) or 200 ms (while it is half-open: the stream's
+ * Initial is a copy, answered on the stream, and the client's first packet there picks it). */
+static void test_slow_udp_loses_race_then_carries(void)
+{
+    static const uint64_t delays[2] = {400 * MS, 200 * MS};
+    for (int d = 0; d < 2; d++) {
+        scene sc;
+        scene_init(&sc, NULL, NULL, 0, 20);
+        sim_link_params p;
+        sim_link_params_init(&p);
+        p.delay_ns = delays[d];
+        TT_REQUIRE(sim_link_set_both(sc.s, &sc.cl_udp, &sc.sv_udp, &p) != NULL);
+        tern_conn *c = establish(&sc, 0, 1);
+        TT_CHECK(sim_now(sc.s) < 400 * MS); /* the stream wins at 250 + 50 ms */
+        TT_CHECK_EQ_INT(path_of(c).remote.transport, TERN_TRANSPORT_TCP);
+        tnet_run_ms(sc.s, 40); /* the client's first packet reaches the server */
+        TT_REQUIRE(sc.sv.conn != NULL);
+        TT_CHECK_EQ_INT(path_of(sc.sv.conn).remote.transport, TERN_TRANSPORT_TCP);
+        /* one connection at the server; then the background challenge finds UDP working and
+         * the connection moves there */
+        tnet_run_ms(sc.s, 4000);
+        TT_CHECK_EQ_INT(path_of(c).remote.transport, TERN_TRANSPORT_UDP);
+        TT_CHECK_EQ_U64(path_of(c).moves, 1);
+        tern_endpoint_stats st = tnet_stats(&sc.sv);
+        TT_CHECK_EQ_U64(st.handshakes_completed, 1);
+        TT_CHECK_EQ_U64(st.conns_current, 1);
+        if (d == 0) {
+            TT_CHECK_EQ_U64(st.initial_copies, 0); /* the UDP copy came too late ... */
+            TT_CHECK(st.drop_ignored >= 1);         /* ... and was ignored */
+        } else {
+            TT_CHECK_EQ_U64(st.initial_copies, 1); /* the stream's copy, answered there */
+        }
+        tern_path_info spi = path_of(sc.sv.conn);
+        TT_CHECK(tern_addr_equal(&spi.remote, &sc.cl_udp));
+        send_file(&sc, c, 20, 10000);
+        run_transfer(&sc, 20 * S);
+        check_received(&sc, 10000);
+        scene_free(&sc);
+    }
+}
+
 static void test_udp_returning_moves_back(void)
 {
     scene sc;
@@ -506,6 +548,7 @@ static void test_connect_opts_arguments(void)
 static const tt_case cases[] = {
     TT_CASE(test_udp_blocked_connects_over_stream),
     TT_CASE(test_udp_answers_first_stays_on_udp),
+    TT_CASE(test_slow_udp_loses_race_then_carries),
     TT_CASE(test_udp_returning_moves_back),
     TT_CASE(test_udp_silent_falls_back_to_stream),
     TT_CASE(test_stream_closed_mid_transfer),
