@@ -648,7 +648,7 @@ static int link_lose(sim_link *l)
     return lost;
 }
 
-/* A packet enters link l at s->now: blackhole, queue, serialization, loss, delay, jitter,
+/* A packet enters link l at s->now: blackhole, MTU, queue, serialization, loss, delay, jitter,
  * reordering, duplication, corruption; survivors go into the arrival heap. */
 static int link_enqueue(sim *s, sim_link *l, pkt *p)
 {
@@ -661,6 +661,10 @@ static int link_enqueue(sim *s, sim_link *l, pkt *p)
 
     if (sim_link_is_down(l, now)) {
         drop(s, l, p, "blackhole", &l->st.dropped_blackhole);
+        return 0;
+    }
+    if (lp->mtu && p->p.len + lp->overhead_bytes > lp->mtu) {
+        drop(s, l, p, "mtu", &l->st.dropped_mtu);
         return 0;
     }
 
@@ -1053,6 +1057,7 @@ void sim_total_link_stats(const sim *s, sim_link_stats *out)
         out->dropped_loss += st->dropped_loss;
         out->dropped_queue += st->dropped_queue;
         out->dropped_blackhole += st->dropped_blackhole;
+        out->dropped_mtu += st->dropped_mtu;
         out->dropped_middlebox += st->dropped_middlebox;
         out->dropped_closed += st->dropped_closed;
         out->unroutable += st->unroutable;

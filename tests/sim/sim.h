@@ -5,11 +5,12 @@
  * tern_endpoint is one (sim_add_tern_endpoint in sim_tern.h). Nodes own addresses; datagrams go
  * from an address to an address over directed links that model serialization at a rate with a
  * finite drop-tail queue, propagation delay and jitter, random or bursty loss, reordering,
- * duplication, bit corruption and blackholes. Middlebox callbacks can drop, rewrite or inject
- * datagrams (NAT rebinding, man-in-the-middle). A stream link (sim_link_params.stream) models a
- * TCP or TLS connection as the core sees it through the driver: every datagram arrives, in order,
- * after the delay and the serialization at the rate; sim_link_close ends it. Addresses include
- * their transport, so a node's 10.0.0.1:443/tcp and 10.0.0.1:443 are two addresses.
+ * duplication, bit corruption, blackholes and an MTU that drops larger datagrams silently.
+ * Middlebox callbacks can drop, rewrite or inject datagrams (NAT rebinding,
+ * man-in-the-middle). A stream link (sim_link_params.stream) models a TCP or TLS connection as
+ * the core sees it through the driver: every datagram arrives, in order, after the delay and the
+ * serialization at the rate; sim_link_close ends it. Addresses include their transport, so a
+ * node's 10.0.0.1:443/tcp and 10.0.0.1:443 are two addresses.
  *
  * Time is virtual (uint64 nanoseconds starting at 0) and jumps straight to the next arrival or
  * node deadline, so seconds of network time run in milliseconds. One seed drives every random
@@ -105,6 +106,10 @@ typedef struct sim_link_params {
      * and retransmits below tern, and the driver's framing keeps packets whole); delay, rate,
      * overhead and blackholes do. */
     int stream;
+    /* The link's MTU: a datagram whose size plus overhead_bytes exceeds it is dropped silently
+     * (no ICMP, as on a path that black-holes large packets). 0 = no limit. Change it mid-run
+     * with sim_link_set_params. */
+    size_t mtu;
 } sim_link_params;
 
 typedef struct sim_link_stats {
@@ -113,6 +118,7 @@ typedef struct sim_link_stats {
     uint64_t dropped_loss;      /* random, bursty or Gilbert-Elliott loss */
     uint64_t dropped_queue;     /* drop tail */
     uint64_t dropped_blackhole;
+    uint64_t dropped_mtu;       /* larger than the link's mtu */
     uint64_t dropped_middlebox;
     uint64_t dropped_closed;    /* in flight when sim_link_close ended the stream */
     uint64_t unroutable;        /* arrived at an address no node holds */
@@ -153,8 +159,8 @@ typedef enum sim_trace_kind {
 typedef struct sim_trace_event {
     sim_trace_kind kind;
     uint64_t now;
-    const char *reason;       /* drops: "loss", "queue", "blackhole", "middlebox", "unroutable",
-                                 "closed" */
+    const char *reason;       /* drops: "loss", "queue", "blackhole", "mtu", "middlebox",
+                                 "unroutable", "closed" */
     const tern_addr *from, *to;
     const uint8_t *data;
     size_t len;
