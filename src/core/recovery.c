@@ -167,7 +167,8 @@ static void on_packet_lost(tern_conn *c, tern__sent *s, uint64_t now)
     if (s->stream) c->st.stream_packets_lost++;
     r->loss_avg_q16 += (65536 - r->loss_avg_q16) / 64;
     if (s->in_flight) r->bytes_in_flight -= s->bytes;
-    tern__pmtu_on_lost(c, now, s->bytes); /* black-hole detection (pmtu.c) */
+    /* black-hole detection (pmtu.c); a stream's loss (its end) says nothing of a path MTU */
+    if (!s->stream) tern__pmtu_on_lost(c, now, s->bytes);
     for (size_t i = 0; i < s->n; i++) tern__flow_on_lost(c, &s->e[i], now);
     if (s->hs_done && c->is_server) c->tx.hs_done_pending = 1;
     if (s->ping) {

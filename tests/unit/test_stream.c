@@ -78,11 +78,13 @@ static void on_server_message(tnet_node *n, tern_conn *c, uint64_t flow, const u
     sc->bytes += len;
 }
 
-/* UDP: 20 ms each way at 20 Mbit/s, a 256 KB queue, loss. */
+/* UDP: 20 ms each way at 20 Mbit/s, a 256 KB queue, loss; a path MTU of 1280 (IPv6's
+ * minimum: larger datagrams vanish, so a packet sized for the stream could not pass). */
 static void set_udp_loss(scene *sc, double loss)
 {
     sim_link_params p;
     sim_link_params_init(&p);
+    p.mtu = 1280 - 48;
     p.delay_ns = 20 * MS;
     p.rate_bps = 20000000;
     p.queue_bytes = 256 * 1024;
@@ -238,6 +240,9 @@ static void test_udp_blocked_connects_over_stream(void)
     TT_CHECK_EQ_U64(st.packets_retransmitted_frags, 0);
     TT_CHECK_EQ_U64(st.packets_lost, 0);
     TT_CHECK(st.stream_packets_sent > 1000);
+    /* no path MTU on a stream: packets as large as the peer takes (TERN_MAX_DATAGRAM) */
+    const sim_link_stats *up = sim_link_get_stats(sc.up);
+    TT_CHECK_RANGE(up->bytes / up->sent, 1400, TERN_MAX_DATAGRAM);
     TT_CHECK(st.stream_packets_received > 0);
     TT_REQUIRE(sc.sv.conn != NULL);
     tern_path_info spi = path_of(sc.sv.conn);
@@ -321,7 +326,8 @@ static void test_udp_returning_moves_back(void)
     scene_init(&sc, NULL, NULL, 0, 8);
     tern_conn *c = establish(&sc, 1, 1);
     TT_REQUIRE(path_of(c).remote.transport == TERN_TRANSPORT_TCP);
-    /* 4 MB at 8 Mbit/s: about 4 s on the stream; UDP comes back after 1 s */
+    /* 4 MB at 8 Mbit/s: about 4 s on the stream; UDP comes back after 1 s. What the stream
+     * held goes again on UDP, its 1,500-byte packets cut to UDP's size */
     send_file(&sc, c, 400, 10000);
     tnet_run_ms(sc.s, 1000);
     TT_REQUIRE(sc.msgs < sc.sent_msgs / 2);
@@ -339,6 +345,9 @@ static void test_udp_returning_moves_back(void)
     /* the move was mid-transfer: most of the file went over UDP */
     const sim_link_stats *up = sim_link_get_stats(sc.up);
     TT_CHECK(up->bytes < 3000000);
+    sim_link_stats all;
+    sim_total_link_stats(sc.s, &all);
+    TT_CHECK(all.dropped_mtu <= 8); /* only path MTU probes of larger sizes */
     scene_free(&sc);
 }
 
