@@ -10,7 +10,8 @@
  * gaps); UDP returning mid-transfer (the connection moves to UDP, on_path fires, every message
  * arrives once, in order); UDP going silent mid-transfer (back to the stream, then to UDP
  * again); the stream closing mid-transfer (what it held is declared lost and sent again, the
- * server follows the client to its new stream after validating it); a lossy UDP path against the
+ * server follows the client to its new stream after validating it); frames the driver dropped
+ * (found below the next acknowledged packet, resent); a lossy UDP path against the
  * stream (retransmissions on one, none on the other); stream_window bounding what is in flight;
  * a server that asks every UDP client for a retry token asks none over a stream, and its Reject
  * goes back on the stream; a stream-only connect; bad arguments.
@@ -30,6 +31,8 @@ typedef struct scene {
     tern_addr cl_udp, sv_udp, cl_tcp, sv_tcp;
     int udp_blocked;
     uint16_t gen;           /* the client's stream leaves from CL_TCP_PORT + gen */
+    int skip_frames;        /* after this many more frames of the client's stream ... */
+    int drop_frames;        /* ... its driver drops this many (its buffer full) */
     sim_link *up, *down;    /* the stream, client to server and back */
     /* what the server received: "<seq u64>" then (seq * 31 + i) & 0xff */
     uint64_t next_seq, msgs, bytes, bad;
@@ -47,6 +50,12 @@ static int middlebox(void *u, sim *s, uint64_t now, sim_packet *pkt)
     scene *sc = u;
     if (!tern_addr_is_stream(&pkt->to)) return sc->udp_blocked ? SIM_DROP : SIM_PASS;
     if (memcmp(pkt->from.ip, sc->cl_tcp.ip, 4) == 0 && pkt->from.port == CL_TCP_PORT) {
+        if (sc->skip_frames > 0) {
+            sc->skip_frames--;
+        } else if (sc->drop_frames > 0) {
+            sc->drop_frames--;
+            return SIM_DROP;
+        }
         pkt->from.port = (uint16_t)(CL_TCP_PORT + sc->gen); /* its current connection */
     } else if (memcmp(pkt->to.ip, sc->cl_tcp.ip, 4) == 0) {
         if (pkt->to.port != CL_TCP_PORT + sc->gen) return SIM_DROP; /* a connection gone */
@@ -414,6 +423,24 @@ static void test_stream_closed_mid_transfer(void)
     scene_free(&sc);
 }
 
+static void test_driver_drops_frames(void)
+{
+    scene sc;
+    scene_init(&sc, NULL, NULL, 0, 20);
+    tern_conn *c = establish(&sc, 1, 1);
+    sc.skip_frames = 50;
+    sc.drop_frames = 20; /* a stream the driver's write buffer overflowed on: 20 frames gone */
+    send_file(&sc, c, 100, 10000);
+    run_transfer(&sc, 30 * S);
+    check_received(&sc, 10000);
+    tern_conn_stats st;
+    tern_conn_get_stats(c, &st);
+    TT_CHECK_EQ_U64(st.stream_gaps, 20); /* found below the next acknowledged packet */
+    TT_CHECK_EQ_U64(st.packets_lost, 20);
+    TT_CHECK_EQ_U64(st.spurious_losses, 0);
+    scene_free(&sc);
+}
+
 static void test_lossy_udp_retransmits_stream_does_not(void)
 {
     uint64_t retx[2], lost[2];
@@ -561,6 +588,7 @@ static const tt_case cases[] = {
     TT_CASE(test_udp_returning_moves_back),
     TT_CASE(test_udp_silent_falls_back_to_stream),
     TT_CASE(test_stream_closed_mid_transfer),
+    TT_CASE(test_driver_drops_frames),
     TT_CASE(test_lossy_udp_retransmits_stream_does_not),
     TT_CASE(test_stream_window_bounds_flight),
     TT_CASE(test_stream_only_and_server_rules),
