@@ -122,6 +122,12 @@ typedef struct tern_settings {
     uint32_t max_conns_per_ip;     /* server: connections, half-open included, from one IPv4
                                       address or one IPv6 /64; more are refused; 0 = unlimited
                                       (256) */
+    /* stream paths (TCP, TLS; docs/protocol.md "Stream paths") */
+    uint64_t stream_window;        /* bytes a connection keeps unacknowledged on a stream path:
+                                      there the congestion controller and the pacer step aside
+                                      for TCP's, and this cap alone bounds what the driver must
+                                      buffer for the connection (1 MiB: keeps TCP busy on a
+                                      100 Mbit/s, 80 ms mobile path; 0 takes the default) */
 } tern_settings;
 
 enum { TERN_CC_BBR = 0, TERN_CC_CUBIC = 1, TERN_CC_NEWRENO = 2 };
@@ -419,7 +425,8 @@ int tern_endpoint_expect_peer(tern_endpoint *ep, uint64_t now, const tern_addr *
 
 /* The path a connection's packets travel now. */
 typedef struct tern_path_info {
-    tern_addr remote;   /* where packets go: the peer, or the relay */
+    tern_addr remote;   /* where packets go: the peer, or the relay; remote.transport says
+                           UDP, TCP or TLS (a stream path) */
     int relayed;        /* 1: through a relay (remote is the relay) */
     int validated;      /* the peer proved it receives there */
     uint64_t moves;     /* how many times the connection changed path */
@@ -545,6 +552,14 @@ typedef struct tern_conn_stats {
     uint8_t aead;           /* TERN_AEAD_* in use */
     uint8_t integrity_only;
     uint64_t key_updates;   /* packet-protection key updates (either side started them) */
+    /* stream paths (TCP, TLS) */
+    uint64_t stream_packets_sent, stream_packets_received;
+    uint64_t stream_packets_lost; /* sent on a stream and declared lost because that stream
+                                     closed or the connection moved off it (never by the loss
+                                     thresholds: the stream delivers what it took) */
+    uint64_t udp_probes;     /* Initials and PATH_CHALLENGEs sent to the UDP remote of a
+                                tern_endpoint_connect_opts connection while it has no working
+                                UDP path (a stream carries it or nothing answered yet) */
     /* path MTU (see docs/protocol.md, "Path MTU"): the largest datagram the connection builds
      * now; how often a run of lost large packets or a probe timeout made the size suspect; how
      * often probes of the size itself were lost too (a black hole: back to max_udp_payload and a

@@ -176,6 +176,8 @@ typedef struct tern__sent {
     uint32_t bytes;
     uint8_t ack_eliciting, in_flight, state, n;
     uint8_t hs_done, ping;
+    uint8_t stream;      /* sent on a stream path: the stream delivers it or closes, so the
+                            loss thresholds never declare it lost (recovery.c) */
     tern__rate_snap snap;
     tern__sent_entry e[TERN__PKT_ENTRIES];
 } tern__sent;
