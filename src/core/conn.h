@@ -143,6 +143,20 @@ typedef struct tern__p2p {
     uint64_t stream_at;
 } tern__p2p;
 
+/* Client-driven migration (migrate.c): validating the path tern_conn_migrate moved the client
+ * to. The new path carries the connection at once; a PATH_CHALLENGE (padded to the datagram
+ * size) goes on it and is repeated at doubling gaps until the peer's PATH_RESPONSE proves the
+ * path both ways, or TERN__MIG_TRIES went unanswered. */
+#define TERN__MIG_TRIES 8
+typedef struct tern__mig {
+    uint64_t challenge;    /* data of the challenge for the current move (fresh per move) */
+    uint8_t challenge_due; /* a challenge must go out on the active path */
+    uint8_t validating;    /* the current move's path has not answered yet */
+    uint32_t tries;        /* challenges sent for it */
+    uint64_t next_try;     /* when the challenge goes again (TERN_TIME_NEVER: not) */
+    uint64_t gap;          /* between challenges now (doubles, at most max_backoff) */
+} tern__mig;
+
 /* A pending tern_endpoint_expect_peer. */
 typedef struct tern__expect {
     uint8_t peer_pub[TERN_KEY_LEN];
@@ -279,6 +293,7 @@ struct tern_conn {
     tern__path path;   /* the active path: where packets go */
     tern__p2p *p2p;    /* candidate paths (allocated when there is more than one path) */
     uint64_t path_moves;
+    tern__mig mig;     /* client-driven migration (migrate.c) */
 
     tern__pmtu pmtu;   /* path MTU discovery (pmtu.c, pmtu.h) */
     tern__hs hs;       /* the handshake (handshake.c, handshake.h) */
@@ -387,6 +402,8 @@ int tern__conn_install_keys(tern_conn *c, const uint8_t tx_secret[32], const uin
 int tern__path_is(const tern__path *p, const tern_addr *remote, int relayed,
                   const uint8_t *channel);
 void tern__p2p_free(tern_conn *c);
+/* The active path changed: counts the move, re-arms the timer, tells the application. */
+void tern__path_moved(tern_conn *c, uint64_t now);
 int tern__p2p_rx_path(tern_conn *c, tern__rx *rx);
 void tern__p2p_on_rx_done(tern_conn *c, const tern__rx *rx, int newest, int probing_only);
 void tern__p2p_on_challenge(tern_conn *c, tern__rx *rx, uint64_t data);
@@ -405,6 +422,16 @@ int tern__p2p_on_punch(tern_endpoint *ep, uint64_t now, const tern_addr *local,
                        const tern_addr *remote, const uint8_t *data, size_t len);
 void tern__expect_on_timer(tern_endpoint *ep, uint64_t now);
 int tern__p2p_is_peer_handshake(const tern_conn *c);
+
+/* migrate.c */
+/* The PATH_CHALLENGE of a client migration, when one is due, sealed into out; 0 when none. */
+int tern__mig_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap);
+uint64_t tern__mig_deadline(const tern_conn *c);
+void tern__mig_on_timer(tern_conn *c, uint64_t now);
+/* A PATH_RESPONSE on the active path: 1 when it answered the migration's challenge. */
+int tern__mig_on_response(tern_conn *c, uint64_t data);
+/* Server: the active path moved from old to the path the peer's packets now come on. */
+void tern__mig_peer_moved(tern_conn *c, const tern__path *old, uint64_t now);
 
 /* recovery.c */
 int tern__rec_init(tern_conn *c, uint64_t now);

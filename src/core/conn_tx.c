@@ -69,7 +69,7 @@ static int data_allowed(tern_conn *c, uint64_t now, size_t bytes)
     tern__recovery *r = c->rec.r;
     if (tern__path_is_reliable(&c->path))
         return r->bytes_in_flight + bytes <= c->ep->s.stream_window;
-    if (r->probes_pending) return 1;
+    if (r->probes_pending && !r->probe_ping_only) return 1;
     if (r->bytes_in_flight + bytes > r->cc.ops->cwnd(r->cc.st)) return 0;
     tern__pacer_set_rate(&r->pacer, r->cc.ops->pacing_rate(r->cc.st, c->rec.rtt.srtt),
                          tern__conn_max_payload(c));
@@ -110,7 +110,8 @@ int tern__conn_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const
             cap = hdr + budget;
         }
     }
-    int n = c->pmtu.due ? tern__pmtu_write(c, now, out + hdr, cap - hdr) : 0;
+    int n = tern__mig_write(c, now, out + hdr, cap - hdr); /* a migration's challenge */
+    if (n == 0 && c->pmtu.due) n = tern__pmtu_write(c, now, out + hdr, cap - hdr);
     if (n == 0) n = write_active(c, now, out + hdr, cap - hdr);
     if (n <= 0) return n;
     if (hdr) tern_relay_hdr_put(out, c->path.channel);

@@ -202,6 +202,7 @@ typedef struct tern__recovery {
     uint64_t last_eliciting_time;
     uint32_t pto_count;
     uint32_t probes_pending;
+    uint8_t probe_ping_only;  /* the path is silent (TERN__SILENT_PTOS): a probe is one PING */
     uint64_t recovery_start; /* congestion events for packets sent before this are ignored */
     /* loss rate over recent packets (exponential average, 1/64 per packet) */
     uint64_t loss_avg_q16;

@@ -165,6 +165,11 @@ static void moved(tern_conn *c, uint64_t now)
     if (c->ep->cb.on_path && c->exposed) c->ep->cb.on_path(c, c->ep->user_data);
 }
 
+void tern__path_moved(tern_conn *c, uint64_t now)
+{
+    moved(c, now);
+}
+
 /* Makes candidate i the active path; the old active path becomes candidate i. rx: the packet
  * being processed, if any (when it came on candidate i, it came on the active path now). */
 static void migrate(tern_conn *c, tern__rx *rx, uint64_t now, int i)
@@ -183,6 +188,7 @@ static void migrate(tern_conn *c, tern__rx *rx, uint64_t now, int i)
      * deliver it too: the receiver drops the copy), and the congestion controller, idle on the
      * stream, starts afresh for this path */
     if (tern__path_is_reliable(&old)) tern__rec_path_changed(c, now);
+    if (c->is_server) tern__mig_peer_moved(c, &old, now); /* the peer moved: migrate.c */
     moved(c, now);
 }
 
@@ -371,6 +377,7 @@ void tern__p2p_on_response(tern_conn *c, tern__rx *rx, uint64_t data)
 {
     uint64_t now = rx->now;
     tern__p2p *p = c->p2p;
+    if (rx->cand == -1 && tern__mig_on_response(c, data)) return; /* our migration's path */
     if (p == NULL) return;
     for (size_t i = 0; i < p->n; i++) {
         tern__cand *k = &p->cands[i];
@@ -399,8 +406,11 @@ void tern_conn_path(const tern_conn *c, tern_path_info *info)
     memset(info, 0, sizeof(*info));
     info->remote = c->path.remote;
     info->relayed = c->path.relayed;
-    info->validated = c->path.validated;
+    info->validated = c->path.validated && !c->mig.validating;
     info->moves = c->path_moves;
+    info->local = c->path.local;
+    info->unanswered_since = c->path.await_since;
+    info->silent_after_ns = tern__p2p_fallback_after(c);
     if (c->p2p != NULL) {
         info->fallbacks = c->p2p->fallbacks;
         info->n_cands = c->p2p->n;

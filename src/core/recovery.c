@@ -15,6 +15,10 @@
 #include "core/conn.h"
 
 #define PACKET_THRESHOLD 3
+/* probe timeouts in a row without an answer after which the path is taken as silent: each
+ * further timeout sends one small PING instead of two packets of data, so a path that is down
+ * for a long while costs a few dozen bytes per probe (counted in conn stats silent_bytes) */
+#define TERN__SILENT_PTOS 2
 #define GRANULARITY (1 * TERN_NS_PER_MS)
 /* records in the ring of an idle connection (it doubles as packets go out; a record is ~300 B,
  * so a server's idle connections stay small) */
@@ -122,6 +126,7 @@ void tern__rec_on_sent(tern_conn *c, const tern__sent *rec_in, uint64_t now)
     if (s->ack_eliciting) {
         r->last_eliciting_time = now;
         r->eliciting_out++;
+        if (r->pto_count > 0) c->st.silent_bytes += s->bytes; /* sent into a silence */
     }
 }
 
@@ -301,6 +306,7 @@ int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
     detect_losses(c, now, &lost, &last_time, &persistent);
     r->pto_count = 0;
     r->probes_pending = 0;
+    r->probe_ping_only = 0;
     tern__cc_ack a;
     memset(&a, 0, sizeof(a));
     a.now = now;
@@ -344,16 +350,22 @@ void tern__rec_on_timer(tern_conn *c, uint64_t now)
     }
     uint64_t t = tern__rec_timer(c);
     if (t != TERN_TIME_NEVER && now >= t) {
-        /* probe timeout: two ack-eliciting probes; their ACKs reveal what was lost. On a
-         * stream one PING: nothing there is lost while the stream lives, only slow */
+        /* probe timeout: two ack-eliciting probes; their ACKs reveal what was lost. The
+         * backoff is capped (tern__rec_pto), so a path that comes back within the idle timeout
+         * is heard from within one cap and a round trip; on a silent path one PING does, and on
+         * a stream one PING: nothing there is lost while the stream lives, only slow */
         r->pto_count++;
         c->st.pto_count++;
-        size_t largest = 0; /* black-hole detection (pmtu.c): were large packets unanswered? */
-        for (uint64_t pn = r->base; pn < r->base + r->n; pn++)
-            if (sent_at(r, pn)->state == SENT_OUTSTANDING && sent_at(r, pn)->bytes > largest)
-                largest = sent_at(r, pn)->bytes;
-        tern__pmtu_on_pto(c, now, largest);
-        r->probes_pending = tern__path_is_reliable(&c->path) ? 1 : 2;
+        if (!tern__path_is_reliable(&c->path)) {
+            size_t largest = 0; /* black-hole detection (pmtu.c): large packets unanswered? */
+            for (uint64_t pn = r->base; pn < r->base + r->n; pn++)
+                if (sent_at(r, pn)->state == SENT_OUTSTANDING && sent_at(r, pn)->bytes > largest)
+                    largest = sent_at(r, pn)->bytes;
+            tern__pmtu_on_pto(c, now, largest);
+        }
+        r->probe_ping_only =
+            tern__path_is_reliable(&c->path) || r->pto_count > TERN__SILENT_PTOS;
+        r->probes_pending = r->probe_ping_only ? 1 : 2;
         r->last_eliciting_time = now; /* re-arm from now even if the probes wait */
         tern__ep_mark_send(c->ep, c);
     }
@@ -377,6 +389,7 @@ void tern__rec_path_changed(tern_conn *c, uint64_t now)
     r->loss_time = TERN_TIME_NEVER;
     r->pto_count = 0;
     r->probes_pending = 0;
+    r->probe_ping_only = 0;
     r->recovery_start = 0;
     size_t mss = tern__conn_max_payload(c);
     r->cc.ops->init(r->cc.st, mss, now);

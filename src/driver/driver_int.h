@@ -15,6 +15,7 @@
 
 #include "base/heap.h"
 #include "base/map.h"
+#include "driver/stream.h"
 #include "tern/driver.h"
 #include "tern/udp.h"
 
@@ -101,6 +102,13 @@ typedef struct drv_rxmsg {
 void drv_rx_parse(size_t len, const uint8_t *ctl, size_t ctl_len, const tern_addr *bound,
                   drv_rxmsg *m);
 
+/* TEMPORARY, until the core's stream path (tern_endpoint_connect_opts, tern_endpoint_stream_closed,
+ * being written at the same time) is merged into this branch: weak references, so the driver
+ * builds against the declarations alone. Callers check the address before a call. */
+#pragma weak tern_connect_opts_default
+#pragma weak tern_endpoint_connect_opts
+#pragma weak tern_endpoint_stream_closed
+
 /* ---------------------------------------------------------------- the driver */
 
 struct tern_driver {
@@ -127,6 +135,7 @@ struct tern_driver {
     tern_driver_rx_hook rx_hook;
     void *rx_hook_user;
     drv_tx *raw;  /* tern_driver_send_raw's queue (allocated at its first call) */
+    drv_streams *streams; /* TCP and TLS streams, their listeners and limits (stream.c) */
     tern_driver_stats st;
 };
 

@@ -6,11 +6,11 @@
  * from an address to an address over directed links that model serialization at a rate with a
  * finite drop-tail queue, propagation delay and jitter, random or bursty loss, reordering,
  * duplication, bit corruption, blackholes and an MTU that drops larger datagrams silently.
- * Middlebox callbacks can drop, rewrite or inject datagrams (NAT rebinding, man-in-the-middle).
- * A stream link (sim_link_params.stream) models a TCP or TLS connection as the core sees it
- * through the driver: every datagram arrives, in order, after the delay and the serialization at
- * the rate; sim_link_close ends it. Addresses include their transport, so a node's
- * 10.0.0.1:443/tcp and 10.0.0.1:443 are two addresses.
+ * Middlebox callbacks can drop, rewrite or inject datagrams (NAT rebinding,
+ * man-in-the-middle). A stream link (sim_link_params.stream) models a TCP or TLS connection as
+ * the core sees it through the driver: every datagram arrives, in order, after the delay and the
+ * serialization at the rate; sim_link_close ends it. Addresses include their transport, so a
+ * node's 10.0.0.1:443/tcp and 10.0.0.1:443 are two addresses.
  *
  * Time is virtual (uint64 nanoseconds starting at 0) and jumps straight to the next arrival or
  * node deadline, so seconds of network time run in milliseconds. One seed drives every random
