@@ -6,7 +6,7 @@ set -euo pipefail
 pkgs=(
   # build
   build-essential cmake ninja-build pkg-config clang libclang-rt-dev libsodium-dev
-  libssl-dev # libcrypto: SHA-256 of tern send/recv
+  libssl-dev # libssl: the driver's TLS stream transport; libcrypto: SHA-256 of tern send/recv
   # tests: namespaces, NAT boxes, peers to interoperate with
   iproute2 nftables iptables coturn stun-client stun-server
   # peer-to-peer lab tests: capture what the relay sees

@@ -45,7 +45,9 @@ typedef int (*tern_driver_rx_hook)(tern_driver *d, size_t sock, const tern_addr 
                                    uint8_t *data, size_t len, void *user);
 
 /* A stream frame's sock in the rx_hook; tern_driver_send_raw ignores sock when `to` is a stream
- * address (the frame goes on the open stream to it). */
+ * address (the frame goes on the open stream to it; none open: TERN_ERR_NOT_FOUND), and given
+ * this sock with a UDP `to` sends from the first socket that can reach to's family (a relay
+ * forwarding from a stream to a UDP peer). */
 #define TERN_DRIVER_STREAM_SOCK ((size_t)-1)
 
 /* What a remote party can make the driver hold in streams, each counted (tern_driver_stats). */
@@ -57,7 +59,8 @@ typedef struct tern_driver_stream_limits {
     uint64_t preamble_timeout_ns;/* an accepted stream (and its TLS handshake) must show the
                                     tern preamble within this, or it is closed (5 s) */
     uint64_t idle_timeout_ns;    /* a stream that carried nothing this long is closed (60 s) */
-} tern_driver_stream_limits;
+} tern_driver_stream_limits; /* a field left 0: its default. max_streams also bounds the
+                                outgoing streams, counted apart. */
 
 typedef struct tern_driver_config {
     /* The endpoint to create, with the application's callbacks and user_data (the driver also
@@ -147,6 +150,10 @@ typedef struct tern_driver_connect_cfg {
     tern_transport_choice choice;
     uint64_t stream_after_ns;/* 0: the core's default (tern_connect_opts) */
     uint8_t server_pub[TERN_KEY_LEN];
+    /* The TLS server name (SNI) sent on a TLS stream_remote: the host name the user gave
+     * (NULL, or an IP literal: none, RFC 6066). The certificate is not checked: the tern
+     * handshake inside authenticates the server by server_pub. */
+    const char *tls_server_name;
 } tern_driver_connect_cfg;
 
 /* Opens a connection over UDP, a stream, or both raced (tern_endpoint_connect_opts): the UDP
@@ -169,6 +176,19 @@ int tern_driver_connect_opts(tern_driver *d, const tern_driver_connect_cfg *o,
  * failed: errno set), or tern_conn_migrate's error for the one conn given. Counted in
  * tern_driver_stats (migrations, sockets_opened, sockets_closed). */
 int tern_driver_migrate(tern_driver *d, tern_conn *conn, const tern_addr *local);
+/* The stream listeners (cfg->stream_listen, in order) and the address listener i is bound to,
+ * transport included (the actual port when 0 was asked). Errors: TERN_ERR_INVALID_ARG. */
+size_t tern_driver_n_stream_listeners(const tern_driver *d);
+int tern_driver_stream_local_addr(const tern_driver *d, size_t i, tern_addr *out);
+
+/* The last stream failure as one line (a connect refused, a TLS handshake that failed, "X is not
+ * a tern stream service: it sent ..." when the port answered with something else, a listener
+ * that could not be opened), "" when none. A server that is not tern is a definite answer: the
+ * connections still in their handshake towards it are closed at once with this line as the
+ * reason (on_closed, TERN_ERR_LOCAL_CLOSED). Valid until the next driver call. With d NULL: why
+ * the last tern_driver_new of this thread failed on its streams (a certificate or key it could
+ * not use, a listener it could not open), "" when it did not. */
+const char *tern_driver_stream_error(const tern_driver *d);
 
 /* Sends one datagram from socket sock (0..n_sockets-1) to `to`, outside the core (a relay
  * forwarding what an rx_hook took). The datagram is copied into a queue of 64 that goes out like
@@ -259,6 +279,30 @@ typedef struct tern_driver_stats {
     uint64_t auto_limited;      /* automatic moves the rate limit (6 a minute) dropped */
     uint64_t netlink_events;    /* address, link and default-route messages read from netlink */
     uint64_t sockets_opened, sockets_closed; /* by migration */
+    /* stream transports (docs/protocol.md, "Stream transport"; limits: stream_limits) */
+    uint64_t streams_open;             /* streams open now, accepted and outgoing */
+    uint64_t streams_connected;        /* outgoing streams dialled (first tries and reopens) */
+    uint64_t streams_accepted;         /* incoming streams accepted */
+    uint64_t streams_refused_max;      /* streams refused: max_streams accepted (closed at
+                                          accept) or outgoing (not opened) */
+    uint64_t streams_refused_per_ip;   /* accepted streams closed at once: max_per_ip */
+    uint64_t stream_accept_errors;     /* accept() failures; EMFILE and the like pause the
+                                          listeners for 100 ms */
+    uint64_t stream_connect_failures;  /* outgoing streams whose TCP connect failed */
+    uint64_t stream_preamble_timeouts; /* closed: connect, TLS handshake and preamble not done
+                                          within preamble_timeout (slowloris, silent service) */
+    uint64_t stream_idle_timeouts;     /* closed: nothing carried for idle_timeout, or a write
+                                          buffer that made no progress that long */
+    uint64_t stream_bad_preamble;      /* closed: the peer's first bytes are not tern's */
+    uint64_t stream_bad_length;        /* closed: a frame of length 0 or over the maximum */
+    uint64_t stream_closed_peer;       /* closed by the peer (EOF, reset, TLS close) */
+    uint64_t stream_closed_error;      /* closed: a write failed (or out of memory) */
+    uint64_t stream_frames_in, stream_frames_out; /* packets read, packets queued */
+    uint64_t stream_bytes_in, stream_bytes_out;   /* stream bytes (inside TLS) read, written */
+    uint64_t stream_tx_dropped;        /* frames dropped: the write buffer was full */
+    uint64_t stream_tx_held;           /* frames dropped: the stream is down, waiting for its
+                                          reconnect backoff (or none for send_raw) */
+    uint64_t tls_handshakes, tls_failures; /* TLS handshakes completed, failed */
 } tern_driver_stats;
 
 void tern_driver_get_stats(const tern_driver *d, tern_driver_stats *st);

@@ -122,6 +122,12 @@ typedef struct tern_settings {
     uint32_t max_conns_per_ip;     /* server: connections, half-open included, from one IPv4
                                       address or one IPv6 /64; more are refused; 0 = unlimited
                                       (256) */
+    /* stream paths (TCP, TLS; docs/protocol.md "Stream paths") */
+    uint64_t stream_window;        /* bytes a connection keeps unacknowledged on a stream path:
+                                      there the congestion controller and the pacer step aside
+                                      for TCP's, and this cap alone bounds what the driver must
+                                      buffer for the connection (1 MiB: keeps TCP busy on a
+                                      100 Mbit/s, 80 ms mobile path; 0 takes the default) */
 } tern_settings;
 
 enum { TERN_CC_BBR = 0, TERN_CC_CUBIC = 1, TERN_CC_NEWRENO = 2 };
@@ -427,7 +433,8 @@ int tern_endpoint_expect_peer(tern_endpoint *ep, uint64_t now, const tern_addr *
 
 /* The path a connection's packets travel now. */
 typedef struct tern_path_info {
-    tern_addr remote;   /* where packets go: the peer, or the relay */
+    tern_addr remote;   /* where packets go: the peer, or the relay; remote.transport says
+                           UDP, TCP or TLS (a stream path) */
     int relayed;        /* 1: through a relay (remote is the relay) */
     int validated;      /* the peer proved it receives there (after tern_conn_migrate: once
                            it answered the challenge on the new path) */
@@ -562,6 +569,14 @@ typedef struct tern_conn_stats {
     uint8_t aead;           /* TERN_AEAD_* in use */
     uint8_t integrity_only;
     uint64_t key_updates;   /* packet-protection key updates (either side started them) */
+    /* stream paths (TCP, TLS) */
+    uint64_t stream_packets_sent, stream_packets_received;
+    uint64_t stream_packets_lost; /* sent on a stream and declared lost because that stream
+                                     closed or the connection moved off it (never by the loss
+                                     thresholds: the stream delivers what it took) */
+    uint64_t udp_probes;     /* Initials and PATH_CHALLENGEs sent to the UDP remote of a
+                                tern_endpoint_connect_opts connection while it has no working
+                                UDP path (a stream carries it or nothing answered yet) */
     /* migration (docs/protocol.md, "Migration") */
     uint64_t migrations;    /* client: moves by tern_conn_migrate; server: moves to a new
                                address of the peer (its migration or a NAT rebinding), each
@@ -570,6 +585,11 @@ typedef struct tern_conn_stats {
     uint64_t silent_bytes;  /* bytes of ack-eliciting packets sent while a probe timeout went
                                unanswered (the cost of a silent path: two probes at the first
                                two timeouts, then one PING per timeout) */
+    /* path MTU (see docs/protocol.md, "Path MTU"): the largest datagram the connection builds
+     * now; how often a run of lost large packets or a probe timeout made the size suspect; how
+     * often probes of the size itself were lost too (a black hole: back to max_udp_payload and a
+     * fresh search) */
+    uint64_t pmtu_size, pmtu_suspicions, pmtu_black_holes;
 } tern_conn_stats;
 
 void tern_conn_get_stats(const tern_conn *c, tern_conn_stats *st);

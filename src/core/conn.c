@@ -456,4 +456,5 @@ void tern_conn_get_stats(const tern_conn *c, tern_conn_stats *st)
     st->rttvar_ns = c->rec.rtt.rttvar;
     st->min_rtt_ns = c->rec.rtt.min;
     st->latest_rtt_ns = c->rec.rtt.latest;
+    st->pmtu_size = tern__conn_max_payload(c);
 }

@@ -58,7 +58,36 @@ typedef struct tern__path {
                               probe allowance (settings.probe_tries) applies besides 3x */
     uint64_t await_since;  /* active path: when the oldest ack-eliciting packet sent on it since
                               it last heard from the peer went out (0: none waits) */
+    uint8_t chosen;        /* the application named this address (tern_endpoint_connect_opts):
+                              like the server of tern_endpoint_connect it may get packets before
+                              it answers, without the probe allowance, and is probed for as long
+                              as the connection lives (at backed-off gaps) */
+    uint8_t closed;        /* a stream the driver reported ended (tern_endpoint_stream_closed)
+                              that we cannot reopen: a server's stream from a client. Nothing
+                              more goes there; the client comes back on a new one or on UDP */
 } tern__path;
+
+/* A stream path: remote is a TCP or TLS address; the driver frames our packets onto that
+ * connection, which delivers them reliably and in order (docs/protocol.md, "Stream paths"). */
+static inline int tern__path_is_stream(const tern__path *p)
+{
+    return tern_addr_is_stream(&p->remote);
+}
+
+/* A path that delivers every packet, in order, or ends: a direct stream. (A relay reached over a
+ * stream forwards onwards over whatever reaches the other peer, UDP perhaps: not reliable.) The
+ * stream rules of recovery and congestion control apply to reliable paths only. */
+static inline int tern__path_is_reliable(const tern__path *p)
+{
+    return tern__path_is_stream(p) && !p->relayed;
+}
+
+/* A fallback path: through a relay or over a stream. A client prefers any direct UDP path that
+ * validates, and comes back to its fallback when that path goes silent. */
+static inline int tern__path_is_fallback(const tern__path *p)
+{
+    return p->relayed || tern__path_is_stream(p);
+}
 
 /* Peer to peer and migration (path.c): the candidate paths of a connection besides the active
  * one, how each is being probed, and what the hole punching of an introduction needs. */
@@ -107,6 +136,11 @@ typedef struct tern__p2p {
     tern__bucket np;        /* new unvalidated source addresses it may still take on
                                (ep->new_paths) */
     uint32_t n_punch_learned; /* punch sources given the probe allowance */
+    /* tern_endpoint_connect_opts: the stream route (a fallback like the relay; the client's
+     * Initial goes there at stream_at unless UDP answered first) */
+    int has_stream, stream_added;
+    tern_addr stream_local, stream_remote;
+    uint64_t stream_at;
 } tern__p2p;
 
 /* Client-driven migration (migrate.c): validating the path tern_conn_migrate moved the client
@@ -409,6 +443,9 @@ uint64_t tern__rec_timer(const tern_conn *c);
 void tern__rec_on_timer(tern_conn *c, uint64_t now);
 uint64_t tern__rec_pto(const tern_conn *c);
 void tern__rec_path_changed(tern_conn *c, uint64_t now);
+/* The stream that carried the packets marked stream ended: those outstanding are lost (their
+ * frames go again on the next path); nothing else changes. */
+void tern__rec_stream_lost(tern_conn *c, uint64_t now);
 double tern__rec_loss_rate(const tern_conn *c);
 void tern__rec_rtt_init(tern__rtt *r, uint64_t initial);
 /* A new RTT sample (an ACK's, a PONG's) into c->rec.rtt. */

@@ -16,6 +16,7 @@
 #include "base/heap.h"
 #include "base/map.h"
 #include "base/rate.h"
+#include "driver/stream.h"
 #include "tern/driver.h"
 #include "tern/udp.h"
 
@@ -133,6 +134,12 @@ typedef struct drv_mig {
     drv_tracked tracked[DRV_TRACKED];
     size_t n_tracked;
 } drv_mig;
+/* TEMPORARY, until the core's stream path (tern_endpoint_connect_opts, tern_endpoint_stream_closed,
+ * being written at the same time) is merged into this branch: weak references, so the driver
+ * builds against the declarations alone. Callers check the address before a call. */
+#pragma weak tern_connect_opts_default
+#pragma weak tern_endpoint_connect_opts
+#pragma weak tern_endpoint_stream_closed
 
 /* ---------------------------------------------------------------- the driver */
 
@@ -161,6 +168,7 @@ struct tern_driver {
     void *rx_hook_user;
     drv_tx *raw;  /* tern_driver_send_raw's queue (allocated at its first call) */
     drv_mig mig;  /* migration: sockets opened and lingering, automatic moves */
+    drv_streams *streams; /* TCP and TLS streams, their listeners and limits (stream.c) */
     tern_driver_stats st;
 };
 

@@ -11,7 +11,8 @@
  * from one socket, and each run goes to tern_udp_send_dgrams (one sendmmsg per 64 messages, GSO
  * runs where the socket has GSO, the module's fallback policy). EAGAIN leaves the rest queued and
  * asks epoll for EPOLLOUT. The driver's tx counters are split by origin (the core's datagrams,
- * tern_driver_send_raw's) from the socket counters' growth during each send.
+ * tern_driver_send_raw's) from the socket counters' growth during each send. A datagram to a
+ * stream address (TCP or TLS) leaves the run and becomes a frame on its stream (stream.c).
  */
 #include <errno.h>
 #include <string.h>
@@ -110,6 +111,10 @@ void drv_send_queued(tern_driver *d, drv_tx *tx)
     uint64_t *errors = tx->raw ? &st->tx_raw_errors : &st->tx_errors;
     uint64_t *gso_msgs = tx->raw ? &st->tx_raw_gso_msgs : &st->tx_gso_msgs;
     while (tx->done < tx->n) {
+        if (tern_addr_is_stream(&tx->dg[tx->done].remote)) { /* a frame for a stream */
+            (void)drv_stream_send(d, &tx->dg[tx->done++], 1); /* a drop is counted there */
+            continue;
+        }
         int si = pick_socket(d, &tx->dg[tx->done]);
         if (si < 0) {
             (*errors)++;
@@ -117,7 +122,8 @@ void drv_send_queued(tern_driver *d, drv_tx *tx)
             continue;
         }
         size_t end = tx->done + 1; /* the run of datagrams that leave from socket si */
-        while (end < tx->n && pick_socket(d, &tx->dg[end]) == si)
+        while (end < tx->n && !tern_addr_is_stream(&tx->dg[end].remote) &&
+               pick_socket(d, &tx->dg[end]) == si)
             end++;
         drv_sock *s = &d->socks[si];
         tern_udp_stats was = s->st;

@@ -123,6 +123,11 @@ void tern_driver_config_default(tern_driver_config *cfg)
     cfg->rx_per_wakeup = 256;
     cfg->tx_per_wakeup = 1024;
     cfg->migrate_linger_ns = 3 * TERN_NS_PER_S;
+    cfg->stream_limits.max_streams = 10000;
+    cfg->stream_limits.max_per_ip = 64;
+    cfg->stream_limits.write_buffer = 256 * 1024;
+    cfg->stream_limits.preamble_timeout_ns = 5 * TERN_NS_PER_S;
+    cfg->stream_limits.idle_timeout_ns = 60 * TERN_NS_PER_S;
 }
 
 static void ep_timer_fn(tern_driver *d, tern_driver_timer *t, void *user)
@@ -218,6 +223,7 @@ int tern_driver_new(const tern_driver_config *cfg, tern_driver **out)
                                    DRV_GRO_SLOT)
              : tern_udp_batch_init(&d->rx, cfg->rx_batch, 2048);
     if (rc == TERN_OK) rc = tern_udp_batch_init(&d->txm, DRV_TX_BATCH, 0);
+    if (rc == TERN_OK) rc = drv_streams_new(d, cfg);
     if (rc != TERN_OK) goto fail;
     d->tx = calloc(1, sizeof(*d->tx));
     if (d->tx == NULL) {
@@ -250,8 +256,10 @@ void tern_driver_del(tern_driver *d)
     if (d->ep) {
         reg_del(d);
         tern_endpoint_del(d->ep); /* no on_conn_free: the set below just goes */
+        d->ep = NULL;
     }
     drv_mig_free(d);
+    drv_streams_del(d); /* after the endpoint: nobody to tell that they close */
     for (size_t i = 0; i < d->n_socks; i++) tern_udp_sock_close(&d->socks[i]);
     if (d->epfd >= 0) close(d->epfd);
     if (d->stopfd >= 0) close(d->stopfd);
@@ -312,21 +320,73 @@ void tern_driver_get_stats(const tern_driver *d, tern_driver_stats *st)
     }
 }
 
+/* The address a connection's packets to remote leave from: the bound address of the first UDP
+ * socket that can reach remote's family, or for a stream remote the wildcard of its family with
+ * its transport (the stream's own socket is opened by stream.c at the first send). */
+static int local_for(const tern_driver *d, const tern_addr *remote, tern_addr *local)
+{
+    if (tern_addr_is_stream(remote)) {
+        if (remote->family != TERN_AF_INET && remote->family != TERN_AF_INET6)
+            return TERN_ERR_INVALID_ARG;
+        memset(local, 0, sizeof(*local));
+        local->family = remote->family;
+        local->transport = remote->transport;
+        return TERN_OK;
+    }
+    for (size_t i = 0; i < d->n_socks; i++) {
+        const drv_sock *t = &d->socks[i];
+        if ((remote->family == TERN_AF_INET && (t->family == AF_INET || !t->v6only)) ||
+            (remote->family == TERN_AF_INET6 && t->family == AF_INET6)) {
+            *local = t->local;
+            return TERN_OK;
+        }
+    }
+    return TERN_ERR_INVALID_ARG;
+}
+
 int tern_driver_connect(tern_driver *d, const tern_addr *remote,
                         const uint8_t server_pub[TERN_KEY_LEN], tern_conn **out)
 {
     if (d == NULL || remote == NULL || server_pub == NULL || out == NULL)
         return TERN_ERR_INVALID_ARG;
-    const drv_sock *s = NULL;
-    for (size_t i = 0; i < d->n_socks && s == NULL; i++) {
-        const drv_sock *t = &d->socks[i];
-        if ((remote->family == TERN_AF_INET && (t->family == AF_INET || !t->v6only)) ||
-            (remote->family == TERN_AF_INET6 && t->family == AF_INET6))
-            s = t;
-    }
-    if (s == NULL) return TERN_ERR_INVALID_ARG;
+    tern_addr local;
+    if (local_for(d, remote, &local) != TERN_OK) return TERN_ERR_INVALID_ARG;
     d->now = clock_ns();
-    int rc = tern_endpoint_connect(d->ep, d->now, &s->local, remote, server_pub, out);
+    int rc = tern_endpoint_connect(d->ep, d->now, &local, remote, server_pub, out);
+    if (rc != TERN_OK) return rc;
+    (void)drv_conns_add(&d->conns, *out);
+    tern_driver_flush(d);
+    return TERN_OK;
+}
+
+int tern_driver_connect_opts(tern_driver *d, const tern_driver_connect_cfg *o, tern_conn **out)
+{
+    if (d == NULL || o == NULL || out == NULL || o->choice > TERN_TRANSPORT_ONLY_STREAM)
+        return TERN_ERR_INVALID_ARG;
+    if (tern_endpoint_connect_opts == NULL || tern_connect_opts_default == NULL)
+        return TERN_ERR_STATE; /* TEMPORARY: the core's stream path is not merged yet */
+    tern_connect_opts co;
+    tern_connect_opts_default(&co);
+    memcpy(co.server_pub, o->server_pub, TERN_KEY_LEN);
+    if (o->stream_after_ns) co.stream_after_ns = o->stream_after_ns;
+    int udp = o->choice != TERN_TRANSPORT_ONLY_STREAM && o->remote.family != TERN_AF_NONE;
+    int stream = o->choice != TERN_TRANSPORT_ONLY_UDP && o->stream_remote.family != TERN_AF_NONE;
+    if (!udp && !stream) return TERN_ERR_INVALID_ARG;
+    if (udp) {
+        if (tern_addr_is_stream(&o->remote) || local_for(d, &o->remote, &co.local) != TERN_OK)
+            return TERN_ERR_INVALID_ARG;
+        co.remote = o->remote;
+    }
+    if (stream) {
+        if (!tern_addr_is_stream(&o->stream_remote) ||
+            local_for(d, &o->stream_remote, &co.stream_local) != TERN_OK)
+            return TERN_ERR_INVALID_ARG;
+        co.stream_remote = o->stream_remote;
+        int rc = drv_streams_set_sni(d, &o->stream_remote, o->tls_server_name);
+        if (rc != TERN_OK) return rc;
+    }
+    d->now = clock_ns();
+    int rc = tern_endpoint_connect_opts(d->ep, d->now, &co, out);
     if (rc != TERN_OK) return rc;
     (void)drv_conns_add(&d->conns, *out);
     tern_driver_flush(d);
@@ -346,9 +406,26 @@ int drv_rx_hooked(tern_driver *d, const drv_sock *s, const tern_addr *from, uint
 int tern_driver_send_raw(tern_driver *d, size_t sock, const tern_addr *to, const uint8_t *data,
                          size_t len)
 {
-    if (d == NULL || sock >= d->n_socks || to == NULL || (data == NULL && len) ||
-        len > TERN_MAX_DATAGRAM)
+    if (d == NULL || to == NULL || (data == NULL && len) || len > TERN_MAX_DATAGRAM)
         return TERN_ERR_INVALID_ARG;
+    if (tern_addr_is_stream(to)) { /* a frame on the open stream to `to` (stream.c) */
+        tern_datagram g;
+        memset(&g, 0, sizeof(g));
+        g.remote = *to;
+        g.data = (uint8_t *)(uintptr_t)data;
+        g.len = len;
+        int rc = drv_stream_send(d, &g, 0);
+        if (rc == TERN_OK) d->st.tx_raw++;
+        else d->st.tx_raw_errors++;
+        return rc;
+    }
+    if (sock == TERN_DRIVER_STREAM_SOCK) { /* from a stream to UDP: a socket of to's family */
+        tern_addr local;
+        if (local_for(d, to, &local) != TERN_OK) return TERN_ERR_INVALID_ARG;
+        for (sock = 0; sock < d->n_socks && !tern_addr_equal(&d->socks[sock].local, &local);)
+            sock++;
+    }
+    if (sock >= d->n_socks) return TERN_ERR_INVALID_ARG;
     struct sockaddr_storage ss;
     if (tern_udp_sockaddr_for(&d->socks[sock], to, &ss) == 0) return TERN_ERR_INVALID_ARG;
     if (d->raw == NULL) {
@@ -404,6 +481,7 @@ void tern_driver_flush(tern_driver *d)
         }
         drv_send_queued(d, tx);
     }
+    drv_streams_flush(d); /* the frames queued on streams above */
     arm_ep_timer(d);
 }
 
@@ -481,6 +559,7 @@ static int iterate(tern_driver *d, int64_t ns)
             drv_netmon_read(d);
             continue;
         }
+        if (drv_stream_event(d, ev[i].data.u64, ev[i].events)) continue; /* stream.c's */
         size_t si = (size_t)ev[i].data.u64;
         if (si >= d->n_socks) continue;
         if (ev[i].events & EPOLLOUT) {
@@ -494,6 +573,7 @@ static int iterate(tern_driver *d, int64_t ns)
         }
         if (ev[i].events & EPOLLIN) drv_read_socket(d, si);
     }
+    drv_streams_reap(d); /* streams closed by this batch's events, no longer named by any */
     run_timers(d);
     tern_driver_flush(d);
     return stopped;

@@ -1,0 +1,765 @@
+/*
+ * The driver's stream transports on loopback (docs/protocol.md, "Stream transport"), in one
+ * thread through the embedding API, like test_driver:
+ *   - tcp, tls: a client driver reaches a server driver over a stream only (no UDP datagram
+ *     leaves the client), the handshake completes, 400 datagrams of every size up to the maximum
+ *     are echoed back byte-exact, with the counters on both sides; TLS with the self-signed
+ *     certificate the server makes when it is given none;
+ *   - wrong_service: a plain TCP echo, an HTTP-ish server, and TLS spoken to a TCP tern port
+ *     and TCP to a TLS one: each connection fails in well under a second (not at the handshake
+ *     timeout) with one clear line in tern_driver_stream_error;
+ *   - reconnect: a stream-only client towards a closed port keeps failing, and the backoff
+ *     bounds how often it dials (no reconnect storm);
+ *   - the limits of tern_driver_stream_limits, each tried as an attacker would: many streams
+ *     from one address (max_per_ip), more streams than max_streams, clients that never finish
+ *     the preamble or the TLS handshake (preamble_timeout), a non-tern client (closed at once
+ *     with not a byte from us), a client that sends a bad frame length, and a relay client that
+ *     never reads while frames are sent to it (write_buffer: drops counted, then the stalled
+ *     stream is closed by the idle timeout); the rx_hook sees stream frames with
+ *     TERN_DRIVER_STREAM_SOCK and tern_driver_send_raw answers on the stream.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "tern/driver.h"
+#include "tern/udp.h"
+#include "support/tt.h"
+
+#define N_MSG 400
+
+typedef struct side {
+    tern_driver *d;
+    tern_conn *conn;
+    int established, closed, close_err;
+    char reason[300];
+    unsigned got, bad;
+    int echo;
+    /* rx_hook: frames with sock TERN_DRIVER_STREAM_SOCK, their sender */
+    unsigned hooked;
+    tern_addr hook_from;
+    size_t hook_sock;
+} side;
+
+static void on_established(tern_conn *c, void *user)
+{
+    side *s = user;
+    s->established = 1;
+    s->conn = c;
+}
+
+/* Message q: 2..max bytes (q * 37 apart), each byte a function of q and its place. */
+static size_t msg_len(unsigned q, size_t max)
+{
+    return 2 + (q * 37u) % (max - 1);
+}
+
+static void fill(uint8_t *b, unsigned q, size_t len)
+{
+    b[0] = (uint8_t)q;
+    if (len > 1) b[1] = (uint8_t)(q >> 8);
+    for (size_t i = 2; i < len; i++) b[i] = (uint8_t)(q * 31 + i);
+}
+
+static void on_datagram(tern_conn *c, const uint8_t *data, size_t len, void *user)
+{
+    side *s = user;
+    if (s->echo) {
+        (void)tern_conn_send_datagram(c, tern_driver_now(s->d), data, len);
+        return;
+    }
+    if (len < 2) {
+        s->bad++;
+        return;
+    }
+    unsigned q = data[0] | (unsigned)data[1] << 8;
+    uint8_t want[TERN_MAX_DATAGRAM];
+    fill(want, q, len);
+    if (memcmp(want, data, len) == 0 && len == msg_len(q, tern_conn_max_datagram(c))) s->got++;
+    else s->bad++;
+}
+
+static void on_closed(tern_conn *c, int err, uint64_t code, const char *r, size_t l, void *user)
+{
+    side *s = user;
+    (void)c, (void)code;
+    s->closed = 1;
+    s->close_err = err;
+    snprintf(s->reason, sizeof(s->reason), "%.*s", (int)l, r ? r : "");
+}
+
+static void on_free(tern_conn *c, void *user)
+{
+    side *s = user;
+    if (s->conn == c) s->conn = NULL;
+}
+
+static int hook(tern_driver *d, size_t sock, const tern_addr *from, uint8_t *data, size_t len,
+                void *user)
+{
+    side *s = user;
+    (void)d;
+    if (len == 0 || data[0] != TERN_RELAY_TYPE) return 0;
+    s->hooked++;
+    s->hook_from = *from;
+    s->hook_sock = sock;
+    return 1;
+}
+
+/* A server (listening on 127.0.0.1:0 over TCP and TLS) or a client driver (no stream listener,
+ * and UDP on loopback only, so a datagram that leaves it would show in tx_datagrams). */
+static void make(side *s, int server, const tern_keypair *kp, const tern_driver_stream_limits *lim)
+{
+    memset(s, 0, sizeof(*s));
+    tern_driver_config dc;
+    tern_driver_config_default(&dc);
+    dc.endpoint.is_server = server;
+    if (kp) {
+        dc.endpoint.has_static_key = 1;
+        dc.endpoint.static_key = *kp;
+    } else if (server) { /* a server the test never connects to with tern itself */
+        dc.endpoint.has_static_key = 1;
+        TT_CHECK(tern_keypair_generate(&dc.endpoint.static_key) == TERN_OK);
+    }
+    dc.endpoint.callbacks.on_established = on_established;
+    dc.endpoint.callbacks.on_datagram = on_datagram;
+    dc.endpoint.callbacks.on_closed = on_closed;
+    dc.endpoint.callbacks.on_conn_free = on_free;
+    dc.endpoint.user_data = s;
+    dc.n_listen = 1;
+    tern_addr_ipv4(&dc.listen[0], 127, 0, 0, 1, 0);
+    if (server) {
+        dc.n_stream_listen = 2;
+        tern_addr_ipv4(&dc.stream_listen[0], 127, 0, 0, 1, 0);
+        dc.stream_listen[0].transport = TERN_TRANSPORT_TCP;
+        dc.stream_listen[1] = dc.stream_listen[0];
+        dc.stream_listen[1].transport = TERN_TRANSPORT_TLS;
+        dc.rx_hook = hook;
+        dc.rx_hook_user = s;
+        if (lim) dc.stream_limits = *lim;
+    }
+    s->echo = server;
+    int rc = tern_driver_new(&dc, &s->d);
+    TT_CHECK_MSG(rc == TERN_OK, "tern_driver_new: %d", rc);
+    if (rc != TERN_OK) tt_abort_case();
+}
+
+static tern_addr listener(side *srv, int tls)
+{
+    tern_addr a;
+    TT_CHECK(tern_driver_n_stream_listeners(srv->d) == 2);
+    TT_CHECK(tern_driver_stream_local_addr(srv->d, tls ? 1 : 0, &a) == TERN_OK);
+    TT_CHECK(a.port != 0 && a.transport == (tls ? TERN_TRANSPORT_TLS : TERN_TRANSPORT_TCP));
+    return a;
+}
+
+/* A side task run on every turn of pump (the in-test servers and attackers). */
+typedef void (*turn_fn)(void *user);
+
+static void pump(side *a, side *b, int (*done)(side *, side *), uint64_t limit_ms, turn_fn turn,
+                 void *tu)
+{
+    tern_driver *any = a ? a->d : b->d;
+    uint64_t end = tern_driver_update_now(any) + limit_ms * TERN_NS_PER_MS;
+    while ((done == NULL || !done(a, b)) && tern_driver_update_now(any) < end) {
+        struct pollfd p[2];
+        int n = 0, t = 20;
+        side *sides[2] = {a, b};
+        for (int i = 0; i < 2; i++) {
+            if (sides[i] == NULL) continue;
+            p[n].fd = tern_driver_fd(sides[i]->d);
+            p[n].events = POLLIN;
+            n++;
+            int ti = tern_driver_timeout_ms(sides[i]->d);
+            if (ti >= 0 && ti < t) t = ti;
+        }
+        (void)poll(p, (nfds_t)n, t);
+        for (int i = 0; i < 2; i++)
+            if (sides[i]) TT_CHECK(tern_driver_process(sides[i]->d) >= 0);
+        if (turn) turn(tu);
+    }
+}
+
+static int both_established(side *c, side *s)
+{
+    return c->established && s->established;
+}
+static int all_back(side *c, side *s)
+{
+    (void)s;
+    return c->got + c->bad >= N_MSG;
+}
+static int client_closed(side *c, side *s)
+{
+    (void)s;
+    return c->closed;
+}
+
+/* ---------------------------------------------------------------- echo over a stream */
+
+static void echo_over(int tls)
+{
+    tern_keypair kp;
+    TT_CHECK(tern_keypair_generate(&kp) == TERN_OK);
+    side srv, cli;
+    make(&srv, 1, &kp, NULL);
+    make(&cli, 0, NULL, NULL);
+    tern_addr to = listener(&srv, tls);
+    tern_conn *c = NULL;
+    TT_CHECK(tern_driver_connect(cli.d, &to, kp.pub, &c) == TERN_OK);
+    pump(&cli, &srv, both_established, 5000, NULL, NULL);
+    TT_REQUIRE(both_established(&cli, &srv));
+    TT_CHECK(tern_addr_equal(tern_conn_remote(cli.conn), &to));
+    size_t max = tern_conn_max_datagram(cli.conn);
+    TT_CHECK(max > 1000);
+    unsigned sent = 0;
+    uint64_t payload = 0;
+    uint8_t buf[TERN_MAX_DATAGRAM];
+    uint64_t end = tern_driver_update_now(cli.d) + 10 * TERN_NS_PER_S;
+    while (cli.got + cli.bad < N_MSG && tern_driver_update_now(cli.d) < end && cli.conn) {
+        while (sent < N_MSG) { /* as many as the queue takes, then pump */
+            size_t len = msg_len(sent, max);
+            fill(buf, sent, len);
+            payload += len;
+            if (tern_conn_send_datagram(cli.conn, tern_driver_now(cli.d), buf, len) != TERN_OK)
+                break;
+            sent++;
+        }
+        tern_driver_flush(cli.d);
+        pump(&cli, &srv, all_back, 20, NULL, NULL);
+    }
+    tern_driver_stats cs, ss;
+    tern_driver_get_stats(cli.d, &cs);
+    tern_driver_get_stats(srv.d, &ss);
+    printf("%s: %u/%u echoed byte-exact (%u bad); client: frames out %llu in %llu, bytes out "
+           "%llu, UDP datagrams %llu, TLS %llu; server: accepted %llu, TLS %llu\n",
+           tls ? "tls" : "tcp", cli.got, N_MSG, cli.bad, (unsigned long long)cs.stream_frames_out,
+           (unsigned long long)cs.stream_frames_in, (unsigned long long)cs.stream_bytes_out,
+           (unsigned long long)cs.tx_datagrams, (unsigned long long)cs.tls_handshakes,
+           (unsigned long long)ss.streams_accepted, (unsigned long long)ss.tls_handshakes);
+    TT_CHECK_EQ_INT(cli.got, N_MSG);
+    TT_CHECK_EQ_INT(cli.bad, 0);
+    TT_CHECK_EQ_INT(cs.tx_datagrams, 0); /* nothing over UDP */
+    TT_CHECK_EQ_INT(cs.streams_connected, 1);
+    TT_CHECK_EQ_INT(ss.streams_accepted, 1);
+    TT_CHECK_EQ_INT(cs.streams_open, 1);
+    TT_CHECK_EQ_INT(ss.streams_open, 1);
+    /* packets carry several datagrams: fewer frames than messages, every one delivered (all
+     * but the last few acknowledgements, maybe still on their way) */
+    TT_CHECK(cs.stream_bytes_out >= payload && ss.stream_bytes_out >= payload);
+    TT_CHECK(ss.stream_frames_in <= cs.stream_frames_out);
+    TT_CHECK(ss.stream_frames_in + 4 >= cs.stream_frames_out);
+    TT_CHECK(cs.stream_frames_in <= ss.stream_frames_out);
+    TT_CHECK(cs.stream_frames_in + 4 >= ss.stream_frames_out);
+    TT_CHECK_EQ_INT(cs.stream_tx_dropped + ss.stream_tx_dropped, 0);
+    TT_CHECK_EQ_INT(cs.tls_handshakes, tls ? 1 : 0);
+    TT_CHECK_EQ_INT(ss.tls_handshakes, tls ? 1 : 0);
+    TT_CHECK_EQ_INT(cs.tls_failures + ss.tls_failures, 0);
+
+    /* the server shuts down: its CLOSE reaches the client over the stream */
+    TT_CHECK(tern_driver_shutdown(srv.d, 7, "bye", 0) >= 0);
+    pump(&cli, &srv, client_closed, 3000, NULL, NULL);
+    TT_CHECK(cli.closed && cli.close_err == TERN_ERR_PEER_CLOSED);
+    tern_driver_del(cli.d);
+    tern_driver_del(srv.d);
+}
+
+static void test_tcp(void)
+{
+    echo_over(0);
+}
+
+static void test_tls(void)
+{
+    echo_over(1);
+}
+
+/* A client whose stream goes away: what the server's connection sends to it is dropped and
+ * counted; the server never dials the client's address back. */
+static void test_server_never_dials(void)
+{
+    tern_keypair kp;
+    TT_CHECK(tern_keypair_generate(&kp) == TERN_OK);
+    side srv, cli;
+    make(&srv, 1, &kp, NULL);
+    make(&cli, 0, NULL, NULL);
+    tern_addr to = listener(&srv, 0);
+    tern_conn *c = NULL;
+    TT_CHECK(tern_driver_connect(cli.d, &to, kp.pub, &c) == TERN_OK);
+    pump(&cli, &srv, both_established, 5000, NULL, NULL);
+    TT_REQUIRE(both_established(&cli, &srv) && srv.conn != NULL);
+    tern_driver_del(cli.d); /* the stream closes under the server */
+    pump(&srv, NULL, NULL, 100, NULL, NULL);
+    tern_driver_stats ss;
+    tern_driver_get_stats(srv.d, &ss);
+    TT_CHECK_EQ_INT(ss.streams_open, 0);
+    TT_CHECK_EQ_INT(ss.stream_closed_peer, 1);
+    uint8_t b[100] = {1, 2, 3};
+    if (srv.conn)
+        TT_CHECK(tern_conn_send_datagram(srv.conn, tern_driver_now(srv.d), b, sizeof(b)) ==
+                 TERN_OK);
+    tern_driver_flush(srv.d);
+    pump(&srv, NULL, NULL, 100, NULL, NULL);
+    tern_driver_get_stats(srv.d, &ss);
+    TT_CHECK_EQ_INT(ss.streams_connected, 0);
+    TT_CHECK(ss.stream_tx_held >= 1);
+    tern_driver_del(srv.d);
+}
+
+/* ---------------------------------------------------------------- raw sockets */
+
+static int tcp_listen(tern_addr *bound)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    TT_CHECK(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(fd, 64) == 0);
+    socklen_t l = sizeof(sa);
+    TT_CHECK(getsockname(fd, (struct sockaddr *)&sa, &l) == 0);
+    TT_CHECK(tern_addr_from_sockaddr(bound, (struct sockaddr *)&sa, l) == TERN_OK);
+    return fd;
+}
+
+/* A blocking TCP client socket to a (connected before it returns); rcvbuf 0: the default. */
+static int tcp_dial(const tern_addr *a, int rcvbuf)
+{
+    struct sockaddr_storage ss;
+    int sl = tern_addr_to_sockaddr(a, &ss);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (rcvbuf) (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    TT_CHECK(connect(fd, (struct sockaddr *)&ss, (socklen_t)sl) == 0);
+    return fd;
+}
+
+/* Reads what waits without blocking: bytes read, 0 at EOF, -1 when nothing waits. */
+static ssize_t peek_read(int fd, uint8_t *buf, size_t len)
+{
+    ssize_t n = recv(fd, buf, len, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return -1;
+    if (n < 0) return 0; /* a reset is an end too */
+    return n;
+}
+
+/* The in-test services on the wrong port: kind 0 echoes, kind 1 answers like an HTTP server. */
+typedef struct fake {
+    int lfd, kind;
+    int cfd[8];
+    int n;
+} fake;
+
+static void fake_turn(void *user)
+{
+    fake *f = user;
+    int c = accept4(f->lfd, NULL, NULL, SOCK_NONBLOCK);
+    if (c >= 0 && f->n < 8) f->cfd[f->n++] = c;
+    for (int i = 0; i < f->n; i++) {
+        if (f->cfd[i] < 0) continue;
+        uint8_t buf[4096];
+        ssize_t r = recv(f->cfd[i], buf, sizeof(buf), MSG_DONTWAIT);
+        if (r <= 0) {
+            if (r == 0) {
+                close(f->cfd[i]);
+                f->cfd[i] = -1;
+            }
+            continue;
+        }
+        if (f->kind == 0) {
+            (void)send(f->cfd[i], buf, (size_t)r, MSG_NOSIGNAL);
+        } else {
+            static const char resp[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+            (void)send(f->cfd[i], resp, sizeof(resp) - 1, MSG_NOSIGNAL);
+            close(f->cfd[i]);
+            f->cfd[i] = -1;
+        }
+    }
+}
+
+/* A stream-only connection to `to` must fail fast with a clear line containing want. */
+static void must_fail_fast(const tern_addr *to, side *srv, turn_fn turn, void *tu,
+                           const char *want)
+{
+    tern_keypair kp;
+    TT_CHECK(tern_keypair_generate(&kp) == TERN_OK);
+    side cli;
+    make(&cli, 0, NULL, NULL);
+    tern_conn *c = NULL;
+    uint64_t t0 = tern_driver_update_now(cli.d);
+    TT_CHECK(tern_driver_connect(cli.d, to, kp.pub, &c) == TERN_OK);
+    pump(&cli, srv, client_closed, 3000, turn, tu);
+    uint64_t took = tern_driver_update_now(cli.d) - t0;
+    const char *e = tern_driver_stream_error(cli.d);
+    char ab[64];
+    printf("%s: closed after %llu ms: \"%s\" (reason \"%s\")\n",
+           tern_addr_format(to, ab, sizeof(ab)), (unsigned long long)(took / TERN_NS_PER_MS), e,
+           cli.reason);
+    TT_CHECK(cli.closed);
+    TT_CHECK_EQ_INT(cli.close_err, TERN_ERR_LOCAL_CLOSED);
+    TT_CHECK(took < 1000 * TERN_NS_PER_MS);
+    TT_CHECK_MSG(strstr(e, want) != NULL, "error \"%s\" lacks \"%s\"", e, want);
+    TT_CHECK(strcmp(cli.reason, e) == 0);
+    tern_driver_del(cli.d);
+}
+
+static void test_wrong_service(void)
+{
+    for (int kind = 0; kind < 2; kind++) {
+        fake f;
+        memset(&f, 0, sizeof(f));
+        f.kind = kind;
+        tern_addr a;
+        f.lfd = tcp_listen(&a);
+        a.transport = TERN_TRANSPORT_TCP;
+        must_fail_fast(&a, NULL, fake_turn, &f, kind == 0 ? "it sent \"tern/1c" : "HTTP/1.1 400");
+        for (int i = 0; i < f.n; i++)
+            if (f.cfd[i] >= 0) close(f.cfd[i]);
+        close(f.lfd);
+    }
+    /* the right server, the wrong transport, both ways */
+    tern_keypair kp;
+    TT_CHECK(tern_keypair_generate(&kp) == TERN_OK);
+    side srv;
+    make(&srv, 1, &kp, NULL);
+    tern_addr tcp = listener(&srv, 0), tls = listener(&srv, 1);
+    tcp.transport = TERN_TRANSPORT_TLS; /* TLS to the TCP port */
+    must_fail_fast(&tcp, &srv, NULL, NULL, "TLS");
+    tls.transport = TERN_TRANSPORT_TCP; /* TCP to the TLS port */
+    must_fail_fast(&tls, &srv, NULL, NULL, "closed before the tern preamble");
+    tern_driver_stats ss;
+    tern_driver_get_stats(srv.d, &ss);
+    TT_CHECK(ss.stream_bad_preamble >= 1); /* the ClientHello on the TCP port */
+    TT_CHECK(ss.tls_failures >= 1);        /* our preamble on the TLS port */
+    tern_driver_del(srv.d);
+}
+
+/* ---------------------------------------------------------------- reconnect backoff */
+
+static void test_reconnect_backoff(void)
+{
+    tern_addr a;
+    int lfd = tcp_listen(&a); /* bound, then closed: connects are refused */
+    close(lfd);
+    a.transport = TERN_TRANSPORT_TCP;
+    tern_keypair kp;
+    TT_CHECK(tern_keypair_generate(&kp) == TERN_OK);
+    side cli;
+    make(&cli, 0, NULL, NULL);
+    tern_conn *c = NULL;
+    TT_CHECK(tern_driver_connect(cli.d, &a, kp.pub, &c) == TERN_OK);
+    pump(&cli, NULL, NULL, 2500, NULL, NULL);
+    tern_driver_stats cs;
+    tern_driver_get_stats(cli.d, &cs);
+    printf("refused: %llu dials in 2.5 s, %llu connect failures, %llu frames held: %s\n",
+           (unsigned long long)cs.streams_connected,
+           (unsigned long long)cs.stream_connect_failures, (unsigned long long)cs.stream_tx_held,
+           tern_driver_stream_error(cli.d));
+    /* dials at 0, then after backoffs of 0.25, 0.5, 1 s (at the core's next retry): at most 5 */
+    TT_CHECK(cs.streams_connected >= 2 && cs.streams_connected <= 5);
+    TT_CHECK_EQ_INT(cs.stream_connect_failures, cs.streams_connected);
+    TT_CHECK(strstr(tern_driver_stream_error(cli.d), "refused") != NULL);
+    TT_CHECK_EQ_INT(cs.streams_open, 0);
+    TT_CHECK_EQ_INT(cs.tx_datagrams, 0);
+    tern_driver_del(cli.d);
+}
+
+/* ---------------------------------------------------------------- limits, as an attacker */
+
+static void serve(side *srv, uint64_t ms)
+{
+    pump(srv, NULL, NULL, ms, NULL, NULL);
+}
+
+static void test_limit_per_ip(void)
+{
+    tern_driver_stream_limits lim = {.max_streams = 100, .max_per_ip = 4};
+    side srv;
+    make(&srv, 1, NULL, &lim);
+    tern_addr to = listener(&srv, 0);
+    int fd[10];
+    for (int i = 0; i < 10; i++) {
+        fd[i] = tcp_dial(&to, 0);
+        TT_CHECK(send(fd[i], "tern/1c\n", 8, 0) == 8);
+    }
+    serve(&srv, 200);
+    tern_driver_stats ss;
+    tern_driver_get_stats(srv.d, &ss);
+    TT_CHECK_EQ_INT(ss.streams_accepted, 4);
+    TT_CHECK_EQ_INT(ss.streams_refused_per_ip, 6);
+    TT_CHECK_EQ_INT(ss.streams_open, 4);
+    int answered = 0, closed = 0;
+    for (int i = 0; i < 10; i++) { /* the 4 got the server's preamble, the 6 an end */
+        uint8_t b[16];
+        ssize_t n = peek_read(fd[i], b, sizeof(b));
+        if (n == 8 && memcmp(b, "tern/1s\n", 8) == 0) answered++;
+        else if (n == 0) closed++;
+        close(fd[i]);
+    }
+    TT_CHECK_EQ_INT(answered, 4);
+    TT_CHECK_EQ_INT(closed, 6);
+    serve(&srv, 100);
+    tern_driver_get_stats(srv.d, &ss);
+    TT_CHECK_EQ_INT(ss.streams_open, 0);
+    TT_CHECK_EQ_INT(ss.stream_closed_peer, 4);
+    tern_driver_del(srv.d);
+}
+
+static void test_limit_max_streams(void)
+{
+    tern_driver_stream_limits lim = {.max_streams = 3};
+    side srv;
+    make(&srv, 1, NULL, &lim);
+    tern_addr tcp = listener(&srv, 0), tls = listener(&srv, 1);
+    int fd[8];
+    for (int i = 0; i < 8; i++) fd[i] = tcp_dial(i % 2 ? &tls : &tcp, 0);
+    serve(&srv, 200);
+    tern_driver_stats ss;
+    tern_driver_get_stats(srv.d, &ss);
+    TT_CHECK_EQ_INT(ss.streams_accepted, 3);
+    TT_CHECK_EQ_INT(ss.streams_refused_max, 5);
+    TT_CHECK_EQ_INT(ss.streams_open, 3);
+    for (int i = 0; i < 8; i++) close(fd[i]);
+    serve(&srv, 100);
+    tern_driver_get_stats(srv.d, &ss);
+    TT_CHECK_EQ_INT(ss.streams_open, 0); /* room again */
+    int again = tcp_dial(&tcp, 0);
+    serve(&srv, 100);
+    tern_driver_get_stats(srv.d, &ss);
+    TT_CHECK_EQ_INT(ss.streams_accepted, 4);
+    close(again);
+    tern_driver_del(srv.d);
+}
+
+/* Slowloris: a client that sends part of the preamble and stops, one that opens TLS and never
+ * says hello, one that sends nothing: all closed at preamble_timeout, none before. */
+static void test_limit_preamble_timeout(void)
+{
+    tern_driver_stream_limits lim = {.preamble_timeout_ns = 300 * TERN_NS_PER_MS};
+    side srv;
+    make(&srv, 1, NULL, &lim);
+    tern_addr tcp = listener(&srv, 0), tls = listener(&srv, 1);
+    int fd[3] = {tcp_dial(&tcp, 0), tcp_dial(&tls, 0), tcp_dial(&tcp, 0)};
+    TT_CHECK(send(fd[0], "tern/", 5, 0) == 5);
+    serve(&srv, 150);
+    tern_driver_stats ss;
+    tern_driver_get_stats(srv.d, &ss);
+    TT_CHECK_EQ_INT(ss.streams_open, 3);
+    TT_CHECK_EQ_INT(ss.stream_preamble_timeouts, 0);
+    serve(&srv, 300);
+    tern_driver_get_stats(srv.d, &ss);
+    TT_CHECK_EQ_INT(ss.stream_preamble_timeouts, 3);
+    TT_CHECK_EQ_INT(ss.streams_open, 0);
+    for (int i = 0; i < 3; i++) {
+        uint8_t b[8];
+        TT_CHECK(peek_read(fd[i], b, sizeof(b)) == 0); /* nothing from us, then the end */
+        close(fd[i]);
+    }
+    tern_driver_del(srv.d);
+}
+
+/* A non-tern client (an HTTP request) and a frame of length 0 / over the maximum: closed at
+ * once, and the HTTP client never gets a byte. */
+static void test_bad_client(void)
+{
+    side srv;
+    make(&srv, 1, NULL, NULL);
+    tern_addr tcp = listener(&srv, 0);
+    int h = tcp_dial(&tcp, 0);
+    static const char req[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    TT_CHECK(send(h, req, sizeof(req) - 1, 0) == (ssize_t)(sizeof(req) - 1));
+    int z = tcp_dial(&tcp, 0);
+    TT_CHECK(send(z, "tern/1c\n\x00\x00", 10, 0) == 10);
+    int big = tcp_dial(&tcp, 0);
+    uint8_t hdr[2] = {(uint8_t)((TERN_MAX_DATAGRAM + 1) >> 8), (uint8_t)(TERN_MAX_DATAGRAM + 1)};
+    TT_CHECK(send(big, "tern/1c\n", 8, 0) == 8 && send(big, hdr, 2, 0) == 2);
+    serve(&srv, 150);
+    tern_driver_stats ss;
+    tern_driver_get_stats(srv.d, &ss);
+    TT_CHECK_EQ_INT(ss.stream_bad_preamble, 1);
+    TT_CHECK_EQ_INT(ss.stream_bad_length, 2);
+    TT_CHECK_EQ_INT(ss.streams_open, 0);
+    uint8_t b[16];
+    TT_CHECK(peek_read(h, b, sizeof(b)) == 0); /* closed, not a byte */
+    TT_CHECK(peek_read(z, b, sizeof(b)) == 0); /* closed before our preamble left */
+    close(h);
+    close(z);
+    close(big);
+    tern_driver_del(srv.d);
+}
+
+/* A relay client over TCP that never reads: the server's frames to it (tern_driver_send_raw,
+ * as ternd's relay forwards) fill the kernel's buffers, then write_buffer; the rest is dropped
+ * and counted, and the stalled stream is closed at the idle timeout. */
+static void test_limit_write_buffer(void)
+{
+    tern_driver_stream_limits lim = {.write_buffer = 32 * 1024,
+                                     .idle_timeout_ns = 400 * TERN_NS_PER_MS};
+    side srv;
+    make(&srv, 1, NULL, &lim);
+    tern_addr tcp = listener(&srv, 0);
+    int fd = tcp_dial(&tcp, 4096);
+    uint8_t frame[2 + 100];
+    frame[0] = 0;
+    frame[1] = 100;
+    memset(frame + 2, 0x55, 100);
+    frame[2] = TERN_RELAY_TYPE;
+    TT_CHECK(send(fd, "tern/1c\n", 8, 0) == 8 && send(fd, frame, sizeof(frame), 0) == 102);
+    serve(&srv, 100);
+    TT_REQUIRE(srv.hooked == 1);
+    TT_CHECK(srv.hook_sock == TERN_DRIVER_STREAM_SOCK);
+    TT_CHECK(srv.hook_from.transport == TERN_TRANSPORT_TCP);
+    uint8_t big[1400];
+    memset(big, 0xab, sizeof(big));
+    big[0] = TERN_RELAY_TYPE;
+    unsigned ok = 0, dropped = 0;
+    for (int round = 0; round < 40; round++) { /* 40 x 256 x 1400 B: 14 MB offered */
+        for (int i = 0; i < 256; i++) {
+            int rc = tern_driver_send_raw(srv.d, TERN_DRIVER_STREAM_SOCK, &srv.hook_from, big,
+                                          sizeof(big));
+            if (rc == TERN_OK) ok++;
+            else if (rc == TERN_ERR_AGAIN) dropped++;
+        }
+        tern_driver_flush(srv.d);
+        serve(&srv, 2);
+    }
+    tern_driver_stats ss;
+    tern_driver_get_stats(srv.d, &ss);
+    printf("never reads: %u frames taken, %u dropped (counted %llu), %llu bytes written\n", ok,
+           dropped, (unsigned long long)ss.stream_tx_dropped,
+           (unsigned long long)ss.stream_bytes_out);
+    TT_CHECK(dropped > 0);
+    TT_CHECK_EQ_INT(ss.stream_tx_dropped, dropped);
+    TT_CHECK_EQ_INT(ss.tx_raw, ok);
+    /* what it holds is bounded: the kernel's buffers and 32 KiB of ours */
+    TT_CHECK((uint64_t)ok * (sizeof(big) + 2) <= ss.stream_bytes_out + lim.write_buffer);
+    TT_CHECK_EQ_INT(ss.streams_open, 1);
+    serve(&srv, 600); /* stalled longer than the idle timeout */
+    tern_driver_get_stats(srv.d, &ss);
+    TT_CHECK_EQ_INT(ss.stream_idle_timeouts, 1);
+    TT_CHECK_EQ_INT(ss.streams_open, 0);
+    /* and no stream to send to now */
+    TT_CHECK(tern_driver_send_raw(srv.d, TERN_DRIVER_STREAM_SOCK, &srv.hook_from, big,
+                                  sizeof(big)) == TERN_ERR_NOT_FOUND);
+    close(fd);
+    tern_driver_del(srv.d);
+}
+
+/* A relay's two directions: a frame taken by the rx_hook from a stream goes back on that stream
+ * and out to a UDP peer with tern_driver_send_raw(TERN_DRIVER_STREAM_SOCK, ...). */
+static void test_relay_raw(void)
+{
+    side srv;
+    make(&srv, 1, NULL, NULL);
+    tern_addr tcp = listener(&srv, 0);
+    int fd = tcp_dial(&tcp, 0);
+    uint8_t frame[2 + 20] = {0, 20, TERN_RELAY_TYPE};
+    for (int i = 3; i < 22; i++) frame[i] = (uint8_t)i;
+    TT_CHECK(send(fd, "tern/1c\n", 8, 0) == 8 && send(fd, frame, sizeof(frame), 0) == 22);
+    serve(&srv, 100);
+    TT_REQUIRE(srv.hooked == 1);
+    int u = -1;
+    tern_addr ua;
+    tern_addr_ipv4(&ua, 127, 0, 0, 1, 0);
+    TT_REQUIRE(tern_udp_open(&ua, 0, &u) == TERN_OK);
+    TT_CHECK(tern_udp_local_addr(u, &ua) == TERN_OK);
+    TT_CHECK(tern_driver_send_raw(srv.d, TERN_DRIVER_STREAM_SOCK, &srv.hook_from, frame + 2, 20) ==
+             TERN_OK);
+    TT_CHECK(tern_driver_send_raw(srv.d, TERN_DRIVER_STREAM_SOCK, &ua, frame + 2, 20) == TERN_OK);
+    tern_driver_flush(srv.d);
+    serve(&srv, 50);
+    uint8_t b[64];
+    ssize_t n = peek_read(fd, b, sizeof(b)); /* our preamble, then the frame */
+    TT_CHECK(n == 8 + 22 && memcmp(b, "tern/1s\n", 8) == 0 && memcmp(b + 8, frame, 22) == 0);
+    n = recv(u, b, sizeof(b), MSG_DONTWAIT);
+    TT_CHECK(n == 20 && memcmp(b, frame + 2, 20) == 0);
+    tern_driver_stats ss;
+    tern_driver_get_stats(srv.d, &ss);
+    TT_CHECK_EQ_INT(ss.tx_raw, 2);
+    TT_CHECK_EQ_INT(ss.rx_hooked, 1);
+    close(u);
+    close(fd);
+    tern_driver_del(srv.d);
+}
+
+/* An idle stream (preamble, then silence) is closed at idle_timeout; a busy one is not. */
+static void test_limit_idle(void)
+{
+    tern_driver_stream_limits lim = {.idle_timeout_ns = 300 * TERN_NS_PER_MS};
+    side srv;
+    make(&srv, 1, NULL, &lim);
+    tern_addr tcp = listener(&srv, 0);
+    int quiet = tcp_dial(&tcp, 0), busy = tcp_dial(&tcp, 0);
+    TT_CHECK(send(quiet, "tern/1c\n", 8, 0) == 8 && send(busy, "tern/1c\n", 8, 0) == 8);
+    uint8_t frame[3] = {0, 1, 0}; /* a 1-byte packet: the endpoint drops it, the stream lives */
+    for (int i = 0; i < 6; i++) {
+        serve(&srv, 100);
+        TT_CHECK(send(busy, frame, sizeof(frame), 0) == 3);
+    }
+    tern_driver_stats ss;
+    tern_driver_get_stats(srv.d, &ss);
+    TT_CHECK_EQ_INT(ss.stream_idle_timeouts, 1);
+    TT_CHECK_EQ_INT(ss.streams_open, 1);
+    TT_CHECK(ss.stream_frames_in >= 5);
+    close(quiet);
+    close(busy);
+    tern_driver_del(srv.d);
+}
+
+static void test_config(void)
+{
+    tern_driver_config dc;
+    tern_driver_config_default(&dc);
+    TT_CHECK_EQ_INT(dc.stream_limits.max_streams, 10000);
+    TT_CHECK_EQ_INT(dc.stream_limits.max_per_ip, 64);
+    TT_CHECK_EQ_INT(dc.stream_limits.write_buffer, 256 * 1024);
+    TT_CHECK(dc.stream_limits.preamble_timeout_ns == 5 * TERN_NS_PER_S);
+    TT_CHECK(dc.stream_limits.idle_timeout_ns == 60 * TERN_NS_PER_S);
+    /* a UDP address as a stream listener, an unusable certificate: refused with a reason */
+    tern_addr_ipv4(&dc.stream_listen[0], 127, 0, 0, 1, 0);
+    dc.n_stream_listen = 1;
+    tern_driver *d = NULL;
+    TT_CHECK(tern_driver_new(&dc, &d) == TERN_ERR_INVALID_ARG);
+    dc.stream_listen[0].transport = TERN_TRANSPORT_TLS;
+    dc.tls_cert_file = "/nonexistent/cert.pem";
+    dc.tls_key_file = "/nonexistent/key.pem";
+    TT_CHECK(tern_driver_new(&dc, &d) == TERN_ERR_CRYPTO);
+    printf("bad certificate: %s\n", tern_driver_stream_error(NULL));
+    TT_CHECK(strstr(tern_driver_stream_error(NULL), "/nonexistent/cert.pem") != NULL);
+    /* a stream listener on a port in use */
+    side srv;
+    make(&srv, 1, NULL, NULL);
+    dc.stream_listen[0] = listener(&srv, 0);
+    dc.tls_cert_file = dc.tls_key_file = NULL;
+    TT_CHECK(tern_driver_new(&dc, &d) == TERN_ERR_STATE);
+    printf("port in use: %s\n", tern_driver_stream_error(NULL));
+    TT_CHECK(strstr(tern_driver_stream_error(NULL), "in use") != NULL);
+    tern_driver_del(srv.d);
+}
+
+static const tt_case cases[] = {
+    TT_CASE(test_config),
+    TT_CASE(test_tcp),
+    TT_CASE(test_tls),
+    TT_CASE(test_server_never_dials),
+    TT_CASE(test_wrong_service),
+    TT_CASE(test_reconnect_backoff),
+    TT_CASE(test_limit_per_ip),
+    TT_CASE(test_limit_max_streams),
+    TT_CASE(test_limit_preamble_timeout),
+    TT_CASE(test_bad_client),
+    TT_CASE(test_limit_write_buffer),
+    TT_CASE(test_limit_idle),
+    TT_CASE(test_relay_raw),
+    {NULL, NULL},
+};
+
+int main(int argc, char **argv)
+{
+    return tt_main(argc, argv, cases);
+}
