@@ -1,10 +1,8 @@
 #!/usr/bin/env bash
 # A client with two uplinks loses the first in the middle of a transfer and goes on over the
-# second, byte-exact (issue 14, client-driven migration). The lab:
-#
-#   cli eth0 10.81.1.2 ==(20 Mbit/s, 10 ms)== r 10.81.1.1    default route, metric 100
-#   cli eth1 10.81.2.2 ==(10 Mbit/s, 25 ms)== r 10.81.2.1    default route, metric 200
-#   r 10.81.0.1 ------------------------------ srv 10.81.0.2  (tern recv)
+# second, byte-exact (issue 14, client-driven migration). The lab (uplinks_common.sh): uplink 1
+# 20 Mbit/s, 10 ms each way, default route metric 100; uplink 2 10 Mbit/s, 25 ms, metric 200;
+# the server (tern recv) behind the router.
 #
 # `tern send` (a client driver: automatic migration on) sends a 12 MB file; 1.5 s in, the first
 # uplink goes down (`ip link set eth0 down` in cli). The kernel's route to the server then leaves
@@ -20,19 +18,9 @@ how=${1:-link}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/uplink-switch.XXXXXX")
 trap 'rm -rf "$work"; nl_down' EXIT
+source "$(dirname "$0")/uplinks_common.sh"
 nl_init
-nl_ns cli
-nl_ns r
-nl_ns srv
-nl_link cli eth0 10.81.1.2/24 r eth1 10.81.1.1/24 "delay=10ms rate=20mbit" "delay=10ms rate=20mbit" >/dev/null
-nl_link cli eth1 10.81.2.2/24 r eth2 10.81.2.1/24 "delay=25ms rate=10mbit" "delay=25ms rate=10mbit" >/dev/null
-nl_link r eth0 10.81.0.1/24 srv eth0 10.81.0.2/24 >/dev/null
-nl_exec r sysctl -qw net.ipv4.ip_forward=1
-for n in cli r srv; do nl_exec "$n" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0; done
-nl_route cli default via 10.81.1.1 dev eth0 metric 100
-nl_route cli default via 10.81.2.1 dev eth1 metric 200
-nl_route srv default via 10.81.0.1
-nl_exec cli ping -c 1 -W 2 10.81.0.2 >/dev/null || { echo "FAIL no route through uplink 1"; exit 1; }
+uplinks_lab "delay=10ms rate=20mbit" "delay=25ms rate=10mbit" || { echo "FAIL no route through uplink 1"; exit 1; }
 
 head -c 12000000 /dev/urandom >"$work/file.bin"
 mkdir "$work/rx"
@@ -46,11 +34,7 @@ nl_exec cli timeout 90 "$TERN" send "$work/file.bin" --to 10.81.0.2:4433 --serve
 	--verbose >"$work/send.log" 2>&1 &
 SEND_PID=$!
 sleep 1.5
-case $how in
-link) nl_exec cli ip link set eth0 down ;;
-addr) nl_exec cli ip addr del 10.81.1.2/24 dev eth0 ;;
-*) echo "unknown case $how"; exit 2 ;;
-esac
+uplinks_cut "$how"
 t_cut=$(date +%s%N)
 rc=0
 wait "$SEND_PID" || rc=$?
