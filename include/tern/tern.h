@@ -122,6 +122,12 @@ typedef struct tern_settings {
     uint32_t max_conns_per_ip;     /* server: connections, half-open included, from one IPv4
                                       address or one IPv6 /64; more are refused; 0 = unlimited
                                       (256) */
+    /* stream paths (TCP, TLS; docs/protocol.md "Stream paths") */
+    uint64_t stream_window;        /* bytes a connection keeps unacknowledged on a stream path:
+                                      there the congestion controller and the pacer step aside
+                                      for TCP's, and this cap alone bounds what the driver must
+                                      buffer for the connection (1 MiB: keeps TCP busy on a
+                                      100 Mbit/s, 80 ms mobile path; 0 takes the default) */
 } tern_settings;
 
 enum { TERN_CC_BBR = 0, TERN_CC_CUBIC = 1, TERN_CC_NEWRENO = 2 };
@@ -324,11 +330,19 @@ int tern_endpoint_connect_opts(tern_endpoint *ep, uint64_t now, const tern_conne
 void tern_endpoint_stream_closed(tern_endpoint *ep, uint64_t now, const tern_addr *local,
                                  const tern_addr *remote);
 
-/* Client-driven migration: the connection's packets leave from local from now on (a new socket
- * or address after a network change). The new path is validated (PATH_CHALLENGE) under the
- * anti-amplification rule; nothing in flight is lost (it is sent again on the new path where
- * needed), flows go on, and on_path reports the move. Errors: TERN_ERR_STATE (server side, or
- * not established), TERN_ERR_INVALID_ARG. */
+/* Client-driven migration (docs/protocol.md, "Migration"): the connection's packets leave from
+ * local from now on (a new socket or address after a network change). Everything in flight is
+ * sent again on the new path at once (the receiver drops the copies that still arrive by the
+ * old one), under a congestion controller and RTT estimate started afresh; flows go on; on_path
+ * reports the move before the call returns. A padded PATH_CHALLENGE checks the new path
+ * (tern_path_info.validated is 0 until its answer; repeated at doubling gaps, 8 at most); the
+ * server validates our new address with its own challenge, within three times the bytes it
+ * received from there, and moves to it once it answered. Counted in tern_conn_stats
+ * (migrations, migrations_validated). local equal to the current one: TERN_OK, nothing moves.
+ * A peer connection's initiator may migrate a direct path (its candidates move along); the
+ * target cannot (it is the server side). Errors: TERN_ERR_STATE (server side, not established,
+ * or a relayed path: the relay forwards only from the address it registered),
+ * TERN_ERR_INVALID_ARG (NULL, no family, or another transport than the path's). */
 int tern_conn_migrate(tern_conn *c, uint64_t now, const tern_addr *local);
 
 /* Queues one unreliable datagram frame (at most tern_conn_max_datagram() bytes).
@@ -419,13 +433,23 @@ int tern_endpoint_expect_peer(tern_endpoint *ep, uint64_t now, const tern_addr *
 
 /* The path a connection's packets travel now. */
 typedef struct tern_path_info {
-    tern_addr remote;   /* where packets go: the peer, or the relay */
+    tern_addr remote;   /* where packets go: the peer, or the relay; remote.transport says
+                           UDP, TCP or TLS (a stream path) */
     int relayed;        /* 1: through a relay (remote is the relay) */
-    int validated;      /* the peer proved it receives there */
+    int validated;      /* the peer proved it receives there (after tern_conn_migrate: once
+                           it answered the challenge on the new path) */
     uint64_t moves;     /* how many times the connection changed path */
     size_t n_cands;     /* candidate paths known */
     size_t n_validated; /* of those, validated */
     uint64_t fallbacks; /* moves from a direct path gone silent back to the relay */
+    tern_addr local;    /* where our packets leave from (tern_conn_migrate changes it) */
+    /* Silence of the active path, for a driver that moves a connection off a dead network:
+     * when the oldest ack-eliciting packet sent on it since the peer was last heard there went
+     * out (0: nothing waits for an answer), and how long such a packet may wait before the path
+     * counts as silent (3 PTO, at least 1 s; the same rule moves a peer connection back to its
+     * relay). Silent: unanswered_since != 0 && now >= unanswered_since + silent_after_ns. */
+    uint64_t unanswered_since;
+    uint64_t silent_after_ns;
 } tern_path_info;
 
 void tern_conn_path(const tern_conn *c, tern_path_info *info);
@@ -545,6 +569,27 @@ typedef struct tern_conn_stats {
     uint8_t aead;           /* TERN_AEAD_* in use */
     uint8_t integrity_only;
     uint64_t key_updates;   /* packet-protection key updates (either side started them) */
+    /* stream paths (TCP, TLS) */
+    uint64_t stream_packets_sent, stream_packets_received;
+    uint64_t stream_packets_lost; /* sent on a stream and declared lost because that stream
+                                     closed or the connection moved off it (never by the loss
+                                     thresholds: the stream delivers what it took) */
+    uint64_t udp_probes;     /* Initials and PATH_CHALLENGEs sent to the UDP remote of a
+                                tern_endpoint_connect_opts connection while it has no working
+                                UDP path (a stream carries it or nothing answered yet) */
+    /* migration (docs/protocol.md, "Migration") */
+    uint64_t migrations;    /* client: moves by tern_conn_migrate; server: moves to a new
+                               address of the peer (its migration or a NAT rebinding), each
+                               after the new address answered a PATH_CHALLENGE */
+    uint64_t migrations_validated; /* client: moves whose new path answered our challenge */
+    uint64_t silent_bytes;  /* bytes of ack-eliciting packets sent while a probe timeout went
+                               unanswered (the cost of a silent path: two probes at the first
+                               two timeouts, then one PING per timeout) */
+    /* path MTU (see docs/protocol.md, "Path MTU"): the largest datagram the connection builds
+     * now; how often a run of lost large packets or a probe timeout made the size suspect; how
+     * often probes of the size itself were lost too (a black hole: back to max_udp_payload and a
+     * fresh search) */
+    uint64_t pmtu_size, pmtu_suspicions, pmtu_black_holes;
 } tern_conn_stats;
 
 void tern_conn_get_stats(const tern_conn *c, tern_conn_stats *st);

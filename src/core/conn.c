@@ -240,6 +240,7 @@ static uint64_t next_deadline(const tern_conn *c)
         MIN_INTO(c->rx.last + c->live.idle_timeout);
         MIN_INTO(tern__p2p_deadline(c));
         MIN_INTO(tern__pmtu_deadline(c));
+        MIN_INTO(tern__mig_deadline(c));
         if (!c->live.ping_pending) {
             if (c->live.ping_outstanding) MIN_INTO(c->live.ping_retx_at);
             else if (c->ep->s.keepalive_ns) MIN_INTO(c->tx.last + c->ep->s.keepalive_ns);
@@ -309,6 +310,7 @@ void tern__conn_on_timer(tern_conn *c, uint64_t now)
         }
         tern__p2p_on_timer(c, now);
         tern__pmtu_on_timer(c, now);
+        tern__mig_on_timer(c, now);
         break;
     default:
         if (now >= c->close.deadline) {
@@ -454,4 +456,5 @@ void tern_conn_get_stats(const tern_conn *c, tern_conn_stats *st)
     st->rttvar_ns = c->rec.rtt.rttvar;
     st->min_rtt_ns = c->rec.rtt.min;
     st->latest_rtt_ns = c->rec.rtt.latest;
+    st->pmtu_size = tern__conn_max_payload(c);
 }

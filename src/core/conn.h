@@ -58,7 +58,36 @@ typedef struct tern__path {
                               probe allowance (settings.probe_tries) applies besides 3x */
     uint64_t await_since;  /* active path: when the oldest ack-eliciting packet sent on it since
                               it last heard from the peer went out (0: none waits) */
+    uint8_t chosen;        /* the application named this address (tern_endpoint_connect_opts):
+                              like the server of tern_endpoint_connect it may get packets before
+                              it answers, without the probe allowance, and is probed for as long
+                              as the connection lives (at backed-off gaps) */
+    uint8_t closed;        /* a stream the driver reported ended (tern_endpoint_stream_closed)
+                              that we cannot reopen: a server's stream from a client. Nothing
+                              more goes there; the client comes back on a new one or on UDP */
 } tern__path;
+
+/* A stream path: remote is a TCP or TLS address; the driver frames our packets onto that
+ * connection, which delivers them reliably and in order (docs/protocol.md, "Stream paths"). */
+static inline int tern__path_is_stream(const tern__path *p)
+{
+    return tern_addr_is_stream(&p->remote);
+}
+
+/* A path that delivers every packet, in order, or ends: a direct stream. (A relay reached over a
+ * stream forwards onwards over whatever reaches the other peer, UDP perhaps: not reliable.) The
+ * stream rules of recovery and congestion control apply to reliable paths only. */
+static inline int tern__path_is_reliable(const tern__path *p)
+{
+    return tern__path_is_stream(p) && !p->relayed;
+}
+
+/* A fallback path: through a relay or over a stream. A client prefers any direct UDP path that
+ * validates, and comes back to its fallback when that path goes silent. */
+static inline int tern__path_is_fallback(const tern__path *p)
+{
+    return p->relayed || tern__path_is_stream(p);
+}
 
 /* Peer to peer and migration (path.c): the candidate paths of a connection besides the active
  * one, how each is being probed, and what the hole punching of an introduction needs. */
@@ -107,7 +136,26 @@ typedef struct tern__p2p {
     tern__bucket np;        /* new unvalidated source addresses it may still take on
                                (ep->new_paths) */
     uint32_t n_punch_learned; /* punch sources given the probe allowance */
+    /* tern_endpoint_connect_opts: the stream route (a fallback like the relay; the client's
+     * Initial goes there at stream_at unless UDP answered first) */
+    int has_stream, stream_added;
+    tern_addr stream_local, stream_remote;
+    uint64_t stream_at;
 } tern__p2p;
+
+/* Client-driven migration (migrate.c): validating the path tern_conn_migrate moved the client
+ * to. The new path carries the connection at once; a PATH_CHALLENGE (padded to the datagram
+ * size) goes on it and is repeated at doubling gaps until the peer's PATH_RESPONSE proves the
+ * path both ways, or TERN__MIG_TRIES went unanswered. */
+#define TERN__MIG_TRIES 8
+typedef struct tern__mig {
+    uint64_t challenge;    /* data of the challenge for the current move (fresh per move) */
+    uint8_t challenge_due; /* a challenge must go out on the active path */
+    uint8_t validating;    /* the current move's path has not answered yet */
+    uint32_t tries;        /* challenges sent for it */
+    uint64_t next_try;     /* when the challenge goes again (TERN_TIME_NEVER: not) */
+    uint64_t gap;          /* between challenges now (doubles, at most max_backoff) */
+} tern__mig;
 
 /* A pending tern_endpoint_expect_peer. */
 typedef struct tern__expect {
@@ -245,6 +293,7 @@ struct tern_conn {
     tern__path path;   /* the active path: where packets go */
     tern__p2p *p2p;    /* candidate paths (allocated when there is more than one path) */
     uint64_t path_moves;
+    tern__mig mig;     /* client-driven migration (migrate.c) */
 
     tern__pmtu pmtu;   /* path MTU discovery (pmtu.c, pmtu.h) */
     tern__hs hs;       /* the handshake (handshake.c, handshake.h) */
@@ -353,6 +402,8 @@ int tern__conn_install_keys(tern_conn *c, const uint8_t tx_secret[32], const uin
 int tern__path_is(const tern__path *p, const tern_addr *remote, int relayed,
                   const uint8_t *channel);
 void tern__p2p_free(tern_conn *c);
+/* The active path changed: counts the move, re-arms the timer, tells the application. */
+void tern__path_moved(tern_conn *c, uint64_t now);
 int tern__p2p_rx_path(tern_conn *c, tern__rx *rx);
 void tern__p2p_on_rx_done(tern_conn *c, const tern__rx *rx, int newest, int probing_only);
 void tern__p2p_on_challenge(tern_conn *c, tern__rx *rx, uint64_t data);
@@ -372,6 +423,16 @@ int tern__p2p_on_punch(tern_endpoint *ep, uint64_t now, const tern_addr *local,
 void tern__expect_on_timer(tern_endpoint *ep, uint64_t now);
 int tern__p2p_is_peer_handshake(const tern_conn *c);
 
+/* migrate.c */
+/* The PATH_CHALLENGE of a client migration, when one is due, sealed into out; 0 when none. */
+int tern__mig_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap);
+uint64_t tern__mig_deadline(const tern_conn *c);
+void tern__mig_on_timer(tern_conn *c, uint64_t now);
+/* A PATH_RESPONSE on the active path: 1 when it answered the migration's challenge. */
+int tern__mig_on_response(tern_conn *c, uint64_t data);
+/* Server: the active path moved from old to the path the peer's packets now come on. */
+void tern__mig_peer_moved(tern_conn *c, const tern__path *old, uint64_t now);
+
 /* recovery.c */
 int tern__rec_init(tern_conn *c, uint64_t now);
 void tern__rec_free(tern_conn *c);
@@ -382,6 +443,9 @@ uint64_t tern__rec_timer(const tern_conn *c);
 void tern__rec_on_timer(tern_conn *c, uint64_t now);
 uint64_t tern__rec_pto(const tern_conn *c);
 void tern__rec_path_changed(tern_conn *c, uint64_t now);
+/* The stream that carried the packets marked stream ended: those outstanding are lost (their
+ * frames go again on the next path); nothing else changes. */
+void tern__rec_stream_lost(tern_conn *c, uint64_t now);
 double tern__rec_loss_rate(const tern_conn *c);
 void tern__rec_rtt_init(tern__rtt *r, uint64_t initial);
 /* A new RTT sample (an ACK's, a PONG's) into c->rec.rtt. */

@@ -63,7 +63,7 @@ static int process_frames(tern_conn *c, tern__rx *rx, const uint8_t *p, const ui
             if (tern__rec_on_ack(c, &af, now) != TERN_OK) return TERN_ERR_PROTOCOL;
             continue;
         }
-        if (type >= TERN__FRAME_FLOW_DATA && type <= TERN__FRAME_FLOW_FIN) {
+        if (type >= TERN__FRAME_FLOW_DATA && type <= TERN__FRAME_FLOW_DATA_PART) {
             *probing_only = 0;
             const uint8_t *q = tern__get_varint(p, end, &type);
             int rc = tern__flow_on_frame(c, type, &q, end);
@@ -202,12 +202,17 @@ int tern__conn_recv_short(tern_endpoint *ep, tern__rx *rx, const uint8_t *pkt, s
     c->rx.last = now;
     c->st.rx_packets++;
     c->st.rx_bytes += len;
+    if (tern_addr_is_stream(rx->remote)) c->st.stream_packets_received++;
     /* which path did it come on? A new source address is a candidate until validated */
     int rxc = tern__p2p_rx_path(c, rx);
     if (rxc == -1) {
         c->path.rx_bytes += len;
         c->path.await_since = 0; /* the path works */
-    } else if (rxc >= 0) tern__p2p_rx_bytes(c, rxc, len);
+        c->path.closed = 0;      /* a stream to that address is open again */
+    } else if (rxc >= 0) {
+        c->p2p->cands[rxc].path.closed = 0;
+        tern__p2p_rx_bytes(c, rxc, len);
+    }
 
     if (h.flags & TERN__SHORT_RESERVED) {
         tern__conn_terminate(c, now, TERN_ERR_PROTOCOL, 0, NULL, 0, 0);

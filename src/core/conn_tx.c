@@ -61,11 +61,15 @@ int tern__conn_seal(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const 
     return tern__conn_seal_pn(c, now, out, cap, frames, frames_len, NULL);
 }
 
-/* May data go out now? Congestion window and pacer (probes ignore both). */
+/* May data go out now? Congestion window and pacer (probes ignore both). On a direct stream
+ * neither applies: TCP paces and controls congestion below us, and only stream_window bounds
+ * what is outstanding there (a probe too: it is a PING, not data past the cap). */
 static int data_allowed(tern_conn *c, uint64_t now, size_t bytes)
 {
     tern__recovery *r = c->rec.r;
-    if (r->probes_pending) return 1;
+    if (tern__path_is_reliable(&c->path))
+        return r->bytes_in_flight + bytes <= c->ep->s.stream_window;
+    if (r->probes_pending && !r->probe_ping_only) return 1;
     if (r->bytes_in_flight + bytes > r->cc.ops->cwnd(r->cc.st)) return 0;
     tern__pacer_set_rate(&r->pacer, r->cc.ops->pacing_rate(r->cc.st, c->rec.rtt.srtt),
                          tern__conn_max_payload(c));
@@ -89,6 +93,7 @@ int tern__conn_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const
         if (n > 0) return n;
         *via = &c->path;
     }
+    if (c->path.closed) return 0; /* a server's stream that ended: wait for the client */
     size_t hdr = c->path.relayed ? TERN__RELAY_HDR_LEN : 0;
     if (cap <= hdr) return 0;
     /* an unvalidated active path (a server before the client's first 1-RTT packet) gets at
@@ -105,7 +110,8 @@ int tern__conn_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const
             cap = hdr + budget;
         }
     }
-    int n = c->pmtu.due ? tern__pmtu_write(c, now, out + hdr, cap - hdr) : 0;
+    int n = tern__mig_write(c, now, out + hdr, cap - hdr); /* a migration's challenge */
+    if (n == 0 && c->pmtu.due) n = tern__pmtu_write(c, now, out + hdr, cap - hdr);
     if (n == 0) n = write_active(c, now, out + hdr, cap - hdr);
     if (n <= 0) return n;
     if (hdr) tern_relay_hdr_put(out, c->path.channel);
@@ -196,6 +202,16 @@ static int write_active(tern_conn *c, uint64_t now, uint8_t *out, size_t cap)
         p = tern__flow_write_data(c, now, p, end, &rec);
         while (c->dq.head != NULL) {
             tern__dgram *d = c->dq.head;
+            if (d->len > tern_conn_max_datagram(c)) {
+                /* queued for a path with larger packets than the one we are on now (a move
+                 * from a stream or after a smaller path MTU): it never fits, drop it */
+                c->dq.head = d->next;
+                if (c->dq.head == NULL) c->dq.tail = NULL;
+                c->dq.len--;
+                c->st.datagrams_dropped++;
+                tern__conn_dealloc(c, d, sizeof(*d) + d->len);
+                continue;
+            }
             q = tern__frame_put_datagram(p, end, d->data, d->len);
             if (q == NULL) break;
             p = q;
@@ -238,6 +254,7 @@ static int write_active(tern_conn *c, uint64_t now, uint8_t *out, size_t cap)
         rec.bytes = (uint32_t)n;
         rec.ack_eliciting = 1;
         rec.in_flight = 1;
+        rec.stream = tern__path_is_reliable(&c->path);
         tern__rec_on_sent(c, &rec, now);
         if (c->rec.r->probes_pending) c->rec.r->probes_pending--;
     }

@@ -70,6 +70,7 @@ void tern_settings_default(tern_settings *s)
      * address can fill at most 1/390 of the default 100,000 connections. An IPv6 /64 is one
      * subscriber's network. */
     s->max_conns_per_ip = 256;
+    s->stream_window = 1u << 20;
 }
 
 void tern_settings_server_default(tern_settings *s)
@@ -152,6 +153,7 @@ int tern_endpoint_new(const tern_endpoint_config *cfg, uint64_t now, tern_endpoi
     if (ep->s.ack_every == 0) ep->s.ack_every = 2;
     if (ep->s.probe_tries == 0) ep->s.probe_tries = 30;
     if (ep->s.new_paths_per_s == 0) ep->s.new_paths_per_s = 4;
+    if (ep->s.stream_window == 0) ep->s.stream_window = 1u << 20;
     ep->cb = cfg->callbacks;
     ep->user_data = cfg->user_data;
     ep->is_server = cfg->is_server;
@@ -407,6 +409,7 @@ int tern_endpoint_send(tern_endpoint *ep, uint64_t now, tern_datagram *dgrams, s
         }
         dgrams[n].local = via->local;
         dgrams[n].remote = via->remote;
+        if (tern__path_is_stream(via)) c->st.stream_packets_sent++;
         dgrams[n].data = buf + off;
         dgrams[n].len = (size_t)len;
         off += (size_t)len;

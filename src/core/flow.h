@@ -18,6 +18,12 @@
  *                       waiting for it (RTMFP's forward acknowledgement)
  *   MAX_FLOW (0x06)     flow_id, max_fsn: the sender may use fragment numbers below max_fsn
  *   FLOW_FIN (0x07)     flow_id, final_fsn: the flow ends at final_fsn
+ *   FLOW_DATA_PART (0x08) flow_id, fsn, flags, [ttl_ms if TTL], frag_len, offset, length, data:
+ *                       bytes [offset, offset+length) of fragment fsn, whose whole length is
+ *                       frag_len. A lost fragment too large for the current packet size
+ *                       (the path MTU dropped after it was cut) is retransmitted in parts; the
+ *                       receiver holds the fragment until every byte of it came, in parts or
+ *                       whole, and then treats it as if it had come in one FLOW_DATA.
  *
  * The receiver keeps at most flow_window fragments per flow and max_flows flows, so its memory
  * is bounded by what it advertised whatever numbers a peer sends; a fragment beyond the window is
@@ -41,6 +47,7 @@ enum {
     TERN__FRAME_FLOW_FORWARD = 0x05,
     TERN__FRAME_MAX_FLOW = 0x06,
     TERN__FRAME_FLOW_FIN = 0x07,
+    TERN__FRAME_FLOW_DATA_PART = 0x08,
 };
 
 enum {
@@ -74,11 +81,18 @@ typedef struct tern__msg {
 
 enum { FRAG_NONE = 0, FRAG_INFLIGHT, FRAG_LOST, FRAG_ACKED, FRAG_GIVEN_UP };
 
+/* The most parts a re-cut fragment is sent in (part_acked/part_lost are bit sets). */
+#define TERN__FRAG_MAX_PARTS 8
+
 typedef struct tern__frag {
     tern__msg *msg;
     uint32_t off, len;
     uint8_t state, flags;
     uint16_t retx;
+    /* re-cut for a smaller path MTU (flow_send.c): sent as parts of part_size bytes (0: whole),
+     * which of them were acknowledged, which wait for retransmission */
+    uint16_t part_size;
+    uint8_t part_acked, part_lost;
 } tern__frag;
 
 typedef struct tern__sflow {
@@ -114,8 +128,10 @@ typedef struct tern__sflow {
 typedef struct tern__rfrag {
     uint8_t *data;
     uint64_t deadline; /* BEGIN fragments with a TTL: deliver no later (0: none) */
-    uint32_t len;
+    uint16_t len;      /* at most TERN_MAX_DATAGRAM */
+    uint16_t got;      /* fragments arriving in parts (FLOW_DATA_PART): bytes received so far */
     uint8_t flags, present, done;
+    uint8_t parts;     /* data holds len bytes then a bitmap of the bytes received (parts) */
 } tern__rfrag;
 
 typedef struct tern__rflow {
@@ -150,6 +166,7 @@ typedef struct tern__rflow {
 typedef struct tern__sent_entry {
     uint64_t flow_id, fsn;
     uint8_t kind;
+    uint8_t part; /* ENT_DATA: 0 the whole fragment, k its part k-1 (FLOW_DATA_PART) */
 } tern__sent_entry;
 
 enum { SENT_OUTSTANDING = 0, SENT_ACKED = 1, SENT_LOST = 2 };
@@ -159,6 +176,8 @@ typedef struct tern__sent {
     uint32_t bytes;
     uint8_t ack_eliciting, in_flight, state, n;
     uint8_t hs_done, ping;
+    uint8_t stream;      /* sent on a stream path: the stream delivers it or closes, so the
+                            loss thresholds never declare it lost (recovery.c) */
     tern__rate_snap snap;
     tern__sent_entry e[TERN__PKT_ENTRIES];
 } tern__sent;
@@ -183,6 +202,7 @@ typedef struct tern__recovery {
     uint64_t last_eliciting_time;
     uint32_t pto_count;
     uint32_t probes_pending;
+    uint8_t probe_ping_only;  /* the path is silent (TERN__SILENT_PTOS): a probe is one PING */
     uint64_t recovery_start; /* congestion events for packets sent before this are ignored */
     /* loss rate over recent packets (exponential average, 1/64 per packet) */
     uint64_t loss_avg_q16;

@@ -22,12 +22,18 @@ static void partial_discard(tern_conn *c, tern__rflow *f)
     f->pdeadline = 0;
 }
 
+/* The bytes allocated at s->data: the fragment, and the bitmap of a fragment sent in parts. */
+static size_t slot_alloc_len(const tern__rfrag *s)
+{
+    return (size_t)s->len + (s->parts ? ((size_t)s->len + 7) / 8 : 0);
+}
+
 void tern__rflow_free(tern_conn *c, tern__rflow *f)
 {
     partial_discard(c, f);
     for (uint64_t i = 0; i < f->slots_cap; i++) {
         tern__rfrag *s = &f->slots[i];
-        if (s->data) tern__conn_dealloc(c, s->data, s->len);
+        if (s->data) tern__conn_dealloc(c, s->data, slot_alloc_len(s));
     }
     tern__conn_dealloc(c, f->slots, f->slots_cap * sizeof(*f->slots));
     tern__conn_dealloc(c, f, sizeof(*f));
@@ -63,7 +69,7 @@ static int rflow_reserve(tern_conn *c, tern__rflow *f, uint64_t fsn)
 static void slot_clear(tern_conn *c, tern__rflow *f, tern__rfrag *s)
 {
     if (s->data) {
-        tern__conn_dealloc(c, s->data, s->len);
+        tern__conn_dealloc(c, s->data, slot_alloc_len(s));
         f->buffered -= s->len;
     }
     memset(s, 0, sizeof(*s));
@@ -406,19 +412,59 @@ void tern__rflows_reap(tern_conn *c)
 
 /* ---------------------------------------------------------------- frames in */
 
+/* Bytes [off, off+len) of a fragment of whole bytes that comes in parts (FLOW_DATA_PART, or a
+ * whole FLOW_DATA for a fragment whose parts began to arrive): the first part allocates the
+ * fragment and a bitmap of the bytes received, so a byte that comes twice (parts cut
+ * differently on two retransmissions, or the whole fragment after a part) is stored once. The
+ * fragment is present when every byte came. TERN_ERR_PROTOCOL when the parts disagree about
+ * the fragment's length or flags. */
+static int part_store(tern_conn *c, tern__rflow *f, tern__rfrag *s, uint8_t flags, size_t whole,
+                      size_t off, const uint8_t *data, size_t len)
+{
+    if (!s->parts) {
+        size_t map = (whole + 7) / 8, alloc = whole + map;
+        s->data = tern__conn_alloc(c, alloc, 1);
+        if (s->data == NULL) return tern__conn_mem_err(c, alloc);
+        memset(s->data + whole, 0, map);
+        s->len = (uint16_t)whole;
+        s->flags = flags;
+        s->parts = 1;
+        s->got = 0;
+        f->buffered += whole;
+    } else if (s->len != whole || s->flags != flags) {
+        return TERN_ERR_PROTOCOL;
+    }
+    uint8_t *map = s->data + s->len;
+    for (size_t i = 0; i < len; i++) {
+        size_t b = off + i;
+        if (map[b >> 3] & (1u << (b & 7))) continue;
+        map[b >> 3] = (uint8_t)(map[b >> 3] | (1u << (b & 7)));
+        s->data[b] = data[i];
+        s->got++;
+    }
+    if (s->got == s->len) s->present = 1;
+    return TERN_OK;
+}
+
 int tern__flow_on_frame(tern_conn *c, uint64_t type, const uint8_t **pp, const uint8_t *end)
 {
     const uint8_t *p = *pp;
-    uint64_t id, fsn, flags = 0, len = 0, ttl = 0;
+    uint64_t id, fsn, flags = 0, len = 0, ttl = 0, whole = 0, off = 0;
+    int part = type == TERN__FRAME_FLOW_DATA_PART;
     p = tern__get_varint(p, end, &id);
     p = tern__get_varint(p, end, &fsn);
-    if (type == TERN__FRAME_FLOW_DATA) {
+    if (type == TERN__FRAME_FLOW_DATA || part) {
         p = tern__get_varint(p, end, &flags);
         if (p != NULL && (flags & TERN__FD_TTL)) p = tern__get_varint(p, end, &ttl);
+        if (part) p = tern__get_varint(tern__get_varint(p, end, &whole), end, &off);
         p = tern__get_varint(p, end, &len);
         if (p == NULL || len > (uint64_t)(end - p) || flags > TERN__FD_ALL) return TERN_ERR_PROTOCOL;
         if ((flags & TERN__FD_STREAM) && !(flags & TERN__FD_ORDERED)) return TERN_ERR_PROTOCOL;
         if ((flags & TERN__FD_TTL) && !(flags & TERN__FD_BEGIN)) return TERN_ERR_PROTOCOL;
+        /* a part is a non-empty byte range inside a fragment of at most TERN_MAX_DATAGRAM */
+        if (part && (len == 0 || whole > TERN_MAX_DATAGRAM || off > whole || len > whole - off))
+            return TERN_ERR_PROTOCOL;
+        if (!part) whole = len;
     }
     if (p == NULL) return TERN_ERR_PROTOCOL;
     const uint8_t *data = p;
@@ -440,7 +486,8 @@ int tern__flow_on_frame(tern_conn *c, uint64_t type, const uint8_t **pp, const u
     if (rc != TERN_OK) return rc;
     if (f->finished) return TERN_OK;
     switch (type) {
-    case TERN__FRAME_FLOW_DATA: {
+    case TERN__FRAME_FLOW_DATA:
+    case TERN__FRAME_FLOW_DATA_PART: {
         if (fsn >= f->final_fsn) return TERN_ERR_PROTOCOL;
         if (fsn < f->base) return TERN_OK; /* duplicate */
         if (fsn >= f->base + f->window) return TERN_ERR_PROTOCOL; /* flow control */
@@ -450,12 +497,21 @@ int tern__flow_on_frame(tern_conn *c, uint64_t type, const uint8_t **pp, const u
         if (s->present || s->done) return TERN_OK;
         f->ordered = (flags & TERN__FD_ORDERED) != 0;
         f->stream = (flags & TERN__FD_STREAM) != 0;
+        if (part || s->parts) {
+            /* in parts, or the whole of a fragment whose parts began to arrive */
+            rc = part_store(c, f, s, (uint8_t)flags, (size_t)whole, (size_t)off, data, (size_t)len);
+            if (rc != TERN_OK) return rc;
+            if ((flags & TERN__FD_TTL) && s->deadline == 0)
+                s->deadline = c->rx.last + ttl * TERN_NS_PER_MS; /* as below */
+            if (!s->present) return TERN_OK;
+            return rflow_deliver(c, f, fsn);
+        }
         if (len) {
             s->data = tern__conn_alloc(c, (size_t)len, 1);
             if (s->data == NULL) return tern__conn_mem_err(c, (size_t)len);
             memcpy(s->data, data, (size_t)len);
         }
-        s->len = (uint32_t)len;
+        s->len = (uint16_t)len;
         s->flags = (uint8_t)flags;
         s->present = 1;
         if (flags & TERN__FD_TTL) {

@@ -9,6 +9,13 @@
  * its retransmission budget, gives up its whole message: every fragment of it, sent or not. The
  * sender's base then moves past them and a FLOW_FORWARD tells the receiver to stop waiting.
  * RELIABLE messages and control frames are never given up.
+ *
+ * Re-cutting: a fragment keeps its number and its bytes for good, but a lost one that no
+ * longer fits a packet of the current size (the path MTU dropped after it was cut, or a black
+ * hole is suspected: pmtu.c) is resent as parts (FLOW_DATA_PART, flow.h) of a size that fits
+ * the base size on any path, relay header included; each part is acknowledged, lost and resent
+ * on its own, and the fragment counts as acknowledged once every part is (or the whole, sent
+ * earlier, was after all). Fragments cut after the drop are simply cut smaller.
  */
 #include <string.h>
 
@@ -49,6 +56,12 @@ static uint64_t send_cutoff(const tern_conn *c, const tern__msg *m)
     /* ... and some slack for higher priorities cutting in between its fragments */
     d += c->rec.rtt.srtt / 4;
     return m->deadline > d ? m->deadline - d : 0;
+}
+
+/* How many parts a re-cut fragment (part_size > 0) is sent in. */
+static unsigned frag_parts(const tern__frag *fr)
+{
+    return (fr->len + fr->part_size - 1u) / fr->part_size;
 }
 
 static tern__frag *frag_at(const tern__sflow *f, uint64_t fsn)
@@ -207,6 +220,17 @@ void tern__flow_on_acked(tern_conn *c, const tern__sent_entry *e)
         if (e->fsn < f->base || e->fsn >= f->next_fsn) return;
         tern__frag *fr = frag_at(f, e->fsn);
         if (fr->state == FRAG_ACKED || fr->state == FRAG_GIVEN_UP || fr->state == FRAG_NONE) return;
+        if (e->part && fr->part_size) {
+            /* one part: the fragment is acknowledged when all of them are */
+            uint8_t bit = (uint8_t)(1u << (e->part - 1));
+            fr->part_acked |= bit;
+            fr->part_lost &= (uint8_t)~bit; /* a late ACK of a part already requeued */
+            if (fr->part_acked != (uint8_t)((1u << frag_parts(fr)) - 1)) {
+                /* nothing left to resend: a requeued entry is skipped (state INFLIGHT) */
+                if (fr->state == FRAG_LOST && fr->part_lost == 0) fr->state = FRAG_INFLIGHT;
+                return;
+            }
+        }
         fr->state = FRAG_ACKED;
         c->st.stream_bytes_sent += fr->len;
         f->acked_bytes += fr->len;
@@ -235,7 +259,10 @@ void tern__flow_on_lost(tern_conn *c, const tern__sent_entry *e, uint64_t now)
     case ENT_DATA: {
         if (e->fsn < f->base || e->fsn >= f->next_fsn) return;
         tern__frag *fr = frag_at(f, e->fsn);
-        if (fr->state != FRAG_INFLIGHT) return;
+        uint8_t bit = e->part && fr->part_size ? (uint8_t)(1u << (e->part - 1)) : 0;
+        /* a part may be lost while another one of its fragment waits for retransmission */
+        if (fr->state != FRAG_INFLIGHT && !(bit && fr->state == FRAG_LOST)) return;
+        if (bit && (fr->part_acked & bit)) return;
         tern__msg *m = fr->msg;
         int give_up = f->cfg.reliability == TERN_FLOW_UNRELIABLE || (m && m->abandoned) ||
                       (m && now >= send_cutoff(c, m)) ||
@@ -253,8 +280,20 @@ void tern__flow_on_lost(tern_conn *c, const tern__sent_entry *e, uint64_t now)
                 if (m->live_frags == 0 && m->cut == m->len) free_msg(c, f, m);
             }
             sflow_advance(c, f);
+        } else if (bit) {
+            fr->part_lost |= bit;
+            if (fr->state == FRAG_INFLIGHT) { /* else it waits in the queue already */
+                fr->state = FRAG_LOST;
+                if (lost_push(c, f, e->fsn) != TERN_OK) {
+                    fr->state = FRAG_INFLIGHT; /* retried by PTO */
+                    fr->part_lost &= (uint8_t)~bit;
+                }
+            }
         } else {
             fr->state = FRAG_LOST;
+            /* a re-cut fragment lost whole again: every part not acknowledged goes again */
+            if (fr->part_size)
+                fr->part_lost = (uint8_t)(((1u << frag_parts(fr)) - 1) & ~fr->part_acked);
             if (lost_push(c, f, e->fsn) != TERN_OK) fr->state = FRAG_INFLIGHT; /* retried by PTO */
         }
         break;
@@ -276,12 +315,13 @@ void tern__flow_on_lost(tern_conn *c, const tern__sent_entry *e, uint64_t now)
 
 /* ---------------------------------------------------------------- scheduler */
 
-static int add_entry(tern__sent *rec, uint64_t flow, uint64_t fsn, uint8_t kind)
+static int add_entry(tern__sent *rec, uint64_t flow, uint64_t fsn, uint8_t kind, uint8_t part)
 {
     if (rec->n >= TERN__PKT_ENTRIES) return 0;
     rec->e[rec->n].flow_id = flow;
     rec->e[rec->n].fsn = fsn;
     rec->e[rec->n].kind = kind;
+    rec->e[rec->n].part = part;
     rec->n++;
     return 1;
 }
@@ -300,7 +340,7 @@ uint8_t *tern__flow_write_control(tern_conn *c, uint8_t *p, const uint8_t *end, 
         p = q;
         f->advertised = max;
         f->max_pending = 0;
-        add_entry(rec, f->id, max, ENT_MAXFLOW);
+        add_entry(rec, f->id, max, ENT_MAXFLOW, 0);
     }
     for (tern__sflow *f = c->flows.send; f; f = f->next) {
         if (f->forward_pending && rec->n < TERN__PKT_ENTRIES) {
@@ -311,7 +351,7 @@ uint8_t *tern__flow_write_control(tern_conn *c, uint8_t *p, const uint8_t *end, 
             p = q;
             f->forward_sent = f->base;
             f->forward_pending = 0;
-            add_entry(rec, f->id, f->base, ENT_FORWARD);
+            add_entry(rec, f->id, f->base, ENT_FORWARD, 0);
         }
         if (f->closing && !f->fin_acked && f->head == NULL && rec->n < TERN__PKT_ENTRIES &&
             (f->fin_pending || f->final_fsn == UINT64_MAX)) {
@@ -322,13 +362,14 @@ uint8_t *tern__flow_write_control(tern_conn *c, uint8_t *p, const uint8_t *end, 
             if (q == NULL) return p;
             p = q;
             f->fin_pending = 0;
-            add_entry(rec, f->id, f->final_fsn, ENT_FIN);
+            add_entry(rec, f->id, f->final_fsn, ENT_FIN, 0);
         }
     }
     return p;
 }
 
-static uint8_t *put_fragment(const tern_conn *c, uint8_t *p, const uint8_t *end,
+/* A data frame's header up to its length: type, flow, fsn, flags, [ttl]. */
+static uint8_t *put_frag_hdr(const tern_conn *c, uint8_t *p, const uint8_t *end, uint64_t type,
                              const tern__sflow *f, uint64_t fsn, const tern__frag *fr, uint64_t now)
 {
     uint8_t flags = (uint8_t)(fr->flags | (f->cfg.ordered ? TERN__FD_ORDERED : 0) |
@@ -343,14 +384,78 @@ static uint8_t *put_fragment(const tern_conn *c, uint8_t *p, const uint8_t *end,
         flags |= TERN__FD_TTL;
         ttl = left > d ? (left - d) / TERN_NS_PER_MS : 0;
     }
-    p = tern__put_varint(p, end, TERN__FRAME_FLOW_DATA);
+    p = tern__put_varint(p, end, type);
     p = tern__put_varint(p, end, f->id);
     p = tern__put_varint(p, end, fsn);
     p = tern__put_varint(p, end, flags);
     if (flags & TERN__FD_TTL) p = tern__put_varint(p, end, ttl);
+    return p;
+}
+
+static const uint8_t *frag_bytes(const tern__frag *fr)
+{
+    return (fr->msg->is_ref ? fr->msg->ref : fr->msg->data) + fr->off;
+}
+
+static uint8_t *put_fragment(const tern_conn *c, uint8_t *p, const uint8_t *end,
+                             const tern__sflow *f, uint64_t fsn, const tern__frag *fr, uint64_t now)
+{
+    p = put_frag_hdr(c, p, end, TERN__FRAME_FLOW_DATA, f, fsn, fr, now);
     p = tern__put_varint(p, end, fr->len);
-    const uint8_t *bytes = fr->msg->is_ref ? fr->msg->ref : fr->msg->data;
-    return tern__put_bytes(p, end, bytes + fr->off, fr->len);
+    return tern__put_bytes(p, end, frag_bytes(fr), fr->len);
+}
+
+/* Part idx of a re-cut fragment: FLOW_DATA_PART with the fragment's length and the offset. */
+static uint8_t *put_part(const tern_conn *c, uint8_t *p, const uint8_t *end, const tern__sflow *f,
+                         uint64_t fsn, const tern__frag *fr, unsigned idx, uint64_t now)
+{
+    size_t off = (size_t)idx * fr->part_size;
+    size_t n = fr->len - off < fr->part_size ? fr->len - off : fr->part_size;
+    p = put_frag_hdr(c, p, end, TERN__FRAME_FLOW_DATA_PART, f, fsn, fr, now);
+    p = tern__put_varint(p, end, fr->len);
+    p = tern__put_varint(p, end, off);
+    p = tern__put_varint(p, end, n);
+    return tern__put_bytes(p, end, frag_bytes(fr) + off, n);
+}
+
+/* The worst case of a FLOW_DATA_PART header: type, flow, fsn and ttl of 8 bytes, flags of 1,
+ * the fragment's length, offset and part length of 2 (each below 16384). */
+#define MAX_PART_HDR (1 + 8 + 8 + 1 + 8 + 2 + 2 + 2)
+
+/* The bytes of a part: what fits a packet of the base size (the smaller of ours and the
+ * peer's max_udp_payload) with the relay header in front, so parts fit whatever path the
+ * connection moves to and however small the discovered size becomes. */
+static size_t part_size(const tern_conn *c)
+{
+    size_t base = c->ep->s.max_udp_payload;
+    if (c->peer.max_udp_payload && c->peer.max_udp_payload < base) base = c->peer.max_udp_payload;
+    return base - TERN__RELAY_HDR_LEN - tern__conn_packet_overhead() - MAX_PART_HDR;
+}
+
+/* Does the whole fragment still fit a packet of the current size? */
+static int frag_fits(const tern_conn *c, const tern__sflow *f, uint64_t fsn, const tern__frag *fr,
+                     uint64_t now)
+{
+    uint8_t hdr[MAX_PART_HDR];
+    size_t h = (size_t)(put_frag_hdr(c, hdr, hdr + sizeof(hdr), TERN__FRAME_FLOW_DATA, f, fsn, fr,
+                                     now) -
+                        hdr);
+    size_t room = tern__conn_max_payload(c) - tern__conn_packet_overhead();
+    return h + tern__varint_len(fr->len) + fr->len <= room;
+}
+
+/* Re-cuts a lost fragment into parts, every one of them waiting for retransmission. */
+static void frag_split(const tern_conn *c, tern__frag *fr)
+{
+    size_t ps = part_size(c);
+    size_t n = (fr->len + ps - 1) / ps;
+    if (n > TERN__FRAG_MAX_PARTS) { /* cannot happen: a fragment is below TERN_MAX_DATAGRAM */
+        n = TERN__FRAG_MAX_PARTS;
+        ps = (fr->len + n - 1) / n;
+    }
+    fr->part_size = (uint16_t)ps;
+    fr->part_acked = 0;
+    fr->part_lost = (uint8_t)((1u << n) - 1);
 }
 
 /* Drops queued messages that can no longer arrive in time (never RELIABLE ones). Messages are
@@ -427,14 +532,34 @@ uint8_t *tern__flow_write_data(tern_conn *c, uint64_t now, uint8_t *p, const uin
         if (f->lost_n) {
             uint64_t fsn = f->lost[f->lost_head];
             tern__frag *fr = frag_at(f, fsn);
-            q = put_fragment(c, p, end, f, fsn, fr, now);
-            if (q == NULL) break; /* does not fit this packet */
-            f->lost_head = (f->lost_head + 1) % f->lost_cap;
-            f->lost_n--;
-            fr->state = FRAG_INFLIGHT;
-            fr->retx++;
+            uint8_t part = 0;
+            /* cut to the current size: parts once the whole no longer fits a packet */
+            if (fr->part_size == 0 && !frag_fits(c, f, fsn, fr, now)) frag_split(c, fr);
+            if (fr->part_size && fr->part_lost == 0) { /* cannot happen: nothing to resend */
+                f->lost_head = (f->lost_head + 1) % f->lost_cap;
+                f->lost_n--;
+                fr->state = FRAG_INFLIGHT;
+                continue;
+            }
+            if (fr->part_size) {
+                unsigned idx = 0;
+                while (!(fr->part_lost & (1u << idx))) idx++;
+                q = put_part(c, p, end, f, fsn, fr, idx, now);
+                if (q == NULL) break; /* does not fit this packet */
+                fr->part_lost &= (uint8_t)~(1u << idx);
+                part = (uint8_t)(idx + 1);
+            } else {
+                q = put_fragment(c, p, end, f, fsn, fr, now);
+                if (q == NULL) break; /* does not fit this packet */
+            }
+            if (fr->part_lost == 0) { /* every lost byte of it is on its way again */
+                f->lost_head = (f->lost_head + 1) % f->lost_cap;
+                f->lost_n--;
+                fr->state = FRAG_INFLIGHT;
+                fr->retx++;
+            }
             c->st.packets_retransmitted_frags++;
-            add_entry(rec, f->id, fsn, ENT_DATA);
+            add_entry(rec, f->id, fsn, ENT_DATA, part);
             p = q;
         } else {
             tern__msg *m = f->head;
@@ -451,7 +576,7 @@ uint8_t *tern__flow_write_data(tern_conn *c, uint64_t now, uint8_t *p, const uin
             if (sflow_grow(c, f, (size_t)(f->next_fsn - f->base + 1)) != TERN_OK) break;
             uint64_t fsn = f->next_fsn;
             tern__frag *fr = frag_at(f, fsn);
-            memset(fr, 0, sizeof(*fr));
+            memset(fr, 0, sizeof(*fr)); /* whole: part_size 0 */
             fr->msg = m;
             fr->off = (uint32_t)m->cut;
             fr->len = (uint32_t)n;
@@ -470,7 +595,7 @@ uint8_t *tern__flow_write_data(tern_conn *c, uint64_t now, uint8_t *p, const uin
                 m->next = NULL;
                 c->st.messages_sent++;
             }
-            add_entry(rec, f->id, fsn, ENT_DATA);
+            add_entry(rec, f->id, fsn, ENT_DATA, 0);
         }
         /* flows of one priority take turns: move the one served to the back */
         if (f->next) {

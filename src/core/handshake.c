@@ -9,7 +9,10 @@
  * does it run the Noise message (three X25519 operations) and create a connection.
  *
  * Until the client proves it receives at its address (its first 1-RTT packet, or a valid retry
- * token), the server sends at most three times the bytes it received from that address.
+ * token), the server sends at most three times the bytes it received from that address. An
+ * Initial that came over a stream (TCP, TLS) needs neither: the TCP handshake proved the address,
+ * so that path is validated at once and no retry token is asked for. Stateless replies go back
+ * the way the Initial came, the stream included.
  */
 #include <sodium.h>
 #include <string.h>
@@ -389,9 +392,10 @@ static int server_on_initial(tern_endpoint *ep, const tern__rx *rx, const uint8_
         return TERN_ERR_LIMIT;
     }
 
-    /* retry token: required under load; a bad one is answered as if absent */
-    int validated = 0;
-    if (h->token_len > 0) {
+    /* retry token: required under load; a bad one is answered as if absent. A stream's source
+     * address is proven by TCP itself. */
+    int validated = tern_addr_is_stream(remote);
+    if (!validated && h->token_len > 0) {
         validated = token_valid(ep, now, remote, h);
         if (!validated) ep->st.drop_token++;
     }

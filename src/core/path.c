@@ -55,7 +55,9 @@ int tern__path_is(const tern__path *p, const tern_addr *remote, int relayed,
 /* May n more bytes go to the path? (the rule above) */
 int tern__path_may_send(const tern_conn *c, const tern__path *p, size_t n)
 {
-    if (p->validated) return 1;
+    /* validated; or named by the application; or a stream, whose TCP handshake proved that
+     * the peer is at that address (and TCP's own window paces what goes there) */
+    if (p->validated || p->chosen || tern__path_is_stream(p)) return 1;
     /* our own relay route (from the introduction): the relay forwards only to registered
      * addresses, so it cannot be aimed at anyone */
     if (p->relayed && c->p2p != NULL && c->p2p->has_relay &&
@@ -129,12 +131,25 @@ tern__cand *tern__cand_add(tern_conn *c, uint64_t now, const tern_addr *local,
     return k;
 }
 
-/* Probing goes on while the connection is relayed (or its path unvalidated). */
+tern__cand *tern__p2p_stream_add(tern_conn *c, uint64_t now)
+{
+    tern__p2p *p = c->p2p;
+    tern__cand *k = tern__cand_add(c, now, &p->stream_local, &p->stream_remote, 0, NULL, 0);
+    if (k == NULL) return NULL;
+    k->path.chosen = 1;  /* the application named it */
+    k->path.handed = 0;  /* no probe allowance: TCP proves the address */
+    k->next_probe = TERN_TIME_NEVER;
+    p->stream_added = 1;
+    return k;
+}
+
+/* Probing goes on while the connection is on a fallback path (relayed, a stream) or its path
+ * is unvalidated. */
 int tern__p2p_probing_active(const tern_conn *c)
 {
     const tern__p2p *p = c->p2p;
     return p != NULL && p->probing && c->state == TERN_CONN_ESTABLISHED &&
-           (c->path.relayed || !c->path.validated);
+           (tern__path_is_fallback(&c->path) || !c->path.validated);
 }
 
 int tern__p2p_is_peer_handshake(const tern_conn *c)
@@ -144,10 +159,15 @@ int tern__p2p_is_peer_handshake(const tern_conn *c)
 
 static void moved(tern_conn *c, uint64_t now)
 {
-    (void)now;
     c->path_moves++;
+    tern__pmtu_path_changed(c, now); /* a new path: base size and a fresh search (pmtu.c) */
     tern__conn_update_timer(c);
     if (c->ep->cb.on_path && c->exposed) c->ep->cb.on_path(c, c->ep->user_data);
+}
+
+void tern__path_moved(tern_conn *c, uint64_t now)
+{
+    moved(c, now);
 }
 
 /* Makes candidate i the active path; the old active path becomes candidate i. rx: the packet
@@ -164,7 +184,17 @@ static void migrate(tern_conn *c, tern__rx *rx, uint64_t now, int i)
     k->challenge_due = 0;
     if (c->p2p->latest == i) c->p2p->latest = -1;
     if (rx != NULL && rx->cand == i) rx->cand = -1;
+    /* off a stream: what it still holds is declared lost and goes again here (the stream may
+     * deliver it too: the receiver drops the copy), and the congestion controller, idle on the
+     * stream, starts afresh for this path */
+    if (tern__path_is_reliable(&old)) tern__rec_path_changed(c, now);
+    if (c->is_server) tern__mig_peer_moved(c, &old, now); /* the peer moved: migrate.c */
     moved(c, now);
+}
+
+void tern__p2p_move(tern_conn *c, uint64_t now, int i)
+{
+    migrate(c, NULL, now, i);
 }
 
 /* How long a direct path may leave an ack-eliciting packet unanswered. */
@@ -181,7 +211,8 @@ uint64_t tern__p2p_fallback_after(const tern_conn *c)
 int tern__p2p_direct_silent(tern_conn *c, uint64_t now)
 {
     tern__p2p *p = c->p2p;
-    if (c->state != TERN_CONN_ESTABLISHED || c->path.relayed || c->path.await_since == 0 ||
+    if (c->state != TERN_CONN_ESTABLISHED || tern__path_is_fallback(&c->path) ||
+        c->path.await_since == 0 ||
         now < c->path.await_since + tern__p2p_fallback_after(c) || now < p->silent_next)
         return 0;
     if (c->rec.ready && c->rec.r->pto_count >= 2) return 1;
@@ -189,12 +220,19 @@ int tern__p2p_direct_silent(tern_conn *c, uint64_t now)
     return 0;
 }
 
-/* The candidate that is our relay route (added from the introduction if it is not there yet),
- * or -1. A server without the route uses a relayed path the peer's packets came on. */
-int tern__p2p_relay_cand(tern_conn *c, uint64_t now)
+/* The candidate that is our fallback route: the relay (added from the introduction if it is not
+ * there yet), else the stream of tern_endpoint_connect_opts (likewise), or -1. A server without
+ * a route of its own uses a relayed or stream path the peer's packets came on. */
+int tern__p2p_fallback_cand(tern_conn *c, uint64_t now)
 {
     tern__p2p *p = c->p2p;
     if (p == NULL) return -1;
+    if (p->has_stream && !p->has_relay) {
+        int i = tern__cand_find(p, &p->stream_remote, 0, NULL);
+        if (i >= 0) return i;
+        tern__cand *k = tern__p2p_stream_add(c, now);
+        return k == NULL ? -1 : (int)(k - p->cands);
+    }
     if (p->has_relay) {
         int i = tern__cand_find(p, &p->relay.addr, 1, p->relay.channel);
         if (i >= 0) return i;
@@ -206,12 +244,13 @@ int tern__p2p_relay_cand(tern_conn *c, uint64_t now)
         return (int)(k - p->cands);
     }
     for (size_t i = 0; i < p->n; i++)
-        if (p->cands[i].path.relayed) return (int)i;
+        if (tern__path_is_fallback(&p->cands[i].path) && !p->cands[i].path.closed) return (int)i;
     return -1;
 }
 
-/* Client: the direct path went silent; candidate i (the relay) carries the connection now and
- * the direct path is probed again, so that the connection returns once it answers. */
+/* Client: the direct path went silent; candidate i (the relay, the stream) carries the
+ * connection now and the direct path is probed again, so that the connection returns once it
+ * answers. */
 void tern__p2p_fall_back(tern_conn *c, uint64_t now, int i)
 {
     tern__p2p *p = c->p2p;
@@ -225,8 +264,8 @@ void tern__p2p_fall_back(tern_conn *c, uint64_t now, int i)
     k->state = TERN__CAND_PROBING;
     k->path.validated = 0;
     /* it proved once that the peer is there: it gets a fresh allowance, and its 3x budget
-     * counts from now */
-    k->path.handed = 1;
+     * counts from now (an address the application named needs neither) */
+    k->path.handed = !k->path.chosen;
     k->path.rx_bytes = k->path.tx_bytes = 0;
     k->path.tx_dgrams = 0;
     k->challenged = 0;
@@ -288,8 +327,10 @@ void tern__p2p_on_rx_done(tern_conn *c, const tern__rx *rx, int newest, int prob
     tern__p2p *p = c->p2p;
     tern__cand *k = &p->cands[i];
     if (!c->is_server) {
-        /* the peer challenged us through the relay: it hears nothing on our direct path */
-        if (rx->relay_challenged && k->path.relayed && !c->path.relayed)
+        /* the peer challenged us through our fallback (relay, stream): it hears nothing on
+         * our direct path */
+        if (rx->relay_challenged && tern__path_is_fallback(&k->path) &&
+            !tern__path_is_fallback(&c->path))
             tern__p2p_fall_back(c, now, i);
         return;
     }
@@ -323,7 +364,9 @@ void tern__p2p_on_challenge(tern_conn *c, tern__rx *rx, uint64_t data)
         }
         k->response_due = 1;
         k->response = data;
-        if (!c->is_server && k->path.relayed && !c->path.relayed) rx->relay_challenged = 1;
+        if (!c->is_server && tern__path_is_fallback(&k->path) &&
+            !tern__path_is_fallback(&c->path))
+            rx->relay_challenged = 1;
     } else {
         return; /* no room to remember the path: the peer will try again */
     }
@@ -334,6 +377,7 @@ void tern__p2p_on_response(tern_conn *c, tern__rx *rx, uint64_t data)
 {
     uint64_t now = rx->now;
     tern__p2p *p = c->p2p;
+    if (rx->cand == -1 && tern__mig_on_response(c, data)) return; /* our migration's path */
     if (p == NULL) return;
     for (size_t i = 0; i < p->n; i++) {
         tern__cand *k = &p->cands[i];
@@ -341,8 +385,10 @@ void tern__p2p_on_response(tern_conn *c, tern__rx *rx, uint64_t data)
         k->state = TERN__CAND_VALID;
         k->path.validated = 1;
         if (!c->is_server) {
-            /* off the relay (or an unvalidated path) onto the first direct path that works */
-            if ((c->path.relayed || !c->path.validated) && !k->path.relayed)
+            /* off the fallback (relay, stream) or an unvalidated path onto the first direct
+             * path that works */
+            if ((tern__path_is_fallback(&c->path) || !c->path.validated) &&
+                !tern__path_is_fallback(&k->path))
                 migrate(c, rx, now, (int)i);
         } else if (p->latest == (int)i) {
             migrate(c, rx, now, (int)i);
@@ -360,8 +406,11 @@ void tern_conn_path(const tern_conn *c, tern_path_info *info)
     memset(info, 0, sizeof(*info));
     info->remote = c->path.remote;
     info->relayed = c->path.relayed;
-    info->validated = c->path.validated;
+    info->validated = c->path.validated && !c->mig.validating;
     info->moves = c->path_moves;
+    info->local = c->path.local;
+    info->unanswered_since = c->path.await_since;
+    info->silent_after_ns = tern__p2p_fallback_after(c);
     if (c->p2p != NULL) {
         info->fallbacks = c->p2p->fallbacks;
         info->n_cands = c->p2p->n;

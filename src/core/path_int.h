@@ -37,6 +37,12 @@ static inline void tern__path_count_sent(tern__path *p, size_t n)
 }
 
 
+/* path_punch.c */
+/* A client connection whose handshake runs over candidates (tern_endpoint_connect_peer,
+ * tern_endpoint_connect_opts): the server's key pinned, the Initial's DCID drawn, c->p2p made
+ * with probing on. NULL when out of memory. */
+tern_conn *tern__p2p_client_new(tern_endpoint *ep, uint64_t now, const uint8_t pub[TERN_KEY_LEN]);
+
 /* path.c */
 /* c->p2p, allocated on first use; NULL when out of memory. */
 tern__p2p *tern__p2p_get(tern_conn *c);
@@ -53,11 +59,21 @@ tern__cand *tern__cand_add(tern_conn *c, uint64_t now, const tern_addr *local,
 int tern__p2p_probing_active(const tern_conn *c);
 /* How long a direct path may leave an ack-eliciting packet unanswered. */
 uint64_t tern__p2p_fallback_after(const tern_conn *c);
+/* Has the connection a fallback route of its own (a relay route, a stream)? */
+static inline int tern__p2p_has_fallback(const tern__p2p *p)
+{
+    return p->has_relay || p->has_stream;
+}
+/* Adds the stream route of tern_endpoint_connect_opts as a candidate (not probed until told);
+ * NULL when the table is full. */
+tern__cand *tern__p2p_stream_add(tern_conn *c, uint64_t now);
 /* Is the direct active path silent? (see path.c; may arm a re-check) */
 int tern__p2p_direct_silent(tern_conn *c, uint64_t now);
-/* The candidate that is our relay route, or -1. */
-int tern__p2p_relay_cand(tern_conn *c, uint64_t now);
-/* Client: the direct path went silent; candidate i (the relay) carries the connection now. */
+/* The candidate that is our fallback route (relay, stream), or -1. */
+int tern__p2p_fallback_cand(tern_conn *c, uint64_t now);
+/* Candidate i becomes the active path (on_path); the old active path becomes candidate i. */
+void tern__p2p_move(tern_conn *c, uint64_t now, int i);
+/* Client: the direct path went silent; candidate i (relay, stream) carries the connection now. */
 void tern__p2p_fall_back(tern_conn *c, uint64_t now, int i);
 
 #endif

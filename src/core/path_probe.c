@@ -18,6 +18,13 @@ static size_t put_relay_hdr(uint8_t *out, const tern__path *path)
     return path->relayed ? tern_relay_hdr_put(out, path->channel) : 0;
 }
 
+/* A probe went to candidate k: counted when it is the UDP address of a connect_opts connection
+ * (tern_conn_stats.udp_probes). */
+static void count_probe(tern_conn *c, const tern__cand *k)
+{
+    if (k->path.chosen && !tern__path_is_stream(&k->path)) c->st.udp_probes++;
+}
+
 /* The probe allowance of a handed address ran out unanswered: probing it stops. */
 static void give_up(tern_conn *c, tern__cand *k)
 {
@@ -41,6 +48,7 @@ static int write_hs(tern_conn *c, tern__cand *k, uint8_t *out, size_t cap, const
     put_relay_hdr(out, &k->path);
     memcpy(out + hdr, c->hs.pkt, c->hs.pkt_len);
     k->probes++;
+    count_probe(c, k);
     tern__path_count_sent(&k->path, n);
     *via = &k->path;
     return (int)n;
@@ -114,6 +122,7 @@ int tern__p2p_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const 
         if (k->challenge_due) {
             k->challenged = 1;
             k->probes++;
+            count_probe(c, k);
         }
         if (!padded) c->ep->st.probes_unpadded++;
         k->challenge_due = k->response_due = k->held = 0;
@@ -135,14 +144,16 @@ uint64_t tern__p2p_deadline(const tern_conn *c)
         for (size_t i = 0; i < p->n; i++)
             if (p->cands[i].next_probe < d) d = p->cands[i].next_probe;
         if (p->has_relay && !p->relay_added && p->relay_at < d) d = p->relay_at;
+        if (p->has_stream && !p->stream_added && p->stream_at < d) d = p->stream_at;
     } else if (tern__p2p_probing_active(c)) {
         for (size_t i = 0; i < p->n; i++)
             if (p->cands[i].state == TERN__CAND_PROBING && p->cands[i].next_probe < d)
                 d = p->cands[i].next_probe;
-    } else if (c->state == TERN_CONN_ESTABLISHED && !c->path.relayed) {
-        /* direct: the relay route kept in reserve, and the silence that sends us back to it */
+    } else if (c->state == TERN_CONN_ESTABLISHED && !tern__path_is_fallback(&c->path)) {
+        /* direct: the relay route kept in reserve, and the silence that sends us back to the
+         * fallback (relay, stream) */
         if (!c->is_server && p->has_relay && p->relay_ka_next < d) d = p->relay_ka_next;
-        if (c->path.await_since != 0 && (c->is_server || p->has_relay)) {
+        if (c->path.await_since != 0 && (c->is_server || tern__p2p_has_fallback(p))) {
             uint64_t t = c->path.await_since + tern__p2p_fallback_after(c);
             if (p->silent_next > t) t = p->silent_next;
             if (t < d) d = t;
@@ -175,6 +186,14 @@ void tern__p2p_on_timer(tern_conn *c, uint64_t now)
                 tern__cand_add(c, now, &c->path.local, &p->relay.addr, 1, p->relay.channel, 0);
             if (k) k->next_probe = now;
         }
+        if (p->has_stream && !p->stream_added && now >= p->stream_at) {
+            /* UDP has not answered in time (happy eyeballs): the stream joins the race */
+            tern__cand *k = tern__p2p_stream_add(c, now);
+            if (k) {
+                k->gap = c->hs.backoff;
+                k->next_probe = now;
+            }
+        }
         for (size_t i = 0; i < p->n; i++) {
             tern__cand *k = &p->cands[i];
             if (now < k->next_probe || k->state == TERN__CAND_FAILED) continue;
@@ -186,25 +205,27 @@ void tern__p2p_on_timer(tern_conn *c, uint64_t now)
             next_gap(c, k, now, c->ep->s.max_backoff_ns);
             any = 1;
         }
-    } else if (c->state == TERN_CONN_ESTABLISHED && !c->path.relayed && c->path.validated) {
+    } else if (c->state == TERN_CONN_ESTABLISHED && !tern__path_is_fallback(&c->path) &&
+               c->path.validated) {
         if (!c->is_server) {
             int i;
-            if (p->has_relay && tern__p2p_direct_silent(c, now)) {
-                if ((i = tern__p2p_relay_cand(c, now)) >= 0)
+            if (tern__p2p_has_fallback(p) && tern__p2p_direct_silent(c, now)) {
+                if ((i = tern__p2p_fallback_cand(c, now)) >= 0)
                     tern__p2p_fall_back(c, now, i); /* probed below */
                 else
                     p->silent_next =
                         now + tern__p2p_fallback_after(c); /* no room: try again later */
             } else if (p->has_relay && now >= p->relay_ka_next) {
-                if ((i = tern__p2p_relay_cand(c, now)) >= 0) {
+                if ((i = tern__p2p_fallback_cand(c, now)) >= 0) {
                     p->cands[i].challenge_due = 1;
                     any = 1;
                 }
                 p->relay_ka_next = now + TERN__RELAY_KEEPALIVE;
             }
         } else if (tern__p2p_direct_silent(c, now)) {
-            /* our packets go unanswered: tell the peer through the relay, if there is one */
-            int i = tern__p2p_relay_cand(c, now);
+            /* our packets go unanswered: tell the peer through the relay or a stream it came
+             * on, if there is one */
+            int i = tern__p2p_fallback_cand(c, now);
             if (i >= 0) {
                 p->cands[i].challenge_due = 1;
                 any = 1;

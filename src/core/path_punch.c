@@ -155,6 +155,22 @@ int tern_endpoint_expect_peer(tern_endpoint *ep, uint64_t now, const tern_addr *
     return TERN_OK;
 }
 
+tern_conn *tern__p2p_client_new(tern_endpoint *ep, uint64_t now, const uint8_t pub[TERN_KEY_LEN])
+{
+    tern_conn *c = tern__conn_new(ep, 0, now);
+    if (c == NULL) return NULL;
+    c->exposed = 1;
+    memcpy(c->hs.server_pub, pub, TERN_KEY_LEN);
+    tern__ep_rand(ep, c->hs.initial_dcid, TERN_CID_LEN);
+    memcpy(c->remote_cid, c->hs.initial_dcid, TERN_CID_LEN);
+    if (tern__p2p_get(c) == NULL) {
+        tern__conn_free(c);
+        return NULL;
+    }
+    c->p2p->probing = 1;
+    return c;
+}
+
 int tern_endpoint_connect_peer(tern_endpoint *ep, uint64_t now, const tern_addr *local,
                                const tern_peer_target *t_in, tern_conn **out)
 {
@@ -162,18 +178,9 @@ int tern_endpoint_connect_peer(tern_endpoint *ep, uint64_t now, const tern_addr 
     if (t_in->n_cands == 0 && !t_in->has_relay) return TERN_ERR_INVALID_ARG;
     tern_peer_target t = *t_in;
     target_fix(&t);
-    tern_conn *c = tern__conn_new(ep, 0, now);
+    tern_conn *c = tern__p2p_client_new(ep, now, t.peer_pub);
     if (c == NULL) return TERN_ERR_NOMEM;
-    c->exposed = 1;
-    memcpy(c->hs.server_pub, t.peer_pub, TERN_KEY_LEN);
-    tern__ep_rand(ep, c->hs.initial_dcid, TERN_CID_LEN);
-    memcpy(c->remote_cid, c->hs.initial_dcid, TERN_CID_LEN);
-    tern__p2p *p = tern__p2p_get(c);
-    if (p == NULL) {
-        tern__conn_free(c);
-        return TERN_ERR_NOMEM;
-    }
-    p->probing = 1;
+    tern__p2p *p = c->p2p;
     p->interval = t.probe_interval_ns;
     p->probe_until = now + t.probe_duration_ns;
     punch_tag(t.nonce, p->punch_tag);

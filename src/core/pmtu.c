@@ -4,6 +4,24 @@
  * (a lost probe is not a congestion signal); the size of the first acknowledged one becomes the
  * connection's datagram size until larger sizes are tried again PMTU_RAISE later. The size the
  * other modules build packets to (tern__conn_max_payload) is decided here too.
+ *
+ * The size follows the path down as well (RFC 8899 4.3 and 5.2, "black hole detected"):
+ *   - Suspicion. Packets above the base size (max_udp_payload) are watched: PMTU_BH_LOSSES of
+ *     them declared lost with none of that size acknowledged in between, or a probe timeout
+ *     while one is outstanding, make the current size suspect. Until that is settled every
+ *     packet is built at the base size, so data keeps moving (lost fragments are re-cut to fit:
+ *     flow_send.c) even when nothing larger passes any more.
+ *   - Confirmation. A probe of the current size itself goes out; its ACK clears the suspicion
+ *     (the losses were congestion or bad luck). PMTU_BH_PROBES such probes lost in a row are a
+ *     black hole, provided some packet was acknowledged meanwhile (a path that answers nothing
+ *     is down, which says nothing about its MTU: the probes go on until it answers): the size
+ *     drops to the base, tern_conn_stats.pmtu_black_holes counts it, and a fresh search starts
+ *     from the top of the ladder.
+ *   Random loss alone does not get there: besides a run of large losses (or a probe timeout) it
+ *   takes PMTU_BH_PROBES probes lost in a row, about loss^2 per suspicion, and a suspicion
+ *   costs one round trip at the base size.
+ *   - Path change. A new active path (tern__pmtu_path_changed, from path.c) starts at the base
+ *     size with a fresh search.
  */
 #include <string.h>
 
@@ -16,6 +34,8 @@ static const uint16_t PMTU_LADDER[] = {1472, 1452, 1400, 1350};
 #define PMTU_N (sizeof(PMTU_LADDER) / sizeof(PMTU_LADDER[0]))
 #define PMTU_TRIES 3                     /* probes of one size before the next smaller one */
 #define PMTU_RAISE (600 * TERN_NS_PER_S) /* try larger sizes again after this (RFC 8899) */
+#define PMTU_BH_LOSSES 3 /* large packets lost, none acknowledged between: the size is suspect */
+#define PMTU_BH_PROBES 2 /* probes of the current size lost in a row: a black hole */
 
 static uint64_t probe_timeout(const tern_conn *c)
 {
@@ -42,14 +62,22 @@ size_t tern__conn_packet_overhead(void)
     return SHORT_HDR_LEN + TERN__AEAD_TAG_LEN;
 }
 
+/* The base size: what every path is assumed to carry (tern_settings.max_udp_payload). */
+static size_t base_size(const tern_conn *c)
+{
+    return c->ep->s.max_udp_payload;
+}
+
 size_t tern__conn_max_payload(const tern_conn *c)
 {
-    size_t m = c->pmtu.size ? c->pmtu.size : c->ep->s.max_udp_payload;
+    /* a suspect size is not used until a probe confirms it */
+    size_t m = c->pmtu.size && !c->pmtu.suspect ? c->pmtu.size : base_size(c);
     if (c->peer.max_udp_payload && c->peer.max_udp_payload < m) m = c->peer.max_udp_payload;
     /* the relay's header rides in front; an introduced peer's connection leaves room for it
      * even on a direct path, since fragments keep their size when retransmitted after a move to
      * the relay */
-    if (c->path.relayed || (c->p2p != NULL && c->p2p->probing)) m -= TERN__RELAY_HDR_LEN;
+    if (c->path.relayed || (c->p2p != NULL && c->p2p->probing && !c->p2p->has_stream))
+        m -= TERN__RELAY_HDR_LEN; /* (a connect_opts connection has no relay) */
     return m;
 }
 
@@ -57,6 +85,7 @@ void tern__pmtu_init(tern__pmtu *m, size_t size)
 {
     m->size = size;
     m->next = TERN_TIME_NEVER;
+    m->resume_next = TERN_TIME_NEVER;
 }
 
 void tern__pmtu_start(tern_conn *c, uint64_t now)
@@ -70,8 +99,78 @@ uint64_t tern__pmtu_deadline(const tern_conn *c)
     return c->pmtu.due ? TERN_TIME_NEVER : c->pmtu.next;
 }
 
+/* Back to the base size with a fresh search at `next` (TERN_TIME_NEVER: none). */
+static void reset(tern_conn *c, uint64_t next)
+{
+    tern__pmtu *m = &c->pmtu;
+    m->size = base_size(c);
+    m->in_flight = m->due = m->fails = m->step = 0;
+    m->suspect = m->confirming = 0;
+    m->lost_run = 0;
+    m->next = c->ep->s.no_pmtud ? TERN_TIME_NEVER : next;
+}
+
+/* The current size is in doubt: packets at the base size, and a probe of the size at once. */
+static void suspect(tern_conn *c, uint64_t now)
+{
+    tern__pmtu *m = &c->pmtu;
+    if (m->suspect || m->size <= base_size(c) || c->path.relayed) return;
+    m->suspect = 1;
+    m->confirming = 1;
+    /* a search probe in flight is forgotten (its ACK is ignored); the search resumes after */
+    m->resume_next = m->in_flight ? now : m->next;
+    m->in_flight = 0;
+    m->fails = 0;
+    m->answered = 0;
+    m->due = 1;
+    m->next = TERN_TIME_NEVER;
+    c->st.pmtu_suspicions++;
+    tern__ep_mark_send(c->ep, c);
+}
+
+void tern__pmtu_on_lost(tern_conn *c, uint64_t now, size_t bytes)
+{
+    if (bytes <= base_size(c) || c->pmtu.size <= base_size(c)) return;
+    if (++c->pmtu.lost_run >= PMTU_BH_LOSSES) suspect(c, now);
+}
+
+void tern__pmtu_on_acked(tern_conn *c, size_t bytes)
+{
+    if (bytes > base_size(c)) c->pmtu.lost_run = 0;
+    c->pmtu.answered = 1;
+}
+
+void tern__pmtu_on_pto(tern_conn *c, uint64_t now, size_t largest_outstanding)
+{
+    if (largest_outstanding > base_size(c)) suspect(c, now);
+}
+
+void tern__pmtu_path_changed(tern_conn *c, uint64_t now)
+{
+    uint64_t next = c->state == TERN_CONN_ESTABLISHED ? now + c->rec.rtt.srtt : TERN_TIME_NEVER;
+    reset(c, next);
+    if (c->state == TERN_CONN_ESTABLISHED) tern__conn_update_timer(c);
+}
+
 void tern__pmtu_on_timer(tern_conn *c, uint64_t now)
 {
+    if (c->pmtu.in_flight && c->pmtu.confirming && now >= c->pmtu.probe_at + probe_timeout(c)) {
+        c->pmtu.in_flight = 0;
+        if (++c->pmtu.fails >= PMTU_BH_PROBES && !c->pmtu.answered) {
+            /* nothing at all was acknowledged since the suspicion began: the path is silent
+             * (an outage), which says nothing about its MTU; keep probing until it answers */
+            c->pmtu.fails = 0;
+        }
+        if (c->pmtu.fails >= PMTU_BH_PROBES) {
+            /* black hole: smaller packets pass, the size does not */
+            c->st.pmtu_black_holes++;
+            reset(c, now);
+            tern__rec_network_changed(c);
+        } else {
+            c->pmtu.due = 1; /* once more: one lost probe may be bad luck */
+            tern__ep_mark_send(c->ep, c);
+        }
+    }
     if (c->pmtu.in_flight && now >= c->pmtu.probe_at + probe_timeout(c)) {
         c->pmtu.in_flight = 0; /* lost: not a congestion signal, just too large (or unlucky) */
         if (++c->pmtu.fails >= PMTU_TRIES) {
@@ -94,7 +193,17 @@ void tern__pmtu_on_ack(tern_conn *c, uint64_t now, const tern__ack_frame *f)
     for (size_t i = 0; i < f->n; i++) {
         if (c->pmtu.probe_pn < f->r[i].lo || c->pmtu.probe_pn > f->r[i].hi) continue;
         c->pmtu.in_flight = 0;
+        if (c->pmtu.confirming) {
+            /* the path still carries the size: the losses were not about it */
+            c->pmtu.confirming = c->pmtu.suspect = 0;
+            c->pmtu.lost_run = 0;
+            c->pmtu.fails = 0;
+            c->pmtu.next = c->pmtu.resume_next;
+            tern__ep_mark_send(c->ep, c);
+            return;
+        }
         c->pmtu.size = c->pmtu.probe_size;
+        c->pmtu.lost_run = 0;
         c->pmtu.fails = 0;
         /* the ladder runs from the top: the first size that passes is the answer for now */
         c->pmtu.step = 0;
@@ -109,11 +218,13 @@ void tern__pmtu_on_ack(tern_conn *c, uint64_t now, const tern__ack_frame *f)
 int tern__pmtu_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap)
 {
     if (!c->pmtu.due || c->state != TERN_CONN_ESTABLISHED) return 0;
-    if (c->path.relayed) {
-        c->pmtu.due = 0; /* a relay adds a hop we cannot probe; base size there */
+    if (c->path.relayed || tern_addr_is_stream(&c->path.remote)) {
+        c->pmtu.due = 0; /* a relay adds a hop we cannot probe; base size there (a stream has
+                            no path MTU: the peer's limit) */
         return 0;
     }
-    size_t size = candidate(c);
+    /* a confirmation probe tries the current size itself */
+    size_t size = c->pmtu.confirming ? c->pmtu.size : candidate(c);
     if (size == 0) {
         c->pmtu.due = 0;
         c->pmtu.step = 0;

@@ -14,10 +14,18 @@
 
 /* RFC 8899 style: padded PING probes, not congestion signals */
 typedef struct tern__pmtu {
-    size_t size;            /* datagrams this large are known to pass (starts at max_udp_payload) */
+    size_t size;            /* datagrams this large are known to pass (starts at max_udp_payload,
+                               the base size; back to it on a black hole or a path change) */
     size_t probe_size;      /* the probe in flight */
     uint64_t probe_pn, probe_at, next;
     int in_flight, due, fails, step;
+    /* black-hole detection (RFC 8899 4.3): packets above the base size declared lost since the
+     * last such packet was acknowledged; while `suspect`, packets are built at the base size and
+     * probes of `size` itself (`confirming`) decide whether the path still carries it */
+    uint32_t lost_run;
+    int suspect, confirming;
+    int answered;           /* a packet was acknowledged since the suspicion began */
+    uint64_t resume_next;   /* the search's schedule, put back when the size is confirmed */
 } tern__pmtu;
 
 /* The largest datagram the connection sends now (the path MTU, the peer's limit, less the relay
@@ -37,5 +45,16 @@ void tern__pmtu_on_timer(tern_conn *c, uint64_t now);
 void tern__pmtu_on_ack(tern_conn *c, uint64_t now, const tern__ack_frame *f);
 /* A probe sealed into out when one is due (c->pmtu.due), else 0; negative on error. */
 int tern__pmtu_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap);
+
+/* Black-hole detection, called by recovery.c with the size (tern__sent.bytes) of each data
+ * packet declared lost or acknowledged (late ACKs of packets declared lost included), and on a
+ * probe timeout with the size of the largest packet still outstanding (0: none). */
+void tern__pmtu_on_lost(tern_conn *c, uint64_t now, size_t bytes);
+void tern__pmtu_on_acked(tern_conn *c, size_t bytes);
+void tern__pmtu_on_pto(tern_conn *c, uint64_t now, size_t largest_outstanding);
+/* The active path changed (path.c's moves: migration, relay <-> direct, NAT rebinding, a stream
+ * path): what was learnt about the old path says nothing about the new one. Back to the base
+ * size, and a fresh search one smoothed RTT later on an established connection. */
+void tern__pmtu_path_changed(tern_conn *c, uint64_t now);
 
 #endif

@@ -4,12 +4,21 @@
  * packets), loss detection by packet threshold (3) and time threshold (9/8 of the RTT), the
  * probe timeout with exponential backoff, and the hooks into congestion control, pacing and
  * delivery-rate sampling. ACKs for packets never sent are a protocol error.
+ *
+ * Packets sent on a stream path (TCP, TLS; marked stream) are never declared lost by the
+ * thresholds: the stream delivers them or ends. A probe timeout there sends one PING and
+ * retransmits nothing; only the stream's end (tern__rec_stream_lost) or a move off it
+ * (tern__rec_path_changed) declares them lost, and their frames go again on the next path.
  */
 #include <string.h>
 
 #include "core/conn.h"
 
 #define PACKET_THRESHOLD 3
+/* probe timeouts in a row without an answer after which the path is taken as silent: each
+ * further timeout sends one small PING instead of two packets of data, so a path that is down
+ * for a long while costs a few dozen bytes per probe (counted in conn stats silent_bytes) */
+#define TERN__SILENT_PTOS 2
 #define GRANULARITY (1 * TERN_NS_PER_MS)
 /* records in the ring of an idle connection (it doubles as packets go out; a record is ~300 B,
  * so a server's idle connections stay small) */
@@ -117,6 +126,7 @@ void tern__rec_on_sent(tern_conn *c, const tern__sent *rec_in, uint64_t now)
     if (s->ack_eliciting) {
         r->last_eliciting_time = now;
         r->eliciting_out++;
+        if (r->pto_count > 0) c->st.silent_bytes += s->bytes; /* sent into a silence */
     }
 }
 
@@ -154,8 +164,10 @@ static void on_packet_lost(tern_conn *c, tern__sent *s, uint64_t now)
     if (s->ack_eliciting) r->eliciting_out--;
     r->lost_total++;
     c->st.packets_lost++;
+    if (s->stream) c->st.stream_packets_lost++;
     r->loss_avg_q16 += (65536 - r->loss_avg_q16) / 64;
     if (s->in_flight) r->bytes_in_flight -= s->bytes;
+    tern__pmtu_on_lost(c, now, s->bytes); /* black-hole detection (pmtu.c) */
     for (size_t i = 0; i < s->n; i++) tern__flow_on_lost(c, &s->e[i], now);
     if (s->hs_done && c->is_server) c->tx.hs_done_pending = 1;
     if (s->ping) {
@@ -176,7 +188,7 @@ static void detect_losses(tern_conn *c, uint64_t now, uint64_t *lost_bytes, uint
     uint64_t first_lost_time = TERN_TIME_NEVER, last_time = 0;
     for (uint64_t pn = r->base; pn < r->base + r->n && pn < r->largest_acked; pn++) {
         tern__sent *s = sent_at(r, pn);
-        if (s->state != SENT_OUTSTANDING) continue;
+        if (s->state != SENT_OUTSTANDING || s->stream) continue; /* a stream delivers in order */
         if (r->largest_acked - pn >= PACKET_THRESHOLD || s->time + delay <= now) {
             if (s->in_flight) {
                 *lost_bytes += s->bytes;
@@ -252,6 +264,7 @@ int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
                 r->spurious++;
                 c->st.spurious_losses++;
                 s->state = SENT_ACKED;
+                tern__pmtu_on_acked(c, s->bytes);
                 for (size_t k = 0; k < s->n; k++) tern__flow_on_acked(c, &s->e[k]);
                 continue;
             }
@@ -267,6 +280,7 @@ int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
                 largest_newly_acked_eliciting = s->ack_eliciting;
                 largest_sent_time = s->time;
             }
+            tern__pmtu_on_acked(c, s->bytes);
             for (size_t k = 0; k < s->n; k++) tern__flow_on_acked(c, &s->e[k]);
             if (s->hs_done) c->rx.confirmed = 1;
         }
@@ -292,6 +306,7 @@ int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
     detect_losses(c, now, &lost, &last_time, &persistent);
     r->pto_count = 0;
     r->probes_pending = 0;
+    r->probe_ping_only = 0;
     tern__cc_ack a;
     memset(&a, 0, sizeof(a));
     a.now = now;
@@ -335,10 +350,22 @@ void tern__rec_on_timer(tern_conn *c, uint64_t now)
     }
     uint64_t t = tern__rec_timer(c);
     if (t != TERN_TIME_NEVER && now >= t) {
-        /* probe timeout: two ack-eliciting probes; their ACKs reveal what was lost */
+        /* probe timeout: two ack-eliciting probes; their ACKs reveal what was lost. The
+         * backoff is capped (tern__rec_pto), so a path that comes back within the idle timeout
+         * is heard from within one cap and a round trip; on a silent path one PING does, and on
+         * a stream one PING: nothing there is lost while the stream lives, only slow */
         r->pto_count++;
         c->st.pto_count++;
-        r->probes_pending = 2;
+        if (!tern__path_is_reliable(&c->path)) {
+            size_t largest = 0; /* black-hole detection (pmtu.c): large packets unanswered? */
+            for (uint64_t pn = r->base; pn < r->base + r->n; pn++)
+                if (sent_at(r, pn)->state == SENT_OUTSTANDING && sent_at(r, pn)->bytes > largest)
+                    largest = sent_at(r, pn)->bytes;
+            tern__pmtu_on_pto(c, now, largest);
+        }
+        r->probe_ping_only =
+            tern__path_is_reliable(&c->path) || r->pto_count > TERN__SILENT_PTOS;
+        r->probes_pending = r->probe_ping_only ? 1 : 2;
         r->last_eliciting_time = now; /* re-arm from now even if the probes wait */
         tern__ep_mark_send(c->ep, c);
     }
@@ -362,6 +389,7 @@ void tern__rec_path_changed(tern_conn *c, uint64_t now)
     r->loss_time = TERN_TIME_NEVER;
     r->pto_count = 0;
     r->probes_pending = 0;
+    r->probe_ping_only = 0;
     r->recovery_start = 0;
     size_t mss = tern__conn_max_payload(c);
     r->cc.ops->init(r->cc.st, mss, now);
@@ -369,6 +397,22 @@ void tern__rec_path_changed(tern_conn *c, uint64_t now)
     tern__rate_init(&r->rate, now);
     c->rec.rtt.has_sample = 0;
     tern__rec_network_changed(c);
+}
+
+void tern__rec_stream_lost(tern_conn *c, uint64_t now)
+{
+    tern__recovery *r = c->rec.r;
+    if (!c->rec.ready || r == NULL) return;
+    /* what the stream had taken is gone with it: requeued for whatever carries the connection
+     * next; no congestion event (it says nothing of a path's capacity) */
+    for (uint64_t pn = r->base; pn < r->base + r->n; pn++) {
+        tern__sent *s = sent_at(r, pn);
+        if (s->state == SENT_OUTSTANDING && s->stream) on_packet_lost(c, s, now);
+    }
+    ring_trim(c, r, now);
+    r->pto_count = 0;
+    r->probes_pending = 0;
+    tern__ep_mark_send(c->ep, c);
 }
 
 double tern__rec_loss_rate(const tern_conn *c)

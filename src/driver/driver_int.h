@@ -102,13 +102,6 @@ typedef struct drv_rxmsg {
 void drv_rx_parse(size_t len, const uint8_t *ctl, size_t ctl_len, const tern_addr *bound,
                   drv_rxmsg *m);
 
-/* TEMPORARY, until the core's stream path (tern_endpoint_connect_opts, tern_endpoint_stream_closed,
- * being written at the same time) is merged into this branch: weak references, so the driver
- * builds against the declarations alone. Callers check the address before a call. */
-#pragma weak tern_connect_opts_default
-#pragma weak tern_endpoint_connect_opts
-#pragma weak tern_endpoint_stream_closed
-
 /* ---------------------------------------------------------------- the driver */
 
 struct tern_driver {

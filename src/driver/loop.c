@@ -350,8 +350,6 @@ int tern_driver_connect_opts(tern_driver *d, const tern_driver_connect_cfg *o, t
 {
     if (d == NULL || o == NULL || out == NULL || o->choice > TERN_TRANSPORT_ONLY_STREAM)
         return TERN_ERR_INVALID_ARG;
-    if (tern_endpoint_connect_opts == NULL || tern_connect_opts_default == NULL)
-        return TERN_ERR_STATE; /* TEMPORARY: the core's stream path is not merged yet */
     tern_connect_opts co;
     tern_connect_opts_default(&co);
     memcpy(co.server_pub, o->server_pub, TERN_KEY_LEN);

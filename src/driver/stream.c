@@ -254,8 +254,7 @@ static void stream_close(tern_driver *d, drv_stream *s, uint64_t *why)
         s->retry_at = d->now + back;
         arm(d, s, s->retry_at + DOWN_LINGER_NS);
     }
-    if (d->ep != NULL && tern_endpoint_stream_closed != NULL) /* TEMPORARY check: driver_int.h */
-        tern_endpoint_stream_closed(d->ep, d->now, &s->local, &s->remote);
+    if (d->ep != NULL) tern_endpoint_stream_closed(d->ep, d->now, &s->local, &s->remote);
 }
 
 /* A definite "not tern there": the reason is kept and every connection still in its handshake
@@ -555,7 +554,7 @@ static void stream_dial(tern_driver *d, drv_stream *s)
         s->fails++;
         s->retry_at = d->now + RETRY_MAX_NS;
         arm(d, s, s->retry_at + DOWN_LINGER_NS);
-        if (d->ep != NULL && tern_endpoint_stream_closed != NULL) /* TEMPORARY: driver_int.h */
+        if (d->ep != NULL)
             tern_endpoint_stream_closed(d->ep, d->now, &s->local, &s->remote);
         return;
     }

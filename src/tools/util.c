@@ -157,6 +157,9 @@ void tools_print_counters(const char *cmd, tern_driver *d, tern_conn *c)
             (double)cs.srtt_ns / 1e3, (double)cs.min_rtt_ns / 1e3,
             (double)ni.bandwidth_bps / 1e9, (double)ni.pacing_rate_bps / 1e9,
             (unsigned long long)ni.cwnd_bytes);
+    fprintf(stderr, "%s: conn: pmtu_size %llu pmtu_suspicions %llu pmtu_black_holes %llu\n", cmd,
+            (unsigned long long)cs.pmtu_size, (unsigned long long)cs.pmtu_suspicions,
+            (unsigned long long)cs.pmtu_black_holes);
 }
 
 /* ---- the one connection of a command, why it ended, options, numbers, CPU time */

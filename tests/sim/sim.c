@@ -33,6 +33,7 @@
 typedef struct pkt {
     sim_packet p;
     sim_link *link; /* NULL for sim_inject */
+    uint64_t epoch; /* the link's epoch when it entered: an older one was closed under it */
     struct pkt *next_free;
 } pkt;
 
@@ -68,6 +69,7 @@ struct sim_link {
     int burst_left;        /* packets still to drop in the current burst */
     int forced_pass;       /* the packet after a burst is delivered */
     int ge_bad;            /* Gilbert-Elliott state */
+    uint64_t epoch;        /* sim_link_close calls so far */
     blackhole *bh;
     size_t nbh, bh_cap;
     sim_middlebox_fn mb;
@@ -168,6 +170,7 @@ static void addr_norm(tern_addr *out, const tern_addr *a)
     if (!a)
         return;
     out->family = a->family;
+    out->transport = a->transport;
     out->port = a->port;
     if (a->family == TERN_AF_INET)
         memcpy(out->ip, a->ip, 4);
@@ -645,7 +648,7 @@ static int link_lose(sim_link *l)
     return lost;
 }
 
-/* A packet enters link l at s->now: blackhole, queue, serialization, loss, delay, jitter,
+/* A packet enters link l at s->now: blackhole, MTU, queue, serialization, loss, delay, jitter,
  * reordering, duplication, corruption; survivors go into the arrival heap. */
 static int link_enqueue(sim *s, sim_link *l, pkt *p)
 {
@@ -654,9 +657,14 @@ static int link_enqueue(sim *s, sim_link *l, pkt *p)
     l->st.sent++;
     l->st.bytes += p->p.len;
     p->link = l;
+    p->epoch = l->epoch;
 
     if (sim_link_is_down(l, now)) {
         drop(s, l, p, "blackhole", &l->st.dropped_blackhole);
+        return 0;
+    }
+    if (lp->mtu && p->p.len + lp->overhead_bytes > lp->mtu) {
+        drop(s, l, p, "mtu", &l->st.dropped_mtu);
         return 0;
     }
 
@@ -668,7 +676,7 @@ static int link_enqueue(sim *s, sim_link *l, pkt *p)
             double b = (double)(l->busy_until - now) * (double)lp->rate_bps / 8e9;
             backlog = (uint64_t)(b + 0.999999);
         }
-        if (lp->queue_bytes && backlog + size > lp->queue_bytes) {
+        if (lp->queue_bytes && !lp->stream && backlog + size > lp->queue_bytes) {
             drop(s, l, p, "queue", &l->st.dropped_queue);
             return 0;
         }
@@ -680,6 +688,18 @@ static int link_enqueue(sim *s, sim_link *l, pkt *p)
         depart = l->busy_until;
         if (backlog + size > l->st.max_queue_bytes)
             l->st.max_queue_bytes = backlog + size;
+    }
+
+    if (lp->stream) { /* reliable and ordered: after the delay, in order */
+        uint64_t arrive = depart + lp->delay_ns;
+        if (arrive < l->last_arrival)
+            arrive = l->last_arrival;
+        l->last_arrival = arrive;
+        if (ev_push(s, arrive, p)) {
+            pkt_free(s, p);
+            return fail(s, SIM_ERR_NOMEM, "out of memory");
+        }
+        return 0;
     }
 
     if (link_lose(l)) {
@@ -709,6 +729,7 @@ static int link_enqueue(sim *s, sim_link *l, pkt *p)
             return fail(s, SIM_ERR_NOMEM, "out of memory");
         dup->p = p->p;
         dup->link = l;
+        dup->epoch = p->epoch;
         l->st.duplicated++;
     }
     if (p->p.len && tt_rng_chance(&l->rng, lp->corrupt)) {
@@ -998,6 +1019,14 @@ const sim_link_params *sim_link_get_params(const sim_link *l)
     return &l->p;
 }
 
+void sim_link_close(sim_link *l)
+{
+    l->epoch++;
+    l->busy_until = 0;
+    l->last_arrival = 0;
+    l->rate_rem = 0;
+}
+
 int sim_link_blackhole(sim_link *l, uint64_t from_ns, uint64_t until_ns)
 {
     if (grow((void **)&l->bh, &l->bh_cap, l->nbh + 1, sizeof(blackhole)))
@@ -1028,7 +1057,9 @@ void sim_total_link_stats(const sim *s, sim_link_stats *out)
         out->dropped_loss += st->dropped_loss;
         out->dropped_queue += st->dropped_queue;
         out->dropped_blackhole += st->dropped_blackhole;
+        out->dropped_mtu += st->dropped_mtu;
         out->dropped_middlebox += st->dropped_middlebox;
+        out->dropped_closed += st->dropped_closed;
         out->unroutable += st->unroutable;
         out->duplicated += st->duplicated;
         out->corrupted += st->corrupted;
@@ -1230,6 +1261,10 @@ static int step(sim *s, uint64_t t)
         sim_link *l = p->link;
         if (l && sim_link_is_down(l, t)) {
             drop(s, l, p, "blackhole", &l->st.dropped_blackhole);
+            return SIM_OK;
+        }
+        if (l && p->epoch != l->epoch) {
+            drop(s, l, p, "closed", &l->st.dropped_closed);
             return SIM_OK;
         }
         sim_node *n = sim_node_at(s, &p->p.to);

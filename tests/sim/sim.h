@@ -5,8 +5,12 @@
  * tern_endpoint is one (sim_add_tern_endpoint in sim_tern.h). Nodes own addresses; datagrams go
  * from an address to an address over directed links that model serialization at a rate with a
  * finite drop-tail queue, propagation delay and jitter, random or bursty loss, reordering,
- * duplication, bit corruption and blackholes. Middlebox callbacks can drop, rewrite or inject
- * datagrams (NAT rebinding, man-in-the-middle).
+ * duplication, bit corruption, blackholes and an MTU that drops larger datagrams silently.
+ * Middlebox callbacks can drop, rewrite or inject datagrams (NAT rebinding,
+ * man-in-the-middle). A stream link (sim_link_params.stream) models a TCP or TLS connection as
+ * the core sees it through the driver: every datagram arrives, in order, after the delay and the
+ * serialization at the rate; sim_link_close ends it. Addresses include their transport, so a
+ * node's 10.0.0.1:443/tcp and 10.0.0.1:443 are two addresses.
  *
  * Time is virtual (uint64 nanoseconds starting at 0) and jumps straight to the next arrival or
  * node deadline, so seconds of network time run in milliseconds. One seed drives every random
@@ -97,6 +101,15 @@ typedef struct sim_link_params {
      * repeating. 0 down = none. A packet is dropped if the link is down when it enters or when it
      * would arrive. */
     uint64_t blackhole_up_ns, blackhole_down_ns;
+    /* A stream (TCP, TLS) between the two addresses: reliable and ordered. The loss models,
+     * jitter, reordering, duplication, corruption and the queue limit do not apply (TCP buffers
+     * and retransmits below tern, and the driver's framing keeps packets whole); delay, rate,
+     * overhead and blackholes do. */
+    int stream;
+    /* The link's MTU: a datagram whose size plus overhead_bytes exceeds it is dropped silently
+     * (no ICMP, as on a path that black-holes large packets). 0 = no limit. Change it mid-run
+     * with sim_link_set_params. */
+    size_t mtu;
 } sim_link_params;
 
 typedef struct sim_link_stats {
@@ -105,7 +118,9 @@ typedef struct sim_link_stats {
     uint64_t dropped_loss;      /* random, bursty or Gilbert-Elliott loss */
     uint64_t dropped_queue;     /* drop tail */
     uint64_t dropped_blackhole;
+    uint64_t dropped_mtu;       /* larger than the link's mtu */
     uint64_t dropped_middlebox;
+    uint64_t dropped_closed;    /* in flight when sim_link_close ended the stream */
     uint64_t unroutable;        /* arrived at an address no node holds */
     uint64_t duplicated, corrupted, reordered;
     uint64_t bytes;             /* payload bytes that entered the link (sent) */
@@ -144,7 +159,8 @@ typedef enum sim_trace_kind {
 typedef struct sim_trace_event {
     sim_trace_kind kind;
     uint64_t now;
-    const char *reason;       /* drops: "loss", "queue", "blackhole", "middlebox", "unroutable" */
+    const char *reason;       /* drops: "loss", "queue", "blackhole", "mtu", "middlebox",
+                                 "unroutable", "closed" */
     const tern_addr *from, *to;
     const uint8_t *data;
     size_t len;
@@ -217,6 +233,11 @@ sim_link *sim_link_set_both(sim *s, const tern_addr *a, const tern_addr *b,
 /* Changes a link's parameters from now on (packets in flight keep their schedule). */
 void sim_link_set_params(sim_link *l, const sim_link_params *p);
 const sim_link_params *sim_link_get_params(const sim_link *l);
+/* The stream the link models ended (a TCP reset, a NAT dropping the connection): every datagram
+ * in flight on it is dropped (dropped_closed) and its serializer is idle. Datagrams sent later
+ * travel as on a new stream. Call tern_endpoint_stream_closed on the nodes as their drivers
+ * would. */
+void sim_link_close(sim_link *l);
 /* Schedules a one-off blackhole on the link for [from_ns, until_ns). SIM_ERR_NOMEM. */
 int sim_link_blackhole(sim_link *l, uint64_t from_ns, uint64_t until_ns);
 /* 1 when the link passes nothing at time t (periodic or scheduled blackhole). */

@@ -5,10 +5,15 @@
  * size, a probe's ACK raising the datagram size and the search starting again 600 s later, a
  * lost probe stepping down without being a congestion signal, the bounds (the peer's
  * max_udp_payload, never below the size already known), and no probing through a relay.
+ * Then the size following the path down: black-hole detection (a run of large losses or a
+ * probe timeout makes the size suspect, a probe of the size decides; losses broken by an ACK
+ * of a large packet do not count; a silent path is not a black hole) and the fresh search on a
+ * path change.
  */
 #include <string.h>
 
 #include "core/conn_int.h"
+#include "core/path_int.h"
 #include "support/core_rig.h"
 
 #define MS (1000000ull)
@@ -272,6 +277,146 @@ static void test_no_probe_through_relay_or_when_not_established(void)
     rig_free(&g);
 }
 
+
+/* A rig whose discovery settled at 1472 (the top of the ladder). */
+static void rig_at_1472(rig *g)
+{
+    rig_init(g, NULL);
+    tern__pmtu_start(g->c, g->now);
+    g->now += 100 * MS;
+    TT_REQUIRE(step(g) == 1472);
+    g->now += 100 * MS;
+    TT_REQUIRE(ack(g, g->c->pmtu.probe_pn) == 1472);
+    TT_REQUIRE(tern__conn_max_payload(g->c) == 1472);
+}
+
+static void test_run_of_large_losses_makes_the_size_suspect(void)
+{
+    rig g;
+    rig_at_1472(&g);
+    tern_conn_stats st;
+    /* two lost, then a large packet acknowledged: the run starts again */
+    tern__pmtu_on_lost(g.c, g.now, 1472);
+    tern__pmtu_on_lost(g.c, g.now, 1472);
+    tern__pmtu_on_acked(g.c, 1472);
+    tern__pmtu_on_lost(g.c, g.now, 1472);
+    tern__pmtu_on_lost(g.c, g.now, 1472);
+    /* small packets lost or acknowledged say nothing about the size */
+    tern__pmtu_on_lost(g.c, g.now, 1200);
+    tern__pmtu_on_acked(g.c, 900);
+    TT_CHECK_EQ_INT(g.c->pmtu.suspect, 0);
+    TT_CHECK_EQ_U64(tern__conn_max_payload(g.c), 1472);
+    /* the third in a row: packets at the base size until a probe of 1472 decides */
+    tern__pmtu_on_lost(g.c, g.now, 1472);
+    TT_CHECK_EQ_INT(g.c->pmtu.suspect, 1);
+    TT_CHECK_EQ_U64(tern__conn_max_payload(g.c), 1200);
+    TT_CHECK_EQ_U64(g.c->pmtu.size, 1472);
+    TT_CHECK_EQ_INT(step(&g), 1472); /* the size itself, not the next of the ladder */
+    TT_CHECK_EQ_INT(g.c->pmtu.confirming, 1);
+    /* its ACK: the losses were congestion; the size is used again, the search schedule kept */
+    g.now += 100 * MS;
+    TT_CHECK_EQ_INT(ack(&g, g.c->pmtu.probe_pn), 1472);
+    TT_CHECK_EQ_INT(g.c->pmtu.suspect, 0);
+    TT_CHECK_EQ_U64(tern__conn_max_payload(g.c), 1472);
+    TT_CHECK_EQ_U64(tern__pmtu_deadline(g.c), g.now - 100 * MS + RAISE);
+    tern_conn_get_stats(g.c, &st);
+    TT_CHECK_EQ_U64(st.pmtu_suspicions, 1);
+    TT_CHECK_EQ_U64(st.pmtu_black_holes, 0);
+    TT_CHECK_EQ_U64(st.pmtu_size, 1472);
+    rig_free(&g);
+}
+
+static void test_black_hole_drops_to_base_and_searches_again(void)
+{
+    rig g;
+    rig_at_1472(&g);
+    /* a probe timeout with a 1472-byte packet outstanding: suspect at once */
+    tern__pmtu_on_pto(g.c, g.now, 1200);
+    TT_CHECK_EQ_INT(g.c->pmtu.suspect, 0);
+    tern__pmtu_on_pto(g.c, g.now, 1472);
+    TT_CHECK_EQ_INT(g.c->pmtu.suspect, 1);
+    TT_CHECK_EQ_INT(step(&g), 1472);
+    /* smaller packets get through meanwhile */
+    tern__pmtu_on_acked(g.c, 1200);
+    /* the first probe lost: one more (bad luck is possible) */
+    g.now = tern__pmtu_deadline(g.c);
+    TT_CHECK_EQ_INT(step(&g), 1472);
+    TT_CHECK_EQ_U64(g.c->pmtu.size, 1472);
+    /* the second lost too: a black hole */
+    g.now = tern__pmtu_deadline(g.c);
+    tern__pmtu_on_timer(g.c, g.now);
+    TT_CHECK_EQ_U64(g.c->pmtu.size, 1200);
+    TT_CHECK_EQ_INT(g.c->pmtu.suspect, 0);
+    TT_CHECK_EQ_U64(tern__conn_max_payload(g.c), 1200);
+    tern_conn_stats st;
+    tern_conn_get_stats(g.c, &st);
+    TT_CHECK_EQ_U64(st.pmtu_black_holes, 1);
+    TT_CHECK_EQ_U64(st.pmtu_size, 1200);
+    /* a fresh search from the top of the ladder, now */
+    TT_CHECK_EQ_INT(step(&g), 1472);
+    TT_CHECK_EQ_INT(g.c->pmtu.confirming, 0);
+    /* the path carries 1400 now: the search finds it */
+    for (int i = 0; i < 6; i++) {
+        g.now = tern__pmtu_deadline(g.c);
+        TT_REQUIRE(step(&g) > 0);
+    }
+    TT_CHECK_EQ_U64(g.c->pmtu.probe_size, 1400);
+    g.now += 50 * MS;
+    TT_CHECK_EQ_INT(ack(&g, g.c->pmtu.probe_pn), 1400);
+    rig_free(&g);
+}
+
+static void test_silent_path_is_not_a_black_hole(void)
+{
+    rig g;
+    rig_at_1472(&g);
+    tern__pmtu_on_pto(g.c, g.now, 1472);
+    TT_REQUIRE(step(&g) == 1472);
+    /* nothing at all comes back: an outage, not an MTU; the probes go on, the size stays */
+    for (int i = 0; i < 6; i++) {
+        g.now = tern__pmtu_deadline(g.c);
+        TT_CHECK_EQ_INT(step(&g), 1472);
+    }
+    TT_CHECK_EQ_U64(g.c->pmtu.size, 1472);
+    TT_CHECK_EQ_INT(g.c->pmtu.suspect, 1);
+    TT_CHECK_EQ_U64(g.c->st.pmtu_black_holes, 0);
+    /* the path answers again, the size with it */
+    g.now += 100 * MS;
+    TT_CHECK_EQ_INT(ack(&g, g.c->pmtu.probe_pn), 1472);
+    TT_CHECK_EQ_U64(tern__conn_max_payload(g.c), 1472);
+    rig_free(&g);
+}
+
+static void test_path_change_starts_a_fresh_search(void)
+{
+    rig g;
+    rig_at_1472(&g);
+    tern__pmtu_on_lost(g.c, g.now, 1472);
+    tern__pmtu_path_changed(g.c, g.now);
+    TT_CHECK_EQ_U64(g.c->pmtu.size, 1200);
+    TT_CHECK_EQ_U64(g.c->pmtu.lost_run, 0);
+    TT_CHECK_EQ_U64(tern__pmtu_deadline(g.c), g.now + 100 * MS); /* one smoothed RTT */
+    g.now += 100 * MS;
+    TT_CHECK_EQ_INT(step(&g), 1472);
+    /* a probe in flight when the path changes is forgotten: its ACK raises nothing */
+    uint64_t pn = g.c->pmtu.probe_pn;
+    tern__pmtu_path_changed(g.c, g.now);
+    TT_CHECK_EQ_INT(ack(&g, pn), 1200);
+    /* the active path moving (path.c) does the same */
+    g.now += 100 * MS;
+    TT_REQUIRE(step(&g) == 1472);
+    TT_REQUIRE(ack(&g, g.c->pmtu.probe_pn) == 1472);
+    TT_REQUIRE(tern__p2p_get(g.c) != NULL);
+    tern_addr other;
+    tern_addr_ipv4(&other, 203, 0, 113, 9, 4433);
+    TT_REQUIRE(tern__cand_add(g.c, g.now, &g.k.local, &other, 0, NULL, 0) != NULL);
+    g.c->p2p->cands[0].path.validated = 1;
+    tern__p2p_fall_back(g.c, g.now, 0);
+    TT_CHECK_EQ_U64(g.c->pmtu.size, 1200);
+    TT_CHECK_EQ_U64(tern__pmtu_deadline(g.c), g.now + g.c->rec.rtt.srtt);
+    rig_free(&g);
+}
+
 static const tt_case cases[] = {
     TT_CASE(test_start_one_rtt_after_establishment),
     TT_CASE(test_probe_is_padded_ping_of_top_size),
@@ -279,6 +424,10 @@ static const tt_case cases[] = {
     TT_CASE(test_losses_step_down_the_ladder),
     TT_CASE(test_second_size_passes_and_bounds),
     TT_CASE(test_no_probe_through_relay_or_when_not_established),
+    TT_CASE(test_run_of_large_losses_makes_the_size_suspect),
+    TT_CASE(test_black_hole_drops_to_base_and_searches_again),
+    TT_CASE(test_silent_path_is_not_a_black_hole),
+    TT_CASE(test_path_change_starts_a_fresh_search),
     {NULL, NULL},
 };
 
