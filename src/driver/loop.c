@@ -122,7 +122,7 @@ void tern_driver_config_default(tern_driver_config *cfg)
     cfg->tx_per_wakeup = 1024;
     cfg->stream_limits.max_streams = 10000;
     cfg->stream_limits.max_per_ip = 64;
-    cfg->stream_limits.write_buffer = 256 * 1024;
+    cfg->stream_limits.write_buffer = 1280 * 1024; /* above the core's stream_window */
     cfg->stream_limits.preamble_timeout_ns = 5 * TERN_NS_PER_S;
     cfg->stream_limits.idle_timeout_ns = 60 * TERN_NS_PER_S;
 }

@@ -27,9 +27,11 @@
  *     without a byte from us; our preamble goes out only after the client's.
  * Writes go through a per-stream buffer of at most write_buffer bytes: frames queued during a
  * flush are written at its end (one send or SSL_write per stream; at once when 64 KiB wait), the
- * rest waits for EPOLLOUT; a frame that does not fit is dropped and counted, as a datagram would
- * be lost. The core treats a stream as reliable, so it caps what it has in flight on one well
- * below the buffer: drops happen only to a peer that stops reading.
+ * rest waits for EPOLLOUT. The core treats a stream as reliable and caps what it has in flight on
+ * one (stream_window, 1 MiB) below the buffer (1.25 MiB), so the buffer fills only towards a
+ * peer that stops reading: then a packet of the core's that does not fit closes the stream (the
+ * core sends what was in flight again on the next one), and a relay's frame is dropped (counted
+ * both ways).
  * Reads share one 64 KiB buffer; at most 256 KiB per stream per wakeup (level-triggered epoll
  * comes back for the rest; TLS records already decrypted are drained).
  * A stream that closes during an iteration is unlinked at once and freed after the iteration's
@@ -796,8 +798,9 @@ int drv_stream_event(tern_driver *d, uint64_t tag, uint32_t events)
     return 1;
 }
 
-int drv_stream_send(tern_driver *d, const tern_datagram *g, int open_ok)
+int drv_stream_send(tern_driver *d, const tern_datagram *g, int from_core)
 {
+    int open_ok = from_core;
     drv_streams *ss = d->streams;
     uint8_t k[KEY_LEN];
     make_key(k, &g->remote);
@@ -850,8 +853,23 @@ int drv_stream_send(tern_driver *d, const tern_datagram *g, int open_ok)
         d->st.stream_tx_dropped++;
         return TERN_ERR_INVALID_ARG;
     }
+    if (s->wlen + DRV_FRAME_HDR + g->len > ss->lim.write_buffer && s->state == ST_OPEN)
+        stream_write(d, s); /* the kernel may take it: only what it refuses counts */
+    if (s->fd < 0) { /* that write failed */
+        d->st.stream_tx_held++;
+        return TERN_ERR_AGAIN;
+    }
     if (s->wlen + DRV_FRAME_HDR + g->len > ss->lim.write_buffer) {
-        d->st.stream_tx_dropped++; /* like a datagram lost: the core sends it again */
+        d->st.stream_tx_dropped++;
+        /* The core counts on a stream to deliver (it retransmits nothing there until the stream
+         * ends), so a packet of its own that does not fit ends the stream: the core then sends
+         * what was in flight again. stream_window (1 MiB) under write_buffer keeps this from
+         * happening unless the peer stops reading. A relay's frame is only dropped: the ends
+         * of a relayed path recover their losses themselves. */
+        if (from_core) {
+            if (!s->accepted) set_error(d, &s->remote, "stream write buffer full, closed");
+            stream_close(d, s, &d->st.stream_closed_error);
+        }
         return TERN_ERR_AGAIN;
     }
     uint8_t hdr[DRV_FRAME_HDR] = {(uint8_t)(g->len >> 8), (uint8_t)g->len};

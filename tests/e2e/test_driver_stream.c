@@ -112,6 +112,8 @@ static int hook(tern_driver *d, size_t sock, const tern_addr *from, uint8_t *dat
     return 1;
 }
 
+static uint64_t g_stream_window; /* the next server's stream_window (0: the default) */
+
 /* A server (listening on 127.0.0.1:0 over TCP and TLS) or a client driver (no stream listener,
  * and UDP on loopback only, so a datagram that leaves it would show in tx_datagrams). */
 static void make(side *s, int server, const tern_keypair *kp, const tern_driver_stream_limits *lim)
@@ -143,6 +145,7 @@ static void make(side *s, int server, const tern_keypair *kp, const tern_driver_
         dc.rx_hook = hook;
         dc.rx_hook_user = s;
         if (lim) dc.stream_limits = *lim;
+        if (g_stream_window) dc.endpoint.settings.stream_window = g_stream_window;
     }
     s->echo = server;
     int rc = tern_driver_new(&dc, &s->d);
@@ -184,6 +187,11 @@ static void pump(side *a, side *b, int (*done)(side *, side *), uint64_t limit_m
             if (sides[i]) TT_CHECK(tern_driver_process(sides[i]->d) >= 0);
         if (turn) turn(tu);
     }
+}
+
+static void serve(side *srv, uint64_t ms)
+{
+    pump(srv, NULL, NULL, ms, NULL, NULL);
 }
 
 static int both_established(side *c, side *s)
@@ -307,8 +315,49 @@ static void test_server_never_dials(void)
     tern_driver_flush(srv.d);
     pump(&srv, NULL, NULL, 100, NULL, NULL);
     tern_driver_get_stats(srv.d, &ss);
+    /* the core sends nothing more to a closed stream's client, and the driver would not dial
+     * from a listener's address anyway */
     TT_CHECK_EQ_INT(ss.streams_connected, 0);
-    TT_CHECK(ss.stream_tx_held >= 1);
+    tern_driver_del(srv.d);
+}
+
+/* A client that stops reading while the server's connection sends (its stream_window raised far
+ * above write_buffer, which the defaults never allow): the kernel's buffers fill, then the write
+ * buffer, and the core packet that does not fit closes the stream instead of being lost silently
+ * (the core would wait on the stream for it). */
+static void test_core_overflow_closes(void)
+{
+    tern_keypair kp;
+    TT_CHECK(tern_keypair_generate(&kp) == TERN_OK);
+    tern_driver_stream_limits lim = {.write_buffer = 64 * 1024};
+    side srv, cli;
+    g_stream_window = 256u << 20;
+    make(&srv, 1, &kp, &lim);
+    g_stream_window = 0;
+    make(&cli, 0, NULL, NULL);
+    tern_addr to = listener(&srv, 0);
+    tern_conn *c = NULL;
+    TT_CHECK(tern_driver_connect(cli.d, &to, kp.pub, &c) == TERN_OK);
+    pump(&cli, &srv, both_established, 5000, NULL, NULL);
+    TT_REQUIRE(both_established(&cli, &srv) && srv.conn != NULL);
+    uint8_t b[1200];
+    memset(b, 0x5a, sizeof(b));
+    tern_driver_stats ss;
+    uint64_t end = tern_driver_update_now(srv.d) + 5 * TERN_NS_PER_S;
+    do { /* the client driver is not run: nothing it receives is read */
+        while (srv.conn && tern_conn_send_datagram(srv.conn, tern_driver_now(srv.d), b,
+                                                   tern_conn_max_datagram(srv.conn)) == TERN_OK) {
+        }
+        tern_driver_flush(srv.d);
+        serve(&srv, 1);
+        tern_driver_get_stats(srv.d, &ss);
+    } while (ss.stream_closed_error == 0 && tern_driver_update_now(srv.d) < end);
+    printf("client not reading: %llu bytes written before the %llu KiB buffer overflowed\n",
+           (unsigned long long)ss.stream_bytes_out, (unsigned long long)lim.write_buffer / 1024);
+    TT_CHECK_EQ_INT(ss.stream_closed_error, 1);
+    TT_CHECK(ss.stream_tx_dropped >= 1);
+    TT_CHECK_EQ_INT(ss.streams_open, 0);
+    tern_driver_del(cli.d);
     tern_driver_del(srv.d);
 }
 
@@ -471,11 +520,6 @@ static void test_reconnect_backoff(void)
 
 /* ---------------------------------------------------------------- limits, as an attacker */
 
-static void serve(side *srv, uint64_t ms)
-{
-    pump(srv, NULL, NULL, ms, NULL, NULL);
-}
-
 static void test_limit_per_ip(void)
 {
     tern_driver_stream_limits lim = {.max_streams = 100, .max_per_ip = 4};
@@ -599,7 +643,7 @@ static void test_bad_client(void)
 static void test_limit_write_buffer(void)
 {
     tern_driver_stream_limits lim = {.write_buffer = 32 * 1024,
-                                     .idle_timeout_ns = 400 * TERN_NS_PER_MS};
+                                     .idle_timeout_ns = 1000 * TERN_NS_PER_MS};
     side srv;
     make(&srv, 1, NULL, &lim);
     tern_addr tcp = listener(&srv, 0);
@@ -639,7 +683,7 @@ static void test_limit_write_buffer(void)
     /* what it holds is bounded: the kernel's buffers and 32 KiB of ours */
     TT_CHECK((uint64_t)ok * (sizeof(big) + 2) <= ss.stream_bytes_out + lim.write_buffer);
     TT_CHECK_EQ_INT(ss.streams_open, 1);
-    serve(&srv, 600); /* stalled longer than the idle timeout */
+    serve(&srv, 1200); /* stalled longer than the idle timeout */
     tern_driver_get_stats(srv.d, &ss);
     TT_CHECK_EQ_INT(ss.stream_idle_timeouts, 1);
     TT_CHECK_EQ_INT(ss.streams_open, 0);
@@ -717,7 +761,7 @@ static void test_config(void)
     tern_driver_config_default(&dc);
     TT_CHECK_EQ_INT(dc.stream_limits.max_streams, 10000);
     TT_CHECK_EQ_INT(dc.stream_limits.max_per_ip, 64);
-    TT_CHECK_EQ_INT(dc.stream_limits.write_buffer, 256 * 1024);
+    TT_CHECK_EQ_INT(dc.stream_limits.write_buffer, 1280 * 1024);
     TT_CHECK(dc.stream_limits.preamble_timeout_ns == 5 * TERN_NS_PER_S);
     TT_CHECK(dc.stream_limits.idle_timeout_ns == 60 * TERN_NS_PER_S);
     /* a UDP address as a stream listener, an unusable certificate: refused with a reason */
@@ -747,6 +791,7 @@ static const tt_case cases[] = {
     TT_CASE(test_tcp),
     TT_CASE(test_tls),
     TT_CASE(test_server_never_dials),
+    TT_CASE(test_core_overflow_closes),
     TT_CASE(test_wrong_service),
     TT_CASE(test_reconnect_backoff),
     TT_CASE(test_limit_per_ip),
