@@ -380,14 +380,19 @@ static void make_target(tern_rdv_client *rc, const tern_rdv_msg *m, tern_peer_ta
     }
     /* RELAY: the server's relay with this peer's own channel on it (CHANNEL); without a
      * channel there is no session to use. An unspecified IP means "the address you reach the
-     * server at" (ternd binds a wildcard address), with the candidate's port. */
+     * server at" (ternd binds a wildcard address), with the candidate's port. When this peer
+     * reaches the server over a stream (TCP/TLS: its network may drop UDP), the relay route is
+     * that stream itself: the relay shares the server's tern port and transports, and the
+     * server opened the session for the address its connection comes from, the stream's. */
+    const tern_addr *srv = rc->conn ? tern_conn_remote(rc->conn) : NULL;
     t->has_relay = 0;
     for (size_t i = 0; i < m->n_cands && m->has_channel && !t->has_relay; i++) {
         const tern_rdv_cand *c = &m->cands[i];
         if (c->kind != TERN_RDV_CAND_RELAY || c->addr.port == 0) continue;
         tern_addr a = c->addr;
-        if (unspecified(&a)) {
-            const tern_addr *srv = rc->conn ? tern_conn_remote(rc->conn) : NULL;
+        if (srv != NULL && tern_addr_is_stream(srv)) {
+            a = *srv;
+        } else if (unspecified(&a)) {
             if (srv == NULL || srv->family != a.family) continue;
             memcpy(a.ip, srv->ip, sizeof(a.ip));
         }

@@ -1,6 +1,6 @@
 /*
  * ternd's table of limits (limits.h). Each row names one field by its offset and size in one of
- * three configuration structures, so a new budget is one more row here and nothing else.
+ * four configuration structures, so a new budget is one more row here and nothing else.
  */
 #include "server/limits.h"
 
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { IN_SETTINGS, IN_RDV, IN_RELAY };
+enum { IN_SETTINGS, IN_RDV, IN_RELAY, IN_STREAM };
 
 typedef struct row {
     const char *name;
@@ -22,6 +22,7 @@ typedef struct row {
 #define S(f, what) {#f, IN_SETTINGS, sizeof(((tern_settings *)0)->f), offsetof(tern_settings, f), 1, what}
 #define R(f, what) {#f, IN_RDV, sizeof(((tern_rdv_config *)0)->f), offsetof(tern_rdv_config, f), 1, what}
 #define L(n, f, k, what) {n, IN_RELAY, sizeof(((tern_relay_config *)0)->f), offsetof(tern_relay_config, f), k, what}
+#define T(n, f, k, what) {n, IN_STREAM, sizeof(((tern_driver_stream_limits *)0)->f), offsetof(tern_driver_stream_limits, f), k, what}
 
 static const row rows[] = {
     /* the tern endpoint: connections, memory, paths */
@@ -72,6 +73,13 @@ static const row rows[] = {
     L("relay_idle_s", idle_timeout_ns, 1000000000ull, "seconds before an idle relay session is freed"),
     L("relay_rate", rate_bytes_per_s, 1, "bytes per second per relay session (0: no limit)"),
     L("relay_burst", burst_bytes, 1, "bucket depth of relay_rate, bytes"),
+    /* tern over TCP and TLS: the streams clients open to the tern port */
+    T("stream_max", max_streams, 1, "TCP/TLS streams accepted and open at once"),
+    T("stream_per_ip", max_per_ip, 1, "streams from one IPv4 address or IPv6 /64"),
+    T("stream_write_buffer", write_buffer, 1, "bytes queued per stream past the kernel's buffer"),
+    T("stream_preamble_ms", preamble_timeout_ns, 1000000ull,
+      "ms for a new stream (and its TLS handshake) to show the tern preamble"),
+    T("stream_idle_s", idle_timeout_ns, 1000000000ull, "seconds before an idle stream is closed"),
 };
 #define N_ROWS (int)(sizeof(rows) / sizeof(rows[0]))
 
@@ -108,20 +116,22 @@ int ternd_limit_parse(const char *text, ternd_limit *out, FILE *err)
     return 0;
 }
 
-static void *field(const row *r, tern_settings *st, tern_rdv_config *rdv, tern_relay_config *rl)
+static void *field(const row *r, tern_settings *st, tern_rdv_config *rdv, tern_relay_config *rl,
+                   tern_driver_stream_limits *sl)
 {
     uint8_t *base = r->where == IN_SETTINGS ? (uint8_t *)st
                     : r->where == IN_RDV    ? (uint8_t *)rdv
-                                            : (uint8_t *)rl;
+                    : r->where == IN_RELAY  ? (uint8_t *)rl
+                                            : (uint8_t *)sl;
     return base ? base + r->off : NULL;
 }
 
 void ternd_limits_apply(const ternd_limit *l, int n, tern_settings *st, tern_rdv_config *rdv,
-                        tern_relay_config *relay)
+                        tern_relay_config *relay, tern_driver_stream_limits *stream)
 {
     for (int i = 0; i < n; i++) {
         const row *r = &rows[l[i].index];
-        void *p = field(r, st, rdv, relay);
+        void *p = field(r, st, rdv, relay, stream);
         if (p == NULL) continue;
         uint64_t v = l[i].value * r->scale;
         if (r->size == 4) {
@@ -138,12 +148,14 @@ void ternd_limits_list(FILE *out)
     tern_settings st;
     tern_rdv_config rdv;
     tern_relay_config rl;
+    tern_driver_config dc; /* its stream_limits: the driver's defaults serve ternd */
     tern_settings_server_default(&st);
     tern_rdv_config_default(&rdv);
     tern_relay_config_default(&rl);
+    tern_driver_config_default(&dc);
     fprintf(out, "ternd limits (--limit NAME=VALUE; docs/security.md):\n");
     for (int i = 0; i < N_ROWS; i++) {
-        const void *p = field(&rows[i], &st, &rdv, &rl);
+        const void *p = field(&rows[i], &st, &rdv, &rl, &dc.stream_limits);
         uint64_t v = 0;
         if (rows[i].size == 4) {
             uint32_t v32;

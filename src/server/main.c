@@ -7,7 +7,8 @@
  *
  * With no arguments it runs on embedded defaults: STUN on 0.0.0.0:3478, UDP and TCP, one UDP
  * worker per core; the tern listener (rendezvous, relay, datagram echo) on UDP 0.0.0.0:4433 with
- * a fresh key.
+ * a fresh key, and the same service over TCP on 0.0.0.0:4433 and over TLS on 0.0.0.0:443 with a
+ * self-signed certificate (for clients whose network drops UDP; tern_service.c).
  */
 #include <errno.h>
 #include <malloc.h>
@@ -45,6 +46,16 @@ static void usage(FILE *f)
             "                        without it a fresh key is made and its public half printed\n"
             "  --no-tern             no tern listener\n"
             "  --no-relay            no relay on the tern port (introductions offer none)\n"
+            "  --tcp-listen ADDR:PORT  tern over TCP, repeatable up to %d (default: each\n"
+            "                        --tern-listen address that has a fixed port, 0.0.0.0:%d):\n"
+            "                        rendezvous and relay as on UDP, for clients without UDP\n"
+            "  --tls-listen ADDR:PORT  tern over TLS 1.3, repeatable up to %d (default: port %d\n"
+            "                        of each --tern-listen IP; a default that cannot be bound,\n"
+            "                        e.g. without the privilege for ports below 1024, is a\n"
+            "                        warning and no TLS; a given one, an error)\n"
+            "  --tls-cert FILE --tls-key FILE  PEM certificate (chain) and key for TLS\n"
+            "                        (default: a self-signed certificate made at start)\n"
+            "  --no-stream           no TCP or TLS listener (tern over UDP only)\n"
             "  --token-secret FILE   the secret of access tokens (`tern token new-secret FILE`);\n"
             "                        tokens that peers present are then checked\n"
             "  --require-tokens LIST register,join,offer or all: refuse those requests without\n"
@@ -64,6 +75,7 @@ static void usage(FILE *f)
             "  -h, --help            this text\n"
             "SIGINT/SIGTERM stop it and print its counters to stderr.\n",
             TERND_MAX_LISTEN, TERN_STUN_PORT, TERND_MAX_LISTEN, TERND_TERN_PORT,
+            TERND_MAX_LISTEN, TERND_TERN_PORT, TERND_MAX_LISTEN, TERND_TLS_PORT,
             TERND_STUN_TCP_MAX, TERND_STUN_TCP_PER_ADDR, TERND_STUN_TCP_IDLE_S);
 }
 
@@ -222,6 +234,22 @@ static int parse_args(int argc, char **argv, ternd_config *c)
             c->no_tern = 1;
         } else if (!strcmp(a, "--no-relay")) {
             c->no_relay = 1;
+        } else if (!strcmp(a, "--tcp-listen")) {
+            NEED_VALUE();
+            if (addr_opt(a, v, TERND_TERN_PORT, c->tcp_listen, &c->n_tcp_listen) != 0) return -1;
+            c->tcp_listen[c->n_tcp_listen - 1].transport = TERN_TRANSPORT_TCP;
+        } else if (!strcmp(a, "--tls-listen")) {
+            NEED_VALUE();
+            if (addr_opt(a, v, TERND_TLS_PORT, c->tls_listen, &c->n_tls_listen) != 0) return -1;
+            c->tls_listen[c->n_tls_listen - 1].transport = TERN_TRANSPORT_TLS;
+        } else if (!strcmp(a, "--tls-cert")) {
+            NEED_VALUE();
+            c->tls_cert = v;
+        } else if (!strcmp(a, "--tls-key")) {
+            NEED_VALUE();
+            c->tls_key = v;
+        } else if (!strcmp(a, "--no-stream")) {
+            c->no_stream = 1;
         } else if (!strcmp(a, "--token-secret")) {
             NEED_VALUE();
             if (read_secret(v, c->token_secret) != 0) return -1;
@@ -270,6 +298,33 @@ static int parse_args(int argc, char **argv, ternd_config *c)
     if (c->n_tern_listen == 0) {
         tern_addr_ipv4(&c->tern_listen[0], 0, 0, 0, 0, TERND_TERN_PORT);
         c->n_tern_listen = 1;
+    }
+    /* the stream listeners follow the tern listeners: each address with a fixed port over TCP
+     * too (0.0.0.0:4433 by default), and port 443 of each of their IPs over TLS; a tern
+     * address with port 0 (tests, several servers on one host) gets none */
+    if (c->n_tcp_listen == 0) {
+        c->tcp_default = 1;
+        for (int i = 0; i < c->n_tern_listen; i++) {
+            if (c->tern_listen[i].port == 0) continue;
+            c->tcp_listen[c->n_tcp_listen] = c->tern_listen[i];
+            c->tcp_listen[c->n_tcp_listen++].transport = TERN_TRANSPORT_TCP;
+        }
+    }
+    if (c->n_tls_listen == 0) {
+        c->tls_default = 1;
+        for (int i = 0; i < c->n_tern_listen; i++) {
+            tern_addr a = c->tern_listen[i];
+            int dup = a.port == 0;
+            a.port = TERND_TLS_PORT;
+            a.transport = TERN_TRANSPORT_TLS;
+            for (int j = 0; j < c->n_tls_listen && !dup; j++)
+                dup = tern_addr_equal(&a, &c->tls_listen[j]);
+            if (!dup) c->tls_listen[c->n_tls_listen++] = a;
+        }
+    }
+    if ((c->tls_cert == NULL) != (c->tls_key == NULL)) {
+        fprintf(stderr, "ternd: --tls-cert and --tls-key go together\n");
+        return -1;
     }
     if (c->has_alt && (c->n_listen != 1 || c->alt.family != c->listen[0].family ||
                        c->alt.port == c->listen[0].port ||

@@ -13,7 +13,8 @@
 #include "tern/stun.h"
 
 #define TERND_MAX_LISTEN 4
-#define TERND_TERN_PORT 4433 /* the tern service's default UDP port */
+#define TERND_TERN_PORT 4433 /* the tern service's default UDP port, and its TCP port */
+#define TERND_TLS_PORT 443   /* the tern service's default TLS port (where web traffic passes) */
 /* STUN over TCP: public-server defaults of --stun-tcp-max, --stun-tcp-per-addr, --stun-tcp-idle */
 #define TERND_STUN_TCP_MAX 1024
 #define TERND_STUN_TCP_PER_ADDR 8
@@ -37,6 +38,16 @@ typedef struct ternd_config {
     tern_addr tern_listen[TERND_MAX_LISTEN]; /* default 0.0.0.0:4433 */
     const char *key_file;                /* --key: private key file; NULL: a fresh key */
     int no_relay;                        /* --no-relay: no relay on the tern port */
+    /* tern over streams (docs/protocol.md, "Stream transport"): rendezvous and relay alike */
+    int no_stream;                       /* --no-stream: UDP only */
+    int n_tcp_listen, n_tls_listen;
+    int tcp_default, tls_default;        /* the lists below are the defaults (none given): each
+                                            --tern-listen address with a fixed port over TCP,
+                                            port 443 of its IP over TLS; a default that cannot
+                                            be bound is a warning, not an error */
+    tern_addr tcp_listen[TERND_MAX_LISTEN]; /* --tcp-listen (transport TCP) */
+    tern_addr tls_listen[TERND_MAX_LISTEN]; /* --tls-listen (transport TLS) */
+    const char *tls_cert, *tls_key;      /* --tls-cert, --tls-key; NULL: self-signed at start */
     /* access control (--token-secret, --require-tokens): tern_rdv_config's token settings */
     int has_token_secret;
     uint8_t token_secret[32];            /* TERN_RDV_SECRET_LEN */

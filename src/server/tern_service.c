@@ -32,9 +32,26 @@
  * When no --tern-listen was given and the default port is taken, the service prints a warning
  * and stays off, so a second ternd on one host still serves STUN; an explicit address that
  * cannot be bound is an error.
+ *
+ * Streams (docs/protocol.md, "Stream transport"): the same driver also accepts tern over TCP
+ * (--tcp-listen, default 0.0.0.0:4433) and TLS 1.3 (--tls-listen, default 0.0.0.0:443; the
+ * certificate from --tls-cert/--tls-key, else a self-signed one the driver makes at start), for
+ * clients whose network drops UDP or passes only web traffic. Connections over a stream get the
+ * rendezvous service and the echo like any other. Relay frames that arrive on a stream reach
+ * relay_rx with sock TERN_DRIVER_STREAM_SOCK and a TCP/TLS source address; the relay's sessions
+ * hold each side's address with its transport (a peer on a stream was introduced by the address
+ * of its stream connection, and reaches the relay over that same stream: rdv_client.c), so one
+ * session joins a UDP peer and a stream peer, or two stream peers, and tern_driver_send_raw
+ * puts each forwarded frame on the stream or UDP socket its destination names. Each stream
+ * listener is checked before the driver binds it: a default one that cannot be bound (443
+ * without the privilege, 4433/tcp taken) costs a one-line warning and that transport; an
+ * explicit one fails the start with one line. The stream budgets (tern_driver_stream_limits)
+ * are the driver's defaults, --limit stream_* changes them; the report prints them.
  */
 #include <errno.h>
 #include <malloc.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -47,6 +64,7 @@
 #include "tern/driver.h"
 #include "tern/relay.h"
 #include "tern/rendezvous.h"
+#include "tern/udp.h"
 
 #define SHUTDOWN_GRACE_NS (1 * TERN_NS_PER_S)
 /* Memory back to the system: every second the accounted memory (endpoint, rendezvous, relay) is
@@ -71,6 +89,11 @@ typedef struct tern_svc {
     /* memory (mem_on_timer) */
     tern_driver_timer *mem_timer;
     uint64_t mem_peak, mem_last_trim, mem_trims, mem_trim_ns, mem_trimmed_from;
+    /* streams, for the report */
+    size_t n_stream;
+    tern_addr stream[TERN_DRIVER_MAX_SOCKETS];
+    tern_driver_stream_limits stream_limits;
+    uint64_t relay_to_stream, relay_from_stream;
     /* access control, for the report */
     uint8_t req_register, req_join, req_offer;
     int has_secret;
@@ -165,7 +188,23 @@ static void relay_on_timer(tern_driver *d, tern_driver_timer *t, void *user)
     relay_rearm(s);
 }
 
-/* The driver's rx_hook: relay datagrams go to the relay and on from the same socket. */
+/* The UDP socket a relayed datagram for a UDP address leaves from when it came in on a stream:
+ * socket 0 (whose address introductions offer as the relay) when its family matches, else the
+ * first of to's family; (size_t)-1 when there is none. */
+static size_t udp_sock_for(tern_driver *d, const tern_addr *to)
+{
+    size_t n = tern_driver_n_sockets(d);
+    for (size_t i = 0; i < n; i++) {
+        tern_addr a;
+        if (tern_driver_local_addr(d, i, &a) == TERN_OK && a.family == to->family) return i;
+    }
+    return (size_t)-1;
+}
+
+/* The driver's rx_hook: relay datagrams go to the relay and on toward the other side of their
+ * session: from the socket they came in on when both sides are on UDP, on the other side's
+ * stream when it reached the relay over TCP/TLS (send_raw ignores the socket then), from a UDP
+ * socket of the right family when they came in on a stream for a UDP side. */
 static int relay_rx(tern_driver *d, size_t sock, const tern_addr *from, uint8_t *data, size_t len,
                     void *user)
 {
@@ -174,8 +213,15 @@ static int relay_rx(tern_driver *d, size_t sock, const tern_addr *from, uint8_t 
     tern_addr to;
     int n = tern_relay_forward(s->relay, tern_driver_now(d), from, data, len, &to);
     if (n > 0) {
-        if (tern_driver_send_raw(d, sock, &to, data, (size_t)n) == TERN_OK) s->relay_sent++;
-        else s->relay_send_failed++; /* not even queued */
+        if (sock == TERN_DRIVER_STREAM_SOCK) s->relay_from_stream++;
+        if (tern_addr_is_stream(&to))
+            s->relay_to_stream++;
+        else if (sock == TERN_DRIVER_STREAM_SOCK)
+            sock = udp_sock_for(d, &to);
+        if (sock != (size_t)-1 && tern_driver_send_raw(d, sock, &to, data, (size_t)n) == TERN_OK)
+            s->relay_sent++;
+        else
+            s->relay_send_failed++; /* not even queued */
     }
     return 1; /* dropped ones too: the relay counted why */
 }
@@ -253,6 +299,65 @@ static int load_key(const ternd_config *cfg, tern_keypair *kp)
     return rc;
 }
 
+/* Can a TCP listener be bound at a (the stream listener's address)? Returns 0, or the errno of
+ * the failed bind (the socket is closed at once; nothing stays bound). */
+static int probe_stream_bind(const tern_addr *a)
+{
+    struct sockaddr_storage ss;
+    int sl = tern_addr_to_sockaddr(a, &ss);
+    if (sl < 0) return EINVAL;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return errno;
+    int one = 1, e = 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (a->family == TERN_AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&ss, (socklen_t)sl) != 0) e = errno;
+    close(fd);
+    return e;
+}
+
+/* The stream listeners of cfg into dc (none with --no-stream). A default address that cannot be
+ * bound is left out after a one-line warning; an explicit one fails (one line, TERN_ERR_STATE). */
+static int add_stream_listeners(tern_svc *s, const ternd_config *cfg, tern_driver_config *dc)
+{
+    if (cfg->no_stream) return TERN_OK;
+    const struct {
+        const tern_addr *list;
+        int n, is_default;
+        const char *name, *opt;
+    } kinds[2] = {{cfg->tcp_listen, cfg->n_tcp_listen, cfg->tcp_default, "TCP", "--tcp-listen"},
+                  {cfg->tls_listen, cfg->n_tls_listen, cfg->tls_default, "TLS", "--tls-listen"}};
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < kinds[k].n; i++) {
+            const tern_addr *a = &kinds[k].list[i];
+            char txt[64];
+            tern_addr_format(a, txt, sizeof(txt));
+            int e = probe_stream_bind(a);
+            const char *why = e == EACCES ? " (ports below 1024 need root or "
+                                            "CAP_NET_BIND_SERVICE)"
+                                          : "";
+            if (e != 0 && kinds[k].is_default) {
+                fprintf(stderr,
+                        "ternd: tern: cannot listen for %s on %s: %s%s; going on without "
+                        "%s (%s to choose another address, --no-stream for none)\n",
+                        kinds[k].name, txt, strerror(e), why, kinds[k].name, kinds[k].opt);
+                continue;
+            }
+            if (e != 0) {
+                fprintf(stderr, "ternd: tern: cannot listen for %s on %s (%s): %s%s\n",
+                        kinds[k].name, txt, kinds[k].opt, strerror(e), why);
+                return TERN_ERR_STATE;
+            }
+            dc->stream_listen[dc->n_stream_listen++] = *a;
+        }
+    }
+    s->n_stream = dc->n_stream_listen;
+    memcpy(s->stream, dc->stream_listen, sizeof(s->stream[0]) * s->n_stream);
+    dc->tls_cert_file = cfg->tls_cert;
+    dc->tls_key_file = cfg->tls_key;
+    return TERN_OK;
+}
+
 static int start(ternd_service *svc, const ternd_config *cfg)
 {
     svc->state = NULL;
@@ -264,7 +369,7 @@ static int start(ternd_service *svc, const ternd_config *cfg)
     if (!cfg->no_relay) {
         tern_relay_config rl_cfg;
         tern_relay_config_default(&rl_cfg);
-        ternd_limits_apply(cfg->limits, cfg->n_limits, NULL, NULL, &rl_cfg);
+        ternd_limits_apply(cfg->limits, cfg->n_limits, NULL, NULL, &rl_cfg, NULL);
         if (tern_relay_new(&rl_cfg, &s->relay) != TERN_OK) return TERN_ERR_NOMEM;
     }
     tern_driver_config dc;
@@ -272,8 +377,12 @@ static int start(ternd_service *svc, const ternd_config *cfg)
     /* a public server: windows, queues and memory sized for rendezvous and relay, per-peer
      * and server-wide memory budgets, connections per source address (docs/security.md) */
     tern_settings_server_default(&dc.endpoint.settings);
-    ternd_limits_apply(cfg->limits, cfg->n_limits, &dc.endpoint.settings, NULL, NULL);
-    int rc = load_key(cfg, &dc.endpoint.static_key);
+    ternd_limits_apply(cfg->limits, cfg->n_limits, &dc.endpoint.settings, NULL, NULL,
+                       &dc.stream_limits);
+    s->stream_limits = dc.stream_limits;
+    int rc = add_stream_listeners(s, cfg, &dc);
+    if (rc != TERN_OK) return rc;
+    rc = load_key(cfg, &dc.endpoint.static_key);
     if (rc != TERN_OK) return rc;
     dc.endpoint.is_server = 1;
     dc.endpoint.has_static_key = 1;
@@ -314,7 +423,7 @@ static int start(ternd_service *svc, const ternd_config *cfg)
      * address with its actual port (a wildcard IP tells peers "where you reach this server") */
     tern_rdv_config rc_cfg;
     tern_rdv_config_default(&rc_cfg);
-    ternd_limits_apply(cfg->limits, cfg->n_limits, NULL, &rc_cfg, NULL);
+    ternd_limits_apply(cfg->limits, cfg->n_limits, NULL, &rc_cfg, NULL, NULL);
     struct timespec rt, mt;
     clock_gettime(CLOCK_REALTIME, &rt);
     clock_gettime(CLOCK_MONOTONIC, &mt);
@@ -359,6 +468,17 @@ static int start(ternd_service *svc, const ternd_config *cfg)
             tern_driver_local_addr(s->d, i, &a);
             printf("ternd: tern listening on udp %s\n", tern_addr_format(&a, txt, sizeof(txt)));
         }
+        for (size_t i = 0; i < s->n_stream; i++) {
+            char txt[64];
+            int tls = s->stream[i].transport == TERN_TRANSPORT_TLS;
+            printf("ternd: tern listening on %s %s%s\n", tls ? "tls" : "tcp",
+                   tern_addr_format(&s->stream[i], txt, sizeof(txt)),
+                   !tls            ? ""
+                   : cfg->tls_cert ? " (certificate from --tls-cert)"
+                                   : " (self-signed certificate made at start; --tls-cert "
+                                     "and --tls-key for a real one)");
+        }
+        if (cfg->no_stream) printf("ternd: tern over TCP and TLS off (--no-stream)\n");
         printf("ternd: tern public key %s\n", hex);
         if (s->has_secret) {
             char list[32] = "";
@@ -372,9 +492,10 @@ static int start(ternd_service *svc, const ternd_config *cfg)
                "flows; echo of datagrams\n");
         if (s->relay) {
             char txt[64];
-            printf("ternd: relay on the tern port (udp %s), for introduced peers; sessions idle "
+            printf("ternd: relay on the tern port (udp %s%s), for introduced peers; sessions idle "
                    "out after 60 s\n",
-                   tern_addr_format(&relay_addr, txt, sizeof(txt)));
+                   tern_addr_format(&relay_addr, txt, sizeof(txt)),
+                   s->n_stream ? ", and over each peer's own TCP/TLS stream" : "");
         } else {
             printf("ternd: relay off (--no-relay)\n");
         }
@@ -427,6 +548,24 @@ static void report(ternd_service *svc, FILE *out)
             U(ds.iterations), U(ds.rx_syscalls), U(ds.rx_datagrams), U(ds.rx_gro_batches),
             U(ds.tx_syscalls), U(ds.tx_datagrams), U(ds.tx_gso_msgs), U(ds.tx_errors), ds.gso,
             ds.gro);
+    {
+        const tern_driver_stream_limits *sl = &s->stream_limits;
+        char list[TERN_DRIVER_MAX_SOCKETS * 48] = "";
+        size_t off = 0;
+        for (size_t i = 0; i < s->n_stream && off < sizeof(list); i++) {
+            char txt[64];
+            int n = snprintf(list + off, sizeof(list) - off, "%s%s", i ? "," : "",
+                             tern_addr_format(&s->stream[i], txt, sizeof(txt)));
+            if (n > 0) off += (size_t)n;
+        }
+        fprintf(out,
+                "tern streams listen=%s max_streams=%llu max_per_ip=%llu write_buffer=%llu "
+                "preamble_ms=%llu idle_s=%llu relay_from_stream=%llu relay_to_stream=%llu\n",
+                s->n_stream ? list : "none", U(sl->max_streams), U(sl->max_per_ip),
+                U(sl->write_buffer), U(sl->preamble_timeout_ns / TERN_NS_PER_MS),
+                U(sl->idle_timeout_ns / TERN_NS_PER_S), U(s->relay_from_stream),
+                U(s->relay_to_stream));
+    }
     if (s->rdv) {
         tern_rdv_stats rs;
         tern_rdv_server_get_stats(s->rdv, &rs);
