@@ -5,7 +5,8 @@
  *     leaves the client), the handshake completes, 400 datagrams of every size up to the maximum
  *     are echoed back byte-exact, with the counters on both sides; TLS with the self-signed
  *     certificate the server makes when it is given none;
- *   - wrong_service: a plain TCP echo, an HTTP-ish server, and TLS spoken to a TCP tern port
+ *   - wrong_service: a plain TCP echo, an HTTP-ish server, an HTTPS server (which also sees the
+ *     SNI the client was given, and none for an IP literal), and TLS spoken to a TCP tern port
  *     and TCP to a TLS one: each connection fails in well under a second (not at the handshake
  *     timeout) with one clear line in tern_driver_stream_error;
  *   - auto_race (tern_driver_connect_opts, TCP and TLS): UDP blocked by an in-test UDP gate,
@@ -33,6 +34,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
+#include "driver/stream.h" /* drv_tls_server_ctx: the in-test HTTPS server's certificate */
 #include "tern/driver.h"
 #include "tern/udp.h"
 #include "support/tt.h"
@@ -663,6 +667,101 @@ static void test_wrong_service(void)
     tern_driver_del(srv.d);
 }
 
+/* An HTTPS server on the port (TLS completes, then an HTTP answer inside it): the client sent
+ * the server name it was given (SNI) and fails fast, naming what it got. */
+typedef struct https {
+    int lfd, cfd;
+    SSL_CTX *ctx;
+    SSL *ssl;
+    int done;
+    char sni[64];
+} https;
+
+static int on_sni(SSL *ssl, int *alert, void *arg)
+{
+    https *h = arg;
+    (void)alert;
+    const char *n = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    snprintf(h->sni, sizeof(h->sni), "%s", n ? n : "");
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static void https_turn(void *user)
+{
+    https *h = user;
+    if (h->cfd < 0) {
+        h->cfd = accept4(h->lfd, NULL, NULL, SOCK_NONBLOCK);
+        if (h->cfd < 0) return;
+        h->ssl = SSL_new(h->ctx);
+        SSL_set_fd(h->ssl, h->cfd);
+        SSL_set_accept_state(h->ssl);
+    }
+    if (h->done) return;
+    uint8_t b[4096];
+    if (SSL_read(h->ssl, b, sizeof(b)) <= 0) return; /* the handshake, then the client's bytes */
+    static const char resp[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+    (void)SSL_write(h->ssl, resp, (int)sizeof(resp) - 1);
+    h->done = 1;
+}
+
+static void test_https_server(void)
+{
+    https h;
+    memset(&h, 0, sizeof(h));
+    h.cfd = -1;
+    char err[200];
+    h.ctx = drv_tls_server_ctx(NULL, NULL, err, sizeof(err)); /* a self-signed certificate */
+    TT_REQUIRE(h.ctx != NULL);
+    SSL_CTX_set_tlsext_servername_callback(h.ctx, on_sni);
+    SSL_CTX_set_tlsext_servername_arg(h.ctx, &h);
+    tern_addr a;
+    h.lfd = tcp_listen(&a);
+    a.transport = TERN_TRANSPORT_TLS;
+    tern_keypair kp;
+    TT_CHECK(tern_keypair_generate(&kp) == TERN_OK);
+    side cli;
+    make(&cli, 0, NULL, NULL);
+    tern_driver_connect_cfg cc;
+    memset(&cc, 0, sizeof(cc));
+    cc.choice = TERN_TRANSPORT_ONLY_STREAM;
+    cc.stream_remote = a;
+    cc.tls_server_name = "web.example";
+    memcpy(cc.server_pub, kp.pub, TERN_KEY_LEN);
+    tern_conn *c = NULL;
+    uint64_t t0 = tern_driver_update_now(cli.d);
+    TT_CHECK(tern_driver_connect_opts(cli.d, &cc, &c) == TERN_OK);
+    pump(&cli, NULL, client_closed, 3000, https_turn, &h);
+    uint64_t took = tern_driver_update_now(cli.d) - t0;
+    const char *e = tern_driver_stream_error(cli.d);
+    printf("https: closed after %llu ms, SNI \"%s\": %s\n",
+           (unsigned long long)(took / TERN_NS_PER_MS), h.sni, e);
+    TT_CHECK(cli.closed && cli.close_err == TERN_ERR_LOCAL_CLOSED);
+    TT_CHECK(took < 1000 * TERN_NS_PER_MS);
+    TT_CHECK(strcmp(h.sni, "web.example") == 0);
+    TT_CHECK(strstr(e, "it sent \"HTTP/1.1 400") != NULL);
+    tern_driver_stats cs;
+    tern_driver_get_stats(cli.d, &cs);
+    TT_CHECK_EQ_INT(cs.tls_handshakes, 1);
+    /* an IP literal is never sent as a server name (RFC 6066) */
+    tern_driver_del(cli.d);
+    SSL_free(h.ssl);
+    if (h.cfd >= 0) close(h.cfd);
+    h.cfd = -1;
+    h.ssl = NULL;
+    h.done = 0;
+    h.sni[0] = '\0';
+    make(&cli, 0, NULL, NULL);
+    cc.tls_server_name = "127.0.0.1";
+    TT_CHECK(tern_driver_connect_opts(cli.d, &cc, &c) == TERN_OK);
+    pump(&cli, NULL, client_closed, 3000, https_turn, &h);
+    TT_CHECK(cli.closed && h.sni[0] == '\0');
+    tern_driver_del(cli.d);
+    SSL_free(h.ssl);
+    if (h.cfd >= 0) close(h.cfd);
+    close(h.lfd);
+    drv_tls_ctx_free(h.ctx);
+}
+
 /* ---------------------------------------------------------------- reconnect backoff */
 
 /* The server goes away under an established stream-only connection whose application keeps
@@ -982,6 +1081,7 @@ static const tt_case cases[] = {
     TT_CASE(test_server_never_dials),
     TT_CASE(test_core_overflow_closes),
     TT_CASE(test_wrong_service),
+    TT_CASE(test_https_server),
     TT_CASE(test_reconnect_backoff),
     TT_CASE(test_limit_per_ip),
     TT_CASE(test_limit_max_streams),
