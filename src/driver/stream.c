@@ -81,6 +81,7 @@ struct drv_stream {
     int fd;
     SSL *ssl;
     uint8_t state, accepted, tls, want_out, dirty, dead, rd_wants_write;
+    uint8_t pre_seen;     /* the peer's preamble is in (and, accepted, ours is queued) */
     uint8_t ipkey[IPKEY_LEN];
     unsigned fails;       /* outgoing: failures since a stream last showed the preamble */
     uint64_t opened, last_rx, last_tx, wprog, retry_at;
@@ -356,6 +357,8 @@ static void framing_error(tern_driver *d, drv_stream *s, int err, const uint8_t 
  * streams), the backoff is forgotten (outgoing ones). */
 static void preamble_seen(tern_driver *d, drv_stream *s)
 {
+    if (s->pre_seen) return;
+    s->pre_seen = 1;
     arm(d, s, d->now + d->streams->lim.idle_timeout_ns); /* from now on: the idle checks */
     if (s->accepted) {
         if (wbuf_put(d, s, drv_preamble_server, DRV_PREAMBLE_LEN) != TERN_OK) {
@@ -387,6 +390,8 @@ static int on_frame(void *user, uint8_t *p, size_t len)
 {
     drv_stream *s = user;
     tern_driver *d = s->tm.d;
+    preamble_seen(d, s); /* before anything the frame makes us send (an rx_hook's reply) */
+    if (s->fd < 0) return 1;
     d->st.stream_frames_in++;
     if (d->rx_hook && d->rx_hook(d, TERN_DRIVER_STREAM_SOCK, &s->remote, p, len, d->rx_hook_user))
         d->st.rx_hooked++;
@@ -446,11 +451,10 @@ static void stream_read(tern_driver *d, drv_stream *s)
         budget = (size_t)n < budget ? budget - (size_t)n : 0;
         d->st.stream_bytes_in += (uint64_t)n;
         s->last_rx = d->now;
-        int had_pre = s->dec.want == NULL;
         size_t used = 0;
         int rc = drv_fdec_feed(&s->dec, ss->rbuf, (size_t)n, on_frame, s, &used);
         if (s->fd < 0) return;
-        if (!had_pre && s->dec.want == NULL) preamble_seen(d, s);
+        if (s->dec.want == NULL) preamble_seen(d, s); /* a preamble with no frame after it */
         if (rc < 0) {
             framing_error(d, s, rc, ss->rbuf + used, (size_t)n - used);
             if (!s->accepted) refuse_conns(d, s);
@@ -541,6 +545,7 @@ static void stream_dial(tern_driver *d, drv_stream *s)
 {
     drv_streams *ss = d->streams;
     drv_fdec_init(&s->dec, drv_preamble_server);
+    s->pre_seen = 0;
     s->state = ST_CONNECTING;
     s->opened = s->last_rx = s->last_tx = d->now;
     s->rd_wants_write = 0;
