@@ -1,7 +1,7 @@
 /*
  * The driver's stream transports on loopback (docs/protocol.md, "Stream transport"), in one
  * thread through the embedding API, like test_driver:
- *   - tcp, tls: a client driver reaches a server driver over a stream only (no UDP datagram
+ *   - tcp, tls, ipv6 (a dual-stack TLS listener at ::1 and 127.0.0.1): a client driver reaches a server driver over a stream only (no UDP datagram
  *     leaves the client), the handshake completes, 400 datagrams of every size up to the maximum
  *     are echoed back byte-exact, with the counters on both sides, and a 16 MB byte-stream
  *     flow arrives byte-exact with no frame dropped; TLS with the self-signed certificate the
@@ -235,6 +235,11 @@ static int all_back(side *c, side *s)
     (void)s;
     return c->got + c->bad >= N_MSG;
 }
+static int any_back(side *c, side *s)
+{
+    (void)s;
+    return c->got + c->bad >= 1;
+}
 static int client_closed(side *c, side *s)
 {
     (void)s;
@@ -358,6 +363,61 @@ static void bulk_over(int tls)
     TT_CHECK_EQ_INT(cs.streams_connected, 1);
     TT_CHECK_EQ_INT(cs.tx_datagrams, 0);
     tern_driver_del(cli.d);
+    tern_driver_del(srv.d);
+}
+
+/* IPv6: a listener on [::]:0/tls (dual-stack) reached at [::1] and at 127.0.0.1. */
+static void test_ipv6(void)
+{
+    tern_keypair kp;
+    TT_CHECK(tern_keypair_generate(&kp) == TERN_OK);
+    side srv;
+    memset(&srv, 0, sizeof(srv));
+    tern_driver_config dc;
+    tern_driver_config_default(&dc);
+    dc.endpoint.is_server = 1;
+    dc.endpoint.has_static_key = 1;
+    dc.endpoint.static_key = kp;
+    dc.endpoint.callbacks.on_established = on_established;
+    dc.endpoint.callbacks.on_datagram = on_datagram;
+    dc.endpoint.user_data = &srv;
+    srv.echo = 1;
+    dc.n_listen = 1;
+    tern_addr_ipv4(&dc.listen[0], 127, 0, 0, 1, 0);
+    dc.n_stream_listen = 1;
+    TT_CHECK(tern_addr_parse(&dc.stream_listen[0], "[::]:0/tls") == TERN_OK);
+    if (tern_driver_new(&dc, &srv.d) != TERN_OK) {
+        printf("skip: no IPv6 (%s)\n", tern_driver_stream_error(NULL));
+        return;
+    }
+    tern_addr l;
+    TT_CHECK(tern_driver_stream_local_addr(srv.d, 0, &l) == TERN_OK);
+    for (int v4 = 0; v4 < 2; v4++) {
+        side cli;
+        make(&cli, 0, NULL, NULL);
+        char text[64];
+        snprintf(text, sizeof(text), v4 ? "127.0.0.1:%u/tls" : "[::1]:%u/tls", l.port);
+        tern_addr to;
+        TT_CHECK(tern_addr_parse(&to, text) == TERN_OK);
+        tern_conn *c = NULL;
+        srv.established = 0;
+        TT_CHECK(tern_driver_connect(cli.d, &to, kp.pub, &c) == TERN_OK);
+        pump(&cli, &srv, both_established, 3000, NULL, NULL);
+        TT_CHECK_MSG(both_established(&cli, &srv), "over %s", text);
+        uint8_t b[300];
+        fill(b, 7, msg_len(7, 1000));
+        if (cli.conn)
+            TT_CHECK(tern_conn_send_datagram(cli.conn, tern_driver_now(cli.d), b,
+                                             msg_len(7, 1000)) == TERN_OK);
+        tern_driver_flush(cli.d);
+        pump(&cli, &srv, any_back, 300, NULL, NULL);
+        TT_CHECK_MSG(cli.got == 1 && cli.bad == 0, "echo over %s", text);
+        tern_driver_del(cli.d);
+    }
+    tern_driver_stats ss;
+    tern_driver_get_stats(srv.d, &ss);
+    TT_CHECK_EQ_INT(ss.streams_accepted, 2);
+    TT_CHECK_EQ_INT(ss.tls_handshakes, 2);
     tern_driver_del(srv.d);
 }
 
@@ -1148,6 +1208,7 @@ static const tt_case cases[] = {
     TT_CASE(test_config),
     TT_CASE(test_tcp),
     TT_CASE(test_tls),
+    TT_CASE(test_ipv6),
     TT_CASE(test_auto_race_tcp),
     TT_CASE(test_auto_race_tls),
     TT_CASE(test_connect_opts_choice),
