@@ -1,11 +1,12 @@
 /*
  * The driver's stream transports on loopback (docs/protocol.md, "Stream transport"), in one
  * thread through the embedding API, like test_driver:
- *   - tcp, tls, ipv6 (a dual-stack TLS listener at ::1 and 127.0.0.1): a client driver reaches a server driver over a stream only (no UDP datagram
+ *   - tcp, tls: a client driver reaches a server driver over a stream only (no UDP datagram
  *     leaves the client), the handshake completes, 400 datagrams of every size up to the maximum
  *     are echoed back byte-exact, with the counters on both sides, and a 16 MB byte-stream
  *     flow arrives byte-exact with no frame dropped; TLS with the self-signed certificate the
- *     server makes when it is given none;
+ *     server makes when it is given none; ipv6: a dual-stack TLS listener reached at ::1 and
+ *     at 127.0.0.1;
  *   - wrong_service: a plain TCP echo, an HTTP-ish server, an HTTPS server (which also sees the
  *     SNI the client was given, and none for an IP literal), and TLS spoken to a TCP tern port
  *     and TCP to a TLS one: each connection fails in well under a second (not at the handshake
