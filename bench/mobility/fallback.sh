@@ -17,8 +17,8 @@
 # UDP attempt; tcp: connect() returning) and the wall time from the command's start to its
 # verified end (the receiver's hash matched the sender's: tern send's exit 0, the digest for tcp),
 # measured by this script around the sending command; goodput = file bits / wall time. Ratios are
-# against plain TCP's figures of the same run. Needs root, a built tern ($TERN, or the newest
-# build under the source tree) and tern-linkem (netlab/lib.sh finds it), python3.
+# against plain TCP's figures of the same run. Needs root, a built tern and tern-linkem ($TERN,
+# $NETLAB_LINKEM, or the newest build under the source tree) and python3.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -38,7 +38,11 @@ while [ $# -gt 0 ]; do
 	esac
 done
 [ "$(id -u)" = 0 ] || { echo "bench/mobility/fallback.sh: needs root" >&2; exit 1; }
-TERN=${TERN:-$(ls -t "$root"/build*/src/tools/tern 2>/dev/null | head -1 || true)}
+# the newest build, in build*/ or build/*/ (build/gcc, build/asan)
+newest() { ls -t "$root"/build*/"$1" "$root"/build/*/"$1" 2>/dev/null | head -1 || true; }
+TERN=${TERN:-$(newest src/tools/tern)}
+[ -n "${NETLAB_LINKEM:-}" ] || NETLAB_LINKEM=$(newest netlab/tern-linkem)
+export NETLAB_LINKEM
 [ -x "$TERN" ] || { echo "no tern binary (set TERN)" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 needed for the TCP peer" >&2; exit 1; }
 
