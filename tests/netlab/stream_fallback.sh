@@ -15,6 +15,11 @@
 #   stream_fallback.sh mixed  A behind udp-blocked reaches ternd over TLS (--transport tls), B
 #                             behind a port-restricted cone NAT over UDP: the relay joins A's
 #                             TLS stream and B's UDP ("path relayed 203.0.113.2:443/tls")
+#   stream_fallback.sh back   as tcp, on a 12 Mbit/s link (about 14 s for the file); 2 s into
+#                             the transfer the NAT stops dropping UDP: tern send must print
+#                             "transport now udp 203.0.113.2:5000" within 15 s (the background
+#                             UDP probes of a stream connection back off to 30 s at most) and
+#                             end on UDP, byte-exact
 # Time to connect: each connection over a stream (to the receiver, or the peers' connections to
 # ternd) must be up within 1 s of the UDP attempt plus the race delay: the command's "connected N
 # ms after the first attempt (UDP first, the stream after a race delay of R ms)" with N <= 1000 +
@@ -22,7 +27,7 @@
 source "$(dirname "$0")/common.sh"
 need ethtool nft stdbuf cmp
 source "$(dirname "$0")/p2p_common.sh"
-case=${1:?usage: stream_fallback.sh tcp|tls|relay|mixed}
+case=${1:?usage: stream_fallback.sh tcp|tls|relay|mixed|back}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/stream-fallback.XXXXXX")
 p2p_atexit() { rm -rf "$work"; }
@@ -52,18 +57,27 @@ byte_exact() {
 	fi
 }
 
-# send_file ARGS...: `tern send FILE ARGS...` in A (send.log), then waits (10 s at most) for the
-# receiver RECV_PID to exit; sets rc, rrc (the exit codes) and ms (the send's wall time).
-send_file() {
-	local t0 _
+# send_start ARGS...: `tern send FILE ARGS...` in A in the background (send.log); sets SEND_PID
+# and T0. send_end: waits for it (120 s at most), then (10 s at most) for the receiver RECV_PID;
+# sets rc, rrc (the exit codes) and ms (the send's wall time). send_file ARGS...: both.
+send_start() {
+	nl_bg a stdbuf -oL -eL "$TERN" send "$work/file.bin" "$@" >"$NL_DIR/send.log" 2>&1
+	SEND_PID=$NL_BGPID
+	T0=$(date +%s%N)
+}
+send_end() {
+	local _
+	for _ in $(seq 1200); do kill -0 "$SEND_PID" 2>/dev/null || break; sleep 0.1; done
 	rc=0
-	t0=$(date +%s%N)
-	nl_exec a timeout 120 stdbuf -oL -eL "$TERN" send "$work/file.bin" "$@" \
-		>"$NL_DIR/send.log" 2>&1 || rc=$?
-	ms=$((($(date +%s%N) - t0) / 1000000))
+	if kill -0 "$SEND_PID" 2>/dev/null; then rc=timeout; else wait "$SEND_PID" || rc=$?; fi
+	ms=$((($(date +%s%N) - T0) / 1000000))
 	for _ in $(seq 200); do kill -0 "$RECV_PID" 2>/dev/null || break; sleep 0.05; done
 	rrc=0
 	if kill -0 "$RECV_PID" 2>/dev/null; then rrc=timeout; else wait "$RECV_PID" || rrc=$?; fi
+}
+send_file() {
+	send_start "$@"
+	send_end
 }
 
 # both_exit_ok RECV_PATTERN: shows the sender's final line and the receiver's lines matching
@@ -75,11 +89,21 @@ both_exit_ok() {
 	check "$case: tern recv exits 0 (rc $rrc)" "\"$rrc\" == \"0\""
 }
 
+# udp_unblock: the udp-blocked NAT of A stops dropping UDP from inside (netlab/lib.sh's rule).
+udp_unblock() {
+	local h
+	h=$(nl_exec nat_a nft -a list chain ip netlab filter_fwd |
+		sed -n 's/.*meta l4proto udp drop # handle \([0-9]*\).*/\1/p')
+	nl_exec nat_a nft delete rule ip netlab filter_fwd handle "$h"
+}
+
 p2p_lab
-p2p_side a udp-blocked 1
+if [ "$case" = back ]; then p2p_side a udp-blocked 1 "rate=12mbit" "rate=12mbit"; else
+	p2p_side a udp-blocked 1
+fi
 case $case in
-tcp | tls)
-	if [ "$case" = tcp ]; then stream=203.0.113.2:5000/tcp; else stream=203.0.113.2:5443/tls; fi
+tcp | tls | back)
+	if [ "$case" != tls ]; then stream=203.0.113.2:5000/tcp; else stream=203.0.113.2:5443/tls; fi
 	nl_bg srv stdbuf -oL -eL "$TERN" recv --listen "$P2P_SRV:5000" --tcp-listen "$P2P_SRV:5000" \
 		--tls-listen "$P2P_SRV:5443" --dir "$work/rx" >"$NL_DIR/recv.log" 2>&1
 	RECV_PID=$NL_BGPID
@@ -88,15 +112,35 @@ tcp | tls)
 		exit 1
 	fi
 	KEY=$(sed -n 's/^tern recv: public key \([0-9a-f]\{64\}\)$/\1/p' "$NL_DIR/recv.log")
-	send_file --to "$P2P_SRV:5000" --server-key "$KEY" --stream "$stream" --verbose
+	if [ "$case" = back ]; then
+		send_start --to "$P2P_SRV:5000" --server-key "$KEY" --stream "$stream" --verbose
+		if p2p_wait "$NL_DIR/send.log" 'tern send: transport tcp ' 10 "$SEND_PID"; then
+			sleep 2
+			udp_unblock
+			t_unblock=$(date +%s%N)
+			if p2p_wait "$NL_DIR/send.log" 'tern send: transport now udp 203\.0\.113\.2:5000$' 15 "$SEND_PID"; then
+				echo "$case: on UDP $((($(date +%s%N) - t_unblock) / 1000000)) ms after the NAT let UDP through"
+			else
+				echo "FAIL $case: no 'transport now udp' within 15 s of the unblock"
+				t_fail=1
+			fi
+		fi
+		send_end
+		want_end=udp end_addr=203.0.113.2:5000
+	else
+		send_file --to "$P2P_SRV:5000" --server-key "$KEY" --stream "$stream" --verbose
+		want_end=$case end_addr=$stream
+	fi
 	echo "$case: $size bytes sent in $ms ms (the command's start to its verified end)"
 	both_exit_ok 'receiving '
-	connect_ms "$NL_DIR/send.log" "tern send" "$case"
+	want=$case
+	[ "$case" = back ] && want=tcp
+	connect_ms "$NL_DIR/send.log" "tern send" "$want"
 	final=$(grep 'stored and verified by the receiver' "$NL_DIR/send.log" | tail -n 1 || true)
-	check "$case: tern send's final line: stored and verified over $stream" \
-		"\"$(grep -c "; transport $case $stream; stored" <<<"$final" || true)\" == \"1\""
-	rline=$(grep -E "receiving file\.bin \($size bytes\) from 203\.0\.113\.11:[0-9]+/$case over $case" "$NL_DIR/recv.log" || true)
-	check "$case: the receiver saw the sender's NAT over $case" "\"$rline\" != \"\""
+	check "$case: tern send's final line: stored and verified over $want_end $end_addr" \
+		"\"$(grep -c "; transport $want_end $end_addr; stored" <<<"$final" || true)\" == \"1\""
+	rline=$(grep -E "receiving file\.bin \($size bytes\) from 203\.0\.113\.11:[0-9]+/$want over $want" "$NL_DIR/recv.log" || true)
+	check "$case: the receiver saw the sender's NAT over $want" "\"$rline\" != \"\""
 	byte_exact "$work/rx"
 	logs=("tern send (A)" "$NL_DIR/send.log" "tern recv (srv)" "$NL_DIR/recv.log")
 	;;
