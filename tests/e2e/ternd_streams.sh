@@ -28,8 +28,8 @@ fail() {
 }
 
 wait_for() { # FILE PATTERN: up to 5 s
-	local i
-	for i in $(seq 100); do
+	local _
+	for _ in $(seq 100); do
 		grep -Eq "$2" "$1" 2>/dev/null && return 0
 		sleep 0.05
 	done
