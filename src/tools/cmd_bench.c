@@ -100,7 +100,9 @@ static double pct(const uint64_t *v, size_t n, double p)
     return (double)v[i < n ? i : n - 1] / 1e3;
 }
 
-static void print_latency(const char *what, uint64_t *v, size_t n, double secs)
+/* The percentiles of v; net: the transport the samples went over ("udp", "tcp", "tls"; the TCP
+ * reference run: "kernel-tcp"). */
+static void print_latency(const char *what, const char *net, uint64_t *v, size_t n, double secs)
 {
     qsort(v, n, sizeof(*v), cmp_u64);
     printf("%s: %zu round trips in %.2f s; rtt us p50 %.1f p90 %.1f p99 %.1f p99.9 %.1f max "
@@ -108,8 +110,9 @@ static void print_latency(const char *what, uint64_t *v, size_t n, double secs)
            what, n, secs, pct(v, n, 50), pct(v, n, 90), pct(v, n, 99), pct(v, n, 99.9),
            pct(v, n, 100));
     printf("bench: mode=latency transport=%s n=%zu p50_us=%.1f p90_us=%.1f p99_us=%.1f "
-           "p999_us=%.1f max_us=%.1f\n",
-           what, n, pct(v, n, 50), pct(v, n, 90), pct(v, n, 99), pct(v, n, 99.9), pct(v, n, 100));
+           "p999_us=%.1f max_us=%.1f net=%s\n",
+           what, n, pct(v, n, 50), pct(v, n, 90), pct(v, n, 99), pct(v, n, 99.9), pct(v, n, 100),
+           net);
     fflush(stdout);
 }
 
@@ -433,8 +436,11 @@ static int cli_report(cli_state *s)
     const char *cipher = s->integrity_only                  ? "integrity-only"
                          : s->aead == TERN_AEAD_AES256GCM ? "aes-256-gcm"
                                                             : "chacha20-poly1305";
+    tern_path_info pi;
+    if (s->link.conn) tern_conn_path(s->link.conn, &pi);
+    const char *net = s->link.conn ? tools_transport_name(&pi.remote) : "?";
     if (s->latency) {
-        print_latency(cipher, s->samples, s->n_samples, (double)(s->t_end - s->t0) / 1e9);
+        print_latency(cipher, net, s->samples, s->n_samples, (double)(s->t_end - s->t0) / 1e9);
         return s->n_samples > 0 ? XFER_EXIT_OK : XFER_EXIT_OTHER;
     }
     double rsec = (double)s->r_ns / 1e9, ssec = (double)(s->t_report - s->t0) / 1e9;
@@ -446,12 +452,9 @@ static int cli_report(cli_state *s)
     printf("tern bench: %s: %llu bytes received in %.3f s: goodput %.3f Gbit/s; cpu sender %.0f%% "
            "receiver %.0f%% of a core\n",
            cipher, (unsigned long long)s->r_bytes, rsec, gbps, scpu, rcpu);
-    tern_path_info pi;
-    if (s->link.conn) tern_conn_path(s->link.conn, &pi);
     printf("bench: mode=throughput transport=%s bytes=%llu secs=%.3f gbps=%.3f snd_cpu=%.1f "
            "rcv_cpu=%.1f net=%s\n",
-           cipher, (unsigned long long)s->r_bytes, rsec, gbps, scpu, rcpu,
-           s->link.conn ? tools_transport_name(&pi.remote) : "?");
+           cipher, (unsigned long long)s->r_bytes, rsec, gbps, scpu, rcpu, net);
     fflush(stdout);
     return s->r_bytes > 0 ? XFER_EXIT_OK : XFER_EXIT_OTHER;
 }
@@ -643,7 +646,7 @@ static int tcp_latency(const tern_addr *to, size_t size, uint64_t seconds_ns)
     }
     close(fd);
     if (!ok) fprintf(stderr, "tern bench: tcp connection failed: %s\n", strerror(errno));
-    else print_latency("tcp-nodelay", v, n, (double)(t - t0) / 1e9);
+    else print_latency("tcp-nodelay", "kernel-tcp", v, n, (double)(t - t0) / 1e9);
     free(buf);
     free(v);
     return ok ? XFER_EXIT_OK : XFER_EXIT_LOST;
