@@ -7,7 +7,9 @@
 #          ternd's report shows the listeners, the limit as set and what it counted.
 #   bind   an explicit --tls-listen on a port another socket holds fails the start at once (exit
 #          1, the address named); the default TCP listener (the --tern-listen address over TCP)
-#          on a port another socket holds is one warning, and ternd serves on without it.
+#          on a port another socket holds is one warning, and ternd serves on without it; run as
+#          root, the default TLS listener (port 443) of a ternd started as nobody is one warning
+#          naming the privilege, and ternd serves on without TLS.
 set -u
 CASE=$1
 TERND=$2
@@ -115,6 +117,23 @@ bind)
 	grep -q '^ternd: tern listening on tcp ' "$work/default.log" &&
 		fail "ternd claims a TCP listener it could not bind"
 	grep -q '^ternd: tern listening on tls 127\.0\.0\.1:' "$work/default.log" || fail "no TLS listener"
+	unpriv=$(sysctl -n net.ipv4.ip_unprivileged_port_start 2>/dev/null || echo 1024)
+	as_nobody=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+	if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null && [ "$unpriv" -gt 443 ] &&
+		"${as_nobody[@]}" "$TERND" --help >/dev/null 2>&1; then
+		hold_port tcp # a port whose UDP side is free: the default TCP listener warns too
+		"${as_nobody[@]}" "$TERND" "${common[@]}" \
+			--tern-listen "127.0.0.1:$held" >"$work/nobody.log" 2>&1 &
+		pids+=($!)
+		wait_for "$work/nobody.log" '^ternd: tern public key' || fail "ternd as nobody did not start"
+		grep -q "^ternd: tern: cannot listen for TLS on 127\.0\.0\.1:443/tls: Permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE); going on without TLS" \
+			"$work/nobody.log" || fail "no one-line warning about port 443 without the privilege"
+		grep -q '^ternd: tern listening on tls ' "$work/nobody.log" &&
+			fail "ternd as nobody claims a TLS listener"
+	else
+		echo "(not root, no setpriv, port 443 unprivileged here, or ternd not runnable as nobody:"
+		echo " the privilege case skipped)"
+	fi
 	;;
 *)
 	echo "unknown case $CASE" >&2
