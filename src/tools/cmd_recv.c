@@ -301,7 +301,7 @@ static void on_message(tern_conn *c, uint64_t flow_id, const uint8_t *data, size
     }
 }
 
-/* The sender's connection moved (direct mode; peer.c reports a peer connection's moves). */
+/* The sender's connection moved (a direct sender, or a peer's: relayed, direct, its transport). */
 static void on_path(tern_conn *c, void *user)
 {
     recv_state *r = user;
@@ -595,6 +595,7 @@ static int recv_via(int argc, char **argv)
     tern_callbacks app;
     memset(&app, 0, sizeof(app));
     app.on_message = on_message;
+    app.on_path = on_path;
     app.on_closed = rv_closed;
     app.on_conn_free = rv_free;
     int exit_code = peer_session_start(ps, "tern recv", &o, &app, NULL, &r, 0);
