@@ -38,8 +38,8 @@ while [ $# -gt 0 ]; do
 	esac
 done
 [ "$(id -u)" = 0 ] || { echo "bench/mobility/fallback.sh: needs root" >&2; exit 1; }
-# the newest build, in build*/ or build/*/ (build/gcc, build/asan)
-newest() { ls -t "$root"/build*/"$1" "$root"/build/*/"$1" 2>/dev/null | head -1 || true; }
+# the newest build, in build*/ or build/*/ (build/gcc), not a sanitized one (build/asan)
+newest() { ls -t "$root"/build*/"$1" "$root"/build/*/"$1" 2>/dev/null | grep -v asan | head -1 || true; }
 TERN=${TERN:-$(newest src/tools/tern)}
 [ -n "${NETLAB_LINKEM:-}" ] || NETLAB_LINKEM=$(newest netlab/tern-linkem)
 export NETLAB_LINKEM
