@@ -54,8 +54,12 @@ typedef int (*tern_driver_rx_hook)(tern_driver *d, size_t sock, const tern_addr 
 typedef struct tern_driver_stream_limits {
     uint32_t max_streams;        /* accepted streams open at once (10000) */
     uint32_t max_per_ip;         /* accepted streams from one IPv4 address or IPv6 /64 (64) */
-    uint32_t write_buffer;       /* bytes queued per stream beyond what the kernel took; a frame
-                                    past it is dropped like a lost datagram (256 KiB) */
+    uint32_t write_buffer;       /* bytes queued per stream beyond what the kernel took
+                                    (1.25 MiB: above the core's stream_window of 1 MiB, so only
+                                    a peer that stops reading fills it). Past it a packet of
+                                    the core's closes the stream (the core resends what was in
+                                    flight on the next one); a tern_driver_send_raw frame is
+                                    dropped */
     uint64_t preamble_timeout_ns;/* an accepted stream (and its TLS handshake) must show the
                                     tern preamble within this, or it is closed (5 s) */
     uint64_t idle_timeout_ns;    /* a stream that carried nothing this long is closed (60 s) */
@@ -296,10 +300,12 @@ typedef struct tern_driver_stats {
     uint64_t stream_bad_preamble;      /* closed: the peer's first bytes are not tern's */
     uint64_t stream_bad_length;        /* closed: a frame of length 0 or over the maximum */
     uint64_t stream_closed_peer;       /* closed by the peer (EOF, reset, TLS close) */
-    uint64_t stream_closed_error;      /* closed: a write failed (or out of memory) */
+    uint64_t stream_closed_error;      /* closed: a write failed, the write buffer overflowed
+                                          with a core packet, or out of memory */
     uint64_t stream_frames_in, stream_frames_out; /* packets read, packets queued */
     uint64_t stream_bytes_in, stream_bytes_out;   /* stream bytes (inside TLS) read, written */
-    uint64_t stream_tx_dropped;        /* frames dropped: the write buffer was full */
+    uint64_t stream_tx_dropped;        /* frames that did not fit the write buffer (a core
+                                          packet's also closes the stream: stream_closed_error) */
     uint64_t stream_tx_held;           /* frames dropped: the stream is down, waiting for its
                                           reconnect backoff (or none for send_raw) */
     uint64_t tls_handshakes, tls_failures; /* TLS handshakes completed, failed */

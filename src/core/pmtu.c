@@ -70,12 +70,14 @@ static size_t base_size(const tern_conn *c)
 
 size_t tern__conn_max_payload(const tern_conn *c)
 {
-    /* a suspect size is not used until a probe confirms it */
+    /* a suspect size is not used until a probe confirms it; a direct stream has no path MTU:
+     * the largest packet the peer accepts (fragments are cut anew if they go again on UDP) */
     size_t m = c->pmtu.size && !c->pmtu.suspect ? c->pmtu.size : base_size(c);
+    if (tern__path_is_reliable(&c->path)) m = TERN_MAX_DATAGRAM;
     if (c->peer.max_udp_payload && c->peer.max_udp_payload < m) m = c->peer.max_udp_payload;
     /* the relay's header rides in front; an introduced peer's connection leaves room for it
-     * even on a direct path, since fragments keep their size when retransmitted after a move to
-     * the relay */
+     * even on a direct path, so that fragments cut there fit whole when they are retransmitted
+     * after a move to the relay (they would be resent in parts otherwise: flow_send.c) */
     if (c->path.relayed || (c->p2p != NULL && c->p2p->probing && !c->p2p->has_stream))
         m -= TERN__RELAY_HDR_LEN; /* (a connect_opts connection has no relay) */
     return m;
@@ -114,7 +116,9 @@ static void reset(tern_conn *c, uint64_t next)
 static void suspect(tern_conn *c, uint64_t now)
 {
     tern__pmtu *m = &c->pmtu;
-    if (m->suspect || m->size <= base_size(c) || c->path.relayed) return;
+    /* a stream loses nothing to an MTU (the driver frames whole packets over TCP) */
+    if (m->suspect || m->size <= base_size(c) || c->path.relayed || tern__path_is_stream(&c->path))
+        return;
     m->suspect = 1;
     m->confirming = 1;
     /* a search probe in flight is forgotten (its ACK is ignored); the search resumes after */

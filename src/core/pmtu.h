@@ -1,7 +1,10 @@
 /*
  * Path MTU discovery (pmtu.c): the state it keeps in each connection (c->pmtu) and the calls
- * the connection makes into it. pmtu.c alone writes c->pmtu; tern__conn_max_payload (conn_tx.c)
- * and path.c read the size.
+ * the connection makes into it: conn.c (start, timer), conn_rx.c (ACK frames, for the probes),
+ * conn_tx.c (writing a probe), recovery.c (the size of each packet lost or acknowledged, probe
+ * timeouts: black-hole detection) and path.c (a new active path). pmtu.c alone writes c->pmtu;
+ * the rest of the core reads the size through tern__conn_max_payload (path_probe.c reads
+ * c->pmtu.size to pad its challenges).
  */
 #ifndef TERN_CORE_PMTU_H
 #define TERN_CORE_PMTU_H

@@ -134,13 +134,6 @@ typedef struct drv_mig {
     drv_tracked tracked[DRV_TRACKED];
     size_t n_tracked;
 } drv_mig;
-/* TEMPORARY, until the core's stream path (tern_endpoint_connect_opts, tern_endpoint_stream_closed,
- * being written at the same time) is merged into this branch: weak references, so the driver
- * builds against the declarations alone. Callers check the address before a call. */
-#pragma weak tern_connect_opts_default
-#pragma weak tern_endpoint_connect_opts
-#pragma weak tern_endpoint_stream_closed
-
 /* ---------------------------------------------------------------- the driver */
 
 struct tern_driver {

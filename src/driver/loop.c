@@ -125,7 +125,7 @@ void tern_driver_config_default(tern_driver_config *cfg)
     cfg->migrate_linger_ns = 3 * TERN_NS_PER_S;
     cfg->stream_limits.max_streams = 10000;
     cfg->stream_limits.max_per_ip = 64;
-    cfg->stream_limits.write_buffer = 256 * 1024;
+    cfg->stream_limits.write_buffer = 1280 * 1024; /* above the core's stream_window */
     cfg->stream_limits.preamble_timeout_ns = 5 * TERN_NS_PER_S;
     cfg->stream_limits.idle_timeout_ns = 60 * TERN_NS_PER_S;
 }
@@ -363,8 +363,6 @@ int tern_driver_connect_opts(tern_driver *d, const tern_driver_connect_cfg *o, t
 {
     if (d == NULL || o == NULL || out == NULL || o->choice > TERN_TRANSPORT_ONLY_STREAM)
         return TERN_ERR_INVALID_ARG;
-    if (tern_endpoint_connect_opts == NULL || tern_connect_opts_default == NULL)
-        return TERN_ERR_STATE; /* TEMPORARY: the core's stream path is not merged yet */
     tern_connect_opts co;
     tern_connect_opts_default(&co);
     memcpy(co.server_pub, o->server_pub, TERN_KEY_LEN);

@@ -27,9 +27,11 @@
  *     without a byte from us; our preamble goes out only after the client's.
  * Writes go through a per-stream buffer of at most write_buffer bytes: frames queued during a
  * flush are written at its end (one send or SSL_write per stream; at once when 64 KiB wait), the
- * rest waits for EPOLLOUT; a frame that does not fit is dropped and counted, as a datagram would
- * be lost. The core treats a stream as reliable, so it caps what it has in flight on one well
- * below the buffer: drops happen only to a peer that stops reading.
+ * rest waits for EPOLLOUT. The core treats a stream as reliable and caps what it has in flight on
+ * one (stream_window, 1 MiB) below the buffer (1.25 MiB), so the buffer fills only towards a
+ * peer that stops reading: then a packet of the core's that does not fit closes the stream (the
+ * core sends what was in flight again on the next one), and a relay's frame is dropped (counted
+ * both ways).
  * Reads share one 64 KiB buffer; at most 256 KiB per stream per wakeup (level-triggered epoll
  * comes back for the rest; TLS records already decrypted are drained).
  * A stream that closes during an iteration is unlinked at once and freed after the iteration's
@@ -79,6 +81,7 @@ struct drv_stream {
     int fd;
     SSL *ssl;
     uint8_t state, accepted, tls, want_out, dirty, dead, rd_wants_write;
+    uint8_t pre_seen;     /* the peer's preamble is in (and, accepted, ours is queued) */
     uint8_t ipkey[IPKEY_LEN];
     unsigned fails;       /* outgoing: failures since a stream last showed the preamble */
     uint64_t opened, last_rx, last_tx, wprog, retry_at;
@@ -254,8 +257,7 @@ static void stream_close(tern_driver *d, drv_stream *s, uint64_t *why)
         s->retry_at = d->now + back;
         arm(d, s, s->retry_at + DOWN_LINGER_NS);
     }
-    if (d->ep != NULL && tern_endpoint_stream_closed != NULL) /* TEMPORARY check: driver_int.h */
-        tern_endpoint_stream_closed(d->ep, d->now, &s->local, &s->remote);
+    if (d->ep != NULL) tern_endpoint_stream_closed(d->ep, d->now, &s->local, &s->remote);
 }
 
 /* A definite "not tern there": the reason is kept and every connection still in its handshake
@@ -355,6 +357,8 @@ static void framing_error(tern_driver *d, drv_stream *s, int err, const uint8_t 
  * streams), the backoff is forgotten (outgoing ones). */
 static void preamble_seen(tern_driver *d, drv_stream *s)
 {
+    if (s->pre_seen) return;
+    s->pre_seen = 1;
     arm(d, s, d->now + d->streams->lim.idle_timeout_ns); /* from now on: the idle checks */
     if (s->accepted) {
         if (wbuf_put(d, s, drv_preamble_server, DRV_PREAMBLE_LEN) != TERN_OK) {
@@ -386,6 +390,8 @@ static int on_frame(void *user, uint8_t *p, size_t len)
 {
     drv_stream *s = user;
     tern_driver *d = s->tm.d;
+    preamble_seen(d, s); /* before anything the frame makes us send (an rx_hook's reply) */
+    if (s->fd < 0) return 1;
     d->st.stream_frames_in++;
     if (d->rx_hook && d->rx_hook(d, TERN_DRIVER_STREAM_SOCK, &s->remote, p, len, d->rx_hook_user))
         d->st.rx_hooked++;
@@ -445,11 +451,10 @@ static void stream_read(tern_driver *d, drv_stream *s)
         budget = (size_t)n < budget ? budget - (size_t)n : 0;
         d->st.stream_bytes_in += (uint64_t)n;
         s->last_rx = d->now;
-        int had_pre = s->dec.want == NULL;
         size_t used = 0;
         int rc = drv_fdec_feed(&s->dec, ss->rbuf, (size_t)n, on_frame, s, &used);
         if (s->fd < 0) return;
-        if (!had_pre && s->dec.want == NULL) preamble_seen(d, s);
+        if (s->dec.want == NULL) preamble_seen(d, s); /* a preamble with no frame after it */
         if (rc < 0) {
             framing_error(d, s, rc, ss->rbuf + used, (size_t)n - used);
             if (!s->accepted) refuse_conns(d, s);
@@ -540,6 +545,7 @@ static void stream_dial(tern_driver *d, drv_stream *s)
 {
     drv_streams *ss = d->streams;
     drv_fdec_init(&s->dec, drv_preamble_server);
+    s->pre_seen = 0;
     s->state = ST_CONNECTING;
     s->opened = s->last_rx = s->last_tx = d->now;
     s->rd_wants_write = 0;
@@ -555,7 +561,7 @@ static void stream_dial(tern_driver *d, drv_stream *s)
         s->fails++;
         s->retry_at = d->now + RETRY_MAX_NS;
         arm(d, s, s->retry_at + DOWN_LINGER_NS);
-        if (d->ep != NULL && tern_endpoint_stream_closed != NULL) /* TEMPORARY: driver_int.h */
+        if (d->ep != NULL)
             tern_endpoint_stream_closed(d->ep, d->now, &s->local, &s->remote);
         return;
     }
@@ -797,8 +803,9 @@ int drv_stream_event(tern_driver *d, uint64_t tag, uint32_t events)
     return 1;
 }
 
-int drv_stream_send(tern_driver *d, const tern_datagram *g, int open_ok)
+int drv_stream_send(tern_driver *d, const tern_datagram *g, int from_core)
 {
+    int open_ok = from_core;
     drv_streams *ss = d->streams;
     uint8_t k[KEY_LEN];
     make_key(k, &g->remote);
@@ -851,8 +858,23 @@ int drv_stream_send(tern_driver *d, const tern_datagram *g, int open_ok)
         d->st.stream_tx_dropped++;
         return TERN_ERR_INVALID_ARG;
     }
+    if (s->wlen + DRV_FRAME_HDR + g->len > ss->lim.write_buffer && s->state == ST_OPEN)
+        stream_write(d, s); /* the kernel may take it: only what it refuses counts */
+    if (s->fd < 0) { /* that write failed */
+        d->st.stream_tx_held++;
+        return TERN_ERR_AGAIN;
+    }
     if (s->wlen + DRV_FRAME_HDR + g->len > ss->lim.write_buffer) {
-        d->st.stream_tx_dropped++; /* like a datagram lost: the core sends it again */
+        d->st.stream_tx_dropped++;
+        /* The core counts on a stream to deliver (it retransmits nothing there until the stream
+         * ends), so a packet of its own that does not fit ends the stream: the core then sends
+         * what was in flight again. stream_window (1 MiB) under write_buffer keeps this from
+         * happening unless the peer stops reading. A relay's frame is only dropped: the ends
+         * of a relayed path recover their losses themselves. */
+        if (from_core) {
+            if (!s->accepted) set_error(d, &s->remote, "stream write buffer full, closed");
+            stream_close(d, s, &d->st.stream_closed_error);
+        }
         return TERN_ERR_AGAIN;
     }
     uint8_t hdr[DRV_FRAME_HDR] = {(uint8_t)(g->len >> 8), (uint8_t)g->len};

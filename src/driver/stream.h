@@ -88,11 +88,13 @@ void drv_streams_del(tern_driver *d);
 /* An epoll event whose tag is a stream's or a listener's: handles it and returns 1; 0 when the
  * tag is not one of ours. */
 int drv_stream_event(tern_driver *d, uint64_t tag, uint32_t events);
-/* Queues one framed packet (a datagram the core made, or tern_driver_send_raw's) for the stream
- * to g->remote, opening it when the core sends (open_ok) and none exists. Returns TERN_OK, or
- * the reason it was dropped (counted): TERN_ERR_AGAIN (write buffer full, or the stream is
- * waiting to be reopened), TERN_ERR_NOT_FOUND (no stream and !open_ok), TERN_ERR_LIMIT. */
-int drv_stream_send(tern_driver *d, const tern_datagram *g, int open_ok);
+/* Queues one framed packet for the stream to g->remote: a datagram the core made (from_core:
+ * the stream is opened when there is none and g->local is a port-0 address, and a full write
+ * buffer closes it) or tern_driver_send_raw's (only on an open stream; a full buffer drops it).
+ * Returns TERN_OK, or the reason it was dropped (counted): TERN_ERR_AGAIN (write buffer full, or
+ * the stream is waiting to be reopened), TERN_ERR_NOT_FOUND (no stream it may use),
+ * TERN_ERR_LIMIT, TERN_ERR_NOMEM, TERN_ERR_CRYPTO. */
+int drv_stream_send(tern_driver *d, const tern_datagram *g, int from_core);
 /* Writes what the send path queued on streams (end of each flush). */
 void drv_streams_flush(tern_driver *d);
 /* Frees the streams closed during the iteration (after its events: none is referenced). */

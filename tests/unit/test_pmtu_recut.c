@@ -5,7 +5,8 @@
  * the packets' fate (delivered, lost, delivered late, twice) and its acknowledgement decided
  * by each test. A fragment cut at 1472 and lost after the size fell to 1200 is resent in parts
  * that fit; parts lost again, duplicated, or overtaken by the late whole fragment leave the
- * message byte-exact and delivered once. The receiver refuses malformed parts.
+ * message byte-exact and delivered once. The receiver refuses malformed parts, and a fragment
+ * held in parts counts against the connection's memory budget.
  */
 #include <string.h>
 
@@ -271,6 +272,24 @@ static void test_overlapping_parts_and_bad_parts(void)
     TT_CHECK_EQ_INT(take(&p, 999, 100, 100, 0), TERN_ERR_PROTOCOL);
     /* the held fragment is freed with the connection (the rig checks the allocator) */
     TT_CHECK_EQ_U64(p.b.c->flows.recv->buffered, 1000);
+    pair_free(&p);
+
+    /* a fragment held in parts counts against the connection's memory budget (conn_memory):
+     * its bytes and its bitmap; past the budget the peer is refused (TERN_ERR_BUDGET) */
+    pair_init(&p);
+    TT_CHECK_EQ_INT(take(&p, 1000, 0, 10, 0), TERN_OK);
+    uint64_t mem = p.b.c->flows.mem;
+    uint8_t f[1600];
+    size_t n = part_frame(f, 1000, 0, 10, 0);
+    f[1] = 1; /* fsn 1 */
+    const uint8_t *q = f;
+    TT_CHECK_EQ_INT(tern__flow_on_frame(p.b.c, TERN__FRAME_FLOW_DATA_PART, &q, f + n), TERN_OK);
+    TT_CHECK_EQ_U64(p.b.c->flows.mem - mem, tern__mem_charge(1000 + 125));
+    p.b.ep->s.conn_memory = p.b.c->flows.mem + 100;
+    f[1] = 2;
+    q = f;
+    TT_CHECK_EQ_INT(tern__flow_on_frame(p.b.c, TERN__FRAME_FLOW_DATA_PART, &q, f + n),
+                    TERN_ERR_BUDGET);
     pair_free(&p);
 }
 

@@ -1,7 +1,7 @@
 /*
  * The path MTU following the path, on the simulated network (a link whose MTU drops datagrams
  * silently, no ICMP): a transfer of 1 MB messages over a 1500-byte path that falls to 1280
- * mid-transfer completes byte-exact with a bounded stall (black-hole detection, base-size
+ * mid-transfer (on a clean link and at 1% loss) completes byte-exact with a bounded stall (black-hole detection, base-size
  * packets, lost fragments re-cut), the size is back at 1472 once the path carries it again and
  * the search is due; on lossy links (1 to 3% random loss) with no MTU change the discovered
  * size is never given up.
@@ -155,11 +155,12 @@ static void setup_free(setup *u)
     sim_del(u->s);
 }
 
-/* 8 MB in 1 MB messages; the path falls from 1500 to 1280 after 2 MB, mid-message. */
-static void test_mtu_drop_mid_transfer(void)
+/* 8 MB in 1 MB messages; the path falls from 1500 to 1280 after 2.5 MB, mid-message; on a
+ * clean link, then with 1% random loss besides. */
+static void mtu_drop(double loss)
 {
     setup u;
-    setup_init(&u, 0, 8 * MB);
+    setup_init(&u, loss, 8 * MB);
     xfer *x = &u.x;
     x->mtu_low = 1280;
     x->drop_after = 2 * MB + MB / 2;
@@ -179,10 +180,10 @@ static void test_mtu_drop_mid_transfer(void)
      * draining, the parts' own round trip, the pacer after the congestion controller's reset). */
     uint64_t rtt = 40 * MS, pto = st.srtt_ns + 4 * st.rttvar_ns + 25 * MS;
     uint64_t bound = 2 * pto + 12 * rtt;
-    printf("    MTU 1500 -> 1280 after %.1f MB: stall %.0f ms (bound %.0f ms), done %.2f s after "
+    printf("    %.0f%% loss, MTU 1500 -> 1280 after %.1f MB: stall %.0f ms (bound %.0f ms), done %.2f s after "
            "the change, %llu dropped by the MTU, %llu suspicions, %llu black holes, %llu retx "
            "frags, size now %llu\n",
-           (double)x->drop_after / 1e6, (double)x->stall / 1e6, (double)bound / 1e6,
+           loss * 100, (double)x->drop_after / 1e6, (double)x->stall / 1e6, (double)bound / 1e6,
            (double)(x->done_at - x->changed_at) / 1e9, (unsigned long long)ls->dropped_mtu,
            (unsigned long long)st.pmtu_suspicions, (unsigned long long)st.pmtu_black_holes,
            (unsigned long long)st.packets_retransmitted_frags,
@@ -199,6 +200,12 @@ static void test_mtu_drop_mid_transfer(void)
     TT_CHECK_EQ_U64(x->sc->pmtu.size, 1472);
     TT_CHECK_EQ_U64(tern__conn_max_payload(x->sc), 1472);
     setup_free(&u);
+}
+
+static void test_mtu_drop_mid_transfer(void)
+{
+    mtu_drop(0);
+    mtu_drop(0.01);
 }
 
 /* Random loss with no MTU change: suspicions may come and go, the size stays. */
