@@ -480,7 +480,7 @@ static void tcp_up(tern_driver *d, drv_stream *s)
     }
     drv_streams *ss = d->streams;
     s->ssl = SSL_new(s->accepted ? ss->srv_ctx : ss->cli_ctx);
-    if (s->ssl == NULL || SSL_set_fd(s->ssl, s->fd) != 1) {
+    if (s->ssl == NULL || drv_tls_attach(s->ssl, s->fd) != 0) {
         d->st.tls_failures++;
         stream_close(d, s, &d->st.stream_closed_error);
         return;
@@ -521,10 +521,13 @@ static void tls_step(tern_driver *d, drv_stream *s)
     }
     d->st.tls_failures++;
     if (!s->accepted) {
+        int en = errno;
         char eb[128];
         const char *why = drv_tls_errstr(eb, sizeof(eb));
-        set_error(d, &s->remote, "TLS handshake failed (not a TLS 1.3 tern service?): %s",
-                  why[0] ? why : "connection closed");
+        if (why[0] == '\0')
+            why = e == SSL_ERROR_SYSCALL && en != 0 ? strerror(en)
+                                                    : "the server closed the connection";
+        set_error(d, &s->remote, "TLS handshake failed (not a TLS 1.3 tern service?): %s", why);
         refuse_conns(d, s);
     }
     stream_close(d, s, NULL);

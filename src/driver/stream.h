@@ -73,6 +73,9 @@ size_t drv_frame_put(uint8_t *out, const uint8_t *data, size_t len);
 void *drv_tls_server_ctx(const char *cert_file, const char *key_file, char *err, size_t errlen);
 void *drv_tls_client_ctx(char *err, size_t errlen);
 void drv_tls_ctx_free(void *ctx);
+/* Gives ssl (SSL *) the non-blocking socket fd through a BIO that never raises SIGPIPE.
+ * Returns 0, or -1 (out of memory). */
+int drv_tls_attach(void *ssl, int fd);
 /* The last OpenSSL error as text (clears the queue); "" when none. */
 const char *drv_tls_errstr(char *buf, size_t len);
 

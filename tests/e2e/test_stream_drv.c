@@ -674,6 +674,41 @@ static void test_connect_opts_choice(void)
     tern_driver_del(srv.d);
 }
 
+/* A TLS client that goes away (with unread data: a reset) while the server writes to it: the
+ * write fails (EPIPE, ECONNRESET), the stream closes, and the process takes no SIGPIPE (the
+ * default action would end it here). */
+static void test_tls_peer_reset(void)
+{
+    tern_keypair kp;
+    TT_CHECK(tern_keypair_generate(&kp) == TERN_OK);
+    side srv, cli;
+    make(&srv, 1, &kp, NULL);
+    make(&cli, 0, NULL, NULL);
+    tern_addr to = listener(&srv, 1);
+    tern_conn *c = NULL;
+    TT_CHECK(tern_driver_connect(cli.d, &to, kp.pub, &c) == TERN_OK);
+    pump(&cli, &srv, both_established, 3000, NULL, NULL);
+    TT_REQUIRE(both_established(&cli, &srv) && srv.conn != NULL);
+    uint8_t b[1000];
+    memset(b, 1, sizeof(b));
+    for (int i = 0; i < 200 && srv.conn; i++)
+        (void)tern_conn_send_datagram(srv.conn, tern_driver_now(srv.d), b, sizeof(b));
+    tern_driver_flush(srv.d);
+    tern_driver_del(cli.d); /* unread data: the kernel answers with a reset */
+    tern_driver_stats ss;
+    uint64_t end = tern_driver_update_now(srv.d) + 2 * TERN_NS_PER_S;
+    do {
+        for (int i = 0; i < 50 && srv.conn; i++)
+            (void)tern_conn_send_datagram(srv.conn, tern_driver_now(srv.d), b, sizeof(b));
+        tern_driver_flush(srv.d);
+        serve(&srv, 5);
+        tern_driver_get_stats(srv.d, &ss);
+    } while (ss.streams_open > 0 && tern_driver_update_now(srv.d) < end);
+    TT_CHECK_EQ_INT(ss.streams_open, 0);
+    TT_CHECK_EQ_INT(ss.stream_closed_peer + ss.stream_closed_error, 1);
+    tern_driver_del(srv.d);
+}
+
 /* ---------------------------------------------------------------- raw sockets */
 
 static int tcp_listen(tern_addr *bound)
@@ -1214,6 +1249,7 @@ static const tt_case cases[] = {
     TT_CASE(test_auto_race_tls),
     TT_CASE(test_connect_opts_choice),
     TT_CASE(test_server_never_dials),
+    TT_CASE(test_tls_peer_reset),
     TT_CASE(test_core_overflow_closes),
     TT_CASE(test_wrong_service),
     TT_CASE(test_https_server),
