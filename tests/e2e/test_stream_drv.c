@@ -247,20 +247,29 @@ static int client_closed(side *c, side *s)
     return c->closed;
 }
 
+/* A server and a client driver connected over the server's TCP (tls 0) or TLS (1) listener
+ * only, established; ends the case when they are not. Returns the address connected to. */
+static tern_addr connect_pair(side *srv, side *cli, int tls, const tern_driver_stream_limits *lim)
+{
+    tern_keypair kp;
+    TT_CHECK(tern_keypair_generate(&kp) == TERN_OK);
+    make(srv, 1, &kp, lim);
+    g_stream_window = 0;
+    make(cli, 0, NULL, NULL);
+    tern_addr to = listener(srv, tls);
+    tern_conn *c = NULL;
+    TT_CHECK(tern_driver_connect(cli->d, &to, kp.pub, &c) == TERN_OK);
+    pump(cli, srv, both_established, 5000, NULL, NULL);
+    TT_REQUIRE(both_established(cli, srv) && cli->conn != NULL && srv->conn != NULL);
+    return to;
+}
+
 /* ---------------------------------------------------------------- echo over a stream */
 
 static void echo_over(int tls)
 {
-    tern_keypair kp;
-    TT_CHECK(tern_keypair_generate(&kp) == TERN_OK);
     side srv, cli;
-    make(&srv, 1, &kp, NULL);
-    make(&cli, 0, NULL, NULL);
-    tern_addr to = listener(&srv, tls);
-    tern_conn *c = NULL;
-    TT_CHECK(tern_driver_connect(cli.d, &to, kp.pub, &c) == TERN_OK);
-    pump(&cli, &srv, both_established, 5000, NULL, NULL);
-    TT_REQUIRE(both_established(&cli, &srv));
+    tern_addr to = connect_pair(&srv, &cli, tls, NULL);
     TT_CHECK(tern_addr_equal(tern_conn_remote(cli.conn), &to));
     size_t max = tern_conn_max_datagram(cli.conn);
     TT_CHECK(max > 1000);
@@ -321,16 +330,8 @@ static void echo_over(int tls)
 static void bulk_over(int tls)
 {
     enum { TOTAL = 16 << 20, CHUNK = 64 << 10 };
-    tern_keypair kp;
-    TT_CHECK(tern_keypair_generate(&kp) == TERN_OK);
     side srv, cli;
-    make(&srv, 1, &kp, NULL);
-    make(&cli, 0, NULL, NULL);
-    tern_addr to = listener(&srv, tls);
-    tern_conn *c = NULL;
-    TT_CHECK(tern_driver_connect(cli.d, &to, kp.pub, &c) == TERN_OK);
-    pump(&cli, &srv, both_established, 5000, NULL, NULL);
-    TT_REQUIRE(both_established(&cli, &srv) && cli.conn != NULL);
+    (void)connect_pair(&srv, &cli, tls, NULL);
     tern_flow_config fc;
     tern_flow_config_default(&fc);
     fc.stream = 1;
@@ -438,16 +439,8 @@ static void test_tls(void)
  * counted; the server never dials the client's address back. */
 static void test_server_never_dials(void)
 {
-    tern_keypair kp;
-    TT_CHECK(tern_keypair_generate(&kp) == TERN_OK);
     side srv, cli;
-    make(&srv, 1, &kp, NULL);
-    make(&cli, 0, NULL, NULL);
-    tern_addr to = listener(&srv, 0);
-    tern_conn *c = NULL;
-    TT_CHECK(tern_driver_connect(cli.d, &to, kp.pub, &c) == TERN_OK);
-    pump(&cli, &srv, both_established, 5000, NULL, NULL);
-    TT_REQUIRE(both_established(&cli, &srv) && srv.conn != NULL);
+    (void)connect_pair(&srv, &cli, 0, NULL);
     tern_driver_del(cli.d); /* the stream closes under the server */
     pump(&srv, NULL, NULL, 100, NULL, NULL);
     tern_driver_stats ss;
@@ -473,19 +466,10 @@ static void test_server_never_dials(void)
  * (the core would wait on the stream for it). */
 static void test_core_overflow_closes(void)
 {
-    tern_keypair kp;
-    TT_CHECK(tern_keypair_generate(&kp) == TERN_OK);
     tern_driver_stream_limits lim = {.write_buffer = 64 * 1024};
     side srv, cli;
     g_stream_window = 256u << 20;
-    make(&srv, 1, &kp, &lim);
-    g_stream_window = 0;
-    make(&cli, 0, NULL, NULL);
-    tern_addr to = listener(&srv, 0);
-    tern_conn *c = NULL;
-    TT_CHECK(tern_driver_connect(cli.d, &to, kp.pub, &c) == TERN_OK);
-    pump(&cli, &srv, both_established, 5000, NULL, NULL);
-    TT_REQUIRE(both_established(&cli, &srv) && srv.conn != NULL);
+    (void)connect_pair(&srv, &cli, 0, &lim);
     uint8_t b[1200];
     memset(b, 0x5a, sizeof(b));
     tern_driver_stats ss;
@@ -679,16 +663,8 @@ static void test_connect_opts_choice(void)
  * default action would end it here). */
 static void test_tls_peer_reset(void)
 {
-    tern_keypair kp;
-    TT_CHECK(tern_keypair_generate(&kp) == TERN_OK);
     side srv, cli;
-    make(&srv, 1, &kp, NULL);
-    make(&cli, 0, NULL, NULL);
-    tern_addr to = listener(&srv, 1);
-    tern_conn *c = NULL;
-    TT_CHECK(tern_driver_connect(cli.d, &to, kp.pub, &c) == TERN_OK);
-    pump(&cli, &srv, both_established, 3000, NULL, NULL);
-    TT_REQUIRE(both_established(&cli, &srv) && srv.conn != NULL);
+    (void)connect_pair(&srv, &cli, 1, NULL);
     uint8_t b[1000];
     memset(b, 1, sizeof(b));
     for (int i = 0; i < 200 && srv.conn; i++)
@@ -938,16 +914,8 @@ static void test_https_server(void)
  * allows a handful of dials in 2 s and counts the rest as held. */
 static void test_reconnect_backoff(void)
 {
-    tern_keypair kp;
-    TT_CHECK(tern_keypair_generate(&kp) == TERN_OK);
     side srv, cli;
-    make(&srv, 1, &kp, NULL);
-    make(&cli, 0, NULL, NULL);
-    tern_addr to = listener(&srv, 0);
-    tern_conn *c = NULL;
-    TT_CHECK(tern_driver_connect(cli.d, &to, kp.pub, &c) == TERN_OK);
-    pump(&cli, &srv, both_established, 3000, NULL, NULL);
-    TT_REQUIRE(both_established(&cli, &srv));
+    (void)connect_pair(&srv, &cli, 0, NULL);
     tern_driver_del(srv.d); /* the port is closed now: each dial is refused */
     uint8_t b[100] = {0};
     uint64_t end = tern_driver_update_now(cli.d) + 2 * TERN_NS_PER_S;
