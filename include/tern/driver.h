@@ -63,6 +63,10 @@ typedef struct tern_driver_stream_limits {
     uint64_t preamble_timeout_ns;/* an accepted stream (and its TLS handshake) must show the
                                     tern preamble within this, or it is closed (5 s) */
     uint64_t idle_timeout_ns;    /* a stream that carried nothing this long is closed (60 s) */
+    uint32_t accept_rate;        /* streams accepted per second from one IPv4 address or IPv6
+                                    /64, in bursts of twice that; more are closed at accept
+                                    (50: a TLS handshake costs the server CPU before tern's own
+                                    handshake_rate applies) */
 } tern_driver_stream_limits; /* a field left 0: its default. max_streams also bounds the
                                 outgoing streams, counted apart. */
 
@@ -259,6 +263,7 @@ typedef struct tern_driver_stats {
     uint64_t streams_refused_max;      /* streams refused: max_streams accepted (closed at
                                           accept) or outgoing (not opened) */
     uint64_t streams_refused_per_ip;   /* accepted streams closed at once: max_per_ip */
+    uint64_t streams_refused_rate;     /* accepted streams closed at once: accept_rate */
     uint64_t stream_accept_errors;     /* accept() failures; EMFILE and the like pause the
                                           listeners for 100 ms */
     uint64_t stream_connect_failures;  /* outgoing streams whose TCP connect failed */

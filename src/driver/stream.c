@@ -20,8 +20,8 @@
  *     connection still in its handshake towards that address is closed with it, so a wrong
  *     service on the port fails at once instead of at the handshake timeout.
  *   - accepted: from the listeners (cfg->stream_listen), under tern_driver_stream_limits: at
- *     most max_streams at once and max_per_ip from one IPv4 address or IPv6 /64 (the rest are
- *     closed at accept), the TLS handshake and the client's preamble within preamble_timeout
+ *     most max_streams at once, max_per_ip from one IPv4 address or IPv6 /64 and accept_rate a
+ *     second from one (the rest are closed at accept), the TLS handshake and the client's preamble within preamble_timeout
  *     (slowloris), closed after idle_timeout without traffic, or when their write buffer made no
  *     progress that long. A client whose first bytes are not the tern preamble is closed at once,
  *     without a byte from us; our preamble goes out only after the client's.
@@ -53,6 +53,7 @@
 #include <openssl/ssl.h>
 #include <sodium.h>
 
+#include "base/rate.h"
 #include "driver/driver_int.h"
 
 #define TAG_MASK (3ull << 61)
@@ -70,6 +71,7 @@
 #define KEY_LEN 20 /* family, transport, port (2), IP (16) */
 #define IPKEY_LEN 9
 #define SNI_MAX 253
+#define ACCEPT_SOURCES 4096 /* sources whose accept rate is tracked at once */
 
 enum { ST_CONNECTING, ST_TLS, ST_OPEN, ST_DOWN };
 
@@ -95,6 +97,7 @@ struct drv_streams {
     tern__map by_addr;  /* canonical remote (KEY_LEN) -> drv_stream */
     tern__map per_ip;   /* IPKEY_LEN -> accepted streams from it (a count as a pointer) */
     tern__map sni;      /* canonical remote -> TLS server name (malloc'd) */
+    tern__srclim accepts; /* accept_rate per source (ACCEPT_SOURCES at once, base/rate.h) */
     size_t n_listen;
     int lfd[TERN_DRIVER_MAX_SOCKETS];
     tern_addr laddr[TERN_DRIVER_MAX_SOCKETS];
@@ -716,6 +719,11 @@ static void on_listen(tern_driver *d, size_t li)
             close(fd);
             continue;
         }
+        if (!tern__srclim_take(&ss->accepts, &from, d->now)) {
+            d->st.streams_refused_rate++;
+            close(fd);
+            continue;
+        }
         uint8_t ik[IPKEY_LEN];
         make_ipkey(ik, &from);
         void **ref = tern__map_ref(&ss->per_ip, ik);
@@ -982,6 +990,7 @@ int drv_streams_new(tern_driver *d, const tern_driver_config *cfg)
     if (l->write_buffer == 0) l->write_buffer = def.write_buffer;
     if (l->preamble_timeout_ns == 0) l->preamble_timeout_ns = def.preamble_timeout_ns;
     if (l->idle_timeout_ns == 0) l->idle_timeout_ns = def.idle_timeout_ns;
+    if (l->accept_rate == 0) l->accept_rate = def.accept_rate;
     if (l->write_buffer < DRV_FRAME_MAX + DRV_PREAMBLE_LEN) return TERN_ERR_INVALID_ARG;
     ss->resume.item = TERN__HEAP_ITEM_INIT;
     ss->resume.d = d;
@@ -991,6 +1000,9 @@ int drv_streams_new(tern_driver *d, const tern_driver_config *cfg)
     int rc = tern__map_init(&ss->by_addr, &d->alloc, KEY_LEN, k);
     if (rc == TERN_OK) rc = tern__map_init(&ss->per_ip, &d->alloc, IPKEY_LEN, k);
     if (rc == TERN_OK) rc = tern__map_init(&ss->sni, &d->alloc, KEY_LEN, k);
+    if (rc == TERN_OK)
+        rc = tern__srclim_init(&ss->accepts, &d->alloc, l->accept_rate, 2ull * l->accept_rate,
+                               ACCEPT_SOURCES, k);
     if (rc != TERN_OK) return rc;
     if ((ss->rbuf = malloc(RBUF_LEN)) == NULL) return TERN_ERR_NOMEM;
     for (size_t i = 0; i < cfg->n_stream_listen; i++) {
@@ -1034,6 +1046,7 @@ void drv_streams_del(tern_driver *d)
     char *name;
     while ((name = tern__map_next(&ss->sni, &pos)) != NULL) free(name);
     tern__map_free(&ss->sni);
+    tern__srclim_free(&ss->accepts);
     for (size_t i = 0; i < ss->n_listen; i++) close(ss->lfd[i]);
     drv_heap_remove(&d->timers, &ss->resume);
     if (ss->srv_ctx) drv_tls_ctx_free(ss->srv_ctx);

@@ -20,7 +20,8 @@
  *     bounds how often the client dials (no reconnect storm);
  *   - the limits of tern_driver_stream_limits, each tried as an attacker would: many streams
  *     from one address (max_per_ip), more streams than max_streams, clients that never finish
- *     the preamble or the TLS handshake (preamble_timeout), a non-tern client (closed at once
+ *     the preamble or the TLS handshake (preamble_timeout), one that opens and drops streams as
+ *     fast as it can (accept_rate), a non-tern client (closed at once
  *     with not a byte from us), a client that sends a bad frame length, and a relay client that
  *     never reads while frames are sent to it (write_buffer: drops counted, then the stalled
  *     stream is closed by the idle timeout); the rx_hook sees stream frames with
@@ -976,6 +977,29 @@ static void test_limit_per_ip(void)
     tern_driver_del(srv.d);
 }
 
+/* A client that opens and drops streams as fast as it can (each one a TLS handshake the server
+ * would pay for): accept_rate 5, so a burst of 10 and then 5 a second. */
+static void test_limit_accept_rate(void)
+{
+    tern_driver_stream_limits lim = {.accept_rate = 5};
+    side srv;
+    make(&srv, 1, NULL, &lim);
+    tern_addr tls = listener(&srv, 1);
+    uint64_t t0 = tern_driver_update_now(srv.d);
+    for (int i = 0; i < 30; i++) close(tcp_dial(&tls, 0)); /* all in the listen queue */
+    serve(&srv, 50);
+    uint64_t took = tern_driver_update_now(srv.d) - t0;
+    tern_driver_stats ss;
+    tern_driver_get_stats(srv.d, &ss);
+    uint64_t allowed = 10 + 5 * took / TERN_NS_PER_S + 1;
+    printf("30 streams in %llu ms: %llu accepted, %llu refused by the rate\n",
+           (unsigned long long)(took / TERN_NS_PER_MS), (unsigned long long)ss.streams_accepted,
+           (unsigned long long)ss.streams_refused_rate);
+    TT_CHECK(ss.streams_accepted >= 10 && ss.streams_accepted <= allowed);
+    TT_CHECK_EQ_INT(ss.streams_accepted + ss.streams_refused_rate, 30);
+    tern_driver_del(srv.d);
+}
+
 static void test_limit_max_streams(void)
 {
     tern_driver_stream_limits lim = {.max_streams = 3};
@@ -1186,6 +1210,7 @@ static void test_config(void)
     TT_CHECK_EQ_INT(dc.stream_limits.write_buffer, 1280 * 1024);
     TT_CHECK(dc.stream_limits.preamble_timeout_ns == 5 * TERN_NS_PER_S);
     TT_CHECK(dc.stream_limits.idle_timeout_ns == 60 * TERN_NS_PER_S);
+    TT_CHECK_EQ_INT(dc.stream_limits.accept_rate, 50);
     /* a UDP address as a stream listener, an unusable certificate: refused with a reason */
     tern_addr_ipv4(&dc.stream_listen[0], 127, 0, 0, 1, 0);
     dc.n_stream_listen = 1;
@@ -1224,6 +1249,7 @@ static const tt_case cases[] = {
     TT_CASE(test_reconnect_backoff),
     TT_CASE(test_limit_per_ip),
     TT_CASE(test_limit_max_streams),
+    TT_CASE(test_limit_accept_rate),
     TT_CASE(test_limit_preamble_timeout),
     TT_CASE(test_bad_client),
     TT_CASE(test_limit_write_buffer),
