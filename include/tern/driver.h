@@ -98,6 +98,17 @@ typedef struct tern_driver_config {
     const char *tls_cert_file; /* PEM certificate (chain) and key for the TLS listeners; NULL */
     const char *tls_key_file;  /* both: a self-signed certificate made at start (for tests) */
     tern_driver_stream_limits stream_limits;
+    /* Migration (tern_driver_migrate). A driver whose endpoint is not is_server moves its client
+     * connections by itself (src/driver/netmon.c): when the kernel's route to a connection's
+     * server starts to use another source address (an address went away, a link went down, a
+     * default route came or went: netlink tells), and when a connection's active path is silent
+     * (tern_path_info: an ack-eliciting packet unanswered for 3 PTO, at least 1 s), since a NAT
+     * mapping may have died: a fresh socket gets a fresh mapping. Each silence of a connection
+     * moves it at most 3 times, each waiting twice as long as the one before; all automatic
+     * moves together at most 6 a minute (bursts of 3); the rest are counted and dropped. */
+    int no_auto_migrate;        /* 1: never move connections by itself (0) */
+    uint64_t migrate_linger_ns; /* a socket its connections left stays open this long for the
+                                   packets still on their way to it, then closes (3 s) */
 } tern_driver_config;
 
 /* Zeroes cfg, fills cfg->endpoint with tern_endpoint_config_default() and the driver's
@@ -160,6 +171,19 @@ typedef struct tern_driver_connect_cfg {
 int tern_driver_connect_opts(tern_driver *d, const tern_driver_connect_cfg *o,
                              tern_conn **out);
 
+/* Client-driven migration (docs/protocol.md, "Migration"): opens a fresh UDP socket bound to
+ * local (NULL: the wildcard address of each connection's family with a new ephemeral port, so
+ * that a NAT makes a new mapping), adds it to the driver's sockets and moves conn to it with
+ * tern_conn_migrate (conn NULL: every established client connection whose path is direct UDP).
+ * A socket every connection left stays open migrate_linger_ns for packets still on their way,
+ * then closes; the sockets of a server's configuration (endpoint is_server) never close, since
+ * peers know their addresses. Socket indices (tern_driver_local_addr) may shift when one
+ * closes. What the move queues goes out at the loop's next flush (tern_driver_flush). Returns
+ * how many connections moved (0: none could), or TERN_ERR_INVALID_ARG, TERN_ERR_LIMIT
+ * (TERN_DRIVER_MAX_SOCKETS are open and none is lingering), TERN_ERR_STATE (socket or bind
+ * failed: errno set), or tern_conn_migrate's error for the one conn given. Counted in
+ * tern_driver_stats (migrations, sockets_opened, sockets_closed). */
+int tern_driver_migrate(tern_driver *d, tern_conn *conn, const tern_addr *local);
 /* The stream listeners (cfg->stream_listen, in order) and the address listener i is bound to,
  * transport included (the actual port when 0 was asked). Errors: TERN_ERR_INVALID_ARG. */
 size_t tern_driver_n_stream_listeners(const tern_driver *d);
@@ -256,6 +280,13 @@ typedef struct tern_driver_stats {
     uint64_t tx_raw, tx_raw_errors; /* tern_driver_send_raw: sent, refused by the kernel */
     uint64_t tx_raw_syscalls;       /* sendmmsg calls that sent them */
     uint64_t tx_raw_gso_msgs;       /* of their messages, those with UDP_SEGMENT */
+    /* migration (tern_driver_migrate, the automatic moves of a client driver) */
+    uint64_t migrations;        /* connections moved to a fresh socket */
+    uint64_t auto_route_moves;  /* automatic moves after the route's source address changed */
+    uint64_t auto_silent_moves; /* automatic moves of a connection whose path was silent */
+    uint64_t auto_limited;      /* automatic moves the rate limit (6 a minute) dropped */
+    uint64_t netlink_events;    /* address, link and default-route messages read from netlink */
+    uint64_t sockets_opened, sockets_closed; /* by migration */
     /* stream transports (docs/protocol.md, "Stream transport"; limits: stream_limits) */
     uint64_t streams_open;             /* streams open now, accepted and outgoing */
     uint64_t streams_connected;        /* outgoing streams dialled (first tries and reopens) */

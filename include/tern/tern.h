@@ -572,8 +572,12 @@ typedef struct tern_conn_stats {
     /* stream paths (TCP, TLS) */
     uint64_t stream_packets_sent, stream_packets_received;
     uint64_t stream_packets_lost; /* sent on a stream and declared lost because that stream
-                                     closed or the connection moved off it (never by the loss
-                                     thresholds: the stream delivers what it took) */
+                                     closed or the connection moved off it, or because a later
+                                     packet on it was acknowledged and it was not (stream_gaps;
+                                     never by the loss thresholds: the stream delivers in order
+                                     what it took) */
+    uint64_t stream_gaps;    /* of those: the driver dropped them (its stream was down for a
+                                reconnect backoff, or its write buffer full) */
     uint64_t udp_probes;     /* Initials and PATH_CHALLENGEs sent to the UDP remote of a
                                 tern_endpoint_connect_opts connection while it has no working
                                 UDP path (a stream carries it or nothing answered yet) */

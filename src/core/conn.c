@@ -61,7 +61,11 @@ static void free_dgrams(tern_conn *c)
     c->dq.len = 0;
 }
 
-static void release_handshake(tern_conn *c)
+/* Frees what only the handshake needed. keep_initial: the server keeps the client's Initial DCID
+ * in by_initial while the connection is established, so that a late copy of the Initial that
+ * came the slow way (over UDP after the stream won the client's race, or the other way round)
+ * is recognised and ignored rather than starting a second connection (handshake.c). */
+static void release_handshake(tern_conn *c, int keep_initial)
 {
     tern_endpoint *ep = c->ep;
     if (c->hs.noise) {
@@ -75,7 +79,7 @@ static void release_handshake(tern_conn *c)
         c->hs.pkt = NULL;
     }
     c->hs.pending = 0;
-    if (c->hs.in_initial_map) {
+    if (c->hs.in_initial_map && !keep_initial) {
         tern__map_del(&ep->by_initial, c->hs.initial_dcid, c);
         c->hs.in_initial_map = 0;
     }
@@ -88,7 +92,7 @@ void tern__conn_free(tern_conn *c)
     tern__flows_free(c); /* releases referenced send buffers: before on_conn_free, the last */
     if (ep->cb.on_conn_free && c->exposed)
         ep->cb.on_conn_free(c, ep->user_data);
-    release_handshake(c);
+    release_handshake(c, 0);
     free_dgrams(c);
     tern__rec_free(c);
     tern__p2p_free(c);
@@ -164,7 +168,7 @@ void tern__conn_close_as(tern_conn *c, uint64_t now, int err, uint64_t space, ui
         c->close.deadline = now;
         break;
     }
-    release_handshake(c);
+    release_handshake(c, 0);
     free_dgrams(c);
     /* Flows stay until the connection is freed: this may run inside on_message, with the
      * flow being delivered still in use. */
@@ -191,7 +195,7 @@ void tern__conn_established(tern_conn *c, uint64_t now)
     c->state = TERN_CONN_ESTABLISHED;
     c->st.handshake_ns = now - c->hs.start;
     c->rx.last = c->tx.last = now;
-    release_handshake(c);
+    release_handshake(c, 1);
     if (tern__rec_init(c, now) != TERN_OK) {
         tern__conn_close_as(c, now, TERN_ERR_NOMEM, TERN__CLOSE_TRANSPORT, TERN__TERR_INTERNAL,
                             NULL, 0, TERM_SILENT);

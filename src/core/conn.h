@@ -94,6 +94,10 @@ static inline int tern__path_is_fallback(const tern__path *p)
 #define TERN__MAX_PATHS 12 /* the peer's 8 candidates, the relay, addresses learned on the way */
 #define TERN__MAX_EXPECTS 64
 #define TERN__BG_PROBE_MAX (5 * TERN_NS_PER_S) /* background probing of a relayed connection */
+/* background probing of UDP while a stream carries the connection: a network that blocks UDP
+ * tends to stay so (a padded probe every 30 s is about 40 bytes/s), and UDP is back in use
+ * within 30 s of answering again */
+#define TERN__STREAM_PROBE_MAX (30 * TERN_NS_PER_S)
 #define TERN__FALLBACK_MIN (1 * TERN_NS_PER_S) /* a direct path silent this long (or 3 PTO) */
 #define TERN__RELAY_KEEPALIVE (20 * TERN_NS_PER_S) /* a relay route in reserve is refreshed */
 #define TERN__RESP_BURST 8                      /* PATH_RESPONSEs a candidate path may draw at once */
@@ -333,7 +337,8 @@ struct tern_endpoint {
     int aes_hw;
 
     tern__map by_cid;     /* local CID -> conn */
-    tern__map by_initial; /* server: client's Initial DCID -> half-open conn */
+    tern__map by_initial; /* server: client's Initial DCID -> its conn, half-open or
+                             established (a late copy over the other transport is ignored) */
     tern__map by_reset;   /* peer's reset token -> conn */
     tern__map by_src;     /* server: source key -> number of connections from it (a count
                              stored as the value; an entry lives while the count is above 0) */

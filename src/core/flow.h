@@ -196,6 +196,8 @@ typedef struct tern__recovery {
     uint64_t base;
     uint64_t largest_acked;
     int have_largest_acked;
+    uint64_t largest_acked_stream; /* the largest acknowledged packet marked stream */
+    int have_stream_acked;
     uint64_t bytes_in_flight;
     uint64_t eliciting_out;  /* outstanding ack-eliciting packets (arms the probe timer) */
     uint64_t loss_time;      /* time-threshold loss timer, TERN_TIME_NEVER when none */

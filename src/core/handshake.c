@@ -357,8 +357,17 @@ static int server_on_initial(tern_endpoint *ep, const tern__rx *rx, const uint8_
 
     /* a retransmitted Initial of a handshake in progress: resend the Response */
     tern_conn *c = tern__map_get(&ep->by_initial, h->dcid);
+    if (c != NULL && c->state != TERN_CONN_HANDSHAKE) {
+        /* the connection of that Initial is established (it keeps its entry): a copy over
+         * another transport is the slow side of the client's race of UDP and a stream
+         * (docs/protocol.md 9.7), ignored; a copy over the same one is handled as any new
+         * Initial (a replay cannot complete the handshake) */
+        if (c->state == TERN_CONN_ESTABLISHED &&
+            rx->remote->transport != c->path.remote.transport)
+            return TERN_ERR_IGNORED;
+        c = NULL;
+    }
     if (c != NULL) {
-        if (c->state != TERN_CONN_HANDSHAKE) return TERN_ERR_IGNORED;
         if (!tern__path_is(&c->path, remote, rx->relayed, rx->channel)) {
             /* the same Initial from another address: a replay that beat the client's own copy
              * must not lock the client out, so every such address that passes mac1 gets the
@@ -485,7 +494,15 @@ static int server_on_initial(tern_endpoint *ep, const tern__rx *rx, const uint8_
     rc = tern__conn_install_keys(c, r2i, i2r);
     sodium_memzero(i2r, sizeof(i2r));
     sodium_memzero(r2i, sizeof(r2i));
-    if (rc == TERN_OK) rc = tern__map_put(&ep->by_initial, c->hs.initial_dcid, c);
+    if (rc == TERN_OK) {
+        /* an established connection's entry gives way to the new handshake (above) */
+        tern_conn *old = tern__map_get(&ep->by_initial, c->hs.initial_dcid);
+        if (old != NULL && old->state != TERN_CONN_HANDSHAKE) {
+            tern__map_del(&ep->by_initial, old->hs.initial_dcid, old);
+            old->hs.in_initial_map = 0;
+        }
+        rc = tern__map_put(&ep->by_initial, c->hs.initial_dcid, c);
+    }
     if (rc != TERN_OK) {
         tern__conn_free(c);
         return rc == TERN_ERR_LIMIT ? TERN_ERR_IGNORED : rc;

@@ -62,13 +62,15 @@ int tern_conn_migrate(tern_conn *c, uint64_t now, const tern_addr *local)
     m->gap = tern__rec_rtt_pto(c);
     m->next_try = TERN_TIME_NEVER;
     c->st.migrations++;
-    /* what was in flight goes again on the new path now; congestion control and RTT restart */
-    tern__rec_path_changed(c, now);
     /* a non-probing packet, so the server takes the new address as ours even when idle */
     c->live.ping_pending = 1;
     c->live.ping_backoff = tern__rec_rtt_pto(c);
     tern__ep_mark_send(c->ep, c);
-    tern__path_moved(c, now);
+    tern__path_moved(c, now); /* path MTU back to the base size, on_path */
+    if (c->state != TERN_CONN_ESTABLISHED) return TERN_OK; /* closed from on_path */
+    /* what was in flight goes again on the new path now; congestion control (sized for the
+     * base datagram) and RTT restart */
+    tern__rec_path_changed(c, now);
     return TERN_OK;
 }
 

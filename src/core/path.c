@@ -10,9 +10,10 @@
  * after relay_after; the first Response decides the active path. After the handshake both sides
  * send PATH_CHALLENGE to every candidate not yet validated (while the connection is relayed or
  * its path unvalidated); a PATH_RESPONSE with a challenge's data validates that candidate.
- * Who moves:
- *   - the client moves to the first direct candidate that validates while it is relayed;
- *   - the client moves back to the relay when its direct path goes silent: an ack-eliciting
+ * The relay and the stream of tern_endpoint_connect_opts (path_stream.c) are *fallbacks*: a
+ * client on one keeps probing its direct UDP candidates. Who moves:
+ *   - the client moves to the first direct candidate that validates while it is on a fallback;
+ *   - the client moves back to its fallback when its direct path goes silent: an ack-eliciting
  *     packet sent on it unanswered for 3 PTO (at least 1 s) and two probe timeouts in a row
  *     without an answer, or a PATH_CHALLENGE from the peer
  *     through the relay (the server's way of saying that its own packets go unanswered). While
@@ -22,8 +23,9 @@
  *     leaves a direct path on its own (the peer might still be sending there); when that path
  *     goes silent it challenges the peer through the relay, once per silence period.
  * Loss recovery is per connection, not per path: a move to a working path retransmits nothing
- * by itself, while a move away from a silent one declares what is outstanding there lost (it is
- * retransmitted on the new path at once) and restarts congestion control for the new path.
+ * by itself, while a move away from a silent one, or off a stream, declares what is outstanding
+ * there lost (it is retransmitted on the new path at once) and restarts congestion control for
+ * the new path.
  *
  * The target of an introduction has no connection before the initiator's Initial arrives, so
  * the endpoint keeps "expectations": it sends punches (0x82 || BLAKE2b-128("tern punch v1" ||
@@ -34,7 +36,9 @@
  * Anti-amplification on every path (docs/protocol.md 9.6): nothing goes to an unvalidated
  * address beyond three times the bytes received from it, except that an address handed to us
  * (a candidate of an introduction, the source of a matching punch) may get probe_tries
- * datagrams before it answers, the second half of them at doubling gaps. A probe that a padded
+ * datagrams before it answers, the second half of them at doubling gaps; the addresses of
+ * tern_endpoint_connect_opts (the application's choice) and stream addresses (proven by TCP)
+ * are exempt. A probe that a padded
  * datagram would not fit goes unpadded when that fits, else waits; PATH_RESPONSEs are
  * rate-limited per path, and a connection takes on new source addresses at a bounded rate.
  */

@@ -242,7 +242,8 @@ void tern__p2p_on_timer(tern_conn *c, uint64_t now)
                 continue;
             }
             k->challenge_due = 1;
-            next_gap(c, k, now, TERN__BG_PROBE_MAX);
+            next_gap(c, k, now,
+                     tern__path_is_stream(&c->path) ? TERN__STREAM_PROBE_MAX : TERN__BG_PROBE_MAX);
             any = 1;
         }
     }

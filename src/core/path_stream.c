@@ -10,8 +10,8 @@
  * candidates of one client handshake; the stream joins stream_after_ns after the first Initial
  * (as the relay joins a peer handshake relay_after_ns later) and the first that answers carries
  * the connection. The stream is a fallback like the relay: while it carries the connection the
- * UDP candidate is challenged in the background (doubling gaps up to TERN__BG_PROBE_MAX, for as
- * long as the connection lives, counted in udp_probes) and the client moves to UDP once it
+ * UDP candidate is challenged in the background (doubling gaps up to TERN__STREAM_PROBE_MAX, for
+ * as long as the connection lives, counted in udp_probes) and the client moves to UDP once it
  * validates; when UDP goes silent the client falls back to the stream.
  */
 #include <string.h>

@@ -70,8 +70,10 @@ static size_t base_size(const tern_conn *c)
 
 size_t tern__conn_max_payload(const tern_conn *c)
 {
-    /* a suspect size is not used until a probe confirms it */
+    /* a suspect size is not used until a probe confirms it; a direct stream has no path MTU:
+     * the largest packet the peer accepts (fragments are cut anew if they go again on UDP) */
     size_t m = c->pmtu.size && !c->pmtu.suspect ? c->pmtu.size : base_size(c);
+    if (tern__path_is_reliable(&c->path)) m = TERN_MAX_DATAGRAM;
     if (c->peer.max_udp_payload && c->peer.max_udp_payload < m) m = c->peer.max_udp_payload;
     /* the relay's header rides in front; an introduced peer's connection leaves room for it
      * even on a direct path, so that fragments cut there fit whole when they are retransmitted

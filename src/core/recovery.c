@@ -5,10 +5,13 @@
  * probe timeout with exponential backoff, and the hooks into congestion control, pacing and
  * delivery-rate sampling. ACKs for packets never sent are a protocol error.
  *
- * Packets sent on a stream path (TCP, TLS; marked stream) are never declared lost by the
- * thresholds: the stream delivers them or ends. A probe timeout there sends one PING and
- * retransmits nothing; only the stream's end (tern__rec_stream_lost) or a move off it
- * (tern__rec_path_changed) declares them lost, and their frames go again on the next path.
+ * Packets sent on a direct stream path (TCP, TLS; marked stream) are never declared lost by the
+ * thresholds: the stream delivers them, in order, or ends. A probe timeout there sends one PING
+ * and retransmits nothing; the stream's end (tern__rec_stream_lost) or a move off it
+ * (tern__rec_path_changed) declares them lost, and their frames go again on the next path. So
+ * does an acknowledgement of a later stream packet that leaves one unacknowledged: on an
+ * ordered stream that gap is certain (the driver dropped the frame, its stream being down or
+ * its buffer full), never reordering.
  */
 #include <string.h>
 
@@ -167,7 +170,8 @@ static void on_packet_lost(tern_conn *c, tern__sent *s, uint64_t now)
     if (s->stream) c->st.stream_packets_lost++;
     r->loss_avg_q16 += (65536 - r->loss_avg_q16) / 64;
     if (s->in_flight) r->bytes_in_flight -= s->bytes;
-    tern__pmtu_on_lost(c, now, s->bytes); /* black-hole detection (pmtu.c) */
+    /* black-hole detection (pmtu.c); a stream's loss (its end) says nothing of a path MTU */
+    if (!s->stream) tern__pmtu_on_lost(c, now, s->bytes);
     for (size_t i = 0; i < s->n; i++) tern__flow_on_lost(c, &s->e[i], now);
     if (s->hs_done && c->is_server) c->tx.hs_done_pending = 1;
     if (s->ping) {
@@ -188,7 +192,17 @@ static void detect_losses(tern_conn *c, uint64_t now, uint64_t *lost_bytes, uint
     uint64_t first_lost_time = TERN_TIME_NEVER, last_time = 0;
     for (uint64_t pn = r->base; pn < r->base + r->n && pn < r->largest_acked; pn++) {
         tern__sent *s = sent_at(r, pn);
-        if (s->state != SENT_OUTSTANDING || s->stream) continue; /* a stream delivers in order */
+        if (s->state != SENT_OUTSTANDING) continue;
+        if (s->stream) {
+            /* a stream delivers in order and never reorders: it is only slow, unless a later
+             * packet on it was acknowledged and this one was not (the driver dropped it: the
+             * stream was down, or its buffer full). No time threshold, no congestion signal. */
+            if (r->have_stream_acked && pn < r->largest_acked_stream) {
+                c->st.stream_gaps++;
+                on_packet_lost(c, s, now);
+            }
+            continue;
+        }
         if (r->largest_acked - pn >= PACKET_THRESHOLD || s->time + delay <= now) {
             if (s->in_flight) {
                 *lost_bytes += s->bytes;
@@ -269,6 +283,10 @@ int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
                 continue;
             }
             s->state = SENT_ACKED;
+            if (s->stream && (!r->have_stream_acked || pn > r->largest_acked_stream)) {
+                r->largest_acked_stream = pn;
+                r->have_stream_acked = 1;
+            }
             if (s->ack_eliciting) r->eliciting_out--;
             r->loss_avg_q16 -= r->loss_avg_q16 / 64;
             if (s->in_flight) {

@@ -15,6 +15,7 @@
 
 #include "base/heap.h"
 #include "base/map.h"
+#include "base/rate.h"
 #include "driver/stream.h"
 #include "tern/driver.h"
 #include "tern/udp.h"
@@ -102,6 +103,37 @@ typedef struct drv_rxmsg {
 void drv_rx_parse(size_t len, const uint8_t *ctl, size_t ctl_len, const tern_addr *bound,
                   drv_rxmsg *m);
 
+/* ---------------------------------------------------------------- migration (migrate.c, netmon.c) */
+
+#define DRV_NETMON_TAG (UINT64_MAX - 1) /* epoll tag of the netlink socket */
+#define DRV_TRACKED 64                 /* client connections whose route source is followed */
+#define DRV_SILENT_MOVES 3             /* moves per silence of one connection */
+
+/* A client connection netmon.c follows: the source address the kernel's route to its server
+ * used when last looked at, and its moves during the current silence of its path. */
+typedef struct drv_tracked {
+    tern_conn *c;
+    tern_addr src;
+    int has_src;           /* a route existed */
+    uint32_t silent_moves; /* moves since the path was last heard (0..DRV_SILENT_MOVES) */
+} drv_tracked;
+
+typedef struct drv_mig {
+    uint64_t linger_ns;
+    uint64_t close_at[TERN_DRIVER_MAX_SOCKETS]; /* socket i closes then (TERN_TIME_NEVER: no) */
+    uint8_t keep[TERN_DRIVER_MAX_SOCKETS];      /* never closes (a server's configured one) */
+    int sockbuf, no_gso, no_gro;                /* how a fresh socket is opened */
+    tern_driver_timer linger;                   /* at the earliest close_at */
+    /* automatic moves (netmon.c) */
+    int auto_on;
+    int nl_fd;                     /* NETLINK_ROUTE socket, -1 */
+    tern_driver_timer settle;      /* a burst of netlink messages has settled: look at routes */
+    tern_driver_timer watch;       /* the next look at the paths' silence */
+    tern__rate rate;               /* automatic moves: 6 a minute, bursts of 3 */
+    tern__bucket bucket;
+    drv_tracked tracked[DRV_TRACKED];
+    size_t n_tracked;
+} drv_mig;
 /* ---------------------------------------------------------------- the driver */
 
 struct tern_driver {
@@ -128,6 +160,7 @@ struct tern_driver {
     tern_driver_rx_hook rx_hook;
     void *rx_hook_user;
     drv_tx *raw;  /* tern_driver_send_raw's queue (allocated at its first call) */
+    drv_mig mig;  /* migration: sockets opened and lingering, automatic moves */
     drv_streams *streams; /* TCP and TLS streams, their listeners and limits (stream.c) */
     tern_driver_stats st;
 };
@@ -139,6 +172,19 @@ void drv_read_socket(tern_driver *d, size_t i);
 void drv_send_queued(tern_driver *d, drv_tx *tx);
 /* io.c: registers or drops EPOLLOUT interest for socket i. */
 void drv_want_out(tern_driver *d, size_t i, int on);
+/* loop.c: opens a socket bound to a (buffers bufsize, GSO/GRO unless turned off), registers it
+ * with epoll as socket n_socks and counts it. Errors: TERN_ERR_LIMIT, TERN_ERR_STATE. */
+int drv_add_socket(tern_driver *d, const tern_addr *a, int bufsize, int no_gso, int no_gro);
+/* migrate.c: the migration state after the configured sockets are open (any_gro: the receive
+ * slots hold GRO trains); netmon.c's automatic moves for a client driver. */
+int drv_mig_init(tern_driver *d, const tern_driver_config *cfg, int any_gro);
+void drv_mig_free(tern_driver *d);
+/* netmon.c */
+int drv_netmon_start(tern_driver *d);
+void drv_netmon_stop(tern_driver *d);
+void drv_netmon_read(tern_driver *d);
+void drv_netmon_track(tern_driver *d, tern_conn *c);
+void drv_netmon_forget(tern_driver *d, tern_conn *c);
 /* loop.c: offers a received datagram to the rx_hook; 1 when it took it. */
 int drv_rx_hooked(tern_driver *d, const drv_sock *s, const tern_addr *from, uint8_t *p,
                   size_t len);

@@ -99,6 +99,7 @@ static void cb_established(tern_conn *c, void *user)
     tern_driver *d = driver_of(c);
     if (d == NULL) return;
     (void)drv_conns_add(&d->conns, c);
+    if (!tern_conn_is_server(c)) drv_netmon_track(d, c); /* automatic migration */
     if (d->app_cb.on_established) d->app_cb.on_established(c, user);
 }
 
@@ -107,6 +108,7 @@ static void cb_conn_free(tern_conn *c, void *user)
     tern_driver *d = driver_of(c);
     if (d == NULL) return;
     drv_conns_del(&d->conns, c);
+    drv_netmon_forget(d, c);
     if (d->app_cb.on_conn_free) d->app_cb.on_conn_free(c, user);
 }
 
@@ -120,6 +122,7 @@ void tern_driver_config_default(tern_driver_config *cfg)
     cfg->rx_batch = 64;
     cfg->rx_per_wakeup = 256;
     cfg->tx_per_wakeup = 1024;
+    cfg->migrate_linger_ns = 3 * TERN_NS_PER_S;
     cfg->stream_limits.max_streams = 10000;
     cfg->stream_limits.max_per_ip = 64;
     cfg->stream_limits.write_buffer = 1280 * 1024; /* above the core's stream_window */
@@ -135,10 +138,11 @@ static void ep_timer_fn(tern_driver *d, tern_driver_timer *t, void *user)
     tern_endpoint_handle_expiry(d->ep, d->now);
 }
 
-static int add_socket(tern_driver *d, const tern_addr *a, const tern_driver_config *cfg)
+int drv_add_socket(tern_driver *d, const tern_addr *a, int bufsize, int no_gso, int no_gro)
 {
+    if (d->n_socks == TERN_DRIVER_MAX_SOCKETS) return TERN_ERR_LIMIT;
     drv_sock *s = &d->socks[d->n_socks];
-    int rc = drv_sock_open(s, a, cfg->sockbuf_bytes, cfg->disable_gso, cfg->disable_gro);
+    int rc = drv_sock_open(s, a, bufsize, no_gso, no_gro);
     if (rc != TERN_OK) return rc;
     if (d->n_socks == 0) {
         d->st.rcvbuf = s->rcvbuf;
@@ -154,8 +158,14 @@ static int add_socket(tern_driver *d, const tern_addr *a, const tern_driver_conf
         errno = e;
         return TERN_ERR_STATE;
     }
+    d->want_out[d->n_socks] = 0;
     d->n_socks++;
     return TERN_OK;
+}
+
+static int add_socket(tern_driver *d, const tern_addr *a, const tern_driver_config *cfg)
+{
+    return drv_add_socket(d, a, cfg->sockbuf_bytes, cfg->disable_gso, cfg->disable_gro);
 }
 
 int tern_driver_new(const tern_driver_config *cfg, tern_driver **out)
@@ -176,6 +186,7 @@ int tern_driver_new(const tern_driver_config *cfg, tern_driver **out)
     d->rx_hook = cfg->rx_hook;
     d->rx_hook_user = cfg->rx_hook_user;
     d->alloc.mem = *tern_mem_default();
+    d->mig.nl_fd = -1;
     int rc = drv_heap_init(&d->timers, &d->alloc);
     if (rc == TERN_OK) rc = drv_conns_init(&d->conns, &d->alloc);
     if (rc != TERN_OK) goto fail;
@@ -229,6 +240,7 @@ int tern_driver_new(const tern_driver_config *cfg, tern_driver **out)
     d->now = clock_ns();
     rc = tern_endpoint_new(&ecfg, d->now, &d->ep);
     if (rc != TERN_OK) goto fail;
+    if ((rc = drv_mig_init(d, cfg, any_gro)) != TERN_OK) goto fail;
     reg_add(d);
     *out = d;
     return TERN_OK;
@@ -247,6 +259,7 @@ void tern_driver_del(tern_driver *d)
         tern_endpoint_del(d->ep); /* no on_conn_free: the set below just goes */
         d->ep = NULL;
     }
+    drv_mig_free(d);
     drv_streams_del(d); /* after the endpoint: nobody to tell that they close */
     for (size_t i = 0; i < d->n_socks; i++) tern_udp_sock_close(&d->socks[i]);
     if (d->epfd >= 0) close(d->epfd);
@@ -539,6 +552,10 @@ static int iterate(tern_driver *d, int64_t ns)
             } while (r < 0 && errno == EINTR);
             if (r == (ssize_t)sizeof(v)) d->stops += (unsigned)v;
             stopped = 1;
+            continue;
+        }
+        if (ev[i].data.u64 == DRV_NETMON_TAG) { /* netlink: netmon.c */
+            drv_netmon_read(d);
             continue;
         }
         if (drv_stream_event(d, ev[i].data.u64, ev[i].events)) continue; /* stream.c's */

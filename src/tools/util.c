@@ -160,6 +160,14 @@ void tools_print_counters(const char *cmd, tern_driver *d, tern_conn *c)
     fprintf(stderr, "%s: conn: pmtu_size %llu pmtu_suspicions %llu pmtu_black_holes %llu\n", cmd,
             (unsigned long long)cs.pmtu_size, (unsigned long long)cs.pmtu_suspicions,
             (unsigned long long)cs.pmtu_black_holes);
+    fprintf(stderr,
+            "%s: migration: driver moves %llu (auto_route_moves %llu auto_silent_moves %llu "
+            "auto_limited %llu) netlink_events %llu; conn migrations %llu validated %llu "
+            "silent_bytes %llu\n",
+            cmd, (unsigned long long)ds.migrations, (unsigned long long)ds.auto_route_moves,
+            (unsigned long long)ds.auto_silent_moves, (unsigned long long)ds.auto_limited,
+            (unsigned long long)ds.netlink_events, (unsigned long long)cs.migrations,
+            (unsigned long long)cs.migrations_validated, (unsigned long long)cs.silent_bytes);
 }
 
 /* ---- the one connection of a command, why it ended, options, numbers, CPU time */

@@ -6,11 +6,12 @@
  * client's TCP source port, which changes when its driver reconnects after a stream ended.
  *
  * Cases: UDP blocked from the start (connected over the stream within 1 s of the UDP attempt
- * plus the race delay, a file moved byte-exact with no retransmission, UDP probed at backed-off
- * gaps); UDP returning mid-transfer (the connection moves to UDP, on_path fires, every message
+ * plus the race delay, a file moved byte-exact with no retransmission, UDP probed at gaps
+ * backing off to 30 s); UDP returning mid-transfer (the connection moves to UDP, on_path fires, every message
  * arrives once, in order); UDP going silent mid-transfer (back to the stream, then to UDP
  * again); the stream closing mid-transfer (what it held is declared lost and sent again, the
- * server follows the client to its new stream after validating it); a lossy UDP path against the
+ * server follows the client to its new stream after validating it); frames the driver dropped
+ * (found below the next acknowledged packet, resent); a lossy UDP path against the
  * stream (retransmissions on one, none on the other); stream_window bounding what is in flight;
  * a server that asks every UDP client for a retry token asks none over a stream, and its Reject
  * goes back on the stream; a stream-only connect; bad arguments.
@@ -30,6 +31,8 @@ typedef struct scene {
     tern_addr cl_udp, sv_udp, cl_tcp, sv_tcp;
     int udp_blocked;
     uint16_t gen;           /* the client's stream leaves from CL_TCP_PORT + gen */
+    int skip_frames;        /* after this many more frames of the client's stream ... */
+    int drop_frames;        /* ... its driver drops this many (its buffer full) */
     sim_link *up, *down;    /* the stream, client to server and back */
     /* what the server received: "<seq u64>" then (seq * 31 + i) & 0xff */
     uint64_t next_seq, msgs, bytes, bad;
@@ -47,6 +50,12 @@ static int middlebox(void *u, sim *s, uint64_t now, sim_packet *pkt)
     scene *sc = u;
     if (!tern_addr_is_stream(&pkt->to)) return sc->udp_blocked ? SIM_DROP : SIM_PASS;
     if (memcmp(pkt->from.ip, sc->cl_tcp.ip, 4) == 0 && pkt->from.port == CL_TCP_PORT) {
+        if (sc->skip_frames > 0) {
+            sc->skip_frames--;
+        } else if (sc->drop_frames > 0) {
+            sc->drop_frames--;
+            return SIM_DROP;
+        }
         pkt->from.port = (uint16_t)(CL_TCP_PORT + sc->gen); /* its current connection */
     } else if (memcmp(pkt->to.ip, sc->cl_tcp.ip, 4) == 0) {
         if (pkt->to.port != CL_TCP_PORT + sc->gen) return SIM_DROP; /* a connection gone */
@@ -78,11 +87,13 @@ static void on_server_message(tnet_node *n, tern_conn *c, uint64_t flow, const u
     sc->bytes += len;
 }
 
-/* UDP: 20 ms each way at 20 Mbit/s, a 256 KB queue, loss. */
+/* UDP: 20 ms each way at 20 Mbit/s, a 256 KB queue, loss; a path MTU of 1280 (IPv6's
+ * minimum: larger datagrams vanish, so a packet sized for the stream could not pass). */
 static void set_udp_loss(scene *sc, double loss)
 {
     sim_link_params p;
     sim_link_params_init(&p);
+    p.mtu = 1280 - 48;
     p.delay_ns = 20 * MS;
     p.rate_bps = 20000000;
     p.queue_bytes = 256 * 1024;
@@ -238,18 +249,26 @@ static void test_udp_blocked_connects_over_stream(void)
     TT_CHECK_EQ_U64(st.packets_retransmitted_frags, 0);
     TT_CHECK_EQ_U64(st.packets_lost, 0);
     TT_CHECK(st.stream_packets_sent > 1000);
+    /* no path MTU on a stream: packets as large as the peer takes (TERN_MAX_DATAGRAM) */
+    const sim_link_stats *up = sim_link_get_stats(sc.up);
+    TT_CHECK_RANGE(up->bytes / up->sent, 1400, TERN_MAX_DATAGRAM);
     TT_CHECK(st.stream_packets_received > 0);
     TT_REQUIRE(sc.sv.conn != NULL);
     tern_path_info spi = path_of(sc.sv.conn);
     TT_CHECK_EQ_INT(spi.remote.transport, TERN_TRANSPORT_TCP);
     TT_CHECK(spi.validated);
 
-    /* UDP is probed in the background at doubling gaps up to 5 s: a minute adds about 12 */
+    /* UDP is probed in the background at doubling gaps up to 30 s: the next minute adds a
+     * few, the two after it four */
     uint64_t before = st.udp_probes;
     TT_CHECK(before >= 2);
     tnet_run_ms(sc.s, 60000);
     tern_conn_get_stats(c, &st);
-    TT_CHECK_RANGE(st.udp_probes - before, 10, 16);
+    TT_CHECK_RANGE(st.udp_probes - before, 3, 8);
+    before = st.udp_probes;
+    tnet_run_ms(sc.s, 120000);
+    tern_conn_get_stats(c, &st);
+    TT_CHECK_RANGE(st.udp_probes - before, 3, 5);
     TT_CHECK_EQ_INT(path_of(c).remote.transport, TERN_TRANSPORT_TCP);
     TT_CHECK_EQ_INT(tern_conn_get_state(c), TERN_CONN_ESTABLISHED);
     scene_free(&sc);
@@ -273,13 +292,56 @@ static void test_udp_answers_first_stays_on_udp(void)
     scene_free(&sc);
 }
 
+/* UDP slower than the stream's head start: one way delay 400 ms (the UDP Initial reaches the
+ * server after the stream's handshake completed) or 200 ms (while it is half-open: the stream's
+ * Initial is a copy, answered on the stream, and the client's first packet there picks it). */
+static void test_slow_udp_loses_race_then_carries(void)
+{
+    static const uint64_t delays[2] = {400 * MS, 200 * MS};
+    for (int d = 0; d < 2; d++) {
+        scene sc;
+        scene_init(&sc, NULL, NULL, 0, 20);
+        sim_link_params p;
+        sim_link_params_init(&p);
+        p.delay_ns = delays[d];
+        TT_REQUIRE(sim_link_set_both(sc.s, &sc.cl_udp, &sc.sv_udp, &p) != NULL);
+        tern_conn *c = establish(&sc, 0, 1);
+        TT_CHECK(sim_now(sc.s) < 400 * MS); /* the stream wins at 250 + 50 ms */
+        TT_CHECK_EQ_INT(path_of(c).remote.transport, TERN_TRANSPORT_TCP);
+        tnet_run_ms(sc.s, 40); /* the client's first packet reaches the server */
+        TT_REQUIRE(sc.sv.conn != NULL);
+        TT_CHECK_EQ_INT(path_of(sc.sv.conn).remote.transport, TERN_TRANSPORT_TCP);
+        /* one connection at the server; then the background challenge finds UDP working and
+         * the connection moves there */
+        tnet_run_ms(sc.s, 4000);
+        TT_CHECK_EQ_INT(path_of(c).remote.transport, TERN_TRANSPORT_UDP);
+        TT_CHECK_EQ_U64(path_of(c).moves, 1);
+        tern_endpoint_stats st = tnet_stats(&sc.sv);
+        TT_CHECK_EQ_U64(st.handshakes_completed, 1);
+        TT_CHECK_EQ_U64(st.conns_current, 1);
+        if (d == 0) {
+            TT_CHECK_EQ_U64(st.initial_copies, 0); /* the UDP copy came too late ... */
+            TT_CHECK(st.drop_ignored >= 1);         /* ... and was ignored */
+        } else {
+            TT_CHECK_EQ_U64(st.initial_copies, 1); /* the stream's copy, answered there */
+        }
+        tern_path_info spi = path_of(sc.sv.conn);
+        TT_CHECK(tern_addr_equal(&spi.remote, &sc.cl_udp));
+        send_file(&sc, c, 20, 10000);
+        run_transfer(&sc, 20 * S);
+        check_received(&sc, 10000);
+        scene_free(&sc);
+    }
+}
+
 static void test_udp_returning_moves_back(void)
 {
     scene sc;
     scene_init(&sc, NULL, NULL, 0, 8);
     tern_conn *c = establish(&sc, 1, 1);
     TT_REQUIRE(path_of(c).remote.transport == TERN_TRANSPORT_TCP);
-    /* 4 MB at 8 Mbit/s: about 4 s on the stream; UDP comes back after 1 s */
+    /* 4 MB at 8 Mbit/s: about 4 s on the stream; UDP comes back after 1 s. What the stream
+     * held goes again on UDP, its 1,500-byte packets cut to UDP's size */
     send_file(&sc, c, 400, 10000);
     tnet_run_ms(sc.s, 1000);
     TT_REQUIRE(sc.msgs < sc.sent_msgs / 2);
@@ -297,6 +359,9 @@ static void test_udp_returning_moves_back(void)
     /* the move was mid-transfer: most of the file went over UDP */
     const sim_link_stats *up = sim_link_get_stats(sc.up);
     TT_CHECK(up->bytes < 3000000);
+    sim_link_stats all;
+    sim_total_link_stats(sc.s, &all);
+    TT_CHECK(all.dropped_mtu <= 8); /* only path MTU probes of larger sizes */
     scene_free(&sc);
 }
 
@@ -360,6 +425,24 @@ static void test_stream_closed_mid_transfer(void)
     TT_CHECK_EQ_INT(spi.remote.port, CL_TCP_PORT + 1);
     TT_CHECK(spi.validated);
     TT_CHECK_EQ_U64(spi.moves, 1);
+    scene_free(&sc);
+}
+
+static void test_driver_drops_frames(void)
+{
+    scene sc;
+    scene_init(&sc, NULL, NULL, 0, 20);
+    tern_conn *c = establish(&sc, 1, 1);
+    sc.skip_frames = 50;
+    sc.drop_frames = 20; /* a stream the driver's write buffer overflowed on: 20 frames gone */
+    send_file(&sc, c, 100, 10000);
+    run_transfer(&sc, 30 * S);
+    check_received(&sc, 10000);
+    tern_conn_stats st;
+    tern_conn_get_stats(c, &st);
+    TT_CHECK_EQ_U64(st.stream_gaps, 20); /* found below the next acknowledged packet */
+    TT_CHECK_EQ_U64(st.packets_lost, 20);
+    TT_CHECK_EQ_U64(st.spurious_losses, 0);
     scene_free(&sc);
 }
 
@@ -506,9 +589,11 @@ static void test_connect_opts_arguments(void)
 static const tt_case cases[] = {
     TT_CASE(test_udp_blocked_connects_over_stream),
     TT_CASE(test_udp_answers_first_stays_on_udp),
+    TT_CASE(test_slow_udp_loses_race_then_carries),
     TT_CASE(test_udp_returning_moves_back),
     TT_CASE(test_udp_silent_falls_back_to_stream),
     TT_CASE(test_stream_closed_mid_transfer),
+    TT_CASE(test_driver_drops_frames),
     TT_CASE(test_lossy_udp_retransmits_stream_does_not),
     TT_CASE(test_stream_window_bounds_flight),
     TT_CASE(test_stream_only_and_server_rules),

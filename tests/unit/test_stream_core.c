@@ -2,7 +2,7 @@
  * White-box tests of the core's stream rules (docs/protocol.md "Stream paths") on the bare
  * connection of support/core_rig, its active path turned into a TCP one: packets sent on a
  * stream are never declared lost by the packet or time threshold (while UDP packets before them
- * are), a probe timeout there asks for one PING, the stream's end declares exactly its packets
+ * are), only below a later stream packet that was acknowledged, a probe timeout there asks for one PING, the stream's end declares exactly its packets
  * lost, tern_endpoint_stream_closed moves the connection to a validated UDP candidate when there
  * is one (and a server stops sending into a stream it cannot reopen), and what a packet on a
  * stream carries is recorded as stream.
@@ -58,26 +58,54 @@ static void test_no_threshold_loss_on_stream(void)
     uint64_t first = sent(&g, 1000, 0);
     g.now += 50 * MS;
     TT_REQUIRE(acked(&g, first, first) == TERN_OK); /* an RTT sample of 50 ms */
-    /* two UDP packets, then ten on the stream; the last stream packet is acknowledged */
-    uint64_t u0 = sent(&g, 1000, 0), u1 = sent(&g, 1000, 0);
+    /* four UDP packets, then ten on the stream; the first stream packet is acknowledged */
+    for (int i = 0; i < 4; i++) sent(&g, 1000, 0);
     uint64_t s[10];
     for (int i = 0; i < 10; i++) s[i] = sent(&g, 1000, 1);
     g.now += 60 * MS;
-    TT_REQUIRE(acked(&g, s[9], s[9]) == TERN_OK);
-    /* the UDP packets pass the packet threshold: lost; the stream ones are only slow */
+    TT_REQUIRE(acked(&g, s[0], s[0]) == TERN_OK);
+    /* two UDP packets pass the packet threshold, the other two the time threshold a little
+     * later; the stream ones after the acknowledged one are only slow */
     TT_CHECK_EQ_U64(r->lost_total, 2);
+    TT_REQUIRE(r->loss_time != TERN_TIME_NEVER);
+    g.now = r->loss_time;
+    tern__rec_on_timer(g.c, g.now);
+    TT_CHECK_EQ_U64(r->lost_total, 4);
     TT_CHECK_EQ_U64(g.c->st.stream_packets_lost, 0);
     TT_CHECK_EQ_U64(r->bytes_in_flight, 9000);
     TT_CHECK_EQ_U64(r->loss_time, TERN_TIME_NEVER); /* no time threshold armed for them */
-    /* long after (no time threshold either) the loss timer still sees nothing to do */
+    /* long after, the loss timer still sees nothing to do */
     g.now += 5 * S;
     tern__rec_on_timer(g.c, g.now);
-    TT_CHECK_EQ_U64(r->lost_total, 2);
-    TT_REQUIRE(acked(&g, s[0], s[8]) == TERN_OK);
+    TT_CHECK_EQ_U64(r->lost_total, 4);
+    TT_REQUIRE(acked(&g, s[1], s[9]) == TERN_OK);
     TT_CHECK_EQ_U64(r->bytes_in_flight, 0);
     TT_CHECK_EQ_U64(g.c->st.spurious_losses, 0);
-    (void)u0;
-    (void)u1;
+    core_rig_free(&g);
+}
+
+static void test_gap_below_acked_stream_packet(void)
+{
+    core_rig g;
+    core_rig_init(&g, NULL);
+    tern__recovery *r = g.c->rec.r;
+    g.now = 1 * S;
+    uint64_t s[6];
+    for (int i = 0; i < 6; i++) s[i] = sent(&g, 1000, 1);
+    g.now += 50 * MS;
+    /* s[3] acknowledged, s[0..2] not: on an ordered stream the driver dropped them (s[4], s[5]
+     * are only behind) */
+    TT_REQUIRE(acked(&g, s[3], s[3]) == TERN_OK);
+    TT_CHECK_EQ_U64(r->lost_total, 3);
+    TT_CHECK_EQ_U64(g.c->st.stream_gaps, 3);
+    TT_CHECK_EQ_U64(g.c->st.stream_packets_lost, 3);
+    TT_CHECK_EQ_U64(r->bytes_in_flight, 2000);
+    g.now += 10 * S;
+    tern__rec_on_timer(g.c, g.now);
+    TT_CHECK_EQ_U64(r->lost_total, 3);
+    TT_REQUIRE(acked(&g, s[3], s[5]) == TERN_OK);
+    TT_CHECK_EQ_U64(r->lost_total, 3);
+    TT_CHECK_EQ_U64(r->bytes_in_flight, 0);
     core_rig_free(&g);
 }
 
@@ -202,6 +230,7 @@ static void test_server_waits_on_closed_stream(void)
 
 static const tt_case cases[] = {
     TT_CASE(test_no_threshold_loss_on_stream),
+    TT_CASE(test_gap_below_acked_stream_packet),
     TT_CASE(test_pto_on_stream_is_one_ping),
     TT_CASE(test_stream_end_declares_its_packets_lost),
     TT_CASE(test_written_packets_marked_stream),

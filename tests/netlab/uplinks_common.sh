@@ -1,0 +1,35 @@
+# tests/netlab/uplinks_common.sh: the two-uplink lab of uplink_switch.sh and
+# bench/mobility/switch.sh (sourced after netlab/lib.sh, with a lab started by nl_init):
+#
+#   cli eth0 10.81.1.2 ==(UP1)== r 10.81.1.1    default route, metric 100
+#   cli eth1 10.81.2.2 ==(UP2)== r 10.81.2.1    default route, metric 200
+#   r 10.81.0.1 -------------------- srv 10.81.0.2
+#
+# uplinks_lab UP1 UP2: builds it, each uplink a tern-linkem link with that spec both ways.
+uplinks_lab() {
+	nl_ns cli
+	nl_ns r
+	nl_ns srv
+	nl_link cli eth0 10.81.1.2/24 r eth1 10.81.1.1/24 "$1" "$1" >/dev/null
+	nl_link cli eth1 10.81.2.2/24 r eth2 10.81.2.1/24 "$2" "$2" >/dev/null
+	nl_link r eth0 10.81.0.1/24 srv eth0 10.81.0.2/24 >/dev/null
+	nl_exec r sysctl -qw net.ipv4.ip_forward=1
+	local n
+	for n in cli r srv; do
+		nl_exec "$n" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+	done
+	nl_route cli default via 10.81.1.1 dev eth0 metric 100
+	nl_route cli default via 10.81.2.1 dev eth1 metric 200
+	nl_route srv default via 10.81.0.1
+	nl_exec cli ping -c 1 -W 2 10.81.0.2 >/dev/null
+}
+
+# uplinks_cut HOW: the first uplink goes: link (ip link set eth0 down) or addr (its address
+# deleted).
+uplinks_cut() {
+	case $1 in
+	link) nl_exec cli ip link set eth0 down ;;
+	addr) nl_exec cli ip addr del 10.81.1.2/24 dev eth0 ;;
+	*) echo "unknown cut $1" >&2; return 1 ;;
+	esac
+}
