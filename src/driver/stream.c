@@ -72,6 +72,7 @@
 #define IPKEY_LEN 9
 #define SNI_MAX 253
 #define ACCEPT_SOURCES 4096 /* sources whose accept rate is tracked at once */
+#define STREAM_USER_TIMEOUT_MS 20000 /* unacknowledged data fails a stream after this long */
 
 enum { ST_CONNECTING, ST_TLS, ST_OPEN, ST_DOWN };
 
@@ -536,13 +537,23 @@ static void tls_step(tern_driver *d, drv_stream *s)
     stream_close(d, s, NULL);
 }
 
+/* The options of every stream socket (accepted ones inherit nothing: they get them too):
+ * TCP_NODELAY, since each frame is a packet the core timed; TCP_USER_TIMEOUT, so a stream
+ * whose data goes unacknowledged (a network gone under a phone, a peer whose window stays shut)
+ * fails in STREAM_USER_TIMEOUT_MS instead of the kernel's quarter of an hour, and the core
+ * hears it and sends on the next path. */
+static void stream_opts(int fd)
+{
+    int one = 1, uto = STREAM_USER_TIMEOUT_MS;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof(uto));
+}
+
 static int stream_sock(const tern_addr *a)
 {
     int fd = socket(a->family == TERN_AF_INET6 ? AF_INET6 : AF_INET,
                     SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    int one = 1;
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* frames are packets */
+    if (fd >= 0) stream_opts(fd);
     return fd;
 }
 
@@ -763,8 +774,7 @@ static void on_listen(tern_driver *d, size_t li)
         drv_fdec_init(&s->dec, drv_preamble_client);
         s->opened = s->last_rx = s->last_tx = d->now;
         arm(d, s, d->now + ss->lim.preamble_timeout_ns);
-        int one = 1;
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        stream_opts(fd);
         struct epoll_event ev;
         memset(&ev, 0, sizeof(ev));
         ev.events = EPOLLIN;
