@@ -1072,8 +1072,14 @@ int drv_streams_set_sni(tern_driver *d, const tern_addr *remote, const char *nam
     uint8_t k[KEY_LEN];
     make_key(k, remote);
     uint8_t ip[16];
-    if (name == NULL || inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1)
-        return TERN_OK; /* RFC 6066: no IP literal as a server name */
+    if (name == NULL || inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1) {
+        char *old = tern__map_get(&ss->sni, k); /* RFC 6066: no IP literal as a server name */
+        if (old != NULL) {
+            tern__map_del(&ss->sni, k, old);
+            free(old);
+        }
+        return TERN_OK;
+    }
     size_t n = strlen(name);
     if (n == 0 || n > SNI_MAX) return TERN_ERR_INVALID_ARG;
     char *copy = malloc(n + 1);

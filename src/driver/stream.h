@@ -83,7 +83,8 @@ const char *drv_tls_errstr(char *buf, size_t len);
 
 typedef struct drv_streams drv_streams;
 
-/* Sets up the listeners (cfg->stream_listen) and TLS contexts. Errors: TERN_ERR_STATE (socket,
+/* Sets up the listeners (cfg->stream_listen) and TLS contexts (the counters are the driver's
+ * own, d->st). Errors: TERN_ERR_STATE (socket,
  * bind or listen failed: errno set), TERN_ERR_CRYPTO (certificate or key unusable),
  * TERN_ERR_NOMEM, TERN_ERR_INVALID_ARG. */
 int drv_streams_new(tern_driver *d, const tern_driver_config *cfg);
@@ -102,9 +103,9 @@ int drv_stream_send(tern_driver *d, const tern_datagram *g, int from_core);
 void drv_streams_flush(tern_driver *d);
 /* Frees the streams closed during the iteration (after its events: none is referenced). */
 void drv_streams_reap(tern_driver *d);
-/* Adds the stream counters to st. */
-void drv_streams_stats(const tern_driver *d, tern_driver_stats *st);
-/* Remembers the TLS server name for stream_remote (tern_driver_connect_opts). */
+/* Remembers the TLS server name (SNI) for stream_remote (tern_driver_connect_opts), replacing
+ * the one before; NULL or an IP literal: none. Errors: TERN_ERR_INVALID_ARG (over 253
+ * characters), TERN_ERR_NOMEM. */
 int drv_streams_set_sni(tern_driver *d, const tern_addr *remote, const char *name);
 
 #endif
