@@ -21,7 +21,7 @@
  *   - the limits of tern_driver_stream_limits, each tried as an attacker would: many streams
  *     from one address (max_per_ip), more streams than max_streams, clients that never finish
  *     the preamble or the TLS handshake (preamble_timeout), one that opens and drops streams as
- *     fast as it can (accept_rate), a non-tern client (closed at once
+ *     fast as it can (accept_rate), a process out of descriptors (the listener pauses), a non-tern client (closed at once
  *     with not a byte from us), a client that sends a bad frame length, and a relay client that
  *     never reads while frames are sent to it (write_buffer: drops counted, then the stalled
  *     stream is closed by the idle timeout); the rx_hook sees stream frames with
@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -1026,6 +1027,42 @@ static void test_limit_max_streams(void)
     tern_driver_del(srv.d);
 }
 
+/* Out of file descriptors (EMFILE) with connections waiting: the listener pauses (100 ms at a
+ * time) instead of spinning on a queue it cannot accept from, and takes them once there is room. */
+static void test_accept_emfile(void)
+{
+    side srv;
+    make(&srv, 1, NULL, NULL);
+    tern_addr tcp = listener(&srv, 0);
+    int fd[12], top = 0;
+    for (int i = 0; i < 12; i++) {
+        fd[i] = tcp_dial(&tcp, 0);
+        if (fd[i] > top) top = fd[i];
+    }
+    struct rlimit was, low;
+    TT_REQUIRE(getrlimit(RLIMIT_NOFILE, &was) == 0);
+    low = was;
+    low.rlim_cur = (rlim_t)top + 3; /* room for about two more descriptors */
+    TT_REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
+    tern_driver_stats s0, ss;
+    tern_driver_get_stats(srv.d, &s0);
+    serve(&srv, 300);
+    tern_driver_get_stats(srv.d, &ss);
+    TT_CHECK(setrlimit(RLIMIT_NOFILE, &was) == 0);
+    uint64_t iters = ss.iterations - s0.iterations;
+    printf("EMFILE: %llu accepted, %llu accept errors, %llu loop iterations in 300 ms\n",
+           (unsigned long long)ss.streams_accepted, (unsigned long long)ss.stream_accept_errors,
+           (unsigned long long)iters);
+    TT_CHECK(ss.stream_accept_errors >= 1 && ss.stream_accept_errors <= 5);
+    TT_CHECK(ss.streams_accepted < 12);
+    TT_CHECK(iters < 200); /* not spinning */
+    serve(&srv, 200); /* room again: the rest are taken */
+    tern_driver_get_stats(srv.d, &ss);
+    TT_CHECK_EQ_INT(ss.streams_accepted, 12);
+    for (int i = 0; i < 12; i++) close(fd[i]);
+    tern_driver_del(srv.d);
+}
+
 /* Slowloris: a client that sends part of the preamble and stops, one that opens TLS and never
  * says hello, one that sends nothing: all closed at preamble_timeout, none before. */
 static void test_limit_preamble_timeout(void)
@@ -1250,6 +1287,7 @@ static const tt_case cases[] = {
     TT_CASE(test_limit_per_ip),
     TT_CASE(test_limit_max_streams),
     TT_CASE(test_limit_accept_rate),
+    TT_CASE(test_accept_emfile),
     TT_CASE(test_limit_preamble_timeout),
     TT_CASE(test_bad_client),
     TT_CASE(test_limit_write_buffer),
