@@ -472,7 +472,7 @@ static void test_core_overflow_closes(void)
     side srv, cli;
     g_stream_window = 256u << 20;
     (void)connect_pair(&srv, &cli, 0, &lim);
-    uint8_t b[1200];
+    uint8_t b[TERN_MAX_DATAGRAM];
     memset(b, 0x5a, sizeof(b));
     tern_driver_stats ss;
     uint64_t end = tern_driver_update_now(srv.d) + 5 * TERN_NS_PER_S;
