@@ -8,6 +8,9 @@
  * the timers that are due, and before it sleeps flushes everything the core has to send with
  * sendmmsg, packing runs of equal-sized datagrams to one destination into UDP GSO messages.
  * GSO and GRO are used where the kernel offers them and silently dropped where it does not.
+ * Where UDP does not pass it also carries the core's packets on TCP and TLS 1.3 streams (one
+ * frame per packet, docs/protocol.md section 10): listeners from stream_listen, and streams
+ * opened on demand when the core sends to an address whose transport is TCP or TLS.
  *
  * Two ways in:
  *   - the ready loop: tern_driver_run() until tern_driver_stop() (async-signal-safe), then
