@@ -64,6 +64,8 @@
 #define RBUF_LEN 65536
 #define READ_PER_WAKEUP (4 * RBUF_LEN)
 #define FLUSH_AT 65536
+#define WBUF_MIN 4096    /* a write buffer's first size, kept while the stream lives */
+#define WBUF_KEEP 65536  /* a larger one is given back once it drains */
 #define RETRY_MIN_NS (250 * TERN_NS_PER_MS)
 #define RETRY_MAX_NS (8 * TERN_NS_PER_S)
 #define DOWN_LINGER_NS (16 * TERN_NS_PER_S)
@@ -181,8 +183,10 @@ static int wbuf_put(tern_driver *d, drv_stream *s, const uint8_t *p, size_t n)
         s->whead = 0;
     }
     if (s->wlen + n > s->wcap) {
-        size_t cap = s->wcap ? s->wcap : 4096;
+        size_t cap = s->wcap ? s->wcap : WBUF_MIN;
+        size_t most = (size_t)d->streams->lim.write_buffer + DRV_FRAME_MAX + DRV_PREAMBLE_LEN;
         while (cap < s->wlen + n) cap *= 2;
+        if (cap > most && s->wlen + n <= most) cap = most; /* never past what the limit lets in */
         uint8_t *nb = tern__malloc(&d->alloc, cap);
         if (nb == NULL) return TERN_ERR_NOMEM;
         if (s->wlen) memcpy(nb, s->wbuf + s->whead, s->wlen);
@@ -333,6 +337,11 @@ static void stream_write(tern_driver *d, drv_stream *s)
     if (s->wlen == 0) {
         s->whead = 0;
         want_out(d, s, 0);
+        if (s->wcap > WBUF_KEEP) { /* a burst's buffer does not stay with an idle stream */
+            tern__free(&d->alloc, s->wbuf, s->wcap);
+            s->wbuf = NULL;
+            s->wcap = 0;
+        }
     }
 }
 
