@@ -14,7 +14,7 @@
  * (found below the next acknowledged packet, resent); a lossy UDP path against the
  * stream (retransmissions on one, none on the other); stream_window bounding what is in flight;
  * a server that asks every UDP client for a retry token asks none over a stream, and its Reject
- * goes back on the stream; a stream-only connect; bad arguments.
+ * and stateless reset go back on the stream; a stream-only connect; bad arguments.
  */
 #include <stdio.h>
 #include <string.h>
@@ -542,7 +542,18 @@ static void test_stream_only_and_server_rules(void)
     TT_CHECK_EQ_INT(third.closed, 1);
     TT_CHECK_EQ_INT(third.close_err, TERN_ERR_BAD_SERVER_KEY);
     TT_CHECK_EQ_U64(tnet_stats(&sc.sv).rejects_sent, 1);
-    TT_CHECK(sim_link_get_stats(sim_link_lookup(sc.s, &sv_tls, &tt))->delivered >= 1);
+    uint64_t back = sim_link_get_stats(sim_link_lookup(sc.s, &sv_tls, &tt))->delivered;
+    TT_CHECK(back >= 1);
+    /* and a stateless reset (a short packet for a connection the server does not know) */
+    uint8_t junk[80];
+    memset(junk, 0x5a, sizeof(junk));
+    junk[0] = 0x40; /* short header, fixed bit */
+    uint64_t resets = tnet_stats(&sc.sv).resets_sent;
+    TT_REQUIRE(sim_transmit(sc.s, &tt, &sv_tls, junk, sizeof(junk)) == SIM_OK);
+    tnet_run_ms(sc.s, 200);
+    /* (the two endpoints answer each other's resets, each smaller, a few times) */
+    TT_CHECK(tnet_stats(&sc.sv).resets_sent > resets);
+    TT_CHECK(sim_link_get_stats(sim_link_lookup(sc.s, &sv_tls, &tt))->delivered > back);
     tnet_node_free(&third, sc.s);
     tnet_node_free(&other, sc.s);
     scene_free(&sc);
