@@ -194,9 +194,9 @@ int tern_driver_stream_local_addr(const tern_driver *d, size_t i, tern_addr *out
 
 /* The last stream failure as one line (a connect refused, a TLS handshake that failed, "X is not
  * a tern stream service: it sent ..." when the port answered with something else, a listener
- * that could not be opened), "" when none. A server that is not tern is a definite answer: the
- * connections still in their handshake towards it are closed at once with this line as the
- * reason (on_closed, TERN_ERR_LOCAL_CLOSED). Valid until the next driver call. With d NULL: why
+ * that could not be opened), "" when none. A server that is not tern, or a port that refuses
+ * the connection, is a definite answer: the connections still in their handshake towards it
+ * are closed at once with this line as the reason (on_closed, TERN_ERR_LOCAL_CLOSED). Valid until the next driver call. With d NULL: why
  * the last tern_driver_new of this thread failed on its streams (a certificate or key it could
  * not use, a listener it could not open), "" when it did not. */
 const char *tern_driver_stream_error(const tern_driver *d);

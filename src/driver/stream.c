@@ -566,6 +566,17 @@ static int stream_sock(const tern_addr *a)
     return fd;
 }
 
+/* The TCP connect failed with err. A refusal (nothing listens on that port) is as definite as a
+ * wrong service: connections still in their handshake towards it fail at once. Anything else
+ * (no route, a timeout: a network that may come back) waits for the backoff and the core's
+ * retries. */
+static void connect_failed(tern_driver *d, drv_stream *s, int err)
+{
+    set_error(d, &s->remote, "cannot connect: %s", strerror(err));
+    if (err == ECONNREFUSED) refuse_conns(d, s);
+    stream_close(d, s, &d->st.stream_connect_failures);
+}
+
 /* Opens (or reopens) the socket of an outgoing stream. */
 static void stream_dial(tern_driver *d, drv_stream *s)
 {
@@ -608,8 +619,7 @@ static void stream_dial(tern_driver *d, drv_stream *s)
     if (connect(s->fd, (struct sockaddr *)&sa, (socklen_t)sl) == 0) {
         tcp_up(d, s);
     } else if (errno != EINPROGRESS && errno != EINTR) {
-        set_error(d, &s->remote, "cannot connect: %s", strerror(errno));
-        stream_close(d, s, &d->st.stream_connect_failures);
+        connect_failed(d, s, errno);
     }
 }
 
@@ -619,8 +629,7 @@ static void connect_done(tern_driver *d, drv_stream *s)
     socklen_t l = sizeof(err);
     if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &l) != 0) err = errno;
     if (err != 0) {
-        set_error(d, &s->remote, "cannot connect: %s", strerror(err));
-        stream_close(d, s, &d->st.stream_connect_failures);
+        connect_failed(d, s, err);
         return;
     }
     want_out(d, s, 0);

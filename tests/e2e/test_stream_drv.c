@@ -8,8 +8,8 @@
  *     server makes when it is given none; ipv6: a dual-stack TLS listener reached at ::1 and
  *     at 127.0.0.1;
  *   - wrong_service: a plain TCP echo, an HTTP-ish server, an HTTPS server (which also sees the
- *     SNI the client was given, and none for an IP literal), and TLS spoken to a TCP tern port
- *     and TCP to a TLS one: each connection fails in well under a second (not at the handshake
+ *     SNI the client was given, and none for an IP literal), a closed port, and TLS spoken to a
+ *     TCP tern port and TCP to a TLS one: each connection fails in well under a second (not at the handshake
  *     timeout) with one clear line in tern_driver_stream_error;
  *   - auto_race (tern_driver_connect_opts, TCP and TLS): UDP blocked by an in-test UDP gate,
  *     the stream carries the connection after the race delay; the gate opens and the connection
@@ -797,6 +797,12 @@ static void test_wrong_service(void)
             if (f.cfd[i] >= 0) close(f.cfd[i]);
         close(f.lfd);
     }
+    /* nothing listening: the refusal is an answer too */
+    tern_addr closed;
+    int lfd = tcp_listen(&closed);
+    close(lfd);
+    closed.transport = TERN_TRANSPORT_TLS;
+    must_fail_fast(&closed, NULL, NULL, NULL, "cannot connect: Connection refused");
     /* the right server, the wrong transport, both ways */
     tern_keypair kp;
     TT_CHECK(tern_keypair_generate(&kp) == TERN_OK);
