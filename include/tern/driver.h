@@ -101,6 +101,15 @@ typedef struct tern_driver_config {
     const char *tls_cert_file; /* PEM certificate (chain) and key for the TLS listeners; NULL */
     const char *tls_key_file;  /* both: a self-signed certificate made at start (for tests) */
     tern_driver_stream_limits stream_limits;
+    /* A definite stream failure towards remote (a port that refused the connection, a service
+     * that is not tern, a TLS handshake that failed): line is tern_driver_stream_error's. Return
+     * 1 to have the driver close at once every connection still in its handshake towards remote,
+     * with line as the reason (on_closed follows, with TERN_ERR_LOCAL_CLOSED, before this call
+     * returns to the driver); 0 to leave them to the handshake timeout (the core keeps retrying
+     * at a bounded rate). NULL: 0. Called from inside the driver: it may call tern_driver_stop
+     * and tern_conn_* but not process, run or del. */
+    int (*on_stream_error)(tern_driver *d, const tern_addr *remote, const char *line, void *user);
+    void *on_stream_error_user;
     /* Migration (tern_driver_migrate). A driver whose endpoint is not is_server moves its client
      * connections by itself (src/driver/netmon.c): when the kernel's route to a connection's
      * server starts to use another source address (an address went away, a link went down, a
@@ -195,8 +204,8 @@ int tern_driver_stream_local_addr(const tern_driver *d, size_t i, tern_addr *out
 /* The last stream failure as one line (a connect refused, a TLS handshake that failed, "X is not
  * a tern stream service: it sent ..." when the port answered with something else, a listener
  * that could not be opened), "" when none. A server that is not tern, or a port that refuses
- * the connection, is a definite answer: the connections still in their handshake towards it
- * are closed at once with this line as the reason (on_closed, TERN_ERR_LOCAL_CLOSED). Valid until the next driver call. With d NULL: why
+ * the connection, is a definite answer: cfg.on_stream_error hears it at once and may have the
+ * connections still in their handshake towards it closed with this line as the reason. Valid until the next driver call. With d NULL: why
  * the last tern_driver_new of this thread failed on its streams (a certificate or key it could
  * not use, a listener it could not open), "" when it did not. */
 const char *tern_driver_stream_error(const tern_driver *d);

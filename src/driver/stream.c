@@ -16,8 +16,9 @@
  *     server's preamble): frames the core sends meanwhile are dropped (counted), so the core's
  *     retries reopen the stream at a bounded rate, never in a storm. A down entry nobody sends to
  *     goes 16 s after its backoff. A server that is not tern (a wrong preamble, or TLS refused)
- *     is a definite answer: the one-line reason is kept (tern_driver_stream_error) and every
- *     connection still in its handshake towards that address is closed with it, so a wrong
+ *     or a refused connect is a definite answer: the one-line reason is kept
+ *     (tern_driver_stream_error) and the application told (on_stream_error), which may have
+ *     every connection still in its handshake towards that address closed with it, so a wrong
  *     service on the port fails at once instead of at the handshake timeout.
  *   - accepted: from the listeners (cfg->stream_listen), under tern_driver_stream_limits: at
  *     most max_streams at once, max_per_ip from one IPv4 address or IPv6 /64 and accept_rate a
@@ -112,6 +113,8 @@ struct drv_streams {
     drv_stream *dirty, *dead;
     uint8_t *rbuf;
     char error[256];
+    int (*on_error)(tern_driver *d, const tern_addr *remote, const char *line, void *user);
+    void *on_error_user;
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -268,10 +271,16 @@ static void stream_close(tern_driver *d, drv_stream *s, uint64_t *why)
     if (d->ep != NULL) tern_endpoint_stream_closed(d->ep, d->now, &s->local, &s->remote);
 }
 
-/* A definite "not tern there": the reason is kept and every connection still in its handshake
- * towards s->remote is closed with it (the core would otherwise retry until its timeout). */
+/* A definite "not tern there" (the reason is in ss->error): the application hears it
+ * (on_stream_error), and when it asks, every connection still in its handshake towards
+ * s->remote is closed with it (the core would otherwise retry until its timeout). The
+ * application decides because a close it did not make (TERN_ERR_LOCAL_CLOSED) could surprise
+ * it. */
 static void refuse_conns(tern_driver *d, drv_stream *s)
 {
+    drv_streams *ss = d->streams;
+    if (ss->on_error == NULL || !ss->on_error(d, &s->remote, ss->error, ss->on_error_user))
+        return;
     size_t n = d->conns.n;
     if (n == 0) return;
     tern_conn **list = malloc(n * sizeof(*list));
@@ -1020,6 +1029,8 @@ int drv_streams_new(tern_driver *d, const tern_driver_config *cfg)
     if (l->idle_timeout_ns == 0) l->idle_timeout_ns = def.idle_timeout_ns;
     if (l->accept_rate == 0) l->accept_rate = def.accept_rate;
     if (l->write_buffer < DRV_FRAME_MAX + DRV_PREAMBLE_LEN) return TERN_ERR_INVALID_ARG;
+    ss->on_error = cfg->on_stream_error;
+    ss->on_error_user = cfg->on_stream_error_user;
     ss->resume.item = TERN__HEAP_ITEM_INIT;
     ss->resume.d = d;
     ss->resume.fn = resume_listeners;

@@ -9,8 +9,9 @@
  *     at 127.0.0.1;
  *   - wrong_service: a plain TCP echo, an HTTP-ish server, an HTTPS server (which also sees the
  *     SNI the client was given, and none for an IP literal), a closed port, and TLS spoken to a
- *     TCP tern port and TCP to a TLS one: each connection fails in well under a second (not at the handshake
- *     timeout) with one clear line in tern_driver_stream_error;
+ *     TCP tern port and TCP to a TLS one: on_stream_error hears one clear line at once, and the
+ *     connection it asks to close fails in well under a second (not at the handshake timeout);
+ *     one it keeps goes on trying at the backoff's pace;
  *   - auto_race (tern_driver_connect_opts, TCP and TLS): UDP blocked by an in-test UDP gate,
  *     the stream carries the connection after the race delay; the gate opens and the connection
  *     moves back to UDP; the choices UDP only and stream only, and the arguments refused;
@@ -60,7 +61,20 @@ typedef struct side {
     size_t hook_sock;
     /* a byte-stream flow: bytes received in order, and any that differ from the pattern */
     uint64_t rx_bytes, rx_bad;
+    /* on_stream_error: calls, the last line, and the answer (1: close the handshakes) */
+    unsigned stream_errors;
+    char stream_line[300];
+    int keep_trying;
 } side;
+
+static int on_stream_error(tern_driver *d, const tern_addr *remote, const char *line, void *user)
+{
+    side *s = user;
+    (void)d, (void)remote;
+    s->stream_errors++;
+    snprintf(s->stream_line, sizeof(s->stream_line), "%s", line);
+    return !s->keep_trying;
+}
 
 /* Byte i of the bulk transfer. */
 static uint8_t pattern(uint64_t i)
@@ -171,6 +185,8 @@ static void make(side *s, int server, const tern_keypair *kp, const tern_driver_
     dc.endpoint.user_data = s;
     dc.n_listen = 1;
     tern_addr_ipv4(&dc.listen[0], 127, 0, 0, 1, 0);
+    dc.on_stream_error = on_stream_error;
+    dc.on_stream_error_user = s;
     if (server) {
         dc.n_stream_listen = 2;
         tern_addr_ipv4(&dc.stream_listen[0], 127, 0, 0, 1, 0);
@@ -780,7 +796,38 @@ static void must_fail_fast(const tern_addr *to, side *srv, turn_fn turn, void *t
     TT_CHECK(took < 1000 * TERN_NS_PER_MS);
     TT_CHECK_MSG(strstr(e, want) != NULL, "error \"%s\" lacks \"%s\"", e, want);
     TT_CHECK(strcmp(cli.reason, e) == 0);
+    TT_CHECK(cli.stream_errors >= 1 && strcmp(cli.stream_line, e) == 0);
     tern_driver_del(cli.d);
+}
+
+/* An application that answers on_stream_error with 0 (or sets none) keeps its connection until
+ * the handshake timeout; the line is there all the same. */
+static void test_wrong_service_kept(void)
+{
+    fake f;
+    memset(&f, 0, sizeof(f));
+    f.kind = 1;
+    tern_addr a;
+    f.lfd = tcp_listen(&a);
+    a.transport = TERN_TRANSPORT_TCP;
+    tern_keypair kp;
+    TT_CHECK(tern_keypair_generate(&kp) == TERN_OK);
+    side cli;
+    make(&cli, 0, NULL, NULL);
+    cli.keep_trying = 1;
+    tern_conn *c = NULL;
+    TT_CHECK(tern_driver_connect(cli.d, &a, kp.pub, &c) == TERN_OK);
+    pump(&cli, NULL, NULL, 600, fake_turn, &f);
+    TT_CHECK(!cli.closed);
+    TT_CHECK(cli.stream_errors >= 1);
+    TT_CHECK(strstr(tern_driver_stream_error(cli.d), "HTTP/1.1 400") != NULL);
+    tern_driver_stats cs;
+    tern_driver_get_stats(cli.d, &cs);
+    TT_CHECK(cs.streams_connected <= 3); /* the core's retries, held back by the backoff */
+    tern_driver_del(cli.d);
+    for (int i = 0; i < f.n; i++)
+        if (f.cfd[i] >= 0) close(f.cfd[i]);
+    close(f.lfd);
 }
 
 static void test_wrong_service(void)
@@ -1290,6 +1337,7 @@ static const tt_case cases[] = {
     TT_CASE(test_tls_peer_reset),
     TT_CASE(test_core_overflow_closes),
     TT_CASE(test_wrong_service),
+    TT_CASE(test_wrong_service_kept),
     TT_CASE(test_https_server),
     TT_CASE(test_reconnect_backoff),
     TT_CASE(test_limit_per_ip),
