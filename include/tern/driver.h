@@ -8,6 +8,9 @@
  * the timers that are due, and before it sleeps flushes everything the core has to send with
  * sendmmsg, packing runs of equal-sized datagrams to one destination into UDP GSO messages.
  * GSO and GRO are used where the kernel offers them and silently dropped where it does not.
+ * Where UDP does not pass it also carries the core's packets on TCP and TLS 1.3 streams (one
+ * frame per packet, docs/protocol.md section 10): listeners from stream_listen, and streams
+ * opened on demand when the core sends to an address whose transport is TCP or TLS.
  *
  * Two ways in:
  *   - the ready loop: tern_driver_run() until tern_driver_stop() (async-signal-safe), then
@@ -63,6 +66,10 @@ typedef struct tern_driver_stream_limits {
     uint64_t preamble_timeout_ns;/* an accepted stream (and its TLS handshake) must show the
                                     tern preamble within this, or it is closed (5 s) */
     uint64_t idle_timeout_ns;    /* a stream that carried nothing this long is closed (60 s) */
+    uint32_t accept_rate;        /* streams accepted per second from one IPv4 address or IPv6
+                                    /64, in bursts of twice that; more are closed at accept
+                                    (50: a TLS handshake costs the server CPU before tern's own
+                                    handshake_rate applies) */
 } tern_driver_stream_limits; /* a field left 0: its default. max_streams also bounds the
                                 outgoing streams, counted apart. */
 
@@ -94,6 +101,15 @@ typedef struct tern_driver_config {
     const char *tls_cert_file; /* PEM certificate (chain) and key for the TLS listeners; NULL */
     const char *tls_key_file;  /* both: a self-signed certificate made at start (for tests) */
     tern_driver_stream_limits stream_limits;
+    /* A definite stream failure towards remote (a port that refused the connection, a service
+     * that is not tern, a TLS handshake that failed): line is tern_driver_stream_error's. Return
+     * 1 to have the driver close at once every connection still in its handshake towards remote,
+     * with line as the reason (on_closed follows, with TERN_ERR_LOCAL_CLOSED, before this call
+     * returns to the driver); 0 to leave them to the handshake timeout (the core keeps retrying
+     * at a bounded rate). NULL: 0. Called from inside the driver: it may call tern_driver_stop
+     * and tern_conn_* but not process, run or del. */
+    int (*on_stream_error)(tern_driver *d, const tern_addr *remote, const char *line, void *user);
+    void *on_stream_error_user;
     /* Migration (tern_driver_migrate). A driver whose endpoint is not is_server moves its client
      * connections by itself (src/driver/netmon.c): when the kernel's route to a connection's
      * server starts to use another source address (an address went away, a link went down, a
@@ -187,9 +203,9 @@ int tern_driver_stream_local_addr(const tern_driver *d, size_t i, tern_addr *out
 
 /* The last stream failure as one line (a connect refused, a TLS handshake that failed, "X is not
  * a tern stream service: it sent ..." when the port answered with something else, a listener
- * that could not be opened), "" when none. A server that is not tern is a definite answer: the
- * connections still in their handshake towards it are closed at once with this line as the
- * reason (on_closed, TERN_ERR_LOCAL_CLOSED). Valid until the next driver call. With d NULL: why
+ * that could not be opened), "" when none. A server that is not tern, or a port that refuses
+ * the connection, is a definite answer: cfg.on_stream_error hears it at once and may have the
+ * connections still in their handshake towards it closed with this line as the reason. Valid until the next driver call. With d NULL: why
  * the last tern_driver_new of this thread failed on its streams (a certificate or key it could
  * not use, a listener it could not open), "" when it did not. */
 const char *tern_driver_stream_error(const tern_driver *d);
@@ -290,6 +306,7 @@ typedef struct tern_driver_stats {
     uint64_t streams_refused_max;      /* streams refused: max_streams accepted (closed at
                                           accept) or outgoing (not opened) */
     uint64_t streams_refused_per_ip;   /* accepted streams closed at once: max_per_ip */
+    uint64_t streams_refused_rate;     /* accepted streams closed at once: accept_rate */
     uint64_t stream_accept_errors;     /* accept() failures; EMFILE and the like pause the
                                           listeners for 100 ms */
     uint64_t stream_connect_failures;  /* outgoing streams whose TCP connect failed */

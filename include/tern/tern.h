@@ -190,7 +190,8 @@ typedef struct tern_callbacks {
     /* The connection's packets now travel a new path (tern_conn_path says which): after the
      * handshake found a path over several candidates, and when a connection moves, e.g. from
      * the relay to a direct path that validated, or back to the relay when the direct path went
-     * silent. Nothing queued is lost in a move. */
+     * silent; on a client that moved itself (tern_conn_migrate), and on a server once the
+     * client's new address answered its challenge. Nothing queued is lost in a move. */
     void (*on_path)(tern_conn *conn, void *user_data);
     /* Server side, before on_accept: the client's handshake is done (its key is proven, so
      * only an authenticated peer gets here) and its first packet under the session keys came.

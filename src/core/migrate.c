@@ -136,7 +136,10 @@ static int same_host(const tern_addr *a, const tern_addr *b)
 
 void tern__mig_peer_moved(tern_conn *c, const tern__path *old, uint64_t now)
 {
-    if (old->relayed || c->path.relayed || c->state != TERN_CONN_ESTABLISHED) return;
+    /* a move to or from the relay or a stream is not the peer moving (path.c, 9.7 rule those) */
+    if (old->relayed || c->path.relayed || tern_addr_is_stream(&old->remote) ||
+        tern_addr_is_stream(&c->path.remote) || c->state != TERN_CONN_ESTABLISHED)
+        return;
     c->st.migrations++;
     /* RFC 9000 9.4: a new peer address, not only a new port, is a new path whose capacity and
      * RTT say nothing of the old one's; what went to the old address is likely gone with it */

@@ -19,13 +19,16 @@
  *     through the relay (the server's way of saying that its own packets go unanswered). While
  *     direct it challenges the relay route every 20 s so that the relay keeps the session;
  *   - the server follows the peer: it moves to the path the peer's newest packet (other than a
- *     probe) came on, once that path is validated (this also covers NAT rebinding). It never
+ *     probe) came on, once that path is validated (this also covers NAT rebinding, and a client
+ *     that moved itself with tern_conn_migrate: migrate.c, which also restarts the server's
+ *     congestion control when the peer's IP address changed). It never
  *     leaves a direct path on its own (the peer might still be sending there); when that path
  *     goes silent it challenges the peer through the relay, once per silence period.
  * Loss recovery is per connection, not per path: a move to a working path retransmits nothing
  * by itself, while a move away from a silent one, or off a stream, declares what is outstanding
  * there lost (it is retransmitted on the new path at once) and restarts congestion control for
- * the new path.
+ * the new path; so do a client's own migration and a server's move to a new IP address of its
+ * peer (migrate.c).
  *
  * The target of an introduction has no connection before the initiator's Initial arrives, so
  * the endpoint keeps "expectations": it sends punches (0x82 || BLAKE2b-128("tern punch v1" ||

@@ -128,6 +128,7 @@ void tern_driver_config_default(tern_driver_config *cfg)
     cfg->stream_limits.write_buffer = 1280 * 1024; /* above the core's stream_window */
     cfg->stream_limits.preamble_timeout_ns = 5 * TERN_NS_PER_S;
     cfg->stream_limits.idle_timeout_ns = 60 * TERN_NS_PER_S;
+    cfg->stream_limits.accept_rate = 50;
 }
 
 static void ep_timer_fn(tern_driver *d, tern_driver_timer *t, void *user)

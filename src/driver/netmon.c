@@ -22,7 +22,9 @@
  *
  * Bounds: every automatic move takes a token from one bucket (6 a minute, bursts of 3);
  * a move without one is counted (auto_limited) and dropped. Netlink messages are read at most
- * NETMON_READS datagrams per wake-up.
+ * NETMON_READS datagrams per wake-up; only the kernel's count (sender port 0), and of them only
+ * the type and, for routes, the bounds-checked rtmsg header are read (nothing else is parsed: a
+ * change only makes the driver look at the routes itself).
  */
 #include <errno.h>
 #include <linux/netlink.h>
@@ -151,12 +153,15 @@ void drv_netmon_read(tern_driver *d)
     uint8_t buf[8192] __attribute__((aligned(NLMSG_ALIGNTO)));
     int changed = 0;
     for (int k = 0; k < NETMON_READS; k++) {
-        ssize_t n = recv(m->nl_fd, buf, sizeof(buf), 0);
+        struct sockaddr_nl from;
+        socklen_t flen = sizeof(from);
+        ssize_t n = recvfrom(m->nl_fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &flen);
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == ENOBUFS) changed = 1; /* messages were lost: look anyway */
             break;
         }
+        if (flen < sizeof(from) || from.nl_pid != 0) continue; /* only the kernel's */
         for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n);
              h = NLMSG_NEXT(h, n)) {
             if (!relevant(h)) continue;

@@ -16,12 +16,13 @@
  *     server's preamble): frames the core sends meanwhile are dropped (counted), so the core's
  *     retries reopen the stream at a bounded rate, never in a storm. A down entry nobody sends to
  *     goes 16 s after its backoff. A server that is not tern (a wrong preamble, or TLS refused)
- *     is a definite answer: the one-line reason is kept (tern_driver_stream_error) and every
- *     connection still in its handshake towards that address is closed with it, so a wrong
+ *     or a refused connect is a definite answer: the one-line reason is kept
+ *     (tern_driver_stream_error) and the application told (on_stream_error), which may have
+ *     every connection still in its handshake towards that address closed with it, so a wrong
  *     service on the port fails at once instead of at the handshake timeout.
  *   - accepted: from the listeners (cfg->stream_listen), under tern_driver_stream_limits: at
- *     most max_streams at once and max_per_ip from one IPv4 address or IPv6 /64 (the rest are
- *     closed at accept), the TLS handshake and the client's preamble within preamble_timeout
+ *     most max_streams at once, max_per_ip from one IPv4 address or IPv6 /64 and accept_rate a
+ *     second from one (the rest are closed at accept), the TLS handshake and the client's preamble within preamble_timeout
  *     (slowloris), closed after idle_timeout without traffic, or when their write buffer made no
  *     progress that long. A client whose first bytes are not the tern preamble is closed at once,
  *     without a byte from us; our preamble goes out only after the client's.
@@ -53,6 +54,7 @@
 #include <openssl/ssl.h>
 #include <sodium.h>
 
+#include "base/rate.h"
 #include "driver/driver_int.h"
 
 #define TAG_MASK (3ull << 61)
@@ -63,6 +65,8 @@
 #define RBUF_LEN 65536
 #define READ_PER_WAKEUP (4 * RBUF_LEN)
 #define FLUSH_AT 65536
+#define WBUF_MIN 4096    /* a write buffer's first size, kept while the stream lives */
+#define WBUF_KEEP 65536  /* a larger one is given back once it drains */
 #define RETRY_MIN_NS (250 * TERN_NS_PER_MS)
 #define RETRY_MAX_NS (8 * TERN_NS_PER_S)
 #define DOWN_LINGER_NS (16 * TERN_NS_PER_S)
@@ -70,6 +74,8 @@
 #define KEY_LEN 20 /* family, transport, port (2), IP (16) */
 #define IPKEY_LEN 9
 #define SNI_MAX 253
+#define ACCEPT_SOURCES 4096 /* sources whose accept rate is tracked at once */
+#define STREAM_USER_TIMEOUT_MS 20000 /* unacknowledged data fails a stream after this long */
 
 enum { ST_CONNECTING, ST_TLS, ST_OPEN, ST_DOWN };
 
@@ -95,6 +101,7 @@ struct drv_streams {
     tern__map by_addr;  /* canonical remote (KEY_LEN) -> drv_stream */
     tern__map per_ip;   /* IPKEY_LEN -> accepted streams from it (a count as a pointer) */
     tern__map sni;      /* canonical remote -> TLS server name (malloc'd) */
+    tern__srclim accepts; /* accept_rate per source (ACCEPT_SOURCES at once, base/rate.h) */
     size_t n_listen;
     int lfd[TERN_DRIVER_MAX_SOCKETS];
     tern_addr laddr[TERN_DRIVER_MAX_SOCKETS];
@@ -106,6 +113,8 @@ struct drv_streams {
     drv_stream *dirty, *dead;
     uint8_t *rbuf;
     char error[256];
+    int (*on_error)(tern_driver *d, const tern_addr *remote, const char *line, void *user);
+    void *on_error_user;
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -177,8 +186,10 @@ static int wbuf_put(tern_driver *d, drv_stream *s, const uint8_t *p, size_t n)
         s->whead = 0;
     }
     if (s->wlen + n > s->wcap) {
-        size_t cap = s->wcap ? s->wcap : 4096;
+        size_t cap = s->wcap ? s->wcap : WBUF_MIN;
+        size_t most = (size_t)d->streams->lim.write_buffer + DRV_FRAME_MAX + DRV_PREAMBLE_LEN;
         while (cap < s->wlen + n) cap *= 2;
+        if (cap > most && s->wlen + n <= most) cap = most; /* never past what the limit lets in */
         uint8_t *nb = tern__malloc(&d->alloc, cap);
         if (nb == NULL) return TERN_ERR_NOMEM;
         if (s->wlen) memcpy(nb, s->wbuf + s->whead, s->wlen);
@@ -260,10 +271,16 @@ static void stream_close(tern_driver *d, drv_stream *s, uint64_t *why)
     if (d->ep != NULL) tern_endpoint_stream_closed(d->ep, d->now, &s->local, &s->remote);
 }
 
-/* A definite "not tern there": the reason is kept and every connection still in its handshake
- * towards s->remote is closed with it (the core would otherwise retry until its timeout). */
+/* A definite "not tern there" (the reason is in ss->error): the application hears it
+ * (on_stream_error), and when it asks, every connection still in its handshake towards
+ * s->remote is closed with it (the core would otherwise retry until its timeout). The
+ * application decides because a close it did not make (TERN_ERR_LOCAL_CLOSED) could surprise
+ * it. */
 static void refuse_conns(tern_driver *d, drv_stream *s)
 {
+    drv_streams *ss = d->streams;
+    if (ss->on_error == NULL || !ss->on_error(d, &s->remote, ss->error, ss->on_error_user))
+        return;
     size_t n = d->conns.n;
     if (n == 0) return;
     tern_conn **list = malloc(n * sizeof(*list));
@@ -329,6 +346,11 @@ static void stream_write(tern_driver *d, drv_stream *s)
     if (s->wlen == 0) {
         s->whead = 0;
         want_out(d, s, 0);
+        if (s->wcap > WBUF_KEEP) { /* a burst's buffer does not stay with an idle stream */
+            tern__free(&d->alloc, s->wbuf, s->wcap);
+            s->wbuf = NULL;
+            s->wcap = 0;
+        }
     }
 }
 
@@ -480,7 +502,7 @@ static void tcp_up(tern_driver *d, drv_stream *s)
     }
     drv_streams *ss = d->streams;
     s->ssl = SSL_new(s->accepted ? ss->srv_ctx : ss->cli_ctx);
-    if (s->ssl == NULL || SSL_set_fd(s->ssl, s->fd) != 1) {
+    if (s->ssl == NULL || drv_tls_attach(s->ssl, s->fd) != 0) {
         d->st.tls_failures++;
         stream_close(d, s, &d->st.stream_closed_error);
         return;
@@ -521,23 +543,47 @@ static void tls_step(tern_driver *d, drv_stream *s)
     }
     d->st.tls_failures++;
     if (!s->accepted) {
+        int en = errno;
         char eb[128];
         const char *why = drv_tls_errstr(eb, sizeof(eb));
-        set_error(d, &s->remote, "TLS handshake failed (not a TLS 1.3 tern service?): %s",
-                  why[0] ? why : "connection closed");
+        if (why[0] == '\0')
+            why = e == SSL_ERROR_SYSCALL && en != 0 ? strerror(en)
+                                                    : "the server closed the connection";
+        set_error(d, &s->remote, "TLS handshake failed (not a TLS 1.3 tern service?): %s", why);
         refuse_conns(d, s);
     }
     stream_close(d, s, NULL);
+}
+
+/* The options of every stream socket (accepted ones inherit nothing: they get them too):
+ * TCP_NODELAY, since each frame is a packet the core timed; TCP_USER_TIMEOUT, so a stream
+ * whose data goes unacknowledged (a network gone under a phone, a peer whose window stays shut)
+ * fails in STREAM_USER_TIMEOUT_MS instead of the kernel's quarter of an hour, and the core
+ * hears it and sends on the next path. */
+static void stream_opts(int fd)
+{
+    int one = 1, uto = STREAM_USER_TIMEOUT_MS;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof(uto));
 }
 
 static int stream_sock(const tern_addr *a)
 {
     int fd = socket(a->family == TERN_AF_INET6 ? AF_INET6 : AF_INET,
                     SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    int one = 1;
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* frames are packets */
+    if (fd >= 0) stream_opts(fd);
     return fd;
+}
+
+/* The TCP connect failed with err. A refusal (nothing listens on that port) is as definite as a
+ * wrong service: connections still in their handshake towards it fail at once. Anything else
+ * (no route, a timeout: a network that may come back) waits for the backoff and the core's
+ * retries. */
+static void connect_failed(tern_driver *d, drv_stream *s, int err)
+{
+    set_error(d, &s->remote, "cannot connect: %s", strerror(err));
+    if (err == ECONNREFUSED) refuse_conns(d, s);
+    stream_close(d, s, &d->st.stream_connect_failures);
 }
 
 /* Opens (or reopens) the socket of an outgoing stream. */
@@ -582,8 +628,7 @@ static void stream_dial(tern_driver *d, drv_stream *s)
     if (connect(s->fd, (struct sockaddr *)&sa, (socklen_t)sl) == 0) {
         tcp_up(d, s);
     } else if (errno != EINPROGRESS && errno != EINTR) {
-        set_error(d, &s->remote, "cannot connect: %s", strerror(errno));
-        stream_close(d, s, &d->st.stream_connect_failures);
+        connect_failed(d, s, errno);
     }
 }
 
@@ -593,8 +638,7 @@ static void connect_done(tern_driver *d, drv_stream *s)
     socklen_t l = sizeof(err);
     if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &l) != 0) err = errno;
     if (err != 0) {
-        set_error(d, &s->remote, "cannot connect: %s", strerror(err));
-        stream_close(d, s, &d->st.stream_connect_failures);
+        connect_failed(d, s, err);
         return;
     }
     want_out(d, s, 0);
@@ -713,6 +757,11 @@ static void on_listen(tern_driver *d, size_t li)
             close(fd);
             continue;
         }
+        if (!tern__srclim_take(&ss->accepts, &from, d->now)) {
+            d->st.streams_refused_rate++;
+            close(fd);
+            continue;
+        }
         uint8_t ik[IPKEY_LEN];
         make_ipkey(ik, &from);
         void **ref = tern__map_ref(&ss->per_ip, ik);
@@ -752,8 +801,7 @@ static void on_listen(tern_driver *d, size_t li)
         drv_fdec_init(&s->dec, drv_preamble_client);
         s->opened = s->last_rx = s->last_tx = d->now;
         arm(d, s, d->now + ss->lim.preamble_timeout_ns);
-        int one = 1;
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        stream_opts(fd);
         struct epoll_event ev;
         memset(&ev, 0, sizeof(ev));
         ev.events = EPOLLIN;
@@ -979,7 +1027,10 @@ int drv_streams_new(tern_driver *d, const tern_driver_config *cfg)
     if (l->write_buffer == 0) l->write_buffer = def.write_buffer;
     if (l->preamble_timeout_ns == 0) l->preamble_timeout_ns = def.preamble_timeout_ns;
     if (l->idle_timeout_ns == 0) l->idle_timeout_ns = def.idle_timeout_ns;
+    if (l->accept_rate == 0) l->accept_rate = def.accept_rate;
     if (l->write_buffer < DRV_FRAME_MAX + DRV_PREAMBLE_LEN) return TERN_ERR_INVALID_ARG;
+    ss->on_error = cfg->on_stream_error;
+    ss->on_error_user = cfg->on_stream_error_user;
     ss->resume.item = TERN__HEAP_ITEM_INIT;
     ss->resume.d = d;
     ss->resume.fn = resume_listeners;
@@ -988,6 +1039,9 @@ int drv_streams_new(tern_driver *d, const tern_driver_config *cfg)
     int rc = tern__map_init(&ss->by_addr, &d->alloc, KEY_LEN, k);
     if (rc == TERN_OK) rc = tern__map_init(&ss->per_ip, &d->alloc, IPKEY_LEN, k);
     if (rc == TERN_OK) rc = tern__map_init(&ss->sni, &d->alloc, KEY_LEN, k);
+    if (rc == TERN_OK)
+        rc = tern__srclim_init(&ss->accepts, &d->alloc, l->accept_rate, 2ull * l->accept_rate,
+                               ACCEPT_SOURCES, k);
     if (rc != TERN_OK) return rc;
     if ((ss->rbuf = malloc(RBUF_LEN)) == NULL) return TERN_ERR_NOMEM;
     for (size_t i = 0; i < cfg->n_stream_listen; i++) {
@@ -1031,6 +1085,7 @@ void drv_streams_del(tern_driver *d)
     char *name;
     while ((name = tern__map_next(&ss->sni, &pos)) != NULL) free(name);
     tern__map_free(&ss->sni);
+    tern__srclim_free(&ss->accepts);
     for (size_t i = 0; i < ss->n_listen; i++) close(ss->lfd[i]);
     drv_heap_remove(&d->timers, &ss->resume);
     if (ss->srv_ctx) drv_tls_ctx_free(ss->srv_ctx);
@@ -1046,8 +1101,14 @@ int drv_streams_set_sni(tern_driver *d, const tern_addr *remote, const char *nam
     uint8_t k[KEY_LEN];
     make_key(k, remote);
     uint8_t ip[16];
-    if (name == NULL || inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1)
-        return TERN_OK; /* RFC 6066: no IP literal as a server name */
+    if (name == NULL || inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1) {
+        char *old = tern__map_get(&ss->sni, k); /* RFC 6066: no IP literal as a server name */
+        if (old != NULL) {
+            tern__map_del(&ss->sni, k, old);
+            free(old);
+        }
+        return TERN_OK;
+    }
     size_t n = strlen(name);
     if (n == 0 || n > SNI_MAX) return TERN_ERR_INVALID_ARG;
     char *copy = malloc(n + 1);

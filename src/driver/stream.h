@@ -73,6 +73,9 @@ size_t drv_frame_put(uint8_t *out, const uint8_t *data, size_t len);
 void *drv_tls_server_ctx(const char *cert_file, const char *key_file, char *err, size_t errlen);
 void *drv_tls_client_ctx(char *err, size_t errlen);
 void drv_tls_ctx_free(void *ctx);
+/* Gives ssl (SSL *) the non-blocking socket fd through a BIO that never raises SIGPIPE.
+ * Returns 0, or -1 (out of memory). */
+int drv_tls_attach(void *ssl, int fd);
 /* The last OpenSSL error as text (clears the queue); "" when none. */
 const char *drv_tls_errstr(char *buf, size_t len);
 
@@ -80,7 +83,8 @@ const char *drv_tls_errstr(char *buf, size_t len);
 
 typedef struct drv_streams drv_streams;
 
-/* Sets up the listeners (cfg->stream_listen) and TLS contexts. Errors: TERN_ERR_STATE (socket,
+/* Sets up the listeners (cfg->stream_listen) and TLS contexts (the counters are the driver's
+ * own, d->st). Errors: TERN_ERR_STATE (socket,
  * bind or listen failed: errno set), TERN_ERR_CRYPTO (certificate or key unusable),
  * TERN_ERR_NOMEM, TERN_ERR_INVALID_ARG. */
 int drv_streams_new(tern_driver *d, const tern_driver_config *cfg);
@@ -99,9 +103,9 @@ int drv_stream_send(tern_driver *d, const tern_datagram *g, int from_core);
 void drv_streams_flush(tern_driver *d);
 /* Frees the streams closed during the iteration (after its events: none is referenced). */
 void drv_streams_reap(tern_driver *d);
-/* Adds the stream counters to st. */
-void drv_streams_stats(const tern_driver *d, tern_driver_stats *st);
-/* Remembers the TLS server name for stream_remote (tern_driver_connect_opts). */
+/* Remembers the TLS server name (SNI) for stream_remote (tern_driver_connect_opts), replacing
+ * the one before; NULL or an IP literal: none. Errors: TERN_ERR_INVALID_ARG (over 253
+ * characters), TERN_ERR_NOMEM. */
 int drv_streams_set_sni(tern_driver *d, const tern_addr *remote, const char *name);
 
 #endif

@@ -9,10 +9,15 @@
  * in memory at start (an EC P-256 key, valid for a year from an hour ago, subject CN "tern"):
  * enough for tests and for networks that only want to see a TLS handshake on port 443. A
  * server that must look like an ordinary web site is given a real certificate and key.
- * Session tickets are off (a stream lives as long as the connection that uses it).
+ * Session tickets are off (a stream lives as long as the connection that uses it). TLS reads and
+ * writes its socket through a BIO of ours that never raises SIGPIPE (drv_tls_attach).
  */
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -142,4 +147,72 @@ void *drv_tls_client_ctx(char *err, size_t errlen)
 void drv_tls_ctx_free(void *ctx)
 {
     SSL_CTX_free(ctx);
+}
+
+/* ---------------------------------------------------------------- the socket BIO */
+
+/* OpenSSL's own socket BIO writes with write(2), which raises SIGPIPE on a stream the peer has
+ * reset, and a library must not end its application for that (nor change its signal handling).
+ * This BIO is the same over send(MSG_NOSIGNAL) and recv; its data is the descriptor. */
+static BIO_METHOD *nosig_method;
+static pthread_once_t nosig_once = PTHREAD_ONCE_INIT;
+
+static int nosig_write(BIO *b, const char *buf, int len)
+{
+    int fd = (int)(intptr_t)BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    ssize_t n;
+    do {
+        n = send(fd, buf, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) BIO_set_retry_write(b);
+    return (int)n;
+}
+
+static int nosig_read(BIO *b, char *buf, int len)
+{
+    int fd = (int)(intptr_t)BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    ssize_t n;
+    do {
+        n = recv(fd, buf, (size_t)len, MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) BIO_set_retry_read(b);
+    return (int)n;
+}
+
+static long nosig_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b, (void)num, (void)ptr;
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0; /* nothing buffered here; no other control applies */
+}
+
+static int nosig_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static void nosig_make(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR,
+                                 "tern stream socket");
+    if (m == NULL) return;
+    if (BIO_meth_set_write(m, nosig_write) != 1 || BIO_meth_set_read(m, nosig_read) != 1 ||
+        BIO_meth_set_ctrl(m, nosig_ctrl) != 1 || BIO_meth_set_create(m, nosig_create) != 1) {
+        BIO_meth_free(m);
+        return;
+    }
+    nosig_method = m; /* kept for the life of the process, shared by every driver */
+}
+
+int drv_tls_attach(void *ssl, int fd)
+{
+    (void)pthread_once(&nosig_once, nosig_make);
+    if (nosig_method == NULL) return -1;
+    BIO *b = BIO_new(nosig_method);
+    if (b == NULL) return -1;
+    BIO_set_data(b, (void *)(intptr_t)fd);
+    SSL_set_bio(ssl, b, b); /* one reference, owned by ssl from here */
+    return 0;
 }

@@ -5,7 +5,9 @@
  *   - explicit: mid-transfer the client moves to a fresh socket (a new port); the server
  *     validates it and follows; the old socket closes after the linger; the refused calls;
  *   - silence: mid-transfer the server drops everything from the client's port (a NAT mapping
- *     that died); the client finds its path silent and moves by itself to a fresh socket.
+ *     that died); the client finds its path silent and moves by itself to a fresh socket;
+ *   - a long silence (the server hears nothing at all for 9 s): the client moves 3 times, no
+ *     more, and the transfer resumes when the server hears it again.
  */
 #include <poll.h>
 #include <stdio.h>
@@ -36,6 +38,7 @@ typedef struct side {
     int established, closed, paths;
     uint64_t received, bad, queued, flow;
     uint16_t drop_port; /* server: datagrams from this client port are swallowed (0: none) */
+    int drop_all;       /* server: every datagram is swallowed */
     uint64_t dropped;
 } side;
 
@@ -76,7 +79,7 @@ static int drop_hook(tern_driver *d, size_t sock, const tern_addr *from, uint8_t
 {
     side *s = user;
     (void)d, (void)sock, (void)data, (void)len;
-    if (s->drop_port == 0 || from->port != s->drop_port) return 0;
+    if (!s->drop_all && (s->drop_port == 0 || from->port != s->drop_port)) return 0;
     s->dropped++;
     return 1;
 }
@@ -261,10 +264,37 @@ static void test_silence(void)
     teardown(&c, &s);
 }
 
+static void test_long_silence_bounded(void)
+{
+    side c, s;
+    if (setup(&c, &s) != 0) {
+        CHECK(!"setup");
+        return;
+    }
+    pump(&c, &s, a_third, 10000);
+    s.drop_all = 1;
+    pump(&c, &s, never, 9000); /* moves after 1 s, 2 s and 4 s of silence, then none */
+    tern_driver_stats ds;
+    tern_driver_get_stats(c.d, &ds);
+    size_t socks = tern_driver_n_sockets(c.d);
+    printf("long silence: %llu silent moves in 9 s, %zu sockets open\n",
+           (unsigned long long)ds.auto_silent_moves, socks);
+    CHECK(ds.auto_silent_moves == 3);
+    CHECK(ds.auto_limited == 0);
+    CHECK(socks <= 2); /* the configured one and the last; the others lingered and closed */
+    s.drop_all = 0;
+    pump(&c, &s, all_there, 20000);
+    CHECK(s.received == TOTAL);
+    CHECK(s.bad == 0);
+    CHECK(!c.closed && !s.closed);
+    teardown(&c, &s);
+}
+
 int main(void)
 {
     test_explicit();
     test_silence();
+    test_long_silence_bounded();
     if (failures) {
         fprintf(stderr, "%d failures\n", failures);
         return 1;

@@ -8,9 +8,10 @@
  *     server makes when it is given none; ipv6: a dual-stack TLS listener reached at ::1 and
  *     at 127.0.0.1;
  *   - wrong_service: a plain TCP echo, an HTTP-ish server, an HTTPS server (which also sees the
- *     SNI the client was given, and none for an IP literal), and TLS spoken to a TCP tern port
- *     and TCP to a TLS one: each connection fails in well under a second (not at the handshake
- *     timeout) with one clear line in tern_driver_stream_error;
+ *     SNI the client was given, and none for an IP literal), a closed port, and TLS spoken to a
+ *     TCP tern port and TCP to a TLS one: on_stream_error hears one clear line at once, and the
+ *     connection it asks to close fails in well under a second (not at the handshake timeout);
+ *     one it keeps goes on trying at the backoff's pace;
  *   - auto_race (tern_driver_connect_opts, TCP and TLS): UDP blocked by an in-test UDP gate,
  *     the stream carries the connection after the race delay; the gate opens and the connection
  *     moves back to UDP; the choices UDP only and stream only, and the arguments refused;
@@ -20,7 +21,8 @@
  *     bounds how often the client dials (no reconnect storm);
  *   - the limits of tern_driver_stream_limits, each tried as an attacker would: many streams
  *     from one address (max_per_ip), more streams than max_streams, clients that never finish
- *     the preamble or the TLS handshake (preamble_timeout), a non-tern client (closed at once
+ *     the preamble or the TLS handshake (preamble_timeout), one that opens and drops streams as
+ *     fast as it can (accept_rate), a process out of descriptors (the listener pauses), a non-tern client (closed at once
  *     with not a byte from us), a client that sends a bad frame length, and a relay client that
  *     never reads while frames are sent to it (write_buffer: drops counted, then the stalled
  *     stream is closed by the idle timeout); the rx_hook sees stream frames with
@@ -33,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -58,7 +61,20 @@ typedef struct side {
     size_t hook_sock;
     /* a byte-stream flow: bytes received in order, and any that differ from the pattern */
     uint64_t rx_bytes, rx_bad;
+    /* on_stream_error: calls, the last line, and the answer (1: close the handshakes) */
+    unsigned stream_errors;
+    char stream_line[300];
+    int keep_trying;
 } side;
+
+static int on_stream_error(tern_driver *d, const tern_addr *remote, const char *line, void *user)
+{
+    side *s = user;
+    (void)d, (void)remote;
+    s->stream_errors++;
+    snprintf(s->stream_line, sizeof(s->stream_line), "%s", line);
+    return !s->keep_trying;
+}
 
 /* Byte i of the bulk transfer. */
 static uint8_t pattern(uint64_t i)
@@ -169,6 +185,8 @@ static void make(side *s, int server, const tern_keypair *kp, const tern_driver_
     dc.endpoint.user_data = s;
     dc.n_listen = 1;
     tern_addr_ipv4(&dc.listen[0], 127, 0, 0, 1, 0);
+    dc.on_stream_error = on_stream_error;
+    dc.on_stream_error_user = s;
     if (server) {
         dc.n_stream_listen = 2;
         tern_addr_ipv4(&dc.stream_listen[0], 127, 0, 0, 1, 0);
@@ -247,20 +265,29 @@ static int client_closed(side *c, side *s)
     return c->closed;
 }
 
+/* A server and a client driver connected over the server's TCP (tls 0) or TLS (1) listener
+ * only, established; ends the case when they are not. Returns the address connected to. */
+static tern_addr connect_pair(side *srv, side *cli, int tls, const tern_driver_stream_limits *lim)
+{
+    tern_keypair kp;
+    TT_CHECK(tern_keypair_generate(&kp) == TERN_OK);
+    make(srv, 1, &kp, lim);
+    g_stream_window = 0;
+    make(cli, 0, NULL, NULL);
+    tern_addr to = listener(srv, tls);
+    tern_conn *c = NULL;
+    TT_CHECK(tern_driver_connect(cli->d, &to, kp.pub, &c) == TERN_OK);
+    pump(cli, srv, both_established, 5000, NULL, NULL);
+    TT_REQUIRE(both_established(cli, srv) && cli->conn != NULL && srv->conn != NULL);
+    return to;
+}
+
 /* ---------------------------------------------------------------- echo over a stream */
 
 static void echo_over(int tls)
 {
-    tern_keypair kp;
-    TT_CHECK(tern_keypair_generate(&kp) == TERN_OK);
     side srv, cli;
-    make(&srv, 1, &kp, NULL);
-    make(&cli, 0, NULL, NULL);
-    tern_addr to = listener(&srv, tls);
-    tern_conn *c = NULL;
-    TT_CHECK(tern_driver_connect(cli.d, &to, kp.pub, &c) == TERN_OK);
-    pump(&cli, &srv, both_established, 5000, NULL, NULL);
-    TT_REQUIRE(both_established(&cli, &srv));
+    tern_addr to = connect_pair(&srv, &cli, tls, NULL);
     TT_CHECK(tern_addr_equal(tern_conn_remote(cli.conn), &to));
     size_t max = tern_conn_max_datagram(cli.conn);
     TT_CHECK(max > 1000);
@@ -321,16 +348,8 @@ static void echo_over(int tls)
 static void bulk_over(int tls)
 {
     enum { TOTAL = 16 << 20, CHUNK = 64 << 10 };
-    tern_keypair kp;
-    TT_CHECK(tern_keypair_generate(&kp) == TERN_OK);
     side srv, cli;
-    make(&srv, 1, &kp, NULL);
-    make(&cli, 0, NULL, NULL);
-    tern_addr to = listener(&srv, tls);
-    tern_conn *c = NULL;
-    TT_CHECK(tern_driver_connect(cli.d, &to, kp.pub, &c) == TERN_OK);
-    pump(&cli, &srv, both_established, 5000, NULL, NULL);
-    TT_REQUIRE(both_established(&cli, &srv) && cli.conn != NULL);
+    (void)connect_pair(&srv, &cli, tls, NULL);
     tern_flow_config fc;
     tern_flow_config_default(&fc);
     fc.stream = 1;
@@ -438,16 +457,8 @@ static void test_tls(void)
  * counted; the server never dials the client's address back. */
 static void test_server_never_dials(void)
 {
-    tern_keypair kp;
-    TT_CHECK(tern_keypair_generate(&kp) == TERN_OK);
     side srv, cli;
-    make(&srv, 1, &kp, NULL);
-    make(&cli, 0, NULL, NULL);
-    tern_addr to = listener(&srv, 0);
-    tern_conn *c = NULL;
-    TT_CHECK(tern_driver_connect(cli.d, &to, kp.pub, &c) == TERN_OK);
-    pump(&cli, &srv, both_established, 5000, NULL, NULL);
-    TT_REQUIRE(both_established(&cli, &srv) && srv.conn != NULL);
+    (void)connect_pair(&srv, &cli, 0, NULL);
     tern_driver_del(cli.d); /* the stream closes under the server */
     pump(&srv, NULL, NULL, 100, NULL, NULL);
     tern_driver_stats ss;
@@ -473,20 +484,11 @@ static void test_server_never_dials(void)
  * (the core would wait on the stream for it). */
 static void test_core_overflow_closes(void)
 {
-    tern_keypair kp;
-    TT_CHECK(tern_keypair_generate(&kp) == TERN_OK);
     tern_driver_stream_limits lim = {.write_buffer = 64 * 1024};
     side srv, cli;
     g_stream_window = 256u << 20;
-    make(&srv, 1, &kp, &lim);
-    g_stream_window = 0;
-    make(&cli, 0, NULL, NULL);
-    tern_addr to = listener(&srv, 0);
-    tern_conn *c = NULL;
-    TT_CHECK(tern_driver_connect(cli.d, &to, kp.pub, &c) == TERN_OK);
-    pump(&cli, &srv, both_established, 5000, NULL, NULL);
-    TT_REQUIRE(both_established(&cli, &srv) && srv.conn != NULL);
-    uint8_t b[1200];
+    (void)connect_pair(&srv, &cli, 0, &lim);
+    uint8_t b[TERN_MAX_DATAGRAM];
     memset(b, 0x5a, sizeof(b));
     tern_driver_stats ss;
     uint64_t end = tern_driver_update_now(srv.d) + 5 * TERN_NS_PER_S;
@@ -674,6 +676,33 @@ static void test_connect_opts_choice(void)
     tern_driver_del(srv.d);
 }
 
+/* A TLS client that goes away (with unread data: a reset) while the server writes to it: the
+ * write fails (EPIPE, ECONNRESET), the stream closes, and the process takes no SIGPIPE (the
+ * default action would end it here). */
+static void test_tls_peer_reset(void)
+{
+    side srv, cli;
+    (void)connect_pair(&srv, &cli, 1, NULL);
+    uint8_t b[1000];
+    memset(b, 1, sizeof(b));
+    for (int i = 0; i < 200 && srv.conn; i++)
+        (void)tern_conn_send_datagram(srv.conn, tern_driver_now(srv.d), b, sizeof(b));
+    tern_driver_flush(srv.d);
+    tern_driver_del(cli.d); /* unread data: the kernel answers with a reset */
+    tern_driver_stats ss;
+    uint64_t end = tern_driver_update_now(srv.d) + 2 * TERN_NS_PER_S;
+    do {
+        for (int i = 0; i < 50 && srv.conn; i++)
+            (void)tern_conn_send_datagram(srv.conn, tern_driver_now(srv.d), b, sizeof(b));
+        tern_driver_flush(srv.d);
+        serve(&srv, 5);
+        tern_driver_get_stats(srv.d, &ss);
+    } while (ss.streams_open > 0 && tern_driver_update_now(srv.d) < end);
+    TT_CHECK_EQ_INT(ss.streams_open, 0);
+    TT_CHECK_EQ_INT(ss.stream_closed_peer + ss.stream_closed_error, 1);
+    tern_driver_del(srv.d);
+}
+
 /* ---------------------------------------------------------------- raw sockets */
 
 static int tcp_listen(tern_addr *bound)
@@ -767,7 +796,38 @@ static void must_fail_fast(const tern_addr *to, side *srv, turn_fn turn, void *t
     TT_CHECK(took < 1000 * TERN_NS_PER_MS);
     TT_CHECK_MSG(strstr(e, want) != NULL, "error \"%s\" lacks \"%s\"", e, want);
     TT_CHECK(strcmp(cli.reason, e) == 0);
+    TT_CHECK(cli.stream_errors >= 1 && strcmp(cli.stream_line, e) == 0);
     tern_driver_del(cli.d);
+}
+
+/* An application that answers on_stream_error with 0 (or sets none) keeps its connection until
+ * the handshake timeout; the line is there all the same. */
+static void test_wrong_service_kept(void)
+{
+    fake f;
+    memset(&f, 0, sizeof(f));
+    f.kind = 1;
+    tern_addr a;
+    f.lfd = tcp_listen(&a);
+    a.transport = TERN_TRANSPORT_TCP;
+    tern_keypair kp;
+    TT_CHECK(tern_keypair_generate(&kp) == TERN_OK);
+    side cli;
+    make(&cli, 0, NULL, NULL);
+    cli.keep_trying = 1;
+    tern_conn *c = NULL;
+    TT_CHECK(tern_driver_connect(cli.d, &a, kp.pub, &c) == TERN_OK);
+    pump(&cli, NULL, NULL, 600, fake_turn, &f);
+    TT_CHECK(!cli.closed);
+    TT_CHECK(cli.stream_errors >= 1);
+    TT_CHECK(strstr(tern_driver_stream_error(cli.d), "HTTP/1.1 400") != NULL);
+    tern_driver_stats cs;
+    tern_driver_get_stats(cli.d, &cs);
+    TT_CHECK(cs.streams_connected <= 3); /* the core's retries, held back by the backoff */
+    tern_driver_del(cli.d);
+    for (int i = 0; i < f.n; i++)
+        if (f.cfd[i] >= 0) close(f.cfd[i]);
+    close(f.lfd);
 }
 
 static void test_wrong_service(void)
@@ -784,6 +844,12 @@ static void test_wrong_service(void)
             if (f.cfd[i] >= 0) close(f.cfd[i]);
         close(f.lfd);
     }
+    /* nothing listening: the refusal is an answer too */
+    tern_addr closed;
+    int lfd = tcp_listen(&closed);
+    close(lfd);
+    closed.transport = TERN_TRANSPORT_TLS;
+    must_fail_fast(&closed, NULL, NULL, NULL, "cannot connect: Connection refused");
     /* the right server, the wrong transport, both ways */
     tern_keypair kp;
     TT_CHECK(tern_keypair_generate(&kp) == TERN_OK);
@@ -903,16 +969,8 @@ static void test_https_server(void)
  * allows a handful of dials in 2 s and counts the rest as held. */
 static void test_reconnect_backoff(void)
 {
-    tern_keypair kp;
-    TT_CHECK(tern_keypair_generate(&kp) == TERN_OK);
     side srv, cli;
-    make(&srv, 1, &kp, NULL);
-    make(&cli, 0, NULL, NULL);
-    tern_addr to = listener(&srv, 0);
-    tern_conn *c = NULL;
-    TT_CHECK(tern_driver_connect(cli.d, &to, kp.pub, &c) == TERN_OK);
-    pump(&cli, &srv, both_established, 3000, NULL, NULL);
-    TT_REQUIRE(both_established(&cli, &srv));
+    (void)connect_pair(&srv, &cli, 0, NULL);
     tern_driver_del(srv.d); /* the port is closed now: each dial is refused */
     uint8_t b[100] = {0};
     uint64_t end = tern_driver_update_now(cli.d) + 2 * TERN_NS_PER_S;
@@ -973,6 +1031,29 @@ static void test_limit_per_ip(void)
     tern_driver_del(srv.d);
 }
 
+/* A client that opens and drops streams as fast as it can (each one a TLS handshake the server
+ * would pay for): accept_rate 5, so a burst of 10 and then 5 a second. */
+static void test_limit_accept_rate(void)
+{
+    tern_driver_stream_limits lim = {.accept_rate = 5};
+    side srv;
+    make(&srv, 1, NULL, &lim);
+    tern_addr tls = listener(&srv, 1);
+    uint64_t t0 = tern_driver_update_now(srv.d);
+    for (int i = 0; i < 30; i++) close(tcp_dial(&tls, 0)); /* all in the listen queue */
+    serve(&srv, 50);
+    uint64_t took = tern_driver_update_now(srv.d) - t0;
+    tern_driver_stats ss;
+    tern_driver_get_stats(srv.d, &ss);
+    uint64_t allowed = 10 + 5 * took / TERN_NS_PER_S + 1;
+    printf("30 streams in %llu ms: %llu accepted, %llu refused by the rate\n",
+           (unsigned long long)(took / TERN_NS_PER_MS), (unsigned long long)ss.streams_accepted,
+           (unsigned long long)ss.streams_refused_rate);
+    TT_CHECK(ss.streams_accepted >= 10 && ss.streams_accepted <= allowed);
+    TT_CHECK_EQ_INT(ss.streams_accepted + ss.streams_refused_rate, 30);
+    tern_driver_del(srv.d);
+}
+
 static void test_limit_max_streams(void)
 {
     tern_driver_stream_limits lim = {.max_streams = 3};
@@ -996,6 +1077,42 @@ static void test_limit_max_streams(void)
     tern_driver_get_stats(srv.d, &ss);
     TT_CHECK_EQ_INT(ss.streams_accepted, 4);
     close(again);
+    tern_driver_del(srv.d);
+}
+
+/* Out of file descriptors (EMFILE) with connections waiting: the listener pauses (100 ms at a
+ * time) instead of spinning on a queue it cannot accept from, and takes them once there is room. */
+static void test_accept_emfile(void)
+{
+    side srv;
+    make(&srv, 1, NULL, NULL);
+    tern_addr tcp = listener(&srv, 0);
+    int fd[12], top = 0;
+    for (int i = 0; i < 12; i++) {
+        fd[i] = tcp_dial(&tcp, 0);
+        if (fd[i] > top) top = fd[i];
+    }
+    struct rlimit was, low;
+    TT_REQUIRE(getrlimit(RLIMIT_NOFILE, &was) == 0);
+    low = was;
+    low.rlim_cur = (rlim_t)top + 3; /* room for about two more descriptors */
+    TT_REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
+    tern_driver_stats s0, ss;
+    tern_driver_get_stats(srv.d, &s0);
+    serve(&srv, 300);
+    tern_driver_get_stats(srv.d, &ss);
+    TT_CHECK(setrlimit(RLIMIT_NOFILE, &was) == 0);
+    uint64_t iters = ss.iterations - s0.iterations;
+    printf("EMFILE: %llu accepted, %llu accept errors, %llu loop iterations in 300 ms\n",
+           (unsigned long long)ss.streams_accepted, (unsigned long long)ss.stream_accept_errors,
+           (unsigned long long)iters);
+    TT_CHECK(ss.stream_accept_errors >= 1 && ss.stream_accept_errors <= 5);
+    TT_CHECK(ss.streams_accepted < 12);
+    TT_CHECK(iters < 200); /* not spinning */
+    serve(&srv, 200); /* room again: the rest are taken */
+    tern_driver_get_stats(srv.d, &ss);
+    TT_CHECK_EQ_INT(ss.streams_accepted, 12);
+    for (int i = 0; i < 12; i++) close(fd[i]);
     tern_driver_del(srv.d);
 }
 
@@ -1081,7 +1198,9 @@ static void test_limit_write_buffer(void)
     memset(big, 0xab, sizeof(big));
     big[0] = TERN_RELAY_TYPE;
     unsigned ok = 0, dropped = 0;
-    for (int round = 0; round < 40; round++) { /* 40 x 256 x 1400 B: 14 MB offered */
+    /* up to 40 x 256 x 1400 B (14 MB) offered, until a few rounds have been dropped whole: well
+     * inside the idle timeout that then closes the stalled stream, however slow the machine */
+    for (int round = 0; round < 40 && dropped < 3 * 256; round++) {
         for (int i = 0; i < 256; i++) {
             int rc = tern_driver_send_raw(srv.d, TERN_DRIVER_STREAM_SOCK, &srv.hook_from, big,
                                           sizeof(big));
@@ -1183,6 +1302,7 @@ static void test_config(void)
     TT_CHECK_EQ_INT(dc.stream_limits.write_buffer, 1280 * 1024);
     TT_CHECK(dc.stream_limits.preamble_timeout_ns == 5 * TERN_NS_PER_S);
     TT_CHECK(dc.stream_limits.idle_timeout_ns == 60 * TERN_NS_PER_S);
+    TT_CHECK_EQ_INT(dc.stream_limits.accept_rate, 50);
     /* a UDP address as a stream listener, an unusable certificate: refused with a reason */
     tern_addr_ipv4(&dc.stream_listen[0], 127, 0, 0, 1, 0);
     dc.n_stream_listen = 1;
@@ -1214,12 +1334,16 @@ static const tt_case cases[] = {
     TT_CASE(test_auto_race_tls),
     TT_CASE(test_connect_opts_choice),
     TT_CASE(test_server_never_dials),
+    TT_CASE(test_tls_peer_reset),
     TT_CASE(test_core_overflow_closes),
     TT_CASE(test_wrong_service),
+    TT_CASE(test_wrong_service_kept),
     TT_CASE(test_https_server),
     TT_CASE(test_reconnect_backoff),
     TT_CASE(test_limit_per_ip),
     TT_CASE(test_limit_max_streams),
+    TT_CASE(test_limit_accept_rate),
+    TT_CASE(test_accept_emfile),
     TT_CASE(test_limit_preamble_timeout),
     TT_CASE(test_bad_client),
     TT_CASE(test_limit_write_buffer),

@@ -10,7 +10,9 @@
 # to a fresh socket, the server validates the new address and follows. Checks: both tools exit
 # 0, the file arrives byte-exact, the driver moved on a route change (tern send --verbose), the
 # connection counts a validated migration.
-#   uplink_switch.sh [addr]   the same with the first uplink's address deleted instead
+#   uplink_switch.sh addr     the same with the first uplink's address deleted instead
+#   uplink_switch.sh back     link down, and 2.5 s later up again with its default route: the
+#                             driver moves the connection back to the better uplink
 source "$(dirname "$0")/common.sh"
 need ethtool cmp
 TERN=${TERN:?set TERN to the tern binary}
@@ -34,8 +36,12 @@ nl_exec cli timeout 90 "$TERN" send "$work/file.bin" --to 10.81.0.2:4433 --serve
 	--verbose >"$work/send.log" 2>&1 &
 SEND_PID=$!
 sleep 1.5
-uplinks_cut "$how"
+uplinks_cut "${how/back/link}"
 t_cut=$(date +%s%N)
+if [ "$how" = back ]; then
+	sleep 2.5
+	uplinks_restore
+fi
 rc=0
 wait "$SEND_PID" || rc=$?
 ms=$((($(date +%s%N) - t_cut) / 1000000))
@@ -53,7 +59,9 @@ if cmp -s "$work/file.bin" "$work/rx/file.bin"; then echo "ok   the file arrived
 	echo "FAIL the received file differs"
 	t_fail=1
 fi
-check "the driver moved the connection on the route change (${moves:-none})" "${moves:-0} >= 1"
+want=1
+[ "$how" = back ] && want=2
+check "the driver moved the connection on the route change(s) (${moves:-none})" "${moves:-0} >= $want"
 check "the server answered the new path's challenge (${validated:-none})" "${validated:-0} >= 1"
 [ "$t_fail" = 0 ] || { cat "$work/send.log"; cat "$work/recv.log"; }
 finish

@@ -33,3 +33,10 @@ uplinks_cut() {
 	*) echo "unknown cut $1" >&2; return 1 ;;
 	esac
 }
+
+# uplinks_restore: uplink 1 comes back (link up, its default route again, metric 100).
+uplinks_restore() {
+	nl_exec cli ip link set eth0 up
+	nl_exec cli ip addr replace 10.81.1.2/24 dev eth0
+	nl_exec cli ip route replace default via 10.81.1.1 dev eth0 metric 100
+}

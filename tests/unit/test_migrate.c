@@ -4,7 +4,8 @@
  * arguments), a move to the address already used, the padded PATH_CHALLENGE on the new path and
  * its bounded retries at doubling gaps, the PATH_RESPONSE that validates it, the candidates of a
  * peer connection moving along, what tern_path_info says about a silent path, and the server's
- * congestion restart when the peer's IP address changes but not on a NAT rebinding (port only).
+ * congestion restart when the peer's IP address changes but not on a NAT rebinding (port only),
+ * nor on moves to or from a relay or a stream.
  * The migrations mid-transfer are in test_mobility (label sim).
  */
 #include <string.h>
@@ -212,6 +213,12 @@ static void test_server_restarts_cc_on_a_new_peer_ip_only(void)
     old = c->path;
     old.relayed = 1;
     tern__mig_peer_moved(c, &old, 4 * S);
+    TT_CHECK_EQ_U64(c->st.migrations, 2);
+    /* from a stream path (TCP) to UDP: the stream rules apply, not a migration */
+    old = c->path;
+    old.relayed = 0;
+    old.remote.transport = TERN_TRANSPORT_TCP;
+    tern__mig_peer_moved(c, &old, 5 * S);
     TT_CHECK_EQ_U64(c->st.migrations, 2);
     core_rig_free(&g);
 }

@@ -1,8 +1,8 @@
 /*
  * Peer to peer on the simulated network: hole punching through modelled NATs of every RFC 4787
  * kind, the relay route when punching cannot work, the move from the relay to a direct path
- * with nothing lost, a relay that sees only ciphertext, peers behind one NAT, and NAT rebinding
- * of an ordinary client.
+ * with nothing lost, a relay that sees only ciphertext, peers behind one NAT, NAT rebinding
+ * of an ordinary client, and the initiator of a direct connection migrating (tern_conn_migrate).
  *
  * The NATs are a middlebox model (mapping and filtering as RFC 4787 names them); the server is
  * support/rdv_node, a tern endpoint (the peers connect to it, so their NATs hold the mapping the
@@ -726,6 +726,49 @@ static void test_bad_relay_and_punch_datagrams(void)
     scene_free(&sc);
 }
 
+/* The initiator of a direct peer connection migrates (tern_conn_migrate) to another address
+ * behind its NAT, which maps it to a new public port: the target validates that address and
+ * follows, every message arrives once and in order. */
+static void test_initiator_migrates(void)
+{
+    scene sc;
+    scene_init(&sc, NAT_FULL, NAT_FULL, 0, 20);
+    connect_peers(&sc, 6 * S);
+    tern_path_info pi, pb;
+    tern_conn_path(sc.ca, &pi);
+    TT_REQUIRE(!pi.relayed);
+    uint64_t flow, seq = 0;
+    TT_REQUIRE(tern_flow_open(sc.ca, NULL, &flow) == TERN_OK);
+    for (int i = 0; i < 10; i++) {
+        send_seq(&sc, flow, &seq, 20, 1000);
+        TT_REQUIRE(sim_run_until(sc.s, sim_now(sc.s) + 100 * MS) == SIM_OK);
+    }
+    TT_REQUIRE(sc.b.conn != NULL);
+    tern_addr before = *tern_conn_remote(sc.b.conn);
+    tern_addr moved;
+    tern_addr_ipv4(&moved, 10, sc.w.nats[0].net, 0, 12, 5000); /* another host of A's network */
+    TT_REQUIRE(sim_node_add_addr(sc.s, sc.a.node, &moved) == SIM_OK);
+    TT_CHECK_EQ_INT(tern_conn_migrate(sc.ca, sim_now(sc.s), &moved), TERN_OK);
+    for (int i = 0; i < 20; i++) {
+        send_seq(&sc, flow, &seq, 20, 1000);
+        TT_REQUIRE(sim_run_until(sc.s, sim_now(sc.s) + 100 * MS) == SIM_OK);
+    }
+    TT_REQUIRE(sim_run_until(sc.s, sim_now(sc.s) + 2 * S) == SIM_OK);
+    tern_conn_path(sc.ca, &pi);
+    tern_conn_path(sc.b.conn, &pb);
+    TT_CHECK(!pi.relayed && pi.validated);
+    TT_CHECK(tern_addr_equal(&pi.local, &moved));
+    TT_CHECK(!pb.relayed);
+    TT_CHECK(!tern_addr_equal(&before, &pb.remote)); /* B follows A's new public port */
+    tern_conn_stats st;
+    tern_conn_get_stats(sc.ca, &st);
+    TT_CHECK_EQ_U64(st.migrations, 1);
+    TT_CHECK_EQ_U64(st.migrations_validated, 1);
+    TT_CHECK_EQ_U64(sc.delivered, seq);
+    TT_CHECK_EQ_U64(sc.bad, 0);
+    scene_free(&sc);
+}
+
 static const tt_case cases[] = {
     TT_CASE(test_nat_matrix),
     TT_CASE(test_relay_then_direct_nothing_lost),
@@ -735,6 +778,7 @@ static const tt_case cases[] = {
     TT_CASE(test_same_nat_uses_local_addresses),
     TT_CASE(test_nat_rebinding),
     TT_CASE(test_bad_relay_and_punch_datagrams),
+    TT_CASE(test_initiator_migrates),
     {NULL, NULL},
 };
 
