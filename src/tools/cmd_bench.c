@@ -474,6 +474,7 @@ static int run_client(cli_state *s)
     dc.endpoint.callbacks.on_flow_release = cli_on_release;
     dc.endpoint.callbacks.on_path = cli_on_path;
     dc.endpoint.user_data = s;
+    tools_transport_watch(&dc, &s->cc, &s->link);
     int rc = tern_driver_new(&dc, &s->link.d);
     if (rc != TERN_OK) {
         fprintf(stderr, "tern bench: cannot set up: %s\n", tern_strerror(rc));

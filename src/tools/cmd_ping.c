@@ -169,6 +169,7 @@ int cmd_ping(int argc, char **argv)
     dc.endpoint.callbacks.on_established = on_established;
     dc.endpoint.callbacks.on_rtt = on_rtt;
     dc.endpoint.callbacks.on_path = on_path;
+    tools_transport_watch(&dc, cc, &p.link);
     dc.endpoint.callbacks.on_closed = tools_on_closed;
     dc.endpoint.callbacks.on_conn_free = tools_on_conn_free;
     dc.endpoint.user_data = &p;

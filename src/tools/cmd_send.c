@@ -476,6 +476,7 @@ int cmd_send(int argc, char **argv)
     dc.endpoint.callbacks.on_flow_release = on_flow_release;
     dc.endpoint.callbacks.on_path = on_path;
     dc.endpoint.user_data = &s;
+    tools_transport_watch(&dc, cc, &s.link);
     int exit_code = XFER_EXIT_OTHER;
     uint64_t grace = 0; /* no goodbye when the loop never ran */
     int rc = tern_driver_new(&dc, &s.link.d);

@@ -71,6 +71,8 @@ typedef struct tools_conn {
     tern_driver *d;          /* the command's driver: stopped when the connection ends */
     tern_conn *conn;         /* NULL until there is one, and once the endpoint freed it */
     tools_close_note closed; /* err 0 until it ends other than by our own close */
+    int stream_only;         /* it has no UDP candidate (--transport tcp|tls): a definite
+                                stream failure ends it (tools_on_stream_error) */
 } tools_conn;
 
 /* on_closed: when c is the command's connection and did not end by our own close
@@ -125,12 +127,21 @@ int tools_transport_opt(tools_transport_opts *o, int argc, char **argv, int *i);
 /* The usage lines of those options. */
 void tools_transport_usage(FILE *f);
 typedef struct tern_driver_connect_cfg tern_driver_connect_cfg;
+typedef struct tern_driver_config tern_driver_config;
 /* Fills cfg (for tern_driver_connect_opts) from o, the listener's UDP address and its key; the
  * race delay is always explicit (--race-delay, else the core's tern_connect_opts default).
  * Returns 0, or -1 after printing why (a bad --stream). */
 int tools_transport_connect_cfg(const char *cmd, const tools_transport_opts *o,
                                 const tern_addr *remote, const uint8_t pub[TERN_KEY_LEN],
                                 tern_driver_connect_cfg *cfg);
+/* The driver's on_stream_error (user: the command's tools_conn): a definite failure of the
+ * stream (refused, not a tern service, TLS failed) ends a stream-only connection still in its
+ * handshake at once, noted as TERN_ERR_REFUSED with the driver's line as the reason (the loop
+ * stops); with UDP in the race it is left to the handshake timeout. */
+int tools_on_stream_error(tern_driver *d, const tern_addr *remote, const char *line, void *user);
+/* Sets dc's on_stream_error to it for link, and link->stream_only from cfg's choice. */
+void tools_transport_watch(tern_driver_config *dc, const tern_driver_connect_cfg *cfg,
+                           tools_conn *link);
 /* "udp", "tcp" or "tls": a's transport. */
 const char *tools_transport_name(const tern_addr *a);
 /* "tcp 203.0.113.2:4433/tcp" (and " (relayed)"): the transport and address of c's path. */
@@ -148,7 +159,6 @@ void tools_transport_changed(FILE *f, const char *cmd, const tern_conn *c);
 typedef struct tools_listen_opts {
     const char *tcp, *tls, *cert, *key;
 } tools_listen_opts;
-typedef struct tern_driver_config tern_driver_config;
 /* As tools_transport_opt, for those options. */
 int tools_listen_opt(tools_listen_opts *o, int argc, char **argv, int *i);
 void tools_listen_usage(FILE *f);

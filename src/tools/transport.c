@@ -121,6 +121,24 @@ int tools_transport_connect_cfg(const char *cmd, const tools_transport_opts *o,
     return 0;
 }
 
+int tools_on_stream_error(tern_driver *d, const tern_addr *remote, const char *line, void *user)
+{
+    tools_conn *t = user;
+    (void)remote;
+    if (!t->stream_only || t->closed.err != 0) return 0;
+    tools_close_note_set(&t->closed, TERN_ERR_REFUSED, 0, line, strlen(line));
+    tern_driver_stop(d);
+    return 1; /* its handshake is closed now (on_closed: LOCAL_CLOSED, which the tools ignore) */
+}
+
+void tools_transport_watch(tern_driver_config *dc, const tern_driver_connect_cfg *cfg,
+                           tools_conn *link)
+{
+    link->stream_only = cfg->choice == TERN_TRANSPORT_ONLY_STREAM;
+    dc->on_stream_error = tools_on_stream_error;
+    dc->on_stream_error_user = link;
+}
+
 const char *tools_transport_name(const tern_addr *a)
 {
     return a->transport == TERN_TRANSPORT_TLS   ? "tls"
