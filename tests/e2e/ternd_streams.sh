@@ -10,6 +10,9 @@
 #          on a port another socket holds is one warning, and ternd serves on without it; run as
 #          root, the default TLS listener (port 443) of a ternd started as nobody is one warning
 #          naming the privilege, and ternd serves on without TLS.
+#   refused  tern ping --transport tcp to a port where nothing listens for TCP ends at once (exit
+#          5, within 2 s, not the 5 s handshake timeout) with the driver's "Connection refused"
+#          line; the same with --transport auto waits for UDP until the handshake timeout.
 set -u
 CASE=$1
 TERND=$2
@@ -134,6 +137,25 @@ bind)
 		echo "(not root, no setpriv, port 443 unprivileged here, or ternd not runnable as nobody:"
 		echo " the privilege case skipped)"
 	fi
+	;;
+refused)
+	hold_port udp # UDP bound (nothing answers it), TCP free: a connect is refused
+	t0=$(date +%s%3N)
+	"$TERN" ping "127.0.0.1:$held" --server-key "$(printf '%064d' 1)" --transport tcp \
+		--timeout 5000 >"$work/refused.log" 2>&1
+	rc=$?
+	ms=$(($(date +%s%3N) - t0))
+	[ $rc = 5 ] || fail "exit $rc, not 5 (refused)"
+	[ $ms -lt 2000 ] || fail "it took $ms ms"
+	grep -q "^tern ping: 127\.0\.0\.1:$held/tcp refused the connection: .*Connection refused" \
+		"$work/refused.log" || fail "no line saying the stream was refused"
+	t0=$(date +%s%3N)
+	"$TERN" ping "127.0.0.1:$held" --server-key "$(printf '%064d' 1)" --timeout 1000 \
+		>"$work/auto.log" 2>&1
+	rc=$?
+	ms=$(($(date +%s%3N) - t0))
+	[ $rc = 4 ] || fail "--transport auto: exit $rc, not 4 (no answer)"
+	[ $ms -ge 900 ] || fail "--transport auto gave up after $ms ms, before the handshake timeout"
 	;;
 *)
 	echo "unknown case $CASE" >&2
