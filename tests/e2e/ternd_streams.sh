@@ -56,6 +56,16 @@ time.sleep(60)' "$1" >"$work/hold_$1.port" 2>/dev/null &
 	held=$(cat "$work/hold_$1.port")
 }
 
+# timed LOG CMD...: runs CMD (output to LOG); sets rc (its exit code) and ms (how long it took).
+timed() {
+	local log=$1 t0
+	shift
+	t0=$(date +%s%3N)
+	"$@" >"$log" 2>&1
+	rc=$?
+	ms=$(($(date +%s%3N) - t0))
+}
+
 common=(--no-tcp --listen 127.0.0.1:0 --workers 1)
 case $CASE in
 serve)
@@ -99,11 +109,8 @@ time.sleep(0.5)' "${tcp##*:}" || fail "could not open four TCP connections"
 	;;
 bind)
 	hold_port tcp
-	t0=$(date +%s%3N)
-	"$TERND" "${common[@]}" --tern-listen 127.0.0.1:0 --tls-listen "127.0.0.1:$held" \
-		>"$work/explicit.log" 2>&1
-	rc=$?
-	ms=$(($(date +%s%3N) - t0))
+	timed "$work/explicit.log" "$TERND" "${common[@]}" --tern-listen 127.0.0.1:0 \
+		--tls-listen "127.0.0.1:$held"
 	[ $rc = 1 ] || fail "ternd with an explicit --tls-listen on a held port exited $rc, not 1"
 	[ $ms -lt 5000 ] || fail "ternd took $ms ms to fail"
 	grep -q "^ternd: tern: cannot listen for TLS on 127\.0\.0\.1:$held/tls (--tls-listen): " \
@@ -140,20 +147,14 @@ bind)
 	;;
 refused)
 	hold_port udp # UDP bound (nothing answers it), TCP free: a connect is refused
-	t0=$(date +%s%3N)
-	"$TERN" ping "127.0.0.1:$held" --server-key "$(printf '%064d' 1)" --transport tcp \
-		--timeout 5000 >"$work/refused.log" 2>&1
-	rc=$?
-	ms=$(($(date +%s%3N) - t0))
+	key=$(printf '%064d' 1)
+	timed "$work/refused.log" "$TERN" ping "127.0.0.1:$held" --server-key "$key" --transport tcp \
+		--timeout 5000
 	[ $rc = 5 ] || fail "exit $rc, not 5 (refused)"
 	[ $ms -lt 2000 ] || fail "it took $ms ms"
 	grep -q "^tern ping: 127\.0\.0\.1:$held/tcp refused the connection: .*Connection refused" \
 		"$work/refused.log" || fail "no line saying the stream was refused"
-	t0=$(date +%s%3N)
-	"$TERN" ping "127.0.0.1:$held" --server-key "$(printf '%064d' 1)" --timeout 1000 \
-		>"$work/auto.log" 2>&1
-	rc=$?
-	ms=$(($(date +%s%3N) - t0))
+	timed "$work/auto.log" "$TERN" ping "127.0.0.1:$held" --server-key "$key" --timeout 1000
 	[ $rc = 4 ] || fail "--transport auto: exit $rc, not 4 (no answer)"
 	[ $ms -ge 900 ] || fail "--transport auto gave up after $ms ms, before the handshake timeout"
 	;;
