@@ -80,6 +80,8 @@ static const row rows[] = {
     T("stream_preamble_ms", preamble_timeout_ns, 1000000ull,
       "ms for a new stream (and its TLS handshake) to show the tern preamble"),
     T("stream_idle_s", idle_timeout_ns, 1000000000ull, "seconds before an idle stream is closed"),
+    T("stream_accept_rate", accept_rate, 1,
+      "streams accepted per second from one IPv4 address or IPv6 /64 (burst 2x)"),
 };
 #define N_ROWS (int)(sizeof(rows) / sizeof(rows[0]))
 

@@ -188,23 +188,11 @@ static void relay_on_timer(tern_driver *d, tern_driver_timer *t, void *user)
     relay_rearm(s);
 }
 
-/* The UDP socket a relayed datagram for a UDP address leaves from when it came in on a stream:
- * socket 0 (whose address introductions offer as the relay) when its family matches, else the
- * first of to's family; (size_t)-1 when there is none. */
-static size_t udp_sock_for(tern_driver *d, const tern_addr *to)
-{
-    size_t n = tern_driver_n_sockets(d);
-    for (size_t i = 0; i < n; i++) {
-        tern_addr a;
-        if (tern_driver_local_addr(d, i, &a) == TERN_OK && a.family == to->family) return i;
-    }
-    return (size_t)-1;
-}
-
 /* The driver's rx_hook: relay datagrams go to the relay and on toward the other side of their
  * session: from the socket they came in on when both sides are on UDP, on the other side's
  * stream when it reached the relay over TCP/TLS (send_raw ignores the socket then), from a UDP
- * socket of the right family when they came in on a stream for a UDP side. */
+ * socket of the right family when they came in on a stream (sock TERN_DRIVER_STREAM_SOCK) for a
+ * UDP side (send_raw picks it). */
 static int relay_rx(tern_driver *d, size_t sock, const tern_addr *from, uint8_t *data, size_t len,
                     void *user)
 {
@@ -214,14 +202,9 @@ static int relay_rx(tern_driver *d, size_t sock, const tern_addr *from, uint8_t 
     int n = tern_relay_forward(s->relay, tern_driver_now(d), from, data, len, &to);
     if (n > 0) {
         if (sock == TERN_DRIVER_STREAM_SOCK) s->relay_from_stream++;
-        if (tern_addr_is_stream(&to))
-            s->relay_to_stream++;
-        else if (sock == TERN_DRIVER_STREAM_SOCK)
-            sock = udp_sock_for(d, &to);
-        if (sock != (size_t)-1 && tern_driver_send_raw(d, sock, &to, data, (size_t)n) == TERN_OK)
-            s->relay_sent++;
-        else
-            s->relay_send_failed++; /* not even queued */
+        if (tern_addr_is_stream(&to)) s->relay_to_stream++;
+        if (tern_driver_send_raw(d, sock, &to, data, (size_t)n) == TERN_OK) s->relay_sent++;
+        else s->relay_send_failed++; /* not even queued */
     }
     return 1; /* dropped ones too: the relay counted why */
 }
@@ -318,7 +301,7 @@ static int probe_stream_bind(const tern_addr *a)
 
 /* The stream listeners of cfg into dc (none with --no-stream). A default address that cannot be
  * bound is left out after a one-line warning; an explicit one fails (one line, TERN_ERR_STATE). */
-static int add_stream_listeners(tern_svc *s, const ternd_config *cfg, tern_driver_config *dc)
+static int add_stream_listeners(const ternd_config *cfg, tern_driver_config *dc)
 {
     if (cfg->no_stream) return TERN_OK;
     const struct {
@@ -351,8 +334,6 @@ static int add_stream_listeners(tern_svc *s, const ternd_config *cfg, tern_drive
             dc->stream_listen[dc->n_stream_listen++] = *a;
         }
     }
-    s->n_stream = dc->n_stream_listen;
-    memcpy(s->stream, dc->stream_listen, sizeof(s->stream[0]) * s->n_stream);
     dc->tls_cert_file = cfg->tls_cert;
     dc->tls_key_file = cfg->tls_key;
     return TERN_OK;
@@ -380,7 +361,7 @@ static int start(ternd_service *svc, const ternd_config *cfg)
     ternd_limits_apply(cfg->limits, cfg->n_limits, &dc.endpoint.settings, NULL, NULL,
                        &dc.stream_limits);
     s->stream_limits = dc.stream_limits;
-    int rc = add_stream_listeners(s, cfg, &dc);
+    int rc = add_stream_listeners(cfg, &dc);
     if (rc != TERN_OK) return rc;
     rc = load_key(cfg, &dc.endpoint.static_key);
     if (rc != TERN_OK) return rc;
@@ -415,10 +396,17 @@ static int start(ternd_service *svc, const ternd_config *cfg)
                     tern_addr_format(&cfg->tern_listen[0], txt, sizeof(txt)));
             return TERN_OK;
         }
-        fprintf(stderr, "ternd: tern: cannot start the listener: %s\n",
-                rc == TERN_ERR_STATE ? strerror(e) : tern_strerror(rc));
+        const char *why = tern_driver_stream_error(NULL); /* a certificate, a stream listener */
+        if (why[0] != '\0') fprintf(stderr, "ternd: tern: cannot start the listener: %s\n", why);
+        else
+            fprintf(stderr, "ternd: tern: cannot start the listener: %s\n",
+                    rc == TERN_ERR_STATE ? strerror(e) : tern_strerror(rc));
         return rc;
     }
+    /* the stream listeners as bound (the actual port where 0 was asked), for the lines below
+     * and the report */
+    s->n_stream = tern_driver_n_stream_listeners(s->d);
+    for (size_t i = 0; i < s->n_stream; i++) tern_driver_stream_local_addr(s->d, i, &s->stream[i]);
     /* the rendezvous server, after the bind: the relay candidate it offers is the first tern
      * address with its actual port (a wildcard IP tells peers "where you reach this server") */
     tern_rdv_config rc_cfg;
@@ -560,11 +548,26 @@ static void report(ternd_service *svc, FILE *out)
         }
         fprintf(out,
                 "tern streams listen=%s max_streams=%llu max_per_ip=%llu write_buffer=%llu "
-                "preamble_ms=%llu idle_s=%llu relay_from_stream=%llu relay_to_stream=%llu\n",
+                "preamble_ms=%llu idle_s=%llu accept_rate=%llu relay_from_stream=%llu "
+                "relay_to_stream=%llu\n",
                 s->n_stream ? list : "none", U(sl->max_streams), U(sl->max_per_ip),
                 U(sl->write_buffer), U(sl->preamble_timeout_ns / TERN_NS_PER_MS),
-                U(sl->idle_timeout_ns / TERN_NS_PER_S), U(s->relay_from_stream),
-                U(s->relay_to_stream));
+                U(sl->idle_timeout_ns / TERN_NS_PER_S), U(sl->accept_rate),
+                U(s->relay_from_stream), U(s->relay_to_stream));
+        fprintf(out,
+                "tern streams open=%llu accepted=%llu refused_max=%llu refused_per_ip=%llu "
+                "refused_rate=%llu accept_errors=%llu preamble_timeouts=%llu idle_timeouts=%llu "
+                "bad_preamble=%llu bad_length=%llu closed_peer=%llu closed_error=%llu "
+                "frames_in=%llu frames_out=%llu bytes_in=%llu bytes_out=%llu tx_dropped=%llu "
+                "tx_held=%llu tls_handshakes=%llu tls_failures=%llu\n",
+                U(ds.streams_open), U(ds.streams_accepted), U(ds.streams_refused_max),
+                U(ds.streams_refused_per_ip), U(ds.streams_refused_rate),
+                U(ds.stream_accept_errors),
+                U(ds.stream_preamble_timeouts), U(ds.stream_idle_timeouts),
+                U(ds.stream_bad_preamble), U(ds.stream_bad_length), U(ds.stream_closed_peer),
+                U(ds.stream_closed_error), U(ds.stream_frames_in), U(ds.stream_frames_out),
+                U(ds.stream_bytes_in), U(ds.stream_bytes_out), U(ds.stream_tx_dropped),
+                U(ds.stream_tx_held), U(ds.tls_handshakes), U(ds.tls_failures));
     }
     if (s->rdv) {
         tern_rdv_stats rs;

@@ -16,7 +16,10 @@
  *     it as 'P' on its flow; the client records each round trip (a request goes out as soon as
  *     the previous answer arrives) for --seconds and prints p50/p90/p99/p99.9/max.
  * `--tcp` runs the latency test over TCP with TCP_NODELAY (blocking sockets, the same sizes and
- * the same statistics), the kernel's reference; TCP throughput is iperf3's job.
+ * the same statistics), the kernel's reference; TCP throughput is iperf3's job. tern itself
+ * runs over UDP, TCP or TLS (--transport on the client, --tcp-listen/--tls-listen on the
+ * listener; transport.c): the client prints the transport in use once connected and at each
+ * move, and names it in its last line (net=udp|tcp|tls).
  * The last line of a client run is machine-readable: `bench: key=value ...`.
  */
 #include <errno.h>
@@ -47,8 +50,12 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: tern bench --listen ADDR:PORT [--key FILE] [--allow-integrity-only] [--tcp]\n"
+            "                  [--tcp-listen ADDR:PORT] [--tls-listen ADDR:PORT]\n"
             "       tern bench --to ADDR:PORT --server-key HEX [options]\n"
             "The listener serves clients until interrupted (it prints its address and key).\n"
+            "Listener options:\n");
+    tools_listen_usage(f);
+    fprintf(f,
             "Client options:\n"
             "  --seconds N         how long to measure (default 5)\n"
             "  --bytes N           throughput: stop after N bytes (K/M/G suffixes) instead\n"
@@ -59,7 +66,9 @@ static void usage(FILE *f)
             "  --tcp               latency over TCP with TCP_NODELAY (the listener needs --tcp)\n"
             "  --timeout MS        handshake timeout (5000); --idle-timeout MS (30000)\n"
             "  --cc bbr|cubic|newreno, --payload BYTES (1200..1500): sender settings to compare\n"
-            "  --verbose           print the driver's and the connection's counters at the end\n"
+            "  --verbose           print the driver's and the connection's counters at the end\n");
+    tools_transport_usage(f);
+    fprintf(f,
             "Output: goodput (as the receiver counted it) and CPU of each side as %% of one core,\n"
             "or round-trip percentiles; then one line `bench: key=value ...`.\n"
             "Exit: 0 measured, 1 other failure, 2 usage, 3 wrong server key, 4 no answer,\n"
@@ -91,7 +100,9 @@ static double pct(const uint64_t *v, size_t n, double p)
     return (double)v[i < n ? i : n - 1] / 1e3;
 }
 
-static void print_latency(const char *what, uint64_t *v, size_t n, double secs)
+/* The percentiles of v; net: the transport the samples went over ("udp", "tcp", "tls"; the TCP
+ * reference run: "kernel-tcp"). */
+static void print_latency(const char *what, const char *net, uint64_t *v, size_t n, double secs)
 {
     qsort(v, n, sizeof(*v), cmp_u64);
     printf("%s: %zu round trips in %.2f s; rtt us p50 %.1f p90 %.1f p99 %.1f p99.9 %.1f max "
@@ -99,8 +110,9 @@ static void print_latency(const char *what, uint64_t *v, size_t n, double secs)
            what, n, secs, pct(v, n, 50), pct(v, n, 90), pct(v, n, 99), pct(v, n, 99.9),
            pct(v, n, 100));
     printf("bench: mode=latency transport=%s n=%zu p50_us=%.1f p90_us=%.1f p99_us=%.1f "
-           "p999_us=%.1f max_us=%.1f\n",
-           what, n, pct(v, n, 50), pct(v, n, 90), pct(v, n, 99), pct(v, n, 99.9), pct(v, n, 100));
+           "p999_us=%.1f max_us=%.1f net=%s\n",
+           what, n, pct(v, n, 50), pct(v, n, 90), pct(v, n, 99), pct(v, n, 99.9), pct(v, n, 100),
+           net);
     fflush(stdout);
 }
 
@@ -177,7 +189,8 @@ static void srv_on_conn_free(tern_conn *c, void *user)
 
 static int tcp_listen(const tern_addr *a, char *where, size_t wlen);
 
-static int run_server(const tern_addr *listen, const char *keyfile, int integrity, int tcp)
+static int run_server(const tern_addr *listen, const tools_listen_opts *lo, const char *keyfile,
+                      int integrity, int tcp)
 {
     if (tcp) {
         char where[64];
@@ -206,6 +219,7 @@ static int run_server(const tern_addr *listen, const char *keyfile, int integrit
     tern_driver_config_default(&dc);
     dc.n_listen = 1;
     dc.listen[0] = *listen;
+    if (tools_listen_apply("tern bench", lo, &dc) != 0) return XFER_EXIT_USAGE;
     dc.endpoint.is_server = 1;
     dc.endpoint.has_static_key = 1;
     int rc = keyfile ? tern_keyfile_read(keyfile, &dc.endpoint.static_key)
@@ -231,7 +245,7 @@ static int run_server(const tern_addr *listen, const char *keyfile, int integrit
     tern_driver_local_addr(s.d, 0, &la);
     printf("tern bench: listening on udp %s\ntern bench: public key %s\n",
            tern_addr_format(&la, where, sizeof(where)), hex);
-    fflush(stdout);
+    tools_listen_print("tern bench", s.d, lo);
     tools_catch_signals(s.d);
     rc = tern_driver_run(s.d);
     tools_session_close(s.d, NULL, 0, "bench listener stopping", 300 * TERN_NS_PER_MS);
@@ -259,6 +273,8 @@ typedef struct cli_state {
     uint64_t t_report, cpu_report;
     tools_client_opts opts;
     uint8_t aead, integrity_only; /* what the handshake chose */
+    uint64_t t_connect;           /* tools_now_ns() at the connect call */
+    tern_driver_connect_cfg cc;   /* how it was opened */
 } cli_state;
 
 /* --verbose: the driver's and the connection's counters, to see what limits a run */
@@ -373,6 +389,7 @@ static void cli_on_established(tern_conn *c, void *user)
     s->integrity_only = st.integrity_only;
     s->phase = 1;
     s->t0 = now;
+    tools_transport_connected(stderr, "tern bench", c, s->t_connect, &s->cc);
     s->cpu0 = tools_cpu_ns();
     s->buf[0] = s->latency ? BM_REQ : BM_DATA;
     tern_driver_timer_set(s->end_timer, now + s->seconds_ns);
@@ -408,13 +425,22 @@ static void cli_on_message(tern_conn *c, uint64_t flow_id, const uint8_t *data, 
     }
 }
 
+static void cli_on_path(tern_conn *c, void *user)
+{
+    cli_state *s = user;
+    if (c == s->link.conn && s->phase >= 1) tools_transport_changed(stderr, "tern bench", c);
+}
+
 static int cli_report(cli_state *s)
 {
     const char *cipher = s->integrity_only                  ? "integrity-only"
                          : s->aead == TERN_AEAD_AES256GCM ? "aes-256-gcm"
                                                             : "chacha20-poly1305";
+    tern_path_info pi;
+    if (s->link.conn) tern_conn_path(s->link.conn, &pi);
+    const char *net = s->link.conn ? tools_transport_name(&pi.remote) : "?";
     if (s->latency) {
-        print_latency(cipher, s->samples, s->n_samples, (double)(s->t_end - s->t0) / 1e9);
+        print_latency(cipher, net, s->samples, s->n_samples, (double)(s->t_end - s->t0) / 1e9);
         return s->n_samples > 0 ? XFER_EXIT_OK : XFER_EXIT_OTHER;
     }
     double rsec = (double)s->r_ns / 1e9, ssec = (double)(s->t_report - s->t0) / 1e9;
@@ -427,15 +453,15 @@ static int cli_report(cli_state *s)
            "receiver %.0f%% of a core\n",
            cipher, (unsigned long long)s->r_bytes, rsec, gbps, scpu, rcpu);
     printf("bench: mode=throughput transport=%s bytes=%llu secs=%.3f gbps=%.3f snd_cpu=%.1f "
-           "rcv_cpu=%.1f\n",
-           cipher, (unsigned long long)s->r_bytes, rsec, gbps, scpu, rcpu);
+           "rcv_cpu=%.1f net=%s\n",
+           cipher, (unsigned long long)s->r_bytes, rsec, gbps, scpu, rcpu, net);
     fflush(stdout);
     return s->r_bytes > 0 ? XFER_EXIT_OK : XFER_EXIT_OTHER;
 }
 
 static int tcp_latency(const tern_addr *to, size_t size, uint64_t seconds_ns);
 
-static int run_client(cli_state *s, const tern_addr *remote, const uint8_t pub[TERN_KEY_LEN])
+static int run_client(cli_state *s)
 {
     tern_driver_config dc;
     tern_driver_config_default(&dc);
@@ -446,7 +472,9 @@ static int run_client(cli_state *s, const tern_addr *remote, const uint8_t pub[T
     dc.endpoint.callbacks.on_conn_free = tools_on_conn_free;
     dc.endpoint.callbacks.on_flow_writable = cli_on_writable;
     dc.endpoint.callbacks.on_flow_release = cli_on_release;
+    dc.endpoint.callbacks.on_path = cli_on_path;
     dc.endpoint.user_data = s;
+    tools_transport_watch(&dc, &s->cc, &s->link);
     int rc = tern_driver_new(&dc, &s->link.d);
     if (rc != TERN_OK) {
         fprintf(stderr, "tern bench: cannot set up: %s\n", tern_strerror(rc));
@@ -455,7 +483,8 @@ static int run_client(cli_state *s, const tern_addr *remote, const uint8_t pub[T
     int exit_code = XFER_EXIT_OTHER;
     uint64_t grace = 0;
     rc = tern_driver_timer_new(s->link.d, cli_on_end_timer, s, &s->end_timer);
-    if (rc == TERN_OK) rc = tern_driver_connect(s->link.d, remote, pub, &s->link.conn);
+    s->t_connect = tools_now_ns();
+    if (rc == TERN_OK) rc = tern_driver_connect_opts(s->link.d, &s->cc, &s->link.conn);
     if (rc != TERN_OK) {
         fprintf(stderr, "tern bench: cannot connect to %s: %s\n", s->where, tern_strerror(rc));
         goto out;
@@ -484,11 +513,14 @@ int cmd_bench(int argc, char **argv)
     memset(&s, 0, sizeof(s));
     tools_client_opts_default(&s.opts);
     const char *listen = NULL, *keyfile = NULL;
+    tools_listen_opts lo;
+    memset(&lo, 0, sizeof(lo));
     uint64_t seconds = 5, msg = 64 << 10, size = 64;
     int tcp = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0, r = tools_client_opt(&s.opts, argc, argv, &i);
+        if (r == 0) r = tools_listen_opt(&lo, argc, argv, &i);
         if (r == 1) continue;
         if (r < 0) {
             bad = 1;
@@ -531,7 +563,7 @@ int cmd_bench(int argc, char **argv)
     }
     tern_addr addr;
     if (tools_resolve(listen ? listen : target, 4433, &addr) != 0) return XFER_EXIT_USAGE;
-    if (listen) return run_server(&addr, keyfile, s.opts.integrity_only, tcp);
+    if (listen) return run_server(&addr, &lo, keyfile, s.opts.integrity_only, tcp);
     s.seconds_ns = s.max_bytes ? 3600 * TERN_NS_PER_S : seconds * TERN_NS_PER_S;
     if (tcp) {
         if (!s.latency) {
@@ -542,8 +574,11 @@ int cmd_bench(int argc, char **argv)
         return tcp_latency(&addr, (size_t)size, seconds * TERN_NS_PER_S);
     }
     uint8_t pub[TERN_KEY_LEN];
-    if (tools_server_key("tern bench", s.opts.server_key, pub) != 0) return XFER_EXIT_USAGE;
-    tern_addr_format(&addr, s.where, sizeof(s.where));
+    if (tools_server_key("tern bench", s.opts.server_key, pub) != 0 ||
+        tools_transport_connect_cfg("tern bench", &s.opts.transport, &addr, pub, &s.cc) != 0)
+        return XFER_EXIT_USAGE;
+    tern_addr_format(s.cc.remote.family ? &s.cc.remote : &s.cc.stream_remote, s.where,
+                     sizeof(s.where));
     s.msg = (size_t)msg;
     s.size = (size_t)size;
     s.buf = calloc(1, s.msg > s.size ? s.msg : s.size);
@@ -554,7 +589,7 @@ int cmd_bench(int argc, char **argv)
         free(s.samples);
         return XFER_EXIT_OTHER;
     }
-    int rc = run_client(&s, &addr, pub);
+    int rc = run_client(&s);
     free(s.buf);
     free(s.samples);
     return rc;
@@ -612,7 +647,7 @@ static int tcp_latency(const tern_addr *to, size_t size, uint64_t seconds_ns)
     }
     close(fd);
     if (!ok) fprintf(stderr, "tern bench: tcp connection failed: %s\n", strerror(errno));
-    else print_latency("tcp-nodelay", v, n, (double)(t - t0) / 1e9);
+    else print_latency("tcp-nodelay", "kernel-tcp", v, n, (double)(t - t0) / 1e9);
     free(buf);
     free(v);
     return ok ? XFER_EXIT_OK : XFER_EXIT_LOST;

@@ -6,7 +6,9 @@
  * sample), each --interval ms after the previous one was sent, and prints every RTT and the
  * min/avg/max at the end. A driver timer paces the pings; tern_driver_stop() (also from the
  * SIGINT/SIGTERM handler) ends the loop, and tern_driver_shutdown() closes the connection
- * gracefully. The exit code says what happened (see usage()).
+ * gracefully. The exit code says what happened (see usage()). --transport chooses UDP, TCP, TLS
+ * or UDP raced with a stream (the default; transport.c); the transport and address in use are
+ * printed once connected and at each move.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -21,6 +23,8 @@ typedef struct ping_state {
     tools_pinger pg;
     char where[64];
     uint64_t idle_ms, timeout_ms;
+    uint64_t t_connect;         /* tools_now_ns() at the connect call */
+    tern_driver_connect_cfg cc; /* how it was opened */
 } ping_state;
 
 static void usage(FILE *f)
@@ -32,7 +36,11 @@ static void usage(FILE *f)
             "  --count N           pings to send (default 5; 0: until interrupted)\n"
             "  --interval MS       between pings (default 1000)\n"
             "  --timeout MS        give up the handshake after this long (default 5000)\n"
-            "  --idle-timeout MS   declare the peer gone after this long unheard (default 30000)\n"
+            "  --idle-timeout MS   declare the peer gone after this long unheard (default 30000)\n");
+    tools_transport_usage(f);
+    fprintf(f,
+            "Prints \"transport tcp ADDR/tcp, connected N ms after the first attempt\" once\n"
+            "connected and \"transport now ...\" at each move.\n"
             "Exit: 0 every ping answered, 1 other failure, 2 usage, 3 wrong server key,\n"
             "      4 no answer (nothing listening, unreachable), 5 connection lost (the peer\n"
             "      went away, closed or reset the connection).\n");
@@ -47,8 +55,15 @@ static void on_established(tern_conn *c, void *user)
            (double)st.handshake_ns / 1e6,
            st.aead == TERN_AEAD_AES256GCM ? "AES-256-GCM" : "ChaCha20-Poly1305",
            st.integrity_only ? " (integrity only)" : "");
-    fflush(stdout);
+    tools_transport_connected(stdout, "tern ping", c, p->t_connect, &p->cc);
     tools_pinger_send(&p->pg);
+}
+
+static void on_path(tern_conn *c, void *user)
+{
+    ping_state *p = user;
+    if (c == p->link.conn && tern_conn_get_state(c) == TERN_CONN_ESTABLISHED)
+        tools_transport_changed(stdout, "tern ping", c);
 }
 
 static void on_rtt(tern_conn *c, uint64_t rtt_ns, void *user)
@@ -98,12 +113,17 @@ int cmd_ping(int argc, char **argv)
     memset(&p, 0, sizeof(p));
     const char *target = NULL, *key_hex = NULL;
     uint64_t count = 5, interval_ms = 1000;
+    tools_transport_opts topt;
+    tools_transport_opts_default(&topt);
     p.timeout_ms = 5000;
     p.idle_ms = 30000;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+        int bad = 0, t = tools_transport_opt(&topt, argc, argv, &i);
+        if (t == 1) continue;
+        if (t < 0) {
+            bad = 1;
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return XFER_EXIT_OK;
         } else if (!strcmp(a, "--server-key") && v) {
@@ -135,8 +155,12 @@ int cmd_ping(int argc, char **argv)
     }
     if (tools_server_key("tern ping", key_hex, server_pub) != 0) return XFER_EXIT_USAGE;
     tern_addr remote;
-    if (tools_resolve(target, 4433, &remote) != 0) return XFER_EXIT_USAGE;
-    tern_addr_format(&remote, p.where, sizeof(p.where));
+    tern_driver_connect_cfg *cc = &p.cc;
+    if (tools_resolve(target, 4433, &remote) != 0 ||
+        tools_transport_connect_cfg("tern ping", &topt, &remote, server_pub, cc) != 0)
+        return XFER_EXIT_USAGE;
+    tern_addr_format(cc->remote.family ? &cc->remote : &cc->stream_remote, p.where,
+                     sizeof(p.where));
 
     tern_driver_config dc;
     tern_driver_config_default(&dc);
@@ -144,6 +168,8 @@ int cmd_ping(int argc, char **argv)
     dc.endpoint.settings.idle_timeout_ns = p.idle_ms * TERN_NS_PER_MS;
     dc.endpoint.callbacks.on_established = on_established;
     dc.endpoint.callbacks.on_rtt = on_rtt;
+    dc.endpoint.callbacks.on_path = on_path;
+    tools_transport_watch(&dc, cc, &p.link);
     dc.endpoint.callbacks.on_closed = tools_on_closed;
     dc.endpoint.callbacks.on_conn_free = tools_on_conn_free;
     dc.endpoint.user_data = &p;
@@ -155,7 +181,8 @@ int cmd_ping(int argc, char **argv)
     }
     int exit_code = XFER_EXIT_OTHER;
     rc = tools_pinger_init(&p.pg, &p.link, (unsigned)count, interval_ms * TERN_NS_PER_MS);
-    if (rc == TERN_OK) rc = tern_driver_connect(p.link.d, &remote, server_pub, &p.link.conn);
+    p.t_connect = tools_now_ns();
+    if (rc == TERN_OK) rc = tern_driver_connect_opts(p.link.d, cc, &p.link.conn);
     if (rc != TERN_OK) {
         fprintf(stderr, "tern ping: cannot connect to %s: %s\n", p.where, tern_strerror(rc));
         goto out;

@@ -15,7 +15,9 @@
  * Flows are one-way, so the verdict goes back on a flow this side opens: 'V', a status, a text.
  * Then the receiver waits (a few seconds at most) for the sender to close, so that the verdict
  * is delivered, and exits: 0 stored and verified, other codes as in usage(). A sender that
- * disappears mid-transfer is noticed by the idle timeout.
+ * disappears mid-transfer is noticed by the idle timeout. Besides UDP it accepts tern over TCP
+ * and TLS where asked (--tcp-listen, --tls-listen; transport.c), and says which transport and
+ * address each sender's connection uses, and each move it makes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -65,7 +67,9 @@ static void usage(FILE *f)
             "       tern recv --via x --help)\n"
             "Receives one file from `tern send`, checks its size and SHA-256 hash, stores it,\n"
             "tells the sender, and exits. Prints its address and public key at start.\n"
-            "  --listen ADDR:PORT      where to listen (port 0: any free port)\n"
+            "  --listen ADDR:PORT      where to listen (UDP; port 0: any free port)\n");
+    tools_listen_usage(f);
+    fprintf(f,
             "  --key FILE              private key file (tern keygen); default: a fresh key\n"
             "  --dir DIR               store the file under its own name in DIR (default .)\n"
             "  --out PATH              store it at PATH instead\n"
@@ -74,6 +78,8 @@ static void usage(FILE *f)
             "                          encryption (--integrity-only)\n"
             "  --idle-timeout MS       declare the sender gone after this long unheard (30000)\n"
             "  --quiet                 no progress output\n"
+            "Prints \"receiving NAME (N bytes) from ADDR over udp|tcp|tls\" for the sender,\n"
+            "\"tern recv: transport now ...\" when its connection moves.\n"
             "Exit: 0 stored and verified, 1 other failure, 2 usage, 5 connection lost (the\n"
             "      sender went away or gave up), 6 file error (cannot write: disk full, exists,\n"
             "      permissions), 7 the hash or size did not match (nothing stored).\n");
@@ -196,9 +202,10 @@ static void on_header(recv_state *r, const uint8_t *p, size_t len)
     xfer_progress_init(&r->prog, "tern recv", r->name, size, r->t_first, r->quiet);
     if (!r->quiet) {
         char from[64];
-        tern_addr_format(tern_conn_remote(r->link.conn), from, sizeof(from));
-        fprintf(stderr, "tern recv: receiving %s (%llu bytes) from %s into %s\n", r->name,
-                (unsigned long long)size, from, r->final_path);
+        const tern_addr *ra = tern_conn_remote(r->link.conn);
+        tern_addr_format(ra, from, sizeof(from));
+        fprintf(stderr, "tern recv: receiving %s (%llu bytes) from %s over %s into %s\n", r->name,
+                (unsigned long long)size, from, tools_transport_name(ra), r->final_path);
     }
 }
 
@@ -294,6 +301,13 @@ static void on_message(tern_conn *c, uint64_t flow_id, const uint8_t *data, size
     }
 }
 
+/* The sender's connection moved (a direct sender, or a peer's: relayed, direct, its transport). */
+static void on_path(tern_conn *c, void *user)
+{
+    recv_state *r = user;
+    if (c == r->link.conn && r->phase >= 1) tools_transport_changed(stderr, "tern recv", c);
+}
+
 static int on_accept(tern_conn *c, void *user)
 {
     recv_state *r = user;
@@ -347,10 +361,15 @@ int cmd_recv(int argc, char **argv)
     r.idle_ms = 30000;
     const char *listen = NULL, *keyfile = NULL;
     int integrity = 0;
+    tools_listen_opts lo;
+    memset(&lo, 0, sizeof(lo));
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+        int bad = 0, l = tools_listen_opt(&lo, argc, argv, &i);
+        if (l == 1) continue;
+        if (l < 0) {
+            bad = 1;
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return XFER_EXIT_OK;
         } else if (!strcmp(a, "--listen") && v) {
@@ -392,6 +411,7 @@ int cmd_recv(int argc, char **argv)
     tern_driver_config_default(&dc);
     if (tools_resolve(listen, 4433, &dc.listen[0]) != 0) return XFER_EXIT_USAGE;
     dc.n_listen = 1;
+    if (tools_listen_apply("tern recv", &lo, &dc) != 0) return XFER_EXIT_USAGE;
     dc.endpoint.is_server = 1;
     dc.endpoint.has_static_key = 1;
     int rc = keyfile ? tern_keyfile_read(keyfile, &dc.endpoint.static_key)
@@ -405,6 +425,7 @@ int cmd_recv(int argc, char **argv)
     dc.endpoint.settings.integrity_only = (uint8_t)integrity;
     dc.endpoint.callbacks.on_accept = on_accept;
     dc.endpoint.callbacks.on_message = on_message;
+    dc.endpoint.callbacks.on_path = on_path;
     dc.endpoint.callbacks.on_closed = tools_on_closed;
     dc.endpoint.callbacks.on_conn_free = tools_on_conn_free;
     dc.endpoint.user_data = &r;
@@ -423,7 +444,7 @@ int cmd_recv(int argc, char **argv)
     tern_driver_local_addr(r.link.d, 0, &la);
     tern_addr_format(&la, r.where, sizeof(r.where));
     printf("tern recv: listening on udp %s\ntern recv: public key %s\n", r.where, hex);
-    fflush(stdout);
+    tools_listen_print("tern recv", r.link.d, &lo);
 
     tools_catch_signals(r.link.d);
     rc = tern_driver_run(r.link.d);
@@ -574,6 +595,7 @@ static int recv_via(int argc, char **argv)
     tern_callbacks app;
     memset(&app, 0, sizeof(app));
     app.on_message = on_message;
+    app.on_path = on_path;
     app.on_closed = rv_closed;
     app.on_conn_free = rv_free;
     int exit_code = peer_session_start(ps, "tern recv", &o, &app, NULL, &r, 0);

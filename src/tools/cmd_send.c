@@ -17,7 +17,9 @@
  * way, so the receiver answers on a flow of its own with one verdict message ('V', a status
  * byte, a text); only a verdict of success gives exit 0. Every other ending (wrong key, nothing
  * listening, the receiver gone, its disk full, a hash mismatch) prints one clear line and exits
- * with the code in usage(). A verdict or a failure only stops the loop: the summary after it
+ * with the code in usage(). The transport (--transport: UDP raced with TCP by default, or UDP,
+ * TCP or TLS alone; transport.c) and address the connection uses are printed once it is
+ * established, and again at each move (on_path: back to UDP when UDP starts to answer). A verdict or a failure only stops the loop: the summary after it
  * still reads the connection (its path, --verbose counters), and tools_session_close() then
  * closes it with a code the receiver sees.
  */
@@ -63,7 +65,8 @@ typedef struct send_state {
     int hashed;                     /* digest holds the whole file's hash */
     uint8_t digest[XFER_HASH_LEN];
     uint64_t timeout_ms, idle_ms;
-    uint64_t t_established, t_done, cpu0;
+    uint64_t t_connect, t_established, t_done, cpu0; /* t_connect: tools_now_ns() */
+    tern_driver_connect_cfg cc;     /* how the connection was opened (direct mode) */
     xfer_progress prog;
     int quiet, verbose;
     int verdict;                    /* -1 none yet, else XFER_V_* */
@@ -89,11 +92,15 @@ static void usage(FILE *f)
             "  --payload BYTES     UDP payload size before path MTU discovery (1200..1500)\n"
             "  --timeout MS        give up the handshake after this long (default 5000)\n"
             "  --idle-timeout MS   declare the receiver gone after this long unheard (default "
-            "30000)\n"
+            "30000)\n");
+    tools_transport_usage(f);
+    fprintf(f,
             "  --quiet             no progress output\n"
             "  --verbose           print the driver's and the connection's counters at the end\n"
             "Progress: a bar with rate and time left when stderr is a terminal, a line every 2 s\n"
-            "otherwise. Exit: 0 stored and verified, 1 other failure, 2 usage, 3 wrong server key,\n"
+            "otherwise. \"tern send: transport tcp ADDR/tcp, connected N ms after the first\n"
+            "attempt\" says how the connection goes, \"tern send: transport now ...\" each move.\n"
+            "Exit: 0 stored and verified, 1 other failure, 2 usage, 3 wrong server key,\n"
             "      4 no answer (nothing listening, unreachable), 5 connection lost (the receiver\n"
             "      went away, closed, reset or refused), 6 file error (cannot read FILE, or the\n"
             "      receiver cannot write it: disk full, exists, permissions), 7 the receiver's hash\n"
@@ -242,9 +249,17 @@ static void on_established(tern_conn *c, void *user)
                 st.aead == TERN_AEAD_AES256GCM ? "AES-256-GCM" : "ChaCha20-Poly1305",
                 st.integrity_only ? " (integrity only: not encrypted)" : "", s->shown,
                 (unsigned long long)s->size);
+    if (s->ps == NULL) tools_transport_connected(stderr, "tern send", c, s->t_connect, &s->cc);
     xfer_progress_init(&s->prog, "tern send", s->shown, s->size, now, s->quiet);
     s->phase = 1;
     pump(s);
+}
+
+/* The connection moved (direct mode; peer.c reports the moves of a peer connection). */
+static void on_path(tern_conn *c, void *user)
+{
+    send_state *s = user;
+    if (c == s->link.conn && s->phase >= 1) tools_transport_changed(stderr, "tern send", c);
 }
 
 static void on_message(tern_conn *c, uint64_t flow_id, const uint8_t *data, size_t len,
@@ -274,10 +289,15 @@ static int finish(send_state *s)
         double cpu = (double)(tools_cpu_ns() - s->cpu0) / 1e9;
         char hex[2 * XFER_HASH_LEN + 1];
         tern_hex_encode(s->digest, XFER_HASH_LEN, hex);
-        printf("tern send: %s: %llu bytes in %.3f s, %.1f Mbit/s, cpu %.3f s (%.0f%%); stored "
-               "and verified by the receiver, sha-256 %s",
+        printf("tern send: %s: %llu bytes in %.3f s, %.1f Mbit/s, cpu %.3f s (%.0f%%); ",
                s->shown, (unsigned long long)s->size, secs, (double)s->size * 8 / secs / 1e6, cpu,
-               100 * cpu / secs, hex);
+               100 * cpu / secs);
+        if (s->ps == NULL && s->link.conn) { /* direct mode: the transport it ended on */
+            char what[96];
+            tools_transport_describe(s->link.conn, what, sizeof(what));
+            printf("transport %s; ", what);
+        }
+        printf("stored and verified by the receiver, sha-256 %s", hex);
         if (s->ps && s->link.conn) {
             char addr[64];
             uint64_t moves = 0;
@@ -431,8 +451,12 @@ int cmd_send(int argc, char **argv)
     if (tools_server_key("tern send", o.server_key, server_pub) != 0) return XFER_EXIT_USAGE;
     if (send_name(&s) != 0) return XFER_EXIT_USAGE;
     tern_addr remote;
-    if (tools_resolve(o.to, 4433, &remote) != 0) return XFER_EXIT_USAGE;
-    tern_addr_format(&remote, s.where, sizeof(s.where));
+    tern_driver_connect_cfg *cc = &s.cc;
+    if (tools_resolve(o.to, 4433, &remote) != 0 ||
+        tools_transport_connect_cfg("tern send", &o.transport, &remote, server_pub, cc) != 0)
+        return XFER_EXIT_USAGE;
+    tern_addr_format(cc->remote.family ? &cc->remote : &cc->stream_remote, s.where,
+                     sizeof(s.where));
     s.timeout_ms = o.timeout_ms;
     s.idle_ms = o.idle_ms;
     s.verbose = o.verbose;
@@ -450,7 +474,9 @@ int cmd_send(int argc, char **argv)
     dc.endpoint.callbacks.on_flow_writable = on_flow_writable;
     dc.endpoint.callbacks.on_flow_acked = on_flow_acked;
     dc.endpoint.callbacks.on_flow_release = on_flow_release;
+    dc.endpoint.callbacks.on_path = on_path;
     dc.endpoint.user_data = &s;
+    tools_transport_watch(&dc, cc, &s.link);
     int exit_code = XFER_EXIT_OTHER;
     uint64_t grace = 0; /* no goodbye when the loop never ran */
     int rc = tern_driver_new(&dc, &s.link.d);
@@ -458,7 +484,8 @@ int cmd_send(int argc, char **argv)
         fprintf(stderr, "tern send: cannot set up: %s (%s)\n", tern_strerror(rc), strerror(errno));
         goto out;
     }
-    rc = tern_driver_connect(s.link.d, &remote, server_pub, &s.link.conn);
+    s.t_connect = tools_now_ns();
+    rc = tern_driver_connect_opts(s.link.d, cc, &s.link.conn);
     if (rc != TERN_OK) {
         fprintf(stderr, "tern send: cannot connect to %s: %s\n", s.where, tern_strerror(rc));
         goto out;

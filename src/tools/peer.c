@@ -14,6 +14,12 @@
  * peer's introduction, and reports the connection to it. The client's timer (call deadlines,
  * expectations) runs on a driver timer. A server connection that fails or ends stops the loop
  * with an exit code chosen from its error (as tern send's: 3 wrong key, 4 no answer, 5 lost).
+ *
+ * Transports: the server connection races UDP and TCP by default, or goes over UDP, TCP or TLS
+ * alone (--transport, --stream; transport.c); "CMD: rendezvous server: transport ..." says which
+ * once it is up, and again at each move. Peers punch over UDP; a peer whose server connection
+ * runs over a stream is offered the relay over that stream (rdv_client.c), so the address in
+ * "connected to <id> path relayed <addr>" then ends in /tcp or /tls.
  */
 #include <ifaddrs.h>
 #include <net/if.h>
@@ -31,10 +37,13 @@ void peer_opts_default(peer_opts *o)
     memset(o, 0, sizeof(*o));
     o->timeout_ms = 10000;
     o->idle_ms = 30000;
+    tools_transport_opts_default(&o->transport);
 }
 
 int peer_parse_opt(peer_opts *o, int argc, char **argv, int *i)
 {
+    int t = tools_transport_opt(&o->transport, argc, argv, i);
+    if (t != 0) return t;
     const char *a = argv[*i];
     const char **str = !strcmp(a, "--via")          ? &o->via
                        : !strcmp(a, "--server-key") ? &o->server_key
@@ -64,7 +73,9 @@ void peer_usage_opts(FILE *f)
             "  --timeout MS        give up a handshake (server or peer) after this long (10000)\n"
             "  --idle-timeout MS   declare a peer gone after this long unheard (30000)\n"
             "  --token HEX         registration token, for a ternd that requires one (`tern\n"
-            "                      token register --key FILE` on the server's secret)\n");
+            "                      token register --key FILE` on the server's secret)\n"
+            "Transport of the server connection (a peer without UDP is relayed over it):\n");
+    tools_transport_usage(f);
 }
 
 int peer_parse_token(const char *cmd, const char *opt, const char *text,
@@ -210,6 +221,9 @@ static void s_established(tern_conn *c, void *u)
         if (ps->app.on_established) ps->app.on_established(c, ps->user);
         return;
     }
+    char label[64];
+    snprintf(label, sizeof(label), "%s: rendezvous server", ps->cmd);
+    tools_transport_connected(stdout, label, c, ps->t_connect, &ps->srv_cfg);
     tern_addr cands[6];
     size_t n = local_candidates(ps, cands, 6);
     int rc = tern_rdv_client_register(ps->rdv, tern_driver_now(ps->d), cands, n,
@@ -284,6 +298,11 @@ static void s_flow_closed(tern_conn *c, uint64_t flow, void *u)
 static void s_path(tern_conn *c, void *u)
 {
     peer_session *ps = u;
+    if (c == ps->srv && tern_conn_get_state(c) == TERN_CONN_ESTABLISHED) {
+        char label[64];
+        snprintf(label, sizeof(label), "%s: rendezvous server", ps->cmd);
+        tools_transport_changed(stdout, label, c);
+    }
     if (c == ps->srv || not_target(ps, c)) return;
     if (ps->link) {
         if (!ps->target_connected) return;
@@ -485,7 +504,11 @@ int peer_session_start(peer_session *ps, const char *cmd, const peer_opts *o,
     }
     tern_driver_local_addr(ps->d, 0, &ps->local);
     rc = tern_driver_timer_new(ps->d, on_rdv_timer, ps, &ps->rdv_timer);
-    if (rc == TERN_OK) rc = tern_driver_connect(ps->d, &ps->server, server_pub, &ps->srv);
+    if (rc == TERN_OK &&
+        tools_transport_connect_cfg(cmd, &o->transport, &ps->server, server_pub, &ps->srv_cfg) != 0)
+        return XFER_EXIT_USAGE;
+    ps->t_connect = tools_now_ns();
+    if (rc == TERN_OK) rc = tern_driver_connect_opts(ps->d, &ps->srv_cfg, &ps->srv);
     if (rc != TERN_OK) {
         fprintf(stderr, "%s: cannot connect to %s: %s\n", cmd, ps->where, tern_strerror(rc));
         return XFER_EXIT_OTHER;

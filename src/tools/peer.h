@@ -20,14 +20,17 @@ typedef struct peer_opts {
     uint64_t timeout_ms;    /* handshakes (server and peer) */
     uint64_t idle_ms;
     const char *token;      /* --token: registration token (tern token register), hex */
+    tools_transport_opts transport; /* --transport, --stream, --race-delay: how the server
+                                       connection goes (a peer without UDP reaches the others
+                                       through the relay over that same stream) */
 } peer_opts;
 
 /* Defaults: timeout 10000 ms, idle 30000 ms. */
 void peer_opts_default(peer_opts *o);
 
-/* When argv[*i] is one of --via, --server-key, --key, --bind, --timeout, --idle-timeout, --token: takes
- * it and its value (advancing *i) and returns 1; -1 when its value is missing or bad; 0 when it
- * is none of them. */
+/* When argv[*i] is one of --via, --server-key, --key, --bind, --timeout, --idle-timeout, --token,
+ * --transport, --stream, --race-delay: takes it and its value (advancing *i) and returns 1; -1
+ * when its value is missing or bad; 0 when it is none of them. */
 int peer_parse_opt(peer_opts *o, int argc, char **argv, int *i);
 
 /* The usage lines of those options. */
@@ -43,6 +46,8 @@ typedef struct peer_session {
     uint8_t id[TERN_PEER_ID_LEN];
     char id_hex[2 * TERN_PEER_ID_LEN + 1];
     char where[64];             /* the server, printed */
+    uint64_t t_connect;         /* tools_now_ns() when the server connection was opened */
+    tern_driver_connect_cfg srv_cfg; /* how it was opened */
     peer_opts opts;
     int registered;
     int has_token;              /* --token, decoded */

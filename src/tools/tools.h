@@ -71,6 +71,8 @@ typedef struct tools_conn {
     tern_driver *d;          /* the command's driver: stopped when the connection ends */
     tern_conn *conn;         /* NULL until there is one, and once the endpoint freed it */
     tools_close_note closed; /* err 0 until it ends other than by our own close */
+    int stream_only;         /* it has no UDP candidate (--transport tcp|tls): a definite
+                                stream failure ends it (tools_on_stream_error) */
 } tools_conn;
 
 /* on_closed: when c is the command's connection and did not end by our own close
@@ -108,6 +110,63 @@ void tools_pinger_summary(const tools_pinger *pg, const char *name);
 /* Prints "CMD: bad argument A[ V]" and the usage to stderr; returns XFER_EXIT_USAGE (2). */
 int tools_bad_argument(const char *cmd, const char *a, const char *v, void (*usage)(FILE *f));
 
+/* ---- transports (transport.c): how a client reaches its listener, where a listener accepts
+ * streams, and the lines that say which transport a connection uses */
+enum { TOOLS_TRANSPORT_AUTO, TOOLS_TRANSPORT_UDP, TOOLS_TRANSPORT_TCP, TOOLS_TRANSPORT_TLS };
+typedef struct tools_transport_opts {
+    int choice;         /* --transport auto|udp|tcp|tls: TOOLS_TRANSPORT_* (default auto) */
+    const char *stream; /* --stream ADDR:PORT[/tcp|/tls]; NULL: the UDP address over TCP (tls:
+                           port 443) */
+    uint64_t race_ms;   /* --race-delay MS: UDP's head start; 0: the core's (250 ms) */
+} tools_transport_opts;
+
+void tools_transport_opts_default(tools_transport_opts *o);
+/* When argv[*i] is --transport, --stream or --race-delay: takes it and its value (advancing *i)
+ * and returns 1; -1 when the value is missing or bad; 0 when it is none of them. */
+int tools_transport_opt(tools_transport_opts *o, int argc, char **argv, int *i);
+/* The usage lines of those options. */
+void tools_transport_usage(FILE *f);
+typedef struct tern_driver_connect_cfg tern_driver_connect_cfg;
+typedef struct tern_driver_config tern_driver_config;
+/* Fills cfg (for tern_driver_connect_opts) from o, the listener's UDP address and its key; the
+ * race delay is always explicit (--race-delay, else the core's tern_connect_opts default).
+ * Returns 0, or -1 after printing why (a bad --stream). */
+int tools_transport_connect_cfg(const char *cmd, const tools_transport_opts *o,
+                                const tern_addr *remote, const uint8_t pub[TERN_KEY_LEN],
+                                tern_driver_connect_cfg *cfg);
+/* The driver's on_stream_error (user: the command's tools_conn): a definite failure of the
+ * stream (refused, not a tern service, TLS failed) ends a stream-only connection still in its
+ * handshake at once, noted as TERN_ERR_REFUSED with the driver's line as the reason (the loop
+ * stops); with UDP in the race it is left to the handshake timeout. */
+int tools_on_stream_error(tern_driver *d, const tern_addr *remote, const char *line, void *user);
+/* Sets dc's on_stream_error to it for link, and link->stream_only from cfg's choice. */
+void tools_transport_watch(tern_driver_config *dc, const tern_driver_connect_cfg *cfg,
+                           tools_conn *link);
+/* "udp", "tcp" or "tls": a's transport. */
+const char *tools_transport_name(const tern_addr *a);
+/* "tcp 203.0.113.2:4433/tcp" (and " (relayed)"): the transport and address of c's path. */
+void tools_transport_describe(const tern_conn *c, char *out, size_t len);
+/* "CMD: transport tcp ADDR/tcp, connected N ms after the first attempt" (since_ns: when the
+ * command called connect, tools_now_ns; with cfg's race: " (UDP first, the stream after a race
+ * delay of R ms)") once c is established, and "CMD: transport now udp ADDR" on each on_path
+ * after that. */
+void tools_transport_connected(FILE *f, const char *cmd, const tern_conn *c, uint64_t since_ns,
+                               const tern_driver_connect_cfg *cfg);
+void tools_transport_changed(FILE *f, const char *cmd, const tern_conn *c);
+
+/* A listener's stream options (tern recv, tern bench --listen): --tcp-listen ADDR:PORT,
+ * --tls-listen ADDR:PORT, --tls-cert FILE, --tls-key FILE (NULL: not given). */
+typedef struct tools_listen_opts {
+    const char *tcp, *tls, *cert, *key;
+} tools_listen_opts;
+/* As tools_transport_opt, for those options. */
+int tools_listen_opt(tools_listen_opts *o, int argc, char **argv, int *i);
+void tools_listen_usage(FILE *f);
+/* Adds the stream listeners and the certificate to dc. Returns 0, or -1 after printing why. */
+int tools_listen_apply(const char *cmd, const tools_listen_opts *o, tern_driver_config *dc);
+/* "CMD: listening on tcp ADDR" for each stream listener of d (as bound), on stdout. */
+void tools_listen_print(const char *cmd, tern_driver *d, const tools_listen_opts *o);
+
 /* The options of the commands that connect to a tern listener (tern send, tern bench). */
 typedef struct tools_client_opts {
     const char *to;         /* --to ADDR:PORT */
@@ -119,6 +178,7 @@ typedef struct tools_client_opts {
     uint64_t timeout_ms;    /* --timeout MS: the handshake's (default 5000) */
     uint64_t idle_ms;       /* --idle-timeout MS (default 30000) */
     int verbose;            /* --verbose, -v */
+    tools_transport_opts transport; /* --transport, --stream, --race-delay */
 } tools_client_opts;
 
 void tools_client_opts_default(tools_client_opts *o);

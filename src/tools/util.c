@@ -144,6 +144,20 @@ void tools_print_counters(const char *cmd, tern_driver *d, tern_conn *c)
             (unsigned long long)ds.rx_datagrams, (unsigned long long)ds.tx_syscalls,
             (unsigned long long)ds.tx_datagrams, (unsigned long long)ds.tx_gso_msgs,
             (unsigned long long)ds.tx_blocked);
+    if (ds.streams_connected + ds.streams_accepted > 0)
+        fprintf(stderr,
+                "%s: streams: connected %llu accepted %llu connect_failures %llu frames_in %llu "
+                "frames_out %llu bytes_in %llu bytes_out %llu tx_dropped %llu tx_held %llu "
+                "closed_peer %llu closed_error %llu tls_handshakes %llu tls_failures %llu\n",
+                cmd, (unsigned long long)ds.streams_connected,
+                (unsigned long long)ds.streams_accepted,
+                (unsigned long long)ds.stream_connect_failures,
+                (unsigned long long)ds.stream_frames_in, (unsigned long long)ds.stream_frames_out,
+                (unsigned long long)ds.stream_bytes_in, (unsigned long long)ds.stream_bytes_out,
+                (unsigned long long)ds.stream_tx_dropped, (unsigned long long)ds.stream_tx_held,
+                (unsigned long long)ds.stream_closed_peer,
+                (unsigned long long)ds.stream_closed_error, (unsigned long long)ds.tls_handshakes,
+                (unsigned long long)ds.tls_failures);
     if (c == NULL) return;
     tern_conn_stats cs;
     tern_network_info ni;
@@ -254,10 +268,13 @@ void tools_client_opts_default(tools_client_opts *o)
     o->cc = -1;
     o->timeout_ms = 5000;
     o->idle_ms = 30000;
+    tools_transport_opts_default(&o->transport);
 }
 
 int tools_client_opt(tools_client_opts *o, int argc, char **argv, int *i)
 {
+    int t = tools_transport_opt(&o->transport, argc, argv, i);
+    if (t != 0) return t;
     const char *a = argv[*i];
     if (!strcmp(a, "--integrity-only")) {
         o->integrity_only = 1;

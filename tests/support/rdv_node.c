@@ -44,7 +44,8 @@ static int node_send(void *node, uint64_t now, tern_datagram *d, size_t max, uin
     while (n < max && r->relay_q_len > 0 && off + TERN_MAX_DATAGRAM <= len) {
         struct rdv_node_pkt *p = &r->relay_q[r->relay_q_head];
         memcpy(buf + off, p->data, p->len);
-        d[n].local = r->addr;
+        d[n].local = r->addr; /* toward a stream: on that stream, whose end here is ours */
+        d[n].local.transport = p->to.transport;
         d[n].remote = p->to;
         d[n].data = buf + off;
         d[n].len = p->len;

@@ -6,7 +6,8 @@
  * requests before the connection is up, introductions (PEER_INFO -> tern_endpoint_connect_peer
  * -> a direct connection both ways, the target accepting only the introduced key), an unknown
  * peer failing within one round trip, the relay when the direct path is blocked (and the move
- * to the direct path once it opens), groups (joined, presence, fan-out, leave), RPC (reply,
+ * to the direct path once it opens), the relay over each peer's own stream when their server
+ * connections run over TCP (issue 14), groups (joined, presence, fan-out, leave), RPC (reply,
  * no service, the server's timeout, the local deadline when the server goes silent, a dropped
  * server connection), bad input, and that the client's memory goes back to zero.
  */
@@ -76,6 +77,7 @@ typedef struct peer {
     char peer_text[64];
     int closed_err;
     char closed_reason[64];
+    tern_addr stream_local; /* its stream to the server (family NONE: its connection is UDP) */
 } peer;
 
 static void p_recv(void *node, uint64_t now, const tern_addr *local, const tern_addr *remote,
@@ -84,10 +86,17 @@ static void p_recv(void *node, uint64_t now, const tern_addr *local, const tern_
     (void)tern_endpoint_recv(((peer *)node)->ep, now, local, remote, data, len);
 }
 
+/* As a driver does, a datagram to a stream address goes on the one stream to it: it leaves
+ * from that stream's local address (the peer's server connection's), whatever path sent it. */
 static int p_send(void *node, uint64_t now, tern_datagram *d, size_t max, uint8_t *buf,
                   size_t len)
 {
-    return tern_endpoint_send(((peer *)node)->ep, now, d, max, buf, len);
+    peer *p = node;
+    int n = tern_endpoint_send(p->ep, now, d, max, buf, len);
+    for (int i = 0; i < n; i++)
+        if (tern_addr_is_stream(&d[i].remote) && p->stream_local.family != TERN_AF_NONE)
+            d[i].local = p->stream_local;
+    return n;
 }
 
 static uint64_t p_deadline(void *node)
@@ -281,7 +290,10 @@ static void c_error(tern_rdv_client *rc, const tern_rdv_msg *e, void *u)
 }
 
 /* A peer at 10.0.0.i:5000, is_server with its own key, connected to the server. */
-static void peer_init(peer *p, sim *s, const rdv_node *srv, uint8_t i)
+/* Peer i at 10.0.0.i:5000; its server connection over UDP, or (transport TCP or TLS) over a
+ * stream only, from 10.0.0.i:5001 with that transport to the server's address with it (the server
+ * node holds that address too: world_init_opts). */
+static void peer_init_over(peer *p, sim *s, const rdv_node *srv, uint8_t i, uint8_t transport)
 {
     memset(p, 0, sizeof(*p));
     p->s = s;
@@ -311,8 +323,22 @@ static void peer_init(peer *p, sim *s, const rdv_node *srv, uint8_t i)
     TT_REQUIRE(tern_endpoint_new(&cfg, sim_now(s), &p->ep) == TERN_OK);
     p->node = sim_add_node(s, &peer_ops, p, &p->addr);
     TT_REQUIRE(p->node != NULL);
-    TT_REQUIRE(tern_endpoint_connect(p->ep, sim_now(s), &p->addr, &srv->addr, srv->key.pub,
-                                     &p->srv_conn) == TERN_OK);
+    if (transport == TERN_TRANSPORT_UDP) {
+        TT_REQUIRE(tern_endpoint_connect(p->ep, sim_now(s), &p->addr, &srv->addr, srv->key.pub,
+                                         &p->srv_conn) == TERN_OK);
+    } else {
+        tern_connect_opts co;
+        tern_connect_opts_default(&co);
+        co.stream_local = p->addr;
+        co.stream_local.port = 5001;
+        co.stream_local.transport = transport;
+        co.stream_remote = srv->addr;
+        co.stream_remote.transport = transport;
+        memcpy(co.server_pub, srv->key.pub, TERN_KEY_LEN);
+        TT_REQUIRE(sim_node_add_addr(s, p->node, &co.stream_local) == SIM_OK);
+        p->stream_local = co.stream_local;
+        TT_REQUIRE(tern_endpoint_connect_opts(p->ep, sim_now(s), &co, &p->srv_conn) == TERN_OK);
+    }
     tern_rdv_client_config cc;
     tern_rdv_client_config_default(&cc);
     cc.mem = &p->cmem.mem;
@@ -332,6 +358,11 @@ static void peer_init(peer *p, sim *s, const rdv_node *srv, uint8_t i)
     TT_REQUIRE(tern_rdv_client_new(&cc, p->srv_conn, &p->rc) == TERN_OK);
     /* nothing can be asked before the connection is up */
     TT_CHECK_EQ_INT(tern_rdv_client_register(p->rc, sim_now(s), NULL, 0, NULL), TERN_ERR_STATE);
+}
+
+static void peer_init(peer *p, sim *s, const rdv_node *srv, uint8_t i)
+{
+    peer_init_over(p, s, srv, i, TERN_TRANSPORT_UDP);
 }
 
 static void peer_free(peer *p)
@@ -357,8 +388,10 @@ typedef struct world {
 } world;
 
 /* The world, with the server's relay when with_relay, and its intro_target_rate replaced when
- * intro_target_rate >= 0. */
-static void world_init_opts(world *w, int n, int with_relay, int intro_target_rate)
+ * intro_target_rate >= 0; peer i's server connection over transports[i] (NULL: all UDP; the
+ * server then also holds its address with each stream transport used). */
+static void world_init_over(world *w, int n, int with_relay, int intro_target_rate,
+                            const uint8_t *transports)
 {
     memset(w, 0, sizeof(*w));
     w->s = sim_new(tt_seed());
@@ -375,7 +408,15 @@ static void world_init_opts(world *w, int n, int with_relay, int intro_target_ra
     rdv_node_opts o = {.rdv = &rc, .settings = &st, .with_relay = with_relay};
     rdv_node_init(&w->srv, w->s, &o);
     w->n = n;
-    for (int i = 0; i < n; i++) peer_init(&w->p[i], w->s, &w->srv, (uint8_t)(i + 1));
+    for (int i = 0; i < n; i++) {
+        uint8_t t = transports ? transports[i] : TERN_TRANSPORT_UDP;
+        int held = t == TERN_TRANSPORT_UDP;
+        for (int j = 0; j < i && !held; j++) held = transports[j] == t;
+        tern_addr sa = w->srv.addr;
+        sa.transport = t;
+        if (!held) TT_REQUIRE(sim_node_add_addr(w->s, w->srv.node, &sa) == SIM_OK);
+        peer_init_over(&w->p[i], w->s, &w->srv, (uint8_t)(i + 1), t);
+    }
     tnet_run_ms(w->s, 100);
     for (int i = 0; i < n; i++) {
         peer *p = &w->p[i];
@@ -386,6 +427,11 @@ static void world_init_opts(world *w, int n, int with_relay, int intro_target_ra
     }
     tnet_run_ms(w->s, 50);
     for (int i = 0; i < n; i++) TT_REQUIRE(w->p[i].registered == 1);
+}
+
+static void world_init_opts(world *w, int n, int with_relay, int intro_target_rate)
+{
+    world_init_over(w, n, with_relay, intro_target_rate, NULL);
 }
 
 static void world_init(world *w, int n)
@@ -851,6 +897,47 @@ static void test_bad_input_and_other_conns(void)
 }
 
 
+/* Two peers whose connections to the server run over TCP only (UDP to the server blocked by the
+ * setup, the direct path between them blackholed): each is offered the relay over its own stream
+ * (the RELAY candidate means the server connection's stream), the relay forwards between the two
+ * streams, and a message goes through. */
+static void test_relay_over_streams(void)
+{
+    world w;
+    const uint8_t tr[2] = {TERN_TRANSPORT_TCP, TERN_TRANSPORT_TCP};
+    world_init_over(&w, 2, 1, -1, tr);
+    peer *a = &w.p[0], *b = &w.p[1];
+    uint64_t t0 = sim_now(w.s);
+    block_direct(&w, a, b, t0 + 60 * S);
+    TT_REQUIRE(tern_rdv_client_introduce(a->rc, t0, b->id) == TERN_OK);
+    wake(a);
+    tnet_run_ms(w.s, 3000);
+    TT_REQUIRE(a->out_conn != NULL);
+    TT_REQUIRE_MSG(a->peer_established == 1, "not established through the relay within 3 s");
+    TT_CHECK_EQ_INT(b->accepted, 1);
+    tern_path_info pi;
+    tern_conn_path(a->out_conn, &pi);
+    TT_CHECK(pi.relayed);
+    tern_addr srv_tcp = w.srv.addr;
+    srv_tcp.transport = TERN_TRANSPORT_TCP;
+    TT_CHECK_MSG(tern_addr_equal(&pi.remote, &srv_tcp), "the relay route is not A's stream");
+    tern_relay_stats rs;
+    tern_relay_get_stats(w.srv.relay, &rs);
+    TT_CHECK(rs.fwd_packets > 0);
+    TT_CHECK_EQ_U64(rs.drop_wrong_source + rs.drop_unknown_channel, 0);
+    tern_flow_config fc;
+    tern_flow_config_default(&fc);
+    uint64_t fid;
+    TT_REQUIRE(tern_flow_open(a->out_conn, &fc, &fid) == TERN_OK);
+    TT_REQUIRE(tern_flow_send(a->out_conn, fid, sim_now(w.s), (const uint8_t *)"over tcp", 8, -1) ==
+               TERN_OK);
+    wake(a);
+    tnet_run_ms(w.s, 200);
+    TT_CHECK_EQ_INT(b->peer_msgs, 1);
+    TT_CHECK(strcmp(b->peer_text, "over tcp") == 0);
+    world_free(&w);
+}
+
 static void test_relay_when_no_direct_path_then_direct(void)
 {
     world w;
@@ -1047,6 +1134,7 @@ static const tt_case cases[] = {
     TT_CASE(test_handshake_before_introduced_is_held_then_accepted),
     TT_CASE(test_held_handshakes_are_bounded),
     TT_CASE(test_relay_when_no_direct_path_then_direct),
+    TT_CASE(test_relay_over_streams),
     TT_CASE(test_unknown_peer_fails_fast),
     TT_CASE(test_groups),
     TT_CASE(test_rpc),
