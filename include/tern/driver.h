@@ -59,10 +59,15 @@ typedef struct tern_driver_stream_limits {
     uint32_t max_per_ip;         /* accepted streams from one IPv4 address or IPv6 /64 (64) */
     uint32_t write_buffer;       /* bytes queued per stream beyond what the kernel took
                                     (1.25 MiB: above the core's stream_window of 1 MiB, so only
-                                    a peer that stops reading fills it). Past it a packet of
-                                    the core's closes the stream (the core resends what was in
-                                    flight on the next one); a tern_driver_send_raw frame is
-                                    dropped */
+                                    a peer that stops reading fills it), for each connection
+                                    whose path is the stream. Past it a packet of the core's
+                                    closes the stream (the core resends what was in flight on
+                                    the next one). A tern_driver_send_raw frame (a relay's) is
+                                    dropped once write_buffer minus the endpoint's
+                                    stream_window is queued (256 KiB at the defaults; a
+                                    quarter of write_buffer when it is not above
+                                    stream_window): a busy relay leaves the room the stream's
+                                    own connections need */
     uint64_t preamble_timeout_ns;/* an accepted stream (and its TLS handshake) must show the
                                     tern preamble within this, or it is closed (5 s) */
     uint64_t idle_timeout_ns;    /* a stream that carried nothing this long is closed (60 s) */
@@ -70,6 +75,11 @@ typedef struct tern_driver_stream_limits {
                                     /64, in bursts of twice that; more are closed at accept
                                     (50: a TLS handshake costs the server CPU before tern's own
                                     handshake_rate applies) */
+    uint64_t buffer_total;       /* bytes of write buffers all streams together may hold
+                                    (256 MiB; without it max_streams x write_buffer is
+                                    12.5 GiB). A frame that would pass it: a send_raw one is
+                                    dropped, a core packet closes its stream (the core sends
+                                    again on the next stream or another path) */
 } tern_driver_stream_limits; /* a field left 0: its default. max_streams also bounds the
                                 outgoing streams, counted apart. */
 
@@ -325,6 +335,15 @@ typedef struct tern_driver_stats {
                                           packet's also closes the stream: stream_closed_error) */
     uint64_t stream_tx_held;           /* frames dropped: the stream is down, waiting for its
                                           reconnect backoff (or none for send_raw) */
+    uint64_t stream_raw_limited;       /* of stream_tx_dropped, send_raw frames (a relay's)
+                                          dropped at their share of write_buffer */
+    uint64_t stream_over_budget;       /* of stream_tx_dropped, frames refused at
+                                          buffer_total (a core packet's closed its stream) */
+    uint64_t stream_buffer_bytes;      /* bytes the streams' write buffers hold now */
+    uint64_t stream_buffer_peak;       /* the most they held at once */
+    uint64_t stream_route_closes;      /* outgoing streams closed because the route to their
+                                          server took another source address (automatic
+                                          migration: the core reopens them from the new one) */
     uint64_t tls_handshakes, tls_failures; /* TLS handshakes completed, failed */
 } tern_driver_stats;
 
