@@ -127,7 +127,12 @@ typedef struct tern_driver_config {
      * (tern_path_info: an ack-eliciting packet unanswered for 3 PTO, at least 1 s), since a NAT
      * mapping may have died: a fresh socket gets a fresh mapping. Each silence of a connection
      * moves it at most 3 times, each waiting twice as long as the one before; all automatic
-     * moves together at most 6 a minute (bursts of 3); the rest are counted and dropped. */
+     * moves together at most 6 a minute (bursts of 3); the rest are counted and dropped. A
+     * connection that cannot move (on a stream or relayed) takes no token and opens no socket.
+     * The silence of a connection with a fallback (tern_path_info.has_fallback) is the core's:
+     * it moves to its relay or stream then. A client connection on a stream of ours whose
+     * route changed source has that stream closed instead (stream_route_closes): the core
+     * dials it again at once from the new address, not after TCP_USER_TIMEOUT (20 s). */
     int no_auto_migrate;        /* 1: never move connections by itself (0) */
     uint64_t migrate_linger_ns; /* a socket its connections left stays open this long for the
                                    packets still on their way to it, then closes (3 s) */
@@ -206,6 +211,8 @@ int tern_driver_connect_opts(tern_driver *d, const tern_driver_connect_cfg *o,
  * failed: errno set), or tern_conn_migrate's error for the one conn given. Counted in
  * tern_driver_stats (migrations, sockets_opened, sockets_closed). */
 int tern_driver_migrate(tern_driver *d, tern_conn *conn, const tern_addr *local);
+/* (local of the other family than a connection's path: that connection is refused with
+ * TERN_ERR_INVALID_ARG, either way round.) */
 /* The stream listeners (cfg->stream_listen, in order) and the address listener i is bound to,
  * transport included (the actual port when 0 was asked). Errors: TERN_ERR_INVALID_ARG. */
 size_t tern_driver_n_stream_listeners(const tern_driver *d);

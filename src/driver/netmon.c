@@ -19,9 +19,19 @@
  * since the NAT mapping under it may have died; the next move of the same silence waits twice
  * as long, and after DRV_SILENT_MOVES the connection stays where it is until it hears from its
  * peer (the core keeps probing there, a PING per probe timeout; the idle timeout decides).
+ * A connection with a fallback of its own (tern_path_info.has_fallback: a relay or stream
+ * candidate) is left to the core, which falls back at that same moment (a migration would
+ * reset the silence it goes by); one on a stream or relay cannot move.
  *
- * Bounds: every automatic move takes a token from one bucket (6 a minute, bursts of 3);
- * a move without one is counted (auto_limited) and dropped. Netlink messages are read at most
+ * Streams. A client connection whose path is a stream of ours cannot move (the TCP connection
+ * is bound to the old source): when its route changes source, its stream is closed
+ * (drv_stream_reroute, counted: stream_route_closes) and the core, told at once, dials it
+ * again from the new address, instead of TCP failing it after TCP_USER_TIMEOUT (20 s).
+ *
+ * Bounds: every automatic move takes a token from one bucket (6 a minute, bursts of 3), after
+ * the connection was found movable (drv_mig_movable: no token, no socket for one that is not);
+ * a move without one is counted (auto_limited) and dropped. A stream closed on a route change
+ * takes none: only a real change of the route's source (a kernel event) closes it. Netlink messages are read at most
  * NETMON_READS datagrams per wake-up; only the kernel's count (sender port 0), and of them only
  * the type and, for routes, the bounds-checked rtmsg header are read (nothing else is parsed: a
  * change only makes the driver look at the routes itself).
@@ -162,10 +172,11 @@ void drv_netmon_read(tern_driver *d)
             break;
         }
         if (flen < sizeof(from) || from.nl_pid != 0) continue; /* only the kernel's */
-        /* the macros want a signed int length: NLMSG_NEXT lowers it, NLMSG_OK stops at <= 0
-         * (r <= sizeof(buf), so it fits) */
+        /* a signed int length, as the macros intend (r <= sizeof(buf), so it fits): NLMSG_NEXT
+         * lowers it by the aligned message length, which may take it below 0; only a length
+         * left above 0 goes to NLMSG_OK, unsigned (its comparison with nlmsg_len) */
         int n = (int)r;
-        for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, n);
+        for (struct nlmsghdr *h = (struct nlmsghdr *)buf; n > 0 && NLMSG_OK(h, (unsigned)n);
              h = NLMSG_NEXT(h, n)) {
             if (!relevant(h)) continue;
             d->st.netlink_events++;

@@ -31,8 +31,16 @@
  * rest waits for EPOLLOUT. The core treats a stream as reliable and caps what it has in flight on
  * one (stream_window, 1 MiB) below the buffer (1.25 MiB), so the buffer fills only towards a
  * peer that stops reading: then a packet of the core's that does not fit closes the stream (the
- * core sends what was in flight again on the next one), and a relay's frame is dropped (counted
- * both ways).
+ * core sends what was in flight again on the next one; the limit is write_buffer for each live
+ * connection whose path is the stream, since two client connections to one server share it).
+ * A relay's frames (tern_driver_send_raw) are dropped, counted, once raw_cap is queued: half of
+ * what write_buffer leaves above stream_window, at most a quarter of write_buffer (128 KiB at
+ * the defaults), so a busy relay never takes the room the stream's own connections need.
+ * All write buffers together stay under buffer_total (256 MiB; max_streams x write_buffer would
+ * be 12.5 GiB): a relay's frame that would pass it is dropped, a core packet closes its stream
+ * (counted: stream_over_budget; the bytes held are stream_buffer_bytes).
+ * Epoll tags carry a stream's address in their low 61 bits: stream_alloc refuses (with an
+ * error line) an allocation whose top 3 bits are not clear.
  * Reads share one 64 KiB buffer; at most 256 KiB per stream per wakeup (level-triggered epoll
  * comes back for the rest; TLS records already decrypted are drained).
  * A stream that closes during an iteration is unlinked at once and freed after the iteration's
@@ -1124,7 +1132,12 @@ int drv_streams_new(tern_driver *d, const tern_driver_config *cfg)
     if (l->write_buffer < DRV_FRAME_MAX + DRV_PREAMBLE_LEN) return TERN_ERR_INVALID_ARG;
     uint64_t win = cfg->endpoint.settings.stream_window ? cfg->endpoint.settings.stream_window
                                                         : 1u << 20; /* the core's default */
-    ss->raw_cap = l->write_buffer > win ? l->write_buffer - win : l->write_buffer / 4;
+    /* a relay's frames: half of what write_buffer leaves above stream_window (the other half
+     * is room for what the window does not count: frame headers, acknowledgements), at most a
+     * quarter of write_buffer */
+    ss->raw_cap = l->write_buffer / 4;
+    if (l->write_buffer > win && (l->write_buffer - win) / 2 < ss->raw_cap)
+        ss->raw_cap = (size_t)(l->write_buffer - win) / 2;
     ss->on_error = cfg->on_stream_error;
     ss->on_error_user = cfg->on_stream_error_user;
     ss->resume.item = TERN__HEAP_ITEM_INIT;
