@@ -482,24 +482,32 @@ static void test_server_never_dials(void)
  * above write_buffer, which the defaults never allow): the kernel's buffers fill, then the write
  * buffer, and the core packet that does not fit closes the stream instead of being lost silently
  * (the core would wait on the stream for it). */
+/* The server's connection sends datagrams as fast as its core lets it while the client driver
+ * is not run (nothing it receives is read), until a stream closes on an error (5 s at most);
+ * the server's counters then in *ss. */
+static void flood_until_closed(side *srv, tern_driver_stats *ss)
+{
+    uint8_t b[TERN_MAX_DATAGRAM];
+    memset(b, 0x5a, sizeof(b));
+    uint64_t end = tern_driver_update_now(srv->d) + 5 * TERN_NS_PER_S;
+    do {
+        while (srv->conn && tern_conn_send_datagram(srv->conn, tern_driver_now(srv->d), b,
+                                                    tern_conn_max_datagram(srv->conn)) == TERN_OK) {
+        }
+        tern_driver_flush(srv->d);
+        serve(srv, 1);
+        tern_driver_get_stats(srv->d, ss);
+    } while (ss->stream_closed_error == 0 && tern_driver_update_now(srv->d) < end);
+}
+
 static void test_core_overflow_closes(void)
 {
     tern_driver_stream_limits lim = {.write_buffer = 64 * 1024};
     side srv, cli;
     g_stream_window = 256u << 20;
     (void)connect_pair(&srv, &cli, 0, &lim);
-    uint8_t b[TERN_MAX_DATAGRAM];
-    memset(b, 0x5a, sizeof(b));
     tern_driver_stats ss;
-    uint64_t end = tern_driver_update_now(srv.d) + 5 * TERN_NS_PER_S;
-    do { /* the client driver is not run: nothing it receives is read */
-        while (srv.conn && tern_conn_send_datagram(srv.conn, tern_driver_now(srv.d), b,
-                                                   tern_conn_max_datagram(srv.conn)) == TERN_OK) {
-        }
-        tern_driver_flush(srv.d);
-        serve(&srv, 1);
-        tern_driver_get_stats(srv.d, &ss);
-    } while (ss.stream_closed_error == 0 && tern_driver_update_now(srv.d) < end);
+    flood_until_closed(&srv, &ss);
     printf("client not reading: %llu bytes written before the %llu KiB buffer overflowed\n",
            (unsigned long long)ss.stream_bytes_out, (unsigned long long)lim.write_buffer / 1024);
     TT_CHECK_EQ_INT(ss.stream_closed_error, 1);
@@ -1405,18 +1413,8 @@ static void test_core_over_budget_closes(void)
     side srv, cli;
     g_stream_window = 256u << 20;
     (void)connect_pair(&srv, &cli, 0, &lim);
-    uint8_t b[TERN_MAX_DATAGRAM];
-    memset(b, 0x5a, sizeof(b));
     tern_driver_stats ss;
-    uint64_t end = tern_driver_update_now(srv.d) + 5 * TERN_NS_PER_S;
-    do { /* the client driver is not run */
-        while (srv.conn && tern_conn_send_datagram(srv.conn, tern_driver_now(srv.d), b,
-                                                   tern_conn_max_datagram(srv.conn)) == TERN_OK) {
-        }
-        tern_driver_flush(srv.d);
-        serve(&srv, 1);
-        tern_driver_get_stats(srv.d, &ss);
-    } while (ss.stream_closed_error == 0 && tern_driver_update_now(srv.d) < end);
+    flood_until_closed(&srv, &ss);
     TT_CHECK_EQ_INT(ss.stream_closed_error, 1);
     TT_CHECK(ss.stream_over_budget >= 1);
     TT_CHECK(ss.stream_buffer_peak <= lim.buffer_total);
