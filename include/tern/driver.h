@@ -234,8 +234,9 @@ const char *tern_driver_stream_error(const tern_driver *d);
  * flushes (before it sleeps; tern_driver_flush), or when the queue is full. Errors:
  * TERN_ERR_INVALID_ARG (bad socket, address or length over TERN_MAX_DATAGRAM), TERN_ERR_NOMEM
  * (the queue, allocated at the first call), TERN_ERR_AGAIN (a socket's send buffer is full and
- * the queue too: the datagram is dropped). Counted in stats.tx_raw (sent), tx_raw_errors
- * (refused or dropped), tx_raw_syscalls and tx_raw_gso_msgs. */
+ * the queue too: the datagram is dropped; to a stream address: its relay's share of the write
+ * buffer, or the driver-wide buffer_total, is used up, stream_limits). Counted in stats.tx_raw
+ * (sent), tx_raw_errors (refused or dropped), tx_raw_syscalls and tx_raw_gso_msgs. */
 int tern_driver_send_raw(tern_driver *d, size_t sock, const tern_addr *to, const uint8_t *data,
                          size_t len);
 

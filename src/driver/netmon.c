@@ -31,10 +31,10 @@
  * Bounds: every automatic move takes a token from one bucket (6 a minute, bursts of 3), after
  * the connection was found movable (drv_mig_movable: no token, no socket for one that is not);
  * a move without one is counted (auto_limited) and dropped. A stream closed on a route change
- * takes none: only a real change of the route's source (a kernel event) closes it. Netlink messages are read at most
- * NETMON_READS datagrams per wake-up; only the kernel's count (sender port 0), and of them only
- * the type and, for routes, the bounds-checked rtmsg header are read (nothing else is parsed: a
- * change only makes the driver look at the routes itself).
+ * takes none: only a real change of the route's source (a kernel event) closes it. Netlink
+ * messages are read at most NETMON_READS datagrams per wake-up; only the kernel's count (sender
+ * port 0), and of them only the type and, for routes, the bounds-checked rtmsg header are read
+ * (nothing else is parsed: a change only makes the driver look at the routes itself).
  */
 #include <errno.h>
 #include <linux/netlink.h>

@@ -1008,7 +1008,7 @@ int drv_stream_send(tern_driver *d, const tern_datagram *g, int from_core)
                                                    : "stream write buffer full, closed");
             stream_close(d, s, &d->st.stream_closed_error);
         }
-        return over == 2 ? TERN_ERR_LIMIT : TERN_ERR_AGAIN;
+        return TERN_ERR_AGAIN;
     }
     uint8_t hdr[DRV_FRAME_HDR] = {(uint8_t)(g->len >> 8), (uint8_t)g->len};
     if (wbuf_put(d, s, hdr, sizeof(hdr)) != TERN_OK ||
