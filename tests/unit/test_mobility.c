@@ -121,7 +121,9 @@ static void rig_init(rig *g, const tern_settings *set, uint64_t total, int uploa
     sim_link_params p = link_params(20, one_way_ms);
     TT_REQUIRE(sim_link_set_both(g->s, &g->sa, &g->ca, &p) != NULL);
     g->cc = tnet_connect(g->s, &g->cli, &g->srv, NULL);
-    tnet_run_ms(g->s, 500);
+    /* a round trip, or a few seconds when the 0.2% loss took a handshake packet */
+    for (int i = 0; i < 100 && !(g->cli.established && g->srv.conn != NULL); i++)
+        tnet_run_ms(g->s, 50);
     TT_REQUIRE(g->cli.established && g->srv.conn != NULL);
     g->scn = g->srv.conn;
     xfer *x = &g->x;
