@@ -4,7 +4,7 @@
 #   2. gcc build: the whole suite (unit, simulated network, STUN interop, netlab namespaces);
 #   3. clang build: -Werror clean, unit tests;
 #   4. clang ASan+UBSan build: the whole suite again (leaks fail it too);
-#   5. libFuzzer: every fuzz target for TERN_FUZZ_SECONDS (default 30) from its seed corpus.
+#   5. libFuzzer: every fuzz target for TERN_FUZZ_SECONDS (default 20) from its seed corpus.
 # Tests that need root (netlab) are skipped with a note when not run as root.
 # ctest runs as many tests at once as there are CPUs (-j); the tests that measure time, RSS or
 # throughput are RUN_SERIAL, and those that need one fixed port a RESOURCE_LOCK (tests/*/CMakeLists.txt).
@@ -18,7 +18,7 @@ root=$(pwd)
 ./scripts/deps.sh
 
 jobs=$(nproc 2>/dev/null || echo 2)
-fuzz_seconds=${TERN_FUZZ_SECONDS:-30}
+fuzz_seconds=${TERN_FUZZ_SECONDS:-20}
 exclude=""
 if [ "$(id -u)" -ne 0 ]; then
   echo "test: not root: skipping the tests labelled 'root' (network namespaces)" >&2

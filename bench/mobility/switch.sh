@@ -69,20 +69,6 @@ echo "switch: $bytes bytes cli -> srv; uplink 1 ($UP1) goes ($cut) ${cut_after} 
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
-# The receiver's progress: every 10 ms the bytes of the files in DIR (hidden ones included),
-# one "ms bytes" line per change, until killed (perl -e "$POLL_DIR" DIR).
-POLL_DIR='
-	use Time::HiRes qw(time sleep);
-	my ($dir, $last) = ($ARGV[0], -1);
-	$| = 1;
-	while (opendir(my $d, $dir)) {
-		my $n = 0;
-		for (readdir $d) { next if $_ eq "." || $_ eq ".."; my @s = stat("$dir/$_"); $n += $s[7] if @s }
-		closedir $d;
-		if ($n != $last) { printf "%d %d\n", time * 1000, $n; $last = $n }
-		sleep 0.01;
-	}'
-
 # TCP with resume: the receiver tells each connection how much it has ("OFF n"), then appends
 # what it reads; it exits once it has TOTAL bytes. The sender seeks there and writes; with
 # STALL > 0 it gives a connection up after STALL seconds without write progress and connects
@@ -155,8 +141,8 @@ run_peer() { # PEER
 		;;
 	*) echo "unknown peer $peer" >&2; return 1 ;;
 	esac
-	perl -e "$POLL_DIR" "$work/rx" >"$work/progress.log" &
-	ppid=$!
+	uplinks_poll "$work/rx" "$work/progress.log"
+	ppid=$UPLINKS_POLL_PID
 	t0=$(now_ms)
 	local limit
 	limit=$(awk -v a="$cut_after" -v t="$timeout_s" 'BEGIN { printf "%d", a + t + 0.5 }')
@@ -188,9 +174,7 @@ run_peer() { # PEER
 	[ "$rc" != 0 ] && [ "$state" = verified ] && state=FAILED
 	# the gap: the longest time without growth from the first byte to the last (or to now)
 	local g
-	g=$(awk -v end="$t1" -v total="$bytes" '
-		{ if (prev != "" && $1 - prev > m) m = $1 - prev; prev = $1; last = $2 }
-		END { if (last < total && end - prev > m) m = end - prev; printf "%d", m }' "$work/progress.log")
+	g=$(uplinks_gap "$work/progress.log" "$t1" "$bytes")
 	case $peer in
 	tern)
 		extra=$(sed -n 's/.*driver moves \([0-9]*\) (auto_route_moves \([0-9]*\) auto_silent_moves \([0-9]*\).*/ moves=\1 route_moves=\2 silent_moves=\3/p' \

@@ -22,6 +22,11 @@
  * further timeout sends one small PING instead of two packets of data, so a path that is down
  * for a long while costs a few dozen bytes per probe (counted in conn stats silent_bytes) */
 #define TERN__SILENT_PTOS 2
+/* the least gap between those PINGs (at most max_backoff): a low-RTT path's PTO sits near the
+ * peer's 25 ms ACK delay, and 40 PINGs a second into a 20 s outage would be ~30 KB; at 4 a
+ * second it is ~4 KB, and the return is still heard within a fraction of a second. Paths of
+ * 31 ms srtt and more are unchanged (their cap, 8 srtt, is larger). */
+#define TERN__SILENT_PING_GAP (250 * TERN_NS_PER_MS)
 #define GRANULARITY (1 * TERN_NS_PER_MS)
 /* records in the ring of an idle connection (it doubles as packets go out; a record is ~300 B,
  * so a server's idle connections stay small) */
@@ -99,6 +104,11 @@ uint64_t tern__rec_pto(const tern_conn *c)
     if (cap > c->ep->s.max_backoff_ns) cap = c->ep->s.max_backoff_ns;
     if (cap < base) cap = base;
     if (pto > cap) pto = cap;
+    if (c->rec.r->pto_count > TERN__SILENT_PTOS) {
+        uint64_t gap = TERN__SILENT_PING_GAP;
+        if (gap > c->ep->s.max_backoff_ns) gap = c->ep->s.max_backoff_ns;
+        if (pto < gap) pto = gap;
+    }
     return pto;
 }
 

@@ -40,3 +40,32 @@ uplinks_restore() {
 	nl_exec cli ip addr replace 10.81.1.2/24 dev eth0
 	nl_exec cli ip route replace default via 10.81.1.1 dev eth0 metric 100
 }
+
+# uplinks_poll DIR LOG: starts, in the background (its pid in UPLINKS_POLL_PID), a poller that
+# every 10 ms sums the bytes of the files in DIR (hidden ones too: tern recv writes into a
+# temporary file renamed once verified) and appends one "ms bytes" line to LOG per change,
+# until killed. The receiver's progress, from which uplinks_gap measures a switch.
+uplinks_poll() {
+	perl -e '
+		use Time::HiRes qw(time sleep);
+		my ($dir, $last) = ($ARGV[0], -1);
+		$| = 1;
+		while (opendir(my $d, $dir)) {
+			my $n = 0;
+			for (readdir $d) { next if $_ eq "." || $_ eq ".."; my @s = stat("$dir/$_"); $n += $s[7] if @s }
+			closedir $d;
+			if ($n != $last) { printf "%d %d\n", time * 1000, $n; $last = $n }
+			sleep 0.01;
+		}' "$1" >"$2" &
+	UPLINKS_POLL_PID=$!
+}
+
+# uplinks_gap LOG END_MS TOTAL: the longest time in ms the receiver's bytes (uplinks_poll's LOG)
+# did not grow, from the first byte (not the handshake before it) to the last, or to END_MS (ms
+# since the epoch) when they stopped short of TOTAL. Printed as one integer.
+uplinks_gap() {
+	awk -v end="$2" -v total="$3" '
+		$2 == 0 { next }
+		{ if (prev != "" && $1 - prev > m) m = $1 - prev; prev = $1; last = $2 }
+		END { if (last < total && end - prev > m) m = end - prev; printf "%d", m }' "$1"
+}
