@@ -59,10 +59,15 @@ typedef struct tern_driver_stream_limits {
     uint32_t max_per_ip;         /* accepted streams from one IPv4 address or IPv6 /64 (64) */
     uint32_t write_buffer;       /* bytes queued per stream beyond what the kernel took
                                     (1.25 MiB: above the core's stream_window of 1 MiB, so only
-                                    a peer that stops reading fills it). Past it a packet of
-                                    the core's closes the stream (the core resends what was in
-                                    flight on the next one); a tern_driver_send_raw frame is
-                                    dropped */
+                                    a peer that stops reading fills it), for each connection
+                                    whose path is the stream. Past it a packet of the core's
+                                    closes the stream (the core resends what was in flight on
+                                    the next one). A tern_driver_send_raw frame (a relay's) is
+                                    dropped once write_buffer minus the endpoint's
+                                    stream_window is queued (256 KiB at the defaults; a
+                                    quarter of write_buffer when it is not above
+                                    stream_window): a busy relay leaves the room the stream's
+                                    own connections need */
     uint64_t preamble_timeout_ns;/* an accepted stream (and its TLS handshake) must show the
                                     tern preamble within this, or it is closed (5 s) */
     uint64_t idle_timeout_ns;    /* a stream that carried nothing this long is closed (60 s) */
@@ -70,6 +75,11 @@ typedef struct tern_driver_stream_limits {
                                     /64, in bursts of twice that; more are closed at accept
                                     (50: a TLS handshake costs the server CPU before tern's own
                                     handshake_rate applies) */
+    uint64_t buffer_total;       /* bytes of write buffers all streams together may hold
+                                    (256 MiB; without it max_streams x write_buffer is
+                                    12.5 GiB). A frame that would pass it: a send_raw one is
+                                    dropped, a core packet closes its stream (the core sends
+                                    again on the next stream or another path) */
 } tern_driver_stream_limits; /* a field left 0: its default. max_streams also bounds the
                                 outgoing streams, counted apart. */
 
@@ -117,7 +127,12 @@ typedef struct tern_driver_config {
      * (tern_path_info: an ack-eliciting packet unanswered for 3 PTO, at least 1 s), since a NAT
      * mapping may have died: a fresh socket gets a fresh mapping. Each silence of a connection
      * moves it at most 3 times, each waiting twice as long as the one before; all automatic
-     * moves together at most 6 a minute (bursts of 3); the rest are counted and dropped. */
+     * moves together at most 6 a minute (bursts of 3); the rest are counted and dropped. A
+     * connection that cannot move (on a stream or relayed) takes no token and opens no socket.
+     * The silence of a connection with a fallback (tern_path_info.has_fallback) is the core's:
+     * it moves to its relay or stream then. A client connection on a stream of ours whose
+     * route changed source has that stream closed instead (stream_route_closes): the core
+     * dials it again at once from the new address, not after TCP_USER_TIMEOUT (20 s). */
     int no_auto_migrate;        /* 1: never move connections by itself (0) */
     uint64_t migrate_linger_ns; /* a socket its connections left stays open this long for the
                                    packets still on their way to it, then closes (3 s) */
@@ -196,6 +211,8 @@ int tern_driver_connect_opts(tern_driver *d, const tern_driver_connect_cfg *o,
  * failed: errno set), or tern_conn_migrate's error for the one conn given. Counted in
  * tern_driver_stats (migrations, sockets_opened, sockets_closed). */
 int tern_driver_migrate(tern_driver *d, tern_conn *conn, const tern_addr *local);
+/* (local of the other family than a connection's path: that connection is refused with
+ * TERN_ERR_INVALID_ARG, either way round.) */
 /* The stream listeners (cfg->stream_listen, in order) and the address listener i is bound to,
  * transport included (the actual port when 0 was asked). Errors: TERN_ERR_INVALID_ARG. */
 size_t tern_driver_n_stream_listeners(const tern_driver *d);
@@ -217,8 +234,9 @@ const char *tern_driver_stream_error(const tern_driver *d);
  * flushes (before it sleeps; tern_driver_flush), or when the queue is full. Errors:
  * TERN_ERR_INVALID_ARG (bad socket, address or length over TERN_MAX_DATAGRAM), TERN_ERR_NOMEM
  * (the queue, allocated at the first call), TERN_ERR_AGAIN (a socket's send buffer is full and
- * the queue too: the datagram is dropped). Counted in stats.tx_raw (sent), tx_raw_errors
- * (refused or dropped), tx_raw_syscalls and tx_raw_gso_msgs. */
+ * the queue too: the datagram is dropped; to a stream address: its relay's share of the write
+ * buffer, or the driver-wide buffer_total, is used up, stream_limits). Counted in stats.tx_raw
+ * (sent), tx_raw_errors (refused or dropped), tx_raw_syscalls and tx_raw_gso_msgs. */
 int tern_driver_send_raw(tern_driver *d, size_t sock, const tern_addr *to, const uint8_t *data,
                          size_t len);
 
@@ -325,6 +343,15 @@ typedef struct tern_driver_stats {
                                           packet's also closes the stream: stream_closed_error) */
     uint64_t stream_tx_held;           /* frames dropped: the stream is down, waiting for its
                                           reconnect backoff (or none for send_raw) */
+    uint64_t stream_raw_limited;       /* of stream_tx_dropped, send_raw frames (a relay's)
+                                          dropped at their share of write_buffer */
+    uint64_t stream_over_budget;       /* of stream_tx_dropped, frames refused at
+                                          buffer_total (a core packet's closed its stream) */
+    uint64_t stream_buffer_bytes;      /* bytes the streams' write buffers hold now */
+    uint64_t stream_buffer_peak;       /* the most they held at once */
+    uint64_t stream_route_closes;      /* outgoing streams closed because the route to their
+                                          server took another source address (automatic
+                                          migration: the core reopens them from the new one) */
     uint64_t tls_handshakes, tls_failures; /* TLS handshakes completed, failed */
 } tern_driver_stats;
 

@@ -451,6 +451,11 @@ typedef struct tern_path_info {
      * relay). Silent: unanswered_since != 0 && now >= unanswered_since + silent_after_ns. */
     uint64_t unanswered_since;
     uint64_t silent_after_ns;
+    /* 1: the core itself moves this connection to a fallback path (a relay, a stream) when its
+     * direct path goes silent by the rule above (a client connection on a direct path with a
+     * relay or stream candidate), so a driver leaves that silence to the core: moving it then
+     * (tern_conn_migrate) would start the silence afresh and delay the fallback. */
+    int has_fallback;
 } tern_path_info;
 
 void tern_conn_path(const tern_conn *c, tern_path_info *info);

@@ -419,6 +419,8 @@ void tern_conn_path(const tern_conn *c, tern_path_info *info)
     info->unanswered_since = c->path.await_since;
     info->silent_after_ns = tern__p2p_fallback_after(c);
     if (c->p2p != NULL) {
+        info->has_fallback = !c->is_server && !tern__path_is_fallback(&c->path) &&
+                             tern__p2p_has_fallback(c->p2p);
         info->fallbacks = c->p2p->fallbacks;
         info->n_cands = c->p2p->n;
         for (size_t i = 0; i < c->p2p->n; i++)

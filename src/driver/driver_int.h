@@ -178,6 +178,8 @@ int drv_add_socket(tern_driver *d, const tern_addr *a, int bufsize, int no_gso, 
 /* migrate.c: the migration state after the configured sockets are open (any_gro: the receive
  * slots hold GRO trains); netmon.c's automatic moves for a client driver. */
 int drv_mig_init(tern_driver *d, const tern_driver_config *cfg, int any_gro);
+/* May c move to a fresh socket? (established, client side, on a direct UDP path) */
+int drv_mig_movable(tern_conn *c);
 void drv_mig_free(tern_driver *d);
 /* netmon.c */
 int drv_netmon_start(tern_driver *d);

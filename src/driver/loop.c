@@ -129,6 +129,7 @@ void tern_driver_config_default(tern_driver_config *cfg)
     cfg->stream_limits.preamble_timeout_ns = 5 * TERN_NS_PER_S;
     cfg->stream_limits.idle_timeout_ns = 60 * TERN_NS_PER_S;
     cfg->stream_limits.accept_rate = 50;
+    cfg->stream_limits.buffer_total = 256ull << 20; /* 12.5 GiB would be max x write_buffer */
 }
 
 static void ep_timer_fn(tern_driver *d, tern_driver_timer *t, void *user)

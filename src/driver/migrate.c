@@ -175,8 +175,7 @@ static int socket_of(const tern_driver *d, const tern_addr *a)
     return -1;
 }
 
-/* May c move? (established, client side, on a direct UDP path) */
-static int movable(tern_conn *c)
+int drv_mig_movable(tern_conn *c)
 {
     tern_path_info pi;
     tern_conn_path(c, &pi);
@@ -203,11 +202,13 @@ int tern_driver_migrate(tern_driver *d, tern_conn *conn, const tern_addr *local)
     tern_driver_update_now(d);
     for (size_t k = 0; k < n; k++) {
         tern_conn *c = cs[k];
-        if (conn == NULL && !movable(c)) continue;
+        if (conn == NULL && !drv_mig_movable(c)) continue;
         tern_path_info pi;
         tern_conn_path(c, &pi);
         int v6 = pi.remote.family == TERN_AF_INET6;
-        if (local != NULL && v6 && local->family != TERN_AF_INET6) { /* cannot reach it */
+        /* a socket of the other family cannot reach it (either way: an IPv6 socket bound to
+         * an address sends no IPv4) */
+        if (local != NULL && local->family != pi.remote.family) {
             err = TERN_ERR_INVALID_ARG;
             continue;
         }

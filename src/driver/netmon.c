@@ -19,12 +19,22 @@
  * since the NAT mapping under it may have died; the next move of the same silence waits twice
  * as long, and after DRV_SILENT_MOVES the connection stays where it is until it hears from its
  * peer (the core keeps probing there, a PING per probe timeout; the idle timeout decides).
+ * A connection with a fallback of its own (tern_path_info.has_fallback: a relay or stream
+ * candidate) is left to the core, which falls back at that same moment (a migration would
+ * reset the silence it goes by); one on a stream or relay cannot move.
  *
- * Bounds: every automatic move takes a token from one bucket (6 a minute, bursts of 3);
- * a move without one is counted (auto_limited) and dropped. Netlink messages are read at most
- * NETMON_READS datagrams per wake-up; only the kernel's count (sender port 0), and of them only
- * the type and, for routes, the bounds-checked rtmsg header are read (nothing else is parsed: a
- * change only makes the driver look at the routes itself).
+ * Streams. A client connection whose path is a stream of ours cannot move (the TCP connection
+ * is bound to the old source): when its route changes source, its stream is closed
+ * (drv_stream_reroute, counted: stream_route_closes) and the core, told at once, dials it
+ * again from the new address, instead of TCP failing it after TCP_USER_TIMEOUT (20 s).
+ *
+ * Bounds: every automatic move takes a token from one bucket (6 a minute, bursts of 3), after
+ * the connection was found movable (drv_mig_movable: no token, no socket for one that is not);
+ * a move without one is counted (auto_limited) and dropped. A stream closed on a route change
+ * takes none: only a real change of the route's source (a kernel event) closes it. Netlink
+ * messages are read at most NETMON_READS datagrams per wake-up; only the kernel's count (sender
+ * port 0), and of them only the type and, for routes, the bounds-checked rtmsg header are read
+ * (nothing else is parsed: a change only makes the driver look at the routes itself).
  */
 #include <errno.h>
 #include <linux/netlink.h>
@@ -155,14 +165,18 @@ void drv_netmon_read(tern_driver *d)
     for (int k = 0; k < NETMON_READS; k++) {
         struct sockaddr_nl from;
         socklen_t flen = sizeof(from);
-        ssize_t n = recvfrom(m->nl_fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &flen);
-        if (n < 0) {
+        ssize_t r = recvfrom(m->nl_fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &flen);
+        if (r < 0) {
             if (errno == EINTR) continue;
             if (errno == ENOBUFS) changed = 1; /* messages were lost: look anyway */
             break;
         }
         if (flen < sizeof(from) || from.nl_pid != 0) continue; /* only the kernel's */
-        for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n);
+        /* a signed int length, as the macros intend (r <= sizeof(buf), so it fits): NLMSG_NEXT
+         * lowers it by the aligned message length, which may take it below 0; only a length
+         * left above 0 goes to NLMSG_OK, unsigned (its comparison with nlmsg_len) */
+        int n = (int)r;
+        for (struct nlmsghdr *h = (struct nlmsghdr *)buf; n > 0 && NLMSG_OK(h, (unsigned)n);
              h = NLMSG_NEXT(h, n)) {
             if (!relevant(h)) continue;
             d->st.netlink_events++;
@@ -182,11 +196,26 @@ static int may_move(tern_driver *d)
     return 0;
 }
 
-/* Moves c to a fresh socket; 1 when it moved. */
+/* Moves c to a fresh socket; 1 when it moved. One that cannot move (drv_mig_movable) costs
+ * neither a token nor a socket. */
 static int auto_move(tern_driver *d, tern_conn *c)
 {
-    if (tern_conn_get_state(c) != TERN_CONN_ESTABLISHED || !may_move(d)) return 0;
+    if (!drv_mig_movable(c) || !may_move(d)) return 0;
     return tern_driver_migrate(d, c, NULL) > 0;
+}
+
+/* The route of c took another source: a client connection on a stream of ours cannot move
+ * (tern_conn_migrate keeps a stream's transport, and the TCP connection is bound to the old
+ * address), so its stream closes and the core, told at once, reopens it from the new address
+ * (instead of TCP failing it after TCP_USER_TIMEOUT). 1 when a stream closed. */
+static int reroute_stream(tern_driver *d, tern_conn *c)
+{
+    tern_path_info pi;
+    tern_conn_path(c, &pi);
+    if (tern_conn_is_server(c) || tern_conn_get_state(c) != TERN_CONN_ESTABLISHED ||
+        pi.relayed || !tern_addr_is_stream(&pi.remote))
+        return 0;
+    return drv_stream_reroute(d, &pi.remote);
 }
 
 static void settle_fn(tern_driver *d, tern_driver_timer *t, void *user)
@@ -201,7 +230,9 @@ static void settle_fn(tern_driver *d, tern_driver_timer *t, void *user)
         int moved_src = has && (!k->has_src || !tern_addr_equal(&src, &k->src));
         k->has_src = has;
         if (has) k->src = src;
-        if (moved_src && auto_move(d, k->c)) d->st.auto_route_moves++;
+        if (!moved_src) continue;
+        if (auto_move(d, k->c)) d->st.auto_route_moves++;
+        else (void)reroute_stream(d, k->c); /* counted: stream_route_closes */
     }
 }
 
@@ -219,7 +250,11 @@ static void watch_fn(tern_driver *d, tern_driver_timer *t, void *user)
             k->silent_moves = 0; /* heard from: the next silence starts afresh */
             continue;
         }
-        if (k->silent_moves >= DRV_SILENT_MOVES || pi.relayed) continue;
+        /* a connection with a fallback (relay, stream) is the core's to move: it falls back
+         * at this same moment, and a migration would reset the silence it goes by */
+        if (k->silent_moves >= DRV_SILENT_MOVES || pi.relayed || pi.has_fallback ||
+            tern_addr_is_stream(&pi.remote))
+            continue;
         uint64_t due = pi.unanswered_since + (pi.silent_after_ns << k->silent_moves);
         if (d->now < due) {
             if (due < next) next = due;

@@ -31,8 +31,16 @@
  * rest waits for EPOLLOUT. The core treats a stream as reliable and caps what it has in flight on
  * one (stream_window, 1 MiB) below the buffer (1.25 MiB), so the buffer fills only towards a
  * peer that stops reading: then a packet of the core's that does not fit closes the stream (the
- * core sends what was in flight again on the next one), and a relay's frame is dropped (counted
- * both ways).
+ * core sends what was in flight again on the next one; the limit is write_buffer for each live
+ * connection whose path is the stream, since two client connections to one server share it).
+ * A relay's frames (tern_driver_send_raw) are dropped, counted, once raw_cap is queued: half of
+ * what write_buffer leaves above stream_window, at most a quarter of write_buffer (128 KiB at
+ * the defaults), so a busy relay never takes the room the stream's own connections need.
+ * All write buffers together stay under buffer_total (256 MiB; max_streams x write_buffer would
+ * be 12.5 GiB): a relay's frame that would pass it is dropped, a core packet closes its stream
+ * (counted: stream_over_budget; the bytes held are stream_buffer_bytes).
+ * Epoll tags carry a stream's address in their low 61 bits: stream_alloc refuses (with an
+ * error line) an allocation whose top 3 bits are not clear.
  * Reads share one 64 KiB buffer; at most 256 KiB per stream per wakeup (level-triggered epoll
  * comes back for the rest; TLS records already decrypted are drained).
  * A stream that closes during an iteration is unlinked at once and freed after the iteration's
@@ -76,6 +84,7 @@
 #define SNI_MAX 253
 #define ACCEPT_SOURCES 4096 /* sources whose accept rate is tracked at once */
 #define STREAM_USER_TIMEOUT_MS 20000 /* unacknowledged data fails a stream after this long */
+#define CONNS_RECOUNT_NS (100 * TERN_NS_PER_MS) /* n_conns is at most this old */
 
 enum { ST_CONNECTING, ST_TLS, ST_OPEN, ST_DOWN };
 
@@ -93,6 +102,8 @@ struct drv_stream {
     uint64_t opened, last_rx, last_tx, wprog, retry_at;
     uint8_t *wbuf;        /* framed bytes waiting: [whead, whead + wlen) of wcap */
     size_t whead, wlen, wcap;
+    uint32_t n_conns;     /* live connections on this stream, counted at n_conns_at */
+    uint64_t n_conns_at;  /* when (0: never): recounted at most every CONNS_RECOUNT_NS */
     drv_stream *next_dirty, *next_dead;
     drv_fdec dec;
 };
@@ -109,6 +120,7 @@ struct drv_streams {
     int paused;
     SSL_CTX *srv_ctx, *cli_ctx;
     tern_driver_stream_limits lim;
+    size_t raw_cap;     /* what a tern_driver_send_raw frame may find queued (see the top) */
     size_t n_accepted, n_outgoing;
     drv_stream *dirty, *dead;
     uint8_t *rbuf;
@@ -178,7 +190,36 @@ static void arm(tern_driver *d, drv_stream *s, uint64_t at)
     if (drv_heap_set(&d->timers, &s->tm, at) != TERN_OK) d->work_left = 1; /* next iteration */
 }
 
-/* Appends n bytes to the write buffer (the caller checked the limit). */
+/* Gives the write buffer of s back (its bytes leave the driver-wide budget). */
+static void wbuf_release(tern_driver *d, drv_stream *s)
+{
+    if (s->wbuf) tern__free(&d->alloc, s->wbuf, s->wcap);
+    d->st.stream_buffer_bytes -= s->wcap;
+    s->wbuf = NULL;
+    s->wcap = 0;
+}
+
+/* The size the write buffer of s needs for n more bytes (s->wcap when they fit). */
+static size_t wbuf_need(const tern_driver *d, const drv_stream *s, size_t n)
+{
+    if (s->wlen + n <= s->wcap) return s->wcap;
+    size_t cap = s->wcap ? s->wcap : WBUF_MIN;
+    size_t most = (size_t)d->streams->lim.write_buffer + DRV_FRAME_MAX + DRV_PREAMBLE_LEN;
+    while (cap < s->wlen + n) cap *= 2;
+    if (cap > most && s->wlen + n <= most) cap = most; /* never past what the limit lets in */
+    return cap;
+}
+
+/* Would n more bytes on s take the write buffers of all streams past stream_buffer_total? */
+static int over_budget(const tern_driver *d, const drv_stream *s, size_t n)
+{
+    size_t cap = wbuf_need(d, s, n);
+    return cap > s->wcap &&
+           d->st.stream_buffer_bytes + (cap - s->wcap) > d->streams->lim.buffer_total;
+}
+
+/* Appends n bytes to the write buffer (the caller checked write_buffer). TERN_ERR_LIMIT: its
+ * growth would pass the driver-wide buffer_total (counted by the caller). */
 static int wbuf_put(tern_driver *d, drv_stream *s, const uint8_t *p, size_t n)
 {
     if (s->whead + s->wlen + n > s->wcap && s->whead > 0) {
@@ -186,17 +227,18 @@ static int wbuf_put(tern_driver *d, drv_stream *s, const uint8_t *p, size_t n)
         s->whead = 0;
     }
     if (s->wlen + n > s->wcap) {
-        size_t cap = s->wcap ? s->wcap : WBUF_MIN;
-        size_t most = (size_t)d->streams->lim.write_buffer + DRV_FRAME_MAX + DRV_PREAMBLE_LEN;
-        while (cap < s->wlen + n) cap *= 2;
-        if (cap > most && s->wlen + n <= most) cap = most; /* never past what the limit lets in */
+        if (over_budget(d, s, n)) return TERN_ERR_LIMIT;
+        size_t cap = wbuf_need(d, s, n);
         uint8_t *nb = tern__malloc(&d->alloc, cap);
         if (nb == NULL) return TERN_ERR_NOMEM;
         if (s->wlen) memcpy(nb, s->wbuf + s->whead, s->wlen);
-        if (s->wbuf) tern__free(&d->alloc, s->wbuf, s->wcap);
+        wbuf_release(d, s);
         s->wbuf = nb;
         s->wcap = cap;
         s->whead = 0;
+        d->st.stream_buffer_bytes += cap;
+        if (d->st.stream_buffer_bytes > d->st.stream_buffer_peak)
+            d->st.stream_buffer_peak = d->st.stream_buffer_bytes;
     }
     if (s->wlen == 0) s->wprog = d->now; /* a stall is measured from here */
     memcpy(s->wbuf + s->whead + s->wlen, p, n);
@@ -232,9 +274,8 @@ static void stream_close(tern_driver *d, drv_stream *s, uint64_t *why)
     close(s->fd);
     s->fd = -1;
     s->want_out = 0;
-    if (s->wbuf) tern__free(&d->alloc, s->wbuf, s->wcap);
-    s->wbuf = NULL;
-    s->wcap = s->wlen = s->whead = 0;
+    wbuf_release(d, s);
+    s->wlen = s->whead = 0;
     if (s->dirty) { /* off the dirty list: the flush must not write to it */
         for (drv_stream **pp = &ss->dirty; *pp; pp = &(*pp)->next_dirty)
             if (*pp == s) {
@@ -346,11 +387,8 @@ static void stream_write(tern_driver *d, drv_stream *s)
     if (s->wlen == 0) {
         s->whead = 0;
         want_out(d, s, 0);
-        if (s->wcap > WBUF_KEEP) { /* a burst's buffer does not stay with an idle stream */
-            tern__free(&d->alloc, s->wbuf, s->wcap);
-            s->wbuf = NULL;
-            s->wcap = 0;
-        }
+        if (s->wcap > WBUF_KEEP) /* a burst's buffer does not stay with an idle stream */
+            wbuf_release(d, s);
     }
 }
 
@@ -690,6 +728,11 @@ static drv_stream *stream_alloc(tern_driver *d, const tern_addr *remote)
 {
     drv_stream *s = tern__calloc(&d->alloc, sizeof(*s));
     if (s == NULL) return NULL;
+    if ((uint64_t)(uintptr_t)s & TAG_MASK) { /* the epoll tag keeps only 61 bits of it */
+        set_error(d, remote, "stream state allocated above 2^61: cannot tag it for epoll");
+        tern__free(&d->alloc, s, sizeof(*s));
+        return NULL;
+    }
     s->tm.item = TERN__HEAP_ITEM_INIT;
     s->tm.d = d;
     s->tm.fn = stream_timer;
@@ -851,6 +894,35 @@ int drv_stream_event(tern_driver *d, uint64_t tag, uint32_t events)
     return 1;
 }
 
+/* What a packet of our connections may find queued on s: write_buffer for each live connection
+ * whose path is this stream (the core keeps up to stream_window in flight per connection, and
+ * two client connections to one server share its stream). Counted only when write_buffer is
+ * reached, and then at most every CONNS_RECOUNT_NS; the driver-wide buffer_total bounds the
+ * sum. */
+static size_t core_limit(tern_driver *d, drv_stream *s)
+{
+    size_t wb = d->streams->lim.write_buffer;
+    if (s->wlen + DRV_FRAME_MAX <= wb) return wb;
+    if (s->n_conns_at == 0 || d->now - s->n_conns_at >= CONNS_RECOUNT_NS) {
+        s->n_conns_at = d->now ? d->now : 1;
+        s->n_conns = 1;
+        size_t n = d->conns.n;
+        tern_conn **list = n ? malloc(n * sizeof(*list)) : NULL;
+        if (list != NULL) {
+            n = drv_conns_list(&d->conns, list, n);
+            uint32_t k = 0;
+            for (size_t i = 0; i < n; i++) {
+                tern_path_info pi;
+                tern_conn_path(list[i], &pi);
+                if (tern_addr_equal(&pi.remote, &s->remote)) k++;
+            }
+            if (k > 1) s->n_conns = k;
+            free(list);
+        }
+    }
+    return wb * (size_t)s->n_conns;
+}
+
 int drv_stream_send(tern_driver *d, const tern_datagram *g, int from_core)
 {
     int open_ok = from_core;
@@ -906,21 +978,34 @@ int drv_stream_send(tern_driver *d, const tern_datagram *g, int from_core)
         d->st.stream_tx_dropped++;
         return TERN_ERR_INVALID_ARG;
     }
-    if (s->wlen + DRV_FRAME_HDR + g->len > ss->lim.write_buffer && s->state == ST_OPEN)
+    size_t n = DRV_FRAME_HDR + g->len;
+    /* a relay's frame (every tern_driver_send_raw one) may find only raw_cap queued: the rest
+     * of write_buffer stays for the packets of our own connections */
+    size_t lim = from_core ? core_limit(d, s) : ss->raw_cap;
+    if ((s->wlen + n > lim || over_budget(d, s, n)) && s->state == ST_OPEN)
         stream_write(d, s); /* the kernel may take it: only what it refuses counts */
     if (s->fd < 0) { /* that write failed */
         d->st.stream_tx_held++;
         return TERN_ERR_AGAIN;
     }
-    if (s->wlen + DRV_FRAME_HDR + g->len > ss->lim.write_buffer) {
+    if (!from_core && s->wlen + n > lim) {
         d->st.stream_tx_dropped++;
+        d->st.stream_raw_limited++; /* the ends of a relayed path recover their losses */
+        return TERN_ERR_AGAIN;
+    }
+    int over = s->wlen + n > lim ? 1 : over_budget(d, s, n) ? 2 : 0;
+    if (over) {
+        d->st.stream_tx_dropped++;
+        if (over == 2) d->st.stream_over_budget++;
         /* The core counts on a stream to deliver (it retransmits nothing there until the stream
          * ends), so a packet of its own that does not fit ends the stream: the core then sends
-         * what was in flight again. stream_window (1 MiB) under write_buffer keeps this from
-         * happening unless the peer stops reading. A relay's frame is only dropped: the ends
-         * of a relayed path recover their losses themselves. */
+         * what was in flight again (on the next one, or on another path). stream_window under
+         * write_buffer keeps this from happening unless the peer stops reading. */
         if (from_core) {
-            if (!s->accepted) set_error(d, &s->remote, "stream write buffer full, closed");
+            if (!s->accepted)
+                set_error(d, &s->remote, over == 2 ? "stream buffers over their driver-wide "
+                                                     "budget, closed"
+                                                   : "stream write buffer full, closed");
             stream_close(d, s, &d->st.stream_closed_error);
         }
         return TERN_ERR_AGAIN;
@@ -935,6 +1020,21 @@ int drv_stream_send(tern_driver *d, const tern_datagram *g, int from_core)
     mark_dirty(d, s);
     if (s->wlen >= FLUSH_AT) stream_write(d, s);
     return TERN_OK;
+}
+
+int drv_stream_reroute(tern_driver *d, const tern_addr *remote)
+{
+    if (d->streams == NULL || !tern_addr_is_stream(remote)) return 0;
+    uint8_t k[KEY_LEN];
+    make_key(k, remote);
+    drv_stream *s = tern__map_get(&d->streams->by_addr, k);
+    if (s == NULL || s->accepted || s->fd < 0) return 0;
+    unsigned fails = s->fails;
+    stream_close(d, s, &d->st.stream_route_closes);
+    /* not a failure of the server's: the core may dial again at once, from the new source */
+    s->fails = fails;
+    s->retry_at = d->now;
+    return 1;
 }
 
 void drv_streams_flush(tern_driver *d)
@@ -1028,7 +1128,16 @@ int drv_streams_new(tern_driver *d, const tern_driver_config *cfg)
     if (l->preamble_timeout_ns == 0) l->preamble_timeout_ns = def.preamble_timeout_ns;
     if (l->idle_timeout_ns == 0) l->idle_timeout_ns = def.idle_timeout_ns;
     if (l->accept_rate == 0) l->accept_rate = def.accept_rate;
+    if (l->buffer_total == 0) l->buffer_total = def.buffer_total;
     if (l->write_buffer < DRV_FRAME_MAX + DRV_PREAMBLE_LEN) return TERN_ERR_INVALID_ARG;
+    uint64_t win = cfg->endpoint.settings.stream_window ? cfg->endpoint.settings.stream_window
+                                                        : 1u << 20; /* the core's default */
+    /* a relay's frames: half of what write_buffer leaves above stream_window (the other half
+     * is room for what the window does not count: frame headers, acknowledgements), at most a
+     * quarter of write_buffer */
+    ss->raw_cap = l->write_buffer / 4;
+    if (l->write_buffer > win && (l->write_buffer - win) / 2 < ss->raw_cap)
+        ss->raw_cap = (size_t)(l->write_buffer - win) / 2;
     ss->on_error = cfg->on_stream_error;
     ss->on_error_user = cfg->on_stream_error_user;
     ss->resume.item = TERN__HEAP_ITEM_INIT;
@@ -1076,7 +1185,7 @@ void drv_streams_del(tern_driver *d)
     while ((s = tern__map_next(&ss->by_addr, &pos)) != NULL) {
         if (s->ssl) SSL_free(s->ssl);
         if (s->fd >= 0) close(s->fd);
-        if (s->wbuf) tern__free(&d->alloc, s->wbuf, s->wcap);
+        wbuf_release(d, s);
         free_stream(d, s);
     }
     tern__map_free(&ss->by_addr);

@@ -93,12 +93,20 @@ void drv_streams_del(tern_driver *d);
  * tag is not one of ours. */
 int drv_stream_event(tern_driver *d, uint64_t tag, uint32_t events);
 /* Queues one framed packet for the stream to g->remote: a datagram the core made (from_core:
- * the stream is opened when there is none and g->local is a port-0 address, and a full write
- * buffer closes it) or tern_driver_send_raw's (only on an open stream; a full buffer drops it).
- * Returns TERN_OK, or the reason it was dropped (counted): TERN_ERR_AGAIN (write buffer full, or
- * the stream is waiting to be reopened), TERN_ERR_NOT_FOUND (no stream it may use),
+ * the stream is opened when there is none and g->local is a port-0 address, and a packet past
+ * write_buffer per connection on the stream, or past the driver-wide buffer_total, closes it)
+ * or tern_driver_send_raw's (only on an open stream; dropped once the relay's share of the
+ * write buffer is queued, or at buffer_total). Returns TERN_OK, or the reason it was dropped
+ * (counted): TERN_ERR_AGAIN (write buffer full or over budget, or the stream is waiting to be
+ * reopened), TERN_ERR_NOT_FOUND (no stream it may use),
  * TERN_ERR_LIMIT, TERN_ERR_NOMEM, TERN_ERR_CRYPTO. */
 int drv_stream_send(tern_driver *d, const tern_datagram *g, int from_core);
+/* The route to remote's server took another source address: closes our outgoing stream to it
+ * (counted: stream_route_closes) without the reconnect backoff, so the core, told by
+ * tern_endpoint_stream_closed, dials again at once from the new address instead of waiting for
+ * TCP to notice (TCP_USER_TIMEOUT, 20 s). Returns 1 when a stream was closed, 0 when there was
+ * none open (or an accepted one: a server's streams are the client's to move). */
+int drv_stream_reroute(tern_driver *d, const tern_addr *remote);
 /* Writes what the send path queued on streams (end of each flush). */
 void drv_streams_flush(tern_driver *d);
 /* Frees the streams closed during the iteration (after its events: none is referenced). */

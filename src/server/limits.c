@@ -82,6 +82,8 @@ static const row rows[] = {
     T("stream_idle_s", idle_timeout_ns, 1000000000ull, "seconds before an idle stream is closed"),
     T("stream_accept_rate", accept_rate, 1,
       "streams accepted per second from one IPv4 address or IPv6 /64 (burst 2x)"),
+    T("stream_buffer_total", buffer_total, 1,
+      "bytes of write buffers all streams together may hold"),
 };
 #define N_ROWS (int)(sizeof(rows) / sizeof(rows[0]))
 

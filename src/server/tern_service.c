@@ -548,18 +548,19 @@ static void report(ternd_service *svc, FILE *out)
         }
         fprintf(out,
                 "tern streams listen=%s max_streams=%llu max_per_ip=%llu write_buffer=%llu "
-                "preamble_ms=%llu idle_s=%llu accept_rate=%llu relay_from_stream=%llu "
+                "preamble_ms=%llu idle_s=%llu accept_rate=%llu buffer_total=%llu relay_from_stream=%llu "
                 "relay_to_stream=%llu\n",
                 s->n_stream ? list : "none", U(sl->max_streams), U(sl->max_per_ip),
                 U(sl->write_buffer), U(sl->preamble_timeout_ns / TERN_NS_PER_MS),
                 U(sl->idle_timeout_ns / TERN_NS_PER_S), U(sl->accept_rate),
-                U(s->relay_from_stream), U(s->relay_to_stream));
+                U(sl->buffer_total), U(s->relay_from_stream), U(s->relay_to_stream));
         fprintf(out,
                 "tern streams open=%llu accepted=%llu refused_max=%llu refused_per_ip=%llu "
                 "refused_rate=%llu accept_errors=%llu preamble_timeouts=%llu idle_timeouts=%llu "
                 "bad_preamble=%llu bad_length=%llu closed_peer=%llu closed_error=%llu "
                 "frames_in=%llu frames_out=%llu bytes_in=%llu bytes_out=%llu tx_dropped=%llu "
-                "tx_held=%llu tls_handshakes=%llu tls_failures=%llu\n",
+                "tx_held=%llu raw_limited=%llu over_budget=%llu buffer_bytes=%llu buffer_peak=%llu "
+                "tls_handshakes=%llu tls_failures=%llu\n",
                 U(ds.streams_open), U(ds.streams_accepted), U(ds.streams_refused_max),
                 U(ds.streams_refused_per_ip), U(ds.streams_refused_rate),
                 U(ds.stream_accept_errors),
@@ -567,7 +568,8 @@ static void report(ternd_service *svc, FILE *out)
                 U(ds.stream_bad_preamble), U(ds.stream_bad_length), U(ds.stream_closed_peer),
                 U(ds.stream_closed_error), U(ds.stream_frames_in), U(ds.stream_frames_out),
                 U(ds.stream_bytes_in), U(ds.stream_bytes_out), U(ds.stream_tx_dropped),
-                U(ds.stream_tx_held), U(ds.tls_handshakes), U(ds.tls_failures));
+                U(ds.stream_tx_held), U(ds.stream_raw_limited), U(ds.stream_over_budget),
+                U(ds.stream_buffer_bytes), U(ds.stream_buffer_peak), U(ds.tls_handshakes), U(ds.tls_failures));
     }
     if (s->rdv) {
         tern_rdv_stats rs;

@@ -176,10 +176,11 @@ void tools_print_counters(const char *cmd, tern_driver *d, tern_conn *c)
             (unsigned long long)cs.pmtu_black_holes);
     fprintf(stderr,
             "%s: migration: driver moves %llu (auto_route_moves %llu auto_silent_moves %llu "
-            "auto_limited %llu) netlink_events %llu; conn migrations %llu validated %llu "
-            "silent_bytes %llu\n",
+            "auto_limited %llu stream_route_closes %llu) netlink_events %llu; conn migrations %llu "
+            "validated %llu silent_bytes %llu\n",
             cmd, (unsigned long long)ds.migrations, (unsigned long long)ds.auto_route_moves,
             (unsigned long long)ds.auto_silent_moves, (unsigned long long)ds.auto_limited,
+            (unsigned long long)ds.stream_route_closes,
             (unsigned long long)ds.netlink_events, (unsigned long long)cs.migrations,
             (unsigned long long)cs.migrations_validated, (unsigned long long)cs.silent_bytes);
 }

@@ -204,7 +204,13 @@ static void test_explicit(void)
     tcp.transport = TERN_TRANSPORT_TCP;
     CHECK(tern_driver_migrate(c.d, c.conn, &tcp) == TERN_ERR_INVALID_ARG);
     CHECK(tern_driver_migrate(NULL, NULL, NULL) == TERN_ERR_INVALID_ARG);
+    /* an IPv6 socket bound to an address sends no IPv4: the IPv4 connection stays, and no
+     * socket is opened for it */
     size_t socks = tern_driver_n_sockets(c.d);
+    tern_addr v6;
+    CHECK(tern_addr_parse(&v6, "[::1]:0") == TERN_OK);
+    CHECK(tern_driver_migrate(c.d, c.conn, &v6) == TERN_ERR_INVALID_ARG);
+    CHECK(tern_driver_n_sockets(c.d) == socks);
     tern_path_info before, after;
     tern_conn_path(c.conn, &before);
     int paths = c.paths;

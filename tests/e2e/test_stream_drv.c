@@ -482,24 +482,32 @@ static void test_server_never_dials(void)
  * above write_buffer, which the defaults never allow): the kernel's buffers fill, then the write
  * buffer, and the core packet that does not fit closes the stream instead of being lost silently
  * (the core would wait on the stream for it). */
+/* The server's connection sends datagrams as fast as its core lets it while the client driver
+ * is not run (nothing it receives is read), until a stream closes on an error (5 s at most);
+ * the server's counters then in *ss. */
+static void flood_until_closed(side *srv, tern_driver_stats *ss)
+{
+    uint8_t b[TERN_MAX_DATAGRAM];
+    memset(b, 0x5a, sizeof(b));
+    uint64_t end = tern_driver_update_now(srv->d) + 5 * TERN_NS_PER_S;
+    do {
+        while (srv->conn && tern_conn_send_datagram(srv->conn, tern_driver_now(srv->d), b,
+                                                    tern_conn_max_datagram(srv->conn)) == TERN_OK) {
+        }
+        tern_driver_flush(srv->d);
+        serve(srv, 1);
+        tern_driver_get_stats(srv->d, ss);
+    } while (ss->stream_closed_error == 0 && tern_driver_update_now(srv->d) < end);
+}
+
 static void test_core_overflow_closes(void)
 {
     tern_driver_stream_limits lim = {.write_buffer = 64 * 1024};
     side srv, cli;
     g_stream_window = 256u << 20;
     (void)connect_pair(&srv, &cli, 0, &lim);
-    uint8_t b[TERN_MAX_DATAGRAM];
-    memset(b, 0x5a, sizeof(b));
     tern_driver_stats ss;
-    uint64_t end = tern_driver_update_now(srv.d) + 5 * TERN_NS_PER_S;
-    do { /* the client driver is not run: nothing it receives is read */
-        while (srv.conn && tern_conn_send_datagram(srv.conn, tern_driver_now(srv.d), b,
-                                                   tern_conn_max_datagram(srv.conn)) == TERN_OK) {
-        }
-        tern_driver_flush(srv.d);
-        serve(&srv, 1);
-        tern_driver_get_stats(srv.d, &ss);
-    } while (ss.stream_closed_error == 0 && tern_driver_update_now(srv.d) < end);
+    flood_until_closed(&srv, &ss);
     printf("client not reading: %llu bytes written before the %llu KiB buffer overflowed\n",
            (unsigned long long)ss.stream_bytes_out, (unsigned long long)lim.write_buffer / 1024);
     TT_CHECK_EQ_INT(ss.stream_closed_error, 1);
@@ -583,12 +591,19 @@ static void auto_race(int tls)
     tern_path_info pi;
     tern_conn_path(cli.conn, &pi);
     TT_CHECK(pi.remote.transport == (tls ? TERN_TRANSPORT_TLS : TERN_TRANSPORT_TCP));
+    TT_CHECK(pi.has_fallback == 0); /* on its fallback */
     TT_CHECK(took < cc.stream_after_ns + 500 * TERN_NS_PER_MS);
     g.open = 1; /* UDP comes back */
     uint64_t t1 = tern_driver_update_now(cli.d);
     pump(&cli, &srv, on_udp, 8000, gate_turn, &g);
     uint64_t back = tern_driver_update_now(cli.d) - t1;
     TT_CHECK(on_udp(&cli, &srv));
+    /* on direct UDP with the stream in reserve: the core falls back by itself when UDP goes
+     * silent, and the driver's silence rule (netmon) leaves the connection to it */
+    tern_conn_path(cli.conn, &pi);
+    TT_CHECK(pi.has_fallback == 1);
+    tern_conn_path(srv.conn, &pi);
+    TT_CHECK(pi.has_fallback == 0); /* a server never moves by itself */
     uint8_t buf[TERN_MAX_DATAGRAM];
     unsigned sent = 0;
     for (; sent < 50 && cli.conn; sent++) {
@@ -1269,6 +1284,183 @@ static void test_relay_raw(void)
     tern_driver_del(srv.d);
 }
 
+/* A busy relay does not close a peer's stream: tern_driver_send_raw frames (a relay's) fill a
+ * stream whose reader stalls only up to their share of write_buffer (then they are dropped,
+ * counted), so the packets of the server's own connection to that peer still fit (a full
+ * buffer would close the stream at the first of them), and flow once the peer reads again. */
+static void test_relay_leaves_room(void)
+{
+    side srv, cli;
+    (void)connect_pair(&srv, &cli, 0, NULL); /* the default limits and stream_window */
+    tern_path_info pi;
+    tern_conn_path(srv.conn, &pi);
+    tern_addr peer = pi.remote; /* the client's stream, as the server sees it */
+    TT_REQUIRE(peer.transport == TERN_TRANSPORT_TCP);
+    uint8_t big[1400];
+    memset(big, 0xab, sizeof(big));
+    big[0] = TERN_RELAY_TYPE;
+    unsigned ok = 0, dropped = 0;
+    /* the client driver is not run: the kernel's buffers fill, then ours */
+    for (int round = 0; round < 400 && dropped < 3 * 256; round++) {
+        for (int i = 0; i < 256; i++) {
+            int rc = tern_driver_send_raw(srv.d, TERN_DRIVER_STREAM_SOCK, &peer, big, sizeof(big));
+            if (rc == TERN_OK) ok++;
+            else if (rc == TERN_ERR_AGAIN) dropped++;
+        }
+        tern_driver_flush(srv.d);
+        serve(&srv, 1);
+    }
+    tern_driver_stats ss;
+    tern_driver_get_stats(srv.d, &ss);
+    TT_CHECK(dropped > 0);
+    TT_CHECK_EQ_INT(ss.stream_raw_limited, dropped);
+    TT_CHECK_EQ_INT(ss.stream_closed_error, 0);
+    /* the server's connection sends while the client still does not read: up to its
+     * stream_window, which fits beside the relay's share */
+    uint8_t buf[TERN_MAX_DATAGRAM];
+    unsigned sent = 0;
+    uint64_t end = tern_driver_update_now(srv.d) + 300 * TERN_NS_PER_MS;
+    do {
+        for (;;) {
+            size_t len = msg_len(sent, 1000);
+            fill(buf, sent, len);
+            if (srv.conn == NULL ||
+                tern_conn_send_datagram(srv.conn, tern_driver_now(srv.d), buf, len) != TERN_OK)
+                break;
+            sent++;
+        }
+        tern_driver_flush(srv.d);
+        serve(&srv, 1);
+    } while (tern_driver_update_now(srv.d) < end);
+    tern_driver_get_stats(srv.d, &ss);
+    printf("relay frames: %u taken, %u dropped at their share; then %u datagrams of the "
+           "server's own sent, %llu bytes of buffers held at most (write_buffer 1.25 MiB)\n",
+           ok, dropped, sent, (unsigned long long)ss.stream_buffer_peak);
+    TT_CHECK_EQ_INT(ss.stream_closed_error, 0);
+    TT_CHECK_EQ_INT(ss.streams_open, 1);
+    TT_CHECK(sent > 0);
+    /* the client reads again: the server's packets arrive */
+    pump(&cli, &srv, any_back, 3000, NULL, NULL);
+    TT_CHECK(cli.got > 0 && cli.bad == 0);
+    tern_driver_get_stats(srv.d, &ss);
+    TT_CHECK_EQ_INT(ss.stream_closed_error, 0);
+    tern_driver_del(cli.d);
+    tern_driver_del(srv.d);
+}
+
+/* Dials a raw TCP client to tcp (a 4 KiB receive buffer, never read), shows the preamble and
+ * one relay frame; returns its fd and the address the server's rx_hook saw it at. */
+static int raw_client(side *srv, const tern_addr *tcp, tern_addr *from)
+{
+    int fd = tcp_dial(tcp, 4096);
+    uint8_t frame[2 + 100] = {0, 100, TERN_RELAY_TYPE};
+    unsigned before = srv->hooked;
+    TT_CHECK(send(fd, "tern/1c\n", 8, 0) == 8 && send(fd, frame, sizeof(frame), 0) == 102);
+    serve(srv, 100);
+    TT_CHECK(srv->hooked == before + 1);
+    *from = srv->hook_from;
+    return fd;
+}
+
+/* buffer_total: two stalled streams that a relay keeps sending to share the driver-wide budget
+ * of write buffers; past it their frames are dropped (counted), and the memory held never
+ * passes it. */
+static void test_limit_buffer_total(void)
+{
+    tern_driver_stream_limits lim = {.buffer_total = 96 * 1024};
+    side srv;
+    make(&srv, 1, NULL, &lim);
+    tern_addr tcp = listener(&srv, 0), from[2];
+    int fd[2];
+    for (int k = 0; k < 2; k++) fd[k] = raw_client(&srv, &tcp, &from[k]);
+    uint8_t big[1400];
+    memset(big, 0xab, sizeof(big));
+    big[0] = TERN_RELAY_TYPE;
+    unsigned ok = 0, dropped = 0;
+    for (int round = 0; round < 400 && dropped < 3 * 512; round++) {
+        for (int i = 0; i < 512; i++) {
+            int rc = tern_driver_send_raw(srv.d, TERN_DRIVER_STREAM_SOCK, &from[i & 1], big,
+                                          sizeof(big));
+            if (rc == TERN_OK) ok++;
+            else dropped++;
+        }
+        tern_driver_flush(srv.d);
+        serve(&srv, 1);
+    }
+    tern_driver_stats ss;
+    tern_driver_get_stats(srv.d, &ss);
+    printf("buffer_total 96 KiB: %u frames taken, %u dropped (%llu at the budget), %llu bytes "
+           "held at most\n", ok, dropped, (unsigned long long)ss.stream_over_budget,
+           (unsigned long long)ss.stream_buffer_peak);
+    TT_CHECK(ss.stream_over_budget > 0);
+    TT_CHECK_EQ_INT(ss.stream_tx_dropped, dropped);
+    TT_CHECK(ss.stream_buffer_peak <= lim.buffer_total);
+    TT_CHECK(ss.stream_buffer_bytes <= lim.buffer_total);
+    TT_CHECK_EQ_INT(ss.streams_open, 2);
+    for (int k = 0; k < 2; k++) close(fd[k]);
+    serve(&srv, 200);
+    tern_driver_get_stats(srv.d, &ss);
+    TT_CHECK_EQ_INT(ss.streams_open, 0);
+    TT_CHECK_EQ_INT(ss.stream_buffer_bytes, 0); /* every buffer given back */
+    tern_driver_del(srv.d);
+}
+
+/* buffer_total and a packet of the core's: the stream it would take past the budget closes
+ * (the core sends again elsewhere), and its buffer goes back to the budget. */
+static void test_core_over_budget_closes(void)
+{
+    tern_driver_stream_limits lim = {.buffer_total = 64 * 1024};
+    side srv, cli;
+    g_stream_window = 256u << 20;
+    (void)connect_pair(&srv, &cli, 0, &lim);
+    tern_driver_stats ss;
+    flood_until_closed(&srv, &ss);
+    TT_CHECK_EQ_INT(ss.stream_closed_error, 1);
+    TT_CHECK(ss.stream_over_budget >= 1);
+    TT_CHECK(ss.stream_buffer_peak <= lim.buffer_total);
+    TT_CHECK_EQ_INT(ss.streams_open, 0);
+    TT_CHECK_EQ_INT(ss.stream_buffer_bytes, 0);
+    tern_driver_del(cli.d);
+    tern_driver_del(srv.d);
+}
+
+/* The route to the server took another source address (netmon's settle_fn, called here
+ * directly: loopback has no second uplink; netlab covers the netlink side): the client's
+ * stream closes and the core dials it again at once, without the reconnect backoff, and the
+ * echo goes on. A server's accepted stream is never closed that way. */
+static void test_route_change_redials(void)
+{
+    side srv, cli;
+    tern_addr to = connect_pair(&srv, &cli, 0, NULL);
+    tern_path_info pi;
+    tern_conn_path(srv.conn, &pi);
+    TT_CHECK(drv_stream_reroute(srv.d, &pi.remote) == 0);
+    TT_CHECK(drv_stream_reroute(cli.d, &to) == 1);
+    tern_driver_stats cs;
+    tern_driver_get_stats(cli.d, &cs);
+    TT_CHECK_EQ_INT(cs.stream_route_closes, 1);
+    TT_CHECK_EQ_INT(cs.streams_open, 0);
+    uint8_t buf[TERN_MAX_DATAGRAM];
+    for (unsigned q = 0; q < 10 && cli.conn; q++) {
+        size_t len = msg_len(q, 1000);
+        fill(buf, q, len);
+        TT_CHECK(tern_conn_send_datagram(cli.conn, tern_driver_now(cli.d), buf, len) == TERN_OK);
+    }
+    tern_driver_flush(cli.d);
+    uint64_t t0 = tern_driver_update_now(cli.d);
+    pump(&cli, &srv, any_back, 3000, NULL, NULL);
+    uint64_t took = tern_driver_update_now(cli.d) - t0;
+    tern_driver_get_stats(cli.d, &cs);
+    printf("route change: stream closed and dialled again, first echo after %llu ms "
+           "(held by the backoff: %llu)\n",
+           (unsigned long long)(took / TERN_NS_PER_MS), (unsigned long long)cs.stream_tx_held);
+    TT_CHECK(cli.got > 0 && cli.bad == 0 && !cli.closed);
+    TT_CHECK_EQ_INT(cs.streams_connected, 2);
+    TT_CHECK_EQ_INT(cs.stream_tx_held, 0); /* no backoff: not the server's failure */
+    tern_driver_del(cli.d);
+    tern_driver_del(srv.d);
+}
+
 /* An idle stream (preamble, then silence) is closed at idle_timeout; a busy one is not. */
 static void test_limit_idle(void)
 {
@@ -1349,6 +1541,10 @@ static const tt_case cases[] = {
     TT_CASE(test_limit_write_buffer),
     TT_CASE(test_limit_idle),
     TT_CASE(test_relay_raw),
+    TT_CASE(test_relay_leaves_room),
+    TT_CASE(test_limit_buffer_total),
+    TT_CASE(test_core_over_budget_closes),
+    TT_CASE(test_route_change_redials),
     {NULL, NULL},
 };
 
