@@ -60,7 +60,8 @@ typedef struct tern_driver_stream_limits {
     uint32_t write_buffer;       /* bytes queued per stream beyond what the kernel took
                                     (1.25 MiB: above the core's stream_window of 1 MiB, so only
                                     a peer that stops reading fills it), for each connection
-                                    whose path is the stream. Past it a packet of the core's
+                                    whose packets the stream carried (up to 8, by their
+                                    destination connection IDs). Past it a packet of the core's
                                     closes the stream (the core resends what was in flight on
                                     the next one). A tern_driver_send_raw frame (a relay's) is
                                     dropped once write_buffer minus the endpoint's

@@ -84,7 +84,7 @@
 #define SNI_MAX 253
 #define ACCEPT_SOURCES 4096 /* sources whose accept rate is tracked at once */
 #define STREAM_USER_TIMEOUT_MS 20000 /* unacknowledged data fails a stream after this long */
-#define CONNS_RECOUNT_NS (100 * TERN_NS_PER_MS) /* n_conns is at most this old */
+#define STREAM_CIDS 8 /* connections a stream's core budget counts (write_buffer each) */
 
 enum { ST_CONNECTING, ST_TLS, ST_OPEN, ST_DOWN };
 
@@ -102,8 +102,10 @@ struct drv_stream {
     uint64_t opened, last_rx, last_tx, wprog, retry_at;
     uint8_t *wbuf;        /* framed bytes waiting: [whead, whead + wlen) of wcap */
     size_t whead, wlen, wcap;
-    uint32_t n_conns;     /* live connections on this stream, counted at n_conns_at */
-    uint64_t n_conns_at;  /* when (0: never): recounted at most every CONNS_RECOUNT_NS */
+    /* the connections whose packets this stream carried: the destination CIDs of the core's
+     * short-header packets on it, at most STREAM_CIDS (core_conns) */
+    uint8_t cids[STREAM_CIDS][TERN_CID_LEN];
+    uint8_t n_cids;
     drv_stream *next_dirty, *next_dead;
     drv_fdec dec;
 };
@@ -894,33 +896,20 @@ int drv_stream_event(tern_driver *d, uint64_t tag, uint32_t events)
     return 1;
 }
 
-/* What a packet of our connections may find queued on s: write_buffer for each live connection
- * whose path is this stream (the core keeps up to stream_window in flight per connection, and
- * two client connections to one server share its stream). Counted only when write_buffer is
- * reached, and then at most every CONNS_RECOUNT_NS; the driver-wide buffer_total bounds the
- * sum. */
-static size_t core_limit(tern_driver *d, drv_stream *s)
+/* What a packet of our connections may find queued on s: write_buffer for each connection whose
+ * packets it carried (the core keeps up to stream_window in flight per connection, and two
+ * client connections to one server share its stream), counted by the destination CIDs of the
+ * short-header packets seen on it, up to STREAM_CIDS; a connection that ended still counts until
+ * the stream does. The driver-wide buffer_total bounds the sum over all streams. */
+static size_t core_conns(drv_stream *s, const tern_datagram *g)
 {
-    size_t wb = d->streams->lim.write_buffer;
-    if (s->wlen + DRV_FRAME_MAX <= wb) return wb;
-    if (s->n_conns_at == 0 || d->now - s->n_conns_at >= CONNS_RECOUNT_NS) {
-        s->n_conns_at = d->now ? d->now : 1;
-        s->n_conns = 1;
-        size_t n = d->conns.n;
-        tern_conn **list = n ? malloc(n * sizeof(*list)) : NULL;
-        if (list != NULL) {
-            n = drv_conns_list(&d->conns, list, n);
-            uint32_t k = 0;
-            for (size_t i = 0; i < n; i++) {
-                tern_path_info pi;
-                tern_conn_path(list[i], &pi);
-                if (tern_addr_equal(&pi.remote, &s->remote)) k++;
-            }
-            if (k > 1) s->n_conns = k;
-            free(list);
-        }
+    if (g->len > TERN_CID_LEN && (g->data[0] & 0x80) == 0 && s->n_cids < STREAM_CIDS) {
+        const uint8_t *cid = g->data + 1;
+        size_t i = 0;
+        while (i < s->n_cids && memcmp(s->cids[i], cid, TERN_CID_LEN) != 0) i++;
+        if (i == s->n_cids) memcpy(s->cids[s->n_cids++], cid, TERN_CID_LEN);
     }
-    return wb * (size_t)s->n_conns;
+    return s->n_cids > 1 ? s->n_cids : 1;
 }
 
 int drv_stream_send(tern_driver *d, const tern_datagram *g, int from_core)
@@ -981,7 +970,7 @@ int drv_stream_send(tern_driver *d, const tern_datagram *g, int from_core)
     size_t n = DRV_FRAME_HDR + g->len;
     /* a relay's frame (every tern_driver_send_raw one) may find only raw_cap queued: the rest
      * of write_buffer stays for the packets of our own connections */
-    size_t lim = from_core ? core_limit(d, s) : ss->raw_cap;
+    size_t lim = from_core ? ss->lim.write_buffer * core_conns(s, g) : ss->raw_cap;
     if ((s->wlen + n > lim || over_budget(d, s, n)) && s->state == ST_OPEN)
         stream_write(d, s); /* the kernel may take it: only what it refuses counts */
     if (s->fd < 0) { /* that write failed */
