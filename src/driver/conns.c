@@ -6,6 +6,7 @@
  * up in one bucket); add, delete and lookup are O(1) on average.
  */
 #include <sodium.h>
+#include <stdlib.h>
 
 #include "driver/driver_int.h"
 
@@ -27,11 +28,15 @@ void drv_conns_del(drv_conns *s, tern_conn *c)
     tern__map_del(s, (const uint8_t *)&c, c);
 }
 
-size_t drv_conns_list(const drv_conns *s, tern_conn **out, size_t max)
+tern_conn **drv_conns_copy(const drv_conns *s, size_t *n)
 {
-    size_t k = 0, pos = 0;
-    for (tern_conn *c; k < max && (c = tern__map_next(s, &pos)) != NULL;) out[k++] = c;
-    return k;
+    *n = 0;
+    if (s->n == 0) return NULL;
+    tern_conn **list = malloc(s->n * sizeof(*list));
+    if (list == NULL) return NULL;
+    size_t pos = 0;
+    for (tern_conn *c; *n < s->n && (c = tern__map_next(s, &pos)) != NULL;) list[(*n)++] = c;
+    return list;
 }
 
 void drv_conns_free(drv_conns *s)

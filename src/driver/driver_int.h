@@ -53,7 +53,9 @@ int drv_conns_init(drv_conns *s, tern__alloc *a);
 int drv_conns_add(drv_conns *s, tern_conn *c); /* TERN_OK (also when present) or NOMEM */
 void drv_conns_del(drv_conns *s, tern_conn *c);
 /* Copies up to max handles into out; returns how many. */
-size_t drv_conns_list(const drv_conns *s, tern_conn **out, size_t max);
+/* A copy of the set (the calls made while walking it may close connections), which the caller
+ * frees with free(); NULL and *n 0 when it is empty or memory ran out. */
+tern_conn **drv_conns_copy(const drv_conns *s, size_t *n);
 void drv_conns_free(drv_conns *s);
 
 /* The kernel's UDP GSO/GRO options, defined here (the one place) when the libc headers lack them:

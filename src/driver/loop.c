@@ -616,17 +616,12 @@ int tern_driver_shutdown(tern_driver *d, uint64_t app_code, const char *reason, 
     unsigned stops0 = d->stops;
     size_t rlen = reason ? strlen(reason) : 0;
     d->now = clock_ns();
-    if (d->conns.n > 0) {
-        size_t n = d->conns.n;
-        tern_conn **list = malloc(n * sizeof(*list));
-        if (list != NULL) {
-            n = drv_conns_list(&d->conns, list, n);
-            for (size_t i = 0; i < n; i++)
-                if (tern_conn_get_state(list[i]) < TERN_CONN_CLOSING)
-                    (void)tern_conn_close(list[i], d->now, app_code, reason, rlen);
-            free(list);
-        }
-    }
+    size_t n;
+    tern_conn **list = drv_conns_copy(&d->conns, &n);
+    for (size_t i = 0; i < n; i++)
+        if (tern_conn_get_state(list[i]) < TERN_CONN_CLOSING)
+            (void)tern_conn_close(list[i], d->now, app_code, reason, rlen);
+    free(list);
     tern_driver_flush(d);
     uint64_t deadline = d->now + grace_ns;
     while (d->conns.n > 0) {

@@ -108,22 +108,12 @@ static void arm_linger(tern_driver *d)
     else (void)drv_heap_set(&d->timers, &d->mig.linger, t); /* no room: the next move re-arms */
 }
 
-/* The live connections, in a list the caller frees (NULL when there are none or no memory). */
-static tern_conn **conn_list(tern_driver *d, size_t *n)
-{
-    *n = 0;
-    if (d->conns.n == 0) return NULL;
-    tern_conn **list = malloc(d->conns.n * sizeof(*list));
-    if (list != NULL) *n = drv_conns_list(&d->conns, list, d->conns.n);
-    return list;
-}
-
 /* Closes the lingering sockets that are due and no longer used (a used one is looked at again
  * one linger later); force: also the unused lingering socket due first, at once. */
 static void close_due(tern_driver *d, int force)
 {
     size_t n;
-    tern_conn **list = conn_list(d, &n);
+    tern_conn **list = drv_conns_copy(&d->conns, &n);
     size_t best = SIZE_MAX;
     for (size_t i = 0; i < d->n_socks;) {
         if (d->mig.close_at[i] == TERN_TIME_NEVER) {
@@ -192,7 +182,7 @@ int tern_driver_migrate(tern_driver *d, tern_conn *conn, const tern_addr *local)
     tern_conn **list = NULL, *one[1] = {conn};
     if (conn != NULL) {
         n = 1;
-    } else if ((list = conn_list(d, &n)) == NULL && d->conns.n > 0) {
+    } else if ((list = drv_conns_copy(&d->conns, &n)) == NULL && d->conns.n > 0) {
         return TERN_ERR_NOMEM;
     }
     tern_conn **cs = conn != NULL ? one : list;

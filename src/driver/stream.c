@@ -324,11 +324,8 @@ static void refuse_conns(tern_driver *d, drv_stream *s)
     drv_streams *ss = d->streams;
     if (ss->on_error == NULL || !ss->on_error(d, &s->remote, ss->error, ss->on_error_user))
         return;
-    size_t n = d->conns.n;
-    if (n == 0) return;
-    tern_conn **list = malloc(n * sizeof(*list));
-    if (list == NULL) return;
-    n = drv_conns_list(&d->conns, list, n);
+    size_t n;
+    tern_conn **list = drv_conns_copy(&d->conns, &n);
     const char *msg = d->streams->error;
     for (size_t i = 0; i < n; i++) {
         const tern_addr *r = tern_conn_remote(list[i]);
