@@ -9,6 +9,7 @@
 
 #include "core/conn.h"
 #include "support/tnet.h"
+#include "support/xfer.h"
 
 #define MS (1000000ull)
 #define S (1000000000ull)
@@ -16,98 +17,66 @@
 static tern_addr SA, CA;
 static uint16_t g_max_payload; /* 0: default (1200) */
 
-static uint8_t pattern(uint64_t i)
-{
-    return (uint8_t)(i * 2654435761u >> 13);
-}
-
 /* ---------------------------------------------------------------- a bulk transfer */
 
 typedef struct xfer {
+    sim_xfer b; /* first: the receiver's user */
     uint64_t mark_at, mark_bytes; /* bytes received by mark_at (steady-state measurement) */
     uint64_t qsample_at, qsamples, qsum_ns; /* queueing delay (latest RTT - min RTT) samples */
-    sim *s;
-    tnet_node *snd, *rcv;
-    tern_conn *sc;
-    uint64_t flow;
-    uint64_t total, queued, chunk;
-    uint64_t received, bad;
-    uint64_t done_at;
     size_t msg_size;
 } xfer;
 
-static void xfer_on_message(tnet_node *n, tern_conn *c, uint64_t flow, const uint8_t *d,
-                            size_t len)
+static void xfer_on_rx(sim_xfer *b)
 {
-    (void)c;
-    (void)flow;
-    xfer *x = n->user;
-    for (size_t i = 0; i < len; i++)
-        if (d[i] != pattern(x->received + i)) {
-            x->bad++;
-            break;
-        }
-    x->received += len;
-    if (x->mark_at && sim_now(x->s) <= x->mark_at) x->mark_bytes = x->received;
-    if (x->received == x->total && x->done_at == 0) x->done_at = sim_now(x->s);
-}
-
-static void xfer_fill(xfer *x)
-{
-    static uint8_t buf[16u << 20]; /* the largest message a test sends */
-    while (x->queued < x->total && tern_flow_queued(x->sc, x->flow) < (2u << 20)) {
-        size_t n = x->msg_size;
-        if (n > x->total - x->queued) n = (size_t)(x->total - x->queued);
-        for (size_t i = 0; i < n; i++) buf[i] = pattern(x->queued + i);
-        int rc = tern_flow_send(x->sc, x->flow, sim_now(x->s), buf, n, -1);
-        if (rc != TERN_OK) break;
-        x->queued += n;
-    }
+    xfer *x = (xfer *)b;
+    if (x->mark_at && sim_now(b->s) <= x->mark_at) x->mark_bytes = b->received;
 }
 
 static int xfer_running(void *arg)
 {
     xfer *x = arg;
-    if (x->mark_at && x->sc && sim_now(x->s) >= x->mark_at && sim_now(x->s) >= x->qsample_at) {
-        x->qsample_at = sim_now(x->s) + 100 * MS;
-        x->qsum_ns += x->sc->rec.rtt.latest - x->sc->rec.rtt.min;
+    if (x->mark_at && x->b.sc && sim_now(x->b.s) >= x->mark_at &&
+        sim_now(x->b.s) >= x->qsample_at) {
+        x->qsample_at = sim_now(x->b.s) + 100 * MS;
+        x->qsum_ns += x->b.sc->rec.rtt.latest - x->b.sc->rec.rtt.min;
         x->qsamples++;
     }
     static uint64_t next_dbg;
-    if (getenv("TERN_FLOW_DEBUG") && sim_now(x->s) >= next_dbg && x->sc) {
+    if (getenv("TERN_FLOW_DEBUG") && sim_now(x->b.s) >= next_dbg && x->b.sc) {
         tern_network_info ni;
-        tern_conn_network_info(x->sc, &ni);
+        tern_conn_network_info(x->b.sc, &ni);
         fprintf(stderr, "t=%.2f recv=%llu bw=%.2fM pace=%.2fM cwnd=%llu infl=%llu srtt=%.1fms q=%llu\n",
-                (double)sim_now(x->s) / 1e9, (unsigned long long)x->received,
+                (double)sim_now(x->b.s) / 1e9, (unsigned long long)x->b.received,
                 ni.bandwidth_bps / 1e6, ni.pacing_rate_bps / 1e6,
                 (unsigned long long)ni.cwnd_bytes, (unsigned long long)ni.bytes_in_flight,
-                ni.srtt_ns / 1e6, (unsigned long long)tern_flow_queued(x->sc, x->flow));
-        tern__sflow *f = tern__sflow_find(x->sc, x->flow);
+                ni.srtt_ns / 1e6, (unsigned long long)tern_flow_queued(x->b.sc, x->b.flow));
+        tern__sflow *f = tern__sflow_find(x->b.sc, x->b.flow);
         if (f)
             fprintf(stderr, "   sflow base=%llu next=%llu peer_max=%llu lost_n=%zu head=%p; rec loss_time=%lld pto_at=%lld pacer_wake=%lld probes=%u\n",
                     (unsigned long long)f->base, (unsigned long long)f->next_fsn,
                     (unsigned long long)f->peer_max, f->lost_n, (void *)f->head,
-                    (long long)x->sc->rec.r->loss_time, (long long)tern__rec_timer(x->sc),
-                    (long long)x->sc->tx.pacer_wake, x->sc->rec.r->probes_pending);
+                    (long long)x->b.sc->rec.r->loss_time, (long long)tern__rec_timer(x->b.sc),
+                    (long long)x->b.sc->tx.pacer_wake, x->b.sc->rec.r->probes_pending);
         if (f && f->lost_n) {
             for (size_t i = 0; i < f->lost_n; i++) {
                 uint64_t fsn = f->lost[(f->lost_head + i) % f->lost_cap];
                 tern__frag *fr = &f->frags[fsn % f->cap];
                 fprintf(stderr, "     lost fsn=%llu state=%d msg=%p len=%u\n", (unsigned long long)fsn, fr->state, (void *)fr->msg, fr->len);
             }
-            fprintf(stderr, "     has_data=%d\n", tern__flow_has_data(x->sc, sim_now(x->s)));
+            fprintf(stderr, "     has_data=%d\n", tern__flow_has_data(x->b.sc, sim_now(x->b.s)));
         }
         fprintf(stderr, "   ep deadline=%lld conn timer=%lld idx=%zu ack_deadline=%lld ack_now=%d in_send=%d\n",
-                (long long)tern_endpoint_next_deadline(x->snd->ep), (long long)x->sc->timer.deadline,
-                x->sc->timer.idx, (long long)x->sc->rec.r->acks.ack_deadline, x->sc->rec.r->acks.ack_now, x->sc->link.in_send_list);
-        next_dbg = sim_now(x->s) + (sim_now(x->s) > 2500 * MS && sim_now(x->s) < 3000 * MS ? 0 : 500 * MS);
+                (long long)tern_endpoint_next_deadline(x->b.snd->ep), (long long)x->b.sc->timer.deadline,
+                x->b.sc->timer.idx, (long long)x->b.sc->rec.r->acks.ack_deadline, x->b.sc->rec.r->acks.ack_now, x->b.sc->link.in_send_list);
+        next_dbg = sim_now(x->b.s) + (sim_now(x->b.s) > 2500 * MS && sim_now(x->b.s) < 3000 * MS ? 0 : 500 * MS);
     }
-    if (x->sc && tern_conn_get_state(x->sc) == TERN_CONN_ESTABLISHED) {
-        uint64_t before = x->queued;
-        xfer_fill(x);
-        if (x->queued != before) sim_node_wake(x->s, x->snd->node);
+    if (x->b.sc && tern_conn_get_state(x->b.sc) == TERN_CONN_ESTABLISHED) {
+        uint64_t before = x->b.queued;
+        sim_xfer_fill(&x->b, x->msg_size, 2u << 20);
+        if (x->b.queued != before) sim_node_wake(x->b.s, x->b.snd->node);
     }
-    return x->received < x->total && x->bad == 0 && x->snd->closed == 0 && x->rcv->closed == 0;
+    return x->b.received < x->b.total && x->b.bad == 0 && x->b.snd->closed == 0 &&
+           x->b.rcv->closed == 0;
 }
 
 typedef struct run_result {
@@ -135,36 +104,37 @@ static run_result transfer(const sim_link_params *p, uint64_t total, int cc, uin
     tnet_node_init(&cli, s, &CA, 0, &set, 2);
     sim_link_set_both(s, &SA, &CA, p);
     xfer x = {0};
-    x.s = s;
-    x.snd = &cli;
-    x.rcv = &srv;
-    x.total = total;
+    x.b.s = s;
+    x.b.snd = &cli;
+    x.b.rcv = &srv;
+    x.b.total = total;
     x.msg_size = msg_size;
+    x.b.on_rx = xfer_on_rx;
     srv.user = &x;
-    srv.on_message = xfer_on_message;
-    x.sc = tnet_connect(s, &cli, &srv, NULL);
+    srv.on_message = sim_xfer_on_message;
+    x.b.sc = tnet_connect(s, &cli, &srv, NULL);
     sim_run_until(s, 2 * S);
     run_result r = {0};
     if (!cli.established) {
         TT_CHECK_MSG(0, "no handshake");
         goto out;
     }
-    TT_REQUIRE(tern_flow_open(x.sc, NULL, &x.flow) == TERN_OK);
+    TT_REQUIRE(tern_flow_open(x.b.sc, NULL, &x.b.flow) == TERN_OK);
     uint64_t t0 = sim_now(s);
     x.mark_at = t0 + 10 * S;
-    xfer_fill(&x);
+    sim_xfer_fill(&x.b, x.msg_size, 2u << 20);
     int rc = sim_run_while(s, xfer_running, &x, t0 + t_max);
     TT_CHECK_MSG(rc == SIM_OK || rc == SIM_TIMEOUT, "sim: %s", sim_error(s));
-    r.bytes = x.received;
-    r.bad = x.bad;
-    r.done = x.received == total && x.bad == 0;
-    r.seconds_ns = (x.done_at ? x.done_at : sim_now(s)) - t0;
-    r.goodput_mbps = (double)x.received * 8 / ((double)r.seconds_ns / 1e9) / 1e6;
+    r.bytes = x.b.received;
+    r.bad = x.b.bad;
+    r.done = x.b.received == total && x.b.bad == 0;
+    r.seconds_ns = (x.b.done_at ? x.b.done_at : sim_now(s)) - t0;
+    r.goodput_mbps = (double)x.b.received * 8 / ((double)r.seconds_ns / 1e9) / 1e6;
     r.queue_ms = x.qsamples ? (double)x.qsum_ns / (double)x.qsamples / 1e6 : 0;
     if (r.seconds_ns > 10 * S)
-        r.steady_mbps = (double)(x.received - x.mark_bytes) * 8 /
+        r.steady_mbps = (double)(x.b.received - x.mark_bytes) * 8 /
                         ((double)(r.seconds_ns - 10 * S) / 1e9) / 1e6;
-    tern_conn_get_stats(x.sc, &r.cs);
+    tern_conn_get_stats(x.b.sc, &r.cs);
 out:
     tnet_node_free(&cli, s);
     tnet_node_free(&srv, s);
@@ -305,10 +275,11 @@ static int pair_running(void *arg)
     pair_state *ps = arg;
     for (int i = 0; i < 2; i++) {
         xfer *x = &ps->x[i];
-        if (x->sc && tern_conn_get_state(x->sc) == TERN_CONN_ESTABLISHED && x->flow != UINT64_MAX) {
-            uint64_t before = x->queued;
-            xfer_fill(x);
-            if (x->queued != before) sim_node_wake(x->s, x->snd->node);
+        if (x->b.sc && tern_conn_get_state(x->b.sc) == TERN_CONN_ESTABLISHED &&
+            x->b.flow != UINT64_MAX) {
+            uint64_t before = x->b.queued;
+            sim_xfer_fill(&x->b, x->msg_size, 2u << 20);
+            if (x->b.queued != before) sim_node_wake(x->b.s, x->b.snd->node);
         }
     }
     return 1;
@@ -335,25 +306,25 @@ static void test_two_connections_share_fairly(void)
         tnet_connect(s, &cli[i], &srv, NULL);
         sim_run_until(s, sim_now(s) + 500 * MS);
         TT_REQUIRE(srv.conn != NULL && cli[i].established);
-        ps.x[i].s = s;
-        ps.x[i].snd = &srv;
-        ps.x[i].rcv = &cli[i];
-        ps.x[i].total = UINT64_MAX / 2;
+        ps.x[i].b.s = s;
+        ps.x[i].b.snd = &srv;
+        ps.x[i].b.rcv = &cli[i];
+        ps.x[i].b.total = UINT64_MAX / 2;
         ps.x[i].msg_size = 65536;
-        ps.x[i].flow = UINT64_MAX;
-        ps.x[i].sc = srv.conn;
+        ps.x[i].b.flow = UINT64_MAX;
+        ps.x[i].b.sc = srv.conn;
     }
-    TT_REQUIRE(tern_flow_open(ps.x[0].sc, NULL, &ps.x[0].flow) == TERN_OK);
+    TT_REQUIRE(tern_flow_open(ps.x[0].b.sc, NULL, &ps.x[0].b.flow) == TERN_OK);
     uint64_t t0 = sim_now(s);
     sim_run_while(s, pair_running, &ps, t0 + 5 * S); /* the second starts 5 s later */
-    TT_REQUIRE(tern_flow_open(ps.x[1].sc, NULL, &ps.x[1].flow) == TERN_OK);
+    TT_REQUIRE(tern_flow_open(ps.x[1].b.sc, NULL, &ps.x[1].b.flow) == TERN_OK);
     sim_run_while(s, pair_running, &ps, t0 + 25 * S);
     tern_conn_stats a0, b0, a1, b1;
-    tern_conn_get_stats(ps.x[0].sc, &a0);
-    tern_conn_get_stats(ps.x[1].sc, &b0);
+    tern_conn_get_stats(ps.x[0].b.sc, &a0);
+    tern_conn_get_stats(ps.x[1].b.sc, &b0);
     sim_run_while(s, pair_running, &ps, t0 + 65 * S); /* measure 25..65 s */
-    tern_conn_get_stats(ps.x[0].sc, &a1);
-    tern_conn_get_stats(ps.x[1].sc, &b1);
+    tern_conn_get_stats(ps.x[0].b.sc, &a1);
+    tern_conn_get_stats(ps.x[1].b.sc, &b1);
     double x0 = (double)(a1.stream_bytes_sent - a0.stream_bytes_sent) * 8 / 40 / 1e6;
     double x1 = (double)(b1.stream_bytes_sent - b0.stream_bytes_sent) * 8 / 40 / 1e6;
     double jain = (x0 + x1) * (x0 + x1) / (2 * (x0 * x0 + x1 * x1));
@@ -1024,7 +995,7 @@ static void stream_on_message(tnet_node *n, tern_conn *c, uint64_t flow, const u
     (void)flow;
     stream_rx *sr = n->user;
     for (size_t i = 0; i < len; i++)
-        if (d[i] != pattern(sr->received + i)) {
+        if (d[i] != sim_xfer_pattern(sr->received + i)) {
             sr->bad++;
             break;
         }
@@ -1059,7 +1030,7 @@ static void test_byte_stream(void)
     TT_CHECK_EQ_INT(tern_flow_open(c, &fc, &bad_flow), TERN_ERR_INVALID_ARG);
     /* one 4 MB write: the receiver sees bytes long before the write completes */
     static uint8_t buf[4u << 20];
-    for (size_t i = 0; i < sizeof(buf); i++) buf[i] = pattern(i);
+    for (size_t i = 0; i < sizeof(buf); i++) buf[i] = sim_xfer_pattern(i);
     TT_REQUIRE(tern_flow_send(c, flow, sim_now(s), buf, sizeof(buf), -1) == TERN_OK);
     sim_run_until(s, sim_now(s) + 1 * S);
     uint64_t early = sr.received;

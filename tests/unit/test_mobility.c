@@ -11,58 +11,12 @@
 #include <string.h>
 
 #include "support/tnet.h"
+#include "support/xfer.h"
 
 #define MS (1000000ull)
 #define S (1000000000ull)
 
-static uint8_t pattern(uint64_t i)
-{
-    return (uint8_t)(i * 2654435761u >> 13);
-}
-
-/* One bulk transfer on one reliable ordered flow, checked byte for byte in order: a lost byte
- * stops the count short of total, a byte delivered twice shifts the pattern (bad). */
-typedef struct xfer {
-    sim *s;
-    tnet_node *snd, *rcv;
-    tern_conn *sc;
-    uint64_t flow;
-    uint64_t total, queued, received, bad;
-    uint64_t last_rx_at, max_gap, gap_end; /* the longest time without progress, and its end */
-    uint64_t done_at;
-} xfer;
-
-static void on_bytes(tnet_node *n, tern_conn *c, uint64_t flow, const uint8_t *d, size_t len)
-{
-    (void)c;
-    (void)flow;
-    xfer *x = n->user;
-    uint64_t now = sim_now(x->s);
-    for (size_t i = 0; i < len; i++)
-        if (d[i] != pattern(x->received + i)) {
-            x->bad++;
-            break;
-        }
-    x->received += len;
-    if (x->last_rx_at && now - x->last_rx_at > x->max_gap) {
-        x->max_gap = now - x->last_rx_at;
-        x->gap_end = now;
-    }
-    x->last_rx_at = now;
-    if (x->received == x->total && x->done_at == 0) x->done_at = now;
-}
-
-static void fill(xfer *x)
-{
-    static uint8_t buf[16384];
-    while (x->queued < x->total && tern_flow_queued(x->sc, x->flow) < (1u << 20)) {
-        size_t n = sizeof(buf);
-        if (n > x->total - x->queued) n = (size_t)(x->total - x->queued);
-        for (size_t i = 0; i < n; i++) buf[i] = pattern(x->queued + i);
-        if (tern_flow_send(x->sc, x->flow, sim_now(x->s), buf, n, -1) != TERN_OK) break;
-        x->queued += n;
-    }
-}
+typedef sim_xfer xfer;
 
 static int running(void *arg)
 {
@@ -70,7 +24,7 @@ static int running(void *arg)
     if (x->snd->closed || x->rcv->closed) return 0; /* x->sc may be freed */
     if (tern_conn_get_state(x->sc) == TERN_CONN_ESTABLISHED) {
         uint64_t before = x->queued;
-        fill(x);
+        sim_xfer_fill(x, 16384, 1u << 20);
         if (x->queued != before) sim_node_wake(x->s, x->snd->node);
     }
     return x->received < x->total && x->bad == 0 && !x->snd->closed && !x->rcv->closed;
@@ -133,12 +87,12 @@ static void rig_init(rig *g, const tern_settings *set, uint64_t total, int uploa
     x->rcv = upload ? &g->srv : &g->cli;
     x->sc = upload ? g->cc : g->scn;
     x->rcv->user = x;
-    x->rcv->on_message = on_bytes;
+    x->rcv->on_message = sim_xfer_on_message;
     tern_flow_config fc;
     tern_flow_config_default(&fc);
     fc.stream = 1;
     TT_REQUIRE(tern_flow_open(x->sc, &fc, &x->flow) == TERN_OK);
-    fill(x);
+    sim_xfer_fill(x, 16384, 1u << 20);
 }
 
 static void rig_free(rig *g)

@@ -11,24 +11,15 @@
 
 #include "core/conn.h"
 #include "support/tnet.h"
+#include "support/xfer.h"
 
 #define MS (1000000ull)
 #define S (1000000000ull)
 #define MB (1000u * 1000u)
 
-static uint8_t pattern(uint64_t i)
-{
-    return (uint8_t)(i * 2654435761u >> 13);
-}
-
 typedef struct xfer {
-    sim *s;
-    tnet_node *snd, *rcv;
-    tern_conn *sc;
-    uint64_t flow;
-    uint64_t total, queued, received, bad;
+    sim_xfer b; /* first: the receiver's user */
     size_t msg_size;
-    uint64_t done_at;
     /* the MTU event: when the sender's acknowledged bytes pass drop_after (and discovery
      * reached 1472), both links get mtu_low */
     sim_link *ab, *ba;
@@ -39,32 +30,6 @@ typedef struct xfer {
     size_t min_size_after_discovery; /* c->pmtu.size once it reached 1472 */
     int discovered;
 } xfer;
-
-static void on_message(tnet_node *n, tern_conn *c, uint64_t flow, const uint8_t *d, size_t len)
-{
-    (void)c;
-    (void)flow;
-    xfer *x = n->user;
-    for (size_t i = 0; i < len; i++)
-        if (d[i] != pattern(x->received + i)) {
-            x->bad++;
-            break;
-        }
-    x->received += len;
-    if (x->received == x->total && x->done_at == 0) x->done_at = sim_now(x->s);
-}
-
-static void fill(xfer *x)
-{
-    static uint8_t buf[1u << 20];
-    while (x->queued < x->total && tern_flow_queued(x->sc, x->flow) < (2u << 20)) {
-        size_t n = x->msg_size;
-        if (n > x->total - x->queued) n = (size_t)(x->total - x->queued);
-        for (size_t i = 0; i < n; i++) buf[i] = pattern(x->queued + i);
-        if (tern_flow_send(x->sc, x->flow, sim_now(x->s), buf, n, -1) != TERN_OK) break;
-        x->queued += n;
-    }
-}
 
 static void set_mtu(xfer *x, size_t mtu)
 {
@@ -77,29 +42,29 @@ static void set_mtu(xfer *x, size_t mtu)
 static int running(void *arg)
 {
     xfer *x = arg;
-    uint64_t now = sim_now(x->s);
+    uint64_t now = sim_now(x->b.s);
     tern_conn_stats st;
-    tern_conn_get_stats(x->sc, &st);
-    if (x->sc->pmtu.size == 1472) x->discovered = 1;
-    if (x->discovered && x->sc->pmtu.size < x->min_size_after_discovery)
-        x->min_size_after_discovery = x->sc->pmtu.size;
+    tern_conn_get_stats(x->b.sc, &st);
+    if (x->b.sc->pmtu.size == 1472) x->discovered = 1;
+    if (x->discovered && x->b.sc->pmtu.size < x->min_size_after_discovery)
+        x->min_size_after_discovery = x->b.sc->pmtu.size;
     if (x->mtu_low && !x->changed_at && x->discovered && st.stream_bytes_sent >= x->drop_after) {
         set_mtu(x, x->mtu_low);
         x->changed_at = now;
         x->last_progress_at = now;
         x->last_acked = st.stream_bytes_sent;
     }
-    if (x->changed_at && x->done_at == 0) {
+    if (x->changed_at && x->b.done_at == 0) {
         if (st.stream_bytes_sent != x->last_acked) {
             x->last_acked = st.stream_bytes_sent;
             x->last_progress_at = now;
         }
         if (now - x->last_progress_at > x->stall) x->stall = now - x->last_progress_at;
     }
-    uint64_t before = x->queued;
-    fill(x);
-    if (x->queued != before) sim_node_wake(x->s, x->snd->node);
-    return x->received < x->total && x->bad == 0 && !x->snd->closed && !x->rcv->closed;
+    uint64_t before = x->b.queued;
+    sim_xfer_fill(&x->b, x->msg_size, 2u << 20);
+    if (x->b.queued != before) sim_node_wake(x->b.s, x->b.snd->node);
+    return x->b.received < x->b.total && x->b.bad == 0 && !x->b.snd->closed && !x->b.rcv->closed;
 }
 
 static sim_link_params link_params(double loss)
@@ -134,18 +99,18 @@ static void setup_init(setup *u, double loss, uint64_t total)
     sim_link_params p = link_params(loss);
     u->x.ab = sim_link_set_both(u->s, &u->ca, &u->sa, &p);
     u->x.ba = sim_link_lookup(u->s, &u->sa, &u->ca);
-    u->x.s = u->s;
-    u->x.snd = &u->cli;
-    u->x.rcv = &u->srv;
-    u->x.total = total;
+    u->x.b.s = u->s;
+    u->x.b.snd = &u->cli;
+    u->x.b.rcv = &u->srv;
+    u->x.b.total = total;
     u->x.msg_size = 1 * MB;
     u->x.min_size_after_discovery = SIZE_MAX;
     u->srv.user = &u->x;
-    u->srv.on_message = on_message;
-    u->x.sc = tnet_connect(u->s, &u->cli, &u->srv, NULL);
+    u->srv.on_message = sim_xfer_on_message;
+    u->x.b.sc = tnet_connect(u->s, &u->cli, &u->srv, NULL);
     sim_run_until(u->s, 2 * S);
     TT_REQUIRE(u->cli.established);
-    TT_REQUIRE(tern_flow_open(u->x.sc, NULL, &u->x.flow) == TERN_OK);
+    TT_REQUIRE(tern_flow_open(u->x.b.sc, NULL, &u->x.b.flow) == TERN_OK);
 }
 
 static void setup_free(setup *u)
@@ -167,11 +132,11 @@ static void mtu_drop(double loss)
     uint64_t t0 = sim_now(u.s);
     int rc = sim_run_while(u.s, running, x, t0 + 120 * S);
     TT_REQUIRE_MSG(rc == SIM_OK, "sim: %d %s", rc, sim_error(u.s));
-    TT_CHECK_EQ_U64(x->bad, 0);
-    TT_CHECK_EQ_U64(x->received, x->total);
+    TT_CHECK_EQ_U64(x->b.bad, 0);
+    TT_CHECK_EQ_U64(x->b.received, x->b.total);
     TT_REQUIRE(x->changed_at != 0);
     tern_conn_stats st;
-    tern_conn_get_stats(x->sc, &st);
+    tern_conn_get_stats(x->b.sc, &st);
     const sim_link_stats *ls = sim_link_get_stats(x->ab);
     /* The bound: the first probe timeout after the last acknowledged large packet (PTO =
      * srtt + 4 rttvar + max ACK delay, measured here, once backed off), then one round trip
@@ -184,7 +149,7 @@ static void mtu_drop(double loss)
            "the change, %llu dropped by the MTU, %llu suspicions, %llu black holes, %llu retx "
            "frags, size now %llu\n",
            loss * 100, (double)x->drop_after / 1e6, (double)x->stall / 1e6, (double)bound / 1e6,
-           (double)(x->done_at - x->changed_at) / 1e9, (unsigned long long)ls->dropped_mtu,
+           (double)(x->b.done_at - x->changed_at) / 1e9, (unsigned long long)ls->dropped_mtu,
            (unsigned long long)st.pmtu_suspicions, (unsigned long long)st.pmtu_black_holes,
            (unsigned long long)st.packets_retransmitted_frags,
            (unsigned long long)st.pmtu_size);
@@ -196,9 +161,9 @@ static void mtu_drop(double loss)
      * finds 1472; keep-alives hold the connection meanwhile */
     set_mtu(x, 1500);
     sim_run_until(u.s, sim_now(u.s) + 620 * S);
-    TT_CHECK_EQ_INT(tern_conn_get_state(x->sc), TERN_CONN_ESTABLISHED);
-    TT_CHECK_EQ_U64(x->sc->pmtu.size, 1472);
-    TT_CHECK_EQ_U64(tern__conn_max_payload(x->sc), 1472);
+    TT_CHECK_EQ_INT(tern_conn_get_state(x->b.sc), TERN_CONN_ESTABLISHED);
+    TT_CHECK_EQ_U64(x->b.sc->pmtu.size, 1472);
+    TT_CHECK_EQ_U64(tern__conn_max_payload(x->b.sc), 1472);
     setup_free(&u);
 }
 
@@ -219,16 +184,16 @@ static void test_lossy_link_keeps_its_size(void)
         uint64_t t0 = sim_now(u.s);
         int rc = sim_run_while(u.s, running, x, t0 + 300 * S);
         TT_REQUIRE_MSG(rc == SIM_OK, "sim: %d %s", rc, sim_error(u.s));
-        TT_CHECK_EQ_U64(x->bad, 0);
-        TT_CHECK_EQ_U64(x->received, x->total);
+        TT_CHECK_EQ_U64(x->b.bad, 0);
+        TT_CHECK_EQ_U64(x->b.received, x->b.total);
         tern_conn_stats st;
-        tern_conn_get_stats(x->sc, &st);
+        tern_conn_get_stats(x->b.sc, &st);
         printf("    %.0f%% loss: %.2f s, %llu lost, %llu PTO, %llu suspicions, %llu black holes, "
                "size %llu\n",
-               losses[i] * 100, (double)(x->done_at - t0) / 1e9,
+               losses[i] * 100, (double)(x->b.done_at - t0) / 1e9,
                (unsigned long long)st.packets_lost, (unsigned long long)st.pto_count,
                (unsigned long long)st.pmtu_suspicions, (unsigned long long)st.pmtu_black_holes,
-               (unsigned long long)x->sc->pmtu.size);
+               (unsigned long long)x->b.sc->pmtu.size);
         TT_CHECK(x->discovered);
         TT_CHECK_EQ_U64(x->min_size_after_discovery, 1472);
         TT_CHECK_EQ_U64(st.pmtu_black_holes, 0);
