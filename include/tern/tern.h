@@ -202,6 +202,25 @@ typedef struct tern_callbacks {
      * elsewhere: the rendezvous target whose INTRODUCED comes after the initiator's handshake
      * (tern_rdv_client_hold). Counted in tern_endpoint_stats.accepts_held. */
     int (*on_accept_hold)(tern_conn *conn, void *user_data);
+    /* Frame-aware delivery (tern_flow_send_msg), receiving side: messages of flow_id were
+     * skipped, never to be delivered, because a message they depend on (directly, through a
+     * chain, or through their group of pictures) was given up by the sender or expired here.
+     * first_msg is the lowest skipped message ID, count how many were skipped by this event.
+     * The sender is told too (on_keyframe_request there); an application that carries its own
+     * signalling may also pass the request to its encoder itself. */
+    void (*on_msg_skipped)(tern_conn *conn, uint64_t flow_id, uint64_t first_msg, uint64_t count,
+                           void *user_data);
+    /* Frame-aware delivery, sending side: the encoder feeding flow_id should send a keyframe
+     * (a message with TERN_MSG_KEYFRAME) as soon as it can, because a message others depend on
+     * was lost for good: we gave it up (deadline, retransmission budget, tern_flow_flush) or the
+     * receiver skipped frames and asked (a KEYFRAME_REQUEST frame). Repeated requests within
+     * one RTT are reported once. */
+    void (*on_keyframe_request)(tern_conn *conn, uint64_t flow_id, void *user_data);
+    /* Encoder feedback: the rate an application should produce now (tern_conn_target_rate),
+     * in bits per second of message payload, derived from the bandwidth estimate, the queueing
+     * delay and the loss rate. Called when it moves by 10% or more; a fall is reported within
+     * a few RTTs of the network's. */
+    void (*on_target_rate)(tern_conn *conn, uint64_t bps, void *user_data);
 } tern_callbacks;
 
 typedef struct tern_endpoint_config {
@@ -481,7 +500,25 @@ typedef struct tern_flow_config {
     uint8_t stream;           /* a byte stream: RELIABLE and ordered, and the receiver's
                                  on_message gets the bytes as they arrive in order, without
                                  waiting for (or marking) message boundaries */
+    /* forward error correction (docs/protocol.md, "Repair"): repair fragments computed over
+     * groups of the flow's fragments (Reed-Solomon, XOR parity for a group that needs one) let
+     * the receiver rebuild lost fragments without waiting a round trip */
+    uint8_t fec;              /* TERN_FEC_* (OFF) */
+    uint8_t fec_group;        /* source fragments per group at most, 1..64 (16); a group also
+                                 closes when the flow's queue runs empty (a frame's end) */
+    uint8_t fec_repair_pct;   /* FIXED: repair fragments per 100 source fragments, rounded up
+                                 per group (25); ADAPTIVE: the most it may use (50) */
 } tern_flow_config;
+
+enum {
+    TERN_FEC_OFF = 0,      /* loss is repaired by retransmission (NACK) only */
+    TERN_FEC_FIXED = 1,    /* every group gets fec_repair_pct repair */
+    TERN_FEC_ADAPTIVE = 2, /* repair follows the measured loss and its bursts, and each
+                              message's deadline: sent where a retransmission could not arrive
+                              in time (and for the tail of a burst of data, where the next
+                              retransmission would wait for a probe timeout); none where
+                              retransmission can repair in time */
+};
 
 void tern_flow_config_default(tern_flow_config *cfg);
 
@@ -533,6 +570,42 @@ int tern_flow_send(tern_conn *c, uint64_t flow_id, uint64_t now, const uint8_t *
 int tern_flow_send_ref(tern_conn *c, uint64_t flow_id, uint64_t now, const uint8_t *data,
                        size_t len, int priority, void *token);
 
+/* Frame-aware sending: options of one message for tern_flow_send_msg. Messages of a flow are
+ * numbered from 0 in the order they are queued (every tern_flow_send* call takes the next
+ * number), and a message may name what it depends on. When the sender gives a message up
+ * (deadline, retransmission budget, tern_flow_flush) or the receiver finds it expired, every
+ * message that depends on it, directly or through a chain, is dropped at the sender (not sent,
+ * or no longer retransmitted) and skipped at the receiver (on_msg_skipped there), and the
+ * sending application gets on_keyframe_request. Dependencies need an ordered flow. */
+enum {
+    TERN_MSG_KEYFRAME = 1,   /* starts a group of pictures: depends on nothing before it */
+    TERN_MSG_DEPENDS = 2,    /* depends on message depends_on (an earlier message of the flow) */
+    TERN_MSG_GOP = 4,        /* depends on every earlier message of its group of pictures
+                                (since the last TERN_MSG_KEYFRAME) */
+};
+typedef struct tern_msg_opts {
+    int priority;            /* 0..7, or < 0: the flow's default */
+    uint32_t deadline_ms;    /* 0: the flow's deadline_ms */
+    uint32_t flags;          /* TERN_MSG_* */
+    uint64_t depends_on;     /* with TERN_MSG_DEPENDS: that message's ID */
+} tern_msg_opts;
+/* Queues one message as tern_flow_send does (copying it; opts NULL: the flow's defaults) and
+ * stores its message ID in *msg_id (may be NULL). Errors as tern_flow_send, and
+ * TERN_ERR_INVALID_ARG for a dependency on a later message or on an unordered flow. A message
+ * that depends on one already given up is refused with TERN_ERR_STATE: send a keyframe. */
+int tern_flow_send_msg(tern_conn *c, uint64_t flow_id, uint64_t now, const uint8_t *data,
+                       size_t len, const tern_msg_opts *opts, uint64_t *msg_id);
+
+/* Drops what a sending flow has queued, e.g. for a bitrate switch: TERN_FLUSH_UNSENT drops the
+ * messages not yet begun on the wire (on any flow: the receiver never learns of them);
+ * TERN_FLUSH_ALL also gives up every message in flight or waiting for retransmission (PARTIAL
+ * and UNRELIABLE flows only: the receiver is told with FLOW_FORWARD and skips them). Dropped
+ * messages count as given up (on_flow_acked, on_flow_release with delivered 0) and their
+ * dependents are dropped with them. Returns the number of bytes dropped (>= 0) or
+ * TERN_ERR_NOT_FOUND, TERN_ERR_INVALID_ARG (FLUSH_ALL on a RELIABLE flow). */
+enum { TERN_FLUSH_UNSENT = 0, TERN_FLUSH_ALL = 1 };
+int64_t tern_flow_flush(tern_conn *c, uint64_t flow_id, int mode);
+
 /* What on_flow_acked reports about a sending flow: cumulative since it opened. */
 struct tern_flow_progress {
     uint64_t acked_bytes;       /* message bytes the peer acknowledged (counted per fragment) */
@@ -554,7 +627,16 @@ struct tern_network_info {
     uint64_t srtt_ns, min_rtt_ns, rttvar_ns;
     uint64_t cwnd_bytes, bytes_in_flight;
     double loss_rate;         /* lost / sent packets over the recent past (0..1) */
+    uint64_t queue_delay_ns;  /* smoothed RTT above the minimum: what our own sending queues */
+    double loss_burst;        /* mean length of a run of lost packets (1: random loss) */
+    uint64_t target_rate_bps; /* what an encoder should produce now (tern_conn_target_rate) */
 };
+
+/* Encoder feedback: the payload rate (bits per second) an application producing live media
+ * should aim for now: the bandwidth estimate less the repair the flows' FEC needs at the
+ * measured loss, reduced while our own queue builds (queue_delay) so the queue drains; also
+ * pushed through on_target_rate when it moves by 10%. 0 before there is an estimate. */
+uint64_t tern_conn_target_rate(const tern_conn *c);
 
 /* The current estimate (also pushed through on_network when it changes). */
 void tern_conn_network_info(const tern_conn *c, tern_network_info *info);
@@ -600,6 +682,19 @@ typedef struct tern_conn_stats {
      * often probes of the size itself were lost too (a black hole: back to max_udp_payload and a
      * fresh search) */
     uint64_t pmtu_size, pmtu_suspicions, pmtu_black_holes;
+    /* forward error correction (docs/protocol.md, "Repair") */
+    uint64_t fec_repair_sent;      /* repair fragments we sent */
+    uint64_t fec_repair_received;  /* repair fragments that arrived */
+    uint64_t fec_recovered;        /* fragments we rebuilt from repair (not retransmitted) */
+    uint64_t fec_unrecoverable;    /* groups that lost more than their repair could rebuild */
+    uint64_t fec_dropped;          /* repair fragments dropped: group unknown, over the repair
+                                      memory budget, or for fragments already complete */
+    /* frame-aware delivery */
+    uint64_t msgs_dropped_dep;     /* sender: messages dropped because one they need was lost */
+    uint64_t msgs_skipped_dep;     /* receiver: messages skipped for the same reason */
+    uint64_t keyframe_requests_sent, keyframe_requests_received;
+    uint64_t flushed_bytes;        /* tern_flow_flush */
+    uint64_t target_rate_events;   /* on_target_rate calls */
 } tern_conn_stats;
 
 void tern_conn_get_stats(const tern_conn *c, tern_conn_stats *st);

@@ -141,6 +141,9 @@ void tern__flow_config_defaults(tern_flow_config *cfg)
     cfg->reliability = TERN_FLOW_RELIABLE;
     cfg->ordered = 1;
     cfg->priority = 3;
+    cfg->fec = TERN_FEC_OFF;
+    cfg->fec_group = 16;
+    cfg->fec_repair_pct = 25;
 }
 
 static int sflow_grow(tern_conn *c, tern__sflow *f, size_t need)
