@@ -63,7 +63,8 @@ static int process_frames(tern_conn *c, tern__rx *rx, const uint8_t *p, const ui
             if (tern__rec_on_ack(c, &af, now) != TERN_OK) return TERN_ERR_PROTOCOL;
             continue;
         }
-        if (type >= TERN__FRAME_FLOW_DATA && type <= TERN__FRAME_FLOW_DATA_PART) {
+        if ((type >= TERN__FRAME_FLOW_DATA && type <= TERN__FRAME_FLOW_DATA_PART) ||
+            type == TERN__FRAME_KEYFRAME_REQUEST) {
             *probing_only = 0;
             const uint8_t *q = tern__get_varint(p, end, &type);
             int rc = tern__flow_on_frame(c, type, &q, end);
