@@ -49,33 +49,33 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: tern stream send --to ADDR:PORT --server-key HEX [options]\n"
-            "       tern stream send --udp-out HOST:PORT [options]     (UDP mode, e.g. into\n"
-            "                                                           srt-live-transmit)\n"
-            "       tern stream recv --listen ADDR:PORT [options]\n"
-            "       tern stream recv --udp-in ADDR:PORT [options]      (UDP mode)\n"
-            "Live video, measured per frame: the sender produces frames (synthetic, or MPEG-TS\n"
-            "from stdin) and the receiver reports each frame's latency from capture to delivery,\n"
-            "frames on time, late and lost, stall time and percentiles.\n"
-            "Sender:\n"
-            "  --bitrate R         video bitrate, at most (default 1M; k, M, G: decimal)\n"
-            "  --min-bitrate R     the least the sender adapts down to (default bitrate / 8)\n"
-            "  --fps N             frames per second (default 25)\n"
-            "  --gop N             frames per group of pictures: a keyframe (5x a P-frame) every\n"
-            "                      N frames (default 50)\n"
-            "  --duration S        seconds of synthetic frames (default 30)\n"
-            "  --seed N            the synthetic sizes' seed (default 1): same seed, same frames\n"
-            "  --ts                MPEG-TS from stdin instead (a frame from one payload unit start\n"
-            "                      of the video PID to the next; keyframes from the random access\n"
-            "                      indicator); e.g. ffmpeg -re -i in.mp4 -c copy -f mpegts - |\n"
-            "  --ts-pid PID        the video PID (default: the first video stream in the PMT)\n"
-            "  --latency MS|auto   each frame's deadline in tern (default auto: 1.25 x min RTT +\n"
-            "                      150 ms; the core counts a whole RTT as the one-way delay)\n"
-            "  --fec off|fixed|adaptive  forward error correction of the frames (adaptive)\n"
-            "  --no-adapt          keep --bitrate: ignore the connection's target rate\n"
-            "  --udp-out HOST:PORT UDP mode: each frame as datagrams to HOST:PORT, no tern\n"
-            "  --udp-size BYTES    UDP mode's datagram size at most (default 1316 = 7 x 188)\n");
+    fprintf(
+        f, "usage: tern stream send --to ADDR:PORT --server-key HEX [options]\n"
+           "       tern stream send --udp-out HOST:PORT [options]     (UDP mode, e.g. into\n"
+           "                                                           srt-live-transmit)\n"
+           "       tern stream recv --listen ADDR:PORT [options]\n"
+           "       tern stream recv --udp-in ADDR:PORT [options]      (UDP mode)\n"
+           "Live video, measured per frame: the sender produces frames (synthetic, or MPEG-TS\n"
+           "from stdin) and the receiver reports each frame's latency from capture to delivery,\n"
+           "frames on time, late and lost, stall time and percentiles.\n"
+           "Sender:\n"
+           "  --bitrate R         video bitrate, at most (default 1M; k, M, G: decimal)\n"
+           "  --min-bitrate R     the least the sender adapts down to (default bitrate / 8)\n"
+           "  --fps N             frames per second (default 25)\n"
+           "  --gop N             frames per group of pictures: a keyframe (5x a P-frame) every\n"
+           "                      N frames (default 50)\n"
+           "  --duration S        seconds of synthetic frames (default 30)\n"
+           "  --seed N            the synthetic sizes' seed (default 1): same seed, same frames\n"
+           "  --ts                MPEG-TS from stdin instead (a frame from one payload unit start\n"
+           "                      of the video PID to the next; keyframes from the random access\n"
+           "                      indicator); e.g. ffmpeg -re -i in.mp4 -c copy -f mpegts - |\n"
+           "  --ts-pid PID        the video PID (default: the first video stream in the PMT)\n"
+           "  --latency MS|auto   each frame's deadline in tern (default auto: 1.25 x min RTT +\n"
+           "                      150 ms; the core counts a whole RTT as the one-way delay)\n"
+           "  --fec off|fixed|adaptive  forward error correction of the frames (adaptive)\n"
+           "  --no-adapt          keep --bitrate: ignore the connection's target rate\n"
+           "  --udp-out HOST:PORT UDP mode: each frame as datagrams to HOST:PORT, no tern\n"
+           "  --udp-size BYTES    UDP mode's datagram size at most (default 1316 = 7 x 188)\n");
     fprintf(f, "  (and tern send's connection options:)\n");
     tools_transport_usage(f);
     fprintf(f,
@@ -141,7 +141,8 @@ static void on_established(tern_conn *c, void *user)
     tern_flow_config_default(&fc); /* reliable: the end message */
     rc = tern_flow_open(c, &fc, &s->ctl);
     if (rc != TERN_OK) return sender_fail(s, "cannot open the control flow", rc);
-    if (!s->o->quiet) tools_transport_connected(stderr, "tern stream send", c, s->t_connect, &s->cc);
+    if (!s->o->quiet)
+        tools_transport_connected(stderr, "tern stream send", c, s->t_connect, &s->cc);
     /* the frame clock starts with the first RTT sample (until then the core bounds the one-way
      * delay by its initial RTT, 333 ms, and a deadline from the real one would be missed) */
     if (tern_conn_ping(c, tern_driver_now(s->link.d)) != TERN_OK) s->phase = 1;
@@ -246,8 +247,7 @@ static void pump(send_state *s, int stdin_readable)
         stdin_readable = 0;
         if (r == 0) return;
         if (r == -2) {
-            fprintf(stderr, "tern stream send: %s\n",
-                    s->o->ts ? strerror(errno) : "out of memory");
+            fprintf(stderr, "tern stream send: %s\n", s->o->ts ? strerror(errno) : "out of memory");
             s->failed = 1;
             r = -1;
         }
@@ -289,7 +289,8 @@ static void sender_loop(send_state *s)
         if (poll(p, (nfds_t)nfds, ms) < 0 && errno != EINTR) break;
         int r = tern_driver_process(d);
         if (r != TERN_OK) {
-            if (r < 0) fprintf(stderr, "tern stream send: event loop failed: %s\n", strerror(errno));
+            if (r < 0)
+                fprintf(stderr, "tern stream send: event loop failed: %s\n", strerror(errno));
             break;
         }
         if (s->link.conn == NULL) break;
@@ -379,8 +380,8 @@ static int stream_send(const stream_opts *o, const tools_client_opts *co)
     }
     grace = 300 * TERN_NS_PER_MS;
     if (s.link.closed.err != 0) {
-        exit_code = tools_explain_conn_error(cmd, s.where, &s.link.closed, co->timeout_ms,
-                                             co->idle_ms);
+        exit_code =
+            tools_explain_conn_error(cmd, s.where, &s.link.closed, co->timeout_ms, co->idle_ms);
     } else if (s.phase == 3 && !s.failed) {
         exit_code = XFER_EXIT_OK;
     } else if (tools_interrupted()) {
@@ -428,10 +429,10 @@ typedef struct recv_state {
     stream_stats st;
     FILE *out;
     int end_seen, media_closed, out_failed;
-    uint64_t media;       /* the flow the frames came on (valid once have_media) */
+    uint64_t media; /* the flow the frames came on (valid once have_media) */
     int have_media;
     uint64_t bad_messages;
-    tern_conn_stats cs;   /* the connection's counters, taken when it ends */
+    tern_conn_stats cs; /* the connection's counters, taken when it ends */
     int have_cs;
 } recv_state;
 
@@ -625,8 +626,10 @@ int cmd_stream(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0, took = 0;
         uint64_t u = 0;
-        if (sending) took = tools_client_opt(&co, argc, argv, &i);
-        else took = tools_listen_opt(&lo, argc, argv, &i);
+        if (sending)
+            took = tools_client_opt(&co, argc, argv, &i);
+        else
+            took = tools_listen_opt(&lo, argc, argv, &i);
         if (took == 1) continue;
         if (took < 0) {
             bad = 1;

@@ -27,21 +27,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STREAM_HDR_LEN 22        /* 'F' frame header */
-#define STREAM_UDP_HDR 26        /* 'U' datagram header */
-#define STREAM_UDP_MAX 1316      /* 7 x 188: SRT live mode's default payload size */
+#define STREAM_HDR_LEN 22           /* 'F' frame header */
+#define STREAM_UDP_HDR 26           /* 'U' datagram header */
+#define STREAM_UDP_MAX 1316         /* 7 x 188: SRT live mode's default payload size */
 #define STREAM_MAX_FRAME (8u << 20) /* payload bytes of one frame, at most (either side) */
-#define STREAM_MAX_PARTS 8192    /* datagrams of one frame, at most (UDP mode) */
+#define STREAM_MAX_PARTS 8192       /* datagrams of one frame, at most (UDP mode) */
 #define STREAM_TS_PACKET 188
 
 enum { STREAM_F_KEY = 1, STREAM_F_TS = 2 };
 
 typedef struct stream_hdr {
-    uint32_t num;        /* frame number, from 0 */
-    uint8_t flags;       /* STREAM_F_* */
-    uint64_t capture_ns; /* CLOCK_REALTIME at capture (same host in the netlab: clocks agree) */
-    uint32_t size;       /* payload bytes */
-    uint32_t interval_us;/* the stream's frame interval */
+    uint32_t num;         /* frame number, from 0 */
+    uint8_t flags;        /* STREAM_F_* */
+    uint64_t capture_ns;  /* CLOCK_REALTIME at capture (same host in the netlab: clocks agree) */
+    uint32_t size;        /* payload bytes */
+    uint32_t interval_us; /* the stream's frame interval */
 } stream_hdr;
 
 /* 'F' header into p[STREAM_HDR_LEN]. */
@@ -65,7 +65,7 @@ int stream_check(const uint8_t *p, size_t len, uint32_t n, uint32_t off);
  * frames. The bitrate may change between frames (tern mode follows the target rate). */
 #define STREAM_KEY_RATIO 5
 typedef struct stream_gen {
-    uint64_t bitrate;   /* bits per second of payload now */
+    uint64_t bitrate; /* bits per second of payload now */
     unsigned fps, gop;
     uint64_t rng;       /* xorshift64 state */
     unsigned since_key; /* frames since the last keyframe (gop: the next one is a keyframe) */
@@ -83,17 +83,17 @@ size_t stream_gen_next(stream_gen *g, int *key);
  * MPEG-1/2, MPEG-4, H.264, HEVC); without one, a frame is every STREAM_TS_CHUNK packets. */
 #define STREAM_TS_CHUNK 64
 typedef struct stream_ts {
-    int pid;            /* the video PID, -1 until known */
-    int pid_fixed;      /* from --ts-pid */
-    int pmt_pid;        /* -1 until the PAT named it */
-    uint8_t *buf;       /* the frame being cut */
+    int pid;       /* the video PID, -1 until known */
+    int pid_fixed; /* from --ts-pid */
+    int pmt_pid;   /* -1 until the PAT named it */
+    uint8_t *buf;  /* the frame being cut */
     size_t len, cap;
-    uint8_t *done;      /* the frame handed out last (valid until the next call) */
+    uint8_t *done; /* the frame handed out last (valid until the next call) */
     size_t done_cap;
-    int started;        /* buf holds the video PID's start of a frame */
-    int key;            /* that packet had random_access_indicator */
-    unsigned packets;   /* in buf */
-    uint64_t bad;       /* packets without the 0x47 sync byte: dropped */
+    int started;      /* buf holds the video PID's start of a frame */
+    int key;          /* that packet had random_access_indicator */
+    unsigned packets; /* in buf */
+    uint64_t bad;     /* packets without the 0x47 sync byte: dropped */
 } stream_ts;
 void stream_ts_init(stream_ts *t, int pid); /* pid < 0: from the PMT */
 void stream_ts_free(stream_ts *t);
@@ -114,16 +114,16 @@ typedef struct stream_rec {
 } stream_rec;
 typedef struct stream_stats {
     stream_rec *rec;
-    uint32_t n, cap;     /* records in use (highest frame number + 1), allocated */
-    uint32_t max_frames; /* budget (default STREAM_MAX_FRAMES) */
-    uint32_t total;      /* frames the sender produced, from its end message (0: unknown) */
-    uint64_t interval_ns;/* from the frames' headers */
-    uint64_t bytes;      /* payload bytes delivered */
-    uint64_t refused;    /* frames over the budget */
-    uint64_t dup;        /* frames delivered twice (counted once) */
-    uint64_t skipped;    /* tern mode: frames the transport skipped (on_msg_skipped) */
-    uint64_t early;      /* frames whose capture time is after their delivery (clocks apart):
-                            counted with latency 0 */
+    uint32_t n, cap;      /* records in use (highest frame number + 1), allocated */
+    uint32_t max_frames;  /* budget (default STREAM_MAX_FRAMES) */
+    uint32_t total;       /* frames the sender produced, from its end message (0: unknown) */
+    uint64_t interval_ns; /* from the frames' headers */
+    uint64_t bytes;       /* payload bytes delivered */
+    uint64_t refused;     /* frames over the budget */
+    uint64_t dup;         /* frames delivered twice (counted once) */
+    uint64_t skipped;     /* tern mode: frames the transport skipped (on_msg_skipped) */
+    uint64_t early;       /* frames whose capture time is after their delivery (clocks apart):
+                             counted with latency 0 */
 } stream_stats;
 #define STREAM_MAX_FRAMES (1u << 22) /* 46 hours at 25 fps; 16 bytes each: 64 MiB at most */
 
@@ -134,14 +134,14 @@ void stream_stats_free(stream_stats *s);
 int stream_stats_frame(stream_stats *s, const stream_hdr *h, uint64_t now_ns, int corrupt);
 
 typedef struct stream_summary {
-    uint32_t frames;     /* the sender's count, else the highest frame number seen + 1 */
+    uint32_t frames; /* the sender's count, else the highest frame number seen + 1 */
     uint32_t ontime, late, lost, corrupt, keyframes;
     double ontime_pct;
-    double playout_ms;   /* the budget used */
-    double owd_ms;       /* the smallest latency of a frame: the one-way delay plus that frame's
-                            time on the wire */
+    double playout_ms; /* the budget used */
+    double owd_ms;     /* the smallest latency of a frame: the one-way delay plus that frame's
+                          time on the wire */
     double p50_ms, p99_ms, max_ms; /* over the frames delivered (on time or late) */
-    double stall_ms;     /* see stream_stats_summary */
+    double stall_ms;               /* see stream_stats_summary */
 } stream_summary;
 /* Classifies every frame 0..frames-1: on time (delivered intact within playout_ns of its
  * capture), late (delivered after), lost (never delivered, skipped, or corrupt). playout_ns 0:
@@ -186,19 +186,19 @@ int stream_parse_rate(const char *text, uint64_t *bps);
 /* ---- the sender's frame source (stream_src.c): the synthetic encoder on a clock, or MPEG-TS
  * read from stdin; each frame comes out as a whole 'F' message (header and payload). */
 typedef struct stream_source {
-    int ts;                   /* MPEG-TS from stdin, else synthetic */
+    int ts; /* MPEG-TS from stdin, else synthetic */
     stream_gen gen;
     stream_ts tsr;
-    uint64_t interval_ns;     /* 1 s / fps */
-    uint64_t t0_mono, t0_real;/* the first frame's capture: monotonic and CLOCK_REALTIME */
-    uint32_t next;            /* the next frame's number */
-    uint32_t limit;           /* synthetic: frames to produce (duration x fps) */
-    uint8_t *buf;             /* the last frame built: header and payload */
+    uint64_t interval_ns;      /* 1 s / fps */
+    uint64_t t0_mono, t0_real; /* the first frame's capture: monotonic and CLOCK_REALTIME */
+    uint32_t next;             /* the next frame's number */
+    uint32_t limit;            /* synthetic: frames to produce (duration x fps) */
+    uint8_t *buf;              /* the last frame built: header and payload */
     size_t cap;
     uint8_t in[64 * STREAM_TS_PACKET]; /* stdin bytes not yet cut */
     size_t in_len;
-    uint64_t ts_capture;      /* CLOCK_REALTIME when the TS frame being cut began */
-    int eof;                  /* stdin ended (TS), or the synthetic limit was reached */
+    uint64_t ts_capture; /* CLOCK_REALTIME when the TS frame being cut began */
+    int eof;             /* stdin ended (TS), or the synthetic limit was reached */
     uint64_t frames, bytes, keyframes;
 } stream_source;
 
@@ -214,8 +214,8 @@ uint64_t stream_source_wait(const stream_source *s, uint64_t now_mono);
  * poll() found stdin readable, and one read() is done): returns 1 and *msg, *len (the whole
  * 'F' message, valid until the next call; *h its header); 0 when none is ready yet; -1 at the
  * end of the stream; -2 out of memory or a read error (errno). */
-int stream_source_next(stream_source *s, uint64_t now_mono, uint64_t now_real,
-                       int stdin_readable, stream_hdr *h, const uint8_t **msg, size_t *len);
+int stream_source_next(stream_source *s, uint64_t now_mono, uint64_t now_real, int stdin_readable,
+                       stream_hdr *h, const uint8_t **msg, size_t *len);
 /* Builds again the frame last returned as a keyframe of the synthetic encoder (the transport
  * refused the P-frame because its reference was lost): same number and capture time. TS
  * frames are only marked. Returns 0, or -2 out of memory. */
@@ -238,10 +238,10 @@ typedef struct stream_opts {
     const char *udp_out;           /* --udp-out HOST:PORT: UDP mode */
     uint64_t udp_size;             /* --udp-size: datagram bytes at most (1316) */
     /* receiver */
-    const char *udp_in;            /* --udp-in ADDR:PORT: UDP mode */
-    uint64_t playout_ms;           /* --playout (0: smallest latency + 100 ms) */
-    const char *out;               /* --out FILE: MPEG-TS frames written in order (tern mode) */
-    uint64_t idle_ms;              /* --idle-timeout: UDP mode's end without an end datagram */
+    const char *udp_in;  /* --udp-in ADDR:PORT: UDP mode */
+    uint64_t playout_ms; /* --playout (0: smallest latency + 100 ms) */
+    const char *out;     /* --out FILE: MPEG-TS frames written in order (tern mode) */
+    uint64_t idle_ms;    /* --idle-timeout: UDP mode's end without an end datagram */
     int quiet;
 } stream_opts;
 

@@ -88,7 +88,8 @@ uint8_t stream_pattern(uint32_t n, uint32_t j)
 
 void stream_fill(uint8_t *p, size_t len, uint32_t n, uint32_t off)
 {
-    for (size_t i = 0; i < len; i++) p[i] = stream_pattern(n, off + (uint32_t)i);
+    for (size_t i = 0; i < len; i++)
+        p[i] = stream_pattern(n, off + (uint32_t)i);
 }
 
 int stream_check(const uint8_t *p, size_t len, uint32_t n, uint32_t off)
@@ -166,8 +167,9 @@ static const uint8_t *psi_section(const uint8_t *pkt, size_t off, size_t *len)
     if (off + 3 > STREAM_TS_PACKET) return NULL;
     size_t sl = ((size_t)(pkt[off + 1] & 0x0f) << 8) | pkt[off + 2];
     size_t end = off + 3 + sl;
-    if (end > STREAM_TS_PACKET) end = STREAM_TS_PACKET; /* a section over several packets:
-                                                           what this packet has */
+    if (end > STREAM_TS_PACKET)
+        end = STREAM_TS_PACKET; /* a section over several packets:
+                                   what this packet has */
     *len = end - off;
     return pkt + off;
 }
@@ -289,7 +291,8 @@ int stream_stats_frame(stream_stats *s, const stream_hdr *h, uint64_t now_ns, in
     }
     if (h->num >= s->cap) {
         uint64_t nc = s->cap ? s->cap : 1024;
-        while (nc <= h->num) nc *= 2;
+        while (nc <= h->num)
+            nc *= 2;
         if (nc > s->max_frames) nc = s->max_frames;
         stream_rec *r = realloc(s->rec, (size_t)nc * sizeof(*r));
         if (r == NULL) {
@@ -352,9 +355,12 @@ int stream_stats_summary(const stream_stats *s, uint64_t playout_ns, stream_summ
         int ontime = 0;
         if (i < frames) {
             ontime = i < s->n && s->rec[i].state == 1 && s->rec[i].latency_ns <= playout_ns;
-            if (ontime) o->ontime++;
-            else if (i < s->n && s->rec[i].state == 1) o->late++;
-            else o->lost++;
+            if (ontime)
+                o->ontime++;
+            else if (i < s->n && s->rec[i].state == 1)
+                o->late++;
+            else
+                o->lost++;
         }
         if (ontime || i == frames) {
             int64_t gap = (int64_t)i - prev;
@@ -461,8 +467,7 @@ int stream_udp_rx_datagram(stream_udp_rx *r, const uint8_t *p, size_t len, strea
     }
     s->seen[idx / 8] |= (uint8_t)(1u << (idx % 8));
     s->got++;
-    if (!(d.flags & STREAM_F_TS) &&
-        stream_check(p + STREAM_UDP_HDR, pl, d.num, (uint32_t)off) != 0)
+    if (!(d.flags & STREAM_F_TS) && stream_check(p + STREAM_UDP_HDR, pl, d.num, (uint32_t)off) != 0)
         s->corrupt = 1;
     if (s->got < s->count) return 0;
     *h = s->h;
@@ -480,9 +485,12 @@ int stream_parse_rate(const char *text, uint64_t *bps)
     double v = strtod(text, &end);
     if (end == text || v <= 0) return -1;
     double mul = 1;
-    if (*end == 'k' || *end == 'K') mul = 1e3, end++;
-    else if (*end == 'm' || *end == 'M') mul = 1e6, end++;
-    else if (*end == 'g' || *end == 'G') mul = 1e9, end++;
+    if (*end == 'k' || *end == 'K')
+        mul = 1e3, end++;
+    else if (*end == 'm' || *end == 'M')
+        mul = 1e6, end++;
+    else if (*end == 'g' || *end == 'G')
+        mul = 1e9, end++;
     if (*end != '\0' || v * mul > 1e11 || v * mul < 1000) return -1;
     *bps = (uint64_t)(v * mul);
     return 0;

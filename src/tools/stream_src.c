@@ -54,7 +54,8 @@ static int reserve(stream_source *s, size_t need)
 {
     if (need <= s->cap) return 0;
     size_t nc = s->cap;
-    while (nc < need) nc *= 2;
+    while (nc < need)
+        nc *= 2;
     uint8_t *b = realloc(s->buf, nc);
     if (b == NULL) return -2;
     s->buf = b, s->cap = nc;
@@ -67,8 +68,10 @@ static int build(stream_source *s, stream_hdr *h, const uint8_t *data, const uin
 {
     if (reserve(s, STREAM_HDR_LEN + (size_t)h->size) != 0) return -2;
     stream_hdr_put(s->buf, h);
-    if (data) memcpy(s->buf + STREAM_HDR_LEN, data, h->size);
-    else stream_fill(s->buf + STREAM_HDR_LEN, h->size, h->num, 0);
+    if (data)
+        memcpy(s->buf + STREAM_HDR_LEN, data, h->size);
+    else
+        stream_fill(s->buf + STREAM_HDR_LEN, h->size, h->num, 0);
     *msg = s->buf;
     *len = STREAM_HDR_LEN + (size_t)h->size;
     s->frames++;
@@ -103,8 +106,8 @@ static int ts_frame(stream_source *s, const uint8_t *data, size_t n, int key, ui
     return build(s, h, data, msg, len);
 }
 
-int stream_source_next(stream_source *s, uint64_t now_mono, uint64_t now_real,
-                       int stdin_readable, stream_hdr *h, const uint8_t **msg, size_t *len)
+int stream_source_next(stream_source *s, uint64_t now_mono, uint64_t now_real, int stdin_readable,
+                       stream_hdr *h, const uint8_t **msg, size_t *len)
 {
     if (!s->ts) {
         if (s->eof) return -1;
@@ -142,7 +145,8 @@ int stream_source_next(stream_source *s, uint64_t now_mono, uint64_t now_real,
         }
         if (!stdin_readable) return 0;
         ssize_t n;
-        do n = read(0, s->in + s->in_len, sizeof(s->in) - s->in_len);
+        do
+            n = read(0, s->in + s->in_len, sizeof(s->in) - s->in_len);
         while (n < 0 && errno == EINTR);
         stdin_readable = 0; /* one read per readiness: the next could block */
         if (n < 0 && errno == EAGAIN) return 0;

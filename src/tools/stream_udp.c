@@ -23,7 +23,8 @@
 #include "tools/stream.h"
 #include "tools/tools.h"
 
-#define UDP_RCVBUF (8 << 20) /* the receiver's socket buffer: a 10 Mbit/s keyframe burst and more */
+#define UDP_RCVBUF (8 << 20) /* the receiver's socket buffer: a 10 Mbit/s keyframe burst and more  \
+                              */
 
 /* A UDP socket for a (socket(), then bind or connect to a). Returns the fd or -1 (printed). */
 static int udp_socket(const char *cmd, const tern_addr *a, int bind_it)
@@ -82,7 +83,7 @@ int stream_udp_send(const stream_opts *o)
             int n = poll(&p, o->ts ? 1 : 0, ms);
             readable = n > 0;
             if (!o->ts && wait > 1000000) continue; /* woke early: wait again */
-            if (!o->ts && wait > 0) { /* the last millisecond: sleep it exactly */
+            if (!o->ts && wait > 0) {               /* the last millisecond: sleep it exactly */
                 struct timespec ts = {0, (long)(stream_source_wait(&src, tools_now_ns()))};
                 nanosleep(&ts, NULL);
             }
@@ -102,8 +103,10 @@ int stream_udp_send(const stream_opts *o)
         unsigned parts = stream_udp_parts(&h, (size_t)o->udp_size);
         for (unsigned i = 0; i < parts; i++) {
             size_t dl = stream_udp_part(&h, msg + STREAM_HDR_LEN, i, (size_t)o->udp_size, dg);
-            if (send(fd, dg, dl, 0) == (ssize_t)dl) datagrams++;
-            else errors++; /* nothing listening yet (ICMP refused), or a full buffer */
+            if (send(fd, dg, dl, 0) == (ssize_t)dl)
+                datagrams++;
+            else
+                errors++; /* nothing listening yet (ICMP refused), or a full buffer */
         }
     }
     uint8_t end[5];

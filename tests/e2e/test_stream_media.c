@@ -14,25 +14,28 @@
 #include "tools/stream.h"
 
 static int failures;
-#define CHECK(c)                                                                                  \
-    do {                                                                                          \
-        if (!(c)) {                                                                               \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);                 \
-            failures++;                                                                           \
-        }                                                                                         \
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);                  \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
 
 static void test_messages(void)
 {
     uint8_t m[STREAM_HDR_LEN + 100];
-    stream_hdr h = {.num = 77, .flags = STREAM_F_KEY, .capture_ns = 0x0102030405060708ull,
-                    .size = 100, .interval_us = 40000};
+    stream_hdr h = {.num = 77,
+                    .flags = STREAM_F_KEY,
+                    .capture_ns = 0x0102030405060708ull,
+                    .size = 100,
+                    .interval_us = 40000};
     stream_hdr_put(m, &h);
     stream_fill(m + STREAM_HDR_LEN, 100, 77, 0);
     stream_hdr g;
     CHECK(stream_hdr_get(m, sizeof(m), &g) == 0);
-    CHECK(g.num == 77 && g.flags == STREAM_F_KEY && g.capture_ns == h.capture_ns &&
-          g.size == 100 && g.interval_us == 40000);
+    CHECK(g.num == 77 && g.flags == STREAM_F_KEY && g.capture_ns == h.capture_ns && g.size == 100 &&
+          g.interval_us == 40000);
     CHECK(stream_check(m + STREAM_HDR_LEN, 100, 77, 0) == 0);
     CHECK(stream_check(m + STREAM_HDR_LEN, 100, 78, 0) != 0);
     CHECK(stream_hdr_get(m, sizeof(m) - 1, &g) != 0); /* size disagrees with the bytes */
@@ -65,8 +68,10 @@ static void test_gen(void)
         CHECK(ka == (i % 50 == 0));
         total += sa;
         keys += (unsigned)ka;
-        if (ka) key_size += sa;
-        else p_sum += sa;
+        if (ka)
+            key_size += sa;
+        else
+            p_sum += sa;
     }
     /* 20 s at 1 Mbit/s: 2.5 MB within 5% */
     CHECK(total > 2375000 && total < 2625000);
@@ -108,8 +113,8 @@ static void test_ts(void)
     CHECK(stream_ts_packet(&t, p, &out, &len, &key) == 0);
     /* PMT: audio 0x0f on 0x102, H.264 0x1b on 0x101 */
     ts_pkt(p, 0x100, 1, 0);
-    uint8_t pmt[] = {0,    0x02, 0xb0, 23,   0, 1, 0xc1, 0, 0, 0xe1, 0x01, 0xf0, 0,
-                     0x0f, 0xe1, 0x02, 0xf0, 0, 0x1b, 0xe1, 0x01, 0xf0, 0,    0,    0, 0, 0};
+    uint8_t pmt[] = {0,    0x02, 0xb0, 23, 0,    1,    0xc1, 0,    0, 0xe1, 0x01, 0xf0, 0, 0x0f,
+                     0xe1, 0x02, 0xf0, 0,  0x1b, 0xe1, 0x01, 0xf0, 0, 0,    0,    0,    0};
     memcpy(p + 4, pmt, sizeof(pmt));
     CHECK(stream_ts_packet(&t, p, &out, &len, &key) == 0);
     CHECK(t.pmt_pid == 0x100 && t.pid == 0x101);
@@ -142,8 +147,8 @@ static void test_udp(void)
     size_t size = 5000;
     uint8_t *pl = malloc(size), dg[STREAM_UDP_MAX];
     stream_fill(pl, size, 9, 0);
-    stream_hdr h = {.num = 9, .flags = 0, .capture_ns = 123, .size = (uint32_t)size,
-                    .interval_us = 40000};
+    stream_hdr h = {
+        .num = 9, .flags = 0, .capture_ns = 123, .size = (uint32_t)size, .interval_us = 40000};
     unsigned parts = stream_udp_parts(&h, STREAM_UDP_MAX);
     CHECK(parts == 4);
     stream_hdr got;
@@ -196,8 +201,8 @@ static void test_stats(void)
     /* 20 frames at 40 ms: 0-9 at 150 ms, 10 late (400 ms), 11-13 lost, 14-19 at 160 ms */
     for (uint32_t i = 0; i < 20; i++) {
         if (i >= 11 && i <= 13) continue;
-        stream_hdr h = {.num = i, .capture_ns = 1000 * ms + i * 40 * ms, .size = 10,
-                        .interval_us = 40000};
+        stream_hdr h = {
+            .num = i, .capture_ns = 1000 * ms + i * 40 * ms, .size = 10, .interval_us = 40000};
         uint64_t lat = i < 10 ? 150 * ms : i == 10 ? 400 * ms : 160 * ms;
         CHECK(stream_stats_frame(&s, &h, h.capture_ns + lat, 0) == 0);
     }
