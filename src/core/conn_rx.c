@@ -260,6 +260,7 @@ int tern__conn_recv_short(tern_endpoint *ep, tern__rx *rx, const uint8_t *pkt, s
     }
     if (c->state != TERN_CONN_ESTABLISHED) return TERN_OK;
     tern__flows_reap(c);
+    if (c->state == TERN_CONN_ESTABLISHED) tern__target_events(c);
     /* ACK policy: every ack_every ack-eliciting packets, at once on a gap (a NACK), or after
      * max_ack_delay */
     if (eliciting) {

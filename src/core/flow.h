@@ -45,6 +45,7 @@
 
 #include "core/ack.h"
 #include "core/cc.h"
+#include "core/target_rate.h"
 #include "tern/tern.h"
 
 enum {
@@ -274,6 +275,7 @@ typedef struct tern__recovery {
     uint64_t peer_max_ack_delay;
     uint64_t last_bw_reported, last_rtt_reported;
     uint64_t last_loss_reported_q16;
+    tern__target tgt;        /* encoder feedback (target_rate.c), reset with the path */
 } tern__recovery;
 
 /* A connection's flows (flow.c, flow_send.c, flow_recv.c; conn.c sets the first ids). */
