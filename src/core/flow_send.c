@@ -243,10 +243,12 @@ static void msg_give_up(tern_conn *c, tern__sflow *f, tern__msg *m, int how)
 }
 
 /* A KEYFRAME_REQUEST from the receiver: it skipped message mid for a lost dependency. A
- * keyframe queued after mid answers it already. */
+ * keyframe queued after mid answers it already; a flow that never named a dependency or a
+ * keyframe has no encoder to ask. */
 void tern__flow_on_kf_request(tern_conn *c, tern__sflow *f, uint64_t mid)
 {
     (void)c;
+    if (!f->deps_used) return; /* not a flow of frames: nothing to ask an encoder */
     if (f->gop_id != TERN__NO_MSG && f->gop_id > mid) return;
     f->kf_pending = 1;
 }

@@ -39,7 +39,7 @@ typedef struct duo {
     uint8_t last[64];
     uint64_t skipped_calls, skipped_first, skipped_count;
     /* sender */
-    uint64_t kf_requests;
+    uint64_t kf_requests, released, released_delivered;
     tern_flow_progress prog;
 } duo;
 
@@ -72,6 +72,14 @@ static void d_acked(tern_conn *c, uint64_t flow, const tern_flow_progress *p, vo
 {
     (void)c, (void)flow;
     ((duo *)u)->prog = *p;
+}
+
+static void d_release(tern_conn *c, uint64_t flow, void *token, int delivered, void *u)
+{
+    (void)c, (void)flow, (void)token;
+    duo *d = u;
+    d->released++;
+    d->released_delivered += delivered != 0;
 }
 
 /* A flow of a to b with reliability rel (ordered unless unordered). */
@@ -361,6 +369,23 @@ static void test_flush(void)
     TT_CHECK_EQ_INT(msg(&d, 4, 10, TERN_MSG_KEYFRAME, 0, NULL), TERN_OK);
     TT_CHECK_EQ_INT(tern_flow_flush(d.a.c, d.flow, 2), TERN_ERR_INVALID_ARG);
     TT_CHECK_EQ_INT(tern_flow_flush(d.a.c, d.flow + 2, TERN_FLUSH_ALL), TERN_ERR_NOT_FOUND);
+    duo_free(&d);
+
+    /* referenced messages come back undelivered, once each */
+    duo_init(&d, TERN_FLOW_UNRELIABLE, 0, 0);
+    d.a.ep->cb.on_flow_release = d_release;
+    static const uint8_t ref[3][40];
+    for (int i = 0; i < 3; i++)
+        TT_REQUIRE(tern_flow_send_ref(d.a.c, d.flow, d.now, ref[i], sizeof(ref[i]), -1,
+                                      (void *)&ref[i]) == TERN_OK);
+    TT_REQUIRE(build(d.a.c, d.now, &k0, 0));
+    TT_CHECK_EQ_INT(tern_flow_flush(d.a.c, d.flow, TERN_FLUSH_ALL), 120);
+    tern__flow_events(d.a.c);
+    TT_CHECK_EQ_U64(d.released, 3);
+    TT_CHECK_EQ_U64(d.released_delivered, 0);
+    acked(d.a.c, &k0); /* a late ACK changes nothing */
+    tern__flow_events(d.a.c);
+    TT_CHECK_EQ_U64(d.released, 3);
     duo_free(&d);
 
     /* RELIABLE: what is not begun may go, what is on the wire may not */
