@@ -531,6 +531,27 @@ static void test_hostile(void)
     duo_free(&d);
 }
 
+/* A fragment rebuilt without its DEP fields (by a repair layer that does not carry them) takes
+ * the ID it fills: as many messages without an ID as IDs skipped mean nothing was lost. */
+static void test_untagged_between(void)
+{
+    const uint64_t ok = TERN__FD_BEGIN | TERN__FD_END | TERN__FD_ORDERED | TERN__FD_DEP;
+    const uint64_t plain = TERN__FD_BEGIN | TERN__FD_END | TERN__FD_ORDERED;
+    duo d;
+    duo_init(&d, TERN_FLOW_PARTIAL, 0, 0);
+    TT_REQUIRE(feed(&d, 0, ok, 0, 0, 1) == TERN_OK);     /* keyframe 0 */
+    TT_REQUIRE(feed(&d, 1, plain, 0, 0, 0) == TERN_OK);  /* 1, rebuilt without its ID */
+    TT_REQUIRE(feed(&d, 2, ok, 2, 0, 3) == TERN_OK);     /* 2: group from 0 */
+    TT_CHECK_EQ_U64(d.delivered, 3);
+    TT_CHECK_EQ_U64(d.b.c->st.msgs_skipped_dep, 0);
+    TT_REQUIRE(feed(&d, 3, plain, 0, 0, 0) == TERN_OK);  /* 3 */
+    TT_REQUIRE(feed(&d, 4, ok, 5, 0, 6) == TERN_OK);     /* 5: 4 is missing, group from 0 */
+    TT_CHECK_EQ_U64(d.delivered, 4);
+    TT_CHECK_EQ_U64(d.b.c->st.msgs_skipped_dep, 1);
+    TT_CHECK_EQ_U64(d.skipped_first, 5);
+    duo_free(&d);
+}
+
 /* ---------------------------------------------------------------- simulated video */
 
 #define FPS_MS 40     /* 25 frames per second */
@@ -715,7 +736,7 @@ int main(int argc, char **argv)
     static const tt_case cases[] = {
         TT_CASE(test_wire),       TT_CASE(test_cascade_and_skip), TT_CASE(test_keyframe_rate),
         TT_CASE(test_flush),      TT_CASE(test_errors),           TT_CASE(test_hostile),
-        TT_CASE(test_sim_video),  {NULL, NULL},
+        TT_CASE(test_untagged_between), TT_CASE(test_sim_video), {NULL, NULL},
     };
     return tt_main(argc, argv, cases);
 }
