@@ -512,7 +512,7 @@ uint8_t *tern__flow_write_control(tern_conn *c, uint8_t *p, const uint8_t *end, 
         p = q;
         f->kf_pending = 0;
         f->kf_sent = 1;
-        f->kf_last = c->tx.last;
+        f->kf_last = c->tx.last > c->rx.last ? c->tx.last : c->rx.last; /* about now */
         c->st.keyframe_requests_sent++;
         add_entry(rec, f->id, f->kf_want, ENT_KFREQ, 0);
     }
