@@ -77,7 +77,7 @@ enum {
 
 #define TERN__PKT_ENTRIES 10
 
-enum { ENT_DATA = 1, ENT_FIN = 2, ENT_FORWARD = 3, ENT_MAXFLOW = 4, ENT_KFREQ = 5 };
+enum { ENT_DATA = 1, ENT_FIN = 2, ENT_FORWARD = 3, ENT_MAXFLOW = 4, ENT_KFREQ = 6 }; /* 5: ENT_REPAIR (fec) */
 
 /* ---------------------------------------------------------------- sender */
 
