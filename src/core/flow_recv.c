@@ -545,9 +545,11 @@ static int part_store(tern_conn *c, tern__rflow *f, tern__rfrag *s, uint8_t flag
         s->parts = 1;
         s->got = 0;
         f->buffered += whole;
-    } else if (s->len != whole || s->flags != flags) {
+    } else if (s->len != whole || ((s->flags ^ flags) & ~TERN__FD_DEP)) {
+        /* DEP aside: a fragment rebuilt from repair comes without its DEP fields */
         return TERN_ERR_PROTOCOL;
     }
+    s->flags |= flags & TERN__FD_DEP;
     uint8_t *map = s->data + s->len;
     for (size_t i = 0; i < len; i++) {
         size_t b = off + i;

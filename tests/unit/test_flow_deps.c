@@ -549,6 +549,32 @@ static void test_untagged_between(void)
     TT_CHECK_EQ_U64(d.delivered, 4);
     TT_CHECK_EQ_U64(d.b.c->st.msgs_skipped_dep, 1);
     TT_CHECK_EQ_U64(d.skipped_first, 5);
+    /* a fragment whose first part came with DEP, completed by a whole copy without it (rebuilt
+     * from repair): one fragment, its DEP fields kept. Keyframe 6, 2 bytes. */
+    uint8_t fr[64], *p = fr, *end = fr + sizeof(fr);
+    p = tern__put_varint(p, end, TERN__FRAME_FLOW_DATA_PART);
+    p = tern__put_varint(p, end, 0);
+    p = tern__put_varint(p, end, 5);
+    p = tern__put_varint(p, end, ok);
+    for (int i = 0; i < 3; i++) p = tern__put_varint(p, end, i == 0 ? 6 : i == 2 ? 1 : 0);
+    p = tern__put_varint(p, end, 2); /* frag_len */
+    p = tern__put_varint(p, end, 0); /* offset */
+    p = tern__put_varint(p, end, 1);
+    *p++ = 0x5a;
+    const uint8_t *q = fr + 1;
+    TT_REQUIRE(tern__flow_on_frame(d.b.c, TERN__FRAME_FLOW_DATA_PART, &q, p) == TERN_OK);
+    p = fr;
+    p = tern__put_varint(p, end, TERN__FRAME_FLOW_DATA);
+    p = tern__put_varint(p, end, 0);
+    p = tern__put_varint(p, end, 5);
+    p = tern__put_varint(p, end, plain);
+    p = tern__put_varint(p, end, 2);
+    *p++ = 0x5a;
+    *p++ = 0x5a;
+    q = fr + 1;
+    TT_CHECK_EQ_INT(tern__flow_on_frame(d.b.c, TERN__FRAME_FLOW_DATA, &q, p), TERN_OK);
+    TT_CHECK_EQ_U64(d.delivered, 5);
+    TT_CHECK_EQ_U64(tern__rflow_find(d.b.c, 0)->next_mid, 7); /* taken as message 6 */
     duo_free(&d);
 }
 
