@@ -306,6 +306,31 @@ static void test_cascade_and_skip(void)
     duo_free(&d);
 }
 
+/* A dependent waiting for retransmission is dropped from the queue of retransmissions. */
+static void test_cascade_retransmission(void)
+{
+    duo d;
+    duo_init(&d, TERN_FLOW_PARTIAL, 1000, 0);
+    pkt k0, k1, k;
+    send_one(&d, 1, TERN_MSG_KEYFRAME, 0, &k0, 0);
+    tick(&d, 300);
+    send_one(&d, 2, TERN_MSG_GOP, 0, &k1, 0);
+    lost(d.a.c, &k0, d.now); /* both wait for retransmission */
+    lost(d.a.c, &k1, d.now);
+    TT_CHECK_EQ_U64(tern__sflow_find(d.a.c, d.flow)->lost_n, 2);
+    /* past the keyframe's last moment, before its dependent's: the scheduler gives the
+     * keyframe up, and drops the dependent instead of resending it */
+    tick(&d, 700);
+    TT_CHECK(!build(d.a.c, d.now, &k, 0));
+    TT_CHECK_EQ_U64(d.a.c->st.msgs_dropped_dep, 1);
+    TT_CHECK_EQ_U64(d.a.c->st.packets_retransmitted_frags, 0);
+    TT_CHECK_EQ_U64(tern_flow_queued(d.a.c, d.flow), 0);
+    TT_REQUIRE(build(d.a.c, d.now, &k, 1));
+    TT_CHECK_EQ_U64(k.frames[0], TERN__FRAME_FLOW_FORWARD);
+    TT_CHECK_EQ_U64(k.frames[2], 2); /* past both */
+    duo_free(&d);
+}
+
 /* Requests are reported at most once per RTT, each side. */
 static void test_keyframe_rate(void)
 {
@@ -760,7 +785,8 @@ static void test_sim_video(void)
 int main(int argc, char **argv)
 {
     static const tt_case cases[] = {
-        TT_CASE(test_wire),       TT_CASE(test_cascade_and_skip), TT_CASE(test_keyframe_rate),
+        TT_CASE(test_wire),       TT_CASE(test_cascade_and_skip),
+        TT_CASE(test_cascade_retransmission), TT_CASE(test_keyframe_rate),
         TT_CASE(test_flush),      TT_CASE(test_errors),           TT_CASE(test_hostile),
         TT_CASE(test_untagged_between), TT_CASE(test_sim_video), {NULL, NULL},
     };
