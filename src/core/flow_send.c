@@ -238,7 +238,7 @@ static void msg_give_up(tern_conn *c, tern__sflow *f, tern__msg *m, int how)
     uint64_t id = m->id, gop = m->gop;
     m->live_frags--;
     if (m->live_frags == 0) free_msg(c, f, m);
-    if (how & GU_CASCADE) drop_dependents(c, f, id, gop);
+    if ((how & GU_CASCADE) && f->deps_used) drop_dependents(c, f, id, gop); /* else none */
     sflow_advance(c, f);
 }
 
