@@ -77,7 +77,7 @@ enum {
 
 #define TERN__PKT_ENTRIES 10
 
-enum { ENT_DATA = 1, ENT_FIN = 2, ENT_FORWARD = 3, ENT_MAXFLOW = 4, ENT_KFREQ = 5 };
+enum { ENT_DATA = 1, ENT_FIN = 2, ENT_FORWARD = 3, ENT_MAXFLOW = 4, ENT_KFREQ = 6 }; /* 5: ENT_REPAIR (fec) */
 
 /* ---------------------------------------------------------------- sender */
 
@@ -205,6 +205,7 @@ typedef struct tern__rflow {
     uint64_t next_mid, mid_base;
     uint64_t last_bad;
     uint8_t untagged; /* a message without an ID was delivered: tracking begins at the first ID */
+    uint64_t untagged_run; /* messages without an ID delivered since the last one with */
     uint64_t bad[TERN__DEP_WINDOW / 64];
     uint64_t skip_first, skip_count;
     uint64_t kf_want, kf_last;
