@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/conn.h"
+#include "core/fec.h"
 #include "core/flow_int.h"
 
 /* ---------------------------------------------------------------- memory budget */
@@ -100,6 +101,7 @@ void tern__flows_free(tern_conn *c)
         tern__rflow_free(c, f);
     }
     c->flows.n_send = c->flows.n_recv = 0;
+    tern__fec_conn_free(c);
 }
 
 /* ---------------------------------------------------------------- public API */

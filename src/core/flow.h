@@ -61,7 +61,14 @@ enum {
 
 #define TERN__PKT_ENTRIES 10
 
-enum { ENT_DATA = 1, ENT_FIN = 2, ENT_FORWARD = 3, ENT_MAXFLOW = 4 };
+/* ENT_REPAIR: a REPAIR frame (fec.c; fsn the group's first, part the repair's index): never
+ * retransmitted, recorded so the packet counts like data */
+enum { ENT_DATA = 1, ENT_FIN = 2, ENT_FORWARD = 3, ENT_MAXFLOW = 4, ENT_REPAIR = 5 };
+
+/* forward error correction state (fec.c) */
+typedef struct tern__fec_tx tern__fec_tx;
+typedef struct tern__fec_rflow tern__fec_rflow;
+typedef struct tern__fec_conn tern__fec_conn;
 
 /* ---------------------------------------------------------------- sender */
 
@@ -121,6 +128,7 @@ typedef struct tern__sflow {
     size_t blocked_len;
     uint8_t blocked, blocked_ref;
     uint8_t freeing;         /* tern__sflow_free runs: messages end undelivered */
+    tern__fec_tx *fec;       /* the group being filled and repair waiting (fec.c; NULL: none) */
 } tern__sflow;
 
 /* ---------------------------------------------------------------- receiver */
@@ -156,6 +164,7 @@ typedef struct tern__rflow {
     size_t plen, pcap;
     uint64_t pdeadline;
     int pactive;
+    tern__fec_rflow *fec;     /* repair held and the source cache (fec.c; NULL until a REPAIR) */
 } tern__rflow;
 
 #define TERN__MAX_MESSAGE (64u << 20)      /* largest message a receiver assembles */
@@ -222,6 +231,12 @@ typedef struct tern__recovery {
     uint64_t peer_max_ack_delay;
     uint64_t last_bw_reported, last_rtt_reported;
     uint64_t last_loss_reported_q16;
+    /* loss bursts (tern_network_info.loss_burst): the run of consecutive packet numbers
+     * declared lost being counted, and the mean run length (exponential average, 1/8 per run,
+     * in 1/256ths; 0 before the first run ends) */
+    uint64_t burst_last_pn;
+    uint32_t burst_run;
+    uint32_t burst_avg_q8;
 } tern__recovery;
 
 /* A connection's flows (flow.c, flow_send.c, flow_recv.c; conn.c sets the first ids). */
@@ -236,6 +251,7 @@ typedef struct tern__flows {
     /* memory budget (tern_settings.conn_memory): bytes held for this connection's flows and
      * datagram queue, each allocation at tern__mem_charge() of its size (tern__conn_alloc) */
     uint64_t mem;
+    tern__fec_conn *fec;      /* repair held for the peer's flows, REPAIRED due (fec.c) */
 } tern__flows;
 
 typedef struct tern__rtt {

@@ -189,6 +189,25 @@ static void on_packet_lost(tern_conn *c, tern__sent *s, uint64_t now)
     }
 }
 
+/* Loss bursts (tern_network_info.loss_burst, FEC's repair rate): packet pn was declared lost
+ * by the thresholds. A run is consecutive packet numbers; when a run ends (the next loss is not
+ * adjacent) its length enters the mean. */
+static void burst_on_lost(tern__recovery *r, uint64_t pn)
+{
+    if (r->burst_run > 0 && pn == r->burst_last_pn + 1) {
+        r->burst_run++;
+    } else {
+        if (r->burst_run > 0) {
+            uint64_t run_q8 = (uint64_t)(r->burst_run > 1000 ? 1000 : r->burst_run) << 8;
+            r->burst_avg_q8 = r->burst_avg_q8 == 0
+                                  ? (uint32_t)run_q8
+                                  : (uint32_t)((7 * (uint64_t)r->burst_avg_q8 + run_q8) / 8);
+        }
+        r->burst_run = 1;
+    }
+    r->burst_last_pn = pn;
+}
+
 /* Declares lost what the thresholds say; re-arms the loss timer. */
 static void detect_losses(tern_conn *c, uint64_t now, uint64_t *lost_bytes, uint64_t *last_lost_time,
                           int *persistent)
@@ -219,6 +238,7 @@ static void detect_losses(tern_conn *c, uint64_t now, uint64_t *lost_bytes, uint
                 if (s->time < first_lost_time) first_lost_time = s->time;
                 if (s->time > last_time) last_time = s->time;
             }
+            burst_on_lost(r, pn);
             on_packet_lost(c, s, now);
         } else if (s->time + delay < r->loss_time) {
             r->loss_time = s->time + delay;
@@ -513,6 +533,7 @@ void tern_conn_network_info(const tern_conn *c, tern_network_info *ni)
     ni->cwnd_bytes = cc->ops->cwnd(cc->st);
     ni->bytes_in_flight = c->rec.r->bytes_in_flight;
     ni->loss_rate = tern__rec_loss_rate(c);
+    ni->loss_burst = c->rec.r->burst_avg_q8 ? (double)c->rec.r->burst_avg_q8 / 256.0 : 1.0;
 }
 
 uint64_t tern__rec_rtt_pto(const tern_conn *c)
