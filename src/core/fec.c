@@ -282,7 +282,7 @@ int tern__fec_tx_priority(tern_conn *c, tern__sflow *f, uint64_t now)
     if (t == NULL || t->r_next >= t->r_m) return -1;
     if (t->r_deadline != TERN_TIME_NEVER) {
         /* past the deadline less the one-way delay bound, repair only costs the link */
-        uint64_t d = c->rec.rtt.srtt;
+        uint64_t d = tern__flow_owd_bound(c);
         if (now + d >= t->r_deadline) {
             t->r_next = t->r_m;
             return -1;
@@ -292,13 +292,21 @@ int tern__fec_tx_priority(tern_conn *c, tern__sflow *f, uint64_t now)
 }
 
 uint8_t *tern__fec_write_repair(tern_conn *c, tern__sflow *f, uint8_t *p, const uint8_t *end,
-                                tern__sent *rec)
+                                tern__sent *rec, uint64_t now)
 {
     tern__fec_tx *t = f->fec;
     if (rec->n >= TERN__PKT_ENTRIES) return NULL;
+    /* the time left at the receiver for the group's earliest message, as a FLOW_DATA's TTL
+     * (plus one; 0: no deadline): a rebuilt first fragment carries it */
+    uint64_t ttl = 0;
+    if (t->r_deadline != TERN_TIME_NEVER) {
+        uint64_t d = tern__flow_owd_bound(c);
+        uint64_t left = t->r_deadline > now ? t->r_deadline - now : 0;
+        ttl = 1 + (left > d ? (left - d) / TERN_NS_PER_MS : 0);
+    }
     size_t hdr = tern__varint_len(TERN__FRAME_REPAIR) + tern__varint_len(f->id) +
                  tern__varint_len(t->r_first) + tern__varint_len(t->r_k) +
-                 tern__varint_len(t->r_m) + tern__varint_len(t->r_next) +
+                 tern__varint_len(t->r_m) + tern__varint_len(t->r_next) + tern__varint_len(ttl) +
                  tern__varint_len(t->r_len);
     size_t room = tern__conn_max_payload(c) - tern__conn_packet_overhead();
     if (hdr + t->r_len > room) {
@@ -311,6 +319,7 @@ uint8_t *tern__fec_write_repair(tern_conn *c, tern__sflow *f, uint8_t *p, const 
     q = tern__put_varint(q, end, t->r_k);
     q = tern__put_varint(q, end, t->r_m);
     q = tern__put_varint(q, end, t->r_next);
+    q = tern__put_varint(q, end, ttl);
     q = tern__put_varint(q, end, t->r_len);
     q = tern__put_bytes(q, end, t->rep + (size_t)t->r_next * t->r_len, t->r_len);
     if (q == NULL) return NULL;
@@ -329,6 +338,7 @@ uint8_t *tern__fec_write_repair(tern_conn *c, tern__sflow *f, uint8_t *p, const 
 typedef struct fec_group {
     struct fec_group *next;
     uint64_t first;
+    uint64_t deadline; /* of its earliest message, from its first repair's ttl (0: none) */
     uint16_t len;      /* symbol length */
     uint8_t k, m, nrep;
     uint8_t idx[TERN__FEC_MAX_K];
@@ -468,16 +478,23 @@ static void repaired_note(tern_conn *c, uint64_t flow, uint64_t fsn)
     tern__ep_mark_send(c->ep, c);
 }
 
-/* Feeds a rebuilt symbol to the flow exactly as a received FLOW_DATA. */
-static int rebuilt_in(tern_conn *c, tern__rflow *f, uint64_t fsn, const uint8_t *sym, size_t len)
+/* Feeds a rebuilt symbol to the flow exactly as a received FLOW_DATA; a first fragment gets
+ * the time left of its group's deadline as its TTL. */
+static int rebuilt_in(tern_conn *c, tern__rflow *f, uint64_t fsn, const uint8_t *sym, size_t len,
+                      uint64_t deadline)
 {
     size_t dlen = (size_t)sym[1] << 8 | sym[2];
     if (TERN__FEC_SYM_HDR + dlen > len || dlen > TERN_MAX_DATAGRAM) return TERN_ERR_PROTOCOL;
     uint8_t frame[TERN__FEC_SYM_MAX + 32];
     uint8_t *p = frame, *end = frame + sizeof(frame);
+    uint64_t flags = sym[0];
+    if ((flags & TERN__FD_BEGIN) && deadline) flags |= TERN__FD_TTL;
     p = tern__put_varint(p, end, f->id);
     p = tern__put_varint(p, end, fsn);
-    p = tern__put_varint(p, end, sym[0]);
+    p = tern__put_varint(p, end, flags);
+    if (flags & TERN__FD_TTL)
+        p = tern__put_varint(p, end, deadline > c->rx.last ? (deadline - c->rx.last) / TERN_NS_PER_MS
+                                                           : 0);
     p = tern__put_varint(p, end, dlen);
     p = tern__put_bytes(p, end, sym + TERN__FEC_SYM_HDR, dlen);
     if (p == NULL) return TERN_ERR_PROTOCOL;
@@ -526,13 +543,13 @@ static int group_try(tern_conn *c, tern__rflow *f, fec_group *g)
         rep_have[g->idx[i]] = 1;
     }
     int rc = tern__fec_decode(k, g->m, len, src, have, rep, rep_have, buf + (size_t)k * len);
-    uint64_t first = g->first;
+    uint64_t first = g->first, deadline = g->deadline;
     group_free(c, fr, g); /* before the rebuilt fragments go in: they may deliver */
     if (rc == TERN_OK) {
         for (unsigned j = 0; j < k && rc == TERN_OK; j++) {
             if (have[j] || !frag_wanted(f, first + j)) continue;
             if (c->state != TERN_CONN_ESTABLISHED) break;
-            rc = rebuilt_in(c, f, first + j, src[j], len);
+            rc = rebuilt_in(c, f, first + j, src[j], len, deadline);
         }
     } else {
         rc = TERN_OK;
@@ -561,17 +578,19 @@ int tern__fec_after_data(tern_conn *c, tern__rflow *f, uint64_t fsn)
 
 static int on_repair(tern_conn *c, const uint8_t **pp, const uint8_t *end)
 {
-    uint64_t id, first, k, m, idx, len;
+    uint64_t id, first, k, m, idx, ttl, len;
     const uint8_t *p = *pp;
     p = tern__get_varint(p, end, &id);
     p = tern__get_varint(p, end, &first);
     p = tern__get_varint(p, end, &k);
     p = tern__get_varint(p, end, &m);
     p = tern__get_varint(p, end, &idx);
+    p = tern__get_varint(p, end, &ttl);
     p = tern__get_varint(p, end, &len);
     if (p == NULL || len > (uint64_t)(end - p)) return TERN_ERR_PROTOCOL;
     if (k < 1 || k > TERN__FEC_MAX_K || m < 1 || m > TERN__FEC_MAX_M || idx >= m ||
-        len < TERN__FEC_SYM_HDR || len > TERN__FEC_SYM_MAX || first > UINT64_MAX - k)
+        len < TERN__FEC_SYM_HDR || len > TERN__FEC_SYM_MAX || first > UINT64_MAX - k ||
+        ttl > TERN__FEC_MAX_TTL)
         return TERN_ERR_PROTOCOL;
     const uint8_t *data = p;
     *pp = p + len;
@@ -622,6 +641,8 @@ static int on_repair(tern_conn *c, const uint8_t **pp, const uint8_t *end)
         g->k = (uint8_t)k;
         g->m = (uint8_t)m;
         g->len = (uint16_t)len;
+        /* c->rx.last: this packet's arrival (at least 1 ns: 0 says none) */
+        if (ttl) g->deadline = c->rx.last + (ttl - 1) * TERN_NS_PER_MS + (c->rx.last == 0);
         g->next = fr->groups;
         fr->groups = g;
     }

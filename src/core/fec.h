@@ -46,6 +46,8 @@ enum {
 /* rebuilt fragments waiting to be reported in REPAIRED frames (ranges; more are forgotten:
  * the sender then retransmits them, which costs bytes, never correctness) */
 #define TERN__FEC_REPAIRED_MAX 32
+/* the largest ttl a REPAIR may carry (one day, in ms; beyond is a protocol violation) */
+#define TERN__FEC_MAX_TTL (86400000ull + 1)
 /* ADAPTIVE: the probability that a group loses more symbols than its repair can rebuild that
  * the repair rate aims below */
 #define TERN__FEC_TARGET_FAIL 1e-3
@@ -81,7 +83,7 @@ void tern__fec_on_sent(tern_conn *c, tern__sflow *f, uint64_t fsn, const tern__f
 int tern__fec_tx_priority(tern_conn *c, tern__sflow *f, uint64_t now);
 /* Writes the next REPAIR frame of f; NULL when it does not fit what is left of the packet. */
 uint8_t *tern__fec_write_repair(tern_conn *c, tern__sflow *f, uint8_t *p, const uint8_t *end,
-                                tern__sent *rec);
+                                tern__sent *rec, uint64_t now);
 void tern__fec_tx_free(tern_conn *c, tern__sflow *f);
 
 /* ---------------------------------------------------------------- receiver (flow_recv.c) */

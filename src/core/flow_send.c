@@ -41,6 +41,11 @@ static uint64_t owd_bound(const tern_conn *c)
     return c->rec.rtt.latest > c->rec.rtt.srtt ? c->rec.rtt.latest : c->rec.rtt.srtt;
 }
 
+uint64_t tern__flow_owd_bound(const tern_conn *c)
+{
+    return owd_bound(c);
+}
+
 static uint64_t send_cutoff(const tern_conn *c, const tern__msg *m)
 {
     if (m->deadline == TERN_TIME_NEVER) return TERN_TIME_NEVER;
@@ -569,7 +574,7 @@ uint8_t *tern__flow_write_data(tern_conn *c, uint64_t now, uint8_t *p, const uin
             add_entry(rec, f->id, fsn, ENT_DATA, part);
             p = q;
         } else if (tern__fec_tx_priority(c, f, now) >= 0) {
-            q = tern__fec_write_repair(c, f, p, end, rec);
+            q = tern__fec_write_repair(c, f, p, end, rec, now);
             if (q == NULL) break; /* does not fit this packet */
             p = q;
         } else {

@@ -189,12 +189,24 @@ static void on_packet_lost(tern_conn *c, tern__sent *s, uint64_t now)
     }
 }
 
+/* Does pn follow the last lost packet with only packets not in flight (ACK-only, unrecorded)
+ * between them? */
+static int burst_continues(const tern__recovery *r, uint64_t pn)
+{
+    if (r->burst_run == 0 || pn <= r->burst_last_pn || pn - r->burst_last_pn > 8) return 0;
+    for (uint64_t q = r->burst_last_pn + 1; q < pn; q++) {
+        if (q < r->base || q >= r->base + r->n) return 0;
+        if (sent_at(r, q)->in_flight) return 0;
+    }
+    return 1;
+}
+
 /* Loss bursts (tern_network_info.loss_burst, FEC's repair rate): packet pn was declared lost
- * by the thresholds. A run is consecutive packet numbers; when a run ends (the next loss is not
- * adjacent) its length enters the mean. */
+ * by the thresholds. A run is lost packets in a row (packets not in flight between them do not
+ * count); when a run ends (the next loss does not follow it) its length enters the mean. */
 static void burst_on_lost(tern__recovery *r, uint64_t pn)
 {
-    if (r->burst_run > 0 && pn == r->burst_last_pn + 1) {
+    if (burst_continues(r, pn)) {
         r->burst_run++;
     } else {
         if (r->burst_run > 0) {

@@ -150,7 +150,7 @@ static const uint8_t *frame_end(uint64_t type, const uint8_t *q, const uint8_t *
     uint64_t v;
     q = tern__get_varint(tern__get_varint(q, end, &v), end, &v); /* flow_id, fsn / first_fsn */
     if (type == TERN__FRAME_REPAIR) {
-        for (int i = 0; i < 3; i++) q = tern__get_varint(q, end, &v); /* k, m, index */
+        for (int i = 0; i < 4; i++) q = tern__get_varint(q, end, &v); /* k, m, index, ttl */
     } else {
         uint64_t flags;
         q = tern__get_varint(q, end, &flags);
