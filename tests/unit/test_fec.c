@@ -262,11 +262,137 @@ static void test_rebuild_between_connections(void)
     core_rig_free(&b);
 }
 
+/* A REPAIR frame's body (after the type) into buf; returns its end. */
+static uint8_t *put_repair(uint8_t *buf, size_t cap, uint64_t id, uint64_t first, uint64_t k,
+                           uint64_t m, uint64_t idx, uint64_t ttl, uint64_t len)
+{
+    uint8_t *p = buf, *end = buf + cap;
+    p = tern__put_varint(p, end, id);
+    p = tern__put_varint(p, end, first);
+    p = tern__put_varint(p, end, k);
+    p = tern__put_varint(p, end, m);
+    p = tern__put_varint(p, end, idx);
+    p = tern__put_varint(p, end, ttl);
+    p = tern__put_varint(p, end, len);
+    TT_REQUIRE(p != NULL && (size_t)(end - p) >= len);
+    memset(p, 0x5a, len);
+    return p + len;
+}
+
+static int repair_in(core_rig *b, uint64_t id, uint64_t first, uint64_t k, uint64_t m,
+                     uint64_t idx, uint64_t ttl, uint64_t len, size_t cut)
+{
+    static uint8_t buf[2000];
+    uint8_t *e = put_repair(buf, sizeof(buf), id, first, k, m, idx, ttl, len);
+    const uint8_t *p = buf;
+    return tern__flow_on_frame(b->c, TERN__FRAME_REPAIR, &p, e - cut);
+}
+
+static int repaired_in(core_rig *a, uint64_t id, uint64_t fsn, uint64_t n)
+{
+    uint8_t buf[40], *p = buf, *end = buf + sizeof(buf);
+    p = tern__put_varint(tern__put_varint(tern__put_varint(p, end, id), end, fsn), end, n);
+    const uint8_t *q = buf;
+    return tern__flow_on_frame(a->c, TERN__FRAME_REPAIRED, &q, p);
+}
+
+/* One fragment of flow 0 into b (fsn, a whole one-fragment message). */
+static void data_in(core_rig *b, uint64_t fsn)
+{
+    uint8_t buf[64], *p = buf, *end = buf + sizeof(buf);
+    p = tern__put_varint(p, end, 0);
+    p = tern__put_varint(p, end, fsn);
+    p = tern__put_varint(p, end, TERN__FD_BEGIN | TERN__FD_END | TERN__FD_ORDERED);
+    p = tern__put_varint(p, end, 4);
+    p = tern__put_bytes(p, end, (const uint8_t *)"abcd", 4);
+    const uint8_t *q = buf;
+    int rc = tern__flow_on_frame(b->c, TERN__FRAME_FLOW_DATA, &q, p);
+    TT_REQUIRE_MSG(rc == TERN_OK, "fsn %llu: %d", (unsigned long long)fsn, rc);
+}
+
+static void test_malformed_frames(void)
+{
+    core_rig a, b;
+    pair_init(&a, &b);
+    data_in(&b, 0); /* opens flow 0 at b */
+    const int P = TERN_ERR_PROTOCOL;
+    TT_CHECK_EQ_INT(repair_in(&b, 0, 1, 0, 1, 0, 0, 10, 0), P);  /* k 0 */
+    TT_CHECK_EQ_INT(repair_in(&b, 0, 1, 65, 1, 0, 0, 10, 0), P); /* k 65 */
+    TT_CHECK_EQ_INT(repair_in(&b, 0, 1, 2, 0, 0, 0, 10, 0), P);  /* m 0 */
+    TT_CHECK_EQ_INT(repair_in(&b, 0, 1, 2, 65, 0, 0, 10, 0), P); /* m 65 */
+    TT_CHECK_EQ_INT(repair_in(&b, 0, 1, 2, 2, 2, 0, 10, 0), P);  /* index m */
+    TT_CHECK_EQ_INT(repair_in(&b, 0, 1, 2, 1, 0, 0, 2, 0), P);   /* shorter than a symbol header */
+    TT_CHECK_EQ_INT(repair_in(&b, 0, 1, 2, 1, 0, 0, 1504, 0), P); /* longer than any symbol */
+    TT_CHECK_EQ_INT(repair_in(&b, 0, 1, 2, 1, 0, 0, 100, 1), P); /* past the packet */
+    TT_CHECK_EQ_INT(repair_in(&b, 0, 1, 2, 1, 0, TERN__FEC_MAX_TTL + 1, 10, 0), P); /* ttl */
+    TT_CHECK_EQ_INT(repair_in(&b, 0, 1020, 8, 1, 0, 0, 10, 0), P); /* beyond the window */
+    TT_CHECK_EQ_INT(repair_in(&b, 1, 1, 2, 1, 0, 0, 10, 0), P); /* b's own (odd) flow */
+    uint8_t one[1] = {9};
+    const uint8_t *q = one;
+    TT_CHECK_EQ_INT(tern__flow_on_frame(b.c, TERN__FRAME_REPAIR, &q, one + 1), P); /* truncated */
+    /* ignored and counted: a flow not open, a complete group, the same repair twice */
+    uint64_t d0 = b.c->st.fec_dropped;
+    TT_CHECK_EQ_INT(repair_in(&b, 2, 0, 1, 1, 0, 0, 10, 0), TERN_OK);
+    TT_CHECK_EQ_U64(b.c->st.fec_dropped, d0 + 1);
+    TT_CHECK_EQ_INT(repair_in(&b, 0, 0, 1, 1, 0, 0, 10, 0), TERN_OK); /* fsn 0 delivered */
+    TT_CHECK_EQ_U64(b.c->st.fec_dropped, d0 + 2);
+    TT_CHECK_EQ_INT(repair_in(&b, 0, 1, 2, 2, 0, 0, 10, 0), TERN_OK);
+    TT_CHECK_EQ_INT(repair_in(&b, 0, 1, 2, 2, 0, 0, 10, 0), TERN_OK);
+    TT_CHECK_EQ_U64(b.c->st.fec_dropped, d0 + 3);
+    /* a group that disagrees with itself */
+    TT_CHECK_EQ_INT(repair_in(&b, 0, 1, 3, 2, 1, 0, 10, 0), P);
+    TT_CHECK_EQ_INT(repair_in(&b, 0, 1, 2, 2, 1, 0, 11, 0), P);
+    /* REPAIRED at the sender: flow 0 sent nothing yet */
+    uint64_t flow;
+    TT_REQUIRE(tern_flow_open(a.c, NULL, &flow) == TERN_OK);
+    TT_CHECK_EQ_INT(repaired_in(&a, flow, 0, 1), P);      /* never sent */
+    TT_CHECK_EQ_INT(repaired_in(&a, flow, 0, 0), P);      /* count 0 */
+    TT_CHECK_EQ_INT(repaired_in(&a, flow, 0, 65), P);     /* count 65 */
+    TT_CHECK_EQ_INT(repaired_in(&a, 1, 0, 1), P);         /* not a's flow */
+    TT_CHECK_EQ_INT(repaired_in(&a, 6, 0, 1), TERN_OK);   /* a's, finished (or never opened) */
+    core_rig_free(&a);
+    core_rig_free(&b);
+}
+
+/* A peer that sends repair for ever more groups with missing fragments makes us hold at most
+ * TERN__FEC_RX_BUDGET for it; the rest is dropped and counted, and the connection lives on. */
+static void test_repair_budget(void)
+{
+    core_rig a, b;
+    pair_init(&a, &b);
+    data_in(&b, 0);
+    size_t before = tern_conn_memory(b.c);
+    uint64_t d0 = b.c->st.fec_dropped, sent = 0;
+    for (uint64_t first = 1; first + 2 <= 1000; first += 2) {
+        TT_REQUIRE(repair_in(&b, 0, first, 2, 1, 0, 0, 1503, 0) == TERN_OK);
+        sent++;
+    }
+    size_t held = tern_conn_memory(b.c) - before;
+    printf("    %llu repairs of 1503 bytes: %zu bytes held, %llu dropped\n",
+           (unsigned long long)sent, held, (unsigned long long)(b.c->st.fec_dropped - d0));
+    TT_CHECK(held <= TERN__FEC_RX_BUDGET + 1024); /* + the per-connection record */
+    TT_CHECK(held >= TERN__FEC_RX_BUDGET / 2);
+    TT_CHECK(b.c->st.fec_dropped - d0 >= sent / 2);
+    TT_CHECK_EQ_INT(tern_conn_get_state(b.c), TERN_CONN_ESTABLISHED);
+    /* the sender gives those fragments up (FLOW_FORWARD): at the next fragment the groups
+     * below the base go, counted as unrecoverable */
+    uint8_t fw[20], *e = tern__put_varint(tern__put_varint(fw, fw + sizeof(fw), 0), fw + 20, 1000);
+    const uint8_t *q = fw;
+    TT_REQUIRE(tern__flow_on_frame(b.c, TERN__FRAME_FLOW_FORWARD, &q, e) == TERN_OK);
+    data_in(&b, 1000);
+    TT_CHECK(tern_conn_memory(b.c) < before + held / 4);
+    TT_CHECK(b.c->st.fec_unrecoverable > 0);
+    core_rig_free(&a);
+    core_rig_free(&b);
+}
+
 static const tt_case cases[] = {
     TT_CASE(test_codec_every_loss_pattern),
     TT_CASE(test_codec_one_repair_is_xor),
     TT_CASE(test_choose_m),
     TT_CASE(test_rebuild_between_connections),
+    TT_CASE(test_malformed_frames),
+    TT_CASE(test_repair_budget),
     {NULL, NULL},
 };
 
