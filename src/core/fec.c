@@ -489,6 +489,11 @@ static int rebuilt_in(tern_conn *c, tern__rflow *f, uint64_t fsn, const uint8_t 
     uint8_t *p = frame, *end = frame + sizeof(frame);
     uint64_t flags = sym[0];
     if ((flags & TERN__FD_BEGIN) && deadline) flags |= TERN__FD_TTL;
+    if (fsn - f->base < f->slots_cap && f->slots[fsn % f->slots_cap].parts) {
+        /* parts of it came (FLOW_DATA_PART): the whole must carry their flags exactly */
+        flags = f->slots[fsn % f->slots_cap].flags;
+        if (deadline == 0) deadline = c->rx.last; /* a TTL there already set its deadline */
+    }
     p = tern__put_varint(p, end, f->id);
     p = tern__put_varint(p, end, fsn);
     p = tern__put_varint(p, end, flags);

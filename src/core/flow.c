@@ -120,6 +120,8 @@ int tern_flow_open(tern_conn *c, const tern_flow_config *cfg, uint64_t *flow_id)
     if (cfg) d = *cfg;
     if (d.reliability > TERN_FLOW_UNRELIABLE || d.priority > 7) return TERN_ERR_INVALID_ARG;
     if (d.stream && (d.reliability != TERN_FLOW_RELIABLE || !d.ordered)) return TERN_ERR_INVALID_ARG;
+    if (d.fec > TERN_FEC_ADAPTIVE || (d.fec && (d.fec_group < 1 || d.fec_group > 64)))
+        return TERN_ERR_INVALID_ARG;
     if (c->flows.n_send >= c->peer.max_flows) return TERN_ERR_LIMIT;
     tern__sflow *f = tern__conn_calloc(c, sizeof(*f), 0);
     if (f == NULL) return TERN_ERR_NOMEM;

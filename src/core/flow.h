@@ -29,8 +29,8 @@
  * is bounded by what it advertised whatever numbers a peer sends; a fragment beyond the window is
  * a protocol error. The sent-packet record remembers which (flow, fsn) each packet carried, so
  * a loss re-queues exactly those fragments (or gives them up, per the flow's reliability), and
- * a late ACK of a packet declared lost is detected as spurious. A later forward-error-correction
- * layer adds repair packets as another kind of entry in the same record.
+ * a late ACK of a packet declared lost is detected as spurious. Forward error correction
+ * (fec.c, fec.h) adds REPAIR frames as another kind of entry in the same record (ENT_REPAIR).
  */
 #ifndef TERN_CORE_FLOW_H
 #define TERN_CORE_FLOW_H

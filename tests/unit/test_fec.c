@@ -350,6 +350,18 @@ static void test_malformed_frames(void)
     TT_CHECK_EQ_INT(repaired_in(&a, flow, 0, 65), P);     /* count 65 */
     TT_CHECK_EQ_INT(repaired_in(&a, 1, 0, 1), P);         /* not a's flow */
     TT_CHECK_EQ_INT(repaired_in(&a, 6, 0, 1), TERN_OK);   /* a's, finished (or never opened) */
+    /* the flow's configuration */
+    tern_flow_config cfg;
+    tern_flow_config_default(&cfg);
+    cfg.fec = 3;
+    TT_CHECK_EQ_INT(tern_flow_open(a.c, &cfg, &flow), TERN_ERR_INVALID_ARG);
+    cfg.fec = TERN_FEC_FIXED;
+    cfg.fec_group = 0;
+    TT_CHECK_EQ_INT(tern_flow_open(a.c, &cfg, &flow), TERN_ERR_INVALID_ARG);
+    cfg.fec_group = 65;
+    TT_CHECK_EQ_INT(tern_flow_open(a.c, &cfg, &flow), TERN_ERR_INVALID_ARG);
+    cfg.fec_group = 64;
+    TT_CHECK_EQ_INT(tern_flow_open(a.c, &cfg, &flow), TERN_OK);
     core_rig_free(&a);
     core_rig_free(&b);
 }
