@@ -509,6 +509,37 @@ static int rebuilt_in(tern_conn *c, tern__rflow *f, uint64_t fsn, const uint8_t 
     return tern__flow_on_frame(c, TERN__FRAME_FLOW_DATA, &q, p);
 }
 
+/* The fragment fsn of f still held for delivery (received, not delivered), or NULL. */
+static const tern__rfrag *frag_held(const tern__rflow *f, uint64_t fsn)
+{
+    if (fsn < f->base || fsn - f->base >= f->slots_cap) return NULL;
+    const tern__rfrag *s = &f->slots[fsn % f->slots_cap];
+    return s->present && !s->done && (s->data || s->len == 0) ? s : NULL;
+}
+
+/* Source symbol fsn of a group of symbol length len: from the cache, or from the flow's
+ * window while the fragment waits for delivery (the first group of a flow, received before
+ * its first repair told us to cache, is rebuilt that way as long as its message is not
+ * complete). Written into out (len bytes, zero-padded) when out is not NULL. */
+static int src_symbol(const tern__rflow *f, uint64_t fsn, size_t len, uint8_t *out)
+{
+    const uint8_t *sym = cache_get(f->fec, fsn);
+    if (sym != NULL && sym_size(sym) <= len) {
+        if (out) {
+            memcpy(out, sym, sym_size(sym));
+            memset(out + sym_size(sym), 0, len - sym_size(sym));
+        }
+        return 1;
+    }
+    const tern__rfrag *s = frag_held(f, fsn);
+    if (s == NULL || TERN__FEC_SYM_HDR + (size_t)s->len > len) return 0;
+    if (out) {
+        sym_put(out, s->flags, s->data, s->len);
+        memset(out + TERN__FEC_SYM_HDR + s->len, 0, len - TERN__FEC_SYM_HDR - s->len);
+    }
+    return 1;
+}
+
 /* Rebuilds what group g can rebuild; frees it once nothing of it is wanted. */
 static int group_try(tern_conn *c, tern__rflow *f, fec_group *g)
 {
@@ -516,14 +547,14 @@ static int group_try(tern_conn *c, tern__rflow *f, fec_group *g)
     unsigned k = g->k, wanted = 0, have_n = 0;
     uint8_t have[TERN__FEC_MAX_K];
     for (unsigned j = 0; j < k; j++) {
-        const uint8_t *sym = cache_get(fr, g->first + j);
-        have[j] = sym != NULL && sym_size(sym) <= g->len;
+        have[j] = (uint8_t)src_symbol(f, g->first + j, g->len, NULL);
         have_n += have[j];
         if (frag_wanted(f, g->first + j)) wanted++;
     }
     if (wanted == 0) {
-        /* a fragment neither received (every one received is in the cache) nor rebuilt: it
-         * was given up, its group lost more than the repair that came could rebuild */
+        /* a fragment neither received (every one received since the flow's first repair is
+         * in the cache) nor rebuilt: it was given up, its group lost more than the repair
+         * that came could rebuild */
         if (have_n < k) c->st.fec_unrecoverable++;
         group_free(c, fr, g);
         return TERN_OK;
@@ -537,10 +568,8 @@ static int group_try(tern_conn *c, tern__rflow *f, fec_group *g)
     memset(rep_have, 0, sizeof(rep_have));
     for (unsigned j = 0; j < k; j++) {
         src[j] = buf + (size_t)j * len;
-        const uint8_t *sym = have[j] ? cache_get(fr, g->first + j) : NULL;
-        size_t sl = sym ? sym_size(sym) : 0;
-        if (sym) memcpy(src[j], sym, sl);
-        memset(src[j] + sl, 0, len - sl);
+        if (!have[j]) memset(src[j], 0, len);
+        else src_symbol(f, g->first + j, len, src[j]);
     }
     for (unsigned i = 0; i < TERN__FEC_MAX_M; i++) rep[i] = NULL;
     for (unsigned i = 0; i < g->nrep; i++) {

@@ -13,7 +13,7 @@
  *
  * Receiver: once a flow got a REPAIR frame, a copy of each fragment received on it is kept
  * (the source cache, twice the largest group seen), since fragments are delivered long before
- * their group's repair arrives; repair symbols of groups with missing fragments are held until
+ * their group's repair arrives (one not delivered yet serves from the flow's window); repair symbols of groups with missing fragments are held until
  * k symbols are there. Rebuilt fragments enter flow_recv.c exactly as a received FLOW_DATA, and
  * a REPAIRED frame tells the sender, which counts them as acknowledged (no retransmission).
  * Everything held for repair (groups, repair symbols, cached sources) is bounded per connection

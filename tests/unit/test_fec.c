@@ -257,6 +257,17 @@ static void test_rebuild_between_connections(void)
     TT_REQUIRE(log.n == 3);
     TT_CHECK(memcmp(log.data[2], msg, sizeof(msg)) == 0);
     TT_CHECK(b.c->st.fec_recovered >= 2); /* the lost one, and one rebuilt before it came */
+    /* a new flow's first group: nothing cached yet, its fragments wait in the window for the
+     * message to complete, and are the sources */
+    uint64_t flow2;
+    TT_REQUIRE(tern_flow_open(a.c, &cfg, &flow2) == TERN_OK);
+    TT_REQUIRE(flow2 != flow);
+    TT_REQUIRE(tern_flow_send(a.c, flow2, a.now, msg, sizeof(msg), -1) == TERN_OK);
+    uint64_t rebuilt = b.c->st.fec_recovered;
+    TT_CHECK(transfer(&a, &b, 1, 0) >= 1);
+    TT_REQUIRE(log.n == 4);
+    TT_CHECK(memcmp(log.data[3], msg, sizeof(msg)) == 0);
+    TT_CHECK_EQ_U64(b.c->st.fec_recovered, rebuilt + 1);
     the_log = NULL;
     core_rig_free(&a);
     core_rig_free(&b);
