@@ -498,8 +498,8 @@ static int rebuilt_in(tern_conn *c, tern__rflow *f, uint64_t fsn, const uint8_t 
     p = tern__put_varint(p, end, fsn);
     p = tern__put_varint(p, end, flags);
     if (flags & TERN__FD_TTL)
-        p = tern__put_varint(p, end, deadline > c->rx.last ? (deadline - c->rx.last) / TERN_NS_PER_MS
-                                                           : 0);
+        p = tern__put_varint(p, end,
+                             deadline > c->rx.last ? (deadline - c->rx.last) / TERN_NS_PER_MS : 0);
     p = tern__put_varint(p, end, dlen);
     p = tern__put_bytes(p, end, sym + TERN__FEC_SYM_HDR, dlen);
     if (p == NULL) return TERN_ERR_PROTOCOL;

@@ -13,9 +13,10 @@
  *
  * Receiver: once a flow got a REPAIR frame, a copy of each fragment received on it is kept
  * (the source cache, twice the largest group seen), since fragments are delivered long before
- * their group's repair arrives (one not delivered yet serves from the flow's window); repair symbols of groups with missing fragments are held until
- * k symbols are there. Rebuilt fragments enter flow_recv.c exactly as a received FLOW_DATA, and
- * a REPAIRED frame tells the sender, which counts them as acknowledged (no retransmission).
+ * their group's repair arrives (one not delivered yet serves from the flow's window); repair
+ * symbols of groups with missing fragments are held until k symbols are there. Rebuilt
+ * fragments enter flow_recv.c exactly as a received FLOW_DATA, and a REPAIRED frame tells the
+ * sender, which counts them as acknowledged (no retransmission).
  * Everything held for repair (groups, repair symbols, cached sources) is bounded per connection
  * by TERN__FEC_RX_BUDGET (and by the connection's conn_memory); what does not fit is dropped
  * and counted (fec_dropped), never an error.

@@ -274,8 +274,8 @@ static void test_reliable_exactly_once(void)
     tern_conn_get_stats(srv.conn, &rs);
     tern_network_info ni;
     tern_conn_network_info(x.sc, &ni);
-    printf("    reliable 2 MB in 20 kB bursts, 3%% GE loss: %.2f s, %llu lost, %llu retx frags, %llu repair sent, "
-           "%llu rebuilt, loss burst %.2f\n",
+    printf("    reliable 2 MB in 20 kB bursts, 3%% GE loss: %.2f s, %llu lost, %llu retx frags, "
+           "%llu repair sent, %llu rebuilt, loss burst %.2f\n",
            (double)(x.done_at - t0) / 1e9, (unsigned long long)st.packets_lost,
            (unsigned long long)st.packets_retransmitted_frags,
            (unsigned long long)st.fec_repair_sent, (unsigned long long)rs.fec_recovered,
