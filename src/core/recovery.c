@@ -360,7 +360,6 @@ int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
     ti.rtt_sample = new_largest && largest_newly_acked_eliciting;
     ti.cc_bw = r->cc.ops->bandwidth(r->cc.st, c->rec.rtt.srtt);
     ti.cc_limited = a.rs.delivery_rate && !a.rs.is_app_limited;
-    ti.loss_q16 = r->loss_avg_q16;
     ti.datagram = tern__conn_max_payload(c);
     tern__target_on_ack(&r->tgt, &ti);
     /* the window opened: whatever waits may go */

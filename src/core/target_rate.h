@@ -21,7 +21,6 @@ typedef struct tern__tgt_input {
     int rtt_sample;        /* this ACK gave an RTT sample (latest_rtt is fresh) */
     uint64_t cc_bw;        /* the congestion controller's bandwidth estimate */
     int cc_limited;        /* the delivery-rate sample was not app-limited */
-    uint64_t loss_q16;     /* recent loss rate, 1/65536 units */
     uint64_t datagram;     /* the largest datagram we build now (overhead share) */
 } tern__tgt_input;
 
@@ -34,6 +33,7 @@ typedef struct tern__target {
     uint64_t reported;         /* what on_target_rate last said (0: nothing yet) */
     uint64_t reported_at;
     uint64_t last_rise, last_fall;
+    uint64_t rise_qd;          /* the queueing delay at the last rise */
     /* min RTT over a sliding window (two halves of TERN__TGT_MIN_RTT_WIN): the propagation
      * delay the queueing delay is measured against, so that a path that became longer is not
      * taken for a standing queue for ever */
@@ -53,8 +53,11 @@ typedef struct tern__target {
     uint64_t ceiling;
     uint8_t episode;           /* a standing queue is being drained */
     uint8_t queue_seen;        /* there was one since the start (startup steps are over) */
+    uint8_t armed;             /* the smoothed RTT came down since the last episode */
+    uint64_t episode_at;       /* when it began */
     uint64_t episode_bps;      /* the target when it began */
-    uint64_t episode_cap;      /* highest capacity sample in it (0: none yet) */
+    uint64_t episode_cap;      /* the capacity it showed last (0: none yet) */
+    uint64_t loss_q16;         /* loss rate of windows without a queue (the path's own) */
     uint8_t pending;           /* an on_target_rate call is due (tern__target_events) */
 } tern__target;
 
@@ -70,7 +73,8 @@ void tern__target_on_lost(tern__target *t, uint64_t bytes);
  * queue of queue_delay on a path of min_rtt. */
 uint64_t tern__target_payload_share_q16(uint64_t loss_q16, uint64_t datagram);
 uint64_t tern__target_drain_q16(uint64_t queue_delay, uint64_t min_rtt);
-/* The queueing delay above which our own queue counts as standing. */
-uint64_t tern__target_queue_threshold(uint64_t min_rtt);
+/* The queueing delay above which our own queue counts as standing, on a path of min_rtt
+ * delivering rate bytes/s (0: unknown) in datagrams of `datagram` bytes. */
+uint64_t tern__target_queue_threshold(uint64_t min_rtt, uint64_t datagram, uint64_t rate);
 
 #endif
