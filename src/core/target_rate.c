@@ -48,9 +48,6 @@
 #include "core/target_rate.h"
 
 #include <string.h>
-#ifdef TGT_DEBUG
-#include <stdio.h>
-#endif
 
 #include "core/conn.h"
 #include "core/wire.h"
@@ -75,7 +72,7 @@
 #define TERN__TGT_WIN_MIN (20 * MS)        /* a delivery window's shortest length */
 #define TERN__TGT_DRAIN_RTT_MIN (100 * MS)
 #define TERN__TGT_DRAIN_RTTS 3             /* the drain factor: 1 - queue delay / (3 min RTT) */
-#define TERN__TGT_STEP_START 150           /* percent, until the first standing queue */
+#define TERN__TGT_STEP_START 140           /* percent, until the first standing queue */
 #define TERN__TGT_STEP_FAST 125
 #define TERN__TGT_INIT_DATAGRAMS 10        /* the first target: the initial window per RTT */
 #define TERN__TGT_STEP_NEAR 110
@@ -180,7 +177,9 @@ static int close_window(tern__target *t, uint64_t now, uint64_t mrtt, uint64_t t
         uint64_t l = mul_div(t->win_lost, Q16, t->win_bytes + t->win_lost);
         t->loss_q16 = (t->loss_q16 * (TERN__TGT_LOSS_GAIN - 1) + l) / TERN__TGT_LOSS_GAIN;
     }
-    int empty = sampled && !queued && t->win_start >= t->episode_at;
+    /* (its samples are of packets sent after the episode began: earlier ones may have passed
+     * before the queue built) */
+    int empty = sampled && !queued && t->win_start >= t->episode_at + mrtt;
     t->win_start = now;
     t->win_bytes = 0;
     t->win_lost = 0;
@@ -207,9 +206,12 @@ static void probe(tern__target *t, const tern__tgt_input *in, uint64_t share, ui
     if (now < t->last_rise + 2 * srtt || now < t->last_fall + 2 * srtt) return;
     uint64_t step = t->queue_seen ? TERN__TGT_STEP_FAST : TERN__TGT_STEP_START;
     if (t->ceiling) {
+        /* near the capacity last seen a small overload builds its queue slowly: small steps,
+         * 3 RTTs apart; 20% past it without a queue it was stale */
         uint64_t ceil = payload_bps(t->ceiling, share, TERN__TGT_UTIL_PCT);
-        if (t->bps * 10 >= ceil * 11) t->ceiling = 0; /* probed past it without a queue */
+        if (t->bps * 10 >= ceil * 12) t->ceiling = 0;
         else if (t->bps * 10 >= ceil * 8) step = TERN__TGT_STEP_NEAR;
+        if (step == TERN__TGT_STEP_NEAR && now < t->last_rise + 3 * srtt) return;
     }
     /* the last step started a queue, too small yet to count: a small one */
     if (qd > t->rise_qd + thr / 4) step = TERN__TGT_STEP_NEAR;
@@ -234,10 +236,10 @@ void tern__target_on_ack(tern__target *t, const tern__tgt_input *in)
     t->win_bytes += in->acked_bytes;
     if (mrtt == UINT64_MAX) return; /* no RTT sample yet */
     uint64_t srtt = in->srtt > mrtt ? in->srtt : mrtt;
+    uint64_t rate = ring_max(t->dlv, now - 2 * mrtt);
+    uint64_t thr = tern__target_queue_threshold(mrtt, in->datagram, rate);
     uint64_t qd = srtt - mrtt;
     t->queue_delay = qd;
-    uint64_t thr = tern__target_queue_threshold(mrtt, in->datagram,
-                                                ring_max(t->dlv, now - 2 * mrtt));
     int emptied = 0;
     if (now - t->win_start >= max_u64(mrtt / 2, TERN__TGT_WIN_MIN))
         emptied = close_window(t, now, mrtt, thr, in->datagram);
@@ -282,19 +284,6 @@ void tern__target_on_ack(tern__target *t, const tern__tgt_input *in)
     } else if (!t->episode && qd <= thr / 2) {
         probe(t, in, share, srtt, qd, thr);
     }
-#ifdef TGT_DEBUG
-    {
-        static uint64_t last;
-        if (now - last > 50 * MS) {
-            last = now;
-            fprintf(stderr, "DBG %7.3f srtt %5.1f mrtt %5.1f qd %5.1f ep %d cap %6.3f ceil %6.3f dlv %6.3f bps %6.3f loss %.3f\n",
-                    now / 1e9, srtt / 1e6, mrtt / 1e6, qd / 1e6, t->episode,
-                    ring_max(t->cap, now - 2 * mrtt) * 8 / 1e6, t->ceiling * 8 / 1e6,
-                    ring_max(t->dlv, now - TERN__TGT_DLV_RTTS * srtt) * 8 / 1e6, t->bps / 1e6,
-                    t->loss_q16 / 65536.0);
-        }
-    }
-#endif
     /* hysteresis: report a move of 10%, a fall at most every half min RTT, a rise every RTT */
     uint64_t r = t->reported;
     int due = r == 0 || (t->bps * 10 <= r * 9 && now >= t->reported_at + mrtt / 2) ||
