@@ -96,6 +96,7 @@ void tern__target_init(tern__target *t, uint64_t now)
     t->min_rtt_start = now;
     t->win_start = now;
     t->win_min_rtt = UINT64_MAX;
+    t->win_min_backlog = UINT64_MAX;
 }
 
 uint64_t tern__target_payload_share_q16(uint64_t loss_q16, uint64_t datagram)
@@ -165,6 +166,9 @@ static int close_window(tern__target *t, uint64_t now, uint64_t mrtt, uint64_t t
     ring_push(t->dlv, &t->dlv_next, rate, now);
     int sampled = t->win_min_rtt != UINT64_MAX;
     int queued = sampled && t->win_min_rtt >= mrtt + thr / 2;
+    /* a backlog that stood at the sender through the whole window (a frame waiting between
+     * two ACKs is no backlog) counts in the queueing delay until the next window */
+    t->backlog = t->win_min_backlog == UINT64_MAX ? 0 : t->win_min_backlog;
     int lossy = sampled && t->win_min_rtt >= mrtt + thr / 4 && t->win_lost >= 3 * datagram &&
                 t->win_lost * 10 >= t->win_bytes + t->win_lost;
     if ((queued || lossy) && rate > 0) {
@@ -184,6 +188,7 @@ static int close_window(tern__target *t, uint64_t now, uint64_t mrtt, uint64_t t
     t->win_bytes = 0;
     t->win_lost = 0;
     t->win_min_rtt = UINT64_MAX;
+    t->win_min_backlog = UINT64_MAX;
     return empty;
 }
 
@@ -238,12 +243,19 @@ void tern__target_on_ack(tern__target *t, const tern__tgt_input *in)
     uint64_t srtt = in->srtt > mrtt ? in->srtt : mrtt;
     uint64_t rate = ring_max(t->dlv, now - 2 * mrtt);
     uint64_t thr = tern__target_queue_threshold(mrtt, in->datagram, rate);
-    uint64_t qd = srtt - mrtt;
-    t->queue_delay = qd;
+    /* the queue is ours wherever it stands: in the network (the RTT above its minimum) or still
+     * at the sender, when the controller lets out less than the application produces (what
+     * waits, at the pacing rate) */
+    uint64_t backlog = in->pacing ? mul_div(in->unsent, NS_PER_S, in->pacing) : 0;
+    if (backlog < t->win_min_backlog) t->win_min_backlog = backlog;
     int emptied = 0;
     if (now - t->win_start >= max_u64(mrtt / 2, TERN__TGT_WIN_MIN))
         emptied = close_window(t, now, mrtt, thr, in->datagram);
-    if (qd <= thr / 2) t->armed = 1;
+    uint64_t qd = srtt - mrtt + t->backlog;
+    t->queue_delay = qd;
+    /* after an episode, the next one waits for the smoothed RTT to come down, or for the time
+     * its lag takes (a queue that builds again meanwhile is a new one) */
+    if (qd <= thr / 2 || now >= t->episode_end + 2 * srtt) t->armed = 1;
 
     uint64_t share = tern__target_payload_share_q16(t->loss_q16, in->datagram);
     if (t->bps == 0) {
@@ -255,11 +267,14 @@ void tern__target_on_ack(tern__target *t, const tern__tgt_input *in)
         t->last_rise = now;
     } else if (t->episode && emptied) {
         /* drained (a window saw the queue empty; the smoothed RTT lags): back to the capacity
-         * the queue showed, which is no probe. A new episode needs the smoothed RTT down
-         * first, or its lag would cut again. */
+         * the queue showed, which is no probe, or, if it stood only at the sender, to where the
+         * target was. A new episode needs the smoothed RTT down first (or the time its lag
+         * takes), or that lag would cut again. */
         t->episode = 0;
         t->armed = 0;
-        uint64_t back = payload_bps(t->episode_cap, share, TERN__TGT_UTIL_PCT);
+        t->episode_end = now;
+        uint64_t back = t->episode_cap ? payload_bps(t->episode_cap, share, TERN__TGT_UTIL_PCT)
+                                       : t->episode_bps;
         if (back > t->bps) {
             t->bps = back;
             t->last_rise = now;
@@ -304,6 +319,16 @@ void tern__target_events(tern_conn *c)
     c->st.target_rate_events++;
     tern_endpoint *ep = c->ep;
     if (ep->cb.on_target_rate) ep->cb.on_target_rate(c, c->rec.r->tgt.reported, ep->user_data);
+}
+
+uint64_t tern__target_unsent(const tern_conn *c)
+{
+    uint64_t n = 0;
+    for (const tern__sflow *f = c->flows.send; f; f = f->next) {
+        for (const tern__msg *m = f->head; m; m = m->next) n += m->len - m->cut;
+        n += (uint64_t)f->lost_n * tern__conn_max_payload(c);
+    }
+    return n;
 }
 
 uint64_t tern_conn_target_rate(const tern_conn *c)

@@ -22,6 +22,8 @@ typedef struct tern__tgt_input {
     uint64_t cc_bw;        /* the congestion controller's bandwidth estimate */
     int cc_limited;        /* the delivery-rate sample was not app-limited */
     uint64_t datagram;     /* the largest datagram we build now (overhead share) */
+    uint64_t pacing;       /* the controller's pacing rate */
+    uint64_t unsent;       /* bytes the flows hold that have not left yet */
 } tern__tgt_input;
 
 typedef struct tern__tgt_sample {
@@ -43,6 +45,7 @@ typedef struct tern__target {
     /* the delivery window being measured: acknowledged bytes since win_start, the lowest RTT
      * sample in it (UINT64_MAX: none), lost bytes */
     uint64_t win_start, win_bytes, win_lost, win_min_rtt;
+    uint64_t win_min_backlog;  /* the least time the sender's backlog needed at an ACK in it */
     /* closed windows: every one's delivery rate (dlv), and those taken while our own queue
      * stood throughout (cap: the bottleneck was busy, so its rate is the capacity) */
     tern__tgt_sample dlv[TERN__TGT_RING];
@@ -55,6 +58,9 @@ typedef struct tern__target {
     uint8_t queue_seen;        /* there was one since the start (startup steps are over) */
     uint8_t armed;             /* the smoothed RTT came down since the last episode */
     uint64_t episode_at;       /* when it began */
+    uint64_t episode_end;      /* when the last one ended */
+    uint64_t backlog;          /* the sender's backlog (ns at the pacing rate) that stood
+                                  through the last window */
     uint64_t episode_bps;      /* the target when it began */
     uint64_t episode_cap;      /* the capacity it showed last (0: none yet) */
     uint64_t loss_q16;         /* loss rate of windows without a queue (the path's own) */
