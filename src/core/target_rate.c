@@ -72,6 +72,7 @@
 #define TERN__TGT_WIN_MIN (20 * MS)        /* a delivery window's shortest length */
 #define TERN__TGT_DRAIN_RTT_MIN (100 * MS)
 #define TERN__TGT_DRAIN_RTTS 3             /* the drain factor: 1 - queue delay / (3 min RTT) */
+#define TERN__TGT_DRAIN_MIN_Q16 (Q16 / 4)  /* ... at least 1/4 */
 #define TERN__TGT_STEP_START 140           /* percent, until the first standing queue */
 #define TERN__TGT_STEP_FAST 125
 #define TERN__TGT_INIT_DATAGRAMS 10        /* the first target: the initial window per RTT */
@@ -112,7 +113,7 @@ uint64_t tern__target_drain_q16(uint64_t queue_delay, uint64_t min_rtt)
 {
     uint64_t d = TERN__TGT_DRAIN_RTTS * max_u64(min_rtt, TERN__TGT_DRAIN_RTT_MIN);
     uint64_t cut = mul_div(queue_delay, Q16, d);
-    if (cut > Q16 / 2) cut = Q16 / 2;
+    if (cut > Q16 - TERN__TGT_DRAIN_MIN_Q16) cut = Q16 - TERN__TGT_DRAIN_MIN_Q16;
     return Q16 - cut;
 }
 
@@ -183,7 +184,7 @@ static int close_window(tern__target *t, uint64_t now, uint64_t mrtt, uint64_t t
     }
     /* (its samples are of packets sent after the episode began: earlier ones may have passed
      * before the queue built) */
-    int empty = sampled && !queued && t->win_start >= t->episode_at + mrtt;
+    int empty = sampled && !queued && t->backlog < thr / 2 && t->win_start >= t->episode_at + mrtt;
     t->win_start = now;
     t->win_bytes = 0;
     t->win_lost = 0;
@@ -274,7 +275,7 @@ void tern__target_on_ack(tern__target *t, const tern__tgt_input *in)
         t->armed = 0;
         t->episode_end = now;
         uint64_t back = t->episode_cap ? payload_bps(t->episode_cap, share, TERN__TGT_UTIL_PCT)
-                                       : t->episode_bps;
+                                       : min_u64(t->episode_bps, payload_bps(in->cc_bw, share, 100));
         if (back > t->bps) {
             t->bps = back;
             t->last_rise = now;
