@@ -392,8 +392,9 @@ int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
     ti.rtt_sample = new_largest && largest_newly_acked_eliciting;
     ti.cc_bw = r->cc.ops->bandwidth(r->cc.st, c->rec.rtt.srtt);
     ti.cc_limited = a.rs.delivery_rate && !a.rs.is_app_limited;
-    ti.loss_q16 = r->loss_avg_q16;
     ti.datagram = tern__conn_max_payload(c);
+    ti.pacing = r->cc.ops->pacing_rate(r->cc.st, c->rec.rtt.srtt);
+    ti.unsent = tern__target_unsent(c);
     tern__target_on_ack(&r->tgt, &ti);
     /* the window opened: whatever waits may go */
     tern__ep_mark_send(c->ep, c);
