@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "core/conn.h"
+#include "core/fec.h"
 #include "core/flow_int.h"
 
 #define MAX_FRAG_HDR 24 /* worst-case FLOW_DATA header */
@@ -38,6 +39,11 @@ static uint64_t owd_bound(const tern_conn *c)
     if (!c->rec.rtt.has_sample) return c->ep->s.initial_rtt_ns;
     if (c->rec.r == NULL || c->rec.r->bytes_in_flight == 0) return c->rec.rtt.min;
     return c->rec.rtt.latest > c->rec.rtt.srtt ? c->rec.rtt.latest : c->rec.rtt.srtt;
+}
+
+uint64_t tern__flow_owd_bound(const tern_conn *c)
+{
+    return owd_bound(c);
 }
 
 static uint64_t send_cutoff(const tern_conn *c, const tern__msg *m)
@@ -160,11 +166,12 @@ enum {
 
 static void msg_give_up(tern_conn *c, tern__sflow *f, tern__msg *m, int how);
 
-/* Does m need a message that died: its dependency, or (GOP) an earlier one of its group? */
-static int msg_needs_dead(const tern__sflow *f, const tern__msg *m, int gop_dead, uint64_t gop)
+/* Does m need a message that died: its dependency, or (GOP) an earlier one of its group, gop
+ * being the group of the last message that died? */
+static int msg_needs_dead(const tern__sflow *f, const tern__msg *m, uint64_t gop)
 {
     if (m->dep != TERN__NO_MSG && dead_get(f, m->dep)) return 1;
-    return (m->mflags & TERN_MSG_GOP) && gop_dead && m->gop == gop;
+    return (m->mflags & TERN_MSG_GOP) && m->gop == gop;
 }
 
 /* Message `root` died: every message after it, in flight (waiting for retransmission) or
@@ -173,12 +180,11 @@ static int msg_needs_dead(const tern__sflow *f, const tern__msg *m, int gop_dead
  * fragment ring, then the queue) sees a dependency die before what depends on it. */
 static void drop_dependents(tern_conn *c, tern__sflow *f, uint64_t root, uint64_t root_gop)
 {
-    int gop_dead = 1;
     uint64_t gop = root_gop;
     for (uint64_t fsn = f->base; fsn < f->next_fsn; fsn++) {
         tern__msg *m = frag_at(f, fsn)->msg;
         if (m == NULL || m->abandoned || m->id <= root) continue;
-        if (!msg_needs_dead(f, m, gop_dead, gop)) continue;
+        if (!msg_needs_dead(f, m, gop)) continue;
         c->st.msgs_dropped_dep++;
         gop = m->gop;
         msg_give_up(c, f, m, 0);
@@ -186,7 +192,7 @@ static void drop_dependents(tern_conn *c, tern__sflow *f, uint64_t root, uint64_
     tern__msg *m = f->head;
     while (m) {
         tern__msg *next = m->next; /* m may be freed below */
-        if (!m->abandoned && m->id > root && msg_needs_dead(f, m, gop_dead, gop)) {
+        if (!m->abandoned && m->id > root && msg_needs_dead(f, m, gop)) {
             c->st.msgs_dropped_dep++;
             gop = m->gop;
             msg_give_up(c, f, m, 0);
@@ -238,15 +244,17 @@ static void msg_give_up(tern_conn *c, tern__sflow *f, tern__msg *m, int how)
     uint64_t id = m->id, gop = m->gop;
     m->live_frags--;
     if (m->live_frags == 0) free_msg(c, f, m);
-    if (how & GU_CASCADE) drop_dependents(c, f, id, gop);
+    if ((how & GU_CASCADE) && f->deps_used) drop_dependents(c, f, id, gop); /* else none */
     sflow_advance(c, f);
 }
 
 /* A KEYFRAME_REQUEST from the receiver: it skipped message mid for a lost dependency. A
- * keyframe queued after mid answers it already. */
+ * keyframe queued after mid answers it already; a flow that never named a dependency or a
+ * keyframe has no encoder to ask. */
 void tern__flow_on_kf_request(tern_conn *c, tern__sflow *f, uint64_t mid)
 {
     (void)c;
+    if (!f->deps_used) return; /* not a flow of frames: nothing to ask an encoder */
     if (f->gop_id != TERN__NO_MSG && f->gop_id > mid) return;
     f->kf_pending = 1;
 }
@@ -338,6 +346,7 @@ void tern__sflow_free(tern_conn *c, tern__sflow *f)
         else m->cut = m->len; /* freed when its last fragment is released: cannot happen now */
     }
     tern__flow_releases(c, f); /* every referenced buffer, exactly once */
+    tern__fec_tx_free(c, f);
     if (f->frags) tern__conn_dealloc(c, f->frags, f->cap * sizeof(*f->frags));
     if (f->lost) tern__conn_dealloc(c, f->lost, f->lost_cap * sizeof(*f->lost));
     tern__conn_dealloc(c, f, sizeof(*f));
@@ -510,7 +519,7 @@ uint8_t *tern__flow_write_control(tern_conn *c, uint8_t *p, const uint8_t *end, 
         p = q;
         f->kf_pending = 0;
         f->kf_sent = 1;
-        f->kf_last = c->tx.last;
+        f->kf_last = c->tx.last > c->rx.last ? c->tx.last : c->rx.last; /* about now */
         c->st.keyframe_requests_sent++;
         add_entry(rec, f->id, f->kf_want, ENT_KFREQ, 0);
     }
@@ -537,7 +546,7 @@ uint8_t *tern__flow_write_control(tern_conn *c, uint8_t *p, const uint8_t *end, 
             add_entry(rec, f->id, f->final_fsn, ENT_FIN, 0);
         }
     }
-    return p;
+    return tern__fec_write_control(c, p, end); /* REPAIRED */
 }
 
 /* The DEP fields of a message's BEGIN fragment (docs/protocol.md 6.2): its ID, the distance
@@ -696,6 +705,8 @@ static int sflow_next_priority(tern_conn *c, tern__sflow *f, uint64_t now)
         f->lost_head = (f->lost_head + 1) % f->lost_cap;
         f->lost_n--;
     }
+    int repair = tern__fec_tx_priority(c, f, now); /* a closed group's repair, before new data */
+    if (repair >= 0) return repair;
     expire_messages(c, f, now);
     if (f->head && f->next_fsn < f->peer_max) return f->head->priority;
     return -1;
@@ -716,7 +727,7 @@ int tern__flow_has_control(const tern_conn *c)
         if (f->forward_pending || (f->closing && !f->fin_acked && f->head == NULL &&
                                    (f->fin_pending || f->final_fsn == UINT64_MAX)))
             return 1;
-    return 0;
+    return tern__fec_has_control(c);
 }
 
 /* Writes data fragments, highest priority first, until the packet or the entries are full. */
@@ -769,6 +780,10 @@ uint8_t *tern__flow_write_data(tern_conn *c, uint64_t now, uint8_t *p, const uin
             c->st.packets_retransmitted_frags++;
             add_entry(rec, f->id, fsn, ENT_DATA, part);
             p = q;
+        } else if (tern__fec_tx_priority(c, f, now) >= 0) {
+            q = tern__fec_write_repair(c, f, p, end, rec, now);
+            if (q == NULL) break; /* does not fit this packet */
+            p = q;
         } else {
             tern__msg *m = f->head;
             /* the header this fragment will have: type, flow, fsn, flags, [ttl], length */
@@ -780,7 +795,8 @@ uint8_t *tern__flow_write_data(tern_conn *c, uint64_t now, uint8_t *p, const uin
             }
             if ((size_t)(end - p) <= hdr) break;
             size_t room = (size_t)(end - p) - hdr;
-            size_t max = tern__conn_max_payload(c) - 13 - TERN__AEAD_TAG_LEN - hdr;
+            size_t max = tern__conn_max_payload(c) - 13 - TERN__AEAD_TAG_LEN - hdr -
+                         tern__fec_reserve(f);
             if (room > max) room = max;
             size_t n = m->len - m->cut;
             if (n > room) n = room;
@@ -808,6 +824,7 @@ uint8_t *tern__flow_write_data(tern_conn *c, uint64_t now, uint8_t *p, const uin
                 c->st.messages_sent++;
             }
             add_entry(rec, f->id, fsn, ENT_DATA, 0);
+            tern__fec_on_sent(c, f, fsn, fr, now); /* its group; closing it makes repair */
         }
         /* flows of one priority take turns: move the one served to the back */
         if (f->next) {
