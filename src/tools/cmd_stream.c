@@ -19,8 +19,10 @@
  * --latency: the core's deadline of a message counts from tern_flow_send_msg to delivery, and
  * the core, which has no synchronised clock, takes a whole RTT as the bound of the one-way delay
  * (src/core/flow_send.c): a frame is only started while deadline - RTT - its time on the wire -
- * RTT/4 is still ahead. So the default (auto) is 1.25 x the connection's minimum RTT + 150 ms,
- * taken at each frame; a fixed --latency below about 1.25 RTT sends nothing.
+ * RTT/4 is still ahead. So the default (auto) gives each frame 1.25 x the RTT (the larger of
+ * the smoothed and the latest) + its time on the wire at the pacing rate + 100 ms: it is sent
+ * while it can leave within about 100 ms of its capture, and given up after. A fixed --latency
+ * below about 1.25 RTT sends nothing.
  *
  * Receiver (tern stream recv --listen ADDR): like tern recv, one sender at a time. For every
  * frame: latency = delivery (on_message, CLOCK_REALTIME) - capture (the sender's CLOCK_REALTIME
@@ -45,37 +47,39 @@
 #include "tools/stream.h"
 #include "tools/tools.h"
 
-#define AUTO_SLACK_MS 150 /* --latency auto: 1.25 x min RTT + this */
+#define AUTO_SLACK_MS 100 /* --latency auto: frame_deadline_ms */
 
 static void usage(FILE *f)
 {
     fprintf(
-        f, "usage: tern stream send --to ADDR:PORT --server-key HEX [options]\n"
-           "       tern stream send --udp-out HOST:PORT [options]     (UDP mode, e.g. into\n"
-           "                                                           srt-live-transmit)\n"
-           "       tern stream recv --listen ADDR:PORT [options]\n"
-           "       tern stream recv --udp-in ADDR:PORT [options]      (UDP mode)\n"
-           "Live video, measured per frame: the sender produces frames (synthetic, or MPEG-TS\n"
-           "from stdin) and the receiver reports each frame's latency from capture to delivery,\n"
-           "frames on time, late and lost, stall time and percentiles.\n"
-           "Sender:\n"
-           "  --bitrate R         video bitrate, at most (default 1M; k, M, G: decimal)\n"
-           "  --min-bitrate R     the least the sender adapts down to (default bitrate / 8)\n"
-           "  --fps N             frames per second (default 25)\n"
-           "  --gop N             frames per group of pictures: a keyframe (5x a P-frame) every\n"
-           "                      N frames (default 50)\n"
-           "  --duration S        seconds of synthetic frames (default 30)\n"
-           "  --seed N            the synthetic sizes' seed (default 1): same seed, same frames\n"
-           "  --ts                MPEG-TS from stdin instead (a frame from one payload unit start\n"
-           "                      of the video PID to the next; keyframes from the random access\n"
-           "                      indicator); e.g. ffmpeg -re -i in.mp4 -c copy -f mpegts - |\n"
-           "  --ts-pid PID        the video PID (default: the first video stream in the PMT)\n"
-           "  --latency MS|auto   each frame's deadline in tern (default auto: 1.25 x min RTT +\n"
-           "                      150 ms; the core counts a whole RTT as the one-way delay)\n"
-           "  --fec off|fixed|adaptive  forward error correction of the frames (adaptive)\n"
-           "  --no-adapt          keep --bitrate: ignore the connection's target rate\n"
-           "  --udp-out HOST:PORT UDP mode: each frame as datagrams to HOST:PORT, no tern\n"
-           "  --udp-size BYTES    UDP mode's datagram size at most (default 1316 = 7 x 188)\n");
+        f,
+        "usage: tern stream send --to ADDR:PORT --server-key HEX [options]\n"
+        "       tern stream send --udp-out HOST:PORT [options]     (UDP mode, e.g. into\n"
+        "                                                           srt-live-transmit)\n"
+        "       tern stream recv --listen ADDR:PORT [options]\n"
+        "       tern stream recv --udp-in ADDR:PORT [options]      (UDP mode)\n"
+        "Live video, measured per frame: the sender produces frames (synthetic, or MPEG-TS\n"
+        "from stdin) and the receiver reports each frame's latency from capture to delivery,\n"
+        "frames on time, late and lost, stall time and percentiles.\n"
+        "Sender:\n"
+        "  --bitrate R         video bitrate, at most (default 1M; k, M, G: decimal)\n"
+        "  --min-bitrate R     the least the sender adapts down to (default bitrate / 8)\n"
+        "  --fps N             frames per second (default 25)\n"
+        "  --gop N             frames per group of pictures: a keyframe (5x a P-frame) every\n"
+        "                      N frames (default 50)\n"
+        "  --duration S        seconds of synthetic frames (default 30)\n"
+        "  --seed N            the synthetic sizes' seed (default 1): same seed, same frames\n"
+        "  --ts                MPEG-TS from stdin instead (a frame from one payload unit start\n"
+        "                      of the video PID to the next; keyframes from the random access\n"
+        "                      indicator); e.g. ffmpeg -re -i in.mp4 -c copy -f mpegts - |\n"
+        "  --ts-pid PID        the video PID (default: the first video stream in the PMT)\n"
+        "  --latency MS|auto   each frame's deadline in tern (default auto: 1.25 x RTT + the\n"
+        "                      frame's time on the wire + 100 ms; the core counts a whole\n"
+        "                      RTT as the one-way delay, so less than 1.25 x RTT sends nothing)\n"
+        "  --fec off|fixed|adaptive  forward error correction of the frames (adaptive)\n"
+        "  --no-adapt          keep --bitrate: ignore the connection's target rate\n"
+        "  --udp-out HOST:PORT UDP mode: each frame as datagrams to HOST:PORT, no tern\n"
+        "  --udp-size BYTES    UDP mode's datagram size at most (default 1316 = 7 x 188)\n");
     fprintf(f, "  (and tern send's connection options:)\n");
     tools_transport_usage(f);
     fprintf(f,
@@ -192,14 +196,22 @@ static void on_target_rate(tern_conn *c, uint64_t bps, void *user)
                 bps / 1e6);
 }
 
-static uint32_t frame_deadline_ms(send_state *s)
+/* --latency auto for a frame of len bytes: the core's own bound of the one-way delay (the larger
+ * of the smoothed and the latest RTT), a quarter of it that the core keeps for other traffic
+ * cutting in, the frame's time on the wire at the pacing rate, and AUTO_SLACK_MS: a frame is
+ * started as long as it can still go out within about AUTO_SLACK_MS of its capture. */
+static uint32_t frame_deadline_ms(send_state *s, size_t len)
 {
     if (s->o->latency_ms >= 0) return (uint32_t)s->o->latency_ms;
     tern_conn_stats st;
+    tern_network_info ni;
     tern_conn_get_stats(s->link.conn, &st);
+    tern_conn_network_info(s->link.conn, &ni);
     /* before the first RTT sample the core bounds the one-way delay by its initial RTT */
-    uint64_t rtt = st.min_rtt_ns ? st.min_rtt_ns : s->initial_rtt_ns;
-    return (uint32_t)(rtt * 5 / 4 / TERN_NS_PER_MS + AUTO_SLACK_MS);
+    uint64_t rtt = st.srtt_ns > st.latest_rtt_ns ? st.srtt_ns : st.latest_rtt_ns;
+    if (st.min_rtt_ns == 0) rtt = s->initial_rtt_ns;
+    uint64_t wire = ni.pacing_rate_bps ? (uint64_t)len * 8 * TERN_NS_PER_S / ni.pacing_rate_bps : 0;
+    return (uint32_t)((rtt * 5 / 4 + wire) / TERN_NS_PER_MS + AUTO_SLACK_MS);
 }
 
 /* Queues one frame. Returns 0, or -1 after failing the stream. */
@@ -209,7 +221,7 @@ static int send_frame(send_state *s, stream_hdr *h, const uint8_t *msg, size_t l
     tern_msg_opts mo;
     memset(&mo, 0, sizeof(mo));
     mo.priority = -1;
-    mo.deadline_ms = s->last_deadline_ms = frame_deadline_ms(s);
+    mo.deadline_ms = s->last_deadline_ms = frame_deadline_ms(s, len);
     mo.flags = (h->flags & STREAM_F_KEY) ? TERN_MSG_KEYFRAME : TERN_MSG_GOP;
     int rc = tern_flow_send_msg(s->link.conn, s->media, now, msg, len, &mo, NULL);
     if (rc == TERN_ERR_STATE && !(h->flags & STREAM_F_KEY)) {
