@@ -64,8 +64,10 @@ static int process_frames(tern_conn *c, tern__rx *rx, const uint8_t *p, const ui
             if (tern__rec_on_ack(c, &af, now) != TERN_OK) return TERN_ERR_PROTOCOL;
             continue;
         }
-        /* flow frames, and the repair frames of their forward error correction (fec.c) */
-        if (type >= TERN__FRAME_FLOW_DATA && type <= TERN__FRAME_REPAIRED) {
+        /* flow frames, the repair frames of their forward error correction (fec.c) and keyframe
+         * requests */
+        if ((type >= TERN__FRAME_FLOW_DATA && type <= TERN__FRAME_REPAIRED) ||
+            type == TERN__FRAME_KEYFRAME_REQUEST) {
             *probing_only = 0;
             const uint8_t *q = tern__get_varint(p, end, &type);
             int rc = tern__flow_on_frame(c, type, &q, end);
@@ -261,6 +263,7 @@ int tern__conn_recv_short(tern_endpoint *ep, tern__rx *rx, const uint8_t *pkt, s
     }
     if (c->state != TERN_CONN_ESTABLISHED) return TERN_OK;
     tern__flows_reap(c);
+    if (c->state == TERN_CONN_ESTABLISHED) tern__target_events(c);
     /* ACK policy: every ack_every ack-eliciting packets, at once on a gap (a NACK), or after
      * max_ack_delay */
     if (eliciting) {

@@ -167,15 +167,32 @@ void tern__fec_tx_free(tern_conn *c, tern__sflow *f)
     f->fec = NULL;
 }
 
-/* The canonical flags of a fragment in a symbol: those of its FLOW_DATA without TTL. */
-#define SYM_FLAGS (TERN__FD_BEGIN | TERN__FD_END | TERN__FD_ORDERED | TERN__FD_STREAM)
+/* The flags of a fragment in its symbol: those of its FLOW_DATA without TTL. */
+#define SYM_FLAGS (TERN__FD_ALL & ~TERN__FD_TTL)
 
-static void sym_put(uint8_t *sym, uint8_t flags, const uint8_t *data, size_t len)
+/* The bytes of a symbol for a fragment of len bytes with flags and, with DEP, the DEP fields
+ * as FLOW_DATA carries them. */
+static size_t sym_len(uint8_t flags, const uint64_t dep[3], size_t len)
 {
+    size_t n = TERN__FEC_SYM_HDR + len;
+    if (flags & TERN__FD_DEP)
+        for (int i = 0; i < 3; i++) n += tern__varint_len(dep[i]);
+    return n;
+}
+
+/* Writes the symbol (sym_len bytes); returns its size. */
+static size_t sym_put(uint8_t *sym, uint8_t flags, const uint64_t dep[3], const uint8_t *data,
+                      size_t len)
+{
+    size_t n = sym_len(flags, dep, len);
+    uint8_t *p = sym + TERN__FEC_SYM_HDR, *end = sym + n;
     sym[0] = (uint8_t)(flags & SYM_FLAGS);
     sym[1] = (uint8_t)(len >> 8);
     sym[2] = (uint8_t)len;
-    if (len) memcpy(sym + TERN__FEC_SYM_HDR, data, len);
+    if (flags & TERN__FD_DEP)
+        for (int i = 0; i < 3; i++) p = tern__put_varint(p, end, dep[i]);
+    if (len) memcpy(p, data, len);
+    return n;
 }
 
 /* How many repair symbols the group gets. */
@@ -264,10 +281,13 @@ void tern__fec_on_sent(tern_conn *c, tern__sflow *f, uint64_t fsn, const tern__f
     }
     const tern__msg *m = fr->msg;
     const uint8_t *bytes = (m->is_ref ? m->ref : m->data) + fr->off;
+    uint64_t dep[3] = {0, 0, 0};
+    /* the flags exactly as its FLOW_DATA has them (put_frag_hdr), TTL aside */
     uint8_t flags = (uint8_t)(fr->flags | (f->cfg.ordered ? TERN__FD_ORDERED : 0) |
-                              (f->cfg.stream ? TERN__FD_STREAM : 0));
-    sym_put(t->src + (size_t)t->k * TERN__FEC_SYM_MAX, flags, bytes, fr->len);
-    t->slen[t->k] = (uint16_t)(TERN__FEC_SYM_HDR + fr->len);
+                              (f->cfg.stream ? TERN__FD_STREAM : 0) |
+                              (tern__flow_frag_dep(fr, dep) ? TERN__FD_DEP : 0));
+    t->slen[t->k] =
+        (uint16_t)sym_put(t->src + (size_t)t->k * TERN__FEC_SYM_MAX, flags, dep, bytes, fr->len);
     if (t->slen[t->k] > t->len) t->len = t->slen[t->k];
     if (m->deadline < t->deadline) t->deadline = m->deadline;
     t->prio = m->priority;
@@ -389,9 +409,27 @@ static void fec_release(tern_conn *c, void *p, size_t size)
     tern__conn_dealloc(c, p, size);
 }
 
+/* The size of a symbol we wrote (sym_put). */
 static size_t sym_size(const uint8_t *sym)
 {
-    return TERN__FEC_SYM_HDR + ((size_t)sym[1] << 8 | sym[2]);
+    size_t n = TERN__FEC_SYM_HDR + ((size_t)sym[1] << 8 | sym[2]);
+    if (sym[0] & TERN__FD_DEP) {
+        const uint8_t *p = sym + TERN__FEC_SYM_HDR;
+        for (int i = 0; i < 3; i++) {
+            size_t l = (size_t)1 << (p[0] >> 6); /* the varint's length, from its prefix */
+            n += l;
+            p += l;
+        }
+    }
+    return n;
+}
+
+/* The DEP fields of a received fragment (its BEGIN carried them), as FLOW_DATA has them. */
+static void frag_dep(const tern__rfrag *s, uint64_t dep[3])
+{
+    dep[0] = s->mid;
+    dep[1] = s->dep == TERN__NO_MSG ? 0 : s->mid - s->dep;
+    dep[2] = s->gop == TERN__NO_MSG ? 0 : s->mid - s->gop + 1;
 }
 
 static void group_free(tern_conn *c, tern__fec_rflow *fr, fec_group *g)
@@ -444,9 +482,11 @@ void tern__fec_on_stored(tern_conn *c, tern__rflow *f, uint64_t fsn, const tern_
     if (2 * fr->kmax < FEC_CACHE && fr->c_sym[old] && fr->c_fsn[old] + 2 * fr->kmax <= fsn)
         cache_drop(c, fr, old);
     /* no room: the fragment cannot help rebuild its group's others (never an error) */
-    uint8_t *sym = fec_hold(c, TERN__FEC_SYM_HDR + (size_t)s->len);
+    uint64_t dep[3];
+    frag_dep(s, dep);
+    uint8_t *sym = fec_hold(c, sym_len(s->flags, dep, s->len));
     if (sym == NULL) return;
-    sym_put(sym, s->flags, s->data, s->len);
+    sym_put(sym, s->flags, dep, s->data, s->len);
     fr->c_sym[i] = sym;
     fr->c_fsn[i] = fsn;
 }
@@ -483,8 +523,15 @@ static void repaired_note(tern_conn *c, uint64_t flow, uint64_t fsn)
 static int rebuilt_in(tern_conn *c, tern__rflow *f, uint64_t fsn, const uint8_t *sym, size_t len,
                       uint64_t deadline)
 {
+    /* the rebuilt bytes are the peer's: parsed with every bound checked */
     size_t dlen = (size_t)sym[1] << 8 | sym[2];
-    if (TERN__FEC_SYM_HDR + dlen > len || dlen > TERN_MAX_DATAGRAM) return TERN_ERR_PROTOCOL;
+    const uint8_t *q = sym + TERN__FEC_SYM_HDR, *send = sym + len;
+    uint64_t dep[3] = {0, 0, 0};
+    if (sym[0] & TERN__FD_DEP)
+        for (int i = 0; i < 3; i++) q = tern__get_varint(q, send, &dep[i]);
+    if (q == NULL || dlen > (size_t)(send - q) || dlen > TERN_MAX_DATAGRAM ||
+        (sym[0] & ~SYM_FLAGS))
+        return TERN_ERR_PROTOCOL;
     uint8_t frame[TERN__FEC_SYM_MAX + 32];
     uint8_t *p = frame, *end = frame + sizeof(frame);
     uint64_t flags = sym[0];
@@ -500,10 +547,12 @@ static int rebuilt_in(tern_conn *c, tern__rflow *f, uint64_t fsn, const uint8_t 
     if (flags & TERN__FD_TTL)
         p = tern__put_varint(p, end,
                              deadline > c->rx.last ? (deadline - c->rx.last) / TERN_NS_PER_MS : 0);
+    if (flags & TERN__FD_DEP)
+        for (int i = 0; i < 3; i++) p = tern__put_varint(p, end, dep[i]);
     p = tern__put_varint(p, end, dlen);
-    p = tern__put_bytes(p, end, sym + TERN__FEC_SYM_HDR, dlen);
+    p = tern__put_bytes(p, end, q, dlen);
     if (p == NULL) return TERN_ERR_PROTOCOL;
-    const uint8_t *q = frame;
+    q = frame;
     c->st.fec_recovered++;
     repaired_note(c, f->id, fsn);
     return tern__flow_on_frame(c, TERN__FRAME_FLOW_DATA, &q, p);
@@ -532,10 +581,14 @@ static int src_symbol(const tern__rflow *f, uint64_t fsn, size_t len, uint8_t *o
         return 1;
     }
     const tern__rfrag *s = frag_held(f, fsn);
-    if (s == NULL || TERN__FEC_SYM_HDR + (size_t)s->len > len) return 0;
+    uint64_t dep[3];
+    if (s == NULL) return 0;
+    frag_dep(s, dep);
+    size_t n = sym_len(s->flags, dep, s->len);
+    if (n > len) return 0;
     if (out) {
-        sym_put(out, s->flags, s->data, s->len);
-        memset(out + TERN__FEC_SYM_HDR + s->len, 0, len - TERN__FEC_SYM_HDR - s->len);
+        sym_put(out, s->flags, dep, s->data, s->len);
+        memset(out + n, 0, len - n);
     }
     return 1;
 }

@@ -36,11 +36,13 @@ enum {
 
 #define TERN__FEC_MAX_K 64  /* source symbols per group at most (fec_group 1..64) */
 #define TERN__FEC_MAX_M 64  /* repair symbols per group at most */
-#define TERN__FEC_SYM_HDR 3 /* a symbol: flags (1 byte), length (2 bytes, big endian), data */
-#define TERN__FEC_SYM_MAX (TERN__FEC_SYM_HDR + TERN_MAX_DATAGRAM)
+/* a symbol: flags (1 byte), data length (2 bytes, big endian), [DEP fields: 3 varints], data */
+#define TERN__FEC_SYM_HDR 3
+#define TERN__FEC_SYM_MAX (TERN__FEC_SYM_HDR + 24 + TERN_MAX_DATAGRAM)
 /* bytes a fragment of an FEC flow leaves free in its packet, so that a REPAIR frame of a
- * full-size fragment (3 more varints and the symbol's 3-byte header) fits a packet too */
-#define TERN__FEC_RESERVE 8
+ * full-size fragment (k, m, index, a ttl of up to 4 bytes, the symbol's 3-byte header, less
+ * the fragment's flags) fits a packet too */
+#define TERN__FEC_RESERVE 12
 /* what a peer can make us hold for repair on one connection: held repair symbols, their groups
  * and the source cache (default; the connection's conn_memory applies as well) */
 #define TERN__FEC_RX_BUDGET (256u << 10)

@@ -56,6 +56,7 @@ int tern__rec_init(tern_conn *c, uint64_t now)
     ops->init(r->cc.st, tern__conn_max_payload(c), now);
     tern__pacer_init(&r->pacer, now, tern__conn_max_payload(c));
     tern__rate_init(&r->rate, now);
+    tern__target_init(&r->tgt, now);
     return TERN_OK;
 }
 
@@ -180,6 +181,7 @@ static void on_packet_lost(tern_conn *c, tern__sent *s, uint64_t now)
     if (s->stream) c->st.stream_packets_lost++;
     r->loss_avg_q16 += (65536 - r->loss_avg_q16) / 64;
     if (s->in_flight) r->bytes_in_flight -= s->bytes;
+    if (s->in_flight && !s->stream) tern__target_on_lost(&r->tgt, s->bytes);
     /* black-hole detection (pmtu.c); a stream's loss (its end) says nothing of a path MTU */
     if (!s->stream) tern__pmtu_on_lost(c, now, s->bytes);
     for (size_t i = 0; i < s->n; i++) tern__flow_on_lost(c, &s->e[i], now);
@@ -381,6 +383,18 @@ int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
     if (acked_bytes) r->cc.ops->on_ack(r->cc.st, &a);
     congestion_event(c, now, lost, last_time, persistent);
     ring_trim(c, r, now);
+    /* encoder feedback (target_rate.c) */
+    tern__tgt_input ti;
+    ti.now = now;
+    ti.acked_bytes = acked_bytes;
+    ti.srtt = c->rec.rtt.srtt;
+    ti.latest_rtt = c->rec.rtt.latest;
+    ti.rtt_sample = new_largest && largest_newly_acked_eliciting;
+    ti.cc_bw = r->cc.ops->bandwidth(r->cc.st, c->rec.rtt.srtt);
+    ti.cc_limited = a.rs.delivery_rate && !a.rs.is_app_limited;
+    ti.loss_q16 = r->loss_avg_q16;
+    ti.datagram = tern__conn_max_payload(c);
+    tern__target_on_ack(&r->tgt, &ti);
     /* the window opened: whatever waits may go */
     tern__ep_mark_send(c->ep, c);
     tern__rec_network_changed(c);
@@ -455,6 +469,7 @@ void tern__rec_path_changed(tern_conn *c, uint64_t now)
     r->cc.ops->init(r->cc.st, mss, now);
     tern__pacer_init(&r->pacer, now, mss);
     tern__rate_init(&r->rate, now);
+    tern__target_init(&r->tgt, now);
     c->rec.rtt.has_sample = 0;
     tern__rec_network_changed(c);
 }
@@ -546,6 +561,8 @@ void tern_conn_network_info(const tern_conn *c, tern_network_info *ni)
     ni->bytes_in_flight = c->rec.r->bytes_in_flight;
     ni->loss_rate = tern__rec_loss_rate(c);
     ni->loss_burst = c->rec.r->burst_avg_q8 ? (double)c->rec.r->burst_avg_q8 / 256.0 : 1.0;
+    ni->queue_delay_ns = c->rec.r->tgt.queue_delay;
+    ni->target_rate_bps = c->rec.r->tgt.bps;
 }
 
 uint64_t tern__rec_rtt_pto(const tern_conn *c)

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/fec.h"
+#include "core/flow_int.h"
 #include "support/core_rig.h"
 
 /* ---------------------------------------------------------------- codec */
@@ -152,9 +153,11 @@ static const uint8_t *frame_end(uint64_t type, const uint8_t *q, const uint8_t *
     if (type == TERN__FRAME_REPAIR) {
         for (int i = 0; i < 4; i++) q = tern__get_varint(q, end, &v); /* k, m, index, ttl */
     } else {
-        uint64_t flags;
+        uint64_t flags = 0;
         q = tern__get_varint(q, end, &flags);
         if (flags & TERN__FD_TTL) q = tern__get_varint(q, end, &v);
+        if (flags & TERN__FD_DEP)
+            for (int i = 0; i < 3; i++) q = tern__get_varint(q, end, &v);
     }
     q = tern__get_varint(q, end, &v); /* length */
     return q ? q + v : NULL;
@@ -216,7 +219,7 @@ static void test_rebuild_between_connections(void)
     uint64_t flow;
     TT_REQUIRE(tern_flow_open(a.c, &cfg, &flow) == TERN_OK);
     /* a first message of one fragment: b learns the flow uses FEC from its repair */
-    uint8_t msg[4000];
+    static uint8_t msg[4000];
     for (size_t i = 0; i < sizeof(msg); i++) msg[i] = (uint8_t)(i * 13 + 5);
     TT_REQUIRE(tern_flow_send(a.c, flow, a.now, msg, 100, -1) == TERN_OK);
     TT_CHECK_EQ_U64(transfer(&a, &b, UINT64_MAX, 0), 1);
@@ -268,6 +271,30 @@ static void test_rebuild_between_connections(void)
     TT_REQUIRE(log.n == 4);
     TT_CHECK(memcmp(log.data[3], msg, sizeof(msg)) == 0);
     TT_CHECK_EQ_U64(b.c->st.fec_recovered, rebuilt + 1);
+    /* frame-aware messages: a keyframe and a frame that depends on it, each one's first
+     * fragment lost and rebuilt with its DEP fields (an untagged rebuild would be a protocol
+     * error or a skip) */
+    tern_msg_opts o;
+    memset(&o, 0, sizeof(o));
+    o.priority = -1;
+    o.flags = TERN_MSG_KEYFRAME;
+    uint64_t kf, pf;
+    TT_REQUIRE(tern_flow_send_msg(a.c, flow2, a.now, msg, sizeof(msg), &o, &kf) == TERN_OK);
+    sf = tern__sflow_find(a.c, flow2);
+    TT_REQUIRE(sf != NULL);
+    TT_CHECK(transfer(&a, &b, sf->next_fsn, 0) >= 1);
+    o.flags = TERN_MSG_DEPENDS;
+    o.depends_on = kf;
+    TT_REQUIRE(tern_flow_send_msg(a.c, flow2, a.now, msg, 3000, &o, &pf) == TERN_OK);
+    TT_CHECK(transfer(&a, &b, sf->next_fsn, 0) >= 1);
+    TT_REQUIRE(log.n == 6);
+    TT_CHECK(memcmp(log.data[4], msg, sizeof(msg)) == 0);
+    TT_CHECK_EQ_U64(log.len[5], 3000);
+    TT_CHECK_EQ_U64(b.c->st.fec_recovered, rebuilt + 3);
+    TT_CHECK_EQ_U64(b.c->st.msgs_skipped_dep, 0);
+    tern__rflow *rf = tern__rflow_find(b.c, flow2);
+    TT_REQUIRE(rf != NULL);
+    TT_CHECK_EQ_U64(rf->next_mid, pf + 1); /* both were taken as tagged messages */
     the_log = NULL;
     core_rig_free(&a);
     core_rig_free(&b);
@@ -333,7 +360,7 @@ static void test_malformed_frames(void)
     TT_CHECK_EQ_INT(repair_in(&b, 0, 1, 2, 65, 0, 0, 10, 0), P); /* m 65 */
     TT_CHECK_EQ_INT(repair_in(&b, 0, 1, 2, 2, 2, 0, 10, 0), P);  /* index m */
     TT_CHECK_EQ_INT(repair_in(&b, 0, 1, 2, 1, 0, 0, 2, 0), P);   /* shorter than a symbol header */
-    TT_CHECK_EQ_INT(repair_in(&b, 0, 1, 2, 1, 0, 0, 1504, 0), P); /* longer than any symbol */
+    TT_CHECK_EQ_INT(repair_in(&b, 0, 1, 2, 1, 0, 0, TERN__FEC_SYM_MAX + 1, 0), P); /* too long */
     TT_CHECK_EQ_INT(repair_in(&b, 0, 1, 2, 1, 0, 0, 100, 1), P); /* past the packet */
     TT_CHECK_EQ_INT(repair_in(&b, 0, 1, 2, 1, 0, TERN__FEC_MAX_TTL + 1, 10, 0), P); /* ttl */
     TT_CHECK_EQ_INT(repair_in(&b, 0, 1020, 8, 1, 0, 0, 10, 0), P); /* beyond the window */
