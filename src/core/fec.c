@@ -131,6 +131,8 @@ unsigned tern__fec_choose_m(unsigned k, unsigned cap, double loss, double burst)
 
 /* ---------------------------------------------------------------- sender */
 
+#define TX_GROUPS 32
+
 struct tern__fec_tx {
     /* the group being filled: k sources from fsn first, the longest symbol len, the earliest
      * deadline of their messages and the priority of the last one */
@@ -146,10 +148,20 @@ struct tern__fec_tx {
      * previous one's repair went replaces it: that repair came too late to help) */
     uint64_t r_first, r_deadline;
     unsigned r_k, r_m, r_next;
+    int r_slot; /* its group in g[], or -1 */
     size_t r_len;
     uint8_t r_prio;
     uint8_t *rep;
     size_t rep_size;
+    /* closed groups with repair waiting or in flight (for holding their lost fragments): its
+     * first fsn and k, repair symbols still to send and in flight, lost fragments held (bit j:
+     * first + j); a free slot has k 0. A group finding no free slot is not tracked: its losses
+     * go the usual way. */
+    struct {
+        uint64_t first, held;
+        uint8_t k, to_send, out;
+    } g[TX_GROUPS];
+    uint8_t release_due;
 };
 
 size_t tern__fec_reserve(const tern__sflow *f)
@@ -165,6 +177,76 @@ void tern__fec_tx_free(tern_conn *c, tern__sflow *f)
     tern__conn_dealloc(c, t->rep, t->rep_size);
     tern__conn_dealloc(c, t, sizeof(*t));
     f->fec = NULL;
+}
+
+/* Group slot i's repair is all sent or dropped, and none is in flight: its held fragments are
+ * due back to loss recovery (tern__fec_release), or the slot is free. */
+static void slot_check(tern__fec_tx *t, int i)
+{
+    if (i < 0 || t->g[i].k == 0 || t->g[i].to_send || t->g[i].out) return;
+    if (t->g[i].held) t->release_due = 1;
+    else t->g[i].k = 0;
+}
+
+/* The repair waiting to be sent will not be: its group's slot learns it. */
+static void pending_drop(tern__fec_tx *t)
+{
+    t->r_next = t->r_m;
+    if (t->r_slot >= 0) {
+        t->g[t->r_slot].to_send = 0;
+        slot_check(t, t->r_slot);
+    }
+    t->r_slot = -1;
+}
+
+int tern__fec_hold_lost(tern_conn *c, tern__sflow *f, uint64_t fsn)
+{
+    (void)c;
+    tern__fec_tx *t = f->fec;
+    if (t == NULL) return 0;
+    for (int i = 0; i < TX_GROUPS; i++) {
+        if (t->g[i].k == 0 || fsn < t->g[i].first || fsn - t->g[i].first >= t->g[i].k) continue;
+        if (!t->g[i].to_send && !t->g[i].out) return 0;
+        t->g[i].held |= (uint64_t)1 << (fsn - t->g[i].first);
+        return 1;
+    }
+    return 0;
+}
+
+void tern__fec_repair_done(tern_conn *c, tern__sflow *f, const tern__sent_entry *e)
+{
+    tern__fec_tx *t = f->fec;
+    if (t == NULL) return;
+    for (int i = 0; i < TX_GROUPS; i++) {
+        if (t->g[i].k == 0 || t->g[i].first != e->fsn) continue;
+        if (t->g[i].out) t->g[i].out--;
+        slot_check(t, i);
+        if (t->release_due) tern__ep_mark_send(c->ep, c);
+        return;
+    }
+}
+
+void tern__fec_release(tern_conn *c, tern__sflow *f, uint64_t now)
+{
+    tern__fec_tx *t = f->fec;
+    if (t == NULL || !t->release_due) return;
+    t->release_due = 0;
+    for (int i = 0; i < TX_GROUPS; i++) {
+        if (t->g[i].k == 0 || t->g[i].to_send || t->g[i].out || !t->g[i].held) continue;
+        uint64_t first = t->g[i].first, held = t->g[i].held;
+        t->g[i].k = 0; /* free before the calls: none of these is held again */
+        t->g[i].held = 0;
+        for (unsigned j = 0; j < 64; j++) {
+            if (!(held & ((uint64_t)1 << j))) continue;
+            /* not rebuilt (REPAIRED would have acknowledged it): retransmitted or given up */
+            tern__sent_entry e;
+            memset(&e, 0, sizeof(e));
+            e.flow_id = f->id;
+            e.fsn = first + j;
+            e.kind = ENT_DATA;
+            tern__flow_on_lost(c, &e, now);
+        }
+    }
 }
 
 /* The flags of a fragment in its symbol: those of its FLOW_DATA without TTL. */
@@ -223,6 +305,7 @@ static void group_close(tern_conn *c, tern__sflow *f, tern__fec_tx *t, int tail,
     unsigned k = t->k, m = group_repair(c, f, t, tail, now);
     t->k = 0;
     if (m == 0) return;
+    if (t->r_next < t->r_m) pending_drop(t); /* the previous group's repair came too late */
     size_t len = t->len, need = (size_t)m * len;
     if (need > t->rep_size) {
         uint8_t *nr = tern__conn_alloc(c, need, 0);
@@ -250,6 +333,17 @@ static void group_close(tern_conn *c, tern__sflow *f, tern__fec_tx *t, int tail,
     t->r_len = len;
     t->r_deadline = t->deadline;
     t->r_prio = t->prio;
+    t->r_slot = -1;
+    for (int i = 0; i < TX_GROUPS; i++) {
+        if (t->g[i].k != 0) continue;
+        t->g[i].first = t->first;
+        t->g[i].k = (uint8_t)k;
+        t->g[i].to_send = (uint8_t)m;
+        t->g[i].out = 0;
+        t->g[i].held = 0;
+        t->r_slot = i;
+        break;
+    }
     tern__ep_mark_send(c->ep, c);
 }
 
@@ -264,6 +358,7 @@ void tern__fec_on_sent(tern_conn *c, tern__sflow *f, uint64_t fsn, const tern__f
     if (t == NULL) {
         t = tern__conn_calloc(c, sizeof(*t), 0);
         if (t == NULL) return;
+        t->r_slot = -1;
         t->src = tern__conn_alloc(c, (size_t)group * TERN__FEC_SYM_MAX, 0);
         if (t->src == NULL) {
             tern__conn_dealloc(c, t, sizeof(*t));
@@ -304,7 +399,7 @@ int tern__fec_tx_priority(tern_conn *c, tern__sflow *f, uint64_t now)
         /* past the deadline less the one-way delay bound, repair only costs the link */
         uint64_t d = tern__flow_owd_bound(c);
         if (now + d >= t->r_deadline) {
-            t->r_next = t->r_m;
+            pending_drop(t);
             return -1;
         }
     }
@@ -330,7 +425,7 @@ uint8_t *tern__fec_write_repair(tern_conn *c, tern__sflow *f, uint8_t *p, const 
                  tern__varint_len(t->r_len);
     size_t room = tern__conn_max_payload(c) - tern__conn_packet_overhead();
     if (hdr + t->r_len > room) {
-        t->r_next = t->r_m; /* the packets became smaller than the group's symbols: give up */
+        pending_drop(t); /* the packets became smaller than the group's symbols: give up */
         return p;
     }
     uint8_t *q = tern__put_varint(p, end, TERN__FRAME_REPAIR);
@@ -349,6 +444,11 @@ uint8_t *tern__fec_write_repair(tern_conn *c, tern__sflow *f, uint8_t *p, const 
     e->kind = ENT_REPAIR;
     e->part = (uint8_t)t->r_next;
     t->r_next++;
+    if (t->r_slot >= 0) {
+        t->g[t->r_slot].to_send--;
+        t->g[t->r_slot].out++;
+        if (t->r_next == t->r_m) t->r_slot = -1;
+    }
     c->st.fec_repair_sent++;
     return q;
 }

@@ -8,7 +8,9 @@
  * symbols are computed (systematic Reed-Solomon over GF(2^8) through ISA-L's erasure code with
  * a Cauchy matrix, so any k of the k + m symbols rebuild the group; plain XOR when m is 1) and
  * sent as REPAIR frames right after the group's data, before new data of the flow, paced and
- * counted in flight like data (ENT_REPAIR in the sent record). m is fec_repair_pct of k
+ * counted in flight like data (ENT_REPAIR in the sent record). A fragment declared lost while
+ * its group's repair waits or is in flight is held (neither resent nor given up) until that
+ * repair was acknowledged or lost: rebuilt, REPAIRED acknowledges it. m is fec_repair_pct of k
  * (FIXED) or follows the measured loss, its bursts and the group's deadline (ADAPTIVE).
  *
  * Receiver: once a flow got a REPAIR frame, a copy of each fragment received on it is kept
@@ -88,6 +90,16 @@ int tern__fec_tx_priority(tern_conn *c, tern__sflow *f, uint64_t now);
 uint8_t *tern__fec_write_repair(tern_conn *c, tern__sflow *f, uint8_t *p, const uint8_t *end,
                                 tern__sent *rec, uint64_t now);
 void tern__fec_tx_free(tern_conn *c, tern__sflow *f);
+/* Fragment fsn of f was declared lost while repair of its group is waiting to be sent or in
+ * flight: 1 when fec.c holds it (it stays in flight for flow_send.c) until that repair was
+ * acknowledged or lost (then the receiver rebuilt it and said so in REPAIRED, or it goes back
+ * to tern__flow_on_lost: tern__fec_release); 0: lost as usual. */
+int tern__fec_hold_lost(tern_conn *c, tern__sflow *f, uint64_t fsn);
+/* A packet carrying repair of f (entry e, ENT_REPAIR) was acknowledged or lost. */
+void tern__fec_repair_done(tern_conn *c, tern__sflow *f, const tern__sent_entry *e);
+/* Hands the held fragments whose repair is done back to tern__flow_on_lost (called before the
+ * scheduler looks at f: after a received packet was processed whole, REPAIRED included). */
+void tern__fec_release(tern_conn *c, tern__sflow *f, uint64_t now);
 
 /* ---------------------------------------------------------------- receiver (flow_recv.c) */
 
