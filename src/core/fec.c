@@ -300,10 +300,25 @@ static unsigned group_repair(const tern_conn *c, const tern__sflow *f, const ter
     return tern__fec_choose_m(k, cap, loss, burst);
 }
 
+uint32_t tern__fec_repair_share_q16(const tern_conn *c)
+{
+    return c->flows.fec_share_q16;
+}
+
+/* The group's repair share (m symbols of len over its sources and them) into the average. */
+static void share_note(tern_conn *c, const tern__fec_tx *t, unsigned k, unsigned m)
+{
+    uint64_t src = 0, rep = (uint64_t)m * t->len;
+    for (unsigned j = 0; j < k; j++) src += t->slen[j];
+    uint64_t s = src + rep ? (rep << 16) / (src + rep) : 0;
+    c->flows.fec_share_q16 = (uint32_t)((7 * (uint64_t)c->flows.fec_share_q16 + s) / 8);
+}
+
 static void group_close(tern_conn *c, tern__sflow *f, tern__fec_tx *t, int tail, uint64_t now)
 {
     unsigned k = t->k, m = group_repair(c, f, t, tail, now);
     t->k = 0;
+    share_note(c, t, k, m);
     if (m == 0) return;
     if (t->r_next < t->r_m) pending_drop(t); /* the previous group's repair came too late */
     size_t len = t->len, need = (size_t)m * len;

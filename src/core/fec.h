@@ -90,6 +90,10 @@ int tern__fec_tx_priority(tern_conn *c, tern__sflow *f, uint64_t now);
 uint8_t *tern__fec_write_repair(tern_conn *c, tern__sflow *f, uint8_t *p, const uint8_t *end,
                                 tern__sent *rec, uint64_t now);
 void tern__fec_tx_free(tern_conn *c, tern__sflow *f);
+/* Repair's share of the bytes our flows with FEC send, now (in 1/65536ths): repair bytes over
+ * source and repair bytes, averaged over the last groups; 0 without FEC. For the encoder's
+ * target rate (target_rate.c), which leaves room for it. */
+uint32_t tern__fec_repair_share_q16(const tern_conn *c);
 /* Fragment fsn of f was declared lost while repair of its group is waiting to be sent or in
  * flight: 1 when fec.c holds it (it stays in flight for flow_send.c) until that repair was
  * acknowledged or lost (then the receiver rebuilt it and said so in REPAIRED, or it goes back

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/conn.h"
+#include "core/fec.h"
 #include "support/tnet.h"
 #include "support/xfer.h"
 
@@ -99,6 +100,10 @@ static sim_link_params link_params(loss_kind kind, double loss, uint64_t rtt_ms)
  * on a PARTIAL flow with the given FEC mode; returns the share on time. */
 /* reliable: a RELIABLE flow without deadline instead (on time still means within DEADLINE_MS;
  * ADAPTIVE repairs each frame as the tail of a burst) */
+/* repair's share of the live flow's bytes at the end of the last live_run (the sender's
+ * average, tern__fec_repair_share_q16) */
+static double last_share;
+
 static double live_run(loss_kind kind, double loss, uint64_t rtt_ms, uint8_t fec, int reliable,
                        tern_conn_stats *out)
 {
@@ -147,6 +152,7 @@ static double live_run(loss_kind kind, double loss, uint64_t rtt_ms, uint8_t fec
     }
     TT_REQUIRE(sim_run_until(s, t + 2 * S) == SIM_OK);
     tern_conn_get_stats(c, out);
+    last_share = tern__fec_repair_share_q16(c) / 65536.0;
     tern_conn_stats rs;
     tern_conn_get_stats(srv.conn, &rs);
     out->fec_repair_received = rs.fec_repair_received;
@@ -167,17 +173,20 @@ static void live_compare(loss_kind kind, double loss)
     tern_conn_stats off, ad, fx;
     double r_off = live_run(kind, loss, 300, TERN_FEC_OFF, 0, &off);
     double r_ad = live_run(kind, loss, 300, TERN_FEC_ADAPTIVE, 0, &ad);
+    double share_ad = last_share;
     double r_fx = live_run(kind, loss, 300, TERN_FEC_FIXED, 0, &fx);
-    printf("    %s %.0f%%: on time OFF %.2f%%, ADAPTIVE %.2f%% (%llu repair, %llu rebuilt, %llu "
-           "unrecoverable, %llu dropped), FIXED 50%% %.2f%% (%llu repair, %llu rebuilt)\n",
+    printf("    %s %.0f%%: on time OFF %.2f%%, ADAPTIVE %.2f%% (%llu repair, %.0f%% of the bytes, "
+           "%llu rebuilt, %llu unrecoverable, %llu dropped), FIXED 50%% %.2f%% (%llu repair, %llu "
+           "rebuilt)\n",
            kind == LOSS_RANDOM ? "random" : "Gilbert-Elliott", loss * 100, r_off * 100,
-           r_ad * 100, (unsigned long long)ad.fec_repair_sent,
+           r_ad * 100, (unsigned long long)ad.fec_repair_sent, share_ad * 100,
            (unsigned long long)ad.fec_recovered, (unsigned long long)ad.fec_unrecoverable,
            (unsigned long long)ad.fec_dropped, r_fx * 100,
            (unsigned long long)fx.fec_repair_sent, (unsigned long long)fx.fec_recovered);
     TT_CHECK_EQ_U64(off.fec_repair_sent, 0);
     TT_CHECK(ad.fec_repair_sent > 0);
     TT_CHECK(ad.fec_recovered > 0);
+    TT_CHECK(share_ad > 0.05 && share_ad < 0.6); /* m at most half of k (fec_repair_pct 50) */
     /* a clear margin: FEC removes at least 40% of the messages that OFF misses */
     TT_CHECK_MSG(1 - r_ad <= (1 - r_off) * 0.6, "ADAPTIVE %.4f vs OFF %.4f", r_ad, r_off);
     TT_CHECK_MSG(1 - r_fx <= (1 - r_off) * 0.6, "FIXED %.4f vs OFF %.4f", r_fx, r_off);
