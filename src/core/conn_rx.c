@@ -64,8 +64,8 @@ static int process_frames(tern_conn *c, tern__rx *rx, const uint8_t *p, const ui
             if (tern__rec_on_ack(c, &af, now) != TERN_OK) return TERN_ERR_PROTOCOL;
             continue;
         }
-        /* flow frames, the repair frames of their forward error correction (fec.c) and keyframe
-         * requests */
+        /* flow frames, the repair frames of their forward error correction (fec.c) and
+         * keyframe requests (frame dependencies) */
         if ((type >= TERN__FRAME_FLOW_DATA && type <= TERN__FRAME_REPAIRED) ||
             type == TERN__FRAME_KEYFRAME_REQUEST) {
             *probing_only = 0;

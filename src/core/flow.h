@@ -79,7 +79,8 @@ enum {
 
 /* ENT_REPAIR: a REPAIR frame (fec.c; fsn the group's first, part the repair's index): never
  * retransmitted, recorded so the packet counts like data */
-enum { ENT_DATA = 1, ENT_FIN = 2, ENT_FORWARD = 3, ENT_MAXFLOW = 4, ENT_KFREQ = 5, ENT_REPAIR = 6 };
+enum { ENT_DATA = 1, ENT_FIN = 2, ENT_FORWARD = 3, ENT_MAXFLOW = 4, ENT_REPAIR = 5,
+       ENT_KFREQ = 6 /* a KEYFRAME_REQUEST frame (flow_recv.c) */ };
 
 /* forward error correction state (fec.c) */
 typedef struct tern__fec_tx tern__fec_tx;
@@ -213,6 +214,7 @@ typedef struct tern__rflow {
     uint64_t next_mid, mid_base;
     uint64_t last_bad;
     uint8_t untagged; /* a message without an ID was delivered: tracking begins at the first ID */
+    uint64_t untagged_run; /* messages without an ID delivered since the last one with */
     uint64_t bad[TERN__DEP_WINDOW / 64];
     uint64_t skip_first, skip_count;
     uint64_t kf_want, kf_last;

@@ -118,12 +118,15 @@ static int dep_admit(tern_conn *c, tern__rflow *f, uint64_t mid, uint64_t dep, u
         f->next_mid = f->mid_base = f->untagged ? mid : 0;
     }
     if (mid < f->next_mid) return TERN_ERR_PROTOCOL;
-    if (mid > f->next_mid) {
-        if (mid - f->next_mid >= TERN__DEP_WINDOW) memset(f->bad, 0xff, sizeof(f->bad));
-        else
-            for (uint64_t q = f->next_mid; q < mid; q++) bad_set(f, q, 1);
-        f->last_bad = mid - 1;
-    }
+    /* the IDs skipped over were lost, unless as many messages without an ID came between (a
+     * fragment rebuilt without its DEP fields): then they were those */
+    uint64_t gap = mid - f->next_mid;
+    int lost = gap > f->untagged_run;
+    if (gap >= TERN__DEP_WINDOW) memset(f->bad, lost ? 0xff : 0, sizeof(f->bad));
+    else
+        for (uint64_t q = f->next_mid; q < mid; q++) bad_set(f, q, lost);
+    if (gap && lost) f->last_bad = mid - 1;
+    f->untagged_run = 0;
     f->next_mid = mid + 1;
     int skip = (dep != TERN__NO_MSG && bad_get(f, dep)) ||
                (gop != TERN__NO_MSG && gop != mid && f->last_bad != TERN__NO_MSG &&
@@ -180,6 +183,7 @@ static int deliver(tern_conn *c, tern__rflow *f, uint64_t first, uint64_t last)
         ok = dep_admit(c, f, head->mid, head->dep, head->gop);
     } else {
         f->untagged = 1;
+        f->untagged_run++;
     }
     if (ok < 0) {
         if (buf) tern__conn_dealloc(c, buf, total ? total : 1);
@@ -319,6 +323,7 @@ static int partial_deliver(tern_conn *c, tern__rflow *f)
         ok = dep_admit(c, f, f->pmid, f->pdep, f->pgop);
     } else {
         f->untagged = 1;
+        f->untagged_run++;
     }
     if (ok < 0) return ok;
     if (ok) {
@@ -542,9 +547,11 @@ static int part_store(tern_conn *c, tern__rflow *f, tern__rfrag *s, uint8_t flag
         s->parts = 1;
         s->got = 0;
         f->buffered += whole;
-    } else if (s->len != whole || s->flags != flags) {
+    } else if (s->len != whole || ((s->flags ^ flags) & ~TERN__FD_DEP)) {
+        /* DEP aside: a fragment rebuilt from repair comes without its DEP fields */
         return TERN_ERR_PROTOCOL;
     }
+    s->flags |= flags & TERN__FD_DEP;
     uint8_t *map = s->data + s->len;
     for (size_t i = 0; i < len; i++) {
         size_t b = off + i;

@@ -166,11 +166,12 @@ enum {
 
 static void msg_give_up(tern_conn *c, tern__sflow *f, tern__msg *m, int how);
 
-/* Does m need a message that died: its dependency, or (GOP) an earlier one of its group? */
-static int msg_needs_dead(const tern__sflow *f, const tern__msg *m, int gop_dead, uint64_t gop)
+/* Does m need a message that died: its dependency, or (GOP) an earlier one of its group, gop
+ * being the group of the last message that died? */
+static int msg_needs_dead(const tern__sflow *f, const tern__msg *m, uint64_t gop)
 {
     if (m->dep != TERN__NO_MSG && dead_get(f, m->dep)) return 1;
-    return (m->mflags & TERN_MSG_GOP) && gop_dead && m->gop == gop;
+    return (m->mflags & TERN_MSG_GOP) && m->gop == gop;
 }
 
 /* Message `root` died: every message after it, in flight (waiting for retransmission) or
@@ -179,12 +180,11 @@ static int msg_needs_dead(const tern__sflow *f, const tern__msg *m, int gop_dead
  * fragment ring, then the queue) sees a dependency die before what depends on it. */
 static void drop_dependents(tern_conn *c, tern__sflow *f, uint64_t root, uint64_t root_gop)
 {
-    int gop_dead = 1;
     uint64_t gop = root_gop;
     for (uint64_t fsn = f->base; fsn < f->next_fsn; fsn++) {
         tern__msg *m = frag_at(f, fsn)->msg;
         if (m == NULL || m->abandoned || m->id <= root) continue;
-        if (!msg_needs_dead(f, m, gop_dead, gop)) continue;
+        if (!msg_needs_dead(f, m, gop)) continue;
         c->st.msgs_dropped_dep++;
         gop = m->gop;
         msg_give_up(c, f, m, 0);
@@ -192,7 +192,7 @@ static void drop_dependents(tern_conn *c, tern__sflow *f, uint64_t root, uint64_
     tern__msg *m = f->head;
     while (m) {
         tern__msg *next = m->next; /* m may be freed below */
-        if (!m->abandoned && m->id > root && msg_needs_dead(f, m, gop_dead, gop)) {
+        if (!m->abandoned && m->id > root && msg_needs_dead(f, m, gop)) {
             c->st.msgs_dropped_dep++;
             gop = m->gop;
             msg_give_up(c, f, m, 0);
@@ -244,15 +244,17 @@ static void msg_give_up(tern_conn *c, tern__sflow *f, tern__msg *m, int how)
     uint64_t id = m->id, gop = m->gop;
     m->live_frags--;
     if (m->live_frags == 0) free_msg(c, f, m);
-    if (how & GU_CASCADE) drop_dependents(c, f, id, gop);
+    if ((how & GU_CASCADE) && f->deps_used) drop_dependents(c, f, id, gop); /* else none */
     sflow_advance(c, f);
 }
 
 /* A KEYFRAME_REQUEST from the receiver: it skipped message mid for a lost dependency. A
- * keyframe queued after mid answers it already. */
+ * keyframe queued after mid answers it already; a flow that never named a dependency or a
+ * keyframe has no encoder to ask. */
 void tern__flow_on_kf_request(tern_conn *c, tern__sflow *f, uint64_t mid)
 {
     (void)c;
+    if (!f->deps_used) return; /* not a flow of frames: nothing to ask an encoder */
     if (f->gop_id != TERN__NO_MSG && f->gop_id > mid) return;
     f->kf_pending = 1;
 }
@@ -527,7 +529,7 @@ uint8_t *tern__flow_write_control(tern_conn *c, uint8_t *p, const uint8_t *end, 
         p = q;
         f->kf_pending = 0;
         f->kf_sent = 1;
-        f->kf_last = c->tx.last;
+        f->kf_last = c->tx.last > c->rx.last ? c->tx.last : c->rx.last; /* about now */
         c->st.keyframe_requests_sent++;
         add_entry(rec, f->id, f->kf_want, ENT_KFREQ, 0);
     }

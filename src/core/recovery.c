@@ -392,8 +392,9 @@ int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
     ti.rtt_sample = new_largest && largest_newly_acked_eliciting;
     ti.cc_bw = r->cc.ops->bandwidth(r->cc.st, c->rec.rtt.srtt);
     ti.cc_limited = a.rs.delivery_rate && !a.rs.is_app_limited;
-    ti.loss_q16 = r->loss_avg_q16;
     ti.datagram = tern__conn_max_payload(c);
+    ti.pacing = r->cc.ops->pacing_rate(r->cc.st, c->rec.rtt.srtt);
+    ti.unsent = tern__target_unsent(c);
     tern__target_on_ack(&r->tgt, &ti);
     /* the window opened: whatever waits may go */
     tern__ep_mark_send(c->ep, c);
@@ -560,9 +561,9 @@ void tern_conn_network_info(const tern_conn *c, tern_network_info *ni)
     ni->cwnd_bytes = cc->ops->cwnd(cc->st);
     ni->bytes_in_flight = c->rec.r->bytes_in_flight;
     ni->loss_rate = tern__rec_loss_rate(c);
-    ni->loss_burst = c->rec.r->burst_avg_q8 ? (double)c->rec.r->burst_avg_q8 / 256.0 : 1.0;
     ni->queue_delay_ns = c->rec.r->tgt.queue_delay;
     ni->target_rate_bps = c->rec.r->tgt.bps;
+    ni->loss_burst = c->rec.r->burst_avg_q8 ? (double)c->rec.r->burst_avg_q8 / 256.0 : 1.0;
 }
 
 uint64_t tern__rec_rtt_pto(const tern_conn *c)
