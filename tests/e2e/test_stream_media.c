@@ -134,6 +134,7 @@ static void test_ts(void)
     /* a truncated, lying PMT section never reads past the packet */
     ts_pkt(p, 0x100, 1, 0);
     p[4] = 183; /* pointer field past the end */
+    stream_ts_free(&t);
     stream_ts_init(&t, -1);
     t.pmt_pid = 0x100;
     CHECK(stream_ts_packet(&t, p, &out, &len, &key) == 0 && t.pid == -1);
