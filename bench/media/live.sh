@@ -129,7 +129,7 @@ wait_pid() {
 run_tern() {
 	local bitrate=$1 rtt=$2 playout=$3 rpid
 	nl_bg s "$TERN" stream recv --listen 10.81.0.2:9100 --key "$work/tern.key" \
-		--playout "$playout" --idle-timeout 10000 >"$NL_DIR/tern.recv" 2>&1
+		--playout "$playout" --idle-timeout 10000 --frames-log "$NL_DIR/tern.frames" >"$NL_DIR/tern.recv" 2>&1
 	rpid=$NL_BGPID
 	sleep 0.3
 	nl_exec c "$TERN" stream send --to 10.81.0.2:9100 --server-key "$pub" --bitrate "$bitrate" \
@@ -139,7 +139,7 @@ run_tern() {
 
 run_srt_variant() { # NAME BITRATE RTT PLAYOUT SRT_LATENCY EXTRA_URI
 	local name=$1 bitrate=$2 playout=$4 lat=$5 extra=$6 rpid spid1 spid2
-	nl_bg s "$TERN" stream recv --udp-in 127.0.0.1:9001 --playout "$playout" \
+	nl_bg s "$TERN" stream recv --udp-in 127.0.0.1:9001 --playout "$playout" --frames-log "$NL_DIR/$name.frames" \
 		--idle-timeout 5000 >"$NL_DIR/$name.recv" 2>&1
 	rpid=$NL_BGPID
 	nl_bg s srt-live-transmit -q "srt://:9000?mode=listener&latency=$lat$extra" \

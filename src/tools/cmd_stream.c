@@ -92,6 +92,8 @@ static void usage(FILE *f)
             "  --playout MS        a frame is on time when delivered within MS of its capture\n"
             "                      (default: the smallest latency seen + 100 ms)\n"
             "  --out FILE          write the MPEG-TS frames received, in order (tern mode)\n"
+            "  --frames-log FILE   at the end, a line per frame: number, keyframe (1/0, - when\n"
+            "                      lost), ok|corrupt|lost, latency in ms (-1 when lost)\n"
             "  --idle-timeout MS   end after this long without a word from the sender (30000;\n"
             "                      UDP mode: 10000 after the first datagram)\n"
             "  --quiet             no progress lines\n"
@@ -592,6 +594,8 @@ static int stream_recv(const stream_opts *o, const char *listen, const char *key
              (unsigned long long)cs->fec_repair_received, (unsigned long long)cs->fec_recovered,
              (unsigned long long)cs->fec_unrecoverable, (unsigned long long)cs->rx_packets);
     exit_code = stream_report(cmd, "tern", &r.st, o->playout_ms * 1000000ull, extra);
+    if (o->frames_log && stream_frames_log(cmd, o->frames_log, &r.st) != 0)
+        exit_code = XFER_EXIT_FILE;
     if (r.out_failed) exit_code = XFER_EXIT_FILE;
 close:
     tools_session_close(r.link.d, NULL, 0, "done", 300 * TERN_NS_PER_MS);
@@ -709,6 +713,9 @@ int cmd_stream(int argc, char **argv)
             i++;
         } else if (!sending && !strcmp(a, "--playout")) {
             bad = tools_parse_u64(v, 1, 600000, 0, &o.playout_ms);
+            i++;
+        } else if (!sending && !strcmp(a, "--frames-log")) {
+            o.frames_log = v;
             i++;
         } else if (!sending && !strcmp(a, "--out")) {
             o.out = v;

@@ -238,10 +238,11 @@ typedef struct stream_opts {
     const char *udp_out;           /* --udp-out HOST:PORT: UDP mode */
     uint64_t udp_size;             /* --udp-size: datagram bytes at most (1316) */
     /* receiver */
-    const char *udp_in;  /* --udp-in ADDR:PORT: UDP mode */
-    uint64_t playout_ms; /* --playout (0: smallest latency + 100 ms) */
-    const char *out;     /* --out FILE: MPEG-TS frames written in order (tern mode) */
-    uint64_t idle_ms;    /* --idle-timeout: UDP mode's end without an end datagram */
+    const char *udp_in;     /* --udp-in ADDR:PORT: UDP mode */
+    uint64_t playout_ms;    /* --playout (0: smallest latency + 100 ms) */
+    const char *out;        /* --out FILE: MPEG-TS frames written in order (tern mode) */
+    uint64_t idle_ms;       /* --idle-timeout: UDP mode's end without an end datagram */
+    const char *frames_log; /* --frames-log FILE: a line per frame at the end */
     int quiet;
 } stream_opts;
 
@@ -252,5 +253,8 @@ int stream_udp_recv(const stream_opts *o);
  * appended, may be ""), on stdout. Returns 0, or 1 when no frame came at all. */
 int stream_report(const char *cmd, const char *mode, const stream_stats *st, uint64_t playout_ns,
                   const char *extra);
+/* --frames-log: "FRAME KEY STATE LATENCY_MS" per frame (STATE: ok, corrupt, lost; LATENCY -1 when
+ * lost). Returns 0, or -1 after printing why it cannot write path. */
+int stream_frames_log(const char *cmd, const char *path, const stream_stats *st);
 
 #endif

@@ -23,8 +23,9 @@
 #include "tools/stream.h"
 #include "tools/tools.h"
 
-#define UDP_RCVBUF (8 << 20) /* the receiver's socket buffer: a 10 Mbit/s keyframe burst and more  \
-                              */
+#define UDP_RCVBUF                                                                                 \
+    (8 << 20) /* the receiver's socket buffer: a 10 Mbit/s keyframe burst and more                 \
+               */
 
 /* A UDP socket for a (socket(), then bind or connect to a). Returns the fd or -1 (printed). */
 static int udp_socket(const char *cmd, const tern_addr *a, int bind_it)
@@ -174,10 +175,34 @@ int stream_udp_recv(const stream_opts *o)
              (unsigned long long)rx->datagrams, (unsigned long long)rx->malformed,
              (unsigned long long)rx->dup, (unsigned long long)rx->evicted, rx->ended);
     int rc = stream_report(cmd, "udp", &st, o->playout_ms * 1000000ull, extra);
+    if (o->frames_log && stream_frames_log(cmd, o->frames_log, &st) != 0) rc = XFER_EXIT_FILE;
     stream_stats_free(&st);
     free(rx);
     close(fd);
     return rc;
+}
+
+int stream_frames_log(const char *cmd, const char *path, const stream_stats *st)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        fprintf(stderr, "%s: cannot write %s: %s\n", cmd, path, strerror(errno));
+        return -1;
+    }
+    uint32_t frames = st->total > st->n ? st->total : st->n;
+    for (uint32_t i = 0; i < frames; i++) {
+        const stream_rec *r = i < st->n ? &st->rec[i] : NULL;
+        if (r && r->state)
+            fprintf(f, "%u %d %s %.3f\n", i, r->key, r->state == 1 ? "ok" : "corrupt",
+                    (double)r->latency_ns / 1e6);
+        else
+            fprintf(f, "%u - lost -1\n", i);
+    }
+    if (fclose(f) != 0) {
+        fprintf(stderr, "%s: cannot write %s: %s\n", cmd, path, strerror(errno));
+        return -1;
+    }
+    return 0;
 }
 
 int stream_report(const char *cmd, const char *mode, const stream_stats *st, uint64_t playout_ns,
