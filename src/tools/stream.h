@@ -134,8 +134,11 @@ void stream_stats_free(stream_stats *s);
 int stream_stats_frame(stream_stats *s, const stream_hdr *h, uint64_t now_ns, int corrupt);
 
 typedef struct stream_summary {
-    uint32_t frames; /* the sender's count, else the highest frame number seen + 1 */
-    uint32_t ontime, late, lost, corrupt, keyframes;
+    uint32_t frames;      /* the sender's count, else the highest frame number seen + 1 */
+    uint32_t ontime;      /* shown: see stream_stats_summary */
+    uint32_t undecodable; /* arrived in time, but a frame it needs did not */
+    uint32_t late, lost, corrupt, keyframes;
+    uint32_t arrived_ontime; /* arrived intact within playout, decodable or not */
     double ontime_pct;
     double playout_ms; /* the budget used */
     double owd_ms;     /* the smallest latency of a frame: the one-way delay plus that frame's
@@ -143,13 +146,17 @@ typedef struct stream_summary {
     double p50_ms, p99_ms, max_ms; /* over the frames delivered (on time or late) */
     double stall_ms;               /* see stream_stats_summary */
 } stream_summary;
-/* Classifies every frame 0..frames-1: on time (delivered intact within playout_ns of its
- * capture), late (delivered after), lost (never delivered, skipped, or corrupt). playout_ns 0:
- * the smallest latency seen + 100 ms. Stall time: the picture freezes when the next frame to
- * show is not there; for each pair of consecutive on-time frames (and from the stream's first
- * frame to the first on-time one, and from the last on-time one to the end) whose capture times
- * (frame numbers x interval) lie more than 2 intervals apart, the gap less one interval is
- * counted: one missing frame alone is not a stall. Returns -1 out of memory. */
+/* Classifies every frame 0..frames-1 as one of: on time (shown: delivered intact within
+ * playout_ns of its capture, and either a keyframe or a P-frame whose reference, the frame
+ * before it, was shown: the same decoding rule for every transport, so that one whose lost
+ * frame leaves the rest of its group of pictures undecodable pays for it as the decoder would),
+ * undecodable (in time, but its reference was not shown), late (delivered after playout), lost
+ * (never delivered, skipped, or corrupt). playout_ns 0: the smallest latency seen + 100 ms.
+ * Stall time: the picture freezes when the next frame to show is not there; for each pair of
+ * consecutive shown frames (and from the stream's first frame to the first shown one, and from
+ * the last shown one to the end) whose capture times (frame numbers x interval) lie more than 2
+ * intervals apart, the gap less one interval is counted: one missing frame alone is not a
+ * stall. Returns -1 out of memory. */
 int stream_stats_summary(const stream_stats *s, uint64_t playout_ns, stream_summary *out);
 
 /* ---- UDP mode's reassembly: which datagrams of the frames in progress came, in a fixed table

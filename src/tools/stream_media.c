@@ -348,21 +348,29 @@ int stream_stats_summary(const stream_stats *s, uint64_t playout_ns, stream_summ
         o->max_ms = (double)lat[nl - 1] / 1e6;
     }
     free(lat);
-    /* stall: gaps between on-time frames, with virtual on-time frames at -1 and at frames */
+    /* shown: intact within playout, and (a P-frame) its reference, the frame before, shown
+     * too; stall: gaps between shown frames, with virtual shown frames at -1 and at frames */
     int64_t prev = -1;
     uint64_t gaps = 0; /* in intervals, less one each */
+    int ref_ok = 0;    /* the frame before was shown */
     for (uint32_t i = 0; i <= frames; i++) {
-        int ontime = 0;
+        int shown = 0;
         if (i < frames) {
-            ontime = i < s->n && s->rec[i].state == 1 && s->rec[i].latency_ns <= playout_ns;
-            if (ontime)
+            const stream_rec *r = i < s->n ? &s->rec[i] : NULL;
+            int intime = r && r->state == 1 && r->latency_ns <= playout_ns;
+            shown = intime && (r->key || ref_ok);
+            if (shown)
                 o->ontime++;
-            else if (i < s->n && s->rec[i].state == 1)
+            else if (intime)
+                o->undecodable++;
+            else if (r && r->state == 1)
                 o->late++;
             else
                 o->lost++;
+            if (intime) o->arrived_ontime++;
+            ref_ok = shown;
         }
-        if (ontime || i == frames) {
+        if (shown || i == frames) {
             int64_t gap = (int64_t)i - prev;
             if (gap > 2) gaps += (uint64_t)(gap - 1);
             prev = i;
