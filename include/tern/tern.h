@@ -507,7 +507,8 @@ typedef struct tern_flow_config {
     uint8_t fec_group;        /* source fragments per group at most, 1..64 (16); a group also
                                  closes when the flow's queue runs empty (a frame's end) */
     uint8_t fec_repair_pct;   /* FIXED: repair fragments per 100 source fragments, rounded up
-                                 per group (25); ADAPTIVE: the most it may use (50) */
+                                 per group (25); ADAPTIVE: the most it may use, rounded up per
+                                 group (the same default; 50 lets it cover bursts at 3% loss) */
 } tern_flow_config;
 
 enum {

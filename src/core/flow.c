@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/conn.h"
+#include "core/fec.h"
 #include "core/flow_int.h"
 
 /* ---------------------------------------------------------------- memory budget */
@@ -101,6 +102,7 @@ void tern__flows_free(tern_conn *c)
         tern__rflow_free(c, f);
     }
     c->flows.n_send = c->flows.n_recv = 0;
+    tern__fec_conn_free(c);
 }
 
 /* ---------------------------------------------------------------- public API */
@@ -119,6 +121,8 @@ int tern_flow_open(tern_conn *c, const tern_flow_config *cfg, uint64_t *flow_id)
     if (cfg) d = *cfg;
     if (d.reliability > TERN_FLOW_UNRELIABLE || d.priority > 7) return TERN_ERR_INVALID_ARG;
     if (d.stream && (d.reliability != TERN_FLOW_RELIABLE || !d.ordered)) return TERN_ERR_INVALID_ARG;
+    if (d.fec > TERN_FEC_ADAPTIVE || (d.fec && (d.fec_group < 1 || d.fec_group > 64)))
+        return TERN_ERR_INVALID_ARG;
     if (c->flows.n_send >= c->peer.max_flows) return TERN_ERR_LIMIT;
     tern__sflow *f = tern__conn_calloc(c, sizeof(*f), 0);
     if (f == NULL) return TERN_ERR_NOMEM;

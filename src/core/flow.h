@@ -34,8 +34,8 @@
  * is bounded by what it advertised whatever numbers a peer sends; a fragment beyond the window is
  * a protocol error. The sent-packet record remembers which (flow, fsn) each packet carried, so
  * a loss re-queues exactly those fragments (or gives them up, per the flow's reliability), and
- * a late ACK of a packet declared lost is detected as spurious. A later forward-error-correction
- * layer adds repair packets as another kind of entry in the same record.
+ * a late ACK of a packet declared lost is detected as spurious. Forward error correction
+ * (fec.c, fec.h) adds REPAIR frames as another kind of entry in the same record (ENT_REPAIR).
  */
 #ifndef TERN_CORE_FLOW_H
 #define TERN_CORE_FLOW_H
@@ -77,7 +77,15 @@ enum {
 
 #define TERN__PKT_ENTRIES 10
 
-enum { ENT_DATA = 1, ENT_FIN = 2, ENT_FORWARD = 3, ENT_MAXFLOW = 4, ENT_KFREQ = 6 }; /* 5: ENT_REPAIR (fec) */
+/* ENT_REPAIR: a REPAIR frame (fec.c; fsn the group's first, part the repair's index): never
+ * retransmitted, recorded so the packet counts like data */
+enum { ENT_DATA = 1, ENT_FIN = 2, ENT_FORWARD = 3, ENT_MAXFLOW = 4, ENT_REPAIR = 5,
+       ENT_KFREQ = 6 /* a KEYFRAME_REQUEST frame (flow_recv.c) */ };
+
+/* forward error correction state (fec.c) */
+typedef struct tern__fec_tx tern__fec_tx;
+typedef struct tern__fec_rflow tern__fec_rflow;
+typedef struct tern__fec_conn tern__fec_conn;
 
 /* ---------------------------------------------------------------- sender */
 
@@ -156,6 +164,7 @@ typedef struct tern__sflow {
     uint8_t gop_broken, tag_ids, deps_used, kf_pending, kf_reported;
     uint64_t kf_last;
     uint64_t dead[TERN__DEP_WINDOW / 64];
+    tern__fec_tx *fec;       /* the group being filled and repair waiting (fec.c; NULL: none) */
 } tern__sflow;
 
 /* ---------------------------------------------------------------- receiver */
@@ -210,6 +219,7 @@ typedef struct tern__rflow {
     uint64_t skip_first, skip_count;
     uint64_t kf_want, kf_last;
     uint8_t kf_pending, kf_sent;
+    tern__fec_rflow *fec;     /* repair held and the source cache (fec.c; NULL until a REPAIR) */
 } tern__rflow;
 
 #define TERN__MAX_MESSAGE (64u << 20)      /* largest message a receiver assembles */
@@ -277,6 +287,12 @@ typedef struct tern__recovery {
     uint64_t last_bw_reported, last_rtt_reported;
     uint64_t last_loss_reported_q16;
     tern__target tgt;        /* encoder feedback (target_rate.c), reset with the path */
+    /* loss bursts (tern_network_info.loss_burst): the run of consecutive packet numbers
+     * declared lost being counted, and the mean run length (exponential average, 1/8 per run,
+     * in 1/256ths; 0 before the first run ends) */
+    uint64_t burst_last_pn;
+    uint32_t burst_run;
+    uint32_t burst_avg_q8;
 } tern__recovery;
 
 /* A connection's flows (flow.c, flow_send.c, flow_recv.c; conn.c sets the first ids). */
@@ -291,6 +307,7 @@ typedef struct tern__flows {
     /* memory budget (tern_settings.conn_memory): bytes held for this connection's flows and
      * datagram queue, each allocation at tern__mem_charge() of its size (tern__conn_alloc) */
     uint64_t mem;
+    tern__fec_conn *fec;      /* repair held for the peer's flows, REPAIRED due (fec.c) */
 } tern__flows;
 
 typedef struct tern__rtt {

@@ -14,6 +14,9 @@ tern__rflow *tern__rflow_find(const tern_conn *c, uint64_t id);
 
 /* flow_send.c: unlinks and frees sending flows that are closed and fully acknowledged */
 void tern__sflows_reap(tern_conn *c);
+/* flow_send.c: a bound, erring long, of the one-way delay of a packet sent now (the TTL of a
+ * FLOW_DATA is the time left less this; fec.c's REPAIR does the same) */
+uint64_t tern__flow_owd_bound(const tern_conn *c);
 
 /* flow_recv.c */
 void tern__rflow_free(tern_conn *c, tern__rflow *f);

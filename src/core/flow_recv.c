@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/conn.h"
+#include "core/fec.h"
 #include "core/flow_int.h"
 
 /* ---------------------------------------------------------------- receiver */
@@ -31,6 +32,7 @@ static size_t slot_alloc_len(const tern__rfrag *s)
 void tern__rflow_free(tern_conn *c, tern__rflow *f)
 {
     partial_discard(c, f);
+    tern__fec_rflow_free(c, f);
     for (uint64_t i = 0; i < f->slots_cap; i++) {
         tern__rfrag *s = &f->slots[i];
         if (s->data) tern__conn_dealloc(c, s->data, slot_alloc_len(s));
@@ -562,8 +564,20 @@ static int part_store(tern_conn *c, tern__rflow *f, tern__rfrag *s, uint8_t flag
     return TERN_OK;
 }
 
+/* Fragment fsn is present now: delivers what it completes; FEC keeps it and rebuilds what its
+ * groups now can (fec.c). */
+static int frag_arrived(tern_conn *c, tern__rflow *f, uint64_t fsn)
+{
+    if (f->fec) tern__fec_on_stored(c, f, fsn, slot(f, fsn));
+    int rc = rflow_deliver(c, f, fsn);
+    if (rc == TERN_OK && f->fec) rc = tern__fec_after_data(c, f, fsn);
+    return rc;
+}
+
 int tern__flow_on_frame(tern_conn *c, uint64_t type, const uint8_t **pp, const uint8_t *end)
 {
+    if (type == TERN__FRAME_REPAIR || type == TERN__FRAME_REPAIRED)
+        return tern__fec_on_frame(c, type, pp, end);
     const uint8_t *p = *pp;
     uint64_t id, fsn, flags = 0, len = 0, ttl = 0, whole = 0, off = 0;
     uint64_t dep[3] = {0, 0, 0}; /* DEP: msg_id, depends (distance), group */
@@ -640,7 +654,7 @@ int tern__flow_on_frame(tern_conn *c, uint64_t type, const uint8_t **pp, const u
             if ((flags & TERN__FD_TTL) && s->deadline == 0)
                 s->deadline = c->rx.last + ttl * TERN_NS_PER_MS; /* as below */
             if (!s->present) return TERN_OK;
-            return rflow_deliver(c, f, fsn);
+            return frag_arrived(c, f, fsn);
         }
         if (len) {
             s->data = tern__conn_alloc(c, (size_t)len, 1);
@@ -657,7 +671,7 @@ int tern__flow_on_frame(tern_conn *c, uint64_t type, const uint8_t **pp, const u
         }
         f->buffered += len;
         c->st.stream_bytes_received += 0;
-        return rflow_deliver(c, f, fsn);
+        return frag_arrived(c, f, fsn);
     }
     case TERN__FRAME_FLOW_FORWARD: {
         if (fsn > f->final_fsn || fsn > f->base + f->window) return TERN_ERR_PROTOCOL;

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "core/conn.h"
+#include "core/fec.h"
 #include "core/flow_int.h"
 
 #define MAX_FRAG_HDR 24 /* worst-case FLOW_DATA header */
@@ -38,6 +39,11 @@ static uint64_t owd_bound(const tern_conn *c)
     if (!c->rec.rtt.has_sample) return c->ep->s.initial_rtt_ns;
     if (c->rec.r == NULL || c->rec.r->bytes_in_flight == 0) return c->rec.rtt.min;
     return c->rec.rtt.latest > c->rec.rtt.srtt ? c->rec.rtt.latest : c->rec.rtt.srtt;
+}
+
+uint64_t tern__flow_owd_bound(const tern_conn *c)
+{
+    return owd_bound(c);
 }
 
 static uint64_t send_cutoff(const tern_conn *c, const tern__msg *m)
@@ -340,6 +346,7 @@ void tern__sflow_free(tern_conn *c, tern__sflow *f)
         else m->cut = m->len; /* freed when its last fragment is released: cannot happen now */
     }
     tern__flow_releases(c, f); /* every referenced buffer, exactly once */
+    tern__fec_tx_free(c, f);
     if (f->frags) tern__conn_dealloc(c, f->frags, f->cap * sizeof(*f->frags));
     if (f->lost) tern__conn_dealloc(c, f->lost, f->lost_cap * sizeof(*f->lost));
     tern__conn_dealloc(c, f, sizeof(*f));
@@ -539,7 +546,7 @@ uint8_t *tern__flow_write_control(tern_conn *c, uint8_t *p, const uint8_t *end, 
             add_entry(rec, f->id, f->final_fsn, ENT_FIN, 0);
         }
     }
-    return p;
+    return tern__fec_write_control(c, p, end); /* REPAIRED */
 }
 
 /* The DEP fields of a message's BEGIN fragment (docs/protocol.md 6.2): its ID, the distance
@@ -698,6 +705,8 @@ static int sflow_next_priority(tern_conn *c, tern__sflow *f, uint64_t now)
         f->lost_head = (f->lost_head + 1) % f->lost_cap;
         f->lost_n--;
     }
+    int repair = tern__fec_tx_priority(c, f, now); /* a closed group's repair, before new data */
+    if (repair >= 0) return repair;
     expire_messages(c, f, now);
     if (f->head && f->next_fsn < f->peer_max) return f->head->priority;
     return -1;
@@ -718,7 +727,7 @@ int tern__flow_has_control(const tern_conn *c)
         if (f->forward_pending || (f->closing && !f->fin_acked && f->head == NULL &&
                                    (f->fin_pending || f->final_fsn == UINT64_MAX)))
             return 1;
-    return 0;
+    return tern__fec_has_control(c);
 }
 
 /* Writes data fragments, highest priority first, until the packet or the entries are full. */
@@ -771,6 +780,10 @@ uint8_t *tern__flow_write_data(tern_conn *c, uint64_t now, uint8_t *p, const uin
             c->st.packets_retransmitted_frags++;
             add_entry(rec, f->id, fsn, ENT_DATA, part);
             p = q;
+        } else if (tern__fec_tx_priority(c, f, now) >= 0) {
+            q = tern__fec_write_repair(c, f, p, end, rec, now);
+            if (q == NULL) break; /* does not fit this packet */
+            p = q;
         } else {
             tern__msg *m = f->head;
             /* the header this fragment will have: type, flow, fsn, flags, [ttl], length */
@@ -782,7 +795,8 @@ uint8_t *tern__flow_write_data(tern_conn *c, uint64_t now, uint8_t *p, const uin
             }
             if ((size_t)(end - p) <= hdr) break;
             size_t room = (size_t)(end - p) - hdr;
-            size_t max = tern__conn_max_payload(c) - 13 - TERN__AEAD_TAG_LEN - hdr;
+            size_t max = tern__conn_max_payload(c) - 13 - TERN__AEAD_TAG_LEN - hdr -
+                         tern__fec_reserve(f);
             if (room > max) room = max;
             size_t n = m->len - m->cut;
             if (n > room) n = room;
@@ -810,6 +824,7 @@ uint8_t *tern__flow_write_data(tern_conn *c, uint64_t now, uint8_t *p, const uin
                 c->st.messages_sent++;
             }
             add_entry(rec, f->id, fsn, ENT_DATA, 0);
+            tern__fec_on_sent(c, f, fsn, fr, now); /* its group; closing it makes repair */
         }
         /* flows of one priority take turns: move the one served to the back */
         if (f->next) {

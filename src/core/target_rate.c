@@ -68,14 +68,18 @@
 #define TERN__TGT_UTIL_PCT 95             /* of the capacity, less overheads */
 #define TERN__TGT_MIN_RTT_WIN (10000 * MS) /* the min RTT's sliding window */
 #define TERN__TGT_QUEUE_MIN (20 * MS)      /* the queue threshold's floor */
+#define TERN__TGT_QUEUE_PACKETS 3          /* ... and at least this many datagrams' time */
 #define TERN__TGT_WIN_MIN (20 * MS)        /* a delivery window's shortest length */
 #define TERN__TGT_DRAIN_RTT_MIN (100 * MS)
-#define TERN__TGT_STEP_START 150           /* percent, until the first standing queue */
+#define TERN__TGT_DRAIN_RTTS 3             /* the drain factor: 1 - queue delay / (3 min RTT) */
+#define TERN__TGT_DRAIN_MIN_Q16 (Q16 / 4)  /* ... at least 1/4 */
+#define TERN__TGT_STEP_START 140           /* percent, until the first standing queue */
 #define TERN__TGT_STEP_FAST 125
 #define TERN__TGT_INIT_DATAGRAMS 10        /* the first target: the initial window per RTT */
 #define TERN__TGT_STEP_NEAR 110
 #define TERN__TGT_DLV_RTTS 3               /* look-back of the delivered-rate bound */
 #define TERN__TGT_FLOOR_BPS 24000          /* the least target (a low audio rate) */
+#define TERN__TGT_LOSS_GAIN 8              /* the loss estimate's EWMA: 1/8 per window */
 
 static uint64_t mul_div(uint64_t a, uint64_t b, uint64_t c)
 {
@@ -93,6 +97,7 @@ void tern__target_init(tern__target *t, uint64_t now)
     t->min_rtt_start = now;
     t->win_start = now;
     t->win_min_rtt = UINT64_MAX;
+    t->win_min_backlog = UINT64_MAX;
 }
 
 uint64_t tern__target_payload_share_q16(uint64_t loss_q16, uint64_t datagram)
@@ -106,15 +111,19 @@ uint64_t tern__target_payload_share_q16(uint64_t loss_q16, uint64_t datagram)
 
 uint64_t tern__target_drain_q16(uint64_t queue_delay, uint64_t min_rtt)
 {
-    uint64_t d = 2 * max_u64(min_rtt, TERN__TGT_DRAIN_RTT_MIN);
+    uint64_t d = TERN__TGT_DRAIN_RTTS * max_u64(min_rtt, TERN__TGT_DRAIN_RTT_MIN);
     uint64_t cut = mul_div(queue_delay, Q16, d);
-    if (cut > Q16 / 2) cut = Q16 / 2;
+    if (cut > Q16 - TERN__TGT_DRAIN_MIN_Q16) cut = Q16 - TERN__TGT_DRAIN_MIN_Q16;
     return Q16 - cut;
 }
 
-uint64_t tern__target_queue_threshold(uint64_t min_rtt)
+uint64_t tern__target_queue_threshold(uint64_t min_rtt, uint64_t datagram, uint64_t rate)
 {
-    return max_u64(TERN__TGT_QUEUE_MIN, min_rtt / 8);
+    uint64_t thr = max_u64(TERN__TGT_QUEUE_MIN, min_rtt / 8);
+    /* every RTT sample holds its own packet's serialization at the bottleneck, and a frame
+     * sent as one burst the others': at 0.5 Mbit/s a full datagram alone takes 24 ms */
+    if (rate) thr = max_u64(thr, mul_div(TERN__TGT_QUEUE_PACKETS * datagram, NS_PER_S, rate));
+    return thr;
 }
 
 static uint64_t min_rtt(const tern__target *t)
@@ -148,25 +157,40 @@ static void ring_push(tern__tgt_sample *ring, uint32_t *next, uint64_t rate, uin
     *next = (*next + 1) % TERN__TGT_RING;
 }
 
-/* Closes the delivery window at now: a delivery sample, and a capacity sample when our queue
- * stood throughout it. */
-static void close_window(tern__target *t, uint64_t now, uint64_t mrtt, uint64_t thr,
-                         uint64_t datagram)
+/* Closes the delivery window at now: a delivery sample, a capacity sample when our queue
+ * stood throughout it, the loss estimate when no queue stood. Returns 1 when the window saw the
+ * queue empty (an RTT sample less than half the threshold above the min RTT). */
+static int close_window(tern__target *t, uint64_t now, uint64_t mrtt, uint64_t thr,
+                        uint64_t datagram)
 {
     uint64_t rate = mul_div(t->win_bytes, NS_PER_S, now - t->win_start);
     ring_push(t->dlv, &t->dlv_next, rate, now);
     int sampled = t->win_min_rtt != UINT64_MAX;
     int queued = sampled && t->win_min_rtt >= mrtt + thr / 2;
+    /* a backlog that stood at the sender through the whole window (a frame waiting between
+     * two ACKs is no backlog) counts in the queueing delay until the next window */
+    t->backlog = t->win_min_backlog == UINT64_MAX ? 0 : t->win_min_backlog;
     int lossy = sampled && t->win_min_rtt >= mrtt + thr / 4 && t->win_lost >= 3 * datagram &&
                 t->win_lost * 10 >= t->win_bytes + t->win_lost;
     if ((queued || lossy) && rate > 0) {
         ring_push(t->cap, &t->cap_next, rate, now);
         t->ceiling = ring_max(t->cap, now - 2 * mrtt);
+        if (t->episode) t->episode_cap = t->ceiling;
     }
+    if (sampled && t->win_min_rtt < mrtt + thr / 4 && t->win_bytes + t->win_lost > 0) {
+        /* no queue: what was lost is the path's own loss (a radio's), not congestion */
+        uint64_t l = mul_div(t->win_lost, Q16, t->win_bytes + t->win_lost);
+        t->loss_q16 = (t->loss_q16 * (TERN__TGT_LOSS_GAIN - 1) + l) / TERN__TGT_LOSS_GAIN;
+    }
+    /* (its samples are of packets sent after the episode began: earlier ones may have passed
+     * before the queue built) */
+    int empty = sampled && !queued && t->backlog < thr / 2 && t->win_start >= t->episode_at + mrtt;
     t->win_start = now;
     t->win_bytes = 0;
     t->win_lost = 0;
     t->win_min_rtt = UINT64_MAX;
+    t->win_min_backlog = UINT64_MAX;
+    return empty;
 }
 
 /* wire bytes/s -> payload bits/s at share (q16) and util (percent) */
@@ -180,6 +204,33 @@ void tern__target_on_lost(tern__target *t, uint64_t bytes)
     t->win_lost += bytes;
 }
 
+/* A rise beyond the last measured capacity: one step, if the last one built no queue. */
+static void probe(tern__target *t, const tern__tgt_input *in, uint64_t share, uint64_t srtt,
+                  uint64_t qd, uint64_t thr)
+{
+    uint64_t now = in->now;
+    if (now < t->last_rise + 2 * srtt || now < t->last_fall + 2 * srtt) return;
+    uint64_t step = t->queue_seen ? TERN__TGT_STEP_FAST : TERN__TGT_STEP_START;
+    if (t->ceiling) {
+        /* near the capacity last seen a small overload builds its queue slowly: small steps,
+         * 3 RTTs apart; 20% past it without a queue it was stale */
+        uint64_t ceil = payload_bps(t->ceiling, share, TERN__TGT_UTIL_PCT);
+        if (t->bps * 10 >= ceil * 12) t->ceiling = 0;
+        else if (t->bps * 10 >= ceil * 8) step = TERN__TGT_STEP_NEAR;
+        if (step == TERN__TGT_STEP_NEAR && now < t->last_rise + 3 * srtt) return;
+    }
+    /* the last step started a queue, too small yet to count: a small one */
+    if (qd > t->rise_qd + thr / 4) step = TERN__TGT_STEP_NEAR;
+    uint64_t dlv = ring_max(t->dlv, now - TERN__TGT_DLV_RTTS * srtt);
+    uint64_t up = min_u64(mul_div(t->bps, step, 100), payload_bps(dlv, share, step));
+    if (in->cc_limited) up = min_u64(up, payload_bps(in->cc_bw, share, 100));
+    if (up > t->bps) {
+        t->bps = up;
+        t->last_rise = now;
+        t->rise_qd = qd;
+    }
+}
+
 void tern__target_on_ack(tern__target *t, const tern__tgt_input *in)
 {
     uint64_t now = in->now;
@@ -191,26 +242,52 @@ void tern__target_on_ack(tern__target *t, const tern__tgt_input *in)
     t->win_bytes += in->acked_bytes;
     if (mrtt == UINT64_MAX) return; /* no RTT sample yet */
     uint64_t srtt = in->srtt > mrtt ? in->srtt : mrtt;
-    uint64_t qd = srtt - mrtt;
-    t->queue_delay = qd;
-    uint64_t thr = tern__target_queue_threshold(mrtt);
+    uint64_t rate = ring_max(t->dlv, now - 2 * mrtt);
+    uint64_t thr = tern__target_queue_threshold(mrtt, in->datagram, rate);
+    /* the queue is ours wherever it stands: in the network (the RTT above its minimum) or still
+     * at the sender, when the controller lets out less than the application produces (what
+     * waits, at the pacing rate) */
+    uint64_t backlog = in->pacing ? mul_div(in->unsent, NS_PER_S, in->pacing) : 0;
+    if (backlog < t->win_min_backlog) t->win_min_backlog = backlog;
+    int emptied = 0;
     if (now - t->win_start >= max_u64(mrtt / 2, TERN__TGT_WIN_MIN))
-        close_window(t, now, mrtt, thr, in->datagram);
+        emptied = close_window(t, now, mrtt, thr, in->datagram);
+    uint64_t qd = srtt - mrtt + t->backlog;
+    t->queue_delay = qd;
+    /* after an episode, the next one waits for the smoothed RTT to come down, or for the time
+     * its lag takes (a queue that builds again meanwhile is a new one) */
+    if (qd <= thr / 2 || now >= t->episode_end + 2 * srtt) t->armed = 1;
 
-    uint64_t share = tern__target_payload_share_q16(in->loss_q16, in->datagram);
+    uint64_t share = tern__target_payload_share_q16(t->loss_q16, in->datagram);
     if (t->bps == 0) {
-        /* the first estimate: the controller's (BBR before a sample: its initial window per
-         * RTT) */
+        /* the first estimate: the controller's, at least the initial window per RTT (its
+         * first samples come from the handshake's small exchanges) */
         uint64_t init = mul_div(TERN__TGT_INIT_DATAGRAMS * in->datagram, NS_PER_S, srtt);
         t->bps = max_u64(payload_bps(max_u64(in->cc_bw, init), share, TERN__TGT_UTIL_PCT),
                          TERN__TGT_FLOOR_BPS);
         t->last_rise = now;
-    } else if (qd > thr) {
+    } else if (t->episode && emptied) {
+        /* drained (a window saw the queue empty; the smoothed RTT lags): back to the capacity
+         * the queue showed, which is no probe, or, if it stood only at the sender, to where the
+         * target was. A new episode needs the smoothed RTT down first (or the time its lag
+         * takes), or that lag would cut again. */
+        t->episode = 0;
+        t->armed = 0;
+        t->episode_end = now;
+        uint64_t back = t->episode_cap ? payload_bps(t->episode_cap, share, TERN__TGT_UTIL_PCT)
+                                       : min_u64(t->episode_bps, payload_bps(in->cc_bw, share, 100));
+        if (back > t->bps) {
+            t->bps = back;
+            t->last_rise = now;
+        }
+    } else if (qd > thr && (t->episode || t->armed)) {
         /* our queue stands: down to the capacity it shows, and below it while it drains */
         if (!t->episode) {
             t->episode = 1;
             t->queue_seen = 1;
+            t->episode_at = now;
             t->episode_bps = t->bps;
+            t->episode_cap = 0;
         }
         uint64_t cap = ring_max(t->cap, now - 2 * mrtt);
         uint64_t base = cap ? payload_bps(cap, share, TERN__TGT_UTIL_PCT) : t->episode_bps;
@@ -220,34 +297,8 @@ void tern__target_on_ack(tern__target *t, const tern__tgt_input *in)
             t->bps = lim;
             t->last_fall = now;
         }
-    } else if (qd <= thr / 2) {
-        uint64_t dlv = ring_max(t->dlv, now - TERN__TGT_DLV_RTTS * srtt);
-        if (t->episode) {
-            /* drained: back to the capacity it showed, no probe (if we delivered that) */
-            t->episode = 0;
-            if (t->ceiling) {
-                uint64_t back = min_u64(payload_bps(t->ceiling, share, TERN__TGT_UTIL_PCT),
-                                        payload_bps(dlv, share, TERN__TGT_STEP_FAST));
-                if (back > t->bps) {
-                    t->bps = back;
-                    t->last_rise = now;
-                }
-            }
-        } else if (now >= t->last_rise + 2 * srtt && now >= t->last_fall + 2 * srtt) {
-            uint64_t step = t->queue_seen ? TERN__TGT_STEP_FAST : TERN__TGT_STEP_START;
-            if (t->ceiling) {
-                uint64_t ceil = payload_bps(t->ceiling, share, TERN__TGT_UTIL_PCT);
-                if (t->bps * 10 < ceil * 8) step = TERN__TGT_STEP_FAST;
-                else if (t->bps * 10 < ceil * 11) step = TERN__TGT_STEP_NEAR;
-                else t->ceiling = 0; /* probed past it without a queue: it was stale */
-            }
-            uint64_t up = min_u64(mul_div(t->bps, step, 100), payload_bps(dlv, share, step));
-            if (in->cc_limited) up = min_u64(up, payload_bps(in->cc_bw, share, 100));
-            if (up > t->bps) {
-                t->bps = up;
-                t->last_rise = now;
-            }
-        }
+    } else if (!t->episode && qd <= thr / 2) {
+        probe(t, in, share, srtt, qd, thr);
     }
     /* hysteresis: report a move of 10%, a fall at most every half min RTT, a rise every RTT */
     uint64_t r = t->reported;
@@ -269,6 +320,16 @@ void tern__target_events(tern_conn *c)
     c->st.target_rate_events++;
     tern_endpoint *ep = c->ep;
     if (ep->cb.on_target_rate) ep->cb.on_target_rate(c, c->rec.r->tgt.reported, ep->user_data);
+}
+
+uint64_t tern__target_unsent(const tern_conn *c)
+{
+    uint64_t n = 0;
+    for (const tern__sflow *f = c->flows.send; f; f = f->next) {
+        for (const tern__msg *m = f->head; m; m = m->next) n += m->len - m->cut;
+        n += (uint64_t)f->lost_n * tern__conn_max_payload(c);
+    }
+    return n;
 }
 
 uint64_t tern_conn_target_rate(const tern_conn *c)
