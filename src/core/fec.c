@@ -170,15 +170,29 @@ void tern__fec_tx_free(tern_conn *c, tern__sflow *f)
 /* The canonical flags of a fragment in a symbol: those of its FLOW_DATA without TTL. */
 #define SYM_FLAGS (TERN__FD_BEGIN | TERN__FD_END | TERN__FD_ORDERED | TERN__FD_STREAM)
 
-static void sym_put(uint8_t *sym, uint8_t flags, const uint8_t *data, size_t len)
+/* Bytes of a fragment's DEP fields in its symbol (dep: tern__frag_dep / tern__rfrag_dep). */
+static size_t dep_size(const uint64_t *dep)
 {
-    sym[0] = (uint8_t)(flags & SYM_FLAGS);
-    sym[1] = (uint8_t)(len >> 8);
-    sym[2] = (uint8_t)len;
-    if (len) memcpy(sym + TERN__FEC_SYM_HDR, data, len);
+    return dep ? tern__varint_len(dep[0]) + tern__varint_len(dep[1]) + tern__varint_len(dep[2])
+               : 0;
 }
 
-/* How many repair symbols the group gets. */
+/* Writes a fragment's symbol (fec.h): its canonical flags (DEP when dep is not NULL), the
+ * length of what follows, its DEP fields (frame dependencies: a rebuilt fragment keeps them) and
+ * its bytes. Returns the symbol's size. */
+static size_t sym_put(uint8_t *sym, uint8_t flags, const uint64_t *dep, const uint8_t *data,
+                      size_t len)
+{
+    uint8_t *p = sym + TERN__FEC_SYM_HDR;
+    for (int i = 0; dep && i < 3; i++) p = tern__put_varint(p, p + 8, dep[i]);
+    size_t n = (size_t)(p - sym) - TERN__FEC_SYM_HDR + len;
+    sym[0] = (uint8_t)((flags & SYM_FLAGS) | (dep ? TERN__FD_DEP : 0));
+    sym[1] = (uint8_t)(n >> 8);
+    sym[2] = (uint8_t)n;
+    if (len) memcpy(p, data, len);
+    return TERN__FEC_SYM_HDR + n;
+}
+
 static unsigned group_repair(const tern_conn *c, const tern__sflow *f, const tern__fec_tx *t,
                              int tail, uint64_t now)
 {
@@ -266,8 +280,10 @@ void tern__fec_on_sent(tern_conn *c, tern__sflow *f, uint64_t fsn, const tern__f
     const uint8_t *bytes = (m->is_ref ? m->ref : m->data) + fr->off;
     uint8_t flags = (uint8_t)(fr->flags | (f->cfg.ordered ? TERN__FD_ORDERED : 0) |
                               (f->cfg.stream ? TERN__FD_STREAM : 0));
-    sym_put(t->src + (size_t)t->k * TERN__FEC_SYM_MAX, flags, bytes, fr->len);
-    t->slen[t->k] = (uint16_t)(TERN__FEC_SYM_HDR + fr->len);
+    uint64_t dep[3];
+    int has_dep = tern__frag_dep(fr, dep);
+    t->slen[t->k] = (uint16_t)sym_put(t->src + (size_t)t->k * TERN__FEC_SYM_MAX, flags,
+                                      has_dep ? dep : NULL, bytes, fr->len);
     if (t->slen[t->k] > t->len) t->len = t->slen[t->k];
     if (m->deadline < t->deadline) t->deadline = m->deadline;
     t->prio = m->priority;
@@ -444,9 +460,11 @@ void tern__fec_on_stored(tern_conn *c, tern__rflow *f, uint64_t fsn, const tern_
     if (2 * fr->kmax < FEC_CACHE && fr->c_sym[old] && fr->c_fsn[old] + 2 * fr->kmax <= fsn)
         cache_drop(c, fr, old);
     /* no room: the fragment cannot help rebuild its group's others (never an error) */
-    uint8_t *sym = fec_hold(c, TERN__FEC_SYM_HDR + (size_t)s->len);
+    uint64_t dep[3];
+    const uint64_t *d = tern__rfrag_dep(s, dep) ? dep : NULL;
+    uint8_t *sym = fec_hold(c, TERN__FEC_SYM_HDR + dep_size(d) + (size_t)s->len);
     if (sym == NULL) return;
-    sym_put(sym, s->flags, s->data, s->len);
+    sym_put(sym, s->flags, d, s->data, s->len);
     fr->c_sym[i] = sym;
     fr->c_fsn[i] = fsn;
 }
@@ -483,15 +501,24 @@ static void repaired_note(tern_conn *c, uint64_t flow, uint64_t fsn)
 static int rebuilt_in(tern_conn *c, tern__rflow *f, uint64_t fsn, const uint8_t *sym, size_t len,
                       uint64_t deadline)
 {
-    size_t dlen = (size_t)sym[1] << 8 | sym[2];
-    if (TERN__FEC_SYM_HDR + dlen > len || dlen > TERN_MAX_DATAGRAM) return TERN_ERR_PROTOCOL;
+    size_t n = (size_t)sym[1] << 8 | sym[2];
+    if (TERN__FEC_SYM_HDR + n > len) return TERN_ERR_PROTOCOL;
+    const uint8_t *data = sym + TERN__FEC_SYM_HDR, *dend = data + n;
+    uint64_t dep[3];
+    for (int i = 0; (sym[0] & TERN__FD_DEP) && i < 3; i++)
+        data = tern__get_varint(data, dend, &dep[i]);
+    if (data == NULL) return TERN_ERR_PROTOCOL;
+    size_t dlen = (size_t)(dend - data);
+    if (dlen > TERN_MAX_DATAGRAM) return TERN_ERR_PROTOCOL;
     uint8_t frame[TERN__FEC_SYM_MAX + 32];
     uint8_t *p = frame, *end = frame + sizeof(frame);
     uint64_t flags = sym[0];
     if ((flags & TERN__FD_BEGIN) && deadline) flags |= TERN__FD_TTL;
     if (fsn - f->base < f->slots_cap && f->slots[fsn % f->slots_cap].parts) {
-        /* parts of it came (FLOW_DATA_PART): the whole must carry their flags exactly */
+        /* parts of it came (FLOW_DATA_PART): the whole must carry their flags exactly (their
+         * DEP fields, if the symbol has none, count: flow_recv.c) */
         flags = f->slots[fsn % f->slots_cap].flags;
+        if (!(sym[0] & TERN__FD_DEP)) flags &= (uint64_t)~TERN__FD_DEP;
         if (deadline == 0) deadline = c->rx.last; /* a TTL there already set its deadline */
     }
     p = tern__put_varint(p, end, f->id);
@@ -500,8 +527,9 @@ static int rebuilt_in(tern_conn *c, tern__rflow *f, uint64_t fsn, const uint8_t 
     if (flags & TERN__FD_TTL)
         p = tern__put_varint(p, end,
                              deadline > c->rx.last ? (deadline - c->rx.last) / TERN_NS_PER_MS : 0);
+    for (int i = 0; (flags & TERN__FD_DEP) && i < 3; i++) p = tern__put_varint(p, end, dep[i]);
     p = tern__put_varint(p, end, dlen);
-    p = tern__put_bytes(p, end, sym + TERN__FEC_SYM_HDR, dlen);
+    p = tern__put_bytes(p, end, data, dlen);
     if (p == NULL) return TERN_ERR_PROTOCOL;
     const uint8_t *q = frame;
     c->st.fec_recovered++;
@@ -532,10 +560,14 @@ static int src_symbol(const tern__rflow *f, uint64_t fsn, size_t len, uint8_t *o
         return 1;
     }
     const tern__rfrag *s = frag_held(f, fsn);
-    if (s == NULL || TERN__FEC_SYM_HDR + (size_t)s->len > len) return 0;
+    if (s == NULL) return 0;
+    uint64_t dep[3];
+    const uint64_t *d = tern__rfrag_dep(s, dep) ? dep : NULL;
+    size_t size = TERN__FEC_SYM_HDR + dep_size(d) + (size_t)s->len;
+    if (size > len) return 0;
     if (out) {
-        sym_put(out, s->flags, s->data, s->len);
-        memset(out + TERN__FEC_SYM_HDR + s->len, 0, len - TERN__FEC_SYM_HDR - s->len);
+        sym_put(out, s->flags, d, s->data, s->len);
+        memset(out + size, 0, len - size);
     }
     return 1;
 }

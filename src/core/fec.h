@@ -36,8 +36,11 @@ enum {
 
 #define TERN__FEC_MAX_K 64  /* source symbols per group at most (fec_group 1..64) */
 #define TERN__FEC_MAX_M 64  /* repair symbols per group at most */
-#define TERN__FEC_SYM_HDR 3 /* a symbol: flags (1 byte), length (2 bytes, big endian), data */
-#define TERN__FEC_SYM_MAX (TERN__FEC_SYM_HDR + TERN_MAX_DATAGRAM)
+/* a symbol: flags (1 byte), length (2 bytes, big endian) of what follows: the DEP fields of a
+ * BEGIN fragment that has them (3 varints, at most 24 bytes: frame dependencies) and data */
+#define TERN__FEC_SYM_HDR 3
+#define TERN__FEC_SYM_DEP_MAX 24
+#define TERN__FEC_SYM_MAX (TERN__FEC_SYM_HDR + TERN__FEC_SYM_DEP_MAX + TERN_MAX_DATAGRAM)
 /* bytes a fragment of an FEC flow leaves free in its packet, so that a REPAIR frame of a
  * full-size fragment (3 more varints and the symbol's 3-byte header) fits a packet too */
 #define TERN__FEC_RESERVE 8

@@ -569,6 +569,13 @@ static int has_dep(const tern__frag *fr)
     return (fr->flags & TERN__FD_BEGIN) && fr->msg->tagged;
 }
 
+int tern__frag_dep(const tern__frag *fr, uint64_t v[3])
+{
+    if (!has_dep(fr)) return 0;
+    dep_fields(fr->msg, v);
+    return 1;
+}
+
 /* Bytes of the DEP fields a fragment carries (0: none). */
 static size_t dep_len(const tern__frag *fr)
 {
