@@ -17,6 +17,8 @@ void tern__sflows_reap(tern_conn *c);
 /* flow_send.c: a bound, erring long, of the one-way delay of a packet sent now (the TTL of a
  * FLOW_DATA is the time left less this; fec.c's REPAIR does the same) */
 uint64_t tern__flow_owd_bound(const tern_conn *c);
+/* flow_send.c: the DEP fields (docs/protocol.md 6.2) fragment fr carries, into v; 0: none */
+int tern__flow_frag_dep(const tern__frag *fr, uint64_t v[3]);
 
 /* flow_recv.c */
 void tern__rflow_free(tern_conn *c, tern__rflow *f);
@@ -31,11 +33,6 @@ void tern__rflows_reap(tern_conn *c);
 int tern__flow_msg_check(const tern__sflow *f, const tern_msg_opts *opts);
 /* Gives m the flow's next message ID and its dependencies (opts NULL: none). */
 void tern__flow_msg_number(tern__sflow *f, tern__msg *m, const tern_msg_opts *opts);
-/* The DEP fields (msg_id, depends, group: docs/protocol.md 6.2) a fragment carries on the wire:
- * 1 and v filled, or 0 when it carries none. For forward error correction (fec.c), whose
- * symbols carry them: a sent fragment (flow_send.c) and a received one (flow_recv.c). */
-int tern__frag_dep(const tern__frag *fr, uint64_t v[3]);
-int tern__rfrag_dep(const tern__rfrag *s, uint64_t v[3]);
 /* The peer's KEYFRAME_REQUEST for our flow f: it skipped message mid (on_keyframe_request owed,
  * unless a keyframe after mid is queued already). */
 void tern__flow_on_kf_request(tern_conn *c, tern__sflow *f, uint64_t mid);

@@ -97,15 +97,6 @@ static void bad_set(tern__rflow *f, uint64_t id, int v)
     else f->bad[b / 64] &= ~bit;
 }
 
-int tern__rfrag_dep(const tern__rfrag *s, uint64_t v[3])
-{
-    if (!(s->flags & TERN__FD_DEP)) return 0;
-    v[0] = s->mid;
-    v[1] = s->dep == TERN__NO_MSG ? 0 : s->mid - s->dep;
-    v[2] = s->gop == TERN__NO_MSG ? 0 : s->mid - s->gop + 1;
-    return 1;
-}
-
 /* on_msg_skipped for the run of skipped messages not yet reported. */
 static void skip_report(tern_conn *c, tern__rflow *f)
 {
