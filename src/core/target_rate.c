@@ -174,7 +174,7 @@ static int close_window(tern__target *t, uint64_t now, uint64_t mrtt, uint64_t t
                 t->win_lost * 10 >= t->win_bytes + t->win_lost;
     if ((queued || lossy) && rate > 0) {
         ring_push(t->cap, &t->cap_next, rate, now);
-        t->ceiling = ring_max(t->cap, now - 2 * mrtt);
+        t->ceiling = ring_max(t->cap, now - mrtt);
         if (t->episode) t->episode_cap = t->ceiling;
     }
     if (sampled && t->win_min_rtt < mrtt + thr / 4 && t->win_bytes + t->win_lost > 0) {
@@ -254,9 +254,9 @@ void tern__target_on_ack(tern__target *t, const tern__tgt_input *in)
         emptied = close_window(t, now, mrtt, thr, in->datagram);
     uint64_t qd = srtt - mrtt + t->backlog;
     t->queue_delay = qd;
-    /* after an episode, the next one waits for the smoothed RTT to come down, or for the time
-     * its lag takes (a queue that builds again meanwhile is a new one) */
-    if (qd <= thr / 2 || now >= t->episode_end + 2 * srtt) t->armed = 1;
+    /* after an episode, the next one waits for the smoothed RTT to come down, for the time its
+     * lag takes, or for the queue to grow again */
+    if (qd <= thr / 2 || now >= t->episode_end + 2 * mrtt || qd > t->end_qd + thr) t->armed = 1;
 
     uint64_t share = tern__target_payload_share_q16(t->loss_q16, in->datagram);
     if (t->bps == 0) {
@@ -274,6 +274,7 @@ void tern__target_on_ack(tern__target *t, const tern__tgt_input *in)
         t->episode = 0;
         t->armed = 0;
         t->episode_end = now;
+        t->end_qd = qd;
         uint64_t back = t->episode_cap ? payload_bps(t->episode_cap, share, TERN__TGT_UTIL_PCT)
                                        : min_u64(t->episode_bps, payload_bps(in->cc_bw, share, 100));
         if (back > t->bps) {

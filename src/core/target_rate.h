@@ -59,6 +59,7 @@ typedef struct tern__target {
     uint8_t armed;             /* the smoothed RTT came down since the last episode */
     uint64_t episode_at;       /* when it began */
     uint64_t episode_end;      /* when the last one ended */
+    uint64_t end_qd;           /* the queueing delay then */
     uint64_t backlog;          /* the sender's backlog (ns at the pacing rate) that stood
                                   through the last window */
     uint64_t episode_bps;      /* the target when it began */

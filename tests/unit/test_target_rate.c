@@ -28,10 +28,10 @@ static void test_payload_share(void)
 
 static void test_drain(void)
 {
-    /* no queue: no cut; 300 ms of queue on a 300 ms path: a third; far more: at most half */
+    /* no queue: no cut; 300 ms of queue on a 300 ms path: a third; far more: at most 3/4 */
     TT_CHECK_EQ_U64(tern__target_drain_q16(0, 300 * MS), Q16);
     TT_CHECK_RANGE(tern__target_drain_q16(300 * MS, 300 * MS), Q16 * 2 / 3 - 1, Q16 * 2 / 3 + 1);
-    TT_CHECK_EQ_U64(tern__target_drain_q16(5000 * MS, 300 * MS), Q16 / 2);
+    TT_CHECK_EQ_U64(tern__target_drain_q16(5000 * MS, 300 * MS), Q16 / 4);
     /* a short path drains against 100 ms, not its 10 ms */
     TT_CHECK_EQ_U64(tern__target_drain_q16(30 * MS, 10 * MS), tern__target_drain_q16(30 * MS, 100 * MS));
 }
@@ -81,8 +81,8 @@ static void test_model_steps(void)
         tern__target_on_ack(&t, &in);
     }
     TT_CHECK(t.bps < before);
-    /* 2 Mbit/s less overheads (~0.97), 95%, drain for 200 ms on 100 ms: 1 - 200/300 -> 1/2 */
-    TT_CHECK_RANGE(t.bps, 850000, 950000);
+    /* 2 Mbit/s less overheads (~0.97), 95%, drain for 200 ms on 100 ms: 1 - 200/300 */
+    TT_CHECK_RANGE(t.bps, 580000, 650000);
     TT_CHECK(t.pending || t.reported == t.bps);
 }
 
