@@ -8,7 +8,7 @@
  * while an encoder that keeps producing at the old rate fills the bottleneck's queue at the
  * difference; and an application-limited sender (one that produces exactly what it is told)
  * never shows BBR more than its own rate, so the estimate cannot tell it to grow either. The
- * target is therefore built from what the ACKs show directly:
+ * target is therefore built from what the ACKs show directly (tern__target_on_ack, every ACK):
  *
  *   - delivery windows: the bytes acknowledged over windows of half a min RTT (at least 20 ms)
  *     give the delivery rate. A window throughout which our own queue stood (its lowest RTT
@@ -17,33 +17,47 @@
  *     end, so its rate is the capacity: a capacity sample. While the queue drains the
  *     bottleneck stays busy too, so what we send less does not pull the estimate down;
  *   - the queueing delay: smoothed RTT above the min RTT of the last 10 s (a path that became
- *     longer stops counting as a queue within 10 s). Above the threshold (max(20 ms, min RTT /
- *     8)) a queue stands: the target falls at once to the capacity samples of the last two min
- *     RTTs (before the first of them, to the target when the queue was first seen), less the
- *     overheads below, times a drain factor 1 - queue delay / (2 max(min RTT, 100 ms)), at
- *     least 1/2, so the queue empties in a few round trips;
+ *     longer stops counting as a queue within 10 s), plus the sender's own backlog when it
+ *     stood through the last window (what the flows hold unsent, at the pacing rate: the
+ *     controller lets out less than the application produces). The threshold: max(20 ms, min
+ *     RTT / 8, 3 datagrams' serialization at the delivery rate, as every RTT sample holds its
+ *     own packet's and a frame sent as one burst the others');
+ *   - an episode: above the threshold our queue stands. The target falls at once to the
+ *     capacity of the last min RTT (before the first sample, to the target when the episode
+ *     began), less the overheads below, times a drain factor 1 - queue delay / (3 max(min RTT,
+ *     100 ms)), at least 1/4, so the queue empties in a few round trips. The episode ends when
+ *     a delivery window of packets sent after it began saw the queue empty (the smoothed RTT
+ *     lags by many samples), and the target goes straight back to the capacity it showed (for
+ *     a queue that stood only at the sender: to where it was, at most the controller's
+ *     estimate): that is no probe. The next episode waits for the smoothed RTT to come down, for
+ *     2 min RTTs, or for the queue to grow by the threshold again;
  *   - overheads: the payload share of the wire rate, (datagram - TERN__TGT_OVERHEAD) /
  *     datagram for headers, tag and frame header, divided by 1 + TERN__TGT_REPAIR_PER_LOSS x
- *     the loss rate for what the flows' repair (FEC) and retransmissions add, then
- *     TERN__TGT_UTIL (95%) of that, room for an encoder's frame-size swings;
- *   - rises: once the queue is gone (below half the threshold), the target goes straight back
- *     to the last measured capacity (less the overheads): that is no probe. Beyond it, it rises
- *     in steps, one per two smoothed RTTs at most (time for a queue the last step built to
- *     show): x1.25 while below 80% of the capacity last seen (or none is known), x1.10 near it;
- *     once 10% past it without a queue the old capacity is forgotten and steps are x1.25
- *     again. A step never goes beyond 1.25 x (x1.10) what was delivered over the last 3
- *     smoothed RTTs, nor, when the sender used its whole window, beyond the controller's
- *     estimate: a sender that does not use what it is given is not given more.
+ *     the loss rate of windows without a queue (the path's own loss, not drop-tail) for what
+ *     the flows' repair (FEC) and retransmissions add, then TERN__TGT_UTIL_PCT (95%) of that,
+ *     room for an encoder's frame-size swings;
+ *   - rises: with no queue (below half the threshold), in steps, one per two smoothed RTTs at
+ *     most (time for a queue the last step built to show): x1.40 until the first episode (a
+ *     startup), then x1.25 while below 80% of the capacity last seen (or none is known), x1.10
+ *     at most every 3 smoothed RTTs near it, or when the last step raised the queueing delay by
+ *     a quarter of the threshold; 20% past the old capacity without a queue it is forgotten. A
+ *     step never goes beyond the step times what was delivered over the last 3 smoothed RTTs,
+ *     nor, while the sender uses its whole window, beyond the controller's estimate: a sender
+ *     that does not use what it is given is not given more, and none is asked for more than
+ *     the controller lets out.
  *
  * Loss alone never lowers the target beyond the repair share: random loss of a few per cent on
  * a radio link is not congestion (BBR does not read it as such either). With CUBIC or NewReno
- * loss shrinks the window, the sender's own backlog builds, and the queue and delivery signals
- * above follow.
+ * loss shrinks the window, the sender's backlog builds, and the signals above follow.
  *
  * Reporting: on_target_rate when the target has moved 10% from what was last reported: a fall
- * at most every half min RTT, a rise at most every smoothed RTT. A link whose rate falls is
- * reported within about two round trips: one for the ACKs to show the queue (the first, partial
- * cut), one window and the RTT it lags for the first capacity sample.
+ * at most every half min RTT, a rise at most every smoothed RTT; after each received packet
+ * (tern__target_events), where the flows' events are delivered. A link whose rate falls shows
+ * in the ACKs one round trip later; the first cut is reported within about 2 RTTs of the fall
+ * and the new rate within about 2-4 (test_target_sim: at most 3 and 5 at 300 ms).
+ *
+ * The state lives in the connection's loss recovery (tern__recovery.tgt) and is reset with it
+ * when the path changes: the new path starts from no estimate.
  */
 #include "core/target_rate.h"
 
