@@ -191,6 +191,37 @@ static void on_packet_lost(tern_conn *c, tern__sent *s, uint64_t now)
     }
 }
 
+/* Does pn follow the last lost packet with only packets not in flight (ACK-only, unrecorded)
+ * between them? */
+static int burst_continues(const tern__recovery *r, uint64_t pn)
+{
+    if (r->burst_run == 0 || pn <= r->burst_last_pn || pn - r->burst_last_pn > 8) return 0;
+    for (uint64_t q = r->burst_last_pn + 1; q < pn; q++) {
+        if (q < r->base || q >= r->base + r->n) return 0;
+        if (sent_at(r, q)->in_flight) return 0;
+    }
+    return 1;
+}
+
+/* Loss bursts (tern_network_info.loss_burst, FEC's repair rate): packet pn was declared lost
+ * by the thresholds. A run is lost packets in a row (packets not in flight between them do not
+ * count); when a run ends (the next loss does not follow it) its length enters the mean. */
+static void burst_on_lost(tern__recovery *r, uint64_t pn)
+{
+    if (burst_continues(r, pn)) {
+        r->burst_run++;
+    } else {
+        if (r->burst_run > 0) {
+            uint64_t run_q8 = (uint64_t)(r->burst_run > 1000 ? 1000 : r->burst_run) << 8;
+            r->burst_avg_q8 = r->burst_avg_q8 == 0
+                                  ? (uint32_t)run_q8
+                                  : (uint32_t)((7 * (uint64_t)r->burst_avg_q8 + run_q8) / 8);
+        }
+        r->burst_run = 1;
+    }
+    r->burst_last_pn = pn;
+}
+
 /* Declares lost what the thresholds say; re-arms the loss timer. */
 static void detect_losses(tern_conn *c, uint64_t now, uint64_t *lost_bytes, uint64_t *last_lost_time,
                           int *persistent)
@@ -221,6 +252,7 @@ static void detect_losses(tern_conn *c, uint64_t now, uint64_t *lost_bytes, uint
                 if (s->time < first_lost_time) first_lost_time = s->time;
                 if (s->time > last_time) last_time = s->time;
             }
+            burst_on_lost(r, pn);
             on_packet_lost(c, s, now);
         } else if (s->time + delay < r->loss_time) {
             r->loss_time = s->time + delay;
@@ -531,6 +563,7 @@ void tern_conn_network_info(const tern_conn *c, tern_network_info *ni)
     ni->loss_rate = tern__rec_loss_rate(c);
     ni->queue_delay_ns = c->rec.r->tgt.queue_delay;
     ni->target_rate_bps = c->rec.r->tgt.bps;
+    ni->loss_burst = c->rec.r->burst_avg_q8 ? (double)c->rec.r->burst_avg_q8 / 256.0 : 1.0;
 }
 
 uint64_t tern__rec_rtt_pto(const tern_conn *c)
