@@ -114,13 +114,18 @@ void tern__target_init(tern__target *t, uint64_t now)
     t->win_min_backlog = UINT64_MAX;
 }
 
-uint64_t tern__target_payload_share_q16(uint64_t loss_q16, uint64_t datagram)
+uint64_t tern__target_payload_share_q16(uint64_t loss_q16, uint64_t repair_q16, uint64_t datagram)
 {
     if (datagram < 2 * TERN__TGT_OVERHEAD) datagram = 2 * TERN__TGT_OVERHEAD;
     uint64_t share = mul_div(datagram - TERN__TGT_OVERHEAD, Q16, datagram);
-    uint64_t repair = TERN__TGT_REPAIR_PER_LOSS * min_u64(loss_q16, Q16);
-    if (repair > TERN__TGT_REPAIR_MAX_Q16) repair = TERN__TGT_REPAIR_MAX_Q16;
-    return mul_div(share, Q16, Q16 + repair);
+    /* what repair and retransmission add per payload byte: the allowance for the loss rate, or
+     * the repair the flows' FEC actually sent (a fraction of the wire: r / (1 - r) per byte of
+     * the rest), whichever is more */
+    uint64_t extra = TERN__TGT_REPAIR_PER_LOSS * min_u64(loss_q16, Q16);
+    if (repair_q16 >= Q16 / 2) repair_q16 = Q16 / 2;
+    extra = max_u64(extra, mul_div(repair_q16, Q16, Q16 - repair_q16));
+    if (extra > TERN__TGT_REPAIR_MAX_Q16) extra = TERN__TGT_REPAIR_MAX_Q16;
+    return mul_div(share, Q16, Q16 + extra);
 }
 
 uint64_t tern__target_drain_q16(uint64_t queue_delay, uint64_t min_rtt)
@@ -174,10 +179,18 @@ static void ring_push(tern__tgt_sample *ring, uint32_t *next, uint64_t rate, uin
 /* Closes the delivery window at now: a delivery sample, a capacity sample when our queue
  * stood throughout it, the loss estimate when no queue stood. Returns 1 when the window saw the
  * queue empty (an RTT sample less than half the threshold above the min RTT). */
-static int close_window(tern__target *t, uint64_t now, uint64_t mrtt, uint64_t thr,
-                        uint64_t datagram)
+static int close_window(tern__target *t, const tern__tgt_input *in, uint64_t mrtt, uint64_t thr)
 {
+    uint64_t now = in->now, datagram = in->datagram;
     uint64_t rate = mul_div(t->win_bytes, NS_PER_S, now - t->win_start);
+    /* the share of what we sent that was FEC repair (symbols of about a datagram's payload) */
+    uint64_t tx = in->tx_bytes - t->win_tx_bytes, rep = in->repair_sent - t->win_repair;
+    if (tx > 0) {
+        uint64_t r = min_u64(mul_div(rep * (datagram - TERN__TGT_OVERHEAD), Q16, tx), Q16);
+        t->repair_q16 = (t->repair_q16 * (TERN__TGT_LOSS_GAIN - 1) + r) / TERN__TGT_LOSS_GAIN;
+    }
+    t->win_tx_bytes = in->tx_bytes;
+    t->win_repair = in->repair_sent;
     ring_push(t->dlv, &t->dlv_next, rate, now);
     int sampled = t->win_min_rtt != UINT64_MAX;
     int queued = sampled && t->win_min_rtt >= mrtt + thr / 2;
@@ -265,14 +278,14 @@ void tern__target_on_ack(tern__target *t, const tern__tgt_input *in)
     if (backlog < t->win_min_backlog) t->win_min_backlog = backlog;
     int emptied = 0;
     if (now - t->win_start >= max_u64(mrtt / 2, TERN__TGT_WIN_MIN))
-        emptied = close_window(t, now, mrtt, thr, in->datagram);
+        emptied = close_window(t, in, mrtt, thr);
     uint64_t qd = srtt - mrtt + t->backlog;
     t->queue_delay = qd;
     /* after an episode, the next one waits for the smoothed RTT to come down, for the time its
      * lag takes, or for the queue to grow again */
     if (qd <= thr / 2 || now >= t->episode_end + 2 * mrtt || qd > t->end_qd + thr) t->armed = 1;
 
-    uint64_t share = tern__target_payload_share_q16(t->loss_q16, in->datagram);
+    uint64_t share = tern__target_payload_share_q16(t->loss_q16, t->repair_q16, in->datagram);
     if (t->bps == 0) {
         /* the first estimate: the controller's, at least the initial window per RTT (its
          * first samples come from the handshake's small exchanges) */

@@ -24,6 +24,8 @@ typedef struct tern__tgt_input {
     uint64_t datagram;     /* the largest datagram we build now (overhead share) */
     uint64_t pacing;       /* the controller's pacing rate */
     uint64_t unsent;       /* bytes the flows hold that have not left yet */
+    uint64_t tx_bytes;     /* bytes sent on the connection so far */
+    uint64_t repair_sent;  /* FEC repair symbols sent so far */
 } tern__tgt_input;
 
 typedef struct tern__tgt_sample {
@@ -65,6 +67,8 @@ typedef struct tern__target {
     uint64_t episode_bps;      /* the target when it began */
     uint64_t episode_cap;      /* the capacity it showed last (0: none yet) */
     uint64_t loss_q16;         /* loss rate of windows without a queue (the path's own) */
+    uint64_t repair_q16;       /* the share of the bytes sent that was FEC repair */
+    uint64_t win_tx_bytes, win_repair; /* tx_bytes and repair_sent when the window began */
     uint8_t pending;           /* an on_target_rate call is due (tern__target_events) */
 } tern__target;
 
@@ -75,10 +79,12 @@ void tern__target_on_ack(tern__target *t, const tern__tgt_input *in);
 /* Bytes declared lost (they count against the window's delivery). */
 void tern__target_on_lost(tern__target *t, uint64_t bytes);
 
-/* The pure parts, for tests: the share of the wire rate that is payload at loss_q16 for
- * datagrams of `datagram` bytes (1/65536 units), and the factor (1/65536 units) that drains a
- * queue of queue_delay on a path of min_rtt. */
-uint64_t tern__target_payload_share_q16(uint64_t loss_q16, uint64_t datagram);
+/* The pure parts, for tests: the share of the wire rate that is payload at loss_q16 with
+ * repair_q16 of the bytes sent being FEC repair, for datagrams of `datagram` bytes (1/65536
+ * units), and the factor (1/65536 units) that drains a queue of queue_delay on a path of
+ * min_rtt. */
+uint64_t tern__target_payload_share_q16(uint64_t loss_q16, uint64_t repair_q16,
+                                        uint64_t datagram);
 uint64_t tern__target_drain_q16(uint64_t queue_delay, uint64_t min_rtt);
 /* The queueing delay above which our own queue counts as standing, on a path of min_rtt
  * delivering rate bytes/s (0: unknown) in datagrams of `datagram` bytes. */

@@ -11,19 +11,24 @@
 static void test_payload_share(void)
 {
     /* no loss: only headers, tag and frame header (41 bytes of 1452) */
-    uint64_t s0 = tern__target_payload_share_q16(0, 1452);
+    uint64_t s0 = tern__target_payload_share_q16(0, 0, 1452);
     TT_CHECK_RANGE(s0, Q16 * 96 / 100, Q16 * 98 / 100);
     /* 1% and 3% loss: twice that in repair */
-    uint64_t s1 = tern__target_payload_share_q16(Q16 / 100, 1452);
-    uint64_t s3 = tern__target_payload_share_q16(Q16 * 3 / 100, 1452);
+    uint64_t s1 = tern__target_payload_share_q16(Q16 / 100, 0, 1452);
+    uint64_t s3 = tern__target_payload_share_q16(Q16 * 3 / 100, 0, 1452);
     TT_CHECK_RANGE(s1, s0 * 100 / 103, s0 * 100 / 101);
     TT_CHECK_RANGE(s3, s0 * 100 / 107, s0 * 100 / 105);
     /* heavy loss: the repair share is capped at half the payload */
-    TT_CHECK_EQ_U64(tern__target_payload_share_q16(Q16, 1452),
-                    tern__target_payload_share_q16(Q16 / 2, 1452));
-    TT_CHECK_RANGE(tern__target_payload_share_q16(Q16, 1452), s0 * 2 / 3 - 1, s0 * 2 / 3 + 1);
+    TT_CHECK_EQ_U64(tern__target_payload_share_q16(Q16, 0, 1452),
+                    tern__target_payload_share_q16(Q16 / 2, 0, 1452));
+    TT_CHECK_RANGE(tern__target_payload_share_q16(Q16, 0, 1452), s0 * 2 / 3 - 1, s0 * 2 / 3 + 1);
+    /* FEC that sends 20% of the bytes as repair: a quarter more per payload byte, more than
+     * 2 x 3% loss; 2% repair at 3% loss: the loss allowance stands */
+    TT_CHECK_RANGE(tern__target_payload_share_q16(Q16 * 3 / 100, Q16 / 5, 1452), s0 * 4 / 5 - 1,
+                   s0 * 4 / 5 + 1);
+    TT_CHECK_EQ_U64(tern__target_payload_share_q16(Q16 * 3 / 100, Q16 / 50, 1452), s3);
     /* a tiny datagram does not underflow */
-    TT_CHECK(tern__target_payload_share_q16(0, 10) > 0);
+    TT_CHECK(tern__target_payload_share_q16(0, 0, 10) > 0);
 }
 
 static void test_drain(void)

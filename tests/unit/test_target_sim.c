@@ -15,7 +15,8 @@
  * Under BBR those depend on cc_bbr.c's estimate (see rate_steps) and are printed only. With 1%
  * and 3% random loss on a 2 Mbit/s link (BBR, no rate change) the target does not collapse:
  * its mean over 6..16 s is at least 75% of the link, never below 40%: loss alone is not
- * congestion. Checked over seeds 1..80 (TERN_SEED).
+ * congestion; with the flow's FEC fixed at 25% repair the target leaves room for it (mean 55 to
+ * 80% of the link). Checked over seeds 1..80 (TERN_SEED).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,7 +88,8 @@ static void set_rate(live *l, double mbps)
     sim_link_set_params(l->up, &p);
 }
 
-static void live_init(live *l, double mbps, double rtt_ms, size_t queue, double loss, uint8_t cc)
+static void live_init(live *l, double mbps, double rtt_ms, size_t queue, double loss, uint8_t cc,
+                      uint8_t fec)
 {
     memset(l, 0, sizeof(*l));
     tern_addr_ipv4(&l->sa, 192, 0, 2, 1, 4433);
@@ -114,6 +116,7 @@ static void live_init(live *l, double mbps, double rtt_ms, size_t queue, double 
     tern_flow_config_default(&fc);
     fc.reliability = TERN_FLOW_PARTIAL;
     fc.deadline_ms = 1000;
+    fc.fec = fec;
     TT_REQUIRE(tern_flow_open(l->cc, &fc, &l->flow) == TERN_OK);
 }
 
@@ -272,7 +275,7 @@ static void rate_steps(double hi, double lo, uint64_t fall_at, uint64_t rise_at,
     live *l = calloc(1, sizeof(*l));
     TT_REQUIRE(l != NULL);
     size_t bdp = (size_t)(hi * 1e6 / 8 * rtt_ms / 1e3);
-    live_init(l, hi, rtt_ms, bdp, 0, cc);
+    live_init(l, hi, rtt_ms, bdp, 0, cc, TERN_FEC_OFF);
     uint64_t t0 = sim_now(l->s);
     live_run(l, t0 + fall_at);
     uint64_t fell = sim_now(l->s);
@@ -379,13 +382,15 @@ static void test_steps_1_1_0_5_1_1_cubic(void)
 
 /* ---------------------------------------------------------------- random loss */
 
-static void random_loss(double loss)
+/* fec: the flow's FEC; with TERN_FEC_FIXED (25% repair) the target leaves the repair room:
+ * about 1/1.25 of what it is without */
+static void random_loss(double loss, uint8_t fec)
 {
     const double mbps = 2, rtt_ms = 300;
     live *l = calloc(1, sizeof(*l));
     TT_REQUIRE(l != NULL);
     size_t bdp = (size_t)(mbps * 1e6 / 8 * rtt_ms / 1e3);
-    live_init(l, mbps, rtt_ms, bdp, loss, TERN_CC_BBR);
+    live_init(l, mbps, rtt_ms, bdp, loss, TERN_CC_BBR, fec);
     uint64_t t0 = sim_now(l->s);
     live_run(l, t0 + 16 * S);
     if (getenv("TERN_TEST_VERBOSE")) print_events(l);
@@ -393,25 +398,40 @@ static void random_loss(double loss)
     uint64_t hi = max_target(l, t0 + 6 * S, t0 + 16 * S);
     uint64_t mean = mean_target(l, t0 + 6 * S, t0 + 16 * S);
     uint64_t bps = (uint64_t)(mbps * 1e6);
-    printf("    %.0f%% random loss at %.0f Mbit/s: target %.2f .. %.2f Mbit/s, mean %.2f over "
-           "6..16 s\n", loss * 100, mbps, (double)lo / 1e6, (double)hi / 1e6,
-           (double)mean / 1e6);
-    /* no collapse: on average at least 75% of the link (less the repair share), never below
-     * 40% (a drain after a probe that overshot) */
-    TT_CHECK_RANGE(mean, bps * 75 / 100, bps);
-    TT_CHECK_RANGE(lo, bps * 4 / 10, bps * 115 / 100);
+    tern_conn_stats st;
+    tern_conn_get_stats(l->cc, &st);
+    printf("    %.0f%% random loss at %.0f Mbit/s, FEC %s: target %.2f .. %.2f Mbit/s, mean %.2f "
+           "over 6..16 s; %llu repair symbols sent\n", loss * 100, mbps,
+           fec == TERN_FEC_FIXED ? "fixed 25%" : "off", (double)lo / 1e6, (double)hi / 1e6,
+           (double)mean / 1e6, (unsigned long long)st.fec_repair_sent);
+    if (fec == TERN_FEC_FIXED) {
+        /* a fifth of the bytes is repair: the payload target about 4/5 of the above */
+        TT_CHECK(st.fec_repair_sent > 0);
+        TT_CHECK_RANGE(mean, bps * 55 / 100, bps * 80 / 100);
+        TT_CHECK_RANGE(lo, bps * 3 / 10, bps * 92 / 100);
+    } else {
+        /* no collapse: on average at least 75% of the link (less the repair share), never
+         * below 40% (a drain after a probe that overshot) */
+        TT_CHECK_RANGE(mean, bps * 75 / 100, bps);
+        TT_CHECK_RANGE(lo, bps * 4 / 10, bps * 115 / 100);
+    }
     live_free(l);
     free(l);
 }
 
 static void test_loss_1pct(void)
 {
-    random_loss(0.01);
+    random_loss(0.01, TERN_FEC_OFF);
 }
 
 static void test_loss_3pct(void)
 {
-    random_loss(0.03);
+    random_loss(0.03, TERN_FEC_OFF);
+}
+
+static void test_loss_3pct_fec(void)
+{
+    random_loss(0.03, TERN_FEC_FIXED);
 }
 
 static const tt_case cases[] = {
@@ -421,6 +441,7 @@ static const tt_case cases[] = {
     TT_CASE(test_steps_1_1_0_5_1_1_cubic),
     TT_CASE(test_loss_1pct),
     TT_CASE(test_loss_3pct),
+    TT_CASE(test_loss_3pct_fec),
     {NULL, NULL},
 };
 
