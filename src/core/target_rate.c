@@ -32,10 +32,11 @@
  *     estimate): that is no probe. The next episode waits for the smoothed RTT to come down, for
  *     2 min RTTs, or for the queue to grow by the threshold again;
  *   - overheads: the payload share of the wire rate, (datagram - TERN__TGT_OVERHEAD) /
- *     datagram for headers, tag and frame header, divided by 1 + TERN__TGT_REPAIR_PER_LOSS x
- *     the loss rate of windows without a queue (the path's own loss, not drop-tail) for what
- *     the flows' repair (FEC) and retransmissions add, then TERN__TGT_UTIL_PCT (95%) of that,
- *     room for an encoder's frame-size swings;
+ *     datagram for headers, tag and frame header, divided by 1 + the larger of
+ *     TERN__TGT_REPAIR_PER_LOSS x the loss rate of windows without a queue (the path's own
+ *     loss, not drop-tail) and the repair the flows' FEC sent per byte of the rest (measured
+ *     per window), then TERN__TGT_UTIL_PCT (95%) of that, room for an encoder's frame-size
+ *     swings;
  *   - rises: with no queue (below half the threshold), in steps, one per two smoothed RTTs at
  *     most (time for a queue the last step built to show): x1.40 until the first episode (a
  *     startup), then x1.25 while below 80% of the capacity last seen (or none is known), x1.10
