@@ -227,6 +227,15 @@ static uint64_t payload_bps(uint64_t wire, uint64_t share, uint64_t pct)
     return mul_div(mul_div(wire * 8, share, Q16), pct, 100);
 }
 
+int tern__target_backlog_due(tern__target *t, uint64_t now)
+{
+    if (now < t->backlog_next) return 0;
+    uint64_t mrtt = min_rtt(t);
+    uint64_t gap = mrtt == UINT64_MAX ? 0 : max_u64(mrtt / 2, TERN__TGT_WIN_MIN) / 16;
+    t->backlog_next = now + max_u64(gap, MS);
+    return 1;
+}
+
 void tern__target_on_lost(tern__target *t, uint64_t bytes)
 {
     t->win_lost += bytes;
@@ -275,8 +284,10 @@ void tern__target_on_ack(tern__target *t, const tern__tgt_input *in)
     /* the queue is ours wherever it stands: in the network (the RTT above its minimum) or still
      * at the sender, when the controller lets out less than the application produces (what
      * waits, at the pacing rate) */
-    uint64_t backlog = in->pacing ? mul_div(in->unsent, NS_PER_S, in->pacing) : 0;
-    if (backlog < t->win_min_backlog) t->win_min_backlog = backlog;
+    if (in->unsent != UINT64_MAX) {
+        uint64_t backlog = in->pacing ? mul_div(in->unsent, NS_PER_S, in->pacing) : 0;
+        if (backlog < t->win_min_backlog) t->win_min_backlog = backlog;
+    }
     int emptied = 0;
     if (now - t->win_start >= max_u64(mrtt / 2, TERN__TGT_WIN_MIN))
         emptied = close_window(t, in, mrtt, thr);

@@ -23,7 +23,8 @@ typedef struct tern__tgt_input {
     int cc_limited;        /* the delivery-rate sample was not app-limited */
     uint64_t datagram;     /* the largest datagram we build now (overhead share) */
     uint64_t pacing;       /* the controller's pacing rate */
-    uint64_t unsent;       /* bytes the flows hold that have not left yet */
+    uint64_t unsent;       /* bytes the flows hold that have not left yet (UINT64_MAX: not
+                              sampled at this ACK, see tern__target_backlog_due) */
     uint64_t tx_bytes;     /* bytes sent on the connection so far */
     uint64_t repair_sent;  /* FEC repair symbols sent so far */
 } tern__tgt_input;
@@ -48,6 +49,7 @@ typedef struct tern__target {
      * sample in it (UINT64_MAX: none), lost bytes */
     uint64_t win_start, win_bytes, win_lost, win_min_rtt;
     uint64_t win_min_backlog;  /* the least time the sender's backlog needed at an ACK in it */
+    uint64_t backlog_next;     /* when the backlog is next sampled */
     /* closed windows: every one's delivery rate (dlv), and those taken while our own queue
      * stood throughout (cap: the bottleneck was busy, so its rate is the capacity) */
     tern__tgt_sample dlv[TERN__TGT_RING];
@@ -76,6 +78,9 @@ typedef struct tern__target {
 void tern__target_init(tern__target *t, uint64_t now);
 /* One processed ACK. */
 void tern__target_on_ack(tern__target *t, const tern__tgt_input *in);
+/* Whether this ACK should sample the sender's backlog (tern__target_unsent walks the queued
+ * messages): 16 times per delivery window at most, at least 1 ms apart. */
+int tern__target_backlog_due(tern__target *t, uint64_t now);
 /* Bytes declared lost (they count against the window's delivery). */
 void tern__target_on_lost(tern__target *t, uint64_t bytes);
 
