@@ -80,21 +80,21 @@
  * repair per flow. */
 #define TERN__TGT_REPAIR_PER_LOSS 2
 #define TERN__TGT_REPAIR_MAX_Q16 (Q16 / 2) /* at most half again of the payload */
-#define TERN__TGT_UTIL_PCT 95             /* of the capacity, less overheads */
+#define TERN__TGT_UTIL_PCT 95              /* of the capacity, less overheads */
 #define TERN__TGT_MIN_RTT_WIN (10000 * MS) /* the min RTT's sliding window */
 #define TERN__TGT_QUEUE_MIN (20 * MS)      /* the queue threshold's floor */
 #define TERN__TGT_QUEUE_PACKETS 3          /* ... and at least this many datagrams' time */
 #define TERN__TGT_WIN_MIN (20 * MS)        /* a delivery window's shortest length */
 #define TERN__TGT_DRAIN_RTT_MIN (100 * MS)
-#define TERN__TGT_DRAIN_RTTS 3             /* the drain factor: 1 - queue delay / (3 min RTT) */
-#define TERN__TGT_DRAIN_MIN_Q16 (Q16 / 4)  /* ... at least 1/4 */
-#define TERN__TGT_STEP_START 140           /* percent, until the first standing queue */
+#define TERN__TGT_DRAIN_RTTS 3            /* the drain factor: 1 - queue delay / (3 min RTT) */
+#define TERN__TGT_DRAIN_MIN_Q16 (Q16 / 4) /* ... at least 1/4 */
+#define TERN__TGT_INIT_DATAGRAMS 10       /* the first target: the initial window per RTT */
+#define TERN__TGT_STEP_START 140          /* percent, until the first standing queue */
 #define TERN__TGT_STEP_FAST 125
-#define TERN__TGT_INIT_DATAGRAMS 10        /* the first target: the initial window per RTT */
 #define TERN__TGT_STEP_NEAR 110
-#define TERN__TGT_DLV_RTTS 3               /* look-back of the delivered-rate bound */
-#define TERN__TGT_FLOOR_BPS 24000          /* the least target (a low audio rate) */
-#define TERN__TGT_LOSS_GAIN 8              /* the loss estimate's EWMA: 1/8 per window */
+#define TERN__TGT_DLV_RTTS 3      /* look-back of the delivered-rate bound */
+#define TERN__TGT_FLOOR_BPS 24000 /* the least target (a low audio rate) */
+#define TERN__TGT_LOSS_GAIN 8     /* the loss estimate's EWMA: 1/8 per window */
 
 static uint64_t mul_div(uint64_t a, uint64_t b, uint64_t c)
 {
@@ -102,8 +102,14 @@ static uint64_t mul_div(uint64_t a, uint64_t b, uint64_t c)
     return v > UINT64_MAX ? UINT64_MAX : (uint64_t)v;
 }
 
-static uint64_t max_u64(uint64_t a, uint64_t b) { return a > b ? a : b; }
-static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
+static uint64_t max_u64(uint64_t a, uint64_t b)
+{
+    return a > b ? a : b;
+}
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
 
 void tern__target_init(tern__target *t, uint64_t now)
 {
@@ -187,7 +193,8 @@ static int close_window(tern__target *t, const tern__tgt_input *in, uint64_t mrt
     /* the share of what we sent that was FEC repair (symbols of about a datagram's payload) */
     uint64_t tx = in->tx_bytes - t->win_tx_bytes, rep = in->repair_sent - t->win_repair;
     if (tx > 0) {
-        uint64_t r = min_u64(mul_div(rep * (datagram - TERN__TGT_OVERHEAD), Q16, tx), Q16);
+        uint64_t sym = datagram > 2 * TERN__TGT_OVERHEAD ? datagram - TERN__TGT_OVERHEAD : datagram;
+        uint64_t r = min_u64(mul_div(rep * sym, Q16, tx), Q16);
         t->repair_q16 = (t->repair_q16 * (TERN__TGT_LOSS_GAIN - 1) + r) / TERN__TGT_LOSS_GAIN;
     }
     t->win_tx_bytes = in->tx_bytes;
@@ -252,8 +259,10 @@ static void probe(tern__target *t, const tern__tgt_input *in, uint64_t share, ui
         /* near the capacity last seen a small overload builds its queue slowly: small steps,
          * 3 RTTs apart; 20% past it without a queue it was stale */
         uint64_t ceil = payload_bps(t->ceiling, share, TERN__TGT_UTIL_PCT);
-        if (t->bps * 10 >= ceil * 12) t->ceiling = 0;
-        else if (t->bps * 10 >= ceil * 8) step = TERN__TGT_STEP_NEAR;
+        if (t->bps * 10 >= ceil * 12)
+            t->ceiling = 0;
+        else if (t->bps * 10 >= ceil * 8)
+            step = TERN__TGT_STEP_NEAR;
         if (step == TERN__TGT_STEP_NEAR && now < t->last_rise + 3 * srtt) return;
     }
     /* the last step started a queue, too small yet to count: a small one */
@@ -314,8 +323,9 @@ void tern__target_on_ack(tern__target *t, const tern__tgt_input *in)
         t->armed = 0;
         t->episode_end = now;
         t->end_qd = qd;
-        uint64_t back = t->episode_cap ? payload_bps(t->episode_cap, share, TERN__TGT_UTIL_PCT)
-                                       : min_u64(t->episode_bps, payload_bps(in->cc_bw, share, 100));
+        uint64_t back = t->episode_cap
+                            ? payload_bps(t->episode_cap, share, TERN__TGT_UTIL_PCT)
+                            : min_u64(t->episode_bps, payload_bps(in->cc_bw, share, 100));
         if (back > t->bps) {
             t->bps = back;
             t->last_rise = now;
@@ -366,7 +376,8 @@ uint64_t tern__target_unsent(const tern_conn *c)
 {
     uint64_t n = 0;
     for (const tern__sflow *f = c->flows.send; f; f = f->next) {
-        for (const tern__msg *m = f->head; m; m = m->next) n += m->len - m->cut;
+        for (const tern__msg *m = f->head; m; m = m->next)
+            n += m->len - m->cut;
         n += (uint64_t)f->lost_n * tern__conn_max_payload(c);
     }
     return n;

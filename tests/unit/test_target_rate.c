@@ -38,7 +38,8 @@ static void test_drain(void)
     TT_CHECK_RANGE(tern__target_drain_q16(300 * MS, 300 * MS), Q16 * 2 / 3 - 1, Q16 * 2 / 3 + 1);
     TT_CHECK_EQ_U64(tern__target_drain_q16(5000 * MS, 300 * MS), Q16 / 4);
     /* a short path drains against 100 ms, not its 10 ms */
-    TT_CHECK_EQ_U64(tern__target_drain_q16(30 * MS, 10 * MS), tern__target_drain_q16(30 * MS, 100 * MS));
+    TT_CHECK_EQ_U64(tern__target_drain_q16(30 * MS, 10 * MS),
+                    tern__target_drain_q16(30 * MS, 100 * MS));
 }
 
 static void test_threshold(void)
@@ -92,11 +93,8 @@ static void test_model_steps(void)
 }
 
 static const tt_case cases[] = {
-    TT_CASE(test_payload_share),
-    TT_CASE(test_drain),
-    TT_CASE(test_threshold),
-    TT_CASE(test_model_steps),
-    {NULL, NULL},
+    TT_CASE(test_payload_share), TT_CASE(test_drain), TT_CASE(test_threshold),
+    TT_CASE(test_model_steps),   {NULL, NULL},
 };
 
 int main(int argc, char **argv)

@@ -61,8 +61,10 @@ static void on_frame(tnet_node *n, tern_conn *c, uint64_t flow, const uint8_t *d
     live *l = n->user;
     if (len < 16) return;
     uint64_t sent = 0, idx = 0;
-    for (int i = 0; i < 8; i++) sent = sent << 8 | data[i];
-    for (int i = 8; i < 16; i++) idx = idx << 8 | data[i];
+    for (int i = 0; i < 8; i++)
+        sent = sent << 8 | data[i];
+    for (int i = 8; i < 16; i++)
+        idx = idx << 8 | data[i];
     if (idx >= MAX_FRAMES) return;
     l->lat[idx] = sim_now(l->s) - sent;
     l->n_rx++;
@@ -149,12 +151,16 @@ static void live_run(live *l, uint64_t until)
         if (len < 64) len = 64;
         if (len > sizeof(frame)) len = sizeof(frame);
         uint64_t idx = l->frames_sent + l->frames_refused;
-        for (int i = 0; i < 8; i++) frame[i] = (uint8_t)(now >> (56 - 8 * i));
-        for (int i = 0; i < 8; i++) frame[8 + i] = (uint8_t)(idx >> (56 - 8 * i));
+        for (int i = 0; i < 8; i++)
+            frame[i] = (uint8_t)(now >> (56 - 8 * i));
+        for (int i = 0; i < 8; i++)
+            frame[8 + i] = (uint8_t)(idx >> (56 - 8 * i));
         if (idx < MAX_FRAMES) l->cap_at[idx] = now;
         int rc = tern_flow_send(l->cc, l->flow, now, frame, len, -1);
-        if (rc == TERN_OK) l->frames_sent++;
-        else l->frames_refused++;
+        if (rc == TERN_OK)
+            l->frames_sent++;
+        else
+            l->frames_refused++;
         sim_node_wake(l->s, l->cli.node);
         int r = sim_run_until(l->s, now + S / FPS);
         TT_REQUIRE_MSG(r == SIM_OK, "sim: %s", sim_error(l->s));
@@ -165,7 +171,8 @@ static void live_run(live *l, uint64_t until)
 static uint64_t target_at(const live *l, uint64_t t)
 {
     uint64_t v = 0;
-    for (size_t i = 0; i < l->n_ev && l->evs[i].at <= t; i++) v = l->evs[i].bps;
+    for (size_t i = 0; i < l->n_ev && l->evs[i].at <= t; i++)
+        v = l->evs[i].bps;
     return v;
 }
 
@@ -311,18 +318,19 @@ static void rate_steps(double hi, double lo, uint64_t fall_at, uint64_t rise_at,
     uint64_t hi_mean = mean_target(l, t0 + end - 5 * S, t0 + end);
     tern_conn_stats st;
     tern_conn_get_stats(l->cc, &st);
-    printf("    %s, %.1f -> %.1f -> %.1f Mbit/s at %.0f ms: target %.2f Mbit/s before the fall; first "
-           "cut reported %.0f ms after it, at most 1.1 x %.1f %.0f ms after it; queue peak %.0f ms, "
-           "back under 100 ms %.0f ms after the fall (frames later than one way + 100 ms or "
-           "lost until %.0f ms); from 1 s after that until the rise: mean %.2f, highest %.2f "
-           "Mbit/s, queue at most %.0f ms; after the rise: half of %.1f in %.0f ms, 70%% in "
-           "%.0f ms, highest %.2f, mean of the last 5 s %.2f; %llu events\n",
-           cc == TERN_CC_BBR ? "BBR" : "CUBIC", hi, lo, hi, rtt_ms, (double)before / 1e6, (double)(first_cut - fell) / 1e6, lo,
-           (double)(follow - fell) / 1e6, (double)qpeak / 1e6, (double)(drained - fell) / 1e6,
-           (double)(late - fell) / 1e6, (double)lo_mean / 1e6, (double)lo_max / 1e6,
-           (double)lo_q / 1e6, hi, (double)(half - rose) / 1e6, (double)(most - rose) / 1e6,
-           (double)hi_max / 1e6, (double)hi_mean / 1e6,
-           (unsigned long long)st.target_rate_events);
+    printf(
+        "    %s, %.1f -> %.1f -> %.1f Mbit/s at %.0f ms: target %.2f Mbit/s before the fall; first "
+        "cut reported %.0f ms after it, at most 1.1 x %.1f %.0f ms after it; queue peak %.0f ms, "
+        "back under 100 ms %.0f ms after the fall (frames later than one way + 100 ms or "
+        "lost until %.0f ms); from 1 s after that until the rise: mean %.2f, highest %.2f "
+        "Mbit/s, queue at most %.0f ms; after the rise: half of %.1f in %.0f ms, 70%% in "
+        "%.0f ms, highest %.2f, mean of the last 5 s %.2f; %llu events\n",
+        cc == TERN_CC_BBR ? "BBR" : "CUBIC", hi, lo, hi, rtt_ms, (double)before / 1e6,
+        (double)(first_cut - fell) / 1e6, lo, (double)(follow - fell) / 1e6, (double)qpeak / 1e6,
+        (double)(drained - fell) / 1e6, (double)(late - fell) / 1e6, (double)lo_mean / 1e6,
+        (double)lo_max / 1e6, (double)lo_q / 1e6, hi, (double)(half - rose) / 1e6,
+        (double)(most - rose) / 1e6, (double)hi_max / 1e6, (double)hi_mean / 1e6,
+        (unsigned long long)st.target_rate_events);
     TT_CHECK_EQ_U64(st.target_rate_events, l->cli.target_events);
     /* the ramp reached most of the link before the fall */
     TT_CHECK_RANGE(before, hi_bps * 6 / 10, hi_bps * 125 / 100);
@@ -401,9 +409,9 @@ static void random_loss(double loss, uint8_t fec)
     tern_conn_stats st;
     tern_conn_get_stats(l->cc, &st);
     printf("    %.0f%% random loss at %.0f Mbit/s, FEC %s: target %.2f .. %.2f Mbit/s, mean %.2f "
-           "over 6..16 s; %llu repair symbols sent\n", loss * 100, mbps,
-           fec == TERN_FEC_FIXED ? "fixed 25%" : "off", (double)lo / 1e6, (double)hi / 1e6,
-           (double)mean / 1e6, (unsigned long long)st.fec_repair_sent);
+           "over 6..16 s; %llu repair symbols sent\n",
+           loss * 100, mbps, fec == TERN_FEC_FIXED ? "fixed 25%" : "off", (double)lo / 1e6,
+           (double)hi / 1e6, (double)mean / 1e6, (unsigned long long)st.fec_repair_sent);
     if (fec == TERN_FEC_FIXED) {
         /* a fifth of the bytes is repair: the payload target about 4/5 of the above */
         TT_CHECK(st.fec_repair_sent > 0);
@@ -435,14 +443,10 @@ static void test_loss_3pct_fec(void)
 }
 
 static const tt_case cases[] = {
-    TT_CASE(test_steps_10_2_10),
-    TT_CASE(test_steps_1_1_0_5_1_1),
-    TT_CASE(test_steps_10_2_10_cubic),
-    TT_CASE(test_steps_1_1_0_5_1_1_cubic),
-    TT_CASE(test_loss_1pct),
-    TT_CASE(test_loss_3pct),
-    TT_CASE(test_loss_3pct_fec),
-    {NULL, NULL},
+    TT_CASE(test_steps_10_2_10),       TT_CASE(test_steps_1_1_0_5_1_1),
+    TT_CASE(test_steps_10_2_10_cubic), TT_CASE(test_steps_1_1_0_5_1_1_cubic),
+    TT_CASE(test_loss_1pct),           TT_CASE(test_loss_3pct),
+    TT_CASE(test_loss_3pct_fec),       {NULL, NULL},
 };
 
 int main(int argc, char **argv)
