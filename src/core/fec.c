@@ -131,6 +131,8 @@ unsigned tern__fec_choose_m(unsigned k, unsigned cap, double loss, double burst)
 
 /* ---------------------------------------------------------------- sender */
 
+#define TX_GROUPS 32
+
 struct tern__fec_tx {
     /* the group being filled: k sources from fsn first, the longest symbol len, the earliest
      * deadline of their messages and the priority of the last one */
@@ -146,10 +148,20 @@ struct tern__fec_tx {
      * previous one's repair went replaces it: that repair came too late to help) */
     uint64_t r_first, r_deadline;
     unsigned r_k, r_m, r_next;
+    int r_slot; /* its group in g[], or -1 */
     size_t r_len;
     uint8_t r_prio;
     uint8_t *rep;
     size_t rep_size;
+    /* closed groups with repair waiting or in flight (for holding their lost fragments): its
+     * first fsn and k, repair symbols still to send and in flight, lost fragments held (bit j:
+     * first + j); a free slot has k 0. A group finding no free slot is not tracked: its losses
+     * go the usual way. */
+    struct {
+        uint64_t first, held;
+        uint8_t k, to_send, out;
+    } g[TX_GROUPS];
+    uint8_t release_due;
 };
 
 size_t tern__fec_reserve(const tern__sflow *f)
@@ -167,15 +179,102 @@ void tern__fec_tx_free(tern_conn *c, tern__sflow *f)
     f->fec = NULL;
 }
 
-/* The canonical flags of a fragment in a symbol: those of its FLOW_DATA without TTL. */
-#define SYM_FLAGS (TERN__FD_BEGIN | TERN__FD_END | TERN__FD_ORDERED | TERN__FD_STREAM)
-
-static void sym_put(uint8_t *sym, uint8_t flags, const uint8_t *data, size_t len)
+/* Group slot i's repair is all sent or dropped, and none is in flight: its held fragments are
+ * due back to loss recovery (tern__fec_release), or the slot is free. */
+static void slot_check(tern__fec_tx *t, int i)
 {
+    if (i < 0 || t->g[i].k == 0 || t->g[i].to_send || t->g[i].out) return;
+    if (t->g[i].held) t->release_due = 1;
+    else t->g[i].k = 0;
+}
+
+/* The repair waiting to be sent will not be: its group's slot learns it. */
+static void pending_drop(tern__fec_tx *t)
+{
+    t->r_next = t->r_m;
+    if (t->r_slot >= 0) {
+        t->g[t->r_slot].to_send = 0;
+        slot_check(t, t->r_slot);
+    }
+    t->r_slot = -1;
+}
+
+int tern__fec_hold_lost(tern_conn *c, tern__sflow *f, uint64_t fsn)
+{
+    (void)c;
+    tern__fec_tx *t = f->fec;
+    if (t == NULL) return 0;
+    for (int i = 0; i < TX_GROUPS; i++) {
+        if (t->g[i].k == 0 || fsn < t->g[i].first || fsn - t->g[i].first >= t->g[i].k) continue;
+        if (!t->g[i].to_send && !t->g[i].out) return 0;
+        t->g[i].held |= (uint64_t)1 << (fsn - t->g[i].first);
+        return 1;
+    }
+    return 0;
+}
+
+void tern__fec_repair_done(tern_conn *c, tern__sflow *f, const tern__sent_entry *e)
+{
+    tern__fec_tx *t = f->fec;
+    if (t == NULL) return;
+    for (int i = 0; i < TX_GROUPS; i++) {
+        if (t->g[i].k == 0 || t->g[i].first != e->fsn) continue;
+        if (t->g[i].out) t->g[i].out--;
+        slot_check(t, i);
+        if (t->release_due) tern__ep_mark_send(c->ep, c);
+        return;
+    }
+}
+
+void tern__fec_release(tern_conn *c, tern__sflow *f, uint64_t now)
+{
+    tern__fec_tx *t = f->fec;
+    if (t == NULL || !t->release_due) return;
+    t->release_due = 0;
+    for (int i = 0; i < TX_GROUPS; i++) {
+        if (t->g[i].k == 0 || t->g[i].to_send || t->g[i].out || !t->g[i].held) continue;
+        uint64_t first = t->g[i].first, held = t->g[i].held;
+        t->g[i].k = 0; /* free before the calls: none of these is held again */
+        t->g[i].held = 0;
+        for (unsigned j = 0; j < 64; j++) {
+            if (!(held & ((uint64_t)1 << j))) continue;
+            /* not rebuilt (REPAIRED would have acknowledged it): retransmitted or given up */
+            tern__sent_entry e;
+            memset(&e, 0, sizeof(e));
+            e.flow_id = f->id;
+            e.fsn = first + j;
+            e.kind = ENT_DATA;
+            tern__flow_on_lost(c, &e, now);
+        }
+    }
+}
+
+/* The flags of a fragment in its symbol: those of its FLOW_DATA without TTL. */
+#define SYM_FLAGS (TERN__FD_ALL & ~TERN__FD_TTL)
+
+/* The bytes of a symbol for a fragment of len bytes with flags and, with DEP, the DEP fields
+ * as FLOW_DATA carries them. */
+static size_t sym_len(uint8_t flags, const uint64_t dep[3], size_t len)
+{
+    size_t n = TERN__FEC_SYM_HDR + len;
+    if (flags & TERN__FD_DEP)
+        for (int i = 0; i < 3; i++) n += tern__varint_len(dep[i]);
+    return n;
+}
+
+/* Writes the symbol (sym_len bytes); returns its size. */
+static size_t sym_put(uint8_t *sym, uint8_t flags, const uint64_t dep[3], const uint8_t *data,
+                      size_t len)
+{
+    size_t n = sym_len(flags, dep, len);
+    uint8_t *p = sym + TERN__FEC_SYM_HDR, *end = sym + n;
     sym[0] = (uint8_t)(flags & SYM_FLAGS);
     sym[1] = (uint8_t)(len >> 8);
     sym[2] = (uint8_t)len;
-    if (len) memcpy(sym + TERN__FEC_SYM_HDR, data, len);
+    if (flags & TERN__FD_DEP)
+        for (int i = 0; i < 3; i++) p = tern__put_varint(p, end, dep[i]);
+    if (len) memcpy(p, data, len);
+    return n;
 }
 
 /* How many repair symbols the group gets. */
@@ -201,11 +300,27 @@ static unsigned group_repair(const tern_conn *c, const tern__sflow *f, const ter
     return tern__fec_choose_m(k, cap, loss, burst);
 }
 
+uint32_t tern__fec_repair_share_q16(const tern_conn *c)
+{
+    return c->flows.fec_share_q16;
+}
+
+/* The group's repair share (m symbols of len over its sources and them) into the average. */
+static void share_note(tern_conn *c, const tern__fec_tx *t, unsigned k, unsigned m)
+{
+    uint64_t src = 0, rep = (uint64_t)m * t->len;
+    for (unsigned j = 0; j < k; j++) src += t->slen[j];
+    uint64_t s = src + rep ? (rep << 16) / (src + rep) : 0;
+    c->flows.fec_share_q16 = (uint32_t)((7 * (uint64_t)c->flows.fec_share_q16 + s) / 8);
+}
+
 static void group_close(tern_conn *c, tern__sflow *f, tern__fec_tx *t, int tail, uint64_t now)
 {
     unsigned k = t->k, m = group_repair(c, f, t, tail, now);
     t->k = 0;
+    share_note(c, t, k, m);
     if (m == 0) return;
+    if (t->r_next < t->r_m) pending_drop(t); /* the previous group's repair came too late */
     size_t len = t->len, need = (size_t)m * len;
     if (need > t->rep_size) {
         uint8_t *nr = tern__conn_alloc(c, need, 0);
@@ -233,6 +348,17 @@ static void group_close(tern_conn *c, tern__sflow *f, tern__fec_tx *t, int tail,
     t->r_len = len;
     t->r_deadline = t->deadline;
     t->r_prio = t->prio;
+    t->r_slot = -1;
+    for (int i = 0; i < TX_GROUPS; i++) {
+        if (t->g[i].k != 0) continue;
+        t->g[i].first = t->first;
+        t->g[i].k = (uint8_t)k;
+        t->g[i].to_send = (uint8_t)m;
+        t->g[i].out = 0;
+        t->g[i].held = 0;
+        t->r_slot = i;
+        break;
+    }
     tern__ep_mark_send(c->ep, c);
 }
 
@@ -247,6 +373,7 @@ void tern__fec_on_sent(tern_conn *c, tern__sflow *f, uint64_t fsn, const tern__f
     if (t == NULL) {
         t = tern__conn_calloc(c, sizeof(*t), 0);
         if (t == NULL) return;
+        t->r_slot = -1;
         t->src = tern__conn_alloc(c, (size_t)group * TERN__FEC_SYM_MAX, 0);
         if (t->src == NULL) {
             tern__conn_dealloc(c, t, sizeof(*t));
@@ -264,10 +391,13 @@ void tern__fec_on_sent(tern_conn *c, tern__sflow *f, uint64_t fsn, const tern__f
     }
     const tern__msg *m = fr->msg;
     const uint8_t *bytes = (m->is_ref ? m->ref : m->data) + fr->off;
+    uint64_t dep[3] = {0, 0, 0};
+    /* the flags exactly as its FLOW_DATA has them (put_frag_hdr), TTL aside */
     uint8_t flags = (uint8_t)(fr->flags | (f->cfg.ordered ? TERN__FD_ORDERED : 0) |
-                              (f->cfg.stream ? TERN__FD_STREAM : 0));
-    sym_put(t->src + (size_t)t->k * TERN__FEC_SYM_MAX, flags, bytes, fr->len);
-    t->slen[t->k] = (uint16_t)(TERN__FEC_SYM_HDR + fr->len);
+                              (f->cfg.stream ? TERN__FD_STREAM : 0) |
+                              (tern__flow_frag_dep(fr, dep) ? TERN__FD_DEP : 0));
+    t->slen[t->k] =
+        (uint16_t)sym_put(t->src + (size_t)t->k * TERN__FEC_SYM_MAX, flags, dep, bytes, fr->len);
     if (t->slen[t->k] > t->len) t->len = t->slen[t->k];
     if (m->deadline < t->deadline) t->deadline = m->deadline;
     t->prio = m->priority;
@@ -284,7 +414,7 @@ int tern__fec_tx_priority(tern_conn *c, tern__sflow *f, uint64_t now)
         /* past the deadline less the one-way delay bound, repair only costs the link */
         uint64_t d = tern__flow_owd_bound(c);
         if (now + d >= t->r_deadline) {
-            t->r_next = t->r_m;
+            pending_drop(t);
             return -1;
         }
     }
@@ -310,7 +440,7 @@ uint8_t *tern__fec_write_repair(tern_conn *c, tern__sflow *f, uint8_t *p, const 
                  tern__varint_len(t->r_len);
     size_t room = tern__conn_max_payload(c) - tern__conn_packet_overhead();
     if (hdr + t->r_len > room) {
-        t->r_next = t->r_m; /* the packets became smaller than the group's symbols: give up */
+        pending_drop(t); /* the packets became smaller than the group's symbols: give up */
         return p;
     }
     uint8_t *q = tern__put_varint(p, end, TERN__FRAME_REPAIR);
@@ -329,6 +459,11 @@ uint8_t *tern__fec_write_repair(tern_conn *c, tern__sflow *f, uint8_t *p, const 
     e->kind = ENT_REPAIR;
     e->part = (uint8_t)t->r_next;
     t->r_next++;
+    if (t->r_slot >= 0) {
+        t->g[t->r_slot].to_send--;
+        t->g[t->r_slot].out++;
+        if (t->r_next == t->r_m) t->r_slot = -1;
+    }
     c->st.fec_repair_sent++;
     return q;
 }
@@ -389,9 +524,27 @@ static void fec_release(tern_conn *c, void *p, size_t size)
     tern__conn_dealloc(c, p, size);
 }
 
+/* The size of a symbol we wrote (sym_put). */
 static size_t sym_size(const uint8_t *sym)
 {
-    return TERN__FEC_SYM_HDR + ((size_t)sym[1] << 8 | sym[2]);
+    size_t n = TERN__FEC_SYM_HDR + ((size_t)sym[1] << 8 | sym[2]);
+    if (sym[0] & TERN__FD_DEP) {
+        const uint8_t *p = sym + TERN__FEC_SYM_HDR;
+        for (int i = 0; i < 3; i++) {
+            size_t l = (size_t)1 << (p[0] >> 6); /* the varint's length, from its prefix */
+            n += l;
+            p += l;
+        }
+    }
+    return n;
+}
+
+/* The DEP fields of a received fragment (its BEGIN carried them), as FLOW_DATA has them. */
+static void frag_dep(const tern__rfrag *s, uint64_t dep[3])
+{
+    dep[0] = s->mid;
+    dep[1] = s->dep == TERN__NO_MSG ? 0 : s->mid - s->dep;
+    dep[2] = s->gop == TERN__NO_MSG ? 0 : s->mid - s->gop + 1;
 }
 
 static void group_free(tern_conn *c, tern__fec_rflow *fr, fec_group *g)
@@ -444,9 +597,11 @@ void tern__fec_on_stored(tern_conn *c, tern__rflow *f, uint64_t fsn, const tern_
     if (2 * fr->kmax < FEC_CACHE && fr->c_sym[old] && fr->c_fsn[old] + 2 * fr->kmax <= fsn)
         cache_drop(c, fr, old);
     /* no room: the fragment cannot help rebuild its group's others (never an error) */
-    uint8_t *sym = fec_hold(c, TERN__FEC_SYM_HDR + (size_t)s->len);
+    uint64_t dep[3];
+    frag_dep(s, dep);
+    uint8_t *sym = fec_hold(c, sym_len(s->flags, dep, s->len));
     if (sym == NULL) return;
-    sym_put(sym, s->flags, s->data, s->len);
+    sym_put(sym, s->flags, dep, s->data, s->len);
     fr->c_sym[i] = sym;
     fr->c_fsn[i] = fsn;
 }
@@ -483,8 +638,15 @@ static void repaired_note(tern_conn *c, uint64_t flow, uint64_t fsn)
 static int rebuilt_in(tern_conn *c, tern__rflow *f, uint64_t fsn, const uint8_t *sym, size_t len,
                       uint64_t deadline)
 {
+    /* the rebuilt bytes are the peer's: parsed with every bound checked */
     size_t dlen = (size_t)sym[1] << 8 | sym[2];
-    if (TERN__FEC_SYM_HDR + dlen > len || dlen > TERN_MAX_DATAGRAM) return TERN_ERR_PROTOCOL;
+    const uint8_t *q = sym + TERN__FEC_SYM_HDR, *send = sym + len;
+    uint64_t dep[3] = {0, 0, 0};
+    if (sym[0] & TERN__FD_DEP)
+        for (int i = 0; i < 3; i++) q = tern__get_varint(q, send, &dep[i]);
+    if (q == NULL || dlen > (size_t)(send - q) || dlen > TERN_MAX_DATAGRAM ||
+        (sym[0] & ~SYM_FLAGS))
+        return TERN_ERR_PROTOCOL;
     uint8_t frame[TERN__FEC_SYM_MAX + 32];
     uint8_t *p = frame, *end = frame + sizeof(frame);
     uint64_t flags = sym[0];
@@ -500,10 +662,12 @@ static int rebuilt_in(tern_conn *c, tern__rflow *f, uint64_t fsn, const uint8_t 
     if (flags & TERN__FD_TTL)
         p = tern__put_varint(p, end,
                              deadline > c->rx.last ? (deadline - c->rx.last) / TERN_NS_PER_MS : 0);
+    if (flags & TERN__FD_DEP)
+        for (int i = 0; i < 3; i++) p = tern__put_varint(p, end, dep[i]);
     p = tern__put_varint(p, end, dlen);
-    p = tern__put_bytes(p, end, sym + TERN__FEC_SYM_HDR, dlen);
+    p = tern__put_bytes(p, end, q, dlen);
     if (p == NULL) return TERN_ERR_PROTOCOL;
-    const uint8_t *q = frame;
+    q = frame;
     c->st.fec_recovered++;
     repaired_note(c, f->id, fsn);
     return tern__flow_on_frame(c, TERN__FRAME_FLOW_DATA, &q, p);
@@ -532,10 +696,14 @@ static int src_symbol(const tern__rflow *f, uint64_t fsn, size_t len, uint8_t *o
         return 1;
     }
     const tern__rfrag *s = frag_held(f, fsn);
-    if (s == NULL || TERN__FEC_SYM_HDR + (size_t)s->len > len) return 0;
+    uint64_t dep[3];
+    if (s == NULL) return 0;
+    frag_dep(s, dep);
+    size_t n = sym_len(s->flags, dep, s->len);
+    if (n > len) return 0;
     if (out) {
-        sym_put(out, s->flags, s->data, s->len);
-        memset(out + TERN__FEC_SYM_HDR + s->len, 0, len - TERN__FEC_SYM_HDR - s->len);
+        sym_put(out, s->flags, dep, s->data, s->len);
+        memset(out + n, 0, len - n);
     }
     return 1;
 }

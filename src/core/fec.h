@@ -8,7 +8,9 @@
  * symbols are computed (systematic Reed-Solomon over GF(2^8) through ISA-L's erasure code with
  * a Cauchy matrix, so any k of the k + m symbols rebuild the group; plain XOR when m is 1) and
  * sent as REPAIR frames right after the group's data, before new data of the flow, paced and
- * counted in flight like data (ENT_REPAIR in the sent record). m is fec_repair_pct of k
+ * counted in flight like data (ENT_REPAIR in the sent record). A fragment declared lost while
+ * its group's repair waits or is in flight is held (neither resent nor given up) until that
+ * repair was acknowledged or lost: rebuilt, REPAIRED acknowledges it. m is fec_repair_pct of k
  * (FIXED) or follows the measured loss, its bursts and the group's deadline (ADAPTIVE).
  *
  * Receiver: once a flow got a REPAIR frame, a copy of each fragment received on it is kept
@@ -36,11 +38,13 @@ enum {
 
 #define TERN__FEC_MAX_K 64  /* source symbols per group at most (fec_group 1..64) */
 #define TERN__FEC_MAX_M 64  /* repair symbols per group at most */
-#define TERN__FEC_SYM_HDR 3 /* a symbol: flags (1 byte), length (2 bytes, big endian), data */
-#define TERN__FEC_SYM_MAX (TERN__FEC_SYM_HDR + TERN_MAX_DATAGRAM)
+/* a symbol: flags (1 byte), data length (2 bytes, big endian), [DEP fields: 3 varints], data */
+#define TERN__FEC_SYM_HDR 3
+#define TERN__FEC_SYM_MAX (TERN__FEC_SYM_HDR + 24 + TERN_MAX_DATAGRAM)
 /* bytes a fragment of an FEC flow leaves free in its packet, so that a REPAIR frame of a
- * full-size fragment (3 more varints and the symbol's 3-byte header) fits a packet too */
-#define TERN__FEC_RESERVE 8
+ * full-size fragment (k, m, index, a ttl of up to 4 bytes, the symbol's 3-byte header, less
+ * the fragment's flags) fits a packet too */
+#define TERN__FEC_RESERVE 12
 /* what a peer can make us hold for repair on one connection: held repair symbols, their groups
  * and the source cache (default; the connection's conn_memory applies as well) */
 #define TERN__FEC_RX_BUDGET (256u << 10)
@@ -86,6 +90,20 @@ int tern__fec_tx_priority(tern_conn *c, tern__sflow *f, uint64_t now);
 uint8_t *tern__fec_write_repair(tern_conn *c, tern__sflow *f, uint8_t *p, const uint8_t *end,
                                 tern__sent *rec, uint64_t now);
 void tern__fec_tx_free(tern_conn *c, tern__sflow *f);
+/* Repair's share of the bytes our flows with FEC send, now (in 1/65536ths): repair bytes over
+ * source and repair bytes, averaged over the last groups; 0 without FEC. For the encoder's
+ * target rate (target_rate.c), which leaves room for it. */
+uint32_t tern__fec_repair_share_q16(const tern_conn *c);
+/* Fragment fsn of f was declared lost while repair of its group is waiting to be sent or in
+ * flight: 1 when fec.c holds it (it stays in flight for flow_send.c) until that repair was
+ * acknowledged or lost (then the receiver rebuilt it and said so in REPAIRED, or it goes back
+ * to tern__flow_on_lost: tern__fec_release); 0: lost as usual. */
+int tern__fec_hold_lost(tern_conn *c, tern__sflow *f, uint64_t fsn);
+/* A packet carrying repair of f (entry e, ENT_REPAIR) was acknowledged or lost. */
+void tern__fec_repair_done(tern_conn *c, tern__sflow *f, const tern__sent_entry *e);
+/* Hands the held fragments whose repair is done back to tern__flow_on_lost (called before the
+ * scheduler looks at f: after a received packet was processed whole, REPAIRED included). */
+void tern__fec_release(tern_conn *c, tern__sflow *f, uint64_t now);
 
 /* ---------------------------------------------------------------- receiver (flow_recv.c) */
 

@@ -308,6 +308,8 @@ typedef struct tern__flows {
      * datagram queue, each allocation at tern__mem_charge() of its size (tern__conn_alloc) */
     uint64_t mem;
     tern__fec_conn *fec;      /* repair held for the peer's flows, REPAIRED due (fec.c) */
+    uint32_t fec_share_q16;   /* repair's share of what our FEC flows send (fec.c, 1/65536ths:
+                                 exponential average over groups closed, 1/8 each) */
 } tern__flows;
 
 typedef struct tern__rtt {

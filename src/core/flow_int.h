@@ -17,6 +17,8 @@ void tern__sflows_reap(tern_conn *c);
 /* flow_send.c: a bound, erring long, of the one-way delay of a packet sent now (the TTL of a
  * FLOW_DATA is the time left less this; fec.c's REPAIR does the same) */
 uint64_t tern__flow_owd_bound(const tern_conn *c);
+/* flow_send.c: the DEP fields (docs/protocol.md 6.2) fragment fr carries, into v; 0: none */
+int tern__flow_frag_dep(const tern__frag *fr, uint64_t v[3]);
 
 /* flow_recv.c */
 void tern__rflow_free(tern_conn *c, tern__rflow *f);

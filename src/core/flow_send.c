@@ -374,6 +374,10 @@ void tern__flow_on_acked(tern_conn *c, const tern__sent_entry *e)
 {
     tern__sflow *f = tern__sflow_find(c, e->flow_id);
     if (e->kind == ENT_MAXFLOW || e->kind == ENT_KFREQ || f == NULL) return;
+    if (e->kind == ENT_REPAIR) {
+        tern__fec_repair_done(c, f, e);
+        return;
+    }
     switch (e->kind) {
     case ENT_DATA: {
         if (e->fsn < f->base || e->fsn >= f->next_fsn) return;
@@ -430,6 +434,9 @@ void tern__flow_on_lost(tern_conn *c, const tern__sent_entry *e, uint64_t now)
         /* a part may be lost while another one of its fragment waits for retransmission */
         if (fr->state != FRAG_INFLIGHT && !(bit && fr->state == FRAG_LOST)) return;
         if (bit && (fr->part_acked & bit)) return;
+        /* repair of its group is on its way: the receiver may rebuild it (fec.c decides
+         * later, once that repair was acknowledged or lost) */
+        if (!e->part && tern__fec_hold_lost(c, f, e->fsn)) return;
         tern__msg *m = fr->msg;
         int give_up = f->cfg.reliability == TERN_FLOW_UNRELIABLE || (m && m->abandoned) ||
                       (m && now >= send_cutoff(c, m)) ||
@@ -467,6 +474,9 @@ void tern__flow_on_lost(tern_conn *c, const tern__sent_entry *e, uint64_t now)
     }
     case ENT_FIN:
         if (!f->fin_acked) f->fin_pending = 1;
+        break;
+    case ENT_REPAIR:
+        tern__fec_repair_done(c, f, e);
         break;
     case ENT_FORWARD:
         if (f->base > 0) {
@@ -567,6 +577,13 @@ static void dep_fields(const tern__msg *m, uint64_t v[3])
 static int has_dep(const tern__frag *fr)
 {
     return (fr->flags & TERN__FD_BEGIN) && fr->msg->tagged;
+}
+
+int tern__flow_frag_dep(const tern__frag *fr, uint64_t v[3])
+{
+    if (!has_dep(fr)) return 0;
+    dep_fields(fr->msg, v);
+    return 1;
 }
 
 /* Bytes of the DEP fields a fragment carries (0: none). */
@@ -691,6 +708,7 @@ static void expire_messages(tern_conn *c, tern__sflow *f, uint64_t now)
 /* The priority of what the flow would send next, or -1. */
 static int sflow_next_priority(tern_conn *c, tern__sflow *f, uint64_t now)
 {
+    if (f->fec) tern__fec_release(c, f, now); /* lost fragments their repair did not save */
     while (f->lost_n) {
         uint64_t fsn = f->lost[f->lost_head];
         tern__frag *fr = fsn >= f->base && fsn < f->next_fsn ? frag_at(f, fsn) : NULL;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/fec.h"
+#include "core/flow_int.h"
 #include "support/core_rig.h"
 
 /* ---------------------------------------------------------------- codec */
@@ -152,17 +153,19 @@ static const uint8_t *frame_end(uint64_t type, const uint8_t *q, const uint8_t *
     if (type == TERN__FRAME_REPAIR) {
         for (int i = 0; i < 4; i++) q = tern__get_varint(q, end, &v); /* k, m, index, ttl */
     } else {
-        uint64_t flags;
+        uint64_t flags = 0;
         q = tern__get_varint(q, end, &flags);
         if (flags & TERN__FD_TTL) q = tern__get_varint(q, end, &v);
+        if (flags & TERN__FD_DEP)
+            for (int i = 0; i < 3; i++) q = tern__get_varint(q, end, &v);
     }
     q = tern__get_varint(q, end, &v); /* length */
     return q ? q + v : NULL;
 }
 
 /* What a's scheduler sends now goes into b as frames, except the FLOW_DATA of fsn `drop`;
- * with repair_first the REPAIR frames go in before the data (they overtook it). Returns the
- * REPAIR frames sent. */
+ * with repair_first 1 the REPAIR frames go in before the data (they overtook it), with 2 not at
+ * all. Returns the REPAIR frames sent. */
 static unsigned transfer(core_rig *a, core_rig *b, uint64_t drop, int repair_first)
 {
     uint8_t buf[8][1400];
@@ -182,7 +185,8 @@ static unsigned transfer(core_rig *a, core_rig *b, uint64_t drop, int repair_fir
             const uint8_t *e = frame_end(type, q, end);
             TT_REQUIRE(e != NULL && e <= end);
             repairs += type == TERN__FRAME_REPAIR;
-            if (!(type == TERN__FRAME_FLOW_DATA && fsn == drop)) {
+            if (!(type == TERN__FRAME_FLOW_DATA && fsn == drop) &&
+                !(type == TERN__FRAME_REPAIR && repair_first == 2)) {
                 fr[n] = q;
                 fe[n] = e;
                 ft[n++] = type;
@@ -216,7 +220,7 @@ static void test_rebuild_between_connections(void)
     uint64_t flow;
     TT_REQUIRE(tern_flow_open(a.c, &cfg, &flow) == TERN_OK);
     /* a first message of one fragment: b learns the flow uses FEC from its repair */
-    uint8_t msg[4000];
+    static uint8_t msg[4000];
     for (size_t i = 0; i < sizeof(msg); i++) msg[i] = (uint8_t)(i * 13 + 5);
     TT_REQUIRE(tern_flow_send(a.c, flow, a.now, msg, 100, -1) == TERN_OK);
     TT_CHECK_EQ_U64(transfer(&a, &b, UINT64_MAX, 0), 1);
@@ -268,6 +272,30 @@ static void test_rebuild_between_connections(void)
     TT_REQUIRE(log.n == 4);
     TT_CHECK(memcmp(log.data[3], msg, sizeof(msg)) == 0);
     TT_CHECK_EQ_U64(b.c->st.fec_recovered, rebuilt + 1);
+    /* frame-aware messages: a keyframe and a frame that depends on it, each one's first
+     * fragment lost and rebuilt with its DEP fields (an untagged rebuild would be a protocol
+     * error or a skip) */
+    tern_msg_opts o;
+    memset(&o, 0, sizeof(o));
+    o.priority = -1;
+    o.flags = TERN_MSG_KEYFRAME;
+    uint64_t kf, pf;
+    TT_REQUIRE(tern_flow_send_msg(a.c, flow2, a.now, msg, sizeof(msg), &o, &kf) == TERN_OK);
+    sf = tern__sflow_find(a.c, flow2);
+    TT_REQUIRE(sf != NULL);
+    TT_CHECK(transfer(&a, &b, sf->next_fsn, 0) >= 1);
+    o.flags = TERN_MSG_DEPENDS;
+    o.depends_on = kf;
+    TT_REQUIRE(tern_flow_send_msg(a.c, flow2, a.now, msg, 3000, &o, &pf) == TERN_OK);
+    TT_CHECK(transfer(&a, &b, sf->next_fsn, 0) >= 1);
+    TT_REQUIRE(log.n == 6);
+    TT_CHECK(memcmp(log.data[4], msg, sizeof(msg)) == 0);
+    TT_CHECK_EQ_U64(log.len[5], 3000);
+    TT_CHECK_EQ_U64(b.c->st.fec_recovered, rebuilt + 3);
+    TT_CHECK_EQ_U64(b.c->st.msgs_skipped_dep, 0);
+    tern__rflow *rf = tern__rflow_find(b.c, flow2);
+    TT_REQUIRE(rf != NULL);
+    TT_CHECK_EQ_U64(rf->next_mid, pf + 1); /* both were taken as tagged messages */
     the_log = NULL;
     core_rig_free(&a);
     core_rig_free(&b);
@@ -321,6 +349,71 @@ static void data_in(core_rig *b, uint64_t fsn)
     TT_REQUIRE_MSG(rc == TERN_OK, "fsn %llu: %d", (unsigned long long)fsn, rc);
 }
 
+/* The sender holds a lost fragment whose group's repair is in flight: rebuilt (REPAIRED), it
+ * is never retransmitted; not rebuilt (the repair acknowledged, no REPAIRED), it goes back to
+ * loss recovery and is retransmitted. */
+static void test_sender_holds_lost_for_repair(void)
+{
+    core_rig a, b;
+    pair_init(&a, &b);
+    tern_flow_config cfg;
+    tern_flow_config_default(&cfg);
+    cfg.fec = TERN_FEC_FIXED;
+    uint64_t flow;
+    TT_REQUIRE(tern_flow_open(a.c, &cfg, &flow) == TERN_OK);
+    static uint8_t msg[4000];
+    memset(msg, 7, sizeof(msg));
+    TT_REQUIRE(tern_flow_send(a.c, flow, a.now, msg, sizeof(msg), -1) == TERN_OK);
+    tern__sflow *sf = tern__sflow_find(a.c, flow);
+    TT_REQUIRE(sf != NULL);
+    /* b gets neither fragment 1 nor the repair yet: the test plays the network */
+    TT_CHECK(transfer(&a, &b, 1, 2) >= 1);
+    tern__sent_entry d, r;
+    memset(&d, 0, sizeof(d));
+    d.flow_id = flow;
+    d.fsn = 1;
+    d.kind = ENT_DATA;
+    memset(&r, 0, sizeof(r));
+    r.flow_id = flow;
+    r.fsn = 0;
+    r.kind = ENT_REPAIR;
+    tern__flow_on_lost(a.c, &d, a.now);
+    TT_CHECK_EQ_INT(sf->frags[1 % sf->cap].state, FRAG_INFLIGHT); /* held */
+    TT_CHECK_EQ_U64(sf->lost_n, 0);
+    /* its repair is acknowledged and b said nothing: back to loss recovery, retransmitted */
+    for (uint64_t i = 0; i < a.c->st.fec_repair_sent; i++) {
+        r.part = (uint8_t)i;
+        tern__flow_on_acked(a.c, &r);
+    }
+    TT_CHECK(tern__flow_has_data(a.c, a.now));
+    TT_CHECK_EQ_INT(sf->frags[1 % sf->cap].state, FRAG_LOST);
+    uint64_t retx = a.c->st.packets_retransmitted_frags;
+    uint8_t buf[1400];
+    tern__sent rec;
+    memset(&rec, 0, sizeof(rec));
+    tern__flow_write_data(a.c, a.now, buf, buf + sizeof(buf), &rec);
+    TT_CHECK_EQ_U64(a.c->st.packets_retransmitted_frags, retx + 1);
+    /* a second message, fragment lost, rebuilt: REPAIRED acknowledges it, nothing resent */
+    TT_REQUIRE(tern_flow_send(a.c, flow, a.now, msg, sizeof(msg), -1) == TERN_OK);
+    uint64_t first = sf->next_fsn, sent = a.c->st.fec_repair_sent;
+    TT_CHECK(transfer(&a, &b, first + 1, 0) >= 1); /* b rebuilds it */
+    d.fsn = first + 1;
+    tern__flow_on_lost(a.c, &d, a.now);
+    TT_CHECK_EQ_INT(sf->frags[(first + 1) % sf->cap].state, FRAG_INFLIGHT);
+    TT_CHECK_EQ_INT(repaired_in(&a, flow, first + 1, 1), TERN_OK);
+    TT_CHECK_EQ_INT(sf->frags[(first + 1) % sf->cap].state, FRAG_ACKED);
+    r.fsn = first;
+    for (uint64_t i = 0; i < a.c->st.fec_repair_sent - sent; i++) {
+        r.part = (uint8_t)i;
+        tern__flow_on_lost(a.c, &r, a.now); /* lost or not: the fragment is safe */
+    }
+    tern__flow_has_data(a.c, a.now);
+    TT_CHECK_EQ_U64(sf->lost_n, 0);
+    TT_CHECK_EQ_U64(a.c->st.packets_retransmitted_frags, retx + 1);
+    core_rig_free(&a);
+    core_rig_free(&b);
+}
+
 static void test_malformed_frames(void)
 {
     core_rig a, b;
@@ -333,7 +426,7 @@ static void test_malformed_frames(void)
     TT_CHECK_EQ_INT(repair_in(&b, 0, 1, 2, 65, 0, 0, 10, 0), P); /* m 65 */
     TT_CHECK_EQ_INT(repair_in(&b, 0, 1, 2, 2, 2, 0, 10, 0), P);  /* index m */
     TT_CHECK_EQ_INT(repair_in(&b, 0, 1, 2, 1, 0, 0, 2, 0), P);   /* shorter than a symbol header */
-    TT_CHECK_EQ_INT(repair_in(&b, 0, 1, 2, 1, 0, 0, 1504, 0), P); /* longer than any symbol */
+    TT_CHECK_EQ_INT(repair_in(&b, 0, 1, 2, 1, 0, 0, TERN__FEC_SYM_MAX + 1, 0), P); /* too long */
     TT_CHECK_EQ_INT(repair_in(&b, 0, 1, 2, 1, 0, 0, 100, 1), P); /* past the packet */
     TT_CHECK_EQ_INT(repair_in(&b, 0, 1, 2, 1, 0, TERN__FEC_MAX_TTL + 1, 10, 0), P); /* ttl */
     TT_CHECK_EQ_INT(repair_in(&b, 0, 1020, 8, 1, 0, 0, 10, 0), P); /* beyond the window */
@@ -414,6 +507,7 @@ static const tt_case cases[] = {
     TT_CASE(test_codec_one_repair_is_xor),
     TT_CASE(test_choose_m),
     TT_CASE(test_rebuild_between_connections),
+    TT_CASE(test_sender_holds_lost_for_repair),
     TT_CASE(test_malformed_frames),
     TT_CASE(test_repair_budget),
     {NULL, NULL},
