@@ -118,6 +118,11 @@ timed() {
 		wait "$rpid" || rc=$?
 	elif [ "$check" != - ] && $check; then
 		rc=0
+		if [ "$check" = tern_done ]; then # the receiver must still exit 0 (within 5 s)
+			for _ in $(seq 100); do kill -0 "$rpid" 2>/dev/null || break; sleep 0.05; done
+			kill -0 "$rpid" 2>/dev/null && kill "$rpid"
+			wait "$rpid" || rc=$?
+		fi
 	else
 		rc=124
 	fi
@@ -130,12 +135,17 @@ timed() {
 	fi
 }
 
+# tern recv renames its temporary file into rx/in.bin only once the size and SHA-256 match: that
+# is its verified end (it then tells the sender and lingers until the sender closes, which is not
+# counted, as tcpxfer's receiver exits at once). Its exit status is checked afterwards.
+tern_done() { [ -e "$work/rx/in.bin" ]; }
+
 run_tern() { # CAP LOG
 	rm -rf "$work/rx" && mkdir -p "$work/rx"
 	nl_bg s "$TERN" recv --listen 10.80.0.2:9100 --key "$work/tern.key" --dir "$work/rx" --quiet >>"$2" 2>&1
 	local rpid=$NL_BGPID
 	sleep 0.3
-	timed "$rpid" "$1" - bash -c "exec \"$TERN\" send \"$work/in.bin\" --to 10.80.0.2:9100 \
+	timed "$rpid" "$1" tern_done bash -c "exec \"$TERN\" send \"$work/in.bin\" --to 10.80.0.2:9100 \
 		--server-key $(cat "$work/tern.pub") --quiet --verbose ${TERN_SEND_ARGS:-} >>\"$2\" 2>&1"
 }
 
