@@ -12,7 +12,8 @@
 # (at least 6000 bytes), loss on the data direction only: "random" (independent, LOSS %) or
 # "bursty" (Gilbert-Elliott, ge=P/R: the bad state loses every packet and lasts 1/R packets on
 # average, 3.3 with R = 30%; P chosen so that the mean loss is LOSS %). The file is 30 MB at
-# 10 Mbit/s and 3 MB at 1.1 Mbit/s (RATE x 24 s): random bytes, the same file for every peer.
+# 10 Mbit/s and 3 MB at 1.1 Mbit/s (other rates: RATE x 24 s): random bytes, the same file for
+# every peer.
 # --quick: 10 Mbit/s, 300 ms, 1% random only.
 #
 # Figures: goodput as % of the link rate (file bytes x 8 / wall time / RATE), and tern's wall
@@ -183,7 +184,7 @@ for p in $peers; do [ "$p" != tern ] && [[ " $peers " == *" tern "* ]] && hdr="$
 echo "$hdr"
 echo "$sep"
 for rate in $rates; do
-	bytes=$(awk -v r="$rate" 'BEGIN { printf "%d", r * 1e6 * 24 / 8 }')
+	bytes=$(awk -v r="$rate" 'BEGIN { b = r * 1e6 * 24 / 8; if (r == 10) b = 30e6; if (r == 1.1) b = 3e6; printf "%d", b }')
 	head -c "$bytes" /dev/urandom >"$work/in.bin"
 	ideal=$(awk -v b="$bytes" -v r="$rate" 'BEGIN { printf "%.3f", b * 8 / (r * 1e6) }')
 	cap=$(awk -v i="$ideal" 'BEGIN { printf "%.0f", 3 * i + 10 }')

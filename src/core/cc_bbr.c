@@ -80,6 +80,7 @@
 #define EXTRA_ACKED_MAX_NS (100 * MS) /* aggregation allowance: at most 100 ms at the estimate */
 #define ACK_EPOCH_RESET_BYTES (1u << 20)
 #define BG_LOSS_SHIFT 3                /* background loss: EWMA over rounds, weight 1/8 */
+#define BURST_ALLOWANCE_PACKETS 4      /* one burst of radio loss (with background loss) */
 
 enum { BBR_STARTUP, BBR_DRAIN, BBR_PROBE_BW, BBR_PROBE_RTT };
 
@@ -238,8 +239,10 @@ static void check_round_loss(bbr *s, uint64_t inflight)
      * queued round is congestive only when its loss passes that background by the threshold
      * (with 3% random loss every round that probes with a small queue would otherwise cut the
      * estimate by 30%). */
+    uint64_t burst = s->bg_loss ? BURST_ALLOWANCE_PACKETS * s->mds : 0;
     int congestive = cong >= CONG_LOSS_MIN_PACKETS * s->mds &&
-                     cong * GAIN_UNIT > (CONG_LOSS_THRESH + 2 * (uint64_t)s->bg_loss) * total;
+                     cong * GAIN_UNIT > (CONG_LOSS_THRESH + 2 * (uint64_t)s->bg_loss) * total +
+                                            burst * GAIN_UNIT;
     if (total >= LOSS_MIN_PACKETS * s->mds && cong == 0) {
         uint64_t frac = lost * GAIN_UNIT / total;
         s->bg_loss = (uint32_t)(s->bg_loss - (s->bg_loss >> BG_LOSS_SHIFT) + (frac >> BG_LOSS_SHIFT));
