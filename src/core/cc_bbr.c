@@ -47,6 +47,22 @@
  * and any split between them is stable (measured: Jain 0.75 for two flows, now 0.99). Persistent congestion sets the window to its minimum of 4 datagrams, from
  * where it grows by the acknowledged bytes.
  *
+ * Radio loss on long paths (bench/media/files.sh: 1.1 and 10 Mbit/s, 300-600 ms, 1-3% random or
+ * bursty loss, a buffer of one BDP):
+ *   - the background loss, an average (weight 1/8 per round) of the loss of rounds without a
+ *     standing queue, raises the congestive threshold to 2% + twice that, plus one burst of 4
+ *     datagrams when it is not 0 (one radio burst is 10-15% of a round at 1.1 Mbit/s), and
+ *     the pacing rate is divided by (1 - background loss), at most 10%: the estimate counts
+ *     delivered bytes, but loss after the bottleneck used the link too (3% idle otherwise);
+ *   - STARTUP's overshoot into a buffer of one BDP (up to 3 BDP in flight at 2.885 x) is lost
+ *     and reported in the round that ends STARTUP and the two after it: that loss does not scale
+ *     the estimate again (DRAIN already answers it), and a cap it sets grows back by an eighth
+ *     of itself, doubling, not from one datagram (measured at 10 Mbit/s, 300 ms: seven rounds
+ *     at 60-80% of the link, now three). A delay-based STARTUP exit (HyStart-like) avoided the
+ *     overshoot but left a flow joining a busy link with a small share for good (Jain 0.76-0.88
+ *     in test_cc's two-flow model), so it is not used;
+ *   - an RTT sample within min RTT / 128 of the minimum re-stamps it (below).
+ *
  * Integer arithmetic; gains in thousandths. Deterministic: the pseudo-random start phase is
  * drawn from a hash of the time.
  */
@@ -108,6 +124,7 @@ typedef struct bbr {
     uint32_t bg_loss;                /* thousandths: loss of rounds without a standing queue */
     uint64_t last_rtt;
     uint64_t rand_state;
+    uint64_t pipe_filled_round;      /* the round STARTUP ended */
     uint64_t extra_acked[2];         /* the largest aggregation excess of two windows of rounds */
     uint64_t ack_epoch_start;        /* when the current aggregation epoch began */
     uint64_t ack_epoch_acked;        /* bytes acknowledged since then */
@@ -234,6 +251,7 @@ static void check_round_loss(bbr *s, uint64_t inflight)
 {
     uint64_t lost = s->round_lost, total = s->round_lost + s->round_delivered;
     uint64_t cong = s->round_cong_lost;
+    int overshoot = !s->filled_pipe || s->round_count <= s->pipe_filled_round + 2;
     int heavy = lost >= LOSS_MIN_PACKETS * s->mds && lost * GAIN_UNIT > LOSS_THRESH * total;
     /* Loss the path shows with no queue standing (radio loss) is not a sign of congestion: a
      * queued round is congestive only when its loss passes that background by the threshold
@@ -252,14 +270,17 @@ static void check_round_loss(bbr *s, uint64_t inflight)
         if (s->inflight_hi && s->inflight_hi < base) base = s->inflight_hi;
         if (base < bdp(s, GAIN_UNIT) / 2 && !s->inflight_hi) base = bdp(s, GAIN_UNIT) / 2;
         s->inflight_hi = mul_div(base, INFLIGHT_HI_BETA, GAIN_UNIT);
-        /* The loss that ends STARTUP is its own overshoot (at 2.885 x it puts up to 3 BDP in
-         * flight, and a buffer of one BDP drops the rest): the path still carries one BDP, so
-         * the cap does not go below that (at 0.85 of what was in flight when the round ended,
-         * measured 0.85 BDP, PROBE_BW spent six rounds below the link rate growing it back). */
-        if (s->state == BBR_STARTUP && s->inflight_hi < bdp(s, GAIN_UNIT) + HEADROOM_PACKETS * s->mds)
-            s->inflight_hi = bdp(s, GAIN_UNIT) + HEADROOM_PACKETS * s->mds;
+        /* A round of heavy loss that ends STARTUP is its own overshoot (at 2.885 x it puts up
+         * to 3 BDP in flight, and a buffer of one BDP drops the rest): the path still carries
+         * one BDP, so that cap is at least one BDP. The overshoot is mostly reported in the
+         * rounds after (in DRAIN, with little in flight): a cap set then starts from what is in
+         * flight then (about 0.6 BDP) and grows back by an eighth of itself, doubling, rather
+         * than one datagram (seven rounds at 60-80% of the link at 10 Mbit/s, 300 ms). */
+        uint64_t floor = bdp(s, GAIN_UNIT) + HEADROOM_PACKETS * s->mds;
+        if (s->state == BBR_STARTUP && s->inflight_hi < floor) s->inflight_hi = floor;
         if (s->inflight_hi < min_cwnd(s)) s->inflight_hi = min_cwnd(s);
-        s->inflight_hi_step = s->mds;
+        s->inflight_hi_step = overshoot ? s->inflight_hi / 8 : s->mds;
+        if (s->inflight_hi_step < s->mds) s->inflight_hi_step = s->mds;
         if (s->state == BBR_STARTUP) s->filled_pipe = 1;
     } else if (s->inflight_hi && lost * GAIN_UNIT <= LOSS_THRESH / 2 * total) {
         s->inflight_hi += s->inflight_hi_step;
@@ -267,7 +288,7 @@ static void check_round_loss(bbr *s, uint64_t inflight)
         /* far above anything the model asks for: lift the cap */
         if (s->inflight_hi > 2 * bdp(s, CWND_GAIN) + 4 * s->mds) s->inflight_hi = 0;
     }
-    if (congestive) {
+    if (congestive && !overshoot) { /* STARTUP's overshoot: DRAIN answers it */
         /* The queue did not drain and overflowed: flows sharing the link estimate more than it
          * carries between them. Lower every entry of the max filter so the estimate falls now,
          * not 10 rounds later; every flow that saw the loss scales down alike. */
@@ -449,6 +470,7 @@ static void bbr_on_ack(void *st, const tern__cc_ack *ack)
 
     check_full_pipe(s, ack, round_start);
     if (s->state == BBR_STARTUP && s->filled_pipe) {
+        s->pipe_filled_round = s->round_count;
         s->state = BBR_DRAIN;
         s->pacing_gain = DRAIN_GAIN;
         s->cwnd_gain = STARTUP_GAIN;
