@@ -6,6 +6,7 @@ set -euo pipefail
 pkgs=(
   # build
   build-essential cmake ninja-build pkg-config clang libclang-rt-dev libsodium-dev
+  libisal-dev # Intel ISA-L: the Reed-Solomon erasure code of the core's FEC
   libssl-dev # libssl: the driver's TLS stream transport; libcrypto: SHA-256 of tern send/recv
   # tests: namespaces, NAT boxes, peers to interoperate with
   iproute2 nftables iptables coturn stun-client stun-server

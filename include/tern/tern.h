@@ -507,7 +507,8 @@ typedef struct tern_flow_config {
     uint8_t fec_group;        /* source fragments per group at most, 1..64 (16); a group also
                                  closes when the flow's queue runs empty (a frame's end) */
     uint8_t fec_repair_pct;   /* FIXED: repair fragments per 100 source fragments, rounded up
-                                 per group (25); ADAPTIVE: the most it may use (50) */
+                                 per group (25); ADAPTIVE: the most it may use, rounded up per
+                                 group (the same default; 50 lets it cover bursts at 3% loss) */
 } tern_flow_config;
 
 enum {
@@ -585,14 +586,18 @@ enum {
 };
 typedef struct tern_msg_opts {
     int priority;            /* 0..7, or < 0: the flow's default */
-    uint32_t deadline_ms;    /* 0: the flow's deadline_ms */
+    uint32_t deadline_ms;    /* 0: the flow's deadline_ms. Both sides expire a flow's messages
+                                in queue order: keep deadlines from decreasing along a flow */
     uint32_t flags;          /* TERN_MSG_* */
     uint64_t depends_on;     /* with TERN_MSG_DEPENDS: that message's ID */
 } tern_msg_opts;
 /* Queues one message as tern_flow_send does (copying it; opts NULL: the flow's defaults) and
  * stores its message ID in *msg_id (may be NULL). Errors as tern_flow_send, and
  * TERN_ERR_INVALID_ARG for a dependency on a later message or on an unordered flow. A message
- * that depends on one already given up is refused with TERN_ERR_STATE: send a keyframe. */
+ * that depends on one already given up is refused with TERN_ERR_STATE: send a keyframe. Each
+ * side remembers the fate of the last 1024 message IDs of a flow: a dependency further back is
+ * taken as delivered. From its first tern_flow_send_msg on, an ordered flow's messages carry
+ * their ID and dependencies on the wire (docs/protocol.md 6.2, "Frame dependencies"). */
 int tern_flow_send_msg(tern_conn *c, uint64_t flow_id, uint64_t now, const uint8_t *data,
                        size_t len, const tern_msg_opts *opts, uint64_t *msg_id);
 

@@ -459,6 +459,12 @@ void tern__rec_rtt_sample(tern_conn *c, uint64_t sample);
 uint64_t tern__rec_rtt_pto(const tern_conn *c);
 /* Tells the application (on_network) when bandwidth, RTT or loss moved by a tenth. */
 void tern__rec_network_changed(tern_conn *c);
+/* target_rate.c: calls on_target_rate when the target moved (after each received packet, where
+ * the flows' events are delivered too). */
+void tern__target_events(tern_conn *c);
+/* Bytes our sending flows hold that have not left yet (not cut into packets, or waiting for a
+ * retransmission). */
+uint64_t tern__target_unsent(const tern_conn *c);
 
 /* flow.c, flow_send.c, flow_recv.c */
 /* Allocation for a connection, counted against its conn_memory budget. With enforce, NULL when

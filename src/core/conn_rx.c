@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/conn.h"
+#include "core/fec.h"
 #include "core/conn_int.h"
 
 /* failed decryptions a connection tolerates (below AES-GCM's 2^52 and ChaCha20-Poly1305's 2^36
@@ -63,7 +64,10 @@ static int process_frames(tern_conn *c, tern__rx *rx, const uint8_t *p, const ui
             if (tern__rec_on_ack(c, &af, now) != TERN_OK) return TERN_ERR_PROTOCOL;
             continue;
         }
-        if (type >= TERN__FRAME_FLOW_DATA && type <= TERN__FRAME_FLOW_DATA_PART) {
+        /* flow frames, the repair frames of their forward error correction (fec.c) and
+         * keyframe requests (frame dependencies) */
+        if ((type >= TERN__FRAME_FLOW_DATA && type <= TERN__FRAME_REPAIRED) ||
+            type == TERN__FRAME_KEYFRAME_REQUEST) {
             *probing_only = 0;
             const uint8_t *q = tern__get_varint(p, end, &type);
             int rc = tern__flow_on_frame(c, type, &q, end);
@@ -259,6 +263,7 @@ int tern__conn_recv_short(tern_endpoint *ep, tern__rx *rx, const uint8_t *pkt, s
     }
     if (c->state != TERN_CONN_ESTABLISHED) return TERN_OK;
     tern__flows_reap(c);
+    if (c->state == TERN_CONN_ESTABLISHED) tern__target_events(c);
     /* ACK policy: every ack_every ack-eliciting packets, at once on a gap (a NACK), or after
      * max_ack_delay */
     if (eliciting) {

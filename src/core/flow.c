@@ -1,13 +1,15 @@
 /*
  * Flows: what the sending side (flow_send.c) and the receiving side (flow_recv.c) share: the
  * connection's memory budget, finding a flow by id, reaping and freeing flows, and the flow
- * calls of the public API (open, send, send_ref, close, queued). Pausing delivery is in
+ * calls of the public API (open, send, send_ref, send_msg, close, queued). Message IDs,
+ * dependencies and tern_flow_flush are in flow_send.c. Pausing delivery is in
  * flow_recv.c; the sending side's events (on_flow_acked, on_flow_writable, on_flow_release) in
  * flow_events.c.
  */
 #include <string.h>
 
 #include "core/conn.h"
+#include "core/fec.h"
 #include "core/flow_int.h"
 
 /* ---------------------------------------------------------------- memory budget */
@@ -100,6 +102,7 @@ void tern__flows_free(tern_conn *c)
         tern__rflow_free(c, f);
     }
     c->flows.n_send = c->flows.n_recv = 0;
+    tern__fec_conn_free(c);
 }
 
 /* ---------------------------------------------------------------- public API */
@@ -118,6 +121,8 @@ int tern_flow_open(tern_conn *c, const tern_flow_config *cfg, uint64_t *flow_id)
     if (cfg) d = *cfg;
     if (d.reliability > TERN_FLOW_UNRELIABLE || d.priority > 7) return TERN_ERR_INVALID_ARG;
     if (d.stream && (d.reliability != TERN_FLOW_RELIABLE || !d.ordered)) return TERN_ERR_INVALID_ARG;
+    if (d.fec > TERN_FEC_ADAPTIVE || (d.fec && (d.fec_group < 1 || d.fec_group > 64)))
+        return TERN_ERR_INVALID_ARG;
     if (c->flows.n_send >= c->peer.max_flows) return TERN_ERR_LIMIT;
     tern__sflow *f = tern__conn_calloc(c, sizeof(*f), 0);
     if (f == NULL) return TERN_ERR_NOMEM;
@@ -126,6 +131,7 @@ int tern_flow_open(tern_conn *c, const tern_flow_config *cfg, uint64_t *flow_id)
     f->cfg = d;
     f->peer_max = c->peer.flow_window;
     f->final_fsn = UINT64_MAX;
+    f->gop_id = TERN__NO_MSG;
     /* append: flows of one priority are served in opening order */
     tern__sflow **pp = &c->flows.send;
     while (*pp) pp = &(*pp)->next;
@@ -148,9 +154,11 @@ int tern__flow_send_admit(const tern_conn *c, const tern__sflow *f, size_t len, 
     return TERN_OK;
 }
 
-/* tern_flow_send (ref 0: copies data) and tern_flow_send_ref (ref 1: keeps the pointer). */
+/* tern_flow_send (ref 0: copies data), tern_flow_send_ref (ref 1: keeps the pointer) and
+ * tern_flow_send_msg (opts: its deadline, dependencies; NULL: the flow's defaults). */
 static int flow_queue(tern_conn *c, uint64_t flow_id, uint64_t now, const uint8_t *data,
-                      size_t len, int priority, int ref, void *token)
+                      size_t len, int priority, int ref, void *token, const tern_msg_opts *opts,
+                      uint64_t *msg_id)
 {
     if (c == NULL || (data == NULL && len > 0)) return TERN_ERR_INVALID_ARG;
     if (ref && c->ep->cb.on_flow_release == NULL) return TERN_ERR_INVALID_ARG;
@@ -159,7 +167,9 @@ static int flow_queue(tern_conn *c, uint64_t flow_id, uint64_t now, const uint8_
     if (c->state != TERN_CONN_ESTABLISHED || f->closing) return TERN_ERR_STATE;
     if (len > (64u << 20)) return TERN_ERR_TOO_LARGE;
     if (priority > 7) return TERN_ERR_INVALID_ARG;
-    int rc = tern__flow_send_admit(c, f, len, ref);
+    int rc = opts ? tern__flow_msg_check(f, opts) : TERN_OK;
+    if (rc != TERN_OK) return rc;
+    rc = tern__flow_send_admit(c, f, len, ref);
     if (rc == TERN_ERR_AGAIN) { /* on_flow_writable tells when this size is taken */
         f->blocked = 1;
         f->blocked_len = len;
@@ -178,9 +188,12 @@ static int flow_queue(tern_conn *c, uint64_t flow_id, uint64_t now, const uint8_
         memcpy(m->data, data, len);
     }
     m->priority = (uint8_t)(priority < 0 ? f->cfg.priority : priority);
-    m->deadline = f->cfg.reliability != TERN_FLOW_RELIABLE && f->cfg.deadline_ms
-                      ? now + (uint64_t)f->cfg.deadline_ms * TERN_NS_PER_MS
+    uint32_t deadline_ms = opts && opts->deadline_ms ? opts->deadline_ms : f->cfg.deadline_ms;
+    m->deadline = f->cfg.reliability != TERN_FLOW_RELIABLE && deadline_ms
+                      ? now + (uint64_t)deadline_ms * TERN_NS_PER_MS
                       : TERN_TIME_NEVER;
+    tern__flow_msg_number(f, m, opts);
+    if (msg_id) *msg_id = m->id;
     if (f->tail) f->tail->next = m;
     else f->head = m;
     f->tail = m;
@@ -194,13 +207,21 @@ static int flow_queue(tern_conn *c, uint64_t flow_id, uint64_t now, const uint8_
 int tern_flow_send(tern_conn *c, uint64_t flow_id, uint64_t now, const uint8_t *data, size_t len,
                    int priority)
 {
-    return flow_queue(c, flow_id, now, data, len, priority, 0, NULL);
+    return flow_queue(c, flow_id, now, data, len, priority, 0, NULL, NULL, NULL);
 }
 
 int tern_flow_send_ref(tern_conn *c, uint64_t flow_id, uint64_t now, const uint8_t *data,
                        size_t len, int priority, void *token)
 {
-    return flow_queue(c, flow_id, now, data, len, priority, 1, token);
+    return flow_queue(c, flow_id, now, data, len, priority, 1, token, NULL, NULL);
+}
+
+int tern_flow_send_msg(tern_conn *c, uint64_t flow_id, uint64_t now, const uint8_t *data,
+                       size_t len, const tern_msg_opts *opts, uint64_t *msg_id)
+{
+    tern_msg_opts d = {-1, 0, 0, 0};
+    return flow_queue(c, flow_id, now, data, len, opts ? opts->priority : -1, 0, NULL,
+                      opts ? opts : &d, msg_id);
 }
 
 int tern_flow_close(tern_conn *c, uint64_t flow_id)

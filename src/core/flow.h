@@ -9,11 +9,14 @@
  * it across retransmissions. Frames:
  *
  *   FLOW_DATA (0x04)    flow_id, fsn, flags (1 BEGIN of message, 2 END of message, 4 ORDERED,
- *                       8 TTL, 16 STREAM), [ttl_ms if TTL], length, data. TTL (BEGIN fragments of messages
+ *                       8 TTL, 16 STREAM, 32 DEP), [ttl_ms if TTL], [msg_id, depends, group if
+ *                       DEP], length, data. TTL (BEGIN fragments of messages
  *                       with a deadline): the time left at the receiver, i.e. the time left at
  *                       sending minus the sender's current RTT (an upper bound of the one-way
  *                       delay); the receiver drops the message rather than deliver it after
- *                       (arrival of that fragment + ttl).
+ *                       (arrival of that fragment + ttl). DEP (BEGIN fragments of an ordered
+ *                       flow that uses tern_flow_send_msg): the message's ID and what it depends
+ *                       on (docs/protocol.md 6.2, "Frame dependencies").
  *   FLOW_FORWARD (0x05) flow_id, fsn: every fragment below fsn was delivered or given up: stop
  *                       waiting for it (RTMFP's forward acknowledgement)
  *   MAX_FLOW (0x06)     flow_id, max_fsn: the sender may use fragment numbers below max_fsn
@@ -24,13 +27,15 @@
  *                       (the path MTU dropped after it was cut) is retransmitted in parts; the
  *                       receiver holds the fragment until every byte of it came, in parts or
  *                       whole, and then treats it as if it had come in one FLOW_DATA.
+ *   KEYFRAME_REQUEST (0x0f) flow_id, msg_id: the receiver skipped msg_id of the sender's flow
+ *                       for a lost dependency: the sender's encoder should send a keyframe.
  *
  * The receiver keeps at most flow_window fragments per flow and max_flows flows, so its memory
  * is bounded by what it advertised whatever numbers a peer sends; a fragment beyond the window is
  * a protocol error. The sent-packet record remembers which (flow, fsn) each packet carried, so
  * a loss re-queues exactly those fragments (or gives them up, per the flow's reliability), and
- * a late ACK of a packet declared lost is detected as spurious. A later forward-error-correction
- * layer adds repair packets as another kind of entry in the same record.
+ * a late ACK of a packet declared lost is detected as spurious. Forward error correction
+ * (fec.c, fec.h) adds REPAIR frames as another kind of entry in the same record (ENT_REPAIR).
  */
 #ifndef TERN_CORE_FLOW_H
 #define TERN_CORE_FLOW_H
@@ -40,6 +45,7 @@
 
 #include "core/ack.h"
 #include "core/cc.h"
+#include "core/target_rate.h"
 #include "tern/tern.h"
 
 enum {
@@ -48,6 +54,8 @@ enum {
     TERN__FRAME_MAX_FLOW = 0x06,
     TERN__FRAME_FLOW_FIN = 0x07,
     TERN__FRAME_FLOW_DATA_PART = 0x08,
+    /* 0x09-0x0e: repair (forward error correction, docs/protocol.md 6.4) */
+    TERN__FRAME_KEYFRAME_REQUEST = 0x0f,
 };
 
 enum {
@@ -56,12 +64,28 @@ enum {
     TERN__FD_ORDERED = 4,
     TERN__FD_TTL = 8,
     TERN__FD_STREAM = 16,
-    TERN__FD_ALL = 31,
+    TERN__FD_DEP = 32,
+    TERN__FD_ALL = 63,
 };
+
+/* Frame-aware delivery (tern_flow_send_msg): how far back message IDs are remembered, by the
+ * sender (which messages it gave up: a dependency further back is taken as delivered) and by
+ * the receiver (which messages it delivered or skipped): a fixed bitmap per flow, so a peer's
+ * message IDs, however far apart, never make either side hold more. */
+#define TERN__DEP_WINDOW 1024
+#define TERN__NO_MSG UINT64_MAX
 
 #define TERN__PKT_ENTRIES 10
 
-enum { ENT_DATA = 1, ENT_FIN = 2, ENT_FORWARD = 3, ENT_MAXFLOW = 4 };
+/* ENT_REPAIR: a REPAIR frame (fec.c; fsn the group's first, part the repair's index): never
+ * retransmitted, recorded so the packet counts like data */
+enum { ENT_DATA = 1, ENT_FIN = 2, ENT_FORWARD = 3, ENT_MAXFLOW = 4, ENT_REPAIR = 5,
+       ENT_KFREQ = 6 /* a KEYFRAME_REQUEST frame (flow_recv.c) */ };
+
+/* forward error correction state (fec.c) */
+typedef struct tern__fec_tx tern__fec_tx;
+typedef struct tern__fec_rflow tern__fec_rflow;
+typedef struct tern__fec_conn tern__fec_conn;
 
 /* ---------------------------------------------------------------- sender */
 
@@ -76,6 +100,13 @@ typedef struct tern__msg {
     uint8_t is_ref;      /* tern_flow_send_ref: the bytes are the application's, at ref */
     const uint8_t *ref;
     void *token;         /* handed back by on_flow_release */
+    /* frame-aware delivery: the message's ID (every message queued on the flow takes the next
+     * one, from 0), the ID it depends on (TERN__NO_MSG: none), the ID of the keyframe that
+     * starts its group of pictures (TERN__NO_MSG: none yet), TERN_MSG_* flags, and whether its
+     * BEGIN fragment carries them (DEP: queued once the flow used tern_flow_send_msg) */
+    uint64_t id, dep, gop;
+    uint8_t mflags;
+    uint8_t tagged;
     uint8_t data[];      /* the copied bytes (tern_flow_send) */
 } tern__msg;
 
@@ -121,6 +152,19 @@ typedef struct tern__sflow {
     size_t blocked_len;
     uint8_t blocked, blocked_ref;
     uint8_t freeing;         /* tern__sflow_free runs: messages end undelivered */
+    /* frame-aware delivery (flow_send.c): the next message ID; the current group of pictures
+     * (its keyframe's ID, TERN__NO_MSG before the first) and whether a message of it was given
+     * up (then a TERN_MSG_GOP message is refused until the next keyframe); messages given up,
+     * one bit per ID for the last TERN__DEP_WINDOW IDs (bit id % window); whether the flow
+     * tags its messages (DEP) and uses dependencies (keyframe requests); a keyframe request
+     * owed to the application (on_keyframe_request, flow_events.c) and when the last was
+     * reported (at most one per RTT) */
+    uint64_t next_msg_id;
+    uint64_t gop_id;
+    uint8_t gop_broken, tag_ids, deps_used, kf_pending, kf_reported;
+    uint64_t kf_last;
+    uint64_t dead[TERN__DEP_WINDOW / 64];
+    tern__fec_tx *fec;       /* the group being filled and repair waiting (fec.c; NULL: none) */
 } tern__sflow;
 
 /* ---------------------------------------------------------------- receiver */
@@ -132,6 +176,9 @@ typedef struct tern__rfrag {
     uint16_t got;      /* fragments arriving in parts (FLOW_DATA_PART): bytes received so far */
     uint8_t flags, present, done;
     uint8_t parts;     /* data holds len bytes then a bitmap of the bytes received (parts) */
+    /* DEP (BEGIN fragments): the message's ID, the ID it depends on and its keyframe's ID
+     * (TERN__NO_MSG: none; a keyframe names itself) */
+    uint64_t mid, dep, gop;
 } tern__rfrag;
 
 typedef struct tern__rflow {
@@ -156,6 +203,23 @@ typedef struct tern__rflow {
     size_t plen, pcap;
     uint64_t pdeadline;
     int pactive;
+    uint64_t pmid, pdep, pgop; /* the assembled message's DEP fields (pflags & DEP) */
+    uint8_t pdepf;
+    /* frame-aware delivery (flow_recv.c), ordered flows whose messages carry IDs: the next ID
+     * expected (TERN__NO_MSG until the first), which of the last TERN__DEP_WINDOW IDs were not
+     * delivered (skipped, expired, or never seen: bit id % window), the highest such ID
+     * (TERN__NO_MSG: none), skipped messages not yet reported (on_msg_skipped), and the
+     * KEYFRAME_REQUEST owed to the peer: for which ID, pending, when the last one went (at
+     * most one per RTT), cleared once a keyframe after it arrives */
+    uint64_t next_mid, mid_base;
+    uint64_t last_bad;
+    uint8_t untagged; /* a message without an ID was delivered: tracking begins at the first ID */
+    uint64_t untagged_run; /* messages without an ID delivered since the last one with */
+    uint64_t bad[TERN__DEP_WINDOW / 64];
+    uint64_t skip_first, skip_count;
+    uint64_t kf_want, kf_last;
+    uint8_t kf_pending, kf_sent;
+    tern__fec_rflow *fec;     /* repair held and the source cache (fec.c; NULL until a REPAIR) */
 } tern__rflow;
 
 #define TERN__MAX_MESSAGE (64u << 20)      /* largest message a receiver assembles */
@@ -222,6 +286,13 @@ typedef struct tern__recovery {
     uint64_t peer_max_ack_delay;
     uint64_t last_bw_reported, last_rtt_reported;
     uint64_t last_loss_reported_q16;
+    tern__target tgt;        /* encoder feedback (target_rate.c), reset with the path */
+    /* loss bursts (tern_network_info.loss_burst): the run of consecutive packet numbers
+     * declared lost being counted, and the mean run length (exponential average, 1/8 per run,
+     * in 1/256ths; 0 before the first run ends) */
+    uint64_t burst_last_pn;
+    uint32_t burst_run;
+    uint32_t burst_avg_q8;
 } tern__recovery;
 
 /* A connection's flows (flow.c, flow_send.c, flow_recv.c; conn.c sets the first ids). */
@@ -236,6 +307,9 @@ typedef struct tern__flows {
     /* memory budget (tern_settings.conn_memory): bytes held for this connection's flows and
      * datagram queue, each allocation at tern__mem_charge() of its size (tern__conn_alloc) */
     uint64_t mem;
+    tern__fec_conn *fec;      /* repair held for the peer's flows, REPAIRED due (fec.c) */
+    uint32_t fec_share_q16;   /* repair's share of what our FEC flows send (fec.c, 1/65536ths:
+                                 exponential average over groups closed, 1/8 each) */
 } tern__flows;
 
 typedef struct tern__rtt {

@@ -1,7 +1,8 @@
 /*
  * Write-side events of our sending flows (tern.h, beside tern_flow_send): on_flow_acked
- * (cumulative progress), on_flow_writable (a refused send would now be taken) and
- * on_flow_release (a tern_flow_send_ref buffer is no longer referenced).
+ * (cumulative progress), on_keyframe_request (frame-aware delivery: the encoder should send a
+ * keyframe), on_flow_writable (a refused send would now be taken) and on_flow_release (a
+ * tern_flow_send_ref buffer is no longer referenced).
  *
  * The sender's bookkeeping only counts and lists here (flow_send.c calls tern__flow_msg_ended
  * when a message leaves the queue for good, and counts acknowledged fragment bytes); the
@@ -71,6 +72,17 @@ void tern__flow_events(tern_conn *c)
                 p.given_up_messages = f->given_up_msgs;
                 p.queued = f->queued_bytes;
                 ep->cb.on_flow_acked(c, f->id, &p, ep->user_data);
+            }
+        }
+        if (f->kf_pending) {
+            /* a keyframe request (a message of the current group of pictures given up here,
+             * or the receiver's KEYFRAME_REQUEST): at most one report per RTT */
+            uint64_t now = c->tx.last > c->rx.last ? c->tx.last : c->rx.last;
+            f->kf_pending = 0;
+            if (!f->kf_reported || now >= f->kf_last + c->rec.rtt.srtt) {
+                f->kf_reported = 1;
+                f->kf_last = now;
+                if (ep->cb.on_keyframe_request) ep->cb.on_keyframe_request(c, f->id, ep->user_data);
             }
         }
         if (f->blocked && writable(c, f)) {

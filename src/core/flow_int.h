@@ -14,11 +14,28 @@ tern__rflow *tern__rflow_find(const tern_conn *c, uint64_t id);
 
 /* flow_send.c: unlinks and frees sending flows that are closed and fully acknowledged */
 void tern__sflows_reap(tern_conn *c);
+/* flow_send.c: a bound, erring long, of the one-way delay of a packet sent now (the TTL of a
+ * FLOW_DATA is the time left less this; fec.c's REPAIR does the same) */
+uint64_t tern__flow_owd_bound(const tern_conn *c);
+/* flow_send.c: the DEP fields (docs/protocol.md 6.2) fragment fr carries, into v; 0: none */
+int tern__flow_frag_dep(const tern__frag *fr, uint64_t v[3]);
 
 /* flow_recv.c */
 void tern__rflow_free(tern_conn *c, tern__rflow *f);
 /* unlinks and frees receiving flows that are finished */
 void tern__rflows_reap(tern_conn *c);
+
+/* ---------------------------------------------------------------- frame-aware delivery */
+
+/* Can a message with these options be queued on f now (flow_send.c)? TERN_OK,
+ * TERN_ERR_INVALID_ARG (bad flags, a dependency on a later message or on an unordered flow),
+ * TERN_ERR_STATE (it depends on a message already given up). */
+int tern__flow_msg_check(const tern__sflow *f, const tern_msg_opts *opts);
+/* Gives m the flow's next message ID and its dependencies (opts NULL: none). */
+void tern__flow_msg_number(tern__sflow *f, tern__msg *m, const tern_msg_opts *opts);
+/* The peer's KEYFRAME_REQUEST for our flow f: it skipped message mid (on_keyframe_request owed,
+ * unless a keyframe after mid is queued already). */
+void tern__flow_on_kf_request(tern_conn *c, tern__sflow *f, uint64_t mid);
 
 /* ---------------------------------------------------------------- write-side events */
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/conn.h"
+#include "core/fec.h"
 #include "core/flow_int.h"
 
 /* ---------------------------------------------------------------- receiver */
@@ -31,6 +32,7 @@ static size_t slot_alloc_len(const tern__rfrag *s)
 void tern__rflow_free(tern_conn *c, tern__rflow *f)
 {
     partial_discard(c, f);
+    tern__fec_rflow_free(c, f);
     for (uint64_t i = 0; i < f->slots_cap; i++) {
         tern__rfrag *s = &f->slots[i];
         if (s->data) tern__conn_dealloc(c, s->data, slot_alloc_len(s));
@@ -75,6 +77,81 @@ static void slot_clear(tern_conn *c, tern__rflow *f, tern__rfrag *s)
     memset(s, 0, sizeof(*s));
 }
 
+/* ---------------------------------------------------------------- frame dependencies */
+
+/* Was message id not delivered here (skipped, expired, or never seen)? IDs before tracking
+ * began or more than TERN__DEP_WINDOW back are taken as delivered. */
+static int bad_get(const tern__rflow *f, uint64_t id)
+{
+    if (f->next_mid == TERN__NO_MSG || id < f->mid_base || id >= f->next_mid ||
+        f->next_mid - id > TERN__DEP_WINDOW)
+        return 0;
+    uint64_t b = id % TERN__DEP_WINDOW;
+    return (f->bad[b / 64] >> (b % 64)) & 1u;
+}
+
+static void bad_set(tern__rflow *f, uint64_t id, int v)
+{
+    uint64_t b = id % TERN__DEP_WINDOW, bit = (uint64_t)1 << (b % 64);
+    if (v) f->bad[b / 64] |= bit;
+    else f->bad[b / 64] &= ~bit;
+}
+
+/* on_msg_skipped for the run of skipped messages not yet reported. */
+static void skip_report(tern_conn *c, tern__rflow *f)
+{
+    if (f->skip_count == 0) return;
+    uint64_t first = f->skip_first, n = f->skip_count;
+    f->skip_count = 0;
+    if (c->ep->cb.on_msg_skipped) c->ep->cb.on_msg_skipped(c, f->id, first, n, c->ep->user_data);
+}
+
+/* The message (mid, dep, gop) is next in order: every ID between the last one and it was not
+ * delivered here (given up by the sender, or expired). Returns 1 when it may be delivered, 0
+ * when it is skipped because a message it needs was not delivered (counted, reported, and a
+ * KEYFRAME_REQUEST owed to the sender, at most one per RTT), TERN_ERR_PROTOCOL when IDs go
+ * backwards. Costs at most TERN__DEP_WINDOW steps whatever IDs the peer sends. */
+static int dep_admit(tern_conn *c, tern__rflow *f, uint64_t mid, uint64_t dep, uint64_t gop)
+{
+    if (f->next_mid == TERN__NO_MSG) {
+        /* tracking begins: at 0 when every message of the flow carried an ID so far */
+        f->next_mid = f->mid_base = f->untagged ? mid : 0;
+    }
+    if (mid < f->next_mid) return TERN_ERR_PROTOCOL;
+    /* the IDs skipped over were lost, unless as many messages without an ID came between (a
+     * fragment rebuilt without its DEP fields): then they were those */
+    uint64_t gap = mid - f->next_mid;
+    int lost = gap > f->untagged_run;
+    if (gap >= TERN__DEP_WINDOW) memset(f->bad, lost ? 0xff : 0, sizeof(f->bad));
+    else
+        for (uint64_t q = f->next_mid; q < mid; q++) bad_set(f, q, lost);
+    if (gap && lost) f->last_bad = mid - 1;
+    f->untagged_run = 0;
+    f->next_mid = mid + 1;
+    int skip = (dep != TERN__NO_MSG && bad_get(f, dep)) ||
+               (gop != TERN__NO_MSG && gop != mid && f->last_bad != TERN__NO_MSG &&
+                f->last_bad >= gop);
+    bad_set(f, mid, skip);
+    if (!skip) {
+        if (gop == mid && f->kf_want != TERN__NO_MSG && mid > f->kf_want) {
+            f->kf_want = TERN__NO_MSG; /* the keyframe asked for came */
+            f->kf_pending = 0;
+        }
+        return 1;
+    }
+    f->last_bad = mid;
+    c->st.msgs_skipped_dep++;
+    if (f->skip_count && f->skip_first + f->skip_count != mid) skip_report(c, f);
+    if (f->skip_count == 0) f->skip_first = mid;
+    f->skip_count++;
+    if (f->kf_want == TERN__NO_MSG) f->kf_want = mid;
+    if (!f->kf_sent || c->rx.last >= f->kf_last + c->rec.rtt.srtt) {
+        f->kf_pending = 1;
+        tern__ep_mark_send(c->ep, c);
+    }
+    return 0;
+}
+
 /* Delivers the message made of fragments [first, last], then clears them. */
 static int deliver(tern_conn *c, tern__rflow *f, uint64_t first, uint64_t last)
 {
@@ -98,9 +175,22 @@ static int deliver(tern_conn *c, tern__rflow *f, uint64_t first, uint64_t last)
         msg = buf;
     }
     const tern__rfrag *head = slot(f, first);
+    int ok = 1;
     if (head->deadline && c->rx.last >= head->deadline) {
         c->st.messages_expired++; /* too late to be of use: never delivered after its deadline */
+        ok = 0; /* with an ID: counted as not delivered when the next one comes */
+    } else if (head->flags & TERN__FD_DEP) {
+        ok = dep_admit(c, f, head->mid, head->dep, head->gop);
     } else {
+        f->untagged = 1;
+        f->untagged_run++;
+    }
+    if (ok < 0) {
+        if (buf) tern__conn_dealloc(c, buf, total ? total : 1);
+        return ok;
+    }
+    if (ok) {
+        skip_report(c, f);
         c->st.messages_received++;
         c->st.stream_bytes_received += total;
         if (ep->cb.on_message)
@@ -210,23 +300,40 @@ static int partial_take(tern_conn *c, tern__rflow *f)
     }
     if (s->len) memcpy(f->pbuf + f->plen, s->data, s->len);
     f->plen += s->len;
-    if (s->flags & TERN__FD_BEGIN) f->pdeadline = s->deadline;
+    if (s->flags & TERN__FD_BEGIN) {
+        f->pdeadline = s->deadline;
+        f->pdepf = (s->flags & TERN__FD_DEP) != 0;
+        f->pmid = s->mid;
+        f->pdep = s->dep;
+        f->pgop = s->gop;
+    }
     slot_clear(c, f, s);
     f->base++;
     return TERN_OK;
 }
 
-static void partial_deliver(tern_conn *c, tern__rflow *f)
+static int partial_deliver(tern_conn *c, tern__rflow *f)
 {
     tern_endpoint *ep = c->ep;
+    int ok = 1;
     if (f->pdeadline && c->rx.last >= f->pdeadline) {
         c->st.messages_expired++;
+        ok = 0;
+    } else if (f->pdepf) {
+        ok = dep_admit(c, f, f->pmid, f->pdep, f->pgop);
     } else {
+        f->untagged = 1;
+        f->untagged_run++;
+    }
+    if (ok < 0) return ok;
+    if (ok) {
+        skip_report(c, f);
         c->st.messages_received++;
         c->st.stream_bytes_received += f->plen;
         if (ep->cb.on_message) ep->cb.on_message(c, f->id, f->pbuf, f->plen, ep->user_data);
     }
     partial_discard(c, f);
+    return TERN_OK;
 }
 
 /* Assembles the message at base in order while its fragments are there; delivers it at its END.
@@ -251,7 +358,7 @@ static int absorb(tern_conn *c, tern__rflow *f, int *err)
         if ((*err = partial_take(c, f)) != TERN_OK) return progress;
         progress = 1;
         if (end) {
-            partial_deliver(c, f);
+            if ((*err = partial_deliver(c, f)) != TERN_OK) return 0;
             break;
         }
     }
@@ -260,7 +367,7 @@ static int absorb(tern_conn *c, tern__rflow *f, int *err)
 }
 
 /* Delivers whatever is deliverable now. */
-static int rflow_deliver(tern_conn *c, tern__rflow *f, uint64_t hint)
+static int rflow_deliver_now(tern_conn *c, tern__rflow *f, uint64_t hint)
 {
     int err = TERN_OK;
     if (f->paused) return TERN_OK;
@@ -361,6 +468,14 @@ static int rflow_deliver(tern_conn *c, tern__rflow *f, uint64_t hint)
     return TERN_OK;
 }
 
+/* Delivers whatever is deliverable now, then reports the messages skipped on the way. */
+static int rflow_deliver(tern_conn *c, tern__rflow *f, uint64_t hint)
+{
+    int rc = rflow_deliver_now(c, f, hint);
+    if (rc == TERN_OK && c->state == TERN_CONN_ESTABLISHED) skip_report(c, f);
+    return rc;
+}
+
 /* The receive side of a flow the peer opens; opening id implies every lower id of its side. */
 static int rflow_get(tern_conn *c, uint64_t id, tern__rflow **out)
 {
@@ -386,6 +501,7 @@ static int rflow_get(tern_conn *c, uint64_t id, tern__rflow **out)
         f->advertised = f->window;
         f->final_fsn = UINT64_MAX;
         f->ordered = 1;
+        f->next_mid = f->last_bad = f->kf_want = TERN__NO_MSG;
         f->next = c->flows.recv;
         c->flows.recv = f;
         c->flows.n_recv++;
@@ -431,9 +547,11 @@ static int part_store(tern_conn *c, tern__rflow *f, tern__rfrag *s, uint8_t flag
         s->parts = 1;
         s->got = 0;
         f->buffered += whole;
-    } else if (s->len != whole || s->flags != flags) {
+    } else if (s->len != whole || ((s->flags ^ flags) & ~TERN__FD_DEP)) {
+        /* DEP aside: a fragment rebuilt from repair comes without its DEP fields */
         return TERN_ERR_PROTOCOL;
     }
+    s->flags |= flags & TERN__FD_DEP;
     uint8_t *map = s->data + s->len;
     for (size_t i = 0; i < len; i++) {
         size_t b = off + i;
@@ -446,21 +564,41 @@ static int part_store(tern_conn *c, tern__rflow *f, tern__rfrag *s, uint8_t flag
     return TERN_OK;
 }
 
+/* Fragment fsn is present now: delivers what it completes; FEC keeps it and rebuilds what its
+ * groups now can (fec.c). */
+static int frag_arrived(tern_conn *c, tern__rflow *f, uint64_t fsn)
+{
+    if (f->fec) tern__fec_on_stored(c, f, fsn, slot(f, fsn));
+    int rc = rflow_deliver(c, f, fsn);
+    if (rc == TERN_OK && f->fec) rc = tern__fec_after_data(c, f, fsn);
+    return rc;
+}
+
 int tern__flow_on_frame(tern_conn *c, uint64_t type, const uint8_t **pp, const uint8_t *end)
 {
+    if (type == TERN__FRAME_REPAIR || type == TERN__FRAME_REPAIRED)
+        return tern__fec_on_frame(c, type, pp, end);
     const uint8_t *p = *pp;
     uint64_t id, fsn, flags = 0, len = 0, ttl = 0, whole = 0, off = 0;
+    uint64_t dep[3] = {0, 0, 0}; /* DEP: msg_id, depends (distance), group */
     int part = type == TERN__FRAME_FLOW_DATA_PART;
     p = tern__get_varint(p, end, &id);
     p = tern__get_varint(p, end, &fsn);
     if (type == TERN__FRAME_FLOW_DATA || part) {
         p = tern__get_varint(p, end, &flags);
         if (p != NULL && (flags & TERN__FD_TTL)) p = tern__get_varint(p, end, &ttl);
+        if (p != NULL && (flags & TERN__FD_DEP))
+            for (int i = 0; i < 3; i++) p = tern__get_varint(p, end, &dep[i]);
         if (part) p = tern__get_varint(tern__get_varint(p, end, &whole), end, &off);
         p = tern__get_varint(p, end, &len);
         if (p == NULL || len > (uint64_t)(end - p) || flags > TERN__FD_ALL) return TERN_ERR_PROTOCOL;
         if ((flags & TERN__FD_STREAM) && !(flags & TERN__FD_ORDERED)) return TERN_ERR_PROTOCOL;
         if ((flags & TERN__FD_TTL) && !(flags & TERN__FD_BEGIN)) return TERN_ERR_PROTOCOL;
+        /* dependencies: on a BEGIN fragment of an ordered message flow, and only backwards */
+        if ((flags & TERN__FD_DEP) &&
+            (!(flags & TERN__FD_BEGIN) || !(flags & TERN__FD_ORDERED) ||
+             (flags & TERN__FD_STREAM) || dep[1] > dep[0] || (dep[2] > 1 && dep[2] - 1 > dep[0])))
+            return TERN_ERR_PROTOCOL;
         /* a part is a non-empty byte range inside a fragment of at most TERN_MAX_DATAGRAM */
         if (part && (len == 0 || whole > TERN_MAX_DATAGRAM || off > whole || len > whole - off))
             return TERN_ERR_PROTOCOL;
@@ -470,6 +608,13 @@ int tern__flow_on_frame(tern_conn *c, uint64_t type, const uint8_t **pp, const u
     const uint8_t *data = p;
     *pp = p + len;
 
+    if (type == TERN__FRAME_KEYFRAME_REQUEST) { /* fsn: the message ID skipped */
+        tern__sflow *f = tern__sflow_find(c, id);
+        if (f == NULL && (id & 1) != (uint64_t)(c->is_server ? 1 : 0)) return TERN_ERR_PROTOCOL;
+        c->st.keyframe_requests_received++;
+        if (f) tern__flow_on_kf_request(c, f, fsn);
+        return TERN_OK;
+    }
     if (type == TERN__FRAME_MAX_FLOW) {
         tern__sflow *f = tern__sflow_find(c, id);
         if (f && fsn > f->peer_max) {
@@ -497,6 +642,11 @@ int tern__flow_on_frame(tern_conn *c, uint64_t type, const uint8_t **pp, const u
         if (s->present || s->done) return TERN_OK;
         f->ordered = (flags & TERN__FD_ORDERED) != 0;
         f->stream = (flags & TERN__FD_STREAM) != 0;
+        if (flags & TERN__FD_DEP) {
+            s->mid = dep[0];
+            s->dep = dep[1] ? dep[0] - dep[1] : TERN__NO_MSG;
+            s->gop = dep[2] ? dep[0] - (dep[2] - 1) : TERN__NO_MSG;
+        }
         if (part || s->parts) {
             /* in parts, or the whole of a fragment whose parts began to arrive */
             rc = part_store(c, f, s, (uint8_t)flags, (size_t)whole, (size_t)off, data, (size_t)len);
@@ -504,7 +654,7 @@ int tern__flow_on_frame(tern_conn *c, uint64_t type, const uint8_t **pp, const u
             if ((flags & TERN__FD_TTL) && s->deadline == 0)
                 s->deadline = c->rx.last + ttl * TERN_NS_PER_MS; /* as below */
             if (!s->present) return TERN_OK;
-            return rflow_deliver(c, f, fsn);
+            return frag_arrived(c, f, fsn);
         }
         if (len) {
             s->data = tern__conn_alloc(c, (size_t)len, 1);
@@ -521,7 +671,7 @@ int tern__flow_on_frame(tern_conn *c, uint64_t type, const uint8_t **pp, const u
         }
         f->buffered += len;
         c->st.stream_bytes_received += 0;
-        return rflow_deliver(c, f, fsn);
+        return frag_arrived(c, f, fsn);
     }
     case TERN__FRAME_FLOW_FORWARD: {
         if (fsn > f->final_fsn || fsn > f->base + f->window) return TERN_ERR_PROTOCOL;

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "core/conn.h"
+#include "core/fec.h"
 #include "core/flow_int.h"
 
 #define MAX_FRAG_HDR 24 /* worst-case FLOW_DATA header */
@@ -38,6 +39,11 @@ static uint64_t owd_bound(const tern_conn *c)
     if (!c->rec.rtt.has_sample) return c->ep->s.initial_rtt_ns;
     if (c->rec.r == NULL || c->rec.r->bytes_in_flight == 0) return c->rec.rtt.min;
     return c->rec.rtt.latest > c->rec.rtt.srtt ? c->rec.rtt.latest : c->rec.rtt.srtt;
+}
+
+uint64_t tern__flow_owd_bound(const tern_conn *c)
+{
+    return owd_bound(c);
 }
 
 static uint64_t send_cutoff(const tern_conn *c, const tern__msg *m)
@@ -99,20 +105,125 @@ static void sflow_advance(tern_conn *c, tern__sflow *f)
     if (f->forward_pending) tern__ep_mark_send(c->ep, c);
 }
 
-/* Gives up a whole message: its fragments waiting for retransmission and its uncut rest.
- * Fragments in flight are left to arrive (they usually do); if one of them is lost it is given
- * up then, since its message is abandoned. */
-static void msg_give_up(tern_conn *c, tern__sflow *f, tern__msg *m)
+/* ---------------------------------------------------------------- frame dependencies */
+
+static int dead_known(const tern__sflow *f, uint64_t id)
+{
+    return id < f->next_msg_id && f->next_msg_id - id <= TERN__DEP_WINDOW;
+}
+
+static int dead_get(const tern__sflow *f, uint64_t id)
+{
+    uint64_t b = id % TERN__DEP_WINDOW;
+    return dead_known(f, id) && (f->dead[b / 64] >> (b % 64) & 1u);
+}
+
+static void dead_set(tern__sflow *f, uint64_t id, int v)
+{
+    uint64_t b = id % TERN__DEP_WINDOW, bit = (uint64_t)1 << (b % 64);
+    if (v) f->dead[b / 64] |= bit;
+    else f->dead[b / 64] &= ~bit;
+}
+
+int tern__flow_msg_check(const tern__sflow *f, const tern_msg_opts *o)
+{
+    uint32_t fl = o->flags;
+    if (fl & ~(uint32_t)(TERN_MSG_KEYFRAME | TERN_MSG_DEPENDS | TERN_MSG_GOP))
+        return TERN_ERR_INVALID_ARG;
+    if ((fl & TERN_MSG_KEYFRAME) && (fl & (TERN_MSG_DEPENDS | TERN_MSG_GOP)))
+        return TERN_ERR_INVALID_ARG; /* a keyframe depends on nothing */
+    if (fl && (!f->cfg.ordered || f->cfg.stream)) return TERN_ERR_INVALID_ARG;
+    if (fl & TERN_MSG_DEPENDS) {
+        if (o->depends_on >= f->next_msg_id) return TERN_ERR_INVALID_ARG; /* not an earlier one */
+        if (dead_get(f, o->depends_on)) return TERN_ERR_STATE;
+    }
+    if ((fl & TERN_MSG_GOP) && f->gop_broken) return TERN_ERR_STATE;
+    return TERN_OK;
+}
+
+void tern__flow_msg_number(tern__sflow *f, tern__msg *m, const tern_msg_opts *o)
+{
+    uint32_t fl = o ? o->flags : 0;
+    if (o && f->cfg.ordered && !f->cfg.stream) f->tag_ids = 1;
+    if (fl) f->deps_used = 1;
+    m->id = f->next_msg_id++;
+    dead_set(f, m->id, 0); /* the bit of the ID a window back, forgotten */
+    m->mflags = (uint8_t)fl;
+    m->dep = (fl & TERN_MSG_DEPENDS) ? o->depends_on : TERN__NO_MSG;
+    if (fl & TERN_MSG_KEYFRAME) {
+        f->gop_id = m->id;
+        f->gop_broken = 0;
+    }
+    m->gop = f->gop_id;
+    m->tagged = f->tag_ids;
+}
+
+/* How a message is given up (msg_give_up). */
+enum {
+    GU_CASCADE = 1,  /* drop what depends on it too (msgs_dropped_dep) */
+    GU_INFLIGHT = 2, /* give up its fragments in flight too (tern_flow_flush ALL) */
+};
+
+static void msg_give_up(tern_conn *c, tern__sflow *f, tern__msg *m, int how);
+
+/* Does m need a message that died: its dependency, or (GOP) an earlier one of its group, gop
+ * being the group of the last message that died? */
+static int msg_needs_dead(const tern__sflow *f, const tern__msg *m, uint64_t gop)
+{
+    if (m->dep != TERN__NO_MSG && dead_get(f, m->dep)) return 1;
+    return (m->mflags & TERN_MSG_GOP) && m->gop == gop;
+}
+
+/* Message `root` died: every message after it, in flight (waiting for retransmission) or
+ * queued, that needs it, directly, through a chain, or through its group of pictures, is
+ * dropped too. Messages are numbered in the order they are cut, so one pass in ID order (the
+ * fragment ring, then the queue) sees a dependency die before what depends on it. */
+static void drop_dependents(tern_conn *c, tern__sflow *f, uint64_t root, uint64_t root_gop)
+{
+    uint64_t gop = root_gop;
+    for (uint64_t fsn = f->base; fsn < f->next_fsn; fsn++) {
+        tern__msg *m = frag_at(f, fsn)->msg;
+        if (m == NULL || m->abandoned || m->id <= root) continue;
+        if (!msg_needs_dead(f, m, gop)) continue;
+        c->st.msgs_dropped_dep++;
+        gop = m->gop;
+        msg_give_up(c, f, m, 0);
+    }
+    tern__msg *m = f->head;
+    while (m) {
+        tern__msg *next = m->next; /* m may be freed below */
+        if (!m->abandoned && m->id > root && msg_needs_dead(f, m, gop)) {
+            c->st.msgs_dropped_dep++;
+            gop = m->gop;
+            msg_give_up(c, f, m, 0);
+        }
+        m = next;
+    }
+}
+
+/* Gives up a whole message: its fragments waiting for retransmission (GU_INFLIGHT: in flight
+ * too) and its uncut rest. Fragments in flight are otherwise left to arrive (they usually do);
+ * if one of them is lost it is given up then, since its message is abandoned. The message is
+ * remembered as dead (tern_flow_send_msg refuses what depends on it); GU_CASCADE drops its
+ * dependents, and a death in the current group of pictures of a flow that uses dependencies
+ * owes the application a keyframe request. */
+static void msg_give_up(tern_conn *c, tern__sflow *f, tern__msg *m, int how)
 {
     if (m->abandoned) return;
     m->abandoned = 1;
     c->st.messages_abandoned++;
     c->flows.last_give_up = c->tx.last > c->rx.last ? c->tx.last : c->rx.last;
+    if (dead_known(f, m->id)) dead_set(f, m->id, 1);
+    if (m->gop == f->gop_id) {
+        f->gop_broken = 1;
+        if (f->deps_used) f->kf_pending = 1;
+    }
     int was_cut = m->cut == m->len;
     m->live_frags++; /* hold m while releasing its fragments */
     for (uint64_t fsn = f->base; fsn < f->next_fsn; fsn++) {
         tern__frag *fr = frag_at(f, fsn);
-        if (fr->msg == m && fr->state == FRAG_LOST) {
+        if (fr->msg == m &&
+            (fr->state == FRAG_LOST || ((how & GU_INFLIGHT) && fr->state == FRAG_INFLIGHT))) {
             fr->state = FRAG_GIVEN_UP;
             frag_release(c, f, fr);
         }
@@ -130,9 +241,53 @@ static void msg_give_up(tern_conn *c, tern__sflow *f, tern__msg *m)
         }
         m->cut = m->len;
     }
+    uint64_t id = m->id, gop = m->gop;
     m->live_frags--;
     if (m->live_frags == 0) free_msg(c, f, m);
+    if ((how & GU_CASCADE) && f->deps_used) drop_dependents(c, f, id, gop); /* else none */
     sflow_advance(c, f);
+}
+
+/* A KEYFRAME_REQUEST from the receiver: it skipped message mid for a lost dependency. A
+ * keyframe queued after mid answers it already; a flow that never named a dependency or a
+ * keyframe has no encoder to ask. */
+void tern__flow_on_kf_request(tern_conn *c, tern__sflow *f, uint64_t mid)
+{
+    (void)c;
+    if (!f->deps_used) return; /* not a flow of frames: nothing to ask an encoder */
+    if (f->gop_id != TERN__NO_MSG && f->gop_id > mid) return;
+    f->kf_pending = 1;
+}
+
+int64_t tern_flow_flush(tern_conn *c, uint64_t flow_id, int mode)
+{
+    tern__sflow *f = c ? tern__sflow_find(c, flow_id) : NULL;
+    if (f == NULL) return TERN_ERR_NOT_FOUND;
+    if (mode != TERN_FLUSH_UNSENT && mode != TERN_FLUSH_ALL) return TERN_ERR_INVALID_ARG;
+    if (mode == TERN_FLUSH_ALL && f->cfg.reliability == TERN_FLOW_RELIABLE)
+        return TERN_ERR_INVALID_ARG;
+    uint64_t bytes = 0;
+    if (mode == TERN_FLUSH_ALL) {
+        for (uint64_t fsn = f->base; fsn < f->next_fsn; fsn++) {
+            tern__msg *m = frag_at(f, fsn)->msg;
+            if (m == NULL || m->abandoned) continue;
+            bytes += m->len;
+            msg_give_up(c, f, m, GU_INFLIGHT);
+        }
+    }
+    /* what was not begun; a message partly cut stays unless FLUSH_ALL gave it up above */
+    tern__msg *m = f->head;
+    while (m) {
+        tern__msg *next = m->next;
+        if (!m->abandoned && m->cut == 0) {
+            bytes += m->len;
+            msg_give_up(c, f, m, 0);
+        }
+        m = next;
+    }
+    c->st.flushed_bytes += bytes;
+    tern__ep_mark_send(c->ep, c);
+    return (int64_t)bytes;
 }
 
 void tern__flow_config_defaults(tern_flow_config *cfg)
@@ -191,6 +346,7 @@ void tern__sflow_free(tern_conn *c, tern__sflow *f)
         else m->cut = m->len; /* freed when its last fragment is released: cannot happen now */
     }
     tern__flow_releases(c, f); /* every referenced buffer, exactly once */
+    tern__fec_tx_free(c, f);
     if (f->frags) tern__conn_dealloc(c, f->frags, f->cap * sizeof(*f->frags));
     if (f->lost) tern__conn_dealloc(c, f->lost, f->lost_cap * sizeof(*f->lost));
     tern__conn_dealloc(c, f, sizeof(*f));
@@ -217,7 +373,11 @@ void tern__sflows_reap(tern_conn *c)
 void tern__flow_on_acked(tern_conn *c, const tern__sent_entry *e)
 {
     tern__sflow *f = tern__sflow_find(c, e->flow_id);
-    if (e->kind == ENT_MAXFLOW || f == NULL) return;
+    if (e->kind == ENT_MAXFLOW || e->kind == ENT_KFREQ || f == NULL) return;
+    if (e->kind == ENT_REPAIR) {
+        tern__fec_repair_done(c, f, e);
+        return;
+    }
     switch (e->kind) {
     case ENT_DATA: {
         if (e->fsn < f->base || e->fsn >= f->next_fsn) return;
@@ -256,6 +416,14 @@ void tern__flow_on_lost(tern_conn *c, const tern__sent_entry *e, uint64_t now)
         if (rf && !rf->finished) rf->max_pending = 1;
         return;
     }
+    if (e->kind == ENT_KFREQ) { /* again, unless the keyframe came meanwhile */
+        tern__rflow *rf = tern__rflow_find(c, e->flow_id);
+        if (rf && !rf->finished && rf->kf_want == e->fsn) {
+            rf->kf_pending = 1;
+            tern__ep_mark_send(c->ep, c);
+        }
+        return;
+    }
     tern__sflow *f = tern__sflow_find(c, e->flow_id);
     if (f == NULL) return;
     switch (e->kind) {
@@ -266,6 +434,9 @@ void tern__flow_on_lost(tern_conn *c, const tern__sent_entry *e, uint64_t now)
         /* a part may be lost while another one of its fragment waits for retransmission */
         if (fr->state != FRAG_INFLIGHT && !(bit && fr->state == FRAG_LOST)) return;
         if (bit && (fr->part_acked & bit)) return;
+        /* repair of its group is on its way: the receiver may rebuild it (fec.c decides
+         * later, once that repair was acknowledged or lost) */
+        if (!e->part && tern__fec_hold_lost(c, f, e->fsn)) return;
         tern__msg *m = fr->msg;
         int give_up = f->cfg.reliability == TERN_FLOW_UNRELIABLE || (m && m->abandoned) ||
                       (m && now >= send_cutoff(c, m)) ||
@@ -274,7 +445,7 @@ void tern__flow_on_lost(tern_conn *c, const tern__sent_entry *e, uint64_t now)
         if (give_up) {
             if (m) {
                 m->live_frags++; /* hold m across the calls below */
-                msg_give_up(c, f, m);
+                msg_give_up(c, f, m, GU_CASCADE);
             }
             fr->state = FRAG_GIVEN_UP;
             frag_release(c, f, fr);
@@ -304,6 +475,9 @@ void tern__flow_on_lost(tern_conn *c, const tern__sent_entry *e, uint64_t now)
     case ENT_FIN:
         if (!f->fin_acked) f->fin_pending = 1;
         break;
+    case ENT_REPAIR:
+        tern__fec_repair_done(c, f, e);
+        break;
     case ENT_FORWARD:
         if (f->base > 0) {
             f->forward_sent = 0;
@@ -329,7 +503,7 @@ static int add_entry(tern__sent *rec, uint64_t flow, uint64_t fsn, uint8_t kind,
     return 1;
 }
 
-/* Control frames of every flow: MAX_FLOW, FLOW_FORWARD, FLOW_FIN. */
+/* Control frames of every flow: MAX_FLOW, KEYFRAME_REQUEST, FLOW_FORWARD, FLOW_FIN. */
 uint8_t *tern__flow_write_control(tern_conn *c, uint8_t *p, const uint8_t *end, tern__sent *rec)
 {
     uint8_t *q;
@@ -344,6 +518,20 @@ uint8_t *tern__flow_write_control(tern_conn *c, uint8_t *p, const uint8_t *end, 
         f->advertised = max;
         f->max_pending = 0;
         add_entry(rec, f->id, max, ENT_MAXFLOW, 0);
+    }
+    for (tern__rflow *f = c->flows.recv; f; f = f->next) {
+        /* frame-aware delivery: we skipped f->kf_want for a lost dependency */
+        if (!f->kf_pending || f->kf_want == TERN__NO_MSG || rec->n >= TERN__PKT_ENTRIES) continue;
+        q = tern__put_varint(p, end, TERN__FRAME_KEYFRAME_REQUEST);
+        q = tern__put_varint(q, end, f->id);
+        q = tern__put_varint(q, end, f->kf_want);
+        if (q == NULL) return p;
+        p = q;
+        f->kf_pending = 0;
+        f->kf_sent = 1;
+        f->kf_last = c->tx.last > c->rx.last ? c->tx.last : c->rx.last; /* about now */
+        c->st.keyframe_requests_sent++;
+        add_entry(rec, f->id, f->kf_want, ENT_KFREQ, 0);
     }
     for (tern__sflow *f = c->flows.send; f; f = f->next) {
         if (f->forward_pending && rec->n < TERN__PKT_ENTRIES) {
@@ -368,15 +556,52 @@ uint8_t *tern__flow_write_control(tern_conn *c, uint8_t *p, const uint8_t *end, 
             add_entry(rec, f->id, f->final_fsn, ENT_FIN, 0);
         }
     }
-    return p;
+    return tern__fec_write_control(c, p, end); /* REPAIRED */
 }
 
-/* A data frame's header up to its length: type, flow, fsn, flags, [ttl]. */
+/* The DEP fields of a message's BEGIN fragment (docs/protocol.md 6.2): its ID, the distance
+ * back to the message it depends on (0: none), and its group: 0 none, 1 a keyframe, n + 1 it
+ * depends on every message from n back (its keyframe's, or message 0 before any keyframe). */
+static void dep_fields(const tern__msg *m, uint64_t v[3])
+{
+    v[0] = m->id;
+    v[1] = m->dep == TERN__NO_MSG ? 0 : m->id - m->dep;
+    v[2] = 0;
+    if (m->mflags & TERN_MSG_KEYFRAME) v[2] = 1;
+    else if (m->mflags & TERN_MSG_GOP) {
+        uint64_t n = m->id - (m->gop == TERN__NO_MSG ? 0 : m->gop);
+        v[2] = n ? n + 1 : 0;
+    }
+}
+
+static int has_dep(const tern__frag *fr)
+{
+    return (fr->flags & TERN__FD_BEGIN) && fr->msg->tagged;
+}
+
+int tern__flow_frag_dep(const tern__frag *fr, uint64_t v[3])
+{
+    if (!has_dep(fr)) return 0;
+    dep_fields(fr->msg, v);
+    return 1;
+}
+
+/* Bytes of the DEP fields a fragment carries (0: none). */
+static size_t dep_len(const tern__frag *fr)
+{
+    if (!has_dep(fr)) return 0;
+    uint64_t v[3];
+    dep_fields(fr->msg, v);
+    return tern__varint_len(v[0]) + tern__varint_len(v[1]) + tern__varint_len(v[2]);
+}
+
+/* A data frame's header up to its length: type, flow, fsn, flags, [ttl], [DEP fields]. */
 static uint8_t *put_frag_hdr(const tern_conn *c, uint8_t *p, const uint8_t *end, uint64_t type,
                              const tern__sflow *f, uint64_t fsn, const tern__frag *fr, uint64_t now)
 {
     uint8_t flags = (uint8_t)(fr->flags | (f->cfg.ordered ? TERN__FD_ORDERED : 0) |
-                              (f->cfg.stream ? TERN__FD_STREAM : 0));
+                              (f->cfg.stream ? TERN__FD_STREAM : 0) |
+                              (has_dep(fr) ? TERN__FD_DEP : 0));
     uint64_t ttl = 0;
     if ((fr->flags & TERN__FD_BEGIN) && fr->msg->deadline != TERN_TIME_NEVER) {
         /* The time left when it reaches the receiver, which has no synchronised clock: the
@@ -392,6 +617,11 @@ static uint8_t *put_frag_hdr(const tern_conn *c, uint8_t *p, const uint8_t *end,
     p = tern__put_varint(p, end, fsn);
     p = tern__put_varint(p, end, flags);
     if (flags & TERN__FD_TTL) p = tern__put_varint(p, end, ttl);
+    if (flags & TERN__FD_DEP) {
+        uint64_t v[3];
+        dep_fields(fr->msg, v);
+        for (int i = 0; i < 3; i++) p = tern__put_varint(p, end, v[i]);
+    }
     return p;
 }
 
@@ -422,7 +652,8 @@ static uint8_t *put_part(const tern_conn *c, uint8_t *p, const uint8_t *end, con
 }
 
 /* The worst case of a FLOW_DATA_PART header: type, flow, fsn and ttl of 8 bytes, flags of 1,
- * the fragment's length, offset and part length of 2 (each below 16384). */
+ * the fragment's length, offset and part length of 2 (each below 16384); the DEP fields of a
+ * BEGIN fragment come on top (dep_len). */
 #define MAX_PART_HDR (1 + 8 + 8 + 1 + 8 + 2 + 2 + 2)
 
 /* The bytes of a part: what fits a packet of the base size (the smaller of ours and the
@@ -439,7 +670,7 @@ static size_t part_size(const tern_conn *c)
 static int frag_fits(const tern_conn *c, const tern__sflow *f, uint64_t fsn, const tern__frag *fr,
                      uint64_t now)
 {
-    uint8_t hdr[MAX_PART_HDR];
+    uint8_t hdr[MAX_PART_HDR + 3 * 8];
     size_t h = (size_t)(put_frag_hdr(c, hdr, hdr + sizeof(hdr), TERN__FRAME_FLOW_DATA, f, fsn, fr,
                                      now) -
                         hdr);
@@ -450,7 +681,7 @@ static int frag_fits(const tern_conn *c, const tern__sflow *f, uint64_t fsn, con
 /* Re-cuts a lost fragment into parts, every one of them waiting for retransmission. */
 static void frag_split(const tern_conn *c, tern__frag *fr)
 {
-    size_t ps = part_size(c);
+    size_t ps = part_size(c) - dep_len(fr);
     size_t n = (fr->len + ps - 1) / ps;
     if (n > TERN__FRAG_MAX_PARTS) { /* cannot happen: a fragment is below TERN_MAX_DATAGRAM */
         n = TERN__FRAG_MAX_PARTS;
@@ -469,7 +700,7 @@ static void expire_messages(tern_conn *c, tern__sflow *f, uint64_t now)
     if (f->cfg.reliability == TERN_FLOW_RELIABLE) return;
     while (f->head && now >= send_cutoff(c, f->head)) {
         tern__msg *m = f->head;
-        msg_give_up(c, f, m);
+        msg_give_up(c, f, m, GU_CASCADE);
         if (f->head == m) break; /* cannot happen: a given-up message leaves the queue */
     }
 }
@@ -477,13 +708,14 @@ static void expire_messages(tern_conn *c, tern__sflow *f, uint64_t now)
 /* The priority of what the flow would send next, or -1. */
 static int sflow_next_priority(tern_conn *c, tern__sflow *f, uint64_t now)
 {
+    if (f->fec) tern__fec_release(c, f, now); /* lost fragments their repair did not save */
     while (f->lost_n) {
         uint64_t fsn = f->lost[f->lost_head];
         tern__frag *fr = fsn >= f->base && fsn < f->next_fsn ? frag_at(f, fsn) : NULL;
         if (fr && fr->state == FRAG_LOST && fr->msg) {
             tern__msg *m = fr->msg;
             if (f->cfg.reliability != TERN_FLOW_RELIABLE && now >= send_cutoff(c, m)) {
-                msg_give_up(c, f, m);
+                msg_give_up(c, f, m, GU_CASCADE);
                 continue;
             }
             return m->priority;
@@ -491,6 +723,8 @@ static int sflow_next_priority(tern_conn *c, tern__sflow *f, uint64_t now)
         f->lost_head = (f->lost_head + 1) % f->lost_cap;
         f->lost_n--;
     }
+    int repair = tern__fec_tx_priority(c, f, now); /* a closed group's repair, before new data */
+    if (repair >= 0) return repair;
     expire_messages(c, f, now);
     if (f->head && f->next_fsn < f->peer_max) return f->head->priority;
     return -1;
@@ -506,12 +740,12 @@ int tern__flow_has_data(tern_conn *c, uint64_t now)
 int tern__flow_has_control(const tern_conn *c)
 {
     for (tern__rflow *f = c->flows.recv; f; f = f->next)
-        if (f->max_pending) return 1;
+        if (f->max_pending || (f->kf_pending && f->kf_want != TERN__NO_MSG)) return 1;
     for (tern__sflow *f = c->flows.send; f; f = f->next)
         if (f->forward_pending || (f->closing && !f->fin_acked && f->head == NULL &&
                                    (f->fin_pending || f->final_fsn == UINT64_MAX)))
             return 1;
-    return 0;
+    return tern__fec_has_control(c);
 }
 
 /* Writes data fragments, highest priority first, until the packet or the entries are full. */
@@ -564,14 +798,23 @@ uint8_t *tern__flow_write_data(tern_conn *c, uint64_t now, uint8_t *p, const uin
             c->st.packets_retransmitted_frags++;
             add_entry(rec, f->id, fsn, ENT_DATA, part);
             p = q;
+        } else if (tern__fec_tx_priority(c, f, now) >= 0) {
+            q = tern__fec_write_repair(c, f, p, end, rec, now);
+            if (q == NULL) break; /* does not fit this packet */
+            p = q;
         } else {
             tern__msg *m = f->head;
             /* the header this fragment will have: type, flow, fsn, flags, [ttl], length */
             size_t hdr = 1 + tern__varint_len(f->id) + tern__varint_len(f->next_fsn) + 1 + 2 +
                          (m->cut == 0 && m->deadline != TERN_TIME_NEVER ? 4 : 0);
+            if (m->cut == 0 && m->tagged) {
+                tern__frag probe = {.msg = m, .flags = TERN__FD_BEGIN};
+                hdr += dep_len(&probe);
+            }
             if ((size_t)(end - p) <= hdr) break;
             size_t room = (size_t)(end - p) - hdr;
-            size_t max = tern__conn_max_payload(c) - 13 - TERN__AEAD_TAG_LEN - hdr;
+            size_t max = tern__conn_max_payload(c) - 13 - TERN__AEAD_TAG_LEN - hdr -
+                         tern__fec_reserve(f);
             if (room > max) room = max;
             size_t n = m->len - m->cut;
             if (n > room) n = room;
@@ -599,6 +842,7 @@ uint8_t *tern__flow_write_data(tern_conn *c, uint64_t now, uint8_t *p, const uin
                 c->st.messages_sent++;
             }
             add_entry(rec, f->id, fsn, ENT_DATA, 0);
+            tern__fec_on_sent(c, f, fsn, fr, now); /* its group; closing it makes repair */
         }
         /* flows of one priority take turns: move the one served to the back */
         if (f->next) {

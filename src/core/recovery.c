@@ -56,6 +56,7 @@ int tern__rec_init(tern_conn *c, uint64_t now)
     ops->init(r->cc.st, tern__conn_max_payload(c), now);
     tern__pacer_init(&r->pacer, now, tern__conn_max_payload(c));
     tern__rate_init(&r->rate, now);
+    tern__target_init(&r->tgt, now);
     return TERN_OK;
 }
 
@@ -180,6 +181,7 @@ static void on_packet_lost(tern_conn *c, tern__sent *s, uint64_t now)
     if (s->stream) c->st.stream_packets_lost++;
     r->loss_avg_q16 += (65536 - r->loss_avg_q16) / 64;
     if (s->in_flight) r->bytes_in_flight -= s->bytes;
+    if (s->in_flight && !s->stream) tern__target_on_lost(&r->tgt, s->bytes);
     /* black-hole detection (pmtu.c); a stream's loss (its end) says nothing of a path MTU */
     if (!s->stream) tern__pmtu_on_lost(c, now, s->bytes);
     for (size_t i = 0; i < s->n; i++) tern__flow_on_lost(c, &s->e[i], now);
@@ -187,6 +189,37 @@ static void on_packet_lost(tern_conn *c, tern__sent *s, uint64_t now)
     if (s->ping) {
         /* a keep-alive or probe PING: the timer resends it */
     }
+}
+
+/* Does pn follow the last lost packet with only packets not in flight (ACK-only, unrecorded)
+ * between them? */
+static int burst_continues(const tern__recovery *r, uint64_t pn)
+{
+    if (r->burst_run == 0 || pn <= r->burst_last_pn || pn - r->burst_last_pn > 8) return 0;
+    for (uint64_t q = r->burst_last_pn + 1; q < pn; q++) {
+        if (q < r->base || q >= r->base + r->n) return 0;
+        if (sent_at(r, q)->in_flight) return 0;
+    }
+    return 1;
+}
+
+/* Loss bursts (tern_network_info.loss_burst, FEC's repair rate): packet pn was declared lost
+ * by the thresholds. A run is lost packets in a row (packets not in flight between them do not
+ * count); when a run ends (the next loss does not follow it) its length enters the mean. */
+static void burst_on_lost(tern__recovery *r, uint64_t pn)
+{
+    if (burst_continues(r, pn)) {
+        r->burst_run++;
+    } else {
+        if (r->burst_run > 0) {
+            uint64_t run_q8 = (uint64_t)(r->burst_run > 1000 ? 1000 : r->burst_run) << 8;
+            r->burst_avg_q8 = r->burst_avg_q8 == 0
+                                  ? (uint32_t)run_q8
+                                  : (uint32_t)((7 * (uint64_t)r->burst_avg_q8 + run_q8) / 8);
+        }
+        r->burst_run = 1;
+    }
+    r->burst_last_pn = pn;
 }
 
 /* Declares lost what the thresholds say; re-arms the loss timer. */
@@ -219,6 +252,7 @@ static void detect_losses(tern_conn *c, uint64_t now, uint64_t *lost_bytes, uint
                 if (s->time < first_lost_time) first_lost_time = s->time;
                 if (s->time > last_time) last_time = s->time;
             }
+            burst_on_lost(r, pn);
             on_packet_lost(c, s, now);
         } else if (s->time + delay < r->loss_time) {
             r->loss_time = s->time + delay;
@@ -349,6 +383,19 @@ int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
     if (acked_bytes) r->cc.ops->on_ack(r->cc.st, &a);
     congestion_event(c, now, lost, last_time, persistent);
     ring_trim(c, r, now);
+    /* encoder feedback (target_rate.c) */
+    tern__tgt_input ti;
+    ti.now = now;
+    ti.acked_bytes = acked_bytes;
+    ti.srtt = c->rec.rtt.srtt;
+    ti.latest_rtt = c->rec.rtt.latest;
+    ti.rtt_sample = new_largest && largest_newly_acked_eliciting;
+    ti.cc_bw = r->cc.ops->bandwidth(r->cc.st, c->rec.rtt.srtt);
+    ti.cc_limited = a.rs.delivery_rate && !a.rs.is_app_limited;
+    ti.datagram = tern__conn_max_payload(c);
+    ti.pacing = r->cc.ops->pacing_rate(r->cc.st, c->rec.rtt.srtt);
+    ti.unsent = tern__target_unsent(c);
+    tern__target_on_ack(&r->tgt, &ti);
     /* the window opened: whatever waits may go */
     tern__ep_mark_send(c->ep, c);
     tern__rec_network_changed(c);
@@ -423,6 +470,7 @@ void tern__rec_path_changed(tern_conn *c, uint64_t now)
     r->cc.ops->init(r->cc.st, mss, now);
     tern__pacer_init(&r->pacer, now, mss);
     tern__rate_init(&r->rate, now);
+    tern__target_init(&r->tgt, now);
     c->rec.rtt.has_sample = 0;
     tern__rec_network_changed(c);
 }
@@ -513,6 +561,9 @@ void tern_conn_network_info(const tern_conn *c, tern_network_info *ni)
     ni->cwnd_bytes = cc->ops->cwnd(cc->st);
     ni->bytes_in_flight = c->rec.r->bytes_in_flight;
     ni->loss_rate = tern__rec_loss_rate(c);
+    ni->queue_delay_ns = c->rec.r->tgt.queue_delay;
+    ni->target_rate_bps = c->rec.r->tgt.bps;
+    ni->loss_burst = c->rec.r->burst_avg_q8 ? (double)c->rec.r->burst_avg_q8 / 256.0 : 1.0;
 }
 
 uint64_t tern__rec_rtt_pto(const tern_conn *c)

@@ -68,6 +68,15 @@ static void on_path(tern_conn *c, void *u)
     ((tnet_node *)u)->path_changes++;
 }
 
+static void on_target_rate(tern_conn *c, uint64_t bps, void *u)
+{
+    tnet_node *n = u;
+    n->target_events++;
+    n->target_bps = bps;
+    (void)c;
+    n->target_at = sim_now(n->sim);
+}
+
 static void on_conn_free(tern_conn *c, void *u)
 {
     tnet_node *n = u;
@@ -80,6 +89,7 @@ void tnet_node_init(tnet_node *n, sim *s, const tern_addr *addr, int is_server,
 {
     memset(n, 0, sizeof(*n));
     n->addr = *addr;
+    n->sim = s;
     tt_mem_init(&n->mem);
     tt_rng_seed(&n->rng, sim_derive_seed(s, stream));
     uint8_t priv[TERN_KEY_LEN];
@@ -105,6 +115,7 @@ void tnet_node_init(tnet_node *n, sim *s, const tern_addr *addr, int is_server,
     cfg.callbacks.on_message = on_message;
     cfg.callbacks.on_flow_closed = on_flow_closed;
     cfg.callbacks.on_path = on_path;
+    cfg.callbacks.on_target_rate = on_target_rate;
     TT_REQUIRE(tern_endpoint_new(&cfg, sim_now(s), &n->ep) == TERN_OK);
     n->node = sim_add_tern_endpoint(s, n->ep, addr);
     TT_REQUIRE(n->node != NULL);

@@ -17,6 +17,7 @@ typedef struct tnet_node tnet_node;
 struct tnet_node {
     tern_endpoint *ep;
     sim_node *node;
+    sim *sim;          /* the simulation it was added to */
     tern_addr addr;
     tt_mem mem;
     tt_rng rng;
@@ -37,6 +38,8 @@ struct tnet_node {
     tern_conn *conn;   /* the last connection that was established/connected here */
     int refuse;        /* on_accept refuses */
     uint64_t path_changes; /* on_path calls */
+    /* encoder feedback: on_target_rate calls, the last rate and when it came */
+    uint64_t target_events, target_bps, target_at;
     /* flows */
     uint64_t messages, message_bytes, flows_closed;
     void (*on_message)(struct tnet_node *n, tern_conn *c, uint64_t flow, const uint8_t *data,

@@ -1,0 +1,100 @@
+/*
+ * Encoder feedback, the pure parts (target_rate.c): the payload share of the wire rate at a
+ * loss rate, the drain factor while a queue stands, and the queueing-delay threshold.
+ */
+#include "core/target_rate.h"
+#include "support/tt.h"
+
+#define MS (1000000ull)
+#define Q16 65536ull
+
+static void test_payload_share(void)
+{
+    /* no loss: only headers, tag and frame header (41 bytes of 1452) */
+    uint64_t s0 = tern__target_payload_share_q16(0, 1452);
+    TT_CHECK_RANGE(s0, Q16 * 96 / 100, Q16 * 98 / 100);
+    /* 1% and 3% loss: twice that in repair */
+    uint64_t s1 = tern__target_payload_share_q16(Q16 / 100, 1452);
+    uint64_t s3 = tern__target_payload_share_q16(Q16 * 3 / 100, 1452);
+    TT_CHECK_RANGE(s1, s0 * 100 / 103, s0 * 100 / 101);
+    TT_CHECK_RANGE(s3, s0 * 100 / 107, s0 * 100 / 105);
+    /* heavy loss: the repair share is capped at half the payload */
+    TT_CHECK_EQ_U64(tern__target_payload_share_q16(Q16, 1452),
+                    tern__target_payload_share_q16(Q16 / 2, 1452));
+    TT_CHECK_RANGE(tern__target_payload_share_q16(Q16, 1452), s0 * 2 / 3 - 1, s0 * 2 / 3 + 1);
+    /* a tiny datagram does not underflow */
+    TT_CHECK(tern__target_payload_share_q16(0, 10) > 0);
+}
+
+static void test_drain(void)
+{
+    /* no queue: no cut; 300 ms of queue on a 300 ms path: a third; far more: at most half */
+    TT_CHECK_EQ_U64(tern__target_drain_q16(0, 300 * MS), Q16);
+    TT_CHECK_RANGE(tern__target_drain_q16(300 * MS, 300 * MS), Q16 * 2 / 3 - 1, Q16 * 2 / 3 + 1);
+    TT_CHECK_EQ_U64(tern__target_drain_q16(5000 * MS, 300 * MS), Q16 / 2);
+    /* a short path drains against 100 ms, not its 10 ms */
+    TT_CHECK_EQ_U64(tern__target_drain_q16(30 * MS, 10 * MS), tern__target_drain_q16(30 * MS, 100 * MS));
+}
+
+static void test_threshold(void)
+{
+    /* 20 ms at least, an eighth of the min RTT, three datagrams' serialization */
+    TT_CHECK_EQ_U64(tern__target_queue_threshold(40 * MS, 1452, 0), 20 * MS);
+    TT_CHECK_EQ_U64(tern__target_queue_threshold(300 * MS, 1452, 0), 300 * MS / 8);
+    /* 0.5 Mbit/s: 62500 bytes/s, 3 x 1452 bytes take 69.7 ms */
+    uint64_t t = tern__target_queue_threshold(300 * MS, 1452, 62500);
+    TT_CHECK_RANGE(t, 69 * MS, 70 * MS);
+    TT_CHECK_EQ_U64(tern__target_queue_threshold(300 * MS, 1452, 1250000), 300 * MS / 8);
+}
+
+/* The model alone: ACKs of a sender at a steady rate with no queue make the target rise in
+ * steps; a standing queue makes it fall at once to the capacity it shows, less the drain. */
+static void test_model_steps(void)
+{
+    tern__target t;
+    tern__target_init(&t, 0);
+    tern__tgt_input in = {0};
+    in.datagram = 1452;
+    in.srtt = in.latest_rtt = 100 * MS;
+    in.rtt_sample = 1;
+    in.cc_bw = 125000; /* 1 Mbit/s */
+    uint64_t now = 0, wire = 125000;
+    /* 10 s of ACKs every 10 ms at the target's wire rate, no queue */
+    uint64_t first = 0;
+    for (int i = 1; i <= 1000; i++) {
+        now = (uint64_t)i * 10 * MS;
+        in.now = now;
+        in.acked_bytes = wire / 100;
+        tern__target_on_ack(&t, &in);
+        if (!first) first = t.bps;
+        wire = t.bps / 8 * 100 / 95; /* the sender follows */
+    }
+    TT_CHECK(first > 0);
+    TT_CHECK_MSG(t.bps > first * 4, "rose from %llu to %llu", (unsigned long long)first,
+                 (unsigned long long)t.bps);
+    /* now the link holds 2 Mbit/s and a queue of 200 ms stands: ACKs at 250000 bytes/s */
+    uint64_t before = t.bps;
+    in.srtt = in.latest_rtt = 300 * MS;
+    for (int i = 1; i <= 100; i++) {
+        in.now = now + (uint64_t)i * 10 * MS;
+        in.acked_bytes = 2500;
+        tern__target_on_ack(&t, &in);
+    }
+    TT_CHECK(t.bps < before);
+    /* 2 Mbit/s less overheads (~0.97), 95%, drain for 200 ms on 100 ms: 1 - 200/300 -> 1/2 */
+    TT_CHECK_RANGE(t.bps, 850000, 950000);
+    TT_CHECK(t.pending || t.reported == t.bps);
+}
+
+static const tt_case cases[] = {
+    TT_CASE(test_payload_share),
+    TT_CASE(test_drain),
+    TT_CASE(test_threshold),
+    TT_CASE(test_model_steps),
+    {NULL, NULL},
+};
+
+int main(int argc, char **argv)
+{
+    return tt_main(argc, argv, cases);
+}
