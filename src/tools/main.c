@@ -21,6 +21,9 @@ static const tern_cmd commands[] = {
      cmd_send},
     {"recv", "receive one file: listen, verify its hash, store it (recv --listen ADDR:PORT)",
      cmd_recv},
+    {"stream", "live video, measured per frame (stream send --to ADDR | stream recv --listen "
+               "ADDR; --udp-out/--udp-in: through another transport)",
+     cmd_stream},
     {"bench", "throughput and latency between two endpoints (bench --listen | --to ADDR)",
      cmd_bench},
     {"chat", "talk in a group through the rendezvous server (chat GROUP --via ADDR:PORT)",

@@ -30,6 +30,7 @@ int cmd_send(int argc, char **argv);
 int cmd_recv(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
+int cmd_stream(int argc, char **argv); /* tern stream send | recv (cmd_stream.c) */
 /* Peer mode (--via): tern ping PEER_ID --via ... (cmd_peer.c). */
 int cmd_ping_via(int argc, char **argv);
 
