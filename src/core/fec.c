@@ -14,8 +14,9 @@
 
 size_t tern__fec_scratch_size(unsigned k, unsigned m)
 {
-    /* the generator (k + m rows), the decoding matrix and its inverse, the rows of the
-     * inverse for the missing sources, and ISA-L's tables for up to m rows */
+    /* encode: the generator (k + m rows) and ISA-L's tables for m rows; decode (nm <= k, m
+     * sources missing): their repairs' coefficients and decoding matrix (nm x k each), the
+     * nm x nm system and its inverse, and the tables for nm rows; both fit */
     return (size_t)(k + m) * k + 3u * k * k + 32u * k * m;
 }
 
@@ -64,26 +65,42 @@ int tern__fec_decode(unsigned k, unsigned m, size_t len, uint8_t *const *src, co
             if (j != mis[0]) xor_into(out, src[j], len);
         return TERN_OK;
     }
-    uint8_t *a = scratch;
-    uint8_t *b = a + (size_t)(k + m) * k, *binv = b + (size_t)k * k, *d = binv + (size_t)k * k;
-    uint8_t *tbls = d + (size_t)k * k;
+    /* Only the nm missing sources are unknown. With the first nm repairs there (repair ridx[t]
+     * is row k + ridx[t] of the generator: C[t][j] = 1 / ((k + ridx[t]) ^ j)) they satisfy
+     *   sum_u C[t][mis[u]] src[mis[u]] = rep[ridx[t]] + sum_{j there} C[t][j] src[j]  (+: XOR).
+     * M[t][u] = C[t][mis[u]] is a square submatrix of a Cauchy matrix, so invertible, and
+     *   src[mis[u]] = sum_t Minv[u][t] rep[ridx[t]] + sum_{j there} (Minv C)[u][j] src[j]:
+     * one pass of ec_encode_data over the k symbols there (the sources, then the nm repairs)
+     * with that nm x k decoding matrix. Setting it up costs O(nm^2 k), not the inversion of a
+     * k x k matrix (O(k^3)), which a peer could otherwise ask for with every tiny REPAIR. */
+    uint8_t *cf = scratch;                /* nm x k: C */
+    uint8_t *mm = cf + (size_t)nm * k;    /* nm x nm: M */
+    uint8_t *minv = mm + (size_t)nm * nm; /* nm x nm: its inverse */
+    uint8_t *d = minv + (size_t)nm * nm;  /* nm x k: the decoding matrix */
+    uint8_t *tbls = d + (size_t)nm * k;   /* 32 k nm: ISA-L's tables for d */
     uint8_t *in[TERN__FEC_MAX_K], *out[TERN__FEC_MAX_K];
-    gf_gen_cauchy1_matrix(a, (int)(k + m), (int)k);
-    /* the k symbols used, as rows of the generator: the sources there, then nm repairs */
-    unsigned r = 0;
-    for (unsigned j = 0; j < k; j++) {
-        if (!have[j]) continue;
-        memcpy(b + (size_t)r * k, a + (size_t)j * k, k);
-        in[r++] = src[j];
-    }
     for (unsigned t = 0; t < nm; t++) {
-        memcpy(b + (size_t)r * k, a + (size_t)(k + ridx[t]) * k, k);
-        in[r++] = rep[ridx[t]];
+        for (unsigned j = 0; j < k; j++)
+            cf[(size_t)t * k + j] = gf_inv((uint8_t)((k + ridx[t]) ^ j));
+        for (unsigned u = 0; u < nm; u++) mm[(size_t)t * nm + u] = cf[(size_t)t * k + mis[u]];
     }
-    if (gf_invert_matrix(b, binv, (int)k) != 0) return TERN_ERR_INVALID_ARG; /* Cauchy: never */
-    for (unsigned t = 0; t < nm; t++) {
-        memcpy(d + (size_t)t * k, binv + (size_t)mis[t] * k, k);
-        out[t] = src[mis[t]];
+    if (gf_invert_matrix(mm, minv, (int)nm) != 0) return TERN_ERR_INVALID_ARG; /* Cauchy: never */
+    for (unsigned u = 0; u < nm; u++) {
+        uint8_t *row = d + (size_t)u * k;
+        unsigned r = 0;
+        for (unsigned j = 0; j < k; j++) {
+            if (!have[j]) continue;
+            uint8_t v = 0;
+            for (unsigned t = 0; t < nm; t++)
+                v ^= gf_mul(minv[(size_t)u * nm + t], cf[(size_t)t * k + j]);
+            row[r] = v;
+            in[r++] = src[j];
+        }
+        for (unsigned t = 0; t < nm; t++) {
+            row[r] = minv[(size_t)u * nm + t];
+            in[r++] = rep[ridx[t]];
+        }
+        out[u] = src[mis[u]];
     }
     ec_init_tables((int)k, (int)nm, d, tbls);
     ec_encode_data((int)len, (int)k, (int)nm, tbls, in, out);
