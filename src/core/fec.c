@@ -450,6 +450,9 @@ uint8_t *tern__fec_write_repair(tern_conn *c, tern__sflow *f, uint8_t *p, const 
         uint64_t d = tern__flow_owd_bound(c);
         uint64_t left = t->r_deadline > now ? t->r_deadline - now : 0;
         ttl = 1 + (left > d ? (left - d) / TERN_NS_PER_MS : 0);
+        /* a deadline_ms may reach 49 days; the frame carries a day at most (the receiver
+         * refuses more): a rebuilt message then expires a day from now at the earliest */
+        if (ttl > TERN__FEC_MAX_TTL) ttl = TERN__FEC_MAX_TTL;
     }
     size_t hdr = tern__varint_len(TERN__FRAME_REPAIR) + tern__varint_len(f->id) +
                  tern__varint_len(t->r_first) + tern__varint_len(t->r_k) +

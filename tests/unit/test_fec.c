@@ -376,6 +376,36 @@ static void test_rebuild_between_connections(void)
     core_rig_free(&b);
 }
 
+/* A message whose deadline is further than the day a REPAIR's ttl may carry (deadline_ms
+ * goes to 49 days): its repair says a day, and the receiver rebuilds it (it refused the frame,
+ * a protocol violation that closed the connection). */
+static void test_repair_ttl_beyond_a_day(void)
+{
+    core_rig a, b;
+    pair_init(&a, &b);
+    rx_log log;
+    memset(&log, 0, sizeof(log));
+    the_log = &log;
+    tern_flow_config cfg;
+    tern_flow_config_default(&cfg);
+    cfg.fec = TERN_FEC_FIXED;
+    cfg.reliability = TERN_FLOW_PARTIAL;
+    cfg.deadline_ms = 3u * 86400000u;
+    uint64_t flow;
+    TT_REQUIRE(tern_flow_open(a.c, &cfg, &flow) == TERN_OK);
+    static uint8_t msg[4000];
+    for (size_t i = 0; i < sizeof(msg); i++) msg[i] = (uint8_t)(i * 7 + 1);
+    TT_REQUIRE(tern_flow_send(a.c, flow, a.now, msg, sizeof(msg), -1) == TERN_OK);
+    TT_CHECK(transfer(&a, &b, 0, 0) >= 1); /* its first fragment (BEGIN, with TTL) lost */
+    TT_CHECK_EQ_INT(tern_conn_get_state(b.c), TERN_CONN_ESTABLISHED);
+    TT_REQUIRE(log.n == 1);
+    TT_CHECK(memcmp(log.data[0], msg, sizeof(msg)) == 0);
+    TT_CHECK_EQ_U64(b.c->st.fec_recovered, 1);
+    the_log = NULL;
+    core_rig_free(&a);
+    core_rig_free(&b);
+}
+
 /* A REPAIR frame's body (after the type) into buf; returns its end. */
 static uint8_t *put_repair(uint8_t *buf, size_t cap, uint64_t id, uint64_t first, uint64_t k,
                            uint64_t m, uint64_t idx, uint64_t ttl, uint64_t len)
@@ -585,6 +615,7 @@ static const tt_case cases[] = {
     TT_CASE(test_choose_m),
     TT_CASE(test_rebuild_between_connections),
     TT_CASE(test_sender_holds_lost_for_repair),
+    TT_CASE(test_repair_ttl_beyond_a_day),
     TT_CASE(test_malformed_frames),
     TT_CASE(test_repair_budget),
     {NULL, NULL},
