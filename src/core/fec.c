@@ -171,12 +171,13 @@ struct tern__fec_tx {
     uint8_t *rep;
     size_t rep_size;
     /* closed groups with repair waiting or in flight (for holding their lost fragments): its
-     * first fsn and k, repair symbols still to send and in flight, lost fragments held (bit j:
-     * first + j); a free slot has k 0. A group finding no free slot is not tracked: its losses
-     * go the usual way. */
+     * first fsn and k, repair symbols still to send, those in flight (bit i: repair i, so that
+     * a packet acknowledged after it was declared lost counts once), lost fragments held (bit
+     * j: first + j); a free slot has k 0. A group finding no free slot is not tracked: its
+     * losses go the usual way. */
     struct {
-        uint64_t first, held;
-        uint8_t k, to_send, out;
+        uint64_t first, held, out;
+        uint8_t k, to_send;
     } g[TX_GROUPS];
     uint8_t release_due;
 };
@@ -236,7 +237,7 @@ void tern__fec_repair_done(tern_conn *c, tern__sflow *f, const tern__sent_entry 
     if (t == NULL) return;
     for (int i = 0; i < TX_GROUPS; i++) {
         if (t->g[i].k == 0 || t->g[i].first != e->fsn) continue;
-        if (t->g[i].out) t->g[i].out--;
+        t->g[i].out &= ~((uint64_t)1 << (e->part & 63)); /* a late ACK of a lost one: no-op */
         slot_check(t, i);
         if (t->release_due) tern__ep_mark_send(c->ep, c);
         return;
@@ -481,7 +482,7 @@ uint8_t *tern__fec_write_repair(tern_conn *c, tern__sflow *f, uint8_t *p, const 
     t->r_next++;
     if (t->r_slot >= 0) {
         t->g[t->r_slot].to_send--;
-        t->g[t->r_slot].out++;
+        t->g[t->r_slot].out |= (uint64_t)1 << e->part;
         if (t->r_next == t->r_m) t->r_slot = -1;
     }
     c->st.fec_repair_sent++;

@@ -376,6 +376,56 @@ static void test_rebuild_between_connections(void)
     core_rig_free(&b);
 }
 
+/* A repair packet declared lost and then acknowledged after all (a spurious loss) counts
+ * once: the lost fragment stays held while its group's other repair is in flight (it was let
+ * go and retransmitted, though that repair could still rebuild it). */
+static void test_repair_spurious_loss_counts_once(void)
+{
+    core_rig a, b;
+    pair_init(&a, &b);
+    tern_flow_config cfg;
+    tern_flow_config_default(&cfg);
+    cfg.fec = TERN_FEC_FIXED;
+    cfg.fec_repair_pct = 50; /* 2 repair or more */
+    uint64_t flow;
+    TT_REQUIRE(tern_flow_open(a.c, &cfg, &flow) == TERN_OK);
+    static uint8_t msg[4000];
+    memset(msg, 3, sizeof(msg));
+    TT_REQUIRE(tern_flow_send(a.c, flow, a.now, msg, sizeof(msg), -1) == TERN_OK);
+    tern__sflow *sf = tern__sflow_find(a.c, flow);
+    TT_REQUIRE(sf != NULL);
+    unsigned nrep = transfer(&a, &b, 1, 2);
+    TT_REQUIRE_MSG(nrep >= 2, "%u repairs", nrep);
+    tern__sent_entry d, r;
+    memset(&d, 0, sizeof(d));
+    d.flow_id = flow;
+    d.fsn = 1;
+    d.kind = ENT_DATA;
+    memset(&r, 0, sizeof(r));
+    r.flow_id = flow;
+    r.fsn = 0;
+    r.kind = ENT_REPAIR;
+    tern__flow_on_lost(a.c, &d, a.now);
+    TT_CHECK_EQ_INT(sf->frags[1 % sf->cap].state, FRAG_INFLIGHT); /* held */
+    r.part = 0;
+    tern__flow_on_lost(a.c, &r, a.now);
+    tern__flow_on_acked(a.c, &r); /* the same packet: a late ACK */
+    for (unsigned i = 1; i + 1 < nrep; i++) {
+        r.part = (uint8_t)i;
+        tern__flow_on_acked(a.c, &r);
+    }
+    tern__flow_has_data(a.c, a.now);
+    TT_CHECK_EQ_INT(sf->frags[1 % sf->cap].state, FRAG_INFLIGHT); /* the last repair is out */
+    TT_CHECK_EQ_U64(sf->lost_n, 0);
+    r.part = (uint8_t)(nrep - 1);
+    tern__flow_on_acked(a.c, &r); /* and nothing rebuilt: back to loss recovery */
+    tern__flow_has_data(a.c, a.now);
+    TT_CHECK_EQ_INT(sf->frags[1 % sf->cap].state, FRAG_LOST);
+    TT_CHECK_EQ_U64(sf->lost_n, 1);
+    core_rig_free(&a);
+    core_rig_free(&b);
+}
+
 /* A message whose deadline is further than the day a REPAIR's ttl may carry (deadline_ms
  * goes to 49 days): its repair says a day, and the receiver rebuilds it (it refused the frame,
  * a protocol violation that closed the connection). */
@@ -616,6 +666,7 @@ static const tt_case cases[] = {
     TT_CASE(test_rebuild_between_connections),
     TT_CASE(test_sender_holds_lost_for_repair),
     TT_CASE(test_repair_ttl_beyond_a_day),
+    TT_CASE(test_repair_spurious_loss_counts_once),
     TT_CASE(test_malformed_frames),
     TT_CASE(test_repair_budget),
     {NULL, NULL},
