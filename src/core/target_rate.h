@@ -82,8 +82,8 @@ int tern__target_backlog_due(tern__target *t, uint64_t now);
 void tern__target_on_lost(tern__target *t, uint64_t bytes);
 
 /* The pure parts, for tests: the share of the wire rate that is payload at loss_q16 with
- * repair_q16 of the bytes of the flows with FEC being repair, for datagrams of `datagram` bytes (1/65536
- * units), and the factor (1/65536 units) that drains a queue of queue_delay on a path of
+ * repair_q16 of the bytes of the flows with FEC being repair, for datagrams of `datagram` bytes
+ * (1/65536 units), and the factor (1/65536 units) that drains a queue of queue_delay on a path of
  * min_rtt. */
 uint64_t tern__target_payload_share_q16(uint64_t loss_q16, uint64_t repair_q16, uint64_t datagram);
 uint64_t tern__target_drain_q16(uint64_t queue_delay, uint64_t min_rtt);
