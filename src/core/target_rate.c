@@ -34,9 +34,9 @@
  *   - overheads: the payload share of the wire rate, (datagram - TERN__TGT_OVERHEAD) /
  *     datagram for headers, tag and frame header, divided by 1 + the larger of
  *     TERN__TGT_REPAIR_PER_LOSS x the loss rate of windows without a queue (the path's own
- *     loss, not drop-tail) and the repair the flows' FEC sent per byte of the rest (measured
- *     per window), then TERN__TGT_UTIL_PCT (95%) of that, room for an encoder's frame-size
- *     swings;
+ *     loss, not drop-tail) and the repair the flows' FEC sends per byte of the rest
+ *     (tern__fec_repair_share_q16), then TERN__TGT_UTIL_PCT (95%) of that, room for an
+ *     encoder's frame-size swings;
  *   - rises: with no queue (below half the threshold), in steps, one per two smoothed RTTs at
  *     most (time for a queue the last step built to show): x1.40 until the first episode (a
  *     startup), then x1.25 while below 80% of the capacity last seen (or none is known), x1.10
@@ -190,15 +190,6 @@ static int close_window(tern__target *t, const tern__tgt_input *in, uint64_t mrt
 {
     uint64_t now = in->now, datagram = in->datagram;
     uint64_t rate = mul_div(t->win_bytes, NS_PER_S, now - t->win_start);
-    /* the share of what we sent that was FEC repair (symbols of about a datagram's payload) */
-    uint64_t tx = in->tx_bytes - t->win_tx_bytes, rep = in->repair_sent - t->win_repair;
-    if (tx > 0) {
-        uint64_t sym = datagram > 2 * TERN__TGT_OVERHEAD ? datagram - TERN__TGT_OVERHEAD : datagram;
-        uint64_t r = min_u64(mul_div(rep * sym, Q16, tx), Q16);
-        t->repair_q16 = (t->repair_q16 * (TERN__TGT_LOSS_GAIN - 1) + r) / TERN__TGT_LOSS_GAIN;
-    }
-    t->win_tx_bytes = in->tx_bytes;
-    t->win_repair = in->repair_sent;
     ring_push(t->dlv, &t->dlv_next, rate, now);
     int sampled = t->win_min_rtt != UINT64_MAX;
     int queued = sampled && t->win_min_rtt >= mrtt + thr / 2;
@@ -306,7 +297,7 @@ void tern__target_on_ack(tern__target *t, const tern__tgt_input *in)
      * lag takes, or for the queue to grow again */
     if (qd <= thr / 2 || now >= t->episode_end + 2 * mrtt || qd > t->end_qd + thr) t->armed = 1;
 
-    uint64_t share = tern__target_payload_share_q16(t->loss_q16, t->repair_q16, in->datagram);
+    uint64_t share = tern__target_payload_share_q16(t->loss_q16, in->repair_q16, in->datagram);
     if (t->bps == 0) {
         /* the first estimate: the controller's, at least the initial window per RTT (its
          * first samples come from the handshake's small exchanges) */

@@ -18,15 +18,14 @@ typedef struct tern__tgt_input {
     uint64_t now;
     uint64_t acked_bytes; /* newly acknowledged bytes that were in flight */
     uint64_t srtt, latest_rtt;
-    int rtt_sample;       /* this ACK gave an RTT sample (latest_rtt is fresh) */
-    uint64_t cc_bw;       /* the congestion controller's bandwidth estimate */
-    int cc_limited;       /* the delivery-rate sample was not app-limited */
-    uint64_t datagram;    /* the largest datagram we build now (overhead share) */
-    uint64_t pacing;      /* the controller's pacing rate */
-    uint64_t unsent;      /* bytes the flows hold that have not left yet (UINT64_MAX: not
-                             sampled at this ACK, see tern__target_backlog_due) */
-    uint64_t tx_bytes;    /* bytes sent on the connection so far */
-    uint64_t repair_sent; /* FEC repair symbols sent so far */
+    int rtt_sample;      /* this ACK gave an RTT sample (latest_rtt is fresh) */
+    uint64_t cc_bw;      /* the congestion controller's bandwidth estimate */
+    int cc_limited;      /* the delivery-rate sample was not app-limited */
+    uint64_t datagram;   /* the largest datagram we build now (overhead share) */
+    uint64_t pacing;     /* the controller's pacing rate */
+    uint64_t unsent;     /* bytes the flows hold that have not left yet (UINT64_MAX: not
+                            sampled at this ACK, see tern__target_backlog_due) */
+    uint64_t repair_q16; /* repair's share of what the flows with FEC send (fec.c) */
 } tern__tgt_input;
 
 typedef struct tern__tgt_sample {
@@ -58,20 +57,18 @@ typedef struct tern__target {
     /* the capacity seen at the last standing queue, bytes/s on the wire (0: none known, or it
      * was probed past): rises near it are small */
     uint64_t ceiling;
-    uint8_t episode;                   /* a standing queue is being drained */
-    uint8_t queue_seen;                /* there was one since the start (startup steps are over) */
-    uint8_t armed;                     /* the smoothed RTT came down since the last episode */
-    uint64_t episode_at;               /* when it began */
-    uint64_t episode_end;              /* when the last one ended */
-    uint64_t end_qd;                   /* the queueing delay then */
-    uint64_t backlog;                  /* the sender's backlog (ns at the pacing rate) that stood
-                                          through the last window */
-    uint64_t episode_bps;              /* the target when it began */
-    uint64_t episode_cap;              /* the capacity it showed last (0: none yet) */
-    uint64_t loss_q16;                 /* loss rate of windows without a queue (the path's own) */
-    uint64_t repair_q16;               /* the share of the bytes sent that was FEC repair */
-    uint64_t win_tx_bytes, win_repair; /* tx_bytes and repair_sent when the window began */
-    uint8_t pending;                   /* an on_target_rate call is due (tern__target_events) */
+    uint8_t episode;      /* a standing queue is being drained */
+    uint8_t queue_seen;   /* there was one since the start (startup steps are over) */
+    uint8_t armed;        /* the smoothed RTT came down since the last episode */
+    uint64_t episode_at;  /* when it began */
+    uint64_t episode_end; /* when the last one ended */
+    uint64_t end_qd;      /* the queueing delay then */
+    uint64_t backlog;     /* the sender's backlog (ns at the pacing rate) that stood
+                             through the last window */
+    uint64_t episode_bps; /* the target when it began */
+    uint64_t episode_cap; /* the capacity it showed last (0: none yet) */
+    uint64_t loss_q16;    /* loss rate of windows without a queue (the path's own) */
+    uint8_t pending;      /* an on_target_rate call is due (tern__target_events) */
 } tern__target;
 
 /* Starts (or restarts, on a new path) with no estimate. */
@@ -85,8 +82,8 @@ int tern__target_backlog_due(tern__target *t, uint64_t now);
 void tern__target_on_lost(tern__target *t, uint64_t bytes);
 
 /* The pure parts, for tests: the share of the wire rate that is payload at loss_q16 with
- * repair_q16 of the bytes sent being FEC repair, for datagrams of `datagram` bytes (1/65536
- * units), and the factor (1/65536 units) that drains a queue of queue_delay on a path of
+ * repair_q16 of the bytes of the flows with FEC being repair, for datagrams of `datagram` bytes
+ * (1/65536 units), and the factor (1/65536 units) that drains a queue of queue_delay on a path of
  * min_rtt. */
 uint64_t tern__target_payload_share_q16(uint64_t loss_q16, uint64_t repair_q16, uint64_t datagram);
 uint64_t tern__target_drain_q16(uint64_t queue_delay, uint64_t min_rtt);
