@@ -632,7 +632,9 @@ struct tern_network_info {
     uint64_t srtt_ns, min_rtt_ns, rttvar_ns;
     uint64_t cwnd_bytes, bytes_in_flight;
     double loss_rate;         /* lost / sent packets over the recent past (0..1) */
-    uint64_t queue_delay_ns;  /* smoothed RTT above the minimum: what our own sending queues */
+    uint64_t queue_delay_ns;  /* what our own sending queues: smoothed RTT above the least of
+                                 the last 10 s, plus what waits at the sender when the
+                                 controller lets out less than is queued (protocol.md 6.3) */
     double loss_burst;        /* mean length of a run of lost packets (1: random loss) */
     uint64_t target_rate_bps; /* what an encoder should produce now (tern_conn_target_rate) */
 };

@@ -14,8 +14,9 @@
 
 size_t tern__fec_scratch_size(unsigned k, unsigned m)
 {
-    /* the generator (k + m rows), the decoding matrix and its inverse, the rows of the
-     * inverse for the missing sources, and ISA-L's tables for up to m rows */
+    /* encode: the generator (k + m rows) and ISA-L's tables for m rows; decode (nm <= k, m
+     * sources missing): their repairs' coefficients and decoding matrix (nm x k each), the
+     * nm x nm system and its inverse, and the tables for nm rows; both fit */
     return (size_t)(k + m) * k + 3u * k * k + 32u * k * m;
 }
 
@@ -64,26 +65,42 @@ int tern__fec_decode(unsigned k, unsigned m, size_t len, uint8_t *const *src, co
             if (j != mis[0]) xor_into(out, src[j], len);
         return TERN_OK;
     }
-    uint8_t *a = scratch;
-    uint8_t *b = a + (size_t)(k + m) * k, *binv = b + (size_t)k * k, *d = binv + (size_t)k * k;
-    uint8_t *tbls = d + (size_t)k * k;
+    /* Only the nm missing sources are unknown. With the first nm repairs there (repair ridx[t]
+     * is row k + ridx[t] of the generator: C[t][j] = 1 / ((k + ridx[t]) ^ j)) they satisfy
+     *   sum_u C[t][mis[u]] src[mis[u]] = rep[ridx[t]] + sum_{j there} C[t][j] src[j]  (+: XOR).
+     * M[t][u] = C[t][mis[u]] is a square submatrix of a Cauchy matrix, so invertible, and
+     *   src[mis[u]] = sum_t Minv[u][t] rep[ridx[t]] + sum_{j there} (Minv C)[u][j] src[j]:
+     * one pass of ec_encode_data over the k symbols there (the sources, then the nm repairs)
+     * with that nm x k decoding matrix. Setting it up costs O(nm^2 k), not the inversion of a
+     * k x k matrix (O(k^3)), which a peer could otherwise ask for with every tiny REPAIR. */
+    uint8_t *cf = scratch;                /* nm x k: C */
+    uint8_t *mm = cf + (size_t)nm * k;    /* nm x nm: M */
+    uint8_t *minv = mm + (size_t)nm * nm; /* nm x nm: its inverse */
+    uint8_t *d = minv + (size_t)nm * nm;  /* nm x k: the decoding matrix */
+    uint8_t *tbls = d + (size_t)nm * k;   /* 32 k nm: ISA-L's tables for d */
     uint8_t *in[TERN__FEC_MAX_K], *out[TERN__FEC_MAX_K];
-    gf_gen_cauchy1_matrix(a, (int)(k + m), (int)k);
-    /* the k symbols used, as rows of the generator: the sources there, then nm repairs */
-    unsigned r = 0;
-    for (unsigned j = 0; j < k; j++) {
-        if (!have[j]) continue;
-        memcpy(b + (size_t)r * k, a + (size_t)j * k, k);
-        in[r++] = src[j];
-    }
     for (unsigned t = 0; t < nm; t++) {
-        memcpy(b + (size_t)r * k, a + (size_t)(k + ridx[t]) * k, k);
-        in[r++] = rep[ridx[t]];
+        for (unsigned j = 0; j < k; j++)
+            cf[(size_t)t * k + j] = gf_inv((uint8_t)((k + ridx[t]) ^ j));
+        for (unsigned u = 0; u < nm; u++) mm[(size_t)t * nm + u] = cf[(size_t)t * k + mis[u]];
     }
-    if (gf_invert_matrix(b, binv, (int)k) != 0) return TERN_ERR_INVALID_ARG; /* Cauchy: never */
-    for (unsigned t = 0; t < nm; t++) {
-        memcpy(d + (size_t)t * k, binv + (size_t)mis[t] * k, k);
-        out[t] = src[mis[t]];
+    if (gf_invert_matrix(mm, minv, (int)nm) != 0) return TERN_ERR_INVALID_ARG; /* Cauchy: never */
+    for (unsigned u = 0; u < nm; u++) {
+        uint8_t *row = d + (size_t)u * k;
+        unsigned r = 0;
+        for (unsigned j = 0; j < k; j++) {
+            if (!have[j]) continue;
+            uint8_t v = 0;
+            for (unsigned t = 0; t < nm; t++)
+                v ^= gf_mul(minv[(size_t)u * nm + t], cf[(size_t)t * k + j]);
+            row[r] = v;
+            in[r++] = src[j];
+        }
+        for (unsigned t = 0; t < nm; t++) {
+            row[r] = minv[(size_t)u * nm + t];
+            in[r++] = rep[ridx[t]];
+        }
+        out[u] = src[mis[u]];
     }
     ec_init_tables((int)k, (int)nm, d, tbls);
     ec_encode_data((int)len, (int)k, (int)nm, tbls, in, out);
@@ -154,12 +171,13 @@ struct tern__fec_tx {
     uint8_t *rep;
     size_t rep_size;
     /* closed groups with repair waiting or in flight (for holding their lost fragments): its
-     * first fsn and k, repair symbols still to send and in flight, lost fragments held (bit j:
-     * first + j); a free slot has k 0. A group finding no free slot is not tracked: its losses
-     * go the usual way. */
+     * first fsn and k, repair symbols still to send, those in flight (bit i: repair i, so that
+     * a packet acknowledged after it was declared lost counts once), lost fragments held (bit
+     * j: first + j); a free slot has k 0. A group finding no free slot is not tracked: its
+     * losses go the usual way. */
     struct {
-        uint64_t first, held;
-        uint8_t k, to_send, out;
+        uint64_t first, held, out;
+        uint8_t k, to_send;
     } g[TX_GROUPS];
     uint8_t release_due;
 };
@@ -219,7 +237,7 @@ void tern__fec_repair_done(tern_conn *c, tern__sflow *f, const tern__sent_entry 
     if (t == NULL) return;
     for (int i = 0; i < TX_GROUPS; i++) {
         if (t->g[i].k == 0 || t->g[i].first != e->fsn) continue;
-        if (t->g[i].out) t->g[i].out--;
+        t->g[i].out &= ~((uint64_t)1 << (e->part & 63)); /* a late ACK of a lost one: no-op */
         slot_check(t, i);
         if (t->release_due) tern__ep_mark_send(c->ep, c);
         return;
@@ -433,6 +451,9 @@ uint8_t *tern__fec_write_repair(tern_conn *c, tern__sflow *f, uint8_t *p, const 
         uint64_t d = tern__flow_owd_bound(c);
         uint64_t left = t->r_deadline > now ? t->r_deadline - now : 0;
         ttl = 1 + (left > d ? (left - d) / TERN_NS_PER_MS : 0);
+        /* a deadline_ms may reach 49 days; the frame carries a day at most (the receiver
+         * refuses more): a rebuilt message then expires a day from now at the earliest */
+        if (ttl > TERN__FEC_MAX_TTL) ttl = TERN__FEC_MAX_TTL;
     }
     size_t hdr = tern__varint_len(TERN__FRAME_REPAIR) + tern__varint_len(f->id) +
                  tern__varint_len(t->r_first) + tern__varint_len(t->r_k) +
@@ -461,7 +482,7 @@ uint8_t *tern__fec_write_repair(tern_conn *c, tern__sflow *f, uint8_t *p, const 
     t->r_next++;
     if (t->r_slot >= 0) {
         t->g[t->r_slot].to_send--;
-        t->g[t->r_slot].out++;
+        t->g[t->r_slot].out |= (uint64_t)1 << e->part;
         if (t->r_next == t->r_m) t->r_slot = -1;
     }
     c->st.fec_repair_sent++;

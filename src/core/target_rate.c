@@ -8,7 +8,7 @@
  * while an encoder that keeps producing at the old rate fills the bottleneck's queue at the
  * difference; and an application-limited sender (one that produces exactly what it is told)
  * never shows BBR more than its own rate, so the estimate cannot tell it to grow either. The
- * target is therefore built from what the ACKs show directly:
+ * target is therefore built from what the ACKs show directly (tern__target_on_ack, every ACK):
  *
  *   - delivery windows: the bytes acknowledged over windows of half a min RTT (at least 20 ms)
  *     give the delivery rate. A window throughout which our own queue stood (its lowest RTT
@@ -17,33 +17,48 @@
  *     end, so its rate is the capacity: a capacity sample. While the queue drains the
  *     bottleneck stays busy too, so what we send less does not pull the estimate down;
  *   - the queueing delay: smoothed RTT above the min RTT of the last 10 s (a path that became
- *     longer stops counting as a queue within 10 s). Above the threshold (max(20 ms, min RTT /
- *     8)) a queue stands: the target falls at once to the capacity samples of the last two min
- *     RTTs (before the first of them, to the target when the queue was first seen), less the
- *     overheads below, times a drain factor 1 - queue delay / (2 max(min RTT, 100 ms)), at
- *     least 1/2, so the queue empties in a few round trips;
+ *     longer stops counting as a queue within 10 s), plus the sender's own backlog when it
+ *     stood through the last window (what the flows hold unsent, at the pacing rate: the
+ *     controller lets out less than the application produces). The threshold: max(20 ms, min
+ *     RTT / 8, 3 datagrams' serialization at the delivery rate, as every RTT sample holds its
+ *     own packet's and a frame sent as one burst the others');
+ *   - an episode: above the threshold our queue stands. The target falls at once to the
+ *     capacity of the last min RTT (before the first sample, to the target when the episode
+ *     began), less the overheads below, times a drain factor 1 - queue delay / (3 max(min RTT,
+ *     100 ms)), at least 1/4, so the queue empties in a few round trips. The episode ends when
+ *     a delivery window of packets sent after it began saw the queue empty (the smoothed RTT
+ *     lags by many samples), and the target goes straight back to the capacity it showed (for
+ *     a queue that stood only at the sender: to where it was, at most the controller's
+ *     estimate): that is no probe. The next episode waits for the smoothed RTT to come down, for
+ *     2 min RTTs, or for the queue to grow by the threshold again;
  *   - overheads: the payload share of the wire rate, (datagram - TERN__TGT_OVERHEAD) /
- *     datagram for headers, tag and frame header, divided by 1 + TERN__TGT_REPAIR_PER_LOSS x
- *     the loss rate for what the flows' repair (FEC) and retransmissions add, then
- *     TERN__TGT_UTIL (95%) of that, room for an encoder's frame-size swings;
- *   - rises: once the queue is gone (below half the threshold), the target goes straight back
- *     to the last measured capacity (less the overheads): that is no probe. Beyond it, it rises
- *     in steps, one per two smoothed RTTs at most (time for a queue the last step built to
- *     show): x1.25 while below 80% of the capacity last seen (or none is known), x1.10 near it;
- *     once 10% past it without a queue the old capacity is forgotten and steps are x1.25
- *     again. A step never goes beyond 1.25 x (x1.10) what was delivered over the last 3
- *     smoothed RTTs, nor, when the sender used its whole window, beyond the controller's
- *     estimate: a sender that does not use what it is given is not given more.
+ *     datagram for headers, tag and frame header, divided by 1 + the larger of
+ *     TERN__TGT_REPAIR_PER_LOSS x the loss rate of windows without a queue (the path's own
+ *     loss, not drop-tail) and the repair the flows' FEC sends per byte of the rest
+ *     (tern__fec_repair_share_q16), then TERN__TGT_UTIL_PCT (95%) of that, room for an
+ *     encoder's frame-size swings;
+ *   - rises: with no queue (below half the threshold), in steps, one per two smoothed RTTs at
+ *     most (time for a queue the last step built to show): x1.40 until the first episode (a
+ *     startup), then x1.25 while below 80% of the capacity last seen (or none is known), x1.10
+ *     at most every 3 smoothed RTTs near it, or when the last step raised the queueing delay by
+ *     a quarter of the threshold; 20% past the old capacity without a queue it is forgotten. A
+ *     step never goes beyond the step times what was delivered over the last 3 smoothed RTTs,
+ *     nor, while the sender uses its whole window, beyond the controller's estimate: a sender
+ *     that does not use what it is given is not given more, and none is asked for more than
+ *     the controller lets out.
  *
  * Loss alone never lowers the target beyond the repair share: random loss of a few per cent on
  * a radio link is not congestion (BBR does not read it as such either). With CUBIC or NewReno
- * loss shrinks the window, the sender's own backlog builds, and the queue and delivery signals
- * above follow.
+ * loss shrinks the window, the sender's backlog builds, and the signals above follow.
  *
  * Reporting: on_target_rate when the target has moved 10% from what was last reported: a fall
- * at most every half min RTT, a rise at most every smoothed RTT. A link whose rate falls is
- * reported within about two round trips: one for the ACKs to show the queue (the first, partial
- * cut), one window and the RTT it lags for the first capacity sample.
+ * at most every half min RTT, a rise at most every smoothed RTT; after each received packet
+ * (tern__target_events), where the flows' events are delivered. A link whose rate falls shows
+ * in the ACKs one round trip later; the first cut is reported within about 2 RTTs of the fall
+ * and the new rate within about 2-4 (test_target_sim: at most 3 and 5 at 300 ms).
+ *
+ * The state lives in the connection's loss recovery (tern__recovery.tgt) and is reset with it
+ * when the path changes: the new path starts from no estimate.
  */
 #include "core/target_rate.h"
 
@@ -65,21 +80,21 @@
  * repair per flow. */
 #define TERN__TGT_REPAIR_PER_LOSS 2
 #define TERN__TGT_REPAIR_MAX_Q16 (Q16 / 2) /* at most half again of the payload */
-#define TERN__TGT_UTIL_PCT 95             /* of the capacity, less overheads */
+#define TERN__TGT_UTIL_PCT 95              /* of the capacity, less overheads */
 #define TERN__TGT_MIN_RTT_WIN (10000 * MS) /* the min RTT's sliding window */
 #define TERN__TGT_QUEUE_MIN (20 * MS)      /* the queue threshold's floor */
 #define TERN__TGT_QUEUE_PACKETS 3          /* ... and at least this many datagrams' time */
 #define TERN__TGT_WIN_MIN (20 * MS)        /* a delivery window's shortest length */
 #define TERN__TGT_DRAIN_RTT_MIN (100 * MS)
-#define TERN__TGT_DRAIN_RTTS 3             /* the drain factor: 1 - queue delay / (3 min RTT) */
-#define TERN__TGT_DRAIN_MIN_Q16 (Q16 / 4)  /* ... at least 1/4 */
-#define TERN__TGT_STEP_START 140           /* percent, until the first standing queue */
+#define TERN__TGT_DRAIN_RTTS 3            /* the drain factor: 1 - queue delay / (3 min RTT) */
+#define TERN__TGT_DRAIN_MIN_Q16 (Q16 / 4) /* ... at least 1/4 */
+#define TERN__TGT_INIT_DATAGRAMS 10       /* the first target: the initial window per RTT */
+#define TERN__TGT_STEP_START 140          /* percent, until the first standing queue */
 #define TERN__TGT_STEP_FAST 125
-#define TERN__TGT_INIT_DATAGRAMS 10        /* the first target: the initial window per RTT */
 #define TERN__TGT_STEP_NEAR 110
-#define TERN__TGT_DLV_RTTS 3               /* look-back of the delivered-rate bound */
-#define TERN__TGT_FLOOR_BPS 24000          /* the least target (a low audio rate) */
-#define TERN__TGT_LOSS_GAIN 8              /* the loss estimate's EWMA: 1/8 per window */
+#define TERN__TGT_DLV_RTTS 3      /* look-back of the delivered-rate bound */
+#define TERN__TGT_FLOOR_BPS 24000 /* the least target (a low audio rate) */
+#define TERN__TGT_LOSS_GAIN 8     /* the loss estimate's EWMA: 1/8 per window */
 
 static uint64_t mul_div(uint64_t a, uint64_t b, uint64_t c)
 {
@@ -87,8 +102,14 @@ static uint64_t mul_div(uint64_t a, uint64_t b, uint64_t c)
     return v > UINT64_MAX ? UINT64_MAX : (uint64_t)v;
 }
 
-static uint64_t max_u64(uint64_t a, uint64_t b) { return a > b ? a : b; }
-static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
+static uint64_t max_u64(uint64_t a, uint64_t b)
+{
+    return a > b ? a : b;
+}
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
 
 void tern__target_init(tern__target *t, uint64_t now)
 {
@@ -100,13 +121,18 @@ void tern__target_init(tern__target *t, uint64_t now)
     t->win_min_backlog = UINT64_MAX;
 }
 
-uint64_t tern__target_payload_share_q16(uint64_t loss_q16, uint64_t datagram)
+uint64_t tern__target_payload_share_q16(uint64_t loss_q16, uint64_t repair_q16, uint64_t datagram)
 {
     if (datagram < 2 * TERN__TGT_OVERHEAD) datagram = 2 * TERN__TGT_OVERHEAD;
     uint64_t share = mul_div(datagram - TERN__TGT_OVERHEAD, Q16, datagram);
-    uint64_t repair = TERN__TGT_REPAIR_PER_LOSS * min_u64(loss_q16, Q16);
-    if (repair > TERN__TGT_REPAIR_MAX_Q16) repair = TERN__TGT_REPAIR_MAX_Q16;
-    return mul_div(share, Q16, Q16 + repair);
+    /* what repair and retransmission add per payload byte: the allowance for the loss rate, or
+     * the repair the flows' FEC actually sent (a fraction of the wire: r / (1 - r) per byte of
+     * the rest), whichever is more */
+    uint64_t extra = TERN__TGT_REPAIR_PER_LOSS * min_u64(loss_q16, Q16);
+    if (repair_q16 >= Q16 / 2) repair_q16 = Q16 / 2;
+    extra = max_u64(extra, mul_div(repair_q16, Q16, Q16 - repair_q16));
+    if (extra > TERN__TGT_REPAIR_MAX_Q16) extra = TERN__TGT_REPAIR_MAX_Q16;
+    return mul_div(share, Q16, Q16 + extra);
 }
 
 uint64_t tern__target_drain_q16(uint64_t queue_delay, uint64_t min_rtt)
@@ -160,9 +186,9 @@ static void ring_push(tern__tgt_sample *ring, uint32_t *next, uint64_t rate, uin
 /* Closes the delivery window at now: a delivery sample, a capacity sample when our queue
  * stood throughout it, the loss estimate when no queue stood. Returns 1 when the window saw the
  * queue empty (an RTT sample less than half the threshold above the min RTT). */
-static int close_window(tern__target *t, uint64_t now, uint64_t mrtt, uint64_t thr,
-                        uint64_t datagram)
+static int close_window(tern__target *t, const tern__tgt_input *in, uint64_t mrtt, uint64_t thr)
 {
+    uint64_t now = in->now, datagram = in->datagram;
     uint64_t rate = mul_div(t->win_bytes, NS_PER_S, now - t->win_start);
     ring_push(t->dlv, &t->dlv_next, rate, now);
     int sampled = t->win_min_rtt != UINT64_MAX;
@@ -174,7 +200,7 @@ static int close_window(tern__target *t, uint64_t now, uint64_t mrtt, uint64_t t
                 t->win_lost * 10 >= t->win_bytes + t->win_lost;
     if ((queued || lossy) && rate > 0) {
         ring_push(t->cap, &t->cap_next, rate, now);
-        t->ceiling = ring_max(t->cap, now - 2 * mrtt);
+        t->ceiling = ring_max(t->cap, now - mrtt);
         if (t->episode) t->episode_cap = t->ceiling;
     }
     if (sampled && t->win_min_rtt < mrtt + thr / 4 && t->win_bytes + t->win_lost > 0) {
@@ -199,6 +225,15 @@ static uint64_t payload_bps(uint64_t wire, uint64_t share, uint64_t pct)
     return mul_div(mul_div(wire * 8, share, Q16), pct, 100);
 }
 
+int tern__target_backlog_due(tern__target *t, uint64_t now)
+{
+    if (now < t->backlog_next) return 0;
+    uint64_t mrtt = min_rtt(t);
+    uint64_t gap = mrtt == UINT64_MAX ? 0 : max_u64(mrtt / 2, TERN__TGT_WIN_MIN) / 16;
+    t->backlog_next = now + max_u64(gap, MS);
+    return 1;
+}
+
 void tern__target_on_lost(tern__target *t, uint64_t bytes)
 {
     t->win_lost += bytes;
@@ -215,8 +250,10 @@ static void probe(tern__target *t, const tern__tgt_input *in, uint64_t share, ui
         /* near the capacity last seen a small overload builds its queue slowly: small steps,
          * 3 RTTs apart; 20% past it without a queue it was stale */
         uint64_t ceil = payload_bps(t->ceiling, share, TERN__TGT_UTIL_PCT);
-        if (t->bps * 10 >= ceil * 12) t->ceiling = 0;
-        else if (t->bps * 10 >= ceil * 8) step = TERN__TGT_STEP_NEAR;
+        if (t->bps * 10 >= ceil * 12)
+            t->ceiling = 0;
+        else if (t->bps * 10 >= ceil * 8)
+            step = TERN__TGT_STEP_NEAR;
         if (step == TERN__TGT_STEP_NEAR && now < t->last_rise + 3 * srtt) return;
     }
     /* the last step started a queue, too small yet to count: a small one */
@@ -247,18 +284,20 @@ void tern__target_on_ack(tern__target *t, const tern__tgt_input *in)
     /* the queue is ours wherever it stands: in the network (the RTT above its minimum) or still
      * at the sender, when the controller lets out less than the application produces (what
      * waits, at the pacing rate) */
-    uint64_t backlog = in->pacing ? mul_div(in->unsent, NS_PER_S, in->pacing) : 0;
-    if (backlog < t->win_min_backlog) t->win_min_backlog = backlog;
+    if (in->unsent != UINT64_MAX) {
+        uint64_t backlog = in->pacing ? mul_div(in->unsent, NS_PER_S, in->pacing) : 0;
+        if (backlog < t->win_min_backlog) t->win_min_backlog = backlog;
+    }
     int emptied = 0;
     if (now - t->win_start >= max_u64(mrtt / 2, TERN__TGT_WIN_MIN))
-        emptied = close_window(t, now, mrtt, thr, in->datagram);
+        emptied = close_window(t, in, mrtt, thr);
     uint64_t qd = srtt - mrtt + t->backlog;
     t->queue_delay = qd;
-    /* after an episode, the next one waits for the smoothed RTT to come down, or for the time
-     * its lag takes (a queue that builds again meanwhile is a new one) */
-    if (qd <= thr / 2 || now >= t->episode_end + 2 * srtt) t->armed = 1;
+    /* after an episode, the next one waits for the smoothed RTT to come down, for the time its
+     * lag takes, or for the queue to grow again */
+    if (qd <= thr / 2 || now >= t->episode_end + 2 * mrtt || qd > t->end_qd + thr) t->armed = 1;
 
-    uint64_t share = tern__target_payload_share_q16(t->loss_q16, in->datagram);
+    uint64_t share = tern__target_payload_share_q16(t->loss_q16, in->repair_q16, in->datagram);
     if (t->bps == 0) {
         /* the first estimate: the controller's, at least the initial window per RTT (its
          * first samples come from the handshake's small exchanges) */
@@ -274,8 +313,10 @@ void tern__target_on_ack(tern__target *t, const tern__tgt_input *in)
         t->episode = 0;
         t->armed = 0;
         t->episode_end = now;
-        uint64_t back = t->episode_cap ? payload_bps(t->episode_cap, share, TERN__TGT_UTIL_PCT)
-                                       : min_u64(t->episode_bps, payload_bps(in->cc_bw, share, 100));
+        t->end_qd = qd;
+        uint64_t back = t->episode_cap
+                            ? payload_bps(t->episode_cap, share, TERN__TGT_UTIL_PCT)
+                            : min_u64(t->episode_bps, payload_bps(in->cc_bw, share, 100));
         if (back > t->bps) {
             t->bps = back;
             t->last_rise = now;
@@ -326,7 +367,8 @@ uint64_t tern__target_unsent(const tern_conn *c)
 {
     uint64_t n = 0;
     for (const tern__sflow *f = c->flows.send; f; f = f->next) {
-        for (const tern__msg *m = f->head; m; m = m->next) n += m->len - m->cut;
+        for (const tern__msg *m = f->head; m; m = m->next)
+            n += m->len - m->cut;
         n += (uint64_t)f->lost_n * tern__conn_max_payload(c);
     }
     return n;

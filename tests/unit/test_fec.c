@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/fec.h"
 #include "core/flow_int.h"
@@ -74,6 +75,80 @@ static void test_codec_every_loss_pattern(void)
         for (unsigned m = 1; m <= 4; m++) codec_all_patterns(ks[a], m, 1 + (ks[a] * 7 + m) % 61);
     /* the largest group with a few repair: one pattern per count of lost sources */
     codec_all_patterns(12, 3, 40);
+}
+
+/* Groups of up to 64 with many repair: random loss patterns that leave k symbols rebuild. */
+static void test_codec_large_groups(void)
+{
+    static uint8_t src[64][50], rep[64][50], work[64][50];
+    uint8_t *sp[64], *rp[64], *wp[64];
+    static const unsigned ms[] = {2, 7, 64};
+    for (size_t a = 0; a < 3; a++) {
+        unsigned k = 64, m = ms[a], bad = 0;
+        for (unsigned j = 0; j < k; j++) {
+            for (size_t i = 0; i < sizeof(src[j]); i++) src[j][i] = (uint8_t)rand();
+            sp[j] = src[j];
+            wp[j] = work[j];
+        }
+        for (unsigned i = 0; i < m; i++) rp[i] = rep[i];
+        uint8_t *scratch = scratch_for(k, m);
+        TT_REQUIRE(tern__fec_encode(k, m, sizeof(src[0]), sp, rp, scratch) == TERN_OK);
+        for (int trial = 0; trial < 200; trial++) {
+            uint8_t have[64], rep_have[64];
+            unsigned lost = 0, reps = 0;
+            for (unsigned j = 0; j < k; j++) {
+                have[j] = (uint8_t)(rand() % 4 != 0);
+                lost += !have[j];
+                memcpy(work[j], src[j], sizeof(src[j]));
+                if (!have[j]) memset(work[j], 0xee, sizeof(work[j]));
+            }
+            for (unsigned i = 0; i < m; i++) reps += rep_have[i] = (uint8_t)(rand() % 3 != 0);
+            int rc = tern__fec_decode(k, m, sizeof(src[0]), wp, have, rp, rep_have, scratch);
+            if (lost > reps) {
+                bad += rc != TERN_ERR_AGAIN;
+                continue;
+            }
+            bad += rc != TERN_OK;
+            for (unsigned j = 0; j < k; j++) bad += memcmp(work[j], src[j], sizeof(src[j])) != 0;
+        }
+        TT_CHECK_MSG(bad == 0, "k 64 m %u: %u bad", m, bad);
+        free(scratch);
+    }
+}
+
+/* Rebuilding one source of a group of 64 costs about what the rebuilt bytes cost, not the
+ * inversion of a 64 x 64 matrix: a peer can ask for one rebuild with every tiny REPAIR of a
+ * sliding group (k 64, m 64, the rest cached), so 4000 of them must take well under a second
+ * (the full inversion took about 1 ms each). */
+static void test_codec_decode_cost(void)
+{
+    static uint8_t src[64][8], rep[64][8];
+    uint8_t *sp[64], *rp[64], have[64], rep_have[64];
+    for (unsigned j = 0; j < 64; j++) {
+        sp[j] = src[j];
+        rp[j] = rep[j];
+        memset(src[j], (int)j, sizeof(src[j]));
+        have[j] = rep_have[j] = 1;
+    }
+    uint8_t *scratch = scratch_for(64, 64);
+    TT_REQUIRE(tern__fec_encode(64, 64, 8, sp, rp, scratch) == TERN_OK);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    unsigned bad = 0;
+    for (unsigned n = 0; n < 4000; n++) {
+        unsigned j = n % 64;
+        have[j] = 0;
+        memset(src[j], 0, sizeof(src[j]));
+        bad += tern__fec_decode(64, 64, 8, sp, have, rp, rep_have, scratch) != TERN_OK;
+        bad += src[j][0] != j || src[j][7] != j;
+        have[j] = 1;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    printf("    4000 single rebuilds in groups of 64: %.1f ms\n", ms);
+    TT_CHECK_EQ_INT(bad, 0);
+    TT_CHECK_MSG(ms < 400, "%.1f ms", ms);
+    free(scratch);
 }
 
 static void test_codec_one_repair_is_xor(void)
@@ -301,6 +376,86 @@ static void test_rebuild_between_connections(void)
     core_rig_free(&b);
 }
 
+/* A repair packet declared lost and then acknowledged after all (a spurious loss) counts
+ * once: the lost fragment stays held while its group's other repair is in flight (it was let
+ * go and retransmitted, though that repair could still rebuild it). */
+static void test_repair_spurious_loss_counts_once(void)
+{
+    core_rig a, b;
+    pair_init(&a, &b);
+    tern_flow_config cfg;
+    tern_flow_config_default(&cfg);
+    cfg.fec = TERN_FEC_FIXED;
+    cfg.fec_repair_pct = 50; /* 2 repair or more */
+    uint64_t flow;
+    TT_REQUIRE(tern_flow_open(a.c, &cfg, &flow) == TERN_OK);
+    static uint8_t msg[4000];
+    memset(msg, 3, sizeof(msg));
+    TT_REQUIRE(tern_flow_send(a.c, flow, a.now, msg, sizeof(msg), -1) == TERN_OK);
+    tern__sflow *sf = tern__sflow_find(a.c, flow);
+    TT_REQUIRE(sf != NULL);
+    unsigned nrep = transfer(&a, &b, 1, 2);
+    TT_REQUIRE_MSG(nrep >= 2, "%u repairs", nrep);
+    tern__sent_entry d, r;
+    memset(&d, 0, sizeof(d));
+    d.flow_id = flow;
+    d.fsn = 1;
+    d.kind = ENT_DATA;
+    memset(&r, 0, sizeof(r));
+    r.flow_id = flow;
+    r.fsn = 0;
+    r.kind = ENT_REPAIR;
+    tern__flow_on_lost(a.c, &d, a.now);
+    TT_CHECK_EQ_INT(sf->frags[1 % sf->cap].state, FRAG_INFLIGHT); /* held */
+    r.part = 0;
+    tern__flow_on_lost(a.c, &r, a.now);
+    tern__flow_on_acked(a.c, &r); /* the same packet: a late ACK */
+    for (unsigned i = 1; i + 1 < nrep; i++) {
+        r.part = (uint8_t)i;
+        tern__flow_on_acked(a.c, &r);
+    }
+    tern__flow_has_data(a.c, a.now);
+    TT_CHECK_EQ_INT(sf->frags[1 % sf->cap].state, FRAG_INFLIGHT); /* the last repair is out */
+    TT_CHECK_EQ_U64(sf->lost_n, 0);
+    r.part = (uint8_t)(nrep - 1);
+    tern__flow_on_acked(a.c, &r); /* and nothing rebuilt: back to loss recovery */
+    tern__flow_has_data(a.c, a.now);
+    TT_CHECK_EQ_INT(sf->frags[1 % sf->cap].state, FRAG_LOST);
+    TT_CHECK_EQ_U64(sf->lost_n, 1);
+    core_rig_free(&a);
+    core_rig_free(&b);
+}
+
+/* A message whose deadline is further than the day a REPAIR's ttl may carry (deadline_ms
+ * goes to 49 days): its repair says a day, and the receiver rebuilds it (it refused the frame,
+ * a protocol violation that closed the connection). */
+static void test_repair_ttl_beyond_a_day(void)
+{
+    core_rig a, b;
+    pair_init(&a, &b);
+    rx_log log;
+    memset(&log, 0, sizeof(log));
+    the_log = &log;
+    tern_flow_config cfg;
+    tern_flow_config_default(&cfg);
+    cfg.fec = TERN_FEC_FIXED;
+    cfg.reliability = TERN_FLOW_PARTIAL;
+    cfg.deadline_ms = 3u * 86400000u;
+    uint64_t flow;
+    TT_REQUIRE(tern_flow_open(a.c, &cfg, &flow) == TERN_OK);
+    static uint8_t msg[4000];
+    for (size_t i = 0; i < sizeof(msg); i++) msg[i] = (uint8_t)(i * 7 + 1);
+    TT_REQUIRE(tern_flow_send(a.c, flow, a.now, msg, sizeof(msg), -1) == TERN_OK);
+    TT_CHECK(transfer(&a, &b, 0, 0) >= 1); /* its first fragment (BEGIN, with TTL) lost */
+    TT_CHECK_EQ_INT(tern_conn_get_state(b.c), TERN_CONN_ESTABLISHED);
+    TT_REQUIRE(log.n == 1);
+    TT_CHECK(memcmp(log.data[0], msg, sizeof(msg)) == 0);
+    TT_CHECK_EQ_U64(b.c->st.fec_recovered, 1);
+    the_log = NULL;
+    core_rig_free(&a);
+    core_rig_free(&b);
+}
+
 /* A REPAIR frame's body (after the type) into buf; returns its end. */
 static uint8_t *put_repair(uint8_t *buf, size_t cap, uint64_t id, uint64_t first, uint64_t k,
                            uint64_t m, uint64_t idx, uint64_t ttl, uint64_t len)
@@ -504,10 +659,14 @@ static void test_repair_budget(void)
 
 static const tt_case cases[] = {
     TT_CASE(test_codec_every_loss_pattern),
+    TT_CASE(test_codec_large_groups),
+    TT_CASE(test_codec_decode_cost),
     TT_CASE(test_codec_one_repair_is_xor),
     TT_CASE(test_choose_m),
     TT_CASE(test_rebuild_between_connections),
     TT_CASE(test_sender_holds_lost_for_repair),
+    TT_CASE(test_repair_ttl_beyond_a_day),
+    TT_CASE(test_repair_spurious_loss_counts_once),
     TT_CASE(test_malformed_frames),
     TT_CASE(test_repair_budget),
     {NULL, NULL},

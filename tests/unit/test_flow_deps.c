@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "core/conn_int.h"
+#include "core/fec.h"
 #include "core/flow_int.h"
 #include "core/conn.h"
 #include "support/core_rig.h"
@@ -43,7 +44,8 @@ typedef struct duo {
     tern_flow_progress prog;
 } duo;
 
-static duo *cur; /* the callbacks' duo (each rig's user_data is the duo too) */
+static duo *cur;        /* the callbacks' duo (each rig's user_data is the duo too) */
+static uint8_t duo_fec; /* the next duo's flow's TERN_FEC_* */
 
 static void d_message(tern_conn *c, uint64_t flow, const uint8_t *data, size_t len, void *u)
 {
@@ -110,6 +112,9 @@ static void duo_init(duo *d, int rel, uint32_t deadline_ms, int unordered)
     fc.reliability = (uint8_t)rel;
     fc.deadline_ms = deadline_ms;
     fc.ordered = unordered ? 0 : 1;
+    fc.fec = duo_fec;
+    fc.fec_group = 3;
+    fc.fec_repair_pct = 34;
     TT_REQUIRE(tern_flow_open(d->a.c, &fc, &d->flow) == TERN_OK);
 }
 
@@ -466,8 +471,9 @@ static void test_errors(void)
     tern_msg_opts o = {8, 0, 0, 0};
     TT_CHECK_EQ_INT(tern_flow_send_msg(d.a.c, d.flow, d.now, (const uint8_t *)"x", 1, &o, NULL),
                     TERN_ERR_INVALID_ARG); /* priority 8 */
-    TT_CHECK_EQ_INT(tern_flow_send_msg(d.a.c, d.flow + 2, d.now, (const uint8_t *)"x", 1, NULL, NULL),
-                    TERN_ERR_NOT_FOUND);
+    TT_CHECK_EQ_INT(
+        tern_flow_send_msg(d.a.c, d.flow + 2, d.now, (const uint8_t *)"x", 1, NULL, NULL),
+        TERN_ERR_NOT_FOUND);
     /* dependencies need an ordered message flow */
     tern_flow_config fc;
     tern_flow_config_default(&fc);
@@ -624,6 +630,46 @@ static void test_untagged_between(void)
     TT_CHECK_EQ_INT(tern__flow_on_frame(d.b.c, TERN__FRAME_FLOW_DATA, &q, p), TERN_OK);
     TT_CHECK_EQ_U64(d.delivered, 5);
     TT_CHECK_EQ_U64(tern__rflow_find(d.b.c, 0)->next_mid, 7); /* taken as message 6 */
+    duo_free(&d);
+}
+
+/* Forward error correction rebuilds a lost fragment with its DEP fields (its symbol carries
+ * them): the rebuilt message is checked and numbered like any other. */
+static void test_fec_rebuilt(void)
+{
+    duo d;
+    duo_fec = TERN_FEC_FIXED;
+    duo_init(&d, TERN_FLOW_PARTIAL, 0, 0);
+    duo_fec = TERN_FEC_OFF;
+    core_rig sink; /* takes the frames the network loses */
+    core_rig_init(&sink, NULL);
+    sink.c->is_server = 1;
+    sink.c->flows.peer_next = 0;
+    TT_REQUIRE(msg(&d, 1, 100, TERN_MSG_KEYFRAME, 0, NULL) == TERN_OK);
+    TT_REQUIRE(msg(&d, 2, 100, TERN_MSG_GOP, 0, NULL) == TERN_OK);
+    TT_REQUIRE(msg(&d, 3, 100, TERN_MSG_DEPENDS, 1, NULL) == TERN_OK);
+    pkt k;
+    int repairs = 0;
+    for (int n = 0; n < 8 && build(d.a.c, d.now, &k, 0); n++) {
+        const uint8_t *q = k.frames, *end = k.frames + k.len;
+        while (q < end) {
+            uint64_t type, flow, fsn;
+            q = tern__get_varint(q, end, &type);
+            const uint8_t *body = q;
+            TT_REQUIRE(tern__get_varint(tern__get_varint(body, end, &flow), end, &fsn) != NULL);
+            repairs += type == TERN__FRAME_REPAIR;
+            tern_conn *to = type == TERN__FRAME_FLOW_DATA && fsn == 1 ? sink.c : d.b.c;
+            TT_REQUIRE(tern__flow_on_frame(to, type, &q, end) == TERN_OK);
+        }
+    }
+    TT_CHECK(repairs >= 1);
+    TT_CHECK_EQ_U64(d.b.c->st.fec_recovered, 1);
+    TT_CHECK_EQ_U64(d.delivered, 3);
+    TT_CHECK_EQ_U64(d.b.c->st.msgs_skipped_dep, 0);
+    tern__rflow *rf = tern__rflow_find(d.b.c, d.flow);
+    TT_CHECK_EQ_U64(rf->next_mid, 3);
+    TT_CHECK(!rf->untagged); /* message 1 came back with its ID */
+    core_rig_free(&sink);
     duo_free(&d);
 }
 
@@ -813,10 +859,17 @@ static void test_sim_video(void)
 int main(int argc, char **argv)
 {
     static const tt_case cases[] = {
-        TT_CASE(test_wire),       TT_CASE(test_cascade_and_skip),
-        TT_CASE(test_cascade_retransmission), TT_CASE(test_keyframe_rate),
-        TT_CASE(test_flush),      TT_CASE(test_errors),           TT_CASE(test_hostile),
-        TT_CASE(test_untagged_between), TT_CASE(test_sim_video), {NULL, NULL},
+        TT_CASE(test_wire),
+        TT_CASE(test_cascade_and_skip),
+        TT_CASE(test_cascade_retransmission),
+        TT_CASE(test_keyframe_rate),
+        TT_CASE(test_flush),
+        TT_CASE(test_errors),
+        TT_CASE(test_hostile),
+        TT_CASE(test_untagged_between),
+        TT_CASE(test_fec_rebuilt),
+        TT_CASE(test_sim_video),
+        {NULL, NULL},
     };
     return tt_main(argc, argv, cases);
 }
