@@ -17,10 +17,11 @@
 # and compares with the capture time the sender wrote in it (CLOCK_REALTIME, one host: the
 # clocks agree). A frame is on time when it arrives intact within the playout budget, the same
 # for every peer: one-way delay + 100 ms (RTT/2 + 100). "delivered" counts frames that arrived at
-# all, on time or late. One decoding rule for every peer: a P-frame counts as on time only when
-# the frame before it was shown too (a frame whose reference is missing cannot be decoded), so a
-# transport that loses a frame pays for the rest of that group of pictures, unless a keyframe
-# comes sooner (tern's sender sends one when asked).
+# all, on time or late. One decoding rule for every peer (stream_stats_summary): a P-frame is
+# shown only when it and every frame back to its keyframe arrived by its display time (a late
+# frame is not shown but still serves as a reference), so a transport that loses a frame pays
+# for the rest of that group of pictures, unless a keyframe comes sooner (tern's sender sends
+# one when asked).
 #
 # Peers:
 #   tern      tern stream send/recv: a PARTIAL ordered flow, one message per frame with a
@@ -39,8 +40,9 @@
 #
 # Output: a markdown table (one row per cell and peer), then "ratio" lines per cell: tern's
 # frames on time over each SRT peer's, and the p99 latencies. --keep DIR keeps every process's
-# log there; --tern-args adds options to tern stream send (e.g. "--fec fixed"). Needs root, srt-live-transmit (srt-tools), a built tern and tern-linkem (the newest
-# build*/ under the source tree, or TERN / NETLAB_LINKEM).
+# log there (with each receiver's --frames-log); --tern-args adds options to tern stream send
+# (e.g. "--fec fixed"). Needs root, srt-live-transmit (srt-tools), a built tern and tern-linkem
+# (the newest build*/ under the source tree, or TERN / NETLAB_LINKEM).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -69,7 +71,7 @@ while [ $# -gt 0 ]; do
 	--seed) seed=$2; shift 2 ;;
 	--keep) keep=$2; shift 2 ;;
 	--tern-args) tern_args=$2; shift 2 ;;
-	*) sed -n '2,48p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+	*) sed -n '2,/^set -e/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 	esac
 done
 [ "$(id -u)" = 0 ] || { echo "bench/media/live.sh: needs root" >&2; exit 1; }

@@ -5,8 +5,8 @@
  * through the PAT/PMT and cuts at its payload unit starts; UDP reassembly completes frames out
  * of order, checks their bytes, refuses malformed parts and stays within its slot table; the
  * statistics classify frames shown on time / undecodable / late / lost (a P-frame needs the
- * frame before it shown), compute percentiles and stall time, and
- * refuse frame numbers over the budget.
+ * frame before it decoded, a late frame still serves as a reference), compute percentiles and stall
+ * time, and refuse frame numbers over the budget.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -229,6 +229,21 @@ static void test_stats(void)
     s.max_frames = 1000;
     h.num = 5000;
     CHECK(stream_stats_frame(&s, &h, 5, 0) == -1 && s.refused == 1 && s.cap <= 1024);
+    stream_stats_free(&s);
+    /* a late keyframe is not shown but is a reference from when it came: keyframe 0 at 300 ms,
+     * frames 1 and 2 at 150 ms with 250 ms of playout: 1 must be shown by 290 ms after 0's
+     * capture, before 0 came (undecodable); 2 by 330 ms, after (shown) */
+    stream_stats_init(&s);
+    for (uint32_t i = 0; i < 3; i++) {
+        stream_hdr k = {.num = i,
+                        .flags = (uint8_t)(i == 0 ? STREAM_F_KEY : 0),
+                        .capture_ns = 1000 * ms + i * 40 * ms,
+                        .size = 10,
+                        .interval_us = 40000};
+        CHECK(stream_stats_frame(&s, &k, k.capture_ns + (i ? 150 : 300) * ms, 0) == 0);
+    }
+    CHECK(stream_stats_summary(&s, 250 * ms, &o) == 0);
+    CHECK(o.late == 1 && o.undecodable == 1 && o.ontime == 1 && o.lost == 0);
     stream_stats_free(&s);
 }
 
