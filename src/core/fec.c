@@ -907,8 +907,13 @@ static int on_repaired(tern_conn *c, const uint8_t **pp, const uint8_t *end)
     tern__sflow *f = tern__sflow_find(c, id);
     if (f == NULL) return TERN_OK; /* finished and reaped */
     if (fsn + n > f->next_fsn) return TERN_ERR_PROTOCOL; /* never sent */
-    /* the peer holds them: as good as acknowledged (a retransmission waiting is skipped) */
-    for (uint64_t q = fsn; q < fsn + n; q++) {
+    /* the peer holds them: as good as acknowledged (a retransmission waiting is skipped).
+     * Only those still in flight or lost are looked at (an acknowledgement looks the flow up
+     * again): a peer naming the same 64 fragments again and again, 4 bytes a frame, costs a
+     * look at each, and none below the base. */
+    for (uint64_t q = fsn < f->base ? f->base : fsn; q < fsn + n; q++) {
+        uint8_t st = f->frags[q % f->cap].state;
+        if (st != FRAG_INFLIGHT && st != FRAG_LOST) continue;
         tern__sent_entry e;
         memset(&e, 0, sizeof(e));
         e.flow_id = id;
