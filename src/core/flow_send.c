@@ -219,6 +219,11 @@ static void msg_give_up(tern_conn *c, tern__sflow *f, tern__msg *m, int how)
         if (f->deps_used) f->kf_pending = 1;
     }
     int was_cut = m->cut == m->len;
+    /* a message partly on the wire whose rest is dropped never ends at the receiver, which
+     * would wait for its END for good (a message without a deadline is never skipped there):
+     * its fragments in flight are given up too, so the base moves past them and FLOW_FORWARD
+     * tells the receiver to stop waiting */
+    if (!was_cut && m->cut > 0) how |= GU_INFLIGHT;
     m->live_frags++; /* hold m while releasing its fragments */
     for (uint64_t fsn = f->base; fsn < f->next_fsn; fsn++) {
         tern__frag *fr = frag_at(f, fsn);

@@ -390,6 +390,45 @@ static void test_keyframe_rate(void)
     duo_free(&d);
 }
 
+/* A dependent partly on the wire when its dependency dies, on a flow without deadlines: the
+ * rest of it is never sent, so its fragments in flight are given up too and FLOW_FORWARD
+ * covers them; the receiver (which never skips a message without a deadline) would otherwise
+ * wait for its END for good, and the flow would stall. */
+static void test_cascade_partly_cut(void)
+{
+    duo d;
+    duo_init(&d, TERN_FLOW_PARTIAL, 0, 0);
+    pkt k0, k1, k;
+    tern_msg_opts o = {-1, 300, TERN_MSG_KEYFRAME, 0}; /* only the keyframe has a deadline */
+    uint8_t buf[3000];
+    memset(buf, 1, sizeof(buf));
+    TT_REQUIRE(tern_flow_send_msg(d.a.c, d.flow, d.now, buf, 100, &o, NULL) == TERN_OK);
+    TT_REQUIRE(build(d.a.c, d.now, &k0, 0)); /* 0: lost */
+    TT_REQUIRE(msg(&d, 2, 3000, TERN_MSG_GOP, 0, NULL) == TERN_OK);
+    TT_REQUIRE(build(d.a.c, d.now, &k1, 0)); /* 1: its first fragment, arrives */
+    TT_REQUIRE(take(d.b.c, &k1) == TERN_OK);
+    tern__sflow *f = tern__sflow_find(d.a.c, d.flow);
+    TT_REQUIRE(f->head != NULL && f->head->cut > 0 && f->head->cut < f->head->len);
+    tick(&d, 400);
+    lost(d.a.c, &k0, d.now); /* the keyframe is given up, its dependent with it */
+    TT_CHECK_EQ_U64(d.a.c->st.msgs_dropped_dep, 1);
+    TT_CHECK(f->head == NULL);
+    acked(d.a.c, &k1); /* late: the fragment was given up, nothing counts twice */
+    TT_CHECK_EQ_U64(f->base, f->next_fsn);
+    TT_CHECK_EQ_U64(tern_flow_queued(d.a.c, d.flow), 0);
+    tern__flow_events(d.a.c);
+    TT_CHECK_EQ_U64(d.prog.given_up_messages, 2);
+    TT_CHECK_EQ_U64(d.prog.acked_bytes, 0);
+    /* the receiver hears FLOW_FORWARD past the dependent, then takes the next keyframe */
+    TT_REQUIRE(build(d.a.c, d.now, &k, 1));
+    TT_CHECK_EQ_U64(k.frames[0], TERN__FRAME_FLOW_FORWARD);
+    TT_REQUIRE(take(d.b.c, &k) == TERN_OK);
+    send_one(&d, 3, TERN_MSG_KEYFRAME, 0, &k, 1);
+    TT_CHECK_EQ_U64(d.delivered, 1);
+    TT_CHECK_EQ_INT(d.last[0], 3);
+    duo_free(&d);
+}
+
 /* ---------------------------------------------------------------- flush */
 
 static void test_flush(void)
@@ -863,6 +902,7 @@ int main(int argc, char **argv)
         TT_CASE(test_cascade_and_skip),
         TT_CASE(test_cascade_retransmission),
         TT_CASE(test_keyframe_rate),
+        TT_CASE(test_cascade_partly_cut),
         TT_CASE(test_flush),
         TT_CASE(test_errors),
         TT_CASE(test_hostile),
