@@ -157,12 +157,13 @@ typedef struct tern__sflow {
      * up (then a TERN_MSG_GOP message is refused until the next keyframe); messages given up,
      * one bit per ID for the last TERN__DEP_WINDOW IDs (bit id % window); whether the flow
      * tags its messages (DEP) and uses dependencies (keyframe requests); a keyframe request
-     * owed to the application (on_keyframe_request, flow_events.c) and when the last was
-     * reported (at most one per RTT) */
+     * owed to the application (on_keyframe_request, flow_events.c: held until an RTT after
+     * the last report, dropped once a keyframe is queued after it), the group it was owed for,
+     * and when the last was reported (at most one per RTT) */
     uint64_t next_msg_id;
     uint64_t gop_id;
     uint8_t gop_broken, tag_ids, deps_used, kf_pending, kf_reported;
-    uint64_t kf_last;
+    uint64_t kf_gop, kf_last;
     uint64_t dead[TERN__DEP_WINDOW / 64];
     tern__fec_tx *fec;       /* the group being filled and repair waiting (fec.c; NULL: none) */
 } tern__sflow;

@@ -216,7 +216,10 @@ static void msg_give_up(tern_conn *c, tern__sflow *f, tern__msg *m, int how)
     if (dead_known(f, m->id)) dead_set(f, m->id, 1);
     if (m->gop == f->gop_id) {
         f->gop_broken = 1;
-        if (f->deps_used) f->kf_pending = 1;
+        if (f->deps_used) {
+            f->kf_pending = 1;
+            f->kf_gop = f->gop_id;
+        }
     }
     int was_cut = m->cut == m->len;
     /* a message partly on the wire whose rest is dropped never ends at the receiver, which
@@ -262,6 +265,7 @@ void tern__flow_on_kf_request(tern_conn *c, tern__sflow *f, uint64_t mid)
     if (!f->deps_used) return; /* not a flow of frames: nothing to ask an encoder */
     if (f->gop_id != TERN__NO_MSG && f->gop_id > mid) return;
     f->kf_pending = 1;
+    f->kf_gop = f->gop_id;
 }
 
 int64_t tern_flow_flush(tern_conn *c, uint64_t flow_id, int mode)

@@ -429,6 +429,41 @@ static void test_cascade_partly_cut(void)
     duo_free(&d);
 }
 
+/* A keyframe request that comes within an RTT of the last report waits for the RTT to end
+ * instead of being lost: the keyframe sent for the last report may be what died. It is dropped
+ * once a keyframe is queued after it. */
+static void test_keyframe_request_held(void)
+{
+    duo d;
+    duo_init(&d, TERN_FLOW_UNRELIABLE, 0, 0);
+    pkt k;
+    send_one(&d, 1, TERN_MSG_KEYFRAME, 0, &k, 1);
+    acked(d.a.c, &k);
+    send_one(&d, 2, TERN_MSG_GOP, 0, &k, 0);
+    lost(d.a.c, &k, d.now); /* given up: the encoder is asked for a keyframe */
+    tern__flow_events(d.a.c);
+    TT_CHECK_EQ_U64(d.kf_requests, 1);
+    send_one(&d, 3, TERN_MSG_KEYFRAME, 0, &k, 0); /* the answer, lost too */
+    tick(&d, 50);
+    lost(d.a.c, &k, d.now);
+    tern__flow_events(d.a.c);
+    TT_CHECK_EQ_U64(d.kf_requests, 1); /* within the RTT (100 ms) of the last */
+    tick(&d, 60);
+    tern__flow_events(d.a.c);
+    TT_CHECK_EQ_U64(d.kf_requests, 2); /* not lost */
+    /* held again, then answered by a keyframe queued before the RTT ended: nothing owed */
+    TT_CHECK_EQ_INT(msg(&d, 4, 10, TERN_MSG_GOP, 0, NULL), TERN_ERR_STATE); /* group broken */
+    send_one(&d, 5, TERN_MSG_KEYFRAME, 0, &k, 0);
+    lost(d.a.c, &k, d.now);
+    tern__flow_events(d.a.c);
+    TT_REQUIRE(msg(&d, 6, 10, TERN_MSG_KEYFRAME, 0, NULL) == TERN_OK);
+    tick(&d, 110);
+    tern__flow_events(d.a.c);
+    TT_CHECK_EQ_U64(d.kf_requests, 2);
+    TT_CHECK(!tern__sflow_find(d.a.c, d.flow)->kf_pending);
+    duo_free(&d);
+}
+
 /* ---------------------------------------------------------------- flush */
 
 static void test_flush(void)
@@ -903,6 +938,7 @@ int main(int argc, char **argv)
         TT_CASE(test_cascade_retransmission),
         TT_CASE(test_keyframe_rate),
         TT_CASE(test_cascade_partly_cut),
+        TT_CASE(test_keyframe_request_held),
         TT_CASE(test_flush),
         TT_CASE(test_errors),
         TT_CASE(test_hostile),
