@@ -210,8 +210,9 @@ typedef struct tern__rflow {
      * expected (TERN__NO_MSG until the first), which of the last TERN__DEP_WINDOW IDs were not
      * delivered (skipped, expired, or never seen: bit id % window), the highest such ID
      * (TERN__NO_MSG: none), skipped messages not yet reported (on_msg_skipped), and the
-     * KEYFRAME_REQUEST owed to the peer: for which ID, pending, when the last one went (at
-     * most one per RTT), cleared once a keyframe after it arrives */
+     * KEYFRAME_REQUEST owed to the peer: for which ID (the first skip; a request made again
+     * an RTT later, the latest), pending, when the last one went (at most one per RTT),
+     * cleared once a keyframe after it arrives */
     uint64_t next_mid, mid_base;
     uint64_t last_bad;
     uint8_t untagged; /* a message without an ID was delivered: tracking begins at the first ID */

@@ -144,8 +144,12 @@ static int dep_admit(tern_conn *c, tern__rflow *f, uint64_t mid, uint64_t dep, u
     if (f->skip_count && f->skip_first + f->skip_count != mid) skip_report(c, f);
     if (f->skip_count == 0) f->skip_first = mid;
     f->skip_count++;
-    if (f->kf_want == TERN__NO_MSG) f->kf_want = mid;
-    if (!f->kf_sent || c->rx.last >= f->kf_last + c->rec.rtt.srtt) {
+    int again = !f->kf_sent || c->rx.last >= f->kf_last + c->rec.rtt.srtt;
+    /* a request made again names the latest skip: the keyframe that answered the first may
+     * have been lost here too (expired), and the sender ignores a request for a message
+     * before the last keyframe it queued */
+    if (f->kf_want == TERN__NO_MSG || (again && !f->kf_pending)) f->kf_want = mid;
+    if (again) {
         f->kf_pending = 1;
         tern__ep_mark_send(c->ep, c);
     }

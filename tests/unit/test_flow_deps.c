@@ -464,6 +464,46 @@ static void test_keyframe_request_held(void)
     duo_free(&d);
 }
 
+/* The receiver asks again (an RTT later) naming its latest skip: the keyframe that answered
+ * the first request expired at the receiver, and the sender, which queued it after the first
+ * ID named, would ignore a repeat of that one for good. */
+static void test_keyframe_request_again(void)
+{
+    duo d;
+    duo_init(&d, TERN_FLOW_PARTIAL, 300, 0);
+    pkt k0, k1, k2, kp, kk, k;
+    send_one(&d, 1, TERN_MSG_KEYFRAME, 0, &k0, 1); /* 0 */
+    acked(d.a.c, &k0);
+    send_one(&d, 2, TERN_MSG_GOP, 0, &k1, 0); /* 1: lost */
+    tick(&d, 100);
+    send_one(&d, 3, TERN_MSG_GOP, 0, &k2, 1); /* 2: waits behind 1 */
+    tick(&d, 110); /* past 1's last moment (300 ms less the 100 ms bound), not 2's */
+    lost(d.a.c, &k1, d.now);
+    acked(d.a.c, &k2);
+    exchange_control(&d); /* FLOW_FORWARD: 2 skipped, KEYFRAME_REQUEST(2) */
+    tern__rflow *rf = tern__rflow_find(d.b.c, d.flow);
+    TT_CHECK_EQ_U64(rf->kf_want, 2);
+    TT_CHECK_EQ_U64(d.kf_requests, 1);
+    /* the encoder's keyframe (4) arrives behind a lost message (3) and expires there */
+    uint8_t plain = 7;
+    TT_REQUIRE(tern_flow_send(d.a.c, d.flow, d.now, &plain, 1, -1) == TERN_OK); /* 3 */
+    TT_REQUIRE(build(d.a.c, d.now, &kp, 0));
+    send_one(&d, 4, TERN_MSG_KEYFRAME, 0, &kk, 1); /* 4 */
+    acked(d.a.c, &kk);
+    tick(&d, 400);
+    lost(d.a.c, &kp, d.now); /* 3 given up: not of the current group, nothing asked */
+    exchange_control(&d);    /* FLOW_FORWARD: 4 expired at the receiver */
+    TT_CHECK_EQ_U64(d.b.c->st.messages_expired, 1);
+    TT_CHECK_EQ_U64(d.kf_requests, 1);
+    /* its group's next message is skipped; the request names it, and the sender asks */
+    send_one(&d, 5, TERN_MSG_GOP, 0, &k, 1); /* 5 */
+    TT_CHECK_EQ_U64(rf->kf_want, 5);
+    exchange_control(&d);
+    TT_CHECK_EQ_U64(d.b.c->st.keyframe_requests_sent, 2);
+    TT_CHECK_EQ_U64(d.kf_requests, 2);
+    duo_free(&d);
+}
+
 /* ---------------------------------------------------------------- flush */
 
 static void test_flush(void)
@@ -939,6 +979,7 @@ int main(int argc, char **argv)
         TT_CASE(test_keyframe_rate),
         TT_CASE(test_cascade_partly_cut),
         TT_CASE(test_keyframe_request_held),
+        TT_CASE(test_keyframe_request_again),
         TT_CASE(test_flush),
         TT_CASE(test_errors),
         TT_CASE(test_hostile),
