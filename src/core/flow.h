@@ -107,6 +107,8 @@ typedef struct tern__msg {
     uint64_t id, dep, gop;
     uint8_t mflags;
     uint8_t tagged;
+    uint8_t queued;      /* on the flow's queue (head .. tail): not completely cut yet. Not
+                            cut == len, which an empty message is from the start */
     uint8_t data[];      /* the copied bytes (tern_flow_send) */
 } tern__msg;
 

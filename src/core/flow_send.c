@@ -88,7 +88,7 @@ static void frag_release(tern_conn *c, tern__sflow *f, tern__frag *fr)
     fr->msg = NULL;
     if (m == NULL) return;
     m->live_frags--;
-    if (m->live_frags == 0 && m->cut == m->len) free_msg(c, f, m);
+    if (m->live_frags == 0 && !m->queued) free_msg(c, f, m);
 }
 
 /* Moves base past finished fragments; a given-up one makes a FLOW_FORWARD necessary. */
@@ -221,7 +221,7 @@ static void msg_give_up(tern_conn *c, tern__sflow *f, tern__msg *m, int how)
             f->kf_gop = f->gop_id;
         }
     }
-    int was_cut = m->cut == m->len;
+    int was_cut = !m->queued; /* (an empty message in the queue has cut == len) */
     /* a message partly on the wire whose rest is dropped never ends at the receiver, which
      * would wait for its END for good (a message without a deadline is never skipped there):
      * its fragments in flight are given up too, so the base moves past them and FLOW_FORWARD
@@ -247,6 +247,8 @@ static void msg_give_up(tern_conn *c, tern__sflow *f, tern__msg *m, int how)
             *pp = m->next;
             if (f->tail == m) f->tail = prev;
         }
+        m->next = NULL;
+        m->queued = 0;
         m->cut = m->len;
     }
     uint64_t id = m->id, gop = m->gop;
@@ -460,7 +462,7 @@ void tern__flow_on_lost(tern_conn *c, const tern__sent_entry *e, uint64_t now)
             frag_release(c, f, fr);
             if (m) {
                 m->live_frags--;
-                if (m->live_frags == 0 && m->cut == m->len) free_msg(c, f, m);
+                if (m->live_frags == 0 && !m->queued) free_msg(c, f, m);
             }
             sflow_advance(c, f);
         } else if (bit) {
@@ -848,6 +850,7 @@ uint8_t *tern__flow_write_data(tern_conn *c, uint64_t now, uint8_t *p, const uin
                 f->head = m->next;
                 if (f->head == NULL) f->tail = NULL;
                 m->next = NULL;
+                m->queued = 0;
                 c->st.messages_sent++;
             }
             add_entry(rec, f->id, fsn, ENT_DATA, 0);

@@ -504,6 +504,44 @@ static void test_keyframe_request_again(void)
     duo_free(&d);
 }
 
+/* Empty messages still queued (cut == len from the start) given up by a flush, by their
+ * deadline, or with the message they depend on: each leaves the queue before it is freed
+ * (it was freed while still linked: a use after free, then a second free with the flow). */
+static void test_empty_messages(void)
+{
+    duo d;
+    duo_init(&d, TERN_FLOW_PARTIAL, 300, 0);
+    pkt k0, k;
+    for (int i = 0; i < 3; i++) TT_REQUIRE(tern_flow_send(d.a.c, d.flow, d.now, NULL, 0, -1) == TERN_OK);
+    TT_CHECK_EQ_INT(tern_flow_flush(d.a.c, d.flow, TERN_FLUSH_UNSENT), 0);
+    tern__sflow *f = tern__sflow_find(d.a.c, d.flow);
+    TT_CHECK(f->head == NULL && f->tail == NULL);
+    tern__flow_events(d.a.c);
+    TT_CHECK_EQ_U64(d.prog.given_up_messages, 3);
+    /* past their deadline before they were sent */
+    for (int i = 0; i < 3; i++) TT_REQUIRE(tern_flow_send(d.a.c, d.flow, d.now, NULL, 0, -1) == TERN_OK);
+    tick(&d, 400);
+    TT_CHECK(!build(d.a.c, d.now, &k, 0));
+    TT_CHECK(f->head == NULL && f->tail == NULL);
+    /* empty dependents of a keyframe that dies */
+    send_one(&d, 1, TERN_MSG_KEYFRAME, 0, &k0, 0);
+    uint64_t kid = f->next_msg_id - 1;
+    TT_REQUIRE(tern_flow_send_msg(d.a.c, d.flow, d.now, NULL, 0,
+                                  &(tern_msg_opts){-1, 0, TERN_MSG_GOP, 0}, NULL) == TERN_OK);
+    TT_REQUIRE(tern_flow_send_msg(d.a.c, d.flow, d.now, NULL, 0,
+                                  &(tern_msg_opts){-1, 0, TERN_MSG_DEPENDS, kid}, NULL) == TERN_OK);
+    TT_REQUIRE(tern_flow_send(d.a.c, d.flow, d.now, NULL, 0, -1) == TERN_OK); /* needs nothing */
+    tick(&d, 400);
+    lost(d.a.c, &k0, d.now);
+    TT_CHECK_EQ_U64(d.a.c->st.msgs_dropped_dep, 2);
+    TT_CHECK(f->head != NULL && f->head == f->tail && f->head->len == 0);
+    TT_CHECK_EQ_INT(tern_flow_flush(d.a.c, d.flow, TERN_FLUSH_ALL), 0);
+    TT_CHECK(f->head == NULL);
+    tern__flow_events(d.a.c);
+    TT_CHECK_EQ_U64(d.prog.given_up_messages, 10);
+    duo_free(&d); /* no second free */
+}
+
 /* ---------------------------------------------------------------- flush */
 
 static void test_flush(void)
@@ -978,6 +1016,7 @@ int main(int argc, char **argv)
         TT_CASE(test_cascade_retransmission),
         TT_CASE(test_keyframe_rate),
         TT_CASE(test_cascade_partly_cut),
+        TT_CASE(test_empty_messages),
         TT_CASE(test_keyframe_request_held),
         TT_CASE(test_keyframe_request_again),
         TT_CASE(test_flush),
