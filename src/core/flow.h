@@ -141,6 +141,9 @@ typedef struct tern__sflow {
     uint64_t *lost;          /* fsns waiting for retransmission (FIFO ring) */
     size_t lost_cap, lost_head, lost_n;
     uint64_t queued_bytes;
+    uint64_t uncut_bytes;    /* of them, bytes not yet cut into fragments (never sent): the
+                                backlog target_rate.c samples, kept here so that it costs O(1)
+                                however many messages are queued */
     uint64_t forward_sent;   /* highest FORWARD acknowledged-or-sent value */
     int forward_pending;
     int closing, fin_pending, fin_acked;

@@ -237,6 +237,7 @@ static void msg_give_up(tern_conn *c, tern__sflow *f, tern__msg *m, int how)
         }
     }
     if (!was_cut) {
+        f->uncut_bytes -= m->len - m->cut;
         /* the rest was never cut: drop it from the queue */
         tern__msg **pp = &f->head, *prev = NULL;
         while (*pp && *pp != m) {
@@ -845,6 +846,7 @@ uint8_t *tern__flow_write_data(tern_conn *c, uint64_t now, uint8_t *p, const uin
             p = q;
             f->next_fsn++;
             m->cut += n;
+            f->uncut_bytes -= n;
             m->live_frags++;
             if (m->cut == m->len) {
                 f->head = m->next;

@@ -367,8 +367,7 @@ uint64_t tern__target_unsent(const tern_conn *c)
 {
     uint64_t n = 0;
     for (const tern__sflow *f = c->flows.send; f; f = f->next) {
-        for (const tern__msg *m = f->head; m; m = m->next)
-            n += m->len - m->cut;
+        n += f->uncut_bytes;
         n += (uint64_t)f->lost_n * tern__conn_max_payload(c);
     }
     return n;

@@ -542,6 +542,49 @@ static void test_empty_messages(void)
     duo_free(&d); /* no second free */
 }
 
+/* The backlog the encoder feedback samples (tern__target_unsent) is the flow's count of bytes
+ * not yet cut, kept as messages are queued, cut, flushed and given up, not a walk over the
+ * queue (thousands of small messages made every sample cost as many steps). */
+static uint64_t walk_uncut(const tern__sflow *f)
+{
+    uint64_t n = 0;
+    for (const tern__msg *m = f->head; m; m = m->next) n += m->len - m->cut;
+    return n;
+}
+
+static void test_unsent_counter(void)
+{
+    duo d;
+    duo_init(&d, TERN_FLOW_PARTIAL, 300, 0);
+    tern__sflow *f = tern__sflow_find(d.a.c, d.flow);
+    pkt k0, k1, k;
+    TT_REQUIRE(msg(&d, 1, 100, TERN_MSG_KEYFRAME, 0, NULL) == TERN_OK);
+    TT_REQUIRE(msg(&d, 2, 3000, TERN_MSG_GOP, 0, NULL) == TERN_OK);
+    for (int i = 0; i < 2000; i++) TT_REQUIRE(tern_flow_send(d.a.c, d.flow, d.now, NULL, 0, -1) == TERN_OK);
+    TT_REQUIRE(msg(&d, 3, 50, 0, 0, NULL) == TERN_OK);
+    TT_CHECK_EQ_U64(f->uncut_bytes, 3150);
+    TT_CHECK_EQ_U64(tern__target_unsent(d.a.c), 3150);
+    TT_REQUIRE(build(d.a.c, d.now, &k0, 0)); /* the keyframe and a part of 2 */
+    TT_CHECK(f->uncut_bytes < 3050 && f->uncut_bytes > 50);
+    TT_CHECK_EQ_U64(f->uncut_bytes, walk_uncut(f));
+    TT_CHECK_EQ_U64(tern__target_unsent(d.a.c), f->uncut_bytes);
+    TT_REQUIRE(build(d.a.c, d.now, &k1, 0)); /* more of 2 */
+    TT_CHECK_EQ_U64(f->uncut_bytes, walk_uncut(f));
+    /* the keyframe given up: 2 (partly cut) dropped, its rest no longer counts */
+    tick(&d, 300);
+    lost(d.a.c, &k0, d.now);
+    TT_CHECK_EQ_U64(f->uncut_bytes, walk_uncut(f));
+    TT_CHECK_EQ_U64(f->uncut_bytes, 50);
+    /* a flush leaves nothing; what the loss put in the retransmission queue still counts */
+    TT_CHECK_EQ_INT(tern_flow_flush(d.a.c, d.flow, TERN_FLUSH_UNSENT), 50);
+    TT_CHECK_EQ_U64(f->uncut_bytes, 0);
+    TT_CHECK_EQ_U64(walk_uncut(f), 0);
+    TT_CHECK_EQ_U64(tern__target_unsent(d.a.c),
+                    (uint64_t)f->lost_n * tern__conn_max_payload(d.a.c));
+    (void)k;
+    duo_free(&d);
+}
+
 /* ---------------------------------------------------------------- flush */
 
 static void test_flush(void)
@@ -1019,6 +1062,7 @@ int main(int argc, char **argv)
         TT_CASE(test_empty_messages),
         TT_CASE(test_keyframe_request_held),
         TT_CASE(test_keyframe_request_again),
+        TT_CASE(test_unsent_counter),
         TT_CASE(test_flush),
         TT_CASE(test_errors),
         TT_CASE(test_hostile),
