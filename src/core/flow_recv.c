@@ -615,6 +615,8 @@ int tern__flow_on_frame(tern_conn *c, uint64_t type, const uint8_t **pp, const u
     if (type == TERN__FRAME_KEYFRAME_REQUEST) { /* fsn: the message ID skipped */
         tern__sflow *f = tern__sflow_find(c, id);
         if (f == NULL && (id & 1) != (uint64_t)(c->is_server ? 1 : 0)) return TERN_ERR_PROTOCOL;
+        /* the receiver names a message it got: one we never numbered is made up */
+        if (f && fsn >= f->next_msg_id) return TERN_ERR_PROTOCOL;
         c->st.keyframe_requests_received++;
         if (f) tern__flow_on_kf_request(c, f, fsn);
         return TERN_OK;

@@ -750,6 +750,19 @@ static void test_hostile(void)
     kr[1] = 1; /* one of its own, not open (closed): ignored */
     q = kr + 1;
     TT_CHECK_EQ_INT(tern__flow_on_frame(d.b.c, TERN__FRAME_KEYFRAME_REQUEST, &q, kr + 3), TERN_OK);
+    /* one for a message the sender never numbered is made up: a violation, not a request */
+    kr[1] = (uint8_t)d.flow;
+    q = kr + 1;
+    TT_CHECK_EQ_INT(tern__flow_on_frame(d.a.c, TERN__FRAME_KEYFRAME_REQUEST, &q, kr + 3),
+                    TERN_ERR_PROTOCOL);
+    TT_REQUIRE(msg(&d, 1, 10, TERN_MSG_KEYFRAME, 0, NULL) == TERN_OK); /* message 0 */
+    q = kr + 1;
+    TT_CHECK_EQ_INT(tern__flow_on_frame(d.a.c, TERN__FRAME_KEYFRAME_REQUEST, &q, kr + 3), TERN_OK);
+    kr[2] = 1;
+    q = kr + 1;
+    TT_CHECK_EQ_INT(tern__flow_on_frame(d.a.c, TERN__FRAME_KEYFRAME_REQUEST, &q, kr + 3),
+                    TERN_ERR_PROTOCOL);
+    TT_CHECK_EQ_U64(d.a.c->st.keyframe_requests_received, 1);
     /* IDs leaping by 2^61 and dependencies from far away, one message after another: the state
      * stays the fixed window and the memory does not grow */
     TT_CHECK_EQ_INT(feed(&d, 0, ok, 0, 0, 1), TERN_OK);
