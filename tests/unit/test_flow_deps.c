@@ -512,14 +512,16 @@ static void test_empty_messages(void)
     duo d;
     duo_init(&d, TERN_FLOW_PARTIAL, 300, 0);
     pkt k0, k;
-    for (int i = 0; i < 3; i++) TT_REQUIRE(tern_flow_send(d.a.c, d.flow, d.now, NULL, 0, -1) == TERN_OK);
+    for (int i = 0; i < 3; i++)
+        TT_REQUIRE(tern_flow_send(d.a.c, d.flow, d.now, NULL, 0, -1) == TERN_OK);
     TT_CHECK_EQ_INT(tern_flow_flush(d.a.c, d.flow, TERN_FLUSH_UNSENT), 0);
     tern__sflow *f = tern__sflow_find(d.a.c, d.flow);
     TT_CHECK(f->head == NULL && f->tail == NULL);
     tern__flow_events(d.a.c);
     TT_CHECK_EQ_U64(d.prog.given_up_messages, 3);
     /* past their deadline before they were sent */
-    for (int i = 0; i < 3; i++) TT_REQUIRE(tern_flow_send(d.a.c, d.flow, d.now, NULL, 0, -1) == TERN_OK);
+    for (int i = 0; i < 3; i++)
+        TT_REQUIRE(tern_flow_send(d.a.c, d.flow, d.now, NULL, 0, -1) == TERN_OK);
     tick(&d, 400);
     TT_CHECK(!build(d.a.c, d.now, &k, 0));
     TT_CHECK(f->head == NULL && f->tail == NULL);
@@ -548,7 +550,8 @@ static void test_empty_messages(void)
 static uint64_t walk_uncut(const tern__sflow *f)
 {
     uint64_t n = 0;
-    for (const tern__msg *m = f->head; m; m = m->next) n += m->len - m->cut;
+    for (const tern__msg *m = f->head; m; m = m->next)
+        n += m->len - m->cut;
     return n;
 }
 
@@ -557,10 +560,11 @@ static void test_unsent_counter(void)
     duo d;
     duo_init(&d, TERN_FLOW_PARTIAL, 300, 0);
     tern__sflow *f = tern__sflow_find(d.a.c, d.flow);
-    pkt k0, k1, k;
+    pkt k0, k1;
     TT_REQUIRE(msg(&d, 1, 100, TERN_MSG_KEYFRAME, 0, NULL) == TERN_OK);
     TT_REQUIRE(msg(&d, 2, 3000, TERN_MSG_GOP, 0, NULL) == TERN_OK);
-    for (int i = 0; i < 2000; i++) TT_REQUIRE(tern_flow_send(d.a.c, d.flow, d.now, NULL, 0, -1) == TERN_OK);
+    for (int i = 0; i < 2000; i++)
+        TT_REQUIRE(tern_flow_send(d.a.c, d.flow, d.now, NULL, 0, -1) == TERN_OK);
     TT_REQUIRE(msg(&d, 3, 50, 0, 0, NULL) == TERN_OK);
     TT_CHECK_EQ_U64(f->uncut_bytes, 3150);
     TT_CHECK_EQ_U64(tern__target_unsent(d.a.c), 3150);
@@ -581,7 +585,6 @@ static void test_unsent_counter(void)
     TT_CHECK_EQ_U64(walk_uncut(f), 0);
     TT_CHECK_EQ_U64(tern__target_unsent(d.a.c),
                     (uint64_t)f->lost_n * tern__conn_max_payload(d.a.c));
-    (void)k;
     duo_free(&d);
 }
 

@@ -124,7 +124,7 @@ static void test_model_extremes(void)
 }
 
 static const tt_case cases[] = {
-    TT_CASE(test_payload_share), TT_CASE(test_drain), TT_CASE(test_threshold),
+    TT_CASE(test_payload_share), TT_CASE(test_drain),          TT_CASE(test_threshold),
     TT_CASE(test_model_steps),   TT_CASE(test_model_extremes), {NULL, NULL},
 };
 
