@@ -531,6 +531,8 @@ typedef struct fec_group {
     uint64_t deadline; /* of its earliest message, from its first repair's ttl (0: none) */
     uint16_t len;      /* symbol length */
     uint8_t k, m, nrep;
+    uint8_t counted; /* counted in fec_unrecoverable */
+    uint64_t miss;   /* bit j: source j was not there when the group last looked */
     uint8_t idx[TERN__FEC_MAX_K];
     uint8_t *rep[TERN__FEC_MAX_K]; /* at most k repairs are of use */
 } fec_group;
@@ -778,11 +780,16 @@ static int group_try(tern_conn *c, tern__rflow *f, fec_group *g)
         /* a fragment neither received (every one received since the flow's first repair is
          * in the cache) nor rebuilt: it was given up, its group lost more than the repair
          * that came could rebuild */
-        if (have_n < k) c->st.fec_unrecoverable++;
+        if (have_n < k && !g->counted) c->st.fec_unrecoverable++;
         group_free(c, fr, g);
         return TERN_OK;
     }
-    if (have_n + g->nrep < k) return TERN_OK;
+    if (have_n + g->nrep < k) {
+        g->miss = 0;
+        for (unsigned j = 0; j < k; j++)
+            if (!have[j]) g->miss |= (uint64_t)1 << j;
+        return TERN_OK;
+    }
     /* k symbols: rebuild every missing source into scratch, feed the wanted ones */
     size_t len = g->len, ss = tern__fec_scratch_size(k, g->m), bytes = (size_t)k * len + ss;
     uint8_t *buf = tern__malloc(&c->ep->alloc, bytes);
@@ -825,8 +832,15 @@ int tern__fec_after_data(tern_conn *c, tern__rflow *f, uint64_t fsn)
     fec_group *g = f->fec->groups;
     while (g && rc == TERN_OK && c->state == TERN_CONN_ESTABLISHED) {
         fec_group *next = g->next;
-        if (g->first + g->k <= f->base || (fsn >= g->first && fsn < g->first + g->k))
-            rc = group_try(c, f, g);
+        int in = fsn >= g->first && fsn < g->first + g->k;
+        /* a source the group was missing came after its repair: a retransmission (the sender
+         * resends a fragment of a group only once the group's repair was all acknowledged or
+         * lost), so that repair was exhausted (fec_unrecoverable, once a group) */
+        if (in && (g->miss >> (fsn - g->first) & 1) && !g->counted) {
+            c->st.fec_unrecoverable++;
+            g->counted = 1;
+        }
+        if (g->first + g->k <= f->base || in) rc = group_try(c, f, g);
         g = next;
     }
     fc->rebuilding = 0;

@@ -24,7 +24,9 @@
  * sender, which counts them as acknowledged (no retransmission).
  * Everything held for repair (groups, repair symbols, cached sources) is bounded per connection
  * by TERN__FEC_RX_BUDGET (and by the connection's conn_memory); what does not fit is dropped
- * and counted (fec_dropped), never an error.
+ * and counted (fec_dropped), never an error. fec_unrecoverable counts a held group once, when
+ * a fragment it missed comes after its repair (retransmitted: the repair was exhausted) or it
+ * is dropped with fragments missing (given up).
  */
 #ifndef TERN_CORE_FEC_H
 #define TERN_CORE_FEC_H
