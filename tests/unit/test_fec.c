@@ -578,6 +578,71 @@ static void test_sender_holds_lost_for_repair(void)
     core_rig_free(&b);
 }
 
+/* A frame (a message with a deadline) is one group, closed at its end, and its repair goes
+ * right after it, before the next frame's data, even with the next frame already queued. */
+static void test_frame_is_group(void)
+{
+    core_rig a, b;
+    pair_init(&a, &b);
+    tern_flow_config cfg;
+    tern_flow_config_default(&cfg);
+    cfg.reliability = TERN_FLOW_PARTIAL;
+    cfg.deadline_ms = 2000;
+    cfg.fec = TERN_FEC_FIXED;
+    uint64_t flow;
+    TT_REQUIRE(tern_flow_open(a.c, &cfg, &flow) == TERN_OK);
+    static uint8_t msg[2500];
+    memset(msg, 3, sizeof(msg));
+    for (int i = 0; i < 2; i++)
+        TT_REQUIRE(tern_flow_send(a.c, flow, a.now, msg, sizeof(msg), -1) == TERN_OK);
+    /* the frames in the order the scheduler writes them: D fsn (E: a message's end), R
+     * first/k; and what they should be: each message's fragments, then its repair */
+    char seq[256] = "", want[256] = "";
+    size_t sl = 0, wl = 0;
+    uint64_t group = 0, ends = 0;
+    for (int k = 0; k < 16; k++) {
+        uint8_t buf[1400];
+        tern__sent rec;
+        memset(&rec, 0, sizeof(rec));
+        uint8_t *end = tern__flow_write_data(a.c, a.now, buf, buf + sizeof(buf), &rec);
+        if (end == buf) break;
+        for (const uint8_t *p = buf; p < end;) {
+            uint64_t type, id, fsn, v = 0;
+            const uint8_t *q = tern__get_varint(p, end, &type);
+            const uint8_t *r = tern__get_varint(tern__get_varint(q, end, &id), end, &fsn);
+            TT_REQUIRE(r != NULL);
+            tern__get_varint(r, end, &v); /* FLOW_DATA: flags; REPAIR: k */
+            int rep = type == TERN__FRAME_REPAIR, fin = !rep && (v & TERN__FD_END);
+            if (rep)
+                sl += (size_t)snprintf(seq + sl, sizeof(seq) - sl, "R%llu/%llu ",
+                                       (unsigned long long)fsn, (unsigned long long)v);
+            else
+                sl += (size_t)snprintf(seq + sl, sizeof(seq) - sl, "D%llu%s ",
+                                       (unsigned long long)fsn, fin ? "E" : "");
+            if (!rep) {
+                wl += (size_t)snprintf(want + wl, sizeof(want) - wl, "D%llu%s ",
+                                       (unsigned long long)fsn, fin ? "E" : "");
+                if (fin) {
+                    uint64_t kk = fsn + 1 - group;
+                    for (unsigned i = 0; i < (kk * 25 + 99) / 100; i++)
+                        wl += (size_t)snprintf(want + wl, sizeof(want) - wl, "R%llu/%llu ",
+                                               (unsigned long long)group, (unsigned long long)kk);
+                    group = fsn + 1;
+                    ends++;
+                }
+            }
+            p = frame_end(type, q, end);
+            TT_REQUIRE(p != NULL && p <= end);
+        }
+    }
+    printf("    %s\n", seq);
+    TT_CHECK_EQ_U64(ends, 2);
+    TT_CHECK(group >= 4); /* two frames of several fragments each */
+    TT_CHECK_MSG(strcmp(seq, want) == 0, "got %s want %s", seq, want);
+    core_rig_free(&a);
+    core_rig_free(&b);
+}
+
 /* fec_unrecoverable on a RELIABLE flow: a group that lost more than its repair is counted
  * once, when the first of its missing fragments comes retransmitted (after its repair), not
  * only when a fragment is given up (which a RELIABLE flow never does). */
@@ -757,6 +822,7 @@ static const tt_case cases[] = {
     TT_CASE(test_repair_ttl_beyond_a_day),
     TT_CASE(test_repaired_cost),
     TT_CASE(test_unrecoverable_reliable),
+    TT_CASE(test_frame_is_group),
     TT_CASE(test_repair_spurious_loss_counts_once),
     TT_CASE(test_malformed_frames),
     TT_CASE(test_repair_budget),

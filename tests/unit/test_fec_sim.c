@@ -339,7 +339,7 @@ typedef struct video_cfg {
 
 typedef struct video {
     uint64_t counted, on_time, late, bad;
-    uint64_t budget_ns;
+    uint64_t budget_ns, last;
     unsigned warmup;
     sim *s;
 } video;
@@ -362,6 +362,10 @@ static void video_on_message(tnet_node *n, tern_conn *c, uint64_t flow, const ui
             v->bad++;
             return;
         }
+    if (getenv("FEC_VIDEO_MISS") && seq > v->last + 1)
+        fprintf(stderr, "missing %llu..%llu\n", (unsigned long long)v->last + 1,
+                (unsigned long long)seq - 1);
+    v->last = seq;
     if (seq < v->warmup) return;
     if (sim_now(v->s) <= at + v->budget_ns) v->on_time++;
     else v->late++;
@@ -438,6 +442,8 @@ static double video_run(const video_cfg *vc, tern_conn_stats *out)
     }
     TT_REQUIRE(sim_run_until(s, t + 2 * S) == SIM_OK);
     free(msg);
+    if (getenv("FEC_VIDEO_MISS"))
+        fprintf(stderr, "end of run fec %d seed %llu\n", vc->fec, (unsigned long long)vc->seed);
     tern_conn_get_stats(c, out);
     tern_conn_stats rs;
     tern_conn_get_stats(srv.conn, &rs);
