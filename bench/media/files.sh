@@ -53,7 +53,7 @@ while [ $# -gt 0 ]; do
 	--peers) peers=$2; shift 2 ;;
 	--seed) seed=$2; shift 2 ;;
 	--logs) logs=$2; shift 2 ;;
-	*) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+	*) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 	esac
 done
 [ "$(id -u)" = 0 ] || { echo "bench/media/files.sh: needs root" >&2; exit 1; }
