@@ -374,6 +374,13 @@ static void video_on_message(tnet_node *n, tern_conn *c, uint64_t flow, const ui
                 (double)(sim_now(v->s) - at - v->budget_ns) / 1e6, seq % 50 == 0 ? " key" : "");
 }
 
+static uint64_t tern_conn_stats_rx(tern_conn *c)
+{
+    tern_conn_stats st;
+    tern_conn_get_stats(c, &st);
+    return st.fec_recovered;
+}
+
 /* Runs the video; returns the share of the frames after the warmup (3 s) on time. */
 static double video_run(const video_cfg *vc, tern_conn_stats *out)
 {
@@ -436,6 +443,18 @@ static double video_run(const video_cfg *vc, tern_conn_stats *out)
         }
         TT_CHECK_EQ_INT(rc, TERN_OK);
         if (seq >= v.warmup) v.counted++;
+        if (getenv("FEC_DBG") && seq >= 65 && seq <= 86) {
+            tern_conn_stats ds;
+            tern_network_info ni;
+            tern_conn_get_stats(c, &ds);
+            tern_conn_network_info(c, &ni);
+            fprintf(stderr, "seq %llu t %.3f rep %llu rb %llu lost %llu retx %llu pto %llu srtt %.1f latest %.1f inflight %llu cwnd %llu pace %.3f bw %.3f abandoned %llu\n",
+                    (unsigned long long)seq, now / 1e9, (unsigned long long)ds.fec_repair_sent, (unsigned long long)tern_conn_stats_rx(srv.conn), (unsigned long long)ds.packets_lost,
+                    (unsigned long long)ds.packets_retransmitted_frags, (unsigned long long)ds.pto_count,
+                    ds.srtt_ns / 1e6, ds.latest_rtt_ns / 1e6, (unsigned long long)c->rec.r->bytes_in_flight,
+                    (unsigned long long)ni.cwnd_bytes, ni.pacing_rate_bps / 1e6, ni.bandwidth_bps / 1e6,
+                    (unsigned long long)ds.messages_abandoned);
+        }
         sim_node_wake(s, cli.node);
         t += 40 * MS;
         TT_REQUIRE(sim_run_until(s, t) == SIM_OK);
@@ -516,6 +535,7 @@ static void test_video_live_playout(void)
     for (uint64_t seed = 1; seed <= 10; seed++) {
         tern_conn_stats st;
         vc.seed = seed;
+        if (getenv("FEC_DBG") && (uint64_t)atoi(getenv("FEC_DBG")) != seed) continue;
         vc.fec = TERN_FEC_ADAPTIVE;
         double r = video_run(&vc, &st);
         if (getenv("FEC_VIDEO_TRACE"))
