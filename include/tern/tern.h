@@ -214,7 +214,8 @@ typedef struct tern_callbacks {
      * (a message with TERN_MSG_KEYFRAME) as soon as it can, because a message others depend on
      * was lost for good: we gave it up (deadline, retransmission budget, tern_flow_flush) or the
      * receiver skipped frames and asked (a KEYFRAME_REQUEST frame). Repeated requests within
-     * one RTT are reported once. */
+     * one RTT are reported once; one due meanwhile is reported when the RTT has passed, unless
+     * a keyframe was queued since. */
     void (*on_keyframe_request)(tern_conn *conn, uint64_t flow_id, void *user_data);
     /* Encoder feedback: the rate an application should produce now (tern_conn_target_rate),
      * in bits per second of message payload, derived from the bandwidth estimate, the queueing

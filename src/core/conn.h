@@ -467,7 +467,7 @@ void tern__rec_network_changed(tern_conn *c);
  * the flows' events are delivered too). */
 void tern__target_events(tern_conn *c);
 /* Bytes our sending flows hold that have not left yet (not cut into packets, or waiting for a
- * retransmission). */
+ * retransmission): O(flows), whatever the number of messages queued. */
 uint64_t tern__target_unsent(const tern_conn *c);
 
 /* flow.c, flow_send.c, flow_recv.c */

@@ -197,7 +197,9 @@ static int flow_queue(tern_conn *c, uint64_t flow_id, uint64_t now, const uint8_
     if (f->tail) f->tail->next = m;
     else f->head = m;
     f->tail = m;
+    m->queued = 1;
     f->queued_bytes += len;
+    f->uncut_bytes += len;
     f->blocked = 0; /* taken: no writable event owed */
     tern__ep_mark_send(c->ep, c);
     tern__conn_update_timer(c);

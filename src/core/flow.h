@@ -107,6 +107,8 @@ typedef struct tern__msg {
     uint64_t id, dep, gop;
     uint8_t mflags;
     uint8_t tagged;
+    uint8_t queued;      /* on the flow's queue (head .. tail): not completely cut yet. Not
+                            cut == len, which an empty message is from the start */
     uint8_t data[];      /* the copied bytes (tern_flow_send) */
 } tern__msg;
 
@@ -139,6 +141,9 @@ typedef struct tern__sflow {
     uint64_t *lost;          /* fsns waiting for retransmission (FIFO ring) */
     size_t lost_cap, lost_head, lost_n;
     uint64_t queued_bytes;
+    uint64_t uncut_bytes;    /* of them, bytes not yet cut into fragments (never sent): the
+                                backlog target_rate.c samples, kept here so that it costs O(1)
+                                however many messages are queued */
     uint64_t forward_sent;   /* highest FORWARD acknowledged-or-sent value */
     int forward_pending;
     int closing, fin_pending, fin_acked;
@@ -157,12 +162,13 @@ typedef struct tern__sflow {
      * up (then a TERN_MSG_GOP message is refused until the next keyframe); messages given up,
      * one bit per ID for the last TERN__DEP_WINDOW IDs (bit id % window); whether the flow
      * tags its messages (DEP) and uses dependencies (keyframe requests); a keyframe request
-     * owed to the application (on_keyframe_request, flow_events.c) and when the last was
-     * reported (at most one per RTT) */
+     * owed to the application (on_keyframe_request, flow_events.c: held until an RTT after
+     * the last report, dropped once a keyframe is queued after it), the group it was owed for,
+     * and when the last was reported (at most one per RTT) */
     uint64_t next_msg_id;
     uint64_t gop_id;
     uint8_t gop_broken, tag_ids, deps_used, kf_pending, kf_reported;
-    uint64_t kf_last;
+    uint64_t kf_gop, kf_last;
     uint64_t dead[TERN__DEP_WINDOW / 64];
     tern__fec_tx *fec;       /* the group being filled and repair waiting (fec.c; NULL: none) */
 } tern__sflow;
@@ -209,8 +215,9 @@ typedef struct tern__rflow {
      * expected (TERN__NO_MSG until the first), which of the last TERN__DEP_WINDOW IDs were not
      * delivered (skipped, expired, or never seen: bit id % window), the highest such ID
      * (TERN__NO_MSG: none), skipped messages not yet reported (on_msg_skipped), and the
-     * KEYFRAME_REQUEST owed to the peer: for which ID, pending, when the last one went (at
-     * most one per RTT), cleared once a keyframe after it arrives */
+     * KEYFRAME_REQUEST owed to the peer: for which ID (the first skip; a request made again
+     * an RTT later, the latest), pending, when the last one went (at most one per RTT),
+     * cleared once a keyframe after it arrives */
     uint64_t next_mid, mid_base;
     uint64_t last_bad;
     uint8_t untagged; /* a message without an ID was delivered: tracking begins at the first ID */

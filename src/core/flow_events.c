@@ -74,12 +74,16 @@ void tern__flow_events(tern_conn *c)
                 ep->cb.on_flow_acked(c, f->id, &p, ep->user_data);
             }
         }
-        if (f->kf_pending) {
+        if (f->kf_pending && f->kf_gop != f->gop_id) {
+            f->kf_pending = 0; /* a keyframe was queued since the request: it answers it */
+        } else if (f->kf_pending) {
             /* a keyframe request (a message of the current group of pictures given up here,
-             * or the receiver's KEYFRAME_REQUEST): at most one report per RTT */
+             * or the receiver's KEYFRAME_REQUEST): at most one report per RTT; one within the
+             * RTT waits for its end rather than being lost (the keyframe that answered the
+             * last report may be the message that died) */
             uint64_t now = c->tx.last > c->rx.last ? c->tx.last : c->rx.last;
-            f->kf_pending = 0;
             if (!f->kf_reported || now >= f->kf_last + c->rec.rtt.srtt) {
+                f->kf_pending = 0;
                 f->kf_reported = 1;
                 f->kf_last = now;
                 if (ep->cb.on_keyframe_request) ep->cb.on_keyframe_request(c, f->id, ep->user_data);

@@ -144,8 +144,12 @@ static int dep_admit(tern_conn *c, tern__rflow *f, uint64_t mid, uint64_t dep, u
     if (f->skip_count && f->skip_first + f->skip_count != mid) skip_report(c, f);
     if (f->skip_count == 0) f->skip_first = mid;
     f->skip_count++;
-    if (f->kf_want == TERN__NO_MSG) f->kf_want = mid;
-    if (!f->kf_sent || c->rx.last >= f->kf_last + c->rec.rtt.srtt) {
+    int again = !f->kf_sent || c->rx.last >= f->kf_last + c->rec.rtt.srtt;
+    /* a request made again names the latest skip: the keyframe that answered the first may
+     * have been lost here too (expired), and the sender ignores a request for a message
+     * before the last keyframe it queued */
+    if (f->kf_want == TERN__NO_MSG || (again && !f->kf_pending)) f->kf_want = mid;
+    if (again) {
         f->kf_pending = 1;
         tern__ep_mark_send(c->ep, c);
     }
@@ -611,6 +615,8 @@ int tern__flow_on_frame(tern_conn *c, uint64_t type, const uint8_t **pp, const u
     if (type == TERN__FRAME_KEYFRAME_REQUEST) { /* fsn: the message ID skipped */
         tern__sflow *f = tern__sflow_find(c, id);
         if (f == NULL && (id & 1) != (uint64_t)(c->is_server ? 1 : 0)) return TERN_ERR_PROTOCOL;
+        /* the receiver names a message it got: one we never numbered is made up */
+        if (f && fsn >= f->next_msg_id) return TERN_ERR_PROTOCOL;
         c->st.keyframe_requests_received++;
         if (f) tern__flow_on_kf_request(c, f, fsn);
         return TERN_OK;

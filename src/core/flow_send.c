@@ -88,7 +88,7 @@ static void frag_release(tern_conn *c, tern__sflow *f, tern__frag *fr)
     fr->msg = NULL;
     if (m == NULL) return;
     m->live_frags--;
-    if (m->live_frags == 0 && m->cut == m->len) free_msg(c, f, m);
+    if (m->live_frags == 0 && !m->queued) free_msg(c, f, m);
 }
 
 /* Moves base past finished fragments; a given-up one makes a FLOW_FORWARD necessary. */
@@ -216,9 +216,17 @@ static void msg_give_up(tern_conn *c, tern__sflow *f, tern__msg *m, int how)
     if (dead_known(f, m->id)) dead_set(f, m->id, 1);
     if (m->gop == f->gop_id) {
         f->gop_broken = 1;
-        if (f->deps_used) f->kf_pending = 1;
+        if (f->deps_used) {
+            f->kf_pending = 1;
+            f->kf_gop = f->gop_id;
+        }
     }
-    int was_cut = m->cut == m->len;
+    int was_cut = !m->queued; /* (an empty message in the queue has cut == len) */
+    /* a message partly on the wire whose rest is dropped never ends at the receiver, which
+     * would wait for its END for good (a message without a deadline is never skipped there):
+     * its fragments in flight are given up too, so the base moves past them and FLOW_FORWARD
+     * tells the receiver to stop waiting */
+    if (!was_cut && m->cut > 0) how |= GU_INFLIGHT;
     m->live_frags++; /* hold m while releasing its fragments */
     for (uint64_t fsn = f->base; fsn < f->next_fsn; fsn++) {
         tern__frag *fr = frag_at(f, fsn);
@@ -229,6 +237,7 @@ static void msg_give_up(tern_conn *c, tern__sflow *f, tern__msg *m, int how)
         }
     }
     if (!was_cut) {
+        f->uncut_bytes -= m->len - m->cut;
         /* the rest was never cut: drop it from the queue */
         tern__msg **pp = &f->head, *prev = NULL;
         while (*pp && *pp != m) {
@@ -239,6 +248,8 @@ static void msg_give_up(tern_conn *c, tern__sflow *f, tern__msg *m, int how)
             *pp = m->next;
             if (f->tail == m) f->tail = prev;
         }
+        m->next = NULL;
+        m->queued = 0;
         m->cut = m->len;
     }
     uint64_t id = m->id, gop = m->gop;
@@ -257,6 +268,7 @@ void tern__flow_on_kf_request(tern_conn *c, tern__sflow *f, uint64_t mid)
     if (!f->deps_used) return; /* not a flow of frames: nothing to ask an encoder */
     if (f->gop_id != TERN__NO_MSG && f->gop_id > mid) return;
     f->kf_pending = 1;
+    f->kf_gop = f->gop_id;
 }
 
 int64_t tern_flow_flush(tern_conn *c, uint64_t flow_id, int mode)
@@ -451,7 +463,7 @@ void tern__flow_on_lost(tern_conn *c, const tern__sent_entry *e, uint64_t now)
             frag_release(c, f, fr);
             if (m) {
                 m->live_frags--;
-                if (m->live_frags == 0 && m->cut == m->len) free_msg(c, f, m);
+                if (m->live_frags == 0 && !m->queued) free_msg(c, f, m);
             }
             sflow_advance(c, f);
         } else if (bit) {
@@ -834,11 +846,13 @@ uint8_t *tern__flow_write_data(tern_conn *c, uint64_t now, uint8_t *p, const uin
             p = q;
             f->next_fsn++;
             m->cut += n;
+            f->uncut_bytes -= n;
             m->live_frags++;
             if (m->cut == m->len) {
                 f->head = m->next;
                 if (f->head == NULL) f->tail = NULL;
                 m->next = NULL;
+                m->queued = 0;
                 c->st.messages_sent++;
             }
             add_entry(rec, f->id, fsn, ENT_DATA, 0);

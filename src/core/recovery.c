@@ -407,7 +407,7 @@ int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
     ti.cc_limited = a.rs.delivery_rate && !a.rs.is_app_limited;
     ti.datagram = tern__conn_max_payload(c);
     ti.pacing = r->cc.ops->pacing_rate(r->cc.st, c->rec.rtt.srtt);
-    /* (a walk over the flows' queued messages: sampled, not on every ACK) */
+    /* (a visit of every sending flow: sampled, not on every ACK) */
     ti.unsent = tern__target_backlog_due(&r->tgt, now) ? tern__target_unsent(c) : UINT64_MAX;
     ti.repair_q16 = tern__fec_repair_share_q16(c);
     tern__target_on_ack(&r->tgt, &ti);

@@ -95,6 +95,9 @@
 #define TERN__TGT_DLV_RTTS 3      /* look-back of the delivered-rate bound */
 #define TERN__TGT_FLOOR_BPS 24000 /* the least target (a low audio rate) */
 #define TERN__TGT_LOSS_GAIN 8     /* the loss estimate's EWMA: 1/8 per window */
+/* the most target (2^50 bit/s, about 1 Pbit/s): the hysteresis and the steps multiply it by
+ * up to 12 without overflow, whatever rate a controller or a zero RTT makes up */
+#define TERN__TGT_MAX_BPS (1ull << 50)
 
 static uint64_t mul_div(uint64_t a, uint64_t b, uint64_t c)
 {
@@ -219,10 +222,11 @@ static int close_window(tern__target *t, const tern__tgt_input *in, uint64_t mrt
     return empty;
 }
 
-/* wire bytes/s -> payload bits/s at share (q16) and util (percent) */
+/* wire bytes/s -> payload bits/s at share (q16) and util (percent), at most TERN__TGT_MAX_BPS
+ * (wire * 8 wrapped for rates above 2^61 bytes/s) */
 static uint64_t payload_bps(uint64_t wire, uint64_t share, uint64_t pct)
 {
-    return mul_div(mul_div(wire * 8, share, Q16), pct, 100);
+    return min_u64(mul_div(mul_div(wire, 8 * share, Q16), pct, 100), TERN__TGT_MAX_BPS);
 }
 
 int tern__target_backlog_due(tern__target *t, uint64_t now)
@@ -367,8 +371,7 @@ uint64_t tern__target_unsent(const tern_conn *c)
 {
     uint64_t n = 0;
     for (const tern__sflow *f = c->flows.send; f; f = f->next) {
-        for (const tern__msg *m = f->head; m; m = m->next)
-            n += m->len - m->cut;
+        n += f->uncut_bytes;
         n += (uint64_t)f->lost_n * tern__conn_max_payload(c);
     }
     return n;

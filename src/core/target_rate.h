@@ -75,8 +75,8 @@ typedef struct tern__target {
 void tern__target_init(tern__target *t, uint64_t now);
 /* One processed ACK. */
 void tern__target_on_ack(tern__target *t, const tern__tgt_input *in);
-/* Whether this ACK should sample the sender's backlog (tern__target_unsent walks the queued
- * messages): 16 times per delivery window at most, at least 1 ms apart. */
+/* Whether this ACK should sample the sender's backlog (tern__target_unsent, which visits every
+ * sending flow): 16 times per delivery window at most, at least 1 ms apart. */
 int tern__target_backlog_due(tern__target *t, uint64_t now);
 /* Bytes declared lost (they count against the window's delivery). */
 void tern__target_on_lost(tern__target *t, uint64_t bytes);

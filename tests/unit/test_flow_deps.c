@@ -390,6 +390,204 @@ static void test_keyframe_rate(void)
     duo_free(&d);
 }
 
+/* A dependent partly on the wire when its dependency dies, on a flow without deadlines: the
+ * rest of it is never sent, so its fragments in flight are given up too and FLOW_FORWARD
+ * covers them; the receiver (which never skips a message without a deadline) would otherwise
+ * wait for its END for good, and the flow would stall. */
+static void test_cascade_partly_cut(void)
+{
+    duo d;
+    duo_init(&d, TERN_FLOW_PARTIAL, 0, 0);
+    pkt k0, k1, k;
+    tern_msg_opts o = {-1, 300, TERN_MSG_KEYFRAME, 0}; /* only the keyframe has a deadline */
+    uint8_t buf[3000];
+    memset(buf, 1, sizeof(buf));
+    TT_REQUIRE(tern_flow_send_msg(d.a.c, d.flow, d.now, buf, 100, &o, NULL) == TERN_OK);
+    TT_REQUIRE(build(d.a.c, d.now, &k0, 0)); /* 0: lost */
+    TT_REQUIRE(msg(&d, 2, 3000, TERN_MSG_GOP, 0, NULL) == TERN_OK);
+    TT_REQUIRE(build(d.a.c, d.now, &k1, 0)); /* 1: its first fragment, arrives */
+    TT_REQUIRE(take(d.b.c, &k1) == TERN_OK);
+    tern__sflow *f = tern__sflow_find(d.a.c, d.flow);
+    TT_REQUIRE(f->head != NULL && f->head->cut > 0 && f->head->cut < f->head->len);
+    tick(&d, 400);
+    lost(d.a.c, &k0, d.now); /* the keyframe is given up, its dependent with it */
+    TT_CHECK_EQ_U64(d.a.c->st.msgs_dropped_dep, 1);
+    TT_CHECK(f->head == NULL);
+    acked(d.a.c, &k1); /* late: the fragment was given up, nothing counts twice */
+    TT_CHECK_EQ_U64(f->base, f->next_fsn);
+    TT_CHECK_EQ_U64(tern_flow_queued(d.a.c, d.flow), 0);
+    tern__flow_events(d.a.c);
+    TT_CHECK_EQ_U64(d.prog.given_up_messages, 2);
+    TT_CHECK_EQ_U64(d.prog.acked_bytes, 0);
+    /* the receiver hears FLOW_FORWARD past the dependent, then takes the next keyframe */
+    TT_REQUIRE(build(d.a.c, d.now, &k, 1));
+    TT_CHECK_EQ_U64(k.frames[0], TERN__FRAME_FLOW_FORWARD);
+    TT_REQUIRE(take(d.b.c, &k) == TERN_OK);
+    send_one(&d, 3, TERN_MSG_KEYFRAME, 0, &k, 1);
+    TT_CHECK_EQ_U64(d.delivered, 1);
+    TT_CHECK_EQ_INT(d.last[0], 3);
+    duo_free(&d);
+}
+
+/* A keyframe request that comes within an RTT of the last report waits for the RTT to end
+ * instead of being lost: the keyframe sent for the last report may be what died. It is dropped
+ * once a keyframe is queued after it. */
+static void test_keyframe_request_held(void)
+{
+    duo d;
+    duo_init(&d, TERN_FLOW_UNRELIABLE, 0, 0);
+    pkt k;
+    send_one(&d, 1, TERN_MSG_KEYFRAME, 0, &k, 1);
+    acked(d.a.c, &k);
+    send_one(&d, 2, TERN_MSG_GOP, 0, &k, 0);
+    lost(d.a.c, &k, d.now); /* given up: the encoder is asked for a keyframe */
+    tern__flow_events(d.a.c);
+    TT_CHECK_EQ_U64(d.kf_requests, 1);
+    send_one(&d, 3, TERN_MSG_KEYFRAME, 0, &k, 0); /* the answer, lost too */
+    tick(&d, 50);
+    lost(d.a.c, &k, d.now);
+    tern__flow_events(d.a.c);
+    TT_CHECK_EQ_U64(d.kf_requests, 1); /* within the RTT (100 ms) of the last */
+    tick(&d, 60);
+    tern__flow_events(d.a.c);
+    TT_CHECK_EQ_U64(d.kf_requests, 2); /* not lost */
+    /* held again, then answered by a keyframe queued before the RTT ended: nothing owed */
+    TT_CHECK_EQ_INT(msg(&d, 4, 10, TERN_MSG_GOP, 0, NULL), TERN_ERR_STATE); /* group broken */
+    send_one(&d, 5, TERN_MSG_KEYFRAME, 0, &k, 0);
+    lost(d.a.c, &k, d.now);
+    tern__flow_events(d.a.c);
+    TT_REQUIRE(msg(&d, 6, 10, TERN_MSG_KEYFRAME, 0, NULL) == TERN_OK);
+    tick(&d, 110);
+    tern__flow_events(d.a.c);
+    TT_CHECK_EQ_U64(d.kf_requests, 2);
+    TT_CHECK(!tern__sflow_find(d.a.c, d.flow)->kf_pending);
+    duo_free(&d);
+}
+
+/* The receiver asks again (an RTT later) naming its latest skip: the keyframe that answered
+ * the first request expired at the receiver, and the sender, which queued it after the first
+ * ID named, would ignore a repeat of that one for good. */
+static void test_keyframe_request_again(void)
+{
+    duo d;
+    duo_init(&d, TERN_FLOW_PARTIAL, 300, 0);
+    pkt k0, k1, k2, kp, kk, k;
+    send_one(&d, 1, TERN_MSG_KEYFRAME, 0, &k0, 1); /* 0 */
+    acked(d.a.c, &k0);
+    send_one(&d, 2, TERN_MSG_GOP, 0, &k1, 0); /* 1: lost */
+    tick(&d, 100);
+    send_one(&d, 3, TERN_MSG_GOP, 0, &k2, 1); /* 2: waits behind 1 */
+    tick(&d, 110); /* past 1's last moment (300 ms less the 100 ms bound), not 2's */
+    lost(d.a.c, &k1, d.now);
+    acked(d.a.c, &k2);
+    exchange_control(&d); /* FLOW_FORWARD: 2 skipped, KEYFRAME_REQUEST(2) */
+    tern__rflow *rf = tern__rflow_find(d.b.c, d.flow);
+    TT_CHECK_EQ_U64(rf->kf_want, 2);
+    TT_CHECK_EQ_U64(d.kf_requests, 1);
+    /* the encoder's keyframe (4) arrives behind a lost message (3) and expires there */
+    uint8_t plain = 7;
+    TT_REQUIRE(tern_flow_send(d.a.c, d.flow, d.now, &plain, 1, -1) == TERN_OK); /* 3 */
+    TT_REQUIRE(build(d.a.c, d.now, &kp, 0));
+    send_one(&d, 4, TERN_MSG_KEYFRAME, 0, &kk, 1); /* 4 */
+    acked(d.a.c, &kk);
+    tick(&d, 400);
+    lost(d.a.c, &kp, d.now); /* 3 given up: not of the current group, nothing asked */
+    exchange_control(&d);    /* FLOW_FORWARD: 4 expired at the receiver */
+    TT_CHECK_EQ_U64(d.b.c->st.messages_expired, 1);
+    TT_CHECK_EQ_U64(d.kf_requests, 1);
+    /* its group's next message is skipped; the request names it, and the sender asks */
+    send_one(&d, 5, TERN_MSG_GOP, 0, &k, 1); /* 5 */
+    TT_CHECK_EQ_U64(rf->kf_want, 5);
+    exchange_control(&d);
+    TT_CHECK_EQ_U64(d.b.c->st.keyframe_requests_sent, 2);
+    TT_CHECK_EQ_U64(d.kf_requests, 2);
+    duo_free(&d);
+}
+
+/* Empty messages still queued (cut == len from the start) given up by a flush, by their
+ * deadline, or with the message they depend on: each leaves the queue before it is freed
+ * (it was freed while still linked: a use after free, then a second free with the flow). */
+static void test_empty_messages(void)
+{
+    duo d;
+    duo_init(&d, TERN_FLOW_PARTIAL, 300, 0);
+    pkt k0, k;
+    for (int i = 0; i < 3; i++)
+        TT_REQUIRE(tern_flow_send(d.a.c, d.flow, d.now, NULL, 0, -1) == TERN_OK);
+    TT_CHECK_EQ_INT(tern_flow_flush(d.a.c, d.flow, TERN_FLUSH_UNSENT), 0);
+    tern__sflow *f = tern__sflow_find(d.a.c, d.flow);
+    TT_CHECK(f->head == NULL && f->tail == NULL);
+    tern__flow_events(d.a.c);
+    TT_CHECK_EQ_U64(d.prog.given_up_messages, 3);
+    /* past their deadline before they were sent */
+    for (int i = 0; i < 3; i++)
+        TT_REQUIRE(tern_flow_send(d.a.c, d.flow, d.now, NULL, 0, -1) == TERN_OK);
+    tick(&d, 400);
+    TT_CHECK(!build(d.a.c, d.now, &k, 0));
+    TT_CHECK(f->head == NULL && f->tail == NULL);
+    /* empty dependents of a keyframe that dies */
+    send_one(&d, 1, TERN_MSG_KEYFRAME, 0, &k0, 0);
+    uint64_t kid = f->next_msg_id - 1;
+    TT_REQUIRE(tern_flow_send_msg(d.a.c, d.flow, d.now, NULL, 0,
+                                  &(tern_msg_opts){-1, 0, TERN_MSG_GOP, 0}, NULL) == TERN_OK);
+    TT_REQUIRE(tern_flow_send_msg(d.a.c, d.flow, d.now, NULL, 0,
+                                  &(tern_msg_opts){-1, 0, TERN_MSG_DEPENDS, kid}, NULL) == TERN_OK);
+    TT_REQUIRE(tern_flow_send(d.a.c, d.flow, d.now, NULL, 0, -1) == TERN_OK); /* needs nothing */
+    tick(&d, 400);
+    lost(d.a.c, &k0, d.now);
+    TT_CHECK_EQ_U64(d.a.c->st.msgs_dropped_dep, 2);
+    TT_CHECK(f->head != NULL && f->head == f->tail && f->head->len == 0);
+    TT_CHECK_EQ_INT(tern_flow_flush(d.a.c, d.flow, TERN_FLUSH_ALL), 0);
+    TT_CHECK(f->head == NULL);
+    tern__flow_events(d.a.c);
+    TT_CHECK_EQ_U64(d.prog.given_up_messages, 10);
+    duo_free(&d); /* no second free */
+}
+
+/* The backlog the encoder feedback samples (tern__target_unsent) is the flow's count of bytes
+ * not yet cut, kept as messages are queued, cut, flushed and given up, not a walk over the
+ * queue (thousands of small messages made every sample cost as many steps). */
+static uint64_t walk_uncut(const tern__sflow *f)
+{
+    uint64_t n = 0;
+    for (const tern__msg *m = f->head; m; m = m->next)
+        n += m->len - m->cut;
+    return n;
+}
+
+static void test_unsent_counter(void)
+{
+    duo d;
+    duo_init(&d, TERN_FLOW_PARTIAL, 300, 0);
+    tern__sflow *f = tern__sflow_find(d.a.c, d.flow);
+    pkt k0, k1;
+    TT_REQUIRE(msg(&d, 1, 100, TERN_MSG_KEYFRAME, 0, NULL) == TERN_OK);
+    TT_REQUIRE(msg(&d, 2, 3000, TERN_MSG_GOP, 0, NULL) == TERN_OK);
+    for (int i = 0; i < 2000; i++)
+        TT_REQUIRE(tern_flow_send(d.a.c, d.flow, d.now, NULL, 0, -1) == TERN_OK);
+    TT_REQUIRE(msg(&d, 3, 50, 0, 0, NULL) == TERN_OK);
+    TT_CHECK_EQ_U64(f->uncut_bytes, 3150);
+    TT_CHECK_EQ_U64(tern__target_unsent(d.a.c), 3150);
+    TT_REQUIRE(build(d.a.c, d.now, &k0, 0)); /* the keyframe and a part of 2 */
+    TT_CHECK(f->uncut_bytes < 3050 && f->uncut_bytes > 50);
+    TT_CHECK_EQ_U64(f->uncut_bytes, walk_uncut(f));
+    TT_CHECK_EQ_U64(tern__target_unsent(d.a.c), f->uncut_bytes);
+    TT_REQUIRE(build(d.a.c, d.now, &k1, 0)); /* more of 2 */
+    TT_CHECK_EQ_U64(f->uncut_bytes, walk_uncut(f));
+    /* the keyframe given up: 2 (partly cut) dropped, its rest no longer counts */
+    tick(&d, 300);
+    lost(d.a.c, &k0, d.now);
+    TT_CHECK_EQ_U64(f->uncut_bytes, walk_uncut(f));
+    TT_CHECK_EQ_U64(f->uncut_bytes, 50);
+    /* a flush leaves nothing; what the loss put in the retransmission queue still counts */
+    TT_CHECK_EQ_INT(tern_flow_flush(d.a.c, d.flow, TERN_FLUSH_UNSENT), 50);
+    TT_CHECK_EQ_U64(f->uncut_bytes, 0);
+    TT_CHECK_EQ_U64(walk_uncut(f), 0);
+    TT_CHECK_EQ_U64(tern__target_unsent(d.a.c),
+                    (uint64_t)f->lost_n * tern__conn_max_payload(d.a.c));
+    duo_free(&d);
+}
+
 /* ---------------------------------------------------------------- flush */
 
 static void test_flush(void)
@@ -555,6 +753,19 @@ static void test_hostile(void)
     kr[1] = 1; /* one of its own, not open (closed): ignored */
     q = kr + 1;
     TT_CHECK_EQ_INT(tern__flow_on_frame(d.b.c, TERN__FRAME_KEYFRAME_REQUEST, &q, kr + 3), TERN_OK);
+    /* one for a message the sender never numbered is made up: a violation, not a request */
+    kr[1] = (uint8_t)d.flow;
+    q = kr + 1;
+    TT_CHECK_EQ_INT(tern__flow_on_frame(d.a.c, TERN__FRAME_KEYFRAME_REQUEST, &q, kr + 3),
+                    TERN_ERR_PROTOCOL);
+    TT_REQUIRE(msg(&d, 1, 10, TERN_MSG_KEYFRAME, 0, NULL) == TERN_OK); /* message 0 */
+    q = kr + 1;
+    TT_CHECK_EQ_INT(tern__flow_on_frame(d.a.c, TERN__FRAME_KEYFRAME_REQUEST, &q, kr + 3), TERN_OK);
+    kr[2] = 1;
+    q = kr + 1;
+    TT_CHECK_EQ_INT(tern__flow_on_frame(d.a.c, TERN__FRAME_KEYFRAME_REQUEST, &q, kr + 3),
+                    TERN_ERR_PROTOCOL);
+    TT_CHECK_EQ_U64(d.a.c->st.keyframe_requests_received, 1);
     /* IDs leaping by 2^61 and dependencies from far away, one message after another: the state
      * stays the fixed window and the memory does not grow */
     TT_CHECK_EQ_INT(feed(&d, 0, ok, 0, 0, 1), TERN_OK);
@@ -863,6 +1074,11 @@ int main(int argc, char **argv)
         TT_CASE(test_cascade_and_skip),
         TT_CASE(test_cascade_retransmission),
         TT_CASE(test_keyframe_rate),
+        TT_CASE(test_cascade_partly_cut),
+        TT_CASE(test_empty_messages),
+        TT_CASE(test_keyframe_request_held),
+        TT_CASE(test_keyframe_request_again),
+        TT_CASE(test_unsent_counter),
         TT_CASE(test_flush),
         TT_CASE(test_errors),
         TT_CASE(test_hostile),

@@ -92,9 +92,40 @@ static void test_model_steps(void)
     TT_CHECK(t.pending || t.reported == t.bps);
 }
 
+/* Degenerate inputs: a zero RTT (a loopback or a simulator without delay), a controller
+ * estimate near 2^64 and no pacing rate: no division by zero, and a huge rate stays a huge
+ * target (it wrapped to the floor) that the hysteresis can multiply without overflow. */
+static void test_model_extremes(void)
+{
+    tern__target t;
+    tern__target_init(&t, 1000 * MS);
+    tern__tgt_input in = {0};
+    in.datagram = 1452;
+    in.rtt_sample = 1;
+    in.cc_bw = (uint64_t)1 << 62;
+    in.unsent = UINT64_MAX / 2;
+    for (int i = 1; i <= 100; i++) {
+        in.now = 1000 * MS + (uint64_t)i * MS;
+        in.acked_bytes = (uint64_t)1 << 40;
+        tern__target_on_ack(&t, &in);
+        TT_CHECK(t.bps >= 24000);
+    }
+    TT_CHECK_MSG(t.bps > 1000000000000ull, "target %llu", (unsigned long long)t.bps);
+    TT_CHECK(t.bps <= (uint64_t)1 << 50);
+    TT_CHECK(t.reported > 0);
+    /* every input at its largest */
+    in.cc_bw = in.pacing = in.acked_bytes = UINT64_MAX;
+    in.srtt = in.latest_rtt = 1;
+    for (int i = 101; i <= 200; i++) {
+        in.now = 1000 * MS + (uint64_t)i * 30 * MS;
+        tern__target_on_ack(&t, &in);
+    }
+    TT_CHECK(t.bps >= 24000 && t.bps <= (uint64_t)1 << 50);
+}
+
 static const tt_case cases[] = {
-    TT_CASE(test_payload_share), TT_CASE(test_drain), TT_CASE(test_threshold),
-    TT_CASE(test_model_steps),   {NULL, NULL},
+    TT_CASE(test_payload_share), TT_CASE(test_drain),          TT_CASE(test_threshold),
+    TT_CASE(test_model_steps),   TT_CASE(test_model_extremes), {NULL, NULL},
 };
 
 int main(int argc, char **argv)
