@@ -105,7 +105,7 @@ typedef struct tern__msg {
      * starts its group of pictures (TERN__NO_MSG: none yet), TERN_MSG_* flags, and whether its
      * BEGIN fragment carries them (DEP: queued once the flow used tern_flow_send_msg) */
     uint64_t id, dep, gop;
-    uint64_t first_fsn;  /* its BEGIN fragment's number, once cut */
+    uint64_t first_fsn; /* its BEGIN fragment's number, once cut */
     uint8_t mflags;
     uint8_t tagged;
     uint8_t queued;      /* on the flow's queue (head .. tail): not completely cut yet. Not

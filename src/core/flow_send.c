@@ -250,7 +250,8 @@ static void msg_give_up(tern_conn *c, tern__sflow *f, tern__msg *m, int how)
          * last one cut, from first_fsn on) count as given up, so the base moving past them
          * sends FLOW_FORWARD; if it has, one is due now */
         if (m->first_fsn < f->base) f->forward_pending = 1;
-        for (uint64_t fsn = m->first_fsn > f->base ? m->first_fsn : f->base; fsn < f->next_fsn; fsn++)
+        for (uint64_t fsn = m->first_fsn > f->base ? m->first_fsn : f->base; fsn < f->next_fsn;
+             fsn++)
             if (frag_at(f, fsn)->state == FRAG_ACKED) frag_at(f, fsn)->state = FRAG_GIVEN_UP;
     }
     m->live_frags++; /* hold m while releasing its fragments */
