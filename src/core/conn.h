@@ -452,6 +452,10 @@ void tern__rec_path_changed(tern_conn *c, uint64_t now);
  * frames go again on the next path); nothing else changes. */
 void tern__rec_stream_lost(tern_conn *c, uint64_t now);
 double tern__rec_loss_rate(const tern_conn *c);
+/* How long after it was sent a packet is declared lost at the latest while later ones are
+ * acknowledged: the time threshold, 9/8 of the larger of the smoothed and the latest RTT (the
+ * packet threshold may find it sooner). FEC's ADAPTIVE repair rate reckons with it (fec.c). */
+uint64_t tern__rec_loss_delay(const tern_conn *c);
 void tern__rec_rtt_init(tern__rtt *r, uint64_t initial);
 /* A new RTT sample (an ACK's, a PONG's) into c->rec.rtt. */
 void tern__rec_rtt_sample(tern_conn *c, uint64_t sample);

@@ -158,6 +158,7 @@ struct tern__fec_tx {
     size_t len;
     uint64_t deadline;
     uint8_t prio;
+    uint8_t live; /* a message of the group has frame dependencies (a live frame) */
     uint16_t slen[TERN__FEC_MAX_K];
     uint8_t *src; /* capacity symbols of TERN__FEC_SYM_MAX bytes */
     unsigned capacity;
@@ -295,6 +296,23 @@ static size_t sym_put(uint8_t *sym, uint8_t flags, const uint64_t dep[3], const 
     return n;
 }
 
+/* Whether a retransmission of a fragment of the group, lost, could still arrive by `due`
+ * (TERN_TIME_NEVER: no bound), by the sender's own rules. The fragment was sent at or before
+ * now; loss recovery declares it lost at the latest tern__rec_loss_delay after that (the time
+ * threshold; the packet threshold may be sooner); the retransmission goes out only while the
+ * message's deadline less the one-way delay bound has not passed (flow_send.c's send_cutoff
+ * for a message begun, the same bound FLOW_DATA's TTL uses), so it arrives at most that bound
+ * later; and it may wait behind the pacer and other data for a margin, max(4 rttvar, 20 ms).
+ * So: in time iff now + loss delay + margin + one-way bound <= due. */
+static int retx_in_time(const tern_conn *c, uint64_t due, uint64_t now)
+{
+    if (due == TERN_TIME_NEVER) return 1;
+    uint64_t margin = 4 * c->rec.rtt.rttvar;
+    if (margin < 20 * TERN_NS_PER_MS) margin = 20 * TERN_NS_PER_MS;
+    uint64_t need = tern__rec_loss_delay(c) + margin + tern__flow_owd_bound(c);
+    return due >= now && due - now >= need;
+}
+
 /* How many repair symbols the group gets. */
 static unsigned group_repair(const tern_conn *c, const tern__sflow *f, const tern__fec_tx *t,
                              int tail, uint64_t now)
@@ -304,16 +322,25 @@ static unsigned group_repair(const tern_conn *c, const tern__sflow *f, const ter
     if (cap > TERN__FEC_MAX_M) cap = TERN__FEC_MAX_M;
     if (f->cfg.fec == TERN_FEC_FIXED) return cap;
     if (c->rec.r == NULL || !c->rec.ready) return 0;
-    /* ADAPTIVE: repair only what a retransmission could not repair in time: a message due
-     * before a loss can be detected and resent (about 1.5 RTT and a margin), or the tail of a
-     * burst of a flow without deadline (its loss would wait for a probe timeout) */
-    uint64_t srtt = c->rec.rtt.srtt, margin = 4 * c->rec.rtt.rttvar;
-    if (margin < 20 * TERN_NS_PER_MS) margin = 20 * TERN_NS_PER_MS;
-    int urgent = t->deadline != TERN_TIME_NEVER && t->deadline < now + srtt + srtt / 2 + margin;
+    /* ADAPTIVE: repair exactly where a retransmission could not arrive in time
+     * (retx_in_time): by the group's earliest deadline, and for a live frame (a message with
+     * frame dependencies, TERN_MSG_KEYFRAME / GOP / DEPENDS, whatever its deadline and
+     * reliability) also by a live receiver's playout, taken as the one-way delay bound plus
+     * TERN__FEC_LIVE_SLACK from now: a frame delivered after it is as good as lost. Besides,
+     * the tail of a burst of a flow without deadline (its loss would wait for a probe
+     * timeout). */
+    uint64_t due = t->deadline;
+    if (t->live) {
+        uint64_t play = now + tern__flow_owd_bound(c) + TERN__FEC_LIVE_SLACK;
+        if (play < due) due = play;
+    }
     int tail_repair = tail && t->deadline == TERN_TIME_NEVER;
-    if (!urgent && !tail_repair) return 0;
+    if (retx_in_time(c, due, now) && !tail_repair) return 0;
     const tern__recovery *r = c->rec.r;
-    double loss = (double)r->loss_avg_q16 / 65536.0;
+    /* the loss rate: the larger of the recent (64 packets) and the longer (1024) average, so
+     * that the quiet stretches between random losses do not leave small groups bare */
+    uint64_t lq = r->loss_avg_q16 > r->loss_slow_q16 ? r->loss_avg_q16 : r->loss_slow_q16;
+    double loss = (double)lq / 65536.0;
     double burst = r->burst_avg_q8 ? (double)r->burst_avg_q8 / 256.0 : 1.0;
     return tern__fec_choose_m(k, cap, loss, burst);
 }
@@ -406,6 +433,7 @@ void tern__fec_on_sent(tern_conn *c, tern__sflow *f, uint64_t fsn, const tern__f
         t->first = fsn;
         t->len = 0;
         t->deadline = TERN_TIME_NEVER;
+        t->live = 0;
     }
     const tern__msg *m = fr->msg;
     const uint8_t *bytes = (m->is_ref ? m->ref : m->data) + fr->off;
@@ -419,9 +447,15 @@ void tern__fec_on_sent(tern_conn *c, tern__sflow *f, uint64_t fsn, const tern__f
     if (t->slen[t->k] > t->len) t->len = t->slen[t->k];
     if (m->deadline < t->deadline) t->deadline = m->deadline;
     t->prio = m->priority;
+    int frame = m->deadline != TERN_TIME_NEVER ||
+                (m->mflags & (TERN_MSG_KEYFRAME | TERN_MSG_DEPENDS | TERN_MSG_GOP));
+    if (m->mflags & (TERN_MSG_KEYFRAME | TERN_MSG_DEPENDS | TERN_MSG_GOP)) t->live = 1;
     t->k++;
+    /* the group closes when full, when the queue ran empty, and at the end of a message with a
+     * deadline or frame dependencies (a frame: its repair must not wait for the next one) */
     int tail = f->head == NULL;
-    if (t->k >= group || tail) group_close(c, f, t, tail, now);
+    if (t->k >= group || tail || (frame && (fr->flags & TERN__FD_END)))
+        group_close(c, f, t, tail, now);
 }
 
 int tern__fec_tx_priority(tern_conn *c, tern__sflow *f, uint64_t now)
@@ -497,6 +531,8 @@ typedef struct fec_group {
     uint64_t deadline; /* of its earliest message, from its first repair's ttl (0: none) */
     uint16_t len;      /* symbol length */
     uint8_t k, m, nrep;
+    uint8_t counted; /* counted in fec_unrecoverable */
+    uint64_t miss;   /* bit j: source j was not there when the group last looked */
     uint8_t idx[TERN__FEC_MAX_K];
     uint8_t *rep[TERN__FEC_MAX_K]; /* at most k repairs are of use */
 } fec_group;
@@ -744,11 +780,16 @@ static int group_try(tern_conn *c, tern__rflow *f, fec_group *g)
         /* a fragment neither received (every one received since the flow's first repair is
          * in the cache) nor rebuilt: it was given up, its group lost more than the repair
          * that came could rebuild */
-        if (have_n < k) c->st.fec_unrecoverable++;
+        if (have_n < k && !g->counted) c->st.fec_unrecoverable++;
         group_free(c, fr, g);
         return TERN_OK;
     }
-    if (have_n + g->nrep < k) return TERN_OK;
+    if (have_n + g->nrep < k) {
+        g->miss = 0;
+        for (unsigned j = 0; j < k; j++)
+            if (!have[j]) g->miss |= (uint64_t)1 << j;
+        return TERN_OK;
+    }
     /* k symbols: rebuild every missing source into scratch, feed the wanted ones */
     size_t len = g->len, ss = tern__fec_scratch_size(k, g->m), bytes = (size_t)k * len + ss;
     uint8_t *buf = tern__malloc(&c->ep->alloc, bytes);
@@ -791,8 +832,15 @@ int tern__fec_after_data(tern_conn *c, tern__rflow *f, uint64_t fsn)
     fec_group *g = f->fec->groups;
     while (g && rc == TERN_OK && c->state == TERN_CONN_ESTABLISHED) {
         fec_group *next = g->next;
-        if (g->first + g->k <= f->base || (fsn >= g->first && fsn < g->first + g->k))
-            rc = group_try(c, f, g);
+        int in = fsn >= g->first && fsn < g->first + g->k;
+        /* a source the group was missing came after its repair: a retransmission (the sender
+         * resends a fragment of a group only once the group's repair was all acknowledged or
+         * lost), so that repair was exhausted (fec_unrecoverable, once a group) */
+        if (in && (g->miss >> (fsn - g->first) & 1) && !g->counted) {
+            c->st.fec_unrecoverable++;
+            g->counted = 1;
+        }
+        if (g->first + g->k <= f->base || in) rc = group_try(c, f, g);
         g = next;
     }
     fc->rebuilding = 0;
@@ -907,8 +955,13 @@ static int on_repaired(tern_conn *c, const uint8_t **pp, const uint8_t *end)
     tern__sflow *f = tern__sflow_find(c, id);
     if (f == NULL) return TERN_OK; /* finished and reaped */
     if (fsn + n > f->next_fsn) return TERN_ERR_PROTOCOL; /* never sent */
-    /* the peer holds them: as good as acknowledged (a retransmission waiting is skipped) */
-    for (uint64_t q = fsn; q < fsn + n; q++) {
+    /* the peer holds them: as good as acknowledged (a retransmission waiting is skipped).
+     * Only those still in flight or lost are looked at (an acknowledgement looks the flow up
+     * again): a peer naming the same 64 fragments again and again, 4 bytes a frame, costs a
+     * look at each, and none below the base. */
+    for (uint64_t q = fsn < f->base ? f->base : fsn; q < fsn + n; q++) {
+        uint8_t st = f->frags[q % f->cap].state;
+        if (st != FRAG_INFLIGHT && st != FRAG_LOST) continue;
         tern__sent_entry e;
         memset(&e, 0, sizeof(e));
         e.flow_id = id;

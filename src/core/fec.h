@@ -3,7 +3,8 @@
  *
  * Sender: the fragments of a flow with fec != TERN_FEC_OFF are grouped as they are first sent
  * (up to fec_group consecutive FSNs; a group also closes when the flow's queue runs empty, so it
- * never waits for future data). Each fragment is a source symbol: its canonical encoding
+ * never waits for future data, and at the end of a message with a deadline or frame
+ * dependencies: one frame, one group). Each fragment is a source symbol: its canonical encoding
  * (flags, length, data) zero-padded to the group's longest. When a group closes, m repair
  * symbols are computed (systematic Reed-Solomon over GF(2^8) through ISA-L's erasure code with
  * a Cauchy matrix, so any k of the k + m symbols rebuild the group; plain XOR when m is 1) and
@@ -11,7 +12,9 @@
  * counted in flight like data (ENT_REPAIR in the sent record). A fragment declared lost while
  * its group's repair waits or is in flight is held (neither resent nor given up) until that
  * repair was acknowledged or lost: rebuilt, REPAIRED acknowledges it. m is fec_repair_pct of k
- * (FIXED) or follows the measured loss, its bursts and the group's deadline (ADAPTIVE).
+ * (FIXED) or follows the measured loss, its bursts and the group's deadline (ADAPTIVE: repair
+ * exactly where a retransmission could not arrive in time by the sender's own loss-detection
+ * and give-up rules, a live frame's playout included; fec.c's group_repair).
  *
  * Receiver: once a flow got a REPAIR frame, a copy of each fragment received on it is kept
  * (the source cache, twice the largest group seen), since fragments are delivered long before
@@ -21,7 +24,9 @@
  * sender, which counts them as acknowledged (no retransmission).
  * Everything held for repair (groups, repair symbols, cached sources) is bounded per connection
  * by TERN__FEC_RX_BUDGET (and by the connection's conn_memory); what does not fit is dropped
- * and counted (fec_dropped), never an error.
+ * and counted (fec_dropped), never an error. fec_unrecoverable counts a held group once, when
+ * a fragment it missed comes after its repair (retransmitted: the repair was exhausted) or it
+ * is dropped with fragments missing (given up).
  */
 #ifndef TERN_CORE_FEC_H
 #define TERN_CORE_FEC_H
@@ -56,6 +61,10 @@ enum {
 /* ADAPTIVE: the probability that a group loses more symbols than its repair can rebuild that
  * the repair rate aims below */
 #define TERN__FEC_TARGET_FAIL 1e-3
+/* ADAPTIVE: how long beyond the one-way delay a live receiver is taken to wait for a frame (a
+ * message with frame dependencies) before its playout: repair protects live frames wherever a
+ * retransmission would take longer (at 300 ms RTT always; at 40 ms never) */
+#define TERN__FEC_LIVE_SLACK (100 * TERN_NS_PER_MS)
 
 /* ---------------------------------------------------------------- codec (pure) */
 

@@ -181,6 +181,7 @@ static void on_packet_lost(tern_conn *c, tern__sent *s, uint64_t now)
     c->st.packets_lost++;
     if (s->stream) c->st.stream_packets_lost++;
     r->loss_avg_q16 += (65536 - r->loss_avg_q16) / 64;
+    r->loss_slow_q16 += (65536 - r->loss_slow_q16) / 1024;
     if (s->in_flight) r->bytes_in_flight -= s->bytes;
     if (s->in_flight && !s->stream) tern__target_on_lost(&r->tgt, s->bytes);
     /* black-hole detection (pmtu.c); a stream's loss (its end) says nothing of a path MTU */
@@ -223,6 +224,13 @@ static void burst_on_lost(tern__recovery *r, uint64_t pn)
     r->burst_last_pn = pn;
 }
 
+uint64_t tern__rec_loss_delay(const tern_conn *c)
+{
+    uint64_t rtt = c->rec.rtt.latest > c->rec.rtt.srtt ? c->rec.rtt.latest : c->rec.rtt.srtt;
+    uint64_t delay = rtt + rtt / 8;
+    return delay < GRANULARITY ? GRANULARITY : delay;
+}
+
 /* Declares lost what the thresholds say; re-arms the loss timer. */
 static void detect_losses(tern_conn *c, uint64_t now, uint64_t *lost_bytes, uint64_t *last_lost_time,
                           int *persistent)
@@ -230,9 +238,7 @@ static void detect_losses(tern_conn *c, uint64_t now, uint64_t *lost_bytes, uint
     tern__recovery *r = c->rec.r;
     r->loss_time = TERN_TIME_NEVER;
     if (!r->have_largest_acked) return;
-    uint64_t rtt = c->rec.rtt.latest > c->rec.rtt.srtt ? c->rec.rtt.latest : c->rec.rtt.srtt;
-    uint64_t delay = rtt + rtt / 8;
-    if (delay < GRANULARITY) delay = GRANULARITY;
+    uint64_t delay = tern__rec_loss_delay(c);
     uint64_t first_lost_time = TERN_TIME_NEVER, last_time = 0;
     for (uint64_t pn = r->base; pn < r->base + r->n && pn < r->largest_acked; pn++) {
         tern__sent *s = sent_at(r, pn);
@@ -334,6 +340,7 @@ int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
             }
             if (s->ack_eliciting) r->eliciting_out--;
             r->loss_avg_q16 -= r->loss_avg_q16 / 64;
+            r->loss_slow_q16 -= r->loss_slow_q16 / 1024;
             if (s->in_flight) {
                 r->bytes_in_flight -= s->bytes;
                 acked_bytes += s->bytes;

@@ -393,7 +393,9 @@ static int stream_send(const stream_opts *o, const tools_client_opts *co)
         sender_loop(&s);
     }
     grace = 300 * TERN_NS_PER_MS;
-    if (s.link.closed.err != 0) {
+    if (s.phase >= 2 && s.link.closed.err == TERN_ERR_PEER_CLOSED && s.link.closed.code == 0) {
+        exit_code = XFER_EXIT_OK; /* the receiver had it all (end message, flow closed) first */
+    } else if (s.link.closed.err != 0) {
         exit_code =
             tools_explain_conn_error(cmd, s.where, &s.link.closed, co->timeout_ms, co->idle_ms);
     } else if (s.phase == 3 && !s.failed) {

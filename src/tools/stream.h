@@ -108,6 +108,7 @@ int stream_ts_flush(stream_ts *t, const uint8_t **out, size_t *out_len, int *key
  * max_frames (a budget: a peer that names larger frame numbers gets them refused and counted,
  * never a larger allocation). */
 typedef struct stream_rec {
+    uint64_t capture_ns; /* the sender's capture time (CLOCK_REALTIME) */
     uint64_t latency_ns; /* delivery (the last byte) less capture */
     uint8_t state;       /* 0 not (yet) delivered, 1 delivered, 2 delivered corrupt */
     uint8_t key;
@@ -125,7 +126,7 @@ typedef struct stream_stats {
     uint64_t early;       /* frames whose capture time is after their delivery (clocks apart):
                              counted with latency 0 */
 } stream_stats;
-#define STREAM_MAX_FRAMES (1u << 22) /* 46 hours at 25 fps; 16 bytes each: 64 MiB at most */
+#define STREAM_MAX_FRAMES (1u << 21) /* 23 hours at 25 fps; 24 bytes each: 48 MiB at most */
 
 void stream_stats_init(stream_stats *s);
 void stream_stats_free(stream_stats *s);
@@ -134,8 +135,11 @@ void stream_stats_free(stream_stats *s);
 int stream_stats_frame(stream_stats *s, const stream_hdr *h, uint64_t now_ns, int corrupt);
 
 typedef struct stream_summary {
-    uint32_t frames; /* the sender's count, else the highest frame number seen + 1 */
-    uint32_t ontime, late, lost, corrupt, keyframes;
+    uint32_t frames;      /* the sender's count, else the highest frame number seen + 1 */
+    uint32_t ontime;      /* shown: see stream_stats_summary */
+    uint32_t undecodable; /* arrived in time, but a frame it needs did not */
+    uint32_t late, lost, corrupt, keyframes;
+    uint32_t arrived_ontime; /* arrived intact within playout, decodable or not */
     double ontime_pct;
     double playout_ms; /* the budget used */
     double owd_ms;     /* the smallest latency of a frame: the one-way delay plus that frame's
@@ -143,13 +147,18 @@ typedef struct stream_summary {
     double p50_ms, p99_ms, max_ms; /* over the frames delivered (on time or late) */
     double stall_ms;               /* see stream_stats_summary */
 } stream_summary;
-/* Classifies every frame 0..frames-1: on time (delivered intact within playout_ns of its
- * capture), late (delivered after), lost (never delivered, skipped, or corrupt). playout_ns 0:
- * the smallest latency seen + 100 ms. Stall time: the picture freezes when the next frame to
- * show is not there; for each pair of consecutive on-time frames (and from the stream's first
- * frame to the first on-time one, and from the last on-time one to the end) whose capture times
- * (frame numbers x interval) lie more than 2 intervals apart, the gap less one interval is
- * counted: one missing frame alone is not a stall. Returns -1 out of memory. */
+/* Classifies every frame 0..frames-1 as one of: on time (shown: decodable by its display time,
+ * capture + playout_ns), undecodable (arrived intact by then, but a frame it needs had not),
+ * late (arrived after), lost (never delivered, skipped, or corrupt). One decoding rule for every
+ * transport: a keyframe is decodable once it arrived, a P-frame once it and the frame before it
+ * are decodable; a late frame is not shown but still serves as a reference from when it came.
+ * So a transport that loses a frame pays for the rest of its group of pictures, as a decoder
+ * would, unless a keyframe comes sooner. playout_ns 0: the smallest latency seen + 100 ms.
+ * Stall time: the picture freezes when the next frame to show is not there; for each pair of
+ * consecutive shown frames (and from the stream's first frame to the first shown one, and from
+ * the last shown one to the end) whose capture times (frame numbers x interval) lie more than 2
+ * intervals apart, the gap less one interval is counted: one missing frame alone is not a
+ * stall. Returns -1 out of memory. */
 int stream_stats_summary(const stream_stats *s, uint64_t playout_ns, stream_summary *out);
 
 /* ---- UDP mode's reassembly: which datagrams of the frames in progress came, in a fixed table

@@ -310,6 +310,7 @@ int stream_stats_frame(stream_stats *s, const stream_hdr *h, uint64_t now_ns, in
         return 0;
     }
     if (now_ns < h->capture_ns) s->early++;
+    r->capture_ns = h->capture_ns;
     r->latency_ns = now_ns > h->capture_ns ? now_ns - h->capture_ns : 0;
     r->state = corrupt ? 2 : 1;
     r->key = (h->flags & STREAM_F_KEY) != 0;
@@ -348,21 +349,32 @@ int stream_stats_summary(const stream_stats *s, uint64_t playout_ns, stream_summ
         o->max_ms = (double)lat[nl - 1] / 1e6;
     }
     free(lat);
-    /* stall: gaps between on-time frames, with virtual on-time frames at -1 and at frames */
+    /* shown: decodable by capture + playout (see stream.h); stall: gaps between shown frames,
+     * with virtual shown frames at -1 and at frames */
     int64_t prev = -1;
-    uint64_t gaps = 0; /* in intervals, less one each */
+    uint64_t gaps = 0;                /* in intervals, less one each */
+    uint64_t avail_prev = UINT64_MAX; /* when the frame before became decodable (never) */
     for (uint32_t i = 0; i <= frames; i++) {
-        int ontime = 0;
+        int shown = 0;
         if (i < frames) {
-            ontime = i < s->n && s->rec[i].state == 1 && s->rec[i].latency_ns <= playout_ns;
-            if (ontime)
+            const stream_rec *r = i < s->n ? &s->rec[i] : NULL;
+            int came = r && r->state == 1;
+            uint64_t arrival = came ? r->capture_ns + r->latency_ns : UINT64_MAX;
+            uint64_t avail = !came || r->key || avail_prev < arrival ? arrival : avail_prev;
+            int intime = came && r->latency_ns <= playout_ns;
+            shown = intime && avail <= r->capture_ns + playout_ns;
+            if (shown)
                 o->ontime++;
-            else if (i < s->n && s->rec[i].state == 1)
+            else if (intime)
+                o->undecodable++;
+            else if (came)
                 o->late++;
             else
                 o->lost++;
+            if (intime) o->arrived_ontime++;
+            avail_prev = avail;
         }
-        if (ontime || i == frames) {
+        if (shown || i == frames) {
             int64_t gap = (int64_t)i - prev;
             if (gap > 2) gaps += (uint64_t)(gap - 1);
             prev = i;

@@ -213,20 +213,22 @@ int stream_report(const char *cmd, const char *mode, const stream_stats *st, uin
         fprintf(stderr, "%s: out of memory\n", cmd);
         return XFER_EXIT_OTHER;
     }
-    printf("%s: %u frames: %u on time within %.1f ms (%.2f%%), %u late, %u lost (%llu skipped "
-           "by the transport, %u corrupt); latency p50 %.1f ms, p99 %.1f ms, max %.1f ms; stall "
-           "%.0f ms; smallest latency %.1f ms\n",
-           cmd, s.frames, s.ontime, s.playout_ms, s.ontime_pct, s.late, s.lost,
+    printf("%s: %u frames: %u shown on time within %.1f ms (%.2f%%), %u arrived in time but "
+           "undecodable (a frame before them in their GOP missing or late), %u late, %u lost (%llu "
+           "skipped by the transport, %u corrupt); latency p50 %.1f ms, p99 %.1f ms, max %.1f ms; "
+           "stall %.0f ms; smallest latency %.1f ms\n",
+           cmd, s.frames, s.ontime, s.playout_ms, s.ontime_pct, s.undecodable, s.late, s.lost,
            (unsigned long long)st->skipped, s.corrupt, s.p50_ms, s.p99_ms, s.max_ms, s.stall_ms,
            s.owd_ms);
-    printf("%s: result mode=%s frames=%u ontime=%u ontime_pct=%.3f late=%u lost=%u skipped=%llu "
-           "corrupt=%u playout_ms=%.1f owd_ms=%.1f p50_ms=%.1f p99_ms=%.1f max_ms=%.1f "
-           "stall_ms=%.0f keyframes=%u bytes=%llu dup=%llu refused=%llu early=%llu%s%s\n",
-           cmd, mode, s.frames, s.ontime, s.ontime_pct, s.late, s.lost,
-           (unsigned long long)st->skipped, s.corrupt, s.playout_ms, s.owd_ms, s.p50_ms, s.p99_ms,
-           s.max_ms, s.stall_ms, s.keyframes, (unsigned long long)st->bytes,
+    printf("%s: result mode=%s frames=%u ontime=%u ontime_pct=%.3f undecodable=%u "
+           "arrived_ontime=%u late=%u lost=%u skipped=%llu corrupt=%u playout_ms=%.1f "
+           "owd_ms=%.1f p50_ms=%.1f p99_ms=%.1f max_ms=%.1f stall_ms=%.0f keyframes=%u bytes=%llu "
+           "dup=%llu refused=%llu early=%llu%s%s\n",
+           cmd, mode, s.frames, s.ontime, s.ontime_pct, s.undecodable, s.arrived_ontime, s.late,
+           s.lost, (unsigned long long)st->skipped, s.corrupt, s.playout_ms, s.owd_ms, s.p50_ms,
+           s.p99_ms, s.max_ms, s.stall_ms, s.keyframes, (unsigned long long)st->bytes,
            (unsigned long long)st->dup, (unsigned long long)st->refused,
            (unsigned long long)st->early, extra[0] ? " " : "", extra);
     fflush(stdout);
-    return s.ontime + s.late > 0 ? XFER_EXIT_OK : XFER_EXIT_OTHER;
+    return s.arrived_ontime + s.late > 0 ? XFER_EXIT_OK : XFER_EXIT_OTHER;
 }

@@ -4,8 +4,9 @@
  * keyframe every GOP and is repeatable from its seed; the MPEG-TS cutter finds the video PID
  * through the PAT/PMT and cuts at its payload unit starts; UDP reassembly completes frames out
  * of order, checks their bytes, refuses malformed parts and stays within its slot table; the
- * statistics classify frames on time / late / lost, compute percentiles and stall time, and
- * refuse frame numbers over the budget.
+ * statistics classify frames shown on time / undecodable / late / lost (a P-frame needs the
+ * frame before it decoded, a late frame still serves as a reference), compute percentiles and stall
+ * time, and refuse frame numbers over the budget.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,21 +200,28 @@ static void test_stats(void)
     stream_stats s;
     stream_stats_init(&s);
     const uint64_t ms = 1000000;
-    /* 20 frames at 40 ms: 0-9 at 150 ms, 10 late (400 ms), 11-13 lost, 14-19 at 160 ms */
+    /* 20 frames at 40 ms: 0-9 at 150 ms, 10 late (400 ms), 11-13 lost, 14-19 at 160 ms;
+     * keyframes 0 and 15: 14 arrives in time but its reference (13) is lost */
     for (uint32_t i = 0; i < 20; i++) {
         if (i >= 11 && i <= 13) continue;
-        stream_hdr h = {
-            .num = i, .capture_ns = 1000 * ms + i * 40 * ms, .size = 10, .interval_us = 40000};
+        stream_hdr h = {.num = i,
+                        .flags = (uint8_t)(i == 0 || i == 15 ? STREAM_F_KEY : 0),
+                        .capture_ns = 1000 * ms + i * 40 * ms,
+                        .size = 10,
+                        .interval_us = 40000};
         uint64_t lat = i < 10 ? 150 * ms : i == 10 ? 400 * ms : 160 * ms;
         CHECK(stream_stats_frame(&s, &h, h.capture_ns + lat, 0) == 0);
     }
     s.total = 21; /* the last frame never came */
     stream_summary o;
     CHECK(stream_stats_summary(&s, 250 * ms, &o) == 0);
-    CHECK(o.frames == 21 && o.ontime == 16 && o.late == 1 && o.lost == 4);
+    CHECK(o.frames == 21 && o.ontime == 15 && o.undecodable == 1 && o.late == 1 && o.lost == 4);
+    CHECK(o.arrived_ontime == 16 && o.keyframes == 2);
     CHECK(o.p50_ms == 150.0 && o.max_ms == 400.0 && o.owd_ms == 150.0);
-    /* gaps: 9 -> 14 (5 intervals: 4 counted), 19 -> end 21 (2: none) */
-    CHECK(o.stall_ms == 4 * 40.0);
+    /* gaps between shown frames: 9 -> 15 (6 intervals: 5 counted), 19 -> end 21 (2: none) */
+    CHECK(o.stall_ms == 5 * 40.0);
+    /* with 155 ms of playout the frames at 160 ms are late too */
+    CHECK(stream_stats_summary(&s, 155 * ms, &o) == 0 && o.ontime == 10 && o.late == 7);
     CHECK(stream_stats_summary(&s, 0, &o) == 0 && o.playout_ms == 250.0);
     /* a duplicate counts once; a frame number over the budget is refused */
     stream_hdr h = {.num = 3, .capture_ns = 0, .size = 10, .interval_us = 40000};
@@ -221,6 +229,21 @@ static void test_stats(void)
     s.max_frames = 1000;
     h.num = 5000;
     CHECK(stream_stats_frame(&s, &h, 5, 0) == -1 && s.refused == 1 && s.cap <= 1024);
+    stream_stats_free(&s);
+    /* a late keyframe is not shown but is a reference from when it came: keyframe 0 at 300 ms,
+     * frames 1 and 2 at 150 ms with 250 ms of playout: 1 must be shown by 290 ms after 0's
+     * capture, before 0 came (undecodable); 2 by 330 ms, after (shown) */
+    stream_stats_init(&s);
+    for (uint32_t i = 0; i < 3; i++) {
+        stream_hdr k = {.num = i,
+                        .flags = (uint8_t)(i == 0 ? STREAM_F_KEY : 0),
+                        .capture_ns = 1000 * ms + i * 40 * ms,
+                        .size = 10,
+                        .interval_us = 40000};
+        CHECK(stream_stats_frame(&s, &k, k.capture_ns + (i ? 150 : 300) * ms, 0) == 0);
+    }
+    CHECK(stream_stats_summary(&s, 250 * ms, &o) == 0);
+    CHECK(o.late == 1 && o.undecodable == 1 && o.ontime == 1 && o.lost == 0);
     stream_stats_free(&s);
 }
 

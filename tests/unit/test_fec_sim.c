@@ -5,7 +5,9 @@
  * Gilbert-Elliott bursts, and none late; at 40 ms RTT ADAPTIVE sends no repair (NACK is in
  * time); the same frames on a RELIABLE flow come in time far more often with ADAPTIVE (tail
  * repair after each frame); a RELIABLE transfer with ADAPTIVE FEC on a lossy link still
- * delivers every byte exactly once, in order.
+ * delivers every byte exactly once, in order. 25 fps video at 300 ms RTT, 1%: with 600 ms
+ * deadlines ADAPTIVE delivers at least what FIXED does; in the issue's live cell (1.1 Mbit/s)
+ * the share of frames within one-way delay + 100 ms, seeds 1..10.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -319,7 +321,228 @@ static void test_reliable_exactly_once(void)
     sim_del(s);
 }
 
+
+/* ---------------------------------------------------------------- live video */
+
+/* 25 fps video, P-frames of pframe bytes and a keyframe of kf_mult x that every 50 frames,
+ * each frame one message with a deadline (tern_flow_send_msg, keyframes TERN_MSG_KEYFRAME
+ * when tagged, else tern_flow_send), over a link of rate_bps with a one-BDP queue and random
+ * loss. The sim's clock is shared by both ends, so capture (the send call) to delivery is
+ * exact: on time means within one-way delay + playout_ms. */
+typedef struct video_cfg {
+    uint64_t seed, rate_bps, rtt_ms, deadline_ms, playout_ms;
+    double loss;
+    size_t pframe;
+    unsigned kf_mult, frames;
+    uint8_t fec, tagged;
+} video_cfg;
+
+typedef struct video {
+    uint64_t counted, on_time, late, bad;
+    uint64_t budget_ns, last;
+    unsigned warmup;
+    sim *s;
+} video;
+
+static void video_on_message(tnet_node *n, tern_conn *c, uint64_t flow, const uint8_t *d,
+                             size_t len)
+{
+    (void)c;
+    (void)flow;
+    video *v = n->user;
+    uint64_t seq, at;
+    if (len < 16) {
+        v->bad++;
+        return;
+    }
+    memcpy(&seq, d, 8);
+    memcpy(&at, d + 8, 8);
+    for (size_t i = 16; i < len; i++)
+        if (d[i] != (uint8_t)(seq * 7 + i)) {
+            v->bad++;
+            return;
+        }
+    if (getenv("FEC_VIDEO_MISS") && seq > v->last + 1)
+        fprintf(stderr, "missing %llu..%llu\n", (unsigned long long)v->last + 1,
+                (unsigned long long)seq - 1);
+    v->last = seq;
+    if (seq < v->warmup) return;
+    if (sim_now(v->s) <= at + v->budget_ns) v->on_time++;
+    else v->late++;
+    if (getenv("FEC_VIDEO_TRACE") && sim_now(v->s) > at + v->budget_ns)
+        fprintf(stderr, "late %llu by %.1f ms%s\n", (unsigned long long)seq,
+                (double)(sim_now(v->s) - at - v->budget_ns) / 1e6, seq % 50 == 0 ? " key" : "");
+}
+
+/* Runs the video; returns the share of the frames after the warmup (3 s) on time. */
+static double video_run(const video_cfg *vc, tern_conn_stats *out)
+{
+    tern_addr sa, ca;
+    tern_addr_ipv4(&sa, 192, 0, 2, 1, 4433);
+    tern_addr_ipv4(&ca, 198, 51, 100, 7, 50000);
+    sim *s = sim_new(vc->seed);
+    TT_REQUIRE(s != NULL);
+    tnet_node srv, cli;
+    memset(&srv, 0, sizeof(srv));
+    memset(&cli, 0, sizeof(cli));
+    tnet_node_init(&srv, s, &sa, 1, NULL, 1);
+    tnet_node_init(&cli, s, &ca, 0, NULL, 2);
+    sim_link_params p;
+    sim_link_params_init(&p);
+    p.delay_ns = vc->rtt_ms / 2 * MS;
+    p.rate_bps = vc->rate_bps;
+    p.queue_bytes = vc->rate_bps / 8 * vc->rtt_ms / 1000; /* one BDP */
+    p.overhead_bytes = 28;
+    p.mtu = 1500;
+    p.loss = vc->loss;
+    sim_link_set_both(s, &ca, &sa, &p);
+    video v;
+    memset(&v, 0, sizeof(v));
+    v.budget_ns = (vc->rtt_ms / 2 + vc->playout_ms) * MS;
+    v.warmup = 75;
+    v.s = s;
+    srv.user = &v;
+    srv.on_message = video_on_message;
+    tern_conn *c = tnet_connect(s, &cli, &srv, NULL);
+    sim_run_until(s, 2 * S);
+    TT_REQUIRE(cli.established);
+    tern_flow_config cfg;
+    tern_flow_config_default(&cfg);
+    cfg.reliability = TERN_FLOW_PARTIAL;
+    cfg.deadline_ms = (uint32_t)vc->deadline_ms;
+    cfg.fec = vc->fec;
+    uint64_t flow;
+    TT_REQUIRE(tern_flow_open(c, &cfg, &flow) == TERN_OK);
+    size_t maxlen = vc->pframe * vc->kf_mult;
+    uint8_t *msg = malloc(maxlen);
+    TT_REQUIRE(msg != NULL);
+    uint64_t t = sim_now(s);
+    for (uint64_t seq = 0; seq < vc->frames; seq++) {
+        uint64_t now = sim_now(s);
+        int key = seq % 50 == 0;
+        size_t len = key ? maxlen : vc->pframe;
+        memcpy(msg, &seq, 8);
+        memcpy(msg + 8, &now, 8);
+        for (size_t i = 16; i < len; i++) msg[i] = (uint8_t)(seq * 7 + i);
+        int rc;
+        if (vc->tagged) {
+            tern_msg_opts mo;
+            memset(&mo, 0, sizeof(mo));
+            mo.priority = -1;
+            mo.flags = key ? TERN_MSG_KEYFRAME : 0;
+            rc = tern_flow_send_msg(c, flow, now, msg, len, &mo, NULL);
+        } else {
+            rc = tern_flow_send(c, flow, now, msg, len, -1);
+        }
+        TT_CHECK_EQ_INT(rc, TERN_OK);
+        if (seq >= v.warmup) v.counted++;
+        sim_node_wake(s, cli.node);
+        t += 40 * MS;
+        TT_REQUIRE(sim_run_until(s, t) == SIM_OK);
+    }
+    TT_REQUIRE(sim_run_until(s, t + 2 * S) == SIM_OK);
+    free(msg);
+    if (getenv("FEC_VIDEO_MISS"))
+        fprintf(stderr, "end of run fec %d seed %llu\n", vc->fec, (unsigned long long)vc->seed);
+    tern_conn_get_stats(c, out);
+    tern_conn_stats rs;
+    tern_conn_get_stats(srv.conn, &rs);
+    out->fec_repair_received = rs.fec_repair_received;
+    out->fec_recovered = rs.fec_recovered;
+    out->fec_unrecoverable = rs.fec_unrecoverable;
+    TT_CHECK_EQ_U64(v.bad, 0);
+    tnet_node_free(&cli, s);
+    tnet_node_free(&srv, s);
+    sim_del(s);
+    if (getenv("FEC_VIDEO_TRACE"))
+        fprintf(stderr, "counted %llu on time %llu late %llu\n", (unsigned long long)v.counted,
+                (unsigned long long)v.on_time, (unsigned long long)v.late);
+    return (double)v.on_time / (double)v.counted;
+}
+
+/* The frames helper's case: 25 fps at 300 ms RTT and 1% loss with 600 ms deadlines. A
+ * retransmission is declared lost ~340 ms after the original and must leave before the
+ * deadline less the RTT (300 ms): none is in time, so ADAPTIVE must repair every frame and
+ * deliver at least as many as FIXED (it was 1851 vs FIXED 2270 and OFF 1865 of 2500 when
+ * ADAPTIVE stopped repairing at 1.5 RTT). */
+static void test_video_600ms_deadline(void)
+{
+    video_cfg vc = {.rate_bps = 4000000, .rtt_ms = 300, .deadline_ms = 600, .playout_ms = 450,
+                    .loss = 0.01, .pframe = 4000, .kf_mult = 4, .frames = 750};
+    double off = 0, ad = 0, fx = 0;
+    uint64_t rep_ad = 0, rep_fx = 0;
+    for (uint64_t seed = 1; seed <= 3; seed++) {
+        tern_conn_stats st;
+        vc.seed = tt_seed() * 100 + seed;
+        vc.fec = TERN_FEC_OFF;
+        off += video_run(&vc, &st) / 3;
+        vc.fec = TERN_FEC_ADAPTIVE;
+        ad += video_run(&vc, &st) / 3;
+        rep_ad += st.fec_repair_sent;
+        vc.fec = TERN_FEC_FIXED;
+        fx += video_run(&vc, &st) / 3;
+        rep_fx += st.fec_repair_sent;
+    }
+    printf("    600 ms deadline, 300 ms RTT, 1%%: delivered OFF %.2f%%, ADAPTIVE %.2f%% (%llu "
+           "repair), FIXED %.2f%% (%llu repair)\n",
+           off * 100, ad * 100, (unsigned long long)rep_ad, fx * 100,
+           (unsigned long long)rep_fx);
+    TT_CHECK_MSG(ad >= fx - 0.002, "ADAPTIVE %.4f vs FIXED %.4f", ad, fx);
+    TT_CHECK_MSG(1 - ad <= (1 - off) * 0.5, "ADAPTIVE %.4f vs OFF %.4f", ad, off);
+}
+
+/* The issue's live cell: 1.1 Mbit/s, 300 ms RTT, 1% random loss, 25 fps, a keyframe (5x) every
+ * 50 frames at bench/media/live.sh's load (0.35 of the link: P-frames of 1800 bytes), each
+ * frame a live frame (tern_flow_send_msg) with tern stream's auto deadline (1.25 RTT + 100 ms
+ * + the keyframe's time on the wire, ~600 ms), on time within one-way delay + 100 ms; seeds
+ * 1..10. ADAPTIVE repairs every frame (a retransmission comes ~1.1 RTT + one way after the
+ * original). What it misses is not loss: with BBR's PROBE_RTT (half a BDP in flight for
+ * 200 ms + a round every 10 s, the samples of a paced multi-packet frame staying above min RTT
+ * + 1/128) ~10 frames queue past the playout at each, ~3% of the frames; with PROBE_RTT
+ * disabled the same runs give 99.8% mean. FEC_VIDEO_PFRAME / _KF / _DEADLINE / _TRACE vary and
+ * trace it (4 KB frames, 0.85 Mbit/s: ~26%, the keyframe alone is 120 ms on the wire and the
+ * repair does not fit the link). */
+static void test_video_live_playout(void)
+{
+    video_cfg vc = {.rate_bps = 1100000, .rtt_ms = 300, .deadline_ms = 600, .playout_ms = 100,
+                    .loss = 0.01, .pframe = 1800, .kf_mult = 5, .frames = 750,
+                    .fec = TERN_FEC_ADAPTIVE, .tagged = 1};
+    if (getenv("FEC_VIDEO_PFRAME")) vc.pframe = (size_t)atoi(getenv("FEC_VIDEO_PFRAME"));
+    if (getenv("FEC_VIDEO_KF")) vc.kf_mult = (unsigned)atoi(getenv("FEC_VIDEO_KF"));
+    if (getenv("FEC_VIDEO_DEADLINE"))
+        vc.deadline_ms = (uint64_t)atoi(getenv("FEC_VIDEO_DEADLINE"));
+    double worst = 1, sum = 0, off = 0;
+    uint64_t rep = 0, sent = 0;
+    for (uint64_t seed = 1; seed <= 10; seed++) {
+        tern_conn_stats st;
+        vc.seed = seed;
+        vc.fec = TERN_FEC_ADAPTIVE;
+        double r = video_run(&vc, &st);
+        if (getenv("FEC_VIDEO_TRACE"))
+            printf("      seed %llu: %.2f%% on time, %llu repair, %llu rebuilt, %llu "
+                   "unrecoverable, %llu given up\n",
+                   (unsigned long long)seed, r * 100, (unsigned long long)st.fec_repair_sent,
+                   (unsigned long long)st.fec_recovered, (unsigned long long)st.fec_unrecoverable,
+                   (unsigned long long)st.messages_abandoned);
+        if (r < worst) worst = r;
+        sum += r;
+        rep += st.fec_repair_sent;
+        sent += st.tx_packets;
+        vc.fec = TERN_FEC_OFF;
+        off += video_run(&vc, &st);
+    }
+    printf("    live 1.1 Mbit/s, 300 ms, 1%%, seeds 1-10: on time (one-way + 100 ms) ADAPTIVE mean "
+           "%.2f%% worst %.2f%% (repair %.1f%% of packets), OFF mean %.2f%%\n",
+           sum * 10, worst * 100, 100.0 * (double)rep / (double)sent, off * 10);
+    /* the robust bound today (PROBE_RTT: see above); 99.9% is the goal */
+    TT_CHECK_MSG(worst >= 0.93, "worst seed %.4f", worst);
+    TT_CHECK_MSG(sum / 10 >= 0.95, "mean %.4f", sum / 10);
+    TT_CHECK_MSG(sum - off >= 0.3, "ADAPTIVE %.4f vs OFF %.4f", sum / 10, off / 10);
+}
+
 static const tt_case cases[] = {
+    TT_CASE(test_video_600ms_deadline),
+    TT_CASE(test_video_live_playout),
     TT_CASE(test_live_random_loss),
     TT_CASE(test_live_bursty_loss),
     TT_CASE(test_live_low_rtt_no_repair),
