@@ -16,11 +16,12 @@
 # every peer.
 # --quick: 10 Mbit/s, 300 ms, 1% random only.
 #
-# Figures: goodput as % of the link rate (file bytes x 8 / wall time / RATE), and tern's wall
-# time over each peer's as the ratio tern/BBR (> 1: tern is faster). A transfer that is not over
-# after 3 x the ideal time + 10 s is cut and shows "cut".
+# Figures: goodput as % of the link rate (file bytes x 8 / wall time / RATE), and each peer's
+# wall time over tern's as tern/PEER (> 1: tern is faster). A transfer that is not over after
+# 3 x the ideal time + 10 s is cut and shows "cut".
 #
-# Verification: tern recv exits 0 only after checking the size and SHA-256 of what it stored;
+# Verification: tern recv renames its file into place only once its size and SHA-256 match (that
+# is tern's end; it must then exit 0);
 # tcpxfer recv compares every byte with the file; SRT's output is compared with cmp once it holds
 # every byte (its end time is when the last byte landed).
 #
@@ -52,7 +53,7 @@ while [ $# -gt 0 ]; do
 	--peers) peers=$2; shift 2 ;;
 	--seed) seed=$2; shift 2 ;;
 	--logs) logs=$2; shift 2 ;;
-	*) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+	*) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 	esac
 done
 [ "$(id -u)" = 0 ] || { echo "bench/media/files.sh: needs root" >&2; exit 1; }

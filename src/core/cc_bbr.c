@@ -44,8 +44,9 @@
  * is congestion, not radio noise: a round in which such loss passes 2% (and 3 datagrams) sets
  * the same cap and scales the bandwidth filter by 0.7 (v2's beta). Without this, flows sharing
  * a shallow buffer each keep an estimate above their share, sit window-limited on a full queue,
- * and any split between them is stable (measured: Jain 0.75 for two flows, now 0.99). Persistent congestion sets the window to its minimum of 4 datagrams, from
- * where it grows by the acknowledged bytes.
+ * and any split between them is stable (measured: Jain 0.75 for two flows, now 0.99). Persistent
+ * congestion sets the window to its minimum of 4 datagrams, from where it grows by the acknowledged
+ * bytes.
  *
  * Radio loss on long paths (bench/media/files.sh: 1.1 and 10 Mbit/s, 300-600 ms, 1-3% random or
  * bursty loss, a buffer of one BDP):
@@ -95,8 +96,8 @@
 #define EXTRA_ACKED_WIN_ROUNDS 5     /* each of the two aggregation maxima covers 5 rounds */
 #define EXTRA_ACKED_MAX_NS (100 * MS) /* aggregation allowance: at most 100 ms at the estimate */
 #define ACK_EPOCH_RESET_BYTES (1u << 20)
-#define BG_LOSS_SHIFT 3                /* background loss: EWMA over rounds, weight 1/8 */
-#define BURST_ALLOWANCE_PACKETS 4      /* one burst of radio loss (with background loss) */
+#define BG_LOSS_SHIFT 3           /* background loss: EWMA over rounds, weight 1/8 */
+#define BURST_ALLOWANCE_PACKETS 4 /* one burst of radio loss (with background loss) */
 
 enum { BBR_STARTUP, BBR_DRAIN, BBR_PROBE_BW, BBR_PROBE_RTT };
 
@@ -259,11 +260,12 @@ static void check_round_loss(bbr *s, uint64_t inflight)
      * estimate by 30%). */
     uint64_t burst = s->bg_loss ? BURST_ALLOWANCE_PACKETS * s->mds : 0;
     int congestive = cong >= CONG_LOSS_MIN_PACKETS * s->mds &&
-                     cong * GAIN_UNIT > (CONG_LOSS_THRESH + 2 * (uint64_t)s->bg_loss) * total +
-                                            burst * GAIN_UNIT;
+                     cong * GAIN_UNIT >
+                         (CONG_LOSS_THRESH + 2 * (uint64_t)s->bg_loss) * total + burst * GAIN_UNIT;
     if (total >= LOSS_MIN_PACKETS * s->mds && cong == 0) {
         uint64_t frac = lost * GAIN_UNIT / total;
-        s->bg_loss = (uint32_t)(s->bg_loss - (s->bg_loss >> BG_LOSS_SHIFT) + (frac >> BG_LOSS_SHIFT));
+        s->bg_loss =
+            (uint32_t)(s->bg_loss - (s->bg_loss >> BG_LOSS_SHIFT) + (frac >> BG_LOSS_SHIFT));
     }
     if (heavy || congestive) {
         uint64_t base = inflight;

@@ -105,6 +105,7 @@ typedef struct tern__msg {
      * starts its group of pictures (TERN__NO_MSG: none yet), TERN_MSG_* flags, and whether its
      * BEGIN fragment carries them (DEP: queued once the flow used tern_flow_send_msg) */
     uint64_t id, dep, gop;
+    uint64_t first_fsn; /* its BEGIN fragment's number, once cut */
     uint8_t mflags;
     uint8_t tagged;
     uint8_t queued;      /* on the flow's queue (head .. tail): not completely cut yet. Not
@@ -145,6 +146,8 @@ typedef struct tern__sflow {
                                 backlog target_rate.c samples, kept here so that it costs O(1)
                                 however many messages are queued */
     uint64_t forward_sent;   /* highest FORWARD acknowledged-or-sent value */
+    uint64_t base_begin;     /* the BEGIN of the message base is in (what FORWARD says when
+                                the base stops inside a message: flow_send.c forward_point) */
     int forward_pending;
     int closing, fin_pending, fin_acked;
     uint64_t final_fsn;
@@ -279,10 +282,15 @@ typedef struct tern__recovery {
     uint64_t recovery_start; /* congestion events for packets sent before this are ignored */
     /* loss rate over recent packets (exponential average, 1/64 per packet) */
     uint64_t loss_avg_q16;
-    /* the same over about a thousand packets (1/1024 per packet): FEC's repair rate takes the
-     * larger of the two, so that a quiet stretch between random losses (at 1%, 300 packets
-     * without one happen) does not take the repair of small groups away (fec.c) */
+    /* the same over about a thousand packets: the plain mean of a prior of 1% worth 128
+     * packets and the packets since (loss_slow_n counts both), then, from 1024 on, an
+     * exponential average of 1/1024 per packet. FEC's repair rate takes the larger of the two,
+     * so that a quiet stretch between random losses (at 1%, 300 packets without one happen)
+     * does not take the repair of small groups away, nor does the quiet before the first loss
+     * (fec.c): a live frame that a retransmission cannot save is protected from the start,
+     * and on a clean path the prior fades within a few thousand packets */
     uint64_t loss_slow_q16;
+    uint32_t loss_slow_n;
     uint64_t lost_total, sent_total, spurious;
     /* packets declared lost, trimmed from the ring, for one PTO after (a ring of the newest
      * TERN__LOST_HISTORY, overwritten oldest first; no flow references: their frames were
