@@ -517,9 +517,11 @@ enum {
     TERN_FEC_FIXED = 1,    /* every group gets fec_repair_pct repair */
     TERN_FEC_ADAPTIVE = 2, /* repair follows the measured loss and its bursts, and each
                               message's deadline: sent where a retransmission could not arrive
-                              in time (and for the tail of a burst of data, where the next
-                              retransmission would wait for a probe timeout); none where
-                              retransmission can repair in time */
+                              in time (by the deadline; for a message with frame dependencies,
+                              a live frame, also by one-way delay + 100 ms, a live playout; and
+                              for the tail of a burst of data, where the next retransmission
+                              would wait for a probe timeout); none where retransmission can
+                              repair in time */
 };
 
 void tern_flow_config_default(tern_flow_config *cfg);

@@ -279,10 +279,15 @@ typedef struct tern__recovery {
     uint64_t recovery_start; /* congestion events for packets sent before this are ignored */
     /* loss rate over recent packets (exponential average, 1/64 per packet) */
     uint64_t loss_avg_q16;
-    /* the same over about a thousand packets (1/1024 per packet): FEC's repair rate takes the
-     * larger of the two, so that a quiet stretch between random losses (at 1%, 300 packets
-     * without one happen) does not take the repair of small groups away (fec.c) */
+    /* the same over about a thousand packets: the plain mean of a prior of 1% worth 128
+     * packets and the packets since (loss_slow_n counts both), then, from 1024 on, an
+     * exponential average of 1/1024 per packet. FEC's repair rate takes the larger of the two,
+     * so that a quiet stretch between random losses (at 1%, 300 packets without one happen)
+     * does not take the repair of small groups away, nor does the quiet before the first loss
+     * (fec.c): a live frame that a retransmission cannot save is protected from the start,
+     * and on a clean path the prior fades within a few thousand packets */
     uint64_t loss_slow_q16;
+    uint32_t loss_slow_n;
     uint64_t lost_total, sent_total, spurious;
     /* packets declared lost, trimmed from the ring, for one PTO after (a ring of the newest
      * TERN__LOST_HISTORY, overwritten oldest first; no flow references: their frames were

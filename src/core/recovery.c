@@ -48,6 +48,9 @@ int tern__rec_init(tern_conn *c, uint64_t now)
     if (r->ring == NULL) return TERN_ERR_NOMEM;
     r->loss_time = TERN_TIME_NEVER;
     r->recovery_start = 0;
+    /* the longer loss average starts from a prior of 1% worth 128 packets (flow.h) */
+    r->loss_slow_q16 = 655;
+    r->loss_slow_n = 128;
     r->peer_max_ack_delay = c->peer.max_ack_delay ? c->peer.max_ack_delay : 25 * TERN_NS_PER_MS;
     tern__ackset_init(&r->acks);
     const tern__cc_ops *ops = c->ep->s.cc == TERN_CC_CUBIC     ? &tern__cc_cubic
@@ -181,7 +184,8 @@ static void on_packet_lost(tern_conn *c, tern__sent *s, uint64_t now)
     c->st.packets_lost++;
     if (s->stream) c->st.stream_packets_lost++;
     r->loss_avg_q16 += (65536 - r->loss_avg_q16) / 64;
-    r->loss_slow_q16 += (65536 - r->loss_slow_q16) / 1024;
+    if (r->loss_slow_n < 1024) r->loss_slow_n++;
+    r->loss_slow_q16 += (65536 - r->loss_slow_q16) / r->loss_slow_n;
     if (s->in_flight) r->bytes_in_flight -= s->bytes;
     if (s->in_flight && !s->stream) tern__target_on_lost(&r->tgt, s->bytes);
     /* black-hole detection (pmtu.c); a stream's loss (its end) says nothing of a path MTU */
@@ -340,7 +344,8 @@ int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
             }
             if (s->ack_eliciting) r->eliciting_out--;
             r->loss_avg_q16 -= r->loss_avg_q16 / 64;
-            r->loss_slow_q16 -= r->loss_slow_q16 / 1024;
+            if (r->loss_slow_n < 1024) r->loss_slow_n++;
+            r->loss_slow_q16 -= r->loss_slow_q16 / r->loss_slow_n;
             if (s->in_flight) {
                 r->bytes_in_flight -= s->bytes;
                 acked_bytes += s->bytes;

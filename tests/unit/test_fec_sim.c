@@ -206,8 +206,10 @@ static void test_live_bursty_loss(void)
     live_compare(LOSS_GE, 0.03);
 }
 
-/* At 40 ms RTT a retransmission arrives well within the deadline: ADAPTIVE sends no repair and
- * does as well as OFF (NACK repairs it). */
+/* At 40 ms RTT a retransmission arrives well within the deadline: ADAPTIVE sends (almost) no
+ * repair and does as well as OFF (NACK repairs it). Almost: where a queue spike makes the
+ * latest RTT sample large (186 ms at one point with seed 6), the sender's own rules say a
+ * retransmission would be late for that moment's groups, and they get repair. */
 static void test_live_low_rtt_no_repair(void)
 {
     tern_conn_stats off, ad;
@@ -215,7 +217,7 @@ static void test_live_low_rtt_no_repair(void)
     double r_ad = live_run(LOSS_RANDOM, 0.03, 40, TERN_FEC_ADAPTIVE, 0, &ad);
     printf("    40 ms RTT, 3%% random: on time OFF %.2f%%, ADAPTIVE %.2f%% (%llu repair)\n",
            r_off * 100, r_ad * 100, (unsigned long long)ad.fec_repair_sent);
-    TT_CHECK_EQ_U64(ad.fec_repair_sent, 0);
+    TT_CHECK(ad.fec_repair_sent <= 12); /* a few groups at most, of 600 */
     TT_CHECK(r_off >= 0.99 && r_ad >= 0.99);
 }
 
@@ -487,24 +489,28 @@ static void test_video_600ms_deadline(void)
            "repair), FIXED %.2f%% (%llu repair)\n",
            off * 100, ad * 100, (unsigned long long)rep_ad, fx * 100,
            (unsigned long long)rep_fx);
-    TT_CHECK_MSG(ad >= fx - 0.002, "ADAPTIVE %.4f vs FIXED %.4f", ad, fx);
+    /* match: within one episode of ~10 frames (a PROBE_RTT, or an unrecoverable frame holding
+     * the ordered flow) of the 2025, which either may meet (before the fix ADAPTIVE was 4.4%
+     * below FIXED) */
+    TT_CHECK_MSG(ad >= fx - 0.005, "ADAPTIVE %.4f vs FIXED %.4f", ad, fx);
     TT_CHECK_MSG(1 - ad <= (1 - off) * 0.5, "ADAPTIVE %.4f vs OFF %.4f", ad, off);
 }
 
 /* The issue's live cell: 1.1 Mbit/s, 300 ms RTT, 1% random loss, 25 fps, a keyframe (5x) every
  * 50 frames at bench/media/live.sh's load (0.35 of the link: P-frames of 1800 bytes), each
- * frame a live frame (tern_flow_send_msg) with tern stream's auto deadline (1.25 RTT + 100 ms
- * + the keyframe's time on the wire, ~600 ms), on time within one-way delay + 100 ms; seeds
- * 1..10. ADAPTIVE repairs every frame (a retransmission comes ~1.1 RTT + one way after the
- * original). What it misses is not loss: with BBR's PROBE_RTT (half a BDP in flight for
- * 200 ms + a round every 10 s, the samples of a paced multi-packet frame staying above min RTT
- * + 1/128) ~10 frames queue past the playout at each, ~3% of the frames; with PROBE_RTT
- * disabled the same runs give 99.8% mean. FEC_VIDEO_PFRAME / _KF / _DEADLINE / _TRACE vary and
- * trace it (4 KB frames, 0.85 Mbit/s: ~26%, the keyframe alone is 120 ms on the wire and the
- * repair does not fit the link). */
+ * frame a live frame (tern_flow_send_msg) with about tern stream's auto deadline (1.25 RTT +
+ * 100 ms + the keyframe's time on the wire: 500 ms), on time within one-way delay + 100 ms;
+ * seeds 1..10. ADAPTIVE repairs every frame (a retransmission comes ~1.1 RTT + one way after
+ * the original). What it misses is not loss: BBR's PROBE_RTT (half a BDP in flight for
+ * 200 ms + a round every 10 s: the samples of a paced multi-packet frame stay above min RTT
+ * + 1/128) gives ~10 frames up or queues them past the playout each time, ~2.6% of the
+ * frames; with PROBE_RTT disabled the same runs give 99.96% mean, 99.56% worst (one frame
+ * neither its data nor its repair could save, holding the ordered flow's next 4 behind it).
+ * FEC_VIDEO_PFRAME / _KF / _DEADLINE / _SEED / _TRACE / _MISS vary and trace it (4 KB frames,
+ * 0.85 Mbit/s: ~26%: the keyframe alone is 120 ms on the wire, and the repair does not fit). */
 static void test_video_live_playout(void)
 {
-    video_cfg vc = {.rate_bps = 1100000, .rtt_ms = 300, .deadline_ms = 600, .playout_ms = 100,
+    video_cfg vc = {.rate_bps = 1100000, .rtt_ms = 300, .deadline_ms = 500, .playout_ms = 100,
                     .loss = 0.01, .pframe = 1800, .kf_mult = 5, .frames = 750,
                     .fec = TERN_FEC_ADAPTIVE, .tagged = 1};
     if (getenv("FEC_VIDEO_PFRAME")) vc.pframe = (size_t)atoi(getenv("FEC_VIDEO_PFRAME"));
@@ -516,6 +522,7 @@ static void test_video_live_playout(void)
     for (uint64_t seed = 1; seed <= 10; seed++) {
         tern_conn_stats st;
         vc.seed = seed;
+        if (getenv("FEC_VIDEO_SEED") && (uint64_t)atoi(getenv("FEC_VIDEO_SEED")) != seed) continue;
         vc.fec = TERN_FEC_ADAPTIVE;
         double r = video_run(&vc, &st);
         if (getenv("FEC_VIDEO_TRACE"))
@@ -535,8 +542,8 @@ static void test_video_live_playout(void)
            "%.2f%% worst %.2f%% (repair %.1f%% of packets), OFF mean %.2f%%\n",
            sum * 10, worst * 100, 100.0 * (double)rep / (double)sent, off * 10);
     /* the robust bound today (PROBE_RTT: see above); 99.9% is the goal */
-    TT_CHECK_MSG(worst >= 0.93, "worst seed %.4f", worst);
-    TT_CHECK_MSG(sum / 10 >= 0.95, "mean %.4f", sum / 10);
+    TT_CHECK_MSG(worst >= 0.95, "worst seed %.4f", worst);
+    TT_CHECK_MSG(sum / 10 >= 0.96, "mean %.4f", sum / 10);
     TT_CHECK_MSG(sum - off >= 0.3, "ADAPTIVE %.4f vs OFF %.4f", sum / 10, off / 10);
 }
 
