@@ -238,12 +238,23 @@ static void bbr_on_sent(void *st, uint64_t now, size_t bytes, uint64_t bytes_in_
     }
 }
 
+/* The max filter of the bandwidth: a slot per round for the last BW_FILTER_ROUNDS rounds, each
+ * the largest sample accepted in its round, emptied when its round comes again. A sample is
+ * accepted unless it is application-limited and below the estimate (it then says only what the
+ * application sent), or when its RTT shows a standing queue: delivered while the bottleneck
+ * was busy, it measures the link whatever was sent. A live sender whose link rate fell queues
+ * until its encoder slows, and its samples of that queue are the new rate; rejected, they left
+ * the filter empty ten rounds later and the estimate fell to the next sample that passed, far
+ * below the link (test_target_sim, 10 -> 2 Mbit/s: 0.45 Mbit/s; now 1.2-1.8). Slots are still
+ * emptied by round, not only when an accepted sample comes (Linux's filter): that held the old
+ * 10 Mbit/s through the whole 2 Mbit/s phase and the target's probes built 250-320 ms queues. */
 static void update_bw(bbr *s, const tern__cc_ack *ack, int round_start)
 {
     uint64_t slot = s->round_count % BW_FILTER_ROUNDS;
     if (round_start) s->bw_hist[slot] = 0;
     const tern__rate_sample *rs = &ack->rs;
-    if (rs->delivery_rate && (!rs->is_app_limited || rs->delivery_rate >= s->max_bw)) {
+    int queued = rs->rtt_ns && s->min_rtt != UINT64_MAX && rs->rtt_ns > s->min_rtt + s->min_rtt / 4;
+    if (rs->delivery_rate && (!rs->is_app_limited || queued || rs->delivery_rate >= s->max_bw)) {
         if (rs->delivery_rate > s->bw_hist[slot]) s->bw_hist[slot] = rs->delivery_rate;
     }
     uint64_t m = 0;

@@ -351,11 +351,15 @@ static void rate_steps(double hi, double lo, uint64_t fall_at, uint64_t rise_at,
          * rise, is what the controller lets out: the target never asks the encoder for more
          * than BBR's estimate while the sender uses its whole window. cc_bbr.c empties a
          * round's slot of its max filter at every round start and takes application-limited
-         * samples only above the estimate, so after ten rounds in which a live sender's
-         * samples stayed below the old estimate (the queue after the fall) the estimate drops
-         * to whatever sample passes next, which may be far below the link (seen: 9.8 -> 0.44
-         * Mbit/s on the 2 Mbit/s link for some seeds), and PROBE_BW regains 25% per 8 round
-         * trips. Those figures are printed above; the CUBIC runs assert them. */
+         * samples only above the estimate or while their RTT shows a standing queue (the
+         * bottleneck was busy: the fall's queue gives samples of the new rate); ten rounds
+         * after the queue drained, the estimate still drops to whatever sample passes next,
+         * which may be below the link, and PROBE_BW regains 25% per 8 round trips. With
+         * CUBIC's bounds below, seeds 1-40 fail 7 times (lo_mean 1.14-1.25 Mbit/s on the 2
+         * Mbit/s link), 11 before the standing-queue samples; aging slots only when an
+         * accepted sample comes (Linux's filter) instead held a 9.85 Mbit/s estimate through
+         * the whole 2 Mbit/s phase and broke the 200 ms queue bound on the same 7 seeds.
+         * Those figures are printed above; the CUBIC runs assert them. */
     } else {
         /* near the low rate on average, the rise found: half the link within 14 s, 70%
          * within 18 s, and near it over the last 5 s */
