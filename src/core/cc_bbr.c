@@ -245,9 +245,10 @@ static void bbr_on_sent(void *st, uint64_t now, size_t bytes, uint64_t bytes_in_
  * was busy, it measures the link whatever was sent. A live sender whose link rate fell queues
  * until its encoder slows, and its samples of that queue are the new rate; rejected, they left
  * the filter empty ten rounds later and the estimate fell to the next sample that passed, far
- * below the link (test_target_sim, 10 -> 2 Mbit/s: 0.45 Mbit/s; now 1.2-1.8). Slots are still
- * emptied by round, not only when an accepted sample comes (Linux's filter): that held the old
- * 10 Mbit/s through the whole 2 Mbit/s phase and the target's probes built 250-320 ms queues. */
+ * below the link (test_target_sim, 10 -> 2 Mbit/s: 0.41-0.95 Mbit/s; now 1.1-1.8). Slots are
+ * still emptied by round, not only when an accepted sample comes (Linux's filter): that held
+ * the old 10 Mbit/s through the whole 2 Mbit/s phase, and the target's probes built 250-320 ms
+ * queues. */
 static void update_bw(bbr *s, const tern__cc_ack *ack, int round_start)
 {
     uint64_t slot = s->round_count % BW_FILTER_ROUNDS;
@@ -485,19 +486,22 @@ static void bbr_on_ack(void *st, const tern__cc_ack *ack)
     }
     /* An application-limited sender needs no PROBE_RTT (BBRv2 lets its min RTT refresh
      * without one too): it leaves gaps, so what it queues at the bottleneck drains between
-     * its bursts (a sender putting more than the link carries becomes window-limited and is
-     * no longer application-limited), and the least RTT of its recent samples is what
-     * PROBE_RTT would measure. When the minimum expires while this round and the last one
-     * were application-limited throughout, the least sample of those two rounds becomes the
-     * minimum and PROBE_RTT is not entered. For live media PROBE_RTT's cap and its 200 ms
-     * and a round of waiting hold frames back past their playout time (test_fec_sim's live
-     * cell, 1.1 Mbit/s, 300 ms, 1%: 97.4% of frames on time with it); a queue other flows
-     * keep is not drained by one flow's PROBE_RTT anyway. */
+     * its bursts while it sends less than the link carries, and the least RTT of its recent
+     * samples is what PROBE_RTT would measure. When the minimum expires while this round and
+     * the last one were application-limited throughout, the least sample of those two rounds
+     * becomes the minimum and PROBE_RTT is not entered. The limit of this: a sender that
+     * produces slightly more than the link carries is window-limited only once its queue
+     * passes about a BDP (the window is 2 BDP); until then a queue of its own stays in that
+     * sample (a live encoder is expected to follow the target rate, which drains such a
+     * queue: target_rate.c). For live media PROBE_RTT's cap and its 200 ms and a round of
+     * waiting hold frames back past their playout time (test_fec_sim's live cell, 1.1
+     * Mbit/s, 300 ms, 1%: 97.4% of frames on time with it, 99.96% without); a queue other
+     * flows keep is not drained by one flow's PROBE_RTT anyway. */
     int probed = expired && rtt && rs->is_app_limited && !s->round_cwnd_limited &&
                  !s->prev_round_cwnd_limited && s->prev_round_min_rtt != UINT64_MAX;
     if (probed) {
-        uint64_t m = s->round_min_rtt < s->prev_round_min_rtt ? s->round_min_rtt
-                                                              : s->prev_round_min_rtt;
+        uint64_t m =
+            s->round_min_rtt < s->prev_round_min_rtt ? s->round_min_rtt : s->prev_round_min_rtt;
         s->min_rtt = m;
         s->min_rtt_stamp = now;
         expired = 0;
