@@ -7,7 +7,7 @@
  * --ts reads from stdin). Checked: a parsed frame's size matches the record; a completed UDP
  * frame was started by a part of the same number; the statistics never hold more records than
  * their budget; the cutter's frames are whole packets and never over STREAM_MAX_FRAME; the
- * summary's counts add up to the frame count.
+ * summary's counts (shown, undecodable, late, lost) add up to the frame count.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -47,7 +47,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (st.n > st.max_frames || st.cap > st.max_frames) abort();
     }
     stream_summary s;
-    if (stream_stats_summary(&st, 0, &s) == 0 && s.ontime + s.late + s.lost != s.frames) abort();
+    if (stream_stats_summary(&st, 0, &s) == 0 &&
+        (s.ontime + s.undecodable + s.late + s.lost != s.frames ||
+         s.arrived_ontime != s.ontime + s.undecodable))
+        abort();
     stream_stats_free(&st);
 
     stream_ts t;

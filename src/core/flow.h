@@ -105,6 +105,7 @@ typedef struct tern__msg {
      * starts its group of pictures (TERN__NO_MSG: none yet), TERN_MSG_* flags, and whether its
      * BEGIN fragment carries them (DEP: queued once the flow used tern_flow_send_msg) */
     uint64_t id, dep, gop;
+    uint64_t first_fsn; /* its BEGIN fragment's number, once cut */
     uint8_t mflags;
     uint8_t tagged;
     uint8_t queued;      /* on the flow's queue (head .. tail): not completely cut yet. Not
@@ -145,6 +146,8 @@ typedef struct tern__sflow {
                                 backlog target_rate.c samples, kept here so that it costs O(1)
                                 however many messages are queued */
     uint64_t forward_sent;   /* highest FORWARD acknowledged-or-sent value */
+    uint64_t base_begin;     /* the BEGIN of the message base is in (what FORWARD says when
+                                the base stops inside a message: flow_send.c forward_point) */
     int forward_pending;
     int closing, fin_pending, fin_acked;
     uint64_t final_fsn;

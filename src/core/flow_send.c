@@ -91,6 +91,23 @@ static void frag_release(tern_conn *c, tern__sflow *f, tern__frag *fr)
     if (m->live_frags == 0 && !m->queued) free_msg(c, f, m);
 }
 
+/* What FLOW_FORWARD says: the base, or, when the base stops inside a message still being
+ * delivered (its first fragments acknowledged, the rest on the way or not cut yet), that
+ * message's BEGIN: the receiver drops what is incomplete below the forward point, and would
+ * drop that message's head, leaving its rest undeliverable. */
+static uint64_t forward_point(const tern__sflow *f)
+{
+    const tern__msg *m;
+    if (f->base < f->next_fsn) {
+        const tern__frag *fr = &f->frags[f->base % f->cap];
+        if (fr->flags & TERN__FD_BEGIN) return f->base;
+        m = fr->msg;
+    } else {
+        m = f->head && f->head->cut > 0 ? f->head : NULL; /* partly cut: open */
+    }
+    return m && !m->abandoned && f->base_begin < f->base ? f->base_begin : f->base;
+}
+
 /* Moves base past finished fragments; a given-up one makes a FLOW_FORWARD necessary. */
 static void sflow_advance(tern_conn *c, tern__sflow *f)
 {
@@ -98,6 +115,7 @@ static void sflow_advance(tern_conn *c, tern__sflow *f)
         tern__frag *fr = frag_at(f, f->base);
         if (fr->state != FRAG_ACKED && fr->state != FRAG_GIVEN_UP) break;
         if (fr->state == FRAG_GIVEN_UP) f->forward_pending = 1;
+        if (fr->flags & TERN__FD_BEGIN) f->base_begin = f->base;
         fr->state = FRAG_NONE;
         f->base++;
     }
@@ -226,7 +244,16 @@ static void msg_give_up(tern_conn *c, tern__sflow *f, tern__msg *m, int how)
      * would wait for its END for good (a message without a deadline is never skipped there):
      * its fragments in flight are given up too, so the base moves past them and FLOW_FORWARD
      * tells the receiver to stop waiting */
-    if (!was_cut && m->cut > 0) how |= GU_INFLIGHT;
+    if (!was_cut && m->cut > 0) {
+        how |= GU_INFLIGHT;
+        /* ... and those already acknowledged (the receiver holds them: the message is the
+         * last one cut, from first_fsn on) count as given up, so the base moving past them
+         * sends FLOW_FORWARD; if it has, one is due now */
+        if (m->first_fsn < f->base) f->forward_pending = 1;
+        for (uint64_t fsn = m->first_fsn > f->base ? m->first_fsn : f->base; fsn < f->next_fsn;
+             fsn++)
+            if (frag_at(f, fsn)->state == FRAG_ACKED) frag_at(f, fsn)->state = FRAG_GIVEN_UP;
+    }
     m->live_frags++; /* hold m while releasing its fragments */
     for (uint64_t fsn = f->base; fsn < f->next_fsn; fsn++) {
         tern__frag *fr = frag_at(f, fsn);
@@ -406,6 +433,17 @@ void tern__flow_on_acked(tern_conn *c, const tern__sent_entry *e)
                 return;
             }
         }
+        if (fr->msg && fr->msg->abandoned) {
+            /* a fragment of a message given up, arriving after all: the message never ends
+             * at the receiver, which must be told to drop it (FLOW_FORWARD), as if this one
+             * had been given up too; an acknowledged one would let the base move past it
+             * without a FLOW_FORWARD once one had been sent below it, and the receiver would
+             * hold it for good */
+            fr->state = FRAG_GIVEN_UP;
+            frag_release(c, f, fr);
+            sflow_advance(c, f);
+            break;
+        }
         fr->state = FRAG_ACKED;
         c->st.stream_bytes_sent += fr->len;
         f->acked_bytes += fr->len;
@@ -549,12 +587,13 @@ uint8_t *tern__flow_write_control(tern_conn *c, uint8_t *p, const uint8_t *end, 
         if (f->forward_pending && rec->n < TERN__PKT_ENTRIES) {
             q = tern__put_varint(p, end, TERN__FRAME_FLOW_FORWARD);
             q = tern__put_varint(q, end, f->id);
-            q = tern__put_varint(q, end, f->base);
+            uint64_t fwd = forward_point(f);
+            q = tern__put_varint(q, end, fwd);
             if (q == NULL) return p;
             p = q;
-            f->forward_sent = f->base;
+            f->forward_sent = fwd;
             f->forward_pending = 0;
-            add_entry(rec, f->id, f->base, ENT_FORWARD, 0);
+            add_entry(rec, f->id, fwd, ENT_FORWARD, 0);
         }
         if (f->closing && !f->fin_acked && f->head == NULL && rec->n < TERN__PKT_ENTRIES &&
             (f->fin_pending || f->final_fsn == UINT64_MAX)) {
@@ -841,6 +880,7 @@ uint8_t *tern__flow_write_data(tern_conn *c, uint64_t now, uint8_t *p, const uin
             fr->state = FRAG_INFLIGHT;
             fr->flags = (uint8_t)((m->cut == 0 ? TERN__FD_BEGIN : 0) |
                                   (m->cut + n == m->len ? TERN__FD_END : 0));
+            if (m->cut == 0) m->first_fsn = fsn;
             q = put_fragment(c, p, end, f, fsn, fr, now);
             if (q == NULL) break;
             p = q;

@@ -588,6 +588,145 @@ static void test_unsent_counter(void)
     duo_free(&d);
 }
 
+/* FLOW_FORWARD never lands inside a message still being delivered: the base stops inside B
+ * (its first fragments acknowledged, its last in flight) when A before it is given up; the
+ * forward point is B's BEGIN, so the receiver keeps B's head and delivers B when its last
+ * fragment comes (it dropped the head, and held the orphan tail for good on a flow without
+ * deadlines). Fragments of a message given up that are acknowledged later still need one. */
+static void test_forward_mid_message(void)
+{
+    duo d;
+    duo_init(&d, TERN_FLOW_UNRELIABLE, 0, 0);
+    pkt ka, kb[3], k;
+    uint8_t buf[3000];
+    memset(buf, 2, sizeof(buf));
+    TT_REQUIRE(tern_flow_send(d.a.c, d.flow, d.now, buf, 100, -1) == TERN_OK);
+    TT_REQUIRE(build(d.a.c, d.now, &ka, 0)); /* A: lost */
+    TT_REQUIRE(tern_flow_send(d.a.c, d.flow, d.now, buf, 3000, -1) == TERN_OK);
+    for (int i = 0; i < 3; i++) TT_REQUIRE(build(d.a.c, d.now, &kb[i], 0)); /* 2+2+1 */
+    TT_REQUIRE(take(d.b.c, &kb[0]) == TERN_OK);
+    TT_REQUIRE(take(d.b.c, &kb[1]) == TERN_OK);
+    acked(d.a.c, &kb[0]);
+    acked(d.a.c, &kb[1]);
+    lost(d.a.c, &ka, d.now); /* A given up: the base moves to B's last fragment */
+    tern__sflow *f = tern__sflow_find(d.a.c, d.flow);
+    TT_CHECK_EQ_U64(f->base, f->next_fsn - 1);
+    TT_REQUIRE(build(d.a.c, d.now, &k, 1));
+    TT_REQUIRE(take(d.b.c, &k) == TERN_OK);
+    TT_CHECK_EQ_U64(tern__rflow_find(d.b.c, d.flow)->base, 1); /* B's BEGIN */
+    TT_REQUIRE(take(d.b.c, &kb[2]) == TERN_OK);
+    acked(d.a.c, &kb[2]);
+    TT_CHECK_EQ_U64(d.delivered, 1);
+    TT_CHECK_EQ_U64(d.last_len, 3000);
+    duo_free(&d);
+
+    /* a message given up whose last fragment is acknowledged after a FLOW_FORWARD went */
+    duo_init(&d, TERN_FLOW_UNRELIABLE, 0, 0);
+    f = tern__sflow_find(d.a.c, d.flow);
+    TT_REQUIRE(tern_flow_send(d.a.c, d.flow, d.now, buf, 2000, -1) == TERN_OK);
+    TT_REQUIRE(build(d.a.c, d.now, &kb[0], 0));
+    TT_REQUIRE(build(d.a.c, d.now, &kb[1], 0));
+    lost(d.a.c, &kb[0], d.now); /* the head given up: FLOW_FORWARD to 1 */
+    TT_REQUIRE(build(d.a.c, d.now, &k, 1));
+    TT_REQUIRE(take(d.b.c, &k) == TERN_OK);
+    TT_REQUIRE(take(d.b.c, &kb[1]) == TERN_OK); /* the tail arrives: an orphan */
+    acked(d.a.c, &kb[1]);
+    TT_CHECK_EQ_U64(f->base, f->next_fsn);
+    TT_REQUIRE(build(d.a.c, d.now, &k, 1)); /* a second FLOW_FORWARD, past the tail */
+    TT_REQUIRE(take(d.b.c, &k) == TERN_OK);
+    TT_CHECK_EQ_U64(tern__rflow_find(d.b.c, d.flow)->base, f->next_fsn);
+    TT_REQUIRE(tern_flow_send(d.a.c, d.flow, d.now, buf, 10, -1) == TERN_OK);
+    TT_REQUIRE(build(d.a.c, d.now, &k, 0));
+    TT_REQUIRE(take(d.b.c, &k) == TERN_OK);
+    TT_CHECK_EQ_U64(d.delivered, 1); /* the flow moves on */
+    duo_free(&d);
+}
+
+/* Random sequences of the sender's calls (messages of any size, 0 included, with random
+ * dependencies; flushes; empty messages) and packet fates (delivered and acknowledged, lost,
+ * delivered but declared lost, acknowledged late), on every reliability, with and without a
+ * deadline: the receiver never sees a protocol violation from this honest sender, the backlog
+ * count matches the queue, and once every packet is settled the flow drains: nothing queued,
+ * the receiver's base at the sender's, no memory left (the rig checks frees). */
+static void test_random_sequences(void)
+{
+    tt_rng r;
+    tt_rng_seed(&r, tt_seed());
+    static const int rels[3] = {TERN_FLOW_RELIABLE, TERN_FLOW_PARTIAL, TERN_FLOW_UNRELIABLE};
+    for (int run = 0; run < 30; run++) {
+        duo d;
+        duo_init(&d, rels[run % 3], tt_rng_chance(&r, 0.5) ? 300 : 0, 0);
+        tern__sflow *f = tern__sflow_find(d.a.c, d.flow);
+        static pkt held[8];
+        int used[8] = {0};
+        uint8_t buf[3000];
+        memset(buf, 5, sizeof(buf));
+        for (int step = 0; step < 250; step++) {
+            unsigned i = (unsigned)tt_rng_below(&r, 8);
+            switch (tt_rng_below(&r, 8)) {
+            case 0:
+            case 1: {
+                static const uint32_t fl[5] = {0, TERN_MSG_KEYFRAME, TERN_MSG_GOP, TERN_MSG_DEPENDS,
+                                               TERN_MSG_GOP | TERN_MSG_DEPENDS};
+                uint64_t n = f->next_msg_id;
+                tern_msg_opts o = {-1, 0, fl[tt_rng_below(&r, 5)], n ? n - 1 - tt_rng_below(&r, n < 4 ? n : 4) : 0};
+                if (n == 0) o.flags &= ~(uint32_t)TERN_MSG_DEPENDS;
+                (void)tern_flow_send_msg(d.a.c, d.flow, d.now, buf, (size_t)tt_rng_below(&r, 3001), &o,
+                                         NULL);
+                break;
+            }
+            case 2:
+                if (!used[i] && build(d.a.c, d.now, &held[i], 0)) used[i] = 1;
+                break;
+            case 3:
+                if (used[i]) {
+                    unsigned fate = (unsigned)tt_rng_below(&r, 4);
+                    if (fate != 1) TT_REQUIRE(take(d.b.c, &held[i]) == TERN_OK);
+                    if (fate == 0 || fate == 3) acked(d.a.c, &held[i]);
+                    if (fate == 1 || fate == 2) lost(d.a.c, &held[i], d.now);
+                    if (fate == 3) lost(d.a.c, &held[i], d.now); /* late: changes nothing */
+                    used[i] = 0;
+                }
+                break;
+            case 4:
+                tick(&d, tt_rng_below(&r, 120));
+                break;
+            case 5:
+                if (tt_rng_chance(&r, 0.3))
+                    (void)tern_flow_flush(d.a.c, d.flow, (int)tt_rng_below(&r, 2));
+                break;
+            case 6:
+                exchange_control(&d);
+                break;
+            default:
+                (void)tern_flow_send(d.a.c, d.flow, d.now, NULL, 0, -1);
+                break;
+            }
+            TT_REQUIRE(f->uncut_bytes == walk_uncut(f));
+        }
+        /* settle: what is held arrives and is acknowledged, then the rest goes out loss-free */
+        for (int i = 0; i < 8; i++)
+            if (used[i]) {
+                TT_REQUIRE(take(d.b.c, &held[i]) == TERN_OK);
+                acked(d.a.c, &held[i]);
+            }
+        pkt k;
+        for (int round = 0; round < 400; round++) {
+            if (build(d.a.c, d.now, &k, 0)) {
+                TT_REQUIRE(take(d.b.c, &k) == TERN_OK);
+                acked(d.a.c, &k);
+            }
+            exchange_control(&d);
+            tick(&d, 5);
+        }
+        tern__rflow *rf = tern__rflow_find(d.b.c, d.flow);
+        TT_CHECK_EQ_U64(tern_flow_queued(d.a.c, d.flow), 0);
+        TT_CHECK_EQ_U64(f->base, f->next_fsn);
+        TT_CHECK(rf == NULL || rf->base == f->next_fsn);
+        duo_free(&d);
+    }
+}
+
 /* ---------------------------------------------------------------- flush */
 
 static void test_flush(void)
@@ -1079,6 +1218,8 @@ int main(int argc, char **argv)
         TT_CASE(test_keyframe_request_held),
         TT_CASE(test_keyframe_request_again),
         TT_CASE(test_unsent_counter),
+        TT_CASE(test_forward_mid_message),
+        TT_CASE(test_random_sequences),
         TT_CASE(test_flush),
         TT_CASE(test_errors),
         TT_CASE(test_hostile),
