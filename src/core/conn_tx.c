@@ -26,20 +26,36 @@ void tern__conn_update_tx_key(tern_conn *c)
 
 /* ---------------------------------------------------------------- send */
 
-int tern__conn_seal_pn(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const uint8_t *frames,
-                       size_t frames_len, uint64_t *pn_out)
+/* The bytes of the packet number in the next packet (docs/protocol.md section 4; RFC 9000
+ * A.2): enough that the receiver, which has received at least the largest packet the peer
+ * acknowledged, reconstructs it from the low bits: twice the distance from that packet fits,
+ * at least 2 bytes (a reordering of up to 32767 packets then still decodes). Before any ACK,
+ * 4. Data packets use it; probes of an exact size (PMTU, path validation) keep PN_LEN. */
+static size_t data_pn_len(const tern_conn *c)
 {
-    size_t total = SHORT_HDR_LEN + frames_len + TERN__AEAD_TAG_LEN;
+    const tern__recovery *r = c->rec.r;
+    if (r == NULL || !r->have_largest_acked || c->tx.next_pn <= r->largest_acked) return PN_LEN;
+    uint64_t range = c->tx.next_pn - r->largest_acked;
+    if (range < (1u << 15)) return 2;
+    if (range < (1u << 23)) return 3;
+    return PN_LEN;
+}
+
+static int seal(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const uint8_t *frames,
+                size_t frames_len, uint64_t *pn_out, size_t pn_len)
+{
+    size_t hdr_len = 1 + TERN_CID_LEN + pn_len;
+    size_t total = hdr_len + frames_len + TERN__AEAD_TAG_LEN;
     if (total > cap) return 0;
     uint64_t pn = c->tx.next_pn++;
-    uint8_t *p = tern__short_encode(out, out + cap, c->keys.tx_phase, c->remote_cid, pn, PN_LEN);
+    uint8_t *p = tern__short_encode(out, out + cap, c->keys.tx_phase, c->remote_cid, pn, pn_len);
     if (p == NULL) return 0;
     int rc;
     if (c->keys.integrity_only) {
         memcpy(p, frames, frames_len);
-        rc = tern__aead_seal(&c->keys.tx, pn, 1, out, SHORT_HDR_LEN, p, frames_len, p);
+        rc = tern__aead_seal(&c->keys.tx, pn, 1, out, hdr_len, p, frames_len, p);
     } else {
-        rc = tern__aead_seal(&c->keys.tx, pn, 0, out, SHORT_HDR_LEN, frames, frames_len, p);
+        rc = tern__aead_seal(&c->keys.tx, pn, 0, out, hdr_len, frames, frames_len, p);
     }
     if (rc != TERN_OK) return 0;
     c->tx.last = now;
@@ -53,6 +69,12 @@ int tern__conn_seal_pn(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, con
         c->rx.replay.largest >= c->keys.rx_phase_first)
         tern__conn_update_tx_key(c);
     return (int)total;
+}
+
+int tern__conn_seal_pn(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const uint8_t *frames,
+                       size_t frames_len, uint64_t *pn_out)
+{
+    return seal(c, now, out, cap, frames, frames_len, pn_out, PN_LEN);
 }
 
 int tern__conn_seal(tern_conn *c, uint64_t now, uint8_t *out, size_t cap, const uint8_t *frames,
@@ -137,7 +159,7 @@ static int write_active(tern_conn *c, uint64_t now, uint8_t *out, size_t cap)
         c->close.sends++;
         p = tern__frame_put_close(p, end, c->close.space, c->close.code, c->close.reason,
                                   c->close.reason_len);
-        return p ? tern__conn_seal_pn(c, now, out, cap, frames, (size_t)(p - frames), NULL) : 0;
+        return p ? seal(c, now, out, cap, frames, (size_t)(p - frames), NULL, data_pn_len(c)) : 0;
     case TERN_CONN_ESTABLISHED:
         break;
     default:
@@ -241,7 +263,8 @@ static int write_active(tern_conn *c, uint64_t now, uint8_t *out, size_t cap)
         return 0;
     }
     uint64_t pn;
-    int n = tern__conn_seal_pn(c, now, out, cap, frames, (size_t)(p - frames), &pn);
+    /* frames were fitted for a 4-byte packet number; a shorter one makes the packet smaller */
+    int n = seal(c, now, out, cap, frames, (size_t)(p - frames), &pn, data_pn_len(c));
     if (n <= 0) return n;
     if (ack_written) {
         acks->ack_now = 0;
