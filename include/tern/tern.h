@@ -699,6 +699,12 @@ typedef struct tern_conn_stats {
     uint64_t fec_unrecoverable;    /* groups that lost more than their repair could rebuild */
     uint64_t fec_dropped;          /* repair fragments dropped: group unknown, over the repair
                                       memory budget, or for fragments already complete */
+    uint64_t fec_repair_lost;      /* sender: repair fragments declared lost (a packet loss
+                                      that needs no rebuilding: packets_lost less these and
+                                      less fec_recovered is what the repair did not save) */
+    uint64_t fec_unsaved;          /* sender: lost source fragments held for their group's
+                                      repair that the receiver did not rebuild (its repair
+                                      lost too, or too little of the group arrived) */
     /* frame-aware delivery */
     uint64_t msgs_dropped_dep;     /* sender: messages dropped because one they need was lost */
     uint64_t msgs_skipped_dep;     /* receiver: messages skipped for the same reason */

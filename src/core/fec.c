@@ -263,6 +263,7 @@ void tern__fec_release(tern_conn *c, tern__sflow *f, uint64_t now)
             e.flow_id = f->id;
             e.fsn = first + j;
             e.kind = ENT_DATA;
+            e.released = 1;
             tern__flow_on_lost(c, &e, now);
         }
     }
@@ -513,6 +514,7 @@ uint8_t *tern__fec_write_repair(tern_conn *c, tern__sflow *f, uint8_t *p, const 
     e->fsn = t->r_first;
     e->kind = ENT_REPAIR;
     e->part = (uint8_t)t->r_next;
+    e->released = 0;
     t->r_next++;
     if (t->r_slot >= 0) {
         t->g[t->r_slot].to_send--;

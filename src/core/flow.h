@@ -241,6 +241,7 @@ typedef struct tern__sent_entry {
     uint64_t flow_id, fsn;
     uint8_t kind;
     uint8_t part; /* ENT_DATA: 0 the whole fragment, k its part k-1 (FLOW_DATA_PART) */
+    uint8_t released; /* ENT_DATA on loss: held for its group's repair, not rebuilt (fec.c) */
 } tern__sent_entry;
 
 enum { SENT_OUTSTANDING = 0, SENT_ACKED = 1, SENT_LOST = 2 };

@@ -487,6 +487,7 @@ void tern__flow_on_lost(tern_conn *c, const tern__sent_entry *e, uint64_t now)
         /* repair of its group is on its way: the receiver may rebuild it (fec.c decides
          * later, once that repair was acknowledged or lost) */
         if (!e->part && tern__fec_hold_lost(c, f, e->fsn)) return;
+        if (e->released) c->st.fec_unsaved++;
         tern__msg *m = fr->msg;
         int give_up = f->cfg.reliability == TERN_FLOW_UNRELIABLE || (m && m->abandoned) ||
                       (m && now >= send_cutoff(c, m)) ||
@@ -526,6 +527,7 @@ void tern__flow_on_lost(tern_conn *c, const tern__sent_entry *e, uint64_t now)
         if (!f->fin_acked) f->fin_pending = 1;
         break;
     case ENT_REPAIR:
+        c->st.fec_repair_lost++;
         tern__fec_repair_done(c, f, e);
         break;
     case ENT_FORWARD:
@@ -549,6 +551,7 @@ static int add_entry(tern__sent *rec, uint64_t flow, uint64_t fsn, uint8_t kind,
     rec->e[rec->n].fsn = fsn;
     rec->e[rec->n].kind = kind;
     rec->e[rec->n].part = part;
+    rec->e[rec->n].released = 0;
     rec->n++;
     return 1;
 }

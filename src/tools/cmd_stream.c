@@ -414,7 +414,8 @@ static int stream_send(const stream_opts *o, const tools_client_opts *co)
                "keyframes=%llu bytes=%llu seconds=%.3f bitrate_final=%llu bitrate_min=%llu "
                "rate_events=%llu rate_changes=%llu flushes=%llu flushed_bytes=%llu "
                "kf_requests=%llu deadline_ms=%u packets_lost=%llu retransmitted=%llu "
-               "fec_repair_sent=%llu msgs_dropped_dep=%llu messages_abandoned=%llu "
+               "fec_repair_sent=%llu fec_repair_lost=%llu fec_unsaved=%llu "
+               "msgs_dropped_dep=%llu messages_abandoned=%llu "
                "srtt_ms=%.1f min_rtt_ms=%.1f\n",
                cmd, s.src.next, (unsigned long long)s.sent, (unsigned long long)s.refused,
                (unsigned long long)s.rekeyed, (unsigned long long)s.src.keyframes,
@@ -424,7 +425,8 @@ static int stream_send(const stream_opts *o, const tools_client_opts *co)
                (unsigned long long)s.flushed_bytes, (unsigned long long)s.kf_requests,
                s.last_deadline_ms, (unsigned long long)st.packets_lost,
                (unsigned long long)st.packets_retransmitted_frags,
-               (unsigned long long)st.fec_repair_sent, (unsigned long long)st.msgs_dropped_dep,
+               (unsigned long long)st.fec_repair_sent, (unsigned long long)st.fec_repair_lost,
+               (unsigned long long)st.fec_unsaved, (unsigned long long)st.msgs_dropped_dep,
                (unsigned long long)st.messages_abandoned, (double)st.srtt_ns / 1e6,
                (double)st.min_rtt_ns / 1e6);
         fflush(stdout);

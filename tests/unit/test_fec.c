@@ -419,6 +419,7 @@ static void test_repair_spurious_loss_counts_once(void)
     r.part = 0;
     tern__flow_on_lost(a.c, &r, a.now);
     tern__flow_on_acked(a.c, &r); /* the same packet: a late ACK */
+    TT_CHECK_EQ_U64(a.c->st.fec_repair_lost, 1); /* declared lost once */
     for (unsigned i = 1; i + 1 < nrep; i++) {
         r.part = (uint8_t)i;
         tern__flow_on_acked(a.c, &r);
@@ -431,6 +432,7 @@ static void test_repair_spurious_loss_counts_once(void)
     tern__flow_has_data(a.c, a.now);
     TT_CHECK_EQ_INT(sf->frags[1 % sf->cap].state, FRAG_LOST);
     TT_CHECK_EQ_U64(sf->lost_n, 1);
+    TT_CHECK_EQ_U64(a.c->st.fec_unsaved, 1); /* its repair did not save it */
     core_rig_free(&a);
     core_rig_free(&b);
 }
@@ -574,6 +576,10 @@ static void test_sender_holds_lost_for_repair(void)
     tern__flow_has_data(a.c, a.now);
     TT_CHECK_EQ_U64(sf->lost_n, 0);
     TT_CHECK_EQ_U64(a.c->st.packets_retransmitted_frags, retx + 1);
+    /* the first fragment was not saved by its repair, the second was; the second group's
+     * repairs were all declared lost, the first group's none */
+    TT_CHECK_EQ_U64(a.c->st.fec_unsaved, 1);
+    TT_CHECK_EQ_U64(a.c->st.fec_repair_lost, a.c->st.fec_repair_sent - sent);
     core_rig_free(&a);
     core_rig_free(&b);
 }
