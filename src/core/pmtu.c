@@ -7,7 +7,8 @@
  *
  * The size follows the path down as well (RFC 8899 4.3 and 5.2, "black hole detected"):
  *   - Suspicion. Packets above the base size (max_udp_payload) are watched: PMTU_BH_LOSSES of
- *     them declared lost with none of that size acknowledged in between, or a probe timeout
+ *     them declared lost with none of that size acknowledged in between (a loss of one sent
+ *     before a large packet that was acknowledged does not count), or a probe timeout
  *     while one is outstanding, make the current size suspect. Until that is settled every
  *     packet is built at the base size, so data keeps moving (lost fragments are re-cut to fit:
  *     flow_send.c) even when nothing larger passes any more.
@@ -109,6 +110,7 @@ static void reset(tern_conn *c, uint64_t next)
     m->in_flight = m->due = m->fails = m->step = 0;
     m->suspect = m->confirming = 0;
     m->lost_run = 0;
+    m->acked_large = 0;
     m->next = c->ep->s.no_pmtud ? TERN_TIME_NEVER : next;
 }
 
@@ -132,15 +134,22 @@ static void suspect(tern_conn *c, uint64_t now)
     tern__ep_mark_send(c->ep, c);
 }
 
-void tern__pmtu_on_lost(tern_conn *c, uint64_t now, size_t bytes)
+void tern__pmtu_on_lost(tern_conn *c, uint64_t now, uint64_t sent, size_t bytes)
 {
     if (bytes <= base_size(c) || c->pmtu.size <= base_size(c)) return;
+    /* a large packet sent after this one was acknowledged: the size passes, this loss was
+     * congestion (a queue overflowing in STARTUP drops runs of them) */
+    if (c->pmtu.acked_large && sent <= c->pmtu.acked_large_sent) return;
     if (++c->pmtu.lost_run >= PMTU_BH_LOSSES) suspect(c, now);
 }
 
-void tern__pmtu_on_acked(tern_conn *c, size_t bytes)
+void tern__pmtu_on_acked(tern_conn *c, uint64_t sent, size_t bytes)
 {
-    if (bytes > base_size(c)) c->pmtu.lost_run = 0;
+    if (bytes > base_size(c)) {
+        c->pmtu.lost_run = 0;
+        if (!c->pmtu.acked_large || sent > c->pmtu.acked_large_sent) c->pmtu.acked_large_sent = sent;
+        c->pmtu.acked_large = 1;
+    }
     c->pmtu.answered = 1;
 }
 

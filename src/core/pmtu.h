@@ -26,6 +26,10 @@ typedef struct tern__pmtu {
      * last such packet was acknowledged; while `suspect`, packets are built at the base size and
      * probes of `size` itself (`confirming`) decide whether the path still carries it */
     uint32_t lost_run;
+    /* the latest send time of an acknowledged packet above the base size (acked_large: there
+     * is one since the size was last reset): losses of packets sent before it don't count */
+    uint64_t acked_large_sent;
+    int acked_large;
     int suspect, confirming;
     int answered;           /* a packet was acknowledged since the suspicion began */
     uint64_t resume_next;   /* the search's schedule, put back when the size is confirmed */
@@ -49,11 +53,12 @@ void tern__pmtu_on_ack(tern_conn *c, uint64_t now, const tern__ack_frame *f);
 /* A probe sealed into out when one is due (c->pmtu.due), else 0; negative on error. */
 int tern__pmtu_write(tern_conn *c, uint64_t now, uint8_t *out, size_t cap);
 
-/* Black-hole detection, called by recovery.c with the size (tern__sent.bytes) of each data
- * packet declared lost or acknowledged (late ACKs of packets declared lost included), and on a
- * probe timeout with the size of the largest packet still outstanding (0: none). */
-void tern__pmtu_on_lost(tern_conn *c, uint64_t now, size_t bytes);
-void tern__pmtu_on_acked(tern_conn *c, size_t bytes);
+/* Black-hole detection, called by recovery.c with the send time and size (tern__sent.time,
+ * .bytes) of each data packet declared lost or acknowledged (late ACKs of packets declared lost
+ * included), and on a probe timeout with the size of the largest packet still outstanding
+ * (0: none). */
+void tern__pmtu_on_lost(tern_conn *c, uint64_t now, uint64_t sent, size_t bytes);
+void tern__pmtu_on_acked(tern_conn *c, uint64_t sent, size_t bytes);
 void tern__pmtu_on_pto(tern_conn *c, uint64_t now, size_t largest_outstanding);
 /* The active path changed (path.c's moves: migration, relay <-> direct, NAT rebinding, a stream
  * path): what was learnt about the old path says nothing about the new one. Back to the base

@@ -189,7 +189,7 @@ static void on_packet_lost(tern_conn *c, tern__sent *s, uint64_t now)
     if (s->in_flight) r->bytes_in_flight -= s->bytes;
     if (s->in_flight && !s->stream) tern__target_on_lost(&r->tgt, s->bytes);
     /* black-hole detection (pmtu.c); a stream's loss (its end) says nothing of a path MTU */
-    if (!s->stream) tern__pmtu_on_lost(c, now, s->bytes);
+    if (!s->stream) tern__pmtu_on_lost(c, now, s->time, s->bytes);
     for (size_t i = 0; i < s->n; i++) tern__flow_on_lost(c, &s->e[i], now);
     if (s->hs_done && c->is_server) c->tx.hs_done_pending = 1;
     if (s->ping) {
@@ -333,7 +333,7 @@ int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
                 r->spurious++;
                 c->st.spurious_losses++;
                 s->state = SENT_ACKED;
-                tern__pmtu_on_acked(c, s->bytes);
+                tern__pmtu_on_acked(c, s->time, s->bytes);
                 for (size_t k = 0; k < s->n; k++) tern__flow_on_acked(c, &s->e[k]);
                 continue;
             }
@@ -355,7 +355,7 @@ int tern__rec_on_ack(tern_conn *c, const tern__ack_frame *f, uint64_t now)
                 largest_newly_acked_eliciting = s->ack_eliciting;
                 largest_sent_time = s->time;
             }
-            tern__pmtu_on_acked(c, s->bytes);
+            tern__pmtu_on_acked(c, s->time, s->bytes);
             for (size_t k = 0; k < s->n; k++) tern__flow_on_acked(c, &s->e[k]);
             if (s->hs_done) c->rx.confirmed = 1;
         }

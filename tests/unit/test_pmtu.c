@@ -295,19 +295,30 @@ static void test_run_of_large_losses_makes_the_size_suspect(void)
     rig g;
     rig_at_1472(&g);
     tern_conn_stats st;
+    /* (the packets' send times: t + 1, t + 2, ... in the order they went) */
+    uint64_t t = g.now;
     /* two lost, then a large packet acknowledged: the run starts again */
-    tern__pmtu_on_lost(g.c, g.now, 1472);
-    tern__pmtu_on_lost(g.c, g.now, 1472);
-    tern__pmtu_on_acked(g.c, 1472);
-    tern__pmtu_on_lost(g.c, g.now, 1472);
-    tern__pmtu_on_lost(g.c, g.now, 1472);
+    tern__pmtu_on_lost(g.c, g.now, t + 1, 1472);
+    tern__pmtu_on_lost(g.c, g.now, t + 2, 1472);
+    tern__pmtu_on_acked(g.c, t + 3, 1472);
+    tern__pmtu_on_lost(g.c, g.now, t + 4, 1472);
+    tern__pmtu_on_lost(g.c, g.now, t + 5, 1472);
     /* small packets lost or acknowledged say nothing about the size */
-    tern__pmtu_on_lost(g.c, g.now, 1200);
-    tern__pmtu_on_acked(g.c, 900);
+    tern__pmtu_on_lost(g.c, g.now, t + 6, 1200);
+    tern__pmtu_on_acked(g.c, t + 7, 900);
+    TT_CHECK_EQ_U64(g.c->pmtu.lost_run, 2);
+    /* nor do large ones sent before a large one that was acknowledged (a queue overflowing) */
+    tern__pmtu_on_acked(g.c, t + 9, 1472);
+    tern__pmtu_on_lost(g.c, g.now, t + 4, 1472);
+    tern__pmtu_on_lost(g.c, g.now, t + 5, 1472);
+    tern__pmtu_on_lost(g.c, g.now, t + 8, 1472);
     TT_CHECK_EQ_INT(g.c->pmtu.suspect, 0);
     TT_CHECK_EQ_U64(tern__conn_max_payload(g.c), 1472);
+    tern__pmtu_on_lost(g.c, g.now, t + 10, 1472);
+    tern__pmtu_on_lost(g.c, g.now, t + 11, 1472);
+    TT_CHECK_EQ_INT(g.c->pmtu.suspect, 0);
     /* the third in a row: packets at the base size until a probe of 1472 decides */
-    tern__pmtu_on_lost(g.c, g.now, 1472);
+    tern__pmtu_on_lost(g.c, g.now, t + 12, 1472);
     TT_CHECK_EQ_INT(g.c->pmtu.suspect, 1);
     TT_CHECK_EQ_U64(tern__conn_max_payload(g.c), 1200);
     TT_CHECK_EQ_U64(g.c->pmtu.size, 1472);
@@ -337,7 +348,7 @@ static void test_black_hole_drops_to_base_and_searches_again(void)
     TT_CHECK_EQ_INT(g.c->pmtu.suspect, 1);
     TT_CHECK_EQ_INT(step(&g), 1472);
     /* smaller packets get through meanwhile */
-    tern__pmtu_on_acked(g.c, 1200);
+    tern__pmtu_on_acked(g.c, g.now, 1200);
     /* the first probe lost: one more (bad luck is possible) */
     g.now = tern__pmtu_deadline(g.c);
     TT_CHECK_EQ_INT(step(&g), 1472);
@@ -391,7 +402,7 @@ static void test_path_change_starts_a_fresh_search(void)
 {
     rig g;
     rig_at_1472(&g);
-    tern__pmtu_on_lost(g.c, g.now, 1472);
+    tern__pmtu_on_lost(g.c, g.now, g.now, 1472);
     tern__pmtu_path_changed(g.c, g.now);
     TT_CHECK_EQ_U64(g.c->pmtu.size, 1200);
     TT_CHECK_EQ_U64(g.c->pmtu.lost_run, 0);
