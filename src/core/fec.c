@@ -107,7 +107,7 @@ int tern__fec_decode(unsigned k, unsigned m, size_t len, uint8_t *const *src, co
     return TERN_OK;
 }
 
-unsigned tern__fec_choose_m(unsigned k, unsigned cap, double loss, double burst)
+unsigned tern__fec_choose_m(unsigned k, unsigned cap, double loss, double burst, double target)
 {
     if (!(loss > 0) || cap == 0 || k == 0) return 0;
     if (cap > TERN__FEC_MAX_M) cap = TERN__FEC_MAX_M;
@@ -141,7 +141,7 @@ unsigned tern__fec_choose_m(unsigned k, unsigned cap, double loss, double burst)
         unsigned m = n - k; /* the group with m repair: can it lose more than m? */
         double tail = 0;
         for (unsigned l = m + 1; l <= top; l++) tail += g[l] + bl[l];
-        if (tail < TERN__FEC_TARGET_FAIL) return m;
+        if (tail < target) return m;
     }
     return cap;
 }
@@ -159,6 +159,9 @@ struct tern__fec_tx {
     uint64_t deadline;
     uint8_t prio;
     uint8_t live; /* a message of the group has frame dependencies (a live frame) */
+    /* live frames: when the last one's first fragment went out, and the mean interval between
+     * them (0: not known yet), for how many frames a lost one costs (group_repair) */
+    uint64_t live_last, live_ivl;
     uint16_t slen[TERN__FEC_MAX_K];
     uint8_t *src; /* capacity symbols of TERN__FEC_SYM_MAX bytes */
     unsigned capacity;
@@ -343,7 +346,15 @@ static unsigned group_repair(const tern_conn *c, const tern__sflow *f, const ter
     uint64_t lq = r->loss_avg_q16 > r->loss_slow_q16 ? r->loss_avg_q16 : r->loss_slow_q16;
     double loss = (double)lq / 65536.0;
     double burst = r->burst_avg_q8 ? (double)r->burst_avg_q8 / 256.0 : 1.0;
-    return tern__fec_choose_m(k, cap, loss, burst);
+    /* a live frame lost costs the frames after it until the keyframe it makes the receiver
+     * ask for arrives, about a round trip: 1 + srtt / frame interval frames in all */
+    double target = TERN__FEC_TARGET_FAIL;
+    if (t->live && t->live_ivl > 0) {
+        double frames = 1.0 + (double)c->rec.rtt.srtt / (double)t->live_ivl;
+        if (frames > TERN__FEC_LIVE_CASCADE_MAX) frames = TERN__FEC_LIVE_CASCADE_MAX;
+        target /= frames;
+    }
+    return tern__fec_choose_m(k, cap, loss, burst, target);
 }
 
 uint32_t tern__fec_repair_share_q16(const tern_conn *c)
@@ -450,7 +461,16 @@ void tern__fec_on_sent(tern_conn *c, tern__sflow *f, uint64_t fsn, const tern__f
     t->prio = m->priority;
     int frame = m->deadline != TERN_TIME_NEVER ||
                 (m->mflags & (TERN_MSG_KEYFRAME | TERN_MSG_DEPENDS | TERN_MSG_GOP));
-    if (m->mflags & (TERN_MSG_KEYFRAME | TERN_MSG_DEPENDS | TERN_MSG_GOP)) t->live = 1;
+    if (m->mflags & (TERN_MSG_KEYFRAME | TERN_MSG_DEPENDS | TERN_MSG_GOP)) {
+        t->live = 1;
+        if (fr->flags & TERN__FD_BEGIN) { /* a new frame: the interval into the mean (1/8) */
+            if (t->live_last != 0 && now > t->live_last) {
+                uint64_t d = now - t->live_last;
+                t->live_ivl = t->live_ivl ? (7 * t->live_ivl + d) / 8 : d;
+            }
+            t->live_last = now;
+        }
+    }
     t->k++;
     /* the group closes when full, when the queue ran empty, and at the end of a message with a
      * deadline or frame dependencies (a frame: its repair must not wait for the next one) */

@@ -61,6 +61,10 @@ enum {
 /* ADAPTIVE: the probability that a group loses more symbols than its repair can rebuild that
  * the repair rate aims below */
 #define TERN__FEC_TARGET_FAIL 1e-3
+/* ADAPTIVE, live frames: a lost live frame takes the frames after it until a new keyframe
+ * comes back (about a round trip's worth), so their groups aim below TERN__FEC_TARGET_FAIL
+ * divided by that many frames (1 + srtt / frame interval), the divisor at most this */
+#define TERN__FEC_LIVE_CASCADE_MAX 100
 /* ADAPTIVE: how long beyond the one-way delay a live receiver is taken to wait for a frame (a
  * message with frame dependencies) before its playout: repair protects live frames wherever a
  * retransmission would take longer (at 300 ms RTT always; at 40 ms never) */
@@ -81,9 +85,10 @@ int tern__fec_decode(unsigned k, unsigned m, size_t len, uint8_t *const *src, co
                      uint8_t *const *rep, const uint8_t *rep_have, uint8_t *scratch);
 /* ADAPTIVE: the fewest repair symbols (at most cap) for a group of k sources such that, for a
  * Gilbert-Elliott loss process of mean loss rate `loss` and mean burst length `burst`, the
- * group (sources then repair) loses more than it can rebuild with probability below
- * TERN__FEC_TARGET_FAIL; cap when no m <= cap reaches it; 0 when loss is 0. */
-unsigned tern__fec_choose_m(unsigned k, unsigned cap, double loss, double burst);
+ * group (sources then repair) loses more than it can rebuild with probability below `target`
+ * (TERN__FEC_TARGET_FAIL, less for live frames); cap when no m <= cap reaches it; 0 when loss
+ * is 0. */
+unsigned tern__fec_choose_m(unsigned k, unsigned cap, double loss, double burst, double target);
 
 /* ---------------------------------------------------------------- sender (flow_send.c) */
 

@@ -142,6 +142,10 @@ static void on_established(tern_conn *c, void *user)
     fc.fec = s->o->fec == STREAM_FEC_OFF     ? TERN_FEC_OFF
              : s->o->fec == STREAM_FEC_FIXED ? TERN_FEC_FIXED
                                              : TERN_FEC_ADAPTIVE;
+    /* adaptive: let a frame of 1-2 fragments have as much repair as source when the loss
+     * and the round trip call for it (a lost frame costs the rest of its GOP up to a
+     * keyframe a round trip later); the default cap, 25%, gives such a frame one repair */
+    if (fc.fec == TERN_FEC_ADAPTIVE) fc.fec_repair_pct = 100;
     int rc = tern_flow_open(c, &fc, &s->media);
     if (rc != TERN_OK) return sender_fail(s, "cannot open the media flow", rc);
     tern_flow_config_default(&fc); /* reliable: the end message */

@@ -173,18 +173,23 @@ static void test_codec_one_repair_is_xor(void)
 
 static void test_choose_m(void)
 {
-    TT_CHECK_EQ_INT(tern__fec_choose_m(8, 4, 0.0, 1.0), 0);
-    TT_CHECK_EQ_INT(tern__fec_choose_m(8, 0, 0.05, 1.0), 0);
+    TT_CHECK_EQ_INT(tern__fec_choose_m(8, 4, 0.0, 1.0, TERN__FEC_TARGET_FAIL), 0);
+    TT_CHECK_EQ_INT(tern__fec_choose_m(8, 0, 0.05, 1.0, TERN__FEC_TARGET_FAIL), 0);
     /* 1% random loss, 3 sources: 1 repair leaves about 6e-4 */
-    TT_CHECK_EQ_INT(tern__fec_choose_m(3, 4, 0.01, 1.0), 1);
+    TT_CHECK_EQ_INT(tern__fec_choose_m(3, 4, 0.01, 1.0, TERN__FEC_TARGET_FAIL), 1);
     /* ... at 3% in bursts of 2 one is far from enough (the cap decides) */
-    TT_CHECK(tern__fec_choose_m(3, 64, 0.03, 2.0) > 1);
-    unsigned r1 = tern__fec_choose_m(16, 16, 0.01, 1.0), r3 = tern__fec_choose_m(16, 16, 0.03, 1.0);
-    unsigned b3 = tern__fec_choose_m(16, 16, 0.03, 3.0);
+    TT_CHECK(tern__fec_choose_m(3, 64, 0.03, 2.0, TERN__FEC_TARGET_FAIL) > 1);
+    /* a live frame of 2 sources at 1% costing 10 frames when lost: 1 repair leaves 3e-4,
+     * below TERN__FEC_TARGET_FAIL but not below a tenth of it */
+    TT_CHECK_EQ_INT(tern__fec_choose_m(2, 4, 0.01, 1.0, TERN__FEC_TARGET_FAIL), 1);
+    TT_CHECK_EQ_INT(tern__fec_choose_m(2, 4, 0.01, 1.0, TERN__FEC_TARGET_FAIL / 10), 2);
+    unsigned r1 = tern__fec_choose_m(16, 16, 0.01, 1.0, TERN__FEC_TARGET_FAIL);
+    unsigned r3 = tern__fec_choose_m(16, 16, 0.03, 1.0, TERN__FEC_TARGET_FAIL);
+    unsigned b3 = tern__fec_choose_m(16, 16, 0.03, 3.0, TERN__FEC_TARGET_FAIL);
     printf("    16 sources: 1%% -> %u, 3%% -> %u, 3%% in bursts of 3 -> %u\n", r1, r3, b3);
     TT_CHECK(r1 >= 1 && r1 < r3);
     TT_CHECK(b3 > r3); /* bursts need more */
-    TT_CHECK_EQ_INT(tern__fec_choose_m(16, 2, 0.3, 4.0), 2); /* the cap */
+    TT_CHECK_EQ_INT(tern__fec_choose_m(16, 2, 0.3, 4.0, TERN__FEC_TARGET_FAIL), 2); /* the cap */
 }
 
 /* ---------------------------------------------------------------- frames */
