@@ -29,10 +29,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const uint8_t *body = data + 12;
     size_t body_len = size - 12;
 
-    /* the adaptive repair count: any loss and burst, the cap holds */
+    /* the adaptive repair count: any loss, burst and target (down to the live frames' cascade
+     * bound, TERN__FEC_TARGET_FAIL / 101), the cap holds */
     double loss = (double)data[4] / 255.0, burst = 1.0 + (double)data[5] / 16.0;
+    double target = TERN__FEC_TARGET_FAIL / (1.0 + (double)(data[7] % 101));
     unsigned cap = data[6] % 70;
-    if (tern__fec_choose_m(k, cap, loss, burst) > (cap > TERN__FEC_MAX_M ? TERN__FEC_MAX_M : cap))
+    if (tern__fec_choose_m(k, cap, loss, burst, target) >
+        (cap > TERN__FEC_MAX_M ? TERN__FEC_MAX_M : cap))
         fz_die("choose_m over its cap");
 
     uint8_t *buf = malloc((size_t)(2 * k + m) * len);
