@@ -608,12 +608,11 @@ static size_t sym_size(const uint8_t *sym)
 {
     size_t n = TERN__FEC_SYM_HDR + ((size_t)sym[1] << 8 | sym[2]);
     if (sym[0] & TERN__FD_DEP) {
-        const uint8_t *p = sym + TERN__FEC_SYM_HDR;
-        for (int i = 0; i < 3; i++) {
-            size_t l = (size_t)1 << (p[0] >> 6); /* the varint's length, from its prefix */
-            n += l;
-            p += l;
-        }
+        /* the three DEP varints sym_put wrote after the header */
+        const uint8_t *p = sym + TERN__FEC_SYM_HDR, *end = sym + TERN__FEC_SYM_MAX;
+        uint64_t v;
+        for (int i = 0; i < 3 && p != NULL; i++) p = tern__get_varint(p, end, &v);
+        if (p != NULL) n += (size_t)(p - (sym + TERN__FEC_SYM_HDR));
     }
     return n;
 }
@@ -767,10 +766,11 @@ static const tern__rfrag *frag_held(const tern__rflow *f, uint64_t fsn)
 static int src_symbol(const tern__rflow *f, uint64_t fsn, size_t len, uint8_t *out)
 {
     const uint8_t *sym = cache_get(f->fec, fsn);
-    if (sym != NULL && sym_size(sym) <= len) {
+    size_t n = sym != NULL ? sym_size(sym) : 0;
+    if (sym != NULL && n <= len) {
         if (out) {
-            memcpy(out, sym, sym_size(sym));
-            memset(out + sym_size(sym), 0, len - sym_size(sym));
+            memcpy(out, sym, n);
+            memset(out + n, 0, len - n);
         }
         return 1;
     }
@@ -778,7 +778,7 @@ static int src_symbol(const tern__rflow *f, uint64_t fsn, size_t len, uint8_t *o
     uint64_t dep[3];
     if (s == NULL) return 0;
     frag_dep(s, dep);
-    size_t n = sym_len(s->flags, dep, s->len);
+    n = sym_len(s->flags, dep, s->len);
     if (n > len) return 0;
     if (out) {
         sym_put(out, s->flags, dep, s->data, s->len);
