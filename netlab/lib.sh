@@ -197,6 +197,35 @@ nl_attach() {
 	echo "$id"
 }
 
+# nl_mobile_lab RATE RTT LOSS [KIND [LEAVE]]: the benchmarks' mobile-link lab, afresh (the
+# lab before is taken down): nodes c (10.80.0.1) and s (10.80.0.2) joined by one link of RATE
+# Mbit/s both ways, RTT/2 delay each way, a drop-tail queue of one BDP (6000 bytes at least),
+# and LOSS percent on the c -> s direction only: independent (KIND random, the default) or
+# Gilbert-Elliott (KIND bursty: the bad state loses every packet and is left with LEAVE percent
+# chance per packet, 25 by default: bursts of 100/LEAVE packets on average; the good state is
+# left with LEAVE x LOSS / (100 - LOSS) percent, so that the mean loss is LOSS). Seeded
+# with $seed when set. Waits until c reaches s.
+nl_mobile_lab() {
+	local half q spec
+	half=$(awk -v r="$2" 'BEGIN { printf "%gms", r / 2 }')
+	q=$(awk -v r="$1" -v t="$2" 'BEGIN { b = r * 1e6 * t / 1000 / 8; if (b < 6000) b = 6000; printf "%d", b }')
+	spec="delay=$half rate=${1}mbit queue=$q"
+	if [ "$3" != 0 ]; then
+		if [ "${4:-random}" = bursty ]; then
+			spec="$spec $(awk -v l="$3" -v r="${5:-25}" 'BEGIN { printf "ge=%.4f/%g", l * r / (100 - l), r }')"
+		else
+			spec="$spec loss=$3%"
+		fi
+	fi
+	nl_down
+	nl_init
+	NL_SEED=${seed:-${NL_SEED:-1}}
+	nl_ns c
+	nl_ns s
+	nl_link c eth0 10.80.0.1/24 s eth0 10.80.0.2/24 "$spec" "delay=$half rate=${1}mbit queue=$q" >/dev/null
+	nl_exec c ping -c 1 -W 3 -q 10.80.0.2 >/dev/null
+}
+
 # nl_link NODE_A IF_A ADDR_A NODE_B IF_B ADDR_B [SPEC_AB [SPEC_BA]]: a point-to-point link.
 nl_link() {
 	local id

@@ -75,26 +75,7 @@ trap 'exit 143' TERM
 now() { date +%s.%N; }
 later() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a > b) }'; } # A later than B
 
-cell_lab() { # RATE RTT LOSS KIND
-	local half q spec
-	half=$(awk -v r="$2" 'BEGIN { printf "%gms", r / 2 }')
-	q=$(awk -v r="$1" -v t="$2" 'BEGIN { b = r * 1e6 * t / 1000 / 8; if (b < 6000) b = 6000; printf "%d", b }')
-	spec="delay=$half rate=${1}mbit queue=$q"
-	if [ "$3" != 0 ]; then
-		if [ "$4" = bursty ]; then
-			spec="$spec $(awk -v l="$3" 'BEGIN { r = 30; printf "ge=%.4f/%g", l * r / (100 - l), r }')"
-		else
-			spec="$spec loss=$3%"
-		fi
-	fi
-	nl_down
-	nl_init
-	NL_SEED=$seed
-	nl_ns c
-	nl_ns s
-	nl_link c eth0 10.80.0.1/24 s eth0 10.80.0.2/24 "$spec" "delay=$half rate=${1}mbit queue=$q" >/dev/null
-	nl_exec c ping -c 1 -W 3 -q 10.80.0.2 >/dev/null
-}
+cell_lab() { nl_mobile_lab "$1" "$2" "$3" "$4" 30; } # RATE RTT LOSS KIND: bursts of 3.3
 
 # timed RPID CAP CHECK SEND...: starts SEND in c (the sender), then waits until the receiver
 # RPID exits (or, when CHECK is a command, until it succeeds) or CAP seconds pass; prints the

@@ -100,24 +100,7 @@ trap 'nl_down; rm -rf "$work"' EXIT
 "$TERN" keygen --out "$work/tern.key" >"$work/tern.pub" 2>/dev/null
 pub=$(grep -o '[0-9a-f]\{64\}' "$work/tern.pub" | head -1)
 
-cell_lab() { # RATE RTT LOSS KIND
-	local half q spec
-	half=$(awk -v r="$2" 'BEGIN { printf "%gms", r / 2 }')
-	q=$(awk -v r="$1" -v t="$2" 'BEGIN { b = r * 1e6 * t / 1000 / 8; if (b < 6000) b = 6000; printf "%d", b }')
-	if [ "$4" = bursty ]; then
-		spec=$(awk -v l="$3" 'BEGIN { printf "ge=%.4f/25", 25 * l / (100 - l) }')
-	else
-		spec="loss=$3%"
-	fi
-	nl_down
-	nl_init
-	NL_SEED=$seed
-	nl_ns c
-	nl_ns s
-	nl_link c eth0 10.81.0.1/24 s eth0 10.81.0.2/24 \
-		"delay=$half rate=${1}mbit queue=$q $spec" "delay=$half rate=${1}mbit queue=$q" >/dev/null
-	nl_exec c ping -c 1 -W 3 -q 10.81.0.2 >/dev/null
-}
+cell_lab() { nl_mobile_lab "$1" "$2" "$3" "$4" 25; } # RATE RTT LOSS KIND: bursts of 4
 
 # wait_pid PID SECONDS: waits for PID to exit, at most SECONDS; kills it after that.
 wait_pid() {
@@ -134,11 +117,11 @@ wait_pid() {
 # $NL_DIR/PEER.recv (and the rest of the logs beside it).
 run_tern() {
 	local bitrate=$1 rtt=$2 playout=$3 rpid
-	nl_bg s "$TERN" stream recv --listen 10.81.0.2:9100 --key "$work/tern.key" \
+	nl_bg s "$TERN" stream recv --listen 10.80.0.2:9100 --key "$work/tern.key" \
 		--playout "$playout" --idle-timeout 10000 --frames-log "$NL_DIR/tern.frames" >"$NL_DIR/tern.recv" 2>&1
 	rpid=$NL_BGPID
 	sleep 0.3
-	nl_exec c "$TERN" stream send --to 10.81.0.2:9100 --server-key "$pub" --bitrate "$bitrate" \
+	nl_exec c "$TERN" stream send --to 10.80.0.2:9100 --server-key "$pub" --bitrate "$bitrate" \
 		--duration "$duration" --seed "$seed" --fec adaptive $tern_args >"$NL_DIR/tern.send" 2>&1 || true
 	wait_pid "$rpid" 15
 }
@@ -153,7 +136,7 @@ run_srt_variant() { # NAME BITRATE RTT PLAYOUT SRT_LATENCY EXTRA_URI
 	spid2=$NL_BGPID
 	sleep 0.3
 	nl_bg c srt-live-transmit -q "udp://127.0.0.1:9002" \
-		"srt://10.81.0.2:9000?latency=$lat$extra" >"$NL_DIR/$name.srt-tx" 2>&1
+		"srt://10.80.0.2:9000?latency=$lat$extra" >"$NL_DIR/$name.srt-tx" 2>&1
 	spid1=$NL_BGPID
 	sleep 1 # the SRT handshake (1.5 RTT) before the first frame
 	nl_exec c "$TERN" stream send --udp-out 127.0.0.1:9002 --bitrate "$bitrate" \

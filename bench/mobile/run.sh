@@ -52,19 +52,7 @@ fi
 nl_init
 nl_trap
 
-cell_lab() { # RATE RTT LOSS
-	local half q
-	half=$(awk -v r="$2" 'BEGIN { printf "%gms", r / 2 }')
-	q=$(awk -v r="$1" -v t="$2" 'BEGIN { b = r * 1e6 * t / 1000 / 8; if (b < 6000) b = 6000; printf "%d", b }')
-	nl_down
-	nl_init
-	NL_SEED=$seed
-	nl_ns c
-	nl_ns s
-	nl_link c eth0 10.80.0.1/24 s eth0 10.80.0.2/24 \
-		"delay=$half rate=${1}mbit queue=$q loss=$3%" "delay=$half rate=${1}mbit queue=$q" >/dev/null
-	nl_exec c ping -c 1 -W 3 -q 10.80.0.2 >/dev/null
-}
+cell_lab() { nl_mobile_lab "$1" "$2" "$3"; } # RATE RTT LOSS (random)
 
 run_tcp() { # RATE: prints Mbit/s
 	nl_bg s iperf3 -s -1 >/dev/null 2>&1
